@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ovc engine — the part of libovc a VMM embeds.
+ *
+ * The VMM registers its guest RAM as regions. The engine then scans them,
+ * gives back the memory of pages that hold only zeros (the guest keeps
+ * reading zeros; its next write gets a private copy) and, when asked to
+ * reclaim, writes cold pages to a swap file and drops them. Every access to a
+ * dropped page, by a vCPU through KVM, by the guest or by any VMM thread, is
+ * served by the engine's userfaultfd handler. No write is ever lost.
+ *
+ * Threads: an engine is driven either by its own threads (default) or by
+ * the VMM's event loop (OVC_ENGINE_NO_THREADS, then poll ovc_engine_fd() and
+ * call ovc_engine_process()). All calls on one engine are thread-safe unless
+ * noted. Calls never block on disk I/O unless their name says so.
+ */
+#ifndef OVC_ENGINE_H
+#define OVC_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ovc/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ovc_engine ovc_engine;
+
+/* Size of the page the engine manages. */
+#define OVC_PAGE_SIZE 4096u
+
+/* Flags of struct ovc_engine_opts.flags. */
+enum {
+	/* Start no threads: the caller polls ovc_engine_fd() for POLLIN and
+	 * calls ovc_engine_process(). The fault handler then runs in the
+	 * caller's loop, which therefore must never touch guest memory. */
+	OVC_ENGINE_NO_THREADS = 1u << 0,
+	/* Never use UFFDIO_MOVE even where the kernel has it; always take the
+	 * write-protect path. For testing and for kernels with MOVE bugs. */
+	OVC_ENGINE_NO_MOVE = 1u << 1,
+	/* Do not scan on a timer; scan only on ovc_engine_scan() and
+	 * ovc_engine_reclaim(). */
+	OVC_ENGINE_NO_AUTOSCAN = 1u << 2,
+};
+
+/*
+ * A failed read of a swapped page cannot be hidden from the guest: the engine
+ * calls this (from its fault-handler thread) with the guest-physical address
+ * and the negative errno, then keeps the faulting thread blocked until the
+ * page is retried successfully or the region is removed. Must not call back
+ * into the engine.
+ */
+typedef void (*ovc_io_error_fn)(void *userdata, uint64_t guest_phys, int err);
+
+struct ovc_engine_opts {
+	/* sizeof(struct ovc_engine_opts) as the caller knows it. Fields past
+	 * this size read as zero, so newer libraries accept older callers. */
+	uint32_t size;
+	/* OVC_ENGINE_*; unknown bits give -EINVAL. */
+	uint32_t flags;
+
+	ovc_log_fn log_fn;               /* NULL: no messages */
+	void *log_userdata;
+	enum ovc_log_level log_level;    /* 0: OVC_LOG_NOTICE */
+
+	/* Time between scan passes; 0: 1 s. */
+	uint64_t scan_interval_usec;
+	/* CPU budget of the scanner, in permille of one CPU; 0: 100 (10%). */
+	uint32_t scan_cpu_permille;
+
+	/* Swapping. swap_path names a directory (the engine creates an
+	 * unlinked O_TMPFILE there) or NULL for no swapping. */
+	const char *swap_path;
+	uint64_t swap_size_bytes;        /* preallocated; 0: no swapping */
+	uint64_t cold_age_usec;          /* unwritten for this long = cold; 0: 30 s */
+	uint64_t swapout_rate_bytes_per_sec; /* 0: unlimited */
+
+	ovc_io_error_fn io_error_fn;     /* NULL: errors are only logged */
+	void *io_error_userdata;
+};
+
+/*
+ * ovc_engine_new - create an engine
+ * @opts: options; NULL means all defaults
+ * @ret: receives the engine, untouched on failure
+ *
+ * Opens the engine's userfaultfd (through /dev/userfaultfd when readable,
+ * else the syscall, which needs CAP_SYS_PTRACE or vm.unprivileged_userfaultfd
+ * for faults raised by KVM) and, unless OVC_ENGINE_NO_THREADS, starts its
+ * threads.
+ *
+ * Returns 0, or -EINVAL (bad option or flag), -EPERM (no userfaultfd
+ * permission), -ENOSYS (kernel without userfaultfd), -ENOMEM, or the errno
+ * of opening the swap file.
+ */
+OVC_EXPORT int ovc_engine_new(const struct ovc_engine_opts *opts, ovc_engine **ret);
+
+/* Stop the threads, wait for I/O in flight, put every dropped page back
+ * (so the guest RAM stays valid after the engine is gone) and free. Takes
+ * NULL. Returns NULL. */
+OVC_EXPORT ovc_engine *ovc_engine_free(ovc_engine *e);
+
+/* Flags of ovc_region_add(). */
+enum {
+	/* Never swap pages of this region (zero sharing still applies). */
+	OVC_REGION_NO_SWAP = 1u << 0,
+	/* Never share zero pages of this region. */
+	OVC_REGION_NO_SHARE = 1u << 1,
+};
+
+/*
+ * ovc_region_add - hand a range of guest RAM to the engine
+ * @host_addr: start in this process, page aligned; private anonymous or
+ *             shared memfd/shmem memory, mapped read-write
+ * @len_bytes: length, a non-zero multiple of OVC_PAGE_SIZE
+ * @guest_phys: guest-physical address of @host_addr, page aligned
+ * @flags: OVC_REGION_*
+ *
+ * Marks the range MADV_DONTFORK and registers it with userfaultfd. Nothing is
+ * left half-registered on failure.
+ *
+ * Returns 0, or -EINVAL (unaligned, zero length, unknown flag), -EEXIST
+ * (overlaps a region, in host or guest-physical space), -EFAULT (not mapped,
+ * or memory of a kind userfaultfd cannot register: file-backed, hugetlb,
+ * read-only), -ENOMEM.
+ */
+OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes,
+			      uint64_t guest_phys, unsigned flags);
+
+/*
+ * ovc_region_remove - give a region back to the VMM
+ * @guest_phys: the address the region was added with
+ *
+ * Waits for I/O in flight, brings every swapped page back into memory and
+ * unregisters the range. May block on disk reads. Returns 0, -ENOENT (no
+ * such region), -EIO (a swapped page could not be read; the region stays).
+ */
+OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned flags);
+
+/*
+ * ovc_engine_fd - the fd to poll in OVC_ENGINE_NO_THREADS mode
+ *
+ * Readable (POLLIN) when ovc_engine_process() has work. Owned by the engine.
+ * Returns the fd, or -EINVAL when the engine runs its own threads.
+ */
+OVC_EXPORT int ovc_engine_fd(ovc_engine *e);
+
+/*
+ * ovc_engine_process - do pending work in OVC_ENGINE_NO_THREADS mode
+ *
+ * Serves faults, completes I/O and runs a slice of scanning within the CPU
+ * budget. Never blocks. Returns 0 or a negative errno.
+ */
+OVC_EXPORT int ovc_engine_process(ovc_engine *e, unsigned flags);
+
+/*
+ * ovc_engine_scan_sync - scan every region now and share its zero pages
+ *
+ * Blocks the caller until one full pass is done, ignoring the CPU budget.
+ * Returns the number of pages reclaimed by this pass, or a negative errno.
+ */
+OVC_EXPORT int64_t ovc_engine_scan_sync(ovc_engine *e, unsigned flags);
+
+/* Flags of ovc_engine_reclaim(). */
+enum {
+	OVC_RECLAIM_ZERO_ONLY = 1u << 0, /* share zero pages, swap nothing */
+};
+
+/*
+ * ovc_engine_reclaim - set how many bytes the engine should give back
+ * @target_bytes: bytes of guest RAM to keep reclaimed (zero-shared plus
+ *                swapped); 0 returns to zero sharing only
+ *
+ * Zero pages go first, then cold pages oldest first, within the swap-out rate
+ * limit. Returns at once; progress shows in ovc_engine_stats().
+ * Returns 0, -EINVAL, -ENOSPC (target beyond what swap can hold).
+ */
+OVC_EXPORT int ovc_engine_reclaim(ovc_engine *e, uint64_t target_bytes, unsigned flags);
+
+/* Fault latency histogram: bucket i counts faults that took less than
+ * 2^i microseconds (and at least 2^(i-1)); the last bucket is open-ended. */
+#define OVC_LAT_BUCKETS 20
+
+struct ovc_engine_stats {
+	uint32_t size;                 /* caller sets sizeof(struct ovc_engine_stats) */
+	uint32_t reserved;
+
+	uint64_t regions;
+	uint64_t region_bytes;         /* guest RAM registered */
+	uint64_t meta_bytes;           /* engine metadata for all regions */
+
+	/* Zero sharing. */
+	uint64_t pages_scanned;        /* cumulative */
+	uint64_t zero_pages_found;     /* cumulative */
+	uint64_t zero_pages_reclaimed; /* cumulative */
+	uint64_t zero_pages_now;       /* pages in state ZERO now */
+	uint64_t zero_faults;          /* missing faults answered with a zero page */
+	uint64_t scan_bytes_per_sec;   /* of the last full pass */
+	uint64_t scan_cpu_usec;        /* cumulative CPU of scanning */
+	uint64_t reclaim_usec;         /* cumulative wall time spent dropping pages */
+	uint64_t distinct_hashes;      /* of the last full pass */
+	uint64_t duplicate_pages;      /* non-zero pages whose hash was seen before */
+
+	/* Swapping. */
+	uint64_t swapped_pages_now;
+	uint64_t pages_swapped_out;    /* cumulative */
+	uint64_t pages_swapped_in;     /* cumulative */
+	uint64_t swap_bytes_on_disk;
+	uint64_t swap_bytes_total;
+	uint64_t refaults;             /* swapped in soon after swap-out */
+	uint64_t swap_write_errors;
+	uint64_t swap_read_errors;
+	uint64_t swap_faults;          /* missing faults served from swap */
+	uint64_t fault_lat_hist[OVC_LAT_BUCKETS];
+
+	/* What the engine gives back to the host now. */
+	uint64_t saved_bytes;          /* (zero_pages_now + swapped_pages_now) * page */
+	uint64_t reclaim_target_bytes;
+};
+
+/*
+ * ovc_engine_stats - read the engine's counters
+ * @st: st->size must be set; fields beyond it are not written
+ *
+ * Returns 0 or -EINVAL (NULL, or size smaller than the first version).
+ */
+OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

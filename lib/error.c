@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ovc_strerror(): every errno the API returns, said in ovc's terms.
+ * Thread-safe: only static strings.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <ovc/common.h>
+
+#include "error.h"
+
+/* Keep in step with the RETURN VALUE sections of the man pages; the unit
+ * test checks that every entry has its own text. */
+const struct ovc_error_text ovc_error_texts[] = {
+	{ EINVAL, "Invalid argument: an unknown flag, an option struct of an unknown size, "
+		  "an address or length that is not page aligned, or a value out of range" },
+	{ EPERM, "Operation not permitted: userfaultfd needs read-write access to /dev/userfaultfd, "
+		 "CAP_SYS_PTRACE, or vm.unprivileged_userfaultfd=1 to serve faults raised by KVM" },
+	{ EACCES, "Permission denied: the control socket or a file of the engine cannot be opened" },
+	{ ENOSYS, "Function not implemented: the running kernel lacks a feature ovc needs "
+		  "(userfaultfd, io_uring or PAGEMAP_SCAN)" },
+	{ EOPNOTSUPP, "Operation not supported: the kernel or the memory of this region cannot do this "
+		      "(for example UFFDIO_MOVE on shared memory)" },
+	{ ENOMEM, "Cannot allocate memory: the engine could not allocate its metadata or buffers" },
+	{ EEXIST, "File exists: the region overlaps one that is already registered" },
+	{ ENOENT, "No such file or directory: no region, guest or file by that name" },
+	{ EFAULT, "Bad address: the range is not mapped, or is memory userfaultfd cannot register "
+		  "(file-backed, hugetlb or read-only)" },
+	{ EBUSY, "Device or resource busy: the page or region is in use (in transit, pinned, or shared by KSM)" },
+	{ EAGAIN, "Resource temporarily unavailable: retry after pending userfaultfd events are read" },
+	{ ENOSPC, "No space left on device: the swap file is full" },
+	{ EIO, "Input/output error: a read or write of the swap file failed" },
+	{ ENODEV, "No such device: the guest has no balloon device, or its driver is not loaded" },
+	{ ENOTCONN, "Transport endpoint is not connected: the connection to libvirtd or QEMU is lost" },
+	{ ETIMEDOUT, "Connection timed out: the hypervisor or guest did not answer in time" },
+	{ EPROTO, "Protocol error: the peer sent a message ovc cannot parse" },
+	{ ERANGE, "Numerical result out of range: a size or ratio does not fit" },
+	{ EBADMSG, "Bad message: the input is malformed" },
+	{ ECANCELED, "Operation canceled: the engine or region was removed while the call waited" },
+	{ ESTALE, "Stale file handle: the guest's statistics are too old to be used" },
+	{ 0, NULL },
+};
+
+const char *ovc_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	if (err == 0)
+		return "Success";
+	for (const struct ovc_error_text *t = ovc_error_texts; t->text; t++)
+		if (t->err == err)
+			return t->text;
+	/* strerror() is not thread-safe in general but glibc's returns static
+	 * text for every known errno; unknown ones are covered above. */
+	return strerror(err);
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Normalising guest statistics. Pure functions; any thread. */
+#include <string.h>
+
+#include "guest.h"
+
+void ovc_guest_stats_reset(struct ovc_guest_stats *st)
+{
+	memset(st, 0xff, sizeof(*st));
+	st->collected_usec = 0;
+	st->stale = false;
+}
+
+static unsigned forget(uint64_t *v)
+{
+	if (!ovc_known(*v))
+		return 0;
+	*v = OVC_UNKNOWN;
+	return 1;
+}
+
+/* No VM has more than 64 TiB of RAM; anything above is garbage. */
+#define GUEST_BYTES_LIMIT (UINT64_C(64) << 40)
+
+unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
+				  uint64_t max_age_sec)
+{
+	uint64_t *guest_bytes[] = {
+		&st->total_bytes, &st->free_bytes, &st->available_bytes, &st->disk_caches_bytes,
+	};
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < sizeof(guest_bytes) / sizeof(guest_bytes[0]); i++)
+		if (ovc_known(*guest_bytes[i]) && *guest_bytes[i] > GUEST_BYTES_LIMIT)
+			n += forget(guest_bytes[i]);
+
+	/* The guest cannot see more memory than it was given. */
+	if (ovc_known(st->total_bytes) && ovc_known(st->max_bytes) && st->total_bytes > st->max_bytes)
+		n += forget(&st->total_bytes);
+	if (ovc_known(st->free_bytes) &&
+	    ((ovc_known(st->total_bytes) && st->free_bytes > st->total_bytes) ||
+	     (ovc_known(st->max_bytes) && st->free_bytes > st->max_bytes)))
+		n += forget(&st->free_bytes);
+	if (ovc_known(st->available_bytes) &&
+	    ((ovc_known(st->total_bytes) && st->available_bytes > st->total_bytes) ||
+	     (ovc_known(st->max_bytes) && st->available_bytes > st->max_bytes)))
+		n += forget(&st->available_bytes);
+	if (ovc_known(st->disk_caches_bytes) && ovc_known(st->total_bytes) &&
+	    st->disk_caches_bytes > st->total_bytes)
+		n += forget(&st->disk_caches_bytes);
+
+	/* Staleness: no update at all, an update from the future, or an old one. */
+	bool stale = !ovc_known(st->guest_update_sec) || st->guest_update_sec == 0 ||
+		     st->guest_update_sec > now_sec + 60 ||
+		     (now_sec > st->guest_update_sec && now_sec - st->guest_update_sec > max_age_sec);
+	if (stale) {
+		n += forget(&st->total_bytes);
+		n += forget(&st->free_bytes);
+		n += forget(&st->available_bytes);
+		n += forget(&st->disk_caches_bytes);
+		n += forget(&st->swap_in_bytes);
+		n += forget(&st->swap_out_bytes);
+		n += forget(&st->major_faults);
+		n += forget(&st->minor_faults);
+	}
+	st->stale = stale;
+	return n;
+}

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What ovc knows about one guest's memory, normalised from every balloon
+ * driver (libvirt, QMP, an embedded ovc engine). Shared by the drivers (which
+ * fill it) and the policy (which reads it).
+ *
+ * Everything a guest reports is untrusted. A figure the guest did not send,
+ * sent as "unavailable" (QMP's u64 -1), sent too long ago, or that cannot be
+ * true (free > total) is OVC_UNKNOWN, never 0. Units are in the field names.
+ */
+#ifndef OVC_GUEST_H
+#define OVC_GUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define OVC_UNKNOWN UINT64_MAX
+
+static inline bool ovc_known(uint64_t v)
+{
+	return v != OVC_UNKNOWN;
+}
+
+struct ovc_guest_stats {
+	/* When the driver collected these (CLOCK_MONOTONIC, µs). */
+	uint64_t collected_usec;
+	/* When the guest last answered, as the guest reported it (seconds
+	 * since the epoch, CLOCK_REALTIME), or OVC_UNKNOWN. */
+	uint64_t guest_update_sec;
+	/* true when every guest-side figure below is OVC_UNKNOWN because the
+	 * stats are stale (last update older than the staleness limit). */
+	bool stale;
+
+	/* Host side: always known for a running guest. */
+	uint64_t max_bytes;         /* configured maximum memory */
+	uint64_t actual_bytes;      /* memory the guest has now (max - balloon) */
+	uint64_t rss_bytes;         /* RSS of the VMM process, or OVC_UNKNOWN */
+
+	/* Guest side (virtio-balloon stats). */
+	uint64_t total_bytes;       /* guest MemTotal */
+	uint64_t free_bytes;        /* guest MemFree */
+	uint64_t available_bytes;   /* guest MemAvailable */
+	uint64_t disk_caches_bytes; /* guest page cache that can be dropped */
+	uint64_t swap_in_bytes;     /* cumulative */
+	uint64_t swap_out_bytes;    /* cumulative */
+	uint64_t major_faults;      /* cumulative count */
+	uint64_t minor_faults;      /* cumulative count */
+
+	/* Embedded engine (ovc driver), OVC_UNKNOWN elsewhere. */
+	uint64_t engine_zero_bytes;
+	uint64_t engine_swap_bytes;
+	uint64_t engine_target_bytes;
+};
+
+/* Set every field to OVC_UNKNOWN (and stale = false, collected_usec = 0). */
+void ovc_guest_stats_reset(struct ovc_guest_stats *st);
+
+/* Apply the rules above after a driver filled @st from raw values: drop what
+ * cannot be true, mark everything guest-side unknown when the guest's
+ * last update is older than @max_age_sec at @now_sec (CLOCK_REALTIME).
+ * Returns the number of figures that were turned to OVC_UNKNOWN. */
+unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
+				  uint64_t max_age_sec);
+
+#endif
