@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ovc-bench: one program, one subcommand per benchmark (bench-<name>.c),
+ * each measuring ovc and its peer in the same run. Never run by meson test.
+ */
+#ifndef OVC_BENCH_H
+#define OVC_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct bench_opts {
+	bool json;            /* --json: one JSON object on stdout */
+	uint64_t size_bytes;  /* --size: region size, 0 = the benchmark's default */
+	unsigned repeat;      /* --repeat: runs per measurement for medians, 0 = default */
+	int argc;             /* the rest, for the subcommand */
+	char **argv;
+};
+
+/* Each subcommand: returns 0 or a process exit code; prints its table or,
+ * with opts->json, one JSON object. */
+typedef int (*bench_fn)(const struct bench_opts *opts);
+
+int bench_zero(const struct bench_opts *opts);
+int bench_swap(const struct bench_opts *opts);
+int bench_policy(const struct bench_opts *opts);
+
+/* --- helpers (bench-util.c) --- */
+
+/* Parse "1GiB", "256MiB", "4096" into bytes; 0 on error. */
+uint64_t bench_parse_size(const char *s);
+/* Monotonic wall clock and this process's CPU time (all threads), ns. */
+uint64_t bench_now_ns(void);
+uint64_t bench_cpu_ns(void);
+/* CPU time of another process (all threads) from /proc, ns; 0 if gone. */
+uint64_t bench_proc_cpu_ns(int pid);
+/* Median / percentile (0..100) of @n doubles; sorts @v in place. */
+double bench_percentile(double *v, size_t n, double pct);
+/* Write "\"machine\":{...}" (no braces around, no trailing comma) with the
+ * kernel, CPU model, cores, memory and date, to @f. */
+void bench_json_machine(FILE *f);
+/* The same as a human header line. */
+void bench_print_machine(FILE *f);
+/* Pin the calling thread to @cpu (ignored if it fails). */
+void bench_pin(int cpu);
+
+#endif
