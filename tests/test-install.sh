@@ -19,8 +19,11 @@ export PKG_CONFIG_PATH=$(dirname "$pc")
 export PKG_CONFIG_SYSROOT_DIR=$dest
 flags=$(pkg-config --cflags --libs ovc)
 echo "pkg-config --cflags --libs ovc: $flags"
-cc -Wall -Werror -o "$dest/consumer" "$consumer" $flags
 libdir=$(dirname "$(find "$dest" -name 'libovc.so.0' | head -n1)")
+# A sanitizer build's library needs the consumer built with the same runtime.
+san=
+if readelf -d "$libdir/libovc.so.0" | grep -q 'libasan'; then san=-fsanitize=address,undefined; fi
+cc -Wall -Werror $san -o "$dest/consumer" "$consumer" $flags
 LD_LIBRARY_PATH=$libdir "$dest/consumer"
 # The shared library exports the API and nothing else.
 bad=$(nm -D --defined-only "$libdir/libovc.so.0" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^ovc_' | grep -v '^OVC_' || true)
