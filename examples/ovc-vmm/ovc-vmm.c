@@ -184,7 +184,7 @@ static void setup_engine(struct vmm *v)
 		.scan_interval_usec = 200000,
 		.scan_cpu_permille = 500,
 		.swap_path = v->swap_dir,
-		.swap_size_bytes = v->mem_bytes,
+		.swap_size_bytes = v->swap_dir ? v->mem_bytes : 0,
 		.cold_age_usec = 1000000,
 		.io_error_fn = engine_io_error,
 		.io_error_userdata = v,
@@ -435,7 +435,7 @@ static uint64_t parse_size(const char *s)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ovc-vmm [--mem SIZE] [--no-engine] [--swap-dir DIR] [--reclaim PERCENT]\n"
+		"usage: ovc-vmm [--mem SIZE] [--no-engine] [--no-swap] [--swap-dir DIR] [--reclaim PERCENT]\n"
 		"               [--hot PERMILLE] [--timeout SEC] [--check] [--json] [--verbose]\n");
 }
 
@@ -444,6 +444,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "mem", required_argument, NULL, 'm' },
 		{ "no-engine", no_argument, NULL, 'n' },
+		{ "no-swap", no_argument, NULL, 'S' },
 		{ "swap-dir", required_argument, NULL, 's' },
 		{ "reclaim", required_argument, NULL, 'r' },
 		{ "hot", required_argument, NULL, 'H' },
@@ -465,7 +466,7 @@ int main(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "m:ns:r:H:t:cjvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:nSs:r:H:t:cjvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			v.mem_bytes = parse_size(optarg);
@@ -477,6 +478,9 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			v.swap_dir = optarg;
+			break;
+		case 'S':
+			v.swap_dir = NULL;
 			break;
 		case 'r':
 			v.reclaim_percent = (unsigned)atoi(optarg);
@@ -539,7 +543,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ovc-vmm: --check: the engine shared no zero page\n");
 			rc = 1;
 		}
-		if (!v.st_end.pages_swapped_out || !v.st_end.pages_swapped_in) {
+		if (v.swap_dir && (!v.st_end.pages_swapped_out || !v.st_end.pages_swapped_in)) {
 			fprintf(stderr, "ovc-vmm: --check: the engine swapped nothing out and back\n");
 			rc = 1;
 		}
