@@ -94,11 +94,14 @@ void _start(void)
 	uint32_t zero_csum = page_csum(zero_page_words);
 	uint32_t gen = 1;
 
-	/* Fill: patterns and zeros, a checksum per page. Zero pages are never
-	 * written: like a freshly booted guest, they were never touched. */
+	/* Fill: patterns and zeros, a checksum per page. Zero pages are
+	 * written with zeros, as a guest kernel clears the pages it frees: the
+	 * host holds real memory for them until the engine shares them. */
 	for (uint32_t p = 0; p < mb->data_pages; p++) {
 		volatile uint32_t *w = (volatile uint32_t *)(data + (uint64_t)p * VMM_PAGE);
 		if (vmm_page_is_zero(mb->seed, p)) {
+			for (uint32_t i = 0; i < VMM_PAGE / 4; i++)
+				w[i] = 0;
 			csum[p] = zero_csum;
 			mb->zero_pages++;
 		} else {
