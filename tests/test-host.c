@@ -167,6 +167,35 @@ static void test_real_collect(void **state)
 		      h.ksm_valid ? "present" : "absent");
 }
 
+/* The pieces fit on real data: the real host state through the policy
+ * gives the level its MemAvailable and PSI say, and a KSM decision. */
+static void test_real_tick(void **state)
+{
+	struct ovc_config *c = NULL;
+	struct ovc_policy_host h;
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_guest g = { .name = "sim", .kind = OVC_DRIVER_LIBVIRT };
+
+	assert_ovc_ok(ovc_config_new_default(&c));
+	assert_ovc_ok(ovc_host_collect(NULL, 1000 * USEC_PER_SEC, &h));
+	ovc_guest_stats_reset(&g.stats);
+	g.stats.max_bytes = g.stats.actual_bytes = g.target_bytes = GIB;
+	ovc_config_guest_settings(c, g.name, &g.settings);
+	struct ovc_policy_decision d;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	uint64_t low = h.mem.total_bytes / 10, high = h.mem.total_bytes / 5;
+	bool psi = h.psi_valid && (h.psi.some.avg10_basis_points >= 1000 ||
+				   h.psi.full.avg10_basis_points >= 500);
+	enum ovc_host_level want = h.mem.available_bytes < low || psi ? OVC_HOST_PRESSURE
+				   : h.mem.available_bytes > high ? OVC_HOST_ROOM
+								   : OVC_HOST_STEADY;
+	assert_int_equal(out.level, want);
+	assert_int_not_equal(d.action, OVC_ACTION_INFLATE); /* no stats: never */
+	print_message("%s; %s\n", out.reason, out.ksm_reason);
+	ovc_config_free(c);
+}
+
 static void test_real_meminfo(void **state)
 {
 	struct ovc_meminfo m;
@@ -224,6 +253,7 @@ int main(int argc, char **argv)
 	};
 	const struct CMUnitTest integration[] = {
 		cmocka_unit_test(test_real_collect),
+		cmocka_unit_test(test_real_tick),
 		cmocka_unit_test(test_real_meminfo),
 		cmocka_unit_test(test_real_psi),
 	};
