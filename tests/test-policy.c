@@ -359,6 +359,28 @@ static void test_proportional(void **state)
 	assert_int_equal(d[1].target_bytes, 4 * GIB - 256 * MIB);
 }
 
+/* What a balloon is still taking counts toward the host's need: others are
+ * not asked for it again. */
+static void test_pending_counts(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\nstep = 256MiB\n");
+	struct ovc_policy_host h = host_at(1900 * MIB); /* need 200MiB */
+	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB) };
+	struct ovc_policy_decision d[2];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+
+	g[0].target_bytes = 4 * GIB - 150 * MIB; /* actual still 4GiB: 150MiB pending */
+	g[0].last_action_usec = NOW - SEC;       /* settling */
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.need_bytes, 200 * MIB);
+	assert_int_equal(out.pending_bytes, 150 * MIB);
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
+	assert_int_equal(d[1].action, OVC_ACTION_INFLATE);
+	assert_int_equal(d[1].target_bytes, 4 * GIB - 50 * MIB);
+}
+
 /* Lower priorities give first; higher priorities get back first. */
 static void test_priorities(void **state)
 {
@@ -943,6 +965,7 @@ int main(void)
 		cmocka_unit_test(test_host_levels),
 		cmocka_unit_test(test_proportional),
 		cmocka_unit_test(test_priorities),
+		cmocka_unit_test(test_pending_counts),
 		cmocka_unit_test(test_ksm_steering),
 		cmocka_unit_test(test_random_invariants),
 		cmocka_unit_test(test_trace_squeeze),
