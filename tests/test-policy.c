@@ -620,8 +620,36 @@ static void test_random_invariants(void **state)
 				g[i].last_emergency_usec = xorshift(&seed) % 3 ? 0 : g[i].last_action_usec;
 				ovc_config_guest_settings(c, names[i], &g[i].settings);
 			}
-			struct ovc_policy_out out;
+			struct ovc_policy_out out, out2;
+			struct ovc_policy_decision d2[N];
+			struct ovc_policy_guest g_copy[N];
+			struct ovc_policy_host h_copy = h;
+			struct ovc_policy_ksm_state ks_copy = ks;
+			memcpy(g_copy, g, sizeof(g));
+			memset(d, 0xa5, sizeof(d));
+			memset(d2, 0x5a, sizeof(d2));
+			memset(&out, 0xa5, sizeof(out));
+			memset(&out2, 0x5a, sizeof(out2));
 			assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, N, d, &out));
+			/* Pure: inputs untouched, and the same inputs give the
+			 * same outputs, whatever was in the output buffers. */
+			assert_memory_equal(g, g_copy, sizeof(g));
+			assert_memory_equal(&h, &h_copy, sizeof(h));
+			assert_memory_equal(&ks, &ks_copy, sizeof(ks));
+			assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, N, d2, &out2));
+			for (int i = 0; i < N; i++) {
+				assert_int_equal(d[i].action, d2[i].action);
+				assert_int_equal(d[i].target_bytes, d2[i].target_bytes);
+				assert_int_equal(d[i].reclaim_zero_bytes, d2[i].reclaim_zero_bytes);
+				assert_int_equal(d[i].reclaim_swap_bytes, d2[i].reclaim_swap_bytes);
+				assert_string_equal(d[i].reason, d2[i].reason);
+			}
+			assert_string_equal(out.reason, out2.reason);
+			assert_string_equal(out.ksm_reason, out2.ksm_reason);
+			assert_memory_equal(&out.ksm, &out2.ksm, sizeof(out.ksm));
+			assert_memory_equal(&out.ksm_state, &out2.ksm_state, sizeof(out.ksm_state));
+			assert_int_equal(out.need_bytes, out2.need_bytes);
+			assert_int_equal(out.inflate_bytes, out2.inflate_bytes);
 			ks = out.ksm_state;
 			for (int i = 0; i < N; i++) {
 				uint64_t max = g[i].stats.max_bytes;
