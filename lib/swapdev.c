@@ -570,6 +570,15 @@ int swapdev_process(struct swapdev_ring *r)
 	return reap(r);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 /* Wait until the synchronous read is reaped: spin, then sleep. */
 static int wait_sync(struct swapdev_ring *r, unsigned spin_usec)
 {
@@ -580,7 +589,7 @@ static int wait_sync(struct swapdev_ring *r, unsigned spin_usec)
 		if (reap(r) > 0)
 			continue;
 		if (deadline && now_nsec(CLOCK_MONOTONIC) < deadline) {
-			__builtin_ia32_pause();
+			cpu_relax();
 			continue;
 		}
 		int err = io_uring_wait_cqe(&r->ring, &cqe);

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -596,6 +597,92 @@ static void test_unregistered_bounce(void **state)
 	swapdev_free(sd);
 }
 
+/* Two threads, each with its own ring, share one swapdev: allocation runs
+ * race on the allocator, writes and reads run concurrently, every page
+ * reads back as written, and every slot is free again at the end. */
+struct worker {
+	struct swapdev *sd;
+	uint64_t seed;
+	unsigned rounds, pages_checked;
+	int failed;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct swapdev_ring *r;
+	const unsigned batch = 48;
+	char *mem = pages_alloc(batch);
+	uint32_t first[48], len[48];
+
+	if (swapdev_ring_new(w->sd, NULL, &r) < 0) {
+		w->failed = 1;
+		return NULL;
+	}
+	for (unsigned round = 0; round < w->rounds && !w->failed; round++) {
+		unsigned counter = 0, nruns = 0, pages = 0;
+		struct done d[48] = { 0 };
+		fill_random(mem, (size_t)batch * PG, w->seed + round);
+		/* Take runs until the batch is covered; write each run. */
+		while (pages < batch) {
+			uint32_t f, n;
+			int err = swapdev_slot_alloc(w->sd, MIN(8u, batch - pages), &f, &n);
+			if (err == -ENOSPC)
+				break; /* the other thread holds the rest: write less */
+			struct iovec iov[8];
+			for (uint32_t k = 0; k < n; k++)
+				iov[k] = (struct iovec){ mem + (size_t)(pages + k) * PG, PG };
+			d[nruns].counter = &counter;
+			if (swapdev_queue_write(r, f, iov, n, on_done, &d[nruns]) < 0) {
+				w->failed = 2;
+				break;
+			}
+			first[nruns] = f;
+			len[nruns++] = n;
+			pages += n;
+		}
+		swapdev_submit(r);
+		while (swapdev_inflight(r) > 0) {
+			struct pollfd p = { .fd = swapdev_fd(r), .events = POLLIN };
+			poll(&p, 1, 10000);
+			swapdev_process(r);
+		}
+		for (unsigned i = 0, off = 0; i < nruns; off += len[i], i++) {
+			const void *buf;
+			if (d[i].res != 0 || swapdev_read_sync(r, first[i], len[i], 10, &buf) < 0 ||
+			    memcmp(buf, mem + (size_t)off * PG, (size_t)len[i] * PG) != 0)
+				w->failed = 3;
+			w->pages_checked += len[i];
+			swapdev_slot_free(w->sd, first[i], len[i]);
+		}
+	}
+	swapdev_ring_free(r);
+	munmap(mem, (size_t)batch * PG);
+	return NULL;
+}
+
+static void test_two_threads(void **state)
+{
+	struct swapdev *sd;
+	struct worker w[2];
+	pthread_t th[2];
+
+	/* Smaller than two batches: the threads run into each other. */
+	assert_ovc_ok(new_dev(NULL, 80 * PG, &sd));
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct worker){ .sd = sd, .seed = 1000u * (unsigned)(i + 1), .rounds = 200 };
+		pthread_create(&th[i], NULL, worker_main, &w[i]);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].failed, 0);
+	}
+	print_message("pages written, read back and checked: %u + %u\n", w[0].pages_checked,
+		      w[1].pages_checked);
+	assert_int_equal(swapdev_slots_free(sd), 80);
+	swapdev_free(sd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -609,6 +696,7 @@ int main(void)
 		cmocka_unit_test(test_inject_submit),
 		cmocka_unit_test(test_free_inflight_and_exhaustion),
 		cmocka_unit_test(test_unregistered_bounce),
+		cmocka_unit_test(test_two_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
