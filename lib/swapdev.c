@@ -579,21 +579,40 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Wait until the synchronous read is reaped: spin, then sleep. */
-static int wait_sync(struct swapdev_ring *r, unsigned spin_usec)
+int swapdev_wait(struct swapdev_ring *r, unsigned spin_usec)
 {
-	uint64_t deadline = spin_usec ? now_nsec(CLOCK_MONOTONIC) + spin_usec * NSEC_PER_USEC : 0;
+	uint64_t deadline = now_nsec(CLOCK_MONOTONIC) + spin_usec * NSEC_PER_USEC;
 	struct io_uring_cqe *cqe;
+	int n;
 
-	while (!r->sync_done) {
-		if (reap(r) > 0)
-			continue;
-		if (deadline && now_nsec(CLOCK_MONOTONIC) < deadline) {
+	if (r->nr_busy == 0)
+		return 0;
+	if (io_uring_sq_ready(&r->ring) > 0) {
+		n = swapdev_submit(r);
+		if (n < 0)
+			return n;
+	}
+	for (;;) {
+		n = reap(r);
+		if (n > 0)
+			return n;
+		if (spin_usec && now_nsec(CLOCK_MONOTONIC) < deadline) {
 			cpu_relax();
 			continue;
 		}
 		int err = io_uring_wait_cqe(&r->ring, &cqe);
 		if (err < 0 && err != -EINTR && err != -EAGAIN)
+			return err;
+	}
+}
+
+/* Wait until the synchronous read is reaped; other completions reaped on
+ * the way get their callbacks. */
+static int wait_sync(struct swapdev_ring *r, unsigned spin_usec)
+{
+	while (!r->sync_done) {
+		int err = swapdev_wait(r, spin_usec);
+		if (err < 0)
 			return err;
 	}
 	return 0;

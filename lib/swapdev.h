@@ -148,6 +148,15 @@ int swapdev_submit(struct swapdev_ring *r);
  * many requests ended (>= 0). Call when swapdev_fd() is readable.
  */
 int swapdev_process(struct swapdev_ring *r);
+/*
+ * Block until at least one request ends, the way read_sync waits: submit
+ * what is queued, spin up to @spin_usec on the completion queue, then
+ * sleep. Runs the callbacks and returns how many requests ended (0 when
+ * none was queued or in flight), or -errno of the submit or the wait. For a
+ * fault handler that reads into its own (unregistered) pages, for instance
+ * to install them with UFFDIO_MOVE.
+ */
+int swapdev_wait(struct swapdev_ring *r, unsigned spin_usec);
 /* Requests queued or in flight whose callback has not run yet. */
 unsigned swapdev_inflight(const struct swapdev_ring *r);
 

@@ -518,6 +518,51 @@ static void test_inject_submit(void **state)
 	munmap(mem, 4 * PG);
 }
 
+/* swapdev_wait: queued reads into the caller's pages are submitted and
+ * waited for, spinning first or not; nothing queued returns 0 at once. */
+static void test_wait(void **state)
+{
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+	char *mem = pages_alloc(8), *back = pages_alloc(8);
+	struct done d[8] = { 0 };
+	unsigned counter = 0;
+
+	fill_random(mem, 8 * PG, 21);
+	assert_ovc_ok(new_dev(NULL, 8 * PG, &sd));
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	assert_int_equal(swapdev_wait(r, 10), 0);
+	struct iovec all = { mem, 8 * PG };
+	d[0].counter = &counter;
+	assert_ovc_ok(swapdev_queue_write(r, 0, &all, 1, on_done, &d[0]));
+	assert_int_equal(swapdev_wait(r, 0), 1); /* submits, sleeps */
+	assert_int_equal(d[0].res, 0);
+	for (unsigned round = 0; round < 2; round++) {
+		memset(back, 0, 8 * PG);
+		memset(d, 0, sizeof(d));
+		for (unsigned i = 0; i < 8; i++) {
+			struct iovec one = { back + (size_t)i * PG, PG };
+			d[i].counter = &counter;
+			assert_ovc_ok(swapdev_queue_read(r, 7 - i, &one, 1, on_done, &d[i]));
+		}
+		unsigned ended = 0;
+		while (ended < 8) {
+			int n = swapdev_wait(r, round ? 50 : 0);
+			assert_true(n > 0);
+			ended += (unsigned)n;
+		}
+		assert_int_equal(swapdev_inflight(r), 0);
+		for (unsigned i = 0; i < 8; i++) {
+			assert_int_equal(d[i].calls, 1);
+			assert_memory_equal(back + (size_t)i * PG, mem + (size_t)(7 - i) * PG, PG);
+		}
+	}
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	munmap(mem, 8 * PG);
+	munmap(back, 8 * PG);
+}
+
 /* Freeing a ring with requests queued or in flight waits for them and runs
  * every callback; the queue is bounded (-EAGAIN at depth). Slot exhaustion
  * while writing stops at -ENOSPC with every written page intact. */
@@ -694,6 +739,7 @@ int main(void)
 		cmocka_unit_test(test_inject_cqe_short),
 		cmocka_unit_test(test_inject_setup),
 		cmocka_unit_test(test_inject_submit),
+		cmocka_unit_test(test_wait),
 		cmocka_unit_test(test_free_inflight_and_exhaustion),
 		cmocka_unit_test(test_unregistered_bounce),
 		cmocka_unit_test(test_two_threads),
