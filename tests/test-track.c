@@ -260,6 +260,32 @@ static void test_refault(void **state)
 	munmap(mem, n * PG);
 }
 
+/* The ages can live in the caller's array (the engine's page table): the
+ * tracker writes there and nowhere else. */
+static void test_caller_ages(void **state)
+{
+	const size_t n = 16;
+	uint8_t ages[16 + 1];
+
+	need_tracking();
+	char *mem = map_pages(n, false);
+	for (size_t i = 0; i < n; i += 2)
+		mem[i * PG] = 1; /* even pages present, odd ones holes */
+	ages[n] = 0x5a; /* guard */
+	struct track_opts o = { .size = sizeof(o), .start = mem, .len_bytes = n * PG, .ages = ages };
+	struct track *t;
+	assert_ovc_ok(track_new(&o, &t));
+	assert_int_equal(track_scan(t), 0);
+	mem[2 * PG] = 2;
+	assert_int_equal(track_scan(t), 1);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(ages[i], i % 2 ? TRACK_AGE_ABSENT : i == 2 ? 0 : 2);
+	assert_int_equal(ages[n], 0x5a);
+	track_free(t);
+	assert_int_equal(ages[0], 2); /* still the caller's */
+	munmap(mem, n * PG);
+}
+
 /* Every syscall of track_new fails once in turn: the error comes back and
  * nothing leaks (ASan), the range is left unregistered (a later track_new
  * on it works). */
@@ -520,6 +546,7 @@ int main(void)
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_hot_cold),
 		cmocka_unit_test(test_refault),
+		cmocka_unit_test(test_caller_ages),
 		cmocka_unit_test(test_inject),
 		cmocka_unit_test(test_engine_uffd),
 		cmocka_unit_test(test_marker_fact),
