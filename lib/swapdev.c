@@ -1,0 +1,709 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The swap file, its slot allocator and per-thread io_uring rings.
+ *
+ * Threads and locks: struct swapdev is shared; sd->lock protects the slot
+ * bitmap, the cursor and the free count, and nothing else is written after
+ * swapdev_new(). A struct swapdev_ring belongs to the thread that created it
+ * and has no lock: one submitter per io_uring (the kernel enforces it with
+ * IORING_SETUP_SINGLE_ISSUER, which also lets it skip its own locking).
+ * Callbacks run on the ring's thread with no lock held.
+ *
+ * What is registered with io_uring, and why:
+ *  - the file (one fd lookup less per request);
+ *  - only the ring's own bounce buffer, used by swapdev_read_sync(). Pages
+ *    that swap-out writes are never registered: the engine moves guest pages
+ *    to a staging area with UFFDIO_MOVE and drops them after the write, and
+ *    UFFDIO_MOVE fails with EBUSY on a pinned page (reference.md §3), while a
+ *    registered buffer that gets MADV_DONTNEED'd keeps pinning the old
+ *    physical pages behind the mapping's back. Writes therefore go out with
+ *    writev from whatever the caller hands in. Swap-in reads land in the
+ *    pinned bounce buffer and are installed with UFFDIO_COPY (a 4 KiB copy,
+ *    ~1 us, against ~50 us of disk); a caller that wants UFFDIO_MOVE of the
+ *    read page instead uses swapdev_queue_read() into unregistered memory.
+ *  - If registering the bounce buffer fails (RLIMIT_MEMLOCK), reads use the
+ *    plain read opcode from the same buffer: slower by a page-pinning per
+ *    request, not wrong.
+ */
+#include <assert.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "swapdev.h"
+#include "util.h"
+
+struct swapdev {
+	const struct ovc_sys *sys;
+	const struct ovc_logger *log;
+	int fd;
+	uint32_t nr_slots;
+
+	pthread_mutex_t lock; /* protects everything below */
+	uint64_t *bitmap;     /* bit set = slot in use */
+	uint32_t cursor;      /* next-fit start */
+	uint32_t nr_free;
+};
+
+enum req_kind { REQ_WRITE, REQ_READ, REQ_SYNC_READ };
+
+struct swapdev_req {
+	swapdev_done_fn fn;
+	void *user;
+	uint32_t bytes;     /* expected result */
+	uint8_t kind;
+	int32_t next_free;  /* free list link, -1 = end */
+	struct iovec iov[SWAPDEV_MAX_IOV];
+};
+
+struct swapdev_ring {
+	struct swapdev *sd;
+	const struct ovc_sys *sys;
+	struct io_uring ring;
+	bool ring_ok;
+	bool buf_registered;
+	int efd;
+	unsigned depth;
+	struct swapdev_req *reqs; /* depth entries */
+	int32_t free_head;
+	unsigned nr_busy;
+	void *bounce;
+	size_t bounce_bytes;
+	/* The synchronous read in flight, if any: its request index, or -1. A
+	 * read_sync whose submit failed stays here until its completion is
+	 * reaped, so that the bounce buffer is never read into twice at once. */
+	int32_t sync_idx;
+	int sync_res;
+	bool sync_done;
+	struct swapdev_ring_stats st;
+};
+
+/* ---------------------------------------------------------------- file -- */
+
+/* O_TMPFILE first: nothing can outlive us. File systems without it get a
+ * named file that is unlinked at once. */
+static int open_swapfile(struct swapdev *sd, const char *dir)
+{
+	const int flags = O_RDWR | O_DIRECT | O_CLOEXEC;
+	char path[4096];
+	int fd;
+
+	fd = SYS(sd->sys, open, dir, O_TMPFILE | flags, 0600);
+	if (fd >= 0)
+		return fd;
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != ENOENT)
+		return negative_errno();
+	if (errno == ENOENT) {
+		/* ENOENT from O_TMPFILE means the directory itself is missing
+		 * on kernels that know O_TMPFILE; check before falling back. */
+		struct stat st;
+		if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+			return -ENOENT;
+	}
+	for (unsigned attempt = 0; attempt < 16; attempt++) {
+		int n = snprintf(path, sizeof(path), "%s/.ovc-swap-%d-%lx-%u", dir, getpid(),
+				 (unsigned long)now_nsec(CLOCK_MONOTONIC), attempt);
+		if (n < 0 || (size_t)n >= sizeof(path))
+			return -ENAMETOOLONG;
+		fd = SYS(sd->sys, open, path, O_CREAT | O_EXCL | flags, 0600);
+		if (fd >= 0) {
+			unlink(path);
+			return fd;
+		}
+		if (errno != EEXIST)
+			return negative_errno();
+	}
+	return -EEXIST;
+}
+
+/* O_DIRECT wants offsets and buffers aligned to what the file system says;
+ * we use 4096 everywhere, so anything that needs more is refused. */
+static int check_dio_align(struct swapdev *sd)
+{
+	struct statx stx;
+
+	if (statx(sd->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) < 0)
+		return 0; /* old kernel: no way to ask; 4096 is the safe bet */
+	if (!(stx.stx_mask & STATX_DIOALIGN))
+		return 0;
+	if (stx.stx_dio_offset_align == 0) {
+		log_err(sd->log, "swap file: the file system does not support O_DIRECT");
+		return -EOPNOTSUPP;
+	}
+	if (stx.stx_dio_offset_align > SWAPDEV_SLOT_BYTES ||
+	    stx.stx_dio_mem_align > SWAPDEV_SLOT_BYTES) {
+		log_err(sd->log, "swap file: O_DIRECT needs %u-byte offsets, %u-byte buffers (> 4096)",
+			stx.stx_dio_offset_align, stx.stx_dio_mem_align);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret)
+{
+	struct swapdev *sd;
+	uint64_t nr_slots;
+	int r;
+
+	if (!opts || opts->size != sizeof(*opts) || !opts->dir || !ret)
+		return -EINVAL;
+	nr_slots = opts->size_bytes / SWAPDEV_SLOT_BYTES;
+	if (nr_slots == 0 || nr_slots >= SWAPDEV_NO_SLOT)
+		return -EINVAL;
+
+	sd = calloc(1, sizeof(*sd));
+	if (!sd)
+		return -ENOMEM;
+	sd->sys = opts->sys ? opts->sys : &ovc_sys_default;
+	sd->log = opts->log;
+	sd->nr_slots = (uint32_t)nr_slots;
+	sd->nr_free = sd->nr_slots;
+	sd->fd = -1;
+	pthread_mutex_init(&sd->lock, NULL);
+	sd->bitmap = calloc((nr_slots + 63) / 64, sizeof(uint64_t));
+	if (!sd->bitmap) {
+		r = -ENOMEM;
+		goto fail;
+	}
+
+	sd->fd = open_swapfile(sd, opts->dir);
+	if (sd->fd < 0) {
+		r = sd->fd == -EINVAL ? -EOPNOTSUPP : sd->fd; /* EINVAL: O_DIRECT refused */
+		log_err(sd->log, "cannot create swap file in %s: %s", opts->dir, strerror(-r));
+		goto fail;
+	}
+	r = check_dio_align(sd);
+	if (r < 0)
+		goto fail;
+	/* Preallocate: a write never fails for space, and extents are laid out
+	 * now rather than under the guest's memory pressure. */
+	if (SYS(sd->sys, fallocate, sd->fd, 0, 0, (off_t)(nr_slots * SWAPDEV_SLOT_BYTES)) < 0) {
+		r = negative_errno();
+		log_err(sd->log, "cannot preallocate %llu bytes of swap in %s: %s",
+			(unsigned long long)(nr_slots * SWAPDEV_SLOT_BYTES), opts->dir, strerror(-r));
+		goto fail;
+	}
+	*ret = sd;
+	return 0;
+fail:
+	swapdev_free(sd);
+	return r;
+}
+
+void swapdev_free(struct swapdev *sd)
+{
+	if (!sd)
+		return;
+	if (sd->fd >= 0)
+		close(sd->fd);
+	pthread_mutex_destroy(&sd->lock);
+	free(sd->bitmap);
+	free(sd);
+}
+
+uint32_t swapdev_slots_total(const struct swapdev *sd)
+{
+	return sd->nr_slots;
+}
+
+uint32_t swapdev_slots_free(struct swapdev *sd)
+{
+	pthread_mutex_lock(&sd->lock);
+	uint32_t n = sd->nr_free;
+	pthread_mutex_unlock(&sd->lock);
+	return n;
+}
+
+/* ----------------------------------------------------------- allocator -- */
+
+static bool slot_used(const struct swapdev *sd, uint32_t s)
+{
+	return sd->bitmap[s / 64] & (UINT64_C(1) << (s % 64));
+}
+
+/* First free slot at or after @from, below @end; @end if none. Skips full
+ * words 64 slots at a time. */
+static uint32_t find_free(const struct swapdev *sd, uint32_t from, uint32_t end)
+{
+	uint32_t s = from;
+
+	while (s < end) {
+		uint64_t w = ~sd->bitmap[s / 64] & (~UINT64_C(0) << (s % 64));
+		if (w) {
+			s = (s & ~63u) + (uint32_t)__builtin_ctzll(w);
+			return s < end ? s : end;
+		}
+		s = (s & ~63u) + 64;
+	}
+	return end;
+}
+
+int swapdev_slot_alloc(struct swapdev *sd, uint32_t want, uint32_t *ret_first, uint32_t *ret_n)
+{
+	uint32_t s, n;
+
+	if (want == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&sd->lock);
+	if (sd->nr_free == 0) {
+		pthread_mutex_unlock(&sd->lock);
+		return -ENOSPC;
+	}
+	s = find_free(sd, sd->cursor, sd->nr_slots);
+	if (s == sd->nr_slots)
+		s = find_free(sd, 0, sd->cursor);
+	assert(s < sd->nr_slots); /* nr_free > 0 */
+	for (n = 0; n < want && s + n < sd->nr_slots && !slot_used(sd, s + n); n++)
+		sd->bitmap[(s + n) / 64] |= UINT64_C(1) << ((s + n) % 64);
+	sd->nr_free -= n;
+	sd->cursor = s + n == sd->nr_slots ? 0 : s + n;
+	pthread_mutex_unlock(&sd->lock);
+	*ret_first = s;
+	*ret_n = n;
+	return 0;
+}
+
+void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n)
+{
+	assert((uint64_t)first + n <= sd->nr_slots);
+	pthread_mutex_lock(&sd->lock);
+	for (uint32_t s = first; s < first + n; s++) {
+		assert(slot_used(sd, s));
+		sd->bitmap[s / 64] &= ~(UINT64_C(1) << (s % 64));
+	}
+	sd->nr_free += n;
+	pthread_mutex_unlock(&sd->lock);
+}
+
+/* ---------------------------------------------------------------- ring -- */
+
+int swapdev_ring_new(struct swapdev *sd, const struct swapdev_ring_opts *opts,
+		     struct swapdev_ring **ret)
+{
+	struct swapdev_ring *r;
+	unsigned depth = 64, bounce_pages = 64;
+	int err;
+
+	if (!sd || !ret)
+		return -EINVAL;
+	if (opts) {
+		if (opts->size != sizeof(*opts))
+			return -EINVAL;
+		if (opts->depth)
+			depth = opts->depth;
+		if (opts->bounce_pages)
+			bounce_pages = opts->bounce_pages;
+	}
+	if (depth > 4096 || bounce_pages > 4096)
+		return -EINVAL;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->sd = sd;
+	r->sys = sd->sys;
+	r->efd = -1;
+	r->sync_idx = -1;
+	r->depth = depth;
+	r->bounce = MAP_FAILED;
+	r->reqs = calloc(depth, sizeof(*r->reqs));
+	if (!r->reqs) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < depth; i++)
+		r->reqs[i].next_free = i + 1 < depth ? (int32_t)i + 1 : -1;
+	r->free_head = 0;
+
+	r->bounce_bytes = (size_t)bounce_pages * SWAPDEV_SLOT_BYTES;
+	r->bounce = SYS(r->sys, mmap, NULL, r->bounce_bytes, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (r->bounce == MAP_FAILED) {
+		err = negative_errno();
+		goto fail;
+	}
+
+	/* SINGLE_ISSUER (6.0) lets the kernel skip the ring lock; the ring is
+	 * ours alone anyway. Older kernels refuse the flag: go without. CQ is
+	 * twice the SQ by default and at most depth requests are in flight, so
+	 * it cannot overflow. */
+	err = SYS(r->sys, uring_init, depth, &r->ring, IORING_SETUP_SINGLE_ISSUER);
+	if (err == -EINVAL)
+		err = SYS(r->sys, uring_init, depth, &r->ring, 0);
+	if (err < 0)
+		goto fail;
+	r->ring_ok = true;
+
+	err = io_uring_register_files(&r->ring, &sd->fd, 1);
+	if (err < 0)
+		goto fail;
+	struct iovec biov = { r->bounce, r->bounce_bytes };
+	err = io_uring_register_buffers(&r->ring, &biov, 1);
+	if (err == 0)
+		r->buf_registered = true;
+	else if (err == -ENOMEM || err == -EPERM)
+		log_info(sd->log, "swap: bounce buffer not registered (%s); reads pin per request",
+			 strerror(-err));
+	else
+		goto fail;
+
+	r->efd = SYS(r->sys, eventfd, 0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->efd < 0) {
+		err = negative_errno();
+		goto fail;
+	}
+	err = io_uring_register_eventfd(&r->ring, r->efd);
+	if (err < 0)
+		goto fail;
+	*ret = r;
+	return 0;
+fail:
+	swapdev_ring_free(r);
+	return err;
+}
+
+int swapdev_fd(const struct swapdev_ring *r)
+{
+	return r->efd;
+}
+
+unsigned swapdev_inflight(const struct swapdev_ring *r)
+{
+	return r->nr_busy;
+}
+
+void swapdev_ring_stats(const struct swapdev_ring *r, struct swapdev_ring_stats *ret)
+{
+	*ret = r->st;
+}
+
+static struct swapdev_req *req_get(struct swapdev_ring *r)
+{
+	if (r->free_head < 0)
+		return NULL;
+	struct swapdev_req *q = &r->reqs[r->free_head];
+	r->free_head = q->next_free;
+	r->nr_busy++;
+	return q;
+}
+
+static void req_put(struct swapdev_ring *r, struct swapdev_req *q)
+{
+	q->next_free = r->free_head;
+	r->free_head = (int32_t)(q - r->reqs);
+	r->nr_busy--;
+}
+
+/* An SQE, submitting what is queued first if the SQ is full. */
+static struct io_uring_sqe *get_sqe(struct swapdev_ring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+	if (!sqe && swapdev_submit(r) >= 0)
+		sqe = io_uring_get_sqe(&r->ring);
+	return sqe;
+}
+
+static int check_iov(const struct swapdev_ring *r, uint32_t slot, const struct iovec *iov,
+		     unsigned n, uint32_t *ret_bytes)
+{
+	uint64_t bytes = 0;
+
+	if (!iov || n == 0 || n > SWAPDEV_MAX_IOV)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		if (!IS_ALIGNED((uintptr_t)iov[i].iov_base, SWAPDEV_SLOT_BYTES) ||
+		    iov[i].iov_len == 0 || !IS_ALIGNED(iov[i].iov_len, SWAPDEV_SLOT_BYTES))
+			return -EINVAL;
+		bytes += iov[i].iov_len;
+	}
+	/* One request stays under 2 GiB so that its result fits the CQE. */
+	if (bytes > SWAPDEV_MAX_IOV * 256 * SWAPDEV_SLOT_BYTES ||
+	    (uint64_t)slot + bytes / SWAPDEV_SLOT_BYTES > r->sd->nr_slots)
+		return -EINVAL;
+	*ret_bytes = (uint32_t)bytes;
+	return 0;
+}
+
+/* A free request and its SQE, filled in and tagged; NULL when the ring is
+ * at depth or the SQ cannot be emptied (the caller returns -EAGAIN). */
+static struct io_uring_sqe *start_req(struct swapdev_ring *r, enum req_kind kind, uint32_t bytes,
+				      swapdev_done_fn fn, void *user, struct swapdev_req **ret_q)
+{
+	struct swapdev_req *q = req_get(r);
+	struct io_uring_sqe *sqe;
+
+	if (!q)
+		return NULL;
+	sqe = get_sqe(r);
+	if (!sqe) {
+		req_put(r, q);
+		return NULL;
+	}
+	q->fn = fn;
+	q->user = user;
+	q->bytes = bytes;
+	q->kind = kind;
+	*ret_q = q;
+	return sqe;
+}
+
+/* After the prep: the file is the registered one, user_data the request. */
+static void finish_sqe(struct swapdev_ring *r, struct io_uring_sqe *sqe, struct swapdev_req *q)
+{
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, (uint64_t)(q - r->reqs) + 1);
+}
+
+static int queue_rw(struct swapdev_ring *r, bool write, uint32_t slot, const struct iovec *iov,
+		    unsigned n, swapdev_done_fn fn, void *user)
+{
+	struct swapdev_req *q;
+	struct io_uring_sqe *sqe;
+	uint32_t bytes;
+	int err;
+
+	err = check_iov(r, slot, iov, n, &bytes);
+	if (err < 0)
+		return err;
+	sqe = start_req(r, write ? REQ_WRITE : REQ_READ, bytes, fn, user, &q);
+	if (!sqe)
+		return -EAGAIN;
+	/* The kernel reads the iovec array at submission or, if the request
+	 * goes async, later: keep our own copy alive until the completion. */
+	memcpy(q->iov, iov, n * sizeof(*iov));
+	off_t off = (off_t)slot * SWAPDEV_SLOT_BYTES;
+	if (write)
+		io_uring_prep_writev(sqe, 0, q->iov, n, off);
+	else
+		io_uring_prep_readv(sqe, 0, q->iov, n, off);
+	finish_sqe(r, sqe, q);
+	return 0;
+}
+
+int swapdev_queue_write(struct swapdev_ring *r, uint32_t slot, const struct iovec *iov, unsigned n,
+			swapdev_done_fn fn, void *user)
+{
+	return queue_rw(r, true, slot, iov, n, fn, user);
+}
+
+int swapdev_queue_read(struct swapdev_ring *r, uint32_t slot, const struct iovec *iov, unsigned n,
+		       swapdev_done_fn fn, void *user)
+{
+	return queue_rw(r, false, slot, iov, n, fn, user);
+}
+
+int swapdev_submit(struct swapdev_ring *r)
+{
+	int n = SYS(r->sys, uring_submit, &r->ring);
+	if (n > 0)
+		r->st.submits++;
+	return n;
+}
+
+/* Account one completion and run its callback (after the request slot is
+ * free again, so the callback may queue the next request). */
+static void complete(struct swapdev_ring *r, uint64_t data, int cqe_res)
+{
+	assert(data >= 1 && data <= r->depth);
+	struct swapdev_req *q = &r->reqs[data - 1];
+	int res = SYS(r->sys, uring_cqe, cqe_res);
+	swapdev_done_fn fn = q->fn;
+	void *user = q->user;
+	uint8_t kind = q->kind;
+
+	if (res >= 0 && (uint32_t)res != q->bytes) {
+		r->st.short_io++;
+		res = -EIO;
+	}
+	if (res < 0) {
+		r->st.errors++;
+	} else if (kind == REQ_WRITE) {
+		r->st.writes++;
+		r->st.bytes_written += q->bytes;
+	} else {
+		r->st.reads++;
+		r->st.bytes_read += q->bytes;
+	}
+	if (res > 0)
+		res = 0;
+	req_put(r, q);
+	if (kind == REQ_SYNC_READ) {
+		assert(r->sync_idx == (int32_t)(data - 1));
+		r->sync_idx = -1;
+		r->sync_res = res;
+		r->sync_done = true;
+		return;
+	}
+	if (fn)
+		fn(user, res);
+}
+
+/* Reap what the CQ holds now; returns how many requests ended. */
+static int reap(struct swapdev_ring *r)
+{
+	struct io_uring_cqe *cqe;
+	int n = 0;
+
+	while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
+		uint64_t data = io_uring_cqe_get_data64(cqe);
+		int res = cqe->res;
+		io_uring_cqe_seen(&r->ring, cqe);
+		complete(r, data, res);
+		n++;
+	}
+	return n;
+}
+
+int swapdev_process(struct swapdev_ring *r)
+{
+	uint64_t v;
+
+	/* Clear the notification before reaping: a completion that lands
+	 * after the reap sets it again, so none is slept through. */
+	(void)SYS(r->sys, read, r->efd, &v, sizeof(v));
+	return reap(r);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+int swapdev_wait(struct swapdev_ring *r, unsigned spin_usec)
+{
+	uint64_t deadline = now_nsec(CLOCK_MONOTONIC) + spin_usec * NSEC_PER_USEC;
+	struct io_uring_cqe *cqe;
+	int n;
+
+	if (r->nr_busy == 0)
+		return 0;
+	if (io_uring_sq_ready(&r->ring) > 0) {
+		n = swapdev_submit(r);
+		if (n < 0)
+			return n;
+	}
+	for (;;) {
+		n = reap(r);
+		if (n > 0)
+			return n;
+		if (spin_usec && now_nsec(CLOCK_MONOTONIC) < deadline) {
+			cpu_relax();
+			continue;
+		}
+		int err = io_uring_wait_cqe(&r->ring, &cqe);
+		if (err < 0 && err != -EINTR && err != -EAGAIN)
+			return err;
+	}
+}
+
+/* Wait until the synchronous read is reaped; other completions reaped on
+ * the way get their callbacks. */
+static int wait_sync(struct swapdev_ring *r, unsigned spin_usec)
+{
+	while (!r->sync_done) {
+		int err = swapdev_wait(r, spin_usec);
+		if (err < 0)
+			return err;
+	}
+	return 0;
+}
+
+int swapdev_read_sync(struct swapdev_ring *r, uint32_t slot, unsigned n, unsigned spin_usec,
+		      const void **ret_buf)
+{
+	struct swapdev_req *q;
+	struct io_uring_sqe *sqe;
+	int err;
+
+	if (n == 0 || (size_t)n * SWAPDEV_SLOT_BYTES > r->bounce_bytes ||
+	    (uint64_t)slot + n > r->sd->nr_slots || !ret_buf)
+		return -EINVAL;
+	/* A previous read_sync whose submit failed is still queued and will
+	 * write the bounce buffer: let it land first. */
+	if (r->sync_idx >= 0) {
+		err = swapdev_submit(r);
+		if (err < 0)
+			return err;
+		r->sync_done = false;
+		err = wait_sync(r, 0);
+		if (err < 0)
+			return err;
+	}
+	sqe = start_req(r, REQ_SYNC_READ, n * SWAPDEV_SLOT_BYTES, NULL, NULL, &q);
+	if (!sqe)
+		return -EAGAIN;
+	off_t off = (off_t)slot * SWAPDEV_SLOT_BYTES;
+	if (r->buf_registered)
+		io_uring_prep_read_fixed(sqe, 0, r->bounce, q->bytes, off, 0);
+	else
+		io_uring_prep_read(sqe, 0, r->bounce, q->bytes, off);
+	finish_sqe(r, sqe, q);
+	r->sync_idx = (int32_t)(q - r->reqs);
+	r->sync_done = false;
+
+	err = swapdev_submit(r);
+	if (err < 0)
+		return err; /* stays queued; see sync_idx */
+	err = wait_sync(r, spin_usec);
+	if (err < 0)
+		return err;
+	if (r->sync_res < 0)
+		return r->sync_res;
+	*ret_buf = r->bounce;
+	return 0;
+}
+
+void swapdev_ring_free(struct swapdev_ring *r)
+{
+	if (!r)
+		return;
+	if (r->ring_ok) {
+		/* Teardown uses liburing directly, not the ops table: it must
+		 * not be failed by injection, and every request queued must
+		 * end (its callback tells the engine the page's fate). */
+		struct io_uring_cqe *cqe;
+		while (r->nr_busy > 0) {
+			int err = io_uring_submit_and_wait(&r->ring, 1);
+			if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY)
+				break;
+			while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
+				uint64_t data = io_uring_cqe_get_data64(cqe);
+				int res = cqe->res;
+				io_uring_cqe_seen(&r->ring, cqe);
+				complete(r, data, res);
+			}
+		}
+		/* Only if the kernel refused to wait: tell the owners. */
+		for (unsigned i = 0; r->nr_busy > 0 && i < r->depth; i++) {
+			bool is_free = false;
+			for (int32_t f = r->free_head; f >= 0; f = r->reqs[f].next_free)
+				if (f == (int32_t)i)
+					is_free = true;
+			if (!is_free) {
+				struct swapdev_req *q = &r->reqs[i];
+				req_put(r, q);
+				if (q->fn)
+					q->fn(q->user, -ECANCELED);
+			}
+		}
+		if (r->efd >= 0)
+			io_uring_unregister_eventfd(&r->ring);
+		io_uring_queue_exit(&r->ring);
+	}
+	if (r->efd >= 0)
+		close(r->efd);
+	if (r->bounce != MAP_FAILED)
+		munmap(r->bounce, r->bounce_bytes);
+	free(r->reqs);
+	free(r);
+}

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * swapdev — the engine's swap backend (internal, not exported).
+ *
+ * Two objects:
+ *
+ *  struct swapdev       one per engine: the swap file (O_TMPFILE or
+ *                       created-and-unlinked, O_DIRECT, preallocated) and the
+ *                       slot allocator. Thread-safe: the allocator has its
+ *                       own mutex; the file is only read and written through
+ *                       rings.
+ *  struct swapdev_ring  one per thread that does I/O (the engine's worker
+ *                       for swap-out, the fault handler for swap-in): an
+ *                       io_uring with the file registered, a small
+ *                       registered bounce buffer for synchronous reads, an
+ *                       eventfd that becomes readable when completions wait.
+ *                       Owned by the thread that created it: every call on a
+ *                       ring comes from that thread (IORING_SETUP_SINGLE_ISSUER
+ *                       enforces it where the kernel has it).
+ *
+ * A slot is 4096 bytes of the file; slot numbers are 32 bits so that they fit
+ * the engine's 8-byte page-state entry. Runs of contiguous slots are handed
+ * out together so that a batch of scattered pages is one sequential write
+ * (writev) and a fault can read neighbours ahead in the same I/O.
+ *
+ * Asynchronous requests end in a callback, called from swapdev_process() (or
+ * from swapdev_read_sync(), which reaps the ring while it waits) on the
+ * ring's thread, never with a lock held. The callback gets 0, or -errno when
+ * the request failed; a short read or write counts as failed (-EIO), since a
+ * page is either entirely on disk or not there at all.
+ *
+ * Every syscall and every completion's result goes through the ops table
+ * (lib/sys.h), so tests inject failures anywhere.
+ */
+#ifndef OVC_SWAPDEV_H
+#define OVC_SWAPDEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "log.h"
+#include "sys.h"
+
+#define SWAPDEV_SLOT_BYTES 4096u
+/* Most pages one request carries (one writev / readv); a run longer than this
+ * is split by the caller. 64 pages = 256 KiB, the size where this disk's
+ * O_DIRECT throughput flattens out. */
+#define SWAPDEV_MAX_IOV 64u
+#define SWAPDEV_NO_SLOT UINT32_MAX
+
+struct swapdev;
+struct swapdev_ring;
+
+struct swapdev_opts {
+	size_t size;               /* sizeof(struct swapdev_opts) */
+	const char *dir;           /* directory for the swap file (must allow O_DIRECT) */
+	uint64_t size_bytes;       /* file size; rounded down to whole slots, > 0 */
+	const struct ovc_sys *sys; /* NULL: ovc_sys_default */
+	const struct ovc_logger *log; /* may be NULL */
+};
+
+/*
+ * Create the swap file in @opts->dir and preallocate it. Returns 0 and the
+ * handle in @ret, or -EINVAL (bad options, slot count over 2^32-1), -ENOSPC
+ * (the file system cannot hold it), -EOPNOTSUPP (the file system refuses
+ * O_DIRECT or needs an alignment over 4096), or another -errno of open or
+ * fallocate. Nothing is left on disk on failure, nor after swapdev_free().
+ */
+int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret);
+/* Close the file. Every ring must have been freed. Takes NULL. */
+void swapdev_free(struct swapdev *sd);
+
+uint32_t swapdev_slots_total(const struct swapdev *sd);
+uint32_t swapdev_slots_free(struct swapdev *sd);
+
+/*
+ * Allocate a run of contiguous free slots: at most @want, at least 1 (fewer
+ * than @want when free space is fragmented or short). Next-fit from where the
+ * last run ended, so consecutive batches lie one after the other on disk.
+ * Returns 0 with the first slot in @ret_first and the run length in @ret_n, or
+ * -ENOSPC when no slot is free (the caller stops swapping; nothing else
+ * changes), -EINVAL when @want is 0. Thread-safe.
+ */
+int swapdev_slot_alloc(struct swapdev *sd, uint32_t want, uint32_t *ret_first, uint32_t *ret_n);
+/* Give back @n slots from @first. Freeing a free slot is a bug (asserted).
+ * Thread-safe. */
+void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n);
+
+/* Called on the ring's thread when a request ends; @res is 0 or -errno. */
+typedef void (*swapdev_done_fn)(void *user, int res);
+
+struct swapdev_ring_opts {
+	size_t size;            /* sizeof(struct swapdev_ring_opts) */
+	unsigned depth;         /* requests in flight at most; 0: 64 */
+	unsigned bounce_pages;  /* registered bounce buffer for read_sync, in
+				 * pages; 0: 64 (256 KiB; charged to RLIMIT_MEMLOCK) */
+};
+
+struct swapdev_ring_stats {
+	uint64_t writes, reads;            /* requests completed OK */
+	uint64_t bytes_written, bytes_read;
+	uint64_t errors;                   /* requests that failed, short ones included */
+	uint64_t short_io;                 /* of which short counts */
+	uint64_t submits;                  /* io_uring_enter calls that submitted */
+};
+
+/*
+ * Create a ring for the calling thread (which owns it from now on). @opts
+ * may be NULL for the defaults. Returns 0 or -errno (-ENOMEM, or the error of
+ * io_uring_queue_init, eventfd, buffer/file registration).
+ */
+int swapdev_ring_new(struct swapdev *sd, const struct swapdev_ring_opts *opts,
+		     struct swapdev_ring **ret);
+/*
+ * Submit what is queued, wait for every request in flight and run its
+ * callback, then tear the ring down. Takes NULL. Owner thread only.
+ */
+void swapdev_ring_free(struct swapdev_ring *r);
+
+/* The eventfd to poll (POLLIN) for completions; then call swapdev_process(). */
+int swapdev_fd(const struct swapdev_ring *r);
+
+/*
+ * Queue a write of @n page-sized, page-aligned buffers @iov (each iov_len a
+ * multiple of 4096) to the slots starting at @slot, contiguously: one writev.
+ * The iovec array is copied; the pages must stay untouched until the
+ * callback. Nothing reaches the kernel before swapdev_submit() (or until the
+ * submission queue is full, when queueing submits by itself).
+ * Returns 0, -EINVAL (alignment, n = 0 or > SWAPDEV_MAX_IOV, beyond the
+ * file), -EAGAIN (depth requests in flight: process completions, then retry).
+ * The callback is called only when 0 was returned.
+ */
+int swapdev_queue_write(struct swapdev_ring *r, uint32_t slot, const struct iovec *iov, unsigned n,
+			swapdev_done_fn fn, void *user);
+/* The same for a readv from the slots into the buffers. */
+int swapdev_queue_read(struct swapdev_ring *r, uint32_t slot, const struct iovec *iov, unsigned n,
+		       swapdev_done_fn fn, void *user);
+/*
+ * Hand every queued request to the kernel in one io_uring_enter. Returns the
+ * number submitted or -errno; on failure the requests stay queued and go with
+ * the next successful submit (their callbacks run then).
+ */
+int swapdev_submit(struct swapdev_ring *r);
+/*
+ * Reap completions without blocking and run their callbacks. Returns how
+ * many requests ended (>= 0). Call when swapdev_fd() is readable.
+ */
+int swapdev_process(struct swapdev_ring *r);
+/*
+ * Block until at least one request ends, the way read_sync waits: submit
+ * what is queued, spin up to @spin_usec on the completion queue, then
+ * sleep. Runs the callbacks and returns how many requests ended (0 when
+ * none was queued or in flight), or -errno of the submit or the wait. For a
+ * fault handler that reads into its own (unregistered) pages, for instance
+ * to install them with UFFDIO_MOVE.
+ */
+int swapdev_wait(struct swapdev_ring *r, unsigned spin_usec);
+/* Requests queued or in flight whose callback has not run yet. */
+unsigned swapdev_inflight(const struct swapdev_ring *r);
+
+/*
+ * Synchronous read for the fault handler: read @n contiguous slots from
+ * @slot (the faulting page and its neighbours, readahead in the same I/O)
+ * into the ring's registered bounce buffer and wait. The wait first spins
+ * for @spin_usec polling the completion queue, then sleeps: sleeping costs a
+ * cross-CPU wake-up (20-40 us here) once the disk answers. Completions of
+ * other requests reaped meanwhile get their callbacks.
+ * Returns 0 with @ret_buf pointing at n * 4096 bytes, valid until the next
+ * read_sync on this ring; -EINVAL (n = 0 or over bounce_pages, beyond the
+ * file), or the request's -errno (-EIO for a short read) — never zeros for a
+ * failed read.
+ */
+int swapdev_read_sync(struct swapdev_ring *r, uint32_t slot, unsigned n, unsigned spin_usec,
+		      const void **ret_buf);
+
+void swapdev_ring_stats(const struct swapdev_ring *r, struct swapdev_ring_stats *ret);
+
+#endif

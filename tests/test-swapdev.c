@@ -1,0 +1,748 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * integration: the swap backend on a real file with real io_uring and
+ * O_DIRECT. The swap file goes to $OVC_TEST_SWAPDIR, else /var/tmp (it must
+ * be a file system that takes O_DIRECT; tmpfs before 6.6 does not).
+ * Failures are injected through tests/fault-inject.h: the kernel is never
+ * mocked, only the result it hands back is replaced.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include <ovc/common.h>
+
+#include "fault-inject.h"
+#include "ovc-test.h"
+#include "swapdev.h"
+#include "util.h"
+
+#define PG SWAPDEV_SLOT_BYTES
+
+static const char *swapdir(void)
+{
+	const char *d = getenv("OVC_TEST_SWAPDIR");
+	return d && *d ? d : "/var/tmp";
+}
+
+static int new_dev(const struct ovc_sys *sys, uint64_t bytes, struct swapdev **ret)
+{
+	struct swapdev_opts o = {
+		.size = sizeof(o), .dir = swapdir(), .size_bytes = bytes, .sys = sys,
+	};
+	return swapdev_new(&o, ret);
+}
+
+static void *pages_alloc(size_t n)
+{
+	void *p = mmap(NULL, n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(p != MAP_FAILED);
+	return p;
+}
+
+/* xorshift: reproducible random content per seed. */
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void fill_random(void *p, size_t bytes, uint64_t seed)
+{
+	uint64_t *w = p, s = seed | 1;
+	for (size_t i = 0; i < bytes / 8; i++)
+		w[i] = rnd(&s);
+}
+
+static void shuffle(uint32_t *v, size_t n, uint64_t *s)
+{
+	for (size_t i = n - 1; i > 0; i--) {
+		size_t j = rnd(s) % (i + 1);
+		uint32_t t = v[i];
+		v[i] = v[j];
+		v[j] = t;
+	}
+}
+
+struct done {
+	int res;
+	int calls;
+	unsigned seq;      /* completion order */
+	unsigned *counter; /* shared completion counter */
+};
+
+static void on_done(void *user, int res)
+{
+	struct done *d = user;
+	d->res = res;
+	d->calls++;
+	d->seq = (*d->counter)++;
+}
+
+/* Wait on the eventfd like an engine loop would, until nothing is in flight. */
+static void drain(struct swapdev_ring *r)
+{
+	while (swapdev_inflight(r) > 0) {
+		struct pollfd p = { .fd = swapdev_fd(r), .events = POLLIN };
+		assert_true(poll(&p, 1, 10000) == 1);
+		swapdev_process(r);
+	}
+}
+
+/* ---------------------------------------------------------------- tests -- */
+
+static void test_bad_args(void **state)
+{
+	struct swapdev *sd = NULL;
+	struct swapdev_opts o = { .size = sizeof(o), .dir = swapdir(), .size_bytes = 0 };
+
+	assert_int_equal(swapdev_new(&o, &sd), -EINVAL);
+	o.size_bytes = 4095;
+	assert_int_equal(swapdev_new(&o, &sd), -EINVAL);
+	o.size_bytes = PG;
+	o.size = 8;
+	assert_int_equal(swapdev_new(&o, &sd), -EINVAL);
+	o.size = sizeof(o);
+	o.dir = "/nonexistent-ovc-dir";
+	assert_int_equal(swapdev_new(&o, &sd), -ENOENT);
+	assert_null(sd);
+	swapdev_free(NULL);
+	swapdev_ring_free(NULL);
+
+	assert_ovc_ok(new_dev(NULL, 8 * PG, &sd));
+	struct swapdev_ring *r;
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	void *buf = pages_alloc(2);
+	struct iovec iov = { buf, PG };
+	struct done d = { 0 };
+	unsigned c = 0;
+	d.counter = &c;
+	assert_int_equal(swapdev_queue_write(r, 8, &iov, 1, on_done, &d), -EINVAL); /* past end */
+	assert_int_equal(swapdev_queue_write(r, 0, &iov, 0, on_done, &d), -EINVAL);
+	iov.iov_base = (char *)buf + 512;
+	assert_int_equal(swapdev_queue_write(r, 0, &iov, 1, on_done, &d), -EINVAL); /* misaligned */
+	iov = (struct iovec){ buf, 100 };
+	assert_int_equal(swapdev_queue_write(r, 0, &iov, 1, on_done, &d), -EINVAL);
+	const void *p;
+	assert_int_equal(swapdev_read_sync(r, 7, 2, 0, &p), -EINVAL);
+	assert_int_equal(swapdev_read_sync(r, 0, 0, 0, &p), -EINVAL);
+	uint32_t f, n;
+	assert_int_equal(swapdev_slot_alloc(sd, 0, &f, &n), -EINVAL);
+	assert_int_equal(d.calls, 0);
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	munmap(buf, 2 * PG);
+}
+
+/* Runs are contiguous, next-fit, and exhaustion is -ENOSPC with nothing
+ * else changed; freed slots come back. */
+static void test_alloc(void **state)
+{
+	struct swapdev *sd;
+	uint32_t f, n, total = 1000;
+
+	assert_ovc_ok(new_dev(NULL, (uint64_t)total * PG, &sd));
+	assert_int_equal(swapdev_slots_total(sd), total);
+	assert_ovc_ok(swapdev_slot_alloc(sd, 16, &f, &n));
+	assert_int_equal(f, 0);
+	assert_int_equal(n, 16);
+	assert_ovc_ok(swapdev_slot_alloc(sd, 16, &f, &n));
+	assert_int_equal(f, 16); /* the next batch follows on disk */
+	assert_int_equal(n, 16);
+	swapdev_slot_free(sd, 4, 4); /* a hole behind the cursor */
+	uint32_t got = 32 - 4;
+	while (got < total - 4) {
+		assert_ovc_ok(swapdev_slot_alloc(sd, 100, &f, &n));
+		assert_true(n >= 1 && n <= 100);
+		got += n;
+	}
+	assert_int_equal(got, total - 4);
+	/* Only the hole is left: the run is cut to it. */
+	assert_ovc_ok(swapdev_slot_alloc(sd, 100, &f, &n));
+	assert_int_equal(f, 4);
+	assert_int_equal(n, 4);
+	assert_int_equal(swapdev_slots_free(sd), 0);
+	uint32_t f2 = 77, n2 = 77;
+	assert_int_equal(swapdev_slot_alloc(sd, 1, &f2, &n2), -ENOSPC);
+	assert_int_equal(f2, 77); /* out-params untouched on failure */
+	assert_int_equal(n2, 77);
+	swapdev_slot_free(sd, 500, 3);
+	assert_int_equal(swapdev_slots_free(sd), 3);
+	assert_ovc_ok(swapdev_slot_alloc(sd, 8, &f, &n));
+	assert_int_equal(f, 500);
+	assert_int_equal(n, 3);
+	swapdev_free(sd);
+}
+
+/* Many slots with random content, written as scattered pages in batches
+ * (many SQEs, one submit), read back in random order both asynchronously
+ * and through read_sync with readahead, compared byte for byte. */
+static void test_roundtrip(void **state)
+{
+	const uint32_t npages = 4096; /* 16 MiB */
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+	uint64_t s = 12345;
+
+	assert_ovc_ok(new_dev(NULL, (uint64_t)npages * PG, &sd));
+	struct swapdev_ring_opts ro = { .size = sizeof(ro), .depth = 32, .bounce_pages = 16 };
+	assert_ovc_ok(swapdev_ring_new(sd, &ro, &r));
+
+	char *mem = pages_alloc(npages);
+	fill_random(mem, (size_t)npages * PG, 99);
+	/* Pages go out in a random order: the engine evicts scattered pages. */
+	uint32_t *order = malloc(npages * sizeof(*order));
+	uint32_t *slot_of = malloc(npages * sizeof(*slot_of));
+	struct done *d = calloc(npages, sizeof(*d));
+	unsigned counter = 0, queued = 0, batches = 0;
+	for (uint32_t i = 0; i < npages; i++)
+		order[i] = i;
+	shuffle(order, npages, &s);
+
+	for (uint32_t i = 0; i < npages;) {
+		uint32_t first, n;
+		uint32_t want = 1 + (uint32_t)(rnd(&s) % SWAPDEV_MAX_IOV);
+		assert_ovc_ok(swapdev_slot_alloc(sd, MIN(want, npages - i), &first, &n));
+		struct iovec iov[SWAPDEV_MAX_IOV];
+		for (uint32_t k = 0; k < n; k++) {
+			iov[k] = (struct iovec){ mem + (size_t)order[i + k] * PG, PG };
+			slot_of[order[i + k]] = first + k;
+		}
+		struct done *dd = &d[queued];
+		dd->counter = &counter;
+		int err;
+		while ((err = swapdev_queue_write(r, first, iov, n, on_done, dd)) == -EAGAIN) {
+			assert_true(swapdev_submit(r) >= 0);
+			drain(r);
+			batches++;
+		}
+		assert_ovc_ok(err);
+		queued++;
+		i += n;
+	}
+	assert_true(swapdev_submit(r) >= 0);
+	drain(r);
+	unsigned ooo = 0;
+	for (unsigned i = 0; i < queued; i++) {
+		assert_int_equal(d[i].calls, 1);
+		assert_int_equal(d[i].res, 0);
+		if (i && d[i].seq < d[i - 1].seq)
+			ooo++;
+	}
+	assert_int_equal(swapdev_slots_free(sd), 0);
+	struct swapdev_ring_stats st;
+	swapdev_ring_stats(r, &st);
+	assert_int_equal(st.bytes_written, (uint64_t)npages * PG);
+	assert_int_equal(st.errors, 0);
+	print_message("wrote %u pages in %u requests, %llu submits; %u completions out of order\n",
+		      npages, queued, (unsigned long long)st.submits, ooo);
+	assert_true(st.submits < queued); /* batched: many SQEs per enter */
+
+	/* Async reads, random order, into a second buffer. */
+	char *back = pages_alloc(npages);
+	memset(back, 0xa5, (size_t)npages * PG);
+	shuffle(order, npages, &s);
+	memset(d, 0, npages * sizeof(*d));
+	for (uint32_t i = 0; i < npages; i++) {
+		uint32_t p = order[i];
+		struct iovec iov = { back + (size_t)p * PG, PG };
+		d[i].counter = &counter;
+		int err;
+		while ((err = swapdev_queue_read(r, slot_of[p], &iov, 1, on_done, &d[i])) == -EAGAIN) {
+			assert_true(swapdev_submit(r) >= 0);
+			swapdev_process(r);
+		}
+		assert_ovc_ok(err);
+	}
+	assert_true(swapdev_submit(r) >= 0);
+	drain(r);
+	for (uint32_t i = 0; i < npages; i++)
+		assert_int_equal(d[i].res, 0);
+	assert_memory_equal(mem, back, (size_t)npages * PG);
+
+	/* Sync reads with readahead of up to 16 neighbouring slots: each slot
+	 * holds the page that slot_of says. */
+	uint32_t *page_at = malloc(npages * sizeof(*page_at));
+	for (uint32_t p = 0; p < npages; p++)
+		page_at[slot_of[p]] = p;
+	for (unsigned k = 0; k < 500; k++) {
+		uint32_t slot = (uint32_t)(rnd(&s) % npages);
+		unsigned n = 1 + (unsigned)(rnd(&s) % 16);
+		n = MIN(n, npages - slot);
+		const void *buf;
+		assert_ovc_ok(swapdev_read_sync(r, slot, n, k % 2 ? 30 : 0, &buf));
+		for (unsigned j = 0; j < n; j++)
+			assert_memory_equal((const char *)buf + (size_t)j * PG,
+					    mem + (size_t)page_at[slot + j] * PG, PG);
+	}
+
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	free(order);
+	free(slot_of);
+	free(page_at);
+	free(d);
+	munmap(mem, (size_t)npages * PG);
+	munmap(back, (size_t)npages * PG);
+}
+
+/* Out of order on purpose: a 64-page write ahead of single-page reads of
+ * slots written before. Each callback gets its own request's result,
+ * whatever the order the kernel finishes them in. */
+static void test_out_of_order(void **state)
+{
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+	const unsigned nreq = 33;
+
+	assert_ovc_ok(new_dev(NULL, 4096 * PG, &sd));
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	char *mem = pages_alloc(64 + nreq);
+	char *back = pages_alloc(nreq);
+	fill_random(mem, (size_t)(64 + nreq) * PG, 7);
+	struct done d[33] = { 0 };
+	unsigned counter = 0, ooo_runs = 0;
+	for (unsigned i = 1; i < nreq; i++) {
+		struct iovec one = { mem + (size_t)(63 + i) * PG, PG };
+		d[i].counter = &counter;
+		assert_ovc_ok(swapdev_queue_write(r, 100 + i * 7, &one, 1, on_done, &d[i]));
+	}
+	assert_int_equal(swapdev_submit(r), nreq - 1);
+	drain(r);
+	for (unsigned round = 0; round < 20; round++) {
+		struct iovec big = { mem, 64 * PG };
+		memset(d, 0, sizeof(d));
+		memset(back, 0, (size_t)nreq * PG);
+		for (unsigned i = 0; i < nreq; i++)
+			d[i].counter = &counter;
+		counter = 0;
+		assert_ovc_ok(swapdev_queue_write(r, 0, &big, 1, on_done, &d[0]));
+		for (unsigned i = 1; i < nreq; i++) {
+			struct iovec one = { back + (size_t)i * PG, PG };
+			assert_ovc_ok(swapdev_queue_read(r, 100 + i * 7, &one, 1, on_done, &d[i]));
+		}
+		assert_int_equal(swapdev_submit(r), nreq);
+		drain(r);
+		bool ooo = false;
+		for (unsigned i = 0; i < nreq; i++) {
+			assert_int_equal(d[i].calls, 1);
+			assert_int_equal(d[i].res, 0);
+			if (d[i].seq != i)
+				ooo = true;
+			if (i)
+				assert_memory_equal(back + (size_t)i * PG, mem + (size_t)(63 + i) * PG, PG);
+		}
+		ooo_runs += ooo;
+	}
+	print_message("rounds with completions out of order: %u of 20\n", ooo_runs);
+	const void *buf;
+	assert_ovc_ok(swapdev_read_sync(r, 0, 64, 0, &buf));
+	assert_memory_equal(buf, mem, 64 * PG);
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	munmap(mem, (size_t)(64 + nreq) * PG);
+	munmap(back, (size_t)nreq * PG);
+}
+
+/* Fail each completion in turn, with -EIO and then with a short count:
+ * exactly that request reports the failure, the others land and read back
+ * right, and the failed request's slots read back as whatever was there
+ * before — never as a success. */
+static void run_cqe_injection(bool short_count)
+{
+	const unsigned nreq = 8, per = 4;
+	char *mem = pages_alloc(nreq * per);
+	fill_random(mem, (size_t)nreq * per * PG, 3);
+
+	for (unsigned k = 1; k <= nreq; k++) {
+		struct fault_inject fi;
+		struct swapdev *sd;
+		struct swapdev_ring *r;
+		struct done d[8] = { 0 };
+		unsigned counter = 0;
+
+		fault_inject_init(&fi, k, EIO, 1u << OVC_SYS_URING_CQE);
+		if (short_count)
+			fi.short_res = 512;
+		assert_ovc_ok(new_dev(&fi.sys, nreq * per * PG, &sd));
+		assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+		for (unsigned i = 0; i < nreq; i++) {
+			struct iovec iov[4];
+			for (unsigned j = 0; j < per; j++)
+				iov[j] = (struct iovec){ mem + (size_t)(i * per + j) * PG, PG };
+			d[i].counter = &counter;
+			assert_ovc_ok(swapdev_queue_write(r, i * per, iov, per, on_done, &d[i]));
+		}
+		assert_int_equal(swapdev_submit(r), nreq);
+		drain(r);
+		unsigned failed = 0;
+		for (unsigned i = 0; i < nreq; i++) {
+			assert_int_equal(d[i].calls, 1);
+			if (d[i].res) {
+				assert_int_equal(d[i].res, -EIO);
+				assert_int_equal(d[i].seq, k - 1); /* the k-th completion */
+				failed++;
+			}
+		}
+		assert_int_equal(failed, 1);
+		struct swapdev_ring_stats st;
+		swapdev_ring_stats(r, &st);
+		assert_int_equal(st.errors, 1);
+		assert_int_equal(st.short_io, short_count ? 1 : 0);
+		assert_int_equal(st.writes, nreq - 1);
+		for (unsigned i = 0; i < nreq; i++) {
+			if (d[i].res)
+				continue;
+			const void *buf;
+			assert_ovc_ok(swapdev_read_sync(r, i * per, per, 0, &buf));
+			assert_memory_equal(buf, mem + (size_t)i * per * PG, per * PG);
+		}
+		swapdev_ring_free(r);
+		swapdev_free(sd);
+	}
+
+	/* A failed synchronous read returns the error, not a buffer. */
+	for (int shortc = 0; shortc <= 1; shortc++) {
+		struct fault_inject fi;
+		struct swapdev *sd;
+		struct swapdev_ring *r;
+		const void *buf = NULL;
+		fault_inject_init(&fi, 1, EIO, 1u << OVC_SYS_URING_CQE);
+		fi.short_res = shortc ? 4096 : 0;
+		assert_ovc_ok(new_dev(&fi.sys, 16 * PG, &sd));
+		assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+		assert_int_equal(swapdev_read_sync(r, 0, 4, 5, &buf), -EIO);
+		assert_null(buf);
+		assert_ovc_ok(swapdev_read_sync(r, 0, 4, 5, &buf)); /* the next one works */
+		assert_non_null(buf);
+		swapdev_ring_free(r);
+		swapdev_free(sd);
+	}
+	munmap(mem, (size_t)nreq * per * PG);
+}
+
+static void test_inject_cqe_error(void **state)
+{
+	run_cqe_injection(false);
+}
+
+static void test_inject_cqe_short(void **state)
+{
+	run_cqe_injection(true);
+}
+
+/* Every syscall of set-up fails once in turn: the error comes back, nothing
+ * leaks (ASan), and the run after works. fallocate gets ENOSPC, as from a
+ * full disk. */
+static void test_inject_setup(void **state)
+{
+	struct fault_inject fi;
+	long calls;
+
+	fault_inject_init(&fi, 0, 0, 0);
+	{
+		struct swapdev *sd;
+		struct swapdev_ring *r;
+		assert_ovc_ok(new_dev(&fi.sys, 64 * PG, &sd));
+		assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+		swapdev_ring_free(r);
+		swapdev_free(sd);
+	}
+	calls = atomic_load(&fi.calls);
+	assert_true(calls >= 5); /* open, fallocate, mmap, uring_init, eventfd */
+	for (long n = 1; n <= calls; n++) {
+		struct swapdev *sd = NULL;
+		struct swapdev_ring *r = NULL;
+		int e = ENOMEM;
+		fault_inject_init(&fi, n, e, 0);
+		int err = new_dev(&fi.sys, 64 * PG, &sd);
+		if (err == 0) {
+			err = swapdev_ring_new(sd, NULL, &r);
+			swapdev_ring_free(r);
+			swapdev_free(sd);
+		}
+		assert_int_equal(fi.injected, 1);
+		assert_int_equal(err, -ENOMEM);
+	}
+	fault_inject_init(&fi, 1, ENOSPC, 1u << OVC_SYS_FALLOCATE);
+	struct swapdev *sd = (void *)0x1;
+	assert_int_equal(new_dev(&fi.sys, 64 * PG, &sd), -ENOSPC);
+	assert_ptr_equal(sd, (void *)0x1);
+	/* No real ENOSPC here: ext4 fallocate would fill the shared disk
+	 * before failing. Over 2^32-1 slots is refused before any I/O. */
+	assert_int_equal(new_dev(NULL, UINT64_C(17) * 1024 * GIB, &sd), -EINVAL);
+}
+
+/* A failed submit leaves the requests queued; the next submit sends them and
+ * every callback runs once. A failed submit of read_sync returns the error
+ * and the next read_sync still gives the right data. */
+static void test_inject_submit(void **state)
+{
+	struct fault_inject fi;
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+	struct done d[4] = { 0 };
+	unsigned counter = 0;
+	char *mem = pages_alloc(4);
+	fill_random(mem, 4 * PG, 5);
+
+	fault_inject_init(&fi, 1, EBUSY, 1u << OVC_SYS_URING_SUBMIT);
+	assert_ovc_ok(new_dev(&fi.sys, 16 * PG, &sd));
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	for (unsigned i = 0; i < 4; i++) {
+		struct iovec iov = { mem + (size_t)i * PG, PG };
+		d[i].counter = &counter;
+		assert_ovc_ok(swapdev_queue_write(r, i, &iov, 1, on_done, &d[i]));
+	}
+	assert_int_equal(swapdev_submit(r), -EBUSY);
+	assert_int_equal(swapdev_inflight(r), 4);
+	assert_int_equal(swapdev_submit(r), 4);
+	drain(r);
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(d[i].calls, 1);
+		assert_int_equal(d[i].res, 0);
+	}
+	const void *buf;
+	fault_inject_init(&fi, 1, EBUSY, 1u << OVC_SYS_URING_SUBMIT);
+	assert_int_equal(swapdev_read_sync(r, 0, 4, 0, &buf), -EBUSY);
+	assert_ovc_ok(swapdev_read_sync(r, 2, 2, 0, &buf));
+	assert_memory_equal(buf, mem + 2 * PG, 2 * PG);
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	munmap(mem, 4 * PG);
+}
+
+/* swapdev_wait: queued reads into the caller's pages are submitted and
+ * waited for, spinning first or not; nothing queued returns 0 at once. */
+static void test_wait(void **state)
+{
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+	char *mem = pages_alloc(8), *back = pages_alloc(8);
+	struct done d[8] = { 0 };
+	unsigned counter = 0;
+
+	fill_random(mem, 8 * PG, 21);
+	assert_ovc_ok(new_dev(NULL, 8 * PG, &sd));
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	assert_int_equal(swapdev_wait(r, 10), 0);
+	struct iovec all = { mem, 8 * PG };
+	d[0].counter = &counter;
+	assert_ovc_ok(swapdev_queue_write(r, 0, &all, 1, on_done, &d[0]));
+	assert_int_equal(swapdev_wait(r, 0), 1); /* submits, sleeps */
+	assert_int_equal(d[0].res, 0);
+	for (unsigned round = 0; round < 2; round++) {
+		memset(back, 0, 8 * PG);
+		memset(d, 0, sizeof(d));
+		for (unsigned i = 0; i < 8; i++) {
+			struct iovec one = { back + (size_t)i * PG, PG };
+			d[i].counter = &counter;
+			assert_ovc_ok(swapdev_queue_read(r, 7 - i, &one, 1, on_done, &d[i]));
+		}
+		unsigned ended = 0;
+		while (ended < 8) {
+			int n = swapdev_wait(r, round ? 50 : 0);
+			assert_true(n > 0);
+			ended += (unsigned)n;
+		}
+		assert_int_equal(swapdev_inflight(r), 0);
+		for (unsigned i = 0; i < 8; i++) {
+			assert_int_equal(d[i].calls, 1);
+			assert_memory_equal(back + (size_t)i * PG, mem + (size_t)(7 - i) * PG, PG);
+		}
+	}
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	munmap(mem, 8 * PG);
+	munmap(back, 8 * PG);
+}
+
+/* Freeing a ring with requests queued or in flight waits for them and runs
+ * every callback; the queue is bounded (-EAGAIN at depth). Slot exhaustion
+ * while writing stops at -ENOSPC with every written page intact. */
+static void test_free_inflight_and_exhaustion(void **state)
+{
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+	const unsigned n = 40;
+	struct done d[40] = { 0 };
+	unsigned counter = 0;
+	char *mem = pages_alloc(n);
+	fill_random(mem, (size_t)n * PG, 11);
+
+	assert_ovc_ok(new_dev(NULL, 32 * PG, &sd));
+	struct swapdev_ring_opts ro = { .size = sizeof(ro), .depth = 9 };
+	assert_ovc_ok(swapdev_ring_new(sd, &ro, &r));
+	unsigned written = 0, again = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t slot, got;
+		int err = swapdev_slot_alloc(sd, 1, &slot, &got);
+		if (err == -ENOSPC)
+			break;
+		assert_ovc_ok(err);
+		struct iovec iov = { mem + (size_t)i * PG, PG };
+		d[i].counter = &counter;
+		while ((err = swapdev_queue_write(r, slot, &iov, 1, on_done, &d[i])) == -EAGAIN) {
+			again++;
+			swapdev_submit(r);
+			drain(r);
+		}
+		assert_ovc_ok(err);
+		written++;
+	}
+	assert_int_equal(written, 32);
+	assert_true(again > 0);
+	swapdev_submit(r); /* some in flight, */
+	struct iovec iov = { mem, PG };
+	d[written].counter = &counter;
+	assert_ovc_ok(swapdev_queue_write(r, 0, &iov, 1, on_done, &d[written])); /* one only queued */
+	swapdev_ring_free(r);
+	for (unsigned i = 0; i <= written; i++) {
+		assert_int_equal(d[i].calls, 1);
+		assert_int_equal(d[i].res, 0);
+	}
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	for (unsigned i = 0; i < written; i++) {
+		const void *buf;
+		assert_ovc_ok(swapdev_read_sync(r, i, 1, 0, &buf));
+		assert_memory_equal(buf, mem + (size_t)i * PG, PG);
+	}
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	munmap(mem, (size_t)n * PG);
+}
+
+/* Registering the bounce buffer can be refused by RLIMIT_MEMLOCK for an
+ * unprivileged VMM; reads still work through the plain opcode. Only
+ * testable without CAP_IPC_LOCK, which ignores the limit. */
+static void test_unregistered_bounce(void **state)
+{
+	struct rlimit old, lim;
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+
+	if (geteuid() == 0)
+		skip_because("root (CAP_IPC_LOCK) is not limited by RLIMIT_MEMLOCK");
+	getrlimit(RLIMIT_MEMLOCK, &old);
+	lim = (struct rlimit){ 0, old.rlim_max };
+	assert_int_equal(setrlimit(RLIMIT_MEMLOCK, &lim), 0);
+	assert_ovc_ok(new_dev(NULL, 16 * PG, &sd));
+	int err = swapdev_ring_new(sd, NULL, &r);
+	setrlimit(RLIMIT_MEMLOCK, &old);
+	assert_ovc_ok(err);
+	const void *buf;
+	assert_ovc_ok(swapdev_read_sync(r, 0, 4, 0, &buf));
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+}
+
+/* Two threads, each with its own ring, share one swapdev: allocation runs
+ * race on the allocator, writes and reads run concurrently, every page
+ * reads back as written, and every slot is free again at the end. */
+struct worker {
+	struct swapdev *sd;
+	uint64_t seed;
+	unsigned rounds, pages_checked;
+	int failed;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct swapdev_ring *r;
+	const unsigned batch = 48;
+	char *mem = pages_alloc(batch);
+	uint32_t first[48], len[48];
+
+	if (swapdev_ring_new(w->sd, NULL, &r) < 0) {
+		w->failed = 1;
+		return NULL;
+	}
+	for (unsigned round = 0; round < w->rounds && !w->failed; round++) {
+		unsigned counter = 0, nruns = 0, pages = 0;
+		struct done d[48] = { 0 };
+		fill_random(mem, (size_t)batch * PG, w->seed + round);
+		/* Take runs until the batch is covered; write each run. */
+		while (pages < batch) {
+			uint32_t f, n;
+			int err = swapdev_slot_alloc(w->sd, MIN(8u, batch - pages), &f, &n);
+			if (err == -ENOSPC)
+				break; /* the other thread holds the rest: write less */
+			struct iovec iov[8];
+			for (uint32_t k = 0; k < n; k++)
+				iov[k] = (struct iovec){ mem + (size_t)(pages + k) * PG, PG };
+			d[nruns].counter = &counter;
+			if (swapdev_queue_write(r, f, iov, n, on_done, &d[nruns]) < 0) {
+				w->failed = 2;
+				break;
+			}
+			first[nruns] = f;
+			len[nruns++] = n;
+			pages += n;
+		}
+		swapdev_submit(r);
+		while (swapdev_inflight(r) > 0) {
+			struct pollfd p = { .fd = swapdev_fd(r), .events = POLLIN };
+			poll(&p, 1, 10000);
+			swapdev_process(r);
+		}
+		for (unsigned i = 0, off = 0; i < nruns; off += len[i], i++) {
+			const void *buf;
+			if (d[i].res != 0 || swapdev_read_sync(r, first[i], len[i], 10, &buf) < 0 ||
+			    memcmp(buf, mem + (size_t)off * PG, (size_t)len[i] * PG) != 0)
+				w->failed = 3;
+			w->pages_checked += len[i];
+			swapdev_slot_free(w->sd, first[i], len[i]);
+		}
+	}
+	swapdev_ring_free(r);
+	munmap(mem, (size_t)batch * PG);
+	return NULL;
+}
+
+static void test_two_threads(void **state)
+{
+	struct swapdev *sd;
+	struct worker w[2];
+	pthread_t th[2];
+
+	/* Smaller than two batches: the threads run into each other. */
+	assert_ovc_ok(new_dev(NULL, 80 * PG, &sd));
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct worker){ .sd = sd, .seed = 1000u * (unsigned)(i + 1), .rounds = 200 };
+		pthread_create(&th[i], NULL, worker_main, &w[i]);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].failed, 0);
+	}
+	print_message("pages written, read back and checked: %u + %u\n", w[0].pages_checked,
+		      w[1].pages_checked);
+	assert_int_equal(swapdev_slots_free(sd), 80);
+	swapdev_free(sd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_alloc),
+		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_out_of_order),
+		cmocka_unit_test(test_inject_cqe_error),
+		cmocka_unit_test(test_inject_cqe_short),
+		cmocka_unit_test(test_inject_setup),
+		cmocka_unit_test(test_inject_submit),
+		cmocka_unit_test(test_wait),
+		cmocka_unit_test(test_free_inflight_and_exhaustion),
+		cmocka_unit_test(test_unregistered_bounce),
+		cmocka_unit_test(test_two_threads),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
