@@ -26,6 +26,7 @@ typedef int (*bench_fn)(const struct bench_opts *opts);
 int bench_zero(const struct bench_opts *opts);
 int bench_swap(const struct bench_opts *opts);
 int bench_policy(const struct bench_opts *opts);
+int bench_all(const struct bench_opts *opts);
 
 /* --- helpers (bench-util.c) --- */
 

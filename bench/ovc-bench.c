@@ -21,6 +21,7 @@ static const struct {
 	{ "zero", bench_zero, "zero-page reclaim: engine vs batched limit vs KSM; zero-fault latency" },
 	{ "swap", bench_swap, "swap-out/in: engine vs raw io_uring disk vs kernel swap" },
 	{ "policy", bench_policy, "daemon tick cost with simulated guests" },
+	{ "all", bench_all, "every benchmark, then docs/bench/report.md with plots" },
 };
 
 static void usage(FILE *f)
