@@ -1,0 +1,12 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# integration: ovc-vmm runs a 1 GiB KVM guest under the engine and verifies
+# every page; exit 77 (skip) with the reason where KVM is missing.
+vmm=$1
+if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
+	echo "SKIP: /dev/kvm is not usable here"
+	exit 77
+fi
+swap=
+[ -n "${OVC_VMM_SWAP-}" ] || swap=--no-swap
+exec "$vmm" --mem 1GiB --check $swap
