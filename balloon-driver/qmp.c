@@ -65,6 +65,15 @@ static struct qmp_backend *be(const ovc_balloon *b)
 	return b->backend;
 }
 
+/* strlcpy: cut to fit, always terminated. */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void guest_free(ovc_balloon *b, struct qmp_guest *g)
 {
 	if (!g)
@@ -335,6 +344,8 @@ static int find_balloon(ovc_balloon *b, struct qmp_guest *g)
 			continue;
 		name = json_object_get_string(n);
 		type = json_object_get_string(t);
+		if (!name || !type)
+			continue;
 		if (strncmp(type, "child<virtio-balloon", 20) != 0)
 			continue;
 		if (strcmp(name, want) == 0 || (!found && !b->opts.qmp_balloon_id)) {
@@ -452,7 +463,7 @@ static int guest_add(ovc_balloon *b, const char *path, bool quiet)
 	snprintf(g->path, sizeof(g->path), "%s", path);
 	base = strrchr(path, '/');
 	base = base ? base + 1 : path;
-	snprintf(g->id, sizeof(g->id), "%s", base);
+	copy_str(g->id, sizeof(g->id), base);
 	dot = strrchr(base, '.');
 	snprintf(g->name, sizeof(g->name), "%.*s", (int)(dot && dot != base ? dot - base : (ptrdiff_t)strlen(base)),
 		 base);
