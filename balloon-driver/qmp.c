@@ -37,6 +37,10 @@
  * two-core host that can take seconds. */
 #define QMP_REPLY_TIMEOUT_MSEC 15000
 
+/* How long a new socket in the directory that refuses connections is
+ * retried before it counts as left behind by a dead QEMU. */
+#define PENDING_SEC 10
+
 struct qmp_guest {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char id[OVC_BALLOON_ID_MAX];
@@ -57,7 +61,8 @@ struct qmp_backend {
 	struct qmp_guest **guests;
 	size_t n, cap;
 	int inotify_fd;
-	bool rescan; /* the directory changed */
+	bool rescan;  /* the directory changed */
+	bool pending; /* a new socket did not accept yet: retry soon */
 };
 
 static struct qmp_backend *be(const ovc_balloon *b)
@@ -512,6 +517,7 @@ static void rescan(ovc_balloon *b)
 			q->guests[j++] = q->guests[i];
 	}
 	q->n = j;
+	q->pending = false;
 
 	for (const char *const *s = b->opts.qmp_sockets; s && *s; s++)
 		if (!find_path(q, *s))
@@ -532,7 +538,11 @@ static void rescan(ovc_balloon *b)
 			snprintf(path, sizeof(path), "%s/%s", b->opts.qmp_dir, de->d_name);
 			if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || find_path(q, path))
 				continue;
-			(void)guest_add(b, path, true);
+			/* QEMU binds (inotify fires) before it listens; a young
+			 * socket that refuses is retried, an old one is stale. */
+			if (guest_add(b, path, true) < 0 &&
+			    (uint64_t)st.st_mtime + PENDING_SEC > now_usec(CLOCK_REALTIME) / USEC_PER_SEC)
+				q->pending = true;
 		}
 		closedir(d);
 	}
@@ -693,7 +703,7 @@ static int qmp_process(ovc_balloon *b)
 			json_object_put(o); /* late replies: nobody waits */
 		}
 	}
-	if (q->rescan)
+	if (q->rescan || q->pending)
 		rescan(b);
 	else {
 		/* Sweep the dead ones so their fds leave the epoll set. */
@@ -712,6 +722,8 @@ static int qmp_timeout_msec(const ovc_balloon *b)
 	/* Listed sockets that are not connected are retried once a second. */
 	struct qmp_backend *q = be(b);
 
+	if (q->pending)
+		return 250;
 	for (const char *const *s = b->opts.qmp_sockets; s && *s; s++)
 		if (!find_path(q, *s))
 			return 1000;

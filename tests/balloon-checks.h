@@ -26,7 +26,7 @@ struct balloon_events {
 	const char *watch;
 	unsigned changed, started, stopped, disconnected, reconnected;
 	uint64_t last_actual;
-	char last_stopped[64];
+	char last_started[64], last_stopped[64];
 };
 
 static inline void balloon_events_record(void *userdata, const struct ovc_balloon_event *ev)
@@ -42,6 +42,7 @@ static inline void balloon_events_record(void *userdata, const struct ovc_balloo
 		break;
 	case OVC_BALLOON_EVENT_STARTED:
 		e->started++;
+		snprintf(e->last_started, sizeof(e->last_started), "%s", ev->guest ? ev->guest : "");
 		break;
 	case OVC_BALLOON_EVENT_STOPPED:
 		e->stopped++;

@@ -351,12 +351,29 @@ static bool kill_leftover_qemu(pid_t pid, char *data, size_t len, void *arg)
 	return false;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+
 void harness_cleanup_leftovers(struct harness_libvirtd *d)
 {
+	DIR *dir;
+	struct dirent *de;
+
 	if (d)
 		destroy_matching(d->conn, is_leftover);
 	/* Bare QEMU of dead test processes (PDEATHSIG covers most). */
 	for_each_process("cmdline", kill_leftover_qemu, NULL);
+	/* Their directories: consoles, sockets, kernel copies. */
+	dir = opendir("/tmp");
+	while (dir && (de = readdir(dir))) {
+		char path[300];
+
+		if (!is_leftover(de->d_name))
+			continue;
+		fmt_path(path, "/tmp/%s", de->d_name);
+		nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	}
+	if (dir)
+		closedir(dir);
 }
 
 void harness_libvirtd_stop(struct harness_libvirtd *d)

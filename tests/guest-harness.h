@@ -95,8 +95,9 @@ struct harness_meminfo {
 };
 int harness_guest_meminfo(struct harness_guest *g, struct harness_meminfo *ret);
 
-/* Destroy domains and kill QEMU processes named ovc-test-<pid>-* whose
- * <pid> no longer runs (left by a crashed earlier run). */
+/* Destroy domains, kill QEMU processes and remove /tmp directories named
+ * ovc-test-<pid>-* whose <pid> no longer runs (left by a crashed earlier
+ * run). @d may be NULL: then no domains. */
 void harness_cleanup_leftovers(struct harness_libvirtd *d);
 
 /* Poll @cond every 100 ms for up to @timeout_msec; true when it held. */

@@ -8,7 +8,11 @@
  * through ovc-guest-workload; libvirtd is killed and restarted under the
  * driver; a domain is destroyed while a call waits on it. Nothing is mocked.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -211,14 +215,81 @@ static void test_libvirtd_restart(void **state)
 	assert_ovc_ok(ovc_balloon_set_target(f->b, f->good.name, GIB, OVC_BALLOON_TARGET_WAIT));
 }
 
-int main(void)
+/* Child mode (--crash-with-guests): what a test that crashes leaves
+ * behind — a domain and a bare QEMU, never stopped. Prints
+ * "<domain name> <qemu pid>" and exits without any cleanup. */
+static int crash_with_guests(void)
 {
+	struct harness_guest_opts go = { .mem_mib = 256 };
+	struct harness_image img;
+	struct harness_libvirtd d;
+	struct harness_guest dg, qg;
+	const char *why;
+
+	if (harness_image(&img, &why) < 0 || harness_libvirtd_start(&d, &why) < 0)
+		return 2;
+	if (harness_domain_start(&d, &img, &go, &dg) < 0 || harness_qemu_start(&img, &go, &qg) < 0)
+		return 3;
+	printf("%s %d\n", dg.name, (int)qg.pid);
+	fflush(stdout);
+	_exit(0);
+}
+
+static bool pid_gone(void *arg)
+{
+	return kill(*(pid_t *)arg, 0) < 0 && errno == ESRCH;
+}
+
+static void test_leftovers_of_a_crash_cleaned(void **state)
+{
+	struct fixture *f = *state;
+	char line[128] = "", name[64], dir[128];
+	int pipefd[2], status, qemu_pid = 0;
+	virDomainPtr dom;
+	pid_t child;
+	FILE *out;
+
+	SKIP_IF_NEEDED(f);
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		dup2(pipefd[1], STDOUT_FILENO);
+		execl("/proc/self/exe", "test-libvirt", "--crash-with-guests", (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	out = fdopen(pipefd[0], "r");
+	assert_non_null(fgets(line, sizeof(line), out));
+	fclose(out);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_int_equal(sscanf(line, "%63s %d", name, &qemu_pid), 2);
+
+	/* The bare QEMU died with its parent (PR_SET_PDEATHSIG). */
+	assert_true(harness_wait_until(pid_gone, &qemu_pid, 10000));
+	/* The domain outlived it; the next run's cleanup removes it. */
+	dom = virDomainLookupByName(f->lvd.conn, name);
+	assert_non_null(dom);
+	virDomainFree(dom);
+	harness_cleanup_leftovers(&f->lvd);
+	dom = virDomainLookupByName(f->lvd.conn, name);
+	assert_null(dom);
+	snprintf(dir, sizeof(dir), "/tmp/%s", name);
+	assert_int_equal(access(dir, F_OK), -1);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "--crash-with-guests") == 0)
+		return crash_with_guests();
+
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_and_real_stats),
 		cmocka_unit_test(test_inflate_deflate),
 		cmocka_unit_test(test_errors_name_the_guest),
 		cmocka_unit_test(test_no_balloon_driver),
 		cmocka_unit_test(test_destroyed_mid_call),
+		cmocka_unit_test(test_leftovers_of_a_crash_cleaned),
 		cmocka_unit_test(test_libvirtd_restart),
 	};
 

@@ -7,6 +7,7 @@
  * (MemTotal from /proc/meminfo) is read through ovc-guest-workload on its
  * second serial port. Nothing is mocked.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -191,12 +192,53 @@ static void test_guest_killed_mid_call(void **state)
 	assert_ovc_ok(ovc_balloon_set_target(f->b, f->good.name, GIB, 0));
 }
 
+/* Run the caller's side of the event loop: poll the driver's fd with its
+ * timeout, process, until @name's STARTED (or STOPPED) event came. */
+static bool wait_event_via_fd(struct fixture *f, const char *name, bool started, unsigned timeout_msec)
+{
+	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_msec * 1000ull;
+
+	while (now_usec(CLOCK_MONOTONIC) < deadline) {
+		struct pollfd p = { .fd = ovc_balloon_fd(f->b), .events = POLLIN };
+		int t = ovc_balloon_timeout_msec(f->b);
+
+		poll(&p, 1, t < 0 || t > 1000 ? 1000 : t);
+		assert_true(ovc_balloon_process(f->b) >= 0);
+		if (strcmp(started ? f->ev.last_started : f->ev.last_stopped, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void test_new_guest_discovered(void **state)
+{
+	struct fixture *f = *state;
+	struct harness_guest_opts go = { .mem_mib = 256, .qmp_dir = f->qmp_dir };
+	struct harness_guest g3 = { .serial_fd = -1 };
+	struct ovc_balloon_guest g;
+
+	SKIP_IF_NEEDED(f);
+	/* A QEMU appearing in the directory is found through inotify and
+	 * announced without the caller listing; its exit is announced too. */
+	assert_ovc_ok(harness_qemu_start(&f->img, &go, &g3));
+	if (!wait_event_via_fd(f, g3.name, true, 30000)) {
+		harness_guest_stop(&g3);
+		fail_msg("no STARTED event for %s", g3.name);
+	}
+	assert_ovc_ok(ovc_balloon_guest(f->b, g3.name, &g));
+	assert_int_equal(g.stats.max_bytes, 256 * MIB);
+	harness_guest_stop(&g3);
+	assert_true(wait_event_via_fd(f, g3.name, false, 30000));
+	assert_ovc(ovc_balloon_guest(f->b, g3.name, &g), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_and_real_stats),
 		cmocka_unit_test(test_inflate_deflate),
 		cmocka_unit_test(test_target_out_of_range),
+		cmocka_unit_test(test_new_guest_discovered),
 		cmocka_unit_test(test_no_balloon_driver),
 		cmocka_unit_test(test_guest_killed_mid_call),
 	};
