@@ -131,6 +131,30 @@ static void test_target_out_of_range(void **state)
 	assert_non_null(strstr(ovc_balloon_error(f->b), "'ovc-no-such-guest'"));
 }
 
+static void test_monitor_held_by_another_client(void **state)
+{
+	struct fixture *f = *state;
+	struct balloon_events ev2 = { 0 };
+	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_QMP, 60000, &ev2);
+	struct ovc_balloon_guest *gs = NULL, g;
+	ovc_balloon *b2 = NULL;
+	size_t n = 99;
+
+	SKIP_IF_NEEDED(f);
+	/* f->b holds both monitors; QEMU serves one client at a time, so a
+	 * second driver sees no greeting. It must give up on them, not hang
+	 * or fail as a whole, and leave the first driver undisturbed. */
+	o.qmp_dir = f->qmp_dir;
+	assert_ovc_ok(ovc_balloon_new(&o, &b2));
+	assert_ovc_ok(ovc_balloon_list(b2, &gs, &n));
+	assert_int_equal(n, 0);
+	free(gs);
+	assert_ovc(ovc_balloon_set_target(b2, f->good.name, GIB, 0), -ENOENT);
+	assert_non_null(strstr(ovc_balloon_error(b2), f->good.name));
+	ovc_balloon_free(b2);
+	assert_ovc_ok(ovc_balloon_guest(f->b, f->good.name, &g));
+}
+
 static void test_no_balloon_driver(void **state)
 {
 	struct fixture *f = *state;
@@ -239,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_inflate_deflate),
 		cmocka_unit_test(test_target_out_of_range),
 		cmocka_unit_test(test_new_guest_discovered),
+		cmocka_unit_test(test_monitor_held_by_another_client),
 		cmocka_unit_test(test_no_balloon_driver),
 		cmocka_unit_test(test_guest_killed_mid_call),
 	};
