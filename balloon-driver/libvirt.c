@@ -43,6 +43,11 @@
 #define KEEPALIVE_INTERVAL_SEC 5
 #define KEEPALIVE_COUNT 3
 
+/* NOWAIT: a domain busy with a job (migration, snapshot) gives what needs
+ * no job — balloon.current and .maximum — and its guest-side figures are
+ * missing, i.e. unknown, instead of holding up the stats of every guest. */
+#define STATS_FLAGS (VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
+
 struct lv_guest {
 	char uuid[VIR_UUID_STRING_BUFLEN];
 	unsigned caps;
@@ -476,8 +481,7 @@ static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n
 	r = ensure_conn(b);
 	if (r < 0)
 		return r;
-	nrec = virConnectGetAllDomainStats(be(b)->conn, VIR_DOMAIN_STATS_BALLOON, &recs,
-					   VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+	nrec = virConnectGetAllDomainStats(be(b)->conn, VIR_DOMAIN_STATS_BALLOON, &recs, STATS_FLAGS);
 	if (nrec < 0) {
 		char reason[300];
 
@@ -531,7 +535,7 @@ static int lv_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *
 	r = lookup(b, name, NULL, &doms[0]);
 	if (r < 0)
 		return r;
-	nrec = virDomainListGetStats(doms, VIR_DOMAIN_STATS_BALLOON, &recs, 0);
+	nrec = virDomainListGetStats(doms, VIR_DOMAIN_STATS_BALLOON, &recs, STATS_FLAGS);
 	if (nrec < 0)
 		r = lv_error(b, NULL, name);
 	else if (nrec == 0)
