@@ -251,6 +251,12 @@ int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_byt
 		return balloon_error(b, -ENODEV, "failed to %s balloon of '%s' to %" PRIu64 "MiB: %s",
 				     verb(g.stats.actual_bytes, target_bytes), name,
 				     target_bytes / MIB, "the guest has no balloon device");
+	/* QEMU would take the target and nothing would happen: say so now
+	 * rather than report success. ABSENT clears once the guest answers. */
+	if (g.driver == OVC_BALLOON_DRIVER_ABSENT)
+		return balloon_error(b, -ENODEV, "failed to %s balloon of '%s' to %" PRIu64 "MiB: %s",
+				     verb(g.stats.actual_bytes, target_bytes), name, target_bytes / MIB,
+				     "the guest never answered; its virtio_balloon driver is not loaded");
 	start = g.stats.actual_bytes;
 	r = b->ops->set_target(b, name, target_bytes);
 	if (r < 0)

@@ -140,6 +140,9 @@ static void test_no_balloon_driver(void **state)
 	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
 	assert_ovc_ok(ovc_balloon_guest(b, f->nodrv.name, &g));
 	assert_int_equal(g.driver, OVC_BALLOON_DRIVER_ABSENT);
+	/* Known absent now: refused without asking libvirt, even without WAIT. */
+	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, 0), -ENODEV);
+	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
 	assert_true(g.stats.stale);
 	assert_false(ovc_known(g.stats.available_bytes));
 	ovc_balloon_free(b);
@@ -162,27 +165,33 @@ static void *destroy_later(void *arg)
 static void test_destroyed_mid_call(void **state)
 {
 	struct fixture *f = *state;
+	struct balloon_check c = { .ev = &f->ev };
+	ovc_balloon *b = NULL;
+	const char *err;
 	char expect[256];
 	pthread_t t;
 	int r;
 
 	SKIP_IF_NEEDED(f);
-	struct balloon_check c = { .b = f->b, .ev = &f->ev };
-
+	/* A fresh handle has not yet concluded that the guest lacks a
+	 * balloon driver, so the wait runs until the domain is gone. */
+	assert_ovc_ok(open_driver(f, 60000, &b));
+	c.b = b;
 	f->ev.stopped = 0;
-	/* Without a balloon driver the wait runs until the domain is gone. */
 	assert_int_equal(pthread_create(&t, NULL, destroy_later, f), 0);
-	r = ovc_balloon_set_target(f->b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT);
+	r = ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT);
 	pthread_join(t, NULL);
+	err = ovc_balloon_error(b);
 	assert_int_equal(r, -ENOENT);
 	/* Depending on where the destroy lands: the lookup fails, or it
 	 * finds the domain on its way out. */
 	snprintf(expect, sizeof(expect), "failed to inflate balloon of '%s' to 256MiB: ", f->nodrv.name);
-	assert_memory_equal(ovc_balloon_error(f->b), expect, strlen(expect));
-	if (strcmp(ovc_balloon_error(f->b) + strlen(expect), "No such domain") != 0)
-		assert_string_equal(ovc_balloon_error(f->b) + strlen(expect), "domain is not running");
+	assert_memory_equal(err, expect, strlen(expect));
+	if (strcmp(err + strlen(expect), "No such domain") != 0)
+		assert_string_equal(err + strlen(expect), "domain is not running");
 	assert_true(harness_wait_until(balloon_got_stopped, &c, 10000));
 	assert_string_equal(f->ev.last_stopped, f->nodrv.name);
+	ovc_balloon_free(b);
 }
 
 static bool back_again(void *arg)

@@ -174,6 +174,9 @@ static void test_no_balloon_driver(void **state)
 	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
 	assert_ovc_ok(ovc_balloon_guest(b, f->nodrv.name, &g));
 	assert_int_equal(g.driver, OVC_BALLOON_DRIVER_ABSENT);
+	/* Known absent now: refused without asking QEMU, even without WAIT. */
+	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, 0), -ENODEV);
+	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
 	assert_int_equal(g.stats.actual_bytes, 512 * MIB);
 	assert_true(g.stats.stale); /* no stats ever: unknown, not zero */
 	assert_false(ovc_known(g.stats.available_bytes));
