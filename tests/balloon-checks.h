@@ -128,6 +128,47 @@ static inline void check_real_stats(ovc_balloon *b, struct harness_guest *hg, ui
 	assert_int_equal(g.stats.actual_bytes, max_bytes);
 }
 
+static inline bool balloon_available_below(void *arg)
+{
+	struct balloon_check *c = arg;
+	struct ovc_balloon_guest g;
+
+	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && ovc_known(g.stats.available_bytes) &&
+	       g.stats.available_bytes < c->bytes;
+}
+
+static inline bool balloon_available_above(void *arg)
+{
+	struct balloon_check *c = arg;
+	struct ovc_balloon_guest g;
+
+	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && ovc_known(g.stats.available_bytes) &&
+	       g.stats.available_bytes > c->bytes;
+}
+
+/* The stats follow the guest: ovc-guest-workload allocates and touches
+ * 300 MiB, the guest's MemAvailable as the driver reports it drops by most
+ * of that within a few polling periods, and comes back after "free". */
+static inline void check_stats_follow_guest(ovc_balloon *b, struct harness_guest *hg)
+{
+	struct balloon_check c = { .b = b, .guest = hg->name };
+	struct ovc_balloon_guest g;
+	char reply[128];
+	uint64_t before;
+
+	assert_ovc_ok(ovc_balloon_guest(b, hg->name, &g));
+	assert_true(ovc_known(g.stats.available_bytes));
+	before = g.stats.available_bytes;
+	assert_ovc_ok(harness_guest_cmd(hg, "alloc 300M", reply, sizeof(reply), 60000));
+	assert_string_equal(reply, "ok held=314572800");
+	c.bytes = before - 250 * MIB;
+	assert_true(harness_wait_until(balloon_available_below, &c, 30000));
+	assert_ovc_ok(harness_guest_cmd(hg, "free", reply, sizeof(reply), 10000));
+	assert_string_equal(reply, "ok held=0");
+	c.bytes = before - 50 * MIB;
+	assert_true(harness_wait_until(balloon_available_above, &c, 30000));
+}
+
 /* Inflate to @half_bytes and see the guest's own MemTotal drop by it (the
  * guests run without deflate-on-oom, which would keep MemTotal as is), see
  * the BALLOON_CHANGE event, deflate to @max_bytes and see MemTotal return. */

@@ -103,6 +103,14 @@ static void test_list_and_real_stats(void **state)
 	assert_true(g.stats.rss_bytes > 0);
 }
 
+static void test_stats_follow_guest(void **state)
+{
+	struct fixture *f = *state;
+
+	SKIP_IF_NEEDED(f);
+	check_stats_follow_guest(f->b, &f->good);
+}
+
 static void test_inflate_deflate(void **state)
 {
 	struct fixture *f = *state;
@@ -110,6 +118,26 @@ static void test_inflate_deflate(void **state)
 	SKIP_IF_NEEDED(f);
 	/* 512 MiB + 1000 bytes: libvirt gets whole KiB, rounded down. */
 	check_inflate_deflate(f->b, &f->ev, &f->good, 512 * MIB + 1000, GIB);
+}
+
+static void test_caps_from_the_domain(void **state)
+{
+	struct fixture *f = *state;
+	struct harness_guest_opts go = {
+		.mem_mib = 256, .deflate_on_oom = true, .free_page_reporting = true, .stats_period_sec = 5,
+	};
+	struct harness_guest g3 = { .serial_fd = -1 };
+	struct ovc_balloon_guest g;
+
+	SKIP_IF_NEEDED(f);
+	/* autodeflate, freePageReporting and <stats period> from the live
+	 * XML; no need to wait for the guest to boot. */
+	assert_ovc_ok(harness_domain_start(&f->lvd, &f->img, &go, &g3));
+	assert_ovc_ok(ovc_balloon_guest(f->b, g3.name, &g));
+	harness_guest_stop(&g3);
+	assert_int_equal(g.caps, OVC_BALLOON_CAP_DEVICE | OVC_BALLOON_CAP_DEFLATE_ON_OOM |
+					 OVC_BALLOON_CAP_FREE_PAGE_REPORTING | OVC_BALLOON_CAP_STATS_POLLING);
+	assert_int_equal(g.stats.max_bytes, 256 * MIB);
 }
 
 static void test_errors_name_the_guest(void **state)
@@ -294,7 +322,9 @@ int main(int argc, char **argv)
 
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_and_real_stats),
+		cmocka_unit_test(test_stats_follow_guest),
 		cmocka_unit_test(test_inflate_deflate),
+		cmocka_unit_test(test_caps_from_the_domain),
 		cmocka_unit_test(test_errors_name_the_guest),
 		cmocka_unit_test(test_no_balloon_driver),
 		cmocka_unit_test(test_destroyed_mid_call),

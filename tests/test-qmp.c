@@ -110,6 +110,14 @@ static void test_list_and_real_stats(void **state)
 	assert_false(ovc_known(g.stats.rss_bytes)); /* QMP does not tell */
 }
 
+static void test_stats_follow_guest(void **state)
+{
+	struct fixture *f = *state;
+
+	SKIP_IF_NEEDED(f);
+	check_stats_follow_guest(f->b, &f->good);
+}
+
 static void test_inflate_deflate(void **state)
 {
 	struct fixture *f = *state;
@@ -240,13 +248,16 @@ static bool wait_event_via_fd(struct fixture *f, const char *name, bool started,
 static void test_new_guest_discovered(void **state)
 {
 	struct fixture *f = *state;
-	struct harness_guest_opts go = { .mem_mib = 256, .qmp_dir = f->qmp_dir };
+	struct harness_guest_opts go = {
+		.mem_mib = 256, .qmp_dir = f->qmp_dir, .deflate_on_oom = true, .free_page_reporting = true,
+	};
 	struct harness_guest g3 = { .serial_fd = -1 };
 	struct ovc_balloon_guest g;
 
 	SKIP_IF_NEEDED(f);
 	/* A QEMU appearing in the directory is found through inotify and
-	 * announced without the caller listing; its exit is announced too. */
+	 * announced without the caller listing; its exit is announced too.
+	 * Its device options show as capabilities. */
 	assert_ovc_ok(harness_qemu_start(&f->img, &go, &g3));
 	if (!wait_event_via_fd(f, g3.name, true, 30000)) {
 		harness_guest_stop(&g3);
@@ -254,6 +265,9 @@ static void test_new_guest_discovered(void **state)
 	}
 	assert_ovc_ok(ovc_balloon_guest(f->b, g3.name, &g));
 	assert_int_equal(g.stats.max_bytes, 256 * MIB);
+	assert_int_equal(g.caps & ~OVC_BALLOON_CAP_STATS_POLLING,
+			 OVC_BALLOON_CAP_DEVICE | OVC_BALLOON_CAP_DEFLATE_ON_OOM |
+				 OVC_BALLOON_CAP_FREE_PAGE_REPORTING);
 	harness_guest_stop(&g3);
 	assert_true(wait_event_via_fd(f, g3.name, false, 30000));
 	assert_ovc(ovc_balloon_guest(f->b, g3.name, &g), -ENOENT);
@@ -263,6 +277,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_and_real_stats),
+		cmocka_unit_test(test_stats_follow_guest),
 		cmocka_unit_test(test_inflate_deflate),
 		cmocka_unit_test(test_target_out_of_range),
 		cmocka_unit_test(test_new_guest_discovered),
