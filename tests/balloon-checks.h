@@ -21,10 +21,11 @@
 			skip_because("%s", (f)->skip);                         \
 	} while (0)
 
-/* What ovc_balloon_process() delivered. CHANGED counts only @watch's. */
+/* What ovc_balloon_process() delivered. CHANGED and stopped_watched count
+ * only @watch's: other test processes may run guests on the same libvirtd. */
 struct balloon_events {
 	const char *watch;
-	unsigned changed, started, stopped, disconnected, reconnected;
+	unsigned changed, started, stopped, stopped_watched, disconnected, reconnected;
 	uint64_t last_actual;
 	char last_started[64], last_stopped[64];
 };
@@ -46,6 +47,8 @@ static inline void balloon_events_record(void *userdata, const struct ovc_balloo
 		break;
 	case OVC_BALLOON_EVENT_STOPPED:
 		e->stopped++;
+		if (ev->guest && e->watch && strcmp(ev->guest, e->watch) == 0)
+			e->stopped_watched++;
 		snprintf(e->last_stopped, sizeof(e->last_stopped), "%s", ev->guest ? ev->guest : "");
 		break;
 	case OVC_BALLOON_EVENT_DISCONNECTED:
@@ -104,7 +107,7 @@ static inline bool balloon_got_stopped(void *arg)
 	struct balloon_check *c = arg;
 
 	ovc_balloon_process(c->b);
-	return c->ev->stopped > 0;
+	return c->ev->stopped_watched > 0;
 }
 
 /* Stats polling is on (the driver turned it on): the guest answers within

@@ -205,7 +205,8 @@ static void test_destroyed_mid_call(void **state)
 	 * balloon driver, so the wait runs until the domain is gone. */
 	assert_ovc_ok(open_driver(f, 60000, &b));
 	c.b = b;
-	f->ev.stopped = 0;
+	f->ev.watch = f->nodrv.name;
+	f->ev.stopped_watched = 0;
 	assert_int_equal(pthread_create(&t, NULL, destroy_later, f), 0);
 	r = ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT);
 	pthread_join(t, NULL);
@@ -218,7 +219,6 @@ static void test_destroyed_mid_call(void **state)
 	if (strcmp(err + strlen(expect), "No such domain") != 0)
 		assert_string_equal(err + strlen(expect), "domain is not running");
 	assert_true(harness_wait_until(balloon_got_stopped, &c, 10000));
-	assert_string_equal(f->ev.last_stopped, f->nodrv.name);
 	ovc_balloon_free(b);
 }
 
@@ -235,12 +235,16 @@ static void test_libvirtd_restart(void **state)
 {
 	struct fixture *f = *state;
 	struct ovc_balloon_guest g;
+	int r;
 
 	SKIP_IF_NEEDED(f);
 	if (!f->lvd.started_libvirtd)
 		skip_because("libvirtd was already running; not restarting a daemon the test did not start");
 	f->ev.disconnected = f->ev.reconnected = 0;
-	assert_ovc_ok(harness_libvirtd_restart(&f->lvd));
+	r = harness_libvirtd_restart(&f->lvd);
+	if (r == -EBUSY)
+		skip_because("another test process uses this libvirtd; not restarting it under them");
+	assert_ovc_ok(r);
 	/* The close callback saw the EOF; the next calls reconnect with
 	 * back-off and carry on against the same, still running, guest. */
 	assert_true(harness_wait_until(back_again, f, 60000));
