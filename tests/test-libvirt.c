@@ -256,6 +256,61 @@ static void test_libvirtd_restart(void **state)
 	assert_ovc_ok(ovc_balloon_set_target(f->b, f->good.name, GIB, OVC_BALLOON_TARGET_WAIT));
 }
 
+/*
+ * libvirt's in-process test:///default driver (no daemon; reference.md §1):
+ * its bulk stats have no balloon fields at all, which exercises the
+ * virDomainGetInfo fallback, and it applies targets, which shows the KiB
+ * rounding through the real API. Each connection gets a fresh "test"
+ * domain: running, 8 GiB max, 2 GiB current.
+ */
+static void test_testdriver_without_bulk_stats(void **state)
+{
+	struct balloon_events ev = { 0 };
+	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_LIBVIRT, 2000, &ev);
+	struct ovc_balloon_guest *gs = NULL, g;
+	ovc_balloon *b = NULL;
+	size_t n = 0;
+
+	o.uri = "test:///default";
+	assert_ovc_ok(ovc_balloon_new(&o, &b));
+	assert_ovc_ok(ovc_balloon_list(b, &gs, &n));
+	assert_int_equal(n, 1);
+	assert_string_equal(gs[0].name, "test");
+	assert_int_equal(gs[0].stats.max_bytes, 8 * GIB);
+	assert_int_equal(gs[0].stats.actual_bytes, 2 * GIB);
+	assert_true(gs[0].stats.stale); /* no guest figures: unknown, not 0 */
+	assert_false(ovc_known(gs[0].stats.available_bytes));
+	assert_true(gs[0].caps & OVC_BALLOON_CAP_DEVICE);
+	free(gs);
+
+	/* 1 GiB + 1023 bytes reaches libvirt as 1048576 KiB. */
+	assert_ovc_ok(ovc_balloon_set_target(b, "test", GIB + 1023, OVC_BALLOON_TARGET_WAIT));
+	assert_ovc_ok(ovc_balloon_guest(b, "test", &g));
+	assert_int_equal(g.stats.actual_bytes, GIB);
+	assert_ovc(ovc_balloon_set_target(b, "test", 9 * GIB, 0), -ERANGE);
+	assert_ovc(ovc_balloon_set_target(b, "nope", GIB, 0), -ENOENT);
+	assert_string_equal(ovc_balloon_error(b), "failed to set balloon of 'nope' to 1024MiB: No such domain");
+	assert_int_equal(ovc_balloon_timeout_msec(b), -1); /* connected: no timer */
+	ovc_balloon_free(b);
+}
+
+static void test_unreachable_libvirtd(void **state)
+{
+	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_LIBVIRT, 2000, NULL);
+	ovc_balloon *b = (ovc_balloon *)0x1;
+
+	/* A URI nobody answers: -ENOTCONN with the URI in the message, and
+	 * the out-parameter untouched. */
+	o.uri = "qemu+unix:///system?socket=/nonexistent/ovc-test.sock";
+	assert_ovc(ovc_balloon_new(&o, &b), -ENOTCONN);
+	assert_ptr_equal(b, (ovc_balloon *)0x1);
+	o.size = 8;
+	assert_ovc(ovc_balloon_new(&o, &b), -EINVAL);
+	o.size = sizeof(o);
+	o.backend = 99;
+	assert_ovc(ovc_balloon_new(&o, &b), -EINVAL);
+}
+
 /* Child mode (--crash-with-guests): what a test that crashes leaves
  * behind — a domain and a bare QEMU, never stopped. Prints
  * "<domain name> <qemu pid>" and exits without any cleanup. */
@@ -336,5 +391,11 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_libvirtd_restart),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	const struct CMUnitTest no_daemon[] = {
+		cmocka_unit_test(test_testdriver_without_bulk_stats),
+		cmocka_unit_test(test_unreachable_libvirtd),
+	};
+	int failed = cmocka_run_group_tests_name("libvirt-no-daemon", no_daemon, NULL, NULL);
+
+	return failed + cmocka_run_group_tests_name("libvirt-real-guests", tests, setup, teardown);
 }
