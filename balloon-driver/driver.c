@@ -193,13 +193,18 @@ static int guest_error(ovc_balloon *b, int r, const char *name, const char *what
 
 int ovc_balloon_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
 {
+	struct ovc_balloon_guest g;
 	int r;
 
 	if (!b || !name || !ret)
 		return -EINVAL;
 	b->error[0] = '\0';
-	r = b->ops->guest(b, name, ret);
-	return r < 0 ? guest_error(b, r, name, "read the balloon", "") : r;
+	/* Backends fill as they go; *ret stays untouched on failure. */
+	r = b->ops->guest(b, name, &g);
+	if (r < 0)
+		return guest_error(b, r, name, "read the balloon", "");
+	*ret = g;
+	return 0;
 }
 
 static void sleep_msec(unsigned msec)
