@@ -55,6 +55,7 @@ struct lv_guest {
 	uint64_t polling_since_usec; /* 0: polling off */
 	bool seen_update;
 	bool absent;
+	bool listed; /* in the last list; the others are gone and dropped */
 };
 
 struct lv_backend {
@@ -458,6 +459,7 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 	    (ovc_known(out->stats.guest_update_sec) && out->stats.guest_update_sec > 0))
 		s->seen_update = true;
 
+	s->listed = true;
 	out->caps = s->caps;
 	if (!(s->caps & OVC_BALLOON_CAP_DEVICE) || (!s->seen_update && s->absent))
 		out->driver = OVC_BALLOON_DRIVER_ABSENT;
@@ -469,6 +471,19 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 	else
 		out->driver = OVC_BALLOON_DRIVER_UNKNOWN;
 	return 0;
+}
+
+/* Per-guest state of domains no longer running: a long-lived daemon on a
+ * host with many short-lived domains must not grow without end. A domain
+ * that starts again is a new boot and starts from UNKNOWN anyway. */
+static void forget_unlisted(struct lv_backend *l)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (l->guests[i].listed)
+			l->guests[j++] = l->guests[i];
+	l->n = j;
 }
 
 static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)
@@ -493,6 +508,8 @@ static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n
 		virDomainStatsRecordListFree(recs);
 		return -ENOMEM;
 	}
+	for (size_t i = 0; i < be(b)->n; i++)
+		be(b)->guests[i].listed = false;
 	for (int i = 0; i < nrec; i++) {
 		/* A domain that stops between the two calls is left out; its
 		 * STOPPED event is on the way. */
@@ -500,6 +517,7 @@ static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n
 			n++;
 	}
 	virDomainStatsRecordListFree(recs);
+	forget_unlisted(be(b));
 	*ret = out;
 	*ret_n = n;
 	return 0;
