@@ -760,8 +760,13 @@ int harness_guest_cmd(struct harness_guest *g, const char *cmd, char *reply, siz
 	}
 	/* A leading newline ends any half line the UART dropped bytes of. */
 	len = (size_t)snprintf(line, sizeof(line), "\n%s\n", cmd);
-	if (write(g->serial_fd, line, len) != (ssize_t)len)
-		return -EIO;
+	/* MSG_NOSIGNAL: a guest that died must fail the command, not kill
+	 * the test with SIGPIPE before it can clean up. */
+	if (send(g->serial_fd, line, len, MSG_NOSIGNAL) != (ssize_t)len) {
+		close(g->serial_fd);
+		g->serial_fd = -1;
+		return -ECONNRESET;
+	}
 	return read_reply(g, reply, size, mono_msec() + timeout_msec);
 }
 
