@@ -73,6 +73,11 @@ struct ovc_engine {
 
 	pthread_mutex_t pass_lock;
 	atomic_int pass_tid;        /* tid running a pass now, 0: none */
+	/* Ordering of REMOVE events against MOVE batches (fault.c,
+	 * handle_remove): read_seq counts uffd reads, taken before each read;
+	 * batch_seq is read_seq when the batch in transit began. */
+	atomic_uint_fast64_t read_seq;
+	atomic_uint_fast64_t batch_seq;
 
 	/* Staging for UFFDIO_MOVE: BATCH_PAGES, 2 MiB aligned, registered
 	 * write-protect-only on uffd (a MOVE destination must be registered on

@@ -156,28 +156,32 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	lat_record(e, t0);
 }
 
-/* The VMM (or our write-protect path) discarded [start, end). Pages in
- * transit keep DISCARDED so that their old content is not moved back;
- * ZERO pages are plain holes now; SWAPPED pages would free their slot. */
-static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end)
+/* The VMM (or our write-protect path) discarded [start, end), read in
+ * read number @seq. A page in transit on the MOVE path keeps DISCARDED so
+ * that its old content does not come back from staging — but only if its
+ * batch began before this read began. Why: read() completes the event, so
+ * the discarding thread may go on (zap, return, and its guest may write the
+ * page again through a fresh fault or a COW of a zero page we installed)
+ * before we get here. A batch that began after the read may hold such new
+ * data, which must not be taken for discarded; its staged content is
+ * post-discard or raced the discard, and moving it back is right. Pages not
+ * in transit need nothing: a hole reads as zero through the handler, a
+ * ZERO page stays zero. (The write-protect path re-reads the guest page
+ * itself and ignores DISCARDED; its own drops raise these events too.) */
+static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end, uint64_t seq)
 {
+	if (atomic_load(&e->batch_seq) >= seq)
+		return;
 	pthread_rwlock_rdlock(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++) {
 		struct ovc_region *r = e->regions[i];
 		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
 		uint64_t s = MAX(start, rs), t = MIN(end, re);
-		if (s >= t)
+		if (s >= t || !r->can_move)
 			continue;
-		for (uint64_t pg = (s - rs) >> PAGE_SHIFT; pg < ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT; pg++) {
-			pst_t *p = &r->pst[pg];
-			if (pst_in_transit(atomic_load(p))) {
-				pst_mark_if_transit(p, PST_DISCARDED);
-				continue;
-			}
-			if (pst_transition(p, PST_ZERO, PST_RESIDENT, NULL))
-				atomic_fetch_sub(&e->c.zero_pages_now, 1);
-			/* PST_SWAPPED: the swap module frees the slot here. */
-		}
+		for (uint64_t pg = (s - rs) >> PAGE_SHIFT; pg < ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT; pg++)
+			pst_mark_if_transit(&r->pst[pg], PST_DISCARDED);
+		/* PST_SWAPPED: the swap module frees the slot here. */
 	}
 	pthread_rwlock_unlock(&e->regions_lock);
 }
@@ -188,6 +192,7 @@ int fault_drain(ovc_engine *e)
 	int handled = 0;
 
 	for (;;) {
+		uint64_t seq = atomic_fetch_add(&e->read_seq, 1) + 1;
 		ssize_t n = SYS(e->sys, read, e->uffd, msgs, sizeof(msgs));
 		if (n < 0) {
 			if (errno == EAGAIN)
@@ -202,7 +207,7 @@ int fault_drain(ovc_engine *e)
 			if (m->event == UFFD_EVENT_PAGEFAULT)
 				handle_fault(e, m, t0);
 			else if (m->event == UFFD_EVENT_REMOVE)
-				handle_remove(e, m->arg.remove.start, m->arg.remove.end);
+				handle_remove(e, m->arg.remove.start, m->arg.remove.end, seq);
 			handled++;
 		}
 		if ((size_t)n < sizeof(msgs))

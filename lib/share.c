@@ -210,6 +210,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 
 	memset(moved, 0, sizeof(moved));
 	pthread_mutex_lock(&r->lock);
+	atomic_store(&e->batch_seq, atomic_load(&e->read_seq));
 	mark_candidates(e, r);
 	for (uint32_t i = 0; i < c->n && !err; i++) {
 		struct page_run *run = &c->runs[i];
@@ -384,8 +385,8 @@ static int reclaim_wp(ovc_engine *e, struct ovc_region *r)
 	uint32_t nkeep = 0;
 	for (uint32_t i = 0; i < c->n; i++) {
 		for (uint32_t p = c->runs[i].start; p < c->runs[i].start + c->runs[i].len; p++) {
-			uint64_t w = atomic_load(&r->pst[p]);
-			if ((w & PST_DISCARDED) || scan_page_is_zero(region_addr(r, p))) {
+			/* DISCARDED is not looked at: the page itself is. */
+			if (scan_page_is_zero(region_addr(r, p))) {
 				if (nkeep && keep[nkeep - 1].start + keep[nkeep - 1].len == p)
 					keep[nkeep - 1].len++;
 				else
@@ -464,7 +465,16 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 		scanned++;
 		if (scan_page_is_zero(pg)) {
 			zero++;
-			if (st == PST_RESIDENT && !(r->flags & OVC_REGION_NO_SHARE))
+			if (r->flags & OVC_REGION_NO_SHARE)
+				continue;
+			/* A present ZERO page of shared memory is a real page
+			 * again (a read of a shmem hole allocates one): reclaim
+			 * it again. On anonymous memory it is the zero page. */
+			if (st == PST_ZERO && r->shmem && pst_transition(p, PST_ZERO, PST_RESIDENT, NULL)) {
+				atomic_fetch_sub(&e->c.zero_pages_now, 1);
+				st = PST_RESIDENT;
+			}
+			if (st == PST_RESIDENT)
 				runs_add(&e->cand, (uint32_t)(first + i));
 		} else {
 			scan_hll_add(r, scan_page_hash(pg));

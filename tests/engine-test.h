@@ -20,6 +20,7 @@
 
 #include <ovc/ovc.h>
 
+#include "compat.h"
 #include "engine-internal.h"
 #include "ovc-test.h"
 
