@@ -82,6 +82,7 @@ struct loop {
 	atomic_bool scan;        /* also run ovc_engine_scan_sync() back to back */
 	atomic_long passes;
 	atomic_long reclaimed;
+	atomic_long errors;
 };
 
 static inline void *loop_main(void *arg)
@@ -90,8 +91,10 @@ static inline void *loop_main(void *arg)
 	struct pollfd pfd = { .fd = ovc_engine_fd(l->e), .events = POLLIN };
 	while (!atomic_load(&l->stop)) {
 		poll(&pfd, 1, atomic_load(&l->scan) ? 0 : 5);
-		int r = ovc_engine_process(l->e, 0);
-		assert_true(r >= 0);
+		/* An error (an injected failed read) is the VMM's to log;
+		 * the loop goes on, as a VMM's would. */
+		if (ovc_engine_process(l->e, 0) < 0)
+			atomic_fetch_add(&l->errors, 1);
 		if (atomic_load(&l->scan)) {
 			int64_t n = ovc_engine_scan_sync(l->e, 0);
 			if (n > 0)
