@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ovc-bench zero [--size 1GiB] [--json] [--repeat N] [--no-move]
+ * ovc-bench zero [--size 1GiB] [--json] [--repeat N] [-- --move]
  *
  * Zero-page reclaim on three layouts (all zero; 50% zero in runs of 64
  * pages; 50% zero, alternating single pages), each with a busy "vCPU"
@@ -126,14 +126,14 @@ struct result {
 
 static double g_meta_per_page;
 
-static int run_ovc(size_t len, enum layout l, bool no_move, struct vcpu *v, struct result *res,
+static int run_ovc(size_t len, enum layout l, bool use_move, struct vcpu *v, struct result *res,
 		   ovc_engine **keep, uint8_t **keep_mem)
 {
 	size_t nzero;
 	uint8_t *p = region_new(len, l, &nzero);
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = { .size = sizeof(o),
-				     .flags = OVC_ENGINE_NO_AUTOSCAN | (no_move ? OVC_ENGINE_NO_MOVE : 0) };
+				     .flags = OVC_ENGINE_NO_AUTOSCAN | (use_move ? OVC_ENGINE_MOVE : 0) };
 	int r = ovc_engine_new(&o, &e);
 	if (r < 0 || !p) {
 		fprintf(stderr, "ovc-bench zero: engine: %s\n", ovc_strerror(r));
@@ -382,7 +382,7 @@ static void measure(uint8_t *p, size_t n, struct lat *out)
 	free(wr);
 }
 
-static int run_latency(bool no_move, struct vcpu *v, struct lat *ovc, struct lat *kern, struct lat *handler)
+static int run_latency(bool use_move, struct vcpu *v, struct lat *ovc, struct lat *kern, struct lat *handler)
 {
 	size_t len = (size_t)LAT_SAMPLES * PAGE * 2;
 	ovc_engine *e;
@@ -392,7 +392,7 @@ static int run_latency(bool no_move, struct vcpu *v, struct lat *ovc, struct lat
 	 * half is discarded by "the VMM" first: holes in a registered region,
 	 * whose first access goes through the handler (the path a swapped or
 	 * shmem page takes). */
-	if (run_ovc(len, ALL_ZERO, no_move, v, &r, &e, &p))
+	if (run_ovc(len, ALL_ZERO, use_move, v, &r, &e, &p))
 		return 1;
 	measure(p, LAT_SAMPLES, ovc);
 	madvise(p + len / 2, len / 2, MADV_DONTNEED);
@@ -424,14 +424,14 @@ int bench_zero(const struct bench_opts *opts)
 {
 	size_t len = opts->size_bytes ? opts->size_bytes : (1ul << 30);
 	unsigned rep = opts->repeat ? opts->repeat : 3;
-	bool no_move = false;
+	bool use_move = false;
 	struct result ovc[NLAYOUTS], lim[NLAYOUTS], ksm[NLAYOUTS];
 	struct lat lo, lk, lh;
 	struct vcpu v;
 
 	for (int i = 0; i < opts->argc; i++) {
-		if (strcmp(opts->argv[i], "--no-move") == 0)
-			no_move = true;
+		if (strcmp(opts->argv[i], "--move") == 0 || strcmp(opts->argv[i], "move") == 0)
+			use_move = true;
 		else {
 			fprintf(stderr, "ovc-bench zero: unknown argument '%s'\n", opts->argv[i]);
 			return 2;
@@ -451,7 +451,7 @@ int bench_zero(const struct bench_opts *opts)
 	for (int l = 0; l < NLAYOUTS && !rc; l++) {
 		struct result ro[15], rl[15];
 		for (unsigned k = 0; k < rep && !rc; k++) {
-			rc |= run_ovc(len, l, no_move, &v, &ro[k], NULL, NULL);
+			rc |= run_ovc(len, l, use_move, &v, &ro[k], NULL, NULL);
 			rc |= run_limit(len, l, &v, &rl[k]);
 		}
 		if (rc)
@@ -461,7 +461,7 @@ int bench_zero(const struct bench_opts *opts)
 		rc |= run_ksm(len, l, &ksm[l]);
 	}
 	if (!rc)
-		rc = run_latency(no_move, &v, &lo, &lk, &lh);
+		rc = run_latency(use_move, &v, &lo, &lk, &lh);
 	vcpu_stop(&v);
 	ksm_restore();
 	if (rc)
@@ -471,7 +471,7 @@ int bench_zero(const struct bench_opts *opts)
 		printf("{");
 		bench_json_machine(stdout);
 		printf(",\"size_bytes\":%zu,\"repeat\":%u,\"engine_path\":\"%s\",\"layouts\":[", len, rep,
-		       no_move ? "write-protect" : "move");
+		       use_move ? "move" : "write-protect");
 		for (int l = 0; l < NLAYOUTS; l++)
 			printf("%s{\"layout\":\"%s\",\"ovc_gib_s\":%.3f,\"ovc_cpu_s\":%.4f,\"limit_gib_s\":%.3f,"
 			       "\"limit_cpu_s\":%.4f,\"ksm_gib_s\":%.3f,\"ksm_cpu_s\":%.4f}",
@@ -487,7 +487,7 @@ int bench_zero(const struct bench_opts *opts)
 	}
 	bench_print_machine(stdout);
 	printf("zero-page reclaim, %zu MiB region, busy vCPU thread on the other core, median of %u "
-	       "(KSM: 1 run), engine path: %s\n\n", len >> 20, rep, no_move ? "write-protect" : "move");
+	       "(KSM: 1 run), engine path: %s\n\n", len >> 20, rep, use_move ? "move" : "write-protect");
 	printf("%-12s %10s %9s %10s %9s %10s %9s %9s %9s %11s\n", "layout", "ovc GiB/s", "ovc CPUs",
 	       "limit GiB/s", "limit CPUs", "KSM GiB/s", "KSM CPUs", "ovc/limit", "ovc/KSM", "GiB/CPUs x");
 	for (int l = 0; l < NLAYOUTS; l++) {

@@ -22,7 +22,8 @@
 #include "compat.h"
 #include "engine-internal.h"
 
-#define KNOWN_ENGINE_FLAGS (OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN)
+#define KNOWN_ENGINE_FLAGS \
+	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE)
 #define KNOWN_REGION_FLAGS (OVC_REGION_NO_SWAP | OVC_REGION_NO_SHARE)
 /* The first published layout ends after io_error_userdata. */
 #define OPTS_MIN_SIZE (offsetof(struct ovc_engine_opts, flags) + sizeof(uint32_t))
@@ -55,6 +56,8 @@ static int copy_opts(const struct ovc_engine_opts *in, struct ovc_engine_opts *o
 	if (out->log_level && (out->log_level < OVC_LOG_ERR || out->log_level > OVC_LOG_DEBUG))
 		return -EINVAL;
 	if (out->scan_cpu_permille > 1000)
+		return -EINVAL;
+	if ((out->flags & OVC_ENGINE_MOVE) && (out->flags & OVC_ENGINE_NO_MOVE))
 		return -EINVAL;
 	return 0;
 }
@@ -408,7 +411,9 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	r = mapping_kind(host, len_bytes, &shmem);
 	if (r < 0)
 		return r;
-	bool can_move = e->have_move && !shmem;
+	/* Which path: see OVC_ENGINE_MOVE in engine.h. */
+	bool can_move = e->have_move && !shmem &&
+			(e->flags & (OVC_ENGINE_NO_THREADS | OVC_ENGINE_MOVE));
 	/* In NO_THREADS mode only the MOVE path works: the write-protect path
 	 * drops pages with madvise, which waits until the uffd is read — by
 	 * the very thread that would be calling madvise. */

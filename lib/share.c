@@ -11,6 +11,8 @@
  * a writer (vCPU through KVM, guest, VMM thread) may write in between. Both
  * reclaim paths take the page away from writers first and look second:
  *
+ * Which path a region takes: engine.c (ovc_region_add) and OVC_ENGINE_MOVE.
+ *
  *  MOVE path (private anonymous, kernel with UFFDIO_MOVE):
  *   1. under region->lock: mark the candidates SHARING, then UFFDIO_MOVE
  *      them (in runs) into the staging area. The guest range is now a hole:
@@ -36,7 +38,8 @@
  *   answers before we move (ZEROPAGE on a present page fails EEXIST,
  *   harmless) or sees SHARING.
  *
- *  Write-protect path (shmem/memfd, OVC_ENGINE_NO_MOVE, no MOVE in kernel):
+ *  Write-protect path (shmem/memfd; anonymous memory with threads unless
+ *  OVC_ENGINE_MOVE; kernels without MOVE):
  *   1. under region->lock: mark SHARING, UFFDIO_WRITEPROTECT the span from
  *      the first to the last candidate (one TLB flush for the batch). A
  *      write to a candidate now sleeps in the kernel; a write-protect fault

@@ -131,7 +131,7 @@ static void inject_reclaim(const struct fmode *m)
 }
 
 static const struct fmode fmodes[] = {
-	{ "threads/anon/move", 0, BACK_ANON },
+	{ "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON },
 	{ "threads/anon/wp", OVC_ENGINE_NO_MOVE, BACK_ANON },
 	{ "threads/memfd/wp", 0, BACK_MEMFD },
 	{ "loop/anon/move", OVC_ENGINE_NO_THREADS, BACK_ANON },

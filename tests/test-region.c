@@ -86,6 +86,8 @@ static void test_engine_opts(void **state)
 	e = NULL;
 	assert_ovc_ok(ovc_engine_new(&big.o, &e));
 	e = ovc_engine_free(e);
+	o = (struct ovc_engine_opts){ .size = sizeof(o), .flags = OVC_ENGINE_MOVE | OVC_ENGINE_NO_MOVE };
+	assert_ovc(ovc_engine_new(&o, &e), -EINVAL);
 	o = (struct ovc_engine_opts){ .size = sizeof(o), .scan_cpu_permille = 1001 };
 	assert_ovc(ovc_engine_new(&o, &e), -EINVAL);
 	o = (struct ovc_engine_opts){ .size = sizeof(o), .swap_size_bytes = 1 << 20 };

@@ -19,8 +19,9 @@ struct mode {
 };
 
 static const struct mode modes[] = {
-	{ "threads/anon/move", 0, BACK_ANON, true },
-	{ "threads/anon/wp", OVC_ENGINE_NO_MOVE, BACK_ANON, false },
+	{ "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, true },
+	{ "threads/anon/wp", 0, BACK_ANON, false },
+	{ "threads/anon/nomove", OVC_ENGINE_NO_MOVE, BACK_ANON, false },
 	{ "threads/memfd/wp", 0, BACK_MEMFD, false },
 	{ "loop/anon/move", OVC_ENGINE_NO_THREADS, BACK_ANON, true },
 };
@@ -204,8 +205,9 @@ static void run_mode(const struct mode *m)
 
 static void test_threads_anon_move(void **s) { run_mode(&modes[0]); }
 static void test_threads_anon_wp(void **s) { run_mode(&modes[1]); }
-static void test_threads_memfd_wp(void **s) { run_mode(&modes[2]); }
-static void test_loop_anon_move(void **s) { run_mode(&modes[3]); }
+static void test_threads_anon_nomove(void **s) { run_mode(&modes[2]); }
+static void test_threads_memfd_wp(void **s) { run_mode(&modes[3]); }
+static void test_loop_anon_move(void **s) { run_mode(&modes[4]); }
 
 /* Never-touched memory is not read by the scanner (no fault storm) and
  * faults on it are answered with the zero page. */
@@ -269,6 +271,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_threads_anon_move),
 		cmocka_unit_test(test_threads_anon_wp),
+		cmocka_unit_test(test_threads_anon_nomove),
 		cmocka_unit_test(test_threads_memfd_wp),
 		cmocka_unit_test(test_loop_anon_move),
 		cmocka_unit_test(test_untouched),

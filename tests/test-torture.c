@@ -217,8 +217,8 @@ static void torture(unsigned flags, enum backing backing, const char *name)
 	guest_ram_free(&g);
 }
 
-static void test_threads_anon_move(void **s) { torture(0, BACK_ANON, "threads/anon/move"); }
-static void test_threads_anon_wp(void **s) { torture(OVC_ENGINE_NO_MOVE, BACK_ANON, "threads/anon/wp"); }
+static void test_threads_anon_move(void **s) { torture(OVC_ENGINE_MOVE, BACK_ANON, "threads/anon/move"); }
+static void test_threads_anon_wp(void **s) { torture(0, BACK_ANON, "threads/anon/wp"); }
 static void test_threads_memfd_wp(void **s) { torture(0, BACK_MEMFD, "threads/memfd/wp"); }
 static void test_loop_anon_move(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/move"); }
 
