@@ -155,7 +155,8 @@ static int run_ovc(size_t len, enum layout l, bool use_move, struct vcpu *v, str
 	res->cpu_s = (double)((c1 - c0) - (v1 - v0)) / 1e9;
 	struct ovc_engine_stats st = { .size = sizeof(st) };
 	ovc_engine_stats(e, &st);
-	g_meta_per_page = (double)st.meta_bytes / (double)(len / PAGE);
+	if (!keep) /* the layouts' region, not the small latency one */
+		g_meta_per_page = (double)st.meta_bytes / (double)(len / PAGE);
 	if (keep) {
 		*keep = e;
 		*keep_mem = p;

@@ -101,6 +101,7 @@ struct ovc_engine {
 	bool handler_started, worker_started;
 	atomic_bool stop;
 	atomic_int handler_tid;
+	bool saw_remove;            /* handler thread only */
 	pthread_mutex_t wake_lock;  /* worker sleep: wake_cond, wake_pending */
 	pthread_cond_t wake_cond;
 	bool wake_pending;

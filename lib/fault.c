@@ -206,14 +206,18 @@ int fault_drain(ovc_engine *e)
 			const struct uffd_msg *m = &msgs[i];
 			if (m->event == UFFD_EVENT_PAGEFAULT)
 				handle_fault(e, m, t0);
-			else if (m->event == UFFD_EVENT_REMOVE)
+			else if (m->event == UFFD_EVENT_REMOVE) {
 				handle_remove(e, m->arg.remove.start, m->arg.remove.end, seq);
+				e->saw_remove = true;
+			}
 			handled++;
 		}
 		if ((size_t)n < sizeof(msgs))
 			return handled;
 	}
 }
+
+#define SPIN_AFTER_REMOVE_NSEC (50 * NSEC_PER_USEC)
 
 void *fault_thread_main(void *arg)
 {
@@ -229,10 +233,27 @@ void *fault_thread_main(void *arg)
 			break;
 		if (pfd[0].revents & (POLLERR | POLLHUP))
 			break;
-		if (pfd[0].revents & POLLIN) {
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		/* A drop by a pass raises one REMOVE event per range and waits
+		 * until it is read. While such a burst lasts, keep reading for
+		 * a short while instead of sleeping in poll(): that saves the
+		 * discarding thread a cross-CPU wake-up of this thread per
+		 * range (20-40 us here, against 0.3 us per page to drop). */
+		uint64_t spin_until = 0;
+		for (;;) {
+			e->saw_remove = false;
 			int r = fault_drain(e);
 			if (r < 0)
 				log_debug(&e->log, "reading userfaultfd: %s", ovc_strerror(r));
+			uint64_t now = now_nsec(CLOCK_MONOTONIC);
+			if (e->saw_remove)
+				spin_until = now + SPIN_AFTER_REMOVE_NSEC;
+			if (now >= spin_until || atomic_load(&e->stop))
+				break;
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause();
+#endif
 		}
 	}
 	return NULL;
