@@ -246,14 +246,19 @@ void *fault_thread_main(void *arg)
 			int r = fault_drain(e);
 			if (r < 0)
 				log_debug(&e->log, "reading userfaultfd: %s", ovc_strerror(r));
-			uint64_t now = now_nsec(CLOCK_MONOTONIC);
 			if (e->saw_remove)
-				spin_until = now + SPIN_AFTER_REMOVE_NSEC;
-			if (now >= spin_until || atomic_load(&e->stop))
-				break;
+				spin_until = now_nsec(CLOCK_MONOTONIC) + SPIN_AFTER_REMOVE_NSEC;
+			/* Look (poll with no timeout) until the next message or
+			 * the end of the spin; read only when there is one. */
+			struct pollfd u = { .fd = e->uffd, .events = POLLIN };
+			while (poll(&u, 1, 0) == 0 && now_nsec(CLOCK_MONOTONIC) < spin_until &&
+			       !atomic_load(&e->stop)) {
 #if defined(__x86_64__) || defined(__i386__)
-			__builtin_ia32_pause();
+				__builtin_ia32_pause();
 #endif
+			}
+			if (!(u.revents & POLLIN) || atomic_load(&e->stop))
+				break;
 		}
 	}
 	return NULL;
