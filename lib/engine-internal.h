@@ -87,6 +87,7 @@ struct ovc_engine {
 	uint8_t *staging_map;       /* the mapping, with alignment slack */
 	size_t staging_map_len;
 	bool staging_dirty;         /* a reset failed: reset before next use */
+	bool staging_broken;        /* holds data that could not go back */
 	uint8_t *scan_buf;          /* NO_THREADS: copy of a batch via mem_fd */
 	int pidfd;                  /* this process, for process_madvise() */
 

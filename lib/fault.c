@@ -23,7 +23,12 @@
  *                   the transit resolves the page, which wakes it. Except
  *                   the pass thread itself (THREAD_ID tells): it can only
  *                   fault on a page of its batch when the VMM discarded it
- *                   under a write-protect batch, and then zeros are right.
+ *                   under a write-protect batch, and then zeros are right —
+ *                   but installed write-protected (UFFDIO_COPY, MODE_WP, of
+ *                   a zero page), because any resolve wakes every thread
+ *                   waiting on the page: a writer woken onto a writable
+ *                   page could write after the pass looked and before it
+ *                   drops (found by the torture test with discards).
  *   SWAPPED         the swap-in hook (no page is SWAPPED in this build).
  * A write-protect fault on a page not in transit is a stale protection
  * (or a non-candidate inside a protected span): unprotect it, which wakes.
@@ -52,10 +57,11 @@ struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
 	return NULL;
 }
 
-static bool on_loop_thread(ovc_engine *e)
-{
-	return (e->flags & OVC_ENGINE_NO_THREADS) || engine_gettid() == atomic_load(&e->handler_tid);
-}
+static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
+
+/* Depth of handle_fault() on this thread. A resolving ioctl inside the
+ * handler must not read the uffd again (it holds region->lock). */
+static __thread int in_handler;
 
 int uffd_resolve(ovc_engine *e, unsigned long req, void *arg)
 {
@@ -66,15 +72,25 @@ int uffd_resolve(ovc_engine *e, unsigned long req, void *arg)
 		if (err == EEXIST)
 			return -EEXIST;
 		if (err == EAGAIN) {
-			/* An event (REMOVE) is unread, or the op was partly
-			 * done: the caller looks at the progress field. */
+			/* Partly done: the caller looks at the progress field
+			 * and calls again for the rest. */
 			if (req == UFFDIO_ZEROPAGE && ((struct uffdio_zeropage *)arg)->zeropage > 0)
 				return -EAGAIN;
 			if (req == UFFDIO_MOVE && ((struct uffdio_move *)arg)->move > 0)
 				return -EAGAIN;
-			if (on_loop_thread(e))
-				return -EAGAIN; /* the caller reads the event */
-			sched_yield();
+			if (req == UFFDIO_COPY && ((struct uffdio_copy *)arg)->copy > 0)
+				return -EAGAIN;
+			/* A REMOVE event is unread. The handler itself wakes
+			 * the faulting thread instead (it faults again after
+			 * the event). In NO_THREADS mode we are the reader:
+			 * read it, then retry. Otherwise the handler thread
+			 * reads it. */
+			if (in_handler || engine_gettid() == atomic_load(&e->handler_tid))
+				return -EAGAIN;
+			if (e->flags & OVC_ENGINE_NO_THREADS)
+				fault_drain(e);
+			else
+				sched_yield();
 			continue;
 		}
 		/* ENOMEM, or an injected fault: try again a few times. A
@@ -129,11 +145,17 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	pst_t *p = &r->pst[page];
 
 	pthread_mutex_lock(&r->lock);
+	in_handler++;
 	uint64_t w = atomic_load(p);
 	bool transit = pst_in_transit(w);
 	bool own = transit && tid && tid == atomic_load(&e->pass_tid);
 	if (transit && !own) {
 		pst_mark_if_transit(p, PST_WAITERS);
+	} else if (own) {
+		struct uffdio_copy c = { .dst = addr, .src = (uint64_t)(uintptr_t)zero_page,
+					 .len = PAGE_SIZE, .mode = UFFDIO_COPY_MODE_WP };
+		if (uffd_resolve(e, UFFDIO_COPY, &c) < 0)
+			uffd_wake(e, addr, PAGE_SIZE); /* filled (EEXIST) or EAGAIN: retry */
 	} else if (wp) {
 		struct uffdio_writeprotect u = { .range = { addr, PAGE_SIZE }, .mode = 0 };
 		if (uffd_resolve(e, UFFDIO_WRITEPROTECT, &u) < 0)
@@ -151,6 +173,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 			 * faults again and we answer after the event. */
 			uffd_wake(e, addr, PAGE_SIZE);
 	}
+	in_handler--;
 	pthread_mutex_unlock(&r->lock);
 	pthread_rwlock_unlock(&e->regions_lock);
 	lat_record(e, t0);

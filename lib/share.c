@@ -155,17 +155,32 @@ static void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len)
 }
 
 /* UFFDIO_MOVE staging -> guest for pages whose content must come back.
- * Returns 0, or -EEXIST when the guest page is populated (a bug: the page
- * was in transit and nobody may install it). */
+ * This is the one step where giving up would lose data (it sits in
+ * staging, the guest has a hole), so it never gives up: a failed MOVE is
+ * tried as UFFDIO_COPY (a copy into a new page), and both are retried until
+ * one works. Returns 0, or -EEXIST when the guest page is populated (a bug:
+ * the page was in transit and nobody may install it; staging keeps it). */
 static int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
 {
-	while (len) {
+	for (unsigned tries = 0; len;) {
 		struct uffdio_move m = { .dst = dst, .src = src, .len = len,
 					 .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
 		int r = uffd_resolve(e, UFFDIO_MOVE, &m);
 		uint64_t done = m.move > 0 ? (uint64_t)m.move : 0;
-		if (r < 0 && !done)
-			return r;
+		if (r < 0 && !done && r != -EEXIST) {
+			struct uffdio_copy c = { .dst = dst, .src = src, .len = PAGE_SIZE };
+			r = uffd_resolve(e, UFFDIO_COPY, &c);
+			done = r == 0 ? PAGE_SIZE : 0;
+			if (!done && r != -EEXIST) {
+				if (++tries % 64 == 0)
+					log_err(&e->log, "cannot give a page back to the guest: %s; retrying",
+						ovc_strerror(r));
+				usleep(1000);
+				continue;
+			}
+		}
+		if (r == -EEXIST && !done)
+			return -EEXIST;
 		if (r == 0 && !done)
 			done = len;
 		done = MIN(ALIGN_DOWN(done, PAGE_SIZE), len);
@@ -273,10 +288,15 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 				int mr = move_back(e, gaddr,
 						   (uint64_t)(uintptr_t)(e->staging + ((uint64_t)off << PAGE_SHIFT)),
 						   len);
-				if (mr < 0)
-					log_err(&e->log, "cannot move %" PRIu64 " bytes back to guest 0x%" PRIx64
-						": %s; staging kept", len,
-						r->guest_phys + ((uint64_t)p << PAGE_SHIFT), ovc_strerror(mr));
+				if (mr < 0) {
+					/* Cannot happen (see the top of this file); if it
+					 * does, keep staging as it is rather than lose
+					 * the data: no more batches until restart. */
+					log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit: %s; "
+						"reclaim stopped", r->guest_phys + ((uint64_t)p << PAGE_SHIFT),
+						ovc_strerror(mr));
+					e->staging_broken = true;
+				}
 				for (uint32_t k = p; k < q; k++)
 					end_transit(e, r, k, PST_RESIDENT, true);
 				atomic_fetch_add(&e->c.transit_aborts, q - p);
@@ -288,6 +308,8 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 	/* Free what staging holds (zero pages). If this fails, staging stays
 	 * populated and the next batch's MOVE would fail with EEXIST, so the
 	 * next batch resets it first. */
+	if (e->staging_broken)
+		return -EIO;
 	int sr = staging_reset(e);
 	if (sr < 0) {
 		e->staging_dirty = true;
@@ -497,6 +519,8 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 		return 0;
 	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
 	if (r->can_move) {
+		if (e->staging_broken)
+			return -EIO;
 		if (e->staging_dirty) {
 			ret = staging_reset(e);
 			if (ret < 0)
@@ -580,9 +604,11 @@ int64_t share_full_pass(ovc_engine *e)
 		int r = share_step(e, &cursor, &wrapped);
 		if (wrapped)
 			break;
+		/* EAGAIN (a discard event was unread) and EBUSY (a pinned or
+		 * KSM page) only skip a batch; the next pass retries it. */
 		if (r > 0)
 			total += r;
-		else if (r < 0 && !first_err)
+		else if (r < 0 && r != -EAGAIN && r != -EBUSY && !first_err)
 			first_err = r;
 		if (e->flags & OVC_ENGINE_NO_THREADS)
 			fault_drain(e);
