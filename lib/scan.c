@@ -10,23 +10,47 @@
 
 /* Several 64-byte lines per step OR-ed together, one branch per 256 bytes:
  * the loop is memory bound, so the branch costs nothing while a zero page
- * still gets a full compare. target_clones picks AVX2 where the CPU has it
- * (one ifunc resolution at load time). The first lines of the next page are
- * prefetched: the hardware prefetcher stops at page boundaries. */
+ * still gets a full compare. An AVX2 build of the loop is picked per call
+ * with __builtin_cpu_supports() (one load and test of libgcc's CPU model):
+ * target_clones would do it once through an ifunc resolver, but that
+ * resolver runs before the sanitizers' runtimes start and crashes TSan
+ * builds. The first lines of the next page are prefetched: the hardware
+ * prefetcher stops at page boundaries. */
 typedef uint64_t v4u64 __attribute__((vector_size(32), aligned(32)));
 
-__attribute__((target_clones("avx2", "default"))) bool scan_page_is_zero(const void *p)
+#define ZERO_LOOP(p)                                                                   \
+	do {                                                                           \
+		const v4u64 *v = (p);                                                  \
+		__builtin_prefetch((const char *)(p) + PAGE_SIZE, 0, 0);               \
+		__builtin_prefetch((const char *)(p) + PAGE_SIZE + 64, 0, 0);          \
+		for (size_t i = 0; i < PAGE_SIZE / sizeof(v4u64); i += 8) {            \
+			v4u64 acc = v[i] | v[i + 1] | v[i + 2] | v[i + 3] | v[i + 4] | \
+				    v[i + 5] | v[i + 6] | v[i + 7];                    \
+			if (acc[0] | acc[1] | acc[2] | acc[3])                         \
+				return false;                                          \
+		}                                                                      \
+		return true;                                                           \
+	} while (0)
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static bool page_is_zero_avx2(const void *p)
 {
-	const v4u64 *v = p;
-	__builtin_prefetch((const char *)p + PAGE_SIZE, 0, 0);
-	__builtin_prefetch((const char *)p + PAGE_SIZE + 64, 0, 0);
-	for (size_t i = 0; i < PAGE_SIZE / sizeof(v4u64); i += 8) {
-		v4u64 acc = v[i] | v[i + 1] | v[i + 2] | v[i + 3] | v[i + 4] | v[i + 5] |
-			    v[i + 6] | v[i + 7];
-		if (acc[0] | acc[1] | acc[2] | acc[3])
-			return false;
-	}
-	return true;
+	ZERO_LOOP(p);
+}
+#endif
+
+static bool page_is_zero_generic(const void *p)
+{
+	ZERO_LOOP(p);
+}
+
+bool scan_page_is_zero(const void *p)
+{
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("avx2"))
+		return page_is_zero_avx2(p);
+#endif
+	return page_is_zero_generic(p);
 }
 
 uint64_t scan_page_hash(const void *p)
