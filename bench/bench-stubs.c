@@ -13,7 +13,6 @@
 		return 3;                                                              \
 	}
 
-NOT_YET(zero, "issue 3")
 #ifndef OVC_BENCH_HAVE_POLICY
 /* engine_only builds have no policy (it lives with the daemon). */
 NOT_YET(policy, "not in engine_only builds")

@@ -40,9 +40,17 @@ enum {
 	/* Never use UFFDIO_MOVE even where the kernel has it; always take the
 	 * write-protect path. For testing and for kernels with MOVE bugs. */
 	OVC_ENGINE_NO_MOVE = 1u << 1,
-	/* Do not scan on a timer; scan only on ovc_engine_scan() and
+	/* Do not scan on a timer; scan only on ovc_engine_scan_sync() and
 	 * ovc_engine_reclaim(). */
 	OVC_ENGINE_NO_AUTOSCAN = 1u << 2,
+	/* With threads, use UFFDIO_MOVE for private anonymous memory too.
+	 * The default with threads is the write-protect path: it protects a
+	 * whole batch with one TLB flush, while UFFDIO_MOVE flushes once per
+	 * page, which interrupts every running vCPU (see ovc-bench zero).
+	 * With OVC_ENGINE_NO_THREADS the MOVE path is always used: the
+	 * write-protect path's drops raise events that only the loop thread
+	 * could read. */
+	OVC_ENGINE_MOVE = 1u << 3,
 };
 
 /*

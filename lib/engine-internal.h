@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The engine object, shared by engine.c (API, threads, regions), share.c
+ * (scan passes and zero-page reclaim) and fault.c (the userfaultfd handler).
+ *
+ * Threads of one engine:
+ *   - fault handler (own thread, or the VMM's loop thread inside
+ *     ovc_engine_process()): reads the userfaultfd, answers faults, reads
+ *     UFFD_EVENT_REMOVE. Never touches guest memory through the guest
+ *     mapping and never calls madvise on registered memory.
+ *   - pass thread: the worker, or a caller of ovc_engine_scan_sync(), or in
+ *     NO_THREADS mode the VMM's loop thread. One at a time (pass_lock).
+ *   - API callers.
+ *
+ * Locks, in order: pass_lock, regions_lock (rwlock; add/remove write it,
+ * the handler and a pass read it; glibc's default rwlock prefers readers, so
+ * a waiting ovc_region_remove() never stalls the handler that a pass waits
+ * for), region->lock (region.h), wake_lock (worker sleep only).
+ * Counters are atomics, read without locks.
+ */
+#ifndef OVC_ENGINE_INTERNAL_H
+#define OVC_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include <ovc/engine.h>
+
+#include "log.h"
+#include "region.h"
+#include "scan.h"
+#include "sys.h"
+
+/* Pages per batch of a pass: one 2 MiB staging area, one mincore call,
+ * one protect/unprotect per batch on the write-protect path. */
+#define BATCH_PAGES 512u
+/* Scattered drops per process_madvise() call (UIO_MAXIOV is 1024). */
+#define DROP_IOV_MAX 512u
+
+struct ovc_engine_counters {
+	atomic_uint_fast64_t pages_scanned;
+	atomic_uint_fast64_t zero_pages_found;
+	atomic_uint_fast64_t zero_pages_reclaimed;
+	atomic_int_fast64_t zero_pages_now;
+	atomic_uint_fast64_t zero_faults;
+	atomic_uint_fast64_t scan_bytes_per_sec;
+	atomic_uint_fast64_t scan_cpu_usec;
+	atomic_uint_fast64_t reclaim_usec;
+	atomic_uint_fast64_t distinct_hashes;
+	atomic_uint_fast64_t duplicate_pages;
+	atomic_uint_fast64_t fault_lat_hist[OVC_LAT_BUCKETS];
+	atomic_uint_fast64_t transit_aborts;   /* candidates that changed under us */
+};
+
+struct ovc_engine {
+	const struct ovc_sys *sys;
+	struct ovc_logger log;
+	unsigned flags;
+	uint64_t scan_interval_usec;
+	uint32_t scan_cpu_permille;
+
+	int uffd;
+	uint64_t features;          /* enabled on uffd */
+	bool have_move;             /* MOVE enabled and not OVC_ENGINE_NO_MOVE */
+	int mem_fd;                 /* /proc/self/mem: reads that never fault */
+	int event_fd;               /* stop (threads) / reclaim request (NO_THREADS) */
+	int poll_fd;                /* NO_THREADS: epoll over uffd + event_fd */
+
+	pthread_rwlock_t regions_lock;
+	struct ovc_region **regions; /* sorted by host address */
+	size_t nregions;
+
+	pthread_mutex_t pass_lock;
+	atomic_int pass_tid;        /* tid running a pass now, 0: none */
+	/* Ordering of REMOVE events against MOVE batches (fault.c,
+	 * handle_remove): read_seq counts uffd reads, taken before each read;
+	 * batch_seq is read_seq when the batch in transit began. */
+	atomic_uint_fast64_t read_seq;
+	atomic_uint_fast64_t batch_seq;
+
+	/* Staging for UFFDIO_MOVE: BATCH_PAGES, 2 MiB aligned, registered
+	 * write-protect-only on uffd (a MOVE destination must be registered on
+	 * the same uffd; WP-only so that reading a hole in it is an ordinary
+	 * zero-page fault, never a userfault). Pass thread only. */
+	uint8_t *staging;
+	uint8_t *staging_map;       /* the mapping, with alignment slack */
+	size_t staging_map_len;
+	bool staging_dirty;         /* a reset failed: reset before next use */
+	bool staging_broken;        /* holds data that could not go back */
+	uint8_t *scan_buf;          /* NO_THREADS: copy of a batch via mem_fd */
+	int pidfd;                  /* this process, for process_madvise() */
+
+	/* Pass scratch, pass thread only. */
+	struct run_list cand;
+	struct page_run cand_store[BATCH_PAGES];
+	struct iovec drop_iov[DROP_IOV_MAX];
+	unsigned char mincore_vec[BATCH_PAGES];
+
+	/* Worker. */
+	pthread_t handler_thread, worker_thread;
+	bool handler_started, worker_started;
+	atomic_bool stop;
+	atomic_int handler_tid;
+	bool saw_remove;            /* handler thread only */
+	pthread_mutex_t wake_lock;  /* worker sleep: wake_cond, wake_pending */
+	pthread_cond_t wake_cond;
+	bool wake_pending;
+	int timer_fd;               /* NO_THREADS: next scan batch due */
+	uint64_t bg_cursor;         /* background pass position */
+	uint64_t bg_pass_t0_nsec, bg_pass_scanned0;
+	atomic_uint_fast64_t c_reclaim_target;
+
+	struct ovc_engine_counters c;
+};
+
+/* --- share.c --- */
+
+/* Scan pages [first, first + n) of @r (n <= BATCH_PAGES) and reclaim the
+ * zero ones. Pass thread, regions_lock held for reading. Returns pages
+ * reclaimed or -errno (the batch is undone: every page RESIDENT or ZERO,
+ * none left protected or in staging). */
+int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n);
+/* Set up / tear down the staging area. */
+int share_staging_init(ovc_engine *e);
+void share_staging_fini(ovc_engine *e);
+/* One batch at host address *cursor (0: the start); advances it. Sets
+ * *wrapped and resets the cursor when no region lies at or after it.
+ * Takes regions_lock. pass_lock held. Returns pages reclaimed or -errno. */
+int share_step(ovc_engine *e, uint64_t *cursor, bool *wrapped);
+/* One pass over every region now, ignoring the CPU budget. pass_lock held.
+ * Returns pages reclaimed, or the first error when none were. */
+int64_t share_full_pass(ovc_engine *e);
+
+/* --- fault.c --- */
+
+/* Read and handle every pending message on the uffd. Handler thread, or
+ * the loop thread in NO_THREADS mode. Returns messages handled or -errno. */
+int fault_drain(ovc_engine *e);
+/* Handler thread main loop. */
+void *fault_thread_main(void *arg);
+/* Retry a resolving uffd ioctl (ZEROPAGE, MOVE back, WRITEPROTECT off,
+ * WAKE) until it succeeds: a resolving op that gives up leaves a faulting
+ * thread asleep for ever. EAGAIN means a REMOVE event is unread: the
+ * handler (or, in NO_THREADS mode, this thread) reads it, then we retry.
+ * Returns the ioctl's final result (0 or -errno, -EEXIST passes through). */
+int uffd_resolve(ovc_engine *e, unsigned long req, void *arg);
+/* UFFDIO_WAKE a page range, retried. */
+void uffd_wake(ovc_engine *e, uint64_t start, uint64_t len);
+
+/* Find the region holding host address @addr; regions_lock held. */
+struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr);
+
+/* --- engine.c --- */
+
+/* ovc_engine_new() with another syscall table (tests: fault injection).
+ * @sys must outlive the engine. Not exported. */
+int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts, const struct ovc_sys *sys,
+			     ovc_engine **ret);
+
+static inline pid_t engine_gettid(void)
+{
+	return gettid();
+}
+
+#endif

@@ -1,0 +1,611 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The engine API: create/free, regions, the two drive modes, stats.
+ *
+ * Threads: API calls come from any VMM thread. With threads, the engine
+ * runs a fault-handler thread (fault.c) and a worker that scans within the
+ * CPU budget (share.c). With OVC_ENGINE_NO_THREADS both run inside
+ * ovc_engine_process() on the VMM's loop thread. Locks: see
+ * engine-internal.h.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+
+#include "compat.h"
+#include "engine-internal.h"
+
+#define KNOWN_ENGINE_FLAGS \
+	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE)
+#define KNOWN_REGION_FLAGS (OVC_REGION_NO_SWAP | OVC_REGION_NO_SHARE)
+/* The first published layout ends after io_error_userdata. */
+#define OPTS_MIN_SIZE (offsetof(struct ovc_engine_opts, flags) + sizeof(uint32_t))
+#define STATS_MIN_SIZE (offsetof(struct ovc_engine_stats, regions) + sizeof(uint64_t))
+
+#ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
+#define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12)
+#endif
+
+static void fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+
+static int copy_opts(const struct ovc_engine_opts *in, struct ovc_engine_opts *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!in)
+		return 0;
+	if (in->size < OPTS_MIN_SIZE)
+		return -EINVAL;
+	/* A newer caller's extra fields must be zero: we would ignore them. */
+	for (size_t i = sizeof(*out); i < in->size; i++)
+		if (((const uint8_t *)in)[i])
+			return -EINVAL;
+	memcpy(out, in, MIN((size_t)in->size, sizeof(*out)));
+	if (out->flags & ~KNOWN_ENGINE_FLAGS)
+		return -EINVAL;
+	if (out->log_level && (out->log_level < OVC_LOG_ERR || out->log_level > OVC_LOG_DEBUG))
+		return -EINVAL;
+	if (out->scan_cpu_permille > 1000)
+		return -EINVAL;
+	if ((out->flags & OVC_ENGINE_MOVE) && (out->flags & OVC_ENGINE_NO_MOVE))
+		return -EINVAL;
+	return 0;
+}
+
+/* Features on a throwaway fd: a second UFFDIO_API on one fd fails. */
+static int probe_features(const struct ovc_sys *sys, uint64_t *ret)
+{
+	_cleanup_(closep) int fd = ovc_sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	if (SYS(sys, ioctl, fd, UFFDIO_API, &api) < 0)
+		return negative_errno();
+	*ret = api.features;
+	return 0;
+}
+
+static void wake_worker(ovc_engine *e)
+{
+	if (e->flags & OVC_ENGINE_NO_THREADS) {
+		uint64_t one = 1;
+		if (write(e->event_fd, &one, sizeof(one)) < 0) {
+			/* counter full: it is readable anyway */
+		}
+		return;
+	}
+	pthread_mutex_lock(&e->wake_lock);
+	e->wake_pending = true;
+	pthread_cond_signal(&e->wake_cond);
+	pthread_mutex_unlock(&e->wake_lock);
+}
+
+/* Sleep until @deadline (CLOCK_MONOTONIC ns) or a wake-up. */
+static void worker_sleep(ovc_engine *e, uint64_t deadline)
+{
+	struct timespec ts = { (time_t)(deadline / NSEC_PER_SEC), (long)(deadline % NSEC_PER_SEC) };
+	pthread_mutex_lock(&e->wake_lock);
+	while (!e->wake_pending && !atomic_load(&e->stop))
+		if (pthread_cond_timedwait(&e->wake_cond, &e->wake_lock, &ts) == ETIMEDOUT)
+			break;
+	e->wake_pending = false;
+	pthread_mutex_unlock(&e->wake_lock);
+}
+
+/* Nanoseconds to rest after a batch that used @cpu_ns of CPU in @wall_ns,
+ * so that the scanner stays within scan_cpu_permille of one CPU. */
+static uint64_t budget_rest(const ovc_engine *e, uint64_t cpu_ns, uint64_t wall_ns)
+{
+	uint64_t need = cpu_ns * 1000 / e->scan_cpu_permille;
+	return need > wall_ns ? need - wall_ns : 0;
+}
+
+/* One background batch with bookkeeping; returns ns to rest afterwards. */
+static uint64_t background_batch(ovc_engine *e)
+{
+	bool wrapped;
+	uint64_t t0 = now_nsec(CLOCK_MONOTONIC), c0 = now_nsec(CLOCK_THREAD_CPUTIME_ID);
+
+	pthread_mutex_lock(&e->pass_lock);
+	atomic_store(&e->pass_tid, engine_gettid());
+	if (e->bg_cursor == 0) {
+		e->bg_pass_t0_nsec = t0;
+		e->bg_pass_scanned0 = atomic_load(&e->c.pages_scanned);
+	}
+	int r = share_step(e, &e->bg_cursor, &wrapped);
+	atomic_store(&e->pass_tid, 0);
+	pthread_mutex_unlock(&e->pass_lock);
+	if (r < 0)
+		log_debug(&e->log, "scan batch: %s", ovc_strerror(r));
+
+	uint64_t t1 = now_nsec(CLOCK_MONOTONIC);
+	uint64_t rest = budget_rest(e, now_nsec(CLOCK_THREAD_CPUTIME_ID) - c0, t1 - t0);
+	if (wrapped) {
+		uint64_t bytes = (atomic_load(&e->c.pages_scanned) - e->bg_pass_scanned0) << PAGE_SHIFT;
+		if (t1 > e->bg_pass_t0_nsec && bytes)
+			atomic_store(&e->c.scan_bytes_per_sec,
+				     (uint64_t)((double)bytes * 1e9 / (double)(t1 - e->bg_pass_t0_nsec)));
+		rest = MAX(rest, e->scan_interval_usec * NSEC_PER_USEC);
+	}
+	return rest;
+}
+
+static void *worker_main(void *arg)
+{
+	ovc_engine *e = arg;
+
+	while (!atomic_load(&e->stop)) {
+		if (e->flags & OVC_ENGINE_NO_AUTOSCAN) {
+			worker_sleep(e, UINT64_MAX / 2);
+			continue;
+		}
+		uint64_t rest = background_batch(e);
+		if (rest)
+			worker_sleep(e, now_nsec(CLOCK_MONOTONIC) + rest);
+	}
+	return NULL;
+}
+
+static void arm_timer(ovc_engine *e, uint64_t delay_ns)
+{
+	struct itimerspec its = { .it_value = { (time_t)(delay_ns / NSEC_PER_SEC),
+						(long)(delay_ns % NSEC_PER_SEC) } };
+	if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
+		its.it_value.tv_nsec = 1;
+	timerfd_settime(e->timer_fd, 0, &its, NULL);
+}
+
+static void region_free(struct ovc_region *r)
+{
+	if (!r)
+		return;
+	region_fini(r);
+	free(r);
+}
+
+/* Unregister a region and give up its pages: ZERO pages keep the shared
+ * zero page, which stays valid without the engine. */
+static void region_detach(ovc_engine *e, struct ovc_region *r)
+{
+	struct uffdio_range range = { (uint64_t)(uintptr_t)r->host, r->len_bytes };
+	/* Not through the ops table: teardown must not fail half way, and
+	 * UNREGISTER also wakes every thread still waiting in the range. */
+	if (ioctl(e->uffd, UFFDIO_UNREGISTER, &range) < 0)
+		log_warning(&e->log, "cannot unregister guest RAM at 0x%" PRIx64 ": %s", r->guest_phys,
+			    ovc_strerror(negative_errno()));
+	madvise(r->host, r->len_bytes, MADV_DOFORK);
+	uint64_t zero = 0;
+	for (uint64_t i = 0; i < r->npages; i++)
+		zero += pst_state(atomic_load(&r->pst[i])) == PST_ZERO;
+	atomic_fetch_sub(&e->c.zero_pages_now, (int64_t)zero);
+}
+
+ovc_engine *ovc_engine_free(ovc_engine *e)
+{
+	if (!e)
+		return NULL;
+	atomic_store(&e->stop, true);
+	if (e->worker_started) {
+		wake_worker(e);
+		pthread_join(e->worker_thread, NULL);
+	}
+	if (e->handler_started) {
+		uint64_t one = 1;
+		if (write(e->event_fd, &one, sizeof(one)) < 0) {
+			/* cannot fail with a fresh counter */
+		}
+		pthread_join(e->handler_thread, NULL);
+	}
+	for (size_t i = 0; i < e->nregions; i++) {
+		region_detach(e, e->regions[i]);
+		region_free(e->regions[i]);
+	}
+	free(e->regions);
+	share_staging_fini(e);
+	if (e->scan_buf)
+		munmap(e->scan_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
+	closep(&e->uffd);
+	closep(&e->mem_fd);
+	closep(&e->event_fd);
+	closep(&e->poll_fd);
+	closep(&e->timer_fd);
+	closep(&e->pidfd);
+	pthread_rwlock_destroy(&e->regions_lock);
+	pthread_mutex_destroy(&e->pass_lock);
+	pthread_mutex_destroy(&e->wake_lock);
+	pthread_cond_destroy(&e->wake_cond);
+	free(e);
+	return NULL;
+}
+
+static void engine_freep(ovc_engine **e)
+{
+	ovc_engine_free(*e);
+}
+
+int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct ovc_sys *sys,
+			     ovc_engine **ret)
+{
+	_cleanup_(engine_freep) ovc_engine *e = NULL;
+	struct ovc_engine_opts o;
+	uint64_t avail;
+	int r;
+
+	if (!ret || !sys)
+		return -EINVAL;
+	r = copy_opts(opts_in, &o);
+	if (r < 0)
+		return r;
+	/* Swapping lands with the swap module; refuse rather than ignore. */
+	if (o.swap_path || o.swap_size_bytes)
+		return -EOPNOTSUPP;
+
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->uffd = e->mem_fd = e->event_fd = e->poll_fd = e->timer_fd = e->pidfd = -1;
+	e->sys = sys;
+	e->flags = o.flags;
+	e->log = (struct ovc_logger){ o.log_fn, o.log_userdata, o.log_level ? o.log_level : OVC_LOG_NOTICE };
+	e->scan_interval_usec = o.scan_interval_usec ? o.scan_interval_usec : USEC_PER_SEC;
+	e->scan_cpu_permille = o.scan_cpu_permille ? o.scan_cpu_permille : 100;
+	e->cand.runs = e->cand_store;
+	e->cand.cap = BATCH_PAGES;
+	pthread_rwlock_init(&e->regions_lock, NULL);
+	pthread_mutex_init(&e->pass_lock, NULL);
+	pthread_mutex_init(&e->wake_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&e->wake_cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	r = probe_features(sys, &avail);
+	if (r < 0)
+		return r;
+	uint64_t need = UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_THREAD_ID;
+	if ((avail & need) != need)
+		return -ENOSYS;
+	e->features = need | (avail & (UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
+	if ((avail & UFFD_FEATURE_MOVE) && !(o.flags & OVC_ENGINE_NO_MOVE))
+		e->features |= UFFD_FEATURE_MOVE;
+
+	e->uffd = ovc_sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
+	if (e->uffd < 0)
+		return e->uffd;
+	struct uffdio_api api = { .api = UFFD_API, .features = e->features };
+	if (SYS(sys, ioctl, e->uffd, UFFDIO_API, &api) < 0)
+		return negative_errno();
+	e->have_move = e->features & UFFD_FEATURE_MOVE;
+
+	e->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (e->pidfd < 0)
+		return negative_errno();
+	e->event_fd = SYS(sys, eventfd, 0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->event_fd < 0)
+		return negative_errno();
+	r = share_staging_init(e);
+	if (r < 0)
+		return r;
+
+	if (o.flags & OVC_ENGINE_NO_THREADS) {
+		e->mem_fd = SYS(sys, open, "/proc/self/mem", O_RDONLY | O_CLOEXEC, 0);
+		if (e->mem_fd < 0)
+			return negative_errno();
+		void *b = SYS(sys, mmap, NULL, (size_t)BATCH_PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b == MAP_FAILED)
+			return negative_errno();
+		e->scan_buf = b;
+		e->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		e->poll_fd = epoll_create1(EPOLL_CLOEXEC);
+		if (e->timer_fd < 0 || e->poll_fd < 0)
+			return negative_errno();
+		int fds[] = { e->uffd, e->event_fd, e->timer_fd };
+		for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
+			struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
+			if (epoll_ctl(e->poll_fd, EPOLL_CTL_ADD, fds[i], &ev) < 0)
+				return negative_errno();
+		}
+		if (!(o.flags & OVC_ENGINE_NO_AUTOSCAN))
+			arm_timer(e, e->scan_interval_usec * NSEC_PER_USEC);
+	} else {
+		r = -pthread_create(&e->handler_thread, NULL, fault_thread_main, e);
+		if (r < 0)
+			return r;
+		e->handler_started = true;
+		r = -pthread_create(&e->worker_thread, NULL, worker_main, e);
+		if (r < 0)
+			return r;
+		e->worker_started = true;
+	}
+	log_debug(&e->log, "engine: uffd features 0x%" PRIx64 ", %s", e->features,
+		  e->have_move ? "UFFDIO_MOVE path" : "write-protect path");
+	*ret = e;
+	e = NULL;
+	return 0;
+}
+
+OVC_EXPORT int ovc_engine_new(const struct ovc_engine_opts *opts, ovc_engine **ret)
+{
+	return ovc__engine_new_with_sys(opts, &ovc_sys_default, ret);
+}
+
+/* --- regions ------------------------------------------------------------ */
+
+/* What kind of memory backs [addr, addr+len): every byte mapped read-write,
+ * all private anonymous (*shmem = false) or all shared memory (memfd,
+ * /dev/zero, SysV: *shmem = true). Hugetlb is refused (ZEROPAGE cannot work
+ * on it). -EFAULT otherwise. */
+static int mapping_kind(uint64_t addr, uint64_t len, bool *shmem)
+{
+	_cleanup_(fclosep) FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	uint64_t covered = addr, end = addr + len;
+	int kind = -1; /* 0 anon, 1 shmem */
+	bool in = false;
+
+	if (!f)
+		return negative_errno();
+	while (fgets(line, sizeof(line), f) && covered < end) {
+		unsigned long long s, t;
+		char perms[8];
+		int path_at = 0;
+		if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &s, &t, perms, &path_at) == 3 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = false;
+			if (t <= covered || s >= end)
+				continue;
+			if (s > covered)
+				return -EFAULT; /* a gap */
+			const char *path = path_at ? line + path_at : "";
+			path += strspn(path, " ");
+			bool anon = perms[3] == 'p' && (path[0] == '\n' || path[0] == 0 ||
+							strncmp(path, "[heap]", 6) == 0);
+			bool shm = perms[3] == 's' && (strncmp(path, "/memfd:", 7) == 0 ||
+						       strncmp(path, "/dev/zero", 9) == 0 ||
+						       strncmp(path, "/SYSV", 5) == 0 ||
+						       strncmp(path, "/dev/shm/", 9) == 0);
+			if (perms[0] != 'r' || perms[1] != 'w' || (!anon && !shm))
+				return -EFAULT;
+			if (kind >= 0 && kind != shm)
+				return -EFAULT; /* mixed */
+			kind = shm;
+			covered = t;
+			in = true;
+		} else if (in && strncmp(line, "KernelPageSize:", 15) == 0) {
+			unsigned long kb = 0;
+			sscanf(line + 15, "%lu", &kb);
+			if (kb != 4)
+				return -EFAULT; /* hugetlb */
+		}
+	}
+	if (covered < end)
+		return -EFAULT;
+	*shmem = kind == 1;
+	return 0;
+}
+
+OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes, uint64_t guest_phys,
+			      unsigned flags)
+{
+	uint64_t host = (uint64_t)(uintptr_t)host_addr;
+	bool shmem;
+	int r;
+
+	if (!e || !host_addr || !len_bytes || (flags & ~KNOWN_REGION_FLAGS) ||
+	    !IS_ALIGNED(host, PAGE_SIZE) || !IS_ALIGNED(len_bytes, PAGE_SIZE) ||
+	    !IS_ALIGNED(guest_phys, PAGE_SIZE) || host + len_bytes < host ||
+	    guest_phys + len_bytes < guest_phys || (len_bytes >> PAGE_SHIFT) > UINT32_MAX)
+		return -EINVAL;
+	r = mapping_kind(host, len_bytes, &shmem);
+	if (r < 0)
+		return r;
+	/* Which path: see OVC_ENGINE_MOVE in engine.h. */
+	bool can_move = e->have_move && !shmem &&
+			(e->flags & (OVC_ENGINE_NO_THREADS | OVC_ENGINE_MOVE));
+	/* In NO_THREADS mode only the MOVE path works: the write-protect path
+	 * drops pages with madvise, which waits until the uffd is read — by
+	 * the very thread that would be calling madvise. */
+	if ((e->flags & OVC_ENGINE_NO_THREADS) && !can_move)
+		return -EOPNOTSUPP;
+	if (shmem && !(e->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+		return -EOPNOTSUPP;
+	if (!can_move && !(e->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+		return -EOPNOTSUPP;
+
+	struct ovc_region *reg = calloc(1, sizeof(*reg));
+	if (!reg)
+		return -ENOMEM;
+	r = region_init(reg, host_addr, len_bytes, guest_phys, flags);
+	if (r < 0) {
+		free(reg);
+		return r;
+	}
+	reg->shmem = shmem;
+	reg->can_move = can_move;
+
+	pthread_mutex_lock(&e->pass_lock);
+	pthread_rwlock_wrlock(&e->regions_lock);
+	size_t at = 0;
+	for (size_t i = 0; i < e->nregions; i++) {
+		struct ovc_region *o = e->regions[i];
+		uint64_t oh = (uint64_t)(uintptr_t)o->host;
+		if ((host < oh + o->len_bytes && oh < host + len_bytes) ||
+		    (guest_phys < o->guest_phys + o->len_bytes && o->guest_phys < guest_phys + len_bytes)) {
+			r = -EEXIST;
+			goto fail;
+		}
+		if (oh < host)
+			at = i + 1;
+	}
+	struct ovc_region **n = realloc(e->regions, (e->nregions + 1) * sizeof(*n));
+	if (!n) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	e->regions = n;
+	/* A fork must not copy guest RAM: without UFFD_EVENT_FORK the child
+	 * would read zeros where we dropped pages. */
+	if (SYS(e->sys, madvise, host_addr, len_bytes, MADV_DONTFORK) < 0) {
+		r = negative_errno();
+		goto fail;
+	}
+	struct uffdio_register reg_arg = {
+		.range = { host, len_bytes },
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+	if (SYS(e->sys, ioctl, e->uffd, UFFDIO_REGISTER, &reg_arg) < 0) {
+		r = negative_errno();
+		if (r == -EINVAL || r == -EBUSY) /* wrong memory, or another uffd has it */
+			r = r == -EBUSY ? -EBUSY : -EFAULT;
+		madvise(host_addr, len_bytes, MADV_DOFORK);
+		goto fail;
+	}
+	uint64_t want = (UINT64_C(1) << _UFFDIO_ZEROPAGE) | (UINT64_C(1) << _UFFDIO_WAKE) |
+			(UINT64_C(1) << _UFFDIO_WRITEPROTECT) | (can_move ? UINT64_C(1) << _UFFDIO_MOVE : 0);
+	if ((reg_arg.ioctls & want) != want) {
+		struct uffdio_range range = { host, len_bytes };
+		ioctl(e->uffd, UFFDIO_UNREGISTER, &range);
+		madvise(host_addr, len_bytes, MADV_DOFORK);
+		r = -EFAULT;
+		goto fail;
+	}
+	memmove(e->regions + at + 1, e->regions + at, (e->nregions - at) * sizeof(*n));
+	e->regions[at] = reg;
+	e->nregions++;
+	pthread_rwlock_unlock(&e->regions_lock);
+	pthread_mutex_unlock(&e->pass_lock);
+	log_info(&e->log, "region guest 0x%" PRIx64 "+%" PRIu64 " MiB (%s, %s path)", guest_phys,
+		 len_bytes >> 20, shmem ? "shared memory" : "anonymous", can_move ? "move" : "write-protect");
+	wake_worker(e);
+	return 0;
+fail:
+	pthread_rwlock_unlock(&e->regions_lock);
+	pthread_mutex_unlock(&e->pass_lock);
+	region_free(reg);
+	return r;
+}
+
+OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned flags)
+{
+	struct ovc_region *r = NULL;
+
+	if (!e || flags)
+		return -EINVAL;
+	/* pass_lock first: no batch is in flight on the region afterwards. */
+	pthread_mutex_lock(&e->pass_lock);
+	pthread_rwlock_wrlock(&e->regions_lock);
+	for (size_t i = 0; i < e->nregions; i++)
+		if (e->regions[i]->guest_phys == guest_phys) {
+			r = e->regions[i];
+			memmove(e->regions + i, e->regions + i + 1, (e->nregions - i - 1) * sizeof(r));
+			e->nregions--;
+			break;
+		}
+	pthread_rwlock_unlock(&e->regions_lock);
+	if (r)
+		region_detach(e, r);
+	pthread_mutex_unlock(&e->pass_lock);
+	if (!r)
+		return -ENOENT;
+	region_free(r);
+	return 0;
+}
+
+/* --- drive -------------------------------------------------------------- */
+
+OVC_EXPORT int ovc_engine_fd(ovc_engine *e)
+{
+	if (!e || !(e->flags & OVC_ENGINE_NO_THREADS))
+		return -EINVAL;
+	return e->poll_fd;
+}
+
+OVC_EXPORT int ovc_engine_process(ovc_engine *e, unsigned flags)
+{
+	uint64_t v;
+
+	if (!e || flags || !(e->flags & OVC_ENGINE_NO_THREADS))
+		return -EINVAL;
+	int r = fault_drain(e);
+	if (r < 0)
+		return r;
+	bool due = read(e->timer_fd, &v, sizeof(v)) == sizeof(v);
+	if (read(e->event_fd, &v, sizeof(v)) == sizeof(v))
+		due = true;
+	if (!due)
+		return 0;
+	if (e->flags & OVC_ENGINE_NO_AUTOSCAN)
+		return 0;
+	uint64_t rest = background_batch(e);
+	arm_timer(e, rest);
+	r = fault_drain(e);
+	return r < 0 ? r : 0;
+}
+
+OVC_EXPORT int64_t ovc_engine_scan_sync(ovc_engine *e, unsigned flags)
+{
+	if (!e || flags)
+		return -EINVAL;
+	pthread_mutex_lock(&e->pass_lock);
+	atomic_store(&e->pass_tid, engine_gettid());
+	int64_t r = share_full_pass(e);
+	atomic_store(&e->pass_tid, 0);
+	pthread_mutex_unlock(&e->pass_lock);
+	return r;
+}
+
+OVC_EXPORT int ovc_engine_reclaim(ovc_engine *e, uint64_t target_bytes, unsigned flags)
+{
+	if (!e || (flags & ~OVC_RECLAIM_ZERO_ONLY))
+		return -EINVAL;
+	/* Without swap only zero sharing counts; the target is kept for the
+	 * swap module and reported. Ask for a pass now. */
+	atomic_store(&e->c_reclaim_target, target_bytes);
+	wake_worker(e);
+	return 0;
+}
+
+OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
+{
+	struct ovc_engine_stats s = { 0 };
+
+	if (!e || !st || st->size < STATS_MIN_SIZE)
+		return -EINVAL;
+	s.size = st->size;
+	pthread_rwlock_rdlock(&e->regions_lock);
+	s.regions = e->nregions;
+	for (size_t i = 0; i < e->nregions; i++) {
+		s.region_bytes += e->regions[i]->len_bytes;
+		s.meta_bytes += region_meta_bytes(e->regions[i]);
+	}
+	pthread_rwlock_unlock(&e->regions_lock);
+	s.pages_scanned = atomic_load(&e->c.pages_scanned);
+	s.zero_pages_found = atomic_load(&e->c.zero_pages_found);
+	s.zero_pages_reclaimed = atomic_load(&e->c.zero_pages_reclaimed);
+	int64_t now = atomic_load(&e->c.zero_pages_now);
+	s.zero_pages_now = now > 0 ? (uint64_t)now : 0;
+	s.zero_faults = atomic_load(&e->c.zero_faults);
+	s.scan_bytes_per_sec = atomic_load(&e->c.scan_bytes_per_sec);
+	s.scan_cpu_usec = atomic_load(&e->c.scan_cpu_usec);
+	s.reclaim_usec = atomic_load(&e->c.reclaim_usec);
+	s.distinct_hashes = atomic_load(&e->c.distinct_hashes);
+	s.duplicate_pages = atomic_load(&e->c.duplicate_pages);
+	for (unsigned i = 0; i < OVC_LAT_BUCKETS; i++)
+		s.fault_lat_hist[i] = atomic_load(&e->c.fault_lat_hist[i]);
+	s.saved_bytes = s.zero_pages_now << PAGE_SHIFT;
+	s.reclaim_target_bytes = atomic_load(&e->c_reclaim_target);
+	memcpy(st, &s, MIN((size_t)st->size, sizeof(s)));
+	return 0;
+}

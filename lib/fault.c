@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The userfaultfd handler: MISSING and write-protect faults on registered
+ * guest RAM, and UFFD_EVENT_REMOVE (the VMM's own discards: balloon,
+ * free-page reporting, and our write-protect path's drops).
+ *
+ * Runs on the handler thread, or in NO_THREADS mode on the VMM's loop
+ * thread inside ovc_engine_process(). It never reads or writes guest memory
+ * through the guest mapping (a fault there would wait for itself), never
+ * calls madvise on registered memory (that raises an event only this thread
+ * can read), never allocates and logs at debug level at most.
+ *
+ * Takes engine->regions_lock for reading and region->lock around "read the
+ * page state, then resolve": see region.h and share.c for why.
+ *
+ * Decisions for a MISSING fault, by page state:
+ *   RESIDENT, ZERO  UFFDIO_ZEROPAGE. The page is a hole because it was never
+ *                   touched, or the VMM discarded it, or we dropped it and
+ *                   the zero page went away again (e.g. the VMM discarded
+ *                   the zero page): zeros are its content in every case.
+ *                   EEXIST (a stale message, someone filled it) just wakes.
+ *   in transit      leave the thread asleep and set WAITERS; whoever ends
+ *                   the transit resolves the page, which wakes it. Except
+ *                   the pass thread itself (THREAD_ID tells): it can only
+ *                   fault on a page of its batch when the VMM discarded it
+ *                   under a write-protect batch, and then zeros are right —
+ *                   but installed write-protected (UFFDIO_COPY, MODE_WP, of
+ *                   a zero page), because any resolve wakes every thread
+ *                   waiting on the page: a writer woken onto a writable
+ *                   page could write after the pass looked and before it
+ *                   drops (found by the torture test with discards).
+ *   SWAPPED         the swap-in hook (no page is SWAPPED in this build).
+ * A write-protect fault on a page not in transit is a stale protection
+ * (or a non-candidate inside a protected span): unprotect it, which wakes.
+ */
+#include <inttypes.h>
+#include <poll.h>
+#include <sched.h>
+#include <string.h>
+
+#include "compat.h"
+#include "engine-internal.h"
+
+struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
+{
+	size_t lo = 0, hi = e->nregions;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct ovc_region *r = e->regions[mid];
+		if (addr < (uint64_t)(uintptr_t)r->host)
+			hi = mid;
+		else if (region_contains(r, addr))
+			return r;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
+
+/* Depth of handle_fault() on this thread. A resolving ioctl inside the
+ * handler must not read the uffd again (it holds region->lock). */
+static __thread int in_handler;
+
+int uffd_resolve(ovc_engine *e, unsigned long req, void *arg)
+{
+	for (unsigned hard = 0;;) {
+		if (SYS(e->sys, ioctl, e->uffd, req, arg) == 0)
+			return 0;
+		int err = errno;
+		if (err == EEXIST)
+			return -EEXIST;
+		if (err == EAGAIN) {
+			/* Partly done: the caller looks at the progress field
+			 * and calls again for the rest. */
+			if (req == UFFDIO_ZEROPAGE && ((struct uffdio_zeropage *)arg)->zeropage > 0)
+				return -EAGAIN;
+			if (req == UFFDIO_MOVE && ((struct uffdio_move *)arg)->move > 0)
+				return -EAGAIN;
+			if (req == UFFDIO_COPY && ((struct uffdio_copy *)arg)->copy > 0)
+				return -EAGAIN;
+			/* A REMOVE event is unread. The handler itself wakes
+			 * the faulting thread instead (it faults again after
+			 * the event). In NO_THREADS mode we are the reader:
+			 * read it, then retry. Otherwise the handler thread
+			 * reads it. */
+			if (in_handler || engine_gettid() == atomic_load(&e->handler_tid))
+				return -EAGAIN;
+			if (e->flags & OVC_ENGINE_NO_THREADS)
+				fault_drain(e);
+			else
+				sched_yield();
+			continue;
+		}
+		/* ENOMEM, or an injected fault: try again a few times. A
+		 * resolving op that gives up leaves a thread asleep. */
+		if (++hard >= 8)
+			return -err;
+	}
+}
+
+void uffd_wake(ovc_engine *e, uint64_t start, uint64_t len)
+{
+	struct uffdio_range r = { start, len };
+	for (unsigned i = 0; i < 8; i++)
+		if (SYS(e->sys, ioctl, e->uffd, UFFDIO_WAKE, &r) == 0 || errno == EINVAL)
+			return;
+}
+
+static void lat_record(ovc_engine *e, uint64_t t0)
+{
+	uint64_t us = (now_nsec(CLOCK_MONOTONIC) - t0) / NSEC_PER_USEC;
+	unsigned b = 0;
+	while (b < OVC_LAT_BUCKETS - 1 && (UINT64_C(1) << b) <= us)
+		b++;
+	atomic_fetch_add_explicit(&e->c.fault_lat_hist[b], 1, memory_order_relaxed);
+}
+
+/* Hook for SWAPPED pages: the swap module installs the page from its slot.
+ * No page reaches SWAPPED in this build, so this only keeps the dispatch in
+ * place; it wakes the thread, which faults again. */
+static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
+{
+	log_debug(&e->log, "fault on swapped page %" PRIu64 " without swap support", page);
+	uffd_wake(e, addr, PAGE_SIZE);
+}
+
+static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
+{
+	uint64_t addr = ALIGN_DOWN((uint64_t)m->arg.pagefault.address, PAGE_SIZE);
+	bool wp = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
+	pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
+
+	pthread_rwlock_rdlock(&e->regions_lock);
+	struct ovc_region *r = engine_region_of(e, addr);
+	if (!r) {
+		/* A region removed since (unregister woke everyone) or the
+		 * staging area (WP-only, nothing protects it): just wake. */
+		pthread_rwlock_unlock(&e->regions_lock);
+		uffd_wake(e, addr, PAGE_SIZE);
+		return;
+	}
+	uint64_t page = region_page_of(r, addr);
+	pst_t *p = &r->pst[page];
+
+	pthread_mutex_lock(&r->lock);
+	in_handler++;
+	uint64_t w = atomic_load(p);
+	bool transit = pst_in_transit(w);
+	bool own = transit && tid && tid == atomic_load(&e->pass_tid);
+	if (transit && !own) {
+		pst_mark_if_transit(p, PST_WAITERS);
+	} else if (own) {
+		struct uffdio_copy c = { .dst = addr, .src = (uint64_t)(uintptr_t)zero_page,
+					 .len = PAGE_SIZE, .mode = UFFDIO_COPY_MODE_WP };
+		if (uffd_resolve(e, UFFDIO_COPY, &c) < 0)
+			uffd_wake(e, addr, PAGE_SIZE); /* filled (EEXIST) or EAGAIN: retry */
+	} else if (wp) {
+		struct uffdio_writeprotect u = { .range = { addr, PAGE_SIZE }, .mode = 0 };
+		if (uffd_resolve(e, UFFDIO_WRITEPROTECT, &u) < 0)
+			uffd_wake(e, addr, PAGE_SIZE);
+	} else if (pst_state(w) == PST_SWAPPED) {
+		fault_swapin(e, r, page, addr);
+	} else {
+		struct uffdio_zeropage z = { .range = { addr, PAGE_SIZE } };
+		int ret = uffd_resolve(e, UFFDIO_ZEROPAGE, &z);
+		if (ret == 0)
+			atomic_fetch_add_explicit(&e->c.zero_faults, 1, memory_order_relaxed);
+		else
+			/* EEXIST: filled already. EAGAIN: a REMOVE event is
+			 * queued behind this message; wake the thread, it
+			 * faults again and we answer after the event. */
+			uffd_wake(e, addr, PAGE_SIZE);
+	}
+	in_handler--;
+	pthread_mutex_unlock(&r->lock);
+	pthread_rwlock_unlock(&e->regions_lock);
+	lat_record(e, t0);
+}
+
+/* The VMM (or our write-protect path) discarded [start, end), read in
+ * read number @seq. A page in transit on the MOVE path keeps DISCARDED so
+ * that its old content does not come back from staging — but only if its
+ * batch began before this read began. Why: read() completes the event, so
+ * the discarding thread may go on (zap, return, and its guest may write the
+ * page again through a fresh fault or a COW of a zero page we installed)
+ * before we get here. A batch that began after the read may hold such new
+ * data, which must not be taken for discarded; its staged content is
+ * post-discard or raced the discard, and moving it back is right. Pages not
+ * in transit need nothing: a hole reads as zero through the handler, a
+ * ZERO page stays zero. (The write-protect path re-reads the guest page
+ * itself and ignores DISCARDED; its own drops raise these events too.) */
+static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end, uint64_t seq)
+{
+	if (atomic_load(&e->batch_seq) >= seq)
+		return;
+	pthread_rwlock_rdlock(&e->regions_lock);
+	for (size_t i = 0; i < e->nregions; i++) {
+		struct ovc_region *r = e->regions[i];
+		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
+		uint64_t s = MAX(start, rs), t = MIN(end, re);
+		if (s >= t || !r->can_move)
+			continue;
+		for (uint64_t pg = (s - rs) >> PAGE_SHIFT; pg < ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT; pg++)
+			pst_mark_if_transit(&r->pst[pg], PST_DISCARDED);
+		/* PST_SWAPPED: the swap module frees the slot here. */
+	}
+	pthread_rwlock_unlock(&e->regions_lock);
+}
+
+int fault_drain(ovc_engine *e)
+{
+	struct uffd_msg msgs[64];
+	int handled = 0;
+
+	for (;;) {
+		uint64_t seq = atomic_fetch_add(&e->read_seq, 1) + 1;
+		ssize_t n = SYS(e->sys, read, e->uffd, msgs, sizeof(msgs));
+		if (n < 0) {
+			if (errno == EAGAIN)
+				return handled;
+			if (errno == EINTR)
+				continue;
+			return negative_errno();
+		}
+		uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			const struct uffd_msg *m = &msgs[i];
+			if (m->event == UFFD_EVENT_PAGEFAULT)
+				handle_fault(e, m, t0);
+			else if (m->event == UFFD_EVENT_REMOVE) {
+				handle_remove(e, m->arg.remove.start, m->arg.remove.end, seq);
+				e->saw_remove = true;
+			}
+			handled++;
+		}
+		if ((size_t)n < sizeof(msgs))
+			return handled;
+	}
+}
+
+#define SPIN_AFTER_REMOVE_NSEC (50 * NSEC_PER_USEC)
+
+void *fault_thread_main(void *arg)
+{
+	ovc_engine *e = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = e->uffd, .events = POLLIN },
+		{ .fd = e->event_fd, .events = POLLIN },
+	};
+
+	atomic_store(&e->handler_tid, engine_gettid());
+	while (!atomic_load(&e->stop)) {
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents & (POLLERR | POLLHUP))
+			break;
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		/* A drop by a pass raises one REMOVE event per range and waits
+		 * until it is read. While such a burst lasts, keep reading for
+		 * a short while instead of sleeping in poll(): that saves the
+		 * discarding thread a cross-CPU wake-up of this thread per
+		 * range (20-40 us here, against 0.3 us per page to drop). */
+		uint64_t spin_until = 0;
+		for (;;) {
+			e->saw_remove = false;
+			int r = fault_drain(e);
+			if (r < 0)
+				log_debug(&e->log, "reading userfaultfd: %s", ovc_strerror(r));
+			if (e->saw_remove)
+				spin_until = now_nsec(CLOCK_MONOTONIC) + SPIN_AFTER_REMOVE_NSEC;
+			/* Look (poll with no timeout) until the next message or
+			 * the end of the spin; read only when there is one. */
+			struct pollfd u = { .fd = e->uffd, .events = POLLIN };
+			while (poll(&u, 1, 0) == 0 && now_nsec(CLOCK_MONOTONIC) < spin_until &&
+			       !atomic_load(&e->stop)) {
+#if defined(__x86_64__) || defined(__i386__)
+				__builtin_ia32_pause();
+#endif
+			}
+			if (!(u.revents & POLLIN) || atomic_load(&e->stop))
+				break;
+		}
+	}
+	return NULL;
+}

@@ -1,0 +1,621 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Zero-page sharing: scan a batch of pages, then give the memory of the zero
+ * ones back with the kernel's shared zero page installed in their place.
+ *
+ * Runs on the pass thread only (the worker, a caller of
+ * ovc_engine_scan_sync(), or the VMM's loop in NO_THREADS mode), with
+ * engine->pass_lock held and engine->regions_lock held for reading.
+ *
+ * The no-lost-write rule. Looking at a page and dropping it are two steps;
+ * a writer (vCPU through KVM, guest, VMM thread) may write in between. Both
+ * reclaim paths take the page away from writers first and look second:
+ *
+ * Which path a region takes: engine.c (ovc_region_add) and OVC_ENGINE_MOVE.
+ *
+ *  MOVE path (private anonymous, kernel with UFFDIO_MOVE):
+ *   1. under region->lock: mark the candidates SHARING, then UFFDIO_MOVE
+ *      them (in runs) into the staging area. The guest range is now a hole:
+ *      any access raises a MISSING fault. The handler sees SHARING and
+ *      leaves the faulting thread asleep (sets WAITERS).
+ *   2. full compare in staging, where no one else can write.
+ *   3. zero: UFFDIO_ZEROPAGE into the guest range (wakes the sleepers; later
+ *      reads are free, a later write is the kernel's own COW). Not zero (a
+ *      writer came between the hint scan and the move): UFFDIO_MOVE it back
+ *      (wakes too). Then the state leaves SHARING.
+ *   4. drop the staging pages by mapping fresh memory over staging. Not
+ *      MADV_DONTNEED: staging must be registered on the uffd (a MOVE
+ *      destination must be), and madvise on registered memory raises
+ *      UFFD_EVENT_REMOVE, which blocks until the uffd is read — by this very
+ *      thread in NO_THREADS mode.
+ *   Why the lock in step 1: the handler answers a MISSING fault on a
+ *   non-transit page with UFFDIO_ZEROPAGE. Two vCPUs faulting on one hole
+ *   queue two messages; the second is stale once the first is answered. If
+ *   the handler read the state (RESIDENT) of that stale message, then we
+ *   moved the now-present page out, then the handler's ZEROPAGE landed in
+ *   the hole, the guest would read zeros while its data sat in staging, and
+ *   our move-back would fail with EEXIST. Under the lock the handler either
+ *   answers before we move (ZEROPAGE on a present page fails EEXIST,
+ *   harmless) or sees SHARING.
+ *
+ *  Write-protect path (shmem/memfd; anonymous memory with threads unless
+ *  OVC_ENGINE_MOVE; kernels without MOVE):
+ *   1. under region->lock: mark SHARING, UFFDIO_WRITEPROTECT the span from
+ *      the first to the last candidate (one TLB flush for the batch). A
+ *      write to a candidate now sleeps in the kernel; a write-protect fault
+ *      on a non-candidate in the span is unprotected by the handler at once
+ *      (it is RESIDENT). Under the lock so that a stale write-protect
+ *      message can never make the handler unprotect a page we just
+ *      protected.
+ *   2. full compare through the guest mapping (nobody can write it now);
+ *      pages that are not zero go back to RESIDENT (the handler unprotects
+ *      them on a fault; step 5 does otherwise).
+ *   3. drop the zero ones: process_madvise(MADV_DONTNEED) with up to 512
+ *      runs per call on anonymous memory, MADV_REMOVE (punch hole) per run
+ *      on shmem. The drop raises UFFD_EVENT_REMOVE for our own range; the
+ *      handler thread reads it (this path is refused in NO_THREADS mode).
+ *   4. anonymous: UFFDIO_ZEROPAGE the dropped runs. shmem: leave holes (a
+ *      shmem "zero page" would be a freshly allocated page).
+ *   5. state ZERO, UFFDIO_WRITEPROTECT off over the span (wakes writers;
+ *      they retry on the zero page and COW, or on the hole and fault).
+ *   A writer that hits a dropped page between 3 and 4 raises a MISSING
+ *   fault; the page is SHARING, so it sleeps until 4 wakes it.
+ *
+ * Every step that hands pages back (ZEROPAGE, MOVE back, unprotect, WAKE)
+ * is retried until it succeeds (uffd_resolve): failing there would leave a
+ * writer asleep or data in staging. Steps that take pages away (MOVE out,
+ * WRITEPROTECT on, drop) may fail: the batch then undoes itself and the
+ * pages stay where and what they were.
+ */
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "compat.h"
+#include "engine-internal.h"
+
+#define STAGING_BYTES ((size_t)BATCH_PAGES * PAGE_SIZE)
+
+/* --- staging ------------------------------------------------------------ */
+
+/* Map fresh anonymous memory over staging and register it write-protect
+ * only. Frees whatever staging held. */
+static int staging_reset(ovc_engine *e)
+{
+	void *p = SYS(e->sys, mmap, e->staging, STAGING_BYTES, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (p == MAP_FAILED)
+		return negative_errno();
+	/* A fork in the middle of a batch would make staged pages shared, and
+	 * UFFDIO_MOVE refuses shared pages (EBUSY): the move back would fail. */
+	if (SYS(e->sys, madvise, e->staging, STAGING_BYTES, MADV_DONTFORK) < 0)
+		return negative_errno();
+	struct uffdio_register reg = {
+		.range = { (uint64_t)(uintptr_t)e->staging, STAGING_BYTES },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	if (SYS(e->sys, ioctl, e->uffd, UFFDIO_REGISTER, &reg) < 0)
+		return negative_errno();
+	return 0;
+}
+
+int share_staging_init(ovc_engine *e)
+{
+	if (!e->have_move)
+		return 0;
+	/* 2 MiB aligned so that a whole-THP batch moves as one PMD. */
+	size_t len = STAGING_BYTES * 2;
+	void *p = SYS(e->sys, mmap, NULL, len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return negative_errno();
+	e->staging_map = p;
+	e->staging_map_len = len;
+	e->staging = (uint8_t *)ALIGN_UP((uintptr_t)p, STAGING_BYTES);
+	return staging_reset(e);
+}
+
+void share_staging_fini(ovc_engine *e)
+{
+	if (e->staging_map)
+		munmap(e->staging_map, e->staging_map_len);
+	e->staging_map = e->staging = NULL;
+}
+
+/* --- resolving ioctls, retried ------------------------------------------ */
+
+/* UFFDIO_ZEROPAGE over [start, start+len), page by page past EEXIST (a page
+ * someone else populated is left as it is). Retried until done. */
+static void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len)
+{
+	while (len) {
+		struct uffdio_zeropage z = { .range = { start, len } };
+		int r = uffd_resolve(e, UFFDIO_ZEROPAGE, &z);
+		uint64_t done = z.zeropage > 0 ? (uint64_t)z.zeropage : 0;
+		if (r == -EEXIST && !done) {
+			/* Populated already: someone's data or a zero page. Wake
+			 * in case a fault on it waits, and go on. */
+			uffd_wake(e, start, PAGE_SIZE);
+			done = PAGE_SIZE;
+		} else if (r < 0 && !done) {
+			/* uffd_resolve gave up on a hard error: leave the page
+			 * a hole (it faults to the handler, which answers with
+			 * the zero page) and wake its sleepers. */
+			uffd_wake(e, start, PAGE_SIZE);
+			done = PAGE_SIZE;
+		}
+		done = MIN(ALIGN_DOWN(done, PAGE_SIZE), len);
+		if (!done && r == 0)
+			done = len;
+		start += done;
+		len -= done;
+	}
+}
+
+/* UFFDIO_MOVE staging -> guest for pages whose content must come back.
+ * This is the one step where giving up would lose data (it sits in
+ * staging, the guest has a hole), so it never gives up: a failed MOVE is
+ * tried as UFFDIO_COPY (a copy into a new page), and both are retried until
+ * one works. Returns 0, or -EEXIST when the guest page is populated (a bug:
+ * the page was in transit and nobody may install it; staging keeps it). */
+static int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
+{
+	for (unsigned tries = 0; len;) {
+		struct uffdio_move m = { .dst = dst, .src = src, .len = len,
+					 .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
+		int r = uffd_resolve(e, UFFDIO_MOVE, &m);
+		uint64_t done = m.move > 0 ? (uint64_t)m.move : 0;
+		if (r < 0 && !done && r != -EEXIST) {
+			struct uffdio_copy c = { .dst = dst, .src = src, .len = PAGE_SIZE };
+			r = uffd_resolve(e, UFFDIO_COPY, &c);
+			done = r == 0 ? PAGE_SIZE : 0;
+			if (!done && r != -EEXIST) {
+				if (++tries % 64 == 0)
+					log_err(&e->log, "cannot give a page back to the guest: %s; retrying",
+						ovc_strerror(r));
+				usleep(1000);
+				continue;
+			}
+		}
+		if (r == -EEXIST && !done)
+			return -EEXIST;
+		if (r == 0 && !done)
+			done = len;
+		done = MIN(ALIGN_DOWN(done, PAGE_SIZE), len);
+		dst += done;
+		src += done;
+		len -= done;
+	}
+	return 0;
+}
+
+/* Leave transit: SHARING -> @to; wakes if a fault waited and @woke is false. */
+static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to,
+			bool woke)
+{
+	uint64_t old;
+	if (!pst_transition(&r->pst[page], PST_SHARING, to, &old))
+		return; /* cannot happen: only this thread ends a transit */
+	if ((old & PST_WAITERS) && !woke)
+		uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page), PAGE_SIZE);
+}
+
+/* Mark every candidate SHARING; drop from the list any that changed state
+ * since the hint scan. region->lock held. */
+static void mark_candidates(ovc_engine *e, struct ovc_region *r)
+{
+	struct run_list *c = &e->cand;
+	uint32_t nruns = c->n;
+	struct page_run old[BATCH_PAGES];
+
+	memcpy(old, c->runs, nruns * sizeof(*old));
+	runs_clear(c);
+	for (uint32_t i = 0; i < nruns; i++)
+		for (uint32_t p = old[i].start; p < old[i].start + old[i].len; p++)
+			if (pst_transition(&r->pst[p], PST_RESIDENT, PST_SHARING, NULL))
+				runs_add(c, p);
+}
+
+/* --- MOVE path ---------------------------------------------------------- */
+
+static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
+{
+	struct run_list *c = &e->cand;
+	uint8_t moved[BATCH_PAGES]; /* by batch offset: 1 = content in staging */
+	int err = 0, reclaimed = 0;
+
+	memset(moved, 0, sizeof(moved));
+	pthread_mutex_lock(&r->lock);
+	atomic_store(&e->batch_seq, atomic_load(&e->read_seq));
+	mark_candidates(e, r);
+	for (uint32_t i = 0; i < c->n && !err; i++) {
+		struct page_run *run = &c->runs[i];
+		struct uffdio_move m = {
+			.dst = (uint64_t)(uintptr_t)(e->staging + ((run->start - first) << PAGE_SHIFT)),
+			.src = (uint64_t)(uintptr_t)region_addr(r, run->start),
+			.len = (uint64_t)run->len << PAGE_SHIFT,
+			/* A hole (the VMM discarded the page since the hint
+			 * scan) reads as zero: move on past it. DONTWAKE: no
+			 * one can wait on a page that was present. */
+			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE,
+		};
+		int ret = SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m);
+		uint32_t done = m.move > 0 ? (uint32_t)(m.move >> PAGE_SHIFT) : 0;
+		if (ret == 0)
+			done = run->len;
+		else
+			err = negative_errno(); /* EAGAIN (event unread), EBUSY (pinned, KSM) */
+		memset(moved + (run->start - first), 1, MIN(done, run->len));
+	}
+	pthread_mutex_unlock(&r->lock);
+
+	/* Decide. Pages not moved are still in the guest, untouched: back to
+	 * RESIDENT (no one can have faulted on a present page). */
+	for (uint32_t i = 0; i < c->n; i++) {
+		struct page_run *run = &c->runs[i];
+		uint32_t p = run->start;
+		while (p < run->start + run->len) {
+			uint32_t off = p - (uint32_t)first;
+			if (!moved[off]) {
+				end_transit(e, r, p, PST_RESIDENT, false);
+				atomic_fetch_add(&e->c.transit_aborts, 1);
+				p++;
+				continue;
+			}
+			/* A stretch of moved pages with one verdict. */
+			uint64_t w = atomic_load(&r->pst[p]);
+			bool zero = (w & PST_DISCARDED) ||
+				    scan_page_is_zero(e->staging + ((uint64_t)off << PAGE_SHIFT));
+			uint32_t q = p + 1;
+			while (q < run->start + run->len && moved[q - first]) {
+				uint64_t wq = atomic_load(&r->pst[q]);
+				bool zq = (wq & PST_DISCARDED) ||
+					  scan_page_is_zero(e->staging + ((uint64_t)(q - first) << PAGE_SHIFT));
+				if (zq != zero)
+					break;
+				q++;
+			}
+			uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, p);
+			uint64_t len = (uint64_t)(q - p) << PAGE_SHIFT;
+			if (zero) {
+				zeropage_range(e, gaddr, len);
+				for (uint32_t k = p; k < q; k++)
+					end_transit(e, r, k, PST_ZERO, true);
+				reclaimed += (int)(q - p);
+			} else {
+				int mr = move_back(e, gaddr,
+						   (uint64_t)(uintptr_t)(e->staging + ((uint64_t)off << PAGE_SHIFT)),
+						   len);
+				if (mr < 0) {
+					/* Cannot happen (see the top of this file); if it
+					 * does, keep staging as it is rather than lose
+					 * the data: no more batches until restart. */
+					log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit: %s; "
+						"reclaim stopped", r->guest_phys + ((uint64_t)p << PAGE_SHIFT),
+						ovc_strerror(mr));
+					e->staging_broken = true;
+				}
+				for (uint32_t k = p; k < q; k++)
+					end_transit(e, r, k, PST_RESIDENT, true);
+				atomic_fetch_add(&e->c.transit_aborts, q - p);
+			}
+			p = q;
+		}
+	}
+
+	/* Free what staging holds (zero pages). If this fails, staging stays
+	 * populated and the next batch's MOVE would fail with EEXIST, so the
+	 * next batch resets it first. */
+	if (e->staging_broken)
+		return -EIO;
+	int sr = staging_reset(e);
+	if (sr < 0) {
+		e->staging_dirty = true;
+		if (!err)
+			err = sr;
+	}
+	return reclaimed ? reclaimed : err;
+}
+
+/* --- write-protect path ------------------------------------------------- */
+
+static int writeprotect(ovc_engine *e, uint64_t start, uint64_t len, bool on)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { start, len },
+		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+	if (on)
+		return SYS(e->sys, ioctl, e->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? negative_errno() : 0;
+	return uffd_resolve(e, UFFDIO_WRITEPROTECT, &wp);
+}
+
+/* Drop runs [runs, runs+n) of @r; returns the number of leading runs that
+ * were dropped completely (the rest stay as they were, zero content). */
+static uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n)
+{
+	uint32_t ok = 0;
+
+	if (r->shmem) {
+		for (; ok < n; ok++)
+			if (SYS(e->sys, madvise, region_addr(r, runs[ok].start),
+				(size_t)runs[ok].len << PAGE_SHIFT, MADV_REMOVE) < 0)
+				break;
+		return ok;
+	}
+	while (ok < n) {
+		uint32_t k = MIN(n - ok, DROP_IOV_MAX);
+		ssize_t want = 0, got;
+		for (uint32_t i = 0; i < k; i++) {
+			e->drop_iov[i].iov_base = region_addr(r, runs[ok + i].start);
+			e->drop_iov[i].iov_len = (size_t)runs[ok + i].len << PAGE_SHIFT;
+			want += (ssize_t)e->drop_iov[i].iov_len;
+		}
+		/* One call, one TLB flush for all k runs (Linux 6.15+ batches
+		 * process_madvise flushes); a single run goes to madvise. */
+		if (k == 1)
+			got = SYS(e->sys, madvise, e->drop_iov[0].iov_base, e->drop_iov[0].iov_len,
+				  MADV_DONTNEED) < 0 ? -1 : want;
+		else
+			got = SYS(e->sys, process_madvise, e->pidfd, e->drop_iov, k, MADV_DONTNEED, 0);
+		if (got == want) {
+			ok += k;
+			continue;
+		}
+		/* Partial: iovecs are done in order; count whole runs done. A
+		 * run done only in part has dropped zero pages that the
+		 * handler refills with the zero page on the next access. */
+		for (uint32_t i = 0; got > 0 && i < k; i++) {
+			if (got < (ssize_t)e->drop_iov[i].iov_len)
+				break;
+			got -= (ssize_t)e->drop_iov[i].iov_len;
+			ok++;
+		}
+		break;
+	}
+	return ok;
+}
+
+static int reclaim_wp(ovc_engine *e, struct ovc_region *r)
+{
+	struct run_list *c = &e->cand;
+	int err, reclaimed = 0;
+
+	pthread_mutex_lock(&r->lock);
+	mark_candidates(e, r);
+	if (!c->n) {
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
+	uint32_t lo = c->runs[0].start;
+	uint32_t hi = c->runs[c->n - 1].start + c->runs[c->n - 1].len;
+	uint64_t span = (uint64_t)(uintptr_t)region_addr(r, lo);
+	uint64_t span_len = (uint64_t)(hi - lo) << PAGE_SHIFT;
+	err = writeprotect(e, span, span_len, true);
+	pthread_mutex_unlock(&r->lock);
+	if (err < 0) {
+		for (uint32_t i = 0; i < c->n; i++)
+			for (uint32_t p = c->runs[i].start; p < c->runs[i].start + c->runs[i].len; p++)
+				end_transit(e, r, p, PST_RESIDENT, false);
+		/* Part of the span may be protected: lift it all. */
+		writeprotect(e, span, span_len, false);
+		atomic_fetch_add(&e->c.transit_aborts, c->pages);
+		return err;
+	}
+
+	/* Re-check under protection; keep only the zero ones, as runs. */
+	struct page_run keep[BATCH_PAGES];
+	uint32_t nkeep = 0;
+	for (uint32_t i = 0; i < c->n; i++) {
+		for (uint32_t p = c->runs[i].start; p < c->runs[i].start + c->runs[i].len; p++) {
+			/* DISCARDED is not looked at: the page itself is. */
+			if (scan_page_is_zero(region_addr(r, p))) {
+				if (nkeep && keep[nkeep - 1].start + keep[nkeep - 1].len == p)
+					keep[nkeep - 1].len++;
+				else
+					keep[nkeep++] = (struct page_run){ p, 1 };
+			} else {
+				end_transit(e, r, p, PST_RESIDENT, false);
+				atomic_fetch_add(&e->c.transit_aborts, 1);
+			}
+		}
+	}
+
+	uint32_t dropped = drop_runs(e, r, keep, nkeep);
+	for (uint32_t i = 0; i < nkeep; i++) {
+		uint64_t a = (uint64_t)(uintptr_t)region_addr(r, keep[i].start);
+		uint64_t len = (uint64_t)keep[i].len << PAGE_SHIFT;
+		bool ok = i < dropped;
+		if (ok && !r->shmem)
+			zeropage_range(e, a, len);
+		for (uint32_t p = keep[i].start; p < keep[i].start + keep[i].len; p++)
+			end_transit(e, r, p, ok ? PST_ZERO : PST_RESIDENT, ok && !r->shmem);
+		if (ok)
+			reclaimed += (int)keep[i].len;
+	}
+	writeprotect(e, span, span_len, false);
+	if (dropped < nkeep && !reclaimed)
+		return -EIO;
+	return reclaimed;
+}
+
+/* --- the batch ---------------------------------------------------------- */
+
+/* Which pages of the batch are present, and where to read them. With
+ * threads, straight from the guest mapping (a page discarded meanwhile
+ * faults to the handler thread, which fills it). In NO_THREADS mode this
+ * thread is the handler, so it reads through /proc/self/mem, which fails
+ * on a hole instead of waiting for a userfault. */
+static const uint8_t *batch_source(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
+{
+	uint8_t *base = region_addr(r, first);
+
+	if (!(e->flags & OVC_ENGINE_NO_THREADS)) {
+		if (mincore(base, (size_t)n << PAGE_SHIFT, e->mincore_vec) < 0)
+			memset(e->mincore_vec, 1, n);
+		return base;
+	}
+	uint32_t off = 0;
+	while (off < n) {
+		ssize_t got = SYS(e->sys, pread, e->mem_fd, e->scan_buf + ((size_t)off << PAGE_SHIFT),
+				  (size_t)(n - off) << PAGE_SHIFT,
+				  (off_t)(uintptr_t)(base + ((size_t)off << PAGE_SHIFT)));
+		uint32_t pages = got > 0 ? (uint32_t)((size_t)got >> PAGE_SHIFT) : 0;
+		memset(e->mincore_vec + off, 1, pages);
+		off += pages;
+		if (off < n)
+			e->mincore_vec[off++] = 0; /* hole or error: skip it */
+	}
+	return e->scan_buf;
+}
+
+int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
+{
+	uint64_t cpu0 = now_nsec(CLOCK_THREAD_CPUTIME_ID);
+	const uint8_t *src = batch_source(e, r, first, n);
+	uint64_t scanned = 0, zero = 0;
+	int ret = 0;
+
+	runs_clear(&e->cand);
+	for (uint32_t i = 0; i < n; i++) {
+		if (!(e->mincore_vec[i] & 1))
+			continue;
+		pst_t *p = &r->pst[first + i];
+		enum pst_state st = pst_state(atomic_load_explicit(p, memory_order_acquire));
+		if (st != PST_RESIDENT && st != PST_ZERO)
+			continue;
+		const uint8_t *pg = src + ((size_t)i << PAGE_SHIFT);
+		scanned++;
+		if (scan_page_is_zero(pg)) {
+			zero++;
+			if (r->flags & OVC_REGION_NO_SHARE)
+				continue;
+			/* A present ZERO page of shared memory is a real page
+			 * again (a read of a shmem hole allocates one): reclaim
+			 * it again. On anonymous memory it is the zero page. */
+			if (st == PST_ZERO && r->shmem && pst_transition(p, PST_ZERO, PST_RESIDENT, NULL)) {
+				atomic_fetch_sub(&e->c.zero_pages_now, 1);
+				st = PST_RESIDENT;
+			}
+			if (st == PST_RESIDENT)
+				runs_add(&e->cand, (uint32_t)(first + i));
+		} else {
+			scan_hll_add(r, scan_page_hash(pg));
+			r->pass_nonzero++;
+			/* Written since it was reclaimed (a silent COW). */
+			if (st == PST_ZERO && pst_transition(p, PST_ZERO, PST_RESIDENT, NULL))
+				atomic_fetch_sub(&e->c.zero_pages_now, 1);
+		}
+	}
+	r->cur.pages_scanned += scanned;
+	r->cur.zero_pages += zero;
+	atomic_fetch_add(&e->c.pages_scanned, scanned);
+	atomic_fetch_add(&e->c.zero_pages_found, zero);
+	atomic_fetch_add(&e->c.scan_cpu_usec, (now_nsec(CLOCK_THREAD_CPUTIME_ID) - cpu0) / NSEC_PER_USEC);
+
+	if (!e->cand.pages)
+		return 0;
+	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
+	if (r->can_move) {
+		if (e->staging_broken)
+			return -EIO;
+		if (e->staging_dirty) {
+			ret = staging_reset(e);
+			if (ret < 0)
+				return ret;
+			e->staging_dirty = false;
+		}
+		ret = reclaim_move(e, r, first);
+	} else {
+		ret = reclaim_wp(e, r);
+	}
+	atomic_fetch_add(&e->c.reclaim_usec, (now_nsec(CLOCK_MONOTONIC) - t0) / NSEC_PER_USEC);
+	if (ret > 0) {
+		atomic_fetch_add(&e->c.zero_pages_reclaimed, (uint64_t)ret);
+		atomic_fetch_add(&e->c.zero_pages_now, ret);
+	}
+	return ret;
+}
+
+/* --- passes ------------------------------------------------------------- */
+
+static void region_pass_begin(struct ovc_region *r)
+{
+	memset(&r->cur, 0, sizeof(r->cur));
+	r->pass_nonzero = 0;
+	scan_hll_reset(r);
+}
+
+static void region_pass_end(ovc_engine *e, struct ovc_region *r)
+{
+	r->cur.distinct_hashes = MIN(scan_hll_estimate(r), r->pass_nonzero);
+	r->cur.duplicate_pages = r->pass_nonzero - r->cur.distinct_hashes;
+	r->last = r->cur;
+	uint64_t d = 0, dup = 0;
+	for (size_t i = 0; i < e->nregions; i++) {
+		d += e->regions[i]->last.distinct_hashes;
+		dup += e->regions[i]->last.duplicate_pages;
+	}
+	atomic_store(&e->c.distinct_hashes, d);
+	atomic_store(&e->c.duplicate_pages, dup);
+}
+
+int share_step(ovc_engine *e, uint64_t *cursor, bool *wrapped)
+{
+	int ret = 0;
+
+	*wrapped = false;
+	pthread_rwlock_rdlock(&e->regions_lock);
+	struct ovc_region *r = NULL;
+	for (size_t i = 0; i < e->nregions; i++)
+		if ((uint64_t)(uintptr_t)e->regions[i]->host + e->regions[i]->len_bytes > *cursor) {
+			r = e->regions[i];
+			break;
+		}
+	if (!r) {
+		*cursor = 0;
+		*wrapped = true;
+		goto out;
+	}
+	uint64_t host = (uint64_t)(uintptr_t)r->host;
+	uint64_t first = *cursor <= host ? 0 : (*cursor - host) >> PAGE_SHIFT;
+	uint32_t n = (uint32_t)MIN((uint64_t)BATCH_PAGES - first % BATCH_PAGES, r->npages - first);
+	if (first == 0)
+		region_pass_begin(r);
+	ret = share_batch(e, r, first, n);
+	if (first + n == r->npages)
+		region_pass_end(e, r);
+	*cursor = host + ((first + n) << PAGE_SHIFT);
+out:
+	pthread_rwlock_unlock(&e->regions_lock);
+	return ret;
+}
+
+int64_t share_full_pass(ovc_engine *e)
+{
+	uint64_t cursor = 0, t0 = now_nsec(CLOCK_MONOTONIC), scanned0 = atomic_load(&e->c.pages_scanned);
+	int64_t total = 0;
+	int first_err = 0;
+	bool wrapped;
+
+	for (;;) {
+		int r = share_step(e, &cursor, &wrapped);
+		if (wrapped)
+			break;
+		/* EAGAIN (a discard event was unread) and EBUSY (a pinned or
+		 * KSM page) only skip a batch; the next pass retries it. */
+		if (r > 0)
+			total += r;
+		else if (r < 0 && r != -EAGAIN && r != -EBUSY && !first_err)
+			first_err = r;
+		if (e->flags & OVC_ENGINE_NO_THREADS)
+			fault_drain(e);
+	}
+	uint64_t dt = now_nsec(CLOCK_MONOTONIC) - t0;
+	uint64_t bytes = (atomic_load(&e->c.pages_scanned) - scanned0) << PAGE_SHIFT;
+	if (dt)
+		atomic_store(&e->c.scan_bytes_per_sec, (uint64_t)((double)bytes * 1e9 / (double)dt));
+	return total ? total : first_err;
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * unit: zero-page sharing end to end on real userfaultfd, in every
+ * combination the engine has: own threads or the VMM's loop, private
+ * anonymous or memfd memory, the UFFDIO_MOVE path or the write-protect path.
+ */
+#include <stdio.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "engine-test.h"
+
+struct mode {
+	const char *name;
+	unsigned flags;
+	enum backing backing;
+	bool needs_move;
+};
+
+static const struct mode modes[] = {
+	{ "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, true },
+	{ "threads/anon/wp", 0, BACK_ANON, false },
+	{ "threads/anon/nomove", OVC_ENGINE_NO_MOVE, BACK_ANON, false },
+	{ "threads/memfd/wp", 0, BACK_MEMFD, false },
+	{ "loop/anon/move", OVC_ENGINE_NO_THREADS, BACK_ANON, true },
+};
+
+#define NPAGES 2048u
+
+/* Layout: pages 0..511 zero in one run; 512..1023 alternate zero/data;
+ * 1024..1535 zero in runs of 7 between runs of 9 data pages; the rest data
+ * (one byte set at a page-dependent offset, the last byte sometimes). */
+static bool page_is_zero_in_layout(unsigned i)
+{
+	if (i < 512)
+		return true;
+	if (i < 1024)
+		return i % 2 == 0;
+	if (i < 1536)
+		return (i - 1024) % 16 < 7;
+	return false;
+}
+
+static void fill(uint8_t *p)
+{
+	for (unsigned i = 0; i < NPAGES; i++) {
+		uint8_t *pg = p + (size_t)i * 4096;
+		memset(pg, 0, 4096);
+		if (!page_is_zero_in_layout(i))
+			pg[i % 3 ? (i * 37) % 4096 : 4095] = (uint8_t)(i | 1);
+	}
+}
+
+static void check(const uint8_t *p)
+{
+	for (unsigned i = 0; i < NPAGES; i++) {
+		const uint8_t *pg = p + (size_t)i * 4096;
+		size_t at = i % 3 ? (i * 37) % 4096 : 4095;
+		for (size_t b = 0; b < 4096; b++) {
+			uint8_t want = (!page_is_zero_in_layout(i) && b == at) ? (uint8_t)(i | 1) : 0;
+			if (pg[b] != want)
+				fail_msg("page %u byte %zu: %u, expected %u", i, b, pg[b], want);
+		}
+	}
+}
+
+static long rss_anon_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	long v = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %ld", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Distinct contents among the data pages of the layout, counted exactly. */
+static uint64_t distinct_data_pages(const uint8_t *p)
+{
+	uint64_t *h = calloc(NPAGES, sizeof(*h)), n = 0, d = 0;
+	for (unsigned i = 0; i < NPAGES; i++)
+		if (!page_is_zero_in_layout(i))
+			h[n++] = XXH3_64bits(p + (size_t)i * 4096, 4096);
+	qsort(h, n, sizeof(*h), cmp_u64);
+	for (uint64_t i = 0; i < n; i++)
+		d += i == 0 || h[i] != h[i - 1];
+	free(h);
+	return d;
+}
+
+static unsigned expected_zero(void)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < NPAGES; i++)
+		n += page_is_zero_in_layout(i);
+	return n;
+}
+
+static void run_mode(const struct mode *m)
+{
+	need_uffd();
+	if (m->needs_move && !kernel_has_move())
+		skip_because("kernel without UFFDIO_MOVE (Linux < 6.8)");
+	print_message("mode %s\n", m->name);
+	struct guest_ram g;
+	guest_ram_alloc(&g, (size_t)NPAGES * 4096, m->backing);
+	fill(g.p);
+	ovc_engine *e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = m->flags | OVC_ENGINE_NO_AUTOSCAN };
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0x100000, 0));
+	struct loop l;
+	bool loop = m->flags & OVC_ENGINE_NO_THREADS;
+	if (loop)
+		loop_start(&l, e, false);
+
+	long rss0 = rss_anon_kib();
+	int64_t n = ovc_engine_scan_sync(e, 0);
+	assert_int_equal(n, expected_zero());
+	long rss1 = rss_anon_kib();
+	struct ovc_engine_stats st = { .size = sizeof(st) };
+	assert_ovc_ok(ovc_engine_stats(e, &st));
+	assert_int_equal(st.zero_pages_now, expected_zero());
+	assert_int_equal(st.zero_pages_reclaimed, expected_zero());
+	assert_int_equal(st.pages_scanned, NPAGES);
+	assert_int_equal(st.zero_pages_found, expected_zero());
+	assert_int_equal(st.saved_bytes, (uint64_t)expected_zero() * 4096);
+	assert_int_equal(st.meta_bytes, NPAGES * 8 + sizeof(struct ovc_region));
+	/* Every data page has its own content: all distinct (an estimate). */
+	uint64_t data = NPAGES - expected_zero(), distinct = distinct_data_pages(g.p);
+	print_message("distinct contents %llu (estimated %llu) of %llu data pages\n",
+		      (unsigned long long)distinct, (unsigned long long)st.distinct_hashes,
+		      (unsigned long long)data);
+	assert_true(st.distinct_hashes >= distinct * 95 / 100 && st.distinct_hashes <= distinct * 105 / 100);
+	assert_int_equal(st.duplicate_pages, data - st.distinct_hashes);
+	if (m->backing == BACK_ANON) {
+		/* The memory really went back: RssAnon fell by the zero pages
+		 * (the shared zero page is not counted in RSS). */
+		print_message("RssAnon %ld -> %ld KiB\n", rss0, rss1);
+		/* In loop mode the engine's 2 MiB read buffer fills in too. */
+		long slack = loop ? 2048 : 0;
+		assert_true(rss0 - rss1 >= (long)expected_zero() * 4 * 9 / 10 - slack);
+	} else {
+		assert_int_equal(resident_pages(g.p, g.len), NPAGES - expected_zero());
+	}
+	check(g.p);
+
+	/* Second pass: nothing lost, and nothing new to reclaim — except on
+	 * shared memory, where check() reading a hole allocated a zero-filled
+	 * page again (shmem has no shared zero page); those go back again. */
+	assert_int_equal(ovc_engine_scan_sync(e, 0), m->backing == BACK_MEMFD ? expected_zero() : 0);
+	check(g.p);
+
+	/* Write every zero page (COW of the zero page, or a hole filled). */
+	for (unsigned i = 0; i < NPAGES; i++)
+		if (page_is_zero_in_layout(i))
+			g.p[(size_t)i * 4096 + 100] = 0x5a;
+	for (unsigned i = 0; i < NPAGES; i++)
+		assert_int_equal(g.p[(size_t)i * 4096 + 100], page_is_zero_in_layout(i) ? 0x5a : (i % 3 && (i * 37) % 4096 == 100 ? (i | 1) : 0));
+	/* The next pass sees them written: ZERO -> RESIDENT, nothing reclaimed. */
+	assert_int_equal(ovc_engine_scan_sync(e, 0), 0);
+	assert_int_equal(engine_stat_zero_now(e), 0);
+	/* Make them zero again: reclaimed again. */
+	for (unsigned i = 0; i < NPAGES; i++)
+		if (page_is_zero_in_layout(i))
+			g.p[(size_t)i * 4096 + 100] = 0;
+	assert_int_equal(ovc_engine_scan_sync(e, 0), expected_zero());
+	check(g.p);
+
+	/* The VMM discards (balloon): UFFD_EVENT_REMOVE, read by the handler
+	 * while madvise waits; the pages then read zero via the handler. */
+	assert_int_equal(madvise(g.p, 1024 * 4096, m->backing == BACK_ANON ? MADV_DONTNEED : MADV_REMOVE), 0);
+	for (unsigned i = 0; i < 1024; i++) {
+		uint8_t *pg = g.p + (size_t)i * 4096;
+		assert_true(scan_page_is_zero(pg)); /* discarded: zeros */
+		if (!page_is_zero_in_layout(i))
+			pg[i % 3 ? (i * 37) % 4096 : 4095] = (uint8_t)(i | 1);
+	}
+	check(g.p);
+	assert_ovc_ok(ovc_engine_stats(e, &st));
+	print_message("after discard: zero now %llu, zero faults %llu\n",
+		      (unsigned long long)st.zero_pages_now, (unsigned long long)st.zero_faults);
+	/* Discarded ZERO pages stay ZERO (they read as zeros either way);
+	 * every discarded page faulted once and got the zero page. */
+	assert_int_equal(st.zero_pages_now, expected_zero());
+	assert_true(st.zero_faults >= 1024);
+
+	if (loop)
+		loop_stop(&l);
+	/* Freeing the engine leaves guest RAM valid and unchanged. */
+	ovc_engine_free(e);
+	check(g.p);
+	guest_ram_free(&g);
+}
+
+static void test_threads_anon_move(void **s) { run_mode(&modes[0]); }
+static void test_threads_anon_wp(void **s) { run_mode(&modes[1]); }
+static void test_threads_anon_nomove(void **s) { run_mode(&modes[2]); }
+static void test_threads_memfd_wp(void **s) { run_mode(&modes[3]); }
+static void test_loop_anon_move(void **s) { run_mode(&modes[4]); }
+
+/* Never-touched memory is not read by the scanner (no fault storm) and
+ * faults on it are answered with the zero page. */
+static void test_untouched(void **state)
+{
+	need_uffd();
+	struct guest_ram g;
+	guest_ram_alloc(&g, 4096 * 4096, BACK_ANON);
+	ovc_engine *e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = OVC_ENGINE_NO_AUTOSCAN };
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	assert_int_equal(ovc_engine_scan_sync(e, 0), 0);
+	struct ovc_engine_stats st = { .size = sizeof(st) };
+	assert_ovc_ok(ovc_engine_stats(e, &st));
+	assert_int_equal(st.pages_scanned, 0);
+	assert_int_equal(st.zero_faults, 0);
+	for (size_t i = 0; i < 16; i++)
+		assert_int_equal(g.p[i * 4096 * 7], 0);
+	g.p[4096 * 100] = 1;
+	assert_ovc_ok(ovc_engine_stats(e, &st));
+	assert_true(st.zero_faults >= 16);
+	unsigned long long hist = 0;
+	for (int i = 0; i < OVC_LAT_BUCKETS; i++)
+		hist += st.fault_lat_hist[i];
+	assert_true(hist >= st.zero_faults);
+	ovc_engine_free(e);
+	assert_int_equal(g.p[4096 * 100], 1);
+	guest_ram_free(&g);
+}
+
+/* The background worker finds zero pages by itself within its budget. */
+static void test_autoscan(void **state)
+{
+	need_uffd();
+	struct guest_ram g;
+	guest_ram_alloc(&g, (size_t)NPAGES * 4096, BACK_ANON);
+	fill(g.p);
+	ovc_engine *e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .scan_interval_usec = 1000, .scan_cpu_permille = 500 };
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	for (int i = 0; i < 2000 && engine_stat_zero_now(e) < expected_zero(); i++)
+		usleep(1000);
+	assert_int_equal(engine_stat_zero_now(e), expected_zero());
+	struct ovc_engine_stats st = { .size = sizeof(st) };
+	for (int i = 0; i < 2000; i++) { /* the rate is set when a pass wraps */
+		assert_ovc_ok(ovc_engine_stats(e, &st));
+		if (st.scan_bytes_per_sec)
+			break;
+		usleep(1000);
+	}
+	assert_true(st.scan_bytes_per_sec > 0);
+	check(g.p);
+	ovc_engine_free(e);
+	guest_ram_free(&g);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_threads_anon_move),
+		cmocka_unit_test(test_threads_anon_wp),
+		cmocka_unit_test(test_threads_anon_nomove),
+		cmocka_unit_test(test_threads_memfd_wp),
+		cmocka_unit_test(test_loop_anon_move),
+		cmocka_unit_test(test_untouched),
+		cmocka_unit_test(test_autoscan),
+	};
+	return cmocka_run_group_tests_name("share", tests, NULL, NULL);
+}

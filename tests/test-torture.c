@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * unit (short) / slow (long): the no-lost-write torture.
+ *
+ * Four writer threads make random writes — whole pages of zeros, single
+ * non-zero bytes, words at the page edges — to guest RAM while the engine
+ * reclaims zero pages without pause (scan passes back to back). Writers
+ * favour pages they just zeroed, which are exactly the pages the engine is
+ * taking away at that moment. Each writer owns the pages p with
+ * p % WRITERS == its index, so its shadow copy is exact without locks; it
+ * verifies pages against the shadow as it goes, and at the end every page
+ * is compared with its shadow, with the engine alive and again after it is
+ * freed. Every mode: own threads or the VMM's loop, anonymous or memfd,
+ * MOVE or write-protect path.
+ *
+ * Usage: test-torture [SECONDS_PER_MODE]  (default 1)
+ */
+#include <stdio.h>
+
+#include "engine-test.h"
+
+#define WRITERS 4
+
+struct torture {
+	uint8_t *guest;
+	uint8_t *shadow;
+	size_t npages;
+	atomic_bool stop;
+	atomic_long checks;
+	atomic_long writes;
+	atomic_long bad;
+	atomic_long discards;
+	bool shmem;
+};
+
+struct writer {
+	struct torture *t;
+	unsigned idx;
+	uint64_t rng;
+	pthread_t th;
+};
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct torture *t = w->t;
+	size_t mine = t->npages / WRITERS;
+	size_t recent[16] = { 0 };
+	unsigned nrecent = 0;
+	long checks = 0, writes = 0;
+
+	while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
+		uint64_t r = rnd(&w->rng);
+		size_t page;
+		/* Half the time a page we zeroed lately: the engine's prey. */
+		if ((r & 1) && nrecent)
+			page = recent[(r >> 1) % MIN(nrecent, 16u)];
+		else
+			page = ((r >> 8) % mine) * WRITERS + w->idx;
+		uint8_t *g = t->guest + page * 4096, *s = t->shadow + page * 4096;
+		/* Now and then the VMM discards one of our pages, as a balloon
+		 * would: UFFD_EVENT_REMOVE, possibly while the page is in
+		 * transit; it must read as zeros afterwards. */
+		if ((r >> 56) % 64 == 0) {
+			madvise(g, 4096, t->shmem ? MADV_REMOVE : MADV_DONTNEED);
+			memset(s, 0, 4096);
+			atomic_fetch_add_explicit(&t->discards, 1, memory_order_relaxed);
+			continue;
+		}
+		switch ((r >> 40) % 8) {
+		case 0:
+		case 1:
+		case 2:
+			memset(g, 0, 4096);
+			memset(s, 0, 4096);
+			recent[nrecent++ % 16] = page;
+			writes++;
+			break;
+		case 3:
+		case 4: {
+			size_t off = (r >> 20) % 4096;
+			uint8_t v = (uint8_t)((r >> 50) | 1);
+			g[off] = v;
+			s[off] = v;
+			writes++;
+			break;
+		}
+		case 5: {
+			uint32_t v = (uint32_t)(r >> 16) | 1;
+			memcpy(g, &v, 4);
+			memcpy(s, &v, 4);
+			memcpy(g + 4092, &v, 4);
+			memcpy(s + 4092, &v, 4);
+			writes++;
+			break;
+		}
+		default:
+			if (memcmp(g, s, 4096) != 0) {
+				atomic_fetch_add(&t->bad, 1);
+				for (size_t b = 0; b < 4096; b++)
+					if (g[b] != s[b]) {
+						fprintf(stderr, "writer %u: page %zu byte %zu is %u, shadow %u\n",
+							w->idx, page, b, g[b], s[b]);
+						break;
+					}
+				memcpy(s, g, 4096); /* report once */
+			}
+			checks++;
+			break;
+		}
+	}
+	atomic_fetch_add(&t->checks, checks);
+	atomic_fetch_add(&t->writes, writes);
+	return NULL;
+}
+
+struct driver {
+	ovc_engine *e;
+	atomic_bool stop;
+	atomic_long passes, reclaimed, errors;
+	pthread_t th;
+};
+
+static void *driver_main(void *arg)
+{
+	struct driver *d = arg;
+	while (!atomic_load(&d->stop)) {
+		int64_t n = ovc_engine_scan_sync(d->e, 0);
+		if (n < 0) /* no cmocka asserts off the main thread */
+			atomic_fetch_add(&d->errors, 1);
+		else
+			atomic_fetch_add(&d->reclaimed, n);
+		atomic_fetch_add(&d->passes, 1);
+	}
+	return NULL;
+}
+
+static long compare_all(struct torture *t)
+{
+	long bad = 0;
+	for (size_t p = 0; p < t->npages; p++)
+		if (memcmp(t->guest + p * 4096, t->shadow + p * 4096, 4096) != 0) {
+			if (bad < 10)
+				fprintf(stderr, "page %zu differs from its shadow\n", p);
+			bad++;
+		}
+	return bad;
+}
+
+static double g_seconds = 1.0;
+static size_t g_pages = 2048;
+
+static void torture(unsigned flags, enum backing backing, const char *name)
+{
+	need_uffd();
+	if (!(flags & OVC_ENGINE_NO_MOVE) && backing == BACK_ANON && !kernel_has_move())
+		skip_because("kernel without UFFDIO_MOVE (Linux < 6.8)");
+	struct torture t = { .npages = g_pages, .shmem = backing == BACK_MEMFD };
+	struct guest_ram g;
+	guest_ram_alloc(&g, g_pages * 4096, backing);
+	t.guest = g.p;
+	t.shadow = calloc(g_pages, 4096);
+	/* Start with every page written (present), a third of them data. */
+	for (size_t p = 0; p < g_pages; p++) {
+		memset(g.p + p * 4096, 0, 4096);
+		if (p % 3 == 0)
+			g.p[p * 4096 + p % 4096] = t.shadow[p * 4096 + p % 4096] = 0xee;
+	}
+
+	ovc_engine *e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = flags | OVC_ENGINE_NO_AUTOSCAN };
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+
+	struct writer w[WRITERS];
+	for (unsigned i = 0; i < WRITERS; i++) {
+		w[i] = (struct writer){ .t = &t, .idx = i, .rng = 0x9e3779b97f4a7c15ull * (i + 1) };
+		assert_int_equal(pthread_create(&w[i].th, NULL, writer_main, &w[i]), 0);
+	}
+	struct driver d = { .e = e };
+	struct loop l;
+	bool loop = flags & OVC_ENGINE_NO_THREADS;
+	if (loop)
+		loop_start(&l, e, true);
+	else
+		assert_int_equal(pthread_create(&d.th, NULL, driver_main, &d), 0);
+
+	usleep((useconds_t)(g_seconds * 1e6));
+
+	atomic_store(&t.stop, true);
+	for (unsigned i = 0; i < WRITERS; i++)
+		pthread_join(w[i].th, NULL);
+	long passes, reclaimed, errors;
+	if (loop) {
+		/* Stop scanning but keep serving faults: the comparison below
+		 * reads discarded pages, whose faults the loop answers. */
+		atomic_store(&l.scan, false);
+		passes = l.passes;
+		reclaimed = l.reclaimed;
+		errors = l.errors;
+	} else {
+		atomic_store(&d.stop, true);
+		pthread_join(d.th, NULL);
+		passes = d.passes;
+		reclaimed = d.reclaimed;
+		errors = d.errors;
+	}
+	struct ovc_engine_stats st = { .size = sizeof(st) };
+	assert_ovc_ok(ovc_engine_stats(e, &st));
+	long bad_live = compare_all(&t);
+	if (loop)
+		loop_stop(&l);
+	long checks = atomic_load(&t.checks) + (long)g_pages;
+	print_message("torture %s: %.1f s, %ld writes, %ld discards, %ld checks, %ld passes, %ld pages reclaimed, "
+		      "%llu changed under the engine, %llu zero faults, %ld bad\n",
+		      name, g_seconds, (long)t.writes, (long)t.discards, checks, passes, reclaimed,
+		      (unsigned long long)atomic_load(&e->c.transit_aborts),
+		      (unsigned long long)st.zero_faults, atomic_load(&t.bad) + bad_live);
+	ovc_engine_free(e);
+	long bad_after = compare_all(&t);
+	assert_int_equal(atomic_load(&t.bad), 0);
+	assert_int_equal(bad_live, 0);
+	assert_int_equal(bad_after, 0);
+	assert_int_equal(errors, 0);
+	/* The engine really worked while the writers ran. */
+	assert_true(reclaimed > 0);
+	assert_true(t.writes > 0 && t.checks > 0);
+	free(t.shadow);
+	guest_ram_free(&g);
+}
+
+static void test_threads_anon_move(void **s) { torture(OVC_ENGINE_MOVE, BACK_ANON, "threads/anon/move"); }
+static void test_threads_anon_wp(void **s) { torture(0, BACK_ANON, "threads/anon/wp"); }
+static void test_threads_memfd_wp(void **s) { torture(0, BACK_MEMFD, "threads/memfd/wp"); }
+static void test_loop_anon_move(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/move"); }
+
+int main(int argc, char **argv)
+{
+	if (argc > 1)
+		g_seconds = atof(argv[1]);
+	if (argc > 2)
+		g_pages = strtoul(argv[2], NULL, 0);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_threads_anon_move),
+		cmocka_unit_test(test_threads_anon_wp),
+		cmocka_unit_test(test_threads_memfd_wp),
+		cmocka_unit_test(test_loop_anon_move),
+	};
+	return cmocka_run_group_tests_name("torture", tests, NULL, NULL);
+}
