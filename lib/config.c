@@ -1,0 +1,1207 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ovcd.conf: parsing, validation, per-guest overrides, printing.
+ *
+ * Runs on the daemon's main thread (start, SIGHUP, --check-config); pure
+ * apart from ovc_config_load() reading the file. No locks: a parse builds a
+ * private struct and hands it out only when every check passed.
+ *
+ * libinih splits "key = value" lines, trims them and drops comments. The
+ * line reader we give it does the rest, for reasons inih cannot serve:
+ *  - section headers: a guest pattern is a glob and may hold ']' ("web[12]"),
+ *    which inih would cut; inih also never reports empty or repeated
+ *    sections, so duplicates would go unnoticed;
+ *  - line numbers: the Debian build has INI_HANDLER_LINENO off, so the
+ *    handler cannot know its line; the reader counts real lines;
+ *  - leading whitespace is stripped, so an indented key is a key and never
+ *    an inih continuation line of the previous value;
+ *  - over-long lines (INI_MAX_LINE) are refused instead of being split.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "util.h"
+
+#define CONFIG_MAX_BYTES (UINT64_C(1) << 20)
+#define CONFIG_MAX_GUESTS 1024
+#define TIB (UINT64_C(1) << 40)
+#define SIZE_MAX_BYTES (16 * TIB)
+
+enum key_type {
+	T_SIZE,        /* bytes only */
+	T_SIZE_PCT,    /* bytes or % */
+	T_PERCENT,     /* % only, stored as basis points (uint32_t) */
+	T_DURATION,    /* usec */
+	T_BOOL,
+	T_UINT,        /* uint64_t, or uint32_t for the guest priority */
+	T_PATH,        /* absolute path, required */
+	T_PATH_OPT,    /* absolute path or "" */
+	T_LISTEN,      /* "" or loopback host:port */
+	T_GROUP,       /* "" or a group name */
+};
+
+enum section {
+	S_HOST,
+	S_BALLOON,
+	S_KSM,
+	S_SWAP,
+	S_METRICS,
+	S_CONTROL,
+	S_GUEST,
+	_S_MAX,
+	S_NONE = -1,  /* before the first section */
+	S_SKIP = -2,  /* inside a section that had an error: keys ignored */
+};
+
+static const char *const section_names[_S_MAX] = {
+	"host", "balloon", "ksm", "swap", "metrics", "control", "guest",
+};
+
+struct key_def {
+	enum section section;
+	const char *key;
+	enum key_type type;
+	size_t offset;            /* in struct ovc_config, or ovc_guest_conf for S_GUEST */
+	const char *def;          /* default, in the file's syntax; NULL: inherited */
+	uint64_t min, max;        /* bytes, usec, integer, or basis points for T_PERCENT */
+	uint32_t pmin, pmax;      /* T_SIZE_PCT given as %: basis points */
+	unsigned guest_bit;       /* S_GUEST: OVC_GUEST_SET_* */
+	const char *inherit;      /* S_GUEST: the key it overrides */
+};
+
+#define C(f) offsetof(struct ovc_config, f)
+#define G(f) offsetof(struct ovc_guest_conf, f)
+#define PCT(x) ((uint32_t)((x) * 100))
+
+static const struct key_def keys[] = {
+	{ S_HOST, "reserve", T_SIZE_PCT, C(host.reserve), "1GiB", 0, SIZE_MAX_BYTES, 0, PCT(50) },
+	{ S_HOST, "low", T_SIZE_PCT, C(host.low), "10%", 0, SIZE_MAX_BYTES, 0, PCT(90) },
+	{ S_HOST, "high", T_SIZE_PCT, C(host.high), "20%", 0, SIZE_MAX_BYTES, 0, PCT(90) },
+	{ S_HOST, "interval", T_DURATION, C(host.interval_usec), "5s", 100 * 1000, 600 * USEC_PER_SEC },
+	{ S_HOST, "psi_some", T_PERCENT, C(host.psi_some_basis_points), "10%", 0, PCT(100) },
+	{ S_HOST, "psi_full", T_PERCENT, C(host.psi_full_basis_points), "5%", 0, PCT(100) },
+	{ S_HOST, "psi_trigger_stall", T_DURATION, C(host.psi_trigger_stall_usec), "100ms", 0,
+	  10 * USEC_PER_SEC },
+	{ S_HOST, "psi_trigger_window", T_DURATION, C(host.psi_trigger_window_usec), "1s",
+	  500 * 1000, 10 * USEC_PER_SEC },
+
+	{ S_BALLOON, "enable", T_BOOL, C(balloon.enable), "yes" },
+	{ S_BALLOON, "step", T_SIZE_PCT, C(balloon.step), "5%", MIB, SIZE_MAX_BYTES, 1, PCT(100) },
+	{ S_BALLOON, "floor", T_SIZE_PCT, C(balloon.floor), "25%", 0, SIZE_MAX_BYTES, 0, PCT(100) },
+	{ S_BALLOON, "guest_free", T_SIZE_PCT, C(balloon.guest_free), "20%", 0, SIZE_MAX_BYTES, 0,
+	  PCT(90) },
+	{ S_BALLOON, "min_change", T_SIZE_PCT, C(balloon.min_change), "0.25%", 0, SIZE_MAX_BYTES, 0,
+	  PCT(50) },
+	{ S_BALLOON, "stats_period", T_DURATION, C(balloon.stats_period_usec), "2s", USEC_PER_SEC,
+	  3600 * USEC_PER_SEC },
+	{ S_BALLOON, "stale_after", T_DURATION, C(balloon.stale_after_usec), "10s", USEC_PER_SEC,
+	  3600 * USEC_PER_SEC },
+	{ S_BALLOON, "emergency_available", T_SIZE_PCT, C(balloon.emergency_available), "5%", 0,
+	  SIZE_MAX_BYTES, 0, PCT(50) },
+	{ S_BALLOON, "emergency_major_faults", T_UINT, C(balloon.emergency_major_faults), "200", 0,
+	  1000000000 },
+	{ S_BALLOON, "emergency_swap_in", T_SIZE, C(balloon.emergency_swap_in), "1MiB", 0,
+	  SIZE_MAX_BYTES },
+	{ S_BALLOON, "emergency_step", T_SIZE_PCT, C(balloon.emergency_step), "25%", MIB,
+	  SIZE_MAX_BYTES, 1, PCT(100) },
+
+	{ S_KSM, "enable", T_BOOL, C(ksm.enable), "yes" },
+	{ S_KSM, "use_zero_pages", T_BOOL, C(ksm.use_zero_pages), "yes" },
+	{ S_KSM, "min_pages_to_scan", T_UINT, C(ksm.min_pages_to_scan), "64", 1, 100000 },
+	{ S_KSM, "max_pages_to_scan", T_UINT, C(ksm.max_pages_to_scan), "1250", 1, 100000 },
+	{ S_KSM, "pages_boost", T_UINT, C(ksm.pages_boost), "300", 0, 100000 },
+	{ S_KSM, "pages_decay", T_UINT, C(ksm.pages_decay), "50", 0, 100000 },
+	{ S_KSM, "threshold", T_SIZE_PCT, C(ksm.threshold), "20%", 0, SIZE_MAX_BYTES, 0, PCT(90) },
+	{ S_KSM, "min_profit", T_SIZE, C(ksm.min_profit), "16MiB", 0, SIZE_MAX_BYTES },
+	{ S_KSM, "idle_ticks", T_UINT, C(ksm.idle_ticks), "12", 1, 100000 },
+	{ S_KSM, "retry_after", T_DURATION, C(ksm.retry_after_usec), "10min", 0,
+	  24 * 3600 * USEC_PER_SEC },
+
+	{ S_SWAP, "enable", T_BOOL, C(swap.enable), "yes" },
+	{ S_SWAP, "max", T_SIZE_PCT, C(swap.max), "25%", 0, SIZE_MAX_BYTES, 0, PCT(100) },
+	{ S_SWAP, "step", T_SIZE_PCT, C(swap.step), "2%", 0, SIZE_MAX_BYTES, 0, PCT(100) },
+
+	{ S_METRICS, "listen", T_LISTEN, C(metrics.listen), "" },
+	{ S_METRICS, "textfile", T_PATH_OPT, C(metrics.textfile), "" },
+
+	{ S_CONTROL, "socket", T_PATH, C(control.socket), "/run/ovcd/ovcd.sock" },
+	{ S_CONTROL, "group", T_GROUP, C(control.group), "" },
+
+	{ S_GUEST, "floor", T_SIZE_PCT, G(floor), NULL, 0, SIZE_MAX_BYTES, 0, PCT(100),
+	  OVC_GUEST_SET_FLOOR, "balloon.floor" },
+	{ S_GUEST, "step", T_SIZE_PCT, G(step), NULL, MIB, SIZE_MAX_BYTES, 1, PCT(100),
+	  OVC_GUEST_SET_STEP, "balloon.step" },
+	{ S_GUEST, "guest_free", T_SIZE_PCT, G(guest_free), NULL, 0, SIZE_MAX_BYTES, 0, PCT(90),
+	  OVC_GUEST_SET_GUEST_FREE, "balloon.guest_free" },
+	{ S_GUEST, "never_balloon", T_BOOL, G(never_balloon), "no", 0, 0, 0, 0,
+	  OVC_GUEST_SET_NEVER_BALLOON },
+	{ S_GUEST, "never_swap", T_BOOL, G(never_swap), "no", 0, 0, 0, 0, OVC_GUEST_SET_NEVER_SWAP },
+	{ S_GUEST, "priority", T_UINT, G(priority), "50", 0, 100, 0, 0, OVC_GUEST_SET_PRIORITY },
+};
+
+#define N_KEYS ARRAY_SIZE(keys)
+
+uint64_t ovc_conf_size_bytes(const struct ovc_conf_size *s, uint64_t of_bytes)
+{
+	if (!s->percent)
+		return s->bytes;
+	/* of_bytes < 2^54 for any real memory size, so this cannot overflow. */
+	return (uint64_t)(((unsigned __int128)of_bytes * s->basis_points) / 10000);
+}
+
+/* ---- typed value parsers ---- */
+
+/* A decimal number with an optional fraction: *int_part, and the fraction
+ * as *frac / 10^*frac_digits (at most 9 digits kept). Returns the end. */
+static const char *parse_decimal(const char *s, uint64_t *int_part, uint64_t *frac,
+				 unsigned *frac_digits)
+{
+	uint64_t v = 0, f = 0;
+	unsigned fd = 0;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return NULL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return NULL;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return NULL;
+		for (; *p >= '0' && *p <= '9'; p++)
+			if (fd < 9) {
+				f = f * 10 + (uint64_t)(*p - '0');
+				fd++;
+			}
+	}
+	*int_part = v;
+	*frac = f;
+	*frac_digits = fd;
+	return p;
+}
+
+static uint64_t pow10u(unsigned n)
+{
+	uint64_t r = 1;
+	while (n--)
+		r *= 10;
+	return r;
+}
+
+/* int_part.frac * mult, rounded down; -ERANGE on overflow. */
+static int scale(uint64_t int_part, uint64_t frac, unsigned frac_digits, uint64_t mult,
+		 uint64_t *ret)
+{
+	unsigned __int128 v = (unsigned __int128)int_part * mult +
+			      (unsigned __int128)frac * mult / pow10u(frac_digits);
+	if (v > UINT64_MAX)
+		return -ERANGE;
+	*ret = (uint64_t)v;
+	return 0;
+}
+
+static const char *skip_blank(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+struct unit {
+	const char *name;
+	uint64_t mult;
+};
+
+/* "NUMBER UNIT" with one of @units, or a bare "0"; -EINVAL, -ERANGE.
+ * With @allow_percent, "NUMBER%" gives *ret_percent and basis points. */
+static int parse_with_units(const char *s, const struct unit *units, size_t n_units,
+			    bool allow_percent, bool *ret_percent, uint64_t *ret)
+{
+	uint64_t ip, fr, v;
+	unsigned fd;
+	const char *p = parse_decimal(s, &ip, &fr, &fd);
+
+	if (!p)
+		return -EINVAL;
+	p = skip_blank(p);
+	if (*p == '%') {
+		if (!allow_percent || *skip_blank(p + 1))
+			return -EINVAL;
+		if (scale(ip, fr, fd, 100, &v) < 0 || v > 10000)
+			return -ERANGE;
+		*ret_percent = true;
+		*ret = v;
+		return 0;
+	}
+	if (*p == '\0') {
+		/* A bare number is ambiguous, except nothing at all. */
+		if (ip != 0 || fr != 0)
+			return -EINVAL;
+		*ret_percent = false;
+		*ret = 0;
+		return 0;
+	}
+	for (size_t i = 0; i < n_units; i++) {
+		size_t n = strlen(units[i].name);
+		if (strncmp(p, units[i].name, n) == 0 && *skip_blank(p + n) == '\0') {
+			if (scale(ip, fr, fd, units[i].mult, &v) < 0)
+				return -ERANGE;
+			*ret_percent = false;
+			*ret = v;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int ovc_parse_size(const char *s, bool allow_percent, struct ovc_conf_size *ret)
+{
+	static const struct unit units[] = {
+		{ "B", 1 }, { "KiB", KIB }, { "MiB", MIB }, { "GiB", GIB }, { "TiB", TIB },
+	};
+	bool pct;
+	uint64_t v;
+	int r = parse_with_units(s, units, ARRAY_SIZE(units), allow_percent, &pct, &v);
+
+	if (r < 0)
+		return r;
+	*ret = pct ? (struct ovc_conf_size){ .percent = true, .basis_points = (uint32_t)v }
+		   : (struct ovc_conf_size){ .bytes = v };
+	return 0;
+}
+
+int ovc_parse_duration(const char *s, uint64_t *ret_usec)
+{
+	/* Units must match up to the end of the text, so "min" and "ms"
+	 * never take each other's place. */
+	static const struct unit units[] = {
+		{ "us", 1 }, { "ms", 1000 }, { "s", USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
+		{ "h", 3600 * USEC_PER_SEC },
+	};
+	bool pct;
+
+	return parse_with_units(s, units, ARRAY_SIZE(units), false, &pct, ret_usec);
+}
+
+int ovc_parse_bool(const char *s, bool *ret)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*ret = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*ret = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int parse_uint(const char *s, uint64_t *ret)
+{
+	uint64_t v = 0;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (*s)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+/* ---- formatting ---- */
+
+char *ovc_format_size(uint64_t bytes, char *buf, size_t n)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	unsigned u = 0;
+
+	while (u + 1 < ARRAY_SIZE(units) && bytes != 0 && (bytes & 1023) == 0) {
+		bytes >>= 10;
+		u++;
+	}
+	snprintf(buf, n, "%llu%s", (unsigned long long)bytes, units[u]);
+	return buf;
+}
+
+char *ovc_format_duration(uint64_t usec, char *buf, size_t n)
+{
+	static const struct {
+		const char *unit;
+		uint64_t div;
+	} units[] = {
+		{ "h", 3600 * USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC }, { "s", USEC_PER_SEC },
+		{ "ms", 1000 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(units) && usec; i++)
+		if (usec % units[i].div == 0) {
+			snprintf(buf, n, "%llu%s", (unsigned long long)(usec / units[i].div),
+				 units[i].unit);
+			return buf;
+		}
+	snprintf(buf, n, "%lluus", (unsigned long long)usec);
+	if (usec == 0)
+		snprintf(buf, n, "0s");
+	return buf;
+}
+
+static char *format_percent(uint32_t bp, char *buf, size_t n)
+{
+	if (bp % 100 == 0)
+		snprintf(buf, n, "%u%%", bp / 100);
+	else if (bp % 10 == 0)
+		snprintf(buf, n, "%u.%u%%", bp / 100, (bp % 100) / 10);
+	else
+		snprintf(buf, n, "%u.%02u%%", bp / 100, bp % 100);
+	return buf;
+}
+
+static char *format_conf_size(const struct ovc_conf_size *s, char *buf, size_t n)
+{
+	return s->percent ? format_percent(s->basis_points, buf, n) : ovc_format_size(s->bytes, buf, n);
+}
+
+/* ---- parser state ---- */
+
+struct parser {
+	const char *path;
+	const char *text;
+	size_t len, pos;
+	unsigned lineno;
+	int inih_error_line;     /* a line the reader replaced; inih must not fail on it */
+
+	struct ovc_config *c;
+	int section;             /* enum section, S_NONE or S_SKIP */
+	struct ovc_guest_conf *guest;
+	unsigned section_line[_S_MAX];
+	unsigned key_line[N_KEYS];     /* main sections; for S_GUEST see guest_key_line */
+	unsigned (*guest_key_line)[N_KEYS];
+
+	char *errors;
+	size_t errors_len;
+	unsigned n_errors;
+	bool oom;
+};
+
+_printf_(3, 4) static void error_at(struct parser *p, unsigned line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	char head[64 + 256];
+	if (line)
+		snprintf(head, sizeof(head), "%s:%u: ", p->path, line);
+	else
+		snprintf(head, sizeof(head), "%s: ", p->path);
+	n = (int)(strlen(head) + strlen(msg) + 1);
+	char *e = realloc(p->errors, p->errors_len + (size_t)n + 1);
+	if (!e) {
+		p->oom = true;
+		return;
+	}
+	p->errors = e;
+	snprintf(e + p->errors_len, (size_t)n + 1, "%s%s\n", head, msg);
+	p->errors_len += (size_t)n;
+	p->n_errors++;
+}
+
+static void free_strings(struct ovc_config *c)
+{
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (keys[i].section == S_GUEST)
+			continue;
+		switch (keys[i].type) {
+		case T_PATH:
+		case T_PATH_OPT:
+		case T_LISTEN:
+		case T_GROUP: {
+			char **sp = (char **)((char *)c + keys[i].offset);
+			free(*sp);
+			*sp = NULL;
+			break;
+		}
+		default:
+			break;
+		}
+	}
+}
+
+void ovc_config_free(struct ovc_config *c)
+{
+	if (!c)
+		return;
+	free_strings(c);
+	for (size_t i = 0; i < c->n_guests; i++)
+		free(c->guests[i].pattern);
+	free(c->guests);
+	free(c->path);
+	free(c);
+}
+
+static bool is_loopback_listen(const char *v)
+{
+	const char *port;
+	char host[64];
+	size_t hl;
+
+	if (v[0] == '[') {
+		const char *close = strchr(v, ']');
+		if (!close || close[1] != ':')
+			return false;
+		hl = (size_t)(close - v - 1);
+		if (hl >= sizeof(host))
+			return false;
+		memcpy(host, v + 1, hl);
+		host[hl] = 0;
+		port = close + 2;
+		if (strcmp(host, "::1") != 0)
+			return false;
+	} else {
+		const char *colon = strrchr(v, ':');
+		if (!colon)
+			return false;
+		hl = (size_t)(colon - v);
+		if (hl >= sizeof(host))
+			return false;
+		memcpy(host, v, hl);
+		host[hl] = 0;
+		port = colon + 1;
+		if (strcmp(host, "localhost") != 0) {
+			unsigned a, b, c, d;
+			char extra;
+			if (sscanf(host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &extra) != 4 || a != 127 ||
+			    b > 255 || c > 255 || d > 255)
+				return false;
+		}
+	}
+	uint64_t pn;
+	return parse_uint(port, &pn) == 0 && pn >= 1 && pn <= 65535;
+}
+
+static bool is_group_name(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > 32 || !(v[0] == '_' || (v[0] >= 'a' && v[0] <= 'z')))
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!(v[i] == '_' || v[i] == '-' || (v[i] >= 'a' && v[i] <= 'z') ||
+		      (v[i] >= '0' && v[i] <= '9') || (v[i] == '$' && i == n - 1)))
+			return false;
+	return true;
+}
+
+static const char *size_expect(bool pct)
+{
+	return pct ? "expected a number with B, KiB, MiB, GiB, TiB or %"
+		   : "expected a number with B, KiB, MiB, GiB or TiB";
+}
+
+/* Parse @value for key @k into @base (config or guest conf). Reports its own
+ * error. Returns 0 or -EINVAL. */
+static int set_value(struct parser *p, unsigned line, const char *sect, const struct key_def *k,
+		     void *base, const char *value)
+{
+	void *field = (char *)base + k->offset;
+	char a[48], b[48], v[48];
+	int r;
+
+	switch (k->type) {
+	case T_SIZE:
+	case T_SIZE_PCT: {
+		struct ovc_conf_size s;
+		bool pct = k->type == T_SIZE_PCT;
+		r = ovc_parse_size(value, pct, &s);
+		if (r == -ERANGE && !pct) {
+			error_at(p, line, "[%s] %s: '%s' is too large", sect, k->key, value);
+			return -EINVAL;
+		}
+		if (r == -ERANGE) {
+			error_at(p, line, "[%s] %s: '%s' is out of range (%s to %s)", sect, k->key,
+				 value, format_percent(k->pmin, a, sizeof(a)),
+				 format_percent(k->pmax, b, sizeof(b)));
+			return -EINVAL;
+		}
+		if (r < 0) {
+			error_at(p, line, "[%s] %s: bad size '%s' (%s)", sect, k->key, value,
+				 size_expect(pct));
+			return -EINVAL;
+		}
+		if (s.percent && (s.basis_points < k->pmin || s.basis_points > k->pmax)) {
+			error_at(p, line, "[%s] %s: %s is out of range (%s to %s)", sect, k->key,
+				 format_percent(s.basis_points, v, sizeof(v)),
+				 format_percent(k->pmin, a, sizeof(a)),
+				 format_percent(k->pmax, b, sizeof(b)));
+			return -EINVAL;
+		}
+		if (!s.percent && (s.bytes < k->min || s.bytes > k->max)) {
+			error_at(p, line, "[%s] %s: %s is out of range (%s to %s)", sect, k->key,
+				 ovc_format_size(s.bytes, v, sizeof(v)),
+				 ovc_format_size(k->min, a, sizeof(a)),
+				 ovc_format_size(k->max, b, sizeof(b)));
+			return -EINVAL;
+		}
+		*(struct ovc_conf_size *)field = s;
+		return 0;
+	}
+	case T_PERCENT: {
+		struct ovc_conf_size s;
+		r = ovc_parse_size(value, true, &s);
+		if (r == -ERANGE || (r == 0 && s.percent && (s.basis_points < k->min ||
+							     s.basis_points > k->max))) {
+			error_at(p, line, "[%s] %s: '%s' is out of range (%s to %s)", sect, k->key,
+				 value, format_percent((uint32_t)k->min, a, sizeof(a)),
+				 format_percent((uint32_t)k->max, b, sizeof(b)));
+			return -EINVAL;
+		}
+		if (r < 0 || !s.percent) {
+			error_at(p, line, "[%s] %s: bad percentage '%s' (expected a number with %%)",
+				 sect, k->key, value);
+			return -EINVAL;
+		}
+		*(uint32_t *)field = s.basis_points;
+		return 0;
+	}
+	case T_DURATION: {
+		uint64_t us;
+		r = ovc_parse_duration(value, &us);
+		if (r == -ERANGE) {
+			error_at(p, line, "[%s] %s: '%s' is too large", sect, k->key, value);
+			return -EINVAL;
+		}
+		if (r < 0) {
+			error_at(p, line,
+				 "[%s] %s: bad duration '%s' (expected a number with us, ms, s, min or h)",
+				 sect, k->key, value);
+			return -EINVAL;
+		}
+		if (us < k->min || us > k->max) {
+			error_at(p, line, "[%s] %s: %s is out of range (%s to %s)", sect, k->key,
+				 ovc_format_duration(us, v, sizeof(v)),
+				 ovc_format_duration(k->min, a, sizeof(a)),
+				 ovc_format_duration(k->max, b, sizeof(b)));
+			return -EINVAL;
+		}
+		*(uint64_t *)field = us;
+		return 0;
+	}
+	case T_BOOL: {
+		bool bv;
+		if (ovc_parse_bool(value, &bv) < 0) {
+			error_at(p, line,
+				 "[%s] %s: bad boolean '%s' (expected yes, no, true, false, on, off, 1 or 0)",
+				 sect, k->key, value);
+			return -EINVAL;
+		}
+		*(bool *)field = bv;
+		return 0;
+	}
+	case T_UINT: {
+		uint64_t u;
+		r = parse_uint(value, &u);
+		if (r == -EINVAL) {
+			error_at(p, line, "[%s] %s: bad integer '%s' (expected digits 0-9)", sect,
+				 k->key, value);
+			return -EINVAL;
+		}
+		if (r < 0 || u < k->min || u > k->max) {
+			error_at(p, line, "[%s] %s: %s is out of range (%llu to %llu)", sect, k->key,
+				 value, (unsigned long long)k->min, (unsigned long long)k->max);
+			return -EINVAL;
+		}
+		*(uint64_t *)field = u;
+		return 0;
+	}
+	case T_PATH:
+	case T_PATH_OPT:
+	case T_LISTEN:
+	case T_GROUP: {
+		char *dup;
+		const char *why = NULL;
+		size_t n = strlen(value);
+
+		/* Quotes are optional around strings; they allow an explicit "". */
+		char tmp[INI_MAX_LINE + 1];
+		if (n >= 2 && value[0] == '"' && value[n - 1] == '"') {
+			memcpy(tmp, value + 1, n - 2);
+			tmp[n - 2] = 0;
+			value = tmp;
+			n -= 2;
+		}
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f)
+				why = "control character";
+		if (!why && k->type == T_PATH && n == 0)
+			why = "expected an absolute path";
+		if (!why && (k->type == T_PATH || k->type == T_PATH_OPT) && n > 0 && value[0] != '/')
+			why = "expected an absolute path";
+		/* A unix socket path must fit sockaddr_un.sun_path (108 with the NUL). */
+		if (!why && k->type == T_PATH && n > 107)
+			why = "longer than 107 bytes, the limit of a unix socket path";
+		if (!why && k->type == T_LISTEN && n > 0 && !is_loopback_listen(value))
+			why = "expected a loopback address and port: 127.0.0.1:PORT, [::1]:PORT or localhost:PORT";
+		if (!why && k->type == T_GROUP && n > 0 && !is_group_name(value))
+			why = "expected a group name";
+		if (why) {
+			error_at(p, line, "[%s] %s: bad value '%s' (%s)", sect, k->key, value, why);
+			return -EINVAL;
+		}
+		dup = strdup(value);
+		if (!dup) {
+			p->oom = true;
+			return -EINVAL;
+		}
+		free(*(char **)field);
+		*(char **)field = dup;
+		return 0;
+	}
+	}
+	return -EINVAL;
+}
+
+static void set_defaults(struct parser *p)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (keys[i].section != S_GUEST && keys[i].def)
+			/* The table's defaults go through the same parser; a bad
+			 * default is a bug the unit test catches. */
+			(void)set_value(p, 0, section_names[keys[i].section], &keys[i], p->c,
+					keys[i].def);
+}
+
+static const struct key_def *find_key(enum section s, const char *name, size_t *ret_index)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (keys[i].section == s && strcmp(keys[i].key, name) == 0) {
+			*ret_index = i;
+			return &keys[i];
+		}
+	return NULL;
+}
+
+/* ---- sections (called from the reader) ---- */
+
+static void open_guest(struct parser *p, unsigned line, const char *pattern)
+{
+	for (size_t i = 0; i < p->c->n_guests; i++)
+		if (strcmp(p->c->guests[i].pattern, pattern) == 0) {
+			error_at(p, line, "duplicate section [guest \"%s\"] (first at line %u)",
+				 pattern, p->c->guests[i].line);
+			p->section = S_SKIP;
+			return;
+		}
+	if (p->c->n_guests >= CONFIG_MAX_GUESTS) {
+		error_at(p, line, "too many [guest] sections (at most %d)", CONFIG_MAX_GUESTS);
+		p->section = S_SKIP;
+		return;
+	}
+	size_t n = p->c->n_guests + 1;
+	struct ovc_guest_conf *g = realloc(p->c->guests, n * sizeof(*g));
+	if (!g) {
+		p->oom = true;
+		p->section = S_SKIP;
+		return;
+	}
+	p->c->guests = g;
+	unsigned (*kl)[N_KEYS] = realloc(p->guest_key_line, n * sizeof(*kl));
+	if (!kl) {
+		p->oom = true;
+		p->section = S_SKIP;
+		return;
+	}
+	p->guest_key_line = kl;
+	memset(kl[n - 1], 0, sizeof(kl[n - 1]));
+	char *pat = strdup(pattern);
+	if (!pat) {
+		p->oom = true;
+		p->section = S_SKIP;
+		return;
+	}
+	g[n - 1] = (struct ovc_guest_conf){ .pattern = pat, .line = line, .priority = 50 };
+	p->c->n_guests = n;
+	p->guest = &g[n - 1];
+	p->section = S_GUEST;
+}
+
+static bool is_blank_or_comment(const char *s)
+{
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+		s++;
+	return *s == '\0' || *s == ';' || *s == '#';
+}
+
+/* @h: a NUL-terminated header line starting with '['. */
+static void parse_section(struct parser *p, unsigned line, const char *h)
+{
+	const char *q = skip_blank(h + 1), *name = q;
+	char shown[INI_MAX_LINE + 1];
+	size_t hn = strcspn(h, "\r\n");
+
+	/* The header as written, for messages. */
+	snprintf(shown, sizeof(shown), "%.*s", (int)hn, h);
+	while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+	       *q == '_' || *q == '-')
+		q++;
+	size_t name_len = (size_t)(q - name);
+	q = skip_blank(q);
+
+	if (name_len == 5 && strncmp(name, "guest", 5) == 0) {
+		if (*q != '"') {
+			error_at(p, line,
+				 "bad section %s: the guest pattern must be in double quotes, as in [guest \"web-*\"]",
+				 shown);
+			p->section = S_SKIP;
+			return;
+		}
+		const char *pat = q + 1, *end = strchr(pat, '"');
+		if (!end) {
+			error_at(p, line, "bad section %s: missing closing quote", shown);
+			p->section = S_SKIP;
+			return;
+		}
+		q = skip_blank(end + 1);
+		if (*q != ']' || !is_blank_or_comment(q + 1)) {
+			error_at(p, line, "bad section %s: expected ']' after the closing quote", shown);
+			p->section = S_SKIP;
+			return;
+		}
+		if (end == pat) {
+			error_at(p, line, "bad section %s: empty guest pattern", shown);
+			p->section = S_SKIP;
+			return;
+		}
+		char pattern[INI_MAX_LINE + 1];
+		snprintf(pattern, sizeof(pattern), "%.*s", (int)(end - pat), pat);
+		open_guest(p, line, pattern);
+		return;
+	}
+	if (*q != ']' || !is_blank_or_comment(q + 1) || name_len == 0) {
+		if (!strchr(h, ']'))
+			error_at(p, line, "bad section %s: missing ']'", shown);
+		else
+			error_at(p, line, "bad section %s: expected [NAME] or [guest \"PATTERN\"]",
+				 shown);
+		p->section = S_SKIP;
+		return;
+	}
+	for (int s = 0; s < S_GUEST; s++)
+		if (strlen(section_names[s]) == name_len && strncmp(name, section_names[s], name_len) == 0) {
+			if (p->section_line[s]) {
+				error_at(p, line, "duplicate section [%s] (first at line %u)",
+					 section_names[s], p->section_line[s]);
+				p->section = S_SKIP;
+				return;
+			}
+			p->section_line[s] = line;
+			p->section = s;
+			return;
+		}
+	error_at(p, line,
+		 "unknown section [%.*s] (expected host, balloon, ksm, swap, metrics, control or guest \"PATTERN\")",
+		 (int)name_len, name);
+	p->section = S_SKIP;
+}
+
+/* inih's line reader: one real line per call (see the top of the file). */
+static char *reader(char *str, int num, void *stream)
+{
+	struct parser *p = stream;
+
+	if (p->pos >= p->len)
+		return NULL;
+	const char *line = p->text + p->pos;
+	const char *nl = memchr(line, '\n', p->len - p->pos);
+	size_t n = nl ? (size_t)(nl - line) + 1 : p->len - p->pos;
+	p->pos += n;
+	p->lineno++;
+
+	/* A UTF-8 byte order mark on the first line is allowed. */
+	if (p->lineno == 1 && n >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0) {
+		line += 3;
+		n -= 3;
+	}
+	while (n > 0 && (*line == ' ' || *line == '\t')) {
+		line++;
+		n--;
+	}
+	str[0] = '\0';
+	if (memchr(line, '\0', n)) {
+		error_at(p, p->lineno, "line contains a NUL byte");
+		return str;
+	}
+	if (n > (size_t)num - 1) {
+		error_at(p, p->lineno, "line too long (at most %d characters)", num - 2);
+		return str;
+	}
+	memcpy(str, line, n);
+	str[n] = '\0';
+	if (str[0] == '[') {
+		parse_section(p, p->lineno, str);
+		str[0] = '\0';
+		return str;
+	}
+	if (!is_blank_or_comment(str) && !strpbrk(str, "=:")) {
+		/* inih would stop counting this as a key: say what is wrong. */
+		error_at(p, p->lineno, "syntax error: expected [SECTION] or KEY = VALUE");
+		str[0] = '\0';
+	}
+	return str;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parser *p = user;
+	unsigned line = p->lineno;
+	size_t idx;
+
+	if (p->oom)
+		return 1;
+	if (name[0] == '\0') {
+		error_at(p, line, "syntax error: empty key name");
+		return 1;
+	}
+	if (p->section == S_SKIP)
+		return 1;
+	if (p->section == S_NONE) {
+		error_at(p, line, "key '%s' outside any section", name);
+		return 1;
+	}
+
+	char sect[INI_MAX_LINE + 16];
+	if (p->section == S_GUEST)
+		snprintf(sect, sizeof(sect), "guest \"%s\"", p->guest->pattern);
+	else
+		snprintf(sect, sizeof(sect), "%s", section_names[p->section]);
+
+	const struct key_def *k = find_key(p->section, name, &idx);
+	if (!k) {
+		error_at(p, line, "[%s] %s: unknown key", sect, name);
+		return 1;
+	}
+	unsigned *first = p->section == S_GUEST
+				  ? &p->guest_key_line[p->guest - p->c->guests][idx]
+				  : &p->key_line[idx];
+	if (*first) {
+		error_at(p, line, "[%s] %s: duplicate key (first at line %u)", sect, name, *first);
+		return 1;
+	}
+	*first = line;
+	if (p->section == S_GUEST) {
+		if (set_value(p, line, sect, k, p->guest, value) == 0)
+			p->guest->set |= k->guest_bit;
+	} else {
+		(void)set_value(p, line, sect, k, p->c, value);
+	}
+	return 1;
+}
+
+static unsigned key_line(const struct parser *p, const char *sect, const char *key)
+{
+	size_t idx = 0;
+	for (int s = 0; s < S_GUEST; s++)
+		if (strcmp(section_names[s], sect) == 0 && find_key(s, key, &idx))
+			return p->key_line[idx];
+	return 0;
+}
+
+/* Checks between keys, once every key is known. */
+static void cross_check(struct parser *p)
+{
+	const struct ovc_config *c = p->c;
+	char a[48], b[48];
+
+	if (c->host.low.percent == c->host.high.percent &&
+	    (c->host.low.percent ? c->host.low.basis_points >= c->host.high.basis_points
+				 : c->host.low.bytes >= c->host.high.bytes)) {
+		unsigned lh = key_line(p, "host", "high"), ll = key_line(p, "host", "low");
+		error_at(p, MAX(lh, ll), "[host] %s: high (%s) must be above low (%s)",
+			 lh >= ll ? "high" : "low", format_conf_size(&c->host.high, a, sizeof(a)),
+			 format_conf_size(&c->host.low, b, sizeof(b)));
+	}
+	if (c->balloon.stats_period_usec % USEC_PER_SEC)
+		error_at(p, key_line(p, "balloon", "stats_period"),
+			 "[balloon] stats_period: %s is not a whole number of seconds",
+			 ovc_format_duration(c->balloon.stats_period_usec, a, sizeof(a)));
+	if (c->balloon.stale_after_usec <= c->balloon.stats_period_usec) {
+		unsigned ls = key_line(p, "balloon", "stale_after"),
+			 lp = key_line(p, "balloon", "stats_period");
+		error_at(p, MAX(ls, lp),
+			 "[balloon] %s: stale_after (%s) must be longer than stats_period (%s)",
+			 ls >= lp ? "stale_after" : "stats_period",
+			 ovc_format_duration(c->balloon.stale_after_usec, a, sizeof(a)),
+			 ovc_format_duration(c->balloon.stats_period_usec, b, sizeof(b)));
+	}
+	if (c->ksm.min_pages_to_scan > c->ksm.max_pages_to_scan) {
+		unsigned l1 = key_line(p, "ksm", "min_pages_to_scan"),
+			 l2 = key_line(p, "ksm", "max_pages_to_scan");
+		error_at(p, MAX(l1, l2),
+			 "[ksm] %s: min_pages_to_scan (%llu) must not exceed max_pages_to_scan (%llu)",
+			 l1 >= l2 ? "min_pages_to_scan" : "max_pages_to_scan",
+			 (unsigned long long)c->ksm.min_pages_to_scan,
+			 (unsigned long long)c->ksm.max_pages_to_scan);
+	}
+	if (c->host.psi_trigger_stall_usec > c->host.psi_trigger_window_usec) {
+		unsigned l1 = key_line(p, "host", "psi_trigger_stall"),
+			 l2 = key_line(p, "host", "psi_trigger_window");
+		error_at(p, MAX(l1, l2),
+			 "[host] %s: psi_trigger_stall (%s) must not exceed psi_trigger_window (%s)",
+			 l1 >= l2 ? "psi_trigger_stall" : "psi_trigger_window",
+			 ovc_format_duration(c->host.psi_trigger_stall_usec, a, sizeof(a)),
+			 ovc_format_duration(c->host.psi_trigger_window_usec, b, sizeof(b)));
+	}
+}
+
+static int config_alloc(const char *path, struct parser *p)
+{
+	*p = (struct parser){ .path = path, .section = S_NONE };
+	p->c = calloc(1, sizeof(*p->c));
+	if (!p->c)
+		return -ENOMEM;
+	p->c->path = strdup(path);
+	if (!p->c->path)
+		return -ENOMEM;
+	set_defaults(p);
+	if (p->oom)
+		return -ENOMEM;
+	/* Defaults that do not parse or cross-check are a bug in the table. */
+	assert(p->n_errors == 0);
+	return 0;
+}
+
+static void parser_done(struct parser *p)
+{
+	ovc_config_free(p->c);
+	free(p->guest_key_line);
+	free(p->errors);
+}
+
+int ovc_config_new_default(struct ovc_config **ret)
+{
+	struct parser p;
+	int r = config_alloc("(defaults)", &p);
+
+	if (r == 0) {
+		*ret = p.c;
+		p.c = NULL;
+	}
+	parser_done(&p);
+	return r;
+}
+
+int ovc_config_parse(const char *path, const char *text, size_t len, struct ovc_config **ret,
+		     char **ret_errors)
+{
+	struct parser p;
+	int r;
+
+	if (!path || (!text && len) || !ret)
+		return -EINVAL;
+	r = config_alloc(path, &p);
+	if (r < 0)
+		goto out;
+	if (len > CONFIG_MAX_BYTES) {
+		error_at(&p, 0, "file too large (%zu bytes, at most %llu)", len,
+			 (unsigned long long)CONFIG_MAX_BYTES);
+		r = -EFBIG;
+		goto out;
+	}
+	p.text = text;
+	p.len = len;
+	int e = ini_parse_stream(reader, &p, handler, &p);
+	if (e == -2 || p.oom) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Every line inih could reject was replaced by the reader, so this is
+	 * a safety net for inih versions that reject more. */
+	if (e > 0 && p.n_errors == 0)
+		error_at(&p, (unsigned)e, "syntax error");
+	if (p.n_errors == 0)
+		cross_check(&p);
+	if (p.oom) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (p.n_errors) {
+		r = -EINVAL;
+		goto out;
+	}
+	*ret = p.c;
+	p.c = NULL;
+	r = 0;
+out:
+	if (r < 0 && ret_errors && p.errors) {
+		*ret_errors = p.errors;
+		p.errors = NULL;
+	}
+	parser_done(&p);
+	return r;
+}
+
+static int errors_text(char **ret_errors, const char *path, int err)
+{
+	if (ret_errors) {
+		char buf[1024];
+		snprintf(buf, sizeof(buf), "%s: cannot read: %s\n", path, strerror(-err));
+		char *d = strdup(buf);
+		if (d)
+			*ret_errors = d;
+	}
+	return err;
+}
+
+int ovc_config_load(const char *path, struct ovc_config **ret, char **ret_errors)
+{
+	_cleanup_(closep) int fd = -1;
+	_cleanup_(freep) char *buf = NULL;
+	struct stat st;
+	size_t n = 0;
+
+	if (!path || !ret)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return errors_text(ret_errors, path, negative_errno());
+	if (fstat(fd, &st) < 0)
+		return errors_text(ret_errors, path, negative_errno());
+	if (!S_ISREG(st.st_mode))
+		return errors_text(ret_errors, path, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL);
+	/* Read one byte past the limit so that the parser reports the size. */
+	buf = malloc(CONFIG_MAX_BYTES + 1);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t k = read(fd, buf + n, CONFIG_MAX_BYTES + 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return errors_text(ret_errors, path, negative_errno());
+		if (k == 0 || (n += (size_t)k) > CONFIG_MAX_BYTES)
+			break;
+	}
+	return ovc_config_parse(path, buf, n, ret, ret_errors);
+}
+
+void ovc_config_guest_settings(const struct ovc_config *c, const char *name,
+			       struct ovc_guest_settings *ret)
+{
+	unsigned have = 0;
+
+	*ret = (struct ovc_guest_settings){
+		.floor = c->balloon.floor,
+		.step = c->balloon.step,
+		.guest_free = c->balloon.guest_free,
+		.priority = 50,
+	};
+	for (size_t i = 0; i < c->n_guests; i++) {
+		const struct ovc_guest_conf *g = &c->guests[i];
+		unsigned take = g->set & ~have;
+		if (!take || fnmatch(g->pattern, name, 0) != 0)
+			continue;
+		if (take & OVC_GUEST_SET_FLOOR)
+			ret->floor = g->floor;
+		if (take & OVC_GUEST_SET_STEP)
+			ret->step = g->step;
+		if (take & OVC_GUEST_SET_GUEST_FREE)
+			ret->guest_free = g->guest_free;
+		if (take & OVC_GUEST_SET_NEVER_BALLOON)
+			ret->never_balloon = g->never_balloon;
+		if (take & OVC_GUEST_SET_NEVER_SWAP)
+			ret->never_swap = g->never_swap;
+		if (take & OVC_GUEST_SET_PRIORITY)
+			ret->priority = (uint32_t)g->priority;
+		have |= take;
+	}
+}
+
+static void format_value(const struct key_def *k, const void *base, char *buf, size_t n)
+{
+	const void *field = (const char *)base + k->offset;
+
+	switch (k->type) {
+	case T_SIZE:
+	case T_SIZE_PCT:
+		format_conf_size(field, buf, n);
+		break;
+	case T_PERCENT:
+		format_percent(*(const uint32_t *)field, buf, n);
+		break;
+	case T_DURATION:
+		ovc_format_duration(*(const uint64_t *)field, buf, n);
+		break;
+	case T_BOOL:
+		snprintf(buf, n, "%s", *(const bool *)field ? "yes" : "no");
+		break;
+	case T_UINT:
+		snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)field);
+		break;
+	default: {
+		const char *s = *(char *const *)field;
+		snprintf(buf, n, "%s", s && *s ? s : "\"\"");
+		break;
+	}
+	}
+}
+
+int ovc_config_print(const struct ovc_config *c, FILE *f)
+{
+	char v[INI_MAX_LINE + 1];
+
+	fprintf(f, "# effective configuration from %s\n", c->path);
+	for (int s = 0; s < S_GUEST; s++) {
+		fprintf(f, "\n[%s]\n", section_names[s]);
+		for (size_t i = 0; i < N_KEYS; i++)
+			if (keys[i].section == (enum section)s) {
+				format_value(&keys[i], c, v, sizeof(v));
+				fprintf(f, "%s = %s\n", keys[i].key, v);
+			}
+	}
+	for (size_t g = 0; g < c->n_guests; g++) {
+		fprintf(f, "\n[guest \"%s\"]\n", c->guests[g].pattern);
+		for (size_t i = 0; i < N_KEYS; i++)
+			if (keys[i].section == S_GUEST && (c->guests[g].set & keys[i].guest_bit)) {
+				format_value(&keys[i], &c->guests[g], v, sizeof(v));
+				fprintf(f, "%s = %s\n", keys[i].key, v);
+			}
+	}
+	if (fflush(f) != 0 || ferror(f))
+		return negative_errno();
+	return 0;
+}
+
+void ovc_config_foreach_key(void (*fn)(void *userdata, const char *section, const char *key,
+				       const char *default_text),
+			    void *userdata)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		fn(userdata, section_names[keys[i].section], keys[i].key,
+		   keys[i].def ? keys[i].def : "");
+}

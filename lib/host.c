@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Host memory signals. Runs on ovcd's main thread once per tick (and in
+ * tests); no state, no locks. The files are read in one read(2) each, so a
+ * line is never torn between two reads.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "host.h"
+#include "util.h"
+
+static int root_path(const char *root, const char *rel, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "%s%s", root ? root : "", rel);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+int ovc_read_root_file(const char *root, const char *rel, char *buf, size_t size)
+{
+	_cleanup_(closep) int fd = -1;
+	char path[PATH_MAX];
+	size_t n = 0;
+	int r = root_path(root, rel, path, sizeof(path));
+
+	if (r < 0)
+		return r;
+	if (size < 2)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return negative_errno();
+	/* procfs and sysfs give a small file in one read; loop for fixtures
+	 * and to see the end of file. */
+	for (;;) {
+		ssize_t k = read(fd, buf + n, size - 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return negative_errno();
+		if (k == 0)
+			break;
+		n += (size_t)k;
+		if (n == size - 1) {
+			char extra;
+			if (read(fd, &extra, 1) > 0)
+				return -EFBIG;
+			break;
+		}
+	}
+	buf[n] = '\0';
+	return (int)n;
+}
+
+int ovc_write_root_file(const char *root, const char *rel, const char *text)
+{
+	_cleanup_(closep) int fd = -1;
+	char path[PATH_MAX];
+	size_t len = strlen(text);
+	int r = root_path(root, rel, path, sizeof(path));
+
+	if (r < 0)
+		return r;
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return negative_errno();
+	ssize_t k = write(fd, text, len);
+	if (k < 0)
+		return negative_errno();
+	return (size_t)k == len ? 0 : -EIO;
+}
+
+/* "Name:   12345 kB" → bytes. Lines without " kB" (HugePages_Total) and
+ * unknown names are skipped. */
+int ovc_meminfo_parse(const char *text, struct ovc_meminfo *ret)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+		bool required;
+	} fields[] = {
+		{ "MemTotal", offsetof(struct ovc_meminfo, total_bytes), true },
+		{ "MemFree", offsetof(struct ovc_meminfo, free_bytes), true },
+		{ "MemAvailable", offsetof(struct ovc_meminfo, available_bytes), true },
+		{ "Buffers", offsetof(struct ovc_meminfo, buffers_bytes) },
+		{ "Cached", offsetof(struct ovc_meminfo, cached_bytes) },
+		{ "SwapTotal", offsetof(struct ovc_meminfo, swap_total_bytes) },
+		{ "SwapFree", offsetof(struct ovc_meminfo, swap_free_bytes) },
+		{ "AnonPages", offsetof(struct ovc_meminfo, anon_bytes) },
+		{ "Shmem", offsetof(struct ovc_meminfo, shmem_bytes) },
+		{ "Committed_AS", offsetof(struct ovc_meminfo, committed_as_bytes) },
+		{ "CommitLimit", offsetof(struct ovc_meminfo, commit_limit_bytes) },
+	};
+	struct ovc_meminfo m = { 0 };
+	unsigned seen = 0;
+
+	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		const char *colon = strchr(line, ':'), *nl = strchr(line, '\n');
+		if (!colon || (nl && colon > nl))
+			return -EBADMSG;
+		size_t name_len = (size_t)(colon - line);
+		for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+			if (strlen(fields[i].name) != name_len ||
+			    strncmp(line, fields[i].name, name_len) != 0)
+				continue;
+			char *end;
+			errno = 0;
+			unsigned long long kb = strtoull(colon + 1, &end, 10);
+			if (errno || end == colon + 1 || strncmp(end, " kB", 3) != 0 ||
+			    kb > UINT64_MAX / 1024 || (seen & (1u << i)))
+				return -EBADMSG;
+			*(uint64_t *)((char *)&m + fields[i].offset) = kb * 1024;
+			seen |= 1u << i;
+		}
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+		if (fields[i].required && !(seen & (1u << i)))
+			return -EBADMSG;
+	/* What the kernel never reports; a fixture or a future format might. */
+	if (m.available_bytes > m.total_bytes || m.free_bytes > m.total_bytes)
+		return -EBADMSG;
+	*ret = m;
+	return 0;
+}
+
+int ovc_meminfo_read(const char *root, struct ovc_meminfo *ret)
+{
+	char buf[8192];
+	int r = ovc_read_root_file(root, "/proc/meminfo", buf, sizeof(buf));
+
+	if (r < 0)
+		return r;
+	return ovc_meminfo_parse(buf, ret);
+}
+
+/* "12.34" → 1234 basis points; at most two decimals, at most 100%. */
+static const char *parse_avg(const char *p, uint32_t *ret)
+{
+	uint32_t v = 0;
+	unsigned digits = 0;
+
+	for (; *p >= '0' && *p <= '9' && digits < 4; p++, digits++)
+		v = v * 10 + (uint32_t)(*p - '0');
+	if (!digits || *p != '.' || p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9')
+		return NULL;
+	v = v * 100 + (uint32_t)(p[1] - '0') * 10 + (uint32_t)(p[2] - '0');
+	if (v > 10000)
+		return NULL;
+	*ret = v;
+	return p + 3;
+}
+
+static int parse_psi_line(const char *line, const char *kind, struct ovc_psi_line *ret)
+{
+	struct ovc_psi_line l;
+	size_t kl = strlen(kind);
+	const char *p;
+
+	if (strncmp(line, kind, kl) != 0 || strncmp(line + kl, " avg10=", 7) != 0)
+		return -EBADMSG;
+	p = parse_avg(line + kl + 7, &l.avg10_basis_points);
+	if (!p || strncmp(p, " avg60=", 7) != 0)
+		return -EBADMSG;
+	p = parse_avg(p + 7, &l.avg60_basis_points);
+	if (!p || strncmp(p, " avg300=", 8) != 0)
+		return -EBADMSG;
+	p = parse_avg(p + 8, &l.avg300_basis_points);
+	if (!p || strncmp(p, " total=", 7) != 0 || p[7] < '0' || p[7] > '9')
+		return -EBADMSG;
+	char *end;
+	errno = 0;
+	unsigned long long t = strtoull(p + 7, &end, 10);
+	if (errno || (*end != '\n' && *end != '\0'))
+		return -EBADMSG;
+	l.total_usec = t;
+	*ret = l;
+	return 0;
+}
+
+int ovc_psi_parse(const char *text, struct ovc_psi *ret)
+{
+	struct ovc_psi psi;
+	const char *nl = strchr(text, '\n');
+	int r;
+
+	if (!nl)
+		return -EBADMSG;
+	r = parse_psi_line(text, "some", &psi.some);
+	if (r < 0)
+		return r;
+	r = parse_psi_line(nl + 1, "full", &psi.full);
+	if (r < 0)
+		return r;
+	*ret = psi;
+	return 0;
+}
+
+int ovc_psi_read(const char *root, struct ovc_psi *ret)
+{
+	char buf[512];
+	int r = ovc_read_root_file(root, "/proc/pressure/memory", buf, sizeof(buf));
+
+	if (r < 0)
+		return r;
+	return ovc_psi_parse(buf, ret);
+}
+
+static int psi_trigger_write(int fd, bool full, uint64_t stall_usec, uint64_t window_usec)
+{
+	char text[64];
+
+	snprintf(text, sizeof(text), "%s %" PRIu64 " %" PRIu64, full ? "full" : "some", stall_usec,
+		 window_usec);
+	/* The trigger text goes with its NUL, as the kernel's example does. */
+	return write(fd, text, strlen(text) + 1) < 0 ? negative_errno() : 0;
+}
+
+int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint64_t window_usec)
+{
+	_cleanup_(closep) int fd = -1;
+	char path[PATH_MAX];
+	int r = root_path(root, "/proc/pressure/memory", path, sizeof(path));
+
+	if (r < 0)
+		return r;
+	/* Limits of Documentation/accounting/psi.rst. */
+	if (window_usec < 500000 || window_usec > 10 * USEC_PER_SEC || stall_usec == 0 ||
+	    stall_usec > window_usec)
+		return -EINVAL;
+	fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return negative_errno();
+	r = psi_trigger_write(fd, full, stall_usec, window_usec);
+	/* Without CAP_SYS_RESOURCE (root in a container, or an unprivileged
+	 * ovcd) the kernel takes only windows in multiples of 2 s: keep the
+	 * stall share and use the next such window. */
+	const uint64_t unpriv = 2 * USEC_PER_SEC;
+	if (r == -EINVAL && window_usec % unpriv) {
+		uint64_t w = MIN((window_usec / unpriv + 1) * unpriv, 10 * USEC_PER_SEC);
+		r = psi_trigger_write(fd, full, MIN(stall_usec * w / window_usec, w), w);
+	}
+	if (r < 0)
+		return r;
+	return take_fd(&fd);
+}

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Host memory signals: /proc/meminfo and memory PSI (/proc/pressure/memory),
+ * and PSI trigger fds. Internal to ovcd; not exported from libovc.so.
+ *
+ * Every reader takes @root, a prefix for the paths ("" or NULL: the real
+ * files), so unit tests run against fixture trees. The parsers are pure and
+ * exposed for tests and fuzzing. Any thread; no state.
+ */
+#ifndef OVC_HOST_H
+#define OVC_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ovc_meminfo {
+	uint64_t total_bytes;        /* MemTotal */
+	uint64_t free_bytes;         /* MemFree */
+	uint64_t available_bytes;    /* MemAvailable */
+	uint64_t buffers_bytes;
+	uint64_t cached_bytes;
+	uint64_t swap_total_bytes;
+	uint64_t swap_free_bytes;
+	uint64_t anon_bytes;         /* AnonPages */
+	uint64_t shmem_bytes;
+	uint64_t committed_as_bytes;
+	uint64_t commit_limit_bytes;
+};
+
+/* One line of a PSI file; averages in basis points (avg10=1.23 → 123). */
+struct ovc_psi_line {
+	uint32_t avg10_basis_points;
+	uint32_t avg60_basis_points;
+	uint32_t avg300_basis_points;
+	uint64_t total_usec;         /* cumulative stall time */
+};
+
+struct ovc_psi {
+	struct ovc_psi_line some;
+	struct ovc_psi_line full;
+};
+
+/* Parse /proc/meminfo text. MemTotal, MemFree and MemAvailable must be
+ * there (-EBADMSG otherwise, or for a malformed line); other fields are 0
+ * when absent. *ret untouched on failure. */
+int ovc_meminfo_parse(const char *text, struct ovc_meminfo *ret);
+/* Read ROOT/proc/meminfo. -errno of open/read, or as the parser. */
+int ovc_meminfo_read(const char *root, struct ovc_meminfo *ret);
+
+/* Parse PSI text ("some avg10=… total=…" and "full …"). -EBADMSG when a
+ * line is malformed or missing. */
+int ovc_psi_parse(const char *text, struct ovc_psi *ret);
+/* Read ROOT/proc/pressure/memory. -ENOENT: kernel without PSI;
+ * -EOPNOTSUPP: PSI built in but disabled (boot with psi=1). */
+int ovc_psi_read(const char *root, struct ovc_psi *ret);
+
+/*
+ * Open a PSI trigger on ROOT/proc/pressure/memory: POLLPRI on the returned
+ * fd (O_CLOEXEC|O_NONBLOCK) when tasks stalled for @stall_usec within
+ * @window_usec ("some", or "full" when @full). The window must be 500 ms to
+ * 10 s and stall ≤ window (-EINVAL). Without CAP_SYS_RESOURCE the kernel
+ * takes only windows in multiples of 2 s; the window is then rounded up to
+ * the next one and the stall scaled with it. POLLERR means the source went
+ * away. Returns the fd or -errno.
+ */
+int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint64_t window_usec);
+
+/* Read ROOT/REL (REL starts with '/') into @buf (NUL-terminated, at most
+ * @size - 1 bytes; a longer file is -EFBIG). Returns the length or -errno.
+ * Shared by the host and KSM readers. */
+int ovc_read_root_file(const char *root, const char *rel, char *buf, size_t size);
+/* Write @text to ROOT/REL in one write(2). 0 or -errno. */
+int ovc_write_root_file(const char *root, const char *rel, const char *text);
+
+#endif

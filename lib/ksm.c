@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* KSM counters and knobs through sysfs. ovcd's main thread; no state. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "host.h"
+#include "ksm.h"
+#include "util.h"
+
+/* rmap_item on 64-bit kernels (ksm.rst, "general_profit"). */
+#define KSM_RMAP_ITEM_BYTES 64
+
+static int read_u64(const char *root, const char *name, uint64_t *ret)
+{
+	char rel[128], buf[64], *end;
+	int r;
+
+	snprintf(rel, sizeof(rel), OVC_KSM_DIR "/%s", name);
+	r = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	if (buf[0] < '0' || buf[0] > '9')
+		return -EBADMSG;
+	errno = 0;
+	unsigned long long v = strtoull(buf, &end, 10);
+	if (errno || (*end != '\n' && *end != '\0'))
+		return -EBADMSG;
+	*ret = v;
+	return 0;
+}
+
+static int read_s64(const char *root, const char *name, int64_t *ret)
+{
+	char rel[128], buf[64], *end;
+	int r;
+
+	snprintf(rel, sizeof(rel), OVC_KSM_DIR "/%s", name);
+	r = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	errno = 0;
+	long long v = strtoll(buf, &end, 10);
+	if (errno || end == buf || (*end != '\n' && *end != '\0'))
+		return -EBADMSG;
+	*ret = v;
+	return 0;
+}
+
+/* A counter that older kernels lack reads as 0. */
+static int read_optional(const char *root, const char *name, uint64_t *ret, bool *present)
+{
+	int r = read_u64(root, name, ret);
+
+	if (r == -ENOENT) {
+		*ret = 0;
+		if (present)
+			*present = false;
+		return 0;
+	}
+	if (present)
+		*present = r == 0;
+	return r;
+}
+
+int ovc_ksm_read_counters(const char *root, struct ovc_ksm_counters *ret)
+{
+	struct ovc_ksm_counters c = { 0 };
+	int r;
+
+	if ((r = read_u64(root, "pages_shared", &c.pages_shared)) < 0 ||
+	    (r = read_u64(root, "pages_sharing", &c.pages_sharing)) < 0 ||
+	    (r = read_u64(root, "pages_unshared", &c.pages_unshared)) < 0 ||
+	    (r = read_u64(root, "pages_volatile", &c.pages_volatile)) < 0 ||
+	    (r = read_u64(root, "full_scans", &c.full_scans)) < 0 ||
+	    (r = read_optional(root, "pages_scanned", &c.pages_scanned, NULL)) < 0 ||
+	    (r = read_optional(root, "ksm_zero_pages", &c.ksm_zero_pages, NULL)) < 0)
+		return r;
+	r = read_s64(root, "general_profit", &c.general_profit);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	c.has_general_profit = r == 0;
+	*ret = c;
+	return 0;
+}
+
+int ovc_ksm_read_knobs(const char *root, struct ovc_ksm_knobs *ret)
+{
+	struct ovc_ksm_knobs k = { 0 };
+	uint64_t run, pts, sleep, uzp;
+	bool has_uzp;
+	char rel[128], buf[128];
+	int r;
+
+	if ((r = read_u64(root, "run", &run)) < 0 ||
+	    (r = read_u64(root, "pages_to_scan", &pts)) < 0 ||
+	    (r = read_u64(root, "sleep_millisecs", &sleep)) < 0 ||
+	    (r = read_optional(root, "use_zero_pages", &uzp, &has_uzp)) < 0)
+		return r;
+	if (run > 2 || pts > UINT32_MAX || sleep > UINT32_MAX || uzp > 1)
+		return -EBADMSG;
+	k.run = (uint32_t)run;
+	k.pages_to_scan = (uint32_t)pts;
+	k.sleep_millisecs = (uint32_t)sleep;
+	k.use_zero_pages = has_uzp ? (int32_t)uzp : -1;
+	/* "[none] scan-time": the selected mode is in brackets (6.7+). */
+	snprintf(rel, sizeof(rel), OVC_KSM_DIR "/advisor_mode");
+	r = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	if (r < 0 && r != -ENOENT)
+		return r;
+	k.advisor_scan_time = r >= 0 && strstr(buf, "[scan-time]") != NULL;
+	*ret = k;
+	return 0;
+}
+
+int64_t ovc_ksm_profit_bytes(const struct ovc_ksm_counters *c, uint64_t page_size)
+{
+	if (c->has_general_profit)
+		return c->general_profit;
+	uint64_t saved = (c->pages_sharing + c->ksm_zero_pages) * page_size;
+	uint64_t cost = (c->pages_sharing + c->pages_shared + c->pages_unshared + c->pages_volatile) *
+			KSM_RMAP_ITEM_BYTES;
+	return (int64_t)saved - (int64_t)cost;
+}
+
+static int write_knob(const char *root, const char *name, uint64_t v, int first_error)
+{
+	char rel[128], text[32];
+	int r;
+
+	snprintf(rel, sizeof(rel), OVC_KSM_DIR "/%s", name);
+	snprintf(text, sizeof(text), "%" PRIu64, v);
+	r = ovc_write_root_file(root, rel, text);
+	return first_error < 0 ? first_error : r;
+}
+
+int ovc_ksm_apply(const char *root, const struct ovc_ksm_knobs *want,
+		  const struct ovc_ksm_knobs *have)
+{
+	bool all = have == NULL;
+	int err = 0;
+
+	if (want->run > 2 || want->use_zero_pages > 1 || want->use_zero_pages < -1)
+		return -EINVAL;
+	/* Stop first, so that no batch runs with half-applied settings. */
+	if (want->run != 1 && (all || have->run != want->run))
+		err = write_knob(root, "run", want->run, err);
+	if (!want->advisor_scan_time && (all || have->pages_to_scan != want->pages_to_scan))
+		err = write_knob(root, "pages_to_scan", want->pages_to_scan, err);
+	if (all || have->sleep_millisecs != want->sleep_millisecs)
+		err = write_knob(root, "sleep_millisecs", want->sleep_millisecs, err);
+	if (want->use_zero_pages >= 0 && (all || have->use_zero_pages != want->use_zero_pages))
+		err = write_knob(root, "use_zero_pages", (uint64_t)want->use_zero_pages, err);
+	if (want->run == 1 && (all || have->run != want->run))
+		err = write_knob(root, "run", want->run, err);
+	return err;
+}

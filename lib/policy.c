@@ -1,0 +1,640 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The policy (see policy.h for the rules). Pure: no I/O, no clock, no
+ * allocation, no globals; any thread, no locks. Costs a few passes over the
+ * guests per tick (one per priority level in use), and one snprintf per
+ * guest for its reason.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "policy.h"
+#include "util.h"
+
+#define PRIORITY_LEVELS 101
+/* No inflate for this many intervals after an emergency deflate. */
+#define EMERGENCY_COOLDOWN_INTERVALS 6
+
+const char *ovc_policy_action_name(enum ovc_policy_action a)
+{
+	switch (a) {
+	case OVC_ACTION_NONE:
+		return "none";
+	case OVC_ACTION_INFLATE:
+		return "inflate";
+	case OVC_ACTION_DEFLATE:
+		return "deflate";
+	case OVC_ACTION_EMERGENCY:
+		return "emergency";
+	case OVC_ACTION_RESTORE:
+		return "restore";
+	case OVC_ACTION_RECLAIM:
+		return "reclaim";
+	}
+	return "?";
+}
+
+const char *ovc_host_level_name(enum ovc_host_level l)
+{
+	switch (l) {
+	case OVC_HOST_STEADY:
+		return "steady";
+	case OVC_HOST_PRESSURE:
+		return "pressure";
+	case OVC_HOST_ROOM:
+		return "room";
+	}
+	return "?";
+}
+
+char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n)
+{
+	if (bytes >= GIB) {
+		uint64_t tenths = bytes * 10 / GIB;
+		if (tenths % 10 == 0)
+			snprintf(buf, n, "%" PRIu64 "GiB", tenths / 10);
+		else
+			snprintf(buf, n, "%" PRIu64 ".%" PRIu64 "GiB", tenths / 10, tenths % 10);
+	} else if (bytes >= MIB) {
+		snprintf(buf, n, "%" PRIu64 "MiB", bytes / MIB);
+	} else {
+		snprintf(buf, n, "%" PRIu64 "KiB", bytes / KIB);
+	}
+	return buf;
+}
+
+/* Reasons are for people: a cut one is fine, and gcc cannot see through
+ * a va_list to warn about it. */
+_printf_(3, 4) static void reasonf(char *buf, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, n, fmt, ap);
+	va_end(ap);
+}
+
+_printf_(2, 3) static void reason_append(char *buf, const char *fmt, ...)
+{
+	size_t len = strlen(buf);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf + len, OVC_POLICY_REASON_MAX - len, fmt, ap);
+	va_end(ap);
+}
+
+#define SZ(v) ovc_format_size_short((v), (char[24]){ 0 }, 24)
+
+static uint64_t sat_sub(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+/* Per-guest figures the passes share; recomputed, never stored. */
+struct view {
+	uint64_t max, target, actual, floor, step, min_change;
+	uint64_t avail;            /* clamped; OVC_UNKNOWN when not fresh */
+	uint64_t spare;            /* above guest_free, less the balloon's pending part */
+	bool fresh;
+	bool settling;
+	bool cooling;              /* after an emergency deflate */
+	bool pressure;
+	char why[96];              /* the guest's pressure, when it has one */
+};
+
+/* Events per second from two cumulative counters, or OVC_UNKNOWN when the
+ * figures are missing, went backwards (reboot, lie) or the time did. */
+static uint64_t rate(uint64_t cur, uint64_t prev, uint64_t dt_usec)
+{
+	if (!ovc_known(cur) || !ovc_known(prev) || cur < prev || dt_usec == 0)
+		return OVC_UNKNOWN;
+	return (uint64_t)(((unsigned __int128)(cur - prev) * USEC_PER_SEC) / dt_usec);
+}
+
+static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+		   const struct ovc_policy_guest *g, struct view *v)
+{
+	const struct ovc_guest_stats *st = &g->stats, *pv = &g->prev;
+
+	v->max = st->max_bytes;
+	v->target = g->target_bytes && ovc_known(g->target_bytes) ? MIN(g->target_bytes, v->max) : v->max;
+	v->actual = ovc_known(st->actual_bytes) ? MIN(st->actual_bytes, v->max) : v->target;
+	v->floor = MIN(ovc_conf_size_bytes(&g->settings.floor, v->max), v->max);
+	v->step = MAX(ovc_conf_size_bytes(&g->settings.step, v->max), MIB);
+	v->min_change = ovc_conf_size_bytes(&cfg->balloon.min_change, v->max);
+	v->fresh = !st->stale && ovc_known(st->available_bytes);
+	v->avail = OVC_UNKNOWN;
+	v->spare = 0;
+	v->pressure = false;
+	v->why[0] = '\0';
+	v->settling = g->last_action_usec && h->now_usec >= g->last_action_usec &&
+		      h->now_usec - g->last_action_usec < cfg->host.interval_usec / 10 * 9;
+	v->cooling = g->last_emergency_usec && h->now_usec >= g->last_emergency_usec &&
+		     h->now_usec - g->last_emergency_usec < EMERGENCY_COOLDOWN_INTERVALS * cfg->host.interval_usec;
+	if (!v->fresh)
+		return;
+
+	/* A guest cannot have more available than the memory it has now. */
+	v->avail = MIN(st->available_bytes, v->actual);
+	if (ovc_known(st->total_bytes))
+		v->avail = MIN(v->avail, st->total_bytes);
+	uint64_t guest_free = ovc_conf_size_bytes(&g->settings.guest_free, v->actual);
+	/* What the balloon was asked for but has not taken yet is not spare. */
+	v->spare = sat_sub(sat_sub(v->avail, guest_free), sat_sub(v->actual, v->target));
+
+	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
+	bool have_prev = pv->collected_usec && !pv->stale && st->collected_usec > pv->collected_usec;
+	uint64_t dt = have_prev ? st->collected_usec - pv->collected_usec : 0;
+	uint64_t majflt = have_prev ? rate(st->major_faults, pv->major_faults, dt) : OVC_UNKNOWN;
+	uint64_t swapin = have_prev ? rate(st->swap_in_bytes, pv->swap_in_bytes, dt) : OVC_UNKNOWN;
+
+	if (v->avail < emergency_avail) {
+		v->pressure = true;
+		reasonf(v->why, sizeof(v->why), "available %s < %s", SZ(v->avail), SZ(emergency_avail));
+	} else if (cfg->balloon.emergency_major_faults && ovc_known(majflt) &&
+		   majflt > cfg->balloon.emergency_major_faults) {
+		v->pressure = true;
+		reasonf(v->why, sizeof(v->why), "major faults %" PRIu64 "/s > %" PRIu64 "/s", majflt,
+			 cfg->balloon.emergency_major_faults);
+	} else if (cfg->balloon.emergency_swap_in.bytes && ovc_known(swapin) &&
+		   swapin > cfg->balloon.emergency_swap_in.bytes) {
+		v->pressure = true;
+		reasonf(v->why, sizeof(v->why), "swap-in %s/s > %s/s", SZ(swapin),
+			 SZ(cfg->balloon.emergency_swap_in.bytes));
+	}
+}
+
+/* Host level and its cause. */
+static void host_level(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+		       struct ovc_policy_out *out, char *cause, size_t cause_n)
+{
+	uint64_t total = h->mem.total_bytes, avail = h->mem.available_bytes;
+	uint64_t low = ovc_conf_size_bytes(&cfg->host.low, total);
+	uint64_t high = MAX(ovc_conf_size_bytes(&cfg->host.high, total), low);
+	bool psi_some = false, psi_full = false;
+
+	if (h->psi_valid) {
+		psi_some = cfg->host.psi_some_basis_points &&
+			   h->psi.some.avg10_basis_points >= cfg->host.psi_some_basis_points;
+		psi_full = cfg->host.psi_full_basis_points &&
+			   h->psi.full.avg10_basis_points >= cfg->host.psi_full_basis_points;
+	}
+	out->low_bytes = low;
+	out->high_bytes = high;
+	if (avail < low) {
+		out->level = OVC_HOST_PRESSURE;
+		out->need_bytes = high - avail;
+		reasonf(cause, cause_n, "MemAvailable %s < low %s", SZ(avail), SZ(low));
+	} else if (psi_some || psi_full) {
+		/* Stalls with MemAvailable above low (a cgroup limit, a burst):
+		 * get back to high, or one watermark gap if already above. */
+		out->level = OVC_HOST_PRESSURE;
+		out->need_bytes = avail < high ? high - avail : MAX(high - low, MIB);
+		const struct ovc_psi_line *l = psi_full ? &h->psi.full : &h->psi.some;
+		uint32_t thr = psi_full ? cfg->host.psi_full_basis_points : cfg->host.psi_some_basis_points;
+		reasonf(cause, cause_n, "PSI %s avg10 %u.%02u%% >= %u.%02u%%", psi_full ? "full" : "some",
+			 l->avg10_basis_points / 100, l->avg10_basis_points % 100, thr / 100, thr % 100);
+	} else if (avail > high) {
+		out->level = OVC_HOST_ROOM;
+		out->room_bytes = avail - high;
+		reasonf(cause, cause_n, "MemAvailable %s > high %s", SZ(avail), SZ(high));
+	} else {
+		out->level = OVC_HOST_STEADY;
+		reasonf(cause, cause_n, "MemAvailable %s between low %s and high %s", SZ(avail), SZ(low),
+			 SZ(high));
+	}
+	reasonf(out->reason, sizeof(out->reason), "host %s: %s", ovc_host_level_name(out->level),
+		 cause);
+}
+
+/* Bitmap of the priorities in use by candidates of one kind. */
+struct prio_set {
+	uint64_t bits[2];
+};
+
+static void prio_add(struct prio_set *s, uint32_t p)
+{
+	p = MIN(p, PRIORITY_LEVELS - 1);
+	s->bits[p / 64] |= UINT64_C(1) << (p % 64);
+}
+
+static bool prio_has(const struct prio_set *s, uint32_t p)
+{
+	return s->bits[p / 64] & (UINT64_C(1) << (p % 64));
+}
+
+static uint32_t prio_of(const struct ovc_policy_guest *g)
+{
+	return MIN(g->settings.priority, PRIORITY_LEVELS - 1);
+}
+
+/* While a tick runs, a candidate for a later pass carries one of these in
+ * its decision's action (no allocation is allowed for a side array); every
+ * pass turns them into a public action before the tick returns. */
+enum cand {
+	CAND_NONE = OVC_ACTION_NONE,
+	CAND_INFLATE = 100,
+	CAND_DEFLATE,
+	CAND_ENGINE,
+};
+
+/* Inflate capacity: spare, at most step, never below the floor. */
+static uint64_t inflate_cap(const struct view *v)
+{
+	return ALIGN_DOWN(MIN(MIN(v->spare, v->step), sat_sub(v->target, v->floor)), MIB);
+}
+
+static uint64_t deflate_cap(const struct view *v)
+{
+	return MIN(v->step, v->max - v->target);
+}
+
+static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+			  const struct ovc_policy_out *out, const struct ovc_policy_guest *g,
+			  struct ovc_policy_decision *d, const char *cause)
+{
+	struct view v;
+
+	derive(cfg, h, g, &v);
+	*d = (struct ovc_policy_decision){
+		.action = OVC_ACTION_NONE,
+		.target_bytes = v.target,
+		.floor_bytes = v.floor,
+		.spare_bytes = v.spare,
+		.guest_pressure = v.pressure,
+	};
+	if (!ovc_known(g->stats.max_bytes) || g->stats.max_bytes == 0) {
+		d->target_bytes = g->target_bytes;
+		reasonf(d->reason, sizeof(d->reason), "no maximum memory known: left alone");
+		return CAND_NONE;
+	}
+	if (g->kind == OVC_DRIVER_ENGINE) {
+		reasonf(d->reason, sizeof(d->reason), "%s", v.pressure ? v.why : "engine: nothing to reclaim");
+		return out->level == OVC_HOST_PRESSURE ? CAND_ENGINE : CAND_NONE;
+	}
+	if (g->settings.never_balloon) {
+		if (v.target < v.max) {
+			d->action = OVC_ACTION_RESTORE;
+			d->target_bytes = v.max;
+			reasonf(d->reason, sizeof(d->reason), "class never_balloon: back to max %s",
+				 SZ(v.max));
+		} else {
+			reasonf(d->reason, sizeof(d->reason), "class never_balloon");
+		}
+		return CAND_NONE;
+	}
+	if (!cfg->balloon.enable) {
+		reasonf(d->reason, sizeof(d->reason), "ballooning disabled ([balloon] enable = no)");
+		return CAND_NONE;
+	}
+	if (v.target < v.floor) {
+		d->action = OVC_ACTION_RESTORE;
+		d->target_bytes = v.floor;
+		reasonf(d->reason, sizeof(d->reason), "target %s below floor %s: raised to the floor",
+			 SZ(v.target), SZ(v.floor));
+		return CAND_NONE;
+	}
+	if (v.pressure) {
+		if (v.target >= v.max) {
+			reasonf(d->reason, sizeof(d->reason), "guest pressure (%s), already at max %s",
+				 v.why, SZ(v.max));
+			return CAND_NONE;
+		}
+		uint64_t by = MIN(MAX(ovc_conf_size_bytes(&cfg->balloon.emergency_step, v.max), MIB),
+				  v.max - v.target);
+		d->action = OVC_ACTION_EMERGENCY;
+		d->target_bytes = v.target + by;
+		reasonf(d->reason, sizeof(d->reason), "emergency deflate by %s to %s: %s", SZ(by),
+			 SZ(d->target_bytes), v.why);
+		return CAND_NONE;
+	}
+	switch (out->level) {
+	case OVC_HOST_PRESSURE:
+		if (!v.fresh) {
+			reasonf(d->reason, sizeof(d->reason), "host pressure, but %s stats: never inflated",
+				 g->stats.stale ? "stale" : "no");
+			return CAND_NONE;
+		}
+		if (v.settling) {
+			reasonf(d->reason, sizeof(d->reason),
+				 "host pressure, settling: last action %" PRIu64 "ms ago",
+				 (h->now_usec - g->last_action_usec) / 1000);
+			return CAND_NONE;
+		}
+		if (v.cooling) {
+			reasonf(d->reason, sizeof(d->reason),
+				"host pressure, cooling down: emergency deflate %" PRIu64 "s ago",
+				(h->now_usec - g->last_emergency_usec) / USEC_PER_SEC);
+			return CAND_NONE;
+		}
+		if (inflate_cap(&v) == 0) {
+			if (v.target <= v.floor)
+				reasonf(d->reason, sizeof(d->reason), "host pressure, at floor %s", SZ(v.floor));
+			else
+				reasonf(d->reason, sizeof(d->reason), "host pressure, no spare: available %s",
+					 SZ(v.avail));
+			return CAND_NONE;
+		}
+		reasonf(d->reason, sizeof(d->reason), "host pressure (%s)", cause);
+		return CAND_INFLATE;
+	case OVC_HOST_ROOM:
+		if (v.target >= v.max) {
+			reasonf(d->reason, sizeof(d->reason), "at max %s", SZ(v.max));
+			return CAND_NONE;
+		}
+		reasonf(d->reason, sizeof(d->reason), "host has room (%s)", cause);
+		return CAND_DEFLATE;
+	case OVC_HOST_STEADY:
+		break;
+	}
+	reasonf(d->reason, sizeof(d->reason), "host steady (%s)", cause);
+	return CAND_NONE;
+}
+
+/* Inflate from candidates, lowest priority first, in proportion to their
+ * spare, until the host's need is met. */
+static void inflate_pass(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+			 const struct ovc_policy_guest *guests, size_t n,
+			 struct ovc_policy_decision *dec, const struct prio_set *prios,
+			 struct ovc_policy_out *out)
+{
+	uint64_t remaining = out->need_bytes;
+	struct view v;
+
+	for (uint32_t p = 0; p < PRIORITY_LEVELS && remaining; p++) {
+		if (!prio_has(prios, p))
+			continue;
+		uint64_t sum_cap = 0, sum_spare = 0;
+		for (size_t i = 0; i < n; i++)
+			if ((int)dec[i].action == CAND_INFLATE && prio_of(&guests[i]) == p) {
+				derive(cfg, h, &guests[i], &v);
+				sum_cap += inflate_cap(&v);
+				sum_spare += v.spare;
+			}
+		bool all = remaining >= sum_cap;
+		uint64_t taken = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct ovc_policy_decision *d = &dec[i];
+			if ((int)d->action != CAND_INFLATE || prio_of(&guests[i]) != p)
+				continue;
+			derive(cfg, h, &guests[i], &v);
+			uint64_t cap = inflate_cap(&v);
+			uint64_t take = all ? cap
+					    : MIN(cap, ALIGN_DOWN((uint64_t)((unsigned __int128)remaining *
+									 v.spare / sum_spare),
+								  MIB));
+			if (take == 0 || take < v.min_change) {
+				d->action = OVC_ACTION_NONE;
+				reason_append(d->reason, "; share %s below min_change %s", SZ(take), SZ(v.min_change));
+				continue;
+			}
+			char cause[OVC_POLICY_REASON_MAX];
+			reasonf(cause, sizeof(cause), "%s", d->reason);
+			d->action = OVC_ACTION_INFLATE;
+			d->target_bytes = v.target - take;
+			reasonf(d->reason, sizeof(d->reason), "inflate by %s to %s: %s; spare %s", SZ(take),
+				 SZ(d->target_bytes), cause, SZ(v.spare));
+			taken += take;
+		}
+		out->inflate_bytes += taken;
+		remaining = sat_sub(remaining, taken);
+	}
+	/* Candidates of priorities never reached keep their memory. */
+	for (size_t i = 0; i < n; i++)
+		if ((int)dec[i].action == CAND_INFLATE) {
+			dec[i].action = OVC_ACTION_NONE;
+			reason_append(dec[i].reason, "; need met by lower priorities");
+		}
+}
+
+/* Deflate, highest priority first, within the host's room. */
+static void deflate_pass(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+			 const struct ovc_policy_guest *guests, size_t n,
+			 struct ovc_policy_decision *dec, const struct prio_set *prios,
+			 struct ovc_policy_out *out)
+{
+	uint64_t remaining = out->room_bytes;
+	struct view v;
+
+	for (int p = PRIORITY_LEVELS - 1; p >= 0; p--) {
+		if (!prio_has(prios, (uint32_t)p))
+			continue;
+		uint64_t sum_cap = 0;
+		for (size_t i = 0; i < n; i++)
+			if ((int)dec[i].action == CAND_DEFLATE && prio_of(&guests[i]) == (uint32_t)p) {
+				derive(cfg, h, &guests[i], &v);
+				sum_cap += deflate_cap(&v);
+			}
+		bool all = remaining >= sum_cap;
+		uint64_t given = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct ovc_policy_decision *d = &dec[i];
+			if ((int)d->action != CAND_DEFLATE || prio_of(&guests[i]) != (uint32_t)p)
+				continue;
+			derive(cfg, h, &guests[i], &v);
+			uint64_t cap = deflate_cap(&v);
+			uint64_t give = all ? cap
+					    : MIN(cap, ALIGN_UP((uint64_t)((unsigned __int128)remaining * cap /
+								     MAX(sum_cap, 1)),
+								MIB));
+			give = MIN(give, sat_sub(remaining, given));
+			bool to_max = v.target + give >= v.max;
+			if (give == 0 || (give < v.min_change && !to_max)) {
+				d->action = OVC_ACTION_NONE;
+				reason_append(d->reason, "; share %s below min_change %s", SZ(give), SZ(v.min_change));
+				continue;
+			}
+			char cause[OVC_POLICY_REASON_MAX];
+			reasonf(cause, sizeof(cause), "%s", d->reason);
+			d->action = OVC_ACTION_DEFLATE;
+			d->target_bytes = v.target + give;
+			reasonf(d->reason, sizeof(d->reason), "deflate by %s to %s: %s", SZ(give),
+				 SZ(d->target_bytes), cause);
+			given += give;
+		}
+		out->deflate_bytes += given;
+		remaining = sat_sub(remaining, given);
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((int)dec[i].action == CAND_DEFLATE) {
+			dec[i].action = OVC_ACTION_NONE;
+			reason_append(dec[i].reason, "; room used by higher priorities");
+		}
+}
+
+/* Embedded engines under host pressure: zero sharing always (it costs a
+ * scan), swap for what balloons did not cover, lowest priority first. */
+static void engine_pass(const struct ovc_config *cfg, const struct ovc_policy_guest *guests,
+			size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out)
+{
+	uint64_t remaining = sat_sub(out->need_bytes, out->inflate_bytes);
+
+	for (uint32_t p = 0; p < PRIORITY_LEVELS; p++)
+		for (size_t i = 0; i < n; i++) {
+			const struct ovc_policy_guest *g = &guests[i];
+			struct ovc_policy_decision *d = &dec[i];
+			if ((int)d->action != CAND_ENGINE || prio_of(g) != p)
+				continue;
+			uint64_t max = g->stats.max_bytes;
+			d->action = OVC_ACTION_RECLAIM;
+			d->reclaim_zero_bytes = ALIGN_UP(out->need_bytes, MIB);
+			const char *no_swap = NULL;
+			if (!cfg->swap.enable)
+				no_swap = "swap disabled";
+			else if (g->settings.never_swap)
+				no_swap = "class never_swap";
+			else if (d->guest_pressure)
+				no_swap = "guest under pressure";
+			else if (!remaining)
+				no_swap = "balloons cover the need";
+			if (!no_swap) {
+				uint64_t swapped = ovc_known(g->stats.engine_swap_bytes) ? g->stats.engine_swap_bytes : 0;
+				uint64_t cap = MIN(ovc_conf_size_bytes(&cfg->swap.step, max),
+						   sat_sub(ovc_conf_size_bytes(&cfg->swap.max, max), swapped));
+				d->reclaim_swap_bytes = ALIGN_DOWN(MIN(cap, ALIGN_UP(remaining, MIB)), MIB);
+				remaining = sat_sub(remaining, d->reclaim_swap_bytes);
+				if (!d->reclaim_swap_bytes)
+					no_swap = "swap cap reached";
+			}
+			reasonf(d->reason, sizeof(d->reason), "reclaim: zero pages up to %s, swap %s%s%s",
+				 SZ(d->reclaim_zero_bytes), SZ(d->reclaim_swap_bytes), no_swap ? ": " : "",
+				 no_swap ? no_swap : "");
+		}
+}
+
+/* ksmtuned's rule (reference.md §5) with KSM's own profit counters on top:
+ * run while memory is committed near MemTotal or MemAvailable is below the
+ * threshold, boost the scan rate under pressure and decay it otherwise, and
+ * stop for retry_after when a full scan brought no profit for idle_ticks. */
+static void ksm_step(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+		     const struct ovc_policy_ksm_state *in, const struct ovc_policy_guest *guests,
+		     size_t n, struct ovc_policy_out *out)
+{
+	struct ovc_policy_ksm_state st = *in;
+	struct ovc_ksm_knobs want = h->ksm_knobs;
+	uint64_t total = h->mem.total_bytes, free_b = h->mem.available_bytes;
+	uint64_t thres = MAX(ovc_conf_size_bytes(&cfg->ksm.threshold, total), 2 * MIB);
+	uint64_t committed = 0;
+	int64_t profit = ovc_ksm_profit_bytes(&h->ksm, h->page_size);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct ovc_guest_stats *s = &guests[i].stats;
+		committed += ovc_known(s->rss_bytes) ? s->rss_bytes
+			     : ovc_known(s->actual_bytes) ? s->actual_bytes : 0;
+	}
+	if (cfg->ksm.use_zero_pages && want.use_zero_pages >= 0)
+		want.use_zero_pages = 1;
+
+	bool needed = !(committed + thres < total && free_b > thres) || out->level == OVC_HOST_PRESSURE;
+	if (st.on && h->ksm.full_scans > st.full_scans_at_on) {
+		/* A full scan has completed since KSM was turned on: judge. */
+		bool pays = profit >= (int64_t)cfg->ksm.min_profit.bytes || profit > st.last_profit_bytes;
+		st.idle_ticks = pays ? 0 : st.idle_ticks + 1;
+	}
+	st.last_profit_bytes = profit;
+
+	if (!needed) {
+		st.on = false;
+		st.idle_ticks = 0;
+		want.run = 0;
+		reasonf(out->ksm_reason, sizeof(out->ksm_reason),
+			 "KSM off: not needed (committed %s + threshold %s < MemTotal, MemAvailable %s > threshold)",
+			 SZ(committed), SZ(thres), SZ(free_b));
+	} else if (st.on && st.idle_ticks >= cfg->ksm.idle_ticks) {
+		st.on = false;
+		st.idle_ticks = 0;
+		st.off_until_usec = h->now_usec + cfg->ksm.retry_after_usec;
+		want.run = 0;
+		reasonf(out->ksm_reason, sizeof(out->ksm_reason),
+			 "KSM off: does not pay (profit %s%s for %" PRIu64 " ticks); retry in %" PRIu64 "s",
+			 profit < 0 ? "-" : "", SZ((uint64_t)(profit < 0 ? -profit : profit)),
+			 cfg->ksm.idle_ticks, cfg->ksm.retry_after_usec / USEC_PER_SEC);
+	} else if (!st.on && h->now_usec < st.off_until_usec) {
+		want.run = 0;
+		reasonf(out->ksm_reason, sizeof(out->ksm_reason),
+			 "KSM off: backing off after no profit, %" PRIu64 "s left",
+			 (st.off_until_usec - h->now_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
+	} else {
+		uint32_t lo = (uint32_t)cfg->ksm.min_pages_to_scan, hi = (uint32_t)cfg->ksm.max_pages_to_scan;
+		int64_t pages = st.on ? st.pages_to_scan : lo;
+		bool boost = free_b < thres || out->level == OVC_HOST_PRESSURE;
+		pages += boost ? (int64_t)cfg->ksm.pages_boost : -(int64_t)cfg->ksm.pages_decay;
+		pages = MIN(MAX(pages, (int64_t)lo), (int64_t)hi);
+		if (!st.on) {
+			st.on = true;
+			st.idle_ticks = 0;
+			st.full_scans_at_on = h->ksm.full_scans;
+		}
+		st.pages_to_scan = (uint32_t)pages;
+		want.run = 1;
+		want.pages_to_scan = st.pages_to_scan;
+		/* ksmtuned: 10 ms per batch on a 16 GiB host, longer on smaller
+		 * ones, never shorter than 10 ms. */
+		uint64_t sleep = total ? 10 * 16 * GIB / total : 10;
+		want.sleep_millisecs = (uint32_t)MIN(MAX(sleep, 10), 1000);
+		reasonf(out->ksm_reason, sizeof(out->ksm_reason),
+			 "KSM on: %s; pages_to_scan %u (%s), profit %s%s",
+			 out->level == OVC_HOST_PRESSURE ? "host pressure"
+			 : free_b < thres ? "MemAvailable below threshold"
+					  : "guests committed near MemTotal",
+			 st.pages_to_scan, boost ? "boost" : "decay", profit < 0 ? "-" : "",
+			 SZ((uint64_t)(profit < 0 ? -profit : profit)));
+	}
+	out->ksm = want;
+	out->ksm_state = st;
+	out->ksm_change = want.run != h->ksm_knobs.run ||
+			  (want.run == 1 && !want.advisor_scan_time &&
+			   want.pages_to_scan != h->ksm_knobs.pages_to_scan) ||
+			  (want.run == 1 && want.sleep_millisecs != h->ksm_knobs.sleep_millisecs) ||
+			  want.use_zero_pages != h->ksm_knobs.use_zero_pages;
+}
+
+int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+		    const struct ovc_policy_ksm_state *ksm_in, const struct ovc_policy_guest *guests,
+		    size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out)
+{
+	char cause[OVC_POLICY_REASON_MAX];
+	struct prio_set inflate_prios = { { 0 } }, deflate_prios = { { 0 } };
+	bool any_engine = false;
+
+	if (!cfg || !h || !ksm_in || !out || (n && (!guests || !dec)) || h->page_size == 0)
+		return -EINVAL;
+	*out = (struct ovc_policy_out){ .ksm_state = *ksm_in };
+	host_level(cfg, h, out, cause, sizeof(cause));
+
+	for (size_t i = 0; i < n; i++) {
+		enum cand c = classify(cfg, h, out, &guests[i], &dec[i], cause);
+		if (c == CAND_INFLATE)
+			prio_add(&inflate_prios, prio_of(&guests[i]));
+		else if (c == CAND_DEFLATE)
+			prio_add(&deflate_prios, prio_of(&guests[i]));
+		any_engine |= c == CAND_ENGINE;
+		if (c != CAND_NONE)
+			dec[i].action = (enum ovc_policy_action)c;
+		if (dec[i].action == OVC_ACTION_EMERGENCY || dec[i].action == OVC_ACTION_RESTORE) {
+			uint64_t old = guests[i].target_bytes && ovc_known(guests[i].target_bytes)
+					       ? MIN(guests[i].target_bytes, guests[i].stats.max_bytes)
+					       : guests[i].stats.max_bytes;
+			if (dec[i].target_bytes > old)
+				out->deflate_bytes += dec[i].target_bytes - old;
+			out->n_emergency += dec[i].action == OVC_ACTION_EMERGENCY;
+		}
+	}
+	if (out->level == OVC_HOST_PRESSURE)
+		inflate_pass(cfg, h, guests, n, dec, &inflate_prios, out);
+	if (out->level == OVC_HOST_ROOM)
+		deflate_pass(cfg, h, guests, n, dec, &deflate_prios, out);
+	if (any_engine)
+		engine_pass(cfg, guests, n, dec, out);
+
+	if (cfg->ksm.enable && h->ksm_valid)
+		ksm_step(cfg, h, ksm_in, guests, n, out);
+	else
+		reasonf(out->ksm_reason, sizeof(out->ksm_reason), "%s",
+			 cfg->ksm.enable ? "no KSM on this host" : "KSM not managed ([ksm] enable = no)");
+	return 0;
+}

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The policy: a pure function (host state, guest states, config) →
+ * (balloon targets, reclaim requests to embedded engines, KSM settings).
+ * No I/O, no clocks (time comes in the input), no allocation, no globals:
+ * the same input always gives the same output, so it is tested with
+ * known-answer tables and replayed from recorded traces. Internal to ovcd.
+ *
+ * Any thread; the caller owns every buffer. State that must live from tick
+ * to tick (KSM steering) comes in and goes out explicitly.
+ *
+ * Rules, in the order they are applied to each guest:
+ *  1. class never_balloon: target back to max at once; nothing else.
+ *  2. target below the guest's floor (config changed, ovcctl set): raised
+ *     to the floor at once. No rule ever sets a target below the floor.
+ *  3. guest pressure (fresh stats only: available below
+ *     emergency_available, major faults or swap-in per second above their
+ *     thresholds): emergency deflate by emergency_step at once, bypassing
+ *     step and min_change, whatever the host's state.
+ *  4. host pressure (MemAvailable below low, or memory PSI avg10 at or above
+ *     psi_some / psi_full): inflate guests with spare memory (available
+ *     above guest_free, less what their balloon has not yet taken), in
+ *     proportion to their spare, at most step each, lowest priority first,
+ *     until MemAvailable would be back at high. Guests with stale or missing
+ *     stats are never inflated; nor within 90% of an interval of their last
+ *     action (their stats do not yet show it), nor within six intervals of
+ *     an emergency deflate (a guest that just ran short would otherwise be
+ *     squeezed again as soon as its allocation settles).
+ *  5. host room (MemAvailable above high, no PSI pressure): deflate
+ *     ballooned guests by at most step each, highest priority first, within
+ *     the room above high.
+ * Changes smaller than min_change are skipped (except 1-3). Targets move in
+ * whole MiB. Embedded engines (driver kind OVC_DRIVER_ENGINE) get no balloon
+ * target but reclaim requests: zero sharing whenever the host is under
+ * pressure (cheap), swap only under pressure for what balloons could not
+ * give, never for never_swap guests or guests under pressure, at most
+ * [swap] step per tick and [swap] max in all.
+ */
+#ifndef OVC_POLICY_H
+#define OVC_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "guest.h"
+#include "host.h"
+#include "ksm.h"
+
+#define OVC_POLICY_REASON_MAX 192
+
+enum ovc_driver_kind {
+	OVC_DRIVER_LIBVIRT,
+	OVC_DRIVER_QMP,
+	OVC_DRIVER_ENGINE,    /* an embedded ovc engine: reclaim requests */
+};
+
+enum ovc_host_level {
+	OVC_HOST_STEADY,      /* between the watermarks: no balloon moves */
+	OVC_HOST_PRESSURE,    /* inflate */
+	OVC_HOST_ROOM,        /* deflate */
+};
+
+struct ovc_policy_host {
+	uint64_t now_usec;            /* CLOCK_MONOTONIC of this tick */
+	struct ovc_meminfo mem;
+	bool psi_valid;               /* false: no PSI on this host */
+	struct ovc_psi psi;
+	bool ksm_valid;               /* false: no KSM (then no KSM output) */
+	struct ovc_ksm_counters ksm;
+	struct ovc_ksm_knobs ksm_knobs; /* as they are now */
+	uint64_t page_size;
+};
+
+struct ovc_policy_guest {
+	const char *name;
+	enum ovc_driver_kind kind;
+	struct ovc_guest_stats stats; /* this tick, sanitized (guest.h) */
+	struct ovc_guest_stats prev;  /* previous tick; collected_usec 0: none */
+	uint64_t target_bytes;        /* balloon target now; 0 or unknown: max */
+	uint64_t last_action_usec;    /* 0: never */
+	uint64_t last_emergency_usec; /* last emergency deflate; 0: never */
+	struct ovc_guest_settings settings; /* ovc_config_guest_settings() */
+};
+
+enum ovc_policy_action {
+	OVC_ACTION_NONE,
+	OVC_ACTION_INFLATE,
+	OVC_ACTION_DEFLATE,
+	OVC_ACTION_EMERGENCY,   /* deflate at once: the guest is under pressure */
+	OVC_ACTION_RESTORE,     /* to the floor or to max because of its class */
+	OVC_ACTION_RECLAIM,     /* engine: reclaim requests only */
+};
+
+struct ovc_policy_decision {
+	enum ovc_policy_action action;
+	uint64_t target_bytes;        /* the balloon target to set (== the old one for NONE) */
+	uint64_t reclaim_zero_bytes;  /* engine: share zero pages, up to this */
+	uint64_t reclaim_swap_bytes;  /* engine: swap cold pages out, up to this */
+	/* What the policy saw, for ovcctl and logs. */
+	uint64_t floor_bytes;
+	uint64_t spare_bytes;
+	bool guest_pressure;
+	char reason[OVC_POLICY_REASON_MAX];
+};
+
+/* KSM steering state carried from one tick to the next; zero it at start. */
+struct ovc_policy_ksm_state {
+	bool on;                      /* ovcd has KSM running */
+	uint32_t pages_to_scan;
+	uint32_t idle_ticks;          /* ticks in a row without profit */
+	uint64_t off_until_usec;      /* backing off after no profit */
+	uint64_t full_scans_at_on;
+	int64_t last_profit_bytes;
+};
+
+struct ovc_policy_out {
+	enum ovc_host_level level;
+	uint64_t low_bytes, high_bytes; /* resolved watermarks */
+	uint64_t need_bytes;          /* what the host wants back this tick */
+	uint64_t room_bytes;          /* what it can give this tick */
+	uint64_t inflate_bytes;       /* Σ of balloon inflates decided */
+	uint64_t deflate_bytes;       /* Σ of deflates, emergencies included */
+	unsigned n_emergency;
+	char reason[OVC_POLICY_REASON_MAX];  /* the host's state, for logs */
+
+	bool ksm_change;              /* ksm differs from host->ksm_knobs */
+	struct ovc_ksm_knobs ksm;
+	struct ovc_policy_ksm_state ksm_state; /* give back next tick */
+	char ksm_reason[OVC_POLICY_REASON_MAX];
+};
+
+/*
+ * One tick. @guests and @decisions have @n entries (decision i for guest
+ * i). @ksm_in is the previous tick's out->ksm_state (zeroed the first
+ * time). Returns 0, or -EINVAL for NULL pointers or a page size of 0
+ * (then nothing is written).
+ */
+int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *host,
+		    const struct ovc_policy_ksm_state *ksm_in, const struct ovc_policy_guest *guests,
+		    size_t n, struct ovc_policy_decision *decisions, struct ovc_policy_out *out);
+
+const char *ovc_policy_action_name(enum ovc_policy_action a);
+const char *ovc_host_level_name(enum ovc_host_level l);
+
+/* Short human size for reasons: "512MiB", "1.2GiB". Returns @buf. */
+char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n);
+
+#endif

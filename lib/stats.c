@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Overcommit ratio arithmetic. Pure; any thread. */
+#include <errno.h>
+
+#include "guest.h"
+#include "stats.h"
+#include "util.h"
+
+static uint64_t known_or_zero(uint64_t v)
+{
+	return ovc_known(v) ? v : 0;
+}
+
+static uint64_t sat_sub(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+static int64_t signed_diff(uint64_t a, uint64_t b)
+{
+	/* Memory sizes stay far below 2^63. */
+	return (int64_t)a - (int64_t)b;
+}
+
+static uint64_t permille(uint64_t num, uint64_t den)
+{
+	if (den == 0)
+		return 0;
+	return (uint64_t)(((unsigned __int128)num * 1000 + den / 2) / den);
+}
+
+int ovc_overcommit_compute(const struct ovc_overcommit_input *in, struct ovc_overcommit *ret)
+{
+	struct ovc_overcommit o = { 0 };
+	uint64_t backing_rss = 0, backing_model = 0, max_model = 0;
+
+	if (!in || !ret || (in->n_guests && !in->guests) || in->page_size == 0)
+		return -EINVAL;
+	if (in->host_reserve_bytes >= in->host_total_bytes)
+		return -ERANGE;
+
+	for (size_t i = 0; i < in->n_guests; i++) {
+		const struct ovc_overcommit_guest *g = &in->guests[i];
+		/* A driver's actual above max is a transient or a lie: clamp. */
+		uint64_t actual = MIN(g->actual_bytes, g->max_bytes);
+		uint64_t zero = MIN(known_or_zero(g->engine_zero_bytes), actual);
+		uint64_t swap = MIN(known_or_zero(g->engine_swap_bytes), actual - zero);
+
+		o.guests_max_bytes += g->max_bytes;
+		o.savings.balloon_bytes += g->max_bytes - actual;
+		o.savings.zero_bytes += zero;
+		o.savings.swap_bytes += swap;
+		if (ovc_known(g->rss_bytes)) {
+			backing_rss += g->rss_bytes;
+		} else {
+			backing_model += actual - zero - swap;
+			max_model += g->max_bytes;
+		}
+	}
+	uint64_t ksm_sharing = in->ksm_pages_sharing * in->page_size;
+	uint64_t ksm_zero = in->ksm_zero_pages * in->page_size;
+	/* KSM zero pages are already out of an RSS; take the share of them
+	 * that falls on guests measured by the model. */
+	uint64_t ksm_zero_model =
+		o.guests_max_bytes ? (uint64_t)((unsigned __int128)ksm_zero * max_model / o.guests_max_bytes) : 0;
+
+	o.savings.zero_bytes += ksm_zero;
+	o.savings.ksm_bytes = ksm_sharing;
+	o.savings.total_bytes = o.savings.balloon_bytes + o.savings.zero_bytes + o.savings.ksm_bytes +
+				o.savings.swap_bytes;
+
+	o.host_total_bytes = in->host_total_bytes;
+	o.host_for_guests_bytes = in->host_total_bytes - in->host_reserve_bytes;
+	o.guests_backing_bytes = sat_sub(sat_sub(backing_rss + backing_model, ksm_zero_model), ksm_sharing);
+	o.provisioned_ratio_permille = permille(o.guests_max_bytes, o.host_for_guests_bytes);
+	o.effective_ratio_permille = permille(o.guests_max_bytes, o.guests_backing_bytes);
+	o.headroom_low_bytes = signed_diff(in->host_available_bytes, in->low_bytes);
+	o.headroom_high_bytes = signed_diff(in->host_available_bytes, in->high_bytes);
+	o.give_back_bytes = sat_sub(o.guests_max_bytes, o.guests_backing_bytes);
+	o.headroom_after_give_back_bytes = signed_diff(in->host_available_bytes, o.give_back_bytes);
+	*ret = o;
+	return 0;
+}

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * lib/host.c: /proc/meminfo, memory PSI and PSI triggers.
+ * `test-host unit` runs on fixture trees (tests/fixtures/host);
+ * `test-host integration` reads the real /proc of this machine.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ovc/common.h>
+
+#include "host.h"
+#include "ovc-test.h"
+#include "util.h"
+
+#define FIX OVC_FIXTURES_DIR "/host/"
+
+static void test_meminfo_fixture(void **state)
+{
+	struct ovc_meminfo m;
+
+	assert_ovc_ok(ovc_meminfo_read(FIX "normal", &m));
+	assert_int_equal(m.total_bytes, UINT64_C(24684096) * 1024);
+	assert_int_equal(m.free_bytes, UINT64_C(20122360) * 1024);
+	assert_int_equal(m.available_bytes, 2 * GIB);
+	assert_int_equal(m.buffers_bytes, 6976 * KIB);
+	assert_int_equal(m.cached_bytes, 330780 * KIB);
+	assert_int_equal(m.swap_total_bytes, 8 * GIB);
+	assert_int_equal(m.swap_free_bytes, 8000000 * KIB);
+	assert_int_equal(m.anon_bytes, 57640 * KIB);
+	assert_int_equal(m.shmem_bytes, 8788 * KIB);
+	assert_int_equal(m.commit_limit_bytes, 12342048 * KIB);
+	assert_int_equal(m.committed_as_bytes, 505560 * KIB);
+
+	/* Absent optional fields are 0. */
+	assert_ovc_ok(ovc_meminfo_read(FIX "nopsi", &m));
+	assert_int_equal(m.swap_total_bytes, 0);
+	assert_int_equal(m.available_bytes, 2 * GIB);
+
+	/* A missing required field: refused, result untouched. */
+	m.total_bytes = 42;
+	assert_int_equal(ovc_meminfo_read(FIX "bad-meminfo", &m), -EBADMSG);
+	assert_int_equal(m.total_bytes, 42);
+	assert_int_equal(ovc_meminfo_read(FIX "absent", &m), -ENOENT);
+}
+
+static void test_meminfo_parse_errors(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"MemTotal: 10 kB\nMemFree: 5 kB\n",                       /* no MemAvailable */
+		"MemTotal: 10 kB\nMemFree: 5 kB\nMemAvailable: x kB\n",
+		"MemTotal: 10 kB\nMemFree: 5 kB\nMemAvailable: 5\n",      /* no unit */
+		"MemTotal: 10 kB\nMemFree: 5 kB\nMemAvailable: 5 kB\nMemFree: 5 kB\n", /* twice */
+		"MemTotal: 10 kB\nMemFree: 5 kB\nMemAvailable: 11 kB\n",  /* > total */
+		"MemTotal: 10 kB\nno colon here\nMemFree: 5 kB\nMemAvailable: 5 kB\n",
+		"MemTotal: 99999999999999999999 kB\nMemFree: 5 kB\nMemAvailable: 5 kB\n",
+		"MemTotal: 18014398509481984 kB\nMemFree: 5 kB\nMemAvailable: 5 kB\n", /* overflows bytes */
+	};
+	struct ovc_meminfo m;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (ovc_meminfo_parse(bad[i], &m) != -EBADMSG)
+			fail_msg("accepted: %s", bad[i]);
+	assert_ovc_ok(ovc_meminfo_parse("MemTotal: 10 kB\nMemFree: 5 kB\nMemAvailable: 6 kB", &m));
+	assert_int_equal(m.available_bytes, 6 * KIB);
+}
+
+static void test_psi_fixture(void **state)
+{
+	struct ovc_psi p;
+
+	assert_ovc_ok(ovc_psi_read(FIX "normal", &p));
+	assert_int_equal(p.some.avg10_basis_points, 1234);
+	assert_int_equal(p.some.avg60_basis_points, 500);
+	assert_int_equal(p.some.avg300_basis_points, 10);
+	assert_int_equal(p.some.total_usec, 123456789);
+	assert_int_equal(p.full.avg10_basis_points, 150);
+	assert_int_equal(p.full.avg300_basis_points, 10000);
+	assert_int_equal(p.full.total_usec, 4567);
+
+	assert_int_equal(ovc_psi_read(FIX "nopsi", &p), -ENOENT);
+	assert_int_equal(ovc_psi_read(FIX "bad-psi", &p), -EBADMSG);
+}
+
+static void test_psi_parse_errors(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", /* no full line */
+		"full avg10=0.00 avg60=0.00 avg300=0.00 total=0\nsome avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+		"some avg10=0.00 avg60=0.00 avg300=0.00 total=\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+		"some avg10=100.01 avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+		"some avg10=0.00 avg60=0.00 avg300=0.00 total=1x\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+		"some avg10=-1.00 avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+	};
+	struct ovc_psi p;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (ovc_psi_parse(bad[i], &p) != -EBADMSG)
+			fail_msg("accepted: %s", bad[i]);
+}
+
+static void test_trigger_args(void **state)
+{
+	assert_int_equal(ovc_psi_trigger_open(NULL, false, 100000, 400000), -EINVAL);
+	assert_int_equal(ovc_psi_trigger_open(NULL, false, 100000, 11 * USEC_PER_SEC), -EINVAL);
+	assert_int_equal(ovc_psi_trigger_open(NULL, false, 2 * USEC_PER_SEC, USEC_PER_SEC), -EINVAL);
+	assert_int_equal(ovc_psi_trigger_open(NULL, true, 0, USEC_PER_SEC), -EINVAL);
+	assert_int_equal(ovc_psi_trigger_open(FIX "nopsi", false, 100000, USEC_PER_SEC), -ENOENT);
+	char root[5000];
+	memset(root, 'a', sizeof(root) - 1);
+	root[sizeof(root) - 1] = 0;
+	assert_int_equal(ovc_psi_trigger_open(root, false, 100000, USEC_PER_SEC), -ENAMETOOLONG);
+	struct ovc_meminfo m;
+	assert_int_equal(ovc_meminfo_read(root, &m), -ENAMETOOLONG);
+}
+
+static void test_root_file(void **state)
+{
+	char buf[8];
+
+	/* A file longer than the buffer is refused, not cut. */
+	assert_int_equal(ovc_read_root_file(FIX "normal", "/proc/meminfo", buf, sizeof(buf)), -EFBIG);
+	assert_int_equal(ovc_read_root_file(FIX "normal", "/proc/meminfo", buf, 1), -EINVAL);
+	assert_int_equal(ovc_write_root_file(FIX "absent", "/x", "1"), -ENOENT);
+}
+
+/* ---- integration: the real files ---- */
+
+static void test_real_meminfo(void **state)
+{
+	struct ovc_meminfo m;
+
+	assert_ovc_ok(ovc_meminfo_read(NULL, &m));
+	assert_true(m.total_bytes > 64 * MIB);
+	assert_true(m.available_bytes > 0 && m.available_bytes <= m.total_bytes);
+	assert_true(m.free_bytes <= m.total_bytes);
+	/* Agrees with sysconf within what moved between the two reads. */
+	uint64_t pages = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	assert_true(pages / 1024 == m.total_bytes / 1024 || pages == m.total_bytes);
+	print_message("MemTotal %llu MiB, MemAvailable %llu MiB\n",
+		      (unsigned long long)(m.total_bytes / MIB),
+		      (unsigned long long)(m.available_bytes / MIB));
+}
+
+static void test_real_psi(void **state)
+{
+	struct ovc_psi p;
+	int r = ovc_psi_read("", &p);
+
+	if (r == -ENOENT)
+		skip_because("kernel without PSI (CONFIG_PSI)");
+	if (r == -EOPNOTSUPP)
+		skip_because("PSI disabled (boot with psi=1)");
+	assert_ovc_ok(r);
+	assert_true(p.full.total_usec <= p.some.total_usec);
+
+	int fd = ovc_psi_trigger_open("", false, 150000, USEC_PER_SEC);
+	if (fd == -EACCES || fd == -EPERM)
+		skip_because("no permission to create a PSI trigger");
+	assert_true(fd >= 0);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	/* An idle host: the trigger is armed and quiet; no error event. */
+	struct pollfd pfd = { .fd = fd, .events = POLLPRI };
+	assert_true(poll(&pfd, 1, 0) >= 0);
+	assert_false(pfd.revents & (POLLERR | POLLNVAL));
+	close(fd);
+
+	fd = ovc_psi_trigger_open(NULL, true, 100000, 2 * USEC_PER_SEC);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest unit[] = {
+		cmocka_unit_test(test_meminfo_fixture),
+		cmocka_unit_test(test_meminfo_parse_errors),
+		cmocka_unit_test(test_psi_fixture),
+		cmocka_unit_test(test_psi_parse_errors),
+		cmocka_unit_test(test_trigger_args),
+		cmocka_unit_test(test_root_file),
+	};
+	const struct CMUnitTest integration[] = {
+		cmocka_unit_test(test_real_meminfo),
+		cmocka_unit_test(test_real_psi),
+	};
+	if (argc > 1 && strcmp(argv[1], "integration") == 0)
+		return cmocka_run_group_tests_name("host-real", integration, NULL, NULL);
+	return cmocka_run_group_tests_name("host", unit, NULL, NULL);
+}

@@ -1,0 +1,830 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * unit: the policy (lib/policy.c). Known-answer tables: one guest per row,
+ * inputs → exact outputs; multi-guest cases (proportional shares,
+ * priorities); KSM steering over several ticks; and replay of the recorded
+ * traces in tests/fixtures/policy with invariants checked every tick.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ovc/common.h>
+
+#include "config.h"
+#include "guest.h"
+#include "ovc-test.h"
+#include "policy.h"
+#include "util.h"
+
+#define U OVC_UNKNOWN
+#define SEC USEC_PER_SEC
+#define NOW (1000 * SEC)
+
+/* low 2GiB, high 4GiB, step 256MiB; the rest are the defaults: floor 25%,
+ * guest_free 20%, min_change 0.25%, emergency_available 5%, 200 major
+ * faults/s, 1MiB/s swap-in, emergency_step 25%, interval 5s. */
+static const char base_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\n";
+
+static struct ovc_config *conf(const char *text)
+{
+	struct ovc_config *c = NULL;
+	char *errors = NULL;
+
+	if (ovc_config_parse("test", text, strlen(text), &c, &errors) != 0)
+		fail_msg("config: %s", errors);
+	return c;
+}
+
+static struct ovc_policy_host host_at(uint64_t avail)
+{
+	struct ovc_policy_host h = {
+		.now_usec = NOW,
+		.mem = { .total_bytes = 16 * GIB, .free_bytes = avail, .available_bytes = avail },
+		.page_size = 4096,
+	};
+	return h;
+}
+
+/* A 4GiB guest at max with fresh stats. */
+static struct ovc_policy_guest guest(const struct ovc_config *c, uint64_t target, uint64_t avail)
+{
+	struct ovc_policy_guest g = { .name = "g", .kind = OVC_DRIVER_LIBVIRT, .target_bytes = target };
+
+	ovc_guest_stats_reset(&g.stats);
+	g.stats.collected_usec = NOW;
+	g.stats.guest_update_sec = 1000;
+	g.stats.max_bytes = 4 * GIB;
+	g.stats.actual_bytes = target;
+	g.stats.total_bytes = target;
+	g.stats.available_bytes = avail;
+	g.stats.major_faults = 100;
+	g.stats.swap_in_bytes = 0;
+	g.prev = g.stats;
+	g.prev.collected_usec = NOW - 2 * SEC;
+	ovc_config_guest_settings(c, "g", &g.settings);
+	return g;
+}
+
+enum tweak {
+	T_NONE,
+	T_STALE,
+	T_NO_AVAIL,
+	T_ACTUAL_4G,       /* balloon not converged: actual 4GiB */
+	T_MAJFLT_2000,     /* +2000 major faults in 2 s */
+	T_SWAPIN_10M,      /* +10MiB swapped in in 2 s */
+	T_MAJFLT_BACK,     /* counter went backwards */
+	T_NEVER_BALLOON,
+	T_FLOOR_1G_ABS,
+	T_SETTLING,        /* acted 1 s ago */
+	T_COOLING,         /* emergency deflate 20 s ago */
+	T_PSI_SOME_15,
+	T_PSI_FULL_6,
+	T_ENGINE,
+	T_ENGINE_NEVER_SWAP,
+	T_ENGINE_SWAPPED_1G,
+	T_NO_MAX,
+	T_BALLOON_OFF,
+	T_TARGET_ZERO,
+	T_NO_PREV,
+};
+
+static const struct kat {
+	const char *what;
+	uint64_t host_avail;
+	uint64_t target, avail;
+	enum tweak tweak;
+	enum ovc_policy_action action;
+	uint64_t new_target;
+	uint64_t zero, swap;
+	const char *reason; /* exact, or NULL */
+	const char *reason_part;
+} kats[] = {
+	{ "steady", 3 * GIB, 4 * GIB, 2 * GIB, T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
+	  "host steady (MemAvailable 3GiB between low 2GiB and high 4GiB)" },
+	{ "pressure, spare: one step", GIB, 4 * GIB, 2 * GIB, T_NONE, OVC_ACTION_INFLATE, 3840 * MIB, 0, 0,
+	  "inflate by 256MiB to 3.7GiB: host pressure (MemAvailable 1GiB < low 2GiB); spare 1.2GiB" },
+	{ "pressure, spare below a step", GIB, 4 * GIB, 900 * MIB, T_NONE, OVC_ACTION_INFLATE,
+	  4016 * MIB, 0, 0, NULL, "inflate by 80MiB" },
+	{ "pressure, no spare", GIB, 4 * GIB, 800 * MIB, T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
+	  "host pressure, no spare: available 800MiB" },
+	{ "pressure, stale stats: never inflated", GIB, 4 * GIB, 2 * GIB, T_STALE, OVC_ACTION_NONE,
+	  4 * GIB, 0, 0, "host pressure, but stale stats: never inflated" },
+	{ "pressure, no available figure", GIB, 4 * GIB, 2 * GIB, T_NO_AVAIL, OVC_ACTION_NONE, 4 * GIB,
+	  0, 0, "host pressure, but no stats: never inflated" },
+	{ "pressure, stops exactly at the floor", GIB, 1100 * MIB, 1000 * MIB, T_NONE,
+	  OVC_ACTION_INFLATE, GIB, 0, 0, NULL, "inflate by 76MiB to 1GiB" },
+	{ "pressure, at the floor", GIB, GIB, 900 * MIB, T_NONE, OVC_ACTION_NONE, GIB, 0, 0,
+	  "host pressure, at floor 1GiB" },
+	{ "lying: available above max, clamped; still one step", GIB, 4 * GIB, 100 * GIB, T_NONE,
+	  OVC_ACTION_INFLATE, 3840 * MIB, 0, 0, NULL, "spare 3.2GiB" },
+	{ "balloon still inflating: its pending part is not spare", GIB, 3 * GIB, 2 * GIB,
+	  T_ACTUAL_4G, OVC_ACTION_INFLATE, 3 * GIB - 204 * MIB, 0, 0, NULL, "spare 204MiB" },
+	{ "emergency: available under 5%, even under host pressure", GIB, 2 * GIB, 50 * MIB, T_NONE,
+	  OVC_ACTION_EMERGENCY, 3 * GIB, 0, 0, "emergency deflate by 1GiB to 3GiB: available 50MiB < 102MiB" },
+	{ "emergency: major faults", 3 * GIB, 3 * GIB, 2 * GIB, T_MAJFLT_2000, OVC_ACTION_EMERGENCY,
+	  4 * GIB, 0, 0, "emergency deflate by 1GiB to 4GiB: major faults 1000/s > 200/s" },
+	{ "emergency: swap-in", GIB, 3584 * MIB, 2 * GIB, T_SWAPIN_10M, OVC_ACTION_EMERGENCY, 4 * GIB,
+	  0, 0, "emergency deflate by 512MiB to 4GiB: swap-in 5MiB/s > 1MiB/s" },
+	{ "fault counter backwards: no rate, no emergency", 3 * GIB, 3 * GIB, 2 * GIB, T_MAJFLT_BACK,
+	  OVC_ACTION_NONE, 3 * GIB, 0, 0, NULL, "host steady" },
+	{ "no previous tick: no rate", 3 * GIB, 3 * GIB, 2 * GIB, T_NO_PREV, OVC_ACTION_NONE, 3 * GIB,
+	  0, 0, NULL, "host steady" },
+	{ "guest pressure at max", GIB, 4 * GIB, 10 * MIB, T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
+	  "guest pressure (available 10MiB < 204MiB), already at max 4GiB" },
+	{ "never_balloon: back to max at once", GIB, 2 * GIB, GIB, T_NEVER_BALLOON, OVC_ACTION_RESTORE,
+	  4 * GIB, 0, 0, "class never_balloon: back to max 4GiB" },
+	{ "never_balloon at max", GIB, 4 * GIB, 3 * GIB, T_NEVER_BALLOON, OVC_ACTION_NONE, 4 * GIB, 0,
+	  0, "class never_balloon" },
+	{ "below floor: raised at once", GIB, 512 * MIB, 400 * MIB, T_NONE, OVC_ACTION_RESTORE, GIB, 0,
+	  0, "target 512MiB below floor 1GiB: raised to the floor" },
+	{ "absolute floor from a [guest] section", GIB, 1100 * MIB, 1000 * MIB, T_FLOOR_1G_ABS,
+	  OVC_ACTION_INFLATE, GIB, 0, 0, NULL, "inflate by 76MiB to 1GiB" },
+	{ "room: deflate one step", 8 * GIB, 2 * GIB, GIB, T_NONE, OVC_ACTION_DEFLATE, 2304 * MIB, 0, 0,
+	  "deflate by 256MiB to 2.2GiB: host has room (MemAvailable 8GiB > high 4GiB)" },
+	{ "room too small for min_change", 4 * GIB + 5 * MIB, 2 * GIB, GIB, T_NONE, OVC_ACTION_NONE,
+	  2 * GIB, 0, 0, NULL, "; share 5MiB below min_change 10MiB" },
+	{ "room: the last bit to max is taken", 8 * GIB, 4 * GIB - 4 * MIB, GIB, T_NONE,
+	  OVC_ACTION_DEFLATE, 4 * GIB, 0, 0, NULL, "deflate by 4MiB to 4GiB" },
+	{ "room: stale guests may deflate", 8 * GIB, 2 * GIB, GIB, T_STALE, OVC_ACTION_DEFLATE,
+	  2304 * MIB, 0, 0, NULL, NULL },
+	{ "room at max", 8 * GIB, 4 * GIB, GIB, T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0, "at max 4GiB" },
+	{ "settling after an action", GIB, 4 * GIB, 2 * GIB, T_SETTLING, OVC_ACTION_NONE, 4 * GIB, 0, 0,
+	  "host pressure, settling: last action 1000ms ago" },
+	{ "cooling down after an emergency", GIB, 4 * GIB, 2 * GIB, T_COOLING, OVC_ACTION_NONE, 4 * GIB,
+	  0, 0, "host pressure, cooling down: emergency deflate 20s ago" },
+	{ "PSI some above threshold, MemAvailable above high", 5 * GIB, 4 * GIB, 2 * GIB,
+	  T_PSI_SOME_15, OVC_ACTION_INFLATE, 3840 * MIB, 0, 0, NULL,
+	  "host pressure (PSI some avg10 15.00% >= 10.00%)" },
+	{ "PSI full above threshold", 3 * GIB, 4 * GIB, 2 * GIB, T_PSI_FULL_6, OVC_ACTION_INFLATE,
+	  3840 * MIB, 0, 0, NULL, "PSI full avg10 6.00% >= 5.00%" },
+	{ "engine: zero first, swap for the rest", GIB, 4 * GIB, 2 * GIB, T_ENGINE, OVC_ACTION_RECLAIM,
+	  4 * GIB, 3 * GIB, 81 * MIB, "reclaim: zero pages up to 3GiB, swap 81MiB" },
+	{ "engine never_swap", GIB, 4 * GIB, 2 * GIB, T_ENGINE_NEVER_SWAP, OVC_ACTION_RECLAIM, 4 * GIB,
+	  3 * GIB, 0, "reclaim: zero pages up to 3GiB, swap 0KiB: class never_swap" },
+	{ "engine swap cap reached", GIB, 4 * GIB, 2 * GIB, T_ENGINE_SWAPPED_1G, OVC_ACTION_RECLAIM,
+	  4 * GIB, 3 * GIB, 0, NULL, "swap cap reached" },
+	{ "engine, host steady", 3 * GIB, 4 * GIB, 2 * GIB, T_ENGINE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
+	  "engine: nothing to reclaim" },
+	{ "engine under guest pressure: no swap", GIB, 4 * GIB, 10 * MIB, T_ENGINE, OVC_ACTION_RECLAIM,
+	  4 * GIB, 3 * GIB, 0, NULL, "guest under pressure" },
+	{ "no maximum known", GIB, 4 * GIB, 2 * GIB, T_NO_MAX, OVC_ACTION_NONE, 4 * GIB, 0, 0,
+	  "no maximum memory known: left alone" },
+	{ "ballooning disabled", GIB, 2 * GIB, 2 * GIB, T_BALLOON_OFF, OVC_ACTION_NONE, 2 * GIB, 0, 0,
+	  "ballooning disabled ([balloon] enable = no)" },
+	{ "target 0 means max", GIB, 0, 2 * GIB, T_TARGET_ZERO, OVC_ACTION_INFLATE, 3840 * MIB, 0, 0,
+	  NULL, NULL },
+};
+
+static void run_kat(const struct kat *k)
+{
+	const char *extra = "";
+	if (k->tweak == T_FLOOR_1G_ABS)
+		extra = "[guest \"g\"]\nfloor = 1GiB\n";
+	else if (k->tweak == T_NEVER_BALLOON)
+		extra = "[guest \"g\"]\nnever_balloon = yes\n";
+	else if (k->tweak == T_ENGINE_NEVER_SWAP)
+		extra = "[guest \"g\"]\nnever_swap = yes\n";
+	char text[512];
+	if (k->tweak == T_BALLOON_OFF)
+		snprintf(text, sizeof(text), "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\nenable = no\n");
+	else
+		snprintf(text, sizeof(text), "%s%s", base_conf, extra);
+	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(text);
+	struct ovc_policy_host h = host_at(k->host_avail);
+	struct ovc_policy_guest g = guest(c, k->target, k->avail);
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_decision d;
+	struct ovc_policy_out out;
+
+	switch (k->tweak) {
+	case T_STALE:
+		g.stats.stale = true;
+		g.stats.available_bytes = g.stats.total_bytes = g.stats.major_faults = U;
+		g.stats.swap_in_bytes = U;
+		break;
+	case T_NO_AVAIL:
+		g.stats.available_bytes = U;
+		break;
+	case T_ACTUAL_4G:
+		g.stats.actual_bytes = g.stats.total_bytes = 4 * GIB;
+		break;
+	case T_MAJFLT_2000:
+		g.stats.major_faults = g.prev.major_faults + 2000;
+		break;
+	case T_SWAPIN_10M:
+		g.stats.swap_in_bytes = 10 * MIB;
+		break;
+	case T_MAJFLT_BACK:
+		g.prev.major_faults = 50000;
+		break;
+	case T_NO_PREV:
+		g.stats.major_faults += 100000;
+		g.prev.collected_usec = 0;
+		break;
+	case T_SETTLING:
+		g.last_action_usec = NOW - SEC;
+		break;
+	case T_COOLING:
+		g.last_action_usec = g.last_emergency_usec = NOW - 20 * SEC;
+		break;
+	case T_PSI_SOME_15:
+		h.psi_valid = true;
+		h.psi.some.avg10_basis_points = 1500;
+		break;
+	case T_PSI_FULL_6:
+		h.psi_valid = true;
+		h.psi.some.avg10_basis_points = 600;
+		h.psi.full.avg10_basis_points = 600;
+		break;
+	case T_ENGINE:
+	case T_ENGINE_NEVER_SWAP:
+		g.kind = OVC_DRIVER_ENGINE;
+		g.stats.engine_swap_bytes = 0;
+		break;
+	case T_ENGINE_SWAPPED_1G:
+		g.kind = OVC_DRIVER_ENGINE;
+		g.stats.engine_swap_bytes = GIB;
+		break;
+	case T_NO_MAX:
+		g.stats.max_bytes = U;
+		break;
+	case T_TARGET_ZERO:
+		g.stats.actual_bytes = g.stats.total_bytes = 4 * GIB;
+		break;
+	default:
+		break;
+	}
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	if (d.action != k->action || d.target_bytes != k->new_target ||
+	    d.reclaim_zero_bytes != k->zero || d.reclaim_swap_bytes != k->swap)
+		fail_msg("%s: got %s target %llu zero %llu swap %llu (%s), expected %s target %llu zero %llu swap %llu",
+			 k->what, ovc_policy_action_name(d.action), (unsigned long long)d.target_bytes,
+			 (unsigned long long)d.reclaim_zero_bytes, (unsigned long long)d.reclaim_swap_bytes,
+			 d.reason, ovc_policy_action_name(k->action), (unsigned long long)k->new_target,
+			 (unsigned long long)k->zero, (unsigned long long)k->swap);
+	if (k->reason && strcmp(d.reason, k->reason) != 0)
+		fail_msg("%s: reason '%s', expected '%s'", k->what, d.reason, k->reason);
+	if (k->reason_part && !strstr(d.reason, k->reason_part))
+		fail_msg("%s: reason '%s' lacks '%s'", k->what, d.reason, k->reason_part);
+	/* Invariants every row must keep. */
+	if (g.stats.max_bytes != U) {
+		assert_true(d.target_bytes <= g.stats.max_bytes);
+		assert_true(d.target_bytes >= d.floor_bytes || d.target_bytes >= k->target);
+	}
+	if (g.stats.stale || !ovc_known(g.stats.available_bytes))
+		assert_int_not_equal(d.action, OVC_ACTION_INFLATE);
+}
+
+static void test_known_answers(void **state)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(kats); i++) {
+		print_message("row %zu: %s\n", i, kats[i].what);
+		run_kat(&kats[i]);
+	}
+}
+
+static void test_host_levels(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(base_conf);
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_host h = host_at(GIB);
+
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, NULL, 0, NULL, &out));
+	assert_int_equal(out.level, OVC_HOST_PRESSURE);
+	assert_int_equal(out.need_bytes, 3 * GIB);
+	assert_int_equal(out.low_bytes, 2 * GIB);
+	assert_int_equal(out.high_bytes, 4 * GIB);
+	assert_string_equal(out.reason, "host pressure: MemAvailable 1GiB < low 2GiB");
+	h = host_at(6 * GIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, NULL, 0, NULL, &out));
+	assert_int_equal(out.level, OVC_HOST_ROOM);
+	assert_int_equal(out.room_bytes, 2 * GIB);
+	h = host_at(4 * GIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, NULL, 0, NULL, &out));
+	assert_int_equal(out.level, OVC_HOST_STEADY);
+	/* PSI thresholds of 0 turn PSI off. */
+	_cleanup_(ovc_config_freep) struct ovc_config *c0 =
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\npsi_some = 0%\npsi_full = 0%\n");
+	h = host_at(6 * GIB);
+	h.psi_valid = true;
+	h.psi.some.avg10_basis_points = 9999;
+	assert_ovc_ok(ovc_policy_tick(c0, &h, &ks, NULL, 0, NULL, &out));
+	assert_int_equal(out.level, OVC_HOST_ROOM);
+	/* Percentages resolve against MemTotal (16GiB): 10% and 20%. */
+	_cleanup_(ovc_config_freep) struct ovc_config *d = conf("");
+	h = host_at(GIB);
+	assert_ovc_ok(ovc_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
+	assert_int_equal(out.low_bytes, 16 * GIB / 10);
+	assert_int_equal(out.high_bytes, 16 * GIB / 5);
+	/* Misuse. */
+	struct ovc_policy_decision dec;
+	assert_int_equal(ovc_policy_tick(NULL, &h, &ks, NULL, 0, NULL, &out), -EINVAL);
+	assert_int_equal(ovc_policy_tick(c, &h, &ks, NULL, 1, &dec, &out), -EINVAL);
+	h.page_size = 0;
+	assert_int_equal(ovc_policy_tick(c, &h, &ks, NULL, 0, NULL, &out), -EINVAL);
+	assert_string_equal(ovc_policy_action_name(OVC_ACTION_EMERGENCY), "emergency");
+	assert_string_equal(ovc_host_level_name(OVC_HOST_ROOM), "room");
+	char b[24];
+	assert_string_equal(ovc_format_size_short(1536 * MIB, b, sizeof(b)), "1.5GiB");
+	assert_string_equal(ovc_format_size_short(512 * KIB, b, sizeof(b)), "512KiB");
+}
+
+/* Two guests share the need in proportion to their spare. */
+static void test_proportional(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\nstep = 256MiB\nguest_free = 0\n");
+	struct ovc_policy_host h = host_at(2000 * MIB); /* need 100MiB */
+	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 600 * MIB), guest(c, 4 * GIB, 300 * MIB) };
+	struct ovc_policy_decision d[2];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.need_bytes, 100 * MIB);
+	assert_int_equal(d[0].action, OVC_ACTION_INFLATE);
+	/* 100MiB × 600/900 and × 300/900, in whole MiB */
+	assert_int_equal(d[0].target_bytes, 4 * GIB - 66 * MIB);
+	assert_int_equal(d[1].action, OVC_ACTION_INFLATE);
+	assert_int_equal(d[1].target_bytes, 4 * GIB - 33 * MIB);
+	assert_int_equal(out.inflate_bytes, 99 * MIB);
+
+	/* A need beyond every cap: each gives its cap (step or spare). */
+	h = host_at(GIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(d[0].target_bytes, 4 * GIB - 256 * MIB);
+	assert_int_equal(d[1].target_bytes, 4 * GIB - 256 * MIB);
+}
+
+/* Lower priorities give first; higher priorities get back first. */
+static void test_priorities(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\nstep = 256MiB\n"
+		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
+	struct ovc_policy_guest g[3] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB),
+					 guest(c, 4 * GIB, 3 * GIB) };
+	g[0].name = "high";
+	g[1].name = "low";
+	g[2].name = "stale";
+	g[2].stats.stale = true;
+	g[2].stats.available_bytes = U;
+	for (int i = 0; i < 3; i++)
+		ovc_config_guest_settings(c, g[i].name, &g[i].settings);
+	struct ovc_policy_decision d[3];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_host h = host_at(2000 * MIB);
+
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 3, d, &out));
+	assert_int_equal(d[1].action, OVC_ACTION_INFLATE);
+	assert_int_equal(d[1].target_bytes, 4 * GIB - 100 * MIB);
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
+	assert_non_null(strstr(d[0].reason, "need met by lower priorities"));
+	assert_int_equal(d[2].action, OVC_ACTION_NONE);
+
+	/* Room of 300MiB: the high priority guest first (a step), the rest
+	 * to the low one. */
+	_cleanup_(ovc_config_freep) struct ovc_config *c2 =
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\n"
+		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
+	for (int i = 0; i < 3; i++) {
+		g[i].target_bytes = g[i].stats.actual_bytes = 2 * GIB;
+		ovc_config_guest_settings(c2, g[i].name, &g[i].settings);
+	}
+	h = host_at(4 * GIB + 300 * MIB);
+	assert_ovc_ok(ovc_policy_tick(c2, &h, &ks, g, 2, d, &out));
+	assert_int_equal(d[0].action, OVC_ACTION_DEFLATE);
+	assert_int_equal(d[0].target_bytes, 2 * GIB + 256 * MIB);
+	assert_int_equal(d[1].action, OVC_ACTION_DEFLATE);
+	assert_int_equal(d[1].target_bytes, 2 * GIB + 44 * MIB);
+	assert_int_equal(out.deflate_bytes, 300 * MIB);
+}
+
+/* KSM over several ticks: on when needed, boost under pressure, off when it
+ * does not pay, back after retry_after. */
+static void test_ksm_steering(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[ksm]\nidle_ticks = 3\nretry_after = 60s\n");
+	struct ovc_policy_guest g = guest(c, 4 * GIB, 3 * GIB);
+	struct ovc_policy_decision d;
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_host h = host_at(12 * GIB);
+
+	h.ksm_valid = true;
+	h.ksm_knobs = (struct ovc_ksm_knobs){ .run = 1, .pages_to_scan = 100, .sleep_millisecs = 20 };
+	/* 4GiB committed on 16GiB, 12GiB available: not needed → off. */
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_int_equal(out.ksm.run, 0);
+	assert_int_equal(out.ksm.use_zero_pages, 1); /* config: on */
+	assert_true(out.ksm_change);
+	assert_false(out.ksm_state.on);
+	assert_non_null(strstr(out.ksm_reason, "KSM off: not needed"));
+
+	/* 15GiB committed: on, at the minimum rate (decay from min). */
+	h.ksm_knobs.use_zero_pages = 0;
+	g.stats.actual_bytes = 15 * GIB;
+	g.stats.max_bytes = 15 * GIB;
+	g.target_bytes = 15 * GIB;
+	h.mem.available_bytes = 5 * GIB; /* threshold 20% = 3.2GiB */
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_int_equal(out.ksm.run, 1);
+	assert_int_equal(out.ksm.pages_to_scan, 64);
+	assert_int_equal(out.ksm.sleep_millisecs, 10);
+	assert_int_equal(out.ksm.use_zero_pages, 1);
+	assert_true(out.ksm_state.on);
+	ks = out.ksm_state;
+
+	/* MemAvailable under the threshold: boost by 300 per tick. */
+	h.mem.available_bytes = 3 * GIB;
+	h.ksm_knobs = out.ksm;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_int_equal(out.ksm.pages_to_scan, 364);
+	ks = out.ksm_state;
+	h.ksm_knobs = out.ksm;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_int_equal(out.ksm.pages_to_scan, 664);
+	ks = out.ksm_state;
+	h.ksm_knobs = out.ksm;
+	assert_false(out.ksm_change == false && out.ksm.pages_to_scan != 664);
+
+	/* Full scans go by with no profit: off after idle_ticks (3). */
+	h.ksm.full_scans = 5;
+	h.ksm.has_general_profit = true;
+	h.ksm.general_profit = 0;
+	for (int t = 0; t < 2; t++) {
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+		assert_int_equal(out.ksm.run, 1);
+		assert_int_equal(out.ksm_state.idle_ticks, (uint32_t)t + 1);
+		ks = out.ksm_state;
+		h.ksm_knobs = out.ksm;
+	}
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_int_equal(out.ksm.run, 0);
+	assert_true(out.ksm_change);
+	assert_int_equal(out.ksm_state.off_until_usec, NOW + 60 * SEC);
+	assert_non_null(strstr(out.ksm_reason, "KSM off: does not pay"));
+	ks = out.ksm_state;
+	h.ksm_knobs = out.ksm;
+
+	/* Backing off, then back on after retry_after. */
+	h.now_usec = NOW + 30 * SEC;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_int_equal(out.ksm.run, 0);
+	assert_false(out.ksm_change);
+	assert_non_null(strstr(out.ksm_reason, "30s left"));
+	ks = out.ksm_state;
+	h.now_usec = NOW + 61 * SEC;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_int_equal(out.ksm.run, 1);
+	assert_int_equal(out.ksm_state.full_scans_at_on, 5);
+	ks = out.ksm_state;
+	h.ksm_knobs = out.ksm;
+
+	/* Profit that grows, or is above min_profit, keeps it on. */
+	h.ksm.full_scans = 6;
+	for (int t = 0; t < 5; t++) {
+		h.ksm.general_profit += 1 * MIB; /* growing, though small */
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+		assert_int_equal(out.ksm.run, 1);
+		assert_int_equal(out.ksm_state.idle_ticks, 0);
+		ks = out.ksm_state;
+	}
+	h.ksm.general_profit = 64 * MIB; /* steady but worth it */
+	for (int t = 0; t < 5; t++) {
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+		assert_int_equal(out.ksm.run, 1);
+		ks = out.ksm_state;
+	}
+
+	/* The advisor owns pages_to_scan: a different rate is no change. */
+	h.ksm_knobs = out.ksm;
+	h.ksm_knobs.advisor_scan_time = true;
+	h.ksm_knobs.pages_to_scan = 5000;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_false(out.ksm_change);
+
+	/* Not managed: no change, whatever the state. */
+	_cleanup_(ovc_config_freep) struct ovc_config *off = conf("[ksm]\nenable = no\n");
+	assert_ovc_ok(ovc_policy_tick(off, &h, &ks, &g, 1, &d, &out));
+	assert_false(out.ksm_change);
+	assert_string_equal(out.ksm_reason, "KSM not managed ([ksm] enable = no)");
+	h.ksm_valid = false;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_false(out.ksm_change);
+	assert_string_equal(out.ksm_reason, "no KSM on this host");
+}
+
+/* ---- trace replay ---- */
+
+#define MAX_GUESTS 16
+
+struct sim_guest {
+	char name[64];
+	uint64_t max, used, target, actual;
+	uint64_t majflt, swapin;
+	uint64_t last_action_usec;
+	uint64_t last_emergency_usec;
+	struct ovc_guest_stats prev;
+	bool present;
+};
+
+struct sim {
+	char conf_text[4096];
+	struct ovc_config *cfg;
+	uint64_t total, base_avail;
+	uint32_t psi_some, psi_full;
+	struct sim_guest g[MAX_GUESTS];
+	size_t n;
+	unsigned ticks, inflates, deflates, emergencies;
+};
+
+static struct sim_guest *sim_find(struct sim *s, const char *name)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->g[i].name, name) == 0)
+			return &s->g[i];
+	assert_true(s->n < MAX_GUESTS);
+	struct sim_guest *g = &s->g[s->n++];
+	memset(g, 0, sizeof(*g));
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	return g;
+}
+
+static uint64_t size_arg(const char *v)
+{
+	struct ovc_conf_size sz;
+	if (ovc_parse_size(v, false, &sz) != 0)
+		fail_msg("bad size in trace: %s", v);
+	return sz.bytes;
+}
+
+/* One tick: build the inputs from the simulated state, run the policy,
+ * check the invariants, apply the decisions (a balloon reaches its target
+ * by the next tick). Guest lines of the tick: @lines. */
+struct tick_guest {
+	struct sim_guest *sg;
+	bool stale, pressure_expected;
+	uint64_t lie_avail;
+	const char *expect;
+};
+
+static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_t n, const char *file,
+		     unsigned line)
+{
+	struct ovc_policy_guest pg[MAX_GUESTS];
+	struct ovc_policy_decision d[MAX_GUESTS];
+	struct ovc_policy_out out;
+	static struct ovc_policy_ksm_state ks;
+	uint64_t ballooned = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		ballooned += s->g[i].max - s->g[i].actual;
+	struct ovc_policy_host h = {
+		.now_usec = t_sec * SEC,
+		.mem = { .total_bytes = s->total, .available_bytes = MIN(s->base_avail + ballooned, s->total),
+			 .free_bytes = MIN(s->base_avail + ballooned, s->total) },
+		.psi_valid = true,
+		.psi = { .some = { .avg10_basis_points = s->psi_some },
+			 .full = { .avg10_basis_points = s->psi_full } },
+		.page_size = 4096,
+	};
+	if (s->ticks == 0)
+		memset(&ks, 0, sizeof(ks));
+	for (size_t i = 0; i < n; i++) {
+		struct sim_guest *sg = tg[i].sg;
+		struct ovc_policy_guest *g = &pg[i];
+		*g = (struct ovc_policy_guest){ .name = sg->name, .kind = OVC_DRIVER_LIBVIRT,
+						.target_bytes = sg->target,
+						.last_action_usec = sg->last_action_usec,
+						.last_emergency_usec = sg->last_emergency_usec };
+		ovc_guest_stats_reset(&g->stats);
+		g->stats.collected_usec = t_sec * SEC;
+		g->stats.guest_update_sec = tg[i].stale ? 1 : t_sec;
+		g->stats.max_bytes = sg->max;
+		g->stats.actual_bytes = sg->actual;
+		g->stats.total_bytes = sg->actual;
+		g->stats.available_bytes = tg[i].lie_avail ? tg[i].lie_avail
+				: (sg->actual > sg->used ? sg->actual - sg->used : 0);
+		g->stats.free_bytes = g->stats.available_bytes;
+		g->stats.major_faults = sg->majflt;
+		g->stats.swap_in_bytes = sg->swapin;
+		/* The drivers sanitize; so does the replay. */
+		ovc_guest_stats_sanitize(&g->stats, t_sec,
+					 s->cfg->balloon.stale_after_usec / USEC_PER_SEC);
+		g->prev = sg->prev;
+		ovc_config_guest_settings(s->cfg, sg->name, &g->settings);
+	}
+	assert_ovc_ok(ovc_policy_tick(s->cfg, &h, &ks, pg, n, d, &out));
+	ks = out.ksm_state;
+
+	for (size_t i = 0; i < n; i++) {
+		struct sim_guest *sg = tg[i].sg;
+		const struct ovc_policy_guest *g = &pg[i];
+		const struct ovc_policy_decision *dd = &d[i];
+		uint64_t old = sg->target, floor = dd->floor_bytes;
+		uint64_t step = MAX(ovc_conf_size_bytes(&g->settings.step, sg->max), MIB);
+		char where[128];
+		snprintf(where, sizeof(where), "%s:%u: t=%llu %s", file, line, (unsigned long long)t_sec,
+			 sg->name);
+
+		/* Invariants. */
+		if (dd->target_bytes > sg->max)
+			fail_msg("%s: target above max (%s)", where, dd->reason);
+		if (dd->target_bytes < floor && dd->target_bytes < old)
+			fail_msg("%s: target %llu below floor %llu (%s)", where,
+				 (unsigned long long)dd->target_bytes, (unsigned long long)floor, dd->reason);
+		if (dd->target_bytes < old) {
+			if (g->stats.stale || !ovc_known(g->stats.available_bytes))
+				fail_msg("%s: inflated with stale stats (%s)", where, dd->reason);
+			if (old - dd->target_bytes > step)
+				fail_msg("%s: inflated %llu, above step %llu (%s)", where,
+					 (unsigned long long)(old - dd->target_bytes),
+					 (unsigned long long)step, dd->reason);
+			if (dd->guest_pressure)
+				fail_msg("%s: inflated a guest under pressure (%s)", where, dd->reason);
+		}
+		if (dd->guest_pressure && old < sg->max && dd->action != OVC_ACTION_RESTORE &&
+		    dd->target_bytes <= old)
+			fail_msg("%s: guest under pressure not deflated within the tick (%s)", where,
+				 dd->reason);
+		if (tg[i].pressure_expected && !dd->guest_pressure)
+			fail_msg("%s: pressure expected, none seen (%s)", where, dd->reason);
+		if (g->settings.never_balloon && dd->target_bytes != sg->max)
+			fail_msg("%s: never_balloon guest not at max (%s)", where, dd->reason);
+		if (tg[i].expect && strcmp(tg[i].expect, ovc_policy_action_name(dd->action)) != 0)
+			fail_msg("%s: action %s, trace expects %s (%s)", where,
+				 ovc_policy_action_name(dd->action), tg[i].expect, dd->reason);
+
+		if (getenv("OVC_TRACE_VERBOSE"))
+			print_message("%s: target %llu MiB -> %llu MiB: %s\n", where,
+				      (unsigned long long)(old / MIB),
+				      (unsigned long long)(dd->target_bytes / MIB), dd->reason);
+		s->inflates += dd->action == OVC_ACTION_INFLATE;
+		s->deflates += dd->action == OVC_ACTION_DEFLATE;
+		s->emergencies += dd->action == OVC_ACTION_EMERGENCY;
+		if (dd->target_bytes != old) {
+			sg->target = dd->target_bytes;
+			sg->last_action_usec = t_sec * SEC;
+			if (dd->action == OVC_ACTION_EMERGENCY)
+				sg->last_emergency_usec = t_sec * SEC;
+		}
+		/* The balloon converges by the next tick. */
+		sg->actual = sg->target;
+		sg->prev = g->stats;
+	}
+	s->ticks++;
+}
+
+/*
+ * Trace format, one item per line ('#' starts a comment):
+ *   conf LINE                      a line of the config (INI)
+ *   host total=SIZE                the host's MemTotal
+ *   tick T avail=SIZE [psi_some=BP] [psi_full=BP]
+ *                                  a tick at T seconds; avail is MemAvailable
+ *                                  without any balloon (ballooned memory is
+ *                                  added back by the replay)
+ *   guest NAME max=SIZE used=SIZE [majflt=N] [swapin=SIZE] [stale]
+ *         [lie_avail=SIZE] [pressure] [expect=ACTION]
+ *                                  the guest during the last tick; its
+ *                                  available memory is actual - used unless
+ *                                  it lies; counters are cumulative
+ */
+static void replay(const char *name)
+{
+	char path[512], line[512];
+	snprintf(path, sizeof(path), "%s/policy/%s", OVC_FIXTURES_DIR, name);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	struct sim *s = calloc(1, sizeof(*s));
+	assert_non_null(s);
+	struct tick_guest tg[MAX_GUESTS];
+	size_t ntg = 0;
+	uint64_t tick_t = 0;
+	unsigned lineno = 0, tick_line = 0;
+	bool in_tick = false;
+
+	for (;;) {
+		bool eof = !fgets(line, sizeof(line), f);
+		if (!eof)
+			lineno++;
+		char *hash = eof ? NULL : strchr(line, '#');
+		if (hash && strncmp(line, "conf ", 5) != 0)
+			*hash = 0;
+		if (!eof)
+			line[strcspn(line, "\n")] = 0;
+		bool new_tick = !eof && strncmp(line, "tick ", 5) == 0;
+		if ((eof || new_tick) && in_tick) {
+			sim_tick(s, tick_t, tg, ntg, name, tick_line);
+			ntg = 0;
+		}
+		if (eof)
+			break;
+		char *save, *tok = strtok_r(line, " \t", &save);
+		if (!tok)
+			continue;
+		if (strcmp(tok, "conf") == 0) {
+			const char *rest = line + 5;
+			strncat(s->conf_text, rest, sizeof(s->conf_text) - strlen(s->conf_text) - 2);
+			strcat(s->conf_text, "\n");
+		} else if (strcmp(tok, "host") == 0) {
+			while ((tok = strtok_r(NULL, " \t", &save)))
+				if (strncmp(tok, "total=", 6) == 0)
+					s->total = size_arg(tok + 6);
+		} else if (new_tick) {
+			if (!s->cfg)
+				s->cfg = conf(s->conf_text);
+			tok = strtok_r(NULL, " \t", &save);
+			tick_t = strtoull(tok, NULL, 10);
+			tick_line = lineno;
+			in_tick = true;
+			s->psi_some = s->psi_full = 0;
+			while ((tok = strtok_r(NULL, " \t", &save))) {
+				if (strncmp(tok, "avail=", 6) == 0)
+					s->base_avail = size_arg(tok + 6);
+				else if (strncmp(tok, "psi_some=", 9) == 0)
+					s->psi_some = (uint32_t)strtoul(tok + 9, NULL, 10);
+				else if (strncmp(tok, "psi_full=", 9) == 0)
+					s->psi_full = (uint32_t)strtoul(tok + 9, NULL, 10);
+				else
+					fail_msg("%s:%u: unknown tick field %s", name, lineno, tok);
+			}
+		} else if (strcmp(tok, "guest") == 0) {
+			assert_true(in_tick);
+			tok = strtok_r(NULL, " \t", &save);
+			struct sim_guest *sg = sim_find(s, tok);
+			struct tick_guest *t = &tg[ntg++];
+			*t = (struct tick_guest){ .sg = sg };
+			static char expects[MAX_GUESTS][32];
+			while ((tok = strtok_r(NULL, " \t", &save))) {
+				if (strncmp(tok, "max=", 4) == 0) {
+					uint64_t m = size_arg(tok + 4);
+					if (!sg->present)
+						sg->target = sg->actual = m;
+					sg->max = m;
+					sg->present = true;
+				} else if (strncmp(tok, "used=", 5) == 0) {
+					sg->used = size_arg(tok + 5);
+				} else if (strncmp(tok, "majflt=", 7) == 0) {
+					sg->majflt = strtoull(tok + 7, NULL, 10);
+				} else if (strncmp(tok, "swapin=", 7) == 0) {
+					sg->swapin = size_arg(tok + 7);
+				} else if (strcmp(tok, "stale") == 0) {
+					t->stale = true;
+				} else if (strcmp(tok, "pressure") == 0) {
+					t->pressure_expected = true;
+				} else if (strncmp(tok, "lie_avail=", 10) == 0) {
+					t->lie_avail = size_arg(tok + 10);
+				} else if (strncmp(tok, "expect=", 7) == 0) {
+					snprintf(expects[ntg - 1], sizeof(expects[0]), "%s", tok + 7);
+					t->expect = expects[ntg - 1];
+				} else {
+					fail_msg("%s:%u: unknown guest field %s", name, lineno, tok);
+				}
+			}
+		} else {
+			fail_msg("%s:%u: unknown line '%s'", name, lineno, tok);
+		}
+	}
+	fclose(f);
+	print_message("%s: %u ticks, %u inflates, %u deflates, %u emergencies\n", name, s->ticks,
+		      s->inflates, s->deflates, s->emergencies);
+	assert_true(s->ticks > 0);
+	ovc_config_free(s->cfg);
+	free(s);
+}
+
+static void test_trace_squeeze(void **state)
+{
+	replay("squeeze.trace");
+}
+
+static void test_trace_liar(void **state)
+{
+	replay("liar.trace");
+}
+
+static void test_trace_classes(void **state)
+{
+	replay("classes.trace");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_known_answers),
+		cmocka_unit_test(test_host_levels),
+		cmocka_unit_test(test_proportional),
+		cmocka_unit_test(test_priorities),
+		cmocka_unit_test(test_ksm_steering),
+		cmocka_unit_test(test_trace_squeeze),
+		cmocka_unit_test(test_trace_liar),
+		cmocka_unit_test(test_trace_classes),
+	};
+	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
+}
