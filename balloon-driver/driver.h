@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Balloon drivers: one interface to every way of reaching a guest's
+ * virtio-balloon — libvirt (libvirt.c) and a bare QEMU's QMP socket (qmp.c).
+ * ovcd links this as the static library ovc-balloon; it is not part of
+ * libovc's ABI.
+ *
+ * Threads: an ovc_balloon handle belongs to one thread (the daemon's control
+ * loop); its calls are not thread-safe against each other. Backends may run
+ * their own thread (libvirt's event loop), but user callbacks are only ever
+ * called from ovc_balloon_process(), in the caller's thread, with no lock of
+ * the driver held. Events are queued under an internal mutex and signalled
+ * through the fd of ovc_balloon_fd().
+ *
+ * Units: bytes everywhere in this interface. libvirt speaks KiB: targets are
+ * rounded down to a whole KiB (ovc_balloon_bytes_to_kib) so that a guest is
+ * never given more than it was allowed.
+ *
+ * Errors: -errno (see ovc_strerror). Every failure that concerns a guest also
+ * leaves a sentence naming the guest in ovc_balloon_error(), e.g.
+ * "failed to inflate balloon of 'web1' to 1536MiB: No such domain". The
+ * driver logs it at debug level only: the caller handles it and logs once.
+ */
+#ifndef OVC_BALLOON_DRIVER_H
+#define OVC_BALLOON_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guest.h"
+#include "log.h"
+
+typedef struct ovc_balloon ovc_balloon;
+
+enum ovc_balloon_backend {
+	OVC_BALLOON_LIBVIRT = 1, /* libvirtd over a connection URI */
+	OVC_BALLOON_QMP = 2,     /* QEMU processes by their QMP sockets */
+};
+
+/* Per-guest capabilities (struct ovc_balloon_guest.caps). */
+enum {
+	OVC_BALLOON_CAP_DEVICE = 1u << 0,              /* has a virtio-balloon device */
+	OVC_BALLOON_CAP_FREE_PAGE_REPORTING = 1u << 1, /* free-page-reporting=on */
+	OVC_BALLOON_CAP_DEFLATE_ON_OOM = 1u << 2,      /* deflate-on-oom=on (libvirt autodeflate) */
+	OVC_BALLOON_CAP_STATS_POLLING = 1u << 3,       /* stats polling period > 0 */
+};
+
+/* Whether the guest kernel runs a balloon driver. QEMU accepts a target even
+ * when none is loaded, so this is inferred: LOADED once the guest has sent
+ * statistics or moved its balloon; ABSENT when polling has been on for a
+ * grace period (or a confirmed target) without the guest ever answering. */
+enum ovc_balloon_guest_driver {
+	OVC_BALLOON_DRIVER_UNKNOWN = 0,
+	OVC_BALLOON_DRIVER_LOADED = 1,
+	OVC_BALLOON_DRIVER_ABSENT = 2,
+};
+
+#define OVC_BALLOON_NAME_MAX 256
+#define OVC_BALLOON_ID_MAX 64
+
+struct ovc_balloon_guest {
+	char name[OVC_BALLOON_NAME_MAX]; /* libvirt domain name; QMP: query-name or socket name */
+	char id[OVC_BALLOON_ID_MAX];     /* libvirt UUID; QMP: socket path's base name */
+	unsigned caps;                   /* OVC_BALLOON_CAP_* */
+	enum ovc_balloon_guest_driver driver;
+	struct ovc_guest_stats stats;    /* max_bytes and actual_bytes always known */
+};
+
+enum ovc_balloon_event_type {
+	OVC_BALLOON_EVENT_CHANGED = 1,      /* the balloon moved; actual_bytes is the new size */
+	OVC_BALLOON_EVENT_STARTED = 2,      /* a guest appeared or was started */
+	OVC_BALLOON_EVENT_STOPPED = 3,      /* a guest stopped or its socket closed */
+	OVC_BALLOON_EVENT_DISCONNECTED = 4, /* connection to the hypervisor lost; guest = NULL */
+	OVC_BALLOON_EVENT_RECONNECTED = 5,  /* connection is back; re-list the guests */
+};
+
+struct ovc_balloon_event {
+	enum ovc_balloon_event_type type;
+	const char *guest;     /* name, valid during the callback; NULL for (DIS|RE)CONNECTED */
+	uint64_t actual_bytes; /* CHANGED only, else OVC_UNKNOWN */
+};
+
+typedef void (*ovc_balloon_event_fn)(void *userdata, const struct ovc_balloon_event *ev);
+
+struct ovc_balloon_opts {
+	size_t size; /* sizeof(struct ovc_balloon_opts) */
+	enum ovc_balloon_backend backend;
+	/* libvirt: connection URI; NULL means "qemu:///system". */
+	const char *uri;
+	/* QMP: a directory whose sockets (any name; *.qmp by convention) are
+	 * QEMU monitors, re-scanned on every list, and/or a NULL-terminated
+	 * list of socket paths. */
+	const char *qmp_dir;
+	const char *const *qmp_sockets;
+	/* QMP: the balloon device's id (-device virtio-balloon-pci,id=...);
+	 * NULL means "balloon0" (what libvirt uses) or, if there is none,
+	 * the first virtio-balloon under /machine/peripheral. */
+	const char *qmp_balloon_id;
+	/* Turn guest stats polling on with this period for guests that have
+	 * it off; 0 leaves polling alone. */
+	unsigned stats_period_sec;
+	/* Guest-side stats older than this are unknown (0: 3 periods + 5 s). */
+	unsigned stale_sec;
+	/* How long OVC_BALLOON_TARGET_WAIT waits (0: 30 s), and how long a
+	 * guest may take to answer once polling is on before its balloon
+	 * driver counts as absent (same value). */
+	unsigned confirm_timeout_msec;
+	/* Reconnect back-off after a lost connection: first and last delay
+	 * (0: 250 ms and 30 s), doubling in between. */
+	unsigned reconnect_min_msec;
+	unsigned reconnect_max_msec;
+	const struct ovc_logger *logger; /* may be NULL */
+	ovc_balloon_event_fn event_fn;   /* may be NULL */
+	void *event_userdata;
+};
+
+/* Open a driver. Fails with -ENOTCONN (with a message) if the hypervisor
+ * cannot be reached at all, -EINVAL on bad options. On success the handle
+ * must be freed with ovc_balloon_free(). */
+int ovc_balloon_new(const struct ovc_balloon_opts *opts, ovc_balloon **ret);
+void ovc_balloon_free(ovc_balloon *b);
+
+/* The last error's sentence (names the guest); "" if none. Valid until the
+ * next call on @b. */
+const char *ovc_balloon_error(const ovc_balloon *b);
+
+/* Every running guest with normalised stats. *ret is an array of *ret_n
+ * entries owned by the caller (free()). -ENOTCONN while disconnected (a
+ * reconnect is tried first when its back-off has passed). */
+int ovc_balloon_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n);
+
+/* One guest by name. -ENOENT if there is no such running guest. */
+int ovc_balloon_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret);
+
+enum {
+	/* Wait until the balloon reaches the target (confirm_timeout_msec).
+	 * Returns -ENODEV if it did not move at all (no balloon driver in the
+	 * guest), -ETIMEDOUT if it moved but did not get there. */
+	OVC_BALLOON_TARGET_WAIT = 1u << 0,
+};
+
+/* Ask @name's balloon to leave the guest @target_bytes (QEMU's "logical
+ * size": max - balloon). 0 < target_bytes <= max_bytes, else -ERANGE. */
+int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes,
+			   unsigned flags);
+
+/* Event-loop integration: poll the fd for POLLIN, and call
+ * ovc_balloon_process() when it is readable or when
+ * ovc_balloon_timeout_msec() has passed (-1: no timer wanted). process()
+ * reads backend input, retries a lost connection and calls event_fn for
+ * each queued event. Returns the number of events delivered or -errno. */
+int ovc_balloon_fd(const ovc_balloon *b);
+int ovc_balloon_timeout_msec(const ovc_balloon *b);
+int ovc_balloon_process(ovc_balloon *b);
+
+/* --- Pure helpers, unit-tested (stats.c) --- */
+
+/* Bytes to whole KiB for libvirt, rounded down. -EINVAL if that is 0,
+ * -ERANGE if it does not fit libvirt's unsigned long. */
+int ovc_balloon_bytes_to_kib(uint64_t bytes, unsigned long *ret_kib);
+
+/* One named figure as libvirt's bulk stats give it ("balloon.current"). */
+struct ovc_balloon_kv {
+	const char *name;
+	uint64_t value;
+};
+
+/* Normalise libvirt's balloon group (KiB, last-update in s) into @st.
+ * Unknown names are ignored; a figure missing, or that overflows in bytes,
+ * stays OVC_UNKNOWN. Needs balloon.current and balloon.maximum:
+ * -EBADMSG without them (@st is then reset). Applies
+ * ovc_guest_stats_sanitize() with @now_sec and @max_age_sec. */
+int ovc_balloon_stats_from_libvirt(const struct ovc_balloon_kv *kv, size_t n, uint64_t now_sec,
+				   uint64_t max_age_sec, struct ovc_guest_stats *st);
+
+/* Normalise QMP's qom-get guest-stats value (the JSON object with "stats"
+ * and "last-update", given as text) plus query-balloon's actual and the
+ * configured maximum (bytes). u64 -1, negative, non-integer or missing
+ * figures stay OVC_UNKNOWN. -EBADMSG if @json is not such an object. */
+int ovc_balloon_stats_from_qmp(const char *json, size_t len, uint64_t actual_bytes,
+			       uint64_t max_bytes, uint64_t now_sec, uint64_t max_age_sec,
+			       struct ovc_guest_stats *st);
+
+#endif
