@@ -857,8 +857,11 @@ static char *reader(char *str, int num, void *stream)
 		error_at(p, p->lineno, "line contains a NUL byte");
 		return str;
 	}
-	if (n > (size_t)num - 1) {
-		error_at(p, p->lineno, "line too long (at most %d characters)", num - 2);
+	/* Our own buffers are sized by the header's INI_MAX_LINE; a library
+	 * built with a larger one must not overrun them. */
+	size_t limit = MIN((size_t)num, (size_t)INI_MAX_LINE);
+	if (n > limit - 1) {
+		error_at(p, p->lineno, "line too long (at most %zu characters)", limit - 2);
 		return str;
 	}
 	memcpy(str, line, n);

@@ -39,6 +39,10 @@ const struct ovc_error_text ovc_error_texts[] = {
 	{ EBADMSG, "Bad message: the input is malformed" },
 	{ ECANCELED, "Operation canceled: the engine or region was removed while the call waited" },
 	{ ESTALE, "Stale file handle: the guest's statistics are too old to be used" },
+	{ EFBIG, "File too large: the configuration file is over 1 MiB, or a /proc or /sys file "
+		 "is longer than ovc expects" },
+	{ ENAMETOOLONG, "File name too long: a path (with its root prefix) does not fit PATH_MAX" },
+	{ EISDIR, "Is a directory: the configuration path names a directory, not a file" },
 	{ 0, NULL },
 };
 

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "host.h"
+#include "ksm.h"
+#include "policy.h"
 #include "util.h"
 
 static int root_path(const char *root, const char *rel, char *buf, size_t size)
@@ -247,4 +249,28 @@ int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint6
 	if (r < 0)
 		return r;
 	return take_fd(&fd);
+}
+
+int ovc_host_collect(const char *root, uint64_t now_usec, struct ovc_policy_host *ret)
+{
+	struct ovc_policy_host h = { .now_usec = now_usec };
+	long page = sysconf(_SC_PAGESIZE);
+	int r;
+
+	h.page_size = page > 0 ? (uint64_t)page : 4096;
+	r = ovc_meminfo_read(root, &h.mem);
+	if (r < 0)
+		return r;
+	r = ovc_psi_read(root, &h.psi);
+	if (r < 0 && r != -ENOENT && r != -EOPNOTSUPP)
+		return r;
+	h.psi_valid = r == 0;
+	r = ovc_ksm_read_counters(root, &h.ksm);
+	if (r == 0)
+		r = ovc_ksm_read_knobs(root, &h.ksm_knobs);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	h.ksm_valid = r == 0;
+	*ret = h;
+	return 0;
 }

@@ -66,6 +66,18 @@ int ovc_psi_read(const char *root, struct ovc_psi *ret);
  */
 int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint64_t window_usec);
 
+struct ovc_policy_host;
+
+/*
+ * Everything a policy tick needs from the host, read under @root: meminfo
+ * (required), memory PSI (psi_valid false when the kernel has none or it is
+ * disabled), KSM counters and knobs (ksm_valid false without KSM); sets
+ * now_usec to @now_usec and the page size. Returns 0 or the meminfo
+ * error, or another reader's error other than "absent"; *ret untouched on
+ * failure.
+ */
+int ovc_host_collect(const char *root, uint64_t now_usec, struct ovc_policy_host *ret);
+
 /* Read ROOT/REL (REL starts with '/') into @buf (NUL-terminated, at most
  * @size - 1 bytes; a longer file is -EFBIG). Returns the length or -errno.
  * Shared by the host and KSM readers. */

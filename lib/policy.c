@@ -362,7 +362,9 @@ static void inflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 			 struct ovc_policy_decision *dec, const struct prio_set *prios,
 			 struct ovc_policy_out *out)
 {
-	uint64_t remaining = out->need_bytes;
+	/* Memory balloons are still taking will show in MemAvailable by
+	 * itself; asking others for it too would overshoot. */
+	uint64_t remaining = sat_sub(out->need_bytes, out->pending_bytes);
 	struct view v;
 
 	for (uint32_t p = 0; p < PRIORITY_LEVELS && remaining; p++) {
@@ -471,7 +473,7 @@ static void deflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 static void engine_pass(const struct ovc_config *cfg, const struct ovc_policy_guest *guests,
 			size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out)
 {
-	uint64_t remaining = sat_sub(out->need_bytes, out->inflate_bytes);
+	uint64_t remaining = sat_sub(out->need_bytes, out->inflate_bytes + out->pending_bytes);
 
 	for (uint32_t p = 0; p < PRIORITY_LEVELS; p++)
 		for (size_t i = 0; i < n; i++) {
@@ -615,6 +617,13 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 		any_engine |= c == CAND_ENGINE;
 		if (c != CAND_NONE)
 			dec[i].action = (enum ovc_policy_action)c;
+		/* A balloon still inflating toward a target kept this tick. */
+		const struct ovc_guest_stats *st = &guests[i].stats;
+		if (guests[i].kind != OVC_DRIVER_ENGINE && ovc_known(st->max_bytes) &&
+		    ovc_known(st->actual_bytes) && dec[i].action != OVC_ACTION_EMERGENCY &&
+		    dec[i].action != OVC_ACTION_RESTORE &&
+		    MIN(st->actual_bytes, st->max_bytes) > dec[i].target_bytes)
+			out->pending_bytes += MIN(st->actual_bytes, st->max_bytes) - dec[i].target_bytes;
 		if (dec[i].action == OVC_ACTION_EMERGENCY || dec[i].action == OVC_ACTION_RESTORE) {
 			uint64_t old = guests[i].target_bytes && ovc_known(guests[i].target_bytes)
 					       ? MIN(guests[i].target_bytes, guests[i].stats.max_bytes)

@@ -21,7 +21,8 @@
  *     psi_some / psi_full): inflate guests with spare memory (available
  *     above guest_free, less what their balloon has not yet taken), in
  *     proportion to their spare, at most step each, lowest priority first,
- *     until MemAvailable would be back at high. Guests with stale or missing
+ *     until MemAvailable would be back at high, counting what balloons were
+ *     asked for and have not taken yet. Guests with stale or missing
  *     stats are never inflated; nor within 90% of an interval of their last
  *     action (their stats do not yet show it), nor within six intervals of
  *     an emergency deflate (a guest that just ran short would otherwise be
@@ -119,6 +120,8 @@ struct ovc_policy_out {
 	enum ovc_host_level level;
 	uint64_t low_bytes, high_bytes; /* resolved watermarks */
 	uint64_t need_bytes;          /* what the host wants back this tick */
+	uint64_t pending_bytes;       /* balloons asked for and not yet taken:
+				       * Σ (actual - target); counts toward the need */
 	uint64_t room_bytes;          /* what it can give this tick */
 	uint64_t inflate_bytes;       /* Σ of balloon inflates decided */
 	uint64_t deflate_bytes;       /* Σ of deflates, emergencies included */

@@ -2,7 +2,9 @@
 /* Overcommit ratio arithmetic. Pure; any thread. */
 #include <errno.h>
 
+#include "config.h"
 #include "guest.h"
+#include "policy.h"
 #include "stats.h"
 #include "util.h"
 
@@ -80,4 +82,38 @@ int ovc_overcommit_compute(const struct ovc_overcommit_input *in, struct ovc_ove
 	o.headroom_after_give_back_bytes = signed_diff(in->host_available_bytes, o.give_back_bytes);
 	*ret = o;
 	return 0;
+}
+
+int ovc_overcommit_from_tick(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+			     const struct ovc_policy_guest *guests, size_t n,
+			     struct ovc_overcommit_guest *scratch, struct ovc_overcommit *ret)
+{
+	if (!cfg || !h || (n && (!guests || !scratch)))
+		return -EINVAL;
+	uint64_t total = h->mem.total_bytes;
+	uint64_t low = ovc_conf_size_bytes(&cfg->host.low, total);
+	struct ovc_overcommit_input in = {
+		.host_total_bytes = total,
+		.host_reserve_bytes = ovc_conf_size_bytes(&cfg->host.reserve, total),
+		.host_available_bytes = h->mem.available_bytes,
+		.low_bytes = low,
+		.high_bytes = MAX(ovc_conf_size_bytes(&cfg->host.high, total), low),
+		.ksm_pages_sharing = h->ksm_valid ? h->ksm.pages_sharing : 0,
+		.ksm_zero_pages = h->ksm_valid ? h->ksm.ksm_zero_pages : 0,
+		.page_size = h->page_size,
+		.guests = scratch,
+		.n_guests = n,
+	};
+	for (size_t i = 0; i < n; i++) {
+		const struct ovc_guest_stats *st = &guests[i].stats;
+		uint64_t max = ovc_known(st->max_bytes) ? st->max_bytes : 0;
+		scratch[i] = (struct ovc_overcommit_guest){
+			.max_bytes = max,
+			.actual_bytes = ovc_known(st->actual_bytes) ? st->actual_bytes : max,
+			.rss_bytes = st->rss_bytes,
+			.engine_zero_bytes = st->engine_zero_bytes,
+			.engine_swap_bytes = st->engine_swap_bytes,
+		};
+	}
+	return ovc_overcommit_compute(&in, ret);
 }

@@ -67,4 +67,17 @@ struct ovc_overcommit {
  */
 int ovc_overcommit_compute(const struct ovc_overcommit_input *in, struct ovc_overcommit *ret);
 
+struct ovc_config;
+struct ovc_policy_host;
+struct ovc_policy_guest;
+
+/*
+ * The same from what a daemon tick already has: the config (reserve, low,
+ * high), the host state and the guests given to ovc_policy_tick().
+ * @scratch holds @n entries. Errors as ovc_overcommit_compute().
+ */
+int ovc_overcommit_from_tick(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+			     const struct ovc_policy_guest *guests, size_t n,
+			     struct ovc_overcommit_guest *scratch, struct ovc_overcommit *ret);
+
 #endif

@@ -633,6 +633,128 @@ static void test_api_misuse_and_files(void **state)
 	free(text);
 }
 
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	long n;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+/* The part of @text between the line @start and the next line starting
+ * with @next_prefix (or the end); a malloc'd copy, or NULL. */
+static char *block(const char *text, const char *start, const char *next_prefix)
+{
+	const char *b = strstr(text, start);
+	if (!b)
+		return NULL;
+	b += strlen(start);
+	const char *e = b;
+	size_t np = strlen(next_prefix);
+	while ((e = strchr(e, '\n')) && strncmp(e + 1, next_prefix, np) != 0)
+		e++;
+	return strndup(b, e ? (size_t)(e - b) : strlen(b));
+}
+
+struct doc_check {
+	const char *conf;   /* daemon/ovcd.conf */
+	const char *man;    /* docs/man/ovcd.conf.5 */
+	unsigned keys;
+};
+
+static void check_key_documented(void *userdata, const char *section, const char *key,
+				 const char *def)
+{
+	struct doc_check *dc = userdata;
+	char head[64], line[256];
+	bool guest = strcmp(section, "guest") == 0;
+
+	dc->keys++;
+	/* Shipped example: "#KEY = DEFAULT" inside its section (guest keys:
+	 * inside the commented example, with the default when it has one). */
+	snprintf(head, sizeof(head), guest ? "\n#[guest \"" : "\n[%s]\n", section);
+	_cleanup_(freep) char *cb = block(dc->conf, head, guest ? "[" : "[");
+	if (!cb)
+		fail_msg("daemon/ovcd.conf: no section for [%s]", section);
+	if (*def || !guest)
+		snprintf(line, sizeof(line), "\n#%s =%s%s\n", key, *def ? " " : "", def);
+	else
+		snprintf(line, sizeof(line), "\n#%s = ", key);
+	if (!strstr(cb, line))
+		fail_msg("daemon/ovcd.conf: [%s] lacks '%s'", section, line + 1);
+
+	/* Man page: "\fBKEY =\fR ... (default: DEFAULT)" in its section. */
+	snprintf(head, sizeof(head), guest ? "\n.SS [guest" : "\n.SS [%s]\n", section);
+	_cleanup_(freep) char *mb = block(dc->man, head, ".S");
+	if (!mb)
+		fail_msg("ovcd.conf.5: no .SS for [%s]", section);
+	snprintf(line, sizeof(line), "\\fB%s =\\fR", key);
+	const char *l = strstr(mb, line);
+	if (!l)
+		fail_msg("ovcd.conf.5: [%s] %s undocumented", section, key);
+	char want[128];
+	snprintf(want, sizeof(want), "(default: %s)", *def ? def : guest ? "from [balloon]" : "none");
+	const char *eol = strchr(l, '\n');
+	if (!eol || !memmem(l, (size_t)(eol - l), want, strlen(want)))
+		fail_msg("ovcd.conf.5: [%s] %s: line lacks '%s'", section, key, want);
+}
+
+/* Docs move with code: every key of the table is in the shipped example
+ * and in ovcd.conf(5) with its default, and the shipped example parses to
+ * the defaults as it is and with every default line uncommented. */
+static void test_docs_and_shipped_config(void **state)
+{
+	_cleanup_(freep) char *conf_text = slurp(OVC_SOURCE_ROOT "/daemon/ovcd.conf");
+	_cleanup_(freep) char *man = slurp(OVC_SOURCE_ROOT "/docs/man/ovcd.conf.5");
+	struct doc_check dc = { conf_text, man, 0 };
+
+	ovc_config_foreach_key(check_key_documented, &dc);
+	assert_true(dc.keys >= 40);
+
+	_cleanup_(ovc_config_freep) struct ovc_config *d = NULL;
+	assert_ovc_ok(ovc_config_new_default(&d));
+	_cleanup_(freep) char *want = print_to_string(d);
+
+	_cleanup_(ovc_config_freep) struct ovc_config *shipped = parse_ok(conf_text);
+	_cleanup_(freep) char *got = print_to_string(shipped);
+	assert_string_equal(strchr(got, '\n'), strchr(want, '\n'));
+
+	/* Uncomment "#key = value" lines up to the guest example. */
+	size_t n = strlen(conf_text);
+	_cleanup_(freep) char *un = malloc(n + 1);
+	assert_non_null(un);
+	char *o = un;
+	bool stop = false;
+	for (const char *p = conf_text; *p;) {
+		const char *eol = strchr(p, '\n');
+		size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
+		if (strncmp(p, "#[guest", 7) == 0)
+			stop = true;
+		if (!stop && p[0] == '#' && p[1] >= 'a' && p[1] <= 'z' && memchr(p, '=', len)) {
+			memcpy(o, p + 1, len - 1);
+			o += len - 1;
+		} else {
+			memcpy(o, p, len);
+			o += len;
+		}
+		p += len;
+	}
+	*o = 0;
+	_cleanup_(ovc_config_freep) struct ovc_config *all = parse_ok(un);
+	_cleanup_(freep) char *got2 = print_to_string(all);
+	assert_string_equal(strchr(got2, '\n'), strchr(want, '\n'));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -649,6 +771,7 @@ int main(void)
 		cmocka_unit_test(test_error_many),
 		cmocka_unit_test(test_error_cross_checks),
 		cmocka_unit_test(test_api_misuse_and_files),
+		cmocka_unit_test(test_docs_and_shipped_config),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include <ovc/common.h>
 
 #include "host.h"
+#include "policy.h"
 #include "ovc-test.h"
 #include "util.h"
 
@@ -129,7 +130,71 @@ static void test_root_file(void **state)
 	assert_int_equal(ovc_write_root_file(FIX "absent", "/x", "1"), -ENOENT);
 }
 
+static void test_collect_fixture(void **state)
+{
+	struct ovc_policy_host h;
+
+	assert_ovc_ok(ovc_host_collect(FIX "full", 1234, &h));
+	assert_int_equal(h.now_usec, 1234);
+	assert_int_equal(h.page_size, (uint64_t)sysconf(_SC_PAGESIZE));
+	assert_int_equal(h.mem.available_bytes, 2 * GIB);
+	assert_true(h.psi_valid);
+	assert_int_equal(h.psi.some.avg10_basis_points, 1234);
+	assert_true(h.ksm_valid);
+	assert_int_equal(h.ksm.pages_sharing, 25000);
+	assert_int_equal(h.ksm_knobs.run, 1);
+
+	/* Optional sources absent: collected without them. */
+	assert_ovc_ok(ovc_host_collect(FIX "nopsi", 1, &h));
+	assert_false(h.psi_valid);
+	assert_false(h.ksm_valid);
+	/* A broken optional source is an error, not silence. */
+	h.now_usec = 77;
+	assert_int_equal(ovc_host_collect(FIX "bad-psi", 1, &h), -EBADMSG);
+	assert_int_equal(h.now_usec, 77);
+	assert_int_equal(ovc_host_collect(FIX "bad-meminfo", 1, &h), -EBADMSG);
+}
+
 /* ---- integration: the real files ---- */
+
+static void test_real_collect(void **state)
+{
+	struct ovc_policy_host h;
+
+	assert_ovc_ok(ovc_host_collect(NULL, 5, &h));
+	assert_true(h.mem.total_bytes > 0);
+	print_message("PSI %s, KSM %s\n", h.psi_valid ? "present" : "absent",
+		      h.ksm_valid ? "present" : "absent");
+}
+
+/* The pieces fit on real data: the real host state through the policy
+ * gives the level its MemAvailable and PSI say, and a KSM decision. */
+static void test_real_tick(void **state)
+{
+	struct ovc_config *c = NULL;
+	struct ovc_policy_host h;
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_guest g = { .name = "sim", .kind = OVC_DRIVER_LIBVIRT };
+
+	assert_ovc_ok(ovc_config_new_default(&c));
+	assert_ovc_ok(ovc_host_collect(NULL, 1000 * USEC_PER_SEC, &h));
+	ovc_guest_stats_reset(&g.stats);
+	g.stats.max_bytes = g.stats.actual_bytes = g.target_bytes = GIB;
+	ovc_config_guest_settings(c, g.name, &g.settings);
+	struct ovc_policy_decision d;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	uint64_t low = h.mem.total_bytes / 10, high = h.mem.total_bytes / 5;
+	bool psi = h.psi_valid && (h.psi.some.avg10_basis_points >= 1000 ||
+				   h.psi.full.avg10_basis_points >= 500);
+	enum ovc_host_level want = h.mem.available_bytes < low || psi ? OVC_HOST_PRESSURE
+				   : h.mem.available_bytes > high ? OVC_HOST_ROOM
+								   : OVC_HOST_STEADY;
+	assert_int_equal(out.level, want);
+	assert_int_not_equal(d.action, OVC_ACTION_INFLATE); /* no stats: never */
+	print_message("%s; %s\n", out.reason, out.ksm_reason);
+	ovc_config_free(c);
+}
 
 static void test_real_meminfo(void **state)
 {
@@ -184,8 +249,11 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_psi_parse_errors),
 		cmocka_unit_test(test_trigger_args),
 		cmocka_unit_test(test_root_file),
+		cmocka_unit_test(test_collect_fixture),
 	};
 	const struct CMUnitTest integration[] = {
+		cmocka_unit_test(test_real_collect),
+		cmocka_unit_test(test_real_tick),
 		cmocka_unit_test(test_real_meminfo),
 		cmocka_unit_test(test_real_psi),
 	};

@@ -359,6 +359,28 @@ static void test_proportional(void **state)
 	assert_int_equal(d[1].target_bytes, 4 * GIB - 256 * MIB);
 }
 
+/* What a balloon is still taking counts toward the host's need: others are
+ * not asked for it again. */
+static void test_pending_counts(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\nstep = 256MiB\n");
+	struct ovc_policy_host h = host_at(1900 * MIB); /* need 200MiB */
+	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB) };
+	struct ovc_policy_decision d[2];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+
+	g[0].target_bytes = 4 * GIB - 150 * MIB; /* actual still 4GiB: 150MiB pending */
+	g[0].last_action_usec = NOW - SEC;       /* settling */
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.need_bytes, 200 * MIB);
+	assert_int_equal(out.pending_bytes, 150 * MIB);
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
+	assert_int_equal(d[1].action, OVC_ACTION_INFLATE);
+	assert_int_equal(d[1].target_bytes, 4 * GIB - 50 * MIB);
+}
+
 /* Lower priorities give first; higher priorities get back first. */
 static void test_priorities(void **state)
 {
@@ -518,6 +540,156 @@ static void test_ksm_steering(void **state)
 	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_false(out.ksm_change);
 	assert_string_equal(out.ksm_reason, "no KSM on this host");
+}
+
+/* Random hosts, guests and garbage statistics, deterministic seed: the
+ * invariants hold for every decision, whatever the input. */
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static uint64_t rand_size(uint64_t *s, uint64_t max)
+{
+	switch (xorshift(s) % 8) {
+	case 0:
+		return U;
+	case 1:
+		return xorshift(s); /* garbage */
+	case 2:
+		return 0;
+	default:
+		return max ? xorshift(s) % (max + max / 4 + 1) : 0;
+	}
+}
+
+static void test_random_invariants(void **state)
+{
+	static const char *const confs[] = {
+		base_conf,
+		"[balloon]\nstep = 1%\nfloor = 90%\nemergency_step = 100%\n"
+		"[guest \"g3*\"]\nnever_balloon = yes\n[guest \"g4*\"]\nfloor = 0\npriority = 0\n",
+		"[host]\nlow = 50%\nhigh = 60%\n[balloon]\nguest_free = 0\nmin_change = 0\n"
+		"[guest \"g1*\"]\nstep = 100%\npriority = 100\n",
+	};
+	uint64_t seed = 0x1234567887654321u;
+	enum { N = 8 };
+
+	for (size_t ci = 0; ci < ARRAY_SIZE(confs); ci++) {
+		_cleanup_(ovc_config_freep) struct ovc_config *c = conf(confs[ci]);
+		struct ovc_policy_ksm_state ks = { 0 };
+		for (unsigned iter = 0; iter < 3000; iter++) {
+			struct ovc_policy_host h = host_at(xorshift(&seed) % (17 * GIB));
+			h.now_usec = NOW + iter * 5 * SEC;
+			h.psi_valid = xorshift(&seed) % 2;
+			h.psi.some.avg10_basis_points = (uint32_t)(xorshift(&seed) % 3000);
+			h.psi.full.avg10_basis_points = (uint32_t)(xorshift(&seed) % 1000);
+			h.ksm_valid = xorshift(&seed) % 2;
+			h.ksm.full_scans = iter / 3;
+			h.ksm.general_profit = (int64_t)(xorshift(&seed) % (64 * MIB)) - (int64_t)(8 * MIB);
+			h.ksm.has_general_profit = true;
+			h.ksm_knobs.use_zero_pages = (int32_t)(xorshift(&seed) % 3) - 1;
+			struct ovc_policy_guest g[N];
+			struct ovc_policy_decision d[N];
+			char names[N][8];
+			for (int i = 0; i < N; i++) {
+				uint64_t max = (xorshift(&seed) % 4 == 0) ? rand_size(&seed, 8 * GIB)
+									 : (1 + xorshift(&seed) % 8) * GIB;
+				snprintf(names[i], sizeof(names[i]), "g%d", i);
+				g[i] = guest(c, 0, 0);
+				g[i].name = names[i];
+				g[i].kind = xorshift(&seed) % 5 == 0 ? OVC_DRIVER_ENGINE : OVC_DRIVER_LIBVIRT;
+				g[i].stats.max_bytes = max;
+				g[i].target_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
+				g[i].stats.actual_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
+				g[i].stats.total_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
+				g[i].stats.available_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
+				g[i].stats.major_faults = rand_size(&seed, 100000);
+				g[i].stats.swap_in_bytes = rand_size(&seed, GIB);
+				g[i].stats.engine_swap_bytes = rand_size(&seed, GIB);
+				g[i].stats.rss_bytes = rand_size(&seed, 8 * GIB);
+				g[i].stats.stale = xorshift(&seed) % 4 == 0;
+				g[i].prev.major_faults = rand_size(&seed, 100000);
+				g[i].prev.swap_in_bytes = rand_size(&seed, GIB);
+				g[i].prev.collected_usec = xorshift(&seed) % 3 ? h.now_usec - 5 * SEC : 0;
+				g[i].stats.collected_usec = h.now_usec;
+				g[i].last_action_usec = xorshift(&seed) % 3 ? 0 : h.now_usec - xorshift(&seed) % (60 * SEC);
+				g[i].last_emergency_usec = xorshift(&seed) % 3 ? 0 : g[i].last_action_usec;
+				ovc_config_guest_settings(c, names[i], &g[i].settings);
+			}
+			struct ovc_policy_out out, out2;
+			struct ovc_policy_decision d2[N];
+			struct ovc_policy_guest g_copy[N];
+			struct ovc_policy_host h_copy = h;
+			struct ovc_policy_ksm_state ks_copy = ks;
+			memcpy(g_copy, g, sizeof(g));
+			memset(d, 0xa5, sizeof(d));
+			memset(d2, 0x5a, sizeof(d2));
+			memset(&out, 0xa5, sizeof(out));
+			memset(&out2, 0x5a, sizeof(out2));
+			assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, N, d, &out));
+			/* Pure: inputs untouched, and the same inputs give the
+			 * same outputs, whatever was in the output buffers. */
+			assert_memory_equal(g, g_copy, sizeof(g));
+			assert_memory_equal(&h, &h_copy, sizeof(h));
+			assert_memory_equal(&ks, &ks_copy, sizeof(ks));
+			assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, N, d2, &out2));
+			for (int i = 0; i < N; i++) {
+				assert_int_equal(d[i].action, d2[i].action);
+				assert_int_equal(d[i].target_bytes, d2[i].target_bytes);
+				assert_int_equal(d[i].reclaim_zero_bytes, d2[i].reclaim_zero_bytes);
+				assert_int_equal(d[i].reclaim_swap_bytes, d2[i].reclaim_swap_bytes);
+				assert_string_equal(d[i].reason, d2[i].reason);
+			}
+			assert_string_equal(out.reason, out2.reason);
+			assert_string_equal(out.ksm_reason, out2.ksm_reason);
+			assert_memory_equal(&out.ksm, &out2.ksm, sizeof(out.ksm));
+			assert_memory_equal(&out.ksm_state, &out2.ksm_state, sizeof(out.ksm_state));
+			assert_int_equal(out.need_bytes, out2.need_bytes);
+			assert_int_equal(out.inflate_bytes, out2.inflate_bytes);
+			ks = out.ksm_state;
+			for (int i = 0; i < N; i++) {
+				uint64_t max = g[i].stats.max_bytes;
+				if (!ovc_known(max) || max == 0) {
+					assert_int_equal(d[i].action, OVC_ACTION_NONE);
+					continue;
+				}
+				uint64_t old = g[i].target_bytes && ovc_known(g[i].target_bytes)
+						       ? MIN(g[i].target_bytes, max) : max;
+				uint64_t step = MAX(ovc_conf_size_bytes(&g[i].settings.step, max), MIB);
+				assert_true(d[i].action <= OVC_ACTION_RECLAIM);
+				assert_true(d[i].target_bytes <= max);
+				assert_true(d[i].reason[0] != '\0');
+				if (d[i].target_bytes < old) {
+					assert_int_equal(d[i].action, OVC_ACTION_INFLATE);
+					assert_true(d[i].target_bytes >= d[i].floor_bytes);
+					assert_true(old - d[i].target_bytes <= step);
+					assert_false(g[i].stats.stale);
+					assert_true(ovc_known(g[i].stats.available_bytes));
+					assert_false(d[i].guest_pressure);
+					assert_true(g[i].kind != OVC_DRIVER_ENGINE);
+				}
+				if (d[i].action == OVC_ACTION_EMERGENCY)
+					assert_true(d[i].target_bytes > old);
+				if (g[i].settings.never_balloon && g[i].kind != OVC_DRIVER_ENGINE &&
+				    c->balloon.enable)
+					assert_int_equal(d[i].target_bytes, max);
+				if (d[i].reclaim_swap_bytes) {
+					assert_int_equal(g[i].kind, OVC_DRIVER_ENGINE);
+					assert_false(g[i].settings.never_swap);
+					assert_false(d[i].guest_pressure);
+				}
+				if (g[i].kind == OVC_DRIVER_ENGINE)
+					assert_int_equal(d[i].target_bytes, old);
+			}
+			if (out.ksm_change)
+				assert_true(h.ksm_valid && c->ksm.enable);
+			assert_true(out.ksm_state.pages_to_scan <= c->ksm.max_pages_to_scan);
+		}
+	}
 }
 
 /* ---- trace replay ---- */
@@ -821,7 +993,9 @@ int main(void)
 		cmocka_unit_test(test_host_levels),
 		cmocka_unit_test(test_proportional),
 		cmocka_unit_test(test_priorities),
+		cmocka_unit_test(test_pending_counts),
 		cmocka_unit_test(test_ksm_steering),
+		cmocka_unit_test(test_random_invariants),
 		cmocka_unit_test(test_trace_squeeze),
 		cmocka_unit_test(test_trace_liar),
 		cmocka_unit_test(test_trace_classes),

@@ -5,7 +5,9 @@
 
 #include <ovc/common.h>
 
+#include "config.h"
 #include "guest.h"
+#include "policy.h"
 #include "ovc-test.h"
 #include "stats.h"
 #include "util.h"
@@ -126,12 +128,46 @@ static void test_edges(void **state)
 	assert_int_equal(ovc_overcommit_compute(&in, NULL), -EINVAL);
 }
 
+/* From a tick's inputs: reserve, low and high resolved from the config. */
+static void test_from_tick(void **state)
+{
+	struct ovc_config *c = NULL;
+	const char *text = "[host]\nreserve = 10%\nlow = 1GiB\nhigh = 2GiB\n";
+	assert_ovc_ok(ovc_config_parse("t", text, strlen(text), &c, NULL));
+	struct ovc_policy_host h = {
+		.mem = { .total_bytes = 10 * GIB, .available_bytes = 3 * GIB },
+		.ksm_valid = true, .ksm = { .pages_sharing = 1024 }, .page_size = 4096,
+	};
+	struct ovc_policy_guest g[2] = { 0 };
+	for (int i = 0; i < 2; i++) {
+		ovc_guest_stats_reset(&g[i].stats);
+		g[i].stats.max_bytes = 6 * GIB;
+	}
+	g[0].stats.actual_bytes = 4 * GIB;
+	g[1].stats.rss_bytes = 5 * GIB;   /* actual unknown: taken as max */
+	struct ovc_overcommit_guest scratch[2];
+	struct ovc_overcommit o;
+
+	assert_ovc_ok(ovc_overcommit_from_tick(c, &h, g, 2, scratch, &o));
+	assert_int_equal(o.host_for_guests_bytes, 9 * GIB);
+	assert_int_equal(o.guests_max_bytes, 12 * GIB);
+	assert_int_equal(o.provisioned_ratio_permille, 1333);
+	assert_int_equal(o.savings.balloon_bytes, 2 * GIB);
+	assert_int_equal(o.savings.ksm_bytes, 4 * MIB);
+	assert_int_equal(o.guests_backing_bytes, 9 * GIB - 4 * MIB);
+	assert_int_equal(o.headroom_low_bytes, (int64_t)(2 * GIB));
+	assert_int_equal(o.headroom_high_bytes, (int64_t)GIB);
+	assert_int_equal(ovc_overcommit_from_tick(c, &h, g, 2, NULL, &o), -EINVAL);
+	ovc_config_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_balloon_only),
 		cmocka_unit_test(test_every_mechanism),
 		cmocka_unit_test(test_edges),
+		cmocka_unit_test(test_from_tick),
 	};
 	return cmocka_run_group_tests_name("stats", tests, NULL, NULL);
 }
