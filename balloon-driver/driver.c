@@ -114,8 +114,8 @@ int ovc_balloon_new(const struct ovc_balloon_opts *opts, ovc_balloon **ret)
 
 	switch (opts->backend) {
 	case OVC_BALLOON_LIBVIRT:
-		r = -EOPNOTSUPP; /* the libvirt backend is the next commit */
-		goto fail;
+		b->ops = &balloon_libvirt_ops;
+		break;
 	case OVC_BALLOON_QMP:
 		if (!opts->qmp_dir && !opts->qmp_sockets) {
 			r = -EINVAL;
@@ -181,12 +181,25 @@ int ovc_balloon_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret
 	return b->ops->list(b, ret, ret_n);
 }
 
+/* "failed to <what> of '<name>'<suffix>: <the backend's reason>" */
+static int guest_error(ovc_balloon *b, int r, const char *name, const char *what, const char *suffix)
+{
+	char why[sizeof(b->error)];
+
+	snprintf(why, sizeof(why), "%s", b->error);
+	return balloon_error(b, r, "failed to %s of '%s'%s: %s", what, name, suffix,
+			     why[0] ? why : ovc_strerror(r));
+}
+
 int ovc_balloon_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
 {
+	int r;
+
 	if (!b || !name || !ret)
 		return -EINVAL;
 	b->error[0] = '\0';
-	return b->ops->guest(b, name, ret);
+	r = b->ops->guest(b, name, ret);
+	return r < 0 ? guest_error(b, r, name, "read the balloon", "") : r;
 }
 
 static void sleep_msec(unsigned msec)
@@ -198,6 +211,15 @@ static void sleep_msec(unsigned msec)
 static const char *verb(uint64_t from, uint64_t to)
 {
 	return to < from ? "inflate" : "deflate";
+}
+
+static int target_error(ovc_balloon *b, int r, const char *name, uint64_t from, uint64_t to)
+{
+	char what[32], target[48];
+
+	snprintf(what, sizeof(what), "%s balloon", verb(from, to));
+	snprintf(target, sizeof(target), " to %" PRIu64 "MiB", to / MIB);
+	return guest_error(b, r, name, what, target);
 }
 
 int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes,
@@ -214,8 +236,12 @@ int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_byt
 	b->error[0] = '\0';
 
 	r = b->ops->guest(b, name, &g);
-	if (r < 0)
-		return r; /* the backend said which guest and why */
+	if (r < 0) {
+		char target[48];
+
+		snprintf(target, sizeof(target), " to %" PRIu64 "MiB", target_bytes / MIB);
+		return guest_error(b, r, name, "set balloon", target);
+	}
 	if (target_bytes == 0 || target_bytes > g.stats.max_bytes)
 		return balloon_error(b, -ERANGE,
 				     "failed to set balloon of '%s' to %" PRIu64 "MiB: "
@@ -227,8 +253,10 @@ int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_byt
 				     target_bytes / MIB, "the guest has no balloon device");
 	start = g.stats.actual_bytes;
 	r = b->ops->set_target(b, name, target_bytes);
-	if (r < 0 || !(flags & OVC_BALLOON_TARGET_WAIT))
-		return r;
+	if (r < 0)
+		return target_error(b, r, name, start, target_bytes);
+	if (!(flags & OVC_BALLOON_TARGET_WAIT))
+		return 0;
 
 	/* The guest balloons in 4 KiB pages and libvirt reports KiB, and
 	 * QEMU's actual lags by up to a page batch: within 1 MiB is there. */
@@ -239,15 +267,8 @@ int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_byt
 		uint64_t actual;
 
 		r = b->ops->guest(b, name, &g);
-		if (r < 0) {
-			/* Keep the backend's sentence but say what we were doing. */
-			char why[sizeof(b->error)];
-
-			snprintf(why, sizeof(why), "%s", b->error);
-			return balloon_error(b, r, "failed to %s balloon of '%s' to %" PRIu64 "MiB: %s",
-					     verb(start, target_bytes), name, target_bytes / MIB,
-					     why[0] ? why : ovc_strerror(r));
-		}
+		if (r < 0)
+			return target_error(b, r, name, start, target_bytes);
 		actual = g.stats.actual_bytes;
 		if ((actual > target_bytes ? actual - target_bytes : target_bytes - actual) <= tolerance)
 			return 0;

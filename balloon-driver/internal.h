@@ -26,7 +26,8 @@ struct balloon_ops {
 	int (*list)(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n);
 	/* One guest; -ENOENT if none by that name. */
 	int (*guest)(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret);
-	/* Hand the target to the hypervisor (no waiting). */
+	/* Hand the target to the hypervisor (no waiting). On failure,
+	 * b->error holds only the reason; the caller names guest and target. */
 	int (*set_target)(ovc_balloon *b, const char *name, uint64_t target_bytes);
 	/* The guest's balloon driver did not move within the timeout. */
 	void (*mark_absent)(ovc_balloon *b, const char *name);

@@ -84,7 +84,7 @@ static int guest_lost(ovc_balloon *b, struct qmp_guest *g, int err, const char *
 		g->dead = true;
 		balloon_queue_event(b, OVC_BALLOON_EVENT_STOPPED, g->name, OVC_UNKNOWN);
 	}
-	return balloon_error(b, err, "QEMU guest '%s' (%s): %s", g->name, g->path, why);
+	return balloon_error(b, err, "%s (%s)", why, g->path);
 }
 
 static void handle_event(ovc_balloon *b, struct qmp_guest *g, struct json_object *o)
@@ -157,6 +157,24 @@ static int send_all(int fd, const char *s, size_t len, uint64_t deadline_usec)
 	return 0;
 }
 
+/* "failed to <what> of '<guest>': <reason>", or only the reason when @what
+ * is NULL (the caller wraps it, as ovc_balloon_set_target() does). */
+static int exec_error(ovc_balloon *b, int err, const struct qmp_guest *g, const char *what,
+		      const char *fmt, ...) _printf_(5, 6);
+static int exec_error(ovc_balloon *b, int err, const struct qmp_guest *g, const char *what,
+		      const char *fmt, ...)
+{
+	char reason[384];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	if (!what)
+		return balloon_error(b, err, "%s", reason);
+	return balloon_error(b, err, "failed to %s of '%s': %s", what, g->name, reason);
+}
+
 static int qmp_error_errno(const char *class)
 {
 	if (strcmp(class, "DeviceNotActive") == 0 || strcmp(class, "DeviceNotFound") == 0)
@@ -169,7 +187,7 @@ static int qmp_error_errno(const char *class)
 /*
  * Run one command; on success *ret (if given) gets a reference to the
  * "return" value. Greeting and events are handled on the way. @what says
- * what we were doing, for the error sentence.
+ * what we were doing, for the error sentence (NULL: give only the reason).
  */
 static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
 		    struct json_object *args, struct json_object **ret, const char *what)
@@ -184,8 +202,7 @@ static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
 	if (g->dead) {
 		json_object_put(args);
 		json_object_put(req);
-		return balloon_error(b, -ENOTCONN, "QEMU guest '%s' (%s): monitor socket closed",
-				     g->name, g->path);
+		return exec_error(b, -ENOTCONN, g, what, "QEMU closed the monitor socket");
 	}
 	if (!req) {
 		json_object_put(args);
@@ -205,8 +222,8 @@ static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
 	r = send_all(g->fd, line, strlen(line), deadline);
 	free(line);
 	if (r == -ETIMEDOUT)
-		return balloon_error(b, r, "failed to %s of '%s': QEMU did not accept the command in %d ms",
-				     what, g->name, QMP_REPLY_TIMEOUT_MSEC);
+		return exec_error(b, r, g, what, "QEMU did not accept the command in %d ms",
+				  QMP_REPLY_TIMEOUT_MSEC);
 	if (r < 0)
 		return guest_lost(b, g, r, "QEMU closed the monitor socket");
 
@@ -237,20 +254,16 @@ static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
 		}
 		now = now_usec(CLOCK_MONOTONIC);
 		if (now >= deadline)
-			return balloon_error(b, -ETIMEDOUT, "failed to %s of '%s': QEMU did not answer in %d ms",
-					     what, g->name, QMP_REPLY_TIMEOUT_MSEC);
+			return exec_error(b, -ETIMEDOUT, g, what, "QEMU did not answer in %d ms",
+					  QMP_REPLY_TIMEOUT_MSEC);
 		r = poll(&p, 1, (int)((deadline - now) / 1000 + 1));
 		if (r < 0 && errno != EINTR)
-			return balloon_error(b, negative_errno(), "failed to %s of '%s': poll: %s", what,
-					     g->name, strerror(errno));
+			return exec_error(b, negative_errno(), g, what, "poll: %s", strerror(errno));
 		if (r > 0) {
 			r = guest_read(b, g);
-			if (r < 0)
-				return balloon_error(b, r, "failed to %s of '%s': QEMU closed the monitor socket",
-						     what, g->name);
-			if (g->dead)
-				return balloon_error(b, -ENOTCONN, "failed to %s of '%s': QEMU closed the monitor socket",
-						     what, g->name);
+			if (r < 0 || g->dead)
+				return exec_error(b, r < 0 ? r : -ENOTCONN, g, what,
+						  "QEMU closed the monitor socket");
 		}
 	}
 
@@ -267,8 +280,7 @@ static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
 		json_object_object_get_ex(err, "class", &class);
 		json_object_object_get_ex(err, "desc", &desc);
 		r = qmp_error_errno(class ? json_object_get_string(class) : "");
-		balloon_error(b, r, "failed to %s of '%s': %s", what, g->name,
-			      desc ? json_object_get_string(desc) : "QEMU returned an error");
+		exec_error(b, r, g, what, "%s", desc ? json_object_get_string(desc) : "QEMU returned an error");
 		json_object_put(reply);
 		return r;
 	}
@@ -545,26 +557,25 @@ static int guest_info(ovc_balloon *b, struct qmp_guest *g, struct ovc_balloon_gu
 	out->stats.actual_bytes = g->max_bytes;
 
 	if (g->caps & OVC_BALLOON_CAP_DEVICE) {
-		r = qmp_exec(b, g, "query-balloon", NULL, &v, "query the balloon");
+		r = qmp_exec(b, g, "query-balloon", NULL, &v, NULL);
 		if (r < 0)
 			return r;
 		actual = json_object_object_get_ex(v, "actual", &a) ? balloon_json_u64(a) : OVC_UNKNOWN;
 		json_object_put(v);
 		v = NULL;
 		if (!ovc_known(actual))
-			return balloon_error(b, -EPROTO, "QEMU guest '%s': query-balloon without 'actual'",
-					     g->name);
+			return balloon_error(b, -EPROTO, "query-balloon without 'actual'");
 		if (actual != g->max_bytes)
 			g->seen_update = true; /* only the guest driver moves it */
 		if (g->caps & OVC_BALLOON_CAP_STATS_POLLING) {
-			r = qom_get(b, g, "guest-stats", &v, "read the guest stats");
+			r = qom_get(b, g, "guest-stats", &v, NULL);
 			if (r < 0)
 				return r;
 			r = balloon_stats_from_qmp_obj(v, actual, g->max_bytes, now_usec(CLOCK_REALTIME) / USEC_PER_SEC,
 						       balloon_stale_sec(b), &out->stats);
 			json_object_put(v);
 			if (r < 0)
-				return balloon_error(b, r, "QEMU guest '%s': guest-stats is not an object", g->name);
+				return balloon_error(b, r, "guest-stats is not an object");
 			if (ovc_known(out->stats.guest_update_sec) && out->stats.guest_update_sec > 0)
 				g->seen_update = true;
 		} else {
@@ -608,7 +619,7 @@ static int lookup(ovc_balloon *b, const char *name, struct qmp_guest **ret)
 		g = find_name(q, name);
 	}
 	if (!g)
-		return balloon_error(b, -ENOENT, "no QEMU guest named '%s' (no such QMP socket)", name);
+		return balloon_error(b, -ENOENT, "no QEMU guest by that name (no such QMP socket)");
 	*ret = g;
 	return 0;
 }
@@ -625,15 +636,14 @@ static int qmp_set_target(ovc_balloon *b, const char *name, uint64_t target_byte
 {
 	struct qmp_guest *g = NULL;
 	struct json_object *a;
-	char what[96];
 	int r = lookup(b, name, &g);
 
 	if (r < 0)
 		return r;
 	a = json_object_new_object();
 	json_object_object_add(a, "value", json_object_new_uint64(target_bytes));
-	snprintf(what, sizeof(what), "set the balloon target to %" PRIu64 "MiB", target_bytes / MIB);
-	return qmp_exec(b, g, "balloon", a, NULL, what);
+	/* Bytes, no rounding: QEMU rounds to its page size itself. */
+	return qmp_exec(b, g, "balloon", a, NULL, NULL);
 }
 
 static void qmp_mark_absent(ovc_balloon *b, const char *name)

@@ -470,6 +470,7 @@ int harness_domain_start(struct harness_libvirtd *d, const struct harness_image 
 {
 	char *xml = NULL, kernel[400], initrd[400], cmd[600];
 	char stats[64] = "";
+	virDomainPtr dom;
 	int r = guest_init(g);
 
 	if (r < 0)
@@ -505,9 +506,9 @@ int harness_domain_start(struct harness_libvirtd *d, const struct harness_image 
 		harness_guest_stop(g);
 		return -ENOMEM;
 	}
-	g->dom = virDomainCreateXML(d->conn, xml, 0);
+	dom = virDomainCreateXML(d->conn, xml, 0);
 	free(xml);
-	if (!g->dom) {
+	if (!dom) {
 		virErrorPtr e = virGetLastError();
 
 		fprintf(stderr, "harness: virDomainCreateXML(%s): %s\n", g->name,
@@ -515,6 +516,8 @@ int harness_domain_start(struct harness_libvirtd *d, const struct harness_image 
 		harness_guest_stop(g);
 		return -EIO;
 	}
+	virDomainFree(dom);
+	g->lvd = d;
 	return 0;
 }
 
@@ -537,11 +540,15 @@ void harness_guest_stop(struct harness_guest *g)
 		waitpid(g->pid, NULL, 0);
 		g->pid = 0;
 	}
-	if (g->dom) {
-		virDomainDestroy(g->dom); /* fails harmlessly if already gone */
-		virDomainFree(g->dom);
-		g->dom = NULL;
+	if (g->lvd && g->lvd->conn) {
+		virDomainPtr dom = virDomainLookupByName(g->lvd->conn, g->name);
+
+		if (dom) { /* gone already if a test destroyed it */
+			virDomainDestroy(dom);
+			virDomainFree(dom);
+		}
 	}
+	g->lvd = NULL;
 	if (g->qmp_path[0])
 		unlink(g->qmp_path); /* may live outside the guest's directory */
 	if (g->dir[0]) {

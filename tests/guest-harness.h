@@ -66,7 +66,8 @@ struct harness_guest {
 	char serial_path[300];
 	char console_path[300];
 	pid_t pid;           /* bare QEMU only, else 0 */
-	virDomainPtr dom;    /* libvirt only */
+	struct harness_libvirtd *lvd; /* libvirt only: destroyed by name through lvd->conn,
+				       * which survives harness_libvirtd_restart() */
 	int serial_fd;       /* connection to ovc-guest-workload, or -1 */
 };
 

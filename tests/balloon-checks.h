@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Checks shared by the integration tests of every balloon backend
+ * (test-qmp.c, test-libvirt.c): the same guest-visible behaviour is asserted
+ * whichever way the guest is reached. Header-only, for the test binaries.
+ */
+#ifndef OVC_BALLOON_CHECKS_H
+#define OVC_BALLOON_CHECKS_H
+
+#include <stdio.h>
+#include <string.h>
+
+#include "driver.h"
+#include "guest-harness.h"
+#include "ovc-test.h"
+#include "util.h"
+
+#define SKIP_IF_NEEDED(f)                                                      \
+	do {                                                                   \
+		if ((f)->skip)                                                 \
+			skip_because("%s", (f)->skip);                         \
+	} while (0)
+
+/* What ovc_balloon_process() delivered. CHANGED counts only @watch's. */
+struct balloon_events {
+	const char *watch;
+	unsigned changed, started, stopped, disconnected, reconnected;
+	uint64_t last_actual;
+	char last_stopped[64];
+};
+
+static inline void balloon_events_record(void *userdata, const struct ovc_balloon_event *ev)
+{
+	struct balloon_events *e = userdata;
+
+	switch (ev->type) {
+	case OVC_BALLOON_EVENT_CHANGED:
+		if (ev->guest && e->watch && strcmp(ev->guest, e->watch) == 0) {
+			e->changed++;
+			e->last_actual = ev->actual_bytes;
+		}
+		break;
+	case OVC_BALLOON_EVENT_STARTED:
+		e->started++;
+		break;
+	case OVC_BALLOON_EVENT_STOPPED:
+		e->stopped++;
+		snprintf(e->last_stopped, sizeof(e->last_stopped), "%s", ev->guest ? ev->guest : "");
+		break;
+	case OVC_BALLOON_EVENT_DISCONNECTED:
+		e->disconnected++;
+		break;
+	case OVC_BALLOON_EVENT_RECONNECTED:
+		e->reconnected++;
+		break;
+	}
+}
+
+/* Options every backend's test uses: stats every second, quick reconnects. */
+static inline struct ovc_balloon_opts balloon_test_opts(enum ovc_balloon_backend backend, unsigned confirm_msec,
+							struct balloon_events *ev)
+{
+	struct ovc_balloon_opts o = {
+		.size = sizeof(o),
+		.backend = backend,
+		.stats_period_sec = 1,
+		.confirm_timeout_msec = confirm_msec,
+		.reconnect_min_msec = 200,
+		.reconnect_max_msec = 2000,
+		.event_fn = balloon_events_record,
+		.event_userdata = ev,
+	};
+
+	return o;
+}
+
+struct balloon_check {
+	ovc_balloon *b;
+	struct balloon_events *ev;
+	const char *guest;
+	uint64_t bytes;
+};
+
+static inline bool balloon_stats_fresh(void *arg)
+{
+	struct balloon_check *c = arg;
+	struct ovc_balloon_guest g;
+
+	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && !g.stats.stale &&
+	       ovc_known(g.stats.total_bytes);
+}
+
+static inline bool balloon_event_reached(void *arg)
+{
+	struct balloon_check *c = arg;
+
+	ovc_balloon_process(c->b);
+	return c->ev->changed > 0 && c->ev->last_actual <= c->bytes + MIB;
+}
+
+static inline bool balloon_got_stopped(void *arg)
+{
+	struct balloon_check *c = arg;
+
+	ovc_balloon_process(c->b);
+	return c->ev->stopped > 0;
+}
+
+/* Stats polling is on (the driver turned it on): the guest answers within
+ * a few periods, and what it says matches its own /proc/meminfo. */
+static inline void check_real_stats(ovc_balloon *b, struct harness_guest *hg, uint64_t max_bytes)
+{
+	struct balloon_check c = { .b = b, .guest = hg->name };
+	struct ovc_balloon_guest g;
+	struct harness_meminfo mi;
+
+	assert_true(harness_wait_until(balloon_stats_fresh, &c, 60000));
+	assert_ovc_ok(ovc_balloon_guest(b, hg->name, &g));
+	assert_int_equal(g.driver, OVC_BALLOON_DRIVER_LOADED);
+	assert_ovc_ok(harness_guest_meminfo(hg, &mi));
+	/* virtio-balloon's total is the guest's totalram, which is what
+	 * /proc/meminfo calls MemTotal (libvirt names it "available"). */
+	assert_int_equal(g.stats.total_bytes, mi.total_kib * KIB);
+	assert_true(ovc_known(g.stats.available_bytes));
+	assert_true(g.stats.available_bytes <= g.stats.total_bytes);
+	assert_true(g.stats.free_bytes <= g.stats.total_bytes);
+	assert_int_equal(g.stats.actual_bytes, max_bytes);
+}
+
+/* Inflate to @half_bytes and see the guest's own MemTotal drop by it (the
+ * guests run without deflate-on-oom, which would keep MemTotal as is), see
+ * the BALLOON_CHANGE event, deflate to @max_bytes and see MemTotal return. */
+static inline void check_inflate_deflate(ovc_balloon *b, struct balloon_events *ev, struct harness_guest *hg,
+					 uint64_t half_bytes, uint64_t max_bytes)
+{
+	struct balloon_check c = { .b = b, .ev = ev, .guest = hg->name, .bytes = half_bytes };
+	struct harness_meminfo before, inflated, after;
+	struct ovc_balloon_guest g;
+
+	assert_ovc_ok(harness_guest_meminfo(hg, &before));
+	ev->changed = 0;
+	ev->watch = hg->name;
+	assert_ovc_ok(ovc_balloon_set_target(b, hg->name, half_bytes, OVC_BALLOON_TARGET_WAIT));
+	assert_ovc_ok(ovc_balloon_guest(b, hg->name, &g));
+	assert_true(g.stats.actual_bytes <= half_bytes + MIB);
+	assert_ovc_ok(harness_guest_meminfo(hg, &inflated));
+	assert_true(before.total_kib - inflated.total_kib >= (max_bytes - half_bytes) / KIB - 2048);
+	assert_int_equal(inflated.oom_kill, before.oom_kill);
+	/* The event reached the caller through process(). QEMU throttles
+	 * BALLOON_CHANGE to one a second, so the last one may still come. */
+	assert_true(harness_wait_until(balloon_event_reached, &c, 10000));
+
+	assert_ovc_ok(ovc_balloon_set_target(b, hg->name, max_bytes, OVC_BALLOON_TARGET_WAIT));
+	assert_ovc_ok(harness_guest_meminfo(hg, &after));
+	assert_true(after.total_kib + 1024 >= before.total_kib);
+	assert_ovc_ok(ovc_balloon_guest(b, hg->name, &g));
+	assert_true(g.stats.actual_bytes + MIB >= max_bytes);
+}
+
+#endif
