@@ -115,6 +115,8 @@ struct manager {
 	char *metrics_text;
 	size_t metrics_len;
 	bool ready, quit;
+	char last_status[256];
+	uint64_t last_status_usec;
 };
 
 #define SZ(v) ovc_format_size_short((v), (char[24]){ 0 }, 24)
@@ -396,15 +398,27 @@ static void record(struct manager *m, const struct ovc_policy_host *host, const 
 	}
 }
 
-static void notify_status(struct manager *m)
+/* STATUS= for systemctl status: when it says something new, and at most
+ * every 5 s unless the host's level changed (each tick would flood the
+ * manager's notify socket with near-identical lines). */
+static void notify_status(struct manager *m, bool level_changed)
 {
 	const struct ovc_overcommit *oc = &m->view.oc;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	char text[256];
 
-	sd_notifyf(0, "STATUS=%s; ratio provisioned %" PRIu64 ".%02" PRIu64 " effective %" PRIu64
-		      ".%02" PRIu64 "; %zu guests; balloon saves %s",
-		   ovc_host_level_name(m->view.level), oc->provisioned_ratio_permille / 1000,
-		   oc->provisioned_ratio_permille % 1000 / 10, oc->effective_ratio_permille / 1000,
-		   oc->effective_ratio_permille % 1000 / 10, m->n_guests, SZ(oc->savings.balloon_bytes));
+	snprintf(text, sizeof(text),
+		 "STATUS=%s; ratio provisioned %" PRIu64 ".%02" PRIu64 " effective %" PRIu64 ".%02" PRIu64
+		 "; %zu guests; balloon saves %s",
+		 ovc_host_level_name(m->view.level), oc->provisioned_ratio_permille / 1000,
+		 oc->provisioned_ratio_permille % 1000 / 10, oc->effective_ratio_permille / 1000,
+		 oc->effective_ratio_permille % 1000 / 10, m->n_guests, SZ(oc->savings.balloon_bytes));
+	if (strcmp(text, m->last_status) == 0 ||
+	    (!level_changed && now - m->last_status_usec < 5 * USEC_PER_SEC))
+		return;
+	snprintf(m->last_status, sizeof(m->last_status), "%s", text);
+	m->last_status_usec = now;
+	sd_notify(0, text);
 }
 
 static void tick(struct manager *m)
@@ -414,6 +428,7 @@ static void tick(struct manager *m)
 	struct ovc_policy_decision *dec = NULL;
 	struct ovc_policy_out out = { 0 };
 	size_t n = 0;
+	bool level_changed;
 	int r;
 
 	m->ticks++;
@@ -462,7 +477,8 @@ static void tick(struct manager *m)
 		dlog_err("policy failed in tick %" PRIu64 ": %s", m->ticks, strerror(-r));
 		goto out;
 	}
-	if (out.level != m->view.level || m->ticks == 1) {
+	level_changed = out.level != m->view.level || m->ticks == 1;
+	if (level_changed) {
 		dlog_notice("tick %" PRIu64 ": %s", m->ticks, out.reason);
 		m->view.level = out.level;
 		m->view.level_since_tick = m->ticks;
@@ -525,7 +541,7 @@ static void tick(struct manager *m)
 		m->ksm_state = out.ksm_state;
 	}
 	record(m, &host, &out);
-	notify_status(m);
+	notify_status(m, level_changed);
 	if (!m->ready) {
 		sd_notify(0, "READY=1");
 		m->ready = true;
