@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -239,6 +240,16 @@ static void ksm_restore(struct manager *m)
 
 /* ---- tick ---- */
 
+static bool guest_wanted(const struct manager *m, const char *name)
+{
+	if (m->opts.n_only == 0)
+		return true;
+	for (size_t i = 0; i < m->opts.n_only; i++)
+		if (fnmatch(m->opts.only[i], name, 0) == 0)
+			return true;
+	return false;
+}
+
 static void collect_guests(struct manager *m)
 {
 	for (size_t i = 0; i < m->n_guests; i++)
@@ -262,7 +273,11 @@ static void collect_guests(struct manager *m)
 			continue;
 		}
 		for (size_t i = 0; i < n; i++) {
-			struct mguest *g = guest_find(m, list[i].name);
+			struct mguest *g;
+
+			if (!guest_wanted(m, list[i].name))
+				continue;
+			g = guest_find(m, list[i].name);
 
 			if (g && g->drv != drv) {
 				ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,

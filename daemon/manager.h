@@ -27,6 +27,10 @@ struct manager_opts {
 	bool no_libvirt;
 	const char *qmp_dirs[OVCD_MAX_QMP_DIRS];
 	size_t n_qmp_dirs;
+	/* Manage only guests whose name matches one of these fnmatch(3)
+	 * globs (none: every guest). Others are not touched at all. */
+	const char *only[OVCD_MAX_QMP_DIRS];
+	size_t n_only;
 };
 
 struct manager;

@@ -28,12 +28,13 @@ static void usage(FILE *f)
 		"                       (default qemu:///system when libvirtd's socket exists)\n"
 		"      --no-libvirt     do not connect to libvirt\n"
 		"      --qmp-dir DIR    manage bare QEMU guests by the QMP sockets in DIR (repeatable)\n"
+		"      --only GLOB      manage only the guests whose name matches GLOB (repeatable)\n"
 		"  -v, --verbose        log at debug level\n"
 		"  -h, --help           this text\n"
 		"      --version        print the version\n");
 }
 
-enum { OPT_CHECK = 256, OPT_DRY, OPT_LIBVIRT, OPT_NO_LIBVIRT, OPT_QMP, OPT_VERSION };
+enum { OPT_CHECK = 256, OPT_DRY, OPT_LIBVIRT, OPT_NO_LIBVIRT, OPT_QMP, OPT_ONLY, OPT_VERSION };
 
 int main(int argc, char **argv)
 {
@@ -44,6 +45,7 @@ int main(int argc, char **argv)
 		{ "libvirt", required_argument, NULL, OPT_LIBVIRT },
 		{ "no-libvirt", no_argument, NULL, OPT_NO_LIBVIRT },
 		{ "qmp-dir", required_argument, NULL, OPT_QMP },
+		{ "only", required_argument, NULL, OPT_ONLY },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, OPT_VERSION },
@@ -83,6 +85,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			mo.qmp_dirs[mo.n_qmp_dirs++] = optarg;
+			break;
+		case OPT_ONLY:
+			if (mo.n_only == OVCD_MAX_QMP_DIRS) {
+				fprintf(stderr, "ovcd: at most %d --only\n", OVCD_MAX_QMP_DIRS);
+				return 2;
+			}
+			mo.only[mo.n_only++] = optarg;
 			break;
 		case 'v':
 			level = OVC_LOG_DEBUG;
