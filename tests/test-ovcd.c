@@ -904,6 +904,205 @@ static void test_sigterm(void **state)
 	print_message("[  INFO    ] floor invariant checked %u times\n", floor_checks);
 }
 
+/* ---- libvirt: ovcd --libvirt against a real libvirtd ---- */
+
+static struct harness_libvirtd LVD;
+
+static int start_ovcd(const char *const *args)
+{
+	char *argv[16];
+	size_t n = 0;
+
+	argv[n++] = "ovcd";
+	argv[n++] = "-c";
+	argv[n++] = F.conf;
+	for (; *args && n < ARRAY_SIZE(argv) - 1; args++)
+		argv[n++] = (char *)*args;
+	argv[n] = NULL;
+	seen_ready = seen_stopping = seen_reloading = 0;
+	F.ovcd = fork();
+	if (F.ovcd == 0) {
+		char bin[512];
+		int fd = open(F.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, STDERR_FILENO);
+		setenv("NOTIFY_SOCKET", F.notify, 1);
+		unsetenv("JOURNAL_STREAM");
+		snprintf(bin, sizeof(bin), "%s/ovcd", OVCD_BIN);
+		execv(bin, argv);
+		_exit(127);
+	}
+	return F.ovcd > 0 ? 0 : -1;
+}
+
+static int setup_libvirt(void **state)
+{
+	const char *why = NULL;
+	struct harness_guest_opts go = { .mem_mib = 1024, .stats_period_sec = 1 };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ovc_meminfo mi;
+	char glob[64];
+	pthread_t t;
+	FILE *f;
+
+	memset(&F, 0, sizeof(F));
+	memset(&LVD, 0, sizeof(LVD));
+	F.a.serial_fd = F.b.serial_fd = F.notify_fd = -1;
+	if ((F.skip = harness_qemu_missing()))
+		return 0;
+	if (harness_image(&F.img, &why) < 0 || harness_libvirtd_start(&LVD, &why) < 0) {
+		F.skip = why;
+		return 0;
+	}
+	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-ovcd-lv", (int)getpid());
+	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
+	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
+	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
+	snprintf(F.notify, sizeof(F.notify), "%s/notify", F.dir);
+	if (mkdir(F.dir, 0755) < 0)
+		return -1;
+	if (harness_domain_start(&LVD, &F.img, &go, &F.a) < 0 || harness_guest_wait_ready(&F.a, 180000) < 0)
+		return -1;
+	F.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.notify);
+	if (F.notify_fd < 0 || bind(F.notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    pthread_create(&t, NULL, notify_reader, NULL) != 0)
+		return -1;
+	pthread_detach(t);
+	/* Pressure from the config against the real MemAvailable: low is
+	 * 1 GiB above it. */
+	if (ovc_meminfo_read(NULL, &mi) < 0)
+		return -1;
+	f = fopen(F.conf, "we");
+	if (!f)
+		return -1;
+	fprintf(f, "[host]\ninterval = 1s\nlow = %luMiB\nhigh = %luMiB\npsi_trigger_stall = 0\n"
+		   "[balloon]\nstep = 25%%\nfloor = 50%%\nstats_period = 1s\nstale_after = 5s\n"
+		   "[ksm]\nenable = no\n[control]\nsocket = %s\n",
+		(unsigned long)((mi.available_bytes + GIB) / MIB), (unsigned long)((mi.available_bytes + 2 * GIB) / MIB),
+		F.sock);
+	fclose(f);
+	/* Only this test's domains: other domains on this libvirtd are not ours. */
+	snprintf(glob, sizeof(glob), "ovc-test-%d-*", (int)getpid());
+	{
+		const char *args[] = { "--libvirt", "qemu:///system", "--only", glob, NULL };
+		return start_ovcd(args);
+	}
+}
+
+static int teardown_libvirt(void **state)
+{
+	if (F.ovcd > 0) {
+		kill(F.ovcd, SIGKILL);
+		waitpid(F.ovcd, NULL, 0);
+	}
+	harness_guest_stop(&F.a);
+	harness_libvirtd_stop(&LVD);
+	if (F.notify_fd >= 0)
+		close(F.notify_fd);
+	if (F.dir[0] && !getenv("OVC_TEST_KEEP"))
+		sh(NULL, 0, "rm -rf %s", F.dir);
+	return 0;
+}
+
+static uint64_t domain_kib(void)
+{
+	virDomainPtr d = virDomainLookupByName(LVD.conn, F.a.name);
+	virDomainInfo info;
+	uint64_t kib = 0;
+
+	if (d && virDomainGetInfo(d, &info) == 0)
+		kib = info.memory;
+	if (d)
+		virDomainFree(d);
+	return kib;
+}
+
+static bool lv_inflated(void *arg)
+{
+	struct json_object *gs = ctl_json("guests");
+	struct json_object *g = guest_of(gs, F.a.name);
+	bool ok = g && ju(g, "inflates") > 0;
+
+	if (gs)
+		check_floors(gs);
+	json_object_put(gs);
+	return ok;
+}
+
+static uint64_t lv_target_kib;
+
+static bool lv_at_target(void *arg)
+{
+	uint64_t kib = domain_kib();
+
+	return kib + 1024 >= lv_target_kib && kib <= lv_target_kib + 1024;
+}
+
+static void test_libvirt_inflates(void **state)
+{
+	struct json_object *gs, *g;
+	struct harness_meminfo mi;
+	uint64_t target;
+
+	SKIP_IF_NEEDED();
+	assert_true(notify_wait(&seen_ready, 120000));
+	assert_true(harness_wait_until(lv_inflated, NULL, 90000));
+	gs = ctl_json("guests");
+	g = guest_of(gs, F.a.name);
+	assert_string_equal(json_object_get_string(jget(g, "driver")), "libvirt");
+	target = ju(g, "target_bytes");
+	assert_true(target < GIB);
+	assert_true(target >= GIB / 2);
+	json_object_put(gs);
+	/* libvirt's own view: the domain's current memory reaches the
+	 * target (libvirt updates it from QEMU's throttled BALLOON_CHANGE);
+	 * and the guest really lost the memory. */
+	lv_target_kib = target / KIB;
+	assert_true(harness_wait_until(lv_at_target, NULL, 60000));
+	assert_ovc_ok(harness_guest_meminfo(&F.a, &mi));
+	assert_true(mi.total_kib * KIB < GIB - 64 * MIB);
+	assert_int_equal(mi.oom_kill, 0);
+}
+
+static bool lv_pinned(void *arg)
+{
+	lv_target_kib = GIB * 90 / 100 / KIB;
+	return lv_at_target(arg);
+}
+
+static void test_libvirtd_restart_under_ovcd(void **state)
+{
+	char out[4096];
+	struct json_object *st;
+
+	SKIP_IF_NEEDED();
+	if (!LVD.started_libvirtd)
+		skip_because("libvirtd was already running; not restarting a daemon the test did not start");
+	assert_ovc_ok(harness_libvirtd_restart(&LVD));
+	/* ovcd carries on, reconnects, and acts through the new libvirtd. */
+	assert_int_equal(sh(out, sizeof(out), "%s/ovcctl -s %s set %s target 90%% 2>&1", OVCD_BIN, F.sock,
+			    F.a.name), 0);
+	assert_true(harness_wait_until(lv_pinned, NULL, 60000));
+	st = ctl_json("status");
+	assert_non_null(st);
+	json_object_put(st);
+	assert_int_equal(waitpid(F.ovcd, NULL, WNOHANG), 0);
+	assert_true(log_contains("libvirt"));
+}
+
+static void test_libvirt_sigterm(void **state)
+{
+	int status;
+
+	SKIP_IF_NEEDED();
+	assert_int_equal(kill(F.ovcd, SIGTERM), 0);
+	assert_int_equal(waitpid(F.ovcd, &status, 0), F.ovcd);
+	F.ovcd = 0;
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -917,5 +1116,20 @@ int main(void)
 		cmocka_unit_test(test_sigterm),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	const struct CMUnitTest libvirt_tests[] = {
+		cmocka_unit_test(test_libvirt_inflates),
+		cmocka_unit_test(test_libvirtd_restart_under_ovcd),
+		cmocka_unit_test(test_libvirt_sigterm),
+	};
+	/* OVCD_TEST_GROUP=qmp|libvirt runs one group (for development). */
+	const char *only = getenv("OVCD_TEST_GROUP");
+	int failed = 0;
+
+	if (!only || strcmp(only, "qmp") == 0)
+		failed += cmocka_run_group_tests_name("ovcd-qmp", tests, setup, teardown);
+	if (only && strcmp(only, "libvirt") != 0)
+		return failed;
+
+	return failed + cmocka_run_group_tests_name("ovcd-libvirt", libvirt_tests, setup_libvirt,
+						     teardown_libvirt);
 }
