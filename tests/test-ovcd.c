@@ -39,6 +39,7 @@
 #include "guest-harness.h"
 #include "guest.h"
 #include "host.h"
+#include "ksm.h"
 #include "ovc-test.h"
 #include "util.h"
 
@@ -1103,6 +1104,146 @@ static void test_libvirt_sigterm(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* ---- KSM: steered while running, put back at SIGTERM, untouched in a dry run ---- */
+
+static struct ovc_ksm_knobs KSM_SAVED;
+static bool ksm_saved;
+static const struct ovc_ksm_knobs KSM_START = {
+	.run = 0, .pages_to_scan = 100, .sleep_millisecs = 20, .use_zero_pages = 0,
+};
+
+static int setup_ksm(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ovc_ksm_knobs k;
+	struct ovc_meminfo mi;
+	pthread_t t;
+	FILE *f;
+
+	memset(&F, 0, sizeof(F));
+	F.a.serial_fd = F.b.serial_fd = F.notify_fd = -1;
+	if (ovc_ksm_read_knobs(NULL, &k) < 0) {
+		F.skip = "no KSM on this kernel (/sys/kernel/mm/ksm)";
+		return 0;
+	}
+	if (k.advisor_scan_time) {
+		F.skip = "KSM's advisor owns pages_to_scan on this host";
+		return 0;
+	}
+	/* Whatever happens, the test puts the host's knobs back. */
+	if (ovc_ksm_save(NULL, &KSM_SAVED) < 0)
+		return -1;
+	ksm_saved = true;
+	if (ovc_ksm_apply(NULL, &KSM_START, NULL) < 0)
+		return -1;
+	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-ovcd-ksm", (int)getpid());
+	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
+	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
+	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
+	snprintf(F.notify, sizeof(F.notify), "%s/notify", F.dir);
+	if (mkdir(F.dir, 0755) < 0)
+		return -1;
+	F.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.notify);
+	if (F.notify_fd < 0 || bind(F.notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    pthread_create(&t, NULL, notify_reader, NULL) != 0)
+		return -1;
+	pthread_detach(t);
+	/* Host pressure from the config (low 1 GiB above the real
+	 * MemAvailable): the policy wants KSM on. */
+	if (ovc_meminfo_read(NULL, &mi) < 0)
+		return -1;
+	f = fopen(F.conf, "we");
+	if (!f)
+		return -1;
+	fprintf(f, "[host]\ninterval = 500ms\nlow = %luMiB\nhigh = %luMiB\npsi_trigger_stall = 0\n"
+		   "[ksm]\nenable = yes\nuse_zero_pages = yes\n[control]\nsocket = %s\n",
+		(unsigned long)((mi.available_bytes + GIB) / MIB), (unsigned long)((mi.available_bytes + 2 * GIB) / MIB),
+		F.sock);
+	fclose(f);
+	return 0;
+}
+
+static int teardown_ksm(void **state)
+{
+	if (F.ovcd > 0) {
+		kill(F.ovcd, SIGKILL);
+		waitpid(F.ovcd, NULL, 0);
+	}
+	if (ksm_saved)
+		(void)ovc_ksm_restore(NULL, &KSM_SAVED);
+	if (F.notify_fd >= 0)
+		close(F.notify_fd);
+	if (F.dir[0] && !getenv("OVC_TEST_KEEP"))
+		sh(NULL, 0, "rm -rf %s", F.dir);
+	return 0;
+}
+
+static void assert_knobs_are_start(void)
+{
+	struct ovc_ksm_knobs k;
+
+	assert_ovc_ok(ovc_ksm_read_knobs(NULL, &k));
+	assert_int_equal(k.run, KSM_START.run);
+	assert_int_equal(k.pages_to_scan, KSM_START.pages_to_scan);
+	assert_int_equal(k.sleep_millisecs, KSM_START.sleep_millisecs);
+	if (k.use_zero_pages >= 0)
+		assert_int_equal(k.use_zero_pages, KSM_START.use_zero_pages);
+}
+
+static void stop_ovcd(void)
+{
+	int status;
+
+	assert_int_equal(kill(F.ovcd, SIGTERM), 0);
+	assert_int_equal(waitpid(F.ovcd, &status, 0), F.ovcd);
+	F.ovcd = 0;
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_ksm_dry_run_changes_nothing(void **state)
+{
+	const char *args[] = { "--dry-run", "--no-libvirt", NULL };
+	struct json_object *st;
+
+	SKIP_IF_NEEDED();
+	assert_int_equal(start_ovcd(args), 0);
+	assert_true(notify_wait(&seen_ready, 30000));
+	msleep(2000);
+	assert_knobs_are_start();
+	assert_true(log_contains("would set KSM run=1"));
+	st = ctl_json("status");
+	assert_true(json_object_get_boolean(jget(st, "dry_run")));
+	json_object_put(st);
+	stop_ovcd();
+	assert_knobs_are_start();
+}
+
+static bool ksm_running(void *arg)
+{
+	struct ovc_ksm_knobs k;
+
+	return ovc_ksm_read_knobs(NULL, &k) == 0 && k.run == 1;
+}
+
+static void test_ksm_steered_and_restored(void **state)
+{
+	const char *args[] = { "--no-libvirt", NULL };
+	struct ovc_ksm_knobs k;
+
+	SKIP_IF_NEEDED();
+	assert_int_equal(start_ovcd(args), 0);
+	assert_true(notify_wait(&seen_ready, 30000));
+	assert_true(harness_wait_until(ksm_running, NULL, 10000));
+	assert_ovc_ok(ovc_ksm_read_knobs(NULL, &k));
+	if (k.use_zero_pages >= 0)
+		assert_int_equal(k.use_zero_pages, 1);
+	assert_true(k.pages_to_scan >= 64 && k.pages_to_scan <= 1250);
+	stop_ovcd();
+	assert_true(log_contains("KSM settings restored"));
+	assert_knobs_are_start();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1116,6 +1257,10 @@ int main(void)
 		cmocka_unit_test(test_sigterm),
 	};
 
+	const struct CMUnitTest ksm_tests[] = {
+		cmocka_unit_test(test_ksm_dry_run_changes_nothing),
+		cmocka_unit_test(test_ksm_steered_and_restored),
+	};
 	const struct CMUnitTest libvirt_tests[] = {
 		cmocka_unit_test(test_libvirt_inflates),
 		cmocka_unit_test(test_libvirtd_restart_under_ovcd),
@@ -1127,6 +1272,8 @@ int main(void)
 
 	if (!only || strcmp(only, "qmp") == 0)
 		failed += cmocka_run_group_tests_name("ovcd-qmp", tests, setup, teardown);
+	if (!only || strcmp(only, "ksm") == 0)
+		failed += cmocka_run_group_tests_name("ovcd-ksm", ksm_tests, setup_ksm, teardown_ksm);
 	if (only && strcmp(only, "libvirt") != 0)
 		return failed;
 
