@@ -684,7 +684,7 @@ static void test_emergency_deflate_no_oom(void **state)
 {
 	struct harness_meminfo before, mi;
 	struct json_object *gs, *g;
-	uint64_t actual0, want, held = 0, t0, t_emerg = 0, emerg0, tick0;
+	uint64_t actual0, want, held = 0, t0, t_emerg = 0, emerg0, tick0, low_tick = 0, emerg_tick = 0;
 	char reply[256];
 
 	SKIP_IF_NEEDED();
@@ -710,8 +710,18 @@ static void test_emergency_deflate_no_oom(void **state)
 		assert_int_equal(mi.oom_kill, before.oom_kill);
 		gs = ctl_json("guests");
 		check_floors(gs);
-		if (!t_emerg && ju(guest_of(gs, F.a.name), "emergencies") > emerg0)
+		g = guest_of(gs, F.a.name);
+		/* The tick whose stats first showed the guest short (what
+		 * ovcd saw, as ovcctl shows it), and the emergency's tick. */
+		if (!low_tick && ovc_known(ju(g, "available_bytes")) &&
+		    ju(g, "available_bytes") < ju(g, "current_bytes") / 5)
+			low_tick = ju(gs, "ticks");
+		if (!t_emerg && ju(g, "emergencies") > emerg0) {
 			t_emerg = mono_ms();
+			emerg_tick = ju(g, "last_action_tick");
+			if (!low_tick)
+				low_tick = emerg_tick;
+		}
 		json_object_put(gs);
 		msleep(300);
 	}
@@ -724,8 +734,12 @@ static void test_emergency_deflate_no_oom(void **state)
 		      (unsigned long)tick0, (unsigned long)ju(gs, "ticks"),
 		      (unsigned long)(ju(g, "current_bytes") / MIB), (unsigned long)before.oom_kill,
 		      (unsigned long)mi.oom_kill);
+	print_message("[  FIGURE  ] emergency: ovcd saw the guest short at tick %lu, deflated at tick %lu\n",
+		      (unsigned long)low_tick, (unsigned long)emerg_tick);
 	assert_true(held >= want);
 	assert_true(ju(g, "emergencies") > emerg0);
+	/* Within one interval of the first stats that showed it short. */
+	assert_true(emerg_tick <= low_tick + 1);
 	assert_int_equal(mi.oom_kill, before.oom_kill);
 	json_object_put(gs);
 	assert_true(log_contains(": emergency '"));
