@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -362,6 +364,11 @@ static void fake_guest_main(const char *path, struct fake_shared *st)
 
 /* ---- setup / teardown ---- */
 
+static unsigned metrics_port(void)
+{
+	return 20000 + (unsigned)getpid() % 20000;
+}
+
 static void write_config(const char *extra_guest_b)
 {
 	FILE *f = fopen(F.conf, "we");
@@ -392,6 +399,7 @@ static void write_config(const char *extra_guest_b)
 		 "enable = no\n"
 		 "[metrics]\n"
 		 "textfile = %s\n"
+		 "listen = 127.0.0.1:%u\n"
 		 "[control]\n"
 		 "socket = %s\n"
 		 "group = kvm\n"
@@ -399,7 +407,7 @@ static void write_config(const char *extra_guest_b)
 		 "floor = 50%%\n"
 		 "[guest \"%s\"]\n"
 		 "%s\n",
-		 (unsigned long)(low / MIB), (unsigned long)(high / MIB), F.prom, F.sock, F.b.name,
+		 (unsigned long)(low / MIB), (unsigned long)(high / MIB), F.prom, metrics_port(), F.sock, F.b.name,
 		 extra_guest_b);
 	fputs(F.conf_text, f);
 	fclose(f);
@@ -901,6 +909,27 @@ static void test_metrics_textfile(void **state)
 	snprintf(needle, sizeof(needle), "ovc_guest_max_bytes{guest=\"%s\"} 1073741824\n", F.a.name);
 	assert_non_null(strstr(out, needle));
 	assert_non_null(strstr(out, "# EOF\n"));
+
+	/* The same over loopback HTTP. */
+	{
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)metrics_port()),
+					   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		size_t n = 0;
+		ssize_t k;
+
+		assert_true(fd >= 0);
+		assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+		assert_true(write(fd, "GET /metrics HTTP/1.0\r\n\r\n", 26) == 26);
+		while ((k = read(fd, out + n, sizeof(out) - 1 - n)) > 0)
+			n += (size_t)k;
+		out[n] = '\0';
+		close(fd);
+		assert_int_equal(strncmp(out, "HTTP/1.0 200 OK\r\n", 17), 0);
+		assert_non_null(strstr(out, "Content-Type: text/plain; version=0.0.4"));
+		assert_non_null(strstr(out, needle));
+		assert_non_null(strstr(out, "# EOF\n"));
+	}
 }
 
 static void test_sigterm(void **state)
@@ -922,6 +951,8 @@ static void test_sigterm(void **state)
 /* ---- libvirt: ovcd --libvirt against a real libvirtd ---- */
 
 static struct harness_libvirtd LVD;
+static char lv_glob[64];
+static const char *const lv_args[] = { "--libvirt", "qemu:///system", "--only", lv_glob, NULL };
 
 static int start_ovcd(const char *const *args)
 {
@@ -957,7 +988,6 @@ static int setup_libvirt(void **state)
 	struct harness_guest_opts go = { .mem_mib = 1024, .stats_period_sec = 1 };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct ovc_meminfo mi;
-	char glob[64];
 	pthread_t t;
 	FILE *f;
 
@@ -999,11 +1029,8 @@ static int setup_libvirt(void **state)
 		F.sock);
 	fclose(f);
 	/* Only this test's domains: other domains on this libvirtd are not ours. */
-	snprintf(glob, sizeof(glob), "ovc-test-%d-*", (int)getpid());
-	{
-		const char *args[] = { "--libvirt", "qemu:///system", "--only", glob, NULL };
-		return start_ovcd(args);
-	}
+	snprintf(lv_glob, sizeof(lv_glob), "ovc-test-%d-*", (int)getpid());
+	return start_ovcd(lv_args);
 }
 
 static int teardown_libvirt(void **state)
@@ -1052,6 +1079,13 @@ static bool lv_at_target(void *arg)
 {
 	uint64_t kib = domain_kib();
 
+	if (arg) {
+		/* ovcd's target now: it may still be moving. */
+		struct json_object *gs = ctl_json("guests");
+
+		lv_target_kib = ju(guest_of(gs, F.a.name), "target_bytes") / KIB;
+		json_object_put(gs);
+	}
 	return kib + 1024 >= lv_target_kib && kib <= lv_target_kib + 1024;
 }
 
@@ -1062,7 +1096,22 @@ static void test_libvirt_inflates(void **state)
 	uint64_t target;
 
 	SKIP_IF_NEEDED();
-	assert_true(notify_wait(&seen_ready, 120000));
+	/* Other work on this shared host may restart libvirtd just as ovcd
+	 * connects; ovcd then exits 1 and systemd (Restart=on-failure) would
+	 * start it again. So does the test, at most twice. */
+	for (int attempt = 0; !notify_wait(&seen_ready, 60000) && attempt < 2; attempt++) {
+		const char *why = NULL;
+		int status;
+
+		assert_int_equal(waitpid(F.ovcd, &status, WNOHANG), F.ovcd);
+		assert_true(log_contains("cannot connect to libvirt"));
+		print_message("[  INFO    ] ovcd could not reach libvirtd (restarted by other work?); "
+			      "starting it again\n");
+		msleep(2000);
+		assert_ovc_ok(harness_libvirtd_start(&LVD, &why));
+		assert_int_equal(start_ovcd(lv_args), 0);
+	}
+	assert_true(seen_ready);
 	assert_true(harness_wait_until(lv_inflated, NULL, 90000));
 	gs = ctl_json("guests");
 	g = guest_of(gs, F.a.name);
@@ -1074,8 +1123,7 @@ static void test_libvirt_inflates(void **state)
 	/* libvirt's own view: the domain's current memory reaches the
 	 * target (libvirt updates it from QEMU's throttled BALLOON_CHANGE);
 	 * and the guest really lost the memory. */
-	lv_target_kib = target / KIB;
-	assert_true(harness_wait_until(lv_at_target, NULL, 60000));
+	assert_true(harness_wait_until(lv_at_target, "ovcd's target", 60000));
 	assert_ovc_ok(harness_guest_meminfo(&F.a, &mi));
 	assert_true(mi.total_kib * KIB < GIB - 64 * MIB);
 	assert_int_equal(mi.oom_kill, 0);
@@ -1280,7 +1328,9 @@ int main(void)
 		cmocka_unit_test(test_libvirtd_restart_under_ovcd),
 		cmocka_unit_test(test_libvirt_sigterm),
 	};
-	/* OVCD_TEST_GROUP=qmp|libvirt runs one group (for development). */
+	/* ovcctl and ovcd may go away under a pipe; say so, do not die. */
+	signal(SIGPIPE, SIG_IGN);
+	/* OVCD_TEST_GROUP=qmp|ksm|libvirt runs one group (for development). */
 	const char *only = getenv("OVCD_TEST_GROUP");
 	int failed = 0;
 
