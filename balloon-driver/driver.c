@@ -193,13 +193,18 @@ static int guest_error(ovc_balloon *b, int r, const char *name, const char *what
 
 int ovc_balloon_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
 {
+	struct ovc_balloon_guest g;
 	int r;
 
 	if (!b || !name || !ret)
 		return -EINVAL;
 	b->error[0] = '\0';
-	r = b->ops->guest(b, name, ret);
-	return r < 0 ? guest_error(b, r, name, "read the balloon", "") : r;
+	/* Backends fill as they go; *ret stays untouched on failure. */
+	r = b->ops->guest(b, name, &g);
+	if (r < 0)
+		return guest_error(b, r, name, "read the balloon", "");
+	*ret = g;
+	return 0;
 }
 
 static void sleep_msec(unsigned msec)
@@ -251,6 +256,12 @@ int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_byt
 		return balloon_error(b, -ENODEV, "failed to %s balloon of '%s' to %" PRIu64 "MiB: %s",
 				     verb(g.stats.actual_bytes, target_bytes), name,
 				     target_bytes / MIB, "the guest has no balloon device");
+	/* QEMU would take the target and nothing would happen: say so now
+	 * rather than report success. ABSENT clears once the guest answers. */
+	if (g.driver == OVC_BALLOON_DRIVER_ABSENT)
+		return balloon_error(b, -ENODEV, "failed to %s balloon of '%s' to %" PRIu64 "MiB: %s",
+				     verb(g.stats.actual_bytes, target_bytes), name, target_bytes / MIB,
+				     "the guest never answered; its virtio_balloon driver is not loaded");
 	start = g.stats.actual_bytes;
 	r = b->ops->set_target(b, name, target_bytes);
 	if (r < 0)

@@ -141,7 +141,9 @@ enum {
 };
 
 /* Ask @name's balloon to leave the guest @target_bytes (QEMU's "logical
- * size": max - balloon). 0 < target_bytes <= max_bytes, else -ERANGE. */
+ * size": max - balloon). 0 < target_bytes <= max_bytes, else -ERANGE.
+ * -ENODEV without asking the hypervisor when the guest has no balloon
+ * device or its driver is known to be absent; -ENOENT for no such guest. */
 int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes,
 			   unsigned flags);
 

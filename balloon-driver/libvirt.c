@@ -43,6 +43,11 @@
 #define KEEPALIVE_INTERVAL_SEC 5
 #define KEEPALIVE_COUNT 3
 
+/* NOWAIT: a domain busy with a job (migration, snapshot) gives what needs
+ * no job — balloon.current and .maximum — and its guest-side figures are
+ * missing, i.e. unknown, instead of holding up the stats of every guest. */
+#define STATS_FLAGS (VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
+
 struct lv_guest {
 	char uuid[VIR_UUID_STRING_BUFLEN];
 	unsigned caps;
@@ -50,6 +55,7 @@ struct lv_guest {
 	uint64_t polling_since_usec; /* 0: polling off */
 	bool seen_update;
 	bool absent;
+	bool listed; /* in the last list; the others are gone and dropped */
 };
 
 struct lv_backend {
@@ -453,6 +459,7 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 	    (ovc_known(out->stats.guest_update_sec) && out->stats.guest_update_sec > 0))
 		s->seen_update = true;
 
+	s->listed = true;
 	out->caps = s->caps;
 	if (!(s->caps & OVC_BALLOON_CAP_DEVICE) || (!s->seen_update && s->absent))
 		out->driver = OVC_BALLOON_DRIVER_ABSENT;
@@ -466,6 +473,19 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 	return 0;
 }
 
+/* Per-guest state of domains no longer running: a long-lived daemon on a
+ * host with many short-lived domains must not grow without end. A domain
+ * that starts again is a new boot and starts from UNKNOWN anyway. */
+static void forget_unlisted(struct lv_backend *l)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (l->guests[i].listed)
+			l->guests[j++] = l->guests[i];
+	l->n = j;
+}
+
 static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)
 {
 	virDomainStatsRecordPtr *recs = NULL;
@@ -476,8 +496,7 @@ static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n
 	r = ensure_conn(b);
 	if (r < 0)
 		return r;
-	nrec = virConnectGetAllDomainStats(be(b)->conn, VIR_DOMAIN_STATS_BALLOON, &recs,
-					   VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+	nrec = virConnectGetAllDomainStats(be(b)->conn, VIR_DOMAIN_STATS_BALLOON, &recs, STATS_FLAGS);
 	if (nrec < 0) {
 		char reason[300];
 
@@ -489,6 +508,8 @@ static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n
 		virDomainStatsRecordListFree(recs);
 		return -ENOMEM;
 	}
+	for (size_t i = 0; i < be(b)->n; i++)
+		be(b)->guests[i].listed = false;
 	for (int i = 0; i < nrec; i++) {
 		/* A domain that stops between the two calls is left out; its
 		 * STOPPED event is on the way. */
@@ -496,6 +517,7 @@ static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n
 			n++;
 	}
 	virDomainStatsRecordListFree(recs);
+	forget_unlisted(be(b));
 	*ret = out;
 	*ret_n = n;
 	return 0;
@@ -531,7 +553,7 @@ static int lv_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *
 	r = lookup(b, name, NULL, &doms[0]);
 	if (r < 0)
 		return r;
-	nrec = virDomainListGetStats(doms, VIR_DOMAIN_STATS_BALLOON, &recs, 0);
+	nrec = virDomainListGetStats(doms, VIR_DOMAIN_STATS_BALLOON, &recs, STATS_FLAGS);
 	if (nrec < 0)
 		r = lv_error(b, NULL, name);
 	else if (nrec == 0)

@@ -37,6 +37,18 @@
  * two-core host that can take seconds. */
 #define QMP_REPLY_TIMEOUT_MSEC 15000
 
+/* A free monitor greets at once; one that another client holds (QEMU
+ * serves one at a time) says nothing. Don't wait the full reply timeout. */
+#define QMP_GREETING_TIMEOUT_MSEC 3000
+
+/* A socket whose QEMU did not set up (held by another client, or not QMP)
+ * is not tried again for this long, so that lists do not stall on it. */
+#define SETUP_RETRY_SEC 30
+
+/* How long a new socket in the directory that refuses connections is
+ * retried before it counts as left behind by a dead QEMU. */
+#define PENDING_SEC 10
+
 struct qmp_guest {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char id[OVC_BALLOON_ID_MAX];
@@ -44,6 +56,7 @@ struct qmp_guest {
 	int fd;
 	struct qmp_reader rd;
 	uint64_t next_cmd_id;
+	unsigned timeout_msec; /* per reply: short until the greeting came */
 	char balloon_path[160]; /* "" when the guest has no balloon device */
 	unsigned caps;
 	uint64_t max_bytes;
@@ -53,16 +66,33 @@ struct qmp_guest {
 	bool dead;                   /* socket closed; removed at the next sweep */
 };
 
+struct qmp_retry {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	uint64_t at_usec; /* CLOCK_MONOTONIC */
+};
+
 struct qmp_backend {
 	struct qmp_guest **guests;
 	size_t n, cap;
+	struct qmp_retry *retry; /* sockets that failed set-up */
+	size_t n_retry;
 	int inotify_fd;
-	bool rescan; /* the directory changed */
+	bool rescan;  /* the directory changed */
+	bool pending; /* a new socket did not accept yet: retry soon */
 };
 
 static struct qmp_backend *be(const ovc_balloon *b)
 {
 	return b->backend;
+}
+
+/* strlcpy: cut to fit, always terminated. */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
 }
 
 static void guest_free(ovc_balloon *b, struct qmp_guest *g)
@@ -194,7 +224,7 @@ static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
 {
 	struct json_object *req = json_object_new_object(), *reply = NULL;
 	uint64_t id = ++g->next_cmd_id;
-	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + QMP_REPLY_TIMEOUT_MSEC * 1000ull;
+	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + g->timeout_msec * 1000ull;
 	const char *text;
 	char *line = NULL;
 	int r;
@@ -222,8 +252,8 @@ static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
 	r = send_all(g->fd, line, strlen(line), deadline);
 	free(line);
 	if (r == -ETIMEDOUT)
-		return exec_error(b, r, g, what, "QEMU did not accept the command in %d ms",
-				  QMP_REPLY_TIMEOUT_MSEC);
+		return exec_error(b, r, g, what, "QEMU did not accept the command in %u ms",
+				  g->timeout_msec);
 	if (r < 0)
 		return guest_lost(b, g, r, "QEMU closed the monitor socket");
 
@@ -254,8 +284,8 @@ static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
 		}
 		now = now_usec(CLOCK_MONOTONIC);
 		if (now >= deadline)
-			return exec_error(b, -ETIMEDOUT, g, what, "QEMU did not answer in %d ms",
-					  QMP_REPLY_TIMEOUT_MSEC);
+			return exec_error(b, -ETIMEDOUT, g, what, "QEMU did not answer in %u ms",
+					  g->timeout_msec);
 		r = poll(&p, 1, (int)((deadline - now) / 1000 + 1));
 		if (r < 0 && errno != EINTR)
 			return exec_error(b, negative_errno(), g, what, "poll: %s", strerror(errno));
@@ -335,6 +365,8 @@ static int find_balloon(ovc_balloon *b, struct qmp_guest *g)
 			continue;
 		name = json_object_get_string(n);
 		type = json_object_get_string(t);
+		if (!name || !type)
+			continue;
 		if (strncmp(type, "child<virtio-balloon", 20) != 0)
 			continue;
 		if (strcmp(name, want) == 0 || (!found && !b->opts.qmp_balloon_id)) {
@@ -354,7 +386,9 @@ static int guest_setup(ovc_balloon *b, struct qmp_guest *g)
 	bool on;
 	int r;
 
+	g->timeout_msec = QMP_GREETING_TIMEOUT_MSEC;
 	r = qmp_exec(b, g, "qmp_capabilities", NULL, NULL, "negotiate QMP");
+	g->timeout_msec = QMP_REPLY_TIMEOUT_MSEC;
 	if (r < 0)
 		return r;
 	r = qmp_exec(b, g, "query-name", NULL, &v, "query the name");
@@ -423,6 +457,37 @@ static struct qmp_guest *find_name(struct qmp_backend *q, const char *name)
 	return NULL;
 }
 
+static struct qmp_retry *find_retry(struct qmp_backend *q, const char *path)
+{
+	for (size_t i = 0; i < q->n_retry; i++)
+		if (strcmp(q->retry[i].path, path) == 0)
+			return &q->retry[i];
+	return NULL;
+}
+
+static bool retry_later(struct qmp_backend *q, const char *path)
+{
+	struct qmp_retry *r = find_retry(q, path);
+
+	return r && now_usec(CLOCK_MONOTONIC) < r->at_usec;
+}
+
+static void remember_failure(struct qmp_backend *q, const char *path)
+{
+	struct qmp_retry *r = find_retry(q, path);
+
+	if (!r) {
+		struct qmp_retry *p = realloc(q->retry, (q->n_retry + 1) * sizeof(*p));
+
+		if (!p)
+			return; /* then it is simply tried again next time */
+		q->retry = p;
+		r = &q->retry[q->n_retry++];
+		copy_str(r->path, sizeof(r->path), path);
+	}
+	r->at_usec = now_usec(CLOCK_MONOTONIC) + SETUP_RETRY_SEC * USEC_PER_SEC;
+}
+
 /* Connect to a socket not yet known. A stale socket in the directory (QEMU
  * gone) is skipped quietly: that is the normal state after a crash. */
 static int guest_add(ovc_balloon *b, const char *path, bool quiet)
@@ -435,6 +500,8 @@ static int guest_add(ovc_balloon *b, const char *path, bool quiet)
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return balloon_error(b, -ENAMETOOLONG, "QMP socket path too long: %s", path);
+	if (retry_later(q, path))
+		return -EAGAIN;
 	if (q->n == q->cap) {
 		size_t cap = q->cap ? q->cap * 2 : 8;
 		struct qmp_guest **p = realloc(q->guests, cap * sizeof(*p));
@@ -448,11 +515,12 @@ static int guest_add(ovc_balloon *b, const char *path, bool quiet)
 	if (!g)
 		return -ENOMEM;
 	g->fd = -1;
+	g->timeout_msec = QMP_REPLY_TIMEOUT_MSEC;
 	qmp_reader_init(&g->rd);
 	snprintf(g->path, sizeof(g->path), "%s", path);
 	base = strrchr(path, '/');
 	base = base ? base + 1 : path;
-	snprintf(g->id, sizeof(g->id), "%s", base);
+	copy_str(g->id, sizeof(g->id), base);
 	dot = strrchr(base, '.');
 	snprintf(g->name, sizeof(g->name), "%.*s", (int)(dot && dot != base ? dot - base : (ptrdiff_t)strlen(base)),
 		 base);
@@ -472,8 +540,12 @@ static int guest_add(ovc_balloon *b, const char *path, bool quiet)
 		goto fail;
 	}
 	r = guest_setup(b, g);
-	if (r < 0)
+	if (r < 0) {
+		log_debug(b->opts.logger, "QMP socket %s: set-up failed, not retried for %d s: %s", path,
+			  SETUP_RETRY_SEC, b->error);
+		remember_failure(q, path);
 		goto fail;
+	}
 	r = balloon_watch_fd(b, g->fd);
 	if (r < 0)
 		goto fail;
@@ -501,6 +573,7 @@ static void rescan(ovc_balloon *b)
 			q->guests[j++] = q->guests[i];
 	}
 	q->n = j;
+	q->pending = false;
 
 	for (const char *const *s = b->opts.qmp_sockets; s && *s; s++)
 		if (!find_path(q, *s))
@@ -521,7 +594,11 @@ static void rescan(ovc_balloon *b)
 			snprintf(path, sizeof(path), "%s/%s", b->opts.qmp_dir, de->d_name);
 			if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || find_path(q, path))
 				continue;
-			(void)guest_add(b, path, true);
+			/* QEMU binds (inotify fires) before it listens; a young
+			 * socket that refuses is retried, an old one is stale. */
+			if (guest_add(b, path, true) < 0 &&
+			    (uint64_t)st.st_mtime + PENDING_SEC > now_usec(CLOCK_REALTIME) / USEC_PER_SEC)
+				q->pending = true;
 		}
 		closedir(d);
 	}
@@ -682,7 +759,7 @@ static int qmp_process(ovc_balloon *b)
 			json_object_put(o); /* late replies: nobody waits */
 		}
 	}
-	if (q->rescan)
+	if (q->rescan || q->pending)
 		rescan(b);
 	else {
 		/* Sweep the dead ones so their fds leave the epoll set. */
@@ -701,6 +778,8 @@ static int qmp_timeout_msec(const ovc_balloon *b)
 	/* Listed sockets that are not connected are retried once a second. */
 	struct qmp_backend *q = be(b);
 
+	if (q->pending)
+		return 250;
 	for (const char *const *s = b->opts.qmp_sockets; s && *s; s++)
 		if (!find_path(q, *s))
 			return 1000;
@@ -716,6 +795,7 @@ static void qmp_close(ovc_balloon *b)
 	for (size_t i = 0; i < q->n; i++)
 		guest_free(b, q->guests[i]);
 	free(q->guests);
+	free(q->retry);
 	if (q->inotify_fd >= 0)
 		close(q->inotify_fd);
 	free(q);

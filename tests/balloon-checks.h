@@ -21,12 +21,13 @@
 			skip_because("%s", (f)->skip);                         \
 	} while (0)
 
-/* What ovc_balloon_process() delivered. CHANGED counts only @watch's. */
+/* What ovc_balloon_process() delivered. CHANGED and stopped_watched count
+ * only @watch's: other test processes may run guests on the same libvirtd. */
 struct balloon_events {
 	const char *watch;
-	unsigned changed, started, stopped, disconnected, reconnected;
+	unsigned changed, started, stopped, stopped_watched, disconnected, reconnected;
 	uint64_t last_actual;
-	char last_stopped[64];
+	char last_started[64], last_stopped[64];
 };
 
 static inline void balloon_events_record(void *userdata, const struct ovc_balloon_event *ev)
@@ -42,9 +43,12 @@ static inline void balloon_events_record(void *userdata, const struct ovc_balloo
 		break;
 	case OVC_BALLOON_EVENT_STARTED:
 		e->started++;
+		snprintf(e->last_started, sizeof(e->last_started), "%s", ev->guest ? ev->guest : "");
 		break;
 	case OVC_BALLOON_EVENT_STOPPED:
 		e->stopped++;
+		if (ev->guest && e->watch && strcmp(ev->guest, e->watch) == 0)
+			e->stopped_watched++;
 		snprintf(e->last_stopped, sizeof(e->last_stopped), "%s", ev->guest ? ev->guest : "");
 		break;
 	case OVC_BALLOON_EVENT_DISCONNECTED:
@@ -103,7 +107,7 @@ static inline bool balloon_got_stopped(void *arg)
 	struct balloon_check *c = arg;
 
 	ovc_balloon_process(c->b);
-	return c->ev->stopped > 0;
+	return c->ev->stopped_watched > 0;
 }
 
 /* Stats polling is on (the driver turned it on): the guest answers within
@@ -125,6 +129,47 @@ static inline void check_real_stats(ovc_balloon *b, struct harness_guest *hg, ui
 	assert_true(g.stats.available_bytes <= g.stats.total_bytes);
 	assert_true(g.stats.free_bytes <= g.stats.total_bytes);
 	assert_int_equal(g.stats.actual_bytes, max_bytes);
+}
+
+static inline bool balloon_available_below(void *arg)
+{
+	struct balloon_check *c = arg;
+	struct ovc_balloon_guest g;
+
+	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && ovc_known(g.stats.available_bytes) &&
+	       g.stats.available_bytes < c->bytes;
+}
+
+static inline bool balloon_available_above(void *arg)
+{
+	struct balloon_check *c = arg;
+	struct ovc_balloon_guest g;
+
+	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && ovc_known(g.stats.available_bytes) &&
+	       g.stats.available_bytes > c->bytes;
+}
+
+/* The stats follow the guest: ovc-guest-workload allocates and touches
+ * 300 MiB, the guest's MemAvailable as the driver reports it drops by most
+ * of that within a few polling periods, and comes back after "free". */
+static inline void check_stats_follow_guest(ovc_balloon *b, struct harness_guest *hg)
+{
+	struct balloon_check c = { .b = b, .guest = hg->name };
+	struct ovc_balloon_guest g;
+	char reply[128];
+	uint64_t before;
+
+	assert_ovc_ok(ovc_balloon_guest(b, hg->name, &g));
+	assert_true(ovc_known(g.stats.available_bytes));
+	before = g.stats.available_bytes;
+	assert_ovc_ok(harness_guest_cmd(hg, "alloc 300M", reply, sizeof(reply), 60000));
+	assert_string_equal(reply, "ok held=314572800");
+	c.bytes = before - 250 * MIB;
+	assert_true(harness_wait_until(balloon_available_below, &c, 30000));
+	assert_ovc_ok(harness_guest_cmd(hg, "free", reply, sizeof(reply), 10000));
+	assert_string_equal(reply, "ok held=0");
+	c.bytes = before - 50 * MIB;
+	assert_true(harness_wait_until(balloon_available_above, &c, 30000));
 }
 
 /* Inflate to @half_bytes and see the guest's own MemTotal drop by it (the

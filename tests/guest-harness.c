@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -240,44 +241,6 @@ static virConnectPtr open_system(unsigned timeout_msec)
 	}
 }
 
-int harness_libvirtd_start(struct harness_libvirtd *d, const char **why)
-{
-	memset(d, 0, sizeof(*d));
-	virSetErrorFunc(NULL, silent_error);
-	if (!in_path("libvirtd") || !in_path("virtlogd")) {
-		*why = "libvirtd/virtlogd not installed (apt-get install libvirt-daemon-system)";
-		return -ENOENT;
-	}
-	if (geteuid() != 0 && !harness_libvirtd_running()) {
-		*why = "starting libvirtd for qemu:///system needs root";
-		return -EPERM;
-	}
-	if (!harness_libvirtd_running()) {
-		mkdir("/var/log/libvirt", 0755);
-		if (!find_comm("virtlogd")) {
-			if (start_daemon("virtlogd") != 0) {
-				*why = "virtlogd -d failed";
-				return -EIO;
-			}
-			d->started_virtlogd = true;
-		}
-		if (start_daemon("libvirtd") != 0) {
-			*why = "libvirtd -d failed";
-			harness_libvirtd_stop(d);
-			return -EIO;
-		}
-		d->started_libvirtd = true;
-	}
-	d->conn = open_system(30000);
-	if (!d->conn) {
-		*why = "qemu:///system does not answer within 30 s";
-		harness_libvirtd_stop(d);
-		return -ETIMEDOUT;
-	}
-	harness_cleanup_leftovers(d);
-	return 0;
-}
-
 static void kill_and_wait(pid_t pid, int sig, unsigned timeout_msec)
 {
 	uint64_t deadline = mono_msec() + timeout_msec;
@@ -296,6 +259,124 @@ static void kill_and_wait(pid_t pid, int sig, unsigned timeout_msec)
 			sleep_msec(50);
 	}
 }
+
+/*
+ * Several test processes may share one libvirtd (the balloon, daemon and
+ * demo tests, run by hand side by side). Each holds a shared flock on
+ * USE_LOCK while it uses libvirtd; MARK_PATH says that a harness started
+ * the daemons (and which). Starting, stopping and restarting are decided
+ * under an exclusive flock on DECIDE_LOCK, so that nobody starts using a
+ * libvirtd that is being stopped. The last user (the one that then gets
+ * USE_LOCK exclusively) stops the daemons; only a sole user may restart
+ * libvirtd. A libvirtd started by anyone else has no mark and is never
+ * stopped.
+ */
+#define DECIDE_LOCK "/run/ovc-test-libvirtd.decide"
+#define USE_LOCK "/run/ovc-test-libvirtd.lock"
+#define MARK_PATH "/run/ovc-test-libvirtd.started"
+
+/* The mark's content: "libvirtd" or "libvirtd virtlogd"; false if none. */
+static bool read_mark(bool *ret_virtlogd)
+{
+	char buf[64] = "";
+	int fd = open(MARK_PATH, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	*ret_virtlogd = strstr(buf, "virtlogd") != NULL;
+	return true;
+}
+
+static void write_mark(bool virtlogd)
+{
+	int fd = open(MARK_PATH, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0)
+		return;
+	(void)!write(fd, virtlogd ? "libvirtd virtlogd\n" : "libvirtd\n", virtlogd ? 18 : 9);
+	close(fd);
+}
+
+static int start_daemons(const char **why)
+{
+	bool virtlogd = false, old_virtlogd = false;
+
+	if (harness_libvirtd_running())
+		return 0;
+	mkdir("/var/log/libvirt", 0755);
+	if (!find_comm("virtlogd")) {
+		if (start_daemon("virtlogd") != 0) {
+			*why = "virtlogd -d failed";
+			return -EIO;
+		}
+		virtlogd = true;
+	}
+	if (start_daemon("libvirtd") != 0) {
+		*why = "libvirtd -d failed";
+		if (virtlogd)
+			kill_and_wait(find_comm("virtlogd"), SIGTERM, 5000);
+		return -EIO;
+	}
+	/* A mark left by a crashed harness keeps its virtlogd claim. */
+	if (read_mark(&old_virtlogd))
+		virtlogd |= old_virtlogd;
+	write_mark(virtlogd);
+	return 0;
+}
+
+/* Taken for each start/stop/restart decision; -1 if /run is not ours. */
+static int decide_lock(void)
+{
+	int fd = open(DECIDE_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		flock(fd, LOCK_EX);
+	return fd;
+}
+
+int harness_libvirtd_start(struct harness_libvirtd *d, const char **why)
+{
+	bool virtlogd;
+	int r, decide;
+
+	memset(d, 0, sizeof(*d));
+	d->lock_fd = -1;
+	virSetErrorFunc(NULL, silent_error);
+	if (!in_path("libvirtd") || !in_path("virtlogd")) {
+		*why = "libvirtd/virtlogd not installed (apt-get install libvirt-daemon-system)";
+		return -ENOENT;
+	}
+	if (geteuid() != 0 && !harness_libvirtd_running()) {
+		*why = "starting libvirtd for qemu:///system needs root";
+		return -EPERM;
+	}
+	decide = decide_lock();
+	r = start_daemons(why);
+	d->lock_fd = open(USE_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (d->lock_fd >= 0)
+		flock(d->lock_fd, LOCK_SH);
+	if (decide >= 0)
+		close(decide);
+	if (r < 0) {
+		harness_libvirtd_stop(d);
+		return r;
+	}
+	d->started_libvirtd = read_mark(&virtlogd);
+	d->started_virtlogd = d->started_libvirtd && virtlogd;
+	d->conn = open_system(30000);
+	if (!d->conn) {
+		*why = "qemu:///system does not answer within 30 s";
+		harness_libvirtd_stop(d);
+		return -ETIMEDOUT;
+	}
+	harness_cleanup_leftovers(d);
+	return 0;
+}
+
 
 static bool is_ours(const char *name)
 {
@@ -351,39 +432,86 @@ static bool kill_leftover_qemu(pid_t pid, char *data, size_t len, void *arg)
 	return false;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+
 void harness_cleanup_leftovers(struct harness_libvirtd *d)
 {
+	DIR *dir;
+	struct dirent *de;
+
 	if (d)
 		destroy_matching(d->conn, is_leftover);
 	/* Bare QEMU of dead test processes (PDEATHSIG covers most). */
 	for_each_process("cmdline", kill_leftover_qemu, NULL);
+	/* Their directories: consoles, sockets, kernel copies. */
+	dir = opendir("/tmp");
+	while (dir && (de = readdir(dir))) {
+		char path[300];
+
+		if (!is_leftover(de->d_name))
+			continue;
+		fmt_path(path, "/tmp/%s", de->d_name);
+		nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	}
+	if (dir)
+		closedir(dir);
+}
+
+/* The only user of a harness-started libvirtd? Then we hold LOCK_EX. */
+static bool sole_user(struct harness_libvirtd *d)
+{
+	return d->started_libvirtd && d->lock_fd >= 0 && flock(d->lock_fd, LOCK_EX | LOCK_NB) == 0;
 }
 
 void harness_libvirtd_stop(struct harness_libvirtd *d)
 {
+	bool virtlogd;
+	int decide;
+
 	if (d->conn) {
 		destroy_matching(d->conn, is_ours);
 		virConnectClose(d->conn);
 		d->conn = NULL;
 	}
-	if (d->started_libvirtd)
+	decide = d->lock_fd >= 0 ? decide_lock() : -1;
+	if (sole_user(d) && read_mark(&virtlogd)) {
 		kill_and_wait(find_comm("libvirtd"), SIGTERM, 15000);
-	if (d->started_virtlogd)
-		kill_and_wait(find_comm("virtlogd"), SIGTERM, 5000);
+		if (virtlogd)
+			kill_and_wait(find_comm("virtlogd"), SIGTERM, 5000);
+		unlink(MARK_PATH);
+	}
+	if (d->lock_fd >= 0)
+		close(d->lock_fd); /* drops the flock */
+	if (decide >= 0)
+		close(decide);
+	d->lock_fd = -1;
 	d->started_libvirtd = d->started_virtlogd = false;
 }
 
 int harness_libvirtd_restart(struct harness_libvirtd *d)
 {
+	int r = 0, decide;
+
 	if (!d->started_libvirtd)
 		return -EPERM;
+	decide = decide_lock();
+	if (!sole_user(d)) {
+		if (decide >= 0)
+			close(decide);
+		return -EBUSY; /* another test process uses this libvirtd */
+	}
 	if (d->conn) {
 		virConnectClose(d->conn);
 		d->conn = NULL;
 	}
 	kill_and_wait(find_comm("libvirtd"), SIGTERM, 15000);
 	if (start_daemon("libvirtd") != 0)
-		return -EIO;
+		r = -EIO;
+	flock(d->lock_fd, LOCK_SH);
+	if (decide >= 0)
+		close(decide);
+	if (r < 0)
+		return r;
 	d->conn = open_system(30000);
 	return d->conn ? 0 : -ETIMEDOUT;
 }
@@ -632,8 +760,13 @@ int harness_guest_cmd(struct harness_guest *g, const char *cmd, char *reply, siz
 	}
 	/* A leading newline ends any half line the UART dropped bytes of. */
 	len = (size_t)snprintf(line, sizeof(line), "\n%s\n", cmd);
-	if (write(g->serial_fd, line, len) != (ssize_t)len)
-		return -EIO;
+	/* MSG_NOSIGNAL: a guest that died must fail the command, not kill
+	 * the test with SIGPIPE before it can clean up. */
+	if (send(g->serial_fd, line, len, MSG_NOSIGNAL) != (ssize_t)len) {
+		close(g->serial_fd);
+		g->serial_fd = -1;
+		return -ECONNRESET;
+	}
 	return read_reply(g, reply, size, mono_msec() + timeout_msec);
 }
 

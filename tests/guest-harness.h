@@ -36,17 +36,22 @@ int harness_image(struct harness_image *img, const char **why);
 const char *harness_qemu_missing(void);
 
 struct harness_libvirtd {
-	bool started_libvirtd; /* we started it, so we may stop/restart it */
+	bool started_libvirtd; /* a harness (maybe another process's) started it */
 	bool started_virtlogd;
 	virConnectPtr conn;    /* the harness's own connection (qemu:///system) */
+	int lock_fd;           /* shared flock on /run/ovc-test-libvirtd.lock while in use */
 };
 
-/* Make sure a libvirtd runs and qemu:///system answers. *why on failure. */
+/* Make sure a libvirtd runs and qemu:///system answers. *why on failure.
+ * Test processes running side by side share it; see harness_libvirtd_stop. */
 int harness_libvirtd_start(struct harness_libvirtd *d, const char **why);
-/* Destroy our domains (ovc-test-<our pid>-*), close, stop what we started. */
+/* Destroy our domains (ovc-test-<our pid>-*) and close. The last test
+ * process using a libvirtd that a harness started stops it (and virtlogd,
+ * if a harness started that too); one started otherwise keeps running. */
 void harness_libvirtd_stop(struct harness_libvirtd *d);
 /* Kill libvirtd (SIGTERM, wait) and start it again; running domains keep
- * running. -EPERM if the harness did not start it. */
+ * running. -EPERM if no harness started it, -EBUSY if another test process
+ * uses it. */
 int harness_libvirtd_restart(struct harness_libvirtd *d);
 bool harness_libvirtd_running(void);
 
@@ -95,8 +100,9 @@ struct harness_meminfo {
 };
 int harness_guest_meminfo(struct harness_guest *g, struct harness_meminfo *ret);
 
-/* Destroy domains and kill QEMU processes named ovc-test-<pid>-* whose
- * <pid> no longer runs (left by a crashed earlier run). */
+/* Destroy domains, kill QEMU processes and remove /tmp directories named
+ * ovc-test-<pid>-* whose <pid> no longer runs (left by a crashed earlier
+ * run). @d may be NULL: then no domains. */
 void harness_cleanup_leftovers(struct harness_libvirtd *d);
 
 /* Poll @cond every 100 ms for up to @timeout_msec; true when it held. */

@@ -7,6 +7,7 @@
  * (MemTotal from /proc/meminfo) is read through ovc-guest-workload on its
  * second serial port. Nothing is mocked.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -109,6 +110,14 @@ static void test_list_and_real_stats(void **state)
 	assert_false(ovc_known(g.stats.rss_bytes)); /* QMP does not tell */
 }
 
+static void test_stats_follow_guest(void **state)
+{
+	struct fixture *f = *state;
+
+	SKIP_IF_NEEDED(f);
+	check_stats_follow_guest(f->b, &f->good);
+}
+
 static void test_inflate_deflate(void **state)
 {
 	struct fixture *f = *state;
@@ -130,6 +139,30 @@ static void test_target_out_of_range(void **state)
 	assert_non_null(strstr(ovc_balloon_error(f->b), "'ovc-no-such-guest'"));
 }
 
+static void test_monitor_held_by_another_client(void **state)
+{
+	struct fixture *f = *state;
+	struct balloon_events ev2 = { 0 };
+	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_QMP, 60000, &ev2);
+	struct ovc_balloon_guest *gs = NULL, g;
+	ovc_balloon *b2 = NULL;
+	size_t n = 99;
+
+	SKIP_IF_NEEDED(f);
+	/* f->b holds both monitors; QEMU serves one client at a time, so a
+	 * second driver sees no greeting. It must give up on them, not hang
+	 * or fail as a whole, and leave the first driver undisturbed. */
+	o.qmp_dir = f->qmp_dir;
+	assert_ovc_ok(ovc_balloon_new(&o, &b2));
+	assert_ovc_ok(ovc_balloon_list(b2, &gs, &n));
+	assert_int_equal(n, 0);
+	free(gs);
+	assert_ovc(ovc_balloon_set_target(b2, f->good.name, GIB, 0), -ENOENT);
+	assert_non_null(strstr(ovc_balloon_error(b2), f->good.name));
+	ovc_balloon_free(b2);
+	assert_ovc_ok(ovc_balloon_guest(f->b, f->good.name, &g));
+}
+
 static void test_no_balloon_driver(void **state)
 {
 	struct fixture *f = *state;
@@ -149,6 +182,9 @@ static void test_no_balloon_driver(void **state)
 	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
 	assert_ovc_ok(ovc_balloon_guest(b, f->nodrv.name, &g));
 	assert_int_equal(g.driver, OVC_BALLOON_DRIVER_ABSENT);
+	/* Known absent now: refused without asking QEMU, even without WAIT. */
+	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, 0), -ENODEV);
+	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
 	assert_int_equal(g.stats.actual_bytes, 512 * MIB);
 	assert_true(g.stats.stale); /* no stats ever: unknown, not zero */
 	assert_false(ovc_known(g.stats.available_bytes));
@@ -191,12 +227,61 @@ static void test_guest_killed_mid_call(void **state)
 	assert_ovc_ok(ovc_balloon_set_target(f->b, f->good.name, GIB, 0));
 }
 
+/* Run the caller's side of the event loop: poll the driver's fd with its
+ * timeout, process, until @name's STARTED (or STOPPED) event came. */
+static bool wait_event_via_fd(struct fixture *f, const char *name, bool started, unsigned timeout_msec)
+{
+	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_msec * 1000ull;
+
+	while (now_usec(CLOCK_MONOTONIC) < deadline) {
+		struct pollfd p = { .fd = ovc_balloon_fd(f->b), .events = POLLIN };
+		int t = ovc_balloon_timeout_msec(f->b);
+
+		poll(&p, 1, t < 0 || t > 1000 ? 1000 : t);
+		assert_true(ovc_balloon_process(f->b) >= 0);
+		if (strcmp(started ? f->ev.last_started : f->ev.last_stopped, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void test_new_guest_discovered(void **state)
+{
+	struct fixture *f = *state;
+	struct harness_guest_opts go = {
+		.mem_mib = 256, .qmp_dir = f->qmp_dir, .deflate_on_oom = true, .free_page_reporting = true,
+	};
+	struct harness_guest g3 = { .serial_fd = -1 };
+	struct ovc_balloon_guest g;
+
+	SKIP_IF_NEEDED(f);
+	/* A QEMU appearing in the directory is found through inotify and
+	 * announced without the caller listing; its exit is announced too.
+	 * Its device options show as capabilities. */
+	assert_ovc_ok(harness_qemu_start(&f->img, &go, &g3));
+	if (!wait_event_via_fd(f, g3.name, true, 30000)) {
+		harness_guest_stop(&g3);
+		fail_msg("no STARTED event for %s", g3.name);
+	}
+	assert_ovc_ok(ovc_balloon_guest(f->b, g3.name, &g));
+	assert_int_equal(g.stats.max_bytes, 256 * MIB);
+	assert_int_equal(g.caps & ~OVC_BALLOON_CAP_STATS_POLLING,
+			 OVC_BALLOON_CAP_DEVICE | OVC_BALLOON_CAP_DEFLATE_ON_OOM |
+				 OVC_BALLOON_CAP_FREE_PAGE_REPORTING);
+	harness_guest_stop(&g3);
+	assert_true(wait_event_via_fd(f, g3.name, false, 30000));
+	assert_ovc(ovc_balloon_guest(f->b, g3.name, &g), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_and_real_stats),
+		cmocka_unit_test(test_stats_follow_guest),
 		cmocka_unit_test(test_inflate_deflate),
 		cmocka_unit_test(test_target_out_of_range),
+		cmocka_unit_test(test_new_guest_discovered),
+		cmocka_unit_test(test_monitor_held_by_another_client),
 		cmocka_unit_test(test_no_balloon_driver),
 		cmocka_unit_test(test_guest_killed_mid_call),
 	};
