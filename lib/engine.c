@@ -541,6 +541,11 @@ OVC_EXPORT int ovc_engine_process(ovc_engine *e, unsigned flags)
 	int r = fault_drain(e);
 	if (r < 0)
 		return r;
+	uint64_t now = now_nsec(CLOCK_MONOTONIC);
+	if (now - e->last_sweep_nsec >= 100 * NSEC_PER_USEC * 1000) {
+		fault_sweep(e); /* see fault.c */
+		e->last_sweep_nsec = now;
+	}
 	bool due = read(e->timer_fd, &v, sizeof(v)) == sizeof(v);
 	if (read(e->event_fd, &v, sizeof(v)) == sizeof(v))
 		due = true;
