@@ -70,6 +70,7 @@ struct mguest {
 	struct mdriver *drv;
 	struct ovc_guest_stats stats, prev;
 	uint64_t last_action_usec, last_emergency_usec;
+	uint32_t emergency_count;  /* the policy's emergency streak (policy.h) */
 	bool has_floor_override;
 	struct ovc_conf_size floor_override;
 	bool seen;
@@ -349,8 +350,8 @@ static void act_guest(struct manager *m, struct mguest *g, const struct ovc_poli
 	if (action == OVC_ACTION_EMERGENCY) {
 		g->v.emergencies++;
 		g->last_emergency_usec = now;
+		g->emergency_count = d->emergency_count;
 	}
-	(void)d;
 }
 
 static void record(struct manager *m, const struct ovc_policy_host *host, const struct ovc_policy_out *out)
@@ -483,6 +484,7 @@ static void tick(struct manager *m)
 			.target_bytes = g->v.target_bytes,
 			.last_action_usec = g->last_action_usec,
 			.last_emergency_usec = g->last_emergency_usec,
+			.emergency_count = g->emergency_count,
 		};
 		guest_settings(m, g, &pg[n].settings);
 		n++;
@@ -508,6 +510,10 @@ static void tick(struct manager *m)
 
 		snprintf(reason, sizeof(reason), "%s", d->reason);
 		g->v.floor_bytes = d->floor_bytes;
+		/* An emergency's count is kept only once its deflate is done
+		 * (act_guest), with its time; any other decision may end a streak. */
+		if (action != OVC_ACTION_EMERGENCY)
+			g->emergency_count = d->emergency_count;
 		if (g->v.pin_bytes && g->v.balloon_driver && strcmp(g->v.balloon_driver, "absent") != 0) {
 			/* An operator's pin wins over the policy's balloon
 			 * moves, but never over the floor, and a guest in

@@ -15,8 +15,13 @@
 #include "util.h"
 
 #define PRIORITY_LEVELS 101
-/* No inflate for this many intervals after an emergency deflate. */
+/* No inflate for this many intervals after an emergency deflate, doubled
+ * for each further emergency of the same streak (6, 12, 24, 48 intervals:
+ * at most EMERGENCY_BACKOFF_MAX_SHIFT doublings). A streak ends once the
+ * guest has gone twice its cooldown without an emergency. */
 #define EMERGENCY_COOLDOWN_INTERVALS 6
+#define EMERGENCY_BACKOFF_MAX_SHIFT 3
+#define EMERGENCY_COUNT_MAX 1000
 
 const char *ovc_policy_action_name(enum ovc_policy_action a)
 {
@@ -102,6 +107,9 @@ struct view {
 	bool fresh;
 	bool settling;
 	bool cooling;              /* after an emergency deflate */
+	uint32_t streak;           /* emergencies in the current streak; 0: none */
+	uint64_t cooldown_usec;    /* of the current streak */
+	uint64_t margin;           /* kept above guest_free while in a streak */
 	bool pressure;
 	char why[96];              /* the guest's pressure, when it has one */
 };
@@ -133,8 +141,27 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	v->why[0] = '\0';
 	v->settling = g->last_action_usec && h->now_usec >= g->last_action_usec &&
 		      h->now_usec - g->last_action_usec < cfg->host.interval_usec / 10 * 9;
-	v->cooling = g->last_emergency_usec && h->now_usec >= g->last_emergency_usec &&
-		     h->now_usec - g->last_emergency_usec < EMERGENCY_COOLDOWN_INTERVALS * cfg->host.interval_usec;
+	/* A last emergency with no count is one emergency (a caller that does
+	 * not carry the count gets the plain six intervals). A clock that went
+	 * backwards counts as "just now": the careful side. */
+	v->streak = g->last_emergency_usec ? MIN(MAX(g->emergency_count, 1), EMERGENCY_COUNT_MAX) : 0;
+	v->cooldown_usec = 0;
+	v->cooling = false;
+	v->margin = 0;
+	if (v->streak) {
+		uint64_t since = sat_sub(h->now_usec, g->last_emergency_usec);
+		v->cooldown_usec = EMERGENCY_COOLDOWN_INTERVALS * cfg->host.interval_usec
+				   << MIN(v->streak - 1, EMERGENCY_BACKOFF_MAX_SHIFT);
+		if (since >= 2 * v->cooldown_usec)
+			v->streak = 0; /* quiet for long enough: the streak is over */
+		else
+			v->cooling = since < v->cooldown_usec;
+	}
+	/* Hysteresis: a guest that ran short is not squeezed back to the edge
+	 * where it ran short; while its streak lasts, it keeps what the
+	 * emergency gave it above guest_free. */
+	if (v->streak)
+		v->margin = MAX(ovc_conf_size_bytes(&cfg->balloon.emergency_step, v->max), MIB);
 	if (!v->fresh)
 		return;
 
@@ -144,7 +171,7 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 		v->avail = MIN(v->avail, st->total_bytes);
 	uint64_t guest_free = ovc_conf_size_bytes(&g->settings.guest_free, v->actual);
 	/* What the balloon was asked for but has not taken yet is not spare. */
-	v->spare = sat_sub(sat_sub(v->avail, guest_free), sat_sub(v->actual, v->target));
+	v->spare = sat_sub(sat_sub(v->avail, guest_free + v->margin), sat_sub(v->actual, v->target));
 
 	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
 	bool have_prev = pv->collected_usec && !pv->stale && st->collected_usec > pv->collected_usec;
@@ -266,6 +293,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		.floor_bytes = v.floor,
 		.spare_bytes = v.spare,
 		.guest_pressure = v.pressure,
+		.emergency_count = v.streak,
 	};
 	if (!ovc_known(g->stats.max_bytes) || g->stats.max_bytes == 0) {
 		d->target_bytes = g->target_bytes;
@@ -308,6 +336,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 				  v.max - v.target);
 		d->action = OVC_ACTION_EMERGENCY;
 		d->target_bytes = v.target + by;
+		d->emergency_count = MIN(v.streak + 1, EMERGENCY_COUNT_MAX);
 		reasonf(d->reason, sizeof(d->reason), "emergency deflate by %s to %s: %s", SZ(by),
 			 SZ(d->target_bytes), v.why);
 		return CAND_NONE;
@@ -328,12 +357,20 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		if (v.cooling) {
 			reasonf(d->reason, sizeof(d->reason),
 				"host pressure, cooling down: emergency deflate %" PRIu64 "s ago",
-				(h->now_usec - g->last_emergency_usec) / USEC_PER_SEC);
+				sat_sub(h->now_usec, g->last_emergency_usec) / USEC_PER_SEC);
+			if (v.streak > 1)
+				reason_append(d->reason, ", %" PRIu32 " in a row: cooldown %" PRIu64 "s",
+					      v.streak, v.cooldown_usec / USEC_PER_SEC);
 			return CAND_NONE;
 		}
 		if (inflate_cap(&v) == 0) {
 			if (v.target <= v.floor)
 				reasonf(d->reason, sizeof(d->reason), "host pressure, at floor %s", SZ(v.floor));
+			else if (v.margin)
+				reasonf(d->reason, sizeof(d->reason),
+					"host pressure, recovering from %" PRIu32 " emergency deflate%s: "
+					"available %s, margin %s above guest_free",
+					v.streak, v.streak > 1 ? "s" : "", SZ(v.avail), SZ(v.margin));
 			else
 				reasonf(d->reason, sizeof(d->reason), "host pressure, no spare: available %s",
 					 SZ(v.avail));

@@ -24,9 +24,15 @@
  *     until MemAvailable would be back at high, counting what balloons were
  *     asked for and have not taken yet. Guests with stale or missing
  *     stats are never inflated; nor within 90% of an interval of their last
- *     action (their stats do not yet show it), nor within six intervals of
+ *     action (their stats do not yet show it), nor within the cooldown of
  *     an emergency deflate (a guest that just ran short would otherwise be
- *     squeezed again as soon as its allocation settles).
+ *     squeezed again as soon as its allocation settles). The cooldown is
+ *     six intervals, doubled for each further emergency of a streak (6,
+ *     12, 24, 48 at most); a streak ends after twice its cooldown without
+ *     an emergency. While a streak lasts, even after its cooldown, the
+ *     guest's spare counts only what is above guest_free plus
+ *     emergency_step, so a guest still allocating is not squeezed back to
+ *     where it ran short (ping-pong).
  *  5. host room (MemAvailable above high, no PSI pressure): deflate
  *     ballooned guests by at most step each, highest priority first, within
  *     the room above high.
@@ -82,6 +88,9 @@ struct ovc_policy_guest {
 	uint64_t target_bytes;        /* balloon target now; 0 or unknown: max */
 	uint64_t last_action_usec;    /* 0: never */
 	uint64_t last_emergency_usec; /* last emergency deflate; 0: never */
+	uint32_t emergency_count;     /* the previous tick's decision's
+				       * emergency_count; 0 with a last
+				       * emergency counts as 1 */
 	struct ovc_guest_settings settings; /* ovc_config_guest_settings() */
 };
 
@@ -103,6 +112,10 @@ struct ovc_policy_decision {
 	uint64_t floor_bytes;
 	uint64_t spare_bytes;
 	bool guest_pressure;
+	/* Emergencies in the guest's current streak, to give back next tick
+	 * as ovc_policy_guest.emergency_count (with last_emergency_usec set
+	 * to now when the action is EMERGENCY and it was carried out). */
+	uint32_t emergency_count;
 	char reason[OVC_POLICY_REASON_MAX];
 };
 

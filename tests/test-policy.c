@@ -100,6 +100,11 @@ static const struct kat {
 	uint64_t zero, swap;
 	const char *reason; /* exact, or NULL */
 	const char *reason_part;
+	uint32_t count;     /* the decision's emergency_count */
+	/* The guest's emergency streak: emergency_count in, and its last
+	 * emergency (and action) this long ago; 0: none. */
+	uint32_t streak;
+	uint64_t streak_ago_sec;
 } kats[] = {
 	{ "steady", 3 * GIB, 4 * GIB, 2 * GIB, T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
 	  "host steady (MemAvailable 3GiB between low 2GiB and high 4GiB)" },
@@ -122,11 +127,12 @@ static const struct kat {
 	{ "balloon still inflating: its pending part is not spare", GIB, 3 * GIB, 2 * GIB,
 	  T_ACTUAL_4G, OVC_ACTION_INFLATE, 3 * GIB - 204 * MIB, 0, 0, NULL, "spare 204MiB" },
 	{ "emergency: available under 5%, even under host pressure", GIB, 2 * GIB, 50 * MIB, T_NONE,
-	  OVC_ACTION_EMERGENCY, 3 * GIB, 0, 0, "emergency deflate by 1GiB to 3GiB: available 50MiB < 102MiB" },
+	  OVC_ACTION_EMERGENCY, 3 * GIB, 0, 0, "emergency deflate by 1GiB to 3GiB: available 50MiB < 102MiB",
+	  .count = 1 },
 	{ "emergency: major faults", 3 * GIB, 3 * GIB, 2 * GIB, T_MAJFLT_2000, OVC_ACTION_EMERGENCY,
-	  4 * GIB, 0, 0, "emergency deflate by 1GiB to 4GiB: major faults 1000/s > 200/s" },
+	  4 * GIB, 0, 0, "emergency deflate by 1GiB to 4GiB: major faults 1000/s > 200/s", .count = 1 },
 	{ "emergency: swap-in", GIB, 3584 * MIB, 2 * GIB, T_SWAPIN_10M, OVC_ACTION_EMERGENCY, 4 * GIB,
-	  0, 0, "emergency deflate by 512MiB to 4GiB: swap-in 5MiB/s > 1MiB/s" },
+	  0, 0, "emergency deflate by 512MiB to 4GiB: swap-in 5MiB/s > 1MiB/s", .count = 1 },
 	{ "fault counter backwards: no rate, no emergency", 3 * GIB, 3 * GIB, 2 * GIB, T_MAJFLT_BACK,
 	  OVC_ACTION_NONE, 3 * GIB, 0, 0, NULL, "host steady" },
 	{ "no previous tick: no rate", 3 * GIB, 3 * GIB, 2 * GIB, T_NO_PREV, OVC_ACTION_NONE, 3 * GIB,
@@ -153,7 +159,42 @@ static const struct kat {
 	{ "settling after an action", GIB, 4 * GIB, 2 * GIB, T_SETTLING, OVC_ACTION_NONE, 4 * GIB, 0, 0,
 	  "host pressure, settling: last action 1000ms ago" },
 	{ "cooling down after an emergency", GIB, 4 * GIB, 2 * GIB, T_COOLING, OVC_ACTION_NONE, 4 * GIB,
-	  0, 0, "host pressure, cooling down: emergency deflate 20s ago" },
+	  0, 0, "host pressure, cooling down: emergency deflate 20s ago", .count = 1 },
+	/* Ping-pong: back-off and hysteresis after emergencies. guest_free is
+	 * 819MiB and the margin (emergency_step) 1GiB on these 4GiB guests. */
+	{ "one emergency 8 intervals ago: cooled down, but spare above guest_free + margin only",
+	  GIB, 4 * GIB, 2 * GIB, T_NONE, OVC_ACTION_INFLATE, 4 * GIB - 204 * MIB, 0, 0, NULL,
+	  "inflate by 204MiB to 3.8GiB: host pressure (MemAvailable 1GiB < low 2GiB); spare 204MiB",
+	  .count = 1, .streak = 1, .streak_ago_sec = 40 },
+	{ "one emergency 8 intervals ago: available within the margin, not inflated", GIB, 4 * GIB,
+	  1800 * MIB, T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
+	  "host pressure, recovering from 1 emergency deflate: available 1.7GiB, margin 1GiB above guest_free",
+	  NULL, .count = 1, .streak = 1, .streak_ago_sec = 40 },
+	{ "second emergency within the window: the streak counts it", GIB, 2 * GIB, 50 * MIB,
+	  T_NONE, OVC_ACTION_EMERGENCY, 3 * GIB, 0, 0,
+	  "emergency deflate by 1GiB to 3GiB: available 50MiB < 102MiB", NULL, .count = 2,
+	  .streak = 1, .streak_ago_sec = 40 },
+	{ "two emergencies in a row: cooldown doubled to 12 intervals", GIB, 4 * GIB, 2 * GIB,
+	  T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
+	  "host pressure, cooling down: emergency deflate 40s ago, 2 in a row: cooldown 60s", NULL,
+	  .count = 2, .streak = 2, .streak_ago_sec = 40 },
+	{ "quiet for twice the cooldown: streak over, normal spare", GIB, 4 * GIB, 2 * GIB,
+	  T_NONE, OVC_ACTION_INFLATE, 3840 * MIB, 0, 0, NULL, "spare 1.2GiB", .count = 0,
+	  .streak = 1, .streak_ago_sec = 60 },
+	{ "emergency after the streak ended: a new streak of one", GIB, 2 * GIB, 50 * MIB,
+	  T_NONE, OVC_ACTION_EMERGENCY, 3 * GIB, 0, 0, NULL, NULL, .count = 1,
+	  .streak = 1, .streak_ago_sec = 60 },
+	{ "two in a row, 20 intervals ago: cooled down, still in the streak", GIB, 4 * GIB, 2 * GIB,
+	  T_NONE, OVC_ACTION_INFLATE, 4 * GIB - 204 * MIB, 0, 0, NULL, "spare 204MiB",
+	  .count = 2, .streak = 2, .streak_ago_sec = 100 },
+	{ "four in a row: cooldown 48 intervals", GIB, 4 * GIB, 2 * GIB, T_NONE,
+	  OVC_ACTION_NONE, 4 * GIB, 0, 0, NULL, "4 in a row: cooldown 240s",
+	  .count = 4, .streak = 4, .streak_ago_sec = 200 },
+	{ "nine in a row: cooldown capped at 48 intervals", GIB, 4 * GIB, 2 * GIB, T_NONE,
+	  OVC_ACTION_INFLATE, 4 * GIB - 204 * MIB, 0, 0, NULL, "spare 204MiB",
+	  .count = 9, .streak = 9, .streak_ago_sec = 250 },
+	{ "a count without a last emergency is no streak", GIB, 4 * GIB, 2 * GIB, T_NONE,
+	  OVC_ACTION_INFLATE, 3840 * MIB, 0, 0, NULL, "spare 1.2GiB", .count = 0, .streak = 2 },
 	{ "PSI some above threshold, MemAvailable above high", 5 * GIB, 4 * GIB, 2 * GIB,
 	  T_PSI_SOME_15, OVC_ACTION_INFLATE, 3840 * MIB, 0, 0, NULL,
 	  "host pressure (PSI some avg10 15.00% >= 10.00%)" },
@@ -198,6 +239,9 @@ static void run_kat(const struct kat *k)
 	struct ovc_policy_decision d;
 	struct ovc_policy_out out;
 
+	if (k->streak_ago_sec)
+		g.last_action_usec = g.last_emergency_usec = NOW - k->streak_ago_sec * SEC;
+	g.emergency_count = k->streak;
 	switch (k->tweak) {
 	case T_STALE:
 		g.stats.stale = true;
@@ -268,6 +312,8 @@ static void run_kat(const struct kat *k)
 		fail_msg("%s: reason '%s', expected '%s'", k->what, d.reason, k->reason);
 	if (k->reason_part && !strstr(d.reason, k->reason_part))
 		fail_msg("%s: reason '%s' lacks '%s'", k->what, d.reason, k->reason_part);
+	if (d.emergency_count != k->count)
+		fail_msg("%s: emergency_count %u, expected %u", k->what, d.emergency_count, k->count);
 	/* Invariants every row must keep. */
 	if (g.stats.max_bytes != U) {
 		assert_true(d.target_bytes <= g.stats.max_bytes);
@@ -618,6 +664,7 @@ static void test_random_invariants(void **state)
 				g[i].stats.collected_usec = h.now_usec;
 				g[i].last_action_usec = xorshift(&seed) % 3 ? 0 : h.now_usec - xorshift(&seed) % (60 * SEC);
 				g[i].last_emergency_usec = xorshift(&seed) % 3 ? 0 : g[i].last_action_usec;
+				g[i].emergency_count = (uint32_t)(xorshift(&seed) % 3 ? xorshift(&seed) % 6 : xorshift(&seed));
 				ovc_config_guest_settings(c, names[i], &g[i].settings);
 			}
 			struct ovc_policy_out out, out2;
@@ -642,6 +689,7 @@ static void test_random_invariants(void **state)
 				assert_int_equal(d[i].target_bytes, d2[i].target_bytes);
 				assert_int_equal(d[i].reclaim_zero_bytes, d2[i].reclaim_zero_bytes);
 				assert_int_equal(d[i].reclaim_swap_bytes, d2[i].reclaim_swap_bytes);
+				assert_int_equal(d[i].emergency_count, d2[i].emergency_count);
 				assert_string_equal(d[i].reason, d2[i].reason);
 			}
 			assert_string_equal(out.reason, out2.reason);
@@ -673,7 +721,13 @@ static void test_random_invariants(void **state)
 					assert_true(g[i].kind != OVC_DRIVER_ENGINE);
 				}
 				if (d[i].action == OVC_ACTION_EMERGENCY)
-					assert_true(d[i].target_bytes > old);
+					assert_true(d[i].target_bytes > old && d[i].emergency_count >= 1);
+				/* The streak only grows by an emergency; no last
+				 * emergency, no streak. */
+				if (d[i].action != OVC_ACTION_EMERGENCY)
+					assert_true(d[i].emergency_count <= MAX(g[i].emergency_count, 1));
+				if (!g[i].last_emergency_usec)
+					assert_true(d[i].emergency_count <= 1);
 				if (g[i].settings.never_balloon && g[i].kind != OVC_DRIVER_ENGINE &&
 				    c->balloon.enable)
 					assert_int_equal(d[i].target_bytes, max);
@@ -702,6 +756,7 @@ struct sim_guest {
 	uint64_t majflt, swapin;
 	uint64_t last_action_usec;
 	uint64_t last_emergency_usec;
+	uint32_t emergency_count;
 	struct ovc_guest_stats prev;
 	bool present;
 };
@@ -774,7 +829,8 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		*g = (struct ovc_policy_guest){ .name = sg->name, .kind = OVC_DRIVER_LIBVIRT,
 						.target_bytes = sg->target,
 						.last_action_usec = sg->last_action_usec,
-						.last_emergency_usec = sg->last_emergency_usec };
+						.last_emergency_usec = sg->last_emergency_usec,
+						.emergency_count = sg->emergency_count };
 		ovc_guest_stats_reset(&g->stats);
 		g->stats.collected_usec = t_sec * SEC;
 		g->stats.guest_update_sec = tg[i].stale ? 1 : t_sec;
@@ -820,6 +876,21 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 					 (unsigned long long)step, dd->reason);
 			if (dd->guest_pressure)
 				fail_msg("%s: inflated a guest under pressure (%s)", where, dd->reason);
+			/* No ping-pong: within twelve intervals of an emergency
+			 * (the shortest streak; computed here, not taken from
+			 * the policy) a guest is inflated only while it keeps
+			 * guest_free + emergency_step available afterwards. */
+			uint64_t since = t_sec * SEC - sg->last_emergency_usec;
+			uint64_t keep = ovc_conf_size_bytes(&g->settings.guest_free, sg->actual) +
+					ovc_conf_size_bytes(&s->cfg->balloon.emergency_step, sg->max);
+			if (sg->last_emergency_usec && since < 12 * s->cfg->host.interval_usec &&
+			    g->stats.available_bytes < keep + (old - dd->target_bytes))
+				fail_msg("%s: inflated by %llu MiB %llus after an emergency with %llu MiB "
+					 "available, below guest_free + emergency_step %llu MiB (%s)",
+					 where, (unsigned long long)((old - dd->target_bytes) / MIB),
+					 (unsigned long long)(since / SEC),
+					 (unsigned long long)(g->stats.available_bytes / MIB),
+					 (unsigned long long)(keep / MIB), dd->reason);
 		}
 		if (dd->guest_pressure && old < sg->max && dd->action != OVC_ACTION_RESTORE &&
 		    dd->target_bytes <= old)
@@ -843,9 +914,14 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		if (dd->target_bytes != old) {
 			sg->target = dd->target_bytes;
 			sg->last_action_usec = t_sec * SEC;
-			if (dd->action == OVC_ACTION_EMERGENCY)
+			if (dd->action == OVC_ACTION_EMERGENCY) {
 				sg->last_emergency_usec = t_sec * SEC;
+				sg->emergency_count = dd->emergency_count;
+			}
 		}
+		/* As ovcd does: an emergency's count is kept with its deflate. */
+		if (dd->action != OVC_ACTION_EMERGENCY)
+			sg->emergency_count = dd->emergency_count;
 		/* The balloon converges by the next tick. */
 		sg->actual = sg->target;
 		sg->prev = g->stats;
@@ -986,6 +1062,11 @@ static void test_trace_classes(void **state)
 	replay("classes.trace");
 }
 
+static void test_trace_pingpong(void **state)
+{
+	replay("pingpong.trace");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -999,6 +1080,7 @@ int main(void)
 		cmocka_unit_test(test_trace_squeeze),
 		cmocka_unit_test(test_trace_liar),
 		cmocka_unit_test(test_trace_classes),
+		cmocka_unit_test(test_trace_pingpong),
 	};
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }
