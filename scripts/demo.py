@@ -204,7 +204,7 @@ class Demo:
         procs = [g.proc for g in self.guests] + [p for p in (self.ovcd, self.vmm) if p]
         for p in procs:
             if p.poll() is None:
-                # ovcd restores KSM knobs and balloons on SIGTERM; the rest dies.
+                # ovcd exits cleanly on SIGTERM (KSM knobs back); the rest just dies.
                 p.send_signal(signal.SIGTERM if p is self.ovcd else signal.SIGKILL)
         for p in procs:
             try:
