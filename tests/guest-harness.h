@@ -81,7 +81,11 @@ struct harness_guest {
  * kernel boots on. */
 int harness_qemu_start(const struct harness_image *img, const struct harness_guest_opts *opts,
 		       struct harness_guest *g);
-/* Boot a transient libvirt domain (type qemu) from the image. */
+/* Boot a transient libvirt domain (type qemu) from the image. -EOPNOTSUPP
+ * where libvirt cannot give QEMU its mount namespace (/ not a mount point,
+ * as in a chroot): the caller skips with HARNESS_NO_NAMESPACE_WHY. */
+#define HARNESS_NO_NAMESPACE_WHY \
+	"libvirt cannot start QEMU in a private mount namespace here (/ is not a mount point, as in a chroot)"
 int harness_domain_start(struct harness_libvirtd *d, const struct harness_image *img,
 			 const struct harness_guest_opts *opts, struct harness_guest *g);
 /* Stop the guest (SIGKILL / virDomainDestroy) and remove its directory.
