@@ -313,7 +313,7 @@ static size_t read_line(int fd, char *buf, size_t size)
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		ssize_t n;
 
-		assert_int_equal(poll(&p, 1, 10000), 1);
+		assert_int_equal(poll(&p, 1, 30000), 1);
 		n = recv(fd, buf + len, 1, 0);
 		/* A peer that closes with our bytes unread resets: closed too. */
 		if (n < 0 && errno == ECONNRESET)
@@ -580,6 +580,30 @@ static void test_hostile_clients(void **state)
 	/* and the engine is freed (teardown) without waiting on anyone */
 }
 
+/* A client that leaves half a line is dropped (after STALL_USEC, 10 s);
+ * an idle one with nothing pending is not. Waits about 11 s. */
+static void test_stalled_client_dropped(void **state)
+{
+	struct fixture *f = *state;
+	struct ep_reply rp;
+	char buf[64];
+	int half, idle;
+
+	engine_up(f, 0);
+	publish(f, "web1", 0, 0);
+	half = client(f, "web1");
+	idle = client(f, "web1");
+	assert_true(half >= 0 && idle >= 0);
+	ask(idle, "OVC1 stats\n", &rp);
+	assert_int_equal(send(half, "OVC1 sta", 8, MSG_NOSIGNAL), 8);
+	/* read_line waits up to 30 s: EOF must come within that */
+	assert_int_equal(read_line(half, buf, sizeof(buf)), 0);
+	ask(idle, "OVC1 stats\n", &rp);
+	assert_true(rp.ok);
+	close(half);
+	close(idle);
+}
+
 /* Setting a target needs root or the VMM's uid; reading stats only needs
  * access to the socket. */
 static void test_peer_check(void **state)
@@ -641,6 +665,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publish_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_clients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stalled_client_dropped, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
