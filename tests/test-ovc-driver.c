@@ -82,35 +82,62 @@ static const struct ovc_balloon_guest *find(const struct ovc_balloon_guest *v, s
 	return NULL;
 }
 
-/* The child: an engine published as vm-b, until its parent closes the pipe.
- * It then _exits without unpublishing, as a crashed VMM would: the socket
- * file stays behind, nobody listens. */
-static pid_t child_engine(const char *dir, int *ret_pipe)
+/* A child process that will run an engine published as vm-b. It is forked
+ * while this process has no threads yet (an engine's threads must not be
+ * started in the child of a multi-threaded process), waits for 'p' to
+ * publish, answers 'r', and on the next byte _exits without
+ * unpublishing, as a crashed VMM would: the socket file stays behind and
+ * nobody listens on it. */
+struct child {
+	pid_t pid;
+	int go, ready;
+};
+
+static void child_spawn(struct child *c, const char *dir)
 {
 	int go[2], ready[2];
-	pid_t pid;
-	char c;
+	char ch;
 
 	assert_int_equal(pipe2(go, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
+	c->pid = fork();
+	assert_true(c->pid >= 0);
+	if (c->pid == 0) {
 		struct guest_ram g;
 
 		close(go[1]);
 		close(ready[0]);
+		if (read(go[0], &ch, 1) != 1)
+			_exit(0);
 		(void)engine_published(&g, dir, "vm-b", 0);
 		(void)!write(ready[1], "r", 1);
-		(void)!read(go[0], &c, 1);
+		(void)!read(go[0], &ch, 1);
 		_exit(0);
 	}
 	close(go[0]);
 	close(ready[1]);
-	assert_int_equal(read(ready[0], &c, 1), 1);
-	close(ready[0]);
-	*ret_pipe = go[1];
-	return pid;
+	c->go = go[1];
+	c->ready = ready[0];
+}
+
+static void child_publish(struct child *c)
+{
+	char ch;
+
+	assert_int_equal(write(c->go, "p", 1), 1);
+	assert_int_equal(read(c->ready, &ch, 1), 1);
+}
+
+static void child_exit(struct child *c)
+{
+	int status;
+
+	/* A byte, not EOF: a later child holds a copy of this pipe's end. */
+	assert_int_equal(write(c->go, "x", 1), 1);
+	close(c->go);
+	close(c->ready);
+	assert_int_equal(waitpid(c->pid, &status, 0), c->pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 static void test_engines(void **state)
@@ -126,11 +153,12 @@ static void test_engines(void **state)
 	ovc_balloon *b;
 	ovc_engine *e;
 	size_t n;
-	pid_t pid;
-	int go, status;
+	struct child c1, c2;
 
 	need_uffd();
 	assert_non_null(mkdtemp(dir));
+	child_spawn(&c1, dir);
+	child_spawn(&c2, dir);
 	bo.engine_dir = dir;
 	assert_ovc_ok(ovc_balloon_new(&bo, &b));
 	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
@@ -176,7 +204,7 @@ static void test_engines(void **state)
 
 	/* A second engine in another process: STARTED; it exits: STOPPED,
 	 * and its left-behind socket is not listed. */
-	pid = child_engine(dir, &go);
+	child_publish(&c1);
 	wait_event(b, &seen.started, 2);
 	assert_string_equal(seen.last_started, "vm-b");
 	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
@@ -184,9 +212,7 @@ static void test_engines(void **state)
 	assert_non_null(find(v, n, "vm-b"));
 	assert_int_equal(find(v, n, "vm-b")->stats.max_bytes, RAM_BYTES);
 	free(v);
-	close(go);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	child_exit(&c1);
 	wait_event(b, &seen.stopped, 1);
 	assert_string_equal(seen.last_stopped, "vm-b");
 	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
@@ -196,11 +222,10 @@ static void test_engines(void **state)
 	assert_int_equal(ovc_balloon_guest(b, "vm-b", &one), -ENOENT);
 
 	/* A new engine under the dead one's name replaces its stale socket. */
-	pid = child_engine(dir, &go);
+	child_publish(&c2);
 	wait_event(b, &seen.started, 3);
 	assert_string_equal(seen.last_started, "vm-b");
-	close(go);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
+	child_exit(&c2);
 	wait_event(b, &seen.stopped, 2);
 
 	/* Unpublishing: STOPPED too. */
