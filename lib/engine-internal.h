@@ -109,6 +109,7 @@ struct ovc_engine {
 	pthread_cond_t wake_cond;
 	bool wake_pending;
 	int timer_fd;               /* NO_THREADS: next scan batch due */
+	uint64_t last_sweep_nsec;   /* NO_THREADS: last fault_sweep() */
 	uint64_t bg_cursor;         /* background pass position */
 	uint64_t bg_pass_t0_nsec, bg_pass_scanned0;
 	atomic_uint_fast64_t c_reclaim_target;
@@ -139,6 +140,8 @@ int64_t share_full_pass(ovc_engine *e);
 /* Read and handle every pending message on the uffd. Handler thread, or
  * the loop thread in NO_THREADS mode. Returns messages handled or -errno. */
 int fault_drain(ovc_engine *e);
+/* Wake every thread waiting in any region (the lost-wake-up net). */
+void fault_sweep(ovc_engine *e);
 /* Handler thread main loop. */
 void *fault_thread_main(void *arg);
 /* Retry a resolving uffd ioctl (ZEROPAGE, MOVE back, WRITEPROTECT off,

@@ -347,15 +347,16 @@ OVC_EXPORT int ovc_engine_new(const struct ovc_engine_opts *opts, ovc_engine **r
 
 /* What kind of memory backs [addr, addr+len): every byte mapped read-write,
  * all private anonymous (*shmem = false) or all shared memory (memfd,
- * /dev/zero, SysV: *shmem = true). Hugetlb is refused (ZEROPAGE cannot work
- * on it). -EFAULT otherwise. */
+ * /dev/zero, SysV: *shmem = true). -EFAULT otherwise. /proc/self/maps, not
+ * smaps: smaps walks the page tables of every mapping, which for a VMM is
+ * its whole guest RAM. Hugetlb memfds pass here and are refused after
+ * UFFDIO_REGISTER, which offers no UFFDIO_ZEROPAGE on hugetlb. */
 static int mapping_kind(uint64_t addr, uint64_t len, bool *shmem)
 {
-	_cleanup_(fclosep) FILE *f = fopen("/proc/self/smaps", "re");
+	_cleanup_(fclosep) FILE *f = fopen("/proc/self/maps", "re");
 	char line[512];
 	uint64_t covered = addr, end = addr + len;
 	int kind = -1; /* 0 anon, 1 shmem */
-	bool in = false;
 
 	if (!f)
 		return negative_errno();
@@ -363,9 +364,7 @@ static int mapping_kind(uint64_t addr, uint64_t len, bool *shmem)
 		unsigned long long s, t;
 		char perms[8];
 		int path_at = 0;
-		if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &s, &t, perms, &path_at) == 3 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			in = false;
+		if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &s, &t, perms, &path_at) == 3) {
 			if (t <= covered || s >= end)
 				continue;
 			if (s > covered)
@@ -373,7 +372,8 @@ static int mapping_kind(uint64_t addr, uint64_t len, bool *shmem)
 			const char *path = path_at ? line + path_at : "";
 			path += strspn(path, " ");
 			bool anon = perms[3] == 'p' && (path[0] == '\n' || path[0] == 0 ||
-							strncmp(path, "[heap]", 6) == 0);
+							strncmp(path, "[heap]", 6) == 0 ||
+							strncmp(path, "[anon:", 6) == 0);
 			bool shm = perms[3] == 's' && (strncmp(path, "/memfd:", 7) == 0 ||
 						       strncmp(path, "/dev/zero", 9) == 0 ||
 						       strncmp(path, "/SYSV", 5) == 0 ||
@@ -384,12 +384,6 @@ static int mapping_kind(uint64_t addr, uint64_t len, bool *shmem)
 				return -EFAULT; /* mixed */
 			kind = shm;
 			covered = t;
-			in = true;
-		} else if (in && strncmp(line, "KernelPageSize:", 15) == 0) {
-			unsigned long kb = 0;
-			sscanf(line + 15, "%lu", &kb);
-			if (kb != 4)
-				return -EFAULT; /* hugetlb */
 		}
 	}
 	if (covered < end)
@@ -543,6 +537,11 @@ OVC_EXPORT int ovc_engine_process(ovc_engine *e, unsigned flags)
 	int r = fault_drain(e);
 	if (r < 0)
 		return r;
+	uint64_t now = now_nsec(CLOCK_MONOTONIC);
+	if (now - e->last_sweep_nsec >= 100 * NSEC_PER_USEC * 1000) {
+		fault_sweep(e); /* see fault.c */
+		e->last_sweep_nsec = now;
+	}
 	bool due = read(e->timer_fd, &v, sizeof(v)) == sizeof(v);
 	if (read(e->event_fd, &v, sizeof(v)) == sizeof(v))
 		due = true;

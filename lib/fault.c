@@ -149,8 +149,14 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	uint64_t w = atomic_load(p);
 	bool transit = pst_in_transit(w);
 	bool own = transit && tid && tid == atomic_load(&e->pass_tid);
+	/* Leave it waiting only if the mark lands while the page is still in
+	 * transit; if the transit ended in between, resolve it below. */
+	if (transit && !own && pst_mark_if_transit(p, PST_WAITERS) < PST_SHARING) {
+		transit = false;
+		w = atomic_load(p);
+	}
 	if (transit && !own) {
-		pst_mark_if_transit(p, PST_WAITERS);
+		/* waits for the end of the transit */
 	} else if (own) {
 		struct uffdio_copy c = { .dst = addr, .src = (uint64_t)(uintptr_t)zero_page,
 					 .len = PAGE_SIZE, .mode = UFFDIO_COPY_MODE_WP };
@@ -241,6 +247,22 @@ int fault_drain(ovc_engine *e)
 }
 
 #define SPIN_AFTER_REMOVE_NSEC (50 * NSEC_PER_USEC)
+#define SWEEP_NSEC (100 * NSEC_PER_USEC * 1000)
+
+/* A safety net against a lost wake-up: every 100 ms, wake every thread
+ * waiting anywhere in our regions. A spurious wake is harmless — the
+ * thread retries its access; if the page is still in transit or
+ * protected it faults again and its new message is handled as usual.
+ * Without it, a wake-up missed by a bug would hang a vCPU for ever; with
+ * it, for at most 100 ms. (A 30 s torture once hung a writer on the
+ * write-protect path; the cause was not found before this was added.) */
+void fault_sweep(ovc_engine *e)
+{
+	pthread_rwlock_rdlock(&e->regions_lock);
+	for (size_t i = 0; i < e->nregions; i++)
+		uffd_wake(e, (uint64_t)(uintptr_t)e->regions[i]->host, e->regions[i]->len_bytes);
+	pthread_rwlock_unlock(&e->regions_lock);
+}
 
 void *fault_thread_main(void *arg)
 {
@@ -251,9 +273,18 @@ void *fault_thread_main(void *arg)
 	};
 
 	atomic_store(&e->handler_tid, engine_gettid());
+	uint64_t last_sweep = now_nsec(CLOCK_MONOTONIC);
 	while (!atomic_load(&e->stop)) {
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		int pr = poll(pfd, 2, (int)(SWEEP_NSEC / 1000000));
+		if (pr < 0 && errno != EINTR)
 			break;
+		uint64_t now = now_nsec(CLOCK_MONOTONIC);
+		if (now - last_sweep >= SWEEP_NSEC) {
+			fault_sweep(e);
+			last_sweep = now;
+		}
+		if (pr <= 0)
+			continue;
 		if (pfd[0].revents & (POLLERR | POLLHUP))
 			break;
 		if (!(pfd[0].revents & POLLIN))

@@ -254,5 +254,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_threads_memfd_wp),
 		cmocka_unit_test(test_loop_anon_move),
 	};
+	if (getenv("OVC_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
 	return cmocka_run_group_tests_name("torture", tests, NULL, NULL);
 }

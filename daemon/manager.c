@@ -1,0 +1,1274 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ovcd's manager: event loop, tick (collect → policy → act → record),
+ * guest table, control socket server, metrics outputs, reload. See
+ * manager.h. Main thread only; no locks.
+ *
+ * A guest's error never stops the daemon: it is logged once where it is
+ * handled, rate-limited per guest, and the guest is retried at the next
+ * tick.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "control.h"
+#include "driver.h"
+#include "host.h"
+#include "ksm.h"
+#include "logging.h"
+#include "manager.h"
+#include "metrics.h"
+#include "policy.h"
+#include "stats.h"
+#include "view.h"
+
+#define MAX_DRIVERS (OVCD_MAX_QMP_DIRS + 1)
+#define MAX_CLIENTS 64
+#define LIBVIRT_SOCKET "/run/libvirt/libvirt-sock"
+
+enum source_type {
+	SRC_TIMER,
+	SRC_SIGNAL,
+	SRC_CONTROL,
+	SRC_CLIENT,
+	SRC_METRICS,
+	SRC_PSI,
+	SRC_DRIVER,
+};
+
+struct source {
+	enum source_type type;
+};
+
+struct mdriver {
+	struct source src;
+	struct manager *m;
+	ovc_balloon *b;
+	const char *kind;          /* "qmp", "libvirt" */
+	enum ovc_driver_kind policy_kind;
+	bool list_ok;              /* the last list worked: its guests are current */
+	struct ovcd_ratelimit rl;
+};
+
+struct mguest {
+	struct ovcd_guest_view v;
+	struct mdriver *drv;
+	struct ovc_guest_stats stats, prev;
+	uint64_t last_action_usec, last_emergency_usec;
+	bool has_floor_override;
+	struct ovc_conf_size floor_override;
+	bool seen;
+	struct ovcd_ratelimit rl;
+};
+
+struct client {
+	struct source src;
+	int fd;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[64];
+	size_t n_groups;
+	size_t n;
+	char buf[OVCD_REQUEST_MAX + 2];
+};
+
+struct manager {
+	struct manager_opts opts;
+	struct ovc_config *cfg;
+	int epfd;
+	struct source timer, sig, control, metrics, psi;
+	int timer_fd, signal_fd, control_fd, metrics_fd, psi_fd;
+	char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool has_gid;
+	gid_t gid;
+
+	struct mdriver drivers[MAX_DRIVERS];
+	size_t n_drivers;
+
+	struct mguest *guests;
+	size_t n_guests, cap_guests;
+
+	struct client *clients[MAX_CLIENTS];
+
+	bool ksm_saved_valid, ksm_touched;
+	struct ovc_ksm_knobs ksm_saved;
+	struct ovc_policy_ksm_state ksm_state;
+
+	uint64_t start_usec, last_tick_usec, ticks;
+	struct ovcd_view view;
+	struct ovcd_guest_view *view_guests;
+	struct ovcd_ratelimit host_rl;
+	char *metrics_text;
+	size_t metrics_len;
+	bool ready, quit;
+	char last_status[256];
+	uint64_t last_status_usec;
+};
+
+#define SZ(v) ovc_format_size_short((v), (char[24]){ 0 }, 24)
+
+/* ---- guest table ---- */
+
+static struct mguest *guest_find(struct manager *m, const char *name)
+{
+	for (size_t i = 0; i < m->n_guests; i++)
+		if (strcmp(m->guests[i].v.name, name) == 0)
+			return &m->guests[i];
+	return NULL;
+}
+
+static struct mguest *guest_add(struct manager *m, struct mdriver *d, const struct ovc_balloon_guest *bg)
+{
+	struct mguest *g;
+
+	if (m->n_guests == m->cap_guests) {
+		size_t cap = m->cap_guests ? m->cap_guests * 2 : 16;
+		struct mguest *p = realloc(m->guests, cap * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		m->guests = p;
+		m->cap_guests = cap;
+	}
+	g = &m->guests[m->n_guests++];
+	memset(g, 0, sizeof(*g));
+	snprintf(g->v.name, sizeof(g->v.name), "%s", bg->name);
+	g->v.driver = d->kind;
+	g->drv = d;
+	/* What the guest has when ovcd first sees it is the target it was
+	 * given by whoever started it; ovcd moves it from there. */
+	g->v.target_bytes = bg->stats.actual_bytes;
+	ovc_guest_stats_reset(&g->prev);
+	g->prev.collected_usec = 0;
+	dlog_info("guest '%s' (%s): max %s, current %s", g->v.name, d->kind, SZ(bg->stats.max_bytes),
+		  SZ(bg->stats.actual_bytes));
+	return g;
+}
+
+static void guest_remove(struct manager *m, struct mguest *g, const char *why)
+{
+	size_t i = (size_t)(g - m->guests);
+
+	dlog_info("guest '%s' %s", g->v.name, why);
+	memmove(&m->guests[i], &m->guests[i + 1], (m->n_guests - i - 1) * sizeof(*g));
+	m->n_guests--;
+}
+
+static const char *guest_driver_state(enum ovc_balloon_guest_driver d)
+{
+	switch (d) {
+	case OVC_BALLOON_DRIVER_LOADED:
+		return "loaded";
+	case OVC_BALLOON_DRIVER_ABSENT:
+		return "absent";
+	default:
+		return "unknown";
+	}
+}
+
+static void guest_settings(const struct manager *m, const struct mguest *g, struct ovc_guest_settings *s)
+{
+	ovc_config_guest_settings(m->cfg, g->v.name, s);
+	if (g->has_floor_override)
+		s->floor = g->floor_override;
+}
+
+/* ---- view ---- */
+
+static void build_view(struct manager *m)
+{
+	struct ovcd_guest_view *vg = realloc(m->view_guests, (m->n_guests ? m->n_guests : 1) * sizeof(*vg));
+	uint64_t now_real = now_usec(CLOCK_REALTIME);
+
+	if (!vg)
+		return; /* keep the last view */
+	m->view_guests = vg;
+	for (size_t i = 0; i < m->n_guests; i++) {
+		struct mguest *g = &m->guests[i];
+		struct ovc_guest_settings s;
+
+		guest_settings(m, g, &s);
+		g->v.floor_bytes = ovc_conf_size_bytes(&s.floor, g->v.max_bytes);
+		g->v.floor_override = g->has_floor_override;
+		g->v.stats_age_usec = ovc_known(g->stats.guest_update_sec) && g->stats.guest_update_sec > 0 &&
+					      g->stats.guest_update_sec * USEC_PER_SEC <= now_real
+				      ? now_real - g->stats.guest_update_sec * USEC_PER_SEC
+				      : OVC_UNKNOWN;
+		vg[i] = g->v;
+	}
+	m->view.guests = vg;
+	m->view.n_guests = m->n_guests;
+	m->view.config_path = m->cfg->path;
+	m->view.interval_usec = m->cfg->host.interval_usec;
+	m->view.dry_run = m->opts.dry_run;
+	m->view.ticks = m->ticks;
+	m->view.uptime_usec = now_usec(CLOCK_MONOTONIC) - m->start_usec;
+}
+
+/* ---- KSM ---- */
+
+static void ksm_restore(struct manager *m)
+{
+	int r;
+
+	if (!m->ksm_touched || !m->ksm_saved_valid)
+		return;
+	r = ovc_ksm_restore(NULL, &m->ksm_saved);
+	if (r < 0)
+		dlog_err("failed to restore the KSM settings: %s", strerror(-r));
+	else
+		dlog_info("KSM settings restored (run=%u pages_to_scan=%u sleep_millisecs=%u)",
+			  m->ksm_saved.run, m->ksm_saved.pages_to_scan, m->ksm_saved.sleep_millisecs);
+	m->ksm_touched = false;
+	memset(&m->ksm_state, 0, sizeof(m->ksm_state));
+}
+
+/* ---- tick ---- */
+
+static bool guest_wanted(const struct manager *m, const char *name)
+{
+	if (m->opts.n_only == 0)
+		return true;
+	for (size_t i = 0; i < m->opts.n_only; i++)
+		if (fnmatch(m->opts.only[i], name, 0) == 0)
+			return true;
+	return false;
+}
+
+static void collect_guests(struct manager *m)
+{
+	for (size_t i = 0; i < m->n_guests; i++)
+		m->guests[i].seen = false;
+	for (size_t d = 0; d < m->n_drivers; d++) {
+		struct mdriver *drv = &m->drivers[d];
+		struct ovc_balloon_guest *list = NULL;
+		size_t n = 0;
+		int r = ovc_balloon_list(drv->b, &list, &n);
+
+		drv->list_ok = r >= 0;
+		if (r < 0) {
+			ovcd_log_guest_ratelimited(&drv->rl, OVC_LOG_WARNING, "failed to list the %s guests: %s",
+						   drv->kind,
+						   ovc_balloon_error(drv->b)[0] ? ovc_balloon_error(drv->b)
+										: strerror(-r));
+			/* Its guests stay as they were, but are not acted on. */
+			for (size_t i = 0; i < m->n_guests; i++)
+				if (m->guests[i].drv == drv)
+					m->guests[i].seen = true;
+			continue;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct mguest *g;
+
+			if (!guest_wanted(m, list[i].name))
+				continue;
+			g = guest_find(m, list[i].name);
+
+			if (g && g->drv != drv) {
+				ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
+							   "guest '%s' is reported by both %s and %s; "
+							   "managing it through %s only",
+							   g->v.name, g->drv->kind, drv->kind, g->drv->kind);
+				continue;
+			}
+			if (!g && !(g = guest_add(m, drv, &list[i]))) {
+				dlog_err("out of memory adding guest '%s'", list[i].name);
+				continue;
+			}
+			if (g->stats.collected_usec)
+				g->prev = g->stats;
+			g->stats = list[i].stats;
+			g->seen = true;
+			g->v.max_bytes = list[i].stats.max_bytes;
+			g->v.actual_bytes = list[i].stats.actual_bytes;
+			g->v.available_bytes = list[i].stats.available_bytes;
+			g->v.stale = list[i].stats.stale;
+			g->v.balloon_driver = guest_driver_state(list[i].driver);
+			if (!ovc_known(g->v.target_bytes) || g->v.target_bytes == 0 ||
+			    g->v.target_bytes > g->v.max_bytes)
+				g->v.target_bytes = g->v.actual_bytes;
+		}
+		free(list);
+	}
+	for (size_t i = m->n_guests; i-- > 0;)
+		if (!m->guests[i].seen)
+			guest_remove(m, &m->guests[i], "is gone");
+}
+
+static void act_guest(struct manager *m, struct mguest *g, const struct ovc_policy_decision *d,
+		      enum ovc_policy_action action, uint64_t target, const char *reason, uint64_t now)
+{
+	const char *verb = ovc_policy_action_name(action);
+	uint64_t from = g->v.target_bytes;
+	int r;
+
+	if (m->opts.dry_run) {
+		dlog_info("tick %" PRIu64 ": would %s '%s' %s -> %s: %s", m->ticks, verb, g->v.name, SZ(from),
+			  SZ(target), reason);
+		return;
+	}
+	r = ovc_balloon_set_target(g->drv->b, g->v.name, target, 0);
+	if (r < 0) {
+		const char *e = ovc_balloon_error(g->drv->b);
+
+		g->v.errors++;
+		if (e[0])
+			ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING, "tick %" PRIu64 ": %s", m->ticks, e);
+		else
+			ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
+						   "tick %" PRIu64 ": failed to %s balloon of '%s' to %s: %s",
+						   m->ticks, verb, g->v.name, SZ(target), strerror(-r));
+		return;
+	}
+	dlog_info("tick %" PRIu64 ": %s '%s' %s -> %s: %s", m->ticks, verb, g->v.name, SZ(from), SZ(target),
+		  reason);
+	g->v.target_bytes = target;
+	g->v.last_action = action;
+	g->v.last_action_tick = m->ticks;
+	snprintf(g->v.last_reason, sizeof(g->v.last_reason), "%.*s", (int)sizeof(g->v.last_reason) - 1, reason);
+	g->last_action_usec = now;
+	if (target < from)
+		g->v.inflates++;
+	else
+		g->v.deflates++;
+	if (action == OVC_ACTION_EMERGENCY) {
+		g->v.emergencies++;
+		g->last_emergency_usec = now;
+	}
+	(void)d;
+}
+
+static void record(struct manager *m, const struct ovc_policy_host *host, const struct ovc_policy_out *out)
+{
+	struct ovc_overcommit_guest *og = calloc(m->n_guests ? m->n_guests : 1, sizeof(*og));
+	struct ovc_overcommit_input in = {
+		.host_total_bytes = host->mem.total_bytes,
+		.host_reserve_bytes = ovc_conf_size_bytes(&m->cfg->host.reserve, host->mem.total_bytes),
+		.host_available_bytes = host->mem.available_bytes,
+		.low_bytes = out->low_bytes,
+		.high_bytes = out->high_bytes,
+		.ksm_pages_sharing = host->ksm_valid ? host->ksm.pages_sharing : 0,
+		.ksm_zero_pages = host->ksm_valid ? host->ksm.ksm_zero_pages : 0,
+		.page_size = host->page_size,
+		.guests = og,
+		.n_guests = m->n_guests,
+	};
+	int r;
+
+	if (!og)
+		return;
+	for (size_t i = 0; i < m->n_guests; i++) {
+		const struct ovc_guest_stats *s = &m->guests[i].stats;
+
+		og[i] = (struct ovc_overcommit_guest){ s->max_bytes, s->actual_bytes, s->rss_bytes,
+						       s->engine_zero_bytes, s->engine_swap_bytes };
+	}
+	if (in.host_reserve_bytes >= in.host_total_bytes)
+		in.host_reserve_bytes = 0; /* a 1GiB reserve on a tiny test VM */
+	r = ovc_overcommit_compute(&in, &m->view.oc);
+	free(og);
+	if (r < 0)
+		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_WARNING, "cannot compute the overcommit ratio: %s",
+					   strerror(-r));
+
+	m->view.mem = host->mem;
+	m->view.psi_valid = host->psi_valid;
+	m->view.psi = host->psi;
+	m->view.ksm_valid = host->ksm_valid;
+	m->view.ksm = host->ksm;
+	m->view.ksm_knobs = host->ksm_knobs;
+	if (host->ksm_valid)
+		m->view.ksm_profit_bytes = ovc_ksm_profit_bytes(&host->ksm, host->page_size);
+	snprintf(m->view.host_reason, sizeof(m->view.host_reason), "%s", out->reason);
+	snprintf(m->view.ksm_reason, sizeof(m->view.ksm_reason), "%s", out->ksm_reason);
+	build_view(m);
+
+	free(m->metrics_text);
+	m->metrics_text = NULL;
+	m->metrics_len = 0;
+	if (ovcd_metrics_render(&m->view, &m->metrics_text, &m->metrics_len) < 0) {
+		dlog_err("out of memory rendering the metrics");
+		return;
+	}
+	if (m->cfg->metrics.textfile[0]) {
+		r = ovcd_metrics_write_textfile(m->cfg->metrics.textfile, m->metrics_text, m->metrics_len);
+		if (r < 0)
+			ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_WARNING, "cannot write metrics to %s: %s",
+						   m->cfg->metrics.textfile, strerror(-r));
+	}
+}
+
+/* STATUS= for systemctl status: when it says something new, and at most
+ * every 5 s unless the host's level changed (each tick would flood the
+ * manager's notify socket with near-identical lines). */
+static void notify_status(struct manager *m, bool level_changed)
+{
+	const struct ovc_overcommit *oc = &m->view.oc;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	char text[256];
+
+	snprintf(text, sizeof(text),
+		 "STATUS=%s; ratio provisioned %" PRIu64 ".%02" PRIu64 " effective %" PRIu64 ".%02" PRIu64
+		 "; %zu guests; balloon saves %s",
+		 ovc_host_level_name(m->view.level), oc->provisioned_ratio_permille / 1000,
+		 oc->provisioned_ratio_permille % 1000 / 10, oc->effective_ratio_permille / 1000,
+		 oc->effective_ratio_permille % 1000 / 10, m->n_guests, SZ(oc->savings.balloon_bytes));
+	if (strcmp(text, m->last_status) == 0 ||
+	    (!level_changed && now - m->last_status_usec < 5 * USEC_PER_SEC))
+		return;
+	snprintf(m->last_status, sizeof(m->last_status), "%s", text);
+	m->last_status_usec = now;
+	sd_notify(0, text);
+}
+
+static void tick(struct manager *m)
+{
+	struct ovc_policy_host host = { 0 };
+	struct ovc_policy_guest *pg = NULL;
+	struct ovc_policy_decision *dec = NULL;
+	struct ovc_policy_out out = { 0 };
+	size_t n = 0;
+	bool level_changed;
+	int r;
+
+	m->ticks++;
+	host.now_usec = now_usec(CLOCK_MONOTONIC);
+	host.page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+	m->last_tick_usec = host.now_usec;
+	r = ovc_meminfo_read(NULL, &host.mem);
+	if (r < 0) {
+		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read /proc/meminfo: %s; tick skipped",
+					   strerror(-r));
+		return;
+	}
+	host.psi_valid = ovc_psi_read(NULL, &host.psi) == 0;
+	host.ksm_valid = ovc_ksm_read_counters(NULL, &host.ksm) == 0 &&
+			 ovc_ksm_read_knobs(NULL, &host.ksm_knobs) == 0;
+
+	collect_guests(m);
+
+	pg = calloc(m->n_guests ? m->n_guests : 1, sizeof(*pg));
+	dec = calloc(m->n_guests ? m->n_guests : 1, sizeof(*dec));
+	struct mguest **map = calloc(m->n_guests ? m->n_guests : 1, sizeof(*map));
+	if (!pg || !dec || !map) {
+		dlog_err("out of memory in tick %" PRIu64, m->ticks);
+		goto out;
+	}
+	for (size_t i = 0; i < m->n_guests; i++) {
+		struct mguest *g = &m->guests[i];
+
+		if (!g->drv->list_ok)
+			continue; /* its driver lost the connection: nothing is known */
+		map[n] = g;
+		pg[n] = (struct ovc_policy_guest){
+			.name = g->v.name,
+			.kind = g->drv->policy_kind,
+			.stats = g->stats,
+			.prev = g->prev,
+			.target_bytes = g->v.target_bytes,
+			.last_action_usec = g->last_action_usec,
+			.last_emergency_usec = g->last_emergency_usec,
+		};
+		guest_settings(m, g, &pg[n].settings);
+		n++;
+	}
+	r = ovc_policy_tick(m->cfg, &host, &m->ksm_state, pg, n, dec, &out);
+	if (r < 0) {
+		dlog_err("policy failed in tick %" PRIu64 ": %s", m->ticks, strerror(-r));
+		goto out;
+	}
+	level_changed = out.level != m->view.level || m->ticks == 1;
+	if (level_changed) {
+		dlog_notice("tick %" PRIu64 ": %s", m->ticks, out.reason);
+		m->view.level = out.level;
+		m->view.level_since_tick = m->ticks;
+	}
+
+	for (size_t i = 0; i < n; i++) {
+		struct mguest *g = map[i];
+		const struct ovc_policy_decision *d = &dec[i];
+		enum ovc_policy_action action = d->action;
+		uint64_t target = d->target_bytes;
+		char reason[OVC_POLICY_REASON_MAX + 64];
+
+		snprintf(reason, sizeof(reason), "%s", d->reason);
+		g->v.floor_bytes = d->floor_bytes;
+		if (g->v.pin_bytes && g->v.balloon_driver && strcmp(g->v.balloon_driver, "absent") != 0) {
+			/* An operator's pin wins over the policy's balloon
+			 * moves, but never over the floor, and a guest in
+			 * trouble still gets its emergency deflate. */
+			uint64_t pinned = MAX(g->v.pin_bytes, d->floor_bytes);
+
+			if (!(action == OVC_ACTION_EMERGENCY && target > pinned)) {
+				action = pinned == g->v.target_bytes ? OVC_ACTION_NONE : OVC_ACTION_RESTORE;
+				target = pinned;
+				snprintf(reason, sizeof(reason), "pinned by ovcctl at %s", SZ(pinned));
+			}
+		}
+		if (action == OVC_ACTION_NONE || action == OVC_ACTION_RECLAIM || target == g->v.target_bytes)
+			continue;
+		if (!(g->stats.max_bytes && target <= g->stats.max_bytes && target >= d->floor_bytes)) {
+			/* The policy promises this; check it anyway, a guest's
+			 * floor is the one thing never to break. */
+			ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_ERR,
+						   "tick %" PRIu64 ": refusing target %s for '%s' outside "
+						   "[floor %s, max %s]",
+						   m->ticks, SZ(target), g->v.name, SZ(d->floor_bytes),
+						   SZ(g->stats.max_bytes));
+			continue;
+		}
+		act_guest(m, g, d, action, target, reason, host.now_usec);
+	}
+
+	if (m->cfg->ksm.enable && host.ksm_valid) {
+		if (out.ksm_change) {
+			if (m->opts.dry_run) {
+				dlog_info("tick %" PRIu64 ": would set KSM run=%u pages_to_scan=%u: %s", m->ticks,
+					  out.ksm.run, out.ksm.pages_to_scan, out.ksm_reason);
+			} else {
+				r = ovc_ksm_apply(NULL, &out.ksm, &host.ksm_knobs);
+				m->ksm_touched = true;
+				if (r < 0)
+					ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_WARNING,
+								   "failed to set KSM knobs: %s", strerror(-r));
+				else
+					dlog_info("tick %" PRIu64 ": KSM run=%u pages_to_scan=%u sleep_millisecs=%u: %s",
+						  m->ticks, out.ksm.run, out.ksm.pages_to_scan,
+						  out.ksm.sleep_millisecs, out.ksm_reason);
+				host.ksm_knobs = out.ksm;
+			}
+		}
+		m->ksm_state = out.ksm_state;
+	}
+	record(m, &host, &out);
+	notify_status(m, level_changed);
+	if (!m->ready) {
+		sd_notify(0, "READY=1");
+		m->ready = true;
+		dlog_notice("ready: %zu guests, tick every %" PRIu64 " ms%s", m->n_guests,
+			    m->cfg->host.interval_usec / 1000, m->opts.dry_run ? " (dry run: nothing is changed)" : "");
+	}
+out:
+	free(pg);
+	free(dec);
+	free(map);
+}
+
+/* ---- timer, PSI ---- */
+
+static int arm_timer(struct manager *m, uint64_t first_usec)
+{
+	struct itimerspec its = {
+		.it_interval = { .tv_sec = (time_t)(m->cfg->host.interval_usec / USEC_PER_SEC),
+				 .tv_nsec = (long)(m->cfg->host.interval_usec % USEC_PER_SEC * 1000) },
+		.it_value = { .tv_sec = (time_t)(first_usec / USEC_PER_SEC),
+			      .tv_nsec = (long)(first_usec % USEC_PER_SEC * 1000) },
+	};
+
+	if (first_usec == 0)
+		its.it_value.tv_nsec = 1;
+	return timerfd_settime(m->timer_fd, 0, &its, NULL) < 0 ? negative_errno() : 0;
+}
+
+static int watch(struct manager *m, int fd, uint32_t events, struct source *src)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = src };
+
+	return epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? negative_errno() : 0;
+}
+
+static void unwatch_close(struct manager *m, int *fd)
+{
+	if (*fd < 0)
+		return;
+	(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, *fd, NULL);
+	close(*fd);
+	*fd = -1;
+}
+
+static void psi_open(struct manager *m)
+{
+	int fd;
+
+	unwatch_close(m, &m->psi_fd);
+	if (!m->cfg->host.psi_trigger_stall_usec)
+		return;
+	fd = ovc_psi_trigger_open(NULL, false, m->cfg->host.psi_trigger_stall_usec,
+				  m->cfg->host.psi_trigger_window_usec);
+	if (fd < 0) {
+		dlog_notice("no memory PSI trigger (%s): pressure is seen at the next tick only", strerror(-fd));
+		return;
+	}
+	m->psi_fd = fd;
+	if (watch(m, fd, EPOLLPRI, &m->psi) < 0)
+		unwatch_close(m, &m->psi_fd);
+}
+
+/* ---- metrics listener ---- */
+
+static void metrics_open(struct manager *m)
+{
+	int fd;
+
+	unwatch_close(m, &m->metrics_fd);
+	if (!m->cfg->metrics.listen[0])
+		return;
+	fd = ovcd_metrics_listen(m->cfg->metrics.listen);
+	if (fd < 0) {
+		dlog_err("cannot listen for metrics on %s: %s", m->cfg->metrics.listen,
+			 fd == -EADDRNOTAVAIL ? "not a loopback address" : strerror(-fd));
+		return;
+	}
+	m->metrics_fd = fd;
+	if (watch(m, fd, EPOLLIN, &m->metrics) < 0)
+		unwatch_close(m, &m->metrics_fd);
+	else
+		dlog_info("metrics on http://%s/metrics", m->cfg->metrics.listen);
+}
+
+/* ---- control socket ---- */
+
+static int resolve_group(struct manager *m, const struct ovc_config *cfg)
+{
+	struct group *gr;
+
+	m->has_gid = false;
+	if (!cfg->control.group[0])
+		return 0;
+	gr = getgrnam(cfg->control.group);
+	if (!gr) {
+		dlog_err("%s: [control] group: no group named '%s'; only root may change settings", cfg->path,
+			 cfg->control.group);
+		return -ENOENT;
+	}
+	m->gid = gr->gr_gid;
+	m->has_gid = true;
+	return 0;
+}
+
+static void control_chown(struct manager *m)
+{
+	if (chmod(m->control_path, 0660) < 0)
+		dlog_warning("chmod %s: %s", m->control_path, strerror(errno));
+	if (chown(m->control_path, 0, m->has_gid ? m->gid : 0) < 0)
+		dlog_warning("chown %s: %s", m->control_path, strerror(errno));
+}
+
+static int control_open(struct manager *m)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = m->cfg->control.socket;
+	char dir[sizeof(sa.sun_path)];
+	char *slash;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		dlog_err("control socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			dlog_err("cannot create %s: %s", dir, strerror(errno));
+			return negative_errno();
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return negative_errno();
+	/* A socket that answers belongs to a running ovcd: never steal it. A
+	 * dead one is left from a crash: replace it. */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(fd);
+		dlog_err("another ovcd is running on %s", path);
+		return -EADDRINUSE;
+	}
+	close(fd);
+	(void)unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return negative_errno();
+	{
+		/* Never a moment with the socket open to everybody. */
+		mode_t old = umask(0117);
+
+		r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+		umask(old);
+	}
+	if (r < 0 || listen(fd, 16) < 0) {
+		r = negative_errno();
+		dlog_err("cannot listen on %s: %s", path, strerror(-r));
+		close(fd);
+		return r;
+	}
+	snprintf(m->control_path, sizeof(m->control_path), "%s", path);
+	m->control_fd = fd;
+	control_chown(m);
+	return watch(m, fd, EPOLLIN, &m->control);
+}
+
+static void client_close(struct manager *m, struct client *c)
+{
+	for (size_t i = 0; i < MAX_CLIENTS; i++)
+		if (m->clients[i] == c)
+			m->clients[i] = NULL;
+	unwatch_close(m, &c->fd);
+	free(c);
+}
+
+static void client_accept(struct manager *m)
+{
+	for (;;) {
+		int fd = accept4(m->control_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		struct client *c;
+		size_t slot;
+
+		if (fd < 0)
+			return;
+		for (slot = 0; slot < MAX_CLIENTS && m->clients[slot]; slot++)
+			;
+		c = slot < MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+		if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+			char *e = ovcd_reply_error("too many control connections");
+
+			if (e)
+				(void)!send(fd, e, strlen(e), MSG_NOSIGNAL | MSG_DONTWAIT);
+			free(e);
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->src.type = SRC_CLIENT;
+		c->fd = fd;
+		c->uid = cred.uid;
+		c->gid = cred.gid;
+		/* The peer's supplementary groups as they were at connect()
+		 * (SO_PEERGROUPS, Linux 4.13): no race with /proc. */
+		len = sizeof(c->groups);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
+			c->n_groups = len / sizeof(gid_t);
+		m->clients[slot] = c;
+		if (watch(m, fd, EPOLLIN | EPOLLRDHUP, &c->src) < 0)
+			client_close(m, c);
+	}
+}
+
+static int reload(struct manager *m, char **ret_errors);
+
+static char *handle_set(struct manager *m, const struct ovcd_request *req)
+{
+	struct mguest *g = guest_find(m, req->guest);
+	char msg[512];
+	uint64_t bytes;
+
+	if (!g) {
+		snprintf(msg, sizeof(msg), "no guest named '%s'", req->guest);
+		return ovcd_reply_error(msg);
+	}
+	bytes = req->clear ? 0 : ovc_conf_size_bytes(&req->size, g->v.max_bytes);
+	if (!req->clear && bytes > g->v.max_bytes) {
+		snprintf(msg, sizeof(msg), "%s %s is above the maximum %s of '%s'",
+			 req->what == OVCD_SET_FLOOR ? "floor" : "target", SZ(bytes), SZ(g->v.max_bytes), g->v.name);
+		return ovcd_reply_error(msg);
+	}
+	if (req->what == OVCD_SET_FLOOR) {
+		g->has_floor_override = !req->clear;
+		g->floor_override = req->size;
+		if (req->clear)
+			snprintf(msg, sizeof(msg), "floor of '%s' back to the config's", g->v.name);
+		else
+			snprintf(msg, sizeof(msg), "floor of '%s' set to %s until reload or restart", g->v.name,
+				 SZ(bytes));
+	} else {
+		g->v.pin_bytes = bytes;
+		if (req->clear)
+			snprintf(msg, sizeof(msg), "target of '%s' unpinned", g->v.name);
+		else
+			snprintf(msg, sizeof(msg), "target of '%s' pinned at %s until reload or restart "
+						   "(never below its floor)",
+				 g->v.name, SZ(bytes));
+	}
+	dlog_notice("ovcctl: %s", msg);
+	return ovcd_reply_ok(msg);
+}
+
+static char *handle_request(struct manager *m, struct client *c, const char *line, size_t len)
+{
+	struct ovcd_request req;
+	char err[OVCD_ERROR_MAX];
+	char *errors = NULL, *reply;
+
+	if (ovcd_request_parse(line, len, &req, err, sizeof(err)) < 0)
+		return ovcd_reply_error(err);
+	if (ovcd_command_mutates(req.command) &&
+	    !ovcd_peer_may_mutate(c->uid, c->gid, c->groups, c->n_groups, m->has_gid, m->gid)) {
+		snprintf(err, sizeof(err), "permission denied: \"%s\" is only for root%s%s (uid %u is not)",
+			 ovcd_command_name(req.command), m->has_gid ? " and members of group " : "",
+			 m->has_gid ? m->cfg->control.group : "", (unsigned)c->uid);
+		dlog_notice("control: refused \"%s\" from uid %u", ovcd_command_name(req.command), (unsigned)c->uid);
+		return ovcd_reply_error(err);
+	}
+	switch (req.command) {
+	case OVCD_CMD_STATUS:
+		build_view(m);
+		return ovcd_reply_status(&m->view);
+	case OVCD_CMD_GUESTS:
+		build_view(m);
+		return ovcd_reply_guests(&m->view);
+	case OVCD_CMD_RELOAD:
+		if (reload(m, &errors) < 0) {
+			reply = ovcd_reply_error(errors ? errors : "reload failed");
+			free(errors);
+			return reply;
+		}
+		return ovcd_reply_ok("configuration reloaded");
+	case OVCD_CMD_SET:
+		return handle_set(m, &req);
+	}
+	return ovcd_reply_error("unknown command");
+}
+
+static void client_send(struct client *c, const char *s)
+{
+	size_t len = strlen(s);
+	int flags = fcntl(c->fd, F_GETFL);
+
+	/* Replies are small; a client that does not read them blocks only
+	 * itself, for at most the send timeout. */
+	struct timeval tv = { .tv_sec = 2 };
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (flags >= 0)
+		(void)fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
+	while (len > 0) {
+		ssize_t w = send(c->fd, s, len, MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		s += w;
+		len -= (size_t)w;
+	}
+	if (flags >= 0)
+		(void)fcntl(c->fd, F_SETFL, flags);
+}
+
+static void client_read(struct manager *m, struct client *c)
+{
+	for (;;) {
+		ssize_t r = recv(c->fd, c->buf + c->n, sizeof(c->buf) - c->n, 0);
+		char *nl;
+
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+			client_close(m, c);
+			return;
+		}
+		if (r < 0)
+			return;
+		c->n += (size_t)r;
+		while ((nl = memchr(c->buf, '\n', c->n))) {
+			size_t len = (size_t)(nl - c->buf);
+			char *reply = handle_request(m, c, c->buf, len > 0 && c->buf[len - 1] == '\r' ? len - 1 : len);
+
+			if (reply)
+				client_send(c, reply);
+			free(reply);
+			memmove(c->buf, nl + 1, c->n - len - 1);
+			c->n -= len + 1;
+		}
+		if (c->n == sizeof(c->buf)) {
+			char err[OVCD_ERROR_MAX];
+			struct ovcd_request req;
+			char *reply;
+
+			(void)ovcd_request_parse(c->buf, OVCD_REQUEST_MAX + 1, &req, err, sizeof(err));
+			reply = ovcd_reply_error(err);
+			if (reply)
+				client_send(c, reply);
+			free(reply);
+			client_close(m, c);
+			return;
+		}
+	}
+}
+
+/* ---- reload ---- */
+
+static int reload(struct manager *m, char **ret_errors)
+{
+	struct ovc_config *cfg = NULL, *old;
+	char *errors = NULL;
+	int r;
+
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec(CLOCK_MONOTONIC));
+	r = ovc_config_load(m->cfg->path, &cfg, &errors);
+	if (r < 0) {
+		/* Each line is PATH:LINE: [SECTION] KEY: REASON. */
+		char *save = NULL, *copy = errors ? strdup(errors) : NULL;
+
+		for (char *l = copy ? strtok_r(copy, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save))
+			dlog_err("reload: %s", l);
+		free(copy);
+		dlog_err("reload of %s failed: keeping the last good configuration", m->cfg->path);
+		if (ret_errors) {
+			*ret_errors = errors;
+			errors = NULL;
+		}
+		free(errors);
+		sd_notify(0, "READY=1");
+		return r;
+	}
+	old = m->cfg;
+	m->cfg = cfg;
+	if (strcmp(old->control.socket, cfg->control.socket) != 0)
+		dlog_warning("reload: [control] socket changed to %s; it takes effect at restart (still on %s)",
+			     cfg->control.socket, m->control_path);
+	(void)resolve_group(m, cfg);
+	if (m->control_fd >= 0)
+		control_chown(m);
+	if (strcmp(old->metrics.listen, cfg->metrics.listen) != 0)
+		metrics_open(m);
+	if (old->host.psi_trigger_stall_usec != cfg->host.psi_trigger_stall_usec ||
+	    old->host.psi_trigger_window_usec != cfg->host.psi_trigger_window_usec)
+		psi_open(m);
+	if (!cfg->ksm.enable)
+		ksm_restore(m);
+	else if (!old->ksm.enable && !m->opts.dry_run && !m->ksm_saved_valid)
+		m->ksm_saved_valid = ovc_ksm_save(NULL, &m->ksm_saved) == 0;
+	ovc_config_free(old);
+	/* Overrides from ovcctl last until reload or restart. */
+	for (size_t i = 0; i < m->n_guests; i++) {
+		m->guests[i].has_floor_override = false;
+		m->guests[i].v.pin_bytes = 0;
+	}
+	dlog_notice("configuration reloaded from %s", m->cfg->path);
+	/* Tick now on the new config; the timer restarts from here. */
+	tick(m);
+	(void)arm_timer(m, m->cfg->host.interval_usec);
+	sd_notify(0, "READY=1");
+	return 0;
+}
+
+/* ---- signals, drivers ---- */
+
+static void handle_signal(struct manager *m)
+{
+	struct signalfd_siginfo si;
+
+	while (read(m->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			dlog_info("SIGHUP: reloading %s", m->cfg->path);
+			(void)reload(m, NULL);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			dlog_notice("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			m->quit = true;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void on_balloon_event(void *userdata, const struct ovc_balloon_event *ev)
+{
+	struct mdriver *d = userdata;
+	struct manager *m = d->m;
+	struct mguest *g = ev->guest ? guest_find(m, ev->guest) : NULL;
+
+	switch (ev->type) {
+	case OVC_BALLOON_EVENT_CHANGED:
+		if (g && g->drv == d && ovc_known(ev->actual_bytes))
+			g->v.actual_bytes = ev->actual_bytes;
+		break;
+	case OVC_BALLOON_EVENT_STARTED:
+		dlog_debug("%s: guest '%s' started", d->kind, ev->guest ? ev->guest : "?");
+		break;
+	case OVC_BALLOON_EVENT_STOPPED:
+		if (g && g->drv == d)
+			guest_remove(m, g, "stopped");
+		break;
+	case OVC_BALLOON_EVENT_DISCONNECTED:
+		dlog_warning("%s: connection to the hypervisor lost; retrying", d->kind);
+		d->list_ok = false;
+		break;
+	case OVC_BALLOON_EVENT_RECONNECTED:
+		dlog_notice("%s: connection to the hypervisor is back", d->kind);
+		break;
+	}
+}
+
+static void driver_process(struct mdriver *d)
+{
+	int r = ovc_balloon_process(d->b);
+
+	if (r < 0)
+		ovcd_log_guest_ratelimited(&d->rl, OVC_LOG_WARNING, "%s driver: %s", d->kind,
+					   ovc_balloon_error(d->b)[0] ? ovc_balloon_error(d->b) : strerror(-r));
+}
+
+static int driver_open(struct manager *m, enum ovc_balloon_backend backend, const char *uri, const char *qmp_dir)
+{
+	struct mdriver *d = &m->drivers[m->n_drivers];
+	struct ovc_balloon_opts o = {
+		.size = sizeof(o),
+		.backend = backend,
+		.uri = uri,
+		.qmp_dir = qmp_dir,
+		.stats_period_sec = (unsigned)MAX(m->cfg->balloon.stats_period_usec / USEC_PER_SEC, 1),
+		.stale_sec = (unsigned)MAX(m->cfg->balloon.stale_after_usec / USEC_PER_SEC, 1),
+		.logger = ovcd_logger(),
+		.event_fn = on_balloon_event,
+		.event_userdata = d,
+	};
+	int r;
+
+	memset(d, 0, sizeof(*d));
+	d->src.type = SRC_DRIVER;
+	d->m = m;
+	d->kind = backend == OVC_BALLOON_QMP ? "qmp" : "libvirt";
+	d->policy_kind = backend == OVC_BALLOON_QMP ? OVC_DRIVER_QMP : OVC_DRIVER_LIBVIRT;
+	r = ovc_balloon_new(&o, &d->b);
+	if (r < 0)
+		return r;
+	r = watch(m, ovc_balloon_fd(d->b), EPOLLIN, &d->src);
+	if (r < 0) {
+		ovc_balloon_free(d->b);
+		return r;
+	}
+	m->n_drivers++;
+	return 0;
+}
+
+static int open_drivers(struct manager *m)
+{
+	int r;
+
+	for (size_t i = 0; i < m->opts.n_qmp_dirs; i++) {
+		r = driver_open(m, OVC_BALLOON_QMP, NULL, m->opts.qmp_dirs[i]);
+		if (r < 0) {
+			dlog_err("cannot open the QMP driver on %s: %s", m->opts.qmp_dirs[i], strerror(-r));
+			return r;
+		}
+		dlog_info("QMP driver: guests from the sockets in %s", m->opts.qmp_dirs[i]);
+	}
+	if (m->opts.no_libvirt)
+		return 0;
+	if (!m->opts.libvirt_uri && access(LIBVIRT_SOCKET, F_OK) < 0) {
+		dlog_info("no libvirtd socket at %s: libvirt guests are not managed", LIBVIRT_SOCKET);
+		return 0;
+	}
+	r = driver_open(m, OVC_BALLOON_LIBVIRT, m->opts.libvirt_uri, NULL);
+	if (r == -EOPNOTSUPP) {
+		/* The libvirt backend of balloon-driver/ is not built in. */
+		if (m->opts.libvirt_uri) {
+			dlog_err("--libvirt %s: this ovcd has no libvirt balloon driver", m->opts.libvirt_uri);
+			return r;
+		}
+		dlog_notice("this ovcd has no libvirt balloon driver: libvirt guests are not managed");
+		return 0;
+	}
+	if (r < 0) {
+		dlog_err("cannot connect to libvirt (%s): %s", m->opts.libvirt_uri ? m->opts.libvirt_uri : "qemu:///system",
+			 strerror(-r));
+		return r;
+	}
+	dlog_info("libvirt driver on %s", m->opts.libvirt_uri ? m->opts.libvirt_uri : "qemu:///system");
+	return 0;
+}
+
+/* ---- life cycle ---- */
+
+int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct manager **ret)
+{
+	struct manager *m = calloc(1, sizeof(*m));
+	sigset_t mask;
+	int r;
+
+	if (!m) {
+		ovc_config_free(cfg);
+		return -ENOMEM;
+	}
+	m->opts = *opts;
+	m->cfg = cfg;
+	m->timer_fd = m->signal_fd = m->control_fd = m->metrics_fd = m->psi_fd = -1;
+	m->timer.type = SRC_TIMER;
+	m->sig.type = SRC_SIGNAL;
+	m->control.type = SRC_CONTROL;
+	m->metrics.type = SRC_METRICS;
+	m->psi.type = SRC_PSI;
+	m->start_usec = now_usec(CLOCK_MONOTONIC);
+	m->view.level = OVC_HOST_STEADY;
+
+	m->epfd = epoll_create1(EPOLL_CLOEXEC);
+	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (m->epfd < 0 || m->timer_fd < 0 || sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
+	    (m->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+		r = negative_errno();
+		dlog_err("cannot set up the event loop: %s", strerror(-r));
+		goto fail;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if ((r = watch(m, m->timer_fd, EPOLLIN, &m->timer)) < 0 ||
+	    (r = watch(m, m->signal_fd, EPOLLIN, &m->sig)) < 0)
+		goto fail;
+
+	(void)resolve_group(m, cfg);
+	r = control_open(m);
+	if (r < 0)
+		goto fail;
+	metrics_open(m);
+	psi_open(m);
+	r = open_drivers(m);
+	if (r < 0)
+		goto fail;
+	if (m->n_drivers == 0)
+		dlog_warning("no balloon driver: give --qmp-dir DIR or --libvirt URI; only host state "
+			     "and KSM are managed");
+	if (cfg->ksm.enable && !opts->dry_run) {
+		r = ovc_ksm_save(NULL, &m->ksm_saved);
+		m->ksm_saved_valid = r == 0;
+		if (r < 0)
+			dlog_notice("KSM not available (%s): not managed", strerror(-r));
+	}
+	*ret = m;
+	return 0;
+fail:
+	manager_free(m);
+	return r;
+}
+
+int manager_run(struct manager *m)
+{
+	int r = arm_timer(m, 0);
+
+	if (r < 0)
+		return r;
+	while (!m->quit) {
+		struct epoll_event evs[32];
+		int timeout = -1, n;
+
+		for (size_t i = 0; i < m->n_drivers; i++) {
+			int t = ovc_balloon_timeout_msec(m->drivers[i].b);
+
+			if (t >= 0 && (timeout < 0 || t < timeout))
+				timeout = t;
+		}
+		n = epoll_wait(m->epfd, evs, ARRAY_SIZE(evs), timeout);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = negative_errno();
+			dlog_err("epoll_wait: %s", strerror(-r));
+			return r;
+		}
+		if (n == 0)
+			for (size_t i = 0; i < m->n_drivers; i++)
+				if (ovc_balloon_timeout_msec(m->drivers[i].b) >= 0)
+					driver_process(&m->drivers[i]);
+		for (int i = 0; i < n; i++) {
+			struct source *src = evs[i].data.ptr;
+			uint64_t exp;
+
+			switch (src->type) {
+			case SRC_TIMER:
+				if (read(m->timer_fd, &exp, sizeof(exp)) == sizeof(exp))
+					tick(m);
+				break;
+			case SRC_SIGNAL:
+				handle_signal(m);
+				break;
+			case SRC_CONTROL:
+				client_accept(m);
+				break;
+			case SRC_CLIENT:
+				client_read(m, (struct client *)src);
+				/* A reply may have freed other clients? No:
+				 * only this one. Later events of it this round
+				 * are impossible (one fd, one event). */
+				break;
+			case SRC_METRICS: {
+				int fd = accept4(m->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
+
+				if (fd >= 0)
+					ovcd_metrics_serve(fd, m->metrics_text ? m->metrics_text : "",
+							   m->metrics_text ? m->metrics_len : 0);
+				break;
+			}
+			case SRC_PSI:
+				if (evs[i].events & EPOLLERR) {
+					dlog_warning("memory PSI trigger went away");
+					unwatch_close(m, &m->psi_fd);
+					break;
+				}
+				dlog_debug("memory PSI trigger fired: tick now");
+				tick(m);
+				(void)arm_timer(m, m->cfg->host.interval_usec);
+				break;
+			case SRC_DRIVER:
+				driver_process((struct mdriver *)src);
+				break;
+			}
+		}
+	}
+	sd_notify(0, "STOPPING=1");
+	return 0;
+}
+
+void manager_free(struct manager *m)
+{
+	if (!m)
+		return;
+	ksm_restore(m);
+	for (size_t i = 0; i < MAX_CLIENTS; i++)
+		if (m->clients[i])
+			client_close(m, m->clients[i]);
+	for (size_t i = 0; i < m->n_drivers; i++)
+		ovc_balloon_free(m->drivers[i].b);
+	if (m->control_fd >= 0) {
+		close(m->control_fd);
+		(void)unlink(m->control_path);
+	}
+	if (m->metrics_fd >= 0)
+		close(m->metrics_fd);
+	if (m->psi_fd >= 0)
+		close(m->psi_fd);
+	if (m->timer_fd >= 0)
+		close(m->timer_fd);
+	if (m->signal_fd >= 0)
+		close(m->signal_fd);
+	if (m->epfd >= 0)
+		close(m->epfd);
+	free(m->guests);
+	free(m->view_guests);
+	free(m->metrics_text);
+	ovc_config_free(m->cfg);
+	free(m);
+}

@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Metrics: rendering (pure), the textfile writer and a minimal loopback
+ * HTTP server; see metrics.h. Main thread only for the I/O parts.
+ *
+ * The HTTP side is deliberately small: one request per connection, served
+ * synchronously with a 1 s receive timeout. It listens on loopback only, so
+ * the peers are local scrapers; a slow one costs at most that second.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include "metrics.h"
+#include "util.h"
+
+/* Label values: backslash, double quote and newline escaped (exposition
+ * format); guest names come from libvirt or QEMU and may hold anything. */
+static void put_label(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\\\", f);
+		else if (*s == '"')
+			fputs("\\\"", f);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void head(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void gauge_u(FILE *f, const char *name, const char *help, uint64_t v)
+{
+	head(f, name, "gauge", help);
+	fprintf(f, "%s %" PRIu64 "\n", name, v);
+}
+
+static void gauge_i(FILE *f, const char *name, const char *help, int64_t v)
+{
+	head(f, name, "gauge", help);
+	fprintf(f, "%s %" PRId64 "\n", name, v);
+}
+
+static void gauge_ratio(FILE *f, const char *name, const char *help, uint64_t permille)
+{
+	head(f, name, "gauge", help);
+	fprintf(f, "%s %" PRIu64 ".%03" PRIu64 "\n", name, permille / 1000, permille % 1000);
+}
+
+/* One gauge per guest; unknown values are left out (absent, not 0). */
+static void per_guest(FILE *f, const struct ovcd_view *v, const char *name, const char *type,
+		      const char *help, size_t offset)
+{
+	head(f, name, type, help);
+	for (size_t i = 0; i < v->n_guests; i++) {
+		const struct ovcd_guest_view *g = &v->guests[i];
+		uint64_t val = *(const uint64_t *)((const char *)g + offset);
+
+		if (!ovc_known(val))
+			continue;
+		fprintf(f, "%s{guest=\"", name);
+		put_label(f, g->name);
+		fprintf(f, "\"} %" PRIu64 "\n", val);
+	}
+}
+
+#define G(field) offsetof(struct ovcd_guest_view, field)
+
+int ovcd_metrics_render(const struct ovcd_view *v, char **ret, size_t *ret_len)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return -ENOMEM;
+	gauge_ratio(f, "ovc_provisioned_ratio", "Sum of guest maximum memory over host memory for guests.",
+		    v->oc.provisioned_ratio_permille);
+	gauge_ratio(f, "ovc_effective_ratio", "Sum of guest maximum memory over host memory backing guests now.",
+		    v->oc.effective_ratio_permille);
+	gauge_u(f, "ovc_host_total_bytes", "Host MemTotal.", v->oc.host_total_bytes);
+	gauge_u(f, "ovc_host_for_guests_bytes", "Host memory for guests (MemTotal less the reserve).",
+		v->oc.host_for_guests_bytes);
+	gauge_u(f, "ovc_host_available_bytes", "Host MemAvailable at the last tick.", v->mem.available_bytes);
+	gauge_u(f, "ovc_guests", "Guests ovcd manages.", v->n_guests);
+	gauge_u(f, "ovc_guests_max_bytes", "Sum of guest maximum memory.", v->oc.guests_max_bytes);
+	gauge_u(f, "ovc_guests_backing_bytes", "Host memory backing guests now.", v->oc.guests_backing_bytes);
+
+	head(f, "ovc_savings_bytes", "gauge", "Memory saved, by mechanism.");
+	fprintf(f, "ovc_savings_bytes{mechanism=\"balloon\"} %" PRIu64 "\n", v->oc.savings.balloon_bytes);
+	fprintf(f, "ovc_savings_bytes{mechanism=\"zero\"} %" PRIu64 "\n", v->oc.savings.zero_bytes);
+	fprintf(f, "ovc_savings_bytes{mechanism=\"ksm\"} %" PRIu64 "\n", v->oc.savings.ksm_bytes);
+	fprintf(f, "ovc_savings_bytes{mechanism=\"swap\"} %" PRIu64 "\n", v->oc.savings.swap_bytes);
+
+	gauge_i(f, "ovc_headroom_low_bytes", "MemAvailable minus the low watermark.", v->oc.headroom_low_bytes);
+	gauge_i(f, "ovc_headroom_high_bytes", "MemAvailable minus the high watermark.", v->oc.headroom_high_bytes);
+	gauge_u(f, "ovc_give_back_bytes", "Memory guests could claim back at once.", v->oc.give_back_bytes);
+
+	head(f, "ovc_host_level", "gauge", "Host state: 1 for the current level.");
+	for (int l = OVC_HOST_STEADY; l <= OVC_HOST_ROOM; l++)
+		fprintf(f, "ovc_host_level{level=\"%s\"} %d\n", ovc_host_level_name((enum ovc_host_level)l),
+			v->level == (enum ovc_host_level)l);
+	head(f, "ovc_ticks", "counter", "Policy ticks run.");
+	fprintf(f, "ovc_ticks_total %" PRIu64 "\n", v->ticks);
+	if (v->psi_valid) {
+		head(f, "ovc_host_psi_memory_avg10_ratio", "gauge", "Memory PSI avg10 as a ratio.");
+		fprintf(f, "ovc_host_psi_memory_avg10_ratio{kind=\"some\"} %u.%04u\n",
+			v->psi.some.avg10_basis_points / 10000, v->psi.some.avg10_basis_points % 10000);
+		fprintf(f, "ovc_host_psi_memory_avg10_ratio{kind=\"full\"} %u.%04u\n",
+			v->psi.full.avg10_basis_points / 10000, v->psi.full.avg10_basis_points % 10000);
+	}
+	if (v->ksm_valid) {
+		gauge_u(f, "ovc_ksm_run", "KSM run knob.", v->ksm_knobs.run);
+		gauge_u(f, "ovc_ksm_pages_to_scan", "KSM pages_to_scan knob.", v->ksm_knobs.pages_to_scan);
+		gauge_i(f, "ovc_ksm_profit_bytes", "KSM profit net of its metadata.", v->ksm_profit_bytes);
+	}
+
+	per_guest(f, v, "ovc_guest_max_bytes", "gauge", "Guest maximum memory.", G(max_bytes));
+	per_guest(f, v, "ovc_guest_current_bytes", "gauge", "Guest memory now (maximum less the balloon).",
+		  G(actual_bytes));
+	per_guest(f, v, "ovc_guest_target_bytes", "gauge", "Balloon target ovcd set.", G(target_bytes));
+	per_guest(f, v, "ovc_guest_available_bytes", "gauge", "Guest MemAvailable as it reports it.",
+		  G(available_bytes));
+	per_guest(f, v, "ovc_guest_floor_bytes", "gauge", "Guest floor: never ballooned below.", G(floor_bytes));
+	per_guest(f, v, "ovc_guest_inflates", "counter", "Balloon inflates.", G(inflates));
+	per_guest(f, v, "ovc_guest_deflates", "counter", "Balloon deflates (emergencies included).",
+		  G(deflates));
+	per_guest(f, v, "ovc_guest_emergency_deflates", "counter", "Emergency deflates.", G(emergencies));
+	per_guest(f, v, "ovc_guest_errors", "counter", "Failed balloon requests.", G(errors));
+	fputs("# EOF\n", f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+int ovcd_metrics_write_textfile(const char *path, const char *text, size_t len)
+{
+	char tmp[4096];
+	size_t off = 0;
+	int fd, r = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return negative_errno();
+	while (off < len) {
+		ssize_t w = write(fd, text + off, len - off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			r = negative_errno();
+			break;
+		}
+		off += (size_t)w;
+	}
+	/* node_exporter runs as its own user: the file must be readable. */
+	if (r == 0 && fchmod(fd, 0644) < 0)
+		r = negative_errno();
+	if (r == 0 && fsync(fd) < 0)
+		r = negative_errno();
+	if (close(fd) < 0 && r == 0)
+		r = negative_errno();
+	if (r == 0 && rename(tmp, path) < 0)
+		r = negative_errno();
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return false;
+}
+
+int ovcd_metrics_listen(const char *listen_addr)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	char host[256];
+	const char *port;
+	int fd = -1, r, one = 1;
+
+	if (listen_addr[0] == '[') {
+		const char *end = strchr(listen_addr, ']');
+
+		if (!end || end[1] != ':' || (size_t)(end - listen_addr - 1) >= sizeof(host))
+			return -EINVAL;
+		snprintf(host, sizeof(host), "%.*s", (int)(end - listen_addr - 1), listen_addr + 1);
+		port = end + 2;
+	} else {
+		const char *colon = strrchr(listen_addr, ':');
+
+		if (!colon || (size_t)(colon - listen_addr) >= sizeof(host))
+			return -EINVAL;
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - listen_addr), listen_addr);
+		port = colon + 1;
+	}
+	if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+		return -EADDRNOTAVAIL;
+	/* The config checked the text; check what it resolved to as well
+	 * ("localhost" could be anything in /etc/hosts). */
+	if (!addr_is_loopback(ai->ai_addr)) {
+		r = -EADDRNOTAVAIL;
+		goto out;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		r = negative_errno();
+		goto out;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 16) < 0) {
+		r = negative_errno();
+		close(fd);
+		goto out;
+	}
+	r = fd;
+out:
+	freeaddrinfo(ai);
+	return r;
+}
+
+static void send_all(int fd, const char *s, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = send(fd, s, len, MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		s += w;
+		len -= (size_t)w;
+	}
+}
+
+void ovcd_metrics_serve(int fd, const char *text, size_t len)
+{
+	struct timeval tv = { .tv_sec = 1 };
+	char req[2048], hdr[256];
+	size_t n = 0;
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags >= 0)
+		(void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (n < sizeof(req) - 1) {
+		ssize_t r = recv(fd, req + n, sizeof(req) - 1 - n, 0);
+
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		req[n] = '\0';
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+			break;
+	}
+	req[n] = '\0';
+	if (strncmp(req, "GET ", 4) != 0 && strncmp(req, "HEAD ", 5) != 0) {
+		static const char r405[] = "HTTP/1.0 405 Method Not Allowed\r\nAllow: GET, HEAD\r\n"
+					   "Content-Length: 0\r\nConnection: close\r\n\r\n";
+		send_all(fd, r405, sizeof(r405) - 1);
+	} else {
+		const char *path = strchr(req, ' ') + 1;
+
+		if (strncmp(path, "/metrics ", 9) != 0 && strncmp(path, "/metrics?", 9) != 0 &&
+		    strncmp(path, "/ ", 2) != 0) {
+			static const char r404[] = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n"
+						   "Connection: close\r\n\r\n";
+			send_all(fd, r404, sizeof(r404) - 1);
+		} else {
+			int h = snprintf(hdr, sizeof(hdr),
+					 "HTTP/1.0 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+					 "Connection: close\r\n\r\n",
+					 OVCD_METRICS_CONTENT_TYPE, len);
+			send_all(fd, hdr, (size_t)h);
+			if (req[0] == 'G')
+				send_all(fd, text, len);
+		}
+	}
+	close(fd);
+}

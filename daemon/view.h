@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What ovcd knows after a tick, as plain data: the control protocol's
+ * status and guests replies and the metrics are rendered from it by pure
+ * functions (control.c, metrics.c), so they are unit-tested without a
+ * daemon. Built and read on ovcd's main thread.
+ */
+#ifndef OVCD_VIEW_H
+#define OVCD_VIEW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "host.h"
+#include "ksm.h"
+#include "policy.h"
+#include "stats.h"
+
+#define OVCD_GUEST_NAME_MAX 256
+
+struct ovcd_guest_view {
+	char name[OVCD_GUEST_NAME_MAX];
+	const char *driver;            /* "qmp", "libvirt" */
+	const char *balloon_driver;    /* the guest's own: "loaded", "absent", "unknown" */
+	uint64_t max_bytes;
+	uint64_t actual_bytes;         /* what the guest has now (max - balloon) */
+	uint64_t target_bytes;         /* what ovcd last asked for */
+	uint64_t available_bytes;      /* guest MemAvailable, or OVC_UNKNOWN */
+	uint64_t floor_bytes;
+	bool floor_override;           /* `ovcctl set GUEST floor` */
+	uint64_t pin_bytes;            /* `ovcctl set GUEST target`; 0: none */
+	uint64_t stats_age_usec;       /* since the guest last reported; OVC_UNKNOWN */
+	bool stale;
+	enum ovc_policy_action last_action;
+	uint64_t last_action_tick;     /* 0: never */
+	char last_reason[OVC_POLICY_REASON_MAX];
+	uint64_t inflates, deflates, emergencies, errors;
+};
+
+struct ovcd_view {
+	const char *config_path;
+	uint64_t interval_usec;
+	bool dry_run;
+	uint64_t ticks;
+	uint64_t uptime_usec;
+	enum ovc_host_level level;
+	uint64_t level_since_tick;
+	char host_reason[OVC_POLICY_REASON_MAX];
+	struct ovc_meminfo mem;
+	bool psi_valid;
+	struct ovc_psi psi;
+	struct ovc_overcommit oc;
+	bool ksm_valid;
+	struct ovc_ksm_knobs ksm_knobs;
+	struct ovc_ksm_counters ksm;
+	int64_t ksm_profit_bytes;
+	char ksm_reason[OVC_POLICY_REASON_MAX];
+	const struct ovcd_guest_view *guests;
+	size_t n_guests;
+};
+
+#endif

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * unit: ovcd's metrics (daemon/metrics.c): the text exposition format
+ * (every sample line preceded by its HELP and TYPE, label values escaped,
+ * unknown values left out, "# EOF" last), the atomic textfile writer, and
+ * the loopback-only listener.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "metrics.h"
+#include "ovc-test.h"
+#include "util.h"
+
+static void test_render(void **state)
+{
+	struct ovcd_guest_view g[2] = {
+		{ .name = "we\"b\\1\n", .max_bytes = GIB, .actual_bytes = 512 * MIB, .target_bytes = 512 * MIB,
+		  .available_bytes = OVC_UNKNOWN, .floor_bytes = 256 * MIB, .inflates = 2 },
+		{ .name = "db", .max_bytes = 2 * GIB, .actual_bytes = 2 * GIB, .target_bytes = 2 * GIB,
+		  .available_bytes = GIB, .floor_bytes = GIB },
+	};
+	struct ovcd_view v = {
+		.ticks = 9, .level = OVC_HOST_ROOM, .guests = g, .n_guests = 2,
+		.oc = { .host_total_bytes = 8 * GIB, .provisioned_ratio_permille = 1375,
+			.effective_ratio_permille = 2001, .savings = { .balloon_bytes = 512 * MIB },
+			.headroom_low_bytes = -5 },
+	};
+	char *text = NULL, *p, *save = NULL;
+	size_t len = 0;
+	char last_type[128] = "";
+
+	assert_int_equal(ovcd_metrics_render(&v, &text, &len), 0);
+	assert_int_equal(strlen(text), len);
+	assert_non_null(strstr(text, "\novc_provisioned_ratio 1.375\n"));
+	assert_non_null(strstr(text, "\novc_effective_ratio 2.001\n"));
+	assert_non_null(strstr(text, "\novc_savings_bytes{mechanism=\"balloon\"} 536870912\n"));
+	assert_non_null(strstr(text, "\novc_savings_bytes{mechanism=\"swap\"} 0\n"));
+	assert_non_null(strstr(text, "\novc_headroom_low_bytes -5\n"));
+	assert_non_null(strstr(text, "\novc_host_level{level=\"room\"} 1\n"));
+	assert_non_null(strstr(text, "\novc_host_level{level=\"pressure\"} 0\n"));
+	assert_non_null(strstr(text, "\novc_ticks_total 9\n"));
+	assert_non_null(strstr(text, "\novc_guest_current_bytes{guest=\"we\\\"b\\\\1\\n\"} 536870912\n"));
+	assert_non_null(strstr(text, "\novc_guest_available_bytes{guest=\"db\"} 1073741824\n"));
+	/* unknown: absent, never 0 */
+	assert_null(strstr(text, "ovc_guest_available_bytes{guest=\"we"));
+	assert_int_equal(strcmp(text + len - 6, "# EOF\n"), 0);
+
+	/* Every sample belongs to the family of the last TYPE line. */
+	for (p = strtok_r(text, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(p, "# TYPE ", 7) == 0) {
+			snprintf(last_type, sizeof(last_type), "%.*s", (int)strcspn(p + 7, " "), p + 7);
+			continue;
+		}
+		if (p[0] == '#')
+			continue;
+		assert_true(last_type[0]);
+		assert_int_equal(strncmp(p, last_type, strlen(last_type)), 0);
+	}
+	free(text);
+}
+
+static void test_textfile_atomic(void **state)
+{
+	char dir[] = "/tmp/ovc-test-metrics-XXXXXX", path[64], buf[64];
+	struct stat st;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/ovc.prom", dir);
+	assert_int_equal(ovcd_metrics_write_textfile(path, "a 1\n", 4), 0);
+	assert_int_equal(ovcd_metrics_write_textfile(path, "b 22\n", 5), 0);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 5);
+	assert_memory_equal(buf, "b 22\n", 5);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0644);
+	close(fd);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0); /* no temporary left behind */
+	assert_int_equal(ovcd_metrics_write_textfile("/nonexistent-dir/x.prom", "x", 1), -ENOENT);
+}
+
+static void test_listen_loopback_only(void **state)
+{
+	int fd = ovcd_metrics_listen("127.0.0.1:0");
+
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(ovcd_metrics_listen("0.0.0.0:0"), -EADDRNOTAVAIL);
+	assert_int_equal(ovcd_metrics_listen("no-port"), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_render),
+		cmocka_unit_test(test_textfile_atomic),
+		cmocka_unit_test(test_listen_loopback_only),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
