@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 
 #include "internal.h"
 #include "util.h"
@@ -91,6 +92,37 @@ void balloon_unwatch_fd(ovc_balloon *b, int fd)
 	epoll_ctl(b->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 }
 
+int balloon_watch_dir(ovc_balloon *b, const char *dir, const char *what, int *ret_fd)
+{
+	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), r;
+
+	if (fd < 0)
+		return negative_errno();
+	if (inotify_add_watch(fd, dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM) < 0) {
+		r = balloon_error(b, negative_errno(), "cannot watch %s directory %s: %s", what, dir,
+				  strerror(errno));
+		close(fd);
+		return r;
+	}
+	r = balloon_watch_fd(b, fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+bool balloon_drain_inotify(int fd)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool any = false;
+
+	while (fd >= 0 && read(fd, buf, sizeof(buf)) > 0)
+		any = true;
+	return any;
+}
+
 int ovc_balloon_new(const struct ovc_balloon_opts *opts, ovc_balloon **ret)
 {
 	ovc_balloon *b;
@@ -122,6 +154,9 @@ int ovc_balloon_new(const struct ovc_balloon_opts *opts, ovc_balloon **ret)
 			goto fail;
 		}
 		b->ops = &balloon_qmp_ops;
+		break;
+	case OVC_BALLOON_ENGINE:
+		b->ops = &balloon_ovc_ops;
 		break;
 	default:
 		r = -EINVAL;
@@ -301,6 +336,24 @@ int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_byt
 		}
 		sleep_msec(200);
 	}
+}
+
+int ovc_balloon_set_reclaim(ovc_balloon *b, const char *name, uint64_t reclaim_bytes,
+			    unsigned flags)
+{
+	char target[48];
+	int r;
+
+	if (!b || !name || flags)
+		return -EINVAL;
+	b->error[0] = '\0';
+	snprintf(target, sizeof(target), " to %" PRIu64 "MiB", reclaim_bytes / MIB);
+	if (!b->ops->set_reclaim)
+		r = balloon_error(b, -EOPNOTSUPP, "the %s driver reaches no embedded engines",
+				  b->ops->name);
+	else
+		r = b->ops->set_reclaim(b, name, reclaim_bytes);
+	return r < 0 ? guest_error(b, r, name, "set the reclaim target", target) : 0;
 }
 
 int ovc_balloon_fd(const ovc_balloon *b)

@@ -36,6 +36,7 @@ typedef struct ovc_balloon ovc_balloon;
 enum ovc_balloon_backend {
 	OVC_BALLOON_LIBVIRT = 1, /* libvirtd over a connection URI */
 	OVC_BALLOON_QMP = 2,     /* QEMU processes by their QMP sockets */
+	OVC_BALLOON_ENGINE = 3,  /* libovc engines in VMMs by their control sockets (ovc.c) */
 };
 
 /* Per-guest capabilities (struct ovc_balloon_guest.caps). */
@@ -113,6 +114,10 @@ struct ovc_balloon_opts {
 	const struct ovc_logger *logger; /* may be NULL */
 	ovc_balloon_event_fn event_fn;   /* may be NULL */
 	void *event_userdata;
+	/* OVC_BALLOON_ENGINE: the directory engines publish in (watched with
+	 * inotify, created if missing); NULL means OVC_PUBLISH_DIR,
+	 * "/run/ovc/engines". */
+	const char *engine_dir;
 };
 
 /* Open a driver. Fails with -ENOTCONN (with a message) if the hypervisor
@@ -146,6 +151,15 @@ enum {
  * device or its driver is known to be absent; -ENOENT for no such guest. */
 int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes,
 			   unsigned flags);
+
+/* Tell the embedded engine of @name to keep @reclaim_bytes of its guest's
+ * RAM given back (zero-shared plus swapped; 0: zero sharing only). Only the
+ * ovc backend has engines: -EOPNOTSUPP for libvirt and QMP. -ENOENT for no
+ * such guest; the engine's own refusal comes back as its errno (-EPERM when
+ * the caller is neither root nor the VMM's uid, -ENOSPC beyond its swap).
+ * No flags yet (-EINVAL). */
+int ovc_balloon_set_reclaim(ovc_balloon *b, const char *name, uint64_t reclaim_bytes,
+			    unsigned flags);
 
 /* Event-loop integration: poll the fd for POLLIN, and call
  * ovc_balloon_process() when it is readable or when

@@ -35,6 +35,9 @@ struct balloon_ops {
 	int (*process)(ovc_balloon *b);
 	/* ms until process() wants to run again, or -1. */
 	int (*timeout_msec)(const ovc_balloon *b);
+	/* Optional (NULL: -EOPNOTSUPP): an embedded engine's reclaim target.
+	 * On failure b->error holds only the reason, as for set_target. */
+	int (*set_reclaim)(ovc_balloon *b, const char *name, uint64_t reclaim_bytes);
 };
 
 struct balloon_event {
@@ -57,6 +60,7 @@ struct ovc_balloon {
 
 extern const struct balloon_ops balloon_libvirt_ops;
 extern const struct balloon_ops balloon_qmp_ops;
+extern const struct balloon_ops balloon_ovc_ops;
 
 /* Queue an event (any thread). Drops it, with a debug log, on ENOMEM. */
 void balloon_queue_event(ovc_balloon *b, enum ovc_balloon_event_type type, const char *guest,
@@ -64,6 +68,12 @@ void balloon_queue_event(ovc_balloon *b, enum ovc_balloon_event_type type, const
 /* Add/remove a backend fd to the pollable set (EPOLLIN). */
 int balloon_watch_fd(ovc_balloon *b, int fd);
 void balloon_unwatch_fd(ovc_balloon *b, int fd);
+/* Watch @dir for sockets coming and going (inotify, in the pollable set);
+ * *ret_fd is the inotify fd, closed by the caller. @what names the
+ * directory in the error sentence ("QMP socket"). */
+int balloon_watch_dir(ovc_balloon *b, const char *dir, const char *what, int *ret_fd);
+/* Read every pending inotify event of @fd (may be -1); true if any. */
+bool balloon_drain_inotify(int fd);
 /* Record the error sentence (and log it at debug level); returns @err. */
 int balloon_error(ovc_balloon *b, int err, const char *fmt, ...) _printf_(3, 4);
 

@@ -735,12 +735,8 @@ static int qmp_process(ovc_balloon *b)
 {
 	struct qmp_backend *q = be(b);
 
-	if (q->inotify_fd >= 0) {
-		char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-
-		while (read(q->inotify_fd, buf, sizeof(buf)) > 0)
-			q->rescan = true;
-	}
+	if (balloon_drain_inotify(q->inotify_fd))
+		q->rescan = true;
 	for (size_t i = 0; i < q->n; i++) {
 		struct qmp_guest *g = q->guests[i];
 		struct json_object *o;
@@ -812,18 +808,7 @@ static int qmp_open(ovc_balloon *b)
 	q->inotify_fd = -1;
 	b->backend = q;
 	if (b->opts.qmp_dir) {
-		q->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-		if (q->inotify_fd < 0) {
-			r = negative_errno();
-			goto fail;
-		}
-		if (inotify_add_watch(q->inotify_fd, b->opts.qmp_dir,
-				      IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM) < 0) {
-			r = balloon_error(b, negative_errno(), "cannot watch QMP socket directory %s: %s",
-					  b->opts.qmp_dir, strerror(errno));
-			goto fail;
-		}
-		r = balloon_watch_fd(b, q->inotify_fd);
+		r = balloon_watch_dir(b, b->opts.qmp_dir, "QMP socket", &q->inotify_fd);
 		if (r < 0)
 			goto fail;
 	}

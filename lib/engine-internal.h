@@ -26,6 +26,7 @@
 #include <sys/types.h>
 
 #include <ovc/engine.h>
+#include <ovc/endpoint.h>
 
 #include "log.h"
 #include "region.h"
@@ -55,6 +56,7 @@ struct ovc_engine_counters {
 
 struct ovc_engine {
 	const struct ovc_sys *sys;
+	struct ovc_endpoint *endpoint; /* ovc_engine_publish (endpoint.c); owner's thread */
 	struct ovc_logger log;
 	unsigned flags;
 	uint64_t scan_interval_usec;

@@ -194,6 +194,8 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 {
 	if (!e)
 		return NULL;
+	/* The endpoint thread calls into the engine: stop it first. */
+	ovc_engine_unpublish(e);
 	atomic_store(&e->stop, true);
 	if (e->worker_started) {
 		wake_worker(e);

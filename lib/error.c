@@ -43,6 +43,10 @@ const struct ovc_error_text ovc_error_texts[] = {
 		 "is longer than ovc expects" },
 	{ ENAMETOOLONG, "File name too long: a path (with its root prefix) does not fit PATH_MAX" },
 	{ EISDIR, "Is a directory: the configuration path names a directory, not a file" },
+	{ EALREADY, "Operation already in progress: the engine is published already" },
+	{ EADDRINUSE, "Address already in use: a live engine is published under that name" },
+	{ EMSGSIZE, "Message too long: a protocol line is longer than the protocol allows" },
+	{ EPROTONOSUPPORT, "Protocol not supported: the peer speaks another version of the engine protocol" },
 	{ 0, NULL },
 };
 

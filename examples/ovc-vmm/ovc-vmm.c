@@ -48,6 +48,7 @@ struct vmm {
 	unsigned hot_permille;
 	unsigned timeout_sec;
 	const char *swap_dir;
+	const char *publish_dir;  /* --publish: control endpoint for ovcd */
 	bool use_engine;
 	bool json;
 	bool check;
@@ -195,6 +196,20 @@ static void setup_engine(struct vmm *v)
 	r = ovc_region_add(v->engine, v->ram, v->mem_bytes, 0, 0);
 	if (r < 0)
 		die("cannot register guest RAM with the engine: %s", ovc_strerror(r));
+	if (v->publish_dir) {
+		char name[OVC_PUBLISH_NAME_MAX + 1];
+		struct ovc_publish_opts p = {
+			.size = sizeof(p),
+			.dir = v->publish_dir,
+			.name = name,
+			.max_bytes = v->mem_bytes,
+		};
+
+		snprintf(name, sizeof(name), "ovc-vmm-%d", (int)getpid());
+		r = ovc_engine_publish(v->engine, &p);
+		if (r < 0)
+			die("cannot publish the engine in %s: %s", v->publish_dir, ovc_strerror(r));
+	}
 }
 
 static void setup_vcpu(struct vmm *v)
@@ -436,7 +451,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ovc-vmm [--mem SIZE] [--no-engine] [--no-swap] [--swap-dir DIR] [--reclaim PERCENT]\n"
-		"               [--hot PERMILLE] [--timeout SEC] [--check] [--json] [--verbose]\n");
+		"               [--hot PERMILLE] [--timeout SEC] [--publish DIR] [--check] [--json]\n"
+		"               [--verbose]\n");
 }
 
 int main(int argc, char **argv)
@@ -449,6 +465,7 @@ int main(int argc, char **argv)
 		{ "reclaim", required_argument, NULL, 'r' },
 		{ "hot", required_argument, NULL, 'H' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "publish", required_argument, NULL, 'P' },
 		{ "check", no_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -466,7 +483,7 @@ int main(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "m:nSs:r:H:t:cjvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:nSs:r:H:t:P:cjvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			v.mem_bytes = parse_size(optarg);
@@ -494,6 +511,9 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			v.timeout_sec = (unsigned)atoi(optarg);
+			break;
+		case 'P':
+			v.publish_dir = optarg;
 			break;
 		case 'c':
 			v.check = true;

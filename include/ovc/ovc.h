@@ -11,5 +11,6 @@
 
 #include <ovc/common.h>
 #include <ovc/engine.h>
+#include <ovc/endpoint.h>
 
 #endif

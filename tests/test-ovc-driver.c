@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The balloon driver's "ovc" backend (balloon-driver/ovc.c) against real
+ * engines: one in this process, one in a forked child that then exits, each
+ * with real userfaultfd over real anonymous memory, published on real unix
+ * sockets in a temporary directory the driver watches with inotify.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "driver.h"
+#include "engine-test.h"
+
+#define RAM_BYTES (4 * MIB)
+
+struct seen {
+	int started, stopped;
+	char last_started[64], last_stopped[64];
+};
+
+static void on_event(void *userdata, const struct ovc_balloon_event *ev)
+{
+	struct seen *s = userdata;
+
+	if (ev->type == OVC_BALLOON_EVENT_STARTED) {
+		s->started++;
+		snprintf(s->last_started, sizeof(s->last_started), "%s", ev->guest);
+	} else if (ev->type == OVC_BALLOON_EVENT_STOPPED) {
+		s->stopped++;
+		snprintf(s->last_stopped, sizeof(s->last_stopped), "%s", ev->guest);
+	}
+}
+
+/* Drive the driver's loop until *counter reaches @want (10 s bound: a
+ * failure, not a timing claim). */
+static void wait_event(ovc_balloon *b, const int *counter, int want)
+{
+	for (int i = 0; i < 100 && *counter < want; i++) {
+		struct pollfd p = { .fd = ovc_balloon_fd(b), .events = POLLIN };
+
+		poll(&p, 1, 100);
+		assert_true(ovc_balloon_process(b) >= 0);
+	}
+	assert_int_equal(*counter, want);
+}
+
+static void ram_with_zeros(struct guest_ram *g)
+{
+	guest_ram_alloc(g, RAM_BYTES, BACK_ANON);
+	memset(g->p, 0x33, RAM_BYTES / 4);
+	memset(g->p + RAM_BYTES / 4, 0, RAM_BYTES - RAM_BYTES / 4);
+}
+
+static ovc_engine *engine_published(struct guest_ram *g, const char *dir, const char *name,
+				    uint64_t max_bytes)
+{
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = OVC_ENGINE_NO_AUTOSCAN };
+	struct ovc_publish_opts p = { .size = sizeof(p), .dir = dir, .name = name,
+				      .max_bytes = max_bytes };
+	ovc_engine *e;
+
+	ram_with_zeros(g);
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	assert_ovc_ok(ovc_region_add(e, g->p, g->len, 0, 0));
+	assert_true(ovc_engine_scan_sync(e, 0) > 0);
+	assert_ovc_ok(ovc_engine_publish(e, &p));
+	return e;
+}
+
+static const struct ovc_balloon_guest *find(const struct ovc_balloon_guest *v, size_t n,
+					    const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	return NULL;
+}
+
+/* A child process that will run an engine published as vm-b. It is forked
+ * while this process has no threads yet (an engine's threads must not be
+ * started in the child of a multi-threaded process), waits for 'p' to
+ * publish, answers 'r', and on the next byte _exits without
+ * unpublishing, as a crashed VMM would: the socket file stays behind and
+ * nobody listens on it. */
+struct child {
+	pid_t pid;
+	int go, ready;
+};
+
+static void child_spawn(struct child *c, const char *dir)
+{
+	int go[2], ready[2];
+	char ch;
+
+	assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+	c->pid = fork();
+	assert_true(c->pid >= 0);
+	if (c->pid == 0) {
+		struct guest_ram g;
+
+		close(go[1]);
+		close(ready[0]);
+		if (read(go[0], &ch, 1) != 1)
+			_exit(0);
+		(void)engine_published(&g, dir, "vm-b", 0);
+		(void)!write(ready[1], "r", 1);
+		(void)!read(go[0], &ch, 1);
+		_exit(0);
+	}
+	close(go[0]);
+	close(ready[1]);
+	c->go = go[1];
+	c->ready = ready[0];
+}
+
+static void child_publish(struct child *c)
+{
+	char ch;
+
+	assert_int_equal(write(c->go, "p", 1), 1);
+	assert_int_equal(read(c->ready, &ch, 1), 1);
+}
+
+static void child_exit(struct child *c)
+{
+	int status;
+
+	/* A byte, not EOF: a later child holds a copy of this pipe's end. */
+	assert_int_equal(write(c->go, "x", 1), 1);
+	close(c->go);
+	close(c->ready);
+	assert_int_equal(waitpid(c->pid, &status, 0), c->pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_engines(void **state)
+{
+	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", cmd[128];
+	struct seen seen = { 0 };
+	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE,
+				       .event_fn = on_event, .event_userdata = &seen };
+	struct ovc_engine_stats st = { .size = sizeof(st) };
+	struct ovc_balloon_guest *v, one;
+	const struct ovc_balloon_guest *a;
+	struct guest_ram ga;
+	ovc_balloon *b;
+	ovc_engine *e;
+	size_t n;
+	struct child c1, c2;
+
+	need_uffd();
+	assert_non_null(mkdtemp(dir));
+	child_spawn(&c1, dir);
+	child_spawn(&c2, dir);
+	bo.engine_dir = dir;
+	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_int_equal(n, 0);
+	free(v);
+
+	/* A new engine: STARTED, through inotify. */
+	e = engine_published(&ga, dir, "vm-a", 64 * MIB);
+	wait_event(b, &seen.started, 1);
+	assert_string_equal(seen.last_started, "vm-a");
+
+	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_int_equal(n, 1);
+	a = find(v, n, "vm-a");
+	assert_non_null(a);
+	assert_string_equal(a->id, "vm-a.sock");
+	assert_int_equal(a->caps, 0);
+	assert_int_equal(a->stats.max_bytes, 64 * MIB);
+	assert_int_equal(a->stats.actual_bytes, 64 * MIB);
+	assert_ovc_ok(ovc_engine_stats(e, &st));
+	assert_true(st.zero_pages_now > 0);
+	assert_int_equal(a->stats.engine_zero_bytes, st.zero_pages_now * OVC_PAGE_SIZE);
+	assert_int_equal(a->stats.engine_swap_bytes, st.swapped_pages_now * OVC_PAGE_SIZE);
+	assert_int_equal(a->stats.engine_target_bytes, 0);
+	assert_false(ovc_known(a->stats.free_bytes));
+	assert_false(ovc_known(a->stats.available_bytes));
+	assert_false(ovc_known(a->stats.total_bytes));
+	free(v);
+
+	/* The reclaim target reaches the engine. */
+	assert_ovc_ok(ovc_balloon_set_reclaim(b, "vm-a", 2 * MIB, 0));
+	assert_ovc_ok(ovc_engine_stats(e, &st));
+	assert_int_equal(st.reclaim_target_bytes, 2 * MIB);
+	assert_ovc_ok(ovc_balloon_guest(b, "vm-a", &one));
+	assert_int_equal(one.stats.engine_target_bytes, 2 * MIB);
+
+	/* Misuse and absent guests: clear errors naming the guest. */
+	assert_int_equal(ovc_balloon_set_reclaim(b, "vm-a", MIB, 1), -EINVAL);
+	assert_int_equal(ovc_balloon_set_reclaim(b, "nope", MIB, 0), -ENOENT);
+	assert_non_null(strstr(ovc_balloon_error(b), "'nope'"));
+	assert_int_equal(ovc_balloon_set_target(b, "vm-a", 32 * MIB, 0), -ENODEV);
+	assert_non_null(strstr(ovc_balloon_error(b), "no balloon device"));
+
+	/* A second engine in another process: STARTED; it exits: STOPPED,
+	 * and its left-behind socket is not listed. */
+	child_publish(&c1);
+	wait_event(b, &seen.started, 2);
+	assert_string_equal(seen.last_started, "vm-b");
+	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_int_equal(n, 2);
+	assert_non_null(find(v, n, "vm-b"));
+	assert_int_equal(find(v, n, "vm-b")->stats.max_bytes, RAM_BYTES);
+	free(v);
+	child_exit(&c1);
+	wait_event(b, &seen.stopped, 1);
+	assert_string_equal(seen.last_stopped, "vm-b");
+	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_int_equal(n, 1);
+	assert_null(find(v, n, "vm-b"));
+	free(v);
+	assert_int_equal(ovc_balloon_guest(b, "vm-b", &one), -ENOENT);
+
+	/* A new engine under the dead one's name replaces its stale socket. */
+	child_publish(&c2);
+	wait_event(b, &seen.started, 3);
+	assert_string_equal(seen.last_started, "vm-b");
+	child_exit(&c2);
+	wait_event(b, &seen.stopped, 2);
+
+	/* Unpublishing: STOPPED too. */
+	assert_ovc_ok(ovc_engine_unpublish(e));
+	wait_event(b, &seen.stopped, 3);
+	assert_string_equal(seen.last_stopped, "vm-a");
+	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_int_equal(n, 0);
+	free(v);
+
+	ovc_balloon_free(b);
+	ovc_engine_free(e);
+	guest_ram_free(&ga);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void)!system(cmd);
+}
+
+/* The other backends have no engines. */
+static void test_qmp_has_no_reclaim(void **state)
+{
+	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX";
+	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_QMP };
+	ovc_balloon *b;
+
+	assert_non_null(mkdtemp(dir));
+	bo.qmp_dir = dir;
+	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+	assert_int_equal(ovc_balloon_set_reclaim(b, "web1", MIB, 0), -EOPNOTSUPP);
+	assert_non_null(strstr(ovc_balloon_error(b), "'web1'"));
+	ovc_balloon_free(b);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_engines),
+		cmocka_unit_test(test_qmp_has_no_reclaim),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
