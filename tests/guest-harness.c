@@ -305,9 +305,18 @@ static int start_daemons(const char **why)
 {
 	bool virtlogd = false, old_virtlogd = false;
 
-	if (harness_libvirtd_running())
-		return 0;
 	mkdir("/var/log/libvirt", 0755);
+	if (harness_libvirtd_running()) {
+		/* A libvirtd that outlived the stop of an earlier test (it
+		 * may take longer than the wait to exit) while its virtlogd
+		 * did not: domains then fail to start ("virtlogd-sock: No
+		 * such file"). Give it a virtlogd again. */
+		if (!find_comm("virtlogd") && start_daemon("virtlogd") != 0) {
+			*why = "virtlogd -d failed";
+			return -EIO;
+		}
+		return 0;
+	}
 	if (!find_comm("virtlogd")) {
 		if (start_daemon("virtlogd") != 0) {
 			*why = "virtlogd -d failed";
