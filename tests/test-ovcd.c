@@ -414,11 +414,37 @@ static void write_config(const char *extra_guest_b)
 	fclose(f);
 }
 
+/* The fixture's files, in /tmp/ovc-test-<pid>-ovcd<tag>. */
+static int fixture_dir(const char *tag)
+{
+	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-ovcd%s", (int)getpid(), tag);
+	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
+	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
+	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
+	snprintf(F.notify, sizeof(F.notify), "%s/notify", F.dir);
+	snprintf(F.prom, sizeof(F.prom), "%s/ovc.prom", F.dir);
+	return mkdir(F.dir, 0755);
+}
+
+/* ovcd's sd_notify socket, drained by a thread of its own. */
+static int notify_start(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pthread_t t;
+
+	F.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.notify);
+	if (F.notify_fd < 0 || bind(F.notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    pthread_create(&t, NULL, notify_reader, NULL) != 0)
+		return -1;
+	pthread_detach(t);
+	return 0;
+}
+
 static int setup(void **state)
 {
 	const char *why = NULL;
 	struct harness_guest_opts go = { .mem_mib = 1024 };
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct ovc_meminfo mi;
 	char fake_path[256];
 
@@ -436,14 +462,8 @@ static int setup(void **state)
 		return 0;
 	}
 	harness_cleanup_leftovers(NULL);
-	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-ovcd", (int)getpid());
-	snprintf(F.qmp_dir, sizeof(F.qmp_dir), "%s/qmp", F.dir);
-	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
-	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
-	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
-	snprintf(F.notify, sizeof(F.notify), "%s/notify", F.dir);
-	snprintf(F.prom, sizeof(F.prom), "%s/ovc.prom", F.dir);
-	if (mkdir(F.dir, 0755) < 0 || mkdir(F.qmp_dir, 0755) < 0)
+	snprintf(F.qmp_dir, sizeof(F.qmp_dir), "/tmp/ovc-test-%d-ovcd/qmp", (int)getpid());
+	if (fixture_dir("") < 0 || mkdir(F.qmp_dir, 0755) < 0)
 		return -1;
 	/* The dir must let 'nobody' reach the socket for the permission test. */
 	chmod(F.dir, 0755);
@@ -471,17 +491,8 @@ static int setup(void **state)
 	while (access(fake_path, F_OK) < 0)
 		msleep(20);
 
-	F.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.notify);
-	if (F.notify_fd < 0 || bind(F.notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (notify_start() < 0)
 		return -1;
-	{
-		pthread_t t;
-
-		if (pthread_create(&t, NULL, notify_reader, NULL) != 0)
-			return -1;
-		pthread_detach(t);
-	}
 
 	if (ovc_meminfo_read(NULL, &mi) < 0)
 		return -1;
@@ -987,9 +998,7 @@ static int setup_libvirt(void **state)
 {
 	const char *why = NULL;
 	struct harness_guest_opts go = { .mem_mib = 1024, .stats_period_sec = 1 };
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct ovc_meminfo mi;
-	pthread_t t;
 	FILE *f;
 
 	memset(&F, 0, sizeof(F));
@@ -1001,12 +1010,7 @@ static int setup_libvirt(void **state)
 		F.skip = why;
 		return 0;
 	}
-	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-ovcd-lv", (int)getpid());
-	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
-	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
-	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
-	snprintf(F.notify, sizeof(F.notify), "%s/notify", F.dir);
-	if (mkdir(F.dir, 0755) < 0)
+	if (fixture_dir("-lv") < 0)
 		return -1;
 	int r = harness_domain_start(&LVD, &F.img, &go, &F.a);
 	if (r == -EOPNOTSUPP) {
@@ -1015,12 +1019,8 @@ static int setup_libvirt(void **state)
 	}
 	if (r < 0 || harness_guest_wait_ready(&F.a, 180000) < 0)
 		return -1;
-	F.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.notify);
-	if (F.notify_fd < 0 || bind(F.notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    pthread_create(&t, NULL, notify_reader, NULL) != 0)
+	if (notify_start() < 0)
 		return -1;
-	pthread_detach(t);
 	/* Pressure from the config against the real MemAvailable: low is
 	 * 1 GiB above it. */
 	if (ovc_meminfo_read(NULL, &mi) < 0)
@@ -1188,10 +1188,8 @@ static const struct ovc_ksm_knobs KSM_START = {
 
 static int setup_ksm(void **state)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct ovc_ksm_knobs k;
 	struct ovc_meminfo mi;
-	pthread_t t;
 	FILE *f;
 
 	memset(&F, 0, sizeof(F));
@@ -1210,19 +1208,10 @@ static int setup_ksm(void **state)
 	ksm_saved = true;
 	if (ovc_ksm_apply(NULL, &KSM_START, NULL) < 0)
 		return -1;
-	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-ovcd-ksm", (int)getpid());
-	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
-	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
-	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
-	snprintf(F.notify, sizeof(F.notify), "%s/notify", F.dir);
-	if (mkdir(F.dir, 0755) < 0)
+	if (fixture_dir("-ksm") < 0)
 		return -1;
-	F.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.notify);
-	if (F.notify_fd < 0 || bind(F.notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    pthread_create(&t, NULL, notify_reader, NULL) != 0)
+	if (notify_start() < 0)
 		return -1;
-	pthread_detach(t);
 	/* Host pressure from the config (low 1 GiB above the real
 	 * MemAvailable): the policy wants KSM on. */
 	if (ovc_meminfo_read(NULL, &mi) < 0)
