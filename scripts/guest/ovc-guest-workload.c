@@ -10,12 +10,19 @@
  * line that starts with "ok " or "err ":
  *
  *   ping               ok pong
- *   meminfo            ok MemTotal=<KiB> MemFree=<KiB> MemAvailable=<KiB> oom_kill=<n> held=<bytes>
+ *   meminfo            ok MemTotal=<KiB> MemFree=<KiB> MemAvailable=<KiB> oom_kill=<n> held=<bytes> oom_deflate=<n>
  *   alloc <size>[K|M|G] ok held=<bytes>   (mmap + touch every page, kept until "free")
  *   free               ok held=0
  *
  * A size is bytes unless it ends in K, M or G (binary units). The program
  * prints "ready" once when it starts, so that the host knows the channel works.
+ *
+ * oom_deflate counts how often the guest's balloon driver gave memory back
+ * to the guest by itself at the edge of an OOM kill (deflate-on-oom, which
+ * overrides the host's target): a kprobe on virtio_balloon_oom_notify, read
+ * from tracefs' kprobe_profile. -1 where tracefs or kprobe events are
+ * missing. It lets the host tell "no OOM kill because the host deflated in
+ * time" from "no OOM kill because the guest deflated itself".
  */
 #include <ctype.h>
 #include <errno.h>
@@ -26,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -144,12 +152,56 @@ static void do_free(int fd)
 	reply(fd, "ok held=0");
 }
 
+#define TRACEFS "/sys/kernel/tracing"
+
+static int write_file(const char *path, const char *text, int flags)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC | flags);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+/* Best effort: a restarted workload finds the probe there already
+ * (EEXIST/EBUSY are fine), a kernel without kprobe events reports -1. */
+static void oom_deflate_probe_setup(void)
+{
+	if (access(TRACEFS "/kprobe_events", F_OK) < 0)
+		mount("tracefs", TRACEFS, "tracefs", 0, NULL);
+	/* O_APPEND: truncating kprobe_events would remove every probe. */
+	write_file(TRACEFS "/kprobe_events", "p:ovc/oom_deflate virtio_balloon_oom_notify\n", O_APPEND);
+	/* The probe is armed (and counts) only while its event is enabled. */
+	write_file(TRACEFS "/events/ovc/oom_deflate/enable", "1\n", O_TRUNC);
+}
+
+/* Hits of the probe: "  oom_deflate   <hits>   <missed>" in kprobe_profile. */
+static long long oom_deflates(void)
+{
+	char line[256], name[128];
+	long long hits, v = -1;
+	FILE *f = fopen(TRACEFS "/kprobe_profile", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%127s %lld", name, &hits) == 2 && strcmp(name, "oom_deflate") == 0) {
+			v = hits;
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
 static void do_meminfo(int fd)
 {
-	reply(fd, "ok MemTotal=%lld MemFree=%lld MemAvailable=%lld oom_kill=%lld held=%llu",
+	reply(fd, "ok MemTotal=%lld MemFree=%lld MemAvailable=%lld oom_kill=%lld held=%llu oom_deflate=%lld",
 	      read_key("/proc/meminfo", "MemTotal"), read_key("/proc/meminfo", "MemFree"),
 	      read_key("/proc/meminfo", "MemAvailable"), read_key("/proc/vmstat", "oom_kill"),
-	      (unsigned long long)held_bytes);
+	      (unsigned long long)held_bytes, oom_deflates());
 }
 
 static void handle(int fd, char *line)
@@ -197,6 +249,7 @@ int main(int argc, char **argv)
 		cfmakeraw(&tio);
 		tcsetattr(fd, TCSANOW, &tio);
 	}
+	oom_deflate_probe_setup();
 	reply(fd, "ready");
 
 	for (;;) {
