@@ -2,20 +2,26 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # The demo's driver, started by scripts/demo once everything is built: boots
-# three real guests as bare QEMU (TCG) processes with a virtio balloon, runs
-# ovcd on their QMP sockets with a config that leaves them 1.5 GiB of "host"
-# between them (3 GiB configured: twice that), drives a scripted load through
-# ovc-guest-workload in each guest while showing `ovcctl top`, runs
-# examples/ovc-vmm beside them, then prints a summary and checks it: the
-# effective overcommit ratio must reach 2.0 and no guest may have OOM-killed
-# anything. Everything it starts lives in a private run directory and dies
-# with it (PR_SET_PDEATHSIG plus an explicit cleanup).
+# three real guests (TCG, virtio balloon) as bare QEMU processes, or with
+# --libvirt as transient libvirt domains, runs ovcd on them (QMP driver, or
+# libvirt driver limited with --only to the demo's domains) with a config
+# that leaves them 1 GiB of "host" between them (3 GiB configured: three
+# times that), drives a scripted load through ovc-guest-workload in each
+# guest while showing `ovcctl top`, runs examples/ovc-vmm beside them, then
+# prints a summary and checks it: the measured overcommit ratio (configured
+# memory / VmRSS of the guests' QEMU processes) must reach 2.0, no guest may
+# have OOM-killed anything, and ovc-vmm must find every page intact.
+# Everything it starts lives in a private run directory and dies with it
+# (PR_SET_PDEATHSIG for processes, destroy + undefine for domains, libvirtd
+# stopped if the demo started it), also on Ctrl-C and on failure.
 #
 # Single process, single thread except one helper thread per "spike".
 #
 import argparse
 import ctypes
+import fcntl
 import json
+import re
 import os
 import shutil
 import signal
@@ -27,9 +33,9 @@ import time
 
 MIB = 1 << 20
 GIB = 1 << 30
-GUESTS = ["demo-1", "demo-2", "demo-3"]
 GUEST_MIB = 1024
 BUDGET = GIB  # what the demo lets the three guests have together
+LIBVIRT_URI = "qemu:///system"
 PR_SET_PDEATHSIG = 1
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -95,32 +101,19 @@ class Progress:
 
 
 class Guest:
-    def __init__(self, name, run, image):
+    """A demo guest's workload channel: ovc-guest-workload on the guest's
+    second serial port, a unix socket on the host. Subclasses start and stop
+    the guest (bare QEMU, or a libvirt domain)."""
+
+    def __init__(self, name, gdir):
         self.name = name
-        self.dir = os.path.join(run, name)
+        self.dir = gdir
         os.makedirs(self.dir)
-        self.qmp = os.path.join(run, "qmp", name + ".qmp")
         self.serial = os.path.join(self.dir, "serial.sock")
         self.console = os.path.join(self.dir, "console.log")
         self.sock = None
         self.buf = b""
         self.lock = threading.Lock()
-        argv = [
-            "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", str(GUEST_MIB), "-smp", "1",
-            "-nodefaults", "-nographic", "-no-user-config", "-name", name,
-            "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initramfs.img"),
-            "-append", "console=ttyS0 quiet",
-            "-serial", "file:" + self.console,
-            "-serial", f"unix:{self.serial},server=on,wait=off",
-            # deflate-on-oom: the guest's balloon driver gives pages back
-            # before its OOM killer runs, as libvirt's autodeflate does.
-            "-device", "virtio-balloon-pci,id=balloon0,deflate-on-oom=on",
-            "-qmp", f"unix:{self.qmp},server=on,wait=off",
-        ]
-        log = open(os.path.join(self.dir, "qemu.log"), "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     preexec_fn=die_with_parent)
-        log.close()
 
     def connect(self):
         if self.sock:
@@ -185,8 +178,249 @@ class Guest:
             fields[k] = int(v)
         return fields
 
+    def rss(self):
+        pid = self.pid()
+        return rss_of(pid) if pid else 0
+
+
+class QemuGuest(Guest):
+    """A bare QEMU process, its QMP socket in the directory ovcd watches."""
+
+    def __init__(self, name, run, image):
+        super().__init__(name, os.path.join(run, name))
+        self.qmp = os.path.join(run, "qmp", name + ".qmp")
+        argv = [
+            "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", str(GUEST_MIB), "-smp", "1",
+            "-nodefaults", "-nographic", "-no-user-config", "-name", name,
+            "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initramfs.img"),
+            "-append", "console=ttyS0 quiet",
+            "-serial", "file:" + self.console,
+            "-serial", f"unix:{self.serial},server=on,wait=off",
+            # deflate-on-oom: the guest's balloon driver gives pages back
+            # before its OOM killer runs, as libvirt's autodeflate does.
+            # The summary counts how often that happened (oom_deflate).
+            "-device", "virtio-balloon-pci,id=balloon0,deflate-on-oom=on",
+            "-qmp", f"unix:{self.qmp},server=on,wait=off",
+        ]
+        log = open(os.path.join(self.dir, "qemu.log"), "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     preexec_fn=die_with_parent)
+        log.close()
+
+    def pid(self):
+        return self.proc.pid
+
     def alive(self):
         return self.proc.poll() is None
+
+    def why_dead(self):
+        return f"QEMU exited (status {self.proc.returncode}); see {self.dir}/qemu.log"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def virsh(*args, check=True, timeout=120):
+    r = subprocess.run(["virsh", "-q", "-c", LIBVIRT_URI, *args], capture_output=True, text=True,
+                       timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"virsh {' '.join(args)}: {(r.stderr or r.stdout).strip()}")
+    return r.stdout
+
+
+class NoMountNamespace(RuntimeError):
+    pass
+
+
+class LibvirtGuest(Guest):
+    """A transient libvirt domain (type qemu, TCG) with the same devices as
+    QemuGuest; ovcd reaches its balloon through libvirt."""
+
+    def __init__(self, name, run, image):
+        super().__init__(name, os.path.join(run, name))
+        # libvirt's QEMU runs as libvirt-qemu: its files live in a directory
+        # that user can reach, and libvirt relabels the copies it is given.
+        os.chmod(self.dir, 0o755)
+        kernel = os.path.join(self.dir, "vmlinuz")
+        initrd = os.path.join(self.dir, "initramfs.img")
+        shutil.copyfile(os.path.join(image, "vmlinuz"), kernel)
+        shutil.copyfile(os.path.join(image, "initramfs.img"), initrd)
+        xml = f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{GUEST_MIB}</memory><currentMemory unit='MiB'>{GUEST_MIB}</currentMemory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{kernel}</kernel><initrd>{initrd}</initrd><cmdline>console=ttyS0 quiet</cmdline></os>
+  <on_poweroff>destroy</on_poweroff><on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'><source path='{self.console}'/><target port='0'/></serial>
+    <serial type='unix'><source mode='bind' path='{self.serial}'/><target port='1'/></serial>
+    <!-- autodeflate is libvirt's deflate-on-oom: counted in the summary -->
+    <memballoon model='virtio' autodeflate='on'><stats period='1'/></memballoon>
+  </devices>
+</domain>
+"""
+        path = os.path.join(self.dir, "domain.xml")
+        with open(path, "w") as f:
+            f.write(xml)
+        self.started = False
+        r = subprocess.run(["virsh", "-q", "-c", LIBVIRT_URI, "create", path], capture_output=True,
+                           text=True, timeout=120)
+        if r.returncode != 0:
+            err = (r.stderr or r.stdout).strip()
+            if "mount propagation" in err:
+                raise NoMountNamespace(
+                    f"libvirt cannot start QEMU on this machine ({err}): libvirt puts QEMU in a private "
+                    "mount namespace, which fails where / is not a mount point (a chroot or some "
+                    "containers). Run scripts/demo without --libvirt: bare QEMU guests need no libvirtd")
+            raise RuntimeError(f"{name}: virsh create: {err}")
+        self.started = True
+        self._pid = 0
+
+    def pid(self):
+        if not self._pid:
+            try:
+                with open(f"/run/libvirt/qemu/{self.name}.pid") as f:
+                    self._pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                return 0
+        return self._pid
+
+    def alive(self):
+        pid = self.pid()
+        return bool(pid) and os.path.exists(f"/proc/{pid}")
+
+    def why_dead(self):
+        return (f"domain's QEMU (pid {self.pid()}) is gone; see /var/log/libvirt/qemu/{self.name}.log "
+                f"and {self.console}")
+
+    def stop(self):
+        if not self.started:
+            return
+        # Transient: destroy removes it; undefine covers a persistent one
+        # of the same name and fails harmlessly otherwise.
+        virsh("destroy", self.name, check=False)
+        virsh("undefine", self.name, check=False)
+        self.started = False
+
+
+class Libvirtd:
+    """qemu:///system for --libvirt: the running libvirtd, or one started
+    here (virtlogd too if none runs) and stopped at the end. Shares the
+    locks and the mark of tests/guest-harness.c, so that the demo and the
+    integration tests may use one libvirtd side by side: whoever is the
+    last user of a libvirtd started by either stops it, and a libvirtd
+    started by anyone else is never stopped."""
+
+    DECIDE = "/run/ovc-test-libvirtd.decide"
+    USE = "/run/ovc-test-libvirtd.lock"
+    MARK = "/run/ovc-test-libvirtd.started"
+
+    def __init__(self):
+        self.use_fd = -1
+        self.started = False
+        self.pids = {}
+
+    @staticmethod
+    def find(comm):
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    if f.read().strip() == comm:
+                        return int(d)
+            except OSError:
+                pass
+        return 0
+
+    @staticmethod
+    def daemon(prog):
+        subprocess.run([f"/usr/sbin/{prog}", "-d"], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        deadline = time.monotonic() + 10
+        while not Libvirtd.find(prog):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{prog} -d did not leave a {prog} running")
+            time.sleep(0.1)
+        return Libvirtd.find(prog)
+
+    def start(self):
+        for prog in ("/usr/sbin/libvirtd", "/usr/sbin/virtlogd", shutil.which("virsh")):
+            if not prog or not os.access(prog, os.X_OK):
+                raise RuntimeError("--libvirt needs libvirtd, virtlogd and virsh "
+                                   "(apt-get install libvirt-daemon-system libvirt-clients)")
+        decide = os.open(self.DECIDE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(decide, fcntl.LOCK_EX)
+            os.makedirs("/var/log/libvirt", exist_ok=True)
+            if self.find("libvirtd"):
+                if not self.find("virtlogd"):  # domains cannot start without it
+                    self.daemon("virtlogd")
+            else:
+                if not self.find("virtlogd"):
+                    self.pids["virtlogd"] = self.daemon("virtlogd")
+                self.pids["libvirtd"] = self.daemon("libvirtd")
+                self.started = True
+                virtlogd = "virtlogd" in self.pids
+                try:
+                    with open(self.MARK) as f:  # a crashed harness's claim stays
+                        virtlogd = virtlogd or "virtlogd" in f.read()
+                except OSError:
+                    pass
+                with open(self.MARK, "w") as f:
+                    f.write("libvirtd virtlogd\n" if virtlogd else "libvirtd\n")
+            self.use_fd = os.open(self.USE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self.use_fd, fcntl.LOCK_SH)
+        finally:
+            os.close(decide)
+        deadline = time.monotonic() + 30
+        while virsh("uri", check=False, timeout=30).strip() != LIBVIRT_URI:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{LIBVIRT_URI} does not answer within 30 s")
+            time.sleep(0.3)
+
+    @staticmethod
+    def kill_and_wait(pid, timeout=15.0):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while os.path.exists(f"/proc/{pid}"):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline += 5
+            time.sleep(0.1)
+
+    def stop(self):
+        """Returns a line for the summary of what happened to libvirtd."""
+        if self.use_fd < 0:
+            return None
+        decide = os.open(self.DECIDE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(decide, fcntl.LOCK_EX)
+        try:
+            if not self.started:
+                return "libvirtd was running before the demo: left running"
+            try:
+                fcntl.flock(self.use_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return "libvirtd started by the demo is in use by a test now: that test stops it"
+            for prog in ("libvirtd", "virtlogd"):
+                if prog in self.pids:
+                    self.kill_and_wait(self.pids[prog])
+            try:
+                os.unlink(self.MARK)
+            except OSError:
+                pass
+            return "libvirtd" + (" and virtlogd" if "virtlogd" in self.pids else "") + \
+                " started by the demo: stopped"
+        finally:
+            os.close(self.use_fd)
+            self.use_fd = -1
+            os.close(decide)
 
 
 class Demo:
@@ -198,6 +432,12 @@ class Demo:
         self.ovcd_bin = os.path.join(self.build, "daemon", "ovcd")
         self.vmm_bin = os.path.join(self.build, "examples", "ovc-vmm", "ovc-vmm")
         self.run = f"/run/ovc-demo-{os.getpid()}"
+        self.libvirt = args.libvirt
+        # libvirt domains are host-wide: a prefix with the pid keeps the
+        # demo's apart from the host's own guests and from other demos.
+        self.names = [f"ovc-demo-{os.getpid()}-{i}" if self.libvirt else f"demo-{i}" for i in (1, 2, 3)]
+        self.libvirtd = Libvirtd() if self.libvirt else None
+        self.libvirtd_note = None
         self.sock_path = os.path.join(self.run, "ovcd.sock")
         self.conf = os.path.join(self.run, "ovcd.conf")
         self.guests = []
@@ -208,15 +448,19 @@ class Demo:
         self.max_effective = 0.0
         self.emergencies = 0
         self.max_balloon_saved = 0
+        self.min_measured = None
+        self.max_measured = 0.0
+        self.vmm_rss = 0
         self.reanchors = []
 
     # ---- cleanup ----
 
     def cleanup(self, keep_logs=False):
-        procs = [g.proc for g in self.guests] + [p for p in (self.ovcd, self.vmm) if p]
+        # ovcd first: it exits cleanly on SIGTERM (KSM knobs back) and
+        # does not see its guests vanish; the rest just dies.
+        procs = [p for p in (self.ovcd, self.vmm) if p]
         for p in procs:
             if p.poll() is None:
-                # ovcd exits cleanly on SIGTERM (KSM knobs back); the rest just dies.
                 p.send_signal(signal.SIGTERM if p is self.ovcd else signal.SIGKILL)
         for p in procs:
             try:
@@ -224,6 +468,15 @@ class Demo:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for g in self.guests:
+            try:
+                g.stop()
+            except Exception as e:  # keep cleaning up the rest
+                print(f"demo: stopping {g.name}: {e}", file=sys.stderr)
+        if self.libvirtd:
+            self.libvirtd_note = self.libvirtd.stop()
+            if self.libvirtd_note:
+                print(f"demo: {self.libvirtd_note}")
         if keep_logs and os.path.isdir(self.run):
             dest = f"/tmp/ovc-demo-{os.getpid()}-logs"
             shutil.copytree(self.run, dest, ignore=shutil.ignore_patterns("*.sock", "*.qmp"),
@@ -249,7 +502,11 @@ class Demo:
     def qemu_rss(self):
         """What the three QEMU processes really hold (VmRSS, QEMU's own
         memory included): the measured side of the model ovcd reports."""
-        return sum(rss_of(g.proc.pid) for g in self.guests)
+        return sum(g.rss() for g in self.guests)
+
+    def configured(self):
+        """The demo's three guests' memory, whatever else ovcd may count."""
+        return len(self.guests) * GUEST_MIB * MIB
 
     def host_base(self):
         """MemAvailable as it would be without the demo's guests: what the
@@ -274,22 +531,44 @@ class Demo:
     def check_alive(self):
         for g in self.guests:
             if not g.alive():
-                raise RuntimeError(f"{g.name}: QEMU exited (status {g.proc.returncode}); see {g.dir}/qemu.log")
+                raise RuntimeError(f"{g.name}: {g.why_dead()}")
         if self.ovcd and self.ovcd.poll() is not None:
             raise RuntimeError(f"ovcd exited (status {self.ovcd.returncode}); see {self.run}/ovcd.log")
 
     # ---- set-up ----
 
+    def remove_leftovers(self):
+        """Domains of demos that died without cleaning up (SIGKILL):
+        ovc-demo-<pid>-<n> whose <pid> is gone."""
+        for name in virsh("list", "--all", "--name").split():
+            m = re.fullmatch(r"ovc-demo-(\d+)-\d+", name)
+            if m and not os.path.exists(f"/proc/{m.group(1)}"):
+                self.progress.done(f"removing {name}, left over by a demo that was killed")
+                virsh("destroy", name, check=False)
+                virsh("undefine", name, check=False)
+
     def boot(self):
         os.makedirs(os.path.join(self.run, "qmp"))
-        os.chmod(self.run, 0o700)
+        # 0711: libvirt's QEMU (user libvirt-qemu) must reach the guests'
+        # directories, nobody needs to list the run directory.
+        os.chmod(self.run, 0o711 if self.libvirt else 0o700)
+        self.progress.show("building the guest image")
         image = subprocess.run([os.path.join(self.root, "scripts", "build-guest-image"),
                                 os.path.join(self.build, "guest-image")],
                                check=True, capture_output=True, text=True).stdout.strip()
+        if self.libvirt:
+            self.progress.show(f"connecting to {LIBVIRT_URI} (starting libvirtd if none runs)")
+            self.libvirtd.start()
+            self.progress.done(f"{LIBVIRT_URI}: libvirtd " +
+                               ("started by the demo" if self.libvirtd.started else "was running already"))
+            self.remove_leftovers()
         self.avail0 = meminfo("MemAvailable")
         self.total = meminfo("MemTotal")
-        for name in GUESTS:
-            self.guests.append(Guest(name, self.run, image))
+        kind = "libvirt domains" if self.libvirt else "QEMU guests"
+        for name in self.names:
+            self.progress.show(f"starting {kind}: {name}")
+            self.guests.append(LibvirtGuest(name, self.run, image) if self.libvirt
+                               else QemuGuest(name, self.run, image))
         # The 4th guest: a raw KVM VMM whose RAM the libovc engine runs.
         self.vmm_log = os.path.join(self.run, "ovc-vmm.log")
         with open(self.vmm_log, "wb") as log:
@@ -303,13 +582,13 @@ class Demo:
             for g in self.guests:
                 if g.name not in up and g.ready():
                     up.add(g.name)
-            self.progress.show(f"booting {len(self.guests)} QEMU guests (TCG, {GUEST_MIB} MiB each) "
+            self.progress.show(f"booting {len(self.guests)} {kind} (TCG, {GUEST_MIB} MiB each) "
                                f"and ovc-vmm: {len(up)}/{len(self.guests)} up")
             if time.monotonic() > deadline:
                 raise RuntimeError("guests did not boot within 240 s; see their console.log")
             time.sleep(0.3)
         self.progress.done(f"{len(self.guests)} guests booted: " +
-                           ", ".join(f"{g.name} (pid {g.proc.pid})" for g in self.guests))
+                           ", ".join(f"{g.name} (pid {g.pid()})" for g in self.guests))
 
     def write_config(self):
         # The guests may use BUDGET beyond what was available before they
@@ -353,8 +632,12 @@ socket = {self.sock_path}
         self.write_config()
         log = open(os.path.join(self.run, "ovcd.log"), "wb")
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
-        self.ovcd = subprocess.Popen([self.ovcd_bin, "-c", self.conf, "--no-libvirt",
-                                      "--qmp-dir", os.path.join(self.run, "qmp")],
+        if self.libvirt:
+            # --only: the demo's domains, never the host's own guests.
+            drivers = ["--libvirt", LIBVIRT_URI, "--only", f"ovc-demo-{os.getpid()}-*"]
+        else:
+            drivers = ["--no-libvirt", "--qmp-dir", os.path.join(self.run, "qmp")]
+        self.ovcd = subprocess.Popen([self.ovcd_bin, "-c", self.conf, *drivers],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                      preexec_fn=die_with_parent)
         log.close()
@@ -374,7 +657,7 @@ socket = {self.sock_path}
                                    f"see {self.run}/ovcd.log")
             time.sleep(0.5)
         self.progress.done(f"ovcd runs (pid {self.ovcd.pid}), config {self.conf}")
-        print(f"demo: guests configured {fmt_size(len(self.guests) * GUEST_MIB * MIB)} in all; the demo lets them "
+        print(f"demo: guests configured {fmt_size(self.configured())} in all; the demo lets them "
               f"have {fmt_size(BUDGET)}:\n"
               f"demo:   [host] low = MemAvailable without the demo's guests ({fmt_size(self.avail0)}) - {fmt_size(BUDGET)}, "
               f"reserve = MemTotal - {fmt_size(BUDGET)} (host watermarks, no cgroup limit;\n"
@@ -389,7 +672,18 @@ socket = {self.sock_path}
             self.min_effective = eff
         self.max_effective = max(self.max_effective, eff)
         self.max_balloon_saved = max(self.max_balloon_saved, st["savings"]["balloon_bytes"])
+        measured = self.configured() / max(self.qemu_rss(), 1)
+        if self.min_measured is None or measured < self.min_measured:
+            self.min_measured = measured
+        self.max_measured = max(self.max_measured, measured)
+        if self.vmm and self.vmm.poll() is None:
+            self.vmm_rss = rss_of(self.vmm.pid) or self.vmm_rss
         return st
+
+    def ours(self, guests):
+        """ovcd's guests that are the demo's three (it may count others,
+        such as an embedded engine, in its own figures)."""
+        return [g for g in guests if g["name"] in self.names]
 
     def show(self, phase, note, seconds, until=None):
         """Refresh `ovcctl top` once a second for @seconds (or until
@@ -403,7 +697,9 @@ socket = {self.sock_path}
             self.observe()
             top = self.ovcctl("top", "--iterations", "1")
             header = (f"=== ovc demo  {elapsed():5.1f} s   phase {phase}: {note}\n"
-                      f"    3 QEMU guests x {GUEST_MIB} MiB, host budget {fmt_size(BUDGET)}; "
+                      f"    3 {'libvirt domains' if self.libvirt else 'QEMU guests'} x {GUEST_MIB} MiB, "
+                      f"host budget {fmt_size(BUDGET)}, measured ratio {self.configured() / max(self.qemu_rss(), 1):.2f} "
+                      f"(configured / QEMU RSS); "
                       f"ovc-vmm (4th guest) {'running' if self.vmm.poll() is None else 'done'}\n")
             if self.reanchors:
                 header += "    " + self.reanchors[-1] + "\n"
@@ -427,7 +723,7 @@ socket = {self.sock_path}
 
     def settled(self):
         """No balloon still moving toward its target."""
-        return all(abs(g["current_bytes"] - g["target_bytes"]) < 8 * MIB for g in self.guests_json())
+        return all(abs(g["current_bytes"] - g["target_bytes"]) < 8 * MIB for g in self.ours(self.guests_json()))
 
     def load(self):
         spike = self.guests[-1]
@@ -473,15 +769,18 @@ socket = {self.sock_path}
 
     def summary(self):
         st = self.observe()
-        guests = self.guests_json()
+        guests = self.ours(self.guests_json())
         self.emergencies = sum(g["emergencies"] for g in guests)
-        ooms = {}
+        ooms, self_deflates = {}, {}
         for g in self.guests:
-            ooms[g.name] = g.meminfo()["oom_kill"]
+            mi = g.meminfo()
+            ooms[g.name] = mi["oom_kill"]
+            self_deflates[g.name] = mi.get("oom_deflate", -1)
         # Wait for ovc-vmm (it checks every page of its guest at the end).
         while self.vmm.poll() is None:
             self.progress.show("waiting for ovc-vmm to finish checking its guest's pages")
             self.check_alive()
+            self.observe()
             time.sleep(1)
         if TTY:
             self.progress.done("ovc-vmm finished")
@@ -497,51 +796,74 @@ socket = {self.sock_path}
         vmm_gave = next((l.split("(")[1].rstrip(")").strip() for l in vmm_out if "gave back" in l), "")
         vmm_ok = self.vmm.returncode == 0 and any("mismatches: 0" in l for l in vmm_out)
         rss = self.qemu_rss()
+        conf = self.configured()
+        measured = conf / max(rss, 1)
         run_s = elapsed()
+        kind = "libvirt domains (type qemu, TCG)" if self.libvirt else "bare QEMU processes (TCG)"
+        driver = "libvirt" if self.libvirt else "QMP"
+        n_self = sum(v for v in self_deflates.values() if v > 0)
+        deflate_known = all(v >= 0 for v in self_deflates.values())
+        others = st.get("guests", len(guests)) - len(guests)
 
         print("\n==================== ovc demo: summary ====================")
-        print(f"guests              3 QEMU (TCG) x {GUEST_MIB} MiB under ovcd (QMP) "
-              f"+ 1 ovc-vmm (KVM, libovc engine) x 1 GiB")
-        print(f"memory for guests   {fmt_size(st['host_for_guests_bytes'])} "
-              f"(host watermarks in the demo's ovcd.conf; no cgroup limit)")
-        print(f"configured          {fmt_size(st['guests_max_bytes'])} (ovcd's guests)")
-        print(f"backing them now    {fmt_size(st['guests_backing_bytes'])} (ovcd: what their balloons leave them)")
-        print(f"QEMU RSS measured   {fmt_size(rss)} (VmRSS of the 3 QEMU processes, QEMU itself included: "
-              f"configured / RSS = {st['guests_max_bytes'] / max(rss, 1):.2f})")
-        print(f"overcommit ratio    effective {eff:.2f} (configured / backing; lowest seen {self.min_effective:.2f}, "
-              f"highest {self.max_effective:.2f})")
-        print(f"                    provisioned {prov:.2f} (configured / memory for guests)")
+        print(f"guests              3 x {GUEST_MIB} MiB as {kind}, balloons driven by ovcd ({driver} driver)")
+        print(f"                    + 1 ovc-vmm x 1 GiB (KVM; its RAM run by the libovc engine)")
+        print(f"configured          {fmt_size(conf)}: the 3 guests' memory")
+        print(f"memory for guests   {fmt_size(BUDGET)}: what the demo lets them have together "
+              f"(host watermarks in ovcd.conf, no cgroup limit)")
+        print(f"measured RSS        {fmt_size(rss)}: what the 3 QEMU processes hold in host RAM now "
+              f"(VmRSS, QEMU's own memory included)")
+        print(f"OVERCOMMIT RATIO    {measured:.2f} = configured / measured RSS "
+              f"(lowest during the run {self.min_measured:.2f}, highest {self.max_measured:.2f})")
+        if self.libvirt:
+            model = "the RSS libvirt reports for each domain (measured)"
+        else:
+            model = "what the balloons leave each guest (ovcd's model: QMP gives no RSS)"
+        print(f"ovcd's ratios       effective {eff:.2f} = configured / {fmt_size(st['guests_backing_bytes'])}, "
+              f"{model}; lowest {self.min_effective:.2f}")
+        print(f"                    provisioned {prov:.2f} = configured / memory for guests" +
+              (f"   (ovcd counts {others} more guest(s) than the demo's 3 in these)" if others > 0 else ""))
         print(f"saved by balloon    {fmt_size(sav['balloon_bytes'])} now, "
               f"{fmt_size(self.max_balloon_saved)} at most")
         print(f"saved by zero pages {fmt_size(sav['zero_bytes'])} under ovcd (KSM off in the demo); "
               f"ovc-vmm's engine: {vmm_zero}{', ' + vmm_gave if vmm_gave else ''}")
-        print(f"saved by KSM        {fmt_size(sav['ksm_bytes'])} (KSM left alone by the demo)")
-        print(f"saved by swap       {fmt_size(sav['swap_bytes'])} (swap is for embedded engines; none under ovcd yet)")
-        print(f"emergency deflates  {self.emergencies}")
+        print(f"saved by KSM        {fmt_size(sav['ksm_bytes'])} (host-wide KSM counters: the demo leaves KSM alone, "
+              f"so this is other work's; ovcd still subtracts it in its effective ratio)")
+        print(f"saved by swap       {fmt_size(sav['swap_bytes'])} (swap is for embedded engines)")
+        print(f"emergency deflates  {self.emergencies}: ovcd gave a guest memory back at once when it ran short")
         print("guest OOM kills     " + ", ".join(f"{n} {v}" for n, v in ooms.items()) +
               "   (/proc/vmstat oom_kill in each guest)")
+        print("guest self-deflates " + ", ".join(f"{n} {v if v >= 0 else 'n/a'}" for n, v in self_deflates.items()) +
+              "   (deflate-on-oom: times a guest's balloon driver")
+        print("                    took 1 MiB back by itself, overriding ovcd's target, where its OOM killer "
+              "would have run;\n                    counted in the guest by a kprobe on virtio_balloon_oom_notify)")
         print(f"ovc-vmm             {vmm_line}")
         print(f"                    {'every page checked, 0 mismatches' if vmm_ok else 'FAILED: see ' + self.vmm_log}"
-              "; ovcd cannot see its engine yet (issue 7), so it is not in the ratio")
+              f"; RSS {fmt_size(self.vmm_rss)} at the last look before it ended (configured / RSS = "
+              f"{GIB / max(self.vmm_rss, 1):.2f}); not in the ratios above")
         print(f"watermarks moved    {len(self.reanchors)} times for other work on the host" +
               "".join(f"\n                    {r}" for r in self.reanchors))
         print(f"run time            {run_s:.0f} s")
         print("==========================================================")
 
         failures = []
-        if eff < 2.0:
-            failures.append(f"effective ratio {eff:.2f} < 2.0")
+        if measured < 2.0:
+            failures.append(f"measured overcommit ratio {measured:.2f} < 2.0")
         if any(ooms.values()):
             failures.append("guest OOM kills: " + ", ".join(f"{n} {v}" for n, v in ooms.items() if v))
         if not vmm_ok:
             failures.append(f"ovc-vmm failed (exit {self.vmm.returncode}); see {self.vmm_log}")
+        self.verdict = (f"measured overcommit ratio {measured:.2f} >= 2.0, no guest OOM kill" +
+                        (f" ({n_self} times a guest deflated its own balloon to avoid one)" if n_self else
+                         (" and no guest had to deflate its own balloon" if deflate_known else "")))
         return failures
 
     def keep(self):
         s = self.sock_path
         print(f"\ndemo: --keep: everything keeps running; run dir {self.run}")
         print("demo: try:")
-        for c in ("top", "status", "guests", "status --json", "set demo-1 target 50%", "set demo-1 target none",
+        n1 = self.guests[0].name
+        for c in ("top", "status", "guests", "status --json", f"set {n1} target 50%", f"set {n1} target none",
                   "reload"):
             print(f"  {self.ovcctl_bin} --socket {s} {c}")
         print(f"  guests' workload (ping, meminfo, alloc 256M, free): unix socket {self.guests[0].dir}/serial.sock")
@@ -558,14 +880,12 @@ def main():
     ap = argparse.ArgumentParser(description="ovc demo on real guests")
     ap.add_argument("--builddir", default="build")
     ap.add_argument("--keep", action="store_true", help="keep guests and ovcd running at the end")
-    ap.add_argument("--libvirt", action="store_true", help="not built yet")
+    ap.add_argument("--libvirt", action="store_true",
+                    help=f"run the 3 guests as libvirt domains on {LIBVIRT_URI} (libvirtd started if none runs)")
     args = ap.parse_args()
-    if args.libvirt:
-        print("demo: --libvirt (the same guests as libvirt domains) is not built yet; "
-              "run without it for bare QEMU guests", file=sys.stderr)
-        return 2
     if os.geteuid() != 0:
-        print("demo: must run as root (QMP guests, ovcd's control socket under /run)", file=sys.stderr)
+        print("demo: must run as root (guests, ovcd's control socket under /run"
+              f"{', libvirtd' if args.libvirt else ''})", file=sys.stderr)
         return 1
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         print("demo: /dev/kvm is not usable; ovc-vmm needs KVM", file=sys.stderr)
@@ -587,13 +907,16 @@ def main():
             print("demo: FAILED: " + "; ".join(failures), file=sys.stderr)
             failed = True
             return 1
-        print("demo: OK: effective ratio >= 2.0 and no guest OOM kill")
+        print(f"demo: OK: {demo.verdict}")
         if args.keep:
             demo.keep()
         return 0
     except KeyboardInterrupt:
         print("\ndemo: interrupted; cleaning up", file=sys.stderr)
         return 130
+    except NoMountNamespace as e:
+        print(f"\ndemo: --libvirt cannot run here: {e}", file=sys.stderr)
+        return 3
     except Exception as e:
         failed = True
         print(f"\ndemo: FAILED: {e}", file=sys.stderr)
@@ -605,6 +928,9 @@ def main():
             pass
         return 1
     finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         demo.cleanup(keep_logs=failed)
 
 
