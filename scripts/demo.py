@@ -355,6 +355,9 @@ class Libvirtd:
         decide = os.open(self.DECIDE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(decide, fcntl.LOCK_EX)
+            # Taken first, so that stop() also undoes a half-done start.
+            self.use_fd = os.open(self.USE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self.use_fd, fcntl.LOCK_SH)
             os.makedirs("/var/log/libvirt", exist_ok=True)
             if self.find("libvirtd"):
                 if not self.find("virtlogd"):  # domains cannot start without it
@@ -372,8 +375,6 @@ class Libvirtd:
                     pass
                 with open(self.MARK, "w") as f:
                     f.write("libvirtd virtlogd\n" if virtlogd else "libvirtd\n")
-            self.use_fd = os.open(self.USE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(self.use_fd, fcntl.LOCK_SH)
         finally:
             os.close(decide)
         deadline = time.monotonic() + 30
@@ -403,7 +404,9 @@ class Libvirtd:
         fcntl.flock(decide, fcntl.LOCK_EX)
         try:
             if not self.started:
-                return "libvirtd was running before the demo: left running"
+                if "virtlogd" in self.pids:  # libvirtd -d failed after it
+                    self.kill_and_wait(self.pids["virtlogd"])
+                return "libvirtd was running before the demo: left running" if not self.pids else None
             try:
                 fcntl.flock(self.use_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
