@@ -186,7 +186,7 @@ class Guest:
 class QemuGuest(Guest):
     """A bare QEMU process, its QMP socket in the directory ovcd watches."""
 
-    def __init__(self, name, run, image):
+    def __init__(self, name, run, image, deflate_on_oom=True):
         super().__init__(name, os.path.join(run, name))
         self.qmp = os.path.join(run, "qmp", name + ".qmp")
         argv = [
@@ -199,7 +199,7 @@ class QemuGuest(Guest):
             # deflate-on-oom: the guest's balloon driver gives pages back
             # before its OOM killer runs, as libvirt's autodeflate does.
             # The summary counts how often that happened (oom_deflate).
-            "-device", "virtio-balloon-pci,id=balloon0,deflate-on-oom=on",
+            "-device", f"virtio-balloon-pci,id=balloon0,deflate-on-oom={'on' if deflate_on_oom else 'off'}",
             "-qmp", f"unix:{self.qmp},server=on,wait=off",
         ]
         log = open(os.path.join(self.dir, "qemu.log"), "wb")
@@ -238,7 +238,7 @@ class LibvirtGuest(Guest):
     """A transient libvirt domain (type qemu, TCG) with the same devices as
     QemuGuest; ovcd reaches its balloon through libvirt."""
 
-    def __init__(self, name, run, image):
+    def __init__(self, name, run, image, deflate_on_oom=True):
         super().__init__(name, os.path.join(run, name))
         # libvirt's QEMU runs as libvirt-qemu: its files live in a directory
         # that user can reach, and libvirt relabels the copies it is given.
@@ -258,7 +258,7 @@ class LibvirtGuest(Guest):
     <serial type='file'><source path='{self.console}'/><target port='0'/></serial>
     <serial type='unix'><source mode='bind' path='{self.serial}'/><target port='1'/></serial>
     <!-- autodeflate is libvirt's deflate-on-oom: counted in the summary -->
-    <memballoon model='virtio' autodeflate='on'><stats period='1'/></memballoon>
+    <memballoon model='virtio' autodeflate='{'on' if deflate_on_oom else 'off'}'><stats period='1'/></memballoon>
   </devices>
 </domain>
 """
@@ -570,8 +570,8 @@ class Demo:
         kind = "libvirt domains" if self.libvirt else "QEMU guests"
         for name in self.names:
             self.progress.show(f"starting {kind}: {name}")
-            self.guests.append(LibvirtGuest(name, self.run, image) if self.libvirt
-                               else QemuGuest(name, self.run, image))
+            self.guests.append((LibvirtGuest if self.libvirt else QemuGuest)(
+                name, self.run, image, deflate_on_oom=not self.args.no_deflate_on_oom))
         # The 4th guest: a raw KVM VMM whose RAM the libovc engine runs.
         self.vmm_log = os.path.join(self.run, "ovc-vmm.log")
         with open(self.vmm_log, "wb") as log:
@@ -728,6 +728,34 @@ socket = {self.sock_path}
         """No balloon still moving toward its target."""
         return all(abs(g["current_bytes"] - g["target_bytes"]) < 8 * MIB for g in self.ours(self.guests_json()))
 
+    def grow(self, guests, steps, phase, note):
+        """Each of @guests allocates 32 MiB @steps times, one step a
+        second, all at once, while `ovcctl top` is shown: a guest's memory
+        grows as a real workload's does, at a pace a 1 s control loop can
+        follow (one 384 MiB mmap in a ballooned guest fails outright
+        without deflate-on-oom: the balloon took it out of MemTotal)."""
+        err = []
+
+        def run(g):
+            try:
+                for _ in range(steps):
+                    g.cmd("alloc 32M", timeout=120)
+                    time.sleep(1.0)
+            except Exception as e:  # reported by the main thread
+                err.append(e)
+
+        threads = [threading.Thread(target=run, args=(g,)) for g in guests]
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                self.show(phase, note, 2)
+        finally:
+            for t in threads:
+                t.join()
+        if err:
+            raise err[0]
+
     def load(self):
         spike = self.guests[-1]
         self.phase_log = []
@@ -736,28 +764,12 @@ socket = {self.sock_path}
             self.phase_log.append((elapsed(), name, note))
 
         phase("1", "each guest allocates and touches 384 MiB")
-        self.all_guests("alloc 384M")
+        self.grow(self.guests, 12, "1 allocate", "each guest grows to 384 MiB in 32 MiB steps: ovcd inflates spare")
         self.show("1 allocate", "each guest allocated 384 MiB: host over budget, ovcd inflates spare", 12,
                   self.settled)
 
         phase("2", f"{spike.name} spikes by 320 MiB in 32 MiB steps")
-        err = []
-
-        def spike_run():
-            try:
-                for _ in range(10):
-                    spike.cmd("alloc 32M", timeout=120)
-                    time.sleep(1.0)
-            except Exception as e:  # reported by the main thread
-                err.append(e)
-
-        t = threading.Thread(target=spike_run)
-        t.start()
-        while t.is_alive():
-            self.show("2 spike", f"{spike.name} grows by 32 MiB steps: ovcd deflates it (emergency)", 2)
-        t.join()
-        if err:
-            raise err[0]
+        self.grow([spike], 10, "2 spike", f"{spike.name} grows by 32 MiB steps: ovcd deflates it (emergency)")
         self.show("2 spike", f"{spike.name} holds 704 MiB of touched memory", 5)
 
         phase("3", "every guest frees its memory")
@@ -836,10 +848,14 @@ socket = {self.sock_path}
         print(f"emergency deflates  {self.emergencies}: ovcd gave a guest memory back at once when it ran short")
         print("guest OOM kills     " + ", ".join(f"{n} {v}" for n, v in ooms.items()) +
               "   (/proc/vmstat oom_kill in each guest)")
-        print("guest self-deflates " + ", ".join(f"{n} {v if v >= 0 else 'n/a'}" for n, v in self_deflates.items()) +
-              "   (deflate-on-oom: times a guest's balloon driver")
-        print("                    took 1 MiB back by itself, overriding ovcd's target, where its OOM killer "
-              "would have run;\n                    counted in the guest by a kprobe on virtio_balloon_oom_notify)")
+        if self.args.no_deflate_on_oom:
+            print("guest self-deflates none possible: deflate-on-oom off in this run (--no-deflate-on-oom), "
+                  "so only ovcd deflates")
+        else:
+            print("guest self-deflates " + ", ".join(f"{n} {v if v >= 0 else 'n/a'}" for n, v in self_deflates.items()) +
+                  "   (deflate-on-oom: times a guest's balloon driver")
+            print("                    took 1 MiB back by itself, overriding ovcd's target, where its OOM killer "
+                  "would have run;\n                    counted in the guest by a kprobe on virtio_balloon_oom_notify)")
         print(f"ovc-vmm             {vmm_line}")
         print(f"                    {'every page checked, 0 mismatches' if vmm_ok else 'FAILED: see ' + self.vmm_log}"
               f"; RSS {fmt_size(self.vmm_rss)} at the last look before it ended (configured / RSS = "
@@ -883,6 +899,8 @@ def main():
     ap = argparse.ArgumentParser(description="ovc demo on real guests")
     ap.add_argument("--builddir", default="build")
     ap.add_argument("--keep", action="store_true", help="keep guests and ovcd running at the end")
+    ap.add_argument("--no-deflate-on-oom", action="store_true",
+                    help="guests without deflate-on-oom: no OOM kill only if ovcd deflates in time")
     ap.add_argument("--libvirt", action="store_true",
                     help=f"run the 3 guests as libvirt domains on {LIBVIRT_URI} (libvirtd started if none runs)")
     args = ap.parse_args()
