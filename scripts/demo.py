@@ -739,10 +739,17 @@ socket = {self.sock_path}
         def run(g):
             try:
                 for _ in range(steps):
-                    g.cmd("alloc 32M", timeout=120)
+                    g.cmd("alloc 32M", timeout=60)
                     time.sleep(1.0)
             except Exception as e:  # reported by the main thread
-                err.append(e)
+                # An OOM kill takes the workload and the reply with it
+                # (the guest's init restarts it): say so, not "no reply".
+                try:
+                    kills = g.meminfo().get("oom_kill", 0)
+                except Exception:
+                    kills = 0
+                err.append(RuntimeError(f"{g.name}: its OOM killer killed the workload ({kills} OOM kills); "
+                                        f"see {g.console}") if kills > 0 else e)
 
         threads = [threading.Thread(target=run, args=(g,)) for g in guests]
         for t in threads:
