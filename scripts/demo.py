@@ -476,6 +476,14 @@ class Demo:
                 g.stop()
             except Exception as e:  # keep cleaning up the rest
                 print(f"demo: stopping {g.name}: {e}", file=sys.stderr)
+        if self.libvirtd and self.libvirtd.use_fd >= 0:
+            # A domain whose `virsh create` was cut short (Ctrl-C, timeout)
+            # may exist without a LibvirtGuest: by name, harmless if absent.
+            started = {g.name for g in self.guests}
+            for name in self.names:
+                if name not in started and name in virsh("list", "--all", "--name", check=False).split():
+                    virsh("destroy", name, check=False)
+                    virsh("undefine", name, check=False)
         if self.libvirtd:
             self.libvirtd_note = self.libvirtd.stop()
             if self.libvirtd_note:
