@@ -337,6 +337,10 @@ static void fill(const struct eng *g, const struct ep_stats *st, struct ovc_ball
 	out->stats.engine_zero_bytes = st->zero_bytes;
 	out->stats.engine_swap_bytes = st->swap_bytes;
 	out->stats.engine_target_bytes = st->target_bytes;
+	/* Engines count 4 KiB pages (OVC_PAGE_SIZE); a figure that would
+	 * overflow in bytes is a lie and stays unknown. */
+	if (st->pages_swapped_in <= UINT64_MAX / OVC_PAGE_SIZE)
+		out->stats.engine_swap_in_bytes = st->pages_swapped_in * OVC_PAGE_SIZE;
 }
 
 static int ovc_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)

@@ -46,10 +46,12 @@ struct ovc_guest_stats {
 	uint64_t major_faults;      /* cumulative count */
 	uint64_t minor_faults;      /* cumulative count */
 
-	/* Embedded engine (ovc driver), OVC_UNKNOWN elsewhere. */
-	uint64_t engine_zero_bytes;
-	uint64_t engine_swap_bytes;
-	uint64_t engine_target_bytes;
+	/* Embedded engine (ovc driver), OVC_UNKNOWN elsewhere. Reported by
+	 * the VMM, so untrusted like the rest: clamped where they are used. */
+	uint64_t engine_zero_bytes;   /* given back by zero sharing now */
+	uint64_t engine_swap_bytes;   /* given back by swapping now */
+	uint64_t engine_target_bytes; /* the reclaim target in force */
+	uint64_t engine_swap_in_bytes; /* cumulative: pages swapped back in */
 };
 
 /* Set every field to OVC_UNKNOWN (and stale = false, collected_usec = 0). */
