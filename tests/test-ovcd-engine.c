@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -54,8 +55,8 @@
 static struct {
 	const char *skip;
 	char dir[96], conf[128], sock[128], log[128], engines[128], vmm_log[128];
-	char name[64], endpoint[256];
-	pid_t ovcd, vmm;
+	char name[64], endpoint[256], qmp_dir[128];
+	pid_t ovcd, vmm, qemu;
 	bool vmm_swap;
 	uint64_t avail0;
 } T;
@@ -266,9 +267,10 @@ static int setup(void **state)
 	snprintf(T.sock, sizeof(T.sock), "%s/ovcd.sock", T.dir);
 	snprintf(T.log, sizeof(T.log), "%s/ovcd.log", T.dir);
 	snprintf(T.vmm_log, sizeof(T.vmm_log), "%s/vmm.log", T.dir);
+	snprintf(T.qmp_dir, sizeof(T.qmp_dir), "%s/qmp", T.dir);
 	/* Two levels that do not exist: ovcd creates them. */
 	snprintf(T.engines, sizeof(T.engines), "%s/run/engines", T.dir);
-	if (mkdir(T.dir, 0755) < 0 || ovc_meminfo_read(NULL, &mi) < 0)
+	if (mkdir(T.dir, 0755) < 0 || mkdir(T.qmp_dir, 0755) < 0 || ovc_meminfo_read(NULL, &mi) < 0)
 		return -1;
 	T.avail0 = mi.available_bytes;
 	T.vmm_swap = engine_can_swap();
@@ -277,7 +279,7 @@ static int setup(void **state)
 
 	char bin[256];
 	snprintf(bin, sizeof(bin), "%s/ovcd", OVCD_BIN);
-	T.ovcd = spawn(T.log, (char *[]){ bin, "-c", T.conf, "--no-libvirt", NULL });
+	T.ovcd = spawn(T.log, (char *[]){ bin, "-c", T.conf, "--no-libvirt", "--qmp-dir", T.qmp_dir, NULL });
 	if (T.ovcd < 0 || !eventually(ovcd_answers, 30000))
 		return -1;
 	return 0;
@@ -288,6 +290,10 @@ static int teardown(void **state)
 	if (T.vmm > 0) {
 		kill(T.vmm, SIGKILL);
 		waitpid(T.vmm, NULL, 0);
+	}
+	if (T.qemu > 0) {
+		kill(T.qemu, SIGKILL);
+		waitpid(T.qemu, NULL, 0);
 	}
 	if (T.ovcd > 0) {
 		kill(T.ovcd, SIGKILL);
@@ -448,6 +454,99 @@ static void test_relief_lowers_the_engine_target(void **state)
 	assert_true(vmm_listed_with_shared());
 }
 
+/* ---- an engine named like a QMP guest is that guest ---- */
+
+#define MERGED "merge-me"
+
+static const char *merged_driver;
+
+static bool merged_shows(void)
+{
+	struct json_object *o = ovcd_guests(), *arr = member(o, "guests");
+	unsigned n = 0;
+	bool ok = false;
+
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
+		struct json_object *g = json_object_array_get_idx(arr, i);
+
+		if (strcmp(json_object_get_string(member(g, "name")), MERGED) != 0)
+			continue;
+		n++;
+		ok = strcmp(json_object_get_string(member(g, "driver")), merged_driver) == 0 &&
+		     (strcmp(merged_driver, "qmp") == 0) == !member(g, "engine");
+	}
+	json_object_put(o);
+	return ok && n == 1; /* one guest, never two */
+}
+
+/* A real QEMU with a virtio-balloon, stopped before its first
+ * instruction (-S): QMP answers, no guest runs, no image needed. */
+static void qemu_start(const char *qmp)
+{
+	T.qemu = spawn("/dev/null", (char *[]){ "/usr/bin/qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m",
+						"128", "-nodefaults", "-nographic", "-no-user-config", "-S",
+						"-name", MERGED, "-device", "virtio-balloon-pci,id=balloon0",
+						"-qmp", (char *)qmp, NULL });
+	assert_true(T.qemu > 0);
+}
+
+static void qemu_stop(void)
+{
+	kill(T.qemu, SIGKILL);
+	waitpid(T.qemu, NULL, 0);
+	T.qemu = 0;
+}
+
+static void test_engine_merges_into_qmp_guest(void **state)
+{
+	char qmp[256], msg[160];
+	struct ovc_publish_opts po = {
+		.size = sizeof(po), .dir = T.engines, .name = MERGED, .max_bytes = 128 * MIB,
+	};
+	ovc_engine *e = NULL;
+	void *ram;
+
+	SKIP_IF_NEEDED();
+	if (access("/usr/bin/qemu-system-x86_64", X_OK) < 0)
+		skip_because("qemu-system-x86_64 is not installed");
+	snprintf(qmp, sizeof(qmp), "unix:%s/" MERGED ".qmp,server=on,wait=off", T.qmp_dir);
+	qemu_start(qmp);
+	merged_driver = "qmp";
+	assert_true(eventually(merged_shows, 60000));
+
+	/* Its VMM publishes an engine of the same name. */
+	ram = mmap(NULL, 64 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(ram != MAP_FAILED);
+	assert_ovc_ok(ovc_engine_new(&(struct ovc_engine_opts){ .size = sizeof(struct ovc_engine_opts) }, &e));
+	assert_ovc_ok(ovc_region_add(e, ram, 64 * MIB, 0, 0));
+	assert_ovc_ok(ovc_engine_publish(e, &po));
+	merged_driver = "qmp+ovc";
+	assert_true(eventually(merged_shows, 30000));
+	snprintf(msg, sizeof(msg), "guest '%s': its VMM's engine joins its qmp balloon",
+		 MERGED);
+	assert_true(log_has(msg));
+
+	/* The engine goes; the guest stays, a balloon guest again. */
+	assert_ovc_ok(ovc_engine_unpublish(e));
+	merged_driver = "qmp";
+	assert_true(eventually(merged_shows, 30000));
+
+	/* The other order: the engine alone first, then its balloon. */
+	qemu_stop();
+	assert_ovc_ok(ovc_engine_publish(e, &po));
+	merged_driver = "ovc";
+	assert_true(eventually(merged_shows, 30000));
+	qemu_start(qmp);
+	merged_driver = "qmp+ovc";
+	assert_true(eventually(merged_shows, 60000));
+	snprintf(msg, sizeof(msg), "guest '%s': its qmp balloon joins its engine", MERGED);
+	assert_true(log_has(msg));
+
+	qemu_stop();
+	ovc_engine_free(e);
+	munmap(ram, 64 * MIB);
+}
+
 static bool vmm_gone(void)
 {
 	struct json_object *o = ovcd_guests();
@@ -494,6 +593,7 @@ int main(void)
 		cmocka_unit_test(test_pressure_raises_the_engine_target),
 		cmocka_unit_test(test_bad_engine_dir_keeps_the_daemon),
 		cmocka_unit_test(test_relief_lowers_the_engine_target),
+		cmocka_unit_test(test_engine_merges_into_qmp_guest),
 		cmocka_unit_test(test_killed_vmm_is_dropped),
 		cmocka_unit_test(test_sigterm_clean),
 	};
