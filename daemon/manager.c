@@ -7,6 +7,12 @@
  * A guest's error never stops the daemon: it is logged once where it is
  * handled, rate-limited per guest, and the guest is retried at the next
  * tick.
+ *
+ * Guests come from the balloon drivers in drivers[]: QMP directories,
+ * libvirt, and last the "ovc" driver of [engine] dir (m->engines), whose
+ * engines are guests of their own or, named like a balloon guest, part of
+ * it (mguest.engine_drv). Listing the engines last each tick is what lets
+ * them join a balloon guest listed before.
  */
 #include <errno.h>
 #include <fcntl.h>
