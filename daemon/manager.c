@@ -923,6 +923,11 @@ static char *handle_set(struct manager *m, const struct ovcd_request *req)
 		snprintf(msg, sizeof(msg), "no guest named '%s'", req->guest);
 		return ovcd_reply_error(msg);
 	}
+	if (g->drv == m->engines) {
+		snprintf(msg, sizeof(msg), "'%s' is an embedded engine without a balloon: it has no %s",
+			 g->v.name, req->what == OVCD_SET_FLOOR ? "floor" : "balloon target");
+		return ovcd_reply_error(msg);
+	}
 	bytes = req->clear ? 0 : ovc_conf_size_bytes(&req->size, g->v.max_bytes);
 	if (!req->clear && bytes > g->v.max_bytes) {
 		snprintf(msg, sizeof(msg), "%s %s is above the maximum %s of '%s'",

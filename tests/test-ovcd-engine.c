@@ -377,6 +377,15 @@ static void test_vmm_listed_with_its_savings(void **state)
 	print_message("%s", out);
 	assert_non_null(strstr(out, "SHARED"));
 	assert_non_null(strstr(out, T.name));
+
+	/* No balloon, so nothing to pin: said so, not silently ignored. */
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s set %s target 100MiB 2>&1", OVCD_BIN, T.sock, T.name);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_not_equal(pclose(p), 0);
+	assert_non_null(strstr(out, "embedded engine without a balloon"));
 }
 
 static bool status_counts_engine(void)
