@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #define OVC_UNKNOWN UINT64_MAX
+/* No VM has more than 64 TiB of RAM; a figure above is garbage. */
+#define OVC_GUEST_BYTES_MAX (UINT64_C(64) << 40)
 
 static inline bool ovc_known(uint64_t v)
 {
