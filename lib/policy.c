@@ -677,7 +677,7 @@ static void engine_raise_pass(const struct ovc_config *cfg, const struct ovc_pol
 			d->reclaim_action = OVC_ACTION_RECLAIM;
 			d->reclaim_target_bytes = to;
 			remaining = sat_sub(remaining, to - e.held);
-			out->reclaim_bytes += to - e.target;
+			out->reclaim_bytes += to - e.held;
 			engine_note(g, d, "reclaim: target %s -> %s: host pressure (%s)", SZ(e.target), SZ(to),
 				    cause);
 		}

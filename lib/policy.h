@@ -167,7 +167,8 @@ struct ovc_policy_out {
 	uint64_t room_bytes;          /* what it can give this tick */
 	uint64_t inflate_bytes;       /* Σ of balloon inflates decided */
 	uint64_t deflate_bytes;       /* Σ of deflates, emergencies included */
-	uint64_t reclaim_bytes;       /* Σ of engine target raises decided */
+	uint64_t reclaim_bytes;       /* Σ of what raised engine targets ask
+				       * beyond what those engines give back now */
 	uint64_t engine_pending_bytes; /* engines asked for and not yet there:
 				       * Σ (target - zero - swapped) */
 	unsigned n_emergency;

@@ -521,6 +521,98 @@ static void test_priorities(void **state)
 
 /* KSM over several ticks: on when needed, boost under pressure, off when it
  * does not pay, back after retry_after. */
+/* An engine-only guest as balloon-driver/ovc.c gives it: 4GiB, no guest
+ * figures, @zero shared, nothing swapped, target @target. */
+static struct ovc_policy_guest engine_guest(const struct ovc_config *c, const char *name, uint64_t zero,
+					    uint64_t target)
+{
+	struct ovc_policy_guest g = guest(c, 4 * GIB, 0);
+
+	g.name = name;
+	g.kind = OVC_DRIVER_ENGINE;
+	g.stats.actual_bytes = g.stats.max_bytes;
+	g.stats.total_bytes = g.stats.available_bytes = g.stats.major_faults = g.stats.swap_in_bytes = U;
+	g.stats.engine_zero_bytes = zero;
+	g.stats.engine_swap_bytes = 0;
+	g.stats.engine_target_bytes = target;
+	g.stats.engine_swap_in_bytes = 0;
+	g.prev = g.stats;
+	g.prev.collected_usec = NOW - 2 * SEC;
+	ovc_config_guest_settings(c, name, &g.settings);
+	return g;
+}
+
+/* Engines: the need left after balloons goes to the lowest priority
+ * first; what balloons cover is not swapped; over ticks a target climbs
+ * step by step as the engine reaches it, stops at the swap cap, holds in
+ * the steady band and comes down with room. */
+static void test_engines(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[swap]\nstep = 64MiB\nmax = 256MiB\n"
+		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
+	struct ovc_policy_guest g[3] = { engine_guest(c, "high", GIB, 0), engine_guest(c, "low", GIB, 0),
+					 guest(c, 4 * GIB, 3 * GIB) };
+	struct ovc_policy_decision d[3];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_host h = host_at(2000 * MIB); /* need 100MiB to high */
+
+	/* Engines alone: the low priority one gives a whole step first, the
+	 * high one only the rest of the need. */
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(d[1].reclaim_action, OVC_ACTION_RECLAIM);
+	assert_int_equal(d[1].reclaim_target_bytes, GIB + 64 * MIB);
+	assert_int_equal(d[0].reclaim_action, OVC_ACTION_RECLAIM);
+	assert_int_equal(d[0].reclaim_target_bytes, GIB + 36 * MIB);
+	assert_int_equal(out.reclaim_bytes, 100 * MIB); /* the need, exactly */
+	/* With a balloon guest beside them that covers the need: no swap. */
+	g[2].name = "balloon";
+	ovc_config_guest_settings(c, "balloon", &g[2].settings);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 3, d, &out));
+	assert_int_equal(d[2].action, OVC_ACTION_INFLATE);
+	assert_int_equal(d[0].reclaim_action, OVC_ACTION_NONE);
+	assert_int_equal(d[1].reclaim_action, OVC_ACTION_NONE);
+	assert_non_null(strstr(d[1].reason, "balloons cover the need"));
+
+	/* One engine over ticks under deep pressure: it climbs a step at a
+	 * time as it gets there, never past zero + [swap] max. */
+	struct ovc_policy_guest e = engine_guest(c, "e", GIB, 0);
+	h = host_at(GIB);
+	uint64_t seen_max = 0;
+	for (int tick = 0; tick < 10; tick++) {
+		h.now_usec = NOW + (uint64_t)tick * 5 * SEC;
+		e.stats.collected_usec = h.now_usec;
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
+		assert_true(d[0].reclaim_target_bytes <= GIB + 256 * MIB);
+		assert_true(d[0].reclaim_target_bytes <= MAX(e.stats.engine_target_bytes,
+							     GIB + e.stats.engine_swap_bytes + 64 * MIB));
+		seen_max = MAX(seen_max, d[0].reclaim_target_bytes);
+		/* The engine reaches its target by the next tick. */
+		e.prev = e.stats;
+		e.stats.engine_target_bytes = d[0].reclaim_target_bytes;
+		e.stats.engine_swap_bytes = d[0].reclaim_target_bytes - GIB;
+	}
+	assert_int_equal(seen_max, GIB + 256 * MIB);
+	assert_non_null(strstr(d[0].reason, "swap cap reached"));
+
+	/* Steady: it holds. Room: it comes down a step per tick to 0. */
+	h = host_at(2050 * MIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
+	assert_int_equal(d[0].reclaim_action, OVC_ACTION_NONE);
+	assert_int_equal(d[0].reclaim_target_bytes, GIB + 256 * MIB);
+	h = host_at(8 * GIB);
+	for (int tick = 0; tick < 10 && e.stats.engine_target_bytes; tick++) {
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
+		assert_int_equal(d[0].reclaim_action, OVC_ACTION_RELEASE);
+		assert_true(d[0].reclaim_target_bytes < e.stats.engine_target_bytes);
+		assert_true(e.stats.engine_target_bytes - d[0].reclaim_target_bytes <= 64 * MIB ||
+			    d[0].reclaim_target_bytes == 0);
+		e.stats.engine_target_bytes = d[0].reclaim_target_bytes;
+	}
+	assert_int_equal(e.stats.engine_target_bytes, 0);
+}
+
 static void test_ksm_steering(void **state)
 {
 	_cleanup_(ovc_config_freep) struct ovc_config *c =
@@ -1144,6 +1236,7 @@ int main(void)
 		cmocka_unit_test(test_proportional),
 		cmocka_unit_test(test_priorities),
 		cmocka_unit_test(test_pending_counts),
+		cmocka_unit_test(test_engines),
 		cmocka_unit_test(test_ksm_steering),
 		cmocka_unit_test(test_random_invariants),
 		cmocka_unit_test(test_trace_squeeze),
