@@ -332,11 +332,18 @@ static void fill(const struct eng *g, const struct ep_stats *st, struct ovc_ball
 	out->driver = OVC_BALLOON_DRIVER_UNKNOWN;
 	ovc_guest_stats_reset(&out->stats);
 	out->stats.collected_usec = now_usec(CLOCK_MONOTONIC);
-	out->stats.max_bytes = st->max_bytes;
-	out->stats.actual_bytes = st->max_bytes; /* an engine has no balloon */
-	out->stats.engine_zero_bytes = st->zero_bytes;
-	out->stats.engine_swap_bytes = st->swap_bytes;
+	/* The VMM's figures are as untrusted as a guest's: it cannot give
+	 * back more than it has. */
+	uint64_t max = MIN(st->max_bytes, OVC_GUEST_BYTES_MAX);
+	out->stats.max_bytes = max;
+	out->stats.actual_bytes = max; /* an engine has no balloon */
+	out->stats.engine_zero_bytes = MIN(st->zero_bytes, max);
+	out->stats.engine_swap_bytes = MIN(st->swap_bytes, max - out->stats.engine_zero_bytes);
 	out->stats.engine_target_bytes = st->target_bytes;
+	/* Engines count 4 KiB pages (OVC_PAGE_SIZE); a figure that would
+	 * overflow in bytes is a lie and stays unknown. */
+	if (st->pages_swapped_in <= UINT64_MAX / OVC_PAGE_SIZE)
+		out->stats.engine_swap_in_bytes = st->pages_swapped_in * OVC_PAGE_SIZE;
 }
 
 static int ovc_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)

@@ -255,6 +255,8 @@ char *ovcd_reply_status(const struct ovcd_view *v)
 	sav = json_object_new_object();
 	add(sav, "balloon_bytes", json_object_new_uint64(v->oc.savings.balloon_bytes));
 	add(sav, "zero_bytes", json_object_new_uint64(v->oc.savings.zero_bytes));
+	add(sav, "engine_zero_bytes", json_object_new_uint64(v->oc.savings.engine_zero_bytes));
+	add(sav, "ksm_zero_bytes", json_object_new_uint64(v->oc.savings.ksm_zero_bytes));
 	add(sav, "ksm_bytes", json_object_new_uint64(v->oc.savings.ksm_bytes));
 	add(sav, "swap_bytes", json_object_new_uint64(v->oc.savings.swap_bytes));
 	add(sav, "total_bytes", json_object_new_uint64(v->oc.savings.total_bytes));
@@ -325,6 +327,23 @@ char *ovcd_reply_guests(const struct ovcd_view *v)
 		add(e, "deflates", json_object_new_uint64(g->deflates));
 		add(e, "emergencies", json_object_new_uint64(g->emergencies));
 		add(e, "errors", json_object_new_uint64(g->errors));
+		/* What this guest gives back, by mechanism; null where the
+		 * guest has no such mechanism. */
+		struct json_object *sav = json_object_new_object();
+		add(sav, "balloon_bytes", ovc_known(g->actual_bytes) && g->actual_bytes <= g->max_bytes
+						  ? json_object_new_uint64(g->max_bytes - g->actual_bytes) : NULL);
+		add(sav, "shared_bytes", u64_or_null(g->engine_zero_bytes));
+		add(sav, "swapped_bytes", u64_or_null(g->engine_swap_bytes));
+		add(e, "savings", sav);
+		if (g->engine) {
+			struct json_object *eng = json_object_new_object();
+			add(eng, "reclaim_target_bytes", u64_or_null(g->engine_target_bytes));
+			add(eng, "reclaims", json_object_new_uint64(g->reclaims));
+			add(eng, "releases", json_object_new_uint64(g->releases));
+			add(e, "engine", eng);
+		} else {
+			add(e, "engine", NULL);
+		}
 		json_object_array_add(arr, e);
 	}
 	add(o, "ticks", json_object_new_uint64(v->ticks));

@@ -7,12 +7,19 @@
  * A guest's error never stops the daemon: it is logged once where it is
  * handled, rate-limited per guest, and the guest is retried at the next
  * tick.
+ *
+ * Guests come from the balloon drivers in drivers[]: QMP directories,
+ * libvirt, and last the "ovc" driver of [engine] dir (m->engines), whose
+ * engines are guests of their own or, named like a balloon guest, part of
+ * it (mguest.engine_drv). Listing the engines last each tick is what lets
+ * them join a balloon guest listed before.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,7 +44,8 @@
 #include "stats.h"
 #include "view.h"
 
-#define MAX_DRIVERS (OVCD_MAX_QMP_DIRS + 1)
+/* QMP directories, libvirt, and the engines' directory. */
+#define MAX_DRIVERS (OVCD_MAX_QMP_DIRS + 2)
 #define MAX_CLIENTS 64
 #define LIBVIRT_SOCKET "/run/libvirt/libvirt-sock"
 
@@ -59,7 +67,7 @@ struct mdriver {
 	struct source src;
 	struct manager *m;
 	ovc_balloon *b;
-	const char *kind;          /* "qmp", "libvirt" */
+	const char *kind;          /* "qmp", "libvirt", "ovc" */
 	enum ovc_driver_kind policy_kind;
 	bool list_ok;              /* the last list worked: its guests are current */
 	struct ovcd_ratelimit rl;
@@ -67,7 +75,12 @@ struct mdriver {
 
 struct mguest {
 	struct ovcd_guest_view v;
+	/* The driver that lists the guest; for a guest with both a balloon
+	 * and an embedded engine, the balloon's, and the engines' driver in
+	 * engine_drv (NULL: no engine, or engine-only: then drv is it). */
 	struct mdriver *drv;
+	struct mdriver *engine_drv;
+	bool engine_seen;
 	struct ovc_guest_stats stats, prev;
 	uint64_t last_action_usec, last_emergency_usec;
 	uint32_t emergency_count;  /* the policy's emergency streak (policy.h) */
@@ -100,6 +113,8 @@ struct manager {
 
 	struct mdriver drivers[MAX_DRIVERS];
 	size_t n_drivers;
+	struct mdriver *engines;   /* the "ovc" driver in drivers[], or NULL */
+	char *engine_dir;          /* what it watches (a copy: configs come and go) */
 
 	struct mguest *guests;
 	size_t n_guests, cap_guests;
@@ -170,6 +185,34 @@ static void guest_remove(struct manager *m, struct mguest *g, const char *why)
 	m->n_guests--;
 }
 
+static void engine_stats_take(struct ovc_guest_stats *dst, const struct ovc_guest_stats *src)
+{
+	dst->engine_zero_bytes = src->engine_zero_bytes;
+	dst->engine_swap_bytes = src->engine_swap_bytes;
+	dst->engine_target_bytes = src->engine_target_bytes;
+	dst->engine_swap_in_bytes = src->engine_swap_in_bytes;
+}
+
+static const char *merged_kind(const struct mdriver *d)
+{
+	return strcmp(d->kind, "libvirt") == 0 ? "libvirt+ovc" : "qmp+ovc";
+}
+
+/* A guest with both a balloon and an engine loses its engine (the VMM
+ * unpublished it, or the engines are no longer watched): it stays a
+ * balloon guest, with no engine figures. */
+static void engine_detach(struct mguest *g, const char *why)
+{
+	struct ovc_guest_stats none;
+
+	ovc_guest_stats_reset(&none);
+	engine_stats_take(&g->stats, &none);
+	engine_stats_take(&g->prev, &none);
+	g->engine_drv = NULL;
+	g->v.driver = g->drv->kind;
+	dlog_info("guest '%s': its engine %s", g->v.name, why);
+}
+
 static const char *guest_driver_state(enum ovc_balloon_guest_driver d)
 {
 	switch (d) {
@@ -206,6 +249,10 @@ static void build_view(struct manager *m)
 		guest_settings(m, g, &s);
 		g->v.floor_bytes = ovc_conf_size_bytes(&s.floor, g->v.max_bytes);
 		g->v.floor_override = g->has_floor_override;
+		g->v.engine = g->engine_drv || g->drv == m->engines;
+		g->v.engine_zero_bytes = g->v.engine ? g->stats.engine_zero_bytes : OVC_UNKNOWN;
+		g->v.engine_swap_bytes = g->v.engine ? g->stats.engine_swap_bytes : OVC_UNKNOWN;
+		g->v.engine_target_bytes = g->v.engine ? g->stats.engine_target_bytes : OVC_UNKNOWN;
 		g->v.stats_age_usec = ovc_known(g->stats.guest_update_sec) && g->stats.guest_update_sec > 0 &&
 					      g->stats.guest_update_sec * USEC_PER_SEC <= now_real
 				      ? now_real - g->stats.guest_update_sec * USEC_PER_SEC
@@ -254,7 +301,9 @@ static bool guest_wanted(const struct manager *m, const char *name)
 static void collect_guests(struct manager *m)
 {
 	for (size_t i = 0; i < m->n_guests; i++)
-		m->guests[i].seen = false;
+		m->guests[i].seen = m->guests[i].engine_seen = false;
+	/* The engines' driver is the last one: balloon guests are known
+	 * when an engine of the same name is merged into them. */
 	for (size_t d = 0; d < m->n_drivers; d++) {
 		struct mdriver *drv = &m->drivers[d];
 		struct ovc_balloon_guest *list = NULL;
@@ -268,9 +317,12 @@ static void collect_guests(struct manager *m)
 						   ovc_balloon_error(drv->b)[0] ? ovc_balloon_error(drv->b)
 										: strerror(-r));
 			/* Its guests stay as they were, but are not acted on. */
-			for (size_t i = 0; i < m->n_guests; i++)
+			for (size_t i = 0; i < m->n_guests; i++) {
 				if (m->guests[i].drv == drv)
 					m->guests[i].seen = true;
+				if (m->guests[i].engine_drv == drv)
+					m->guests[i].engine_seen = true;
+			}
 			continue;
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -280,6 +332,27 @@ static void collect_guests(struct manager *m)
 				continue;
 			g = guest_find(m, list[i].name);
 
+			if (g && drv == m->engines && g->drv != drv) {
+				/* The VMM of a balloon guest embeds an engine:
+				 * one guest with both. */
+				if (!g->engine_drv)
+					dlog_info("guest '%s': its VMM's engine joins its %s balloon", g->v.name,
+						  g->drv->kind);
+				g->engine_drv = drv;
+				g->engine_seen = true;
+				g->v.driver = merged_kind(g->drv);
+				engine_stats_take(&g->stats, &list[i].stats);
+				continue;
+			}
+			if (g && g->drv == m->engines && m->engines && drv != m->engines) {
+				/* An engine first, its balloon now (a domain
+				 * started after its VMM published). */
+				dlog_info("guest '%s': its %s balloon joins its engine", g->v.name, drv->kind);
+				g->engine_drv = g->drv;
+				g->drv = drv;
+				g->v.driver = merged_kind(drv);
+				g->v.target_bytes = list[i].stats.actual_bytes;
+			}
 			if (g && g->drv != drv) {
 				ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
 							   "guest '%s' is reported by both %s and %s; "
@@ -295,20 +368,72 @@ static void collect_guests(struct manager *m)
 				g->prev = g->stats;
 			g->stats = list[i].stats;
 			g->seen = true;
+			if (g->engine_drv) /* filled when the engines are listed */
+				engine_stats_take(&g->stats, &g->prev);
 			g->v.max_bytes = list[i].stats.max_bytes;
 			g->v.actual_bytes = list[i].stats.actual_bytes;
 			g->v.available_bytes = list[i].stats.available_bytes;
 			g->v.stale = list[i].stats.stale;
-			g->v.balloon_driver = guest_driver_state(list[i].driver);
+			g->v.balloon_driver = drv == m->engines ? "none" : guest_driver_state(list[i].driver);
 			if (!ovc_known(g->v.target_bytes) || g->v.target_bytes == 0 ||
 			    g->v.target_bytes > g->v.max_bytes)
 				g->v.target_bytes = g->v.actual_bytes;
 		}
 		free(list);
 	}
-	for (size_t i = m->n_guests; i-- > 0;)
-		if (!m->guests[i].seen)
-			guest_remove(m, &m->guests[i], "is gone");
+	for (size_t i = m->n_guests; i-- > 0;) {
+		struct mguest *g = &m->guests[i];
+
+		if (!g->seen)
+			guest_remove(m, g, "is gone");
+		else if (g->engine_drv && !g->engine_seen)
+			engine_detach(g, "is gone");
+	}
+}
+
+/* Set an engine's reclaim target as the policy decided. */
+static void act_engine(struct manager *m, struct mguest *g, const struct ovc_policy_decision *d, uint64_t now)
+{
+	struct mdriver *e = g->engine_drv ? g->engine_drv : g->drv;
+	uint64_t from = ovc_known(g->stats.engine_target_bytes) ? g->stats.engine_target_bytes : 0;
+	uint64_t to = d->reclaim_target_bytes;
+	const char *verb = ovc_policy_action_name(d->reclaim_action);
+	int r;
+
+	if (d->reclaim_action == OVC_ACTION_NONE || to == from)
+		return;
+	if (m->opts.dry_run) {
+		dlog_info("tick %" PRIu64 ": would %s '%s' reclaim target %s -> %s: %s", m->ticks, verb,
+			  g->v.name, SZ(from), SZ(to), d->reason);
+		return;
+	}
+	r = ovc_balloon_set_reclaim(e->b, g->v.name, to, 0);
+	if (r < 0) {
+		const char *err = ovc_balloon_error(e->b);
+
+		g->v.errors++;
+		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
+					   "tick %" PRIu64 ": failed to set the reclaim target of '%s' to %s: %s",
+					   m->ticks, g->v.name, SZ(to), err[0] ? err : strerror(-r));
+		return;
+	}
+	dlog_info("tick %" PRIu64 ": %s '%s' reclaim target %s -> %s: %s", m->ticks, verb, g->v.name, SZ(from),
+		  SZ(to), d->reason);
+	g->stats.engine_target_bytes = to;
+	g->v.last_action = d->reclaim_action;
+	g->v.last_action_tick = m->ticks;
+	snprintf(g->v.last_reason, sizeof(g->v.last_reason), "%.*s", (int)sizeof(g->v.last_reason) - 1,
+		 d->reason);
+	g->last_action_usec = now;
+	if (to > from)
+		g->v.reclaims++;
+	else
+		g->v.releases++;
+	if (d->reclaim_action == OVC_ACTION_EMERGENCY) {
+		g->v.emergencies++;
+		g->last_emergency_usec = now;
+		g->emergency_count = d->emergency_count;
+	}
 }
 
 static void act_guest(struct manager *m, struct mguest *g, const struct ovc_policy_decision *d,
@@ -485,6 +610,7 @@ static void tick(struct manager *m)
 			.last_action_usec = g->last_action_usec,
 			.last_emergency_usec = g->last_emergency_usec,
 			.emergency_count = g->emergency_count,
+			.engine = g->engine_drv != NULL,
 		};
 		guest_settings(m, g, &pg[n].settings);
 		n++;
@@ -512,8 +638,12 @@ static void tick(struct manager *m)
 		g->v.floor_bytes = d->floor_bytes;
 		/* An emergency's count is kept only once its deflate is done
 		 * (act_guest), with its time; any other decision may end a streak. */
-		if (action != OVC_ACTION_EMERGENCY)
+		if (action != OVC_ACTION_EMERGENCY && d->reclaim_action != OVC_ACTION_EMERGENCY)
 			g->emergency_count = d->emergency_count;
+		if (g->engine_drv || g->drv == m->engines)
+			act_engine(m, g, d, host.now_usec);
+		if (g->drv == m->engines)
+			continue; /* no balloon */
 		if (g->v.pin_bytes && g->v.balloon_driver && strcmp(g->v.balloon_driver, "absent") != 0) {
 			/* An operator's pin wins over the policy's balloon
 			 * moves, but never over the floor, and a guest in
@@ -780,6 +910,8 @@ static void client_accept(struct manager *m)
 }
 
 static int reload(struct manager *m, char **ret_errors);
+static int engines_open(struct manager *m, const char *dir);
+static void engines_close(struct manager *m);
 
 static char *handle_set(struct manager *m, const struct ovcd_request *req)
 {
@@ -789,6 +921,11 @@ static char *handle_set(struct manager *m, const struct ovcd_request *req)
 
 	if (!g) {
 		snprintf(msg, sizeof(msg), "no guest named '%s'", req->guest);
+		return ovcd_reply_error(msg);
+	}
+	if (g->drv == m->engines) {
+		snprintf(msg, sizeof(msg), "'%s' is an embedded engine without a balloon: it has no %s",
+			 g->v.name, req->what == OVCD_SET_FLOOR ? "floor" : "balloon target");
 		return ovcd_reply_error(msg);
 	}
 	bytes = req->clear ? 0 : ovc_conf_size_bytes(&req->size, g->v.max_bytes);
@@ -958,6 +1095,11 @@ static int reload(struct manager *m, char **ret_errors)
 	if (old->host.psi_trigger_stall_usec != cfg->host.psi_trigger_stall_usec ||
 	    old->host.psi_trigger_window_usec != cfg->host.psi_trigger_window_usec)
 		psi_open(m);
+	if (!cfg->engine.dir[0])
+		engines_close(m);
+	else if (!m->engine_dir || strcmp(m->engine_dir, cfg->engine.dir) != 0)
+		/* On failure the last directory stays watched (logged). */
+		(void)engines_open(m, cfg->engine.dir);
 	if (!cfg->ksm.enable)
 		ksm_restore(m);
 	else if (!old->ksm.enable && !m->opts.dry_run && !m->ksm_saved_valid)
@@ -1016,6 +1158,8 @@ static void on_balloon_event(void *userdata, const struct ovc_balloon_event *ev)
 	case OVC_BALLOON_EVENT_STOPPED:
 		if (g && g->drv == d)
 			guest_remove(m, g, "stopped");
+		else if (g && g->engine_drv == d)
+			engine_detach(g, "stopped");
 		break;
 	case OVC_BALLOON_EVENT_DISCONNECTED:
 		dlog_warning("%s: connection to the hypervisor lost; retrying", d->kind);
@@ -1036,28 +1180,39 @@ static void driver_process(struct mdriver *d)
 					   ovc_balloon_error(d->b)[0] ? ovc_balloon_error(d->b) : strerror(-r));
 }
 
-static int driver_open(struct manager *m, enum ovc_balloon_backend backend, const char *uri, const char *qmp_dir)
+/* A balloon handle whose events go to slot @d. */
+static int driver_new(struct manager *m, struct mdriver *d, enum ovc_balloon_backend backend, const char *uri,
+		      const char *qmp_dir, const char *engine_dir, ovc_balloon **ret)
 {
-	struct mdriver *d = &m->drivers[m->n_drivers];
 	struct ovc_balloon_opts o = {
 		.size = sizeof(o),
 		.backend = backend,
 		.uri = uri,
 		.qmp_dir = qmp_dir,
+		.engine_dir = engine_dir,
 		.stats_period_sec = (unsigned)MAX(m->cfg->balloon.stats_period_usec / USEC_PER_SEC, 1),
 		.stale_sec = (unsigned)MAX(m->cfg->balloon.stale_after_usec / USEC_PER_SEC, 1),
 		.logger = ovcd_logger(),
 		.event_fn = on_balloon_event,
 		.event_userdata = d,
 	};
+
+	return ovc_balloon_new(&o, ret);
+}
+
+static int driver_open(struct manager *m, enum ovc_balloon_backend backend, const char *uri, const char *qmp_dir)
+{
+	struct mdriver *d = &m->drivers[m->n_drivers];
 	int r;
 
 	memset(d, 0, sizeof(*d));
 	d->src.type = SRC_DRIVER;
 	d->m = m;
-	d->kind = backend == OVC_BALLOON_QMP ? "qmp" : "libvirt";
-	d->policy_kind = backend == OVC_BALLOON_QMP ? OVC_DRIVER_QMP : OVC_DRIVER_LIBVIRT;
-	r = ovc_balloon_new(&o, &d->b);
+	d->kind = backend == OVC_BALLOON_QMP ? "qmp" : backend == OVC_BALLOON_ENGINE ? "ovc" : "libvirt";
+	d->policy_kind = backend == OVC_BALLOON_QMP ? OVC_DRIVER_QMP
+			 : backend == OVC_BALLOON_ENGINE ? OVC_DRIVER_ENGINE
+							 : OVC_DRIVER_LIBVIRT;
+	r = driver_new(m, d, backend, uri, qmp_dir, m->engine_dir, &d->b);
 	if (r < 0)
 		return r;
 	r = watch(m, ovc_balloon_fd(d->b), EPOLLIN, &d->src);
@@ -1067,6 +1222,118 @@ static int driver_open(struct manager *m, enum ovc_balloon_backend backend, cons
 	}
 	m->n_drivers++;
 	return 0;
+}
+
+/* mkdir -p, each missing level root's and 0755 whatever the umask: VMMs
+ * must be able to look the directory up, only root may add sockets. */
+static int mkdir_parents(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(buf, 0755) == 0) {
+			if (chmod(buf, 0755) < 0)
+				return negative_errno();
+		} else if (errno != EEXIST) {
+			return negative_errno();
+		}
+		*p = c;
+		if (c == '\0')
+			return 0;
+	}
+}
+
+/* Forget the guests of the engines' driver @d and close its handle. */
+static void engines_drop(struct manager *m, struct mdriver *d)
+{
+	for (size_t i = m->n_guests; i-- > 0;) {
+		struct mguest *g = &m->guests[i];
+
+		if (g->drv == d)
+			guest_remove(m, g, "is gone: its engine directory is no longer watched");
+		else if (g->engine_drv == d)
+			engine_detach(g, "is no longer watched");
+	}
+	(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, ovc_balloon_fd(d->b), NULL);
+	ovc_balloon_free(d->b);
+	d->b = NULL;
+}
+
+/* Watch @dir for engines in the engines' slot (the last one). On failure
+ * the old handle, if any, stays. */
+static int engines_open(struct manager *m, const char *dir)
+{
+	struct mdriver *d = m->engines ? m->engines : &m->drivers[m->n_drivers];
+	char *copy = strdup(dir);
+	ovc_balloon *b = NULL;
+	struct stat st;
+	int r;
+
+	if (!copy)
+		return -ENOMEM;
+	r = mkdir_parents(dir);
+	if (r < 0) {
+		dlog_err("cannot create the engine directory %s: %s", dir, strerror(-r));
+		free(copy);
+		return r;
+	}
+	if (stat(dir, &st) == 0 && (st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+		dlog_warning("engine directory %s is writable by everybody: any user can publish an "
+			     "engine under the name of any guest",
+			     dir);
+	if (!m->engines) {
+		memset(d, 0, sizeof(*d));
+		d->src.type = SRC_DRIVER;
+		d->m = m;
+		d->kind = "ovc";
+		d->policy_kind = OVC_DRIVER_ENGINE;
+	}
+	r = driver_new(m, d, OVC_BALLOON_ENGINE, NULL, NULL, copy, &b);
+	if (r >= 0)
+		r = watch(m, ovc_balloon_fd(b), EPOLLIN, &d->src);
+	if (r < 0) {
+		dlog_err("cannot watch the engine directory %s: %s", dir,
+			 b && ovc_balloon_error(b)[0] ? ovc_balloon_error(b) : strerror(-r));
+		ovc_balloon_free(b);
+		free(copy);
+		return r;
+	}
+	if (m->engines) {
+		/* The old directory's engines go; the new one's come at the
+		 * next tick. */
+		engines_drop(m, d);
+	} else {
+		m->engines = d;
+		m->n_drivers++;
+	}
+	d->b = b;
+	free(m->engine_dir);
+	m->engine_dir = copy;
+	dlog_info("ovc driver: engines published in %s", dir);
+	return 0;
+}
+
+static void engines_close(struct manager *m)
+{
+	struct mdriver *d = m->engines;
+
+	if (!d)
+		return;
+	engines_drop(m, d);
+	/* The engines' slot is always the last one. */
+	m->n_drivers--;
+	m->engines = NULL;
+	free(m->engine_dir);
+	m->engine_dir = NULL;
+	dlog_info("ovc driver: engines are no longer watched");
 }
 
 static int open_drivers(struct manager *m)
@@ -1154,6 +1421,9 @@ int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct 
 	psi_open(m);
 	r = open_drivers(m);
 	if (r < 0)
+		goto fail;
+	/* Last, so that its slot is the last one (engines_close). */
+	if (cfg->engine.dir[0] && (r = engines_open(m, cfg->engine.dir)) < 0)
 		goto fail;
 	if (m->n_drivers == 0)
 		dlog_warning("no balloon driver: give --qmp-dir DIR or --libvirt URI; only host state "
@@ -1272,6 +1542,7 @@ void manager_free(struct manager *m)
 		close(m->signal_fd);
 	if (m->epfd >= 0)
 		close(m->epfd);
+	free(m->engine_dir);
 	free(m->guests);
 	free(m->view_guests);
 	free(m->metrics_text);

@@ -106,6 +106,11 @@ int ovcd_metrics_render(const struct ovcd_view *v, char **ret, size_t *ret_len)
 	fprintf(f, "ovc_savings_bytes{mechanism=\"ksm\"} %" PRIu64 "\n", v->oc.savings.ksm_bytes);
 	fprintf(f, "ovc_savings_bytes{mechanism=\"swap\"} %" PRIu64 "\n", v->oc.savings.swap_bytes);
 
+	head(f, "ovc_zero_savings_bytes", "gauge",
+	     "Zero-page savings by source: embedded engines, or KSM (host-wide, any process).");
+	fprintf(f, "ovc_zero_savings_bytes{source=\"engine\"} %" PRIu64 "\n", v->oc.savings.engine_zero_bytes);
+	fprintf(f, "ovc_zero_savings_bytes{source=\"ksm\"} %" PRIu64 "\n", v->oc.savings.ksm_zero_bytes);
+
 	gauge_i(f, "ovc_headroom_low_bytes", "MemAvailable minus the low watermark.", v->oc.headroom_low_bytes);
 	gauge_i(f, "ovc_headroom_high_bytes", "MemAvailable minus the high watermark.", v->oc.headroom_high_bytes);
 	gauge_u(f, "ovc_give_back_bytes", "Memory guests could claim back at once.", v->oc.give_back_bytes);
@@ -140,7 +145,14 @@ int ovcd_metrics_render(const struct ovcd_view *v, char **ret, size_t *ret_len)
 	per_guest(f, v, "ovc_guest_deflates", "counter", "Balloon deflates (emergencies included).",
 		  G(deflates));
 	per_guest(f, v, "ovc_guest_emergency_deflates", "counter", "Emergency deflates.", G(emergencies));
-	per_guest(f, v, "ovc_guest_errors", "counter", "Failed balloon requests.", G(errors));
+	per_guest(f, v, "ovc_guest_errors", "counter", "Failed balloon and reclaim requests.", G(errors));
+	/* Engines only: absent for a guest without one. */
+	per_guest(f, v, "ovc_guest_engine_shared_bytes", "gauge", "Guest memory the engine gives back by zero sharing.",
+		  G(engine_zero_bytes));
+	per_guest(f, v, "ovc_guest_engine_swapped_bytes", "gauge", "Guest memory the engine gives back by swapping.",
+		  G(engine_swap_bytes));
+	per_guest(f, v, "ovc_guest_engine_reclaim_target_bytes", "gauge", "The engine's reclaim target.",
+		  G(engine_target_bytes));
 	fputs("# EOF\n", f);
 	if (fclose(f) != 0) {
 		free(buf);

@@ -202,8 +202,12 @@ static void print_status(struct json_object *o)
 	       SZ(get_u64(o, "guests_max_bytes")), SZ(get_u64(o, "guests_backing_bytes")));
 	printf("Ratio:     provisioned %s, effective %s\n", get_str(o, "provisioned_ratio"),
 	       get_str(o, "effective_ratio"));
-	printf("Savings:   balloon %s, zero %s, KSM %s, swap %s (total %s)\n", SZ(get_u64(sav, "balloon_bytes")),
-	       SZ(get_u64(sav, "zero_bytes")), SZ(get_u64(sav, "ksm_bytes")), SZ(get_u64(sav, "swap_bytes")),
+	/* KSM's counters are host-wide: they include whatever else on the
+	 * host is mergeable, so they are labelled as such, not as guests'. */
+	printf("Savings:   balloon %s, engines: shared %s, swapped %s; KSM (host-wide): zero %s, "
+	       "sharing %s (total %s)\n",
+	       SZ(get_u64(sav, "balloon_bytes")), SZ(get_u64(sav, "engine_zero_bytes")),
+	       SZ(get_u64(sav, "swap_bytes")), SZ(get_u64(sav, "ksm_zero_bytes")), SZ(get_u64(sav, "ksm_bytes")),
 	       SZ(get_u64(sav, "total_bytes")));
 	printf("Headroom:  %s over low, %s over high; %s could come back at once (then %s)\n",
 	       SSZ(get_i64(head, "low_bytes")), SSZ(get_i64(head, "high_bytes")),
@@ -231,8 +235,8 @@ static void print_guests(struct json_object *o)
 		int l = (int)strlen(get_str(json_object_array_get_idx(arr, i), "name"));
 		w = l > w ? l : w;
 	}
-	printf("%-*s %9s %9s %9s %9s %9s %5s  %s\n", w, "NAME", "MAX", "CURRENT", "TARGET", "AVAILABLE", "FLOOR",
-	       "AGE", "LAST ACTION");
+	printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %5s  %s\n", w, "NAME", "MAX", "CURRENT", "TARGET",
+	       "AVAILABLE", "FLOOR", "SHARED", "SWAPPED", "RECLAIM", "AGE", "LAST ACTION");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *g = json_object_array_get_idx(arr, i);
 		const char *floor_mark = json_object_get_boolean(get(g, "floor_override")) ? "*" : "";
@@ -241,8 +245,15 @@ static void print_guests(struct json_object *o)
 		snprintf(floor, sizeof(floor), "%s%s", floor_mark, SZ(get_u64(g, "floor_bytes")));
 		snprintf(target, sizeof(target), "%s%s", get(g, "pinned_target_bytes") ? "=" : "",
 			 SZ(get_u64(g, "target_bytes")));
-		printf("%-*s %9s %9s %9s %9s %9s %5s  %s", w, get_str(g, "name"), SZ(get_u64(g, "max_bytes")),
-		       SZ(get_u64(g, "current_bytes")), target, SZ(get_u64(g, "available_bytes")), floor,
+		struct json_object *sav = get(g, "savings"), *eng = get(g, "engine");
+
+		/* An engine without a balloon has no balloon target or floor. */
+		if (eng && strcmp(get_str(g, "balloon_driver"), "none") == 0)
+			snprintf(target, sizeof(target), "-"), snprintf(floor, sizeof(floor), "-");
+		printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %5s  %s", w, get_str(g, "name"),
+		       SZ(get_u64(g, "max_bytes")), SZ(get_u64(g, "current_bytes")), target,
+		       SZ(get_u64(g, "available_bytes")), floor, SZ(get_u64(sav, "shared_bytes")),
+		       SZ(get_u64(sav, "swapped_bytes")), SZ(get_u64(eng, "reclaim_target_bytes")),
 		       age_text(get_u64(g, "stats_age_usec"), (char[16]){ 0 }, 16), get_str(g, "last_action"));
 		if (get_u64(g, "last_action_tick"))
 			printf(" (tick %" PRIu64 "): %s", get_u64(g, "last_action_tick"), get_str(g, "last_reason"));

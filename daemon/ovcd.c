@@ -28,6 +28,7 @@ static void usage(FILE *f)
 		"                       (default qemu:///system when libvirtd's socket exists)\n"
 		"      --no-libvirt     do not connect to libvirt\n"
 		"      --qmp-dir DIR    manage bare QEMU guests by the QMP sockets in DIR (repeatable)\n"
+		"                       (VMMs that embed libovc: [engine] dir in the config)\n"
 		"      --only GLOB      manage only the guests whose name matches GLOB (repeatable)\n"
 		"  -v, --verbose        log at debug level\n"
 		"  -h, --help           this text\n"

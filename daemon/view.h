@@ -21,8 +21,10 @@
 
 struct ovcd_guest_view {
 	char name[OVCD_GUEST_NAME_MAX];
-	const char *driver;            /* "qmp", "libvirt" */
-	const char *balloon_driver;    /* the guest's own: "loaded", "absent", "unknown" */
+	const char *driver;            /* "qmp", "libvirt", "ovc" (an engine only),
+				        * "qmp+ovc", "libvirt+ovc" (both) */
+	const char *balloon_driver;    /* the guest's own: "loaded", "absent", "unknown";
+				        * "none" for an engine without a balloon */
 	uint64_t max_bytes;
 	uint64_t actual_bytes;         /* what the guest has now (max - balloon) */
 	uint64_t target_bytes;         /* what ovcd last asked for */
@@ -36,6 +38,11 @@ struct ovcd_guest_view {
 	uint64_t last_action_tick;     /* 0: never */
 	char last_reason[OVC_POLICY_REASON_MAX];
 	uint64_t inflates, deflates, emergencies, errors;
+	/* Embedded engine: what it gives back now by zero sharing and by
+	 * swap, and its reclaim target; all OVC_UNKNOWN without an engine. */
+	bool engine;
+	uint64_t engine_zero_bytes, engine_swap_bytes, engine_target_bytes;
+	uint64_t reclaims, releases;   /* engine target raised / lowered */
 };
 
 struct ovcd_view {

@@ -55,6 +55,7 @@ enum section {
 	S_BALLOON,
 	S_KSM,
 	S_SWAP,
+	S_ENGINE,
 	S_METRICS,
 	S_CONTROL,
 	S_GUEST,
@@ -64,7 +65,7 @@ enum section {
 };
 
 static const char *const section_names[_S_MAX] = {
-	"host", "balloon", "ksm", "swap", "metrics", "control", "guest",
+	"host", "balloon", "ksm", "swap", "engine", "metrics", "control", "guest",
 };
 
 struct key_def {
@@ -130,6 +131,10 @@ static const struct key_def keys[] = {
 	{ S_SWAP, "enable", T_BOOL, C(swap.enable), "yes" },
 	{ S_SWAP, "max", T_SIZE_PCT, C(swap.max), "25%", 0, SIZE_MAX_BYTES, 0, PCT(100) },
 	{ S_SWAP, "step", T_SIZE_PCT, C(swap.step), "2%", 0, SIZE_MAX_BYTES, 0, PCT(100) },
+
+	/* Where VMMs that embed libovc publish their engines
+	 * (OVC_PUBLISH_DIR); "" turns the ovc driver off. */
+	{ S_ENGINE, "dir", T_PATH_OPT, C(engine.dir), "/run/ovc/engines" },
 
 	{ S_METRICS, "listen", T_LISTEN, C(metrics.listen), "" },
 	{ S_METRICS, "textfile", T_PATH_OPT, C(metrics.textfile), "" },

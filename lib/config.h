@@ -114,6 +114,10 @@ struct ovc_config {
 	} swap;
 
 	struct {
+		char *dir;                  /* "" = off; absolute path */
+	} engine;
+
+	struct {
 		char *listen;               /* "" = off; loopback host:port */
 		char *textfile;             /* "" = off; absolute path */
 	} metrics;

@@ -19,8 +19,7 @@ static unsigned forget(uint64_t *v)
 	return 1;
 }
 
-/* No VM has more than 64 TiB of RAM; anything above is garbage. */
-#define GUEST_BYTES_LIMIT (UINT64_C(64) << 40)
+#define GUEST_BYTES_LIMIT OVC_GUEST_BYTES_MAX
 
 unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
 				  uint64_t max_age_sec)

@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #define OVC_UNKNOWN UINT64_MAX
+/* No VM has more than 64 TiB of RAM; a figure above is garbage. */
+#define OVC_GUEST_BYTES_MAX (UINT64_C(64) << 40)
 
 static inline bool ovc_known(uint64_t v)
 {
@@ -46,10 +48,12 @@ struct ovc_guest_stats {
 	uint64_t major_faults;      /* cumulative count */
 	uint64_t minor_faults;      /* cumulative count */
 
-	/* Embedded engine (ovc driver), OVC_UNKNOWN elsewhere. */
-	uint64_t engine_zero_bytes;
-	uint64_t engine_swap_bytes;
-	uint64_t engine_target_bytes;
+	/* Embedded engine (ovc driver), OVC_UNKNOWN elsewhere. Reported by
+	 * the VMM, so untrusted like the rest: clamped where they are used. */
+	uint64_t engine_zero_bytes;   /* given back by zero sharing now */
+	uint64_t engine_swap_bytes;   /* given back by swapping now */
+	uint64_t engine_target_bytes; /* the reclaim target in force */
+	uint64_t engine_swap_in_bytes; /* cumulative: pages swapped back in */
 };
 
 /* Set every field to OVC_UNKNOWN (and stale = false, collected_usec = 0). */

@@ -38,6 +38,8 @@ const char *ovc_policy_action_name(enum ovc_policy_action a)
 		return "restore";
 	case OVC_ACTION_RECLAIM:
 		return "reclaim";
+	case OVC_ACTION_RELEASE:
+		return "release";
 	}
 	return "?";
 }
@@ -266,8 +268,13 @@ enum cand {
 	CAND_NONE = OVC_ACTION_NONE,
 	CAND_INFLATE = 100,
 	CAND_DEFLATE,
-	CAND_ENGINE,
+	CAND_ENGINE,       /* in reclaim_action: raise its target (E3) */
 };
+
+static bool has_engine(const struct ovc_policy_guest *g)
+{
+	return g->kind == OVC_DRIVER_ENGINE || g->engine;
+}
 
 /* Inflate capacity: spare, at most step, never below the floor. */
 static uint64_t inflate_cap(const struct view *v)
@@ -301,8 +308,8 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		return CAND_NONE;
 	}
 	if (g->kind == OVC_DRIVER_ENGINE) {
-		reasonf(d->reason, sizeof(d->reason), "%s", v.pressure ? v.why : "engine: nothing to reclaim");
-		return out->level == OVC_HOST_PRESSURE ? CAND_ENGINE : CAND_NONE;
+		/* No balloon: engine_classify() decides and gives the reason. */
+		return CAND_NONE;
 	}
 	if (g->settings.never_balloon) {
 		if (v.target < v.max) {
@@ -505,43 +512,174 @@ static void deflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 		}
 }
 
-/* Embedded engines under host pressure: zero sharing always (it costs a
- * scan), swap for what balloons did not cover, lowest priority first. */
-static void engine_pass(const struct ovc_config *cfg, const struct ovc_policy_guest *guests,
-			size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out)
+/* What an engine holds and may hold, from its untrusted figures. */
+struct eview {
+	uint64_t max, zero, held, target, cap, step;
+	bool swap_ok;
+	const char *no_swap;
+};
+
+static void engine_derive(const struct ovc_config *cfg, const struct ovc_policy_guest *g,
+			  struct eview *e)
 {
-	uint64_t remaining = sat_sub(out->need_bytes, out->inflate_bytes + out->pending_bytes);
+	const struct ovc_guest_stats *st = &g->stats;
+
+	e->max = st->max_bytes;
+	e->zero = ovc_known(st->engine_zero_bytes) ? MIN(st->engine_zero_bytes, e->max) : 0;
+	e->held = e->zero + (ovc_known(st->engine_swap_bytes)
+				     ? MIN(st->engine_swap_bytes, e->max - e->zero) : 0);
+	e->target = ovc_known(st->engine_target_bytes) ? st->engine_target_bytes : 0;
+	e->no_swap = !cfg->swap.enable ? "[swap] enable = no"
+		     : g->settings.never_swap ? "class never_swap" : NULL;
+	e->swap_ok = !e->no_swap;
+	/* Zero sharing is not capped; swap is, by [swap] max. */
+	e->cap = e->swap_ok ? ALIGN_DOWN(MIN(e->zero + ovc_conf_size_bytes(&cfg->swap.max, e->max),
+					     e->max), MIB)
+			    : 0;
+	e->step = MAX(ALIGN_DOWN(ovc_conf_size_bytes(&cfg->swap.step, e->max), MIB), MIB);
+}
+
+/* The engine's reason: the whole reason of an engine-only guest, appended
+ * to the balloon's for a guest with both. */
+_printf_(3, 4) static void engine_note(const struct ovc_policy_guest *g,
+				       struct ovc_policy_decision *d, const char *fmt, ...)
+{
+	char buf[OVC_POLICY_REASON_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (g->kind == OVC_DRIVER_ENGINE)
+		reasonf(d->reason, sizeof(d->reason), "engine: %s", buf);
+	else
+		reason_append(d->reason, "; engine: %s", buf);
+}
+
+/* Rules E1, E2, E4, E5 (policy.h) for one engine; under host pressure a
+ * guest that may grow is left as CAND_ENGINE for engine_raise_pass(). */
+static void engine_classify(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+			    const struct ovc_policy_guest *g, struct ovc_policy_decision *d,
+			    struct ovc_policy_out *out, const char *cause)
+{
+	struct eview e;
+	struct view v;
+
+	d->reclaim_action = OVC_ACTION_NONE;
+	d->reclaim_target_bytes = ovc_known(g->stats.engine_target_bytes) ? g->stats.engine_target_bytes : 0;
+	if (!ovc_known(g->stats.max_bytes) || g->stats.max_bytes == 0) {
+		engine_note(g, d, "no maximum memory known: left alone");
+		return;
+	}
+	derive(cfg, h, g, &v);
+	engine_derive(cfg, g, &e);
+
+	/* E1: a target the config no longer allows. */
+	if (e.target > e.zero && e.target > e.cap) {
+		d->reclaim_action = OVC_ACTION_RESTORE;
+		d->reclaim_target_bytes = e.swap_ok ? e.cap : 0;
+		engine_note(g, d, "target %s above what is allowed (%s): to %s", SZ(e.target),
+			    e.swap_ok ? "zero shared + [swap] max" : e.no_swap, SZ(d->reclaim_target_bytes));
+		return;
+	}
+	/* E2: the engine swaps back in faster than a guest may. */
+	const struct ovc_guest_stats *st = &g->stats, *pv = &g->prev;
+	bool have_prev = pv->collected_usec && st->collected_usec > pv->collected_usec;
+	uint64_t swapin = have_prev ? rate(st->engine_swap_in_bytes, pv->engine_swap_in_bytes,
+					   st->collected_usec - pv->collected_usec)
+				    : OVC_UNKNOWN;
+	if (cfg->balloon.emergency_swap_in.bytes && ovc_known(swapin) &&
+	    swapin > cfg->balloon.emergency_swap_in.bytes && e.target > e.zero) {
+		uint64_t by = MAX(ovc_conf_size_bytes(&cfg->balloon.emergency_step, e.max), MIB);
+		uint64_t to = sat_sub(e.target, by);
+		d->reclaim_action = OVC_ACTION_EMERGENCY;
+		d->reclaim_target_bytes = to > e.zero ? to : 0;
+		d->emergency_count = MAX(d->emergency_count, MIN(v.streak + 1, EMERGENCY_COUNT_MAX));
+		d->guest_pressure = true;
+		out->n_emergency++;
+		/* A guest whose engine thrashes is short: its balloon does not
+		 * take more this tick either. */
+		if (d->action == OVC_ACTION_INFLATE) {
+			out->inflate_bytes -= v.target - d->target_bytes;
+			d->action = OVC_ACTION_NONE;
+			d->target_bytes = v.target;
+			reasonf(d->reason, sizeof(d->reason), "no inflate: the engine thrashes");
+		}
+		engine_note(g, d, "emergency: target %s -> %s: swap-in %s/s > %s/s", SZ(e.target),
+			    SZ(d->reclaim_target_bytes), SZ(swapin), SZ(cfg->balloon.emergency_swap_in.bytes));
+		return;
+	}
+	switch (out->level) {
+	case OVC_HOST_PRESSURE:
+		if (!e.swap_ok)
+			engine_note(g, d, "zero sharing only (%s)", e.no_swap);
+		else if (v.pressure)
+			engine_note(g, d, "host pressure, but the guest is short itself: no swap");
+		else if (v.cooling)
+			engine_note(g, d, "host pressure, cooling down: emergency %" PRIu64 "s ago",
+				    sat_sub(h->now_usec, g->last_emergency_usec) / USEC_PER_SEC);
+		else if (v.settling)
+			engine_note(g, d, "host pressure, settling: last action %" PRIu64 "ms ago",
+				    (h->now_usec - g->last_action_usec) / 1000);
+		else if (e.target > e.held) {
+			out->engine_pending_bytes += e.target - e.held;
+			engine_note(g, d, "host pressure, reaching target %s (gives back %s)", SZ(e.target),
+				    SZ(e.held));
+		} else if (e.held >= e.cap)
+			engine_note(g, d, "host pressure, swap cap reached (gives back %s)", SZ(e.held));
+		else
+			d->reclaim_action = (enum ovc_policy_action)CAND_ENGINE;
+		return;
+	case OVC_HOST_ROOM:
+		if (e.target == 0) {
+			engine_note(g, d, "host has room, target 0 (zero sharing only)");
+			return;
+		}
+		d->reclaim_action = OVC_ACTION_RELEASE;
+		d->reclaim_target_bytes = sat_sub(e.target, e.step) > e.zero ? sat_sub(e.target, e.step) : 0;
+		engine_note(g, d, "release: target %s -> %s: host has room (%s)", SZ(e.target),
+			    SZ(d->reclaim_target_bytes), cause);
+		return;
+	case OVC_HOST_STEADY:
+		break;
+	}
+	engine_note(g, d, "target %s, gives back %s; host steady", SZ(e.target), SZ(e.held));
+}
+
+/* E3: raise engine targets, lowest priority first, for what balloons did
+ * not cover. */
+static void engine_raise_pass(const struct ovc_config *cfg, const struct ovc_policy_guest *guests,
+			      size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out,
+			      const char *cause)
+{
+	uint64_t remaining = sat_sub(out->need_bytes, out->inflate_bytes + out->pending_bytes +
+							      out->engine_pending_bytes);
 
 	for (uint32_t p = 0; p < PRIORITY_LEVELS; p++)
 		for (size_t i = 0; i < n; i++) {
 			const struct ovc_policy_guest *g = &guests[i];
 			struct ovc_policy_decision *d = &dec[i];
-			if ((int)d->action != CAND_ENGINE || prio_of(g) != p)
+			struct eview e;
+
+			if ((int)d->reclaim_action != CAND_ENGINE || prio_of(g) != p)
 				continue;
-			uint64_t max = g->stats.max_bytes;
-			d->action = OVC_ACTION_RECLAIM;
-			d->reclaim_zero_bytes = ALIGN_UP(out->need_bytes, MIB);
-			const char *no_swap = NULL;
-			if (!cfg->swap.enable)
-				no_swap = "swap disabled";
-			else if (g->settings.never_swap)
-				no_swap = "class never_swap";
-			else if (d->guest_pressure)
-				no_swap = "guest under pressure";
-			else if (!remaining)
-				no_swap = "balloons cover the need";
-			if (!no_swap) {
-				uint64_t swapped = ovc_known(g->stats.engine_swap_bytes) ? g->stats.engine_swap_bytes : 0;
-				uint64_t cap = MIN(ovc_conf_size_bytes(&cfg->swap.step, max),
-						   sat_sub(ovc_conf_size_bytes(&cfg->swap.max, max), swapped));
-				d->reclaim_swap_bytes = ALIGN_DOWN(MIN(cap, ALIGN_UP(remaining, MIB)), MIB);
-				remaining = sat_sub(remaining, d->reclaim_swap_bytes);
-				if (!d->reclaim_swap_bytes)
-					no_swap = "swap cap reached";
+			d->reclaim_action = OVC_ACTION_NONE;
+			engine_derive(cfg, g, &e);
+			if (!remaining) {
+				engine_note(g, d, "host pressure, balloons cover the need");
+				continue;
 			}
-			reasonf(d->reason, sizeof(d->reason), "reclaim: zero pages up to %s, swap %s%s%s",
-				 SZ(d->reclaim_zero_bytes), SZ(d->reclaim_swap_bytes), no_swap ? ": " : "",
-				 no_swap ? no_swap : "");
+			uint64_t to = MIN(ALIGN_DOWN(e.held + MIN(e.step, ALIGN_UP(remaining, MIB)), MIB), e.cap);
+			if (to <= e.target) {
+				engine_note(g, d, "host pressure, less than 1MiB to gain");
+				continue;
+			}
+			d->reclaim_action = OVC_ACTION_RECLAIM;
+			d->reclaim_target_bytes = to;
+			remaining = sat_sub(remaining, to - e.held);
+			out->reclaim_bytes += to - e.held;
+			engine_note(g, d, "reclaim: target %s -> %s: host pressure (%s)", SZ(e.target), SZ(to),
+				    cause);
 		}
 }
 
@@ -638,7 +776,6 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 {
 	char cause[OVC_POLICY_REASON_MAX];
 	struct prio_set inflate_prios = { { 0 } }, deflate_prios = { { 0 } };
-	bool any_engine = false;
 
 	if (!cfg || !h || !ksm_in || !out || (n && (!guests || !dec)) || h->page_size == 0)
 		return -EINVAL;
@@ -651,7 +788,6 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 			prio_add(&inflate_prios, prio_of(&guests[i]));
 		else if (c == CAND_DEFLATE)
 			prio_add(&deflate_prios, prio_of(&guests[i]));
-		any_engine |= c == CAND_ENGINE;
 		if (c != CAND_NONE)
 			dec[i].action = (enum ovc_policy_action)c;
 		/* A balloon still inflating toward a target kept this tick. */
@@ -674,8 +810,20 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 		inflate_pass(cfg, h, guests, n, dec, &inflate_prios, out);
 	if (out->level == OVC_HOST_ROOM)
 		deflate_pass(cfg, h, guests, n, dec, &deflate_prios, out);
-	if (any_engine)
-		engine_pass(cfg, guests, n, dec, out);
+	bool raise = false;
+	for (size_t i = 0; i < n; i++) {
+		dec[i].reclaim_action = OVC_ACTION_NONE;
+		dec[i].reclaim_target_bytes = 0;
+		if (!has_engine(&guests[i]))
+			continue;
+		engine_classify(cfg, h, &guests[i], &dec[i], out, cause);
+		raise |= (int)dec[i].reclaim_action == CAND_ENGINE;
+	}
+	if (raise)
+		engine_raise_pass(cfg, guests, n, dec, out, cause);
+	for (size_t i = 0; i < n; i++)
+		if (guests[i].kind == OVC_DRIVER_ENGINE)
+			dec[i].action = dec[i].reclaim_action;
 
 	if (cfg->ksm.enable && h->ksm_valid)
 		ksm_step(cfg, h, ksm_in, guests, n, out);

@@ -37,11 +37,33 @@
  *     ballooned guests by at most step each, highest priority first, within
  *     the room above high.
  * Changes smaller than min_change are skipped (except 1-3). Targets move in
- * whole MiB. Embedded engines (driver kind OVC_DRIVER_ENGINE) get no balloon
- * target but reclaim requests: zero sharing whenever the host is under
- * pressure (cheap), swap only under pressure for what balloons could not
- * give, never for never_swap guests or guests under pressure, at most
- * [swap] step per tick and [swap] max in all.
+ * whole MiB.
+ *
+ * Embedded engines (a guest of kind OVC_DRIVER_ENGINE, which has no balloon,
+ * or any guest with .engine set, which has both) get a reclaim target: the
+ * bytes the engine keeps given back, zero-shared plus swapped. Zero sharing
+ * is free and always on (target 0); a target above what zero sharing gives
+ * makes the engine swap. Balloons go first: a balloon lets the guest choose
+ * what to give up (free memory, page cache), while host swap is blind (it
+ * may evict what the guest uses, and the guest pays a disk read per fault).
+ * So the engine's target rises only for the part of the host's need that
+ * balloons did not cover this tick. The same watermarks and the same
+ * backoff apply:
+ *  E1. swap off ([swap] enable = no, class never_swap), or a target above
+ *      the swap cap (zero shared + [swap] max): back to what is allowed, at
+ *      once, whatever the host's state.
+ *  E2. engine thrashing (its swap-in rate above emergency_swap_in):
+ *      emergency, the target falls by emergency_step at once, and the
+ *      guest's emergency streak and cooldown start as for a balloon.
+ *  E3. host pressure: raise the target from what the engine holds now by at
+ *      most [swap] step, lowest priority first, within the need left after
+ *      balloons and what engines were asked for and have not reached yet;
+ *      never while settling or cooling down, never above the swap cap.
+ *  E4. host room: lower the target by [swap] step (to 0 once it is within
+ *      what zero sharing gives); swapped pages come back as the guest
+ *      touches them, so room is not reserved for them.
+ *  E5. steady: the target stays (the band between low and high is the
+ *      hysteresis).
  */
 #ifndef OVC_POLICY_H
 #define OVC_POLICY_H
@@ -91,6 +113,9 @@ struct ovc_policy_guest {
 	uint32_t emergency_count;     /* the previous tick's decision's
 				       * emergency_count; 0 with a last
 				       * emergency counts as 1 */
+	bool engine;                  /* has an embedded engine too (its
+				       * stats.engine_* are known); implied
+				       * by kind OVC_DRIVER_ENGINE */
 	struct ovc_guest_settings settings; /* ovc_config_guest_settings() */
 };
 
@@ -100,14 +125,18 @@ enum ovc_policy_action {
 	OVC_ACTION_DEFLATE,
 	OVC_ACTION_EMERGENCY,   /* deflate at once: the guest is under pressure */
 	OVC_ACTION_RESTORE,     /* to the floor or to max because of its class */
-	OVC_ACTION_RECLAIM,     /* engine: reclaim requests only */
+	OVC_ACTION_RECLAIM,     /* engine: reclaim target raised */
+	OVC_ACTION_RELEASE,     /* engine: reclaim target lowered */
 };
 
 struct ovc_policy_decision {
 	enum ovc_policy_action action;
 	uint64_t target_bytes;        /* the balloon target to set (== the old one for NONE) */
-	uint64_t reclaim_zero_bytes;  /* engine: share zero pages, up to this */
-	uint64_t reclaim_swap_bytes;  /* engine: swap cold pages out, up to this */
+	/* Engine: what to do with its reclaim target, and the target to set
+	 * (== the one in force for NONE). For a guest of kind
+	 * OVC_DRIVER_ENGINE, action is reclaim_action as well. */
+	enum ovc_policy_action reclaim_action;
+	uint64_t reclaim_target_bytes;
 	/* What the policy saw, for ovcctl and logs. */
 	uint64_t floor_bytes;
 	uint64_t spare_bytes;
@@ -138,6 +167,10 @@ struct ovc_policy_out {
 	uint64_t room_bytes;          /* what it can give this tick */
 	uint64_t inflate_bytes;       /* Σ of balloon inflates decided */
 	uint64_t deflate_bytes;       /* Σ of deflates, emergencies included */
+	uint64_t reclaim_bytes;       /* Σ of what raised engine targets ask
+				       * beyond what those engines give back now */
+	uint64_t engine_pending_bytes; /* engines asked for and not yet there:
+				       * Σ (target - zero - swapped) */
 	unsigned n_emergency;
 	char reason[OVC_POLICY_REASON_MAX];  /* the host's state, for logs */
 

@@ -66,6 +66,8 @@ int ovc_overcommit_compute(const struct ovc_overcommit_input *in, struct ovc_ove
 	uint64_t ksm_zero_model =
 		o.guests_max_bytes ? (uint64_t)((unsigned __int128)ksm_zero * max_model / o.guests_max_bytes) : 0;
 
+	o.savings.engine_zero_bytes = o.savings.zero_bytes;
+	o.savings.ksm_zero_bytes = ksm_zero;
 	o.savings.zero_bytes += ksm_zero;
 	o.savings.ksm_bytes = ksm_sharing;
 	o.savings.total_bytes = o.savings.balloon_bytes + o.savings.zero_bytes + o.savings.ksm_bytes +

@@ -42,6 +42,10 @@ struct ovc_overcommit {
 	struct {
 		uint64_t balloon_bytes;   /* Σ (max - actual) */
 		uint64_t zero_bytes;      /* engine zero pages + KSM zero pages */
+		uint64_t engine_zero_bytes; /* the engines' part of zero_bytes */
+		/* KSM, host-wide: it merges any process's mergeable memory,
+		 * not only guests'; ovcd cannot tell them apart. */
+		uint64_t ksm_zero_bytes;  /* KSM's part of zero_bytes */
 		uint64_t ksm_bytes;       /* KSM pages_sharing */
 		uint64_t swap_bytes;      /* engine swap */
 		uint64_t total_bytes;

@@ -82,6 +82,7 @@ static void test_defaults(void **state)
 	assert_true(c->swap.enable);
 	assert_int_equal(c->swap.max.basis_points, 2500);
 	assert_int_equal(c->swap.step.basis_points, 200);
+	assert_string_equal(c->engine.dir, "/run/ovc/engines");
 	assert_string_equal(c->metrics.listen, "");
 	assert_string_equal(c->metrics.textfile, "");
 	assert_string_equal(c->control.socket, "/run/ovcd/ovcd.sock");
@@ -486,6 +487,8 @@ static void test_error_keys(void **state)
 		      "(longer than 107 bytes, the limit of a unix socket path)\n");
 	expect_errors("[control]\ngroup = Kvm!\n",
 		      "t.conf:2: [control] group: bad value 'Kvm!' (expected a group name)\n");
+	expect_errors("[engine]\n\ndir = run/ovc/engines\n",
+		      "t.conf:3: [engine] dir: bad value 'run/ovc/engines' (expected an absolute path)\n");
 	expect_errors("[metrics]\ntextfile = x.prom\n",
 		      "t.conf:2: [metrics] textfile: bad value 'x.prom' (expected an absolute path)\n");
 	static const char *const bad_listen[] = {

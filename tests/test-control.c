@@ -179,10 +179,12 @@ static void test_replies(void **state)
 		{ .name = "web\"1", .driver = "qmp", .max_bytes = GIB, .actual_bytes = 768 * MIB,
 		  .target_bytes = 768 * MIB, .available_bytes = OVC_UNKNOWN, .floor_bytes = 256 * MIB,
 		  .stats_age_usec = OVC_UNKNOWN, .last_action = OVC_ACTION_INFLATE, .last_action_tick = 3,
-		  .last_reason = "spare", .inflates = 1 },
-		{ .name = "db", .driver = "libvirt", .max_bytes = 2 * GIB, .actual_bytes = 2 * GIB,
+		  .last_reason = "spare", .inflates = 1, .engine_zero_bytes = OVC_UNKNOWN,
+		  .engine_swap_bytes = OVC_UNKNOWN, .engine_target_bytes = OVC_UNKNOWN },
+		{ .name = "db", .driver = "libvirt+ovc", .max_bytes = 2 * GIB, .actual_bytes = 2 * GIB,
 		  .target_bytes = 2 * GIB, .available_bytes = GIB, .floor_bytes = GIB, .pin_bytes = 2 * GIB,
-		  .stats_age_usec = 2 * USEC_PER_SEC },
+		  .stats_age_usec = 2 * USEC_PER_SEC, .engine = true, .engine_zero_bytes = 300 * MIB,
+		  .engine_swap_bytes = 0, .engine_target_bytes = 320 * MIB, .reclaims = 4, .releases = 1 },
 	};
 	struct ovcd_view v = {
 		.config_path = "/etc/ovc/ovcd.conf", .interval_usec = 5 * USEC_PER_SEC, .ticks = 7,
@@ -219,9 +221,20 @@ static void test_replies(void **state)
 	assert_null(field(e, "stats_age_usec"));
 	assert_null(field(e, "pinned_target_bytes"));
 	assert_string_equal(json_object_get_string(field(e, "last_action")), "inflate");
+	/* Savings by mechanism; no engine: its figures are null, not 0. */
+	assert_int_equal(json_object_get_uint64(field(field(e, "savings"), "balloon_bytes")), 256 * MIB);
+	assert_null(field(field(e, "savings"), "shared_bytes"));
+	assert_null(field(field(e, "savings"), "swapped_bytes"));
+	assert_null(field(e, "engine"));
 	e = json_object_array_get_idx(arr, 1);
 	assert_int_equal(json_object_get_uint64(field(e, "available_bytes")), GIB);
 	assert_int_equal(json_object_get_uint64(field(e, "pinned_target_bytes")), 2 * GIB);
+	assert_string_equal(json_object_get_string(field(e, "driver")), "libvirt+ovc");
+	assert_int_equal(json_object_get_uint64(field(field(e, "savings"), "balloon_bytes")), 0);
+	assert_int_equal(json_object_get_uint64(field(field(e, "savings"), "shared_bytes")), 300 * MIB);
+	assert_int_equal(json_object_get_uint64(field(field(e, "savings"), "swapped_bytes")), 0);
+	assert_int_equal(json_object_get_uint64(field(field(e, "engine"), "reclaim_target_bytes")), 320 * MIB);
+	assert_int_equal(json_object_get_uint64(field(field(e, "engine"), "reclaims")), 4);
 	json_object_put(o);
 
 	o = parse_reply(ovcd_reply_error("no guest named 'x'"));

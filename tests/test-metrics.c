@@ -20,9 +20,12 @@ static void test_render(void **state)
 {
 	struct ovcd_guest_view g[2] = {
 		{ .name = "we\"b\\1\n", .max_bytes = GIB, .actual_bytes = 512 * MIB, .target_bytes = 512 * MIB,
-		  .available_bytes = OVC_UNKNOWN, .floor_bytes = 256 * MIB, .inflates = 2 },
+		  .available_bytes = OVC_UNKNOWN, .floor_bytes = 256 * MIB, .inflates = 2,
+		  .engine_zero_bytes = OVC_UNKNOWN, .engine_swap_bytes = OVC_UNKNOWN,
+		  .engine_target_bytes = OVC_UNKNOWN },
 		{ .name = "db", .max_bytes = 2 * GIB, .actual_bytes = 2 * GIB, .target_bytes = 2 * GIB,
-		  .available_bytes = GIB, .floor_bytes = GIB },
+		  .available_bytes = GIB, .floor_bytes = GIB, .engine = true, .engine_zero_bytes = 5 * MIB,
+		  .engine_swap_bytes = 0, .engine_target_bytes = 7 * MIB },
 	};
 	struct ovcd_view v = {
 		.ticks = 9, .level = OVC_HOST_ROOM, .guests = g, .n_guests = 2,
@@ -46,6 +49,11 @@ static void test_render(void **state)
 	assert_non_null(strstr(text, "\novc_ticks_total 9\n"));
 	assert_non_null(strstr(text, "\novc_guest_current_bytes{guest=\"we\\\"b\\\\1\\n\"} 536870912\n"));
 	assert_non_null(strstr(text, "\novc_guest_available_bytes{guest=\"db\"} 1073741824\n"));
+	assert_non_null(strstr(text, "\novc_guest_engine_shared_bytes{guest=\"db\"} 5242880\n"));
+	assert_non_null(strstr(text, "\novc_guest_engine_swapped_bytes{guest=\"db\"} 0\n"));
+	assert_non_null(strstr(text, "\novc_guest_engine_reclaim_target_bytes{guest=\"db\"} 7340032\n"));
+	assert_null(strstr(text, "ovc_guest_engine_shared_bytes{guest=\"we"));
+	assert_non_null(strstr(text, "\novc_zero_savings_bytes{source=\"ksm\"} 0\n"));
 	/* unknown: absent, never 0 */
 	assert_null(strstr(text, "ovc_guest_available_bytes{guest=\"we"));
 	assert_int_equal(strcmp(text + len - 6, "# EOF\n"), 0);

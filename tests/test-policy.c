@@ -81,9 +81,12 @@ enum tweak {
 	T_COOLING,         /* emergency deflate 20 s ago */
 	T_PSI_SOME_15,
 	T_PSI_FULL_6,
-	T_ENGINE,
+	T_ENGINE,          /* engine only: 1GiB zero-shared, nothing swapped */
 	T_ENGINE_NEVER_SWAP,
 	T_ENGINE_SWAPPED_1G,
+	T_ENGINE_THRASH,   /* engine swapped 10MiB back in in 2 s */
+	T_ENGINE_SWAP_OFF, /* [swap] enable = no */
+	T_MERGED,          /* libvirt balloon and an engine: T_ENGINE's figures */
 	T_NO_MAX,
 	T_BALLOON_OFF,
 	T_TARGET_ZERO,
@@ -97,7 +100,9 @@ static const struct kat {
 	enum tweak tweak;
 	enum ovc_policy_action action;
 	uint64_t new_target;
-	uint64_t zero, swap;
+	/* Engine: the reclaim target decided, and the one in force before
+	 * (engine_target_bytes); 0, 0 for balloon-only guests. */
+	uint64_t reclaim, engine_target;
 	const char *reason; /* exact, or NULL */
 	const char *reason_part;
 	uint32_t count;     /* the decision's emergency_count */
@@ -200,16 +205,37 @@ static const struct kat {
 	  "host pressure (PSI some avg10 15.00% >= 10.00%)" },
 	{ "PSI full above threshold", 3 * GIB, 4 * GIB, 2 * GIB, T_PSI_FULL_6, OVC_ACTION_INFLATE,
 	  3840 * MIB, 0, 0, NULL, "PSI full avg10 6.00% >= 5.00%" },
-	{ "engine: zero first, swap for the rest", GIB, 4 * GIB, 2 * GIB, T_ENGINE, OVC_ACTION_RECLAIM,
-	  4 * GIB, 3 * GIB, 81 * MIB, "reclaim: zero pages up to 3GiB, swap 81MiB" },
-	{ "engine never_swap", GIB, 4 * GIB, 2 * GIB, T_ENGINE_NEVER_SWAP, OVC_ACTION_RECLAIM, 4 * GIB,
-	  3 * GIB, 0, "reclaim: zero pages up to 3GiB, swap 0KiB: class never_swap" },
-	{ "engine swap cap reached", GIB, 4 * GIB, 2 * GIB, T_ENGINE_SWAPPED_1G, OVC_ACTION_RECLAIM,
-	  4 * GIB, 3 * GIB, 0, NULL, "swap cap reached" },
-	{ "engine, host steady", 3 * GIB, 4 * GIB, 2 * GIB, T_ENGINE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
-	  "engine: nothing to reclaim" },
-	{ "engine under guest pressure: no swap", GIB, 4 * GIB, 10 * MIB, T_ENGINE, OVC_ACTION_RECLAIM,
-	  4 * GIB, 3 * GIB, 0, NULL, "guest under pressure" },
+	/* Engines: 4GiB, 1GiB zero-shared; [swap] step 2% = 81MiB, max 25%:
+	 * at most 1GiB swapped, so the target never exceeds 2GiB. */
+	{ "engine: pressure raises the target a swap step above what it gives back", GIB, 4 * GIB,
+	  2 * GIB, T_ENGINE, OVC_ACTION_RECLAIM, 4 * GIB, 1105 * MIB, 0,
+	  "engine: reclaim: target 0KiB -> 1GiB: host pressure (MemAvailable 1GiB < low 2GiB)" },
+	{ "engine: pressure, never_swap: zero sharing only", GIB, 4 * GIB, 2 * GIB, T_ENGINE_NEVER_SWAP,
+	  OVC_ACTION_NONE, 4 * GIB, 0, 0, "engine: zero sharing only (class never_swap)" },
+	{ "engine: pressure, swap cap reached", GIB, 4 * GIB, 2 * GIB, T_ENGINE_SWAPPED_1G,
+	  OVC_ACTION_NONE, 4 * GIB, 2 * GIB, 2 * GIB, NULL, "swap cap reached" },
+	{ "engine: pressure, target not reached yet: no more", GIB, 4 * GIB, 2 * GIB, T_ENGINE,
+	  OVC_ACTION_NONE, 4 * GIB, 1536 * MIB, 1536 * MIB, NULL, "reaching target 1.5GiB (gives back 1GiB)" },
+	{ "engine: steady keeps the target (hysteresis)", 3 * GIB, 4 * GIB, 2 * GIB, T_ENGINE,
+	  OVC_ACTION_NONE, 4 * GIB, 1536 * MIB, 1536 * MIB,
+	  "engine: target 1.5GiB, gives back 1GiB; host steady" },
+	{ "engine: room lowers the target by a swap step", 5 * GIB, 4 * GIB, 2 * GIB, T_ENGINE,
+	  OVC_ACTION_RELEASE, 4 * GIB, 1455 * MIB, 1536 * MIB, NULL, "release: target 1.5GiB -> 1.4GiB" },
+	{ "engine: room, within zero sharing: to 0", 5 * GIB, 4 * GIB, 2 * GIB, T_ENGINE,
+	  OVC_ACTION_RELEASE, 4 * GIB, 0, 1050 * MIB, NULL, "-> 0KiB" },
+	{ "engine: room, target 0 stays", 5 * GIB, 4 * GIB, 2 * GIB, T_ENGINE, OVC_ACTION_NONE, 4 * GIB,
+	  0, 0, "engine: host has room, target 0 (zero sharing only)" },
+	{ "engine: thrashing is an emergency, even under host pressure", GIB, 4 * GIB, 2 * GIB,
+	  T_ENGINE_THRASH, OVC_ACTION_EMERGENCY, 4 * GIB, 0, 1536 * MIB,
+	  "engine: emergency: target 1.5GiB -> 0KiB: swap-in 5MiB/s > 1MiB/s", .count = 1 },
+	{ "engine: cooling down after an emergency: no raise", GIB, 4 * GIB, 2 * GIB, T_ENGINE,
+	  OVC_ACTION_NONE, 4 * GIB, 0, 0, NULL, "cooling down", .count = 1, .streak = 1,
+	  .streak_ago_sec = 20 },
+	{ "engine: swap turned off: target back to 0 at once", 3 * GIB, 4 * GIB, 2 * GIB,
+	  T_ENGINE_SWAP_OFF, OVC_ACTION_RESTORE, 4 * GIB, 0, 1536 * MIB, NULL, "[swap] enable = no" },
+	{ "balloon and engine: the balloon first, the engine for the rest", GIB, 4 * GIB, 2 * GIB,
+	  T_MERGED, OVC_ACTION_INFLATE, 3840 * MIB, 1105 * MIB, 0, NULL,
+	  "; engine: reclaim: target 0KiB -> 1GiB" },
 	{ "no maximum known", GIB, 4 * GIB, 2 * GIB, T_NO_MAX, OVC_ACTION_NONE, 4 * GIB, 0, 0,
 	  "no maximum memory known: left alone" },
 	{ "ballooning disabled", GIB, 2 * GIB, 2 * GIB, T_BALLOON_OFF, OVC_ACTION_NONE, 2 * GIB, 0, 0,
@@ -227,6 +253,8 @@ static void run_kat(const struct kat *k)
 		extra = "[guest \"g\"]\nnever_balloon = yes\n";
 	else if (k->tweak == T_ENGINE_NEVER_SWAP)
 		extra = "[guest \"g\"]\nnever_swap = yes\n";
+	else if (k->tweak == T_ENGINE_SWAP_OFF)
+		extra = "[swap]\nenable = no\n";
 	char text[512];
 	if (k->tweak == T_BALLOON_OFF)
 		snprintf(text, sizeof(text), "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\nenable = no\n");
@@ -284,12 +312,27 @@ static void run_kat(const struct kat *k)
 		break;
 	case T_ENGINE:
 	case T_ENGINE_NEVER_SWAP:
-		g.kind = OVC_DRIVER_ENGINE;
-		g.stats.engine_swap_bytes = 0;
-		break;
+	case T_ENGINE_SWAP_OFF:
 	case T_ENGINE_SWAPPED_1G:
-		g.kind = OVC_DRIVER_ENGINE;
-		g.stats.engine_swap_bytes = GIB;
+	case T_ENGINE_THRASH:
+	case T_MERGED:
+		/* What an engine-only guest looks like (balloon-driver/ovc.c):
+		 * no guest-side figures, actual = max. */
+		if (k->tweak != T_MERGED) {
+			g.kind = OVC_DRIVER_ENGINE;
+			g.stats.actual_bytes = g.stats.max_bytes;
+			g.stats.total_bytes = g.stats.available_bytes = g.stats.major_faults = U;
+			g.stats.swap_in_bytes = U;
+			g.prev = g.stats;
+			g.prev.collected_usec = NOW - 2 * SEC;
+		} else {
+			g.engine = true;
+		}
+		g.stats.engine_zero_bytes = GIB;
+		g.stats.engine_swap_bytes = k->tweak == T_ENGINE_SWAPPED_1G ? GIB : 0;
+		g.stats.engine_target_bytes = k->engine_target;
+		g.prev.engine_swap_in_bytes = 0;
+		g.stats.engine_swap_in_bytes = k->tweak == T_ENGINE_THRASH ? 10 * MIB : 0;
 		break;
 	case T_NO_MAX:
 		g.stats.max_bytes = U;
@@ -302,12 +345,16 @@ static void run_kat(const struct kat *k)
 	}
 	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	if (d.action != k->action || d.target_bytes != k->new_target ||
-	    d.reclaim_zero_bytes != k->zero || d.reclaim_swap_bytes != k->swap)
-		fail_msg("%s: got %s target %llu zero %llu swap %llu (%s), expected %s target %llu zero %llu swap %llu",
+	    d.reclaim_target_bytes != k->reclaim)
+		fail_msg("%s: got %s target %llu reclaim %llu (%s), expected %s target %llu reclaim %llu",
 			 k->what, ovc_policy_action_name(d.action), (unsigned long long)d.target_bytes,
-			 (unsigned long long)d.reclaim_zero_bytes, (unsigned long long)d.reclaim_swap_bytes,
-			 d.reason, ovc_policy_action_name(k->action), (unsigned long long)k->new_target,
-			 (unsigned long long)k->zero, (unsigned long long)k->swap);
+			 (unsigned long long)d.reclaim_target_bytes, d.reason,
+			 ovc_policy_action_name(k->action), (unsigned long long)k->new_target,
+			 (unsigned long long)k->reclaim);
+	if (g.kind == OVC_DRIVER_ENGINE)
+		assert_int_equal(d.reclaim_action, d.action);
+	if (k->tweak == T_MERGED)
+		assert_int_equal(d.reclaim_action, OVC_ACTION_RECLAIM);
 	if (k->reason && strcmp(d.reason, k->reason) != 0)
 		fail_msg("%s: reason '%s', expected '%s'", k->what, d.reason, k->reason);
 	if (k->reason_part && !strstr(d.reason, k->reason_part))
@@ -474,6 +521,98 @@ static void test_priorities(void **state)
 
 /* KSM over several ticks: on when needed, boost under pressure, off when it
  * does not pay, back after retry_after. */
+/* An engine-only guest as balloon-driver/ovc.c gives it: 4GiB, no guest
+ * figures, @zero shared, nothing swapped, target @target. */
+static struct ovc_policy_guest engine_guest(const struct ovc_config *c, const char *name, uint64_t zero,
+					    uint64_t target)
+{
+	struct ovc_policy_guest g = guest(c, 4 * GIB, 0);
+
+	g.name = name;
+	g.kind = OVC_DRIVER_ENGINE;
+	g.stats.actual_bytes = g.stats.max_bytes;
+	g.stats.total_bytes = g.stats.available_bytes = g.stats.major_faults = g.stats.swap_in_bytes = U;
+	g.stats.engine_zero_bytes = zero;
+	g.stats.engine_swap_bytes = 0;
+	g.stats.engine_target_bytes = target;
+	g.stats.engine_swap_in_bytes = 0;
+	g.prev = g.stats;
+	g.prev.collected_usec = NOW - 2 * SEC;
+	ovc_config_guest_settings(c, name, &g.settings);
+	return g;
+}
+
+/* Engines: the need left after balloons goes to the lowest priority
+ * first; what balloons cover is not swapped; over ticks a target climbs
+ * step by step as the engine reaches it, stops at the swap cap, holds in
+ * the steady band and comes down with room. */
+static void test_engines(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[swap]\nstep = 64MiB\nmax = 256MiB\n"
+		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
+	struct ovc_policy_guest g[3] = { engine_guest(c, "high", GIB, 0), engine_guest(c, "low", GIB, 0),
+					 guest(c, 4 * GIB, 3 * GIB) };
+	struct ovc_policy_decision d[3];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_host h = host_at(2000 * MIB); /* need 100MiB to high */
+
+	/* Engines alone: the low priority one gives a whole step first, the
+	 * high one only the rest of the need. */
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(d[1].reclaim_action, OVC_ACTION_RECLAIM);
+	assert_int_equal(d[1].reclaim_target_bytes, GIB + 64 * MIB);
+	assert_int_equal(d[0].reclaim_action, OVC_ACTION_RECLAIM);
+	assert_int_equal(d[0].reclaim_target_bytes, GIB + 36 * MIB);
+	assert_int_equal(out.reclaim_bytes, 100 * MIB); /* the need, exactly */
+	/* With a balloon guest beside them that covers the need: no swap. */
+	g[2].name = "balloon";
+	ovc_config_guest_settings(c, "balloon", &g[2].settings);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 3, d, &out));
+	assert_int_equal(d[2].action, OVC_ACTION_INFLATE);
+	assert_int_equal(d[0].reclaim_action, OVC_ACTION_NONE);
+	assert_int_equal(d[1].reclaim_action, OVC_ACTION_NONE);
+	assert_non_null(strstr(d[1].reason, "balloons cover the need"));
+
+	/* One engine over ticks under deep pressure: it climbs a step at a
+	 * time as it gets there, never past zero + [swap] max. */
+	struct ovc_policy_guest e = engine_guest(c, "e", GIB, 0);
+	h = host_at(GIB);
+	uint64_t seen_max = 0;
+	for (int tick = 0; tick < 10; tick++) {
+		h.now_usec = NOW + (uint64_t)tick * 5 * SEC;
+		e.stats.collected_usec = h.now_usec;
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
+		assert_true(d[0].reclaim_target_bytes <= GIB + 256 * MIB);
+		assert_true(d[0].reclaim_target_bytes <= MAX(e.stats.engine_target_bytes,
+							     GIB + e.stats.engine_swap_bytes + 64 * MIB));
+		seen_max = MAX(seen_max, d[0].reclaim_target_bytes);
+		/* The engine reaches its target by the next tick. */
+		e.prev = e.stats;
+		e.stats.engine_target_bytes = d[0].reclaim_target_bytes;
+		e.stats.engine_swap_bytes = d[0].reclaim_target_bytes - GIB;
+	}
+	assert_int_equal(seen_max, GIB + 256 * MIB);
+	assert_non_null(strstr(d[0].reason, "swap cap reached"));
+
+	/* Steady: it holds. Room: it comes down a step per tick to 0. */
+	h = host_at(2050 * MIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
+	assert_int_equal(d[0].reclaim_action, OVC_ACTION_NONE);
+	assert_int_equal(d[0].reclaim_target_bytes, GIB + 256 * MIB);
+	h = host_at(8 * GIB);
+	for (int tick = 0; tick < 10 && e.stats.engine_target_bytes; tick++) {
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
+		assert_int_equal(d[0].reclaim_action, OVC_ACTION_RELEASE);
+		assert_true(d[0].reclaim_target_bytes < e.stats.engine_target_bytes);
+		assert_true(e.stats.engine_target_bytes - d[0].reclaim_target_bytes <= 64 * MIB ||
+			    d[0].reclaim_target_bytes == 0);
+		e.stats.engine_target_bytes = d[0].reclaim_target_bytes;
+	}
+	assert_int_equal(e.stats.engine_target_bytes, 0);
+}
+
 static void test_ksm_steering(void **state)
 {
 	_cleanup_(ovc_config_freep) struct ovc_config *c =
@@ -655,7 +794,12 @@ static void test_random_invariants(void **state)
 				g[i].stats.available_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
 				g[i].stats.major_faults = rand_size(&seed, 100000);
 				g[i].stats.swap_in_bytes = rand_size(&seed, GIB);
+				g[i].engine = g[i].kind == OVC_DRIVER_LIBVIRT && xorshift(&seed) % 4 == 0;
 				g[i].stats.engine_swap_bytes = rand_size(&seed, GIB);
+				g[i].stats.engine_zero_bytes = rand_size(&seed, 2 * GIB);
+				g[i].stats.engine_target_bytes = rand_size(&seed, 3 * GIB);
+				g[i].stats.engine_swap_in_bytes = rand_size(&seed, GIB);
+				g[i].prev.engine_swap_in_bytes = rand_size(&seed, GIB);
 				g[i].stats.rss_bytes = rand_size(&seed, 8 * GIB);
 				g[i].stats.stale = xorshift(&seed) % 4 == 0;
 				g[i].prev.major_faults = rand_size(&seed, 100000);
@@ -687,8 +831,8 @@ static void test_random_invariants(void **state)
 			for (int i = 0; i < N; i++) {
 				assert_int_equal(d[i].action, d2[i].action);
 				assert_int_equal(d[i].target_bytes, d2[i].target_bytes);
-				assert_int_equal(d[i].reclaim_zero_bytes, d2[i].reclaim_zero_bytes);
-				assert_int_equal(d[i].reclaim_swap_bytes, d2[i].reclaim_swap_bytes);
+				assert_int_equal(d[i].reclaim_action, d2[i].reclaim_action);
+				assert_int_equal(d[i].reclaim_target_bytes, d2[i].reclaim_target_bytes);
 				assert_int_equal(d[i].emergency_count, d2[i].emergency_count);
 				assert_string_equal(d[i].reason, d2[i].reason);
 			}
@@ -708,7 +852,8 @@ static void test_random_invariants(void **state)
 				uint64_t old = g[i].target_bytes && ovc_known(g[i].target_bytes)
 						       ? MIN(g[i].target_bytes, max) : max;
 				uint64_t step = MAX(ovc_conf_size_bytes(&g[i].settings.step, max), MIB);
-				assert_true(d[i].action <= OVC_ACTION_RECLAIM);
+				assert_true(d[i].action <= OVC_ACTION_RELEASE);
+				assert_true(d[i].reclaim_action <= OVC_ACTION_RELEASE);
 				assert_true(d[i].target_bytes <= max);
 				assert_true(d[i].reason[0] != '\0');
 				if (d[i].target_bytes < old) {
@@ -720,22 +865,38 @@ static void test_random_invariants(void **state)
 					assert_false(d[i].guest_pressure);
 					assert_true(g[i].kind != OVC_DRIVER_ENGINE);
 				}
-				if (d[i].action == OVC_ACTION_EMERGENCY)
+				if (d[i].action == OVC_ACTION_EMERGENCY && g[i].kind != OVC_DRIVER_ENGINE)
 					assert_true(d[i].target_bytes > old && d[i].emergency_count >= 1);
 				/* The streak only grows by an emergency; no last
 				 * emergency, no streak. */
-				if (d[i].action != OVC_ACTION_EMERGENCY)
+				if (d[i].action != OVC_ACTION_EMERGENCY && d[i].reclaim_action != OVC_ACTION_EMERGENCY)
 					assert_true(d[i].emergency_count <= MAX(g[i].emergency_count, 1));
 				if (!g[i].last_emergency_usec)
 					assert_true(d[i].emergency_count <= 1);
 				if (g[i].settings.never_balloon && g[i].kind != OVC_DRIVER_ENGINE &&
 				    c->balloon.enable)
 					assert_int_equal(d[i].target_bytes, max);
-				if (d[i].reclaim_swap_bytes) {
-					assert_int_equal(g[i].kind, OVC_DRIVER_ENGINE);
+				/* An engine's target rises only under host
+				 * pressure, by at most a swap step over what it
+				 * gives back, never past the swap cap, never for
+				 * never_swap; only engines get one. */
+				uint64_t etarget = ovc_known(g[i].stats.engine_target_bytes) ? g[i].stats.engine_target_bytes : 0;
+				if (!g[i].engine && g[i].kind != OVC_DRIVER_ENGINE)
+					assert_int_equal(d[i].reclaim_action, OVC_ACTION_NONE);
+				if (d[i].reclaim_action == OVC_ACTION_NONE && (g[i].engine || g[i].kind == OVC_DRIVER_ENGINE))
+					assert_int_equal(d[i].reclaim_target_bytes, etarget);
+				if (d[i].reclaim_target_bytes > etarget) {
+					uint64_t zero = ovc_known(g[i].stats.engine_zero_bytes) ? MIN(g[i].stats.engine_zero_bytes, max) : 0;
+					uint64_t held = zero + (ovc_known(g[i].stats.engine_swap_bytes) ? MIN(g[i].stats.engine_swap_bytes, max - zero) : 0);
+					assert_int_equal(d[i].reclaim_action, OVC_ACTION_RECLAIM);
+					assert_int_equal(out.level, OVC_HOST_PRESSURE);
 					assert_false(g[i].settings.never_swap);
 					assert_false(d[i].guest_pressure);
+					assert_true(d[i].reclaim_target_bytes <= held + MAX(ovc_conf_size_bytes(&c->swap.step, max), MIB));
+					assert_true(d[i].reclaim_target_bytes <= zero + ovc_conf_size_bytes(&c->swap.max, max));
 				}
+				if (d[i].reclaim_action == OVC_ACTION_RELEASE)
+					assert_true(d[i].reclaim_target_bytes < etarget && out.level == OVC_HOST_ROOM);
 				if (g[i].kind == OVC_DRIVER_ENGINE)
 					assert_int_equal(d[i].target_bytes, old);
 			}
@@ -1075,6 +1236,7 @@ int main(void)
 		cmocka_unit_test(test_proportional),
 		cmocka_unit_test(test_priorities),
 		cmocka_unit_test(test_pending_counts),
+		cmocka_unit_test(test_engines),
 		cmocka_unit_test(test_ksm_steering),
 		cmocka_unit_test(test_random_invariants),
 		cmocka_unit_test(test_trace_squeeze),

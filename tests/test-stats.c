@@ -65,6 +65,8 @@ static void test_every_mechanism(void **state)
 	assert_ovc_ok(ovc_overcommit_compute(&in, &o));
 	assert_int_equal(o.savings.balloon_bytes, 2 * GIB);
 	assert_int_equal(o.savings.zero_bytes, GIB);          /* 512MiB engine + 512MiB KSM */
+	assert_int_equal(o.savings.engine_zero_bytes, 512 * MIB);
+	assert_int_equal(o.savings.ksm_zero_bytes, 512 * MIB);
 	assert_int_equal(o.savings.ksm_bytes, GIB);
 	assert_int_equal(o.savings.swap_bytes, 512 * MIB);
 	assert_int_equal(o.savings.total_bytes, 4 * GIB + 512 * MIB);

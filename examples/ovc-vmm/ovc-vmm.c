@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -49,6 +50,7 @@ struct vmm {
 	unsigned timeout_sec;
 	const char *swap_dir;
 	const char *publish_dir;  /* --publish: control endpoint for ovcd */
+	bool hold;                /* --hold: idle until SIGTERM/SIGINT, then verify */
 	bool use_engine;
 	bool json;
 	bool check;
@@ -75,6 +77,15 @@ struct vmm {
 	char linebuf[256];
 	size_t linelen;
 };
+
+/* --hold: set by SIGTERM/SIGINT; the control thread then calls the guest
+ * back, which verifies every page before the VMM exits. */
+static volatile sig_atomic_t stop_holding;
+
+static void on_stop(int sig)
+{
+	stop_holding = 1;
+}
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void die(const char *fmt, ...)
@@ -311,7 +322,9 @@ static void *control_main(void *arg)
 		if (n < 0)
 			fprintf(stderr, "ovc-vmm: scan: %s\n", ovc_strerror((int)n));
 		uint64_t target = v->mem_bytes / 100 * v->reclaim_percent;
-		int r = ovc_engine_reclaim(v->engine, target, 0);
+		/* --reclaim 0 leaves the target to whoever steers the engine
+		 * (ovcd through --publish). */
+		int r = target ? ovc_engine_reclaim(v->engine, target, 0) : 0;
 		if (r < 0)
 			fprintf(stderr, "ovc-vmm: reclaim %" PRIu64 " MiB: %s\n", target / MIB,
 				ovc_strerror(r));
@@ -338,6 +351,12 @@ static void *control_main(void *arg)
 	t0 = now_sec();
 	while (v->mb->rounds < 3 && now_sec() - t0 < v->timeout_sec)
 		usleep(10000);
+	if (v->hold) {
+		printf("ovc-vmm: holding (pid %d) until SIGTERM\n", (int)getpid());
+		fflush(stdout);
+		while (!stop_holding)
+			usleep(20000);
+	}
 	get_stats(v, &v->st_reclaimed);
 	v->rss_reclaimed_bytes = ram_rss_bytes(v);
 	v->mb->come_back = 1;
@@ -452,7 +471,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: ovc-vmm [--mem SIZE] [--no-engine] [--no-swap] [--swap-dir DIR] [--reclaim PERCENT]\n"
 		"               [--hot PERMILLE] [--timeout SEC] [--publish DIR] [--check] [--json]\n"
-		"               [--verbose]\n");
+		"               [--hold] [--verbose]\n");
 }
 
 int main(int argc, char **argv)
@@ -466,6 +485,7 @@ int main(int argc, char **argv)
 		{ "hot", required_argument, NULL, 'H' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "publish", required_argument, NULL, 'P' },
+		{ "hold", no_argument, NULL, 'o' },
 		{ "check", no_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -483,7 +503,7 @@ int main(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "m:nSs:r:H:t:P:cjvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:nSs:r:H:t:P:ocjvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			v.mem_bytes = parse_size(optarg);
@@ -515,6 +535,14 @@ int main(int argc, char **argv)
 		case 'P':
 			v.publish_dir = optarg;
 			break;
+		case 'o': {
+			struct sigaction sa = { .sa_handler = on_stop };
+
+			v.hold = true;
+			sigaction(SIGTERM, &sa, NULL);
+			sigaction(SIGINT, &sa, NULL);
+			break;
+		}
 		case 'c':
 			v.check = true;
 			break;

@@ -1,0 +1,612 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * integration: the real ovcd steering the engine of a real KVM VMM
+ * (examples/ovc-vmm, a raw-KVM guest whose RAM is under libovc) that
+ * publishes itself in ovcd's [engine] dir.
+ *
+ * Nothing is mocked. Host pressure comes from the config, as an admin would
+ * set it: [host] low and high above the MemAvailable measured at setup, so
+ * the real /proc/meminfo reads as pressure; relief is a real reload
+ * (ovcctl reload) with watermarks far below it. What ovcd did is read back
+ * from the engine itself, over its own endpoint (docs/engine-protocol.md),
+ * not from ovcd. The VMM is killed with SIGKILL, as a crash, and must
+ * vanish from `ovcctl guests`.
+ *
+ * Assertions wait for states with generous timeouts, never for a time.
+ * Skips where /dev/kvm or userfaultfd cannot be used.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include <ovc/ovc.h>
+
+#include "endpoint-proto.h"
+#include "guest.h"
+#include "host.h"
+#include "ovc-test.h"
+#include "util.h"
+
+#ifndef OVCD_BIN
+#error OVCD_BIN must be defined by the build
+#endif
+#ifndef OVC_VMM
+#error OVC_VMM must be defined by the build
+#endif
+
+#define VMM_MEM "512MiB"
+#define VMM_MEM_BYTES (512 * MIB)
+#define WAIT_MS 180000
+
+static struct {
+	const char *skip;
+	char dir[96], conf[128], sock[128], log[128], engines[128], vmm_log[128];
+	char name[64], endpoint[256], qmp_dir[128];
+	pid_t ovcd, vmm, qemu;
+	bool vmm_swap;
+	uint64_t avail0;
+} T;
+
+/* ---- helpers ---- */
+
+static void pause_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
+/* Poll @ok until it holds or @ms pass; true if it held. */
+static bool eventually(bool (*ok)(void), unsigned ms)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + (uint64_t)ms * 1000;
+
+	do {
+		if (ok())
+			return true;
+		pause_ms(200);
+	} while (now_usec(CLOCK_MONOTONIC) < end);
+	return ok();
+}
+
+/* One line over a unix stream socket, one line back (malloc'd), or NULL. */
+static char *ask(const char *path, const char *line)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 10 };
+	size_t n = 0, cap = 1 << 16;
+	char *buf = malloc(cap);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (!buf || fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line))
+		goto fail;
+	while (n < cap - 1 && !memchr(buf, '\n', n)) {
+		ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
+
+		if (k <= 0)
+			goto fail;
+		n += (size_t)k;
+	}
+	buf[n] = '\0';
+	close(fd);
+	return buf;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
+/* ovcd's guests reply, straight from its control socket. */
+static struct json_object *ovcd_guests(void)
+{
+	char *r = ask(T.sock, "{\"version\":1,\"command\":\"guests\"}\n");
+	struct json_object *o = r ? json_tokener_parse(r) : NULL;
+
+	free(r);
+	return o;
+}
+
+static struct json_object *member(struct json_object *o, const char *k)
+{
+	struct json_object *v = NULL;
+
+	return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
+}
+
+static uint64_t member_u64(struct json_object *o, const char *k)
+{
+	struct json_object *v = member(o, k);
+
+	return v && !json_object_is_type(v, json_type_null) ? json_object_get_uint64(v) : OVC_UNKNOWN;
+}
+
+/* The VMM's entry in @guests, or NULL. */
+static struct json_object *vmm_entry(struct json_object *guests)
+{
+	struct json_object *arr = member(guests, "guests");
+
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
+		struct json_object *g = json_object_array_get_idx(arr, i);
+
+		if (strcmp(json_object_get_string(member(g, "name")), T.name) == 0)
+			return g;
+	}
+	return NULL;
+}
+
+/* The engine's own stats, from its endpoint. */
+static bool engine_stats(struct ep_stats *st)
+{
+	char *r = ask(T.endpoint, EP_VERSION_TOKEN " stats\n");
+	struct ep_reply rp;
+	bool ok = r && ep_parse_reply(r, strcspn(r, "\n"), &rp) == 0 && rp.ok &&
+		  (rp.have & EP_HAVE_STATS_REQUIRED) == EP_HAVE_STATS_REQUIRED;
+
+	if (ok)
+		*st = rp.st;
+	free(r);
+	return ok;
+}
+
+static void write_conf(uint64_t low, uint64_t high, const char *engine_dir)
+{
+	FILE *f = fopen(T.conf, "we");
+
+	assert_non_null(f);
+	fprintf(f,
+		"# written by test-ovcd-engine\n"
+		"[host]\ninterval = 500ms\nreserve = 0\nlow = %lluMiB\nhigh = %lluMiB\n"
+		"psi_some = 100%%\npsi_full = 100%%\npsi_trigger_stall = 0\n"
+		"[ksm]\nenable = no\n"
+		"[swap]\nstep = 4%%\n"
+		"[engine]\ndir = %s\n"
+		"[control]\nsocket = %s\n",
+		(unsigned long long)(low / MIB), (unsigned long long)(high / MIB), engine_dir, T.sock);
+	fclose(f);
+}
+
+static bool log_has(const char *needle)
+{
+	char buf[1 << 16];
+	FILE *f = fopen(T.log, "re");
+	bool found = false;
+
+	while (f && !found && fgets(buf, sizeof(buf), f))
+		found = strstr(buf, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static int reload(void)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s reload >/dev/null 2>&1", OVCD_BIN, T.sock);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static pid_t spawn(const char *log, char *const argv[])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Can an engine swap here? Not before lib/swap.c is in; the VMM then
+ * runs without swap (its target then only counts zero sharing). */
+static bool engine_can_swap(void)
+{
+	struct ovc_engine_opts o = {
+		.size = sizeof(o), .swap_path = T.dir, .swap_size_bytes = 64 * MIB,
+	};
+	ovc_engine *e = NULL;
+	bool ok = ovc_engine_new(&o, &e) == 0;
+
+	ovc_engine_free(e);
+	return ok;
+}
+
+/* ---- setup / teardown ---- */
+
+static bool ovcd_answers(void)
+{
+	struct json_object *o = ovcd_guests();
+	bool ok = o != NULL;
+
+	json_object_put(o);
+	return ok;
+}
+
+static int setup(void **state)
+{
+	struct ovc_meminfo mi;
+	ovc_engine *probe = NULL;
+	int r;
+
+	memset(&T, 0, sizeof(T));
+	if (access("/dev/kvm", R_OK | W_OK) < 0) {
+		T.skip = "/dev/kvm is not usable here";
+		return 0;
+	}
+	r = ovc_engine_new(&(struct ovc_engine_opts){ .size = sizeof(struct ovc_engine_opts) }, &probe);
+	ovc_engine_free(probe);
+	if (r == -EPERM || r == -ENOSYS) {
+		T.skip = "no userfaultfd for an engine here";
+		return 0;
+	}
+	snprintf(T.dir, sizeof(T.dir), "/tmp/ovc-test-%d-ovcd-engine", (int)getpid());
+	snprintf(T.conf, sizeof(T.conf), "%s/ovcd.conf", T.dir);
+	snprintf(T.sock, sizeof(T.sock), "%s/ovcd.sock", T.dir);
+	snprintf(T.log, sizeof(T.log), "%s/ovcd.log", T.dir);
+	snprintf(T.vmm_log, sizeof(T.vmm_log), "%s/vmm.log", T.dir);
+	snprintf(T.qmp_dir, sizeof(T.qmp_dir), "%s/qmp", T.dir);
+	/* Two levels that do not exist: ovcd creates them. */
+	snprintf(T.engines, sizeof(T.engines), "%s/run/engines", T.dir);
+	if (mkdir(T.dir, 0755) < 0 || mkdir(T.qmp_dir, 0755) < 0 || ovc_meminfo_read(NULL, &mi) < 0)
+		return -1;
+	T.avail0 = mi.available_bytes;
+	T.vmm_swap = engine_can_swap();
+	/* Pressure: low 1 GiB above what the host has available now. */
+	write_conf(T.avail0 + GIB, T.avail0 + 2 * GIB, T.engines);
+
+	char bin[256];
+	snprintf(bin, sizeof(bin), "%s/ovcd", OVCD_BIN);
+	T.ovcd = spawn(T.log, (char *[]){ bin, "-c", T.conf, "--no-libvirt", "--qmp-dir", T.qmp_dir, NULL });
+	if (T.ovcd < 0 || !eventually(ovcd_answers, 30000))
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	if (T.vmm > 0) {
+		kill(T.vmm, SIGKILL);
+		waitpid(T.vmm, NULL, 0);
+	}
+	if (T.qemu > 0) {
+		kill(T.qemu, SIGKILL);
+		waitpid(T.qemu, NULL, 0);
+	}
+	if (T.ovcd > 0) {
+		kill(T.ovcd, SIGKILL);
+		waitpid(T.ovcd, NULL, 0);
+	}
+	if (T.dir[0] && !getenv("OVC_TEST_KEEP")) {
+		char cmd[160];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", T.dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", T.dir);
+	}
+	return 0;
+}
+
+#define SKIP_IF_NEEDED()                                                       \
+	do {                                                                   \
+		if (T.skip)                                                    \
+			skip_because("%s", T.skip);                            \
+	} while (0)
+
+/* ---- tests ---- */
+
+static void test_engine_dir_created_safely(void **state)
+{
+	struct stat st;
+
+	SKIP_IF_NEEDED();
+	assert_int_equal(stat(T.engines, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	/* Only root may publish: nobody else can claim a guest's name. */
+	assert_int_equal(st.st_mode & 07777, 0755);
+	assert_int_equal(st.st_uid, 0);
+}
+
+static bool vmm_listed_with_shared(void)
+{
+	struct json_object *o = ovcd_guests();
+	struct json_object *g = vmm_entry(o);
+	bool ok = g && member_u64(member(g, "savings"), "shared_bytes") > 0 &&
+		  member_u64(member(g, "savings"), "shared_bytes") != OVC_UNKNOWN;
+
+	json_object_put(o);
+	return ok;
+}
+
+static void test_vmm_listed_with_its_savings(void **state)
+{
+	char cmd[512], out[8192];
+	struct json_object *o, *g;
+	FILE *p;
+
+	SKIP_IF_NEEDED();
+	char *argv[] = { OVC_VMM, "--mem", VMM_MEM, "--reclaim", "0", "--hot", "10", "--hold", "--publish",
+			 T.engines, T.vmm_swap ? "--swap-dir" : "--no-swap", T.vmm_swap ? T.dir : NULL, NULL };
+	T.vmm = spawn(T.vmm_log, argv);
+	assert_true(T.vmm > 0);
+	snprintf(T.name, sizeof(T.name), "ovc-vmm-%d", (int)T.vmm);
+	snprintf(T.endpoint, sizeof(T.endpoint), "%s/%s.sock", T.engines, T.name);
+	print_message("[  INFO    ] VMM %s, %s swap\n", T.name, T.vmm_swap ? "with" : "without");
+
+	assert_true(eventually(vmm_listed_with_shared, WAIT_MS));
+	o = ovcd_guests();
+	g = vmm_entry(o);
+	assert_non_null(g);
+	assert_string_equal(json_object_get_string(member(g, "driver")), "ovc");
+	assert_string_equal(json_object_get_string(member(g, "balloon_driver")), "none");
+	assert_int_equal(member_u64(g, "max_bytes"), VMM_MEM_BYTES);
+	assert_non_null(member(g, "engine"));
+	/* No balloon: nothing saved that way. */
+	assert_int_equal(member_u64(member(g, "savings"), "balloon_bytes"), 0);
+	json_object_put(o);
+
+	/* And the command an admin types shows it, with its shared memory. */
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s guests", OVCD_BIN, T.sock);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	print_message("%s", out);
+	assert_non_null(strstr(out, "SHARED"));
+	assert_non_null(strstr(out, T.name));
+
+	/* No balloon, so nothing to pin: said so, not silently ignored. */
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s set %s target 100MiB 2>&1", OVCD_BIN, T.sock, T.name);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_not_equal(pclose(p), 0);
+	assert_non_null(strstr(out, "embedded engine without a balloon"));
+}
+
+static bool status_counts_engine(void)
+{
+	char *r = ask(T.sock, "{\"version\":1,\"command\":\"status\"}\n");
+	struct json_object *o = r ? json_tokener_parse(r) : NULL;
+	bool ok = member_u64(member(o, "savings"), "engine_zero_bytes") > 0 &&
+		  member_u64(member(o, "savings"), "engine_zero_bytes") != OVC_UNKNOWN &&
+		  member_u64(o, "guests_max_bytes") >= VMM_MEM_BYTES;
+
+	json_object_put(o);
+	free(r);
+	return ok;
+}
+
+static void test_status_counts_engine_savings(void **state)
+{
+	SKIP_IF_NEEDED();
+	assert_true(eventually(status_counts_engine, WAIT_MS));
+}
+
+static bool engine_target_raised(void)
+{
+	struct ep_stats st;
+
+	return engine_stats(&st) && st.target_bytes > 0;
+}
+
+static void test_pressure_raises_the_engine_target(void **state)
+{
+	struct ep_stats st;
+
+	SKIP_IF_NEEDED();
+	/* The config put the host under pressure from the start. */
+	assert_true(eventually(engine_target_raised, WAIT_MS));
+	assert_true(engine_stats(&st));
+	print_message("[  INFO    ] engine: zero %llu MiB, swapped %llu MiB, target %llu MiB\n",
+		      (unsigned long long)(st.zero_bytes / MIB), (unsigned long long)(st.swap_bytes / MIB),
+		      (unsigned long long)(st.target_bytes / MIB));
+	/* Never more than zero sharing plus [swap] max (25% of max). */
+	assert_true(st.target_bytes <= st.zero_bytes + st.swap_bytes + VMM_MEM_BYTES / 4 + MIB);
+	assert_true(log_has("reclaim 'ovc-vmm-"));
+}
+
+static bool bad_reload_refused(void)
+{
+	return log_has("[engine] dir: bad value 'engines/relative'");
+}
+
+static void test_bad_engine_dir_keeps_the_daemon(void **state)
+{
+	SKIP_IF_NEEDED();
+	write_conf(T.avail0 + GIB, T.avail0 + 2 * GIB, "engines/relative");
+	assert_int_not_equal(reload(), 0);
+	assert_true(eventually(bad_reload_refused, 10000));
+	assert_int_equal(waitpid(T.ovcd, NULL, WNOHANG), 0);
+	assert_true(vmm_listed_with_shared());
+}
+
+static bool engine_target_zero(void)
+{
+	struct ep_stats st;
+
+	return engine_stats(&st) && st.target_bytes == 0;
+}
+
+static void test_relief_lowers_the_engine_target(void **state)
+{
+	SKIP_IF_NEEDED();
+	/* Plenty of room: watermarks far below MemAvailable. */
+	write_conf(0, 64 * MIB, T.engines);
+	assert_int_equal(reload(), 0);
+	assert_true(eventually(engine_target_zero, WAIT_MS));
+	assert_true(log_has("release 'ovc-vmm-"));
+	assert_true(vmm_listed_with_shared());
+}
+
+/* ---- an engine named like a QMP guest is that guest ---- */
+
+#define MERGED "merge-me"
+
+static const char *merged_driver;
+
+static bool merged_shows(void)
+{
+	struct json_object *o = ovcd_guests(), *arr = member(o, "guests");
+	unsigned n = 0;
+	bool ok = false;
+
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
+		struct json_object *g = json_object_array_get_idx(arr, i);
+
+		if (strcmp(json_object_get_string(member(g, "name")), MERGED) != 0)
+			continue;
+		n++;
+		ok = strcmp(json_object_get_string(member(g, "driver")), merged_driver) == 0 &&
+		     (strcmp(merged_driver, "qmp") == 0) == !member(g, "engine");
+	}
+	json_object_put(o);
+	return ok && n == 1; /* one guest, never two */
+}
+
+/* A real QEMU with a virtio-balloon, stopped before its first
+ * instruction (-S): QMP answers, no guest runs, no image needed. */
+static void qemu_start(const char *qmp)
+{
+	T.qemu = spawn("/dev/null", (char *[]){ "/usr/bin/qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m",
+						"128", "-nodefaults", "-nographic", "-no-user-config", "-S",
+						"-name", MERGED, "-device", "virtio-balloon-pci,id=balloon0",
+						"-qmp", (char *)qmp, NULL });
+	assert_true(T.qemu > 0);
+}
+
+static void qemu_stop(void)
+{
+	kill(T.qemu, SIGKILL);
+	waitpid(T.qemu, NULL, 0);
+	T.qemu = 0;
+}
+
+static void test_engine_merges_into_qmp_guest(void **state)
+{
+	char qmp[256], msg[160];
+	struct ovc_publish_opts po = {
+		.size = sizeof(po), .dir = T.engines, .name = MERGED, .max_bytes = 128 * MIB,
+	};
+	ovc_engine *e = NULL;
+	void *ram;
+
+	SKIP_IF_NEEDED();
+	if (access("/usr/bin/qemu-system-x86_64", X_OK) < 0)
+		skip_because("qemu-system-x86_64 is not installed");
+	snprintf(qmp, sizeof(qmp), "unix:%s/" MERGED ".qmp,server=on,wait=off", T.qmp_dir);
+	qemu_start(qmp);
+	merged_driver = "qmp";
+	assert_true(eventually(merged_shows, 60000));
+
+	/* Its VMM publishes an engine of the same name. */
+	ram = mmap(NULL, 64 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(ram != MAP_FAILED);
+	assert_ovc_ok(ovc_engine_new(&(struct ovc_engine_opts){ .size = sizeof(struct ovc_engine_opts) }, &e));
+	assert_ovc_ok(ovc_region_add(e, ram, 64 * MIB, 0, 0));
+	assert_ovc_ok(ovc_engine_publish(e, &po));
+	merged_driver = "qmp+ovc";
+	assert_true(eventually(merged_shows, 30000));
+	snprintf(msg, sizeof(msg), "guest '%s': its VMM's engine joins its qmp balloon",
+		 MERGED);
+	assert_true(log_has(msg));
+
+	/* The engine goes; the guest stays, a balloon guest again. */
+	assert_ovc_ok(ovc_engine_unpublish(e));
+	merged_driver = "qmp";
+	assert_true(eventually(merged_shows, 30000));
+
+	/* The other order: the engine alone first, then its balloon. */
+	qemu_stop();
+	assert_ovc_ok(ovc_engine_publish(e, &po));
+	merged_driver = "ovc";
+	assert_true(eventually(merged_shows, 30000));
+	qemu_start(qmp);
+	merged_driver = "qmp+ovc";
+	assert_true(eventually(merged_shows, 60000));
+	snprintf(msg, sizeof(msg), "guest '%s': its qmp balloon joins its engine", MERGED);
+	assert_true(log_has(msg));
+
+	qemu_stop();
+	ovc_engine_free(e);
+	munmap(ram, 64 * MIB);
+}
+
+static bool vmm_gone(void)
+{
+	struct json_object *o = ovcd_guests();
+	bool gone = o && !vmm_entry(o);
+
+	json_object_put(o);
+	return gone;
+}
+
+static void test_killed_vmm_is_dropped(void **state)
+{
+	int status;
+
+	SKIP_IF_NEEDED();
+	assert_int_equal(kill(T.vmm, SIGKILL), 0);
+	assert_int_equal(waitpid(T.vmm, &status, 0), T.vmm);
+	T.vmm = 0;
+	/* It could not unlink its socket: ovcd must tell a dead one. */
+	assert_true(eventually(vmm_gone, 30000));
+	assert_int_equal(waitpid(T.ovcd, NULL, WNOHANG), 0);
+	char stopped[128], gone[128];
+	snprintf(stopped, sizeof(stopped), "guest '%s' stopped", T.name);
+	snprintf(gone, sizeof(gone), "guest '%s' is gone", T.name);
+	assert_true(log_has(stopped) || log_has(gone));
+}
+
+static void test_sigterm_clean(void **state)
+{
+	int status;
+
+	SKIP_IF_NEEDED();
+	assert_int_equal(kill(T.ovcd, SIGTERM), 0);
+	assert_int_equal(waitpid(T.ovcd, &status, 0), T.ovcd);
+	T.ovcd = 0;
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_engine_dir_created_safely),
+		cmocka_unit_test(test_vmm_listed_with_its_savings),
+		cmocka_unit_test(test_status_counts_engine_savings),
+		cmocka_unit_test(test_pressure_raises_the_engine_target),
+		cmocka_unit_test(test_bad_engine_dir_keeps_the_daemon),
+		cmocka_unit_test(test_relief_lowers_the_engine_target),
+		cmocka_unit_test(test_engine_merges_into_qmp_guest),
+		cmocka_unit_test(test_killed_vmm_is_dropped),
+		cmocka_unit_test(test_sigterm_clean),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests_name("ovcd-engine", tests, setup, teardown);
+}
