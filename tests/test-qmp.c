@@ -211,7 +211,11 @@ static void test_guest_killed_mid_call(void **state)
 	int r;
 
 	SKIP_IF_NEEDED(f);
-	f->ev.stopped = 0;
+	/* Count the killed guest's STOPPED events only: on a loaded machine
+	 * the other guest may miss a reply deadline and be dropped and found
+	 * again meanwhile, which is not what this test is about. */
+	f->ev.watch = f->nodrv.name;
+	f->ev.stopped_watched = 0;
 	/* The no-driver guest never reaches the target, so the call is still
 	 * waiting when QEMU dies under it. */
 	assert_int_equal(pthread_create(&t, NULL, kill_later, &f->nodrv), 0);
@@ -220,8 +224,8 @@ static void test_guest_killed_mid_call(void **state)
 	assert_true(r == -ENOTCONN || r == -ENOENT);
 	assert_non_null(strstr(ovc_balloon_error(f->b), f->nodrv.name));
 	ovc_balloon_process(f->b);
-	assert_int_equal(f->ev.stopped, 1);
-	assert_string_equal(f->ev.last_stopped, f->nodrv.name);
+	assert_int_equal(f->ev.stopped_watched, 1);
+	f->ev.watch = NULL;
 	/* The guest is gone from the list; the other one carries on. */
 	assert_ovc(ovc_balloon_set_target(f->b, f->nodrv.name, 256 * MIB, 0), -ENOENT);
 	assert_ovc_ok(ovc_balloon_set_target(f->b, f->good.name, GIB, 0));
