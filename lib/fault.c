@@ -29,7 +29,7 @@
  *                   waiting on the page: a writer woken onto a writable
  *                   page could write after the pass looked and before it
  *                   drops (found by the torture test with discards).
- *   SWAPPED         the swap-in hook (no page is SWAPPED in this build).
+ *   SWAPPED         swap.c: read the slot (with readahead), UFFDIO_COPY.
  * A write-protect fault on a page not in transit is a stale protection
  * (or a non-candidate inside a protected span): unprotect it, which wakes.
  */
@@ -117,13 +117,10 @@ static void lat_record(ovc_engine *e, uint64_t t0)
 	atomic_fetch_add_explicit(&e->c.fault_lat_hist[b], 1, memory_order_relaxed);
 }
 
-/* Hook for SWAPPED pages: the swap module installs the page from its slot.
- * No page reaches SWAPPED in this build, so this only keeps the dispatch in
- * place; it wakes the thread, which faults again. */
+/* SWAPPED pages: swap.c reads the slot and installs the page. */
 static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
-	log_debug(&e->log, "fault on swapped page %" PRIu64 " without swap support", page);
-	uffd_wake(e, addr, PAGE_SIZE);
+	swap_fault(e, r, page, addr);
 }
 
 static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
@@ -199,9 +196,22 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
  * itself and ignores DISCARDED; its own drops raise these events too.) */
 static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end, uint64_t seq)
 {
-	if (atomic_load(&e->batch_seq) >= seq)
-		return;
 	pthread_rwlock_rdlock(&e->regions_lock);
+	/* SWAPPED pages discarded: their slots are free, the hole reads as
+	 * zeros. Whatever batch_seq says: a page can only be SWAPPED here if
+	 * it was moved out before the discard (a discarded page stays a hole
+	 * until this thread answers its next fault). */
+	for (size_t i = 0; swap_enabled(e) && i < e->nregions; i++) {
+		struct ovc_region *r = e->regions[i];
+		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
+		uint64_t s = MAX(start, rs), t = MIN(end, re);
+		if (s < t)
+			swap_discard(e, r, (s - rs) >> PAGE_SHIFT, ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT);
+	}
+	if (atomic_load(&e->batch_seq) >= seq) {
+		pthread_rwlock_unlock(&e->regions_lock);
+		return;
+	}
 	for (size_t i = 0; i < e->nregions; i++) {
 		struct ovc_region *r = e->regions[i];
 		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
@@ -210,7 +220,6 @@ static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end, uint64_t 
 			continue;
 		for (uint64_t pg = (s - rs) >> PAGE_SHIFT; pg < ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT; pg++)
 			pst_mark_if_transit(&r->pst[pg], PST_DISCARDED);
-		/* PST_SWAPPED: the swap module frees the slot here. */
 	}
 	pthread_rwlock_unlock(&e->regions_lock);
 }

@@ -48,6 +48,8 @@
 
 #include "util.h"
 
+struct track;
+
 #define PAGE_SHIFT 12
 #define PAGE_SIZE (UINT64_C(1) << PAGE_SHIFT)
 
@@ -194,6 +196,7 @@ struct ovc_region {
 	unsigned hll_bits;         /* HyperLogLog registers = 1 << hll_bits */
 
 	pthread_mutex_t lock;      /* see the top of this file */
+	struct track *track;       /* swap's write tracker (swap.c); NULL: none */
 
 	/* Scanner only (one pass at a time, under engine->pass_lock). */
 	uint64_t cursor;           /* next page of the background pass */
