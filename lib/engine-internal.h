@@ -79,6 +79,8 @@ struct engine_swap {
 	atomic_uint epoch;             /* tracking intervals done (mod 256 in pages) */
 	bool full;                     /* pass thread: the last alloc found no slot */
 	atomic_bool zero_only;         /* OVC_RECLAIM_ZERO_ONLY: swap nothing */
+	uint64_t ra_next;              /* handler: where a sequential fault comes next */
+	unsigned ra_win;               /* handler: readahead window, pages */
 	atomic_bool kick;              /* ovc_engine_reclaim called: one interval now
 					* (NO_AUTOSCAN: the only intervals there are) */
 	ovc_io_error_fn io_error_fn;
@@ -138,6 +140,7 @@ struct ovc_engine {
 	atomic_bool stop;
 	atomic_int handler_tid;
 	bool saw_remove;            /* handler thread only */
+	bool saw_swapin;            /* handler thread only: served a swap fault */
 	pthread_mutex_t wake_lock;  /* worker sleep: wake_cond, wake_pending */
 	pthread_cond_t wake_cond;
 	bool wake_pending;

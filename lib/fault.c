@@ -305,11 +305,14 @@ void *fault_thread_main(void *arg)
 		 * range (20-40 us here, against 0.3 us per page to drop). */
 		uint64_t spin_until = 0;
 		for (;;) {
-			e->saw_remove = false;
+			e->saw_remove = e->saw_swapin = false;
 			int r = fault_drain(e);
 			if (r < 0)
 				log_debug(&e->log, "reading userfaultfd: %s", ovc_strerror(r));
-			if (e->saw_remove)
+			/* After a swap-in too: the next fault of a scan comes
+			 * within a disk read's time, and sleeping in poll()
+			 * would add a cross-CPU wake-up to each. */
+			if (e->saw_remove || e->saw_swapin)
 				spin_until = now_nsec(CLOCK_MONOTONIC) + SPIN_AFTER_REMOVE_NSEC;
 			/* Look (poll with no timeout) until the next message or
 			 * the end of the spin; read only when there is one. */

@@ -61,8 +61,11 @@
 #include "swapdev.h"
 #include "track.h"
 
-/* Pages read ahead with a fault, the faulting page included. */
-#define SWAPIN_RA_PAGES 16u
+/* Most pages read with a fault, the faulting page included (one request;
+ * also the bounce buffer's size). The window starts at one page and doubles
+ * while faults come in order, as the kernel's swap readahead does: random
+ * faults read 4 KiB, a sequential scan soon reads 256 KiB per fault. */
+#define SWAPIN_RA_PAGES 64u
 /* Spin this long on the completion queue before sleeping in a read. */
 #define SWAPIN_SPIN_USEC 60u
 
@@ -262,8 +265,12 @@ void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 		uffd_wake(e, addr, PAGE_SIZE);
 		return;
 	}
-	int err = swapin_run(e, r, page, SWAPIN_RA_PAGES, &n, &old);
+	struct engine_swap *sw = &e->sw;
+	sw->ra_win = addr == sw->ra_next ? MIN(MAX(sw->ra_win, 1u) * 2, SWAPIN_RA_PAGES) : 1;
+	int err = swapin_run(e, r, page, sw->ra_win, &n, &old);
 	if (n) {
+		sw->ra_next = addr + ((uint64_t)n << PAGE_SHIFT);
+		e->saw_swapin = true;
 		atomic_fetch_add(&e->c.swap_faults, 1);
 		/* Refault: back within a hold's worth of intervals of its
 		 * eviction (the age byte of a SWAPPED word holds the epoch). */
