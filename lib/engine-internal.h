@@ -187,6 +187,12 @@ void *fault_thread_main(void *arg);
  * handler (or, in NO_THREADS mode, this thread) reads it, then we retry.
  * Returns the ioctl's final result (0 or -errno, -EEXIST passes through). */
 int uffd_resolve(ovc_engine *e, unsigned long req, void *arg);
+/* Resolve as the handler does while holding locks the handler takes: a
+ * uffd_resolve() between these returns -EAGAIN on an unread event instead
+ * of reading the uffd (which would run the handler on this thread, inside
+ * our locks). Calls nest; same thread. */
+void fault_handler_enter(void);
+void fault_handler_leave(void);
 /* UFFDIO_WAKE a page range, retried. */
 void uffd_wake(ovc_engine *e, uint64_t start, uint64_t len);
 

@@ -63,6 +63,16 @@ static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
  * handler must not read the uffd again (it holds region->lock). */
 static __thread int in_handler;
 
+void fault_handler_enter(void)
+{
+	in_handler++;
+}
+
+void fault_handler_leave(void)
+{
+	in_handler--;
+}
+
 int uffd_resolve(ovc_engine *e, unsigned long req, void *arg)
 {
 	for (unsigned hard = 0;;) {

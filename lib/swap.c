@@ -312,13 +312,22 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
 		unsigned n = 0;
 		uint64_t old;
 		int err = 0;
-		for (unsigned tries = 0; tries < 100; tries++) {
+		for (unsigned tries = 0; tries < 1000; tries++) {
+			/* As the handler: an unread event must not be read
+			 * here, inside r->lock and in_lock (in NO_THREADS mode
+			 * that would run the handler on this thread, which
+			 * takes both). It is read below, outside them. */
 			pthread_mutex_lock(&r->lock);
+			fault_handler_enter();
 			err = swapin_run(e, r, p, SWAPIN_RA_PAGES, &n, &old);
+			fault_handler_leave();
 			pthread_mutex_unlock(&r->lock);
 			if (err != -EAGAIN)
 				break;
-			usleep(1000); /* the handler reads the pending event */
+			if (e->flags & OVC_ENGINE_NO_THREADS)
+				fault_drain(e);
+			else
+				usleep(1000); /* the handler thread reads it */
 		}
 		if (err < 0) {
 			atomic_fetch_add(&e->c.swap_read_errors, 1);
