@@ -153,6 +153,10 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 
 	pthread_mutex_lock(&r->lock);
 	in_handler++;
+	/* Served a fault: whatever the page holds from now on is newer than
+	 * any discard read before (swap.c, DISCARD_PENDING). */
+	if (atomic_load(p) & PST_DISCARD_PENDING)
+		atomic_fetch_and(p, ~PST_DISCARD_PENDING);
 	uint64_t w = atomic_load(p);
 	bool transit = pst_in_transit(w);
 	bool own = transit && tid && tid == atomic_load(&e->pass_tid);

@@ -157,6 +157,8 @@ void swap_region_del(ovc_engine *e, struct ovc_region *r)
 /* RESIDENT with no slot, keeping the other fields but WAITERS/DISCARDED. */
 static uint64_t resident_word(uint64_t w)
 {
+	/* DISCARD_PENDING stays: a discarded SWAPPED page is a hole until a
+	 * fault is served on it. */
 	return pst_with_slot(pst_with_state(w, PST_RESIDENT), 0) & ~(PST_WAITERS | PST_DISCARDED);
 }
 
@@ -350,6 +352,14 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 		return;
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
 		uint64_t w = atomic_load(&r->pst[p]);
+		/* Not in transit: the kernel zaps it after this read, maybe
+		 * only after a swap batch moved the old content out. Until a
+		 * fault is served on it (fault.c clears the bit), whatever a
+		 * batch moves out of it is that old content or a hole: zeros. */
+		while (!pst_in_transit(w) && !(w & PST_DISCARD_PENDING))
+			if (atomic_compare_exchange_weak(&r->pst[p], &w, w | PST_DISCARD_PENDING))
+				break;
+		w = atomic_load(&r->pst[p]);
 		while (pst_state(w) == PST_SWAPPED) {
 			if (atomic_compare_exchange_weak(&r->pst[p], &w, resident_word(w))) {
 				swapdev_slot_free(e->sw.sd, (uint32_t)pst_slot(w), 1);
@@ -421,9 +431,14 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 	memset(moved, 0, sizeof(moved));
 	pthread_mutex_lock(&r->lock);
 	atomic_store(&e->batch_seq, atomic_load(&e->read_seq));
-	for (unsigned i = 0; i < n; i++)
-		if (pst_transition(&r->pst[pages[i]], PST_RESIDENT, PST_SWAPPING_OUT, NULL))
+	uint8_t pending[BATCH_PAGES];
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t old;
+		if (pst_transition(&r->pst[pages[i]], PST_RESIDENT, PST_SWAPPING_OUT, &old)) {
+			pending[nsel] = (old & PST_DISCARD_PENDING) != 0;
 			sel[nsel++] = pages[i];
+		}
+	}
 	/* Runs of guest-contiguous pages, packed side by side in staging. */
 	for (unsigned i = 0; i < nsel && !err;) {
 		unsigned j = i + 1;
@@ -455,7 +470,7 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 			atomic_fetch_add(&e->c.transit_aborts, 1);
 			continue;
 		}
-		if ((atomic_load(p) & PST_DISCARDED) ||
+		if (pending[i] || (atomic_load(p) & PST_DISCARDED) ||
 		    scan_page_is_zero(e->staging + ((uint64_t)i << PAGE_SHIFT))) {
 			zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, sel[i]), PAGE_SIZE);
 			pst_transition(p, PST_SWAPPING_OUT, PST_ZERO, NULL);
