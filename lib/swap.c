@@ -359,6 +359,13 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 		while (!pst_in_transit(w) && !(w & PST_DISCARD_PENDING))
 			if (atomic_compare_exchange_weak(&r->pst[p], &w, w | PST_DISCARD_PENDING))
 				break;
+		/* Being swapped out: the staged content is from before the
+		 * zap or a hole, never newer (newer needs a fault served
+		 * after this event), so it is discarded whatever batch_seq
+		 * says. */
+		while (pst_state(w) == PST_SWAPPING_OUT && !(w & PST_DISCARDED))
+			if (atomic_compare_exchange_weak(&r->pst[p], &w, w | PST_DISCARDED))
+				break;
 		w = atomic_load(&r->pst[p]);
 		while (pst_state(w) == PST_SWAPPED) {
 			if (atomic_compare_exchange_weak(&r->pst[p], &w, resident_word(w))) {
