@@ -35,9 +35,16 @@
  *                         CPU, on the other CPU sleeping in poll(), and on
  *                         the other CPU spinning
  *
- * swapout_gib_s, swapin_rand_p50_us, swapin_rand_p99_us and swapin_seq_gib_s
- * are the engine's own figures; they stay null until the engine's swap path
- * exists (issue 4 integration), never estimated.
+ *   swapout_gib_s         the engine (lib/swap.c) swapping out a copy of the
+ *                         same random pages: one swap interval (tracking
+ *                         scan, MOVE to staging, writev, drop), timed
+ *   swapin_rand_*_us      the engine's fault-in of random pages, each touch
+ *                         timed from the faulting thread, readahead on (as
+ *                         the kernel's page-cluster is for kswap_in_rand);
+ *                         swapin_rand_cdf_us and kswap_in_rand_cdf_us: the
+ *                         distributions as [percentile, usec] pairs
+ *   swapin_seq_gib_s      the engine: one pass touching every swapped page in
+ *                         order (bytes swapped in / time)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +68,7 @@
 #include <liburing.h>
 
 #include "bench.h"
+#include "engine-internal.h"
 #include "compat.h"
 #include "swapdev.h"
 #include "track.h"
@@ -84,7 +92,33 @@ struct results {
 	double proto_rand_other_p50_us, proto_rand_other_p99_us;
 	double proto_rand_spin_p50_us, proto_rand_spin_p99_us;
 	double proto_seq_gib_s;
+	/* the engine */
+	double swapout_gib_s, swapin_rand_p50_us, swapin_rand_p99_us, swapin_seq_gib_s;
+	double swapin_rand_cdf[14], kswap_in_rand_cdf[14];
+	char engine_note[160];
 };
+
+/* Percentiles of the CDF arrays in the JSON. */
+static const double cdf_pct[14] = { 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9 };
+
+static void cdf_of(double *lat, size_t n, double *out)
+{
+	for (unsigned i = 0; i < 14; i++)
+		out[i] = bench_percentile(lat, n, cdf_pct[i]);
+}
+
+static void jcdf(FILE *f, const char *k, const double *v)
+{
+	fprintf(f, "\"%s\":", k);
+	if (v[0] < 0) {
+		fprintf(f, "null,");
+		return;
+	}
+	fprintf(f, "[");
+	for (unsigned i = 0; i < 14; i++)
+		fprintf(f, "%s[%g,%.3f]", i ? "," : "", cdf_pct[i], v[i]);
+	fprintf(f, "],");
+}
 
 /* ------------------------------------------------------------ helpers -- */
 
@@ -509,6 +543,29 @@ static double kswap_pageout(char *mem, uint64_t bytes, long wb0, double *ret_cal
 	return (double)out / GIB / secs;
 }
 
+/* Touch @n random pages of @mem, each timed from the touching thread (the
+ * same seed for the kernel and the engine: the same pages in the same
+ * order). */
+static void rand_touch(const char *mem, uint64_t npages, unsigned n, double *p50, double *p99, double *cdf)
+{
+	double *lat = calloc(n, sizeof(*lat));
+	uint64_t s = 4242;
+	volatile char sink = 0;
+	for (unsigned i = 0; lat && i < n; i++) {
+		uint64_t p = xorshift(&s) % npages;
+		uint64_t t0 = bench_now_ns();
+		sink += ((const volatile char *)mem)[p * PG + 1];
+		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
+	}
+	(void)sink;
+	if (lat) {
+		*p99 = bench_percentile(lat, n, 99);
+		*p50 = bench_percentile(lat, n, 50);
+		cdf_of(lat, n, cdf);
+	}
+	free(lat);
+}
+
 static void kernel_swap(const char *dir, const char *mem, uint64_t bytes, struct results *res)
 {
 	char cmd[700];
@@ -571,21 +628,10 @@ static void kernel_swap(const char *dir, const char *mem, uint64_t bytes, struct
 	}
 
 	/* Random swap-in: one read per page, random pages, each timed. */
-	double *lat = calloc(nrand, sizeof(*lat));
-	uint64_t s = 4242, npages = bytes / PG;
+	uint64_t npages = bytes / PG;
 	volatile char sink = 0;
-	for (unsigned i = 0; lat && i < nrand; i++) {
-		uint64_t p = xorshift(&s) % npages;
-		uint64_t t0 = bench_now_ns();
-		sink += kmem[p * PG + 1];
-		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
-	}
-	(void)sink;
-	if (lat) {
-		res->kswap_in_rand_p99_us = bench_percentile(lat, nrand, 99);
-		res->kswap_in_rand_p50_us = bench_percentile(lat, nrand, 50);
-	}
-	free(lat);
+	rand_touch(kmem, npages, nrand, &res->kswap_in_rand_p50_us, &res->kswap_in_rand_p99_us,
+		   res->kswap_in_rand_cdf);
 
 	/* Sequential: out again (cheap: most pages kept their slot), drop the
 	 * cache, then one pass touching every page in order. */
@@ -916,6 +962,77 @@ static void fs_of(const char *dir, char *out, size_t len)
 	snprintf(out, len, "%s dev %u:%u", t, major(st.st_dev), minor(st.st_dev));
 }
 
+/* ------------------------------------------------------------ engine -- */
+
+static uint64_t engine_stat(ovc_engine *e, size_t off)
+{
+	struct ovc_engine_stats st = { .size = sizeof(st) };
+	ovc_engine_stats(e, &st);
+	return *(uint64_t *)((char *)&st + off);
+}
+#define ESTAT(e, f) engine_stat(e, offsetof(struct ovc_engine_stats, f))
+
+/* The engine's swap path on a copy of the same pages; its own threads
+ * (fault handler, worker) where the scheduler puts them. Intervals are
+ * driven by hand (NO_AUTOSCAN + ovc__engine_swap_tick): one interval with
+ * the pages unwritten makes them all cold. */
+static void engine_swap(const char *dir, const char *mem, uint64_t bytes, struct results *res)
+{
+	const unsigned nrand = 4000;
+	ovc_engine *e = NULL;
+	struct ovc_engine_opts o = {
+		.size = sizeof(o),
+		.flags = OVC_ENGINE_NO_AUTOSCAN,
+		.swap_path = dir,
+		.swap_size_bytes = bytes + bytes / 8,
+		.scan_interval_usec = 1000000,
+		.cold_age_usec = 1000000,
+	};
+	res->swapout_gib_s = res->swapin_rand_p50_us = res->swapin_rand_p99_us = NOVAL;
+	res->swapin_seq_gib_s = NOVAL;
+	res->swapin_rand_cdf[0] = NOVAL;
+	char *emem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (emem == MAP_FAILED)
+		return;
+	memcpy(emem, mem, bytes);
+	int err = ovc_engine_new(&o, &e);
+	if (err == 0)
+		err = ovc_region_add(e, emem, bytes, 0, 0);
+	if (err < 0) {
+		snprintf(res->engine_note, sizeof(res->engine_note), "engine with swap: %s", ovc_strerror(err));
+		goto out;
+	}
+	atomic_store(&e->c_reclaim_target, bytes);
+	settle(dir);
+	uint64_t t0 = bench_now_ns();
+	ovc__engine_swap_tick(e);
+	double secs = (double)(bench_now_ns() - t0) / 1e9;
+	uint64_t out = ESTAT(e, pages_swapped_out);
+	res->swapout_gib_s = (double)(out * PG) / GIB / secs;
+	if (out < bytes / PG * 99 / 100)
+		snprintf(res->engine_note, sizeof(res->engine_note), "one interval swapped %.1f%% of the pages",
+			 100.0 * (double)out / (double)(bytes / PG));
+
+	uint64_t npages = bytes / PG;
+	volatile char sink = 0;
+	rand_touch(emem, npages, nrand, &res->swapin_rand_p50_us, &res->swapin_rand_p99_us,
+		   res->swapin_rand_cdf);
+
+	/* Sequential: the pages read back are out again after one more
+	 * interval (installed write-protected, still unwritten). */
+	ovc__engine_swap_tick(e);
+	uint64_t in0 = ESTAT(e, pages_swapped_in);
+	t0 = bench_now_ns();
+	for (uint64_t p = 0; p < npages; p++)
+		sink += emem[p * PG + 1];
+	secs = (double)(bench_now_ns() - t0) / 1e9;
+	(void)sink;
+	res->swapin_seq_gib_s = (double)((ESTAT(e, pages_swapped_in) - in0) * PG) / GIB / secs;
+out:
+	ovc_engine_free(e);
+	munmap(emem, bytes);
+}
+
 int bench_swap(const struct bench_opts *opts)
 {
 	uint64_t bytes = opts->size_bytes ? opts->size_bytes : GIB;
@@ -1014,17 +1131,21 @@ int bench_swap(const struct bench_opts *opts)
 	r.fault_rtt_other_cpu_spin_us = fault_rtt(1, true);
 	unpin();
 
+	r.kswap_in_rand_cdf[0] = NOVAL;
 	kernel_swap(dir, mem, bytes, &r);
-
-	const char *note = "engine swap path not integrated yet";
+	engine_swap(dir, mem, bytes, &r);
 	if (opts->json) {
 		printf("{");
 		bench_json_machine(stdout);
 		printf(",\"dir\":\"%s\",\"fs\":\"%s\",\"size_bytes\":%llu,\"repeat\":%u,", r.dir, r.fs,
 		       (unsigned long long)bytes, repeat);
-		printf("\"swapout_gib_s\":null,\"swapin_rand_p50_us\":null,\"swapin_rand_p99_us\":null,"
-		       "\"swapin_seq_gib_s\":null,\"engine_note\":\"%s\",",
-		       note);
+		jnum(stdout, "swapout_gib_s", r.swapout_gib_s, true);
+		jnum(stdout, "swapin_rand_p50_us", r.swapin_rand_p50_us, true);
+		jnum(stdout, "swapin_rand_p99_us", r.swapin_rand_p99_us, true);
+		jnum(stdout, "swapin_seq_gib_s", r.swapin_seq_gib_s, true);
+		jcdf(stdout, "swapin_rand_cdf_us", r.swapin_rand_cdf);
+		jcdf(stdout, "kswap_in_rand_cdf_us", r.kswap_in_rand_cdf);
+		printf("\"engine_note\":\"%s\",", r.engine_note);
 		jnum(stdout, "disk_write_gib_s", r.disk_write_gib_s, true);
 		jnum(stdout, "swapdev_write_gib_s", r.swapdev_write_gib_s, true);
 		jnum(stdout, "kswap_out_gib_s", r.kswap_out_gib_s, true);
@@ -1058,7 +1179,13 @@ int bench_swap(const struct bench_opts *opts)
 		bench_print_machine(stdout);
 		printf("swap: %llu MiB region of random pages, files in %s (%s), medians of %u\n",
 		       (unsigned long long)(bytes >> 20), r.dir, r.fs, repeat);
-		printf("  engine swap-out/in: n/a (%s)\n", note);
+		row("engine swap-out", r.swapout_gib_s, "GiB/s", "raw O_DIRECT write", r.disk_write_gib_s);
+		row("engine swap-out", r.swapout_gib_s, "GiB/s", "kernel MADV_PAGEOUT", r.kswap_out_gib_s);
+		row("engine swap-in random p50", r.swapin_rand_p50_us, "us", "kernel swap-in", r.kswap_in_rand_p50_us);
+		row("engine swap-in random p99", r.swapin_rand_p99_us, "us", "kernel swap-in", r.kswap_in_rand_p99_us);
+		row("engine swap-in sequential", r.swapin_seq_gib_s, "GiB/s", "kernel swap-in", r.kswap_in_seq_gib_s);
+		if (r.engine_note[0])
+			printf("  engine: %s\n", r.engine_note);
 		row("swapdev scattered write GiB/s", r.swapdev_write_gib_s, "GiB/s", "raw O_DIRECT write",
 		    r.disk_write_gib_s);
 		row("swapdev scattered write GiB/s", r.swapdev_write_gib_s, "GiB/s", "kernel MADV_PAGEOUT",

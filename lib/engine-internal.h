@@ -52,6 +52,41 @@ struct ovc_engine_counters {
 	atomic_uint_fast64_t duplicate_pages;
 	atomic_uint_fast64_t fault_lat_hist[OVC_LAT_BUCKETS];
 	atomic_uint_fast64_t transit_aborts;   /* candidates that changed under us */
+	/* Swapping (swap.c). */
+	atomic_int_fast64_t swapped_pages_now;
+	atomic_uint_fast64_t pages_swapped_out;
+	atomic_uint_fast64_t pages_swapped_in;
+	atomic_uint_fast64_t refaults;
+	atomic_uint_fast64_t swap_write_errors;
+	atomic_uint_fast64_t swap_read_errors;
+	atomic_uint_fast64_t swap_faults;
+	atomic_uint_fast64_t swap_cache_hits;  /* re-evictions that needed no write */
+};
+
+/* Swap state of an engine (swap.c); NULL-able parts when swap is off. */
+struct swapdev;
+struct swapdev_ring;
+struct engine_swap {
+	struct swapdev *sd;
+	struct swapdev_ring *out_ring; /* pass thread, under pass_lock */
+	struct swapdev_ring *in_ring;  /* under in_lock: handler, region removal */
+	pthread_mutex_t in_lock;
+	unsigned cold_age;             /* intervals unwritten to be cold, >= 1 */
+	uint64_t interval_usec;        /* tracking interval */
+	uint64_t rate_bytes_per_sec;   /* swap-out limit, 0: none */
+	uint64_t last_tick_nsec;       /* pass thread */
+	uint64_t rate_t0_nsec, rate_bytes; /* pass thread: rate window */
+	atomic_uint epoch;             /* tracking intervals done (mod 256 in pages) */
+	bool full;                     /* pass thread: the last alloc found no slot */
+	atomic_bool zero_only;         /* OVC_RECLAIM_ZERO_ONLY: swap nothing */
+	uint64_t ra_next;              /* handler: where a sequential fault comes next */
+	unsigned ra_win;               /* handler: readahead window, pages */
+	atomic_bool kick;              /* ovc_engine_reclaim called: one interval now
+					* (NO_AUTOSCAN: the only intervals there are) */
+	ovc_io_error_fn io_error_fn;
+	void *io_error_userdata;
+	uint64_t *cand;                /* pass thread: candidate pages */
+	size_t cand_cap;
 };
 
 struct ovc_engine {
@@ -105,6 +140,7 @@ struct ovc_engine {
 	atomic_bool stop;
 	atomic_int handler_tid;
 	bool saw_remove;            /* handler thread only */
+	bool saw_swapin;            /* handler thread only: served a swap fault */
 	pthread_mutex_t wake_lock;  /* worker sleep: wake_cond, wake_pending */
 	pthread_cond_t wake_cond;
 	bool wake_pending;
@@ -115,6 +151,7 @@ struct ovc_engine {
 	atomic_uint_fast64_t c_reclaim_target;
 
 	struct ovc_engine_counters c;
+	struct engine_swap sw;
 };
 
 /* --- share.c --- */
@@ -150,16 +187,59 @@ void *fault_thread_main(void *arg);
  * handler (or, in NO_THREADS mode, this thread) reads it, then we retry.
  * Returns the ioctl's final result (0 or -errno, -EEXIST passes through). */
 int uffd_resolve(ovc_engine *e, unsigned long req, void *arg);
+/* Resolve as the handler does while holding locks the handler takes: a
+ * uffd_resolve() between these returns -EAGAIN on an unread event instead
+ * of reading the uffd (which would run the handler on this thread, inside
+ * our locks). Calls nest; same thread. */
+void fault_handler_enter(void);
+void fault_handler_leave(void);
 /* UFFDIO_WAKE a page range, retried. */
 void uffd_wake(ovc_engine *e, uint64_t start, uint64_t len);
 
 /* Find the region holding host address @addr; regions_lock held. */
 struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr);
 
+/* share.c helpers the swap path shares (same staging area, same rules). */
+int staging_reset(ovc_engine *e);
+void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len);
+int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len);
+
+/* --- swap.c --- */
+
+/* Open the swap file and rings from the options; 0 and nothing done when
+ * the options ask for no swap. -EOPNOTSUPP when the kernel lacks MOVE or
+ * WP_ASYNC tracking. Called by ovc_engine_new before threads start. */
+int swap_init(ovc_engine *e, const struct ovc_engine_opts *o);
+/* Wait for I/O, free rings and the file. Threads stopped. */
+void swap_fini(ovc_engine *e);
+static inline bool swap_enabled(const ovc_engine *e)
+{
+	return e->sw.sd != NULL;
+}
+/* Region gained/lost: start/stop its tracker (regions_lock held for
+ * writing, or the region not yet published). */
+int swap_region_add(ovc_engine *e, struct ovc_region *r);
+void swap_region_del(ovc_engine *e, struct ovc_region *r);
+/* Bring every SWAPPED page of @r back into memory. pass_lock held, the
+ * region still registered and listed. 0, or -EIO (some page unreadable;
+ * those stay SWAPPED). */
+int swap_region_bring_back(ovc_engine *e, struct ovc_region *r);
+/* One tracking interval when due (or @force): scan writes, then swap out
+ * cold pages until the reclaim target is met. pass_lock held. Returns pages
+ * swapped out or -errno. */
+int64_t swap_tick(ovc_engine *e, bool force);
+/* Handler: a MISSING fault on a SWAPPED page. r->lock held. */
+void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
+/* Handler: the VMM discarded pages [first, end) of @r: free their slots. */
+void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t end);
+
 /* --- engine.c --- */
 
 /* ovc_engine_new() with another syscall table (tests: fault injection).
  * @sys must outlive the engine. Not exported. */
+/* One forced swap interval (track scan + swap-out to the target) on the
+ * calling thread, as the pass thread. Tests. Not exported. */
+int64_t ovc__engine_swap_tick(ovc_engine *e);
 int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts, const struct ovc_sys *sys,
 			     ovc_engine **ret);
 

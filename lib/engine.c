@@ -21,6 +21,7 @@
 
 #include "compat.h"
 #include "engine-internal.h"
+#include "swapdev.h"
 
 #define KNOWN_ENGINE_FLAGS \
 	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE)
@@ -140,6 +141,31 @@ static uint64_t background_batch(ovc_engine *e)
 	return rest;
 }
 
+/* Swap work as the pass thread: a tracking interval when due (or @force),
+ * then swap-out towards the reclaim target. */
+static void swap_work(ovc_engine *e, bool force)
+{
+	if (!swap_enabled(e))
+		return;
+	pthread_mutex_lock(&e->pass_lock);
+	atomic_store(&e->pass_tid, engine_gettid());
+	int64_t r = swap_tick(e, force);
+	atomic_store(&e->pass_tid, 0);
+	pthread_mutex_unlock(&e->pass_lock);
+	if (r < 0)
+		log_debug(&e->log, "swap: %s", ovc_strerror((int)r));
+}
+
+int64_t ovc__engine_swap_tick(ovc_engine *e)
+{
+	pthread_mutex_lock(&e->pass_lock);
+	atomic_store(&e->pass_tid, engine_gettid());
+	int64_t r = swap_tick(e, true);
+	atomic_store(&e->pass_tid, 0);
+	pthread_mutex_unlock(&e->pass_lock);
+	return r;
+}
+
 static void *worker_main(void *arg)
 {
 	ovc_engine *e = arg;
@@ -147,9 +173,16 @@ static void *worker_main(void *arg)
 	while (!atomic_load(&e->stop)) {
 		if (e->flags & OVC_ENGINE_NO_AUTOSCAN) {
 			worker_sleep(e, UINT64_MAX / 2);
+			/* Woken by ovc_engine_reclaim: one interval. Other
+			 * wake-ups (a region added) are no interval: ages
+			 * count intervals, and an extra one makes hot pages
+			 * look cold. */
+			if (!atomic_load(&e->stop) && atomic_exchange(&e->sw.kick, false))
+				swap_work(e, true);
 			continue;
 		}
 		uint64_t rest = background_batch(e);
+		swap_work(e, false);
 		if (rest)
 			worker_sleep(e, now_nsec(CLOCK_MONOTONIC) + rest);
 	}
@@ -183,6 +216,7 @@ static void region_detach(ovc_engine *e, struct ovc_region *r)
 	if (ioctl(e->uffd, UFFDIO_UNREGISTER, &range) < 0)
 		log_warning(&e->log, "cannot unregister guest RAM at 0x%" PRIx64 ": %s", r->guest_phys,
 			    ovc_strerror(negative_errno()));
+	swap_region_del(e, r);
 	madvise(r->host, r->len_bytes, MADV_DOFORK);
 	uint64_t zero = 0;
 	for (uint64_t i = 0; i < r->npages; i++)
@@ -201,6 +235,16 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 		wake_worker(e);
 		pthread_join(e->worker_thread, NULL);
 	}
+	/* Swapped pages come back while the handler still runs (it reads the
+	 * REMOVE events a bring-back may wait behind). */
+	if (swap_enabled(e)) {
+		pthread_mutex_lock(&e->pass_lock);
+		for (size_t i = 0; i < e->nregions; i++)
+			if (swap_region_bring_back(e, e->regions[i]) < 0)
+				log_err(&e->log, "engine freed with unreadable swapped pages in guest 0x%" PRIx64,
+					e->regions[i]->guest_phys);
+		pthread_mutex_unlock(&e->pass_lock);
+	}
 	if (e->handler_started) {
 		uint64_t one = 1;
 		if (write(e->event_fd, &one, sizeof(one)) < 0) {
@@ -214,6 +258,7 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	}
 	free(e->regions);
 	share_staging_fini(e);
+	swap_fini(e);
 	if (e->scan_buf)
 		munmap(e->scan_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
 	closep(&e->uffd);
@@ -248,9 +293,7 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	r = copy_opts(opts_in, &o);
 	if (r < 0)
 		return r;
-	/* Swapping lands with the swap module; refuse rather than ignore. */
-	if (o.swap_path || o.swap_size_bytes)
-		return -EOPNOTSUPP;
+	bool want_swap = o.swap_path || o.swap_size_bytes;
 
 	e = calloc(1, sizeof(*e));
 	if (!e)
@@ -271,6 +314,7 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&e->wake_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&e->sw.in_lock, NULL);
 
 	r = probe_features(sys, &avail);
 	if (r < 0)
@@ -281,6 +325,17 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	e->features = need | (avail & (UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
 	if ((avail & UFFD_FEATURE_MOVE) && !(o.flags & OVC_ENGINE_NO_MOVE))
 		e->features |= UFFD_FEATURE_MOVE;
+	/* Swap tracks writes on this same uffd (docs/swap.md): WP_ASYNC. It
+	 * turns UFFDIO_WRITEPROTECT into a hint, so with swap every region
+	 * takes the MOVE path, and without MOVE there is no swap. */
+	if (want_swap) {
+		if (!(e->features & UFFD_FEATURE_MOVE) || !(avail & UFFD_FEATURE_WP_ASYNC)) {
+			log_err(&e->log, "swap needs UFFDIO_MOVE and UFFD_FEATURE_WP_ASYNC%s",
+				(o.flags & OVC_ENGINE_NO_MOVE) ? " (OVC_ENGINE_NO_MOVE given)" : "");
+			return -EOPNOTSUPP;
+		}
+		e->features |= UFFD_FEATURE_WP_ASYNC;
+	}
 
 	e->uffd = ovc_sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
 	if (e->uffd < 0)
@@ -297,6 +352,9 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	if (e->event_fd < 0)
 		return negative_errno();
 	r = share_staging_init(e);
+	if (r < 0)
+		return r;
+	r = swap_init(e, &o);
 	if (r < 0)
 		return r;
 
@@ -409,7 +467,11 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 		return r;
 	/* Which path: see OVC_ENGINE_MOVE in engine.h. */
 	bool can_move = e->have_move && !shmem &&
-			(e->flags & (OVC_ENGINE_NO_THREADS | OVC_ENGINE_MOVE));
+			((e->flags & (OVC_ENGINE_NO_THREADS | OVC_ENGINE_MOVE)) || swap_enabled(e));
+	/* With swap the uffd has WP_ASYNC, under which the write-protect path
+	 * would lose writes: shared memory cannot be registered then. */
+	if (swap_enabled(e) && !can_move)
+		return -EOPNOTSUPP;
 	/* In NO_THREADS mode only the MOVE path works: the write-protect path
 	 * drops pages with madvise, which waits until the uffd is read — by
 	 * the very thread that would be calling madvise. */
@@ -477,6 +539,13 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 		r = -EFAULT;
 		goto fail;
 	}
+	r = swap_region_add(e, reg);
+	if (r < 0) {
+		struct uffdio_range range = { host, len_bytes };
+		ioctl(e->uffd, UFFDIO_UNREGISTER, &range);
+		madvise(host_addr, len_bytes, MADV_DOFORK);
+		goto fail;
+	}
 	memmove(e->regions + at + 1, e->regions + at, (e->nregions - at) * sizeof(*n));
 	e->regions[at] = reg;
 	e->nregions++;
@@ -501,6 +570,22 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 		return -EINVAL;
 	/* pass_lock first: no batch is in flight on the region afterwards. */
 	pthread_mutex_lock(&e->pass_lock);
+	if (swap_enabled(e)) {
+		/* Swapped pages come back first, while the region is still
+		 * registered and the handler serves it; no swap-out can start
+		 * (pass_lock). */
+		pthread_rwlock_rdlock(&e->regions_lock);
+		for (size_t i = 0; i < e->nregions; i++)
+			if (e->regions[i]->guest_phys == guest_phys)
+				r = e->regions[i];
+		int br = r ? swap_region_bring_back(e, r) : 0;
+		pthread_rwlock_unlock(&e->regions_lock);
+		r = NULL;
+		if (br < 0) {
+			pthread_mutex_unlock(&e->pass_lock);
+			return br;
+		}
+	}
 	pthread_rwlock_wrlock(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++)
 		if (e->regions[i]->guest_phys == guest_phys) {
@@ -547,9 +632,13 @@ OVC_EXPORT int ovc_engine_process(ovc_engine *e, unsigned flags)
 		due = true;
 	if (!due)
 		return 0;
-	if (e->flags & OVC_ENGINE_NO_AUTOSCAN)
+	if (e->flags & OVC_ENGINE_NO_AUTOSCAN) {
+		if (atomic_exchange(&e->sw.kick, false))
+			swap_work(e, true);
 		return 0;
+	}
 	uint64_t rest = background_batch(e);
+	swap_work(e, false);
 	arm_timer(e, rest);
 	r = fault_drain(e);
 	return r < 0 ? r : 0;
@@ -571,9 +660,20 @@ OVC_EXPORT int ovc_engine_reclaim(ovc_engine *e, uint64_t target_bytes, unsigned
 {
 	if (!e || (flags & ~OVC_RECLAIM_ZERO_ONLY))
 		return -EINVAL;
-	/* Without swap only zero sharing counts; the target is kept for the
-	 * swap module and reported. Ask for a pass now. */
+	/* Without swap only zero sharing counts; the target is kept and
+	 * reported. With swap the worker swaps out towards it. */
+	if (swap_enabled(e) && !(flags & OVC_RECLAIM_ZERO_ONLY)) {
+		uint64_t total = 0;
+		pthread_rwlock_rdlock(&e->regions_lock);
+		for (size_t i = 0; i < e->nregions; i++)
+			total += e->regions[i]->len_bytes;
+		pthread_rwlock_unlock(&e->regions_lock);
+		if (target_bytes > total)
+			return -ENOSPC;
+	}
+	atomic_store(&e->sw.zero_only, (flags & OVC_RECLAIM_ZERO_ONLY) != 0);
 	atomic_store(&e->c_reclaim_target, target_bytes);
+	atomic_store(&e->sw.kick, swap_enabled(e));
 	wake_worker(e);
 	return 0;
 }
@@ -605,7 +705,17 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 	s.duplicate_pages = atomic_load(&e->c.duplicate_pages);
 	for (unsigned i = 0; i < OVC_LAT_BUCKETS; i++)
 		s.fault_lat_hist[i] = atomic_load(&e->c.fault_lat_hist[i]);
-	s.saved_bytes = s.zero_pages_now << PAGE_SHIFT;
+	int64_t sw_now = atomic_load(&e->c.swapped_pages_now);
+	s.swapped_pages_now = sw_now > 0 ? (uint64_t)sw_now : 0;
+	s.pages_swapped_out = atomic_load(&e->c.pages_swapped_out);
+	s.pages_swapped_in = atomic_load(&e->c.pages_swapped_in);
+	s.swap_bytes_on_disk = s.swapped_pages_now << PAGE_SHIFT;
+	s.swap_bytes_total = swap_enabled(e) ? (uint64_t)swapdev_slots_total(e->sw.sd) << PAGE_SHIFT : 0;
+	s.refaults = atomic_load(&e->c.refaults);
+	s.swap_write_errors = atomic_load(&e->c.swap_write_errors);
+	s.swap_read_errors = atomic_load(&e->c.swap_read_errors);
+	s.swap_faults = atomic_load(&e->c.swap_faults);
+	s.saved_bytes = (s.zero_pages_now + s.swapped_pages_now) << PAGE_SHIFT;
 	s.reclaim_target_bytes = atomic_load(&e->c_reclaim_target);
 	memcpy(st, &s, MIN((size_t)st->size, sizeof(s)));
 	return 0;

@@ -29,7 +29,7 @@
  *                   waiting on the page: a writer woken onto a writable
  *                   page could write after the pass looked and before it
  *                   drops (found by the torture test with discards).
- *   SWAPPED         the swap-in hook (no page is SWAPPED in this build).
+ *   SWAPPED         swap.c: read the slot (with readahead), UFFDIO_COPY.
  * A write-protect fault on a page not in transit is a stale protection
  * (or a non-candidate inside a protected span): unprotect it, which wakes.
  */
@@ -62,6 +62,16 @@ static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 /* Depth of handle_fault() on this thread. A resolving ioctl inside the
  * handler must not read the uffd again (it holds region->lock). */
 static __thread int in_handler;
+
+void fault_handler_enter(void)
+{
+	in_handler++;
+}
+
+void fault_handler_leave(void)
+{
+	in_handler--;
+}
 
 int uffd_resolve(ovc_engine *e, unsigned long req, void *arg)
 {
@@ -117,13 +127,10 @@ static void lat_record(ovc_engine *e, uint64_t t0)
 	atomic_fetch_add_explicit(&e->c.fault_lat_hist[b], 1, memory_order_relaxed);
 }
 
-/* Hook for SWAPPED pages: the swap module installs the page from its slot.
- * No page reaches SWAPPED in this build, so this only keeps the dispatch in
- * place; it wakes the thread, which faults again. */
+/* SWAPPED pages: swap.c reads the slot and installs the page. */
 static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
-	log_debug(&e->log, "fault on swapped page %" PRIu64 " without swap support", page);
-	uffd_wake(e, addr, PAGE_SIZE);
+	swap_fault(e, r, page, addr);
 }
 
 static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
@@ -146,6 +153,10 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 
 	pthread_mutex_lock(&r->lock);
 	in_handler++;
+	/* Served a fault: whatever the page holds from now on is newer than
+	 * any discard read before (swap.c, DISCARD_PENDING). */
+	if (atomic_load(p) & PST_DISCARD_PENDING)
+		atomic_fetch_and(p, ~PST_DISCARD_PENDING);
 	uint64_t w = atomic_load(p);
 	bool transit = pst_in_transit(w);
 	bool own = transit && tid && tid == atomic_load(&e->pass_tid);
@@ -199,9 +210,22 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
  * itself and ignores DISCARDED; its own drops raise these events too.) */
 static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end, uint64_t seq)
 {
-	if (atomic_load(&e->batch_seq) >= seq)
-		return;
 	pthread_rwlock_rdlock(&e->regions_lock);
+	/* SWAPPED pages discarded: their slots are free, the hole reads as
+	 * zeros. Whatever batch_seq says: a page can only be SWAPPED here if
+	 * it was moved out before the discard (a discarded page stays a hole
+	 * until this thread answers its next fault). */
+	for (size_t i = 0; swap_enabled(e) && i < e->nregions; i++) {
+		struct ovc_region *r = e->regions[i];
+		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
+		uint64_t s = MAX(start, rs), t = MIN(end, re);
+		if (s < t)
+			swap_discard(e, r, (s - rs) >> PAGE_SHIFT, ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT);
+	}
+	if (atomic_load(&e->batch_seq) >= seq) {
+		pthread_rwlock_unlock(&e->regions_lock);
+		return;
+	}
 	for (size_t i = 0; i < e->nregions; i++) {
 		struct ovc_region *r = e->regions[i];
 		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
@@ -210,7 +234,6 @@ static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end, uint64_t 
 			continue;
 		for (uint64_t pg = (s - rs) >> PAGE_SHIFT; pg < ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT; pg++)
 			pst_mark_if_transit(&r->pst[pg], PST_DISCARDED);
-		/* PST_SWAPPED: the swap module frees the slot here. */
 	}
 	pthread_rwlock_unlock(&e->regions_lock);
 }
@@ -296,11 +319,14 @@ void *fault_thread_main(void *arg)
 		 * range (20-40 us here, against 0.3 us per page to drop). */
 		uint64_t spin_until = 0;
 		for (;;) {
-			e->saw_remove = false;
+			e->saw_remove = e->saw_swapin = false;
 			int r = fault_drain(e);
 			if (r < 0)
 				log_debug(&e->log, "reading userfaultfd: %s", ovc_strerror(r));
-			if (e->saw_remove)
+			/* After a swap-in too: the next fault of a scan comes
+			 * within a disk read's time, and sleeping in poll()
+			 * would add a cross-CPU wake-up to each. */
+			if (e->saw_remove || e->saw_swapin)
 				spin_until = now_nsec(CLOCK_MONOTONIC) + SPIN_AFTER_REMOVE_NSEC;
 			/* Look (poll with no timeout) until the next message or
 			 * the end of the spin; read only when there is one. */

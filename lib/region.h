@@ -12,7 +12,11 @@
  *                must wake the page (UFFDIO_WAKE) if its own ioctl did not
  *   bit   4      DISCARDED: the VMM discarded the page (UFFD_EVENT_REMOVE)
  *                while it was in transit; its old content must not come back
- *   bits  5..7   reserved (0)
+ *   bit   5      DISCARD_PENDING (swap only): the VMM discarded the page
+ *                while it was not in transit and no fault has been served
+ *                on it since; its kernel zap may still be pending, so any
+ *                content moved out now is pre-discard data (see swap.c)
+ *   bits  6..7   reserved (0)
  *   bits  8..15  age: scan passes since the page was last seen written
  *                (saturating; groundwork for swap's cold-page choice)
  *   bits 16..55  swap slot (40 bits: 2^40 slots of 4 KiB = 4 EiB), valid in
@@ -48,6 +52,8 @@
 
 #include "util.h"
 
+struct track;
+
 #define PAGE_SHIFT 12
 #define PAGE_SIZE (UINT64_C(1) << PAGE_SHIFT)
 
@@ -63,6 +69,7 @@ enum pst_state {
 #define PST_STATE_MASK UINT64_C(0x7)
 #define PST_WAITERS (UINT64_C(1) << 3)
 #define PST_DISCARDED (UINT64_C(1) << 4)
+#define PST_DISCARD_PENDING (UINT64_C(1) << 5)
 #define PST_AGE_SHIFT 8
 #define PST_AGE_MASK (UINT64_C(0xff) << PST_AGE_SHIFT)
 #define PST_SLOT_SHIFT 16
@@ -119,7 +126,7 @@ static inline uint64_t pst_with_scratch(uint64_t w, unsigned v)
 }
 
 /* Atomically replace the state bits of *p: from @from to @to, keeping the
- * other fields, clearing WAITERS and DISCARDED. Returns false (and leaves *p)
+ * other fields, clearing WAITERS, DISCARDED and DISCARD_PENDING. Returns false (and leaves *p)
  * when the state was not @from. *old receives the word before the change. */
 static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state to, uint64_t *old)
 {
@@ -127,7 +134,7 @@ static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state 
 	for (;;) {
 		if (pst_state(w) != from)
 			break;
-		uint64_t n = pst_with_state(w, to) & ~(PST_WAITERS | PST_DISCARDED);
+		uint64_t n = pst_with_state(w, to) & ~(PST_WAITERS | PST_DISCARDED | PST_DISCARD_PENDING);
 		if (atomic_compare_exchange_weak_explicit(p, &w, n, memory_order_acq_rel,
 							  memory_order_acquire)) {
 			if (old)
@@ -194,6 +201,7 @@ struct ovc_region {
 	unsigned hll_bits;         /* HyperLogLog registers = 1 << hll_bits */
 
 	pthread_mutex_t lock;      /* see the top of this file */
+	struct track *track;       /* swap's write tracker (swap.c); NULL: none */
 
 	/* Scanner only (one pass at a time, under engine->pass_lock). */
 	uint64_t cursor;           /* next page of the background pass */

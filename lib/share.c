@@ -82,7 +82,7 @@
 
 /* Map fresh anonymous memory over staging and register it write-protect
  * only. Frees whatever staging held. */
-static int staging_reset(ovc_engine *e)
+int staging_reset(ovc_engine *e)
 {
 	void *p = SYS(e->sys, mmap, e->staging, STAGING_BYTES, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
@@ -128,7 +128,7 @@ void share_staging_fini(ovc_engine *e)
 
 /* UFFDIO_ZEROPAGE over [start, start+len), page by page past EEXIST (a page
  * someone else populated is left as it is). Retried until done. */
-static void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len)
+void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len)
 {
 	while (len) {
 		struct uffdio_zeropage z = { .range = { start, len } };
@@ -160,7 +160,7 @@ static void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len)
  * tried as UFFDIO_COPY (a copy into a new page), and both are retried until
  * one works. Returns 0, or -EEXIST when the guest page is populated (a bug:
  * the page was in transit and nobody may install it; staging keeps it). */
-static int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
+int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
 {
 	for (unsigned tries = 0; len;) {
 		struct uffdio_move m = { .dst = dst, .src = src, .len = len,

@@ -286,7 +286,7 @@ int swapdev_ring_new(struct swapdev *sd, const struct swapdev_ring_opts *opts,
 		     struct swapdev_ring **ret)
 {
 	struct swapdev_ring *r;
-	unsigned depth = 64, bounce_pages = 64;
+	unsigned depth = 64, bounce_pages = 64, flags = 0;
 	int err;
 
 	if (!sd || !ret)
@@ -298,7 +298,10 @@ int swapdev_ring_new(struct swapdev *sd, const struct swapdev_ring_opts *opts,
 			depth = opts->depth;
 		if (opts->bounce_pages)
 			bounce_pages = opts->bounce_pages;
+		flags = opts->flags;
 	}
+	if (flags & ~SWAPDEV_RING_ANY_THREAD)
+		return -EINVAL;
 	if (depth > 4096 || bounce_pages > 4096)
 		return -EINVAL;
 
@@ -332,8 +335,9 @@ int swapdev_ring_new(struct swapdev *sd, const struct swapdev_ring_opts *opts,
 	 * ours alone anyway. Older kernels refuse the flag: go without. CQ is
 	 * twice the SQ by default and at most depth requests are in flight, so
 	 * it cannot overflow. */
-	err = SYS(r->sys, uring_init, depth, &r->ring, IORING_SETUP_SINGLE_ISSUER);
-	if (err == -EINVAL)
+	err = SYS(r->sys, uring_init, depth, &r->ring,
+		  (flags & SWAPDEV_RING_ANY_THREAD) ? 0 : IORING_SETUP_SINGLE_ISSUER);
+	if (err == -EINVAL && !(flags & SWAPDEV_RING_ANY_THREAD))
 		err = SYS(r->sys, uring_init, depth, &r->ring, 0);
 	if (err < 0)
 		goto fail;

@@ -96,7 +96,14 @@ struct swapdev_ring_opts {
 	unsigned depth;         /* requests in flight at most; 0: 64 */
 	unsigned bounce_pages;  /* registered bounce buffer for read_sync, in
 				 * pages; 0: 64 (256 KiB; charged to RLIMIT_MEMLOCK) */
+	unsigned flags;         /* SWAPDEV_RING_* */
 };
+
+/* The ring is used by more than one thread, one at a time under the caller's
+ * lock (the engine's pass ring: worker, ovc_engine_scan_sync callers, the
+ * VMM loop). Leaves out IORING_SETUP_SINGLE_ISSUER, which would refuse a
+ * submit from any thread but the creator. */
+#define SWAPDEV_RING_ANY_THREAD (1u << 0)
 
 struct swapdev_ring_stats {
 	uint64_t writes, reads;            /* requests completed OK */

@@ -80,6 +80,7 @@ struct loop {
 	pthread_t t;
 	atomic_bool stop;
 	atomic_bool scan;        /* also run ovc_engine_scan_sync() back to back */
+	atomic_bool swap;        /* and a swap interval after each scan */
 	atomic_long passes;
 	atomic_long reclaimed;
 	atomic_long errors;
@@ -99,6 +100,8 @@ static inline void *loop_main(void *arg)
 			int64_t n = ovc_engine_scan_sync(l->e, 0);
 			if (n > 0)
 				atomic_fetch_add(&l->reclaimed, n);
+			if (atomic_load(&l->swap) && ovc__engine_swap_tick(l->e) < 0)
+				atomic_fetch_add(&l->errors, 1);
 			atomic_fetch_add(&l->passes, 1);
 		}
 	}

@@ -124,6 +124,7 @@ static void *writer_main(void *arg)
 
 struct driver {
 	ovc_engine *e;
+	bool swap;               /* also swap intervals back to back */
 	atomic_bool stop;
 	atomic_long passes, reclaimed, errors;
 	pthread_t th;
@@ -138,8 +139,33 @@ static void *driver_main(void *arg)
 			atomic_fetch_add(&d->errors, 1);
 		else
 			atomic_fetch_add(&d->reclaimed, n);
+		/* A swap interval: pages not written since the last one are
+		 * cold and go out while the writers and the reader race them. */
+		if (d->swap && ovc__engine_swap_tick(d->e) < 0)
+			atomic_fetch_add(&d->errors, 1);
 		atomic_fetch_add(&d->passes, 1);
 	}
+	return NULL;
+}
+
+/* Reads every page in order, over and over: sequential fault-ins of
+ * swapped pages (readahead) racing the writers and eviction. Contents are
+ * the writers' to check (each owns its shadow); this only touches. */
+struct reader {
+	struct torture *t;
+	pthread_t th;
+	long reads;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+	struct torture *t = rd->t;
+	while (!atomic_load_explicit(&t->stop, memory_order_relaxed))
+		for (size_t p = 0; p < t->npages && !atomic_load_explicit(&t->stop, memory_order_relaxed); p++) {
+			(void)*(volatile uint8_t *)(t->guest + p * 4096 + 2048);
+			rd->reads++;
+		}
 	return NULL;
 }
 
@@ -158,7 +184,7 @@ static long compare_all(struct torture *t)
 static double g_seconds = 1.0;
 static size_t g_pages = 2048;
 
-static void torture(unsigned flags, enum backing backing, const char *name)
+static void torture(unsigned flags, enum backing backing, const char *name, bool swap)
 {
 	need_uffd();
 	if (!(flags & OVC_ENGINE_NO_MOVE) && backing == BACK_ANON && !kernel_has_move())
@@ -177,27 +203,46 @@ static void torture(unsigned flags, enum backing backing, const char *name)
 
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = { .size = sizeof(o), .flags = flags | OVC_ENGINE_NO_AUTOSCAN };
-	assert_ovc_ok(ovc_engine_new(&o, &e));
+	if (swap) {
+		o.swap_path = "/var/tmp";
+		o.swap_size_bytes = g_pages * 4096;
+		o.cold_age_usec = o.scan_interval_usec = 1000000; /* one interval */
+	}
+	int er = ovc_engine_new(&o, &e);
+	if (swap && er == -EOPNOTSUPP)
+		skip_because("no swap here: UFFDIO_MOVE, WP_ASYNC or O_DIRECT in /var/tmp missing");
+	assert_ovc_ok(er);
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	if (swap) /* everything may go; the tracker picks what is cold */
+		atomic_store(&e->c_reclaim_target, g.len);
 
 	struct writer w[WRITERS];
 	for (unsigned i = 0; i < WRITERS; i++) {
 		w[i] = (struct writer){ .t = &t, .idx = i, .rng = 0x9e3779b97f4a7c15ull * (i + 1) };
 		assert_int_equal(pthread_create(&w[i].th, NULL, writer_main, &w[i]), 0);
 	}
-	struct driver d = { .e = e };
+	struct reader rd = { .t = &t };
+	if (swap)
+		assert_int_equal(pthread_create(&rd.th, NULL, reader_main, &rd), 0);
+	struct driver d = { .e = e, .swap = swap };
 	struct loop l;
 	bool loop = flags & OVC_ENGINE_NO_THREADS;
-	if (loop)
+	if (loop) {
+		/* The loop thread scans and ticks: in NO_THREADS mode a pass
+		 * reads the uffd, which only the loop thread may do. */
 		loop_start(&l, e, true);
-	else
+		atomic_store(&l.swap, swap);
+	} else {
 		assert_int_equal(pthread_create(&d.th, NULL, driver_main, &d), 0);
+	}
 
 	usleep((useconds_t)(g_seconds * 1e6));
 
 	atomic_store(&t.stop, true);
 	for (unsigned i = 0; i < WRITERS; i++)
 		pthread_join(w[i].th, NULL);
+	if (swap)
+		pthread_join(rd.th, NULL);
 	/* Two more passes with the writers gone: the second one starts after
 	 * every write, so the zero pages they left are reclaimed whatever the
 	 * machine's load did to the passes that raced them (under TSan on a
@@ -224,6 +269,9 @@ static void torture(unsigned flags, enum backing backing, const char *name)
 	struct ovc_engine_stats st = { .size = sizeof(st) };
 	assert_ovc_ok(ovc_engine_stats(e, &st));
 	long bad_live = compare_all(&t);
+	/* The comparison faulted back whatever was still on disk. */
+	struct ovc_engine_stats st2 = { .size = sizeof(st2) };
+	assert_ovc_ok(ovc_engine_stats(e, &st2));
 	if (loop)
 		loop_stop(&l);
 	long checks = atomic_load(&t.checks) + (long)g_pages;
@@ -232,6 +280,12 @@ static void torture(unsigned flags, enum backing backing, const char *name)
 		      name, g_seconds, (long)t.writes, (long)t.discards, checks, passes, reclaimed,
 		      (unsigned long long)atomic_load(&e->c.transit_aborts),
 		      (unsigned long long)st.zero_faults, atomic_load(&t.bad) + bad_live);
+	if (swap)
+		print_message("torture %s: %llu pages swapped out, %llu swapped in by %llu faults, %llu refaults, "
+			      "%ld sequential reads, %llu write errors, %llu read errors\n",
+			      name, (unsigned long long)st2.pages_swapped_out, (unsigned long long)st2.pages_swapped_in,
+			      (unsigned long long)st2.swap_faults, (unsigned long long)st2.refaults, rd.reads,
+			      (unsigned long long)st2.swap_write_errors, (unsigned long long)st2.swap_read_errors);
 	ovc_engine_free(e);
 	long bad_after = compare_all(&t);
 	assert_int_equal(atomic_load(&t.bad), 0);
@@ -242,14 +296,23 @@ static void torture(unsigned flags, enum backing backing, const char *name)
 	 * the zero pages the writers left. */
 	assert_true(reclaimed > 0);
 	assert_true(t.writes > 0 && t.checks > 0);
+	if (swap) {
+		/* Pages really went out and came back while racing. */
+		assert_true(st2.pages_swapped_out > 0);
+		assert_true(st2.pages_swapped_in > 0);
+		assert_int_equal(st2.swapped_pages_now, 0);
+		assert_int_equal(st2.swap_write_errors + st2.swap_read_errors, 0);
+	}
 	free(t.shadow);
 	guest_ram_free(&g);
 }
 
-static void test_threads_anon_move(void **s) { torture(OVC_ENGINE_MOVE, BACK_ANON, "threads/anon/move"); }
-static void test_threads_anon_wp(void **s) { torture(0, BACK_ANON, "threads/anon/wp"); }
-static void test_threads_memfd_wp(void **s) { torture(0, BACK_MEMFD, "threads/memfd/wp"); }
-static void test_loop_anon_move(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/move"); }
+static void test_threads_anon_move(void **s) { torture(OVC_ENGINE_MOVE, BACK_ANON, "threads/anon/move", false); }
+static void test_threads_anon_wp(void **s) { torture(0, BACK_ANON, "threads/anon/wp", false); }
+static void test_threads_memfd_wp(void **s) { torture(0, BACK_MEMFD, "threads/memfd/wp", false); }
+static void test_loop_anon_move(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/move", false); }
+static void test_threads_anon_swap(void **s) { torture(0, BACK_ANON, "threads/anon/swap", true); }
+static void test_loop_anon_swap(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/swap", true); }
 
 int main(int argc, char **argv)
 {
@@ -262,6 +325,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_threads_anon_wp),
 		cmocka_unit_test(test_threads_memfd_wp),
 		cmocka_unit_test(test_loop_anon_move),
+		cmocka_unit_test(test_threads_anon_swap),
+		cmocka_unit_test(test_loop_anon_swap),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));

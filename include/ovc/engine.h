@@ -79,7 +79,9 @@ struct ovc_engine_opts {
 	uint32_t scan_cpu_permille;
 
 	/* Swapping. swap_path names a directory (the engine creates an
-	 * unlinked O_TMPFILE there) or NULL for no swapping. */
+	 * unlinked O_TMPFILE there) or NULL for no swapping; both or neither
+	 * of swap_path and swap_size_bytes. Needs UFFDIO_MOVE and WP_ASYNC
+	 * (-EOPNOTSUPP otherwise); shared-memory regions are then refused. */
 	const char *swap_path;
 	uint64_t swap_size_bytes;        /* preallocated; 0: no swapping */
 	uint64_t cold_age_usec;          /* unwritten for this long = cold; 0: 30 s */
@@ -183,7 +185,8 @@ enum {
  *
  * Zero pages go first, then cold pages oldest first, within the swap-out rate
  * limit. Returns at once; progress shows in ovc_engine_stats().
- * Returns 0, -EINVAL, -ENOSPC (target beyond what swap can hold).
+ * Returns 0, -EINVAL, -ENOSPC (with swap: target beyond the registered
+ * guest RAM).
  */
 OVC_EXPORT int ovc_engine_reclaim(ovc_engine *e, uint64_t target_bytes, unsigned flags);
 

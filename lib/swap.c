@@ -1,0 +1,674 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Swapping inside the engine: cold pages out to the swap file through
+ * io_uring, faulted back through userfaultfd.
+ *
+ * Threads and locks:
+ *   - swap_tick() and the swap-out batches: the pass thread (worker, the
+ *     VMM loop in NO_THREADS mode, a test), engine->pass_lock held,
+ *     regions_lock held for reading. Uses e->sw.out_ring (created without
+ *     SINGLE_ISSUER since the pass thread is not always the same thread)
+ *     and the staging area shared with share.c (the pass thread owns both).
+ *   - swap_fault() and swap_discard(): the fault handler, regions_lock read
+ *     (and r->lock for swap_fault).
+ *   - swap_region_bring_back(): a VMM thread in ovc_region_remove() or
+ *     ovc_engine_free(), pass_lock held, takes regions_lock read and r->lock
+ *     per page run.
+ *   e->sw.in_ring is used under e->sw.in_lock (handler and bring-back).
+ *   Page words change by compare-and-swap only (region.h).
+ *
+ * Why the move-out-first path only. Tracking uses UFFD_FEATURE_WP_ASYNC on
+ * the engine's one uffd, and then UFFDIO_WRITEPROTECT no longer stops
+ * writers (docs/swap.md): the write-protect-first path would lose writes.
+ * So an engine with swap requires UFFDIO_MOVE and refuses shared-memory
+ * regions; every region takes share.c's MOVE path as well.
+ *
+ * Swap-out of one batch (swapout_batch), the no-lost-write argument:
+ *   1. under r->lock: RESIDENT -> SWAPPING_OUT, then UFFDIO_MOVE into the
+ *      staging area. From here any access to the guest page is a MISSING
+ *      fault; the handler sees SWAPPING_OUT and leaves the thread asleep
+ *      (WAITERS). No writer can change the content now: it sits in staging
+ *      where nobody else maps it.
+ *   2. zero content (or DISCARDED): UFFDIO_ZEROPAGE, state ZERO — zero
+ *      pages are always shared rather than swapped.
+ *   3. the rest: slot runs, one writev per run of <= 64 pages, wait for all.
+ *   4. per page: write OK and nobody waiting -> SWAPPED with its slot (the
+ *      page word's age byte keeps the tracking epoch of the eviction, for
+ *      refault feedback). Write OK but a fault waits -> move it back (cheaper
+ *      than a read), RESIDENT, free the slot. Write failed (EIO, ENOSPC,
+ *      short) or no slot -> move back, RESIDENT, counted. The move back
+ *      never gives up (share.c move_back).
+ *   5. reset staging (frees the pages) only after every write ended.
+ *
+ * Swap-in (swap_fault), r->lock held: the faulting page and its SWAPPED
+ * neighbours whose slots follow its slot (readahead, one read) go
+ * SWAPPED -> SWAPPING_IN; one read into the ring's bounce buffer (spins
+ * before it sleeps: a cross-CPU wake-up costs as much as the read); one
+ * UFFDIO_COPY (MODE_WP, so the tracker sees later writes; DONTWAKE) for the
+ * whole run; then RESIDENT, the slots are freed, and one UFFDIO_WAKE over
+ * the run wakes every thread waiting in it. A failed read leaves the pages SWAPPED, calls the VMM's
+ * io-error callback and leaves the faulting thread asleep: the handler's
+ * 100 ms sweep wakes it, it faults again, and the read is retried. A page
+ * never comes back as zeros because its read failed.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "compat.h"
+#include "engine-internal.h"
+#include "swapdev.h"
+#include "track.h"
+
+/* Most pages read with a fault, the faulting page included (one request;
+ * also the bounce buffer's size). The window starts at one page and doubles
+ * while faults come in order, as the kernel's swap readahead does: random
+ * faults read 4 KiB, a sequential scan soon reads 256 KiB per fault. */
+#define SWAPIN_RA_PAGES 64u
+/* Spin this long on the completion queue before sleeping in a read. */
+#define SWAPIN_SPIN_USEC 60u
+
+int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
+{
+	struct engine_swap *sw = &e->sw;
+	const char *why = NULL;
+	int r;
+
+	if (!o->swap_path && !o->swap_size_bytes)
+		return 0;
+	if (!o->swap_path || !o->swap_size_bytes)
+		return -EINVAL;
+	if (!e->have_move) {
+		log_err(&e->log, "swap needs UFFDIO_MOVE (Linux 6.8+), which this engine cannot use");
+		return -EOPNOTSUPP;
+	}
+	r = track_probe(e->sys, &why);
+	if (r < 0) {
+		log_err(&e->log, "swap needs write tracking: %s", why ? why : ovc_strerror(r));
+		return r == -ENOSYS ? -EOPNOTSUPP : r;
+	}
+	struct swapdev_opts so = { .size = sizeof(so), .dir = o->swap_path,
+				   .size_bytes = o->swap_size_bytes, .sys = e->sys, .log = &e->log };
+	r = swapdev_new(&so, &sw->sd);
+	if (r < 0)
+		return r;
+	struct swapdev_ring_opts ro = { .size = sizeof(ro), .depth = 64, .bounce_pages = SWAPIN_RA_PAGES,
+					.flags = SWAPDEV_RING_ANY_THREAD };
+	r = swapdev_ring_new(sw->sd, &ro, &sw->out_ring);
+	if (r < 0)
+		return r;
+	r = swapdev_ring_new(sw->sd, &ro, &sw->in_ring);
+	if (r < 0)
+		return r;
+	uint64_t interval = e->scan_interval_usec;
+	uint64_t cold = o->cold_age_usec ? o->cold_age_usec : 30 * USEC_PER_SEC;
+	sw->interval_usec = interval;
+	sw->cold_age = (unsigned)MIN(MAX((cold + interval - 1) / interval, UINT64_C(1)), (uint64_t)TRACK_AGE_MAX);
+	sw->rate_bytes_per_sec = o->swapout_rate_bytes_per_sec;
+	sw->io_error_fn = o->io_error_fn;
+	sw->io_error_userdata = o->io_error_userdata;
+	log_info(&e->log, "swap: %" PRIu64 " MiB in %s, cold after %u intervals of %" PRIu64 " ms",
+		 o->swap_size_bytes >> 20, o->swap_path, sw->cold_age, interval / 1000);
+	return 0;
+}
+
+void swap_fini(ovc_engine *e)
+{
+	struct engine_swap *sw = &e->sw;
+	swapdev_ring_free(sw->out_ring);
+	swapdev_ring_free(sw->in_ring);
+	swapdev_free(sw->sd);
+	sw->out_ring = sw->in_ring = NULL;
+	sw->sd = NULL;
+	free(sw->cand);
+	sw->cand = NULL;
+	pthread_mutex_destroy(&sw->in_lock);
+}
+
+int swap_region_add(ovc_engine *e, struct ovc_region *r)
+{
+	struct engine_swap *sw = &e->sw;
+
+	if (!swap_enabled(e) || (r->flags & OVC_REGION_NO_SWAP))
+		return 0;
+	if (r->npages > sw->cand_cap) {
+		uint64_t *c = realloc(sw->cand, r->npages * sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		sw->cand = c;
+		sw->cand_cap = r->npages;
+	}
+	struct track_opts to = { .size = sizeof(to), .start = r->host, .len_bytes = r->len_bytes,
+				 .flags = TRACK_F_REGISTERED, .hot_intervals = sw->cold_age + 2,
+				 .sys = e->sys, .log = &e->log };
+	return track_new(&to, &r->track);
+}
+
+void swap_region_del(ovc_engine *e, struct ovc_region *r)
+{
+	(void)e;
+	track_free(r->track);
+	r->track = NULL;
+}
+
+/* --- swap-in ------------------------------------------------------------ */
+
+/* RESIDENT with no slot, keeping the other fields but WAITERS/DISCARDED. */
+static uint64_t resident_word(uint64_t w)
+{
+	/* DISCARD_PENDING stays: a discarded SWAPPED page is a hole until a
+	 * fault is served on it. */
+	return pst_with_slot(pst_with_state(w, PST_RESIDENT), 0) & ~(PST_WAITERS | PST_DISCARDED);
+}
+
+/* Read pages [page, page+n) — SWAPPING_IN, slots contiguous from @slot —
+ * and install them. Returns pages installed (a prefix) or the read's
+ * -errno (none installed). r->lock held; takes in_lock. */
+static int read_install(ovc_engine *e, struct ovc_region *r, uint64_t page, uint32_t slot, unsigned n,
+			bool *eagain)
+{
+	const void *buf;
+	unsigned done = 0;
+
+	pthread_mutex_lock(&e->sw.in_lock);
+	int err = swapdev_read_sync(e->sw.in_ring, slot, n, SWAPIN_SPIN_USEC, &buf);
+	if (err < 0) {
+		pthread_mutex_unlock(&e->sw.in_lock);
+		return err;
+	}
+	uint64_t dst = (uint64_t)(uintptr_t)region_addr(r, page);
+	while (done < n) {
+		struct uffdio_copy c = { .dst = dst + ((uint64_t)done << PAGE_SHIFT),
+					 .src = (uint64_t)(uintptr_t)buf + ((uint64_t)done << PAGE_SHIFT),
+					 .len = (uint64_t)(n - done) << PAGE_SHIFT,
+					 .mode = UFFDIO_COPY_MODE_WP | UFFDIO_COPY_MODE_DONTWAKE };
+		int rr = uffd_resolve(e, UFFDIO_COPY, &c);
+		if (rr == 0) {
+			done = n;
+			break;
+		}
+		if (c.copy > 0) {
+			done += (unsigned)((uint64_t)c.copy >> PAGE_SHIFT);
+			continue;
+		}
+		/* EAGAIN: a REMOVE event waits to be read (by this very thread
+		 * when it is the handler). EEXIST cannot happen: nobody
+		 * installs a page in transit. Either way the rest stays
+		 * SWAPPED and is read again on the next fault. */
+		if (rr == -EAGAIN)
+			*eagain = true;
+		else
+			log_err(&e->log, "installing swapped page 0x%" PRIx64 ": %s",
+				r->guest_phys + ((page + done) << PAGE_SHIFT), ovc_strerror(rr));
+		break;
+	}
+	pthread_mutex_unlock(&e->sw.in_lock);
+	return (int)done;
+}
+
+/* Swap in the run starting at @page (SWAPPED). r->lock held. Returns 0
+ * (page installed or no longer SWAPPED), -EAGAIN (try again after the
+ * pending event), or the read's -errno. *ret_n: pages installed. */
+static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned max, unsigned *ret_n,
+		      uint64_t *ret_old)
+{
+	uint64_t w = atomic_load(&r->pst[page]);
+	*ret_n = 0;
+	if (pst_state(w) != PST_SWAPPED)
+		return 0;
+	uint32_t slot = (uint32_t)pst_slot(w);
+	unsigned n = 0;
+	for (; n < max && page + n < r->npages; n++) {
+		pst_t *p = &r->pst[page + n];
+		uint64_t wk = atomic_load(p);
+		if (pst_state(wk) != PST_SWAPPED || pst_slot(wk) != (uint64_t)slot + n)
+			break;
+		if (!pst_transition(p, PST_SWAPPED, PST_SWAPPING_IN, n ? NULL : ret_old))
+			break;
+	}
+	if (!n)
+		return 0;
+	bool eagain = false;
+	int got = read_install(e, r, page, slot, n, &eagain);
+	unsigned done = got > 0 ? (unsigned)got : 0;
+	for (unsigned k = 0; k < n; k++) {
+		pst_t *p = &r->pst[page + k];
+		uint64_t wk = atomic_load(p), nw;
+		bool woke;
+		do {
+			nw = k < done ? resident_word(wk)
+				      : pst_with_state(wk, PST_SWAPPED) & ~(PST_WAITERS | PST_DISCARDED);
+			woke = k < done; /* woken below with the run */
+		} while (!atomic_compare_exchange_weak(p, &wk, nw));
+		if ((wk & PST_WAITERS) && !woke)
+			uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page + k), PAGE_SIZE);
+	}
+	if (done) {
+		swapdev_slot_free(e->sw.sd, slot, done);
+		atomic_fetch_add(&e->c.pages_swapped_in, done);
+		atomic_fetch_sub(&e->c.swapped_pages_now, (int64_t)done);
+		/* Installed with DONTWAKE: wake only now, so that a woken
+		 * thread sees the page RESIDENT and the counters current. */
+		uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page), (uint64_t)done << PAGE_SHIFT);
+	}
+	*ret_n = done;
+	if (got < 0)
+		return got;
+	return done ? 0 : (eagain ? -EAGAIN : -EIO);
+}
+
+void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
+{
+	unsigned n;
+	uint64_t old = 0;
+
+	if (!swap_enabled(e)) {
+		uffd_wake(e, addr, PAGE_SIZE);
+		return;
+	}
+	struct engine_swap *sw = &e->sw;
+	sw->ra_win = addr == sw->ra_next ? MIN(MAX(sw->ra_win, 1u) * 2, SWAPIN_RA_PAGES) : 1;
+	int err = swapin_run(e, r, page, sw->ra_win, &n, &old);
+	if (n) {
+		sw->ra_next = addr + ((uint64_t)n << PAGE_SHIFT);
+		e->saw_swapin = true;
+		atomic_fetch_add(&e->c.swap_faults, 1);
+		/* Refault: back within a hold's worth of intervals of its
+		 * eviction (the age byte of a SWAPPED word holds the epoch). */
+		unsigned since = (atomic_load(&e->sw.epoch) - pst_age(old)) & 0xff;
+		if (since <= e->sw.cold_age + 1) {
+			atomic_fetch_add(&e->c.refaults, 1);
+			if (r->track)
+				track_refault(r->track, page);
+		}
+		return;
+	}
+	if (err == -EAGAIN || err == 0) {
+		/* An event is queued behind this fault, or the page left
+		 * SWAPPED meanwhile: the thread faults again and we answer
+		 * then. */
+		uffd_wake(e, addr, PAGE_SIZE);
+		return;
+	}
+	/* The read failed. Never zeros: tell the VMM and leave the thread
+	 * asleep; the sweep wakes it and the read is tried again. */
+	atomic_fetch_add(&e->c.swap_read_errors, 1);
+	log_err(&e->log, "reading swapped page 0x%" PRIx64 ": %s; the faulting thread waits",
+		r->guest_phys + (page << PAGE_SHIFT), ovc_strerror(err));
+	if (e->sw.io_error_fn)
+		e->sw.io_error_fn(e->sw.io_error_userdata, r->guest_phys + (page << PAGE_SHIFT), err);
+}
+
+int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
+{
+	int ret = 0;
+
+	if (!swap_enabled(e))
+		return 0;
+	for (uint64_t p = 0; p < r->npages;) {
+		if (pst_state(atomic_load(&r->pst[p])) != PST_SWAPPED) {
+			p++;
+			continue;
+		}
+		unsigned n = 0;
+		uint64_t old;
+		int err = 0;
+		for (unsigned tries = 0; tries < 1000; tries++) {
+			/* As the handler: an unread event must not be read
+			 * here, inside r->lock and in_lock (in NO_THREADS mode
+			 * that would run the handler on this thread, which
+			 * takes both). It is read below, outside them. */
+			pthread_mutex_lock(&r->lock);
+			fault_handler_enter();
+			err = swapin_run(e, r, p, SWAPIN_RA_PAGES, &n, &old);
+			fault_handler_leave();
+			pthread_mutex_unlock(&r->lock);
+			if (err != -EAGAIN)
+				break;
+			if (e->flags & OVC_ENGINE_NO_THREADS)
+				fault_drain(e);
+			else
+				usleep(1000); /* the handler thread reads it */
+		}
+		if (err < 0) {
+			atomic_fetch_add(&e->c.swap_read_errors, 1);
+			log_err(&e->log, "bringing back swapped page 0x%" PRIx64 ": %s",
+				r->guest_phys + (p << PAGE_SHIFT), ovc_strerror(err));
+			if (e->sw.io_error_fn)
+				e->sw.io_error_fn(e->sw.io_error_userdata, r->guest_phys + (p << PAGE_SHIFT), err);
+			ret = -EIO;
+			p++;
+			continue;
+		}
+		p += n ? n : 1;
+	}
+	return ret;
+}
+
+void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t end)
+{
+	if (!swap_enabled(e))
+		return;
+	for (uint64_t p = first; p < end && p < r->npages; p++) {
+		uint64_t w = atomic_load(&r->pst[p]);
+		/* Not in transit: the kernel zaps it after this read, maybe
+		 * only after a swap batch moved the old content out. Until a
+		 * fault is served on it (fault.c clears the bit), whatever a
+		 * batch moves out of it is that old content or a hole: zeros. */
+		while (!pst_in_transit(w) && !(w & PST_DISCARD_PENDING))
+			if (atomic_compare_exchange_weak(&r->pst[p], &w, w | PST_DISCARD_PENDING))
+				break;
+		/* Being swapped out: the staged content is from before the
+		 * zap or a hole, never newer (newer needs a fault served
+		 * after this event), so it is discarded whatever batch_seq
+		 * says. */
+		while (pst_state(w) == PST_SWAPPING_OUT && !(w & PST_DISCARDED))
+			if (atomic_compare_exchange_weak(&r->pst[p], &w, w | PST_DISCARDED))
+				break;
+		w = atomic_load(&r->pst[p]);
+		while (pst_state(w) == PST_SWAPPED) {
+			if (atomic_compare_exchange_weak(&r->pst[p], &w, resident_word(w))) {
+				swapdev_slot_free(e->sw.sd, (uint32_t)pst_slot(w), 1);
+				atomic_fetch_sub(&e->c.swapped_pages_now, 1);
+				break;
+			}
+		}
+	}
+}
+
+/* --- swap-out ----------------------------------------------------------- */
+
+struct wreq {
+	int *res;
+	unsigned first, n;
+};
+
+static void write_done(void *user, int res)
+{
+	struct wreq *q = user;
+	for (unsigned i = 0; i < q->n; i++)
+		q->res[q->first + i] = res;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Give page @page (content at staging offset @off) back to the guest. */
+static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned off)
+{
+	uint64_t w = atomic_load(&r->pst[page]);
+	uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, page);
+	if (w & PST_DISCARDED)
+		zeropage_range(e, gaddr, PAGE_SIZE); /* discarded while out: zeros */
+	else if (move_back(e, gaddr, (uint64_t)(uintptr_t)(e->staging + ((uint64_t)off << PAGE_SHIFT)),
+			   PAGE_SIZE) < 0) {
+		log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit; reclaim stopped",
+			r->guest_phys + (page << PAGE_SHIFT));
+		e->staging_broken = true;
+	}
+	uint64_t nw;
+	do
+		nw = resident_word(w);
+	while (!atomic_compare_exchange_weak(&r->pst[page], &w, nw));
+	/* move_back and ZEROPAGE woke the page. */
+}
+
+/* Swap out @n pages (sorted, RESIDENT when listed) of @r. Returns pages
+ * swapped out, or -errno when none was. */
+static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n)
+{
+	struct engine_swap *sw = &e->sw;
+	uint64_t sel[BATCH_PAGES];
+	uint8_t moved[BATCH_PAGES];
+	unsigned nsel = 0;
+	int err = 0;
+
+	if (e->staging_broken)
+		return -EIO;
+	if (e->staging_dirty) {
+		int sr = staging_reset(e);
+		if (sr < 0)
+			return sr;
+		e->staging_dirty = false;
+	}
+	memset(moved, 0, sizeof(moved));
+	pthread_mutex_lock(&r->lock);
+	atomic_store(&e->batch_seq, atomic_load(&e->read_seq));
+	uint8_t pending[BATCH_PAGES];
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t old;
+		if (pst_transition(&r->pst[pages[i]], PST_RESIDENT, PST_SWAPPING_OUT, &old)) {
+			pending[nsel] = (old & PST_DISCARD_PENDING) != 0;
+			sel[nsel++] = pages[i];
+		}
+	}
+	/* Runs of guest-contiguous pages, packed side by side in staging. */
+	for (unsigned i = 0; i < nsel && !err;) {
+		unsigned j = i + 1;
+		while (j < nsel && sel[j] == sel[j - 1] + 1)
+			j++;
+		struct uffdio_move m = {
+			.dst = (uint64_t)(uintptr_t)(e->staging + ((uint64_t)i << PAGE_SHIFT)),
+			.src = (uint64_t)(uintptr_t)region_addr(r, sel[i]),
+			.len = (uint64_t)(j - i) << PAGE_SHIFT,
+			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE,
+		};
+		int ret = SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m);
+		unsigned done = ret == 0 ? j - i : (m.move > 0 ? (unsigned)((uint64_t)m.move >> PAGE_SHIFT) : 0);
+		if (ret < 0)
+			err = negative_errno(); /* EAGAIN (event unread), EBUSY (pinned) */
+		memset(moved + i, 1, MIN(done, j - i));
+		i = j;
+	}
+	pthread_mutex_unlock(&r->lock);
+
+	/* Zero pages are shared, not swapped; pages not moved stay. */
+	unsigned data[BATCH_PAGES], nd = 0, zeros = 0;
+	for (unsigned i = 0; i < nsel; i++) {
+		pst_t *p = &r->pst[sel[i]];
+		uint64_t old;
+		if (!moved[i]) {
+			if (pst_transition(p, PST_SWAPPING_OUT, PST_RESIDENT, &old) && (old & PST_WAITERS))
+				uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, sel[i]), PAGE_SIZE);
+			atomic_fetch_add(&e->c.transit_aborts, 1);
+			continue;
+		}
+		if (pending[i] || (atomic_load(p) & PST_DISCARDED) ||
+		    scan_page_is_zero(e->staging + ((uint64_t)i << PAGE_SHIFT))) {
+			zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, sel[i]), PAGE_SIZE);
+			pst_transition(p, PST_SWAPPING_OUT, PST_ZERO, NULL);
+			zeros++;
+			continue;
+		}
+		data[nd++] = i;
+	}
+	if (zeros) {
+		atomic_fetch_add(&e->c.zero_pages_reclaimed, zeros);
+		atomic_fetch_add(&e->c.zero_pages_now, zeros);
+	}
+
+	/* Write: slot runs, <= SWAPDEV_MAX_IOV pages per request. */
+	int res[BATCH_PAGES];
+	uint32_t slot[BATCH_PAGES];
+	struct wreq reqs[BATCH_PAGES];
+	unsigned nreq = 0, assigned = 0;
+	for (unsigned i = 0; i < nd; i++) {
+		res[i] = -ENOSPC;
+		slot[i] = SWAPDEV_NO_SLOT;
+	}
+	while (assigned < nd) {
+		uint32_t first, got;
+		if (swapdev_slot_alloc(sw->sd, nd - assigned, &first, &got) < 0) {
+			sw->full = true;
+			break;
+		}
+		for (uint32_t off = 0; off < got;) {
+			unsigned k = MIN(got - off, SWAPDEV_MAX_IOV);
+			struct iovec iov[SWAPDEV_MAX_IOV];
+			for (unsigned j = 0; j < k; j++) {
+				unsigned d = assigned + off + j;
+				slot[d] = first + off + j;
+				res[d] = -EINPROGRESS;
+				iov[j].iov_base = e->staging + ((uint64_t)data[d] << PAGE_SHIFT);
+				iov[j].iov_len = PAGE_SIZE;
+			}
+			struct wreq *q = &reqs[nreq++];
+			*q = (struct wreq){ res, assigned + off, k };
+			int qr;
+			while ((qr = swapdev_queue_write(sw->out_ring, first + off, iov, k, write_done, q)) == -EAGAIN)
+				swapdev_wait(sw->out_ring, 0);
+			if (qr < 0)
+				write_done(q, qr);
+			off += k;
+		}
+		assigned += got;
+	}
+	for (unsigned tries = 0; swapdev_inflight(sw->out_ring);) {
+		int wr = swapdev_wait(sw->out_ring, 0);
+		if (wr < 0) {
+			/* The submit failed: the requests stay queued. They
+			 * reference staging, so we can only wait. */
+			if (++tries % 1000 == 0)
+				log_err(&e->log, "swap write submit: %s; retrying", ovc_strerror(wr));
+			usleep(100);
+		}
+	}
+
+	/* Decide per page. */
+	int out = 0, werr = 0;
+	for (unsigned d = 0; d < nd; d++) {
+		unsigned i = data[d];
+		uint64_t page = sel[i];
+		pst_t *p = &r->pst[page];
+		if (res[d] < 0) {
+			if (res[d] != -ENOSPC) {
+				atomic_fetch_add(&e->c.swap_write_errors, 1);
+				werr = res[d];
+			}
+			give_back(e, r, page, i);
+			if (slot[d] != SWAPDEV_NO_SLOT)
+				swapdev_slot_free(sw->sd, slot[d], 1);
+			continue;
+		}
+		uint64_t w = atomic_load(p), nw;
+		for (;;) {
+			if (w & (PST_WAITERS | PST_DISCARDED)) {
+				/* Someone waits (or the VMM discarded it): give it
+				 * back from staging rather than read it again. */
+				give_back(e, r, page, i);
+				swapdev_slot_free(sw->sd, slot[d], 1);
+				atomic_fetch_add(&e->c.transit_aborts, 1);
+				break;
+			}
+			nw = pst_with_age(pst_with_slot(pst_with_state(w, PST_SWAPPED), slot[d]),
+					  atomic_load(&sw->epoch) & 0xff);
+			if (atomic_compare_exchange_weak(p, &w, nw)) {
+				out++;
+				break;
+			}
+		}
+	}
+	if (out) {
+		atomic_fetch_add(&e->c.pages_swapped_out, (uint64_t)out);
+		atomic_fetch_add(&e->c.swapped_pages_now, out);
+	}
+	int sr = staging_reset(e);
+	if (sr < 0)
+		e->staging_dirty = true;
+	if (werr)
+		log_warning(&e->log, "swap write failed: %s; pages stay in memory", ovc_strerror(werr));
+	return out ? out : (err ? err : werr);
+}
+
+/* Pages still to reclaim for the target (<= 0: met). */
+static int64_t reclaim_need(ovc_engine *e)
+{
+	if (atomic_load(&e->sw.zero_only))
+		return 0;
+	uint64_t target = atomic_load(&e->c_reclaim_target) >> PAGE_SHIFT;
+	int64_t have = atomic_load(&e->c.zero_pages_now) + atomic_load(&e->c.swapped_pages_now);
+	return (int64_t)target - have;
+}
+
+/* Rate limit: may @bytes go out now? Token bucket of one second. */
+static bool rate_allows(struct engine_swap *sw, uint64_t now)
+{
+	if (!sw->rate_bytes_per_sec)
+		return true;
+	uint64_t cap = MAX(sw->rate_bytes_per_sec, (uint64_t)BATCH_PAGES * PAGE_SIZE);
+	if (!sw->rate_t0_nsec)
+		sw->rate_bytes = cap;
+	else
+		sw->rate_bytes = MIN(cap, sw->rate_bytes + (uint64_t)((double)(now - sw->rate_t0_nsec) *
+								     (double)sw->rate_bytes_per_sec / 1e9));
+	sw->rate_t0_nsec = now;
+	return sw->rate_bytes >= (uint64_t)BATCH_PAGES * PAGE_SIZE;
+}
+
+int64_t swap_tick(ovc_engine *e, bool force)
+{
+	struct engine_swap *sw = &e->sw;
+	int64_t total = 0;
+	int first_err = 0;
+
+	if (!swap_enabled(e))
+		return 0;
+	uint64_t now = now_nsec(CLOCK_MONOTONIC);
+	bool due = force || now - sw->last_tick_nsec >= sw->interval_usec * NSEC_PER_USEC;
+	int64_t need = reclaim_need(e);
+	if (!due && need <= 0)
+		return 0;
+	pthread_rwlock_rdlock(&e->regions_lock);
+	if (due) {
+		sw->last_tick_nsec = now;
+		atomic_fetch_add(&sw->epoch, 1);
+		for (size_t i = 0; i < e->nregions; i++) {
+			struct ovc_region *r = e->regions[i];
+			if (r->track) {
+				int tr = track_scan(r->track);
+				if (tr < 0)
+					log_debug(&e->log, "tracking scan: %s", ovc_strerror(tr));
+			}
+		}
+	}
+	if (sw->full && swapdev_slots_free(sw->sd) > 0)
+		sw->full = false;
+	for (size_t i = 0; i < e->nregions && need > 0 && !sw->full; i++) {
+		struct ovc_region *r = e->regions[i];
+		if (!r->track)
+			continue;
+		size_t nc = track_cold(r->track, (uint8_t)MIN(sw->cold_age, 255u), sw->cand,
+				       (size_t)MIN((uint64_t)need * 2, sw->cand_cap));
+		size_t k = 0;
+		for (size_t j = 0; j < nc; j++)
+			if (pst_state(atomic_load(&r->pst[sw->cand[j]])) == PST_RESIDENT)
+				sw->cand[k++] = sw->cand[j];
+		for (size_t j = 0; j < k && need > 0 && !sw->full;) {
+			if (!rate_allows(sw, now_nsec(CLOCK_MONOTONIC)))
+				goto out;
+			unsigned m = (unsigned)MIN((size_t)BATCH_PAGES, MIN(k - j, (size_t)need));
+			qsort(sw->cand + j, m, sizeof(uint64_t), cmp_u64);
+			int br = swapout_batch(e, r, sw->cand + j, m);
+			if (br > 0) {
+				total += br;
+				if (sw->rate_bytes_per_sec)
+					sw->rate_bytes -= MIN(sw->rate_bytes, (uint64_t)br << PAGE_SHIFT);
+			} else if (br < 0 && !first_err && br != -EAGAIN && br != -EBUSY) {
+				first_err = br;
+			}
+			if (e->flags & OVC_ENGINE_NO_THREADS)
+				fault_drain(e);
+			if (e->staging_broken)
+				goto out;
+			j += m;
+			need = reclaim_need(e);
+		}
+	}
+out:
+	pthread_rwlock_unlock(&e->regions_lock);
+	return total ? total : first_err;
+}

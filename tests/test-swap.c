@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * integration: the engine's swap path (lib/swap.c) on the real kernel —
+ * userfaultfd with MOVE and WP_ASYNC, PAGEMAP_SCAN, io_uring O_DIRECT on a
+ * swap file in /var/tmp. Nothing mocked; failures are injected through the
+ * ops table (tests/fault-inject.h) into io_uring completions.
+ *
+ * Intervals are driven by hand (ovc__engine_swap_tick) so that assertions
+ * count intervals and page states, never time.
+ */
+#include <stdio.h>
+
+#include "engine-test.h"
+#include "fault-inject.h"
+#include "swapdev.h"
+
+#define SWAP_DIR "/var/tmp"
+
+static uint64_t xs(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Page @p of version @v: random bytes, never all zero. */
+static void fill(uint8_t *dst, size_t p, unsigned v)
+{
+	uint64_t s = (p + 1) * 0x9e3779b97f4a7c15ull + v * 0x632be59bd9b4e019ull;
+	for (size_t i = 0; i < 4096; i += 8) {
+		uint64_t x = xs(&s);
+		memcpy(dst + i, &x, 8);
+	}
+	dst[0] |= 1;
+}
+
+/* Fill @g with version @v and return its shadow copy (malloc'd). */
+static uint8_t *fill_all(struct guest_ram *g, size_t npages, unsigned v)
+{
+	uint8_t *shadow = malloc(npages * 4096);
+	assert_non_null(shadow);
+	for (size_t p = 0; p < npages; p++) {
+		fill(g->p + p * 4096, p, v);
+		memcpy(shadow + p * 4096, g->p + p * 4096, 4096);
+	}
+	return shadow;
+}
+
+struct io_errs {
+	atomic_int calls;
+	atomic_int last_err;
+	atomic_ullong last_gpa;
+};
+
+static void on_io_error(void *ud, uint64_t gpa, int err)
+{
+	struct io_errs *x = ud;
+	atomic_store(&x->last_err, err);
+	atomic_store(&x->last_gpa, gpa);
+	atomic_fetch_add(&x->calls, 1);
+}
+
+static void log_stderr(void *ud, enum ovc_log_level lvl, const char *msg)
+{
+	(void)ud;
+	if (getenv("OVC_TEST_LOG") || lvl <= OVC_LOG_ERR)
+		fprintf(stderr, "engine: %s\n", msg);
+}
+
+static int new_engine(unsigned flags, uint64_t swap_bytes, const struct ovc_sys *sys, struct io_errs *ie,
+		      ovc_engine **e)
+{
+	struct ovc_engine_opts o = {
+		.size = sizeof(o),
+		.flags = flags | OVC_ENGINE_NO_AUTOSCAN,
+		.swap_path = SWAP_DIR,
+		.swap_size_bytes = swap_bytes,
+		.scan_interval_usec = 1000000,
+		.cold_age_usec = 1000000, /* one interval unwritten = cold */
+		.io_error_fn = ie ? on_io_error : NULL,
+		.io_error_userdata = ie,
+		.log_fn = log_stderr,
+		.log_level = OVC_LOG_DEBUG,
+	};
+	return ovc__engine_new_with_sys(&o, sys ? sys : &ovc_sys_default, e);
+}
+
+static void need_swap(void)
+{
+	need_uffd();
+	ovc_engine *e = NULL;
+	int r = new_engine(0, 1 << 20, NULL, NULL, &e);
+	if (r == -EOPNOTSUPP)
+		skip_because("kernel without UFFDIO_MOVE + WP_ASYNC/PAGEMAP_SCAN, or " SWAP_DIR
+			     " without O_DIRECT");
+	assert_ovc_ok(r);
+	ovc_engine_free(e);
+}
+
+static struct ovc_engine_stats stats(ovc_engine *e)
+{
+	struct ovc_engine_stats st = { .size = sizeof(st) };
+	assert_ovc_ok(ovc_engine_stats(e, &st));
+	return st;
+}
+
+static size_t count_state(ovc_engine *e, enum pst_state s)
+{
+	size_t n = 0;
+	pthread_rwlock_rdlock(&e->regions_lock);
+	for (size_t i = 0; i < e->nregions; i++)
+		for (uint64_t p = 0; p < e->regions[i]->npages; p++)
+			n += pst_state(atomic_load(&e->regions[i]->pst[p])) == s;
+	pthread_rwlock_unlock(&e->regions_lock);
+	return n;
+}
+
+static size_t compare(const uint8_t *g, const uint8_t *shadow, size_t npages)
+{
+	size_t bad = 0;
+	for (size_t p = 0; p < npages; p++)
+		if (memcmp(g + p * 4096, shadow + p * 4096, 4096) != 0) {
+			if (bad < 5)
+				fprintf(stderr, "page %zu differs\n", p);
+			bad++;
+		}
+	return bad;
+}
+
+/* Swap out all of @g: ticks until nothing more goes (bounded by count). */
+static void swap_all(ovc_engine *e, size_t len)
+{
+	/* The target without ovc_engine_reclaim(), which would also wake the
+	 * worker into a tick of its own, racing the counts asserted here. */
+	atomic_store(&e->c_reclaim_target, len);
+	for (int i = 0; i < 4; i++)
+		assert_true(ovc__engine_swap_tick(e) >= 0);
+}
+
+static void test_options(void **s)
+{
+	(void)s;
+	need_swap();
+	ovc_engine *e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .swap_path = SWAP_DIR };
+	assert_int_equal(ovc_engine_new(&o, &e), -EINVAL); /* path without size */
+	o.swap_path = NULL;
+	o.swap_size_bytes = 1 << 20;
+	assert_int_equal(ovc_engine_new(&o, &e), -EINVAL); /* size without path */
+	o.swap_path = SWAP_DIR;
+	o.flags = OVC_ENGINE_NO_MOVE;
+	assert_int_equal(ovc_engine_new(&o, &e), -EOPNOTSUPP); /* swap needs MOVE */
+	o.flags = 0;
+	o.swap_path = "/nonexistent-ovc-dir";
+	assert_true(ovc_engine_new(&o, &e) < 0);
+	assert_null(e);
+
+	assert_ovc_ok(new_engine(0, 1 << 20, NULL, NULL, &e));
+	struct guest_ram m;
+	guest_ram_alloc(&m, 64 * 4096, BACK_MEMFD);
+	/* WP_ASYNC makes the write-protect path unsafe: no shared memory. */
+	assert_int_equal(ovc_region_add(e, m.p, m.len, 0, 0), -EOPNOTSUPP);
+	guest_ram_free(&m);
+	struct guest_ram g;
+	guest_ram_alloc(&g, 64 * 4096, BACK_ANON);
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	assert_int_equal(ovc_engine_reclaim(e, g.len + 4096, 0), -ENOSPC);
+	assert_ovc_ok(ovc_engine_reclaim(e, g.len, 0));
+	struct ovc_engine_stats st = stats(e);
+	assert_int_equal(st.swap_bytes_total, 1 << 20);
+	ovc_engine_free(e);
+	guest_ram_free(&g);
+}
+
+/* Out and back in: every page comes back exactly, counters agree. */
+static void roundtrip(unsigned flags, bool seq)
+{
+	need_swap();
+	const size_t npages = 4096;
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	uint8_t *shadow = fill_all(&g, npages, 1);
+	/* A few zero pages: shared, never written to disk. */
+	for (size_t p = 0; p < npages; p += 97) {
+		memset(g.p + p * 4096, 0, 4096);
+		memset(shadow + p * 4096, 0, 4096);
+	}
+	ovc_engine *e = NULL;
+	assert_ovc_ok(new_engine(flags, 64 << 20, NULL, NULL, &e));
+	struct loop l;
+	if (flags & OVC_ENGINE_NO_THREADS)
+		loop_start(&l, e, false);
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0x100000, 0));
+	swap_all(e, g.len);
+	struct ovc_engine_stats st = stats(e);
+	size_t swapped = count_state(e, PST_SWAPPED);
+	print_message("swapped out %llu pages (%zu SWAPPED), %llu zero, %zu resident\n",
+		      (unsigned long long)st.pages_swapped_out, swapped,
+		      (unsigned long long)st.zero_pages_now, resident_pages(g.p, g.len));
+	assert_int_equal(st.swapped_pages_now, swapped);
+	assert_true(swapped >= npages * 9 / 10);
+	assert_true(st.zero_pages_now >= npages / 97);
+	assert_int_equal(st.swap_bytes_on_disk, swapped * 4096);
+	assert_int_equal(st.swap_write_errors, 0);
+	/* The memory really went back. */
+	assert_true(resident_pages(g.p, g.len) <= npages - swapped);
+
+	if (seq) {
+		assert_int_equal(compare(g.p, shadow, npages), 0);
+	} else {
+		uint64_t r = 12345;
+		for (size_t i = 0; i < npages; i++) {
+			size_t p = xs(&r) % npages;
+			assert_memory_equal(g.p + p * 4096, shadow + p * 4096, 4096);
+		}
+		assert_int_equal(compare(g.p, shadow, npages), 0);
+	}
+	st = stats(e);
+	print_message("swapped in %llu pages by %llu faults, %llu refaults\n",
+		      (unsigned long long)st.pages_swapped_in, (unsigned long long)st.swap_faults,
+		      (unsigned long long)st.refaults);
+	if (st.swapped_pages_now) {
+		for (uint64_t p = 0; p < npages; p++) {
+			uint64_t w = atomic_load(&e->regions[0]->pst[p]);
+			if (pst_state(w) != PST_RESIDENT && pst_state(w) != PST_ZERO)
+				fprintf(stderr, "page %llu word %llx\n", (unsigned long long)p, (unsigned long long)w);
+		}
+	}
+	assert_int_equal(st.swapped_pages_now, 0);
+	assert_int_equal(st.pages_swapped_in, st.pages_swapped_out);
+	assert_true(st.swap_faults > 0 && st.swap_faults <= st.pages_swapped_in);
+	if (seq) /* readahead: far fewer faults than pages */
+		assert_true(st.swap_faults * 4 <= st.pages_swapped_in);
+	assert_int_equal(st.swap_read_errors, 0);
+
+	/* Again, then remove the region with pages on disk: they come back. */
+	for (size_t p = 0; p < npages; p += 3) {
+		fill(g.p + p * 4096, p, 2);
+		memcpy(shadow + p * 4096, g.p + p * 4096, 4096);
+	}
+	swap_all(e, g.len);
+	assert_true(count_state(e, PST_SWAPPED) > 0);
+	assert_ovc_ok(ovc_region_remove(e, 0x100000, 0));
+	assert_int_equal(stats(e).swapped_pages_now, 0);
+	if (flags & OVC_ENGINE_NO_THREADS)
+		loop_stop(&l);
+	ovc_engine_free(e);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+static void test_roundtrip_threads_rand(void **s) { (void)s; roundtrip(0, false); }
+static void test_roundtrip_threads_seq(void **s) { (void)s; roundtrip(0, true); }
+static void test_roundtrip_loop(void **s) { (void)s; roundtrip(OVC_ENGINE_NO_THREADS, false); }
+
+/* Freeing the engine with pages on disk puts them back. Discarding a
+ * swapped page frees its slot and it reads as zeros. NO_SWAP is honoured. */
+static void test_free_discard_noswap(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 1024;
+	struct guest_ram g, h;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	guest_ram_alloc(&h, npages * 4096, BACK_ANON);
+	uint8_t *shadow = malloc(npages * 4096);
+	for (size_t p = 0; p < npages; p++) {
+		fill(g.p + p * 4096, p, 3);
+		fill(h.p + p * 4096, p, 3);
+		memcpy(shadow + p * 4096, g.p + p * 4096, 4096);
+	}
+	ovc_engine *e = NULL;
+	assert_ovc_ok(new_engine(0, 64 << 20, NULL, NULL, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	assert_ovc_ok(ovc_region_add(e, h.p, h.len, 1ull << 30, OVC_REGION_NO_SWAP));
+	swap_all(e, g.len);
+	size_t swapped = count_state(e, PST_SWAPPED);
+	assert_true(swapped >= npages * 9 / 10);
+	/* Only region g's pages: h is NO_SWAP. */
+	assert_true(swapped <= npages);
+	assert_int_equal(resident_pages(h.p, h.len), npages);
+
+	/* Discard a swapped page as a balloon would. */
+	struct ovc_region *rg = e->regions[0]->guest_phys == 0 ? e->regions[0] : e->regions[1];
+	size_t victim = npages;
+	for (size_t p = 0; p < npages && victim == npages; p++)
+		if (pst_state(atomic_load(&rg->pst[p])) == PST_SWAPPED)
+			victim = p;
+	assert_true(victim < npages);
+	uint64_t before = stats(e).swapped_pages_now;
+	assert_int_equal(madvise(g.p + victim * 4096, 4096, MADV_DONTNEED), 0);
+	memset(shadow + victim * 4096, 0, 4096);
+	/* The handler frees the slot when it reads the event; reading the
+	 * page goes through the handler after the event, in order. */
+	static const uint8_t zeros[4096];
+	assert_memory_equal(g.p + victim * 4096, zeros, 4096);
+	assert_int_equal(stats(e).swapped_pages_now, before - 1);
+
+	ovc_engine_free(e);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	free(shadow);
+	guest_ram_free(&g);
+	guest_ram_free(&h);
+}
+
+/* 20% hot (written every interval), 80% cold (never written again). */
+static void test_cold_set(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 8192;
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	uint8_t *hot = calloc(npages, 1);
+	uint8_t *ever = calloc(npages, 1);
+	uint64_t r = 99;
+	size_t nhot = 0;
+	for (size_t p = 0; p < npages; p++) {
+		fill(g.p + p * 4096, p, 4);
+		if (xs(&r) % 5 == 0) {
+			hot[p] = 1;
+			nhot++;
+		}
+	}
+	ovc_engine *e = NULL;
+	assert_ovc_ok(new_engine(0, 64 << 20, NULL, NULL, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	/* Ask for everything: the tracker decides what is cold. */
+	atomic_store(&e->c_reclaim_target, g.len);
+	struct ovc_region *reg = e->regions[0];
+	for (int interval = 0; interval < 6; interval++) {
+		for (size_t p = 0; p < npages; p++)
+			if (hot[p])
+				g.p[p * 4096 + 8] = (uint8_t)interval;
+		assert_true(ovc__engine_swap_tick(e) >= 0);
+		for (size_t p = 0; p < npages; p++)
+			if (pst_state(atomic_load(&reg->pst[p])) == PST_SWAPPED)
+				ever[p] = 1;
+	}
+	size_t cold_out = 0, hot_ever = 0;
+	for (size_t p = 0; p < npages; p++) {
+		if (hot[p])
+			hot_ever += ever[p];
+		else
+			cold_out += pst_state(atomic_load(&reg->pst[p])) == PST_SWAPPED;
+	}
+	struct ovc_engine_stats st = stats(e);
+	print_message("cold set: %zu/%zu on disk; hot set: %zu/%zu ever evicted; %llu refaults\n", cold_out,
+		      npages - nhot, hot_ever, nhot, (unsigned long long)st.refaults);
+	assert_true(cold_out * 10 >= (npages - nhot) * 9);
+	assert_true(hot_ever * 20 < nhot);
+	ovc_engine_free(e);
+	free(hot);
+	free(ever);
+	guest_ram_free(&g);
+}
+
+/* io_uring completions fail (EIO, short counts): pages stay right. */
+static void inject(int err, int short_res, bool on_read)
+{
+	need_swap();
+	const size_t npages = 512;
+	struct fault_inject fi;
+	fault_inject_init(&fi, 0, err, 1u << OVC_SYS_URING_CQE);
+	fi.short_res = short_res;
+	struct io_errs ie = { 0 };
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	uint8_t *shadow = fill_all(&g, npages, 5);
+	ovc_engine *e = NULL;
+	assert_ovc_ok(new_engine(0, 64 << 20, &fi.sys, &ie, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	if (!on_read)
+		fi.fail_at = atomic_load(&fi.calls) + 2; /* the second write */
+	swap_all(e, g.len);
+	struct ovc_engine_stats st = stats(e);
+	if (!on_read) {
+		assert_int_equal(atomic_load(&fi.injected), 1);
+		/* Counted in pages: the one failed request carried 64. The
+		 * pages stayed in memory; the next tick wrote them. */
+		assert_int_equal(st.swap_write_errors, SWAPDEV_MAX_IOV);
+	}
+	assert_true(st.swapped_pages_now > 0);
+	if (on_read)
+		fi.fail_at = atomic_load(&fi.calls) + 1; /* the first read */
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	st = stats(e);
+	if (on_read) {
+		assert_int_equal(atomic_load(&fi.injected), 1);
+		assert_int_equal(st.swap_read_errors, 1);
+		assert_int_equal(atomic_load(&ie.calls), 1);
+		assert_int_equal(atomic_load(&ie.last_err), -EIO);
+		assert_true(atomic_load(&ie.last_gpa) < g.len);
+	}
+	print_message("%s %s: %llu out, %llu in, %llu write errors, %llu read errors\n",
+		      short_res ? "short" : "error", on_read ? "read" : "write",
+		      (unsigned long long)st.pages_swapped_out, (unsigned long long)st.pages_swapped_in,
+		      (unsigned long long)st.swap_write_errors, (unsigned long long)st.swap_read_errors);
+	ovc_engine_free(e);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+static void test_write_eio(void **s) { (void)s; inject(-EIO, 0, false); }
+static void test_write_short(void **s) { (void)s; inject(-EIO, 4096, false); }
+static void test_read_eio(void **s) { (void)s; inject(-EIO, 0, true); }
+static void test_read_short(void **s) { (void)s; inject(-EIO, 4096, true); }
+
+/* A swap file smaller than the cold set: swapping stops, the guest goes on,
+ * every page stays right; freed slots are used again. */
+static void test_swap_full(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 2048, slots = 256;
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	uint8_t *shadow = fill_all(&g, npages, 6);
+	ovc_engine *e = NULL;
+	assert_ovc_ok(new_engine(0, slots * 4096, NULL, NULL, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	swap_all(e, g.len);
+	struct ovc_engine_stats st = stats(e);
+	assert_int_equal(st.swapped_pages_now, slots);
+	assert_int_equal(st.swap_write_errors, 0);
+	/* Read half of what is out back in; the slots free up and fill again. */
+	for (size_t p = 0; p < npages / 2; p++)
+		assert_memory_equal(g.p + p * 4096, shadow + p * 4096, 4096);
+	uint64_t in = stats(e).pages_swapped_in;
+	assert_true(in > 0);
+	swap_all(e, g.len);
+	st = stats(e);
+	assert_int_equal(st.swapped_pages_now, slots);
+	assert_int_equal(st.pages_swapped_out, slots + in);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	ovc_engine_free(e);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_roundtrip_threads_rand),
+		cmocka_unit_test(test_roundtrip_threads_seq),
+		cmocka_unit_test(test_roundtrip_loop),
+		cmocka_unit_test(test_free_discard_noswap),
+		cmocka_unit_test(test_cold_set),
+		cmocka_unit_test(test_write_eio),
+		cmocka_unit_test(test_write_short),
+		cmocka_unit_test(test_read_eio),
+		cmocka_unit_test(test_read_short),
+		cmocka_unit_test(test_swap_full),
+	};
+	if (getenv("OVC_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
+	return cmocka_run_group_tests_name("swap", tests, NULL, NULL);
+}
