@@ -191,14 +191,18 @@ int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
 	return 0;
 }
 
-/* Leave transit: SHARING -> @to; wakes if a fault waited and @woke is false. */
-static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to,
-			bool woke)
+/* Leave transit: SHARING -> @to; wakes the page if a fault waited. Always,
+ * even when the ioctl that resolved the page (UFFDIO_ZEROPAGE, a move back)
+ * woke it already: between that ioctl and this transition the VMM may
+ * discard the page again, a thread woken then faults on the hole, finds
+ * the page still in transit and sets WAITERS; skipping this wake left it
+ * asleep until the sweep (the write-protect-path torture hang). */
+static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to)
 {
 	uint64_t old;
 	if (!pst_transition(&r->pst[page], PST_SHARING, to, &old))
 		return; /* cannot happen: only this thread ends a transit */
-	if ((old & PST_WAITERS) && !woke)
+	if (old & PST_WAITERS)
 		uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page), PAGE_SIZE);
 }
 
@@ -259,7 +263,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 		while (p < run->start + run->len) {
 			uint32_t off = p - (uint32_t)first;
 			if (!moved[off]) {
-				end_transit(e, r, p, PST_RESIDENT, false);
+				end_transit(e, r, p, PST_RESIDENT);
 				atomic_fetch_add(&e->c.transit_aborts, 1);
 				p++;
 				continue;
@@ -282,7 +286,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 			if (zero) {
 				zeropage_range(e, gaddr, len);
 				for (uint32_t k = p; k < q; k++)
-					end_transit(e, r, k, PST_ZERO, true);
+					end_transit(e, r, k, PST_ZERO);
 				reclaimed += (int)(q - p);
 			} else {
 				int mr = move_back(e, gaddr,
@@ -298,7 +302,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 					e->staging_broken = true;
 				}
 				for (uint32_t k = p; k < q; k++)
-					end_transit(e, r, k, PST_RESIDENT, true);
+					end_transit(e, r, k, PST_RESIDENT);
 				atomic_fetch_add(&e->c.transit_aborts, q - p);
 			}
 			p = q;
@@ -398,7 +402,7 @@ static int reclaim_wp(ovc_engine *e, struct ovc_region *r)
 	if (err < 0) {
 		for (uint32_t i = 0; i < c->n; i++)
 			for (uint32_t p = c->runs[i].start; p < c->runs[i].start + c->runs[i].len; p++)
-				end_transit(e, r, p, PST_RESIDENT, false);
+				end_transit(e, r, p, PST_RESIDENT);
 		/* Part of the span may be protected: lift it all. */
 		writeprotect(e, span, span_len, false);
 		atomic_fetch_add(&e->c.transit_aborts, c->pages);
@@ -417,7 +421,7 @@ static int reclaim_wp(ovc_engine *e, struct ovc_region *r)
 				else
 					keep[nkeep++] = (struct page_run){ p, 1 };
 			} else {
-				end_transit(e, r, p, PST_RESIDENT, false);
+				end_transit(e, r, p, PST_RESIDENT);
 				atomic_fetch_add(&e->c.transit_aborts, 1);
 			}
 		}
@@ -431,7 +435,7 @@ static int reclaim_wp(ovc_engine *e, struct ovc_region *r)
 		if (ok && !r->shmem)
 			zeropage_range(e, a, len);
 		for (uint32_t p = keep[i].start; p < keep[i].start + keep[i].len; p++)
-			end_transit(e, r, p, ok ? PST_ZERO : PST_RESIDENT, ok && !r->shmem);
+			end_transit(e, r, p, ok ? PST_ZERO : PST_RESIDENT);
 		if (ok)
 			reclaimed += (int)keep[i].len;
 	}

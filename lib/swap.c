@@ -414,7 +414,11 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	do
 		nw = resident_word(w);
 	while (!atomic_compare_exchange_weak(&r->pst[page], &w, nw));
-	/* move_back and ZEROPAGE woke the page. */
+	/* move_back and ZEROPAGE woke the page, but a discard in between may
+	 * have made a thread fault again and wait on the transit: wake it
+	 * (see end_transit in share.c). */
+	if (w & PST_WAITERS)
+		uffd_wake(e, gaddr, PAGE_SIZE);
 }
 
 /* Swap out @n pages (sorted, RESIDENT when listed) of @r. Returns pages
