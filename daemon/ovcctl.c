@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "json-get.h"
 #include "policy.h"
 #include "util.h"
 
@@ -128,30 +129,16 @@ out:
 
 /* ---- JSON access ---- */
 
-static struct json_object *get(struct json_object *o, const char *key)
-{
-	struct json_object *v = NULL;
-
-	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
-
-static uint64_t get_u64(struct json_object *o, const char *key)
-{
-	struct json_object *v = get(o, key);
-
-	return v ? json_object_get_uint64(v) : OVC_UNKNOWN;
-}
-
 static int64_t get_i64(struct json_object *o, const char *key)
 {
-	struct json_object *v = get(o, key);
+	struct json_object *v = json_get(o, key);
 
 	return v ? json_object_get_int64(v) : 0;
 }
 
 static const char *get_str(struct json_object *o, const char *key)
 {
-	struct json_object *v = get(o, key);
+	struct json_object *v = json_get(o, key);
 
 	return v ? json_object_get_string(v) : "";
 }
@@ -191,34 +178,34 @@ static const char *age_text(uint64_t usec, char *buf, size_t n)
 
 static void print_status(struct json_object *o)
 {
-	struct json_object *sav = get(o, "savings"), *head = get(o, "headroom"), *ksm = get(o, "ksm"),
-			   *psi = get(o, "psi");
+	struct json_object *sav = json_get(o, "savings"), *head = json_get(o, "headroom"), *ksm = json_get(o, "ksm"),
+			   *psi = json_get(o, "psi");
 
 	printf("Host:      %s total, %s for guests, %s available; %s since tick %" PRIu64 "%s\n",
-	       SZ(get_u64(o, "host_total_bytes")), SZ(get_u64(o, "host_for_guests_bytes")),
-	       SZ(get_u64(o, "host_available_bytes")), get_str(o, "level"), get_u64(o, "level_since_tick"),
-	       json_object_get_boolean(get(o, "dry_run")) ? " (dry run)" : "");
-	printf("Guests:    %" PRIu64 ", %s max, %s backing them\n", get_u64(o, "guests"),
-	       SZ(get_u64(o, "guests_max_bytes")), SZ(get_u64(o, "guests_backing_bytes")));
+	       SZ(json_get_u64(o, "host_total_bytes")), SZ(json_get_u64(o, "host_for_guests_bytes")),
+	       SZ(json_get_u64(o, "host_available_bytes")), get_str(o, "level"), json_get_u64(o, "level_since_tick"),
+	       json_object_get_boolean(json_get(o, "dry_run")) ? " (dry run)" : "");
+	printf("Guests:    %" PRIu64 ", %s max, %s backing them\n", json_get_u64(o, "guests"),
+	       SZ(json_get_u64(o, "guests_max_bytes")), SZ(json_get_u64(o, "guests_backing_bytes")));
 	printf("Ratio:     provisioned %s, effective %s\n", get_str(o, "provisioned_ratio"),
 	       get_str(o, "effective_ratio"));
 	/* KSM's counters are host-wide: they include whatever else on the
 	 * host is mergeable, so they are labelled as such, not as guests'. */
 	printf("Savings:   balloon %s, engines: shared %s, swapped %s; KSM (host-wide): zero %s, "
 	       "sharing %s (total %s)\n",
-	       SZ(get_u64(sav, "balloon_bytes")), SZ(get_u64(sav, "engine_zero_bytes")),
-	       SZ(get_u64(sav, "swap_bytes")), SZ(get_u64(sav, "ksm_zero_bytes")), SZ(get_u64(sav, "ksm_bytes")),
-	       SZ(get_u64(sav, "total_bytes")));
+	       SZ(json_get_u64(sav, "balloon_bytes")), SZ(json_get_u64(sav, "engine_zero_bytes")),
+	       SZ(json_get_u64(sav, "swap_bytes")), SZ(json_get_u64(sav, "ksm_zero_bytes")), SZ(json_get_u64(sav, "ksm_bytes")),
+	       SZ(json_get_u64(sav, "total_bytes")));
 	printf("Headroom:  %s over low, %s over high; %s could come back at once (then %s)\n",
 	       SSZ(get_i64(head, "low_bytes")), SSZ(get_i64(head, "high_bytes")),
-	       SZ(get_u64(head, "give_back_bytes")), SSZ(get_i64(head, "after_give_back_bytes")));
+	       SZ(json_get_u64(head, "give_back_bytes")), SSZ(get_i64(head, "after_give_back_bytes")));
 	if (psi)
 		printf("PSI:       some %s%%, full %s%% (avg10)\n", get_str(psi, "some_avg10"),
 		       get_str(psi, "full_avg10"));
 	if (ksm)
 		printf("KSM:       run %" PRId64 ", pages_to_scan %" PRId64 ", sharing %" PRIu64
 		       " pages, profit %s; %s\n",
-		       get_i64(ksm, "run"), get_i64(ksm, "pages_to_scan"), get_u64(ksm, "pages_sharing"),
+		       get_i64(ksm, "run"), get_i64(ksm, "pages_to_scan"), json_get_u64(ksm, "pages_sharing"),
 		       SSZ(get_i64(ksm, "profit_bytes")), get_str(ksm, "reason"));
 	else
 		printf("KSM:       not available\n");
@@ -227,7 +214,7 @@ static void print_status(struct json_object *o)
 
 static void print_guests(struct json_object *o)
 {
-	struct json_object *arr = get(o, "guests");
+	struct json_object *arr = json_get(o, "guests");
 	size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
 	int w = 4;
 
@@ -239,24 +226,24 @@ static void print_guests(struct json_object *o)
 	       "AVAILABLE", "FLOOR", "SHARED", "SWAPPED", "RECLAIM", "AGE", "LAST ACTION");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *g = json_object_array_get_idx(arr, i);
-		const char *floor_mark = json_object_get_boolean(get(g, "floor_override")) ? "*" : "";
+		const char *floor_mark = json_object_get_boolean(json_get(g, "floor_override")) ? "*" : "";
 		char floor[32], target[32];
 
-		snprintf(floor, sizeof(floor), "%s%s", floor_mark, SZ(get_u64(g, "floor_bytes")));
-		snprintf(target, sizeof(target), "%s%s", get(g, "pinned_target_bytes") ? "=" : "",
-			 SZ(get_u64(g, "target_bytes")));
-		struct json_object *sav = get(g, "savings"), *eng = get(g, "engine");
+		snprintf(floor, sizeof(floor), "%s%s", floor_mark, SZ(json_get_u64(g, "floor_bytes")));
+		snprintf(target, sizeof(target), "%s%s", json_get(g, "pinned_target_bytes") ? "=" : "",
+			 SZ(json_get_u64(g, "target_bytes")));
+		struct json_object *sav = json_get(g, "savings"), *eng = json_get(g, "engine");
 
 		/* An engine without a balloon has no balloon target or floor. */
 		if (eng && strcmp(get_str(g, "balloon_driver"), "none") == 0)
 			snprintf(target, sizeof(target), "-"), snprintf(floor, sizeof(floor), "-");
 		printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %5s  %s", w, get_str(g, "name"),
-		       SZ(get_u64(g, "max_bytes")), SZ(get_u64(g, "current_bytes")), target,
-		       SZ(get_u64(g, "available_bytes")), floor, SZ(get_u64(sav, "shared_bytes")),
-		       SZ(get_u64(sav, "swapped_bytes")), SZ(get_u64(eng, "reclaim_target_bytes")),
-		       age_text(get_u64(g, "stats_age_usec"), (char[16]){ 0 }, 16), get_str(g, "last_action"));
-		if (get_u64(g, "last_action_tick"))
-			printf(" (tick %" PRIu64 "): %s", get_u64(g, "last_action_tick"), get_str(g, "last_reason"));
+		       SZ(json_get_u64(g, "max_bytes")), SZ(json_get_u64(g, "current_bytes")), target,
+		       SZ(json_get_u64(g, "available_bytes")), floor, SZ(json_get_u64(sav, "shared_bytes")),
+		       SZ(json_get_u64(sav, "swapped_bytes")), SZ(json_get_u64(eng, "reclaim_target_bytes")),
+		       age_text(json_get_u64(g, "stats_age_usec"), (char[16]){ 0 }, 16), get_str(g, "last_action"));
+		if (json_get_u64(g, "last_action_tick"))
+			printf(" (tick %" PRIu64 "): %s", json_get_u64(g, "last_action_tick"), get_str(g, "last_reason"));
 		printf("\n");
 	}
 	if (n == 0)
@@ -265,9 +252,9 @@ static void print_guests(struct json_object *o)
 
 static bool reply_ok(struct json_object *o)
 {
-	if (json_object_get_boolean(get(o, "ok")))
+	if (json_object_get_boolean(json_get(o, "ok")))
 		return true;
-	fprintf(stderr, "ovcctl: %s\n", get(o, "error") ? get_str(o, "error") : "ovcd refused the request");
+	fprintf(stderr, "ovcctl: %s\n", json_get(o, "error") ? get_str(o, "error") : "ovcd refused the request");
 	return false;
 }
 

@@ -37,6 +37,7 @@
 
 #include "endpoint-proto.h"
 #include "guest.h"
+#include "../daemon/json-get.h"
 #include "host.h"
 #include "ovc-test.h"
 #include "util.h"
@@ -123,29 +124,15 @@ static struct json_object *ovcd_guests(void)
 	return o;
 }
 
-static struct json_object *member(struct json_object *o, const char *k)
-{
-	struct json_object *v = NULL;
-
-	return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
-
-static uint64_t member_u64(struct json_object *o, const char *k)
-{
-	struct json_object *v = member(o, k);
-
-	return v && !json_object_is_type(v, json_type_null) ? json_object_get_uint64(v) : OVC_UNKNOWN;
-}
-
 /* The VMM's entry in @guests, or NULL. */
 static struct json_object *vmm_entry(struct json_object *guests)
 {
-	struct json_object *arr = member(guests, "guests");
+	struct json_object *arr = json_get(guests, "guests");
 
 	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
 		struct json_object *g = json_object_array_get_idx(arr, i);
 
-		if (strcmp(json_object_get_string(member(g, "name")), T.name) == 0)
+		if (strcmp(json_object_get_string(json_get(g, "name")), T.name) == 0)
 			return g;
 	}
 	return NULL;
@@ -333,8 +320,8 @@ static bool vmm_listed_with_shared(void)
 {
 	struct json_object *o = ovcd_guests();
 	struct json_object *g = vmm_entry(o);
-	bool ok = g && member_u64(member(g, "savings"), "shared_bytes") > 0 &&
-		  member_u64(member(g, "savings"), "shared_bytes") != OVC_UNKNOWN;
+	bool ok = g && json_get_u64(json_get(g, "savings"), "shared_bytes") > 0 &&
+		  json_get_u64(json_get(g, "savings"), "shared_bytes") != OVC_UNKNOWN;
 
 	json_object_put(o);
 	return ok;
@@ -359,12 +346,12 @@ static void test_vmm_listed_with_its_savings(void **state)
 	o = ovcd_guests();
 	g = vmm_entry(o);
 	assert_non_null(g);
-	assert_string_equal(json_object_get_string(member(g, "driver")), "ovc");
-	assert_string_equal(json_object_get_string(member(g, "balloon_driver")), "none");
-	assert_int_equal(member_u64(g, "max_bytes"), VMM_MEM_BYTES);
-	assert_non_null(member(g, "engine"));
+	assert_string_equal(json_object_get_string(json_get(g, "driver")), "ovc");
+	assert_string_equal(json_object_get_string(json_get(g, "balloon_driver")), "none");
+	assert_int_equal(json_get_u64(g, "max_bytes"), VMM_MEM_BYTES);
+	assert_non_null(json_get(g, "engine"));
 	/* No balloon: nothing saved that way. */
-	assert_int_equal(member_u64(member(g, "savings"), "balloon_bytes"), 0);
+	assert_int_equal(json_get_u64(json_get(g, "savings"), "balloon_bytes"), 0);
 	json_object_put(o);
 
 	/* And the command an admin types shows it, with its shared memory. */
@@ -392,9 +379,9 @@ static bool status_counts_engine(void)
 {
 	char *r = ask(T.sock, "{\"version\":1,\"command\":\"status\"}\n");
 	struct json_object *o = r ? json_tokener_parse(r) : NULL;
-	bool ok = member_u64(member(o, "savings"), "engine_zero_bytes") > 0 &&
-		  member_u64(member(o, "savings"), "engine_zero_bytes") != OVC_UNKNOWN &&
-		  member_u64(o, "guests_max_bytes") >= VMM_MEM_BYTES;
+	bool ok = json_get_u64(json_get(o, "savings"), "engine_zero_bytes") > 0 &&
+		  json_get_u64(json_get(o, "savings"), "engine_zero_bytes") != OVC_UNKNOWN &&
+		  json_get_u64(o, "guests_max_bytes") >= VMM_MEM_BYTES;
 
 	json_object_put(o);
 	free(r);
@@ -471,18 +458,18 @@ static const char *merged_driver;
 
 static bool merged_shows(void)
 {
-	struct json_object *o = ovcd_guests(), *arr = member(o, "guests");
+	struct json_object *o = ovcd_guests(), *arr = json_get(o, "guests");
 	unsigned n = 0;
 	bool ok = false;
 
 	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
 		struct json_object *g = json_object_array_get_idx(arr, i);
 
-		if (strcmp(json_object_get_string(member(g, "name")), MERGED) != 0)
+		if (strcmp(json_object_get_string(json_get(g, "name")), MERGED) != 0)
 			continue;
 		n++;
-		ok = strcmp(json_object_get_string(member(g, "driver")), merged_driver) == 0 &&
-		     (strcmp(merged_driver, "qmp") == 0) == !member(g, "engine");
+		ok = strcmp(json_object_get_string(json_get(g, "driver")), merged_driver) == 0 &&
+		     (strcmp(merged_driver, "qmp") == 0) == !json_get(g, "engine");
 	}
 	json_object_put(o);
 	return ok && n == 1; /* one guest, never two */

@@ -41,6 +41,7 @@
 
 #include "guest-harness.h"
 #include "guest.h"
+#include "../daemon/json-get.h"
 #include "host.h"
 #include "ksm.h"
 #include "ovc-test.h"
@@ -127,25 +128,13 @@ static struct json_object *ctl_json(const char *cmd)
 	return o;
 }
 
-static struct json_object *jget(struct json_object *o, const char *k)
-{
-	struct json_object *v = NULL;
-	return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
-
-static uint64_t ju(struct json_object *o, const char *k)
-{
-	struct json_object *v = jget(o, k);
-	return v ? json_object_get_uint64(v) : OVC_UNKNOWN;
-}
-
 static struct json_object *guest_of(struct json_object *guests, const char *name)
 {
-	struct json_object *arr = jget(guests, "guests");
+	struct json_object *arr = json_get(guests, "guests");
 
 	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
 		struct json_object *g = json_object_array_get_idx(arr, i);
-		if (strcmp(json_object_get_string(jget(g, "name")), name) == 0)
+		if (strcmp(json_object_get_string(json_get(g, "name")), name) == 0)
 			return g;
 	}
 	return NULL;
@@ -155,20 +144,20 @@ static struct json_object *guest_of(struct json_object *guests, const char *name
 static unsigned floor_checks;
 static void check_floors(struct json_object *guests)
 {
-	struct json_object *arr = jget(guests, "guests");
+	struct json_object *arr = json_get(guests, "guests");
 
 	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
 		struct json_object *g = json_object_array_get_idx(arr, i);
-		uint64_t floor = ju(g, "floor_bytes"), target = ju(g, "target_bytes"), cur = ju(g, "current_bytes");
+		uint64_t floor = json_get_u64(g, "floor_bytes"), target = json_get_u64(g, "target_bytes"), cur = json_get_u64(g, "current_bytes");
 
 		if (ovc_known(target) && target < floor)
-			fail_msg("guest %s: target %lu below floor %lu", json_object_get_string(jget(g, "name")),
+			fail_msg("guest %s: target %lu below floor %lu", json_object_get_string(json_get(g, "name")),
 				 (unsigned long)target, (unsigned long)floor);
 		/* current may lag a deflate to a raised floor, never an inflate. */
 		if (ovc_known(cur) && cur + MIB < floor && target >= floor &&
-		    strcmp(json_object_get_string(jget(g, "last_action")), "inflate") == 0)
+		    strcmp(json_object_get_string(json_get(g, "last_action")), "inflate") == 0)
 			fail_msg("guest %s: current %lu below floor %lu after an inflate",
-				 json_object_get_string(jget(g, "name")), (unsigned long)cur, (unsigned long)floor);
+				 json_object_get_string(json_get(g, "name")), (unsigned long)cur, (unsigned long)floor);
 		floor_checks++;
 	}
 }
@@ -563,20 +552,20 @@ static void test_ready_and_status(void **state)
 	assert_true(notify_wait(&seen_ready, 120000));
 	st = ctl_json("status");
 	assert_non_null(st);
-	assert_true(json_object_get_boolean(jget(st, "ok")));
-	assert_int_equal(ju(st, "version"), 1);
+	assert_true(json_object_get_boolean(json_get(st, "ok")));
+	assert_int_equal(json_get_u64(st, "version"), 1);
 	assert_ovc_ok(ovc_meminfo_read(NULL, &mi));
-	assert_int_equal(ju(st, "host_total_bytes"), mi.total_bytes);
-	assert_true(ju(st, "ticks") >= 1);
-	assert_non_null(jget(st, "provisioned_ratio"));
-	assert_non_null(jget(st, "effective_ratio"));
-	sav = jget(st, "savings");
+	assert_int_equal(json_get_u64(st, "host_total_bytes"), mi.total_bytes);
+	assert_true(json_get_u64(st, "ticks") >= 1);
+	assert_non_null(json_get(st, "provisioned_ratio"));
+	assert_non_null(json_get(st, "effective_ratio"));
+	sav = json_get(st, "savings");
 	assert_non_null(sav);
-	assert_true(ovc_known(ju(sav, "balloon_bytes")) && ovc_known(ju(sav, "zero_bytes")) &&
-		    ovc_known(ju(sav, "ksm_bytes")) && ovc_known(ju(sav, "swap_bytes")));
+	assert_true(ovc_known(json_get_u64(sav, "balloon_bytes")) && ovc_known(json_get_u64(sav, "zero_bytes")) &&
+		    ovc_known(json_get_u64(sav, "ksm_bytes")) && ovc_known(json_get_u64(sav, "swap_bytes")));
 	/* Two real guests and the fake one: 1GiB + 768MiB + 1GiB. */
-	assert_int_equal(ju(st, "guests"), 3);
-	assert_int_equal(ju(st, "guests_max_bytes"), GIB + 768 * MIB + FAKE_MAX_BYTES);
+	assert_int_equal(json_get_u64(st, "guests"), 3);
+	assert_int_equal(json_get_u64(st, "guests_max_bytes"), GIB + 768 * MIB + FAKE_MAX_BYTES);
 	json_object_put(st);
 	/* Human output. */
 	assert_int_equal(sh(out, sizeof(out), "%s/ovcctl -s %s status", OVCD_BIN, F.sock), 0);
@@ -596,7 +585,7 @@ static bool both_fresh(void *arg)
 
 	for (int i = 0; ok && i < 2; i++) {
 		struct json_object *g = guest_of(gs, i ? F.b.name : F.a.name);
-		ok = g && ovc_known(ju(g, "available_bytes")) && !json_object_get_boolean(jget(g, "stale"));
+		ok = g && ovc_known(json_get_u64(g, "available_bytes")) && !json_object_get_boolean(json_get(g, "stale"));
 	}
 	if (gs)
 		check_floors(gs);
@@ -626,11 +615,11 @@ static void test_squeeze_inflates_within_a_tick(void **state)
 	}
 	/* Before the squeeze: MemAvailable is above high, nothing inflated. */
 	st = ctl_json("status");
-	assert_string_not_equal(json_object_get_string(jget(st, "level")), "pressure");
+	assert_string_not_equal(json_object_get_string(json_get(st, "level")), "pressure");
 	json_object_put(st);
 	gs = ctl_json("guests");
-	assert_int_equal(ju(guest_of(gs, F.a.name), "inflates"), 0);
-	assert_int_equal(ju(guest_of(gs, F.b.name), "inflates"), 0);
+	assert_int_equal(json_get_u64(guest_of(gs, F.a.name), "inflates"), 0);
+	assert_int_equal(json_get_u64(guest_of(gs, F.b.name), "inflates"), 0);
 	json_object_put(gs);
 
 	/* The squeeze: a real process takes 2 GiB of real host memory. */
@@ -660,14 +649,14 @@ static void test_squeeze_inflates_within_a_tick(void **state)
 		assert_non_null(st);
 		assert_non_null(gs);
 		check_floors(gs);
-		if (!pressure_tick && strcmp(json_object_get_string(jget(st, "level")), "pressure") == 0) {
-			pressure_tick = ju(st, "level_since_tick");
+		if (!pressure_tick && strcmp(json_object_get_string(json_get(st, "level")), "pressure") == 0) {
+			pressure_tick = json_get_u64(st, "level_since_tick");
 			t_pressure = mono_ms();
 		}
 		for (int i = 0; i < 2; i++) {
 			struct json_object *g = guest_of(gs, i ? F.b.name : F.a.name);
 
-			if (ju(g, "inflates") > 0 && !t_inflate)
+			if (json_get_u64(g, "inflates") > 0 && !t_inflate)
 				t_inflate = mono_ms();
 		}
 		json_object_put(st);
@@ -696,7 +685,7 @@ static void test_squeeze_inflates_within_a_tick(void **state)
 		msleep(200);
 	}
 	gs = ctl_json("guests");
-	assert_true(ju(guest_of(gs, F.a.name), "current_bytes") < GIB);
+	assert_true(json_get_u64(guest_of(gs, F.a.name), "current_bytes") < GIB);
 	json_object_put(gs);
 }
 
@@ -710,9 +699,9 @@ static void test_emergency_deflate_no_oom(void **state)
 	SKIP_IF_NEEDED();
 	gs = ctl_json("guests");
 	g = guest_of(gs, F.a.name);
-	actual0 = ju(g, "current_bytes");
-	emerg0 = ju(g, "emergencies");
-	tick0 = ju(gs, "ticks");
+	actual0 = json_get_u64(g, "current_bytes");
+	emerg0 = json_get_u64(g, "emergencies");
+	tick0 = json_get_u64(gs, "ticks");
 	json_object_put(gs);
 	assert_true(actual0 < GIB);
 	assert_ovc_ok(harness_guest_meminfo(&F.a, &before));
@@ -733,12 +722,12 @@ static void test_emergency_deflate_no_oom(void **state)
 		g = guest_of(gs, F.a.name);
 		/* The tick whose stats first showed the guest short (what
 		 * ovcd saw, as ovcctl shows it), and the emergency's tick. */
-		if (!low_tick && ovc_known(ju(g, "available_bytes")) &&
-		    ju(g, "available_bytes") < ju(g, "current_bytes") / 5)
-			low_tick = ju(gs, "ticks");
-		if (!t_emerg && ju(g, "emergencies") > emerg0) {
+		if (!low_tick && ovc_known(json_get_u64(g, "available_bytes")) &&
+		    json_get_u64(g, "available_bytes") < json_get_u64(g, "current_bytes") / 5)
+			low_tick = json_get_u64(gs, "ticks");
+		if (!t_emerg && json_get_u64(g, "emergencies") > emerg0) {
 			t_emerg = mono_ms();
-			emerg_tick = ju(g, "last_action_tick");
+			emerg_tick = json_get_u64(g, "last_action_tick");
 			if (!low_tick)
 				low_tick = emerg_tick;
 		}
@@ -750,14 +739,14 @@ static void test_emergency_deflate_no_oom(void **state)
 	print_message("[  FIGURE  ] emergency: guest at %luMiB allocated %luMiB; %lu emergency deflates, "
 		      "first %lu ms after allocation began (tick %lu -> %lu); now %luMiB; oom_kill %lu -> %lu\n",
 		      (unsigned long)(actual0 / MIB), (unsigned long)(held / MIB),
-		      (unsigned long)(ju(g, "emergencies") - emerg0), (unsigned long)(t_emerg ? t_emerg - t0 : 0),
-		      (unsigned long)tick0, (unsigned long)ju(gs, "ticks"),
-		      (unsigned long)(ju(g, "current_bytes") / MIB), (unsigned long)before.oom_kill,
+		      (unsigned long)(json_get_u64(g, "emergencies") - emerg0), (unsigned long)(t_emerg ? t_emerg - t0 : 0),
+		      (unsigned long)tick0, (unsigned long)json_get_u64(gs, "ticks"),
+		      (unsigned long)(json_get_u64(g, "current_bytes") / MIB), (unsigned long)before.oom_kill,
 		      (unsigned long)mi.oom_kill);
 	print_message("[  FIGURE  ] emergency: ovcd saw the guest short at tick %lu, deflated at tick %lu\n",
 		      (unsigned long)low_tick, (unsigned long)emerg_tick);
 	assert_true(held >= want);
-	assert_true(ju(g, "emergencies") > emerg0);
+	assert_true(json_get_u64(g, "emergencies") > emerg0);
 	/* Within one interval of the first stats that showed it short. */
 	assert_true(emerg_tick <= low_tick + 1);
 	assert_int_equal(mi.oom_kill, before.oom_kill);
@@ -770,7 +759,7 @@ static bool b_floor_is_70(void *arg)
 {
 	struct json_object *gs = ctl_json("guests");
 	struct json_object *g = guest_of(gs, F.b.name);
-	bool ok = g && ju(g, "floor_bytes") == 768 * MIB * 70 / 100 && ju(g, "target_bytes") >= ju(g, "floor_bytes");
+	bool ok = g && json_get_u64(g, "floor_bytes") == 768 * MIB * 70 / 100 && json_get_u64(g, "target_bytes") >= json_get_u64(g, "floor_bytes");
 
 	json_object_put(gs);
 	return ok;
@@ -803,12 +792,12 @@ static void test_sighup_bad_then_good(void **state)
 	assert_true(log_contains("keeping the last good configuration"));
 	st = ctl_json("status");
 	assert_non_null(st);
-	ticks = ju(st, "ticks");
-	assert_int_equal(ju(st, "interval_usec"), USEC_PER_SEC);
+	ticks = json_get_u64(st, "ticks");
+	assert_int_equal(json_get_u64(st, "interval_usec"), USEC_PER_SEC);
 	json_object_put(st);
 	msleep(2500);
 	st = ctl_json("status");
-	assert_true(ju(st, "ticks") > ticks); /* still ticking */
+	assert_true(json_get_u64(st, "ticks") > ticks); /* still ticking */
 	json_object_put(st);
 
 	/* A good one takes effect: guest B's floor goes to 70%. */
@@ -855,11 +844,11 @@ static void test_ovcctl_permissions(void **state)
 	msleep(2500);
 	gs = ctl_json("guests");
 	g = guest_of(gs, F.a.name);
-	assert_true(json_object_get_boolean(jget(g, "floor_override")));
-	assert_int_equal(ju(g, "floor_bytes"), GIB * 45 / 100);
-	assert_int_equal(ju(g, "pinned_target_bytes"), GIB * 30 / 100);
+	assert_true(json_object_get_boolean(json_get(g, "floor_override")));
+	assert_int_equal(json_get_u64(g, "floor_bytes"), GIB * 45 / 100);
+	assert_int_equal(json_get_u64(g, "pinned_target_bytes"), GIB * 30 / 100);
 	/* pinned at 30% but the floor is 45% */
-	assert_int_equal(ju(g, "target_bytes"), GIB * 45 / 100);
+	assert_int_equal(json_get_u64(g, "target_bytes"), GIB * 45 / 100);
 	check_floors(gs);
 	json_object_put(gs);
 
@@ -884,8 +873,8 @@ static void test_ovcctl_permissions(void **state)
 	assert_int_equal(r, 0);
 	gs = ctl_json("guests");
 	g = guest_of(gs, F.a.name);
-	assert_false(json_object_get_boolean(jget(g, "floor_override")));
-	assert_null(jget(g, "pinned_target_bytes"));
+	assert_false(json_object_get_boolean(json_get(g, "floor_override")));
+	assert_null(json_get(g, "pinned_target_bytes"));
 	json_object_put(gs);
 }
 
@@ -897,7 +886,7 @@ static void test_fake_guest_never_below_floor(void **state)
 	gs = ctl_json("guests");
 	g = guest_of(gs, "evil-guest");
 	assert_non_null(g);
-	assert_int_equal(ju(g, "floor_bytes"), FAKE_FLOOR_BYTES);
+	assert_int_equal(json_get_u64(g, "floor_bytes"), FAKE_FLOOR_BYTES);
 	print_message("[  FIGURE  ] fake guest: %lu stats reads, %lu targets set, lowest %luMiB (floor %luMiB)\n",
 		      (unsigned long)F.fake_st->n_stats, (unsigned long)F.fake_st->n_targets,
 		      (unsigned long)(F.fake_st->min_target == UINT64_MAX ? 0 : F.fake_st->min_target / MIB),
@@ -1071,7 +1060,7 @@ static bool lv_inflated(void *arg)
 {
 	struct json_object *gs = ctl_json("guests");
 	struct json_object *g = guest_of(gs, F.a.name);
-	bool ok = g && ju(g, "inflates") > 0;
+	bool ok = g && json_get_u64(g, "inflates") > 0;
 
 	if (gs)
 		check_floors(gs);
@@ -1089,7 +1078,7 @@ static bool lv_at_target(void *arg)
 		/* ovcd's target now: it may still be moving. */
 		struct json_object *gs = ctl_json("guests");
 
-		lv_target_kib = ju(guest_of(gs, F.a.name), "target_bytes") / KIB;
+		lv_target_kib = json_get_u64(guest_of(gs, F.a.name), "target_bytes") / KIB;
 		json_object_put(gs);
 	}
 	return kib + 1024 >= lv_target_kib && kib <= lv_target_kib + 1024;
@@ -1121,8 +1110,8 @@ static void test_libvirt_inflates(void **state)
 	assert_true(harness_wait_until(lv_inflated, NULL, 90000));
 	gs = ctl_json("guests");
 	g = guest_of(gs, F.a.name);
-	assert_string_equal(json_object_get_string(jget(g, "driver")), "libvirt");
-	target = ju(g, "target_bytes");
+	assert_string_equal(json_object_get_string(json_get(g, "driver")), "libvirt");
+	target = json_get_u64(g, "target_bytes");
 	assert_true(target < GIB);
 	assert_true(target >= GIB / 2);
 	json_object_put(gs);
@@ -1276,7 +1265,7 @@ static void test_ksm_dry_run_changes_nothing(void **state)
 	assert_knobs_are_start();
 	assert_true(log_contains("would set KSM run=1"));
 	st = ctl_json("status");
-	assert_true(json_object_get_boolean(jget(st, "dry_run")));
+	assert_true(json_object_get_boolean(json_get(st, "dry_run")));
 	json_object_put(st);
 	stop_ovcd();
 	assert_knobs_are_start();
