@@ -34,14 +34,6 @@ static uint64_t thread_cpu_ns(void)
 }
 
 /* Deterministic, so two runs simulate the same guests. */
-static uint64_t rng(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 struct sim {
 	uint64_t used;
 	uint64_t majflt, swapin;
@@ -96,11 +88,11 @@ int bench_policy(const struct bench_opts *opts)
 		g[i].name = names[i];
 		g[i].kind = i % 10 == 9 ? OVC_DRIVER_ENGINE : OVC_DRIVER_LIBVIRT;
 		ovc_config_guest_settings(cfg, names[i], &g[i].settings);
-		uint64_t max = (1 + rng(&seed) % 16) * GIB;
+		uint64_t max = (1 + xorshift64(&seed) % 16) * GIB;
 		g[i].target_bytes = max;
 		ovc_guest_stats_reset(&g[i].stats);
 		g[i].stats.max_bytes = max;
-		sim[i].used = max / 8 + rng(&seed) % (max / 2);
+		sim[i].used = max / 8 + xorshift64(&seed) % (max / 2);
 		sum_max += max;
 	}
 	double resolve_ms = (double)(thread_cpu_ns() - t0) / 1e6;
@@ -121,10 +113,10 @@ int bench_policy(const struct bench_opts *opts)
 			struct ovc_guest_stats *st = &g[i].stats;
 			uint64_t max = st->max_bytes;
 			g[i].prev = *st;
-			sim[i].used = MIN(max - max / 16, sim[i].used + rng(&seed) % (64 * MIB)) -
-				      rng(&seed) % (64 * MIB);
+			sim[i].used = MIN(max - max / 16, sim[i].used + xorshift64(&seed) % (64 * MIB)) -
+				      xorshift64(&seed) % (64 * MIB);
 			sim[i].used = MAX(sim[i].used, 128 * MIB);
-			sim[i].majflt += rng(&seed) % (i % 50 == 0 ? 5000 : 100);
+			sim[i].majflt += xorshift64(&seed) % (i % 50 == 0 ? 5000 : 100);
 			ovc_guest_stats_reset(st);
 			st->collected_usec = now_sec * USEC_PER_SEC;
 			st->guest_update_sec = i % 20 == 19 ? 1 : now_sec; /* 5% stale */

@@ -122,19 +122,11 @@ static void jcdf(FILE *f, const char *k, const double *v)
 
 /* ------------------------------------------------------------ helpers -- */
 
-static uint64_t xorshift(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static void fill_random(void *p, size_t bytes, uint64_t seed)
 {
 	uint64_t *w = p, s = seed | 1;
 	for (size_t i = 0; i < bytes / 8; i++)
-		w[i] = xorshift(&s);
+		w[i] = xorshift64(&s);
 }
 
 static void unpin(void)
@@ -241,7 +233,7 @@ static void raw_read_lat(const char *dir, const char *mem, uint64_t bytes, doubl
 		if (pwrite(fd, mem + off, (size_t)MIN((uint64_t)(1u << 20), bytes - off), (off_t)off) < 0)
 			goto out_ring;
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t off = (xorshift(&s) % (bytes / PG)) * PG;
+		uint64_t off = (xorshift64(&s) % (bytes / PG)) * PG;
 		struct io_uring_cqe *cqe;
 		uint64_t t0 = bench_now_ns();
 		io_uring_prep_read(io_uring_get_sqe(&ring), fd, buf, PG, off);
@@ -352,7 +344,7 @@ static void sync_read_lat(struct swapdev *sd, unsigned spin_usec, double *p50, d
 	}
 	for (unsigned i = 0; i < n; i++) {
 		const void *buf;
-		uint32_t slot = (uint32_t)(xorshift(&s) % swapdev_slots_total(sd));
+		uint32_t slot = (uint32_t)(xorshift64(&s) % swapdev_slots_total(sd));
 		uint64_t t0 = bench_now_ns();
 		if (swapdev_read_sync(r, slot, 1, spin_usec, &buf) < 0)
 			goto out;
@@ -552,7 +544,7 @@ static void rand_touch(const char *mem, uint64_t npages, unsigned n, double *p50
 	uint64_t s = 4242;
 	volatile char sink = 0;
 	for (unsigned i = 0; lat && i < n; i++) {
-		uint64_t p = xorshift(&s) % npages;
+		uint64_t p = xorshift64(&s) % npages;
 		uint64_t t0 = bench_now_ns();
 		sink += ((const volatile char *)mem)[p * PG + 1];
 		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
@@ -835,7 +827,7 @@ static void proto_swapin(struct swapdev *sd, const char *mem, uint32_t npages, i
 		for (unsigned i = 0; i < nrand; i++) {
 			uint32_t p;
 			do
-				p = (uint32_t)(xorshift(&s) % npages);
+				p = (uint32_t)(xorshift64(&s) % npages);
 			while (seen[p]);
 			seen[p] = 1;
 			uint64_t t0 = bench_now_ns();
@@ -894,13 +886,13 @@ static void track_cost(char *mem, uint64_t bytes, struct results *res)
 		volatile char *vm = mem; /* a self-assignment must not be optimised out */
 		uint64_t w0 = bench_now_ns();
 		for (uint64_t i = 0; i < n; i++) {
-			uint64_t p = xorshift(&s) % npages;
+			uint64_t p = xorshift64(&s) % npages;
 			vm[p * PG] = vm[p * PG]; /* a write that keeps the content */
 		}
 		uint64_t w1 = bench_now_ns();
 		s = s0;
 		for (uint64_t i = 0; i < n; i++) {
-			uint64_t p = xorshift(&s) % npages;
+			uint64_t p = xorshift64(&s) % npages;
 			vm[p * PG] = vm[p * PG];
 		}
 		uint64_t w2 = bench_now_ns();
@@ -1064,7 +1056,7 @@ int bench_swap(const struct bench_opts *opts)
 	for (uint32_t i = 0; i < npages; i++)
 		perm[i] = i;
 	for (uint32_t i = npages - 1; i > 0; i--) {
-		uint32_t j = (uint32_t)(xorshift(&s) % (i + 1)), t = perm[i];
+		uint32_t j = (uint32_t)(xorshift64(&s) % (i + 1)), t = perm[i];
 		perm[i] = perm[j];
 		perm[j] = t;
 	}

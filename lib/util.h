@@ -56,6 +56,16 @@ static inline int take_fd(int *fd)
 	return r;
 }
 
+/* xorshift64: a fast, reproducible pseudo-random sequence per seed (tests,
+ * benchmarks); @s must not be 0. Not for anything that needs secrecy. */
+static inline uint64_t xorshift64(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
 static inline uint64_t now_nsec(clockid_t clock)
 {
 	struct timespec ts;

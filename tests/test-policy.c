@@ -729,25 +729,17 @@ static void test_ksm_steering(void **state)
 
 /* Random hosts, guests and garbage statistics, deterministic seed: the
  * invariants hold for every decision, whatever the input. */
-static uint64_t xorshift(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static uint64_t rand_size(uint64_t *s, uint64_t max)
 {
-	switch (xorshift(s) % 8) {
+	switch (xorshift64(s) % 8) {
 	case 0:
 		return U;
 	case 1:
-		return xorshift(s); /* garbage */
+		return xorshift64(s); /* garbage */
 	case 2:
 		return 0;
 	default:
-		return max ? xorshift(s) % (max + max / 4 + 1) : 0;
+		return max ? xorshift64(s) % (max + max / 4 + 1) : 0;
 	}
 }
 
@@ -767,26 +759,26 @@ static void test_random_invariants(void **state)
 		_cleanup_(ovc_config_freep) struct ovc_config *c = conf(confs[ci]);
 		struct ovc_policy_ksm_state ks = { 0 };
 		for (unsigned iter = 0; iter < 3000; iter++) {
-			struct ovc_policy_host h = host_at(xorshift(&seed) % (17 * GIB));
+			struct ovc_policy_host h = host_at(xorshift64(&seed) % (17 * GIB));
 			h.now_usec = NOW + iter * 5 * SEC;
-			h.psi_valid = xorshift(&seed) % 2;
-			h.psi.some.avg10_basis_points = (uint32_t)(xorshift(&seed) % 3000);
-			h.psi.full.avg10_basis_points = (uint32_t)(xorshift(&seed) % 1000);
-			h.ksm_valid = xorshift(&seed) % 2;
+			h.psi_valid = xorshift64(&seed) % 2;
+			h.psi.some.avg10_basis_points = (uint32_t)(xorshift64(&seed) % 3000);
+			h.psi.full.avg10_basis_points = (uint32_t)(xorshift64(&seed) % 1000);
+			h.ksm_valid = xorshift64(&seed) % 2;
 			h.ksm.full_scans = iter / 3;
-			h.ksm.general_profit = (int64_t)(xorshift(&seed) % (64 * MIB)) - (int64_t)(8 * MIB);
+			h.ksm.general_profit = (int64_t)(xorshift64(&seed) % (64 * MIB)) - (int64_t)(8 * MIB);
 			h.ksm.has_general_profit = true;
-			h.ksm_knobs.use_zero_pages = (int32_t)(xorshift(&seed) % 3) - 1;
+			h.ksm_knobs.use_zero_pages = (int32_t)(xorshift64(&seed) % 3) - 1;
 			struct ovc_policy_guest g[N];
 			struct ovc_policy_decision d[N];
 			char names[N][8];
 			for (int i = 0; i < N; i++) {
-				uint64_t max = (xorshift(&seed) % 4 == 0) ? rand_size(&seed, 8 * GIB)
-									 : (1 + xorshift(&seed) % 8) * GIB;
+				uint64_t max = (xorshift64(&seed) % 4 == 0) ? rand_size(&seed, 8 * GIB)
+									 : (1 + xorshift64(&seed) % 8) * GIB;
 				snprintf(names[i], sizeof(names[i]), "g%d", i);
 				g[i] = guest(c, 0, 0);
 				g[i].name = names[i];
-				g[i].kind = xorshift(&seed) % 5 == 0 ? OVC_DRIVER_ENGINE : OVC_DRIVER_LIBVIRT;
+				g[i].kind = xorshift64(&seed) % 5 == 0 ? OVC_DRIVER_ENGINE : OVC_DRIVER_LIBVIRT;
 				g[i].stats.max_bytes = max;
 				g[i].target_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
 				g[i].stats.actual_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
@@ -794,21 +786,21 @@ static void test_random_invariants(void **state)
 				g[i].stats.available_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
 				g[i].stats.major_faults = rand_size(&seed, 100000);
 				g[i].stats.swap_in_bytes = rand_size(&seed, GIB);
-				g[i].engine = g[i].kind == OVC_DRIVER_LIBVIRT && xorshift(&seed) % 4 == 0;
+				g[i].engine = g[i].kind == OVC_DRIVER_LIBVIRT && xorshift64(&seed) % 4 == 0;
 				g[i].stats.engine_swap_bytes = rand_size(&seed, GIB);
 				g[i].stats.engine_zero_bytes = rand_size(&seed, 2 * GIB);
 				g[i].stats.engine_target_bytes = rand_size(&seed, 3 * GIB);
 				g[i].stats.engine_swap_in_bytes = rand_size(&seed, GIB);
 				g[i].prev.engine_swap_in_bytes = rand_size(&seed, GIB);
 				g[i].stats.rss_bytes = rand_size(&seed, 8 * GIB);
-				g[i].stats.stale = xorshift(&seed) % 4 == 0;
+				g[i].stats.stale = xorshift64(&seed) % 4 == 0;
 				g[i].prev.major_faults = rand_size(&seed, 100000);
 				g[i].prev.swap_in_bytes = rand_size(&seed, GIB);
-				g[i].prev.collected_usec = xorshift(&seed) % 3 ? h.now_usec - 5 * SEC : 0;
+				g[i].prev.collected_usec = xorshift64(&seed) % 3 ? h.now_usec - 5 * SEC : 0;
 				g[i].stats.collected_usec = h.now_usec;
-				g[i].last_action_usec = xorshift(&seed) % 3 ? 0 : h.now_usec - xorshift(&seed) % (60 * SEC);
-				g[i].last_emergency_usec = xorshift(&seed) % 3 ? 0 : g[i].last_action_usec;
-				g[i].emergency_count = (uint32_t)(xorshift(&seed) % 3 ? xorshift(&seed) % 6 : xorshift(&seed));
+				g[i].last_action_usec = xorshift64(&seed) % 3 ? 0 : h.now_usec - xorshift64(&seed) % (60 * SEC);
+				g[i].last_emergency_usec = xorshift64(&seed) % 3 ? 0 : g[i].last_action_usec;
+				g[i].emergency_count = (uint32_t)(xorshift64(&seed) % 3 ? xorshift64(&seed) % 6 : xorshift64(&seed));
 				ovc_config_guest_settings(c, names[i], &g[i].settings);
 			}
 			struct ovc_policy_out out, out2;

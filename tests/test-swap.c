@@ -13,23 +13,16 @@
 #include "engine-test.h"
 #include "fault-inject.h"
 #include "swapdev.h"
+#include "util.h"
 
 #define SWAP_DIR "/var/tmp"
-
-static uint64_t xs(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 /* Page @p of version @v: random bytes, never all zero. */
 static void fill(uint8_t *dst, size_t p, unsigned v)
 {
 	uint64_t s = (p + 1) * 0x9e3779b97f4a7c15ull + v * 0x632be59bd9b4e019ull;
 	for (size_t i = 0; i < 4096; i += 8) {
-		uint64_t x = xs(&s);
+		uint64_t x = xorshift64(&s);
 		memcpy(dst + i, &x, 8);
 	}
 	dst[0] |= 1;
@@ -211,7 +204,7 @@ static void roundtrip(unsigned flags, bool seq)
 	} else {
 		uint64_t r = 12345;
 		for (size_t i = 0; i < npages; i++) {
-			size_t p = xs(&r) % npages;
+			size_t p = xorshift64(&r) % npages;
 			assert_memory_equal(g.p + p * 4096, shadow + p * 4096, 4096);
 		}
 		assert_int_equal(compare(g.p, shadow, npages), 0);
@@ -319,7 +312,7 @@ static void test_cold_set(void **s)
 	size_t nhot = 0;
 	for (size_t p = 0; p < npages; p++) {
 		fill(g.p + p * 4096, p, 4);
-		if (xs(&r) % 5 == 0) {
+		if (xorshift64(&r) % 5 == 0) {
 			hot[p] = 1;
 			nhot++;
 		}

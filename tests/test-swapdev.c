@@ -45,25 +45,17 @@ static void *pages_alloc(size_t n)
 }
 
 /* xorshift: reproducible random content per seed. */
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static void fill_random(void *p, size_t bytes, uint64_t seed)
 {
 	uint64_t *w = p, s = seed | 1;
 	for (size_t i = 0; i < bytes / 8; i++)
-		w[i] = rnd(&s);
+		w[i] = xorshift64(&s);
 }
 
 static void shuffle(uint32_t *v, size_t n, uint64_t *s)
 {
 	for (size_t i = n - 1; i > 0; i--) {
-		size_t j = rnd(s) % (i + 1);
+		size_t j = xorshift64(s) % (i + 1);
 		uint32_t t = v[i];
 		v[i] = v[j];
 		v[j] = t;
@@ -207,7 +199,7 @@ static void test_roundtrip(void **state)
 
 	for (uint32_t i = 0; i < npages;) {
 		uint32_t first, n;
-		uint32_t want = 1 + (uint32_t)(rnd(&s) % SWAPDEV_MAX_IOV);
+		uint32_t want = 1 + (uint32_t)(xorshift64(&s) % SWAPDEV_MAX_IOV);
 		assert_ovc_ok(swapdev_slot_alloc(sd, MIN(want, npages - i), &first, &n));
 		struct iovec iov[SWAPDEV_MAX_IOV];
 		for (uint32_t k = 0; k < n; k++) {
@@ -272,8 +264,8 @@ static void test_roundtrip(void **state)
 	for (uint32_t p = 0; p < npages; p++)
 		page_at[slot_of[p]] = p;
 	for (unsigned k = 0; k < 500; k++) {
-		uint32_t slot = (uint32_t)(rnd(&s) % npages);
-		unsigned n = 1 + (unsigned)(rnd(&s) % 16);
+		uint32_t slot = (uint32_t)(xorshift64(&s) % npages);
+		unsigned n = 1 + (unsigned)(xorshift64(&s) % 16);
 		n = MIN(n, npages - slot);
 		const void *buf;
 		assert_ovc_ok(swapdev_read_sync(r, slot, n, k % 2 ? 30 : 0, &buf));

@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "engine-test.h"
+#include "util.h"
 
 #define WRITERS 4
 
@@ -40,14 +41,6 @@ struct writer {
 	pthread_t th;
 };
 
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
@@ -58,7 +51,7 @@ static void *writer_main(void *arg)
 	long checks = 0, writes = 0;
 
 	while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
-		uint64_t r = rnd(&w->rng);
+		uint64_t r = xorshift64(&w->rng);
 		size_t page;
 		/* Half the time a page we zeroed lately: the engine's prey. */
 		if ((r & 1) && nrecent)
