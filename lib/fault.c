@@ -157,7 +157,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	 * any discard read before (swap.c, DISCARD_PENDING). */
 	if (atomic_load(p) & PST_DISCARD_PENDING)
 		atomic_fetch_and(p, ~PST_DISCARD_PENDING);
-	uint64_t w = atomic_load(p);
+	pst_word w = atomic_load(p);
 	bool transit = pst_in_transit(w);
 	bool own = transit && tid && tid == atomic_load(&e->pass_tid);
 	/* Leave it waiting only if the mark lands while the page is still in

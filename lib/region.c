@@ -20,12 +20,6 @@ int region_init(struct ovc_region *r, void *host, uint64_t len, uint64_t gpa, un
 	/* mmap, not malloc: the table of a large region is megabytes, and an
 	 * anonymous mapping is zero (all RESIDENT) without touching it. Not
 	 * through the ops table: it is not on the reclaim path. */
-	r->pst_map_bytes = ALIGN_UP(r->npages * sizeof(pst_t), PAGE_SIZE);
-	void *p = mmap(NULL, r->pst_map_bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return -ENOMEM;
-	r->pst = p;
 	/* Up to 4096 registers (1.6% standard error), never more than pages;
 	 * regions under 16 pages keep no estimate (hll_bits 0). */
 	r->hll_bits = 0;
@@ -33,6 +27,17 @@ int region_init(struct ovc_region *r, void *host, uint64_t len, uint64_t gpa, un
 		r->hll_bits++;
 	if (r->hll_bits < 4)
 		r->hll_bits = 0;
+	uint64_t words = r->npages * sizeof(pst_t);
+	uint64_t halves = r->npages * sizeof(*r->slot_hi);
+	uint64_t regs = r->hll_bits ? UINT64_C(1) << r->hll_bits : 0;
+	r->pst_map_bytes = ALIGN_UP(words + halves + regs, PAGE_SIZE);
+	uint8_t *p = mmap(NULL, r->pst_map_bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	r->pst = (pst_t *)p;
+	r->slot_hi = (_Atomic uint16_t *)(p + words);
+	r->hll = (_Atomic uint8_t *)(p + words + halves);
 	pthread_mutex_init(&r->lock, NULL);
 	return 0;
 }
@@ -42,10 +47,12 @@ void region_fini(struct ovc_region *r)
 	if (r->pst)
 		munmap((void *)r->pst, r->pst_map_bytes);
 	r->pst = NULL;
+	r->slot_hi = NULL;
+	r->hll = NULL;
 	pthread_mutex_destroy(&r->lock);
 }
 
 uint64_t region_meta_bytes(const struct ovc_region *r)
 {
-	return r->npages * sizeof(pst_t) + sizeof(*r);
+	return r->pst_map_bytes + sizeof(*r);
 }

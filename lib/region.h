@@ -2,8 +2,11 @@
 /*
  * Regions of guest RAM and their page-state table.
  *
- * One 64-bit word per 4 KiB page, and nothing else per page: the whole
- * per-page metadata of the engine is this table (8 bytes per page). Layout:
+ * Six bytes per 4 KiB page, and nothing else per page: a 32-bit state word
+ * (atomic) and the high half of the swap slot (16 bits, beside it). The
+ * per-page metadata of the engine is these two arrays plus a fixed tail
+ * (the HyperLogLog registers and struct ovc_region); issue 3 allows 8. The
+ * word:
  *
  *   bits  0..2   state: RESIDENT, ZERO, SWAPPED, SHARING, SWAPPING_OUT,
  *                SWAPPING_IN (enum pst_state)
@@ -18,12 +21,16 @@
  *                content moved out now is pre-discard data (see swap.c)
  *   bits  6..7   reserved (0)
  *   bits  8..15  age: scan passes since the page was last seen written
- *                (saturating; groundwork for swap's cold-page choice)
- *   bits 16..55  swap slot (40 bits: 2^40 slots of 4 KiB = 4 EiB), valid in
- *                SWAPPED, SWAPPING_OUT and SWAPPING_IN only
- *   bits 56..63  scratch byte of the scanner: entry i < hll_m holds register
- *                i of the region's HyperLogLog distinct-hash estimate, so
- *                the content statistics cost no memory beyond the table
+ *                (saturating; swap's cold-page choice)
+ *   bits 16..31  low half of the swap slot; the high half is slot_hi[page].
+ *                The slot (2^32 slots of 4 KiB = 16 TiB of swap per engine)
+ *                is valid in SWAPPED, SWAPPING_OUT and SWAPPING_IN only.
+ *
+ * The slot is split because only the thread that owns a page's transit (or
+ * holds region->lock) sets it: it stores slot_hi first, then publishes the
+ * low half with the state in one release CAS of the word; a reader loads the
+ * word (acquire) in a state where the slot is valid and then slot_hi, which
+ * cannot change until the state does. pst_slot()/pst_with_slot() hide this.
  *
  * States. RESIDENT: the kernel owns the page as usual (present, or a hole
  * that faults to the handler, which answers with the zero page). ZERO: the
@@ -66,75 +73,54 @@ enum pst_state {
 	PST_SWAPPING_IN = 5,
 };
 
-#define PST_STATE_MASK UINT64_C(0x7)
-#define PST_WAITERS (UINT64_C(1) << 3)
-#define PST_DISCARDED (UINT64_C(1) << 4)
-#define PST_DISCARD_PENDING (UINT64_C(1) << 5)
+#define PST_STATE_MASK UINT32_C(0x7)
+#define PST_WAITERS (UINT32_C(1) << 3)
+#define PST_DISCARDED (UINT32_C(1) << 4)
+#define PST_DISCARD_PENDING (UINT32_C(1) << 5)
 #define PST_AGE_SHIFT 8
-#define PST_AGE_MASK (UINT64_C(0xff) << PST_AGE_SHIFT)
+#define PST_AGE_MASK (UINT32_C(0xff) << PST_AGE_SHIFT)
 #define PST_SLOT_SHIFT 16
-#define PST_SLOT_BITS 40
-#define PST_SLOT_MASK (((UINT64_C(1) << PST_SLOT_BITS) - 1) << PST_SLOT_SHIFT)
-#define PST_SCRATCH_SHIFT 56
-#define PST_SCRATCH_MASK (UINT64_C(0xff) << PST_SCRATCH_SHIFT)
+#define PST_SLOT_LO_MASK (UINT32_C(0xffff) << PST_SLOT_SHIFT)
 
-typedef _Atomic uint64_t pst_t;
+/* A state word as loaded; pst_t is the table's atomic cell. */
+typedef uint32_t pst_word;
+typedef _Atomic pst_word pst_t;
 
-static inline enum pst_state pst_state(uint64_t w)
+static inline enum pst_state pst_state(pst_word w)
 {
 	return (enum pst_state)(w & PST_STATE_MASK);
 }
 
-static inline bool pst_in_transit(uint64_t w)
+static inline bool pst_in_transit(pst_word w)
 {
 	return pst_state(w) >= PST_SHARING;
 }
 
-static inline uint64_t pst_with_state(uint64_t w, enum pst_state s)
+static inline pst_word pst_with_state(pst_word w, enum pst_state s)
 {
-	return (w & ~PST_STATE_MASK) | (uint64_t)s;
+	return (w & ~PST_STATE_MASK) | (pst_word)s;
 }
 
-static inline unsigned pst_age(uint64_t w)
+static inline unsigned pst_age(pst_word w)
 {
 	return (unsigned)((w & PST_AGE_MASK) >> PST_AGE_SHIFT);
 }
 
-static inline uint64_t pst_with_age(uint64_t w, unsigned age)
+static inline pst_word pst_with_age(pst_word w, unsigned age)
 {
-	return (w & ~PST_AGE_MASK) | ((uint64_t)MIN(age, 255u) << PST_AGE_SHIFT);
-}
-
-static inline uint64_t pst_slot(uint64_t w)
-{
-	return (w & PST_SLOT_MASK) >> PST_SLOT_SHIFT;
-}
-
-static inline uint64_t pst_with_slot(uint64_t w, uint64_t slot)
-{
-	return (w & ~PST_SLOT_MASK) | ((slot << PST_SLOT_SHIFT) & PST_SLOT_MASK);
-}
-
-static inline unsigned pst_scratch(uint64_t w)
-{
-	return (unsigned)(w >> PST_SCRATCH_SHIFT);
-}
-
-static inline uint64_t pst_with_scratch(uint64_t w, unsigned v)
-{
-	return (w & ~PST_SCRATCH_MASK) | ((uint64_t)(v & 0xff) << PST_SCRATCH_SHIFT);
+	return (w & ~PST_AGE_MASK) | ((pst_word)MIN(age, 255u) << PST_AGE_SHIFT);
 }
 
 /* Atomically replace the state bits of *p: from @from to @to, keeping the
  * other fields, clearing WAITERS, DISCARDED and DISCARD_PENDING. Returns false (and leaves *p)
  * when the state was not @from. *old receives the word before the change. */
-static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state to, uint64_t *old)
+static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state to, pst_word *old)
 {
-	uint64_t w = atomic_load_explicit(p, memory_order_acquire);
+	pst_word w = atomic_load_explicit(p, memory_order_acquire);
 	for (;;) {
 		if (pst_state(w) != from)
 			break;
-		uint64_t n = pst_with_state(w, to) & ~(PST_WAITERS | PST_DISCARDED | PST_DISCARD_PENDING);
+		pst_word n = pst_with_state(w, to) & ~(PST_WAITERS | PST_DISCARDED | PST_DISCARD_PENDING);
 		if (atomic_compare_exchange_weak_explicit(p, &w, n, memory_order_acq_rel,
 							  memory_order_acquire)) {
 			if (old)
@@ -148,9 +134,9 @@ static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state 
 }
 
 /* Set @bits in *p if its state is in transit; returns the state seen. */
-static inline enum pst_state pst_mark_if_transit(pst_t *p, uint64_t bits)
+static inline enum pst_state pst_mark_if_transit(pst_t *p, pst_word bits)
 {
-	uint64_t w = atomic_load_explicit(p, memory_order_acquire);
+	pst_word w = atomic_load_explicit(p, memory_order_acquire);
 	for (;;) {
 		if (!pst_in_transit(w))
 			return pst_state(w);
@@ -160,19 +146,10 @@ static inline enum pst_state pst_mark_if_transit(pst_t *p, uint64_t bits)
 	}
 }
 
-/* Replace the scratch byte (scanner only). */
-static inline void pst_set_scratch(pst_t *p, unsigned v)
-{
-	uint64_t w = atomic_load_explicit(p, memory_order_relaxed);
-	while (!atomic_compare_exchange_weak_explicit(p, &w, pst_with_scratch(w, v),
-						      memory_order_relaxed, memory_order_relaxed))
-		;
-}
-
 /* Replace the age field (scanner only). */
 static inline void pst_set_age(pst_t *p, unsigned age)
 {
-	uint64_t w = atomic_load_explicit(p, memory_order_relaxed);
+	pst_word w = atomic_load_explicit(p, memory_order_relaxed);
 	while (pst_age(w) != MIN(age, 255u) &&
 	       !atomic_compare_exchange_weak_explicit(p, &w, pst_with_age(w, age),
 						      memory_order_relaxed, memory_order_relaxed))
@@ -197,8 +174,10 @@ struct ovc_region {
 	bool can_move;             /* UFFDIO_MOVE usable on this region */
 
 	pst_t *pst;                /* npages words, mmap'd */
+	_Atomic uint16_t *slot_hi; /* npages high slot halves, same mapping */
+	_Atomic uint8_t *hll;      /* 1 << hll_bits HyperLogLog registers, same mapping */
 	uint64_t pst_map_bytes;
-	unsigned hll_bits;         /* HyperLogLog registers = 1 << hll_bits */
+	unsigned hll_bits;         /* 0: regions under 16 pages keep no estimate */
 
 	pthread_mutex_t lock;      /* see the top of this file */
 	struct track *track;       /* swap's write tracker (swap.c); NULL: none */
@@ -213,7 +192,8 @@ struct ovc_region {
 /* Allocate the table (all RESIDENT) and init the lock. -ENOMEM. */
 int region_init(struct ovc_region *r, void *host, uint64_t len, uint64_t gpa, unsigned flags);
 void region_fini(struct ovc_region *r);
-/* Bytes of metadata this region costs: table plus the struct. */
+/* Bytes of metadata this region costs: its mapping (words, slot halves,
+ * registers, rounded up to pages) plus the struct. */
 uint64_t region_meta_bytes(const struct ovc_region *r);
 
 static inline bool region_contains(const struct ovc_region *r, uint64_t addr)
@@ -225,6 +205,23 @@ static inline bool region_contains(const struct ovc_region *r, uint64_t addr)
 static inline uint64_t region_page_of(const struct ovc_region *r, uint64_t addr)
 {
 	return (addr - (uint64_t)(uintptr_t)r->host) >> PAGE_SHIFT;
+}
+
+/* The swap slot of @page whose word is @w (valid in SWAPPED, SWAPPING_OUT
+ * and SWAPPING_IN; load @w with acquire order first). */
+static inline uint32_t pst_slot(const struct ovc_region *r, uint64_t page, pst_word w)
+{
+	return (uint32_t)atomic_load_explicit(&r->slot_hi[page], memory_order_relaxed) << 16 |
+	       w >> PST_SLOT_SHIFT;
+}
+
+/* Store the high half of @slot for @page now and return @w carrying the low
+ * half: the caller owns the page's transit (or holds region->lock) and
+ * publishes the result with a release CAS of the word. */
+static inline pst_word pst_with_slot(struct ovc_region *r, uint64_t page, pst_word w, uint32_t slot)
+{
+	atomic_store_explicit(&r->slot_hi[page], (uint16_t)(slot >> 16), memory_order_relaxed);
+	return (w & ~PST_SLOT_LO_MASK) | (pst_word)(slot & 0xffff) << PST_SLOT_SHIFT;
 }
 
 static inline uint8_t *region_addr(const struct ovc_region *r, uint64_t page)

@@ -64,7 +64,7 @@ void scan_hll_reset(struct ovc_region *r)
 	if (!r->hll_bits)
 		return;
 	for (uint64_t i = 0; i < (UINT64_C(1) << r->hll_bits); i++)
-		pst_set_scratch(&r->pst[i], 0);
+		atomic_store_explicit(&r->hll[i], 0, memory_order_relaxed);
 }
 
 void scan_hll_add(struct ovc_region *r, uint64_t hash)
@@ -74,8 +74,8 @@ void scan_hll_add(struct ovc_region *r, uint64_t hash)
 	uint64_t idx = hash >> (64 - r->hll_bits);
 	uint64_t rest = hash << r->hll_bits;
 	unsigned rank = rest ? (unsigned)__builtin_clzll(rest) + 1 : 64 - r->hll_bits + 1;
-	if (rank > pst_scratch(atomic_load_explicit(&r->pst[idx], memory_order_relaxed)))
-		pst_set_scratch(&r->pst[idx], rank);
+	if (rank > atomic_load_explicit(&r->hll[idx], memory_order_relaxed))
+		atomic_store_explicit(&r->hll[idx], (uint8_t)rank, memory_order_relaxed);
 }
 
 /* The standard estimator with the small-range (linear counting) correction. */
@@ -87,7 +87,7 @@ uint64_t scan_hll_estimate(const struct ovc_region *r)
 	double sum = 0;
 	uint64_t zeros = 0;
 	for (uint64_t i = 0; i < m; i++) {
-		unsigned reg = pst_scratch(atomic_load_explicit(&r->pst[i], memory_order_relaxed));
+		unsigned reg = atomic_load_explicit(&r->hll[i], memory_order_relaxed);
 		sum += ldexp(1.0, -(int)reg);
 		zeros += reg == 0;
 	}

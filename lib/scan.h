@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The scanner's building blocks: a vectorised zero check, XXH3 per page,
- * a HyperLogLog estimate of distinct page contents kept in the scratch byte
- * of the page-state table, and run coalescing of candidate pages.
+ * a HyperLogLog estimate of distinct page contents (registers in the
+ * region's table mapping), and run coalescing of candidate pages.
  *
  * Pure functions over memory the caller names; no locks. The pass that uses
  * them (share.c) runs on one thread at a time.
@@ -25,7 +25,7 @@ bool scan_page_is_zero(const void *p);
  * is an SSE2-only build at ~60% of the speed). */
 uint64_t scan_page_hash(const void *p);
 
-/* HyperLogLog over a region's scratch bytes. */
+/* HyperLogLog over a region's registers (r->hll). */
 void scan_hll_reset(struct ovc_region *r);
 void scan_hll_add(struct ovc_region *r, uint64_t hash);
 uint64_t scan_hll_estimate(const struct ovc_region *r);

@@ -199,7 +199,7 @@ int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
  * asleep until the sweep (the write-protect-path torture hang). */
 static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to)
 {
-	uint64_t old;
+	pst_word old;
 	if (!pst_transition(&r->pst[page], PST_SHARING, to, &old))
 		return; /* cannot happen: only this thread ends a transit */
 	if (old & PST_WAITERS)
@@ -269,7 +269,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 				continue;
 			}
 			/* A stretch of moved pages with one verdict. */
-			uint64_t w = atomic_load(&r->pst[p]);
+			pst_word w = atomic_load(&r->pst[p]);
 			bool zero = (w & PST_DISCARDED) ||
 				    scan_page_is_zero(e->staging + ((uint64_t)off << PAGE_SHIFT));
 			uint32_t q = p + 1;

@@ -155,11 +155,11 @@ void swap_region_del(ovc_engine *e, struct ovc_region *r)
 /* --- swap-in ------------------------------------------------------------ */
 
 /* RESIDENT with no slot, keeping the other fields but WAITERS/DISCARDED. */
-static uint64_t resident_word(uint64_t w)
+static pst_word resident_word(pst_word w)
 {
 	/* DISCARD_PENDING stays: a discarded SWAPPED page is a hole until a
 	 * fault is served on it. */
-	return pst_with_slot(pst_with_state(w, PST_RESIDENT), 0) & ~(PST_WAITERS | PST_DISCARDED);
+	return pst_with_state(w, PST_RESIDENT) & ~(PST_SLOT_LO_MASK | PST_WAITERS | PST_DISCARDED);
 }
 
 /* Read pages [page, page+n) — SWAPPING_IN, slots contiguous from @slot —
@@ -211,18 +211,18 @@ static int read_install(ovc_engine *e, struct ovc_region *r, uint64_t page, uint
  * (page installed or no longer SWAPPED), -EAGAIN (try again after the
  * pending event), or the read's -errno. *ret_n: pages installed. */
 static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned max, unsigned *ret_n,
-		      uint64_t *ret_old)
+		      pst_word *ret_old)
 {
-	uint64_t w = atomic_load(&r->pst[page]);
+	pst_word w = atomic_load(&r->pst[page]);
 	*ret_n = 0;
 	if (pst_state(w) != PST_SWAPPED)
 		return 0;
-	uint32_t slot = (uint32_t)pst_slot(w);
+	uint32_t slot = pst_slot(r, page, w);
 	unsigned n = 0;
 	for (; n < max && page + n < r->npages; n++) {
 		pst_t *p = &r->pst[page + n];
-		uint64_t wk = atomic_load(p);
-		if (pst_state(wk) != PST_SWAPPED || pst_slot(wk) != (uint64_t)slot + n)
+		pst_word wk = atomic_load(p);
+		if (pst_state(wk) != PST_SWAPPED || pst_slot(r, page + n, wk) != slot + n)
 			break;
 		if (!pst_transition(p, PST_SWAPPED, PST_SWAPPING_IN, n ? NULL : ret_old))
 			break;
@@ -234,7 +234,7 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	unsigned done = got > 0 ? (unsigned)got : 0;
 	for (unsigned k = 0; k < n; k++) {
 		pst_t *p = &r->pst[page + k];
-		uint64_t wk = atomic_load(p), nw;
+		pst_word wk = atomic_load(p), nw;
 		bool woke;
 		do {
 			nw = k < done ? resident_word(wk)
@@ -261,7 +261,7 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
 	unsigned n;
-	uint64_t old = 0;
+	pst_word old = 0;
 
 	if (!swap_enabled(e)) {
 		uffd_wake(e, addr, PAGE_SIZE);
@@ -312,7 +312,7 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
 			continue;
 		}
 		unsigned n = 0;
-		uint64_t old;
+		pst_word old;
 		int err = 0;
 		for (unsigned tries = 0; tries < 1000; tries++) {
 			/* As the handler: an unread event must not be read
@@ -351,7 +351,7 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 	if (!swap_enabled(e))
 		return;
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
-		uint64_t w = atomic_load(&r->pst[p]);
+		pst_word w = atomic_load(&r->pst[p]);
 		/* Not in transit: the kernel zaps it after this read, maybe
 		 * only after a swap batch moved the old content out. Until a
 		 * fault is served on it (fault.c clears the bit), whatever a
@@ -369,7 +369,7 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 		w = atomic_load(&r->pst[p]);
 		while (pst_state(w) == PST_SWAPPED) {
 			if (atomic_compare_exchange_weak(&r->pst[p], &w, resident_word(w))) {
-				swapdev_slot_free(e->sw.sd, (uint32_t)pst_slot(w), 1);
+				swapdev_slot_free(e->sw.sd, pst_slot(r, p, w), 1);
 				atomic_fetch_sub(&e->c.swapped_pages_now, 1);
 				break;
 			}
@@ -400,7 +400,7 @@ static int cmp_u64(const void *a, const void *b)
 /* Give page @page (content at staging offset @off) back to the guest. */
 static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned off)
 {
-	uint64_t w = atomic_load(&r->pst[page]);
+	pst_word w = atomic_load(&r->pst[page]);
 	uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, page);
 	if (w & PST_DISCARDED)
 		zeropage_range(e, gaddr, PAGE_SIZE); /* discarded while out: zeros */
@@ -410,7 +410,7 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 			r->guest_phys + (page << PAGE_SHIFT));
 		e->staging_broken = true;
 	}
-	uint64_t nw;
+	pst_word nw;
 	do
 		nw = resident_word(w);
 	while (!atomic_compare_exchange_weak(&r->pst[page], &w, nw));
@@ -444,7 +444,7 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 	atomic_store(&e->batch_seq, atomic_load(&e->read_seq));
 	uint8_t pending[BATCH_PAGES];
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t old;
+		pst_word old;
 		if (pst_transition(&r->pst[pages[i]], PST_RESIDENT, PST_SWAPPING_OUT, &old)) {
 			pending[nsel] = (old & PST_DISCARD_PENDING) != 0;
 			sel[nsel++] = pages[i];
@@ -474,7 +474,7 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 	unsigned data[BATCH_PAGES], nd = 0, zeros = 0;
 	for (unsigned i = 0; i < nsel; i++) {
 		pst_t *p = &r->pst[sel[i]];
-		uint64_t old;
+		pst_word old;
 		if (!moved[i]) {
 			if (pst_transition(p, PST_SWAPPING_OUT, PST_RESIDENT, &old) && (old & PST_WAITERS))
 				uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, sel[i]), PAGE_SIZE);
@@ -558,7 +558,7 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 				swapdev_slot_free(sw->sd, slot[d], 1);
 			continue;
 		}
-		uint64_t w = atomic_load(p), nw;
+		pst_word w = atomic_load(p), nw;
 		for (;;) {
 			if (w & (PST_WAITERS | PST_DISCARDED)) {
 				/* Someone waits (or the VMM discarded it): give it
@@ -568,7 +568,7 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 				atomic_fetch_add(&e->c.transit_aborts, 1);
 				break;
 			}
-			nw = pst_with_age(pst_with_slot(pst_with_state(w, PST_SWAPPED), slot[d]),
+			nw = pst_with_age(pst_with_slot(r, page, pst_with_state(w, PST_SWAPPED), slot[d]),
 					  atomic_load(&sw->epoch) & 0xff);
 			if (atomic_compare_exchange_weak(p, &w, nw)) {
 				out++;

@@ -10,33 +10,39 @@
 
 static void test_pst_layout(void **state)
 {
-	uint64_t w = 0;
+	struct ovc_region r;
+	static char mem[4096 * 100] __attribute__((aligned(4096)));
+	assert_int_equal(region_init(&r, mem, sizeof(mem), 0, 0), 0);
+	pst_word w = 0;
 	w = pst_with_state(w, PST_SWAPPED);
 	w = pst_with_age(w, 300); /* saturates */
-	w = pst_with_slot(w, (UINT64_C(1) << 40) - 1);
-	w = pst_with_scratch(w, 0xab);
+	w = pst_with_slot(&r, 7, w, UINT32_MAX);
 	w |= PST_WAITERS;
 	assert_int_equal(pst_state(w), PST_SWAPPED);
 	assert_int_equal(pst_age(w), 255);
-	assert_true(pst_slot(w) == (UINT64_C(1) << 40) - 1);
-	assert_int_equal(pst_scratch(w), 0xab);
+	assert_true(pst_slot(&r, 7, w) == UINT32_MAX);
 	assert_true(w & PST_WAITERS);
 	assert_false(w & PST_DISCARDED);
 	/* Fields do not overlap. */
 	assert_int_equal(PST_STATE_MASK & PST_AGE_MASK, 0);
-	assert_int_equal(PST_AGE_MASK & PST_SLOT_MASK, 0);
-	assert_int_equal(PST_SLOT_MASK & PST_SCRATCH_MASK, 0);
-	assert_int_equal((PST_WAITERS | PST_DISCARDED) & (PST_STATE_MASK | PST_AGE_MASK), 0);
-	w = pst_with_slot(w, 5);
-	assert_true(pst_slot(w) == 5);
+	assert_int_equal(PST_AGE_MASK & PST_SLOT_LO_MASK, 0);
+	assert_int_equal((PST_WAITERS | PST_DISCARDED | PST_DISCARD_PENDING) &
+			 (PST_STATE_MASK | PST_AGE_MASK | PST_SLOT_LO_MASK), 0);
+	/* Both halves change; a neighbour's half does not. */
+	pst_word w8 = pst_with_slot(&r, 8, PST_SWAPPED, 0x12345);
+	w = pst_with_slot(&r, 7, w, 5);
+	assert_true(pst_slot(&r, 7, w) == 5);
+	assert_true(pst_slot(&r, 8, w8) == 0x12345);
 	assert_int_equal(pst_age(w), 255);
-	assert_int_equal(sizeof(pst_t), 8);
+	assert_int_equal(sizeof(pst_t), 4);
+	assert_int_equal(sizeof(*r.slot_hi), 2);
+	region_fini(&r);
 }
 
 static void test_pst_transition(void **state)
 {
 	pst_t p = pst_with_age(PST_RESIDENT, 7);
-	uint64_t old;
+	pst_word old;
 	assert_true(pst_transition(&p, PST_RESIDENT, PST_SHARING, &old));
 	assert_int_equal(pst_state(p), PST_SHARING);
 	assert_int_equal(pst_age(p), 7);
@@ -63,9 +69,28 @@ static void test_region_table(void **state)
 	assert_true(region_contains(&r, (uint64_t)(uintptr_t)mem + 4096 * 99));
 	assert_false(region_contains(&r, (uint64_t)(uintptr_t)mem + 4096 * 100));
 	assert_int_equal(region_page_of(&r, (uint64_t)(uintptr_t)mem + 4096 * 3 + 5), 3);
-	/* 8 bytes per page plus one struct. */
-	assert_int_equal(region_meta_bytes(&r), 800 + sizeof(r));
+	/* 6 bytes per page and 64 registers, rounded up to a page, plus one struct. */
+	assert_int_equal(region_meta_bytes(&r), 4096 + sizeof(r));
 	region_fini(&r);
+}
+
+/* Issue 3: at most 8 bytes of metadata per page, all told, on the
+ * benchmark's 1 GiB region (address space only; nothing is touched). */
+static void test_region_meta_1gib(void **state)
+{
+	const uint64_t len = UINT64_C(1) << 30;
+	void *mem = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	assert_true(mem != MAP_FAILED);
+	struct ovc_region r;
+	assert_int_equal(region_init(&r, mem, len, 0, 0), 0);
+	assert_int_equal(r.hll_bits, 12);
+	uint64_t meta = region_meta_bytes(&r);
+	print_message("1 GiB region: %llu bytes of metadata, %.4f per page\n",
+		      (unsigned long long)meta, (double)meta / (double)r.npages);
+	assert_true(meta <= r.npages * 8);
+	assert_int_equal(meta, r.npages * 6 + 4096 + sizeof(r));
+	region_fini(&r);
+	munmap(mem, len);
 }
 
 static void test_engine_opts(void **state)
@@ -214,6 +239,7 @@ int main(void)
 		cmocka_unit_test(test_pst_layout),
 		cmocka_unit_test(test_pst_transition),
 		cmocka_unit_test(test_region_table),
+		cmocka_unit_test(test_region_meta_1gib),
 		cmocka_unit_test(test_engine_opts),
 		cmocka_unit_test(test_region_bad_input),
 		cmocka_unit_test(test_region_kinds),

@@ -63,12 +63,13 @@ static void test_hll(void **state)
 			      (unsigned long long)est);
 		assert_true(est >= ns[k] * 95 / 100 && est <= ns[k] * 105 / 100 + 1);
 	}
-	/* The registers live in the scratch byte: state, age, slot untouched. */
-	r.pst[5] = pst_with_slot(pst_with_age(PST_ZERO, 9), 1234);
+	/* The registers live beside the table: state, age, slot untouched. */
+	r.pst[5] = pst_with_slot(&r, 5, pst_with_age(PST_ZERO, 9), 1234);
 	scan_hll_add(&r, UINT64_C(5) << 52); /* register 5, rank 64-12+1 */
+	assert_int_equal(atomic_load(&r.hll[5]), 64 - 12 + 1);
 	assert_int_equal(pst_state(r.pst[5]), PST_ZERO);
 	assert_int_equal(pst_age(r.pst[5]), 9);
-	assert_int_equal(pst_slot(r.pst[5]), 1234);
+	assert_int_equal(pst_slot(&r, 5, r.pst[5]), 1234);
 	region_fini(&r);
 	munmap(mem, pages * 4096);
 }

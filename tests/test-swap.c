@@ -215,7 +215,7 @@ static void roundtrip(unsigned flags, bool seq)
 		      (unsigned long long)st.refaults);
 	if (st.swapped_pages_now) {
 		for (uint64_t p = 0; p < npages; p++) {
-			uint64_t w = atomic_load(&e->regions[0]->pst[p]);
+			pst_word w = atomic_load(&e->regions[0]->pst[p]);
 			if (pst_state(w) != PST_RESIDENT && pst_state(w) != PST_ZERO)
 				fprintf(stderr, "page %llu word %llx\n", (unsigned long long)p, (unsigned long long)w);
 		}
