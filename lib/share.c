@@ -59,8 +59,10 @@
  *      region takes this path, so the drop does not wait for the handler.
  *   4. anonymous: UFFDIO_ZEROPAGE the dropped runs. shmem: leave holes (a
  *      shmem "zero page" would be a freshly allocated page).
- *   5. state ZERO, UFFDIO_WRITEPROTECT off over the span (wakes writers;
- *      they retry on the zero page and COW, or on the hole and fault).
+ *   5. state ZERO (wakes a fault that waits), UFFDIO_WRITEPROTECT off over
+ *      the span but for long dropped runs, whose fresh zero-page ptes
+ *      carry no protection (wakes writers; they retry on the zero page and
+ *      COW, or on the hole and fault).
  *   A writer that hits a dropped page between 3 and 4 raises a MISSING
  *   fault; the page is SHARING, so it sleeps until 4 wakes it. The pass
  *   thread's own read of a held page that the VMM discarded meanwhile
@@ -440,6 +442,37 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 	return nheld;
 }
 
+/* Dropped runs at least this long are left out of the final unprotect;
+ * shorter ones are lifted along with their neighbours (an ioctl more
+ * costs more than re-writing that many ptes). */
+#define UNPROTECT_SKIP_MIN 16u
+
+/* Lift the protection of @span except over the first @dropped runs of
+ * e->cand: those hold fresh zero-page ptes (or holes), which carry no
+ * protection, and the unprotect would re-write each pte for nothing (on an
+ * all-zero batch that was the whole unprotect). Nobody waits on them for
+ * this wake-up: a fault on a held page is woken by end_transit, or by the
+ * handler when it reads the fault after the transit ended. */
+static void unprotect_rest(ovc_engine *e, struct ovc_region *r, const struct page_run *span, uint32_t dropped)
+{
+	uint32_t from = span->start, end = span->start + span->len;
+
+	for (uint32_t i = 0; i <= dropped; i++) {
+		uint32_t to = end, next = end;
+		if (i < dropped) {
+			const struct page_run *d = &e->cand.runs[i];
+			if (d->len < UNPROTECT_SKIP_MIN)
+				continue;
+			to = d->start;
+			next = d->start + d->len;
+		}
+		if (to > from)
+			writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, from), (uint64_t)(to - from) << PAGE_SHIFT,
+				     false);
+		from = next;
+	}
+}
+
 /* The rest of the write-protect path, after the scan: e->cand holds the
  * held pages found zero (the others left SHARING already). Drop them,
  * install the zero page, leave transit, lift the protection of @span. */
@@ -460,8 +493,9 @@ static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_
 		if (ok)
 			reclaimed += (int)c->runs[i].len;
 	}
-	writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start), (uint64_t)span->len << PAGE_SHIFT,
-		     false);
+	/* shmem: a zap of a protected pte leaves a protection marker in the
+	 * hole, which only the unprotect clears. */
+	unprotect_rest(e, r, span, r->shmem ? 0 : dropped);
 	if (dropped < c->n && !reclaimed)
 		return -EIO;
 	return reclaimed;
