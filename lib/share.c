@@ -57,14 +57,15 @@
  *      runs per call on anonymous memory, MADV_REMOVE (punch hole) per run
  *      on shmem. The engine asks for no UFFD_EVENT_REMOVE when every
  *      region takes this path, so the drop does not wait for the handler.
- *   4. anonymous: UFFDIO_ZEROPAGE the dropped runs. shmem: leave holes (a
- *      shmem "zero page" would be a freshly allocated page).
- *   5. state ZERO (wakes a fault that waits), UFFDIO_WRITEPROTECT off over
- *      the span but for long dropped runs, whose fresh zero-page ptes
- *      carry no protection (wakes writers; they retry on the zero page and
- *      COW, or on the hole and fault).
- *   A writer that hits a dropped page between 3 and 4 raises a MISSING
- *   fault; the page is SHARING, so it sleeps until 4 wakes it. The pass
+ *   4. UFFDIO_WRITEPROTECT off over the span (wakes writers of the pages
+ *      that were not zero). The dropped pages are holes now, which it
+ *      passes over; done after step 5 it would re-write each fresh
+ *      zero-page pte for nothing.
+ *   5. anonymous: UFFDIO_ZEROPAGE the dropped runs. shmem: leave holes (a
+ *      shmem "zero page" would be a freshly allocated page). State ZERO
+ *      (wakes a fault that waits).
+ *   A writer that hits a dropped page between 3 and 5 raises a MISSING
+ *   fault; the page is SHARING, so it sleeps until 5 wakes it.
  *   thread's own read of a held page that the VMM discarded meanwhile
  *   faults too; the handler fills it with a write-protected zero page.
  *
@@ -442,46 +443,23 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 	return nheld;
 }
 
-/* Dropped runs at least this long are left out of the final unprotect;
- * shorter ones are lifted along with their neighbours (an ioctl more
- * costs more than re-writing that many ptes). */
-#define UNPROTECT_SKIP_MIN 16u
-
-/* Lift the protection of @span except over the first @dropped runs of
- * e->cand: those hold fresh zero-page ptes (or holes), which carry no
- * protection, and the unprotect would re-write each pte for nothing (on an
- * all-zero batch that was the whole unprotect). Nobody waits on them for
- * this wake-up: a fault on a held page is woken by end_transit, or by the
- * handler when it reads the fault after the transit ended. */
-static void unprotect_rest(ovc_engine *e, struct ovc_region *r, const struct page_run *span, uint32_t dropped)
-{
-	uint32_t from = span->start, end = span->start + span->len;
-
-	for (uint32_t i = 0; i <= dropped; i++) {
-		uint32_t to = end, next = end;
-		if (i < dropped) {
-			const struct page_run *d = &e->cand.runs[i];
-			if (d->len < UNPROTECT_SKIP_MIN)
-				continue;
-			to = d->start;
-			next = d->start + d->len;
-		}
-		if (to > from)
-			writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, from), (uint64_t)(to - from) << PAGE_SHIFT,
-				     false);
-		from = next;
-	}
-}
-
 /* The rest of the write-protect path, after the scan: e->cand holds the
  * held pages found zero (the others left SHARING already). Drop them,
- * install the zero page, leave transit, lift the protection of @span. */
+ * lift the protection of @span, install the zero page, leave transit. */
 static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_run *span)
 {
 	const struct run_list *c = &e->cand;
 	int reclaimed = 0;
 
 	uint32_t dropped = drop_runs(e, r, c->runs, c->n);
+	/* Lift the protection before installing zero pages: the dropped pages
+	 * are holes now, which the unprotect passes over, rather than fresh
+	 * zero-page ptes that it would re-write one by one for nothing (they
+	 * carry no protection; on an all-zero batch that was the whole cost
+	 * of the unprotect). A writer on a dropped page that this wakes
+	 * faults on the hole and waits, the page being SHARING still. */
+	writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start), (uint64_t)span->len << PAGE_SHIFT,
+		     false);
 	for (uint32_t i = 0; i < c->n; i++) {
 		uint64_t a = (uint64_t)(uintptr_t)region_addr(r, c->runs[i].start);
 		uint64_t len = (uint64_t)c->runs[i].len << PAGE_SHIFT;
@@ -493,9 +471,6 @@ static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_
 		if (ok)
 			reclaimed += (int)c->runs[i].len;
 	}
-	/* shmem: a zap of a protected pte leaves a protection marker in the
-	 * hole, which only the unprotect clears. */
-	unprotect_rest(e, r, span, r->shmem ? 0 : dropped);
 	if (dropped < c->n && !reclaimed)
 		return -EIO;
 	return reclaimed;
