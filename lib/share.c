@@ -621,7 +621,15 @@ int share_step(ovc_engine *e, uint64_t *cursor, bool *wrapped)
 	}
 	uint64_t host = (uint64_t)(uintptr_t)r->host;
 	uint64_t first = *cursor <= host ? 0 : (*cursor - host) >> PAGE_SHIFT;
-	uint32_t n = (uint32_t)MIN((uint64_t)BATCH_PAGES - first % BATCH_PAGES, r->npages - first);
+	/* Batches end on 2 MiB boundaries of the host address, not of the
+	 * region: a batch then covers whole transparent huge pages, which
+	 * the write-protect path protects and unprotects as one PMD each
+	 * (protecting a range that covers part of one splits it: every THP
+	 * of a region that does not start on 2 MiB was split by the first
+	 * pass) and the move path moves as one PMD into its 2 MiB aligned
+	 * staging. */
+	uint64_t hp = (host >> PAGE_SHIFT) + first;
+	uint32_t n = (uint32_t)MIN((uint64_t)BATCH_PAGES - hp % BATCH_PAGES, r->npages - first);
 	if (first == 0)
 		region_pass_begin(r);
 	ret = share_batch(e, r, first, n);
