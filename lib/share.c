@@ -390,6 +390,21 @@ static uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page
 	return ok;
 }
 
+/* Lift the protection of the held @span, which wakes every write it
+ * stopped (the handler leaves them asleep: fault.c, fault_unprotect), then
+ * stop publishing the span. If the unprotect gave up, wake them by hand
+ * after that: they fault again and the handler lifts what is left. */
+static void unhold(ovc_engine *e, struct ovc_region *r, const struct page_run *span)
+{
+	uint64_t start = (uint64_t)(uintptr_t)region_addr(r, span->start);
+	uint64_t len = (uint64_t)span->len << PAGE_SHIFT;
+
+	int err = writeprotect(e, start, len, false);
+	atomic_store(&e->hold_region, NULL);
+	if (err < 0)
+		uffd_wake(e, start, len);
+}
+
 /* Step 1 of the write-protect path, before any page is read: take every
  * present page that may be reclaimed away from writers — RESIDENT ones,
  * and on shared memory ZERO ones too (a present ZERO page there is real
@@ -425,9 +440,11 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 		return 0;
 	}
 	*span = (struct page_run){ (uint32_t)first + lo, hi - lo };
-	uint64_t start = (uint64_t)(uintptr_t)region_addr(r, span->start);
-	uint64_t len = (uint64_t)span->len << PAGE_SHIFT;
-	int err = writeprotect(e, start, len, true);
+	atomic_store(&e->hold_start, span->start);
+	atomic_store(&e->hold_end, span->start + span->len);
+	atomic_store(&e->hold_region, r);
+	int err = writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start),
+			       (uint64_t)span->len << PAGE_SHIFT, true);
 	pthread_mutex_unlock(&r->lock);
 	if (err < 0) {
 		for (uint32_t i = lo; i < hi; i++)
@@ -435,7 +452,7 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 				end_transit(e, r, first + i, PST_RESIDENT);
 		memset(held, 0, n);
 		/* Part of the span may be protected: lift it all. */
-		writeprotect(e, start, len, false);
+		unhold(e, r, span);
 		atomic_fetch_add(&e->c.transit_aborts, (uint64_t)nheld);
 		span->len = 0;
 		return err;
@@ -458,8 +475,7 @@ static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_
 	 * carry no protection; on an all-zero batch that was the whole cost
 	 * of the unprotect). A writer on a dropped page that this wakes
 	 * faults on the hole and waits, the page being SHARING still. */
-	writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start), (uint64_t)span->len << PAGE_SHIFT,
-		     false);
+	unhold(e, r, span);
 	for (uint32_t i = 0; i < c->n; i++) {
 		uint64_t a = (uint64_t)(uintptr_t)region_addr(r, c->runs[i].start);
 		uint64_t len = (uint64_t)c->runs[i].len << PAGE_SHIFT;
