@@ -115,6 +115,13 @@ struct ovc_engine {
 	 * batch_seq is read_seq when the batch in transit began. */
 	atomic_uint_fast64_t read_seq;
 	atomic_uint_fast64_t batch_seq;
+	/* Pages [hold_start, hold_end) of hold_region are write-protected by
+	 * the batch in progress on the write-protect path (share.c), which
+	 * lifts the protection of all of them at its end; the handler leaves
+	 * write faults there asleep until then (fault.c). Set before the
+	 * protection, cleared after it is lifted. */
+	_Atomic(struct ovc_region *) hold_region;
+	atomic_uint_fast64_t hold_start, hold_end;
 
 	/* Staging for UFFDIO_MOVE: BATCH_PAGES, 2 MiB aligned, registered
 	 * write-protect-only on uffd (a MOVE destination must be registered on

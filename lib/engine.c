@@ -322,9 +322,22 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	uint64_t need = UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_THREAD_ID;
 	if ((avail & need) != need)
 		return -ENOSYS;
-	e->features = need | (avail & (UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
+	e->features = UFFD_FEATURE_THREAD_ID |
+		      (avail & (UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
 	if ((avail & UFFD_FEATURE_MOVE) && !(o.flags & OVC_ENGINE_NO_MOVE))
 		e->features |= UFFD_FEATURE_MOVE;
+	/* Discard events only where someone reads them for something: the
+	 * MOVE path (DISCARDED, so that staged content of a discarded page
+	 * does not come back) and swap (freeing the slot). On the
+	 * write-protect path they are pure cost: every madvise range raises
+	 * one and blocks until the handler has read it, and the path's own
+	 * drops are madvise ranges — on scattered zero pages that was two
+	 * context switches per dropped page (ovc-bench zero, alternating:
+	 * 65k switches for 32k pages). Without them a discard is the kernel's
+	 * business alone: a hole faults to the handler, which fills zeros. */
+	if (want_swap || ((e->features & UFFD_FEATURE_MOVE) &&
+			  (o.flags & (OVC_ENGINE_NO_THREADS | OVC_ENGINE_MOVE))))
+		e->features |= UFFD_FEATURE_EVENT_REMOVE;
 	/* Swap tracks writes on this same uffd (docs/swap.md): WP_ASYNC. It
 	 * turns UFFDIO_WRITEPROTECT into a hint, so with swap every region
 	 * takes the MOVE path, and without MOVE there is no swap. */

@@ -30,8 +30,10 @@
  *                   page could write after the pass looked and before it
  *                   drops (found by the torture test with discards).
  *   SWAPPED         swap.c: read the slot (with readahead), UFFDIO_COPY.
- * A write-protect fault on a page not in transit is a stale protection
- * (or a non-candidate inside a protected span): unprotect it, which wakes.
+ * A write-protect fault on a page not in transit: inside the span a
+ * write-protect batch holds, left asleep until the batch lifts the span's
+ * protection (which wakes it); elsewhere a stale protection, lifted (see
+ * fault_unprotect: whole huge pages stay whole).
  */
 #include <inttypes.h>
 #include <poll.h>
@@ -133,6 +135,37 @@ static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uin
 	swap_fault(e, r, page, addr);
 }
 
+#define HUGE_BYTES (UINT64_C(2) << 20)
+
+/* A write-protect fault on a page not in transit. Lifting the protection
+ * of one page inside a transparent huge page splits it, so:
+ *  - inside the span that a write-protect batch holds right now (it
+ *    checked this page already): nothing; the batch lifts the protection
+ *    of the whole span at its end, which wakes the thread. A wait of at
+ *    most one batch (~0.3 ms) instead of splitting every huge page that a
+ *    guest writes while a pass goes over it.
+ *  - elsewhere, a stale protection (a batch that is over, a stale
+ *    message): lift it over the page's 2 MiB block if no page of the
+ *    block is in transit, else over the page alone. */
+static void fault_unprotect(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
+{
+	if (atomic_load(&e->hold_region) == r && page >= atomic_load(&e->hold_start) &&
+	    page < atomic_load(&e->hold_end))
+		return;
+	uint64_t host = (uint64_t)(uintptr_t)r->host;
+	uint64_t lo = MAX(ALIGN_DOWN(addr, HUGE_BYTES), host);
+	uint64_t hi = MIN(ALIGN_DOWN(addr, HUGE_BYTES) + HUGE_BYTES, host + r->len_bytes);
+	for (uint64_t p = region_page_of(r, lo); p < region_page_of(r, hi); p++)
+		if (pst_in_transit(atomic_load_explicit(&r->pst[p], memory_order_relaxed))) {
+			lo = addr;
+			hi = addr + PAGE_SIZE;
+			break;
+		}
+	struct uffdio_writeprotect u = { .range = { lo, hi - lo }, .mode = 0 };
+	if (uffd_resolve(e, UFFDIO_WRITEPROTECT, &u) < 0)
+		uffd_wake(e, addr, PAGE_SIZE);
+}
+
 static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 {
 	uint64_t addr = ALIGN_DOWN((uint64_t)m->arg.pagefault.address, PAGE_SIZE);
@@ -174,9 +207,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 		if (uffd_resolve(e, UFFDIO_COPY, &c) < 0)
 			uffd_wake(e, addr, PAGE_SIZE); /* filled (EEXIST) or EAGAIN: retry */
 	} else if (wp) {
-		struct uffdio_writeprotect u = { .range = { addr, PAGE_SIZE }, .mode = 0 };
-		if (uffd_resolve(e, UFFDIO_WRITEPROTECT, &u) < 0)
-			uffd_wake(e, addr, PAGE_SIZE);
+		fault_unprotect(e, r, page, addr);
 	} else if (pst_state(w) == PST_SWAPPED) {
 		fault_swapin(e, r, page, addr);
 	} else {

@@ -4,6 +4,13 @@
 #include <string.h>
 
 #define XXH_INLINE_ALL
+#if defined(__x86_64__)
+/* Also build xxhash's AVX2 kernels (as its own xxh_x86dispatch.c does),
+ * behind a target attribute: see scan_page_hash(). */
+#include <immintrin.h>
+#define XXH_DISPATCH_AVX2 1
+#define XXH_TARGET_AVX2 __attribute__((target("avx2")))
+#endif
 #include <xxhash.h>
 
 #include "scan.h"
@@ -53,9 +60,27 @@ bool scan_page_is_zero(const void *p)
 	return page_is_zero_generic(p);
 }
 
+/* xxhash picks its vector code at build time (SSE2 for a generic x86-64
+ * build); the AVX2 kernels hash a page in about half the time, and the
+ * hash of every non-zero page was a fifth of a pass's CPU (perf, ovc-bench
+ * zero, alternating layout). Same result bit for bit (test-scan). The
+ * internal entry point is 0.8.1's; other versions take the generic path. */
+#if defined(__x86_64__) && XXH_VERSION_NUMBER == 801
+__attribute__((target("avx2"))) static uint64_t page_hash_avx2(const void *p)
+{
+	return XXH3_hashLong_64b_internal(p, PAGE_SIZE, XXH3_kSecret, sizeof(XXH3_kSecret),
+					  XXH3_accumulate_512_avx2, XXH3_scrambleAcc_avx2);
+}
+#define HAVE_PAGE_HASH_AVX2 1
+#endif
+
 uint64_t scan_page_hash(const void *p)
 {
 	__builtin_prefetch((const char *)p + PAGE_SIZE, 0, 0);
+#ifdef HAVE_PAGE_HASH_AVX2
+	if (__builtin_cpu_supports("avx2"))
+		return page_hash_avx2(p);
+#endif
 	return XXH3_64bits(p, PAGE_SIZE);
 }
 

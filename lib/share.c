@@ -40,26 +40,34 @@
  *
  *  Write-protect path (shmem/memfd; anonymous memory with threads unless
  *  OVC_ENGINE_MOVE; kernels without MOVE):
- *   1. under region->lock: mark SHARING, UFFDIO_WRITEPROTECT the span from
- *      the first to the last candidate (one TLB flush for the batch). A
- *      write to a candidate now sleeps in the kernel; a write-protect fault
- *      on a non-candidate in the span is unprotected by the handler at once
+ *   1. under region->lock, before any page is read: mark every present
+ *      RESIDENT page of the batch (and on shmem every present ZERO page)
+ *      SHARING, zero or not, and UFFDIO_WRITEPROTECT the span from the
+ *      first to the last (one ioctl, one TLB flush for the batch). A write
+ *      to a held page now sleeps in the kernel; a write-protect fault on a
+ *      page not (or no longer) held is unprotected by the handler at once
  *      (it is RESIDENT). Under the lock so that a stale write-protect
  *      message can never make the handler unprotect a page we just
  *      protected.
- *   2. full compare through the guest mapping (nobody can write it now);
- *      pages that are not zero go back to RESIDENT (the handler unprotects
- *      them on a fault; step 5 does otherwise).
+ *   2. the scan reads each page once through the guest mapping (nobody can
+ *      write it now), and that read decides: a page that is not zero goes
+ *      back to RESIDENT at once (the handler unprotects it on a fault;
+ *      step 5 does otherwise), a zero page stays held.
  *   3. drop the zero ones: process_madvise(MADV_DONTNEED) with up to 512
  *      runs per call on anonymous memory, MADV_REMOVE (punch hole) per run
- *      on shmem. The drop raises UFFD_EVENT_REMOVE for our own range; the
- *      handler thread reads it (this path is refused in NO_THREADS mode).
- *   4. anonymous: UFFDIO_ZEROPAGE the dropped runs. shmem: leave holes (a
- *      shmem "zero page" would be a freshly allocated page).
- *   5. state ZERO, UFFDIO_WRITEPROTECT off over the span (wakes writers;
- *      they retry on the zero page and COW, or on the hole and fault).
- *   A writer that hits a dropped page between 3 and 4 raises a MISSING
- *   fault; the page is SHARING, so it sleeps until 4 wakes it.
+ *      on shmem. The engine asks for no UFFD_EVENT_REMOVE when every
+ *      region takes this path, so the drop does not wait for the handler.
+ *   4. UFFDIO_WRITEPROTECT off over the span (wakes writers of the pages
+ *      that were not zero). The dropped pages are holes now, which it
+ *      passes over; done after step 5 it would re-write each fresh
+ *      zero-page pte for nothing.
+ *   5. anonymous: UFFDIO_ZEROPAGE the dropped runs. shmem: leave holes (a
+ *      shmem "zero page" would be a freshly allocated page). State ZERO
+ *      (wakes a fault that waits).
+ *   A writer that hits a dropped page between 3 and 5 raises a MISSING
+ *   fault; the page is SHARING, so it sleeps until 5 wakes it.
+ *   thread's own read of a held page that the VMM discarded meanwhile
+ *   faults too; the handler fills it with a write-protected zero page.
  *
  * Every step that hands pages back (ZEROPAGE, MOVE back, unprotect, WAKE)
  * is retried until it succeeds (uffd_resolve): failing there would leave a
@@ -382,65 +390,104 @@ static uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page
 	return ok;
 }
 
-static int reclaim_wp(ovc_engine *e, struct ovc_region *r)
+/* Lift the protection of the held @span, which wakes every write it
+ * stopped (the handler leaves them asleep: fault.c, fault_unprotect), then
+ * stop publishing the span. If the unprotect gave up, wake them by hand
+ * after that: they fault again and the handler lifts what is left. */
+static void unhold(ovc_engine *e, struct ovc_region *r, const struct page_run *span)
 {
-	struct run_list *c = &e->cand;
-	int err, reclaimed = 0;
+	uint64_t start = (uint64_t)(uintptr_t)region_addr(r, span->start);
+	uint64_t len = (uint64_t)span->len << PAGE_SHIFT;
 
+	int err = writeprotect(e, start, len, false);
+	atomic_store(&e->hold_region, NULL);
+	if (err < 0)
+		uffd_wake(e, start, len);
+}
+
+/* Step 1 of the write-protect path, before any page is read: take every
+ * present page that may be reclaimed away from writers — RESIDENT ones,
+ * and on shared memory ZERO ones too (a present ZERO page there is real
+ * memory again: a read of a shmem hole allocates one) — by marking it
+ * SHARING and write-protecting the span from the first to the last with
+ * one UFFDIO_WRITEPROTECT (one TLB flush). The scan then reads each page
+ * once, and that read decides: a zero page is not read a second time
+ * under protection. Sets held[i] for the pages taken; returns how many,
+ * or -errno with none taken (nothing stays protected). */
+static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n, uint8_t *held,
+		      struct page_run *span)
+{
+	uint32_t lo = n, hi = 0;
+	int nheld = 0;
+
+	memset(held, 0, n);
 	pthread_mutex_lock(&r->lock);
-	mark_candidates(e, r);
-	if (!c->n) {
+	for (uint32_t i = 0; i < n; i++) {
+		pst_t *p = &r->pst[first + i];
+		if (!(e->mincore_vec[i] & 1))
+			continue;
+		if (r->shmem && pst_transition(p, PST_ZERO, PST_SHARING, NULL))
+			atomic_fetch_sub(&e->c.zero_pages_now, 1);
+		else if (!pst_transition(p, PST_RESIDENT, PST_SHARING, NULL))
+			continue;
+		held[i] = 1;
+		nheld++;
+		lo = MIN(lo, i);
+		hi = i + 1;
+	}
+	if (!nheld) {
 		pthread_mutex_unlock(&r->lock);
 		return 0;
 	}
-	uint32_t lo = c->runs[0].start;
-	uint32_t hi = c->runs[c->n - 1].start + c->runs[c->n - 1].len;
-	uint64_t span = (uint64_t)(uintptr_t)region_addr(r, lo);
-	uint64_t span_len = (uint64_t)(hi - lo) << PAGE_SHIFT;
-	err = writeprotect(e, span, span_len, true);
+	*span = (struct page_run){ (uint32_t)first + lo, hi - lo };
+	atomic_store(&e->hold_start, span->start);
+	atomic_store(&e->hold_end, span->start + span->len);
+	atomic_store(&e->hold_region, r);
+	int err = writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start),
+			       (uint64_t)span->len << PAGE_SHIFT, true);
 	pthread_mutex_unlock(&r->lock);
 	if (err < 0) {
-		for (uint32_t i = 0; i < c->n; i++)
-			for (uint32_t p = c->runs[i].start; p < c->runs[i].start + c->runs[i].len; p++)
-				end_transit(e, r, p, PST_RESIDENT);
+		for (uint32_t i = lo; i < hi; i++)
+			if (held[i])
+				end_transit(e, r, first + i, PST_RESIDENT);
+		memset(held, 0, n);
 		/* Part of the span may be protected: lift it all. */
-		writeprotect(e, span, span_len, false);
-		atomic_fetch_add(&e->c.transit_aborts, c->pages);
+		unhold(e, r, span);
+		atomic_fetch_add(&e->c.transit_aborts, (uint64_t)nheld);
+		span->len = 0;
 		return err;
 	}
+	return nheld;
+}
 
-	/* Re-check under protection; keep only the zero ones, as runs. */
-	struct page_run keep[BATCH_PAGES];
-	uint32_t nkeep = 0;
+/* The rest of the write-protect path, after the scan: e->cand holds the
+ * held pages found zero (the others left SHARING already). Drop them,
+ * lift the protection of @span, install the zero page, leave transit. */
+static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_run *span)
+{
+	const struct run_list *c = &e->cand;
+	int reclaimed = 0;
+
+	uint32_t dropped = drop_runs(e, r, c->runs, c->n);
+	/* Lift the protection before installing zero pages: the dropped pages
+	 * are holes now, which the unprotect passes over, rather than fresh
+	 * zero-page ptes that it would re-write one by one for nothing (they
+	 * carry no protection; on an all-zero batch that was the whole cost
+	 * of the unprotect). A writer on a dropped page that this wakes
+	 * faults on the hole and waits, the page being SHARING still. */
+	unhold(e, r, span);
 	for (uint32_t i = 0; i < c->n; i++) {
-		for (uint32_t p = c->runs[i].start; p < c->runs[i].start + c->runs[i].len; p++) {
-			/* DISCARDED is not looked at: the page itself is. */
-			if (scan_page_is_zero(region_addr(r, p))) {
-				if (nkeep && keep[nkeep - 1].start + keep[nkeep - 1].len == p)
-					keep[nkeep - 1].len++;
-				else
-					keep[nkeep++] = (struct page_run){ p, 1 };
-			} else {
-				end_transit(e, r, p, PST_RESIDENT);
-				atomic_fetch_add(&e->c.transit_aborts, 1);
-			}
-		}
-	}
-
-	uint32_t dropped = drop_runs(e, r, keep, nkeep);
-	for (uint32_t i = 0; i < nkeep; i++) {
-		uint64_t a = (uint64_t)(uintptr_t)region_addr(r, keep[i].start);
-		uint64_t len = (uint64_t)keep[i].len << PAGE_SHIFT;
+		uint64_t a = (uint64_t)(uintptr_t)region_addr(r, c->runs[i].start);
+		uint64_t len = (uint64_t)c->runs[i].len << PAGE_SHIFT;
 		bool ok = i < dropped;
 		if (ok && !r->shmem)
 			zeropage_range(e, a, len);
-		for (uint32_t p = keep[i].start; p < keep[i].start + keep[i].len; p++)
+		for (uint32_t p = c->runs[i].start; p < c->runs[i].start + c->runs[i].len; p++)
 			end_transit(e, r, p, ok ? PST_ZERO : PST_RESIDENT);
 		if (ok)
-			reclaimed += (int)keep[i].len;
+			reclaimed += (int)c->runs[i].len;
 	}
-	writeprotect(e, span, span_len, false);
-	if (dropped < nkeep && !reclaimed)
+	if (dropped < c->n && !reclaimed)
 		return -EIO;
 	return reclaimed;
 }
@@ -479,37 +526,44 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 {
 	uint64_t cpu0 = now_nsec(CLOCK_THREAD_CPUTIME_ID);
 	const uint8_t *src = batch_source(e, r, first, n);
-	uint64_t scanned = 0, zero = 0;
+	bool wp = !r->can_move && !(r->flags & OVC_REGION_NO_SHARE);
+	uint8_t held[BATCH_PAGES];
+	struct page_run span = { 0, 0 };
+	uint64_t scanned = 0, zero = 0, wp_nsec = 0;
 	int ret = 0;
 
 	runs_clear(&e->cand);
+	if (wp) {
+		uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
+		ret = hold_batch(e, r, first, n, held, &span);
+		wp_nsec = now_nsec(CLOCK_MONOTONIC) - t0;
+	} else {
+		memset(held, 0, n);
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		if (!(e->mincore_vec[i] & 1))
 			continue;
-		pst_t *p = &r->pst[first + i];
+		uint64_t page = first + i;
+		pst_t *p = &r->pst[page];
 		enum pst_state st = pst_state(atomic_load_explicit(p, memory_order_acquire));
-		if (st != PST_RESIDENT && st != PST_ZERO)
+		if (!held[i] && st != PST_RESIDENT && st != PST_ZERO)
 			continue;
 		const uint8_t *pg = src + ((size_t)i << PAGE_SHIFT);
 		scanned++;
 		if (scan_page_is_zero(pg)) {
 			zero++;
-			if (r->flags & OVC_REGION_NO_SHARE)
-				continue;
-			/* A present ZERO page of shared memory is a real page
-			 * again (a read of a shmem hole allocates one): reclaim
-			 * it again. On anonymous memory it is the zero page. */
-			if (st == PST_ZERO && r->shmem && pst_transition(p, PST_ZERO, PST_RESIDENT, NULL)) {
-				atomic_fetch_sub(&e->c.zero_pages_now, 1);
-				st = PST_RESIDENT;
-			}
-			if (st == PST_RESIDENT)
-				runs_add(&e->cand, (uint32_t)(first + i));
+			/* Held (write-protect path): final, it goes to the drop.
+			 * Otherwise a MOVE-path candidate, checked again in
+			 * staging. DISCARDED is not looked at: the page is. */
+			if (held[i] || (!wp && st == PST_RESIDENT && !(r->flags & OVC_REGION_NO_SHARE)))
+				runs_add(&e->cand, (uint32_t)page);
 		} else {
 			scan_hll_add(r, scan_page_hash(pg));
 			r->pass_nonzero++;
+			if (held[i])
+				end_transit(e, r, page, PST_RESIDENT);
 			/* Written since it was reclaimed (a silent COW). */
-			if (st == PST_ZERO && pst_transition(p, PST_ZERO, PST_RESIDENT, NULL))
+			else if (st == PST_ZERO && pst_transition(p, PST_ZERO, PST_RESIDENT, NULL))
 				atomic_fetch_sub(&e->c.zero_pages_now, 1);
 		}
 	}
@@ -519,10 +573,10 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 	atomic_fetch_add(&e->c.zero_pages_found, zero);
 	atomic_fetch_add(&e->c.scan_cpu_usec, (now_nsec(CLOCK_THREAD_CPUTIME_ID) - cpu0) / NSEC_PER_USEC);
 
-	if (!e->cand.pages)
-		return 0;
 	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
-	if (r->can_move) {
+	if (wp && span.len) {
+		ret = release_batch(e, r, &span);
+	} else if (!wp && e->cand.pages) {
 		if (e->staging_broken)
 			return -EIO;
 		if (e->staging_dirty) {
@@ -532,10 +586,8 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 			e->staging_dirty = false;
 		}
 		ret = reclaim_move(e, r, first);
-	} else {
-		ret = reclaim_wp(e, r);
 	}
-	atomic_fetch_add(&e->c.reclaim_usec, (now_nsec(CLOCK_MONOTONIC) - t0) / NSEC_PER_USEC);
+	atomic_fetch_add(&e->c.reclaim_usec, (now_nsec(CLOCK_MONOTONIC) - t0 + wp_nsec) / NSEC_PER_USEC);
 	if (ret > 0) {
 		atomic_fetch_add(&e->c.zero_pages_reclaimed, (uint64_t)ret);
 		atomic_fetch_add(&e->c.zero_pages_now, ret);
@@ -585,7 +637,15 @@ int share_step(ovc_engine *e, uint64_t *cursor, bool *wrapped)
 	}
 	uint64_t host = (uint64_t)(uintptr_t)r->host;
 	uint64_t first = *cursor <= host ? 0 : (*cursor - host) >> PAGE_SHIFT;
-	uint32_t n = (uint32_t)MIN((uint64_t)BATCH_PAGES - first % BATCH_PAGES, r->npages - first);
+	/* Batches end on 2 MiB boundaries of the host address, not of the
+	 * region: a batch then covers whole transparent huge pages, which
+	 * the write-protect path protects and unprotects as one PMD each
+	 * (protecting a range that covers part of one splits it: every THP
+	 * of a region that does not start on 2 MiB was split by the first
+	 * pass) and the move path moves as one PMD into its 2 MiB aligned
+	 * staging. */
+	uint64_t hp = (host >> PAGE_SHIFT) + first;
+	uint32_t n = (uint32_t)MIN((uint64_t)BATCH_PAGES - hp % BATCH_PAGES, r->npages - first);
 	if (first == 0)
 		region_pass_begin(r);
 	ret = share_batch(e, r, first, n);

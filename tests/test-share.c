@@ -65,17 +65,24 @@ static void check(const uint8_t *p)
 	}
 }
 
-static long rss_anon_kib(void)
+/* The "@key %ld" line of a /proc file, in KiB; -1 if there is none. */
+static long proc_kib(const char *path, const char *key)
 {
-	FILE *f = fopen("/proc/self/status", "re");
+	FILE *f = fopen(path, "re");
 	char line[256];
+	size_t klen = strlen(key);
 	long v = -1;
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "RssAnon: %ld", &v) == 1)
+		if (strncmp(line, key, klen) == 0 && sscanf(line + klen, "%ld", &v) == 1)
 			break;
 	if (f)
 		fclose(f);
 	return v;
+}
+
+static long rss_anon_kib(void)
+{
+	return proc_kib("/proc/self/status", "RssAnon:");
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -240,6 +247,72 @@ static void test_untouched(void **state)
 	guest_ram_free(&g);
 }
 
+struct thp_writer {
+	pthread_t t;
+	uint8_t *p;
+	size_t len;
+	atomic_bool stop;
+	atomic_long writes;
+};
+
+/* A "vCPU" that keeps writing every page of the region, one byte each. */
+static void *thp_writer_main(void *arg)
+{
+	struct thp_writer *w = arg;
+	for (uint8_t k = 2; !atomic_load(&w->stop); k = (uint8_t)(k + 1) | 2)
+		for (size_t i = 0; i < w->len && !atomic_load(&w->stop); i += 4096) {
+			w->p[i + 100] = k;
+			atomic_fetch_add_explicit(&w->writes, 1, memory_order_relaxed);
+		}
+	return NULL;
+}
+
+/* Passes over data in transparent huge pages leave them huge, also when
+ * the region does not start on a 2 MiB boundary (the write-protect path
+ * protects a whole batch; a batch that covered part of a huge page would
+ * split it) and while a thread writes them (lifting the protection of the
+ * one page written would split it too). */
+static void thp_kept(bool with_writer)
+{
+	need_uffd();
+	const size_t huge = 2u << 20, len = 16 * huge;
+	uint8_t *m = mmap(NULL, len + 2 * huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	uint8_t *p = (uint8_t *)ALIGN_UP((uintptr_t)m, huge);
+	if (madvise(p, len + huge, MADV_HUGEPAGE) < 0)
+		skip_because("no transparent huge pages");
+	memset(p, 1, len + huge);
+	ovc_engine *e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = OVC_ENGINE_NO_AUTOSCAN };
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	/* One page into a huge page: registering splits the two at the ends. */
+	assert_ovc_ok(ovc_region_add(e, p + 4096, len, 0, 0));
+	long before = proc_kib("/proc/self/smaps_rollup", "AnonHugePages:");
+	if (before < (long)(8 * huge >> 10)) {
+		ovc_engine_free(e);
+		munmap(m, len + 2 * huge);
+		skip_because("no transparent huge pages here (AnonHugePages %ld KiB)", before);
+	}
+	struct thp_writer w = { .p = p + 4096, .len = len };
+	if (with_writer)
+		assert_int_equal(pthread_create(&w.t, NULL, thp_writer_main, &w), 0);
+	for (int pass = 0; pass < (with_writer ? 20 : 1); pass++)
+		assert_int_equal(ovc_engine_scan_sync(e, 0), 0);
+	if (with_writer) {
+		atomic_store(&w.stop, true);
+		pthread_join(w.t, NULL);
+	}
+	long after = proc_kib("/proc/self/smaps_rollup", "AnonHugePages:");
+	print_message("AnonHugePages %ld -> %ld KiB, %ld writes during the passes\n", before, after,
+		      (long)w.writes);
+	assert_int_equal(after, before);
+	ovc_engine_free(e);
+	munmap(m, len + 2 * huge);
+}
+
+static void test_thp_kept(void **s) { thp_kept(false); }
+static void test_thp_kept_written(void **s) { thp_kept(true); }
+
 /* The background worker finds zero pages by itself within its budget. */
 static void test_autoscan(void **state)
 {
@@ -276,6 +349,8 @@ int main(void)
 		cmocka_unit_test(test_threads_memfd_wp),
 		cmocka_unit_test(test_loop_anon_move),
 		cmocka_unit_test(test_untouched),
+		cmocka_unit_test(test_thp_kept),
+		cmocka_unit_test(test_thp_kept_written),
 		cmocka_unit_test(test_autoscan),
 	};
 	return cmocka_run_group_tests_name("share", tests, NULL, NULL);
