@@ -61,6 +61,7 @@ struct ovc_engine_counters {
 	atomic_uint_fast64_t swap_read_errors;
 	atomic_uint_fast64_t swap_faults;
 	atomic_uint_fast64_t swap_cache_hits;  /* re-evictions that needed no write */
+	atomic_int_fast64_t swap_cache_pages_now; /* RESIDENT | CACHED (and ZERO | CACHED) */
 };
 
 /* Swap state of an engine (swap.c); NULL-able parts when swap is off. */

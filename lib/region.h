@@ -16,11 +16,15 @@
  *                while it was not in transit and no fault has been served
  *                on it since; its kernel zap may still be pending, so any
  *                content moved out now is pre-discard data (see swap.c)
- *   bits  6..7   reserved (0)
+ *   bit   6      CACHED (swap only): a RESIDENT page that came back from
+ *                swap and has not been seen written since keeps its slot
+ *                (the slot field stays valid), so evicting it again needs
+ *                no write if its content still matches (swap.c)
+ *   bit   7      reserved (0)
  *   bits  8..15  age: scan passes since the page was last seen written
  *                (saturating; groundwork for swap's cold-page choice)
  *   bits 16..55  swap slot (40 bits: 2^40 slots of 4 KiB = 4 EiB), valid in
- *                SWAPPED, SWAPPING_OUT and SWAPPING_IN only
+ *                SWAPPED, SWAPPING_OUT and SWAPPING_IN, and with CACHED
  *   bits 56..63  scratch byte of the scanner: entry i < hll_m holds register
  *                i of the region's HyperLogLog distinct-hash estimate, so
  *                the content statistics cost no memory beyond the table
@@ -70,6 +74,7 @@ enum pst_state {
 #define PST_WAITERS (UINT64_C(1) << 3)
 #define PST_DISCARDED (UINT64_C(1) << 4)
 #define PST_DISCARD_PENDING (UINT64_C(1) << 5)
+#define PST_CACHED (UINT64_C(1) << 6)
 #define PST_AGE_SHIFT 8
 #define PST_AGE_MASK (UINT64_C(0xff) << PST_AGE_SHIFT)
 #define PST_SLOT_SHIFT 16

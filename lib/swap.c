@@ -39,14 +39,18 @@
  *      short) or no slot -> move back, RESIDENT, counted. The move back
  *      never gives up (share.c move_back).
  *   5. reset staging (frees the pages) only after every write ended.
+ *   A CACHED page (swapped in, its slot kept) whose staged content still
+ *   hashes as its slot's skips 3 and becomes SWAPPED with that slot
+ *   (cache_settle; why a content check: docs/swap.md, "Swap cache").
  *
  * Swap-in (swap_fault), r->lock held: the faulting page and its SWAPPED
  * neighbours whose slots follow its slot (readahead, one read) go
  * SWAPPED -> SWAPPING_IN; one read into the ring's bounce buffer (spins
  * before it sleeps: a cross-CPU wake-up costs as much as the read); one
  * UFFDIO_COPY (MODE_WP, so the tracker sees later writes; DONTWAKE) for the
- * whole run; then RESIDENT, the slots are freed, and one UFFDIO_WAKE over
- * the run wakes every thread waiting in it. A failed read leaves the pages SWAPPED, calls the VMM's
+ * whole run; then RESIDENT | CACHED keeping the slots (the swap cache), one
+ * UFFDIO_WAKE over the run wakes every thread waiting in it, and the slots'
+ * content hashes are taken from the bytes read. A failed read leaves the pages SWAPPED, calls the VMM's
  * io-error callback and leaves the faulting thread asleep: the handler's
  * 100 ms sweep wakes it, it faults again, and the read is retried. A page
  * never comes back as zeros because its read failed.
@@ -126,6 +130,55 @@ void swap_fini(ovc_engine *e)
 	pthread_mutex_destroy(&sw->in_lock);
 }
 
+/* --- swap cache ---------------------------------------------------------- */
+
+/* Give up the cached slot of *p, if it has one. Only in RESIDENT or ZERO,
+ * or in SWAPPING_OUT when @own_transit (the pass thread's own batch).
+ * Returns whether a slot was freed. Any thread; compare-and-swap. */
+static bool cache_drop(ovc_engine *e, pst_t *p, bool own_transit)
+{
+	uint64_t w = atomic_load(p);
+	for (;;) {
+		if (!(w & PST_CACHED) || (pst_in_transit(w) && !own_transit))
+			return false;
+		if (atomic_compare_exchange_weak(p, &w, pst_with_slot(w & ~PST_CACHED, 0)))
+			break;
+	}
+	swapdev_slot_free(e->sw.sd, (uint32_t)pst_slot(w), 1);
+	atomic_fetch_sub(&e->c.swap_cache_pages_now, 1);
+	return true;
+}
+
+/* After a tracking scan of @r (@scanned: it succeeded): a cached page the
+ * tracker saw written, or one that became ZERO (a zero-page pass took it,
+ * or a swap batch found it zeros), holds a slot that no longer has its
+ * content: free it. Pass thread. */
+static void cache_sweep(ovc_engine *e, struct ovc_region *r, bool scanned)
+{
+	if (atomic_load(&e->c.swap_cache_pages_now) <= 0)
+		return;
+	for (uint64_t pg = 0; pg < r->npages; pg++) {
+		uint64_t w = atomic_load(&r->pst[pg]);
+		if ((w & PST_CACHED) &&
+		    (pst_state(w) == PST_ZERO || (scanned && track_written(r->track, pg))))
+			cache_drop(e, &r->pst[pg], false);
+	}
+}
+
+/* Free cached slots of resident pages, up to @want, in every region: the
+ * swap file is full and colder pages wait. regions_lock held. Returns how
+ * many were freed. */
+static uint64_t cache_shrink(ovc_engine *e, uint64_t want)
+{
+	uint64_t freed = 0;
+	for (size_t i = 0; i < e->nregions && freed < want; i++) {
+		struct ovc_region *r = e->regions[i];
+		for (uint64_t pg = 0; pg < r->npages && freed < want; pg++)
+			freed += cache_drop(e, &r->pst[pg], false);
+	}
+	return freed;
+}
+
 int swap_region_add(ovc_engine *e, struct ovc_region *r)
 {
 	struct engine_swap *sw = &e->sw;
@@ -147,36 +200,38 @@ int swap_region_add(ovc_engine *e, struct ovc_region *r)
 
 void swap_region_del(ovc_engine *e, struct ovc_region *r)
 {
-	(void)e;
+	if (swap_enabled(e))
+		for (uint64_t pg = 0; pg < r->npages; pg++)
+			cache_drop(e, &r->pst[pg], false);
 	track_free(r->track);
 	r->track = NULL;
 }
 
 /* --- swap-in ------------------------------------------------------------ */
 
-/* RESIDENT with no slot, keeping the other fields but WAITERS/DISCARDED. */
+/* RESIDENT with no slot, keeping the other fields but WAITERS/DISCARDED.
+ * Never for a CACHED word: its slot would leak (cache_drop first). */
 static uint64_t resident_word(uint64_t w)
 {
 	/* DISCARD_PENDING stays: a discarded SWAPPED page is a hole until a
 	 * fault is served on it. */
-	return pst_with_slot(pst_with_state(w, PST_RESIDENT), 0) & ~(PST_WAITERS | PST_DISCARDED);
+	return pst_with_slot(pst_with_state(w, PST_RESIDENT), 0) & ~(PST_WAITERS | PST_DISCARDED | PST_CACHED);
 }
 
 /* Read pages [page, page+n) — SWAPPING_IN, slots contiguous from @slot —
  * and install them. Returns pages installed (a prefix) or the read's
- * -errno (none installed). r->lock held; takes in_lock. */
+ * -errno (none installed); *ret_buf: the bytes read. r->lock and in_lock
+ * held; the buffer stays valid while in_lock is. */
 static int read_install(ovc_engine *e, struct ovc_region *r, uint64_t page, uint32_t slot, unsigned n,
-			bool *eagain)
+			bool *eagain, const void **ret_buf)
 {
 	const void *buf;
 	unsigned done = 0;
 
-	pthread_mutex_lock(&e->sw.in_lock);
 	int err = swapdev_read_sync(e->sw.in_ring, slot, n, SWAPIN_SPIN_USEC, &buf);
-	if (err < 0) {
-		pthread_mutex_unlock(&e->sw.in_lock);
+	if (err < 0)
 		return err;
-	}
+	*ret_buf = buf;
 	uint64_t dst = (uint64_t)(uintptr_t)region_addr(r, page);
 	while (done < n) {
 		struct uffdio_copy c = { .dst = dst + ((uint64_t)done << PAGE_SHIFT),
@@ -203,7 +258,6 @@ static int read_install(ovc_engine *e, struct ovc_region *r, uint64_t page, uint
 				r->guest_phys + ((page + done) << PAGE_SHIFT), ovc_strerror(rr));
 		break;
 	}
-	pthread_mutex_unlock(&e->sw.in_lock);
 	return (int)done;
 }
 
@@ -230,28 +284,40 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	if (!n)
 		return 0;
 	bool eagain = false;
-	int got = read_install(e, r, page, slot, n, &eagain);
+	const void *buf = NULL;
+	pthread_mutex_lock(&e->sw.in_lock);
+	/* Until the content is hashed below, a cached slot matches nothing. */
+	for (unsigned k = 0; k < n; k++)
+		swapdev_slot_set_hash(e->sw.sd, slot + k, 0);
+	int got = read_install(e, r, page, slot, n, &eagain, &buf);
 	unsigned done = got > 0 ? (unsigned)got : 0;
 	for (unsigned k = 0; k < n; k++) {
 		pst_t *p = &r->pst[page + k];
 		uint64_t wk = atomic_load(p), nw;
 		bool woke;
 		do {
-			nw = k < done ? resident_word(wk)
-				      : pst_with_state(wk, PST_SWAPPED) & ~(PST_WAITERS | PST_DISCARDED);
+			/* Installed: RESIDENT, keeping its slot (swap cache). */
+			nw = k < done ? pst_with_state(wk, PST_RESIDENT) | PST_CACHED
+				      : pst_with_state(wk, PST_SWAPPED);
+			nw &= ~(PST_WAITERS | PST_DISCARDED);
 			woke = k < done; /* woken below with the run */
 		} while (!atomic_compare_exchange_weak(p, &wk, nw));
 		if ((wk & PST_WAITERS) && !woke)
 			uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page + k), PAGE_SIZE);
 	}
 	if (done) {
-		swapdev_slot_free(e->sw.sd, slot, done);
 		atomic_fetch_add(&e->c.pages_swapped_in, done);
 		atomic_fetch_sub(&e->c.swapped_pages_now, (int64_t)done);
+		atomic_fetch_add(&e->c.swap_cache_pages_now, done);
 		/* Installed with DONTWAKE: wake only now, so that a woken
 		 * thread sees the page RESIDENT and the counters current. */
 		uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page), (uint64_t)done << PAGE_SHIFT);
+		/* Off the faulting thread's path: what each slot holds. */
+		for (unsigned k = 0; k < done; k++)
+			swapdev_slot_set_hash(e->sw.sd, slot + k,
+					      swapdev_page_hash(e->sw.sd, (const uint8_t *)buf + ((size_t)k << PAGE_SHIFT)));
 	}
+	pthread_mutex_unlock(&e->sw.in_lock);
 	*ret_n = done;
 	if (got < 0)
 		return got;
@@ -351,6 +417,7 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 	if (!swap_enabled(e))
 		return;
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
+		cache_drop(e, &r->pst[p], false); /* the cached content is gone */
 		uint64_t w = atomic_load(&r->pst[p]);
 		/* Not in transit: the kernel zaps it after this read, maybe
 		 * only after a swap batch moved the old content out. Until a
@@ -419,6 +486,68 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	 * (see end_transit in share.c). */
 	if (w & PST_WAITERS)
 		uffd_wake(e, gaddr, PAGE_SIZE);
+}
+
+/* A CACHED page of the batch whose staged content is its slot's: SWAPPED
+ * with that slot, no write. Unless a fault waits or the VMM discarded it:
+ * then it goes back as a written page would. Returns whether it is out. */
+static bool cache_hit(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned off)
+{
+	pst_t *p = &r->pst[page];
+	uint64_t w = atomic_load(p);
+	for (;;) {
+		if (w & (PST_WAITERS | PST_DISCARDED)) {
+			cache_drop(e, p, true);
+			give_back(e, r, page, off);
+			atomic_fetch_add(&e->c.transit_aborts, 1);
+			return false;
+		}
+		uint64_t nw = pst_with_age(pst_with_state(w & ~PST_CACHED, PST_SWAPPED),
+					   atomic_load(&e->sw.epoch) & 0xff);
+		if (atomic_compare_exchange_weak(p, &w, nw))
+			return true;
+	}
+}
+
+/*
+ * The swap cache's part of a batch, after the move to staging: of the pages
+ * to write (data[0..nd), batch offsets into @sel), the CACHED ones whose
+ * staged content still hashes as their slot's go to SWAPPED with that slot
+ * and no write (a hit); the others give their slot up and are written with
+ * the batch into a fresh run, so that the batch stays one sequential run on
+ * disk. Why the hash and not the tracker alone: UFFDIO_MOVE does not carry
+ * the uffd-wp bit (measured, docs/swap.md), so a write after the last scan
+ * and before the move is invisible to the tracker; the content in staging is
+ * frozen, and comparing it is the check that cannot race. Returns the pages
+ * left to write (compacted in data).
+ */
+static unsigned cache_settle(ovc_engine *e, struct ovc_region *r, const uint64_t *sel, unsigned *data,
+			     unsigned nd)
+{
+	struct swapdev *sd = e->sw.sd;
+	unsigned keep = 0, hits = 0;
+
+	for (unsigned d = 0; d < nd; d++) {
+		unsigned i = data[d];
+		pst_t *p = &r->pst[sel[i]];
+		uint64_t w = atomic_load(p);
+		if (w & PST_CACHED) {
+			const uint8_t *staged = e->staging + ((uint64_t)i << PAGE_SHIFT);
+			if (swapdev_slot_hash(sd, (uint32_t)pst_slot(w)) == swapdev_page_hash(sd, staged)) {
+				hits += cache_hit(e, r, sel[i], i);
+				continue;
+			}
+			cache_drop(e, p, true);
+		}
+		data[keep++] = i;
+	}
+	if (hits) {
+		atomic_fetch_sub(&e->c.swap_cache_pages_now, hits);
+		atomic_fetch_add(&e->c.swap_cache_hits, hits);
+		atomic_fetch_add(&e->c.pages_swapped_out, hits);
+		atomic_fetch_add(&e->c.swapped_pages_now, hits);
+	}
+	return keep;
 }
 
 /* Swap out @n pages (sorted, RESIDENT when listed) of @r. Returns pages
@@ -494,6 +623,8 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 		atomic_fetch_add(&e->c.zero_pages_reclaimed, zeros);
 		atomic_fetch_add(&e->c.zero_pages_now, zeros);
 	}
+
+	nd = cache_settle(e, r, sel, data, nd);
 
 	/* Write: slot runs, <= SWAPDEV_MAX_IOV pages per request. */
 	int res[BATCH_PAGES];
@@ -613,6 +744,16 @@ static bool rate_allows(struct engine_swap *sw, uint64_t now)
 	return sw->rate_bytes >= (uint64_t)BATCH_PAGES * PAGE_SIZE;
 }
 
+/* The swap file was full: room again once slots were freed, or by giving
+ * back cached slots (their pages stay; they are written when evicted). */
+static void check_full(ovc_engine *e, int64_t need)
+{
+	struct engine_swap *sw = &e->sw;
+	if (sw->full && (swapdev_slots_free(sw->sd) > 0 ||
+			 cache_shrink(e, (uint64_t)MAX(need, (int64_t)BATCH_PAGES)) > 0))
+		sw->full = false;
+}
+
 int64_t swap_tick(ovc_engine *e, bool force)
 {
 	struct engine_swap *sw = &e->sw;
@@ -636,11 +777,11 @@ int64_t swap_tick(ovc_engine *e, bool force)
 				int tr = track_scan(r->track);
 				if (tr < 0)
 					log_debug(&e->log, "tracking scan: %s", ovc_strerror(tr));
+				cache_sweep(e, r, tr >= 0);
 			}
 		}
 	}
-	if (sw->full && swapdev_slots_free(sw->sd) > 0)
-		sw->full = false;
+	check_full(e, need);
 	for (size_t i = 0; i < e->nregions && need > 0 && !sw->full; i++) {
 		struct ovc_region *r = e->regions[i];
 		if (!r->track)
@@ -670,6 +811,7 @@ int64_t swap_tick(ovc_engine *e, bool force)
 				goto out;
 			j += m;
 			need = reclaim_need(e);
+			check_full(e, need);
 		}
 	}
 out:
