@@ -14,7 +14,8 @@
  *   - swap_region_bring_back(): a VMM thread in ovc_region_remove() or
  *     ovc_engine_free(), pass_lock held, takes regions_lock read and r->lock
  *     per page run.
- *   e->sw.in_ring is used under e->sw.in_lock (handler and bring-back).
+ *   e->sw.in_ring and the readahead windows are used under e->sw.in_lock
+ *   (handler and bring-back); the readahead streams are the handler's.
  *   Page words change by compare-and-swap only (region.h).
  *
  * Why the move-out-first path only. Tracking uses UFFD_FEATURE_WP_ASYNC on
@@ -50,7 +51,10 @@
  * UFFDIO_COPY (MODE_WP, so the tracker sees later writes; DONTWAKE) for the
  * whole run; then RESIDENT | CACHED keeping the slots (the swap cache), one
  * UFFDIO_WAKE over the run wakes every thread waiting in it, and the slots'
- * content hashes are taken from the bytes read. A failed read leaves the pages SWAPPED, calls the VMM's
+ * content hashes are taken from the bytes read. Faults in order also queue
+ * asynchronous reads of the runs ahead into readahead windows; a fault on
+ * a page of one waits for that read instead of reading (ra_fill, see the
+ * comment at struct ra_win for why the pages may stay SWAPPED meanwhile). A failed read leaves the pages SWAPPED, calls the VMM's
  * io-error callback and leaves the faulting thread asleep: the handler's
  * 100 ms sweep wakes it, it faults again, and the read is retried. A page
  * never comes back as zeros because its read failed.
@@ -72,6 +76,74 @@
 #define SWAPIN_RA_PAGES 64u
 /* Spin this long on the completion queue before sleeping in a read. */
 #define SWAPIN_SPIN_USEC 60u
+/* Asynchronous readahead: once faults come in order, up to RA_WINDOWS reads
+ * of RA_WIN_PAGES slot-contiguous SWAPPED pages each are in flight ahead of
+ * the faults, as the kernel's PG_readahead marker keeps its next window in
+ * flight while the current one is consumed. */
+#define RA_WINDOWS 8u
+#define RA_WIN_PAGES SWAPIN_RA_PAGES
+/* Faults in order before readahead starts: window size reached by doubling. */
+#define RA_START_WIN 4u
+/* Pages not swapped that a run in order may step over (faults in order,
+ * readahead windows). */
+#define RA_GAP_PAGES 8u
+
+/* One readahead window. Its pages stay SWAPPED while it is read: a fault
+ * on one of them finds the window (swapin_run) and waits for it instead of
+ * reading again. The slots cannot change under it: a SWAPPED page leaves
+ * that state only by a swap-in (swapin_run, which takes or forgets the
+ * windows it covers) or a discard (swap_discard forgets them), both under
+ * in_lock, like every access to this table. */
+struct ra_win {
+	struct ovc_region *r;      /* NULL: free */
+	uint64_t first;            /* page */
+	uint32_t slot;
+	unsigned n;
+	bool done, stale;          /* stale: forgotten, freed when done */
+	int res;
+	uint8_t *buf;              /* RA_WIN_PAGES pages */
+};
+
+/* A stream of faults in order (the fault handler's only: swap_fault).
+ * Several, so that one thread's scan stays in order among other threads'
+ * random faults. */
+#define RA_STREAMS 4u
+struct ra_stream {
+	uint64_t next;             /* address where its next fault comes */
+	unsigned win;              /* pages to read at that fault */
+};
+
+struct swap_ra {
+	struct ra_stream stream[RA_STREAMS];
+	unsigned stream_clock;     /* the next to replace */
+	struct ra_win win[RA_WINDOWS];
+	struct ovc_region *tail_r; /* where the last window ended */
+	uint64_t tail;
+	uint8_t *mem;
+};
+
+static int ra_init(struct engine_swap *sw)
+{
+	size_t len = (size_t)RA_WINDOWS * RA_WIN_PAGES * PAGE_SIZE;
+	sw->ra = calloc(1, sizeof(*sw->ra));
+	if (!sw->ra)
+		return -ENOMEM;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return -ENOMEM;
+	sw->ra->mem = m;
+	for (unsigned i = 0; i < RA_WINDOWS; i++)
+		sw->ra->win[i].buf = sw->ra->mem + (size_t)i * RA_WIN_PAGES * PAGE_SIZE;
+	return 0;
+}
+
+static void ra_fini(struct engine_swap *sw)
+{
+	if (sw->ra && sw->ra->mem)
+		munmap(sw->ra->mem, (size_t)RA_WINDOWS * RA_WIN_PAGES * PAGE_SIZE);
+	free(sw->ra);
+	sw->ra = NULL;
+}
 
 int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 {
@@ -105,6 +177,9 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 	r = swapdev_ring_new(sw->sd, &ro, &sw->in_ring);
 	if (r < 0)
 		return r;
+	r = ra_init(sw);
+	if (r < 0)
+		return r;
 	uint64_t interval = e->scan_interval_usec;
 	uint64_t cold = o->cold_age_usec ? o->cold_age_usec : 30 * USEC_PER_SEC;
 	sw->interval_usec = interval;
@@ -121,7 +196,8 @@ void swap_fini(ovc_engine *e)
 {
 	struct engine_swap *sw = &e->sw;
 	swapdev_ring_free(sw->out_ring);
-	swapdev_ring_free(sw->in_ring);
+	swapdev_ring_free(sw->in_ring); /* runs the readahead callbacks */
+	ra_fini(sw);
 	swapdev_free(sw->sd);
 	sw->out_ring = sw->in_ring = NULL;
 	sw->sd = NULL;
@@ -218,20 +294,153 @@ static uint64_t resident_word(uint64_t w)
 	return pst_with_slot(pst_with_state(w, PST_RESIDENT), 0) & ~(PST_WAITERS | PST_DISCARDED | PST_CACHED);
 }
 
-/* Read pages [page, page+n) — SWAPPING_IN, slots contiguous from @slot —
- * and install them. Returns pages installed (a prefix) or the read's
- * -errno (none installed); *ret_buf: the bytes read. r->lock and in_lock
- * held; the buffer stays valid while in_lock is. */
-static int read_install(ovc_engine *e, struct ovc_region *r, uint64_t page, uint32_t slot, unsigned n,
-			bool *eagain, const void **ret_buf)
-{
-	const void *buf;
-	unsigned done = 0;
+/* --- readahead windows (in_lock held) ----------------------------------- */
 
-	int err = swapdev_read_sync(e->sw.in_ring, slot, n, SWAPIN_SPIN_USEC, &buf);
-	if (err < 0)
-		return err;
-	*ret_buf = buf;
+/* The stream a fault at @addr continues, its window doubled; else a new
+ * stream (replacing the oldest) reading one page. In order means at the
+ * stream's next page, or a few further when the pages between are in
+ * memory (refault-held or cached pages among swapped ones). Handler. */
+static struct ra_stream *ra_stream_of(struct swap_ra *ra, uint64_t addr)
+{
+	for (unsigned i = 0; i < RA_STREAMS; i++) {
+		struct ra_stream *st = &ra->stream[i];
+		if (addr >= st->next && addr - st->next <= (uint64_t)RA_GAP_PAGES << PAGE_SHIFT && st->next) {
+			st->win = MIN(MAX(st->win, 1u) * 2, SWAPIN_RA_PAGES);
+			return st;
+		}
+	}
+	struct ra_stream *st = &ra->stream[ra->stream_clock++ % RA_STREAMS];
+	*st = (struct ra_stream){ .next = addr, .win = 1 };
+	return st;
+}
+
+static void ra_done(void *user, int res)
+{
+	struct ra_win *w = user;
+	w->done = true;
+	w->res = res;
+	if (w->stale)
+		w->r = NULL;
+}
+
+/* The live window of @r holding page @page, or NULL. */
+static struct ra_win *ra_find(struct swap_ra *ra, const struct ovc_region *r, uint64_t page)
+{
+	for (unsigned i = 0; i < RA_WINDOWS; i++) {
+		struct ra_win *w = &ra->win[i];
+		if (w->r == r && !w->stale && page >= w->first && page < w->first + w->n)
+			return w;
+	}
+	return NULL;
+}
+
+/* Give a window up: free now if its read ended, else when it does. */
+static void ra_drop(struct ra_win *w)
+{
+	w->stale = true;
+	if (w->done)
+		w->r = NULL;
+}
+
+/* Forget the live windows of @r overlapping [first, first + n) but @keep:
+ * those pages were swapped in or discarded without them. */
+static void ra_forget(struct swap_ra *ra, const struct ovc_region *r, uint64_t first, uint64_t n,
+		      const struct ra_win *keep)
+{
+	for (unsigned i = 0; i < RA_WINDOWS; i++) {
+		struct ra_win *w = &ra->win[i];
+		if (w != keep && w->r == r && !w->stale && w->first < first + n && first < w->first + w->n)
+			ra_drop(w);
+	}
+}
+
+/* Pages from @page that one window (or read) can bring: SWAPPED, slots
+ * consecutive from @slot, no other live window on them; at most @max. */
+static unsigned run_len(struct swap_ra *ra, const struct ovc_region *r, uint64_t page, uint32_t slot,
+			unsigned max, const struct ra_win *own)
+{
+	unsigned n = 0;
+	for (; n < max && page + n < r->npages; n++) {
+		uint64_t wk = atomic_load(&r->pst[page + n]);
+		if (pst_state(wk) != PST_SWAPPED || pst_slot(wk) != (uint64_t)slot + n)
+			break;
+		const struct ra_win *w = ra_find(ra, r, page + n);
+		if (w && w != own)
+			break;
+	}
+	return n;
+}
+
+/* Queue reads of the SWAPPED runs after page @from of @r into the free
+ * windows, and submit them: the faults to come find them read. */
+static void ra_fill(ovc_engine *e, struct ovc_region *r, uint64_t from)
+{
+	struct swap_ra *ra = e->sw.ra;
+	unsigned queued = 0;
+
+	pthread_mutex_lock(&e->sw.in_lock);
+	uint64_t next = from;
+	if (ra->tail_r == r && ra->tail > from && ra->tail <= from + RA_WINDOWS * RA_WIN_PAGES)
+		next = ra->tail; /* the windows before it are in flight */
+	for (unsigned i = 0; i < 2 * RA_WINDOWS && next < r->npages; i++) {
+		struct ra_win *h = ra_find(ra, r, next), *w = NULL;
+		if (h) { /* read ahead already */
+			next = h->first + h->n;
+			continue;
+		}
+		for (unsigned k = 0; k < RA_WINDOWS && !w; k++)
+			w = ra->win[k].r ? NULL : &ra->win[k];
+		uint64_t w0 = atomic_load(&r->pst[next]);
+		for (unsigned gap = 0; pst_state(w0) != PST_SWAPPED && gap < RA_GAP_PAGES && next + 1 < r->npages; gap++)
+			w0 = atomic_load(&r->pst[++next]);
+		if (!w || pst_state(w0) != PST_SWAPPED)
+			break; /* all in flight, or the swapped run ends */
+		uint32_t slot = (uint32_t)pst_slot(w0);
+		unsigned n = run_len(ra, r, next, slot, RA_WIN_PAGES, NULL);
+		struct iovec iov = { w->buf, (size_t)n << PAGE_SHIFT };
+		if (swapdev_queue_read(e->sw.in_ring, slot, &iov, 1, ra_done, w) < 0)
+			break;
+		*w = (struct ra_win){ .r = r, .first = next, .slot = slot, .n = n, .buf = w->buf };
+		next += n;
+		queued++;
+	}
+	ra->tail_r = r;
+	ra->tail = next;
+	if (queued)
+		(void)swapdev_submit(e->sw.in_ring); /* on failure: with the next wait */
+	pthread_mutex_unlock(&e->sw.in_lock);
+}
+
+/* The bytes of pages [page, page + n) (slots from @slot): from window @w
+ * when it read them, else by a synchronous read of at most the bounce
+ * buffer. Returns pages available (*ret_buf) or -errno of the read. */
+static int swapin_bytes(ovc_engine *e, struct ra_win *w, uint64_t page, uint32_t slot, unsigned n,
+			const void **ret_buf)
+{
+	if (w) {
+		int err = 0;
+		while (!w->done && err >= 0 && swapdev_inflight(e->sw.in_ring))
+			err = swapdev_wait(e->sw.in_ring, SWAPIN_SPIN_USEC);
+		if (w->done && w->res == 0) {
+			*ret_buf = w->buf + ((page - w->first) << PAGE_SHIFT);
+			return (int)n;
+		}
+		/* The window's read failed: read again, now, as any fault. */
+		ra_drop(w);
+	}
+	n = MIN(n, SWAPIN_RA_PAGES);
+	int err = swapdev_read_sync(e->sw.in_ring, slot, n, SWAPIN_SPIN_USEC, ret_buf);
+	return err < 0 ? err : (int)n;
+}
+
+/* --- swap-in -------------------------------------------------------------- */
+
+/* Install pages [page, page+n) — SWAPPING_IN — from @buf. Returns pages
+ * installed (a prefix). r->lock and in_lock held. */
+static unsigned install(ovc_engine *e, struct ovc_region *r, uint64_t page, const void *buf, unsigned n,
+			bool *eagain)
+{
+	unsigned done = 0;
 	uint64_t dst = (uint64_t)(uintptr_t)region_addr(r, page);
 	while (done < n) {
 		struct uffdio_copy c = { .dst = dst + ((uint64_t)done << PAGE_SHIFT),
@@ -258,39 +467,45 @@ static int read_install(ovc_engine *e, struct ovc_region *r, uint64_t page, uint
 				r->guest_phys + ((page + done) << PAGE_SHIFT), ovc_strerror(rr));
 		break;
 	}
-	return (int)done;
+	return done;
 }
 
-/* Swap in the run starting at @page (SWAPPED). r->lock held. Returns 0
- * (page installed or no longer SWAPPED), -EAGAIN (try again after the
- * pending event), or the read's -errno. *ret_n: pages installed. */
+/* Swap in the run starting at @page (SWAPPED): the rest of its readahead
+ * window if one holds it, else up to @max slot-contiguous pages read now.
+ * r->lock held. Returns 0 (page installed or no longer SWAPPED), -EAGAIN
+ * (try again after the pending event), or the read's -errno. *ret_n: pages
+ * installed. */
 static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned max, unsigned *ret_n,
 		      uint64_t *ret_old)
 {
+	struct swap_ra *ra = e->sw.ra;
 	uint64_t w = atomic_load(&r->pst[page]);
 	*ret_n = 0;
 	if (pst_state(w) != PST_SWAPPED)
 		return 0;
 	uint32_t slot = (uint32_t)pst_slot(w);
-	unsigned n = 0;
-	for (; n < max && page + n < r->npages; n++) {
-		pst_t *p = &r->pst[page + n];
-		uint64_t wk = atomic_load(p);
-		if (pst_state(wk) != PST_SWAPPED || pst_slot(wk) != (uint64_t)slot + n)
-			break;
-		if (!pst_transition(p, PST_SWAPPED, PST_SWAPPING_IN, n ? NULL : ret_old))
-			break;
-	}
-	if (!n)
-		return 0;
-	bool eagain = false;
-	const void *buf = NULL;
 	pthread_mutex_lock(&e->sw.in_lock);
+	struct ra_win *win = ra_find(ra, r, page);
+	if (win)
+		max = (unsigned)(win->first + win->n - page);
+	unsigned n = run_len(ra, r, page, slot, max, win);
+	for (unsigned k = 0; k < n; k++)
+		if (!pst_transition(&r->pst[page + k], PST_SWAPPED, PST_SWAPPING_IN, k ? NULL : ret_old)) {
+			n = k;
+			break;
+		}
+	if (!n) {
+		pthread_mutex_unlock(&e->sw.in_lock);
+		return 0;
+	}
+	ra_forget(ra, r, page, n, win);
 	/* Until the content is hashed below, a cached slot matches nothing. */
 	for (unsigned k = 0; k < n; k++)
 		swapdev_slot_set_hash(e->sw.sd, slot + k, 0);
-	int got = read_install(e, r, page, slot, n, &eagain, &buf);
-	unsigned done = got > 0 ? (unsigned)got : 0;
+	bool eagain = false;
+	const void *buf = NULL;
+	int got = swapin_bytes(e, win, page, slot, n, &buf);
+	unsigned done = got > 0 ? install(e, r, page, buf, (unsigned)got, &eagain) : 0;
 	for (unsigned k = 0; k < n; k++) {
 		pst_t *p = &r->pst[page + k];
 		uint64_t wk = atomic_load(p), nw;
@@ -317,6 +532,8 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 			swapdev_slot_set_hash(e->sw.sd, slot + k,
 					      swapdev_page_hash(e->sw.sd, (const uint8_t *)buf + ((size_t)k << PAGE_SHIFT)));
 	}
+	if (win)
+		ra_drop(win); /* used, or its pages are SWAPPED again for a fresh read */
 	pthread_mutex_unlock(&e->sw.in_lock);
 	*ret_n = done;
 	if (got < 0)
@@ -334,10 +551,13 @@ void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 		return;
 	}
 	struct engine_swap *sw = &e->sw;
-	sw->ra_win = addr == sw->ra_next ? MIN(MAX(sw->ra_win, 1u) * 2, SWAPIN_RA_PAGES) : 1;
-	int err = swapin_run(e, r, page, sw->ra_win, &n, &old);
+	struct ra_stream *st = ra_stream_of(sw->ra, addr);
+	int err = swapin_run(e, r, page, st->win, &n, &old);
 	if (n) {
-		sw->ra_next = addr + ((uint64_t)n << PAGE_SHIFT);
+		st->next = addr + ((uint64_t)n << PAGE_SHIFT);
+		/* In order for a while: read the next windows ahead. */
+		if (st->win >= RA_START_WIN)
+			ra_fill(e, r, page + n);
 		e->saw_swapin = true;
 		atomic_fetch_add(&e->c.swap_faults, 1);
 		/* Refault: back within a hold's worth of intervals of its
@@ -416,6 +636,9 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 {
 	if (!swap_enabled(e))
 		return;
+	pthread_mutex_lock(&e->sw.in_lock);
+	ra_forget(e->sw.ra, r, first, end - first, NULL);
+	pthread_mutex_unlock(&e->sw.in_lock);
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
 		cache_drop(e, &r->pst[p], false); /* the cached content is gone */
 		uint64_t w = atomic_load(&r->pst[p]);

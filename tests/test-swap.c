@@ -173,15 +173,21 @@ static void test_options(void **s)
 
 /* @npages of guest RAM filled with version @v (shadow in *shadow), in a
  * fresh engine with @swap_bytes of swap, as one region at 0. */
-static ovc_engine *swap_guest(struct guest_ram *g, uint8_t **shadow, size_t npages, uint64_t swap_bytes,
-			      unsigned v)
+static ovc_engine *swap_guest_sys(struct guest_ram *g, uint8_t **shadow, size_t npages, uint64_t swap_bytes,
+				  unsigned v, const struct ovc_sys *sys, struct io_errs *ie)
 {
 	ovc_engine *e = NULL;
 	guest_ram_alloc(g, npages * 4096, BACK_ANON);
 	*shadow = fill_all(g, npages, v);
-	assert_ovc_ok(new_engine(0, swap_bytes, NULL, NULL, &e));
+	assert_ovc_ok(new_engine(0, swap_bytes, sys, ie, &e));
 	assert_ovc_ok(ovc_region_add(e, g->p, g->len, 0, 0));
 	return e;
+}
+
+static ovc_engine *swap_guest(struct guest_ram *g, uint8_t **shadow, size_t npages, uint64_t swap_bytes,
+			      unsigned v)
+{
+	return swap_guest_sys(g, shadow, npages, swap_bytes, v, NULL, NULL);
 }
 
 /* Out and back in: every page comes back exactly, counters agree. */
@@ -378,11 +384,8 @@ static void inject(int err, int short_res, bool on_read)
 	fi.short_res = short_res;
 	struct io_errs ie = { 0 };
 	struct guest_ram g;
-	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
-	uint8_t *shadow = fill_all(&g, npages, 5);
-	ovc_engine *e = NULL;
-	assert_ovc_ok(new_engine(0, 64 << 20, &fi.sys, &ie, &e));
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	uint8_t *shadow;
+	ovc_engine *e = swap_guest_sys(&g, &shadow, npages, 64 << 20, 5, &fi.sys, &ie);
 	if (!on_read)
 		fi.fail_at = atomic_load(&fi.calls) + 2; /* the second write */
 	swap_all(e, g.len);
@@ -594,6 +597,50 @@ static void test_cache_discard(void **s)
 	guest_ram_free(&g);
 }
 
+/*
+ * Readahead windows read asynchronously: one whose read fails is read
+ * again by the fault that needs it (never zeros, not an error), and one
+ * that holds a page the VMM discards is forgotten (the page reads zeros,
+ * its neighbours their content).
+ */
+static void test_readahead(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 2048;
+	struct fault_inject fi;
+	fault_inject_init(&fi, 0, -EIO, 1u << OVC_SYS_URING_CQE);
+	struct io_errs ie = { 0 };
+	struct guest_ram g;
+	uint8_t *shadow;
+	ovc_engine *e = swap_guest_sys(&g, &shadow, npages, 64 << 20, 11, &fi.sys, &ie);
+	swap_all(e, g.len);
+	assert_int_equal(count_state(e, PST_SWAPPED), npages);
+	/* Three faults in order (1, 2, 4 pages read now), then the windows
+	 * behind them go out; fail the second window read to complete. */
+	fi.fail_at = atomic_load(&fi.calls) + 5;
+	for (size_t p = 0; p < 7; p++)
+		assert_memory_equal(g.p + p * 4096, shadow + p * 4096, 4096);
+	/* A page of a later window is discarded while it is read. */
+	size_t victim = 7 + 4 * 64 + 9;
+	assert_int_equal(madvise(g.p + victim * 4096, 4096, MADV_DONTNEED), 0);
+	memset(shadow + victim * 4096, 0, 4096);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	struct ovc_engine_stats st = stats(e);
+	print_message("readahead: %llu pages in by %llu faults, %ld injected\n",
+		      (unsigned long long)st.pages_swapped_in, (unsigned long long)st.swap_faults,
+		      (long)atomic_load(&fi.injected));
+	assert_int_equal(atomic_load(&fi.injected), 1);
+	assert_int_equal(st.swap_read_errors, 0);
+	assert_int_equal(atomic_load(&ie.calls), 0);
+	assert_int_equal(st.pages_swapped_in, npages - 1);
+	assert_true(st.swap_faults * 16 <= npages); /* windows, not page by page */
+	ovc_engine_free(e);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -612,6 +659,7 @@ int main(void)
 		cmocka_unit_test(test_cache_written),
 		cmocka_unit_test(test_cache_written_hidden),
 		cmocka_unit_test(test_cache_discard),
+		cmocka_unit_test(test_readahead),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
