@@ -486,6 +486,10 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	uint32_t slot = (uint32_t)pst_slot(w);
 	pthread_mutex_lock(&e->sw.in_lock);
 	struct ra_win *win = ra_find(ra, r, page);
+	if (win && slot != win->slot + (page - win->first)) {
+		ra_drop(win); /* cannot happen (see struct ra_win); never trust it */
+		win = NULL;
+	}
 	if (win)
 		max = (unsigned)(win->first + win->n - page);
 	unsigned n = run_len(ra, r, page, slot, max, win);
