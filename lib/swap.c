@@ -397,6 +397,8 @@ static void ra_fill(ovc_engine *e, struct ovc_region *r, uint64_t from)
 			break; /* all in flight, or the swapped run ends */
 		uint32_t slot = (uint32_t)pst_slot(w0);
 		unsigned n = run_len(ra, r, next, slot, RA_WIN_PAGES, NULL);
+		if (!n)
+			continue; /* stepped onto a window: skip it above */
 		struct iovec iov = { w->buf, (size_t)n << PAGE_SHIFT };
 		if (swapdev_queue_read(e->sw.in_ring, slot, &iov, 1, ra_done, w) < 0)
 			break;
