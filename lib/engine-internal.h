@@ -61,6 +61,7 @@ struct ovc_engine_counters {
 	atomic_uint_fast64_t swap_read_errors;
 	atomic_uint_fast64_t swap_faults;
 	atomic_uint_fast64_t swap_cache_hits;  /* re-evictions that needed no write */
+	atomic_int_fast64_t swap_cache_pages_now; /* RESIDENT | CACHED (and ZERO | CACHED) */
 };
 
 /* Swap state of an engine (swap.c); NULL-able parts when swap is off. */
@@ -79,8 +80,7 @@ struct engine_swap {
 	atomic_uint epoch;             /* tracking intervals done (mod 256 in pages) */
 	bool full;                     /* pass thread: the last alloc found no slot */
 	atomic_bool zero_only;         /* OVC_RECLAIM_ZERO_ONLY: swap nothing */
-	uint64_t ra_next;              /* handler: where a sequential fault comes next */
-	unsigned ra_win;               /* handler: readahead window, pages */
+	struct swap_ra *ra;            /* readahead (swap.c): streams (handler), windows (in_lock) */
 	atomic_bool kick;              /* ovc_engine_reclaim called: one interval now
 					* (NO_AUTOSCAN: the only intervals there are) */
 	ovc_io_error_fn io_error_fn;

@@ -730,6 +730,9 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 	s.swap_faults = atomic_load(&e->c.swap_faults);
 	s.saved_bytes = (s.zero_pages_now + s.swapped_pages_now) << PAGE_SHIFT;
 	s.reclaim_target_bytes = atomic_load(&e->c_reclaim_target);
+	int64_t cached = atomic_load(&e->c.swap_cache_pages_now);
+	s.swap_cache_pages_now = cached > 0 ? (uint64_t)cached : 0;
+	s.swap_cache_hits = atomic_load(&e->c.swap_cache_hits);
 	memcpy(st, &s, MIN((size_t)st->size, sizeof(s)));
 	return 0;
 }

@@ -19,12 +19,16 @@
  *                while it was not in transit and no fault has been served
  *                on it since; its kernel zap may still be pending, so any
  *                content moved out now is pre-discard data (see swap.c)
- *   bits  6..7   reserved (0)
+ *   bit   6      CACHED (swap only): a RESIDENT page that came back from
+ *                swap and has not been seen written since keeps its slot
+ *                (the slot field stays valid), so evicting it again needs
+ *                no write if its content still matches (swap.c)
+ *   bit   7      reserved (0)
  *   bits  8..15  age: scan passes since the page was last seen written
  *                (saturating; swap's cold-page choice)
  *   bits 16..31  low half of the swap slot; the high half is slot_hi[page].
  *                The slot (2^32 slots of 4 KiB = 16 TiB of swap per engine)
- *                is valid in SWAPPED, SWAPPING_OUT and SWAPPING_IN only.
+ *                is valid in SWAPPED, SWAPPING_OUT and SWAPPING_IN, and with CACHED.
  *
  * The slot is split because only the thread that owns a page's transit (or
  * holds region->lock) sets it: it stores slot_hi first, then publishes the
@@ -77,6 +81,7 @@ enum pst_state {
 #define PST_WAITERS (UINT32_C(1) << 3)
 #define PST_DISCARDED (UINT32_C(1) << 4)
 #define PST_DISCARD_PENDING (UINT32_C(1) << 5)
+#define PST_CACHED (UINT32_C(1) << 6)
 #define PST_AGE_SHIFT 8
 #define PST_AGE_MASK (UINT32_C(0xff) << PST_AGE_SHIFT)
 #define PST_SLOT_SHIFT 16

@@ -14,7 +14,8 @@
  *   - swap_region_bring_back(): a VMM thread in ovc_region_remove() or
  *     ovc_engine_free(), pass_lock held, takes regions_lock read and r->lock
  *     per page run.
- *   e->sw.in_ring is used under e->sw.in_lock (handler and bring-back).
+ *   e->sw.in_ring and the readahead windows are used under e->sw.in_lock
+ *   (handler and bring-back); the readahead streams are the handler's.
  *   Page words change by compare-and-swap only (region.h).
  *
  * Why the move-out-first path only. Tracking uses UFFD_FEATURE_WP_ASYNC on
@@ -39,14 +40,21 @@
  *      short) or no slot -> move back, RESIDENT, counted. The move back
  *      never gives up (share.c move_back).
  *   5. reset staging (frees the pages) only after every write ended.
+ *   A CACHED page (swapped in, its slot kept) whose staged content still
+ *   hashes as its slot's skips 3 and becomes SWAPPED with that slot
+ *   (cache_settle; why a content check: docs/swap.md, "Swap cache").
  *
  * Swap-in (swap_fault), r->lock held: the faulting page and its SWAPPED
  * neighbours whose slots follow its slot (readahead, one read) go
  * SWAPPED -> SWAPPING_IN; one read into the ring's bounce buffer (spins
  * before it sleeps: a cross-CPU wake-up costs as much as the read); one
  * UFFDIO_COPY (MODE_WP, so the tracker sees later writes; DONTWAKE) for the
- * whole run; then RESIDENT, the slots are freed, and one UFFDIO_WAKE over
- * the run wakes every thread waiting in it. A failed read leaves the pages SWAPPED, calls the VMM's
+ * whole run; then RESIDENT | CACHED keeping the slots (the swap cache), one
+ * UFFDIO_WAKE over the run wakes every thread waiting in it, and the slots'
+ * content hashes are taken from the bytes read. Faults in order also queue
+ * asynchronous reads of the runs ahead into readahead windows; a fault on
+ * a page of one waits for that read instead of reading (ra_fill, see the
+ * comment at struct ra_win for why the pages may stay SWAPPED meanwhile). A failed read leaves the pages SWAPPED, calls the VMM's
  * io-error callback and leaves the faulting thread asleep: the handler's
  * 100 ms sweep wakes it, it faults again, and the read is retried. A page
  * never comes back as zeros because its read failed.
@@ -68,6 +76,74 @@
 #define SWAPIN_RA_PAGES 64u
 /* Spin this long on the completion queue before sleeping in a read. */
 #define SWAPIN_SPIN_USEC 60u
+/* Asynchronous readahead: once faults come in order, up to RA_WINDOWS reads
+ * of RA_WIN_PAGES slot-contiguous SWAPPED pages each are in flight ahead of
+ * the faults, as the kernel's PG_readahead marker keeps its next window in
+ * flight while the current one is consumed. */
+#define RA_WINDOWS 8u
+#define RA_WIN_PAGES SWAPIN_RA_PAGES
+/* Faults in order before readahead starts: window size reached by doubling. */
+#define RA_START_WIN 4u
+/* Pages not swapped that a run in order may step over (faults in order,
+ * readahead windows). */
+#define RA_GAP_PAGES 8u
+
+/* One readahead window. Its pages stay SWAPPED while it is read: a fault
+ * on one of them finds the window (swapin_run) and waits for it instead of
+ * reading again. The slots cannot change under it: a SWAPPED page leaves
+ * that state only by a swap-in (swapin_run, which takes or forgets the
+ * windows it covers) or a discard (swap_discard forgets them), both under
+ * in_lock, like every access to this table. */
+struct ra_win {
+	struct ovc_region *r;      /* NULL: free */
+	uint64_t first;            /* page */
+	uint32_t slot;
+	unsigned n;
+	bool done, stale;          /* stale: forgotten, freed when done */
+	int res;
+	uint8_t *buf;              /* RA_WIN_PAGES pages */
+};
+
+/* A stream of faults in order (the fault handler's only: swap_fault).
+ * Several, so that one thread's scan stays in order among other threads'
+ * random faults. */
+#define RA_STREAMS 4u
+struct ra_stream {
+	uint64_t next;             /* address where its next fault comes */
+	unsigned win;              /* pages to read at that fault */
+};
+
+struct swap_ra {
+	struct ra_stream stream[RA_STREAMS];
+	unsigned stream_clock;     /* the next to replace */
+	struct ra_win win[RA_WINDOWS];
+	struct ovc_region *tail_r; /* where the last window ended */
+	uint64_t tail;
+	uint8_t *mem;
+};
+
+static int ra_init(struct engine_swap *sw)
+{
+	size_t len = (size_t)RA_WINDOWS * RA_WIN_PAGES * PAGE_SIZE;
+	sw->ra = calloc(1, sizeof(*sw->ra));
+	if (!sw->ra)
+		return -ENOMEM;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return -ENOMEM;
+	sw->ra->mem = m;
+	for (unsigned i = 0; i < RA_WINDOWS; i++)
+		sw->ra->win[i].buf = sw->ra->mem + (size_t)i * RA_WIN_PAGES * PAGE_SIZE;
+	return 0;
+}
+
+static void ra_fini(struct engine_swap *sw)
+{
+	if (sw->ra && sw->ra->mem)
+		munmap(sw->ra->mem, (size_t)RA_WINDOWS * RA_WIN_PAGES * PAGE_SIZE);
+	free(sw->ra);
+	sw->ra = NULL;
+}
 
 int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 {
@@ -101,6 +177,9 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 	r = swapdev_ring_new(sw->sd, &ro, &sw->in_ring);
 	if (r < 0)
 		return r;
+	r = ra_init(sw);
+	if (r < 0)
+		return r;
 	uint64_t interval = e->scan_interval_usec;
 	uint64_t cold = o->cold_age_usec ? o->cold_age_usec : 30 * USEC_PER_SEC;
 	sw->interval_usec = interval;
@@ -117,13 +196,64 @@ void swap_fini(ovc_engine *e)
 {
 	struct engine_swap *sw = &e->sw;
 	swapdev_ring_free(sw->out_ring);
-	swapdev_ring_free(sw->in_ring);
+	swapdev_ring_free(sw->in_ring); /* runs the readahead callbacks */
+	ra_fini(sw);
 	swapdev_free(sw->sd);
 	sw->out_ring = sw->in_ring = NULL;
 	sw->sd = NULL;
 	free(sw->cand);
 	sw->cand = NULL;
 	pthread_mutex_destroy(&sw->in_lock);
+}
+
+/* --- swap cache ---------------------------------------------------------- */
+
+/* Give up the cached slot of *p, if it has one. Only in RESIDENT or ZERO,
+ * or in SWAPPING_OUT when @own_transit (the pass thread's own batch).
+ * Returns whether a slot was freed. Any thread; compare-and-swap. */
+static bool cache_drop(ovc_engine *e, struct ovc_region *r, uint64_t page, bool own_transit)
+{
+	pst_t *p = &r->pst[page];
+	pst_word w = atomic_load(p);
+	for (;;) {
+		if (!(w & PST_CACHED) || (pst_in_transit(w) && !own_transit))
+			return false;
+		if (atomic_compare_exchange_weak(p, &w, w & ~(PST_CACHED | PST_SLOT_LO_MASK)))
+			break;
+	}
+	swapdev_slot_free(e->sw.sd, pst_slot(r, page, w), 1);
+	atomic_fetch_sub(&e->c.swap_cache_pages_now, 1);
+	return true;
+}
+
+/* After a tracking scan of @r (@scanned: it succeeded): a cached page the
+ * tracker saw written, or one that became ZERO (a zero-page pass took it,
+ * or a swap batch found it zeros), holds a slot that no longer has its
+ * content: free it. Pass thread. */
+static void cache_sweep(ovc_engine *e, struct ovc_region *r, bool scanned)
+{
+	if (atomic_load(&e->c.swap_cache_pages_now) <= 0)
+		return;
+	for (uint64_t pg = 0; pg < r->npages; pg++) {
+		pst_word w = atomic_load(&r->pst[pg]);
+		if ((w & PST_CACHED) &&
+		    (pst_state(w) == PST_ZERO || (scanned && track_written(r->track, pg))))
+			cache_drop(e, r, pg, false);
+	}
+}
+
+/* Free cached slots of resident pages, up to @want, in every region: the
+ * swap file is full and colder pages wait. regions_lock held. Returns how
+ * many were freed. */
+static uint64_t cache_shrink(ovc_engine *e, uint64_t want)
+{
+	uint64_t freed = 0;
+	for (size_t i = 0; i < e->nregions && freed < want; i++) {
+		struct ovc_region *r = e->regions[i];
+		for (uint64_t pg = 0; pg < r->npages && freed < want; pg++)
+			freed += cache_drop(e, r, pg, false);
+	}
+	return freed;
 }
 
 int swap_region_add(ovc_engine *e, struct ovc_region *r)
@@ -147,36 +277,173 @@ int swap_region_add(ovc_engine *e, struct ovc_region *r)
 
 void swap_region_del(ovc_engine *e, struct ovc_region *r)
 {
-	(void)e;
+	if (swap_enabled(e))
+		for (uint64_t pg = 0; pg < r->npages; pg++)
+			cache_drop(e, r, pg, false);
 	track_free(r->track);
 	r->track = NULL;
 }
 
 /* --- swap-in ------------------------------------------------------------ */
 
-/* RESIDENT with no slot, keeping the other fields but WAITERS/DISCARDED. */
+/* RESIDENT with no slot, keeping the other fields but WAITERS/DISCARDED.
+ * Never for a CACHED word: its slot would leak (cache_drop first). */
 static pst_word resident_word(pst_word w)
 {
 	/* DISCARD_PENDING stays: a discarded SWAPPED page is a hole until a
 	 * fault is served on it. */
-	return pst_with_state(w, PST_RESIDENT) & ~(PST_SLOT_LO_MASK | PST_WAITERS | PST_DISCARDED);
+	return pst_with_state(w, PST_RESIDENT) & ~(PST_SLOT_LO_MASK | PST_WAITERS | PST_DISCARDED | PST_CACHED);
 }
 
-/* Read pages [page, page+n) — SWAPPING_IN, slots contiguous from @slot —
- * and install them. Returns pages installed (a prefix) or the read's
- * -errno (none installed). r->lock held; takes in_lock. */
-static int read_install(ovc_engine *e, struct ovc_region *r, uint64_t page, uint32_t slot, unsigned n,
-			bool *eagain)
+/* --- readahead windows (in_lock held) ----------------------------------- */
+
+/* The stream a fault at @addr continues, its window doubled; else a new
+ * stream (replacing the oldest) reading one page. In order means at the
+ * stream's next page, or a few further when the pages between are in
+ * memory (refault-held or cached pages among swapped ones). Handler. */
+static struct ra_stream *ra_stream_of(struct swap_ra *ra, uint64_t addr)
 {
-	const void *buf;
-	unsigned done = 0;
+	for (unsigned i = 0; i < RA_STREAMS; i++) {
+		struct ra_stream *st = &ra->stream[i];
+		if (addr >= st->next && addr - st->next <= (uint64_t)RA_GAP_PAGES << PAGE_SHIFT && st->next) {
+			st->win = MIN(MAX(st->win, 1u) * 2, SWAPIN_RA_PAGES);
+			return st;
+		}
+	}
+	struct ra_stream *st = &ra->stream[ra->stream_clock++ % RA_STREAMS];
+	*st = (struct ra_stream){ .next = addr, .win = 1 };
+	return st;
+}
+
+static void ra_done(void *user, int res)
+{
+	struct ra_win *w = user;
+	w->done = true;
+	w->res = res;
+	if (w->stale)
+		w->r = NULL;
+}
+
+/* The live window of @r holding page @page, or NULL. */
+static struct ra_win *ra_find(struct swap_ra *ra, const struct ovc_region *r, uint64_t page)
+{
+	for (unsigned i = 0; i < RA_WINDOWS; i++) {
+		struct ra_win *w = &ra->win[i];
+		if (w->r == r && !w->stale && page >= w->first && page < w->first + w->n)
+			return w;
+	}
+	return NULL;
+}
+
+/* Give a window up: free now if its read ended, else when it does. */
+static void ra_drop(struct ra_win *w)
+{
+	w->stale = true;
+	if (w->done)
+		w->r = NULL;
+}
+
+/* Forget the live windows of @r overlapping [first, first + n) but @keep:
+ * those pages were swapped in or discarded without them. */
+static void ra_forget(struct swap_ra *ra, const struct ovc_region *r, uint64_t first, uint64_t n,
+		      const struct ra_win *keep)
+{
+	for (unsigned i = 0; i < RA_WINDOWS; i++) {
+		struct ra_win *w = &ra->win[i];
+		if (w != keep && w->r == r && !w->stale && w->first < first + n && first < w->first + w->n)
+			ra_drop(w);
+	}
+}
+
+/* Pages from @page that one window (or read) can bring: SWAPPED, slots
+ * consecutive from @slot, no other live window on them; at most @max. */
+static unsigned run_len(struct swap_ra *ra, const struct ovc_region *r, uint64_t page, uint32_t slot,
+			unsigned max, const struct ra_win *own)
+{
+	unsigned n = 0;
+	for (; n < max && page + n < r->npages; n++) {
+		pst_word wk = atomic_load(&r->pst[page + n]);
+		if (pst_state(wk) != PST_SWAPPED || pst_slot(r, page + n, wk) != slot + n)
+			break;
+		const struct ra_win *w = ra_find(ra, r, page + n);
+		if (w && w != own)
+			break;
+	}
+	return n;
+}
+
+/* Queue reads of the SWAPPED runs after page @from of @r into the free
+ * windows, and submit them: the faults to come find them read. */
+static void ra_fill(ovc_engine *e, struct ovc_region *r, uint64_t from)
+{
+	struct swap_ra *ra = e->sw.ra;
+	unsigned queued = 0;
 
 	pthread_mutex_lock(&e->sw.in_lock);
-	int err = swapdev_read_sync(e->sw.in_ring, slot, n, SWAPIN_SPIN_USEC, &buf);
-	if (err < 0) {
-		pthread_mutex_unlock(&e->sw.in_lock);
-		return err;
+	uint64_t next = from;
+	if (ra->tail_r == r && ra->tail > from && ra->tail <= from + RA_WINDOWS * RA_WIN_PAGES)
+		next = ra->tail; /* the windows before it are in flight */
+	for (unsigned i = 0; i < 2 * RA_WINDOWS && next < r->npages; i++) {
+		struct ra_win *h = ra_find(ra, r, next), *w = NULL;
+		if (h) { /* read ahead already */
+			next = h->first + h->n;
+			continue;
+		}
+		for (unsigned k = 0; k < RA_WINDOWS && !w; k++)
+			w = ra->win[k].r ? NULL : &ra->win[k];
+		uint64_t w0 = atomic_load(&r->pst[next]);
+		for (unsigned gap = 0; pst_state(w0) != PST_SWAPPED && gap < RA_GAP_PAGES && next + 1 < r->npages; gap++)
+			w0 = atomic_load(&r->pst[++next]);
+		if (!w || pst_state(w0) != PST_SWAPPED)
+			break; /* all in flight, or the swapped run ends */
+		uint32_t slot = pst_slot(r, next, w0);
+		unsigned n = run_len(ra, r, next, slot, RA_WIN_PAGES, NULL);
+		if (!n)
+			continue; /* stepped onto a window: skip it above */
+		struct iovec iov = { w->buf, (size_t)n << PAGE_SHIFT };
+		if (swapdev_queue_read(e->sw.in_ring, slot, &iov, 1, ra_done, w) < 0)
+			break;
+		*w = (struct ra_win){ .r = r, .first = next, .slot = slot, .n = n, .buf = w->buf };
+		next += n;
+		queued++;
 	}
+	ra->tail_r = r;
+	ra->tail = next;
+	if (queued)
+		(void)swapdev_submit(e->sw.in_ring); /* on failure: with the next wait */
+	pthread_mutex_unlock(&e->sw.in_lock);
+}
+
+/* The bytes of pages [page, page + n) (slots from @slot): from window @w
+ * when it read them, else by a synchronous read of at most the bounce
+ * buffer. Returns pages available (*ret_buf) or -errno of the read. */
+static int swapin_bytes(ovc_engine *e, struct ra_win *w, uint64_t page, uint32_t slot, unsigned n,
+			const void **ret_buf)
+{
+	if (w) {
+		int err = 0;
+		while (!w->done && err >= 0 && swapdev_inflight(e->sw.in_ring))
+			err = swapdev_wait(e->sw.in_ring, SWAPIN_SPIN_USEC);
+		if (w->done && w->res == 0) {
+			*ret_buf = w->buf + ((page - w->first) << PAGE_SHIFT);
+			return (int)n;
+		}
+		/* The window's read failed: read again, now, as any fault. */
+		ra_drop(w);
+	}
+	n = MIN(n, SWAPIN_RA_PAGES);
+	int err = swapdev_read_sync(e->sw.in_ring, slot, n, SWAPIN_SPIN_USEC, ret_buf);
+	return err < 0 ? err : (int)n;
+}
+
+/* --- swap-in -------------------------------------------------------------- */
+
+/* Install pages [page, page+n) — SWAPPING_IN — from @buf. Returns pages
+ * installed (a prefix). r->lock and in_lock held. */
+static unsigned install(ovc_engine *e, struct ovc_region *r, uint64_t page, const void *buf, unsigned n,
+			bool *eagain)
+{
+	unsigned done = 0;
 	uint64_t dst = (uint64_t)(uintptr_t)region_addr(r, page);
 	while (done < n) {
 		struct uffdio_copy c = { .dst = dst + ((uint64_t)done << PAGE_SHIFT),
@@ -203,55 +470,78 @@ static int read_install(ovc_engine *e, struct ovc_region *r, uint64_t page, uint
 				r->guest_phys + ((page + done) << PAGE_SHIFT), ovc_strerror(rr));
 		break;
 	}
-	pthread_mutex_unlock(&e->sw.in_lock);
-	return (int)done;
+	return done;
 }
 
-/* Swap in the run starting at @page (SWAPPED). r->lock held. Returns 0
- * (page installed or no longer SWAPPED), -EAGAIN (try again after the
- * pending event), or the read's -errno. *ret_n: pages installed. */
+/* Swap in the run starting at @page (SWAPPED): the rest of its readahead
+ * window if one holds it, else up to @max slot-contiguous pages read now.
+ * r->lock held. Returns 0 (page installed or no longer SWAPPED), -EAGAIN
+ * (try again after the pending event), or the read's -errno. *ret_n: pages
+ * installed. */
 static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned max, unsigned *ret_n,
 		      pst_word *ret_old)
 {
+	struct swap_ra *ra = e->sw.ra;
 	pst_word w = atomic_load(&r->pst[page]);
 	*ret_n = 0;
 	if (pst_state(w) != PST_SWAPPED)
 		return 0;
 	uint32_t slot = pst_slot(r, page, w);
-	unsigned n = 0;
-	for (; n < max && page + n < r->npages; n++) {
-		pst_t *p = &r->pst[page + n];
-		pst_word wk = atomic_load(p);
-		if (pst_state(wk) != PST_SWAPPED || pst_slot(r, page + n, wk) != slot + n)
-			break;
-		if (!pst_transition(p, PST_SWAPPED, PST_SWAPPING_IN, n ? NULL : ret_old))
-			break;
+	pthread_mutex_lock(&e->sw.in_lock);
+	struct ra_win *win = ra_find(ra, r, page);
+	if (win && slot != win->slot + (page - win->first)) {
+		ra_drop(win); /* cannot happen (see struct ra_win); never trust it */
+		win = NULL;
 	}
-	if (!n)
+	if (win)
+		max = (unsigned)(win->first + win->n - page);
+	unsigned n = run_len(ra, r, page, slot, max, win);
+	for (unsigned k = 0; k < n; k++)
+		if (!pst_transition(&r->pst[page + k], PST_SWAPPED, PST_SWAPPING_IN, k ? NULL : ret_old)) {
+			n = k;
+			break;
+		}
+	if (!n) {
+		pthread_mutex_unlock(&e->sw.in_lock);
 		return 0;
+	}
+	ra_forget(ra, r, page, n, win);
+	/* Until the content is hashed below, a cached slot matches nothing. */
+	for (unsigned k = 0; k < n; k++)
+		swapdev_slot_set_hash(e->sw.sd, slot + k, 0);
 	bool eagain = false;
-	int got = read_install(e, r, page, slot, n, &eagain);
-	unsigned done = got > 0 ? (unsigned)got : 0;
+	const void *buf = NULL;
+	int got = swapin_bytes(e, win, page, slot, n, &buf);
+	unsigned done = got > 0 ? install(e, r, page, buf, (unsigned)got, &eagain) : 0;
 	for (unsigned k = 0; k < n; k++) {
 		pst_t *p = &r->pst[page + k];
 		pst_word wk = atomic_load(p), nw;
 		bool woke;
 		do {
-			nw = k < done ? resident_word(wk)
-				      : pst_with_state(wk, PST_SWAPPED) & ~(PST_WAITERS | PST_DISCARDED);
+			/* Installed: RESIDENT, keeping its slot (swap cache). */
+			nw = k < done ? pst_with_state(wk, PST_RESIDENT) | PST_CACHED
+				      : pst_with_state(wk, PST_SWAPPED);
+			nw &= ~(PST_WAITERS | PST_DISCARDED);
 			woke = k < done; /* woken below with the run */
 		} while (!atomic_compare_exchange_weak(p, &wk, nw));
 		if ((wk & PST_WAITERS) && !woke)
 			uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page + k), PAGE_SIZE);
 	}
 	if (done) {
-		swapdev_slot_free(e->sw.sd, slot, done);
 		atomic_fetch_add(&e->c.pages_swapped_in, done);
 		atomic_fetch_sub(&e->c.swapped_pages_now, (int64_t)done);
+		atomic_fetch_add(&e->c.swap_cache_pages_now, done);
 		/* Installed with DONTWAKE: wake only now, so that a woken
 		 * thread sees the page RESIDENT and the counters current. */
 		uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page), (uint64_t)done << PAGE_SHIFT);
+		/* Off the faulting thread's path: what each slot holds. */
+		for (unsigned k = 0; k < done; k++)
+			swapdev_slot_set_hash(e->sw.sd, slot + k,
+					      swapdev_page_hash(e->sw.sd, (const uint8_t *)buf + ((size_t)k << PAGE_SHIFT)));
 	}
+	if (win)
+		ra_drop(win); /* used, or its pages are SWAPPED again for a fresh read */
+	pthread_mutex_unlock(&e->sw.in_lock);
 	*ret_n = done;
 	if (got < 0)
 		return got;
@@ -268,10 +558,13 @@ void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 		return;
 	}
 	struct engine_swap *sw = &e->sw;
-	sw->ra_win = addr == sw->ra_next ? MIN(MAX(sw->ra_win, 1u) * 2, SWAPIN_RA_PAGES) : 1;
-	int err = swapin_run(e, r, page, sw->ra_win, &n, &old);
+	struct ra_stream *st = ra_stream_of(sw->ra, addr);
+	int err = swapin_run(e, r, page, st->win, &n, &old);
 	if (n) {
-		sw->ra_next = addr + ((uint64_t)n << PAGE_SHIFT);
+		st->next = addr + ((uint64_t)n << PAGE_SHIFT);
+		/* In order for a while: read the next windows ahead. */
+		if (st->win >= RA_START_WIN)
+			ra_fill(e, r, page + n);
 		e->saw_swapin = true;
 		atomic_fetch_add(&e->c.swap_faults, 1);
 		/* Refault: back within a hold's worth of intervals of its
@@ -350,7 +643,11 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 {
 	if (!swap_enabled(e))
 		return;
+	pthread_mutex_lock(&e->sw.in_lock);
+	ra_forget(e->sw.ra, r, first, end - first, NULL);
+	pthread_mutex_unlock(&e->sw.in_lock);
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
+		cache_drop(e, r, p, false); /* the cached content is gone */
 		pst_word w = atomic_load(&r->pst[p]);
 		/* Not in transit: the kernel zaps it after this read, maybe
 		 * only after a swap batch moved the old content out. Until a
@@ -419,6 +716,68 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	 * (see end_transit in share.c). */
 	if (w & PST_WAITERS)
 		uffd_wake(e, gaddr, PAGE_SIZE);
+}
+
+/* A CACHED page of the batch whose staged content is its slot's: SWAPPED
+ * with that slot, no write. Unless a fault waits or the VMM discarded it:
+ * then it goes back as a written page would. Returns whether it is out. */
+static bool cache_hit(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned off)
+{
+	pst_t *p = &r->pst[page];
+	pst_word w = atomic_load(p);
+	for (;;) {
+		if (w & (PST_WAITERS | PST_DISCARDED)) {
+			cache_drop(e, r, page, true);
+			give_back(e, r, page, off);
+			atomic_fetch_add(&e->c.transit_aborts, 1);
+			return false;
+		}
+		pst_word nw = pst_with_age(pst_with_state(w & ~PST_CACHED, PST_SWAPPED),
+					   atomic_load(&e->sw.epoch) & 0xff);
+		if (atomic_compare_exchange_weak(p, &w, nw))
+			return true;
+	}
+}
+
+/*
+ * The swap cache's part of a batch, after the move to staging: of the pages
+ * to write (data[0..nd), batch offsets into @sel), the CACHED ones whose
+ * staged content still hashes as their slot's go to SWAPPED with that slot
+ * and no write (a hit); the others give their slot up and are written with
+ * the batch into a fresh run, so that the batch stays one sequential run on
+ * disk. Why the hash and not the tracker alone: UFFDIO_MOVE does not carry
+ * the uffd-wp bit (measured, docs/swap.md), so a write after the last scan
+ * and before the move is invisible to the tracker; the content in staging is
+ * frozen, and comparing it is the check that cannot race. Returns the pages
+ * left to write (compacted in data).
+ */
+static unsigned cache_settle(ovc_engine *e, struct ovc_region *r, const uint64_t *sel, unsigned *data,
+			     unsigned nd)
+{
+	struct swapdev *sd = e->sw.sd;
+	unsigned keep = 0, hits = 0;
+
+	for (unsigned d = 0; d < nd; d++) {
+		unsigned i = data[d];
+		pst_t *p = &r->pst[sel[i]];
+		pst_word w = atomic_load(p);
+		if (w & PST_CACHED) {
+			const uint8_t *staged = e->staging + ((uint64_t)i << PAGE_SHIFT);
+			if (swapdev_slot_hash(sd, pst_slot(r, sel[i], w)) == swapdev_page_hash(sd, staged)) {
+				hits += cache_hit(e, r, sel[i], i);
+				continue;
+			}
+			cache_drop(e, r, sel[i], true);
+		}
+		data[keep++] = i;
+	}
+	if (hits) {
+		atomic_fetch_sub(&e->c.swap_cache_pages_now, hits);
+		atomic_fetch_add(&e->c.swap_cache_hits, hits);
+		atomic_fetch_add(&e->c.pages_swapped_out, hits);
+		atomic_fetch_add(&e->c.swapped_pages_now, hits);
+	}
+	return keep;
 }
 
 /* Swap out @n pages (sorted, RESIDENT when listed) of @r. Returns pages
@@ -494,6 +853,8 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 		atomic_fetch_add(&e->c.zero_pages_reclaimed, zeros);
 		atomic_fetch_add(&e->c.zero_pages_now, zeros);
 	}
+
+	nd = cache_settle(e, r, sel, data, nd);
 
 	/* Write: slot runs, <= SWAPDEV_MAX_IOV pages per request. */
 	int res[BATCH_PAGES];
@@ -613,6 +974,16 @@ static bool rate_allows(struct engine_swap *sw, uint64_t now)
 	return sw->rate_bytes >= (uint64_t)BATCH_PAGES * PAGE_SIZE;
 }
 
+/* The swap file was full: room again once slots were freed, or by giving
+ * back cached slots (their pages stay; they are written when evicted). */
+static void check_full(ovc_engine *e, int64_t need)
+{
+	struct engine_swap *sw = &e->sw;
+	if (sw->full && (swapdev_slots_free(sw->sd) > 0 ||
+			 cache_shrink(e, (uint64_t)MAX(need, (int64_t)BATCH_PAGES)) > 0))
+		sw->full = false;
+}
+
 int64_t swap_tick(ovc_engine *e, bool force)
 {
 	struct engine_swap *sw = &e->sw;
@@ -636,11 +1007,11 @@ int64_t swap_tick(ovc_engine *e, bool force)
 				int tr = track_scan(r->track);
 				if (tr < 0)
 					log_debug(&e->log, "tracking scan: %s", ovc_strerror(tr));
+				cache_sweep(e, r, tr >= 0);
 			}
 		}
 	}
-	if (sw->full && swapdev_slots_free(sw->sd) > 0)
-		sw->full = false;
+	check_full(e, need);
 	for (size_t i = 0; i < e->nregions && need > 0 && !sw->full; i++) {
 		struct ovc_region *r = e->regions[i];
 		if (!r->track)
@@ -670,6 +1041,7 @@ int64_t swap_tick(ovc_engine *e, bool force)
 				goto out;
 			j += m;
 			need = reclaim_need(e);
+			check_full(e, need);
 		}
 	}
 out:

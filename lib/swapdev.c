@@ -32,8 +32,12 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include "swapdev.h"
 #include "util.h"
@@ -43,6 +47,8 @@ struct swapdev {
 	const struct ovc_logger *log;
 	int fd;
 	uint32_t nr_slots;
+	uint64_t hash_seed;
+	uint64_t *hash;       /* per slot, see swapdev_slot_hash(); atomic access */
 
 	pthread_mutex_t lock; /* protects everything below */
 	uint64_t *bitmap;     /* bit set = slot in use */
@@ -166,7 +172,10 @@ int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret)
 	sd->fd = -1;
 	pthread_mutex_init(&sd->lock, NULL);
 	sd->bitmap = calloc((nr_slots + 63) / 64, sizeof(uint64_t));
-	if (!sd->bitmap) {
+	sd->hash = calloc(nr_slots, sizeof(uint64_t));
+	if (getrandom(&sd->hash_seed, sizeof(sd->hash_seed), GRND_NONBLOCK) != sizeof(sd->hash_seed))
+		sd->hash_seed = now_nsec(CLOCK_MONOTONIC) ^ (uint64_t)(uintptr_t)sd;
+	if (!sd->bitmap || !sd->hash) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -203,7 +212,26 @@ void swapdev_free(struct swapdev *sd)
 		close(sd->fd);
 	pthread_mutex_destroy(&sd->lock);
 	free(sd->bitmap);
+	free(sd->hash);
 	free(sd);
+}
+
+uint64_t swapdev_page_hash(const struct swapdev *sd, const void *page)
+{
+	uint64_t h = XXH3_64bits_withSeed(page, SWAPDEV_SLOT_BYTES, sd->hash_seed);
+	return h ? h : 1;
+}
+
+void swapdev_slot_set_hash(struct swapdev *sd, uint32_t slot, uint64_t hash)
+{
+	assert(slot < sd->nr_slots);
+	__atomic_store_n(&sd->hash[slot], hash, __ATOMIC_RELEASE);
+}
+
+uint64_t swapdev_slot_hash(const struct swapdev *sd, uint32_t slot)
+{
+	assert(slot < sd->nr_slots);
+	return __atomic_load_n(&sd->hash[slot], __ATOMIC_ACQUIRE);
 }
 
 uint32_t swapdev_slots_total(const struct swapdev *sd)

@@ -88,6 +88,20 @@ int swapdev_slot_alloc(struct swapdev *sd, uint32_t want, uint32_t *ret_first, u
  * Thread-safe. */
 void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n);
 
+/*
+ * Content hashes per slot, for the engine's swap cache: the engine records
+ * what a slot holds when it reads the slot back, and before it skips
+ * rewriting a slot it checks that the page it would write still hashes the
+ * same. swapdev_page_hash() is XXH3-64 with a seed drawn from getrandom()
+ * per swap file (a guest cannot aim a collision at a value it does not
+ * know), never 0; a slot's hash reads 0 ("unknown", matches nothing) until
+ * set. 8 bytes per slot, allocated with the bitmap. Any thread; the engine
+ * writes a slot's hash only from the thread that owns the slot's page.
+ */
+uint64_t swapdev_page_hash(const struct swapdev *sd, const void *page);
+void swapdev_slot_set_hash(struct swapdev *sd, uint32_t slot, uint64_t hash);
+uint64_t swapdev_slot_hash(const struct swapdev *sd, uint32_t slot);
+
 /* Called on the ring's thread when a request ends; @res is 0 or -errno. */
 typedef void (*swapdev_done_fn)(void *user, int res);
 

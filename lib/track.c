@@ -303,6 +303,11 @@ uint8_t track_age(const struct track *t, uint64_t page)
 	return page < t->nr_pages ? t->ages[page] : TRACK_AGE_ABSENT;
 }
 
+bool track_written(const struct track *t, uint64_t page)
+{
+	return page < t->nr_pages && bit(t->written, page);
+}
+
 uint64_t track_nr_pages(const struct track *t)
 {
 	return t->nr_pages;

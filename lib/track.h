@@ -98,6 +98,10 @@ size_t track_cold(const struct track *t, uint8_t min_age, uint64_t *ret_pages, s
 /* The age of page @page (index from the start); TRACK_AGE_ABSENT past the end. */
 uint8_t track_age(const struct track *t, uint64_t page);
 
+/* Was page @page seen written by the last track_scan()? (False past the
+ * end, and for writes after that scan: those show at the next one.) */
+bool track_written(const struct track *t, uint64_t page);
+
 /*
  * The engine faulted page @page back soon after evicting it: keep it out of
  * track_cold() for hot_intervals intervals from the next scan. Any thread.

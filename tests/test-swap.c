@@ -109,6 +109,11 @@ static size_t count_state(ovc_engine *e, enum pst_state s)
 	return n;
 }
 
+static bool rg_word_cached(ovc_engine *e, uint64_t page)
+{
+	return (atomic_load(&e->regions[0]->pst[page]) & PST_CACHED) != 0;
+}
+
 static size_t compare(const uint8_t *g, const uint8_t *shadow, size_t npages)
 {
 	size_t bad = 0;
@@ -164,6 +169,25 @@ static void test_options(void **s)
 	assert_int_equal(st.swap_bytes_total, 1 << 20);
 	ovc_engine_free(e);
 	guest_ram_free(&g);
+}
+
+/* @npages of guest RAM filled with version @v (shadow in *shadow), in a
+ * fresh engine with @swap_bytes of swap, as one region at 0. */
+static ovc_engine *swap_guest_sys(struct guest_ram *g, uint8_t **shadow, size_t npages, uint64_t swap_bytes,
+				  unsigned v, const struct ovc_sys *sys, struct io_errs *ie)
+{
+	ovc_engine *e = NULL;
+	guest_ram_alloc(g, npages * 4096, BACK_ANON);
+	*shadow = fill_all(g, npages, v);
+	assert_ovc_ok(new_engine(0, swap_bytes, sys, ie, &e));
+	assert_ovc_ok(ovc_region_add(e, g->p, g->len, 0, 0));
+	return e;
+}
+
+static ovc_engine *swap_guest(struct guest_ram *g, uint8_t **shadow, size_t npages, uint64_t swap_bytes,
+			      unsigned v)
+{
+	return swap_guest_sys(g, shadow, npages, swap_bytes, v, NULL, NULL);
 }
 
 /* Out and back in: every page comes back exactly, counters agree. */
@@ -360,11 +384,8 @@ static void inject(int err, int short_res, bool on_read)
 	fi.short_res = short_res;
 	struct io_errs ie = { 0 };
 	struct guest_ram g;
-	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
-	uint8_t *shadow = fill_all(&g, npages, 5);
-	ovc_engine *e = NULL;
-	assert_ovc_ok(new_engine(0, 64 << 20, &fi.sys, &ie, &e));
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	uint8_t *shadow;
+	ovc_engine *e = swap_guest_sys(&g, &shadow, npages, 64 << 20, 5, &fi.sys, &ie);
 	if (!on_read)
 		fi.fail_at = atomic_load(&fi.calls) + 2; /* the second write */
 	swap_all(e, g.len);
@@ -403,18 +424,15 @@ static void test_read_eio(void **s) { (void)s; inject(-EIO, 0, true); }
 static void test_read_short(void **s) { (void)s; inject(-EIO, 4096, true); }
 
 /* A swap file smaller than the cold set: swapping stops, the guest goes on,
- * every page stays right; freed slots are used again. */
+ * every page stays right; freed slots are used again, cached ones too. */
 static void test_swap_full(void **s)
 {
 	(void)s;
 	need_swap();
 	const size_t npages = 2048, slots = 256;
 	struct guest_ram g;
-	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
-	uint8_t *shadow = fill_all(&g, npages, 6);
-	ovc_engine *e = NULL;
-	assert_ovc_ok(new_engine(0, slots * 4096, NULL, NULL, &e));
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	uint8_t *shadow;
+	ovc_engine *e = swap_guest(&g, &shadow, npages, slots * 4096, 6);
 	swap_all(e, g.len);
 	struct ovc_engine_stats st = stats(e);
 	assert_int_equal(st.swapped_pages_now, slots);
@@ -428,7 +446,195 @@ static void test_swap_full(void **s)
 	st = stats(e);
 	assert_int_equal(st.swapped_pages_now, slots);
 	assert_int_equal(st.pages_swapped_out, slots + in);
+	/* Everything on disk back in: every slot is a cached page's now.
+	 * They are given back so that the colder pages can go out. */
 	assert_int_equal(compare(g.p, shadow, npages), 0);
+	st = stats(e);
+	assert_int_equal(st.swap_cache_pages_now, slots);
+	assert_int_equal(st.swapped_pages_now, 0);
+	assert_int_equal(swapdev_slots_free(e->sw.sd), 0);
+	uint64_t out0 = st.pages_swapped_out;
+	swap_all(e, g.len);
+	st = stats(e);
+	print_message("full of cached slots: %llu swapped now, %llu cached, %llu hits\n",
+		      (unsigned long long)st.swapped_pages_now, (unsigned long long)st.swap_cache_pages_now,
+		      (unsigned long long)st.swap_cache_hits);
+	assert_int_equal(st.swapped_pages_now, slots);
+	assert_int_equal(st.pages_swapped_out - out0, slots);
+	assert_true(st.swap_cache_hits < slots); /* not just the cached pages back out */
+	assert_int_equal(st.swap_write_errors, 0);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	ovc_engine_free(e);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+static uint64_t bytes_written(ovc_engine *e)
+{
+	struct swapdev_ring_stats rs;
+	swapdev_ring_stats(e->sw.out_ring, &rs);
+	return rs.bytes_written;
+}
+
+/* Write-protect @npages from @p again as the tracker's reset does, so that
+ * writes before this call are invisible to the next scan: the race of a
+ * write after the last scan and before the move to staging. */
+static size_t hide_writes(void *p, size_t npages)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	assert_true(pm >= 0);
+	struct page_region v[16];
+	uint64_t pos = (uint64_t)(uintptr_t)p, end = pos + npages * 4096;
+	size_t hidden = 0;
+	while (pos < end) {
+		struct pm_scan_arg a = {
+			.size = sizeof(a), .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+			.start = pos, .end = end, .vec = (uint64_t)(uintptr_t)v, .vec_len = 16,
+			.category_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT, .return_mask = PAGE_IS_WRITTEN,
+		};
+		int n = ioctl(pm, PAGEMAP_SCAN, &a);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++)
+			hidden += (v[i].end - v[i].start) / 4096;
+		pos = a.walk_end;
+	}
+	close(pm);
+	return hidden;
+}
+
+/*
+ * Swap cache: out, read back (pages keep their slots), out again. Pages
+ * not written since go out with no write; pages written (seen by the
+ * tracker, or hidden from it as in the race) are written again; every page
+ * comes back right a third time.
+ */
+static void cache_roundtrip(size_t nwritten, bool hidden)
+{
+	need_swap();
+	const size_t npages = 1024;
+	struct guest_ram g;
+	uint8_t *shadow;
+	ovc_engine *e = swap_guest(&g, &shadow, npages, 64 << 20, 7);
+	swap_all(e, g.len);
+	size_t out = count_state(e, PST_SWAPPED);
+	assert_int_equal(out, npages);
+	uint64_t slots_free = swapdev_slots_free(e->sw.sd);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	struct ovc_engine_stats st = stats(e);
+	assert_int_equal(st.swap_cache_pages_now, npages);
+	assert_int_equal(st.swapped_pages_now, 0);
+	assert_int_equal(swapdev_slots_free(e->sw.sd), slots_free); /* slots kept */
+
+	if (hidden) {
+		/* One interval before the writes, which are then hidden: the
+		 * next scan misses them, as it misses a write that lands
+		 * after it and before the move. */
+		atomic_store(&e->c_reclaim_target, 0);
+		assert_true(ovc__engine_swap_tick(e) >= 0);
+	}
+	/* Every third page gets new content, up to nwritten of them. */
+	size_t w = 0;
+	for (size_t p = 0; p < npages && w < nwritten; p += 3, w++) {
+		fill(g.p + p * 4096, p, 8);
+		memcpy(shadow + p * 4096, g.p + p * 4096, 4096);
+	}
+	if (hidden)
+		assert_int_equal(hide_writes(g.p, npages), w);
+	uint64_t wb = bytes_written(e);
+	swap_all(e, g.len);
+	st = stats(e);
+	print_message("cache: %zu written%s: %llu hits, %llu bytes written, %llu cached\n", w,
+		      hidden ? " (hidden from the tracker)" : "", (unsigned long long)st.swap_cache_hits,
+		      (unsigned long long)(bytes_written(e) - wb), (unsigned long long)st.swap_cache_pages_now);
+	assert_int_equal(st.swapped_pages_now, npages);
+	assert_int_equal(st.swap_cache_hits, npages - w);
+	assert_int_equal(bytes_written(e) - wb, w * 4096);
+	assert_int_equal(st.swap_cache_pages_now, 0);
+	assert_int_equal(st.pages_swapped_out, 2 * npages);
+	assert_int_equal(swapdev_slots_free(e->sw.sd), slots_free);
+	/* Third time in: the content is right, written pages new. */
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	assert_int_equal(stats(e).swap_read_errors, 0);
+	ovc_engine_free(e);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+static void test_cache_clean(void **s) { (void)s; cache_roundtrip(0, false); }
+static void test_cache_written(void **s) { (void)s; cache_roundtrip(100, false); }
+static void test_cache_written_hidden(void **s) { (void)s; cache_roundtrip(100, true); }
+
+/* A discarded cached page gives its slot back; a region removed with
+ * cached pages gives back all of theirs. */
+static void test_cache_discard(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 256;
+	struct guest_ram g;
+	uint8_t *shadow;
+	ovc_engine *e = swap_guest(&g, &shadow, npages, 64 << 20, 9);
+	uint64_t total = swapdev_slots_free(e->sw.sd);
+	swap_all(e, g.len);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	assert_int_equal(stats(e).swap_cache_pages_now, npages);
+	assert_int_equal(swapdev_slots_free(e->sw.sd), total - npages);
+
+	assert_int_equal(madvise(g.p + 5 * 4096, 2 * 4096, MADV_DONTNEED), 0);
+	static const uint8_t zeros[4096];
+	/* Read through the handler, after the event. */
+	assert_memory_equal(g.p + 5 * 4096, zeros, 4096);
+	assert_int_equal(stats(e).swap_cache_pages_now, npages - 2);
+	assert_int_equal(swapdev_slots_free(e->sw.sd), total - npages + 2);
+	assert_int_equal(rg_word_cached(e, 5) | rg_word_cached(e, 6), 0);
+
+	assert_ovc_ok(ovc_region_remove(e, 0, 0));
+	assert_int_equal(stats(e).swap_cache_pages_now, 0);
+	assert_int_equal(swapdev_slots_free(e->sw.sd), total);
+	ovc_engine_free(e);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+/*
+ * Readahead windows read asynchronously: one whose read fails is read
+ * again by the fault that needs it (never zeros, not an error), and one
+ * that holds a page the VMM discards is forgotten (the page reads zeros,
+ * its neighbours their content).
+ */
+static void test_readahead(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 2048;
+	struct fault_inject fi;
+	fault_inject_init(&fi, 0, -EIO, 1u << OVC_SYS_URING_CQE);
+	struct io_errs ie = { 0 };
+	struct guest_ram g;
+	uint8_t *shadow;
+	ovc_engine *e = swap_guest_sys(&g, &shadow, npages, 64 << 20, 11, &fi.sys, &ie);
+	swap_all(e, g.len);
+	assert_int_equal(count_state(e, PST_SWAPPED), npages);
+	/* Three faults in order (1, 2, 4 pages read now), then the windows
+	 * behind them go out; fail the second window read to complete. */
+	fi.fail_at = atomic_load(&fi.calls) + 5;
+	for (size_t p = 0; p < 7; p++)
+		assert_memory_equal(g.p + p * 4096, shadow + p * 4096, 4096);
+	/* A page of a later window is discarded while it is read. */
+	size_t victim = 7 + 4 * 64 + 9;
+	assert_int_equal(madvise(g.p + victim * 4096, 4096, MADV_DONTNEED), 0);
+	memset(shadow + victim * 4096, 0, 4096);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	struct ovc_engine_stats st = stats(e);
+	print_message("readahead: %llu pages in by %llu faults, %ld injected\n",
+		      (unsigned long long)st.pages_swapped_in, (unsigned long long)st.swap_faults,
+		      (long)atomic_load(&fi.injected));
+	assert_int_equal(atomic_load(&fi.injected), 1);
+	assert_int_equal(st.swap_read_errors, 0);
+	assert_int_equal(atomic_load(&ie.calls), 0);
+	assert_int_equal(st.pages_swapped_in, npages - 1);
+	assert_true(st.swap_faults * 16 <= npages); /* windows, not page by page */
 	ovc_engine_free(e);
 	assert_int_equal(compare(g.p, shadow, npages), 0);
 	free(shadow);
@@ -449,6 +655,11 @@ int main(void)
 		cmocka_unit_test(test_read_eio),
 		cmocka_unit_test(test_read_short),
 		cmocka_unit_test(test_swap_full),
+		cmocka_unit_test(test_cache_clean),
+		cmocka_unit_test(test_cache_written),
+		cmocka_unit_test(test_cache_written_hidden),
+		cmocka_unit_test(test_cache_discard),
+		cmocka_unit_test(test_readahead),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));

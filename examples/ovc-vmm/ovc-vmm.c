@@ -428,12 +428,12 @@ static void print_summary(struct vmm *v)
 		       ",\"rss_end_bytes\":%" PRIu64 ",\"zero_pages_shared\":%" PRIu64
 		       ",\"pages_swapped_out\":%" PRIu64 ",\"pages_swapped_in\":%" PRIu64
 		       ",\"zero_faults\":%" PRIu64 ",\"swap_faults\":%" PRIu64
-		       ",\"saved_bytes_at_peak\":%" PRIu64 ",\"run_sec\":%.2f}\n",
+		       ",\"swap_cache_hits\":%" PRIu64 ",\"saved_bytes_at_peak\":%" PRIu64 ",\"run_sec\":%.2f}\n",
 		       v->mem_bytes, v->engine ? "true" : "false", v->mb->pages_checked,
 		       v->mismatches, v->mb->rounds, v->mb->zero_pages, v->rss_filled_bytes,
 		       v->rss_reclaimed_bytes, v->rss_end_bytes, a->zero_pages_now,
 		       e->pages_swapped_out, e->pages_swapped_in, e->zero_faults, e->swap_faults,
-		       a->saved_bytes, v->run_sec);
+		       e->swap_cache_hits, a->saved_bytes, v->run_sec);
 		return;
 	}
 	printf("\novc-vmm: %" PRIu64 " MiB guest, %s, %.1f s\n", v->mem_bytes / MIB,
@@ -448,6 +448,7 @@ static void print_summary(struct vmm *v)
 	       e->pages_swapped_in);
 	printf("  faults served: zero / swap %8" PRIu64 " / %" PRIu64 "\n", e->zero_faults,
 	       e->swap_faults);
+	printf("  swap-cache hits (no write) %8" PRIu64 "\n", e->swap_cache_hits);
 	printf("  hot rounds while idle      %8u\n", v->mb->rounds);
 	printf("  pages checked              %8u  mismatches: %u  -> %s\n", v->mb->pages_checked,
 	       v->mismatches, v->mismatches ? "FAILED" : "every checksum matched");

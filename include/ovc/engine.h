@@ -229,6 +229,10 @@ struct ovc_engine_stats {
 	/* What the engine gives back to the host now. */
 	uint64_t saved_bytes;          /* (zero_pages_now + swapped_pages_now) * page */
 	uint64_t reclaim_target_bytes;
+
+	/* Swap cache: pages back in memory that still own their slot. */
+	uint64_t swap_cache_pages_now;
+	uint64_t swap_cache_hits;      /* evictions that needed no write */
 };
 
 /*
