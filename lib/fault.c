@@ -291,8 +291,8 @@ int fault_drain(ovc_engine *e)
 		 * soon as its event is read: serving a fault of the same read
 		 * first could install a swapped page's old content (swap-in,
 		 * readahead) after that zap, undoing the discard. The swap
-		 * torture found it, on main too (about 2 runs in 25 under
-		 * load: "byte is 217, shadow 0"). */
+		 * torture found it (about 2 runs in 25 under load: "byte is
+		 * 217, shadow 0"). */
 		for (size_t i = 0; i < nmsg; i++)
 			if (msgs[i].event == UFFD_EVENT_REMOVE) {
 				handle_remove(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end, seq);
