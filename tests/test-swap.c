@@ -371,9 +371,10 @@ static void inject(int err, int short_res, bool on_read)
 	struct ovc_engine_stats st = stats(e);
 	if (!on_read) {
 		assert_int_equal(atomic_load(&fi.injected), 1);
-		/* Counted in pages: the one failed request carried 64. The
-		 * pages stayed in memory; the next tick wrote them. */
-		assert_int_equal(st.swap_write_errors, SWAPDEV_MAX_IOV);
+		/* Counted in pages: the one failed request carried a full
+		 * request's worth. The pages stayed in memory; the next tick
+		 * wrote them. */
+		assert_int_equal(st.swap_write_errors, SWAPOUT_REQ_PAGES);
 	}
 	assert_true(st.swapped_pages_now > 0);
 	if (on_read)
