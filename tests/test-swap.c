@@ -61,11 +61,10 @@ static void log_stderr(void *ud, enum ovc_log_level lvl, const char *msg)
 		fprintf(stderr, "engine: %s\n", msg);
 }
 
-static int new_engine(unsigned flags, uint64_t swap_bytes, const struct ovc_sys *sys, struct io_errs *ie,
-		      ovc_engine **e)
+static struct ovc_engine_opts engine_opts(unsigned flags, uint64_t swap_bytes, struct io_errs *ie)
 {
-	struct ovc_engine_opts o = {
-		.size = sizeof(o),
+	return (struct ovc_engine_opts){
+		.size = sizeof(struct ovc_engine_opts),
 		.flags = flags | OVC_ENGINE_NO_AUTOSCAN,
 		.swap_path = SWAP_DIR,
 		.swap_size_bytes = swap_bytes,
@@ -76,6 +75,12 @@ static int new_engine(unsigned flags, uint64_t swap_bytes, const struct ovc_sys 
 		.log_fn = log_stderr,
 		.log_level = OVC_LOG_DEBUG,
 	};
+}
+
+static int new_engine(unsigned flags, uint64_t swap_bytes, const struct ovc_sys *sys, struct io_errs *ie,
+		      ovc_engine **e)
+{
+	struct ovc_engine_opts o = engine_opts(flags, swap_bytes, ie);
 	return ovc__engine_new_with_sys(&o, sys ? sys : &ovc_sys_default, e);
 }
 
@@ -436,6 +441,61 @@ static void test_swap_full(void **s)
 	guest_ram_free(&g);
 }
 
+static uint64_t fake_now_nsec;
+
+static uint64_t fake_clock(void)
+{
+	return fake_now_nsec;
+}
+
+/* swapout_rate_bytes_per_sec: over intervals at known times on the
+ * engine's own (here: the test's) clock, the bytes swapped out never exceed
+ * what a token bucket of one second's worth allows, and the limit binds. */
+static void test_rate_limit(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 8192;
+	const uint64_t rate = 4 << 20; /* 1024 pages a second */
+	const uint64_t cap = MAX(rate, (uint64_t)BATCH_PAGES * 4096);
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	uint8_t *shadow = fill_all(&g, npages, 7);
+	struct ovc_engine_opts o = engine_opts(0, 64 << 20, NULL);
+	o.swapout_rate_bytes_per_sec = rate;
+	ovc_engine *e = NULL;
+	assert_ovc_ok(ovc__engine_new_with_sys(&o, &ovc_sys_default, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	fake_now_nsec = 1000 * NSEC_PER_SEC;
+	e->sw.clock_nsec = fake_clock; /* no tick has run: nobody reads it yet */
+	atomic_store(&e->c_reclaim_target, g.len);
+
+	/* Milliseconds between intervals: some under a batch's worth of
+	 * tokens, some over the bucket. */
+	static const unsigned gaps_ms[] = { 0, 250, 250, 500, 100, 2000, 700, 300, 125, 1000 };
+	double tokens = 0; /* bytes the bucket holds, as the engine's must */
+	uint64_t out = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(gaps_ms); i++) {
+		fake_now_nsec += (uint64_t)gaps_ms[i] * 1000000;
+		tokens = i ? MIN((double)cap, tokens + (double)rate * gaps_ms[i] / 1000.0) : (double)cap;
+		assert_true(ovc__engine_swap_tick(e) >= 0);
+		uint64_t now_out = stats(e).pages_swapped_out, bytes = (now_out - out) * 4096;
+		print_message("interval %zu (+%u ms): %llu KiB out, bucket held %.0f KiB\n", i, gaps_ms[i],
+			      (unsigned long long)bytes >> 10, tokens / 1024);
+		assert_true((double)bytes <= tokens);
+		tokens -= (double)bytes;
+		out = now_out;
+	}
+	/* Without a limit the first interval takes every page. With it, the
+	 * refilled bucket let later intervals go on, and not all went. */
+	assert_true(out * 4096 > cap);
+	assert_true(out < npages);
+	ovc_engine_free(e);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -450,6 +510,7 @@ int main(void)
 		cmocka_unit_test(test_read_eio),
 		cmocka_unit_test(test_read_short),
 		cmocka_unit_test(test_swap_full),
+		cmocka_unit_test(test_rate_limit),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
