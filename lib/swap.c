@@ -75,7 +75,7 @@
 /* Swap-out pipeline (see "swap-out" below): staging areas of BATCH_PAGES
  * in the ring, requests in flight at most (SWAPOUT_REQ_PAGES pages
  * each). */
-#define SWAPOUT_AREAS 4u
+#define SWAPOUT_AREAS 8u
 #define AREA_BYTES ((size_t)BATCH_PAGES * PAGE_SIZE)
 #define SWAPOUT_RING_DEPTH (SWAPOUT_AREAS * BATCH_PAGES / SWAPOUT_REQ_PAGES)
 
