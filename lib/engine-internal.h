@@ -243,6 +243,10 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r);
  * cold pages until the reclaim target is met. pass_lock held. Returns pages
  * swapped out or -errno. */
 int64_t swap_tick(ovc_engine *e, bool force);
+/* Staging areas in the swap-out ring, and how many hold pages now (0
+ * outside a tick unless a reset failed). Tests. */
+unsigned swapout_areas(void);
+unsigned swapout_areas_used(const ovc_engine *e);
 /* Handler: a MISSING fault on a SWAPPED page. r->lock held. */
 void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
 /* Handler: the VMM discarded pages [first, end) of @r: free their slots. */

@@ -463,6 +463,19 @@ static int swapout_init(ovc_engine *e)
 	return staging_map_fresh(e, sw->stage, len);
 }
 
+unsigned swapout_areas(void)
+{
+	return SWAPOUT_AREAS;
+}
+
+unsigned swapout_areas_used(const ovc_engine *e)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; e->sw.areas && i < SWAPOUT_AREAS; i++)
+		n += e->sw.areas[i].used;
+	return n;
+}
+
 /* Give page @page (content at @src in staging) back to the guest. */
 static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, const uint8_t *src)
 {

@@ -441,6 +441,47 @@ static void test_swap_full(void **s)
 	guest_ram_free(&g);
 }
 
+/* The swap-out staging ring is mapped fresh (mmap, madvise, register)
+ * when an area is reused within a tick and once at its end. Each of those
+ * mmap and madvise calls fails in turn: the batch that needed the area is
+ * not started (its pages stay in place), a failed end-of-tick reset is
+ * done again by the next tick, and every page stays right. */
+static void test_stage_reset_fails(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 8192; /* 16 batches: every area used twice */
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	uint8_t *shadow = fill_all(&g, npages, 8);
+	long count = 0;
+	for (long n = 0; n <= count; n++) {
+		struct fault_inject fi;
+		fault_inject_init(&fi, 0, ENOMEM, (1u << OVC_SYS_MMAP) | (1u << OVC_SYS_MADVISE));
+		ovc_engine *e = NULL;
+		assert_ovc_ok(new_engine(0, 64 << 20, &fi.sys, NULL, &e));
+		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+		long base = atomic_load(&fi.calls);
+		if (n)
+			fi.fail_at = base + n;
+		atomic_store(&e->c_reclaim_target, g.len);
+		assert_true(ovc__engine_swap_tick(e) > 0);
+		if (!n)
+			count = atomic_load(&fi.calls) - base; /* the calls of one tick */
+		else
+			assert_int_equal(atomic_load(&fi.injected), 1);
+		assert_true(ovc__engine_swap_tick(e) >= 0); /* what was left, clean */
+		assert_int_equal(count_state(e, PST_SWAPPED), npages);
+		assert_int_equal(swapout_areas_used(e), 0); /* the ring holds nothing */
+		assert_int_equal(compare(g.p, shadow, npages), 0);
+		ovc_engine_free(e);
+	}
+	print_message("failed each of %ld mmap/madvise calls of a swap-out tick\n", count);
+	assert_true(count >= 2 * (long)(npages / BATCH_PAGES - swapout_areas() + 1));
+	free(shadow);
+	guest_ram_free(&g);
+}
+
 static uint64_t fake_now_nsec;
 
 static uint64_t fake_clock(void)
@@ -511,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_read_short),
 		cmocka_unit_test(test_swap_full),
 		cmocka_unit_test(test_rate_limit),
+		cmocka_unit_test(test_stage_reset_fails),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
