@@ -36,6 +36,9 @@
 /* Pages per batch of a pass: one 2 MiB staging area, one mincore call,
  * one protect/unprotect per batch on the write-protect path. */
 #define BATCH_PAGES 512u
+/* Pages per swap-out write request (swap.c). Smaller than a batch: more
+ * requests in flight, and each ends its own pages sooner. */
+#define SWAPOUT_REQ_PAGES 32u
 /* Scattered drops per process_madvise() call (UIO_MAXIOV is 1024). */
 #define DROP_IOV_MAX 512u
 
@@ -67,6 +70,7 @@ struct ovc_engine_counters {
 /* Swap state of an engine (swap.c); NULL-able parts when swap is off. */
 struct swapdev;
 struct swapdev_ring;
+struct swapout_area;
 struct engine_swap {
 	struct swapdev *sd;
 	struct swapdev_ring *out_ring; /* pass thread, under pass_lock */
@@ -87,6 +91,16 @@ struct engine_swap {
 	void *io_error_userdata;
 	uint64_t *cand;                /* pass thread: candidate pages */
 	size_t cand_cap;
+	/* Swap-out pipeline (swap.c), pass thread: a ring of staging areas
+	 * in one mapping, registered write-protect only like e->staging. */
+	struct swapout_area *areas;
+	uint8_t *stage, *stage_map;
+	size_t stage_map_len;
+	unsigned next_area;            /* the area the next batch takes */
+	int64_t inflight_pages;        /* queued for writing, not ended */
+	int64_t out_pages;             /* this tick: pages SWAPPED */
+	int werr;                      /* this tick: a write's error */
+	uint64_t (*clock_nsec)(void);  /* the rate limit's clock (tests set it) */
 };
 
 struct ovc_engine {
@@ -208,6 +222,7 @@ struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr);
 
 /* share.c helpers the swap path shares (same staging area, same rules). */
 int staging_reset(ovc_engine *e);
+int staging_map_fresh(ovc_engine *e, void *addr, size_t len);
 void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len);
 int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len);
 
@@ -235,6 +250,10 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r);
  * cold pages until the reclaim target is met. pass_lock held. Returns pages
  * swapped out or -errno. */
 int64_t swap_tick(ovc_engine *e, bool force);
+/* Staging areas in the swap-out ring, and how many hold pages now (0
+ * outside a tick unless a reset failed). Tests. */
+unsigned swapout_areas(void);
+unsigned swapout_areas_used(const ovc_engine *e);
 /* Handler: a MISSING fault on a SWAPPED page. r->lock held. */
 void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
 /* Handler: the VMM discarded pages [first, end) of @r: free their slots. */

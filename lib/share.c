@@ -88,25 +88,32 @@
 
 /* --- staging ------------------------------------------------------------ */
 
-/* Map fresh anonymous memory over staging and register it write-protect
- * only. Frees whatever staging held. */
-int staging_reset(ovc_engine *e)
+/* Map fresh anonymous memory over [addr, addr+len) and register it
+ * write-protect only. Frees whatever the range held. (Also the swap-out
+ * staging ring's reset, swap.c.) */
+int staging_map_fresh(ovc_engine *e, void *addr, size_t len)
 {
-	void *p = SYS(e->sys, mmap, e->staging, STAGING_BYTES, PROT_READ | PROT_WRITE,
+	void *p = SYS(e->sys, mmap, addr, len, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	if (p == MAP_FAILED)
 		return negative_errno();
 	/* A fork in the middle of a batch would make staged pages shared, and
 	 * UFFDIO_MOVE refuses shared pages (EBUSY): the move back would fail. */
-	if (SYS(e->sys, madvise, e->staging, STAGING_BYTES, MADV_DONTFORK) < 0)
+	if (SYS(e->sys, madvise, addr, len, MADV_DONTFORK) < 0)
 		return negative_errno();
 	struct uffdio_register reg = {
-		.range = { (uint64_t)(uintptr_t)e->staging, STAGING_BYTES },
+		.range = { (uint64_t)(uintptr_t)addr, len },
 		.mode = UFFDIO_REGISTER_MODE_WP,
 	};
 	if (SYS(e->sys, ioctl, e->uffd, UFFDIO_REGISTER, &reg) < 0)
 		return negative_errno();
 	return 0;
+}
+
+/* Map fresh anonymous memory over staging. Frees whatever staging held. */
+int staging_reset(ovc_engine *e)
+{
+	return staging_map_fresh(e, e->staging, STAGING_BYTES);
 }
 
 int share_staging_init(ovc_engine *e)

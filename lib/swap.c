@@ -32,14 +32,17 @@
  *      where nobody else maps it.
  *   2. zero content (or DISCARDED): UFFDIO_ZEROPAGE, state ZERO — zero
  *      pages are always shared rather than swapped.
- *   3. the rest: slot runs, one writev per run of <= 64 pages, wait for all.
- *   4. per page: write OK and nobody waiting -> SWAPPED with its slot (the
- *      page word's age byte keeps the tracking epoch of the eviction, for
- *      refault feedback). Write OK but a fault waits -> move it back (cheaper
- *      than a read), RESIDENT, free the slot. Write failed (EIO, ENOSPC,
- *      short) or no slot -> move back, RESIDENT, counted. The move back
- *      never gives up (share.c move_back).
- *   5. reset staging (frees the pages) only after every write ended.
+ *   3. the rest: slot runs, one writev per SWAPOUT_REQ_PAGES, queued and
+ *      submitted; the next batch moves out into another staging area of
+ *      the ring while these are written.
+ *   4. per page, when its request completes: write OK and nobody waiting
+ *      -> SWAPPED with its slot (the page word's age byte keeps the
+ *      tracking epoch of the eviction, for refault feedback). Write OK but
+ *      a fault waits -> move it back (cheaper than a read), RESIDENT, free
+ *      the slot. Write failed (EIO, short) or no slot -> move back,
+ *      RESIDENT, counted. The move back never gives up (share.c move_back).
+ *   5. reset a staging area (frees its pages) only after every write from
+ *      it ended; every write ends before swap_tick() returns.
  *   A CACHED page (swapped in, its slot kept) whose staged content still
  *   hashes as its slot's skips 3 and becomes SWAPPED with that slot
  *   (cache_settle; why a content check: docs/swap.md, "Swap cache").
@@ -145,6 +148,20 @@ static void ra_fini(struct engine_swap *sw)
 	sw->ra = NULL;
 }
 
+/* Swap-out pipeline (see "swap-out" below): staging areas of BATCH_PAGES
+ * in the ring, requests in flight at most (SWAPOUT_REQ_PAGES pages
+ * each). */
+#define SWAPOUT_AREAS 8u
+#define AREA_BYTES ((size_t)BATCH_PAGES * PAGE_SIZE)
+#define SWAPOUT_RING_DEPTH (SWAPOUT_AREAS * BATCH_PAGES / SWAPOUT_REQ_PAGES)
+
+static int swapout_init(ovc_engine *e);
+
+static uint64_t monotonic_nsec(void)
+{
+	return now_nsec(CLOCK_MONOTONIC);
+}
+
 int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 {
 	struct engine_swap *sw = &e->sw;
@@ -171,15 +188,21 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 		return r;
 	struct swapdev_ring_opts ro = { .size = sizeof(ro), .depth = 64, .bounce_pages = SWAPIN_RA_PAGES,
 					.flags = SWAPDEV_RING_ANY_THREAD };
+	r = swapdev_ring_new(sw->sd, &ro, &sw->in_ring);
+	if (r < 0)
+		return r;
+	ro.depth = SWAPOUT_RING_DEPTH;
+	ro.bounce_pages = 1; /* writes need none */
 	r = swapdev_ring_new(sw->sd, &ro, &sw->out_ring);
 	if (r < 0)
 		return r;
-	r = swapdev_ring_new(sw->sd, &ro, &sw->in_ring);
+	r = swapout_init(e);
 	if (r < 0)
 		return r;
 	r = ra_init(sw);
 	if (r < 0)
 		return r;
+	sw->clock_nsec = monotonic_nsec;
 	uint64_t interval = e->scan_interval_usec;
 	uint64_t cold = o->cold_age_usec ? o->cold_age_usec : 30 * USEC_PER_SEC;
 	sw->interval_usec = interval;
@@ -203,6 +226,11 @@ void swap_fini(ovc_engine *e)
 	sw->sd = NULL;
 	free(sw->cand);
 	sw->cand = NULL;
+	if (sw->stage_map)
+		munmap(sw->stage_map, sw->stage_map_len);
+	sw->stage_map = sw->stage = NULL;
+	free(sw->areas);
+	sw->areas = NULL;
 	pthread_mutex_destroy(&sw->in_lock);
 }
 
@@ -676,33 +704,83 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 
 /* --- swap-out ----------------------------------------------------------- */
 
+/*
+ * Pipelining. A batch moves its pages into one area of a ring of
+ * SWAPOUT_AREAS staging areas, queues its writes and returns; the next
+ * batch moves out and queues while the disk writes the earlier ones (one
+ * batch at a time left the disk idle while the CPU worked, and the CPU idle
+ * while the last requests of a batch drained). Each write request ends its
+ * own pages when it completes (write_done), so a fault on one of them waits
+ * for that request only. An area is reset (mapped fresh: its pages freed)
+ * when every request of it has ended, before it is used again, and the
+ * whole ring once at the end of a tick. Every request ends before
+ * swap_tick() returns, so nothing is in flight outside a tick (pass_lock):
+ * region removal and share passes never see a batch in transit.
+ */
+
+struct swapout_area;
+
 struct wreq {
-	int *res;
-	unsigned first, n;
+	struct swapout_area *a;
+	unsigned first, n; /* write list entries a->off[first, first+n) */
 };
 
-static void write_done(void *user, int res)
+struct swapout_area {
+	ovc_engine *e;
+	struct ovc_region *r;
+	uint8_t *stage;              /* BATCH_PAGES pages of the ring */
+	unsigned inflight;           /* requests queued, not ended */
+	bool used;                   /* holds pages: map fresh before reuse */
+	uint64_t page[BATCH_PAGES];  /* guest page at each staging offset */
+	uint16_t off[BATCH_PAGES];   /* write list: staging offsets */
+	uint32_t slot[BATCH_PAGES];  /* write list: slot of each entry */
+	struct wreq reqs[BATCH_PAGES];
+};
+
+static int swapout_init(ovc_engine *e)
 {
-	struct wreq *q = user;
-	for (unsigned i = 0; i < q->n; i++)
-		q->res[q->first + i] = res;
+	struct engine_swap *sw = &e->sw;
+	size_t len = (size_t)SWAPOUT_AREAS * AREA_BYTES;
+
+	sw->areas = calloc(SWAPOUT_AREAS, sizeof(*sw->areas));
+	if (!sw->areas)
+		return -ENOMEM;
+	/* 2 MiB aligned, as share.c's staging: a whole-THP run moves as one PMD. */
+	void *p = SYS(e->sys, mmap, NULL, len + AREA_BYTES, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return negative_errno();
+	sw->stage_map = p;
+	sw->stage_map_len = len + AREA_BYTES;
+	sw->stage = (uint8_t *)ALIGN_UP((uintptr_t)p, AREA_BYTES);
+	for (unsigned i = 0; i < SWAPOUT_AREAS; i++) {
+		sw->areas[i].e = e;
+		sw->areas[i].stage = sw->stage + i * AREA_BYTES;
+	}
+	return staging_map_fresh(e, sw->stage, len);
 }
 
-static int cmp_u64(const void *a, const void *b)
+unsigned swapout_areas(void)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	return SWAPOUT_AREAS;
 }
 
-/* Give page @page (content at staging offset @off) back to the guest. */
-static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned off)
+unsigned swapout_areas_used(const ovc_engine *e)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; e->sw.areas && i < SWAPOUT_AREAS; i++)
+		n += e->sw.areas[i].used;
+	return n;
+}
+
+/* Give page @page (content at @src in staging) back to the guest. */
+static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, const uint8_t *src)
 {
 	pst_word w = atomic_load(&r->pst[page]);
 	uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, page);
 	if (w & PST_DISCARDED)
 		zeropage_range(e, gaddr, PAGE_SIZE); /* discarded while out: zeros */
-	else if (move_back(e, gaddr, (uint64_t)(uintptr_t)(e->staging + ((uint64_t)off << PAGE_SHIFT)),
-			   PAGE_SIZE) < 0) {
+	else if (move_back(e, gaddr, (uint64_t)(uintptr_t)src, PAGE_SIZE) < 0) {
 		log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit; reclaim stopped",
 			r->guest_phys + (page << PAGE_SHIFT));
 		e->staging_broken = true;
@@ -718,17 +796,18 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 		uffd_wake(e, gaddr, PAGE_SIZE);
 }
 
-/* A CACHED page of the batch whose staged content is its slot's: SWAPPED
- * with that slot, no write. Unless a fault waits or the VMM discarded it:
- * then it goes back as a written page would. Returns whether it is out. */
-static bool cache_hit(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned off)
+/* A CACHED page of the batch whose staged content (@src) is its slot's:
+ * SWAPPED with that slot, no write. Unless a fault waits or the VMM
+ * discarded it: then it goes back as a written page would. Returns whether
+ * it is out. */
+static bool cache_hit(ovc_engine *e, struct ovc_region *r, uint64_t page, const uint8_t *src)
 {
 	pst_t *p = &r->pst[page];
 	pst_word w = atomic_load(p);
 	for (;;) {
 		if (w & (PST_WAITERS | PST_DISCARDED)) {
 			cache_drop(e, r, page, true);
-			give_back(e, r, page, off);
+			give_back(e, r, page, src);
 			atomic_fetch_add(&e->c.transit_aborts, 1);
 			return false;
 		}
@@ -741,130 +820,237 @@ static bool cache_hit(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 
 /*
  * The swap cache's part of a batch, after the move to staging: of the pages
- * to write (data[0..nd), batch offsets into @sel), the CACHED ones whose
- * staged content still hashes as their slot's go to SWAPPED with that slot
- * and no write (a hit); the others give their slot up and are written with
- * the batch into a fresh run, so that the batch stays one sequential run on
- * disk. Why the hash and not the tracker alone: UFFDIO_MOVE does not carry
- * the uffd-wp bit (measured, docs/swap.md), so a write after the last scan
- * and before the move is invisible to the tracker; the content in staging is
- * frozen, and comparing it is the check that cannot race. Returns the pages
- * left to write (compacted in data).
+ * on @a's write list a->off[0, nd), the CACHED ones whose staged content
+ * still hashes as their slot's go to SWAPPED with that slot and no write (a
+ * hit); the others give their slot up and are written with the batch into a
+ * fresh run, so that the batch stays one sequential run on disk. Why the
+ * hash and not the tracker alone: UFFDIO_MOVE does not carry the uffd-wp
+ * bit (measured, docs/swap.md), so a write after the last scan and before
+ * the move is invisible to the tracker; the content in staging is frozen,
+ * and comparing it is the check that cannot race. Returns the pages left to
+ * write (the write list compacted).
  */
-static unsigned cache_settle(ovc_engine *e, struct ovc_region *r, const uint64_t *sel, unsigned *data,
-			     unsigned nd)
+static unsigned cache_settle(ovc_engine *e, struct swapout_area *a, unsigned nd)
 {
 	struct swapdev *sd = e->sw.sd;
+	struct ovc_region *r = a->r;
 	unsigned keep = 0, hits = 0;
 
 	for (unsigned d = 0; d < nd; d++) {
-		unsigned i = data[d];
-		pst_t *p = &r->pst[sel[i]];
-		pst_word w = atomic_load(p);
+		unsigned i = a->off[d];
+		uint64_t page = a->page[i];
+		pst_word w = atomic_load(&r->pst[page]);
 		if (w & PST_CACHED) {
-			const uint8_t *staged = e->staging + ((uint64_t)i << PAGE_SHIFT);
-			if (swapdev_slot_hash(sd, pst_slot(r, sel[i], w)) == swapdev_page_hash(sd, staged)) {
-				hits += cache_hit(e, r, sel[i], i);
+			const uint8_t *staged = a->stage + ((uint64_t)i << PAGE_SHIFT);
+			if (swapdev_slot_hash(sd, pst_slot(r, page, w)) == swapdev_page_hash(sd, staged)) {
+				hits += cache_hit(e, r, page, staged);
 				continue;
 			}
-			cache_drop(e, r, sel[i], true);
+			cache_drop(e, r, page, true);
 		}
-		data[keep++] = i;
+		a->off[keep++] = (uint16_t)i;
 	}
 	if (hits) {
 		atomic_fetch_sub(&e->c.swap_cache_pages_now, hits);
 		atomic_fetch_add(&e->c.swap_cache_hits, hits);
 		atomic_fetch_add(&e->c.pages_swapped_out, hits);
 		atomic_fetch_add(&e->c.swapped_pages_now, hits);
+		e->sw.out_pages += hits;
 	}
 	return keep;
 }
 
-/* Swap out @n pages (sorted, RESIDENT when listed) of @r. Returns pages
- * swapped out, or -errno when none was. */
-static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n)
+/* The write of write-list entry @d of @a ended with @res: SWAPPED with its
+ * slot, or back to the guest (failed, no slot, or someone waits). */
+static void end_write(struct swapout_area *a, unsigned d, int res)
+{
+	ovc_engine *e = a->e;
+	struct engine_swap *sw = &e->sw;
+	struct ovc_region *r = a->r;
+	const uint8_t *src = a->stage + ((size_t)a->off[d] << PAGE_SHIFT);
+	uint64_t page = a->page[a->off[d]];
+	pst_t *p = &r->pst[page];
+
+	if (res < 0) {
+		if (res != -ENOSPC) {
+			atomic_fetch_add(&e->c.swap_write_errors, 1);
+			sw->werr = res;
+		}
+		give_back(e, r, page, src);
+		if (a->slot[d] != SWAPDEV_NO_SLOT)
+			swapdev_slot_free(sw->sd, a->slot[d], 1);
+		return;
+	}
+	pst_word w = atomic_load(p), nw;
+	for (;;) {
+		if (w & (PST_WAITERS | PST_DISCARDED)) {
+			/* Someone waits (or the VMM discarded it): give it back
+			 * from staging rather than read it again. */
+			give_back(e, r, page, src);
+			swapdev_slot_free(sw->sd, a->slot[d], 1);
+			atomic_fetch_add(&e->c.transit_aborts, 1);
+			return;
+		}
+		nw = pst_with_age(pst_with_slot(r, page, pst_with_state(w, PST_SWAPPED), a->slot[d]),
+				  atomic_load(&sw->epoch) & 0xff);
+		if (atomic_compare_exchange_weak(p, &w, nw))
+			break;
+	}
+	sw->out_pages++;
+	atomic_fetch_add(&e->c.pages_swapped_out, 1);
+	atomic_fetch_add(&e->c.swapped_pages_now, 1);
+}
+
+/* swapdev callback, on the pass thread: the request's pages end. */
+static void write_done(void *user, int res)
+{
+	struct wreq *q = user;
+	struct swapout_area *a = q->a;
+	for (unsigned i = 0; i < q->n; i++)
+		end_write(a, q->first + i, res);
+	a->e->sw.inflight_pages -= q->n;
+	a->inflight--;
+}
+
+/* Wait for at least one write to end (its callback runs). */
+static void out_wait(ovc_engine *e)
 {
 	struct engine_swap *sw = &e->sw;
-	uint64_t sel[BATCH_PAGES];
-	uint8_t moved[BATCH_PAGES];
-	unsigned nsel = 0;
-	int err = 0;
-
-	if (e->staging_broken)
-		return -EIO;
-	if (e->staging_dirty) {
-		int sr = staging_reset(e);
-		if (sr < 0)
-			return sr;
-		e->staging_dirty = false;
+	for (unsigned tries = 0; swapdev_inflight(sw->out_ring);) {
+		int wr = swapdev_wait(sw->out_ring, 0);
+		if (wr >= 0)
+			return;
+		/* The submit failed: the requests stay queued. They reference
+		 * staging, so we can only wait. */
+		if (++tries % 1000 == 0)
+			log_err(&e->log, "swap write submit: %s; retrying", ovc_strerror(wr));
+		usleep(100);
 	}
-	memset(moved, 0, sizeof(moved));
+}
+
+/* The next area of the ring, once its writes ended, mapped fresh; NULL and
+ * *err when the reset failed (it is tried again next time). */
+static struct swapout_area *area_get(ovc_engine *e, int *err)
+{
+	struct engine_swap *sw = &e->sw;
+	struct swapout_area *a = &sw->areas[sw->next_area];
+	while (a->inflight)
+		out_wait(e);
+	if (a->used) {
+		*err = staging_map_fresh(e, a->stage, AREA_BYTES);
+		if (*err < 0)
+			return NULL;
+		a->used = false;
+	}
+	sw->next_area = (sw->next_area + 1) % SWAPOUT_AREAS;
+	return a;
+}
+
+/* End every write in flight, then free the whole ring in one go. */
+static void swapout_drain(ovc_engine *e)
+{
+	struct engine_swap *sw = &e->sw;
+	bool used = false;
+	while (swapdev_inflight(sw->out_ring))
+		out_wait(e);
+	for (unsigned i = 0; i < SWAPOUT_AREAS; i++)
+		used |= sw->areas[i].used;
+	if (!used || e->staging_broken)
+		return; /* broken: staging holds a page that could not go back */
+	if (staging_map_fresh(e, sw->stage, (size_t)SWAPOUT_AREAS * AREA_BYTES) == 0)
+		for (unsigned i = 0; i < SWAPOUT_AREAS; i++)
+			sw->areas[i].used = false;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Move @n pages (sorted, RESIDENT when listed) of @r into @a: SWAPPING_OUT,
+ * then UFFDIO_MOVE of each guest-contiguous run, packed side by side.
+ * @pending: DISCARD_PENDING at the mark, per staging offset. Returns pages
+ * marked; moved[i] tells which of them are in staging. */
+static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *pages, unsigned n,
+			 uint8_t *pending, uint8_t *moved, int *err)
+{
+	struct ovc_region *r = a->r;
+	unsigned nsel = 0;
+
 	pthread_mutex_lock(&r->lock);
 	atomic_store(&e->batch_seq, atomic_load(&e->read_seq));
-	uint8_t pending[BATCH_PAGES];
 	for (unsigned i = 0; i < n; i++) {
 		pst_word old;
 		if (pst_transition(&r->pst[pages[i]], PST_RESIDENT, PST_SWAPPING_OUT, &old)) {
 			pending[nsel] = (old & PST_DISCARD_PENDING) != 0;
-			sel[nsel++] = pages[i];
+			a->page[nsel++] = pages[i];
 		}
 	}
-	/* Runs of guest-contiguous pages, packed side by side in staging. */
-	for (unsigned i = 0; i < nsel && !err;) {
+	memset(moved, 0, nsel);
+	for (unsigned i = 0; i < nsel && !*err;) {
 		unsigned j = i + 1;
-		while (j < nsel && sel[j] == sel[j - 1] + 1)
+		while (j < nsel && a->page[j] == a->page[j - 1] + 1)
 			j++;
 		struct uffdio_move m = {
-			.dst = (uint64_t)(uintptr_t)(e->staging + ((uint64_t)i << PAGE_SHIFT)),
-			.src = (uint64_t)(uintptr_t)region_addr(r, sel[i]),
+			.dst = (uint64_t)(uintptr_t)(a->stage + ((uint64_t)i << PAGE_SHIFT)),
+			.src = (uint64_t)(uintptr_t)region_addr(r, a->page[i]),
 			.len = (uint64_t)(j - i) << PAGE_SHIFT,
 			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE,
 		};
 		int ret = SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m);
 		unsigned done = ret == 0 ? j - i : (m.move > 0 ? (unsigned)((uint64_t)m.move >> PAGE_SHIFT) : 0);
 		if (ret < 0)
-			err = negative_errno(); /* EAGAIN (event unread), EBUSY (pinned) */
+			*err = negative_errno(); /* EAGAIN (event unread), EBUSY (pinned) */
 		memset(moved + i, 1, MIN(done, j - i));
 		i = j;
 	}
 	pthread_mutex_unlock(&r->lock);
+	return nsel;
+}
 
-	/* Zero pages are shared, not swapped; pages not moved stay. */
-	unsigned data[BATCH_PAGES], nd = 0, zeros = 0;
+/* Pages not moved stay (RESIDENT again); zero or discarded content is
+ * shared, not swapped (ZERO). The rest make the write list a->off.
+ * Returns its length. */
+static unsigned sort_staged(ovc_engine *e, struct swapout_area *a, unsigned nsel, const uint8_t *pending,
+			    const uint8_t *moved)
+{
+	struct ovc_region *r = a->r;
+	unsigned nd = 0, zeros = 0;
+
 	for (unsigned i = 0; i < nsel; i++) {
-		pst_t *p = &r->pst[sel[i]];
+		pst_t *p = &r->pst[a->page[i]];
 		pst_word old;
 		if (!moved[i]) {
 			if (pst_transition(p, PST_SWAPPING_OUT, PST_RESIDENT, &old) && (old & PST_WAITERS))
-				uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, sel[i]), PAGE_SIZE);
+				uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, a->page[i]), PAGE_SIZE);
 			atomic_fetch_add(&e->c.transit_aborts, 1);
 			continue;
 		}
+		a->used = true;
 		if (pending[i] || (atomic_load(p) & PST_DISCARDED) ||
-		    scan_page_is_zero(e->staging + ((uint64_t)i << PAGE_SHIFT))) {
-			zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, sel[i]), PAGE_SIZE);
+		    scan_page_is_zero(a->stage + ((uint64_t)i << PAGE_SHIFT))) {
+			zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, a->page[i]), PAGE_SIZE);
 			pst_transition(p, PST_SWAPPING_OUT, PST_ZERO, NULL);
 			zeros++;
 			continue;
 		}
-		data[nd++] = i;
+		a->off[nd++] = (uint16_t)i;
 	}
 	if (zeros) {
 		atomic_fetch_add(&e->c.zero_pages_reclaimed, zeros);
 		atomic_fetch_add(&e->c.zero_pages_now, zeros);
 	}
+	return nd;
+}
 
-	nd = cache_settle(e, r, sel, data, nd);
+/* Queue the writes of the write list a->off[0, nd): slot runs, at most
+ * SWAPOUT_REQ_PAGES per request. Entries that get no slot end at once. */
+static void queue_writes(ovc_engine *e, struct swapout_area *a, unsigned nd)
+{
+	struct engine_swap *sw = &e->sw;
+	unsigned assigned = 0, nreq = 0;
 
-	/* Write: slot runs, <= SWAPDEV_MAX_IOV pages per request. */
-	int res[BATCH_PAGES];
-	uint32_t slot[BATCH_PAGES];
-	struct wreq reqs[BATCH_PAGES];
-	unsigned nreq = 0, assigned = 0;
-	for (unsigned i = 0; i < nd; i++) {
-		res[i] = -ENOSPC;
-		slot[i] = SWAPDEV_NO_SLOT;
-	}
 	while (assigned < nd) {
 		uint32_t first, got;
 		if (swapdev_slot_alloc(sw->sd, nd - assigned, &first, &got) < 0) {
@@ -872,98 +1058,79 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 			break;
 		}
 		for (uint32_t off = 0; off < got;) {
-			unsigned k = MIN(got - off, SWAPDEV_MAX_IOV);
-			struct iovec iov[SWAPDEV_MAX_IOV];
+			unsigned k = MIN(got - off, SWAPOUT_REQ_PAGES);
+			struct iovec iov[SWAPOUT_REQ_PAGES];
 			for (unsigned j = 0; j < k; j++) {
 				unsigned d = assigned + off + j;
-				slot[d] = first + off + j;
-				res[d] = -EINPROGRESS;
-				iov[j].iov_base = e->staging + ((uint64_t)data[d] << PAGE_SHIFT);
+				a->slot[d] = first + off + j;
+				iov[j].iov_base = a->stage + ((uint64_t)a->off[d] << PAGE_SHIFT);
 				iov[j].iov_len = PAGE_SIZE;
 			}
-			struct wreq *q = &reqs[nreq++];
-			*q = (struct wreq){ res, assigned + off, k };
+			struct wreq *q = &a->reqs[nreq++];
+			*q = (struct wreq){ a, assigned + off, k };
+			a->inflight++;
+			sw->inflight_pages += k;
 			int qr;
 			while ((qr = swapdev_queue_write(sw->out_ring, first + off, iov, k, write_done, q)) == -EAGAIN)
-				swapdev_wait(sw->out_ring, 0);
+				out_wait(e);
 			if (qr < 0)
 				write_done(q, qr);
 			off += k;
 		}
 		assigned += got;
 	}
-	for (unsigned tries = 0; swapdev_inflight(sw->out_ring);) {
-		int wr = swapdev_wait(sw->out_ring, 0);
-		if (wr < 0) {
-			/* The submit failed: the requests stay queued. They
-			 * reference staging, so we can only wait. */
-			if (++tries % 1000 == 0)
-				log_err(&e->log, "swap write submit: %s; retrying", ovc_strerror(wr));
-			usleep(100);
-		}
+	for (unsigned d = assigned; d < nd; d++) {
+		a->slot[d] = SWAPDEV_NO_SLOT;
+		end_write(a, d, -ENOSPC);
 	}
-
-	/* Decide per page. */
-	int out = 0, werr = 0;
-	for (unsigned d = 0; d < nd; d++) {
-		unsigned i = data[d];
-		uint64_t page = sel[i];
-		pst_t *p = &r->pst[page];
-		if (res[d] < 0) {
-			if (res[d] != -ENOSPC) {
-				atomic_fetch_add(&e->c.swap_write_errors, 1);
-				werr = res[d];
-			}
-			give_back(e, r, page, i);
-			if (slot[d] != SWAPDEV_NO_SLOT)
-				swapdev_slot_free(sw->sd, slot[d], 1);
-			continue;
-		}
-		pst_word w = atomic_load(p), nw;
-		for (;;) {
-			if (w & (PST_WAITERS | PST_DISCARDED)) {
-				/* Someone waits (or the VMM discarded it): give it
-				 * back from staging rather than read it again. */
-				give_back(e, r, page, i);
-				swapdev_slot_free(sw->sd, slot[d], 1);
-				atomic_fetch_add(&e->c.transit_aborts, 1);
-				break;
-			}
-			nw = pst_with_age(pst_with_slot(r, page, pst_with_state(w, PST_SWAPPED), slot[d]),
-					  atomic_load(&sw->epoch) & 0xff);
-			if (atomic_compare_exchange_weak(p, &w, nw)) {
-				out++;
-				break;
-			}
-		}
-	}
-	if (out) {
-		atomic_fetch_add(&e->c.pages_swapped_out, (uint64_t)out);
-		atomic_fetch_add(&e->c.swapped_pages_now, out);
-	}
-	int sr = staging_reset(e);
-	if (sr < 0)
-		e->staging_dirty = true;
-	if (werr)
-		log_warning(&e->log, "swap write failed: %s; pages stay in memory", ovc_strerror(werr));
-	return out ? out : (err ? err : werr);
+	int sr = swapdev_submit(sw->out_ring);
+	(void)sr; /* on failure the requests stay queued; out_wait submits them */
 }
 
-/* Pages still to reclaim for the target (<= 0: met). */
+/* Start swapping out @n pages (sorted, RESIDENT when listed) of @r: move
+ * them to a staging area, queue their writes; they end in write_done.
+ * Returns pages queued for writing (charged to the rate limit), or -errno
+ * when no page could be moved out. */
+static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n)
+{
+	uint8_t pending[BATCH_PAGES], moved[BATCH_PAGES];
+	int err = 0;
+
+	if (e->staging_broken)
+		return -EIO;
+	struct swapout_area *a = area_get(e, &err);
+	if (!a)
+		return err;
+	a->r = r;
+	unsigned nsel = move_out(e, a, pages, n, pending, moved, &err);
+	unsigned nd = sort_staged(e, a, nsel, pending, moved);
+	/* Before slots are allocated: pages whose content is on disk already
+	 * (the swap cache) leave the write list and end without a write. */
+	nd = cache_settle(e, a, nd);
+	queue_writes(e, a, nd);
+	return nd ? (int)nd : err;
+}
+
+/* Pages still to reclaim for the target (<= 0: met); writes in flight
+ * count as done. */
 static int64_t reclaim_need(ovc_engine *e)
 {
 	if (atomic_load(&e->sw.zero_only))
 		return 0;
 	uint64_t target = atomic_load(&e->c_reclaim_target) >> PAGE_SHIFT;
 	int64_t have = atomic_load(&e->c.zero_pages_now) + atomic_load(&e->c.swapped_pages_now);
-	return (int64_t)target - have;
+	return (int64_t)target - have - e->sw.inflight_pages;
 }
 
-/* Rate limit: may @bytes go out now? Token bucket of one second. */
-static bool rate_allows(struct engine_swap *sw, uint64_t now)
+/* Rate limit: how many pages may go out now. Token bucket holding one
+ * second's worth (at least one batch); a batch is started only once a
+ * whole batch (or @want, if less) is allowed, so that a slow rate makes
+ * fewer batches, not tiny ones. */
+static unsigned rate_pages(struct engine_swap *sw, unsigned want)
 {
 	if (!sw->rate_bytes_per_sec)
-		return true;
+		return want;
+	uint64_t now = sw->clock_nsec();
 	uint64_t cap = MAX(sw->rate_bytes_per_sec, (uint64_t)BATCH_PAGES * PAGE_SIZE);
 	if (!sw->rate_t0_nsec)
 		sw->rate_bytes = cap;
@@ -971,7 +1138,8 @@ static bool rate_allows(struct engine_swap *sw, uint64_t now)
 		sw->rate_bytes = MIN(cap, sw->rate_bytes + (uint64_t)((double)(now - sw->rate_t0_nsec) *
 								     (double)sw->rate_bytes_per_sec / 1e9));
 	sw->rate_t0_nsec = now;
-	return sw->rate_bytes >= (uint64_t)BATCH_PAGES * PAGE_SIZE;
+	uint64_t allowed = sw->rate_bytes >> PAGE_SHIFT;
+	return allowed >= want ? want : 0;
 }
 
 /* The swap file was full: room again once slots were freed, or by giving
@@ -987,7 +1155,6 @@ static void check_full(ovc_engine *e, int64_t need)
 int64_t swap_tick(ovc_engine *e, bool force)
 {
 	struct engine_swap *sw = &e->sw;
-	int64_t total = 0;
 	int first_err = 0;
 
 	if (!swap_enabled(e))
@@ -1012,6 +1179,8 @@ int64_t swap_tick(ovc_engine *e, bool force)
 		}
 	}
 	check_full(e, need);
+	sw->out_pages = 0;
+	sw->werr = 0;
 	for (size_t i = 0; i < e->nregions && need > 0 && !sw->full; i++) {
 		struct ovc_region *r = e->regions[i];
 		if (!r->track)
@@ -1023,18 +1192,15 @@ int64_t swap_tick(ovc_engine *e, bool force)
 			if (pst_state(atomic_load(&r->pst[sw->cand[j]])) == PST_RESIDENT)
 				sw->cand[k++] = sw->cand[j];
 		for (size_t j = 0; j < k && need > 0 && !sw->full;) {
-			if (!rate_allows(sw, now_nsec(CLOCK_MONOTONIC)))
-				goto out;
 			unsigned m = (unsigned)MIN((size_t)BATCH_PAGES, MIN(k - j, (size_t)need));
+			if (!rate_pages(sw, m))
+				goto out;
 			qsort(sw->cand + j, m, sizeof(uint64_t), cmp_u64);
 			int br = swapout_batch(e, r, sw->cand + j, m);
-			if (br > 0) {
-				total += br;
-				if (sw->rate_bytes_per_sec)
-					sw->rate_bytes -= MIN(sw->rate_bytes, (uint64_t)br << PAGE_SHIFT);
-			} else if (br < 0 && !first_err && br != -EAGAIN && br != -EBUSY) {
+			if (br > 0 && sw->rate_bytes_per_sec)
+				sw->rate_bytes -= MIN(sw->rate_bytes, (uint64_t)br << PAGE_SHIFT);
+			else if (br < 0 && !first_err && br != -EAGAIN && br != -EBUSY)
 				first_err = br;
-			}
 			if (e->flags & OVC_ENGINE_NO_THREADS)
 				fault_drain(e);
 			if (e->staging_broken)
@@ -1045,6 +1211,9 @@ int64_t swap_tick(ovc_engine *e, bool force)
 		}
 	}
 out:
+	swapout_drain(e);
 	pthread_rwlock_unlock(&e->regions_lock);
-	return total ? total : first_err;
+	if (sw->werr)
+		log_warning(&e->log, "swap write failed: %s; pages stay in memory", ovc_strerror(sw->werr));
+	return sw->out_pages ? sw->out_pages : (first_err ? first_err : sw->werr);
 }

@@ -12,7 +12,8 @@ static bool should_fail(struct fault_inject *fi, enum ovc_sys_op op)
 	if (fi->op_mask && !(fi->op_mask & (1u << op)))
 		return false;
 	long n = atomic_fetch_add(&fi->calls, 1) + 1;
-	if (fi->fail_at <= 0 || n != fi->fail_at)
+	long at = atomic_load(&fi->fail_at);
+	if (at <= 0 || n != at)
 		return false;
 	atomic_fetch_add(&fi->injected, 1);
 	return true;

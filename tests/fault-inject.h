@@ -18,8 +18,9 @@
 struct fault_inject {
 	struct ovc_sys sys;            /* hand &fi->sys to the code under test */
 	const struct ovc_sys *real;
-	/* Fail call number fail_at (1-based) among those counted; 0: never. */
-	long fail_at;
+	/* Fail call number fail_at (1-based) among those counted; 0: never.
+	 * Atomic: a test may set it while the engine's threads make calls. */
+	atomic_long fail_at;
 	int fail_errno;                /* errno to set (io_uring ops: -errno) */
 	/* Which ops count: bit (1 << OVC_SYS_*); 0 means all. */
 	unsigned op_mask;

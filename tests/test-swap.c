@@ -61,11 +61,10 @@ static void log_stderr(void *ud, enum ovc_log_level lvl, const char *msg)
 		fprintf(stderr, "engine: %s\n", msg);
 }
 
-static int new_engine(unsigned flags, uint64_t swap_bytes, const struct ovc_sys *sys, struct io_errs *ie,
-		      ovc_engine **e)
+static struct ovc_engine_opts engine_opts(unsigned flags, uint64_t swap_bytes, struct io_errs *ie)
 {
-	struct ovc_engine_opts o = {
-		.size = sizeof(o),
+	return (struct ovc_engine_opts){
+		.size = sizeof(struct ovc_engine_opts),
 		.flags = flags | OVC_ENGINE_NO_AUTOSCAN,
 		.swap_path = SWAP_DIR,
 		.swap_size_bytes = swap_bytes,
@@ -76,6 +75,12 @@ static int new_engine(unsigned flags, uint64_t swap_bytes, const struct ovc_sys 
 		.log_fn = log_stderr,
 		.log_level = OVC_LOG_DEBUG,
 	};
+}
+
+static int new_engine(unsigned flags, uint64_t swap_bytes, const struct ovc_sys *sys, struct io_errs *ie,
+		      ovc_engine **e)
+{
+	struct ovc_engine_opts o = engine_opts(flags, swap_bytes, ie);
 	return ovc__engine_new_with_sys(&o, sys ? sys : &ovc_sys_default, e);
 }
 
@@ -392,9 +397,10 @@ static void inject(int err, int short_res, bool on_read)
 	struct ovc_engine_stats st = stats(e);
 	if (!on_read) {
 		assert_int_equal(atomic_load(&fi.injected), 1);
-		/* Counted in pages: the one failed request carried 64. The
-		 * pages stayed in memory; the next tick wrote them. */
-		assert_int_equal(st.swap_write_errors, SWAPDEV_MAX_IOV);
+		/* Counted in pages: the one failed request carried a full
+		 * request's worth. The pages stayed in memory; the next tick
+		 * wrote them. */
+		assert_int_equal(st.swap_write_errors, SWAPOUT_REQ_PAGES);
 	}
 	assert_true(st.swapped_pages_now > 0);
 	if (on_read)
@@ -641,6 +647,102 @@ static void test_readahead(void **s)
 	guest_ram_free(&g);
 }
 
+/* The swap-out staging ring is mapped fresh (mmap, madvise, register)
+ * when an area is reused within a tick and once at its end. Each of those
+ * mmap and madvise calls fails in turn: the batch that needed the area is
+ * not started (its pages stay in place), a failed end-of-tick reset is
+ * done again by the next tick, and every page stays right. */
+static void test_stage_reset_fails(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 8192; /* 16 batches: every area used twice */
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	uint8_t *shadow = fill_all(&g, npages, 8);
+	long count = 0;
+	for (long n = 0; n <= count; n++) {
+		struct fault_inject fi;
+		fault_inject_init(&fi, 0, ENOMEM, (1u << OVC_SYS_MMAP) | (1u << OVC_SYS_MADVISE));
+		ovc_engine *e = NULL;
+		assert_ovc_ok(new_engine(0, 64 << 20, &fi.sys, NULL, &e));
+		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+		long base = atomic_load(&fi.calls);
+		if (n)
+			fi.fail_at = base + n;
+		atomic_store(&e->c_reclaim_target, g.len);
+		assert_true(ovc__engine_swap_tick(e) > 0);
+		if (!n)
+			count = atomic_load(&fi.calls) - base; /* the calls of one tick */
+		else
+			assert_int_equal(atomic_load(&fi.injected), 1);
+		assert_true(ovc__engine_swap_tick(e) >= 0); /* what was left, clean */
+		assert_int_equal(count_state(e, PST_SWAPPED), npages);
+		assert_int_equal(swapout_areas_used(e), 0); /* the ring holds nothing */
+		assert_int_equal(compare(g.p, shadow, npages), 0);
+		ovc_engine_free(e);
+	}
+	print_message("failed each of %ld mmap/madvise calls of a swap-out tick\n", count);
+	assert_true(count >= 2 * (long)(npages / BATCH_PAGES - swapout_areas() + 1));
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+static uint64_t fake_now_nsec;
+
+static uint64_t fake_clock(void)
+{
+	return fake_now_nsec;
+}
+
+/* swapout_rate_bytes_per_sec: over intervals at known times on the
+ * engine's own (here: the test's) clock, the bytes swapped out never exceed
+ * what a token bucket of one second's worth allows, and the limit binds. */
+static void test_rate_limit(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 8192;
+	const uint64_t rate = 4 << 20; /* 1024 pages a second */
+	const uint64_t cap = MAX(rate, (uint64_t)BATCH_PAGES * 4096);
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	uint8_t *shadow = fill_all(&g, npages, 7);
+	struct ovc_engine_opts o = engine_opts(0, 64 << 20, NULL);
+	o.swapout_rate_bytes_per_sec = rate;
+	ovc_engine *e = NULL;
+	assert_ovc_ok(ovc__engine_new_with_sys(&o, &ovc_sys_default, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	fake_now_nsec = 1000 * NSEC_PER_SEC;
+	e->sw.clock_nsec = fake_clock; /* no tick has run: nobody reads it yet */
+	atomic_store(&e->c_reclaim_target, g.len);
+
+	/* Milliseconds between intervals: some under a batch's worth of
+	 * tokens, some over the bucket. */
+	static const unsigned gaps_ms[] = { 0, 250, 250, 500, 100, 2000, 700, 300, 125, 1000 };
+	double tokens = 0; /* bytes the bucket holds, as the engine's must */
+	uint64_t out = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(gaps_ms); i++) {
+		fake_now_nsec += (uint64_t)gaps_ms[i] * 1000000;
+		tokens = i ? MIN((double)cap, tokens + (double)rate * gaps_ms[i] / 1000.0) : (double)cap;
+		assert_true(ovc__engine_swap_tick(e) >= 0);
+		uint64_t now_out = stats(e).pages_swapped_out, bytes = (now_out - out) * 4096;
+		print_message("interval %zu (+%u ms): %llu KiB out, bucket held %.0f KiB\n", i, gaps_ms[i],
+			      (unsigned long long)bytes >> 10, tokens / 1024);
+		assert_true((double)bytes <= tokens);
+		tokens -= (double)bytes;
+		out = now_out;
+	}
+	/* Without a limit the first interval takes every page. With it, the
+	 * refilled bucket let later intervals go on, and not all went. */
+	assert_true(out * 4096 > cap);
+	assert_true(out < npages);
+	ovc_engine_free(e);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -660,6 +762,8 @@ int main(void)
 		cmocka_unit_test(test_cache_written_hidden),
 		cmocka_unit_test(test_cache_discard),
 		cmocka_unit_test(test_readahead),
+		cmocka_unit_test(test_rate_limit),
+		cmocka_unit_test(test_stage_reset_fails),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
