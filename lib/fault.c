@@ -40,6 +40,7 @@
 
 #include "compat.h"
 #include "engine-internal.h"
+#include "track.h"
 
 struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
 {
@@ -174,6 +175,10 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 		if (uffd_resolve(e, UFFDIO_COPY, &c) < 0)
 			uffd_wake(e, addr, PAGE_SIZE); /* filled (EEXIST) or EAGAIN: retry */
 	} else if (wp) {
+		/* A write (sync tracking: track.c takes the bit at its next
+		 * scan, under this lock, after protecting again). */
+		if (r->track)
+			track_wrote(r->track, page);
 		struct uffdio_writeprotect u = { .range = { addr, PAGE_SIZE }, .mode = 0 };
 		if (uffd_resolve(e, UFFDIO_WRITEPROTECT, &u) < 0)
 			uffd_wake(e, addr, PAGE_SIZE);

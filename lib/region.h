@@ -19,7 +19,14 @@
  *                while it was not in transit and no fault has been served
  *                on it since; its kernel zap may still be pending, so any
  *                content moved out now is pre-discard data (see swap.c)
- *   bits  6..7   reserved (0)
+ *   bit   6      reserved (0)
+ *   bit   7      OWN_DROP (swap only): the engine is dropping this page
+ *                itself (MADV_DONTNEED on the write-protect paths); the
+ *                first UFFD_EVENT_REMOVE covering the page is taken as that
+ *                drop's own event and only clears the bit (swap.c,
+ *                swap_discard). Never cleared by state changes
+ *                (pst_transition keeps it): the event may be read after the
+ *                page left its transit
  *   bits  8..15  age: scan passes since the page was last seen written
  *                (saturating; swap's cold-page choice)
  *   bits 16..31  low half of the swap slot; the high half is slot_hi[page].
@@ -77,6 +84,7 @@ enum pst_state {
 #define PST_WAITERS (UINT32_C(1) << 3)
 #define PST_DISCARDED (UINT32_C(1) << 4)
 #define PST_DISCARD_PENDING (UINT32_C(1) << 5)
+#define PST_OWN_DROP (UINT32_C(1) << 7)
 #define PST_AGE_SHIFT 8
 #define PST_AGE_MASK (UINT32_C(0xff) << PST_AGE_SHIFT)
 #define PST_SLOT_SHIFT 16
@@ -112,7 +120,8 @@ static inline pst_word pst_with_age(pst_word w, unsigned age)
 }
 
 /* Atomically replace the state bits of *p: from @from to @to, keeping the
- * other fields, clearing WAITERS, DISCARDED and DISCARD_PENDING. Returns false (and leaves *p)
+ * other fields (OWN_DROP too), clearing WAITERS, DISCARDED and
+ * DISCARD_PENDING. Returns false (and leaves *p)
  * when the state was not @from. *old receives the word before the change. */
 static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state to, pst_word *old)
 {

@@ -79,11 +79,11 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 		return 0;
 	if (!o->swap_path || !o->swap_size_bytes)
 		return -EINVAL;
-	if (!e->have_move) {
+	if (!e->have_move && !e->sync_wp) {
 		log_err(&e->log, "swap needs UFFDIO_MOVE (Linux 6.8+), which this engine cannot use");
 		return -EOPNOTSUPP;
 	}
-	r = track_probe(e->sys, &why);
+	r = e->sync_wp ? track_probe_sync(e->sys, &why) : track_probe(e->sys, &why);
 	if (r < 0) {
 		log_err(&e->log, "swap needs write tracking: %s", why ? why : ovc_strerror(r));
 		return r == -ENOSYS ? -EOPNOTSUPP : r;
@@ -101,6 +101,13 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 	r = swapdev_ring_new(sw->sd, &ro, &sw->in_ring);
 	if (r < 0)
 		return r;
+	if (e->sync_wp) {
+		void *b = SYS(e->sys, mmap, NULL, (size_t)BATCH_PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b == MAP_FAILED)
+			return negative_errno();
+		sw->wp_buf = b;
+	}
 	uint64_t interval = e->scan_interval_usec;
 	uint64_t cold = o->cold_age_usec ? o->cold_age_usec : 30 * USEC_PER_SEC;
 	sw->interval_usec = interval;
@@ -123,6 +130,9 @@ void swap_fini(ovc_engine *e)
 	sw->sd = NULL;
 	free(sw->cand);
 	sw->cand = NULL;
+	if (sw->wp_buf)
+		munmap(sw->wp_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
+	sw->wp_buf = NULL;
 	pthread_mutex_destroy(&sw->in_lock);
 }
 
@@ -140,8 +150,9 @@ int swap_region_add(ovc_engine *e, struct ovc_region *r)
 		sw->cand_cap = r->npages;
 	}
 	struct track_opts to = { .size = sizeof(to), .start = r->host, .len_bytes = r->len_bytes,
-				 .flags = TRACK_F_REGISTERED, .hot_intervals = sw->cold_age + 2,
-				 .sys = e->sys, .log = &e->log };
+				 .flags = TRACK_F_REGISTERED | (e->sync_wp ? TRACK_F_SYNC : 0),
+				 .hot_intervals = sw->cold_age + 2, .sys = e->sys, .log = &e->log,
+				 .uffd = e->uffd, .lock = &r->lock };
 	return track_new(&to, &r->track);
 }
 
@@ -352,6 +363,12 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 		return;
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
 		pst_word w = atomic_load(&r->pst[p]);
+		/* Our own drop's event (swapout-wp.c): the first event on a
+		 * page with OWN_DROP only takes the bit. */
+		while ((w & PST_OWN_DROP) && !atomic_compare_exchange_weak(&r->pst[p], &w, w & ~PST_OWN_DROP))
+			;
+		if (w & PST_OWN_DROP)
+			continue;
 		/* Not in transit: the kernel zaps it after this read, maybe
 		 * only after a swap batch moved the old content out. Until a
 		 * fault is served on it (fault.c clears the bit), whatever a
@@ -656,7 +673,8 @@ int64_t swap_tick(ovc_engine *e, bool force)
 				goto out;
 			unsigned m = (unsigned)MIN((size_t)BATCH_PAGES, MIN(k - j, (size_t)need));
 			qsort(sw->cand + j, m, sizeof(uint64_t), cmp_u64);
-			int br = swapout_batch(e, r, sw->cand + j, m);
+			int br = e->sync_wp ? swapout_wp_batch(e, r, sw->cand + j, m)
+					    : swapout_batch(e, r, sw->cand + j, m);
 			if (br > 0) {
 				total += br;
 				if (sw->rate_bytes_per_sec)
