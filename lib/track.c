@@ -380,8 +380,11 @@ int track_scan(struct track *t)
 		err = age_from_pagemap(t);
 	else
 		err = walk(t, 0, 0, PAGE_IS_PRESENT, PAGE_IS_PRESENT | PAGE_IS_PFNZERO, age_present);
-	if (err < 0)
+	if (err < 0) {
+		if (t->sync)
+			untake(t); /* the next scan sees these writes again */
 		return err;
+	}
 	for (uint64_t a = t->cursor; a < t->start + t->nr_pages * PAGE; a += PAGE)
 		t->ages[(a - t->start) / PAGE] = TRACK_AGE_ABSENT;
 	return nr_written;
