@@ -662,8 +662,13 @@ int64_t swap_tick(ovc_engine *e, bool force)
 		struct ovc_region *r = e->regions[i];
 		if (!r->track)
 			continue;
+		/* Sync mode: all of them. ZERO pages that are present (the
+		 * zero page itself when pagemap hides PFNs; a zero page the
+		 * guest wrote since) age like any page, and could fill a short
+		 * list oldest first and starve the RESIDENT ones for good
+		 * (tests/test-fault.c found it). */
 		size_t nc = track_cold(r->track, (uint8_t)MIN(sw->cold_age, 255u), sw->cand,
-				       (size_t)MIN((uint64_t)need * 2, sw->cand_cap));
+				       e->sync_wp ? sw->cand_cap : (size_t)MIN((uint64_t)need * 2, sw->cand_cap));
 		size_t k = 0;
 		for (size_t j = 0; j < nc; j++)
 			if (pst_state(atomic_load(&r->pst[sw->cand[j]])) == PST_RESIDENT)

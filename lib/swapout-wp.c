@@ -278,7 +278,7 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 	uint32_t dropped = drop_runs(e, r, runs, nr);
 
 	int out = 0, zeros = 0;
-	for (unsigned i = 0; i < nsel; i++) {
+	for (unsigned i = 0, zero_run = 0; i < nsel; i++) {
 		if (kind[i] == K_ABORTED)
 			continue;
 		if (run[i] > dropped) {
@@ -286,7 +286,12 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 			continue;
 		}
 		if (kind[i] == K_ZERO) {
-			zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, sel[i]), PAGE_SIZE);
+			if (run[i] != zero_run) { /* one UFFDIO_ZEROPAGE per run */
+				const struct page_run *z = &runs[run[i] - 1];
+				zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, z->start),
+					       (uint64_t)z->len << PAGE_SHIFT);
+				zero_run = run[i];
+			}
 			zeros += end_out(e, r, sel[i], PST_ZERO, 0) == PST_ZERO;
 		} else if (end_out(e, r, sel[i], PST_SWAPPED, slot[i]) == PST_SWAPPED) {
 			out++;
