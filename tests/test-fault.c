@@ -58,6 +58,15 @@ static void check(const uint8_t *p, unsigned n, const char *when)
 	}
 }
 
+/* Count calls from here and fail call @n of those (0: none). */
+static void count_from_here(struct fault_inject *fi, long n)
+{
+	atomic_store(&fi->calls, 0);
+	for (int op = 0; op < _OVC_SYS_OP_MAX; op++)
+		atomic_store(&fi->per_op[op], 0);
+	fi->fail_at = n;
+}
+
 struct fmode {
 	const char *name;
 	unsigned flags;
@@ -87,10 +96,7 @@ static void inject_reclaim(const struct fmode *m)
 			loop_start(&l, e, false);
 
 		/* Count from here: the reclaim path only. */
-		atomic_store(&fi.calls, 0);
-		for (int op = 0; op < _OVC_SYS_OP_MAX; op++)
-			atomic_store(&fi.per_op[op], 0);
-		fi.fail_at = n;
+		count_from_here(&fi, n);
 		if (getenv("OVC_TEST_VERBOSE"))
 			fprintf(stderr, "%s: failing call %ld\n", m->name, n);
 		int64_t r = ovc_engine_scan_sync(e, 0);
@@ -207,10 +213,7 @@ static void test_swapout_syncwp(void **state)
 		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
 		atomic_store(&e->c_reclaim_target, g.len);
 
-		atomic_store(&fi.calls, 0);
-		for (int op = 0; op < _OVC_SYS_OP_MAX; op++)
-			atomic_store(&fi.per_op[op], 0);
-		fi.fail_at = n;
+		count_from_here(&fi, n);
 		int64_t r = ovc__engine_swap_tick(e);
 		fi.fail_at = 0;
 		struct ovc_engine_stats st = { .size = sizeof(st) };
