@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ovc-bench swap [--size 1GiB] [--repeat N] [--json] [-- --dir DIR]
+ * ovc-bench swap [--size 1GiB] [--repeat N] [--json] [-- --dir DIR] [-- --sync-wp]
  *
  * Swap-out and swap-in against their peers, all in one run, on one file
  * system (DIR, default /var/tmp; the report names its device and type):
@@ -45,6 +45,10 @@
  *                         distributions as [percentile, usec] pairs
  *   swapin_seq_gib_s      the engine: one pass touching every swapped page in
  *                         order (bytes swapped in / time)
+ *
+ * With --sync-wp the engine figures are those of the sync write-protect
+ * path (OVC_ENGINE_SYNC_WP: write-protect, copy, writev, process_madvise)
+ * instead of the MOVE path; engine_note says so.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -968,13 +972,13 @@ static uint64_t engine_stat(ovc_engine *e, size_t off)
  * (fault handler, worker) where the scheduler puts them. Intervals are
  * driven by hand (NO_AUTOSCAN + ovc__engine_swap_tick): one interval with
  * the pages unwritten makes them all cold. */
-static void engine_swap(const char *dir, const char *mem, uint64_t bytes, struct results *res)
+static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsigned flags, struct results *res)
 {
 	const unsigned nrand = 4000;
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = {
 		.size = sizeof(o),
-		.flags = OVC_ENGINE_NO_AUTOSCAN,
+		.flags = OVC_ENGINE_NO_AUTOSCAN | flags,
 		.swap_path = dir,
 		.swap_size_bytes = bytes + bytes / 8,
 		.scan_interval_usec = 1000000,
@@ -1004,6 +1008,8 @@ static void engine_swap(const char *dir, const char *mem, uint64_t bytes, struct
 	if (out < bytes / PG * 99 / 100)
 		snprintf(res->engine_note, sizeof(res->engine_note), "one interval swapped %.1f%% of the pages",
 			 100.0 * (double)out / (double)(bytes / PG));
+	else if (flags & OVC_ENGINE_SYNC_WP)
+		snprintf(res->engine_note, sizeof(res->engine_note), "sync write-protect path (OVC_ENGINE_SYNC_WP)");
 
 	uint64_t npages = bytes / PG;
 	volatile char sink = 0;
@@ -1031,10 +1037,13 @@ int bench_swap(const struct bench_opts *opts)
 	unsigned repeat = opts->repeat ? opts->repeat : 3;
 	const char *dir = "/var/tmp";
 	struct results r = { 0 };
+	unsigned engine_flags = 0;
 
 	for (int i = 0; i < opts->argc; i++)
 		if (strcmp(opts->argv[i], "--dir") == 0 && i + 1 < opts->argc)
 			dir = opts->argv[++i];
+		else if (strcmp(opts->argv[i], "--sync-wp") == 0)
+			engine_flags |= OVC_ENGINE_SYNC_WP;
 	bytes = ALIGN_DOWN(bytes, (uint64_t)MIB);
 	if (bytes < 16 * MIB) {
 		fprintf(stderr, "ovc-bench swap: --size must be at least 16MiB\n");
@@ -1125,7 +1134,7 @@ int bench_swap(const struct bench_opts *opts)
 
 	r.kswap_in_rand_cdf[0] = NOVAL;
 	kernel_swap(dir, mem, bytes, &r);
-	engine_swap(dir, mem, bytes, &r);
+	engine_swap(dir, mem, bytes, engine_flags, &r);
 	if (opts->json) {
 		printf("{");
 		bench_json_machine(stdout);
