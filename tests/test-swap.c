@@ -469,6 +469,45 @@ static void test_swap_full(void **s)
 	guest_ram_free(&g);
 }
 
+/* A kernel without WP_ASYNC (Linux < 6.7) or without UFFDIO_MOVE (< 6.8),
+ * emulated by hiding the feature bit from UFFDIO_API: the engine picks the
+ * sync write-protect path by itself, and pages go out and come back. */
+static int hide_features(void *ctx, int fd, unsigned long req, void *arg)
+{
+	int r = ioctl(fd, req, arg);
+	if (r == 0 && req == UFFDIO_API)
+		((struct uffdio_api *)arg)->features &= ~*(const uint64_t *)ctx;
+	return r;
+}
+
+static void test_auto_sync(void **s)
+{
+	(void)s;
+	need_swap();
+	static const uint64_t hide[] = { UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_MOVE };
+	for (size_t k = 0; k < ARRAY_SIZE(hide); k++) {
+		const size_t npages = 512;
+		struct ovc_sys sys = ovc_sys_default;
+		sys.ctx = (void *)&hide[k];
+		sys.ioctl = hide_features;
+		struct guest_ram g;
+		guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+		uint8_t *shadow = fill_all(&g, npages, 7);
+		ovc_engine *e = NULL;
+		assert_ovc_ok(new_engine(0, 64 << 20, &sys, NULL, &e));
+		assert_true(e->sync_wp);
+		assert_false(e->features & (UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE));
+		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+		swap_all(e, g.len);
+		assert_true(count_state(e, PST_SWAPPED) >= npages * 9 / 10);
+		assert_int_equal(compare(g.p, shadow, npages), 0);
+		assert_int_equal(stats(e).swapped_pages_now, 0);
+		ovc_engine_free(e);
+		free(shadow);
+		guest_ram_free(&g);
+	}
+}
+
 SYNC_TEST(test_swap_full_sync, test_swap_full(s))
 
 int main(void)
@@ -492,6 +531,7 @@ int main(void)
 		cmocka_unit_test(test_write_eio_sync),
 		cmocka_unit_test(test_read_eio_sync),
 		cmocka_unit_test(test_swap_full_sync),
+		cmocka_unit_test(test_auto_sync),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
