@@ -31,7 +31,9 @@
  *                   drops (found by the torture test with discards).
  *   SWAPPED         swap.c: read the slot (with readahead), UFFDIO_COPY.
  * A write-protect fault on a page not in transit is a stale protection
- * (or a non-candidate inside a protected span): unprotect it, which wakes.
+ * (or a non-candidate inside a protected span), or with OVC_ENGINE_SYNC_WP
+ * the tracker's protection: tell the tracker (track_wrote), then unprotect
+ * it, which wakes.
  */
 #include <inttypes.h>
 #include <poll.h>

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Cold-page tracking with userfaultfd WP_ASYNC and PAGEMAP_SCAN.
+ * Cold-page tracking with userfaultfd WP_ASYNC and PAGEMAP_SCAN, or (sync
+ * mode, TRACK_F_SYNC, kernels before 6.7) with write-protect faults that
+ * the caller's handler reports through track_wrote(), UFFDIO_WRITEPROTECT
+ * and /proc/self/pagemap.
  *
  * Threads: one owner thread (the engine's worker) runs everything but
  * track_refault(), which any thread may call; it sets a bit in
