@@ -68,6 +68,7 @@
  * pages stay where and what they were.
  */
 #include <inttypes.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -349,6 +350,12 @@ static void own_drop_mark(ovc_engine *e, struct ovc_region *r, const struct page
 	for (uint32_t i = from; i < n; i++)
 		for (uint32_t p = runs[i].start; p < runs[i].start + runs[i].len; p++) {
 			if (set) {
+				/* Still set: the event of our last drop of this
+				 * page was read but not handled yet. One bit
+				 * counts one event: wait for the handler, which
+				 * needs nothing from us for that. */
+				while (atomic_load(&r->pst[p]) & PST_OWN_DROP)
+					sched_yield();
 				atomic_fetch_or(&r->pst[p], PST_OWN_DROP);
 				continue;
 			}

@@ -168,8 +168,13 @@ static long compare_all(struct torture *t)
 	long bad = 0;
 	for (size_t p = 0; p < t->npages; p++)
 		if (memcmp(t->guest + p * 4096, t->shadow + p * 4096, 4096) != 0) {
-			if (bad < 10)
-				fprintf(stderr, "page %zu differs from its shadow\n", p);
+			if (bad < 10) {
+				size_t b = 0;
+				while (t->guest[p * 4096 + b] == t->shadow[p * 4096 + b])
+					b++;
+				fprintf(stderr, "page %zu differs from its shadow: byte %zu is %u, shadow %u\n", p, b,
+					t->guest[p * 4096 + b], t->shadow[p * 4096 + b]);
+			}
 			bad++;
 		}
 	return bad;
