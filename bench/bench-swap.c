@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ovc-bench swap [--size 1GiB] [--repeat N] [--json] [-- --dir DIR]
+ * ovc-bench swap [--size 1GiB] [--repeat N] [--json] [-- --dir DIR] [-- --sync-wp]
  *
  * Swap-out and swap-in against their peers, all in one run, on one file
  * system (DIR, default /var/tmp; the report names its device and type):
@@ -53,6 +53,10 @@
  *                         distributions as [percentile, usec] pairs
  *   swapin_seq_gib_s      the engine: one pass touching every swapped page in
  *                         order (bytes swapped in / time)
+ *
+ * With --sync-wp the engine figures are those of the sync write-protect
+ * path (OVC_ENGINE_SYNC_WP: write-protect, copy, writev, process_madvise)
+ * instead of the MOVE path; engine_note says so.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1023,13 +1027,13 @@ static uint64_t engine_stat(ovc_engine *e, size_t off)
 /* An engine with swap in @dir over a copy of @mem (in *ret_mem, to munmap
  * after ovc_engine_free), the target everything. NULL on failure (why in
  * res->engine_note). */
-static ovc_engine *engine_start(const char *dir, const char *mem, uint64_t bytes, char **ret_mem,
-				struct results *res)
+static ovc_engine *engine_start(const char *dir, const char *mem, uint64_t bytes, unsigned flags,
+				char **ret_mem, struct results *res)
 {
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = {
 		.size = sizeof(o),
-		.flags = OVC_ENGINE_NO_AUTOSCAN,
+		.flags = OVC_ENGINE_NO_AUTOSCAN | flags,
 		.swap_path = dir,
 		.swap_size_bytes = bytes + bytes / 8,
 		.scan_interval_usec = 1000000,
@@ -1065,6 +1069,8 @@ static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, str
 	if (out < bytes / PG * 99 / 100)
 		snprintf(res->engine_note, sizeof(res->engine_note), "one interval swapped %.1f%% of the pages",
 			 100.0 * (double)out / (double)(bytes / PG));
+	else if (e->sync_wp)
+		snprintf(res->engine_note, sizeof(res->engine_note), "sync write-protect path (OVC_ENGINE_SYNC_WP)");
 	return (double)(out * PG) / GIB / secs;
 }
 
@@ -1072,7 +1078,7 @@ static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, str
  * that the drift of a shared disk (runs after heavy writing are slower
  * here) hits both; each engine run on a fresh engine and file. Medians. */
 static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsigned repeat,
-			  struct results *res, bool print)
+			  unsigned flags, struct results *res, bool print)
 {
 	double *raw = calloc(repeat, sizeof(*raw)), *eng = calloc(repeat, sizeof(*eng));
 	res->swapout_gib_s = res->disk_write_gib_s = NOVAL;
@@ -1080,7 +1086,7 @@ static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsi
 		char *emem = NULL;
 		settle(dir);
 		raw[i] = raw_write(dir, mem, bytes);
-		ovc_engine *e = engine_start(dir, mem, bytes, &emem, res);
+		ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
 		eng[i] = e ? engine_swapout(e, dir, bytes, res) : NOVAL;
 		ovc_engine_free(e);
 		if (emem)
@@ -1103,7 +1109,7 @@ static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsi
 	free(eng);
 }
 
-static void engine_swap(const char *dir, const char *mem, uint64_t bytes, struct results *res)
+static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsigned flags, struct results *res)
 {
 	const unsigned nrand = 4000;
 	char *emem = NULL;
@@ -1111,7 +1117,7 @@ static void engine_swap(const char *dir, const char *mem, uint64_t bytes, struct
 	res->swapin_rand_p50_us = res->swapin_rand_p99_us = NOVAL;
 	res->swapin_seq_gib_s = NOVAL;
 	res->swapin_rand_cdf[0] = NOVAL;
-	ovc_engine *e = engine_start(dir, mem, bytes, &emem, res);
+	ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
 	if (!e)
 		return;
 	uint64_t t0;
@@ -1143,10 +1149,13 @@ int bench_swap(const struct bench_opts *opts)
 	unsigned repeat = opts->repeat ? opts->repeat : 3;
 	const char *dir = "/var/tmp";
 	struct results r = { 0 };
+	unsigned engine_flags = 0;
 
 	for (int i = 0; i < opts->argc; i++)
 		if (strcmp(opts->argv[i], "--dir") == 0 && i + 1 < opts->argc)
 			dir = opts->argv[++i];
+		else if (strcmp(opts->argv[i], "--sync-wp") == 0)
+			engine_flags |= OVC_ENGINE_SYNC_WP;
 	bytes = ALIGN_DOWN(bytes, (uint64_t)MIB);
 	if (bytes < 16 * MIB) {
 		fprintf(stderr, "ovc-bench swap: --size must be at least 16MiB\n");
@@ -1229,8 +1238,8 @@ int bench_swap(const struct bench_opts *opts)
 
 	r.kswap_in_rand_cdf[0] = NOVAL;
 	kernel_swap(dir, mem, bytes, repeat, !opts->json, &r);
-	engine_vs_raw(dir, mem, bytes, repeat, &r, !opts->json);
-	engine_swap(dir, mem, bytes, &r);
+	engine_vs_raw(dir, mem, bytes, repeat, engine_flags, &r, !opts->json);
+	engine_swap(dir, mem, bytes, engine_flags, &r);
 	if (opts->json) {
 		printf("{");
 		bench_json_machine(stdout);

@@ -89,6 +89,7 @@ struct engine_swap {
 					* (NO_AUTOSCAN: the only intervals there are) */
 	ovc_io_error_fn io_error_fn;
 	void *io_error_userdata;
+	uint8_t *wp_buf;               /* sync WP: BATCH_PAGES copied out (pass thread) */
 	uint64_t *cand;                /* pass thread: candidate pages */
 	size_t cand_cap;
 	/* Swap-out pipeline (swap.c), pass thread: a ring of staging areas
@@ -114,6 +115,7 @@ struct ovc_engine {
 	int uffd;
 	uint64_t features;          /* enabled on uffd */
 	bool have_move;             /* MOVE enabled and not OVC_ENGINE_NO_MOVE */
+	bool sync_wp;               /* swap with sync WP tracking (OVC_ENGINE_SYNC_WP) */
 	int mem_fd;                 /* /proc/self/mem: reads that never fault */
 	int event_fd;               /* stop (threads) / reclaim request (NO_THREADS) */
 	int poll_fd;                /* NO_THREADS: epoll over uffd + event_fd */
@@ -225,6 +227,11 @@ int staging_reset(ovc_engine *e);
 int staging_map_fresh(ovc_engine *e, void *addr, size_t len);
 void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len);
 int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len);
+/* Drop runs of @r with MADV_DONTNEED (process_madvise batches; MADV_REMOVE
+ * on shmem), marking the pages PST_OWN_DROP first when swap is on. Returns
+ * the number of leading runs dropped; the rest are as they were. Pass
+ * thread, with the engine's threads (the drop raises UFFD_EVENT_REMOVE). */
+uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n);
 
 /* --- swap.c --- */
 
@@ -258,6 +265,16 @@ unsigned swapout_areas_used(const ovc_engine *e);
 void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
 /* Handler: the VMM discarded pages [first, end) of @r: free their slots. */
 void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t end);
+
+/* --- swapout-wp.c --- */
+
+/* OVC_ENGINE_SYNC_WP: swap out @n pages (sorted, RESIDENT when listed) of
+ * @r by the write-protect path. Pass thread, as swap.c's batches. Returns
+ * pages swapped out, or -errno when none was. */
+int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n);
+/* Write pages src[0..nd) to new slot runs and wait: res[d] 0 or -errno
+ * (-ENOSPC: no slot), slot[d] (SWAPDEV_NO_SLOT: none). Pass thread. */
+void swap_write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot);
 
 /* --- engine.c --- */
 

@@ -22,9 +22,11 @@
 #include "compat.h"
 #include "engine-internal.h"
 #include "swapdev.h"
+#include "track.h"
 
 #define KNOWN_ENGINE_FLAGS \
-	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE)
+	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE | \
+	 OVC_ENGINE_SYNC_WP)
 #define KNOWN_REGION_FLAGS (OVC_REGION_NO_SWAP | OVC_REGION_NO_SHARE)
 /* The first published layout ends after io_error_userdata. */
 #define OPTS_MIN_SIZE (offsetof(struct ovc_engine_opts, flags) + sizeof(uint32_t))
@@ -58,7 +60,7 @@ static int copy_opts(const struct ovc_engine_opts *in, struct ovc_engine_opts *o
 		return -EINVAL;
 	if (out->scan_cpu_permille > 1000)
 		return -EINVAL;
-	if ((out->flags & OVC_ENGINE_MOVE) && (out->flags & OVC_ENGINE_NO_MOVE))
+	if ((out->flags & OVC_ENGINE_MOVE) && (out->flags & (OVC_ENGINE_NO_MOVE | OVC_ENGINE_SYNC_WP)))
 		return -EINVAL;
 	return 0;
 }
@@ -73,6 +75,36 @@ static int probe_features(const struct ovc_sys *sys, uint64_t *ret)
 	if (SYS(sys, ioctl, fd, UFFDIO_API, &api) < 0)
 		return negative_errno();
 	*ret = api.features;
+	return 0;
+}
+
+/* Swap on this kernel: async tracking with the MOVE path, or the sync
+ * write-protect mode (OVC_ENGINE_SYNC_WP). Sets e->features / e->sync_wp. */
+static int choose_swap_mode(ovc_engine *e, const struct ovc_engine_opts *o, uint64_t avail)
+{
+	const char *why = NULL;
+	bool async_ok = (e->features & UFFD_FEATURE_MOVE) && (avail & UFFD_FEATURE_WP_ASYNC) &&
+			!(o->flags & OVC_ENGINE_SYNC_WP) && track_probe(e->sys, &why) == 0;
+
+	if (async_ok) {
+		e->features |= UFFD_FEATURE_WP_ASYNC;
+		return 0;
+	}
+	/* The write-protect path's own drops raise REMOVE events that only
+	 * the handler thread can read. */
+	if (o->flags & OVC_ENGINE_NO_THREADS) {
+		log_err(&e->log, "swap without UFFDIO_MOVE and WP_ASYNC tracking needs the engine's threads");
+		return -EOPNOTSUPP;
+	}
+	if (!(avail & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
+		log_err(&e->log, "swap needs userfaultfd write-protect");
+		return -EOPNOTSUPP;
+	}
+	if (!(o->flags & OVC_ENGINE_SYNC_WP))
+		log_notice(&e->log, "swap: %s; tracking writes with write-protect faults instead",
+			   why ? why : "no UFFDIO_MOVE");
+	e->sync_wp = true;
+	e->features &= ~(uint64_t)UFFD_FEATURE_MOVE;
 	return 0;
 }
 
@@ -338,16 +370,15 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	if (want_swap || ((e->features & UFFD_FEATURE_MOVE) &&
 			  (o.flags & (OVC_ENGINE_NO_THREADS | OVC_ENGINE_MOVE))))
 		e->features |= UFFD_FEATURE_EVENT_REMOVE;
-	/* Swap tracks writes on this same uffd (docs/swap.md): WP_ASYNC. It
-	 * turns UFFDIO_WRITEPROTECT into a hint, so with swap every region
-	 * takes the MOVE path, and without MOVE there is no swap. */
+	/* Swap tracks writes on this same uffd (docs/swap.md). With WP_ASYNC
+	 * (and PAGEMAP_SCAN), UFFDIO_WRITEPROTECT becomes a hint, so every
+	 * region takes the MOVE path. Without them (or MOVE, or when asked)
+	 * the sync mode: write-protect faults tell the tracker, and both zero
+	 * sharing and swap-out take the write-protect path. */
 	if (want_swap) {
-		if (!(e->features & UFFD_FEATURE_MOVE) || !(avail & UFFD_FEATURE_WP_ASYNC)) {
-			log_err(&e->log, "swap needs UFFDIO_MOVE and UFFD_FEATURE_WP_ASYNC%s",
-				(o.flags & OVC_ENGINE_NO_MOVE) ? " (OVC_ENGINE_NO_MOVE given)" : "");
-			return -EOPNOTSUPP;
-		}
-		e->features |= UFFD_FEATURE_WP_ASYNC;
+		r = choose_swap_mode(e, &o, avail);
+		if (r < 0)
+			return r;
 	}
 
 	e->uffd = ovc_sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
@@ -402,8 +433,9 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 			return r;
 		e->worker_started = true;
 	}
-	log_debug(&e->log, "engine: uffd features 0x%" PRIx64 ", %s", e->features,
-		  e->have_move ? "UFFDIO_MOVE path" : "write-protect path");
+	log_debug(&e->log, "engine: uffd features 0x%" PRIx64 ", %s%s", e->features,
+		  e->have_move ? "UFFDIO_MOVE path" : "write-protect path",
+		  e->sync_wp ? ", sync write tracking" : "");
 	*ret = e;
 	e = NULL;
 	return 0;
@@ -482,8 +514,9 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	bool can_move = e->have_move && !shmem &&
 			((e->flags & (OVC_ENGINE_NO_THREADS | OVC_ENGINE_MOVE)) || swap_enabled(e));
 	/* With swap the uffd has WP_ASYNC, under which the write-protect path
-	 * would lose writes: shared memory cannot be registered then. */
-	if (swap_enabled(e) && !can_move)
+	 * would lose writes; in sync mode the write-protect path is the only
+	 * one. Shared memory cannot be swapped in either. */
+	if (swap_enabled(e) && (shmem || (!can_move && !e->sync_wp)))
 		return -EOPNOTSUPP;
 	/* In NO_THREADS mode only the MOVE path works: the write-protect path
 	 * drops pages with madvise, which waits until the uffd is read — by

@@ -30,10 +30,11 @@
  *                   page could write after the pass looked and before it
  *                   drops (found by the torture test with discards).
  *   SWAPPED         swap.c: read the slot (with readahead), UFFDIO_COPY.
- * A write-protect fault on a page not in transit: inside the span a
+ * A write-protect fault on a page not in transit: with OVC_ENGINE_SYNC_WP
+ * first a write for the tracker (track_wrote). Then, inside the span a
  * write-protect batch holds, left asleep until the batch lifts the span's
- * protection (which wakes it); elsewhere a stale protection, lifted (see
- * fault_unprotect: whole huge pages stay whole).
+ * protection (which wakes it); elsewhere a stale protection, or the sync
+ * tracker's, lifted (see fault_unprotect: whole huge pages stay whole).
  */
 #include <inttypes.h>
 #include <poll.h>
@@ -42,6 +43,7 @@
 
 #include "compat.h"
 #include "engine-internal.h"
+#include "track.h"
 
 struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
 {
@@ -137,6 +139,19 @@ static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uin
 
 #define HUGE_BYTES (UINT64_C(2) << 20)
 
+/* @addr's 2 MiB block, within @r: [*lo, *hi). Returns whether a page of
+ * it is in transit. */
+static bool huge_block(struct ovc_region *r, uint64_t addr, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t host = (uint64_t)(uintptr_t)r->host;
+	*lo = MAX(ALIGN_DOWN(addr, HUGE_BYTES), host);
+	*hi = MIN(ALIGN_DOWN(addr, HUGE_BYTES) + HUGE_BYTES, host + r->len_bytes);
+	for (uint64_t p = region_page_of(r, *lo); p < region_page_of(r, *hi); p++)
+		if (pst_in_transit(atomic_load_explicit(&r->pst[p], memory_order_relaxed)))
+			return true;
+	return false;
+}
+
 /* A write-protect fault on a page not in transit. Lifting the protection
  * of one page inside a transparent huge page splits it, so:
  *  - inside the span that a write-protect batch holds right now (it
@@ -146,21 +161,20 @@ static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uin
  *    guest writes while a pass goes over it.
  *  - elsewhere, a stale protection (a batch that is over, a stale
  *    message): lift it over the page's 2 MiB block if no page of the
- *    block is in transit, else over the page alone. */
+ *    block is in transit, else over the page alone;
+ *  - with sync tracking (OVC_ENGINE_SYNC_WP), over the page alone. */
 static void fault_unprotect(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
 	if (atomic_load(&e->hold_region) == r && page >= atomic_load(&e->hold_start) &&
 	    page < atomic_load(&e->hold_end))
 		return;
-	uint64_t host = (uint64_t)(uintptr_t)r->host;
-	uint64_t lo = MAX(ALIGN_DOWN(addr, HUGE_BYTES), host);
-	uint64_t hi = MIN(ALIGN_DOWN(addr, HUGE_BYTES) + HUGE_BYTES, host + r->len_bytes);
-	for (uint64_t p = region_page_of(r, lo); p < region_page_of(r, hi); p++)
-		if (pst_in_transit(atomic_load_explicit(&r->pst[p], memory_order_relaxed))) {
-			lo = addr;
-			hi = addr + PAGE_SIZE;
-			break;
-		}
+	uint64_t lo, hi;
+	/* Sync tracking: the block's other pages hold the tracker's
+	 * protection, and lifting it would hide their writes. */
+	if (e->sync_wp || huge_block(r, addr, &lo, &hi)) {
+		lo = addr;
+		hi = addr + PAGE_SIZE;
+	}
 	struct uffdio_writeprotect u = { .range = { lo, hi - lo }, .mode = 0 };
 	if (uffd_resolve(e, UFFDIO_WRITEPROTECT, &u) < 0)
 		uffd_wake(e, addr, PAGE_SIZE);
@@ -207,6 +221,10 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 		if (uffd_resolve(e, UFFDIO_COPY, &c) < 0)
 			uffd_wake(e, addr, PAGE_SIZE); /* filled (EEXIST) or EAGAIN: retry */
 	} else if (wp) {
+		/* A write. Sync tracking: track.c takes the bit at its next
+		 * scan, under this lock, after protecting again. */
+		if (e->sync_wp && r->track)
+			track_wrote(r->track, page);
 		fault_unprotect(e, r, page, addr);
 	} else if (pst_state(w) == PST_SWAPPED) {
 		fault_swapin(e, r, page, addr);

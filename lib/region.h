@@ -23,7 +23,13 @@
  *                swap and has not been seen written since keeps its slot
  *                (the slot field stays valid), so evicting it again needs
  *                no write if its content still matches (swap.c)
- *   bit   7      reserved (0)
+ *   bit   7      OWN_DROP (swap only): the engine is dropping this page
+ *                itself (MADV_DONTNEED on the write-protect paths); the
+ *                first UFFD_EVENT_REMOVE covering the page is taken as that
+ *                drop's own event and only clears the bit (swap.c,
+ *                swap_discard). Never cleared by state changes
+ *                (pst_transition keeps it): the event may be read after the
+ *                page left its transit
  *   bits  8..15  age: scan passes since the page was last seen written
  *                (saturating; swap's cold-page choice)
  *   bits 16..31  low half of the swap slot; the high half is slot_hi[page].
@@ -82,6 +88,7 @@ enum pst_state {
 #define PST_DISCARDED (UINT32_C(1) << 4)
 #define PST_DISCARD_PENDING (UINT32_C(1) << 5)
 #define PST_CACHED (UINT32_C(1) << 6)
+#define PST_OWN_DROP (UINT32_C(1) << 7)
 #define PST_AGE_SHIFT 8
 #define PST_AGE_MASK (UINT32_C(0xff) << PST_AGE_SHIFT)
 #define PST_SLOT_SHIFT 16
@@ -117,7 +124,8 @@ static inline pst_word pst_with_age(pst_word w, unsigned age)
 }
 
 /* Atomically replace the state bits of *p: from @from to @to, keeping the
- * other fields, clearing WAITERS, DISCARDED and DISCARD_PENDING. Returns false (and leaves *p)
+ * other fields (OWN_DROP too), clearing WAITERS, DISCARDED and
+ * DISCARD_PENDING. Returns false (and leaves *p)
  * when the state was not @from. *old receives the word before the change. */
 static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state to, pst_word *old)
 {

@@ -76,6 +76,7 @@
  * pages stay where and what they were.
  */
 #include <inttypes.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -351,11 +352,41 @@ static int writeprotect(ovc_engine *e, uint64_t start, uint64_t len, bool on)
 	return uffd_resolve(e, UFFDIO_WRITEPROTECT, &wp);
 }
 
+/* With swap, our own drops must not look like the VMM's discards to
+ * swap_discard(): PST_OWN_DROP on every page just before the drop (see
+ * swapout-wp.c). Pages of runs [from, n) were not dropped and raised no
+ * event: their bit goes; if a VMM event took it already, that discard is
+ * kept as DISCARDED (the pages are in transit). */
+static void own_drop_mark(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t from,
+			  uint32_t n, bool set)
+{
+	if (!swap_enabled(e))
+		return;
+	for (uint32_t i = from; i < n; i++)
+		for (uint32_t p = runs[i].start; p < runs[i].start + runs[i].len; p++) {
+			if (set) {
+				/* Still set: the event of our last drop of this
+				 * page was read but not handled yet. One bit
+				 * counts one event: wait for the handler, which
+				 * needs nothing from us for that. */
+				while (atomic_load(&r->pst[p]) & PST_OWN_DROP)
+					sched_yield();
+				atomic_fetch_or(&r->pst[p], PST_OWN_DROP);
+				continue;
+			}
+			if (!(atomic_fetch_and(&r->pst[p], ~PST_OWN_DROP) & PST_OWN_DROP))
+				pst_mark_if_transit(&r->pst[p], PST_DISCARDED);
+		}
+}
+
 /* Drop runs [runs, runs+n) of @r; returns the number of leading runs that
- * were dropped completely (the rest stay as they were, zero content). */
-static uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n)
+ * were dropped completely (the rest stay as they were). Runs are done
+ * whole or not at all: process_madvise() stops between iovecs. */
+static uint32_t drop_runs_raw(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n)
 {
 	uint32_t ok = 0;
+
+	own_drop_mark(e, r, runs, 0, n, true);
 
 	if (r->shmem) {
 		for (; ok < n; ok++)
@@ -394,6 +425,15 @@ static uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page
 		}
 		break;
 	}
+	return ok;
+}
+
+uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n)
+{
+	if (!n)
+		return 0;
+	uint32_t ok = drop_runs_raw(e, r, runs, n);
+	own_drop_mark(e, r, runs, ok, n, false);
 	return ok;
 }
 

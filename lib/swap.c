@@ -172,11 +172,11 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 		return 0;
 	if (!o->swap_path || !o->swap_size_bytes)
 		return -EINVAL;
-	if (!e->have_move) {
+	if (!e->have_move && !e->sync_wp) {
 		log_err(&e->log, "swap needs UFFDIO_MOVE (Linux 6.8+), which this engine cannot use");
 		return -EOPNOTSUPP;
 	}
-	r = track_probe(e->sys, &why);
+	r = e->sync_wp ? track_probe_sync(e->sys, &why) : track_probe(e->sys, &why);
 	if (r < 0) {
 		log_err(&e->log, "swap needs write tracking: %s", why ? why : ovc_strerror(r));
 		return r == -ENOSYS ? -EOPNOTSUPP : r;
@@ -203,6 +203,13 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 	if (r < 0)
 		return r;
 	sw->clock_nsec = monotonic_nsec;
+	if (e->sync_wp) {
+		void *b = SYS(e->sys, mmap, NULL, (size_t)BATCH_PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b == MAP_FAILED)
+			return negative_errno();
+		sw->wp_buf = b;
+	}
 	uint64_t interval = e->scan_interval_usec;
 	uint64_t cold = o->cold_age_usec ? o->cold_age_usec : 30 * USEC_PER_SEC;
 	sw->interval_usec = interval;
@@ -231,6 +238,9 @@ void swap_fini(ovc_engine *e)
 	sw->stage_map = sw->stage = NULL;
 	free(sw->areas);
 	sw->areas = NULL;
+	if (sw->wp_buf)
+		munmap(sw->wp_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
+	sw->wp_buf = NULL;
 	pthread_mutex_destroy(&sw->in_lock);
 }
 
@@ -298,8 +308,9 @@ int swap_region_add(ovc_engine *e, struct ovc_region *r)
 		sw->cand_cap = r->npages;
 	}
 	struct track_opts to = { .size = sizeof(to), .start = r->host, .len_bytes = r->len_bytes,
-				 .flags = TRACK_F_REGISTERED, .hot_intervals = sw->cold_age + 2,
-				 .sys = e->sys, .log = &e->log };
+				 .flags = TRACK_F_REGISTERED | (e->sync_wp ? TRACK_F_SYNC : 0),
+				 .hot_intervals = sw->cold_age + 2, .sys = e->sys, .log = &e->log,
+				 .uffd = e->uffd, .lock = &r->lock };
 	return track_new(&to, &r->track);
 }
 
@@ -677,6 +688,12 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
 		cache_drop(e, r, p, false); /* the cached content is gone */
 		pst_word w = atomic_load(&r->pst[p]);
+		/* Our own drop's event (swapout-wp.c): the first event on a
+		 * page with OWN_DROP only takes the bit. */
+		while ((w & PST_OWN_DROP) && !atomic_compare_exchange_weak(&r->pst[p], &w, w & ~PST_OWN_DROP))
+			;
+		if (w & PST_OWN_DROP)
+			continue;
 		/* Not in transit: the kernel zaps it after this read, maybe
 		 * only after a swap batch moved the old content out. Until a
 		 * fault is served on it (fault.c clears the bit), whatever a
@@ -1185,8 +1202,13 @@ int64_t swap_tick(ovc_engine *e, bool force)
 		struct ovc_region *r = e->regions[i];
 		if (!r->track)
 			continue;
+		/* Sync mode: all of them. ZERO pages that are present (the
+		 * zero page itself when pagemap hides PFNs; a zero page the
+		 * guest wrote since) age like any page, and could fill a short
+		 * list oldest first and starve the RESIDENT ones for good
+		 * (tests/test-fault.c found it). */
 		size_t nc = track_cold(r->track, (uint8_t)MIN(sw->cold_age, 255u), sw->cand,
-				       (size_t)MIN((uint64_t)need * 2, sw->cand_cap));
+				       e->sync_wp ? sw->cand_cap : (size_t)MIN((uint64_t)need * 2, sw->cand_cap));
 		size_t k = 0;
 		for (size_t j = 0; j < nc; j++)
 			if (pst_state(atomic_load(&r->pst[sw->cand[j]])) == PST_RESIDENT)
@@ -1196,7 +1218,18 @@ int64_t swap_tick(ovc_engine *e, bool force)
 			if (!rate_pages(sw, m))
 				goto out;
 			qsort(sw->cand + j, m, sizeof(uint64_t), cmp_u64);
-			int br = swapout_batch(e, r, sw->cand + j, m);
+			int br;
+			if (e->sync_wp) {
+				/* No swap cache on this path: a cached page is
+				 * written again (its old slot freed first). */
+				for (unsigned c = 0; c < m; c++)
+					cache_drop(e, r, sw->cand[j + c], false);
+				br = swapout_wp_batch(e, r, sw->cand + j, m);
+				if (br > 0)
+					sw->out_pages += br;
+			} else {
+				br = swapout_batch(e, r, sw->cand + j, m);
+			}
 			if (br > 0 && sw->rate_bytes_per_sec)
 				sw->rate_bytes -= MIN(sw->rate_bytes, (uint64_t)br << PAGE_SHIFT);
 			else if (br < 0 && !first_err && br != -EAGAIN && br != -EBUSY)

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Cold-page tracking with userfaultfd WP_ASYNC and PAGEMAP_SCAN.
+ * Cold-page tracking with userfaultfd WP_ASYNC and PAGEMAP_SCAN, or (sync
+ * mode, TRACK_F_SYNC, kernels before 6.7) with write-protect faults that
+ * the caller's handler reports through track_wrote(), UFFDIO_WRITEPROTECT
+ * and /proc/self/pagemap.
  *
  * Threads: one owner thread (the engine's worker) runs everything but
  * track_refault(), which any thread may call; it sets a bit in
@@ -49,6 +52,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "compat.h"
 #include "track.h"
@@ -56,6 +60,13 @@
 
 #define PAGE 4096u
 #define VEC_LEN 512u /* regions per PAGEMAP_SCAN call: 12 KiB on the stack */
+/* Sync mode: pages protected per UFFDIO_WRITEPROTECT under the caller's
+ * lock (64 MiB: the fault handler waits for one chunk at most), and
+ * pagemap entries per pread (4 KiB on the stack). */
+#define SYNC_CHUNK_PAGES 16384u
+#define PM_ENTRIES 512u
+#define PM_PRESENT (UINT64_C(1) << 63)
+#define PM_PFN_MASK ((UINT64_C(1) << 55) - 1)
 
 struct track {
 	const struct ovc_sys *sys;
@@ -71,6 +82,12 @@ struct track {
 	uint64_t *refault_pending; /* set by track_refault(), any thread */
 	uint64_t *written;         /* scratch for one scan */
 	uint64_t cursor;           /* scan: first address not yet aged */
+	/* TRACK_F_SYNC */
+	bool sync;
+	int wp_uffd;               /* the caller's */
+	pthread_mutex_t *lock;     /* the caller's */
+	uint64_t *wrote_pending;   /* set by track_wrote(), any thread */
+	uint64_t zero_pfn;         /* PFN of the zero page; 0: PFNs unreadable */
 };
 
 static size_t words(uint64_t nr_pages)
@@ -85,7 +102,7 @@ static bool bit(const uint64_t *b, uint64_t i)
 
 /* --------------------------------------------------------------- probe -- */
 
-int track_probe(const struct ovc_sys *sys, const char **ret_reason)
+static int probe(const struct ovc_sys *sys, bool sync, const char **ret_reason)
 {
 	const char *why = NULL;
 	int err = 0, fd = -1, pm = -1;
@@ -109,7 +126,12 @@ int track_probe(const struct ovc_sys *sys, const char **ret_reason)
 		why = "UFFDIO_API failed";
 		goto out;
 	}
-	if (!(api.features & UFFD_FEATURE_WP_ASYNC)) {
+	if (sync && !(api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
+		err = -ENOSYS;
+		why = "the kernel lacks userfaultfd write-protect (Linux 5.7+)";
+		goto out;
+	}
+	if (!sync && !(api.features & UFFD_FEATURE_WP_ASYNC)) {
 		err = -ENOSYS;
 		why = "the kernel lacks userfaultfd WP_ASYNC (Linux 6.7+): no cheap write tracking";
 		goto out;
@@ -120,6 +142,8 @@ int track_probe(const struct ovc_sys *sys, const char **ret_reason)
 		why = "/proc/self/pagemap cannot be opened";
 		goto out;
 	}
+	if (sync)
+		goto out;
 	page = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (page == MAP_FAILED) {
 		err = -ENOMEM;
@@ -151,8 +175,20 @@ out:
 	if (fd >= 0)
 		close(fd);
 	if (ret_reason)
-		*ret_reason = why ? why : "write tracking with WP_ASYNC and PAGEMAP_SCAN works";
+		*ret_reason = why	? why
+			      : sync ? "write tracking with write-protect faults works"
+				     : "write tracking with WP_ASYNC and PAGEMAP_SCAN works";
 	return err;
+}
+
+int track_probe(const struct ovc_sys *sys, const char **ret_reason)
+{
+	return probe(sys, false, ret_reason);
+}
+
+int track_probe_sync(const struct ovc_sys *sys, const char **ret_reason)
+{
+	return probe(sys, true, ret_reason);
 }
 
 /* ---------------------------------------------------------------- scan -- */
@@ -232,6 +268,84 @@ static void age_present(struct track *t, const struct page_region *r)
 	}
 }
 
+/* Sync mode, step 1: per chunk, under the caller's lock, protect the chunk
+ * again and take the bits track_wrote() set. The handler sets a bit and
+ * unprotects under the same lock, so a write faulting after our protect
+ * has its bit taken by the next scan, and its unprotect cannot undo a
+ * protect that comes later. Protect first, take second: a write between a
+ * take and a protect would be invisible. Anonymous memory gets no markers
+ * on holes (no WP_UNPOPULATED; tests/test-track.c checks), so the engine's
+ * ZEROPAGE and the handler's zero pages still work there. */
+static int protect_take(struct track *t)
+{
+	for (uint64_t first = 0; first < t->nr_pages; first += SYNC_CHUNK_PAGES) {
+		uint64_t n = MIN((uint64_t)SYNC_CHUNK_PAGES, t->nr_pages - first);
+		struct uffdio_writeprotect wp = {
+			.range = { t->start + first * PAGE, n * PAGE },
+			.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+		};
+		for (unsigned tries = 0;; tries++) {
+			pthread_mutex_lock(t->lock);
+			int err = SYS(t->sys, ioctl, t->wp_uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? negative_errno() : 0;
+			for (size_t w = first / 64; !err && w < words(first + n); w++)
+				t->written[w] = __atomic_exchange_n(&t->wrote_pending[w], 0, __ATOMIC_ACQ_REL);
+			pthread_mutex_unlock(t->lock);
+			if (!err)
+				break;
+			/* EAGAIN: a REMOVE event is unread; the caller's handler
+			 * reads it (outside the lock). */
+			if (err != -EAGAIN || tries >= 1000)
+				return err;
+			usleep(100);
+		}
+	}
+	return 0;
+}
+
+/* Sync mode, step 3: presence (and the zero page, when PFNs are readable)
+ * from /proc/self/pagemap, fed to age_present() as PAGEMAP_SCAN would. */
+static int age_from_pagemap(struct track *t)
+{
+	uint64_t pm[PM_ENTRIES];
+
+	for (uint64_t i = 0; i < t->nr_pages;) {
+		size_t n = (size_t)MIN((uint64_t)PM_ENTRIES, t->nr_pages - i);
+		ssize_t got = SYS(t->sys, pread, t->pagemap, pm, n * sizeof(pm[0]),
+				  (off_t)((t->start / PAGE + i) * sizeof(pm[0])));
+		if (got < 0)
+			return negative_errno();
+		if ((size_t)got < sizeof(pm[0]))
+			return -EIO;
+		n = (size_t)got / sizeof(pm[0]);
+		for (size_t k = 0; k < n;) {
+			bool zero = t->zero_pfn && (pm[k] & PM_PFN_MASK) == t->zero_pfn;
+			size_t j = k + 1;
+			if (!(pm[k] & PM_PRESENT)) {
+				k++;
+				continue;
+			}
+			while (j < n && (pm[j] & PM_PRESENT) &&
+			       (t->zero_pfn && (pm[j] & PM_PFN_MASK) == t->zero_pfn) == zero)
+				j++;
+			struct page_region r = { .start = t->start + (i + k) * PAGE,
+						 .end = t->start + (i + j) * PAGE,
+						 .categories = PAGE_IS_PRESENT | (zero ? PAGE_IS_PFNZERO : 0) };
+			age_present(t, &r);
+			k = j;
+		}
+		i += n;
+	}
+	return 0;
+}
+
+/* Sync mode: a failed scan gives the taken bits back for the next one. */
+static void untake(struct track *t)
+{
+	for (size_t w = 0; w < words(t->nr_pages); w++)
+		if (t->written[w])
+			__atomic_fetch_or(&t->wrote_pending[w], t->written[w], __ATOMIC_RELEASE);
+}
+
 int track_scan(struct track *t)
 {
 	int err, nr_written = 0;
@@ -239,10 +353,16 @@ int track_scan(struct track *t)
 	memset(t->written, 0, words(t->nr_pages) * sizeof(uint64_t));
 	/* 1. Written present pages, re-protected in the same call (point 3 of
 	 *    the top comment: PRESENT keeps holes free of markers). */
-	err = walk(t, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-		   PAGE_IS_WRITTEN | PAGE_IS_PRESENT, 0, PAGE_IS_WRITTEN | PAGE_IS_PFNZERO, mark_written);
-	if (err < 0)
+	if (t->sync)
+		err = protect_take(t);
+	else
+		err = walk(t, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+			   PAGE_IS_WRITTEN | PAGE_IS_PRESENT, 0, PAGE_IS_WRITTEN | PAGE_IS_PFNZERO, mark_written);
+	if (err < 0) {
+		if (t->sync)
+			untake(t);
 		return err;
+	}
 	for (size_t w = 0; w < words(t->nr_pages); w++)
 		nr_written += __builtin_popcountll(t->written[w]);
 
@@ -259,9 +379,15 @@ int track_scan(struct track *t)
 	/* 3. Presence, zero pages and ages. A write between 1 and 3 is seen at
 	 *    the next interval; nothing is lost, the page is just one older. */
 	t->cursor = t->start;
-	err = walk(t, 0, 0, PAGE_IS_PRESENT, PAGE_IS_PRESENT | PAGE_IS_PFNZERO, age_present);
-	if (err < 0)
+	if (t->sync)
+		err = age_from_pagemap(t);
+	else
+		err = walk(t, 0, 0, PAGE_IS_PRESENT, PAGE_IS_PRESENT | PAGE_IS_PFNZERO, age_present);
+	if (err < 0) {
+		if (t->sync)
+			untake(t); /* the next scan sees these writes again */
 		return err;
+	}
 	for (uint64_t a = t->cursor; a < t->start + t->nr_pages * PAGE; a += PAGE)
 		t->ages[(a - t->start) / PAGE] = TRACK_AGE_ABSENT;
 	return nr_written;
@@ -321,7 +447,36 @@ void track_refault(struct track *t, uint64_t page)
 			  __ATOMIC_RELEASE);
 }
 
+void track_wrote(struct track *t, uint64_t page)
+{
+	if (!t->sync || page >= t->nr_pages)
+		return;
+	__atomic_fetch_or(&t->wrote_pending[page / 64], UINT64_C(1) << (page % 64), __ATOMIC_RELEASE);
+}
+
+bool track_wrote_since_scan(const struct track *t, uint64_t page)
+{
+	return t->sync && page < t->nr_pages &&
+	       (__atomic_load_n(&t->wrote_pending[page / 64], __ATOMIC_ACQUIRE) & (UINT64_C(1) << (page % 64)));
+}
+
 /* ------------------------------------------------------------ lifetime -- */
+
+/* The PFN of the shared zero page as pagemap shows it: 0 when PFNs are
+ * hidden (no CAP_SYS_ADMIN), and then zero pages count as present. */
+static uint64_t zero_pfn(struct track *t)
+{
+	uint64_t e = 0;
+	volatile uint8_t *p = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 0;
+	(void)p[0]; /* maps the zero page */
+	if (SYS(t->sys, pread, t->pagemap, &e, sizeof(e), (off_t)((uintptr_t)p / PAGE * sizeof(e))) !=
+	    (ssize_t)sizeof(e))
+		e = 0;
+	munmap((void *)p, PAGE);
+	return (e & PM_PRESENT) ? e & PM_PFN_MASK : 0;
+}
 
 static int register_own(struct track *t)
 {
@@ -349,9 +504,12 @@ int track_new(const struct track_opts *opts, struct track **ret)
 
 	if (!opts || opts->size != sizeof(*opts) || !ret || !opts->start || opts->len_bytes == 0 ||
 	    !IS_ALIGNED((uintptr_t)opts->start, PAGE) || !IS_ALIGNED(opts->len_bytes, PAGE) ||
-	    (opts->flags & ~TRACK_F_REGISTERED) || opts->hot_intervals > TRACK_AGE_MAX)
+	    (opts->flags & ~(TRACK_F_REGISTERED | TRACK_F_SYNC)) || opts->hot_intervals > TRACK_AGE_MAX)
 		return -EINVAL;
-	err = track_probe(opts->sys, &why);
+	bool sync = opts->flags & TRACK_F_SYNC;
+	if (sync && (!(opts->flags & TRACK_F_REGISTERED) || opts->uffd < 0 || !opts->lock))
+		return -EINVAL;
+	err = sync ? track_probe_sync(opts->sys, &why) : track_probe(opts->sys, &why);
 	if (err < 0) {
 		log_warning(opts->log, "cold-page tracking unavailable: %s", why);
 		return err;
@@ -374,7 +532,11 @@ int track_new(const struct track_opts *opts, struct track **ret)
 	t->hold = calloc(words(t->nr_pages), sizeof(uint64_t));
 	t->refault_pending = calloc(words(t->nr_pages), sizeof(uint64_t));
 	t->written = calloc(words(t->nr_pages), sizeof(uint64_t));
-	if (!t->ages || !t->hold || !t->refault_pending || !t->written) {
+	t->sync = sync;
+	t->wp_uffd = sync ? opts->uffd : -1;
+	t->lock = opts->lock;
+	t->wrote_pending = calloc(words(t->nr_pages), sizeof(uint64_t));
+	if (!t->ages || !t->hold || !t->refault_pending || !t->written || !t->wrote_pending) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -393,10 +555,13 @@ int track_new(const struct track_opts *opts, struct track **ret)
 		err = negative_errno();
 		goto fail;
 	}
+	if (sync)
+		t->zero_pfn = zero_pfn(t);
 	/* Protect what is present now; ages start at 0 for present pages. */
 	err = track_scan(t);
 	if (err < 0) {
-		log_err(t->log, "PAGEMAP_SCAN on the tracked range failed: %s%s", strerror(-err),
+		log_err(t->log, "%s on the tracked range failed: %s%s",
+			sync ? "write-protecting" : "PAGEMAP_SCAN", strerror(-err),
 			err == -EPERM ? " (range not registered WP on a WP_ASYNC userfaultfd)" : "");
 		goto fail;
 	}
@@ -422,5 +587,6 @@ void track_free(struct track *t)
 	free(t->hold);
 	free(t->refault_pending);
 	free(t->written);
+	free(t->wrote_pending);
 	free(t);
 }

@@ -25,6 +25,8 @@
 #ifndef OVC_TRACK_H
 #define OVC_TRACK_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +46,14 @@ struct track;
  * tracker then opens no uffd of its own. Without it the tracker opens one
  * and registers MODE_WP alone (for a range nobody else registers). */
 #define TRACK_F_REGISTERED (1u << 0)
+/* Synchronous mode, for kernels without WP_ASYNC or PAGEMAP_SCAN (before
+ * Linux 6.7): the caller registered the range MODE_WP on @uffd (opened
+ * without WP_ASYNC) and reads that uffd: on a write-protect fault it calls
+ * track_wrote() and then unprotects the page, both under @lock. Each scan
+ * re-protects the range with UFFDIO_WRITEPROTECT (under @lock, in chunks)
+ * and takes the bits; presence comes from /proc/self/pagemap. Needs
+ * TRACK_F_REGISTERED. */
+#define TRACK_F_SYNC (1u << 1)
 
 struct track_opts {
 	size_t size;               /* sizeof(struct track_opts) */
@@ -56,6 +66,8 @@ struct track_opts {
 	unsigned hot_intervals;    /* refault hold; 0: 4 intervals */
 	const struct ovc_sys *sys; /* NULL: ovc_sys_default */
 	const struct ovc_logger *log;
+	int uffd;                  /* TRACK_F_SYNC: the registering uffd */
+	pthread_mutex_t *lock;     /* TRACK_F_SYNC: held by the fault handler */
 };
 
 /*
@@ -66,6 +78,9 @@ struct track_opts {
  * (static string; may be NULL).
  */
 int track_probe(const struct ovc_sys *sys, const char **ret_reason);
+/* The same for TRACK_F_SYNC: needs userfaultfd with
+ * UFFD_FEATURE_PAGEFAULT_FLAG_WP (Linux 5.7) and /proc/self/pagemap. */
+int track_probe_sync(const struct ovc_sys *sys, const char **ret_reason);
 
 /*
  * Start tracking. Does a first scan that write-protects every present page,
@@ -107,6 +122,14 @@ bool track_written(const struct track *t, uint64_t page);
  * track_cold() for hot_intervals intervals from the next scan. Any thread.
  */
 void track_refault(struct track *t, uint64_t page);
+
+/* TRACK_F_SYNC: page @page took a write-protect fault (a write) since the
+ * last scan; the caller holds opts->lock and unprotects the page next. Any
+ * thread. No-op in async mode. */
+void track_wrote(struct track *t, uint64_t page);
+/* A write to @page was reported since the last scan (sync mode; false in
+ * async mode): the page is hot whatever its age says. Any thread. */
+bool track_wrote_since_scan(const struct track *t, uint64_t page);
 
 uint64_t track_nr_pages(const struct track *t);
 

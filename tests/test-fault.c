@@ -9,8 +9,9 @@
  * (nothing stays write-protected or stuck in staging), and a clean pass
  * reclaims every zero page (the engine recovered). Setup: engine creation
  * and region registration fail at every call in turn; nothing is leaked
- * (ASan build) or left registered. Real userfaultfd; only the one failing
- * call is fake.
+ * (ASan build) or left registered. Swap-out on the sync write-protect
+ * path: one swap tick fails at every call in turn. Real userfaultfd; only
+ * the one failing call is fake.
  */
 #include <stdio.h>
 
@@ -57,6 +58,15 @@ static void check(const uint8_t *p, unsigned n, const char *when)
 	}
 }
 
+/* Count calls from here and fail call @n of those (0: none). */
+static void count_from_here(struct fault_inject *fi, long n)
+{
+	atomic_store(&fi->calls, 0);
+	for (int op = 0; op < _OVC_SYS_OP_MAX; op++)
+		atomic_store(&fi->per_op[op], 0);
+	fi->fail_at = n;
+}
+
 struct fmode {
 	const char *name;
 	unsigned flags;
@@ -86,10 +96,7 @@ static void inject_reclaim(const struct fmode *m)
 			loop_start(&l, e, false);
 
 		/* Count from here: the reclaim path only. */
-		atomic_store(&fi.calls, 0);
-		for (int op = 0; op < _OVC_SYS_OP_MAX; op++)
-			atomic_store(&fi.per_op[op], 0);
-		fi.fail_at = n;
+		count_from_here(&fi, n);
 		if (getenv("OVC_TEST_VERBOSE"))
 			fprintf(stderr, "%s: failing call %ld\n", m->name, n);
 		int64_t r = ovc_engine_scan_sync(e, 0);
@@ -177,6 +184,76 @@ static void test_setup(void **state)
 	}
 }
 
+/* Swap-out on the sync write-protect path (OVC_ENGINE_SYNC_WP): one swap
+ * tick (a tracking scan: UFFDIO_WRITEPROTECT, pagemap preads; then the
+ * batch: UFFDIO_WRITEPROTECT, io_uring, process_madvise, UFFDIO_ZEROPAGE),
+ * failing each call in turn. After each: every page right (reading swaps
+ * it back), every page writable, counters consistent, and a clean tick
+ * swaps out again; nothing leaks (ASan build). */
+static void test_swapout_syncwp(void **state)
+{
+	need_uffd();
+	struct guest_ram g;
+	guest_ram_alloc(&g, (size_t)NPAGES * 4096, BACK_ANON);
+	long count = -1;
+
+	for (long n = 0; n <= count || count < 0; n++) {
+		struct fault_inject fi;
+		fault_inject_init(&fi, 0, EIO, 0);
+		fill(g.p);
+		ovc_engine *e = NULL;
+		struct ovc_engine_opts o = { .size = sizeof(o),
+					     .flags = OVC_ENGINE_SYNC_WP | OVC_ENGINE_NO_AUTOSCAN,
+					     .swap_path = "/var/tmp", .swap_size_bytes = (uint64_t)NPAGES * 4096,
+					     .scan_interval_usec = 1000000, .cold_age_usec = 1000000 };
+		int er = ovc__engine_new_with_sys(&o, &fi.sys, &e);
+		if (er == -EOPNOTSUPP)
+			skip_because("no swap here (O_DIRECT in /var/tmp?)");
+		assert_ovc_ok(er);
+		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+		atomic_store(&e->c_reclaim_target, g.len);
+
+		count_from_here(&fi, n);
+		int64_t r = ovc__engine_swap_tick(e);
+		fi.fail_at = 0;
+		struct ovc_engine_stats st = { .size = sizeof(st) };
+		assert_ovc_ok(ovc_engine_stats(e, &st));
+		if (n == 0) {
+			count = atomic_load(&fi.calls);
+			print_message("sync wp swap-out: a clean tick makes %ld syscalls (ioctl %ld, "
+				      "process_madvise %ld, madvise %ld, pread %ld, read %ld, uring %ld)\n",
+				      count, (long)fi.per_op[OVC_SYS_IOCTL], (long)fi.per_op[OVC_SYS_PROCESS_MADVISE],
+				      (long)fi.per_op[OVC_SYS_MADVISE], (long)fi.per_op[OVC_SYS_PREAD],
+				      (long)fi.per_op[OVC_SYS_READ], (long)fi.per_op[OVC_SYS_URING_SUBMIT]);
+			assert_int_equal(st.swapped_pages_now, NPAGES - n_zero());
+			assert_int_equal(st.zero_pages_now, n_zero());
+		} else {
+			assert_true(r >= 0 || r == -EIO);
+		}
+		assert_true(st.swapped_pages_now + st.zero_pages_now <= NPAGES);
+		check(g.p, (unsigned)n, "after the failing tick");
+		/* Nothing is left protected for good or in transit. */
+		for (unsigned i = 0; i < NPAGES; i++)
+			g.p[(size_t)i * 4096 + 4095] ^= 0xff;
+		for (unsigned i = 0; i < NPAGES; i++)
+			g.p[(size_t)i * 4096 + 4095] ^= 0xff;
+		/* Recovered: clean ticks swap everything out again (after the
+		 * refault hold of the pages just read back: 3 intervals). */
+		for (int k = 0; k < 8 && st.swapped_pages_now != NPAGES - n_zero(); k++) {
+			assert_true(ovc__engine_swap_tick(e) >= 0);
+			assert_ovc_ok(ovc_engine_stats(e, &st));
+		}
+		if (st.swapped_pages_now != NPAGES - n_zero())
+			fail_msg("failing call %ld: %lld swapped after recovery, expected %u", n,
+				 (long long)st.swapped_pages_now, NPAGES - n_zero());
+		check(g.p, (unsigned)n, "after the clean ticks");
+		ovc_engine_free(e);
+		check(g.p, (unsigned)n, "after the engine is gone");
+	}
+	print_message("sync wp swap-out: failed each of %ld calls in turn; every page right each time\n", count);
+	guest_ram_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -185,6 +262,7 @@ int main(void)
 		cmocka_unit_test(test_reclaim_wp),
 		cmocka_unit_test(test_reclaim_memfd),
 		cmocka_unit_test(test_reclaim_loop),
+		cmocka_unit_test(test_swapout_syncwp),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));

@@ -61,11 +61,15 @@ static void log_stderr(void *ud, enum ovc_log_level lvl, const char *msg)
 		fprintf(stderr, "engine: %s\n", msg);
 }
 
+/* Added to every engine's flags: OVC_ENGINE_SYNC_WP runs a test on the
+ * sync write-protect path (the *_sync tests). */
+static unsigned mode_flags;
+
 static struct ovc_engine_opts engine_opts(unsigned flags, uint64_t swap_bytes, struct io_errs *ie)
 {
 	return (struct ovc_engine_opts){
 		.size = sizeof(struct ovc_engine_opts),
-		.flags = flags | OVC_ENGINE_NO_AUTOSCAN,
+		.flags = flags | mode_flags | OVC_ENGINE_NO_AUTOSCAN,
 		.swap_path = SWAP_DIR,
 		.swap_size_bytes = swap_bytes,
 		.scan_interval_usec = 1000000,
@@ -152,17 +156,31 @@ static void test_options(void **s)
 	o.swap_size_bytes = 1 << 20;
 	assert_int_equal(ovc_engine_new(&o, &e), -EINVAL); /* size without path */
 	o.swap_path = SWAP_DIR;
+	/* Without MOVE: the sync write-protect path, which needs threads. */
+	o.flags = OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_THREADS;
+	assert_int_equal(ovc_engine_new(&o, &e), -EOPNOTSUPP);
+	o.flags = OVC_ENGINE_SYNC_WP | OVC_ENGINE_NO_THREADS;
+	assert_int_equal(ovc_engine_new(&o, &e), -EOPNOTSUPP);
+	o.flags = OVC_ENGINE_SYNC_WP | OVC_ENGINE_MOVE;
+	assert_int_equal(ovc_engine_new(&o, &e), -EINVAL);
 	o.flags = OVC_ENGINE_NO_MOVE;
-	assert_int_equal(ovc_engine_new(&o, &e), -EOPNOTSUPP); /* swap needs MOVE */
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	assert_true(e->sync_wp);
+	ovc_engine_free(e);
+	e = NULL;
 	o.flags = 0;
 	o.swap_path = "/nonexistent-ovc-dir";
 	assert_true(ovc_engine_new(&o, &e) < 0);
 	assert_null(e);
 
-	assert_ovc_ok(new_engine(0, 1 << 20, NULL, NULL, &e));
 	struct guest_ram m;
 	guest_ram_alloc(&m, 64 * 4096, BACK_MEMFD);
-	/* WP_ASYNC makes the write-protect path unsafe: no shared memory. */
+	/* WP_ASYNC makes the write-protect path unsafe: no shared memory;
+	 * and the sync path does not swap shared memory either. */
+	assert_ovc_ok(new_engine(OVC_ENGINE_SYNC_WP, 1 << 20, NULL, NULL, &e));
+	assert_int_equal(ovc_region_add(e, m.p, m.len, 0, 0), -EOPNOTSUPP);
+	ovc_engine_free(e);
+	assert_ovc_ok(new_engine(0, 1 << 20, NULL, NULL, &e));
 	assert_int_equal(ovc_region_add(e, m.p, m.len, 0, 0), -EOPNOTSUPP);
 	guest_ram_free(&m);
 	struct guest_ram g;
@@ -423,6 +441,22 @@ static void inject(int err, int short_res, bool on_read)
 	free(shadow);
 	guest_ram_free(&g);
 }
+
+/* The same tests on the sync write-protect path (OVC_ENGINE_SYNC_WP). */
+#define SYNC_TEST(name, call)                                                                      \
+	static void name(void **s)                                                                 \
+	{                                                                                          \
+		(void)s;                                                                           \
+		mode_flags = OVC_ENGINE_SYNC_WP;                                                   \
+		call;                                                                              \
+		mode_flags = 0;                                                                    \
+	}
+SYNC_TEST(test_roundtrip_rand_sync, roundtrip(0, false))
+SYNC_TEST(test_roundtrip_seq_sync, roundtrip(0, true))
+SYNC_TEST(test_free_discard_noswap_sync, test_free_discard_noswap(s))
+SYNC_TEST(test_cold_set_sync, test_cold_set(s))
+SYNC_TEST(test_write_eio_sync, inject(-EIO, 0, false))
+SYNC_TEST(test_read_eio_sync, inject(-EIO, 0, true))
 
 static void test_write_eio(void **s) { (void)s; inject(-EIO, 0, false); }
 static void test_write_short(void **s) { (void)s; inject(-EIO, 4096, false); }
@@ -743,6 +777,47 @@ static void test_rate_limit(void **s)
 	guest_ram_free(&g);
 }
 
+/* A kernel without WP_ASYNC (Linux < 6.7) or without UFFDIO_MOVE (< 6.8),
+ * emulated by hiding the feature bit from UFFDIO_API: the engine picks the
+ * sync write-protect path by itself, and pages go out and come back. */
+static int hide_features(void *ctx, int fd, unsigned long req, void *arg)
+{
+	int r = ioctl(fd, req, arg);
+	if (r == 0 && req == UFFDIO_API)
+		((struct uffdio_api *)arg)->features &= ~*(const uint64_t *)ctx;
+	return r;
+}
+
+static void test_auto_sync(void **s)
+{
+	(void)s;
+	need_swap();
+	static const uint64_t hide[] = { UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_MOVE };
+	for (size_t k = 0; k < ARRAY_SIZE(hide); k++) {
+		const size_t npages = 512;
+		struct ovc_sys sys = ovc_sys_default;
+		sys.ctx = (void *)&hide[k];
+		sys.ioctl = hide_features;
+		struct guest_ram g;
+		guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+		uint8_t *shadow = fill_all(&g, npages, 7);
+		ovc_engine *e = NULL;
+		assert_ovc_ok(new_engine(0, 64 << 20, &sys, NULL, &e));
+		assert_true(e->sync_wp);
+		assert_false(e->features & (UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE));
+		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+		swap_all(e, g.len);
+		assert_true(count_state(e, PST_SWAPPED) >= npages * 9 / 10);
+		assert_int_equal(compare(g.p, shadow, npages), 0);
+		assert_int_equal(stats(e).swapped_pages_now, 0);
+		ovc_engine_free(e);
+		free(shadow);
+		guest_ram_free(&g);
+	}
+}
+
+SYNC_TEST(test_swap_full_sync, test_swap_full(s))
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -764,6 +839,14 @@ int main(void)
 		cmocka_unit_test(test_readahead),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_stage_reset_fails),
+		cmocka_unit_test(test_roundtrip_rand_sync),
+		cmocka_unit_test(test_roundtrip_seq_sync),
+		cmocka_unit_test(test_free_discard_noswap_sync),
+		cmocka_unit_test(test_cold_set_sync),
+		cmocka_unit_test(test_write_eio_sync),
+		cmocka_unit_test(test_read_eio_sync),
+		cmocka_unit_test(test_swap_full_sync),
+		cmocka_unit_test(test_auto_sync),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));

@@ -11,7 +11,8 @@
  * verifies pages against the shadow as it goes, and at the end every page
  * is compared with its shadow, with the engine alive and again after it is
  * freed. Every mode: own threads or the VMM's loop, anonymous or memfd,
- * MOVE or write-protect path.
+ * MOVE or write-protect path, swap on the MOVE path or the sync
+ * write-protect path.
  *
  * Usage: test-torture [SECONDS_PER_MODE]  (default 1)
  */
@@ -179,8 +180,13 @@ static long compare_all(struct torture *t)
 	long bad = 0;
 	for (size_t p = 0; p < t->npages; p++)
 		if (memcmp(t->guest + p * 4096, t->shadow + p * 4096, 4096) != 0) {
-			if (bad < 10)
-				fprintf(stderr, "page %zu differs from its shadow\n", p);
+			if (bad < 10) {
+				size_t b = 0;
+				while (t->guest[p * 4096 + b] == t->shadow[p * 4096 + b])
+					b++;
+				fprintf(stderr, "page %zu differs from its shadow: byte %zu is %u, shadow %u\n", p, b,
+					t->guest[p * 4096 + b], t->shadow[p * 4096 + b]);
+			}
 			bad++;
 		}
 	return bad;
@@ -328,6 +334,9 @@ static void test_threads_memfd_wp(void **s) { torture(0, BACK_MEMFD, "threads/me
 static void test_loop_anon_move(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/move", false); }
 static void test_threads_anon_swap(void **s) { torture(0, BACK_ANON, "threads/anon/swap", true); }
 static void test_loop_anon_swap(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/swap", true); }
+/* Swap on the sync write-protect path (kernels before 6.7): write-protect
+ * faults track writes, zero sharing and swap-out both protect and drop. */
+static void test_threads_anon_syncwp(void **s) { torture(OVC_ENGINE_SYNC_WP, BACK_ANON, "threads/anon/syncwp", true); }
 
 int main(int argc, char **argv)
 {
@@ -342,6 +351,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_loop_anon_move),
 		cmocka_unit_test(test_threads_anon_swap),
 		cmocka_unit_test(test_loop_anon_swap),
+		cmocka_unit_test(test_threads_anon_syncwp),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));

@@ -538,6 +538,160 @@ static void test_marker_fact(void **state)
 	munmap(mem, 4 * PG);
 }
 
+/* --- sync mode (TRACK_F_SYNC): write-protect faults, as before 6.7 ------ */
+
+/* The caller's side of sync mode: a uffd without WP_ASYNC registered
+ * MISSING | WP, and a handler thread that answers write-protect faults with
+ * track_wrote() + unprotect under the lock, and holes with the zero page. */
+struct sync_env {
+	int uffd;
+	pthread_mutex_t lock;
+	_Atomic(struct track *) t;
+	char *mem;
+	size_t n;
+	atomic_bool stop;
+	atomic_long wp_faults;
+	pthread_t th;
+};
+
+static void *sync_handler(void *arg)
+{
+	struct sync_env *v = arg;
+	struct pollfd pfd = { .fd = v->uffd, .events = POLLIN };
+	while (!atomic_load(&v->stop)) {
+		struct uffd_msg m;
+		if (poll(&pfd, 1, 10) <= 0 || read(v->uffd, &m, sizeof(m)) != sizeof(m) ||
+		    m.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		uint64_t addr = m.arg.pagefault.address & ~(uint64_t)(PG - 1);
+		pthread_mutex_lock(&v->lock);
+		if (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+			struct track *t = atomic_load(&v->t);
+			if (t)
+				track_wrote(t, (addr - (uintptr_t)v->mem) / PG);
+			/* Counted before the unprotect wakes the writer. */
+			atomic_fetch_add(&v->wp_faults, 1);
+			struct uffdio_writeprotect u = { .range = { addr, PG }, .mode = 0 };
+			assert_int_equal(ioctl(v->uffd, UFFDIO_WRITEPROTECT, &u), 0);
+		} else {
+			struct uffdio_zeropage z = { .range = { addr, PG } };
+			ioctl(v->uffd, UFFDIO_ZEROPAGE, &z);
+		}
+		pthread_mutex_unlock(&v->lock);
+	}
+	return NULL;
+}
+
+static void sync_env_start(struct sync_env *v, size_t n, size_t present)
+{
+	const char *why;
+	if (track_probe_sync(NULL, &why) < 0)
+		skip_because("%s", why);
+	*v = (struct sync_env){ .n = n };
+	pthread_mutex_init(&v->lock, NULL);
+	v->mem = map_pages(n, false);
+	for (size_t i = 0; i < present; i++)
+		v->mem[i * PG] = 1;
+	v->uffd = ovc_sys_open_uffd(&ovc_sys_default, O_CLOEXEC | O_NONBLOCK);
+	assert_true(v->uffd >= 0);
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP };
+	assert_int_equal(ioctl(v->uffd, UFFDIO_API, &api), 0);
+	struct uffdio_register reg = { .range = { (uintptr_t)v->mem, n * PG },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP };
+	assert_int_equal(ioctl(v->uffd, UFFDIO_REGISTER, &reg), 0);
+	assert_int_equal(pthread_create(&v->th, NULL, sync_handler, v), 0);
+}
+
+static struct track *sync_track(struct sync_env *v, const struct ovc_sys *sys, int *err)
+{
+	struct track_opts o = { .size = sizeof(o), .start = v->mem, .len_bytes = v->n * PG,
+				.flags = TRACK_F_REGISTERED | TRACK_F_SYNC, .sys = sys,
+				.uffd = v->uffd, .lock = &v->lock };
+	struct track *t = NULL;
+	*err = track_new(&o, &t);
+	atomic_store(&v->t, t);
+	return t;
+}
+
+static void sync_env_stop(struct sync_env *v)
+{
+	struct track *t = atomic_exchange(&v->t, NULL);
+	atomic_store(&v->stop, true);
+	pthread_join(v->th, NULL);
+	track_free(t);
+	close(v->uffd);
+	munmap(v->mem, v->n * PG);
+	pthread_mutex_destroy(&v->lock);
+}
+
+/* Written pages age 0, others age, holes are absent; the protection leaves
+ * holes plain (UFFDIO_ZEROPAGE works on them: no markers). */
+static void test_sync_mode(void **state)
+{
+	struct sync_env v;
+	int err;
+	sync_env_start(&v, 64, 48);
+	struct track *t = sync_track(&v, NULL, &err);
+	assert_int_equal(err, 0);
+	for (size_t i = 0; i < 64; i++)
+		assert_int_equal(track_age(t, i), i < 48 ? 0 : TRACK_AGE_ABSENT);
+
+	for (size_t i = 0; i < 8; i++)
+		v.mem[i * PG + 5] = 2; /* write-protect faults, one each */
+	assert_int_equal(atomic_load(&v.wp_faults), 8);
+	assert_true(track_wrote_since_scan(t, 3));
+	assert_false(track_wrote_since_scan(t, 30));
+	assert_int_equal(track_scan(t), 8);
+	assert_false(track_wrote_since_scan(t, 3));
+	for (size_t i = 0; i < 64; i++)
+		assert_int_equal(track_age(t, i), i < 8 ? 0 : i < 48 ? 1 : TRACK_AGE_ABSENT);
+
+	/* Holes stay plain holes under the range-wide protect. */
+	struct uffdio_zeropage z = { .range = { (uintptr_t)v.mem + 60 * PG, PG } };
+	assert_int_equal(ioctl(v.uffd, UFFDIO_ZEROPAGE, &z), 0);
+
+	v.mem[0] = 3;
+	v.mem[40 * PG] = 3;
+	assert_int_equal(track_scan(t), 2);
+	for (size_t i = 0; i < 48; i++)
+		assert_int_equal(track_age(t, i), i == 0 || i == 40 ? 0 : i < 8 ? 1 : 2);
+	/* The zero page: absent when pagemap shows PFNs (root), else a
+	 * present page seen for the first time. */
+	assert_true(track_age(t, 60) == TRACK_AGE_ABSENT || track_age(t, 60) == 0);
+	assert_int_equal(track_age(t, 61), TRACK_AGE_ABSENT);
+	uint64_t cold[64];
+	size_t nc = track_cold(t, 2, cold, 64);
+	assert_int_equal(nc, 48 - 8 - 1);
+	for (size_t i = 0; i < nc; i++)
+		assert_true(cold[i] >= 8 && cold[i] < 48 && cold[i] != 40);
+	sync_env_stop(&v);
+}
+
+/* A failed protect or pagemap read fails the scan and loses no write: the
+ * bits taken go back, and the next scan reports them. */
+static void test_sync_inject(void **state)
+{
+	static const unsigned ops[] = { OVC_SYS_IOCTL, OVC_SYS_PREAD };
+	for (size_t k = 0; k < ARRAY_SIZE(ops); k++) {
+		struct sync_env v;
+		struct fault_inject fi;
+		int err;
+		fault_inject_init(&fi, 0, EIO, 1u << ops[k]);
+		sync_env_start(&v, 32, 32);
+		struct track *t = sync_track(&v, &fi.sys, &err);
+		assert_int_equal(err, 0);
+		v.mem[4 * PG] = 9;
+		fi.fail_at = atomic_load(&fi.calls) + 1;
+		assert_int_equal(track_scan(t), -EIO);
+		assert_int_equal(atomic_load(&fi.injected), 1);
+		assert_true(track_wrote_since_scan(t, 4));
+		assert_int_equal(track_scan(t), 1);
+		assert_int_equal(track_age(t, 4), 0);
+		assert_int_equal(track_age(t, 5), 1); /* aged once: the failed scan changed no age */
+		sync_env_stop(&v);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -550,6 +704,8 @@ int main(void)
 		cmocka_unit_test(test_inject),
 		cmocka_unit_test(test_engine_uffd),
 		cmocka_unit_test(test_marker_fact),
+		cmocka_unit_test(test_sync_mode),
+		cmocka_unit_test(test_sync_inject),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,6 +51,14 @@ enum {
 	 * write-protect path's drops raise events that only the loop thread
 	 * could read. */
 	OVC_ENGINE_MOVE = 1u << 3,
+	/* With swap: track writes with synchronous write-protect faults and
+	 * swap out by the write-protect path, as on kernels before 6.7 (no
+	 * UFFDIO_MOVE, no UFFD_FEATURE_WP_ASYNC, no PAGEMAP_SCAN). Chosen
+	 * automatically when the kernel lacks one of these or with
+	 * OVC_ENGINE_NO_MOVE. Needs the engine's threads (not with
+	 * OVC_ENGINE_NO_THREADS) and excludes OVC_ENGINE_MOVE. Without swap
+	 * it changes nothing. */
+	OVC_ENGINE_SYNC_WP = 1u << 4,
 };
 
 /*

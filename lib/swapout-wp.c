@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Swap-out by the write-protect path (OVC_ENGINE_SYNC_WP: kernels without
+ * UFFDIO_MOVE or WP_ASYNC tracking, or when asked). The sibling of
+ * swap.c's swapout_batch, which moves pages out instead.
+ *
+ * Runs on the pass thread (pass_lock, regions_lock read), like
+ * swapout_batch. The engine's uffd has no WP_ASYNC here, so
+ * UFFDIO_WRITEPROTECT stops writers: a write to a protected page raises a
+ * write-protect fault that the handler answers (fault.c).
+ *
+ * One batch, the no-lost-write argument:
+ *   1. under r->lock: RESIDENT -> SWAPPING_OUT for the candidates that were
+ *      not written since the tracking scan (track_wrote_since_scan), then
+ *      UFFDIO_WRITEPROTECT the span from the first to the last. We never
+ *      rely on the tracker's protection: the zero path unprotects spans,
+ *      the handler unprotects written pages. Under the lock so that a
+ *      stale write-protect message cannot make the handler unprotect a
+ *      page we just protected (the handler decides under the lock). From
+ *      here a write to a candidate waits in the kernel (the handler sees
+ *      SWAPPING_OUT and sets WAITERS); a non-candidate in the span that
+ *      faults is unprotected by the handler as usual.
+ *   2. copy each candidate through the guest mapping into our buffer. The
+ *      page cannot change now. If the VMM discarded it meanwhile, the read
+ *      faults on the hole; the handler sees our own thread (pass_tid) and
+ *      installs a write-protected zero page. Writing the swap file from the
+ *      buffer, not from guest memory, is what makes that safe: the O_DIRECT
+ *      write's own page pinning would fault on such a hole from an io_uring
+ *      worker thread, which the handler would leave waiting on our transit
+ *      while we wait for the write.
+ *   3. zero content, DISCARD_PENDING at step 1 (a VMM discard read before
+ *      the mark whose zap may still come; see swap.c) -> drop, ZEROPAGE,
+ *      ZERO, like the MOVE path.
+ *   4. the rest: write to slot runs, wait for every write.
+ *   5. pages whose write failed, or that someone waits for, or that the VMM
+ *      discarded (DISCARDED) -> RESIDENT, slot freed; they stay protected,
+ *      and a woken writer faults again and is unprotected by the handler.
+ *   6. drop the written pages (process_madvise(MADV_DONTNEED), runs) and
+ *      the zero ones; then SWAPPED with the slot (or ZERO after ZEROPAGE),
+ *      waking waiters. Nobody wrote between 1 and 6: the content on disk is
+ *      the content dropped.
+ *
+ * Our own drop raises UFFD_EVENT_REMOVE, and swap_discard() takes REMOVE
+ * on a SWAPPING_OUT page for a VMM discard (DISCARDED: the data on disk
+ * would be thrown away) and on a SWAPPED page too (slot freed). So each page
+ * gets PST_OWN_DROP just before the drop (share.c drop_runs), and the first
+ * event covering a page with the bit clears it and does nothing else,
+ * whatever the state: the handler may read our event before madvise
+ * returns and handle it after we set SWAPPED. A VMM discard of the same
+ * page raises a second event, handled as a discard, in whichever order the
+ * two come: both leave the page zero (DISCARDED -> RESIDENT hole here, or
+ * SWAPPED -> RESIDENT in swap_discard). A page whose drop failed raised no
+ * event; drop_runs clears its bit, and if it was gone already a VMM event
+ * took it, so the page is marked DISCARDED and goes to step 5's RESIDENT
+ * with DISCARD_PENDING.
+ */
+#include <inttypes.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "compat.h"
+#include "engine-internal.h"
+#include "swapdev.h"
+#include "track.h"
+
+/* Step 1. Returns pages marked and protected (into @sel, with their
+ * DISCARD_PENDING into @pending), or -errno (none left in transit). */
+static int mark_protect(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n,
+			uint64_t *sel, uint8_t *pending)
+{
+	unsigned nsel = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (unsigned i = 0; i < n; i++) {
+		pst_word old;
+		if (r->track && track_wrote_since_scan(r->track, pages[i]))
+			continue;
+		if (pst_transition(&r->pst[pages[i]], PST_RESIDENT, PST_SWAPPING_OUT, &old)) {
+			pending[nsel] = (old & PST_DISCARD_PENDING) != 0;
+			sel[nsel++] = pages[i];
+		}
+	}
+	if (!nsel) {
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
+	uint64_t span = (uint64_t)(uintptr_t)region_addr(r, sel[0]);
+	struct uffdio_writeprotect wp = {
+		.range = { span, ((sel[nsel - 1] - sel[0]) + 1) << PAGE_SHIFT },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	int err = SYS(e->sys, ioctl, e->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? negative_errno() : 0;
+	pthread_mutex_unlock(&r->lock);
+	if (err < 0) {
+		/* Part of the span may be protected: the handler unprotects a
+		 * page when it is written, as after a tracking scan. */
+		for (unsigned i = 0; i < nsel; i++) {
+			pst_word old;
+			if (pst_transition(&r->pst[sel[i]], PST_SWAPPING_OUT, PST_RESIDENT, &old) &&
+			    (old & PST_WAITERS))
+				uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, sel[i]), PAGE_SIZE);
+		}
+		atomic_fetch_add(&e->c.transit_aborts, nsel);
+		return err;
+	}
+	return (int)nsel;
+}
+
+struct swap_wreq {
+	int *res;
+	unsigned first, n;
+};
+
+static void swap_write_done(void *user, int res)
+{
+	struct swap_wreq *q = user;
+	for (unsigned i = 0; i < q->n; i++)
+		q->res[q->first + i] = res;
+}
+
+/* Step 4: write pages src[0..nd) to freshly allocated slot runs, one
+ * writev of at most SWAPOUT_REQ_PAGES pages per request (as swap.c's
+ * pipelined MOVE path), all queued before the wait.
+ * res[d] is 0 or -errno (-ENOSPC: no slot; sw->full is set), slot[d] the
+ * slot or SWAPDEV_NO_SLOT. Pass thread. */
+void swap_write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot)
+{
+	struct engine_swap *sw = &e->sw;
+	struct swap_wreq reqs[BATCH_PAGES];
+	unsigned nreq = 0;
+
+	for (unsigned d = 0; d < nd; d++) {
+		res[d] = -ENOSPC;
+		slot[d] = SWAPDEV_NO_SLOT;
+	}
+	for (unsigned d = 0; d < nd;) {
+		uint32_t first, got;
+		if (swapdev_slot_alloc(sw->sd, nd - d, &first, &got) < 0) {
+			sw->full = true;
+			break;
+		}
+		for (uint32_t k, off = 0; off < got; off += k) {
+			struct iovec iov[SWAPOUT_REQ_PAGES];
+			struct swap_wreq *q = &reqs[nreq++];
+			int qr;
+			k = MIN(got - off, SWAPOUT_REQ_PAGES);
+			*q = (struct swap_wreq){ res, d + off, k };
+			for (unsigned j = 0; j < k; j++) {
+				slot[d + off + j] = first + off + j;
+				res[d + off + j] = -EINPROGRESS;
+				iov[j] = (struct iovec){ src[d + off + j], PAGE_SIZE };
+			}
+			while ((qr = swapdev_queue_write(sw->out_ring, first + off, iov, k, swap_write_done, q)) == -EAGAIN)
+				swapdev_wait(sw->out_ring, 0);
+			if (qr < 0)
+				swap_write_done(q, qr);
+		}
+		d += got;
+	}
+	/* A failed submit leaves the requests queued; they reference the
+	 * caller's pages, so the only way on is to wait. */
+	for (unsigned tries = 0; swapdev_inflight(sw->out_ring);) {
+		if (swapdev_wait(sw->out_ring, 0) >= 0)
+			continue;
+		if (++tries % 1000 == 0)
+			log_err(&e->log, "swap write submit failing; retrying");
+		usleep(100);
+	}
+}
+
+/* Leave SWAPPING_OUT for @to (SWAPPED with @slot and the eviction epoch),
+ * waking the page if a fault waits. A page the VMM discarded meanwhile
+ * (DISCARDED) goes to RESIDENT instead, with DISCARD_PENDING since its
+ * zap may still come; decided in the same CAS, so a discard read before it
+ * is never missed (one read after it finds SWAPPED: swap_discard). Returns
+ * the state set. */
+static enum pst_state end_out(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to,
+			      uint32_t slot)
+{
+	pst_t *p = &r->pst[page];
+	pst_word w = atomic_load(p), nw;
+	enum pst_state st;
+	do {
+		st = (w & PST_DISCARDED) ? PST_RESIDENT : to;
+		nw = pst_with_state(w, st) & ~(PST_WAITERS | PST_DISCARDED | PST_DISCARD_PENDING);
+		if (st == PST_SWAPPED)
+			nw = pst_with_age(pst_with_slot(r, page, nw, slot), atomic_load(&e->sw.epoch) & 0xff);
+		else
+			nw &= ~PST_SLOT_LO_MASK;
+		if (w & PST_DISCARDED)
+			nw |= PST_DISCARD_PENDING;
+	} while (!atomic_compare_exchange_weak(p, &w, nw));
+	if (w & PST_WAITERS)
+		uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page), PAGE_SIZE);
+	return st;
+}
+
+/* Step 5 for one page: back to RESIDENT (still protected), slot freed. */
+static void abort_page(ovc_engine *e, struct ovc_region *r, uint64_t page, uint32_t slot)
+{
+	end_out(e, r, page, PST_RESIDENT, 0);
+	if (slot != SWAPDEV_NO_SLOT)
+		swapdev_slot_free(e->sw.sd, slot, 1);
+	atomic_fetch_add(&e->c.transit_aborts, 1);
+}
+
+/* Append the runs of @sel (sorted) whose kind[i] is @want to @runs; run[i]
+ * becomes that run's index + 1 for those pages. Returns the new count. */
+static uint32_t make_runs(const uint64_t *sel, unsigned n, const uint8_t *kind, uint8_t want,
+			  uint16_t *run, struct page_run *runs, uint32_t nruns)
+{
+	uint32_t first = nruns;
+	for (unsigned i = 0; i < n; i++) {
+		if (kind[i] != want)
+			continue;
+		if (nruns == first || runs[nruns - 1].start + runs[nruns - 1].len != sel[i])
+			runs[nruns++] = (struct page_run){ (uint32_t)sel[i], 0 };
+		runs[nruns - 1].len++;
+		run[i] = (uint16_t)nruns;
+	}
+	return nruns;
+}
+
+enum { K_ZERO = 1, K_DATA = 2, K_ABORTED = 3 };
+
+int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n)
+{
+	struct engine_swap *sw = &e->sw;
+	uint64_t sel[BATCH_PAGES];
+	uint8_t pending[BATCH_PAGES], kind[BATCH_PAGES];
+	uint32_t slot[BATCH_PAGES];  /* by selected page */
+	unsigned didx[BATCH_PAGES];  /* buffer page -> selected page */
+	uint8_t *src[BATCH_PAGES];   /* buffer pages */
+	unsigned nd = 0;
+
+	int ns = mark_protect(e, r, pages, MIN(n, BATCH_PAGES), sel, pending);
+	if (ns <= 0)
+		return ns;
+	unsigned nsel = (unsigned)ns;
+
+	/* 2-3. Copy out; zero and discarded pages are shared, not swapped. */
+	for (unsigned i = 0; i < nsel; i++) {
+		uint8_t *dst = sw->wp_buf + ((uint64_t)nd << PAGE_SHIFT);
+		kind[i] = K_ZERO;
+		slot[i] = SWAPDEV_NO_SLOT;
+		if (pending[i] || (atomic_load(&r->pst[sel[i]]) & PST_DISCARDED))
+			continue;
+		memcpy(dst, region_addr(r, sel[i]), PAGE_SIZE);
+		if (scan_page_is_zero(dst))
+			continue;
+		kind[i] = K_DATA;
+		src[nd] = dst;
+		didx[nd++] = i;
+	}
+
+	/* 4-5. Write; give back what failed or is waited for. */
+	int res[BATCH_PAGES], werr = 0;
+	uint32_t dslot[BATCH_PAGES];
+	swap_write_pages(e, src, nd, res, dslot);
+	for (unsigned d = 0; d < nd; d++) {
+		unsigned i = didx[d];
+		slot[i] = dslot[d];
+		if (res[d] < 0 && res[d] != -ENOSPC) {
+			atomic_fetch_add(&e->c.swap_write_errors, 1);
+			werr = res[d];
+		}
+		if (res[d] < 0 || (atomic_load(&r->pst[sel[i]]) & PST_WAITERS)) {
+			abort_page(e, r, sel[i], slot[i]);
+			kind[i] = K_ABORTED;
+		}
+	}
+
+	/* 6. Drop zero runs and written runs (kept apart), one call. */
+	struct page_run runs[BATCH_PAGES];
+	uint16_t run[BATCH_PAGES];
+	uint32_t nr = make_runs(sel, nsel, kind, K_ZERO, run, runs, 0);
+	nr = make_runs(sel, nsel, kind, K_DATA, run, runs, nr);
+	uint32_t dropped = drop_runs(e, r, runs, nr);
+
+	int out = 0, zeros = 0;
+	for (unsigned i = 0, zero_run = 0; i < nsel; i++) {
+		if (kind[i] == K_ABORTED)
+			continue;
+		if (run[i] > dropped) {
+			abort_page(e, r, sel[i], slot[i]);
+			continue;
+		}
+		if (kind[i] == K_ZERO) {
+			if (run[i] != zero_run) { /* one UFFDIO_ZEROPAGE per run */
+				const struct page_run *z = &runs[run[i] - 1];
+				zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, z->start),
+					       (uint64_t)z->len << PAGE_SHIFT);
+				zero_run = run[i];
+			}
+			zeros += end_out(e, r, sel[i], PST_ZERO, 0) == PST_ZERO;
+		} else if (end_out(e, r, sel[i], PST_SWAPPED, slot[i]) == PST_SWAPPED) {
+			out++;
+		} else {
+			swapdev_slot_free(sw->sd, slot[i], 1); /* discarded: a hole */
+		}
+	}
+	if (zeros) {
+		atomic_fetch_add(&e->c.zero_pages_reclaimed, (uint64_t)zeros);
+		atomic_fetch_add(&e->c.zero_pages_now, zeros);
+	}
+	if (out) {
+		atomic_fetch_add(&e->c.pages_swapped_out, (uint64_t)out);
+		atomic_fetch_add(&e->c.swapped_pages_now, out);
+	}
+	if (werr)
+		log_warning(&e->log, "swap write failed: %s; pages stay in memory", ovc_strerror(werr));
+	return out ? out : werr;
+}
