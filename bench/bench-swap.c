@@ -958,7 +958,7 @@ static void track_cost(char *mem, uint64_t bytes, struct results *res)
 		if (track_scan(t) < 0)
 			goto out;
 		uint64_t t1 = bench_now_ns();
-		track_cold(t, 1, list, npages);
+		track_cold(t, 1, list, npages, NULL, NULL);
 		uint64_t t2 = bench_now_ns();
 		scan[k] = (double)(t1 - t0) / (double)npages;
 		cold[k] = (double)(t2 - t1) / (double)npages;

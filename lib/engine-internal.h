@@ -39,6 +39,12 @@
 /* Pages per swap-out write request (swap.c). Smaller than a batch: more
  * requests in flight, and each ends its own pages sooner. */
 #define SWAPOUT_REQ_PAGES 32u
+/* Swap-out candidates listed at a time (8 bytes each): 1/SWAP_CAND_DIV of
+ * the largest region's pages, at least SWAP_CAND_MIN; a tick lists again
+ * for more. 0.5 byte per page, against 16 listings (two passes over the
+ * ages each) when a whole region goes out in one tick. */
+#define SWAP_CAND_DIV 16u
+#define SWAP_CAND_MIN 4096u
 /* Scattered drops per process_madvise() call (UIO_MAXIOV is 1024). */
 #define DROP_IOV_MAX 512u
 
@@ -91,7 +97,7 @@ struct engine_swap {
 	void *io_error_userdata;
 	uint8_t *wp_buf;               /* sync WP: BATCH_PAGES copied out (pass thread) */
 	uint64_t *cand;                /* pass thread: candidate pages */
-	size_t cand_cap;
+	size_t cand_cap;               /* entries: see SWAP_CAND_DIV */
 	/* Swap-out pipeline (swap.c), pass thread: a ring of staging areas
 	 * in one mapping, registered write-protect only like e->staging. */
 	struct swapout_area *areas;

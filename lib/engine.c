@@ -736,7 +736,10 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 	for (size_t i = 0; i < e->nregions; i++) {
 		s.region_bytes += e->regions[i]->len_bytes;
 		s.meta_bytes += region_meta_bytes(e->regions[i]);
+		if (e->regions[i]->track)
+			s.meta_bytes += track_meta_bytes(e->regions[i]->track);
 	}
+	s.meta_bytes += e->sw.cand_cap * sizeof(*e->sw.cand);
 	pthread_rwlock_unlock(&e->regions_lock);
 	s.pages_scanned = atomic_load(&e->c.pages_scanned);
 	s.zero_pages_found = atomic_load(&e->c.zero_pages_found);

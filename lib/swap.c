@@ -300,12 +300,13 @@ int swap_region_add(ovc_engine *e, struct ovc_region *r)
 
 	if (!swap_enabled(e) || (r->flags & OVC_REGION_NO_SWAP))
 		return 0;
-	if (r->npages > sw->cand_cap) {
-		uint64_t *c = realloc(sw->cand, r->npages * sizeof(*c));
+	size_t cap = (size_t)MIN(r->npages, MAX(r->npages / SWAP_CAND_DIV, (uint64_t)SWAP_CAND_MIN));
+	if (cap > sw->cand_cap) {
+		uint64_t *c = realloc(sw->cand, cap * sizeof(*c));
 		if (!c)
 			return -ENOMEM;
 		sw->cand = c;
-		sw->cand_cap = r->npages;
+		sw->cand_cap = cap;
 	}
 	struct track_opts to = { .size = sizeof(to), .start = r->host, .len_bytes = r->len_bytes,
 				 .flags = TRACK_F_REGISTERED | (e->sync_wp ? TRACK_F_SYNC : 0),
@@ -979,6 +980,13 @@ static void swapout_drain(ovc_engine *e)
 			sw->areas[i].used = false;
 }
 
+/* track_cold's filter: a page swap-out can take now. */
+static bool cand_resident(void *ctx, uint64_t page)
+{
+	struct ovc_region *r = ctx;
+	return pst_state(atomic_load_explicit(&r->pst[page], memory_order_relaxed)) == PST_RESIDENT;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1169,6 +1177,45 @@ static void check_full(ovc_engine *e, int64_t need)
 		sw->full = false;
 }
 
+/* Swap out the listed candidates sw->cand[0, k) of @r, oldest first, in
+ * batches; *need follows. Returns -1 when the tick must end (rate limit,
+ * staging broken), else 0. */
+static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *need, int *first_err)
+{
+	struct engine_swap *sw = &e->sw;
+
+	for (size_t j = 0; j < k && *need > 0 && !sw->full;) {
+		unsigned m = (unsigned)MIN((size_t)BATCH_PAGES, MIN(k - j, (size_t)*need));
+		if (!rate_pages(sw, m))
+			return -1;
+		qsort(sw->cand + j, m, sizeof(uint64_t), cmp_u64);
+		int br;
+		if (e->sync_wp) {
+			/* No swap cache on this path: a cached page is
+			 * written again (its old slot freed first). */
+			for (unsigned c = 0; c < m; c++)
+				cache_drop(e, r, sw->cand[j + c], false);
+			br = swapout_wp_batch(e, r, sw->cand + j, m);
+			if (br > 0)
+				sw->out_pages += br;
+		} else {
+			br = swapout_batch(e, r, sw->cand + j, m);
+		}
+		if (br > 0 && sw->rate_bytes_per_sec)
+			sw->rate_bytes -= MIN(sw->rate_bytes, (uint64_t)br << PAGE_SHIFT);
+		else if (br < 0 && !*first_err && br != -EAGAIN && br != -EBUSY)
+			*first_err = br;
+		if (e->flags & OVC_ENGINE_NO_THREADS)
+			fault_drain(e);
+		if (e->staging_broken)
+			return -1;
+		j += m;
+		*need = reclaim_need(e);
+		check_full(e, *need);
+	}
+	return 0;
+}
+
 int64_t swap_tick(ovc_engine *e, bool force)
 {
 	struct engine_swap *sw = &e->sw;
@@ -1202,45 +1249,21 @@ int64_t swap_tick(ovc_engine *e, bool force)
 		struct ovc_region *r = e->regions[i];
 		if (!r->track)
 			continue;
-		/* Sync mode: all of them. ZERO pages that are present (the
-		 * zero page itself when pagemap hides PFNs; a zero page the
-		 * guest wrote since) age like any page, and could fill a short
-		 * list oldest first and starve the RESIDENT ones for good
-		 * (tests/test-fault.c found it). */
-		size_t nc = track_cold(r->track, (uint8_t)MIN(sw->cold_age, 255u), sw->cand,
-				       e->sync_wp ? sw->cand_cap : (size_t)MIN((uint64_t)need * 2, sw->cand_cap));
-		size_t k = 0;
-		for (size_t j = 0; j < nc; j++)
-			if (pst_state(atomic_load(&r->pst[sw->cand[j]])) == PST_RESIDENT)
-				sw->cand[k++] = sw->cand[j];
-		for (size_t j = 0; j < k && need > 0 && !sw->full;) {
-			unsigned m = (unsigned)MIN((size_t)BATCH_PAGES, MIN(k - j, (size_t)need));
-			if (!rate_pages(sw, m))
+		/* Only RESIDENT pages are listed: in a bounded list, pages in
+		 * other states (swapped since the last scan, or ZERO pages that
+		 * are present and age like any page in sync mode) would crowd
+		 * the usable ones out until the next scan, or for good
+		 * (tests/test-fault.c found that). A full list may leave cold
+		 * pages behind: list again while that makes progress. */
+		for (;;) {
+			size_t want = (size_t)MIN((uint64_t)need * 2, sw->cand_cap);
+			size_t k = track_cold(r->track, (uint8_t)MIN(sw->cold_age, 255u), sw->cand, want,
+					      cand_resident, r);
+			int64_t before = need;
+			if (swapout_list(e, r, k, &need, &first_err) < 0)
 				goto out;
-			qsort(sw->cand + j, m, sizeof(uint64_t), cmp_u64);
-			int br;
-			if (e->sync_wp) {
-				/* No swap cache on this path: a cached page is
-				 * written again (its old slot freed first). */
-				for (unsigned c = 0; c < m; c++)
-					cache_drop(e, r, sw->cand[j + c], false);
-				br = swapout_wp_batch(e, r, sw->cand + j, m);
-				if (br > 0)
-					sw->out_pages += br;
-			} else {
-				br = swapout_batch(e, r, sw->cand + j, m);
-			}
-			if (br > 0 && sw->rate_bytes_per_sec)
-				sw->rate_bytes -= MIN(sw->rate_bytes, (uint64_t)br << PAGE_SHIFT);
-			else if (br < 0 && !first_err && br != -EAGAIN && br != -EBUSY)
-				first_err = br;
-			if (e->flags & OVC_ENGINE_NO_THREADS)
-				fault_drain(e);
-			if (e->staging_broken)
-				goto out;
-			j += m;
-			need = reclaim_need(e);
-			check_full(e, need);
+			if (k < want || need >= before || need <= 0 || sw->full)
+				break;
 		}
 	}
 out:

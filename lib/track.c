@@ -395,33 +395,52 @@ int track_scan(struct track *t)
 
 /* ------------------------------------------------------------- queries -- */
 
-size_t track_cold(const struct track *t, uint8_t min_age, uint64_t *ret_pages, size_t max)
+static bool cold_page(const struct track *t, uint64_t i, uint8_t min_age, track_keep_fn keep, void *ctx)
 {
-	size_t count[TRACK_AGE_MAX + 1] = { 0 }, pos[TRACK_AGE_MAX + 1], n = 0;
+	uint8_t a = t->ages[i];
+	return a >= min_age && a <= TRACK_AGE_MAX && !bit(t->hold, i) && (!keep || keep(ctx, i));
+}
+
+size_t track_cold(const struct track *t, uint8_t min_age, uint64_t *ret_pages, size_t max, track_keep_fn keep,
+		  void *ctx)
+{
+	size_t count[TRACK_AGE_MAX + 1] = { 0 }, pos[TRACK_AGE_MAX + 1], end[TRACK_AGE_MAX + 1], n = 0;
 
 	if (min_age == 0)
 		min_age = 1;
 	if (min_age > TRACK_AGE_MAX || max == 0)
 		return 0;
 	/* Counting sort by age, oldest first: two passes, no allocation. */
-	for (uint64_t i = 0; i < t->nr_pages; i++) {
-		uint8_t a = t->ages[i];
-		if (a >= min_age && a <= TRACK_AGE_MAX && !bit(t->hold, i))
-			count[a]++;
-	}
+	for (uint64_t i = 0; i < t->nr_pages; i++)
+		if (cold_page(t, i, min_age, keep, ctx))
+			count[t->ages[i]]++;
 	for (int a = TRACK_AGE_MAX; a >= min_age; a--) {
 		pos[a] = n;
 		n += count[a];
+		end[a] = MIN(n, max);
 	}
 	if (n > max)
 		n = max;
-	for (uint64_t i = 0; i < t->nr_pages; i++) {
-		uint8_t a = t->ages[i];
-		if (a >= min_age && a <= TRACK_AGE_MAX && !bit(t->hold, i) && pos[a] < n)
-			ret_pages[pos[a]++] = i;
+	/* @keep may answer otherwise the second time (the caller's pages
+	 * change state meanwhile): a bucket never grows past its end, and a
+	 * slot one left empty is closed up below. */
+	for (uint64_t i = 0; i < t->nr_pages; i++)
+		if (cold_page(t, i, min_age, keep, ctx) && pos[t->ages[i]] < end[t->ages[i]])
+			ret_pages[pos[t->ages[i]]++] = i;
+	size_t k = 0, from = 0;
+	for (int a = TRACK_AGE_MAX; a >= min_age && from < n; a--) {
+		size_t to = MIN(from + count[a], n);
+		for (size_t j = from; j < pos[a] && j < to; j++)
+			ret_pages[k++] = ret_pages[j];
+		from = to;
 	}
-	/* Buckets cut off by @max left gaps only after position n. */
-	return n;
+	return k;
+}
+
+uint64_t track_meta_bytes(const struct track *t)
+{
+	uint64_t bits = t->sync ? 4 : 3; /* hold, refault_pending, written (, wrote_pending) */
+	return sizeof(*t) + (t->own_ages ? t->nr_pages : 0) + bits * words(t->nr_pages) * sizeof(uint64_t);
 }
 
 uint8_t track_age(const struct track *t, uint64_t page)
@@ -535,8 +554,9 @@ int track_new(const struct track_opts *opts, struct track **ret)
 	t->sync = sync;
 	t->wp_uffd = sync ? opts->uffd : -1;
 	t->lock = opts->lock;
-	t->wrote_pending = calloc(words(t->nr_pages), sizeof(uint64_t));
-	if (!t->ages || !t->hold || !t->refault_pending || !t->written || !t->wrote_pending) {
+	if (sync)
+		t->wrote_pending = calloc(words(t->nr_pages), sizeof(uint64_t));
+	if (!t->ages || !t->hold || !t->refault_pending || !t->written || (sync && !t->wrote_pending)) {
 		err = -ENOMEM;
 		goto fail;
 	}

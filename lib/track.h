@@ -102,13 +102,22 @@ void track_free(struct track *t);
  */
 int track_scan(struct track *t);
 
+/* A caller's say on a cold page: false leaves it out of track_cold(). */
+typedef bool (*track_keep_fn)(void *ctx, uint64_t page);
+
 /*
  * Fill @ret_pages with up to @max page indices (from the start of the range)
- * whose age is at least @min_age, oldest first, leaving out held pages.
- * Returns how many were written. @min_age 0 is taken as 1: a page written in
- * the last interval is never cold.
+ * whose age is at least @min_age, oldest first, leaving out held pages and,
+ * with @keep, those it refuses (so that a short list is never filled with
+ * pages the caller cannot use: a bounded list must not starve). Returns how
+ * many were written. @min_age 0 is taken as 1: a page written in the last
+ * interval is never cold.
  */
-size_t track_cold(const struct track *t, uint8_t min_age, uint64_t *ret_pages, size_t max);
+size_t track_cold(const struct track *t, uint8_t min_age, uint64_t *ret_pages, size_t max, track_keep_fn keep,
+		  void *ctx);
+
+/* Bytes of memory the tracker holds for its range (its per-page state). */
+uint64_t track_meta_bytes(const struct track *t);
 
 /* The age of page @page (index from the start); TRACK_AGE_ABSENT past the end. */
 uint8_t track_age(const struct track *t, uint64_t page);

@@ -13,6 +13,7 @@
 #include "engine-test.h"
 #include "fault-inject.h"
 #include "swapdev.h"
+#include "track.h"
 #include "util.h"
 
 #define SWAP_DIR "/var/tmp"
@@ -442,6 +443,56 @@ static void inject(int err, int short_res, bool on_read)
 	guest_ram_free(&g);
 }
 
+/* The candidate list is bounded (a sixteenth of the region's pages, at
+ * least SWAP_CAND_MIN): a region four lists long still goes out whole in
+ * one tick, which lists again while that makes progress. */
+static void test_cand_relist(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 4 * SWAP_CAND_MIN;
+	struct guest_ram g;
+	uint8_t *shadow;
+	ovc_engine *e = swap_guest(&g, &shadow, npages, npages * 4096 + (1 << 20), 7);
+	assert_int_equal(e->sw.cand_cap, SWAP_CAND_MIN);
+	atomic_store(&e->c_reclaim_target, g.len);
+	uint64_t out = 0;
+	for (int i = 0; i < 4 && !out; i++) {
+		assert_true(ovc__engine_swap_tick(e) >= 0);
+		out = stats(e).pages_swapped_out;
+	}
+	print_message("one tick: %llu of %zu pages out, list of %zu\n", (unsigned long long)out, npages,
+		      e->sw.cand_cap);
+	assert_int_equal(out, npages);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	ovc_engine_free(e);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+/* Metadata with swap on, all told (page states, the tracker, the candidate
+ * list), on a 1 GiB region: under 8 bytes per page. */
+static void test_meta_1gib(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t len = (size_t)1 << 30;
+	ovc_engine *e = NULL;
+	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	assert_true(mem != MAP_FAILED);
+	assert_ovc_ok(new_engine(0, 1 << 20, NULL, NULL, &e));
+	assert_ovc_ok(ovc_region_add(e, mem, len, 0, 0));
+	struct ovc_engine_stats st = stats(e);
+	double per_page = (double)st.meta_bytes / (double)(len / 4096);
+	print_message("1 GiB with swap: %llu bytes of metadata, %.4f per page (tracker %llu, list %zu)\n",
+		      (unsigned long long)st.meta_bytes, per_page,
+		      (unsigned long long)track_meta_bytes(e->regions[0]->track), e->sw.cand_cap * 8);
+	assert_true(st.meta_bytes > region_meta_bytes(e->regions[0]) + track_meta_bytes(e->regions[0]->track));
+	assert_true(per_page <= 8.0);
+	ovc_engine_free(e);
+	munmap(mem, len);
+}
+
 /* The same tests on the sync write-protect path (OVC_ENGINE_SYNC_WP). */
 #define SYNC_TEST(name, call)                                                                      \
 	static void name(void **s)                                                                 \
@@ -839,6 +890,8 @@ int main(void)
 		cmocka_unit_test(test_readahead),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_stage_reset_fails),
+		cmocka_unit_test(test_cand_relist),
+		cmocka_unit_test(test_meta_1gib),
 		cmocka_unit_test(test_roundtrip_rand_sync),
 		cmocka_unit_test(test_roundtrip_seq_sync),
 		cmocka_unit_test(test_free_discard_noswap_sync),

@@ -184,7 +184,7 @@ static void test_hot_cold(void **state)
 		assert_int_equal((size_t)w, nhot); /* exactly the hot set was written */
 	}
 	uint64_t *cold = malloc(n * sizeof(*cold));
-	size_t nc = track_cold(t, min_age, cold, n);
+	size_t nc = track_cold(t, min_age, cold, n, NULL, NULL);
 	size_t cold_found = 0, hot_found = 0;
 	for (size_t i = 0; i < nc; i++) {
 		if (hot[cold[i]])
@@ -201,7 +201,7 @@ static void test_hot_cold(void **state)
 	assert_true(cold_found * 10 >= (n - nhot) * 9);
 	assert_true(hot_found * 20 < nhot);
 	/* max cuts the list, oldest first. */
-	assert_int_equal(track_cold(t, min_age, cold, 10), 10);
+	assert_int_equal(track_cold(t, min_age, cold, 10, NULL, NULL), 10);
 	track_free(t);
 	free(cold);
 	free(hot);
@@ -232,7 +232,7 @@ static void test_refault(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(track_scan(t), 0);
 	assert_int_equal(track_age(t, 5), 3);
-	assert_int_equal(track_cold(t, 2, cold, n), n);
+	assert_int_equal(track_cold(t, 2, cold, n, NULL, NULL), n);
 
 	pthread_t th;
 	pthread_create(&th, NULL, refault_thread, t);
@@ -241,7 +241,7 @@ static void test_refault(void **state)
 	 * min_age old again: out of the list for K + min_age - 1 scans. */
 	for (unsigned k = 1; k <= K + 1; k++) {
 		assert_true(track_scan(t) >= 0);
-		size_t nc = track_cold(t, 2, cold, n);
+		size_t nc = track_cold(t, 2, cold, n, NULL, NULL);
 		bool listed = false;
 		for (size_t i = 0; i < nc; i++)
 			listed |= cold[i] == 5;
@@ -251,7 +251,7 @@ static void test_refault(void **state)
 		assert_false(listed);
 	}
 	assert_true(track_scan(t) >= 0);
-	size_t nc = track_cold(t, 2, cold, n);
+	size_t nc = track_cold(t, 2, cold, n, NULL, NULL);
 	bool listed = false;
 	for (size_t i = 0; i < nc; i++)
 		listed |= cold[i] == 5;
@@ -283,6 +283,60 @@ static void test_caller_ages(void **state)
 	assert_int_equal(ages[n], 0x5a);
 	track_free(t);
 	assert_int_equal(ages[0], 2); /* still the caller's */
+	munmap(mem, n * PG);
+}
+
+/* track_cold's filter: refused pages take no place in a bounded list; and a
+ * filter that answers otherwise on the second pass (the caller's pages
+ * changed state) leaves no duplicate, no gap and no page it refused. */
+static bool keep_odd(void *ctx, uint64_t page)
+{
+	(void)ctx;
+	return page % 2;
+}
+
+static bool keep_fickle(void *ctx, uint64_t page)
+{
+	unsigned *calls = ctx;
+	/* First pass: all 64; then refuse every third. */
+	return ++*calls <= 64 || (*calls % 3 && page != 63);
+}
+
+static void test_cold_keep(void **state)
+{
+	const size_t n = 64;
+	uint8_t ages[64];
+	uint64_t cold[64];
+
+	need_tracking();
+	char *mem = map_pages(n, true);
+	struct track_opts o = { .size = sizeof(o), .start = mem, .len_bytes = n * PG, .ages = ages };
+	struct track *t;
+	assert_ovc_ok(track_new(&o, &t));
+	for (size_t i = 0; i < n; i++)
+		ages[i] = (uint8_t)(i % 8 + 1);
+	/* Odd pages are 2, 4, 6, 8 old, 8 of each: the 10 oldest are the 8 of
+	 * age 8 and 2 of age 6. Without the filter, even pages would take
+	 * half of the places. */
+	size_t k = track_cold(t, 2, cold, 10, keep_odd, NULL);
+	assert_int_equal(k, 10);
+	for (size_t i = 0; i < k; i++) {
+		assert_true(cold[i] % 2);
+		assert_int_equal(ages[cold[i]], i < 8 ? 8 : 6);
+	}
+	unsigned calls = 0;
+	k = track_cold(t, 2, cold, 40, keep_fickle, &calls);
+	assert_true(k > 0 && k <= 40);
+	bool seen[64] = { false };
+	for (size_t i = 0; i < k; i++) {
+		assert_true(cold[i] < n && cold[i] != 63 && !seen[cold[i]]);
+		seen[cold[i]] = true;
+		assert_true(ages[cold[i]] >= 2);
+		if (i)
+			assert_true(ages[cold[i]] <= ages[cold[i - 1]]);
+	}
+	print_message("fickle filter: %zu of at most 40 listed\n", k);
+	track_free(t);
 	munmap(mem, n * PG);
 }
 
@@ -660,7 +714,7 @@ static void test_sync_mode(void **state)
 	assert_true(track_age(t, 60) == TRACK_AGE_ABSENT || track_age(t, 60) == 0);
 	assert_int_equal(track_age(t, 61), TRACK_AGE_ABSENT);
 	uint64_t cold[64];
-	size_t nc = track_cold(t, 2, cold, 64);
+	size_t nc = track_cold(t, 2, cold, 64, NULL, NULL);
 	assert_int_equal(nc, 48 - 8 - 1);
 	for (size_t i = 0; i < nc; i++)
 		assert_true(cold[i] >= 8 && cold[i] < 48 && cold[i] != 40);
@@ -701,6 +755,7 @@ int main(void)
 		cmocka_unit_test(test_hot_cold),
 		cmocka_unit_test(test_refault),
 		cmocka_unit_test(test_caller_ages),
+		cmocka_unit_test(test_cold_keep),
 		cmocka_unit_test(test_inject),
 		cmocka_unit_test(test_engine_uffd),
 		cmocka_unit_test(test_marker_fact),
