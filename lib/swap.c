@@ -1216,6 +1216,48 @@ static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *
 	return 0;
 }
 
+/* Swap out cold pages of @r (age >= @min_age), oldest first, while *need
+ * wants more. Only RESIDENT pages are listed: in a bounded list, pages in
+ * other states (swapped since the last scan, or ZERO pages that are present
+ * and age like any page in sync mode) would crowd the usable ones out until
+ * the next scan, or for good (tests/test-fault.c found that). A full list
+ * may leave cold pages behind: list again while that makes progress.
+ * Returns -1 when the tick must end, else 0. */
+static int swapout_region(ovc_engine *e, struct ovc_region *r, uint8_t min_age, int64_t *need, int *first_err)
+{
+	struct engine_swap *sw = &e->sw;
+	for (;;) {
+		size_t want = (size_t)MIN((uint64_t)*need * 2, sw->cand_cap);
+		size_t k = track_cold(r->track, min_age, sw->cand, want, cand_resident, r);
+		int64_t before = *need;
+		if (swapout_list(e, r, k, need, first_err) < 0)
+			return -1;
+		if (k < want || *need >= before || *need <= 0 || sw->full)
+			return 0;
+	}
+}
+
+/* The age floor of a tick: the highest age whose pages and older ones, in
+ * all regions, make @need; @cold if there are too few or one region. So
+ * that a tick takes the engine's oldest pages first, not the first
+ * region's. One counting pass over each region's ages. */
+static uint8_t age_floor(ovc_engine *e, uint8_t cold, int64_t need)
+{
+	size_t counts[TRACK_AGE_MAX + 1] = { 0 }, sum = 0;
+
+	if (e->nregions < 2 || need <= 0 || cold > TRACK_AGE_MAX)
+		return cold;
+	for (size_t i = 0; i < e->nregions; i++)
+		if (e->regions[i]->track)
+			track_cold_counts(e->regions[i]->track, cold, counts, cand_resident, e->regions[i]);
+	for (unsigned a = TRACK_AGE_MAX; a > cold; a--) {
+		sum += counts[a];
+		if (sum >= (uint64_t)need)
+			return (uint8_t)a;
+	}
+	return cold;
+}
+
 int64_t swap_tick(ovc_engine *e, bool force)
 {
 	struct engine_swap *sw = &e->sw;
@@ -1245,26 +1287,15 @@ int64_t swap_tick(ovc_engine *e, bool force)
 	check_full(e, need);
 	sw->out_pages = 0;
 	sw->werr = 0;
-	for (size_t i = 0; i < e->nregions && need > 0 && !sw->full; i++) {
-		struct ovc_region *r = e->regions[i];
-		if (!r->track)
-			continue;
-		/* Only RESIDENT pages are listed: in a bounded list, pages in
-		 * other states (swapped since the last scan, or ZERO pages that
-		 * are present and age like any page in sync mode) would crowd
-		 * the usable ones out until the next scan, or for good
-		 * (tests/test-fault.c found that). A full list may leave cold
-		 * pages behind: list again while that makes progress. */
-		for (;;) {
-			size_t want = (size_t)MIN((uint64_t)need * 2, sw->cand_cap);
-			size_t k = track_cold(r->track, (uint8_t)MIN(sw->cold_age, 255u), sw->cand, want,
-					      cand_resident, r);
-			int64_t before = need;
-			if (swapout_list(e, r, k, &need, &first_err) < 0)
+	/* Oldest first across the regions: first the pages at or above the
+	 * age floor, then, if the target still wants more, every cold page. */
+	uint8_t cold = (uint8_t)MIN(sw->cold_age, 255u);
+	for (uint8_t floor = age_floor(e, cold, need);; floor = cold) {
+		for (size_t i = 0; i < e->nregions && need > 0 && !sw->full; i++)
+			if (e->regions[i]->track && swapout_region(e, e->regions[i], floor, &need, &first_err) < 0)
 				goto out;
-			if (k < want || need >= before || need <= 0 || sw->full)
-				break;
-		}
+		if (floor == cold || need <= 0 || sw->full)
+			break;
 	}
 out:
 	swapout_drain(e);

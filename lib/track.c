@@ -401,6 +401,16 @@ static bool cold_page(const struct track *t, uint64_t i, uint8_t min_age, track_
 	return a >= min_age && a <= TRACK_AGE_MAX && !bit(t->hold, i) && (!keep || keep(ctx, i));
 }
 
+void track_cold_counts(const struct track *t, uint8_t min_age, size_t counts[TRACK_AGE_MAX + 1],
+		       track_keep_fn keep, void *ctx)
+{
+	if (min_age == 0)
+		min_age = 1;
+	for (uint64_t i = 0; i < t->nr_pages; i++)
+		if (cold_page(t, i, min_age, keep, ctx))
+			counts[t->ages[i]]++;
+}
+
 size_t track_cold(const struct track *t, uint8_t min_age, uint64_t *ret_pages, size_t max, track_keep_fn keep,
 		  void *ctx)
 {
@@ -411,9 +421,7 @@ size_t track_cold(const struct track *t, uint8_t min_age, uint64_t *ret_pages, s
 	if (min_age > TRACK_AGE_MAX || max == 0)
 		return 0;
 	/* Counting sort by age, oldest first: two passes, no allocation. */
-	for (uint64_t i = 0; i < t->nr_pages; i++)
-		if (cold_page(t, i, min_age, keep, ctx))
-			count[t->ages[i]]++;
+	track_cold_counts(t, min_age, count, keep, ctx);
 	for (int a = TRACK_AGE_MAX; a >= min_age; a--) {
 		pos[a] = n;
 		n += count[a];

@@ -116,6 +116,12 @@ typedef bool (*track_keep_fn)(void *ctx, uint64_t page);
 size_t track_cold(const struct track *t, uint8_t min_age, uint64_t *ret_pages, size_t max, track_keep_fn keep,
 		  void *ctx);
 
+/* Add to counts[a] the pages of age a >= @min_age that track_cold() would
+ * list (not held, and kept by @keep): how old the cold pages are, for a
+ * caller that chooses among several trackers. */
+void track_cold_counts(const struct track *t, uint8_t min_age, size_t counts[TRACK_AGE_MAX + 1],
+		       track_keep_fn keep, void *ctx);
+
 /* Bytes of memory the tracker holds for its range (its per-page state). */
 uint64_t track_meta_bytes(const struct track *t);
 

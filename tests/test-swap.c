@@ -443,6 +443,54 @@ static void inject(int err, int short_res, bool on_read)
 	guest_ram_free(&g);
 }
 
+/* Oldest first across regions: the region registered first (the lower
+ * address) holds the younger pages; a target of one region's worth takes
+ * the other, older one, and nothing of the first. */
+static void test_oldest_across_regions(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 1024;
+	struct guest_ram a, b;
+	guest_ram_alloc(&a, npages * 4096, BACK_ANON);
+	guest_ram_alloc(&b, npages * 4096, BACK_ANON);
+	struct guest_ram *young = a.p < b.p ? &a : &b, *old = a.p < b.p ? &b : &a;
+	uint8_t *shadow = malloc(2 * npages * 4096);
+	for (size_t p = 0; p < npages; p++) {
+		fill(young->p + p * 4096, p, 4);
+		fill(old->p + p * 4096, p, 5);
+	}
+	ovc_engine *e = NULL;
+	assert_ovc_ok(new_engine(0, 64 << 20, NULL, NULL, &e));
+	assert_ovc_ok(ovc_region_add(e, young->p, young->len, 0, 0));
+	assert_ovc_ok(ovc_region_add(e, old->p, old->len, 1ull << 30, 0));
+	assert_ptr_equal(e->regions[0]->host, young->p); /* listed first */
+	/* Intervals with no target: the old region ages, the young one is
+	 * written and stays two intervals younger. */
+	for (int i = 0; i < 3; i++)
+		assert_true(ovc__engine_swap_tick(e) >= 0);
+	for (size_t p = 0; p < npages; p++)
+		fill(young->p + p * 4096, p, 6);
+	for (int i = 0; i < 2; i++)
+		assert_true(ovc__engine_swap_tick(e) >= 0);
+	memcpy(shadow, young->p, young->len);
+	memcpy(shadow + young->len, old->p, old->len);
+	assert_true(track_age(e->regions[0]->track, 0) >= 1); /* cold too */
+	assert_true(track_age(e->regions[1]->track, 0) > track_age(e->regions[0]->track, 0));
+	atomic_store(&e->c_reclaim_target, old->len);
+	assert_true(ovc__engine_swap_tick(e) > 0);
+	print_message("young region: %zu of %zu resident, old region: %zu\n", resident_pages(young->p, young->len),
+		      npages, resident_pages(old->p, old->len));
+	assert_int_equal(resident_pages(young->p, young->len), npages);
+	assert_int_equal(resident_pages(old->p, old->len), 0);
+	assert_int_equal(compare(young->p, shadow, npages), 0);
+	assert_int_equal(compare(old->p, shadow + young->len, npages), 0);
+	ovc_engine_free(e);
+	free(shadow);
+	guest_ram_free(&a);
+	guest_ram_free(&b);
+}
+
 /* The candidate list is bounded (a sixteenth of the region's pages, at
  * least SWAP_CAND_MIN): a region four lists long still goes out whole in
  * one tick, which lists again while that makes progress. */
@@ -891,6 +939,7 @@ int main(void)
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_stage_reset_fails),
 		cmocka_unit_test(test_cand_relist),
+		cmocka_unit_test(test_oldest_across_regions),
 		cmocka_unit_test(test_meta_1gib),
 		cmocka_unit_test(test_roundtrip_rand_sync),
 		cmocka_unit_test(test_roundtrip_seq_sync),
