@@ -10,7 +10,8 @@
  *
  * An engine has no balloon: a guest of this backend has actual = max, no
  * balloon capability, no guest-side figures (OVC_UNKNOWN), and the engine's
- * own figures (engine_zero_bytes, engine_swap_bytes, engine_target_bytes).
+ * own figures (engine_zero_bytes, engine_swap_bytes, engine_target_bytes,
+ * and the swap counters an engine may send: engine_swap).
  * Its memory is steered with ovc_balloon_set_reclaim().
  *
  * Threads: none of its own; everything runs in the thread that owns the
@@ -155,16 +156,15 @@ static int exchange(ovc_balloon *b, struct eng *g, const char *line, struct ep_r
 	return 0;
 }
 
-static int ask_stats(ovc_balloon *b, struct eng *g, struct ep_stats *st)
+/* @rp: the figures, and in rp->have which of them the engine sent. */
+static int ask_stats(ovc_balloon *b, struct eng *g, struct ep_reply *rp)
 {
-	struct ep_reply rp;
-	int r = exchange(b, g, EP_VERSION_TOKEN " stats\n", &rp);
+	int r = exchange(b, g, EP_VERSION_TOKEN " stats\n", rp);
 
 	if (r < 0)
 		return r;
-	if ((rp.have & EP_HAVE_STATS_REQUIRED) != EP_HAVE_STATS_REQUIRED)
+	if ((rp->have & EP_HAVE_STATS_REQUIRED) != EP_HAVE_STATS_REQUIRED)
 		return balloon_error(b, -EPROTO, "the engine's stats lack a required figure");
-	*st = rp.st;
 	return 0;
 }
 
@@ -172,7 +172,7 @@ static int ask_stats(ovc_balloon *b, struct eng *g, struct ep_stats *st)
  * (all its slots taken). One new connection decides whether it is gone. */
 static int reconnect(ovc_balloon *b, struct eng *g)
 {
-	struct ep_stats st;
+	struct ep_reply rp;
 	int fd, r;
 
 	eng_close(b, g);
@@ -181,8 +181,8 @@ static int reconnect(ovc_balloon *b, struct eng *g)
 	if (fd < 0)
 		return fd;
 	g->fd = fd;
-	r = ask_stats(b, g, &st);
-	if (r < 0 || strcmp(st.name, g->name) != 0) {
+	r = ask_stats(b, g, &rp);
+	if (r < 0 || strcmp(rp.st.name, g->name) != 0) {
 		close(g->fd);
 		g->fd = -1;
 		return r < 0 ? r : -ENOENT;
@@ -192,17 +192,17 @@ static int reconnect(ovc_balloon *b, struct eng *g)
 
 /* Stats with one retry on a fresh connection; the engine counts as gone
  * (STOPPED) if that fails too. */
-static int eng_stats(ovc_balloon *b, struct eng *g, struct ep_stats *st)
+static int eng_stats(ovc_balloon *b, struct eng *g, struct ep_reply *rp)
 {
 	int r;
 
 	if (g->dead)
 		return balloon_error(b, -ENOENT, "the engine has gone (%s)", g->path);
-	r = ask_stats(b, g, st);
+	r = ask_stats(b, g, rp);
 	if (r == -ENOTCONN || r == -ETIMEDOUT || r == -EPROTO) {
 		if (reconnect(b, g) < 0)
 			return eng_lost(b, g, r, b->error[0] ? b->error : "the engine has gone");
-		r = ask_stats(b, g, st);
+		r = ask_stats(b, g, rp);
 	}
 	return r;
 }
@@ -229,7 +229,7 @@ static struct eng *find_name(struct ovc_backend *q, const char *name)
 static int eng_add(ovc_balloon *b, const char *path, const char *base)
 {
 	struct ovc_backend *q = be(b);
-	struct ep_stats st;
+	struct ep_reply rp;
 	struct eng *g;
 	int r;
 
@@ -254,12 +254,12 @@ static int eng_add(ovc_balloon *b, const char *path, const char *base)
 		r = g->fd;
 		goto fail;
 	}
-	r = ask_stats(b, g, &st);
+	r = ask_stats(b, g, &rp);
 	if (r < 0) {
 		log_debug(b->opts.logger, "engine socket %s: %s", path, b->error);
 		goto fail;
 	}
-	snprintf(g->name, sizeof(g->name), "%s", st.name);
+	snprintf(g->name, sizeof(g->name), "%s", rp.st.name);
 	if (find_name(q, g->name)) {
 		r = balloon_error(b, -EEXIST, "engine socket %s: a guest named '%s' is known already",
 				  path, g->name);
@@ -323,8 +323,48 @@ static void rescan(ovc_balloon *b)
 	closedir(d);
 }
 
-static void fill(const struct eng *g, const struct ep_stats *st, struct ovc_balloon_guest *out)
+/* Pages (OVC_PAGE_SIZE) in bytes; a count that would overflow is a lie and
+ * stays unknown. */
+static uint64_t pages_bytes(uint64_t pages)
 {
+	return pages <= UINT64_MAX / OVC_PAGE_SIZE ? pages * OVC_PAGE_SIZE : OVC_UNKNOWN;
+}
+
+/* A fault that takes an hour is not a measurement. */
+#define FAULT_USEC_MAX (UINT64_C(3600) * 1000000)
+
+/* The optional swap figures (docs/engine-protocol.md): unknown unless the
+ * engine sent them and they can be true. */
+static void fill_swap(const struct ep_reply *rp, uint64_t max, struct ovc_engine_swap_stats *out)
+{
+	const struct ep_stats *st = &rp->st;
+	unsigned have = rp->have;
+
+	if (have & EP_HAVE_SWAPPED_OUT)
+		out->out_bytes = pages_bytes(st->pages_swapped_out);
+	/* Resident pages: never more than the guest has. */
+	if ((have & EP_HAVE_SWAP_CACHE) && pages_bytes(st->swap_cache_pages) <= max)
+		out->cache_bytes = pages_bytes(st->swap_cache_pages);
+	if (have & EP_HAVE_SWAP_CACHE_HITS)
+		out->cache_hits = st->swap_cache_hits;
+	if (have & EP_HAVE_REFAULTS)
+		out->refaults = st->refaults;
+	if (have & EP_HAVE_WRITE_ERRORS)
+		out->write_errors = st->swap_write_errors;
+	if (have & EP_HAVE_READ_ERRORS)
+		out->read_errors = st->swap_read_errors;
+	/* Both or neither: a median above the 99th percentile is no pair. */
+	if ((have & EP_HAVE_FAULT_P50) && (have & EP_HAVE_FAULT_P99) &&
+	    st->fault_p50_usec <= st->fault_p99_usec && st->fault_p99_usec <= FAULT_USEC_MAX) {
+		out->fault_p50_usec = st->fault_p50_usec;
+		out->fault_p99_usec = st->fault_p99_usec;
+	}
+}
+
+static void fill(const struct eng *g, const struct ep_reply *rp, struct ovc_balloon_guest *out)
+{
+	const struct ep_stats *st = &rp->st;
+
 	memset(out, 0, sizeof(*out));
 	snprintf(out->name, sizeof(out->name), "%s", g->name);
 	snprintf(out->id, sizeof(out->id), "%s", g->id);
@@ -340,10 +380,9 @@ static void fill(const struct eng *g, const struct ep_stats *st, struct ovc_ball
 	out->stats.engine_zero_bytes = MIN(st->zero_bytes, max);
 	out->stats.engine_swap_bytes = MIN(st->swap_bytes, max - out->stats.engine_zero_bytes);
 	out->stats.engine_target_bytes = st->target_bytes;
-	/* Engines count 4 KiB pages (OVC_PAGE_SIZE); a figure that would
-	 * overflow in bytes is a lie and stays unknown. */
-	if (st->pages_swapped_in <= UINT64_MAX / OVC_PAGE_SIZE)
-		out->stats.engine_swap_in_bytes = st->pages_swapped_in * OVC_PAGE_SIZE;
+	if (rp->have & EP_HAVE_SWAPPED_IN)
+		out->stats.engine_swap_in_bytes = pages_bytes(st->pages_swapped_in);
+	fill_swap(rp, max, &out->stats.engine_swap);
 }
 
 static int ovc_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)
@@ -357,12 +396,12 @@ static int ovc_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_
 	if (!out)
 		return -ENOMEM;
 	for (size_t i = 0; i < q->n; i++) {
-		struct ep_stats st;
+		struct ep_reply rp;
 
 		/* One that went away meanwhile is left out (STOPPED queued). */
-		if (eng_stats(b, q->v[i], &st) < 0)
+		if (eng_stats(b, q->v[i], &rp) < 0)
 			continue;
-		fill(q->v[i], &st, &out[k++]);
+		fill(q->v[i], &rp, &out[k++]);
 	}
 	b->error[0] = '\0';
 	*ret = out;
@@ -387,16 +426,16 @@ static int lookup(ovc_balloon *b, const char *name, struct eng **ret)
 
 static int ovc_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
 {
-	struct ep_stats st;
+	struct ep_reply rp;
 	struct eng *g;
 	int r = lookup(b, name, &g);
 
 	if (r < 0)
 		return r;
-	r = eng_stats(b, g, &st);
+	r = eng_stats(b, g, &rp);
 	if (r < 0)
 		return r;
-	fill(g, &st, ret);
+	fill(g, &rp, ret);
 	return 0;
 }
 

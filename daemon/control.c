@@ -295,6 +295,34 @@ char *ovcd_reply_status(const struct ovcd_view *v)
 	return finish(o);
 }
 
+/* The engine's swapping, null where it did not say (an older engine). */
+static void add_engine_swap(struct json_object *eng, const struct ovcd_guest_view *g)
+{
+#define V(field) offsetof(struct ovcd_guest_view, field)
+	static const struct {
+		const char *key;
+		size_t off;
+	} keys[] = {
+		{ "swapped_in_bytes", V(engine_swap_in_bytes) },
+		{ "swapped_out_bytes", V(engine_swap.out_bytes) },
+		{ "swap_cache_bytes", V(engine_swap.cache_bytes) },
+		{ "swap_cache_hits", V(engine_swap.cache_hits) },
+		{ "refaults", V(engine_swap.refaults) },
+		{ "swap_write_errors", V(engine_swap.write_errors) },
+		{ "swap_read_errors", V(engine_swap.read_errors) },
+		{ "fault_p50_usec", V(engine_swap.fault_p50_usec) },
+		{ "fault_p99_usec", V(engine_swap.fault_p99_usec) },
+	};
+#undef V
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)g + keys[i].off, sizeof(v));
+		add(eng, keys[i].key, u64_or_null(v));
+	}
+}
+
 char *ovcd_reply_guests(const struct ovcd_view *v)
 {
 	struct json_object *o = reply_new(true), *arr = json_object_new_array();
@@ -340,6 +368,7 @@ char *ovcd_reply_guests(const struct ovcd_view *v)
 			add(eng, "reclaim_target_bytes", u64_or_null(g->engine_target_bytes));
 			add(eng, "reclaims", json_object_new_uint64(g->reclaims));
 			add(eng, "releases", json_object_new_uint64(g->releases));
+			add_engine_swap(eng, g);
 			add(e, "engine", eng);
 		} else {
 			add(e, "engine", NULL);

@@ -191,6 +191,7 @@ static void engine_stats_take(struct ovc_guest_stats *dst, const struct ovc_gues
 	dst->engine_swap_bytes = src->engine_swap_bytes;
 	dst->engine_target_bytes = src->engine_target_bytes;
 	dst->engine_swap_in_bytes = src->engine_swap_in_bytes;
+	dst->engine_swap = src->engine_swap;
 }
 
 static const char *merged_kind(const struct mdriver *d)
@@ -253,6 +254,11 @@ static void build_view(struct manager *m)
 		g->v.engine_zero_bytes = g->v.engine ? g->stats.engine_zero_bytes : OVC_UNKNOWN;
 		g->v.engine_swap_bytes = g->v.engine ? g->stats.engine_swap_bytes : OVC_UNKNOWN;
 		g->v.engine_target_bytes = g->v.engine ? g->stats.engine_target_bytes : OVC_UNKNOWN;
+		g->v.engine_swap_in_bytes = g->v.engine ? g->stats.engine_swap_in_bytes : OVC_UNKNOWN;
+		if (g->v.engine)
+			g->v.engine_swap = g->stats.engine_swap;
+		else
+			memset(&g->v.engine_swap, 0xff, sizeof(g->v.engine_swap)); /* all OVC_UNKNOWN */
 		g->v.stats_age_usec = ovc_known(g->stats.guest_update_sec) && g->stats.guest_update_sec > 0 &&
 					      g->stats.guest_update_sec * USEC_PER_SEC <= now_real
 				      ? now_real - g->stats.guest_update_sec * USEC_PER_SEC

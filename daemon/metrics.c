@@ -153,6 +153,27 @@ int ovcd_metrics_render(const struct ovcd_view *v, char **ret, size_t *ret_len)
 		  G(engine_swap_bytes));
 	per_guest(f, v, "ovc_guest_engine_reclaim_target_bytes", "gauge", "The engine's reclaim target.",
 		  G(engine_target_bytes));
+	/* Its swapping; absent too from an engine too old to report it. */
+	per_guest(f, v, "ovc_guest_engine_swapped_in_bytes", "counter", "Guest memory the engine swapped back in.",
+		  G(engine_swap_in_bytes));
+	per_guest(f, v, "ovc_guest_engine_swapped_out_bytes", "counter", "Guest memory the engine swapped out.",
+		  G(engine_swap.out_bytes));
+	per_guest(f, v, "ovc_guest_engine_swap_cache_bytes", "gauge",
+		  "Guest memory swapped back in that still owns its swap slot.", G(engine_swap.cache_bytes));
+	per_guest(f, v, "ovc_guest_engine_swap_cache_hits", "counter",
+		  "Swap-outs that needed no write: the page's slot still held it.", G(engine_swap.cache_hits));
+	per_guest(f, v, "ovc_guest_engine_refaults", "counter", "Pages swapped back in soon after going out.",
+		  G(engine_swap.refaults));
+	per_guest(f, v, "ovc_guest_engine_swap_write_errors", "counter", "Failed swap writes (the page was kept).",
+		  G(engine_swap.write_errors));
+	per_guest(f, v, "ovc_guest_engine_swap_read_errors", "counter", "Failed swap reads.",
+		  G(engine_swap.read_errors));
+	per_guest(f, v, "ovc_guest_engine_fault_p50_microseconds", "gauge",
+		  "Median fault service time since the engine started (upper bound of a power-of-two bucket).",
+		  G(engine_swap.fault_p50_usec));
+	per_guest(f, v, "ovc_guest_engine_fault_p99_microseconds", "gauge",
+		  "99th percentile fault service time since the engine started (upper bound of a power-of-two bucket).",
+		  G(engine_swap.fault_p99_usec));
 	fputs("# EOF\n", f);
 	if (fclose(f) != 0) {
 		free(buf);

@@ -174,6 +174,23 @@ static const char *age_text(uint64_t usec, char *buf, size_t n)
 	return buf;
 }
 
+/* A latency in µs, at most 6 characters: 16us, 1.0ms, 524ms, 1.2s. */
+static const char *usec_text(uint64_t us, char *buf, size_t n)
+{
+	if (!ovc_known(us))
+		return "-";
+	if (us < 1000)
+		snprintf(buf, n, "%" PRIu64 "us", us);
+	else if (us < 10000)
+		snprintf(buf, n, "%" PRIu64 ".%" PRIu64 "ms", us / 1000, us % 1000 / 100);
+	else if (us < 1000000)
+		snprintf(buf, n, "%" PRIu64 "ms", us / 1000);
+	else
+		snprintf(buf, n, "%" PRIu64 ".%" PRIu64 "s", us / 1000000, us % 1000000 / 100000);
+	return buf;
+}
+#define USEC(v) usec_text((v), (char[32]){ 0 }, 32)
+
 /* ---- human output ---- */
 
 static void print_status(struct json_object *o)
@@ -212,6 +229,18 @@ static void print_status(struct json_object *o)
 	printf("State:     %s\n", get_str(o, "host_reason"));
 }
 
+/* Failed swap I/O is rare and serious: said on the guest's line, only
+ * when it happened. */
+static void print_swap_errors(struct json_object *eng)
+{
+	uint64_t wr = json_get_u64(eng, "swap_write_errors"), rd = json_get_u64(eng, "swap_read_errors");
+
+	wr = ovc_known(wr) ? wr : 0;
+	rd = ovc_known(rd) ? rd : 0;
+	if (wr || rd)
+		printf(" [swap errors: %" PRIu64 " write, %" PRIu64 " read]", wr, rd);
+}
+
 static void print_guests(struct json_object *o)
 {
 	struct json_object *arr = json_get(o, "guests");
@@ -222,8 +251,9 @@ static void print_guests(struct json_object *o)
 		int l = (int)strlen(get_str(json_object_array_get_idx(arr, i), "name"));
 		w = l > w ? l : w;
 	}
-	printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %5s  %s\n", w, "NAME", "MAX", "CURRENT", "TARGET",
-	       "AVAILABLE", "FLOOR", "SHARED", "SWAPPED", "RECLAIM", "AGE", "LAST ACTION");
+	printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s %5s  %s\n", w, "NAME", "MAX", "CURRENT",
+	       "TARGET", "AVAILABLE", "FLOOR", "SHARED", "SWAPPED", "RECLAIM", "SWAPCACHE", "FLT-P50", "AGE",
+	       "LAST ACTION");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *g = json_object_array_get_idx(arr, i);
 		const char *floor_mark = json_object_get_boolean(json_get(g, "floor_override")) ? "*" : "";
@@ -237,13 +267,15 @@ static void print_guests(struct json_object *o)
 		/* An engine without a balloon has no balloon target or floor. */
 		if (eng && strcmp(get_str(g, "balloon_driver"), "none") == 0)
 			snprintf(target, sizeof(target), "-"), snprintf(floor, sizeof(floor), "-");
-		printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %5s  %s", w, get_str(g, "name"),
+		printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s %5s  %s", w, get_str(g, "name"),
 		       SZ(json_get_u64(g, "max_bytes")), SZ(json_get_u64(g, "current_bytes")), target,
 		       SZ(json_get_u64(g, "available_bytes")), floor, SZ(json_get_u64(sav, "shared_bytes")),
 		       SZ(json_get_u64(sav, "swapped_bytes")), SZ(json_get_u64(eng, "reclaim_target_bytes")),
+		       SZ(json_get_u64(eng, "swap_cache_bytes")), USEC(json_get_u64(eng, "fault_p50_usec")),
 		       age_text(json_get_u64(g, "stats_age_usec"), (char[16]){ 0 }, 16), get_str(g, "last_action"));
 		if (json_get_u64(g, "last_action_tick"))
 			printf(" (tick %" PRIu64 "): %s", json_get_u64(g, "last_action_tick"), get_str(g, "last_reason"));
+		print_swap_errors(eng);
 		printf("\n");
 	}
 	if (n == 0)

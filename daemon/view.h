@@ -42,6 +42,11 @@ struct ovcd_guest_view {
 	 * swap, and its reclaim target; all OVC_UNKNOWN without an engine. */
 	bool engine;
 	uint64_t engine_zero_bytes, engine_swap_bytes, engine_target_bytes;
+	/* Its swapping: cumulative bytes swapped in, and the rest as the
+	 * engine reports it (guest.h); OVC_UNKNOWN without an engine or from
+	 * an engine too old to say. */
+	uint64_t engine_swap_in_bytes;
+	struct ovc_engine_swap_stats engine_swap;
 	uint64_t reclaims, releases;   /* engine target raised / lowered */
 };
 

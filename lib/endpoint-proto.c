@@ -178,18 +178,74 @@ static int done(int n, size_t size)
 	return n < 0 || (size_t)n >= size ? -ENOBUFS : n;
 }
 
-int ep_format_stats(char *buf, size_t size, const struct ep_stats *st)
+/* The numeric figures of a stats reply, in the order they are sent. */
+static const struct {
+	const char *key;
+	size_t off;
+	unsigned bit;
+} stats_keys[] = {
+	{ "pid", offsetof(struct ep_stats, pid), EP_HAVE_PID },
+	{ "max_bytes", offsetof(struct ep_stats, max_bytes), EP_HAVE_MAX },
+	{ "region_bytes", offsetof(struct ep_stats, region_bytes), EP_HAVE_REGION },
+	{ "zero_bytes", offsetof(struct ep_stats, zero_bytes), EP_HAVE_ZERO },
+	{ "swap_bytes", offsetof(struct ep_stats, swap_bytes), EP_HAVE_SWAP },
+	{ "target_bytes", offsetof(struct ep_stats, target_bytes), EP_HAVE_TARGET },
+	{ "saved_bytes", offsetof(struct ep_stats, saved_bytes), EP_HAVE_SAVED },
+	{ "pages_swapped_in", offsetof(struct ep_stats, pages_swapped_in), EP_HAVE_SWAPPED_IN },
+	{ "refaults", offsetof(struct ep_stats, refaults), EP_HAVE_REFAULTS },
+	{ "pages_swapped_out", offsetof(struct ep_stats, pages_swapped_out), EP_HAVE_SWAPPED_OUT },
+	{ "swap_cache_pages", offsetof(struct ep_stats, swap_cache_pages), EP_HAVE_SWAP_CACHE },
+	{ "swap_cache_hits", offsetof(struct ep_stats, swap_cache_hits), EP_HAVE_SWAP_CACHE_HITS },
+	{ "swap_write_errors", offsetof(struct ep_stats, swap_write_errors), EP_HAVE_WRITE_ERRORS },
+	{ "swap_read_errors", offsetof(struct ep_stats, swap_read_errors), EP_HAVE_READ_ERRORS },
+	{ "fault_p50_usec", offsetof(struct ep_stats, fault_p50_usec), EP_HAVE_FAULT_P50 },
+	{ "fault_p99_usec", offsetof(struct ep_stats, fault_p99_usec), EP_HAVE_FAULT_P99 },
+};
+/* name plus the numbers: an OVC1 client refuses more pairs. */
+_Static_assert(1 + ARRAY_SIZE(stats_keys) <= EP_REPLY_PAIRS_MAX, "too many keys for OVC1 clients");
+
+static uint64_t stats_get(const struct ep_stats *st, size_t i)
 {
-	return done(snprintf(buf, size,
-			     EP_VERSION_TOKEN " ok name=%s pid=%" PRIu64 " max_bytes=%" PRIu64
-					      " region_bytes=%" PRIu64 " zero_bytes=%" PRIu64
-					      " swap_bytes=%" PRIu64 " target_bytes=%" PRIu64
-					      " saved_bytes=%" PRIu64 " pages_swapped_in=%" PRIu64
-					      " refaults=%" PRIu64 "\n",
-			     st->name, st->pid, st->max_bytes, st->region_bytes, st->zero_bytes,
-			     st->swap_bytes, st->target_bytes, st->saved_bytes, st->pages_swapped_in,
-			     st->refaults),
-		    size);
+	uint64_t v;
+
+	memcpy(&v, (const char *)st + stats_keys[i].off, sizeof(v));
+	return v;
+}
+
+int ep_format_stats(char *buf, size_t size, const struct ep_stats *st, unsigned have)
+{
+	int n = snprintf(buf, size, EP_VERSION_TOKEN " ok name=%s", st->name);
+
+	have |= EP_HAVE_STATS_BASE;
+	for (size_t i = 0; i < ARRAY_SIZE(stats_keys) && n >= 0 && (size_t)n < size; i++)
+		if (have & stats_keys[i].bit)
+			n += snprintf(buf + n, size - (size_t)n, " %s=%" PRIu64, stats_keys[i].key,
+				      stats_get(st, i));
+	if (n >= 0 && (size_t)n < size)
+		n += snprintf(buf + n, size - (size_t)n, "\n");
+	return done(n, size);
+}
+
+bool ep_lat_percentile(const uint64_t *hist, size_t n, unsigned pct, uint64_t *ret_usec)
+{
+	unsigned __int128 total = 0, rank, seen = 0;
+
+	if (n == 0 || n > 64 || pct == 0 || pct > 100)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		total += hist[i];
+	if (total == 0)
+		return false;
+	/* The smallest bucket holding at least pct% of the faults. */
+	rank = (total * pct + 99) / 100;
+	for (size_t i = 0; i < n; i++) {
+		seen += hist[i];
+		if (seen >= rank) {
+			*ret_usec = UINT64_C(1) << (i < 63 ? i : 63);
+			return true;
+		}
+	}
+	return false; /* not reached: seen ends at total >= rank */
 }
 
 int ep_format_reclaim_ok(char *buf, size_t size, uint64_t target_bytes)
@@ -219,21 +275,6 @@ int ep_format_error(char *buf, size_t size, int err, const char *msg)
 /* key=value of an ok reply into @r; unknown keys are skipped. */
 static int reply_pair(struct tok t, struct ep_reply *r)
 {
-	static const struct {
-		const char *key;
-		size_t off;
-		unsigned bit;
-	} keys[] = {
-		{ "pid", offsetof(struct ep_stats, pid), EP_HAVE_PID },
-		{ "max_bytes", offsetof(struct ep_stats, max_bytes), EP_HAVE_MAX },
-		{ "region_bytes", offsetof(struct ep_stats, region_bytes), EP_HAVE_REGION },
-		{ "zero_bytes", offsetof(struct ep_stats, zero_bytes), EP_HAVE_ZERO },
-		{ "swap_bytes", offsetof(struct ep_stats, swap_bytes), EP_HAVE_SWAP },
-		{ "target_bytes", offsetof(struct ep_stats, target_bytes), EP_HAVE_TARGET },
-		{ "saved_bytes", offsetof(struct ep_stats, saved_bytes), EP_HAVE_SAVED },
-		{ "pages_swapped_in", offsetof(struct ep_stats, pages_swapped_in), EP_HAVE_SWAPPED_IN },
-		{ "refaults", offsetof(struct ep_stats, refaults), EP_HAVE_REFAULTS },
-	};
 	const char *eq = memchr(t.p, '=', t.n);
 	struct tok key, val;
 
@@ -249,15 +290,15 @@ static int reply_pair(struct tok t, struct ep_reply *r)
 		r->have |= EP_HAVE_NAME;
 		return 0;
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(stats_keys); i++) {
 		uint64_t v;
 
-		if (!tok_is(key, keys[i].key))
+		if (!tok_is(key, stats_keys[i].key))
 			continue;
 		if (parse_u64(val, &v) < 0)
 			return -EPROTO;
-		memcpy((char *)&r->st + keys[i].off, &v, sizeof(v));
-		r->have |= keys[i].bit;
+		memcpy((char *)&r->st + stats_keys[i].off, &v, sizeof(v));
+		r->have |= stats_keys[i].bit;
 		return 0;
 	}
 	return 0;

@@ -59,6 +59,17 @@ struct ep_stats {
 	uint64_t saved_bytes;
 	uint64_t pages_swapped_in;
 	uint64_t refaults;
+	/* Optional (EP_HAVE_* below): an older engine does not send them. */
+	uint64_t pages_swapped_out;
+	uint64_t swap_cache_pages;   /* now */
+	uint64_t swap_cache_hits;
+	uint64_t swap_write_errors;
+	uint64_t swap_read_errors;
+	/* Percentiles of the fault service time since the engine started, as
+	 * the upper bound of their histogram bucket (ep_lat_percentile());
+	 * sent only once a fault was served. */
+	uint64_t fault_p50_usec;
+	uint64_t fault_p99_usec;
 };
 
 /* Which ep_stats fields a parsed reply carried (struct ep_reply.have). */
@@ -73,12 +84,30 @@ enum {
 	EP_HAVE_SAVED = 1u << 7,
 	EP_HAVE_SWAPPED_IN = 1u << 8,
 	EP_HAVE_REFAULTS = 1u << 9,
+	EP_HAVE_SWAPPED_OUT = 1u << 10,
+	EP_HAVE_SWAP_CACHE = 1u << 11,
+	EP_HAVE_SWAP_CACHE_HITS = 1u << 12,
+	EP_HAVE_WRITE_ERRORS = 1u << 13,
+	EP_HAVE_READ_ERRORS = 1u << 14,
+	EP_HAVE_FAULT_P50 = 1u << 15,
+	EP_HAVE_FAULT_P99 = 1u << 16,
 };
 #define EP_HAVE_STATS_REQUIRED (EP_HAVE_NAME | EP_HAVE_MAX | EP_HAVE_ZERO | EP_HAVE_SWAP | EP_HAVE_TARGET)
+/* What every engine since the first sends; the rest is optional. */
+#define EP_HAVE_STATS_BASE ((1u << 10) - 1)
+#define EP_HAVE_STATS_ALL ((1u << 17) - 1)
+
+/*
+ * An OVC1 client splits a reply into at most 32 tokens and refuses a longer
+ * one, so a reply carries at most EP_REPLY_PAIRS_MAX key=value pairs: new
+ * optional keys must fit under it (a static assertion in the formatter).
+ */
+#define EP_REPLY_PAIRS_MAX 30
 
 /* Replies, '\n' included and NUL-terminated. Return the length, or -ENOBUFS
- * if @size is too small (never with EP_REPLY_MAX). */
-int ep_format_stats(char *buf, size_t size, const struct ep_stats *st);
+ * if @size is too small (never with EP_REPLY_MAX). ep_format_stats() sends
+ * the optional figures whose bit is in @have (the required ones always). */
+int ep_format_stats(char *buf, size_t size, const struct ep_stats *st, unsigned have);
 int ep_format_reclaim_ok(char *buf, size_t size, uint64_t target_bytes);
 /* @err is a negative or positive errno; control bytes of @msg become '?'
  * and it is cut to EP_MSG_MAX. */
@@ -99,6 +128,15 @@ struct ep_reply {
  * *ret then unspecified.
  */
 int ep_parse_reply(const char *line, size_t len, struct ep_reply *ret);
+
+/*
+ * Percentile @pct (1..100) of a fault latency histogram laid out as
+ * ovc_engine_stats' fault_lat_hist (bucket i: under 2^i µs, at least
+ * 2^(i-1); the last open-ended): the upper bound of the bucket it falls in,
+ * 2^i µs (for the open last bucket, 2^(n-1) stands for 2^(n-2) or more). Returns
+ * false for an empty histogram. Sums saturate: any counts are accepted.
+ */
+bool ep_lat_percentile(const uint64_t *hist, size_t n, unsigned pct, uint64_t *ret_usec);
 
 /* Whether @name is a valid published name (see struct ovc_publish_opts). */
 bool ep_name_valid(const char *name, size_t len);

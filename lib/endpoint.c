@@ -78,26 +78,49 @@ static void client_close(struct ep_client *c)
 	c->fd = -1;
 }
 
+/* The engine's counters as the stats reply's figures; returns the
+ * EP_HAVE_* of the optional ones it has. */
+static unsigned stats_of(const struct ovc_endpoint *ep, const struct ovc_engine_stats *s,
+			 struct ep_stats *st)
+{
+	unsigned have = EP_HAVE_SWAPPED_OUT | EP_HAVE_SWAP_CACHE | EP_HAVE_SWAP_CACHE_HITS |
+			EP_HAVE_WRITE_ERRORS | EP_HAVE_READ_ERRORS;
+
+	memset(st, 0, sizeof(*st));
+	memcpy(st->name, ep->name, sizeof(st->name));
+	st->pid = (uint64_t)getpid();
+	st->max_bytes = ep->max_bytes ? ep->max_bytes : s->region_bytes;
+	st->region_bytes = s->region_bytes;
+	st->zero_bytes = s->zero_pages_now * OVC_PAGE_SIZE;
+	st->swap_bytes = s->swapped_pages_now * OVC_PAGE_SIZE;
+	st->target_bytes = s->reclaim_target_bytes;
+	st->saved_bytes = s->saved_bytes;
+	st->pages_swapped_in = s->pages_swapped_in;
+	st->refaults = s->refaults;
+	st->pages_swapped_out = s->pages_swapped_out;
+	st->swap_cache_pages = s->swap_cache_pages_now;
+	st->swap_cache_hits = s->swap_cache_hits;
+	st->swap_write_errors = s->swap_write_errors;
+	st->swap_read_errors = s->swap_read_errors;
+	/* No fault served yet: no percentile, rather than a made-up 0. */
+	if (ep_lat_percentile(s->fault_lat_hist, OVC_LAT_BUCKETS, 50, &st->fault_p50_usec) &&
+	    ep_lat_percentile(s->fault_lat_hist, OVC_LAT_BUCKETS, 99, &st->fault_p99_usec))
+		have |= EP_HAVE_FAULT_P50 | EP_HAVE_FAULT_P99;
+	return have;
+}
+
 static void reply_stats(struct ovc_endpoint *ep, struct ep_client *c)
 {
 	struct ovc_engine_stats s = { .size = sizeof(s) };
-	struct ep_stats st = { 0 };
+	struct ep_stats st;
+	unsigned have;
 	int r = ovc_engine_stats(ep->e, &s);
 
 	if (r < 0) {
 		r = ep_format_error(c->out, sizeof(c->out), r, ovc_strerror(r));
 	} else {
-		memcpy(st.name, ep->name, sizeof(st.name));
-		st.pid = (uint64_t)getpid();
-		st.max_bytes = ep->max_bytes ? ep->max_bytes : s.region_bytes;
-		st.region_bytes = s.region_bytes;
-		st.zero_bytes = s.zero_pages_now * OVC_PAGE_SIZE;
-		st.swap_bytes = s.swapped_pages_now * OVC_PAGE_SIZE;
-		st.target_bytes = s.reclaim_target_bytes;
-		st.saved_bytes = s.saved_bytes;
-		st.pages_swapped_in = s.pages_swapped_in;
-		st.refaults = s.refaults;
-		r = ep_format_stats(c->out, sizeof(c->out), &st);
+		have = stats_of(ep, &s, &st);
+		r = ep_format_stats(c->out, sizeof(c->out), &st, have);
 	}
 	c->out_len = r > 0 ? (size_t)r : 0;
 }

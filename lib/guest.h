@@ -23,6 +23,20 @@ static inline bool ovc_known(uint64_t v)
 	return v != OVC_UNKNOWN;
 }
 
+/* An embedded engine's swap health (ovc driver): every figure OVC_UNKNOWN
+ * elsewhere, and also from an engine too old to report it
+ * (docs/engine-protocol.md). */
+struct ovc_engine_swap_stats {
+	uint64_t out_bytes;      /* cumulative: pages written out */
+	uint64_t cache_bytes;    /* back in memory, still owning a slot */
+	uint64_t cache_hits;     /* cumulative: evictions without a write */
+	uint64_t refaults;       /* cumulative: swapped in soon after going out */
+	uint64_t write_errors;   /* cumulative */
+	uint64_t read_errors;    /* cumulative */
+	uint64_t fault_p50_usec; /* fault service time since the engine */
+	uint64_t fault_p99_usec; /* started (upper bound of its bucket) */
+};
+
 struct ovc_guest_stats {
 	/* When the driver collected these (CLOCK_MONOTONIC, µs). */
 	uint64_t collected_usec;
@@ -54,6 +68,7 @@ struct ovc_guest_stats {
 	uint64_t engine_swap_bytes;   /* given back by swapping now */
 	uint64_t engine_target_bytes; /* the reclaim target in force */
 	uint64_t engine_swap_in_bytes; /* cumulative: pages swapped back in */
+	struct ovc_engine_swap_stats engine_swap;
 };
 
 /* Set every field to OVC_UNKNOWN (and stale = false, collected_usec = 0). */

@@ -184,7 +184,11 @@ static void test_replies(void **state)
 		{ .name = "db", .driver = "libvirt+ovc", .max_bytes = 2 * GIB, .actual_bytes = 2 * GIB,
 		  .target_bytes = 2 * GIB, .available_bytes = GIB, .floor_bytes = GIB, .pin_bytes = 2 * GIB,
 		  .stats_age_usec = 2 * USEC_PER_SEC, .engine = true, .engine_zero_bytes = 300 * MIB,
-		  .engine_swap_bytes = 0, .engine_target_bytes = 320 * MIB, .reclaims = 4, .releases = 1 },
+		  .engine_swap_bytes = 0, .engine_target_bytes = 320 * MIB, .reclaims = 4, .releases = 1,
+		  .engine_swap_in_bytes = 6 * MIB,
+		  .engine_swap = { .out_bytes = 8 * MIB, .cache_bytes = MIB, .cache_hits = 3, .refaults = 2,
+				   .write_errors = 0, .read_errors = 1, .fault_p50_usec = 16,
+				   .fault_p99_usec = OVC_UNKNOWN } },
 	};
 	struct ovcd_view v = {
 		.config_path = "/etc/ovc/ovcd.conf", .interval_usec = 5 * USEC_PER_SEC, .ticks = 7,
@@ -235,6 +239,17 @@ static void test_replies(void **state)
 	assert_int_equal(json_object_get_uint64(field(field(e, "savings"), "swapped_bytes")), 0);
 	assert_int_equal(json_object_get_uint64(field(field(e, "engine"), "reclaim_target_bytes")), 320 * MIB);
 	assert_int_equal(json_object_get_uint64(field(field(e, "engine"), "reclaims")), 4);
+	/* The engine's swapping in full; what it did not say is null. */
+	s = field(e, "engine");
+	assert_int_equal(json_object_get_uint64(field(s, "swapped_in_bytes")), 6 * MIB);
+	assert_int_equal(json_object_get_uint64(field(s, "swapped_out_bytes")), 8 * MIB);
+	assert_int_equal(json_object_get_uint64(field(s, "swap_cache_bytes")), MIB);
+	assert_int_equal(json_object_get_uint64(field(s, "swap_cache_hits")), 3);
+	assert_int_equal(json_object_get_uint64(field(s, "refaults")), 2);
+	assert_int_equal(json_object_get_uint64(field(s, "swap_write_errors")), 0);
+	assert_int_equal(json_object_get_uint64(field(s, "swap_read_errors")), 1);
+	assert_int_equal(json_object_get_uint64(field(s, "fault_p50_usec")), 16);
+	assert_null(field(s, "fault_p99_usec"));
 	json_object_put(o);
 
 	o = parse_reply(ovcd_reply_error("no guest named 'x'"));

@@ -115,12 +115,52 @@ static void test_reply_roundtrip(void **state)
 	st.saved_bytes = 12288;
 	st.pages_swapped_in = 5;
 	st.refaults = 6;
-	n = ep_format_stats(buf, sizeof(buf), &st);
-
-	assert_true(n > 0 && buf[n - 1] == '\n');
+	/* The first engines' reply, byte for byte: the optional figures are
+	 * left out unless asked for. */
+	n = ep_format_stats(buf, sizeof(buf), &st, 0);
+	assert_string_equal(buf, "OVC1 ok name=web-1.a_b pid=123 max_bytes=1073741824 "
+				 "region_bytes=536870912 zero_bytes=4096 swap_bytes=8192 "
+				 "target_bytes=18446744073709551615 saved_bytes=12288 "
+				 "pages_swapped_in=5 refaults=6\n");
 	assert_ovc_ok(ep_parse_reply(buf, (size_t)n - 1, &rp));
 	assert_true(rp.ok);
-	assert_int_equal(rp.have, (1u << 10) - 1);
+	assert_int_equal(rp.have, EP_HAVE_STATS_BASE);
+	assert_memory_equal(&rp.st, &st, sizeof(st));
+
+	/* Every figure, the optional ones included. */
+	st.pages_swapped_out = 7;
+	st.swap_cache_pages = 8;
+	st.swap_cache_hits = 9;
+	st.swap_write_errors = 10;
+	st.swap_read_errors = 11;
+	st.fault_p50_usec = 16;
+	st.fault_p99_usec = 1024;
+	n = ep_format_stats(buf, sizeof(buf), &st, EP_HAVE_STATS_ALL);
+	assert_true(n > 0 && buf[n - 1] == '\n');
+	assert_non_null(strstr(buf, " swap_cache_pages=8 "));
+	assert_ovc_ok(ep_parse_reply(buf, (size_t)n - 1, &rp));
+	assert_int_equal(rp.have, EP_HAVE_STATS_ALL);
+	assert_memory_equal(&rp.st, &st, sizeof(st));
+
+	/* Some of them: only those, and the others stay unset. */
+	n = ep_format_stats(buf, sizeof(buf), &st, EP_HAVE_SWAP_CACHE | EP_HAVE_FAULT_P99);
+	assert_null(strstr(buf, "fault_p50_usec"));
+	assert_ovc_ok(ep_parse_reply(buf, (size_t)n - 1, &rp));
+	assert_int_equal(rp.have, EP_HAVE_STATS_BASE | EP_HAVE_SWAP_CACHE | EP_HAVE_FAULT_P99);
+	assert_int_equal(rp.st.swap_cache_pages, 8);
+	assert_int_equal(rp.st.fault_p99_usec, 1024);
+	assert_int_equal(rp.st.fault_p50_usec, 0);
+
+	/* The longest possible reply fits, in bytes and in the token count an
+	 * OVC1 client accepts. */
+	memset(st.name, 'n', OVC_PUBLISH_NAME_MAX);
+	st.name[OVC_PUBLISH_NAME_MAX] = '\0';
+	for (uint64_t *v = &st.pid; v <= &st.fault_p99_usec; v++)
+		*v = UINT64_MAX;
+	n = ep_format_stats(buf, sizeof(buf), &st, EP_HAVE_STATS_ALL);
+	assert_true(n > 0 && n < EP_REPLY_MAX);
+	assert_ovc_ok(ep_parse_reply(buf, (size_t)n - 1, &rp));
+	assert_int_equal(rp.have, EP_HAVE_STATS_ALL);
 	assert_memory_equal(&rp.st, &st, sizeof(st));
 
 	n = ep_format_reclaim_ok(buf, sizeof(buf), 77);
@@ -146,7 +186,8 @@ static void test_reply_roundtrip(void **state)
 	assert_int_equal(strlen(rp.msg), EP_MSG_MAX);
 
 	/* too small a buffer */
-	assert_int_equal(ep_format_stats(buf, 10, &st), -ENOBUFS);
+	assert_int_equal(ep_format_stats(buf, 10, &st, 0), -ENOBUFS);
+	assert_int_equal(ep_format_stats(buf, (size_t)n, &st, EP_HAVE_STATS_ALL), -ENOBUFS);
 }
 
 static void test_reply_garbage(void **state)
@@ -157,6 +198,10 @@ static void test_reply_garbage(void **state)
 		"OVC1 ok zero_bytes=18446744073709551616", "OVC1 error", "OVC1 error errno=0",
 		"OVC1 error errno=99999", "OVC1 error msg=x", "OVC1 ok noequals",
 		"OVC1 ok name=a\x01",
+		/* The optional figures are numbers like the rest. */
+		"OVC1 ok swap_cache_pages=", "OVC1 ok swap_cache_pages=x", "OVC1 ok fault_p50_usec=-1",
+		"OVC1 ok pages_swapped_out=18446744073709551616", "OVC1 ok swap_read_errors=0x10",
+		"OVC1 ok fault_p99_usec=1e6", "OVC1 ok swap_write_errors=+1",
 	};
 	struct ep_reply rp;
 
@@ -169,10 +214,60 @@ static void test_reply_garbage(void **state)
 	assert_ovc_ok(ep_parse_reply(newer, strlen(newer), &rp));
 	assert_int_equal(rp.have, EP_HAVE_STATS_REQUIRED);
 	assert_int_equal(rp.st.max_bytes, 4096);
+	/* So are up to 30 pairs; more is not a reply an OVC1 client takes. */
+	{
+		char line[EP_REPLY_MAX];
+		int n = snprintf(line, sizeof(line), "OVC1 ok name=a max_bytes=1 zero_bytes=0 "
+						      "swap_bytes=0 target_bytes=0");
+
+		for (int i = 5; i < EP_REPLY_PAIRS_MAX; i++)
+			n += snprintf(line + n, sizeof(line) - (size_t)n, " x%d=%d", i, i);
+		assert_ovc_ok(ep_parse_reply(line, (size_t)n, &rp));
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " one=more");
+		assert_int_equal(ep_parse_reply(line, (size_t)n, &rp), -EPROTO);
+	}
 	/* An error without msg is still an error. */
 	assert_ovc_ok(ep_parse_reply("OVC1 error errno=22", 19, &rp));
 	assert_int_equal(rp.err, -EINVAL);
 	assert_string_equal(rp.msg, "");
+}
+
+static void test_lat_percentile(void **state)
+{
+	uint64_t h[OVC_LAT_BUCKETS] = { 0 }, us = 77;
+
+	/* Nothing served: no percentile, and @ret untouched. */
+	assert_false(ep_lat_percentile(h, OVC_LAT_BUCKETS, 50, &us));
+	assert_int_equal(us, 77);
+	/* 98 faults under 16 µs (bucket 4), 2 under 1024 µs (bucket 10). */
+	h[4] = 98;
+	h[10] = 2;
+	assert_true(ep_lat_percentile(h, OVC_LAT_BUCKETS, 50, &us));
+	assert_int_equal(us, 16);
+	assert_true(ep_lat_percentile(h, OVC_LAT_BUCKETS, 98, &us));
+	assert_int_equal(us, 16);
+	assert_true(ep_lat_percentile(h, OVC_LAT_BUCKETS, 99, &us));
+	assert_int_equal(us, 1024);
+	assert_true(ep_lat_percentile(h, OVC_LAT_BUCKETS, 100, &us));
+	assert_int_equal(us, 1024);
+	/* Under 1 µs is bucket 0; the open last bucket reads 2^19. */
+	memset(h, 0, sizeof(h));
+	h[0] = 1;
+	assert_true(ep_lat_percentile(h, OVC_LAT_BUCKETS, 50, &us));
+	assert_int_equal(us, 1);
+	h[OVC_LAT_BUCKETS - 1] = 3;
+	assert_true(ep_lat_percentile(h, OVC_LAT_BUCKETS, 50, &us));
+	assert_int_equal(us, 1u << (OVC_LAT_BUCKETS - 1));
+	/* Counts that would overflow a u64 sum still give an answer. */
+	h[0] = UINT64_MAX;
+	h[1] = UINT64_MAX;
+	h[OVC_LAT_BUCKETS - 1] = UINT64_MAX;
+	assert_true(ep_lat_percentile(h, OVC_LAT_BUCKETS, 50, &us));
+	assert_int_equal(us, 2);
+	/* Nonsense arguments. */
+	assert_false(ep_lat_percentile(h, OVC_LAT_BUCKETS, 0, &us));
+	assert_false(ep_lat_percentile(h, OVC_LAT_BUCKETS, 101, &us));
+	assert_false(ep_lat_percentile(h, 0, 50, &us));
 }
 
 static void test_lines(void **state)
@@ -361,6 +456,24 @@ static void check_stats_and_reclaim(struct fixture *f)
 	assert_int_equal(rp.st.zero_bytes, st.zero_pages_now * 4096);
 	assert_int_equal(rp.st.swap_bytes, st.swapped_pages_now * 4096);
 	assert_int_equal(rp.st.target_bytes, 0);
+	/* The swap figures, as the engine counts them (nothing faults here:
+	 * the counters stand still). */
+	assert_int_equal(rp.have & EP_HAVE_STATS_ALL & ~(EP_HAVE_FAULT_P50 | EP_HAVE_FAULT_P99),
+			 EP_HAVE_STATS_ALL & ~(EP_HAVE_FAULT_P50 | EP_HAVE_FAULT_P99));
+	assert_int_equal(rp.st.pages_swapped_out, st.pages_swapped_out);
+	assert_int_equal(rp.st.swap_cache_pages, st.swap_cache_pages_now);
+	assert_int_equal(rp.st.swap_cache_hits, st.swap_cache_hits);
+	assert_int_equal(rp.st.swap_write_errors, st.swap_write_errors);
+	assert_int_equal(rp.st.swap_read_errors, st.swap_read_errors);
+	{
+		uint64_t p50;
+		bool served = ep_lat_percentile(st.fault_lat_hist, OVC_LAT_BUCKETS, 50, &p50);
+
+		assert_int_equal(!!(rp.have & EP_HAVE_FAULT_P50), served);
+		assert_int_equal(!!(rp.have & EP_HAVE_FAULT_P99), served);
+		if (served)
+			assert_int_equal(rp.st.fault_p50_usec, p50);
+	}
 
 	ask(fd, "OVC1 reclaim target_bytes=1048576\n", &rp);
 	assert_true(rp.ok);
@@ -657,6 +770,7 @@ int main(void)
 		cmocka_unit_test(test_request_errors),
 		cmocka_unit_test(test_reply_roundtrip),
 		cmocka_unit_test(test_reply_garbage),
+		cmocka_unit_test(test_lat_percentile),
 		cmocka_unit_test(test_lines),
 		cmocka_unit_test(test_name_valid),
 		cmocka_unit_test_setup_teardown(test_publish_threads, setup, teardown),

@@ -16,16 +16,22 @@
 #include "ovc-test.h"
 #include "util.h"
 
+#define U OVC_UNKNOWN
+
 static void test_render(void **state)
 {
 	struct ovcd_guest_view g[2] = {
 		{ .name = "we\"b\\1\n", .max_bytes = GIB, .actual_bytes = 512 * MIB, .target_bytes = 512 * MIB,
 		  .available_bytes = OVC_UNKNOWN, .floor_bytes = 256 * MIB, .inflates = 2,
 		  .engine_zero_bytes = OVC_UNKNOWN, .engine_swap_bytes = OVC_UNKNOWN,
-		  .engine_target_bytes = OVC_UNKNOWN },
+		  .engine_target_bytes = OVC_UNKNOWN, .engine_swap_in_bytes = OVC_UNKNOWN,
+		  .engine_swap = { U, U, U, U, U, U, U, U } },
 		{ .name = "db", .max_bytes = 2 * GIB, .actual_bytes = 2 * GIB, .target_bytes = 2 * GIB,
 		  .available_bytes = GIB, .floor_bytes = GIB, .engine = true, .engine_zero_bytes = 5 * MIB,
-		  .engine_swap_bytes = 0, .engine_target_bytes = 7 * MIB },
+		  .engine_swap_bytes = 0, .engine_target_bytes = 7 * MIB, .engine_swap_in_bytes = 3 * MIB,
+		  /* an engine that sent everything but the percentiles */
+		  .engine_swap = { .out_bytes = 9 * MIB, .cache_bytes = 2 * MIB, .cache_hits = 4, .refaults = 5,
+				   .write_errors = 1, .read_errors = 0, .fault_p50_usec = U, .fault_p99_usec = U } },
 	};
 	struct ovcd_view v = {
 		.ticks = 9, .level = OVC_HOST_ROOM, .guests = g, .n_guests = 2,
@@ -53,6 +59,17 @@ static void test_render(void **state)
 	assert_non_null(strstr(text, "\novc_guest_engine_swapped_bytes{guest=\"db\"} 0\n"));
 	assert_non_null(strstr(text, "\novc_guest_engine_reclaim_target_bytes{guest=\"db\"} 7340032\n"));
 	assert_null(strstr(text, "ovc_guest_engine_shared_bytes{guest=\"we"));
+	assert_non_null(strstr(text, "\novc_guest_engine_swapped_in_bytes{guest=\"db\"} 3145728\n"));
+	assert_non_null(strstr(text, "\novc_guest_engine_swapped_out_bytes{guest=\"db\"} 9437184\n"));
+	assert_non_null(strstr(text, "\novc_guest_engine_swap_cache_bytes{guest=\"db\"} 2097152\n"));
+	assert_non_null(strstr(text, "\novc_guest_engine_swap_cache_hits{guest=\"db\"} 4\n"));
+	assert_non_null(strstr(text, "\novc_guest_engine_refaults{guest=\"db\"} 5\n"));
+	assert_non_null(strstr(text, "\novc_guest_engine_swap_write_errors{guest=\"db\"} 1\n"));
+	assert_non_null(strstr(text, "\novc_guest_engine_swap_read_errors{guest=\"db\"} 0\n"));
+	assert_non_null(strstr(text, "# TYPE ovc_guest_engine_fault_p50_microseconds gauge\n"));
+	assert_null(strstr(text, "ovc_guest_engine_fault_p50_microseconds{"));
+	assert_null(strstr(text, "ovc_guest_engine_swap_cache_bytes{guest=\"we"));
+	assert_null(strstr(text, "ovc_guest_engine_swapped_in_bytes{guest=\"we"));
 	assert_non_null(strstr(text, "\novc_zero_savings_bytes{source=\"ksm\"} 0\n"));
 	/* unknown: absent, never 0 */
 	assert_null(strstr(text, "ovc_guest_available_bytes{guest=\"we"));

@@ -10,7 +10,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,6 +186,14 @@ static void test_engines(void **state)
 	assert_int_equal(a->stats.engine_zero_bytes, st.zero_pages_now * OVC_PAGE_SIZE);
 	assert_int_equal(a->stats.engine_swap_bytes, st.swapped_pages_now * OVC_PAGE_SIZE);
 	assert_int_equal(a->stats.engine_target_bytes, 0);
+	/* The swap figures of an engine without swap: known, and 0. */
+	assert_int_equal(a->stats.engine_swap.out_bytes, st.pages_swapped_out * OVC_PAGE_SIZE);
+	assert_int_equal(a->stats.engine_swap_in_bytes, 0);
+	assert_int_equal(a->stats.engine_swap.cache_bytes, 0);
+	assert_int_equal(a->stats.engine_swap.cache_hits, 0);
+	assert_int_equal(a->stats.engine_swap.refaults, 0);
+	assert_int_equal(a->stats.engine_swap.write_errors, 0);
+	assert_int_equal(a->stats.engine_swap.read_errors, 0);
 	assert_false(ovc_known(a->stats.free_bytes));
 	assert_false(ovc_known(a->stats.available_bytes));
 	assert_false(ovc_known(a->stats.total_bytes));
@@ -194,6 +205,34 @@ static void test_engines(void **state)
 	assert_int_equal(st.reclaim_target_bytes, 2 * MIB);
 	assert_ovc_ok(ovc_balloon_guest(b, "vm-a", &one));
 	assert_int_equal(one.stats.engine_target_bytes, 2 * MIB);
+
+	/* A fault served (reading a page the VMM discarded): the latency
+	 * percentiles appear, as the engine's histogram says. */
+	assert_int_equal(madvise(ga.p + RAM_BYTES - OVC_PAGE_SIZE, OVC_PAGE_SIZE, MADV_DONTNEED), 0);
+	assert_int_equal(*(volatile uint8_t *)(ga.p + RAM_BYTES - 1), 0);
+	{
+		uint64_t faults = 0, lowest = 0;
+
+		/* The handler counts a fault after waking its thread: wait for
+		 * it (a bound for a failure, not a timing claim). */
+		for (int tries = 0; tries < 5000 && !faults; tries++) {
+			assert_ovc_ok(ovc_engine_stats(e, &st));
+			for (int i = 0; i < OVC_LAT_BUCKETS; i++)
+				faults += st.fault_lat_hist[i];
+			if (!faults)
+				usleep(1000);
+		}
+		assert_true(faults > 0);
+		assert_ovc_ok(ovc_balloon_guest(b, "vm-a", &one));
+		/* The median is no lower than the bound of the first bucket. */
+		for (int i = 0; i < OVC_LAT_BUCKETS && !lowest; i++)
+			if (st.fault_lat_hist[i])
+				lowest = UINT64_C(1) << i;
+		assert_true(ovc_known(one.stats.engine_swap.fault_p50_usec));
+		assert_true(one.stats.engine_swap.fault_p50_usec >= lowest);
+		assert_true(one.stats.engine_swap.fault_p50_usec <= one.stats.engine_swap.fault_p99_usec);
+		assert_true(one.stats.engine_swap.fault_p99_usec <= UINT64_C(1) << (OVC_LAT_BUCKETS - 1));
+	}
 
 	/* Misuse and absent guests: clear errors naming the guest. */
 	assert_int_equal(ovc_balloon_set_reclaim(b, "vm-a", MIB, 1), -EINVAL);
@@ -243,6 +282,109 @@ static void test_engines(void **state)
 	(void)!system(cmd);
 }
 
+/* An engine of our making: a socket in @dir answering every line with
+ * @reply, served by a child (the driver's requests block on the reply). */
+static pid_t fake_engine(const char *dir, const char *name, const char *reply)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[sizeof(sa.sun_path)];
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	pid_t pid;
+
+	/* Listening before it appears under its name, as engines do. */
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.%s.tmp", dir, name);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
+	assert_int_equal(rename(sa.sun_path, path), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (;;) {
+			int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+			char buf[256];
+			ssize_t n;
+
+			while (c >= 0 && (n = read(c, buf, sizeof(buf))) > 0)
+				for (ssize_t i = 0; i < n; i++)
+					if (buf[i] == '\n')
+						(void)!write(c, reply, strlen(reply));
+			if (c >= 0)
+				close(c);
+		}
+	}
+	close(fd);
+	return pid;
+}
+
+/* What a VMM says is untrusted: figures an older engine does not send are
+ * unknown, figures that cannot be true are unknown, never 0 or clamped
+ * into something plausible. */
+static void test_untrusted_engines(void **state)
+{
+	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", cmd[128];
+	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE };
+	struct ovc_balloon_guest g;
+	ovc_balloon *b;
+	pid_t old, liar, slow;
+	int status;
+
+	assert_non_null(mkdtemp(dir));
+	/* The first engines' reply: no swap counters at all. */
+	old = fake_engine(dir, "old", "OVC1 ok name=old pid=1 max_bytes=67108864 region_bytes=67108864 "
+				      "zero_bytes=0 swap_bytes=4096 target_bytes=0 saved_bytes=4096 "
+				      "pages_swapped_in=3 refaults=1\n");
+	/* Overflowing pages, a swap cache bigger than the guest, a median
+	 * above its 99th percentile. */
+	liar = fake_engine(dir, "liar", "OVC1 ok name=liar max_bytes=1048576 zero_bytes=0 swap_bytes=0 "
+					"target_bytes=0 pages_swapped_out=18446744073709551615 "
+					"swap_cache_pages=1000 swap_cache_hits=5 swap_write_errors=2 "
+					"swap_read_errors=3 fault_p50_usec=2048 fault_p99_usec=16\n");
+	/* Faults that take days, and a 99th percentile alone. */
+	slow = fake_engine(dir, "slow", "OVC1 ok name=slow max_bytes=1048576 zero_bytes=0 swap_bytes=0 "
+					"target_bytes=0 swap_cache_pages=256 fault_p50_usec=8 "
+					"fault_p99_usec=999999999999\n");
+	bo.engine_dir = dir;
+	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+
+	assert_ovc_ok(ovc_balloon_guest(b, "old", &g));
+	assert_int_equal(g.stats.engine_swap_bytes, 4096);
+	assert_int_equal(g.stats.engine_swap_in_bytes, 3 * OVC_PAGE_SIZE);
+	assert_int_equal(g.stats.engine_swap.refaults, 1);
+	assert_false(ovc_known(g.stats.engine_swap.out_bytes));
+	assert_false(ovc_known(g.stats.engine_swap.cache_bytes));
+	assert_false(ovc_known(g.stats.engine_swap.cache_hits));
+	assert_false(ovc_known(g.stats.engine_swap.write_errors));
+	assert_false(ovc_known(g.stats.engine_swap.read_errors));
+	assert_false(ovc_known(g.stats.engine_swap.fault_p50_usec));
+	assert_false(ovc_known(g.stats.engine_swap.fault_p99_usec));
+
+	assert_ovc_ok(ovc_balloon_guest(b, "liar", &g));
+	assert_false(ovc_known(g.stats.engine_swap_in_bytes)); /* not sent */
+	assert_false(ovc_known(g.stats.engine_swap.refaults));
+	assert_false(ovc_known(g.stats.engine_swap.out_bytes));
+	assert_false(ovc_known(g.stats.engine_swap.cache_bytes));
+	assert_int_equal(g.stats.engine_swap.cache_hits, 5);
+	assert_int_equal(g.stats.engine_swap.write_errors, 2);
+	assert_int_equal(g.stats.engine_swap.read_errors, 3);
+	assert_false(ovc_known(g.stats.engine_swap.fault_p50_usec));
+	assert_false(ovc_known(g.stats.engine_swap.fault_p99_usec));
+
+	assert_ovc_ok(ovc_balloon_guest(b, "slow", &g));
+	assert_int_equal(g.stats.engine_swap.cache_bytes, MIB); /* all of it: possible */
+	assert_false(ovc_known(g.stats.engine_swap.fault_p50_usec));
+	assert_false(ovc_known(g.stats.engine_swap.fault_p99_usec));
+
+	ovc_balloon_free(b);
+	for (pid_t *p = (pid_t[]){ old, liar, slow, 0 }; *p; p++) {
+		kill(*p, SIGKILL);
+		assert_int_equal(waitpid(*p, &status, 0), *p);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void)!system(cmd);
+}
+
 /* The other backends have no engines. */
 static void test_qmp_has_no_reclaim(void **state)
 {
@@ -263,6 +405,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_engines),
+		cmocka_unit_test(test_untrusted_engines),
 		cmocka_unit_test(test_qmp_has_no_reclaim),
 	};
 

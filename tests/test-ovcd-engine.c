@@ -350,6 +350,23 @@ static void test_vmm_listed_with_its_savings(void **state)
 	assert_string_equal(json_object_get_string(json_get(g, "balloon_driver")), "none");
 	assert_int_equal(json_get_u64(g, "max_bytes"), VMM_MEM_BYTES);
 	assert_non_null(json_get(g, "engine"));
+	/* Its swap figures, from this engine that sends them all: known, and
+	 * no I/O error on a healthy swap file. */
+	{
+		struct json_object *eng = json_get(g, "engine");
+		uint64_t p50 = json_get_u64(eng, "fault_p50_usec"), p99 = json_get_u64(eng, "fault_p99_usec");
+
+		assert_true(ovc_known(json_get_u64(eng, "swapped_in_bytes")));
+		assert_true(ovc_known(json_get_u64(eng, "swapped_out_bytes")));
+		assert_true(ovc_known(json_get_u64(eng, "swap_cache_bytes")));
+		assert_true(ovc_known(json_get_u64(eng, "swap_cache_hits")));
+		assert_true(ovc_known(json_get_u64(eng, "refaults")));
+		assert_int_equal(json_get_u64(eng, "swap_write_errors"), 0);
+		assert_int_equal(json_get_u64(eng, "swap_read_errors"), 0);
+		/* Percentiles once a fault was served; both or neither. */
+		assert_int_equal(ovc_known(p50), ovc_known(p99));
+		assert_true(!ovc_known(p50) || p50 <= p99);
+	}
 	/* No balloon: nothing saved that way. */
 	assert_int_equal(json_get_u64(json_get(g, "savings"), "balloon_bytes"), 0);
 	json_object_put(o);
@@ -363,6 +380,8 @@ static void test_vmm_listed_with_its_savings(void **state)
 	assert_int_equal(pclose(p), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "SHARED"));
+	assert_non_null(strstr(out, "SWAPCACHE"));
+	assert_non_null(strstr(out, "FLT-P50"));
 	assert_non_null(strstr(out, T.name));
 
 	/* No balloon, so nothing to pin: said so, not silently ignored. */
@@ -401,6 +420,17 @@ static bool engine_target_raised(void)
 	return engine_stats(&st) && st.target_bytes > 0;
 }
 
+static bool ovcd_saw_swap_out(void)
+{
+	struct json_object *o = ovcd_guests();
+	struct json_object *g = vmm_entry(o);
+	uint64_t out = json_get_u64(json_get(g, "engine"), "swapped_out_bytes");
+	bool ok = ovc_known(out) && out > 0;
+
+	json_object_put(o);
+	return ok;
+}
+
 static void test_pressure_raises_the_engine_target(void **state)
 {
 	struct ep_stats st;
@@ -415,6 +445,9 @@ static void test_pressure_raises_the_engine_target(void **state)
 	/* Never more than zero sharing plus [swap] max (25% of max). */
 	assert_true(st.target_bytes <= st.zero_bytes + st.swap_bytes + VMM_MEM_BYTES / 4 + MIB);
 	assert_true(log_has("reclaim 'ovc-vmm-"));
+	/* What the engine swapped out shows in ovcd's guests reply. */
+	if (T.vmm_swap)
+		assert_true(eventually(ovcd_saw_swap_out, WAIT_MS));
 }
 
 static bool bad_reload_refused(void)

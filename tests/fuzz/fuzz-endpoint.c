@@ -7,7 +7,8 @@
  * endpoint reads a socket; each line is parsed both as a request and as a
  * reply. Checked: a parsed request re-parses the same after formatting; an
  * error reply of any message parses back to that errno; a parsed reply's
- * name is valid.
+ * name is valid, and a parsed stats reply formats back into a reply that
+ * fits and parses to the same figures.
  */
 #include <assert.h>
 #include <errno.h>
@@ -60,8 +61,21 @@ static void check_line(const char *line, size_t len)
 		assert(n > 0 && memchr(buf, '\n', (size_t)n) == buf + n - 1);
 		assert(ep_parse_reply(buf, (size_t)n - 1, &rp) == 0 && rp.err == -EINVAL);
 	}
-	if (ep_parse_reply(line, len, &rp) == 0 && rp.ok && (rp.have & EP_HAVE_NAME))
+	if (ep_parse_reply(line, len, &rp) == 0 && rp.ok && (rp.have & EP_HAVE_NAME)) {
+		struct ep_reply again;
+		int n;
+
 		assert(ep_name_valid(rp.st.name, strlen(rp.st.name)));
+		assert((rp.have & ~EP_HAVE_STATS_ALL) == 0);
+		n = ep_format_stats(buf, sizeof(buf), &rp.st, rp.have);
+		assert(n > 0 && buf[n - 1] == '\n');
+		assert(ep_parse_reply(buf, (size_t)n - 1, &again) == 0 && again.ok);
+		assert(again.have == (rp.have | EP_HAVE_STATS_BASE));
+		/* (a repeated name= may leave bytes after the NUL) */
+		assert(strcmp(again.st.name, rp.st.name) == 0);
+		assert(memcmp(&again.st.pid, &rp.st.pid,
+			      sizeof(rp.st) - offsetof(struct ep_stats, pid)) == 0);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
