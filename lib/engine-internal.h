@@ -60,6 +60,7 @@ struct ovc_engine_counters {
 	atomic_uint_fast64_t distinct_hashes;
 	atomic_uint_fast64_t duplicate_pages;
 	atomic_uint_fast64_t fault_lat_hist[OVC_LAT_BUCKETS];
+	atomic_uint_fast64_t swapin_lat_hist[OVC_LAT_BUCKETS];
 	atomic_uint_fast64_t transit_aborts;   /* candidates that changed under us */
 	/* Swapping (swap.c). */
 	atomic_int_fast64_t swapped_pages_now;

@@ -769,6 +769,8 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 	int64_t cached = atomic_load(&e->c.swap_cache_pages_now);
 	s.swap_cache_pages_now = cached > 0 ? (uint64_t)cached : 0;
 	s.swap_cache_hits = atomic_load(&e->c.swap_cache_hits);
+	for (size_t i = 0; i < OVC_LAT_BUCKETS; i++)
+		s.swapin_lat_hist[i] = atomic_load(&e->c.swapin_lat_hist[i]);
 	memcpy(st, &s, MIN((size_t)st->size, sizeof(s)));
 	return 0;
 }

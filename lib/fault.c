@@ -122,13 +122,17 @@ void uffd_wake(ovc_engine *e, uint64_t start, uint64_t len)
 			return;
 }
 
-static void lat_record(ovc_engine *e, uint64_t t0)
+/* A fault served, from @t0 (the read that returned it) to now; @swapin:
+ * served from swap, counted in its own histogram too. */
+static void lat_record(ovc_engine *e, uint64_t t0, bool swapin)
 {
 	uint64_t us = (now_nsec(CLOCK_MONOTONIC) - t0) / NSEC_PER_USEC;
 	unsigned b = 0;
 	while (b < OVC_LAT_BUCKETS - 1 && (UINT64_C(1) << b) <= us)
 		b++;
 	atomic_fetch_add_explicit(&e->c.fault_lat_hist[b], 1, memory_order_relaxed);
+	if (swapin)
+		atomic_fetch_add_explicit(&e->c.swapin_lat_hist[b], 1, memory_order_relaxed);
 }
 
 /* SWAPPED pages: swap.c reads the slot and installs the page. */
@@ -185,6 +189,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	uint64_t addr = ALIGN_DOWN((uint64_t)m->arg.pagefault.address, PAGE_SIZE);
 	bool wp = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
 	pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
+	bool swapin = false;
 
 	pthread_rwlock_rdlock(&e->regions_lock);
 	struct ovc_region *r = engine_region_of(e, addr);
@@ -228,6 +233,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 		fault_unprotect(e, r, page, addr);
 	} else if (pst_state(w) == PST_SWAPPED) {
 		fault_swapin(e, r, page, addr);
+		swapin = true;
 	} else {
 		struct uffdio_zeropage z = { .range = { addr, PAGE_SIZE } };
 		int ret = uffd_resolve(e, UFFDIO_ZEROPAGE, &z);
@@ -242,7 +248,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	in_handler--;
 	pthread_mutex_unlock(&r->lock);
 	pthread_rwlock_unlock(&e->regions_lock);
-	lat_record(e, t0);
+	lat_record(e, t0, swapin);
 }
 
 /* The VMM (or our write-protect path) discarded [start, end), read in

@@ -271,6 +271,13 @@ static void roundtrip(unsigned flags, bool seq)
 	assert_int_equal(st.swapped_pages_now, 0);
 	assert_int_equal(st.pages_swapped_in, st.pages_swapped_out);
 	assert_true(st.swap_faults > 0 && st.swap_faults <= st.pages_swapped_in);
+	/* Every swap fault is timed in both histograms. */
+	uint64_t n_swapin = 0, n_fault = 0;
+	for (unsigned i = 0; i < OVC_LAT_BUCKETS; i++) {
+		n_swapin += st.swapin_lat_hist[i];
+		n_fault += st.fault_lat_hist[i];
+	}
+	assert_true(n_swapin >= st.swap_faults && n_swapin <= n_fault);
 	if (seq) /* readahead: far fewer faults than pages */
 		assert_true(st.swap_faults * 4 <= st.pages_swapped_in);
 	assert_int_equal(st.swap_read_errors, 0);

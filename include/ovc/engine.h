@@ -241,6 +241,9 @@ struct ovc_engine_stats {
 	/* Swap cache: pages back in memory that still own their slot. */
 	uint64_t swap_cache_pages_now;
 	uint64_t swap_cache_hits;      /* evictions that needed no write */
+
+	/* Swap-in latency: the faults of fault_lat_hist served from swap. */
+	uint64_t swapin_lat_hist[OVC_LAT_BUCKETS];
 };
 
 /*
