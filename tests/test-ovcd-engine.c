@@ -472,6 +472,14 @@ static bool engine_target_zero(void)
 	return engine_stats(&st) && st.target_bytes == 0;
 }
 
+/* The target came down by the relief (release), or before it by an
+ * emergency: the VMM's guest reads all of its memory, so the swap-in rate
+ * may pass emergency_swap_in while the host is still under pressure. */
+static bool lowered_logged(void)
+{
+	return log_has("release 'ovc-vmm-") || log_has("emergency 'ovc-vmm-");
+}
+
 static void test_relief_lowers_the_engine_target(void **state)
 {
 	SKIP_IF_NEEDED();
@@ -479,7 +487,9 @@ static void test_relief_lowers_the_engine_target(void **state)
 	write_conf(0, 64 * MIB, T.engines);
 	assert_int_equal(reload(), 0);
 	assert_true(eventually(engine_target_zero, WAIT_MS));
-	assert_true(log_has("release 'ovc-vmm-"));
+	/* ovcd logs the release once the engine has answered: the engine
+	 * may show its new target a moment before the line is written. */
+	assert_true(eventually(lowered_logged, WAIT_MS));
 	assert_true(vmm_listed_with_shared());
 }
 
