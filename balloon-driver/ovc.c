@@ -382,6 +382,8 @@ static void fill(const struct eng *g, const struct ep_reply *rp, struct ovc_ball
 	out->stats.engine_target_bytes = st->target_bytes;
 	if (rp->have & EP_HAVE_SWAPPED_IN)
 		out->stats.engine_swap_in_bytes = pages_bytes(st->pages_swapped_in);
+	if (rp->have & EP_HAVE_REGION)
+		out->stats.engine_region_bytes = MIN(st->region_bytes, OVC_GUEST_BYTES_MAX);
 	fill_swap(rp, max, &out->stats.engine_swap);
 }
 

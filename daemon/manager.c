@@ -191,6 +191,7 @@ static void engine_stats_take(struct ovc_guest_stats *dst, const struct ovc_gues
 	dst->engine_swap_bytes = src->engine_swap_bytes;
 	dst->engine_target_bytes = src->engine_target_bytes;
 	dst->engine_swap_in_bytes = src->engine_swap_in_bytes;
+	dst->engine_region_bytes = src->engine_region_bytes;
 	dst->engine_swap = src->engine_swap;
 }
 

@@ -68,6 +68,7 @@ struct ovc_guest_stats {
 	uint64_t engine_swap_bytes;   /* given back by swapping now */
 	uint64_t engine_target_bytes; /* the reclaim target in force */
 	uint64_t engine_swap_in_bytes; /* cumulative: pages swapped back in */
+	uint64_t engine_region_bytes; /* guest RAM registered with the engine */
 	struct ovc_engine_swap_stats engine_swap;
 };
 

@@ -532,9 +532,11 @@ static void engine_derive(const struct ovc_config *cfg, const struct ovc_policy_
 	e->no_swap = !cfg->swap.enable ? "[swap] enable = no"
 		     : g->settings.never_swap ? "class never_swap" : NULL;
 	e->swap_ok = !e->no_swap;
-	/* Zero sharing is not capped; swap is, by [swap] max. */
-	e->cap = e->swap_ok ? ALIGN_DOWN(MIN(e->zero + ovc_conf_size_bytes(&cfg->swap.max, e->max),
-					     e->max), MIB)
+	/* Zero sharing is not capped; swap is, by [swap] max, and by the RAM
+	 * the engine has registered (it refuses a target beyond, -ENOSPC: a
+	 * VMM may publish a max above its regions). */
+	uint64_t room = ovc_known(st->engine_region_bytes) ? MIN(e->max, st->engine_region_bytes) : e->max;
+	e->cap = e->swap_ok ? ALIGN_DOWN(MIN(e->zero + ovc_conf_size_bytes(&cfg->swap.max, e->max), room), MIB)
 			    : 0;
 	e->step = MAX(ALIGN_DOWN(ovc_conf_size_bytes(&cfg->swap.step, e->max), MIB), MIB);
 }

@@ -50,8 +50,9 @@
  * balloons did not cover this tick. The same watermarks and the same
  * backoff apply:
  *  E1. swap off ([swap] enable = no, class never_swap), or a target above
- *      the swap cap (zero shared + [swap] max): back to what is allowed, at
- *      once, whatever the host's state.
+ *      the swap cap (zero shared + [swap] max, and never past the guest RAM
+ *      the engine registered, which it would refuse): back to what is
+ *      allowed, at once, whatever the host's state.
  *  E2. engine thrashing (its swap-in rate above emergency_swap_in):
  *      emergency, the target falls by emergency_step at once, and the
  *      guest's emergency streak and cooldown start as for a balloon.

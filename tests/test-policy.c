@@ -596,6 +596,28 @@ static void test_engines(void **state)
 	assert_int_equal(seen_max, GIB + 256 * MIB);
 	assert_non_null(strstr(d[0].reason, "swap cap reached"));
 
+	/* An engine whose regions are smaller than the max it publishes: the
+	 * cap is its RAM (the engine refuses a target beyond, -ENOSPC), and a
+	 * target above it comes back at once. */
+	struct ovc_policy_guest small = engine_guest(c, "small", GIB, 0);
+	small.stats.engine_region_bytes = GIB + 100 * MIB + 4096;
+	h = host_at(GIB);
+	seen_max = 0;
+	for (int tick = 0; tick < 10; tick++) {
+		h.now_usec = NOW + (uint64_t)tick * 5 * SEC;
+		small.stats.collected_usec = h.now_usec;
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &small, 1, d, &out));
+		assert_true(d[0].reclaim_target_bytes <= small.stats.engine_region_bytes);
+		seen_max = MAX(seen_max, d[0].reclaim_target_bytes);
+		small.prev = small.stats;
+		small.stats.engine_target_bytes = d[0].reclaim_target_bytes;
+		small.stats.engine_swap_bytes = d[0].reclaim_target_bytes - GIB;
+	}
+	assert_int_equal(seen_max, GIB + 100 * MIB);
+	small.stats.engine_target_bytes = 2 * GIB;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &small, 1, d, &out));
+	assert_int_equal(d[0].reclaim_target_bytes, GIB + 100 * MIB);
+
 	/* Steady: it holds. Room: it comes down a step per tick to 0. */
 	h = host_at(2050 * MIB);
 	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
