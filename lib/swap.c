@@ -648,22 +648,10 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 	pthread_mutex_unlock(&e->sw.in_lock);
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
 		cache_drop(e, r, p, false); /* the cached content is gone */
+		/* DISCARD_PENDING and DISCARDED are marked already (fault.c,
+		 * discard_mark): a page moved out from now on, or being
+		 * swapped out, holds pre-discard data or a hole. */
 		pst_word w = atomic_load(&r->pst[p]);
-		/* Not in transit: the kernel zaps it after this read, maybe
-		 * only after a swap batch moved the old content out. Until a
-		 * fault is served on it (fault.c clears the bit), whatever a
-		 * batch moves out of it is that old content or a hole: zeros. */
-		while (!pst_in_transit(w) && !(w & PST_DISCARD_PENDING))
-			if (atomic_compare_exchange_weak(&r->pst[p], &w, w | PST_DISCARD_PENDING))
-				break;
-		/* Being swapped out: the staged content is from before the
-		 * zap or a hole, never newer (newer needs a fault served
-		 * after this event), so it is discarded whatever batch_seq
-		 * says. */
-		while (pst_state(w) == PST_SWAPPING_OUT && !(w & PST_DISCARDED))
-			if (atomic_compare_exchange_weak(&r->pst[p], &w, w | PST_DISCARDED))
-				break;
-		w = atomic_load(&r->pst[p]);
 		while (pst_state(w) == PST_SWAPPED) {
 			if (atomic_compare_exchange_weak(&r->pst[p], &w, resident_word(w))) {
 				swapdev_slot_free(e->sw.sd, pst_slot(r, p, w), 1);
@@ -707,6 +695,7 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 			r->guest_phys + (page << PAGE_SHIFT));
 		e->staging_broken = true;
 	}
+	fault_events_settle(e); /* installed: see fault.c, discard_mark */
 	pst_word nw;
 	do
 		nw = resident_word(w);
@@ -800,7 +789,6 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 	}
 	memset(moved, 0, sizeof(moved));
 	pthread_mutex_lock(&r->lock);
-	atomic_store(&e->batch_seq, atomic_load(&e->read_seq));
 	uint8_t pending[BATCH_PAGES];
 	for (unsigned i = 0; i < n; i++) {
 		pst_word old;
@@ -843,6 +831,7 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 		if (pending[i] || (atomic_load(p) & PST_DISCARDED) ||
 		    scan_page_is_zero(e->staging + ((uint64_t)i << PAGE_SHIFT))) {
 			zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, sel[i]), PAGE_SIZE);
+			fault_events_settle(e); /* see fault.c, discard_mark */
 			pst_transition(p, PST_SWAPPING_OUT, PST_ZERO, NULL);
 			zeros++;
 			continue;
