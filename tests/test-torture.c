@@ -132,6 +132,7 @@ struct driver {
 	bool swap;               /* also swap intervals back to back */
 	atomic_bool stop;
 	atomic_long passes, reclaimed, errors;
+	atomic_long last_err;    /* -errno of the last failed call, to report */
 	pthread_t th;
 };
 
@@ -140,14 +141,18 @@ static void *driver_main(void *arg)
 	struct driver *d = arg;
 	while (!atomic_load(&d->stop)) {
 		int64_t n = ovc_engine_scan_sync(d->e, 0);
-		if (n < 0) /* no cmocka asserts off the main thread */
+		if (n < 0) { /* no cmocka asserts off the main thread */
 			atomic_fetch_add(&d->errors, 1);
-		else
+			atomic_store(&d->last_err, (long)n);
+		} else
 			atomic_fetch_add(&d->reclaimed, n);
 		/* A swap interval: pages not written since the last one are
 		 * cold and go out while the writers and the reader race them. */
-		if (d->swap && ovc__engine_swap_tick(d->e) < 0)
+		int64_t sw = d->swap ? ovc__engine_swap_tick(d->e) : 0;
+		if (sw < 0) {
 			atomic_fetch_add(&d->errors, 1);
+			atomic_store(&d->last_err, (long)sw);
+		}
 		atomic_fetch_add(&d->passes, 1);
 	}
 	return NULL;
@@ -303,6 +308,9 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	assert_int_equal(atomic_load(&t.bad), 0);
 	assert_int_equal(bad_live, 0);
 	assert_int_equal(bad_after, 0);
+	if (errors && !loop)
+		print_error("torture %s: %ld failed passes, the last: %s\n", name, errors,
+			    ovc_strerror((int)atomic_load(&d.last_err)));
 	assert_int_equal(errors, 0);
 	/* The engine really worked: at the least, the quiet passes gave back
 	 * the zero pages the writers left. */
