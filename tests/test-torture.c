@@ -264,8 +264,10 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	long passes, reclaimed, errors;
 	if (loop) {
 		/* Stop scanning but keep serving faults: the comparison below
-		 * reads discarded pages, whose faults the loop answers. */
-		atomic_store(&l.scan, false);
+		 * reads discarded pages, whose faults the loop answers; a
+		 * swap interval still under way would swap pages out behind
+		 * it. */
+		loop_stop_scan(&l);
 		passes = l.passes;
 		reclaimed = l.reclaimed;
 		errors = l.errors;
