@@ -28,7 +28,11 @@
  *                   a zero page), because any resolve wakes every thread
  *                   waiting on the page: a writer woken onto a writable
  *                   page could write after the pass looked and before it
- *                   drops (found by the torture test with discards).
+ *                   drops (found by the torture test with discards). On a
+ *                   region that can move the pass thread never touches a
+ *                   page in transit (it works in staging): its message
+ *                   there is a stale one of its hint scan, and filling
+ *                   the hole would make the move back fail (EEXIST).
  *   SWAPPED         swap.c: read the slot (with readahead), UFFDIO_COPY.
  * A write-protect fault on a page not in transit: inside the span a
  * write-protect batch holds, left asleep until the batch lifts the span's
@@ -188,7 +192,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	in_handler++;
 	pst_word w = atomic_load(p);
 	bool transit = pst_in_transit(w);
-	bool own = transit && tid && tid == atomic_load(&e->pass_tid);
+	bool own = transit && tid && tid == atomic_load(&e->pass_tid) && !r->can_move;
 	/* Leave it waiting only if the mark lands while the page is still in
 	 * transit; if the transit ended in between, resolve it below. */
 	if (transit && !own && pst_mark_if_transit(p, PST_WAITERS) < PST_SHARING) {
