@@ -112,9 +112,10 @@ struct ovc_engine {
 	atomic_int pass_tid;        /* tid running a pass now, 0: none */
 	/* Ordering of REMOVE events against MOVE batches (fault.c,
 	 * fault_drain, fault_events_settle): read_seq counts uffd reads,
-	 * bumped before each read; events_done is read_seq once the events of
-	 * that read are handled. Unequal: a read is in flight, and a discard
-	 * it returned may not be marked on its pages yet. */
+	 * bumped before each read; events_done rises to a read's number once
+	 * the events of that read are handled. Below read_seq: a read is in
+	 * flight, and a discard it returned may not be marked on its pages
+	 * yet. */
 	atomic_uint_fast64_t read_seq;
 	atomic_uint_fast64_t events_done;
 	/* Pages [hold_start, hold_end) of hold_region are write-protected by

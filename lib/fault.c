@@ -289,9 +289,20 @@ static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end)
 	pthread_rwlock_unlock(&e->regions_lock);
 }
 
+/* The events of read @seq are handled. Never lowers events_done: should
+ * two threads ever read at once (against the rules), a late older read
+ * must not leave it behind read_seq for good (fault_events_settle would
+ * wait for ever). */
+static void events_done_upto(ovc_engine *e, uint64_t seq)
+{
+	uint64_t d = atomic_load(&e->events_done);
+	while (d < seq && !atomic_compare_exchange_weak(&e->events_done, &d, seq))
+		;
+}
+
 void fault_events_settle(ovc_engine *e)
 {
-	while (atomic_load(&e->events_done) != atomic_load(&e->read_seq))
+	while (atomic_load(&e->events_done) < atomic_load(&e->read_seq))
 		sched_yield();
 }
 
@@ -304,7 +315,7 @@ int fault_drain(ovc_engine *e)
 		uint64_t seq = atomic_fetch_add(&e->read_seq, 1) + 1;
 		ssize_t n = SYS(e->sys, read, e->uffd, msgs, sizeof(msgs));
 		if (n < 0) {
-			atomic_store(&e->events_done, seq);
+			events_done_upto(e, seq);
 			if (errno == EAGAIN)
 				return handled;
 			if (errno == EINTR)
@@ -325,7 +336,7 @@ int fault_drain(ovc_engine *e)
 				handle_remove(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
 				e->saw_remove = true;
 			}
-		atomic_store(&e->events_done, seq);
+		events_done_upto(e, seq);
 		for (size_t i = 0; i < nmsg; i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				handle_fault(e, &msgs[i], t0);
