@@ -470,5 +470,7 @@ int main(void)
 		cmocka_unit_test(test_autoscan),
 		cmocka_unit_test(test_discard_races_move),
 	};
+	if (getenv("OVC_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
 	return cmocka_run_group_tests_name("share", tests, NULL, NULL);
 }
