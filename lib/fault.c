@@ -216,7 +216,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 		if (ret == 0) {
 			/* Installed into a hole, after every discard read
 			 * before: whatever the page holds from now on is
-			 * newer than them (DISCARD_PENDING, handle_remove).
+			 * newer than them (DISCARD_PENDING, discard_mark).
 			 * Not on EEXIST: then the page holds what was there
 			 * before, which a zap still pending may take. */
 			if (w & PST_DISCARD_PENDING)
