@@ -252,7 +252,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
  *    the same argument) and takes it for discarded: its mark keeps the bit.
  * No sequence number of the batch decides (one did): a batch that began
  * while this read was in flight can hold data of before the zap (the
- * torture's "byte 0 is 85, shadow 0", 4 runs in 20 of 5 s on
+ * torture's "byte 0 is 85, shadow 0", 3 runs in 20 of 5 s on
  * threads/anon/move; test-share's discard_races_move stages it). */
 static void discard_mark(struct ovc_region *r, uint64_t first, uint64_t end)
 {
