@@ -134,10 +134,13 @@ struct ovc_engine {
 	pthread_mutex_t pass_lock;
 	atomic_int pass_tid;        /* tid running a pass now, 0: none */
 	/* Ordering of REMOVE events against MOVE batches (fault.c,
-	 * handle_remove): read_seq counts uffd reads, taken before each read;
-	 * batch_seq is read_seq when the batch in transit began. */
+	 * fault_drain, fault_events_settle): read_seq counts uffd reads,
+	 * bumped before each read; events_done rises to a read's number once
+	 * the events of that read are handled. Below read_seq: a read is in
+	 * flight, and a discard it returned may not be marked on its pages
+	 * yet. */
 	atomic_uint_fast64_t read_seq;
-	atomic_uint_fast64_t batch_seq;
+	atomic_uint_fast64_t events_done;
 	/* Pages [hold_start, hold_end) of hold_region are write-protected by
 	 * the batch in progress on the write-protect path (share.c), which
 	 * lifts the protection of all of them at its end; the handler leaves
@@ -207,6 +210,12 @@ int64_t share_full_pass(ovc_engine *e);
 /* Read and handle every pending message on the uffd. Handler thread, or
  * the loop thread in NO_THREADS mode. Returns messages handled or -errno. */
 int fault_drain(ovc_engine *e);
+/* Wait until every uffd read begun so far has had its events handled: a
+ * discard read before now is marked on its pages then (fault.c,
+ * discard_mark). A pass calls it between installing pages of a MOVE batch
+ * and ending their transit. Returns at once on the thread that reads
+ * (NO_THREADS): it is not inside a read when it gets here. */
+void fault_events_settle(ovc_engine *e);
 /* Wake every thread waiting in any region (the lost-wake-up net). */
 void fault_sweep(ovc_engine *e);
 /* Handler thread main loop. */

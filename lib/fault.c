@@ -28,7 +28,11 @@
  *                   a zero page), because any resolve wakes every thread
  *                   waiting on the page: a writer woken onto a writable
  *                   page could write after the pass looked and before it
- *                   drops (found by the torture test with discards).
+ *                   drops (found by the torture test with discards). On a
+ *                   region that can move the pass thread never touches a
+ *                   page in transit (it works in staging): its message
+ *                   there is a stale one of its hint scan, and filling
+ *                   the hole would make the move back fail (EEXIST).
  *   SWAPPED         swap.c: read the slot (with readahead), UFFDIO_COPY.
  * A write-protect fault on a page not in transit: with OVC_ENGINE_SYNC_WP
  * first a write for the tracker (track_wrote). Then, inside the span a
@@ -205,13 +209,9 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 
 	pthread_mutex_lock(&r->lock);
 	in_handler++;
-	/* Served a fault: whatever the page holds from now on is newer than
-	 * any discard read before (swap.c, DISCARD_PENDING). */
-	if (atomic_load(p) & PST_DISCARD_PENDING)
-		atomic_fetch_and(p, ~PST_DISCARD_PENDING);
 	pst_word w = atomic_load(p);
 	bool transit = pst_in_transit(w);
-	bool own = transit && tid && tid == atomic_load(&e->pass_tid);
+	bool own = transit && tid && tid == atomic_load(&e->pass_tid) && !r->can_move;
 	/* Leave it waiting only if the mark lands while the page is still in
 	 * transit; if the transit ended in between, resolve it below. */
 	if (transit && !own && pst_mark_if_transit(p, PST_WAITERS) < PST_SHARING) {
@@ -237,9 +237,16 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	} else {
 		struct uffdio_zeropage z = { .range = { addr, PAGE_SIZE } };
 		int ret = uffd_resolve(e, UFFDIO_ZEROPAGE, &z);
-		if (ret == 0)
+		if (ret == 0) {
+			/* Installed into a hole, after every discard read
+			 * before: whatever the page holds from now on is
+			 * newer than them (DISCARD_PENDING, discard_mark).
+			 * Not on EEXIST: then the page holds what was there
+			 * before, which a zap still pending may take. */
+			if (w & PST_DISCARD_PENDING)
+				atomic_fetch_and(p, ~PST_DISCARD_PENDING);
 			atomic_fetch_add_explicit(&e->c.zero_faults, 1, memory_order_relaxed);
-		else
+		} else
 			/* EEXIST: filled already. EAGAIN: a REMOVE event is
 			 * queued behind this message; wake the thread, it
 			 * faults again and we answer after the event. */
@@ -251,46 +258,90 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	lat_record(e, t0, swapin);
 }
 
-/* The VMM (or our write-protect path) discarded [start, end), read in
- * read number @seq. A page in transit on the MOVE path keeps DISCARDED so
- * that its old content does not come back from staging — but only if its
- * batch began before this read began. Why: read() completes the event, so
- * the discarding thread may go on (zap, return, and its guest may write the
- * page again through a fresh fault or a COW of a zero page we installed)
- * before we get here. A batch that began after the read may hold such new
- * data, which must not be taken for discarded; its staged content is
- * post-discard or raced the discard, and moving it back is right. Pages not
- * in transit need nothing: a hole reads as zero through the handler, a
- * ZERO page stays zero. (The write-protect path re-reads the guest page
- * itself and ignores DISCARDED; its own drops raise these events too.) */
-static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end, uint64_t seq)
+/* The VMM discarded pages [first, end) of @r, a region that can move.
+ * read() completes the event and the kernel zaps the pages only after it,
+ * so a MOVE batch (share.c, swap.c) may have moved their old content out
+ * before the zap, which then found a hole: the batch must not put that
+ * content back. Marks, whatever batch is in progress:
+ *  - in transit: DISCARDED. What the batch staged is from before the zap
+ *    or a hole, never newer: newer data needs a page installed after the
+ *    zap, and neither this thread (it answers faults only after this) nor
+ *    an earlier batch can have done that before this batch took the page
+ *    (a batch waits, fault_events_settle, between installing pages and
+ *    ending their transit: a page it installed after a zap is still in
+ *    its transit when the discard's read is handled).
+ *  - not in transit: DISCARD_PENDING, until this thread installs a page
+ *    there (handle_fault) or a batch ends a transit of it. A batch that
+ *    takes the page meanwhile moves out its pre-zap content or a hole (by
+ *    the same argument) and takes it for discarded: its mark keeps the bit.
+ * No sequence number of the batch decides (one did): a batch that began
+ * while this read was in flight can hold data of before the zap (the
+ * torture's "byte 0 is 85, shadow 0", 3 runs in 20 of 5 s on
+ * threads/anon/move; test-share's discard_races_move stages it).
+ * With swap on the sync write-protect path (a region that cannot move):
+ * the same for SWAPPING_OUT (swapout-wp.c copies the page out before it
+ * drops it), nothing for SHARING (the zero path re-reads the page itself).
+ * A page with OWN_DROP is left alone: the event is the engine's own drop
+ * (swap_discard takes the bit). */
+static void discard_mark(struct ovc_region *r, uint64_t first, uint64_t end)
+{
+	for (uint64_t pg = first; pg < end && pg < r->npages; pg++) {
+		pst_t *p = &r->pst[pg];
+		pst_word w = atomic_load(p), bit;
+		do {
+			if (w & PST_OWN_DROP)
+				break;
+			if (!pst_in_transit(w))
+				bit = PST_DISCARD_PENDING;
+			else if (r->can_move || pst_state(w) == PST_SWAPPING_OUT)
+				bit = PST_DISCARDED;
+			else
+				break;
+		} while (!(w & bit) && !atomic_compare_exchange_weak(p, &w, w | bit));
+	}
+}
+
+/* The VMM (or our write-protect path) discarded [start, end). Pages not
+ * in a region that can move need nothing unless swap is on (the sync
+ * write-protect path, discard_mark; slots to free, swap_discard): a hole
+ * reads as zero through the handler, a ZERO page stays zero, and the
+ * write-protect zero path re-reads the guest page itself (its own drops
+ * raise these events too). */
+static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end)
 {
 	pthread_rwlock_rdlock(&e->regions_lock);
-	/* SWAPPED pages discarded: their slots are free, the hole reads as
-	 * zeros. Whatever batch_seq says: a page can only be SWAPPED here if
-	 * it was moved out before the discard (a discarded page stays a hole
-	 * until this thread answers its next fault). */
-	for (size_t i = 0; swap_enabled(e) && i < e->nregions; i++) {
-		struct ovc_region *r = e->regions[i];
-		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
-		uint64_t s = MAX(start, rs), t = MIN(end, re);
-		if (s < t)
-			swap_discard(e, r, (s - rs) >> PAGE_SHIFT, ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT);
-	}
-	if (atomic_load(&e->batch_seq) >= seq) {
-		pthread_rwlock_unlock(&e->regions_lock);
-		return;
-	}
 	for (size_t i = 0; i < e->nregions; i++) {
 		struct ovc_region *r = e->regions[i];
 		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
 		uint64_t s = MAX(start, rs), t = MIN(end, re);
-		if (s >= t || !r->can_move)
+		if (s >= t || (!r->can_move && !swap_enabled(e)))
 			continue;
-		for (uint64_t pg = (s - rs) >> PAGE_SHIFT; pg < ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT; pg++)
-			pst_mark_if_transit(&r->pst[pg], PST_DISCARDED);
+		uint64_t first = (s - rs) >> PAGE_SHIFT, last = ALIGN_UP(t - rs, PAGE_SIZE) >> PAGE_SHIFT;
+		discard_mark(r, first, last);
+		/* SWAPPED pages discarded: their slots are free, the hole
+		 * reads as zeros (a page can only be SWAPPED here if it was
+		 * moved out before the discard: a discarded page stays a hole
+		 * until this thread answers its next fault). */
+		swap_discard(e, r, first, last);
 	}
 	pthread_rwlock_unlock(&e->regions_lock);
+}
+
+/* The events of read @seq are handled. Never lowers events_done: should
+ * two threads ever read at once (against the rules), a late older read
+ * must not leave it behind read_seq for good (fault_events_settle would
+ * wait for ever). */
+static void events_done_upto(ovc_engine *e, uint64_t seq)
+{
+	uint64_t d = atomic_load(&e->events_done);
+	while (d < seq && !atomic_compare_exchange_weak(&e->events_done, &d, seq))
+		;
+}
+
+void fault_events_settle(ovc_engine *e)
+{
+	while (atomic_load(&e->events_done) < atomic_load(&e->read_seq))
+		sched_yield();
 }
 
 int fault_drain(ovc_engine *e)
@@ -302,6 +353,7 @@ int fault_drain(ovc_engine *e)
 		uint64_t seq = atomic_fetch_add(&e->read_seq, 1) + 1;
 		ssize_t n = SYS(e->sys, read, e->uffd, msgs, sizeof(msgs));
 		if (n < 0) {
+			events_done_upto(e, seq);
 			if (errno == EAGAIN)
 				return handled;
 			if (errno == EINTR)
@@ -319,9 +371,10 @@ int fault_drain(ovc_engine *e)
 		 * 217, shadow 0"). */
 		for (size_t i = 0; i < nmsg; i++)
 			if (msgs[i].event == UFFD_EVENT_REMOVE) {
-				handle_remove(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end, seq);
+				handle_remove(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
 				e->saw_remove = true;
 			}
+		events_done_upto(e, seq);
 		for (size_t i = 0; i < nmsg; i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				handle_fault(e, &msgs[i], t0);

@@ -15,10 +15,13 @@
  *                must wake the page (UFFDIO_WAKE) if its own ioctl did not
  *   bit   4      DISCARDED: the VMM discarded the page (UFFD_EVENT_REMOVE)
  *                while it was in transit; its old content must not come back
- *   bit   5      DISCARD_PENDING (swap only): the VMM discarded the page
- *                while it was not in transit and no fault has been served
- *                on it since; its kernel zap may still be pending, so any
- *                content moved out now is pre-discard data (see swap.c)
+ *   bit   5      DISCARD_PENDING: the VMM discarded the page while it was
+ *                not in transit, and neither the handler nor a transit's end
+ *                installed a page there since; its kernel zap may still be
+ *                pending, so any content moved out now is pre-discard data
+ *                (regions that can move, and with swap: fault.c,
+ *                discard_mark; kept through
+ *                a zero-path MOVE batch's mark, which reads it)
  *   bit   6      CACHED (swap only): a RESIDENT page that came back from
  *                swap and has not been seen written since keeps its slot
  *                (the slot field stays valid), so evicting it again needs
@@ -125,15 +128,16 @@ static inline pst_word pst_with_age(pst_word w, unsigned age)
 
 /* Atomically replace the state bits of *p: from @from to @to, keeping the
  * other fields (OWN_DROP too), clearing WAITERS, DISCARDED and
- * DISCARD_PENDING. Returns false (and leaves *p)
+ * DISCARD_PENDING except the ones in @keep. Returns false (and leaves *p)
  * when the state was not @from. *old receives the word before the change. */
-static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state to, pst_word *old)
+static inline bool pst_transition_keep(pst_t *p, enum pst_state from, enum pst_state to, pst_word keep,
+				       pst_word *old)
 {
 	pst_word w = atomic_load_explicit(p, memory_order_acquire);
 	for (;;) {
 		if (pst_state(w) != from)
 			break;
-		pst_word n = pst_with_state(w, to) & ~(PST_WAITERS | PST_DISCARDED | PST_DISCARD_PENDING);
+		pst_word n = pst_with_state(w, to) & ~((PST_WAITERS | PST_DISCARDED | PST_DISCARD_PENDING) & ~keep);
 		if (atomic_compare_exchange_weak_explicit(p, &w, n, memory_order_acq_rel,
 							  memory_order_acquire)) {
 			if (old)
@@ -144,6 +148,12 @@ static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state 
 	if (old)
 		*old = w;
 	return false;
+}
+
+/* pst_transition_keep() keeping none of the three. */
+static inline bool pst_transition(pst_t *p, enum pst_state from, enum pst_state to, pst_word *old)
+{
+	return pst_transition_keep(p, from, to, 0, old);
 }
 
 /* Set @bits in *p if its state is in transit; returns the state seen. */

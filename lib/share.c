@@ -19,10 +19,14 @@
  *      any access raises a MISSING fault. The handler sees SHARING and
  *      leaves the faulting thread asleep (sets WAITERS).
  *   2. full compare in staging, where no one else can write.
- *   3. zero: UFFDIO_ZEROPAGE into the guest range (wakes the sleepers; later
- *      reads are free, a later write is the kernel's own COW). Not zero (a
- *      writer came between the hint scan and the move): UFFDIO_MOVE it back
- *      (wakes too). Then the state leaves SHARING.
+ *   3. zero, or discarded by the VMM since the page was marked or before
+ *      (DISCARDED, DISCARD_PENDING: fault.c, discard_mark): UFFDIO_ZEROPAGE
+ *      into the guest range (wakes the sleepers; later reads are free, a
+ *      later write is the kernel's own COW). Not zero (a writer came
+ *      between the hint scan and the move): UFFDIO_MOVE it back (wakes
+ *      too), looking at DISCARDED last just before (give_back). Then, once
+ *      the handler has handled the events of every read begun
+ *      (fault_events_settle), the state leaves SHARING.
  *   4. drop the staging pages by mapping fresh memory over staging. Not
  *      MADV_DONTNEED: staging must be registered on the uffd (a MOVE
  *      destination must be), and madvise on registered memory raises
@@ -213,17 +217,25 @@ int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
  * discard the page again, a thread woken then faults on the hole, finds
  * the page still in transit and sets WAITERS; skipping this wake left it
  * asleep until the sweep (the write-protect-path torture hang). */
-static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to)
+static void end_transit_keep(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to,
+			     pst_word keep)
 {
 	pst_word old;
-	if (!pst_transition(&r->pst[page], PST_SHARING, to, &old))
+	if (!pst_transition_keep(&r->pst[page], PST_SHARING, to, keep, &old))
 		return; /* cannot happen: only this thread ends a transit */
 	if (old & PST_WAITERS)
 		uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page), PAGE_SIZE);
 }
 
-/* Mark every candidate SHARING; drop from the list any that changed state
- * since the hint scan. region->lock held. */
+static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to)
+{
+	end_transit_keep(e, r, page, to, 0);
+}
+
+/* Mark every candidate SHARING, keeping DISCARD_PENDING (fault.c,
+ * discard_mark: what the batch moves out of such a page is pre-discard
+ * data or a hole); drop from the list any that changed state since the
+ * hint scan. region->lock held. */
 static void mark_candidates(ovc_engine *e, struct ovc_region *r)
 {
 	struct run_list *c = &e->cand;
@@ -234,11 +246,95 @@ static void mark_candidates(ovc_engine *e, struct ovc_region *r)
 	runs_clear(c);
 	for (uint32_t i = 0; i < nruns; i++)
 		for (uint32_t p = old[i].start; p < old[i].start + old[i].len; p++)
-			if (pst_transition(&r->pst[p], PST_RESIDENT, PST_SHARING, NULL))
+			if (pst_transition_keep(&r->pst[p], PST_RESIDENT, PST_SHARING, PST_DISCARD_PENDING, NULL))
 				runs_add(c, p);
 }
 
 /* --- MOVE path ---------------------------------------------------------- */
+
+/* Is moved page @page (batch from @first) to be zero: discarded since it
+ * was marked or before (fault.c, discard_mark), or zero in staging? */
+static bool staged_zero(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t page)
+{
+	return (atomic_load(&r->pst[page]) & (PST_DISCARDED | PST_DISCARD_PENDING)) ||
+	       scan_page_is_zero(e->staging + ((uint64_t)(page - first) << PAGE_SHIFT));
+}
+
+/* End the transit of pages [p, q), just installed (zero page or content
+ * moved back), as @to. First wait until every read begun so far has had
+ * its events handled: a discard whose read began before the install
+ * completed may have zapped before it, and handle_remove must see such a
+ * page in transit (it marks DISCARDED, which this clears) rather than
+ * out of it (DISCARD_PENDING on a page that holds a post-zap install: the
+ * next batch would take a write made since for discarded, a lost write
+ * the torture found). */
+static void end_installed(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t q, enum pst_state to)
+{
+	fault_events_settle(e);
+	for (uint32_t k = p; k < q; k++)
+		end_transit(e, r, k, to);
+}
+
+/* Give the staged content of moved pages [p, q) back to the guest and end
+ * their transit, but the zero page to those the VMM discarded meanwhile.
+ * Their DISCARDED bits are read last right before the move, once every
+ * discard read so far is marked (fault_events_settle): a discard read
+ * after that look zaps only after its read returns, so almost always after
+ * the move (which the zap then takes; if it zapped first, the old content
+ * stays: a lost discard, docs/engine.md). An EAGAIN (a discard event
+ * unread, maybe of these pages) is not retried blindly: the event is read,
+ * then the pages are looked at again. Returns the pages that ended ZERO. */
+static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t p, uint32_t q)
+{
+	int zeroed = 0;
+
+	while (p < q) {
+		fault_events_settle(e);
+		uint32_t k = p;
+		while (k < q && !(atomic_load(&r->pst[k]) & PST_DISCARDED))
+			k++;
+		uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, p);
+		if (k == p) {
+			zeropage_range(e, gaddr, PAGE_SIZE);
+			end_installed(e, r, p, p + 1, PST_ZERO);
+			zeroed++;
+			p++;
+			continue;
+		}
+		uint64_t src = (uint64_t)(uintptr_t)(e->staging + ((uint64_t)(p - first) << PAGE_SHIFT));
+		struct uffdio_move m = { .dst = gaddr, .src = src, .len = (uint64_t)(k - p) << PAGE_SHIFT,
+					 .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
+		uint32_t done = k - p;
+		if (SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m) < 0) {
+			int err = errno;
+			done = m.move > 0 ? (uint32_t)((uint64_t)m.move >> PAGE_SHIFT) : 0;
+			if (!done && err == EAGAIN) {
+				if (e->flags & OVC_ENGINE_NO_THREADS)
+					fault_drain(e);
+				else
+					sched_yield(); /* the handler thread reads it */
+				continue;
+			}
+			/* Anything else: the path that never gives up, one page
+			 * (it may wait on an event too: rare, see above). */
+			int mr = done ? 0 : move_back(e, gaddr, src, PAGE_SIZE);
+			if (mr < 0) {
+				/* Cannot happen (see the top of this file); if it
+				 * does, keep staging as it is rather than lose
+				 * the data: no more batches until restart. */
+				log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit: %s; "
+					"reclaim stopped", r->guest_phys + ((uint64_t)p << PAGE_SHIFT),
+					ovc_strerror(mr));
+				e->staging_broken = true;
+			}
+			done = MAX(done, 1u);
+		}
+		end_installed(e, r, p, p + done, PST_RESIDENT);
+		atomic_fetch_add(&e->c.transit_aborts, done);
+		p += done;
+	}
+	return zeroed;
+}
 
 static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 {
@@ -248,7 +344,6 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 
 	memset(moved, 0, sizeof(moved));
 	pthread_mutex_lock(&r->lock);
-	atomic_store(&e->batch_seq, atomic_load(&e->read_seq));
 	mark_candidates(e, r);
 	for (uint32_t i = 0; i < c->n && !err; i++) {
 		struct page_run *run = &c->runs[i];
@@ -272,54 +367,30 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 	pthread_mutex_unlock(&r->lock);
 
 	/* Decide. Pages not moved are still in the guest, untouched: back to
-	 * RESIDENT (no one can have faulted on a present page). */
+	 * RESIDENT (no one can have faulted on a present page), still
+	 * discard-pending if they were. */
 	for (uint32_t i = 0; i < c->n; i++) {
 		struct page_run *run = &c->runs[i];
 		uint32_t p = run->start;
 		while (p < run->start + run->len) {
 			uint32_t off = p - (uint32_t)first;
 			if (!moved[off]) {
-				end_transit(e, r, p, PST_RESIDENT);
+				end_transit_keep(e, r, p, PST_RESIDENT, PST_DISCARD_PENDING);
 				atomic_fetch_add(&e->c.transit_aborts, 1);
 				p++;
 				continue;
 			}
 			/* A stretch of moved pages with one verdict. */
-			pst_word w = atomic_load(&r->pst[p]);
-			bool zero = (w & PST_DISCARDED) ||
-				    scan_page_is_zero(e->staging + ((uint64_t)off << PAGE_SHIFT));
+			bool zero = staged_zero(e, r, first, p);
 			uint32_t q = p + 1;
-			while (q < run->start + run->len && moved[q - first]) {
-				uint64_t wq = atomic_load(&r->pst[q]);
-				bool zq = (wq & PST_DISCARDED) ||
-					  scan_page_is_zero(e->staging + ((uint64_t)(q - first) << PAGE_SHIFT));
-				if (zq != zero)
-					break;
+			while (q < run->start + run->len && moved[q - first] && staged_zero(e, r, first, q) == zero)
 				q++;
-			}
-			uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, p);
-			uint64_t len = (uint64_t)(q - p) << PAGE_SHIFT;
 			if (zero) {
-				zeropage_range(e, gaddr, len);
-				for (uint32_t k = p; k < q; k++)
-					end_transit(e, r, k, PST_ZERO);
+				zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, p), (uint64_t)(q - p) << PAGE_SHIFT);
+				end_installed(e, r, p, q, PST_ZERO);
 				reclaimed += (int)(q - p);
 			} else {
-				int mr = move_back(e, gaddr,
-						   (uint64_t)(uintptr_t)(e->staging + ((uint64_t)off << PAGE_SHIFT)),
-						   len);
-				if (mr < 0) {
-					/* Cannot happen (see the top of this file); if it
-					 * does, keep staging as it is rather than lose
-					 * the data: no more batches until restart. */
-					log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit: %s; "
-						"reclaim stopped", r->guest_phys + ((uint64_t)p << PAGE_SHIFT),
-						ovc_strerror(mr));
-					e->staging_broken = true;
-				}
-				for (uint32_t k = p; k < q; k++)
-					end_transit(e, r, k, PST_RESIDENT);
-				atomic_fetch_add(&e->c.transit_aborts, q - p);
+				reclaimed += give_back(e, r, first, p, q);
 			}
 			p = q;
 		}
@@ -609,8 +680,10 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 			r->pass_nonzero++;
 			if (held[i])
 				end_transit(e, r, page, PST_RESIDENT);
-			/* Written since it was reclaimed (a silent COW). */
-			else if (st == PST_ZERO && pst_transition(p, PST_ZERO, PST_RESIDENT, NULL))
+			/* Written since it was reclaimed (a silent COW); a
+			 * discard read since still pends (fault.c). */
+			else if (st == PST_ZERO &&
+				 pst_transition_keep(p, PST_ZERO, PST_RESIDENT, PST_DISCARD_PENDING, NULL))
 				atomic_fetch_sub(&e->c.zero_pages_now, 1);
 		}
 	}

@@ -688,28 +688,17 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 	pthread_mutex_unlock(&e->sw.in_lock);
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
 		cache_drop(e, r, p, false); /* the cached content is gone */
+		/* DISCARD_PENDING and DISCARDED are marked already (fault.c,
+		 * discard_mark): a page moved out from now on, or being
+		 * swapped out, holds pre-discard data or a hole. */
 		pst_word w = atomic_load(&r->pst[p]);
 		/* Our own drop's event (swapout-wp.c): the first event on a
-		 * page with OWN_DROP only takes the bit. */
+		 * page with OWN_DROP only takes the bit (discard_mark left
+		 * such a page alone). */
 		while ((w & PST_OWN_DROP) && !atomic_compare_exchange_weak(&r->pst[p], &w, w & ~PST_OWN_DROP))
 			;
 		if (w & PST_OWN_DROP)
 			continue;
-		/* Not in transit: the kernel zaps it after this read, maybe
-		 * only after a swap batch moved the old content out. Until a
-		 * fault is served on it (fault.c clears the bit), whatever a
-		 * batch moves out of it is that old content or a hole: zeros. */
-		while (!pst_in_transit(w) && !(w & PST_DISCARD_PENDING))
-			if (atomic_compare_exchange_weak(&r->pst[p], &w, w | PST_DISCARD_PENDING))
-				break;
-		/* Being swapped out: the staged content is from before the
-		 * zap or a hole, never newer (newer needs a fault served
-		 * after this event), so it is discarded whatever batch_seq
-		 * says. */
-		while (pst_state(w) == PST_SWAPPING_OUT && !(w & PST_DISCARDED))
-			if (atomic_compare_exchange_weak(&r->pst[p], &w, w | PST_DISCARDED))
-				break;
-		w = atomic_load(&r->pst[p]);
 		while (pst_state(w) == PST_SWAPPED) {
 			if (atomic_compare_exchange_weak(&r->pst[p], &w, resident_word(w))) {
 				swapdev_slot_free(e->sw.sd, pst_slot(r, p, w), 1);
@@ -803,6 +792,7 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, const 
 			r->guest_phys + (page << PAGE_SHIFT));
 		e->staging_broken = true;
 	}
+	fault_events_settle(e); /* installed: see fault.c, discard_mark */
 	pst_word nw;
 	do
 		nw = resident_word(w);
@@ -1004,10 +994,12 @@ static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *
 	unsigned nsel = 0;
 
 	pthread_mutex_lock(&r->lock);
-	atomic_store(&e->batch_seq, atomic_load(&e->read_seq));
 	for (unsigned i = 0; i < n; i++) {
 		pst_word old;
-		if (pst_transition(&r->pst[pages[i]], PST_RESIDENT, PST_SWAPPING_OUT, &old)) {
+		/* DISCARD_PENDING stays on the word too: a page that is not
+		 * moved goes back RESIDENT with it (sort_staged). */
+		if (pst_transition_keep(&r->pst[pages[i]], PST_RESIDENT, PST_SWAPPING_OUT, PST_DISCARD_PENDING,
+					&old)) {
 			pending[nsel] = (old & PST_DISCARD_PENDING) != 0;
 			a->page[nsel++] = pages[i];
 		}
@@ -1047,7 +1039,8 @@ static unsigned sort_staged(ovc_engine *e, struct swapout_area *a, unsigned nsel
 		pst_t *p = &r->pst[a->page[i]];
 		pst_word old;
 		if (!moved[i]) {
-			if (pst_transition(p, PST_SWAPPING_OUT, PST_RESIDENT, &old) && (old & PST_WAITERS))
+			if (pst_transition_keep(p, PST_SWAPPING_OUT, PST_RESIDENT, PST_DISCARD_PENDING, &old) &&
+			    (old & PST_WAITERS))
 				uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, a->page[i]), PAGE_SIZE);
 			atomic_fetch_add(&e->c.transit_aborts, 1);
 			continue;
@@ -1056,6 +1049,7 @@ static unsigned sort_staged(ovc_engine *e, struct swapout_area *a, unsigned nsel
 		if (pending[i] || (atomic_load(p) & PST_DISCARDED) ||
 		    scan_page_is_zero(a->stage + ((uint64_t)i << PAGE_SHIFT))) {
 			zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, a->page[i]), PAGE_SIZE);
+			fault_events_settle(e); /* see fault.c, discard_mark */
 			pst_transition(p, PST_SWAPPING_OUT, PST_ZERO, NULL);
 			zeros++;
 			continue;

@@ -290,6 +290,8 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 				const struct page_run *z = &runs[run[i] - 1];
 				zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, z->start),
 					       (uint64_t)z->len << PAGE_SHIFT);
+				/* Installed: see fault.c, discard_mark. */
+				fault_events_settle(e);
 				zero_run = run[i];
 			}
 			zeros += end_out(e, r, sel[i], PST_ZERO, 0) == PST_ZERO;

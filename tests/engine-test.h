@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -81,6 +82,7 @@ struct loop {
 	atomic_bool stop;
 	atomic_bool scan;        /* also run ovc_engine_scan_sync() back to back */
 	atomic_bool swap;        /* and a swap interval after each scan */
+	atomic_bool in_pass;     /* a scan (and swap interval) is under way */
 	atomic_long passes;
 	atomic_long reclaimed;
 	atomic_long errors;
@@ -96,6 +98,9 @@ static inline void *loop_main(void *arg)
 		 * the loop goes on, as a VMM's would. */
 		if (ovc_engine_process(l->e, 0) < 0)
 			atomic_fetch_add(&l->errors, 1);
+		/* in_pass first, scan second (loop_stop_scan reads them the
+		 * other way round): no pass begins once it saw in_pass off. */
+		atomic_store(&l->in_pass, true);
 		if (atomic_load(&l->scan)) {
 			int64_t n = ovc_engine_scan_sync(l->e, 0);
 			if (n > 0)
@@ -104,8 +109,18 @@ static inline void *loop_main(void *arg)
 				atomic_fetch_add(&l->errors, 1);
 			atomic_fetch_add(&l->passes, 1);
 		}
+		atomic_store(&l->in_pass, false);
 	}
 	return NULL;
+}
+
+/* Stop scanning (the loop keeps serving faults) and wait for the pass under
+ * way, if any: no page is swapped out or reclaimed after this returns. */
+static inline void loop_stop_scan(struct loop *l)
+{
+	atomic_store(&l->scan, false);
+	while (atomic_load(&l->in_pass))
+		sched_yield();
 }
 
 static inline void loop_start(struct loop *l, ovc_engine *e, bool scan)

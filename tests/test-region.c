@@ -57,6 +57,26 @@ static void test_pst_transition(void **state)
 	assert_false(p & PST_WAITERS);           /* not in transit: untouched */
 }
 
+/* A zero-path MOVE batch keeps DISCARD_PENDING through its mark and a page
+ * it did not move keeps it at the end; everything else clears the flags. */
+static void test_pst_transition_keep(void **state)
+{
+	pst_t p = pst_with_age(PST_RESIDENT, 3) | PST_DISCARD_PENDING;
+	pst_word old;
+	assert_true(pst_transition_keep(&p, PST_RESIDENT, PST_SHARING, PST_DISCARD_PENDING, &old));
+	assert_int_equal(pst_state(p), PST_SHARING);
+	assert_true(p & PST_DISCARD_PENDING);
+	assert_int_equal(pst_age(p), 3);
+	assert_int_equal(pst_mark_if_transit(&p, PST_WAITERS | PST_DISCARDED), PST_SHARING);
+	assert_true(pst_transition_keep(&p, PST_SHARING, PST_RESIDENT, PST_DISCARD_PENDING, &old));
+	assert_true(old & PST_WAITERS);
+	assert_int_equal(p & (PST_WAITERS | PST_DISCARDED | PST_DISCARD_PENDING), PST_DISCARD_PENDING);
+	assert_false(pst_transition_keep(&p, PST_ZERO, PST_RESIDENT, PST_DISCARD_PENDING, &old));
+	assert_true(pst_transition(&p, PST_RESIDENT, PST_ZERO, NULL));
+	assert_false(p & PST_DISCARD_PENDING);   /* keep 0: cleared */
+	assert_int_equal(pst_age(p), 3);
+}
+
 static void test_region_table(void **state)
 {
 	struct ovc_region r;
@@ -238,6 +258,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pst_layout),
 		cmocka_unit_test(test_pst_transition),
+		cmocka_unit_test(test_pst_transition_keep),
 		cmocka_unit_test(test_region_table),
 		cmocka_unit_test(test_region_meta_1gib),
 		cmocka_unit_test(test_engine_opts),

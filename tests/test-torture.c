@@ -133,6 +133,7 @@ struct driver {
 	bool swap;               /* also swap intervals back to back */
 	atomic_bool stop;
 	atomic_long passes, reclaimed, errors;
+	atomic_long last_err;    /* -errno of the last failed call, to report */
 	pthread_t th;
 };
 
@@ -141,14 +142,18 @@ static void *driver_main(void *arg)
 	struct driver *d = arg;
 	while (!atomic_load(&d->stop)) {
 		int64_t n = ovc_engine_scan_sync(d->e, 0);
-		if (n < 0) /* no cmocka asserts off the main thread */
+		if (n < 0) { /* no cmocka asserts off the main thread */
 			atomic_fetch_add(&d->errors, 1);
-		else
+			atomic_store(&d->last_err, (long)n);
+		} else
 			atomic_fetch_add(&d->reclaimed, n);
 		/* A swap interval: pages not written since the last one are
 		 * cold and go out while the writers and the reader race them. */
-		if (d->swap && ovc__engine_swap_tick(d->e) < 0)
+		int64_t sw = d->swap ? ovc__engine_swap_tick(d->e) : 0;
+		if (sw < 0) {
 			atomic_fetch_add(&d->errors, 1);
+			atomic_store(&d->last_err, (long)sw);
+		}
 		atomic_fetch_add(&d->passes, 1);
 	}
 	return NULL;
@@ -265,8 +270,10 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	long passes, reclaimed, errors;
 	if (loop) {
 		/* Stop scanning but keep serving faults: the comparison below
-		 * reads discarded pages, whose faults the loop answers. */
-		atomic_store(&l.scan, false);
+		 * reads discarded pages, whose faults the loop answers; a
+		 * swap interval still under way would swap pages out behind
+		 * it. */
+		loop_stop_scan(&l);
 		passes = l.passes;
 		reclaimed = l.reclaimed;
 		errors = l.errors;
@@ -309,6 +316,9 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	assert_int_equal(atomic_load(&t.bad), 0);
 	assert_int_equal(bad_live, 0);
 	assert_int_equal(bad_after, 0);
+	if (errors && !loop)
+		print_error("torture %s: %ld failed passes, the last: %s\n", name, errors,
+			    ovc_strerror((int)atomic_load(&d.last_err)));
 	assert_int_equal(errors, 0);
 	/* The engine really worked: at the least, the quiet passes gave back
 	 * the zero pages the writers left. */
