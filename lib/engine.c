@@ -717,6 +717,12 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 	s.swap_faults = atomic_load(&e->c.swap_faults);
 	s.saved_bytes = (s.zero_pages_now + s.swapped_pages_now) << PAGE_SHIFT;
 	s.reclaim_target_bytes = atomic_load(&e->c_reclaim_target);
+	if (swap_enabled(e)) {
+		struct swapdev_fill_stats fs;
+		swapdev_fill_stats(e->sw.sd, &fs);
+		s.swap_bytes_filled = fs.slots_filled << PAGE_SHIFT;
+		s.swap_fill_errors = fs.errors;
+	}
 	memcpy(st, &s, MIN((size_t)st->size, sizeof(s)));
 	return 0;
 }

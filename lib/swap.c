@@ -81,6 +81,8 @@
 
 static int swapout_init(ovc_engine *e);
 
+_Atomic uint64_t ovc__swap_fill_ahead_bytes = SWAPDEV_FILL_AHEAD_DEFAULT;
+
 static uint64_t monotonic_nsec(void)
 {
 	return now_nsec(CLOCK_MONOTONIC);
@@ -106,7 +108,8 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 		return r == -ENOSYS ? -EOPNOTSUPP : r;
 	}
 	struct swapdev_opts so = { .size = sizeof(so), .dir = o->swap_path,
-				   .size_bytes = o->swap_size_bytes, .sys = e->sys, .log = &e->log };
+				   .size_bytes = o->swap_size_bytes, .sys = e->sys, .log = &e->log,
+				   .fill_ahead_bytes = atomic_load(&ovc__swap_fill_ahead_bytes) };
 	r = swapdev_new(&so, &sw->sd);
 	if (r < 0)
 		return r;

@@ -229,6 +229,11 @@ struct ovc_engine_stats {
 	/* What the engine gives back to the host now. */
 	uint64_t saved_bytes;          /* (zero_pages_now + swapped_pages_now) * page */
 	uint64_t reclaim_target_bytes;
+
+	/* Appended later (read them only when size covers them). The swap
+	 * file's zero-fill ahead of use, see ovc_engine_stats(3). */
+	uint64_t swap_bytes_filled;    /* cumulative */
+	uint64_t swap_fill_errors;     /* the fill stops at the first */
 };
 
 /*
