@@ -202,7 +202,11 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 		o.swap_size_bytes = g_pages * 4096;
 		o.cold_age_usec = o.scan_interval_usec = 1000000; /* one interval */
 	}
+	/* The swap file's zero-fill kept only 1 MiB ahead: it then races the
+	 * swap-out all along, and slots come from both sides of fill_next. */
+	atomic_store(&ovc__swap_fill_ahead_bytes, UINT64_C(1) << 20);
 	int er = ovc_engine_new(&o, &e);
+	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
 	if (swap && er == -EOPNOTSUPP)
 		skip_because("no swap here: UFFDIO_MOVE, WP_ASYNC or O_DIRECT in /var/tmp missing");
 	assert_ovc_ok(er);
@@ -280,8 +284,6 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 			      name, (unsigned long long)st2.pages_swapped_out, (unsigned long long)st2.pages_swapped_in,
 			      (unsigned long long)st2.swap_faults, (unsigned long long)st2.refaults, rd.reads,
 			      (unsigned long long)st2.swap_write_errors, (unsigned long long)st2.swap_read_errors);
-	/* The swap file's zero-fill races the swap-out from the start: slots
-	 * are handed out from both the filled part and past it. */
 	struct swapdev_fill_stats fst = { 0 };
 	if (swap) {
 		swapdev_fill_stats(e->sw.sd, &fst);
