@@ -70,7 +70,7 @@ struct swapdev {
 	/* The fill (see the top of the file). With no fill, fill_next is
 	 * nr_slots from the start. */
 	uint32_t fill_next;
-	uint32_t fill_busy_first, fill_busy_n; /* the write in flight */
+	uint32_t fill_busy_n;     /* slots of the write in flight, from fill_next - n */
 	uint32_t fill_ahead;                   /* slots; 0: no fill */
 	bool fill_stop;
 	bool fill_thread_ok;
@@ -216,7 +216,6 @@ static void fill_chunk(struct swapdev *sd)
 	size_t bytes = (size_t)n * SWAPDEV_SLOT_BYTES;
 
 	set_used(sd, first, n, true);
-	sd->fill_busy_first = first;
 	sd->fill_busy_n = n;
 	sd->fill_next = first + n;
 	pthread_mutex_unlock(&sd->lock);
@@ -234,10 +233,15 @@ static void fill_chunk(struct swapdev *sd)
 		sd->fst.failed = true;
 		if (sd->fill_next == first + n)
 			sd->fill_next = first;
-		log_err(sd->log, "swap file: zero-filling slots %u-%u failed (%s); the rest stays "
-			"unfilled (slower writes, no data at risk)", first, first + n - 1, strerror(err));
 	}
 	pthread_cond_broadcast(&sd->busy_cond);
+	if (w != (ssize_t)bytes) {
+		/* The logger is the embedder's code: not under our lock. */
+		pthread_mutex_unlock(&sd->lock);
+		log_err(sd->log, "swap file: zero-filling slots %u-%u failed (%s); the rest stays "
+			"unfilled (slower writes, no data at risk)", first, first + n - 1, strerror(err));
+		pthread_mutex_lock(&sd->lock);
+	}
 }
 
 static void *fill_main(void *arg)
