@@ -107,9 +107,14 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 		log_err(&e->log, "swap needs write tracking: %s", why ? why : ovc_strerror(r));
 		return r == -ENOSYS ? -EOPNOTSUPP : r;
 	}
+	/* The zero-fill is a thread of swapdev's: none with NO_THREADS, where
+	 * the engine promises to start no thread (its swap-outs then pay
+	 * ext4's extent conversion). */
 	struct swapdev_opts so = { .size = sizeof(so), .dir = o->swap_path,
 				   .size_bytes = o->swap_size_bytes, .sys = e->sys, .log = &e->log,
-				   .fill_ahead_bytes = atomic_load(&ovc__swap_fill_ahead_bytes) };
+				   .fill_ahead_bytes = (e->flags & OVC_ENGINE_NO_THREADS)
+							       ? 0
+							       : atomic_load(&ovc__swap_fill_ahead_bytes) };
 	r = swapdev_new(&so, &sw->sd);
 	if (r < 0)
 		return r;

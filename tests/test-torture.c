@@ -288,7 +288,7 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	if (swap) {
 		swapdev_fill_stats(e->sw.sd, &fst);
 		print_message("torture %s: fill %s, %llu slots filled, %llu unfilled handed out, %llu errors\n",
-			      name, fst.active ? "on" : "off (file system)", (unsigned long long)fst.slots_filled,
+			      name, fst.active ? "on" : "off (NO_THREADS or file system)", (unsigned long long)fst.slots_filled,
 			      (unsigned long long)fst.slots_unfilled, (unsigned long long)fst.errors);
 	}
 	ovc_engine_free(e);
