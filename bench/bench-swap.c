@@ -45,7 +45,19 @@
  *                         scan, MOVE to staging, writev, drop), timed to
  *                         the last write's end; a fresh engine per run,
  *                         runs alternating with disk_write's, median of
- *                         --repeat
+ *                         --repeat. Each engine's swap file is zero-filled
+ *                         ahead by swapdev's fill thread (1 GiB) before the
+ *                         timed pass, as it is a while after a VM starts:
+ *                         the engine's writes are overwrites, as the raw
+ *                         peer's are (pre-touched)
+ *   swap_fill_gib_s       that background fill's rate (bytes zero-filled /
+ *                         time in its writes: 1 MiB each, one at a time,
+ *                         into unwritten extents), median; swapout_unfilled_pct: share
+ *                         of the timed pass's slots that were not filled
+ *   swapout_nofill_gib_s  the same swap-out with no fill (the swap file as
+ *                         fallocate left it: unwritten extents), in the
+ *                         same rounds (raw, engine, engine without fill),
+ *                         median
  *   swapin_rand_*_us      the engine's fault-in of random pages, each touch
  *                         timed from the faulting thread, readahead on (as
  *                         the kernel's page-cluster is for kswap_in_rand);
@@ -105,6 +117,7 @@ struct results {
 	double proto_rand_spin_p50_us, proto_rand_spin_p99_us;
 	double proto_seq_gib_s;
 	/* the engine */
+	double swap_fill_gib_s, swapout_unfilled_pct, swapout_nofill_gib_s;
 	double swapout_gib_s, swapin_rand_p50_us, swapin_rand_p99_us, swapin_seq_gib_s;
 	double swapin_rand_cdf[14], kswap_in_rand_cdf[14];
 	char engine_note[160];
@@ -1074,39 +1087,74 @@ static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, str
 	return (double)(out * PG) / GIB / secs;
 }
 
-/* Swap-out against the raw disk, alternating (raw, engine, raw, ...) so
- * that the drift of a shared disk (runs after heavy writing are slower
- * here) hits both; each engine run on a fresh engine and file. Medians. */
+/* One engine swap-out run, timed; with the fill, only once it went idle
+ * (@fill_gib_s: its rate, @unfilled_pct: slots of the run not filled). */
+static double engine_run(const char *dir, const char *mem, uint64_t bytes, unsigned flags, bool fill,
+			 double *fill_gib_s, double *unfilled_pct, struct results *res)
+{
+	char *emem = NULL;
+	double gib_s = NOVAL;
+	struct swapdev_fill_stats fs0 = { 0 }, fs1 = { 0 };
+
+	atomic_store(&ovc__swap_fill_ahead_bytes, fill ? SWAPDEV_FILL_AHEAD_DEFAULT : 0);
+	ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
+	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
+	if (e) {
+		swapdev_fill_wait_idle(e->sw.sd);
+		swapdev_fill_stats(e->sw.sd, &fs0);
+		gib_s = engine_swapout(e, dir, bytes, res);
+		swapdev_fill_stats(e->sw.sd, &fs1);
+	}
+	if (fill_gib_s)
+		*fill_gib_s = fs0.write_nsec ? (double)(fs0.slots_filled * PG) / GIB / ((double)fs0.write_nsec / 1e9)
+					     : NOVAL;
+	if (unfilled_pct)
+		*unfilled_pct = 100.0 * (double)(fs1.slots_unfilled - fs0.slots_unfilled) / (double)(bytes / PG);
+	ovc_engine_free(e);
+	if (emem)
+		munmap(emem, bytes);
+	return gib_s;
+}
+
+static void print_runs(const char *name, const double *v, unsigned n)
+{
+	printf("%s", name);
+	for (unsigned i = 0; i < n; i++)
+		printf(" %.3f", v[i]);
+}
+
+/* Swap-out against the raw disk, alternating (raw, engine, engine without
+ * fill, raw, ...) so that the drift of a shared disk (runs after heavy
+ * writing are slower here) hits all; each engine run on a fresh engine and
+ * file. Medians. */
 static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsigned repeat,
 			  unsigned flags, struct results *res, bool print)
 {
-	double *raw = calloc(repeat, sizeof(*raw)), *eng = calloc(repeat, sizeof(*eng));
-	res->swapout_gib_s = res->disk_write_gib_s = NOVAL;
-	for (unsigned i = 0; raw && eng && i < repeat; i++) {
-		char *emem = NULL;
+	double *v = calloc((size_t)repeat * 5, sizeof(*v));
+	double *raw = v, *eng = v + repeat, *nofill = v + 2 * repeat, *fill = v + 3 * repeat,
+	       *unfilled = v + 4 * repeat;
+	res->swapout_gib_s = res->disk_write_gib_s = res->swap_fill_gib_s = NOVAL;
+	res->swapout_unfilled_pct = res->swapout_nofill_gib_s = NOVAL;
+	if (!v)
+		return;
+	for (unsigned i = 0; i < repeat; i++) {
 		settle(dir);
 		raw[i] = raw_write(dir, mem, bytes);
-		ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
-		eng[i] = e ? engine_swapout(e, dir, bytes, res) : NOVAL;
-		ovc_engine_free(e);
-		if (emem)
-			munmap(emem, bytes);
+		eng[i] = engine_run(dir, mem, bytes, flags, true, &fill[i], &unfilled[i], res);
+		nofill[i] = engine_run(dir, mem, bytes, flags, false, NULL, NULL, res);
 	}
-	if (raw && eng) {
-		if (print) {
-			printf("runs (GiB/s, in order): raw pre-touched");
-			for (unsigned i = 0; i < repeat; i++)
-				printf(" %.3f", raw[i]);
-			printf("; engine swap-out");
-			for (unsigned i = 0; i < repeat; i++)
-				printf(" %.3f", eng[i]);
-			printf("\n");
-		}
-		res->disk_write_gib_s = median_of(raw, repeat);
-		res->swapout_gib_s = median_of(eng, repeat);
+	if (print) {
+		print_runs("runs (GiB/s, in order): raw pre-touched", raw, repeat);
+		print_runs("; engine swap-out", eng, repeat);
+		print_runs("; engine, no fill", nofill, repeat);
+		printf("\n");
 	}
-	free(raw);
-	free(eng);
+	res->disk_write_gib_s = median_of(raw, repeat);
+	res->swapout_gib_s = median_of(eng, repeat);
+	res->swapout_nofill_gib_s = median_of(nofill, repeat);
+	res->swap_fill_gib_s = median_of(fill, repeat);
+	res->swapout_unfilled_pct = median_of(unfilled, repeat);
+	free(v);
 }
 
 static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsigned flags, struct results *res)
@@ -1253,6 +1301,9 @@ int bench_swap(const struct bench_opts *opts)
 		jcdf(stdout, "kswap_in_rand_cdf_us", r.kswap_in_rand_cdf);
 		printf("\"engine_note\":\"%s\",", r.engine_note);
 		jnum(stdout, "disk_write_gib_s", r.disk_write_gib_s, true);
+		jnum(stdout, "swap_fill_gib_s", r.swap_fill_gib_s, true);
+		jnum(stdout, "swapout_unfilled_pct", r.swapout_unfilled_pct, true);
+		jnum(stdout, "swapout_nofill_gib_s", r.swapout_nofill_gib_s, true);
 		jnum(stdout, "swapdev_write_gib_s", r.swapdev_write_gib_s, true);
 		jnum(stdout, "kswap_out_gib_s", r.kswap_out_gib_s, true);
 		jnum(stdout, "kswap_pageout_call_gib_s", r.kswap_pageout_call_gib_s, true);
@@ -1287,9 +1338,13 @@ int bench_swap(const struct bench_opts *opts)
 		       (unsigned long long)(bytes >> 20), r.dir, r.fs, repeat);
 		row("engine swap-out", r.swapout_gib_s, "GiB/s", "raw O_DIRECT write", r.disk_write_gib_s);
 		row("engine swap-out", r.swapout_gib_s, "GiB/s", "kernel MADV_PAGEOUT", r.kswap_out_gib_s);
+		row("engine swap-out", r.swapout_gib_s, "GiB/s", "engine, no fill", r.swapout_nofill_gib_s);
 		row("engine swap-in random p50", r.swapin_rand_p50_us, "us", "kernel swap-in", r.kswap_in_rand_p50_us);
 		row("engine swap-in random p99", r.swapin_rand_p99_us, "us", "kernel swap-in", r.kswap_in_rand_p99_us);
 		row("engine swap-in sequential", r.swapin_seq_gib_s, "GiB/s", "kernel swap-in", r.kswap_in_seq_gib_s);
+		printf("  (engine: swap file zero-filled ahead at %.3f GiB/s before the timed pass, %.1f%% of "
+		       "its slots unfilled; both writes overwrite written blocks)\n",
+		       r.swap_fill_gib_s, r.swapout_unfilled_pct);
 		if (r.engine_note[0])
 			printf("  engine: %s\n", r.engine_note);
 		row("swapdev scattered write GiB/s", r.swapdev_write_gib_s, "GiB/s", "raw O_DIRECT write",

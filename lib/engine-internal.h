@@ -277,6 +277,12 @@ int64_t swap_tick(ovc_engine *e, bool force);
  * outside a tick unless a reset failed). Tests. */
 unsigned swapout_areas(void);
 unsigned swapout_areas_used(const ovc_engine *e);
+/* How far ahead the swap file is zero-filled (swapdev's fill_ahead_bytes),
+ * read when an engine is created: SWAPDEV_FILL_AHEAD_DEFAULT. A knob for
+ * the benchmark, which compares with 0 (no fill) in the same run. Not
+ * exported. */
+extern _Atomic uint64_t ovc__swap_fill_ahead_bytes;
+
 /* Handler: a MISSING fault on a SWAPPED page. r->lock held. */
 void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
 /* Handler: the VMM discarded pages [first, end) of @r: free their slots. */

@@ -771,6 +771,12 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 	s.swap_cache_hits = atomic_load(&e->c.swap_cache_hits);
 	for (size_t i = 0; i < OVC_LAT_BUCKETS; i++)
 		s.swapin_lat_hist[i] = atomic_load(&e->c.swapin_lat_hist[i]);
+	if (swap_enabled(e)) {
+		struct swapdev_fill_stats fs;
+		swapdev_fill_stats(e->sw.sd, &fs);
+		s.swap_bytes_filled = fs.slots_filled << PAGE_SHIFT;
+		s.swap_fill_errors = fs.errors;
+	}
 	memcpy(st, &s, MIN((size_t)st->size, sizeof(s)));
 	return 0;
 }

@@ -157,6 +157,8 @@ static void ra_fini(struct engine_swap *sw)
 
 static int swapout_init(ovc_engine *e);
 
+_Atomic uint64_t ovc__swap_fill_ahead_bytes = SWAPDEV_FILL_AHEAD_DEFAULT;
+
 static uint64_t monotonic_nsec(void)
 {
 	return now_nsec(CLOCK_MONOTONIC);
@@ -181,8 +183,14 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 		log_err(&e->log, "swap needs write tracking: %s", why ? why : ovc_strerror(r));
 		return r == -ENOSYS ? -EOPNOTSUPP : r;
 	}
+	/* The zero-fill is a thread of swapdev's: none with NO_THREADS, where
+	 * the engine promises to start no thread (its swap-outs then pay
+	 * ext4's extent conversion). */
 	struct swapdev_opts so = { .size = sizeof(so), .dir = o->swap_path,
-				   .size_bytes = o->swap_size_bytes, .sys = e->sys, .log = &e->log };
+				   .size_bytes = o->swap_size_bytes, .sys = e->sys, .log = &e->log,
+				   .fill_ahead_bytes = (e->flags & OVC_ENGINE_NO_THREADS)
+							       ? 0
+							       : atomic_load(&ovc__swap_fill_ahead_bytes) };
 	r = swapdev_new(&so, &sw->sd);
 	if (r < 0)
 		return r;

@@ -3,8 +3,8 @@
  * The swap file, its slot allocator and per-thread io_uring rings.
  *
  * Threads and locks: struct swapdev is shared; sd->lock protects the slot
- * bitmap, the cursor and the free count, and nothing else is written after
- * swapdev_new(). A struct swapdev_ring belongs to the thread that created it
+ * bitmap, the cursor, the free count and the fill's state, and nothing else
+ * is written after swapdev_new(). A struct swapdev_ring belongs to the thread that created it
  * and has no lock: one submitter per io_uring (the kernel enforces it with
  * IORING_SETUP_SINGLE_ISSUER, which also lets it skip its own locking).
  * Callbacks run on the ring's thread with no lock held.
@@ -24,6 +24,23 @@
  *  - If registering the bounce buffer fails (RLIMIT_MEMLOCK), reads use the
  *    plain read opcode from the same buffer: slower by a page-pinning per
  *    request, not wrong.
+ *
+ * Fill. fallocate leaves the file as unwritten extents. On ext4 an O_DIRECT
+ * write into an unwritten extent is not an overwrite: it takes the inode
+ * lock exclusively and converts the extent when it completes, and
+ * io_uring's non-blocking attempt gets EAGAIN and hands the write to an
+ * io-wq worker; the swap-out writes then queue behind each other. A write
+ * into written blocks is an overwrite: shared lock, issued inline, in
+ * parallel. So a thread of ours writes zeros over the file, 1 MiB at a time
+ * with one write in flight, from slot 0 up (fill_next), until
+ * fill_ahead_bytes of free written slots are ready, and again whenever the
+ * allocator has eaten into them, but not while it is busy (FILL_IDLE_NSEC
+ * after the last allocation): zeros written while the engine swaps out
+ * take the disk from the engine. The allocator prefers slots below
+ * fill_next. Invariant: no slot at or above fill_next has ever been handed
+ * out, so the fill never writes over a slot that holds a page; the chunk
+ * being written is marked used in the bitmap (not counted in nr_free's
+ * use) so that nobody gets it meanwhile.
  */
 #include <assert.h>
 #include <fcntl.h>
@@ -35,6 +52,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -51,10 +69,28 @@ struct swapdev {
 	uint64_t *hash;       /* per slot, see swapdev_slot_hash(); atomic access */
 
 	pthread_mutex_t lock; /* protects everything below */
-	uint64_t *bitmap;     /* bit set = slot in use */
+	uint64_t *bitmap;     /* bit set = slot in use (or being filled) */
 	uint32_t cursor;      /* next-fit start */
-	uint32_t nr_free;
+	uint32_t nr_free;     /* the fill's chunk in flight still counts as free */
+
+	/* The fill (see the top of the file). With no fill, fill_next is
+	 * nr_slots from the start. */
+	uint32_t fill_next;
+	uint32_t fill_busy_n;     /* slots of the write in flight, from fill_next - n */
+	uint32_t fill_ahead;                   /* slots; 0: no fill */
+	bool fill_stop;
+	bool fill_thread_ok;
+	uint64_t last_alloc_nsec;
+	pthread_cond_t fill_cond; /* the fill thread waits here */
+	pthread_cond_t busy_cond; /* a fill write ended */
+	pthread_t fill_thread;
+	void *zeros;              /* SWAPDEV_FILL_CHUNK_SLOTS pages */
+	struct swapdev_fill_stats fst;
 };
+
+/* The fill waits this long after the last allocation: a swap-out is a
+ * burst of allocations a few ms apart, and the disk is the engine's then. */
+#define FILL_IDLE_NSEC (20000 * NSEC_PER_USEC)
 
 enum req_kind { REQ_WRITE, REQ_READ, REQ_SYNC_READ };
 
@@ -150,6 +186,162 @@ static int check_dio_align(struct swapdev *sd)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- fill -- */
+
+static void set_used(struct swapdev *sd, uint32_t first, uint32_t n, bool used)
+{
+	for (uint32_t s = first; s < first + n; s++) {
+		if (used)
+			sd->bitmap[s / 64] |= UINT64_C(1) << (s % 64);
+		else
+			sd->bitmap[s / 64] &= ~(UINT64_C(1) << (s % 64));
+	}
+}
+
+/* Free slots that are written and nobody's: below fill_next, not the chunk
+ * in flight. Every slot from fill_next on is free. */
+static uint32_t filled_free(const struct swapdev *sd)
+{
+	return sd->nr_free - sd->fill_busy_n - (sd->nr_slots - sd->fill_next);
+}
+
+/* Whether the fill has work (lock held), timing aside. */
+static bool fill_wanted(const struct swapdev *sd)
+{
+	return !sd->fst.failed && sd->fill_next < sd->nr_slots && filled_free(sd) < sd->fill_ahead;
+}
+
+/* One chunk from fill_next, reserved in the bitmap meanwhile; on failure
+ * the fill stops and the chunk goes back to the unwritten part if nothing
+ * was handed out past it (else it is handed out as it is: a slow write,
+ * not a wrong one). Lock held; dropped for the write. */
+static void fill_chunk(struct swapdev *sd)
+{
+	uint32_t first = sd->fill_next;
+	uint32_t n = MIN(SWAPDEV_FILL_CHUNK_SLOTS, sd->nr_slots - first);
+	size_t bytes = (size_t)n * SWAPDEV_SLOT_BYTES;
+
+	set_used(sd, first, n, true);
+	sd->fill_busy_n = n;
+	sd->fill_next = first + n;
+	pthread_mutex_unlock(&sd->lock);
+	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
+	ssize_t w = SYS(sd->sys, pwrite, sd->fd, sd->zeros, bytes, (off_t)first * SWAPDEV_SLOT_BYTES);
+	int err = w < 0 ? errno : EIO;
+	pthread_mutex_lock(&sd->lock);
+	sd->fst.write_nsec += now_nsec(CLOCK_MONOTONIC) - t0;
+	set_used(sd, first, n, false);
+	sd->fill_busy_n = 0;
+	if (w == (ssize_t)bytes) {
+		sd->fst.slots_filled += n;
+	} else {
+		sd->fst.errors++;
+		sd->fst.failed = true;
+		if (sd->fill_next == first + n)
+			sd->fill_next = first;
+	}
+	pthread_cond_broadcast(&sd->busy_cond);
+	if (w != (ssize_t)bytes) {
+		/* The logger is the embedder's code: not under our lock. */
+		pthread_mutex_unlock(&sd->lock);
+		log_err(sd->log, "swap file: zero-filling slots %u-%u failed (%s); the rest stays "
+			"unfilled (slower writes, no data at risk)", first, first + n - 1, strerror(err));
+		pthread_mutex_lock(&sd->lock);
+	}
+}
+
+static void *fill_main(void *arg)
+{
+	struct swapdev *sd = arg;
+
+	pthread_mutex_lock(&sd->lock);
+	while (!sd->fill_stop) {
+		if (!fill_wanted(sd)) {
+			pthread_cond_wait(&sd->fill_cond, &sd->lock);
+			continue;
+		}
+		uint64_t until = sd->last_alloc_nsec + FILL_IDLE_NSEC;
+		if (now_nsec(CLOCK_MONOTONIC) < until) {
+			struct timespec ts = { .tv_sec = (time_t)(until / NSEC_PER_SEC),
+					       .tv_nsec = (long)(until % NSEC_PER_SEC) };
+			pthread_cond_timedwait(&sd->fill_cond, &sd->lock, &ts);
+			continue;
+		}
+		fill_chunk(sd);
+	}
+	pthread_mutex_unlock(&sd->lock);
+	return NULL;
+}
+
+/* Only where fallocate leaves unwritten extents that a first write must
+ * convert. btrfs writes new extents anyway (copy on write); tmpfs and
+ * others have nothing to convert: zeros would be disk time for nothing. */
+static bool fs_has_unwritten_extents(struct swapdev *sd)
+{
+	struct statfs sf;
+
+	if (fstatfs(sd->fd, &sf) < 0)
+		return false;
+	return sf.f_type == 0xEF53 /* ext2/3/4 */ || sf.f_type == 0x58465342 /* xfs */;
+}
+
+/* Start the fill thread if asked for and useful. Failing to is not an
+ * error: the file works unfilled, only slower. */
+static void fill_start(struct swapdev *sd, uint64_t ahead_bytes)
+{
+	if (ahead_bytes == 0 || !fs_has_unwritten_extents(sd))
+		return;
+	sd->fill_ahead = (uint32_t)MIN(ahead_bytes / SWAPDEV_SLOT_BYTES, (uint64_t)sd->nr_slots);
+	if (sd->fill_ahead == 0)
+		return;
+	int err = posix_memalign(&sd->zeros, SWAPDEV_SLOT_BYTES,
+				 (size_t)SWAPDEV_FILL_CHUNK_SLOTS * SWAPDEV_SLOT_BYTES);
+	if (err == 0) {
+		memset(sd->zeros, 0, (size_t)SWAPDEV_FILL_CHUNK_SLOTS * SWAPDEV_SLOT_BYTES);
+		sd->fill_next = 0;
+		err = pthread_create(&sd->fill_thread, NULL, fill_main, sd);
+	} else {
+		sd->zeros = NULL;
+	}
+	if (err == 0) {
+		sd->fill_thread_ok = true;
+		sd->fst.active = true;
+		return;
+	}
+	log_info(sd->log, "swap file: no zero-fill thread (%s); first writes are slower",
+		 strerror(err));
+	sd->fill_next = sd->nr_slots;
+	sd->fill_ahead = 0;
+}
+
+static void fill_stop(struct swapdev *sd)
+{
+	if (!sd->fill_thread_ok)
+		return;
+	pthread_mutex_lock(&sd->lock);
+	sd->fill_stop = true;
+	pthread_cond_signal(&sd->fill_cond);
+	pthread_mutex_unlock(&sd->lock);
+	pthread_join(sd->fill_thread, NULL);
+	sd->fill_thread_ok = false;
+}
+
+void swapdev_fill_stats(struct swapdev *sd, struct swapdev_fill_stats *ret)
+{
+	pthread_mutex_lock(&sd->lock);
+	*ret = sd->fst;
+	ret->fill_next = sd->fill_next;
+	pthread_mutex_unlock(&sd->lock);
+}
+
+void swapdev_fill_wait_idle(struct swapdev *sd)
+{
+	pthread_mutex_lock(&sd->lock);
+	while (sd->fill_thread_ok && (sd->fill_busy_n > 0 || fill_wanted(sd)))
+		pthread_cond_wait(&sd->busy_cond, &sd->lock);
+	pthread_mutex_unlock(&sd->lock);
+}
+
 int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret)
 {
 	struct swapdev *sd;
@@ -169,8 +361,15 @@ int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret)
 	sd->log = opts->log;
 	sd->nr_slots = (uint32_t)nr_slots;
 	sd->nr_free = sd->nr_slots;
+	sd->fill_next = sd->nr_slots;
 	sd->fd = -1;
 	pthread_mutex_init(&sd->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sd->fill_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&sd->busy_cond, NULL);
 	sd->bitmap = calloc((nr_slots + 63) / 64, sizeof(uint64_t));
 	sd->hash = calloc(nr_slots, sizeof(uint64_t));
 	if (getrandom(&sd->hash_seed, sizeof(sd->hash_seed), GRND_NONBLOCK) != sizeof(sd->hash_seed))
@@ -197,6 +396,7 @@ int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret)
 			(unsigned long long)(nr_slots * SWAPDEV_SLOT_BYTES), opts->dir, strerror(-r));
 		goto fail;
 	}
+	fill_start(sd, opts->fill_ahead_bytes);
 	*ret = sd;
 	return 0;
 fail:
@@ -208,9 +408,13 @@ void swapdev_free(struct swapdev *sd)
 {
 	if (!sd)
 		return;
+	fill_stop(sd);
 	if (sd->fd >= 0)
 		close(sd->fd);
+	pthread_cond_destroy(&sd->fill_cond);
+	pthread_cond_destroy(&sd->busy_cond);
 	pthread_mutex_destroy(&sd->lock);
+	free(sd->zeros);
 	free(sd->bitmap);
 	free(sd->hash);
 	free(sd);
@@ -271,25 +475,55 @@ static uint32_t find_free(const struct swapdev *sd, uint32_t from, uint32_t end)
 	return end;
 }
 
+/* A free slot below fill_next, next-fit from the cursor; fill_next if none
+ * (the chunk being filled is marked used, so it is never found). */
+static uint32_t find_filled(const struct swapdev *sd)
+{
+	uint32_t cur = MIN(sd->cursor, sd->fill_next);
+	uint32_t s = find_free(sd, cur, sd->fill_next);
+
+	if (s < sd->fill_next)
+		return s;
+	s = find_free(sd, 0, cur);
+	return s < cur ? s : sd->fill_next;
+}
+
 int swapdev_slot_alloc(struct swapdev *sd, uint32_t want, uint32_t *ret_first, uint32_t *ret_n)
 {
-	uint32_t s, n;
+	uint32_t s, n, end;
 
 	if (want == 0)
 		return -EINVAL;
 	pthread_mutex_lock(&sd->lock);
+	/* Only the chunk being filled is free: it is a millisecond away. */
+	while (sd->nr_free > 0 && sd->nr_free == sd->fill_busy_n)
+		pthread_cond_wait(&sd->busy_cond, &sd->lock);
 	if (sd->nr_free == 0) {
 		pthread_mutex_unlock(&sd->lock);
 		return -ENOSPC;
 	}
-	s = find_free(sd, sd->cursor, sd->nr_slots);
-	if (s == sd->nr_slots)
-		s = find_free(sd, 0, sd->cursor);
-	assert(s < sd->nr_slots); /* nr_free > 0 */
-	for (n = 0; n < want && s + n < sd->nr_slots && !slot_used(sd, s + n); n++)
-		sd->bitmap[(s + n) / 64] |= UINT64_C(1) << ((s + n) % 64);
+	s = find_filled(sd);
+	if (s < sd->fill_next) {
+		end = sd->fill_next; /* a run stays in the filled part */
+	} else {
+		/* Nothing filled is free: take unwritten slots, which the fill
+		 * then skips. */
+		assert(s < sd->nr_slots); /* nr_free > fill_busy_n */
+		end = sd->nr_slots;
+	}
+	for (n = 0; n < want && s + n < end && !slot_used(sd, s + n); n++)
+		;
+	set_used(sd, s, n, true);
+	if (s >= sd->fill_next) {
+		sd->fill_next = s + n;
+		sd->fst.slots_unfilled += n;
+	}
 	sd->nr_free -= n;
 	sd->cursor = s + n == sd->nr_slots ? 0 : s + n;
+	if (sd->fill_thread_ok) {
+		sd->last_alloc_nsec = now_nsec(CLOCK_MONOTONIC);
+		pthread_cond_signal(&sd->fill_cond);
+	}
 	pthread_mutex_unlock(&sd->lock);
 	*ret_first = s;
 	*ret_n = n;
@@ -300,10 +534,9 @@ void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n)
 {
 	assert((uint64_t)first + n <= sd->nr_slots);
 	pthread_mutex_lock(&sd->lock);
-	for (uint32_t s = first; s < first + n; s++) {
+	for (uint32_t s = first; s < first + n; s++)
 		assert(slot_used(sd, s));
-		sd->bitmap[s / 64] &= ~(UINT64_C(1) << (s % 64));
-	}
+	set_used(sd, first, n, false);
 	sd->nr_free += n;
 	pthread_mutex_unlock(&sd->lock);
 }

@@ -7,8 +7,9 @@
  *  struct swapdev       one per engine: the swap file (O_TMPFILE or
  *                       created-and-unlinked, O_DIRECT, preallocated) and the
  *                       slot allocator. Thread-safe: the allocator has its
- *                       own mutex; the file is only read and written through
- *                       rings.
+ *                       own mutex; the file is read and written through
+ *                       rings, and zero-filled ahead of the allocator by
+ *                       swapdev's own fill thread (when fill_ahead_bytes).
  *  struct swapdev_ring  one per thread that does I/O (the engine's worker
  *                       for swap-out, the fault handler for swap-in): an
  *                       io_uring with the file registered, a small
@@ -59,17 +60,33 @@ struct swapdev_opts {
 	uint64_t size_bytes;       /* file size; rounded down to whole slots, > 0 */
 	const struct ovc_sys *sys; /* NULL: ovc_sys_default */
 	const struct ovc_logger *log; /* may be NULL */
+	/* Zero-fill the file in the background ahead of the allocator, so
+	 * that swap-out writes overwrite written blocks instead of unwritten
+	 * extents (see swapdev.c, "Fill"): keep this many bytes of written,
+	 * free slots ready. 0: no fill. Only on file systems that have
+	 * unwritten extents (ext4, xfs); elsewhere ignored. */
+	uint64_t fill_ahead_bytes;
 };
 
+/* What the engine asks for: 1 GiB ready (about 0.7 s of this disk's time
+ * in the background), not the whole file. */
+#define SWAPDEV_FILL_AHEAD_DEFAULT (UINT64_C(1) << 30)
+/* One fill write: 1 MiB, one at a time, so that a fault's 4 KiB read never
+ * queues behind more than one of them. */
+#define SWAPDEV_FILL_CHUNK_SLOTS 256u
+
 /*
- * Create the swap file in @opts->dir and preallocate it. Returns 0 and the
+ * Create the swap file in @opts->dir and preallocate it; start the fill
+ * thread if @opts->fill_ahead_bytes (a thread that cannot be started means
+ * no fill, logged, not an error). Returns 0 and the
  * handle in @ret, or -EINVAL (bad options, slot count over 2^32-1), -ENOSPC
  * (the file system cannot hold it), -EOPNOTSUPP (the file system refuses
  * O_DIRECT or needs an alignment over 4096), or another -errno of open or
  * fallocate. Nothing is left on disk on failure, nor after swapdev_free().
  */
 int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret);
-/* Close the file. Every ring must have been freed. Takes NULL. */
+/* Stop the fill (waiting for its write in flight) and close the file. Every
+ * ring must have been freed. Takes NULL. */
 void swapdev_free(struct swapdev *sd);
 
 uint32_t swapdev_slots_total(const struct swapdev *sd);
@@ -101,6 +118,31 @@ void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n);
 uint64_t swapdev_page_hash(const struct swapdev *sd, const void *page);
 void swapdev_slot_set_hash(struct swapdev *sd, uint32_t slot, uint64_t hash);
 uint64_t swapdev_slot_hash(const struct swapdev *sd, uint32_t slot);
+
+/*
+ * The fill. Slots below fill_next were written by the fill (or were handed
+ * out before it got there, and written by their owner); slots from
+ * fill_next on were never handed out and are still unwritten extents. The
+ * allocator hands out slots below fill_next first; only when none is free
+ * there does it take slots at fill_next (and moves it): correct, but
+ * those writes pay ext4's extent conversion. The one fill write in flight
+ * is never handed out; an allocation that finds nothing else free waits
+ * for it.
+ */
+struct swapdev_fill_stats {
+	bool active;              /* a fill thread runs (fill asked for, fs needs it) */
+	bool failed;              /* a fill write failed: the fill stopped */
+	uint32_t fill_next;       /* see above */
+	uint64_t slots_filled;    /* slots zero-filled OK */
+	uint64_t slots_unfilled;  /* slots handed out from fill_next on (not filled) */
+	uint64_t errors;          /* fill writes that failed (short ones included) */
+	uint64_t write_nsec;      /* time spent in fill writes */
+};
+void swapdev_fill_stats(struct swapdev *sd, struct swapdev_fill_stats *ret);
+/* Block until the fill has nothing to do (its target is met, the file is
+ * filled, it failed, or there is none) and no fill write is in flight. For
+ * tests and the benchmark. */
+void swapdev_fill_wait_idle(struct swapdev *sd);
 
 /* Called on the ring's thread when a request ends; @res is 0 or -errno. */
 typedef void (*swapdev_done_fn)(void *user, int res);

@@ -924,6 +924,63 @@ static void test_auto_sync(void **s)
 
 SYNC_TEST(test_swap_full_sync, test_swap_full(s))
 
+/* The swap file is zero-filled ahead in the background (lib/swapdev.c):
+ * an engine that swaps out after its fill went idle writes only filled
+ * slots; one whose first fill write fails still swaps, into unfilled
+ * slots, counted, with every page right. Freeing an engine right after
+ * creation, with a fill write in flight, waits for it. */
+static void test_fill(void **s)
+{
+	(void)s;
+	need_swap();
+	const size_t npages = 4096;
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	uint8_t *shadow = fill_all(&g, npages, 9);
+	struct fault_inject fi;
+	for (int fail = 0; fail < 2; fail++) {
+		ovc_engine *e = NULL;
+		struct swapdev_fill_stats st;
+		fault_inject_init(&fi, fail, EIO, 1u << OVC_SYS_PWRITE);
+		assert_ovc_ok(new_engine(0, 2 * npages * 4096, &fi.sys, NULL, &e));
+		swapdev_fill_stats(e->sw.sd, &st);
+		if (!st.active) {
+			print_message("no fill on " SWAP_DIR "'s file system: skipped\n");
+			ovc_engine_free(e);
+			break;
+		}
+		swapdev_fill_wait_idle(e->sw.sd);
+		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+		swap_all(e, g.len);
+		swapdev_fill_stats(e->sw.sd, &st);
+		size_t out = stats(e).swapped_pages_now;
+		print_message("%s: %zu pages out, %llu slots filled, %llu unfilled used\n",
+			      fail ? "fill failing" : "fill", out, (unsigned long long)st.slots_filled,
+			      (unsigned long long)st.slots_unfilled);
+		assert_true(out >= npages * 9 / 10);
+		assert_int_equal(stats(e).swap_write_errors, 0);
+		assert_int_equal(stats(e).swap_fill_errors, fail);
+		assert_int_equal(stats(e).swap_bytes_filled, st.slots_filled * 4096);
+		if (!fail) {
+			assert_int_equal(st.errors, 0);
+			assert_int_equal(st.slots_unfilled, 0);
+			assert_true(st.slots_filled >= out);
+		} else {
+			assert_true(st.failed);
+			assert_int_equal(st.errors, 1);
+			assert_int_equal(st.slots_filled, 0);
+			assert_int_equal(st.slots_unfilled, out);
+		}
+		assert_int_equal(compare(g.p, shadow, npages), 0);
+		ovc_engine_free(e);
+	}
+	ovc_engine *e = NULL;
+	assert_ovc_ok(new_engine(0, 256 << 20, NULL, NULL, &e));
+	ovc_engine_free(e);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -956,6 +1013,7 @@ int main(void)
 		cmocka_unit_test(test_read_eio_sync),
 		cmocka_unit_test(test_swap_full_sync),
 		cmocka_unit_test(test_auto_sync),
+		cmocka_unit_test(test_fill),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));

@@ -9,10 +9,12 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/vfs.h>
 
 #include <ovc/common.h>
 
@@ -29,12 +31,19 @@ static const char *swapdir(void)
 	return d && *d ? d : "/var/tmp";
 }
 
-static int new_dev(const struct ovc_sys *sys, uint64_t bytes, struct swapdev **ret)
+static int new_dev_fill(const struct ovc_sys *sys, uint64_t bytes, uint64_t fill_ahead,
+			struct swapdev **ret)
 {
 	struct swapdev_opts o = {
 		.size = sizeof(o), .dir = swapdir(), .size_bytes = bytes, .sys = sys,
+		.fill_ahead_bytes = fill_ahead,
 	};
 	return swapdev_new(&o, ret);
+}
+
+static int new_dev(const struct ovc_sys *sys, uint64_t bytes, struct swapdev **ret)
+{
+	return new_dev_fill(sys, bytes, 0, ret);
 }
 
 static void *pages_alloc(size_t n)
@@ -698,14 +707,13 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void test_two_threads(void **state)
+static void two_threads(uint32_t slots, uint64_t fill_ahead)
 {
 	struct swapdev *sd;
 	struct worker w[2];
 	pthread_t th[2];
 
-	/* Smaller than two batches: the threads run into each other. */
-	assert_ovc_ok(new_dev(NULL, 80 * PG, &sd));
+	assert_ovc_ok(new_dev_fill(NULL, (uint64_t)slots * PG, fill_ahead, &sd));
 	for (int i = 0; i < 2; i++) {
 		w[i] = (struct worker){ .sd = sd, .seed = 1000u * (unsigned)(i + 1), .rounds = 200 };
 		pthread_create(&th[i], NULL, worker_main, &w[i]);
@@ -716,8 +724,295 @@ static void test_two_threads(void **state)
 	}
 	print_message("pages written, read back and checked: %u + %u\n", w[0].pages_checked,
 		      w[1].pages_checked);
-	assert_int_equal(swapdev_slots_free(sd), 80);
+	assert_int_equal(swapdev_slots_free(sd), slots);
 	swapdev_free(sd);
+}
+
+static void test_two_threads(void **state)
+{
+	/* Smaller than two batches: the threads run into each other. */
+	two_threads(80, 0);
+}
+
+/* ---------------------------------------------------------------- fill -- */
+
+/* The fill needs a file system with unwritten extents; elsewhere it does
+ * not start, and these tests have nothing to check. */
+static bool fill_runs_here(void)
+{
+	struct swapdev *sd;
+	struct swapdev_fill_stats st;
+	assert_ovc_ok(new_dev_fill(NULL, 256 * PG, 256 * PG, &sd));
+	swapdev_fill_stats(sd, &st);
+	swapdev_free(sd);
+	if (!st.active)
+		print_message("no fill on this file system (%s): skipped\n", swapdir());
+	return st.active;
+}
+
+/* The same two threads racing while the fill runs under them and they take
+ * unfilled slots from it: every page still reads back right (the fill never
+ * writes over a slot that was handed out). */
+static void test_two_threads_fill(void **state)
+{
+	if (!fill_runs_here())
+		return;
+	two_threads(4096, 2048 * PG);
+}
+
+/* A pwrite that stops at a gate: the test holds the fill's write in flight
+ * for as long as it likes. Failures still injected through fi. */
+struct gate {
+	struct fault_inject fi; /* first: fi's ops get the gate as their ctx */
+	struct ovc_sys sys;
+	sem_t entered, release;
+	atomic_bool open;
+};
+
+static ssize_t gate_pwrite(void *ctx, int fd, const void *buf, size_t n, off_t off)
+{
+	struct gate *g = ctx;
+	if (!atomic_load(&g->open)) {
+		sem_post(&g->entered);
+		sem_wait(&g->release);
+	}
+	return g->fi.sys.pwrite(ctx, fd, buf, n, off);
+}
+
+static void gate_init(struct gate *g)
+{
+	fault_inject_init(&g->fi, 0, 0, 0);
+	g->sys = g->fi.sys;
+	g->sys.ctx = g;
+	g->sys.pwrite = gate_pwrite;
+	sem_init(&g->entered, 0, 0);
+	sem_init(&g->release, 0, 0);
+	atomic_store(&g->open, false);
+}
+
+static void gate_fini(struct gate *g)
+{
+	sem_destroy(&g->entered);
+	sem_destroy(&g->release);
+}
+
+static struct swapdev_fill_stats fill_stats(struct swapdev *sd)
+{
+	struct swapdev_fill_stats st;
+	swapdev_fill_stats(sd, &st);
+	return st;
+}
+
+/* Slots come from the fill's part only once it wrote them: while the first
+ * chunk is in flight, an allocation gets unwritten slots past it, the fill
+ * goes on after them, never over them, and the first chunk is handed out
+ * once written. The fill stops at its target. */
+static void test_fill_ahead(void **state)
+{
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+	struct gate g;
+	uint32_t f, n;
+	const uint32_t C = SWAPDEV_FILL_CHUNK_SLOTS;
+
+	if (!fill_runs_here())
+		return;
+	gate_init(&g);
+	assert_ovc_ok(new_dev_fill(&g.sys, 4 * C * PG, 2 * C * PG, &sd));
+	sem_wait(&g.entered); /* chunk [0, C) in flight */
+	assert_true(fill_stats(sd).active);
+	assert_int_equal(fill_stats(sd).fill_next, C);
+	assert_int_equal(fill_stats(sd).slots_filled, 0);
+	assert_int_equal(swapdev_slots_free(sd), 4 * C);
+
+	/* Nothing written yet: unwritten slots past the chunk, counted. */
+	assert_ovc_ok(swapdev_slot_alloc(sd, 100, &f, &n));
+	assert_int_equal(f, C);
+	assert_int_equal(n, 100);
+	assert_int_equal(fill_stats(sd).slots_unfilled, 100);
+	assert_int_equal(fill_stats(sd).fill_next, C + 100);
+	/* Pages in them, before the fill goes on past them. */
+	char *mem = pages_alloc(n);
+	fill_random(mem, (size_t)n * PG, 77);
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	struct done d = { 0 };
+	unsigned counter = 0;
+	d.counter = &counter;
+	struct iovec iov = { mem, (size_t)n * PG };
+	assert_ovc_ok(swapdev_queue_write(r, f, &iov, 1, on_done, &d));
+	swapdev_submit(r);
+	drain(r);
+	assert_int_equal(d.res, 0);
+
+	sem_post(&g.release);
+	sem_wait(&g.entered); /* chunk 0 written; the next starts after the 100 */
+	assert_int_equal(fill_stats(sd).slots_filled, C);
+	assert_int_equal(fill_stats(sd).fill_next, 2 * C + 100);
+	/* Chunk 0 is handed out now, the chunk in flight is not. */
+	assert_ovc_ok(swapdev_slot_alloc(sd, 2 * C, &f, &n));
+	assert_int_equal(f, 0);
+	assert_int_equal(n, C);
+
+	atomic_store(&g.open, true);
+	sem_post(&g.release);
+	swapdev_fill_wait_idle(sd);
+	struct swapdev_fill_stats st = fill_stats(sd);
+	/* 2C free written slots ready: the one in flight, and one more. */
+	assert_int_equal(st.slots_filled, 3 * C);
+	assert_int_equal(st.fill_next, 3 * C + 100);
+	assert_int_equal(st.errors, 0);
+	assert_false(st.failed);
+	/* The filled free slots go first, [C + 100, 3C + 100). */
+	assert_ovc_ok(swapdev_slot_alloc(sd, 2 * C, &f, &n));
+	assert_int_equal(f, C + 100);
+	assert_int_equal(n, 2 * C);
+	assert_int_equal(fill_stats(sd).slots_unfilled, 100);
+
+	/* The pages in the slots taken from under the fill are intact. */
+	const void *buf;
+	for (uint32_t i = 0; i < 100; i += 50) {
+		assert_ovc_ok(swapdev_read_sync(r, C + i, 50, 0, &buf));
+		assert_memory_equal(buf, mem + (size_t)i * PG, 50 * PG);
+	}
+	/* And the fill wrote zeros. */
+	assert_ovc_ok(swapdev_read_sync(r, 0, 64, 0, &buf));
+	for (size_t i = 0; i < 64 * PG; i++)
+		assert_int_equal(((const char *)buf)[i], 0);
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	gate_fini(&g);
+	munmap(mem, 100 * PG);
+}
+
+struct alloc_arg {
+	struct swapdev *sd;
+	uint32_t first, n;
+	int err;
+	atomic_bool done;
+};
+
+static void *alloc_thread(void *arg)
+{
+	struct alloc_arg *a = arg;
+	a->err = swapdev_slot_alloc(a->sd, 8, &a->first, &a->n);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+static void *free_thread(void *arg)
+{
+	struct alloc_arg *a = arg;
+	swapdev_free(a->sd);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+/* A file of one chunk: while it is being filled no slot is free but those;
+ * an allocation waits for the write, then gets slot 0. And freeing the
+ * device waits for a fill write in flight. */
+static void test_fill_wait(void **state)
+{
+	struct swapdev *sd;
+	struct gate g;
+	pthread_t th;
+	const uint32_t C = SWAPDEV_FILL_CHUNK_SLOTS;
+
+	if (!fill_runs_here())
+		return;
+	gate_init(&g);
+	assert_ovc_ok(new_dev_fill(&g.sys, C * PG, C * PG, &sd));
+	sem_wait(&g.entered);
+	struct alloc_arg a = { .sd = sd };
+	pthread_create(&th, NULL, alloc_thread, &a);
+	usleep(20000);
+	assert_false(atomic_load(&a.done)); /* waits for the chunk */
+	sem_post(&g.release);
+	pthread_join(th, NULL);
+	assert_ovc_ok(a.err);
+	assert_int_equal(a.first, 0);
+	assert_int_equal(a.n, 8);
+	assert_int_equal(fill_stats(sd).slots_filled, C);
+	assert_int_equal(fill_stats(sd).slots_unfilled, 0);
+	swapdev_free(sd);
+
+	/* Free with a write in flight: it returns only after the write. */
+	assert_ovc_ok(new_dev_fill(&g.sys, 4 * C * PG, 4 * C * PG, &sd));
+	sem_wait(&g.entered);
+	struct alloc_arg fa = { .sd = sd };
+	pthread_create(&th, NULL, free_thread, &fa);
+	usleep(20000);
+	assert_false(atomic_load(&fa.done));
+	sem_post(&g.release);
+	pthread_join(th, NULL);
+	assert_true(atomic_load(&fa.done));
+	gate_fini(&g);
+}
+
+/* A fill write that fails: counted, the fill stops, the failed chunk is
+ * not counted as filled and goes back to the unwritten part, and every
+ * slot is still handed out (the rest as unfilled) and works. Also a short
+ * write. */
+static ssize_t short_pwrite(void *ctx, int fd, const void *buf, size_t n, off_t off)
+{
+	(void)ctx;
+	return pwrite(fd, buf, n / 2, off);
+}
+
+static void fill_fails(const struct ovc_sys *sys, uint32_t good_chunks)
+{
+	struct swapdev *sd;
+	const uint32_t C = SWAPDEV_FILL_CHUNK_SLOTS, total = 4 * C;
+	uint32_t f, n, got = 0;
+
+	assert_ovc_ok(new_dev_fill(sys, (uint64_t)total * PG, (uint64_t)total * PG, &sd));
+	swapdev_fill_wait_idle(sd);
+	struct swapdev_fill_stats st = fill_stats(sd);
+	assert_true(st.failed);
+	assert_int_equal(st.errors, 1);
+	assert_int_equal(st.slots_filled, good_chunks * C);
+	assert_int_equal(st.fill_next, good_chunks * C);
+	while (swapdev_slot_alloc(sd, 100, &f, &n) == 0)
+		got += n;
+	assert_int_equal(got, total);
+	st = fill_stats(sd);
+	assert_int_equal(st.slots_unfilled, total - good_chunks * C);
+	assert_int_equal(st.fill_next, total);
+
+	/* Written, read back: the unfilled slots work, only slower. */
+	struct swapdev_ring *r;
+	char *mem = pages_alloc(64);
+	fill_random(mem, 64 * PG, 5);
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	struct done d = { 0 };
+	unsigned counter = 0;
+	d.counter = &counter;
+	struct iovec iov = { mem, 64 * PG };
+	assert_ovc_ok(swapdev_queue_write(r, total - 64, &iov, 1, on_done, &d));
+	swapdev_submit(r);
+	drain(r);
+	assert_int_equal(d.res, 0);
+	const void *buf;
+	assert_ovc_ok(swapdev_read_sync(r, total - 64, 64, 0, &buf));
+	assert_memory_equal(buf, mem, 64 * PG);
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	munmap(mem, 64 * PG);
+}
+
+static void test_fill_error(void **state)
+{
+	struct fault_inject fi;
+
+	if (!fill_runs_here())
+		return;
+	for (uint32_t k = 0; k < 3; k++) {
+		fault_inject_init(&fi, k + 1, EIO, 1u << OVC_SYS_PWRITE);
+		fill_fails(&fi.sys, k);
+		assert_int_equal(atomic_load(&fi.injected), 1);
+	}
+	struct ovc_sys s = ovc_sys_default;
+	s.pwrite = short_pwrite;
+	fill_fails(&s, 0);
 }
 
 int main(void)
@@ -735,6 +1030,10 @@ int main(void)
 		cmocka_unit_test(test_free_inflight_and_exhaustion),
 		cmocka_unit_test(test_unregistered_bounce),
 		cmocka_unit_test(test_two_threads),
+		cmocka_unit_test(test_two_threads_fill),
+		cmocka_unit_test(test_fill_ahead),
+		cmocka_unit_test(test_fill_wait),
+		cmocka_unit_test(test_fill_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -224,7 +224,11 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 		o.swap_size_bytes = g_pages * 4096;
 		o.cold_age_usec = o.scan_interval_usec = 1000000; /* one interval */
 	}
+	/* The swap file's zero-fill kept only 1 MiB ahead: it then races the
+	 * swap-out all along, and slots come from both sides of fill_next. */
+	atomic_store(&ovc__swap_fill_ahead_bytes, UINT64_C(1) << 20);
 	int er = ovc_engine_new(&o, &e);
+	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
 	if (swap && er == -EOPNOTSUPP)
 		skip_because("no swap here: UFFDIO_MOVE, WP_ASYNC or O_DIRECT in /var/tmp missing");
 	assert_ovc_ok(er);
@@ -311,6 +315,13 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 			      (unsigned long long)st2.swap_faults, (unsigned long long)st2.refaults, rd.reads,
 			      (unsigned long long)st2.swap_cache_hits,
 			      (unsigned long long)st2.swap_write_errors, (unsigned long long)st2.swap_read_errors);
+	struct swapdev_fill_stats fst = { 0 };
+	if (swap) {
+		swapdev_fill_stats(e->sw.sd, &fst);
+		print_message("torture %s: fill %s, %llu slots filled, %llu unfilled handed out, %llu errors\n",
+			      name, fst.active ? "on" : "off (NO_THREADS or file system)", (unsigned long long)fst.slots_filled,
+			      (unsigned long long)fst.slots_unfilled, (unsigned long long)fst.errors);
+	}
 	ovc_engine_free(e);
 	long bad_after = compare_all(&t);
 	assert_int_equal(atomic_load(&t.bad), 0);
@@ -333,6 +344,7 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 		/* No slot leaked: the ones in use are the cached pages'. */
 		assert_int_equal(slots_used, st2.swap_cache_pages_now);
 		assert_int_equal(cached_words, st2.swap_cache_pages_now);
+		assert_int_equal(fst.errors, 0);
 	}
 	free(t.shadow);
 	guest_ram_free(&g);

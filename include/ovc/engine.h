@@ -244,6 +244,10 @@ struct ovc_engine_stats {
 
 	/* Swap-in latency: the faults of fault_lat_hist served from swap. */
 	uint64_t swapin_lat_hist[OVC_LAT_BUCKETS];
+
+	/* The swap file's zero-fill ahead of use, see ovc_engine_stats(3). */
+	uint64_t swap_bytes_filled;    /* cumulative */
+	uint64_t swap_fill_errors;     /* the fill stops at the first */
 };
 
 /*
