@@ -81,6 +81,7 @@ struct swapdev {
 	bool fill_stop;
 	bool fill_thread_ok;
 	uint64_t last_alloc_nsec;
+	_Atomic uint64_t last_read_nsec; /* without the lock: the fault path's */
 	pthread_cond_t fill_cond; /* the fill thread waits here */
 	pthread_cond_t busy_cond; /* a fill write ended */
 	pthread_t fill_thread;
@@ -88,9 +89,19 @@ struct swapdev {
 	struct swapdev_fill_stats fst;
 };
 
-/* The fill waits this long after the last allocation: a swap-out is a
- * burst of allocations a few ms apart, and the disk is the engine's then. */
+/* The fill waits this long after the last allocation or read: a swap-out
+ * is a burst of allocations a few ms apart, swap-ins a stream of reads
+ * whose latency a 1 MiB fill write in front of them would add to (random
+ * swap-in p99 went from 46 to 540 us with the fill running behind the
+ * faults), and the disk is the guest's then. */
 #define FILL_IDLE_NSEC (20000 * NSEC_PER_USEC)
+
+/* A read is about to go out: hold the fill off for FILL_IDLE_NSEC. */
+static void fill_note_read(struct swapdev *sd)
+{
+	if (sd->fill_thread_ok)
+		atomic_store_explicit(&sd->last_read_nsec, now_nsec(CLOCK_MONOTONIC), memory_order_relaxed);
+}
 
 enum req_kind { REQ_WRITE, REQ_READ, REQ_SYNC_READ };
 
@@ -260,7 +271,9 @@ static void *fill_main(void *arg)
 			pthread_cond_wait(&sd->fill_cond, &sd->lock);
 			continue;
 		}
-		uint64_t until = sd->last_alloc_nsec + FILL_IDLE_NSEC;
+		uint64_t until = MAX(sd->last_alloc_nsec,
+				     atomic_load_explicit(&sd->last_read_nsec, memory_order_relaxed)) +
+				 FILL_IDLE_NSEC;
 		if (now_nsec(CLOCK_MONOTONIC) < until) {
 			struct timespec ts = { .tv_sec = (time_t)(until / NSEC_PER_SEC),
 					       .tv_nsec = (long)(until % NSEC_PER_SEC) };
@@ -736,6 +749,8 @@ static int queue_rw(struct swapdev_ring *r, bool write, uint32_t slot, const str
 	err = check_iov(r, slot, iov, n, &bytes);
 	if (err < 0)
 		return err;
+	if (!write)
+		fill_note_read(r->sd);
 	sqe = start_req(r, write ? REQ_WRITE : REQ_READ, bytes, fn, user, &q);
 	if (!sqe)
 		return -EAGAIN;
@@ -893,6 +908,7 @@ int swapdev_read_sync(struct swapdev_ring *r, uint32_t slot, unsigned n, unsigne
 	if (n == 0 || (size_t)n * SWAPDEV_SLOT_BYTES > r->bounce_bytes ||
 	    (uint64_t)slot + n > r->sd->nr_slots || !ret_buf)
 		return -EINVAL;
+	fill_note_read(r->sd);
 	/* A previous read_sync whose submit failed is still queued and will
 	 * write the bounce buffer: let it land first. */
 	if (r->sync_idx >= 0) {
