@@ -1206,7 +1206,7 @@ int bench_swap(const struct bench_opts *opts)
 			engine_flags |= OVC_ENGINE_SYNC_WP;
 	bytes = ALIGN_DOWN(bytes, (uint64_t)MIB);
 	if (bytes < 16 * MIB) {
-		fprintf(stderr, "ovc-bench swap: --size must be at least 16MiB\n");
+		fprintf(stderr, "ovc-bench swap: --size must be at least 16MiB (a number without a unit is bytes)\n");
 		return 2;
 	}
 	snprintf(r.dir, sizeof(r.dir), "%s", dir);

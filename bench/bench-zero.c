@@ -425,6 +425,13 @@ int bench_zero(const struct bench_opts *opts)
 {
 	size_t len = opts->size_bytes ? opts->size_bytes : (1ul << 30);
 	unsigned rep = opts->repeat ? opts->repeat : 3;
+
+	/* Whole 2 MiB blocks (the layouts' runs, the engine's batches). */
+	len = ALIGN_DOWN(len, (size_t)2 << 20);
+	if (len < (size_t)16 << 20) {
+		fprintf(stderr, "ovc-bench zero: --size must be at least 16MiB (a number without a unit is bytes)\n");
+		return 2;
+	}
 	bool use_move = false;
 	struct result ovc[NLAYOUTS], lim[NLAYOUTS], ksm[NLAYOUTS];
 	struct lat lo, lk, lh;
