@@ -162,6 +162,12 @@ static void write_conf(uint64_t low, uint64_t high, const char *engine_dir)
 		"[host]\ninterval = 500ms\nreserve = 0\nlow = %lluMiB\nhigh = %lluMiB\n"
 		"psi_some = 100%%\npsi_full = 100%%\npsi_trigger_stall = 0\n"
 		"[ksm]\nenable = no\n"
+		/* The VMM's guest reads all of its memory, so its swap-in
+		 * rate can pass the default emergency_swap_in (1MiB/s) and an
+		 * emergency would lower the target before the relief test
+		 * does: out of the way, these tests are about pressure and
+		 * room. */
+		"[balloon]\nemergency_swap_in = 1GiB\n"
 		"[swap]\nstep = 4%%\n"
 		"[engine]\ndir = %s\n"
 		"[control]\nsocket = %s\n",
@@ -472,12 +478,9 @@ static bool engine_target_zero(void)
 	return engine_stats(&st) && st.target_bytes == 0;
 }
 
-/* The target came down by the relief (release), or before it by an
- * emergency: the VMM's guest reads all of its memory, so the swap-in rate
- * may pass emergency_swap_in while the host is still under pressure. */
-static bool lowered_logged(void)
+static bool release_logged(void)
 {
-	return log_has("release 'ovc-vmm-") || log_has("emergency 'ovc-vmm-");
+	return log_has("release 'ovc-vmm-");
 }
 
 static void test_relief_lowers_the_engine_target(void **state)
@@ -489,7 +492,7 @@ static void test_relief_lowers_the_engine_target(void **state)
 	assert_true(eventually(engine_target_zero, WAIT_MS));
 	/* ovcd logs the release once the engine has answered: the engine
 	 * may show its new target a moment before the line is written. */
-	assert_true(eventually(lowered_logged, WAIT_MS));
+	assert_true(eventually(release_logged, WAIT_MS));
 	assert_true(vmm_listed_with_shared());
 }
 
