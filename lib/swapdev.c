@@ -138,15 +138,20 @@ struct swapdev_ring {
 
 /* ---------------------------------------------------------------- file -- */
 
-/* O_TMPFILE first: nothing can outlive us. File systems without it get a
- * named file that is unlinked at once. */
+/* O_TMPFILE first: nothing can outlive us. O_EXCL with it: the file can
+ * never be linked into the file system (linkat, also through
+ * /proc/self/fd, fails with ENOENT), so guest RAM in it cannot be given a
+ * name by anyone who gets hold of the fd. File systems without O_TMPFILE
+ * get a named file that is unlinked at once; O_CREAT | O_EXCL | O_NOFOLLOW,
+ * so a name planted in the directory (a symlink included) is never
+ * opened. */
 static int open_swapfile(struct swapdev *sd, const char *dir)
 {
 	const int flags = O_RDWR | O_DIRECT | O_CLOEXEC;
 	char path[4096];
 	int fd;
 
-	fd = SYS(sd->sys, open, dir, O_TMPFILE | flags, 0600);
+	fd = SYS(sd->sys, open, dir, O_TMPFILE | O_EXCL | flags, 0600);
 	if (fd >= 0)
 		return fd;
 	if (errno != EOPNOTSUPP && errno != EISDIR && errno != ENOENT)
@@ -163,9 +168,15 @@ static int open_swapfile(struct swapdev *sd, const char *dir)
 				 (unsigned long)now_nsec(CLOCK_MONOTONIC), attempt);
 		if (n < 0 || (size_t)n >= sizeof(path))
 			return -ENAMETOOLONG;
-		fd = SYS(sd->sys, open, path, O_CREAT | O_EXCL | flags, 0600);
+		fd = SYS(sd->sys, open, path, O_CREAT | O_EXCL | O_NOFOLLOW | flags, 0600);
 		if (fd >= 0) {
-			unlink(path);
+			if (unlink(path) < 0) {
+				/* A file we cannot unlink would outlive us with
+				 * guest RAM in it: refuse. */
+				int err = negative_errno();
+				close(fd);
+				return err;
+			}
 			return fd;
 		}
 		if (errno != EEXIST)
@@ -449,6 +460,11 @@ uint64_t swapdev_slot_hash(const struct swapdev *sd, uint32_t slot)
 {
 	assert(slot < sd->nr_slots);
 	return __atomic_load_n(&sd->hash[slot], __ATOMIC_ACQUIRE);
+}
+
+int swapdev_file_fd(const struct swapdev *sd)
+{
+	return sd->fd;
 }
 
 uint32_t swapdev_slots_total(const struct swapdev *sd)

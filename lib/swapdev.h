@@ -89,6 +89,10 @@ int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret);
  * ring must have been freed. Takes NULL. */
 void swapdev_free(struct swapdev *sd);
 
+/* The swap file's descriptor, for tests that look at what is on disk (read
+ * it through /proc/self/fd/N: the file has no name). */
+int swapdev_file_fd(const struct swapdev *sd);
+
 uint32_t swapdev_slots_total(const struct swapdev *sd);
 uint32_t swapdev_slots_free(struct swapdev *sd);
 

@@ -7,6 +7,7 @@
  * mocked, only the result it hands back is replaced.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 
 #include <ovc/common.h>
@@ -1015,11 +1017,47 @@ static void test_fill_error(void **state)
 	fill_fails(&s, 0);
 }
 
+/* The swap file has no name and can never get one: O_TMPFILE | O_EXCL
+ * makes linkat() through /proc/self/fd fail (without O_EXCL it works, as
+ * the control below shows), and the directory holds nothing of ours. */
+static void test_file_unlinkable(void **state)
+{
+	struct swapdev *sd;
+	char proc[64], name[4096];
+
+	assert_ovc_ok(new_dev(NULL, 16 * PG, &sd));
+	int fd = swapdev_file_fd(sd);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_nlink, 0);
+	assert_true((st.st_mode & 0777) == 0600);
+	int fl = fcntl(fd, F_GETFD);
+	assert_true(fl >= 0 && (fl & FD_CLOEXEC));
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	snprintf(name, sizeof(name), "%s/ovc-test-link-%d", swapdir(), getpid());
+	errno = 0;
+	assert_int_equal(linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(access(name, F_OK), -1);
+	swapdev_free(sd);
+
+	/* The control: a plain O_TMPFILE can be linked (so the check above
+	 * can fail). Needs a file system with O_TMPFILE. */
+	int t = open(swapdir(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (t >= 0) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", t);
+		assert_int_equal(linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW), 0);
+		assert_int_equal(unlink(name), 0);
+		close(t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_alloc),
+		cmocka_unit_test(test_file_unlinkable),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_out_of_order),
 		cmocka_unit_test(test_inject_cqe_error),
