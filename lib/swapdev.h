@@ -66,7 +66,23 @@ struct swapdev_opts {
 	 * free slots ready. 0: no fill. Only on file systems that have
 	 * unwritten extents (ext4, xfs); elsewhere ignored. */
 	uint64_t fill_ahead_bytes;
+	unsigned flags;            /* SWAPDEV_F_* */
 };
+
+/* Encrypt every slot with AES-256-XTS (the slot number is the tweak) under
+ * a key drawn from getrandom() at swapdev_new(), kept in one mlock'ed page
+ * and wiped at swapdev_free(): what is in the file cannot be read once the
+ * swapdev is gone. Writes are encrypted into a buffer of the ring's
+ * (struct swapdev_ring_opts.crypt_pages), reads decrypted in place before
+ * their callback or before swapdev_read_sync() returns. -EOPNOTSUPP when
+ * the library was built without libcrypto (swapdev_encrypt_supported()). */
+#define SWAPDEV_F_ENCRYPT (1u << 0)
+/* Start no thread: no fill, and freed slots are punched only by
+ * swapdev_scrub(). */
+#define SWAPDEV_F_NO_THREAD (1u << 1)
+
+/* Whether this build can encrypt (it was built with libcrypto). */
+bool swapdev_encrypt_supported(void);
 
 /* What the engine asks for: 1 GiB ready (about 0.7 s of this disk's time
  * in the background), not the whole file. */
@@ -106,8 +122,29 @@ uint32_t swapdev_slots_free(struct swapdev *sd);
  */
 int swapdev_slot_alloc(struct swapdev *sd, uint32_t want, uint32_t *ret_first, uint32_t *ret_n);
 /* Give back @n slots from @first. Freeing a free slot is a bug (asserted).
- * Thread-safe. */
+ * The slots are "stale" until scrubbed (below): they still hold the bytes
+ * of the page that had them. Thread-safe; never blocks on I/O. */
 void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n);
+
+/*
+ * Scrubbing: the bytes of a freed slot leave the file, one of three ways.
+ *  - The background thread (not with SWAPDEV_F_NO_THREAD), once the engine
+ *    has neither allocated nor read for FILL_IDLE_NSEC, takes runs of
+ *    stale slots: if the fill is short of written slots it writes zeros
+ *    over them (they stay written, ready for the allocator), else it
+ *    punches them (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE; the fill
+ *    refills punched slots first when it is short later).
+ *  - swapdev_scrub() punches every stale slot now, in runs. The engine
+ *    calls it at the end of each swap tick, with none of its writes in
+ *    flight: on ext4 a punch waits for the O_DIRECT I/O in flight on the
+ *    file, so it is kept away from the swap-out pipeline.
+ *  - The allocator hands a stale slot out again; its new owner overwrites it.
+ * A punch or write that fails stops scrubbing (logged once): freed slots
+ * then keep their bytes until they are reused. Where the file system cannot
+ * punch (EOPNOTSUPP), zeros are written instead. Thread-safe; blocks for
+ * the punches.
+ */
+void swapdev_scrub(struct swapdev *sd);
 
 /*
  * Content hashes per slot, for the engine's swap cache: the engine records
@@ -126,21 +163,29 @@ uint64_t swapdev_slot_hash(const struct swapdev *sd, uint32_t slot);
 /*
  * The fill. Slots below fill_next were written by the fill (or were handed
  * out before it got there, and written by their owner); slots from
- * fill_next on were never handed out and are still unwritten extents. The
- * allocator hands out slots below fill_next first; only when none is free
- * there does it take slots at fill_next (and moves it): correct, but
- * those writes pay ext4's extent conversion. The one fill write in flight
- * is never handed out; an allocation that finds nothing else free waits
- * for it.
+ * fill_next on were never handed out and are still unwritten extents.
+ * Slots below fill_next that were punched (scrubbing) are unwritten again
+ * until the fill rewrites them. The allocator hands out written free slots
+ * below fill_next first, then punched ones, and only then slots at
+ * fill_next (and moves it): correct, but those writes pay ext4's extent
+ * conversion. Slots under a background write or punch are never handed
+ * out; an allocation that finds nothing else free waits for them.
  */
 struct swapdev_fill_stats {
-	bool active;              /* a fill thread runs (fill asked for, fs needs it) */
+	bool active;              /* the thread fills (fill asked for, fs needs it) */
 	bool failed;              /* a fill write failed: the fill stopped */
 	uint32_t fill_next;       /* see above */
 	uint64_t slots_filled;    /* slots zero-filled OK */
 	uint64_t slots_unfilled;  /* slots handed out from fill_next on (not filled) */
 	uint64_t errors;          /* fill writes that failed (short ones included) */
 	uint64_t write_nsec;      /* time spent in fill writes */
+	/* Scrubbing (see swapdev_scrub()). */
+	uint32_t slots_stale;     /* freed, bytes still in the file, now */
+	uint32_t slots_holes;     /* punched and free, now */
+	uint64_t slots_punched;   /* scrubbed by a punch */
+	uint64_t slots_zeroed;    /* scrubbed by zeros */
+	uint64_t slots_reused;    /* stale slots handed out again (overwritten) */
+	uint64_t scrub_errors;    /* punches or zero writes that failed */
 };
 void swapdev_fill_stats(struct swapdev *sd, struct swapdev_fill_stats *ret);
 /* Block until the fill has nothing to do (its target is met, the file is
@@ -157,6 +202,10 @@ struct swapdev_ring_opts {
 	unsigned bounce_pages;  /* registered bounce buffer for read_sync, in
 				 * pages; 0: 64 (256 KiB; charged to RLIMIT_MEMLOCK) */
 	unsigned flags;         /* SWAPDEV_RING_* */
+	unsigned crypt_pages;   /* with SWAPDEV_F_ENCRYPT: the buffer writes are
+				 * encrypted into, in pages, allocated at the
+				 * first write; 0: 1024 (4 MiB). A write larger
+				 * is -EINVAL, one that does not fit now -EAGAIN. */
 };
 
 /* The ring is used by more than one thread, one at a time under the caller's

@@ -1052,6 +1052,372 @@ static void test_file_unlinkable(void **state)
 	}
 }
 
+/* ------------------------------------------------------------- scrub -- */
+
+static int new_dev_flags(const struct ovc_sys *sys, uint64_t bytes, uint64_t fill_ahead,
+			 unsigned flags, struct swapdev **ret)
+{
+	struct swapdev_opts o = {
+		.size = sizeof(o), .dir = swapdir(), .size_bytes = bytes, .sys = sys,
+		.fill_ahead_bytes = fill_ahead, .flags = flags,
+	};
+	return swapdev_new(&o, ret);
+}
+
+/* The file as anyone holding its fd sees it: read through /proc/self/fd
+ * (the file has no name), page cache and all, not through our O_DIRECT fd. */
+static void read_raw(struct swapdev *sd, uint32_t slot, uint32_t n, void *buf)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", swapdev_file_fd(sd));
+	int fd = open(proc, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, (size_t)n * PG, (off_t)slot * PG), (ssize_t)n * PG);
+	close(fd);
+}
+
+static bool all_zero(const void *p, size_t bytes)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < bytes; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/* Write @n slots from @slot with content of @seed, through a ring. */
+static void write_slots(struct swapdev *sd, uint32_t slot, uint32_t n, uint64_t seed, char *mem)
+{
+	struct swapdev_ring *r;
+	struct done d = { 0 };
+	unsigned counter = 0;
+	d.counter = &counter;
+	fill_random(mem, (size_t)n * PG, seed);
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	for (uint32_t off = 0; off < n; off += SWAPDEV_MAX_IOV) {
+		struct iovec iov = { mem + (size_t)off * PG, (size_t)MIN(n - off, SWAPDEV_MAX_IOV) * PG };
+		assert_ovc_ok(swapdev_queue_write(r, slot + off, &iov, 1, on_done, &d));
+		swapdev_submit(r);
+		drain(r);
+		assert_int_equal(d.res, 0);
+	}
+	swapdev_ring_free(r);
+}
+
+/* Whether the file system reports a hole at @slot (SEEK_DATA skips it). */
+static bool is_hole(struct swapdev *sd, uint32_t slot)
+{
+	off_t at = lseek(swapdev_file_fd(sd), (off_t)slot * PG, SEEK_DATA);
+	return at < 0 ? errno == ENXIO : at > (off_t)slot * PG;
+}
+
+/* swapdev_scrub() (what the engine calls after each tick, and the only
+ * scrub with SWAPDEV_F_NO_THREAD): freed slots read zeros and are holes;
+ * the slots around them keep their bytes; a stale slot handed out again is
+ * not punched afterwards; the allocator prefers written slots over punched
+ * ones. */
+static void test_scrub_punch(void **state)
+{
+	struct swapdev *sd;
+	struct swapdev_fill_stats st;
+	uint32_t f, n;
+	char *mem = pages_alloc(64), *raw = pages_alloc(64);
+
+	assert_ovc_ok(new_dev_flags(NULL, 128 * PG, 0, SWAPDEV_F_NO_THREAD, &sd));
+	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+	assert_int_equal(f, 0);
+	assert_int_equal(n, 64);
+	write_slots(sd, 0, 64, 11, mem);
+	read_raw(sd, 0, 64, raw);
+	assert_memory_equal(raw, mem, 64 * PG); /* what the test looks at is there */
+
+	swapdev_slot_free(sd, 8, 8);
+	swapdev_slot_free(sd, 40, 1);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_stale, 9);
+	read_raw(sd, 8, 1, raw);
+	assert_memory_equal(raw, mem + 8 * PG, PG); /* not yet: no thread */
+	swapdev_scrub(sd);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_stale, 0);
+	assert_int_equal(st.slots_holes, 9);
+	assert_int_equal(st.slots_punched, 9);
+	assert_int_equal(st.scrub_errors, 0);
+	read_raw(sd, 0, 64, raw);
+	for (uint32_t s = 0; s < 64; s++) {
+		bool freed = (s >= 8 && s < 16) || s == 40;
+		if (freed)
+			assert_true(all_zero(raw + (size_t)s * PG, PG));
+		else
+			assert_memory_equal(raw + (size_t)s * PG, mem + (size_t)s * PG, PG);
+	}
+	struct statfs sf;
+	assert_int_equal(fstatfs(swapdev_file_fd(sd), &sf), 0);
+	if (sf.f_type == 0xEF53 || sf.f_type == 0x58465342) { /* ext4, xfs: 4 KiB blocks */
+		assert_true(is_hole(sd, 8));
+		assert_true(is_hole(sd, 40));
+	}
+
+	/* Reuse: slot 20 freed and handed out again before any scrub is
+	 * overwritten by its owner, not punched after. Written free slots
+	 * come first: 64..127 (never punched), then 20, not the holes. */
+	swapdev_slot_free(sd, 20, 1);
+	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+	assert_int_equal(f, 64);
+	assert_int_equal(n, 64);
+	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+	assert_int_equal(f, 20);
+	assert_int_equal(n, 1);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_reused, 1);
+	assert_int_equal(st.slots_stale, 0);
+	swapdev_scrub(sd);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_punched, 9);
+	read_raw(sd, 20, 1, raw);
+	assert_memory_equal(raw, mem + 20 * PG, PG); /* never punched: still its page */
+	/* Then the holes: 8..15 as one run. */
+	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+	assert_int_equal(f, 8);
+	assert_int_equal(n, 8);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_holes, 1);
+	(void)state;
+	swapdev_free(sd);
+	munmap(mem, 64 * PG);
+	munmap(raw, 64 * PG);
+}
+
+/* The background thread scrubs by itself once the allocator is idle: with
+ * the fill short of written slots it writes zeros (the slots stay written,
+ * no hole), otherwise it punches. */
+static void test_scrub_thread(void **state)
+{
+	if (!fill_runs_here())
+		return;
+	char *mem = pages_alloc(64), *raw = pages_alloc(64);
+	for (int short_fill = 1; short_fill >= 0; short_fill--) {
+		struct swapdev *sd;
+		struct swapdev_fill_stats st;
+		uint32_t f, n;
+		/* Fill all 256 slots ready, or only 16: after 64 slots are
+		 * handed out, 192 filled stay free, short of 256, not of 16. */
+		assert_ovc_ok(new_dev_fill(NULL, 256 * PG, (short_fill ? 256 : 16) * PG, &sd));
+		swapdev_fill_wait_idle(sd);
+		assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+		assert_int_equal(n, 64);
+		write_slots(sd, f, 64, 12, mem);
+		swapdev_slot_free(sd, f + 4, 4);
+		swapdev_fill_wait_idle(sd);
+		swapdev_fill_stats(sd, &st);
+		assert_int_equal(st.slots_stale, 0);
+		read_raw(sd, f, 64, raw);
+		for (uint32_t s = 0; s < 64; s++) {
+			if (s >= 4 && s < 8)
+				assert_true(all_zero(raw + (size_t)s * PG, PG));
+			else
+				assert_memory_equal(raw + (size_t)s * PG, mem + (size_t)s * PG, PG);
+		}
+		if (short_fill) {
+			assert_int_equal(st.slots_zeroed, 4);
+			assert_int_equal(st.slots_punched, 0);
+			assert_false(is_hole(sd, f + 4));
+		} else {
+			assert_int_equal(st.slots_punched, 4);
+			assert_int_equal(st.slots_zeroed, 0);
+			assert_true(is_hole(sd, f + 4));
+		}
+		swapdev_free(sd);
+	}
+	(void)state;
+	munmap(mem, 64 * PG);
+	munmap(raw, 64 * PG);
+}
+
+/* A punch that fails (EIO injected): counted, scrubbing stops, the slots
+ * stay stale but free, and handed out again they work. */
+static void test_scrub_error(void **state)
+{
+	struct fault_inject fi;
+	struct swapdev *sd;
+	struct swapdev_fill_stats st;
+	uint32_t f, n;
+	char *mem = pages_alloc(8);
+
+	/* The first fallocate is the preallocation; fail the second. */
+	fault_inject_init(&fi, 2, EIO, 1u << OVC_SYS_FALLOCATE);
+	assert_ovc_ok(new_dev_flags(&fi.sys, 8 * PG, 0, SWAPDEV_F_NO_THREAD, &sd));
+	assert_ovc_ok(swapdev_slot_alloc(sd, 8, &f, &n));
+	write_slots(sd, 0, 8, 13, mem);
+	swapdev_slot_free(sd, 2, 2);
+	swapdev_scrub(sd);
+	assert_int_equal(atomic_load(&fi.injected), 1);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.scrub_errors, 1);
+	assert_int_equal(st.slots_stale, 2);
+	assert_int_equal(st.slots_punched, 0);
+	swapdev_slot_free(sd, 5, 1);
+	swapdev_scrub(sd); /* stopped: no second try */
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_stale, 3);
+	assert_int_equal(swapdev_slots_free(sd), 3);
+	assert_ovc_ok(swapdev_slot_alloc(sd, 8, &f, &n));
+	assert_int_equal(f, 2);
+	assert_int_equal(n, 2);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_reused, 2);
+	(void)state;
+	swapdev_free(sd);
+	munmap(mem, 8 * PG);
+}
+
+/* ------------------------------------------------------------ encrypt -- */
+
+static long vm_locked_kib(void)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %ld kB", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* SWAPDEV_F_ENCRYPT: every page reads back as written, through read_sync
+ * (readahead runs) and queued reads; the file holds none of the plaintext,
+ * equal pages in two slots differ on disk, and a second swap file (a new
+ * key) holds other bytes for the same page in the same slot. The key page
+ * is locked while the swapdev lives. */
+static void test_encrypt_roundtrip(void **state)
+{
+	if (!swapdev_encrypt_supported()) {
+		print_message("built without libcrypto: skipped\n");
+		skip();
+	}
+	const uint32_t np = 128;
+	struct swapdev *sd, *sd2;
+	struct swapdev_ring *r;
+	char *mem = pages_alloc(np), *raw = pages_alloc(np), *back = pages_alloc(np);
+	long locked0 = vm_locked_kib();
+
+	assert_int_equal(new_dev_flags(NULL, 256 * PG, 0, 1u << 7, &sd), -EINVAL);
+	assert_ovc_ok(new_dev_flags(NULL, 256 * PG, 0, SWAPDEV_F_ENCRYPT | SWAPDEV_F_NO_THREAD, &sd));
+	assert_true(vm_locked_kib() >= locked0 + 4);
+	fill_random(mem, (size_t)np * PG, 21);
+	memcpy(mem + PG, mem, PG); /* slots 0 and 1: the same page */
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	struct done d[np];
+	unsigned counter = 0;
+	/* Scattered iovecs of 1..7 pages, as the engine's batches. */
+	for (uint32_t off = 0, k = 1; off < np; off += k, k = k % 7 + 1) {
+		k = MIN(k, np - off);
+		struct iovec iov[7];
+		for (uint32_t j = 0; j < k; j++)
+			iov[j] = (struct iovec){ mem + (size_t)(off + j) * PG, PG };
+		d[off] = (struct done){ .counter = &counter };
+		assert_ovc_ok(swapdev_queue_write(r, off, iov, k, on_done, &d[off]));
+	}
+	swapdev_submit(r);
+	drain(r);
+	/* The caller's pages are untouched (encrypted into the ring's pool). */
+	memcpy(mem + PG, mem, PG);
+	fill_random(back, PG, 21);
+	assert_memory_equal(mem, back, PG);
+
+	read_raw(sd, 0, np, raw);
+	for (uint32_t s = 0; s < np; s++) {
+		assert_true(memcmp(raw + (size_t)s * PG, mem + (size_t)s * PG, PG) != 0);
+		assert_false(all_zero(raw + (size_t)s * PG, PG));
+	}
+	assert_true(memcmp(raw, raw + PG, PG) != 0); /* the tweak */
+
+	const void *buf;
+	for (uint32_t s = 0; s < np; s += 16) {
+		assert_ovc_ok(swapdev_read_sync(r, s, 16, 0, &buf));
+		assert_memory_equal(buf, mem + (size_t)s * PG, 16 * PG);
+	}
+	memset(back, 0, (size_t)np * PG);
+	for (uint32_t s = 0; s < np; s += 32) {
+		struct iovec iov[2] = { { back + (size_t)s * PG, 8 * PG },
+					{ back + (size_t)(s + 8) * PG, 24 * PG } };
+		d[s] = (struct done){ .counter = &counter, .res = 1 };
+		assert_ovc_ok(swapdev_queue_read(r, s, iov, 2, on_done, &d[s]));
+	}
+	swapdev_submit(r);
+	drain(r);
+	for (uint32_t s = 0; s < np; s += 32)
+		assert_int_equal(d[s].res, 0);
+	assert_memory_equal(back, mem, (size_t)np * PG);
+	swapdev_ring_free(r);
+
+	/* Another swap file, another key. */
+	assert_ovc_ok(new_dev_flags(NULL, 16 * PG, 0, SWAPDEV_F_ENCRYPT | SWAPDEV_F_NO_THREAD, &sd2));
+	write_slots(sd2, 0, 1, 21, back);
+	assert_memory_equal(back, mem, PG);
+	read_raw(sd2, 0, 1, back);
+	assert_true(memcmp(back, raw, PG) != 0);
+	swapdev_free(sd2);
+	swapdev_free(sd);
+	assert_int_equal(vm_locked_kib(), locked0);
+	(void)state;
+	munmap(mem, (size_t)np * PG);
+	munmap(raw, (size_t)np * PG);
+	munmap(back, (size_t)np * PG);
+}
+
+/* The ring's encryption pool: a write larger than it is refused, one that
+ * does not fit while others are in flight is -EAGAIN and fits once they
+ * ended; a failed write gives its pool pages back. */
+static void test_encrypt_pool(void **state)
+{
+	if (!swapdev_encrypt_supported())
+		skip();
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+	struct fault_inject fi;
+	char *mem = pages_alloc(64);
+	struct done d[3];
+	unsigned counter = 0;
+
+	fault_inject_init(&fi, 0, 0, 0);
+	assert_ovc_ok(new_dev_flags(&fi.sys, 256 * PG, 0, SWAPDEV_F_ENCRYPT | SWAPDEV_F_NO_THREAD, &sd));
+	struct swapdev_ring_opts ro = { .size = sizeof(ro), .crypt_pages = 48 };
+	assert_ovc_ok(swapdev_ring_new(sd, &ro, &r));
+	fill_random(mem, 64 * PG, 22);
+	for (int i = 0; i < 3; i++)
+		d[i] = (struct done){ .counter = &counter, .res = 1 };
+	struct iovec big = { mem, 49 * PG }, half = { mem, 32 * PG };
+	assert_int_equal(swapdev_queue_write(r, 0, &big, 1, on_done, &d[0]), -EINVAL);
+	assert_ovc_ok(swapdev_queue_write(r, 0, &half, 1, on_done, &d[0]));
+	assert_int_equal(swapdev_queue_write(r, 32, &half, 1, on_done, &d[1]), -EAGAIN);
+	swapdev_submit(r);
+	drain(r);
+	assert_int_equal(d[0].res, 0);
+	/* A write that fails (CQE error) frees its pool pages too. */
+	fault_inject_init(&fi, 1, EIO, 1u << OVC_SYS_URING_CQE);
+	assert_ovc_ok(swapdev_queue_write(r, 32, &half, 1, on_done, &d[1]));
+	swapdev_submit(r);
+	drain(r);
+	assert_int_equal(d[1].res, -EIO);
+	assert_ovc_ok(swapdev_queue_write(r, 32, &half, 1, on_done, &d[2]));
+	swapdev_submit(r);
+	drain(r);
+	assert_int_equal(d[2].res, 0);
+	const void *buf;
+	assert_ovc_ok(swapdev_read_sync(r, 32, 32, 0, &buf));
+	assert_memory_equal(buf, mem, 32 * PG);
+	/* A failed read never hands back bytes, decrypted or not. */
+	fault_inject_init(&fi, 1, EIO, 1u << OVC_SYS_URING_CQE);
+	assert_int_equal(swapdev_read_sync(r, 0, 4, 0, &buf), -EIO);
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	(void)state;
+	munmap(mem, 64 * PG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1072,6 +1438,11 @@ int main(void)
 		cmocka_unit_test(test_fill_ahead),
 		cmocka_unit_test(test_fill_wait),
 		cmocka_unit_test(test_fill_error),
+		cmocka_unit_test(test_scrub_punch),
+		cmocka_unit_test(test_scrub_thread),
+		cmocka_unit_test(test_scrub_error),
+		cmocka_unit_test(test_encrypt_roundtrip),
+		cmocka_unit_test(test_encrypt_pool),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
