@@ -191,7 +191,8 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 				   .fill_ahead_bytes = (e->flags & OVC_ENGINE_NO_THREADS)
 							       ? 0
 							       : atomic_load(&ovc__swap_fill_ahead_bytes),
-				   .flags = (e->flags & OVC_ENGINE_NO_THREADS) ? SWAPDEV_F_NO_THREAD : 0 };
+				   .flags = ((e->flags & OVC_ENGINE_NO_THREADS) ? SWAPDEV_F_NO_THREAD : 0) |
+					    ((o->flags & OVC_ENGINE_SWAP_ENCRYPT) ? SWAPDEV_F_ENCRYPT : 0) };
 	r = swapdev_new(&so, &sw->sd);
 	if (r < 0)
 		return r;
