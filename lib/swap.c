@@ -158,6 +158,7 @@ static void ra_fini(struct engine_swap *sw)
 static int swapout_init(ovc_engine *e);
 
 _Atomic uint64_t ovc__swap_fill_ahead_bytes = SWAPDEV_FILL_AHEAD_DEFAULT;
+_Atomic bool ovc__swap_no_scrub;
 
 static uint64_t monotonic_nsec(void)
 {
@@ -192,7 +193,8 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 							       ? 0
 							       : atomic_load(&ovc__swap_fill_ahead_bytes),
 				   .flags = ((e->flags & OVC_ENGINE_NO_THREADS) ? SWAPDEV_F_NO_THREAD : 0) |
-					    ((o->flags & OVC_ENGINE_SWAP_ENCRYPT) ? SWAPDEV_F_ENCRYPT : 0) };
+					    ((o->flags & OVC_ENGINE_SWAP_ENCRYPT) ? SWAPDEV_F_ENCRYPT : 0) |
+					    (atomic_load(&ovc__swap_no_scrub) ? SWAPDEV_F_NO_SCRUB : 0) };
 	r = swapdev_new(&so, &sw->sd);
 	if (r < 0)
 		return r;

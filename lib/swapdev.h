@@ -77,9 +77,13 @@ struct swapdev_opts {
  * their callback or before swapdev_read_sync() returns. -EOPNOTSUPP when
  * the library was built without libcrypto (swapdev_encrypt_supported()). */
 #define SWAPDEV_F_ENCRYPT (1u << 0)
-/* Start no thread: no fill, and freed slots are punched only by
+/* Start no thread: no fill, and freed slots are cleared only by
  * swapdev_scrub(). */
 #define SWAPDEV_F_NO_THREAD (1u << 1)
+
+/* Never scrub freed slots (they keep their bytes until reused): only for
+ * the benchmark's peer, to measure what scrubbing costs. */
+#define SWAPDEV_F_NO_SCRUB (1u << 2)
 
 /* Whether this build can encrypt (it was built with libcrypto). */
 bool swapdev_encrypt_supported(void);
@@ -128,21 +132,24 @@ void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n);
 
 /*
  * Scrubbing: the bytes of a freed slot leave the file, one of three ways.
+ *  - swapdev_scrub() clears every stale slot now, in runs: fallocate
+ *    FALLOC_FL_ZERO_RANGE, which keeps the blocks allocated (the
+ *    preallocation holds: no later write fails for space) and makes them
+ *    unwritten extents that read as zeros (PUNCH_HOLE where the file system
+ *    has no ZERO_RANGE, zeros where it has neither). The engine calls it at
+ *    the end of each swap tick, with none of its writes in flight: on ext4
+ *    a fallocate takes the inode lock and waits for the O_DIRECT I/O in
+ *    flight on the file, so it is kept away from the swap-out pipeline.
  *  - The background thread (not with SWAPDEV_F_NO_THREAD), once the engine
  *    has neither allocated nor read for FILL_IDLE_NSEC, takes runs of
  *    stale slots: if the fill is short of written slots it writes zeros
  *    over them (they stay written, ready for the allocator), else it
- *    punches them (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE; the fill
- *    refills punched slots first when it is short later).
- *  - swapdev_scrub() punches every stale slot now, in runs. The engine
- *    calls it at the end of each swap tick, with none of its writes in
- *    flight: on ext4 a punch waits for the O_DIRECT I/O in flight on the
- *    file, so it is kept away from the swap-out pipeline.
+ *    clears them as above (the fill rewrites cleared slots first when it
+ *    is short later).
  *  - The allocator hands a stale slot out again; its new owner overwrites it.
- * A punch or write that fails stops scrubbing (logged once): freed slots
- * then keep their bytes until they are reused. Where the file system cannot
- * punch (EOPNOTSUPP), zeros are written instead. Thread-safe; blocks for
- * the punches.
+ * A clear or write that fails stops scrubbing (logged once): freed slots
+ * then keep their bytes until they are reused. Thread-safe; blocks for the
+ * fallocate calls (4 us each here).
  */
 void swapdev_scrub(struct swapdev *sd);
 
@@ -164,11 +171,11 @@ uint64_t swapdev_slot_hash(const struct swapdev *sd, uint32_t slot);
  * The fill. Slots below fill_next were written by the fill (or were handed
  * out before it got there, and written by their owner); slots from
  * fill_next on were never handed out and are still unwritten extents.
- * Slots below fill_next that were punched (scrubbing) are unwritten again
+ * Slots below fill_next that were cleared (scrubbing) are unwritten again
  * until the fill rewrites them. The allocator hands out written free slots
- * below fill_next first, then punched ones, and only then slots at
+ * below fill_next first, then cleared ones, and only then slots at
  * fill_next (and moves it): correct, but those writes pay ext4's extent
- * conversion. Slots under a background write or punch are never handed
+ * conversion. Slots under a background write or clear are never handed
  * out; an allocation that finds nothing else free waits for them.
  */
 struct swapdev_fill_stats {
@@ -181,11 +188,12 @@ struct swapdev_fill_stats {
 	uint64_t write_nsec;      /* time spent in fill writes */
 	/* Scrubbing (see swapdev_scrub()). */
 	uint32_t slots_stale;     /* freed, bytes still in the file, now */
-	uint32_t slots_holes;     /* punched and free, now */
-	uint64_t slots_punched;   /* scrubbed by a punch */
+	uint32_t slots_holes;     /* cleared and free, now */
+	uint64_t slots_cleared;   /* scrubbed by fallocate (zero range or punch) */
 	uint64_t slots_zeroed;    /* scrubbed by zeros */
 	uint64_t slots_reused;    /* stale slots handed out again (overwritten) */
-	uint64_t scrub_errors;    /* punches or zero writes that failed */
+	uint64_t scrub_errors;    /* clears or zero writes that failed */
+	uint64_t scrub_nsec;      /* time spent in clears and scrub writes */
 };
 void swapdev_fill_stats(struct swapdev *sd, struct swapdev_fill_stats *ret);
 /* Block until the fill has nothing to do (its target is met, the file is

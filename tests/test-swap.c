@@ -636,11 +636,11 @@ static void scrubbed(unsigned flags)
 		assert_int_equal(pages_in_file(e, shadow, npages), npages);
 	uint8_t *v6 = fill_all(&g, npages, 6);
 	atomic_store(&e->c_reclaim_target, 0);
-	assert_true(ovc__engine_swap_tick(e) >= 0); /* sweep frees, scrub punches */
+	assert_true(ovc__engine_swap_tick(e) >= 0); /* sweep frees, scrub clears */
 	assert_int_equal(stats(e).swap_cache_pages_now, 0);
 	struct swapdev_fill_stats fs;
 	swapdev_fill_stats(e->sw.sd, &fs);
-	print_message("punched %llu, zeroed %llu, stale %u\n", (unsigned long long)fs.slots_punched,
+	print_message("cleared %llu, zeroed %llu, stale %u\n", (unsigned long long)fs.slots_cleared,
 		      (unsigned long long)fs.slots_zeroed, fs.slots_stale);
 	assert_int_equal(fs.slots_stale, 0);
 	assert_int_equal(pages_in_file(e, shadow, npages), 0);

@@ -13,10 +13,14 @@
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 
 #include <ovc/common.h>
 
@@ -1104,19 +1108,25 @@ static void write_slots(struct swapdev *sd, uint32_t slot, uint32_t n, uint64_t 
 	swapdev_ring_free(r);
 }
 
-/* Whether the file system reports a hole at @slot (SEEK_DATA skips it). */
+/* Whether @slot holds no written block: a hole or an unwritten extent
+ * (FIEMAP), which is what clearing leaves on ext4 and xfs. */
 static bool is_hole(struct swapdev *sd, uint32_t slot)
 {
-	off_t at = lseek(swapdev_file_fd(sd), (off_t)slot * PG, SEEK_DATA);
-	return at < 0 ? errno == ENXIO : at > (off_t)slot * PG;
+	struct {
+		struct fiemap fm;
+		struct fiemap_extent ext[1];
+	} q = { .fm = { .fm_start = (uint64_t)slot * PG, .fm_length = PG, .fm_flags = FIEMAP_FLAG_SYNC,
+			.fm_extent_count = 1 } };
+	assert_int_equal(ioctl(swapdev_file_fd(sd), FS_IOC_FIEMAP, &q), 0);
+	return q.fm.fm_mapped_extents == 0 || (q.ext[0].fe_flags & FIEMAP_EXTENT_UNWRITTEN);
 }
 
 /* swapdev_scrub() (what the engine calls after each tick, and the only
  * scrub with SWAPDEV_F_NO_THREAD): freed slots read zeros and are holes;
  * the slots around them keep their bytes; a stale slot handed out again is
- * not punched afterwards; the allocator prefers written slots over punched
+ * not cleared afterwards; the allocator prefers written slots over cleared
  * ones. */
-static void test_scrub_punch(void **state)
+static void test_scrub_clear(void **state)
 {
 	struct swapdev *sd;
 	struct swapdev_fill_stats st;
@@ -1141,7 +1151,7 @@ static void test_scrub_punch(void **state)
 	swapdev_fill_stats(sd, &st);
 	assert_int_equal(st.slots_stale, 0);
 	assert_int_equal(st.slots_holes, 9);
-	assert_int_equal(st.slots_punched, 9);
+	assert_int_equal(st.slots_cleared, 9);
 	assert_int_equal(st.scrub_errors, 0);
 	read_raw(sd, 0, 64, raw);
 	for (uint32_t s = 0; s < 64; s++) {
@@ -1156,11 +1166,12 @@ static void test_scrub_punch(void **state)
 	if (sf.f_type == 0xEF53 || sf.f_type == 0x58465342) { /* ext4, xfs: 4 KiB blocks */
 		assert_true(is_hole(sd, 8));
 		assert_true(is_hole(sd, 40));
+		assert_false(is_hole(sd, 7)); /* the check can fail */
 	}
 
 	/* Reuse: slot 20 freed and handed out again before any scrub is
-	 * overwritten by its owner, not punched after. Written free slots
-	 * come first: 64..127 (never punched), then 20, not the holes. */
+	 * overwritten by its owner, not cleared after. Written free slots
+	 * come first: 64..127 (never cleared), then 20, not the holes. */
 	swapdev_slot_free(sd, 20, 1);
 	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
 	assert_int_equal(f, 64);
@@ -1173,9 +1184,9 @@ static void test_scrub_punch(void **state)
 	assert_int_equal(st.slots_stale, 0);
 	swapdev_scrub(sd);
 	swapdev_fill_stats(sd, &st);
-	assert_int_equal(st.slots_punched, 9);
+	assert_int_equal(st.slots_cleared, 9);
 	read_raw(sd, 20, 1, raw);
-	assert_memory_equal(raw, mem + 20 * PG, PG); /* never punched: still its page */
+	assert_memory_equal(raw, mem + 20 * PG, PG); /* never cleared: still its page */
 	/* Then the holes: 8..15 as one run. */
 	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
 	assert_int_equal(f, 8);
@@ -1190,7 +1201,7 @@ static void test_scrub_punch(void **state)
 
 /* The background thread scrubs by itself once the allocator is idle: with
  * the fill short of written slots it writes zeros (the slots stay written,
- * no hole), otherwise it punches. */
+ * no hole), otherwise it clears them (unwritten extents). */
 static void test_scrub_thread(void **state)
 {
 	if (!fill_runs_here())
@@ -1220,10 +1231,10 @@ static void test_scrub_thread(void **state)
 		}
 		if (short_fill) {
 			assert_int_equal(st.slots_zeroed, 4);
-			assert_int_equal(st.slots_punched, 0);
+			assert_int_equal(st.slots_cleared, 0);
 			assert_false(is_hole(sd, f + 4));
 		} else {
-			assert_int_equal(st.slots_punched, 4);
+			assert_int_equal(st.slots_cleared, 4);
 			assert_int_equal(st.slots_zeroed, 0);
 			assert_true(is_hole(sd, f + 4));
 		}
@@ -1234,7 +1245,31 @@ static void test_scrub_thread(void **state)
 	munmap(raw, 64 * PG);
 }
 
-/* A punch that fails (EIO injected): counted, scrubbing stops, the slots
+static atomic_int refused;
+
+/* fallocate of a file system without ZERO_RANGE, or without punching. */
+static int no_zero_range(void *ctx, int fd, int mode, off_t off, off_t len)
+{
+	(void)ctx;
+	if (mode & FALLOC_FL_ZERO_RANGE) {
+		atomic_fetch_add(&refused, 1);
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	return fallocate(fd, mode, off, len);
+}
+
+static int no_zero_range_nor_punch(void *ctx, int fd, int mode, off_t off, off_t len)
+{
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		atomic_fetch_add(&refused, 1);
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	return no_zero_range(ctx, fd, mode, off, len);
+}
+
+/* A clear that fails (EIO injected): counted, scrubbing stops, the slots
  * stay stale but free, and handed out again they work. */
 static void test_scrub_error(void **state)
 {
@@ -1255,7 +1290,7 @@ static void test_scrub_error(void **state)
 	swapdev_fill_stats(sd, &st);
 	assert_int_equal(st.scrub_errors, 1);
 	assert_int_equal(st.slots_stale, 2);
-	assert_int_equal(st.slots_punched, 0);
+	assert_int_equal(st.slots_cleared, 0);
 	swapdev_slot_free(sd, 5, 1);
 	swapdev_scrub(sd); /* stopped: no second try */
 	swapdev_fill_stats(sd, &st);
@@ -1266,8 +1301,32 @@ static void test_scrub_error(void **state)
 	assert_int_equal(n, 2);
 	swapdev_fill_stats(sd, &st);
 	assert_int_equal(st.slots_reused, 2);
-	(void)state;
 	swapdev_free(sd);
+
+	/* A file system without FALLOC_FL_ZERO_RANGE (EOPNOTSUPP, as
+	 * tmpfs): punched instead; without punching either: zeros. */
+	for (int fails = 1; fails <= 2; fails++) {
+		char *raw = pages_alloc(8);
+		struct ovc_sys sys = ovc_sys_default;
+		sys.fallocate = fails == 1 ? no_zero_range : no_zero_range_nor_punch;
+		atomic_store(&refused, 0);
+		assert_ovc_ok(new_dev_flags(&sys, 8 * PG, 0, SWAPDEV_F_NO_THREAD, &sd));
+		assert_ovc_ok(swapdev_slot_alloc(sd, 8, &f, &n));
+		write_slots(sd, 0, 8, 14, mem);
+		swapdev_slot_free(sd, 2, 2);
+		swapdev_scrub(sd);
+		assert_int_equal(atomic_load(&refused), fails);
+		swapdev_fill_stats(sd, &st);
+		assert_int_equal(st.scrub_errors, 0);
+		assert_int_equal(st.slots_stale, 0);
+		assert_int_equal(fails == 1 ? st.slots_cleared : st.slots_zeroed, 2);
+		read_raw(sd, 0, 8, raw);
+		assert_true(all_zero(raw + 2 * PG, 2 * PG));
+		assert_memory_equal(raw + 4 * PG, mem + 4 * PG, 4 * PG);
+		swapdev_free(sd);
+		munmap(raw, 8 * PG);
+	}
+	(void)state;
 	munmap(mem, 8 * PG);
 }
 
@@ -1440,7 +1499,7 @@ int main(void)
 		cmocka_unit_test(test_fill_ahead),
 		cmocka_unit_test(test_fill_wait),
 		cmocka_unit_test(test_fill_error),
-		cmocka_unit_test(test_scrub_punch),
+		cmocka_unit_test(test_scrub_clear),
 		cmocka_unit_test(test_scrub_thread),
 		cmocka_unit_test(test_scrub_error),
 		cmocka_unit_test(test_encrypt_roundtrip),

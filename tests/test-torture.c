@@ -13,7 +13,7 @@
  * freed. Every mode: own threads or the VMM's loop, anonymous or memfd,
  * MOVE or write-protect path, swap on the MOVE path or the sync
  * write-protect path, swap encrypted (OVC_ENGINE_SWAP_ENCRYPT). Freed
- * slots are punched by every swap interval and by swapdev's thread all
+ * slots are cleared by every swap interval and by swapdev's thread all
  * along, so scrubbing races the allocator too.
  *
  * Usage: test-torture [SECONDS_PER_MODE]  (default 1)
@@ -323,10 +323,10 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	if (swap) {
 		swapdev_fill_stats(e->sw.sd, &fst);
 		print_message("torture %s: fill %s, %llu slots filled, %llu unfilled handed out, %llu errors; "
-			      "scrub: %llu punched, %llu zeroed, %llu reused, %u stale, %llu errors\n",
+			      "scrub: %llu cleared, %llu zeroed, %llu reused, %u stale, %llu errors\n",
 			      name, fst.active ? "on" : "off (NO_THREADS or file system)", (unsigned long long)fst.slots_filled,
 			      (unsigned long long)fst.slots_unfilled, (unsigned long long)fst.errors,
-			      (unsigned long long)fst.slots_punched, (unsigned long long)fst.slots_zeroed,
+			      (unsigned long long)fst.slots_cleared, (unsigned long long)fst.slots_zeroed,
 			      (unsigned long long)fst.slots_reused, fst.slots_stale,
 			      (unsigned long long)fst.scrub_errors);
 	}
