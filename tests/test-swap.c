@@ -550,26 +550,24 @@ static void test_meta_1gib(void **s)
 }
 
 /* Encrypted swap (OVC_ENGINE_SWAP_ENCRYPT): the same round trips. */
-static bool have_encrypt(void)
+static void need_encrypt(void)
 {
-	if (swapdev_encrypt_supported())
-		return true;
-	print_message("libovc built without libcrypto: skipped\n");
-	return false;
+	if (!swapdev_encrypt_supported())
+		skip_because("libovc built without libcrypto");
 }
-static void test_roundtrip_encrypt_rand(void **s) { (void)s; if (have_encrypt()) roundtrip(OVC_ENGINE_SWAP_ENCRYPT, false); }
-static void test_roundtrip_encrypt_seq(void **s) { (void)s; if (have_encrypt()) roundtrip(OVC_ENGINE_SWAP_ENCRYPT, true); }
+static void test_roundtrip_encrypt_rand(void **s) { (void)s; need_encrypt(); roundtrip(OVC_ENGINE_SWAP_ENCRYPT, false); }
+static void test_roundtrip_encrypt_seq(void **s) { (void)s; need_encrypt(); roundtrip(OVC_ENGINE_SWAP_ENCRYPT, true); }
 static void test_roundtrip_encrypt_loop(void **s)
 {
 	(void)s;
-	if (have_encrypt())
-		roundtrip(OVC_ENGINE_SWAP_ENCRYPT | OVC_ENGINE_NO_THREADS, false);
+	need_encrypt();
+	roundtrip(OVC_ENGINE_SWAP_ENCRYPT | OVC_ENGINE_NO_THREADS, false);
 }
 static void test_roundtrip_encrypt_sync(void **s)
 {
 	(void)s;
-	if (have_encrypt())
-		roundtrip(OVC_ENGINE_SWAP_ENCRYPT | OVC_ENGINE_SYNC_WP, false);
+	need_encrypt();
+	roundtrip(OVC_ENGINE_SWAP_ENCRYPT | OVC_ENGINE_SYNC_WP, false);
 }
 
 /* How many of the pages of @shadow the swap file holds, read as anyone with
@@ -652,9 +650,32 @@ static void scrubbed(unsigned flags)
 	free(v6);
 	guest_ram_free(&g);
 }
+/* The flag: -EOPNOTSUPP from a build without libcrypto, an engine
+ * otherwise; without swap it changes nothing. */
+static void test_encrypt_option(void **s)
+{
+	(void)s;
+	need_swap();
+	ovc_engine *e = NULL;
+	int r = new_engine(OVC_ENGINE_SWAP_ENCRYPT, 1 << 20, NULL, NULL, &e);
+	if (swapdev_encrypt_supported()) {
+		assert_ovc_ok(r);
+	} else {
+		assert_int_equal(r, -EOPNOTSUPP);
+		assert_null(e);
+	}
+	ovc_engine_free(e);
+	e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = OVC_ENGINE_SWAP_ENCRYPT };
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	ovc_engine_free(e);
+	o.flags = OVC_ENGINE_SWAP_ENCRYPT << 1;
+	assert_int_equal(ovc_engine_new(&o, &e), -EINVAL);
+}
+
 static void test_freed_slots_scrubbed(void **s) { (void)s; scrubbed(0); }
 static void test_freed_slots_scrubbed_loop(void **s) { (void)s; scrubbed(OVC_ENGINE_NO_THREADS); }
-static void test_encrypted_file(void **s) { (void)s; if (have_encrypt()) scrubbed(OVC_ENGINE_SWAP_ENCRYPT); }
+static void test_encrypted_file(void **s) { (void)s; need_encrypt(); scrubbed(OVC_ENGINE_SWAP_ENCRYPT); }
 
 /* The same tests on the sync write-protect path (OVC_ENGINE_SYNC_WP). */
 #define SYNC_TEST(name, call)                                                                      \
@@ -1126,6 +1147,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_encrypt_seq),
 		cmocka_unit_test(test_roundtrip_encrypt_loop),
 		cmocka_unit_test(test_roundtrip_encrypt_sync),
+		cmocka_unit_test(test_encrypt_option),
 		cmocka_unit_test(test_freed_slots_scrubbed),
 		cmocka_unit_test(test_freed_slots_scrubbed_loop),
 		cmocka_unit_test(test_encrypted_file),
