@@ -96,17 +96,20 @@ bool swapdev_encrypt_supported(void);
 #define SWAPDEV_FILL_CHUNK_SLOTS 256u
 
 /*
- * Create the swap file in @opts->dir and preallocate it; start the fill
- * thread if @opts->fill_ahead_bytes (a thread that cannot be started means
- * no fill, logged, not an error). Returns 0 and the
+ * Create the swap file in @opts->dir and preallocate it; start the
+ * background thread (fill where asked for and useful, scrubbing) unless
+ * SWAPDEV_F_NO_THREAD (a thread that cannot be started means no fill and
+ * scrubbing by swapdev_scrub() only, logged, not an error). Returns 0 and the
  * handle in @ret, or -EINVAL (bad options, slot count over 2^32-1), -ENOSPC
  * (the file system cannot hold it), -EOPNOTSUPP (the file system refuses
- * O_DIRECT or needs an alignment over 4096), or another -errno of open or
- * fallocate. Nothing is left on disk on failure, nor after swapdev_free().
+ * O_DIRECT or needs an alignment over 4096, or SWAPDEV_F_ENCRYPT without
+ * libcrypto), the -errno of mlock() for the key (SWAPDEV_F_ENCRYPT), or
+ * another -errno of open or fallocate. The file never has a name: nothing
+ * is left in the file system on failure, nor after swapdev_free().
  */
 int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret);
-/* Stop the fill (waiting for its write in flight) and close the file. Every
- * ring must have been freed. Takes NULL. */
+/* Stop the thread (waiting for its write or clear in flight), close the
+ * file and wipe the key. Every ring must have been freed. Takes NULL. */
 void swapdev_free(struct swapdev *sd);
 
 /* The swap file's descriptor, for tests that look at what is on disk (read
