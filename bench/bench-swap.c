@@ -65,6 +65,22 @@
  *                         distributions as [percentile, usec] pairs
  *   swapin_seq_gib_s      the engine: one pass touching every swapped page in
  *                         order (bytes swapped in / time)
+ *   swapout_crypt_gib_s   swapout_gib_s with OVC_ENGINE_SWAP_ENCRYPT
+ *                         (AES-256-XTS into the engine's buffer), in the
+ *                         same rounds, median; swapin_crypt_*: the swap-in
+ *                         figures of an encrypted engine, run right after
+ *                         the plain one
+ *   reuse_*_gib_s         scrubbing of freed slots: an engine swaps out
+ *                         everything, every second page is faulted back
+ *                         and written (its slot freed at the next interval,
+ *                         whose scrub clears it: scrub_ms, scrub_pages),
+ *                         then those pages go out again, timed (bytes
+ *                         written / time): reuse_noscrub with scrubbing
+ *                         off (the slots keep their bytes and are reused
+ *                         written: the peer), reuse_refilled once the fill
+ *                         thread has rewritten the cleared slots (an idle
+ *                         moment), reuse_holes at once, into cleared
+ *                         slots; medians of --repeat rounds
  *
  * With --sync-wp the engine figures are those of the sync write-protect
  * path (OVC_ENGINE_SYNC_WP: write-protect, copy, writev, process_madvise)
@@ -118,6 +134,10 @@ struct results {
 	double proto_seq_gib_s;
 	/* the engine */
 	double swap_fill_gib_s, swapout_unfilled_pct, swapout_nofill_gib_s;
+	/* encryption (OVC_ENGINE_SWAP_ENCRYPT) and scrubbing, see reuse_run() */
+	double swapout_crypt_gib_s, swapin_crypt_rand_p50_us, swapin_crypt_rand_p99_us, swapin_crypt_seq_gib_s;
+	double swapin_crypt_rand_cdf[14];
+	double reuse_noscrub_gib_s, reuse_refilled_gib_s, reuse_holes_gib_s, scrub_ms, scrub_pages;
 	double swapout_gib_s, swapin_rand_p50_us, swapin_rand_p99_us, swapin_seq_gib_s;
 	double swapin_rand_cdf[14], kswap_in_rand_cdf[14];
 	char engine_note[160];
@@ -1116,6 +1136,53 @@ static double engine_run(const char *dir, const char *mem, uint64_t bytes, unsig
 	return gib_s;
 }
 
+enum reuse_mode { REUSE_NOSCRUB, REUSE_REFILLED, REUSE_HOLES };
+
+/* Swap-out into slots freed before (see reuse_*_gib_s at the top): GiB/s
+ * written by the timed interval; the scrub of the interval before it in
+ * *scrub_ms (time in clears) and *scrub_pages. */
+static double reuse_run(const char *dir, const char *mem, uint64_t bytes, unsigned flags,
+			enum reuse_mode mode, double *scrub_ms, double *scrub_pages, struct results *res)
+{
+	char *emem = NULL;
+	double gib_s = NOVAL;
+	struct swapdev_fill_stats f0, f1;
+
+	atomic_store(&ovc__swap_no_scrub, mode == REUSE_NOSCRUB);
+	ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
+	atomic_store(&ovc__swap_no_scrub, false);
+	if (!e)
+		return NOVAL;
+	swapdev_fill_wait_idle(e->sw.sd);
+	ovc__engine_swap_tick(e);
+	/* Every second page back and written: the next interval frees their
+	 * slots (the tracker saw the writes) and scrubs them. */
+	uint64_t npages = bytes / PG;
+	for (uint64_t p = 0; p < npages; p += 2)
+		((volatile char *)emem)[p * PG] ^= 1;
+	swapdev_fill_stats(e->sw.sd, &f0);
+	ovc__engine_swap_tick(e);
+	swapdev_fill_stats(e->sw.sd, &f1);
+	if (scrub_ms)
+		*scrub_ms = (double)(f1.scrub_nsec - f0.scrub_nsec) / 1e6;
+	if (scrub_pages)
+		*scrub_pages = (double)(f1.slots_cleared - f0.slots_cleared);
+	if (mode == REUSE_REFILLED) {
+		swapdev_fill_wait_idle(e->sw.sd);
+		settle(dir);
+	}
+	uint64_t out0 = ESTAT(e, pages_swapped_out) - ESTAT(e, swap_cache_hits);
+	uint64_t t0 = bench_now_ns();
+	ovc__engine_swap_tick(e);
+	double secs = (double)(bench_now_ns() - t0) / 1e9;
+	uint64_t written = ESTAT(e, pages_swapped_out) - ESTAT(e, swap_cache_hits) - out0;
+	if (written >= npages / 2 * 9 / 10)
+		gib_s = (double)(written * PG) / GIB / secs;
+	ovc_engine_free(e);
+	munmap(emem, bytes);
+	return gib_s;
+}
+
 static void print_runs(const char *name, const double *v, unsigned n)
 {
 	printf("%s", name);
@@ -1137,18 +1204,44 @@ static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsi
 	res->swapout_unfilled_pct = res->swapout_nofill_gib_s = NOVAL;
 	if (!v)
 		return;
+	double *crypt = calloc((size_t)repeat * 5, sizeof(*crypt));
+	double *rnos = crypt + repeat, *rref = crypt + 2 * repeat, *rhole = crypt + 3 * repeat,
+	       *sms = crypt + 4 * repeat, spages = 0;
+	res->swapout_crypt_gib_s = res->reuse_noscrub_gib_s = res->reuse_refilled_gib_s = NOVAL;
+	res->reuse_holes_gib_s = res->scrub_ms = res->scrub_pages = NOVAL;
+	if (!crypt) {
+		free(v);
+		return;
+	}
 	for (unsigned i = 0; i < repeat; i++) {
 		settle(dir);
 		raw[i] = raw_write(dir, mem, bytes);
 		eng[i] = engine_run(dir, mem, bytes, flags, true, &fill[i], &unfilled[i], res);
 		nofill[i] = engine_run(dir, mem, bytes, flags, false, NULL, NULL, res);
+		crypt[i] = swapdev_encrypt_supported()
+				   ? engine_run(dir, mem, bytes, flags | OVC_ENGINE_SWAP_ENCRYPT, true, NULL, NULL, res)
+				   : NOVAL;
+		rnos[i] = reuse_run(dir, mem, bytes, flags, REUSE_NOSCRUB, NULL, NULL, res);
+		rref[i] = reuse_run(dir, mem, bytes, flags, REUSE_REFILLED, &sms[i], &spages, res);
+		rhole[i] = reuse_run(dir, mem, bytes, flags, REUSE_HOLES, NULL, NULL, res);
 	}
 	if (print) {
 		print_runs("runs (GiB/s, in order): raw pre-touched", raw, repeat);
 		print_runs("; engine swap-out", eng, repeat);
 		print_runs("; engine, no fill", nofill, repeat);
+		print_runs("; engine, encrypted", crypt, repeat);
+		print_runs("; reuse, no scrub", rnos, repeat);
+		print_runs("; reuse, cleared and refilled", rref, repeat);
+		print_runs("; reuse, into holes", rhole, repeat);
 		printf("\n");
 	}
+	res->swapout_crypt_gib_s = median_of(crypt, repeat);
+	res->reuse_noscrub_gib_s = median_of(rnos, repeat);
+	res->reuse_refilled_gib_s = median_of(rref, repeat);
+	res->reuse_holes_gib_s = median_of(rhole, repeat);
+	res->scrub_ms = median_of(sms, repeat);
+	res->scrub_pages = spages;
+	free(crypt);
 	res->disk_write_gib_s = median_of(raw, repeat);
 	res->swapout_gib_s = median_of(eng, repeat);
 	res->swapout_nofill_gib_s = median_of(nofill, repeat);
@@ -1157,14 +1250,16 @@ static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsi
 	free(v);
 }
 
-static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsigned flags, struct results *res)
+/* The engine's swap-in, random then sequential, into *p50, *p99, *cdf,
+ * *seq. */
+static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsigned flags, struct results *res,
+			double *p50, double *p99, double *cdf, double *seq)
 {
 	const unsigned nrand = 4000;
 	char *emem = NULL;
 
-	res->swapin_rand_p50_us = res->swapin_rand_p99_us = NOVAL;
-	res->swapin_seq_gib_s = NOVAL;
-	res->swapin_rand_cdf[0] = NOVAL;
+	*p50 = *p99 = *seq = NOVAL;
+	cdf[0] = NOVAL;
 	ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
 	if (!e)
 		return;
@@ -1174,8 +1269,7 @@ static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsign
 
 	uint64_t npages = bytes / PG;
 	volatile char sink = 0;
-	rand_touch(emem, npages, nrand, &res->swapin_rand_p50_us, &res->swapin_rand_p99_us,
-		   res->swapin_rand_cdf);
+	rand_touch(emem, npages, nrand, p50, p99, cdf);
 
 	/* Sequential: the pages read back are out again after one more
 	 * interval (installed write-protected, still unwritten). */
@@ -1186,7 +1280,7 @@ static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsign
 		sink += emem[p * PG + 1];
 	secs = (double)(bench_now_ns() - t0) / 1e9;
 	(void)sink;
-	res->swapin_seq_gib_s = (double)((ESTAT(e, pages_swapped_in) - in0) * PG) / GIB / secs;
+	*seq = (double)((ESTAT(e, pages_swapped_in) - in0) * PG) / GIB / secs;
 	ovc_engine_free(e);
 	munmap(emem, bytes);
 }
@@ -1287,7 +1381,13 @@ int bench_swap(const struct bench_opts *opts)
 	r.kswap_in_rand_cdf[0] = NOVAL;
 	kernel_swap(dir, mem, bytes, repeat, !opts->json, &r);
 	engine_vs_raw(dir, mem, bytes, repeat, engine_flags, &r, !opts->json);
-	engine_swap(dir, mem, bytes, engine_flags, &r);
+	engine_swap(dir, mem, bytes, engine_flags, &r, &r.swapin_rand_p50_us, &r.swapin_rand_p99_us,
+		    r.swapin_rand_cdf, &r.swapin_seq_gib_s);
+	r.swapin_crypt_rand_p50_us = r.swapin_crypt_rand_p99_us = r.swapin_crypt_seq_gib_s = NOVAL;
+	r.swapin_crypt_rand_cdf[0] = NOVAL;
+	if (swapdev_encrypt_supported())
+		engine_swap(dir, mem, bytes, engine_flags | OVC_ENGINE_SWAP_ENCRYPT, &r, &r.swapin_crypt_rand_p50_us,
+			    &r.swapin_crypt_rand_p99_us, r.swapin_crypt_rand_cdf, &r.swapin_crypt_seq_gib_s);
 	if (opts->json) {
 		printf("{");
 		bench_json_machine(stdout);
@@ -1304,6 +1404,15 @@ int bench_swap(const struct bench_opts *opts)
 		jnum(stdout, "swap_fill_gib_s", r.swap_fill_gib_s, true);
 		jnum(stdout, "swapout_unfilled_pct", r.swapout_unfilled_pct, true);
 		jnum(stdout, "swapout_nofill_gib_s", r.swapout_nofill_gib_s, true);
+		jnum(stdout, "swapout_crypt_gib_s", r.swapout_crypt_gib_s, true);
+		jnum(stdout, "swapin_crypt_rand_p50_us", r.swapin_crypt_rand_p50_us, true);
+		jnum(stdout, "swapin_crypt_rand_p99_us", r.swapin_crypt_rand_p99_us, true);
+		jnum(stdout, "swapin_crypt_seq_gib_s", r.swapin_crypt_seq_gib_s, true);
+		jnum(stdout, "reuse_noscrub_gib_s", r.reuse_noscrub_gib_s, true);
+		jnum(stdout, "reuse_refilled_gib_s", r.reuse_refilled_gib_s, true);
+		jnum(stdout, "reuse_holes_gib_s", r.reuse_holes_gib_s, true);
+		jnum(stdout, "scrub_ms", r.scrub_ms, true);
+		jnum(stdout, "scrub_pages", r.scrub_pages, true);
 		jnum(stdout, "swapdev_write_gib_s", r.swapdev_write_gib_s, true);
 		jnum(stdout, "kswap_out_gib_s", r.kswap_out_gib_s, true);
 		jnum(stdout, "kswap_pageout_call_gib_s", r.kswap_pageout_call_gib_s, true);
@@ -1342,6 +1451,28 @@ int bench_swap(const struct bench_opts *opts)
 		row("engine swap-in random p50", r.swapin_rand_p50_us, "us", "kernel swap-in", r.kswap_in_rand_p50_us);
 		row("engine swap-in random p99", r.swapin_rand_p99_us, "us", "kernel swap-in", r.kswap_in_rand_p99_us);
 		row("engine swap-in sequential", r.swapin_seq_gib_s, "GiB/s", "kernel swap-in", r.kswap_in_seq_gib_s);
+		row("engine swap-out, encrypted", r.swapout_crypt_gib_s, "GiB/s", "engine swap-out", r.swapout_gib_s);
+		row("engine swap-out, encrypted", r.swapout_crypt_gib_s, "GiB/s", "raw O_DIRECT write",
+		    r.disk_write_gib_s);
+		row("engine swap-out, encrypted", r.swapout_crypt_gib_s, "GiB/s", "kernel MADV_PAGEOUT",
+		    r.kswap_out_gib_s);
+		row("encrypted swap-in random p50", r.swapin_crypt_rand_p50_us, "us", "engine swap-in",
+		    r.swapin_rand_p50_us);
+		row("encrypted swap-in random p50", r.swapin_crypt_rand_p50_us, "us", "kernel swap-in",
+		    r.kswap_in_rand_p50_us);
+		row("encrypted swap-in random p99", r.swapin_crypt_rand_p99_us, "us", "engine swap-in",
+		    r.swapin_rand_p99_us);
+		row("encrypted swap-in sequential", r.swapin_crypt_seq_gib_s, "GiB/s", "engine swap-in",
+		    r.swapin_seq_gib_s);
+		row("encrypted swap-in sequential", r.swapin_crypt_seq_gib_s, "GiB/s", "kernel swap-in",
+		    r.kswap_in_seq_gib_s);
+		row("reuse, cleared and refilled", r.reuse_refilled_gib_s, "GiB/s", "reuse, no scrub",
+		    r.reuse_noscrub_gib_s);
+		row("reuse, into cleared slots", r.reuse_holes_gib_s, "GiB/s", "reuse, no scrub",
+		    r.reuse_noscrub_gib_s);
+		row("reuse, no scrub", r.reuse_noscrub_gib_s, "GiB/s", "raw O_DIRECT write", r.disk_write_gib_s);
+		printf("  (scrub: %.0f freed slots cleared in %.1f ms at the end of an interval)\n", r.scrub_pages,
+		       r.scrub_ms);
 		printf("  (engine: swap file zero-filled ahead at %.3f GiB/s before the timed pass, %.1f%% of "
 		       "its slots unfilled; both writes overwrite written blocks)\n",
 		       r.swap_fill_gib_s, r.swapout_unfilled_pct);

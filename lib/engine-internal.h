@@ -282,6 +282,8 @@ unsigned swapout_areas_used(const ovc_engine *e);
  * the benchmark, which compares with 0 (no fill) in the same run. Not
  * exported. */
 extern _Atomic uint64_t ovc__swap_fill_ahead_bytes;
+/* The benchmark's peer: engines made while set never scrub freed slots. */
+extern _Atomic bool ovc__swap_no_scrub;
 
 /* Handler: a MISSING fault on a SWAPPED page. r->lock held. */
 void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);

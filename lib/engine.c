@@ -26,7 +26,7 @@
 
 #define KNOWN_ENGINE_FLAGS \
 	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE | \
-	 OVC_ENGINE_SYNC_WP)
+	 OVC_ENGINE_SYNC_WP | OVC_ENGINE_SWAP_ENCRYPT)
 #define KNOWN_REGION_FLAGS (OVC_REGION_NO_SWAP | OVC_REGION_NO_SHARE)
 /* The first published layout ends after io_error_userdata. */
 #define OPTS_MIN_SIZE (offsetof(struct ovc_engine_opts, flags) + sizeof(uint32_t))

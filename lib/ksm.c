@@ -114,14 +114,34 @@ int ovc_ksm_read_knobs(const char *root, struct ovc_ksm_knobs *ret)
 	return 0;
 }
 
+/* The counters come from sysfs, or from a fixture or a peer: a kernel bug,
+ * a fake sysfs or garbage can make them anything up to 2^64-1. Every step
+ * saturates, so that absurd counters give an absurd but ordered figure
+ * (INT64_MAX or INT64_MIN) rather than a wrapped one of the wrong sign. */
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	uint64_t s;
+	return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
+}
+
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+	uint64_t p;
+	return __builtin_mul_overflow(a, b, &p) ? UINT64_MAX : p;
+}
+
 int64_t ovc_ksm_profit_bytes(const struct ovc_ksm_counters *c, uint64_t page_size)
 {
 	if (c->has_general_profit)
 		return c->general_profit;
-	uint64_t saved = (c->pages_sharing + c->ksm_zero_pages) * page_size;
-	uint64_t cost = (c->pages_sharing + c->pages_shared + c->pages_unshared + c->pages_volatile) *
-			KSM_RMAP_ITEM_BYTES;
-	return (int64_t)saved - (int64_t)cost;
+	uint64_t saved = sat_mul(sat_add(c->pages_sharing, c->ksm_zero_pages), page_size);
+	uint64_t items = sat_add(sat_add(c->pages_sharing, c->pages_shared),
+				 sat_add(c->pages_unshared, c->pages_volatile));
+	uint64_t cost = sat_mul(items, KSM_RMAP_ITEM_BYTES);
+	/* saved - cost, clamped to int64_t. */
+	if (saved >= cost)
+		return saved - cost > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)(saved - cost);
+	return cost - saved > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)(cost - saved);
 }
 
 static int write_knob(const char *root, const char *name, uint64_t v, int first_error)

@@ -43,7 +43,9 @@ int ovc_ksm_read_knobs(const char *root, struct ovc_ksm_knobs *ret);
 
 /* The memory KSM saves net of its own metadata, in bytes: general_profit
  * when the kernel has it, else the same formula (ksm.rst): saved pages
- * minus 64 bytes of rmap_item per tracked page. */
+ * minus 64 bytes of rmap_item per tracked page. Counters are untrusted:
+ * every sum and product saturates, and the result is clamped to
+ * [INT64_MIN, INT64_MAX] (never wraps). */
 int64_t ovc_ksm_profit_bytes(const struct ovc_ksm_counters *c, uint64_t page_size);
 
 /*

@@ -158,6 +158,7 @@ static void ra_fini(struct engine_swap *sw)
 static int swapout_init(ovc_engine *e);
 
 _Atomic uint64_t ovc__swap_fill_ahead_bytes = SWAPDEV_FILL_AHEAD_DEFAULT;
+_Atomic bool ovc__swap_no_scrub;
 
 static uint64_t monotonic_nsec(void)
 {
@@ -190,7 +191,10 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 				   .size_bytes = o->swap_size_bytes, .sys = e->sys, .log = &e->log,
 				   .fill_ahead_bytes = (e->flags & OVC_ENGINE_NO_THREADS)
 							       ? 0
-							       : atomic_load(&ovc__swap_fill_ahead_bytes) };
+							       : atomic_load(&ovc__swap_fill_ahead_bytes),
+				   .flags = ((e->flags & OVC_ENGINE_NO_THREADS) ? SWAPDEV_F_NO_THREAD : 0) |
+					    ((o->flags & OVC_ENGINE_SWAP_ENCRYPT) ? SWAPDEV_F_ENCRYPT : 0) |
+					    (atomic_load(&ovc__swap_no_scrub) ? SWAPDEV_F_NO_SCRUB : 0) };
 	r = swapdev_new(&so, &sw->sd);
 	if (r < 0)
 		return r;
@@ -1302,6 +1306,9 @@ int64_t swap_tick(ovc_engine *e, bool force)
 out:
 	swapout_drain(e);
 	pthread_rwlock_unlock(&e->regions_lock);
+	/* Freed slots leave the file now, with no write of ours in flight
+	 * (swapdev.h, "Scrubbing"). */
+	swapdev_scrub(sw->sd);
 	if (sw->werr)
 		log_warning(&e->log, "swap write failed: %s; pages stay in memory", ovc_strerror(sw->werr));
 	return sw->out_pages ? sw->out_pages : (first_err ? first_err : sw->werr);

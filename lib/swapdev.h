@@ -66,7 +66,27 @@ struct swapdev_opts {
 	 * free slots ready. 0: no fill. Only on file systems that have
 	 * unwritten extents (ext4, xfs); elsewhere ignored. */
 	uint64_t fill_ahead_bytes;
+	unsigned flags;            /* SWAPDEV_F_* */
 };
+
+/* Encrypt every slot with AES-256-XTS (the slot number is the tweak) under
+ * a key drawn from getrandom() at swapdev_new(), kept in one mlock'ed page
+ * and wiped at swapdev_free(): what is in the file cannot be read once the
+ * swapdev is gone. Writes are encrypted into a buffer of the ring's
+ * (struct swapdev_ring_opts.crypt_pages), reads decrypted in place before
+ * their callback or before swapdev_read_sync() returns. -EOPNOTSUPP when
+ * the library was built without libcrypto (swapdev_encrypt_supported()). */
+#define SWAPDEV_F_ENCRYPT (1u << 0)
+/* Start no thread: no fill, and freed slots are cleared only by
+ * swapdev_scrub(). */
+#define SWAPDEV_F_NO_THREAD (1u << 1)
+
+/* Never scrub freed slots (they keep their bytes until reused): only for
+ * the benchmark's peer, to measure what scrubbing costs. */
+#define SWAPDEV_F_NO_SCRUB (1u << 2)
+
+/* Whether this build can encrypt (it was built with libcrypto). */
+bool swapdev_encrypt_supported(void);
 
 /* What the engine asks for: 1 GiB ready (about 0.7 s of this disk's time
  * in the background), not the whole file. */
@@ -76,18 +96,25 @@ struct swapdev_opts {
 #define SWAPDEV_FILL_CHUNK_SLOTS 256u
 
 /*
- * Create the swap file in @opts->dir and preallocate it; start the fill
- * thread if @opts->fill_ahead_bytes (a thread that cannot be started means
- * no fill, logged, not an error). Returns 0 and the
+ * Create the swap file in @opts->dir and preallocate it; start the
+ * background thread (fill where asked for and useful, scrubbing) unless
+ * SWAPDEV_F_NO_THREAD (a thread that cannot be started means no fill and
+ * scrubbing by swapdev_scrub() only, logged, not an error). Returns 0 and the
  * handle in @ret, or -EINVAL (bad options, slot count over 2^32-1), -ENOSPC
  * (the file system cannot hold it), -EOPNOTSUPP (the file system refuses
- * O_DIRECT or needs an alignment over 4096), or another -errno of open or
- * fallocate. Nothing is left on disk on failure, nor after swapdev_free().
+ * O_DIRECT or needs an alignment over 4096, or SWAPDEV_F_ENCRYPT without
+ * libcrypto), the -errno of mlock() for the key (SWAPDEV_F_ENCRYPT), or
+ * another -errno of open or fallocate. The file never has a name: nothing
+ * is left in the file system on failure, nor after swapdev_free().
  */
 int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret);
-/* Stop the fill (waiting for its write in flight) and close the file. Every
- * ring must have been freed. Takes NULL. */
+/* Stop the thread (waiting for its write or clear in flight), close the
+ * file and wipe the key. Every ring must have been freed. Takes NULL. */
 void swapdev_free(struct swapdev *sd);
+
+/* The swap file's descriptor, for tests that look at what is on disk (read
+ * it through /proc/self/fd/N: the file has no name). */
+int swapdev_file_fd(const struct swapdev *sd);
 
 uint32_t swapdev_slots_total(const struct swapdev *sd);
 uint32_t swapdev_slots_free(struct swapdev *sd);
@@ -102,8 +129,32 @@ uint32_t swapdev_slots_free(struct swapdev *sd);
  */
 int swapdev_slot_alloc(struct swapdev *sd, uint32_t want, uint32_t *ret_first, uint32_t *ret_n);
 /* Give back @n slots from @first. Freeing a free slot is a bug (asserted).
- * Thread-safe. */
+ * The slots are "stale" until scrubbed (below): they still hold the bytes
+ * of the page that had them. Thread-safe; never blocks on I/O. */
 void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n);
+
+/*
+ * Scrubbing: the bytes of a freed slot leave the file, one of three ways.
+ *  - swapdev_scrub() clears every stale slot now, in runs: fallocate
+ *    FALLOC_FL_ZERO_RANGE, which keeps the blocks allocated (the
+ *    preallocation holds: no later write fails for space) and makes them
+ *    unwritten extents that read as zeros (PUNCH_HOLE where the file system
+ *    has no ZERO_RANGE, zeros where it has neither). The engine calls it at
+ *    the end of each swap tick, with none of its writes in flight: on ext4
+ *    a fallocate takes the inode lock and waits for the O_DIRECT I/O in
+ *    flight on the file, so it is kept away from the swap-out pipeline.
+ *  - The background thread (not with SWAPDEV_F_NO_THREAD), once the engine
+ *    has neither allocated nor read for FILL_IDLE_NSEC, takes runs of
+ *    stale slots: if the fill is short of written slots it writes zeros
+ *    over them (they stay written, ready for the allocator), else it
+ *    clears them as above (the fill rewrites cleared slots first when it
+ *    is short later).
+ *  - The allocator hands a stale slot out again; its new owner overwrites it.
+ * A clear or write that fails stops scrubbing (logged once): freed slots
+ * then keep their bytes until they are reused. Thread-safe; blocks for the
+ * fallocate calls (4 us each here).
+ */
+void swapdev_scrub(struct swapdev *sd);
 
 /*
  * Content hashes per slot, for the engine's swap cache: the engine records
@@ -122,21 +173,30 @@ uint64_t swapdev_slot_hash(const struct swapdev *sd, uint32_t slot);
 /*
  * The fill. Slots below fill_next were written by the fill (or were handed
  * out before it got there, and written by their owner); slots from
- * fill_next on were never handed out and are still unwritten extents. The
- * allocator hands out slots below fill_next first; only when none is free
- * there does it take slots at fill_next (and moves it): correct, but
- * those writes pay ext4's extent conversion. The one fill write in flight
- * is never handed out; an allocation that finds nothing else free waits
- * for it.
+ * fill_next on were never handed out and are still unwritten extents.
+ * Slots below fill_next that were cleared (scrubbing) are unwritten again
+ * until the fill rewrites them. The allocator hands out written free slots
+ * below fill_next first, then cleared ones, and only then slots at
+ * fill_next (and moves it): correct, but those writes pay ext4's extent
+ * conversion. Slots under a background write or clear are never handed
+ * out; an allocation that finds nothing else free waits for them.
  */
 struct swapdev_fill_stats {
-	bool active;              /* a fill thread runs (fill asked for, fs needs it) */
+	bool active;              /* the thread fills (fill asked for, fs needs it) */
 	bool failed;              /* a fill write failed: the fill stopped */
 	uint32_t fill_next;       /* see above */
 	uint64_t slots_filled;    /* slots zero-filled OK */
 	uint64_t slots_unfilled;  /* slots handed out from fill_next on (not filled) */
 	uint64_t errors;          /* fill writes that failed (short ones included) */
 	uint64_t write_nsec;      /* time spent in fill writes */
+	/* Scrubbing (see swapdev_scrub()). */
+	uint32_t slots_stale;     /* freed, bytes still in the file, now */
+	uint32_t slots_holes;     /* cleared and free, now */
+	uint64_t slots_cleared;   /* scrubbed by fallocate (zero range or punch) */
+	uint64_t slots_zeroed;    /* scrubbed by zeros */
+	uint64_t slots_reused;    /* stale slots handed out again (overwritten) */
+	uint64_t scrub_errors;    /* clears or zero writes that failed */
+	uint64_t scrub_nsec;      /* time spent in clears and scrub writes */
 };
 void swapdev_fill_stats(struct swapdev *sd, struct swapdev_fill_stats *ret);
 /* Block until the fill has nothing to do (its target is met, the file is
@@ -153,6 +213,10 @@ struct swapdev_ring_opts {
 	unsigned bounce_pages;  /* registered bounce buffer for read_sync, in
 				 * pages; 0: 64 (256 KiB; charged to RLIMIT_MEMLOCK) */
 	unsigned flags;         /* SWAPDEV_RING_* */
+	unsigned crypt_pages;   /* with SWAPDEV_F_ENCRYPT: the buffer writes are
+				 * encrypted into, in pages, allocated at the
+				 * first write; 0: 1024 (4 MiB). A write larger
+				 * is -EINVAL, one that does not fit now -EAGAIN. */
 };
 
 /* The ring is used by more than one thread, one at a time under the caller's

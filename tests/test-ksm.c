@@ -53,6 +53,47 @@ static void test_counters_fixture(void **state)
 	assert_int_equal(ovc_ksm_read_counters(FIX "absent", &c), -ENOENT);
 }
 
+/* Absurd counters (a broken kernel, a fake sysfs, a peer's figures):
+ * saturated, never wrapped. Known answers at the edges; UBSan checks that
+ * nothing overflows on the way. */
+static void test_profit_saturates(void **state)
+{
+	struct ovc_ksm_counters c;
+	(void)state;
+
+	/* The sum of pages overflows 64 bits: saved saturates, cost too. */
+	c = (struct ovc_ksm_counters){ .pages_sharing = UINT64_MAX, .ksm_zero_pages = 1 };
+	assert_int_equal(ovc_ksm_profit_bytes(&c, 4096), 0); /* both UINT64_MAX */
+	/* Saved far above cost: clamped to INT64_MAX, not negative. */
+	c = (struct ovc_ksm_counters){ .ksm_zero_pages = UINT64_MAX / 4096 };
+	assert_true(ovc_ksm_profit_bytes(&c, 4096) == INT64_MAX);
+	c = (struct ovc_ksm_counters){ .ksm_zero_pages = (UINT64_C(1) << 51) };
+	assert_true(ovc_ksm_profit_bytes(&c, 4096) == INT64_MAX); /* 2^63 bytes */
+	c = (struct ovc_ksm_counters){ .ksm_zero_pages = (UINT64_C(1) << 51) - 1 };
+	assert_true(ovc_ksm_profit_bytes(&c, 4096) == INT64_MAX - 4095);
+	/* Cost far above saved: INT64_MIN, not positive. */
+	c = (struct ovc_ksm_counters){ .pages_unshared = UINT64_MAX / 64 };
+	assert_true(ovc_ksm_profit_bytes(&c, 4096) == INT64_MIN);
+	c = (struct ovc_ksm_counters){ .pages_unshared = UINT64_MAX, .pages_volatile = UINT64_MAX,
+				       .pages_shared = UINT64_MAX };
+	assert_true(ovc_ksm_profit_bytes(&c, 4096) == INT64_MIN);
+	c = (struct ovc_ksm_counters){ .pages_volatile = UINT64_C(1) << 57 }; /* cost 2^63 */
+	assert_true(ovc_ksm_profit_bytes(&c, 4096) == INT64_MIN);
+	c = (struct ovc_ksm_counters){ .pages_volatile = (UINT64_C(1) << 57) - 1 };
+	assert_true(ovc_ksm_profit_bytes(&c, 4096) == -INT64_MAX + 63);
+	/* An absurd page size. */
+	c = (struct ovc_ksm_counters){ .pages_sharing = 2 };
+	assert_true(ovc_ksm_profit_bytes(&c, UINT64_MAX) == INT64_MAX);
+	assert_int_equal(ovc_ksm_profit_bytes(&c, 0), -128);
+	/* Ordinary values are exact. */
+	c = (struct ovc_ksm_counters){ .pages_sharing = 10, .pages_shared = 2, .ksm_zero_pages = 3 };
+	assert_int_equal(ovc_ksm_profit_bytes(&c, 4096), 13 * 4096 - 12 * 64);
+	/* The kernel's own figure is passed through, extremes included. */
+	c = (struct ovc_ksm_counters){ .has_general_profit = true, .general_profit = INT64_MIN,
+				       .pages_sharing = UINT64_MAX };
+	assert_true(ovc_ksm_profit_bytes(&c, 4096) == INT64_MIN);
+}
+
 static void test_knobs_fixture(void **state)
 {
 	struct ovc_ksm_knobs k;
@@ -270,6 +311,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest unit[] = {
 		cmocka_unit_test(test_counters_fixture),
+		cmocka_unit_test(test_profit_saturates),
 		cmocka_unit_test(test_knobs_fixture),
 		cmocka_unit_test(test_apply_scratch),
 	};

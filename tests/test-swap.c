@@ -8,6 +8,7 @@
  * Intervals are driven by hand (ovc__engine_swap_tick) so that assertions
  * count intervals and page states, never time.
  */
+#include <fcntl.h>
 #include <stdio.h>
 
 #include "engine-test.h"
@@ -548,6 +549,134 @@ static void test_meta_1gib(void **s)
 	munmap(mem, len);
 }
 
+/* Encrypted swap (OVC_ENGINE_SWAP_ENCRYPT): the same round trips. */
+static void need_encrypt(void)
+{
+	if (!swapdev_encrypt_supported())
+		skip_because("libovc built without libcrypto");
+}
+static void test_roundtrip_encrypt_rand(void **s) { (void)s; need_encrypt(); roundtrip(OVC_ENGINE_SWAP_ENCRYPT, false); }
+static void test_roundtrip_encrypt_seq(void **s) { (void)s; need_encrypt(); roundtrip(OVC_ENGINE_SWAP_ENCRYPT, true); }
+static void test_roundtrip_encrypt_loop(void **s)
+{
+	(void)s;
+	need_encrypt();
+	roundtrip(OVC_ENGINE_SWAP_ENCRYPT | OVC_ENGINE_NO_THREADS, false);
+}
+static void test_roundtrip_encrypt_sync(void **s)
+{
+	(void)s;
+	need_encrypt();
+	roundtrip(OVC_ENGINE_SWAP_ENCRYPT | OVC_ENGINE_SYNC_WP, false);
+}
+
+/* How many of the pages of @shadow the swap file holds, read as anyone with
+ * its fd would (through /proc/self/fd: it has no name). */
+static size_t pages_in_file(ovc_engine *e, const uint8_t *shadow, size_t npages)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", swapdev_file_fd(e->sw.sd));
+	int fd = open(proc, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	uint8_t *buf = malloc(1 << 20);
+	bool *found = calloc(npages, 1);
+	assert_true(buf && found);
+	size_t n = 0;
+	for (off_t off = 0;; off += 1 << 20) {
+		ssize_t got = pread(fd, buf, 1 << 20, off);
+		assert_true(got >= 0);
+		for (ssize_t o = 0; o + 4096 <= got; o += 4096)
+			for (size_t p = 0; p < npages; p++)
+				if (!found[p] && memcmp(buf + o, shadow + p * 4096, 8) == 0 &&
+				    memcmp(buf + o, shadow + p * 4096, 4096) == 0) {
+					found[p] = true;
+					n++;
+				}
+		if (got < 1 << 20)
+			break;
+	}
+	close(fd);
+	free(buf);
+	free(found);
+	return n;
+}
+
+/* What stays in the swap file. Plain: the pages swapped out are there (so
+ * that the check can fail); brought back and written, their slots are
+ * freed at the next tick and scrubbed by it: none of the old pages is left
+ * in the file. Encrypted: none is ever there in the clear. */
+static void scrubbed(unsigned flags)
+{
+	need_swap();
+	const size_t npages = 256;
+	struct guest_ram g;
+	uint8_t *shadow;
+	ovc_engine *e = NULL;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	shadow = fill_all(&g, npages, 5);
+	assert_ovc_ok(new_engine(flags, 16 << 20, NULL, NULL, &e));
+	struct loop l;
+	if (flags & OVC_ENGINE_NO_THREADS)
+		loop_start(&l, e, false);
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	swap_all(e, g.len);
+	assert_int_equal(stats(e).swapped_pages_now, npages);
+	size_t before = pages_in_file(e, shadow, npages);
+	print_message("%zu of %zu swapped pages found in the file\n", before, npages);
+	if (flags & OVC_ENGINE_SWAP_ENCRYPT)
+		assert_int_equal(before, 0);
+	else
+		assert_int_equal(before, npages);
+
+	/* Back in (cached: slots kept, still on disk), then written. */
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	if (!(flags & OVC_ENGINE_SWAP_ENCRYPT))
+		assert_int_equal(pages_in_file(e, shadow, npages), npages);
+	uint8_t *v6 = fill_all(&g, npages, 6);
+	atomic_store(&e->c_reclaim_target, 0);
+	assert_true(ovc__engine_swap_tick(e) >= 0); /* sweep frees, scrub clears */
+	assert_int_equal(stats(e).swap_cache_pages_now, 0);
+	struct swapdev_fill_stats fs;
+	swapdev_fill_stats(e->sw.sd, &fs);
+	print_message("cleared %llu, zeroed %llu, stale %u\n", (unsigned long long)fs.slots_cleared,
+		      (unsigned long long)fs.slots_zeroed, fs.slots_stale);
+	assert_int_equal(fs.slots_stale, 0);
+	assert_int_equal(pages_in_file(e, shadow, npages), 0);
+	assert_int_equal(compare(g.p, v6, npages), 0);
+	if (flags & OVC_ENGINE_NO_THREADS)
+		loop_stop(&l);
+	ovc_engine_free(e);
+	free(shadow);
+	free(v6);
+	guest_ram_free(&g);
+}
+/* The flag: -EOPNOTSUPP from a build without libcrypto, an engine
+ * otherwise; without swap it changes nothing. */
+static void test_encrypt_option(void **s)
+{
+	(void)s;
+	need_swap();
+	ovc_engine *e = NULL;
+	int r = new_engine(OVC_ENGINE_SWAP_ENCRYPT, 1 << 20, NULL, NULL, &e);
+	if (swapdev_encrypt_supported()) {
+		assert_ovc_ok(r);
+	} else {
+		assert_int_equal(r, -EOPNOTSUPP);
+		assert_null(e);
+	}
+	ovc_engine_free(e);
+	e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = OVC_ENGINE_SWAP_ENCRYPT };
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	ovc_engine_free(e);
+	o.flags = OVC_ENGINE_SWAP_ENCRYPT << 1;
+	assert_int_equal(ovc_engine_new(&o, &e), -EINVAL);
+}
+
+static void test_freed_slots_scrubbed(void **s) { (void)s; scrubbed(0); }
+static void test_freed_slots_scrubbed_loop(void **s) { (void)s; scrubbed(OVC_ENGINE_NO_THREADS); }
+static void test_encrypted_file(void **s) { (void)s; need_encrypt(); scrubbed(OVC_ENGINE_SWAP_ENCRYPT); }
+
 /* The same tests on the sync write-protect path (OVC_ENGINE_SYNC_WP). */
 #define SYNC_TEST(name, call)                                                                      \
 	static void name(void **s)                                                                 \
@@ -1014,6 +1143,14 @@ int main(void)
 		cmocka_unit_test(test_swap_full_sync),
 		cmocka_unit_test(test_auto_sync),
 		cmocka_unit_test(test_fill),
+		cmocka_unit_test(test_roundtrip_encrypt_rand),
+		cmocka_unit_test(test_roundtrip_encrypt_seq),
+		cmocka_unit_test(test_roundtrip_encrypt_loop),
+		cmocka_unit_test(test_roundtrip_encrypt_sync),
+		cmocka_unit_test(test_encrypt_option),
+		cmocka_unit_test(test_freed_slots_scrubbed),
+		cmocka_unit_test(test_freed_slots_scrubbed_loop),
+		cmocka_unit_test(test_encrypted_file),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));

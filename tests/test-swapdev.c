@@ -7,14 +7,20 @@
  * mocked, only the result it hands back is replaced.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
+
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 
 #include <ovc/common.h>
 
@@ -1015,11 +1021,470 @@ static void test_fill_error(void **state)
 	fill_fails(&s, 0);
 }
 
+/* The swap file has no name and can never get one: O_TMPFILE | O_EXCL
+ * makes linkat() through /proc/self/fd fail (without O_EXCL it works, as
+ * the control below shows), and the directory holds nothing of ours. */
+static void test_file_unlinkable(void **state)
+{
+	struct swapdev *sd;
+	char proc[64], name[4096];
+
+	assert_ovc_ok(new_dev(NULL, 16 * PG, &sd));
+	int fd = swapdev_file_fd(sd);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_nlink, 0);
+	assert_true((st.st_mode & 0777) == 0600);
+	int fl = fcntl(fd, F_GETFD);
+	assert_true(fl >= 0 && (fl & FD_CLOEXEC));
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	snprintf(name, sizeof(name), "%s/ovc-test-link-%d", swapdir(), getpid());
+	errno = 0;
+	assert_int_equal(linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(access(name, F_OK), -1);
+	swapdev_free(sd);
+
+	/* The control: a plain O_TMPFILE can be linked (so the check above
+	 * can fail). Needs a file system with O_TMPFILE. */
+	int t = open(swapdir(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (t >= 0) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", t);
+		assert_int_equal(linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW), 0);
+		assert_int_equal(unlink(name), 0);
+		close(t);
+	}
+}
+
+/* ------------------------------------------------------------- scrub -- */
+
+static int new_dev_flags(const struct ovc_sys *sys, uint64_t bytes, uint64_t fill_ahead,
+			 unsigned flags, struct swapdev **ret)
+{
+	struct swapdev_opts o = {
+		.size = sizeof(o), .dir = swapdir(), .size_bytes = bytes, .sys = sys,
+		.fill_ahead_bytes = fill_ahead, .flags = flags,
+	};
+	return swapdev_new(&o, ret);
+}
+
+/* The file as anyone holding its fd sees it: read through /proc/self/fd
+ * (the file has no name), page cache and all, not through our O_DIRECT fd. */
+static void read_raw(struct swapdev *sd, uint32_t slot, uint32_t n, void *buf)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", swapdev_file_fd(sd));
+	int fd = open(proc, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, (size_t)n * PG, (off_t)slot * PG), (ssize_t)n * PG);
+	close(fd);
+}
+
+static bool all_zero(const void *p, size_t bytes)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < bytes; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/* Write @n slots from @slot with content of @seed, through a ring. */
+static void write_slots(struct swapdev *sd, uint32_t slot, uint32_t n, uint64_t seed, char *mem)
+{
+	struct swapdev_ring *r;
+	struct done d = { 0 };
+	unsigned counter = 0;
+	d.counter = &counter;
+	fill_random(mem, (size_t)n * PG, seed);
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	for (uint32_t off = 0; off < n; off += SWAPDEV_MAX_IOV) {
+		struct iovec iov = { mem + (size_t)off * PG, (size_t)MIN(n - off, SWAPDEV_MAX_IOV) * PG };
+		assert_ovc_ok(swapdev_queue_write(r, slot + off, &iov, 1, on_done, &d));
+		swapdev_submit(r);
+		drain(r);
+		assert_int_equal(d.res, 0);
+	}
+	swapdev_ring_free(r);
+}
+
+/* Whether @slot holds no written block: a hole or an unwritten extent
+ * (FIEMAP), which is what clearing leaves on ext4 and xfs. */
+static bool is_hole(struct swapdev *sd, uint32_t slot)
+{
+	struct {
+		struct fiemap fm;
+		struct fiemap_extent ext[1];
+	} q = { .fm = { .fm_start = (uint64_t)slot * PG, .fm_length = PG, .fm_flags = FIEMAP_FLAG_SYNC,
+			.fm_extent_count = 1 } };
+	assert_int_equal(ioctl(swapdev_file_fd(sd), FS_IOC_FIEMAP, &q), 0);
+	return q.fm.fm_mapped_extents == 0 || (q.ext[0].fe_flags & FIEMAP_EXTENT_UNWRITTEN);
+}
+
+/* swapdev_scrub() (what the engine calls after each tick, and the only
+ * scrub with SWAPDEV_F_NO_THREAD): freed slots read zeros and are holes;
+ * the slots around them keep their bytes; a stale slot handed out again is
+ * not cleared afterwards; the allocator prefers written slots over cleared
+ * ones. */
+static void test_scrub_clear(void **state)
+{
+	struct swapdev *sd;
+	struct swapdev_fill_stats st;
+	uint32_t f, n;
+	char *mem = pages_alloc(64), *raw = pages_alloc(64);
+
+	assert_ovc_ok(new_dev_flags(NULL, 128 * PG, 0, SWAPDEV_F_NO_THREAD, &sd));
+	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+	assert_int_equal(f, 0);
+	assert_int_equal(n, 64);
+	write_slots(sd, 0, 64, 11, mem);
+	read_raw(sd, 0, 64, raw);
+	assert_memory_equal(raw, mem, 64 * PG); /* what the test looks at is there */
+
+	swapdev_slot_free(sd, 8, 8);
+	swapdev_slot_free(sd, 40, 1);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_stale, 9);
+	read_raw(sd, 8, 1, raw);
+	assert_memory_equal(raw, mem + 8 * PG, PG); /* not yet: no thread */
+	swapdev_scrub(sd);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_stale, 0);
+	assert_int_equal(st.slots_holes, 9);
+	assert_int_equal(st.slots_cleared, 9);
+	assert_int_equal(st.scrub_errors, 0);
+	read_raw(sd, 0, 64, raw);
+	for (uint32_t s = 0; s < 64; s++) {
+		bool freed = (s >= 8 && s < 16) || s == 40;
+		if (freed)
+			assert_true(all_zero(raw + (size_t)s * PG, PG));
+		else
+			assert_memory_equal(raw + (size_t)s * PG, mem + (size_t)s * PG, PG);
+	}
+	struct statfs sf;
+	assert_int_equal(fstatfs(swapdev_file_fd(sd), &sf), 0);
+	if (sf.f_type == 0xEF53 || sf.f_type == 0x58465342) { /* ext4, xfs: 4 KiB blocks */
+		assert_true(is_hole(sd, 8));
+		assert_true(is_hole(sd, 40));
+		assert_false(is_hole(sd, 7)); /* the check can fail */
+	}
+
+	/* Reuse: slot 20 freed and handed out again before any scrub is
+	 * overwritten by its owner, not cleared after. Written free slots
+	 * come first: 64..127 (never cleared), then 20, not the holes. */
+	swapdev_slot_free(sd, 20, 1);
+	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+	assert_int_equal(f, 64);
+	assert_int_equal(n, 64);
+	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+	assert_int_equal(f, 20);
+	assert_int_equal(n, 1);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_reused, 1);
+	assert_int_equal(st.slots_stale, 0);
+	swapdev_scrub(sd);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_cleared, 9);
+	read_raw(sd, 20, 1, raw);
+	assert_memory_equal(raw, mem + 20 * PG, PG); /* never cleared: still its page */
+	/* Then the holes: 8..15 as one run. */
+	assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+	assert_int_equal(f, 8);
+	assert_int_equal(n, 8);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_holes, 1);
+	(void)state;
+	swapdev_free(sd);
+	munmap(mem, 64 * PG);
+	munmap(raw, 64 * PG);
+}
+
+/* The background thread scrubs by itself once the allocator is idle: with
+ * the fill short of written slots it writes zeros (the slots stay written,
+ * no hole), otherwise it clears them (unwritten extents). */
+static void test_scrub_thread(void **state)
+{
+	if (!fill_runs_here())
+		return;
+	char *mem = pages_alloc(64), *raw = pages_alloc(64);
+	for (int short_fill = 1; short_fill >= 0; short_fill--) {
+		struct swapdev *sd;
+		struct swapdev_fill_stats st;
+		uint32_t f, n;
+		/* Fill all 256 slots ready, or only 16: after 64 slots are
+		 * handed out, 192 filled stay free, short of 256, not of 16. */
+		assert_ovc_ok(new_dev_fill(NULL, 256 * PG, (short_fill ? 256 : 16) * PG, &sd));
+		swapdev_fill_wait_idle(sd);
+		assert_ovc_ok(swapdev_slot_alloc(sd, 64, &f, &n));
+		assert_int_equal(n, 64);
+		write_slots(sd, f, 64, 12, mem);
+		swapdev_slot_free(sd, f + 4, 4);
+		swapdev_fill_wait_idle(sd);
+		swapdev_fill_stats(sd, &st);
+		assert_int_equal(st.slots_stale, 0);
+		read_raw(sd, f, 64, raw);
+		for (uint32_t s = 0; s < 64; s++) {
+			if (s >= 4 && s < 8)
+				assert_true(all_zero(raw + (size_t)s * PG, PG));
+			else
+				assert_memory_equal(raw + (size_t)s * PG, mem + (size_t)s * PG, PG);
+		}
+		if (short_fill) {
+			assert_int_equal(st.slots_zeroed, 4);
+			assert_int_equal(st.slots_cleared, 0);
+			assert_false(is_hole(sd, f + 4));
+		} else {
+			assert_int_equal(st.slots_cleared, 4);
+			assert_int_equal(st.slots_zeroed, 0);
+			assert_true(is_hole(sd, f + 4));
+		}
+		swapdev_free(sd);
+	}
+	(void)state;
+	munmap(mem, 64 * PG);
+	munmap(raw, 64 * PG);
+}
+
+static atomic_int refused;
+
+/* fallocate of a file system without ZERO_RANGE, or without punching. */
+static int no_zero_range(void *ctx, int fd, int mode, off_t off, off_t len)
+{
+	(void)ctx;
+	if (mode & FALLOC_FL_ZERO_RANGE) {
+		atomic_fetch_add(&refused, 1);
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	return fallocate(fd, mode, off, len);
+}
+
+static int no_zero_range_nor_punch(void *ctx, int fd, int mode, off_t off, off_t len)
+{
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		atomic_fetch_add(&refused, 1);
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	return no_zero_range(ctx, fd, mode, off, len);
+}
+
+/* A clear that fails (EIO injected): counted, scrubbing stops, the slots
+ * stay stale but free, and handed out again they work. */
+static void test_scrub_error(void **state)
+{
+	struct fault_inject fi;
+	struct swapdev *sd;
+	struct swapdev_fill_stats st;
+	uint32_t f, n;
+	char *mem = pages_alloc(8);
+
+	/* The first fallocate is the preallocation; fail the second. */
+	fault_inject_init(&fi, 2, EIO, 1u << OVC_SYS_FALLOCATE);
+	assert_ovc_ok(new_dev_flags(&fi.sys, 8 * PG, 0, SWAPDEV_F_NO_THREAD, &sd));
+	assert_ovc_ok(swapdev_slot_alloc(sd, 8, &f, &n));
+	write_slots(sd, 0, 8, 13, mem);
+	swapdev_slot_free(sd, 2, 2);
+	swapdev_scrub(sd);
+	assert_int_equal(atomic_load(&fi.injected), 1);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.scrub_errors, 1);
+	assert_int_equal(st.slots_stale, 2);
+	assert_int_equal(st.slots_cleared, 0);
+	swapdev_slot_free(sd, 5, 1);
+	swapdev_scrub(sd); /* stopped: no second try */
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_stale, 3);
+	assert_int_equal(swapdev_slots_free(sd), 3);
+	assert_ovc_ok(swapdev_slot_alloc(sd, 8, &f, &n));
+	assert_int_equal(f, 2);
+	assert_int_equal(n, 2);
+	swapdev_fill_stats(sd, &st);
+	assert_int_equal(st.slots_reused, 2);
+	swapdev_free(sd);
+
+	/* A file system without FALLOC_FL_ZERO_RANGE (EOPNOTSUPP, as
+	 * tmpfs): punched instead; without punching either: zeros. */
+	for (int fails = 1; fails <= 2; fails++) {
+		char *raw = pages_alloc(8);
+		struct ovc_sys sys = ovc_sys_default;
+		sys.fallocate = fails == 1 ? no_zero_range : no_zero_range_nor_punch;
+		atomic_store(&refused, 0);
+		assert_ovc_ok(new_dev_flags(&sys, 8 * PG, 0, SWAPDEV_F_NO_THREAD, &sd));
+		assert_ovc_ok(swapdev_slot_alloc(sd, 8, &f, &n));
+		write_slots(sd, 0, 8, 14, mem);
+		swapdev_slot_free(sd, 2, 2);
+		swapdev_scrub(sd);
+		assert_int_equal(atomic_load(&refused), fails);
+		swapdev_fill_stats(sd, &st);
+		assert_int_equal(st.scrub_errors, 0);
+		assert_int_equal(st.slots_stale, 0);
+		assert_int_equal(fails == 1 ? st.slots_cleared : st.slots_zeroed, 2);
+		read_raw(sd, 0, 8, raw);
+		assert_true(all_zero(raw + 2 * PG, 2 * PG));
+		assert_memory_equal(raw + 4 * PG, mem + 4 * PG, 4 * PG);
+		swapdev_free(sd);
+		munmap(raw, 8 * PG);
+	}
+	(void)state;
+	munmap(mem, 8 * PG);
+}
+
+/* ------------------------------------------------------------ encrypt -- */
+
+static long vm_locked_kib(void)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %ld kB", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* SWAPDEV_F_ENCRYPT: every page reads back as written, through read_sync
+ * (readahead runs) and queued reads; the file holds none of the plaintext,
+ * equal pages in two slots differ on disk, and a second swap file (a new
+ * key) holds other bytes for the same page in the same slot. The key page
+ * is locked while the swapdev lives. */
+static void test_encrypt_roundtrip(void **state)
+{
+	if (!swapdev_encrypt_supported()) {
+		print_message("built without libcrypto: skipped\n");
+		skip();
+	}
+	const uint32_t np = 128;
+	struct swapdev *sd, *sd2;
+	struct swapdev_ring *r;
+	char *mem = pages_alloc(np), *raw = pages_alloc(np), *back = pages_alloc(np);
+	long locked0 = vm_locked_kib();
+
+	assert_int_equal(new_dev_flags(NULL, 256 * PG, 0, 1u << 7, &sd), -EINVAL);
+	assert_ovc_ok(new_dev_flags(NULL, 256 * PG, 0, SWAPDEV_F_ENCRYPT | SWAPDEV_F_NO_THREAD, &sd));
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) /* their mlock() does nothing */
+	assert_true(vm_locked_kib() >= locked0 + 4);
+#endif
+	fill_random(mem, (size_t)np * PG, 21);
+	memcpy(mem + PG, mem, PG); /* slots 0 and 1: the same page */
+	assert_ovc_ok(swapdev_ring_new(sd, NULL, &r));
+	struct done d[np];
+	unsigned counter = 0;
+	/* Scattered iovecs of 1..7 pages, as the engine's batches. */
+	for (uint32_t off = 0, k = 1; off < np; off += k, k = k % 7 + 1) {
+		k = MIN(k, np - off);
+		struct iovec iov[7];
+		for (uint32_t j = 0; j < k; j++)
+			iov[j] = (struct iovec){ mem + (size_t)(off + j) * PG, PG };
+		d[off] = (struct done){ .counter = &counter };
+		assert_ovc_ok(swapdev_queue_write(r, off, iov, k, on_done, &d[off]));
+	}
+	swapdev_submit(r);
+	drain(r);
+	/* The caller's pages are untouched (encrypted into the ring's pool). */
+	memcpy(mem + PG, mem, PG);
+	fill_random(back, PG, 21);
+	assert_memory_equal(mem, back, PG);
+
+	read_raw(sd, 0, np, raw);
+	for (uint32_t s = 0; s < np; s++) {
+		assert_true(memcmp(raw + (size_t)s * PG, mem + (size_t)s * PG, PG) != 0);
+		assert_false(all_zero(raw + (size_t)s * PG, PG));
+	}
+	assert_true(memcmp(raw, raw + PG, PG) != 0); /* the tweak */
+
+	const void *buf;
+	for (uint32_t s = 0; s < np; s += 16) {
+		assert_ovc_ok(swapdev_read_sync(r, s, 16, 0, &buf));
+		assert_memory_equal(buf, mem + (size_t)s * PG, 16 * PG);
+	}
+	memset(back, 0, (size_t)np * PG);
+	for (uint32_t s = 0; s < np; s += 32) {
+		struct iovec iov[2] = { { back + (size_t)s * PG, 8 * PG },
+					{ back + (size_t)(s + 8) * PG, 24 * PG } };
+		d[s] = (struct done){ .counter = &counter, .res = 1 };
+		assert_ovc_ok(swapdev_queue_read(r, s, iov, 2, on_done, &d[s]));
+	}
+	swapdev_submit(r);
+	drain(r);
+	for (uint32_t s = 0; s < np; s += 32)
+		assert_int_equal(d[s].res, 0);
+	assert_memory_equal(back, mem, (size_t)np * PG);
+	swapdev_ring_free(r);
+
+	/* Another swap file, another key. */
+	assert_ovc_ok(new_dev_flags(NULL, 16 * PG, 0, SWAPDEV_F_ENCRYPT | SWAPDEV_F_NO_THREAD, &sd2));
+	write_slots(sd2, 0, 1, 21, back);
+	assert_memory_equal(back, mem, PG);
+	read_raw(sd2, 0, 1, back);
+	assert_true(memcmp(back, raw, PG) != 0);
+	swapdev_free(sd2);
+	swapdev_free(sd);
+	assert_int_equal(vm_locked_kib(), locked0);
+	(void)state;
+	munmap(mem, (size_t)np * PG);
+	munmap(raw, (size_t)np * PG);
+	munmap(back, (size_t)np * PG);
+}
+
+/* The ring's encryption pool: a write larger than it is refused, one that
+ * does not fit while others are in flight is -EAGAIN and fits once they
+ * ended; a failed write gives its pool pages back. */
+static void test_encrypt_pool(void **state)
+{
+	if (!swapdev_encrypt_supported())
+		skip();
+	struct swapdev *sd;
+	struct swapdev_ring *r;
+	struct fault_inject fi;
+	char *mem = pages_alloc(64);
+	struct done d[3];
+	unsigned counter = 0;
+
+	fault_inject_init(&fi, 0, 0, 0);
+	assert_ovc_ok(new_dev_flags(&fi.sys, 256 * PG, 0, SWAPDEV_F_ENCRYPT | SWAPDEV_F_NO_THREAD, &sd));
+	struct swapdev_ring_opts ro = { .size = sizeof(ro), .crypt_pages = 48 };
+	assert_ovc_ok(swapdev_ring_new(sd, &ro, &r));
+	fill_random(mem, 64 * PG, 22);
+	for (int i = 0; i < 3; i++)
+		d[i] = (struct done){ .counter = &counter, .res = 1 };
+	struct iovec big = { mem, 49 * PG }, half = { mem, 32 * PG };
+	assert_int_equal(swapdev_queue_write(r, 0, &big, 1, on_done, &d[0]), -EINVAL);
+	assert_ovc_ok(swapdev_queue_write(r, 0, &half, 1, on_done, &d[0]));
+	assert_int_equal(swapdev_queue_write(r, 32, &half, 1, on_done, &d[1]), -EAGAIN);
+	swapdev_submit(r);
+	drain(r);
+	assert_int_equal(d[0].res, 0);
+	/* A write that fails (CQE error) frees its pool pages too. */
+	fault_inject_init(&fi, 1, EIO, 1u << OVC_SYS_URING_CQE);
+	assert_ovc_ok(swapdev_queue_write(r, 32, &half, 1, on_done, &d[1]));
+	swapdev_submit(r);
+	drain(r);
+	assert_int_equal(d[1].res, -EIO);
+	assert_ovc_ok(swapdev_queue_write(r, 32, &half, 1, on_done, &d[2]));
+	swapdev_submit(r);
+	drain(r);
+	assert_int_equal(d[2].res, 0);
+	const void *buf;
+	assert_ovc_ok(swapdev_read_sync(r, 32, 32, 0, &buf));
+	assert_memory_equal(buf, mem, 32 * PG);
+	/* A failed read never hands back bytes, decrypted or not. */
+	fault_inject_init(&fi, 1, EIO, 1u << OVC_SYS_URING_CQE);
+	assert_int_equal(swapdev_read_sync(r, 0, 4, 0, &buf), -EIO);
+	swapdev_ring_free(r);
+	swapdev_free(sd);
+	(void)state;
+	munmap(mem, 64 * PG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_alloc),
+		cmocka_unit_test(test_file_unlinkable),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_out_of_order),
 		cmocka_unit_test(test_inject_cqe_error),
@@ -1034,6 +1499,11 @@ int main(void)
 		cmocka_unit_test(test_fill_ahead),
 		cmocka_unit_test(test_fill_wait),
 		cmocka_unit_test(test_fill_error),
+		cmocka_unit_test(test_scrub_clear),
+		cmocka_unit_test(test_scrub_thread),
+		cmocka_unit_test(test_scrub_error),
+		cmocka_unit_test(test_encrypt_roundtrip),
+		cmocka_unit_test(test_encrypt_pool),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,9 @@
  * is compared with its shadow, with the engine alive and again after it is
  * freed. Every mode: own threads or the VMM's loop, anonymous or memfd,
  * MOVE or write-protect path, swap on the MOVE path or the sync
- * write-protect path.
+ * write-protect path, swap encrypted (OVC_ENGINE_SWAP_ENCRYPT). Freed
+ * slots are cleared by every swap interval and by swapdev's thread all
+ * along, so scrubbing races the allocator too.
  *
  * Usage: test-torture [SECONDS_PER_MODE]  (default 1)
  */
@@ -229,6 +231,8 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	atomic_store(&ovc__swap_fill_ahead_bytes, UINT64_C(1) << 20);
 	int er = ovc_engine_new(&o, &e);
 	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
+	if ((flags & OVC_ENGINE_SWAP_ENCRYPT) && !swapdev_encrypt_supported())
+		skip_because("libovc built without libcrypto");
 	if (swap && er == -EOPNOTSUPP)
 		skip_because("no swap here: UFFDIO_MOVE, WP_ASYNC or O_DIRECT in /var/tmp missing");
 	assert_ovc_ok(er);
@@ -318,9 +322,13 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	struct swapdev_fill_stats fst = { 0 };
 	if (swap) {
 		swapdev_fill_stats(e->sw.sd, &fst);
-		print_message("torture %s: fill %s, %llu slots filled, %llu unfilled handed out, %llu errors\n",
+		print_message("torture %s: fill %s, %llu slots filled, %llu unfilled handed out, %llu errors; "
+			      "scrub: %llu cleared, %llu zeroed, %llu reused, %u stale, %llu errors\n",
 			      name, fst.active ? "on" : "off (NO_THREADS or file system)", (unsigned long long)fst.slots_filled,
-			      (unsigned long long)fst.slots_unfilled, (unsigned long long)fst.errors);
+			      (unsigned long long)fst.slots_unfilled, (unsigned long long)fst.errors,
+			      (unsigned long long)fst.slots_cleared, (unsigned long long)fst.slots_zeroed,
+			      (unsigned long long)fst.slots_reused, fst.slots_stale,
+			      (unsigned long long)fst.scrub_errors);
 	}
 	ovc_engine_free(e);
 	long bad_after = compare_all(&t);
@@ -345,6 +353,7 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 		assert_int_equal(slots_used, st2.swap_cache_pages_now);
 		assert_int_equal(cached_words, st2.swap_cache_pages_now);
 		assert_int_equal(fst.errors, 0);
+		assert_int_equal(fst.scrub_errors, 0);
 	}
 	free(t.shadow);
 	guest_ram_free(&g);
@@ -359,6 +368,16 @@ static void test_loop_anon_swap(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_
 /* Swap on the sync write-protect path (kernels before 6.7): write-protect
  * faults track writes, zero sharing and swap-out both protect and drop. */
 static void test_threads_anon_syncwp(void **s) { torture(OVC_ENGINE_SYNC_WP, BACK_ANON, "threads/anon/syncwp", true); }
+/* Encrypted swap: every page out is encrypted in the engine's buffer and
+ * decrypted on the way back (faults, readahead windows, swap-cache hits). */
+static void test_threads_anon_swapcrypt(void **s)
+{
+	torture(OVC_ENGINE_SWAP_ENCRYPT, BACK_ANON, "threads/anon/swap-crypt", true);
+}
+static void test_loop_anon_swapcrypt(void **s)
+{
+	torture(OVC_ENGINE_SWAP_ENCRYPT | OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/swap-crypt", true);
+}
 
 int main(int argc, char **argv)
 {
@@ -374,6 +393,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_threads_anon_swap),
 		cmocka_unit_test(test_loop_anon_swap),
 		cmocka_unit_test(test_threads_anon_syncwp),
+		cmocka_unit_test(test_threads_anon_swapcrypt),
+		cmocka_unit_test(test_loop_anon_swapcrypt),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));

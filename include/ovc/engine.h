@@ -59,6 +59,16 @@ enum {
 	 * OVC_ENGINE_NO_THREADS) and excludes OVC_ENGINE_MOVE. Without swap
 	 * it changes nothing. */
 	OVC_ENGINE_SYNC_WP = 1u << 4,
+	/* With swap: encrypt every page written to the swap file with
+	 * AES-256-XTS (the slot number as tweak) under a random key made at
+	 * ovc_engine_new(), held only in locked memory and wiped at
+	 * ovc_engine_free(); pages are encrypted in the engine's own buffer,
+	 * never in guest RAM, and decrypted when read back. What the file
+	 * held is unreadable once the engine is gone. -EOPNOTSUPP when libovc
+	 * was built without libcrypto; ovc_engine_new() fails with the errno
+	 * of mlock() when the key cannot be locked (RLIMIT_MEMLOCK). Without
+	 * swap it changes nothing. */
+	OVC_ENGINE_SWAP_ENCRYPT = 1u << 5,
 };
 
 /*
