@@ -131,6 +131,7 @@ struct manager {
 	struct ovcd_ratelimit host_rl;
 	char *metrics_text;
 	size_t metrics_len;
+	struct ovcd_metrics_server *http; /* metrics_fd is its epoll fd */
 	bool ready, quit;
 	char last_status[256];
 	uint64_t last_status_usec;
@@ -764,11 +765,35 @@ static void psi_open(struct manager *m)
 
 /* ---- metrics listener ---- */
 
+/* The body of GET /metrics: the text the last tick rendered. */
+static void metrics_body(void *userdata, const char **text, size_t *len)
+{
+	struct manager *m = userdata;
+
+	*text = m->metrics_text ? m->metrics_text : "";
+	*len = m->metrics_text ? m->metrics_len : 0;
+}
+
+static void metrics_close(struct manager *m)
+{
+	if (m->metrics_fd >= 0)
+		(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->metrics_fd, NULL);
+	m->metrics_fd = -1; /* the server's own */
+	ovcd_metrics_server_free(m->http);
+	m->http = NULL;
+}
+
 static void metrics_open(struct manager *m)
 {
-	int fd;
+	static const struct ovcd_metrics_limits lim = {
+		.max_connections = OVCD_METRICS_MAX_CONNECTIONS,
+		.max_per_address = OVCD_METRICS_MAX_PER_ADDRESS,
+		.idle_timeout_sec = OVCD_METRICS_IDLE_TIMEOUT_SEC,
+		.deadline_usec = OVCD_METRICS_DEADLINE_USEC,
+	};
+	int fd, r;
 
-	unwatch_close(m, &m->metrics_fd);
+	metrics_close(m);
 	if (!m->cfg->metrics.listen[0])
 		return;
 	fd = ovcd_metrics_listen(m->cfg->metrics.listen);
@@ -777,11 +802,20 @@ static void metrics_open(struct manager *m)
 			 fd == -EADDRNOTAVAIL ? "not a loopback address" : strerror(-fd));
 		return;
 	}
-	m->metrics_fd = fd;
-	if (watch(m, fd, EPOLLIN, &m->metrics) < 0)
-		unwatch_close(m, &m->metrics_fd);
-	else
-		dlog_info("metrics on http://%s/metrics", m->cfg->metrics.listen);
+	r = ovcd_metrics_server_new(fd, &lim, metrics_body, m, &m->http);
+	if (r < 0) {
+		dlog_err("cannot serve metrics on %s: %s", m->cfg->metrics.listen, strerror(-r));
+		close(fd);
+		return;
+	}
+	m->metrics_fd = ovcd_metrics_server_fd(m->http);
+	if (m->metrics_fd < 0 || watch(m, m->metrics_fd, EPOLLIN, &m->metrics) < 0) {
+		dlog_err("cannot serve metrics on %s: no epoll fd", m->cfg->metrics.listen);
+		m->metrics_fd = -1;
+		metrics_close(m);
+		return;
+	}
+	dlog_info("metrics on http://%s/metrics", m->cfg->metrics.listen);
 }
 
 /* ---- control socket ---- */
@@ -1464,6 +1498,12 @@ int manager_run(struct manager *m)
 			if (t >= 0 && (timeout < 0 || t < timeout))
 				timeout = t;
 		}
+		if (m->http) {
+			int t = ovcd_metrics_server_timeout_msec(m->http);
+
+			if (t >= 0 && (timeout < 0 || t < timeout))
+				timeout = t;
+		}
 		n = epoll_wait(m->epfd, evs, ARRAY_SIZE(evs), timeout);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -1497,14 +1537,11 @@ int manager_run(struct manager *m)
 				 * only this one. Later events of it this round
 				 * are impossible (one fd, one event). */
 				break;
-			case SRC_METRICS: {
-				int fd = accept4(m->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
-
-				if (fd >= 0)
-					ovcd_metrics_serve(fd, m->metrics_text ? m->metrics_text : "",
-							   m->metrics_text ? m->metrics_len : 0);
+			case SRC_METRICS:
+				/* Never waits: MHD's sockets are non-blocking. */
+				if (m->http)
+					ovcd_metrics_server_process(m->http);
 				break;
-			}
 			case SRC_PSI:
 				if (evs[i].events & EPOLLERR) {
 					dlog_warning("memory PSI trigger went away");
@@ -1520,6 +1557,9 @@ int manager_run(struct manager *m)
 				break;
 			}
 		}
+		/* Its timeouts: idle connections, deadlines. */
+		if (m->http && ovcd_metrics_server_timeout_msec(m->http) == 0)
+			ovcd_metrics_server_process(m->http);
 	}
 	sd_notify(0, "STOPPING=1");
 	return 0;
@@ -1539,8 +1579,7 @@ void manager_free(struct manager *m)
 		close(m->control_fd);
 		(void)unlink(m->control_path);
 	}
-	if (m->metrics_fd >= 0)
-		close(m->metrics_fd);
+	metrics_close(m);
 	if (m->psi_fd >= 0)
 		close(m->psi_fd);
 	if (m->timer_fd >= 0)
