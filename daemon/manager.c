@@ -119,6 +119,7 @@ struct client {
 	bool eof;                  /* the peer shut its side: answer what came, then close */
 	bool closing;              /* close once out is sent (a refused, too long line) */
 	uint64_t deadline_usec;    /* CLOCK_MONOTONIC: dropped then, unless it moved */
+	uint64_t line_start_usec;  /* when the first byte of the line in buf came */
 };
 
 struct manager {
@@ -1029,12 +1030,18 @@ static int client_watch(struct manager *m, struct client *c)
 	return 0;
 }
 
-/* Its deadline from its state now: a reply waiting or a request begun
- * must move within CLIENT_IO_USEC, an idle connection may wait
- * CLIENT_IDLE_USEC. Called after each bit of progress. */
+/* Its deadline from its state now, called after each bit of progress: a
+ * waiting reply must move within CLIENT_IO_USEC, a request line must end
+ * within CLIENT_IO_USEC of its first byte, an idle connection may wait
+ * CLIENT_IDLE_USEC. */
 static void client_rearm(struct client *c, uint64_t now)
 {
-	c->deadline_usec = now + (c->out_len > c->out_off || c->n > 0 ? CLIENT_IO_USEC : CLIENT_IDLE_USEC);
+	if (c->out_len > c->out_off)
+		c->deadline_usec = now + CLIENT_IO_USEC;
+	else if (c->n > 0)
+		c->deadline_usec = c->line_start_usec + CLIENT_IO_USEC;
+	else
+		c->deadline_usec = now + CLIENT_IDLE_USEC;
 }
 
 static void client_accept(struct manager *m)
@@ -1250,6 +1257,8 @@ static int client_process_lines(struct manager *m, struct client *c)
 			return r;
 		memmove(c->buf, nl + 1, c->n - len - 1);
 		c->n -= len + 1;
+		/* What is left came with the last read. */
+		c->line_start_usec = now_usec(CLOCK_MONOTONIC);
 	}
 	if (c->n == sizeof(c->buf) && !memchr(c->buf, '\n', c->n) && !c->closing) {
 		/* A line longer than any request: say so, then close. */
@@ -1291,7 +1300,11 @@ static void client_read(struct manager *m, struct client *c, uint32_t events)
 	 * forever: a client that keeps sending waits for the next round. */
 	while (r == 0 && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && !c->eof && !c->closing &&
 	       c->n < sizeof(c->buf) && c->out_len - c->out_off < CLIENT_OUT_HIGH && reads++ < 16) {
-		ssize_t k = recv(c->fd, c->buf + c->n, sizeof(c->buf) - c->n, MSG_DONTWAIT);
+		ssize_t k;
+
+		if (c->n == 0)
+			c->line_start_usec = now;
+		k = recv(c->fd, c->buf + c->n, sizeof(c->buf) - c->n, MSG_DONTWAIT);
 
 		if (k < 0 && errno == EINTR)
 			continue;
