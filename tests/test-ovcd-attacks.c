@@ -8,7 +8,9 @@
  *    the guest runs short of memory and must be deflated in time;
  *  - a slow reader of the metrics body;
  *  - a control client that pipelines 5000 status requests and never reads;
- *  - 64 idle control connections of a non-root uid, then root's reload.
+ *  - 64 idle control connections of a non-root uid, then root's reload;
+ *  - symlinks planted at the control socket's path in a directory anybody
+ *    may write (a second ovcd, without guests).
  * During each, a prober thread asks ovcd for its status every 50 ms over a
  * fresh control connection (as ovcctl does), as root: each reply's latency,
  * and the tick count it carries, give the control latency and the gaps
@@ -662,6 +664,70 @@ static void test_idle_connections_then_root_reload(void **state)
 	assert_true(refused >= 64 - 16);
 }
 
+/* A second ovcd (no guests) whose control socket's directory anybody may
+ * write: a symlink planted at the socket's path before it starts, and the
+ * socket swapped for a symlink before a reload, never make it chmod or
+ * chown the file they point to. */
+static void test_control_socket_symlinks(void **state)
+{
+	char dir[192], sock[256], victim[256], conf[256], log[256], out[4096];
+	struct stat st;
+	pid_t pid;
+	FILE *f;
+	int fd;
+
+	SKIP_IF_NEEDED();
+	snprintf(dir, sizeof(dir), "%s/open", F.dir);
+	snprintf(sock, sizeof(sock), "%s/ovcd.sock", dir);
+	snprintf(victim, sizeof(victim), "%s/victim", F.dir);
+	snprintf(conf, sizeof(conf), "%s/second.conf", F.dir);
+	snprintf(log, sizeof(log), "%s/second.log", F.dir);
+	assert_int_equal(mkdir(dir, 0777), 0);
+	assert_int_equal(chmod(dir, 0777), 0); /* no sticky bit: anyone may swap names */
+	fd = open(victim, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(symlink(victim, sock), 0);
+	f = fopen(conf, "we");
+	assert_non_null(f);
+	fprintf(f, "[ksm]\nenable = no\n[engine]\ndir =\n[control]\nsocket = %s\ngroup = kvm\n", sock);
+	fclose(f);
+
+	pid = ovcd_spawn(getenv("OVC_TEST_OVCD") ? getenv("OVC_TEST_OVCD") : OVCD_BIN,
+			 (char *[]){ "ovcd", "-c", conf, "--no-libvirt", NULL }, log, NULL);
+	assert_true(pid > 0);
+	for (int i = 0; i < 100 && !(lstat(sock, &st) == 0 && S_ISSOCK(st.st_mode)); i++)
+		msleep(50);
+	assert_int_equal(lstat(sock, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0660);
+	assert_int_equal(st.st_gid, F.kvm);
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_gid, 0);
+
+	/* The socket swapped for a symlink, then a reload. */
+	assert_int_equal(unlink(sock), 0);
+	assert_int_equal(symlink(victim, sock), 0);
+	assert_int_equal(kill(pid, SIGHUP), 0);
+	for (int i = 0; i < 100; i++) {
+		if (sh(out, sizeof(out), "grep -c 'configuration reloaded' %s", log) == 0)
+			break;
+		msleep(50);
+	}
+	assert_int_equal(stat(victim, &st), 0);
+	print_message("[  FIGURE  ] control socket swapped for a symlink, then reload: the target's mode %o, group %u\n",
+		      (unsigned)(st.st_mode & 07777), (unsigned)st.st_gid);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_gid, 0);
+	assert_int_equal(sh(out, sizeof(out), "grep -c 'is no longer the socket ovcd made' %s", log), 0);
+	/* At exit ovcd removes its socket, not what took its name. */
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	assert_int_equal(lstat(sock, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -670,6 +736,7 @@ int main(void)
 		cmocka_unit_test(test_slow_metrics_reader),
 		cmocka_unit_test(test_control_pipelining),
 		cmocka_unit_test(test_idle_connections_then_root_reload),
+		cmocka_unit_test(test_control_socket_symlinks),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
