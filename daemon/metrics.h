@@ -4,8 +4,8 @@
  * OpenMetrics parsers also read; the "# EOF" line ends an OpenMetrics
  * exposition and is a comment to Prometheus). Served on a loopback HTTP
  * port and/or written to a textfile for node_exporter's textfile
- * collector. Rendering is pure; the server and the file writer are used on
- * ovcd's main thread (the server on whichever thread drives it).
+ * collector. Rendering is pure (any thread); the file writer and the
+ * server run on ovcd's main thread, the server with no thread of its own.
  */
 #ifndef OVCD_METRICS_H
 #define OVCD_METRICS_H
