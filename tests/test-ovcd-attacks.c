@@ -52,9 +52,10 @@
 #include <ovc/ovc.h>
 
 #include "guest-harness.h"
-#include "ovcd-test.h"
 #include "../daemon/json-get.h"
 #include "host.h"
+#include "ovcd-client.h"
+#include "ovcd-test.h"
 #include "ovc-test.h"
 #include "util.h"
 
@@ -84,6 +85,11 @@ static struct fixture F;
 static uint64_t mono_us(void)
 {
 	return now_usec(CLOCK_MONOTONIC);
+}
+
+static void msleep(unsigned ms)
+{
+	(void)usleep(ms * 1000u);
 }
 
 static int unix_connect(const char *path)

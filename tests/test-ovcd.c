@@ -45,6 +45,7 @@
 #include "../daemon/json-get.h"
 #include "host.h"
 #include "ksm.h"
+#include "ovcd-client.h"
 #include "ovc-test.h"
 #include "util.h"
 
@@ -79,16 +80,21 @@ static struct fixture F;
 
 /* ---- helpers ---- */
 
+static uint64_t mono_ms(void)
+{
+	return now_usec(CLOCK_MONOTONIC) / 1000;
+}
+
+static void msleep(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
 /* `ovcctl --json CMD` as root; NULL when it fails. */
 static struct json_object *ctl_json(const char *cmd)
 {
-	static char out[1 << 20];
-	struct json_object *o;
-
-	if (sh(out, sizeof(out), "%s/ovcctl -s %s --json %s 2>/dev/null", OVCD_BIN, F.sock, cmd) != 0)
-		return NULL;
-	o = json_tokener_parse(out);
-	return o;
+	return ovcctl_json(OVCD_BIN, F.sock, cmd);
 }
 
 /* The invariant checked on every observation: never below the floor. */
