@@ -1690,7 +1690,7 @@ int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct 
 	}
 	m->opts = *opts;
 	m->cfg = cfg;
-	m->timer_fd = m->signal_fd = m->control_fd = m->metrics_fd = m->psi_fd = m->control_dirfd = -1;
+	m->timer_fd = m->signal_fd = m->control_fd = m->metrics_fd = m->psi_fd = -1;
 	m->timer.type = SRC_TIMER;
 	m->sig.type = SRC_SIGNAL;
 	m->control.type = SRC_CONTROL;
@@ -1698,6 +1698,7 @@ int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct 
 	m->psi.type = SRC_PSI;
 	m->start_usec = now_usec(CLOCK_MONOTONIC);
 	m->view.level = OVC_HOST_STEADY;
+	m->control_dirfd = -1;
 
 	m->epfd = epoll_create1(EPOLL_CLOEXEC);
 	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
