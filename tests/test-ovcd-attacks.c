@@ -7,7 +7,8 @@
  *  - slowloris on the metrics port (a request a byte every 0.8 s), while
  *    the guest runs short of memory and must be deflated in time;
  *  - a slow reader of the metrics body;
- *  - a control client that pipelines 5000 status requests and never reads;
+ *  - a control client that pipelines 5000 status requests and never reads,
+ *    and one that sends its request a byte a second;
  *  - 64 idle control connections of a non-root uid, then root's reload;
  *  - symlinks planted at the control socket's path in a directory anybody
  *    may write (a second ovcd, without guests).
@@ -334,6 +335,30 @@ static void *slow_reader_main(void *arg)
 	return NULL;
 }
 
+/* A control request a byte a second, never finished (until ovcd hangs up:
+ * then the time it took is in ->bytes, in ms, and ->cut is 1). */
+static void *control_trickle_main(void *arg)
+{
+	static const char req[] = "{\"version\":1,\"command\":\"status\"";
+	struct attacker *a = arg;
+	uint64_t t0 = mono_us();
+	int fd = unix_connect(F.sock);
+
+	for (size_t off = 0; fd >= 0 && !atomic_load(&a->stop); off++) {
+		char c = req[off % (sizeof(req) - 1)];
+
+		if (send(fd, &c, 1, MSG_NOSIGNAL) != 1 || recv(fd, &c, 1, MSG_DONTWAIT) == 0) {
+			a->cut = 1;
+			a->bytes = (mono_us() - t0) / 1000;
+			break;
+		}
+		msleep(1000);
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
 static void attacker_start(struct attacker *a, void *(*fn)(void *))
 {
 	memset(a, 0, sizeof(*a));
@@ -589,6 +614,7 @@ static void test_slow_metrics_reader(void **state)
 
 static void test_control_pipelining(void **state)
 {
+	struct attacker trickle;
 	pid_t pid;
 
 	SKIP_IF_NEEDED();
@@ -614,10 +640,16 @@ static void test_control_pipelining(void **state)
 			msleep(20);
 		}
 	}
+	/* And another that sends its request a byte a second. */
+	attacker_start(&trickle, control_trickle_main);
 	probe_start();
 	msleep(ATTACK_MS);
 	child_stop(pid);
+	attacker_stop(&trickle);
+	print_message("[  FIGURE  ] a control request sent a byte a second: %s after %lu ms\n",
+		      trickle.cut ? "dropped by ovcd" : "still open", (unsigned long)trickle.bytes);
 	probe_stop_and_check("a control client pipelining 5000 status requests, never reading");
+	assert_true(trickle.cut);
 }
 
 static void test_idle_connections_then_root_reload(void **state)
