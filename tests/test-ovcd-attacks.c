@@ -93,14 +93,20 @@ static void msleep(unsigned ms)
 	(void)usleep(ms * 1000u);
 }
 
+/* A blocking stream socket connected to @path, or -1 with errno (EAGAIN:
+ * the listen queue is full, as when ovcd stops accepting: the connect
+ * itself never waits). */
 static int unix_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	if (fd >= 0 && (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || fcntl(fd, F_SETFL, 0) < 0)) {
+		int e = errno;
+
 		close(fd);
+		errno = e;
 		return -1;
 	}
 	return fd;
@@ -180,6 +186,7 @@ static struct {
 	uint64_t n, failed, lat_max_us, lat_sum_us;
 	uint64_t ticks, tick_seen_us, gap_max_us, tick_changes;
 } probe = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static bool probing; /* its thread runs */
 
 static void *probe_main(void *arg)
 {
@@ -224,6 +231,7 @@ static void probe_start(void)
 	pthread_mutex_unlock(&probe.lock);
 	atomic_store(&probe.stop, false);
 	assert_int_equal(pthread_create(&probe.thread, NULL, probe_main, NULL), 0);
+	probing = true;
 }
 
 /* Stop the prober, print its figures for @what and check them. */
@@ -233,6 +241,7 @@ static void probe_stop_and_check(const char *what)
 
 	atomic_store(&probe.stop, true);
 	pthread_join(probe.thread, NULL);
+	probing = false;
 	/* The gap that was still open when it stopped counts too. */
 	if (probe.tick_seen_us)
 		probe.gap_max_us = MAX(probe.gap_max_us, mono_us() - probe.tick_seen_us);
@@ -359,16 +368,29 @@ static void *control_trickle_main(void *arg)
 	return NULL;
 }
 
+/* What runs during a test, stopped by cleanup() if the test fails. */
+static struct attacker *running[8];
+static pid_t children[4];
+
 static void attacker_start(struct attacker *a, void *(*fn)(void *))
 {
 	memset(a, 0, sizeof(*a));
 	assert_int_equal(pthread_create(&a->thread, NULL, fn, a), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(running); i++)
+		if (!running[i]) {
+			running[i] = a;
+			return;
+		}
+	fail_msg("too many attackers");
 }
 
 static void attacker_stop(struct attacker *a)
 {
 	atomic_store(&a->stop, true);
 	pthread_join(a->thread, NULL);
+	for (size_t i = 0; i < ARRAY_SIZE(running); i++)
+		if (running[i] == a)
+			running[i] = NULL;
 }
 
 /* A child as uid nobody, in ovcd's [control] group (so that it may
@@ -382,7 +404,13 @@ static pid_t child_as_nobody(void)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (setgroups(1, &F.kvm) < 0 || setgid(F.kvm) < 0 || setuid(NOBODY) < 0)
 			_exit(100);
+		return 0;
 	}
+	for (size_t i = 0; i < ARRAY_SIZE(children); i++)
+		if (!children[i]) {
+			children[i] = pid;
+			break;
+		}
 	return pid;
 }
 
@@ -390,6 +418,27 @@ static void child_stop(pid_t pid)
 {
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+	for (size_t i = 0; i < ARRAY_SIZE(children); i++)
+		if (children[i] == pid)
+			children[i] = 0;
+}
+
+/* After each test, passed or failed: nothing of it goes on. */
+static int cleanup(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(children); i++)
+		if (children[i])
+			child_stop(children[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(running); i++)
+		if (running[i])
+			attacker_stop(running[i]);
+	if (probing) {
+		atomic_store(&probe.stop, true);
+		pthread_join(probe.thread, NULL);
+		probing = false;
+	}
+	return 0;
 }
 
 /* ---- the guest running short ---- */
@@ -669,7 +718,12 @@ static void test_idle_connections_then_root_reload(void **state)
 		unsigned n_refused = 0;
 
 		for (int i = 0; i < 64; i++)
-			fds[i] = unix_connect(F.sock);
+			for (int try = 0; try < 100; try++) {
+				fds[i] = unix_connect(F.sock);
+				if (fds[i] >= 0 || errno != EAGAIN)
+					break;
+				msleep(10); /* the listen queue is full: ovcd accepts soon */
+			}
 		msleep(500);
 		/* A refused connection has its error line, or is closed. */
 		for (int i = 0; i < 64; i++) {
@@ -770,12 +824,12 @@ static void test_control_socket_symlinks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_baseline),
-		cmocka_unit_test(test_slowloris_metrics_guest_deflated),
-		cmocka_unit_test(test_slow_metrics_reader),
-		cmocka_unit_test(test_control_pipelining),
-		cmocka_unit_test(test_idle_connections_then_root_reload),
-		cmocka_unit_test(test_control_socket_symlinks),
+		cmocka_unit_test_teardown(test_baseline, cleanup),
+		cmocka_unit_test_teardown(test_slowloris_metrics_guest_deflated, cleanup),
+		cmocka_unit_test_teardown(test_slow_metrics_reader, cleanup),
+		cmocka_unit_test_teardown(test_control_pipelining, cleanup),
+		cmocka_unit_test_teardown(test_idle_connections_then_root_reload, cleanup),
+		cmocka_unit_test_teardown(test_control_socket_symlinks, cleanup),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
