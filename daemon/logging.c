@@ -67,14 +67,49 @@ bool ovcd_log_to_journal(void)
 	return target.journal;
 }
 
+size_t ovcd_log_escape(const char *in, char *out, size_t size)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (size == 0)
+		return 0;
+	for (; *in; in++) {
+		unsigned char c = (unsigned char)*in;
+		char esc[5];
+		size_t k = 0;
+
+		if (c == '\n' || c == '\r' || c == '\t') {
+			esc[k++] = '\\';
+			esc[k++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		} else if (c < 0x20 || c == 0x7f) {
+			esc[k++] = '\\';
+			esc[k++] = 'x';
+			esc[k++] = hex[c >> 4];
+			esc[k++] = hex[c & 15];
+		} else {
+			esc[k++] = (char)c;
+		}
+		if (o + k >= size)
+			break; /* cut before an escape, never inside one */
+		memcpy(out + o, esc, k);
+		o += k;
+	}
+	out[o] = '\0';
+	return o;
+}
+
 static void log_va(enum ovc_log_level level, const char *suffix, const char *fmt, va_list ap)
 {
-	char msg[2048], line[2200];
+	char raw[2048], msg[2048], line[2200];
 	int n;
 
 	if (level > target.level)
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* Guest names and QEMU's, libvirt's and engines' error texts end up
+	 * in here: one message is one line, whatever they hold. */
+	ovcd_log_escape(raw, msg, sizeof(msg));
 	if (target.journal)
 		n = snprintf(line, sizeof(line), "<%d>%s%s\n", (int)level, msg, suffix);
 	else

@@ -10,6 +10,11 @@
  * ovcd_log_open() on the main thread before any other thread exists.
  * ovcd_log() is safe from any thread (one write(2) per line).
  *
+ * A message is always one line: control characters in it (newlines
+ * included) are written escaped, as \n, \r, \t or \xNN, so that text from
+ * a peer (a guest's name, QEMU's or libvirt's error) can neither start a
+ * line of its own nor set a journal priority with "<N>".
+ *
  * Rate limiting is per object (a guest): struct ovcd_ratelimit lives in the
  * object and is used on the main thread only.
  */
@@ -30,6 +35,11 @@ enum ovc_log_level ovcd_log_level(void);
 bool ovcd_log_to_journal(void);
 
 void ovcd_log(enum ovc_log_level level, const char *fmt, ...) _printf_(2, 3);
+
+/* Copy @in to @out (@size bytes, NUL-terminated) with control characters
+ * and DEL escaped as above; cut at @size, never inside an escape. Returns
+ * the length written. */
+size_t ovcd_log_escape(const char *in, char *out, size_t size);
 
 /* A struct ovc_logger that sends library and driver messages here. */
 const struct ovc_logger *ovcd_logger(void);

@@ -46,7 +46,19 @@
 
 /* QMP directories, libvirt, and the engines' directory. */
 #define MAX_DRIVERS (OVCD_MAX_QMP_DIRS + 2)
+/* Control clients: at most MAX_CLIENTS at once, CLIENTS_PER_UID of one
+ * uid, and the last ROOT_SLOTS for root alone, so that root's ovcctl gets
+ * in whoever else holds connections. Replies wait in a client's output
+ * queue; above CLIENT_OUT_HIGH its requests are left unread until it
+ * reads. A client is dropped when it sends nothing for CLIENT_IDLE_USEC,
+ * takes longer than CLIENT_IO_USEC to finish a request line, or reads
+ * nothing of a queued reply for CLIENT_IO_USEC (docs in ovcd(8)). */
 #define MAX_CLIENTS 64
+#define CLIENTS_PER_UID 16
+#define ROOT_SLOTS 4
+#define CLIENT_OUT_HIGH (256u << 10)
+#define CLIENT_IDLE_USEC (60 * USEC_PER_SEC)
+#define CLIENT_IO_USEC (5 * USEC_PER_SEC)
 #define LIBVIRT_SOCKET "/run/libvirt/libvirt-sock"
 
 enum source_type {
@@ -90,6 +102,8 @@ struct mguest {
 	struct ovcd_ratelimit rl;
 };
 
+/* A control client: a non-blocking state machine in the loop. Requests
+ * are read into buf and answered in order into out; nothing waits. */
 struct client {
 	struct source src;
 	int fd;
@@ -97,8 +111,15 @@ struct client {
 	gid_t gid;
 	gid_t groups[64];
 	size_t n_groups;
-	size_t n;
+	size_t n;                  /* bytes in buf: at most one partial line after processing */
 	char buf[OVCD_REQUEST_MAX + 2];
+	char *out;                 /* replies not yet sent: out[out_off, out_len) */
+	size_t out_off, out_len, out_cap;
+	uint32_t events;           /* what epoll watches for it now */
+	bool eof;                  /* the peer shut its side: answer what came, then close */
+	bool closing;              /* close once out is sent (a refused, too long line) */
+	uint64_t deadline_usec;    /* CLOCK_MONOTONIC: dropped then, unless it moved */
+	uint64_t line_start_usec;  /* when the first byte of the line in buf came */
 };
 
 struct manager {
@@ -108,6 +129,10 @@ struct manager {
 	struct source timer, sig, control, metrics, psi;
 	int timer_fd, signal_fd, control_fd, metrics_fd, psi_fd;
 	char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int control_dirfd;         /* its directory, O_PATH */
+	const char *control_name;  /* its name in there (in control_path) */
+	dev_t control_dev;         /* the socket file ovcd made, to know it again */
+	ino_t control_ino;
 	bool has_gid;
 	gid_t gid;
 
@@ -120,6 +145,7 @@ struct manager {
 	size_t n_guests, cap_guests;
 
 	struct client *clients[MAX_CLIENTS];
+	struct ovcd_ratelimit control_rl;
 
 	bool ksm_saved_valid, ksm_touched;
 	struct ovc_ksm_knobs ksm_saved;
@@ -131,6 +157,7 @@ struct manager {
 	struct ovcd_ratelimit host_rl;
 	char *metrics_text;
 	size_t metrics_len;
+	struct ovcd_metrics_server *http; /* metrics_fd is its epoll fd */
 	bool ready, quit;
 	char last_status[256];
 	uint64_t last_status_usec;
@@ -764,11 +791,35 @@ static void psi_open(struct manager *m)
 
 /* ---- metrics listener ---- */
 
+/* The body of GET /metrics: the text the last tick rendered. */
+static void metrics_body(void *userdata, const char **text, size_t *len)
+{
+	struct manager *m = userdata;
+
+	*text = m->metrics_text ? m->metrics_text : "";
+	*len = m->metrics_text ? m->metrics_len : 0;
+}
+
+static void metrics_close(struct manager *m)
+{
+	if (m->metrics_fd >= 0)
+		(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->metrics_fd, NULL);
+	m->metrics_fd = -1; /* the server's own */
+	ovcd_metrics_server_free(m->http);
+	m->http = NULL;
+}
+
 static void metrics_open(struct manager *m)
 {
-	int fd;
+	static const struct ovcd_metrics_limits lim = {
+		.max_connections = OVCD_METRICS_MAX_CONNECTIONS,
+		.max_per_address = OVCD_METRICS_MAX_PER_ADDRESS,
+		.idle_timeout_sec = OVCD_METRICS_IDLE_TIMEOUT_SEC,
+		.deadline_usec = OVCD_METRICS_DEADLINE_USEC,
+	};
+	int fd, r;
 
-	unwatch_close(m, &m->metrics_fd);
+	metrics_close(m);
 	if (!m->cfg->metrics.listen[0])
 		return;
 	fd = ovcd_metrics_listen(m->cfg->metrics.listen);
@@ -777,11 +828,20 @@ static void metrics_open(struct manager *m)
 			 fd == -EADDRNOTAVAIL ? "not a loopback address" : strerror(-fd));
 		return;
 	}
-	m->metrics_fd = fd;
-	if (watch(m, fd, EPOLLIN, &m->metrics) < 0)
-		unwatch_close(m, &m->metrics_fd);
-	else
-		dlog_info("metrics on http://%s/metrics", m->cfg->metrics.listen);
+	r = ovcd_metrics_server_new(fd, &lim, metrics_body, m, &m->http);
+	if (r < 0) {
+		dlog_err("cannot serve metrics on %s: %s", m->cfg->metrics.listen, strerror(-r));
+		close(fd);
+		return;
+	}
+	m->metrics_fd = ovcd_metrics_server_fd(m->http);
+	if (m->metrics_fd < 0 || watch(m, m->metrics_fd, EPOLLIN, &m->metrics) < 0) {
+		dlog_err("cannot serve metrics on %s: no epoll fd", m->cfg->metrics.listen);
+		m->metrics_fd = -1;
+		metrics_close(m);
+		return;
+	}
+	dlog_info("metrics on http://%s/metrics", m->cfg->metrics.listen);
 }
 
 /* ---- control socket ---- */
@@ -804,12 +864,84 @@ static int resolve_group(struct manager *m, const struct ovc_config *cfg)
 	return 0;
 }
 
+/* Mode 0660, owner root, group [control] group, applied to the socket
+ * file @name in @dirfd only if it is a socket and (once ovcd made one) the
+ * one ovcd made: never through a symlink or onto a file someone swapped in. */
+static void control_chown_at(struct manager *m, int dirfd, const char *name)
+{
+	char proc[64];
+	struct stat st;
+	int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		dlog_warning("control socket %s: %s", m->control_path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISSOCK(st.st_mode) ||
+	    (m->control_ino && (st.st_dev != m->control_dev || st.st_ino != m->control_ino))) {
+		dlog_warning("control socket %s is no longer the socket ovcd made: its mode and owner are left "
+			     "alone (restart ovcd to make a new one)",
+			     m->control_path);
+		goto out;
+	}
+	/* On the inode the O_PATH fd holds, never a path looked up again. */
+	if (fchownat(fd, "", 0, m->has_gid ? m->gid : 0, AT_EMPTY_PATH) < 0)
+		dlog_warning("chown %s: %s", m->control_path, strerror(errno));
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (chmod(proc, 0660) < 0)
+		dlog_warning("chmod %s: %s", m->control_path, strerror(errno));
+out:
+	if (fd >= 0)
+		close(fd);
+}
+
 static void control_chown(struct manager *m)
 {
-	if (chmod(m->control_path, 0660) < 0)
-		dlog_warning("chmod %s: %s", m->control_path, strerror(errno));
-	if (chown(m->control_path, 0, m->has_gid ? m->gid : 0) < 0)
-		dlog_warning("chown %s: %s", m->control_path, strerror(errno));
+	control_chown_at(m, m->control_dirfd, m->control_name);
+}
+
+/* Bind the socket in a private directory (root's, 0700) next to its final
+ * place, set its owner and mode there where nobody else can reach it, and
+ * rename it into place: whoever may write [control] socket's directory
+ * never gets a moment to swap the file under chmod/chown, and never sees
+ * it with another mode. */
+static int control_bind(struct manager *m, int dirfd, const char *name, int fd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char priv[64], tmpl[96];
+	struct stat st;
+	int pfd = -1, r;
+
+	snprintf(tmpl, sizeof(tmpl), "/proc/self/fd/%d/.ovcd-XXXXXX", dirfd);
+	if (!mkdtemp(tmpl))
+		return negative_errno();
+	snprintf(priv, sizeof(priv), "%s", strrchr(tmpl, '/') + 1);
+	pfd = openat(dirfd, priv, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0 || fstat(pfd, &st) < 0) {
+		r = negative_errno();
+		goto out;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+		r = -EPERM; /* not the directory mkdtemp made */
+		goto out;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/s", pfd);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    fstatat(pfd, "s", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = negative_errno();
+		goto out;
+	}
+	m->control_dev = st.st_dev;
+	m->control_ino = st.st_ino;
+	control_chown_at(m, pfd, "s");
+	r = listen(fd, 16) < 0 || renameat(pfd, "s", dirfd, name) < 0 ? negative_errno() : 0;
+out:
+	if (pfd >= 0) {
+		(void)unlinkat(pfd, "s", 0);
+		close(pfd);
+	}
+	(void)unlinkat(dirfd, priv, AT_REMOVEDIR);
+	return r;
 }
 
 static int control_open(struct manager *m)
@@ -827,44 +959,44 @@ static int control_open(struct manager *m)
 	strcpy(sa.sun_path, path);
 	strcpy(dir, path);
 	slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-			dlog_err("cannot create %s: %s", dir, strerror(errno));
-			return negative_errno();
-		}
+	if (!slash || !slash[1]) {
+		dlog_err("control socket path is not absolute or names no file: %s", path);
+		return -EINVAL;
+	}
+	*slash = '\0';
+	if (dir[0] && mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		dlog_err("cannot create %s: %s", dir, strerror(errno));
+		return negative_errno();
+	}
+	snprintf(m->control_path, sizeof(m->control_path), "%s", path);
+	m->control_name = m->control_path + (slash - dir) + 1;
+	m->control_dirfd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (m->control_dirfd < 0) {
+		r = negative_errno();
+		dlog_err("cannot open %s: %s", dir, strerror(-r));
+		return r;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return negative_errno();
 	/* A socket that answers belongs to a running ovcd: never steal it. A
-	 * dead one is left from a crash: replace it. */
+	 * dead one is left from a crash: the rename below replaces it. */
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
 		close(fd);
 		dlog_err("another ovcd is running on %s", path);
 		return -EADDRINUSE;
 	}
 	close(fd);
-	(void)unlink(path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return negative_errno();
-	{
-		/* Never a moment with the socket open to everybody. */
-		mode_t old = umask(0117);
-
-		r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-		umask(old);
-	}
-	if (r < 0 || listen(fd, 16) < 0) {
-		r = negative_errno();
+	r = control_bind(m, m->control_dirfd, m->control_name, fd);
+	if (r < 0) {
 		dlog_err("cannot listen on %s: %s", path, strerror(-r));
 		close(fd);
 		return r;
 	}
-	snprintf(m->control_path, sizeof(m->control_path), "%s", path);
 	m->control_fd = fd;
-	control_chown(m);
 	return watch(m, fd, EPOLLIN, &m->control);
 }
 
@@ -874,31 +1006,94 @@ static void client_close(struct manager *m, struct client *c)
 		if (m->clients[i] == c)
 			m->clients[i] = NULL;
 	unwatch_close(m, &c->fd);
+	free(c->out);
 	free(c);
+}
+
+/* Watch for what the client's state needs: input while it may send more
+ * and its replies are not piling up, output while replies wait. */
+static int client_watch(struct manager *m, struct client *c)
+{
+	uint32_t ev = 0;
+	struct epoll_event e = { .data.ptr = &c->src };
+
+	if (!c->eof && !c->closing && c->out_len - c->out_off < CLIENT_OUT_HIGH && c->n < sizeof(c->buf))
+		ev |= EPOLLIN | EPOLLRDHUP;
+	if (c->out_len > c->out_off)
+		ev |= EPOLLOUT;
+	if (ev == c->events)
+		return 0;
+	e.events = ev;
+	if (epoll_ctl(m->epfd, EPOLL_CTL_MOD, c->fd, &e) < 0)
+		return negative_errno();
+	c->events = ev;
+	return 0;
+}
+
+/* Its deadline from its state now, called after each bit of progress: a
+ * waiting reply must move within CLIENT_IO_USEC, a request line must end
+ * within CLIENT_IO_USEC of its first byte, an idle connection may wait
+ * CLIENT_IDLE_USEC. */
+static void client_rearm(struct client *c, uint64_t now)
+{
+	if (c->out_len > c->out_off)
+		c->deadline_usec = now + CLIENT_IO_USEC;
+	else if (c->n > 0)
+		c->deadline_usec = c->line_start_usec + CLIENT_IO_USEC;
+	else
+		c->deadline_usec = now + CLIENT_IDLE_USEC;
 }
 
 static void client_accept(struct manager *m)
 {
-	for (;;) {
+	/* What one wakeup takes; the rest waits for the next round. */
+	for (unsigned round = 0; round < MAX_CLIENTS; round++) {
 		int fd = accept4(m->control_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
-		struct client *c;
-		size_t slot;
+		struct client *c = NULL;
+		size_t slot = MAX_CLIENTS, total = 0, same = 0, others = 0;
+		const char *why = NULL;
 
 		if (fd < 0)
 			return;
-		for (slot = 0; slot < MAX_CLIENTS && m->clients[slot]; slot++)
-			;
-		c = slot < MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
-		if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-			char *e = ovcd_reply_error("too many control connections");
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+			close(fd);
+			continue;
+		}
+		for (size_t i = 0; i < MAX_CLIENTS; i++) {
+			if (!m->clients[i]) {
+				if (slot == MAX_CLIENTS)
+					slot = i;
+				continue;
+			}
+			total++;
+			if (m->clients[i]->uid == cred.uid)
+				same++;
+			if (m->clients[i]->uid != 0)
+				others++;
+		}
+		if (total >= MAX_CLIENTS)
+			why = "too many control connections";
+		else if (cred.uid != 0 && same >= CLIENTS_PER_UID)
+			why = "too many control connections from this user";
+		else if (cred.uid != 0 && others >= MAX_CLIENTS - ROOT_SLOTS)
+			why = "too many control connections (the last ones are kept for root)";
+		else if (!(c = calloc(1, sizeof(*c))))
+			why = "out of memory";
+		if (why) {
+			char *e = ovcd_reply_error(why);
+			unsigned suppressed = 0;
 
+			/* A fresh socket's buffer takes one short line. */
 			if (e)
 				(void)!send(fd, e, strlen(e), MSG_NOSIGNAL | MSG_DONTWAIT);
 			free(e);
-			free(c);
 			close(fd);
+			if (ovcd_ratelimit_check(&m->control_rl, now_usec(CLOCK_MONOTONIC), OVCD_RATELIMIT_INTERVAL_USEC,
+						 OVCD_RATELIMIT_BURST, &suppressed))
+				dlog_warning("control: refused a connection from uid %u: %s (%u more refused)",
+					     (unsigned)cred.uid, why, suppressed);
 			continue;
 		}
 		c->src.type = SRC_CLIENT;
@@ -910,8 +1105,10 @@ static void client_accept(struct manager *m)
 		len = sizeof(c->groups);
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
 			c->n_groups = len / sizeof(gid_t);
+		c->events = EPOLLIN | EPOLLRDHUP;
+		client_rearm(c, now_usec(CLOCK_MONOTONIC));
 		m->clients[slot] = c;
-		if (watch(m, fd, EPOLLIN | EPOLLRDHUP, &c->src) < 0)
+		if (watch(m, fd, c->events, &c->src) < 0)
 			client_close(m, c);
 	}
 }
@@ -998,69 +1195,167 @@ static char *handle_request(struct manager *m, struct client *c, const char *lin
 	return ovcd_reply_error("unknown command");
 }
 
-static void client_send(struct client *c, const char *s)
+/* Queue @s (a reply line) after the replies already waiting. */
+static int client_send(struct client *c, const char *s)
 {
 	size_t len = strlen(s);
-	int flags = fcntl(c->fd, F_GETFL);
 
-	/* Replies are small; a client that does not read them blocks only
-	 * itself, for at most the send timeout. */
-	struct timeval tv = { .tv_sec = 2 };
-	(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (flags >= 0)
-		(void)fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
-	while (len > 0) {
-		ssize_t w = send(c->fd, s, len, MSG_NOSIGNAL);
+	if (c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
+	if (c->out_len + len > c->out_cap) {
+		size_t cap = MAX(c->out_cap * 2, c->out_len + len);
+		char *p;
+
+		if (c->out_off > 0) {
+			/* Make room at the front first. */
+			memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+			c->out_len -= c->out_off;
+			c->out_off = 0;
+		}
+		if (c->out_len + len > c->out_cap) {
+			p = realloc(c->out, cap);
+			if (!p)
+				return -ENOMEM;
+			c->out = p;
+			c->out_cap = cap;
+		}
+	}
+	memcpy(c->out + c->out_len, s, len);
+	c->out_len += len;
+	return 0;
+}
+
+/* Send what the socket takes now. 0, or -errno: drop the client. */
+static int client_flush(struct client *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			break;
+			return errno == EAGAIN ? 0 : negative_errno();
 		}
-		s += w;
-		len -= (size_t)w;
+		c->out_off += (size_t)w;
 	}
-	if (flags >= 0)
-		(void)fcntl(c->fd, F_SETFL, flags);
+	return 0;
 }
 
-static void client_read(struct manager *m, struct client *c)
+/* Answer the complete lines in buf while the output queue has room.
+ * -errno: drop the client. */
+static int client_process_lines(struct manager *m, struct client *c)
 {
-	for (;;) {
-		ssize_t r = recv(c->fd, c->buf + c->n, sizeof(c->buf) - c->n, 0);
-		char *nl;
+	char *nl;
 
-		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-			client_close(m, c);
-			return;
-		}
+	while (c->out_len - c->out_off < CLIENT_OUT_HIGH && !c->closing && (nl = memchr(c->buf, '\n', c->n))) {
+		size_t len = (size_t)(nl - c->buf);
+		char *reply = handle_request(m, c, c->buf, len > 0 && c->buf[len - 1] == '\r' ? len - 1 : len);
+		int r = reply ? client_send(c, reply) : -ENOMEM;
+
+		free(reply);
 		if (r < 0)
-			return;
-		c->n += (size_t)r;
-		while ((nl = memchr(c->buf, '\n', c->n))) {
-			size_t len = (size_t)(nl - c->buf);
-			char *reply = handle_request(m, c, c->buf, len > 0 && c->buf[len - 1] == '\r' ? len - 1 : len);
-
-			if (reply)
-				client_send(c, reply);
-			free(reply);
-			memmove(c->buf, nl + 1, c->n - len - 1);
-			c->n -= len + 1;
-		}
-		if (c->n == sizeof(c->buf)) {
-			char err[OVCD_ERROR_MAX];
-			struct ovcd_request req;
-			char *reply;
-
-			(void)ovcd_request_parse(c->buf, OVCD_REQUEST_MAX + 1, &req, err, sizeof(err));
-			reply = ovcd_reply_error(err);
-			if (reply)
-				client_send(c, reply);
-			free(reply);
-			client_close(m, c);
-			return;
-		}
+			return r;
+		memmove(c->buf, nl + 1, c->n - len - 1);
+		c->n -= len + 1;
+		/* What is left came with the last read. */
+		c->line_start_usec = now_usec(CLOCK_MONOTONIC);
 	}
+	if (c->n == sizeof(c->buf) && !memchr(c->buf, '\n', c->n) && !c->closing) {
+		/* A line longer than any request: say so, then close. */
+		char err[OVCD_ERROR_MAX];
+		struct ovcd_request req;
+		char *reply;
+		int r;
+
+		(void)ovcd_request_parse(c->buf, OVCD_REQUEST_MAX + 1, &req, err, sizeof(err));
+		reply = ovcd_reply_error(err);
+		r = reply ? client_send(c, reply) : -ENOMEM;
+		free(reply);
+		c->closing = true;
+		c->n = 0;
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void client_read(struct manager *m, struct client *c, uint32_t events)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	bool moved = false;
+	unsigned reads = 0;
+	int r = 0;
+
+	if (events & EPOLLERR) {
+		client_close(m, c);
+		return;
+	}
+	if (events & EPOLLOUT) {
+		size_t off = c->out_off;
+
+		r = client_flush(c);
+		moved = c->out_off != off;
+	}
+	/* Read while there is room for a line and for its reply, and not
+	 * forever: a client that keeps sending waits for the next round. */
+	while (r == 0 && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && !c->eof && !c->closing &&
+	       c->n < sizeof(c->buf) && c->out_len - c->out_off < CLIENT_OUT_HIGH && reads++ < 16) {
+		ssize_t k;
+
+		if (c->n == 0)
+			c->line_start_usec = now;
+		k = recv(c->fd, c->buf + c->n, sizeof(c->buf) - c->n, MSG_DONTWAIT);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			if (errno != EAGAIN)
+				r = negative_errno();
+			break;
+		}
+		moved = true;
+		if (k == 0)
+			c->eof = true;
+		c->n += (size_t)k;
+		r = client_process_lines(m, c);
+	}
+	/* Lines left unanswered while the queue was full. */
+	if (r == 0)
+		r = client_process_lines(m, c);
+	if (r == 0)
+		r = client_flush(c);
+	if (r < 0 || ((c->eof || c->closing) && c->out_off == c->out_len)) {
+		client_close(m, c);
+		return;
+	}
+	if (moved)
+		client_rearm(c, now);
+	if (client_watch(m, c) < 0)
+		client_close(m, c);
+}
+
+/* Drop the clients past their deadline; the time until the next one's,
+ * in ms, or -1. */
+static int clients_expire(struct manager *m)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
+
+	for (size_t i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = m->clients[i];
+
+		if (!c)
+			continue;
+		if (now >= c->deadline_usec) {
+			dlog_debug("control: dropped a connection of uid %u: %s", (unsigned)c->uid,
+				   c->out_len > c->out_off ? "it does not read its replies"
+				   : c->n > 0		   ? "its request did not end"
+							   : "idle");
+			client_close(m, c);
+			continue;
+		}
+		next = MIN(next, c->deadline_usec - now);
+	}
+	return next == UINT64_MAX ? -1 : (int)MIN((next + 999) / 1000, (uint64_t)INT32_MAX);
 }
 
 /* ---- reload ---- */
@@ -1118,9 +1413,10 @@ static int reload(struct manager *m, char **ret_errors)
 		m->guests[i].v.pin_bytes = 0;
 	}
 	dlog_notice("configuration reloaded from %s", m->cfg->path);
-	/* Tick now on the new config; the timer restarts from here. */
-	tick(m);
-	(void)arm_timer(m, m->cfg->host.interval_usec);
+	/* A tick on the new config at once, from the loop: the timer fires
+	 * now and every interval from here. Whoever asked for the reload
+	 * (ovcctl) has its reply before that tick runs. */
+	(void)arm_timer(m, 0);
 	sd_notify(0, "READY=1");
 	return 0;
 }
@@ -1402,6 +1698,7 @@ int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct 
 	m->psi.type = SRC_PSI;
 	m->start_usec = now_usec(CLOCK_MONOTONIC);
 	m->view.level = OVC_HOST_STEADY;
+	m->control_dirfd = -1;
 
 	m->epfd = epoll_create1(EPOLL_CLOEXEC);
 	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -1464,6 +1761,18 @@ int manager_run(struct manager *m)
 			if (t >= 0 && (timeout < 0 || t < timeout))
 				timeout = t;
 		}
+		if (m->http) {
+			int t = ovcd_metrics_server_timeout_msec(m->http);
+
+			if (t >= 0 && (timeout < 0 || t < timeout))
+				timeout = t;
+		}
+		{
+			int t = clients_expire(m);
+
+			if (t >= 0 && (timeout < 0 || t < timeout))
+				timeout = t;
+		}
 		n = epoll_wait(m->epfd, evs, ARRAY_SIZE(evs), timeout);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -1492,19 +1801,16 @@ int manager_run(struct manager *m)
 				client_accept(m);
 				break;
 			case SRC_CLIENT:
-				client_read(m, (struct client *)src);
+				client_read(m, (struct client *)src, evs[i].events);
 				/* A reply may have freed other clients? No:
 				 * only this one. Later events of it this round
 				 * are impossible (one fd, one event). */
 				break;
-			case SRC_METRICS: {
-				int fd = accept4(m->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
-
-				if (fd >= 0)
-					ovcd_metrics_serve(fd, m->metrics_text ? m->metrics_text : "",
-							   m->metrics_text ? m->metrics_len : 0);
+			case SRC_METRICS:
+				/* Never waits: MHD's sockets are non-blocking. */
+				if (m->http)
+					ovcd_metrics_server_process(m->http);
 				break;
-			}
 			case SRC_PSI:
 				if (evs[i].events & EPOLLERR) {
 					dlog_warning("memory PSI trigger went away");
@@ -1520,6 +1826,9 @@ int manager_run(struct manager *m)
 				break;
 			}
 		}
+		/* Its timeouts: idle connections, deadlines. */
+		if (m->http && ovcd_metrics_server_timeout_msec(m->http) == 0)
+			ovcd_metrics_server_process(m->http);
 	}
 	sd_notify(0, "STOPPING=1");
 	return 0;
@@ -1536,11 +1845,17 @@ void manager_free(struct manager *m)
 	for (size_t i = 0; i < m->n_drivers; i++)
 		ovc_balloon_free(m->drivers[i].b);
 	if (m->control_fd >= 0) {
+		struct stat st;
+
 		close(m->control_fd);
-		(void)unlink(m->control_path);
+		/* Only the file ovcd made: another may have taken the name. */
+		if (fstatat(m->control_dirfd, m->control_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_dev == m->control_dev && st.st_ino == m->control_ino)
+			(void)unlinkat(m->control_dirfd, m->control_name, 0);
 	}
-	if (m->metrics_fd >= 0)
-		close(m->metrics_fd);
+	if (m->control_dirfd >= 0)
+		close(m->control_dirfd);
+	metrics_close(m);
 	if (m->psi_fd >= 0)
 		close(m->psi_fd);
 	if (m->timer_fd >= 0)

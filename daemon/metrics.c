@@ -1,11 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Metrics: rendering (pure), the textfile writer and a minimal loopback
- * HTTP server; see metrics.h. Main thread only for the I/O parts.
- *
- * The HTTP side is deliberately small: one request per connection, served
- * synchronously with a 1 s receive timeout. It listens on loopback only, so
- * the peers are local scrapers; a slow one costs at most that second.
+ * Metrics: rendering (pure), the textfile writer and the loopback
+ * listener; see metrics.h. Main thread only for the I/O parts. The HTTP
+ * transport on that listener is metrics-http.c.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,7 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 
 #include "metrics.h"
 #include "util.h"
@@ -275,66 +271,4 @@ int ovcd_metrics_listen(const char *listen_addr)
 out:
 	freeaddrinfo(ai);
 	return r;
-}
-
-static void send_all(int fd, const char *s, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = send(fd, s, len, MSG_NOSIGNAL);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		s += w;
-		len -= (size_t)w;
-	}
-}
-
-void ovcd_metrics_serve(int fd, const char *text, size_t len)
-{
-	struct timeval tv = { .tv_sec = 1 };
-	char req[2048], hdr[256];
-	size_t n = 0;
-	int flags = fcntl(fd, F_GETFL);
-
-	if (flags >= 0)
-		(void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	while (n < sizeof(req) - 1) {
-		ssize_t r = recv(fd, req + n, sizeof(req) - 1 - n, 0);
-
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-		req[n] = '\0';
-		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-			break;
-	}
-	req[n] = '\0';
-	if (strncmp(req, "GET ", 4) != 0 && strncmp(req, "HEAD ", 5) != 0) {
-		static const char r405[] = "HTTP/1.0 405 Method Not Allowed\r\nAllow: GET, HEAD\r\n"
-					   "Content-Length: 0\r\nConnection: close\r\n\r\n";
-		send_all(fd, r405, sizeof(r405) - 1);
-	} else {
-		const char *path = strchr(req, ' ') + 1;
-
-		if (strncmp(path, "/metrics ", 9) != 0 && strncmp(path, "/metrics?", 9) != 0 &&
-		    strncmp(path, "/ ", 2) != 0) {
-			static const char r404[] = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n"
-						   "Connection: close\r\n\r\n";
-			send_all(fd, r404, sizeof(r404) - 1);
-		} else {
-			int h = snprintf(hdr, sizeof(hdr),
-					 "HTTP/1.0 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-					 "Connection: close\r\n\r\n",
-					 OVCD_METRICS_CONTENT_TYPE, len);
-			send_all(fd, hdr, (size_t)h);
-			if (req[0] == 'G')
-				send_all(fd, text, len);
-		}
-	}
-	close(fd);
 }

@@ -1095,13 +1095,23 @@ int ovc_config_load(const char *path, struct ovc_config **ret, char **ret_errors
 
 	if (!path || !ret)
 		return -EINVAL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO put at @path must not hang the open (and with
+	 * it ovcd's loop on reload); it is refused below. Symlinks are
+	 * followed: an admin may link /etc/ovc/ovcd.conf to where config
+	 * management keeps it; the path is root's choice, on root's
+	 * directories (ovcd.conf(5)). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return errors_text(ret_errors, path, negative_errno());
 	if (fstat(fd, &st) < 0)
 		return errors_text(ret_errors, path, negative_errno());
-	if (!S_ISREG(st.st_mode))
-		return errors_text(ret_errors, path, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL);
+	if (S_ISDIR(st.st_mode))
+		return errors_text(ret_errors, path, -EISDIR);
+	if (!S_ISREG(st.st_mode)) {
+		if (ret_errors && asprintf(ret_errors, "%s: cannot read: not a regular file\n", path) < 0)
+			*ret_errors = NULL;
+		return -EINVAL;
+	}
 	/* Read one byte past the limit so that the parser reports the size. */
 	buf = malloc(CONFIG_MAX_BYTES + 1);
 	if (!buf)

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <ovc/common.h>
 
@@ -612,6 +614,23 @@ static void test_api_misuse_and_files(void **state)
 	assert_int_equal(ovc_config_load("/", &c, &errors), -EISDIR);
 	free(errors);
 	errors = NULL;
+	/* A FIFO with no writer: refused at once (an open without
+	 * O_NONBLOCK would wait for a writer forever). */
+	{
+		char fifo[] = "/tmp/ovc-test-config-fifo-XXXXXX", path_buf[64];
+
+		assert_non_null(mkdtemp(fifo));
+		assert_true(strlen(fifo) + 6 < sizeof(path_buf));
+		snprintf(path_buf, sizeof(path_buf), "%s/conf", fifo);
+		assert_int_equal(mkfifo(path_buf, 0600), 0);
+		assert_int_equal(ovc_config_load(path_buf, &c, &errors), -EINVAL);
+		assert_null(c);
+		assert_non_null(strstr(errors, "/conf: cannot read: not a regular file\n"));
+		free(errors);
+		errors = NULL;
+		unlink(path_buf);
+		rmdir(fifo);
+	}
 
 	char path[] = "/tmp/ovc-test-config-XXXXXX";
 	int fd = mkstemp(path);

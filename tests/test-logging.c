@@ -2,8 +2,9 @@
 /*
  * unit: ovcd's logging (daemon/logging.c): plain "ovcd: LEVEL: text" lines,
  * "<N>" priority prefixes when stderr is the journal ($JOURNAL_STREAM names
- * it), level filtering, and the per-guest rate limit with its count of
- * suppressed messages.
+ * it), level filtering, control characters escaped (a peer's text cannot
+ * start a line or forge a journal priority), and the per-guest rate limit
+ * with its count of suppressed messages.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -63,6 +64,33 @@ static void test_plain_and_journal(void **state)
 				 "<6>shown\n");
 }
 
+static void emit_hostile(void)
+{
+	ovcd_log_open("ovcd", OVC_LOG_INFO);
+	/* A guest name as a compromised QEMU could report it. */
+	dlog_info("guest '%s' (qmp): max 1GiB", "web1'\n<0>forged emergency\r\x1b[2J\x7f\t\\");
+}
+
+static void test_escaped(void **state)
+{
+	static const char expect[] = "guest 'web1'\\n<0>forged emergency\\r\\x1b[2J\\x7f\\t\\' (qmp): max 1GiB\n";
+	char *out = capture(emit_hostile, true);
+	char small[8];
+
+	assert_string_equal(out, "<6>" "guest 'web1'\\n<0>forged emergency\\r\\x1b[2J\\x7f\\t\\' (qmp): max 1GiB\n");
+	out = capture(emit_hostile, false);
+	assert_int_equal(strlen(out), strlen("ovcd: info: ") + sizeof(expect) - 1);
+	assert_string_equal(out + strlen("ovcd: info: "), expect);
+	assert_int_equal(strchr(out, '\n') - out, (long)strlen(out) - 1); /* one line */
+	/* Cut before an escape, not in it. */
+	assert_int_equal(ovcd_log_escape("abcdef\n", small, sizeof(small)), 6);
+	assert_string_equal(small, "abcdef");
+	assert_int_equal(ovcd_log_escape("abcd\x01", small, sizeof(small)), 4);
+	assert_string_equal(small, "abcd");
+	assert_int_equal(ovcd_log_escape("ab\x01", small, sizeof(small)), 6);
+	assert_string_equal(small, "ab\\x01");
+}
+
 static void test_ratelimit(void **state)
 {
 	struct ovcd_ratelimit rl = { 0 };
@@ -105,6 +133,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plain_and_journal),
+		cmocka_unit_test(test_escaped),
 		cmocka_unit_test(test_ratelimit),
 		cmocka_unit_test(test_guest_ratelimited),
 	};

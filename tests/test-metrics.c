@@ -2,14 +2,20 @@
 /*
  * unit: ovcd's metrics (daemon/metrics.c): the text exposition format
  * (every sample line preceded by its HELP and TYPE, label values escaped,
- * unknown values left out, "# EOF" last), the atomic textfile writer, and
- * the loopback-only listener.
+ * unknown values left out, "# EOF" last), the atomic textfile writer, the
+ * loopback-only listener, and the HTTP server (metrics-http.c) on real
+ * sockets: routing, the reply's headers, a client that sends its request a
+ * byte at a time never makes process() wait, and the overall deadline cuts
+ * a connection that is still busy.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "metrics.h"
@@ -121,12 +127,183 @@ static void test_listen_loopback_only(void **state)
 	assert_int_equal(ovcd_metrics_listen("no-port"), -EINVAL);
 }
 
+/* ---- the HTTP server ---- */
+
+static const char BODY[] = "# HELP ovc_guests x\n# TYPE ovc_guests gauge\novc_guests 3\n# EOF\n";
+static unsigned body_calls;
+
+static void body(void *userdata, const char **text, size_t *len)
+{
+	(void)userdata;
+	body_calls++;
+	*text = BODY;
+	*len = sizeof(BODY) - 1;
+}
+
+static const struct ovcd_metrics_limits LIM = {
+	.max_connections = 4, .max_per_address = 4, .idle_timeout_sec = 60, .deadline_usec = 60 * USEC_PER_SEC,
+};
+
+/* A server and one connection to it; *cfd is the client's end. */
+static struct ovcd_metrics_server *server_with_client(const struct ovcd_metrics_limits *lim, int *cfd)
+{
+	struct ovcd_metrics_server *s = NULL;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(ovcd_metrics_server_new(-1, lim, body, NULL, &s), 0);
+	assert_true(ovcd_metrics_server_fd(s) >= 0);
+	assert_int_equal(ovcd_metrics_server_add_connection(s, sv[0]), 0);
+	*cfd = sv[1];
+	return s;
+}
+
+/* Drive the server until the client's end sees EOF; the reply in @out. */
+static size_t exchange(struct ovcd_metrics_server *s, int cfd, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < 2000; i++) {
+		ssize_t k;
+
+		ovcd_metrics_server_process(s);
+		k = recv(cfd, out + n, size - 1 - n, 0);
+		if (k == 0)
+			break;
+		if (k > 0)
+			n += (size_t)k;
+		else
+			(void)poll(&(struct pollfd){ .fd = ovcd_metrics_server_fd(s), .events = POLLIN }, 1, 10);
+	}
+	out[n] = '\0';
+	return n;
+}
+
+static void request(const char *req, char *out, size_t size)
+{
+	int cfd;
+	struct ovcd_metrics_server *s = server_with_client(&LIM, &cfd);
+
+	assert_int_equal(send(cfd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	(void)exchange(s, cfd, out, size);
+	close(cfd);
+	ovcd_metrics_server_free(s);
+}
+
+static void test_route(void **state)
+{
+	assert_int_equal(ovcd_metrics_route("GET", "/metrics"), OVCD_METRICS_ROUTE_METRICS);
+	assert_int_equal(ovcd_metrics_route("HEAD", "/"), OVCD_METRICS_ROUTE_METRICS);
+	assert_int_equal(ovcd_metrics_route("GET", "/metricsx"), OVCD_METRICS_ROUTE_NOT_FOUND);
+	assert_int_equal(ovcd_metrics_route("GET", "/metrics/"), OVCD_METRICS_ROUTE_NOT_FOUND);
+	assert_int_equal(ovcd_metrics_route("POST", "/metrics"), OVCD_METRICS_ROUTE_BAD_METHOD);
+	assert_int_equal(ovcd_metrics_route("get", "/metrics"), OVCD_METRICS_ROUTE_BAD_METHOD);
+	assert_int_equal(ovcd_metrics_route(NULL, NULL), OVCD_METRICS_ROUTE_NOT_FOUND);
+}
+
+static void test_server_replies(void **state)
+{
+	char out[8192];
+	unsigned calls = body_calls;
+
+	/* As Prometheus asks, OpenMetrics first: the text format it reads too. */
+	request("GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0,"
+		"text/plain;version=0.0.4;q=0.5\r\n\r\n",
+		out, sizeof(out));
+	assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(out, "Content-Type: " OVCD_METRICS_CONTENT_TYPE "\r\n"));
+	assert_non_null(strstr(out, "Connection: close\r\n"));
+	assert_non_null(strstr(out, "\r\n\r\n# HELP ovc_guests x\n"));
+	assert_string_equal(out + strlen(out) - 6, "# EOF\n");
+	assert_int_equal(body_calls, calls + 1);
+
+	request("GET / HTTP/1.0\r\n\r\n", out, sizeof(out));
+	assert_non_null(strstr(out, " 200 OK\r\n"));
+	request("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out));
+	assert_non_null(strstr(out, " 200 OK\r\n"));
+	assert_null(strstr(out, "# EOF"));
+	request("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out));
+	assert_non_null(strstr(out, " 404 Not Found\r\n"));
+	request("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", out, sizeof(out));
+	assert_non_null(strstr(out, " 405 Method Not Allowed\r\n"));
+	assert_non_null(strstr(out, "Allow: GET, HEAD\r\n"));
+	/* Not HTTP: closed, never the metrics. */
+	request("garbage\r\n\r\n", out, sizeof(out));
+	assert_null(strstr(out, "# EOF"));
+	/* A request line longer than the connection's memory. */
+	{
+		char big[40000];
+
+		memset(big, 'a', sizeof(big));
+		memcpy(big, "GET /", 5);
+		big[sizeof(big) - 1] = '\0';
+		memcpy(big + sizeof(big) - 1 - strlen(" HTTP/1.1\r\n\r\n"), " HTTP/1.1\r\n\r\n",
+		       strlen(" HTTP/1.1\r\n\r\n"));
+		request(big, out, sizeof(out));
+		assert_null(strstr(out, "# EOF"));
+		assert_non_null(strstr(out, "HTTP/1.1 414 "));
+	}
+}
+
+/* A request a byte at a time: process() handles what is there and
+ * returns; the reply comes when the last byte does. */
+static void test_server_slow_request(void **state)
+{
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+	char out[8192];
+	int cfd;
+	struct ovcd_metrics_server *s = server_with_client(&LIM, &cfd);
+	size_t open_conns;
+
+	for (size_t i = 0; i + 1 < sizeof(req) - 1; i++) {
+		assert_int_equal(send(cfd, req + i, 1, MSG_NOSIGNAL), 1);
+		ovcd_metrics_server_process(s);
+		assert_int_equal(recv(cfd, out, sizeof(out), MSG_DONTWAIT), -1);
+		assert_int_equal(errno, EAGAIN);
+	}
+	ovcd_metrics_server_stats(s, NULL, NULL, &open_conns);
+	assert_int_equal(open_conns, 1);
+	assert_int_equal(send(cfd, req + sizeof(req) - 2, 1, MSG_NOSIGNAL), 1);
+	assert_true(exchange(s, cfd, out, sizeof(out)) > 0);
+	assert_non_null(strstr(out, " 200 OK\r\n"));
+	close(cfd);
+	ovcd_metrics_server_free(s);
+}
+
+/* Past its deadline a connection is closed, however busy it keeps. */
+static void test_server_deadline(void **state)
+{
+	struct ovcd_metrics_limits lim = LIM;
+	struct ovcd_metrics_server *s;
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+	uint64_t cut = 0;
+	char out[64];
+	int cfd;
+
+	lim.deadline_usec = 20 * 1000;
+	s = server_with_client(&lim, &cfd);
+	assert_int_equal(send(cfd, "GET /met", 8, MSG_NOSIGNAL), 8);
+	ovcd_metrics_server_process(s);
+	assert_true(ovcd_metrics_server_timeout_msec(s) >= 0);
+	nanosleep(&ts, NULL);
+	assert_int_equal(ovcd_metrics_server_timeout_msec(s), 0);
+	assert_int_equal(exchange(s, cfd, out, sizeof(out)), 0); /* EOF, no reply */
+	ovcd_metrics_server_stats(s, NULL, &cut, NULL);
+	assert_int_equal(cut, 1);
+	close(cfd);
+	ovcd_metrics_server_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_render),
 		cmocka_unit_test(test_textfile_atomic),
 		cmocka_unit_test(test_listen_loopback_only),
+		cmocka_unit_test(test_route),
+		cmocka_unit_test(test_server_replies),
+		cmocka_unit_test(test_server_slow_request),
+		cmocka_unit_test(test_server_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
