@@ -20,7 +20,7 @@
 
 #define U OVC_UNKNOWN
 #define SEC USEC_PER_SEC
-#define NOW (1000 * SEC)
+#define NOW (10000 * SEC)
 
 /* The rules tested by the tables below came before the learned headroom
  * and the absolute emergency_available: these configs set headroom to 0 and
@@ -982,6 +982,370 @@ static void test_random_invariants(void **state)
 	}
 }
 
+/* ---- the rules of the learned headroom, relief and compliance ---- */
+
+/* The defaults, but for the watermarks and step of the other tables. */
+static const char new_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\n";
+
+enum prep {
+	P_NONE,
+	P_BURST_1G,        /* learned a 1GiB burst just now */
+	P_BURST_2G_60S,    /* learned a 2GiB burst a minute ago: halved */
+	P_FALL_450,        /* used memory rose 450MiB since the update 1s ago */
+	P_SEEN_SAME,       /* seen 1s ago with the same figures */
+	P_OOM_COUNTED,     /* the guest's OOM kill counter went up */
+	P_OOM_GUESSED,     /* 1s ago: 40MiB available, now ~1GiB more */
+	P_OOM_600S,        /* OOM kill 10 minutes ago */
+	P_OOM_3700S,       /* OOM kill an hour and more ago */
+	P_STALLS,          /* 5 allocation stalls in 1s */
+	P_RECLAIM,         /* 1000 pages reclaimed directly in 1s */
+	P_SHORT_600S,      /* ran short 10 minutes ago at 3GiB */
+	P_STUCK_40S,       /* balloon 1GiB above its target, not moved for 40s */
+	P_MOVING,          /* ... but it moved 200MiB since */
+	P_FPR,             /* free page reporting, 1.5GiB free */
+	P_IDLE,            /* used memory flat for a minute */
+	P_RELIEVED,        /* emergency deflate after these stats */
+};
+
+static const struct kat2 {
+	const char *what;
+	uint64_t host_avail, target, avail;
+	enum prep prep;
+	enum ovc_policy_action action;
+	uint64_t new_target;
+	const char *reason;      /* exact, or NULL */
+	const char *reason_part; /* or NULL */
+} kats2[] = {
+	/* guest_free 20% of 4GiB + headroom 20% of max: 1.6GiB kept. */
+	{ "headroom: only what is above guest_free + headroom is spare", GIB, 4 * GIB, 2 * GIB, P_NONE,
+	  OVC_ACTION_INFLATE, 3840 * MIB, NULL, "inflate by 256MiB to 3.7GiB: host pressure (MemAvailable 1GiB < low 2GiB); spare 409MiB" },
+	{ "headroom: never inflated into it", GIB, 4 * GIB, 1600 * MIB, P_NONE, OVC_ACTION_NONE, 4 * GIB,
+	  "host pressure, no spare: available 1.5GiB, keeps 1.5GiB", NULL },
+	{ "a learned burst above headroom is kept", GIB, 4 * GIB, 2 * GIB, P_BURST_1G, OVC_ACTION_INFLATE,
+	  4 * GIB - 204 * MIB, NULL, "spare 204MiB" },
+	{ "a learned burst halves every headroom_decay", GIB, 4 * GIB, 2 * GIB, P_BURST_2G_60S,
+	  OVC_ACTION_INFLATE, 4 * GIB - 204 * MIB, NULL, "spare 204MiB" },
+	{ "falling fast: distress before it runs out, deflated to what it needs", 3 * GIB, 2 * GIB,
+	  500 * MIB, P_FALL_450, OVC_ACTION_EMERGENCY, 3227 * MIB,
+	  "emergency deflate by 1.1GiB to 3.1GiB: available 500MiB falling 450MiB/s, below 64MiB within 1s",
+	  NULL },
+	{ "available below the absolute emergency_available", 3 * GIB, 2 * GIB, 50 * MIB, P_SEEN_SAME,
+	  OVC_ACTION_EMERGENCY, 3227 * MIB, "emergency deflate by 1.1GiB to 3.1GiB: available 50MiB < 64MiB",
+	  NULL },
+	{ "100MiB available and steady is no distress (it was under 5%)", 3 * GIB, 2 * GIB, 100 * MIB,
+	  P_SEEN_SAME, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
+	{ "OOM kill counted by the guest", 3 * GIB, 2 * GIB, GIB, P_OOM_COUNTED, OVC_ACTION_EMERGENCY,
+	  3 * GIB, "emergency deflate by 1GiB to 3GiB: OOM kill in the guest", NULL },
+	{ "OOM kill guessed: nearly out, then much less used", 3 * GIB, 2 * GIB, GIB, P_OOM_GUESSED,
+	  OVC_ACTION_EMERGENCY, 3 * GIB,
+	  "emergency deflate by 1GiB to 3GiB: OOM kill in the guest (used memory fell by 984MiB)", NULL },
+	{ "OOM cooldown: not inflated for an hour", GIB, 4 * GIB, 3 * GIB, P_OOM_600S, OVC_ACTION_NONE,
+	  4 * GIB, "host pressure, OOM kill 600s ago: not inflated for 3600s", NULL },
+	{ "after the OOM cooldown: inflated again", GIB, 4 * GIB, 3 * GIB, P_OOM_3700S,
+	  OVC_ACTION_INFLATE, 3840 * MIB, NULL, NULL },
+	{ "allocation stalls", 3 * GIB, 2 * GIB, GIB, P_STALLS, OVC_ACTION_EMERGENCY, 3 * GIB,
+	  "emergency deflate by 1GiB to 3GiB: allocation stalls 5/s >= 1/s", NULL },
+	{ "direct reclaim", 3 * GIB, 2 * GIB, GIB, P_RECLAIM, OVC_ACTION_EMERGENCY, 3 * GIB,
+	  "emergency deflate by 1GiB to 3GiB: direct reclaim 1000 pages/s >= 256/s", NULL },
+	{ "ran short: the raised floor halves every short_decay", 3 * GIB, 1536 * MIB, GIB, P_SHORT_600S,
+	  OVC_ACTION_RESTORE, 2 * GIB, "target 1.5GiB below floor 2GiB: raised to the floor", NULL },
+	{ "non-compliant balloon: not inflated, its debt not counted", GIB, 3 * GIB, 3 * GIB, P_STUCK_40S,
+	  OVC_ACTION_NONE, 3 * GIB,
+	  "host pressure, non-compliant: balloon at 4GiB, target 3GiB, not moved for 40s: not counted, not inflated",
+	  NULL },
+	{ "a balloon that moves is not non-compliant", GIB, 3 * GIB, 3 * GIB, P_MOVING, OVC_ACTION_INFLATE,
+	  3 * GIB - 256 * MIB, NULL, NULL },
+	{ "free page reporting: free memory already back is not spare", GIB, 4 * GIB, 2560 * MIB, P_FPR,
+	  OVC_ACTION_NONE, 4 * GIB, "host pressure, its free 1.5GiB already back through free page reporting",
+	  NULL },
+	{ "idle for a minute: said so", GIB, 4 * GIB, 2 * GIB, P_IDLE, OVC_ACTION_INFLATE, 3840 * MIB, NULL,
+	  "; idle, spare 409MiB" },
+	{ "stats from before the last emergency call for no other", GIB, 2 * GIB, 50 * MIB, P_RELIEVED,
+	  OVC_ACTION_NONE, 2 * GIB, NULL, "host pressure" },
+};
+
+static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const struct kat2 *k)
+{
+	struct ovc_policy_guest g = guest(c, k->target, k->avail);
+	struct ovc_policy_guest_state *s = &g.state;
+	uint64_t used = k->target - k->avail;
+
+	/* Seen 1s ago with the same figures, unless the row says otherwise. */
+	if (k->prep != P_NONE) {
+		s->seen_usec = NOW - SEC;
+		s->seen_used_bytes = used;
+		s->seen_avail_bytes = k->avail;
+		s->busy_usec = NOW - 10 * SEC;
+		s->seen_oom_kills = s->seen_alloc_stalls = s->seen_direct_reclaims = U;
+	}
+	switch (k->prep) {
+	case P_BURST_1G:
+		s->burst_bytes = GIB;
+		s->burst_usec = NOW;
+		break;
+	case P_BURST_2G_60S:
+		s->burst_bytes = 2 * GIB;
+		s->burst_usec = NOW - 60 * SEC;
+		break;
+	case P_FALL_450:
+		s->seen_used_bytes = used - 450 * MIB;
+		s->seen_avail_bytes = k->avail + 450 * MIB;
+		break;
+	case P_OOM_COUNTED:
+		s->seen_oom_kills = 0;
+		g.stats.oom_kills = 1;
+		break;
+	case P_OOM_GUESSED:
+		s->seen_avail_bytes = 40 * MIB;
+		s->seen_used_bytes = k->target - 40 * MIB;
+		break;
+	case P_OOM_600S:
+		s->oom_usec = NOW - 600 * SEC;
+		break;
+	case P_OOM_3700S:
+		s->oom_usec = NOW - 3700 * SEC;
+		break;
+	case P_STALLS:
+		s->seen_alloc_stalls = 10;
+		g.stats.alloc_stalls = 15;
+		break;
+	case P_RECLAIM:
+		s->seen_direct_reclaims = 5000;
+		g.stats.direct_reclaims = 6000;
+		break;
+	case P_SHORT_600S:
+		s->short_floor_bytes = 3 * GIB;
+		s->short_usec = NOW - 600 * SEC;
+		break;
+	case P_STUCK_40S:
+	case P_MOVING:
+		g.stats.actual_bytes = g.stats.total_bytes = 4 * GIB;
+		g.stats.available_bytes = 3 * GIB;
+		s->seen_used_bytes = GIB;
+		s->stuck_usec = NOW - 40 * SEC;
+		s->stuck_actual_bytes = k->prep == P_MOVING ? 4 * GIB + 200 * MIB : 4 * GIB;
+		break;
+	case P_FPR:
+		g.free_page_reporting = true;
+		g.stats.free_bytes = 1536 * MIB;
+		break;
+	case P_IDLE:
+		s->busy_usec = NOW - 60 * SEC;
+		break;
+	case P_RELIEVED:
+		g.last_emergency_usec = g.last_action_usec = NOW;
+		g.emergency_count = 1;
+		break;
+	default:
+		break;
+	}
+	return g;
+}
+
+static void test_known_answers_learned(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(new_conf);
+
+	for (size_t i = 0; i < ARRAY_SIZE(kats2); i++) {
+		const struct kat2 *k = &kats2[i];
+		struct ovc_policy_host h = host_at(k->host_avail);
+		struct ovc_policy_guest g = prep_guest(c, k);
+		struct ovc_policy_ksm_state ks = { 0 };
+		struct ovc_policy_decision d, dc;
+		struct ovc_policy_out out;
+
+		print_message("row %zu: %s\n", i, k->what);
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+		if (d.action != k->action || d.target_bytes != k->new_target)
+			fail_msg("%s: got %s target %llu (%s), expected %s target %llu", k->what,
+				 ovc_policy_action_name(d.action), (unsigned long long)d.target_bytes, d.reason,
+				 ovc_policy_action_name(k->action), (unsigned long long)k->new_target);
+		if (k->reason && strcmp(d.reason, k->reason) != 0)
+			fail_msg("%s: reason '%s', expected '%s'", k->what, d.reason, k->reason);
+		if (k->reason_part && !strstr(d.reason, k->reason_part))
+			fail_msg("%s: reason '%s' lacks '%s'", k->what, d.reason, k->reason_part);
+		assert_true(d.target_bytes <= g.stats.max_bytes);
+		assert_true(d.target_bytes >= d.floor_bytes || d.target_bytes >= k->target);
+
+		/* Between ticks the same guest gets the same emergency or
+		 * restore, and nothing else: never an inflate. */
+		int r = ovc_policy_guest_check(c, &h, &g, &dc);
+		if (d.action == OVC_ACTION_EMERGENCY || d.action == OVC_ACTION_RESTORE) {
+			assert_int_equal(r, 1);
+			assert_int_equal(dc.action, d.action);
+			assert_int_equal(dc.target_bytes, d.target_bytes);
+			assert_string_equal(dc.reason, d.reason);
+		} else {
+			assert_int_equal(r, 0);
+			assert_int_equal(dc.action, OVC_ACTION_NONE);
+			assert_int_equal(dc.target_bytes, k->target);
+		}
+		assert_memory_equal(&dc.state, &d.state, sizeof(d.state));
+
+		switch (k->prep) {
+		case P_OOM_COUNTED:
+		case P_OOM_GUESSED:
+			assert_true(d.oom_kill);
+			assert_int_equal(d.state.oom_kills, 1);
+			assert_int_equal(d.state.oom_usec, NOW);
+			/* It needed that: its floor is there now. */
+			assert_int_equal(d.floor_bytes, 3 * GIB);
+			assert_int_equal(d.state.short_floor_bytes, 3 * GIB);
+			break;
+		case P_STUCK_40S:
+			assert_true(d.noncompliant);
+			assert_int_equal(out.pending_bytes, 0);
+			assert_int_equal(out.n_noncompliant, 1);
+			break;
+		case P_MOVING:
+			assert_false(d.noncompliant);
+			assert_int_equal(d.state.stuck_usec, NOW);
+			assert_int_equal(out.pending_bytes, GIB);
+			break;
+		case P_FPR:
+			assert_int_equal(d.fpr_bytes, 1536 * MIB);
+			break;
+		case P_IDLE:
+			assert_true(d.idle);
+			break;
+		case P_FALL_450:
+			assert_int_equal(d.growth_rate_bytes, 450 * MIB);
+			assert_true(d.growing);
+			assert_int_equal(d.state.burst_bytes, 450 * MIB);
+			break;
+		case P_BURST_1G:
+			assert_int_equal(d.headroom_bytes, GIB);
+			assert_int_equal(d.keep_bytes, GIB + 4 * GIB / 5); /* + guest_free */
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* The entry point between ticks: its contract (policy.h). */
+static void test_guest_check(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(new_conf);
+	struct ovc_policy_host h = host_at(100 * MIB); /* the host is short: no matter */
+	struct ovc_policy_guest g = guest(c, 2 * GIB, 1200 * MIB);
+	struct ovc_policy_decision d;
+
+	/* First sight: learns, does nothing, never inflates. */
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(d.action, OVC_ACTION_NONE);
+	assert_int_equal(d.target_bytes, 2 * GIB);
+	assert_int_equal(d.state.seen_usec, NOW);
+	assert_int_equal(d.state.seen_used_bytes, 848 * MIB);
+	assert_string_equal(d.reason, "no distress: available 1.1GiB");
+	/* The same statistics again: nothing new learned. */
+	g.state = d.state;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_memory_equal(&d.state, &g.state, sizeof(d.state));
+
+	/* A second later it has allocated 700MiB: 500MiB left, falling
+	 * 700MiB/s. Deflated at this update, in one step. */
+	h.now_usec = NOW + SEC;
+	g.stats.collected_usec = NOW + SEC;
+	g.stats.available_bytes = 500 * MIB;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 1);
+	assert_int_equal(d.action, OVC_ACTION_EMERGENCY);
+	assert_true(d.guest_pressure && d.growing);
+	/* guest_free 409.6MiB + headroom 819.2MiB (its 700MiB burst is
+	 * less) + 700MiB by the next update - 500MiB available: 1429MiB. */
+	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	assert_int_equal(d.emergency_count, 1);
+	assert_int_equal(d.state.burst_bytes, 700 * MIB);
+	/* Carried out: a tick on the same statistics does not repeat it. */
+	g.state = d.state;
+	g.target_bytes = d.target_bytes;
+	g.last_emergency_usec = g.last_action_usec = h.now_usec;
+	g.emergency_count = d.emergency_count;
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_int_equal(d.action, OVC_ACTION_NONE);
+	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	assert_int_equal(out.n_emergency, 0);
+
+	/* An engine-only guest: decided at the tick. */
+	struct ovc_policy_guest e = engine_guest(c, "e", GIB, 0);
+	assert_int_equal(ovc_policy_guest_check(c, &h, &e, &d), 0);
+	assert_int_equal(d.action, OVC_ACTION_NONE);
+	/* Misuse. */
+	assert_int_equal(ovc_policy_guest_check(NULL, &h, &g, &d), -EINVAL);
+	assert_int_equal(ovc_policy_guest_check(c, &h, NULL, &d), -EINVAL);
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, NULL), -EINVAL);
+	h.page_size = 0;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), -EINVAL);
+}
+
+/* A guest that opts out of KSM keeps it stopped; an engine's claimed
+ * maximum never makes KSM "needed". */
+static void test_ksm_opt_out(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[guest \"secret\"]\nksm = no\n");
+	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), engine_guest(c, "liar", 0, 0) };
+	struct ovc_policy_decision d[2];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_host h = host_at(12 * GIB);
+
+	h.ksm_valid = true;
+	h.ksm_knobs = (struct ovc_ksm_knobs){ .run = 0 };
+	/* The engine claims 64TiB: with its claim KSM would be "needed". */
+	g[1].stats.max_bytes = g[1].stats.actual_bytes = OVC_GUEST_BYTES_MAX;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.ksm.run, 0);
+	assert_non_null(strstr(out.ksm_reason, "KSM off: not needed (committed 4GiB"));
+	/* Its RSS, measured by the kernel, does count. */
+	g[1].stats.rss_bytes = 14 * GIB;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.ksm.run, 1);
+	/* A guest that must not share: off, whatever else says on. */
+	g[0].name = "secret";
+	ovc_config_guest_settings(c, "secret", &g[0].settings);
+	assert_false(g[0].settings.ksm);
+	ks = (struct ovc_policy_ksm_state){ 0 };
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.ksm.run, 0);
+	assert_string_equal(out.ksm_reason, "KSM off: guest 'secret' must not share pages ([guest] ksm = no)");
+}
+
+/* An engine that never reaches its target stops counting as pending. */
+static void test_engine_noncompliant(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[swap]\nstep = 64MiB\nmax = 1GiB\n");
+	struct ovc_policy_guest g[2] = { engine_guest(c, "stuck", GIB, 1536 * MIB), engine_guest(c, "ok", GIB, 0) };
+	struct ovc_policy_decision d[2];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_host h = host_at(2000 * MIB); /* need 100MiB */
+
+	/* Below its target for 10s: still on its way, its 512MiB count. */
+	g[0].state.engine_stuck_usec = NOW - 10 * SEC;
+	g[0].state.engine_stuck_held_bytes = GIB;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.engine_pending_bytes, 512 * MIB);
+	assert_int_equal(d[1].reclaim_action, OVC_ACTION_NONE);
+	/* For 40s: non-compliant, the other is asked. */
+	g[0].state.engine_stuck_usec = NOW - 40 * SEC;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_true(d[0].noncompliant);
+	assert_non_null(strstr(d[0].reason, "non-compliant: target 1.5GiB, gives back 1GiB, not moved for 40s"));
+	assert_int_equal(out.engine_pending_bytes, 0);
+	assert_int_equal(out.n_noncompliant, 1);
+	assert_int_equal(d[1].reclaim_action, OVC_ACTION_RECLAIM);
+	assert_int_equal(d[1].reclaim_target_bytes, GIB + 64 * MIB);
+	/* It moves: compliant again, its clock restarted. */
+	g[0].stats.engine_swap_bytes = 100 * MIB;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_false(d[0].noncompliant);
+	assert_int_equal(d[0].state.engine_stuck_usec, NOW);
+}
+
 /* ---- trace replay ---- */
 
 #define MAX_GUESTS 16
@@ -1312,6 +1676,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_known_answers),
+		cmocka_unit_test(test_known_answers_learned),
+		cmocka_unit_test(test_guest_check),
+		cmocka_unit_test(test_ksm_opt_out),
+		cmocka_unit_test(test_engine_noncompliant),
 		cmocka_unit_test(test_host_levels),
 		cmocka_unit_test(test_water_filling),
 		cmocka_unit_test(test_priorities),
