@@ -110,7 +110,8 @@ struct view {
 	uint64_t headroom;         /* learned burst or [balloon] headroom */
 	uint64_t keep;             /* never inflated into: guest_free + headroom + margin */
 	uint64_t fpr;              /* free memory free page reporting gave back */
-	uint64_t spare;            /* above keep, less pending and fpr */
+	uint64_t spare;            /* above keep, less pending and fpr, at most resident_free */
+	uint64_t resident_free;    /* the VMM's RSS beyond the guest's used memory, or OVC_UNKNOWN */
 	bool fresh;
 	bool settling;
 	bool cooling;              /* after an emergency deflate */
@@ -325,6 +326,7 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	v->fresh = !st->stale && ovc_known(st->available_bytes);
 	v->avail = OVC_UNKNOWN;
 	v->spare = v->fpr = v->keep = 0;
+	v->resident_free = OVC_UNKNOWN;
 	v->guest_free = ovc_conf_size_bytes(&g->settings.guest_free, v->actual);
 	v->headroom = MIN(MAX(ovc_conf_size_bytes(&cfg->balloon.headroom, v->max), burst_now(cfg, s, now)),
 			  v->max);
@@ -371,6 +373,14 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 		v->fpr = MIN(st->free_bytes, v->avail);
 	/* What the balloon was asked for but has not taken yet is not spare. */
 	v->spare = sat_sub(sat_sub(sat_sub(v->avail, v->keep), sat_sub(v->actual, v->target)), v->fpr);
+	/* Guest memory never touched is not resident on the host either:
+	 * ballooning it gains the host nothing. Where the VMM's RSS is known,
+	 * only what it holds beyond the guest's used memory can come back. */
+	v->resident_free = OVC_UNKNOWN;
+	if (ovc_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE) {
+		v->resident_free = sat_sub(MIN(st->rss_bytes, OVC_GUEST_BYTES_MAX), v->actual - v->avail);
+		v->spare = MIN(v->spare, v->resident_free);
+	}
 
 	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
 	bool have_prev = pv->collected_usec && !pv->stale && st->collected_usec > pv->collected_usec;
@@ -671,6 +681,11 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 				reasonf(d->reason, sizeof(d->reason),
 					"host pressure, its free %s already back through free page reporting",
 					SZ(v.fpr));
+			else if (ovc_known(v.resident_free) && v.resident_free < MIB &&
+				 sat_sub(sat_sub(v.avail, v.keep), sat_sub(v.actual, v.target)))
+				reasonf(d->reason, sizeof(d->reason),
+					"host pressure, its free memory is not resident on the host (RSS %s)",
+					SZ(g->stats.rss_bytes));
 			else
 				reasonf(d->reason, sizeof(d->reason), "host pressure, no spare: available %s, keeps %s",
 					 SZ(v.avail), SZ(v.keep));

@@ -1005,6 +1005,7 @@ enum prep {
 	P_FPR,             /* free page reporting, 1.5GiB free */
 	P_IDLE,            /* used memory flat for a minute */
 	P_RELIEVED,        /* emergency deflate after these stats */
+	P_RSS_600M,        /* the VMM holds 600MiB: 200MiB beyond what is used */
 };
 
 static const struct kat2 {
@@ -1062,6 +1063,11 @@ static const struct kat2 {
 	  "; idle, spare 409MiB" },
 	{ "stats from before the last emergency call for no other", GIB, 2 * GIB, 50 * MIB, P_RELIEVED,
 	  OVC_ACTION_NONE, 2 * GIB, NULL, "host pressure" },
+	{ "memory never touched is not resident: only RSS beyond used memory is spare", GIB, 2 * GIB,
+	  1648 * MIB, P_RSS_600M, OVC_ACTION_INFLATE, 2 * GIB - 200 * MIB, NULL, "spare 200MiB" },
+	{ "nothing resident beyond used memory: nothing to gain", GIB, 2 * GIB, 1648 * MIB, P_RSS_600M,
+	  OVC_ACTION_NONE, 2 * GIB, "host pressure, its free memory is not resident on the host (RSS 400MiB)",
+	  NULL },
 };
 
 static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const struct kat2 *k)
@@ -1135,6 +1141,10 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 	case P_RELIEVED:
 		g.last_emergency_usec = g.last_action_usec = NOW;
 		g.emergency_count = 1;
+		break;
+	case P_RSS_600M:
+		/* used: 400MiB; the second row's VMM holds only that */
+		g.stats.rss_bytes = k->reason ? 400 * MIB : 600 * MIB;
 		break;
 	default:
 		break;
@@ -1359,7 +1369,8 @@ struct sim_guest {
 	uint32_t emergency_count;
 	struct ovc_guest_stats prev;
 	struct ovc_policy_guest_state state;
-	bool present;
+	uint64_t resident;         /* budget model: guest memory the host backs */
+	bool present, in_oom;
 };
 
 struct sim {
@@ -1370,6 +1381,14 @@ struct sim {
 	struct sim_guest g[MAX_GUESTS];
 	size_t n;
 	unsigned ticks, inflates, deflates, emergencies;
+	/* budget model (host budget=SIZE): MemAvailable is the budget less
+	 * what backs the guests (each guest's touched memory, down to what
+	 * its balloon leaves it), and the VMMs report it as their RSS */
+	uint64_t budget;
+	bool before;               /* replaying as before: ticks only, no checks */
+	unsigned checks, ooms;     /* stats updates replayed; OOM kills simulated */
+	uint64_t first_oom_sec, first_emergency_sec;
+	uint64_t min_avail;        /* the lowest MemAvailable seen */
 };
 
 static struct sim_guest *sim_find(struct sim *s, const char *name)
@@ -1402,6 +1421,125 @@ struct tick_guest {
 	const char *expect;
 };
 
+static uint64_t sim_host_avail(const struct sim *s)
+{
+	uint64_t ballooned = 0, resident = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		ballooned += s->g[i].max - s->g[i].actual;
+		resident += s->g[i].resident;
+	}
+	if (s->budget)
+		return s->budget > resident ? s->budget - resident : 0;
+	return MIN(s->base_avail + ballooned, s->total);
+}
+
+/* The guest at this item: its memory touched so far is backed by the host;
+ * using more than it has is an OOM kill (its killer frees what the trace
+ * says it uses next; until then it reports nothing available). */
+static void sim_guest_step(struct sim *s, struct sim_guest *sg, uint64_t t_sec, const char *where)
+{
+	sg->resident = MAX(sg->resident, MIN(sg->used, sg->actual));
+	if (sg->used > sg->actual) {
+		if (!sg->in_oom) {
+			s->ooms++;
+			if (!s->first_oom_sec)
+				s->first_oom_sec = t_sec;
+			if (getenv("OVC_TRACE_VERBOSE"))
+				print_message("%s: OOM kill: uses %llu MiB, has %llu MiB\n", where,
+					      (unsigned long long)(sg->used / MIB),
+					      (unsigned long long)(sg->actual / MIB));
+		}
+		sg->in_oom = true;
+	} else {
+		sg->in_oom = false;
+	}
+}
+
+static void sim_input(const struct sim *s, uint64_t t_sec, const struct tick_guest *tg,
+		      struct ovc_policy_guest *g)
+{
+	const struct sim_guest *sg = tg->sg;
+
+	*g = (struct ovc_policy_guest){ .name = sg->name, .kind = OVC_DRIVER_LIBVIRT,
+					.target_bytes = sg->target,
+					.last_action_usec = sg->last_action_usec,
+					.last_emergency_usec = sg->last_emergency_usec,
+					.emergency_count = sg->emergency_count };
+	ovc_guest_stats_reset(&g->stats);
+	g->stats.collected_usec = t_sec * SEC;
+	g->stats.guest_update_sec = tg->stale ? 1 : t_sec;
+	g->stats.max_bytes = sg->max;
+	g->stats.actual_bytes = sg->actual;
+	g->stats.total_bytes = sg->actual;
+	g->stats.available_bytes = tg->lie_avail ? tg->lie_avail
+			: (sg->actual > sg->used ? sg->actual - sg->used : 0);
+	g->stats.free_bytes = g->stats.available_bytes;
+	g->stats.major_faults = sg->majflt;
+	g->stats.swap_in_bytes = sg->swapin;
+	if (s->budget)
+		g->stats.rss_bytes = sg->resident;
+	/* The drivers sanitize; so does the replay. */
+	ovc_guest_stats_sanitize(&g->stats, t_sec, s->cfg->balloon.stale_after_usec / USEC_PER_SEC);
+	g->prev = sg->prev;
+	g->state = sg->state;
+	ovc_config_guest_settings(s->cfg, sg->name, &g->settings);
+}
+
+/* A statistics update between ticks: ovc_policy_guest_check() for each
+ * guest listed, its emergency carried out at once, as ovcd does. */
+static void sim_check(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_t n, const char *file,
+		      unsigned line)
+{
+	struct ovc_policy_host h = { .now_usec = t_sec * SEC, .page_size = 4096 };
+
+	for (size_t i = 0; i < n; i++) {
+		struct sim_guest *sg = tg[i].sg;
+		struct ovc_policy_guest g;
+		struct ovc_policy_decision d;
+		char where[128];
+
+		snprintf(where, sizeof(where), "%s:%u: t=%llu %s", file, line, (unsigned long long)t_sec,
+			 sg->name);
+		sim_guest_step(s, sg, t_sec, where);
+		s->min_avail = MIN(s->min_avail, sim_host_avail(s));
+		if (s->before)
+			continue; /* no relief between ticks */
+		sim_input(s, t_sec, &tg[i], &g);
+		int r = ovc_policy_guest_check(s->cfg, &h, &g, &d);
+		assert_true(r == 0 || r == 1);
+		if (d.target_bytes > sg->max || d.target_bytes < sg->target)
+			fail_msg("%s: check moved the target %llu -> %llu (%s)", where,
+				 (unsigned long long)sg->target, (unsigned long long)d.target_bytes, d.reason);
+		if ((r == 1) != (d.target_bytes > sg->target))
+			fail_msg("%s: check returned %d for target %llu -> %llu (%s)", where, r,
+				 (unsigned long long)sg->target, (unsigned long long)d.target_bytes, d.reason);
+		if (tg[i].expect && strcmp(tg[i].expect, ovc_policy_action_name(d.action)) != 0)
+			fail_msg("%s: action %s, trace expects %s (%s)", where, ovc_policy_action_name(d.action),
+				 tg[i].expect, d.reason);
+		if (tg[i].pressure_expected && !d.guest_pressure)
+			fail_msg("%s: pressure expected, none seen (%s)", where, d.reason);
+		if (getenv("OVC_TRACE_VERBOSE"))
+			print_message("%s: check: target %llu MiB -> %llu MiB: %s\n", where,
+				      (unsigned long long)(sg->target / MIB),
+				      (unsigned long long)(d.target_bytes / MIB), d.reason);
+		sg->state = d.state;
+		if (r == 1) {
+			sg->target = sg->actual = d.target_bytes;
+			sg->last_action_usec = t_sec * SEC;
+			if (d.action == OVC_ACTION_EMERGENCY) {
+				sg->last_emergency_usec = t_sec * SEC;
+				sg->emergency_count = d.emergency_count;
+				s->emergencies++;
+				if (!s->first_emergency_sec)
+					s->first_emergency_sec = t_sec;
+			}
+		}
+		sg->resident = MIN(sg->resident, sg->actual);
+	}
+	s->checks++;
+}
+
 static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_t n, const char *file,
 		     unsigned line)
 {
@@ -1411,14 +1549,17 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 	static struct ovc_policy_ksm_state ks;
 
 	memset(pg, 0, sizeof(pg));
-	uint64_t ballooned = 0;
-
-	for (size_t i = 0; i < s->n; i++)
-		ballooned += s->g[i].max - s->g[i].actual;
+	for (size_t i = 0; i < n; i++) {
+		char where[128];
+		snprintf(where, sizeof(where), "%s:%u: t=%llu %s", file, line, (unsigned long long)t_sec,
+			 tg[i].sg->name);
+		sim_guest_step(s, tg[i].sg, t_sec, where);
+	}
+	uint64_t avail = sim_host_avail(s);
+	s->min_avail = MIN(s->min_avail, avail);
 	struct ovc_policy_host h = {
 		.now_usec = t_sec * SEC,
-		.mem = { .total_bytes = s->total, .available_bytes = MIN(s->base_avail + ballooned, s->total),
-			 .free_bytes = MIN(s->base_avail + ballooned, s->total) },
+		.mem = { .total_bytes = s->total, .available_bytes = avail, .free_bytes = avail },
 		.psi_valid = true,
 		.psi = { .some = { .avg10_basis_points = s->psi_some },
 			 .full = { .avg10_basis_points = s->psi_full } },
@@ -1426,32 +1567,8 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 	};
 	if (s->ticks == 0)
 		memset(&ks, 0, sizeof(ks));
-	for (size_t i = 0; i < n; i++) {
-		struct sim_guest *sg = tg[i].sg;
-		struct ovc_policy_guest *g = &pg[i];
-		*g = (struct ovc_policy_guest){ .name = sg->name, .kind = OVC_DRIVER_LIBVIRT,
-						.target_bytes = sg->target,
-						.last_action_usec = sg->last_action_usec,
-						.last_emergency_usec = sg->last_emergency_usec,
-						.emergency_count = sg->emergency_count };
-		ovc_guest_stats_reset(&g->stats);
-		g->stats.collected_usec = t_sec * SEC;
-		g->stats.guest_update_sec = tg[i].stale ? 1 : t_sec;
-		g->stats.max_bytes = sg->max;
-		g->stats.actual_bytes = sg->actual;
-		g->stats.total_bytes = sg->actual;
-		g->stats.available_bytes = tg[i].lie_avail ? tg[i].lie_avail
-				: (sg->actual > sg->used ? sg->actual - sg->used : 0);
-		g->stats.free_bytes = g->stats.available_bytes;
-		g->stats.major_faults = sg->majflt;
-		g->stats.swap_in_bytes = sg->swapin;
-		/* The drivers sanitize; so does the replay. */
-		ovc_guest_stats_sanitize(&g->stats, t_sec,
-					 s->cfg->balloon.stale_after_usec / USEC_PER_SEC);
-		g->prev = sg->prev;
-		g->state = sg->state;
-		ovc_config_guest_settings(s->cfg, sg->name, &g->settings);
-	}
+	for (size_t i = 0; i < n; i++)
+		sim_input(s, t_sec, &tg[i], &pg[i]);
 	assert_ovc_ok(ovc_policy_tick(s->cfg, &h, &ks, pg, n, d, &out));
 	ks = out.ksm_state;
 
@@ -1528,8 +1645,11 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 			sg->emergency_count = dd->emergency_count;
 		/* The balloon converges by the next tick. */
 		sg->actual = sg->target;
+		sg->resident = MIN(sg->resident, sg->actual);
 		sg->prev = g->stats;
 		sg->state = dd->state;
+		if (dd->action == OVC_ACTION_EMERGENCY && !s->first_emergency_sec)
+			s->first_emergency_sec = t_sec;
 	}
 	s->ticks++;
 }
@@ -1548,7 +1668,10 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
  *                                  available memory is actual - used unless
  *                                  it lies; counters are cumulative
  */
-static void replay(const char *name)
+/* Replay @name; with @before, as ovcd did before the learned rules: the
+ * trace's config replaced by @before_conf, expectations ignored, and no
+ * statistics update acted on between ticks. The caller frees the result. */
+static struct sim *replay_run(const char *name, const char *before_conf)
 {
 	char path[512], line[512];
 	snprintf(path, sizeof(path), "%s/policy/%s", OVC_FIXTURES_DIR, name);
@@ -1556,11 +1679,15 @@ static void replay(const char *name)
 	assert_non_null(f);
 	struct sim *s = calloc(1, sizeof(*s));
 	assert_non_null(s);
+	s->before = before_conf != NULL;
+	s->min_avail = UINT64_MAX;
+	if (before_conf)
+		snprintf(s->conf_text, sizeof(s->conf_text), "%s", before_conf);
 	struct tick_guest tg[MAX_GUESTS];
 	size_t ntg = 0;
 	uint64_t tick_t = 0;
 	unsigned lineno = 0, tick_line = 0;
-	bool in_tick = false;
+	bool in_tick = false, in_stats = false;
 
 	for (;;) {
 		bool eof = !fgets(line, sizeof(line), f);
@@ -1572,8 +1699,12 @@ static void replay(const char *name)
 		if (!eof)
 			line[strcspn(line, "\n")] = 0;
 		bool new_tick = !eof && strncmp(line, "tick ", 5) == 0;
-		if ((eof || new_tick) && in_tick) {
-			sim_tick(s, tick_t, tg, ntg, name, tick_line);
+		bool new_stats = !eof && strncmp(line, "stats ", 6) == 0;
+		if ((eof || new_tick || new_stats) && (in_tick || in_stats)) {
+			if (in_tick)
+				sim_tick(s, tick_t, tg, ntg, name, tick_line);
+			else
+				sim_check(s, tick_t, tg, ntg, name, tick_line);
 			ntg = 0;
 		}
 		if (eof)
@@ -1583,32 +1714,41 @@ static void replay(const char *name)
 			continue;
 		if (strcmp(tok, "conf") == 0) {
 			const char *rest = line + 5;
+			if (before_conf)
+				continue;
 			strncat(s->conf_text, rest, sizeof(s->conf_text) - strlen(s->conf_text) - 2);
 			strcat(s->conf_text, "\n");
 		} else if (strcmp(tok, "host") == 0) {
 			while ((tok = strtok_r(NULL, " \t", &save)))
 				if (strncmp(tok, "total=", 6) == 0)
 					s->total = size_arg(tok + 6);
-		} else if (new_tick) {
+				else if (strncmp(tok, "budget=", 7) == 0)
+					s->budget = size_arg(tok + 7);
+				else
+					fail_msg("%s:%u: unknown host field %s", name, lineno, tok);
+		} else if (new_tick || new_stats) {
 			if (!s->cfg)
 				s->cfg = conf(s->conf_text);
 			tok = strtok_r(NULL, " \t", &save);
 			tick_t = strtoull(tok, NULL, 10);
 			tick_line = lineno;
-			in_tick = true;
-			s->psi_some = s->psi_full = 0;
+			in_tick = new_tick;
+			in_stats = new_stats;
+			if (new_tick)
+				s->psi_some = s->psi_full = 0;
 			while ((tok = strtok_r(NULL, " \t", &save))) {
-				if (strncmp(tok, "avail=", 6) == 0)
+				if (strncmp(tok, "avail=", 6) == 0 && new_tick)
 					s->base_avail = size_arg(tok + 6);
-				else if (strncmp(tok, "psi_some=", 9) == 0)
+				else if (strncmp(tok, "psi_some=", 9) == 0 && new_tick)
 					s->psi_some = (uint32_t)strtoul(tok + 9, NULL, 10);
-				else if (strncmp(tok, "psi_full=", 9) == 0)
+				else if (strncmp(tok, "psi_full=", 9) == 0 && new_tick)
 					s->psi_full = (uint32_t)strtoul(tok + 9, NULL, 10);
 				else
-					fail_msg("%s:%u: unknown tick field %s", name, lineno, tok);
+					fail_msg("%s:%u: unknown %s field %s", name, lineno,
+						 new_tick ? "tick" : "stats", tok);
 			}
 		} else if (strcmp(tok, "guest") == 0) {
-			assert_true(in_tick);
+			assert_true(in_tick || in_stats);
 			tok = strtok_r(NULL, " \t", &save);
 			struct sim_guest *sg = sim_find(s, tok);
 			struct tick_guest *t = &tg[ntg++];
@@ -1630,12 +1770,12 @@ static void replay(const char *name)
 				} else if (strcmp(tok, "stale") == 0) {
 					t->stale = true;
 				} else if (strcmp(tok, "pressure") == 0) {
-					t->pressure_expected = true;
+					t->pressure_expected = !s->before;
 				} else if (strncmp(tok, "lie_avail=", 10) == 0) {
 					t->lie_avail = size_arg(tok + 10);
 				} else if (strncmp(tok, "expect=", 7) == 0) {
 					snprintf(expects[ntg - 1], sizeof(expects[0]), "%s", tok + 7);
-					t->expect = expects[ntg - 1];
+					t->expect = s->before ? NULL : expects[ntg - 1];
 				} else {
 					fail_msg("%s:%u: unknown guest field %s", name, lineno, tok);
 				}
@@ -1645,11 +1785,19 @@ static void replay(const char *name)
 		}
 	}
 	fclose(f);
-	print_message("%s: %u ticks, %u inflates, %u deflates, %u emergencies\n", name, s->ticks,
-		      s->inflates, s->deflates, s->emergencies);
+	print_message("%s%s: %u ticks, %u stats updates, %u inflates, %u deflates, %u emergencies, "
+		      "%u OOM kills, lowest MemAvailable %llu MiB\n",
+		      name, s->before ? " (as before)" : "", s->ticks, s->checks, s->inflates, s->deflates,
+		      s->emergencies, s->ooms, (unsigned long long)(s->min_avail / MIB));
 	assert_true(s->ticks > 0);
 	ovc_config_free(s->cfg);
-	free(s);
+	s->cfg = NULL;
+	return s;
+}
+
+static void replay(const char *name)
+{
+	free(replay_run(name, NULL));
 }
 
 static void test_trace_squeeze(void **state)
@@ -1672,6 +1820,33 @@ static void test_trace_pingpong(void **state)
 	replay("pingpong.trace");
 }
 
+/* What ovcd did before the learned rules, as a config of this policy:
+ * the old watermarks and emergency_available, no headroom, and nothing
+ * learned that lasts (the replay also skips the updates between ticks). */
+static const char before_conf[] = "[host]\nlow = 10%\nhigh = 20%\n"
+				  "[balloon]\nheadroom = 0\nemergency_available = 5%\n"
+				  "stats_period = 2s\nheadroom_decay = 1s\nshort_decay = 1s\n"
+				  "oom_cooldown = 0\nidle_after = 24h\n";
+
+static void test_trace_burst(void **state)
+{
+	struct sim *s = replay_run("burst.trace", NULL);
+
+	/* Nobody OOM-killed; a and d deflated at the first update that shows
+	 * their fall (the trace expects it at t=81 and t=101), a's the first
+	 * emergency of all. */
+	assert_int_equal(s->ooms, 0);
+	assert_int_equal(s->first_emergency_sec, 81);
+	assert_true(s->inflates > 0);
+	free(s);
+
+	/* The same trace as before: a OOM-killed at t=81, d at t=101. */
+	s = replay_run("burst.trace", before_conf);
+	assert_int_equal(s->ooms, 2);
+	assert_int_equal(s->first_oom_sec, 81);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1691,6 +1866,7 @@ int main(void)
 		cmocka_unit_test(test_trace_liar),
 		cmocka_unit_test(test_trace_classes),
 		cmocka_unit_test(test_trace_pingpong),
+		cmocka_unit_test(test_trace_burst),
 	};
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }
