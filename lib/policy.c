@@ -787,10 +787,15 @@ static void inflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 		}
 	}
 	/* Candidates of priorities never reached keep their memory. */
+	bool owed = out->need_bytes <= out->pending_bytes;
 	for (size_t i = 0; i < n; i++)
 		if ((int)dec[i].action == CAND_INFLATE) {
 			dec[i].action = OVC_ACTION_NONE;
-			reason_append(dec[i].reason, "; need met by others first");
+			if (owed)
+				reason_append(dec[i].reason, "; balloons still inflating owe %s, the need",
+					      SZ(out->pending_bytes));
+			else
+				reason_append(dec[i].reason, "; need met by others first");
 		}
 }
 

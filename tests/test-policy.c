@@ -1371,6 +1371,7 @@ struct sim_guest {
 	struct ovc_policy_guest_state state;
 	uint64_t resident;         /* budget model: guest memory the host backs */
 	bool present, in_oom;
+	bool stuck;                /* its balloon accepts targets and never moves */
 };
 
 struct sim {
@@ -1389,6 +1390,7 @@ struct sim {
 	unsigned checks, ooms;     /* stats updates replayed; OOM kills simulated */
 	uint64_t first_oom_sec, first_emergency_sec;
 	uint64_t min_avail;        /* the lowest MemAvailable seen */
+	uint64_t last_avail;       /* at the last tick */
 };
 
 static struct sim_guest *sim_find(struct sim *s, const char *name)
@@ -1416,7 +1418,7 @@ static uint64_t size_arg(const char *v)
  * by the next tick). Guest lines of the tick: @lines. */
 struct tick_guest {
 	struct sim_guest *sg;
-	bool stale, pressure_expected;
+	bool stale, pressure_expected, noncompliant_expected;
 	uint64_t lie_avail;
 	const char *expect;
 };
@@ -1557,6 +1559,7 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 	}
 	uint64_t avail = sim_host_avail(s);
 	s->min_avail = MIN(s->min_avail, avail);
+	s->last_avail = avail;
 	struct ovc_policy_host h = {
 		.now_usec = t_sec * SEC,
 		.mem = { .total_bytes = s->total, .available_bytes = avail, .free_bytes = avail },
@@ -1624,6 +1627,9 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		if (tg[i].expect && strcmp(tg[i].expect, ovc_policy_action_name(dd->action)) != 0)
 			fail_msg("%s: action %s, trace expects %s (%s)", where,
 				 ovc_policy_action_name(dd->action), tg[i].expect, dd->reason);
+		if (tg[i].noncompliant_expected != dd->noncompliant)
+			fail_msg("%s: %s non-compliant (%s)", where, dd->noncompliant ? "unexpectedly" : "not",
+				 dd->reason);
 
 		if (getenv("OVC_TRACE_VERBOSE"))
 			print_message("%s: target %llu MiB -> %llu MiB: %s\n", where,
@@ -1643,8 +1649,9 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		/* As ovcd does: an emergency's count is kept with its deflate. */
 		if (dd->action != OVC_ACTION_EMERGENCY)
 			sg->emergency_count = dd->emergency_count;
-		/* The balloon converges by the next tick. */
-		sg->actual = sg->target;
+		/* The balloon converges by the next tick (unless it is stuck). */
+		if (!sg->stuck)
+			sg->actual = sg->target;
 		sg->resident = MIN(sg->resident, sg->actual);
 		sg->prev = g->stats;
 		sg->state = dd->state;
@@ -1771,6 +1778,10 @@ static struct sim *replay_run(const char *name, const char *before_conf)
 					t->stale = true;
 				} else if (strcmp(tok, "pressure") == 0) {
 					t->pressure_expected = !s->before;
+				} else if (strcmp(tok, "stuck") == 0) {
+					sg->stuck = true;
+				} else if (strcmp(tok, "noncompliant") == 0) {
+					t->noncompliant_expected = !s->before;
 				} else if (strncmp(tok, "lie_avail=", 10) == 0) {
 					t->lie_avail = size_arg(tok + 10);
 				} else if (strncmp(tok, "expect=", 7) == 0) {
@@ -1820,6 +1831,28 @@ static void test_trace_pingpong(void **state)
 	replay("pingpong.trace");
 }
 
+/* A balloon that never moves no longer counts as relief for good: after
+ * pending_timeout the others are inflated instead. */
+static void test_trace_noncompliant(void **state)
+{
+	struct sim *s = replay_run("noncompliant.trace", NULL);
+
+	assert_int_equal(s->ticks, 40);
+	assert_int_equal(s->inflates, 4);
+	assert_true(s->last_avail >= 6 * GIB);
+	free(s);
+
+	/* As before (its debt counted for good): nobody else is ever asked,
+	 * the host stays below low for all 40 ticks. */
+	s = replay_run("noncompliant.trace", "[host]\nlow = 6GiB\nhigh = 6656MiB\n[balloon]\nstep = 512MiB\n"
+					     "pending_timeout = 1h\n[guest \"stuck\"]\npriority = 0\n"
+					     "step = 1GiB\n");
+	assert_int_equal(s->ticks, 40);
+	assert_int_equal(s->inflates, 1);
+	assert_true(s->last_avail < 6 * GIB);
+	free(s);
+}
+
 /* What ovcd did before the learned rules, as a config of this policy:
  * the old watermarks and emergency_available, no headroom, and nothing
  * learned that lasts (the replay also skips the updates between ticks). */
@@ -1867,6 +1900,7 @@ int main(void)
 		cmocka_unit_test(test_trace_classes),
 		cmocka_unit_test(test_trace_pingpong),
 		cmocka_unit_test(test_trace_burst),
+		cmocka_unit_test(test_trace_noncompliant),
 	};
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }
