@@ -220,7 +220,7 @@ static const char *parse_decimal(const char *s, uint64_t *int_part, uint64_t *fr
 static uint64_t pow10u(unsigned n)
 {
 	uint64_t r = 1;
-	while (n--)
+	for (; n; n--)
 		r *= 10;
 	return r;
 }

@@ -60,7 +60,7 @@ const char *ovc_host_level_name(enum ovc_host_level l)
 char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n)
 {
 	if (bytes >= GIB) {
-		uint64_t tenths = bytes * 10 / GIB;
+		uint64_t tenths = bytes / GIB * 10 + bytes % GIB * 10 / GIB;
 		if (tenths % 10 == 0)
 			snprintf(buf, n, "%" PRIu64 "GiB", tenths / 10);
 		else
@@ -160,6 +160,15 @@ static uint64_t decay(uint64_t v, uint64_t elapsed_usec, uint64_t half_usec)
 	return v - (uint64_t)(((unsigned __int128)(v / 2) * part) / half_usec);
 }
 
+/* A maximum the policy can work with: known, not 0, and no more than a VM
+ * can have (a larger one is garbage from a peer, and every sum of sizes
+ * below stays far from overflowing with it). */
+static bool max_ok(const struct ovc_policy_guest *g)
+{
+	uint64_t max = g->stats.max_bytes;
+	return ovc_known(max) && max && max <= OVC_GUEST_BYTES_MAX;
+}
+
 static uint64_t target_of(const struct ovc_policy_guest *g)
 {
 	uint64_t max = g->stats.max_bytes;
@@ -215,14 +224,14 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 
 	*s = g->state;
 	*e = (struct events){ .stalls = OVC_UNKNOWN, .reclaim = OVC_UNKNOWN };
-	if (!ovc_known(max) || max == 0)
+	if (!max_ok(g))
 		return;
 	uint64_t actual = actual_of(g), target = target_of(g);
 
 	/* A balloon owing memory (actual above its target) must move toward
 	 * its target; the clock restarts each time it moves a MiB. */
 	if (g->kind != OVC_DRIVER_ENGINE && ovc_known(st->actual_bytes) && actual >= target + MIB) {
-		if (!s->stuck_usec || actual + MIB <= s->stuck_actual_bytes || now < s->stuck_usec) {
+		if (!s->stuck_usec || sat_sub(s->stuck_actual_bytes, actual) >= MIB || now < s->stuck_usec) {
 			s->stuck_usec = now ? now : 1;
 			s->stuck_actual_bytes = actual;
 		}
@@ -235,7 +244,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		uint64_t zero, held, etarget;
 		engine_held(g, &zero, &held, &etarget);
 		if (etarget > zero && etarget >= held + MIB) {
-			if (!s->engine_stuck_usec || held >= s->engine_stuck_held_bytes + MIB ||
+			if (!s->engine_stuck_usec || sat_sub(held, s->engine_stuck_held_bytes) >= MIB ||
 			    now < s->engine_stuck_usec) {
 				s->engine_stuck_usec = now ? now : 1;
 				s->engine_stuck_held_bytes = held;
@@ -261,7 +270,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		if (used > s->seen_used_bytes) {
 			uint64_t rise = used - s->seen_used_bytes;
 			e->rate = (uint64_t)(((unsigned __int128)rise * USEC_PER_SEC) / dt);
-			s->run_bytes = MIN(s->run_bytes + rise, max);
+			s->run_bytes = MIN(MIN(s->run_bytes, max) + rise, max);
 			if (rise >= noise_of(max))
 				s->busy_usec = t;
 		} else {
@@ -271,7 +280,8 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			 * was nearly out of memory and suddenly uses much less. */
 			uint64_t low = 2 * ovc_conf_size_bytes(&cfg->balloon.emergency_available, actual);
 			if (!ovc_known(st->oom_kills) && s->seen_avail_bytes < low &&
-			    drop >= MAX(64 * MIB, max / 16) && avail >= s->seen_avail_bytes + drop / 2) {
+			    drop >= MAX(64 * MIB, max / 16) && avail >= drop / 2 &&
+			    avail - drop / 2 >= s->seen_avail_bytes) {
 				e->oom = true;
 				e->freed = drop;
 			}
@@ -313,13 +323,14 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	const struct ovc_guest_stats *st = &g->stats, *pv = &g->prev;
 	uint64_t now = h->now_usec;
 
-	v->max = st->max_bytes;
-	v->target = target_of(g);
-	v->actual = actual_of(g);
+	*v = (struct view){ .max = st->max_bytes, .target = target_of(g), .actual = actual_of(g),
+			    .avail = OVC_UNKNOWN, .resident_free = OVC_UNKNOWN };
+	if (!max_ok(g))
+		return; /* the guest is left alone */
 	uint64_t floor = MIN(ovc_conf_size_bytes(&g->settings.floor, v->max), v->max);
 	/* A guest that ran short keeps what it needed, less and less. */
-	uint64_t raised = floor + decay(sat_sub(s->short_floor_bytes, floor), sat_sub(now, s->short_usec),
-					cfg->balloon.short_decay_usec);
+	uint64_t raised = floor + decay(sat_sub(MIN(s->short_floor_bytes, v->max), floor),
+					sat_sub(now, s->short_usec), cfg->balloon.short_decay_usec);
 	v->floor = ALIGN_DOWN(MIN(raised, v->max), MIB) > floor ? ALIGN_DOWN(MIN(raised, v->max), MIB) : floor;
 	v->step = MAX(ovc_conf_size_bytes(&g->settings.step, v->max), MIB);
 	v->min_change = ovc_conf_size_bytes(&cfg->balloon.min_change, v->max);
@@ -560,7 +571,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		.noncompliant = v.noncompliant,
 		.state = s,
 	};
-	if (!ovc_known(g->stats.max_bytes) || g->stats.max_bytes == 0) {
+	if (!max_ok(g)) {
 		d->target_bytes = g->target_bytes;
 		reasonf(d->reason, sizeof(d->reason), "no maximum memory known: left alone");
 		return CAND_NONE;
@@ -911,7 +922,7 @@ static void engine_classify(const struct ovc_config *cfg, const struct ovc_polic
 
 	d->reclaim_action = OVC_ACTION_NONE;
 	d->reclaim_target_bytes = ovc_known(g->stats.engine_target_bytes) ? g->stats.engine_target_bytes : 0;
-	if (!ovc_known(g->stats.max_bytes) || g->stats.max_bytes == 0) {
+	if (!max_ok(g)) {
 		engine_note(g, d, "no maximum memory known: left alone");
 		return;
 	}
@@ -1070,7 +1081,7 @@ static void ksm_step(const struct ovc_config *cfg, const struct ovc_policy_host 
 	if (cfg->ksm.use_zero_pages && want.use_zero_pages >= 0)
 		want.use_zero_pages = 1;
 
-	bool needed = !(committed + thres < total && free_b > thres) || out->level == OVC_HOST_PRESSURE;
+	bool needed = !(committed < sat_sub(total, thres) && free_b > thres) || out->level == OVC_HOST_PRESSURE;
 	if (st.on && h->ksm.full_scans > st.full_scans_at_on) {
 		/* A full scan has completed since KSM was turned on: judge. */
 		bool pays = profit >= (int64_t)cfg->ksm.min_profit.bytes || profit > st.last_profit_bytes;
@@ -1169,7 +1180,7 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 		 * good: it no longer counts, and others are asked instead. */
 		if (dec[i].noncompliant && guests[i].kind != OVC_DRIVER_ENGINE)
 			out->n_noncompliant++;
-		else if (guests[i].kind != OVC_DRIVER_ENGINE && ovc_known(st->max_bytes) &&
+		else if (guests[i].kind != OVC_DRIVER_ENGINE && max_ok(&guests[i]) &&
 			 ovc_known(st->actual_bytes) && dec[i].action != OVC_ACTION_EMERGENCY &&
 			 dec[i].action != OVC_ACTION_RESTORE &&
 			 MIN(st->actual_bytes, st->max_bytes) > dec[i].target_bytes)
@@ -1223,7 +1234,7 @@ int ovc_policy_guest_check(const struct ovc_config *cfg, const struct ovc_policy
 					  ? g->stats.engine_target_bytes : 0;
 	bool act = (d->action == OVC_ACTION_EMERGENCY || d->action == OVC_ACTION_RESTORE) &&
 		   d->target_bytes > target_of(g);
-	if (!act && ovc_known(g->stats.max_bytes) && g->stats.max_bytes) {
+	if (!act && max_ok(g)) {
 		d->action = OVC_ACTION_NONE;
 		d->target_bytes = target_of(g);
 	}
