@@ -258,8 +258,9 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 	}
 
 	if (st->stale || !ovc_known(st->available_bytes) || st->collected_usec == 0 ||
-	    st->collected_usec <= s->seen_usec)
-		return; /* nothing new to learn from */
+	    st->collected_usec <= s->seen_usec ||
+	    (ovc_known(st->guest_update_sec) && s->seen_usec && st->guest_update_sec == s->seen_update_sec))
+		return; /* nothing new to learn from: the same update read again */
 	uint64_t t = st->collected_usec;
 	uint64_t avail = MIN(st->available_bytes, actual);
 	if (ovc_known(st->total_bytes))
@@ -311,6 +312,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		}
 	}
 	s->seen_usec = t;
+	s->seen_update_sec = st->guest_update_sec;
 	s->seen_used_bytes = used;
 	s->seen_avail_bytes = avail;
 	s->seen_oom_kills = st->oom_kills;
@@ -549,9 +551,12 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 
 	learn(cfg, h, g, &s, &e);
 	derive(cfg, h, g, &s, &v);
-	/* Statistics taken before the last emergency deflate do not show
-	 * it: they do not call for another. */
-	bool relieved = g->last_emergency_usec && g->last_emergency_usec >= g->stats.collected_usec;
+	/* Statistics first seen before the last emergency deflate (the same
+	 * guest update read again counts from when it was first seen) do not
+	 * show it: they do not call for another. */
+	bool relieved = g->last_emergency_usec &&
+			g->last_emergency_usec >= (s.seen_usec ? MIN(s.seen_usec, g->stats.collected_usec)
+							       : g->stats.collected_usec);
 	if (relieved)
 		v.pressure = false;
 	else

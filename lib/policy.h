@@ -133,7 +133,10 @@ struct ovc_policy_host {
  * it is derived from untrusted guest figures and is clamped where used.
  */
 struct ovc_policy_guest_state {
-	uint64_t seen_usec;           /* stats.collected_usec learned from; 0: none */
+	uint64_t seen_usec;           /* when the policy first saw the update it
+				       * learned from last (its collected_usec); 0: none */
+	uint64_t seen_update_sec;     /* that update's guest_update_sec: the same
+				       * figures read again are not a new update */
 	uint64_t seen_used_bytes;     /* the guest's used memory then (actual - available) */
 	uint64_t seen_avail_bytes;    /* its available memory then */
 	uint64_t seen_oom_kills;      /* guest counters then (OVC_UNKNOWN: not reported) */

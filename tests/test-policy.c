@@ -1258,6 +1258,7 @@ static void test_guest_check(void **state)
 	 * 700MiB/s. Deflated at this update, in one step. */
 	h.now_usec = NOW + SEC;
 	g.stats.collected_usec = NOW + SEC;
+	g.stats.guest_update_sec++;
 	g.stats.available_bytes = 500 * MIB;
 	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 1);
 	assert_int_equal(d.action, OVC_ACTION_EMERGENCY);
@@ -1278,6 +1279,19 @@ static void test_guest_check(void **state)
 	assert_int_equal(d.action, OVC_ACTION_NONE);
 	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
 	assert_int_equal(out.n_emergency, 0);
+	/* Nor does the same guest update read again later (the guest has
+	 * not sent new figures yet): it is not a new update. */
+	h.now_usec = g.stats.collected_usec = NOW + SEC + SEC / 2;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(d.state.seen_usec, NOW + SEC);
+	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	/* Its next update, relieved: nothing to do. */
+	h.now_usec = g.stats.collected_usec = NOW + 2 * SEC;
+	g.stats.guest_update_sec++;
+	g.stats.actual_bytes = g.stats.total_bytes = 2 * GIB + 1429 * MIB;
+	g.stats.available_bytes = 1929 * MIB;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(d.state.seen_usec, NOW + 2 * SEC);
 
 	/* An engine-only guest: decided at the tick. */
 	struct ovc_policy_guest e = engine_guest(c, "e", GIB, 0);
