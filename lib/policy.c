@@ -265,10 +265,19 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 	uint64_t avail = MIN(st->available_bytes, actual);
 	if (ovc_known(st->total_bytes))
 		avail = MIN(avail, st->total_bytes);
-	uint64_t used = actual - avail;
+	/* Used memory from the guest's own figures where it sent them (its
+	 * MemTotal and MemAvailable come from one moment, while the balloon's
+	 * size is read live and may be ahead of them). */
+	uint64_t used = (ovc_known(st->total_bytes) ? MIN(st->total_bytes, actual) : actual) - avail;
+	/* While the balloon moves, what the guest counts as used moves with
+	 * it (a guest with deflate-on-oom counts balloon pages as used; any
+	 * guest's figures lag the balloon's size): no growth is measured in
+	 * such an update, or inflating a guest would look like a burst. */
+	bool moved = s->seen_usec && (actual > s->seen_actual_bytes ? actual - s->seen_actual_bytes
+								    : s->seen_actual_bytes - actual) >= MIB;
 
 	e->new_sample = true;
-	if (s->seen_usec) {
+	if (s->seen_usec && !moved) {
 		uint64_t dt = t - s->seen_usec;
 		if (used > s->seen_used_bytes) {
 			uint64_t rise = used - s->seen_used_bytes;
@@ -294,9 +303,14 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			e->oom = e->oom_counted = true;
 		e->stalls = rate(st->alloc_stalls, s->seen_alloc_stalls, dt);
 		e->reclaim = rate(st->direct_reclaims, s->seen_direct_reclaims, dt);
-	} else {
+	} else if (!s->seen_usec) {
 		s->busy_usec = t; /* idle is counted from when ovcd first saw it */
+	} else {
+		s->run_bytes = 0; /* the balloon moved: a run cannot be followed */
 	}
+	if (moved && ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
+	    st->oom_kills > s->seen_oom_kills)
+		e->oom = e->oom_counted = true; /* the guest's own count is never wrong */
 	s->rate_bytes = e->rate;
 	if (s->run_bytes > burst_now(cfg, s, t)) {
 		s->burst_bytes = s->run_bytes;
@@ -313,6 +327,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 	}
 	s->seen_usec = t;
 	s->seen_update_sec = st->guest_update_sec;
+	s->seen_actual_bytes = actual;
 	s->seen_used_bytes = used;
 	s->seen_avail_bytes = avail;
 	s->seen_oom_kills = st->oom_kills;

@@ -137,7 +137,11 @@ struct ovc_policy_guest_state {
 				       * learned from last (its collected_usec); 0: none */
 	uint64_t seen_update_sec;     /* that update's guest_update_sec: the same
 				       * figures read again are not a new update */
-	uint64_t seen_used_bytes;     /* the guest's used memory then (actual - available) */
+	uint64_t seen_used_bytes;     /* the guest's used memory then (its
+				       * MemTotal, else its memory now, less
+				       * what it has available) */
+	uint64_t seen_actual_bytes;   /* its memory then (the balloon moved when
+				       * this changes: no growth is measured) */
 	uint64_t seen_avail_bytes;    /* its available memory then */
 	uint64_t seen_oom_kills;      /* guest counters then (OVC_UNKNOWN: not reported) */
 	uint64_t seen_alloc_stalls;

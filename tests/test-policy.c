@@ -459,6 +459,7 @@ static void seen_quiet(struct ovc_policy_guest *g, uint64_t quiet_sec)
 	g->state.seen_usec = NOW - 2 * SEC;
 	g->state.seen_avail_bytes = g->stats.available_bytes;
 	g->state.seen_used_bytes = g->stats.actual_bytes - g->stats.available_bytes;
+	g->state.seen_actual_bytes = g->stats.actual_bytes;
 	g->state.busy_usec = NOW - quiet_sec * SEC;
 }
 
@@ -1007,6 +1008,7 @@ enum prep {
 	P_IDLE,            /* used memory flat for a minute */
 	P_RELIEVED,        /* emergency deflate after these stats */
 	P_RSS_600M,        /* the VMM holds 600MiB: 200MiB beyond what is used */
+	P_FALL_MOVED,      /* as P_FALL_450, but the balloon moved 512MiB since */
 };
 
 static const struct kat2 {
@@ -1064,6 +1066,8 @@ static const struct kat2 {
 	  "; idle, spare 409MiB" },
 	{ "stats from before the last emergency call for no other", GIB, 2 * GIB, 50 * MIB, P_RELIEVED,
 	  OVC_ACTION_NONE, 2 * GIB, NULL, "host pressure" },
+	{ "the balloon moved since the last update: no growth measured (its own pages are not a burst)",
+	  3 * GIB, 2 * GIB, 500 * MIB, P_FALL_MOVED, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
 	{ "memory never touched is not resident: only RSS beyond used memory is spare", GIB, 2 * GIB,
 	  1648 * MIB, P_RSS_600M, OVC_ACTION_INFLATE, 2 * GIB - 200 * MIB, NULL, "spare 200MiB" },
 	{ "nothing resident beyond used memory: nothing to gain", GIB, 2 * GIB, 1648 * MIB, P_RSS_600M,
@@ -1082,6 +1086,7 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		s->seen_usec = NOW - SEC;
 		s->seen_used_bytes = used;
 		s->seen_avail_bytes = k->avail;
+		s->seen_actual_bytes = k->target;
 		s->busy_usec = NOW - 10 * SEC;
 		s->seen_oom_kills = s->seen_alloc_stalls = s->seen_direct_reclaims = U;
 	}
@@ -1095,8 +1100,11 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		s->burst_usec = NOW - 60 * SEC;
 		break;
 	case P_FALL_450:
+	case P_FALL_MOVED:
 		s->seen_used_bytes = used - 450 * MIB;
 		s->seen_avail_bytes = k->avail + 450 * MIB;
+		if (k->prep == P_FALL_MOVED)
+			s->seen_actual_bytes = k->target + 512 * MIB;
 		break;
 	case P_OOM_COUNTED:
 		s->seen_oom_kills = 0;
@@ -1129,6 +1137,7 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		g.stats.actual_bytes = g.stats.total_bytes = 4 * GIB;
 		g.stats.available_bytes = 3 * GIB;
 		s->seen_used_bytes = GIB;
+		s->seen_actual_bytes = 4 * GIB;
 		s->stuck_usec = NOW - 40 * SEC;
 		s->stuck_actual_bytes = k->prep == P_MOVING ? 4 * GIB + 200 * MIB : 4 * GIB;
 		break;
@@ -1223,6 +1232,11 @@ static void test_known_answers_learned(void **state)
 			assert_int_equal(d.growth_rate_bytes, 450 * MIB);
 			assert_true(d.growing);
 			assert_int_equal(d.state.burst_bytes, 450 * MIB);
+			break;
+		case P_FALL_MOVED:
+			assert_int_equal(d.growth_rate_bytes, 0);
+			assert_int_equal(d.state.run_bytes, 0);
+			assert_int_equal(d.state.seen_actual_bytes, k->target);
 			break;
 		case P_BURST_1G:
 			assert_int_equal(d.headroom_bytes, GIB);
