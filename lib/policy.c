@@ -458,6 +458,10 @@ static void distress(const struct ovc_config *cfg, const struct events *e, struc
 		v->pressure = true;
 		reasonf(v->why, sizeof(v->why), "available %s falling %s/s, below %s within %" PRIu64 "s",
 			SZ(v->avail), SZ(e->rate), SZ(emergency_avail), period_s);
+	} else if (v->avail >= v->keep) {
+		return; /* stalls and reclaim with enough available: the guest's
+			 * own business (fragmentation, cache churn), and a balloon
+			 * that gives back memory does not cure them */
 	} else if (cfg->balloon.emergency_stalls && ovc_known(e->stalls) &&
 		   e->stalls >= cfg->balloon.emergency_stalls) {
 		v->pressure = true;

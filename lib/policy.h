@@ -24,8 +24,8 @@
  *     its used memory falling sharply while it was nearly out), available
  *     below emergency_available, available falling fast enough to get
  *     there by the next update (growth rate x stats_period), allocation
- *     stalls, direct reclaim, major faults or swap-in per second above
- *     their thresholds: emergency deflate at once, whatever the host's
+ *     stalls or direct reclaim while it has less available than it keeps,
+ *     major faults or swap-in per second above their thresholds: emergency deflate at once, whatever the host's
  *     state, in one step to what the guest needs (guest_free + headroom +
  *     its growth by the next update, at least emergency_step, at most max);
  *     the floor is raised to that target. Statistics older than the last

@@ -1049,6 +1049,8 @@ static const struct kat2 {
 	  OVC_ACTION_INFLATE, 3840 * MIB, NULL, NULL },
 	{ "allocation stalls", 3 * GIB, 2 * GIB, GIB, P_STALLS, OVC_ACTION_EMERGENCY, 3 * GIB,
 	  "emergency deflate by 1GiB to 3GiB: allocation stalls 5/s >= 1/s", NULL },
+	{ "allocation stalls with more available than it keeps: not distress", 3 * GIB, 2 * GIB,
+	  1536 * MIB, P_STALLS, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
 	{ "direct reclaim", 3 * GIB, 2 * GIB, GIB, P_RECLAIM, OVC_ACTION_EMERGENCY, 3 * GIB,
 	  "emergency deflate by 1GiB to 3GiB: direct reclaim 1000 pages/s >= 256/s", NULL },
 	{ "ran short: the raised floor halves every short_decay", 3 * GIB, 1536 * MIB, GIB, P_SHORT_600S,
