@@ -106,7 +106,9 @@ static uint64_t sat_sub(uint64_t a, uint64_t b)
 /* Per-guest figures the passes share; recomputed from the guest and its
  * state (as learn() left it this call), never stored. */
 struct view {
-	uint64_t max, target, actual, floor, step, min_change;
+	uint64_t max, target, actual, step, min_change;
+	uint64_t floor;            /* the configured one: a hard minimum */
+	uint64_t raised_floor;     /* at least floor: raised after it ran short, decaying */
 	uint64_t avail;            /* clamped; OVC_UNKNOWN when not fresh */
 	uint64_t guest_free;       /* of its current memory */
 	uint64_t headroom;         /* learned burst or [balloon] headroom */
@@ -350,7 +352,8 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	/* A guest that ran short keeps what it needed, less and less. */
 	uint64_t raised = floor + decay(sat_sub(MIN(s->short_floor_bytes, v->max), floor),
 					sat_sub(now, s->short_usec), cfg->balloon.short_decay_usec);
-	v->floor = ALIGN_DOWN(MIN(raised, v->max), MIB) > floor ? ALIGN_DOWN(MIN(raised, v->max), MIB) : floor;
+	v->floor = floor;
+	v->raised_floor = MAX(ALIGN_DOWN(MIN(raised, v->max), MIB), floor);
 	v->step = MAX(ovc_conf_size_bytes(&g->settings.step, v->max), MIB);
 	v->min_change = ovc_conf_size_bytes(&cfg->balloon.min_change, v->max);
 	v->fresh = !st->stale && ovc_known(st->available_bytes);
@@ -552,7 +555,7 @@ enum cand {
 /* Inflate capacity: spare, at most step, never below the floor. */
 static uint64_t inflate_cap(const struct view *v)
 {
-	return ALIGN_DOWN(MIN(MIN(v->spare, v->step), sat_sub(v->target, v->floor)), MIB);
+	return ALIGN_DOWN(MIN(MIN(v->spare, v->step), sat_sub(v->target, v->raised_floor)), MIB);
 }
 
 static uint64_t deflate_cap(const struct view *v)
@@ -584,6 +587,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		.action = OVC_ACTION_NONE,
 		.target_bytes = v.target,
 		.floor_bytes = v.floor,
+		.raised_floor_bytes = v.raised_floor,
 		.spare_bytes = v.spare,
 		.guest_pressure = v.pressure,
 		.emergency_count = v.streak,
@@ -659,7 +663,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		/* It needed this: its floor stays there, then decays. */
 		d->state.short_floor_bytes = d->target_bytes;
 		d->state.short_usec = h->now_usec ? h->now_usec : 1;
-		d->floor_bytes = MAX(d->floor_bytes, MIN(ALIGN_DOWN(d->target_bytes, MIB), v.max));
+		d->raised_floor_bytes = MAX(d->raised_floor_bytes, MIN(ALIGN_DOWN(d->target_bytes, MIB), v.max));
 		reasonf(d->reason, sizeof(d->reason), "emergency deflate by %s to %s: %s", SZ(d->target_bytes - v.target),
 			 SZ(d->target_bytes), v.why);
 		return CAND_NONE;
@@ -709,6 +713,9 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		if (inflate_cap(&v) == 0) {
 			if (v.target <= v.floor)
 				reasonf(d->reason, sizeof(d->reason), "host pressure, at floor %s", SZ(v.floor));
+			else if (v.target <= v.raised_floor)
+				reasonf(d->reason, sizeof(d->reason),
+					"host pressure, at floor %s raised after it ran short", SZ(v.raised_floor));
 			else if (v.margin)
 				reasonf(d->reason, sizeof(d->reason),
 					"host pressure, recovering from %" PRIu32 " emergency deflate%s: "

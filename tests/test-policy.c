@@ -1053,8 +1053,13 @@ static const struct kat2 {
 	  1536 * MIB, P_STALLS, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
 	{ "direct reclaim", 3 * GIB, 2 * GIB, GIB, P_RECLAIM, OVC_ACTION_EMERGENCY, 3 * GIB,
 	  "emergency deflate by 1GiB to 3GiB: direct reclaim 1000 pages/s >= 256/s", NULL },
-	{ "ran short: the raised floor halves every short_decay", 3 * GIB, 1536 * MIB, GIB, P_SHORT_600S,
-	  OVC_ACTION_RESTORE, 2 * GIB, "target 1.5GiB below floor 2GiB: raised to the floor", NULL },
+	{ "ran short: no inflate below the raised floor, which halves every short_decay", GIB,
+	  2148 * MIB, 2 * GIB, P_SHORT_600S, OVC_ACTION_INFLATE, 2 * GIB, NULL, "inflate by 100MiB to 2GiB" },
+	{ "at the raised floor: not inflated, but not raised to it either (the floor is the hard one)",
+	  GIB, 2 * GIB, 2 * GIB, P_SHORT_600S, OVC_ACTION_NONE, 2 * GIB,
+	  "host pressure, at floor 2GiB raised after it ran short", NULL },
+	{ "below the raised floor (an operator's target): left there", 3 * GIB, 1536 * MIB, GIB,
+	  P_SHORT_600S, OVC_ACTION_NONE, 1536 * MIB, NULL, "host steady" },
 	{ "non-compliant balloon: not inflated, its debt not counted", GIB, 3 * GIB, 3 * GIB, P_STUCK_40S,
 	  OVC_ACTION_NONE, 3 * GIB,
 	  "host pressure, non-compliant: balloon at 4GiB, target 3GiB, not moved for 40s: not counted, not inflated",
@@ -1210,8 +1215,9 @@ static void test_known_answers_learned(void **state)
 			assert_true(d.oom_kill);
 			assert_int_equal(d.state.oom_kills, 1);
 			assert_int_equal(d.state.oom_usec, NOW);
-			/* It needed that: its floor is there now. */
-			assert_int_equal(d.floor_bytes, 3 * GIB);
+			/* It needed that: its raised floor is there now. */
+			assert_int_equal(d.raised_floor_bytes, 3 * GIB);
+			assert_int_equal(d.floor_bytes, GIB);
 			assert_int_equal(d.state.short_floor_bytes, 3 * GIB);
 			break;
 		case P_STUCK_40S:
@@ -1622,6 +1628,10 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		if (dd->target_bytes < floor && dd->target_bytes < old)
 			fail_msg("%s: target %llu below floor %llu (%s)", where,
 				 (unsigned long long)dd->target_bytes, (unsigned long long)floor, dd->reason);
+		if (dd->target_bytes < dd->raised_floor_bytes && dd->target_bytes < old)
+			fail_msg("%s: inflated to %llu, below the raised floor %llu (%s)", where,
+				 (unsigned long long)dd->target_bytes,
+				 (unsigned long long)dd->raised_floor_bytes, dd->reason);
 		if (dd->target_bytes < old) {
 			if (g->stats.stale || !ovc_known(g->stats.available_bytes))
 				fail_msg("%s: inflated with stale stats (%s)", where, dd->reason);
