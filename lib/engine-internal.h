@@ -155,12 +155,6 @@ struct ovc_engine {
 	 * the same uffd; WP-only so that reading a hole in it is an ordinary
 	 * zero-page fault, never a userfault). Pass thread only. */
 	uint8_t *staging;
-	/* The uffd staging is registered on: one of its own with MOVE and no
-	 * events, so that the pass may MADV_DONTNEED pages in staging without
-	 * raising (and waiting on) UFFD_EVENT_REMOVE (share.c, reclaim_span);
-	 * UFFDIO_MOVE takes a source registered on another uffd. uffd itself
-	 * if a second one could not be opened. */
-	int stage_uffd;
 	uint8_t *staging_map;       /* the mapping, with alignment slack */
 	size_t staging_map_len;
 	bool staging_dirty;         /* a reset failed: reset before next use */
@@ -247,7 +241,7 @@ struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr);
 
 /* share.c helpers the swap path shares (same staging area, same rules). */
 int staging_reset(ovc_engine *e);
-int staging_map_fresh(ovc_engine *e, int uffd, void *addr, size_t len);
+int staging_map_fresh(ovc_engine *e, void *addr, size_t len);
 void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len);
 int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len);
 /* Drop runs of @r with MADV_DONTNEED (process_madvise batches; MADV_REMOVE
@@ -255,13 +249,12 @@ int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len);
  * the number of leading runs dropped; the rest are as they were. Pass
  * thread, with the engine's threads (the drop raises UFFD_EVENT_REMOVE). */
 uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n);
-/* UFFDIO_MOVE (on @uffd, the one @stage is registered on) guest pages
- * [p, end) of @r to @stage, setting moved[] (from
+/* UFFDIO_MOVE guest pages [p, end) of @r to @stage, setting moved[] (from
  * p) for the pages that went; a page refused with EBUSY (pinned, shared)
  * stays and counts in pinned_pages_kept, the rest go on. EAGAIN is waited
  * out when @wait (never under r->lock), else returned, as is any other
  * error. Pass thread. */
-int move_to_stage(ovc_engine *e, int uffd, struct ovc_region *r, uint32_t p, uint32_t end, uint8_t *stage,
+int move_to_stage(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t end, uint8_t *stage,
 		  uint8_t *moved, bool wait);
 /* The write-protect paths' drop where the kernel has UFFDIO_MOVE: move the
  * runs (at most BATCH_PAGES pages, in transit and write-protected) into

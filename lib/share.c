@@ -47,16 +47,6 @@
  *      destination must be), and madvise on registered memory raises
  *      UFFD_EVENT_REMOVE, which blocks until the uffd is read — by this very
  *      thread in NO_THREADS mode.
- *   Scattered zero pages (more than SPAN_MIN_RUNS runs) take the span
- *   way (reclaim_span): step 1 moves the whole span from the first
- *   candidate to the last in one call, the present RESIDENT pages between
- *   them too (marked SHARING like the candidates: a write to one waits
- *   for the batch), step 3 frees the zero ones in staging with one
- *   MADV_DONTNEED (staging is registered on stage_uffd, which raises no
- *   UFFD_EVENT_REMOVE) and moves the rest back in one call per stretch,
- *   passing over the holes; DISCARDED is looked at last right before that
- *   move, as in give_back. One TLB flush per call: three per batch
- *   instead of one per run.
  *   Why the lock in step 1: the handler answers a MISSING fault on a
  *   non-transit page with UFFDIO_ZEROPAGE. Two vCPUs faulting on one hole
  *   queue two messages; the second is stale once the first is answered. If
@@ -128,7 +118,7 @@
 /* Map fresh anonymous memory over [addr, addr+len) and register it
  * write-protect only. Frees whatever the range held. (Also the swap-out
  * staging ring's reset, swap.c.) */
-int staging_map_fresh(ovc_engine *e, int uffd, void *addr, size_t len)
+int staging_map_fresh(ovc_engine *e, void *addr, size_t len)
 {
 	void *p = SYS(e->sys, mmap, addr, len, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
@@ -142,7 +132,7 @@ int staging_map_fresh(ovc_engine *e, int uffd, void *addr, size_t len)
 		.range = { (uint64_t)(uintptr_t)addr, len },
 		.mode = UFFDIO_REGISTER_MODE_WP,
 	};
-	if (SYS(e->sys, ioctl, uffd, UFFDIO_REGISTER, &reg) < 0)
+	if (SYS(e->sys, ioctl, e->uffd, UFFDIO_REGISTER, &reg) < 0)
 		return negative_errno();
 	return 0;
 }
@@ -150,23 +140,13 @@ int staging_map_fresh(ovc_engine *e, int uffd, void *addr, size_t len)
 /* Map fresh anonymous memory over staging. Frees whatever staging held. */
 int staging_reset(ovc_engine *e)
 {
-	return staging_map_fresh(e, e->stage_uffd, e->staging, STAGING_BYTES);
+	return staging_map_fresh(e, e->staging, STAGING_BYTES);
 }
 
 int share_staging_init(ovc_engine *e)
 {
 	if (!e->have_move)
 		return 0;
-	e->stage_uffd = ovc_sys_open_uffd(e->sys, O_CLOEXEC | O_NONBLOCK);
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MOVE };
-	if (e->stage_uffd >= 0 && SYS(e->sys, ioctl, e->stage_uffd, UFFDIO_API, &api) < 0) {
-		close(e->stage_uffd);
-		e->stage_uffd = -1;
-	}
-	if (e->stage_uffd < 0) {
-		log_info(&e->log, "no second userfaultfd for staging: scattered zero pages move one run at a time");
-		e->stage_uffd = e->uffd;
-	}
 	/* 2 MiB aligned so that a whole-THP batch moves as one PMD. */
 	size_t len = STAGING_BYTES * 2;
 	void *p = SYS(e->sys, mmap, NULL, len, PROT_READ | PROT_WRITE,
@@ -183,9 +163,6 @@ void share_staging_fini(ovc_engine *e)
 {
 	if (e->staging_map)
 		munmap(e->staging_map, e->staging_map_len);
-	if (e->stage_uffd >= 0 && e->stage_uffd != e->uffd)
-		close(e->stage_uffd);
-	e->stage_uffd = -1;
 	e->staging_map = e->staging = NULL;
 }
 
@@ -305,7 +282,7 @@ static void mark_candidates(ovc_engine *e, struct ovc_region *r)
  * VMM since it was looked at) are passed over and read as zeros in
  * staging. DONTWAKE: the pages are in transit, their waiters the
  * caller's. */
-int move_to_stage(ovc_engine *e, int uffd, struct ovc_region *r, uint32_t p, uint32_t end, uint8_t *stage,
+int move_to_stage(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t end, uint8_t *stage,
 			 uint8_t *moved, bool wait)
 {
 	for (uint32_t at = p; at < end;) {
@@ -315,7 +292,7 @@ int move_to_stage(ovc_engine *e, int uffd, struct ovc_region *r, uint32_t p, uin
 			.len = (uint64_t)(end - at) << PAGE_SHIFT,
 			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE,
 		};
-		int ret = SYS(e->sys, ioctl, uffd, UFFDIO_MOVE, &m);
+		int ret = SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m);
 		uint32_t done = ret == 0 ? end - at : m.move > 0 ? (uint32_t)(m.move >> PAGE_SHIFT) : 0;
 		done = MIN(done, end - at);
 		memset(moved + (at - p), 1, done);
@@ -423,206 +400,6 @@ static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32
 	return zeroed;
 }
 
-/* The end of a MOVE batch: free what staging holds (zero pages). If that
- * fails, staging stays populated and the next batch's MOVE would fail with
- * EEXIST, so the next batch resets it first. Returns @reclaimed, else
- * @err or the reset's error. */
-static int batch_end(ovc_engine *e, int reclaimed, int err)
-{
-	if (e->staging_broken)
-		return -EIO;
-	int sr = staging_reset(e);
-	if (sr < 0) {
-		e->staging_dirty = true;
-		if (!err)
-			err = sr;
-	}
-	return reclaimed ? reclaimed : err;
-}
-
-/* Zero candidates in more runs than this take the span way. */
-#define SPAN_MIN_RUNS 4u
-
-/* Free staged pages [i, j) (batch offsets) with MADV_DONTNEED. Staging is
- * registered on stage_uffd, which raises no UFFD_EVENT_REMOVE. */
-static bool stage_drop(ovc_engine *e, const uint8_t *zero, uint32_t n)
-{
-	uint32_t k = 0;
-	for (uint32_t i = 0; i < n;) {
-		if (!zero[i]) {
-			i++;
-			continue;
-		}
-		uint32_t j = i + 1;
-		while (j < n && zero[j])
-			j++;
-		e->drop_iov[k].iov_base = e->staging + ((uint64_t)i << PAGE_SHIFT);
-		e->drop_iov[k++].iov_len = (size_t)(j - i) << PAGE_SHIFT;
-		i = j;
-	}
-	if (!k)
-		return true;
-	ssize_t want = 0;
-	for (uint32_t i = 0; i < k; i++)
-		want += (ssize_t)e->drop_iov[i].iov_len;
-	if (k == 1)
-		return SYS(e->sys, madvise, e->drop_iov[0].iov_base, e->drop_iov[0].iov_len, MADV_DONTNEED) == 0;
-	return SYS(e->sys, process_madvise, e->pidfd, e->drop_iov, k, MADV_DONTNEED, 0) == want;
-}
-
-/* Move the staged data of offsets [i, j) back in one call, the zero ones
- * being holes in staging by now. As give_back: the DISCARDED bits are
- * looked at last right before the move, once every discard read so far is
- * marked, and a page discarded since is freed in staging (zero[] set) and
- * gets the zero page instead; EAGAIN (a discard event unread, maybe of
- * these pages) is not retried blindly: the event is read, then the pages
- * are looked at again. Returns false if a free failed (the rest then goes
- * back run by run, give_back). */
-static bool span_give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t i, uint32_t j,
-			   uint8_t *zero)
-{
-	while (i < j) {
-		fault_events_settle(e);
-		uint8_t late[BATCH_PAGES];
-		bool any = false;
-		memset(late, 0, j);
-		for (uint32_t k = i; k < j; k++)
-			if (!zero[k] && (atomic_load(&r->pst[first + k]) & PST_DISCARDED))
-				late[k] = zero[k] = any = 1;
-		if (any && !stage_drop(e, late, j))
-			return false;
-		struct uffdio_move m = {
-			.dst = (uint64_t)(uintptr_t)region_addr(r, first + i),
-			.src = (uint64_t)(uintptr_t)(e->staging + ((uint64_t)i << PAGE_SHIFT)),
-			.len = (uint64_t)(j - i) << PAGE_SHIFT,
-			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
-		};
-		if (SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m) == 0)
-			return true;
-		int err = errno;
-		uint32_t done = m.move > 0 ? (uint32_t)((uint64_t)m.move >> PAGE_SHIFT) : 0;
-		i += MIN(done, j - i);
-		if (done)
-			continue;
-		if (err == EAGAIN) {
-			if (e->flags & OVC_ENGINE_NO_THREADS)
-				fault_drain(e);
-			else
-				sched_yield(); /* the handler thread reads it */
-			continue;
-		}
-		/* Anything else: the path that never gives up, one page. */
-		if (!zero[i] && move_back(e, m.dst, m.src, PAGE_SIZE) < 0) {
-			log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit; reclaim stopped",
-				r->guest_phys + ((first + i) << PAGE_SHIFT));
-			e->staging_broken = true;
-		}
-		i++;
-	}
-	return true;
-}
-
-/* The MOVE path for zero pages scattered among data (the alternating
- * layout): one UFFDIO_MOVE per call costs a TLB flush, which interrupts
- * every running vCPU (~13 us a call with one running here), so moving 256
- * single pages out cost 3.4 ms a batch. Instead the whole span from the
- * first candidate to the last goes out in one call — the present RESIDENT
- * pages between them too ("passengers", in transit like the candidates:
- * a write to one waits, at most one batch) — is looked at in staging, the
- * zero pages are freed there with one MADV_DONTNEED (no event: staging
- * is on stage_uffd), and the rest comes back in one call, passing over the
- * holes they left. Three flushes a batch instead of one per run; pinned
- * pages are refused by the move as on the run-by-run way and stay. A
- * passenger the VMM discarded meanwhile is zero (DISCARDED, as for a
- * candidate). Returns pages reclaimed, or -errno with none. */
-static int reclaim_span(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
-{
-	struct run_list *c = &e->cand;
-	uint8_t in[BATCH_PAGES], moved[BATCH_PAGES], zero[BATCH_PAGES], cand[BATCH_PAGES];
-	int err = 0, reclaimed = 0;
-
-	memset(in, 0, n);
-	memset(moved, 0, n);
-	memset(zero, 0, n);
-	memset(cand, 0, n);
-	pthread_mutex_lock(&r->lock);
-	mark_candidates(e, r);
-	if (!c->n) {
-		pthread_mutex_unlock(&r->lock);
-		return 0;
-	}
-	uint32_t lo = c->runs[0].start - (uint32_t)first;
-	uint32_t hi = c->runs[c->n - 1].start + c->runs[c->n - 1].len - (uint32_t)first;
-	for (uint32_t i = 0; i < c->n; i++)
-		memset(cand + (c->runs[i].start - first), 1, c->runs[i].len);
-	for (uint32_t i = lo; i < hi; i++)
-		in[i] = cand[i] || ((e->mincore_vec[i] & 1) &&
-				    pst_transition_keep(&r->pst[first + i], PST_RESIDENT, PST_SHARING,
-							PST_DISCARD_PENDING, NULL));
-	for (uint32_t i = lo; i < hi && !err;) {
-		if (!in[i]) {
-			i++;
-			continue;
-		}
-		uint32_t j = i + 1;
-		while (j < hi && in[j])
-			j++;
-		err = move_to_stage(e, e->stage_uffd, r, (uint32_t)first + i, (uint32_t)first + j,
-				    e->staging + ((uint64_t)i << PAGE_SHIFT), moved + i, false);
-		i = j;
-	}
-	pthread_mutex_unlock(&r->lock);
-
-	/* Decide; pages not moved are untouched in the guest. */
-	for (uint32_t i = lo; i < hi; i++) {
-		if (!in[i])
-			continue;
-		if (!moved[i]) {
-			end_transit_keep(e, r, first + i, PST_RESIDENT, PST_DISCARD_PENDING);
-			atomic_fetch_add(&e->c.transit_aborts, cand[i]);
-			continue;
-		}
-		zero[i] = staged_zero(e, r, first, (uint32_t)first + i);
-	}
-	/* Free the zero ones in staging; once no discard read so far can
-	 * still be unmarked, a data page discarded meanwhile goes too. Then
-	 * the data goes back in one move per stretch. If the free fails, the
-	 * run-by-run give_back puts the data back instead. */
-	bool freed = stage_drop(e, zero, hi);
-	for (uint32_t i = lo; i < hi;) {
-		if (!moved[i]) {
-			i++;
-			continue;
-		}
-		uint32_t j = i + 1;
-		while (j < hi && moved[j])
-			j++;
-		if (freed && memchr(zero + i, 0, j - i))
-			freed = span_give_back(e, r, first, i, j, zero);
-		/* Stretches of one fate: zero page in, or data (back already,
-		 * or give_back now when the free failed). */
-		for (uint32_t p = i; p < j;) {
-			uint32_t q = p + 1;
-			while (q < j && zero[q] == zero[p])
-				q++;
-			if (zero[p]) {
-				zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, first + p), (uint64_t)(q - p) << PAGE_SHIFT);
-				end_installed(e, r, (uint32_t)first + p, (uint32_t)first + q, PST_ZERO);
-				reclaimed += (int)(q - p);
-			} else if (freed) {
-				end_installed(e, r, (uint32_t)first + p, (uint32_t)first + q, PST_RESIDENT);
-				for (uint32_t k = p; k < q; k++)
-					atomic_fetch_add(&e->c.transit_aborts, cand[k]);
-			} else {
-				reclaimed += give_back(e, r, first, (uint32_t)first + p, (uint32_t)first + q);
-			}
-			p = q;
-		}
-		i = j;
-	}
-	return batch_end(e, reclaimed, err);
-}
-
 static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 {
 	struct run_list *c = &e->cand;
@@ -634,7 +411,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 	mark_candidates(e, r);
 	for (uint32_t i = 0; i < c->n && !err; i++) {
 		struct page_run *run = &c->runs[i];
-		err = move_to_stage(e, e->stage_uffd, r, run->start, run->start + run->len,
+		err = move_to_stage(e, r, run->start, run->start + run->len,
 				    e->staging + ((uint64_t)(run->start - first) << PAGE_SHIFT),
 				    moved + (run->start - first), false);
 	}
@@ -670,7 +447,18 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 		}
 	}
 
-	return batch_end(e, reclaimed, err);
+	/* Free what staging holds (zero pages). If this fails, staging stays
+	 * populated and the next batch's MOVE would fail with EEXIST, so the
+	 * next batch resets it first. */
+	if (e->staging_broken)
+		return -EIO;
+	int sr = staging_reset(e);
+	if (sr < 0) {
+		e->staging_dirty = true;
+		if (!err)
+			err = sr;
+	}
+	return reclaimed ? reclaimed : err;
 }
 
 /* --- write-protect path ------------------------------------------------- */
@@ -800,7 +588,7 @@ int move_out_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *ru
 	uint8_t moved[BATCH_PAGES];
 	memset(moved, 0, total);
 	for (uint32_t k = 0; k < n && !err; i += runs[k].len, k++)
-		err = move_to_stage(e, e->stage_uffd, r, runs[k].start, runs[k].start + runs[k].len,
+		err = move_to_stage(e, r, runs[k].start, runs[k].start + runs[k].len,
 				    e->staging + ((uint64_t)i << PAGE_SHIFT), moved + i, true);
 	/* Now nothing writes the staged pages: what a pin released before the
 	 * move wrote is there to see. */
@@ -1057,8 +845,7 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 				return ret;
 			e->staging_dirty = false;
 		}
-		ret = e->cand.n > SPAN_MIN_RUNS && e->stage_uffd != e->uffd ? reclaim_span(e, r, first, n)
-									     : reclaim_move(e, r, first);
+		ret = reclaim_move(e, r, first);
 	}
 	atomic_fetch_add(&e->c.reclaim_usec, (now_nsec(CLOCK_MONOTONIC) - t0 + wp_nsec) / NSEC_PER_USEC);
 	if (ret > 0) {

@@ -772,7 +772,7 @@ static int swapout_init(ovc_engine *e)
 		sw->areas[i].e = e;
 		sw->areas[i].stage = sw->stage + i * AREA_BYTES;
 	}
-	return staging_map_fresh(e, e->uffd, sw->stage, len);
+	return staging_map_fresh(e, sw->stage, len);
 }
 
 unsigned swapout_areas(void)
@@ -953,7 +953,7 @@ static struct swapout_area *area_get(ovc_engine *e, int *err)
 	while (a->inflight)
 		out_wait(e);
 	if (a->used) {
-		*err = staging_map_fresh(e, e->uffd, a->stage, AREA_BYTES);
+		*err = staging_map_fresh(e, a->stage, AREA_BYTES);
 		if (*err < 0)
 			return NULL;
 		a->used = false;
@@ -973,7 +973,7 @@ static void swapout_drain(ovc_engine *e)
 		used |= sw->areas[i].used;
 	if (!used || e->staging_broken)
 		return; /* broken: staging holds a page that could not go back */
-	if (staging_map_fresh(e, e->uffd, sw->stage, (size_t)SWAPOUT_AREAS * AREA_BYTES) == 0)
+	if (staging_map_fresh(e, sw->stage, (size_t)SWAPOUT_AREAS * AREA_BYTES) == 0)
 		for (unsigned i = 0; i < SWAPOUT_AREAS; i++)
 			sw->areas[i].used = false;
 }
@@ -1020,7 +1020,7 @@ static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *
 		/* A pinned page stays in the guest and the run goes on past
 		 * it; EAGAIN (an event unread, we hold r->lock) ends the
 		 * batch. */
-		*err = move_to_stage(e, e->uffd, r, (uint32_t)a->page[i], (uint32_t)a->page[j - 1] + 1,
+		*err = move_to_stage(e, r, (uint32_t)a->page[i], (uint32_t)a->page[j - 1] + 1,
 				     a->stage + ((uint64_t)i << PAGE_SHIFT), moved + i, false);
 		i = j;
 	}
