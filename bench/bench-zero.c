@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ovc-bench zero [--size 1GiB] [--json] [--repeat N] [-- --move]
+ * ovc-bench zero [--size 1GiB] [--json] [--repeat N] [-- --wp]
  *
  * Zero-page reclaim on three layouts (all zero; 50% zero in runs of 64
  * pages; 50% zero, alternating single pages), each with a busy "vCPU"
@@ -126,14 +126,14 @@ struct result {
 
 static double g_meta_per_page;
 
-static int run_ovc(size_t len, enum layout l, bool use_move, struct vcpu *v, struct result *res,
+static int run_ovc(size_t len, enum layout l, bool use_wp, struct vcpu *v, struct result *res,
 		   ovc_engine **keep, uint8_t **keep_mem)
 {
 	size_t nzero;
 	uint8_t *p = region_new(len, l, &nzero);
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = { .size = sizeof(o),
-				     .flags = OVC_ENGINE_NO_AUTOSCAN | (use_move ? OVC_ENGINE_MOVE : 0) };
+				     .flags = OVC_ENGINE_NO_AUTOSCAN | (use_wp ? OVC_ENGINE_NO_MOVE : 0) };
 	int r = ovc_engine_new(&o, &e);
 	if (r < 0 || !p) {
 		fprintf(stderr, "ovc-bench zero: engine: %s\n", ovc_strerror(r));
@@ -383,7 +383,7 @@ static void measure(uint8_t *p, size_t n, struct lat *out)
 	free(wr);
 }
 
-static int run_latency(bool use_move, struct vcpu *v, struct lat *ovc, struct lat *kern, struct lat *handler)
+static int run_latency(bool use_wp, struct vcpu *v, struct lat *ovc, struct lat *kern, struct lat *handler)
 {
 	size_t len = (size_t)LAT_SAMPLES * PAGE * 2;
 	ovc_engine *e;
@@ -393,7 +393,7 @@ static int run_latency(bool use_move, struct vcpu *v, struct lat *ovc, struct la
 	 * half is discarded by "the VMM" first: holes in a registered region,
 	 * whose first access goes through the handler (the path a swapped or
 	 * shmem page takes). */
-	if (run_ovc(len, ALL_ZERO, use_move, v, &r, &e, &p))
+	if (run_ovc(len, ALL_ZERO, use_wp, v, &r, &e, &p))
 		return 1;
 	measure(p, LAT_SAMPLES, ovc);
 	madvise(p + len / 2, len / 2, MADV_DONTNEED);
@@ -432,14 +432,19 @@ int bench_zero(const struct bench_opts *opts)
 		fprintf(stderr, "ovc-bench zero: --size must be at least 16MiB (a number without a unit is bytes)\n");
 		return 2;
 	}
-	bool use_move = false;
+	/* The engine's default path (UFFDIO_MOVE where the kernel has it), or
+	 * with --wp the write-protect path (OVC_ENGINE_NO_MOVE), which does
+	 * not keep kernel writes through a pin; --move is the default. */
+	bool use_wp = false;
 	struct result ovc[NLAYOUTS], lim[NLAYOUTS], ksm[NLAYOUTS];
 	struct lat lo, lk, lh;
 	struct vcpu v;
 
 	for (int i = 0; i < opts->argc; i++) {
-		if (strcmp(opts->argv[i], "--move") == 0 || strcmp(opts->argv[i], "move") == 0)
-			use_move = true;
+		if (strcmp(opts->argv[i], "--wp") == 0 || strcmp(opts->argv[i], "wp") == 0)
+			use_wp = true;
+		else if (strcmp(opts->argv[i], "--move") == 0 || strcmp(opts->argv[i], "move") == 0)
+			use_wp = false;
 		else {
 			fprintf(stderr, "ovc-bench zero: unknown argument '%s'\n", opts->argv[i]);
 			return 2;
@@ -459,7 +464,7 @@ int bench_zero(const struct bench_opts *opts)
 	for (int l = 0; l < NLAYOUTS && !rc; l++) {
 		struct result ro[15], rl[15];
 		for (unsigned k = 0; k < rep && !rc; k++) {
-			rc |= run_ovc(len, l, use_move, &v, &ro[k], NULL, NULL);
+			rc |= run_ovc(len, l, use_wp, &v, &ro[k], NULL, NULL);
 			rc |= run_limit(len, l, &v, &rl[k]);
 		}
 		if (rc)
@@ -469,7 +474,7 @@ int bench_zero(const struct bench_opts *opts)
 		rc |= run_ksm(len, l, &ksm[l]);
 	}
 	if (!rc)
-		rc = run_latency(use_move, &v, &lo, &lk, &lh);
+		rc = run_latency(use_wp, &v, &lo, &lk, &lh);
 	vcpu_stop(&v);
 	ksm_restore();
 	if (rc)
@@ -479,7 +484,7 @@ int bench_zero(const struct bench_opts *opts)
 		printf("{");
 		bench_json_machine(stdout);
 		printf(",\"size_bytes\":%zu,\"repeat\":%u,\"engine_path\":\"%s\",\"layouts\":[", len, rep,
-		       use_move ? "move" : "write-protect");
+		       use_wp ? "write-protect" : "move");
 		for (int l = 0; l < NLAYOUTS; l++)
 			printf("%s{\"layout\":\"%s\",\"ovc_gib_s\":%.3f,\"ovc_cpu_s\":%.4f,\"limit_gib_s\":%.3f,"
 			       "\"limit_cpu_s\":%.4f,\"ksm_gib_s\":%.3f,\"ksm_cpu_s\":%.4f}",
@@ -495,7 +500,7 @@ int bench_zero(const struct bench_opts *opts)
 	}
 	bench_print_machine(stdout);
 	printf("zero-page reclaim, %zu MiB region, busy vCPU thread on the other core, median of %u "
-	       "(KSM: 1 run), engine path: %s\n\n", len >> 20, rep, use_move ? "move" : "write-protect");
+	       "(KSM: 1 run), engine path: %s\n\n", len >> 20, rep, use_wp ? "write-protect" : "move");
 	printf("%-12s %10s %9s %10s %9s %10s %9s %9s %9s %11s\n", "layout", "ovc GiB/s", "ovc CPUs",
 	       "limit GiB/s", "limit CPUs", "KSM GiB/s", "KSM CPUs", "ovc/limit", "ovc/KSM", "GiB/CPUs x");
 	for (int l = 0; l < NLAYOUTS; l++) {

@@ -35,12 +35,21 @@
  *   5. pages whose write failed, or that someone waits for, or that the VMM
  *      discarded (DISCARDED) -> RESIDENT, slot freed; they stay protected,
  *      and a woken writer faults again and is unprotected by the handler.
- *   6. drop the written pages (process_madvise(MADV_DONTNEED), runs) and
- *      the zero ones; then SWAPPED with the slot (or ZERO after ZEROPAGE),
- *      waking waiters. Nobody wrote between 1 and 6: the content on disk is
- *      the content dropped.
+ *   6. drop the written pages and the zero ones; then SWAPPED with the
+ *      slot (or ZERO after ZEROPAGE), waking waiters. No CPU wrote between
+ *      1 and 6. The kernel may have, through a pin taken before step 1
+ *      (an O_DIRECT or io_uring read into the page, process_vm_writev):
+ *      so where the kernel has MOVE (kept enabled in this mode for this)
+ *      the drop is UFFDIO_MOVE into staging (share.c, move_out_runs),
+ *      which refuses a page still pinned, and each moved page is compared
+ *      there with the copy written out (zeros for a zero page); one that
+ *      differs was written through a pin since step 2 and goes back
+ *      (step 5's RESIDENT, slot freed). Then the content on disk is the
+ *      content dropped. Without MOVE, process_madvise(MADV_DONTNEED):
+ *      such a write is lost, or the old content comes back from disk
+ *      (docs/engine.md, "Pages the kernel holds pinned").
  *
- * Our own drop raises UFFD_EVENT_REMOVE, and swap_discard() takes REMOVE
+ * Our own MADV_DONTNEED drop (without MOVE) raises UFFD_EVENT_REMOVE, and swap_discard() takes REMOVE
  * on a SWAPPING_OUT page for a VMM discard (DISCARDED: the data on disk
  * would be thrown away) and on a SWAPPED page too (slot freed). So each page
  * gets PST_OWN_DROP just before the drop (share.c drop_runs), and the first
@@ -230,6 +239,7 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 	uint8_t pending[BATCH_PAGES], kind[BATCH_PAGES];
 	uint32_t slot[BATCH_PAGES];  /* by selected page */
 	unsigned didx[BATCH_PAGES];  /* buffer page -> selected page */
+	unsigned dpos[BATCH_PAGES];  /* selected page -> buffer page (K_DATA) */
 	uint8_t *src[BATCH_PAGES];   /* buffer pages */
 	unsigned nd = 0;
 
@@ -250,6 +260,7 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 			continue;
 		kind[i] = K_DATA;
 		src[nd] = dst;
+		dpos[i] = nd;
 		didx[nd++] = i;
 	}
 
@@ -270,18 +281,41 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 		}
 	}
 
-	/* 6. Drop zero runs and written runs (kept apart), one call. */
+	/* 6. Drop zero runs and written runs (kept apart), one call; where the
+	 * kernel has MOVE, through it, each page checked in staging against
+	 * what was decided (zeros, or the copy written out): it refuses a
+	 * page still pinned, and a page written through a pin released since
+	 * the copy goes back (docs/engine.md, pinned pages). */
 	struct page_run runs[BATCH_PAGES];
 	uint16_t run[BATCH_PAGES];
 	uint32_t nr = make_runs(sel, nsel, kind, K_ZERO, run, runs, 0);
 	nr = make_runs(sel, nsel, kind, K_DATA, run, runs, nr);
-	uint32_t dropped = drop_runs(e, r, runs, nr);
+	uint8_t kept[BATCH_PAGES];
+	uint32_t at[BATCH_PAGES]; /* run -> its first page's number in run order */
+	for (uint32_t k = 0, j = 0; k < nr; j += runs[k].len, k++)
+		at[k] = j;
+	if (e->have_move) {
+		const uint8_t *want[BATCH_PAGES];
+		for (unsigned i = 0; i < nsel; i++) {
+			if (kind[i] == K_ABORTED)
+				continue;
+			uint32_t j = at[run[i] - 1] + (uint32_t)(sel[i] - runs[run[i] - 1].start);
+			/* Discarded: the VMM's zap wins whatever it holds. */
+			want[j] = kind[i] == K_DATA ? sw->wp_buf + ((uint64_t)dpos[i] << PAGE_SHIFT)
+				  : (pending[i] || (atomic_load(&r->pst[sel[i]]) & PST_DISCARDED)) ? MOVE_OUT_ANY : NULL;
+		}
+		move_out_runs(e, r, runs, nr, want, kept);
+	} else {
+		uint32_t dropped = drop_runs(e, r, runs, nr);
+		for (uint32_t k = 0; k < nr; k++)
+			memset(kept + at[k], k >= dropped, runs[k].len);
+	}
 
 	int out = 0, zeros = 0;
 	for (unsigned i = 0, zero_run = 0; i < nsel; i++) {
 		if (kind[i] == K_ABORTED)
 			continue;
-		if (run[i] > dropped) {
+		if (kept[at[run[i] - 1] + (uint32_t)(sel[i] - runs[run[i] - 1].start)]) {
 			abort_page(e, r, sel[i], slot[i]);
 			continue;
 		}

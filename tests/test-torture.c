@@ -236,7 +236,9 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	if (swap && er == -EOPNOTSUPP)
 		skip_because("no swap here: UFFDIO_MOVE, WP_ASYNC or O_DIRECT in /var/tmp missing");
 	assert_ovc_ok(er);
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	/* memfd: the writers here are CPUs only, so its zero pages may go
+	 * (OVC_REGION_SHMEM_SHARE). */
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
 	if (swap) /* everything may go; the tracker picks what is cold */
 		atomic_store(&e->c_reclaim_target, g.len);
 
@@ -360,7 +362,9 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 }
 
 static void test_threads_anon_move(void **s) { torture(OVC_ENGINE_MOVE, BACK_ANON, "threads/anon/move", false); }
-static void test_threads_anon_wp(void **s) { torture(0, BACK_ANON, "threads/anon/wp", false); }
+/* The write-protect path on anonymous memory (kernels without MOVE). */
+static void test_threads_anon_wp(void **s) { torture(OVC_ENGINE_NO_MOVE, BACK_ANON, "threads/anon/wp", false); }
+static void test_threads_anon_default(void **s) { torture(0, BACK_ANON, "threads/anon/default", false); }
 static void test_threads_memfd_wp(void **s) { torture(0, BACK_MEMFD, "threads/memfd/wp", false); }
 static void test_loop_anon_move(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/move", false); }
 static void test_threads_anon_swap(void **s) { torture(0, BACK_ANON, "threads/anon/swap", true); }
@@ -388,6 +392,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_threads_anon_move),
 		cmocka_unit_test(test_threads_anon_wp),
+		cmocka_unit_test(test_threads_anon_default),
 		cmocka_unit_test(test_threads_memfd_wp),
 		cmocka_unit_test(test_loop_anon_move),
 		cmocka_unit_test(test_threads_anon_swap),

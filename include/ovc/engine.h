@@ -9,6 +9,17 @@
  * dropped page, by a vCPU through KVM, by the guest or by any VMM thread, is
  * served by the engine's userfaultfd handler. No write is ever lost.
  *
+ * Pages the kernel holds pinned: the kernel writes into guest RAM through a
+ * pin, without a fault (O_DIRECT and io_uring reads into guest buffers,
+ * process_vm_writev, vhost). A page it may still write is never dropped,
+ * shared or written out with stale content: the engine takes pages away
+ * only through UFFDIO_MOVE, which refuses pinned pages (they stay resident,
+ * counted in pinned_pages_kept), and looks at them again once moved.
+ * Shared-memory regions keep their zero pages unless added with
+ * OVC_REGION_SHMEM_SHARE. On kernels without UFFDIO_MOVE (before 6.8) or
+ * with OVC_ENGINE_NO_MOVE pages are dropped with MADV_DONTNEED, and such a
+ * write can be lost; ovc_engine_new(3).
+ *
  * Threads: an engine is driven either by its own threads (default) or by
  * the VMM's event loop (OVC_ENGINE_NO_THREADS, then poll ovc_engine_fd() and
  * call ovc_engine_process()). All calls on one engine are thread-safe unless
@@ -38,26 +49,26 @@ enum {
 	 * caller's loop, which therefore must never touch guest memory. */
 	OVC_ENGINE_NO_THREADS = 1u << 0,
 	/* Never use UFFDIO_MOVE even where the kernel has it; always take the
-	 * write-protect path. For testing and for kernels with MOVE bugs. */
+	 * write-protect path, which drops with MADV_DONTNEED and so does not
+	 * keep kernel writes through a pin (see above). For testing and for
+	 * kernels with MOVE bugs. */
 	OVC_ENGINE_NO_MOVE = 1u << 1,
 	/* Do not scan on a timer; scan only on ovc_engine_scan_sync() and
 	 * ovc_engine_reclaim(). */
 	OVC_ENGINE_NO_AUTOSCAN = 1u << 2,
-	/* With threads, use UFFDIO_MOVE for private anonymous memory too.
-	 * The default with threads is the write-protect path: it protects a
-	 * whole batch with one TLB flush, while UFFDIO_MOVE flushes once per
-	 * page, which interrupts every running vCPU (see ovc-bench zero).
-	 * With OVC_ENGINE_NO_THREADS the MOVE path is always used: the
-	 * write-protect path's drops raise events that only the loop thread
-	 * could read. */
+	/* Use UFFDIO_MOVE for private anonymous memory: the default wherever
+	 * the kernel has it (it refuses pages the kernel holds pinned), with
+	 * or without threads. Kept for callers written when the default with
+	 * threads was the write-protect path. */
 	OVC_ENGINE_MOVE = 1u << 3,
 	/* With swap: track writes with synchronous write-protect faults and
 	 * swap out by the write-protect path, as on kernels before 6.7 (no
 	 * UFFDIO_MOVE, no UFFD_FEATURE_WP_ASYNC, no PAGEMAP_SCAN). Chosen
 	 * automatically when the kernel lacks one of these or with
 	 * OVC_ENGINE_NO_MOVE. Needs the engine's threads (not with
-	 * OVC_ENGINE_NO_THREADS) and excludes OVC_ENGINE_MOVE. Without swap
-	 * it changes nothing. */
+	 * OVC_ENGINE_NO_THREADS) and excludes OVC_ENGINE_MOVE. Where the
+	 * kernel has UFFDIO_MOVE these paths drop through it (pinned pages).
+	 * Without swap it changes nothing. */
 	OVC_ENGINE_SYNC_WP = 1u << 4,
 	/* With swap: encrypt every page written to the swap file with
 	 * AES-256-XTS (the slot number as tweak) under a random key made at
@@ -136,6 +147,16 @@ enum {
 	OVC_REGION_NO_SWAP = 1u << 0,
 	/* Never share zero pages of this region. */
 	OVC_REGION_NO_SHARE = 1u << 1,
+	/* Shared memory (memfd, shmem) only: drop its zero pages too. The
+	 * only way to free a shared-memory page is to punch it out of the
+	 * file, which nothing in the kernel refuses while the page is pinned
+	 * or mapped by another process: a write through an O_DIRECT or
+	 * io_uring read into guest RAM, process_vm_writev(), vhost, or a
+	 * vhost-user backend's own mapping would be lost. Without this flag
+	 * the zero pages of such a region are found and counted but stay.
+	 * Set it only when nothing but this process's CPUs writes the
+	 * memory. Ignored on private anonymous memory. */
+	OVC_REGION_SHMEM_SHARE = 1u << 2,
 };
 
 /*
@@ -258,6 +279,13 @@ struct ovc_engine_stats {
 	/* The swap file's zero-fill ahead of use, see ovc_engine_stats(3). */
 	uint64_t swap_bytes_filled;    /* cumulative */
 	uint64_t swap_fill_errors;     /* the fill stops at the first */
+
+	/* Appended after swap_fill_errors (0.1, pinned pages; read it only
+	 * when size covers it): pages a pass would have dropped (zero, or
+	 * written to swap) but left in place because the kernel held them
+	 * pinned (UFFDIO_MOVE refused them) or wrote them through a pin after
+	 * they were checked. Cumulative. */
+	uint64_t pinned_pages_kept;
 };
 
 /*
