@@ -1209,7 +1209,10 @@ static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *
 			*first_err = br;
 		if (e->flags & OVC_ENGINE_NO_THREADS)
 			fault_drain(e);
-		if (e->staging_broken)
+		/* ovc_engine_free() waits for this tick: end it after the
+		 * batch rather than swap out the rest of the target only to
+		 * read it all back. */
+		if (e->staging_broken || atomic_load(&e->worker_stop))
 			return -1;
 		j += m;
 		*need = reclaim_need(e);
