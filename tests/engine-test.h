@@ -84,6 +84,7 @@ struct loop {
 	atomic_bool scan;        /* also run ovc_engine_scan_sync() back to back */
 	atomic_bool swap;        /* and a swap interval after each scan */
 	atomic_bool in_pass;     /* a scan (and swap interval) is under way */
+	atomic_long once;        /* run this many passes, then idle (loop_one_pass) */
 	atomic_long passes;
 	atomic_long reclaimed;
 	atomic_long errors;
@@ -102,12 +103,15 @@ static inline void *loop_main(void *arg)
 		/* in_pass first, scan second (loop_stop_scan reads them the
 		 * other way round): no pass begins once it saw in_pass off. */
 		atomic_store(&l->in_pass, true);
-		if (atomic_load(&l->scan)) {
+		bool once = atomic_load(&l->once) > 0;
+		if (atomic_load(&l->scan) || once) {
 			int64_t n = ovc_engine_scan_sync(l->e, 0);
 			if (n > 0)
 				atomic_fetch_add(&l->reclaimed, n);
 			if (atomic_load(&l->swap) && ovc__engine_swap_tick(l->e) < 0)
 				atomic_fetch_add(&l->errors, 1);
+			if (once)
+				atomic_fetch_sub(&l->once, 1);
 			atomic_fetch_add(&l->passes, 1);
 		}
 		atomic_store(&l->in_pass, false);
@@ -121,6 +125,16 @@ static inline void loop_stop_scan(struct loop *l)
 {
 	atomic_store(&l->scan, false);
 	while (atomic_load(&l->in_pass))
+		sched_yield();
+}
+
+/* Exactly one pass (and swap interval, with l->swap) on the loop thread,
+ * which must not be scanning; returns when it is done. */
+static inline void loop_one_pass(struct loop *l)
+{
+	long p0 = atomic_load(&l->passes);
+	atomic_store(&l->once, 1);
+	while (atomic_load(&l->passes) < p0 + 1)
 		sched_yield();
 }
 
