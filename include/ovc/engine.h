@@ -124,7 +124,10 @@ OVC_EXPORT ovc_engine *ovc_engine_free(ovc_engine *e);
 enum {
 	/* Never swap pages of this region (zero sharing still applies). */
 	OVC_REGION_NO_SWAP = 1u << 0,
-	/* Never share zero pages of this region. */
+	/* Never share zero pages of this region: neither a scan pass nor a
+	 * swap-out maps the shared zero page (or, on shared memory, leaves a
+	 * hole) for one. With swap, its cold zero pages are written to the
+	 * swap file like any other page. */
 	OVC_REGION_NO_SHARE = 1u << 1,
 };
 
