@@ -749,8 +749,8 @@ static void test_inject(void **state)
 	}
 	long lost = rig_report(&rg, m->name, "(fault injection)");
 	rig_fini(&rg);
-	print_message("writers %s: failed each of %ld reclaim calls in turn (%ld injected); 0 pages lost\n",
-		      m->name, count, injected);
+	print_message("writers %s: failed each of %ld reclaim calls in turn (%ld injected); %ld pages lost\n",
+		      m->name, count, injected, lost);
 	assert_int_equal(lost, 0);
 	assert_true(injected > 0);
 }
@@ -822,8 +822,8 @@ static void test_lives(void **state)
 	long failed = rig_failed(&rg);
 	rig_fini(&rg);
 	signal(SIGALRM, SIG_DFL);
-	print_message("writers %s: %u lives, each freed with writers running; 0 pages lost\n", m->name,
-		      c->params->lives);
+	print_message("writers %s: %u lives, each freed with writers running; %ld pages lost\n", m->name,
+		      c->params->lives, lost);
 	assert_int_equal(lost, 0);
 	assert_int_equal(failed, 0);
 }
