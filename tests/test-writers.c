@@ -952,9 +952,9 @@ static const char *verdict_name(enum verdict v)
 }
 
 /* The reclaimed states a page can be in, per mode. */
-enum rstate { RS_RESIDENT, RS_ZERO, RS_SWAPPED, RS_NSTATES };
+enum rstate { RS_RESIDENT, RS_ZERO, RS_SWAPPED, RS_HOLE, RS_NSTATES };
 
-static const char *const rstate_name[RS_NSTATES] = { "RESIDENT", "ZERO", "SWAPPED" };
+static const char *const rstate_name[RS_NSTATES] = { "RESIDENT", "ZERO", "SWAPPED", "HOLE" };
 
 /*
  * /proc/PID/mem and ptrace peeks/pokes go through the kernel's
@@ -962,14 +962,15 @@ static const char *const rstate_name[RS_NSTATES] = { "RESIDENT", "ZERO", "SWAPPE
  * handler (no FAULT_FLAG_ALLOW_RETRY): a page that is not present fails the
  * access with EIO instead of faulting to the engine, and so does a write
  * to a page under userfaultfd write protection. Not present: SWAPPED
- * pages, and ZERO pages of shared memory (a hole; private anonymous ZERO
- * pages map the shared zero page, which reads and copies on write).
+ * pages, ZERO pages of shared memory (a hole; private anonymous ZERO
+ * pages map the shared zero page, which reads and copies on write), and
+ * any hole: a page the VMM discarded or never touched.
  * Write-protected: on the sync write-protect path every page the tracker
  * saw unwritten at its last interval, until its next write.
  */
 static enum verdict mem_expect(const struct engine_mode *m, enum rstate s, bool write)
 {
-	if (s == RS_SWAPPED || (s == RS_ZERO && m->backing == BACK_MEMFD))
+	if (s == RS_SWAPPED || s == RS_HOLE || (s == RS_ZERO && m->backing == BACK_MEMFD))
 		return FAILS_EIO;
 	if (write && s == RS_RESIDENT && (m->flags & OVC_ENGINE_SYNC_WP) && m->swap)
 		return FAILS_EIO;
@@ -993,12 +994,23 @@ static void pass_for(ovc_engine *e, const struct engine_mode *m, struct loop *l,
  * with other data first and seen so (a ZERO page the CPU wrote zeros into
  * stays ZERO but is a private page), then reclaimed again. RESIDENT: data
  * written and one interval (pass) gone by since, so the sync tracker
- * protects it. Returns false when the mode has no such state. */
+ * protects it. HOLE: discarded by the VMM (MADV_DONTNEED, MADV_REMOVE on
+ * shared memory), as a balloon does. Returns false when the mode has no
+ * such state. */
 static bool make_state(ovc_engine *e, const struct engine_mode *m, struct loop *l, uint8_t *page, enum rstate s,
 		       uint8_t *want)
 {
 	if (s == RS_SWAPPED && !m->swap)
 		return false;
+	if (s == RS_HOLE) {
+		memset(want, 0, PG);
+		page[0] = 1;
+		assert_int_equal(madvise(page, PG, m->backing == BACK_MEMFD ? MADV_REMOVE : MADV_DONTNEED), 0);
+		unsigned char v;
+		assert_int_equal(mincore(page, PG, &v), 0);
+		assert_int_equal(v & 1, 0);
+		return true;
+	}
 	if (s == RS_ZERO)
 		memset(want, 0, PG);
 	else
