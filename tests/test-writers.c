@@ -31,6 +31,12 @@
  * Real kernel features throughout; nothing is mocked. The files live in
  * /var/tmp (O_DIRECT needs a real file system).
  *
+ * Threads: the test's (cmocka's main thread) drives; WRITERS writer threads
+ * each own a slice of guest RAM, its shadow, its last_op entries, its pipe,
+ * io_uring and helper process, so no locks; the engine's threads, or the
+ * loop thread standing for the VMM's event loop; the reclaim driver thread.
+ * Counters are read after the threads are joined.
+ *
  * Usage: test-writers [SECONDS_PER_MODE [LIVES]]  (default 1, 40)
  */
 #include <inttypes.h>
@@ -580,7 +586,8 @@ static long rig_report(struct rig *rg, const char *name, const char *what)
 				err[op] = rg->w[i].last_err[op];
 		}
 	char line[1024];
-	int n = snprintf(line, sizeof(line), "writers %s %s: calls/pages lost(+stale output)", name, what);
+	int n = snprintf(line, sizeof(line), "writers %s%s%s: calls/pages lost (or stale output)", name,
+			 *what ? " " : "", what);
 	for (unsigned op = 0; op < W_NOPS; op++) {
 		n += snprintf(line + n, sizeof(line) - (size_t)n, " %s=%ld/%ld", wop_name[op], ops[op],
 			      lost[op] + stale[op]);
