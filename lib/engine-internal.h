@@ -62,6 +62,7 @@ struct ovc_engine_counters {
 	atomic_uint_fast64_t fault_lat_hist[OVC_LAT_BUCKETS];
 	atomic_uint_fast64_t swapin_lat_hist[OVC_LAT_BUCKETS];
 	atomic_uint_fast64_t transit_aborts;   /* candidates that changed under us */
+	atomic_uint_fast64_t pinned_pages_kept; /* not dropped: pinned, or written through a pin */
 	/* Swapping (swap.c). */
 	atomic_int_fast64_t swapped_pages_now;
 	atomic_uint_fast64_t pages_swapped_out;
@@ -255,6 +256,26 @@ int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len);
  * the number of leading runs dropped; the rest are as they were. Pass
  * thread, with the engine's threads (the drop raises UFFD_EVENT_REMOVE). */
 uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n);
+/* UFFDIO_MOVE guest pages [p, end) of @r to @stage, setting moved[] (from
+ * p) for the pages that went; a page refused with EBUSY (pinned, shared)
+ * stays and counts in pinned_pages_kept, the rest go on. EAGAIN is waited
+ * out when @wait (never under r->lock), else returned, as is any other
+ * error. Pass thread. */
+int move_to_stage(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t end, uint8_t *stage,
+		  uint8_t *moved, bool wait);
+/* The write-protect paths' drop where the kernel has UFFDIO_MOVE: move the
+ * runs (at most BATCH_PAGES pages, in transit and write-protected) into
+ * staging, look at them there, free staging. Pages are numbered in run
+ * order. MOVE refuses a page the kernel holds pinned: it stays. A moved
+ * page that is not what the caller checked — want[i] (want NULL: all
+ * zeros; MOVE_OUT_ANY: anything) — was written through a pin released
+ * after the check: it goes back. kept[i] is set for the pages that stay;
+ * both kinds count in pinned_pages_kept. Raises no UFFD_EVENT_REMOVE.
+ * Returns 0 or -errno (staging unusable or a MOVE failed: the pages not
+ * taken are kept). Pass thread. */
+#define MOVE_OUT_ANY ((const uint8_t *)1)
+int move_out_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n,
+		  const uint8_t *const *want, uint8_t *kept);
 
 /* --- swap.c --- */
 

@@ -27,7 +27,7 @@
 #define KNOWN_ENGINE_FLAGS \
 	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE | \
 	 OVC_ENGINE_SYNC_WP)
-#define KNOWN_REGION_FLAGS (OVC_REGION_NO_SWAP | OVC_REGION_NO_SHARE)
+#define KNOWN_REGION_FLAGS (OVC_REGION_NO_SWAP | OVC_REGION_NO_SHARE | OVC_REGION_SHMEM_SHARE)
 /* The first published layout ends after io_error_userdata. */
 #define OPTS_MIN_SIZE (offsetof(struct ovc_engine_opts, flags) + sizeof(uint32_t))
 #define STATS_MIN_SIZE (offsetof(struct ovc_engine_stats, regions) + sizeof(uint64_t))
@@ -104,7 +104,9 @@ static int choose_swap_mode(ovc_engine *e, const struct ovc_engine_opts *o, uint
 		log_notice(&e->log, "swap: %s; tracking writes with write-protect faults instead",
 			   why ? why : "no UFFDIO_MOVE");
 	e->sync_wp = true;
-	e->features &= ~(uint64_t)UFFD_FEATURE_MOVE;
+	/* MOVE stays enabled where the kernel has it: the write-protect
+	 * paths drop through it, since it refuses pinned pages (share.c,
+	 * move_out_runs). */
 	return 0;
 }
 
@@ -372,8 +374,7 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	 * context switches per dropped page (ovc-bench zero, alternating:
 	 * 65k switches for 32k pages). Without them a discard is the kernel's
 	 * business alone: a hole faults to the handler, which fills zeros. */
-	if (want_swap || ((e->features & UFFD_FEATURE_MOVE) &&
-			  (o.flags & (OVC_ENGINE_NO_THREADS | OVC_ENGINE_MOVE))))
+	if (want_swap || (e->features & UFFD_FEATURE_MOVE))
 		e->features |= UFFD_FEATURE_EVENT_REMOVE;
 	/* Swap tracks writes on this same uffd (docs/swap.md). With WP_ASYNC
 	 * (and PAGEMAP_SCAN), UFFDIO_WRITEPROTECT becomes a hint, so every
@@ -439,8 +440,14 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 		e->worker_started = true;
 	}
 	log_debug(&e->log, "engine: uffd features 0x%" PRIx64 ", %s%s", e->features,
-		  e->have_move ? "UFFDIO_MOVE path" : "write-protect path",
+		  !e->have_move ? "write-protect path" :
+		  e->sync_wp ? "write-protect path dropping through UFFDIO_MOVE" : "UFFDIO_MOVE path",
 		  e->sync_wp ? ", sync write tracking" : "");
+	if (!e->have_move)
+		log_notice(&e->log, "engine: no UFFDIO_MOVE (%s): zero pages are dropped with MADV_DONTNEED, "
+			   "which does not stop a kernel write through a pin (O_DIRECT, io_uring, "
+			   "process_vm_writev into guest RAM) from being lost; see ovc_engine_new(3)",
+			   (o.flags & OVC_ENGINE_NO_MOVE) ? "OVC_ENGINE_NO_MOVE" : "kernel before 6.8");
 	*ret = e;
 	e = NULL;
 	return 0;
@@ -515,9 +522,11 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	r = mapping_kind(host, len_bytes, &shmem);
 	if (r < 0)
 		return r;
-	/* Which path: see OVC_ENGINE_MOVE in engine.h. */
-	bool can_move = e->have_move && !shmem &&
-			((e->flags & (OVC_ENGINE_NO_THREADS | OVC_ENGINE_MOVE)) || swap_enabled(e));
+	/* Which path: the MOVE path wherever the kernel has UFFDIO_MOVE
+	 * (it refuses pages the kernel holds pinned: docs/engine.md, "Pages
+	 * the kernel holds pinned"); the write-protect path for shared
+	 * memory, in the sync write-protect mode and without MOVE. */
+	bool can_move = e->have_move && !shmem && !e->sync_wp;
 	/* With swap the uffd has WP_ASYNC, under which the write-protect path
 	 * would lose writes; in sync mode the write-protect path is the only
 	 * one. Shared memory cannot be swapped in either. */
@@ -782,6 +791,7 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 		s.swap_bytes_filled = fs.slots_filled << PAGE_SHIFT;
 		s.swap_fill_errors = fs.errors;
 	}
+	s.pinned_pages_kept = atomic_load(&e->c.pinned_pages_kept);
 	memcpy(st, &s, MIN((size_t)st->size, sizeof(s)));
 	return 0;
 }

@@ -79,6 +79,7 @@
  * WRITEPROTECT on, drop) may fail: the batch then undoes itself and the
  * pages stay where and what they were.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <string.h>
@@ -250,6 +251,48 @@ static void mark_candidates(ovc_engine *e, struct ovc_region *r)
 				runs_add(c, p);
 }
 
+/* UFFDIO_MOVE guest pages [p, end) of @r to @stage (page p at stage[0]),
+ * marking moved[] (by page from p) for what went. A page the kernel
+ * refuses with EBUSY — pinned (an O_DIRECT or io_uring read into it,
+ * process_vm_writev, vhost) or shared (KSM, fork) — stays in the guest,
+ * untouched and counted, and the rest goes on. EAGAIN (a discard event
+ * unread) is retried once read when @wait, else returned; any other
+ * error is returned (the pages from there stay). Holes (discarded by the
+ * VMM since it was looked at) are passed over and read as zeros in
+ * staging. DONTWAKE: the pages are in transit, their waiters the
+ * caller's. */
+int move_to_stage(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t end, uint8_t *stage,
+			 uint8_t *moved, bool wait)
+{
+	for (uint32_t at = p; at < end;) {
+		struct uffdio_move m = {
+			.dst = (uint64_t)(uintptr_t)(stage + ((uint64_t)(at - p) << PAGE_SHIFT)),
+			.src = (uint64_t)(uintptr_t)region_addr(r, at),
+			.len = (uint64_t)(end - at) << PAGE_SHIFT,
+			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE,
+		};
+		int ret = SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m);
+		uint32_t done = ret == 0 ? end - at : m.move > 0 ? (uint32_t)(m.move >> PAGE_SHIFT) : 0;
+		done = MIN(done, end - at);
+		memset(moved + (at - p), 1, done);
+		at += done;
+		if (ret == 0)
+			continue;
+		if (errno == EBUSY) {
+			atomic_fetch_add(&e->c.pinned_pages_kept, 1);
+			at++;
+		} else if (errno == EAGAIN && !done && wait) {
+			if (e->flags & OVC_ENGINE_NO_THREADS)
+				fault_drain(e);
+			else
+				sched_yield(); /* the handler thread reads it */
+		} else if (!done) {
+			return negative_errno();
+		}
+	}
+	return 0;
+}
+
 /* --- MOVE path ---------------------------------------------------------- */
 
 /* Is moved page @page (batch from @first) to be zero: discarded since it
@@ -347,22 +390,9 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 	mark_candidates(e, r);
 	for (uint32_t i = 0; i < c->n && !err; i++) {
 		struct page_run *run = &c->runs[i];
-		struct uffdio_move m = {
-			.dst = (uint64_t)(uintptr_t)(e->staging + ((run->start - first) << PAGE_SHIFT)),
-			.src = (uint64_t)(uintptr_t)region_addr(r, run->start),
-			.len = (uint64_t)run->len << PAGE_SHIFT,
-			/* A hole (the VMM discarded the page since the hint
-			 * scan) reads as zero: move on past it. DONTWAKE: no
-			 * one can wait on a page that was present. */
-			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE,
-		};
-		int ret = SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m);
-		uint32_t done = m.move > 0 ? (uint32_t)(m.move >> PAGE_SHIFT) : 0;
-		if (ret == 0)
-			done = run->len;
-		else
-			err = negative_errno(); /* EAGAIN (event unread), EBUSY (pinned, KSM) */
-		memset(moved + (run->start - first), 1, MIN(done, run->len));
+		err = move_to_stage(e, r, run->start, run->start + run->len,
+				    e->staging + ((uint64_t)(run->start - first) << PAGE_SHIFT),
+				    moved + (run->start - first), false);
 	}
 	pthread_mutex_unlock(&r->lock);
 
@@ -499,6 +529,70 @@ static uint32_t drop_runs_raw(ovc_engine *e, struct ovc_region *r, const struct 
 	return ok;
 }
 
+/* Give staged page @i (of guest page @page) back to the guest: it must not
+ * be dropped after all. A page the VMM discarded meanwhile stays a hole. */
+static void move_out_undo(ovc_engine *e, struct ovc_region *r, uint64_t page, uint32_t i)
+{
+	if (atomic_load(&r->pst[page]) & PST_DISCARDED)
+		return;
+	int mr = move_back(e, (uint64_t)(uintptr_t)region_addr(r, page),
+			   (uint64_t)(uintptr_t)(e->staging + ((uint64_t)i << PAGE_SHIFT)), PAGE_SIZE);
+	if (mr < 0) {
+		/* Cannot happen (the page is in transit, nobody installs
+		 * there); keep staging as it is rather than lose the data. */
+		log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit: %s; reclaim stopped",
+			r->guest_phys + (page << PAGE_SHIFT), ovc_strerror(mr));
+		e->staging_broken = true;
+	}
+}
+
+int move_out_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n,
+		  const uint8_t *const *want, uint8_t *kept)
+{
+	uint32_t total = 0, i = 0;
+	int err = 0;
+
+	for (uint32_t k = 0; k < n; k++)
+		total += runs[k].len;
+	assert(total <= BATCH_PAGES);
+	memset(kept, 1, total);
+	if (e->staging_broken)
+		return -EIO;
+	if (e->staging_dirty) {
+		err = staging_reset(e);
+		if (err < 0)
+			return err;
+		e->staging_dirty = false;
+	}
+	uint8_t moved[BATCH_PAGES];
+	memset(moved, 0, total);
+	for (uint32_t k = 0; k < n && !err; i += runs[k].len, k++)
+		err = move_to_stage(e, r, runs[k].start, runs[k].start + runs[k].len,
+				    e->staging + ((uint64_t)i << PAGE_SHIFT), moved + i, true);
+	/* Now nothing writes the staged pages: what a pin released before the
+	 * move wrote is there to see. */
+	for (uint32_t k = 0, j = 0; k < n; k++)
+		for (uint32_t p = runs[k].start; p < runs[k].start + runs[k].len; p++, j++) {
+			if (!moved[j])
+				continue;
+			const uint8_t *got = e->staging + ((uint64_t)j << PAGE_SHIFT);
+			const uint8_t *w = want ? want[j] : NULL;
+			bool same = w == MOVE_OUT_ANY || (w ? memcmp(got, w, PAGE_SIZE) == 0 : scan_page_is_zero(got));
+			if (same) {
+				kept[j] = 0;
+				continue;
+			}
+			atomic_fetch_add(&e->c.pinned_pages_kept, 1);
+			move_out_undo(e, r, p, j);
+		}
+	if (e->staging_broken)
+		return -EIO;
+	int sr = staging_reset(e);
+	if (sr < 0)
+		e->staging_dirty = true;
+	return err;
+}
+
 uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n)
 {
 	if (!n)
@@ -584,9 +678,18 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_run *span)
 {
 	const struct run_list *c = &e->cand;
+	uint8_t kept[BATCH_PAGES];
 	int reclaimed = 0;
 
-	uint32_t dropped = drop_runs(e, r, c->runs, c->n);
+	/* Where the kernel has MOVE, through it: it refuses pinned pages
+	 * (see the top of this file). Else MADV_DONTNEED, whole runs. */
+	if (e->have_move && !r->shmem) {
+		move_out_runs(e, r, c->runs, c->n, NULL, kept);
+	} else {
+		uint32_t dropped = drop_runs(e, r, c->runs, c->n);
+		for (uint32_t i = 0, j = 0; i < c->n; j += c->runs[i].len, i++)
+			memset(kept + j, i >= dropped, c->runs[i].len);
+	}
 	/* Lift the protection before installing zero pages: the dropped pages
 	 * are holes now, which the unprotect passes over, rather than fresh
 	 * zero-page ptes that it would re-write one by one for nothing (they
@@ -594,19 +697,31 @@ static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_
 	 * of the unprotect). A writer on a dropped page that this wakes
 	 * faults on the hole and waits, the page being SHARING still. */
 	unhold(e, r, span);
-	for (uint32_t i = 0; i < c->n; i++) {
-		uint64_t a = (uint64_t)(uintptr_t)region_addr(r, c->runs[i].start);
-		uint64_t len = (uint64_t)c->runs[i].len << PAGE_SHIFT;
-		bool ok = i < dropped;
-		if (ok && !r->shmem)
-			zeropage_range(e, a, len);
-		for (uint32_t p = c->runs[i].start; p < c->runs[i].start + c->runs[i].len; p++)
-			end_transit(e, r, p, ok ? PST_ZERO : PST_RESIDENT);
-		if (ok)
-			reclaimed += (int)c->runs[i].len;
+	uint32_t nkept = 0;
+	for (uint32_t i = 0, j = 0; i < c->n; i++) {
+		const struct page_run *run = &c->runs[i];
+		for (uint32_t p = run->start; p < run->start + run->len;) {
+			/* A stretch of pages with one fate. */
+			bool ok = !kept[j];
+			uint32_t q = p + 1;
+			while (q < run->start + run->len && !kept[j + (q - p)] == ok)
+				q++;
+			if (ok && !r->shmem)
+				zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, p), (uint64_t)(q - p) << PAGE_SHIFT);
+			for (uint32_t k = p; k < q; k++)
+				end_transit(e, r, k, ok ? PST_ZERO : PST_RESIDENT);
+			if (ok)
+				reclaimed += (int)(q - p);
+			else
+				nkept += q - p;
+			j += q - p;
+			p = q;
+		}
 	}
-	if (dropped < c->n && !reclaimed)
-		return -EIO;
+	if (nkept)
+		atomic_fetch_add(&e->c.transit_aborts, nkept);
+	if (nkept && !reclaimed)
+		return e->staging_broken ? -EIO : -EBUSY;
 	return reclaimed;
 }
 
@@ -644,7 +759,11 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 {
 	uint64_t cpu0 = now_nsec(CLOCK_THREAD_CPUTIME_ID);
 	const uint8_t *src = batch_source(e, r, first, n);
-	bool wp = !r->can_move && !(r->flags & OVC_REGION_NO_SHARE);
+	/* Shared memory drops zero pages only when the VMM says nothing
+	 * writes it through a pin or another mapping (OVC_REGION_SHMEM_SHARE:
+	 * no kernel primitive frees a shmem page and refuses a pinned one). */
+	bool share = !(r->flags & OVC_REGION_NO_SHARE) && (!r->shmem || (r->flags & OVC_REGION_SHMEM_SHARE));
+	bool wp = !r->can_move && share;
 	uint8_t held[BATCH_PAGES];
 	struct page_run span = { 0, 0 };
 	uint64_t scanned = 0, zero = 0, wp_nsec = 0;
@@ -673,7 +792,7 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 			/* Held (write-protect path): final, it goes to the drop.
 			 * Otherwise a MOVE-path candidate, checked again in
 			 * staging. DISCARDED is not looked at: the page is. */
-			if (held[i] || (!wp && st == PST_RESIDENT && !(r->flags & OVC_REGION_NO_SHARE)))
+			if (held[i] || (r->can_move && share && st == PST_RESIDENT))
 				runs_add(&e->cand, (uint32_t)page);
 		} else {
 			scan_hll_add(r, scan_page_hash(pg));
@@ -696,7 +815,7 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
 	if (wp && span.len) {
 		ret = release_batch(e, r, &span);
-	} else if (!wp && e->cand.pages) {
+	} else if (r->can_move && e->cand.pages) {
 		if (e->staging_broken)
 			return -EIO;
 		if (e->staging_dirty) {

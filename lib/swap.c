@@ -1018,17 +1018,11 @@ static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *
 		unsigned j = i + 1;
 		while (j < nsel && a->page[j] == a->page[j - 1] + 1)
 			j++;
-		struct uffdio_move m = {
-			.dst = (uint64_t)(uintptr_t)(a->stage + ((uint64_t)i << PAGE_SHIFT)),
-			.src = (uint64_t)(uintptr_t)region_addr(r, a->page[i]),
-			.len = (uint64_t)(j - i) << PAGE_SHIFT,
-			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE,
-		};
-		int ret = SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m);
-		unsigned done = ret == 0 ? j - i : (m.move > 0 ? (unsigned)((uint64_t)m.move >> PAGE_SHIFT) : 0);
-		if (ret < 0)
-			*err = negative_errno(); /* EAGAIN (event unread), EBUSY (pinned) */
-		memset(moved + i, 1, MIN(done, j - i));
+		/* A pinned page stays in the guest and the run goes on past
+		 * it; EAGAIN (an event unread, we hold r->lock) ends the
+		 * batch. */
+		*err = move_to_stage(e, r, (uint32_t)a->page[i], (uint32_t)a->page[j - 1] + 1,
+				     a->stage + ((uint64_t)i << PAGE_SHIFT), moved + i, false);
 		i = j;
 	}
 	pthread_mutex_unlock(&r->lock);

@@ -230,6 +230,7 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 	uint8_t pending[BATCH_PAGES], kind[BATCH_PAGES];
 	uint32_t slot[BATCH_PAGES];  /* by selected page */
 	unsigned didx[BATCH_PAGES];  /* buffer page -> selected page */
+	unsigned dpos[BATCH_PAGES];  /* selected page -> buffer page (K_DATA) */
 	uint8_t *src[BATCH_PAGES];   /* buffer pages */
 	unsigned nd = 0;
 
@@ -250,6 +251,7 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 			continue; /* NO_SHARE: written like any page */
 		kind[i] = K_DATA;
 		src[nd] = dst;
+		dpos[i] = nd;
 		didx[nd++] = i;
 	}
 
@@ -270,18 +272,41 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 		}
 	}
 
-	/* 6. Drop zero runs and written runs (kept apart), one call. */
+	/* 6. Drop zero runs and written runs (kept apart), one call; where the
+	 * kernel has MOVE, through it, each page checked in staging against
+	 * what was decided (zeros, or the copy written out): it refuses a
+	 * page still pinned, and a page written through a pin released since
+	 * the copy goes back (docs/engine.md, pinned pages). */
 	struct page_run runs[BATCH_PAGES];
 	uint16_t run[BATCH_PAGES];
 	uint32_t nr = make_runs(sel, nsel, kind, K_ZERO, run, runs, 0);
 	nr = make_runs(sel, nsel, kind, K_DATA, run, runs, nr);
-	uint32_t dropped = drop_runs(e, r, runs, nr);
+	uint8_t kept[BATCH_PAGES];
+	uint32_t at[BATCH_PAGES]; /* run -> its first page's number in run order */
+	for (uint32_t k = 0, j = 0; k < nr; j += runs[k].len, k++)
+		at[k] = j;
+	if (e->have_move) {
+		const uint8_t *want[BATCH_PAGES];
+		for (unsigned i = 0; i < nsel; i++) {
+			if (kind[i] == K_ABORTED)
+				continue;
+			uint32_t j = at[run[i] - 1] + (uint32_t)(sel[i] - runs[run[i] - 1].start);
+			/* Discarded: the VMM's zap wins whatever it holds. */
+			want[j] = kind[i] == K_DATA ? sw->wp_buf + ((uint64_t)dpos[i] << PAGE_SHIFT)
+				  : (pending[i] || (atomic_load(&r->pst[sel[i]]) & PST_DISCARDED)) ? MOVE_OUT_ANY : NULL;
+		}
+		move_out_runs(e, r, runs, nr, want, kept);
+	} else {
+		uint32_t dropped = drop_runs(e, r, runs, nr);
+		for (uint32_t k = 0; k < nr; k++)
+			memset(kept + at[k], k >= dropped, runs[k].len);
+	}
 
 	int out = 0, zeros = 0;
 	for (unsigned i = 0, zero_run = 0; i < nsel; i++) {
 		if (kind[i] == K_ABORTED)
 			continue;
-		if (run[i] > dropped) {
+		if (kept[at[run[i] - 1] + (uint32_t)(sel[i] - runs[run[i] - 1].start)]) {
 			abort_page(e, r, sel[i], slot[i]);
 			continue;
 		}

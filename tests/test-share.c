@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "engine-test.h"
+#include "pin-writer.h"
 
 struct mode {
 	const char *name;
@@ -20,7 +21,7 @@ struct mode {
 
 static const struct mode modes[] = {
 	{ "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, true },
-	{ "threads/anon/wp", 0, BACK_ANON, false },
+	{ "threads/anon/default", 0, BACK_ANON, false },
 	{ "threads/anon/nomove", OVC_ENGINE_NO_MOVE, BACK_ANON, false },
 	{ "threads/memfd/wp", 0, BACK_MEMFD, false },
 	{ "loop/anon/move", OVC_ENGINE_NO_THREADS, BACK_ANON, true },
@@ -141,7 +142,10 @@ static void run_mode(const struct mode *m)
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = { .size = sizeof(o), .flags = m->flags | OVC_ENGINE_NO_AUTOSCAN };
 	assert_ovc_ok(ovc_engine_new(&o, &e));
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0x100000, 0));
+	/* Shared memory drops zero pages only when asked (nothing here
+	 * writes through a pin); test_memfd_kept checks the default. */
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0x100000,
+				     m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
 	struct loop l;
 	bool loop = m->flags & OVC_ENGINE_NO_THREADS;
 	if (loop)
@@ -472,6 +476,73 @@ static void test_autoscan(void **state)
 	guest_ram_free(&g);
 }
 
+/* The kernel writes into guest RAM through a pin (O_DIRECT read,
+ * process_vm_writev) while passes run back to back: no page it writes may
+ * be dropped meanwhile (docs/engine.md, "Pages the kernel holds pinned").
+ * OVC_PIN_SECONDS sets the time per mode (default 0.3). */
+static void kernel_writer(const struct mode *m, enum pin_writer_kind kind)
+{
+	need_uffd();
+	if (m->needs_move && !kernel_has_move())
+		skip_because("kernel without UFFDIO_MOVE (Linux < 6.8)");
+	const size_t npages = 512;
+	double secs = getenv("OVC_PIN_SECONDS") ? atof(getenv("OVC_PIN_SECONDS")) : 0.3;
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, m->backing);
+	memset(g.p, 0, g.len);
+	ovc_engine *e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = m->flags | OVC_ENGINE_NO_AUTOSCAN };
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	/* After the region: MADV_DONTFORK keeps the pages ours alone (a page
+	 * shared with the child would be refused by UFFDIO_MOVE for that). */
+	struct pin_writer w;
+	pin_writer_start(&w, kind, g.p, npages, false);
+	bool loop = m->flags & OVC_ENGINE_NO_THREADS;
+	struct loop l;
+	struct pin_driver d;
+	if (loop)
+		loop_start(&l, e, true);
+	else
+		pin_driver_start(&d, e, false);
+
+	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
+	while (now_nsec(CLOCK_MONOTONIC) - t0 < (uint64_t)(secs * 1e9))
+		pin_writer_step(&w);
+
+	long passes, reclaimed;
+	if (loop) {
+		loop_stop_scan(&l);
+		passes = l.passes;
+		reclaimed = l.reclaimed;
+	} else {
+		pin_driver_stop(&d);
+		passes = d.passes;
+		reclaimed = d.reclaimed;
+	}
+	struct ovc_engine_stats st = { .size = sizeof(st) };
+	assert_ovc_ok(ovc_engine_stats(e, &st));
+	print_message("%s %s: %.1f s, %ld writes of %u pages, %ld pages lost, %ld passes, %ld reclaimed\n",
+		      m->name, kind == PW_ODIRECT ? "O_DIRECT pread" : "process_vm_writev", secs, w.calls,
+		      PW_CHUNK_PAGES, w.lost, passes, reclaimed);
+	if (loop)
+		loop_stop(&l);
+	ovc_engine_free(e);
+	pin_writer_stop(&w);
+	guest_ram_free(&g);
+	assert_int_equal(w.lost, 0);
+	assert_true(w.calls > 0);
+}
+
+static void test_pin_odirect_move(void **s) { kernel_writer(&modes[0], PW_ODIRECT); }
+static void test_pin_odirect_wp(void **s) { kernel_writer(&modes[1], PW_ODIRECT); }
+static void test_pin_odirect_memfd(void **s) { kernel_writer(&modes[3], PW_ODIRECT); }
+static void test_pin_odirect_loop(void **s) { kernel_writer(&modes[4], PW_ODIRECT); }
+static void test_pin_vmwritev_move(void **s) { kernel_writer(&modes[0], PW_VMWRITEV); }
+static void test_pin_vmwritev_wp(void **s) { kernel_writer(&modes[1], PW_VMWRITEV); }
+static void test_pin_vmwritev_memfd(void **s) { kernel_writer(&modes[3], PW_VMWRITEV); }
+static void test_pin_vmwritev_loop(void **s) { kernel_writer(&modes[4], PW_VMWRITEV); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -485,6 +556,14 @@ int main(void)
 		cmocka_unit_test(test_thp_kept_written),
 		cmocka_unit_test(test_autoscan),
 		cmocka_unit_test(test_discard_races_move),
+		cmocka_unit_test(test_pin_odirect_move),
+		cmocka_unit_test(test_pin_odirect_wp),
+		cmocka_unit_test(test_pin_odirect_memfd),
+		cmocka_unit_test(test_pin_odirect_loop),
+		cmocka_unit_test(test_pin_vmwritev_move),
+		cmocka_unit_test(test_pin_vmwritev_wp),
+		cmocka_unit_test(test_pin_vmwritev_memfd),
+		cmocka_unit_test(test_pin_vmwritev_loop),
 	};
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));

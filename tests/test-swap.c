@@ -12,6 +12,7 @@
 
 #include "engine-test.h"
 #include "fault-inject.h"
+#include "pin-writer.h"
 #include "swapdev.h"
 #include "track.h"
 #include "util.h"
@@ -981,6 +982,48 @@ static void test_fill(void **s)
 	guest_ram_free(&g);
 }
 
+/* The kernel writes into guest RAM through a pin (O_DIRECT read,
+ * process_vm_writev) over pages that hold old data and are going cold,
+ * while swap intervals run back to back: no page may come back with the
+ * content from before the write (written out while pinned), nor as zeros.
+ * OVC_PIN_SECONDS sets the time (default 0.3). */
+static void pin_swap(unsigned flags, enum pin_writer_kind kind)
+{
+	need_swap();
+	const size_t npages = 512;
+	double secs = getenv("OVC_PIN_SECONDS") ? atof(getenv("OVC_PIN_SECONDS")) : 0.3;
+	struct guest_ram g;
+	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
+	memset(g.p, 0x11, g.len);
+	ovc_engine *e = NULL;
+	assert_ovc_ok(new_engine(flags, npages * 4096, NULL, NULL, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	struct pin_writer w; /* after the region: MADV_DONTFORK keeps its pages ours alone */
+	pin_writer_start(&w, kind, g.p, npages, true);
+	atomic_store(&e->c_reclaim_target, g.len);
+	struct pin_driver d;
+	pin_driver_start(&d, e, true);
+	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
+	while (now_nsec(CLOCK_MONOTONIC) - t0 < (uint64_t)(secs * 1e9))
+		pin_writer_step(&w);
+	pin_driver_stop(&d);
+	struct ovc_engine_stats st = stats(e);
+	print_message("%s %s: %.1f s, %ld writes of %u pages, %ld stale, %ld lost, %ld ticks, %ld pages out, "
+		      "%llu kept pinned\n", (flags & OVC_ENGINE_SYNC_WP) ? "sync-wp" : "move",
+		      kind == PW_ODIRECT ? "O_DIRECT pread" : "process_vm_writev", secs, w.calls, PW_CHUNK_PAGES,
+		      w.stale, w.lost, (long)d.passes, (long)d.out, (unsigned long long)st.pinned_pages_kept);
+	ovc_engine_free(e);
+	pin_writer_stop(&w);
+	guest_ram_free(&g);
+	assert_int_equal(w.stale, 0);
+	assert_int_equal(w.lost, 0);
+	assert_true(w.calls > 0);
+}
+
+static void test_pin_odirect_sync(void **s) { (void)s; pin_swap(OVC_ENGINE_SYNC_WP, PW_ODIRECT); }
+static void test_pin_vmwritev_sync(void **s) { (void)s; pin_swap(OVC_ENGINE_SYNC_WP, PW_VMWRITEV); }
+static void test_pin_odirect_move(void **s) { (void)s; pin_swap(0, PW_ODIRECT); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1013,6 +1056,9 @@ int main(void)
 		cmocka_unit_test(test_read_eio_sync),
 		cmocka_unit_test(test_swap_full_sync),
 		cmocka_unit_test(test_auto_sync),
+		cmocka_unit_test(test_pin_odirect_sync),
+		cmocka_unit_test(test_pin_vmwritev_sync),
+		cmocka_unit_test(test_pin_odirect_move),
 		cmocka_unit_test(test_fill),
 	};
 	if (getenv("OVC_TEST_FILTER"))

@@ -190,7 +190,9 @@ static void torture(const struct torture_case *tc)
 	atomic_store(&ovc__swap_fill_ahead_bytes, UINT64_C(1) << 20);
 	ovc_engine *e = mode_engine_new(m, g.len, NULL);
 	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	/* memfd: the writers here are CPUs only, so its zero pages may go
+	 * (OVC_REGION_SHMEM_SHARE). */
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
 	if (swap) /* everything may go; the tracker picks what is cold */
 		atomic_store(&e->c_reclaim_target, g.len);
 
@@ -296,12 +298,14 @@ int main(int argc, char **argv)
 		run.seconds = atof(argv[1]);
 	if (argc > 2)
 		run.pages = strtoul(argv[2], NULL, 0);
-	/* Swap on the sync write-protect path (kernels before 6.7):
-	 * write-protect faults track writes, zero sharing and swap-out both
-	 * protect and drop. */
+	/* The write-protect path on anonymous memory is the one of kernels
+	 * without MOVE (OVC_ENGINE_NO_MOVE); swap on the sync write-protect
+	 * path (kernels before 6.7): write-protect faults track writes, zero
+	 * sharing and swap-out both protect and drop. */
 	struct torture_case cases[] = {
 		{ { "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, false }, &run },
-		{ { "threads/anon/wp", 0, BACK_ANON, false }, &run },
+		{ { "threads/anon/wp", OVC_ENGINE_NO_MOVE, BACK_ANON, false }, &run },
+		{ { "threads/anon/default", 0, BACK_ANON, false }, &run },
 		{ { "threads/memfd/wp", 0, BACK_MEMFD, false }, &run },
 		{ { "loop/anon/move", OVC_ENGINE_NO_THREADS, BACK_ANON, false }, &run },
 		{ { "threads/anon/swap", 0, BACK_ANON, true }, &run },

@@ -145,6 +145,16 @@ enum {
 	 * hole) for one. With swap, its cold zero pages are written to the
 	 * swap file like any other page. */
 	OVC_REGION_NO_SHARE = 1u << 1,
+	/* Shared memory (memfd, shmem) only: drop its zero pages too. The
+	 * only way to free a shared-memory page is to punch it out of the
+	 * file, which nothing in the kernel refuses while the page is pinned
+	 * or mapped by another process: a write through an O_DIRECT or
+	 * io_uring read into guest RAM, process_vm_writev(), vhost, or a
+	 * vhost-user backend's own mapping would be lost. Without this flag
+	 * the zero pages of such a region are found and counted but stay.
+	 * Set it only when nothing but this process's CPUs writes the
+	 * memory. Ignored on private anonymous memory. */
+	OVC_REGION_SHMEM_SHARE = 1u << 2,
 };
 
 /*
@@ -267,6 +277,13 @@ struct ovc_engine_stats {
 	/* The swap file's zero-fill ahead of use, see ovc_engine_stats(3). */
 	uint64_t swap_bytes_filled;    /* cumulative */
 	uint64_t swap_fill_errors;     /* the fill stops at the first */
+
+	/* Appended after swap_fill_errors (0.1, pinned pages; read it only
+	 * when size covers it): pages a pass would have dropped (zero, or
+	 * written to swap) but left in place because the kernel held them
+	 * pinned (UFFDIO_MOVE refused them) or wrote them through a pin after
+	 * they were checked. Cumulative. */
+	uint64_t pinned_pages_kept;
 };
 
 /*
