@@ -702,9 +702,12 @@ static void test_writers(void **state)
 	assert_int_equal(bad_after, 0);
 	assert_int_equal(failed, 0);
 	assert_int_equal(errors, 0);
-	/* Every writer ran, and the engine really reclaimed meanwhile. */
+	/* Every writer ran, and the engine really reclaimed meanwhile
+	 * (shared memory without OVC_REGION_SHMEM_SHARE keeps its zero
+	 * pages). */
 	assert_true(ran_all);
-	assert_true(reclaimed > 0);
+	if (m->backing == BACK_ANON || m->swap)
+		assert_true(reclaimed > 0);
 	if (m->swap) {
 		assert_true(st.pages_swapped_out > 0);
 		assert_int_equal(st.swap_write_errors + st.swap_read_errors, 0);
@@ -777,8 +780,12 @@ static void test_inject(void **state)
 		if (bad)
 			fail_msg("%s: failing reclaim call %ld: %ld pages differ from the shadow", m->name, n, bad);
 		if (n == 0) {
-			/* The calls of a clean reclaim: each fails in turn. */
+			/* The calls of a clean reclaim: each fails in turn.
+			 * Shared memory without OVC_REGION_SHMEM_SHARE keeps its
+			 * zero pages: a pass makes no call to fail there. */
 			count = calls;
+			if (m->backing == BACK_MEMFD && count == 0)
+				break;
 			assert_true(count > 0);
 		}
 	}
@@ -787,7 +794,7 @@ static void test_inject(void **state)
 	print_message("writers %s: failed each of %ld reclaim calls in turn (%ld injected); %ld pages lost\n",
 		      m->name, count, injected, lost);
 	assert_int_equal(lost, 0);
-	assert_true(injected > 0);
+	assert_true(injected > 0 || count == 0);
 }
 
 /* ---- free with a pass in flight ---------------------------------------- */
@@ -939,8 +946,11 @@ static void test_no_share(void **state)
 			a.p[p * PG + 7] = b.p[p * PG + 7] = shadow[p * PG + 7] = (uint8_t)(p | 1);
 	}
 	ovc_engine *e = mode_engine_new(m, 2 * n * PG, NULL);
-	assert_ovc_ok(ovc_region_add(e, a.p, a.len, 0, OVC_REGION_NO_SHARE));
-	assert_ovc_ok(ovc_region_add(e, b.p, b.len, 1u << 30, 0));
+	/* Shared memory: SHMEM_SHARE lets zero pages go (only the CPU writes
+	 * here), and NO_SHARE must still win over it. */
+	unsigned shm = m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0;
+	assert_ovc_ok(ovc_region_add(e, a.p, a.len, 0, OVC_REGION_NO_SHARE | shm));
+	assert_ovc_ok(ovc_region_add(e, b.p, b.len, 1u << 30, shm));
 	if (m->swap)
 		assert_ovc_ok(ovc_engine_reclaim(e, a.len + b.len, 0));
 	struct reclaimer rc;
@@ -1148,7 +1158,9 @@ static void test_access(void **state)
 	struct rig rg;
 	rig_init(&rg, m, 64, 0);
 	ovc_engine *e = mode_engine_new(m, rg.g.len, NULL);
-	assert_ovc_ok(ovc_region_add(e, rg.g.p, rg.g.len, 0, 0));
+	/* One access at a time here: shared memory may share its zero pages. */
+	assert_ovc_ok(ovc_region_add(e, rg.g.p, rg.g.len, 0,
+				     m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
 	/* Everything may go, but only in the intervals this test runs (the
 	 * kick of ovc_engine_reclaim() would run one more). */
 	if (m->swap)
@@ -1268,13 +1280,17 @@ static void test_access(void **state)
 
 /* ---- the matrix ---------------------------------------------------------------- */
 
+/* The write-protect path on anonymous memory is the one of kernels
+ * without UFFDIO_MOVE (OVC_ENGINE_NO_MOVE); shared memory always takes it,
+ * and keeps its zero pages unless OVC_REGION_SHMEM_SHARE says that only
+ * CPUs write it (kernel writers here, so not in these runs). */
 static const struct engine_mode modes[] = {
-	{ "threads/anon/wp", 0, BACK_ANON, false },
+	{ "threads/anon/default", 0, BACK_ANON, false },
 	{ "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, false },
+	{ "threads/anon/wp", OVC_ENGINE_NO_MOVE, BACK_ANON, false },
 	{ "threads/memfd/wp", 0, BACK_MEMFD, false },
 	{ "loop/anon/move", OVC_ENGINE_NO_THREADS, BACK_ANON, false },
 	{ "threads/anon/swap", 0, BACK_ANON, true },
-	{ "threads/anon/move+swap", OVC_ENGINE_MOVE, BACK_ANON, true },
 	{ "loop/anon/swap", OVC_ENGINE_NO_THREADS, BACK_ANON, true },
 	{ "threads/anon/syncwp", OVC_ENGINE_SYNC_WP, BACK_ANON, true },
 };
