@@ -54,6 +54,16 @@
  * swap-in hook). SHARING/SWAPPING_*: in transit; a fault on such a page
  * waits until the transit ends.
  *
+ * Pages the kernel holds pinned. The kernel writes into guest RAM through
+ * a pin (O_DIRECT and io_uring reads, process_vm_writev, vhost) without a
+ * fault, so no state here stops it. A page may leave the guest (ZERO,
+ * SWAPPED) only by a means that refuses a pinned page — UFFDIO_MOVE, which
+ * fails with EBUSY — and with its content checked after it left; a page
+ * refused stays RESIDENT. MADV_DONTNEED and a punched hole do not refuse:
+ * used only on kernels without MOVE and on shared memory the VMM opted in
+ * (OVC_REGION_SHMEM_SHARE). docs/engine.md, "Pages the kernel holds
+ * pinned".
+ *
  * Threads and locks. Words change with compare-and-swap only, from any
  * thread. region->lock orders the fault handler's "read state, then
  * resolve with an ioctl" against a pass's "mark in transit, then protect or

@@ -11,7 +11,22 @@
  * a writer (vCPU through KVM, guest, VMM thread) may write in between. Both
  * reclaim paths take the page away from writers first and look second:
  *
- * Which path a region takes: engine.c (ovc_region_add) and OVC_ENGINE_MOVE.
+ * Which path a region takes: engine.c (ovc_region_add): MOVE wherever the
+ * kernel has it, the write-protect path for shared memory, in the sync
+ * write-protect swap mode and without MOVE.
+ *
+ * Pages the kernel holds pinned. The kernel writes into guest RAM through
+ * a pin (O_DIRECT and io_uring reads, process_vm_writev, vhost): it pins
+ * first, writes later, and write protection does not stop it. So a page
+ * leaves the guest only through UFFDIO_MOVE where the kernel has it: it
+ * refuses a pinned (or shared) page with EBUSY, checking again after it
+ * cleared the pte, and such a page stays where it is (move_to_stage; the
+ * rest of the run goes on); and whatever is moved is looked at again in
+ * staging, where nothing writes it, so a write through a pin released
+ * before the move is seen. MADV_DONTNEED and a punched hole drop pinned
+ * pages (the write lands in an orphaned page): used only without MOVE,
+ * and on shared memory only with OVC_REGION_SHMEM_SHARE
+ * (docs/engine.md, "Pages the kernel holds pinned").
  *
  *  MOVE path (private anonymous, kernel with UFFDIO_MOVE):
  *   1. under region->lock: mark the candidates SHARING, then UFFDIO_MOVE
@@ -42,8 +57,8 @@
  *   answers before we move (ZEROPAGE on a present page fails EEXIST,
  *   harmless) or sees SHARING.
  *
- *  Write-protect path (shmem/memfd; anonymous memory with threads unless
- *  OVC_ENGINE_MOVE; kernels without MOVE):
+ *  Write-protect path (shmem/memfd with OVC_REGION_SHMEM_SHARE; anonymous
+ *  memory in the sync write-protect mode and on kernels without MOVE):
  *   1. under region->lock, before any page is read: mark every present
  *      RESIDENT page of the batch (and on shmem every present ZERO page)
  *      SHARING, zero or not, and UFFDIO_WRITEPROTECT the span from the
@@ -57,10 +72,16 @@
  *      write it now), and that read decides: a page that is not zero goes
  *      back to RESIDENT at once (the handler unprotects it on a fault;
  *      step 5 does otherwise), a zero page stays held.
- *   3. drop the zero ones: process_madvise(MADV_DONTNEED) with up to 512
- *      runs per call on anonymous memory, MADV_REMOVE (punch hole) per run
- *      on shmem. The engine asks for no UFFD_EVENT_REMOVE when every
- *      region takes this path, so the drop does not wait for the handler.
+ *   3. drop the zero ones. Anonymous memory, kernel with MOVE
+ *      (move_out_runs): UFFDIO_MOVE them into staging (a pinned page is
+ *      refused and stays RESIDENT; the pin was taken before step 1, since
+ *      GUP for writing faults on a protected page), check them there
+ *      again (a pin released before the move may have written one: it
+ *      goes back), free staging; no event is raised. Without MOVE:
+ *      process_madvise(MADV_DONTNEED) with up to 512 runs per call (the
+ *      engine then asks for no UFFD_EVENT_REMOVE, so the drop does not
+ *      wait for the handler); on shmem MADV_REMOVE (punch hole) per run.
+ *      Neither refuses a pinned page.
  *   4. UFFDIO_WRITEPROTECT off over the span (wakes writers of the pages
  *      that were not zero). The dropped pages are holes now, which it
  *      passes over; done after step 5 it would re-write each fresh

@@ -35,12 +35,21 @@
  *   5. pages whose write failed, or that someone waits for, or that the VMM
  *      discarded (DISCARDED) -> RESIDENT, slot freed; they stay protected,
  *      and a woken writer faults again and is unprotected by the handler.
- *   6. drop the written pages (process_madvise(MADV_DONTNEED), runs) and
- *      the zero ones; then SWAPPED with the slot (or ZERO after ZEROPAGE),
- *      waking waiters. Nobody wrote between 1 and 6: the content on disk is
- *      the content dropped.
+ *   6. drop the written pages and the zero ones; then SWAPPED with the
+ *      slot (or ZERO after ZEROPAGE), waking waiters. No CPU wrote between
+ *      1 and 6. The kernel may have, through a pin taken before step 1
+ *      (an O_DIRECT or io_uring read into the page, process_vm_writev):
+ *      so where the kernel has MOVE (kept enabled in this mode for this)
+ *      the drop is UFFDIO_MOVE into staging (share.c, move_out_runs),
+ *      which refuses a page still pinned, and each moved page is compared
+ *      there with the copy written out (zeros for a zero page); one that
+ *      differs was written through a pin since step 2 and goes back
+ *      (step 5's RESIDENT, slot freed). Then the content on disk is the
+ *      content dropped. Without MOVE, process_madvise(MADV_DONTNEED):
+ *      such a write is lost, or the old content comes back from disk
+ *      (docs/engine.md, "Pages the kernel holds pinned").
  *
- * Our own drop raises UFFD_EVENT_REMOVE, and swap_discard() takes REMOVE
+ * Our own MADV_DONTNEED drop (without MOVE) raises UFFD_EVENT_REMOVE, and swap_discard() takes REMOVE
  * on a SWAPPING_OUT page for a VMM discard (DISCARDED: the data on disk
  * would be thrown away) and on a SWAPPED page too (slot freed). So each page
  * gets PST_OWN_DROP just before the drop (share.c drop_runs), and the first

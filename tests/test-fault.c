@@ -89,7 +89,8 @@ static void inject_reclaim(const struct fmode *m)
 		ovc_engine *e = NULL;
 		struct ovc_engine_opts o = { .size = sizeof(o), .flags = m->flags | OVC_ENGINE_NO_AUTOSCAN };
 		assert_ovc_ok(ovc__engine_new_with_sys(&o, &fi.sys, &e));
-		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+		/* memfd drops zero pages only when asked (no pinned writers here). */
+		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
 		struct loop l;
 		bool loop = m->flags & OVC_ENGINE_NO_THREADS;
 		if (loop)

@@ -25,6 +25,17 @@
  * path instead (process_vm_readv/writev on its own pid work). Details:
  * libovc(3), ACCESSES.
  *
+ * Pages the kernel holds pinned: the kernel writes into guest RAM through a
+ * pin, without a fault (O_DIRECT and io_uring reads into guest buffers,
+ * process_vm_writev, vhost). A page it may still write is never dropped,
+ * shared or written out with stale content: the engine takes pages away
+ * only through UFFDIO_MOVE, which refuses pinned pages (they stay resident,
+ * counted in pinned_pages_kept), and looks at them again once moved.
+ * Shared-memory regions keep their zero pages unless added with
+ * OVC_REGION_SHMEM_SHARE. On kernels without UFFDIO_MOVE (before 6.8) or
+ * with OVC_ENGINE_NO_MOVE pages are dropped with MADV_DONTNEED, and such a
+ * write can be lost; ovc_engine_new(3).
+ *
  * Threads: an engine is driven either by its own threads (default) or by
  * the VMM's event loop (OVC_ENGINE_NO_THREADS, then poll ovc_engine_fd() and
  * call ovc_engine_process()). All calls on one engine are thread-safe unless
@@ -54,26 +65,26 @@ enum {
 	 * caller's loop, which therefore must never touch guest memory. */
 	OVC_ENGINE_NO_THREADS = 1u << 0,
 	/* Never use UFFDIO_MOVE even where the kernel has it; always take the
-	 * write-protect path. For testing and for kernels with MOVE bugs. */
+	 * write-protect path, which drops with MADV_DONTNEED and so does not
+	 * keep kernel writes through a pin (see above). For testing and for
+	 * kernels with MOVE bugs. */
 	OVC_ENGINE_NO_MOVE = 1u << 1,
 	/* Do not scan on a timer; scan only on ovc_engine_scan_sync() and
 	 * ovc_engine_reclaim(). */
 	OVC_ENGINE_NO_AUTOSCAN = 1u << 2,
-	/* With threads, use UFFDIO_MOVE for private anonymous memory too.
-	 * The default with threads is the write-protect path: it protects a
-	 * whole batch with one TLB flush, while UFFDIO_MOVE flushes once per
-	 * page, which interrupts every running vCPU (see ovc-bench zero).
-	 * With OVC_ENGINE_NO_THREADS the MOVE path is always used: the
-	 * write-protect path's drops raise events that only the loop thread
-	 * could read. */
+	/* Use UFFDIO_MOVE for private anonymous memory: the default wherever
+	 * the kernel has it (it refuses pages the kernel holds pinned), with
+	 * or without threads. Kept for callers written when the default with
+	 * threads was the write-protect path. */
 	OVC_ENGINE_MOVE = 1u << 3,
 	/* With swap: track writes with synchronous write-protect faults and
 	 * swap out by the write-protect path, as on kernels before 6.7 (no
 	 * UFFDIO_MOVE, no UFFD_FEATURE_WP_ASYNC, no PAGEMAP_SCAN). Chosen
 	 * automatically when the kernel lacks one of these or with
 	 * OVC_ENGINE_NO_MOVE. Needs the engine's threads (not with
-	 * OVC_ENGINE_NO_THREADS) and excludes OVC_ENGINE_MOVE. Without swap
-	 * it changes nothing. */
+	 * OVC_ENGINE_NO_THREADS) and excludes OVC_ENGINE_MOVE. Where the
+	 * kernel has UFFDIO_MOVE these paths drop through it (pinned pages).
+	 * Without swap it changes nothing. */
 	OVC_ENGINE_SYNC_WP = 1u << 4,
 };
 
