@@ -171,6 +171,13 @@ struct ovc_engine {
 	/* Worker. */
 	pthread_t handler_thread, worker_thread;
 	bool handler_started, worker_started;
+	/* ovc_engine_free() stops the two threads in turn: the worker first
+	 * (worker_stop; a swap tick under way ends after its batch), then,
+	 * once the worker is gone and the swapped pages are back, the
+	 * handler (stop). The handler must outlive every pass: a pass's own
+	 * drops on the write-protect paths wait in madvise until the handler
+	 * has read their UFFD_EVENT_REMOVE. */
+	atomic_bool worker_stop;
 	atomic_bool stop;
 	atomic_int handler_tid;
 	bool saw_remove;            /* handler thread only */

@@ -130,7 +130,7 @@ static void worker_sleep(ovc_engine *e, uint64_t deadline)
 {
 	struct timespec ts = { (time_t)(deadline / NSEC_PER_SEC), (long)(deadline % NSEC_PER_SEC) };
 	pthread_mutex_lock(&e->wake_lock);
-	while (!e->wake_pending && !atomic_load(&e->stop))
+	while (!e->wake_pending && !atomic_load(&e->worker_stop))
 		if (pthread_cond_timedwait(&e->wake_cond, &e->wake_lock, &ts) == ETIMEDOUT)
 			break;
 	e->wake_pending = false;
@@ -204,14 +204,14 @@ static void *worker_main(void *arg)
 {
 	ovc_engine *e = arg;
 
-	while (!atomic_load(&e->stop)) {
+	while (!atomic_load(&e->worker_stop)) {
 		if (e->flags & OVC_ENGINE_NO_AUTOSCAN) {
 			worker_sleep(e, UINT64_MAX / 2);
 			/* Woken by ovc_engine_reclaim: one interval. Other
 			 * wake-ups (a region added) are no interval: ages
 			 * count intervals, and an extra one makes hot pages
 			 * look cold. */
-			if (!atomic_load(&e->stop) && atomic_exchange(&e->sw.kick, false))
+			if (!atomic_load(&e->worker_stop) && atomic_exchange(&e->sw.kick, false))
 				swap_work(e, true);
 			continue;
 		}
@@ -264,7 +264,11 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 		return NULL;
 	/* The endpoint thread calls into the engine: stop it first. */
 	ovc_engine_unpublish(e);
-	atomic_store(&e->stop, true);
+	/* The worker first, the handler last: a pass in flight (or the swap
+	 * tick of an ovc_engine_reclaim() just before) may be waiting in
+	 * madvise for the handler to read the REMOVE event of its own drop;
+	 * a handler gone first left it, and this join, waiting for ever. */
+	atomic_store(&e->worker_stop, true);
 	if (e->worker_started) {
 		wake_worker(e);
 		pthread_join(e->worker_thread, NULL);
@@ -279,6 +283,7 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 					e->regions[i]->guest_phys);
 		pthread_mutex_unlock(&e->pass_lock);
 	}
+	atomic_store(&e->stop, true);
 	if (e->handler_started) {
 		uint64_t one = 1;
 		if (write(e->event_fd, &one, sizeof(one)) < 0) {

@@ -4,6 +4,7 @@
  * Thread-safe: only static strings.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include <ovc/common.h>
@@ -52,14 +53,18 @@ const struct ovc_error_text ovc_error_texts[] = {
 
 const char *ovc_strerror(int err)
 {
-	if (err < 0)
-		err = -err;
-	if (err == 0)
+	/* The magnitude as unsigned: negating INT_MIN as an int overflows.
+	 * No errno is that large; it falls through to "unknown". */
+	unsigned mag = err < 0 ? 0u - (unsigned)err : (unsigned)err;
+
+	if (mag == 0)
 		return "Success";
 	for (const struct ovc_error_text *t = ovc_error_texts; t->text; t++)
-		if (t->err == err)
+		if ((unsigned)t->err == mag)
 			return t->text;
-	/* strerror() is not thread-safe in general but glibc's returns static
-	 * text for every known errno; unknown ones are covered above. */
-	return strerror(err);
+	/* strerrordesc_np() gives the C library's static text, or NULL for a
+	 * number it does not know; strerror() would format those into a
+	 * per-thread buffer that the next call overwrites. */
+	const char *s = mag <= INT_MAX ? strerrordesc_np((int)mag) : NULL;
+	return s ? s : "Unknown error: not an errno value that ovc or the C library knows";
 }

@@ -31,7 +31,8 @@
  *      (WAITERS). No writer can change the content now: it sits in staging
  *      where nobody else maps it.
  *   2. zero content (or DISCARDED): UFFDIO_ZEROPAGE, state ZERO — zero
- *      pages are always shared rather than swapped.
+ *      pages are shared rather than swapped, except in a region with
+ *      OVC_REGION_NO_SHARE, whose zero pages are written like any other.
  *   3. the rest: slot runs, one writev per SWAPOUT_REQ_PAGES, queued and
  *      submitted; the next batch moves out into another staging area of
  *      the ring while these are written.
@@ -1052,8 +1053,11 @@ static unsigned sort_staged(ovc_engine *e, struct swapout_area *a, unsigned nsel
 			continue;
 		}
 		a->used = true;
+		/* Zero content is shared, not written, unless the region says
+		 * OVC_REGION_NO_SHARE: then it goes to disk like any cold
+		 * page. A discarded page is a hole whatever the flag. */
 		if (pending[i] || (atomic_load(p) & PST_DISCARDED) ||
-		    scan_page_is_zero(a->stage + ((uint64_t)i << PAGE_SHIFT))) {
+		    (!(r->flags & OVC_REGION_NO_SHARE) && scan_page_is_zero(a->stage + ((uint64_t)i << PAGE_SHIFT)))) {
 			zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, a->page[i]), PAGE_SIZE);
 			fault_events_settle(e); /* see fault.c, discard_mark */
 			pst_transition(p, PST_SWAPPING_OUT, PST_ZERO, NULL);
@@ -1207,7 +1211,10 @@ static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *
 			*first_err = br;
 		if (e->flags & OVC_ENGINE_NO_THREADS)
 			fault_drain(e);
-		if (e->staging_broken)
+		/* ovc_engine_free() waits for this tick: end it after the
+		 * batch rather than swap out the rest of the target only to
+		 * read it all back. */
+		if (e->staging_broken || atomic_load(&e->worker_stop))
 			return -1;
 		j += m;
 		*need = reclaim_need(e);

@@ -256,8 +256,8 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 		if (pending[i] || (atomic_load(&r->pst[sel[i]]) & PST_DISCARDED))
 			continue;
 		memcpy(dst, region_addr(r, sel[i]), PAGE_SIZE);
-		if (scan_page_is_zero(dst))
-			continue;
+		if (scan_page_is_zero(dst) && !(r->flags & OVC_REGION_NO_SHARE))
+			continue; /* NO_SHARE: written like any page */
 		kind[i] = K_DATA;
 		src[nd] = dst;
 		dpos[i] = nd;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -83,6 +84,7 @@ struct loop {
 	atomic_bool scan;        /* also run ovc_engine_scan_sync() back to back */
 	atomic_bool swap;        /* and a swap interval after each scan */
 	atomic_bool in_pass;     /* a scan (and swap interval) is under way */
+	atomic_long once;        /* run this many passes, then idle (loop_one_pass) */
 	atomic_long passes;
 	atomic_long reclaimed;
 	atomic_long errors;
@@ -101,12 +103,15 @@ static inline void *loop_main(void *arg)
 		/* in_pass first, scan second (loop_stop_scan reads them the
 		 * other way round): no pass begins once it saw in_pass off. */
 		atomic_store(&l->in_pass, true);
-		if (atomic_load(&l->scan)) {
+		bool once = atomic_load(&l->once) > 0;
+		if (atomic_load(&l->scan) || once) {
 			int64_t n = ovc_engine_scan_sync(l->e, 0);
 			if (n > 0)
 				atomic_fetch_add(&l->reclaimed, n);
 			if (atomic_load(&l->swap) && ovc__engine_swap_tick(l->e) < 0)
 				atomic_fetch_add(&l->errors, 1);
+			if (once)
+				atomic_fetch_sub(&l->once, 1);
 			atomic_fetch_add(&l->passes, 1);
 		}
 		atomic_store(&l->in_pass, false);
@@ -120,6 +125,16 @@ static inline void loop_stop_scan(struct loop *l)
 {
 	atomic_store(&l->scan, false);
 	while (atomic_load(&l->in_pass))
+		sched_yield();
+}
+
+/* Exactly one pass (and swap interval, with l->swap) on the loop thread,
+ * which must not be scanning; returns when it is done. */
+static inline void loop_one_pass(struct loop *l)
+{
+	long p0 = atomic_load(&l->passes);
+	atomic_store(&l->once, 1);
+	while (atomic_load(&l->passes) < p0 + 1)
 		sched_yield();
 }
 
@@ -142,6 +157,163 @@ static inline uint64_t engine_stat_zero_now(ovc_engine *e)
 	struct ovc_engine_stats st = { .size = sizeof(st) };
 	assert_int_equal(ovc_engine_stats(e, &st), 0);
 	return st.zero_pages_now;
+}
+
+/* One engine mode of the test matrix: drive (own threads or the VMM's
+ * loop), path, backing, swap. Handed to each test as its state. */
+struct engine_mode {
+	const char *name;
+	unsigned flags;          /* OVC_ENGINE_*; NO_AUTOSCAN is added */
+	enum backing backing;
+	bool swap;
+};
+
+/* Skip the mode where the kernel cannot run it. */
+static inline void mode_need(const struct engine_mode *m)
+{
+	need_uffd();
+	if (!(m->flags & OVC_ENGINE_NO_MOVE) && m->backing == BACK_ANON &&
+	    (m->flags & (OVC_ENGINE_MOVE | OVC_ENGINE_NO_THREADS) || m->swap) && !kernel_has_move())
+		skip_because("kernel without UFFDIO_MOVE (Linux < 6.8)");
+}
+
+/* Options of @m for @guest_bytes of guest RAM: no timer; with swap, a swap
+ * file as large as the guest RAM in /var/tmp and pages cold after one
+ * interval (each forced tick is one). */
+static inline struct ovc_engine_opts mode_opts(const struct engine_mode *m, size_t guest_bytes)
+{
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = m->flags | OVC_ENGINE_NO_AUTOSCAN };
+	if (m->swap) {
+		o.swap_path = "/var/tmp";
+		o.swap_size_bytes = guest_bytes;
+		o.cold_age_usec = o.scan_interval_usec = 1000000;
+	}
+	return o;
+}
+
+/* Create the engine of @m through @sys (NULL: the real syscalls); skips
+ * where this machine cannot swap. */
+static inline ovc_engine *mode_engine_new(const struct engine_mode *m, size_t guest_bytes,
+					  const struct ovc_sys *sys)
+{
+	struct ovc_engine_opts o = mode_opts(m, guest_bytes);
+	ovc_engine *e = NULL;
+	int r = ovc__engine_new_with_sys(&o, sys ? sys : &ovc_sys_default, &e);
+	if ((m->flags & OVC_ENGINE_SWAP_ENCRYPT) && r == -EOPNOTSUPP)
+		skip_because("libovc built without libcrypto: no OVC_ENGINE_SWAP_ENCRYPT");
+	if (m->swap && r == -EOPNOTSUPP)
+		skip_because("no swap here: UFFDIO_MOVE, WP_ASYNC or O_DIRECT in /var/tmp missing");
+	assert_ovc_ok(r);
+	return e;
+}
+
+/* Reclaim without pause, as the VMM's own thread would drive it: scan
+ * passes back to back, and with swap a forced swap interval after each
+ * (pages unwritten since the last interval are cold and go out). */
+struct driver {
+	ovc_engine *e;
+	bool swap;
+	atomic_bool stop;
+	atomic_long passes, reclaimed, errors;
+	atomic_long last_err;    /* -errno of the last failed call, to report */
+	pthread_t th;
+};
+
+static inline void *driver_main(void *arg)
+{
+	struct driver *d = arg;
+	while (!atomic_load(&d->stop)) {
+		int64_t n = ovc_engine_scan_sync(d->e, 0);
+		if (n < 0) { /* no cmocka asserts off the main thread */
+			atomic_fetch_add(&d->errors, 1);
+			atomic_store(&d->last_err, (long)n);
+		} else
+			atomic_fetch_add(&d->reclaimed, n);
+		int64_t sw = d->swap ? ovc__engine_swap_tick(d->e) : 0;
+		if (sw < 0) {
+			atomic_fetch_add(&d->errors, 1);
+			atomic_store(&d->last_err, (long)sw);
+		}
+		atomic_fetch_add(&d->passes, 1);
+	}
+	return NULL;
+}
+
+/* The reclaim of a mode: the driver thread, or in NO_THREADS mode the loop
+ * thread, which scans and ticks itself (a pass there reads the uffd, which
+ * only the loop thread may do). */
+struct reclaimer {
+	bool loop;
+	struct driver d;
+	struct loop l;
+};
+
+static inline void reclaimer_start(struct reclaimer *rc, ovc_engine *e, const struct engine_mode *m)
+{
+	memset(rc, 0, sizeof(*rc));
+	rc->loop = m->flags & OVC_ENGINE_NO_THREADS;
+	if (rc->loop) {
+		loop_start(&rc->l, e, true);
+		atomic_store(&rc->l.swap, m->swap);
+	} else {
+		rc->d.e = e;
+		rc->d.swap = m->swap;
+		assert_int_equal(pthread_create(&rc->d.th, NULL, driver_main, &rc->d), 0);
+	}
+}
+
+static inline long reclaimer_passes(struct reclaimer *rc)
+{
+	return atomic_load(rc->loop ? &rc->l.passes : &rc->d.passes);
+}
+
+/* Wait for @n more passes: counted in passes, never in time. */
+static inline void reclaimer_wait_passes(struct reclaimer *rc, long n)
+{
+	for (long p0 = reclaimer_passes(rc); reclaimer_passes(rc) < p0 + n;)
+		sched_yield();
+}
+
+/* Stop reclaiming; the loop (NO_THREADS) keeps serving faults until
+ * reclaimer_stop(). Returns failed passes; *reclaimed: pages reclaimed. */
+static inline long reclaimer_stop_scan(struct reclaimer *rc, long *reclaimed, long *last_err)
+{
+	if (rc->loop) {
+		loop_stop_scan(&rc->l);
+		*reclaimed = atomic_load(&rc->l.reclaimed);
+		*last_err = 0;
+		return atomic_load(&rc->l.errors);
+	}
+	atomic_store(&rc->d.stop, true);
+	pthread_join(rc->d.th, NULL);
+	*reclaimed = atomic_load(&rc->d.reclaimed);
+	*last_err = atomic_load(&rc->d.last_err);
+	return atomic_load(&rc->d.errors);
+}
+
+/* After reclaimer_stop_scan(): the loop thread goes too. */
+static inline void reclaimer_stop(struct reclaimer *rc)
+{
+	if (rc->loop)
+		loop_stop(&rc->l);
+}
+
+/* Pages of @guest that differ from @shadow; the first few are printed. */
+static inline long shadow_compare(const uint8_t *guest, const uint8_t *shadow, size_t npages, const char *what)
+{
+	long bad = 0;
+	for (size_t p = 0; p < npages; p++)
+		if (memcmp(guest + p * 4096, shadow + p * 4096, 4096) != 0) {
+			if (bad < 10) {
+				size_t b = 0;
+				while (guest[p * 4096 + b] == shadow[p * 4096 + b])
+					b++;
+				fprintf(stderr, "%s: page %zu differs from its shadow: byte %zu is %u, shadow %u\n",
+					what, p, b, guest[p * 4096 + b], shadow[p * 4096 + b]);
+			}
+			bad++;
+		}
+	return bad;
 }
 
 /* Pages of [p, p+len) present in memory (mincore). */

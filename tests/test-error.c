@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* unit: ovc_strerror() and the version calls. */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include <ovc/ovc.h>
@@ -58,12 +59,39 @@ static void test_strerror_covers_api(void **state)
 	assert_non_null(ovc_strerror(-99999));
 }
 
+/* The edges of the int range: no overflow in taking the magnitude (UBSan
+ * reports one under the sanitizer build), and one static sentence for
+ * every value that is no errno, the same pointer from every thread and
+ * call (never a buffer a later call rewrites). */
+static void test_strerror_edges(void **state)
+{
+	const char *unknown = ovc_strerror(INT_MIN);
+	assert_non_null(unknown);
+	assert_true(strncmp(unknown, "Unknown error", 13) == 0);
+	assert_ptr_equal(ovc_strerror(INT_MAX), unknown);
+	assert_ptr_equal(ovc_strerror(-INT_MAX), unknown);
+	assert_ptr_equal(ovc_strerror(99999), unknown);
+	assert_ptr_equal(ovc_strerror(-99999), unknown);
+	assert_ptr_equal(ovc_strerror(INT_MIN + 1), unknown);
+	assert_string_equal(ovc_strerror(0), "Success");
+	/* Positive and negative alike, for ovc's errors and the C library's. */
+	assert_ptr_equal(ovc_strerror(EIO), ovc_strerror(-EIO));
+	assert_ptr_equal(ovc_strerror(EXDEV), ovc_strerror(-EXDEV));
+	assert_string_equal(ovc_strerror(-EXDEV), strerror(EXDEV));
+	assert_ptr_not_equal(ovc_strerror(-EXDEV), unknown);
+	/* 1 (EPERM) and the largest errno the C library names. */
+	assert_ptr_not_equal(ovc_strerror(1), unknown);
+	assert_ptr_not_equal(ovc_strerror(-EHWPOISON), unknown);
+	assert_ptr_equal(ovc_strerror(-(EHWPOISON + 1)), unknown);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_strerror_table),
 		cmocka_unit_test(test_strerror_covers_api),
+		cmocka_unit_test(test_strerror_edges),
 	};
 	return cmocka_run_group_tests_name("error", tests, NULL, NULL);
 }

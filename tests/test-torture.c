@@ -130,37 +130,6 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-struct driver {
-	ovc_engine *e;
-	bool swap;               /* also swap intervals back to back */
-	atomic_bool stop;
-	atomic_long passes, reclaimed, errors;
-	atomic_long last_err;    /* -errno of the last failed call, to report */
-	pthread_t th;
-};
-
-static void *driver_main(void *arg)
-{
-	struct driver *d = arg;
-	while (!atomic_load(&d->stop)) {
-		int64_t n = ovc_engine_scan_sync(d->e, 0);
-		if (n < 0) { /* no cmocka asserts off the main thread */
-			atomic_fetch_add(&d->errors, 1);
-			atomic_store(&d->last_err, (long)n);
-		} else
-			atomic_fetch_add(&d->reclaimed, n);
-		/* A swap interval: pages not written since the last one are
-		 * cold and go out while the writers and the reader race them. */
-		int64_t sw = d->swap ? ovc__engine_swap_tick(d->e) : 0;
-		if (sw < 0) {
-			atomic_fetch_add(&d->errors, 1);
-			atomic_store(&d->last_err, (long)sw);
-		}
-		atomic_fetch_add(&d->passes, 1);
-	}
-	return NULL;
-}
-
 /* Reads every page in order, over and over: sequential fault-ins of
  * swapped pages (readahead) racing the writers and eviction. Contents are
  * the writers' to check (each owns its shadow); this only touches. */
@@ -184,32 +153,31 @@ static void *reader_main(void *arg)
 
 static long compare_all(struct torture *t)
 {
-	long bad = 0;
-	for (size_t p = 0; p < t->npages; p++)
-		if (memcmp(t->guest + p * 4096, t->shadow + p * 4096, 4096) != 0) {
-			if (bad < 10) {
-				size_t b = 0;
-				while (t->guest[p * 4096 + b] == t->shadow[p * 4096 + b])
-					b++;
-				fprintf(stderr, "page %zu differs from its shadow: byte %zu is %u, shadow %u\n", p, b,
-					t->guest[p * 4096 + b], t->shadow[p * 4096 + b]);
-			}
-			bad++;
-		}
-	return bad;
+	return shadow_compare(t->guest, t->shadow, t->npages, "torture");
 }
 
-static double g_seconds = 1.0;
-static size_t g_pages = 2048;
+/* The run's length, from the command line: handed to each test with its
+ * mode as cmocka state. */
+struct run {
+	double seconds;
+	size_t pages;
+};
 
-static void torture(unsigned flags, enum backing backing, const char *name, bool swap)
+struct torture_case {
+	struct engine_mode mode;
+	const struct run *run;
+};
+
+static void torture(const struct torture_case *tc)
 {
-	need_uffd();
-	if (!(flags & OVC_ENGINE_NO_MOVE) && backing == BACK_ANON && !kernel_has_move())
-		skip_because("kernel without UFFDIO_MOVE (Linux < 6.8)");
-	struct torture t = { .npages = g_pages, .shmem = backing == BACK_MEMFD };
+	const struct engine_mode *m = &tc->mode;
+	const char *name = m->name;
+	size_t g_pages = tc->run->pages;
+	bool swap = m->swap;
+	mode_need(m);
+	struct torture t = { .npages = g_pages, .shmem = m->backing == BACK_MEMFD };
 	struct guest_ram g;
-	guest_ram_alloc(&g, g_pages * 4096, backing);
+	guest_ram_alloc(&g, g_pages * 4096, m->backing);
 	t.guest = g.p;
 	t.shadow = calloc(g_pages, 4096);
 	/* Start with every page written (present), a third of them data. */
@@ -219,26 +187,14 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 			g.p[p * 4096 + p % 4096] = t.shadow[p * 4096 + p % 4096] = 0xee;
 	}
 
-	ovc_engine *e = NULL;
-	struct ovc_engine_opts o = { .size = sizeof(o), .flags = flags | OVC_ENGINE_NO_AUTOSCAN };
-	if (swap) {
-		o.swap_path = "/var/tmp";
-		o.swap_size_bytes = g_pages * 4096;
-		o.cold_age_usec = o.scan_interval_usec = 1000000; /* one interval */
-	}
 	/* The swap file's zero-fill kept only 1 MiB ahead: it then races the
 	 * swap-out all along, and slots come from both sides of fill_next. */
 	atomic_store(&ovc__swap_fill_ahead_bytes, UINT64_C(1) << 20);
-	int er = ovc_engine_new(&o, &e);
+	ovc_engine *e = mode_engine_new(m, g.len, NULL);
 	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
-	if ((flags & OVC_ENGINE_SWAP_ENCRYPT) && !swapdev_encrypt_supported())
-		skip_because("libovc built without libcrypto");
-	if (swap && er == -EOPNOTSUPP)
-		skip_because("no swap here: UFFDIO_MOVE, WP_ASYNC or O_DIRECT in /var/tmp missing");
-	assert_ovc_ok(er);
 	/* memfd: the writers here are CPUs only, so its zero pages may go
 	 * (OVC_REGION_SHMEM_SHARE). */
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
 	if (swap) /* everything may go; the tracker picks what is cold */
 		atomic_store(&e->c_reclaim_target, g.len);
 
@@ -250,19 +206,11 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	struct reader rd = { .t = &t };
 	if (swap)
 		assert_int_equal(pthread_create(&rd.th, NULL, reader_main, &rd), 0);
-	struct driver d = { .e = e, .swap = swap };
-	struct loop l;
-	bool loop = flags & OVC_ENGINE_NO_THREADS;
-	if (loop) {
-		/* The loop thread scans and ticks: in NO_THREADS mode a pass
-		 * reads the uffd, which only the loop thread may do. */
-		loop_start(&l, e, true);
-		atomic_store(&l.swap, swap);
-	} else {
-		assert_int_equal(pthread_create(&d.th, NULL, driver_main, &d), 0);
-	}
+	struct reclaimer rc;
+	reclaimer_start(&rc, e, m);
+	bool loop = rc.loop;
 
-	usleep((useconds_t)(g_seconds * 1e6));
+	usleep((useconds_t)(tc->run->seconds * 1e6));
 
 	atomic_store(&t.stop, true);
 	for (unsigned i = 0; i < WRITERS; i++)
@@ -272,28 +220,13 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	/* Two more passes with the writers gone: the second one starts after
 	 * every write, so the zero pages they left are reclaimed whatever the
 	 * machine's load did to the passes that raced them (under TSan on a
-	 * busy host every racing pass can lose its pages to the writers).
-	 * Counted in passes, never in time. */
-	atomic_long *npasses = loop ? &l.passes : &d.passes;
-	for (long p0 = atomic_load(npasses); atomic_load(npasses) < p0 + 2;)
-		sched_yield();
-	long passes, reclaimed, errors;
-	if (loop) {
-		/* Stop scanning but keep serving faults: the comparison below
-		 * reads discarded pages, whose faults the loop answers; a
-		 * swap interval still under way would swap pages out behind
-		 * it. */
-		loop_stop_scan(&l);
-		passes = l.passes;
-		reclaimed = l.reclaimed;
-		errors = l.errors;
-	} else {
-		atomic_store(&d.stop, true);
-		pthread_join(d.th, NULL);
-		passes = d.passes;
-		reclaimed = d.reclaimed;
-		errors = d.errors;
-	}
+	 * busy host every racing pass can lose its pages to the writers). */
+	reclaimer_wait_passes(&rc, 2);
+	/* Stop scanning but keep serving faults (the loop): the comparison
+	 * below reads discarded pages, whose faults the loop answers; a swap
+	 * interval still under way would swap pages out behind it. */
+	long passes = reclaimer_passes(&rc), reclaimed, last_err;
+	long errors = reclaimer_stop_scan(&rc, &reclaimed, &last_err);
 	struct ovc_engine_stats st = { .size = sizeof(st) };
 	assert_ovc_ok(ovc_engine_stats(e, &st));
 	long bad_live = compare_all(&t);
@@ -306,12 +239,11 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 		for (size_t p = 0; p < g_pages; p++)
 			cached_words += (atomic_load(&e->regions[0]->pst[p]) & PST_CACHED) != 0;
 	}
-	if (loop)
-		loop_stop(&l);
+	reclaimer_stop(&rc);
 	long checks = atomic_load(&t.checks) + (long)g_pages;
 	print_message("torture %s: %.1f s, %ld writes, %ld discards, %ld checks, %ld passes, %ld pages reclaimed, "
 		      "%llu changed under the engine, %llu zero faults, %ld bad\n",
-		      name, g_seconds, (long)t.writes, (long)t.discards, checks, passes, reclaimed,
+		      name, tc->run->seconds, (long)t.writes, (long)t.discards, checks, passes, reclaimed,
 		      (unsigned long long)atomic_load(&e->c.transit_aborts),
 		      (unsigned long long)st.zero_faults, atomic_load(&t.bad) + bad_live);
 	if (swap)
@@ -339,7 +271,7 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	assert_int_equal(bad_after, 0);
 	if (errors && !loop)
 		print_error("torture %s: %ld failed passes, the last: %s\n", name, errors,
-			    ovc_strerror((int)atomic_load(&d.last_err)));
+			    ovc_strerror((int)last_err));
 	assert_int_equal(errors, 0);
 	/* The engine really worked: at the least, the quiet passes gave back
 	 * the zero pages the writers left. */
@@ -361,47 +293,42 @@ static void torture(unsigned flags, enum backing backing, const char *name, bool
 	guest_ram_free(&g);
 }
 
-static void test_threads_anon_move(void **s) { torture(OVC_ENGINE_MOVE, BACK_ANON, "threads/anon/move", false); }
-/* The write-protect path on anonymous memory (kernels without MOVE). */
-static void test_threads_anon_wp(void **s) { torture(OVC_ENGINE_NO_MOVE, BACK_ANON, "threads/anon/wp", false); }
-static void test_threads_anon_default(void **s) { torture(0, BACK_ANON, "threads/anon/default", false); }
-static void test_threads_memfd_wp(void **s) { torture(0, BACK_MEMFD, "threads/memfd/wp", false); }
-static void test_loop_anon_move(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/move", false); }
-static void test_threads_anon_swap(void **s) { torture(0, BACK_ANON, "threads/anon/swap", true); }
-static void test_loop_anon_swap(void **s) { torture(OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/swap", true); }
-/* Swap on the sync write-protect path (kernels before 6.7): write-protect
- * faults track writes, zero sharing and swap-out both protect and drop. */
-static void test_threads_anon_syncwp(void **s) { torture(OVC_ENGINE_SYNC_WP, BACK_ANON, "threads/anon/syncwp", true); }
-/* Encrypted swap: every page out is encrypted in the engine's buffer and
- * decrypted on the way back (faults, readahead windows, swap-cache hits). */
-static void test_threads_anon_swapcrypt(void **s)
+static void test_torture(void **state)
 {
-	torture(OVC_ENGINE_SWAP_ENCRYPT, BACK_ANON, "threads/anon/swap-crypt", true);
-}
-static void test_loop_anon_swapcrypt(void **s)
-{
-	torture(OVC_ENGINE_SWAP_ENCRYPT | OVC_ENGINE_NO_THREADS, BACK_ANON, "loop/anon/swap-crypt", true);
+	torture(*state);
 }
 
 int main(int argc, char **argv)
 {
+	struct run run = { .seconds = 1.0, .pages = 2048 };
 	if (argc > 1)
-		g_seconds = atof(argv[1]);
+		run.seconds = atof(argv[1]);
 	if (argc > 2)
-		g_pages = strtoul(argv[2], NULL, 0);
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_threads_anon_move),
-		cmocka_unit_test(test_threads_anon_wp),
-		cmocka_unit_test(test_threads_anon_default),
-		cmocka_unit_test(test_threads_memfd_wp),
-		cmocka_unit_test(test_loop_anon_move),
-		cmocka_unit_test(test_threads_anon_swap),
-		cmocka_unit_test(test_loop_anon_swap),
-		cmocka_unit_test(test_threads_anon_syncwp),
-		cmocka_unit_test(test_threads_anon_swapcrypt),
-		cmocka_unit_test(test_loop_anon_swapcrypt),
+		run.pages = strtoul(argv[2], NULL, 0);
+	/* The write-protect path on anonymous memory is the one of kernels
+	 * without MOVE (OVC_ENGINE_NO_MOVE); swap on the sync write-protect
+	 * path (kernels before 6.7): write-protect faults track writes, zero
+	 * sharing and swap-out both protect and drop. */
+	struct torture_case cases[] = {
+		{ { "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, false }, &run },
+		{ { "threads/anon/wp", OVC_ENGINE_NO_MOVE, BACK_ANON, false }, &run },
+		{ { "threads/anon/default", 0, BACK_ANON, false }, &run },
+		{ { "threads/memfd/wp", 0, BACK_MEMFD, false }, &run },
+		{ { "loop/anon/move", OVC_ENGINE_NO_THREADS, BACK_ANON, false }, &run },
+		{ { "threads/anon/swap", 0, BACK_ANON, true }, &run },
+		{ { "loop/anon/swap", OVC_ENGINE_NO_THREADS, BACK_ANON, true }, &run },
+		{ { "threads/anon/syncwp", OVC_ENGINE_SYNC_WP, BACK_ANON, true }, &run },
+		/* Encrypted swap: every page out is encrypted in the engine's
+		 * buffer and decrypted on the way back (faults, readahead
+		 * windows, swap-cache hits). */
+		{ { "threads/anon/swap-crypt", OVC_ENGINE_SWAP_ENCRYPT, BACK_ANON, true }, &run },
+		{ { "loop/anon/swap-crypt", OVC_ENGINE_SWAP_ENCRYPT | OVC_ENGINE_NO_THREADS, BACK_ANON, true },
+		  &run },
 	};
+	struct CMUnitTest tests[ARRAY_SIZE(cases)];
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+		tests[i] = (struct CMUnitTest){ cases[i].mode.name, test_torture, NULL, NULL, &cases[i] };
 	if (getenv("OVC_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
-	return cmocka_run_group_tests_name("torture", tests, NULL, NULL);
+	return _cmocka_run_group_tests("torture", tests, ARRAY_SIZE(tests), NULL, NULL);
 }

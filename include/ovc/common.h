@@ -42,7 +42,9 @@ OVC_EXPORT const char *ovc_version_string(void);
  *
  * Returns a static, NUL-terminated English sentence that names the error in
  * ovc's terms (for example why a userfaultfd could not be opened), never
- * NULL. Errors the API does not return get the C library's text. Thread-safe.
+ * NULL. Errors the API does not return get the C library's text; a value
+ * that is no errno at all (INT_MIN, INT_MAX, 99999) gets one fixed sentence
+ * that starts with "Unknown error". Thread-safe.
  */
 OVC_EXPORT const char *ovc_strerror(int err);
 

@@ -5,9 +5,25 @@
  * The VMM registers its guest RAM as regions. The engine then scans them,
  * gives back the memory of pages that hold only zeros (the guest keeps
  * reading zeros; its next write gets a private copy) and, when asked to
- * reclaim, writes cold pages to a swap file and drops them. Every access to a
- * dropped page, by a vCPU through KVM, by the guest or by any VMM thread, is
- * served by the engine's userfaultfd handler. No write is ever lost.
+ * reclaim, writes cold pages to a swap file and drops them. No write is ever
+ * lost.
+ *
+ * Accesses served (the engine's userfaultfd handler supplies the page and
+ * the access completes): a vCPU through KVM; loads and stores of any thread
+ * of the VMM; the kernel's accesses on the VMM's behalf that pin pages
+ * first — O_DIRECT and buffered read/write/pread(v)/pwrite(v) into and from
+ * guest RAM, io_uring reads and writes, vmsplice/splice, and
+ * process_vm_readv/process_vm_writev from any process. Not served:
+ * /proc/PID/mem, and ptrace's PTRACE_PEEKDATA and PTRACE_POKEDATA (so
+ * debuggers, and anything else built on the kernel's access_process_vm),
+ * cannot wait for the handler and fail with EIO on a page that is not
+ * present — SWAPPED, in transit, a ZERO page of shared memory, or any hole
+ * (discarded or never touched) — and, for writes, on a page under write
+ * protection: with OVC_ENGINE_SYNC_WP every page left unwritten since the
+ * last tracking interval, and on the write-protect path the pages of a
+ * batch in progress. A VMM that needs such access goes through a served
+ * path instead (process_vm_readv/writev on its own pid work). Details:
+ * libovc(3), ACCESSES.
  *
  * Pages the kernel holds pinned: the kernel writes into guest RAM through a
  * pin, without a fault (O_DIRECT and io_uring reads into guest buffers,
@@ -145,7 +161,10 @@ OVC_EXPORT ovc_engine *ovc_engine_free(ovc_engine *e);
 enum {
 	/* Never swap pages of this region (zero sharing still applies). */
 	OVC_REGION_NO_SWAP = 1u << 0,
-	/* Never share zero pages of this region. */
+	/* Never share zero pages of this region: neither a scan pass nor a
+	 * swap-out maps the shared zero page (or, on shared memory, leaves a
+	 * hole) for one. With swap, its cold zero pages are written to the
+	 * swap file like any other page. */
 	OVC_REGION_NO_SHARE = 1u << 1,
 	/* Shared memory (memfd, shmem) only: drop its zero pages too. The
 	 * only way to free a shared-memory page is to punch it out of the
