@@ -194,6 +194,18 @@ int ovc_balloon_fd(const ovc_balloon *b);
 int ovc_balloon_timeout_msec(const ovc_balloon *b);
 int ovc_balloon_process(ovc_balloon *b);
 
+/* Whether the engine guest @engine may join the balloon guest @balloon of
+ * the same name (one guest with both): only when the kernel says both are
+ * one process (pid known and equal). A name alone proves nothing: anyone
+ * who may publish an engine can pick any name. Pure (names.c). */
+bool ovc_balloon_may_join(const struct ovc_balloon_guest *balloon, const struct ovc_balloon_guest *engine);
+
+/* The OVC_BALLOON_CAP_* of a libvirt domain's live XML (virDomainGetXMLDesc):
+ * from its <memballoon> (the last one: the device's, after any look-alike
+ * in metadata) — not model='none', autodeflate='on', freePageReporting='on'
+ * and a <stats period> above 0. Pure (domain-xml.c). */
+unsigned ovc_balloon_caps_from_xml(const char *xml);
+
 /* --- Pure helpers, unit-tested (stats.c) --- */
 
 /* Bytes to whole KiB for libvirt, rounded down. -EINVAL if that is 0,
