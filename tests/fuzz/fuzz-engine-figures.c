@@ -16,18 +16,10 @@
 #include <string.h>
 
 #include "engine-figures.h"
+#include "fuzz-util.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -37,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1 + 8)
 		return 0;
-	vm = le64(data + size - 8);
+	vm = fuzz_le64(data + size - 8);
 	if (vm == 0)
 		vm = OVC_UNKNOWN;
 	size -= 8;
@@ -54,9 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint64_t f[16] = { 0 };
 
 		for (size_t i = 0; i < 16 && 1 + 4 + 8 * (i + 1) <= size; i++)
-			f[i] = le64(data + 1 + 4 + 8 * i);
+			f[i] = fuzz_le64(data + 1 + 4 + 8 * i);
 		rp.ok = true;
-		rp.have = size >= 5 ? (unsigned)le64((const uint8_t[8]){ data[1], data[2], data[3], data[4] }) : 0;
+		rp.have = size >= 5 ? (unsigned)fuzz_le64((const uint8_t[8]){ data[1], data[2], data[3], data[4] }) : 0;
 		rp.st.max_bytes = f[0];
 		rp.st.region_bytes = f[1];
 		rp.st.zero_bytes = f[2];
