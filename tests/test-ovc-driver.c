@@ -6,6 +6,9 @@
  * sockets in a temporary directory the driver watches with inotify.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -422,6 +425,143 @@ static void test_untrusted_engines(void **state)
 	(void)!system(cmd);
 }
 
+/* Pump @b for @msec, touching a file in @dir every 100 ms when @touch (so
+ * that inotify keeps asking for rescans). */
+static void pump_for(ovc_balloon *b, const char *dir, unsigned msec, bool touch)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + msec * 1000ull;
+
+	while (now_usec(CLOCK_MONOTONIC) < end) {
+		struct pollfd p = { .fd = ovc_balloon_fd(b), .events = POLLIN };
+		struct ovc_balloon_guest *v;
+		size_t n;
+
+		if (touch) {
+			char f[256];
+
+			snprintf(f, sizeof(f), "%s/.touch", dir);
+			close(open(f, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+			unlink(f);
+		}
+		assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+		free(v);
+		poll(&p, 1, 100);
+		assert_true(ovc_balloon_process(b) >= 0);
+	}
+}
+
+static int listening(const char *path, int backlog)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, backlog), 0);
+	return fd;
+}
+
+static atomic_int silent_accepts;
+
+/* A socket that takes connections and never says a word. */
+static void *silent_main(void *arg)
+{
+	int lfd = *(int *)arg;
+
+	for (;;) {
+		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (c < 0)
+			return NULL;
+		atomic_fetch_add(&silent_accepts, 1);
+		/* kept open, never answered */
+	}
+}
+
+/* What a local user or a rogue VMM can put in the engine directory: the
+ * driver never waits on it, never follows it, never believes its name or
+ * its maximum, and does not knock again on every directory change. */
+static void test_hostile_sockets(void **state)
+{
+	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", elsewhere[] = "/tmp/ovc-test-ovc-driver-XXXXXX";
+	char path[256], target[256], cmd[160];
+	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ovc_balloon_guest g;
+	pthread_t silent_thread;
+	int silent, stuck, filler, foreign;
+	pid_t liar, real;
+	ovc_balloon *b;
+
+	assert_non_null(mkdtemp(dir));
+	assert_non_null(mkdtemp(elsewhere));
+	/* Takes connections, never answers. */
+	snprintf(path, sizeof(path), "%s/silent.sock", dir);
+	silent = listening(path, 16);
+	assert_int_equal(pthread_create(&silent_thread, NULL, silent_main, &silent), 0);
+	/* A full listen queue that is never served: a blocking connect
+	 * would never return. */
+	snprintf(path, sizeof(path), "%s/stuck.sock", dir);
+	stuck = listening(path, 0);
+	filler = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
+	assert_int_equal(connect(filler, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* A real-looking engine elsewhere, reached only by a symlink. */
+	snprintf(target, sizeof(target), "%s", elsewhere);
+	real = fake_engine(elsewhere, "real", "OVC1 ok name=real max_bytes=1048576 zero_bytes=0 swap_bytes=0 "
+					      "target_bytes=0\n");
+	snprintf(target, sizeof(target), "%s/real.sock", elsewhere);
+	snprintf(path, sizeof(path), "%s/evil.sock", dir);
+	assert_int_equal(symlink(target, path), 0);
+	/* A socket whose file belongs to another user than its listener. */
+	snprintf(path, sizeof(path), "%s/foreign.sock", dir);
+	foreign = listening(path, 4);
+	assert_int_equal(chown(path, 65534, 65534), 0);
+	/* It says it is "other" and has 64 TiB. */
+	liar = fake_engine(dir, "liar", "OVC1 ok name=other pid=1 max_bytes=70368744177664 "
+					"region_bytes=70368744177664 zero_bytes=70368744177664 swap_bytes=0 "
+					"target_bytes=70368744177664\n");
+
+	bo.engine_dir = dir;
+	/* Returns at once: nothing is waited for. */
+	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+	assert_true(pump_until(b, "liar", NULL));
+	assert_ovc_ok(ovc_balloon_guest(b, "liar", &g));
+	/* The kernel's word: the listener (this process bound and listened
+	 * before forking the child that answers), not "pid=1". */
+	assert_int_equal(g.pid, getpid());
+	/* At most the liar's address space (a forked test process). */
+	assert_true(g.stats.max_bytes < 64 * GIB);
+	assert_true(g.stats.engine_zero_bytes <= g.stats.max_bytes);
+	assert_true(g.stats.engine_target_bytes <= g.stats.max_bytes);
+	assert_int_equal(ovc_balloon_guest(b, "other", &g), -ENOENT);
+
+	/* Past the silent socket's deadline, with the directory changing
+	 * all the time: none of the others is listed, and the silent one
+	 * was asked once, not on every change. */
+	pump_for(b, dir, 4000, true);
+	for (const char *const *n = (const char *const[]){ "silent", "stuck", "evil", "foreign", "real", NULL };
+	     *n; n++)
+		assert_int_equal(ovc_balloon_guest(b, *n, &g), -ENOENT);
+	assert_int_equal(atomic_load(&silent_accepts), 1);
+
+	ovc_balloon_free(b);
+	for (pid_t *p = (pid_t[]){ liar, real, 0 }; *p; p++) {
+		kill(*p, SIGKILL);
+		waitpid(*p, NULL, 0);
+	}
+	shutdown(silent, SHUT_RDWR);
+	close(silent);
+	pthread_cancel(silent_thread);
+	pthread_join(silent_thread, NULL);
+	close(stuck);
+	close(filler);
+	close(foreign);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, elsewhere);
+	(void)!system(cmd);
+}
+
 /* The other backends have no engines. */
 static void test_qmp_has_no_reclaim(void **state)
 {
@@ -443,6 +583,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_engines),
 		cmocka_unit_test(test_untrusted_engines),
+		cmocka_unit_test(test_hostile_sockets),
 		cmocka_unit_test(test_qmp_has_no_reclaim),
 	};
 
