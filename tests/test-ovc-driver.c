@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "peer-fakes.h"
 #include "engine-test.h"
 
 #define RAM_BYTES (4 * MIB)
@@ -337,20 +338,8 @@ static pid_t fake_engine(const char *dir, const char *name, const char *reply)
 	assert_int_equal(rename(sa.sun_path, path), 0);
 	pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0) {
-		for (;;) {
-			int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-			char buf[256];
-			ssize_t n;
-
-			while (c >= 0 && (n = read(c, buf, sizeof(buf))) > 0)
-				for (ssize_t i = 0; i < n; i++)
-					if (buf[i] == '\n')
-						(void)!write(c, reply, strlen(reply));
-			if (c >= 0)
-				close(c);
-		}
-	}
+	if (pid == 0)
+		fake_engine_serve(fd, reply);
 	close(fd);
 	return pid;
 }
