@@ -143,13 +143,16 @@ void balloon_unwatch_fd(ovc_balloon *b, int fd)
 	epoll_ctl(b->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-int balloon_watch_dir(ovc_balloon *b, const char *dir, const char *what, int *ret_fd)
+int balloon_watch_dir(ovc_balloon *b, const char *dir, int dir_fd, const char *what, int *ret_fd)
 {
 	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), r;
+	char at[64];
 
 	if (fd < 0)
 		return negative_errno();
-	if (inotify_add_watch(fd, dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM) < 0) {
+	/* The directory already opened, not whatever the path names now. */
+	snprintf(at, sizeof(at), "/proc/self/fd/%d", dir_fd);
+	if (inotify_add_watch(fd, at, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR) < 0) {
 		r = balloon_error(b, negative_errno(), "cannot watch %s directory %s: %s", what, dir,
 				  strerror(errno));
 		close(fd);

@@ -161,10 +161,11 @@ bool balloon_breaker_open(const struct balloon_breaker *k, uint64_t now_usec);
 /* Add/remove a backend fd to the pollable set (EPOLLIN). */
 int balloon_watch_fd(ovc_balloon *b, int fd);
 void balloon_unwatch_fd(ovc_balloon *b, int fd);
-/* Watch @dir for sockets coming and going (inotify, in the pollable set);
- * *ret_fd is the inotify fd, closed by the caller. @what names the
- * directory in the error sentence ("QMP socket"). */
-int balloon_watch_dir(ovc_balloon *b, const char *dir, const char *what, int *ret_fd);
+/* Watch the directory @dir_fd (opened, O_PATH is enough; @dir is its path
+ * for the error sentence) for sockets coming and going (inotify, in the
+ * pollable set); *ret_fd is the inotify fd, closed by the caller. @what
+ * names the directory in the error sentence ("QMP socket"). */
+int balloon_watch_dir(ovc_balloon *b, const char *dir, int dir_fd, const char *what, int *ret_fd);
 /* Read every pending inotify event of @fd (may be -1); true if any. */
 bool balloon_drain_inotify(int fd);
 /* Record the error sentence (and log it at debug level); returns @err. */

@@ -632,7 +632,7 @@ static int ovc_open(ovc_balloon *b)
 						   : strerror(errno));
 		goto fail;
 	}
-	r = balloon_watch_dir(b, q->dir, "engine", &q->inotify_fd);
+	r = balloon_watch_dir(b, q->dir, q->dir_fd, "engine", &q->inotify_fd);
 	if (r < 0)
 		goto fail;
 	rescan(b);

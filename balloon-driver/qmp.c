@@ -95,7 +95,7 @@ enum gstate {
 };
 
 struct qmp_guest {
-	char path[PATH_MAX];           /* for messages */
+	char path[PATH_MAX];           /* for messages, control bytes escaped */
 	char file[NAME_MAX + 1];       /* under the directory; "" for a listed path */
 	char id[OVC_BALLOON_ID_MAX];   /* the socket file's name */
 	char stem[OVC_BALLOON_NAME_MAX];
@@ -726,14 +726,18 @@ static int guest_add(ovc_balloon *b, const char *file, const char *path, bool *y
 		if (p.ino) {
 			bool first = balloon_fail_note(b, p.dev, p.ino, SETUP_RETRY_MIN_MSEC, SETUP_RETRY_MAX_MSEC);
 
+			char shown[PATH_MAX + 8];
+
+			/* A file name is anyone's who may write the directory. */
+			balloon_escape(shown, sizeof(shown), file ? file : path);
 			if (first && (r == -ELOOP || r == -EPERM || r == -ENOTSOCK))
 				log_warning(b->opts.logger, "QMP socket %s%s%s refused: %s", file ? b->opts.qmp_dir : "",
-					    file ? "/" : "", file ? file : path,
+					    file ? "/" : "", shown,
 					    r == -ELOOP ? "a symlink is never followed"
 					    : r == -EPERM ? "its listener does not own it"
 							  : "not a socket");
 			else
-				log_debug(b->opts.logger, "QMP socket %s: %s", file ? file : path, strerror(-r));
+				log_debug(b->opts.logger, "QMP socket %s: %s", shown, strerror(-r));
 		}
 		return r;
 	}
@@ -748,7 +752,12 @@ static int guest_add(ovc_balloon *b, const char *file, const char *path, bool *y
 	g->pid = p.pid;
 	qmp_reader_init(&g->rd);
 	if (file) {
-		snprintf(g->path, sizeof(g->path), "%s/%s", b->opts.qmp_dir, file);
+		char shown[NAME_MAX * 4 + 1];
+
+		/* For messages and the stem: a file name is anyone's who
+		 * may write the directory, control bytes included. */
+		balloon_escape(shown, sizeof(shown), file);
+		snprintf(g->path, sizeof(g->path), "%s/%s", b->opts.qmp_dir, shown);
 		snprintf(g->file, sizeof(g->file), "%s", file);
 	} else {
 		snprintf(g->path, sizeof(g->path), "%s", path);
@@ -937,7 +946,7 @@ static int qmp_open(ovc_balloon *b)
 					  b->opts.qmp_dir, strerror(errno));
 			goto fail;
 		}
-		r = balloon_watch_dir(b, b->opts.qmp_dir, "QMP socket", &q->inotify_fd);
+		r = balloon_watch_dir(b, b->opts.qmp_dir, q->dir_fd, "QMP socket", &q->inotify_fd);
 		if (r < 0)
 			goto fail;
 	}
