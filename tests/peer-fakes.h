@@ -8,6 +8,8 @@
 #ifndef OVC_PEER_FAKES_H
 #define OVC_PEER_FAKES_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -52,6 +54,33 @@ static inline void fake_qmp_reply(FILE *f, struct json_object *id, struct json_o
 	fprintf(f, "%s\r\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	fflush(f);
 	json_object_put(o);
+}
+
+/* Answer the set-up questions a driver asks a monitor: query-name with
+ * @name, query-memory-size-summary with @max_bytes, qom-list with one
+ * virtio-balloon-pci "balloon0". false if @cmd is none of them. */
+static inline bool fake_qmp_setup(FILE *f, const char *cmd, struct json_object *id, const char *name,
+				  uint64_t max_bytes)
+{
+	struct json_object *r, *e;
+
+	if (strcmp(cmd, "query-name") == 0) {
+		r = json_object_new_object();
+		json_object_object_add(r, "name", json_object_new_string(name));
+	} else if (strcmp(cmd, "query-memory-size-summary") == 0) {
+		r = json_object_new_object();
+		json_object_object_add(r, "base-memory", json_object_new_uint64(max_bytes));
+	} else if (strcmp(cmd, "qom-list") == 0) {
+		r = json_object_new_array();
+		e = json_object_new_object();
+		json_object_object_add(e, "name", json_object_new_string("balloon0"));
+		json_object_object_add(e, "type", json_object_new_string("child<virtio-balloon-pci>"));
+		json_object_array_add(r, e);
+	} else {
+		return false;
+	}
+	fake_qmp_reply(f, id, r);
+	return true;
 }
 
 /* ovcd's "guests" reply: the entry of @name, or NULL. */

@@ -330,22 +330,8 @@ static void fake_qmp_main(int lfd, enum fake_qmp_mode mode, const char *name, st
 			cmd = json_object_get_string(ex);
 			json_object_object_get_ex(req, "id", &id);
 			json_object_object_get_ex(req, "arguments", &args);
-			if (strcmp(cmd, "query-name") == 0) {
-				r = json_object_new_object();
-				json_object_object_add(r, "name", json_object_new_string(name));
-				fake_qmp_reply(f, id, r);
-			} else if (strcmp(cmd, "query-memory-size-summary") == 0) {
-				r = json_object_new_object();
-				json_object_object_add(r, "base-memory", json_object_new_uint64(GIB));
-				fake_qmp_reply(f, id, r);
-			} else if (strcmp(cmd, "qom-list") == 0) {
-				struct json_object *e = json_object_new_object();
-
-				r = json_object_new_array();
-				json_object_object_add(e, "name", json_object_new_string("balloon0"));
-				json_object_object_add(e, "type", json_object_new_string("child<virtio-balloon-pci>"));
-				json_object_array_add(r, e);
-				fake_qmp_reply(f, id, r);
+			if (fake_qmp_setup(f, cmd, id, name, GIB)) {
+				/* answered */
 			} else if (strcmp(cmd, "qom-get") == 0) {
 				/* Polling off, and no driver features. */
 				fake_qmp_reply(f, id, json_object_new_boolean(0));
