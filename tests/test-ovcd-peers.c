@@ -69,17 +69,6 @@
 #define GUEST_MIB 1024
 #define SQUEEZED_MIB 512
 
-/* A fake peer's shared record (MAP_SHARED with its child). */
-struct fake_shared {
-	atomic_uint targets;   /* "balloon" commands it got */
-	atomic_uint balloons;  /* query-balloon commands */
-};
-
-enum fake_qmp_mode {
-	QMP_IMPOSTOR,     /* query-name says the real guest's name */
-	QMP_MUTE_BALLOON, /* answers set-up and one query-balloon, then nothing */
-};
-
 struct fixture {
 	const char *skip;
 	struct harness_image img;
@@ -89,7 +78,7 @@ struct fixture {
 	const char *bin;
 	ovc_engine *engine;
 	void *engine_ram;
-	struct fake_shared *shared;
+	struct fake_peer_record *shared;
 	pid_t kids[8];
 	int fds[8];
 	size_t n_kids, n_fds;
@@ -307,57 +296,6 @@ static int listen_at(const char *path, int backlog)
 /* A process speaking QMP like QEMU 7.2 on @fd (listening), in @mode, with
  * a 1 GiB guest whose balloon is at its maximum; records what it is asked
  * in @sh. */
-static void fake_qmp_main(int lfd, enum fake_qmp_mode mode, const char *name, struct fake_shared *sh)
-{
-	for (;;) {
-		int fd = accept(lfd, NULL, NULL);
-		char *line = NULL;
-		size_t cap = 0;
-		FILE *f;
-
-		if (fd < 0)
-			continue;
-		f = fdopen(fd, "r+");
-		fake_qmp_greeting(f);
-		while (getline(&line, &cap, f) > 0) {
-			struct json_object *req = json_tokener_parse(line), *ex, *id = NULL, *args = NULL, *v, *r;
-			const char *cmd;
-
-			if (!req || !json_object_object_get_ex(req, "execute", &ex)) {
-				json_object_put(req);
-				continue;
-			}
-			cmd = json_object_get_string(ex);
-			json_object_object_get_ex(req, "id", &id);
-			json_object_object_get_ex(req, "arguments", &args);
-			if (fake_qmp_setup(f, cmd, id, name, GIB)) {
-				/* answered */
-			} else if (strcmp(cmd, "qom-get") == 0) {
-				/* Polling off, and no driver features. */
-				fake_qmp_reply(f, id, json_object_new_boolean(0));
-			} else if (strcmp(cmd, "query-balloon") == 0) {
-				/* The monitor of a QEMU stuck on NFS: the first
-				 * answer comes, then nothing. */
-				if (atomic_fetch_add(&sh->balloons, 1) >= 1 && mode == QMP_MUTE_BALLOON) {
-					json_object_put(req);
-					continue;
-				}
-				r = json_object_new_object();
-				json_object_object_add(r, "actual", json_object_new_uint64(GIB));
-				fake_qmp_reply(f, id, r);
-			} else if (strcmp(cmd, "balloon") == 0 && args && json_object_object_get_ex(args, "value", &v)) {
-				atomic_fetch_add(&sh->targets, 1);
-				fake_qmp_reply(f, id, NULL);
-			} else {
-				fake_qmp_reply(f, id, NULL); /* qmp_capabilities, qom-set */
-			}
-			json_object_put(req);
-		}
-		free(line);
-		fclose(f);
-	}
-}
-
 static void fake_qmp(const char *file, enum fake_qmp_mode mode, const char *name)
 {
 	char path[256];
@@ -371,7 +309,7 @@ static void fake_qmp(const char *file, enum fake_qmp_mode mode, const char *name
 	pid = fork();
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fake_qmp_main(fd, mode, name, F.shared);
+		fake_qmp_serve(fd, mode, name, GIB, F.shared);
 		_exit(0);
 	}
 	close(fd);
