@@ -250,11 +250,22 @@ static uint64_t guest_u64(const char *name, const char *field)
 	return v;
 }
 
+/* ovcd moved the pinned target and the guest got there. */
 static bool squeezed(void *arg)
 {
 	uint64_t cur = guest_u64(F.g.name, "current_bytes");
 
-	return ovc_known(cur) && cur <= (SQUEEZED_MIB + 8) * MIB;
+	return guest_u64(F.g.name, "target_bytes") == SQUEEZED_MIB * MIB && ovc_known(cur) &&
+	       cur <= (SQUEEZED_MIB + 8) * MIB;
+}
+
+/* The guest has room again after the last attack's allocation was freed
+ * (as ovcd's figures show it), so that no emergency of that one is left. */
+static bool recovered(void *arg)
+{
+	uint64_t avail = guest_u64(F.g.name, "available_bytes"), cur = guest_u64(F.g.name, "current_bytes");
+
+	return ovc_known(avail) && ovc_known(cur) && avail > cur / 2;
 }
 
 /* ---- fake peers ---- */
@@ -424,6 +435,7 @@ static void check_outcome(const struct outcome *o)
  * watermarks balloons stay where they are) so that it can run short. */
 static void squeeze_guest(void)
 {
+	assert_true(harness_wait_until(recovered, NULL, 60000));
 	assert_int_equal(ovcctl("set %s target %dMiB", F.g.name, SQUEEZED_MIB), 0);
 	assert_true(harness_wait_until(squeezed, NULL, 120000));
 	assert_int_equal(ovcctl("set %s target none", F.g.name), 0);
