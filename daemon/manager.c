@@ -1898,6 +1898,12 @@ int manager_run(struct manager *m)
 				break;
 			}
 		}
+		/* Deadlines that fell due while other sources kept epoll
+		 * busy: a peer's timeout must not wait for a quiet moment. */
+		if (n > 0)
+			for (size_t i = 0; i < m->n_drivers; i++)
+				if (ovc_balloon_timeout_msec(m->drivers[i].b) == 0)
+					driver_process(&m->drivers[i]);
 		/* Its timeouts: idle connections, deadlines. */
 		if (m->http && ovcd_metrics_server_timeout_msec(m->http) == 0)
 			ovcd_metrics_server_process(m->http);
