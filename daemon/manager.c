@@ -569,6 +569,33 @@ static void notify_status(struct manager *m, bool level_changed)
 	sd_notify(0, text);
 }
 
+/* The host's memory as the policy sees it: /proc/meminfo, limited to what
+ * the guests' memory cgroup leaves them when there is one
+ * (--memory-cgroup). 0, or -errno, logged (rate-limited). */
+static int host_mem_read(struct manager *m, struct ovc_meminfo *mem)
+{
+	struct ovc_cgroup_mem cg;
+	int r = ovc_meminfo_read(NULL, mem);
+
+	if (r < 0) {
+		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read /proc/meminfo: %s; tick skipped",
+					   strerror(-r));
+		return r;
+	}
+	if (!m->opts.memory_cgroup)
+		return 0;
+	r = ovc_cgroup_mem_read(NULL, m->opts.memory_cgroup, &cg);
+	if (r < 0) {
+		/* Without it, the host's own figures would overstate what the
+		 * guests may have: better no decision than a wrong one. */
+		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read memory cgroup %s: %s; tick skipped",
+					   m->opts.memory_cgroup, strerror(-r));
+		return r;
+	}
+	ovc_meminfo_limit_to_cgroup(mem, &cg);
+	return 0;
+}
+
 static void tick(struct manager *m)
 {
 	struct ovc_policy_host host = { 0 };
@@ -583,12 +610,9 @@ static void tick(struct manager *m)
 	host.now_usec = now_usec(CLOCK_MONOTONIC);
 	host.page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	m->last_tick_usec = host.now_usec;
-	r = ovc_meminfo_read(NULL, &host.mem);
-	if (r < 0) {
-		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read /proc/meminfo: %s; tick skipped",
-					   strerror(-r));
-		return;
-	}
+	r = host_mem_read(m, &host.mem);
+	if (r < 0)
+		return; /* logged */
 	host.psi_valid = ovc_psi_read(NULL, &host.psi) == 0;
 	host.ksm_valid = ovc_ksm_read_counters(NULL, &host.ksm) == 0 &&
 			 ovc_ksm_read_knobs(NULL, &host.ksm_knobs) == 0;
@@ -1420,6 +1444,22 @@ int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct 
 	    (r = watch(m, m->signal_fd, EPOLLIN, &m->sig)) < 0)
 		goto fail;
 
+	if (opts->memory_cgroup) {
+		struct ovc_cgroup_mem cg;
+
+		r = ovc_cgroup_mem_read(NULL, opts->memory_cgroup, &cg);
+		if (r < 0) {
+			dlog_err("--memory-cgroup %s: %s", opts->memory_cgroup,
+				 r == -ENOENT ? "not a memory cgroup (no memory.max or memory.limit_in_bytes)"
+					      : strerror(-r));
+			goto fail;
+		}
+		if (cg.limit_bytes == UINT64_MAX)
+			dlog_warning("memory cgroup %s has no limit: the host's memory counts", opts->memory_cgroup);
+		else
+			dlog_notice("guests' memory: cgroup %s, limit %s, %s in use", opts->memory_cgroup,
+				    SZ(cg.limit_bytes), SZ(cg.usage_bytes));
+	}
 	(void)resolve_group(m, cfg);
 	r = control_open(m);
 	if (r < 0)
