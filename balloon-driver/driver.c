@@ -47,13 +47,13 @@ const char *ovc_balloon_error(const ovc_balloon *b)
 	return b ? b->error : "";
 }
 
-void balloon_queue_event(ovc_balloon *b, enum ovc_balloon_event_type type, const char *guest,
-			 uint64_t actual_bytes)
+static void queue_push(ovc_balloon *b, const struct balloon_event *in)
 {
-	char *name = NULL;
+	struct balloon_event ev = *in;
 	uint64_t one = 1;
 
-	if (guest && !(name = strdup(guest)))
+	ev.guest = ev.error = NULL;
+	if ((in->guest && !(ev.guest = strdup(in->guest))) || (in->error && !(ev.error = strdup(in->error))))
 		goto fail;
 	pthread_mutex_lock(&b->lock);
 	if (b->queue_n == b->queue_cap) {
@@ -67,15 +67,32 @@ void balloon_queue_event(ovc_balloon *b, enum ovc_balloon_event_type type, const
 		b->queue = q;
 		b->queue_cap = cap;
 	}
-	b->queue[b->queue_n++] = (struct balloon_event){ type, name, actual_bytes };
+	b->queue[b->queue_n++] = ev;
 	pthread_mutex_unlock(&b->lock);
 	/* Cannot fail short of counter overflow, which 2^64 events won't reach. */
 	(void)!write(b->event_fd, &one, sizeof(one));
 	return;
 fail:
-	free(name);
-	log_debug(b->opts.logger, "balloon event %d for '%s' dropped: out of memory", type,
-		  guest ? guest : "");
+	free(ev.guest);
+	free(ev.error);
+	log_debug(b->opts.logger, "balloon event %d for '%s' dropped: out of memory", in->type,
+		  in->guest ? in->guest : "");
+}
+
+void balloon_queue_event(ovc_balloon *b, enum ovc_balloon_event_type type, const char *guest,
+			 uint64_t actual_bytes)
+{
+	queue_push(b, &(struct balloon_event){ .type = type, .guest = (char *)guest,
+					       .actual_bytes = actual_bytes, .request_bytes = OVC_UNKNOWN });
+}
+
+void balloon_queue_failed(ovc_balloon *b, const char *guest, enum ovc_balloon_request request,
+			  uint64_t request_bytes, int err, const char *error)
+{
+	queue_push(b, &(struct balloon_event){ .type = OVC_BALLOON_EVENT_FAILED, .guest = (char *)guest,
+					       .actual_bytes = OVC_UNKNOWN, .request = request,
+					       .request_bytes = request_bytes, .err = err,
+					       .error = (char *)error });
 }
 
 int balloon_watch_fd(ovc_balloon *b, int fd)
@@ -186,8 +203,10 @@ fail:
 
 static void drop_queue(ovc_balloon *b)
 {
-	for (size_t i = 0; i < b->queue_n; i++)
+	for (size_t i = 0; i < b->queue_n; i++) {
 		free(b->queue[i].guest);
+		free(b->queue[i].error);
+	}
 	free(b->queue);
 	b->queue = NULL;
 	b->queue_n = b->queue_cap = 0;
@@ -393,11 +412,13 @@ int ovc_balloon_process(ovc_balloon *b)
 		pthread_mutex_unlock(&b->lock);
 
 		if (b->opts.event_fn) {
-			struct ovc_balloon_event pub = { ev.type, ev.guest, ev.actual_bytes };
+			struct ovc_balloon_event pub = { ev.type,	  ev.guest, ev.actual_bytes, ev.request,
+							 ev.request_bytes, ev.err,   ev.error };
 
 			b->opts.event_fn(b->opts.event_userdata, &pub);
 		}
 		free(ev.guest);
+		free(ev.error);
 		delivered++;
 	}
 	return r < 0 ? r : delivered;

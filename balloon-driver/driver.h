@@ -63,6 +63,11 @@ enum ovc_balloon_guest_driver {
 struct ovc_balloon_guest {
 	char name[OVC_BALLOON_NAME_MAX]; /* libvirt domain name; QMP: query-name or socket name */
 	char id[OVC_BALLOON_ID_MAX];     /* libvirt UUID; QMP: socket path's base name */
+	/* The process behind the guest, as the kernel says (never as the
+	 * peer says): QMP and engines the listener's SO_PEERCRED pid, libvirt
+	 * the domain's QEMU pid; 0 when unknown. An engine joins a balloon
+	 * guest only when both have the same pid. */
+	int32_t pid;
 	unsigned caps;                   /* OVC_BALLOON_CAP_* */
 	enum ovc_balloon_guest_driver driver;
 	struct ovc_guest_stats stats;    /* max_bytes and actual_bytes always known */
@@ -74,12 +79,31 @@ enum ovc_balloon_event_type {
 	OVC_BALLOON_EVENT_STOPPED = 3,      /* a guest stopped or its socket closed */
 	OVC_BALLOON_EVENT_DISCONNECTED = 4, /* connection to the hypervisor lost; guest = NULL */
 	OVC_BALLOON_EVENT_RECONNECTED = 5,  /* connection is back; re-list the guests */
+	/* Fresh statistics of `guest` arrived; ovc_balloon_guest() returns
+	 * the cached figures, never a round trip. Every backend delivers it
+	 * whenever a guest's stats are refreshed. */
+	OVC_BALLOON_EVENT_STATS = 6,
+	/* A request the caller made for `guest` (set_target: request =
+	 * OVC_BALLOON_REQ_TARGET, set_reclaim: OVC_BALLOON_REQ_RECLAIM, for
+	 * request_bytes) failed after the call returned; err is its -errno
+	 * and error the sentence naming the guest, for the log. */
+	OVC_BALLOON_EVENT_FAILED = 7,
+};
+
+enum ovc_balloon_request {
+	OVC_BALLOON_REQ_TARGET = 1,
+	OVC_BALLOON_REQ_RECLAIM = 2,
 };
 
 struct ovc_balloon_event {
 	enum ovc_balloon_event_type type;
 	const char *guest;     /* name, valid during the callback; NULL for (DIS|RE)CONNECTED */
 	uint64_t actual_bytes; /* CHANGED only, else OVC_UNKNOWN */
+	/* FAILED only (else 0, OVC_UNKNOWN, 0, NULL): */
+	enum ovc_balloon_request request;
+	uint64_t request_bytes;
+	int err;
+	const char *error; /* valid during the callback; no control characters */
 };
 
 typedef void (*ovc_balloon_event_fn)(void *userdata, const struct ovc_balloon_event *ev);

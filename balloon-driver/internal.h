@@ -44,6 +44,10 @@ struct balloon_event {
 	enum ovc_balloon_event_type type;
 	char *guest;
 	uint64_t actual_bytes;
+	enum ovc_balloon_request request; /* FAILED only */
+	uint64_t request_bytes;
+	int err;
+	char *error;
 };
 
 struct ovc_balloon {
@@ -65,6 +69,10 @@ extern const struct balloon_ops balloon_ovc_ops;
 /* Queue an event (any thread). Drops it, with a debug log, on ENOMEM. */
 void balloon_queue_event(ovc_balloon *b, enum ovc_balloon_event_type type, const char *guest,
 			 uint64_t actual_bytes);
+/* Queue OVC_BALLOON_EVENT_FAILED for a request of @guest that failed
+ * after its call returned; @error is the sentence naming the guest. */
+void balloon_queue_failed(ovc_balloon *b, const char *guest, enum ovc_balloon_request request,
+			  uint64_t request_bytes, int err, const char *error);
 /* Add/remove a backend fd to the pollable set (EPOLLIN). */
 int balloon_watch_fd(ovc_balloon *b, int fd);
 void balloon_unwatch_fd(ovc_balloon *b, int fd);

@@ -470,6 +470,7 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 		out->driver = OVC_BALLOON_DRIVER_ABSENT;
 	else
 		out->driver = OVC_BALLOON_DRIVER_UNKNOWN;
+	balloon_queue_event(b, OVC_BALLOON_EVENT_STATS, out->name, OVC_UNKNOWN);
 	return 0;
 }
 

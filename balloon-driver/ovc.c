@@ -404,6 +404,7 @@ static int ovc_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_
 		if (eng_stats(b, q->v[i], &rp) < 0)
 			continue;
 		fill(q->v[i], &rp, &out[k++]);
+		balloon_queue_event(b, OVC_BALLOON_EVENT_STATS, q->v[i]->name, OVC_UNKNOWN);
 	}
 	b->error[0] = '\0';
 	*ret = out;
@@ -438,6 +439,7 @@ static int ovc_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest 
 	if (r < 0)
 		return r;
 	fill(g, &rp, ret);
+	balloon_queue_event(b, OVC_BALLOON_EVENT_STATS, g->name, OVC_UNKNOWN);
 	return 0;
 }
 

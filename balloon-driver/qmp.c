@@ -661,6 +661,7 @@ static int guest_info(ovc_balloon *b, struct qmp_guest *g, struct ovc_balloon_gu
 	}
 	out->stats.collected_usec = now_usec(CLOCK_MONOTONIC);
 	out->driver = driver_state(b, g);
+	balloon_queue_event(b, OVC_BALLOON_EVENT_STATS, g->name, OVC_UNKNOWN);
 	return 0;
 }
 

@@ -1199,6 +1199,14 @@ static void on_balloon_event(void *userdata, const struct ovc_balloon_event *ev)
 	case OVC_BALLOON_EVENT_RECONNECTED:
 		dlog_notice("%s: connection to the hypervisor is back", d->kind);
 		break;
+	case OVC_BALLOON_EVENT_STATS:
+		break; /* the tick takes them from the driver's cache */
+	case OVC_BALLOON_EVENT_FAILED:
+		if (g) {
+			g->v.errors++;
+			ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING, "%s", ev->error ? ev->error : "");
+		}
+		break;
 	}
 }
 

@@ -25,7 +25,7 @@
  * only @watch's: other test processes may run guests on the same libvirtd. */
 struct balloon_events {
 	const char *watch;
-	unsigned changed, started, stopped, stopped_watched, disconnected, reconnected;
+	unsigned changed, started, stopped, stopped_watched, disconnected, reconnected, stats, failed;
 	uint64_t last_actual;
 	char last_started[64], last_stopped[64];
 };
@@ -56,6 +56,12 @@ static inline void balloon_events_record(void *userdata, const struct ovc_balloo
 		break;
 	case OVC_BALLOON_EVENT_RECONNECTED:
 		e->reconnected++;
+		break;
+	case OVC_BALLOON_EVENT_STATS:
+		e->stats++;
+		break;
+	case OVC_BALLOON_EVENT_FAILED:
+		e->failed++;
 		break;
 	}
 }
