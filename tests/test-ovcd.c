@@ -44,6 +44,7 @@
 #include "../daemon/json-get.h"
 #include "host.h"
 #include "ksm.h"
+#include "ovcd-client.h"
 #include "ovc-test.h"
 #include "util.h"
 
@@ -89,55 +90,10 @@ static void msleep(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Run a shell command, capture stdout+stderr; returns the exit status. */
-static int sh(char *out, size_t size, const char *fmt, ...) _printf_(3, 4);
-static int sh(char *out, size_t size, const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	FILE *p;
-	size_t n = 0;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	if (out && size) {
-		n = fread(out, 1, size - 1, p);
-		out[n] = '\0';
-	} else {
-		char buf[4096];
-		while (fread(buf, 1, sizeof(buf), p) > 0)
-			;
-	}
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `ovcctl --json CMD` as root; NULL when it fails. */
 static struct json_object *ctl_json(const char *cmd)
 {
-	static char out[1 << 20];
-	struct json_object *o;
-
-	if (sh(out, sizeof(out), "%s/ovcctl -s %s --json %s 2>/dev/null", OVCD_BIN, F.sock, cmd) != 0)
-		return NULL;
-	o = json_tokener_parse(out);
-	return o;
-}
-
-static struct json_object *guest_of(struct json_object *guests, const char *name)
-{
-	struct json_object *arr = json_get(guests, "guests");
-
-	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
-		struct json_object *g = json_object_array_get_idx(arr, i);
-		if (strcmp(json_object_get_string(json_get(g, "name")), name) == 0)
-			return g;
-	}
-	return NULL;
+	return ovcctl_json(OVCD_BIN, F.sock, cmd);
 }
 
 /* The invariant checked on every observation: never below the floor. */
