@@ -46,7 +46,10 @@ struct field {
 
 /* libvirt 9.0 names (virsh(1) "--balloon returns"; the
  * VIR_DOMAIN_STATS_BALLOON_* macros only exist from 11.2). "available" is
- * the guest's MemTotal, "usable" its MemAvailable, "unused" its MemFree. */
+ * the guest's MemTotal, "usable" its MemAvailable, "unused" its MemFree.
+ * libvirt passes on none of the reclaim counters (OOM kills, allocation
+ * stalls, scans) that QEMU 9.2 reports, up to 11.2 at least: they stay
+ * unknown for libvirt guests. */
 static const struct field libvirt_fields[] = {
 	F("balloon.current", actual_bytes, UNIT_KIB),
 	F("balloon.maximum", max_bytes, UNIT_KIB),
@@ -72,6 +75,13 @@ static const struct field qmp_fields[] = {
 	F("stat-swap-out", swap_out_bytes, UNIT_COUNT),
 	F("stat-major-faults", major_faults, UNIT_COUNT),
 	F("stat-minor-faults", minor_faults, UNIT_COUNT),
+	/* QEMU 9.2 and later, from guests with Linux 6.12 and later. */
+	F("stat-oom-kills", oom_kills, UNIT_COUNT),
+	F("stat-alloc-stalls", alloc_stalls, UNIT_COUNT),
+	F("stat-async-scans", async_scans, UNIT_COUNT),
+	F("stat-direct-scans", direct_scans, UNIT_COUNT),
+	F("stat-async-reclaims", async_reclaims, UNIT_COUNT),
+	F("stat-direct-reclaims", direct_reclaims, UNIT_COUNT),
 };
 
 #undef F

@@ -84,6 +84,7 @@ struct mguest {
 	struct ovc_guest_stats stats, prev;
 	uint64_t last_action_usec, last_emergency_usec;
 	uint32_t emergency_count;  /* the policy's emergency streak (policy.h) */
+	struct ovc_policy_guest_state pstate; /* what the policy learned (policy.h) */
 	bool has_floor_override;
 	struct ovc_conf_size floor_override;
 	bool seen;
@@ -642,6 +643,7 @@ static void tick(struct manager *m)
 			.last_emergency_usec = g->last_emergency_usec,
 			.emergency_count = g->emergency_count,
 			.engine = g->engine_drv != NULL,
+			.state = g->pstate,
 		};
 		guest_settings(m, g, &pg[n].settings);
 		n++;
@@ -667,6 +669,10 @@ static void tick(struct manager *m)
 
 		snprintf(reason, sizeof(reason), "%s", d->reason);
 		g->v.floor_bytes = d->floor_bytes;
+		g->pstate = d->state;
+		if (d->oom_kill)
+			ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING, "tick %" PRIu64 ": guest '%s': OOM kill: %s",
+						   m->ticks, g->v.name, d->reason);
 		/* An emergency's count is kept only once its deflate is done
 		 * (act_guest), with its time; any other decision may end a streak. */
 		if (action != OVC_ACTION_EMERGENCY && d->reclaim_action != OVC_ACTION_EMERGENCY)

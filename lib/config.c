@@ -40,6 +40,7 @@
 enum key_type {
 	T_SIZE,        /* bytes only */
 	T_SIZE_PCT,    /* bytes or % */
+	T_SIZE_AUTO,   /* bytes, % or auto */
 	T_PERCENT,     /* % only, stored as basis points (uint32_t) */
 	T_DURATION,    /* usec */
 	T_BOOL,
@@ -86,8 +87,8 @@ struct key_def {
 
 static const struct key_def keys[] = {
 	{ S_HOST, "reserve", T_SIZE_PCT, C(host.reserve), "1GiB", 0, SIZE_MAX_BYTES, 0, PCT(50) },
-	{ S_HOST, "low", T_SIZE_PCT, C(host.low), "10%", 0, SIZE_MAX_BYTES, 0, PCT(90) },
-	{ S_HOST, "high", T_SIZE_PCT, C(host.high), "20%", 0, SIZE_MAX_BYTES, 0, PCT(90) },
+	{ S_HOST, "low", T_SIZE_AUTO, C(host.low), "auto", 0, SIZE_MAX_BYTES, 0, PCT(90) },
+	{ S_HOST, "high", T_SIZE_AUTO, C(host.high), "auto", 0, SIZE_MAX_BYTES, 0, PCT(90) },
 	{ S_HOST, "interval", T_DURATION, C(host.interval_usec), "5s", 100 * 1000, 600 * USEC_PER_SEC },
 	{ S_HOST, "psi_some", T_PERCENT, C(host.psi_some_basis_points), "10%", 0, PCT(100) },
 	{ S_HOST, "psi_full", T_PERCENT, C(host.psi_full_basis_points), "5%", 0, PCT(100) },
@@ -107,7 +108,7 @@ static const struct key_def keys[] = {
 	  3600 * USEC_PER_SEC },
 	{ S_BALLOON, "stale_after", T_DURATION, C(balloon.stale_after_usec), "10s", USEC_PER_SEC,
 	  3600 * USEC_PER_SEC },
-	{ S_BALLOON, "emergency_available", T_SIZE_PCT, C(balloon.emergency_available), "5%", 0,
+	{ S_BALLOON, "emergency_available", T_SIZE_PCT, C(balloon.emergency_available), "64MiB", 0,
 	  SIZE_MAX_BYTES, 0, PCT(50) },
 	{ S_BALLOON, "emergency_major_faults", T_UINT, C(balloon.emergency_major_faults), "200", 0,
 	  1000000000 },
@@ -115,6 +116,21 @@ static const struct key_def keys[] = {
 	  SIZE_MAX_BYTES },
 	{ S_BALLOON, "emergency_step", T_SIZE_PCT, C(balloon.emergency_step), "25%", MIB,
 	  SIZE_MAX_BYTES, 1, PCT(100) },
+	{ S_BALLOON, "emergency_stalls", T_UINT, C(balloon.emergency_stalls), "1", 0, 1000000000 },
+	{ S_BALLOON, "emergency_direct_reclaim", T_UINT, C(balloon.emergency_direct_reclaim), "256", 0,
+	  1000000000 },
+	{ S_BALLOON, "headroom", T_SIZE_PCT, C(balloon.headroom), "20%", 0, SIZE_MAX_BYTES, 0,
+	  PCT(100) },
+	{ S_BALLOON, "headroom_decay", T_DURATION, C(balloon.headroom_decay_usec), "1min",
+	  USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC },
+	{ S_BALLOON, "idle_after", T_DURATION, C(balloon.idle_after_usec), "30s", 0,
+	  24 * 3600 * USEC_PER_SEC },
+	{ S_BALLOON, "short_decay", T_DURATION, C(balloon.short_decay_usec), "10min", USEC_PER_SEC,
+	  7 * 24 * 3600 * USEC_PER_SEC },
+	{ S_BALLOON, "oom_cooldown", T_DURATION, C(balloon.oom_cooldown_usec), "1h", 0,
+	  7 * 24 * 3600 * USEC_PER_SEC },
+	{ S_BALLOON, "pending_timeout", T_DURATION, C(balloon.pending_timeout_usec), "30s",
+	  USEC_PER_SEC, 3600 * USEC_PER_SEC },
 
 	{ S_KSM, "enable", T_BOOL, C(ksm.enable), "yes" },
 	{ S_KSM, "use_zero_pages", T_BOOL, C(ksm.use_zero_pages), "yes" },
@@ -152,12 +168,15 @@ static const struct key_def keys[] = {
 	  OVC_GUEST_SET_NEVER_BALLOON },
 	{ S_GUEST, "never_swap", T_BOOL, G(never_swap), "no", 0, 0, 0, 0, OVC_GUEST_SET_NEVER_SWAP },
 	{ S_GUEST, "priority", T_UINT, G(priority), "50", 0, 100, 0, 0, OVC_GUEST_SET_PRIORITY },
+	{ S_GUEST, "ksm", T_BOOL, G(ksm), "yes", 0, 0, 0, 0, OVC_GUEST_SET_KSM },
 };
 
 #define N_KEYS ARRAY_SIZE(keys)
 
 uint64_t ovc_conf_size_bytes(const struct ovc_conf_size *s, uint64_t of_bytes)
 {
+	if (s->automatic)
+		return 0;
 	if (!s->percent)
 		return s->bytes;
 	/* of_bytes < 2^54 for any real memory size, so this cannot overflow. */
@@ -386,6 +405,10 @@ static char *format_percent(uint32_t bp, char *buf, size_t n)
 
 static char *format_conf_size(const struct ovc_conf_size *s, char *buf, size_t n)
 {
+	if (s->automatic) {
+		snprintf(buf, n, "auto");
+		return buf;
+	}
 	return s->percent ? format_percent(s->basis_points, buf, n) : ovc_format_size(s->bytes, buf, n);
 }
 
@@ -541,9 +564,14 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 
 	switch (k->type) {
 	case T_SIZE:
-	case T_SIZE_PCT: {
+	case T_SIZE_PCT:
+	case T_SIZE_AUTO: {
 		struct ovc_conf_size s;
-		bool pct = k->type == T_SIZE_PCT;
+		bool pct = k->type != T_SIZE;
+		if (k->type == T_SIZE_AUTO && strcmp(value, "auto") == 0) {
+			*(struct ovc_conf_size *)field = (struct ovc_conf_size){ .automatic = true };
+			return 0;
+		}
 		r = ovc_parse_size(value, pct, &s);
 		if (r == -ERANGE && !pct) {
 			error_at(p, line, "[%s] %s: '%s' is too large", sect, k->key, value);
@@ -556,8 +584,8 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 			return -EINVAL;
 		}
 		if (r < 0) {
-			error_at(p, line, "[%s] %s: bad size '%s' (%s)", sect, k->key, value,
-				 size_expect(pct));
+			error_at(p, line, "[%s] %s: bad size '%s' (%s%s)", sect, k->key, value,
+				 size_expect(pct), k->type == T_SIZE_AUTO ? ", or auto" : "");
 			return -EINVAL;
 		}
 		if (s.percent && (s.basis_points < k->pmin || s.basis_points > k->pmax)) {
@@ -750,7 +778,7 @@ static void open_guest(struct parser *p, unsigned line, const char *pattern)
 		p->section = S_SKIP;
 		return;
 	}
-	g[n - 1] = (struct ovc_guest_conf){ .pattern = pat, .line = line, .priority = 50 };
+	g[n - 1] = (struct ovc_guest_conf){ .pattern = pat, .line = line, .priority = 50, .ksm = true };
 	p->c->n_guests = n;
 	p->guest = &g[n - 1];
 	p->section = S_GUEST;
@@ -946,7 +974,8 @@ static void cross_check(struct parser *p)
 	const struct ovc_config *c = p->c;
 	char a[48], b[48];
 
-	if (c->host.low.percent == c->host.high.percent &&
+	if (!c->host.low.automatic && !c->host.high.automatic &&
+	    c->host.low.percent == c->host.high.percent &&
 	    (c->host.low.percent ? c->host.low.basis_points >= c->host.high.basis_points
 				 : c->host.low.bytes >= c->host.high.bytes)) {
 		unsigned lh = key_line(p, "host", "high"), ll = key_line(p, "host", "low");
@@ -1128,6 +1157,7 @@ void ovc_config_guest_settings(const struct ovc_config *c, const char *name,
 		.step = c->balloon.step,
 		.guest_free = c->balloon.guest_free,
 		.priority = 50,
+		.ksm = true,
 	};
 	for (size_t i = 0; i < c->n_guests; i++) {
 		const struct ovc_guest_conf *g = &c->guests[i];
@@ -1146,6 +1176,8 @@ void ovc_config_guest_settings(const struct ovc_config *c, const char *name,
 			ret->never_swap = g->never_swap;
 		if (take & OVC_GUEST_SET_PRIORITY)
 			ret->priority = (uint32_t)g->priority;
+		if (take & OVC_GUEST_SET_KSM)
+			ret->ksm = g->ksm;
 		have |= take;
 	}
 }
@@ -1157,6 +1189,7 @@ static void format_value(const struct key_def *k, const void *base, char *buf, s
 	switch (k->type) {
 	case T_SIZE:
 	case T_SIZE_PCT:
+	case T_SIZE_AUTO:
 		format_conf_size(field, buf, n);
 		break;
 	case T_PERCENT:
@@ -1203,6 +1236,47 @@ int ovc_config_print(const struct ovc_config *c, FILE *f)
 	if (fflush(f) != 0 || ferror(f))
 		return negative_errno();
 	return 0;
+}
+
+/* Integer square root (floor). */
+static uint64_t isqrt(uint64_t v)
+{
+	uint64_t r = 0, bit = UINT64_C(1) << 62;
+
+	while (bit > v)
+		bit >>= 2;
+	for (; bit; bit >>= 2) {
+		if (v >= r + bit) {
+			v -= r + bit;
+			r = (r >> 1) + bit;
+		} else {
+			r >>= 1;
+		}
+	}
+	return r;
+}
+
+void ovc_config_watermarks(const struct ovc_config *c, uint64_t total, uint64_t *ret_reserve,
+			   uint64_t *ret_low, uint64_t *ret_high)
+{
+	uint64_t reserve = ovc_conf_size_bytes(&c->host.reserve, total);
+	/* The host's minimum free memory grows with the square root of its
+	 * size, as the kernel's own min_free_kbytes does, at a scale fit for
+	 * a hypervisor: 128MiB at 1GiB, 512MiB at 16GiB, 2GiB at 256GiB. */
+	uint64_t minfree = isqrt(total / MIB) * 4 * MIB;
+
+	if (reserve >= total)
+		reserve = 0; /* a 1GiB reserve on a tiny test VM */
+	uint64_t low = c->host.low.automatic ? MIN(reserve + minfree / 2, total / 2)
+					      : ovc_conf_size_bytes(&c->host.low, total);
+	uint64_t high = c->host.high.automatic ? MIN(low + minfree / 2, total - total / 4)
+					        : ovc_conf_size_bytes(&c->host.high, total);
+	if (ret_reserve)
+		*ret_reserve = reserve;
+	if (ret_low)
+		*ret_low = low;
+	if (ret_high)
+		*ret_high = MAX(high, low);
 }
 
 void ovc_config_foreach_key(void (*fn)(void *userdata, const char *section, const char *key,

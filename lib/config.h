@@ -26,12 +26,14 @@
 /* A size written either in bytes ("512MiB") or as a share of a reference
  * stated per key ("10%": of MemTotal, of the guest's maximum, ...). */
 struct ovc_conf_size {
+	bool automatic;             /* "auto": computed (only where a key allows it) */
 	bool percent;
 	uint64_t bytes;             /* when !percent */
 	uint32_t basis_points;      /* when percent: 1/100 of a percent, 0..10000 */
 };
 
-/* The size in bytes, a percentage taken of @of_bytes (rounded down). */
+/* The size in bytes, a percentage taken of @of_bytes (rounded down); 0 for
+ * "auto", which only its key's own resolver knows. */
 uint64_t ovc_conf_size_bytes(const struct ovc_conf_size *s, uint64_t of_bytes);
 
 /* Which keys a [guest "PATTERN"] section sets (bits of ovc_guest_conf.set). */
@@ -42,6 +44,7 @@ enum {
 	OVC_GUEST_SET_NEVER_BALLOON = 1u << 3,
 	OVC_GUEST_SET_NEVER_SWAP = 1u << 4,
 	OVC_GUEST_SET_PRIORITY = 1u << 5,
+	OVC_GUEST_SET_KSM = 1u << 6,
 };
 
 struct ovc_guest_conf {
@@ -54,6 +57,7 @@ struct ovc_guest_conf {
 	bool never_balloon;
 	bool never_swap;
 	uint64_t priority;          /* 0..100; higher keeps its memory longer */
+	bool ksm;                   /* may share pages with other guests */
 };
 
 /* The settings that apply to one guest after [guest] overrides. */
@@ -64,6 +68,7 @@ struct ovc_guest_settings {
 	bool never_balloon;
 	bool never_swap;
 	uint32_t priority;
+	bool ksm;                   /* no: KSM stays off while this guest runs */
 };
 
 struct ovc_config {
@@ -71,8 +76,8 @@ struct ovc_config {
 
 	struct {
 		struct ovc_conf_size reserve;  /* % of MemTotal */
-		struct ovc_conf_size low;      /* % of MemTotal */
-		struct ovc_conf_size high;     /* % of MemTotal */
+		struct ovc_conf_size low;      /* % of MemTotal, or auto */
+		struct ovc_conf_size high;     /* % of MemTotal, or auto */
 		uint64_t interval_usec;
 		uint32_t psi_some_basis_points;  /* some avg10 above: pressure */
 		uint32_t psi_full_basis_points;  /* full avg10 above: pressure */
@@ -92,6 +97,14 @@ struct ovc_config {
 		uint64_t emergency_major_faults;          /* per second */
 		struct ovc_conf_size emergency_swap_in;   /* bytes per second */
 		struct ovc_conf_size emergency_step;      /* % of the guest's maximum */
+		uint64_t emergency_stalls;                /* allocation stalls per second */
+		uint64_t emergency_direct_reclaim;        /* pages per second */
+		struct ovc_conf_size headroom;            /* % of the guest's maximum */
+		uint64_t headroom_decay_usec;             /* half-life of a learned burst */
+		uint64_t idle_after_usec;
+		uint64_t short_decay_usec;                /* half-life of a raised floor */
+		uint64_t oom_cooldown_usec;
+		uint64_t pending_timeout_usec;
 	} balloon;
 
 	struct {
@@ -163,6 +176,14 @@ static inline void ovc_config_freep(struct ovc_config **c)
  */
 void ovc_config_guest_settings(const struct ovc_config *c, const char *name,
 			       struct ovc_guest_settings *ret);
+
+/* The host's watermarks in bytes for MemTotal @total_bytes: the reserve
+ * (0 when it is not below MemTotal), low and high, "auto" resolved (low =
+ * reserve + half of a minimum free size that grows with the square root of
+ * MemTotal, 128MiB per GiB^1/2, high = low + the other half); high is never
+ * below low. Any pointer may be NULL. Pure. */
+void ovc_config_watermarks(const struct ovc_config *c, uint64_t total_bytes, uint64_t *ret_reserve,
+			   uint64_t *ret_low, uint64_t *ret_high);
 
 /* Write the effective config in the file's own syntax (every key, default
  * or not), for `ovcd --check-config`. Returns 0 or -errno of the stream. */

@@ -20,6 +20,7 @@ static unsigned forget(uint64_t *v)
 }
 
 #define GUEST_BYTES_LIMIT OVC_GUEST_BYTES_MAX
+#define GUEST_COUNTER_LIMIT (UINT64_C(1) << 48)
 
 unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
 				  uint64_t max_age_sec)
@@ -48,6 +49,17 @@ unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
 	    st->disk_caches_bytes > st->total_bytes)
 		n += forget(&st->disk_caches_bytes);
 
+	/* A guest has far fewer pages than 2^48, and no counter of events
+	 * grows past 2^48 in its lifetime (a million a second for eight
+	 * years); a figure above is garbage, not a huge rate. */
+	uint64_t *counters[] = {
+		&st->oom_kills,   &st->alloc_stalls,   &st->async_scans,
+		&st->direct_scans, &st->async_reclaims, &st->direct_reclaims,
+	};
+	for (unsigned i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		if (ovc_known(*counters[i]) && *counters[i] > GUEST_COUNTER_LIMIT)
+			n += forget(counters[i]);
+
 	/* Staleness: no update at all, an update from the future, or an old one. */
 	bool stale = !ovc_known(st->guest_update_sec) || st->guest_update_sec == 0 ||
 		     st->guest_update_sec > now_sec + 60 ||
@@ -61,6 +73,12 @@ unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
 		n += forget(&st->swap_out_bytes);
 		n += forget(&st->major_faults);
 		n += forget(&st->minor_faults);
+		n += forget(&st->oom_kills);
+		n += forget(&st->alloc_stalls);
+		n += forget(&st->async_scans);
+		n += forget(&st->direct_scans);
+		n += forget(&st->async_reclaims);
+		n += forget(&st->direct_reclaims);
 	}
 	st->stale = stale;
 	return n;

@@ -61,6 +61,16 @@ struct ovc_guest_stats {
 	uint64_t swap_out_bytes;    /* cumulative */
 	uint64_t major_faults;      /* cumulative count */
 	uint64_t minor_faults;      /* cumulative count */
+	/* Reclaim in the guest (virtio-balloon stats of Linux 6.12 and
+	 * later; OVC_UNKNOWN from older guests, QEMU before 9.2 and libvirt,
+	 * which does not pass them on). Cumulative; the scans and reclaims
+	 * count pages of the guest's own size. */
+	uint64_t oom_kills;         /* tasks killed by the guest's OOM killer */
+	uint64_t alloc_stalls;      /* allocations that stalled in direct reclaim */
+	uint64_t async_scans;       /* pages scanned by kswapd */
+	uint64_t direct_scans;      /* pages scanned by allocating tasks */
+	uint64_t async_reclaims;    /* pages reclaimed by kswapd */
+	uint64_t direct_reclaims;   /* pages reclaimed by allocating tasks */
 
 	/* Embedded engine (ovc driver), OVC_UNKNOWN elsewhere. Reported by
 	 * the VMM, so untrusted like the rest: clamped where they are used. */

@@ -101,19 +101,38 @@ static uint64_t sat_sub(uint64_t a, uint64_t b)
 	return a > b ? a - b : 0;
 }
 
-/* Per-guest figures the passes share; recomputed, never stored. */
+/* Per-guest figures the passes share; recomputed from the guest and its
+ * state (as learn() left it this call), never stored. */
 struct view {
 	uint64_t max, target, actual, floor, step, min_change;
 	uint64_t avail;            /* clamped; OVC_UNKNOWN when not fresh */
-	uint64_t spare;            /* above guest_free, less the balloon's pending part */
+	uint64_t guest_free;       /* of its current memory */
+	uint64_t headroom;         /* learned burst or [balloon] headroom */
+	uint64_t keep;             /* never inflated into: guest_free + headroom + margin */
+	uint64_t fpr;              /* free memory free page reporting gave back */
+	uint64_t spare;            /* above keep, less pending and fpr */
 	bool fresh;
 	bool settling;
 	bool cooling;              /* after an emergency deflate */
+	bool oom_cooling;          /* after an OOM kill */
+	bool idle, growing, noncompliant;
 	uint32_t streak;           /* emergencies in the current streak; 0: none */
 	uint64_t cooldown_usec;    /* of the current streak */
 	uint64_t margin;           /* kept above guest_free while in a streak */
 	bool pressure;
 	char why[96];              /* the guest's pressure, when it has one */
+};
+
+/* What one new statistics update showed, beyond the state it leaves:
+ * only the call that learns from the update sees these. */
+struct events {
+	bool new_sample;
+	uint64_t rate;             /* used memory's growth per second */
+	bool oom;                  /* an OOM kill since the last update */
+	bool oom_counted;          /* ... from the guest's own counter */
+	uint64_t freed;            /* what the kill freed, when guessed */
+	uint64_t stalls;           /* allocation stalls per second, or OVC_UNKNOWN */
+	uint64_t reclaim;          /* pages reclaimed directly per second, or OVC_UNKNOWN */
 };
 
 /* Events per second from two cumulative counters, or OVC_UNKNOWN when the
@@ -125,24 +144,198 @@ static uint64_t rate(uint64_t cur, uint64_t prev, uint64_t dt_usec)
 	return (uint64_t)(((unsigned __int128)(cur - prev) * USEC_PER_SEC) / dt_usec);
 }
 
+/* @v halved every @half_usec over @elapsed_usec (straight lines between
+ * the halvings: no floating point, and never below the true curve by more
+ * than 6%). */
+static uint64_t decay(uint64_t v, uint64_t elapsed_usec, uint64_t half_usec)
+{
+	if (!half_usec)
+		return 0;
+	uint64_t k = elapsed_usec / half_usec;
+	if (k >= 64)
+		return 0;
+	v >>= k;
+	uint64_t part = elapsed_usec % half_usec;
+	return v - (uint64_t)(((unsigned __int128)(v / 2) * part) / half_usec);
+}
+
+static uint64_t target_of(const struct ovc_policy_guest *g)
+{
+	uint64_t max = g->stats.max_bytes;
+	return g->target_bytes && ovc_known(g->target_bytes) ? MIN(g->target_bytes, max) : max;
+}
+
+static uint64_t actual_of(const struct ovc_policy_guest *g)
+{
+	const struct ovc_guest_stats *st = &g->stats;
+	return ovc_known(st->actual_bytes) ? MIN(st->actual_bytes, st->max_bytes) : target_of(g);
+}
+
+/* A guest's memory grew when its used memory rose by more than this. */
+static uint64_t noise_of(uint64_t max)
+{
+	return MAX(4 * MIB, max / 100);
+}
+
+/* The learned burst as it has decayed by @now. */
+static uint64_t burst_now(const struct ovc_config *cfg, const struct ovc_policy_guest_state *s,
+			  uint64_t now)
+{
+	return decay(s->burst_bytes, sat_sub(now, s->burst_usec), cfg->balloon.headroom_decay_usec);
+}
+
+static bool has_engine(const struct ovc_policy_guest *g)
+{
+	return g->kind == OVC_DRIVER_ENGINE || g->engine;
+}
+
+/* An engine's reclaim target and what it gives back, clamped. */
+static void engine_held(const struct ovc_policy_guest *g, uint64_t *zero, uint64_t *held, uint64_t *target)
+{
+	const struct ovc_guest_stats *st = &g->stats;
+	uint64_t max = st->max_bytes;
+
+	*zero = ovc_known(st->engine_zero_bytes) ? MIN(st->engine_zero_bytes, max) : 0;
+	*held = *zero + (ovc_known(st->engine_swap_bytes) ? MIN(st->engine_swap_bytes, max - *zero) : 0);
+	*target = ovc_known(st->engine_target_bytes) ? st->engine_target_bytes : 0;
+}
+
+/*
+ * The guest's state after this call: whether its balloon (and engine)
+ * follow their targets, and, from a statistics update newer than the last
+ * one learned from, how its used memory moved (burst, idle, rate) and
+ * what its reclaim counters say. @s starts as the guest's state.
+ */
+static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+		  const struct ovc_policy_guest *g, struct ovc_policy_guest_state *s, struct events *e)
+{
+	const struct ovc_guest_stats *st = &g->stats;
+	uint64_t now = h->now_usec, max = st->max_bytes;
+
+	*s = g->state;
+	*e = (struct events){ .stalls = OVC_UNKNOWN, .reclaim = OVC_UNKNOWN };
+	if (!ovc_known(max) || max == 0)
+		return;
+	uint64_t actual = actual_of(g), target = target_of(g);
+
+	/* A balloon owing memory (actual above its target) must move toward
+	 * its target; the clock restarts each time it moves a MiB. */
+	if (g->kind != OVC_DRIVER_ENGINE && ovc_known(st->actual_bytes) && actual >= target + MIB) {
+		if (!s->stuck_usec || actual + MIB <= s->stuck_actual_bytes || now < s->stuck_usec) {
+			s->stuck_usec = now ? now : 1;
+			s->stuck_actual_bytes = actual;
+		}
+	} else {
+		s->stuck_usec = 0;
+		s->stuck_actual_bytes = 0;
+	}
+	/* Likewise an engine below its reclaim target. */
+	if (has_engine(g)) {
+		uint64_t zero, held, etarget;
+		engine_held(g, &zero, &held, &etarget);
+		if (etarget > zero && etarget >= held + MIB) {
+			if (!s->engine_stuck_usec || held >= s->engine_stuck_held_bytes + MIB ||
+			    now < s->engine_stuck_usec) {
+				s->engine_stuck_usec = now ? now : 1;
+				s->engine_stuck_held_bytes = held;
+			}
+		} else {
+			s->engine_stuck_usec = 0;
+			s->engine_stuck_held_bytes = 0;
+		}
+	}
+
+	if (st->stale || !ovc_known(st->available_bytes) || st->collected_usec == 0 ||
+	    st->collected_usec <= s->seen_usec)
+		return; /* nothing new to learn from */
+	uint64_t t = st->collected_usec;
+	uint64_t avail = MIN(st->available_bytes, actual);
+	if (ovc_known(st->total_bytes))
+		avail = MIN(avail, st->total_bytes);
+	uint64_t used = actual - avail;
+
+	e->new_sample = true;
+	if (s->seen_usec) {
+		uint64_t dt = t - s->seen_usec;
+		if (used > s->seen_used_bytes) {
+			uint64_t rise = used - s->seen_used_bytes;
+			e->rate = (uint64_t)(((unsigned __int128)rise * USEC_PER_SEC) / dt);
+			s->run_bytes = MIN(s->run_bytes + rise, max);
+			if (rise >= noise_of(max))
+				s->busy_usec = t;
+		} else {
+			uint64_t drop = s->seen_used_bytes - used;
+			s->run_bytes = sat_sub(s->run_bytes, drop);
+			/* Without a counter, an OOM kill shows as a guest that
+			 * was nearly out of memory and suddenly uses much less. */
+			uint64_t low = 2 * ovc_conf_size_bytes(&cfg->balloon.emergency_available, actual);
+			if (!ovc_known(st->oom_kills) && s->seen_avail_bytes < low &&
+			    drop >= MAX(64 * MIB, max / 16) && avail >= s->seen_avail_bytes + drop / 2) {
+				e->oom = true;
+				e->freed = drop;
+			}
+		}
+		if (ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
+		    st->oom_kills > s->seen_oom_kills)
+			e->oom = e->oom_counted = true;
+		e->stalls = rate(st->alloc_stalls, s->seen_alloc_stalls, dt);
+		e->reclaim = rate(st->direct_reclaims, s->seen_direct_reclaims, dt);
+	} else {
+		s->busy_usec = t; /* idle is counted from when ovcd first saw it */
+	}
+	s->rate_bytes = e->rate;
+	if (s->run_bytes > burst_now(cfg, s, t)) {
+		s->burst_bytes = s->run_bytes;
+		s->burst_usec = t;
+	}
+	if (e->oom) {
+		s->oom_usec = now ? now : 1;
+		s->oom_kills = s->oom_kills < UINT32_MAX ? s->oom_kills + 1 : UINT32_MAX;
+		/* What the killed task held is what the guest wanted. */
+		if (e->freed > burst_now(cfg, s, t)) {
+			s->burst_bytes = MIN(e->freed, max);
+			s->burst_usec = t;
+		}
+	}
+	s->seen_usec = t;
+	s->seen_used_bytes = used;
+	s->seen_avail_bytes = avail;
+	s->seen_oom_kills = st->oom_kills;
+	s->seen_alloc_stalls = st->alloc_stalls;
+	s->seen_direct_reclaims = st->direct_reclaims;
+}
+
 static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-		   const struct ovc_policy_guest *g, struct view *v)
+		   const struct ovc_policy_guest *g, const struct ovc_policy_guest_state *s,
+		   struct view *v)
 {
 	const struct ovc_guest_stats *st = &g->stats, *pv = &g->prev;
+	uint64_t now = h->now_usec;
 
 	v->max = st->max_bytes;
-	v->target = g->target_bytes && ovc_known(g->target_bytes) ? MIN(g->target_bytes, v->max) : v->max;
-	v->actual = ovc_known(st->actual_bytes) ? MIN(st->actual_bytes, v->max) : v->target;
-	v->floor = MIN(ovc_conf_size_bytes(&g->settings.floor, v->max), v->max);
+	v->target = target_of(g);
+	v->actual = actual_of(g);
+	uint64_t floor = MIN(ovc_conf_size_bytes(&g->settings.floor, v->max), v->max);
+	/* A guest that ran short keeps what it needed, less and less. */
+	uint64_t raised = floor + decay(sat_sub(s->short_floor_bytes, floor), sat_sub(now, s->short_usec),
+					cfg->balloon.short_decay_usec);
+	v->floor = ALIGN_DOWN(MIN(raised, v->max), MIB) > floor ? ALIGN_DOWN(MIN(raised, v->max), MIB) : floor;
 	v->step = MAX(ovc_conf_size_bytes(&g->settings.step, v->max), MIB);
 	v->min_change = ovc_conf_size_bytes(&cfg->balloon.min_change, v->max);
 	v->fresh = !st->stale && ovc_known(st->available_bytes);
 	v->avail = OVC_UNKNOWN;
-	v->spare = 0;
+	v->spare = v->fpr = v->keep = 0;
+	v->guest_free = ovc_conf_size_bytes(&g->settings.guest_free, v->actual);
+	v->headroom = MIN(MAX(ovc_conf_size_bytes(&cfg->balloon.headroom, v->max), burst_now(cfg, s, now)),
+			  v->max);
 	v->pressure = false;
 	v->why[0] = '\0';
-	v->settling = g->last_action_usec && h->now_usec >= g->last_action_usec &&
-		      h->now_usec - g->last_action_usec < cfg->host.interval_usec / 10 * 9;
+	v->settling = g->last_action_usec && now >= g->last_action_usec &&
+		      now - g->last_action_usec < cfg->host.interval_usec / 10 * 9;
+	v->oom_cooling = s->oom_usec && sat_sub(now, s->oom_usec) < cfg->balloon.oom_cooldown_usec;
+	v->idle = s->busy_usec && sat_sub(now, s->busy_usec) >= cfg->balloon.idle_after_usec;
+	v->growing = s->busy_usec && s->rate_bytes && sat_sub(now, s->busy_usec) < 2 * cfg->balloon.stats_period_usec;
+	v->noncompliant = (s->stuck_usec && sat_sub(now, s->stuck_usec) >= cfg->balloon.pending_timeout_usec);
 	/* A last emergency with no count is one emergency (a caller that does
 	 * not carry the count gets the plain six intervals). A clock that went
 	 * backwards counts as "just now": the careful side. */
@@ -151,7 +344,7 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	v->cooling = false;
 	v->margin = 0;
 	if (v->streak) {
-		uint64_t since = sat_sub(h->now_usec, g->last_emergency_usec);
+		uint64_t since = sat_sub(now, g->last_emergency_usec);
 		v->cooldown_usec = EMERGENCY_COOLDOWN_INTERVALS * cfg->host.interval_usec
 				   << MIN(v->streak - 1, EMERGENCY_BACKOFF_MAX_SHIFT);
 		if (since >= 2 * v->cooldown_usec)
@@ -164,6 +357,7 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	 * emergency gave it above guest_free. */
 	if (v->streak)
 		v->margin = MAX(ovc_conf_size_bytes(&cfg->balloon.emergency_step, v->max), MIB);
+	v->keep = v->guest_free + v->headroom + v->margin;
 	if (!v->fresh)
 		return;
 
@@ -171,9 +365,12 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	v->avail = MIN(st->available_bytes, v->actual);
 	if (ovc_known(st->total_bytes))
 		v->avail = MIN(v->avail, st->total_bytes);
-	uint64_t guest_free = ovc_conf_size_bytes(&g->settings.guest_free, v->actual);
+	/* Memory free page reporting gave back is on the host already: a
+	 * balloon taking it first gains the host nothing. */
+	if (g->free_page_reporting && ovc_known(st->free_bytes))
+		v->fpr = MIN(st->free_bytes, v->avail);
 	/* What the balloon was asked for but has not taken yet is not spare. */
-	v->spare = sat_sub(sat_sub(v->avail, guest_free + v->margin), sat_sub(v->actual, v->target));
+	v->spare = sat_sub(sat_sub(sat_sub(v->avail, v->keep), sat_sub(v->actual, v->target)), v->fpr);
 
 	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
 	bool have_prev = pv->collected_usec && !pv->stale && st->collected_usec > pv->collected_usec;
@@ -197,15 +394,52 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	}
 }
 
+/* The distress only a new update shows (the rules that come before the
+ * ones derive() knows): an OOM kill, available memory falling fast enough
+ * to run out before the next update, allocation stalls, direct reclaim. */
+static void distress(const struct ovc_config *cfg, const struct events *e, struct view *v)
+{
+	if (!v->fresh || !e->new_sample)
+		return;
+	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
+	uint64_t period_s = MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+	uint64_t fall = e->rate > UINT64_MAX / period_s ? UINT64_MAX : e->rate * period_s;
+
+	if (e->oom) {
+		v->pressure = true;
+		if (e->oom_counted)
+			reasonf(v->why, sizeof(v->why), "OOM kill in the guest");
+		else
+			reasonf(v->why, sizeof(v->why), "OOM kill in the guest (used memory fell by %s)",
+				SZ(e->freed));
+	} else if (v->pressure) {
+		return; /* derive() has the reason already */
+	} else if (e->rate && sat_sub(v->avail, fall) < emergency_avail) {
+		v->pressure = true;
+		reasonf(v->why, sizeof(v->why), "available %s falling %s/s, below %s within %" PRIu64 "s",
+			SZ(v->avail), SZ(e->rate), SZ(emergency_avail), period_s);
+	} else if (cfg->balloon.emergency_stalls && ovc_known(e->stalls) &&
+		   e->stalls >= cfg->balloon.emergency_stalls) {
+		v->pressure = true;
+		reasonf(v->why, sizeof(v->why), "allocation stalls %" PRIu64 "/s >= %" PRIu64 "/s", e->stalls,
+			cfg->balloon.emergency_stalls);
+	} else if (cfg->balloon.emergency_direct_reclaim && ovc_known(e->reclaim) &&
+		   e->reclaim >= cfg->balloon.emergency_direct_reclaim) {
+		v->pressure = true;
+		reasonf(v->why, sizeof(v->why), "direct reclaim %" PRIu64 " pages/s >= %" PRIu64 "/s",
+			e->reclaim, cfg->balloon.emergency_direct_reclaim);
+	}
+}
+
 /* Host level and its cause. */
 static void host_level(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		       struct ovc_policy_out *out, char *cause, size_t cause_n)
 {
 	uint64_t total = h->mem.total_bytes, avail = h->mem.available_bytes;
-	uint64_t low = ovc_conf_size_bytes(&cfg->host.low, total);
-	uint64_t high = MAX(ovc_conf_size_bytes(&cfg->host.high, total), low);
+	uint64_t low, high;
 	bool psi_some = false, psi_full = false;
 
+	ovc_config_watermarks(cfg, total, NULL, &low, &high);
 	if (h->psi_valid) {
 		psi_some = cfg->host.psi_some_basis_points &&
 			   h->psi.some.avg10_basis_points >= cfg->host.psi_some_basis_points;
@@ -271,11 +505,6 @@ enum cand {
 	CAND_ENGINE,       /* in reclaim_action: raise its target (E3) */
 };
 
-static bool has_engine(const struct ovc_policy_guest *g)
-{
-	return g->kind == OVC_DRIVER_ENGINE || g->engine;
-}
-
 /* Inflate capacity: spare, at most step, never below the floor. */
 static uint64_t inflate_cap(const struct view *v)
 {
@@ -289,11 +518,21 @@ static uint64_t deflate_cap(const struct view *v)
 
 static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			  const struct ovc_policy_out *out, const struct ovc_policy_guest *g,
-			  struct ovc_policy_decision *d, const char *cause)
+			  struct ovc_policy_decision *d, const char *cause, bool check)
 {
+	struct ovc_policy_guest_state s;
+	struct events e;
 	struct view v;
 
-	derive(cfg, h, g, &v);
+	learn(cfg, h, g, &s, &e);
+	derive(cfg, h, g, &s, &v);
+	/* Statistics taken before the last emergency deflate do not show
+	 * it: they do not call for another. */
+	bool relieved = g->last_emergency_usec && g->last_emergency_usec >= g->stats.collected_usec;
+	if (relieved)
+		v.pressure = false;
+	else
+		distress(cfg, &e, &v);
 	*d = (struct ovc_policy_decision){
 		.action = OVC_ACTION_NONE,
 		.target_bytes = v.target,
@@ -301,6 +540,15 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		.spare_bytes = v.spare,
 		.guest_pressure = v.pressure,
 		.emergency_count = v.streak,
+		.headroom_bytes = v.headroom,
+		.keep_bytes = v.keep,
+		.fpr_bytes = v.fpr,
+		.growth_rate_bytes = s.rate_bytes,
+		.idle = v.idle,
+		.growing = v.growing,
+		.oom_kill = e.oom,
+		.noncompliant = v.noncompliant,
+		.state = s,
 	};
 	if (!ovc_known(g->stats.max_bytes) || g->stats.max_bytes == 0) {
 		d->target_bytes = g->target_bytes;
@@ -309,6 +557,10 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 	}
 	if (g->kind == OVC_DRIVER_ENGINE) {
 		/* No balloon: engine_classify() decides and gives the reason. */
+		d->noncompliant = s.engine_stuck_usec &&
+				  sat_sub(h->now_usec, s.engine_stuck_usec) >= cfg->balloon.pending_timeout_usec;
+		if (check)
+			reasonf(d->reason, sizeof(d->reason), "engine: decided at the tick");
 		return CAND_NONE;
 	}
 	if (g->settings.never_balloon) {
@@ -339,13 +591,36 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 				 v.why, SZ(v.max));
 			return CAND_NONE;
 		}
-		uint64_t by = MIN(MAX(ovc_conf_size_bytes(&cfg->balloon.emergency_step, v.max), MIB),
-				  v.max - v.target);
+		/* In one step to what it needs: what it keeps for bursts (its
+		 * learned burst includes this fall), plus what it will use
+		 * by the next update at the rate it grows; at least
+		 * emergency_step, from where the balloon is or is going. */
+		uint64_t period_s = MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+		uint64_t grow = e.new_sample ? MIN(e.rate, v.max) * period_s : 0;
+		uint64_t base = MAX(v.target, v.actual);
+		uint64_t want = sat_sub(MIN(v.keep + grow, v.max), v.avail);
+		uint64_t by = MIN(ALIGN_UP(MAX(want, MAX(ovc_conf_size_bytes(&cfg->balloon.emergency_step, v.max), MIB)), MIB),
+				  v.max - base);
+		if (by == 0) {
+			reasonf(d->reason, sizeof(d->reason), "guest pressure (%s), its balloon already deflating to %s",
+				v.why, SZ(v.actual));
+			return CAND_NONE;
+		}
 		d->action = OVC_ACTION_EMERGENCY;
-		d->target_bytes = v.target + by;
+		d->target_bytes = base + by;
 		d->emergency_count = MIN(v.streak + 1, EMERGENCY_COUNT_MAX);
-		reasonf(d->reason, sizeof(d->reason), "emergency deflate by %s to %s: %s", SZ(by),
+		/* It needed this: its floor stays there, then decays. */
+		d->state.short_floor_bytes = d->target_bytes;
+		d->state.short_usec = h->now_usec ? h->now_usec : 1;
+		d->floor_bytes = MAX(d->floor_bytes, MIN(ALIGN_DOWN(d->target_bytes, MIB), v.max));
+		reasonf(d->reason, sizeof(d->reason), "emergency deflate by %s to %s: %s", SZ(d->target_bytes - v.target),
 			 SZ(d->target_bytes), v.why);
+		return CAND_NONE;
+	}
+	if (check) {
+		reasonf(d->reason, sizeof(d->reason), "no distress: available %s", SZ(v.avail));
+		if (!v.fresh)
+			reasonf(d->reason, sizeof(d->reason), "no fresh stats");
 		return CAND_NONE;
 	}
 	switch (out->level) {
@@ -353,6 +628,20 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		if (!v.fresh) {
 			reasonf(d->reason, sizeof(d->reason), "host pressure, but %s stats: never inflated",
 				 g->stats.stale ? "stale" : "no");
+			return CAND_NONE;
+		}
+		if (v.noncompliant) {
+			reasonf(d->reason, sizeof(d->reason),
+				"host pressure, non-compliant: balloon at %s, target %s, not moved for %" PRIu64
+				"s: not counted, not inflated",
+				SZ(v.actual), SZ(v.target), sat_sub(h->now_usec, s.stuck_usec) / USEC_PER_SEC);
+			return CAND_NONE;
+		}
+		if (v.oom_cooling) {
+			reasonf(d->reason, sizeof(d->reason),
+				"host pressure, OOM kill %" PRIu64 "s ago: not inflated for %" PRIu64 "s",
+				sat_sub(h->now_usec, s.oom_usec) / USEC_PER_SEC,
+				cfg->balloon.oom_cooldown_usec / USEC_PER_SEC);
 			return CAND_NONE;
 		}
 		if (v.settling) {
@@ -378,9 +667,13 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 					"host pressure, recovering from %" PRIu32 " emergency deflate%s: "
 					"available %s, margin %s above guest_free",
 					v.streak, v.streak > 1 ? "s" : "", SZ(v.avail), SZ(v.margin));
+			else if (v.fpr && sat_sub(sat_sub(v.avail, v.keep), sat_sub(v.actual, v.target)))
+				reasonf(d->reason, sizeof(d->reason),
+					"host pressure, its free %s already back through free page reporting",
+					SZ(v.fpr));
 			else
-				reasonf(d->reason, sizeof(d->reason), "host pressure, no spare: available %s",
-					 SZ(v.avail));
+				reasonf(d->reason, sizeof(d->reason), "host pressure, no spare: available %s, keeps %s",
+					 SZ(v.avail), SZ(v.keep));
 			return CAND_NONE;
 		}
 		reasonf(d->reason, sizeof(d->reason), "host pressure (%s)", cause);
@@ -399,8 +692,35 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 	return CAND_NONE;
 }
 
-/* Inflate from candidates, lowest priority first, in proportion to their
- * spare, until the host's need is met. */
+/* The level L at which taking min(cap, spare - L) from every candidate of
+ * one group gives at most @want: those with the most spare give first,
+ * down to the same level, instead of everyone a share (water-filling).
+ * Each candidate's cap is in its decision's reclaim_target_bytes and its
+ * spare in spare_bytes while the pass runs. */
+static uint64_t fill_level(const struct ovc_policy_guest *guests, size_t n,
+			   const struct ovc_policy_decision *dec, uint32_t p, bool idle, uint64_t want)
+{
+	uint64_t lo = 0, hi = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if ((int)dec[i].action == CAND_INFLATE && prio_of(&guests[i]) == p && dec[i].idle == idle)
+			hi = MAX(hi, dec[i].spare_bytes);
+	/* The smallest level whose takes fit in @want (at most 64 rounds). */
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2, sum = 0;
+		for (size_t i = 0; i < n && sum <= want; i++)
+			if ((int)dec[i].action == CAND_INFLATE && prio_of(&guests[i]) == p && dec[i].idle == idle)
+				sum += MIN(dec[i].reclaim_target_bytes, sat_sub(dec[i].spare_bytes, mid));
+		if (sum <= want)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+/* Inflate from candidates, lowest priority first, idle guests before busy
+ * ones, the most spare first, until the host's need is met. */
 static void inflate_pass(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			 const struct ovc_policy_guest *guests, size_t n,
 			 struct ovc_policy_decision *dec, const struct prio_set *prios,
@@ -411,49 +731,51 @@ static void inflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 	uint64_t remaining = sat_sub(out->need_bytes, out->pending_bytes);
 	struct view v;
 
+	for (size_t i = 0; i < n; i++)
+		if ((int)dec[i].action == CAND_INFLATE) {
+			derive(cfg, h, &guests[i], &dec[i].state, &v);
+			dec[i].reclaim_target_bytes = inflate_cap(&v);
+		}
 	for (uint32_t p = 0; p < PRIORITY_LEVELS && remaining; p++) {
 		if (!prio_has(prios, p))
 			continue;
-		uint64_t sum_cap = 0, sum_spare = 0;
-		for (size_t i = 0; i < n; i++)
-			if ((int)dec[i].action == CAND_INFLATE && prio_of(&guests[i]) == p) {
-				derive(cfg, h, &guests[i], &v);
-				sum_cap += inflate_cap(&v);
-				sum_spare += v.spare;
+		for (int tier = 0; tier < 2 && remaining; tier++) {
+			bool idle = tier == 0;
+			uint64_t level = fill_level(guests, n, dec, p, idle, remaining), taken = 0;
+			for (size_t i = 0; i < n; i++) {
+				struct ovc_policy_decision *d = &dec[i];
+				if ((int)d->action != CAND_INFLATE || prio_of(&guests[i]) != p || d->idle != idle)
+					continue;
+				derive(cfg, h, &guests[i], &d->state, &v);
+				uint64_t take = ALIGN_DOWN(MIN(d->reclaim_target_bytes, sat_sub(d->spare_bytes, level)), MIB);
+				take = MIN(take, ALIGN_DOWN(sat_sub(remaining, taken), MIB));
+				if (take == 0 || take < v.min_change) {
+					d->action = OVC_ACTION_NONE;
+					if (level)
+						reason_append(d->reason, "; others have more spare (%s each above)",
+							      SZ(level));
+					else
+						reason_append(d->reason, "; share %s below min_change %s", SZ(take),
+							      SZ(v.min_change));
+					continue;
+				}
+				char cause[OVC_POLICY_REASON_MAX];
+				reasonf(cause, sizeof(cause), "%s", d->reason);
+				d->action = OVC_ACTION_INFLATE;
+				d->target_bytes = v.target - take;
+				reasonf(d->reason, sizeof(d->reason), "inflate by %s to %s: %s; %sspare %s",
+					SZ(take), SZ(d->target_bytes), cause, idle ? "idle, " : "", SZ(v.spare));
+				taken += take;
 			}
-		bool all = remaining >= sum_cap;
-		uint64_t taken = 0;
-		for (size_t i = 0; i < n; i++) {
-			struct ovc_policy_decision *d = &dec[i];
-			if ((int)d->action != CAND_INFLATE || prio_of(&guests[i]) != p)
-				continue;
-			derive(cfg, h, &guests[i], &v);
-			uint64_t cap = inflate_cap(&v);
-			uint64_t take = all ? cap
-					    : MIN(cap, ALIGN_DOWN((uint64_t)((unsigned __int128)remaining *
-									 v.spare / sum_spare),
-								  MIB));
-			if (take == 0 || take < v.min_change) {
-				d->action = OVC_ACTION_NONE;
-				reason_append(d->reason, "; share %s below min_change %s", SZ(take), SZ(v.min_change));
-				continue;
-			}
-			char cause[OVC_POLICY_REASON_MAX];
-			reasonf(cause, sizeof(cause), "%s", d->reason);
-			d->action = OVC_ACTION_INFLATE;
-			d->target_bytes = v.target - take;
-			reasonf(d->reason, sizeof(d->reason), "inflate by %s to %s: %s; spare %s", SZ(take),
-				 SZ(d->target_bytes), cause, SZ(v.spare));
-			taken += take;
+			out->inflate_bytes += taken;
+			remaining = sat_sub(remaining, taken);
 		}
-		out->inflate_bytes += taken;
-		remaining = sat_sub(remaining, taken);
 	}
 	/* Candidates of priorities never reached keep their memory. */
 	for (size_t i = 0; i < n; i++)
 		if ((int)dec[i].action == CAND_INFLATE) {
 			dec[i].action = OVC_ACTION_NONE;
-			reason_append(dec[i].reason, "; need met by lower priorities");
+			reason_append(dec[i].reason, "; need met by others first");
 		}
 }
 
@@ -472,7 +794,7 @@ static void deflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 		uint64_t sum_cap = 0;
 		for (size_t i = 0; i < n; i++)
 			if ((int)dec[i].action == CAND_DEFLATE && prio_of(&guests[i]) == (uint32_t)p) {
-				derive(cfg, h, &guests[i], &v);
+				derive(cfg, h, &guests[i], &dec[i].state, &v);
 				sum_cap += deflate_cap(&v);
 			}
 		bool all = remaining >= sum_cap;
@@ -481,7 +803,7 @@ static void deflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 			struct ovc_policy_decision *d = &dec[i];
 			if ((int)d->action != CAND_DEFLATE || prio_of(&guests[i]) != (uint32_t)p)
 				continue;
-			derive(cfg, h, &guests[i], &v);
+			derive(cfg, h, &guests[i], &dec[i].state, &v);
 			uint64_t cap = deflate_cap(&v);
 			uint64_t give = all ? cap
 					    : MIN(cap, ALIGN_UP((uint64_t)((unsigned __int128)remaining * cap /
@@ -573,8 +895,10 @@ static void engine_classify(const struct ovc_config *cfg, const struct ovc_polic
 		engine_note(g, d, "no maximum memory known: left alone");
 		return;
 	}
-	derive(cfg, h, g, &v);
+	derive(cfg, h, g, &d->state, &v);
 	engine_derive(cfg, g, &e);
+	bool stuck = d->state.engine_stuck_usec &&
+		     sat_sub(h->now_usec, d->state.engine_stuck_usec) >= cfg->balloon.pending_timeout_usec;
 
 	/* E1: a target the config no longer allows. */
 	if (e.target > e.zero && e.target > e.cap) {
@@ -617,13 +941,23 @@ static void engine_classify(const struct ovc_config *cfg, const struct ovc_polic
 			engine_note(g, d, "zero sharing only (%s)", e.no_swap);
 		else if (v.pressure)
 			engine_note(g, d, "host pressure, but the guest is short itself: no swap");
+		else if (v.oom_cooling)
+			engine_note(g, d, "host pressure, OOM kill %" PRIu64 "s ago: no swap",
+				    sat_sub(h->now_usec, d->state.oom_usec) / USEC_PER_SEC);
 		else if (v.cooling)
 			engine_note(g, d, "host pressure, cooling down: emergency %" PRIu64 "s ago",
 				    sat_sub(h->now_usec, g->last_emergency_usec) / USEC_PER_SEC);
 		else if (v.settling)
 			engine_note(g, d, "host pressure, settling: last action %" PRIu64 "ms ago",
 				    (h->now_usec - g->last_action_usec) / 1000);
-		else if (e.target > e.held) {
+		else if (e.target > e.held && stuck) {
+			/* What it owes no longer counts: others are asked. */
+			d->noncompliant = true;
+			out->n_noncompliant++;
+			engine_note(g, d, "non-compliant: target %s, gives back %s, not moved for %" PRIu64 "s",
+				    SZ(e.target), SZ(e.held),
+				    sat_sub(h->now_usec, d->state.engine_stuck_usec) / USEC_PER_SEC);
+		} else if (e.target > e.held) {
 			out->engine_pending_bytes += e.target - e.held;
 			engine_note(g, d, "host pressure, reaching target %s (gives back %s)", SZ(e.target),
 				    SZ(e.held));
@@ -700,10 +1034,18 @@ static void ksm_step(const struct ovc_config *cfg, const struct ovc_policy_host 
 	uint64_t committed = 0;
 	int64_t profit = ovc_ksm_profit_bytes(&h->ksm, h->page_size);
 
+	const char *opt_out = NULL;
 	for (size_t i = 0; i < n; i++) {
 		const struct ovc_guest_stats *s = &guests[i].stats;
-		committed += ovc_known(s->rss_bytes) ? s->rss_bytes
-			     : ovc_known(s->actual_bytes) ? s->actual_bytes : 0;
+		/* An engine-only guest's actual memory is its VMM's claim:
+		 * only what the kernel measured (its RSS) counts. */
+		if (guests[i].kind == OVC_DRIVER_ENGINE)
+			committed += ovc_known(s->rss_bytes) ? MIN(s->rss_bytes, OVC_GUEST_BYTES_MAX) : 0;
+		else
+			committed += ovc_known(s->rss_bytes) ? MIN(s->rss_bytes, OVC_GUEST_BYTES_MAX)
+				     : ovc_known(s->actual_bytes) ? MIN(s->actual_bytes, OVC_GUEST_BYTES_MAX) : 0;
+		if (!guests[i].settings.ksm && !opt_out)
+			opt_out = guests[i].name ? guests[i].name : "?";
 	}
 	if (cfg->ksm.use_zero_pages && want.use_zero_pages >= 0)
 		want.use_zero_pages = 1;
@@ -716,7 +1058,16 @@ static void ksm_step(const struct ovc_config *cfg, const struct ovc_policy_host 
 	}
 	st.last_profit_bytes = profit;
 
-	if (!needed) {
+	if (opt_out) {
+		/* KSM cannot leave one running VMM's memory out (only the
+		 * VMM itself can unmark it): while a guest that must not
+		 * share runs, KSM merges nothing new. */
+		st.on = false;
+		st.idle_ticks = 0;
+		want.run = 0;
+		reasonf(out->ksm_reason, sizeof(out->ksm_reason),
+			"KSM off: guest '%s' must not share pages ([guest] ksm = no)", opt_out);
+	} else if (!needed) {
 		st.on = false;
 		st.idle_ticks = 0;
 		want.run = 0;
@@ -785,7 +1136,7 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 	host_level(cfg, h, out, cause, sizeof(cause));
 
 	for (size_t i = 0; i < n; i++) {
-		enum cand c = classify(cfg, h, out, &guests[i], &dec[i], cause);
+		enum cand c = classify(cfg, h, out, &guests[i], &dec[i], cause, false);
 		if (c == CAND_INFLATE)
 			prio_add(&inflate_prios, prio_of(&guests[i]));
 		else if (c == CAND_DEFLATE)
@@ -794,10 +1145,14 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 			dec[i].action = (enum ovc_policy_action)c;
 		/* A balloon still inflating toward a target kept this tick. */
 		const struct ovc_guest_stats *st = &guests[i].stats;
-		if (guests[i].kind != OVC_DRIVER_ENGINE && ovc_known(st->max_bytes) &&
-		    ovc_known(st->actual_bytes) && dec[i].action != OVC_ACTION_EMERGENCY &&
-		    dec[i].action != OVC_ACTION_RESTORE &&
-		    MIN(st->actual_bytes, st->max_bytes) > dec[i].target_bytes)
+		/* A balloon that has not moved for pending_timeout owes it for
+		 * good: it no longer counts, and others are asked instead. */
+		if (dec[i].noncompliant && guests[i].kind != OVC_DRIVER_ENGINE)
+			out->n_noncompliant++;
+		else if (guests[i].kind != OVC_DRIVER_ENGINE && ovc_known(st->max_bytes) &&
+			 ovc_known(st->actual_bytes) && dec[i].action != OVC_ACTION_EMERGENCY &&
+			 dec[i].action != OVC_ACTION_RESTORE &&
+			 MIN(st->actual_bytes, st->max_bytes) > dec[i].target_bytes)
 			out->pending_bytes += MIN(st->actual_bytes, st->max_bytes) - dec[i].target_bytes;
 		if (dec[i].action == OVC_ACTION_EMERGENCY || dec[i].action == OVC_ACTION_RESTORE) {
 			uint64_t old = guests[i].target_bytes && ovc_known(guests[i].target_bytes)
@@ -833,4 +1188,24 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 		reasonf(out->ksm_reason, sizeof(out->ksm_reason), "%s",
 			 cfg->ksm.enable ? "no KSM on this host" : "KSM not managed ([ksm] enable = no)");
 	return 0;
+}
+
+int ovc_policy_guest_check(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+			   const struct ovc_policy_guest *g, struct ovc_policy_decision *d)
+{
+	struct ovc_policy_out out = { .level = OVC_HOST_STEADY };
+
+	if (!cfg || !h || !g || !d || h->page_size == 0)
+		return -EINVAL;
+	classify(cfg, h, &out, g, d, "", true);
+	d->reclaim_action = OVC_ACTION_NONE;
+	d->reclaim_target_bytes = ovc_known(g->stats.engine_target_bytes) && has_engine(g)
+					  ? g->stats.engine_target_bytes : 0;
+	bool act = (d->action == OVC_ACTION_EMERGENCY || d->action == OVC_ACTION_RESTORE) &&
+		   d->target_bytes > target_of(g);
+	if (!act && ovc_known(g->stats.max_bytes) && g->stats.max_bytes) {
+		d->action = OVC_ACTION_NONE;
+		d->target_bytes = target_of(g);
+	}
+	return act ? 1 : 0;
 }

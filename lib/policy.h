@@ -103,6 +103,37 @@ struct ovc_policy_host {
 	uint64_t page_size;
 };
 
+/*
+ * What the policy learned about one guest and needs again. The caller
+ * carries it from each decision (ovc_policy_decision.state) into the guest's
+ * next call (ovc_policy_guest.state), whether the decision came from
+ * ovc_policy_tick() or ovc_policy_guest_check(); zero it for a new guest.
+ * The policy only learns from statistics newer than seen_usec, so giving it
+ * the same statistics twice (a tick after a check) changes nothing. All of
+ * it is derived from untrusted guest figures and is clamped where used.
+ */
+struct ovc_policy_guest_state {
+	uint64_t seen_usec;           /* stats.collected_usec learned from; 0: none */
+	uint64_t seen_used_bytes;     /* the guest's used memory then (actual - available) */
+	uint64_t seen_avail_bytes;    /* its available memory then */
+	uint64_t seen_oom_kills;      /* guest counters then (OVC_UNKNOWN: not reported) */
+	uint64_t seen_alloc_stalls;
+	uint64_t seen_direct_reclaims;
+	uint64_t rate_bytes;          /* used memory's growth per second then */
+	uint64_t run_bytes;           /* rise of used memory since its last low point */
+	uint64_t burst_bytes;         /* learned headroom: the largest run, decaying */
+	uint64_t burst_usec;          /* when burst_bytes was last raised */
+	uint64_t busy_usec;           /* when used memory last rose; 0: never seen */
+	uint64_t short_floor_bytes;   /* floor raised after the guest ran short */
+	uint64_t short_usec;          /* when it ran short (the raised floor decays from then) */
+	uint64_t oom_usec;            /* the last OOM kill seen; 0: none */
+	uint32_t oom_kills;           /* OOM kills ovcd has seen in this guest */
+	uint64_t stuck_usec;          /* balloon pending and not moving since; 0: not stuck */
+	uint64_t stuck_actual_bytes;  /* its actual memory then */
+	uint64_t engine_stuck_usec;   /* engine below its target and not moving since */
+	uint64_t engine_stuck_held_bytes;
+};
+
 struct ovc_policy_guest {
 	const char *name;
 	enum ovc_driver_kind kind;
@@ -118,6 +149,10 @@ struct ovc_policy_guest {
 				       * stats.engine_* are known); implied
 				       * by kind OVC_DRIVER_ENGINE */
 	struct ovc_guest_settings settings; /* ovc_config_guest_settings() */
+	bool free_page_reporting;     /* its balloon negotiated free page
+				       * reporting: freed memory goes back to
+				       * the host without a balloon */
+	struct ovc_policy_guest_state state; /* the last decision's; zeroed at first */
 };
 
 enum ovc_policy_action {
@@ -146,6 +181,24 @@ struct ovc_policy_decision {
 	 * as ovc_policy_guest.emergency_count (with last_emergency_usec set
 	 * to now when the action is EMERGENCY and it was carried out). */
 	uint32_t emergency_count;
+	/* What the policy assumes about this guest, for ovcctl and the UI. */
+	uint64_t headroom_bytes;      /* available kept for bursts: the learned
+				       * burst or [balloon] headroom, the larger */
+	uint64_t keep_bytes;          /* available never inflated into:
+				       * guest_free + headroom (+ a streak's margin) */
+	uint64_t fpr_bytes;           /* free memory assumed already back on the
+				       * host through free page reporting */
+	uint64_t growth_rate_bytes;   /* its used memory grows this much per
+				       * second (0: not growing or unknown) */
+	bool idle;                    /* used memory has not grown for idle_after */
+	bool growing;                 /* used memory grew in the last update:
+				       * poll it faster */
+	bool oom_kill;                /* an OOM kill seen in this update: log a
+				       * warning naming the guest */
+	bool noncompliant;            /* its balloon (or engine) ignored its
+				       * target for pending_timeout: what it
+				       * owes no longer counts as relief */
+	struct ovc_policy_guest_state state; /* give back as guest.state */
 	char reason[OVC_POLICY_REASON_MAX];
 };
 
@@ -173,6 +226,8 @@ struct ovc_policy_out {
 	uint64_t engine_pending_bytes; /* engines asked for and not yet there:
 				       * Σ (target - zero - swapped) */
 	unsigned n_emergency;
+	unsigned n_noncompliant;      /* balloons and engines whose debt no
+				       * longer counts as pending */
 	char reason[OVC_POLICY_REASON_MAX];  /* the host's state, for logs */
 
 	bool ksm_change;              /* ksm differs from host->ksm_knobs */
@@ -190,6 +245,39 @@ struct ovc_policy_out {
 int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *host,
 		    const struct ovc_policy_ksm_state *ksm_in, const struct ovc_policy_guest *guests,
 		    size_t n, struct ovc_policy_decision *decisions, struct ovc_policy_out *out);
+
+/*
+ * One guest between ticks, called on every new statistics update of that
+ * guest (its stats period, 1-2 s), so that a guest running short is
+ * deflated within a second of the figures that show it instead of at the
+ * next tick. Pure, like ovc_policy_tick().
+ *
+ * It applies only the guest's own rules, exactly as ovc_policy_tick() would
+ * to this guest: distress (available below emergency_available, available
+ * falling fast enough to run out before the next update, an OOM kill,
+ * allocation stalls, direct reclaim, major faults, swap-in) gives an
+ * emergency deflate in one step to what the guest needs, at most its
+ * maximum; a target below the guest's (possibly raised) floor is raised to
+ * it. It never inflates and never acts for the host's sake.
+ *
+ * @host: now_usec must be the current CLOCK_MONOTONIC time; the rest may be
+ *   the last tick's figures (only now_usec and page_size are read).
+ * @guest: as for a tick (stats fresh from the driver, state from the last
+ *   decision for this guest, from a tick or a check).
+ * @d: always filled. d->state must be stored as the guest's state for its
+ *   next call (check or tick) whatever is returned; d->emergency_count and
+ *   the emergency's time likewise when the deflate is carried out.
+ *   d->growing says the guest's used memory grew: poll it faster.
+ *   d->oom_kill says an OOM kill was seen: log a warning naming the guest.
+ *
+ * Returns 1 when d->action is OVC_ACTION_EMERGENCY or OVC_ACTION_RESTORE and
+ * d->target_bytes (above the current target, at most the maximum) should be
+ * set now; 0 when nothing is to be done (d->action OVC_ACTION_NONE,
+ * d->target_bytes the current target); -EINVAL for NULL pointers or a page
+ * size of 0 (then *d is untouched).
+ */
+int ovc_policy_guest_check(const struct ovc_config *cfg, const struct ovc_policy_host *host,
+			   const struct ovc_policy_guest *guest, struct ovc_policy_decision *d);
 
 const char *ovc_policy_action_name(enum ovc_policy_action a);
 const char *ovc_host_level_name(enum ovc_host_level l);

@@ -92,14 +92,14 @@ int ovc_overcommit_from_tick(const struct ovc_config *cfg, const struct ovc_poli
 {
 	if (!cfg || !h || (n && (!guests || !scratch)))
 		return -EINVAL;
-	uint64_t total = h->mem.total_bytes;
-	uint64_t low = ovc_conf_size_bytes(&cfg->host.low, total);
+	uint64_t total = h->mem.total_bytes, reserve, low, high;
+	ovc_config_watermarks(cfg, total, &reserve, &low, &high);
 	struct ovc_overcommit_input in = {
 		.host_total_bytes = total,
-		.host_reserve_bytes = ovc_conf_size_bytes(&cfg->host.reserve, total),
+		.host_reserve_bytes = reserve,
 		.host_available_bytes = h->mem.available_bytes,
 		.low_bytes = low,
-		.high_bytes = MAX(ovc_conf_size_bytes(&cfg->host.high, total), low),
+		.high_bytes = high,
 		.ksm_pages_sharing = h->ksm_valid ? h->ksm.pages_sharing : 0,
 		.ksm_zero_pages = h->ksm_valid ? h->ksm.ksm_zero_pages : 0,
 		.page_size = h->page_size,

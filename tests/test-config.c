@@ -50,9 +50,9 @@ static void test_defaults(void **state)
 	assert_ovc_ok(ovc_config_new_default(&c));
 	assert_false(c->host.reserve.percent);
 	assert_int_equal(c->host.reserve.bytes, GIB);
-	assert_true(c->host.low.percent);
-	assert_int_equal(c->host.low.basis_points, 1000);
-	assert_int_equal(c->host.high.basis_points, 2000);
+	assert_true(c->host.low.automatic);
+	assert_true(c->host.high.automatic);
+	assert_int_equal(ovc_conf_size_bytes(&c->host.low, 16 * GIB), 0); /* only its resolver knows */
 	assert_int_equal(c->host.interval_usec, 5 * USEC_PER_SEC);
 	assert_int_equal(c->host.psi_some_basis_points, 1000);
 	assert_int_equal(c->host.psi_full_basis_points, 500);
@@ -65,7 +65,30 @@ static void test_defaults(void **state)
 	assert_int_equal(c->balloon.min_change.basis_points, 25);
 	assert_int_equal(c->balloon.stats_period_usec, 2 * USEC_PER_SEC);
 	assert_int_equal(c->balloon.stale_after_usec, 10 * USEC_PER_SEC);
-	assert_int_equal(c->balloon.emergency_available.basis_points, 500);
+	assert_false(c->balloon.emergency_available.percent);
+	assert_int_equal(c->balloon.emergency_available.bytes, 64 * MIB);
+	assert_int_equal(c->balloon.emergency_stalls, 1);
+	assert_int_equal(c->balloon.emergency_direct_reclaim, 256);
+	assert_int_equal(c->balloon.headroom.basis_points, 2000);
+	assert_int_equal(c->balloon.headroom_decay_usec, 60 * USEC_PER_SEC);
+	assert_int_equal(c->balloon.idle_after_usec, 30 * USEC_PER_SEC);
+	assert_int_equal(c->balloon.short_decay_usec, 600 * USEC_PER_SEC);
+	assert_int_equal(c->balloon.oom_cooldown_usec, 3600 * USEC_PER_SEC);
+	assert_int_equal(c->balloon.pending_timeout_usec, 30 * USEC_PER_SEC);
+	struct ovc_guest_settings gs;
+	ovc_config_guest_settings(c, "any", &gs);
+	assert_true(gs.ksm);
+	/* The watermarks resolve: on 24GiB, minimum free 624MiB
+	 * (128MiB × 4.9, the square root rounded down in MiB). */
+	uint64_t reserve, low, high;
+	ovc_config_watermarks(c, 24 * GIB, &reserve, &low, &high);
+	assert_int_equal(reserve, GIB);
+	assert_int_equal(low, GIB + 312 * MIB);
+	assert_int_equal(high, GIB + 624 * MIB);
+	ovc_config_watermarks(c, 512 * MIB, &reserve, &low, &high);
+	assert_int_equal(reserve, 0); /* not below MemTotal: none */
+	assert_int_equal(low, 44 * MIB);
+	assert_int_equal(high, 88 * MIB);
 	assert_int_equal(c->balloon.emergency_major_faults, 200);
 	assert_int_equal(c->balloon.emergency_swap_in.bytes, MIB);
 	assert_int_equal(c->balloon.emergency_step.basis_points, 2500);
@@ -430,6 +453,34 @@ static void test_error_keys(void **state)
 			 "/etc/ovc/ovcd.conf:12: [balloon] step: bad size '12XB' "
 			 "(expected a number with B, KiB, MiB, GiB, TiB or %)\n");
 	expect_errors("[balloon]\nstepp = 5%\n", "t.conf:2: [balloon] stepp: unknown key\n");
+	/* The keys of the learned headroom, relief and compliance. */
+	expect_errors("[balloon]\n\nheadroom = 150%\n",
+		      "t.conf:3: [balloon] headroom: '150%' is out of range (0% to 100%)\n");
+	expect_errors("[balloon]\nheadroom = auto\n",
+		      "t.conf:2: [balloon] headroom: bad size 'auto' "
+		      "(expected a number with B, KiB, MiB, GiB, TiB or %)\n");
+	expect_errors("[balloon]\nheadroom_decay = 0s\n",
+		      "t.conf:2: [balloon] headroom_decay: 0s is out of range (1s to 24h)\n");
+	expect_errors("[balloon]\nshort_decay = soon\n",
+		      "t.conf:2: [balloon] short_decay: bad duration 'soon' "
+		      "(expected a number with us, ms, s, min or h)\n");
+	expect_errors("[balloon]\noom_cooldown = 8d\n",
+		      "t.conf:2: [balloon] oom_cooldown: bad duration '8d' "
+		      "(expected a number with us, ms, s, min or h)\n");
+	expect_errors("[balloon]\noom_cooldown = 200h\n",
+		      "t.conf:2: [balloon] oom_cooldown: 200h is out of range (0s to 168h)\n");
+	expect_errors("[balloon]\npending_timeout = 500ms\n",
+		      "t.conf:2: [balloon] pending_timeout: 500ms is out of range (1s to 1h)\n");
+	expect_errors("[balloon]\nidle_after = 25h\n",
+		      "t.conf:2: [balloon] idle_after: 25h is out of range (0s to 24h)\n");
+	expect_errors("[balloon]\nemergency_stalls = -1\n",
+		      "t.conf:2: [balloon] emergency_stalls: bad integer '-1' (expected digits 0-9)\n");
+	expect_errors("[balloon]\nemergency_direct_reclaim = 2000000000\n",
+		      "t.conf:2: [balloon] emergency_direct_reclaim: 2000000000 is out of range "
+		      "(0 to 1000000000)\n");
+	expect_errors("[guest \"web-*\"]\nksm = maybe\n",
+		      "t.conf:2: [guest \"web-*\"] ksm: bad boolean 'maybe' "
+		      "(expected yes, no, true, false, on, off, 1 or 0)\n");
 	expect_errors("[balloon]\nstep = 5%\n\nstep = 6%\n",
 		      "t.conf:4: [balloon] step: duplicate key (first at line 2)\n");
 	expect_errors("[guest \"x\"]\nfloor = 1GiB\nfloor = 2GiB\n",
@@ -527,7 +578,7 @@ static void test_error_syntax(void **state)
 	strcat(text, "\nhigh = nonsense\n");
 	expect_errors(text, "t.conf:2: line too long (at most 198 characters)\n"
 			    "t.conf:3: [host] high: bad size 'nonsense' "
-			    "(expected a number with B, KiB, MiB, GiB, TiB or %)\n");
+			    "(expected a number with B, KiB, MiB, GiB, TiB or %, or auto)\n");
 
 	/* A NUL byte in the middle of the file. */
 	static const char nul[] = "[host]\nlow = 1\0x\nhigh = 5%\n";
@@ -543,7 +594,7 @@ static void test_error_syntax(void **state)
 static void test_error_many(void **state)
 {
 	expect_errors("[host]\nlow = 1XB\n[bogus]\na = 1\nb = 2\n[balloon]\nfloor = -1\nnope = 1\n",
-		      "t.conf:2: [host] low: bad size '1XB' (expected a number with B, KiB, MiB, GiB, TiB or %)\n"
+		      "t.conf:2: [host] low: bad size '1XB' (expected a number with B, KiB, MiB, GiB, TiB or %, or auto)\n"
 		      "t.conf:3: unknown section [bogus] " SECTIONS "\n"
 		      "t.conf:7: [balloon] floor: bad size '-1' (expected a number with B, KiB, MiB, GiB, TiB or %)\n"
 		      "t.conf:8: [balloon] nope: unknown key\n");
@@ -551,8 +602,12 @@ static void test_error_many(void **state)
 
 static void test_error_cross_checks(void **state)
 {
-	expect_errors("[host]\nlow = 30%\n",
-		      "t.conf:2: [host] low: high (20%) must be above low (30%)\n");
+	expect_errors("[host]\nlow = 30%\nhigh = 20%\n",
+		      "t.conf:3: [host] high: high (20%) must be above low (30%)\n");
+	/* auto against a fixed value needs MemTotal: high is then never
+	 * below low (ovc_config_watermarks). */
+	ovc_config_free(parse_ok("[host]\nlow = 30%\n"));
+	ovc_config_free(parse_ok("[host]\nhigh = 1GiB\nlow = auto\n"));
 	expect_errors("[host]\nhigh = 2GiB\nlow = 2GiB\n",
 		      "t.conf:3: [host] low: high (2GiB) must be above low (2GiB)\n");
 	expect_errors("[host]\nlow = 4GiB\nhigh = 1GiB\n",

@@ -60,6 +60,17 @@ static void test_impossible_values(void **state)
 	assert_false(ovc_known(st.disk_caches_bytes));
 	assert_int_equal(st.total_bytes, 1000 * MIB);
 
+	/* Reclaim counters: kept when believable, garbage above 2^48. */
+	st = good();
+	st.oom_kills = 3;
+	st.alloc_stalls = UINT64_C(1) << 48;
+	st.direct_reclaims = (UINT64_C(1) << 48) + 1;
+	assert_int_equal(ovc_guest_stats_sanitize(&st, 1005, 30), 1);
+	assert_int_equal(st.oom_kills, 3);
+	assert_int_equal(st.alloc_stalls, UINT64_C(1) << 48);
+	assert_false(ovc_known(st.direct_reclaims));
+	assert_false(ovc_known(st.direct_scans)); /* never sent: unknown */
+
 	st = good();
 	st.total_bytes = 4 * GIB; /* above the configured maximum */
 	ovc_guest_stats_sanitize(&st, 1005, 30);
@@ -76,6 +87,10 @@ static void test_stale(void **state)
 	assert_false(ovc_known(st.available_bytes));
 	assert_false(ovc_known(st.major_faults));
 	assert_int_equal(st.max_bytes, 1 * GIB); /* host side stays */
+	st = good();
+	st.oom_kills = 1;
+	ovc_guest_stats_sanitize(&st, 1031, 30);
+	assert_false(ovc_known(st.oom_kills)); /* a stale count is no news */
 
 	st = good();
 	st.guest_update_sec = 0; /* QMP before the first answer */

@@ -22,10 +22,16 @@
 #define SEC USEC_PER_SEC
 #define NOW (1000 * SEC)
 
+/* The rules tested by the tables below came before the learned headroom
+ * and the absolute emergency_available: these configs set headroom to 0 and
+ * emergency_available to its old 5%, so that each row still shows one rule
+ * alone. The rows of the newer rules use the defaults. */
+#define OLD_RULES "headroom = 0\nemergency_available = 5%\n"
+
 /* low 2GiB, high 4GiB, step 256MiB; the rest are the defaults: floor 25%,
  * guest_free 20%, min_change 0.25%, emergency_available 5%, 200 major
  * faults/s, 1MiB/s swap-in, emergency_step 25%, interval 5s. */
-static const char base_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\n";
+static const char base_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "step = 256MiB\n";
 
 static struct ovc_config *conf(const char *text)
 {
@@ -118,7 +124,7 @@ static const struct kat {
 	{ "pressure, spare below a step", GIB, 4 * GIB, 900 * MIB, T_NONE, OVC_ACTION_INFLATE,
 	  4016 * MIB, 0, 0, NULL, "inflate by 80MiB" },
 	{ "pressure, no spare", GIB, 4 * GIB, 800 * MIB, T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
-	  "host pressure, no spare: available 800MiB" },
+	  "host pressure, no spare: available 800MiB, keeps 819MiB" },
 	{ "pressure, stale stats: never inflated", GIB, 4 * GIB, 2 * GIB, T_STALE, OVC_ACTION_NONE,
 	  4 * GIB, 0, 0, "host pressure, but stale stats: never inflated" },
 	{ "pressure, no available figure", GIB, 4 * GIB, 2 * GIB, T_NO_AVAIL, OVC_ACTION_NONE, 4 * GIB,
@@ -175,9 +181,11 @@ static const struct kat {
 	  1800 * MIB, T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
 	  "host pressure, recovering from 1 emergency deflate: available 1.7GiB, margin 1GiB above guest_free",
 	  NULL, .count = 1, .streak = 1, .streak_ago_sec = 40 },
-	{ "second emergency within the window: the streak counts it", GIB, 2 * GIB, 50 * MIB,
-	  T_NONE, OVC_ACTION_EMERGENCY, 3 * GIB, 0, 0,
-	  "emergency deflate by 1GiB to 3GiB: available 50MiB < 102MiB", NULL, .count = 2,
+	/* In a streak the guest needs guest_free (409MiB of 2GiB) + the
+	 * margin (1GiB): more than emergency_step, so it gets that. */
+	{ "second emergency within the window: the streak counts it; deflated to what it needs",
+	  GIB, 2 * GIB, 50 * MIB, T_NONE, OVC_ACTION_EMERGENCY, 3432 * MIB, 0, 0,
+	  "emergency deflate by 1.3GiB to 3.3GiB: available 50MiB < 102MiB", NULL, .count = 2,
 	  .streak = 1, .streak_ago_sec = 40 },
 	{ "two emergencies in a row: cooldown doubled to 12 intervals", GIB, 4 * GIB, 2 * GIB,
 	  T_NONE, OVC_ACTION_NONE, 4 * GIB, 0, 0,
@@ -257,7 +265,7 @@ static void run_kat(const struct kat *k)
 		extra = "[swap]\nenable = no\n";
 	char text[512];
 	if (k->tweak == T_BALLOON_OFF)
-		snprintf(text, sizeof(text), "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\nenable = no\n");
+		snprintf(text, sizeof(text), "%s", "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "step = 256MiB\nenable = no\n");
 	else
 		snprintf(text, sizeof(text), "%s%s", base_conf, extra);
 	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(text);
@@ -400,16 +408,36 @@ static void test_host_levels(void **state)
 	assert_int_equal(out.level, OVC_HOST_STEADY);
 	/* PSI thresholds of 0 turn PSI off. */
 	_cleanup_(ovc_config_freep) struct ovc_config *c0 =
-		conf("[host]\nlow = 2GiB\nhigh = 4GiB\npsi_some = 0%\npsi_full = 0%\n");
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\npsi_some = 0%\npsi_full = 0%\n[balloon]\n" OLD_RULES);
 	h = host_at(6 * GIB);
 	h.psi_valid = true;
 	h.psi.some.avg10_basis_points = 9999;
 	assert_ovc_ok(ovc_policy_tick(c0, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.level, OVC_HOST_ROOM);
-	/* Percentages resolve against MemTotal (16GiB): 10% and 20%. */
+	/* The defaults are auto: on 16GiB, a minimum free size of 512MiB
+	 * (128MiB × the square root of MemTotal in GiB); low is the 1GiB
+	 * reserve plus half of it, high the other half above low. */
 	_cleanup_(ovc_config_freep) struct ovc_config *d = conf("");
 	h = host_at(GIB);
 	assert_ovc_ok(ovc_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
+	assert_int_equal(out.low_bytes, 1280 * MIB);
+	assert_int_equal(out.high_bytes, 1536 * MIB);
+	assert_int_equal(out.level, OVC_HOST_PRESSURE);
+	assert_int_equal(out.need_bytes, 512 * MIB);
+	/* On 256GiB: 2GiB of minimum free; on a 2GiB test VM the 1GiB
+	 * reserve is more than half: low stops at half of MemTotal. */
+	h.mem.total_bytes = 256 * GIB;
+	assert_ovc_ok(ovc_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
+	assert_int_equal(out.low_bytes, 2 * GIB);
+	assert_int_equal(out.high_bytes, 3 * GIB);
+	h.mem.total_bytes = 2 * GIB;
+	assert_ovc_ok(ovc_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
+	assert_int_equal(out.low_bytes, GIB);
+	assert_int_equal(out.high_bytes, GIB + 90 * MIB);
+	/* Percentages still resolve against MemTotal. */
+	_cleanup_(ovc_config_freep) struct ovc_config *pc = conf("[host]\nlow = 10%\nhigh = 20%\n");
+	h = host_at(GIB);
+	assert_ovc_ok(ovc_policy_tick(pc, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.low_bytes, 16 * GIB / 10);
 	assert_int_equal(out.high_bytes, 16 * GIB / 5);
 	/* Misuse. */
@@ -425,11 +453,21 @@ static void test_host_levels(void **state)
 	assert_string_equal(ovc_format_size_short(512 * KIB, b, sizeof(b)), "512KiB");
 }
 
-/* Two guests share the need in proportion to their spare. */
-static void test_proportional(void **state)
+/* A guest seen before, whose used memory has not grown for @quiet_sec. */
+static void seen_quiet(struct ovc_policy_guest *g, uint64_t quiet_sec)
+{
+	g->state.seen_usec = NOW - 2 * SEC;
+	g->state.seen_avail_bytes = g->stats.available_bytes;
+	g->state.seen_used_bytes = g->stats.actual_bytes - g->stats.available_bytes;
+	g->state.busy_usec = NOW - quiet_sec * SEC;
+}
+
+/* The need goes to the guests with the most spare first (water-filling),
+ * not to everyone in proportion. */
+static void test_water_filling(void **state)
 {
 	_cleanup_(ovc_config_freep) struct ovc_config *c =
-		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\nstep = 256MiB\nguest_free = 0\n");
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\n" OLD_RULES "step = 256MiB\nguest_free = 0\n");
 	struct ovc_policy_host h = host_at(2000 * MIB); /* need 100MiB */
 	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 600 * MIB), guest(c, 4 * GIB, 300 * MIB) };
 	struct ovc_policy_decision d[2];
@@ -438,18 +476,41 @@ static void test_proportional(void **state)
 
 	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.need_bytes, 100 * MIB);
+	/* All of it from the guest with 600MiB spare: it still has more
+	 * spare afterwards than the other. */
 	assert_int_equal(d[0].action, OVC_ACTION_INFLATE);
-	/* 100MiB × 600/900 and × 300/900, in whole MiB */
-	assert_int_equal(d[0].target_bytes, 4 * GIB - 66 * MIB);
-	assert_int_equal(d[1].action, OVC_ACTION_INFLATE);
-	assert_int_equal(d[1].target_bytes, 4 * GIB - 33 * MIB);
-	assert_int_equal(out.inflate_bytes, 99 * MIB);
+	assert_int_equal(d[0].target_bytes, 4 * GIB - 100 * MIB);
+	assert_int_equal(d[1].action, OVC_ACTION_NONE);
+	assert_non_null(strstr(d[1].reason, "others have more spare"));
+	assert_int_equal(out.inflate_bytes, 100 * MIB);
+
+	/* 400MiB: the first gives its step (256MiB), the second down to the
+	 * same level of spare, 156MiB: 144MiB. */
+	h = host_at(1700 * MIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(d[0].target_bytes, 4 * GIB - 256 * MIB);
+	assert_int_equal(d[1].target_bytes, 4 * GIB - 144 * MIB);
+	assert_int_equal(out.inflate_bytes, 400 * MIB);
 
 	/* A need beyond every cap: each gives its cap (step or spare). */
 	h = host_at(GIB);
 	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(d[0].target_bytes, 4 * GIB - 256 * MIB);
 	assert_int_equal(d[1].target_bytes, 4 * GIB - 256 * MIB);
+
+	/* An idle guest gives first, even with less spare than a busy one:
+	 * the second has not grown for a minute (idle_after 30s). */
+	h = host_at(2000 * MIB);
+	seen_quiet(&g[1], 60);
+	seen_quiet(&g[0], 10);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_true(d[1].idle);
+	assert_false(d[0].idle);
+	assert_int_equal(d[1].action, OVC_ACTION_INFLATE);
+	assert_int_equal(d[1].target_bytes, 4 * GIB - 100 * MIB);
+	assert_non_null(strstr(d[1].reason, "; idle, spare 300MiB"));
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
+	assert_non_null(strstr(d[0].reason, "need met by others first"));
 }
 
 /* What a balloon is still taking counts toward the host's need: others are
@@ -457,7 +518,7 @@ static void test_proportional(void **state)
 static void test_pending_counts(void **state)
 {
 	_cleanup_(ovc_config_freep) struct ovc_config *c =
-		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\nstep = 256MiB\n");
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\n" OLD_RULES "step = 256MiB\n");
 	struct ovc_policy_host h = host_at(1900 * MIB); /* need 200MiB */
 	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB) };
 	struct ovc_policy_decision d[2];
@@ -478,7 +539,7 @@ static void test_pending_counts(void **state)
 static void test_priorities(void **state)
 {
 	_cleanup_(ovc_config_freep) struct ovc_config *c =
-		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\nstep = 256MiB\n"
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\n" OLD_RULES "step = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
 	struct ovc_policy_guest g[3] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB),
 					 guest(c, 4 * GIB, 3 * GIB) };
@@ -498,13 +559,13 @@ static void test_priorities(void **state)
 	assert_int_equal(d[1].action, OVC_ACTION_INFLATE);
 	assert_int_equal(d[1].target_bytes, 4 * GIB - 100 * MIB);
 	assert_int_equal(d[0].action, OVC_ACTION_NONE);
-	assert_non_null(strstr(d[0].reason, "need met by lower priorities"));
+	assert_non_null(strstr(d[0].reason, "need met by others first"));
 	assert_int_equal(d[2].action, OVC_ACTION_NONE);
 
 	/* Room of 300MiB: the high priority guest first (a step), the rest
 	 * to the low one. */
 	_cleanup_(ovc_config_freep) struct ovc_config *c2 =
-		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\n"
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "step = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
 	for (int i = 0; i < 3; i++) {
 		g[i].target_bytes = g[i].stats.actual_bytes = 2 * GIB;
@@ -549,7 +610,7 @@ static struct ovc_policy_guest engine_guest(const struct ovc_config *c, const ch
 static void test_engines(void **state)
 {
 	_cleanup_(ovc_config_freep) struct ovc_config *c =
-		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[swap]\nstep = 64MiB\nmax = 256MiB\n"
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\n" OLD_RULES "[swap]\nstep = 64MiB\nmax = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
 	struct ovc_policy_guest g[3] = { engine_guest(c, "high", GIB, 0), engine_guest(c, "low", GIB, 0),
 					 guest(c, 4 * GIB, 3 * GIB) };
@@ -638,7 +699,7 @@ static void test_engines(void **state)
 static void test_ksm_steering(void **state)
 {
 	_cleanup_(ovc_config_freep) struct ovc_config *c =
-		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[ksm]\nidle_ticks = 3\nretry_after = 60s\n");
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "[ksm]\nidle_ticks = 3\nretry_after = 60s\n");
 	struct ovc_policy_guest g = guest(c, 4 * GIB, 3 * GIB);
 	struct ovc_policy_decision d;
 	struct ovc_policy_ksm_state ks = { 0 };
@@ -769,9 +830,9 @@ static void test_random_invariants(void **state)
 {
 	static const char *const confs[] = {
 		base_conf,
-		"[balloon]\nstep = 1%\nfloor = 90%\nemergency_step = 100%\n"
+		"[balloon]\n" OLD_RULES "step = 1%\nfloor = 90%\nemergency_step = 100%\n"
 		"[guest \"g3*\"]\nnever_balloon = yes\n[guest \"g4*\"]\nfloor = 0\npriority = 0\n",
-		"[host]\nlow = 50%\nhigh = 60%\n[balloon]\nguest_free = 0\nmin_change = 0\n"
+		"[host]\nlow = 50%\nhigh = 60%\n[balloon]\n" OLD_RULES "guest_free = 0\nmin_change = 0\n"
 		"[guest \"g1*\"]\nstep = 100%\npriority = 100\n",
 	};
 	uint64_t seed = 0x1234567887654321u;
@@ -933,6 +994,7 @@ struct sim_guest {
 	uint64_t last_emergency_usec;
 	uint32_t emergency_count;
 	struct ovc_guest_stats prev;
+	struct ovc_policy_guest_state state;
 	bool present;
 };
 
@@ -983,6 +1045,8 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 	struct ovc_policy_decision d[MAX_GUESTS];
 	struct ovc_policy_out out;
 	static struct ovc_policy_ksm_state ks;
+
+	memset(pg, 0, sizeof(pg));
 	uint64_t ballooned = 0;
 
 	for (size_t i = 0; i < s->n; i++)
@@ -1021,6 +1085,7 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		ovc_guest_stats_sanitize(&g->stats, t_sec,
 					 s->cfg->balloon.stale_after_usec / USEC_PER_SEC);
 		g->prev = sg->prev;
+		g->state = sg->state;
 		ovc_config_guest_settings(s->cfg, sg->name, &g->settings);
 	}
 	assert_ovc_ok(ovc_policy_tick(s->cfg, &h, &ks, pg, n, d, &out));
@@ -1100,6 +1165,7 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		/* The balloon converges by the next tick. */
 		sg->actual = sg->target;
 		sg->prev = g->stats;
+		sg->state = dd->state;
 	}
 	s->ticks++;
 }
@@ -1247,7 +1313,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_known_answers),
 		cmocka_unit_test(test_host_levels),
-		cmocka_unit_test(test_proportional),
+		cmocka_unit_test(test_water_filling),
 		cmocka_unit_test(test_priorities),
 		cmocka_unit_test(test_pending_counts),
 		cmocka_unit_test(test_engines),
