@@ -36,7 +36,13 @@
  * deflate-on-oom on: no self-deflate either (a kprobe on
  * virtio_balloon_oom_notify in the guest, as scripts/demo counts them).
  *
- * OVC_TEST_NO_MANAGER=1 runs the same guests and workloads without ovcd
+ * A third run times ovcd's relief between ticks: one guest (D) frees what
+ * it allocated and idles in a 1.5 GiB cgroup until ovcd balloons it, then
+ * bursts 450 MiB within a second; no OOM kill, and the time from the burst
+ * to ovcd's raised target is printed (sampled every 250 ms).
+ *
+ * `test-guest-policy NAME` runs one: no-deflate-on-oom, deflate-on-oom or
+ * burst. OVC_TEST_NO_MANAGER=1 runs the same guests and workloads without ovcd
  * (the peer measured for comparison): the figures are printed, nothing is
  * asserted but that the run completes.
  *
@@ -74,11 +80,12 @@
 #error OVCD_BIN must be defined by the build
 #endif
 
-#define N_GUESTS 3
-#define CGROUP_LIMIT (UINT64_C(3) * GIB)
+#define MAX_GUESTS 3
 #define TAKEN_WINDOW_MS 60000
 
-enum step_kind { STEP_END, STEP_ALLOC, STEP_FREE, STEP_SLEEP, STEP_MARK_FREED };
+/* STEP_FREED: a free whose memory must be taken back (spec.idle);
+ * STEP_BURST: an allocation whose deflate is timed (spec.burst). */
+enum step_kind { STEP_END, STEP_ALLOC, STEP_FREE, STEP_SLEEP, STEP_FREED, STEP_BURST };
 
 struct step {
 	enum step_kind kind;
@@ -94,9 +101,15 @@ struct gstate {
 	/* Written by the guest's thread, read by the main thread after join
 	 * (or as a plain flag while it runs). */
 	char error[512];
-	uint64_t freed_at_ms;  /* STEP_MARK_FREED: when its free returned */
+	uint64_t held;         /* what the workload holds, from its replies */
+	uint64_t freed_at_ms;  /* STEP_FREED: when its free returned */
 	uint64_t freed_bytes;
+	volatile uint64_t burst_at_ms; /* STEP_BURST: when its allocation was sent */
 	volatile bool done;
+	/* The main thread's observations through ovcctl. */
+	uint64_t target, balloon; /* at the last sample */
+	uint64_t target_at_burst, balloon_at_burst, deflated_after_ms;
+	bool burst_seen;
 };
 
 /* A: 300, hold 20, free 200, idle 60, 450 within a second, hold. */
@@ -106,13 +119,44 @@ static const struct step script_a[] = {
 };
 /* B: 600, hold 30, free everything, idle. */
 static const struct step script_b[] = {
-	{ STEP_ALLOC, 600 * MIB, 0 }, { STEP_SLEEP, 0, 30000 }, { STEP_MARK_FREED, 0, 0 },
+	{ STEP_ALLOC, 600 * MIB, 0 }, { STEP_SLEEP, 0, 30000 }, { STEP_FREED, 0, 0 },
 	{ STEP_END, 0, 0 },
 };
 /* C: idle 60, 350 within a second, hold 30, 350 more, hold. */
 static const struct step script_c[] = {
 	{ STEP_SLEEP, 0, 60000 }, { STEP_ALLOC, 350 * MIB, 1000 }, { STEP_SLEEP, 0, 30000 },
 	{ STEP_ALLOC, 350 * MIB, 1000 }, { STEP_END, 0, 0 },
+};
+/* D, alone: 500, free everything, idle 60 s (ovcd balloons what it freed),
+ * then 450 within a second and hold: ovcd must deflate it in time. */
+static const struct step script_d[] = {
+	{ STEP_ALLOC, 500 * MIB, 0 }, { STEP_SLEEP, 0, 5000 }, { STEP_FREE, 0, 0 },
+	{ STEP_SLEEP, 0, 60000 }, { STEP_BURST, 450 * MIB, 1000 }, { STEP_SLEEP, 0, 15000 },
+	{ STEP_END, 0, 0 },
+};
+
+struct spec {
+	size_t n;
+	const char *labels[MAX_GUESTS];
+	const struct step *scripts[MAX_GUESTS];
+	uint64_t limit;        /* of the guests' memory cgroup */
+	bool check_reserve;    /* the cgroup's MemAvailable never below the reserve */
+	int idle;              /* the guest whose freed memory must come back, or -1 */
+	int burst;             /* the guest whose burst is timed, or -1 */
+};
+
+/* The three workloads in 3 GiB (see the top of the file). */
+static const struct spec three_guests = {
+	.n = 3, .labels = { "A", "B", "C" }, .scripts = { script_a, script_b, script_c },
+	.limit = 3 * GIB, .check_reserve = true, .idle = 1, .burst = -1,
+};
+
+/* One guest in 1.5 GiB: with ovcd's 1 GiB reserve, the 700 MiB its QEMU
+ * holds after the first allocation put the host under pressure, so ovcd
+ * balloons what the guest freed; then the guest bursts. */
+static const struct spec burst_guest = {
+	.n = 1, .labels = { "D" }, .scripts = { script_d },
+	.limit = 1536 * MIB, .check_reserve = false, .idle = -1, .burst = 0,
 };
 
 struct run {
@@ -124,7 +168,8 @@ struct run {
 	bool cgroup_v2;
 	char dir[128], conf[192], sock[192], log[192];
 	pid_t ovcd;
-	struct gstate gs[N_GUESTS];
+	const struct spec *spec;
+	struct gstate gs[MAX_GUESTS];
 	uint64_t t0_ms;
 	/* Observations (main thread). */
 	uint64_t reserve_bytes, min_avail_bytes, min_avail_at_ms, peak_usage_bytes;
@@ -169,7 +214,7 @@ static const char *cgroup_create(struct run *r)
 {
 	char path[320], limit[32];
 
-	snprintf(limit, sizeof(limit), "%" PRIu64 "\n", CGROUP_LIMIT);
+	snprintf(limit, sizeof(limit), "%" PRIu64 "\n", r->spec->limit);
 	if (access("/sys/fs/cgroup/memory/memory.limit_in_bytes", F_OK) == 0 ||
 	    access("/sys/fs/cgroup/memory/memory.stat", F_OK) == 0) {
 		snprintf(r->cgroup, sizeof(r->cgroup), "/sys/fs/cgroup/memory/ovc-test-%d", (int)getpid());
@@ -275,7 +320,7 @@ static void ovcd_start(struct run *r)
 		struct json_object *st = ctl_json(r, "status");
 		uint64_t n = st ? json_get_u64(st, "guests") : 0, ticks = st ? json_get_u64(st, "ticks") : 0;
 
-		if (st && ovc_known(n) && n >= N_GUESTS && ovc_known(ticks) && ticks >= 2) {
+		if (st && ovc_known(n) && n >= r->spec->n && ovc_known(ticks) && ticks >= 2) {
 			r->reserve_bytes = json_get_u64(st, "host_total_bytes") -
 					   json_get_u64(st, "host_for_guests_bytes");
 			json_object_put(st);
@@ -283,7 +328,7 @@ static void ovcd_start(struct run *r)
 		}
 		json_object_put(st);
 		if (mono_ms() > end)
-			fail_msg("ovcd did not manage the %d guests within 60 s; see %s", N_GUESTS, r->log);
+			fail_msg("ovcd did not manage the %zu guests within 60 s; see %s", r->spec->n, r->log);
 		assert_int_equal(waitpid(r->ovcd, NULL, WNOHANG), 0);
 		msleep(500);
 	}
@@ -304,25 +349,37 @@ static void *workload(void *arg)
 			msleep(st->msec);
 			continue;
 		case STEP_ALLOC:
+		case STEP_BURST:
 			snprintf(cmd, sizeof(cmd), "alloc %" PRIu64 "M %u", st->bytes / MIB, st->msec);
+			if (st->kind == STEP_BURST)
+				s->burst_at_ms = mono_ms();
 			e = harness_guest_cmd(&s->g, cmd, reply, sizeof(reply), 120000);
 			if (e == 0)
 				printf("    %s: %s -> %s\n", s->label, cmd, reply);
 			break;
 		case STEP_FREE:
-		case STEP_MARK_FREED:
+		case STEP_FREED:
 			if (st->bytes)
 				snprintf(cmd, sizeof(cmd), "free %" PRIu64 "M", st->bytes / MIB);
 			else
 				snprintf(cmd, sizeof(cmd), "free");
 			e = harness_guest_cmd(&s->g, cmd, reply, sizeof(reply), 120000);
-			if (e == 0 && st->kind == STEP_MARK_FREED) {
+			if (e == 0 && st->kind == STEP_FREED) {
+				unsigned long long now_held;
+
 				s->freed_at_ms = mono_ms();
-				s->freed_bytes = 600 * MIB;
+				if (sscanf(reply, "ok held=%llu", &now_held) == 1 && now_held <= s->held)
+					s->freed_bytes = s->held - now_held;
 			}
 			break;
 		case STEP_END:
 			break;
+		}
+		if (e == 0) {
+			unsigned long long held;
+
+			if (sscanf(reply, "ok held=%llu", &held) == 1)
+				s->held = held;
 		}
 		if (e < 0)
 			snprintf(s->error, sizeof(s->error), "'%s': %s (OOM-killed workload?)", cmd, strerror(-e));
@@ -365,26 +422,9 @@ static pid_t domain_pid(const char *name)
 	return (pid_t)atoi(buf);
 }
 
-/* One observation: the cgroup's available memory, B's balloon. */
-static void observe(struct run *r)
+/* The idle guest's freed memory coming back through its balloon. */
+static void observe_taken(struct run *r, struct gstate *b, uint64_t now)
 {
-	uint64_t avail, usage, now = mono_ms();
-	struct gstate *b = &r->gs[1];
-
-	for (int i = 0; i < N_GUESTS; i++)
-		if (kill(r->gs[i].qemu_pid, 0) < 0)
-			fail_msg("guest %s (%s): its QEMU (pid %d) is gone: the host's OOM killer (cgroup limit)?",
-				 r->gs[i].label, r->gs[i].g.name, (int)r->gs[i].qemu_pid);
-	if (cgroup_available(r, &avail, &usage) == 0) {
-		if (!r->samples || avail < r->min_avail_bytes) {
-			r->min_avail_bytes = avail;
-			r->min_avail_at_ms = now;
-		}
-		r->peak_usage_bytes = MAX(r->peak_usage_bytes, usage);
-		r->samples++;
-	}
-	if (!b->freed_at_ms)
-		return;
 	if (now - b->freed_at_ms > TAKEN_WINDOW_MS) {
 		if (!r->rss_b_after_window)
 			r->rss_b_after_window = rss_of(b->qemu_pid);
@@ -392,24 +432,65 @@ static void observe(struct run *r)
 	}
 	if (!r->rss_b_at_free)
 		r->rss_b_at_free = rss_of(b->qemu_pid);
-	if (r->manager) {
-		struct json_object *gj = ctl_json(r, "guests"), *g = guest_of(gj, b->g.name);
+	if (!r->manager || !ovc_known(b->balloon))
+		return;
+	if (!r->b_window_seen) {
+		r->b_window_seen = true;
+		r->b_balloon_at_free = b->balloon;
+	}
+	r->b_balloon_max_in_window = MAX(r->b_balloon_max_in_window, b->balloon);
+	if (!r->b_taken_80_ms && b->balloon >= r->b_balloon_at_free &&
+	    (b->balloon - r->b_balloon_at_free) * 10 >= b->freed_bytes * 8)
+		r->b_taken_80_ms = now - b->freed_at_ms;
+}
+
+/* The bursting guest: its balloon when the burst began, and how long
+ * until ovcd raised its target. */
+static void observe_burst(struct gstate *s, uint64_t now, uint64_t prev_target, uint64_t prev_balloon)
+{
+	if (!s->burst_at_ms || !ovc_known(s->target))
+		return;
+	if (!s->burst_seen) {
+		s->burst_seen = true;
+		s->target_at_burst = prev_target;   /* the sample before the burst */
+		s->balloon_at_burst = prev_balloon;
+	}
+	if (!s->deflated_after_ms && ovc_known(s->target_at_burst) && s->target > s->target_at_burst)
+		s->deflated_after_ms = now - s->burst_at_ms;
+}
+
+/* One observation: the cgroup's available memory, the guests' balloons. */
+static void observe(struct run *r)
+{
+	const struct spec *sp = r->spec;
+	uint64_t avail, usage, now = mono_ms();
+	struct json_object *gj = r->manager ? ctl_json(r, "guests") : NULL;
+
+	for (size_t i = 0; i < sp->n; i++) {
+		struct gstate *s = &r->gs[i];
+		struct json_object *g = guest_of(gj, s->g.name);
 		uint64_t cur = g ? json_get_u64(g, "current_bytes") : OVC_UNKNOWN,
 			 max = g ? json_get_u64(g, "max_bytes") : OVC_UNKNOWN;
+		uint64_t prev_target = s->target, prev_balloon = s->balloon;
 
-		if (ovc_known(cur) && ovc_known(max) && cur <= max) {
-			uint64_t balloon = max - cur;
-
-			if (!r->b_window_seen) {
-				r->b_window_seen = true;
-				r->b_balloon_at_free = balloon;
-			}
-			r->b_balloon_max_in_window = MAX(r->b_balloon_max_in_window, balloon);
-			if (!r->b_taken_80_ms && balloon >= r->b_balloon_at_free &&
-			    (balloon - r->b_balloon_at_free) * 10 >= b->freed_bytes * 8)
-				r->b_taken_80_ms = now - b->freed_at_ms;
+		if (kill(s->qemu_pid, 0) < 0)
+			fail_msg("guest %s (%s): its QEMU (pid %d) is gone: the host's OOM killer (cgroup limit)?",
+				 s->label, s->g.name, (int)s->qemu_pid);
+		s->target = g ? json_get_u64(g, "target_bytes") : OVC_UNKNOWN;
+		s->balloon = ovc_known(cur) && ovc_known(max) && cur <= max ? max - cur : OVC_UNKNOWN;
+		if ((int)i == sp->idle && s->freed_at_ms)
+			observe_taken(r, s, now);
+		if ((int)i == sp->burst)
+			observe_burst(s, now, prev_target, prev_balloon);
+	}
+	json_object_put(gj);
+	if (cgroup_available(r, &avail, &usage) == 0) {
+		if (!r->samples || avail < r->min_avail_bytes) {
+			r->min_avail_bytes = avail;
+			r->min_avail_at_ms = now;
 		}
-		json_object_put(gj);
+		r->peak_usage_bytes = MAX(r->peak_usage_bytes, usage);
+		r->samples++;
 	}
 }
 
@@ -422,7 +503,7 @@ static void run_teardown(struct run *r)
 		waitpid(r->ovcd, NULL, 0);
 		r->ovcd = 0;
 	}
-	for (int i = 0; i < N_GUESTS; i++)
+	for (size_t i = 0; i < r->spec->n; i++)
 		harness_guest_stop(&r->gs[i].g);
 	harness_libvirtd_stop(&r->lvd);
 	cgroup_remove(r);
@@ -434,16 +515,60 @@ static void run_teardown(struct run *r)
 	}
 }
 
-static void scenario(bool deflate_on_oom)
+/* What a guest says about itself at the end, and its pages checked. */
+static void guest_report(struct gstate *s, uint64_t *oom, uint64_t *self_deflate)
 {
-	static const char *labels[N_GUESTS] = { "A", "B", "C" };
-	static const struct step *scripts[N_GUESTS] = { script_a, script_b, script_c };
+	char reply[256];
+	long long total, freek, avail, k, held, sd = -1;
+
+	*oom = OVC_UNKNOWN;
+	*self_deflate = OVC_UNKNOWN;
+	if (harness_guest_cmd(&s->g, "meminfo", reply, sizeof(reply), 30000) == 0 &&
+	    sscanf(reply, "ok MemTotal=%lld MemFree=%lld MemAvailable=%lld oom_kill=%lld held=%lld oom_deflate=%lld",
+		   &total, &freek, &avail, &k, &held, &sd) >= 5) {
+		*oom = (uint64_t)k;
+		*self_deflate = sd < 0 ? OVC_UNKNOWN : (uint64_t)sd;
+	}
+	if (!s->error[0] &&
+	    (harness_guest_cmd(&s->g, "verify", reply, sizeof(reply), 120000) != 0 || strncmp(reply, "ok ", 3) != 0))
+		snprintf(s->error, sizeof(s->error), "verify: %s", reply);
+}
+
+static void print_ovcd_view(struct run *r, uint64_t *emerg)
+{
+	struct json_object *gj = ctl_json(r, "guests"), *st = ctl_json(r, "status");
+
+	for (size_t i = 0; i < r->spec->n; i++) {
+		struct json_object *g = guest_of(gj, r->gs[i].g.name);
+
+		emerg[i] = g ? json_get_u64(g, "emergencies") : 0;
+		if (g)
+			printf("    %s: ovcd: current %" PRIu64 " MiB, floor %" PRIu64 " MiB, headroom %" PRIu64
+			       " MiB, keeps %" PRIu64 " MiB available; %" PRIu64 " inflates, %" PRIu64
+			       " deflates, %" PRIu64 " emergencies (%" PRIu64 " between ticks); last: %s\n",
+			       r->gs[i].label, json_get_u64(g, "current_bytes") / MIB,
+			       json_get_u64(g, "floor_bytes") / MIB, json_get_u64(g, "headroom_bytes") / MIB,
+			       json_get_u64(g, "keep_available_bytes") / MIB, json_get_u64(g, "inflates"),
+			       json_get_u64(g, "deflates"), emerg[i], json_get_u64(g, "quick_deflates"),
+			       json_object_get_string(json_get(g, "last_reason")));
+	}
+	if (st)
+		printf("    ovcd: %" PRIu64 " ticks, %" PRIu64 " per-guest checks between ticks\n",
+		       json_get_u64(st, "ticks"), json_get_u64(st, "checks"));
+	json_object_put(gj);
+	json_object_put(st);
+}
+
+static void scenario(const struct spec *sp, bool deflate_on_oom)
+{
 	const char *no_mgr = getenv("OVC_TEST_NO_MANAGER");
-	struct run r = { .deflate_on_oom = deflate_on_oom };
+	struct run r = { .deflate_on_oom = deflate_on_oom, .spec = sp };
 	struct harness_guest_opts go = { .mem_mib = 1024, .deflate_on_oom = deflate_on_oom, .stats_period_sec = 1 };
-	pthread_t th[N_GUESTS];
+	pthread_t th[MAX_GUESTS];
 	const char *why = NULL;
-	uint64_t oom[N_GUESTS], self_deflate[N_GUESTS], emerg[N_GUESTS] = { 0 };
+	uint64_t oom[MAX_GUESTS], self_deflate[MAX_GUESTS], emerg[MAX_GUESTS] = { 0 };
+	struct gstate *idle = sp->idle >= 0 ? &r.gs[sp->idle] : NULL;
+	struct gstate *burst = sp->burst >= 0 ? &r.gs[sp->burst] : NULL;
 	bool failed = false;
 	char failures[1024] = "";
 	size_t fl = 0;
@@ -467,15 +592,16 @@ static void scenario(bool deflate_on_oom)
 	snprintf(r.sock, sizeof(r.sock), "%s/ovcd.sock", r.dir);
 	snprintf(r.log, sizeof(r.log), "%s/ovcd.log", r.dir);
 
-	printf("scenario: %s, deflate-on-oom %s; guests' cgroup %s, limit %" PRIu64 " MiB\n",
+	printf("scenario: %zu guest(s), %s, deflate-on-oom %s; guests' cgroup %s, limit %" PRIu64 " MiB\n", sp->n,
 	       r.manager ? "ovcd (shipped defaults)" : "no manager", deflate_on_oom ? "on" : "off", r.cgroup,
-	       CGROUP_LIMIT / MIB);
-	for (int i = 0; i < N_GUESTS; i++) {
+	       sp->limit / MIB);
+	for (size_t i = 0; i < sp->n; i++) {
 		struct gstate *s = &r.gs[i];
 		int e;
 
-		s->label = labels[i];
-		s->script = scripts[i];
+		s->label = sp->labels[i];
+		s->script = sp->scripts[i];
+		s->target = s->balloon = OVC_UNKNOWN;
 		e = harness_domain_start(&r.lvd, &r.img, &go, &s->g);
 		if (e == -EOPNOTSUPP) {
 			run_teardown(&r);
@@ -486,7 +612,7 @@ static void scenario(bool deflate_on_oom)
 		assert_true(s->qemu_pid > 0);
 		assert_ovc_ok(cgroup_join(&r, s->qemu_pid));
 	}
-	for (int i = 0; i < N_GUESTS; i++)
+	for (size_t i = 0; i < sp->n; i++)
 		assert_ovc_ok(harness_guest_wait_ready(&r.gs[i].g, 240000));
 	if (r.manager)
 		ovcd_start(&r);
@@ -494,90 +620,74 @@ static void scenario(bool deflate_on_oom)
 		r.reserve_bytes = GIB; /* the default, for comparison */
 
 	r.t0_ms = mono_ms();
-	for (int i = 0; i < N_GUESTS; i++)
+	for (size_t i = 0; i < sp->n; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, workload, &r.gs[i]), 0);
-	/* Until every script ended, B's window closed, and 10 s more. */
+	/* Until every script ended, the idle guest's window closed, and 10 s
+	 * more; a sample every 250 ms. */
 	for (uint64_t all_done_ms = 0;;) {
 		bool done = true;
 
 		observe(&r);
-		for (int i = 0; i < N_GUESTS; i++)
+		for (size_t i = 0; i < sp->n; i++)
 			done &= r.gs[i].done;
 		if (done && !all_done_ms)
 			all_done_ms = mono_ms();
 		if (done && mono_ms() - all_done_ms >= 10000 &&
-		    (!r.gs[1].freed_at_ms || mono_ms() - r.gs[1].freed_at_ms > TAKEN_WINDOW_MS + 1000))
+		    (!idle || !idle->freed_at_ms || mono_ms() - idle->freed_at_ms > TAKEN_WINDOW_MS + 1000))
 			break;
-		msleep(500);
+		msleep(250);
 	}
-	for (int i = 0; i < N_GUESTS; i++)
+	for (size_t i = 0; i < sp->n; i++)
 		pthread_join(th[i], NULL);
 
-	/* What each guest says. */
-	for (int i = 0; i < N_GUESTS; i++) {
-		struct gstate *s = &r.gs[i];
-		char reply[256];
-		long long total, freek, avail, k, held, sd = -1;
-
-		oom[i] = self_deflate[i] = 0;
-		if (harness_guest_cmd(&s->g, "meminfo", reply, sizeof(reply), 30000) == 0 &&
-		    sscanf(reply, "ok MemTotal=%lld MemFree=%lld MemAvailable=%lld oom_kill=%lld held=%lld oom_deflate=%lld",
-			   &total, &freek, &avail, &k, &held, &sd) >= 5) {
-			oom[i] = (uint64_t)k;
-			self_deflate[i] = sd < 0 ? OVC_UNKNOWN : (uint64_t)sd;
-		} else {
-			oom[i] = OVC_UNKNOWN;
-		}
-		if (!s->error[0] &&
-		    (harness_guest_cmd(&s->g, "verify", reply, sizeof(reply), 120000) != 0 ||
-		     strncmp(reply, "ok ", 3) != 0))
-			snprintf(s->error, sizeof(s->error), "verify: %s", reply);
-	}
-	if (r.manager) {
-		struct json_object *gj = ctl_json(&r, "guests");
-
-		for (int i = 0; i < N_GUESTS; i++) {
-			struct json_object *g = guest_of(gj, r.gs[i].g.name);
-
-			emerg[i] = g ? json_get_u64(g, "emergencies") : 0;
-			if (g)
-				printf("    %s: ovcd: current %" PRIu64 " MiB, floor %" PRIu64 " MiB, %" PRIu64
-				       " inflates, %" PRIu64 " deflates, %" PRIu64 " emergencies; last: %s\n",
-				       r.gs[i].label, json_get_u64(g, "current_bytes") / MIB,
-				       json_get_u64(g, "floor_bytes") / MIB, json_get_u64(g, "inflates"),
-				       json_get_u64(g, "deflates"), emerg[i],
-				       json_object_get_string(json_get(g, "last_reason")));
-		}
-		json_object_put(gj);
-	}
+	for (size_t i = 0; i < sp->n; i++)
+		guest_report(&r.gs[i], &oom[i], &self_deflate[i]);
+	if (r.manager)
+		print_ovcd_view(&r, emerg);
 
 	/* The figures, then the verdict. */
-	printf("  guest OOM kills:   A %" PRIu64 ", B %" PRIu64 ", C %" PRIu64 " (/proc/vmstat oom_kill in each guest)\n",
-	       oom[0], oom[1], oom[2]);
-	if (deflate_on_oom)
-		printf("  self-deflates:     A %" PRIu64 ", B %" PRIu64 ", C %" PRIu64
-		       " (kprobe on virtio_balloon_oom_notify)\n", self_deflate[0], self_deflate[1], self_deflate[2]);
+	printf("  guest OOM kills:");
+	for (size_t i = 0; i < sp->n; i++)
+		printf(" %s %" PRIu64, r.gs[i].label, oom[i]);
+	printf(" (/proc/vmstat oom_kill in each guest)\n");
+	if (deflate_on_oom) {
+		printf("  self-deflates:");
+		for (size_t i = 0; i < sp->n; i++)
+			printf(" %s %" PRIu64, r.gs[i].label, self_deflate[i]);
+		printf(" (kprobe on virtio_balloon_oom_notify)\n");
+	}
 	printf("  host (cgroup) MemAvailable: min %" PRIu64 " MiB at %.1f s, reserve %" PRIu64
 	       " MiB; peak cgroup usage %" PRIu64 " MiB of %" PRIu64 " (%" PRIu64 " samples)\n",
 	       r.min_avail_bytes / MIB, secs(&r, r.min_avail_at_ms), r.reserve_bytes / MIB,
-	       r.peak_usage_bytes / MIB, CGROUP_LIMIT / MIB, r.samples);
-	printf("  B freed %" PRIu64 " MiB at %.1f s; QEMU RSS of B %" PRIu64 " MiB then, %" PRIu64
-	       " MiB 60 s later\n", r.gs[1].freed_bytes / MIB, secs(&r, r.gs[1].freed_at_ms),
-	       r.rss_b_at_free / MIB, r.rss_b_after_window / MIB);
-	if (r.manager)
-		printf("  B's balloon: %" PRIu64 " MiB at the free, %" PRIu64 " MiB at most within 60 s: "
-		       "%" PRIu64 "%% of what it freed taken back; 80%% %s %.1f s after the free\n",
-		       r.b_balloon_at_free / MIB, r.b_balloon_max_in_window / MIB,
-		       r.gs[1].freed_bytes ? (r.b_balloon_max_in_window - MIN(r.b_balloon_max_in_window, r.b_balloon_at_free)) *
-						     100 / r.gs[1].freed_bytes : 0,
-		       r.b_taken_80_ms ? "reached" : "not reached within",
-		       r.b_taken_80_ms ? (double)r.b_taken_80_ms / 1000.0 : 60.0);
-	for (int i = 0; i < N_GUESTS; i++)
+	       r.peak_usage_bytes / MIB, sp->limit / MIB, r.samples);
+	if (idle) {
+		printf("  %s freed %" PRIu64 " MiB at %.1f s; its QEMU's RSS %" PRIu64 " MiB then, %" PRIu64
+		       " MiB 60 s later\n", idle->label, idle->freed_bytes / MIB, secs(&r, idle->freed_at_ms),
+		       r.rss_b_at_free / MIB, r.rss_b_after_window / MIB);
+		if (r.manager)
+			printf("  %s's balloon: %" PRIu64 " MiB at the free, %" PRIu64 " MiB at most within 60 s: "
+			       "%" PRIu64 "%% of what it freed taken back; 80%% %s %.1f s after the free\n",
+			       idle->label, r.b_balloon_at_free / MIB, r.b_balloon_max_in_window / MIB,
+			       idle->freed_bytes ? (r.b_balloon_max_in_window -
+						    MIN(r.b_balloon_max_in_window, r.b_balloon_at_free)) * 100 /
+							   idle->freed_bytes
+						 : 0,
+			       r.b_taken_80_ms ? "reached" : "not reached within",
+			       r.b_taken_80_ms ? (double)r.b_taken_80_ms / 1000.0 : 60.0);
+	}
+	if (burst && r.manager)
+		printf("  %s's burst at %.1f s: balloon %" PRIu64 " MiB, target %" PRIu64 " MiB before it; "
+		       "target raised %s %.2f s after the burst began (samples every 250 ms)\n",
+		       burst->label, secs(&r, burst->burst_at_ms),
+		       ovc_known(burst->balloon_at_burst) ? burst->balloon_at_burst / MIB : 0,
+		       ovc_known(burst->target_at_burst) ? burst->target_at_burst / MIB : 0,
+		       burst->deflated_after_ms ? "" : "never:", (double)burst->deflated_after_ms / 1000.0);
+	for (size_t i = 0; i < sp->n; i++)
 		if (r.gs[i].error[0])
 			printf("  guest %s: %s\n", r.gs[i].label, r.gs[i].error);
 
 #define FAILED(...) (failed = true, fl += (size_t)snprintf(failures + fl, sizeof(failures) - MIN(fl, sizeof(failures)), __VA_ARGS__))
-	for (int i = 0; i < N_GUESTS; i++) {
+	for (size_t i = 0; i < sp->n; i++) {
 		if (oom[i] != 0)
 			FAILED("guest %s: %" PRIu64 " OOM kills; ", r.gs[i].label, oom[i]);
 		if (deflate_on_oom && self_deflate[i] != 0)
@@ -585,11 +695,14 @@ static void scenario(bool deflate_on_oom)
 		if (r.gs[i].error[0])
 			FAILED("guest %s: %s; ", r.gs[i].label, r.gs[i].error);
 	}
-	if (r.min_avail_bytes < r.reserve_bytes)
+	if (sp->check_reserve && r.min_avail_bytes < r.reserve_bytes)
 		FAILED("host MemAvailable %" PRIu64 " MiB below the reserve %" PRIu64 " MiB; ",
 		       r.min_avail_bytes / MIB, r.reserve_bytes / MIB);
-	if (r.manager && !r.b_taken_80_ms)
-		FAILED("less than 80%% of what B freed taken back within 60 s; ");
+	if (idle && r.manager && !r.b_taken_80_ms)
+		FAILED("less than 80%% of what %s freed taken back within 60 s; ", idle->label);
+	/* A burst into a guest ovcd had not ballooned proves nothing. */
+	if (burst && r.manager && !(ovc_known(burst->balloon_at_burst) && burst->balloon_at_burst >= 128 * MIB))
+		FAILED("guest %s was not ballooned (by 128 MiB at least) when it burst; ", burst->label);
 	if (r.manager && !failed)
 		printf("  PASS\n");
 	else if (!r.manager)
@@ -610,13 +723,19 @@ static void scenario(bool deflate_on_oom)
 static void test_no_deflate_on_oom(void **state)
 {
 	(void)state;
-	scenario(false);
+	scenario(&three_guests, false);
 }
 
 static void test_deflate_on_oom(void **state)
 {
 	(void)state;
-	scenario(true);
+	scenario(&three_guests, true);
+}
+
+static void test_burst_while_ballooned(void **state)
+{
+	(void)state;
+	scenario(&burst_guest, false);
 }
 
 int main(int argc, char **argv)
@@ -624,15 +743,16 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_no_deflate_on_oom),
 		cmocka_unit_test(test_deflate_on_oom),
+		cmocka_unit_test(test_burst_while_ballooned),
 	};
+	static const char *names[] = { "no-deflate-on-oom", "deflate-on-oom", "burst" };
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* A crashed earlier run's guests and cgroups must not skew this one. */
 	harness_cleanup_leftovers(NULL);
-	/* "no-deflate-on-oom" or "deflate-on-oom": that run only. */
-	if (argc > 1 && strcmp(argv[1], "no-deflate-on-oom") == 0)
-		return _cmocka_run_group_tests("guest-policy", tests, 1, NULL, NULL);
-	if (argc > 1 && strcmp(argv[1], "deflate-on-oom") == 0)
-		return _cmocka_run_group_tests("guest-policy", tests + 1, 1, NULL, NULL);
+	/* One run by name: no-deflate-on-oom, deflate-on-oom, burst. */
+	for (size_t i = 0; argc > 1 && i < ARRAY_SIZE(names); i++)
+		if (strcmp(argv[1], names[i]) == 0)
+			return _cmocka_run_group_tests("guest-policy", tests + i, 1, NULL, NULL);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
