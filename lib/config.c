@@ -104,7 +104,7 @@ static const struct key_def keys[] = {
 	  PCT(90) },
 	{ S_BALLOON, "min_change", T_SIZE_PCT, C(balloon.min_change), "0.25%", 0, SIZE_MAX_BYTES, 0,
 	  PCT(50) },
-	{ S_BALLOON, "stats_period", T_DURATION, C(balloon.stats_period_usec), "2s", USEC_PER_SEC,
+	{ S_BALLOON, "stats_period", T_DURATION, C(balloon.stats_period_usec), "1s", USEC_PER_SEC,
 	  3600 * USEC_PER_SEC },
 	{ S_BALLOON, "stale_after", T_DURATION, C(balloon.stale_after_usec), "10s", USEC_PER_SEC,
 	  3600 * USEC_PER_SEC },
@@ -220,7 +220,7 @@ static const char *parse_decimal(const char *s, uint64_t *int_part, uint64_t *fr
 static uint64_t pow10u(unsigned n)
 {
 	uint64_t r = 1;
-	while (n--)
+	for (; n; n--)
 		r *= 10;
 	return r;
 }

@@ -60,7 +60,7 @@ const char *ovc_host_level_name(enum ovc_host_level l)
 char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n)
 {
 	if (bytes >= GIB) {
-		uint64_t tenths = bytes * 10 / GIB;
+		uint64_t tenths = bytes / GIB * 10 + bytes % GIB * 10 / GIB;
 		if (tenths % 10 == 0)
 			snprintf(buf, n, "%" PRIu64 "GiB", tenths / 10);
 		else
@@ -110,7 +110,8 @@ struct view {
 	uint64_t headroom;         /* learned burst or [balloon] headroom */
 	uint64_t keep;             /* never inflated into: guest_free + headroom + margin */
 	uint64_t fpr;              /* free memory free page reporting gave back */
-	uint64_t spare;            /* above keep, less pending and fpr */
+	uint64_t spare;            /* above keep, less pending and fpr, at most resident_free */
+	uint64_t resident_free;    /* the VMM's RSS beyond the guest's used memory, or OVC_UNKNOWN */
 	bool fresh;
 	bool settling;
 	bool cooling;              /* after an emergency deflate */
@@ -157,6 +158,15 @@ static uint64_t decay(uint64_t v, uint64_t elapsed_usec, uint64_t half_usec)
 	v >>= k;
 	uint64_t part = elapsed_usec % half_usec;
 	return v - (uint64_t)(((unsigned __int128)(v / 2) * part) / half_usec);
+}
+
+/* A maximum the policy can work with: known, not 0, and no more than a VM
+ * can have (a larger one is garbage from a peer, and every sum of sizes
+ * below stays far from overflowing with it). */
+static bool max_ok(const struct ovc_policy_guest *g)
+{
+	uint64_t max = g->stats.max_bytes;
+	return ovc_known(max) && max && max <= OVC_GUEST_BYTES_MAX;
 }
 
 static uint64_t target_of(const struct ovc_policy_guest *g)
@@ -214,14 +224,14 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 
 	*s = g->state;
 	*e = (struct events){ .stalls = OVC_UNKNOWN, .reclaim = OVC_UNKNOWN };
-	if (!ovc_known(max) || max == 0)
+	if (!max_ok(g))
 		return;
 	uint64_t actual = actual_of(g), target = target_of(g);
 
 	/* A balloon owing memory (actual above its target) must move toward
 	 * its target; the clock restarts each time it moves a MiB. */
 	if (g->kind != OVC_DRIVER_ENGINE && ovc_known(st->actual_bytes) && actual >= target + MIB) {
-		if (!s->stuck_usec || actual + MIB <= s->stuck_actual_bytes || now < s->stuck_usec) {
+		if (!s->stuck_usec || sat_sub(s->stuck_actual_bytes, actual) >= MIB || now < s->stuck_usec) {
 			s->stuck_usec = now ? now : 1;
 			s->stuck_actual_bytes = actual;
 		}
@@ -234,7 +244,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		uint64_t zero, held, etarget;
 		engine_held(g, &zero, &held, &etarget);
 		if (etarget > zero && etarget >= held + MIB) {
-			if (!s->engine_stuck_usec || held >= s->engine_stuck_held_bytes + MIB ||
+			if (!s->engine_stuck_usec || sat_sub(held, s->engine_stuck_held_bytes) >= MIB ||
 			    now < s->engine_stuck_usec) {
 				s->engine_stuck_usec = now ? now : 1;
 				s->engine_stuck_held_bytes = held;
@@ -260,7 +270,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		if (used > s->seen_used_bytes) {
 			uint64_t rise = used - s->seen_used_bytes;
 			e->rate = (uint64_t)(((unsigned __int128)rise * USEC_PER_SEC) / dt);
-			s->run_bytes = MIN(s->run_bytes + rise, max);
+			s->run_bytes = MIN(MIN(s->run_bytes, max) + rise, max);
 			if (rise >= noise_of(max))
 				s->busy_usec = t;
 		} else {
@@ -270,7 +280,8 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			 * was nearly out of memory and suddenly uses much less. */
 			uint64_t low = 2 * ovc_conf_size_bytes(&cfg->balloon.emergency_available, actual);
 			if (!ovc_known(st->oom_kills) && s->seen_avail_bytes < low &&
-			    drop >= MAX(64 * MIB, max / 16) && avail >= s->seen_avail_bytes + drop / 2) {
+			    drop >= MAX(64 * MIB, max / 16) && avail >= drop / 2 &&
+			    avail - drop / 2 >= s->seen_avail_bytes) {
 				e->oom = true;
 				e->freed = drop;
 			}
@@ -312,19 +323,21 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	const struct ovc_guest_stats *st = &g->stats, *pv = &g->prev;
 	uint64_t now = h->now_usec;
 
-	v->max = st->max_bytes;
-	v->target = target_of(g);
-	v->actual = actual_of(g);
+	*v = (struct view){ .max = st->max_bytes, .target = target_of(g), .actual = actual_of(g),
+			    .avail = OVC_UNKNOWN, .resident_free = OVC_UNKNOWN };
+	if (!max_ok(g))
+		return; /* the guest is left alone */
 	uint64_t floor = MIN(ovc_conf_size_bytes(&g->settings.floor, v->max), v->max);
 	/* A guest that ran short keeps what it needed, less and less. */
-	uint64_t raised = floor + decay(sat_sub(s->short_floor_bytes, floor), sat_sub(now, s->short_usec),
-					cfg->balloon.short_decay_usec);
+	uint64_t raised = floor + decay(sat_sub(MIN(s->short_floor_bytes, v->max), floor),
+					sat_sub(now, s->short_usec), cfg->balloon.short_decay_usec);
 	v->floor = ALIGN_DOWN(MIN(raised, v->max), MIB) > floor ? ALIGN_DOWN(MIN(raised, v->max), MIB) : floor;
 	v->step = MAX(ovc_conf_size_bytes(&g->settings.step, v->max), MIB);
 	v->min_change = ovc_conf_size_bytes(&cfg->balloon.min_change, v->max);
 	v->fresh = !st->stale && ovc_known(st->available_bytes);
 	v->avail = OVC_UNKNOWN;
 	v->spare = v->fpr = v->keep = 0;
+	v->resident_free = OVC_UNKNOWN;
 	v->guest_free = ovc_conf_size_bytes(&g->settings.guest_free, v->actual);
 	v->headroom = MIN(MAX(ovc_conf_size_bytes(&cfg->balloon.headroom, v->max), burst_now(cfg, s, now)),
 			  v->max);
@@ -371,6 +384,14 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 		v->fpr = MIN(st->free_bytes, v->avail);
 	/* What the balloon was asked for but has not taken yet is not spare. */
 	v->spare = sat_sub(sat_sub(sat_sub(v->avail, v->keep), sat_sub(v->actual, v->target)), v->fpr);
+	/* Guest memory never touched is not resident on the host either:
+	 * ballooning it gains the host nothing. Where the VMM's RSS is known,
+	 * only what it holds beyond the guest's used memory can come back. */
+	v->resident_free = OVC_UNKNOWN;
+	if (ovc_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE) {
+		v->resident_free = sat_sub(MIN(st->rss_bytes, OVC_GUEST_BYTES_MAX), v->actual - v->avail);
+		v->spare = MIN(v->spare, v->resident_free);
+	}
 
 	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
 	bool have_prev = pv->collected_usec && !pv->stale && st->collected_usec > pv->collected_usec;
@@ -550,7 +571,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		.noncompliant = v.noncompliant,
 		.state = s,
 	};
-	if (!ovc_known(g->stats.max_bytes) || g->stats.max_bytes == 0) {
+	if (!max_ok(g)) {
 		d->target_bytes = g->target_bytes;
 		reasonf(d->reason, sizeof(d->reason), "no maximum memory known: left alone");
 		return CAND_NONE;
@@ -671,6 +692,11 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 				reasonf(d->reason, sizeof(d->reason),
 					"host pressure, its free %s already back through free page reporting",
 					SZ(v.fpr));
+			else if (ovc_known(v.resident_free) && v.resident_free < MIB &&
+				 sat_sub(sat_sub(v.avail, v.keep), sat_sub(v.actual, v.target)))
+				reasonf(d->reason, sizeof(d->reason),
+					"host pressure, its free memory is not resident on the host (RSS %s)",
+					SZ(g->stats.rss_bytes));
 			else
 				reasonf(d->reason, sizeof(d->reason), "host pressure, no spare: available %s, keeps %s",
 					 SZ(v.avail), SZ(v.keep));
@@ -772,10 +798,15 @@ static void inflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 		}
 	}
 	/* Candidates of priorities never reached keep their memory. */
+	bool owed = out->need_bytes <= out->pending_bytes;
 	for (size_t i = 0; i < n; i++)
 		if ((int)dec[i].action == CAND_INFLATE) {
 			dec[i].action = OVC_ACTION_NONE;
-			reason_append(dec[i].reason, "; need met by others first");
+			if (owed)
+				reason_append(dec[i].reason, "; balloons still inflating owe %s, the need",
+					      SZ(out->pending_bytes));
+			else
+				reason_append(dec[i].reason, "; need met by others first");
 		}
 }
 
@@ -891,7 +922,7 @@ static void engine_classify(const struct ovc_config *cfg, const struct ovc_polic
 
 	d->reclaim_action = OVC_ACTION_NONE;
 	d->reclaim_target_bytes = ovc_known(g->stats.engine_target_bytes) ? g->stats.engine_target_bytes : 0;
-	if (!ovc_known(g->stats.max_bytes) || g->stats.max_bytes == 0) {
+	if (!max_ok(g)) {
 		engine_note(g, d, "no maximum memory known: left alone");
 		return;
 	}
@@ -1050,7 +1081,7 @@ static void ksm_step(const struct ovc_config *cfg, const struct ovc_policy_host 
 	if (cfg->ksm.use_zero_pages && want.use_zero_pages >= 0)
 		want.use_zero_pages = 1;
 
-	bool needed = !(committed + thres < total && free_b > thres) || out->level == OVC_HOST_PRESSURE;
+	bool needed = !(committed < sat_sub(total, thres) && free_b > thres) || out->level == OVC_HOST_PRESSURE;
 	if (st.on && h->ksm.full_scans > st.full_scans_at_on) {
 		/* A full scan has completed since KSM was turned on: judge. */
 		bool pays = profit >= (int64_t)cfg->ksm.min_profit.bytes || profit > st.last_profit_bytes;
@@ -1149,7 +1180,7 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 		 * good: it no longer counts, and others are asked instead. */
 		if (dec[i].noncompliant && guests[i].kind != OVC_DRIVER_ENGINE)
 			out->n_noncompliant++;
-		else if (guests[i].kind != OVC_DRIVER_ENGINE && ovc_known(st->max_bytes) &&
+		else if (guests[i].kind != OVC_DRIVER_ENGINE && max_ok(&guests[i]) &&
 			 ovc_known(st->actual_bytes) && dec[i].action != OVC_ACTION_EMERGENCY &&
 			 dec[i].action != OVC_ACTION_RESTORE &&
 			 MIN(st->actual_bytes, st->max_bytes) > dec[i].target_bytes)
@@ -1203,7 +1234,7 @@ int ovc_policy_guest_check(const struct ovc_config *cfg, const struct ovc_policy
 					  ? g->stats.engine_target_bytes : 0;
 	bool act = (d->action == OVC_ACTION_EMERGENCY || d->action == OVC_ACTION_RESTORE) &&
 		   d->target_bytes > target_of(g);
-	if (!act && ovc_known(g->stats.max_bytes) && g->stats.max_bytes) {
+	if (!act && max_ok(g)) {
 		d->action = OVC_ACTION_NONE;
 		d->target_bytes = target_of(g);
 	}

@@ -63,7 +63,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->balloon.floor.basis_points, 2500);
 	assert_int_equal(c->balloon.guest_free.basis_points, 2000);
 	assert_int_equal(c->balloon.min_change.basis_points, 25);
-	assert_int_equal(c->balloon.stats_period_usec, 2 * USEC_PER_SEC);
+	assert_int_equal(c->balloon.stats_period_usec, USEC_PER_SEC);
 	assert_int_equal(c->balloon.stale_after_usec, 10 * USEC_PER_SEC);
 	assert_false(c->balloon.emergency_available.percent);
 	assert_int_equal(c->balloon.emergency_available.bytes, 64 * MIB);
@@ -616,9 +616,9 @@ static void test_error_cross_checks(void **state)
 	ovc_config_free(parse_ok("[host]\nlow = 30GiB\nhigh = 20%\n"));
 	expect_errors("[balloon]\nstats_period = 1500ms\nstale_after = 10s\n",
 		      "t.conf:2: [balloon] stats_period: 1500ms is not a whole number of seconds\n");
-	expect_errors("[balloon]\nstale_after = 2s\n",
-		      "t.conf:2: [balloon] stale_after: stale_after (2s) must be longer than "
-		      "stats_period (2s)\n");
+	expect_errors("[balloon]\nstale_after = 1s\n",
+		      "t.conf:2: [balloon] stale_after: stale_after (1s) must be longer than "
+		      "stats_period (1s)\n");
 	expect_errors("[balloon]\nstats_period = 20s\n",
 		      "t.conf:2: [balloon] stats_period: stale_after (10s) must be longer than "
 		      "stats_period (20s)\n");

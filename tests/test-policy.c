@@ -20,7 +20,7 @@
 
 #define U OVC_UNKNOWN
 #define SEC USEC_PER_SEC
-#define NOW (1000 * SEC)
+#define NOW (10000 * SEC)
 
 /* The rules tested by the tables below came before the learned headroom
  * and the absolute emergency_available: these configs set headroom to 0 and
@@ -920,7 +920,8 @@ static void test_random_invariants(void **state)
 			ks = out.ksm_state;
 			for (int i = 0; i < N; i++) {
 				uint64_t max = g[i].stats.max_bytes;
-				if (!ovc_known(max) || max == 0) {
+				/* No maximum, or one no VM can have: left alone. */
+				if (!ovc_known(max) || max == 0 || max > OVC_GUEST_BYTES_MAX) {
 					assert_int_equal(d[i].action, OVC_ACTION_NONE);
 					continue;
 				}
@@ -982,6 +983,380 @@ static void test_random_invariants(void **state)
 	}
 }
 
+/* ---- the rules of the learned headroom, relief and compliance ---- */
+
+/* The defaults, but for the watermarks and step of the other tables. */
+static const char new_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\n";
+
+enum prep {
+	P_NONE,
+	P_BURST_1G,        /* learned a 1GiB burst just now */
+	P_BURST_2G_60S,    /* learned a 2GiB burst a minute ago: halved */
+	P_FALL_450,        /* used memory rose 450MiB since the update 1s ago */
+	P_SEEN_SAME,       /* seen 1s ago with the same figures */
+	P_OOM_COUNTED,     /* the guest's OOM kill counter went up */
+	P_OOM_GUESSED,     /* 1s ago: 40MiB available, now ~1GiB more */
+	P_OOM_600S,        /* OOM kill 10 minutes ago */
+	P_OOM_3700S,       /* OOM kill an hour and more ago */
+	P_STALLS,          /* 5 allocation stalls in 1s */
+	P_RECLAIM,         /* 1000 pages reclaimed directly in 1s */
+	P_SHORT_600S,      /* ran short 10 minutes ago at 3GiB */
+	P_STUCK_40S,       /* balloon 1GiB above its target, not moved for 40s */
+	P_MOVING,          /* ... but it moved 200MiB since */
+	P_FPR,             /* free page reporting, 1.5GiB free */
+	P_IDLE,            /* used memory flat for a minute */
+	P_RELIEVED,        /* emergency deflate after these stats */
+	P_RSS_600M,        /* the VMM holds 600MiB: 200MiB beyond what is used */
+};
+
+static const struct kat2 {
+	const char *what;
+	uint64_t host_avail, target, avail;
+	enum prep prep;
+	enum ovc_policy_action action;
+	uint64_t new_target;
+	const char *reason;      /* exact, or NULL */
+	const char *reason_part; /* or NULL */
+} kats2[] = {
+	/* guest_free 20% of 4GiB + headroom 20% of max: 1.6GiB kept. */
+	{ "headroom: only what is above guest_free + headroom is spare", GIB, 4 * GIB, 2 * GIB, P_NONE,
+	  OVC_ACTION_INFLATE, 3840 * MIB, NULL, "inflate by 256MiB to 3.7GiB: host pressure (MemAvailable 1GiB < low 2GiB); spare 409MiB" },
+	{ "headroom: never inflated into it", GIB, 4 * GIB, 1600 * MIB, P_NONE, OVC_ACTION_NONE, 4 * GIB,
+	  "host pressure, no spare: available 1.5GiB, keeps 1.5GiB", NULL },
+	{ "a learned burst above headroom is kept", GIB, 4 * GIB, 2 * GIB, P_BURST_1G, OVC_ACTION_INFLATE,
+	  4 * GIB - 204 * MIB, NULL, "spare 204MiB" },
+	{ "a learned burst halves every headroom_decay", GIB, 4 * GIB, 2 * GIB, P_BURST_2G_60S,
+	  OVC_ACTION_INFLATE, 4 * GIB - 204 * MIB, NULL, "spare 204MiB" },
+	{ "falling fast: distress before it runs out, deflated to what it needs", 3 * GIB, 2 * GIB,
+	  500 * MIB, P_FALL_450, OVC_ACTION_EMERGENCY, 3227 * MIB,
+	  "emergency deflate by 1.1GiB to 3.1GiB: available 500MiB falling 450MiB/s, below 64MiB within 1s",
+	  NULL },
+	{ "available below the absolute emergency_available", 3 * GIB, 2 * GIB, 50 * MIB, P_SEEN_SAME,
+	  OVC_ACTION_EMERGENCY, 3227 * MIB, "emergency deflate by 1.1GiB to 3.1GiB: available 50MiB < 64MiB",
+	  NULL },
+	{ "100MiB available and steady is no distress (it was under 5%)", 3 * GIB, 2 * GIB, 100 * MIB,
+	  P_SEEN_SAME, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
+	{ "OOM kill counted by the guest", 3 * GIB, 2 * GIB, GIB, P_OOM_COUNTED, OVC_ACTION_EMERGENCY,
+	  3 * GIB, "emergency deflate by 1GiB to 3GiB: OOM kill in the guest", NULL },
+	{ "OOM kill guessed: nearly out, then much less used", 3 * GIB, 2 * GIB, GIB, P_OOM_GUESSED,
+	  OVC_ACTION_EMERGENCY, 3 * GIB,
+	  "emergency deflate by 1GiB to 3GiB: OOM kill in the guest (used memory fell by 984MiB)", NULL },
+	{ "OOM cooldown: not inflated for an hour", GIB, 4 * GIB, 3 * GIB, P_OOM_600S, OVC_ACTION_NONE,
+	  4 * GIB, "host pressure, OOM kill 600s ago: not inflated for 3600s", NULL },
+	{ "after the OOM cooldown: inflated again", GIB, 4 * GIB, 3 * GIB, P_OOM_3700S,
+	  OVC_ACTION_INFLATE, 3840 * MIB, NULL, NULL },
+	{ "allocation stalls", 3 * GIB, 2 * GIB, GIB, P_STALLS, OVC_ACTION_EMERGENCY, 3 * GIB,
+	  "emergency deflate by 1GiB to 3GiB: allocation stalls 5/s >= 1/s", NULL },
+	{ "direct reclaim", 3 * GIB, 2 * GIB, GIB, P_RECLAIM, OVC_ACTION_EMERGENCY, 3 * GIB,
+	  "emergency deflate by 1GiB to 3GiB: direct reclaim 1000 pages/s >= 256/s", NULL },
+	{ "ran short: the raised floor halves every short_decay", 3 * GIB, 1536 * MIB, GIB, P_SHORT_600S,
+	  OVC_ACTION_RESTORE, 2 * GIB, "target 1.5GiB below floor 2GiB: raised to the floor", NULL },
+	{ "non-compliant balloon: not inflated, its debt not counted", GIB, 3 * GIB, 3 * GIB, P_STUCK_40S,
+	  OVC_ACTION_NONE, 3 * GIB,
+	  "host pressure, non-compliant: balloon at 4GiB, target 3GiB, not moved for 40s: not counted, not inflated",
+	  NULL },
+	{ "a balloon that moves is not non-compliant", GIB, 3 * GIB, 3 * GIB, P_MOVING, OVC_ACTION_INFLATE,
+	  3 * GIB - 256 * MIB, NULL, NULL },
+	{ "free page reporting: free memory already back is not spare", GIB, 4 * GIB, 2560 * MIB, P_FPR,
+	  OVC_ACTION_NONE, 4 * GIB, "host pressure, its free 1.5GiB already back through free page reporting",
+	  NULL },
+	{ "idle for a minute: said so", GIB, 4 * GIB, 2 * GIB, P_IDLE, OVC_ACTION_INFLATE, 3840 * MIB, NULL,
+	  "; idle, spare 409MiB" },
+	{ "stats from before the last emergency call for no other", GIB, 2 * GIB, 50 * MIB, P_RELIEVED,
+	  OVC_ACTION_NONE, 2 * GIB, NULL, "host pressure" },
+	{ "memory never touched is not resident: only RSS beyond used memory is spare", GIB, 2 * GIB,
+	  1648 * MIB, P_RSS_600M, OVC_ACTION_INFLATE, 2 * GIB - 200 * MIB, NULL, "spare 200MiB" },
+	{ "nothing resident beyond used memory: nothing to gain", GIB, 2 * GIB, 1648 * MIB, P_RSS_600M,
+	  OVC_ACTION_NONE, 2 * GIB, "host pressure, its free memory is not resident on the host (RSS 400MiB)",
+	  NULL },
+};
+
+static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const struct kat2 *k)
+{
+	struct ovc_policy_guest g = guest(c, k->target, k->avail);
+	struct ovc_policy_guest_state *s = &g.state;
+	uint64_t used = k->target - k->avail;
+
+	/* Seen 1s ago with the same figures, unless the row says otherwise. */
+	if (k->prep != P_NONE) {
+		s->seen_usec = NOW - SEC;
+		s->seen_used_bytes = used;
+		s->seen_avail_bytes = k->avail;
+		s->busy_usec = NOW - 10 * SEC;
+		s->seen_oom_kills = s->seen_alloc_stalls = s->seen_direct_reclaims = U;
+	}
+	switch (k->prep) {
+	case P_BURST_1G:
+		s->burst_bytes = GIB;
+		s->burst_usec = NOW;
+		break;
+	case P_BURST_2G_60S:
+		s->burst_bytes = 2 * GIB;
+		s->burst_usec = NOW - 60 * SEC;
+		break;
+	case P_FALL_450:
+		s->seen_used_bytes = used - 450 * MIB;
+		s->seen_avail_bytes = k->avail + 450 * MIB;
+		break;
+	case P_OOM_COUNTED:
+		s->seen_oom_kills = 0;
+		g.stats.oom_kills = 1;
+		break;
+	case P_OOM_GUESSED:
+		s->seen_avail_bytes = 40 * MIB;
+		s->seen_used_bytes = k->target - 40 * MIB;
+		break;
+	case P_OOM_600S:
+		s->oom_usec = NOW - 600 * SEC;
+		break;
+	case P_OOM_3700S:
+		s->oom_usec = NOW - 3700 * SEC;
+		break;
+	case P_STALLS:
+		s->seen_alloc_stalls = 10;
+		g.stats.alloc_stalls = 15;
+		break;
+	case P_RECLAIM:
+		s->seen_direct_reclaims = 5000;
+		g.stats.direct_reclaims = 6000;
+		break;
+	case P_SHORT_600S:
+		s->short_floor_bytes = 3 * GIB;
+		s->short_usec = NOW - 600 * SEC;
+		break;
+	case P_STUCK_40S:
+	case P_MOVING:
+		g.stats.actual_bytes = g.stats.total_bytes = 4 * GIB;
+		g.stats.available_bytes = 3 * GIB;
+		s->seen_used_bytes = GIB;
+		s->stuck_usec = NOW - 40 * SEC;
+		s->stuck_actual_bytes = k->prep == P_MOVING ? 4 * GIB + 200 * MIB : 4 * GIB;
+		break;
+	case P_FPR:
+		g.free_page_reporting = true;
+		g.stats.free_bytes = 1536 * MIB;
+		break;
+	case P_IDLE:
+		s->busy_usec = NOW - 60 * SEC;
+		break;
+	case P_RELIEVED:
+		g.last_emergency_usec = g.last_action_usec = NOW;
+		g.emergency_count = 1;
+		break;
+	case P_RSS_600M:
+		/* used: 400MiB; the second row's VMM holds only that */
+		g.stats.rss_bytes = k->reason ? 400 * MIB : 600 * MIB;
+		break;
+	default:
+		break;
+	}
+	return g;
+}
+
+static void test_known_answers_learned(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(new_conf);
+
+	for (size_t i = 0; i < ARRAY_SIZE(kats2); i++) {
+		const struct kat2 *k = &kats2[i];
+		struct ovc_policy_host h = host_at(k->host_avail);
+		struct ovc_policy_guest g = prep_guest(c, k);
+		struct ovc_policy_ksm_state ks = { 0 };
+		struct ovc_policy_decision d, dc;
+		struct ovc_policy_out out;
+
+		print_message("row %zu: %s\n", i, k->what);
+		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+		if (d.action != k->action || d.target_bytes != k->new_target)
+			fail_msg("%s: got %s target %llu (%s), expected %s target %llu", k->what,
+				 ovc_policy_action_name(d.action), (unsigned long long)d.target_bytes, d.reason,
+				 ovc_policy_action_name(k->action), (unsigned long long)k->new_target);
+		if (k->reason && strcmp(d.reason, k->reason) != 0)
+			fail_msg("%s: reason '%s', expected '%s'", k->what, d.reason, k->reason);
+		if (k->reason_part && !strstr(d.reason, k->reason_part))
+			fail_msg("%s: reason '%s' lacks '%s'", k->what, d.reason, k->reason_part);
+		assert_true(d.target_bytes <= g.stats.max_bytes);
+		assert_true(d.target_bytes >= d.floor_bytes || d.target_bytes >= k->target);
+
+		/* Between ticks the same guest gets the same emergency or
+		 * restore, and nothing else: never an inflate. */
+		int r = ovc_policy_guest_check(c, &h, &g, &dc);
+		if (d.action == OVC_ACTION_EMERGENCY || d.action == OVC_ACTION_RESTORE) {
+			assert_int_equal(r, 1);
+			assert_int_equal(dc.action, d.action);
+			assert_int_equal(dc.target_bytes, d.target_bytes);
+			assert_string_equal(dc.reason, d.reason);
+		} else {
+			assert_int_equal(r, 0);
+			assert_int_equal(dc.action, OVC_ACTION_NONE);
+			assert_int_equal(dc.target_bytes, k->target);
+		}
+		assert_memory_equal(&dc.state, &d.state, sizeof(d.state));
+
+		switch (k->prep) {
+		case P_OOM_COUNTED:
+		case P_OOM_GUESSED:
+			assert_true(d.oom_kill);
+			assert_int_equal(d.state.oom_kills, 1);
+			assert_int_equal(d.state.oom_usec, NOW);
+			/* It needed that: its floor is there now. */
+			assert_int_equal(d.floor_bytes, 3 * GIB);
+			assert_int_equal(d.state.short_floor_bytes, 3 * GIB);
+			break;
+		case P_STUCK_40S:
+			assert_true(d.noncompliant);
+			assert_int_equal(out.pending_bytes, 0);
+			assert_int_equal(out.n_noncompliant, 1);
+			break;
+		case P_MOVING:
+			assert_false(d.noncompliant);
+			assert_int_equal(d.state.stuck_usec, NOW);
+			assert_int_equal(out.pending_bytes, GIB);
+			break;
+		case P_FPR:
+			assert_int_equal(d.fpr_bytes, 1536 * MIB);
+			break;
+		case P_IDLE:
+			assert_true(d.idle);
+			break;
+		case P_FALL_450:
+			assert_int_equal(d.growth_rate_bytes, 450 * MIB);
+			assert_true(d.growing);
+			assert_int_equal(d.state.burst_bytes, 450 * MIB);
+			break;
+		case P_BURST_1G:
+			assert_int_equal(d.headroom_bytes, GIB);
+			assert_int_equal(d.keep_bytes, GIB + 4 * GIB / 5); /* + guest_free */
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* The entry point between ticks: its contract (policy.h). */
+static void test_guest_check(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(new_conf);
+	struct ovc_policy_host h = host_at(100 * MIB); /* the host is short: no matter */
+	struct ovc_policy_guest g = guest(c, 2 * GIB, 1200 * MIB);
+	struct ovc_policy_decision d;
+
+	/* First sight: learns, does nothing, never inflates. */
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(d.action, OVC_ACTION_NONE);
+	assert_int_equal(d.target_bytes, 2 * GIB);
+	assert_int_equal(d.state.seen_usec, NOW);
+	assert_int_equal(d.state.seen_used_bytes, 848 * MIB);
+	assert_string_equal(d.reason, "no distress: available 1.1GiB");
+	/* The same statistics again: nothing new learned. */
+	g.state = d.state;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_memory_equal(&d.state, &g.state, sizeof(d.state));
+
+	/* A second later it has allocated 700MiB: 500MiB left, falling
+	 * 700MiB/s. Deflated at this update, in one step. */
+	h.now_usec = NOW + SEC;
+	g.stats.collected_usec = NOW + SEC;
+	g.stats.available_bytes = 500 * MIB;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 1);
+	assert_int_equal(d.action, OVC_ACTION_EMERGENCY);
+	assert_true(d.guest_pressure && d.growing);
+	/* guest_free 409.6MiB + headroom 819.2MiB (its 700MiB burst is
+	 * less) + 700MiB by the next update - 500MiB available: 1429MiB. */
+	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	assert_int_equal(d.emergency_count, 1);
+	assert_int_equal(d.state.burst_bytes, 700 * MIB);
+	/* Carried out: a tick on the same statistics does not repeat it. */
+	g.state = d.state;
+	g.target_bytes = d.target_bytes;
+	g.last_emergency_usec = g.last_action_usec = h.now_usec;
+	g.emergency_count = d.emergency_count;
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_int_equal(d.action, OVC_ACTION_NONE);
+	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	assert_int_equal(out.n_emergency, 0);
+
+	/* An engine-only guest: decided at the tick. */
+	struct ovc_policy_guest e = engine_guest(c, "e", GIB, 0);
+	assert_int_equal(ovc_policy_guest_check(c, &h, &e, &d), 0);
+	assert_int_equal(d.action, OVC_ACTION_NONE);
+	/* Misuse. */
+	assert_int_equal(ovc_policy_guest_check(NULL, &h, &g, &d), -EINVAL);
+	assert_int_equal(ovc_policy_guest_check(c, &h, NULL, &d), -EINVAL);
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, NULL), -EINVAL);
+	h.page_size = 0;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), -EINVAL);
+}
+
+/* A guest that opts out of KSM keeps it stopped; an engine's claimed
+ * maximum never makes KSM "needed". */
+static void test_ksm_opt_out(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[guest \"secret\"]\nksm = no\n");
+	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), engine_guest(c, "liar", 0, 0) };
+	struct ovc_policy_decision d[2];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_host h = host_at(12 * GIB);
+
+	h.ksm_valid = true;
+	h.ksm_knobs = (struct ovc_ksm_knobs){ .run = 0 };
+	/* The engine claims 64TiB: with its claim KSM would be "needed". */
+	g[1].stats.max_bytes = g[1].stats.actual_bytes = OVC_GUEST_BYTES_MAX;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.ksm.run, 0);
+	assert_non_null(strstr(out.ksm_reason, "KSM off: not needed (committed 4GiB"));
+	/* Its RSS, measured by the kernel, does count. */
+	g[1].stats.rss_bytes = 14 * GIB;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.ksm.run, 1);
+	/* A guest that must not share: off, whatever else says on. */
+	g[0].name = "secret";
+	ovc_config_guest_settings(c, "secret", &g[0].settings);
+	assert_false(g[0].settings.ksm);
+	ks = (struct ovc_policy_ksm_state){ 0 };
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.ksm.run, 0);
+	assert_string_equal(out.ksm_reason, "KSM off: guest 'secret' must not share pages ([guest] ksm = no)");
+}
+
+/* An engine that never reaches its target stops counting as pending. */
+static void test_engine_noncompliant(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[swap]\nstep = 64MiB\nmax = 1GiB\n");
+	struct ovc_policy_guest g[2] = { engine_guest(c, "stuck", GIB, 1536 * MIB), engine_guest(c, "ok", GIB, 0) };
+	struct ovc_policy_decision d[2];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+	struct ovc_policy_host h = host_at(2000 * MIB); /* need 100MiB */
+
+	/* Below its target for 10s: still on its way, its 512MiB count. */
+	g[0].state.engine_stuck_usec = NOW - 10 * SEC;
+	g[0].state.engine_stuck_held_bytes = GIB;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.engine_pending_bytes, 512 * MIB);
+	assert_int_equal(d[1].reclaim_action, OVC_ACTION_NONE);
+	/* For 40s: non-compliant, the other is asked. */
+	g[0].state.engine_stuck_usec = NOW - 40 * SEC;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_true(d[0].noncompliant);
+	assert_non_null(strstr(d[0].reason, "non-compliant: target 1.5GiB, gives back 1GiB, not moved for 40s"));
+	assert_int_equal(out.engine_pending_bytes, 0);
+	assert_int_equal(out.n_noncompliant, 1);
+	assert_int_equal(d[1].reclaim_action, OVC_ACTION_RECLAIM);
+	assert_int_equal(d[1].reclaim_target_bytes, GIB + 64 * MIB);
+	/* It moves: compliant again, its clock restarted. */
+	g[0].stats.engine_swap_bytes = 100 * MIB;
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_false(d[0].noncompliant);
+	assert_int_equal(d[0].state.engine_stuck_usec, NOW);
+}
+
 /* ---- trace replay ---- */
 
 #define MAX_GUESTS 16
@@ -995,7 +1370,9 @@ struct sim_guest {
 	uint32_t emergency_count;
 	struct ovc_guest_stats prev;
 	struct ovc_policy_guest_state state;
-	bool present;
+	uint64_t resident;         /* budget model: guest memory the host backs */
+	bool present, in_oom;
+	bool stuck;                /* its balloon accepts targets and never moves */
 };
 
 struct sim {
@@ -1006,6 +1383,15 @@ struct sim {
 	struct sim_guest g[MAX_GUESTS];
 	size_t n;
 	unsigned ticks, inflates, deflates, emergencies;
+	/* budget model (host budget=SIZE): MemAvailable is the budget less
+	 * what backs the guests (each guest's touched memory, down to what
+	 * its balloon leaves it), and the VMMs report it as their RSS */
+	uint64_t budget;
+	bool before;               /* replaying as before: ticks only, no checks */
+	unsigned checks, ooms;     /* stats updates replayed; OOM kills simulated */
+	uint64_t first_oom_sec, first_emergency_sec;
+	uint64_t min_avail;        /* the lowest MemAvailable seen */
+	uint64_t last_avail;       /* at the last tick */
 };
 
 static struct sim_guest *sim_find(struct sim *s, const char *name)
@@ -1033,10 +1419,129 @@ static uint64_t size_arg(const char *v)
  * by the next tick). Guest lines of the tick: @lines. */
 struct tick_guest {
 	struct sim_guest *sg;
-	bool stale, pressure_expected;
+	bool stale, pressure_expected, noncompliant_expected;
 	uint64_t lie_avail;
 	const char *expect;
 };
+
+static uint64_t sim_host_avail(const struct sim *s)
+{
+	uint64_t ballooned = 0, resident = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		ballooned += s->g[i].max - s->g[i].actual;
+		resident += s->g[i].resident;
+	}
+	if (s->budget)
+		return s->budget > resident ? s->budget - resident : 0;
+	return MIN(s->base_avail + ballooned, s->total);
+}
+
+/* The guest at this item: its memory touched so far is backed by the host;
+ * using more than it has is an OOM kill (its killer frees what the trace
+ * says it uses next; until then it reports nothing available). */
+static void sim_guest_step(struct sim *s, struct sim_guest *sg, uint64_t t_sec, const char *where)
+{
+	sg->resident = MAX(sg->resident, MIN(sg->used, sg->actual));
+	if (sg->used > sg->actual) {
+		if (!sg->in_oom) {
+			s->ooms++;
+			if (!s->first_oom_sec)
+				s->first_oom_sec = t_sec;
+			if (getenv("OVC_TRACE_VERBOSE"))
+				print_message("%s: OOM kill: uses %llu MiB, has %llu MiB\n", where,
+					      (unsigned long long)(sg->used / MIB),
+					      (unsigned long long)(sg->actual / MIB));
+		}
+		sg->in_oom = true;
+	} else {
+		sg->in_oom = false;
+	}
+}
+
+static void sim_input(const struct sim *s, uint64_t t_sec, const struct tick_guest *tg,
+		      struct ovc_policy_guest *g)
+{
+	const struct sim_guest *sg = tg->sg;
+
+	*g = (struct ovc_policy_guest){ .name = sg->name, .kind = OVC_DRIVER_LIBVIRT,
+					.target_bytes = sg->target,
+					.last_action_usec = sg->last_action_usec,
+					.last_emergency_usec = sg->last_emergency_usec,
+					.emergency_count = sg->emergency_count };
+	ovc_guest_stats_reset(&g->stats);
+	g->stats.collected_usec = t_sec * SEC;
+	g->stats.guest_update_sec = tg->stale ? 1 : t_sec;
+	g->stats.max_bytes = sg->max;
+	g->stats.actual_bytes = sg->actual;
+	g->stats.total_bytes = sg->actual;
+	g->stats.available_bytes = tg->lie_avail ? tg->lie_avail
+			: (sg->actual > sg->used ? sg->actual - sg->used : 0);
+	g->stats.free_bytes = g->stats.available_bytes;
+	g->stats.major_faults = sg->majflt;
+	g->stats.swap_in_bytes = sg->swapin;
+	if (s->budget)
+		g->stats.rss_bytes = sg->resident;
+	/* The drivers sanitize; so does the replay. */
+	ovc_guest_stats_sanitize(&g->stats, t_sec, s->cfg->balloon.stale_after_usec / USEC_PER_SEC);
+	g->prev = sg->prev;
+	g->state = sg->state;
+	ovc_config_guest_settings(s->cfg, sg->name, &g->settings);
+}
+
+/* A statistics update between ticks: ovc_policy_guest_check() for each
+ * guest listed, its emergency carried out at once, as ovcd does. */
+static void sim_check(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_t n, const char *file,
+		      unsigned line)
+{
+	struct ovc_policy_host h = { .now_usec = t_sec * SEC, .page_size = 4096 };
+
+	for (size_t i = 0; i < n; i++) {
+		struct sim_guest *sg = tg[i].sg;
+		struct ovc_policy_guest g;
+		struct ovc_policy_decision d;
+		char where[128];
+
+		snprintf(where, sizeof(where), "%s:%u: t=%llu %s", file, line, (unsigned long long)t_sec,
+			 sg->name);
+		sim_guest_step(s, sg, t_sec, where);
+		s->min_avail = MIN(s->min_avail, sim_host_avail(s));
+		if (s->before)
+			continue; /* no relief between ticks */
+		sim_input(s, t_sec, &tg[i], &g);
+		int r = ovc_policy_guest_check(s->cfg, &h, &g, &d);
+		assert_true(r == 0 || r == 1);
+		if (d.target_bytes > sg->max || d.target_bytes < sg->target)
+			fail_msg("%s: check moved the target %llu -> %llu (%s)", where,
+				 (unsigned long long)sg->target, (unsigned long long)d.target_bytes, d.reason);
+		if ((r == 1) != (d.target_bytes > sg->target))
+			fail_msg("%s: check returned %d for target %llu -> %llu (%s)", where, r,
+				 (unsigned long long)sg->target, (unsigned long long)d.target_bytes, d.reason);
+		if (tg[i].expect && strcmp(tg[i].expect, ovc_policy_action_name(d.action)) != 0)
+			fail_msg("%s: action %s, trace expects %s (%s)", where, ovc_policy_action_name(d.action),
+				 tg[i].expect, d.reason);
+		if (tg[i].pressure_expected && !d.guest_pressure)
+			fail_msg("%s: pressure expected, none seen (%s)", where, d.reason);
+		if (getenv("OVC_TRACE_VERBOSE"))
+			print_message("%s: check: target %llu MiB -> %llu MiB: %s\n", where,
+				      (unsigned long long)(sg->target / MIB),
+				      (unsigned long long)(d.target_bytes / MIB), d.reason);
+		sg->state = d.state;
+		if (r == 1) {
+			sg->target = sg->actual = d.target_bytes;
+			sg->last_action_usec = t_sec * SEC;
+			if (d.action == OVC_ACTION_EMERGENCY) {
+				sg->last_emergency_usec = t_sec * SEC;
+				sg->emergency_count = d.emergency_count;
+				s->emergencies++;
+				if (!s->first_emergency_sec)
+					s->first_emergency_sec = t_sec;
+			}
+		}
+		sg->resident = MIN(sg->resident, sg->actual);
+	}
+	s->checks++;
+}
 
 static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_t n, const char *file,
 		     unsigned line)
@@ -1047,14 +1552,18 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 	static struct ovc_policy_ksm_state ks;
 
 	memset(pg, 0, sizeof(pg));
-	uint64_t ballooned = 0;
-
-	for (size_t i = 0; i < s->n; i++)
-		ballooned += s->g[i].max - s->g[i].actual;
+	for (size_t i = 0; i < n; i++) {
+		char where[128];
+		snprintf(where, sizeof(where), "%s:%u: t=%llu %s", file, line, (unsigned long long)t_sec,
+			 tg[i].sg->name);
+		sim_guest_step(s, tg[i].sg, t_sec, where);
+	}
+	uint64_t avail = sim_host_avail(s);
+	s->min_avail = MIN(s->min_avail, avail);
+	s->last_avail = avail;
 	struct ovc_policy_host h = {
 		.now_usec = t_sec * SEC,
-		.mem = { .total_bytes = s->total, .available_bytes = MIN(s->base_avail + ballooned, s->total),
-			 .free_bytes = MIN(s->base_avail + ballooned, s->total) },
+		.mem = { .total_bytes = s->total, .available_bytes = avail, .free_bytes = avail },
 		.psi_valid = true,
 		.psi = { .some = { .avg10_basis_points = s->psi_some },
 			 .full = { .avg10_basis_points = s->psi_full } },
@@ -1062,32 +1571,8 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 	};
 	if (s->ticks == 0)
 		memset(&ks, 0, sizeof(ks));
-	for (size_t i = 0; i < n; i++) {
-		struct sim_guest *sg = tg[i].sg;
-		struct ovc_policy_guest *g = &pg[i];
-		*g = (struct ovc_policy_guest){ .name = sg->name, .kind = OVC_DRIVER_LIBVIRT,
-						.target_bytes = sg->target,
-						.last_action_usec = sg->last_action_usec,
-						.last_emergency_usec = sg->last_emergency_usec,
-						.emergency_count = sg->emergency_count };
-		ovc_guest_stats_reset(&g->stats);
-		g->stats.collected_usec = t_sec * SEC;
-		g->stats.guest_update_sec = tg[i].stale ? 1 : t_sec;
-		g->stats.max_bytes = sg->max;
-		g->stats.actual_bytes = sg->actual;
-		g->stats.total_bytes = sg->actual;
-		g->stats.available_bytes = tg[i].lie_avail ? tg[i].lie_avail
-				: (sg->actual > sg->used ? sg->actual - sg->used : 0);
-		g->stats.free_bytes = g->stats.available_bytes;
-		g->stats.major_faults = sg->majflt;
-		g->stats.swap_in_bytes = sg->swapin;
-		/* The drivers sanitize; so does the replay. */
-		ovc_guest_stats_sanitize(&g->stats, t_sec,
-					 s->cfg->balloon.stale_after_usec / USEC_PER_SEC);
-		g->prev = sg->prev;
-		g->state = sg->state;
-		ovc_config_guest_settings(s->cfg, sg->name, &g->settings);
-	}
+	for (size_t i = 0; i < n; i++)
+		sim_input(s, t_sec, &tg[i], &pg[i]);
 	assert_ovc_ok(ovc_policy_tick(s->cfg, &h, &ks, pg, n, d, &out));
 	ks = out.ksm_state;
 
@@ -1143,6 +1628,9 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		if (tg[i].expect && strcmp(tg[i].expect, ovc_policy_action_name(dd->action)) != 0)
 			fail_msg("%s: action %s, trace expects %s (%s)", where,
 				 ovc_policy_action_name(dd->action), tg[i].expect, dd->reason);
+		if (tg[i].noncompliant_expected != dd->noncompliant)
+			fail_msg("%s: %s non-compliant (%s)", where, dd->noncompliant ? "unexpectedly" : "not",
+				 dd->reason);
 
 		if (getenv("OVC_TRACE_VERBOSE"))
 			print_message("%s: target %llu MiB -> %llu MiB: %s\n", where,
@@ -1162,10 +1650,14 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		/* As ovcd does: an emergency's count is kept with its deflate. */
 		if (dd->action != OVC_ACTION_EMERGENCY)
 			sg->emergency_count = dd->emergency_count;
-		/* The balloon converges by the next tick. */
-		sg->actual = sg->target;
+		/* The balloon converges by the next tick (unless it is stuck). */
+		if (!sg->stuck)
+			sg->actual = sg->target;
+		sg->resident = MIN(sg->resident, sg->actual);
 		sg->prev = g->stats;
 		sg->state = dd->state;
+		if (dd->action == OVC_ACTION_EMERGENCY && !s->first_emergency_sec)
+			s->first_emergency_sec = t_sec;
 	}
 	s->ticks++;
 }
@@ -1184,7 +1676,10 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
  *                                  available memory is actual - used unless
  *                                  it lies; counters are cumulative
  */
-static void replay(const char *name)
+/* Replay @name; with @before, as ovcd did before the learned rules: the
+ * trace's config replaced by @before_conf, expectations ignored, and no
+ * statistics update acted on between ticks. The caller frees the result. */
+static struct sim *replay_run(const char *name, const char *before_conf)
 {
 	char path[512], line[512];
 	snprintf(path, sizeof(path), "%s/policy/%s", OVC_FIXTURES_DIR, name);
@@ -1192,11 +1687,15 @@ static void replay(const char *name)
 	assert_non_null(f);
 	struct sim *s = calloc(1, sizeof(*s));
 	assert_non_null(s);
+	s->before = before_conf != NULL;
+	s->min_avail = UINT64_MAX;
+	if (before_conf)
+		snprintf(s->conf_text, sizeof(s->conf_text), "%s", before_conf);
 	struct tick_guest tg[MAX_GUESTS];
 	size_t ntg = 0;
 	uint64_t tick_t = 0;
 	unsigned lineno = 0, tick_line = 0;
-	bool in_tick = false;
+	bool in_tick = false, in_stats = false;
 
 	for (;;) {
 		bool eof = !fgets(line, sizeof(line), f);
@@ -1208,8 +1707,12 @@ static void replay(const char *name)
 		if (!eof)
 			line[strcspn(line, "\n")] = 0;
 		bool new_tick = !eof && strncmp(line, "tick ", 5) == 0;
-		if ((eof || new_tick) && in_tick) {
-			sim_tick(s, tick_t, tg, ntg, name, tick_line);
+		bool new_stats = !eof && strncmp(line, "stats ", 6) == 0;
+		if ((eof || new_tick || new_stats) && (in_tick || in_stats)) {
+			if (in_tick)
+				sim_tick(s, tick_t, tg, ntg, name, tick_line);
+			else
+				sim_check(s, tick_t, tg, ntg, name, tick_line);
 			ntg = 0;
 		}
 		if (eof)
@@ -1219,32 +1722,41 @@ static void replay(const char *name)
 			continue;
 		if (strcmp(tok, "conf") == 0) {
 			const char *rest = line + 5;
+			if (before_conf)
+				continue;
 			strncat(s->conf_text, rest, sizeof(s->conf_text) - strlen(s->conf_text) - 2);
 			strcat(s->conf_text, "\n");
 		} else if (strcmp(tok, "host") == 0) {
 			while ((tok = strtok_r(NULL, " \t", &save)))
 				if (strncmp(tok, "total=", 6) == 0)
 					s->total = size_arg(tok + 6);
-		} else if (new_tick) {
+				else if (strncmp(tok, "budget=", 7) == 0)
+					s->budget = size_arg(tok + 7);
+				else
+					fail_msg("%s:%u: unknown host field %s", name, lineno, tok);
+		} else if (new_tick || new_stats) {
 			if (!s->cfg)
 				s->cfg = conf(s->conf_text);
 			tok = strtok_r(NULL, " \t", &save);
 			tick_t = strtoull(tok, NULL, 10);
 			tick_line = lineno;
-			in_tick = true;
-			s->psi_some = s->psi_full = 0;
+			in_tick = new_tick;
+			in_stats = new_stats;
+			if (new_tick)
+				s->psi_some = s->psi_full = 0;
 			while ((tok = strtok_r(NULL, " \t", &save))) {
-				if (strncmp(tok, "avail=", 6) == 0)
+				if (strncmp(tok, "avail=", 6) == 0 && new_tick)
 					s->base_avail = size_arg(tok + 6);
-				else if (strncmp(tok, "psi_some=", 9) == 0)
+				else if (strncmp(tok, "psi_some=", 9) == 0 && new_tick)
 					s->psi_some = (uint32_t)strtoul(tok + 9, NULL, 10);
-				else if (strncmp(tok, "psi_full=", 9) == 0)
+				else if (strncmp(tok, "psi_full=", 9) == 0 && new_tick)
 					s->psi_full = (uint32_t)strtoul(tok + 9, NULL, 10);
 				else
-					fail_msg("%s:%u: unknown tick field %s", name, lineno, tok);
+					fail_msg("%s:%u: unknown %s field %s", name, lineno,
+						 new_tick ? "tick" : "stats", tok);
 			}
 		} else if (strcmp(tok, "guest") == 0) {
-			assert_true(in_tick);
+			assert_true(in_tick || in_stats);
 			tok = strtok_r(NULL, " \t", &save);
 			struct sim_guest *sg = sim_find(s, tok);
 			struct tick_guest *t = &tg[ntg++];
@@ -1266,12 +1778,16 @@ static void replay(const char *name)
 				} else if (strcmp(tok, "stale") == 0) {
 					t->stale = true;
 				} else if (strcmp(tok, "pressure") == 0) {
-					t->pressure_expected = true;
+					t->pressure_expected = !s->before;
+				} else if (strcmp(tok, "stuck") == 0) {
+					sg->stuck = true;
+				} else if (strcmp(tok, "noncompliant") == 0) {
+					t->noncompliant_expected = !s->before;
 				} else if (strncmp(tok, "lie_avail=", 10) == 0) {
 					t->lie_avail = size_arg(tok + 10);
 				} else if (strncmp(tok, "expect=", 7) == 0) {
 					snprintf(expects[ntg - 1], sizeof(expects[0]), "%s", tok + 7);
-					t->expect = expects[ntg - 1];
+					t->expect = s->before ? NULL : expects[ntg - 1];
 				} else {
 					fail_msg("%s:%u: unknown guest field %s", name, lineno, tok);
 				}
@@ -1281,11 +1797,19 @@ static void replay(const char *name)
 		}
 	}
 	fclose(f);
-	print_message("%s: %u ticks, %u inflates, %u deflates, %u emergencies\n", name, s->ticks,
-		      s->inflates, s->deflates, s->emergencies);
+	print_message("%s%s: %u ticks, %u stats updates, %u inflates, %u deflates, %u emergencies, "
+		      "%u OOM kills, lowest MemAvailable %llu MiB\n",
+		      name, s->before ? " (as before)" : "", s->ticks, s->checks, s->inflates, s->deflates,
+		      s->emergencies, s->ooms, (unsigned long long)(s->min_avail / MIB));
 	assert_true(s->ticks > 0);
 	ovc_config_free(s->cfg);
-	free(s);
+	s->cfg = NULL;
+	return s;
+}
+
+static void replay(const char *name)
+{
+	free(replay_run(name, NULL));
 }
 
 static void test_trace_squeeze(void **state)
@@ -1308,10 +1832,63 @@ static void test_trace_pingpong(void **state)
 	replay("pingpong.trace");
 }
 
+/* A balloon that never moves no longer counts as relief for good: after
+ * pending_timeout the others are inflated instead. */
+static void test_trace_noncompliant(void **state)
+{
+	struct sim *s = replay_run("noncompliant.trace", NULL);
+
+	assert_int_equal(s->ticks, 40);
+	assert_int_equal(s->inflates, 4);
+	assert_true(s->last_avail >= 6 * GIB);
+	free(s);
+
+	/* As before (its debt counted for good): nobody else is ever asked,
+	 * the host stays below low for all 40 ticks. */
+	s = replay_run("noncompliant.trace", "[host]\nlow = 6GiB\nhigh = 6656MiB\n[balloon]\nstep = 512MiB\n"
+					     "pending_timeout = 1h\n[guest \"stuck\"]\npriority = 0\n"
+					     "step = 1GiB\n");
+	assert_int_equal(s->ticks, 40);
+	assert_int_equal(s->inflates, 1);
+	assert_true(s->last_avail < 6 * GIB);
+	free(s);
+}
+
+/* What ovcd did before the learned rules, as a config of this policy:
+ * the old watermarks and emergency_available, no headroom, and nothing
+ * learned that lasts (the replay also skips the updates between ticks). */
+static const char before_conf[] = "[host]\nlow = 10%\nhigh = 20%\n"
+				  "[balloon]\nheadroom = 0\nemergency_available = 5%\n"
+				  "stats_period = 2s\nheadroom_decay = 1s\nshort_decay = 1s\n"
+				  "oom_cooldown = 0\nidle_after = 24h\n";
+
+static void test_trace_burst(void **state)
+{
+	struct sim *s = replay_run("burst.trace", NULL);
+
+	/* Nobody OOM-killed; a and d deflated at the first update that shows
+	 * their fall (the trace expects it at t=81 and t=101), a's the first
+	 * emergency of all. */
+	assert_int_equal(s->ooms, 0);
+	assert_int_equal(s->first_emergency_sec, 81);
+	assert_true(s->inflates > 0);
+	free(s);
+
+	/* The same trace as before: a OOM-killed at t=81, d at t=101. */
+	s = replay_run("burst.trace", before_conf);
+	assert_int_equal(s->ooms, 2);
+	assert_int_equal(s->first_oom_sec, 81);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_known_answers),
+		cmocka_unit_test(test_known_answers_learned),
+		cmocka_unit_test(test_guest_check),
+		cmocka_unit_test(test_ksm_opt_out),
+		cmocka_unit_test(test_engine_noncompliant),
 		cmocka_unit_test(test_host_levels),
 		cmocka_unit_test(test_water_filling),
 		cmocka_unit_test(test_priorities),
@@ -1323,6 +1900,8 @@ int main(void)
 		cmocka_unit_test(test_trace_liar),
 		cmocka_unit_test(test_trace_classes),
 		cmocka_unit_test(test_trace_pingpong),
+		cmocka_unit_test(test_trace_burst),
+		cmocka_unit_test(test_trace_noncompliant),
 	};
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }
