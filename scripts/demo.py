@@ -892,10 +892,12 @@ socket = {self.sock_path}
             print("guest self-deflates none possible: deflate-on-oom off in this run (--no-deflate-on-oom), "
                   "so only ovcd deflates")
         else:
-            print("guest self-deflates " + ", ".join(f"{n} {v if v >= 0 else 'n/a'}" for n, v in self_deflates.items()) +
+            print(f"guest self-deflates {n_self if deflate_known else 'n/a'}: " +
+                  ", ".join(f"{n} {v if v >= 0 else 'n/a'}" for n, v in self_deflates.items()) +
                   "   (deflate-on-oom: times a guest's balloon driver")
             print("                    took 1 MiB back by itself, overriding ovcd's target, where its OOM killer "
-                  "would have run;\n                    counted in the guest by a kprobe on virtio_balloon_oom_notify)")
+                  "would have run;\n                    counted in the guest by a kprobe on virtio_balloon_oom_notify; "
+                  "0 means ovcd deflated in time)")
         print(f"ovc-vmm             {vmm_line}")
         print(f"                    {'every page checked, 0 mismatches' if vmm_ok else 'FAILED: see ' + self.vmm_log}"
               f"; RSS {fmt_size(self.vmm_rss)} at the last look before it ended (configured / RSS = "
@@ -910,11 +912,16 @@ socket = {self.sock_path}
             failures.append(f"measured overcommit ratio {measured:.2f} < 2.0")
         if any(ooms.values()):
             failures.append("guest OOM kills: " + ", ".join(f"{n} {v}" for n, v in ooms.items() if v))
+        if n_self:
+            # Each one was a guest one allocation away from its OOM killer:
+            # without deflate-on-oom it would have been a kill.
+            failures.append(f"{n_self} guest self-deflates: ovcd did not deflate in time")
         if not vmm_ok:
             failures.append(f"ovc-vmm failed (exit {self.vmm.returncode}); see {self.vmm_log}")
         self.verdict = (f"measured overcommit ratio {measured:.2f} >= 2.0, no guest OOM kill" +
-                        (f" ({n_self} times a guest deflated its own balloon to avoid one)" if n_self else
-                         (" and no guest had to deflate its own balloon" if deflate_known else "")))
+                        (", 0 self-deflates (no guest had to deflate its own balloon)"
+                         if deflate_known and not self.args.no_deflate_on_oom else "") +
+                        (" (deflate-on-oom off: only ovcd deflated)" if self.args.no_deflate_on_oom else ""))
         return failures
 
     def keep(self):
