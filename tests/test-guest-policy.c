@@ -36,10 +36,10 @@
  * deflate-on-oom on: no self-deflate either (a kprobe on
  * virtio_balloon_oom_notify in the guest, as scripts/demo counts them).
  *
- * A third run times ovcd's relief between ticks: one guest (D) frees what
- * it allocated and idles in a 1.5 GiB cgroup until ovcd balloons it, then
- * bursts 450 MiB within a second; no OOM kill, and the time from the burst
- * to ovcd's raised target is printed (sampled every 250 ms).
+ * A third run times ovcd's relief between ticks: one guest (D) frees the
+ * 650 MiB it allocated and idles in a 1.25 GiB cgroup while ovcd balloons
+ * it, then bursts 600 MiB within a second; no OOM kill, and the time from
+ * the burst to ovcd's raised target is printed (sampled every 250 ms).
  *
  * `test-guest-policy NAME` runs one: no-deflate-on-oom, deflate-on-oom or
  * burst. OVC_TEST_NO_MANAGER=1 runs the same guests and workloads without ovcd
@@ -127,11 +127,12 @@ static const struct step script_c[] = {
 	{ STEP_SLEEP, 0, 60000 }, { STEP_ALLOC, 350 * MIB, 1000 }, { STEP_SLEEP, 0, 30000 },
 	{ STEP_ALLOC, 350 * MIB, 1000 }, { STEP_END, 0, 0 },
 };
-/* D, alone: 500, free everything, idle 60 s (ovcd balloons what it freed),
- * then 450 within a second and hold: ovcd must deflate it in time. */
+/* D, alone: 650, free everything, idle 60 s (ovcd balloons what it freed),
+ * then 600 within a second and hold: more than it has available once
+ * ballooned, so ovcd must deflate it in time. */
 static const struct step script_d[] = {
-	{ STEP_ALLOC, 500 * MIB, 0 }, { STEP_SLEEP, 0, 5000 }, { STEP_FREE, 0, 0 },
-	{ STEP_SLEEP, 0, 60000 }, { STEP_BURST, 450 * MIB, 1000 }, { STEP_SLEEP, 0, 15000 },
+	{ STEP_ALLOC, 650 * MIB, 0 }, { STEP_SLEEP, 0, 5000 }, { STEP_FREE, 0, 0 },
+	{ STEP_SLEEP, 0, 60000 }, { STEP_BURST, 600 * MIB, 1000 }, { STEP_SLEEP, 0, 15000 },
 	{ STEP_END, 0, 0 },
 };
 
@@ -151,12 +152,14 @@ static const struct spec three_guests = {
 	.limit = 3 * GIB, .check_reserve = true, .idle = 1, .burst = -1,
 };
 
-/* One guest in 1.5 GiB: with ovcd's 1 GiB reserve, the 700 MiB its QEMU
- * holds after the first allocation put the host under pressure, so ovcd
- * balloons what the guest freed; then the guest bursts. */
+/* One guest in 1.25 GiB: ovcd's watermarks there are low 640 MiB and high
+ * 711 MiB (half and a bit of the limit: its 1 GiB reserve does not fit),
+ * and the 800 MiB the guest's QEMU holds after its first allocation put
+ * the host under pressure, so ovcd balloons what the guest freed once its
+ * learned headroom lets it; then the guest bursts. */
 static const struct spec burst_guest = {
 	.n = 1, .labels = { "D" }, .scripts = { script_d },
-	.limit = 1536 * MIB, .check_reserve = false, .idle = -1, .burst = 0,
+	.limit = 1280 * MIB, .check_reserve = false, .idle = -1, .burst = 0,
 };
 
 struct run {
