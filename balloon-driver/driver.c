@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The backend-independent half of a balloon driver: option checks, the
- * event queue, the pollable fd, error sentences, and waiting for a balloon
- * to reach its target. See driver.h for the threading rules; the queue is
- * the only state other threads touch, under b->lock.
+ * event queue, the pollable fd, error sentences, the cache of every guest's
+ * last figures, requests that complete later, sockets connected without
+ * trusting their path, the memory of sockets that failed, and waiting for a
+ * balloon to reach its target. See driver.h for the threading rules; the
+ * queue is the only state other threads touch, under b->lock. The cache,
+ * the failure memory and the waiter belong to the handle's thread.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,6 +16,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include "internal.h"
 #include "util.h"
@@ -31,13 +37,41 @@ unsigned balloon_confirm_msec(const ovc_balloon *b)
 	return b->opts.confirm_timeout_msec ? b->opts.confirm_timeout_msec : 30000;
 }
 
+void balloon_escape(char *dst, size_t size, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (size == 0)
+		return;
+	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+		if (*p >= 0x20 && *p != 0x7f) {
+			if (o + 1 >= size)
+				break;
+			dst[o++] = (char)*p;
+			continue;
+		}
+		if (o + 4 >= size)
+			break;
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[*p >> 4];
+		dst[o++] = hex[*p & 15];
+	}
+	dst[o] = '\0';
+}
+
 int balloon_error(ovc_balloon *b, int err, const char *fmt, ...)
 {
+	char raw[sizeof(b->error)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(b->error, sizeof(b->error), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* Names and reasons come from QEMU, libvirt and engines: nothing
+	 * they say may forge a log line. */
+	balloon_escape(b->error, sizeof(b->error), raw);
 	log_debug(b->opts.logger, "%s", b->error);
 	return err;
 }
@@ -109,13 +143,16 @@ void balloon_unwatch_fd(ovc_balloon *b, int fd)
 	epoll_ctl(b->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-int balloon_watch_dir(ovc_balloon *b, const char *dir, const char *what, int *ret_fd)
+int balloon_watch_dir(ovc_balloon *b, const char *dir, int dir_fd, const char *what, int *ret_fd)
 {
 	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), r;
+	char at[64];
 
 	if (fd < 0)
 		return negative_errno();
-	if (inotify_add_watch(fd, dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM) < 0) {
+	/* The directory already opened, not whatever the path names now. */
+	snprintf(at, sizeof(at), "/proc/self/fd/%d", dir_fd);
+	if (inotify_add_watch(fd, at, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR) < 0) {
 		r = balloon_error(b, negative_errno(), "cannot watch %s directory %s: %s", what, dir,
 				  strerror(errno));
 		close(fd);
@@ -219,6 +256,8 @@ void ovc_balloon_free(ovc_balloon *b)
 	if (b->ops)
 		b->ops->close(b);
 	drop_queue(b);
+	free(b->cache);
+	free(b->fail);
 	if (b->event_fd >= 0)
 		close(b->event_fd);
 	if (b->epoll_fd >= 0)
@@ -227,12 +266,94 @@ void ovc_balloon_free(ovc_balloon *b)
 	free(b);
 }
 
+/* ---- the cache of every guest's last figures ---- */
+
+struct ovc_balloon_guest *balloon_cache_get(ovc_balloon *b, const char *name)
+{
+	for (size_t i = 0; i < b->cache_n; i++)
+		if (strcmp(b->cache[i].name, name) == 0)
+			return &b->cache[i];
+	return NULL;
+}
+
+int balloon_cache_put(ovc_balloon *b, const struct ovc_balloon_guest *g)
+{
+	struct ovc_balloon_guest *c = balloon_cache_get(b, g->name);
+
+	if (!c) {
+		if (b->cache_n == b->cache_cap) {
+			size_t cap = b->cache_cap ? b->cache_cap * 2 : 8;
+			struct ovc_balloon_guest *p = realloc(b->cache, cap * sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			b->cache = p;
+			b->cache_cap = cap;
+		}
+		c = &b->cache[b->cache_n++];
+	}
+	*c = *g;
+	balloon_queue_event(b, OVC_BALLOON_EVENT_STATS, g->name, OVC_UNKNOWN);
+	return 0;
+}
+
+void balloon_cache_drop(ovc_balloon *b, const char *name)
+{
+	struct ovc_balloon_guest *c = balloon_cache_get(b, name);
+
+	if (!c)
+		return;
+	memmove(c, c + 1, (size_t)(b->cache + b->cache_n - (c + 1)) * sizeof(*c));
+	b->cache_n--;
+}
+
+/* The cached figures as of now: guest-side figures whose guest stopped
+ * answering go stale like any others, and figures nobody refreshed for the
+ * staleness limit (a monitor that stopped answering) too. */
+static void cache_read(const ovc_balloon *b, const struct ovc_balloon_guest *c, struct ovc_balloon_guest *ret)
+{
+	uint64_t max_age = balloon_stale_sec(b);
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	*ret = *c;
+	if (ovc_known(ret->stats.guest_update_sec))
+		ovc_guest_stats_sanitize(&ret->stats, now_usec(CLOCK_REALTIME) / USEC_PER_SEC, max_age);
+	if (ret->stats.collected_usec && now - ret->stats.collected_usec > max_age * USEC_PER_SEC &&
+	    !ret->stats.stale) {
+		struct ovc_guest_stats st;
+
+		ovc_guest_stats_reset(&st);
+		st.collected_usec = ret->stats.collected_usec;
+		st.max_bytes = ret->stats.max_bytes;
+		st.actual_bytes = ret->stats.actual_bytes;
+		st.rss_bytes = ret->stats.rss_bytes;
+		st.guest_update_sec = ret->stats.guest_update_sec;
+		st.stale = true;
+		ret->stats = st;
+	}
+}
+
 int ovc_balloon_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)
 {
+	struct ovc_balloon_guest *out;
+	int r;
+
 	if (!b || !ret || !ret_n)
 		return -EINVAL;
 	b->error[0] = '\0';
-	return b->ops->list(b, ret, ret_n);
+	/* Ask for fresh figures; what comes back is there at the next call
+	 * (and announced by OVC_BALLOON_EVENT_STATS). */
+	r = b->ops->refresh(b);
+	if (r < 0)
+		return r;
+	out = calloc(b->cache_n ? b->cache_n : 1, sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->cache_n; i++)
+		cache_read(b, &b->cache[i], &out[i]);
+	*ret = out;
+	*ret_n = b->cache_n;
+	return 0;
 }
 
 /* "failed to <what> of '<name>'<suffix>: <the backend's reason>" */
@@ -245,6 +366,16 @@ static int guest_error(ovc_balloon *b, int r, const char *name, const char *what
 			     why[0] ? why : ovc_strerror(r));
 }
 
+static int lookup(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
+{
+	const struct ovc_balloon_guest *c = balloon_cache_get(b, name);
+
+	if (!c)
+		return balloon_error(b, -ENOENT, "%s", b->ops->no_such_guest);
+	cache_read(b, c, ret);
+	return 0;
+}
+
 int ovc_balloon_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
 {
 	struct ovc_balloon_guest g;
@@ -253,23 +384,81 @@ int ovc_balloon_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest
 	if (!b || !name || !ret)
 		return -EINVAL;
 	b->error[0] = '\0';
-	/* Backends fill as they go; *ret stays untouched on failure. */
-	r = b->ops->guest(b, name, &g);
+	r = lookup(b, name, &g);
 	if (r < 0)
 		return guest_error(b, r, name, "read the balloon", "");
 	*ret = g;
 	return 0;
 }
 
-static void sleep_msec(unsigned msec)
-{
-	poll(NULL, 0, (int)msec);
-}
-
 /* "inflate" when the balloon grows (the guest gets less). */
 static const char *verb(uint64_t from, uint64_t to)
 {
 	return to < from ? "inflate" : "deflate";
+}
+
+static void request_sentence(ovc_balloon *b, char *buf, size_t size, const char *name,
+			     enum ovc_balloon_request req, uint64_t bytes, const char *why)
+{
+	const struct ovc_balloon_guest *c = balloon_cache_get(b, name);
+	char raw[sizeof(b->error)];
+
+	if (req == OVC_BALLOON_REQ_RECLAIM)
+		snprintf(raw, sizeof(raw), "failed to set the reclaim target of '%s' to %" PRIu64 "MiB: %s", name,
+			 bytes / MIB, why);
+	else
+		snprintf(raw, sizeof(raw), "failed to %s balloon of '%s' to %" PRIu64 "MiB: %s",
+			 c ? verb(c->stats.actual_bytes, bytes) : "set", name, bytes / MIB, why);
+	balloon_escape(buf, size, raw);
+}
+
+void balloon_request_done(ovc_balloon *b, const char *name, enum ovc_balloon_request req, uint64_t bytes,
+			  int err, const char *why)
+{
+	char sentence[sizeof(b->error)];
+	struct balloon_waiter *w = &b->waiter;
+
+	if (err < 0)
+		request_sentence(b, sentence, sizeof(sentence), name, req, bytes,
+				 why && why[0] ? why : ovc_strerror(err));
+	if (w->active && !w->done && w->request == req && w->bytes == bytes && strcmp(w->name, name) == 0) {
+		/* The caller waits for this one: it gets the answer itself. */
+		w->done = true;
+		w->err = err;
+		if (err < 0)
+			snprintf(w->error, sizeof(w->error), "%s", sentence);
+		return;
+	}
+	if (err < 0) {
+		log_debug(b->opts.logger, "%s", sentence);
+		balloon_queue_failed(b, name, req, bytes, err, sentence);
+	}
+}
+
+/* Run the backend until the waiter is answered, or until @deadline_usec
+ * (CLOCK_MONOTONIC), in slices of at most @slice_msec, with queued events
+ * left for the next ovc_balloon_process(): callbacks run from there only.
+ * The eventfd leaves the pollable set meanwhile, else the events queued
+ * would keep it readable and this would spin. */
+static void run_backend(ovc_balloon *b, uint64_t deadline_usec, unsigned slice_msec)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = b->event_fd }, evs[16];
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	int t;
+
+	if (now >= deadline_usec)
+		return;
+	t = (int)MIN((deadline_usec - now) / 1000 + 1, (uint64_t)slice_msec);
+	{
+		int bt = b->ops->timeout_msec ? b->ops->timeout_msec(b) : -1;
+
+		if (bt >= 0 && bt < t)
+			t = bt;
+	}
+	epoll_ctl(b->epoll_fd, EPOLL_CTL_DEL, b->event_fd, NULL);
+	(void)epoll_wait(b->epoll_fd, evs, ARRAY_SIZE(evs), t);
+	epoll_ctl(b->epoll_fd, EPOLL_CTL_ADD, b->event_fd, &ev);
+	(void)b->ops->process(b);
 }
 
 static int target_error(ovc_balloon *b, int r, const char *name, uint64_t from, uint64_t to)
@@ -281,11 +470,73 @@ static int target_error(ovc_balloon *b, int r, const char *name, uint64_t from, 
 	return guest_error(b, r, name, what, target);
 }
 
+/* OVC_BALLOON_TARGET_WAIT: the request queued; wait for the hypervisor's
+ * answer and then for the balloon to get there. */
+static int wait_target(ovc_balloon *b, const char *name, uint64_t start, uint64_t target_bytes)
+{
+	struct balloon_waiter *w = &b->waiter;
+	/* The guest balloons in 4 KiB pages and libvirt reports KiB, and
+	 * QEMU's actual lags by up to a page batch: within 1 MiB is there. */
+	const uint64_t tolerance = MIB;
+	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + (uint64_t)balloon_confirm_msec(b) * 1000;
+	uint64_t next_refresh = 0;
+	int r;
+
+	for (;;) {
+		uint64_t now = now_usec(CLOCK_MONOTONIC), actual;
+		struct ovc_balloon_guest g;
+
+		if (w->done && w->err < 0) {
+			r = w->err;
+			w->active = false;
+			return balloon_error(b, r, "%s", w->error);
+		}
+		if (lookup(b, name, &g) < 0) {
+			w->active = false;
+			return target_error(b, -ENOENT, name, start, target_bytes);
+		}
+		actual = g.stats.actual_bytes;
+		if (w->done &&
+		    (actual > target_bytes ? actual - target_bytes : target_bytes - actual) <= tolerance) {
+			w->active = false;
+			return 0;
+		}
+		if (now >= deadline) {
+			w->active = false;
+			if (!w->done)
+				return balloon_error(b, -ETIMEDOUT,
+						     "failed to %s balloon of '%s' to %" PRIu64 "MiB: "
+						     "the hypervisor did not take the target in %u ms",
+						     verb(start, target_bytes), name, target_bytes / MIB,
+						     balloon_confirm_msec(b));
+			if (actual == start && g.driver != OVC_BALLOON_DRIVER_LOADED) {
+				b->ops->mark_absent(b, name);
+				return balloon_error(b, -ENODEV,
+						     "failed to %s balloon of '%s' to %" PRIu64 "MiB: "
+						     "the balloon did not move in %u ms; the guest's "
+						     "virtio_balloon driver is not loaded",
+						     verb(start, target_bytes), name, target_bytes / MIB,
+						     balloon_confirm_msec(b));
+			}
+			return balloon_error(b, -ETIMEDOUT,
+					     "failed to %s balloon of '%s' to %" PRIu64 "MiB: "
+					     "reached %" PRIu64 "MiB in %u ms",
+					     verb(start, target_bytes), name, target_bytes / MIB,
+					     actual / MIB, balloon_confirm_msec(b));
+		}
+		if (w->done && now >= next_refresh) {
+			(void)b->ops->refresh(b);
+			next_refresh = now + 200 * 1000;
+		}
+		run_backend(b, deadline, 200);
+	}
+}
+
 int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes,
 			   unsigned flags)
 {
 	struct ovc_balloon_guest g;
-	uint64_t start, deadline, tolerance;
+	uint64_t start;
 	int r;
 
 	if (!b || !name)
@@ -294,7 +545,7 @@ int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_byt
 		return -EINVAL;
 	b->error[0] = '\0';
 
-	r = b->ops->guest(b, name, &g);
+	r = lookup(b, name, &g);
 	if (r < 0) {
 		char target[48];
 
@@ -317,49 +568,25 @@ int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_byt
 				     verb(g.stats.actual_bytes, target_bytes), name, target_bytes / MIB,
 				     "the guest never answered; its virtio_balloon driver is not loaded");
 	start = g.stats.actual_bytes;
+	if (flags & OVC_BALLOON_TARGET_WAIT) {
+		b->waiter = (struct balloon_waiter){ .active = true, .request = OVC_BALLOON_REQ_TARGET,
+						     .bytes = target_bytes };
+		snprintf(b->waiter.name, sizeof(b->waiter.name), "%s", name);
+	}
 	r = b->ops->set_target(b, name, target_bytes);
-	if (r < 0)
+	if (r < 0) {
+		b->waiter.active = false;
 		return target_error(b, r, name, start, target_bytes);
+	}
 	if (!(flags & OVC_BALLOON_TARGET_WAIT))
 		return 0;
-
-	/* The guest balloons in 4 KiB pages and libvirt reports KiB, and
-	 * QEMU's actual lags by up to a page batch: within 1 MiB is there. */
-	tolerance = MIB;
-	deadline = now_usec(CLOCK_MONOTONIC) + (uint64_t)balloon_confirm_msec(b) * 1000;
-	for (;;) {
-		uint64_t now = now_usec(CLOCK_MONOTONIC);
-		uint64_t actual;
-
-		r = b->ops->guest(b, name, &g);
-		if (r < 0)
-			return target_error(b, r, name, start, target_bytes);
-		actual = g.stats.actual_bytes;
-		if ((actual > target_bytes ? actual - target_bytes : target_bytes - actual) <= tolerance)
-			return 0;
-		if (now >= deadline) {
-			if (actual == start && g.driver != OVC_BALLOON_DRIVER_LOADED) {
-				b->ops->mark_absent(b, name);
-				return balloon_error(b, -ENODEV,
-						     "failed to %s balloon of '%s' to %" PRIu64 "MiB: "
-						     "the balloon did not move in %u ms; the guest's "
-						     "virtio_balloon driver is not loaded",
-						     verb(start, target_bytes), name, target_bytes / MIB,
-						     balloon_confirm_msec(b));
-			}
-			return balloon_error(b, -ETIMEDOUT,
-					     "failed to %s balloon of '%s' to %" PRIu64 "MiB: "
-					     "reached %" PRIu64 "MiB in %u ms",
-					     verb(start, target_bytes), name, target_bytes / MIB,
-					     actual / MIB, balloon_confirm_msec(b));
-		}
-		sleep_msec(200);
-	}
+	return wait_target(b, name, start, target_bytes);
 }
 
 int ovc_balloon_set_reclaim(ovc_balloon *b, const char *name, uint64_t reclaim_bytes,
 			    unsigned flags)
 {
+	struct ovc_balloon_guest g;
 	char target[48];
 	int r;
 
@@ -370,9 +597,155 @@ int ovc_balloon_set_reclaim(ovc_balloon *b, const char *name, uint64_t reclaim_b
 	if (!b->ops->set_reclaim)
 		r = balloon_error(b, -EOPNOTSUPP, "the %s driver reaches no embedded engines",
 				  b->ops->name);
-	else
+	else if ((r = lookup(b, name, &g)) == 0)
 		r = b->ops->set_reclaim(b, name, reclaim_bytes);
 	return r < 0 ? guest_error(b, r, name, "set the reclaim target", target) : 0;
+}
+
+/* ---- sockets: identity from the kernel, never from a path or a peer ---- */
+
+int balloon_connect(int dirfd, const char *name, struct balloon_peer *ret)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct stat st;
+	int pfd, fd, r;
+
+	ret->fd = -1;
+	ret->dev = 0;
+	ret->ino = 0;
+	ret->pid = 0;
+	ret->uid = (uid_t)-1;
+	/* O_PATH|O_NOFOLLOW opens a symlink itself, which is then no socket:
+	 * nobody can point root's connect elsewhere through this directory. */
+	pfd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0)
+		return negative_errno();
+	if (fstat(pfd, &st) < 0) {
+		r = negative_errno();
+		goto out;
+	}
+	ret->dev = st.st_dev;
+	ret->ino = st.st_ino;
+	if (S_ISLNK(st.st_mode)) {
+		r = -ELOOP;
+		goto out;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		r = -ENOTSOCK;
+		goto out;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", pfd);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		r = negative_errno();
+		goto out;
+	}
+	/* Non-blocking: a listener whose queue is full gives EAGAIN at
+	 * once instead of holding the caller until it accepts. */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		r = negative_errno();
+		close(fd);
+		goto out;
+	}
+	/* The listener must own the file: a socket of one user linked into
+	 * place under another's name is not that user's. */
+	if (cred.uid != st.st_uid) {
+		close(fd);
+		r = -EPERM;
+		goto out;
+	}
+	ret->fd = fd;
+	ret->pid = cred.pid;
+	ret->uid = cred.uid;
+	r = 0;
+out:
+	close(pfd);
+	return r;
+}
+
+/* ---- sockets that failed: not retried before their back-off ---- */
+
+/* Bounded: a directory flooded with dead sockets costs a fixed amount. */
+#define FAIL_MAX 1024
+
+static struct balloon_fail *fail_find(ovc_balloon *b, dev_t dev, ino_t ino)
+{
+	for (size_t i = 0; i < b->fail_n; i++)
+		if (b->fail[i].dev == dev && b->fail[i].ino == ino)
+			return &b->fail[i];
+	return NULL;
+}
+
+bool balloon_fail_blocked(ovc_balloon *b, dev_t dev, ino_t ino)
+{
+	const struct balloon_fail *f = fail_find(b, dev, ino);
+
+	return f && now_usec(CLOCK_MONOTONIC) < f->retry_usec;
+}
+
+bool balloon_fail_note(ovc_balloon *b, dev_t dev, ino_t ino, unsigned min_msec, unsigned max_msec)
+{
+	struct balloon_fail *f = fail_find(b, dev, ino);
+	bool first = !f;
+
+	if (!f) {
+		if (b->fail_n == b->fail_cap) {
+			size_t cap = b->fail_cap ? b->fail_cap * 2 : 16;
+			struct balloon_fail *p;
+
+			if (b->fail_cap >= FAIL_MAX) {
+				/* Forget the one due soonest. */
+				size_t k = 0;
+
+				for (size_t i = 1; i < b->fail_n; i++)
+					if (b->fail[i].retry_usec < b->fail[k].retry_usec)
+						k = i;
+				b->fail[k] = b->fail[--b->fail_n];
+				goto add;
+			}
+			p = realloc(b->fail, cap * sizeof(*p));
+			if (!p)
+				return first; /* then it is simply tried again */
+			b->fail = p;
+			b->fail_cap = cap;
+		}
+add:
+		f = &b->fail[b->fail_n++];
+		*f = (struct balloon_fail){ .dev = dev, .ino = ino };
+	}
+	f->backoff_msec = f->backoff_msec ? MIN(f->backoff_msec * 2, max_msec) : min_msec;
+	f->retry_usec = now_usec(CLOCK_MONOTONIC) + (uint64_t)f->backoff_msec * 1000;
+	return first;
+}
+
+void balloon_fail_clear(ovc_balloon *b, dev_t dev, ino_t ino)
+{
+	struct balloon_fail *f = fail_find(b, dev, ino);
+
+	if (f)
+		*f = b->fail[--b->fail_n];
+}
+
+void balloon_breaker_fail(struct balloon_breaker *k, uint64_t now)
+{
+	if (++k->fails < BALLOON_BREAKER_FAILS)
+		return;
+	k->backoff_msec = k->backoff_msec ? MIN(k->backoff_msec * 2, BALLOON_BREAKER_MAX_MSEC)
+					  : BALLOON_BREAKER_MIN_MSEC;
+	k->open_until_usec = now + (uint64_t)k->backoff_msec * 1000;
+}
+
+void balloon_breaker_ok(struct balloon_breaker *k)
+{
+	*k = (struct balloon_breaker){ 0 };
+}
+
+bool balloon_breaker_open(const struct balloon_breaker *k, uint64_t now)
+{
+	return now < k->open_until_usec;
 }
 
 int ovc_balloon_fd(const ovc_balloon *b)
@@ -411,6 +784,14 @@ int ovc_balloon_process(ovc_balloon *b)
 		b->queue_n--;
 		pthread_mutex_unlock(&b->lock);
 
+		if (ev.type == OVC_BALLOON_EVENT_CHANGED && ev.guest && ovc_known(ev.actual_bytes)) {
+			/* libvirt's event comes from its own thread: the cache
+			 * learns the balloon's new size here. */
+			struct ovc_balloon_guest *c = balloon_cache_get(b, ev.guest);
+
+			if (c && ev.actual_bytes <= c->stats.max_bytes)
+				c->stats.actual_bytes = ev.actual_bytes;
+		}
 		if (b->opts.event_fn) {
 			struct ovc_balloon_event pub = { ev.type,	  ev.guest, ev.actual_bytes, ev.request,
 							 ev.request_bytes, ev.err,   ev.error };

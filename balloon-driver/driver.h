@@ -1,16 +1,25 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Balloon drivers: one interface to every way of reaching a guest's
- * virtio-balloon — libvirt (libvirt.c) and a bare QEMU's QMP socket (qmp.c).
+ * virtio-balloon — libvirt (libvirt.c) and a bare QEMU's QMP socket (qmp.c)
+ * — and the engines VMMs embed (ovc.c).
  * ovcd links this as the static library ovc-balloon; it is not part of
  * libovc's ABI.
  *
+ * No call waits for a peer (QEMU, libvirtd, an engine): each peer is a
+ * state machine driven by ovc_balloon_process() with one request in flight
+ * and one deadline, or is served by the backend's own thread (libvirt).
+ * ovc_balloon_list() and ovc_balloon_guest() answer from each guest's last
+ * figures; targets and reclaim requests are queued, and a later failure
+ * comes as OVC_BALLOON_EVENT_FAILED. Only OVC_BALLOON_TARGET_WAIT blocks,
+ * by its caller's choice.
+ *
  * Threads: an ovc_balloon handle belongs to one thread (the daemon's control
  * loop); its calls are not thread-safe against each other. Backends may run
- * their own thread (libvirt's event loop), but user callbacks are only ever
- * called from ovc_balloon_process(), in the caller's thread, with no lock of
- * the driver held. Events are queued under an internal mutex and signalled
- * through the fd of ovc_balloon_fd().
+ * their own threads (libvirt's event loop and worker), but user callbacks
+ * are only ever called from ovc_balloon_process(), in the caller's thread,
+ * with no lock of the driver held. Events are queued under an internal mutex
+ * and signalled through the fd of ovc_balloon_fd().
  *
  * Units: bytes everywhere in this interface. libvirt speaks KiB: targets are
  * rounded down to a whole KiB (ovc_balloon_bytes_to_kib) so that a guest is
@@ -18,8 +27,12 @@
  *
  * Errors: -errno (see ovc_strerror). Every failure that concerns a guest also
  * leaves a sentence naming the guest in ovc_balloon_error(), e.g.
- * "failed to inflate balloon of 'web1' to 1536MiB: No such domain". The
- * driver logs it at debug level only: the caller handles it and logs once.
+ * "failed to inflate balloon of 'web1' to 1536MiB: No such domain", with
+ * control bytes escaped as \xNN (peers' words reach it). The driver logs it
+ * at debug level only: the caller handles it and logs once. A peer refused
+ * for who it claims to be (a symlink, a socket its listener does not own,
+ * a QMP name that is another socket's, an engine maximum beyond its RAM)
+ * is logged by the driver itself as a warning, once per socket file.
  */
 #ifndef OVC_BALLOON_DRIVER_H
 #define OVC_BALLOON_DRIVER_H
@@ -61,7 +74,9 @@ enum ovc_balloon_guest_driver {
 #define OVC_BALLOON_ID_MAX 64
 
 struct ovc_balloon_guest {
-	char name[OVC_BALLOON_NAME_MAX]; /* libvirt domain name; QMP: query-name or socket name */
+	char name[OVC_BALLOON_NAME_MAX]; /* libvirt domain name; QMP: query-name (when no other socket
+					 * holds it or is named after it) or the socket's stem;
+					 * engines: the socket's stem, never the claim */
 	char id[OVC_BALLOON_ID_MAX];     /* libvirt UUID; QMP: socket path's base name */
 	/* The process behind the guest, as the kernel says (never as the
 	 * peer says): QMP and engines the listener's SO_PEERCRED pid, libvirt
@@ -154,45 +169,70 @@ void ovc_balloon_free(ovc_balloon *b);
  * next call on @b. */
 const char *ovc_balloon_error(const ovc_balloon *b);
 
-/* Every running guest with normalised stats. *ret is an array of *ret_n
- * entries owned by the caller (free()). -ENOTCONN while disconnected (a
- * reconnect is tried first when its back-off has passed). */
+/* Every running guest that has answered, with its last normalised figures
+ * (never a round trip), and ask every peer for fresh ones: they arrive
+ * through the fd, each announced by OVC_BALLOON_EVENT_STATS. Figures nobody
+ * refreshed for stale_sec come back stale. *ret is an array of *ret_n
+ * entries owned by the caller (free()). -ENOTCONN while libvirtd is not
+ * connected (the worker reconnects with back-off meanwhile). */
 int ovc_balloon_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n);
 
-/* One guest by name. -ENOENT if there is no such running guest. */
+/* One guest's last figures by name (cached: never a round trip). -ENOENT
+ * if there is no such running guest. */
 int ovc_balloon_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret);
 
 enum {
-	/* Wait until the balloon reaches the target (confirm_timeout_msec).
-	 * Returns -ENODEV if it did not move at all (no balloon driver in the
-	 * guest), -ETIMEDOUT if it moved but did not get there. */
+	/* Block the calling thread (tools and tests; never a daemon's loop)
+	 * until the hypervisor took the target and the balloon reaches it
+	 * (confirm_timeout_msec), running the backend meanwhile; events stay
+	 * queued for ovc_balloon_process(). Returns the hypervisor's refusal,
+	 * -ENODEV if the balloon did not move at all (no balloon driver in
+	 * the guest), -ETIMEDOUT if it moved but did not get there. */
 	OVC_BALLOON_TARGET_WAIT = 1u << 0,
 };
 
 /* Ask @name's balloon to leave the guest @target_bytes (QEMU's "logical
- * size": max - balloon). 0 < target_bytes <= max_bytes, else -ERANGE.
- * -ENODEV without asking the hypervisor when the guest has no balloon
- * device or its driver is known to be absent; -ENOENT for no such guest. */
+ * size": max - balloon). Checked against the last figures: 0 <
+ * target_bytes <= max_bytes, else -ERANGE; -ENODEV when the guest has no
+ * balloon device or its driver is known to be absent; -ENOENT for no such
+ * guest. Then queued (0): the hypervisor's refusal comes later as
+ * OVC_BALLOON_EVENT_FAILED; a newer target replaces one not sent yet
+ * (FAILED with -ECANCELED). */
 int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes,
 			   unsigned flags);
 
 /* Tell the embedded engine of @name to keep @reclaim_bytes of its guest's
  * RAM given back (zero-shared plus swapped; 0: zero sharing only). Only the
  * ovc backend has engines: -EOPNOTSUPP for libvirt and QMP. -ENOENT for no
- * such guest; the engine's own refusal comes back as its errno (-EPERM when
- * the caller is neither root nor the VMM's uid, -ENOSPC beyond its swap).
- * No flags yet (-EINVAL). */
+ * such guest. Queued (0); the engine's own refusal comes later as
+ * OVC_BALLOON_EVENT_FAILED with its errno (-EPERM when the caller is
+ * neither root nor the VMM's uid, -ENOSPC beyond its swap). No flags yet
+ * (-EINVAL). */
 int ovc_balloon_set_reclaim(ovc_balloon *b, const char *name, uint64_t reclaim_bytes,
 			    unsigned flags);
 
 /* Event-loop integration: poll the fd for POLLIN, and call
  * ovc_balloon_process() when it is readable or when
- * ovc_balloon_timeout_msec() has passed (-1: no timer wanted). process()
- * reads backend input, retries a lost connection and calls event_fn for
- * each queued event. Returns the number of events delivered or -errno. */
+ * ovc_balloon_timeout_msec() has passed (-1: no timer wanted; peers'
+ * deadlines and back-offs are such timers). process() reads peer input,
+ * runs deadlines, sends what is queued, takes the libvirt worker's results
+ * and calls event_fn for each queued event. Returns the number of events
+ * delivered or -errno. */
 int ovc_balloon_fd(const ovc_balloon *b);
 int ovc_balloon_timeout_msec(const ovc_balloon *b);
 int ovc_balloon_process(ovc_balloon *b);
+
+/* Whether the engine guest @engine may join the balloon guest @balloon of
+ * the same name (one guest with both): only when the kernel says both are
+ * one process (pid known and equal). A name alone proves nothing: anyone
+ * who may publish an engine can pick any name. Pure (names.c). */
+bool ovc_balloon_may_join(const struct ovc_balloon_guest *balloon, const struct ovc_balloon_guest *engine);
+
+/* The OVC_BALLOON_CAP_* of a libvirt domain's live XML (virDomainGetXMLDesc):
+ * from its <memballoon> (the last one: the device's, after any look-alike
+ * in metadata) — not model='none', autodeflate='on', freePageReporting='on'
+ * and a <stats period> above 0. Pure (domain-xml.c). */
+unsigned ovc_balloon_caps_from_xml(const char *xml);
 
 /* --- Pure helpers, unit-tested (stats.c) --- */
 

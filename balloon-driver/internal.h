@@ -1,18 +1,26 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Inside the balloon drivers: the backend ops table, the shared handle, the
- * event queue and the QMP JSON reader. Not for the daemon.
+ * event queue, the figures cache, sockets and their failures, and the QMP
+ * JSON reader. Not for the daemon.
  *
  * Locking: struct ovc_balloon.lock protects only the event queue (queue,
  * queue_n, queue_cap) and the eventfd counter; backend threads take it to
  * push, ovc_balloon_process() to pop. It is never held across a call into
- * libvirt, QEMU or a user callback.
+ * libvirt, QEMU or a user callback. Everything else of the handle (cache,
+ * fail, waiter, error) belongs to the thread that owns the handle.
+ *
+ * The backends never wait for a peer: each peer is a state machine with
+ * one request in flight and one deadline for it, driven by process() and
+ * refresh(); results land in the cache (balloon_cache_put) and requests
+ * end in balloon_request_done().
  */
 #ifndef OVC_BALLOON_INTERNAL_H
 #define OVC_BALLOON_INTERNAL_H
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/types.h>
 
 #include "driver.h"
 
@@ -20,23 +28,26 @@ struct json_object;
 
 struct balloon_ops {
 	const char *name;
+	/* The reason of -ENOENT for a name no guest of this backend has. */
+	const char *no_such_guest;
 	int (*open)(ovc_balloon *b);
 	void (*close)(ovc_balloon *b);
-	/* Fill a malloc'ed array of every running guest. */
-	int (*list)(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n);
-	/* One guest; -ENOENT if none by that name. */
-	int (*guest)(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret);
-	/* Hand the target to the hypervisor (no waiting). On failure,
-	 * b->error holds only the reason; the caller names guest and target. */
+	/* Start refreshing every guest's figures (and look for new guests)
+	 * where no request is in flight; never waits for a peer. */
+	int (*refresh)(ovc_balloon *b);
+	/* Queue the target for the hypervisor (no waiting); it ends in
+	 * balloon_request_done(). On an immediate failure b->error holds
+	 * only the reason; the caller names guest and target. */
 	int (*set_target)(ovc_balloon *b, const char *name, uint64_t target_bytes);
 	/* The guest's balloon driver did not move within the timeout. */
 	void (*mark_absent)(ovc_balloon *b, const char *name);
-	/* Read pending input, retry connections; may queue events. */
+	/* Read pending input, run deadlines, retry connections; may queue
+	 * events. Never waits for a peer. */
 	int (*process)(ovc_balloon *b);
 	/* ms until process() wants to run again, or -1. */
 	int (*timeout_msec)(const ovc_balloon *b);
-	/* Optional (NULL: -EOPNOTSUPP): an embedded engine's reclaim target.
-	 * On failure b->error holds only the reason, as for set_target. */
+	/* Optional (NULL: -EOPNOTSUPP): an embedded engine's reclaim target,
+	 * queued like set_target. */
 	int (*set_reclaim)(ovc_balloon *b, const char *name, uint64_t reclaim_bytes);
 };
 
@@ -50,6 +61,24 @@ struct balloon_event {
 	char *error;
 };
 
+/* A caller inside ovc_balloon_set_target(OVC_BALLOON_TARGET_WAIT). */
+struct balloon_waiter {
+	bool active, done;
+	enum ovc_balloon_request request;
+	uint64_t bytes;
+	char name[OVC_BALLOON_NAME_MAX];
+	int err;
+	char error[512];
+};
+
+/* A socket file (by device and inode) that failed, and when to try again. */
+struct balloon_fail {
+	dev_t dev;
+	ino_t ino;
+	uint64_t retry_usec; /* CLOCK_MONOTONIC */
+	unsigned backoff_msec;
+};
+
 struct ovc_balloon {
 	struct ovc_balloon_opts opts; /* copied; strings are the caller's */
 	const struct balloon_ops *ops;
@@ -60,6 +89,11 @@ struct ovc_balloon {
 	struct balloon_event *queue;
 	size_t queue_n, queue_cap;
 	char error[512];
+	struct ovc_balloon_guest *cache; /* every guest's last figures */
+	size_t cache_n, cache_cap;
+	struct balloon_fail *fail;
+	size_t fail_n, fail_cap;
+	struct balloon_waiter waiter;
 };
 
 extern const struct balloon_ops balloon_libvirt_ops;
@@ -73,13 +107,65 @@ void balloon_queue_event(ovc_balloon *b, enum ovc_balloon_event_type type, const
  * after its call returned; @error is the sentence naming the guest. */
 void balloon_queue_failed(ovc_balloon *b, const char *guest, enum ovc_balloon_request request,
 			  uint64_t request_bytes, int err, const char *error);
+/* Cache @g's figures as the guest's last (by name) and queue
+ * OVC_BALLOON_EVENT_STATS. -ENOMEM leaves the cache as it was. */
+int balloon_cache_put(ovc_balloon *b, const struct ovc_balloon_guest *g);
+struct ovc_balloon_guest *balloon_cache_get(ovc_balloon *b, const char *name);
+void balloon_cache_drop(ovc_balloon *b, const char *name);
+/* A queued request of @name ended: @err 0 or -errno with @why, the reason
+ * (the peer's words are escaped here). A caller waiting for it gets it;
+ * else a failure becomes OVC_BALLOON_EVENT_FAILED. */
+void balloon_request_done(ovc_balloon *b, const char *name, enum ovc_balloon_request req, uint64_t bytes,
+			  int err, const char *why);
+/* Copy @src with every control byte as \xNN, cut to fit @size. */
+void balloon_escape(char *dst, size_t size, const char *src);
+
+/* A connected peer. */
+struct balloon_peer {
+	int fd;       /* SOCK_NONBLOCK|SOCK_CLOEXEC */
+	dev_t dev;    /* the socket file's, also after most failures (0: not opened) */
+	ino_t ino;
+	pid_t pid;    /* the listener's, SO_PEERCRED */
+	uid_t uid;
+};
+/* Connect to the socket file @name under @dirfd (AT_FDCWD and an absolute
+ * path for a listed socket) without following a symlink: opened
+ * O_PATH|O_NOFOLLOW, checked to be a socket, connected non-blocking through
+ * /proc/self/fd/N, and the listener (SO_PEERCRED) must own the file.
+ * -ELOOP for a symlink, -ENOTSOCK, -EAGAIN for a full listen queue,
+ * -ECONNREFUSED, -EPERM for an owner mismatch. */
+int balloon_connect(int dirfd, const char *name, struct balloon_peer *ret);
+
+/* Failed socket files: not tried again before their back-off (doubling
+ * from @min_msec to @max_msec). note() returns true the first time (log
+ * a warning once per file). */
+bool balloon_fail_blocked(ovc_balloon *b, dev_t dev, ino_t ino);
+bool balloon_fail_note(ovc_balloon *b, dev_t dev, ino_t ino, unsigned min_msec, unsigned max_msec);
+void balloon_fail_clear(ovc_balloon *b, dev_t dev, ino_t ino);
+
+/* A peer's circuit breaker: after BALLOON_BREAKER_FAILS requests in a row
+ * failed, no request goes to it for a back-off doubling from 1 s to 60 s;
+ * then one request probes it, and one success closes it again. */
+#define BALLOON_BREAKER_FAILS 3
+#define BALLOON_BREAKER_MIN_MSEC 1000
+#define BALLOON_BREAKER_MAX_MSEC 60000
+struct balloon_breaker {
+	unsigned fails;
+	unsigned backoff_msec;
+	uint64_t open_until_usec;
+};
+void balloon_breaker_fail(struct balloon_breaker *k, uint64_t now_usec);
+void balloon_breaker_ok(struct balloon_breaker *k);
+bool balloon_breaker_open(const struct balloon_breaker *k, uint64_t now_usec);
+
 /* Add/remove a backend fd to the pollable set (EPOLLIN). */
 int balloon_watch_fd(ovc_balloon *b, int fd);
 void balloon_unwatch_fd(ovc_balloon *b, int fd);
-/* Watch @dir for sockets coming and going (inotify, in the pollable set);
- * *ret_fd is the inotify fd, closed by the caller. @what names the
- * directory in the error sentence ("QMP socket"). */
-int balloon_watch_dir(ovc_balloon *b, const char *dir, const char *what, int *ret_fd);
+/* Watch the directory @dir_fd (opened, O_PATH is enough; @dir is its path
+ * for the error sentence) for sockets coming and going (inotify, in the
+ * pollable set); *ret_fd is the inotify fd, closed by the caller. @what
+ * names the directory in the error sentence ("QMP socket"). */
+int balloon_watch_dir(ovc_balloon *b, const char *dir, int dir_fd, const char *what, int *ret_fd);
 /* Read every pending inotify event of @fd (may be -1); true if any. */
 bool balloon_drain_inotify(int fd);
 /* Record the error sentence (and log it at debug level); returns @err. */

@@ -8,26 +8,41 @@
  * lifecycle and BALLOON_CHANGE events, keepalive, a close callback, and
  * reconnection with exponential back-off after libvirtd restarts.
  *
- * Threads. libvirt delivers events, keepalive and close notifications only
- * from an event loop, and its default implementation is process-wide. We
- * use it (virEventRegisterDefaultImpl, once per process) and run
+ * Threads. libvirt calls can block for as long as libvirtd takes (a slow
+ * or hung libvirtd, a domain busy with a job), so none of them runs in the
+ * caller's thread once the handle is open: one worker thread per handle
+ * makes them all, one at a time (libvirt's API is thread-safe per
+ * connection; the worker is its only user), and owns the connection,
+ * reconnection with back-off and the per-domain state (lv_guest). The
+ * caller's thread only exchanges work and results with it through the
+ * mailbox (struct lv_mailbox, under its mutex): refresh() asks for fresh
+ * bulk stats, set_target() queues a target; process() takes the figures
+ * into the handle's cache and the answers to balloon_request_done().
+ * ovc_balloon_new() connects in the caller's thread, before the worker
+ * starts, so that an unreachable libvirtd is -ENOTCONN at once.
+ *
+ * libvirt delivers events, keepalive and close notifications only from an
+ * event loop, and its default implementation is process-wide. We use it
+ * (virEventRegisterDefaultImpl, once per process) and run
  * virEventRunDefaultImpl in one thread shared by every libvirt handle of the
  * process, started by the first and stopped by the last (loop_lock
- * protects loop_users/loop_thread). Our own event loop implementation would
- * have to serve libvirt's timers and fds through the caller's loop, which
- * a daemon blocked in a slow libvirt call could not do, and keepalive would
- * then drop the connection. The loop thread only runs the callbacks below;
- * they touch nothing but the handle's event queue (under its lock) and the
- * atomic `lost` flag. Everything else runs in the caller's thread;
- * reconnecting too, from the next call or ovc_balloon_process() once the
- * back-off has passed (ovc_balloon_timeout_msec says when).
+ * protects loop_users/loop_thread). The loop thread only runs the callbacks
+ * below; they touch nothing but the handle's event queue (under its lock)
+ * and the atomic `lost` flag.
+ *
+ * Lock order: lv_mailbox.lock, then ovc_balloon.lock (the event queue);
+ * neither is held across a libvirt call.
  *
  * libvirt's default error handler prints to stderr; a library must not,
  * so it is replaced by a silent one (process-wide too) and errors are read
  * with virGetLastError, which is thread-local.
  */
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -50,6 +65,7 @@
 
 struct lv_guest {
 	char uuid[VIR_UUID_STRING_BUFLEN];
+	pid_t pid; /* QEMU's, from libvirt's pid file; 0 unknown */
 	unsigned caps;
 	bool caps_known;
 	uint64_t polling_since_usec; /* 0: polling off */
@@ -58,7 +74,37 @@ struct lv_guest {
 	bool listed; /* in the last list; the others are gone and dropped */
 };
 
+/* A target for the worker, or its answer for the caller. */
+struct lv_req {
+	char name[OVC_BALLOON_NAME_MAX];
+	uint64_t bytes;
+	int err;
+	char why[400];
+};
+
+/* What the caller's thread and the worker exchange; all under lock. */
+struct lv_mailbox {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool quit;
+	/* to the worker */
+	bool want_refresh;
+	struct lv_req *todo;  /* targets, oldest first */
+	size_t todo_n;
+	char (*absent)[OVC_BALLOON_NAME_MAX]; /* names to mark absent */
+	size_t absent_n;
+	/* to the caller */
+	bool have_list;
+	struct ovc_balloon_guest *list;
+	size_t list_n;
+	struct lv_req *done;
+	size_t done_n;
+	bool connected;
+	char conn_why[400]; /* why not, for -ENOTCONN */
+};
+
 struct lv_backend {
+	/* The worker's (and, before it starts, the opener's). */
 	virConnectPtr conn;
 	int cb_lifecycle, cb_balloon;
 	atomic_bool lost;         /* set by the close callback (loop thread) */
@@ -67,6 +113,12 @@ struct lv_backend {
 	uint64_t retry_at_usec;
 	struct lv_guest *guests;
 	size_t n, cap;
+	char why[400]; /* the last error's reason */
+	/* Shared. */
+	struct lv_mailbox mb;
+	int wake_fd;   /* eventfd: the worker has something for process() */
+	pthread_t worker;
+	bool worker_running;
 };
 
 static struct lv_backend *be(const ovc_balloon *b)
@@ -159,6 +211,10 @@ static void on_close(virConnectPtr conn, int reason, void *opaque)
 	if (!atomic_exchange(&be(b)->lost, true)) {
 		log_debug(b->opts.logger, "connection to libvirtd at %s closed (reason %d)", uri_of(b), reason);
 		balloon_queue_event(b, OVC_BALLOON_EVENT_DISCONNECTED, NULL, OVC_UNKNOWN);
+		/* The worker reconnects: wake it. */
+		pthread_mutex_lock(&be(b)->mb.lock);
+		pthread_cond_signal(&be(b)->mb.cond);
+		pthread_mutex_unlock(&be(b)->mb.lock);
 	}
 }
 
@@ -184,7 +240,7 @@ static void on_balloon(virConnectPtr conn, virDomainPtr dom, unsigned long long 
 			    actual_kib <= UINT64_MAX / KIB ? actual_kib * KIB : OVC_UNKNOWN);
 }
 
-/* --- Errors --- */
+/* --- Errors (worker) --- */
 
 /* libvirt's last error as -errno, with its text in @reason. */
 static int lv_errno(ovc_balloon *b, char *reason, size_t size)
@@ -220,19 +276,29 @@ static int lv_errno(ovc_balloon *b, char *reason, size_t size)
 	return -EIO;
 }
 
-/* "failed to <what> of '<guest>': <libvirt's reason>"; only the reason if
- * @what is NULL (ovc_balloon_set_target wraps it). */
-static int lv_error(ovc_balloon *b, const char *what, const char *guest)
+/* Keep the reason of a failure in l->why (the worker's), return @err. */
+static int lv_fail(ovc_balloon *b, int err, const char *fmt, ...) _printf_(3, 4);
+static int lv_fail(ovc_balloon *b, int err, const char *fmt, ...)
+{
+	struct lv_backend *l = be(b);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(l->why, sizeof(l->why), fmt, ap);
+	va_end(ap);
+	log_debug(b->opts.logger, "libvirt: %s", l->why);
+	return err;
+}
+
+static int lv_error(ovc_balloon *b)
 {
 	char reason[300];
 	int r = lv_errno(b, reason, sizeof(reason));
 
-	if (!what)
-		return balloon_error(b, r, "%s", reason);
-	return balloon_error(b, r, "failed to %s of '%s': %s", what, guest, reason);
+	return lv_fail(b, r, "%s", reason);
 }
 
-/* --- Connection --- */
+/* --- Connection (worker; the opener before it starts) --- */
 
 static void disconnect(ovc_balloon *b)
 {
@@ -260,7 +326,7 @@ static int try_connect(ovc_balloon *b)
 	l->conn = virConnectOpen(uri_of(b));
 	if (!l->conn) {
 		lv_errno(b, reason, sizeof(reason));
-		return balloon_error(b, -ENOTCONN, "cannot connect to libvirtd at %s: %s", uri_of(b), reason);
+		return lv_fail(b, -ENOTCONN, "cannot connect to libvirtd at %s: %s", uri_of(b), reason);
 	}
 	atomic_store(&l->lost, false);
 	/* 1 = the peer has no keepalive (test://): fine. */
@@ -279,7 +345,7 @@ static int try_connect(ovc_balloon *b)
 	return 0;
 fail:
 	lv_errno(b, reason, sizeof(reason));
-	r = balloon_error(b, -ENOTCONN, "cannot subscribe to events of libvirtd at %s: %s", uri_of(b), reason);
+	r = lv_fail(b, -ENOTCONN, "cannot subscribe to events of libvirtd at %s: %s", uri_of(b), reason);
 	disconnect(b);
 	return r;
 }
@@ -300,8 +366,8 @@ static int ensure_conn(ovc_balloon *b)
 		l->retry_at_usec = now;
 	}
 	if (now < l->retry_at_usec)
-		return balloon_error(b, -ENOTCONN, "connection to libvirtd at %s lost; next attempt in %" PRIu64 " ms",
-				     uri_of(b), (l->retry_at_usec - now) / 1000);
+		return lv_fail(b, -ENOTCONN, "connection to libvirtd at %s lost; next attempt in %" PRIu64 " ms",
+			       uri_of(b), (l->retry_at_usec - now) / 1000);
 	r = try_connect(b);
 	if (r < 0) {
 		l->backoff_msec = l->backoff_msec ? MIN(l->backoff_msec * 2, max) : min;
@@ -317,7 +383,7 @@ static int ensure_conn(ovc_balloon *b)
 	return 0;
 }
 
-/* --- Guests --- */
+/* --- Guests (worker) --- */
 
 static struct lv_guest *guest_state(ovc_balloon *b, virDomainPtr dom)
 {
@@ -343,47 +409,28 @@ static struct lv_guest *guest_state(ovc_balloon *b, virDomainPtr dom)
 	return &l->guests[l->n++];
 }
 
-/* Value of attribute @attr inside the element text [el, end). */
-static bool attr_is(const char *el, const char *end, const char *attr, const char *value)
+/* QEMU's pid as libvirt's QEMU driver writes it for a running domain
+ * (root-owned, /run/libvirt/qemu/NAME.pid); 0 when there is none (another
+ * driver, a session daemon). Never through a symlink. */
+static pid_t qemu_pid(const char *name)
 {
-	char pat[64];
-	const char *p;
+	char path[PATH_MAX], buf[32];
+	long v;
+	ssize_t n;
+	int fd;
 
-	snprintf(pat, sizeof(pat), " %s='%s'", attr, value);
-	p = strstr(el, pat);
-	if (p && p < end)
-		return true;
-	snprintf(pat, sizeof(pat), " %s=\"%s\"", attr, value);
-	p = strstr(el, pat);
-	return p && p < end;
-}
-
-/* Capabilities from the live XML. libvirt writes <memballoon> with single
- * quotes and one attribute per feature; a full XML parser would add
- * libxml2 for three attributes. */
-static unsigned caps_from_xml(const char *xml)
-{
-	const char *el = strstr(xml, "<memballoon"), *end, *stats;
-	unsigned caps = 0;
-
-	if (!el)
+	if (strchr(name, '/') || snprintf(path, sizeof(path), "/run/libvirt/qemu/%s.pid", name) >= (int)sizeof(path))
 		return 0;
-	end = strstr(el, "</memballoon>");
-	if (!end)
-		end = strchr(el, '>');
-	if (!end)
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
 		return 0;
-	if (attr_is(el, end, "model", "none"))
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
 		return 0;
-	caps |= OVC_BALLOON_CAP_DEVICE;
-	if (attr_is(el, end, "autodeflate", "on"))
-		caps |= OVC_BALLOON_CAP_DEFLATE_ON_OOM;
-	if (attr_is(el, end, "freePageReporting", "on"))
-		caps |= OVC_BALLOON_CAP_FREE_PAGE_REPORTING;
-	stats = strstr(el, "<stats period=");
-	if (stats && stats < end && strtoul(stats + 15, NULL, 10) > 0)
-		caps |= OVC_BALLOON_CAP_STATS_POLLING;
-	return caps;
+	buf[n] = '\0';
+	v = strtol(buf, NULL, 10);
+	return v > 0 && v <= INT32_MAX ? (pid_t)v : 0;
 }
 
 static int refresh_caps(ovc_balloon *b, virDomainPtr dom, struct lv_guest *s)
@@ -394,8 +441,8 @@ static int refresh_caps(ovc_balloon *b, virDomainPtr dom, struct lv_guest *s)
 		return 0;
 	xml = virDomainGetXMLDesc(dom, 0);
 	if (!xml)
-		return lv_error(b, NULL, virDomainGetName(dom));
-	s->caps = caps_from_xml(xml);
+		return lv_error(b);
+	s->caps = ovc_balloon_caps_from_xml(xml);
 	free(xml);
 	s->caps_known = true;
 	if (s->caps & OVC_BALLOON_CAP_STATS_POLLING)
@@ -436,6 +483,9 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 	if (r < 0)
 		return r;
 	enable_polling(b, rec->dom, s);
+	if (!s->pid)
+		s->pid = qemu_pid(out->name);
+	out->pid = s->pid;
 
 	for (int i = 0; i < rec->nparams && n < ARRAY_SIZE(kv); i++)
 		if (rec->params[i].type == VIR_TYPED_PARAM_ULLONG)
@@ -448,7 +498,7 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 		virDomainInfo info;
 
 		if (virDomainGetInfo(rec->dom, &info) < 0)
-			return lv_error(b, NULL, out->name);
+			return lv_error(b);
 		ovc_guest_stats_reset(&out->stats);
 		out->stats.max_bytes = (uint64_t)info.maxMem * KIB;
 		out->stats.actual_bytes = (uint64_t)info.memory * KIB;
@@ -470,7 +520,6 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 		out->driver = OVC_BALLOON_DRIVER_ABSENT;
 	else
 		out->driver = OVC_BALLOON_DRIVER_UNKNOWN;
-	balloon_queue_event(b, OVC_BALLOON_EVENT_STATS, out->name, OVC_UNKNOWN);
 	return 0;
 }
 
@@ -487,6 +536,7 @@ static void forget_unlisted(struct lv_backend *l)
 	l->n = j;
 }
 
+/* Every running domain's figures: a malloc'ed array. */
 static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)
 {
 	virDomainStatsRecordPtr *recs = NULL;
@@ -502,7 +552,7 @@ static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n
 		char reason[300];
 
 		r = lv_errno(b, reason, sizeof(reason));
-		return balloon_error(b, r, "failed to read balloon stats from libvirtd at %s: %s", uri_of(b), reason);
+		return lv_fail(b, r, "failed to read balloon stats from libvirtd at %s: %s", uri_of(b), reason);
 	}
 	out = calloc(nrec ? (size_t)nrec : 1, sizeof(*out));
 	if (!out) {
@@ -524,8 +574,8 @@ static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n
 	return 0;
 }
 
-/* A running domain by name, or an error naming it (reason only if !what). */
-static int lookup(ovc_balloon *b, const char *name, const char *what, virDomainPtr *ret)
+/* A running domain by name. */
+static int lookup(ovc_balloon *b, const char *name, virDomainPtr *ret)
 {
 	virDomainPtr dom;
 	int r = ensure_conn(b);
@@ -534,57 +584,34 @@ static int lookup(ovc_balloon *b, const char *name, const char *what, virDomainP
 		return r;
 	dom = virDomainLookupByName(be(b)->conn, name);
 	if (!dom)
-		return lv_error(b, what, name);
+		return lv_error(b);
 	if (virDomainIsActive(dom) != 1) {
 		virDomainFree(dom);
-		if (!what)
-			return balloon_error(b, -ENOENT, "domain is not running");
-		return balloon_error(b, -ENOENT, "failed to %s of '%s': domain is not running", what, name);
+		return lv_fail(b, -ENOENT, "domain is not running");
 	}
 	*ret = dom;
 	return 0;
 }
 
-static int lv_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
+static int do_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes)
 {
-	virDomainStatsRecordPtr *recs = NULL;
-	virDomainPtr doms[2] = { NULL, NULL };
-	int r, nrec;
-
-	r = lookup(b, name, NULL, &doms[0]);
-	if (r < 0)
-		return r;
-	nrec = virDomainListGetStats(doms, VIR_DOMAIN_STATS_BALLOON, &recs, STATS_FLAGS);
-	if (nrec < 0)
-		r = lv_error(b, NULL, name);
-	else if (nrec == 0)
-		r = balloon_error(b, -ENOENT, "No such domain");
-	else
-		r = record_to_guest(b, recs[0], ret);
-	virDomainStatsRecordListFree(recs);
-	virDomainFree(doms[0]);
-	return r;
-}
-
-static int lv_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes)
-{
-	virDomainPtr dom;
+	virDomainPtr dom = NULL;
 	unsigned long kib;
 	int r = ovc_balloon_bytes_to_kib(target_bytes, &kib);
 
 	if (r < 0)
-		return balloon_error(b, r, "the target is less than 1 KiB");
-	r = lookup(b, name, NULL, &dom);
+		return lv_fail(b, r, "the target is less than 1 KiB");
+	r = lookup(b, name, &dom);
 	if (r < 0)
 		return r;
 	/* Returns once QEMU took the target; the guest gets there later. */
 	if (virDomainSetMemoryFlags(dom, kib, VIR_DOMAIN_AFFECT_LIVE) < 0)
-		r = lv_error(b, NULL, name);
+		r = lv_error(b);
 	virDomainFree(dom);
 	return r;
 }
 
-static void lv_mark_absent(ovc_balloon *b, const char *name)
+static void do_mark_absent(ovc_balloon *b, const char *name)
 {
 	virDomainPtr dom;
 
@@ -597,25 +624,247 @@ static void lv_mark_absent(ovc_balloon *b, const char *name)
 	virDomainFree(dom);
 }
 
-static int lv_process(ovc_balloon *b)
+/* --- The worker --- */
+
+static void wake_caller(struct lv_backend *l)
+{
+	uint64_t one = 1;
+
+	(void)!write(l->wake_fd, &one, sizeof(one));
+}
+
+/* Say whether the connection is up, for refresh() in the caller's thread. */
+static void post_conn_state(ovc_balloon *b, int r)
 {
 	struct lv_backend *l = be(b);
 
-	if ((l->conn && !atomic_load(&l->lost)) || now_usec(CLOCK_MONOTONIC) < l->retry_at_usec)
+	pthread_mutex_lock(&l->mb.lock);
+	l->mb.connected = r != -ENOTCONN;
+	if (r == -ENOTCONN)
+		snprintf(l->mb.conn_why, sizeof(l->mb.conn_why), "%s", l->why);
+	pthread_mutex_unlock(&l->mb.lock);
+}
+
+static void *worker_main(void *arg)
+{
+	ovc_balloon *b = arg;
+	struct lv_backend *l = be(b);
+	struct lv_mailbox *mb = &l->mb;
+
+	pthread_mutex_lock(&mb->lock);
+	while (!mb->quit) {
+		struct lv_req req;
+		bool refresh = false, absent = false;
+		char absent_name[OVC_BALLOON_NAME_MAX];
+
+		if (mb->absent_n) {
+			snprintf(absent_name, sizeof(absent_name), "%s", mb->absent[--mb->absent_n]);
+			absent = true;
+		} else if (mb->todo_n) {
+			req = mb->todo[0];
+			memmove(mb->todo, mb->todo + 1, (mb->todo_n - 1) * sizeof(*mb->todo));
+			mb->todo_n--;
+		} else if (mb->want_refresh) {
+			mb->want_refresh = false;
+			refresh = true;
+		} else {
+			/* Nothing asked: wake for a reconnect that is due, so
+			 * that the caller learns the connection is back. */
+			bool down = !l->conn || atomic_load(&l->lost);
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += down ? 0 : 3600;
+			if (down) {
+				uint64_t now = now_usec(CLOCK_MONOTONIC);
+				uint64_t wait = l->retry_at_usec > now ? l->retry_at_usec - now : 0;
+
+				ts.tv_sec += (time_t)(wait / USEC_PER_SEC);
+				ts.tv_nsec += (long)(wait % USEC_PER_SEC) * 1000;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				if (wait == 0) {
+					pthread_mutex_unlock(&mb->lock);
+					post_conn_state(b, ensure_conn(b));
+					wake_caller(l);
+					pthread_mutex_lock(&mb->lock);
+					continue;
+				}
+			}
+			pthread_cond_timedwait(&mb->cond, &mb->lock, &ts);
+			continue;
+		}
+		pthread_mutex_unlock(&mb->lock);
+
+		/* libvirt calls: no lock held. */
+		if (absent) {
+			do_mark_absent(b, absent_name);
+			pthread_mutex_lock(&mb->lock);
+			continue;
+		}
+		if (refresh) {
+			struct ovc_balloon_guest *list = NULL;
+			size_t n = 0;
+			int r = lv_list(b, &list, &n);
+
+			post_conn_state(b, r);
+			pthread_mutex_lock(&mb->lock);
+			if (r == 0) {
+				free(mb->list);
+				mb->list = list;
+				mb->list_n = n;
+				mb->have_list = true;
+			}
+		} else {
+			struct lv_req *p;
+
+			l->why[0] = '\0';
+			req.err = do_set_target(b, req.name, req.bytes);
+			snprintf(req.why, sizeof(req.why), "%s", l->why);
+			post_conn_state(b, req.err);
+			pthread_mutex_lock(&mb->lock);
+			p = realloc(mb->done, (mb->done_n + 1) * sizeof(*p));
+			if (p) {
+				mb->done = p;
+				mb->done[mb->done_n++] = req;
+			}
+		}
+		wake_caller(l);
+	}
+	pthread_mutex_unlock(&mb->lock);
+	return NULL;
+}
+
+/* --- The caller's side --- */
+
+static int lv_refresh(ovc_balloon *b)
+{
+	struct lv_backend *l = be(b);
+	int r = 0;
+
+	pthread_mutex_lock(&l->mb.lock);
+	l->mb.want_refresh = true;
+	pthread_cond_signal(&l->mb.cond);
+	if (!l->mb.connected)
+		r = balloon_error(b, -ENOTCONN, "%s", l->mb.conn_why);
+	pthread_mutex_unlock(&l->mb.lock);
+	return r;
+}
+
+static int lv_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes)
+{
+	struct lv_backend *l = be(b);
+	struct lv_mailbox *mb = &l->mb;
+	unsigned long kib;
+	struct lv_req *p;
+	int r = ovc_balloon_bytes_to_kib(target_bytes, &kib);
+
+	if (r < 0)
+		return balloon_error(b, r, "the target is less than 1 KiB");
+	pthread_mutex_lock(&mb->lock);
+	/* A newer target replaces one the worker has not taken yet. */
+	for (size_t i = 0; i < mb->todo_n; i++) {
+		if (strcmp(mb->todo[i].name, name) != 0)
+			continue;
+		struct lv_req old = mb->todo[i];
+
+		mb->todo[i].bytes = target_bytes;
+		pthread_mutex_unlock(&mb->lock);
+		balloon_request_done(b, name, OVC_BALLOON_REQ_TARGET, old.bytes, -ECANCELED,
+				     "replaced by a newer target before libvirtd got it");
 		return 0;
-	return ensure_conn(b);
+	}
+	p = realloc(mb->todo, (mb->todo_n + 1) * sizeof(*p));
+	if (!p) {
+		pthread_mutex_unlock(&mb->lock);
+		return -ENOMEM;
+	}
+	mb->todo = p;
+	memset(&p[mb->todo_n], 0, sizeof(*p));
+	snprintf(p[mb->todo_n].name, sizeof(p->name), "%s", name);
+	p[mb->todo_n++].bytes = target_bytes;
+	pthread_cond_signal(&mb->cond);
+	pthread_mutex_unlock(&mb->lock);
+	return 0;
+}
+
+static void lv_mark_absent(ovc_balloon *b, const char *name)
+{
+	struct lv_mailbox *mb = &be(b)->mb;
+	struct ovc_balloon_guest *c = balloon_cache_get(b, name);
+	char(*p)[OVC_BALLOON_NAME_MAX];
+
+	if (c)
+		c->driver = OVC_BALLOON_DRIVER_ABSENT;
+	pthread_mutex_lock(&mb->lock);
+	p = realloc(mb->absent, (mb->absent_n + 1) * sizeof(*p));
+	if (p) {
+		mb->absent = p;
+		snprintf(p[mb->absent_n++], sizeof(*p), "%s", name);
+		pthread_cond_signal(&mb->cond);
+	}
+	pthread_mutex_unlock(&mb->lock);
+}
+
+static int lv_process(ovc_balloon *b)
+{
+	struct lv_backend *l = be(b);
+	struct lv_mailbox *mb = &l->mb;
+	struct ovc_balloon_guest *list = NULL;
+	struct lv_req *done;
+	size_t list_n = 0, done_n;
+	bool have_list;
+	uint64_t cnt;
+
+	(void)!read(l->wake_fd, &cnt, sizeof(cnt));
+	pthread_mutex_lock(&mb->lock);
+	have_list = mb->have_list;
+	if (have_list) {
+		list = mb->list;
+		list_n = mb->list_n;
+		mb->list = NULL;
+		mb->list_n = 0;
+		mb->have_list = false;
+	}
+	done = mb->done;
+	done_n = mb->done_n;
+	mb->done = NULL;
+	mb->done_n = 0;
+	pthread_mutex_unlock(&mb->lock);
+
+	if (have_list) {
+		/* Domains no longer running leave the cache (their STOPPED
+		 * event comes from libvirt). */
+		for (size_t i = b->cache_n; i-- > 0;) {
+			bool still = false;
+
+			for (size_t j = 0; j < list_n && !still; j++)
+				still = strcmp(list[j].name, b->cache[i].name) == 0;
+			if (!still)
+				balloon_cache_drop(b, b->cache[i].name);
+		}
+		for (size_t j = 0; j < list_n; j++) {
+			/* A guest marked absent since the worker read it. */
+			const struct ovc_balloon_guest *c = balloon_cache_get(b, list[j].name);
+
+			if (c && c->driver == OVC_BALLOON_DRIVER_ABSENT && list[j].driver == OVC_BALLOON_DRIVER_UNKNOWN)
+				list[j].driver = OVC_BALLOON_DRIVER_ABSENT;
+			(void)balloon_cache_put(b, &list[j]);
+		}
+		free(list);
+	}
+	for (size_t i = 0; i < done_n; i++)
+		balloon_request_done(b, done[i].name, OVC_BALLOON_REQ_TARGET, done[i].bytes, done[i].err,
+				     done[i].why);
+	free(done);
+	return 0;
 }
 
 static int lv_timeout_msec(const ovc_balloon *b)
 {
-	const struct lv_backend *l = be(b);
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-
-	if (l->conn && !atomic_load(&l->lost))
-		return -1;
-	if (atomic_load(&l->lost) && l->conn)
-		return 0; /* just lost: process() reconnects at once */
-	return l->retry_at_usec > now ? (int)MIN((l->retry_at_usec - now) / 1000 + 1, (uint64_t)INT32_MAX) : 0;
+	return -1; /* the worker wakes us through the pollable set */
 }
 
 static void lv_close(ovc_balloon *b)
@@ -624,8 +873,27 @@ static void lv_close(ovc_balloon *b)
 
 	if (!l)
 		return;
+	if (l->worker_running) {
+		/* Waits for a libvirt call in progress: at most until
+		 * keepalive gives up on a hung libvirtd. */
+		pthread_mutex_lock(&l->mb.lock);
+		l->mb.quit = true;
+		pthread_cond_signal(&l->mb.cond);
+		pthread_mutex_unlock(&l->mb.lock);
+		pthread_join(l->worker, NULL);
+	}
 	disconnect(b);
 	loop_put();
+	if (l->wake_fd >= 0) {
+		balloon_unwatch_fd(b, l->wake_fd);
+		close(l->wake_fd);
+	}
+	pthread_cond_destroy(&l->mb.cond);
+	pthread_mutex_destroy(&l->mb.lock);
+	free(l->mb.todo);
+	free(l->mb.absent);
+	free(l->mb.list);
+	free(l->mb.done);
 	free(l->guests);
 	free(l);
 	b->backend = NULL;
@@ -634,34 +902,57 @@ static void lv_close(ovc_balloon *b)
 static int lv_open(ovc_balloon *b)
 {
 	struct lv_backend *l = calloc(1, sizeof(*l));
+	pthread_condattr_t ca;
 	int r;
 
 	if (!l)
 		return -ENOMEM;
 	l->cb_lifecycle = l->cb_balloon = -1;
+	l->wake_fd = -1;
+	pthread_mutex_init(&l->mb.lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_cond_init(&l->mb.cond, &ca);
+	pthread_condattr_destroy(&ca);
 	b->backend = l;
 	/* The event implementation must be in place before the connection
 	 * is opened, or the connection gets no events and no keepalive. */
 	r = loop_get();
 	if (r < 0) {
+		pthread_cond_destroy(&l->mb.cond);
+		pthread_mutex_destroy(&l->mb.lock);
 		free(l);
 		b->backend = NULL;
 		return balloon_error(b, r, "cannot start the libvirt event loop");
 	}
 	r = ensure_conn(b);
 	if (r < 0) {
+		r = balloon_error(b, r, "%s", l->why);
 		lv_close(b);
 		return r;
 	}
+	l->mb.connected = true;
+	l->mb.want_refresh = true; /* the first figures at once */
+	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->wake_fd < 0 || (r = balloon_watch_fd(b, l->wake_fd)) < 0) {
+		r = l->wake_fd < 0 ? negative_errno() : r;
+		lv_close(b);
+		return r;
+	}
+	r = -pthread_create(&l->worker, NULL, worker_main, b);
+	if (r < 0) {
+		lv_close(b);
+		return balloon_error(b, r, "cannot start the libvirt worker thread");
+	}
+	l->worker_running = true;
 	return 0;
 }
 
 const struct balloon_ops balloon_libvirt_ops = {
 	.name = "libvirt",
+	.no_such_guest = "No such domain",
 	.open = lv_open,
 	.close = lv_close,
-	.list = lv_list,
-	.guest = lv_guest,
+	.refresh = lv_refresh,
 	.set_target = lv_set_target,
 	.mark_absent = lv_mark_absent,
 	.process = lv_process,

@@ -2,27 +2,42 @@
 /*
  * QMP backend: QEMU processes reached directly through their monitor
  * sockets, found in a directory (watched with inotify) and/or listed by
- * path. One connection per QEMU; commands are sent one at a time, tagged
- * with an "id" so that a late reply to a timed-out command is never taken
- * for the answer to the next one. Events (BALLOON_CHANGE) that arrive while
- * waiting for a reply, or through ovc_balloon_process(), become driver
- * events; a closed socket means the guest stopped.
+ * path. One connection per QEMU, and each is a state machine that never
+ * waits: a command goes out only when none is in flight, with one deadline
+ * for its whole answer; process() reads what has come and runs the
+ * deadlines; refresh() asks for fresh figures. Commands are tagged with an
+ * "id" so that a late reply to a timed-out command is never taken for the
+ * answer to the next one. Events (BALLOON_CHANGE) become driver events; a
+ * closed socket means the guest stopped.
+ *
+ * A guest is set up once (capabilities, name, memory size, balloon device,
+ * polling), then refreshed (query-balloon, qom-get guest-stats) and sent
+ * targets (balloon); its figures go to the handle's cache, and a target's
+ * answer to balloon_request_done(). A QEMU that stops answering trips its
+ * circuit breaker (driver.c): its figures go stale and it is only probed
+ * once per back-off, instead of costing a deadline per request. A socket
+ * whose set-up fails is remembered by device and inode and not tried again
+ * before its back-off, however often the directory changes.
+ *
+ * Identity: the socket is opened without following symlinks and the
+ * listener must own it (balloon_connect); the pid behind it is the
+ * kernel's word. query-name is believed only when no other socket holds
+ * the name or is named after it (names.c); a monitor refused so is logged
+ * as a warning once and never steers anyone.
  *
  * Threads: none of its own. Everything runs in the thread that owns the
  * ovc_balloon handle; no locks (the event queue has its own).
  *
- * QEMU 7.2 facts used here (reference.md §2): sizes in bytes; `balloon`
- * returns {} even without a guest driver; guest-stats-polling-interval
- * lives on /machine/peripheral/<id>; a stat the guest did not send is
- * u64 -1 and last-update is 0 until the guest first answers.
+ * QEMU 7.2 facts used here: sizes in bytes; `balloon` returns {} even
+ * without a guest driver; guest-stats-polling-interval lives on
+ * /machine/peripheral/<id>; a stat the guest did not send is u64 -1 and
+ * last-update is 0 until the guest first answers.
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,68 +46,104 @@
 #include <json-c/json.h>
 
 #include "internal.h"
+#include "names.h"
 #include "util.h"
 
 /* QEMU answers monitor commands from its main loop; under TCG on a busy
- * two-core host that can take seconds. */
+ * two-core host that can take seconds. Nothing waits for it meanwhile. */
 #define QMP_REPLY_TIMEOUT_MSEC 15000
 
 /* A free monitor greets at once; one that another client holds (QEMU
- * serves one at a time) says nothing. Don't wait the full reply timeout. */
+ * serves one at a time) says nothing. */
 #define QMP_GREETING_TIMEOUT_MSEC 3000
 
-/* A socket whose QEMU did not set up (held by another client, or not QMP)
- * is not tried again for this long, so that lists do not stall on it. */
-#define SETUP_RETRY_SEC 30
+/* A socket whose set-up failed (held by another client, not QMP, full
+ * listen queue, an impostor) is not tried again for this long, doubling. */
+#define SETUP_RETRY_MIN_MSEC 5000
+#define SETUP_RETRY_MAX_MSEC 300000
 
 /* How long a new socket in the directory that refuses connections is
- * retried before it counts as left behind by a dead QEMU. */
+ * retried (every 250 ms) before it counts as left behind by a dead QEMU. */
 #define PENDING_SEC 10
 
+/* Figures are asked for at most this often per guest, whatever calls. */
+#define REFRESH_MIN_MSEC 250
+
+/* What one process() reads from one monitor at most: a QEMU flooding
+ * events cannot keep the caller's loop to itself. */
+#define READ_BUDGET (256 * 1024)
+
+enum cmd {
+	C_NONE,
+	C_CAPS, /* set-up, in this order */
+	C_NAME,
+	C_MEM,
+	C_LIST,
+	C_DOO,
+	C_FPR,
+	C_POLL_GET,
+	C_POLL_SET,
+	C_QUERY, /* refresh */
+	C_STATS,
+	C_TARGET,
+};
+
+enum gstate {
+	G_GREETING, /* connected, waiting for QEMU's greeting */
+	G_SETUP,    /* the set-up commands */
+	G_READY,    /* listed once its first figures came */
+};
+
 struct qmp_guest {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char id[OVC_BALLOON_ID_MAX];
-	char name[OVC_BALLOON_NAME_MAX];
+	char path[PATH_MAX];           /* for messages, control bytes escaped */
+	char file[NAME_MAX + 1];       /* under the directory; "" for a listed path */
+	char id[OVC_BALLOON_ID_MAX];   /* the socket file's name */
+	char stem[OVC_BALLOON_NAME_MAX];
+	char name[OVC_BALLOON_NAME_MAX]; /* "" until admitted */
 	int fd;
+	dev_t dev;
+	ino_t ino;
+	pid_t pid;
+	bool listed_path; /* from qmp_sockets */
+	enum gstate state;
 	struct qmp_reader rd;
 	uint64_t next_cmd_id;
-	unsigned timeout_msec; /* per reply: short until the greeting came */
+	enum cmd inflight;
+	uint64_t inflight_id;
+	uint64_t deadline_usec; /* CLOCK_MONOTONIC, of what is awaited */
+	struct balloon_breaker brk;
+
 	char balloon_path[160]; /* "" when the guest has no balloon device */
 	unsigned caps;
 	uint64_t max_bytes;
+	int64_t polling_sec; /* what QEMU said */
 	uint64_t polling_since_usec; /* CLOCK_MONOTONIC; 0 when polling is off */
 	bool seen_update;            /* the guest's driver answered at least once */
 	bool absent;                 /* a confirmed target never moved */
-	bool dead;                   /* socket closed; removed at the next sweep */
-};
+	bool listed;                 /* in the cache; STARTED queued */
+	bool dead;                   /* removed at the next sweep */
 
-struct qmp_retry {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	uint64_t at_usec; /* CLOCK_MONOTONIC */
+	bool want_refresh;
+	uint64_t last_refresh_usec;
+	uint64_t query_actual; /* C_QUERY's answer, for C_STATS */
+	bool want_target;
+	uint64_t target_bytes;   /* the latest asked; sent when nothing is in flight */
+	uint64_t sent_target;    /* what C_TARGET in flight carries */
 };
 
 struct qmp_backend {
 	struct qmp_guest **guests;
 	size_t n, cap;
-	struct qmp_retry *retry; /* sockets that failed set-up */
-	size_t n_retry;
+	int dir_fd; /* O_PATH|O_DIRECTORY of qmp_dir, or -1 */
 	int inotify_fd;
 	bool rescan;  /* the directory changed */
 	bool pending; /* a new socket did not accept yet: retry soon */
+	uint64_t next_list_retry_usec;
 };
 
 static struct qmp_backend *be(const ovc_balloon *b)
 {
 	return b->backend;
-}
-
-/* strlcpy: cut to fit, always terminated. */
-static void copy_str(char *dst, size_t size, const char *src)
-{
-	size_t n = strnlen(src, size - 1);
-
-	memcpy(dst, src, n);
-	dst[n] = '\0';
 }
 
 static void guest_free(ovc_balloon *b, struct qmp_guest *g)
@@ -107,14 +158,51 @@ static void guest_free(ovc_balloon *b, struct qmp_guest *g)
 	free(g);
 }
 
-/* The guest's socket closed or sent garbage: forget it, tell the caller. */
-static int guest_lost(ovc_balloon *b, struct qmp_guest *g, int err, const char *why)
+static void fail_request(ovc_balloon *b, struct qmp_guest *g, enum cmd c, int err, const char *why)
 {
-	if (!g->dead) {
-		g->dead = true;
+	if (c == C_TARGET)
+		balloon_request_done(b, g->name, OVC_BALLOON_REQ_TARGET, g->sent_target, err, why);
+}
+
+/* The socket closed or sent garbage: forget the guest, tell the caller. A
+ * guest never admitted is remembered as a failed socket instead. */
+static void guest_lost(ovc_balloon *b, struct qmp_guest *g, const char *why)
+{
+	if (g->dead)
+		return;
+	g->dead = true;
+	log_debug(b->opts.logger, "QMP socket %s: %s", g->path, why);
+	fail_request(b, g, g->inflight, -ENOTCONN, why);
+	if (g->want_target && g->listed)
+		balloon_request_done(b, g->name, OVC_BALLOON_REQ_TARGET, g->target_bytes, -ENOTCONN, why);
+	g->inflight = C_NONE;
+	g->want_target = false;
+	if (g->listed) {
+		balloon_cache_drop(b, g->name);
 		balloon_queue_event(b, OVC_BALLOON_EVENT_STOPPED, g->name, OVC_UNKNOWN);
+	} else {
+		balloon_fail_note(b, g->dev, g->ino, SETUP_RETRY_MIN_MSEC, SETUP_RETRY_MAX_MSEC);
 	}
-	return balloon_error(b, err, "%s (%s)", why, g->path);
+	if (g->fd >= 0) {
+		balloon_unwatch_fd(b, g->fd);
+		close(g->fd);
+		g->fd = -1;
+	}
+}
+
+/* Set-up failed: the socket is left alone for its back-off. */
+static void setup_failed(ovc_balloon *b, struct qmp_guest *g, const char *fmt, ...) _printf_(3, 4);
+static void setup_failed(ovc_balloon *b, struct qmp_guest *g, const char *fmt, ...)
+{
+	char why[300];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	(void)balloon_error(b, -EPROTO, "QMP socket %s: set-up failed, not retried for a while: %s", g->path,
+			    why);
+	guest_lost(b, g, why);
 }
 
 static void handle_event(ovc_balloon *b, struct qmp_guest *g, struct json_object *o)
@@ -122,87 +210,26 @@ static void handle_event(ovc_balloon *b, struct qmp_guest *g, struct json_object
 	struct json_object *ev, *data, *actual;
 	const char *name;
 
-	if (!json_object_object_get_ex(o, "event", &ev))
+	if (!json_object_object_get_ex(o, "event", &ev) || !(name = json_object_get_string(ev)))
 		return;
-	name = json_object_get_string(ev);
 	if (strcmp(name, "BALLOON_CHANGE") == 0 && json_object_object_get_ex(o, "data", &data) &&
 	    json_object_object_get_ex(data, "actual", &actual)) {
 		uint64_t v = balloon_json_u64(actual);
+		struct ovc_balloon_guest *c;
 
+		if (!g->listed || !ovc_known(v) || v > g->max_bytes)
+			return;
 		/* A moving balloon proves the guest driver is there. */
-		if (ovc_known(v))
-			g->seen_update = true;
+		g->seen_update = true;
+		c = balloon_cache_get(b, g->name);
+		if (c) {
+			c->stats.actual_bytes = v;
+			c->driver = OVC_BALLOON_DRIVER_LOADED;
+		}
 		balloon_queue_event(b, OVC_BALLOON_EVENT_CHANGED, g->name, v);
 	}
 	/* SHUTDOWN/STOP are followed by the socket closing (or not, with
 	 * -no-shutdown); the close is what makes a guest "stopped". */
-}
-
-/* Read what the socket has; 0 on EAGAIN, -ENOTCONN on EOF. */
-static int guest_read(ovc_balloon *b, struct qmp_guest *g)
-{
-	char buf[8192];
-
-	for (;;) {
-		ssize_t n = recv(g->fd, buf, sizeof(buf), MSG_DONTWAIT);
-		int r;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n < 0)
-			return guest_lost(b, g, -ENOTCONN, strerror(errno));
-		if (n == 0)
-			return guest_lost(b, g, -ENOTCONN, "QEMU closed the monitor socket");
-		r = qmp_reader_feed(&g->rd, buf, (size_t)n);
-		if (r < 0)
-			return guest_lost(b, g, r, "the monitor sent a line too long to be QMP");
-		if ((size_t)n < sizeof(buf))
-			return 0;
-	}
-}
-
-static int send_all(int fd, const char *s, size_t len, uint64_t deadline_usec)
-{
-	while (len) {
-		ssize_t n = send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			uint64_t now = now_usec(CLOCK_MONOTONIC);
-
-			if (now >= deadline_usec)
-				return -ETIMEDOUT;
-			poll(&p, 1, (int)((deadline_usec - now) / 1000 + 1));
-			continue;
-		}
-		if (n < 0)
-			return -ENOTCONN;
-		s += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* "failed to <what> of '<guest>': <reason>", or only the reason when @what
- * is NULL (the caller wraps it, as ovc_balloon_set_target() does). */
-static int exec_error(ovc_balloon *b, int err, const struct qmp_guest *g, const char *what,
-		      const char *fmt, ...) _printf_(5, 6);
-static int exec_error(ovc_balloon *b, int err, const struct qmp_guest *g, const char *what,
-		      const char *fmt, ...)
-{
-	char reason[384];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
-	if (!what)
-		return balloon_error(b, err, "%s", reason);
-	return balloon_error(b, err, "failed to %s of '%s': %s", what, g->name, reason);
 }
 
 static int qmp_error_errno(const char *class)
@@ -214,26 +241,26 @@ static int qmp_error_errno(const char *class)
 	return -EIO;
 }
 
-/*
- * Run one command; on success *ret (if given) gets a reference to the
- * "return" value. Greeting and events are handled on the way. @what says
- * what we were doing, for the error sentence (NULL: give only the reason).
- */
-static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
-		    struct json_object *args, struct json_object **ret, const char *what)
+static struct json_object *qom_args(const char *path, const char *property)
 {
-	struct json_object *req = json_object_new_object(), *reply = NULL;
+	struct json_object *a = json_object_new_object();
+
+	json_object_object_add(a, "path", json_object_new_string(path));
+	json_object_object_add(a, "property", json_object_new_string(property));
+	return a;
+}
+
+/* Send one command; its answer comes to on_reply(). A command QEMU does not
+ * take at once (its socket buffer full: it does not read) fails now. */
+static int send_cmd(ovc_balloon *b, struct qmp_guest *g, enum cmd c, const char *cmd, struct json_object *args)
+{
+	struct json_object *req = json_object_new_object();
 	uint64_t id = ++g->next_cmd_id;
-	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + g->timeout_msec * 1000ull;
 	const char *text;
 	char *line = NULL;
-	int r;
+	ssize_t n;
+	size_t len;
 
-	if (g->dead) {
-		json_object_put(args);
-		json_object_put(req);
-		return exec_error(b, -ENOTCONN, g, what, "QEMU closed the monitor socket");
-	}
 	if (!req) {
 		json_object_put(args);
 		return -ENOMEM;
@@ -248,116 +275,95 @@ static int qmp_exec(ovc_balloon *b, struct qmp_guest *g, const char *cmd,
 		return -ENOMEM;
 	}
 	json_object_put(req);
-
-	r = send_all(g->fd, line, strlen(line), deadline);
+	len = strlen(line);
+	n = send(g->fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	free(line);
-	if (r == -ETIMEDOUT)
-		return exec_error(b, r, g, what, "QEMU did not accept the command in %u ms",
-				  g->timeout_msec);
-	if (r < 0)
-		return guest_lost(b, g, r, "QEMU closed the monitor socket");
-
-	for (;;) {
-		struct json_object *o, *rid;
-		enum qmp_kind kind;
-		struct pollfd p = { .fd = g->fd, .events = POLLIN };
-		uint64_t now;
-
-		r = qmp_reader_next(&g->rd, &o, &kind);
-		if (r < 0)
-			return guest_lost(b, g, r, "the monitor sent a message that is not QMP");
-		if (r == 1) {
-			if (kind == QMP_EVENT) {
-				handle_event(b, g, o);
-				json_object_put(o);
-				continue;
-			}
-			/* Not ours (the greeting, or a late reply to a command
-			 * that timed out): skip. */
-			if (kind == QMP_GREETING || !json_object_object_get_ex(o, "id", &rid) ||
-			    balloon_json_u64(rid) != id) {
-				json_object_put(o);
-				continue;
-			}
-			reply = o;
-			break;
-		}
-		now = now_usec(CLOCK_MONOTONIC);
-		if (now >= deadline)
-			return exec_error(b, -ETIMEDOUT, g, what, "QEMU did not answer in %u ms",
-					  g->timeout_msec);
-		r = poll(&p, 1, (int)((deadline - now) / 1000 + 1));
-		if (r < 0 && errno != EINTR)
-			return exec_error(b, negative_errno(), g, what, "poll: %s", strerror(errno));
-		if (r > 0) {
-			r = guest_read(b, g);
-			if (r < 0 || g->dead)
-				return exec_error(b, r < 0 ? r : -ENOTCONN, g, what,
-						  "QEMU closed the monitor socket");
-		}
-	}
-
-	{
-		struct json_object *v, *err, *class, *desc;
-
-		if (json_object_object_get_ex(reply, "return", &v)) {
-			if (ret)
-				*ret = json_object_get(v);
-			json_object_put(reply);
-			return 0;
-		}
-		json_object_object_get_ex(reply, "error", &err);
-		json_object_object_get_ex(err, "class", &class);
-		json_object_object_get_ex(err, "desc", &desc);
-		r = qmp_error_errno(class ? json_object_get_string(class) : "");
-		exec_error(b, r, g, what, "%s", desc ? json_object_get_string(desc) : "QEMU returned an error");
-		json_object_put(reply);
-		return r;
-	}
-}
-
-static struct json_object *qom_args(const char *path, const char *property)
-{
-	struct json_object *a = json_object_new_object();
-
-	json_object_object_add(a, "path", json_object_new_string(path));
-	json_object_object_add(a, "property", json_object_new_string(property));
-	return a;
-}
-
-static int qom_get(ovc_balloon *b, struct qmp_guest *g, const char *property,
-		   struct json_object **ret, const char *what)
-{
-	return qmp_exec(b, g, "qom-get", qom_args(g->balloon_path, property), ret, what);
-}
-
-static int qom_get_bool(ovc_balloon *b, struct qmp_guest *g, const char *property, bool *ret)
-{
-	struct json_object *v = NULL;
-	int r = qom_get(b, g, property, &v, "read the balloon device");
-
-	if (r < 0)
-		return r;
-	*ret = json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
-	json_object_put(v);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return -ETIMEDOUT;
+	if (n < 0 || (size_t)n != len)
+		return -ENOTCONN;
+	g->inflight = c;
+	g->inflight_id = id;
+	g->deadline_usec = now_usec(CLOCK_MONOTONIC) + QMP_REPLY_TIMEOUT_MSEC * 1000ull;
 	return 0;
+}
+
+static int send_setup(ovc_balloon *b, struct qmp_guest *g, enum cmd c)
+{
+	struct json_object *a;
+
+	switch (c) {
+	case C_CAPS:
+		return send_cmd(b, g, c, "qmp_capabilities", NULL);
+	case C_NAME:
+		return send_cmd(b, g, c, "query-name", NULL);
+	case C_MEM:
+		return send_cmd(b, g, c, "query-memory-size-summary", NULL);
+	case C_LIST:
+		a = json_object_new_object();
+		json_object_object_add(a, "path", json_object_new_string("/machine/peripheral"));
+		return send_cmd(b, g, c, "qom-list", a);
+	case C_DOO:
+		return send_cmd(b, g, c, "qom-get", qom_args(g->balloon_path, "deflate-on-oom"));
+	case C_FPR:
+		return send_cmd(b, g, c, "qom-get", qom_args(g->balloon_path, "free-page-reporting"));
+	case C_POLL_GET:
+		return send_cmd(b, g, c, "qom-get", qom_args(g->balloon_path, "guest-stats-polling-interval"));
+	case C_POLL_SET:
+		a = qom_args(g->balloon_path, "guest-stats-polling-interval");
+		json_object_object_add(a, "value", json_object_new_int64(b->opts.stats_period_sec));
+		return send_cmd(b, g, c, "qom-set", a);
+	default:
+		return -EINVAL;
+	}
+}
+
+/* Which QMP sockets may take which names: the admitted ones keep theirs,
+ * @g asks for @claim. */
+static bool admit_name(ovc_balloon *b, struct qmp_guest *g, const char *claim)
+{
+	struct qmp_backend *q = be(b);
+	struct balloon_name_peer *v = calloc(q->n + 1, sizeof(*v));
+	size_t n = 0, self;
+	bool ok;
+
+	if (!v)
+		return false;
+	for (size_t i = 0; i < q->n; i++) {
+		struct qmp_guest *o = q->guests[i];
+
+		if (o == g || o->dead)
+			continue;
+		v[n++] = (struct balloon_name_peer){ .stem = o->stem, .holds = o->name[0] != '\0',
+						     .name = o->name[0] ? o->name : NULL };
+	}
+	self = n;
+	v[n++] = (struct balloon_name_peer){ .stem = g->stem, .claim = claim };
+	balloon_names_assign(v, n);
+	ok = v[self].name != NULL;
+	if (ok) {
+		snprintf(g->name, sizeof(g->name), "%s", v[self].name);
+	} else {
+		char c[OVC_BALLOON_NAME_MAX + 64];
+
+		balloon_escape(c, sizeof(c), claim && claim[0] ? claim : g->stem);
+		/* Once per socket file: its back-off keeps it from coming back
+		 * on every rescan. */
+		log_warning(b->opts.logger, "QMP socket %s (pid %d) refused as guest '%s': %s", g->path,
+			    (int)g->pid, c, v[self].why);
+	}
+	free(v);
+	return ok;
 }
 
 /* Find the virtio-balloon device: the configured id, else "balloon0", else
  * the first child<virtio-balloon-*> under /machine/peripheral. */
-static int find_balloon(ovc_balloon *b, struct qmp_guest *g)
+static void find_balloon(ovc_balloon *b, struct qmp_guest *g, struct json_object *list)
 {
 	const char *want = b->opts.qmp_balloon_id ? b->opts.qmp_balloon_id : "balloon0";
-	struct json_object *list = NULL, *args = json_object_new_object();
-	const char *found = NULL;
-	int r;
+	bool found = false;
 
-	json_object_object_add(args, "path", json_object_new_string("/machine/peripheral"));
-	r = qmp_exec(b, g, "qom-list", args, &list, "list the devices");
-	if (r < 0)
-		return r;
-	for (size_t i = 0; json_object_is_type(list, json_type_array) &&
-			   i < json_object_array_length(list); i++) {
+	for (size_t i = 0; json_object_is_type(list, json_type_array) && i < json_object_array_length(list); i++) {
 		struct json_object *e = json_object_array_get_idx(list, i), *n, *t;
 		const char *name, *type;
 
@@ -365,244 +371,15 @@ static int find_balloon(ovc_balloon *b, struct qmp_guest *g)
 			continue;
 		name = json_object_get_string(n);
 		type = json_object_get_string(t);
-		if (!name || !type)
-			continue;
-		if (strncmp(type, "child<virtio-balloon", 20) != 0)
+		if (!name || !type || strncmp(type, "child<virtio-balloon", 20) != 0)
 			continue;
 		if (strcmp(name, want) == 0 || (!found && !b->opts.qmp_balloon_id)) {
 			snprintf(g->balloon_path, sizeof(g->balloon_path), "/machine/peripheral/%s", name);
-			found = name;
+			found = true;
 			if (strcmp(name, want) == 0)
 				break;
 		}
 	}
-	json_object_put(list);
-	return 0;
-}
-
-static int guest_setup(ovc_balloon *b, struct qmp_guest *g)
-{
-	struct json_object *v = NULL, *f;
-	bool on;
-	int r;
-
-	g->timeout_msec = QMP_GREETING_TIMEOUT_MSEC;
-	r = qmp_exec(b, g, "qmp_capabilities", NULL, NULL, "negotiate QMP");
-	g->timeout_msec = QMP_REPLY_TIMEOUT_MSEC;
-	if (r < 0)
-		return r;
-	r = qmp_exec(b, g, "query-name", NULL, &v, "query the name");
-	if (r < 0)
-		return r;
-	if (json_object_object_get_ex(v, "name", &f) && json_object_get_string_len(f) > 0)
-		snprintf(g->name, sizeof(g->name), "%s", json_object_get_string(f));
-	json_object_put(v);
-	v = NULL;
-	r = qmp_exec(b, g, "query-memory-size-summary", NULL, &v, "query the memory size");
-	if (r < 0)
-		return r;
-	g->max_bytes = json_object_object_get_ex(v, "base-memory", &f) ? balloon_json_u64(f) : OVC_UNKNOWN;
-	json_object_put(v);
-	if (!ovc_known(g->max_bytes) || g->max_bytes == 0)
-		return balloon_error(b, -EPROTO, "QEMU guest '%s': no base-memory in query-memory-size-summary",
-				     g->name);
-
-	r = find_balloon(b, g);
-	if (r < 0)
-		return r;
-	if (!g->balloon_path[0])
-		return 0; /* no balloon device: listed, but nothing to move */
-	g->caps |= OVC_BALLOON_CAP_DEVICE;
-	if (qom_get_bool(b, g, "deflate-on-oom", &on) == 0 && on)
-		g->caps |= OVC_BALLOON_CAP_DEFLATE_ON_OOM;
-	if (qom_get_bool(b, g, "free-page-reporting", &on) == 0 && on)
-		g->caps |= OVC_BALLOON_CAP_FREE_PAGE_REPORTING;
-
-	v = NULL;
-	r = qom_get(b, g, "guest-stats-polling-interval", &v, "read the stats polling interval");
-	if (r < 0)
-		return r;
-	if (json_object_get_int64(v) <= 0 && b->opts.stats_period_sec) {
-		struct json_object *a = qom_args(g->balloon_path, "guest-stats-polling-interval");
-
-		json_object_object_add(a, "value", json_object_new_int64(b->opts.stats_period_sec));
-		r = qmp_exec(b, g, "qom-set", a, NULL, "turn on stats polling");
-		if (r < 0) {
-			json_object_put(v);
-			return r;
-		}
-		g->polling_since_usec = now_usec(CLOCK_MONOTONIC);
-	} else if (json_object_get_int64(v) > 0) {
-		g->polling_since_usec = now_usec(CLOCK_MONOTONIC);
-	}
-	json_object_put(v);
-	if (g->polling_since_usec)
-		g->caps |= OVC_BALLOON_CAP_STATS_POLLING;
-	return 0;
-}
-
-static struct qmp_guest *find_path(struct qmp_backend *q, const char *path)
-{
-	for (size_t i = 0; i < q->n; i++)
-		if (!q->guests[i]->dead && strcmp(q->guests[i]->path, path) == 0)
-			return q->guests[i];
-	return NULL;
-}
-
-static struct qmp_guest *find_name(struct qmp_backend *q, const char *name)
-{
-	for (size_t i = 0; i < q->n; i++)
-		if (!q->guests[i]->dead && strcmp(q->guests[i]->name, name) == 0)
-			return q->guests[i];
-	return NULL;
-}
-
-static struct qmp_retry *find_retry(struct qmp_backend *q, const char *path)
-{
-	for (size_t i = 0; i < q->n_retry; i++)
-		if (strcmp(q->retry[i].path, path) == 0)
-			return &q->retry[i];
-	return NULL;
-}
-
-static bool retry_later(struct qmp_backend *q, const char *path)
-{
-	struct qmp_retry *r = find_retry(q, path);
-
-	return r && now_usec(CLOCK_MONOTONIC) < r->at_usec;
-}
-
-static void remember_failure(struct qmp_backend *q, const char *path)
-{
-	struct qmp_retry *r = find_retry(q, path);
-
-	if (!r) {
-		struct qmp_retry *p = realloc(q->retry, (q->n_retry + 1) * sizeof(*p));
-
-		if (!p)
-			return; /* then it is simply tried again next time */
-		q->retry = p;
-		r = &q->retry[q->n_retry++];
-		copy_str(r->path, sizeof(r->path), path);
-	}
-	r->at_usec = now_usec(CLOCK_MONOTONIC) + SETUP_RETRY_SEC * USEC_PER_SEC;
-}
-
-/* Connect to a socket not yet known. A stale socket in the directory (QEMU
- * gone) is skipped quietly: that is the normal state after a crash. */
-static int guest_add(ovc_balloon *b, const char *path, bool quiet)
-{
-	struct qmp_backend *q = be(b);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct qmp_guest *g;
-	const char *base, *dot;
-	int r;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return balloon_error(b, -ENAMETOOLONG, "QMP socket path too long: %s", path);
-	if (retry_later(q, path))
-		return -EAGAIN;
-	if (q->n == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 8;
-		struct qmp_guest **p = realloc(q->guests, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		q->guests = p;
-		q->cap = cap;
-	}
-	g = calloc(1, sizeof(*g));
-	if (!g)
-		return -ENOMEM;
-	g->fd = -1;
-	g->timeout_msec = QMP_REPLY_TIMEOUT_MSEC;
-	qmp_reader_init(&g->rd);
-	snprintf(g->path, sizeof(g->path), "%s", path);
-	base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	copy_str(g->id, sizeof(g->id), base);
-	dot = strrchr(base, '.');
-	snprintf(g->name, sizeof(g->name), "%.*s", (int)(dot && dot != base ? dot - base : (ptrdiff_t)strlen(base)),
-		 base);
-	strcpy(sa.sun_path, path);
-
-	g->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (g->fd < 0) {
-		r = negative_errno();
-		goto fail;
-	}
-	if (connect(g->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = negative_errno();
-		if (quiet)
-			log_debug(b->opts.logger, "QMP socket %s: %s", path, strerror(-r));
-		else
-			balloon_error(b, r, "cannot connect to QMP socket %s: %s", path, strerror(-r));
-		goto fail;
-	}
-	r = guest_setup(b, g);
-	if (r < 0) {
-		log_debug(b->opts.logger, "QMP socket %s: set-up failed, not retried for %d s: %s", path,
-			  SETUP_RETRY_SEC, b->error);
-		remember_failure(q, path);
-		goto fail;
-	}
-	r = balloon_watch_fd(b, g->fd);
-	if (r < 0)
-		goto fail;
-	q->guests[q->n++] = g;
-	balloon_queue_event(b, OVC_BALLOON_EVENT_STARTED, g->name, OVC_UNKNOWN);
-	return 0;
-fail:
-	if (g->fd >= 0)
-		close(g->fd);
-	g->fd = -1;
-	guest_free(b, g);
-	return r;
-}
-
-/* Drop dead guests, connect to new sockets. */
-static void rescan(ovc_balloon *b)
-{
-	struct qmp_backend *q = be(b);
-	size_t j = 0;
-
-	for (size_t i = 0; i < q->n; i++) {
-		if (q->guests[i]->dead)
-			guest_free(b, q->guests[i]);
-		else
-			q->guests[j++] = q->guests[i];
-	}
-	q->n = j;
-	q->pending = false;
-
-	for (const char *const *s = b->opts.qmp_sockets; s && *s; s++)
-		if (!find_path(q, *s))
-			(void)guest_add(b, *s, false);
-
-	if (b->opts.qmp_dir) {
-		DIR *d = opendir(b->opts.qmp_dir);
-		struct dirent *de;
-
-		if (!d)
-			return;
-		while ((de = readdir(d))) {
-			char path[PATH_MAX];
-			struct stat st;
-
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", b->opts.qmp_dir, de->d_name);
-			if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || find_path(q, path))
-				continue;
-			/* QEMU binds (inotify fires) before it listens; a young
-			 * socket that refuses is retried, an old one is stale. */
-			if (guest_add(b, path, true) < 0 &&
-			    (uint64_t)st.st_mtime + PENDING_SEC > now_usec(CLOCK_REALTIME) / USEC_PER_SEC)
-				q->pending = true;
-		}
-		closedir(d);
-	}
-	q->rescan = false;
 }
 
 static enum ovc_balloon_guest_driver driver_state(const ovc_balloon *b, const struct qmp_guest *g)
@@ -619,168 +396,521 @@ static enum ovc_balloon_guest_driver driver_state(const ovc_balloon *b, const st
 	return OVC_BALLOON_DRIVER_UNKNOWN;
 }
 
-static int guest_info(ovc_balloon *b, struct qmp_guest *g, struct ovc_balloon_guest *out)
+/* A refresh ended: the figures go to the cache (the first time, the guest
+ * is announced). @gs: guest-stats, or NULL without polling. */
+static void publish(ovc_balloon *b, struct qmp_guest *g, uint64_t actual, struct json_object *gs)
 {
-	struct json_object *v = NULL, *a;
-	uint64_t actual;
-	int r;
+	struct ovc_balloon_guest out;
 
-	memset(out, 0, sizeof(*out));
-	snprintf(out->name, sizeof(out->name), "%s", g->name);
-	snprintf(out->id, sizeof(out->id), "%s", g->id);
-	out->caps = g->caps;
-	ovc_guest_stats_reset(&out->stats);
-	out->stats.max_bytes = g->max_bytes;
-	out->stats.actual_bytes = g->max_bytes;
+	memset(&out, 0, sizeof(out));
+	snprintf(out.name, sizeof(out.name), "%s", g->name);
+	snprintf(out.id, sizeof(out.id), "%s", g->id);
+	out.pid = g->pid;
+	out.caps = g->caps;
+	ovc_guest_stats_reset(&out.stats);
+	if (!gs || balloon_stats_from_qmp_obj(gs, actual, g->max_bytes, now_usec(CLOCK_REALTIME) / USEC_PER_SEC,
+					      balloon_stale_sec(b), &out.stats) < 0) {
+		ovc_guest_stats_reset(&out.stats);
+		out.stats.stale = gs != NULL;
+	}
+	out.stats.max_bytes = g->max_bytes;
+	out.stats.actual_bytes = actual;
+	if (ovc_known(out.stats.guest_update_sec) && out.stats.guest_update_sec > 0)
+		g->seen_update = true;
+	out.stats.collected_usec = now_usec(CLOCK_MONOTONIC);
+	out.driver = driver_state(b, g);
+	if (balloon_cache_put(b, &out) < 0)
+		return;
+	if (!g->listed) {
+		g->listed = true;
+		balloon_queue_event(b, OVC_BALLOON_EVENT_STARTED, g->name, OVC_UNKNOWN);
+	}
+}
 
-	if (g->caps & OVC_BALLOON_CAP_DEVICE) {
-		r = qmp_exec(b, g, "query-balloon", NULL, &v, NULL);
-		if (r < 0)
-			return r;
-		actual = json_object_object_get_ex(v, "actual", &a) ? balloon_json_u64(a) : OVC_UNKNOWN;
-		json_object_put(v);
-		v = NULL;
-		if (!ovc_known(actual))
-			return balloon_error(b, -EPROTO, "query-balloon without 'actual'");
-		if (actual != g->max_bytes)
+/* The answer to what was in flight: @v the "return" value, or @err with
+ * @why from QEMU's error. Decides what comes next. */
+static void on_reply(ovc_balloon *b, struct qmp_guest *g, enum cmd c, struct json_object *v, int err,
+		     const char *why)
+{
+	struct json_object *f;
+
+	if (c >= C_CAPS && c <= C_POLL_SET && err < 0 && c != C_DOO && c != C_FPR) {
+		setup_failed(b, g, "%s", why);
+		return;
+	}
+	switch (c) {
+	case C_CAPS:
+		(void)send_setup(b, g, C_NAME);
+		return;
+	case C_NAME: {
+		const char *claim = json_object_object_get_ex(v, "name", &f) ? json_object_get_string(f) : NULL;
+
+		if (!admit_name(b, g, claim)) {
+			guest_lost(b, g, "refused: its name is not its own");
+			return;
+		}
+		(void)send_setup(b, g, C_MEM);
+		return;
+	}
+	case C_MEM:
+		g->max_bytes = json_object_object_get_ex(v, "base-memory", &f) ? balloon_json_u64(f) : OVC_UNKNOWN;
+		if (!ovc_known(g->max_bytes) || g->max_bytes == 0 || g->max_bytes > OVC_GUEST_BYTES_MAX) {
+			setup_failed(b, g, "no plausible base-memory in query-memory-size-summary");
+			return;
+		}
+		(void)send_setup(b, g, C_LIST);
+		return;
+	case C_LIST:
+		find_balloon(b, g, v);
+		if (!g->balloon_path[0])
+			break; /* no balloon device: listed, nothing to move */
+		g->caps |= OVC_BALLOON_CAP_DEVICE;
+		(void)send_setup(b, g, C_DOO);
+		return;
+	case C_DOO:
+		if (err == 0 && json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v))
+			g->caps |= OVC_BALLOON_CAP_DEFLATE_ON_OOM;
+		(void)send_setup(b, g, C_FPR);
+		return;
+	case C_FPR:
+		if (err == 0 && json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v))
+			g->caps |= OVC_BALLOON_CAP_FREE_PAGE_REPORTING;
+		(void)send_setup(b, g, C_POLL_GET);
+		return;
+	case C_POLL_GET:
+		g->polling_sec = json_object_get_int64(v);
+		if (g->polling_sec <= 0 && b->opts.stats_period_sec) {
+			(void)send_setup(b, g, C_POLL_SET);
+			return;
+		}
+		if (g->polling_sec > 0) {
+			g->polling_since_usec = now_usec(CLOCK_MONOTONIC);
+			g->caps |= OVC_BALLOON_CAP_STATS_POLLING;
+		}
+		break;
+	case C_POLL_SET:
+		g->polling_since_usec = now_usec(CLOCK_MONOTONIC);
+		g->caps |= OVC_BALLOON_CAP_STATS_POLLING;
+		break;
+	case C_QUERY:
+		if (err < 0)
+			return;
+		g->query_actual = json_object_object_get_ex(v, "actual", &f) ? balloon_json_u64(f) : OVC_UNKNOWN;
+		if (!ovc_known(g->query_actual) || g->query_actual > g->max_bytes) {
+			balloon_breaker_fail(&g->brk, now_usec(CLOCK_MONOTONIC));
+			return;
+		}
+		balloon_breaker_ok(&g->brk);
+		if (g->query_actual != g->max_bytes)
 			g->seen_update = true; /* only the guest driver moves it */
 		if (g->caps & OVC_BALLOON_CAP_STATS_POLLING) {
-			r = qom_get(b, g, "guest-stats", &v, NULL);
-			if (r < 0)
-				return r;
-			r = balloon_stats_from_qmp_obj(v, actual, g->max_bytes, now_usec(CLOCK_REALTIME) / USEC_PER_SEC,
-						       balloon_stale_sec(b), &out->stats);
-			json_object_put(v);
-			if (r < 0)
-				return balloon_error(b, r, "guest-stats is not an object");
-			if (ovc_known(out->stats.guest_update_sec) && out->stats.guest_update_sec > 0)
-				g->seen_update = true;
-		} else {
-			out->stats.actual_bytes = actual;
+			if (send_cmd(b, g, C_STATS, "qom-get", qom_args(g->balloon_path, "guest-stats")) == 0)
+				return;
+		}
+		publish(b, g, g->query_actual, NULL);
+		return;
+	case C_STATS:
+		publish(b, g, g->query_actual, err < 0 ? NULL : v);
+		return;
+	case C_TARGET:
+		if (err < 0)
+			balloon_breaker_fail(&g->brk, now_usec(CLOCK_MONOTONIC));
+		else
+			balloon_breaker_ok(&g->brk);
+		balloon_request_done(b, g->name, OVC_BALLOON_REQ_TARGET, g->sent_target, err, why);
+		return;
+	default:
+		return;
+	}
+	/* Set-up done: ask for the first figures at once. */
+	g->state = G_READY;
+	g->want_refresh = true;
+	balloon_fail_clear(b, g->dev, g->ino);
+}
+
+/* One message from the monitor. */
+static void on_message(ovc_balloon *b, struct qmp_guest *g, struct json_object *o, enum qmp_kind kind)
+{
+	struct json_object *rid, *v, *err, *class, *desc;
+	enum cmd c;
+
+	if (kind == QMP_EVENT) {
+		handle_event(b, g, o);
+		return;
+	}
+	if (kind == QMP_GREETING) {
+		if (g->state == G_GREETING) {
+			g->state = G_SETUP;
+			if (send_setup(b, g, C_CAPS) < 0)
+				setup_failed(b, g, "QEMU does not read its monitor socket");
+		}
+		return;
+	}
+	/* Not ours (a late reply to a command that timed out): skip. */
+	if (g->inflight == C_NONE || !json_object_object_get_ex(o, "id", &rid) ||
+	    balloon_json_u64(rid) != g->inflight_id)
+		return;
+	c = g->inflight;
+	g->inflight = C_NONE;
+	if (json_object_object_get_ex(o, "return", &v)) {
+		on_reply(b, g, c, v, 0, NULL);
+		return;
+	}
+	json_object_object_get_ex(o, "error", &err);
+	json_object_object_get_ex(err, "class", &class);
+	json_object_object_get_ex(err, "desc", &desc);
+	on_reply(b, g, c, NULL, qmp_error_errno(class && json_object_get_string(class) ? json_object_get_string(class) : ""),
+		 desc && json_object_get_string(desc) ? json_object_get_string(desc) : "QEMU returned an error");
+}
+
+/* Read what the socket has, within the budget, and handle each message. */
+static void guest_input(ovc_balloon *b, struct qmp_guest *g)
+{
+	char buf[8192];
+	size_t total = 0;
+
+	while (!g->dead && total < READ_BUDGET) {
+		ssize_t n = recv(g->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		struct json_object *o;
+		enum qmp_kind kind;
+		int r;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0) {
+			guest_lost(b, g, strerror(errno));
+			return;
+		}
+		if (n == 0) {
+			guest_lost(b, g, "QEMU closed the monitor socket");
+			return;
+		}
+		total += (size_t)n;
+		if (qmp_reader_feed(&g->rd, buf, (size_t)n) < 0) {
+			guest_lost(b, g, "the monitor sent a line too long to be QMP");
+			return;
+		}
+		while (!g->dead && (r = qmp_reader_next(&g->rd, &o, &kind)) != 0) {
+			if (r < 0) {
+				guest_lost(b, g, "the monitor sent a message that is not QMP");
+				return;
+			}
+			on_message(b, g, o, kind);
+			json_object_put(o);
 		}
 	}
-	out->stats.collected_usec = now_usec(CLOCK_MONOTONIC);
-	out->driver = driver_state(b, g);
-	balloon_queue_event(b, OVC_BALLOON_EVENT_STATS, g->name, OVC_UNKNOWN);
-	return 0;
 }
 
-static int qmp_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)
+/* Deadlines, and the next command when none is in flight. */
+static void guest_step(ovc_balloon *b, struct qmp_guest *g, uint64_t now)
 {
-	struct qmp_backend *q = be(b);
-	struct ovc_balloon_guest *out;
-	size_t n = 0;
+	int r;
 
-	rescan(b);
-	out = calloc(q->n ? q->n : 1, sizeof(*out));
-	if (!out)
-		return -ENOMEM;
+	if (g->dead)
+		return;
+	if (g->state == G_GREETING) {
+		if (now >= g->deadline_usec)
+			setup_failed(b, g, "no greeting in %d ms (another client holds the monitor?)",
+				     QMP_GREETING_TIMEOUT_MSEC);
+		return;
+	}
+	if (g->inflight != C_NONE) {
+		enum cmd c = g->inflight;
+
+		if (now < g->deadline_usec)
+			return;
+		g->inflight = C_NONE;
+		if (g->state == G_SETUP) {
+			setup_failed(b, g, "QEMU did not answer in %d ms", QMP_REPLY_TIMEOUT_MSEC);
+			return;
+		}
+		balloon_breaker_fail(&g->brk, now);
+		if (g->brk.open_until_usec > now && g->brk.fails == BALLOON_BREAKER_FAILS && g->listed)
+			log_warning(b->opts.logger,
+				    "QMP guest '%s' (%s) did not answer %d requests in a row; asking again in %u ms",
+				    g->name, g->path, BALLOON_BREAKER_FAILS, g->brk.backoff_msec);
+		if (c == C_TARGET) {
+			char why[64];
+
+			snprintf(why, sizeof(why), "QEMU did not answer in %d ms", QMP_REPLY_TIMEOUT_MSEC);
+			balloon_request_done(b, g->name, OVC_BALLOON_REQ_TARGET, g->sent_target, -ETIMEDOUT, why);
+		}
+	}
+	if (g->state != G_READY || balloon_breaker_open(&g->brk, now))
+		return;
+	if (g->want_target) {
+		struct json_object *a = json_object_new_object();
+
+		g->want_target = false;
+		g->sent_target = g->target_bytes;
+		/* Bytes, no rounding: QEMU rounds to its page size itself. */
+		json_object_object_add(a, "value", json_object_new_uint64(g->target_bytes));
+		r = send_cmd(b, g, C_TARGET, "balloon", a);
+		if (r < 0) {
+			balloon_breaker_fail(&g->brk, now);
+			balloon_request_done(b, g->name, OVC_BALLOON_REQ_TARGET, g->sent_target, r,
+					     "QEMU does not read its monitor socket");
+		}
+		return;
+	}
+	if (g->want_refresh && now - g->last_refresh_usec >= REFRESH_MIN_MSEC * 1000ull) {
+		g->want_refresh = false;
+		g->last_refresh_usec = now;
+		if (!(g->caps & OVC_BALLOON_CAP_DEVICE)) {
+			publish(b, g, g->max_bytes, NULL);
+			return;
+		}
+		if (send_cmd(b, g, C_QUERY, "query-balloon", NULL) < 0)
+			balloon_breaker_fail(&g->brk, now);
+	}
+}
+
+static struct qmp_guest *find_socket(struct qmp_backend *q, dev_t dev, ino_t ino, const char *path)
+{
 	for (size_t i = 0; i < q->n; i++) {
-		/* A guest that goes away mid-list is left out (and its
-		 * STOPPED event queued); the others are still reported. */
-		if (q->guests[i]->dead || guest_info(b, q->guests[i], &out[n]) < 0)
+		struct qmp_guest *g = q->guests[i];
+
+		if (g->dead)
 			continue;
-		n++;
+		if ((g->dev == dev && g->ino == ino) || (path && strcmp(g->path, path) == 0))
+			return g;
 	}
-	*ret = out;
-	*ret_n = n;
-	return 0;
+	return NULL;
 }
 
-static int lookup(ovc_balloon *b, const char *name, struct qmp_guest **ret)
+static struct qmp_guest *find_name(struct qmp_backend *q, const char *name)
+{
+	for (size_t i = 0; i < q->n; i++)
+		if (!q->guests[i]->dead && q->guests[i]->listed && strcmp(q->guests[i]->name, name) == 0)
+			return q->guests[i];
+	return NULL;
+}
+
+/* Connect to a socket not known yet: @file under the directory, or an
+ * absolute @path (qmp_sockets). 0 when connected (set-up goes on in
+ * process()), -errno else; a young socket nobody accepts on yet sets
+ * *young. */
+static int guest_add(ovc_balloon *b, const char *file, const char *path, bool *young)
 {
 	struct qmp_backend *q = be(b);
-	struct qmp_guest *g = find_name(q, name);
+	struct balloon_peer p;
+	struct qmp_guest *g;
+	struct stat st;
+	int r;
 
-	if (!g) {
-		rescan(b);
-		g = find_name(q, name);
+	/* Known or failed before (same inode): nothing to do now. */
+	if (file ? fstatat(q->dir_fd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 : lstat(path, &st) < 0)
+		return -ENOENT;
+	if (find_socket(q, st.st_dev, st.st_ino, path))
+		return 0;
+	if (balloon_fail_blocked(b, st.st_dev, st.st_ino))
+		return -EAGAIN;
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 8;
+		struct qmp_guest **v = realloc(q->guests, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		q->guests = v;
+		q->cap = cap;
 	}
-	if (!g)
-		return balloon_error(b, -ENOENT, "no QEMU guest by that name (no such QMP socket)");
-	*ret = g;
+	r = balloon_connect(file ? q->dir_fd : AT_FDCWD, file ? file : path, &p);
+	if (r < 0) {
+		if ((r == -ECONNREFUSED || r == -ENOENT) &&
+		    (uint64_t)st.st_mtime + PENDING_SEC > now_usec(CLOCK_REALTIME) / USEC_PER_SEC) {
+			*young = true; /* QEMU binds (inotify fires) before it listens */
+			return r;
+		}
+		if (p.ino) {
+			bool first = balloon_fail_note(b, p.dev, p.ino, SETUP_RETRY_MIN_MSEC, SETUP_RETRY_MAX_MSEC);
+
+			char shown[PATH_MAX + 8];
+
+			/* A file name is anyone's who may write the directory. */
+			balloon_escape(shown, sizeof(shown), file ? file : path);
+			if (first && (r == -ELOOP || r == -EPERM || r == -ENOTSOCK))
+				log_warning(b->opts.logger, "QMP socket %s%s%s refused: %s", file ? b->opts.qmp_dir : "",
+					    file ? "/" : "", shown,
+					    r == -ELOOP ? "a symlink is never followed"
+					    : r == -EPERM ? "its listener does not own it"
+							  : "not a socket");
+			else
+				log_debug(b->opts.logger, "QMP socket %s: %s", shown, strerror(-r));
+		}
+		return r;
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g) {
+		close(p.fd);
+		return -ENOMEM;
+	}
+	g->fd = p.fd;
+	g->dev = p.dev;
+	g->ino = p.ino;
+	g->pid = p.pid;
+	qmp_reader_init(&g->rd);
+	if (file) {
+		char shown[NAME_MAX * 4 + 1];
+
+		/* For messages and the stem: a file name is anyone's who
+		 * may write the directory, control bytes included. */
+		balloon_escape(shown, sizeof(shown), file);
+		snprintf(g->path, sizeof(g->path), "%s/%s", b->opts.qmp_dir, shown);
+		snprintf(g->file, sizeof(g->file), "%s", file);
+	} else {
+		snprintf(g->path, sizeof(g->path), "%s", path);
+		g->listed_path = true;
+	}
+	{
+		const char *base = strrchr(g->path, '/');
+
+		base = base ? base + 1 : g->path;
+		snprintf(g->id, sizeof(g->id), "%.*s", (int)sizeof(g->id) - 1, base);
+		balloon_socket_stem(base, g->stem, sizeof(g->stem));
+	}
+	g->state = G_GREETING;
+	g->deadline_usec = now_usec(CLOCK_MONOTONIC) + QMP_GREETING_TIMEOUT_MSEC * 1000ull;
+	r = balloon_watch_fd(b, g->fd);
+	if (r < 0) {
+		guest_free(b, g);
+		return r;
+	}
+	q->guests[q->n++] = g;
 	return 0;
 }
 
-static int qmp_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
+/* Drop dead guests, connect to new sockets. Never waits for a peer. */
+static void rescan(ovc_balloon *b)
 {
-	struct qmp_guest *g = NULL;
-	int r = lookup(b, name, &g);
+	struct qmp_backend *q = be(b);
+	size_t j = 0;
+	bool young = false;
 
-	return r < 0 ? r : guest_info(b, g, ret);
+	for (size_t i = 0; i < q->n; i++) {
+		if (q->guests[i]->dead)
+			guest_free(b, q->guests[i]);
+		else
+			q->guests[j++] = q->guests[i];
+	}
+	q->n = j;
+
+	for (const char *const *s = b->opts.qmp_sockets; s && *s; s++)
+		if (strlen(*s) < sizeof(((struct sockaddr_un *)0)->sun_path))
+			(void)guest_add(b, NULL, *s, &young);
+
+	if (q->dir_fd >= 0) {
+		int fd = openat(q->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+		struct dirent *de;
+
+		if (!d) {
+			if (fd >= 0)
+				close(fd);
+			return;
+		}
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.' || (de->d_type != DT_SOCK && de->d_type != DT_LNK &&
+						     de->d_type != DT_UNKNOWN))
+				continue;
+			(void)guest_add(b, de->d_name, NULL, &young);
+		}
+		closedir(d);
+	}
+	q->pending = young;
+	q->rescan = false;
+}
+
+static int qmp_refresh(ovc_balloon *b)
+{
+	struct qmp_backend *q = be(b);
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	if (q->rescan || q->pending || now >= q->next_list_retry_usec) {
+		rescan(b);
+		q->next_list_retry_usec = now + 1000 * 1000ull;
+	}
+	for (size_t i = 0; i < q->n; i++) {
+		q->guests[i]->want_refresh = true;
+		guest_step(b, q->guests[i], now);
+	}
+	return 0;
 }
 
 static int qmp_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes)
 {
-	struct qmp_guest *g = NULL;
-	struct json_object *a;
-	int r = lookup(b, name, &g);
+	struct qmp_guest *g = find_name(be(b), name);
 
-	if (r < 0)
-		return r;
-	a = json_object_new_object();
-	json_object_object_add(a, "value", json_object_new_uint64(target_bytes));
-	/* Bytes, no rounding: QEMU rounds to its page size itself. */
-	return qmp_exec(b, g, "balloon", a, NULL, NULL);
+	if (!g)
+		return balloon_error(b, -ENOENT, "no QEMU guest by that name (no such QMP socket)");
+	if (g->want_target) /* a newer target replaces one not sent yet */
+		balloon_request_done(b, name, OVC_BALLOON_REQ_TARGET, g->target_bytes, -ECANCELED,
+				     "replaced by a newer target before QEMU got it");
+	g->want_target = true;
+	g->target_bytes = target_bytes;
+	guest_step(b, g, now_usec(CLOCK_MONOTONIC));
+	return 0;
 }
 
 static void qmp_mark_absent(ovc_balloon *b, const char *name)
 {
 	struct qmp_guest *g = find_name(be(b), name);
+	struct ovc_balloon_guest *c = balloon_cache_get(b, name);
 
 	if (g)
 		g->absent = true;
+	if (g && c)
+		c->driver = driver_state(b, g);
 }
 
 static int qmp_process(ovc_balloon *b)
 {
 	struct qmp_backend *q = be(b);
+	uint64_t now;
+	bool any_dead = false;
 
 	if (balloon_drain_inotify(q->inotify_fd))
 		q->rescan = true;
+	for (size_t i = 0; i < q->n; i++)
+		if (!q->guests[i]->dead)
+			guest_input(b, q->guests[i]);
+	now = now_usec(CLOCK_MONOTONIC);
 	for (size_t i = 0; i < q->n; i++) {
-		struct qmp_guest *g = q->guests[i];
-		struct json_object *o;
-		enum qmp_kind kind;
-		int r;
-
-		if (g->dead || guest_read(b, g) < 0)
-			continue;
-		while ((r = qmp_reader_next(&g->rd, &o, &kind)) != 0) {
-			if (r < 0) {
-				guest_lost(b, g, r, "the monitor sent a message that is not QMP");
-				break;
-			}
-			if (kind == QMP_EVENT)
-				handle_event(b, g, o);
-			json_object_put(o); /* late replies: nobody waits */
-		}
+		guest_step(b, q->guests[i], now);
+		any_dead |= q->guests[i]->dead;
 	}
-	if (q->rescan || q->pending)
+	/* New sockets, and the dead ones' fds out of the epoll set. */
+	if (q->rescan || q->pending || any_dead || (b->opts.qmp_sockets && now >= q->next_list_retry_usec)) {
 		rescan(b);
-	else {
-		/* Sweep the dead ones so their fds leave the epoll set. */
-		bool any = false;
-
-		for (size_t i = 0; i < q->n; i++)
-			any |= q->guests[i]->dead;
-		if (any)
-			rescan(b);
+		q->next_list_retry_usec = now + 1000 * 1000ull;
 	}
 	return 0;
 }
 
 static int qmp_timeout_msec(const ovc_balloon *b)
 {
-	/* Listed sockets that are not connected are retried once a second. */
 	struct qmp_backend *q = be(b);
+	uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
 
 	if (q->pending)
-		return 250;
+		next = now + 250 * 1000;
 	for (const char *const *s = b->opts.qmp_sockets; s && *s; s++)
-		if (!find_path(q, *s))
-			return 1000;
-	return -1;
+		next = MIN(next, MAX(q->next_list_retry_usec, now));
+	for (size_t i = 0; i < q->n; i++) {
+		const struct qmp_guest *g = q->guests[i];
+
+		if (g->dead)
+			continue;
+		if (g->state == G_GREETING || g->inflight != C_NONE)
+			next = MIN(next, g->deadline_usec);
+		else if ((g->want_target || g->want_refresh) && g->state == G_READY)
+			next = MIN(next, MAX(g->brk.open_until_usec,
+					     g->want_target ? now : g->last_refresh_usec + REFRESH_MIN_MSEC * 1000ull));
+	}
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= now ? 0 : (int)MIN((next - now) / 1000 + 1, (uint64_t)INT32_MAX);
 }
 
 static void qmp_close(ovc_balloon *b)
@@ -792,9 +922,10 @@ static void qmp_close(ovc_balloon *b)
 	for (size_t i = 0; i < q->n; i++)
 		guest_free(b, q->guests[i]);
 	free(q->guests);
-	free(q->retry);
 	if (q->inotify_fd >= 0)
 		close(q->inotify_fd);
+	if (q->dir_fd >= 0)
+		close(q->dir_fd);
 	free(q);
 	b->backend = NULL;
 }
@@ -806,10 +937,16 @@ static int qmp_open(ovc_balloon *b)
 
 	if (!q)
 		return -ENOMEM;
-	q->inotify_fd = -1;
+	q->inotify_fd = q->dir_fd = -1;
 	b->backend = q;
 	if (b->opts.qmp_dir) {
-		r = balloon_watch_dir(b, b->opts.qmp_dir, "QMP socket", &q->inotify_fd);
+		q->dir_fd = open(b->opts.qmp_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (q->dir_fd < 0) {
+			r = balloon_error(b, negative_errno(), "cannot open QMP socket directory %s: %s",
+					  b->opts.qmp_dir, strerror(errno));
+			goto fail;
+		}
+		r = balloon_watch_dir(b, b->opts.qmp_dir, q->dir_fd, "QMP socket", &q->inotify_fd);
 		if (r < 0)
 			goto fail;
 	}
@@ -822,10 +959,10 @@ fail:
 
 const struct balloon_ops balloon_qmp_ops = {
 	.name = "qmp",
+	.no_such_guest = "no QEMU guest by that name (no such QMP socket)",
 	.open = qmp_open,
 	.close = qmp_close,
-	.list = qmp_list,
-	.guest = qmp_guest,
+	.refresh = qmp_refresh,
 	.set_target = qmp_set_target,
 	.mark_absent = qmp_mark_absent,
 	.process = qmp_process,

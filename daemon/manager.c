@@ -10,9 +10,12 @@
  *
  * Guests come from the balloon drivers in drivers[]: QMP directories,
  * libvirt, and last the "ovc" driver of [engine] dir (m->engines), whose
- * engines are guests of their own or, named like a balloon guest, part of
- * it (mguest.engine_drv). Listing the engines last each tick is what lets
- * them join a balloon guest listed before.
+ * engines are guests of their own or, named like a balloon guest and in
+ * the same process (the kernel's pid), part of it (mguest.engine_drv).
+ * Listing the engines last each tick is what lets them join a balloon
+ * guest listed before. The drivers never wait for a peer: a list is each
+ * guest's last figures, and targets are queued (OVC_BALLOON_EVENT_FAILED
+ * reports a later failure).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -82,6 +85,7 @@ struct mguest {
 	struct mdriver *drv;
 	struct mdriver *engine_drv;
 	bool engine_seen;
+	int32_t pid;               /* the process behind drv's guest (driver.h) */
 	struct ovc_guest_stats stats, prev;
 	uint64_t last_action_usec, last_emergency_usec;
 	uint32_t emergency_count;  /* the policy's emergency streak (policy.h) */
@@ -312,12 +316,17 @@ static void ksm_restore(struct manager *m)
 /* A guest's figures fresh from its driver (a tick's list, or between ticks). */
 static void guest_take_stats(struct manager *m, struct mguest *g, const struct ovc_balloon_guest *bg)
 {
-	if (g->stats.collected_usec)
+	struct ovc_guest_stats old = g->stats;
+
+	/* The driver's cache: the same figures until fresh ones come, and
+	 * only fresh ones move prev along. */
+	if (g->stats.collected_usec && g->stats.collected_usec != bg->stats.collected_usec)
 		g->prev = g->stats;
 	g->stats = bg->stats;
+	g->pid = bg->pid;
 	g->refresh_usec = now_usec(CLOCK_MONOTONIC);
 	if (g->engine_drv) /* filled when the engines are listed */
-		engine_stats_take(&g->stats, &g->prev);
+		engine_stats_take(&g->stats, &old);
 	g->free_page_reporting = (bg->caps & OVC_BALLOON_CAP_FREE_PAGE_REPORTING) != 0;
 	g->v.max_bytes = bg->stats.max_bytes;
 	g->v.actual_bytes = bg->stats.actual_bytes;
@@ -337,6 +346,17 @@ static bool guest_wanted(const struct manager *m, const char *name)
 		if (fnmatch(m->opts.only[i], name, 0) == 0)
 			return true;
 	return false;
+}
+
+/* Whether the guests @g (ovcd's) and @e (a driver's), one a balloon guest
+ * and the other an engine of the same name, are one guest: the kernel says
+ * they are one process. */
+static bool may_join(const struct mguest *g, const struct ovc_balloon_guest *e)
+{
+	struct ovc_balloon_guest balloon = { .pid = g->pid };
+
+	snprintf(balloon.name, sizeof(balloon.name), "%s", g->v.name);
+	return ovc_balloon_may_join(&balloon, e);
 }
 
 static void collect_guests(struct manager *m)
@@ -373,9 +393,19 @@ static void collect_guests(struct manager *m)
 				continue;
 			g = guest_find(m, list[i].name);
 
+			if (g && drv == m->engines && g->drv != drv && !g->engine_drv && !may_join(g, &list[i])) {
+				/* Same name, another process: a squatter, not
+				 * the guest's VMM. */
+				ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
+							   "engine '%s' (pid %d) refused: the %s guest of that name "
+							   "runs in pid %d",
+							   list[i].name, (int)list[i].pid, g->drv->kind, (int)g->pid);
+				continue;
+			}
 			if (g && drv == m->engines && g->drv != drv) {
-				/* The VMM of a balloon guest embeds an engine:
-				 * one guest with both. */
+				/* The VMM of a balloon guest embeds an engine
+				 * (the kernel says: the same pid): one guest
+				 * with both. */
 				if (!g->engine_drv)
 					dlog_info("guest '%s': its VMM's engine joins its %s balloon", g->v.name,
 						  g->drv->kind);
@@ -384,6 +414,17 @@ static void collect_guests(struct manager *m)
 				g->v.driver = merged_kind(g->drv);
 				engine_stats_take(&g->stats, &list[i].stats);
 				continue;
+			}
+			if (g && g->drv == m->engines && m->engines && drv != m->engines &&
+			    !may_join(g, &list[i])) {
+				/* An engine took the name of a balloon guest
+				 * that started later, from another process:
+				 * the balloon guest is the one the operator
+				 * set up; the engine was squatting. */
+				dlog_warning("engine '%s' (pid %d) refused: the %s guest of that name runs in pid %d",
+					     g->v.name, (int)g->pid, drv->kind, (int)list[i].pid);
+				guest_remove(m, g, "is no longer managed");
+				g = NULL;
 			}
 			if (g && g->drv == m->engines && m->engines && drv != m->engines) {
 				/* An engine first, its balloon now (a domain
@@ -1341,10 +1382,14 @@ static void on_balloon_event(void *userdata, const struct ovc_balloon_event *ev)
 			guest_stats_arrived(m, g);
 		break;
 	case OVC_BALLOON_EVENT_FAILED:
-		if (g) {
-			g->v.errors++;
-			ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING, "%s", ev->error ? ev->error : "");
-		}
+		if (!g || ev->err == -ECANCELED)
+			break; /* a newer request of ours replaced it */
+		g->v.errors++;
+		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING, "%s", ev->error ? ev->error : "");
+		/* The target ovcd counted on is not in force: start again
+		 * from what the guest has. */
+		if (ev->request == OVC_BALLOON_REQ_TARGET && g->drv == d && g->v.target_bytes == ev->request_bytes)
+			g->v.target_bytes = g->v.actual_bytes;
 		break;
 	}
 }
@@ -1463,10 +1508,25 @@ static int engines_open(struct manager *m, const char *dir)
 		free(copy);
 		return r;
 	}
-	if (stat(dir, &st) == 0 && (st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
-		dlog_warning("engine directory %s is writable by everybody: any user can publish an "
-			     "engine under the name of any guest",
-			     dir);
+	/* Who may add sockets there may name guests: say so when that is
+	 * more than root (and ovcd's own user). A symlink is not followed. */
+	if (lstat(dir, &st) == 0) {
+		if (S_ISLNK(st.st_mode))
+			dlog_warning("engine directory %s is a symlink: it is not followed", dir);
+		else if (st.st_uid != 0 && st.st_uid != geteuid())
+			dlog_warning("engine directory %s belongs to uid %u: that user can publish an "
+				     "engine under the name of any guest and remove others' sockets",
+				     dir, (unsigned)st.st_uid);
+		if ((st.st_mode & (S_IWOTH | S_IWGRP)) && !(st.st_mode & S_ISVTX))
+			dlog_warning("engine directory %s is writable by %s without the sticky bit: "
+				     "any such user can publish an engine under the name of any guest and "
+				     "remove others' sockets",
+				     dir, st.st_mode & S_IWOTH ? "everybody" : "its group");
+		else if (st.st_mode & (S_IWOTH | S_IWGRP))
+			dlog_warning("engine directory %s is writable by %s: any such user can publish an "
+				     "engine under the name of a guest not published yet",
+				     dir, st.st_mode & S_IWOTH ? "everybody" : "its group");
+	}
 	if (!m->engines) {
 		memset(d, 0, sizeof(*d));
 		d->src.type = SRC_DRIVER;

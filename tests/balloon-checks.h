@@ -7,7 +7,9 @@
 #ifndef OVC_BALLOON_CHECKS_H
 #define OVC_BALLOON_CHECKS_H
 
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "driver.h"
@@ -84,6 +86,54 @@ static inline struct ovc_balloon_opts balloon_test_opts(enum ovc_balloon_backend
 	return o;
 }
 
+/* One turn of the caller's loop: ask for fresh figures, wait for the
+ * driver's fd (at most 100 ms), process what came. The drivers never wait
+ * for a peer: figures and answers arrive through the fd. */
+static inline void balloon_pump(ovc_balloon *b)
+{
+	struct ovc_balloon_guest *gs = NULL;
+	struct pollfd p = { .fd = ovc_balloon_fd(b), .events = POLLIN };
+	size_t n;
+	int t = ovc_balloon_timeout_msec(b);
+
+	if (ovc_balloon_list(b, &gs, &n) == 0)
+		free(gs);
+	poll(&p, 1, t < 0 || t > 100 ? 100 : t);
+	(void)ovc_balloon_process(b);
+}
+
+/* Pump until @name is listed; false after @timeout_msec (a failure bound,
+ * not a timing claim). */
+static inline bool balloon_wait_listed(ovc_balloon *b, const char *name, unsigned timeout_msec)
+{
+	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_msec * 1000ull;
+	struct ovc_balloon_guest g;
+
+	while (ovc_balloon_guest(b, name, &g) < 0) {
+		if (now_usec(CLOCK_MONOTONIC) >= deadline)
+			return false;
+		balloon_pump(b);
+	}
+	return true;
+}
+
+/* A handle on @o once it listed guests @a and @b (the drivers set guests
+ * up and read figures through their fd, never in the call). */
+static inline int balloon_open_listed(const struct ovc_balloon_opts *o, const char *a, const char *b,
+				      ovc_balloon **ret)
+{
+	int r = ovc_balloon_new(o, ret);
+
+	if (r < 0)
+		return r;
+	if (!balloon_wait_listed(*ret, a, 60000) || !balloon_wait_listed(*ret, b, 60000)) {
+		ovc_balloon_free(*ret);
+		*ret = NULL;
+		return -ETIMEDOUT;
+	}
+	return 0;
+}
+
 struct balloon_check {
 	ovc_balloon *b;
 	struct balloon_events *ev;
@@ -96,6 +146,7 @@ static inline bool balloon_stats_fresh(void *arg)
 	struct balloon_check *c = arg;
 	struct ovc_balloon_guest g;
 
+	balloon_pump(c->b);
 	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && !g.stats.stale &&
 	       ovc_known(g.stats.total_bytes);
 }
@@ -142,6 +193,7 @@ static inline bool balloon_available_below(void *arg)
 	struct balloon_check *c = arg;
 	struct ovc_balloon_guest g;
 
+	balloon_pump(c->b);
 	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && ovc_known(g.stats.available_bytes) &&
 	       g.stats.available_bytes < c->bytes;
 }
@@ -151,6 +203,7 @@ static inline bool balloon_available_above(void *arg)
 	struct balloon_check *c = arg;
 	struct ovc_balloon_guest g;
 
+	balloon_pump(c->b);
 	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && ovc_known(g.stats.available_bytes) &&
 	       g.stats.available_bytes > c->bytes;
 }

@@ -28,12 +28,14 @@ struct fixture {
 	struct balloon_events ev;
 };
 
-static int open_driver(struct fixture *f, unsigned confirm_msec, ovc_balloon **ret)
+/* Such a handle once it listed both guests (its worker thread asks
+ * libvirtd). */
+static int open_driver_listed(struct fixture *f, unsigned confirm_msec, ovc_balloon **ret)
 {
 	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_LIBVIRT, confirm_msec, &f->ev);
 
 	o.uri = "qemu:///system";
-	return ovc_balloon_new(&o, ret);
+	return balloon_open_listed(&o, f->good.name, f->nodrv.name, ret);
 }
 
 static int setup(void **state)
@@ -65,7 +67,7 @@ static int setup(void **state)
 		return -1;
 	if (harness_guest_wait_ready(&f.good, 120000) < 0 || harness_guest_wait_ready(&f.nodrv, 120000) < 0)
 		return -1;
-	return open_driver(&f, 60000, &f.b) < 0 ? -1 : 0;
+	return open_driver_listed(&f, 60000, &f.b) < 0 ? -1 : 0;
 }
 
 static int teardown(void **state)
@@ -138,6 +140,7 @@ static void test_caps_from_the_domain(void **state)
 	/* autodeflate, freePageReporting and <stats period> from the live
 	 * XML; no need to wait for the guest to boot. */
 	assert_ovc_ok(harness_domain_start(&f->lvd, &f->img, &go, &g3));
+	assert_true(balloon_wait_listed(f->b, g3.name, 60000));
 	assert_ovc_ok(ovc_balloon_guest(f->b, g3.name, &g));
 	harness_guest_stop(&g3);
 	assert_int_equal(g.caps, OVC_BALLOON_CAP_DEVICE | OVC_BALLOON_CAP_DEFLATE_ON_OOM |
@@ -166,7 +169,7 @@ static void test_no_balloon_driver(void **state)
 	struct ovc_balloon_guest g;
 
 	SKIP_IF_NEEDED(f);
-	assert_ovc_ok(open_driver(f, 8000, &b));
+	assert_ovc_ok(open_driver_listed(f, 8000, &b));
 	/* libvirt, like QEMU, accepts the target; the driver must not. */
 	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT), -ENODEV);
 	assert_non_null(strstr(ovc_balloon_error(b), f->nodrv.name));
@@ -208,7 +211,7 @@ static void test_destroyed_mid_call(void **state)
 	SKIP_IF_NEEDED(f);
 	/* A fresh handle has not yet concluded that the guest lacks a
 	 * balloon driver, so the wait runs until the domain is gone. */
-	assert_ovc_ok(open_driver(f, 60000, &b));
+	assert_ovc_ok(open_driver_listed(f, 60000, &b));
 	c.b = b;
 	f->ev.watch = f->nodrv.name;
 	f->ev.stopped_watched = 0;
@@ -278,6 +281,7 @@ static void test_testdriver_without_bulk_stats(void **state)
 
 	o.uri = "test:///default";
 	assert_ovc_ok(ovc_balloon_new(&o, &b));
+	assert_true(balloon_wait_listed(b, "test", 10000));
 	assert_ovc_ok(ovc_balloon_list(b, &gs, &n));
 	assert_int_equal(n, 1);
 	assert_string_equal(gs[0].name, "test");

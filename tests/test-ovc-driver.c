@@ -6,11 +6,15 @@
  * sockets in a temporary directory the driver watches with inotify.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,6 +22,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "peer-fakes.h"
 #include "engine-test.h"
 
 #define RAM_BYTES (4 * MIB)
@@ -51,6 +56,27 @@ static void wait_event(ovc_balloon *b, const int *counter, int want)
 		assert_true(ovc_balloon_process(b) >= 0);
 	}
 	assert_int_equal(*counter, want);
+}
+
+/* Drive the driver's loop, asking for fresh figures, until @name's cached
+ * figures satisfy @ok (10 s bound: a failure, not a timing claim). The
+ * driver never waits for an engine: answers come through its fd. */
+static bool pump_until(ovc_balloon *b, const char *name, bool (*ok)(const struct ovc_balloon_guest *g))
+{
+	for (int i = 0; i < 100; i++) {
+		struct ovc_balloon_guest *v, g;
+		size_t n;
+
+		if (ovc_balloon_guest(b, name, &g) == 0 && (!ok || ok(&g)))
+			return true;
+		assert_ovc_ok(ovc_balloon_list(b, &v, &n)); /* asks for fresh figures */
+		free(v);
+		struct pollfd p = { .fd = ovc_balloon_fd(b), .events = POLLIN };
+
+		poll(&p, 1, 100);
+		assert_true(ovc_balloon_process(b) >= 0);
+	}
+	return false;
 }
 
 static void ram_with_zeros(struct guest_ram *g)
@@ -143,6 +169,16 @@ static void child_exit(struct child *c)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+static bool target_2mib(const struct ovc_balloon_guest *g)
+{
+	return g->stats.engine_target_bytes == 2 * MIB;
+}
+
+static bool has_fault_p50(const struct ovc_balloon_guest *g)
+{
+	return ovc_known(g->stats.engine_swap.fault_p50_usec);
+}
+
 static void test_engines(void **state)
 {
 	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", cmd[128];
@@ -179,8 +215,10 @@ static void test_engines(void **state)
 	assert_non_null(a);
 	assert_string_equal(a->id, "vm-a.sock");
 	assert_int_equal(a->caps, 0);
-	assert_int_equal(a->stats.max_bytes, 64 * MIB);
-	assert_int_equal(a->stats.actual_bytes, 64 * MIB);
+	assert_int_equal(a->pid, getpid()); /* the kernel's word */
+	/* It claims 64 MiB and registered 4: the RAM it registered counts. */
+	assert_int_equal(a->stats.max_bytes, RAM_BYTES);
+	assert_int_equal(a->stats.actual_bytes, RAM_BYTES);
 	assert_ovc_ok(ovc_engine_stats(e, &st));
 	assert_true(st.zero_pages_now > 0);
 	assert_int_equal(a->stats.engine_zero_bytes, st.zero_pages_now * OVC_PAGE_SIZE);
@@ -199,12 +237,12 @@ static void test_engines(void **state)
 	assert_false(ovc_known(a->stats.total_bytes));
 	free(v);
 
-	/* The reclaim target reaches the engine. */
+	/* The reclaim target reaches the engine: queued, it goes out at
+	 * once and its answer comes through the loop. */
 	assert_ovc_ok(ovc_balloon_set_reclaim(b, "vm-a", 2 * MIB, 0));
+	assert_true(pump_until(b, "vm-a", target_2mib));
 	assert_ovc_ok(ovc_engine_stats(e, &st));
 	assert_int_equal(st.reclaim_target_bytes, 2 * MIB);
-	assert_ovc_ok(ovc_balloon_guest(b, "vm-a", &one));
-	assert_int_equal(one.stats.engine_target_bytes, 2 * MIB);
 
 	/* A fault served (reading a page the VMM discarded): the latency
 	 * percentiles appear, as the engine's histogram says. */
@@ -223,6 +261,7 @@ static void test_engines(void **state)
 				usleep(1000);
 		}
 		assert_true(faults > 0);
+		assert_true(pump_until(b, "vm-a", has_fault_p50));
 		assert_ovc_ok(ovc_balloon_guest(b, "vm-a", &one));
 		/* The median is no lower than the bound of the first bucket. */
 		for (int i = 0; i < OVC_LAT_BUCKETS && !lowest; i++)
@@ -238,7 +277,7 @@ static void test_engines(void **state)
 	assert_int_equal(ovc_balloon_set_reclaim(b, "vm-a", MIB, 1), -EINVAL);
 	assert_int_equal(ovc_balloon_set_reclaim(b, "nope", MIB, 0), -ENOENT);
 	assert_non_null(strstr(ovc_balloon_error(b), "'nope'"));
-	assert_int_equal(ovc_balloon_set_target(b, "vm-a", 32 * MIB, 0), -ENODEV);
+	assert_int_equal(ovc_balloon_set_target(b, "vm-a", 2 * MIB, 0), -ENODEV);
 	assert_non_null(strstr(ovc_balloon_error(b), "no balloon device"));
 
 	/* A second engine in another process: STARTED; it exits: STOPPED,
@@ -301,18 +340,8 @@ static pid_t fake_engine(const char *dir, const char *name, const char *reply)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		for (;;) {
-			int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-			char buf[256];
-			ssize_t n;
-
-			while (c >= 0 && (n = read(c, buf, sizeof(buf))) > 0)
-				for (ssize_t i = 0; i < n; i++)
-					if (buf[i] == '\n')
-						(void)!write(c, reply, strlen(reply));
-			if (c >= 0)
-				close(c);
-		}
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fake_engine_serve(fd, reply);
 	}
 	close(fd);
 	return pid;
@@ -347,6 +376,9 @@ static void test_untrusted_engines(void **state)
 					"fault_p99_usec=999999999999\n");
 	bo.engine_dir = dir;
 	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+	assert_true(pump_until(b, "old", NULL));
+	assert_true(pump_until(b, "liar", NULL));
+	assert_true(pump_until(b, "slow", NULL));
 
 	assert_ovc_ok(ovc_balloon_guest(b, "old", &g));
 	assert_int_equal(g.stats.engine_swap_bytes, 4096);
@@ -385,6 +417,157 @@ static void test_untrusted_engines(void **state)
 	(void)!system(cmd);
 }
 
+/* Pump @b for @msec, touching a file in @dir every 100 ms when @touch (so
+ * that inotify keeps asking for rescans). */
+static void pump_for(ovc_balloon *b, const char *dir, unsigned msec, bool touch)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + msec * 1000ull;
+
+	while (now_usec(CLOCK_MONOTONIC) < end) {
+		struct pollfd p = { .fd = ovc_balloon_fd(b), .events = POLLIN };
+		struct ovc_balloon_guest *v;
+		size_t n;
+
+		if (touch) {
+			char f[256];
+
+			snprintf(f, sizeof(f), "%s/.touch", dir);
+			close(open(f, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+			unlink(f);
+		}
+		assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+		free(v);
+		poll(&p, 1, 100);
+		assert_true(ovc_balloon_process(b) >= 0);
+	}
+}
+
+static int listening(const char *path, int backlog)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, backlog), 0);
+	return fd;
+}
+
+/* This process's address space (VmSize), from /proc/self/statm. */
+static uint64_t self_vm_bytes(void)
+{
+	unsigned long long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%llu", &pages), 1);
+	fclose(f);
+	return pages * OVC_PAGE_SIZE;
+}
+
+static atomic_int silent_accepts;
+
+/* A socket that takes connections and never says a word. */
+static void *silent_main(void *arg)
+{
+	int lfd = *(int *)arg;
+
+	for (;;) {
+		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (c < 0)
+			return NULL;
+		atomic_fetch_add(&silent_accepts, 1);
+		/* kept open, never answered */
+	}
+}
+
+/* What a local user or a rogue VMM can put in the engine directory: the
+ * driver never waits on it, never follows it, never believes its name or
+ * its maximum, and does not knock again on every directory change. */
+static void test_hostile_sockets(void **state)
+{
+	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", elsewhere[] = "/tmp/ovc-test-ovc-driver-XXXXXX";
+	char path[256], target[256], cmd[160];
+	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ovc_balloon_guest g;
+	pthread_t silent_thread;
+	int silent, stuck, filler, foreign;
+	pid_t liar, real;
+	ovc_balloon *b;
+
+	assert_non_null(mkdtemp(dir));
+	assert_non_null(mkdtemp(elsewhere));
+	/* Takes connections, never answers. */
+	snprintf(path, sizeof(path), "%s/silent.sock", dir);
+	silent = listening(path, 16);
+	assert_int_equal(pthread_create(&silent_thread, NULL, silent_main, &silent), 0);
+	/* A full listen queue that is never served: a blocking connect
+	 * would never return. */
+	snprintf(path, sizeof(path), "%s/stuck.sock", dir);
+	stuck = listening(path, 0);
+	filler = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
+	assert_int_equal(connect(filler, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* A real-looking engine elsewhere, reached only by a symlink. */
+	snprintf(target, sizeof(target), "%s", elsewhere);
+	real = fake_engine(elsewhere, "real", "OVC1 ok name=real max_bytes=1048576 zero_bytes=0 swap_bytes=0 "
+					      "target_bytes=0\n");
+	snprintf(target, sizeof(target), "%s/real.sock", elsewhere);
+	snprintf(path, sizeof(path), "%s/evil.sock", dir);
+	assert_int_equal(symlink(target, path), 0);
+	/* A socket whose file belongs to another user than its listener. */
+	snprintf(path, sizeof(path), "%s/foreign.sock", dir);
+	foreign = listening(path, 4);
+	assert_int_equal(chown(path, 65534, 65534), 0);
+	/* It says it is "other" and has 64 TiB. */
+	liar = fake_engine(dir, "liar", "OVC1 ok name=other pid=1 max_bytes=70368744177664 "
+					"region_bytes=70368744177664 zero_bytes=70368744177664 swap_bytes=0 "
+					"target_bytes=70368744177664\n");
+
+	bo.engine_dir = dir;
+	/* Returns at once: nothing is waited for. */
+	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+	assert_true(pump_until(b, "liar", NULL));
+	assert_ovc_ok(ovc_balloon_guest(b, "liar", &g));
+	/* The kernel's word: the listener (this process bound and listened
+	 * before forking the child that answers), not "pid=1". */
+	assert_int_equal(g.pid, getpid());
+	/* At most the listener's address space (this process's; under ASan
+	 * that is tens of TiB of shadow, still less than the claim). */
+	assert_true(g.stats.max_bytes < UINT64_C(70368744177664));
+	assert_true(g.stats.max_bytes <= self_vm_bytes());
+	assert_true(g.stats.engine_zero_bytes <= g.stats.max_bytes);
+	assert_true(g.stats.engine_target_bytes <= g.stats.max_bytes);
+	assert_int_equal(ovc_balloon_guest(b, "other", &g), -ENOENT);
+
+	/* Past the silent socket's deadline, with the directory changing
+	 * all the time: none of the others is listed, and the silent one
+	 * was asked once, not on every change. */
+	pump_for(b, dir, 4000, true);
+	for (const char *const *n = (const char *const[]){ "silent", "stuck", "evil", "foreign", "real", NULL };
+	     *n; n++)
+		assert_int_equal(ovc_balloon_guest(b, *n, &g), -ENOENT);
+	assert_int_equal(atomic_load(&silent_accepts), 1);
+
+	ovc_balloon_free(b);
+	for (pid_t *p = (pid_t[]){ liar, real, 0 }; *p; p++) {
+		kill(*p, SIGKILL);
+		waitpid(*p, NULL, 0);
+	}
+	shutdown(silent, SHUT_RDWR);
+	close(silent);
+	pthread_cancel(silent_thread);
+	pthread_join(silent_thread, NULL);
+	close(stuck);
+	close(filler);
+	close(foreign);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, elsewhere);
+	(void)!system(cmd);
+}
+
 /* The other backends have no engines. */
 static void test_qmp_has_no_reclaim(void **state)
 {
@@ -406,6 +589,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_engines),
 		cmocka_unit_test(test_untrusted_engines),
+		cmocka_unit_test(test_hostile_sockets),
 		cmocka_unit_test(test_qmp_has_no_reclaim),
 	};
 

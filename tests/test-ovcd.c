@@ -46,6 +46,7 @@
 #include "ksm.h"
 #include "ovcd-client.h"
 #include "ovc-test.h"
+#include "peer-fakes.h"
 #include "util.h"
 
 #ifndef OVCD_BIN
@@ -189,18 +190,6 @@ static bool notify_wait(volatile int *flag, unsigned timeout_ms)
 
 /* ---- the fake guest: QMP like QEMU 7.2, stats that cannot be true ---- */
 
-static void fake_reply(FILE *f, struct json_object *id, struct json_object *ret)
-{
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "return", ret ? ret : json_object_new_object());
-	if (id)
-		json_object_object_add(o, "id", json_object_get(id));
-	fprintf(f, "%s\r\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	fflush(f);
-	json_object_put(o);
-}
-
 static struct json_object *fake_stats(struct fake_shared *st, uint64_t actual)
 {
 	struct json_object *o = json_object_new_object(), *s = json_object_new_object();
@@ -249,9 +238,7 @@ static void fake_guest_main(const char *path, struct fake_shared *st)
 		if (fd < 0)
 			continue;
 		f = fdopen(fd, "r+");
-		fprintf(f, "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
-			   "\"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n");
-		fflush(f);
+		fake_qmp_greeting(f);
 		while (getline(&line, &cap, f) > 0) {
 			struct json_object *req = json_tokener_parse(line), *ex, *id = NULL, *args = NULL, *v;
 			const char *cmd, *prop = "";
@@ -268,28 +255,28 @@ static void fake_guest_main(const char *path, struct fake_shared *st)
 			if (strcmp(cmd, "query-name") == 0) {
 				struct json_object *r = json_object_new_object();
 				json_object_object_add(r, "name", json_object_new_string("evil-guest"));
-				fake_reply(f, id, r);
+				fake_qmp_reply(f, id, r);
 			} else if (strcmp(cmd, "query-memory-size-summary") == 0) {
 				struct json_object *r = json_object_new_object();
 				json_object_object_add(r, "base-memory", json_object_new_uint64(FAKE_MAX_BYTES));
-				fake_reply(f, id, r);
+				fake_qmp_reply(f, id, r);
 			} else if (strcmp(cmd, "qom-list") == 0) {
 				struct json_object *r = json_object_new_array(), *e = json_object_new_object();
 				json_object_object_add(e, "name", json_object_new_string("balloon0"));
 				json_object_object_add(e, "type", json_object_new_string("child<virtio-balloon-pci>"));
 				json_object_array_add(r, e);
-				fake_reply(f, id, r);
+				fake_qmp_reply(f, id, r);
 			} else if (strcmp(cmd, "qom-get") == 0) {
 				if (strcmp(prop, "guest-stats") == 0)
-					fake_reply(f, id, fake_stats(st, actual));
+					fake_qmp_reply(f, id, fake_stats(st, actual));
 				else if (strcmp(prop, "guest-stats-polling-interval") == 0)
-					fake_reply(f, id, json_object_new_int(1));
+					fake_qmp_reply(f, id, json_object_new_int(1));
 				else
-					fake_reply(f, id, json_object_new_boolean(0));
+					fake_qmp_reply(f, id, json_object_new_boolean(0));
 			} else if (strcmp(cmd, "query-balloon") == 0) {
 				struct json_object *r = json_object_new_object();
 				json_object_object_add(r, "actual", json_object_new_uint64(actual));
-				fake_reply(f, id, r);
+				fake_qmp_reply(f, id, r);
 			} else if (strcmp(cmd, "balloon") == 0 && args &&
 				   json_object_object_get_ex(args, "value", &v)) {
 				uint64_t t = json_object_get_uint64(v);
@@ -297,9 +284,9 @@ static void fake_guest_main(const char *path, struct fake_shared *st)
 					st->min_target = t;
 				st->n_targets++;
 				actual = t; /* a guest that complies at once */
-				fake_reply(f, id, NULL);
+				fake_qmp_reply(f, id, NULL);
 			} else {
-				fake_reply(f, id, NULL); /* qmp_capabilities, qom-set */
+				fake_qmp_reply(f, id, NULL); /* qmp_capabilities, qom-set */
 			}
 			json_object_put(req);
 		}
@@ -497,6 +484,17 @@ static int teardown(void **state)
 
 /* ---- tests ---- */
 
+/* The drivers set guests up without holding the loop: the first ticks may
+ * come before every guest answered. */
+static bool three_guests(void *arg)
+{
+	struct json_object *st = ctl_json("status");
+	bool ok = st && json_get_u64(st, "guests") == 3;
+
+	json_object_put(st);
+	return ok;
+}
+
 static void test_ready_and_status(void **state)
 {
 	struct json_object *st, *sav;
@@ -506,6 +504,7 @@ static void test_ready_and_status(void **state)
 	SKIP_IF_NEEDED();
 	/* sd_notify READY=1 comes after the first tick. */
 	assert_true(notify_wait(&seen_ready, 120000));
+	assert_true(harness_wait_until(three_guests, NULL, 60000));
 	st = ctl_json("status");
 	assert_non_null(st);
 	assert_true(json_object_get_boolean(json_get(st, "ok")));
@@ -540,7 +539,7 @@ static bool both_fresh(void *arg)
 	bool ok = gs != NULL;
 
 	for (int i = 0; ok && i < 2; i++) {
-		struct json_object *g = guest_of(gs, i ? F.b.name : F.a.name);
+		struct json_object *g = ovcd_guest_of(gs, i ? F.b.name : F.a.name);
 		ok = g && ovc_known(json_get_u64(g, "available_bytes")) && !json_object_get_boolean(json_get(g, "stale"));
 	}
 	if (gs)
@@ -574,8 +573,8 @@ static void test_squeeze_inflates_within_a_tick(void **state)
 	assert_string_not_equal(json_object_get_string(json_get(st, "level")), "pressure");
 	json_object_put(st);
 	gs = ctl_json("guests");
-	assert_int_equal(json_get_u64(guest_of(gs, F.a.name), "inflates"), 0);
-	assert_int_equal(json_get_u64(guest_of(gs, F.b.name), "inflates"), 0);
+	assert_int_equal(json_get_u64(ovcd_guest_of(gs, F.a.name), "inflates"), 0);
+	assert_int_equal(json_get_u64(ovcd_guest_of(gs, F.b.name), "inflates"), 0);
 	json_object_put(gs);
 
 	/* The squeeze: a real process takes 2 GiB of real host memory. */
@@ -610,7 +609,7 @@ static void test_squeeze_inflates_within_a_tick(void **state)
 			t_pressure = mono_ms();
 		}
 		for (int i = 0; i < 2; i++) {
-			struct json_object *g = guest_of(gs, i ? F.b.name : F.a.name);
+			struct json_object *g = ovcd_guest_of(gs, i ? F.b.name : F.a.name);
 
 			if (json_get_u64(g, "inflates") > 0 && !t_inflate)
 				t_inflate = mono_ms();
@@ -641,7 +640,7 @@ static void test_squeeze_inflates_within_a_tick(void **state)
 		msleep(200);
 	}
 	gs = ctl_json("guests");
-	assert_true(json_get_u64(guest_of(gs, F.a.name), "current_bytes") < GIB);
+	assert_true(json_get_u64(ovcd_guest_of(gs, F.a.name), "current_bytes") < GIB);
 	json_object_put(gs);
 }
 
@@ -654,7 +653,7 @@ static void test_emergency_deflate_no_oom(void **state)
 
 	SKIP_IF_NEEDED();
 	gs = ctl_json("guests");
-	g = guest_of(gs, F.a.name);
+	g = ovcd_guest_of(gs, F.a.name);
 	actual0 = json_get_u64(g, "current_bytes");
 	emerg0 = json_get_u64(g, "emergencies");
 	tick0 = json_get_u64(gs, "ticks");
@@ -675,7 +674,7 @@ static void test_emergency_deflate_no_oom(void **state)
 		assert_int_equal(mi.oom_kill, before.oom_kill);
 		gs = ctl_json("guests");
 		check_floors(gs);
-		g = guest_of(gs, F.a.name);
+		g = ovcd_guest_of(gs, F.a.name);
 		/* The tick whose stats first showed the guest short (what
 		 * ovcd saw, as ovcctl shows it), and the emergency's tick. */
 		if (!low_tick && ovc_known(json_get_u64(g, "available_bytes")) &&
@@ -691,7 +690,7 @@ static void test_emergency_deflate_no_oom(void **state)
 		msleep(300);
 	}
 	gs = ctl_json("guests");
-	g = guest_of(gs, F.a.name);
+	g = ovcd_guest_of(gs, F.a.name);
 	print_message("[  FIGURE  ] emergency: guest at %luMiB allocated %luMiB; %lu emergency deflates, "
 		      "first %lu ms after allocation began (tick %lu -> %lu); now %luMiB; oom_kill %lu -> %lu\n",
 		      (unsigned long)(actual0 / MIB), (unsigned long)(held / MIB),
@@ -714,7 +713,7 @@ static void test_emergency_deflate_no_oom(void **state)
 static bool b_floor_is_70(void *arg)
 {
 	struct json_object *gs = ctl_json("guests");
-	struct json_object *g = guest_of(gs, F.b.name);
+	struct json_object *g = ovcd_guest_of(gs, F.b.name);
 	bool ok = g && json_get_u64(g, "floor_bytes") == 768 * MIB * 70 / 100 && json_get_u64(g, "target_bytes") >= json_get_u64(g, "floor_bytes");
 
 	json_object_put(gs);
@@ -799,7 +798,7 @@ static void test_ovcctl_permissions(void **state)
 	assert_int_equal(r, 0);
 	msleep(2500);
 	gs = ctl_json("guests");
-	g = guest_of(gs, F.a.name);
+	g = ovcd_guest_of(gs, F.a.name);
 	assert_true(json_object_get_boolean(json_get(g, "floor_override")));
 	assert_int_equal(json_get_u64(g, "floor_bytes"), GIB * 45 / 100);
 	assert_int_equal(json_get_u64(g, "pinned_target_bytes"), GIB * 30 / 100);
@@ -828,7 +827,7 @@ static void test_ovcctl_permissions(void **state)
 	r = sh(out, sizeof(out), "%s/ovcctl -s %s reload 2>&1", OVCD_BIN, F.sock);
 	assert_int_equal(r, 0);
 	gs = ctl_json("guests");
-	g = guest_of(gs, F.a.name);
+	g = ovcd_guest_of(gs, F.a.name);
 	assert_false(json_object_get_boolean(json_get(g, "floor_override")));
 	assert_null(json_get(g, "pinned_target_bytes"));
 	json_object_put(gs);
@@ -840,7 +839,7 @@ static void test_fake_guest_never_below_floor(void **state)
 
 	SKIP_IF_NEEDED();
 	gs = ctl_json("guests");
-	g = guest_of(gs, "evil-guest");
+	g = ovcd_guest_of(gs, "evil-guest");
 	assert_non_null(g);
 	assert_int_equal(json_get_u64(g, "floor_bytes"), FAKE_FLOOR_BYTES);
 	print_message("[  FIGURE  ] fake guest: %lu stats reads, %lu targets set, lowest %luMiB (floor %luMiB)\n",
@@ -1015,7 +1014,7 @@ static uint64_t domain_kib(void)
 static bool lv_inflated(void *arg)
 {
 	struct json_object *gs = ctl_json("guests");
-	struct json_object *g = guest_of(gs, F.a.name);
+	struct json_object *g = ovcd_guest_of(gs, F.a.name);
 	bool ok = g && json_get_u64(g, "inflates") > 0;
 
 	if (gs)
@@ -1034,7 +1033,7 @@ static bool lv_at_target(void *arg)
 		/* ovcd's target now: it may still be moving. */
 		struct json_object *gs = ctl_json("guests");
 
-		lv_target_kib = json_get_u64(guest_of(gs, F.a.name), "target_bytes") / KIB;
+		lv_target_kib = json_get_u64(ovcd_guest_of(gs, F.a.name), "target_bytes") / KIB;
 		json_object_put(gs);
 	}
 	return kib + 1024 >= lv_target_kib && kib <= lv_target_kib + 1024;
@@ -1065,7 +1064,7 @@ static void test_libvirt_inflates(void **state)
 	assert_true(seen_ready);
 	assert_true(harness_wait_until(lv_inflated, NULL, 90000));
 	gs = ctl_json("guests");
-	g = guest_of(gs, F.a.name);
+	g = ovcd_guest_of(gs, F.a.name);
 	assert_string_equal(json_object_get_string(json_get(g, "driver")), "libvirt");
 	target = json_get_u64(g, "target_bytes");
 	assert_true(target < GIB);

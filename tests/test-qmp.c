@@ -26,12 +26,13 @@ struct fixture {
 	struct balloon_events ev;
 };
 
+/* A handle that has set both guests up. */
 static int open_driver(struct fixture *f, unsigned confirm_msec, ovc_balloon **ret)
 {
 	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_QMP, confirm_msec, &f->ev);
 
 	o.qmp_dir = f->qmp_dir;
-	return ovc_balloon_new(&o, ret);
+	return balloon_open_listed(&o, f->good.name, f->nodrv.name, ret);
 }
 
 static int setup(void **state)

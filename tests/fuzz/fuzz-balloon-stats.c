@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "fuzz-util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -23,15 +24,6 @@ static const char *const names[] = {
 	"balloon.hugetlb_pgalloc", "balloon.hugetlb_pgfail", "balloon.bogus", "state.state",
 };
 
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct ovc_balloon_kv kv[64];
@@ -40,11 +32,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = 0;
 
 	if (size >= 8) {
-		now = le64(data + size - 8);
+		now = fuzz_le64(data + size - 8);
 		size -= 8;
 	}
 	for (size_t off = 0; off + 9 <= size && n < 64; off += 9)
-		kv[n++] = (struct ovc_balloon_kv){ names[data[off] % 16], le64(data + off + 1) };
+		kv[n++] = (struct ovc_balloon_kv){ names[data[off] % 16], fuzz_le64(data + off + 1) };
 
 	if (ovc_balloon_stats_from_libvirt(kv, n, now, 30, &st) < 0) {
 		assert(!ovc_known(st.max_bytes) && !ovc_known(st.total_bytes));
