@@ -165,11 +165,17 @@ int bench_policy(const struct bench_opts *opts)
 		/* The simulated balloons reach their targets by the next tick. */
 		for (size_t i = 0; i < n; i++) {
 			counts[d[i].action < 6 ? d[i].action : 0]++;
+			/* As ovcd does: what the policy learned comes back. */
+			g[i].state = d[i].state;
+			if (d[i].action != OVC_ACTION_EMERGENCY)
+				g[i].emergency_count = d[i].emergency_count;
 			if (d[i].target_bytes != g[i].target_bytes) {
 				g[i].target_bytes = d[i].target_bytes;
 				g[i].last_action_usec = h.now_usec;
-				if (d[i].action == OVC_ACTION_EMERGENCY)
+				if (d[i].action == OVC_ACTION_EMERGENCY) {
 					g[i].last_emergency_usec = h.now_usec;
+					g[i].emergency_count = d[i].emergency_count;
+				}
 			}
 		}
 	}

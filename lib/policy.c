@@ -2,8 +2,10 @@
 /*
  * The policy (see policy.h for the rules). Pure: no I/O, no clock, no
  * allocation, no globals; any thread, no locks. Costs a few passes over the
- * guests per tick (one per priority level in use), and one snprintf per
- * guest for its reason.
+ * guests per tick (one per priority level in use, and under host pressure
+ * at most 64 more over the inflate candidates of each priority and tier to
+ * find the water-filling level), and one snprintf per guest for its
+ * reason. ovc_policy_guest_check() costs one guest's share of a tick.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -1050,7 +1052,7 @@ static void engine_raise_pass(const struct ovc_config *cfg, const struct ovc_pol
 		}
 }
 
-/* ksmtuned's rule (reference.md §5) with KSM's own profit counters on top:
+/* ksmtuned's rule with KSM's own profit counters on top:
  * run while memory is committed near MemTotal or MemAvailable is below the
  * threshold, boost the scan rate under pressure and decay it otherwise, and
  * stop for retry_after when a full scan brought no profit for idle_ticks. */

@@ -9,35 +9,53 @@
  * Any thread; the caller owns every buffer. State that must live from tick
  * to tick (KSM steering) comes in and goes out explicitly.
  *
- * Rules, in the order they are applied to each guest:
+ * What the policy learns about a guest (its bursts, idleness, reclaim
+ * counters, OOM kills, a floor raised after it ran short, whether its
+ * balloon follows its target) goes out in each decision's state and comes
+ * back with the guest's next call (struct ovc_policy_guest_state).
+ *
+ * Rules, in the order they are applied to each guest (docs/policy.md):
  *  1. class never_balloon: target back to max at once; nothing else.
- *  2. target below the guest's floor (config changed, ovcctl set): raised
- *     to the floor at once. No rule ever sets a target below the floor.
- *  3. guest pressure (fresh stats only: available below
- *     emergency_available, major faults or swap-in per second above their
- *     thresholds): emergency deflate by emergency_step at once, bypassing
- *     step and min_change, whatever the host's state.
- *  4. host pressure (MemAvailable below low, or memory PSI avg10 at or above
- *     psi_some / psi_full): inflate guests with spare memory (available
- *     above guest_free, less what their balloon has not yet taken), in
- *     proportion to their spare, at most step each, lowest priority first,
- *     until MemAvailable would be back at high, counting what balloons were
- *     asked for and have not taken yet. Guests with stale or missing
- *     stats are never inflated; nor within 90% of an interval of their last
- *     action (their stats do not yet show it), nor within the cooldown of
- *     an emergency deflate (a guest that just ran short would otherwise be
- *     squeezed again as soon as its allocation settles). The cooldown is
- *     six intervals, doubled for each further emergency of a streak (6,
- *     12, 24, 48 at most); a streak ends after twice its cooldown without
- *     an emergency. While a streak lasts, even after its cooldown, the
- *     guest's spare counts only what is above guest_free plus
- *     emergency_step, so a guest still allocating is not squeezed back to
- *     where it ran short (ping-pong).
- *  5. host room (MemAvailable above high, no PSI pressure): deflate
+ *  2. target below the guest's floor (config changed, ovcctl set, or the
+ *     floor raised after an emergency, which halves back every
+ *     short_decay): raised to the floor at once. No rule ever sets a
+ *     target below the floor.
+ *  3. distress (fresh stats only): an OOM kill (the guest's counter, or
+ *     its used memory falling sharply while it was nearly out), available
+ *     below emergency_available, available falling fast enough to get
+ *     there by the next update (growth rate x stats_period), allocation
+ *     stalls, direct reclaim, major faults or swap-in per second above
+ *     their thresholds: emergency deflate at once, whatever the host's
+ *     state, in one step to what the guest needs (guest_free + headroom +
+ *     its growth by the next update, at least emergency_step, at most max);
+ *     the floor is raised to that target. Statistics older than the last
+ *     emergency deflate do not call for another.
+ *  4. after an OOM kill: no inflate (nor engine reclaim) for oom_cooldown.
+ *  5. host pressure (MemAvailable below low, or memory PSI avg10 at or above
+ *     psi_some / psi_full): inflate guests with spare memory until
+ *     MemAvailable would be back at high, counting what balloons were
+ *     asked for and have not taken yet. A guest keeps guest_free plus its
+ *     headroom (the larger of its learned burst, which halves every
+ *     headroom_decay, and [balloon] headroom); spare is what it has
+ *     available above that, less its balloon's pending part, less free
+ *     memory free page reporting gave back, at most its VMM's RSS beyond
+ *     its used memory. Lowest priority first; idle guests before busy
+ *     ones; the most spare first, down to an equal level (water-filling);
+ *     at most step each. Never inflated: stale or missing stats; within
+ *     90% of an interval of the last action (the stats do not show it
+ *     yet); within the cooldown of an emergency deflate (six intervals,
+ *     doubled for each further emergency of a streak: 6, 12, 24, 48 at
+ *     most; a streak ends after twice its cooldown without one; while it
+ *     lasts, the guest also keeps emergency_step above guest_free, so that
+ *     a guest still allocating is not squeezed back: ping-pong); a
+ *     non-compliant balloon (not moved toward its target for
+ *     pending_timeout: its debt no longer counts as pending either).
+ *  6. host room (MemAvailable above high, no PSI pressure): deflate
  *     ballooned guests by at most step each, highest priority first, within
  *     the room above high.
  * Changes smaller than min_change are skipped (except 1-3). Targets move in
- * whole MiB.
+ * whole MiB. ovc_policy_guest_check() applies 1-4 to one guest between
+ * ticks.
  *
  * Embedded engines (a guest of kind OVC_DRIVER_ENGINE, which has no balloon,
  * or any guest with .engine set, which has both) get a reclaim target: the
@@ -58,8 +76,10 @@
  *      guest's emergency streak and cooldown start as for a balloon.
  *  E3. host pressure: raise the target from what the engine holds now by at
  *      most [swap] step, lowest priority first, within the need left after
- *      balloons and what engines were asked for and have not reached yet;
- *      never while settling or cooling down, never above the swap cap.
+ *      balloons and what engines were asked for and have not reached yet
+ *      (an engine below its target for pending_timeout without moving is
+ *      non-compliant: what it owes no longer counts); never while settling,
+ *      cooling down or after an OOM kill, never above the swap cap.
  *  E4. host room: lower the target by [swap] step (to 0 once it is within
  *      what zero sharing gives); swapped pages come back as the guest
  *      touches them, so room is not reserved for them.
