@@ -96,7 +96,6 @@ struct mguest {
 	 * next one. */
 	struct ovc_policy_guest_state pstate;
 	bool free_page_reporting;  /* its balloon has free page reporting */
-	uint64_t refresh_usec;     /* its stats last taken from the driver */
 	bool seen;
 	struct ovcd_ratelimit rl;
 };
@@ -324,7 +323,6 @@ static void guest_take_stats(struct manager *m, struct mguest *g, const struct o
 		g->prev = g->stats;
 	g->stats = bg->stats;
 	g->pid = bg->pid;
-	g->refresh_usec = now_usec(CLOCK_MONOTONIC);
 	if (g->engine_drv) /* filled when the engines are listed */
 		engine_stats_take(&g->stats, &old);
 	g->free_page_reporting = (bg->caps & OVC_BALLOON_CAP_FREE_PAGE_REPORTING) != 0;
@@ -675,20 +673,17 @@ static void guest_decision_keep(struct manager *m, struct mguest *g, const struc
 /* ---- between ticks: fresh statistics of one guest ---- */
 
 /*
- * A guest's statistics arrived (the driver's STATS event, or the poll
- * timer asked for them): run the policy's per-guest check on them and, when
- * the guest is in distress, deflate it at once, in one step, to what it
- * needs. Never inflates (that is the tick's, for the host's sake). Guests
- * whose figures were taken less than 200 ms ago are left alone: the tick or
- * an earlier check just looked at them (and a driver that answers
- * ovc_balloon_guest() with a round trip reports that round trip as STATS
- * again, which must not start another).
+ * Fresh statistics of a guest arrived (the driver's STATS event): run the
+ * policy's per-guest check on them and, when the guest is in distress,
+ * deflate it at once, in one step, to what it needs. Never inflates (that
+ * is the tick's, for the host's sake). Figures the tick already took (the
+ * same collected_usec) are left alone.
  */
 static void guest_stats_arrived(struct manager *m, struct mguest *g)
 {
 	struct ovc_balloon_guest bg;
 	struct ovc_policy_decision d;
-	uint64_t now = now_usec(CLOCK_MONOTONIC), update;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
 	struct ovc_policy_host host = {
 		.now_usec = now,
 		.page_size = (uint64_t)sysconf(_SC_PAGESIZE),
@@ -697,17 +692,16 @@ static void guest_stats_arrived(struct manager *m, struct mguest *g)
 	char reason[OVC_POLICY_REASON_MAX + 32];
 	int r;
 
-	if (!g->drv->list_ok || g->drv == m->engines || m->ticks == 0 || now - g->refresh_usec < USEC_PER_SEC / 5)
+	if (!g->drv->list_ok || g->drv == m->engines || m->ticks == 0)
 		return;
-	update = g->stats.guest_update_sec;
 	r = ovc_balloon_guest(g->drv->b, g->v.name, &bg);
 	if (r < 0) {
 		dlog_debug("guest '%s': no statistics between ticks: %s", g->v.name, strerror(-r));
 		return;
 	}
+	if (bg.stats.collected_usec == g->stats.collected_usec)
+		return; /* the tick took these already */
 	guest_take_stats(m, g, &bg);
-	if (ovc_known(update) && update == g->stats.guest_update_sec)
-		return; /* the guest has not reported since: nothing new */
 	m->checks++;
 	guest_policy_input(m, g, &pg);
 	r = ovc_policy_guest_check(m->cfg, &host, &pg, &d);
@@ -732,14 +726,24 @@ static void guest_stats_arrived(struct manager *m, struct mguest *g)
 	build_view(m); /* ovcctl sees it now, not at the next tick */
 }
 
-/* Every second, every guest's figures: no stats period is shorter, so a
- * guest's every update is seen within a second of its arrival, whether or
- * not its driver reports updates by itself (STATS). A guest whose figures
- * did not change since is a no-op. */
+/* Every second, ask each balloon driver for its guests' fresh figures:
+ * the drivers ask their peers only when listed, and no stats period is
+ * shorter than a second, so every guest update reaches the check within a
+ * second of the guest's sending it. The answers come as STATS events
+ * (guest_stats_arrived); the list itself, the cached figures, is not
+ * needed here. Never a round trip in this thread. */
 static void poll_guests(struct manager *m)
 {
-	for (size_t i = 0; i < m->n_guests; i++)
-		guest_stats_arrived(m, &m->guests[i]);
+	for (size_t i = 0; i < m->n_drivers; i++) {
+		struct mdriver *d = &m->drivers[i];
+		struct ovc_balloon_guest *list = NULL;
+		size_t n = 0;
+
+		if (d == m->engines || !d->list_ok)
+			continue;
+		if (ovc_balloon_list(d->b, &list, &n) == 0)
+			free(list);
+	}
 }
 
 /* The host's memory as the policy sees it: /proc/meminfo, limited to what
