@@ -316,12 +316,24 @@ static void ksm_restore(struct manager *m)
 static void guest_take_stats(struct manager *m, struct mguest *g, const struct ovc_balloon_guest *bg)
 {
 	struct ovc_guest_stats old = g->stats;
+	uint64_t collected = bg->stats.collected_usec;
 
+	/* The hypervisor's side (actual) is read at every refresh, the
+	 * guest's side (available, faults) changes only when the guest
+	 * reports, once a stats period. A refresh between two reports is no
+	 * new sample of the guest: it keeps the collection time of the
+	 * guest's last report, so that the policy never reads a balloon move
+	 * (actual new, available not yet) over a fraction of a second as the
+	 * guest's own memory rising fast. */
+	if (ovc_known(bg->stats.guest_update_sec) && bg->stats.guest_update_sec == old.guest_update_sec &&
+	    old.collected_usec && !bg->stats.stale && !old.stale)
+		collected = old.collected_usec;
 	/* The driver's cache: the same figures until fresh ones come, and
 	 * only fresh ones move prev along. */
-	if (g->stats.collected_usec && g->stats.collected_usec != bg->stats.collected_usec)
+	if (g->stats.collected_usec && g->stats.collected_usec != collected)
 		g->prev = g->stats;
 	g->stats = bg->stats;
+	g->stats.collected_usec = collected;
 	g->pid = bg->pid;
 	if (g->engine_drv) /* filled when the engines are listed */
 		engine_stats_take(&g->stats, &old);
@@ -702,6 +714,8 @@ static void guest_stats_arrived(struct manager *m, struct mguest *g)
 	if (bg.stats.collected_usec == g->stats.collected_usec)
 		return; /* the tick took these already */
 	guest_take_stats(m, g, &bg);
+	if (g->stats.collected_usec != bg.stats.collected_usec)
+		return; /* the guest has not reported since: nothing to check */
 	m->checks++;
 	guest_policy_input(m, g, &pg);
 	r = ovc_policy_guest_check(m->cfg, &host, &pg, &d);
