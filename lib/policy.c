@@ -106,7 +106,9 @@ static uint64_t sat_sub(uint64_t a, uint64_t b)
 /* Per-guest figures the passes share; recomputed from the guest and its
  * state (as learn() left it this call), never stored. */
 struct view {
-	uint64_t max, target, actual, floor, step, min_change;
+	uint64_t max, target, actual, step, min_change;
+	uint64_t floor;            /* the configured one: a hard minimum */
+	uint64_t raised_floor;     /* at least floor: raised after it ran short, decaying */
 	uint64_t avail;            /* clamped; OVC_UNKNOWN when not fresh */
 	uint64_t guest_free;       /* of its current memory */
 	uint64_t headroom;         /* learned burst or [balloon] headroom */
@@ -258,16 +260,26 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 	}
 
 	if (st->stale || !ovc_known(st->available_bytes) || st->collected_usec == 0 ||
-	    st->collected_usec <= s->seen_usec)
-		return; /* nothing new to learn from */
+	    st->collected_usec <= s->seen_usec ||
+	    (ovc_known(st->guest_update_sec) && s->seen_usec && st->guest_update_sec == s->seen_update_sec))
+		return; /* nothing new to learn from: the same update read again */
 	uint64_t t = st->collected_usec;
 	uint64_t avail = MIN(st->available_bytes, actual);
 	if (ovc_known(st->total_bytes))
 		avail = MIN(avail, st->total_bytes);
-	uint64_t used = actual - avail;
+	/* Used memory from the guest's own figures where it sent them (its
+	 * MemTotal and MemAvailable come from one moment, while the balloon's
+	 * size is read live and may be ahead of them). */
+	uint64_t used = (ovc_known(st->total_bytes) ? MIN(st->total_bytes, actual) : actual) - avail;
+	/* While the balloon moves, what the guest counts as used moves with
+	 * it (a guest with deflate-on-oom counts balloon pages as used; any
+	 * guest's figures lag the balloon's size): no growth is measured in
+	 * such an update, or inflating a guest would look like a burst. */
+	bool moved = s->seen_usec && (actual > s->seen_actual_bytes ? actual - s->seen_actual_bytes
+								    : s->seen_actual_bytes - actual) >= MIB;
 
 	e->new_sample = true;
-	if (s->seen_usec) {
+	if (s->seen_usec && !moved) {
 		uint64_t dt = t - s->seen_usec;
 		if (used > s->seen_used_bytes) {
 			uint64_t rise = used - s->seen_used_bytes;
@@ -293,9 +305,14 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			e->oom = e->oom_counted = true;
 		e->stalls = rate(st->alloc_stalls, s->seen_alloc_stalls, dt);
 		e->reclaim = rate(st->direct_reclaims, s->seen_direct_reclaims, dt);
-	} else {
+	} else if (!s->seen_usec) {
 		s->busy_usec = t; /* idle is counted from when ovcd first saw it */
+	} else {
+		s->run_bytes = 0; /* the balloon moved: a run cannot be followed */
 	}
+	if (moved && ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
+	    st->oom_kills > s->seen_oom_kills)
+		e->oom = e->oom_counted = true; /* the guest's own count is never wrong */
 	s->rate_bytes = e->rate;
 	if (s->run_bytes > burst_now(cfg, s, t)) {
 		s->burst_bytes = s->run_bytes;
@@ -311,6 +328,8 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		}
 	}
 	s->seen_usec = t;
+	s->seen_update_sec = st->guest_update_sec;
+	s->seen_actual_bytes = actual;
 	s->seen_used_bytes = used;
 	s->seen_avail_bytes = avail;
 	s->seen_oom_kills = st->oom_kills;
@@ -333,7 +352,8 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	/* A guest that ran short keeps what it needed, less and less. */
 	uint64_t raised = floor + decay(sat_sub(MIN(s->short_floor_bytes, v->max), floor),
 					sat_sub(now, s->short_usec), cfg->balloon.short_decay_usec);
-	v->floor = ALIGN_DOWN(MIN(raised, v->max), MIB) > floor ? ALIGN_DOWN(MIN(raised, v->max), MIB) : floor;
+	v->floor = floor;
+	v->raised_floor = MAX(ALIGN_DOWN(MIN(raised, v->max), MIB), floor);
 	v->step = MAX(ovc_conf_size_bytes(&g->settings.step, v->max), MIB);
 	v->min_change = ovc_conf_size_bytes(&cfg->balloon.min_change, v->max);
 	v->fresh = !st->stale && ovc_known(st->available_bytes);
@@ -441,6 +461,10 @@ static void distress(const struct ovc_config *cfg, const struct events *e, struc
 		v->pressure = true;
 		reasonf(v->why, sizeof(v->why), "available %s falling %s/s, below %s within %" PRIu64 "s",
 			SZ(v->avail), SZ(e->rate), SZ(emergency_avail), period_s);
+	} else if (v->avail >= v->keep) {
+		return; /* stalls and reclaim with enough available: the guest's
+			 * own business (fragmentation, cache churn), and a balloon
+			 * that gives back memory does not cure them */
 	} else if (cfg->balloon.emergency_stalls && ovc_known(e->stalls) &&
 		   e->stalls >= cfg->balloon.emergency_stalls) {
 		v->pressure = true;
@@ -531,7 +555,7 @@ enum cand {
 /* Inflate capacity: spare, at most step, never below the floor. */
 static uint64_t inflate_cap(const struct view *v)
 {
-	return ALIGN_DOWN(MIN(MIN(v->spare, v->step), sat_sub(v->target, v->floor)), MIB);
+	return ALIGN_DOWN(MIN(MIN(v->spare, v->step), sat_sub(v->target, v->raised_floor)), MIB);
 }
 
 static uint64_t deflate_cap(const struct view *v)
@@ -549,9 +573,12 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 
 	learn(cfg, h, g, &s, &e);
 	derive(cfg, h, g, &s, &v);
-	/* Statistics taken before the last emergency deflate do not show
-	 * it: they do not call for another. */
-	bool relieved = g->last_emergency_usec && g->last_emergency_usec >= g->stats.collected_usec;
+	/* Statistics first seen before the last emergency deflate (the same
+	 * guest update read again counts from when it was first seen) do not
+	 * show it: they do not call for another. */
+	bool relieved = g->last_emergency_usec &&
+			g->last_emergency_usec >= (s.seen_usec ? MIN(s.seen_usec, g->stats.collected_usec)
+							       : g->stats.collected_usec);
 	if (relieved)
 		v.pressure = false;
 	else
@@ -560,6 +587,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		.action = OVC_ACTION_NONE,
 		.target_bytes = v.target,
 		.floor_bytes = v.floor,
+		.raised_floor_bytes = v.raised_floor,
 		.spare_bytes = v.spare,
 		.guest_pressure = v.pressure,
 		.emergency_count = v.streak,
@@ -635,7 +663,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		/* It needed this: its floor stays there, then decays. */
 		d->state.short_floor_bytes = d->target_bytes;
 		d->state.short_usec = h->now_usec ? h->now_usec : 1;
-		d->floor_bytes = MAX(d->floor_bytes, MIN(ALIGN_DOWN(d->target_bytes, MIB), v.max));
+		d->raised_floor_bytes = MAX(d->raised_floor_bytes, MIN(ALIGN_DOWN(d->target_bytes, MIB), v.max));
 		reasonf(d->reason, sizeof(d->reason), "emergency deflate by %s to %s: %s", SZ(d->target_bytes - v.target),
 			 SZ(d->target_bytes), v.why);
 		return CAND_NONE;
@@ -685,6 +713,9 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		if (inflate_cap(&v) == 0) {
 			if (v.target <= v.floor)
 				reasonf(d->reason, sizeof(d->reason), "host pressure, at floor %s", SZ(v.floor));
+			else if (v.target <= v.raised_floor)
+				reasonf(d->reason, sizeof(d->reason),
+					"host pressure, at floor %s raised after it ran short", SZ(v.raised_floor));
 			else if (v.margin)
 				reasonf(d->reason, sizeof(d->reason),
 					"host pressure, recovering from %" PRIu32 " emergency deflate%s: "

@@ -16,19 +16,19 @@
  *
  * Rules, in the order they are applied to each guest (docs/policy.md):
  *  1. class never_balloon: target back to max at once; nothing else.
- *  2. target below the guest's floor (config changed, ovcctl set, or the
- *     floor raised after an emergency, which halves back every
- *     short_decay): raised to the floor at once. No rule ever sets a
- *     target below the floor.
+ *  2. target below the guest's floor (config changed, ovcctl set): raised
+ *     to the floor at once. No rule ever sets a target below the floor, nor
+ *     inflates below the floor raised after an emergency (the target it
+ *     was deflated to, halving back toward the floor every short_decay).
  *  3. distress (fresh stats only): an OOM kill (the guest's counter, or
  *     its used memory falling sharply while it was nearly out), available
  *     below emergency_available, available falling fast enough to get
  *     there by the next update (growth rate x stats_period), allocation
- *     stalls, direct reclaim, major faults or swap-in per second above
- *     their thresholds: emergency deflate at once, whatever the host's
+ *     stalls or direct reclaim while it has less available than it keeps,
+ *     major faults or swap-in per second above their thresholds: emergency deflate at once, whatever the host's
  *     state, in one step to what the guest needs (guest_free + headroom +
  *     its growth by the next update, at least emergency_step, at most max);
- *     the floor is raised to that target. Statistics older than the last
+ *     the raised floor is that target. Statistics older than the last
  *     emergency deflate do not call for another.
  *  4. after an OOM kill: no inflate (nor engine reclaim) for oom_cooldown.
  *  5. host pressure (MemAvailable below low, or memory PSI avg10 at or above
@@ -133,8 +133,15 @@ struct ovc_policy_host {
  * it is derived from untrusted guest figures and is clamped where used.
  */
 struct ovc_policy_guest_state {
-	uint64_t seen_usec;           /* stats.collected_usec learned from; 0: none */
-	uint64_t seen_used_bytes;     /* the guest's used memory then (actual - available) */
+	uint64_t seen_usec;           /* when the policy first saw the update it
+				       * learned from last (its collected_usec); 0: none */
+	uint64_t seen_update_sec;     /* that update's guest_update_sec: the same
+				       * figures read again are not a new update */
+	uint64_t seen_used_bytes;     /* the guest's used memory then (its
+				       * MemTotal, else its memory now, less
+				       * what it has available) */
+	uint64_t seen_actual_bytes;   /* its memory then (the balloon moved when
+				       * this changes: no growth is measured) */
 	uint64_t seen_avail_bytes;    /* its available memory then */
 	uint64_t seen_oom_kills;      /* guest counters then (OVC_UNKNOWN: not reported) */
 	uint64_t seen_alloc_stalls;
@@ -194,7 +201,12 @@ struct ovc_policy_decision {
 	enum ovc_policy_action reclaim_action;
 	uint64_t reclaim_target_bytes;
 	/* What the policy saw, for ovcctl and logs. */
-	uint64_t floor_bytes;
+	uint64_t floor_bytes;         /* the configured floor: a hard minimum */
+	uint64_t raised_floor_bytes;  /* at least floor_bytes: the floor the
+				       * policy keeps after the guest ran short
+				       * (the target it was deflated to, halving
+				       * back every short_decay); it never
+				       * inflates below it */
 	uint64_t spare_bytes;
 	bool guest_pressure;
 	/* Emergencies in the guest's current streak, to give back next tick
@@ -277,8 +289,9 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
  * falling fast enough to run out before the next update, an OOM kill,
  * allocation stalls, direct reclaim, major faults, swap-in) gives an
  * emergency deflate in one step to what the guest needs, at most its
- * maximum; a target below the guest's (possibly raised) floor is raised to
- * it. It never inflates and never acts for the host's sake.
+ * maximum; a target below the guest's floor is raised to it; a
+ * never_balloon guest goes back to its maximum. It never inflates and never
+ * acts for the host's sake.
  *
  * @host: now_usec must be the current CLOCK_MONOTONIC time; the rest may be
  *   the last tick's figures (only now_usec and page_size are read).

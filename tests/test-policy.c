@@ -459,6 +459,7 @@ static void seen_quiet(struct ovc_policy_guest *g, uint64_t quiet_sec)
 	g->state.seen_usec = NOW - 2 * SEC;
 	g->state.seen_avail_bytes = g->stats.available_bytes;
 	g->state.seen_used_bytes = g->stats.actual_bytes - g->stats.available_bytes;
+	g->state.seen_actual_bytes = g->stats.actual_bytes;
 	g->state.busy_usec = NOW - quiet_sec * SEC;
 }
 
@@ -1007,6 +1008,7 @@ enum prep {
 	P_IDLE,            /* used memory flat for a minute */
 	P_RELIEVED,        /* emergency deflate after these stats */
 	P_RSS_600M,        /* the VMM holds 600MiB: 200MiB beyond what is used */
+	P_FALL_MOVED,      /* as P_FALL_450, but the balloon moved 512MiB since */
 };
 
 static const struct kat2 {
@@ -1047,10 +1049,17 @@ static const struct kat2 {
 	  OVC_ACTION_INFLATE, 3840 * MIB, NULL, NULL },
 	{ "allocation stalls", 3 * GIB, 2 * GIB, GIB, P_STALLS, OVC_ACTION_EMERGENCY, 3 * GIB,
 	  "emergency deflate by 1GiB to 3GiB: allocation stalls 5/s >= 1/s", NULL },
+	{ "allocation stalls with more available than it keeps: not distress", 3 * GIB, 2 * GIB,
+	  1536 * MIB, P_STALLS, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
 	{ "direct reclaim", 3 * GIB, 2 * GIB, GIB, P_RECLAIM, OVC_ACTION_EMERGENCY, 3 * GIB,
 	  "emergency deflate by 1GiB to 3GiB: direct reclaim 1000 pages/s >= 256/s", NULL },
-	{ "ran short: the raised floor halves every short_decay", 3 * GIB, 1536 * MIB, GIB, P_SHORT_600S,
-	  OVC_ACTION_RESTORE, 2 * GIB, "target 1.5GiB below floor 2GiB: raised to the floor", NULL },
+	{ "ran short: no inflate below the raised floor, which halves every short_decay", GIB,
+	  2148 * MIB, 2 * GIB, P_SHORT_600S, OVC_ACTION_INFLATE, 2 * GIB, NULL, "inflate by 100MiB to 2GiB" },
+	{ "at the raised floor: not inflated, but not raised to it either (the floor is the hard one)",
+	  GIB, 2 * GIB, 2 * GIB, P_SHORT_600S, OVC_ACTION_NONE, 2 * GIB,
+	  "host pressure, at floor 2GiB raised after it ran short", NULL },
+	{ "below the raised floor (an operator's target): left there", 3 * GIB, 1536 * MIB, GIB,
+	  P_SHORT_600S, OVC_ACTION_NONE, 1536 * MIB, NULL, "host steady" },
 	{ "non-compliant balloon: not inflated, its debt not counted", GIB, 3 * GIB, 3 * GIB, P_STUCK_40S,
 	  OVC_ACTION_NONE, 3 * GIB,
 	  "host pressure, non-compliant: balloon at 4GiB, target 3GiB, not moved for 40s: not counted, not inflated",
@@ -1064,6 +1073,8 @@ static const struct kat2 {
 	  "; idle, spare 409MiB" },
 	{ "stats from before the last emergency call for no other", GIB, 2 * GIB, 50 * MIB, P_RELIEVED,
 	  OVC_ACTION_NONE, 2 * GIB, NULL, "host pressure" },
+	{ "the balloon moved since the last update: no growth measured (its own pages are not a burst)",
+	  3 * GIB, 2 * GIB, 500 * MIB, P_FALL_MOVED, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
 	{ "memory never touched is not resident: only RSS beyond used memory is spare", GIB, 2 * GIB,
 	  1648 * MIB, P_RSS_600M, OVC_ACTION_INFLATE, 2 * GIB - 200 * MIB, NULL, "spare 200MiB" },
 	{ "nothing resident beyond used memory: nothing to gain", GIB, 2 * GIB, 1648 * MIB, P_RSS_600M,
@@ -1082,6 +1093,7 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		s->seen_usec = NOW - SEC;
 		s->seen_used_bytes = used;
 		s->seen_avail_bytes = k->avail;
+		s->seen_actual_bytes = k->target;
 		s->busy_usec = NOW - 10 * SEC;
 		s->seen_oom_kills = s->seen_alloc_stalls = s->seen_direct_reclaims = U;
 	}
@@ -1095,8 +1107,11 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		s->burst_usec = NOW - 60 * SEC;
 		break;
 	case P_FALL_450:
+	case P_FALL_MOVED:
 		s->seen_used_bytes = used - 450 * MIB;
 		s->seen_avail_bytes = k->avail + 450 * MIB;
+		if (k->prep == P_FALL_MOVED)
+			s->seen_actual_bytes = k->target + 512 * MIB;
 		break;
 	case P_OOM_COUNTED:
 		s->seen_oom_kills = 0;
@@ -1129,6 +1144,7 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		g.stats.actual_bytes = g.stats.total_bytes = 4 * GIB;
 		g.stats.available_bytes = 3 * GIB;
 		s->seen_used_bytes = GIB;
+		s->seen_actual_bytes = 4 * GIB;
 		s->stuck_usec = NOW - 40 * SEC;
 		s->stuck_actual_bytes = k->prep == P_MOVING ? 4 * GIB + 200 * MIB : 4 * GIB;
 		break;
@@ -1199,8 +1215,9 @@ static void test_known_answers_learned(void **state)
 			assert_true(d.oom_kill);
 			assert_int_equal(d.state.oom_kills, 1);
 			assert_int_equal(d.state.oom_usec, NOW);
-			/* It needed that: its floor is there now. */
-			assert_int_equal(d.floor_bytes, 3 * GIB);
+			/* It needed that: its raised floor is there now. */
+			assert_int_equal(d.raised_floor_bytes, 3 * GIB);
+			assert_int_equal(d.floor_bytes, GIB);
 			assert_int_equal(d.state.short_floor_bytes, 3 * GIB);
 			break;
 		case P_STUCK_40S:
@@ -1223,6 +1240,11 @@ static void test_known_answers_learned(void **state)
 			assert_int_equal(d.growth_rate_bytes, 450 * MIB);
 			assert_true(d.growing);
 			assert_int_equal(d.state.burst_bytes, 450 * MIB);
+			break;
+		case P_FALL_MOVED:
+			assert_int_equal(d.growth_rate_bytes, 0);
+			assert_int_equal(d.state.run_bytes, 0);
+			assert_int_equal(d.state.seen_actual_bytes, k->target);
 			break;
 		case P_BURST_1G:
 			assert_int_equal(d.headroom_bytes, GIB);
@@ -1258,6 +1280,7 @@ static void test_guest_check(void **state)
 	 * 700MiB/s. Deflated at this update, in one step. */
 	h.now_usec = NOW + SEC;
 	g.stats.collected_usec = NOW + SEC;
+	g.stats.guest_update_sec++;
 	g.stats.available_bytes = 500 * MIB;
 	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 1);
 	assert_int_equal(d.action, OVC_ACTION_EMERGENCY);
@@ -1278,6 +1301,19 @@ static void test_guest_check(void **state)
 	assert_int_equal(d.action, OVC_ACTION_NONE);
 	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
 	assert_int_equal(out.n_emergency, 0);
+	/* Nor does the same guest update read again later (the guest has
+	 * not sent new figures yet): it is not a new update. */
+	h.now_usec = g.stats.collected_usec = NOW + SEC + SEC / 2;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(d.state.seen_usec, NOW + SEC);
+	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	/* Its next update, relieved: nothing to do. */
+	h.now_usec = g.stats.collected_usec = NOW + 2 * SEC;
+	g.stats.guest_update_sec++;
+	g.stats.actual_bytes = g.stats.total_bytes = 2 * GIB + 1429 * MIB;
+	g.stats.available_bytes = 1929 * MIB;
+	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(d.state.seen_usec, NOW + 2 * SEC);
 
 	/* An engine-only guest: decided at the tick. */
 	struct ovc_policy_guest e = engine_guest(c, "e", GIB, 0);
@@ -1592,6 +1628,10 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		if (dd->target_bytes < floor && dd->target_bytes < old)
 			fail_msg("%s: target %llu below floor %llu (%s)", where,
 				 (unsigned long long)dd->target_bytes, (unsigned long long)floor, dd->reason);
+		if (dd->target_bytes < dd->raised_floor_bytes && dd->target_bytes < old)
+			fail_msg("%s: inflated to %llu, below the raised floor %llu (%s)", where,
+				 (unsigned long long)dd->target_bytes,
+				 (unsigned long long)dd->raised_floor_bytes, dd->reason);
 		if (dd->target_bytes < old) {
 			if (g->stats.stale || !ovc_known(g->stats.available_bytes))
 				fail_msg("%s: inflated with stale stats (%s)", where, dd->reason);

@@ -146,7 +146,8 @@ static void check(const struct ovc_config *c, const struct ovc_policy_guest *g,
 		if (d->target_bytes < old) {
 			if (d->action != OVC_ACTION_INFLATE)
 				abort();
-			if (d->target_bytes < floor || d->target_bytes < d->floor_bytes)
+			if (d->target_bytes < floor || d->target_bytes < d->floor_bytes ||
+			    d->target_bytes < d->raised_floor_bytes || d->raised_floor_bytes < d->floor_bytes)
 				abort();
 			if (old - d->target_bytes > (step > MIB ? step : MIB))
 				abort();
