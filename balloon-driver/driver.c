@@ -681,9 +681,27 @@ static struct balloon_fail *fail_find(ovc_balloon *b, dev_t dev, ino_t ino)
 
 bool balloon_fail_blocked(ovc_balloon *b, dev_t dev, ino_t ino)
 {
-	const struct balloon_fail *f = fail_find(b, dev, ino);
+	struct balloon_fail *f = fail_find(b, dev, ino);
 
+	if (f)
+		f->seen = true;
 	return f && now_usec(CLOCK_MONOTONIC) < f->retry_usec;
+}
+
+void balloon_fail_sweep_begin(ovc_balloon *b)
+{
+	for (size_t i = 0; i < b->fail_n; i++)
+		b->fail[i].seen = false;
+}
+
+void balloon_fail_sweep_end(ovc_balloon *b)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < b->fail_n; i++)
+		if (b->fail[i].seen)
+			b->fail[k++] = b->fail[i];
+	b->fail_n = k;
 }
 
 bool balloon_fail_note(ovc_balloon *b, dev_t dev, ino_t ino, unsigned min_msec, unsigned max_msec)
@@ -716,6 +734,7 @@ add:
 		f = &b->fail[b->fail_n++];
 		*f = (struct balloon_fail){ .dev = dev, .ino = ino };
 	}
+	f->seen = true;
 	f->backoff_msec = f->backoff_msec ? MIN(f->backoff_msec * 2, max_msec) : min_msec;
 	f->retry_usec = now_usec(CLOCK_MONOTONIC) + (uint64_t)f->backoff_msec * 1000;
 	return first;

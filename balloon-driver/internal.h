@@ -77,6 +77,7 @@ struct balloon_fail {
 	ino_t ino;
 	uint64_t retry_usec; /* CLOCK_MONOTONIC */
 	unsigned backoff_msec;
+	bool seen; /* still in the directory at this rescan */
 };
 
 struct ovc_balloon {
@@ -142,6 +143,11 @@ int balloon_connect(int dirfd, const char *name, struct balloon_peer *ret);
 bool balloon_fail_blocked(ovc_balloon *b, dev_t dev, ino_t ino);
 bool balloon_fail_note(ovc_balloon *b, dev_t dev, ino_t ino, unsigned min_msec, unsigned max_msec);
 void balloon_fail_clear(ovc_balloon *b, dev_t dev, ino_t ino);
+/* Around a rescan: begin, then blocked()/note() mark the files still
+ * there, and end forgets the others — a file system reuses the inode of a
+ * removed socket, and a new socket must not inherit its back-off. */
+void balloon_fail_sweep_begin(ovc_balloon *b);
+void balloon_fail_sweep_end(ovc_balloon *b);
 
 /* A peer's circuit breaker: after BALLOON_BREAKER_FAILS requests in a row
  * failed, no request goes to it for a back-off doubling from 1 s to 60 s;

@@ -493,6 +493,7 @@ static void rescan(ovc_balloon *b)
 			close(fd);
 		return;
 	}
+	balloon_fail_sweep_begin(b);
 	for (struct dirent *de; (de = readdir(d));) {
 		char name[OVC_BALLOON_NAME_MAX];
 		struct stat st;
@@ -507,6 +508,7 @@ static void rescan(ovc_balloon *b)
 			eng_add(b, de->d_name, name, &st);
 	}
 	closedir(d);
+	balloon_fail_sweep_end(b);
 }
 
 static int ovc_refresh(ovc_balloon *b)

@@ -796,6 +796,7 @@ static void rescan(ovc_balloon *b)
 	}
 	q->n = j;
 
+	balloon_fail_sweep_begin(b);
 	for (const char *const *s = b->opts.qmp_sockets; s && *s; s++)
 		if (strlen(*s) < sizeof(((struct sockaddr_un *)0)->sun_path))
 			(void)guest_add(b, NULL, *s, &young);
@@ -808,6 +809,7 @@ static void rescan(ovc_balloon *b)
 		if (!d) {
 			if (fd >= 0)
 				close(fd);
+			balloon_fail_sweep_end(b);
 			return;
 		}
 		while ((de = readdir(d))) {
@@ -818,6 +820,7 @@ static void rescan(ovc_balloon *b)
 		}
 		closedir(d);
 	}
+	balloon_fail_sweep_end(b);
 	q->pending = young;
 	q->rescan = false;
 }

@@ -8,6 +8,10 @@
 #ifndef OVC_PEER_FAKES_H
 #define OVC_PEER_FAKES_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -52,6 +56,99 @@ static inline void fake_qmp_reply(FILE *f, struct json_object *id, struct json_o
 	fprintf(f, "%s\r\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	fflush(f);
 	json_object_put(o);
+}
+
+/* Answer the set-up questions a driver asks a monitor: query-name with
+ * @name, query-memory-size-summary with @max_bytes, qom-list with one
+ * virtio-balloon-pci "balloon0". false if @cmd is none of them. */
+static inline bool fake_qmp_setup(FILE *f, const char *cmd, struct json_object *id, const char *name,
+				  uint64_t max_bytes)
+{
+	struct json_object *r, *e;
+
+	if (strcmp(cmd, "query-name") == 0) {
+		r = json_object_new_object();
+		json_object_object_add(r, "name", json_object_new_string(name));
+	} else if (strcmp(cmd, "query-memory-size-summary") == 0) {
+		r = json_object_new_object();
+		json_object_object_add(r, "base-memory", json_object_new_uint64(max_bytes));
+	} else if (strcmp(cmd, "qom-list") == 0) {
+		r = json_object_new_array();
+		e = json_object_new_object();
+		json_object_object_add(e, "name", json_object_new_string("balloon0"));
+		json_object_object_add(e, "type", json_object_new_string("child<virtio-balloon-pci>"));
+		json_object_array_add(r, e);
+	} else {
+		return false;
+	}
+	fake_qmp_reply(f, id, r);
+	return true;
+}
+
+/* What a fake peer was asked (MAP_SHARED between test and fake). */
+struct fake_peer_record {
+	atomic_uint targets;  /* "balloon" commands */
+	atomic_uint balloons; /* query-balloon commands */
+};
+
+enum fake_qmp_mode {
+	QMP_IMPOSTOR,     /* answers everything; query-name says @name (a neighbour's) */
+	QMP_MUTE_BALLOON, /* answers set-up and one query-balloon, then nothing */
+};
+
+/* A monitor speaking QMP like QEMU 7.2 on @lfd (listening), one client at
+ * a time, forever: a guest of @max_bytes at its maximum, polling off and
+ * no balloon features; counts what it is asked in @sh. */
+static inline void fake_qmp_serve(int lfd, enum fake_qmp_mode mode, const char *name, uint64_t max_bytes,
+				  struct fake_peer_record *sh)
+{
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		char *line = NULL;
+		size_t cap = 0;
+		FILE *f;
+
+		if (fd < 0)
+			continue;
+		f = fdopen(fd, "r+");
+		fake_qmp_greeting(f);
+		while (getline(&line, &cap, f) > 0) {
+			struct json_object *req = json_tokener_parse(line), *ex, *id = NULL, *args = NULL, *v, *r;
+			const char *cmd;
+
+			if (!req || !json_object_object_get_ex(req, "execute", &ex)) {
+				json_object_put(req);
+				continue;
+			}
+			cmd = json_object_get_string(ex);
+			json_object_object_get_ex(req, "id", &id);
+			json_object_object_get_ex(req, "arguments", &args);
+			if (fake_qmp_setup(f, cmd, id, name, max_bytes)) {
+				/* answered */
+			} else if (strcmp(cmd, "qom-get") == 0) {
+				/* Polling off, and no driver features. */
+				fake_qmp_reply(f, id, json_object_new_boolean(0));
+			} else if (strcmp(cmd, "query-balloon") == 0) {
+				/* The monitor of a QEMU stuck on NFS: the first
+				 * answer comes, then nothing. */
+				if (atomic_fetch_add(&sh->balloons, 1) >= 1 && mode == QMP_MUTE_BALLOON) {
+					json_object_put(req);
+					continue;
+				}
+				r = json_object_new_object();
+				json_object_object_add(r, "actual", json_object_new_uint64(max_bytes));
+				fake_qmp_reply(f, id, r);
+			} else if (strcmp(cmd, "balloon") == 0 && args && json_object_object_get_ex(args, "value", &v)) {
+				atomic_fetch_add(&sh->targets, 1);
+				fake_qmp_reply(f, id, NULL);
+			} else {
+				fake_qmp_reply(f, id, NULL); /* qmp_capabilities, qom-set */
+			}
+			json_object_put(req);
+		}
+		free(line);
+		fclose(f);
+	}
 }
 
 /* ovcd's "guests" reply: the entry of @name, or NULL. */

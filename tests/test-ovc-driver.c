@@ -568,6 +568,81 @@ static void test_hostile_sockets(void **state)
 	(void)!system(cmd);
 }
 
+/* A fake QMP monitor at @dir/@file (listening before it appears), served
+ * by a child. */
+static pid_t fake_monitor(const char *dir, const char *file, enum fake_qmp_mode mode, const char *name,
+			  struct fake_peer_record *rec)
+{
+	char tmp[256], path[256];
+	int fd;
+	pid_t pid;
+
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, file);
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = listening(tmp, 4);
+	assert_int_equal(rename(tmp, path), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fake_qmp_serve(fd, mode, name, GIB, rec);
+	}
+	close(fd);
+	return pid;
+}
+
+/* QMP monitors that lie or stop answering: a second monitor saying it is
+ * a neighbour is refused and never asked to move a balloon, whichever
+ * comes first; one that stops answering costs the caller nothing (every
+ * call returns at once) and goes stale. */
+static void test_qmp_impostor_and_mute(void **state)
+{
+	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", cmd[128];
+	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_QMP, .stats_period_sec = 1,
+				       .stale_sec = 3 };
+	struct fake_peer_record *rec = mmap(NULL, 3 * sizeof(*rec), PROT_READ | PROT_WRITE,
+					    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct ovc_balloon_guest g;
+	pid_t impostor, web1, mute;
+	ovc_balloon *b;
+
+	assert_true(rec != MAP_FAILED);
+	memset(rec, 0, 3 * sizeof(*rec));
+	assert_non_null(mkdtemp(dir));
+	/* The impostor is there first, under another file name. */
+	impostor = fake_monitor(dir, "aaa.qmp", QMP_IMPOSTOR, "web1", &rec[0]);
+	web1 = fake_monitor(dir, "web1.qmp", QMP_IMPOSTOR, "web1", &rec[1]);
+	mute = fake_monitor(dir, "mute.qmp", QMP_MUTE_BALLOON, "mute", &rec[2]);
+	bo.qmp_dir = dir;
+	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+	assert_true(pump_until(b, "web1", NULL));
+	assert_true(pump_until(b, "mute", NULL));
+	assert_ovc_ok(ovc_balloon_guest(b, "web1", &g));
+	assert_string_equal(g.id, "web1.qmp"); /* the monitor named after it */
+
+	/* A target for web1 reaches web1's monitor only. */
+	assert_ovc_ok(ovc_balloon_set_target(b, "web1", GIB / 2, 0));
+	pump_for(b, dir, 1000, false);
+	assert_int_equal(atomic_load(&rec[1].targets), 1);
+	assert_int_equal(atomic_load(&rec[0].targets), 0);
+
+	/* The mute monitor answered one query-balloon and then nothing:
+	 * its figures go stale, the driver never waits for it. */
+	pump_for(b, dir, 4000, false);
+	assert_ovc_ok(ovc_balloon_guest(b, "mute", &g));
+	assert_true(g.stats.stale);
+	assert_true(atomic_load(&rec[2].balloons) >= 2); /* asked again, never answered */
+
+	ovc_balloon_free(b);
+	for (pid_t *p = (pid_t[]){ impostor, web1, mute, 0 }; *p; p++) {
+		kill(*p, SIGKILL);
+		waitpid(*p, NULL, 0);
+	}
+	munmap(rec, 3 * sizeof(*rec));
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void)!system(cmd);
+}
+
 /* The other backends have no engines. */
 static void test_qmp_has_no_reclaim(void **state)
 {
@@ -590,6 +665,7 @@ int main(void)
 		cmocka_unit_test(test_engines),
 		cmocka_unit_test(test_untrusted_engines),
 		cmocka_unit_test(test_hostile_sockets),
+		cmocka_unit_test(test_qmp_impostor_and_mute),
 		cmocka_unit_test(test_qmp_has_no_reclaim),
 	};
 

@@ -252,20 +252,8 @@ static void fake_guest_main(const char *path, struct fake_shared *st)
 			json_object_object_get_ex(req, "arguments", &args);
 			if (args && json_object_object_get_ex(args, "property", &v))
 				prop = json_object_get_string(v);
-			if (strcmp(cmd, "query-name") == 0) {
-				struct json_object *r = json_object_new_object();
-				json_object_object_add(r, "name", json_object_new_string("evil-guest"));
-				fake_qmp_reply(f, id, r);
-			} else if (strcmp(cmd, "query-memory-size-summary") == 0) {
-				struct json_object *r = json_object_new_object();
-				json_object_object_add(r, "base-memory", json_object_new_uint64(FAKE_MAX_BYTES));
-				fake_qmp_reply(f, id, r);
-			} else if (strcmp(cmd, "qom-list") == 0) {
-				struct json_object *r = json_object_new_array(), *e = json_object_new_object();
-				json_object_object_add(e, "name", json_object_new_string("balloon0"));
-				json_object_object_add(e, "type", json_object_new_string("child<virtio-balloon-pci>"));
-				json_object_array_add(r, e);
-				fake_qmp_reply(f, id, r);
+			if (fake_qmp_setup(f, cmd, id, "evil-guest", FAKE_MAX_BYTES)) {
+				/* answered */
 			} else if (strcmp(cmd, "qom-get") == 0) {
 				if (strcmp(prop, "guest-stats") == 0)
 					fake_qmp_reply(f, id, fake_stats(st, actual));

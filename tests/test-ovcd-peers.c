@@ -1,0 +1,748 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * integration: the real ovcd binary against hostile peers, while it manages
+ * a real QEMU guest (TCG, the image of scripts/build-guest-image, through
+ * the QMP driver) and a real engine published by this process (libovc,
+ * real userfaultfd).
+ *
+ * Each test mounts one attack a local user, a rogue VMM or a compromised
+ * QEMU could: three silent engine sockets; a publisher whose listen queue
+ * is full and never accepts; a QMP monitor that stops answering
+ * query-balloon; an impostor monitor answering query-name with the real
+ * guest's name; an engine claiming a 64 TiB maximum; a symlink in the
+ * engine directory; an engine squatting the real guest's name. The peers
+ * are fakes and say so: sockets this process makes, and children speaking
+ * QMP or the engine protocol — that is what an attacker would run.
+ *
+ * During each attack the test shows, with the real guest running short
+ * (it allocates until ovcd's stats show it short): ovcd's ticks keep coming
+ * (the largest gap between ticks, as a status reply counts them, within one
+ * interval of the interval), its control socket answers a status request in
+ * under 100 ms every time (a connection of this process, sampled every
+ * 100 ms by a thread), and the guest's emergency deflate comes at most one
+ * tick after ovcd's figures first showed it short. The impostor and the
+ * squatter are refused with a warning and never steer the real guest. The
+ * figures are printed (FIGURE lines) for the report; OVCD_PEERS_BIN runs
+ * the same attacks against another build's ovcd for comparison.
+ *
+ * The tests share one daemon (a cmocka group) and run in order; the one
+ * that fills a listen queue comes last, since an ovcd that blocks in it
+ * answers nothing more.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include <ovc/ovc.h>
+
+#include "../daemon/json-get.h"
+#include "guest-harness.h"
+#include "host.h"
+#include "peer-fakes.h"
+#include "ovc-test.h"
+#include "util.h"
+
+#ifndef OVCD_BIN
+#error OVCD_BIN must be defined by the build
+#endif
+
+#define INTERVAL_MS 1000
+/* What a control reply may take during an attack. */
+#define REPLY_MAX_USEC (100 * 1000)
+#define GUEST_MIB 1024
+#define SQUEEZED_MIB 512
+
+struct fixture {
+	const char *skip;
+	struct harness_image img;
+	char dir[128], qmp_dir[160], engines[160], conf[192], sock[192], log[192];
+	struct harness_guest g;
+	pid_t ovcd;
+	const char *bin;
+	ovc_engine *engine;
+	void *engine_ram;
+	struct fake_peer_record *shared;
+	pid_t kids[8];
+	int fds[8];
+	size_t n_kids, n_fds;
+	char files[8][256];
+	size_t n_files;
+};
+
+static struct fixture F;
+
+/* ---- the status sampler: ticks and reply times, all the time ---- */
+
+struct sampler {
+	pthread_mutex_t lock;
+	bool stop;
+	uint64_t max_reply_usec, replies, failures;
+	uint64_t last_ticks, last_tick_change_usec, max_tick_gap_usec;
+};
+
+static struct sampler S = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static pthread_t sampler_thread;
+
+/* One request on a fresh connection to ovcd's control socket, one reply
+ * line back (parsed), in at most 5 s; its round trip in *ret_usec. */
+static struct json_object *ctl(const char *command, uint64_t *ret_usec)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 5 };
+	static __thread char buf[1 << 20];
+	char req[128];
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+	size_t n = 0;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return NULL;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.sock);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	snprintf(req, sizeof(req), "{\"version\":1,\"command\":\"%s\"}\n", command);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		close(fd);
+		return NULL;
+	}
+	while (n < sizeof(buf) - 1) {
+		ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (memchr(buf + n - (size_t)r, '\n', (size_t)r))
+			break;
+	}
+	close(fd);
+	if (ret_usec)
+		*ret_usec = now_usec(CLOCK_MONOTONIC) - t0;
+	buf[n] = '\0';
+	return n && buf[n - 1] == '\n' ? json_tokener_parse(buf) : NULL;
+}
+
+static void *sampler_main(void *arg)
+{
+	for (;;) {
+		uint64_t usec = 0, now;
+		struct json_object *st = ctl("status", &usec);
+		uint64_t ticks = st ? json_get_u64(st, "ticks") : 0;
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+		json_object_put(st);
+		now = now_usec(CLOCK_MONOTONIC);
+		pthread_mutex_lock(&S.lock);
+		if (S.stop) {
+			pthread_mutex_unlock(&S.lock);
+			return NULL;
+		}
+		if (st) {
+			S.replies++;
+			S.max_reply_usec = MAX(S.max_reply_usec, usec);
+			if (ticks != S.last_ticks) {
+				if (S.last_tick_change_usec)
+					S.max_tick_gap_usec = MAX(S.max_tick_gap_usec, now - S.last_tick_change_usec);
+				S.last_ticks = ticks;
+				S.last_tick_change_usec = now;
+			}
+		} else {
+			S.failures++;
+		}
+		/* A tick overdue counts too, not only one that came late. */
+		if (S.last_tick_change_usec)
+			S.max_tick_gap_usec = MAX(S.max_tick_gap_usec, now - S.last_tick_change_usec);
+		pthread_mutex_unlock(&S.lock);
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void sampler_reset(void)
+{
+	pthread_mutex_lock(&S.lock);
+	S.max_reply_usec = S.replies = S.failures = 0;
+	S.max_tick_gap_usec = 0;
+	S.last_tick_change_usec = 0;
+	pthread_mutex_unlock(&S.lock);
+}
+
+/* ---- ovcd's guests, as it reports them ---- */
+
+static bool listed(const char *name)
+{
+	struct json_object *gs = ctl("guests", NULL);
+	bool yes = ovcd_guest_of(gs, name) != NULL;
+
+	json_object_put(gs);
+	return yes;
+}
+
+static bool listed_arg(void *name)
+{
+	return listed(name);
+}
+
+static bool real_guest_listed(void *arg)
+{
+	return listed(F.g.name);
+}
+
+static bool engine_listed(void *arg)
+{
+	return listed("real-engine");
+}
+
+static bool log_has(const char *needle)
+{
+	char buf[1 << 16];
+	FILE *f = fopen(F.log, "re");
+	bool found = false;
+
+	while (f && !found && fgets(buf, sizeof(buf), f))
+		found = strstr(buf, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static bool log_has_arg(void *needle)
+{
+	return log_has(needle);
+}
+
+static int ovcctl(const char *fmt, ...) _printf_(1, 2);
+static int ovcctl(const char *fmt, ...)
+{
+	char args[512], cmd[1024];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s %s >/dev/null 2>&1", F.bin, F.sock, args);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static uint64_t guest_u64(const char *name, const char *field)
+{
+	struct json_object *gs = ctl("guests", NULL);
+	uint64_t v = gs && ovcd_guest_of(gs, name) ? json_get_u64(ovcd_guest_of(gs, name), field) : OVC_UNKNOWN;
+
+	json_object_put(gs);
+	return v;
+}
+
+/* ovcd moved the pinned target and the guest got there. */
+static bool squeezed(void *arg)
+{
+	uint64_t cur = guest_u64(F.g.name, "current_bytes");
+
+	return guest_u64(F.g.name, "target_bytes") == SQUEEZED_MIB * MIB && ovc_known(cur) &&
+	       cur <= (SQUEEZED_MIB + 8) * MIB;
+}
+
+/* The guest has room again after the last attack's allocation was freed
+ * (as ovcd's figures show it), so that no emergency of that one is left. */
+static bool recovered(void *arg)
+{
+	uint64_t avail = guest_u64(F.g.name, "available_bytes"), cur = guest_u64(F.g.name, "current_bytes");
+
+	return ovc_known(avail) && ovc_known(cur) && avail > cur / 2;
+}
+
+/* ---- fake peers ---- */
+
+static void remember_kid(pid_t pid)
+{
+	assert_true(pid > 0 && F.n_kids < ARRAY_SIZE(F.kids));
+	F.kids[F.n_kids++] = pid;
+}
+
+static void remember_file(const char *path)
+{
+	assert_true(F.n_files < ARRAY_SIZE(F.files));
+	snprintf(F.files[F.n_files++], sizeof(F.files[0]), "%s", path);
+}
+
+/* A listening unix socket at @path (bound under a hidden name and renamed
+ * into place, as engines publish); -1 on failure. */
+static int listen_at(const char *path, int backlog)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char tmp[256];
+	const char *slash = strrchr(path, '/');
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp", (int)(slash - path), path, slash + 1);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", tmp);
+	unlink(tmp);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0 ||
+	    rename(tmp, path) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	remember_file(path);
+	return fd;
+}
+
+/* A process speaking QMP like QEMU 7.2 on @fd (listening), in @mode, with
+ * a 1 GiB guest whose balloon is at its maximum; records what it is asked
+ * in @sh. */
+static void fake_qmp(const char *file, enum fake_qmp_mode mode, const char *name)
+{
+	char path[256];
+	int fd;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/%s", F.qmp_dir, file);
+	fd = listen_at(path, 4);
+	assert_true(fd >= 0);
+	memset(F.shared, 0, sizeof(*F.shared));
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fake_qmp_serve(fd, mode, name, GIB, F.shared);
+		_exit(0);
+	}
+	close(fd);
+	remember_kid(pid);
+}
+
+/* A process answering every engine-protocol line with @reply. */
+static void fake_engine(const char *path, const char *reply)
+{
+	int fd = listen_at(path, 4);
+	pid_t pid;
+
+	assert_true(fd >= 0);
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fake_engine_serve(fd, reply);
+	}
+	close(fd);
+	remember_kid(pid);
+}
+
+/* End the attack: its processes, sockets and files go. */
+static void attack_stop(void)
+{
+	for (size_t i = 0; i < F.n_kids; i++) {
+		kill(F.kids[i], SIGKILL);
+		waitpid(F.kids[i], NULL, 0);
+	}
+	for (size_t i = 0; i < F.n_fds; i++)
+		close(F.fds[i]);
+	for (size_t i = 0; i < F.n_files; i++)
+		unlink(F.files[i]);
+	F.n_kids = F.n_fds = F.n_files = 0;
+}
+
+/* ---- what every attack must not stop ---- */
+
+struct outcome {
+	uint64_t low_tick, emergency_tick, max_gap_usec, max_reply_usec, replies, failures;
+	uint64_t oom_before, oom_after, held;
+};
+
+/*
+ * The real guest, squeezed to SQUEEZED_MIB before the attack, allocates
+ * 8 MiB every 300 ms (as an application grows) until ovcd deflates it in
+ * an emergency, then frees it all. Returns what was seen.
+ */
+static void guest_runs_short(const char *attack, struct outcome *o)
+{
+	struct harness_meminfo before, mi;
+	uint64_t emerg0, t0 = now_usec(CLOCK_MONOTONIC) / 1000;
+	char reply[256];
+
+	memset(o, 0, sizeof(*o));
+	assert_ovc_ok(harness_guest_meminfo(&F.g, &before));
+	emerg0 = guest_u64(F.g.name, "emergencies");
+	sampler_reset();
+	while (!o->emergency_tick && now_usec(CLOCK_MONOTONIC) / 1000 - t0 < 120000) {
+		struct json_object *gs, *g;
+		unsigned long long h;
+
+		assert_ovc_ok(harness_guest_cmd(&F.g, "alloc 8M", reply, sizeof(reply), 60000));
+		if (sscanf(reply, "ok held=%llu", &h) == 1)
+			o->held = h;
+		gs = ctl("guests", NULL);
+		g = gs ? ovcd_guest_of(gs, F.g.name) : NULL;
+		/* The tick whose figures first showed the guest short, as
+		 * ovcd reports them, and the emergency's tick. */
+		if (g && !o->low_tick && ovc_known(json_get_u64(g, "available_bytes")) &&
+		    json_get_u64(g, "available_bytes") < json_get_u64(g, "current_bytes") / 5)
+			o->low_tick = json_get_u64(gs, "ticks");
+		if (g && json_get_u64(g, "emergencies") > emerg0) {
+			o->emergency_tick = json_get_u64(g, "last_action_tick");
+			if (!o->low_tick)
+				o->low_tick = o->emergency_tick;
+		}
+		json_object_put(gs);
+		usleep(300 * 1000);
+	}
+	assert_ovc_ok(harness_guest_meminfo(&F.g, &mi));
+	o->oom_before = before.oom_kill;
+	o->oom_after = mi.oom_kill;
+	(void)harness_guest_cmd(&F.g, "free", reply, sizeof(reply), 60000);
+	pthread_mutex_lock(&S.lock);
+	o->max_gap_usec = S.max_tick_gap_usec;
+	o->max_reply_usec = S.max_reply_usec;
+	o->replies = S.replies;
+	o->failures = S.failures;
+	pthread_mutex_unlock(&S.lock);
+	print_message("[  FIGURE  ] %s: largest tick gap %" PRIu64 " ms (interval %d ms), slowest of %" PRIu64
+		      " status replies %" PRIu64 " us, %" PRIu64 " without reply; guest short at tick %" PRIu64
+		      ", emergency deflate at tick %" PRIu64 "; held %" PRIu64 " MiB; oom_kill %" PRIu64
+		      " -> %" PRIu64 "\n",
+		      attack, o->max_gap_usec / 1000, INTERVAL_MS, o->replies, o->max_reply_usec, o->failures,
+		      o->low_tick, o->emergency_tick, o->held / MIB, o->oom_before, o->oom_after);
+}
+
+static void check_outcome(const struct outcome *o)
+{
+	assert_true(o->replies > 0);
+	assert_int_equal(o->failures, 0);
+	assert_true(o->max_reply_usec < REPLY_MAX_USEC);
+	/* Ticks on time: no gap longer than the interval plus one interval. */
+	assert_true(o->max_gap_usec <= 2 * INTERVAL_MS * 1000ull);
+	assert_true(o->emergency_tick > 0);
+	assert_true(o->emergency_tick <= o->low_tick + 1);
+	assert_int_equal(o->oom_after, o->oom_before);
+}
+
+/* Squeeze the real guest (an operator's pin, then released: between the
+ * watermarks balloons stay where they are) so that it can run short. */
+static void squeeze_guest(void)
+{
+	assert_true(harness_wait_until(recovered, NULL, 60000));
+	assert_int_equal(ovcctl("set %s target %dMiB", F.g.name, SQUEEZED_MIB), 0);
+	assert_true(harness_wait_until(squeezed, NULL, 120000));
+	assert_int_equal(ovcctl("set %s target none", F.g.name), 0);
+}
+
+/* ---- setup / teardown ---- */
+
+static void write_config(void)
+{
+	FILE *f = fopen(F.conf, "we");
+
+	assert_non_null(f);
+	/* Between the watermarks all the time (256 MiB and 1 TiB): no
+	 * balloon moves but the operator's and the emergencies. */
+	fprintf(f,
+		"[host]\ninterval = %dms\nlow = 256MiB\nhigh = 1TiB\n"
+		"psi_some = 100%%\npsi_full = 100%%\npsi_trigger_stall = 0\n"
+		"[balloon]\nfloor = 40%%\nstats_period = 1s\nstale_after = 5s\n"
+		"emergency_available = 20%%\nemergency_step = 25%%\n"
+		"[ksm]\nenable = no\n"
+		"[engine]\ndir = %s\n"
+		"[control]\nsocket = %s\n",
+		INTERVAL_MS, F.engines, F.sock);
+	fclose(f);
+}
+
+static int setup(void **state)
+{
+	struct harness_guest_opts go = { .mem_mib = GUEST_MIB };
+	struct ovc_publish_opts po = { .size = sizeof(po), .name = "real-engine" };
+	const char *why = NULL;
+
+	memset(&F, 0, sizeof(F));
+	F.g.serial_fd = -1;
+	*state = &F;
+	F.bin = getenv("OVCD_PEERS_BIN") ? getenv("OVCD_PEERS_BIN") : OVCD_BIN;
+	if ((F.skip = harness_qemu_missing()))
+		return 0;
+	if (harness_image(&F.img, &why) < 0) {
+		F.skip = why;
+		return 0;
+	}
+	harness_cleanup_leftovers(NULL);
+	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-peers", (int)getpid());
+	snprintf(F.qmp_dir, sizeof(F.qmp_dir), "%s/qmp", F.dir);
+	snprintf(F.engines, sizeof(F.engines), "%s/engines", F.dir);
+	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
+	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
+	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
+	if (mkdir(F.dir, 0755) < 0 || mkdir(F.qmp_dir, 0755) < 0 || mkdir(F.engines, 0755) < 0)
+		return -1;
+	F.shared = mmap(NULL, sizeof(*F.shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (F.shared == MAP_FAILED)
+		return -1;
+
+	go.qmp_dir = F.qmp_dir;
+	if (harness_qemu_start(&F.img, &go, &F.g) < 0 || harness_guest_wait_ready(&F.g, 180000) < 0)
+		return -1;
+
+	/* A real engine of this process, over real memory. */
+	F.engine_ram = mmap(NULL, 16 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (F.engine_ram == MAP_FAILED ||
+	    ovc_engine_new(&(struct ovc_engine_opts){ .size = sizeof(struct ovc_engine_opts) }, &F.engine) < 0 ||
+	    ovc_region_add(F.engine, F.engine_ram, 16 * MIB, 0, 0) < 0)
+		return -1;
+	po.dir = F.engines;
+	if (ovc_engine_publish(F.engine, &po) < 0)
+		return -1;
+
+	write_config();
+	F.ovcd = fork();
+	if (F.ovcd == 0) {
+		char bin[512];
+		int fd = open(F.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, STDERR_FILENO);
+		unsetenv("NOTIFY_SOCKET");
+		unsetenv("JOURNAL_STREAM");
+		snprintf(bin, sizeof(bin), "%s/ovcd", F.bin);
+		execl(bin, "ovcd", "-c", F.conf, "--no-libvirt", "--qmp-dir", F.qmp_dir, (char *)NULL);
+		_exit(127);
+	}
+	if (!harness_wait_until(real_guest_listed, NULL, 60000) || !harness_wait_until(engine_listed, NULL, 30000))
+		return -1;
+	return pthread_create(&sampler_thread, NULL, sampler_main, NULL) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	pthread_mutex_lock(&S.lock);
+	S.stop = true;
+	pthread_mutex_unlock(&S.lock);
+	if (sampler_thread)
+		pthread_join(sampler_thread, NULL);
+	attack_stop();
+	if (F.ovcd > 0) {
+		kill(F.ovcd, SIGKILL);
+		waitpid(F.ovcd, NULL, 0);
+	}
+	ovc_engine_free(F.engine);
+	harness_guest_stop(&F.g);
+	if (F.dir[0] && !getenv("OVC_TEST_KEEP")) {
+		char cmd[256];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", F.dir);
+		(void)!system(cmd);
+	}
+	return 0;
+}
+
+#define SKIP_IF_NEEDED()                                                       \
+	do {                                                                   \
+		if (F.skip)                                                    \
+			skip_because("%s", F.skip);                            \
+	} while (0)
+
+/* ---- the attacks ---- */
+
+/* Three engine sockets that take connections and never answer. */
+static void test_three_silent_engine_sockets(void **state)
+{
+	struct outcome o;
+
+	SKIP_IF_NEEDED();
+	squeeze_guest();
+	for (int i = 0; i < 3; i++) {
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/silent%d.sock", F.engines, i);
+		F.fds[F.n_fds] = listen_at(path, 16);
+		assert_true(F.fds[F.n_fds++] >= 0);
+	}
+	guest_runs_short("3 silent engine sockets", &o);
+	assert_false(listed("silent0"));
+	attack_stop();
+	check_outcome(&o);
+}
+
+/* A monitor that answers set-up and one query-balloon, then nothing, like
+ * a QEMU stuck on NFS. */
+static void test_qmp_monitor_stops_answering(void **state)
+{
+	struct outcome o;
+
+	SKIP_IF_NEEDED();
+	squeeze_guest();
+	fake_qmp("mute.qmp", QMP_MUTE_BALLOON, "mute");
+	assert_true(harness_wait_until(listed_arg, "mute", 30000));
+	guest_runs_short("a QMP monitor that stops answering query-balloon", &o);
+	attack_stop();
+	check_outcome(&o);
+}
+
+/* A second monitor that says it is the real guest. */
+static void test_impostor_monitor(void **state)
+{
+	char warning[512];
+	struct outcome o;
+
+	SKIP_IF_NEEDED();
+	squeeze_guest();
+	fake_qmp("impostor.qmp", QMP_IMPOSTOR, F.g.name);
+	snprintf(warning, sizeof(warning), "warning: QMP socket %s/impostor.qmp (pid ", F.qmp_dir);
+	assert_true(harness_wait_until(log_has_arg, warning, 30000));
+	snprintf(warning, sizeof(warning), "refused as guest '%s': ", F.g.name);
+	assert_true(log_has(warning));
+	guest_runs_short("an impostor QMP socket with the neighbour's name", &o);
+	/* The real guest is still the real one, and the impostor was never
+	 * asked to move a balloon. */
+	assert_int_equal(guest_u64(F.g.name, "max_bytes"), GUEST_MIB * MIB);
+	assert_int_equal(atomic_load(&F.shared->targets), 0);
+	attack_stop();
+	check_outcome(&o);
+}
+
+/* An engine that claims a 64 TiB guest. */
+static void test_engine_claims_64tib(void **state)
+{
+	char path[256];
+	struct outcome o;
+	struct json_object *st;
+	uint64_t max;
+
+	SKIP_IF_NEEDED();
+	squeeze_guest();
+	snprintf(path, sizeof(path), "%s/big.sock", F.engines);
+	fake_engine(path, "OVC1 ok name=big pid=1 max_bytes=70368744177664 region_bytes=70368744177664 "
+			  "zero_bytes=0 swap_bytes=0 target_bytes=0 saved_bytes=0 pages_swapped_in=0 refaults=0\n");
+	assert_true(harness_wait_until(listed_arg, "big", 30000));
+	max = guest_u64("big", "max_bytes");
+	st = ctl("status", NULL);
+	print_message("[  FIGURE  ] 64 TiB claim: counted as %" PRIu64 " MiB; provisioned ratio %s\n", max / MIB,
+		      st ? json_object_to_json_string(json_get(st, "provisioned_ratio")) : "?");
+	/* At most the listener's address space: this process's. */
+	{
+		unsigned long long pages = 0;
+		FILE *f = fopen("/proc/self/statm", "re");
+
+		assert_non_null(f);
+		assert_int_equal(fscanf(f, "%llu", &pages), 1);
+		fclose(f);
+		assert_true(max <= pages * OVC_PAGE_SIZE);
+		assert_true(max < UINT64_C(70368744177664));
+	}
+	assert_true(log_has("warning: engine 'big' (pid "));
+	json_object_put(st);
+	guest_runs_short("an engine claiming a 64 TiB maximum", &o);
+	attack_stop();
+	check_outcome(&o);
+}
+
+/* A symlink in the engine directory to a socket elsewhere that answers
+ * like an engine: root's ovcd must not connect through it. */
+static void test_symlink_in_engine_dir(void **state)
+{
+	char target[256], link[256], warning[512];
+	struct outcome o;
+
+	SKIP_IF_NEEDED();
+	squeeze_guest();
+	snprintf(target, sizeof(target), "%s/elsewhere.sock", F.dir);
+	fake_engine(target, "OVC1 ok name=elsewhere max_bytes=1048576 zero_bytes=0 swap_bytes=0 "
+			    "target_bytes=0\n");
+	snprintf(link, sizeof(link), "%s/evil.sock", F.engines);
+	assert_int_equal(symlink(target, link), 0);
+	remember_file(link);
+	snprintf(warning, sizeof(warning), "warning: engine socket %s refused: a symlink is never followed", link);
+	assert_true(harness_wait_until(log_has_arg, warning, 30000));
+	guest_runs_short("a symlink in the engine dir", &o);
+	assert_false(listed("evil"));
+	attack_stop();
+	check_outcome(&o);
+}
+
+/* An engine of another process named like the real guest. */
+static void test_engine_squats_guest_name(void **state)
+{
+	char path[256], reply[512], warning[512];
+	struct outcome o;
+
+	SKIP_IF_NEEDED();
+	squeeze_guest();
+	snprintf(path, sizeof(path), "%s/%s.sock", F.engines, F.g.name);
+	snprintf(reply, sizeof(reply),
+		 "OVC1 ok name=%s max_bytes=1073741824 zero_bytes=0 swap_bytes=0 target_bytes=0\n", F.g.name);
+	fake_engine(path, reply);
+	/* The listener is this process (it listens, its child answers). */
+	snprintf(warning, sizeof(warning), "warning: engine '%s' (pid %d) refused: the qmp guest of that name",
+		 F.g.name, (int)getpid());
+	assert_true(harness_wait_until(log_has_arg, warning, 30000));
+	guest_runs_short("an engine squatting the guest's name", &o);
+	{
+		struct json_object *gs = ctl("guests", NULL);
+
+		assert_string_equal(json_object_get_string(json_get(ovcd_guest_of(gs, F.g.name), "driver")), "qmp");
+		json_object_put(gs);
+	}
+	attack_stop();
+	check_outcome(&o);
+}
+
+/* A publisher whose listen queue is full and that never accepts. */
+static void test_full_listen_queue(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char tmp[256], path[256];
+	struct outcome o;
+	int fd, c;
+
+	SKIP_IF_NEEDED();
+	squeeze_guest();
+	/* Listening with a queue of 0, filled by one connection of ours
+	 * before it appears under its name: the next connect to it cannot
+	 * complete, and a blocking one would never return. */
+	snprintf(tmp, sizeof(tmp), "%s/.stuck.tmp", F.engines);
+	snprintf(path, sizeof(path), "%s/stuck.sock", F.engines);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", tmp);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 0), 0);
+	F.fds[F.n_fds++] = fd;
+	c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	assert_true(c >= 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	F.fds[F.n_fds++] = c;
+	assert_int_equal(rename(tmp, path), 0);
+	remember_file(path);
+	guest_runs_short("a publisher with listen(fd, 0) that never accepts", &o);
+	assert_false(listed("stuck"));
+	attack_stop();
+	check_outcome(&o);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_three_silent_engine_sockets),
+		cmocka_unit_test(test_qmp_monitor_stops_answering),
+		cmocka_unit_test(test_impostor_monitor),
+		cmocka_unit_test(test_engine_claims_64tib),
+		cmocka_unit_test(test_symlink_in_engine_dir),
+		cmocka_unit_test(test_engine_squats_guest_name),
+		cmocka_unit_test(test_full_listen_queue),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests_name("ovcd-peers", tests, setup, teardown);
+}
