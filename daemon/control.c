@@ -358,6 +358,7 @@ char *ovcd_reply_guests(const struct ovcd_view *v)
 		add(e, "quick_deflates", json_object_new_uint64(g->quick_deflates));
 		add(e, "errors", json_object_new_uint64(g->errors));
 		/* What the policy learned: null before its first decision. */
+		add(e, "raised_floor_bytes", u64_or_null(g->raised_floor_bytes));
 		add(e, "headroom_bytes", u64_or_null(g->headroom_bytes));
 		add(e, "keep_available_bytes", u64_or_null(g->keep_bytes));
 		add(e, "growth_rate_bytes", json_object_new_uint64(g->growth_rate_bytes));

@@ -182,6 +182,7 @@ static struct mguest *guest_add(struct manager *m, struct mdriver *d, const stru
 	 * given by whoever started it; ovcd moves it from there. */
 	g->v.target_bytes = bg->stats.actual_bytes;
 	g->v.headroom_bytes = g->v.keep_bytes = g->v.fpr_bytes = OVC_UNKNOWN; /* until the policy decides */
+	g->v.raised_floor_bytes = OVC_UNKNOWN;
 	ovc_guest_stats_reset(&g->prev);
 	g->prev.collected_usec = 0;
 	dlog_info("guest '%s' (%s): max %s, current %s", g->v.name, d->kind, SZ(bg->stats.max_bytes),
@@ -262,10 +263,7 @@ static void build_view(struct manager *m)
 		struct ovc_guest_settings s;
 
 		guest_settings(m, g, &s);
-		/* The policy's floor (raised after the guest ran short) once it
-		 * decided; the configured one before. */
-		if (!g->v.policy_floor_valid)
-			g->v.floor_bytes = ovc_conf_size_bytes(&s.floor, g->v.max_bytes);
+		g->v.floor_bytes = ovc_conf_size_bytes(&s.floor, g->v.max_bytes);
 		g->v.floor_override = g->has_floor_override;
 		g->v.engine = g->engine_drv || g->drv == m->engines;
 		g->v.engine_zero_bytes = g->v.engine ? g->stats.engine_zero_bytes : OVC_UNKNOWN;
@@ -672,7 +670,7 @@ static void guest_decision_keep(struct manager *m, struct mguest *g, const struc
 			     g->v.name, d->state.oom_kills, d->reason);
 	g->pstate = d->state;
 	g->v.floor_bytes = d->floor_bytes;
-	g->v.policy_floor_valid = true;
+	g->v.raised_floor_bytes = d->raised_floor_bytes;
 	g->v.headroom_bytes = d->headroom_bytes;
 	g->v.keep_bytes = d->keep_bytes;
 	g->v.fpr_bytes = g->free_page_reporting ? d->fpr_bytes : OVC_UNKNOWN;

@@ -151,6 +151,9 @@ int ovcd_metrics_render(const struct ovcd_view *v, char **ret, size_t *ret_len)
 	per_guest(f, v, "ovc_guest_quick_deflates", "counter",
 		  "Emergency deflates done between ticks, on the guest's statistics as they arrived.",
 		  G(quick_deflates));
+	per_guest(f, v, "ovc_guest_raised_floor_bytes", "gauge",
+		  "Floor the policy keeps after the guest ran short (halving back to the floor).",
+		  G(raised_floor_bytes));
 	per_guest(f, v, "ovc_guest_headroom_bytes", "gauge",
 		  "Available memory the policy keeps in the guest for its bursts (learned).", G(headroom_bytes));
 	per_guest(f, v, "ovc_guest_keep_available_bytes", "gauge",

@@ -272,7 +272,13 @@ static void print_guests(struct json_object *o)
 		const char *floor_mark = json_object_get_boolean(json_get(g, "floor_override")) ? "*" : "";
 		char floor[32], target[32];
 
-		snprintf(floor, sizeof(floor), "%s%s", floor_mark, SZ(json_get_u64(g, "floor_bytes")));
+		uint64_t raised = json_get_u64(g, "raised_floor_bytes");
+
+		/* The policy's raised floor, marked ^, while it is above. */
+		if (ovc_known(raised) && raised > json_get_u64(g, "floor_bytes"))
+			snprintf(floor, sizeof(floor), "^%s", SZ(raised));
+		else
+			snprintf(floor, sizeof(floor), "%s%s", floor_mark, SZ(json_get_u64(g, "floor_bytes")));
 		snprintf(target, sizeof(target), "%s%s", json_get(g, "pinned_target_bytes") ? "=" : "",
 			 SZ(json_get_u64(g, "target_bytes")));
 		struct json_object *sav = json_get(g, "savings"), *eng = json_get(g, "engine");

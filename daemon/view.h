@@ -50,8 +50,9 @@ struct ovcd_guest_view {
 	uint64_t reclaims, releases;   /* engine target raised / lowered */
 	/* What the policy learned and assumes (policy.h), from its last
 	 * decision for the guest, at a tick or between ticks: */
-	bool policy_floor_valid;       /* floor_bytes is the policy's (raised
-				        * after the guest ran short), not the config's */
+	uint64_t raised_floor_bytes;   /* the floor the policy keeps after the
+				        * guest ran short (>= floor_bytes, halving
+				        * back); OVC_UNKNOWN before its first decision */
 	uint64_t headroom_bytes;       /* available kept for its bursts (learned) */
 	uint64_t keep_bytes;           /* available never inflated into */
 	uint64_t growth_rate_bytes;    /* its used memory's growth per second */

@@ -181,7 +181,7 @@ static void test_replies(void **state)
 		  .stats_age_usec = OVC_UNKNOWN, .last_action = OVC_ACTION_INFLATE, .last_action_tick = 3,
 		  .last_reason = "spare", .inflates = 1, .engine_zero_bytes = OVC_UNKNOWN,
 		  .engine_swap_bytes = OVC_UNKNOWN, .engine_target_bytes = OVC_UNKNOWN,
-		  .policy_floor_valid = true, .headroom_bytes = 64 * MIB, .keep_bytes = 300 * MIB,
+		  .raised_floor_bytes = 512 * MIB, .headroom_bytes = 64 * MIB, .keep_bytes = 300 * MIB,
 		  .growth_rate_bytes = 10 * MIB, .growing = true, .oom_kills = 1, .quick_deflates = 2,
 		  .fpr_bytes = OVC_UNKNOWN },
 		{ .name = "db", .driver = "libvirt+ovc", .max_bytes = 2 * GIB, .actual_bytes = 2 * GIB,
@@ -189,6 +189,7 @@ static void test_replies(void **state)
 		  .stats_age_usec = 2 * USEC_PER_SEC, .engine = true, .engine_zero_bytes = 300 * MIB,
 		  .engine_swap_bytes = 0, .engine_target_bytes = 320 * MIB, .reclaims = 4, .releases = 1,
 		  .headroom_bytes = OVC_UNKNOWN, .keep_bytes = OVC_UNKNOWN, .free_page_reporting = true,
+		  .raised_floor_bytes = OVC_UNKNOWN,
 		  .fpr_bytes = 128 * MIB,
 		  .engine_swap_in_bytes = 6 * MIB,
 		  .engine_swap = { .out_bytes = 8 * MIB, .cache_bytes = MIB, .cache_hits = 3, .refaults = 2,
@@ -240,6 +241,7 @@ static void test_replies(void **state)
 	assert_int_equal(json_object_get_uint64(field(e, "headroom_bytes")), 64 * MIB);
 	assert_int_equal(json_object_get_uint64(field(e, "keep_available_bytes")), 300 * MIB);
 	assert_int_equal(json_object_get_uint64(field(e, "floor_bytes")), 256 * MIB);
+	assert_int_equal(json_object_get_uint64(field(e, "raised_floor_bytes")), 512 * MIB);
 	assert_int_equal(json_object_get_uint64(field(e, "growth_rate_bytes")), 10 * MIB);
 	assert_true(json_object_get_boolean(field(e, "growing")));
 	assert_false(json_object_get_boolean(field(e, "idle")));
@@ -251,6 +253,7 @@ static void test_replies(void **state)
 	/* Before the policy's first decision: null. */
 	assert_null(field(e, "headroom_bytes"));
 	assert_null(field(e, "keep_available_bytes"));
+	assert_null(field(e, "raised_floor_bytes"));
 	assert_true(json_object_get_boolean(field(e, "free_page_reporting")));
 	assert_int_equal(json_object_get_uint64(field(e, "free_page_reporting_bytes")), 128 * MIB);
 	assert_int_equal(json_object_get_uint64(field(e, "available_bytes")), GIB);
