@@ -239,6 +239,7 @@ char *ovcd_reply_status(const struct ovcd_view *v)
 	add(o, "interval_usec", json_object_new_uint64(v->interval_usec));
 	add(o, "dry_run", json_object_new_boolean(v->dry_run));
 	add(o, "ticks", json_object_new_uint64(v->ticks));
+	add(o, "checks", json_object_new_uint64(v->checks));
 	add(o, "uptime_usec", json_object_new_uint64(v->uptime_usec));
 	add(o, "level", json_object_new_string(ovc_host_level_name(v->level)));
 	add(o, "level_since_tick", json_object_new_uint64(v->level_since_tick));
@@ -354,7 +355,18 @@ char *ovcd_reply_guests(const struct ovcd_view *v)
 		add(e, "inflates", json_object_new_uint64(g->inflates));
 		add(e, "deflates", json_object_new_uint64(g->deflates));
 		add(e, "emergencies", json_object_new_uint64(g->emergencies));
+		add(e, "quick_deflates", json_object_new_uint64(g->quick_deflates));
 		add(e, "errors", json_object_new_uint64(g->errors));
+		/* What the policy learned: null before its first decision. */
+		add(e, "raised_floor_bytes", u64_or_null(g->raised_floor_bytes));
+		add(e, "headroom_bytes", u64_or_null(g->headroom_bytes));
+		add(e, "keep_available_bytes", u64_or_null(g->keep_bytes));
+		add(e, "growth_rate_bytes", json_object_new_uint64(g->growth_rate_bytes));
+		add(e, "growing", json_object_new_boolean(g->growing));
+		add(e, "idle", json_object_new_boolean(g->idle));
+		add(e, "oom_kills", json_object_new_uint64(g->oom_kills));
+		add(e, "free_page_reporting", json_object_new_boolean(g->free_page_reporting));
+		add(e, "free_page_reporting_bytes", g->free_page_reporting ? u64_or_null(g->fpr_bytes) : NULL);
 		/* What this guest gives back, by mechanism; null where the
 		 * guest has no such mechanism. */
 		struct json_object *sav = json_object_new_object();

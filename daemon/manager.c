@@ -72,6 +72,7 @@ enum source_type {
 	SRC_METRICS,
 	SRC_PSI,
 	SRC_DRIVER,
+	SRC_POLL,
 };
 
 struct source {
@@ -100,9 +101,13 @@ struct mguest {
 	struct ovc_guest_stats stats, prev;
 	uint64_t last_action_usec, last_emergency_usec;
 	uint32_t emergency_count;  /* the policy's emergency streak (policy.h) */
-	struct ovc_policy_guest_state pstate; /* what the policy learned (policy.h) */
 	bool has_floor_override;
 	struct ovc_conf_size floor_override;
+	/* What the policy learned about the guest (headroom, raised floor,
+	 * distress baselines): from each decision, tick or check, into the
+	 * next one. */
+	struct ovc_policy_guest_state pstate;
+	bool free_page_reporting;  /* its balloon has free page reporting */
 	bool seen;
 	struct ovcd_ratelimit rl;
 };
@@ -131,8 +136,9 @@ struct manager {
 	struct manager_opts opts;
 	struct ovc_config *cfg;
 	int epfd;
-	struct source timer, sig, control, metrics, psi;
+	struct source timer, sig, control, metrics, psi, poll;
 	int timer_fd, signal_fd, control_fd, metrics_fd, psi_fd;
+	int poll_fd;               /* every second: guests' stats between ticks */
 	char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int control_dirfd;         /* its directory, O_PATH */
 	const char *control_name;  /* its name in there (in control_path) */
@@ -157,6 +163,7 @@ struct manager {
 	struct ovc_policy_ksm_state ksm_state;
 
 	uint64_t start_usec, last_tick_usec, ticks;
+	uint64_t checks;           /* guest_stats_arrived() runs of the policy */
 	struct ovcd_view view;
 	struct ovcd_guest_view *view_guests;
 	struct ovcd_ratelimit host_rl;
@@ -201,6 +208,8 @@ static struct mguest *guest_add(struct manager *m, struct mdriver *d, const stru
 	/* What the guest has when ovcd first sees it is the target it was
 	 * given by whoever started it; ovcd moves it from there. */
 	g->v.target_bytes = bg->stats.actual_bytes;
+	g->v.headroom_bytes = g->v.keep_bytes = g->v.fpr_bytes = OVC_UNKNOWN; /* until the policy decides */
+	g->v.raised_floor_bytes = OVC_UNKNOWN;
 	ovc_guest_stats_reset(&g->prev);
 	g->prev.collected_usec = 0;
 	dlog_info("guest '%s' (%s): max %s, current %s", g->v.name, d->kind, SZ(bg->stats.max_bytes),
@@ -304,6 +313,7 @@ static void build_view(struct manager *m)
 	m->view.interval_usec = m->cfg->host.interval_usec;
 	m->view.dry_run = m->opts.dry_run;
 	m->view.ticks = m->ticks;
+	m->view.checks = m->checks;
 	m->view.uptime_usec = now_usec(CLOCK_MONOTONIC) - m->start_usec;
 }
 
@@ -326,6 +336,42 @@ static void ksm_restore(struct manager *m)
 }
 
 /* ---- tick ---- */
+
+/* A guest's figures fresh from its driver (a tick's list, or between ticks). */
+static void guest_take_stats(struct manager *m, struct mguest *g, const struct ovc_balloon_guest *bg)
+{
+	struct ovc_guest_stats old = g->stats;
+	uint64_t collected = bg->stats.collected_usec;
+
+	/* The hypervisor's side (actual) is read at every refresh, the
+	 * guest's side (available, faults) changes only when the guest
+	 * reports, once a stats period. A refresh between two reports is no
+	 * new sample of the guest: it keeps the collection time of the
+	 * guest's last report, so that the policy never reads a balloon move
+	 * (actual new, available not yet) over a fraction of a second as the
+	 * guest's own memory rising fast. */
+	if (ovc_known(bg->stats.guest_update_sec) && bg->stats.guest_update_sec == old.guest_update_sec &&
+	    old.collected_usec && !bg->stats.stale && !old.stale)
+		collected = old.collected_usec;
+	/* The driver's cache: the same figures until fresh ones come, and
+	 * only fresh ones move prev along. */
+	if (g->stats.collected_usec && g->stats.collected_usec != collected)
+		g->prev = g->stats;
+	g->stats = bg->stats;
+	g->stats.collected_usec = collected;
+	g->pid = bg->pid;
+	if (g->engine_drv) /* filled when the engines are listed */
+		engine_stats_take(&g->stats, &old);
+	g->free_page_reporting = (bg->caps & OVC_BALLOON_CAP_FREE_PAGE_REPORTING) != 0;
+	g->v.max_bytes = bg->stats.max_bytes;
+	g->v.actual_bytes = bg->stats.actual_bytes;
+	g->v.available_bytes = bg->stats.available_bytes;
+	g->v.stale = bg->stats.stale;
+	g->v.balloon_driver = g->drv == m->engines ? "none" : guest_driver_state(bg->driver);
+	g->v.free_page_reporting = g->free_page_reporting;
+	if (!ovc_known(g->v.target_bytes) || g->v.target_bytes == 0 || g->v.target_bytes > g->v.max_bytes)
+		g->v.target_bytes = g->v.actual_bytes;
+}
 
 static bool guest_wanted(const struct manager *m, const char *name)
 {
@@ -435,23 +481,8 @@ static void collect_guests(struct manager *m)
 				dlog_err("out of memory adding guest '%s'", list[i].name);
 				continue;
 			}
-			/* The driver's cache: the same figures until fresh
-			 * ones come, and only fresh ones move prev along. */
-			if (g->stats.collected_usec && g->stats.collected_usec != list[i].stats.collected_usec)
-				g->prev = g->stats;
-			g->stats = list[i].stats;
-			g->pid = list[i].pid;
+			guest_take_stats(m, g, &list[i]);
 			g->seen = true;
-			if (g->engine_drv) /* filled when the engines are listed */
-				engine_stats_take(&g->stats, &g->prev);
-			g->v.max_bytes = list[i].stats.max_bytes;
-			g->v.actual_bytes = list[i].stats.actual_bytes;
-			g->v.available_bytes = list[i].stats.available_bytes;
-			g->v.stale = list[i].stats.stale;
-			g->v.balloon_driver = drv == m->engines ? "none" : guest_driver_state(list[i].driver);
-			if (!ovc_known(g->v.target_bytes) || g->v.target_bytes == 0 ||
-			    g->v.target_bytes > g->v.max_bytes)
-				g->v.target_bytes = g->v.actual_bytes;
 		}
 		free(list);
 	}
@@ -636,6 +667,151 @@ static void notify_status(struct manager *m, bool level_changed)
 	sd_notify(0, text);
 }
 
+/* ---- a guest's policy input and what its decisions teach ---- */
+
+static void guest_policy_input(struct manager *m, struct mguest *g, struct ovc_policy_guest *pg)
+{
+	*pg = (struct ovc_policy_guest){
+		.name = g->v.name,
+		.kind = g->drv->policy_kind,
+		.stats = g->stats,
+		.prev = g->prev,
+		.target_bytes = g->v.target_bytes,
+		.last_action_usec = g->last_action_usec,
+		.last_emergency_usec = g->last_emergency_usec,
+		.emergency_count = g->emergency_count,
+		.engine = g->engine_drv != NULL,
+		.free_page_reporting = g->free_page_reporting,
+		.state = g->pstate,
+	};
+	guest_settings(m, g, &pg->settings);
+}
+
+/* Keep what a decision (tick or check) learned and shows: its state for
+ * the guest's next decision, and the figures ovcctl shows. */
+static void guest_decision_keep(struct manager *m, struct mguest *g, const struct ovc_policy_decision *d)
+{
+	if (d->oom_kill)
+		dlog_warning("guest '%s': its OOM killer killed a task (%u seen so far); deflating it and "
+			     "not inflating it again for a long while: %s",
+			     g->v.name, d->state.oom_kills, d->reason);
+	g->pstate = d->state;
+	g->v.floor_bytes = d->floor_bytes;
+	g->v.raised_floor_bytes = d->raised_floor_bytes;
+	g->v.headroom_bytes = d->headroom_bytes;
+	g->v.keep_bytes = d->keep_bytes;
+	g->v.fpr_bytes = g->free_page_reporting ? d->fpr_bytes : OVC_UNKNOWN;
+	g->v.growth_rate_bytes = d->growth_rate_bytes;
+	g->v.growing = d->growing;
+	g->v.idle = d->idle;
+	g->v.oom_kills = d->state.oom_kills;
+}
+
+/* ---- between ticks: fresh statistics of one guest ---- */
+
+/*
+ * Fresh statistics of a guest arrived (the driver's STATS event): run the
+ * policy's per-guest check on them and, when the guest is in distress,
+ * deflate it at once, in one step, to what it needs. Never inflates (that
+ * is the tick's, for the host's sake). Figures the tick already took (the
+ * same collected_usec) are left alone.
+ */
+static void guest_stats_arrived(struct manager *m, struct mguest *g)
+{
+	struct ovc_balloon_guest bg;
+	struct ovc_policy_decision d;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	struct ovc_policy_host host = {
+		.now_usec = now,
+		.page_size = (uint64_t)sysconf(_SC_PAGESIZE),
+	};
+	struct ovc_policy_guest pg;
+	char reason[OVC_POLICY_REASON_MAX + 32];
+	int r;
+
+	if (!g->drv->list_ok || g->drv == m->engines || m->ticks == 0)
+		return;
+	r = ovc_balloon_guest(g->drv->b, g->v.name, &bg);
+	if (r < 0) {
+		dlog_debug("guest '%s': no statistics between ticks: %s", g->v.name, strerror(-r));
+		return;
+	}
+	if (bg.stats.collected_usec == g->stats.collected_usec)
+		return; /* the tick took these already */
+	guest_take_stats(m, g, &bg);
+	if (g->stats.collected_usec != bg.stats.collected_usec)
+		return; /* the guest has not reported since: nothing to check */
+	m->checks++;
+	guest_policy_input(m, g, &pg);
+	r = ovc_policy_guest_check(m->cfg, &host, &pg, &d);
+	if (r < 0) {
+		dlog_err("policy check of '%s' failed: %s", g->v.name, strerror(-r));
+		return;
+	}
+	guest_decision_keep(m, g, &d);
+	if (r == 0)
+		return;
+	if (!(d.target_bytes > g->v.target_bytes && d.target_bytes <= g->stats.max_bytes &&
+	      d.target_bytes >= d.floor_bytes)) {
+		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_ERR,
+					   "refusing target %s for '%s' between ticks: not a deflate within "
+					   "[floor %s, max %s]",
+					   SZ(d.target_bytes), g->v.name, SZ(d.floor_bytes), SZ(g->stats.max_bytes));
+		return;
+	}
+	snprintf(reason, sizeof(reason), "between ticks: %s", d.reason);
+	act_guest(m, g, &d, d.action, d.target_bytes, reason, now);
+	g->v.quick_deflates++;
+	build_view(m); /* ovcctl sees it now, not at the next tick */
+}
+
+/* Every second, ask each balloon driver for its guests' fresh figures:
+ * the drivers ask their peers only when listed, and no stats period is
+ * shorter than a second, so every guest update reaches the check within a
+ * second of the guest's sending it. The answers come as STATS events
+ * (guest_stats_arrived); the list itself, the cached figures, is not
+ * needed here. Never a round trip in this thread. */
+static void poll_guests(struct manager *m)
+{
+	for (size_t i = 0; i < m->n_drivers; i++) {
+		struct mdriver *d = &m->drivers[i];
+		struct ovc_balloon_guest *list = NULL;
+		size_t n = 0;
+
+		if (d == m->engines || !d->list_ok)
+			continue;
+		if (ovc_balloon_list(d->b, &list, &n) == 0)
+			free(list);
+	}
+}
+
+/* The host's memory as the policy sees it: /proc/meminfo, limited to what
+ * the guests' memory cgroup leaves them when there is one
+ * (--memory-cgroup). 0, or -errno, logged (rate-limited). */
+static int host_mem_read(struct manager *m, struct ovc_meminfo *mem)
+{
+	struct ovc_cgroup_mem cg;
+	int r = ovc_meminfo_read(NULL, mem);
+
+	if (r < 0) {
+		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read /proc/meminfo: %s; tick skipped",
+					   strerror(-r));
+		return r;
+	}
+	if (!m->opts.memory_cgroup)
+		return 0;
+	r = ovc_cgroup_mem_read(NULL, m->opts.memory_cgroup, &cg);
+	if (r < 0) {
+		/* Without it, the host's own figures would overstate what the
+		 * guests may have: better no decision than a wrong one. */
+		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read memory cgroup %s: %s; tick skipped",
+					   m->opts.memory_cgroup, strerror(-r));
+		return r;
+	}
+	ovc_meminfo_limit_to_cgroup(mem, &cg);
+	return 0;
+}
+
 static void tick(struct manager *m)
 {
 	struct ovc_policy_host host = { 0 };
@@ -650,12 +826,9 @@ static void tick(struct manager *m)
 	host.now_usec = now_usec(CLOCK_MONOTONIC);
 	host.page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	m->last_tick_usec = host.now_usec;
-	r = ovc_meminfo_read(NULL, &host.mem);
-	if (r < 0) {
-		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read /proc/meminfo: %s; tick skipped",
-					   strerror(-r));
-		return;
-	}
+	r = host_mem_read(m, &host.mem);
+	if (r < 0)
+		return; /* logged */
 	host.psi_valid = ovc_psi_read(NULL, &host.psi) == 0;
 	host.ksm_valid = ovc_ksm_read_counters(NULL, &host.ksm) == 0 &&
 			 ovc_ksm_read_knobs(NULL, &host.ksm_knobs) == 0;
@@ -675,19 +848,7 @@ static void tick(struct manager *m)
 		if (!g->drv->list_ok)
 			continue; /* its driver lost the connection: nothing is known */
 		map[n] = g;
-		pg[n] = (struct ovc_policy_guest){
-			.name = g->v.name,
-			.kind = g->drv->policy_kind,
-			.stats = g->stats,
-			.prev = g->prev,
-			.target_bytes = g->v.target_bytes,
-			.last_action_usec = g->last_action_usec,
-			.last_emergency_usec = g->last_emergency_usec,
-			.emergency_count = g->emergency_count,
-			.engine = g->engine_drv != NULL,
-			.state = g->pstate,
-		};
-		guest_settings(m, g, &pg[n].settings);
+		guest_policy_input(m, g, &pg[n]);
 		n++;
 	}
 	r = ovc_policy_tick(m->cfg, &host, &m->ksm_state, pg, n, dec, &out);
@@ -710,11 +871,7 @@ static void tick(struct manager *m)
 		char reason[OVC_POLICY_REASON_MAX + 64];
 
 		snprintf(reason, sizeof(reason), "%s", d->reason);
-		g->v.floor_bytes = d->floor_bytes;
-		g->pstate = d->state;
-		if (d->oom_kill)
-			ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING, "tick %" PRIu64 ": guest '%s': OOM kill: %s",
-						   m->ticks, g->v.name, d->reason);
+		guest_decision_keep(m, g, d);
 		/* An emergency's count is kept only once its deflate is done
 		 * (act_guest), with its time; any other decision may end a streak. */
 		if (action != OVC_ACTION_EMERGENCY && d->reclaim_action != OVC_ACTION_EMERGENCY)
@@ -805,6 +962,22 @@ static int watch(struct manager *m, int fd, uint32_t events, struct source *src)
 	struct epoll_event ev = { .events = events, .data.ptr = src };
 
 	return epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? negative_errno() : 0;
+}
+
+/* The one-second timer of poll_guests(). */
+static int poll_open(struct manager *m)
+{
+	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+	int r;
+
+	m->poll_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (m->poll_fd < 0 || timerfd_settime(m->poll_fd, 0, &its, NULL) < 0 ||
+	    (r = watch(m, m->poll_fd, EPOLLIN, &m->poll)) < 0) {
+		r = negative_errno();
+		dlog_err("cannot set up the stats poll timer: %s", strerror(-r));
+		return r;
+	}
+	return 0;
 }
 
 static void unwatch_close(struct manager *m, int *fd)
@@ -1517,7 +1690,9 @@ static void on_balloon_event(void *userdata, const struct ovc_balloon_event *ev)
 		dlog_notice("%s: connection to the hypervisor is back", d->kind);
 		break;
 	case OVC_BALLOON_EVENT_STATS:
-		break; /* the tick takes them from the driver's cache */
+		if (g && g->drv == d)
+			guest_stats_arrived(m, g);
+		break;
 	case OVC_BALLOON_EVENT_FAILED:
 		if (!g || ev->err == -ECANCELED)
 			break; /* a newer request of ours replaced it */
@@ -1762,7 +1937,8 @@ int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct 
 	}
 	m->opts = *opts;
 	m->cfg = cfg;
-	m->timer_fd = m->signal_fd = m->control_fd = m->metrics_fd = m->psi_fd = -1;
+	m->timer_fd = m->signal_fd = m->control_fd = m->metrics_fd = m->psi_fd = m->poll_fd = -1;
+	m->poll.type = SRC_POLL;
 	m->timer.type = SRC_TIMER;
 	m->sig.type = SRC_SIGNAL;
 	m->control.type = SRC_CONTROL;
@@ -1788,7 +1964,26 @@ int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct 
 	if ((r = watch(m, m->timer_fd, EPOLLIN, &m->timer)) < 0 ||
 	    (r = watch(m, m->signal_fd, EPOLLIN, &m->sig)) < 0)
 		goto fail;
+	r = poll_open(m);
+	if (r < 0)
+		goto fail;
 
+	if (opts->memory_cgroup) {
+		struct ovc_cgroup_mem cg;
+
+		r = ovc_cgroup_mem_read(NULL, opts->memory_cgroup, &cg);
+		if (r < 0) {
+			dlog_err("--memory-cgroup %s: %s", opts->memory_cgroup,
+				 r == -ENOENT ? "not a memory cgroup (no memory.max or memory.limit_in_bytes)"
+					      : strerror(-r));
+			goto fail;
+		}
+		if (cg.limit_bytes == UINT64_MAX)
+			dlog_warning("memory cgroup %s has no limit: the host's memory counts", opts->memory_cgroup);
+		else
+			dlog_notice("guests' memory: cgroup %s, limit %s, %s in use", opts->memory_cgroup,
+				    SZ(cg.limit_bytes), SZ(cg.usage_bytes));
+	}
 	(void)resolve_group(m, cfg);
 	r = control_open(m);
 	if (r < 0)
@@ -1896,6 +2091,10 @@ int manager_run(struct manager *m)
 			case SRC_DRIVER:
 				driver_process((struct mdriver *)src);
 				break;
+			case SRC_POLL:
+				if (read(m->poll_fd, &exp, sizeof(exp)) == sizeof(exp))
+					poll_guests(m);
+				break;
 			}
 		}
 		/* Deadlines that fell due while other sources kept epoll
@@ -1938,6 +2137,8 @@ void manager_free(struct manager *m)
 		close(m->psi_fd);
 	if (m->timer_fd >= 0)
 		close(m->timer_fd);
+	if (m->poll_fd >= 0)
+		close(m->poll_fd);
 	if (m->signal_fd >= 0)
 		close(m->signal_fd);
 	if (m->epfd >= 0)

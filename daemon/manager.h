@@ -31,6 +31,9 @@ struct manager_opts {
 	 * globs (none: every guest). Others are not touched at all. */
 	const char *only[OVCD_MAX_QMP_DIRS];
 	size_t n_only;
+	/* The guests' memory cgroup directory, or NULL: host memory is then
+	 * what the cgroup leaves (ovc_meminfo_limit_to_cgroup). */
+	const char *memory_cgroup;
 };
 
 struct manager;

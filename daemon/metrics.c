@@ -117,6 +117,8 @@ int ovcd_metrics_render(const struct ovcd_view *v, char **ret, size_t *ret_len)
 			v->level == (enum ovc_host_level)l);
 	head(f, "ovc_ticks", "counter", "Policy ticks run.");
 	fprintf(f, "ovc_ticks_total %" PRIu64 "\n", v->ticks);
+	head(f, "ovc_policy_checks", "counter", "Per-guest policy checks between ticks.");
+	fprintf(f, "ovc_policy_checks_total %" PRIu64 "\n", v->checks);
 	if (v->psi_valid) {
 		head(f, "ovc_host_psi_memory_avg10_ratio", "gauge", "Memory PSI avg10 as a ratio.");
 		fprintf(f, "ovc_host_psi_memory_avg10_ratio{kind=\"some\"} %u.%04u\n",
@@ -142,6 +144,22 @@ int ovcd_metrics_render(const struct ovcd_view *v, char **ret, size_t *ret_len)
 		  G(deflates));
 	per_guest(f, v, "ovc_guest_emergency_deflates", "counter", "Emergency deflates.", G(emergencies));
 	per_guest(f, v, "ovc_guest_errors", "counter", "Failed balloon and reclaim requests.", G(errors));
+	per_guest(f, v, "ovc_guest_quick_deflates", "counter",
+		  "Emergency deflates done between ticks, on the guest's statistics as they arrived.",
+		  G(quick_deflates));
+	per_guest(f, v, "ovc_guest_raised_floor_bytes", "gauge",
+		  "Floor the policy keeps after the guest ran short (halving back to the floor).",
+		  G(raised_floor_bytes));
+	per_guest(f, v, "ovc_guest_headroom_bytes", "gauge",
+		  "Available memory the policy keeps in the guest for its bursts (learned).", G(headroom_bytes));
+	per_guest(f, v, "ovc_guest_keep_available_bytes", "gauge",
+		  "Available memory never ballooned: guest_free and the headroom.", G(keep_bytes));
+	per_guest(f, v, "ovc_guest_growth_rate_bytes", "gauge", "Growth of the guest's used memory per second.",
+		  G(growth_rate_bytes));
+	per_guest(f, v, "ovc_guest_oom_kills", "counter", "OOM kills ovcd has seen in the guest.", G(oom_kills));
+	per_guest(f, v, "ovc_guest_free_page_reporting_bytes", "gauge",
+		  "Guest free memory back on the host through free page reporting, without a balloon.",
+		  G(fpr_bytes));
 	/* Engines only: absent for a guest without one. */
 	per_guest(f, v, "ovc_guest_engine_shared_bytes", "gauge", "Guest memory the engine gives back by zero sharing.",
 		  G(engine_zero_bytes));

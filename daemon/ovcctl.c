@@ -241,6 +241,19 @@ static void print_swap_errors(struct json_object *eng)
 		printf(" [swap errors: %" PRIu64 " write, %" PRIu64 " read]", wr, rd);
 }
 
+/* What the policy sees in a guest, said only when there is something. */
+static void print_guest_policy(struct json_object *g)
+{
+	uint64_t ooms = json_get_u64(g, "oom_kills"), quick = json_get_u64(g, "quick_deflates");
+
+	if (json_object_get_boolean(json_get(g, "growing")))
+		printf(" [growing %s/s]", SZ(json_get_u64(g, "growth_rate_bytes")));
+	if (ovc_known(quick) && quick)
+		printf(" [%" PRIu64 " deflates between ticks]", quick);
+	if (ovc_known(ooms) && ooms)
+		printf(" [OOM kills seen: %" PRIu64 "]", ooms);
+}
+
 static void print_guests(struct json_object *o)
 {
 	struct json_object *arr = json_get(o, "guests");
@@ -251,15 +264,21 @@ static void print_guests(struct json_object *o)
 		int l = (int)strlen(get_str(json_object_array_get_idx(arr, i), "name"));
 		w = l > w ? l : w;
 	}
-	printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s %5s  %s\n", w, "NAME", "MAX", "CURRENT",
-	       "TARGET", "AVAILABLE", "FLOOR", "SHARED", "SWAPPED", "RECLAIM", "SWAPCACHE", "FLT-P50", "AGE",
-	       "LAST ACTION");
+	printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s %5s  %s\n", w, "NAME", "MAX", "CURRENT",
+	       "TARGET", "AVAILABLE", "FLOOR", "HEADROOM", "FPR", "SHARED", "SWAPPED", "RECLAIM", "SWAPCACHE",
+	       "FLT-P50", "AGE", "LAST ACTION");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *g = json_object_array_get_idx(arr, i);
 		const char *floor_mark = json_object_get_boolean(json_get(g, "floor_override")) ? "*" : "";
 		char floor[32], target[32];
 
-		snprintf(floor, sizeof(floor), "%s%s", floor_mark, SZ(json_get_u64(g, "floor_bytes")));
+		uint64_t raised = json_get_u64(g, "raised_floor_bytes");
+
+		/* The policy's raised floor, marked ^, while it is above. */
+		if (ovc_known(raised) && raised > json_get_u64(g, "floor_bytes"))
+			snprintf(floor, sizeof(floor), "^%s", SZ(raised));
+		else
+			snprintf(floor, sizeof(floor), "%s%s", floor_mark, SZ(json_get_u64(g, "floor_bytes")));
 		snprintf(target, sizeof(target), "%s%s", json_get(g, "pinned_target_bytes") ? "=" : "",
 			 SZ(json_get_u64(g, "target_bytes")));
 		struct json_object *sav = json_get(g, "savings"), *eng = json_get(g, "engine");
@@ -267,15 +286,17 @@ static void print_guests(struct json_object *o)
 		/* An engine without a balloon has no balloon target or floor. */
 		if (eng && strcmp(get_str(g, "balloon_driver"), "none") == 0)
 			snprintf(target, sizeof(target), "-"), snprintf(floor, sizeof(floor), "-");
-		printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s %5s  %s", w, get_str(g, "name"),
+		printf("%-*s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s %5s  %s", w, get_str(g, "name"),
 		       SZ(json_get_u64(g, "max_bytes")), SZ(json_get_u64(g, "current_bytes")), target,
-		       SZ(json_get_u64(g, "available_bytes")), floor, SZ(json_get_u64(sav, "shared_bytes")),
+		       SZ(json_get_u64(g, "available_bytes")), floor, SZ(json_get_u64(g, "headroom_bytes")),
+		       SZ(json_get_u64(g, "free_page_reporting_bytes")), SZ(json_get_u64(sav, "shared_bytes")),
 		       SZ(json_get_u64(sav, "swapped_bytes")), SZ(json_get_u64(eng, "reclaim_target_bytes")),
 		       SZ(json_get_u64(eng, "swap_cache_bytes")), USEC(json_get_u64(eng, "fault_p50_usec")),
 		       age_text(json_get_u64(g, "stats_age_usec"), (char[16]){ 0 }, 16), get_str(g, "last_action"));
 		if (json_get_u64(g, "last_action_tick"))
 			printf(" (tick %" PRIu64 "): %s", json_get_u64(g, "last_action_tick"), get_str(g, "last_reason"));
 		print_swap_errors(eng);
+		print_guest_policy(g);
 		printf("\n");
 	}
 	if (n == 0)

@@ -30,12 +30,16 @@ static void usage(FILE *f)
 		"      --qmp-dir DIR    manage bare QEMU guests by the QMP sockets in DIR (repeatable)\n"
 		"                       (VMMs that embed libovc: [engine] dir in the config)\n"
 		"      --only GLOB      manage only the guests whose name matches GLOB (repeatable)\n"
+		"      --memory-cgroup DIR\n"
+		"                       the guests run in this memory cgroup (e.g.\n"
+		"                       /sys/fs/cgroup/memory/machine): its limit is the host's\n"
+		"                       memory for them, what it leaves is MemAvailable\n"
 		"  -v, --verbose        log at debug level\n"
 		"  -h, --help           this text\n"
 		"      --version        print the version\n");
 }
 
-enum { OPT_CHECK = 256, OPT_DRY, OPT_LIBVIRT, OPT_NO_LIBVIRT, OPT_QMP, OPT_ONLY, OPT_VERSION };
+enum { OPT_CHECK = 256, OPT_DRY, OPT_LIBVIRT, OPT_NO_LIBVIRT, OPT_QMP, OPT_ONLY, OPT_CGROUP, OPT_VERSION };
 
 int main(int argc, char **argv)
 {
@@ -47,6 +51,7 @@ int main(int argc, char **argv)
 		{ "no-libvirt", no_argument, NULL, OPT_NO_LIBVIRT },
 		{ "qmp-dir", required_argument, NULL, OPT_QMP },
 		{ "only", required_argument, NULL, OPT_ONLY },
+		{ "memory-cgroup", required_argument, NULL, OPT_CGROUP },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, OPT_VERSION },
@@ -93,6 +98,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			mo.only[mo.n_only++] = optarg;
+			break;
+		case OPT_CGROUP:
+			if (optarg[0] != '/') {
+				fprintf(stderr, "ovcd: --memory-cgroup wants an absolute path, not '%s'\n", optarg);
+				return 2;
+			}
+			mo.memory_cgroup = optarg;
 			break;
 		case 'v':
 			level = OVC_LOG_DEBUG;

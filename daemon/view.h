@@ -48,6 +48,22 @@ struct ovcd_guest_view {
 	uint64_t engine_swap_in_bytes;
 	struct ovc_engine_swap_stats engine_swap;
 	uint64_t reclaims, releases;   /* engine target raised / lowered */
+	/* What the policy learned and assumes (policy.h), from its last
+	 * decision for the guest, at a tick or between ticks: */
+	uint64_t raised_floor_bytes;   /* the floor the policy keeps after the
+				        * guest ran short (>= floor_bytes, halving
+				        * back); OVC_UNKNOWN before its first decision */
+	uint64_t headroom_bytes;       /* available kept for its bursts (learned) */
+	uint64_t keep_bytes;           /* available never inflated into */
+	uint64_t growth_rate_bytes;    /* its used memory's growth per second */
+	bool growing, idle;
+	uint64_t oom_kills;            /* OOM kills ovcd has seen in the guest */
+	/* Free page reporting: negotiated by its balloon, and the guest's free
+	 * memory taken as back on the host without a balloon (OVC_UNKNOWN
+	 * without it). */
+	bool free_page_reporting;
+	uint64_t fpr_bytes;
+	uint64_t quick_deflates;       /* emergency deflates between ticks */
 };
 
 struct ovcd_view {
@@ -55,6 +71,7 @@ struct ovcd_view {
 	uint64_t interval_usec;
 	bool dry_run;
 	uint64_t ticks;
+	uint64_t checks;               /* per-guest policy checks between ticks */
 	uint64_t uptime_usec;
 	enum ovc_host_level level;
 	uint64_t level_since_tick;

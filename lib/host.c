@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "host.h"
@@ -138,6 +139,86 @@ int ovc_meminfo_read(const char *root, struct ovc_meminfo *ret)
 	if (r < 0)
 		return r;
 	return ovc_meminfo_parse(buf, ret);
+}
+
+/* A file holding one number (or "max", v2's no limit: UINT64_MAX). */
+static int read_u64_file(const char *root, const char *dir, const char *file, uint64_t *ret)
+{
+	char rel[PATH_MAX], buf[64], *end;
+	unsigned long long v;
+	int n = snprintf(rel, sizeof(rel), "%s/%s", dir, file);
+
+	if (n < 0 || (size_t)n >= sizeof(rel))
+		return -ENAMETOOLONG;
+	n = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	if (strncmp(buf, "max", 3) == 0 && (buf[3] == '\n' || buf[3] == '\0')) {
+		*ret = UINT64_MAX;
+		return 0;
+	}
+	errno = 0;
+	v = strtoull(buf, &end, 10);
+	if (errno || end == buf || (*end && *end != '\n'))
+		return -EBADMSG;
+	*ret = v;
+	return 0;
+}
+
+int ovc_cgroup_mem_read(const char *root, const char *dir, struct ovc_cgroup_mem *ret)
+{
+	struct ovc_cgroup_mem cg = { 0 };
+	char rel[PATH_MAX], buf[8192];
+	/* v1 counts the hierarchy under total_*; v2's memory.stat always does. */
+	const char *inactive = "total_inactive_file ";
+	int r, n;
+
+	r = read_u64_file(root, dir, "memory.max", &cg.limit_bytes);
+	if (r == 0) {
+		r = read_u64_file(root, dir, "memory.current", &cg.usage_bytes);
+		inactive = "inactive_file ";
+	} else if (r == -ENOENT) {
+		r = read_u64_file(root, dir, "memory.limit_in_bytes", &cg.limit_bytes);
+		if (r == 0)
+			r = read_u64_file(root, dir, "memory.usage_in_bytes", &cg.usage_bytes);
+		/* v1 says "no limit" with a huge page-aligned number. */
+		if (r == 0 && cg.limit_bytes >= (UINT64_C(1) << 62))
+			cg.limit_bytes = UINT64_MAX;
+	}
+	if (r < 0)
+		return r;
+	n = snprintf(rel, sizeof(rel), "%s/memory.stat", dir);
+	if (n < 0 || (size_t)n >= sizeof(rel))
+		return -ENAMETOOLONG;
+	r = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	for (const char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		if (strncmp(line, inactive, strlen(inactive)) == 0) {
+			char *end;
+
+			errno = 0;
+			cg.inactive_file_bytes = strtoull(line + strlen(inactive), &end, 10);
+			if (errno || (*end && *end != '\n'))
+				return -EBADMSG;
+			break;
+		}
+	}
+	*ret = cg;
+	return 0;
+}
+
+void ovc_meminfo_limit_to_cgroup(struct ovc_meminfo *mem, const struct ovc_cgroup_mem *cg)
+{
+	uint64_t used, cache;
+
+	if (cg->limit_bytes == UINT64_MAX)
+		return;
+	used = MIN(cg->usage_bytes, cg->limit_bytes);
+	cache = MIN(cg->inactive_file_bytes, used);
+	mem->total_bytes = MIN(mem->total_bytes, cg->limit_bytes);
+	mem->free_bytes = MIN(mem->free_bytes, cg->limit_bytes - used);
+	mem->available_bytes = MIN(mem->available_bytes, cg->limit_bytes - used + cache);
 }
 
 /* "12.34" → 1234 basis points; at most two decimals, at most 100%. */

@@ -66,6 +66,32 @@ int ovc_psi_read(const char *root, struct ovc_psi *ret);
  */
 int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint64_t window_usec);
 
+/*
+ * A memory cgroup that holds the guests (v1: memory.limit_in_bytes,
+ * memory.usage_in_bytes, total_inactive_file of memory.stat; v2:
+ * memory.max, memory.current, inactive_file). limit_bytes is UINT64_MAX
+ * when the cgroup has no limit.
+ */
+struct ovc_cgroup_mem {
+	uint64_t limit_bytes;
+	uint64_t usage_bytes;
+	uint64_t inactive_file_bytes; /* page cache the kernel drops first */
+};
+
+/* Read the memory cgroup directory ROOT/@dir (an absolute path such as
+ * /sys/fs/cgroup/memory/machine): v2 when it has memory.max, else v1.
+ * -errno of open/read, -EBADMSG for a value that is not a number. */
+int ovc_cgroup_mem_read(const char *root, const char *dir, struct ovc_cgroup_mem *ret);
+
+/*
+ * Make @mem describe what the cgroup leaves its members: MemTotal at most
+ * the limit, MemFree at most limit - usage, MemAvailable at most limit -
+ * usage + inactive file cache (as the kernel's MemAvailable counts
+ * reclaimable cache). The host's own figures stay where they are lower (a
+ * limit above what the host has). No limit: @mem unchanged.
+ */
+void ovc_meminfo_limit_to_cgroup(struct ovc_meminfo *mem, const struct ovc_cgroup_mem *cg);
+
 struct ovc_policy_host;
 
 /*

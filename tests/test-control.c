@@ -180,18 +180,24 @@ static void test_replies(void **state)
 		  .target_bytes = 768 * MIB, .available_bytes = OVC_UNKNOWN, .floor_bytes = 256 * MIB,
 		  .stats_age_usec = OVC_UNKNOWN, .last_action = OVC_ACTION_INFLATE, .last_action_tick = 3,
 		  .last_reason = "spare", .inflates = 1, .engine_zero_bytes = OVC_UNKNOWN,
-		  .engine_swap_bytes = OVC_UNKNOWN, .engine_target_bytes = OVC_UNKNOWN },
+		  .engine_swap_bytes = OVC_UNKNOWN, .engine_target_bytes = OVC_UNKNOWN,
+		  .raised_floor_bytes = 512 * MIB, .headroom_bytes = 64 * MIB, .keep_bytes = 300 * MIB,
+		  .growth_rate_bytes = 10 * MIB, .growing = true, .oom_kills = 1, .quick_deflates = 2,
+		  .fpr_bytes = OVC_UNKNOWN },
 		{ .name = "db", .driver = "libvirt+ovc", .max_bytes = 2 * GIB, .actual_bytes = 2 * GIB,
 		  .target_bytes = 2 * GIB, .available_bytes = GIB, .floor_bytes = GIB, .pin_bytes = 2 * GIB,
 		  .stats_age_usec = 2 * USEC_PER_SEC, .engine = true, .engine_zero_bytes = 300 * MIB,
 		  .engine_swap_bytes = 0, .engine_target_bytes = 320 * MIB, .reclaims = 4, .releases = 1,
+		  .headroom_bytes = OVC_UNKNOWN, .keep_bytes = OVC_UNKNOWN, .free_page_reporting = true,
+		  .raised_floor_bytes = OVC_UNKNOWN,
+		  .fpr_bytes = 128 * MIB,
 		  .engine_swap_in_bytes = 6 * MIB,
 		  .engine_swap = { .out_bytes = 8 * MIB, .cache_bytes = MIB, .cache_hits = 3, .refaults = 2,
 				   .write_errors = 0, .read_errors = 1, .fault_p50_usec = 16,
 				   .fault_p99_usec = OVC_UNKNOWN } },
 	};
 	struct ovcd_view v = {
-		.config_path = "/etc/ovc/ovcd.conf", .interval_usec = 5 * USEC_PER_SEC, .ticks = 7,
+		.config_path = "/etc/ovc/ovcd.conf", .interval_usec = 5 * USEC_PER_SEC, .ticks = 7, .checks = 40,
 		.level = OVC_HOST_PRESSURE, .guests = g, .n_guests = 2,
 		.oc = { .host_total_bytes = 4 * GIB, .guests_max_bytes = 3 * GIB,
 			.provisioned_ratio_permille = 1000, .effective_ratio_permille = 1333,
@@ -213,6 +219,7 @@ static void test_replies(void **state)
 	assert_int_equal(json_object_get_uint64(field(s, "ksm_bytes")), 2);
 	assert_int_equal(json_object_get_uint64(field(s, "swap_bytes")), 3);
 	assert_string_equal(json_object_get_string(field(o, "level")), "pressure");
+	assert_int_equal(json_object_get_uint64(field(o, "checks")), 40);
 	assert_null(field(o, "ksm")); /* not valid: null, not zeros */
 	json_object_put(o);
 
@@ -230,7 +237,25 @@ static void test_replies(void **state)
 	assert_null(field(field(e, "savings"), "shared_bytes"));
 	assert_null(field(field(e, "savings"), "swapped_bytes"));
 	assert_null(field(e, "engine"));
+	/* What the policy learned; no free page reporting: null, not 0. */
+	assert_int_equal(json_object_get_uint64(field(e, "headroom_bytes")), 64 * MIB);
+	assert_int_equal(json_object_get_uint64(field(e, "keep_available_bytes")), 300 * MIB);
+	assert_int_equal(json_object_get_uint64(field(e, "floor_bytes")), 256 * MIB);
+	assert_int_equal(json_object_get_uint64(field(e, "raised_floor_bytes")), 512 * MIB);
+	assert_int_equal(json_object_get_uint64(field(e, "growth_rate_bytes")), 10 * MIB);
+	assert_true(json_object_get_boolean(field(e, "growing")));
+	assert_false(json_object_get_boolean(field(e, "idle")));
+	assert_int_equal(json_object_get_uint64(field(e, "oom_kills")), 1);
+	assert_int_equal(json_object_get_uint64(field(e, "quick_deflates")), 2);
+	assert_false(json_object_get_boolean(field(e, "free_page_reporting")));
+	assert_null(field(e, "free_page_reporting_bytes"));
 	e = json_object_array_get_idx(arr, 1);
+	/* Before the policy's first decision: null. */
+	assert_null(field(e, "headroom_bytes"));
+	assert_null(field(e, "keep_available_bytes"));
+	assert_null(field(e, "raised_floor_bytes"));
+	assert_true(json_object_get_boolean(field(e, "free_page_reporting")));
+	assert_int_equal(json_object_get_uint64(field(e, "free_page_reporting_bytes")), 128 * MIB);
 	assert_int_equal(json_object_get_uint64(field(e, "available_bytes")), GIB);
 	assert_int_equal(json_object_get_uint64(field(e, "pinned_target_bytes")), 2 * GIB);
 	assert_string_equal(json_object_get_string(field(e, "driver")), "libvirt+ovc");

@@ -240,6 +240,54 @@ static void test_real_psi(void **state)
 	close(fd);
 }
 
+/* A cgroup that holds the guests: what it leaves them, never more than the
+ * host has. */
+static void test_cgroup_fixture(void **state)
+{
+	struct ovc_cgroup_mem cg;
+	struct ovc_meminfo m;
+
+	(void)state;
+	assert_ovc_ok(ovc_cgroup_mem_read(FIX "cgroup/v1", "/vms", &cg));
+	assert_int_equal(cg.limit_bytes, UINT64_C(3584) * MIB);
+	assert_int_equal(cg.usage_bytes, UINT64_C(3) * GIB);
+	assert_int_equal(cg.inactive_file_bytes, 64 * MIB); /* total_, the hierarchy's */
+	assert_ovc_ok(ovc_meminfo_read(FIX "normal", &m));
+	ovc_meminfo_limit_to_cgroup(&m, &cg);
+	assert_int_equal(m.total_bytes, UINT64_C(3584) * MIB);
+	assert_int_equal(m.free_bytes, 512 * MIB);
+	assert_int_equal(m.available_bytes, 576 * MIB);
+
+	assert_ovc_ok(ovc_cgroup_mem_read(FIX "cgroup/v2", "/vms", &cg));
+	assert_int_equal(cg.limit_bytes, 2 * GIB);
+	assert_int_equal(cg.usage_bytes, GIB);
+	assert_int_equal(cg.inactive_file_bytes, 32 * MIB);
+	/* The host has less available than the cgroup would leave: the host's. */
+	assert_ovc_ok(ovc_meminfo_read(FIX "normal", &m));
+	ovc_meminfo_limit_to_cgroup(&m, &cg);
+	assert_int_equal(m.total_bytes, 2 * GIB);
+	assert_int_equal(m.available_bytes, GIB + 32 * MIB);
+	m.available_bytes = 100 * MIB;
+	ovc_meminfo_limit_to_cgroup(&m, &cg);
+	assert_int_equal(m.available_bytes, 100 * MIB);
+
+	/* No limit: the host's figures as they are. */
+	assert_ovc_ok(ovc_cgroup_mem_read(FIX "cgroup/v1", "/unlimited", &cg));
+	assert_true(cg.limit_bytes == UINT64_MAX);
+	assert_ovc_ok(ovc_meminfo_read(FIX "normal", &m));
+	ovc_meminfo_limit_to_cgroup(&m, &cg);
+	assert_int_equal(m.available_bytes, 2 * GIB);
+
+	/* Usage above the limit (a limit lowered under running guests). */
+	cg = (struct ovc_cgroup_mem){ .limit_bytes = GIB, .usage_bytes = 2 * GIB, .inactive_file_bytes = 0 };
+	ovc_meminfo_limit_to_cgroup(&m, &cg);
+	assert_int_equal(m.available_bytes, 0);
+	assert_int_equal(m.free_bytes, 0);
+
+	assert_int_equal(ovc_cgroup_mem_read(FIX "cgroup/bad", "/vms", &cg), -EBADMSG);
+	assert_int_equal(ovc_cgroup_mem_read(FIX "cgroup", "/absent", &cg), -ENOENT);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest unit[] = {
@@ -250,6 +298,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_trigger_args),
 		cmocka_unit_test(test_root_file),
 		cmocka_unit_test(test_collect_fixture),
+		cmocka_unit_test(test_cgroup_fixture),
 	};
 	const struct CMUnitTest integration[] = {
 		cmocka_unit_test(test_real_collect),

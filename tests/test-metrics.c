@@ -31,16 +31,19 @@ static void test_render(void **state)
 		  .available_bytes = OVC_UNKNOWN, .floor_bytes = 256 * MIB, .inflates = 2,
 		  .engine_zero_bytes = OVC_UNKNOWN, .engine_swap_bytes = OVC_UNKNOWN,
 		  .engine_target_bytes = OVC_UNKNOWN, .engine_swap_in_bytes = OVC_UNKNOWN,
-		  .engine_swap = { U, U, U, U, U, U, U, U } },
+		  .engine_swap = { U, U, U, U, U, U, U, U }, .headroom_bytes = 64 * MIB, .keep_bytes = U,
+		  .oom_kills = 1, .quick_deflates = 3, .fpr_bytes = U, .raised_floor_bytes = 300 * MIB },
 		{ .name = "db", .max_bytes = 2 * GIB, .actual_bytes = 2 * GIB, .target_bytes = 2 * GIB,
 		  .available_bytes = GIB, .floor_bytes = GIB, .engine = true, .engine_zero_bytes = 5 * MIB,
 		  .engine_swap_bytes = 0, .engine_target_bytes = 7 * MIB, .engine_swap_in_bytes = 3 * MIB,
 		  /* an engine that sent everything but the percentiles */
 		  .engine_swap = { .out_bytes = 9 * MIB, .cache_bytes = 2 * MIB, .cache_hits = 4, .refaults = 5,
-				   .write_errors = 1, .read_errors = 0, .fault_p50_usec = U, .fault_p99_usec = U } },
+				   .write_errors = 1, .read_errors = 0, .fault_p50_usec = U, .fault_p99_usec = U },
+		  .headroom_bytes = U, .keep_bytes = U, .free_page_reporting = true, .fpr_bytes = 32 * MIB,
+		  .raised_floor_bytes = U },
 	};
 	struct ovcd_view v = {
-		.ticks = 9, .level = OVC_HOST_ROOM, .guests = g, .n_guests = 2,
+		.ticks = 9, .checks = 17, .level = OVC_HOST_ROOM, .guests = g, .n_guests = 2,
 		.oc = { .host_total_bytes = 8 * GIB, .provisioned_ratio_permille = 1375,
 			.effective_ratio_permille = 2001, .savings = { .balloon_bytes = 512 * MIB },
 			.headroom_low_bytes = -5 },
@@ -59,6 +62,16 @@ static void test_render(void **state)
 	assert_non_null(strstr(text, "\novc_host_level{level=\"room\"} 1\n"));
 	assert_non_null(strstr(text, "\novc_host_level{level=\"pressure\"} 0\n"));
 	assert_non_null(strstr(text, "\novc_ticks_total 9\n"));
+	assert_non_null(strstr(text, "\novc_policy_checks_total 17\n"));
+	assert_non_null(strstr(text, "\novc_guest_headroom_bytes{guest=\"we\\\"b\\\\1\\n\"} 67108864\n"));
+	assert_null(strstr(text, "ovc_guest_headroom_bytes{guest=\"db\"}"));
+	assert_non_null(strstr(text, "\novc_guest_raised_floor_bytes{guest=\"we\\\"b\\\\1\\n\"} 314572800\n"));
+	assert_null(strstr(text, "ovc_guest_raised_floor_bytes{guest=\"db\"}"));
+	assert_non_null(strstr(text, "\novc_guest_oom_kills{guest=\"we\\\"b\\\\1\\n\"} 1\n"));
+	assert_non_null(strstr(text, "\novc_guest_quick_deflates{guest=\"we\\\"b\\\\1\\n\"} 3\n"));
+	/* Free page reporting: only the guest that has it. */
+	assert_non_null(strstr(text, "\novc_guest_free_page_reporting_bytes{guest=\"db\"} 33554432\n"));
+	assert_null(strstr(text, "ovc_guest_free_page_reporting_bytes{guest=\"we"));
 	assert_non_null(strstr(text, "\novc_guest_current_bytes{guest=\"we\\\"b\\\\1\\n\"} 536870912\n"));
 	assert_non_null(strstr(text, "\novc_guest_available_bytes{guest=\"db\"} 1073741824\n"));
 	assert_non_null(strstr(text, "\novc_guest_engine_shared_bytes{guest=\"db\"} 5242880\n"));

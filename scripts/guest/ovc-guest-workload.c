@@ -11,8 +11,19 @@
  *
  *   ping               ok pong
  *   meminfo            ok MemTotal=<KiB> MemFree=<KiB> MemAvailable=<KiB> oom_kill=<n> held=<bytes> oom_deflate=<n>
- *   alloc <size>[K|M|G] ok held=<bytes>   (mmap + touch every page, kept until "free")
- *   free               ok held=0
+ *   alloc <size>[K|M|G] [<msec>]
+ *                      ok held=<bytes> msec=<elapsed>
+ *                      mmap in 4 MiB chunks and write every page at once,
+ *                      kept until "free"; with <msec>, paced so that the
+ *                      whole allocation takes about that long (a workload
+ *                      that grows at a given rate)
+ *   free [<size>]      ok held=<bytes>   (the newest <size>, or everything)
+ *   verify             ok pages=<n>      (every held page still has its data)
+ *
+ * Every page allocated is written with data of its own (a serial number
+ * that is never 0, at its start and its end), so that neither the guest
+ * nor the host can back it with the zero page or merge it with another,
+ * and "verify" tells a lost write from a kept one.
  *
  * A size is bytes unless it ends in K, M or G (binary units). The program
  * prints "ready" once when it starts, so that the host knows the channel works.
@@ -35,18 +46,22 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
-#define MAX_CHUNKS 4096
+#define MAX_CHUNKS 16384
+#define CHUNK (4ULL << 20)
 
 struct chunk {
 	void *addr;
-	size_t len;
+	uint64_t len;
+	uint64_t first_serial;
 };
 
 static struct chunk chunks[MAX_CHUNKS];
 static size_t nchunks;
 static uint64_t held_bytes;
+static uint64_t next_serial = 1; /* of the next page written; never 0 */
 
 static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reply(int fd, const char *fmt, ...)
@@ -115,41 +130,116 @@ static int parse_size(const char *s, uint64_t *ret)
 	return 0;
 }
 
-static void do_alloc(int fd, const char *arg)
+static uint64_t mono_msec(void)
 {
-	uint64_t len;
-	long page = sysconf(_SC_PAGESIZE);
+	struct timespec ts;
 
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The serial of a page is stored at its start and (inverted) at its end. */
+static void page_write(char *page, size_t size, uint64_t serial)
+{
+	*(volatile uint64_t *)page = serial;
+	*(volatile uint64_t *)(page + size - 8) = ~serial;
+}
+
+static void do_alloc(int fd, char *arg)
+{
+	uint64_t len, pace_msec = 0, done = 0, t0 = mono_msec();
+	long page = sysconf(_SC_PAGESIZE);
+	char *second = arg;
+
+	while (*second && !isspace((unsigned char)*second))
+		second++;
+	if (*second) {
+		*second++ = '\0';
+		if (parse_size(second, &pace_msec) < 0) {
+			reply(fd, "err bad duration '%s'", second);
+			return;
+		}
+	}
 	if (parse_size(arg, &len) < 0 || len == 0) {
 		reply(fd, "err bad size '%s'", arg);
 		return;
 	}
-	if (nchunks == MAX_CHUNKS) {
-		reply(fd, "err too many allocations");
+	len = (len + (uint64_t)page - 1) & ~((uint64_t)page - 1);
+	while (done < len) {
+		uint64_t n = len - done < CHUNK ? len - done : CHUNK;
+		char *p;
+
+		if (nchunks == MAX_CHUNKS) {
+			reply(fd, "err too many allocations (held=%llu)", (unsigned long long)held_bytes);
+			return;
+		}
+		p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			reply(fd, "err mmap: %s (held=%llu)", strerror(errno), (unsigned long long)held_bytes);
+			return;
+		}
+		chunks[nchunks++] = (struct chunk){ p, n, next_serial };
+		for (uint64_t off = 0; off < n; off += (uint64_t)page)
+			page_write(p + off, (size_t)page, next_serial++);
+		held_bytes += n;
+		done += n;
+		if (pace_msec) {
+			uint64_t due = t0 + pace_msec * done / len, now = mono_msec();
+
+			if (due > now)
+				usleep((useconds_t)(due - now) * 1000);
+		}
+	}
+	reply(fd, "ok held=%llu msec=%llu", (unsigned long long)held_bytes,
+	      (unsigned long long)(mono_msec() - t0));
+}
+
+/* Free the newest @len bytes (all for 0): whole chunks, the last one cut. */
+static void do_free(int fd, const char *arg)
+{
+	uint64_t len = 0;
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (*arg && (parse_size(arg, &len) < 0 || len == 0)) {
+		reply(fd, "err bad size '%s'", arg);
 		return;
 	}
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED) {
-		reply(fd, "err mmap: %s", strerror(errno));
-		return;
+	if (!*arg || len > held_bytes)
+		len = held_bytes;
+	len &= ~((uint64_t)page - 1);
+	while (len && nchunks) {
+		struct chunk *c = &chunks[nchunks - 1];
+		uint64_t cut = len < c->len ? len : c->len;
+
+		munmap((char *)c->addr + (c->len - cut), cut);
+		c->len -= cut;
+		held_bytes -= cut;
+		len -= cut;
+		if (c->len == 0)
+			nchunks--;
 	}
-	/* Touch every page with non-zero data so that neither the guest nor
-	 * the host can satisfy it with the zero page. */
-	for (uint64_t off = 0; off < len; off += (uint64_t)page)
-		((volatile char *)p)[off] = 1;
-	chunks[nchunks++] = (struct chunk){ p, len };
-	held_bytes += len;
 	reply(fd, "ok held=%llu", (unsigned long long)held_bytes);
 }
 
-static void do_free(int fd)
+static void do_verify(int fd)
 {
-	while (nchunks) {
-		nchunks--;
-		munmap(chunks[nchunks].addr, chunks[nchunks].len);
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t pages = 0;
+
+	for (size_t i = 0; i < nchunks; i++) {
+		uint64_t serial = chunks[i].first_serial;
+
+		for (uint64_t off = 0; off < chunks[i].len; off += (uint64_t)page, serial++, pages++) {
+			const char *p = (const char *)chunks[i].addr + off;
+
+			if (*(const uint64_t *)p != serial || *(const uint64_t *)(p + page - 8) != ~serial) {
+				reply(fd, "err page %llu of allocation %zu lost its data",
+				      (unsigned long long)(off / (uint64_t)page), i);
+				return;
+			}
+		}
 	}
-	held_bytes = 0;
-	reply(fd, "ok held=0");
+	reply(fd, "ok pages=%llu", (unsigned long long)pages);
 }
 
 #define TRACEFS "/sys/kernel/tracing"
@@ -227,7 +317,9 @@ static void handle(int fd, char *line)
 	else if (strcmp(line, "alloc") == 0)
 		do_alloc(fd, arg);
 	else if (strcmp(line, "free") == 0)
-		do_free(fd);
+		do_free(fd, arg);
+	else if (strcmp(line, "verify") == 0)
+		do_verify(fd);
 	else
 		reply(fd, "err unknown command '%s'", line);
 }
