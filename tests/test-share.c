@@ -142,10 +142,10 @@ static void run_mode(const struct mode *m)
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = { .size = sizeof(o), .flags = m->flags | OVC_ENGINE_NO_AUTOSCAN };
 	assert_ovc_ok(ovc_engine_new(&o, &e));
-	/* Shared memory drops zero pages only when asked (nothing here
-	 * writes through a pin); test_memfd_kept checks the default. */
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0x100000,
-				     m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
+	/* Shared memory and the path without MOVE drop zero pages only when
+	 * asked (nothing here writes through a pin); test_memfd_kept checks
+	 * the default. */
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0x100000, mode_cpu_only_flags(m->flags, m->backing)));
 	struct loop l;
 	bool loop = m->flags & OVC_ENGINE_NO_THREADS;
 	if (loop)
@@ -476,7 +476,7 @@ static void test_autoscan(void **state)
 	guest_ram_free(&g);
 }
 
-/* Shared memory without OVC_REGION_SHMEM_SHARE: zero pages are found and
+/* Shared memory without OVC_REGION_UNPINNED: zero pages are found and
  * counted, never dropped (nothing in the kernel frees a shmem page and
  * refuses a pinned one). */
 static void test_memfd_kept(void **state)
