@@ -67,7 +67,8 @@ enum {
 	OVC_ENGINE_NO_THREADS = 1u << 0,
 	/* Never use UFFDIO_MOVE even where the kernel has it; always take the
 	 * write-protect path, which drops with MADV_DONTNEED and so does not
-	 * keep kernel writes through a pin (see above). For testing and for
+	 * keep kernel writes through a pin: regions keep their pages unless
+	 * added with OVC_REGION_UNPINNED (see above). For testing and for
 	 * kernels with MOVE bugs. */
 	OVC_ENGINE_NO_MOVE = 1u << 1,
 	/* Do not scan on a timer; scan only on ovc_engine_scan_sync() and
@@ -84,7 +85,8 @@ enum {
 	 * automatically when the kernel lacks one of these or with
 	 * OVC_ENGINE_NO_MOVE. Needs the engine's threads (not with
 	 * OVC_ENGINE_NO_THREADS) and excludes OVC_ENGINE_MOVE. Where the
-	 * kernel has UFFDIO_MOVE these paths drop through it (pinned pages).
+	 * kernel has UFFDIO_MOVE these paths drop through it (pinned pages);
+	 * without it a region is swapped only with OVC_REGION_UNPINNED.
 	 * Without swap it changes nothing. */
 	OVC_ENGINE_SYNC_WP = 1u << 4,
 	/* With swap: encrypt every page written to the swap file with
