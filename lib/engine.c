@@ -27,7 +27,7 @@
 #define KNOWN_ENGINE_FLAGS \
 	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE | \
 	 OVC_ENGINE_SYNC_WP | OVC_ENGINE_SWAP_ENCRYPT)
-#define KNOWN_REGION_FLAGS (OVC_REGION_NO_SWAP | OVC_REGION_NO_SHARE | OVC_REGION_SHMEM_SHARE)
+#define KNOWN_REGION_FLAGS (OVC_REGION_NO_SWAP | OVC_REGION_NO_SHARE | OVC_REGION_UNPINNED)
 /* The first published layout ends after io_error_userdata. */
 #define OPTS_MIN_SIZE (offsetof(struct ovc_engine_opts, flags) + sizeof(uint32_t))
 #define STATS_MIN_SIZE (offsetof(struct ovc_engine_stats, regions) + sizeof(uint64_t))
@@ -444,9 +444,11 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 		  e->sync_wp ? "write-protect path dropping through UFFDIO_MOVE" : "UFFDIO_MOVE path",
 		  e->sync_wp ? ", sync write tracking" : "");
 	if (!e->have_move)
-		log_notice(&e->log, "engine: no UFFDIO_MOVE (%s): zero pages are dropped with MADV_DONTNEED, "
-			   "which does not stop a kernel write through a pin (O_DIRECT, io_uring, "
-			   "process_vm_writev into guest RAM) from being lost; see ovc_engine_new(3)",
+		log_notice(&e->log, "engine: no UFFDIO_MOVE (%s): nothing here refuses a page the kernel "
+			   "holds pinned, so regions keep their pages (nothing dropped, shared or swapped "
+			   "out) unless added with OVC_REGION_UNPINNED; set it only on a region that "
+			   "nothing writes through a pin (no O_DIRECT or io_uring reads into it, no "
+			   "process_vm_writev, no vhost); see ovc_region_add(3)",
 			   (o.flags & OVC_ENGINE_NO_MOVE) ? "OVC_ENGINE_NO_MOVE" : "kernel before 6.8");
 	*ret = e;
 	e = NULL;
@@ -525,7 +527,8 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	/* Which path: the MOVE path wherever the kernel has UFFDIO_MOVE
 	 * (it refuses pages the kernel holds pinned: docs/engine.md, "Pages
 	 * the kernel holds pinned"); the write-protect path for shared
-	 * memory, in the sync write-protect mode and without MOVE. */
+	 * memory, in the sync write-protect mode and without MOVE, where a
+	 * region gives pages back only with OVC_REGION_UNPINNED. */
 	bool can_move = e->have_move && !shmem && !e->sync_wp;
 	/* With swap the uffd has WP_ASYNC, under which the write-protect path
 	 * would lose writes; in sync mode the write-protect path is the only
@@ -552,6 +555,9 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	}
 	reg->shmem = shmem;
 	reg->can_move = can_move;
+	/* Dropping a page without UFFDIO_MOVE (MADV_DONTNEED, a punched
+	 * hole) loses a write through a pin: only on the VMM's promise. */
+	reg->may_drop = (e->have_move && !shmem) || (flags & OVC_REGION_UNPINNED);
 
 	pthread_mutex_lock(&e->pass_lock);
 	pthread_rwlock_wrlock(&e->regions_lock);
@@ -611,8 +617,9 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	e->nregions++;
 	pthread_rwlock_unlock(&e->regions_lock);
 	pthread_mutex_unlock(&e->pass_lock);
-	log_info(&e->log, "region guest 0x%" PRIx64 "+%" PRIu64 " MiB (%s, %s path)", guest_phys,
-		 len_bytes >> 20, shmem ? "shared memory" : "anonymous", can_move ? "move" : "write-protect");
+	log_info(&e->log, "region guest 0x%" PRIx64 "+%" PRIu64 " MiB (%s, %s path%s)", guest_phys,
+		 len_bytes >> 20, shmem ? "shared memory" : "anonymous", can_move ? "move" : "write-protect",
+		 reg->may_drop ? "" : ", pages kept: no OVC_REGION_UNPINNED");
 	wake_worker(e);
 	return 0;
 fail:

@@ -60,9 +60,11 @@
  * SWAPPED) only by a means that refuses a pinned page — UFFDIO_MOVE, which
  * fails with EBUSY — and with its content checked after it left; a page
  * refused stays RESIDENT. MADV_DONTNEED and a punched hole do not refuse:
- * used only on kernels without MOVE and on shared memory the VMM opted in
- * (OVC_REGION_SHMEM_SHARE). docs/engine.md, "Pages the kernel holds
- * pinned".
+ * used only on regions the VMM added with OVC_REGION_UNPINNED (shared
+ * memory, or anonymous memory on an engine without MOVE); without it such
+ * a region keeps its pages (may_drop false: found and counted, never
+ * dropped, shared or swapped out). docs/engine.md, "Pages the kernel
+ * holds pinned".
  *
  * Threads and locks. Words change with compare-and-swap only, from any
  * thread. region->lock orders the fault handler's "read state, then
@@ -205,6 +207,9 @@ struct ovc_region {
 	unsigned flags;            /* OVC_REGION_* */
 	bool shmem;                /* MAP_SHARED memfd/shmem: write-protect path */
 	bool can_move;             /* UFFDIO_MOVE usable on this region */
+	bool may_drop;             /* pages may leave the guest: anonymous with
+				    * UFFDIO_MOVE (it refuses pinned pages), or
+				    * OVC_REGION_UNPINNED */
 
 	pst_t *pst;                /* npages words, mmap'd */
 	_Atomic uint16_t *slot_hi; /* npages high slot halves, same mapping */

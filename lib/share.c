@@ -24,9 +24,11 @@
  * rest of the run goes on); and whatever is moved is looked at again in
  * staging, where nothing writes it, so a write through a pin released
  * before the move is seen. MADV_DONTNEED and a punched hole drop pinned
- * pages (the write lands in an orphaned page): used only without MOVE,
- * and on shared memory only with OVC_REGION_SHMEM_SHARE
- * (docs/engine.md, "Pages the kernel holds pinned").
+ * pages (the write lands in an orphaned page): used only on regions the
+ * VMM added with OVC_REGION_UNPINNED (shared memory, and anonymous memory
+ * without MOVE); without it such a region's zero pages are found and
+ * counted but stay (region->may_drop; docs/engine.md, "Pages the kernel
+ * holds pinned").
  *
  *  MOVE path (private anonymous, kernel with UFFDIO_MOVE):
  *   1. under region->lock: mark the candidates SHARING, then UFFDIO_MOVE
@@ -57,8 +59,9 @@
  *   answers before we move (ZEROPAGE on a present page fails EEXIST,
  *   harmless) or sees SHARING.
  *
- *  Write-protect path (shmem/memfd with OVC_REGION_SHMEM_SHARE; anonymous
- *  memory in the sync write-protect mode and on kernels without MOVE):
+ *  Write-protect path (anonymous memory in the sync write-protect mode;
+ *  shmem/memfd and anonymous memory without MOVE, both only with
+ *  OVC_REGION_UNPINNED):
  *   1. under region->lock, before any page is read: mark every present
  *      RESIDENT page of the batch (and on shmem every present ZERO page)
  *      SHARING, zero or not, and UFFDIO_WRITEPROTECT the span from the
@@ -780,10 +783,11 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 {
 	uint64_t cpu0 = now_nsec(CLOCK_THREAD_CPUTIME_ID);
 	const uint8_t *src = batch_source(e, r, first, n);
-	/* Shared memory drops zero pages only when the VMM says nothing
-	 * writes it through a pin or another mapping (OVC_REGION_SHMEM_SHARE:
-	 * no kernel primitive frees a shmem page and refuses a pinned one). */
-	bool share = !(r->flags & OVC_REGION_NO_SHARE) && (!r->shmem || (r->flags & OVC_REGION_SHMEM_SHARE));
+	/* Without UFFDIO_MOVE (shared memory; anonymous memory on an engine
+	 * without MOVE) zero pages are dropped only when the VMM says nothing
+	 * writes the region through a pin (OVC_REGION_UNPINNED): a punched
+	 * hole and MADV_DONTNEED drop pinned pages. */
+	bool share = !(r->flags & OVC_REGION_NO_SHARE) && r->may_drop;
 	bool wp = !r->can_move && share;
 	uint8_t held[BATCH_PAGES];
 	struct page_run span = { 0, 0 };

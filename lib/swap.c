@@ -311,7 +311,11 @@ int swap_region_add(ovc_engine *e, struct ovc_region *r)
 {
 	struct engine_swap *sw = &e->sw;
 
-	if (!swap_enabled(e) || (r->flags & OVC_REGION_NO_SWAP))
+	/* Without UFFDIO_MOVE (sync write-protect mode with
+	 * OVC_ENGINE_NO_MOVE or before 6.8) a swap-out drops pages with
+	 * MADV_DONTNEED, pinned ones too: like NO_SWAP unless the VMM
+	 * promised OVC_REGION_UNPINNED (region->may_drop). */
+	if (!swap_enabled(e) || (r->flags & OVC_REGION_NO_SWAP) || !r->may_drop)
 		return 0;
 	size_t cap = (size_t)MIN(r->npages, MAX(r->npages / SWAP_CAND_DIV, (uint64_t)SWAP_CAND_MIN));
 	if (cap > sw->cand_cap) {

@@ -177,6 +177,22 @@ static inline void mode_need(const struct engine_mode *m)
 		skip_because("kernel without UFFDIO_MOVE (Linux < 6.8)");
 }
 
+/* Whether regions of @m give pages back without OVC_REGION_UNPINNED: only
+ * anonymous memory on an engine with UFFDIO_MOVE (it refuses pinned
+ * pages); shared memory and anonymous memory without MOVE keep them. */
+static inline bool mode_pin_safe(unsigned engine_flags, enum backing backing)
+{
+	return backing == BACK_ANON && !(engine_flags & OVC_ENGINE_NO_MOVE) && kernel_has_move();
+}
+
+/* The region flag for a test whose only writers are CPUs (no pin, no other
+ * mapping): OVC_REGION_UNPINNED where the engine needs that promise to
+ * reclaim at all. */
+static inline unsigned mode_cpu_only_flags(unsigned engine_flags, enum backing backing)
+{
+	return mode_pin_safe(engine_flags, backing) ? 0 : OVC_REGION_UNPINNED;
+}
+
 /* Options of @m for @guest_bytes of guest RAM: no timer; with swap, a swap
  * file as large as the guest RAM in /var/tmp and pages cold after one
  * interval (each forced tick is one). */

@@ -89,8 +89,9 @@ static void inject_reclaim(const struct fmode *m)
 		ovc_engine *e = NULL;
 		struct ovc_engine_opts o = { .size = sizeof(o), .flags = m->flags | OVC_ENGINE_NO_AUTOSCAN };
 		assert_ovc_ok(ovc__engine_new_with_sys(&o, &fi.sys, &e));
-		/* memfd drops zero pages only when asked (no pinned writers here). */
-		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
+		/* memfd and the path without MOVE drop zero pages only when
+		 * asked (no pinned writers here). */
+		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, mode_cpu_only_flags(m->flags, m->backing)));
 		struct loop l;
 		bool loop = m->flags & OVC_ENGINE_NO_THREADS;
 		if (loop)

@@ -142,10 +142,10 @@ static void run_mode(const struct mode *m)
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = { .size = sizeof(o), .flags = m->flags | OVC_ENGINE_NO_AUTOSCAN };
 	assert_ovc_ok(ovc_engine_new(&o, &e));
-	/* Shared memory drops zero pages only when asked (nothing here
-	 * writes through a pin); test_memfd_kept checks the default. */
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0x100000,
-				     m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
+	/* Shared memory and the path without MOVE drop zero pages only when
+	 * asked (nothing here writes through a pin); test_memfd_kept checks
+	 * the default. */
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0x100000, mode_cpu_only_flags(m->flags, m->backing)));
 	struct loop l;
 	bool loop = m->flags & OVC_ENGINE_NO_THREADS;
 	if (loop)
@@ -476,29 +476,35 @@ static void test_autoscan(void **state)
 	guest_ram_free(&g);
 }
 
-/* Shared memory without OVC_REGION_SHMEM_SHARE: zero pages are found and
- * counted, never dropped (nothing in the kernel frees a shmem page and
- * refuses a pinned one). */
-static void test_memfd_kept(void **state)
+/* Where nothing refuses a pinned page — shared memory, anonymous memory
+ * without MOVE — a region without OVC_REGION_UNPINNED has its zero pages
+ * found and counted, never dropped. */
+static void kept(unsigned flags, enum backing backing)
 {
 	need_uffd();
 	struct guest_ram g;
-	guest_ram_alloc(&g, (size_t)NPAGES * 4096, BACK_MEMFD);
+	guest_ram_alloc(&g, (size_t)NPAGES * 4096, backing);
 	fill(g.p);
 	ovc_engine *e = NULL;
-	struct ovc_engine_opts o = { .size = sizeof(o), .flags = OVC_ENGINE_NO_AUTOSCAN };
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = flags | OVC_ENGINE_NO_AUTOSCAN };
 	assert_ovc_ok(ovc_engine_new(&o, &e));
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
 	assert_int_equal(ovc_engine_scan_sync(e, 0), 0);
+	assert_int_equal(ovc_engine_scan_sync(e, 0), 0);
 	struct ovc_engine_stats st = { .size = sizeof(st) };
 	assert_ovc_ok(ovc_engine_stats(e, &st));
-	assert_int_equal(st.zero_pages_found, expected_zero());
+	assert_int_equal(st.zero_pages_found, 2 * expected_zero());
+	assert_int_equal(st.zero_pages_reclaimed, 0);
 	assert_int_equal(st.zero_pages_now, 0);
+	assert_int_equal(st.pinned_pages_kept, 0); /* no pin was seen */
 	assert_int_equal(resident_pages(g.p, g.len), NPAGES);
 	check(g.p);
 	ovc_engine_free(e);
 	guest_ram_free(&g);
 }
+
+static void test_memfd_kept(void **state) { (void)state; kept(0, BACK_MEMFD); }
+static void test_nomove_kept(void **state) { (void)state; kept(OVC_ENGINE_NO_MOVE, BACK_ANON); }
 
 /* The kernel writes into guest RAM through a pin (O_DIRECT read,
  * process_vm_writev) while passes run back to back: no page it writes may
@@ -581,6 +587,7 @@ int main(void)
 		cmocka_unit_test(test_autoscan),
 		cmocka_unit_test(test_discard_races_move),
 		cmocka_unit_test(test_memfd_kept),
+		cmocka_unit_test(test_nomove_kept),
 		cmocka_unit_test(test_pin_odirect_move),
 		cmocka_unit_test(test_pin_odirect_wp),
 		cmocka_unit_test(test_pin_odirect_memfd),

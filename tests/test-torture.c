@@ -192,9 +192,10 @@ static void torture(const struct torture_case *tc)
 	atomic_store(&ovc__swap_fill_ahead_bytes, UINT64_C(1) << 20);
 	ovc_engine *e = mode_engine_new(m, g.len, NULL);
 	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
-	/* memfd: the writers here are CPUs only, so its zero pages may go
-	 * (OVC_REGION_SHMEM_SHARE). */
-	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
+	/* The writers here are CPUs only, so memfd and the paths without
+	 * MOVE may drop pages too (OVC_REGION_UNPINNED); tests/test-writers.c
+	 * runs them without it against kernel writers. */
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, mode_cpu_only_flags(m->flags, m->backing)));
 	if (swap) /* everything may go; the tracker picks what is cold */
 		atomic_store(&e->c_reclaim_target, g.len);
 
@@ -308,7 +309,8 @@ int main(int argc, char **argv)
 	/* The write-protect path on anonymous memory is the one of kernels
 	 * without MOVE (OVC_ENGINE_NO_MOVE); swap on the sync write-protect
 	 * path (kernels before 6.7): write-protect faults track writes, zero
-	 * sharing and swap-out both protect and drop. */
+	 * sharing and swap-out both protect and drop (through UFFDIO_MOVE
+	 * where the kernel has it, else, syncwp-nomove, with MADV_DONTNEED). */
 	struct torture_case cases[] = {
 		{ { "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, false }, &run },
 		{ { "threads/anon/wp", OVC_ENGINE_NO_MOVE, BACK_ANON, false }, &run },
@@ -318,6 +320,7 @@ int main(int argc, char **argv)
 		{ { "threads/anon/swap", 0, BACK_ANON, true }, &run },
 		{ { "loop/anon/swap", OVC_ENGINE_NO_THREADS, BACK_ANON, true }, &run },
 		{ { "threads/anon/syncwp", OVC_ENGINE_SYNC_WP, BACK_ANON, true }, &run },
+		{ { "threads/anon/syncwp-nomove", OVC_ENGINE_SYNC_WP | OVC_ENGINE_NO_MOVE, BACK_ANON, true }, &run },
 		/* Encrypted swap: every page out is encrypted in the engine's
 		 * buffer and decrypted on the way back (faults, readahead
 		 * windows, swap-cache hits). */

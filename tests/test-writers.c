@@ -681,10 +681,10 @@ static void test_writers(void **state)
 	ovc_engine_free(e);
 	long bad_after = shadow_compare(rg.g.p, rg.t.shadow, NPAGES, m->name);
 	long lost = rig_report(&rg, m->name, "");
-	print_message("writers %s: %.1f s, %ld passes, %ld pages reclaimed, %" PRIu64 " swapped out, "
-		      "%" PRIu64 " swapped in, %" PRIu64 " zero faults\n",
-		      m->name, c->params->seconds, passes, reclaimed, st.pages_swapped_out, st.pages_swapped_in,
-		      st.zero_faults);
+	print_message("writers %s: %.1f s, %ld passes, %" PRIu64 " zero pages found, %ld reclaimed, "
+		      "%" PRIu64 " swapped out, %" PRIu64 " swapped in, %" PRIu64 " zero faults\n",
+		      m->name, c->params->seconds, passes, st.zero_pages_found, reclaimed, st.pages_swapped_out,
+		      st.pages_swapped_in, st.zero_faults);
 	long failed = rig_failed(&rg);
 	long ran_all = 1;
 	for (unsigned op = W_CPU; op < W_NOPS; op++) {
@@ -702,16 +702,24 @@ static void test_writers(void **state)
 	assert_int_equal(bad_after, 0);
 	assert_int_equal(failed, 0);
 	assert_int_equal(errors, 0);
-	/* Every writer ran, and the engine really reclaimed meanwhile
-	 * (shared memory without OVC_REGION_SHMEM_SHARE keeps its zero
-	 * pages). */
 	assert_true(ran_all);
-	if (m->backing == BACK_ANON || m->swap)
-		assert_true(reclaimed > 0);
-	if (m->swap) {
-		assert_true(st.pages_swapped_out > 0);
-		assert_int_equal(st.swap_write_errors + st.swap_read_errors, 0);
+	assert_int_equal(st.swap_write_errors + st.swap_read_errors, 0);
+	if (!mode_pin_safe(m->flags, m->backing)) {
+		/* No primitive here refuses a pinned page (shared memory,
+		 * anonymous memory without MOVE), and the region has no
+		 * OVC_REGION_UNPINNED: the engine finds the zero pages but
+		 * drops, shares and swaps out nothing. */
+		assert_true(st.zero_pages_found > 0);
+		assert_int_equal(reclaimed, 0);
+		assert_int_equal(st.zero_pages_reclaimed, 0);
+		assert_int_equal(st.zero_pages_now, 0);
+		assert_int_equal(st.pages_swapped_out, 0);
+		return;
 	}
+	/* The engine really reclaimed meanwhile. */
+	assert_true(reclaimed > 0);
+	if (m->swap)
+		assert_true(st.pages_swapped_out > 0);
 }
 
 /* ---- fault injection ---------------------------------------------------- */
@@ -781,10 +789,11 @@ static void test_inject(void **state)
 			fail_msg("%s: failing reclaim call %ld: %ld pages differ from the shadow", m->name, n, bad);
 		if (n == 0) {
 			/* The calls of a clean reclaim: each fails in turn.
-			 * Shared memory without OVC_REGION_SHMEM_SHARE keeps its
-			 * zero pages: a pass makes no call to fail there. */
+			 * Without a primitive refusing pinned pages (and
+			 * without OVC_REGION_UNPINNED) the region keeps its
+			 * pages: a pass may make no call to fail there. */
 			count = calls;
-			if (m->backing == BACK_MEMFD && count == 0)
+			if (!mode_pin_safe(m->flags, m->backing) && count == 0)
 				break;
 			assert_true(count > 0);
 		}
@@ -946,9 +955,10 @@ static void test_no_share(void **state)
 			a.p[p * PG + 7] = b.p[p * PG + 7] = shadow[p * PG + 7] = (uint8_t)(p | 1);
 	}
 	ovc_engine *e = mode_engine_new(m, 2 * n * PG, NULL);
-	/* Shared memory: SHMEM_SHARE lets zero pages go (only the CPU writes
-	 * here), and NO_SHARE must still win over it. */
-	unsigned shm = m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0;
+	/* Shared memory and the path without MOVE: OVC_REGION_UNPINNED lets
+	 * zero pages go (only the CPU writes here), and NO_SHARE must still
+	 * win over it. */
+	unsigned shm = mode_cpu_only_flags(m->flags, m->backing);
 	assert_ovc_ok(ovc_region_add(e, a.p, a.len, 0, OVC_REGION_NO_SHARE | shm));
 	assert_ovc_ok(ovc_region_add(e, b.p, b.len, 1u << 30, shm));
 	if (m->swap)
@@ -1158,9 +1168,9 @@ static void test_access(void **state)
 	struct rig rg;
 	rig_init(&rg, m, 64, 0);
 	ovc_engine *e = mode_engine_new(m, rg.g.len, NULL);
-	/* One access at a time here: shared memory may share its zero pages. */
-	assert_ovc_ok(ovc_region_add(e, rg.g.p, rg.g.len, 0,
-				     m->backing == BACK_MEMFD ? OVC_REGION_SHMEM_SHARE : 0));
+	/* One access at a time here, no pin during a pass: every path may
+	 * reclaim (OVC_REGION_UNPINNED where it needs the promise). */
+	assert_ovc_ok(ovc_region_add(e, rg.g.p, rg.g.len, 0, mode_cpu_only_flags(m->flags, m->backing)));
 	/* Everything may go, but only in the intervals this test runs (the
 	 * kick of ovc_engine_reclaim() would run one more). */
 	if (m->swap)
@@ -1281,9 +1291,13 @@ static void test_access(void **state)
 /* ---- the matrix ---------------------------------------------------------------- */
 
 /* The write-protect path on anonymous memory is the one of kernels
- * without UFFDIO_MOVE (OVC_ENGINE_NO_MOVE); shared memory always takes it,
- * and keeps its zero pages unless OVC_REGION_SHMEM_SHARE says that only
- * CPUs write it (kernel writers here, so not in these runs). */
+ * without UFFDIO_MOVE (OVC_ENGINE_NO_MOVE; with swap, the sync
+ * write-protect mode dropping with MADV_DONTNEED); shared memory always
+ * takes it. There a region keeps its pages unless OVC_REGION_UNPINNED says
+ * that only CPUs write it: kernel writers run here, so the writers, inject
+ * and lives tests add regions without it and check that nothing is
+ * dropped; the CPU-only tests (no-share, access) set it, and
+ * tests/test-torture.c runs those modes with it against CPU writers. */
 static const struct engine_mode modes[] = {
 	{ "threads/anon/default", 0, BACK_ANON, false },
 	{ "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, false },
@@ -1293,6 +1307,7 @@ static const struct engine_mode modes[] = {
 	{ "threads/anon/swap", 0, BACK_ANON, true },
 	{ "loop/anon/swap", OVC_ENGINE_NO_THREADS, BACK_ANON, true },
 	{ "threads/anon/syncwp", OVC_ENGINE_SYNC_WP, BACK_ANON, true },
+	{ "threads/anon/syncwp-nomove", OVC_ENGINE_SYNC_WP | OVC_ENGINE_NO_MOVE, BACK_ANON, true },
 };
 
 #define NMODES ARRAY_SIZE(modes)

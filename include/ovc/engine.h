@@ -31,10 +31,11 @@
  * shared or written out with stale content: the engine takes pages away
  * only through UFFDIO_MOVE, which refuses pinned pages (they stay resident,
  * counted in pinned_pages_kept), and looks at them again once moved.
- * Shared-memory regions keep their zero pages unless added with
- * OVC_REGION_SHMEM_SHARE. On kernels without UFFDIO_MOVE (before 6.8) or
- * with OVC_ENGINE_NO_MOVE pages are dropped with MADV_DONTNEED, and such a
- * write can be lost; ovc_engine_new(3).
+ * Where no such primitive exists — shared memory, and anonymous memory on
+ * kernels without UFFDIO_MOVE (before 6.8) or with OVC_ENGINE_NO_MOVE —
+ * a region keeps its pages (zero pages are found and counted, nothing is
+ * dropped, shared or swapped out) unless added with OVC_REGION_UNPINNED;
+ * ovc_region_add(3).
  *
  * Threads: an engine is driven either by its own threads (default) or by
  * the VMM's event loop (OVC_ENGINE_NO_THREADS, then poll ovc_engine_fd() and
@@ -66,7 +67,8 @@ enum {
 	OVC_ENGINE_NO_THREADS = 1u << 0,
 	/* Never use UFFDIO_MOVE even where the kernel has it; always take the
 	 * write-protect path, which drops with MADV_DONTNEED and so does not
-	 * keep kernel writes through a pin (see above). For testing and for
+	 * keep kernel writes through a pin: regions keep their pages unless
+	 * added with OVC_REGION_UNPINNED (see above). For testing and for
 	 * kernels with MOVE bugs. */
 	OVC_ENGINE_NO_MOVE = 1u << 1,
 	/* Do not scan on a timer; scan only on ovc_engine_scan_sync() and
@@ -83,7 +85,8 @@ enum {
 	 * automatically when the kernel lacks one of these or with
 	 * OVC_ENGINE_NO_MOVE. Needs the engine's threads (not with
 	 * OVC_ENGINE_NO_THREADS) and excludes OVC_ENGINE_MOVE. Where the
-	 * kernel has UFFDIO_MOVE these paths drop through it (pinned pages).
+	 * kernel has UFFDIO_MOVE these paths drop through it (pinned pages);
+	 * without it a region is swapped only with OVC_REGION_UNPINNED.
 	 * Without swap it changes nothing. */
 	OVC_ENGINE_SYNC_WP = 1u << 4,
 	/* With swap: encrypt every page written to the swap file with
@@ -166,16 +169,20 @@ enum {
 	 * hole) for one. With swap, its cold zero pages are written to the
 	 * swap file like any other page. */
 	OVC_REGION_NO_SHARE = 1u << 1,
-	/* Shared memory (memfd, shmem) only: drop its zero pages too. The
-	 * only way to free a shared-memory page is to punch it out of the
-	 * file, which nothing in the kernel refuses while the page is pinned
-	 * or mapped by another process: a write through an O_DIRECT or
-	 * io_uring read into guest RAM, process_vm_writev(), vhost, or a
-	 * vhost-user backend's own mapping would be lost. Without this flag
-	 * the zero pages of such a region are found and counted but stay.
-	 * Set it only when nothing but this process's CPUs writes the
-	 * memory. Ignored on private anonymous memory. */
-	OVC_REGION_SHMEM_SHARE = 1u << 2,
+	/* The VMM promises that nothing writes this region through a pin or
+	 * another mapping: no O_DIRECT or io_uring read into it, no
+	 * process_vm_writev(), no vhost, no vhost-user backend mapping it;
+	 * only CPUs through page faults. It lets the engine reclaim where no
+	 * kernel primitive refuses a pinned page: shared memory (memfd,
+	 * shmem: pages leave by a punched hole) and anonymous memory on an
+	 * engine without UFFDIO_MOVE (kernel before 6.8, OVC_ENGINE_NO_MOVE:
+	 * pages leave by MADV_DONTNEED). Both drop a pinned page, and a write
+	 * through the pin is lost. Without this flag such a region keeps its
+	 * pages: zero pages are found and counted (zero_pages_found) but not
+	 * dropped or shared, and nothing is swapped out. No effect where the
+	 * engine has UFFDIO_MOVE on anonymous memory, which refuses pinned
+	 * pages. */
+	OVC_REGION_UNPINNED = 1u << 2,
 };
 
 /*
