@@ -365,6 +365,7 @@ char *ovcd_reply_guests(const struct ovcd_view *v)
 		add(e, "growing", json_object_new_boolean(g->growing));
 		add(e, "idle", json_object_new_boolean(g->idle));
 		add(e, "oom_kills", json_object_new_uint64(g->oom_kills));
+		add(e, "noncompliant", json_object_new_boolean(g->noncompliant));
 		add(e, "free_page_reporting", json_object_new_boolean(g->free_page_reporting));
 		add(e, "free_page_reporting_bytes", g->free_page_reporting ? u64_or_null(g->fpr_bytes) : NULL);
 		/* What this guest gives back, by mechanism; null where the

@@ -707,6 +707,45 @@ static void guest_decision_keep(struct manager *m, struct mguest *g, const struc
 	g->v.oom_kills = d->state.oom_kills;
 }
 
+/* Whether the guest ignores what it was asked: the tick's decision (a
+ * check between ticks does not see an engine's part). A warning naming
+ * what it ignores when it starts, a notice when it complies again, both
+ * rate-limited with the guest's other messages. */
+static void guest_compliance_keep(struct manager *m, struct mguest *g, const struct ovc_policy_decision *d,
+				  uint64_t now)
+{
+	uint64_t timeout = m->cfg->balloon.pending_timeout_usec;
+	bool balloon;
+
+	if (d->noncompliant == g->v.noncompliant)
+		return;
+	g->v.noncompliant = d->noncompliant;
+	if (!d->noncompliant) {
+		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_NOTICE,
+					   "guest '%s' complies again: what it owes counts as relief on its way",
+					   g->v.name);
+		return;
+	}
+	balloon = g->drv != m->engines && d->state.stuck_usec && now >= d->state.stuck_usec &&
+		  now - d->state.stuck_usec >= timeout;
+	if (balloon)
+		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
+					   "guest '%s' is non-compliant: its balloon has not moved toward its "
+					   "target %s for %" PRIu64 "s (it has %s); no longer counted as relief, "
+					   "the others are asked instead",
+					   g->v.name, SZ(g->v.target_bytes),
+					   (now - d->state.stuck_usec) / USEC_PER_SEC, SZ(g->v.actual_bytes));
+	else
+		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
+					   "guest '%s' is non-compliant: its engine has not moved toward its "
+					   "reclaim target %s for %" PRIu64 "s (it shares %s, swaps %s); no "
+					   "longer counted as relief, the others are asked instead",
+					   g->v.name, SZ(g->v.engine_target_bytes),
+					   d->state.engine_stuck_usec && now >= d->state.engine_stuck_usec
+						   ? (now - d->state.engine_stuck_usec) / USEC_PER_SEC : 0,
+					   SZ(g->v.engine_zero_bytes), SZ(g->v.engine_swap_bytes));
+}
+
 /* ---- between ticks: fresh statistics of one guest ---- */
 
 /*
@@ -872,6 +911,7 @@ static void tick(struct manager *m)
 
 		snprintf(reason, sizeof(reason), "%s", d->reason);
 		guest_decision_keep(m, g, d);
+		guest_compliance_keep(m, g, d, host.now_usec);
 		/* An emergency's count is kept only once its deflate is done
 		 * (act_guest), with its time; any other decision may end a streak. */
 		if (action != OVC_ACTION_EMERGENCY && d->reclaim_action != OVC_ACTION_EMERGENCY)

@@ -160,6 +160,13 @@ int ovcd_metrics_render(const struct ovcd_view *v, char **ret, size_t *ret_len)
 	per_guest(f, v, "ovc_guest_free_page_reporting_bytes", "gauge",
 		  "Guest free memory back on the host through free page reporting, without a balloon.",
 		  G(fpr_bytes));
+	head(f, "ovc_guest_noncompliant", "gauge",
+	     "1 while the guest's balloon (or engine) has not moved toward its target for pending_timeout.");
+	for (size_t i = 0; i < v->n_guests; i++) {
+		fprintf(f, "ovc_guest_noncompliant{guest=\"");
+		put_label(f, v->guests[i].name);
+		fprintf(f, "\"} %d\n", v->guests[i].noncompliant);
+	}
 	/* Engines only: absent for a guest without one. */
 	per_guest(f, v, "ovc_guest_engine_shared_bytes", "gauge", "Guest memory the engine gives back by zero sharing.",
 		  G(engine_zero_bytes));

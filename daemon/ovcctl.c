@@ -246,6 +246,8 @@ static void print_guest_policy(struct json_object *g)
 {
 	uint64_t ooms = json_get_u64(g, "oom_kills"), quick = json_get_u64(g, "quick_deflates");
 
+	if (json_object_get_boolean(json_get(g, "noncompliant")))
+		printf(" [NON-COMPLIANT: ignores its target]");
 	if (json_object_get_boolean(json_get(g, "growing")))
 		printf(" [growing %s/s]", SZ(json_get_u64(g, "growth_rate_bytes")));
 	if (ovc_known(quick) && quick)

@@ -64,6 +64,10 @@ struct ovcd_guest_view {
 	bool free_page_reporting;
 	uint64_t fpr_bytes;
 	uint64_t quick_deflates;       /* emergency deflates between ticks */
+	bool noncompliant;             /* its balloon (or engine) has not moved
+				        * toward its target for pending_timeout:
+				        * what it owes no longer counts (the
+				        * tick's decision) */
 };
 
 struct ovcd_view {

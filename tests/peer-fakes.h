@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -89,19 +90,59 @@ static inline bool fake_qmp_setup(FILE *f, const char *cmd, struct json_object *
 struct fake_peer_record {
 	atomic_uint targets;  /* "balloon" commands */
 	atomic_uint balloons; /* query-balloon commands */
+	_Atomic uint64_t last_target; /* the last "balloon" value; 0: none */
 };
 
 enum fake_qmp_mode {
-	QMP_IMPOSTOR,     /* answers everything; query-name says @name (a neighbour's) */
-	QMP_MUTE_BALLOON, /* answers set-up and one query-balloon, then nothing */
+	QMP_IMPOSTOR,       /* answers everything; query-name says @name (a neighbour's) */
+	QMP_MUTE_BALLOON,   /* answers set-up and one query-balloon, then nothing */
+	/* With guest statistics (polling on, FAKE_QMP_USED_BYTES used, the
+	 * rest available): */
+	QMP_STUCK_BALLOON,  /* accepts every target, its balloon never moves */
+	QMP_OBEY_BALLOON,   /* its balloon reaches every target at once */
 };
 
+/* What a guest of the statistics modes uses; the rest of what it has is
+ * available (no page cache). */
+#define FAKE_QMP_USED_BYTES (256ull << 20)
+
+/* guest-stats of a guest that has @actual bytes, updated now. */
+static inline struct json_object *fake_qmp_stats(uint64_t actual)
+{
+	struct json_object *r = json_object_new_object(), *st = json_object_new_object();
+	uint64_t avail = actual > FAKE_QMP_USED_BYTES ? actual - FAKE_QMP_USED_BYTES : 0;
+
+	json_object_object_add(st, "stat-total-memory", json_object_new_uint64(actual));
+	json_object_object_add(st, "stat-free-memory", json_object_new_uint64(avail));
+	json_object_object_add(st, "stat-available-memory", json_object_new_uint64(avail));
+	json_object_object_add(st, "stat-disk-caches", json_object_new_uint64(0));
+	json_object_object_add(st, "stat-swap-in", json_object_new_uint64(0));
+	json_object_object_add(st, "stat-swap-out", json_object_new_uint64(0));
+	json_object_object_add(st, "stat-major-faults", json_object_new_uint64(0));
+	json_object_object_add(st, "stat-minor-faults", json_object_new_uint64(0));
+	json_object_object_add(r, "stats", st);
+	json_object_object_add(r, "last-update", json_object_new_int64((int64_t)time(NULL)));
+	return r;
+}
+
+/* A "balloon" command's value, or 0. */
+static inline uint64_t balloon_value(struct json_object *v)
+{
+	int64_t x = json_object_get_int64(v);
+
+	return json_object_is_type(v, json_type_int) && x > 0 ? (uint64_t)x : 0;
+}
+
 /* A monitor speaking QMP like QEMU 7.2 on @lfd (listening), one client at
- * a time, forever: a guest of @max_bytes at its maximum, polling off and
- * no balloon features; counts what it is asked in @sh. */
+ * a time, forever: a guest of @max_bytes at its maximum, no balloon
+ * features, polling off (on, with statistics, in the modes that have
+ * them); counts what it is asked in @sh. */
 static inline void fake_qmp_serve(int lfd, enum fake_qmp_mode mode, const char *name, uint64_t max_bytes,
 				  struct fake_peer_record *sh)
 {
+	bool stats = mode == QMP_STUCK_BALLOON || mode == QMP_OBEY_BALLOON;
+	uint64_t actual = max_bytes;
+
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		char *line = NULL;
@@ -125,6 +166,14 @@ static inline void fake_qmp_serve(int lfd, enum fake_qmp_mode mode, const char *
 			json_object_object_get_ex(req, "arguments", &args);
 			if (fake_qmp_setup(f, cmd, id, name, max_bytes)) {
 				/* answered */
+			} else if (strcmp(cmd, "qom-get") == 0 && stats && args &&
+				   json_object_object_get_ex(args, "property", &v) &&
+				   strcmp(json_object_get_string(v), "guest-stats-polling-interval") == 0) {
+				fake_qmp_reply(f, id, json_object_new_int(1));
+			} else if (strcmp(cmd, "qom-get") == 0 && stats && args &&
+				   json_object_object_get_ex(args, "property", &v) &&
+				   strcmp(json_object_get_string(v), "guest-stats") == 0) {
+				fake_qmp_reply(f, id, fake_qmp_stats(actual));
 			} else if (strcmp(cmd, "qom-get") == 0) {
 				/* Polling off, and no driver features. */
 				fake_qmp_reply(f, id, json_object_new_boolean(0));
@@ -136,10 +185,14 @@ static inline void fake_qmp_serve(int lfd, enum fake_qmp_mode mode, const char *
 					continue;
 				}
 				r = json_object_new_object();
-				json_object_object_add(r, "actual", json_object_new_uint64(max_bytes));
+				json_object_object_add(r, "actual", json_object_new_uint64(actual));
 				fake_qmp_reply(f, id, r);
 			} else if (strcmp(cmd, "balloon") == 0 && args && json_object_object_get_ex(args, "value", &v)) {
 				atomic_fetch_add(&sh->targets, 1);
+				atomic_store(&sh->last_target, balloon_value(v));
+				/* A balloon that moves only within the guest. */
+				if (mode == QMP_OBEY_BALLOON && balloon_value(v) && balloon_value(v) <= max_bytes)
+					actual = balloon_value(v);
 				fake_qmp_reply(f, id, NULL);
 			} else {
 				fake_qmp_reply(f, id, NULL); /* qmp_capabilities, qom-set */

@@ -189,7 +189,7 @@ static void test_replies(void **state)
 		  .stats_age_usec = 2 * USEC_PER_SEC, .engine = true, .engine_zero_bytes = 300 * MIB,
 		  .engine_swap_bytes = 0, .engine_target_bytes = 320 * MIB, .reclaims = 4, .releases = 1,
 		  .headroom_bytes = OVC_UNKNOWN, .keep_bytes = OVC_UNKNOWN, .free_page_reporting = true,
-		  .raised_floor_bytes = OVC_UNKNOWN,
+		  .raised_floor_bytes = OVC_UNKNOWN, .noncompliant = true,
 		  .fpr_bytes = 128 * MIB,
 		  .engine_swap_in_bytes = 6 * MIB,
 		  .engine_swap = { .out_bytes = 8 * MIB, .cache_bytes = MIB, .cache_hits = 3, .refaults = 2,
@@ -247,6 +247,7 @@ static void test_replies(void **state)
 	assert_false(json_object_get_boolean(field(e, "idle")));
 	assert_int_equal(json_object_get_uint64(field(e, "oom_kills")), 1);
 	assert_int_equal(json_object_get_uint64(field(e, "quick_deflates")), 2);
+	assert_false(json_object_get_boolean(field(e, "noncompliant")));
 	assert_false(json_object_get_boolean(field(e, "free_page_reporting")));
 	assert_null(field(e, "free_page_reporting_bytes"));
 	e = json_object_array_get_idx(arr, 1);
@@ -259,6 +260,7 @@ static void test_replies(void **state)
 	assert_int_equal(json_object_get_uint64(field(e, "available_bytes")), GIB);
 	assert_int_equal(json_object_get_uint64(field(e, "pinned_target_bytes")), 2 * GIB);
 	assert_string_equal(json_object_get_string(field(e, "driver")), "libvirt+ovc");
+	assert_true(json_object_get_boolean(field(e, "noncompliant")));
 	assert_int_equal(json_object_get_uint64(field(field(e, "savings"), "balloon_bytes")), 0);
 	assert_int_equal(json_object_get_uint64(field(field(e, "savings"), "shared_bytes")), 300 * MIB);
 	assert_int_equal(json_object_get_uint64(field(field(e, "savings"), "swapped_bytes")), 0);

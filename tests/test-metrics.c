@@ -40,7 +40,7 @@ static void test_render(void **state)
 		  .engine_swap = { .out_bytes = 9 * MIB, .cache_bytes = 2 * MIB, .cache_hits = 4, .refaults = 5,
 				   .write_errors = 1, .read_errors = 0, .fault_p50_usec = U, .fault_p99_usec = U },
 		  .headroom_bytes = U, .keep_bytes = U, .free_page_reporting = true, .fpr_bytes = 32 * MIB,
-		  .raised_floor_bytes = U },
+		  .raised_floor_bytes = U, .noncompliant = true },
 	};
 	struct ovcd_view v = {
 		.ticks = 9, .checks = 17, .level = OVC_HOST_ROOM, .guests = g, .n_guests = 2,
@@ -69,6 +69,9 @@ static void test_render(void **state)
 	assert_null(strstr(text, "ovc_guest_raised_floor_bytes{guest=\"db\"}"));
 	assert_non_null(strstr(text, "\novc_guest_oom_kills{guest=\"we\\\"b\\\\1\\n\"} 1\n"));
 	assert_non_null(strstr(text, "\novc_guest_quick_deflates{guest=\"we\\\"b\\\\1\\n\"} 3\n"));
+	/* Non-compliance: 0 or 1 for every guest. */
+	assert_non_null(strstr(text, "\novc_guest_noncompliant{guest=\"we\\\"b\\\\1\\n\"} 0\n"));
+	assert_non_null(strstr(text, "\novc_guest_noncompliant{guest=\"db\"} 1\n"));
 	/* Free page reporting: only the guest that has it. */
 	assert_non_null(strstr(text, "\novc_guest_free_page_reporting_bytes{guest=\"db\"} 33554432\n"));
 	assert_null(strstr(text, "ovc_guest_free_page_reporting_bytes{guest=\"we"));

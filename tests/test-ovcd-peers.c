@@ -27,7 +27,11 @@
  *
  * The tests share one daemon (a cmocka group) and run in order; the one
  * that fills a listen queue comes last, since an ovcd that blocks in it
- * answers nothing more.
+ * answers nothing more. A second group runs a daemon of its own on a host
+ * made short by a memory cgroup, beside a QMP guest that accepts every
+ * balloon target and never moves (a fake) and one that obeys (a fake too):
+ * the stuck one is marked non-compliant and the other inflated instead.
+ * OVC_TEST_FILTER runs only the tests it names.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -305,9 +309,10 @@ static int listen_at(const char *path, int backlog)
 }
 
 /* A process speaking QMP like QEMU 7.2 on @fd (listening), in @mode, with
- * a 1 GiB guest whose balloon is at its maximum; records what it is asked
- * in @sh. */
-static void fake_qmp(const char *file, enum fake_qmp_mode mode, const char *name)
+ * a guest of @max bytes whose balloon is at its maximum; records what it
+ * is asked in @sh (zeroed here). */
+static void fake_qmp_of(const char *file, enum fake_qmp_mode mode, const char *name, uint64_t max,
+			struct fake_peer_record *sh)
 {
 	char path[256];
 	int fd;
@@ -316,15 +321,21 @@ static void fake_qmp(const char *file, enum fake_qmp_mode mode, const char *name
 	snprintf(path, sizeof(path), "%s/%s", F.qmp_dir, file);
 	fd = listen_at(path, 4);
 	assert_true(fd >= 0);
-	memset(F.shared, 0, sizeof(*F.shared));
+	memset(sh, 0, sizeof(*sh));
 	pid = fork();
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fake_qmp_serve(fd, mode, name, GIB, F.shared);
+		fake_qmp_serve(fd, mode, name, max, sh);
 		_exit(0);
 	}
 	close(fd);
 	remember_kid(pid);
+}
+
+/* The same with a 1 GiB guest, recorded in F.shared. */
+static void fake_qmp(const char *file, enum fake_qmp_mode mode, const char *name)
+{
+	fake_qmp_of(file, mode, name, GIB, F.shared);
 }
 
 /* A process answering every engine-protocol line with @reply. */
@@ -462,6 +473,44 @@ static void write_config(void)
 	fclose(f);
 }
 
+/* F's directory /tmp/ovc-test-PID-@what with its QMP and engine dirs,
+ * and the paths of ovcd's config, socket and log in it. */
+static int fixture_dirs(const char *what)
+{
+	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-%s", (int)getpid(), what);
+	snprintf(F.qmp_dir, sizeof(F.qmp_dir), "%s/qmp", F.dir);
+	snprintf(F.engines, sizeof(F.engines), "%s/engines", F.dir);
+	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
+	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
+	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
+	if (mkdir(F.dir, 0755) < 0 || mkdir(F.qmp_dir, 0755) < 0 || mkdir(F.engines, 0755) < 0)
+		return -1;
+	return 0;
+}
+
+/* ovcd on F's config and QMP dir, its log in F.log; told about the
+ * guests' memory @cgroup unless NULL. */
+static void ovcd_start(const char *cgroup)
+{
+	F.ovcd = fork();
+	if (F.ovcd == 0) {
+		char bin[512];
+		int fd = open(F.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, STDERR_FILENO);
+		unsetenv("NOTIFY_SOCKET");
+		unsetenv("JOURNAL_STREAM");
+		snprintf(bin, sizeof(bin), "%s/ovcd", F.bin);
+		if (cgroup)
+			execl(bin, "ovcd", "-c", F.conf, "--no-libvirt", "--qmp-dir", F.qmp_dir, "--memory-cgroup",
+			      cgroup, (char *)NULL);
+		else
+			execl(bin, "ovcd", "-c", F.conf, "--no-libvirt", "--qmp-dir", F.qmp_dir, (char *)NULL);
+		_exit(127);
+	}
+}
+
 static int setup(void **state)
 {
 	struct harness_guest_opts go = { .mem_mib = GUEST_MIB };
@@ -479,13 +528,7 @@ static int setup(void **state)
 		return 0;
 	}
 	harness_cleanup_leftovers(NULL);
-	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-peers", (int)getpid());
-	snprintf(F.qmp_dir, sizeof(F.qmp_dir), "%s/qmp", F.dir);
-	snprintf(F.engines, sizeof(F.engines), "%s/engines", F.dir);
-	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
-	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
-	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
-	if (mkdir(F.dir, 0755) < 0 || mkdir(F.qmp_dir, 0755) < 0 || mkdir(F.engines, 0755) < 0)
+	if (fixture_dirs("peers") < 0)
 		return -1;
 	F.shared = mmap(NULL, sizeof(*F.shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (F.shared == MAP_FAILED)
@@ -506,19 +549,7 @@ static int setup(void **state)
 		return -1;
 
 	write_config();
-	F.ovcd = fork();
-	if (F.ovcd == 0) {
-		char bin[512];
-		int fd = open(F.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, STDERR_FILENO);
-		unsetenv("NOTIFY_SOCKET");
-		unsetenv("JOURNAL_STREAM");
-		snprintf(bin, sizeof(bin), "%s/ovcd", F.bin);
-		execl(bin, "ovcd", "-c", F.conf, "--no-libvirt", "--qmp-dir", F.qmp_dir, (char *)NULL);
-		_exit(127);
-	}
+	ovcd_start(NULL);
 	if (!harness_wait_until(real_guest_listed, NULL, 60000) || !harness_wait_until(engine_listed, NULL, 30000))
 		return -1;
 	return pthread_create(&sampler_thread, NULL, sampler_main, NULL) == 0 ? 0 : -1;
@@ -531,6 +562,7 @@ static int teardown(void **state)
 	pthread_mutex_unlock(&S.lock);
 	if (sampler_thread)
 		pthread_join(sampler_thread, NULL);
+	sampler_thread = 0;
 	attack_stop();
 	if (F.ovcd > 0) {
 		kill(F.ovcd, SIGKILL);
@@ -731,6 +763,251 @@ static void test_full_listen_queue(void **state)
 	check_outcome(&o);
 }
 
+/* ---- a guest that never inflates, on a host that is short ----
+ *
+ * A daemon of its own: the host made short for it honestly, with a memory
+ * cgroup (v1 or v2) of NC_LIMIT that a process of this test fills with
+ * NC_HOG of touched anonymous memory, and ovcd told so with
+ * --memory-cgroup; the watermarks put the host's need at about 100 MiB.
+ * Two QMP guests with statistics, both fakes (processes of this test, said
+ * here): "stuck", 4 GiB, much spare, accepts every balloon target and
+ * never moves; "obeys", 1 GiB, whose balloon reaches every target at once.
+ * The stuck one has the most spare, so it is asked first; what it owes
+ * covers the need, so the other is left alone until pending_timeout (the
+ * default, 30 s) has passed. Then ovcd must mark it non-compliant (warning,
+ * ovcctl, JSON) and inflate the other instead, never asking the stuck one
+ * for more, with its ticks on time.
+ */
+
+#define NC_LIMIT (1024 * MIB)
+#define NC_HOG (640 * MIB)
+
+static char nc_cgroup[256];
+static pid_t nc_hog;
+
+/* The cgroup with its limit; NULL, or why not. */
+static const char *nc_cgroup_create(void)
+{
+	char path[300];
+	bool v1 = access("/sys/fs/cgroup/memory/memory.limit_in_bytes", F_OK) == 0;
+	FILE *f;
+
+	if (!v1 && access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0)
+		return "no memory cgroup controller mounted under /sys/fs/cgroup";
+	snprintf(nc_cgroup, sizeof(nc_cgroup), "/sys/fs/cgroup/%sovc-test-%d-nc", v1 ? "memory/" : "",
+		 (int)getpid());
+	if (mkdir(nc_cgroup, 0755) < 0) {
+		nc_cgroup[0] = '\0';
+		return "cannot create a memory cgroup (not root, or memory not delegated?)";
+	}
+	snprintf(path, sizeof(path), "%s/%s", nc_cgroup, v1 ? "memory.limit_in_bytes" : "memory.max");
+	f = fopen(path, "we");
+	if (!f || fprintf(f, "%llu\n", (unsigned long long)NC_LIMIT) < 0 || fclose(f) != 0)
+		return "cannot set the cgroup's memory limit";
+	return NULL;
+}
+
+/* A process in the cgroup holding NC_HOG of touched memory until killed. */
+static int nc_hog_start(void)
+{
+	int p[2];
+	char c;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	nc_hog = fork();
+	if (nc_hog == 0) {
+		char path[300];
+		FILE *f;
+		char *mem;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		snprintf(path, sizeof(path), "%s/cgroup.procs", nc_cgroup);
+		f = fopen(path, "we");
+		if (!f || fprintf(f, "0\n") < 0 || fclose(f) != 0)
+			_exit(1);
+		mem = mmap(NULL, NC_HOG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (mem == MAP_FAILED)
+			_exit(1);
+		memset(mem, 0x5a, NC_HOG);
+		(void)!write(p[1], "r", 1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	if (nc_hog < 0 || read(p[0], &c, 1) != 1) {
+		close(p[0]);
+		return -1;
+	}
+	close(p[0]);
+	return 0;
+}
+
+static bool both_listed(void *arg)
+{
+	return listed("stuck") && listed("obeys");
+}
+
+static int nc_setup(void **state)
+{
+	FILE *f;
+
+	memset(&F, 0, sizeof(F));
+	F.g.serial_fd = -1;
+	*state = &F;
+	F.bin = getenv("OVCD_PEERS_BIN") ? getenv("OVCD_PEERS_BIN") : OVCD_BIN;
+	if ((F.skip = nc_cgroup_create()))
+		return 0;
+	if (fixture_dirs("nc") < 0)
+		return -1;
+	F.shared = mmap(NULL, 2 * sizeof(*F.shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (F.shared == MAP_FAILED || nc_hog_start() < 0)
+		return -1;
+	fake_qmp_of("stuck.qmp", QMP_STUCK_BALLOON, "stuck", 4 * GIB, &F.shared[0]);
+	fake_qmp_of("obeys.qmp", QMP_OBEY_BALLOON, "obeys", GIB, &F.shared[1]);
+
+	/* The host is the cgroup: 1 GiB, 640 MiB of it held, so MemAvailable
+	 * about 380 MiB, under low; high 480 MiB: a need of about 100 MiB,
+	 * below one step of the stuck guest (5% of 4 GiB). PSI is the whole
+	 * machine's (shared): off. pending_timeout keeps its default. */
+	f = fopen(F.conf, "we");
+	if (!f)
+		return -1;
+	fprintf(f,
+		"[host]\ninterval = %dms\nreserve = 128MiB\nlow = 448MiB\nhigh = 480MiB\n"
+		"psi_some = 100%%\npsi_full = 100%%\npsi_trigger_stall = 0\n"
+		"[balloon]\nstats_period = 1s\nstale_after = 5s\n"
+		"[ksm]\nenable = no\n"
+		"[engine]\ndir = %s\n"
+		"[control]\nsocket = %s\n",
+		INTERVAL_MS, F.engines, F.sock);
+	fclose(f);
+	ovcd_start(nc_cgroup);
+	if (!harness_wait_until(both_listed, NULL, 30000))
+		return -1;
+	pthread_mutex_lock(&S.lock);
+	S.stop = false;
+	pthread_mutex_unlock(&S.lock);
+	sampler_reset();
+	return pthread_create(&sampler_thread, NULL, sampler_main, NULL) == 0 ? 0 : -1;
+}
+
+static int nc_teardown(void **state)
+{
+	if (nc_hog > 0) {
+		kill(nc_hog, SIGKILL);
+		waitpid(nc_hog, NULL, 0);
+	}
+	teardown(state);
+	if (nc_cgroup[0] && rmdir(nc_cgroup) < 0)
+		print_message("cannot remove %s: %s\n", nc_cgroup, strerror(errno));
+	return 0;
+}
+
+/* The other guest's target in the last reply before the mark. */
+static uint64_t nc_obeys_before;
+
+static bool stuck_marked(void *arg)
+{
+	struct json_object *gs = ctl("guests", NULL);
+	struct json_object *g = ovcd_guest_of(gs, "stuck"), *o = ovcd_guest_of(gs, "obeys");
+	bool yes = g && json_object_get_boolean(json_get(g, "noncompliant"));
+
+	if (!yes && o)
+		nc_obeys_before = json_get_u64(o, "target_bytes");
+	json_object_put(gs);
+	return yes;
+}
+
+static bool obeys_below(void *arg)
+{
+	uint64_t t = guest_u64("obeys", "target_bytes");
+
+	return ovc_known(t) && t < *(const uint64_t *)arg;
+}
+
+/* What `ovcctl guests` prints, in @buf. */
+static void ovcctl_guests_text(char *buf, size_t size)
+{
+	char cmd[512];
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s guests", F.bin, F.sock);
+	p = popen(cmd, "re");
+	assert_non_null(p);
+	n = fread(buf, 1, size - 1, p);
+	buf[n] = '\0';
+	pclose(p);
+}
+
+static void test_noncompliant_guest(void **state)
+{
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC), stuck_target, obeys_target, marked_usec, first_ticks, mark_ticks;
+	struct json_object *st;
+	char text[8192], *line;
+
+	SKIP_IF_NEEDED();
+	st = ctl("status", NULL);
+	assert_non_null(st);
+	first_ticks = json_get_u64(st, "ticks");
+	json_object_put(st);
+	/* Marked within the timeout and a few ticks (the first ask comes at
+	 * a tick once both are listed with statistics). */
+	assert_true(harness_wait_until(stuck_marked, NULL, 90000));
+	marked_usec = now_usec(CLOCK_MONOTONIC);
+	st = ctl("status", NULL);
+	assert_non_null(st);
+	mark_ticks = json_get_u64(st, "ticks");
+	/* The host was short for ovcd (the cgroup), as it says. */
+	assert_string_equal(json_object_get_string(json_get(st, "level")), "pressure");
+	json_object_put(st);
+	stuck_target = guest_u64("stuck", "target_bytes");
+	obeys_target = guest_u64("obeys", "target_bytes");
+	/* The stuck guest was asked, accepted, and never moved. */
+	assert_true(atomic_load(&F.shared[0].targets) > 0);
+	assert_int_equal(atomic_load(&F.shared[0].last_target), stuck_target);
+	assert_true(stuck_target < 4 * GIB);
+	assert_int_equal(guest_u64("stuck", "current_bytes"), 4 * GIB);
+	/* While its debt counted, the other was not asked. */
+	assert_int_equal(nc_obeys_before, GIB);
+	/* Named: one warning saying what it ignores, ovcctl's mark. */
+	assert_true(harness_wait_until(log_has_arg, "warning: guest 'stuck' is non-compliant: its balloon has not "
+						    "moved toward its target", 5000));
+	ovcctl_guests_text(text, sizeof(text));
+	print_message("%s", text);
+	line = strstr(text, "\nstuck ");
+	assert_non_null(line);
+	line = strtok(line + 1, "\n");
+	assert_non_null(strstr(line, "[NON-COMPLIANT: ignores its target]"));
+	ovcctl_guests_text(text, sizeof(text));
+	line = strstr(text, "\nobeys ");
+	assert_non_null(line);
+	line = strtok(line + 1, "\n");
+	assert_null(strstr(line, "NON-COMPLIANT"));
+
+	/* The others are inflated instead; the stuck one is asked no more. */
+	assert_true(harness_wait_until(obeys_below, &obeys_target, 15000));
+	assert_int_equal(guest_u64("stuck", "target_bytes"), stuck_target);
+	assert_int_equal(atomic_load(&F.shared[0].last_target), stuck_target);
+	assert_true(atomic_load(&F.shared[1].last_target) < obeys_target);
+	print_message("[  FIGURE  ] non-compliant guest: marked %" PRIu64 " s after ovcd listed it (ticks %" PRIu64
+		      " -> %" PRIu64 "), its target %" PRIu64 " MiB of 4096 never taken; the other's target %" PRIu64
+		      " MiB before the mark, %" PRIu64 " at it, %" PRIu64 " MiB %" PRIu64 " ms later\n",
+		      (marked_usec - t0) / USEC_PER_SEC, first_ticks, mark_ticks, stuck_target / MIB,
+		      nc_obeys_before / MIB, obeys_target / MIB, guest_u64("obeys", "target_bytes") / MIB,
+		      (now_usec(CLOCK_MONOTONIC) - marked_usec) / 1000);
+	pthread_mutex_lock(&S.lock);
+	print_message("[  FIGURE  ] non-compliant guest: largest tick gap %" PRIu64 " ms (interval %d ms), slowest of %" PRIu64
+		      " status replies %" PRIu64 " us, %" PRIu64 " without reply\n",
+		      S.max_tick_gap_usec / 1000, INTERVAL_MS, S.replies, S.max_reply_usec, S.failures);
+	assert_true(S.replies > 0);
+	assert_int_equal(S.failures, 0);
+	assert_true(S.max_reply_usec < REPLY_MAX_USEC);
+	assert_true(S.max_tick_gap_usec <= 2 * INTERVAL_MS * 1000ull);
+	pthread_mutex_unlock(&S.lock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -743,6 +1020,14 @@ int main(void)
 		cmocka_unit_test(test_full_listen_queue),
 	};
 
+	const struct CMUnitTest nc_tests[] = {
+		cmocka_unit_test(test_noncompliant_guest),
+	};
+	int failed;
+
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests_name("ovcd-peers", tests, setup, teardown);
+	if (getenv("OVC_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("OVC_TEST_FILTER"));
+	failed = cmocka_run_group_tests_name("ovcd-peers", tests, setup, teardown);
+	return failed + cmocka_run_group_tests_name("ovcd-peers-noncompliant", nc_tests, nc_setup, nc_teardown);
 }
