@@ -89,6 +89,7 @@ static const struct key_def keys[] = {
 	{ S_HOST, "reserve", T_SIZE_PCT, C(host.reserve), "1GiB", 0, SIZE_MAX_BYTES, 0, PCT(50) },
 	{ S_HOST, "low", T_SIZE_AUTO, C(host.low), "auto", 0, SIZE_MAX_BYTES, 0, PCT(90) },
 	{ S_HOST, "high", T_SIZE_AUTO, C(host.high), "auto", 0, SIZE_MAX_BYTES, 0, PCT(90) },
+	{ S_HOST, "keep_headroom", T_BOOL, C(host.keep_headroom), "yes" },
 	{ S_HOST, "interval", T_DURATION, C(host.interval_usec), "5s", 100 * 1000, 600 * USEC_PER_SEC },
 	{ S_HOST, "psi_some", T_PERCENT, C(host.psi_some_basis_points), "10%", 0, PCT(100) },
 	{ S_HOST, "psi_full", T_PERCENT, C(host.psi_full_basis_points), "5%", 0, PCT(100) },
@@ -98,7 +99,7 @@ static const struct key_def keys[] = {
 	  500 * 1000, 10 * USEC_PER_SEC },
 
 	{ S_BALLOON, "enable", T_BOOL, C(balloon.enable), "yes" },
-	{ S_BALLOON, "step", T_SIZE_PCT, C(balloon.step), "5%", MIB, SIZE_MAX_BYTES, 1, PCT(100) },
+	{ S_BALLOON, "step", T_SIZE_PCT, C(balloon.step), "1GiB", MIB, SIZE_MAX_BYTES, 1, PCT(100) },
 	{ S_BALLOON, "floor", T_SIZE_PCT, C(balloon.floor), "25%", 0, SIZE_MAX_BYTES, 0, PCT(100) },
 	{ S_BALLOON, "guest_free", T_SIZE_PCT, C(balloon.guest_free), "20%", 0, SIZE_MAX_BYTES, 0,
 	  PCT(90) },

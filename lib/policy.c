@@ -291,13 +291,29 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			uint64_t drop = s->seen_used_bytes - used;
 			s->run_bytes = sat_sub(s->run_bytes, drop);
 			/* Without a counter, an OOM kill shows as a guest that
-			 * was nearly out of memory and suddenly uses much less. */
-			uint64_t low = 2 * ovc_conf_size_bytes(&cfg->balloon.emergency_available, actual);
-			if (!ovc_known(st->oom_kills) && s->seen_avail_bytes < low &&
-			    drop >= MAX(64 * MIB, max / 16) && avail >= drop / 2 &&
-			    avail - drop / 2 >= s->seen_avail_bytes) {
+			 * was in distress at its last update (available below
+			 * emergency_available, or falling fast enough to get
+			 * there within a stats period) and now uses much less,
+			 * its available memory up by about what used fell by.
+			 * A guest that frees memory by itself while merely
+			 * ballooned tightly is not in distress. */
+			uint64_t emerg = ovc_conf_size_bytes(&cfg->balloon.emergency_available, actual);
+			uint64_t period_s = MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+			uint64_t fell = s->rate_bytes > UINT64_MAX / period_s ? UINT64_MAX : s->rate_bytes * period_s;
+			bool distressed = s->seen_avail_bytes < emerg ||
+					  (s->rate_bytes && sat_sub(s->seen_avail_bytes, fell) < emerg);
+			if (!ovc_known(st->oom_kills) && distressed && drop >= MAX(64 * MIB, max / 16) &&
+			    sat_sub(avail, s->seen_avail_bytes) >= drop - drop / 4) {
 				e->oom = true;
 				e->freed = drop;
+			} else if (drop >= noise_of(max)) {
+				/* A free: the guest gave up what it held. What it
+				 * freed no longer counts as a burst it may repeat
+				 * (it is spare at once); a guest that allocates it
+				 * again is relieved between ticks, and after an
+				 * emergency it keeps a raised floor. */
+				s->burst_bytes = sat_sub(burst_now(cfg, s, t), drop);
+				s->burst_usec = t;
 			}
 		}
 		if (ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
@@ -482,9 +498,13 @@ static void distress(const struct ovc_config *cfg, const struct events *e, struc
 static void host_level(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		       struct ovc_policy_out *out, char *cause, size_t cause_n)
 {
-	uint64_t total = h->mem.total_bytes, avail = h->mem.available_bytes;
+	uint64_t total = h->mem.total_bytes;
+	/* The guests' headroom is memory they take without asking: it must
+	 * be free on the host before they take it, not found after. */
+	uint64_t avail = sat_sub(h->mem.available_bytes, out->headroom_bytes);
 	uint64_t low, high;
 	bool psi_some = false, psi_full = false;
+	char less[64] = "";
 
 	ovc_config_watermarks(cfg, total, NULL, &low, &high);
 	if (h->psi_valid) {
@@ -495,10 +515,12 @@ static void host_level(const struct ovc_config *cfg, const struct ovc_policy_hos
 	}
 	out->low_bytes = low;
 	out->high_bytes = high;
+	if (out->headroom_bytes)
+		reasonf(less, sizeof(less), " less guests' headroom %s", SZ(out->headroom_bytes));
 	if (avail < low) {
 		out->level = OVC_HOST_PRESSURE;
 		out->need_bytes = high - avail;
-		reasonf(cause, cause_n, "MemAvailable %s < low %s", SZ(avail), SZ(low));
+		reasonf(cause, cause_n, "MemAvailable %s%s < low %s", SZ(h->mem.available_bytes), less, SZ(low));
 	} else if (psi_some || psi_full) {
 		/* Stalls with MemAvailable above low (a cgroup limit, a burst):
 		 * get back to high, or one watermark gap if already above. */
@@ -511,11 +533,12 @@ static void host_level(const struct ovc_config *cfg, const struct ovc_policy_hos
 	} else if (avail > high) {
 		out->level = OVC_HOST_ROOM;
 		out->room_bytes = avail - high;
-		reasonf(cause, cause_n, "MemAvailable %s > high %s", SZ(avail), SZ(high));
+		reasonf(cause, cause_n, "MemAvailable %s%s > high %s", SZ(h->mem.available_bytes), less,
+			SZ(high));
 	} else {
 		out->level = OVC_HOST_STEADY;
-		reasonf(cause, cause_n, "MemAvailable %s between low %s and high %s", SZ(avail), SZ(low),
-			 SZ(high));
+		reasonf(cause, cause_n, "MemAvailable %s%s between low %s and high %s",
+			SZ(h->mem.available_bytes), less, SZ(low), SZ(high));
 	}
 	reasonf(out->reason, sizeof(out->reason), "host %s: %s", ovc_host_level_name(out->level),
 		 cause);
@@ -1052,8 +1075,11 @@ static void engine_raise_pass(const struct ovc_config *cfg, const struct ovc_pol
 			      size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out,
 			      const char *cause)
 {
-	uint64_t remaining = sat_sub(out->need_bytes, out->inflate_bytes + out->pending_bytes +
-							      out->engine_pending_bytes);
+	/* Not for the guests' headroom: swapping one guest's memory out so
+	 * that another may burst into the host's free memory is blind, and
+	 * balloons take only spare for it. */
+	uint64_t remaining = sat_sub(sat_sub(out->need_bytes, out->headroom_bytes),
+				     out->inflate_bytes + out->pending_bytes + out->engine_pending_bytes);
 
 	for (uint32_t p = 0; p < PRIORITY_LEVELS; p++)
 		for (size_t i = 0; i < n; i++) {
@@ -1187,6 +1213,35 @@ static void ksm_step(const struct ovc_config *cfg, const struct ovc_policy_host 
 			  want.use_zero_pages != h->ksm_knobs.use_zero_pages;
 }
 
+/* Σ over balloon guests with fresh statistics of min(available,
+ * headroom): what they may take within a stats period without asking,
+ * faster than any balloon gives it back. The host keeps it free as well
+ * as its reserve, so that spare is taken from others before a burst, not
+ * after. It stops squeezing by itself: a guest is never inflated into its
+ * own headroom, so once nobody has spare, nothing more is taken. */
+static uint64_t headroom_claims(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+				const struct ovc_policy_guest *guests, size_t n)
+{
+	uint64_t sum = 0;
+
+	if (!cfg->balloon.enable || !cfg->host.keep_headroom)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct ovc_policy_guest *g = &guests[i];
+		struct ovc_policy_guest_state s;
+		struct events e;
+		struct view v;
+
+		if (!max_ok(g) || g->kind == OVC_DRIVER_ENGINE || g->settings.never_balloon)
+			continue;
+		learn(cfg, h, g, &s, &e);
+		derive(cfg, h, g, &s, &v);
+		if (v.fresh)
+			sum += MIN(v.avail, v.headroom);
+	}
+	return sum;
+}
+
 int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		    const struct ovc_policy_ksm_state *ksm_in, const struct ovc_policy_guest *guests,
 		    size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out)
@@ -1197,6 +1252,7 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 	if (!cfg || !h || !ksm_in || !out || (n && (!guests || !dec)) || h->page_size == 0)
 		return -EINVAL;
 	*out = (struct ovc_policy_out){ .ksm_state = *ksm_in };
+	out->headroom_bytes = headroom_claims(cfg, h, guests, n);
 	host_level(cfg, h, out, cause, sizeof(cause));
 
 	for (size_t i = 0; i < n; i++) {

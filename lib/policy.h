@@ -248,6 +248,9 @@ struct ovc_policy_out {
 	enum ovc_host_level level;
 	uint64_t low_bytes, high_bytes; /* resolved watermarks */
 	uint64_t need_bytes;          /* what the host wants back this tick */
+	uint64_t headroom_bytes;      /* Σ over guests of min(available,
+				       * headroom): what they may take without
+				       * asking; the host keeps it free too */
 	uint64_t pending_bytes;       /* balloons asked for and not yet taken:
 				       * Σ (actual - target); counts toward the need */
 	uint64_t room_bytes;          /* what it can give this tick */

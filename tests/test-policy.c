@@ -987,7 +987,7 @@ static void test_random_invariants(void **state)
 /* ---- the rules of the learned headroom, relief and compliance ---- */
 
 /* The defaults, but for the watermarks and step of the other tables. */
-static const char new_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\n";
+static const char new_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\nkeep_headroom = no\n[balloon]\nstep = 256MiB\n";
 
 enum prep {
 	P_NONE,
@@ -1885,7 +1885,7 @@ static void test_trace_noncompliant(void **state)
 
 	/* As before (its debt counted for good): nobody else is ever asked,
 	 * the host stays below low for all 40 ticks. */
-	s = replay_run("noncompliant.trace", "[host]\nlow = 6GiB\nhigh = 6656MiB\n[balloon]\nstep = 512MiB\n"
+	s = replay_run("noncompliant.trace", "[host]\nlow = 6GiB\nhigh = 6656MiB\nkeep_headroom = no\n[balloon]\nstep = 512MiB\n"
 					     "pending_timeout = 1h\n[guest \"stuck\"]\npriority = 0\n"
 					     "step = 1GiB\n");
 	assert_int_equal(s->ticks, 40);
@@ -1897,7 +1897,7 @@ static void test_trace_noncompliant(void **state)
 /* What ovcd did before the learned rules, as a config of this policy:
  * the old watermarks and emergency_available, no headroom, and nothing
  * learned that lasts (the replay also skips the updates between ticks). */
-static const char before_conf[] = "[host]\nlow = 10%\nhigh = 20%\n"
+static const char before_conf[] = "[host]\nlow = 10%\nhigh = 20%\nkeep_headroom = no\n"
 				  "[balloon]\nheadroom = 0\nemergency_available = 5%\n"
 				  "stats_period = 2s\nheadroom_decay = 1s\nshort_decay = 1s\n"
 				  "oom_cooldown = 0\nidle_after = 24h\n";
