@@ -463,6 +463,58 @@ static void seen_quiet(struct ovc_policy_guest *g, uint64_t quiet_sec)
 	g->state.busy_usec = NOW - quiet_sec * SEC;
 }
 
+/* The guests' headroom is kept free on the host too: with MemAvailable
+ * above high, the host is still short once what the guests may take
+ * without asking is counted, and takes it from the guest with spare; with
+ * keep_headroom = no, the same host has room. */
+static void test_headroom_on_host(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 3GiB\n[balloon]\nstep = 2GiB\n");
+	_cleanup_(ovc_config_freep) struct ovc_config *off =
+		conf("[host]\nlow = 2GiB\nhigh = 3GiB\nkeep_headroom = no\n[balloon]\nstep = 1GiB\n");
+	struct ovc_policy_host h = host_at(3584 * MIB);
+	/* a: 3GiB available, keeps 20% + 20% (1.6GiB): 1.4GiB spare; b: 1GiB
+	 * available, no spare. Each may take its headroom, 819MiB. */
+	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, GIB) };
+	struct ovc_policy_decision d[2];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+
+	seen_quiet(&g[0], 60);
+	seen_quiet(&g[1], 60);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.headroom_bytes, 2 * (4 * GIB / 5));
+	assert_int_equal(out.level, OVC_HOST_PRESSURE);
+	/* Back to high with the headroom counted, 3GiB - (3.5GiB - 1.6GiB), from
+	 * a alone: the need bounds the step, not a percentage. */
+	assert_int_equal(out.need_bytes, 3 * GIB - (3584 * MIB - 2 * (4 * GIB / 5)));
+	assert_int_equal(d[0].action, OVC_ACTION_INFLATE);
+	assert_int_equal(d[0].target_bytes, 4 * GIB - ALIGN_DOWN(out.need_bytes, MIB));
+	assert_non_null(strstr(d[0].reason, "MemAvailable 3.5GiB less guests' headroom 1.5GiB < low 2GiB"));
+	assert_int_equal(d[1].action, OVC_ACTION_NONE);
+	assert_non_null(strstr(d[1].reason, "no spare"));
+
+	/* The squeeze ends by itself: with a at what it keeps, nobody has
+	 * spare, and nothing is taken however short the host. */
+	g[0] = guest(c, 2 * GIB, 1200 * MIB); /* keeps 410 + 819MiB */
+	seen_quiet(&g[0], 60);
+	h = host_at(512 * MIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.level, OVC_HOST_PRESSURE);
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
+	assert_int_equal(d[1].action, OVC_ACTION_NONE);
+	assert_int_equal(out.inflate_bytes, 0);
+
+	/* Without it: MemAvailable alone, above high: room, both at max. */
+	g[0] = guest(off, 4 * GIB, 3 * GIB);
+	h = host_at(3584 * MIB);
+	assert_ovc_ok(ovc_policy_tick(off, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.headroom_bytes, 0);
+	assert_int_equal(out.level, OVC_HOST_ROOM);
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
+}
+
 /* The need goes to the guests with the most spare first (water-filling),
  * not to everyone in proportion. */
 static void test_water_filling(void **state)
@@ -1009,6 +1061,10 @@ enum prep {
 	P_RELIEVED,        /* emergency deflate after these stats */
 	P_RSS_600M,        /* the VMM holds 600MiB: 200MiB beyond what is used */
 	P_FALL_MOVED,      /* as P_FALL_450, but the balloon moved 512MiB since */
+	P_FREED_TIGHT,     /* 1s ago: 100MiB available, steady, a 1GiB burst learned;
+			    * now 924MiB less used (a free, no OOM counter) */
+	P_OOM_FALLING,     /* 1s ago: 300MiB available falling 400MiB/s; now
+			    * 724MiB less used, available up as much */
 };
 
 static const struct kat2 {
@@ -1077,6 +1133,11 @@ static const struct kat2 {
 	  3 * GIB, 2 * GIB, 500 * MIB, P_FALL_MOVED, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
 	{ "memory never touched is not resident: only RSS beyond used memory is spare", GIB, 2 * GIB,
 	  1648 * MIB, P_RSS_600M, OVC_ACTION_INFLATE, 2 * GIB - 200 * MIB, NULL, "spare 200MiB" },
+	{ "a tightly ballooned guest that frees memory by itself is no OOM kill; the free is spare at once",
+	  3 * GIB, 2 * GIB, GIB, P_FREED_TIGHT, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
+	{ "OOM kill guessed: falling fast at the last update, then used fell and available rose as much",
+	  3 * GIB, 2 * GIB, GIB, P_OOM_FALLING, OVC_ACTION_EMERGENCY, 3 * GIB,
+	  "emergency deflate by 1GiB to 3GiB: OOM kill in the guest (used memory fell by 724MiB)", NULL },
 	{ "nothing resident beyond used memory: nothing to gain", GIB, 2 * GIB, 1648 * MIB, P_RSS_600M,
 	  OVC_ACTION_NONE, 2 * GIB, "host pressure, its free memory is not resident on the host (RSS 400MiB)",
 	  NULL },
@@ -1159,6 +1220,17 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		g.last_emergency_usec = g.last_action_usec = NOW;
 		g.emergency_count = 1;
 		break;
+	case P_FREED_TIGHT:
+		s->seen_avail_bytes = 100 * MIB;
+		s->seen_used_bytes = k->target - 100 * MIB;
+		s->burst_bytes = GIB;
+		s->burst_usec = NOW;
+		break;
+	case P_OOM_FALLING:
+		s->seen_avail_bytes = 300 * MIB;
+		s->seen_used_bytes = k->target - 300 * MIB;
+		s->rate_bytes = 400 * MIB;
+		break;
 	case P_RSS_600M:
 		/* used: 400MiB; the second row's VMM holds only that */
 		g.stats.rss_bytes = k->reason ? 400 * MIB : 600 * MIB;
@@ -1210,8 +1282,15 @@ static void test_known_answers_learned(void **state)
 		assert_memory_equal(&dc.state, &d.state, sizeof(d.state));
 
 		switch (k->prep) {
+		case P_FREED_TIGHT:
+			/* What it freed is no longer a burst it keeps room for. */
+			assert_false(d.oom_kill);
+			assert_int_equal(d.state.oom_kills, 0);
+			assert_int_equal(d.state.burst_bytes, GIB - 924 * MIB);
+			break;
 		case P_OOM_COUNTED:
 		case P_OOM_GUESSED:
+		case P_OOM_FALLING:
 			assert_true(d.oom_kill);
 			assert_int_equal(d.state.oom_kills, 1);
 			assert_int_equal(d.state.oom_usec, NOW);
@@ -1930,6 +2009,7 @@ int main(void)
 		cmocka_unit_test(test_ksm_opt_out),
 		cmocka_unit_test(test_engine_noncompliant),
 		cmocka_unit_test(test_host_levels),
+		cmocka_unit_test(test_headroom_on_host),
 		cmocka_unit_test(test_water_filling),
 		cmocka_unit_test(test_priorities),
 		cmocka_unit_test(test_pending_counts),
