@@ -307,6 +307,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 				e->oom = true;
 				e->freed = drop;
 			} else if (drop >= noise_of(max)) {
+				s->cold_usec = 0; /* what it freed was touched: resident */
 				/* A free: the guest gave up what it held. What it
 				 * freed no longer counts as a burst it may repeat
 				 * (it is spare at once); a guest that allocates it
@@ -329,6 +330,19 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 	if (moved && ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
 	    st->oom_kills > s->seen_oom_kills)
 		e->oom = e->oom_counted = true; /* the guest's own count is never wrong */
+	/* An inflate that did not lower the VMM's RSS by a quarter of what
+	 * the balloon took took memory the guest never touched (free pages
+	 * first): ballooning it further gives the host nothing, and only
+	 * leaves the guest less for its next burst. Until it grows or frees
+	 * memory again, it has no spare. */
+	uint64_t rss = ovc_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE
+			       ? MIN(st->rss_bytes, OVC_GUEST_BYTES_MAX) : OVC_UNKNOWN;
+	if (moved && actual < s->seen_actual_bytes && ovc_known(rss) && ovc_known(s->seen_rss_bytes) &&
+	    s->seen_actual_bytes - actual >= noise_of(max)) {
+		uint64_t took = s->seen_actual_bytes - actual, gave = sat_sub(s->seen_rss_bytes, rss);
+		s->cold_usec = gave < took / 4 ? t : 0;
+	}
+	s->seen_rss_bytes = rss;
 	s->rate_bytes = e->rate;
 	if (s->run_bytes > burst_now(cfg, s, t)) {
 		s->burst_bytes = s->run_bytes;
@@ -428,6 +442,10 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	v->resident_free = OVC_UNKNOWN;
 	if (ovc_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE) {
 		v->resident_free = sat_sub(MIN(st->rss_bytes, OVC_GUEST_BYTES_MAX), v->actual - v->avail);
+		/* RSS also holds the VMM's own memory: an inflate that did
+		 * not lower it showed the free memory is not resident. */
+		if (s->cold_usec && s->busy_usec <= s->cold_usec)
+			v->resident_free = 0;
 		v->spare = MIN(v->spare, v->resident_free);
 	}
 
