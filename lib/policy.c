@@ -334,15 +334,20 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 	 * the balloon took took memory the guest never touched (free pages
 	 * first): ballooning it further gives the host nothing, and only
 	 * leaves the guest less for its next burst. Until it grows or frees
-	 * memory again, it has no spare. */
+	 * memory again, it has no spare. Measured from the last update
+	 * before the balloon moved: the VMM drops the pages before the
+	 * balloon's size says so, and one update may see only one of the
+	 * two. */
 	uint64_t rss = ovc_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE
 			       ? MIN(st->rss_bytes, OVC_GUEST_BYTES_MAX) : OVC_UNKNOWN;
-	if (moved && actual < s->seen_actual_bytes && ovc_known(rss) && ovc_known(s->seen_rss_bytes) &&
-	    s->seen_actual_bytes - actual >= noise_of(max)) {
-		uint64_t took = s->seen_actual_bytes - actual, gave = sat_sub(s->seen_rss_bytes, rss);
+	if (!moved) {
+		s->still_actual_bytes = actual;
+		s->still_rss_bytes = rss;
+	} else if (actual < s->still_actual_bytes && ovc_known(rss) && ovc_known(s->still_rss_bytes) &&
+		   s->still_actual_bytes - actual >= noise_of(max)) {
+		uint64_t took = s->still_actual_bytes - actual, gave = sat_sub(s->still_rss_bytes, rss);
 		s->cold_usec = gave < took / 4 ? t : 0;
 	}
-	s->seen_rss_bytes = rss;
 	s->rate_bytes = e->rate;
 	if (s->run_bytes > burst_now(cfg, s, t)) {
 		s->burst_bytes = s->run_bytes;

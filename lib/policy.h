@@ -159,7 +159,9 @@ struct ovc_policy_guest_state {
 	uint64_t stuck_actual_bytes;  /* its actual memory then */
 	uint64_t engine_stuck_usec;   /* engine below its target and not moving since */
 	uint64_t engine_stuck_held_bytes;
-	uint64_t seen_rss_bytes;      /* the VMM's RSS at the last update (OVC_UNKNOWN: none) */
+	uint64_t still_actual_bytes;  /* the guest's memory at the last update where its
+				       * balloon was still (before an inflate began) */
+	uint64_t still_rss_bytes;     /* the VMM's RSS then (OVC_UNKNOWN: none) */
 	uint64_t cold_usec;           /* when an inflate was seen to lower the VMM's RSS
 				       * by less than a quarter of what it took: its free
 				       * memory is not resident; 0: not seen */

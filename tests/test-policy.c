@@ -1241,9 +1241,9 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		break;
 	case P_INFLATE_COLD:
 	case P_INFLATE_WARM:
-		s->seen_actual_bytes = k->target + 512 * MIB;
+		s->seen_actual_bytes = s->still_actual_bytes = k->target + 512 * MIB;
 		g.stats.rss_bytes = 3 * GIB;
-		s->seen_rss_bytes = k->prep == P_INFLATE_COLD ? 3 * GIB : 3 * GIB + 512 * MIB;
+		s->still_rss_bytes = k->prep == P_INFLATE_COLD ? 3 * GIB : 3 * GIB + 512 * MIB;
 		break;
 	case P_RSS_600M:
 		/* used: 400MiB; the second row's VMM holds only that */
