@@ -788,6 +788,16 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 			reasonf(d->reason, sizeof(d->reason), "at max %s", SZ(v.max));
 			return CAND_NONE;
 		}
+		/* Room counted after the guests' headroom: a guest with more
+		 * available than it keeps needs nothing back, and what it got
+		 * would be taken again at the next shortage (room and
+		 * pressure alternating). */
+		if (cfg->host.keep_headroom && v.fresh && v.avail >= v.keep + v.min_change) {
+			reasonf(d->reason, sizeof(d->reason),
+				"host has room, but it has more than it keeps: available %s, keeps %s",
+				SZ(v.avail), SZ(v.keep));
+			return CAND_NONE;
+		}
 		reasonf(d->reason, sizeof(d->reason), "host has room (%s)", cause);
 		return CAND_DEFLATE;
 	case OVC_HOST_STEADY:

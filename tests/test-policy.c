@@ -31,7 +31,7 @@
 /* low 2GiB, high 4GiB, step 256MiB; the rest are the defaults: floor 25%,
  * guest_free 20%, min_change 0.25%, emergency_available 5%, 200 major
  * faults/s, 1MiB/s swap-in, emergency_step 25%, interval 5s. */
-static const char base_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "step = 256MiB\n";
+static const char base_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\nkeep_headroom = no\n[balloon]\n" OLD_RULES "step = 256MiB\n";
 
 static struct ovc_config *conf(const char *text)
 {
@@ -506,6 +506,19 @@ static void test_headroom_on_host(void **state)
 	assert_int_equal(d[1].action, OVC_ACTION_NONE);
 	assert_int_equal(out.inflate_bytes, 0);
 
+	/* Room: only a guest with less available than it keeps gets memory
+	 * back; one with more would have it taken again at the next shortage. */
+	g[0] = guest(c, 3 * GIB, 2 * GIB); /* keeps 614 + 819MiB */
+	g[1] = guest(c, 3 * GIB, GIB);
+	seen_quiet(&g[0], 60);
+	seen_quiet(&g[1], 60);
+	h = host_at(8 * GIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.level, OVC_HOST_ROOM);
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
+	assert_non_null(strstr(d[0].reason, "host has room, but it has more than it keeps"));
+	assert_int_equal(d[1].action, OVC_ACTION_DEFLATE);
+
 	/* Without it: MemAvailable alone, above high: room, both at max. */
 	g[0] = guest(off, 4 * GIB, 3 * GIB);
 	h = host_at(3584 * MIB);
@@ -592,7 +605,7 @@ static void test_pending_counts(void **state)
 static void test_priorities(void **state)
 {
 	_cleanup_(ovc_config_freep) struct ovc_config *c =
-		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\n" OLD_RULES "step = 256MiB\n"
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\nkeep_headroom = no\n[balloon]\n" OLD_RULES "step = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
 	struct ovc_policy_guest g[3] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB),
 					 guest(c, 4 * GIB, 3 * GIB) };
@@ -618,7 +631,7 @@ static void test_priorities(void **state)
 	/* Room of 300MiB: the high priority guest first (a step), the rest
 	 * to the low one. */
 	_cleanup_(ovc_config_freep) struct ovc_config *c2 =
-		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "step = 256MiB\n"
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\nkeep_headroom = no\n[balloon]\n" OLD_RULES "step = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
 	for (int i = 0; i < 3; i++) {
 		g[i].target_bytes = g[i].stats.actual_bytes = 2 * GIB;
