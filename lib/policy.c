@@ -308,13 +308,20 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 				e->freed = drop;
 			} else if (drop >= noise_of(max)) {
 				s->cold_usec = 0; /* what it freed was touched: resident */
-				/* A free: the guest gave up what it held. What it
-				 * freed no longer counts as a burst it may repeat
-				 * (it is spare at once); a guest that allocates it
+				/* A free that gives back the guest's whole run
+				 * (used is back where it last rose from): what it
+				 * freed no longer counts as a burst it may repeat,
+				 * it is spare at once; a guest that allocates it
 				 * again is relieved between ticks, and after an
-				 * emergency it keeps a raised floor. */
-				s->burst_bytes = sat_sub(burst_now(cfg, s, t), drop);
-				s->burst_usec = t;
+				 * emergency it keeps a raised floor. A guest that
+				 * gave back only part of its run is still at work:
+				 * it keeps its burst, for it may well take the
+				 * same again (a self-deflate in the scenario was
+				 * a guest whose partial free had lowered it). */
+				if (s->run_bytes < noise_of(max)) {
+					s->burst_bytes = sat_sub(burst_now(cfg, s, t), drop);
+					s->burst_usec = t;
+				}
 			}
 		}
 		if (ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
