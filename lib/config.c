@@ -122,7 +122,7 @@ static const struct key_def keys[] = {
 	  1000000000 },
 	{ S_BALLOON, "headroom", T_SIZE_PCT, C(balloon.headroom), "20%", 0, SIZE_MAX_BYTES, 0,
 	  PCT(100) },
-	{ S_BALLOON, "headroom_decay", T_DURATION, C(balloon.headroom_decay_usec), "1min",
+	{ S_BALLOON, "headroom_decay", T_DURATION, C(balloon.headroom_decay_usec), "10min",
 	  USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC },
 	{ S_BALLOON, "idle_after", T_DURATION, C(balloon.idle_after_usec), "30s", 0,
 	  24 * 3600 * USEC_PER_SEC },

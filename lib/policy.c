@@ -198,6 +198,29 @@ static uint64_t burst_now(const struct ovc_config *cfg, const struct ovc_policy_
 	return decay(s->burst_bytes, sat_sub(now, s->burst_usec), cfg->balloon.headroom_decay_usec);
 }
 
+/* The fastest growth learned, as it has decayed by @now. */
+static uint64_t peak_rate_now(const struct ovc_config *cfg, const struct ovc_policy_guest_state *s,
+			      uint64_t now)
+{
+	return decay(s->peak_rate_bytes, sat_sub(now, s->peak_rate_usec), cfg->balloon.headroom_decay_usec);
+}
+
+/*
+ * What a guest growing at its fastest learned rate uses before relief can
+ * come: the update that shows the growth is up to one stats period late,
+ * and the deflate that answers it takes about as long again to reach the
+ * guest. So a guest seen growing at R per second keeps 2 x R x stats_period.
+ */
+static uint64_t reaction_need(const struct ovc_config *cfg, const struct ovc_policy_guest_state *s,
+			      uint64_t now)
+{
+	uint64_t r = peak_rate_now(cfg, s, now);
+	uint64_t period = MAX(cfg->balloon.stats_period_usec, USEC_PER_SEC);
+	if (r > OVC_GUEST_BYTES_MAX)
+		return OVC_GUEST_BYTES_MAX;
+	return (uint64_t)(((unsigned __int128)r * 2 * period) / USEC_PER_SEC);
+}
+
 static bool has_engine(const struct ovc_policy_guest *g)
 {
 	return g->kind == OVC_DRIVER_ENGINE || g->engine;
@@ -284,56 +307,76 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		if (used > s->seen_used_bytes) {
 			uint64_t rise = used - s->seen_used_bytes;
 			e->rate = (uint64_t)(((unsigned __int128)rise * USEC_PER_SEC) / dt);
-			s->run_bytes = MIN(MIN(s->run_bytes, max) + rise, max);
 			if (rise >= noise_of(max))
 				s->busy_usec = t;
 		} else {
 			uint64_t drop = s->seen_used_bytes - used;
-			s->run_bytes = sat_sub(s->run_bytes, drop);
 			/* Without a counter, an OOM kill shows as a guest that
 			 * was in distress at its last update (available below
 			 * emergency_available, or falling fast enough to get
-			 * there within a stats period) and now uses much less,
+			 * there within two stats periods) and now uses much less,
 			 * its available memory up by about what used fell by.
 			 * A guest that frees memory by itself while merely
 			 * ballooned tightly is not in distress. */
 			uint64_t emerg = ovc_conf_size_bytes(&cfg->balloon.emergency_available, actual);
-			uint64_t period_s = MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+			uint64_t period_s = 2 * MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
 			uint64_t fell = s->rate_bytes > UINT64_MAX / period_s ? UINT64_MAX : s->rate_bytes * period_s;
 			bool distressed = s->seen_avail_bytes < emerg ||
 					  (s->rate_bytes && sat_sub(s->seen_avail_bytes, fell) < emerg);
-			if (!ovc_known(st->oom_kills) && distressed && drop >= MAX(64 * MIB, max / 16) &&
+			/* The update after a balloon move may show the guest's
+			 * own figures catching up with it (a deflate-on-oom
+			 * guest that deflated itself counts the returned
+			 * pages as used until then): not a kill, not a free. */
+			bool settled = !s->moved_before;
+			if (settled && !ovc_known(st->oom_kills) && distressed && drop >= MAX(64 * MIB, max / 16) &&
 			    sat_sub(avail, s->seen_avail_bytes) >= drop - drop / 4) {
 				e->oom = true;
 				e->freed = drop;
-			} else if (drop >= noise_of(max)) {
+			} else if (settled && drop >= noise_of(max)) {
 				s->cold_usec = 0; /* what it freed was touched: resident */
-				/* A free that gives back the guest's whole run
-				 * (used is back where it last rose from): what it
-				 * freed no longer counts as a burst it may repeat,
-				 * it is spare at once; a guest that allocates it
-				 * again is relieved between ticks, and after an
-				 * emergency it keeps a raised floor. A guest that
-				 * gave back only part of its run is still at work:
-				 * it keeps its burst, for it may well take the
-				 * same again (a self-deflate in the scenario was
-				 * a guest whose partial free had lowered it). */
-				if (s->run_bytes < noise_of(max)) {
-					s->burst_bytes = sat_sub(burst_now(cfg, s, t), drop);
-					s->burst_usec = t;
-				}
 			}
 		}
+		/* The run: used memory above its lowest point since the run
+		 * began. Taken from the level, not summed from the steps, so
+		 * that what the guest freed in an update the balloon moved in
+		 * or right after (skipped: its figures may lag the balloon)
+		 * still counts once an update with the balloon settled shows it. */
+		if (used < s->low_used_bytes && !s->moved_before)
+			s->low_used_bytes = used;
+		s->run_bytes = MIN(sat_sub(used, s->low_used_bytes), max);
 		if (ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
 		    st->oom_kills > s->seen_oom_kills)
 			e->oom = e->oom_counted = true;
+		/* A guest back where its run began (within an eighth of its
+		 * learned burst: a run also gathers the kernel's own small
+		 * rises), by one free or several, seen in an update with the
+		 * balloon still: the job is over, its burst and its fastest
+		 * growth are forgotten and what it freed is spare at once. A
+		 * guest that allocates it again is relieved between ticks, and
+		 * after an emergency it keeps a raised floor. A guest that gave
+		 * back only part of its run is still at work and keeps its
+		 * burst: it may well take the same again (on real guests one
+		 * whose partial free had lowered it deflated itself 99 times at
+		 * its next burst). What an OOM kill taught stays for the
+		 * cooldown. */
+		if (!s->moved_before && (s->burst_bytes || s->peak_rate_bytes) && !e->oom &&
+		    !(s->oom_usec && sat_sub(now, s->oom_usec) < cfg->balloon.oom_cooldown_usec) &&
+		    s->run_bytes < MAX(noise_of(max), burst_now(cfg, s, t) / 8)) {
+			s->burst_bytes = s->run_bytes;
+			s->burst_usec = t;
+			s->peak_rate_bytes = 0;
+			s->peak_rate_usec = t;
+		}
 		e->stalls = rate(st->alloc_stalls, s->seen_alloc_stalls, dt);
 		e->reclaim = rate(st->direct_reclaims, s->seen_direct_reclaims, dt);
 	} else if (!s->seen_usec) {
 		s->busy_usec = t; /* idle is counted from when ovcd first saw it */
-	} else {
-		s->run_bytes = 0; /* the balloon moved: a run cannot be followed */
+		s->low_used_bytes = used;
+		s->run_bytes = 0;
 	}
+	/* An update in which the balloon moved leaves the run as it was: the
+	 * guest still holds what it took (forgetting it there let an inflate
+	 * followed by a partial free pass for the end of the job). */
 	if (moved && ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
 	    st->oom_kills > s->seen_oom_kills)
 		e->oom = e->oom_counted = true; /* the guest's own count is never wrong */
@@ -356,6 +399,12 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		s->cold_usec = gave < took / 4 ? t : 0;
 	}
 	s->rate_bytes = e->rate;
+	/* Growth measured while the figures may still be catching up with a
+	 * balloon move is not learned as a rate. */
+	if (!s->moved_before && e->rate > peak_rate_now(cfg, s, t)) {
+		s->peak_rate_bytes = MIN(e->rate, OVC_GUEST_BYTES_MAX);
+		s->peak_rate_usec = t;
+	}
 	if (s->run_bytes > burst_now(cfg, s, t)) {
 		s->burst_bytes = s->run_bytes;
 		s->burst_usec = t;
@@ -369,6 +418,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			s->burst_usec = t;
 		}
 	}
+	s->moved_before = moved ? 1 : 0;
 	s->seen_usec = t;
 	s->seen_update_sec = st->guest_update_sec;
 	s->seen_actual_bytes = actual;
@@ -403,7 +453,8 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	v->spare = v->fpr = v->keep = 0;
 	v->resident_free = OVC_UNKNOWN;
 	v->guest_free = ovc_conf_size_bytes(&g->settings.guest_free, v->actual);
-	v->headroom = MIN(MAX(ovc_conf_size_bytes(&cfg->balloon.headroom, v->max), burst_now(cfg, s, now)),
+	v->headroom = MIN(MAX(MAX(ovc_conf_size_bytes(&cfg->balloon.headroom, v->max), burst_now(cfg, s, now)),
+			      reaction_need(cfg, s, now)),
 			  v->max);
 	v->pressure = false;
 	v->why[0] = '\0';
@@ -491,7 +542,12 @@ static void distress(const struct ovc_config *cfg, const struct events *e, struc
 	if (!v->fresh || !e->new_sample)
 		return;
 	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
-	uint64_t period_s = MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+	/* Relief comes about a stats period after this update (the deflate
+	 * has to reach the guest, which frees the balloon's pages while it
+	 * allocates), and the next update may show the fall only a period
+	 * later: a guest that would run out within two periods is in
+	 * distress now. */
+	uint64_t period_s = 2 * MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
 	uint64_t fall = e->rate > UINT64_MAX / period_s ? UINT64_MAX : e->rate * period_s;
 
 	if (e->oom) {

@@ -23,7 +23,7 @@
  *  3. distress (fresh stats only): an OOM kill (the guest's counter, or
  *     its used memory falling sharply while it was nearly out), available
  *     below emergency_available, available falling fast enough to get
- *     there by the next update (growth rate x stats_period), allocation
+ *     there within two updates (growth rate x 2 x stats_period), allocation
  *     stalls or direct reclaim while it has less available than it keeps,
  *     major faults or swap-in per second above their thresholds: emergency deflate at once, whatever the host's
  *     state, in one step to what the guest needs (guest_free + headroom +
@@ -148,8 +148,17 @@ struct ovc_policy_guest_state {
 	uint64_t seen_direct_reclaims;
 	uint64_t rate_bytes;          /* used memory's growth per second then */
 	uint64_t run_bytes;           /* rise of used memory since its last low point */
+	uint64_t low_used_bytes;      /* used memory at that low point (followed in
+				       * updates with the balloon still only) */
 	uint64_t burst_bytes;         /* learned headroom: the largest run, decaying */
 	uint64_t burst_usec;          /* when burst_bytes was last raised */
+	uint64_t peak_rate_bytes;     /* the fastest growth per second seen, decaying
+				       * like burst_bytes: a guest that grew this fast
+				       * keeps what it would use before relief came */
+	uint64_t peak_rate_usec;      /* when peak_rate_bytes was last raised */
+	uint8_t moved_before;         /* nonzero: the balloon moved at the update before
+				       * the last one learned from: the guest's
+				       * figures may still be catching up */
 	uint64_t busy_usec;           /* when used memory last rose; 0: never seen */
 	uint64_t short_floor_bytes;   /* floor raised after the guest ran short */
 	uint64_t short_usec;          /* when it ran short (the raised floor decays from then) */
@@ -295,7 +304,7 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
  *
  * It applies only the guest's own rules, exactly as ovc_policy_tick() would
  * to this guest: distress (available below emergency_available, available
- * falling fast enough to run out before the next update, an OOM kill,
+ * falling fast enough to run out within two updates, an OOM kill,
  * allocation stalls, direct reclaim, major faults, swap-in) gives an
  * emergency deflate in one step to what the guest needs, at most its
  * maximum; a target below the guest's floor is raised to it; a

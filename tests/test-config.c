@@ -73,7 +73,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->balloon.emergency_stalls, 1);
 	assert_int_equal(c->balloon.emergency_direct_reclaim, 256);
 	assert_int_equal(c->balloon.headroom.basis_points, 2000);
-	assert_int_equal(c->balloon.headroom_decay_usec, 60 * USEC_PER_SEC);
+	assert_int_equal(c->balloon.headroom_decay_usec, 600 * USEC_PER_SEC);
 	assert_int_equal(c->balloon.idle_after_usec, 30 * USEC_PER_SEC);
 	assert_int_equal(c->balloon.short_decay_usec, 600 * USEC_PER_SEC);
 	assert_int_equal(c->balloon.oom_cooldown_usec, 3600 * USEC_PER_SEC);

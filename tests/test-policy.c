@@ -459,6 +459,7 @@ static void seen_quiet(struct ovc_policy_guest *g, uint64_t quiet_sec)
 	g->state.seen_usec = NOW - 2 * SEC;
 	g->state.seen_avail_bytes = g->stats.available_bytes;
 	g->state.seen_used_bytes = g->stats.actual_bytes - g->stats.available_bytes;
+	g->state.low_used_bytes = g->state.seen_used_bytes;
 	g->state.seen_actual_bytes = g->stats.actual_bytes;
 	g->state.busy_usec = NOW - quiet_sec * SEC;
 }
@@ -1057,7 +1058,7 @@ static const char new_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\nkeep_headroom =
 enum prep {
 	P_NONE,
 	P_BURST_1G,        /* learned a 1GiB burst just now */
-	P_BURST_2G_60S,    /* learned a 2GiB burst a minute ago: halved */
+	P_BURST_2G_600S,   /* learned a 2GiB burst ten minutes ago: halved */
 	P_FALL_450,        /* used memory rose 450MiB since the update 1s ago */
 	P_SEEN_SAME,       /* seen 1s ago with the same figures */
 	P_OOM_COUNTED,     /* the guest's OOM kill counter went up */
@@ -1081,6 +1082,13 @@ enum prep {
 	P_INFLATE_COLD,    /* the balloon took 512MiB since the update 1s ago,
 			    * the VMM's RSS (3GiB) did not fall */
 	P_INFLATE_WARM,    /* ... and the RSS fell by as much */
+	P_BURST_2G_60S,    /* learned a 2GiB burst a minute ago: still held */
+	P_FAST_500,        /* grew 500MiB/s 10s ago */
+	P_SELF_DEFLATED,   /* 1s ago: 0 available, the balloon moved the update
+			    * before; now 700MiB less used, available up as much */
+	P_FREED_PART,      /* 1s ago 300MiB available; now 700MiB freed of a
+			    * 1.2GiB run, burst 1.2GiB learned a minute ago */
+	P_FREED_ALL,       /* ... the 700MiB freed were its whole run */
 };
 
 static const struct kat2 {
@@ -1099,11 +1107,11 @@ static const struct kat2 {
 	  "host pressure, no spare: available 1.5GiB, keeps 1.5GiB", NULL },
 	{ "a learned burst above headroom is kept", GIB, 4 * GIB, 2 * GIB, P_BURST_1G, OVC_ACTION_INFLATE,
 	  4 * GIB - 204 * MIB, NULL, "spare 204MiB" },
-	{ "a learned burst halves every headroom_decay", GIB, 4 * GIB, 2 * GIB, P_BURST_2G_60S,
+	{ "a learned burst halves every headroom_decay", GIB, 4 * GIB, 2 * GIB, P_BURST_2G_600S,
 	  OVC_ACTION_INFLATE, 4 * GIB - 204 * MIB, NULL, "spare 204MiB" },
 	{ "falling fast: distress before it runs out, deflated to what it needs", 3 * GIB, 2 * GIB,
-	  500 * MIB, P_FALL_450, OVC_ACTION_EMERGENCY, 3227 * MIB,
-	  "emergency deflate by 1.1GiB to 3.1GiB: available 500MiB falling 450MiB/s, below 64MiB within 1s",
+	  500 * MIB, P_FALL_450, OVC_ACTION_EMERGENCY, 3308 * MIB,
+	  "emergency deflate by 1.2GiB to 3.2GiB: available 500MiB falling 450MiB/s, below 64MiB within 2s",
 	  NULL },
 	{ "available below the absolute emergency_available", 3 * GIB, 2 * GIB, 50 * MIB, P_SEEN_SAME,
 	  OVC_ACTION_EMERGENCY, 3227 * MIB, "emergency deflate by 1.1GiB to 3.1GiB: available 50MiB < 64MiB",
@@ -1159,6 +1167,16 @@ static const struct kat2 {
 	  "host pressure, its free memory is not resident on the host (RSS 3GiB)", NULL },
 	{ "an inflate that lowered the VMM's RSS as much: inflated on", GIB, 3 * GIB, 2 * GIB,
 	  P_INFLATE_WARM, OVC_ACTION_INFLATE, 3 * GIB - 256 * MIB, NULL, NULL },
+	{ "a learned burst a minute old is still held (it halves over ten minutes)", GIB, 4 * GIB, 3 * GIB,
+	  P_BURST_2G_60S, OVC_ACTION_INFLATE, 4 * GIB - 256 * MIB, NULL, "spare 307MiB" },
+	{ "a guest seen growing 500MiB/s keeps two stats periods of it", GIB, 4 * GIB, 2 * GIB, P_FAST_500,
+	  OVC_ACTION_INFLATE, 4 * GIB - 237 * MIB, NULL, "spare 237MiB" },
+	{ "the update after a balloon move: used falling is the figures catching up, no OOM kill", 3 * GIB,
+	  2 * GIB, 700 * MIB, P_SELF_DEFLATED, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
+	{ "a free of part of its run: the guest keeps its learned burst", GIB, 4 * GIB, 3 * GIB, P_FREED_PART,
+	  OVC_ACTION_INFLATE, 4 * GIB - 256 * MIB, NULL, "spare 1GiB" },
+	{ "a free of its whole run: the burst goes with it, the free is spare", GIB, 4 * GIB, 3 * GIB,
+	  P_FREED_ALL, OVC_ACTION_INFLATE, 4 * GIB - 256 * MIB, NULL, "spare 1.4GiB" },
 	{ "nothing resident beyond used memory: nothing to gain", GIB, 2 * GIB, 1648 * MIB, P_RSS_600M,
 	  OVC_ACTION_NONE, 2 * GIB, "host pressure, its free memory is not resident on the host (RSS 400MiB)",
 	  NULL },
@@ -1178,19 +1196,39 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		s->seen_actual_bytes = k->target;
 		s->busy_usec = NOW - 10 * SEC;
 		s->seen_oom_kills = s->seen_alloc_stalls = s->seen_direct_reclaims = U;
+		s->low_used_bytes = used; /* no run */
 	}
 	switch (k->prep) {
 	case P_BURST_1G:
 		s->burst_bytes = GIB;
 		s->burst_usec = NOW;
+		s->low_used_bytes = used - GIB; /* it holds the run */
 		break;
+	case P_BURST_2G_600S:
 	case P_BURST_2G_60S:
 		s->burst_bytes = 2 * GIB;
+		s->burst_usec = NOW - (k->prep == P_BURST_2G_600S ? 600 : 60) * SEC;
+		s->low_used_bytes = used - 256 * MIB; /* it holds part of the run */
+		break;
+	case P_FAST_500:
+		s->peak_rate_bytes = 500 * MIB;
+		s->peak_rate_usec = NOW - 10 * SEC;
+		s->low_used_bytes = used - 512 * MIB; /* it holds what it took */
+		break;
+	case P_SELF_DEFLATED:
+	case P_FREED_PART:
+	case P_FREED_ALL:
+		s->seen_avail_bytes = k->prep == P_SELF_DEFLATED ? 0 : 300 * MIB;
+		s->seen_used_bytes = used + 700 * MIB;
+		s->burst_bytes = 1200 * MIB;
 		s->burst_usec = NOW - 60 * SEC;
+		/* Its run began 1.2GiB (or 700MiB) below where it was. */
+		s->low_used_bytes = used + 700 * MIB - (k->prep == P_FREED_PART ? 1200 * MIB : 700 * MIB);
+		s->moved_before = k->prep == P_SELF_DEFLATED;
 		break;
 	case P_FALL_450:
 	case P_FALL_MOVED:
-		s->seen_used_bytes = used - 450 * MIB;
+		s->seen_used_bytes = s->low_used_bytes = used - 450 * MIB;
 		s->seen_avail_bytes = k->avail + 450 * MIB;
 		if (k->prep == P_FALL_MOVED)
 			s->seen_actual_bytes = k->target + 512 * MIB;
@@ -1225,7 +1263,7 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 	case P_MOVING:
 		g.stats.actual_bytes = g.stats.total_bytes = 4 * GIB;
 		g.stats.available_bytes = 3 * GIB;
-		s->seen_used_bytes = GIB;
+		s->seen_used_bytes = s->low_used_bytes = GIB;
 		s->seen_actual_bytes = 4 * GIB;
 		s->stuck_usec = NOW - 40 * SEC;
 		s->stuck_actual_bytes = k->prep == P_MOVING ? 4 * GIB + 200 * MIB : 4 * GIB;
@@ -1319,7 +1357,21 @@ static void test_known_answers_learned(void **state)
 			/* What it freed is no longer a burst it keeps room for. */
 			assert_false(d.oom_kill);
 			assert_int_equal(d.state.oom_kills, 0);
-			assert_int_equal(d.state.burst_bytes, GIB - 924 * MIB);
+			assert_int_equal(d.state.burst_bytes, 0);
+			break;
+		case P_SELF_DEFLATED:
+			assert_false(d.oom_kill);
+			assert_int_equal(d.state.oom_kills, 0);
+			assert_int_equal(d.state.oom_usec, 0);
+			break;
+		case P_FREED_PART:
+			/* Still holding most of its run: the burst stays. */
+			assert_true(d.state.burst_bytes >= 1100 * MIB);
+			break;
+		case P_FREED_ALL:
+			/* Its whole run given back: burst and growth forgotten. */
+			assert_int_equal(d.state.burst_bytes, 0);
+			assert_int_equal(d.state.peak_rate_bytes, 0);
 			break;
 		case P_OOM_COUNTED:
 		case P_OOM_GUESSED:
@@ -1397,9 +1449,10 @@ static void test_guest_check(void **state)
 	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 1);
 	assert_int_equal(d.action, OVC_ACTION_EMERGENCY);
 	assert_true(d.guest_pressure && d.growing);
-	/* guest_free 409.6MiB + headroom 819.2MiB (its 700MiB burst is
-	 * less) + 700MiB by the next update - 500MiB available: 1429MiB. */
-	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	/* guest_free 409.6MiB + headroom 1400MiB (two stats periods of its
+	 * 700MiB/s; its 700MiB burst and 20% of max are less) + 700MiB by
+	 * the next update - 500MiB available: 2010MiB. */
+	assert_int_equal(d.target_bytes, 2 * GIB + 2010 * MIB);
 	assert_int_equal(d.emergency_count, 1);
 	assert_int_equal(d.state.burst_bytes, 700 * MIB);
 	/* Carried out: a tick on the same statistics does not repeat it. */
@@ -1411,19 +1464,19 @@ static void test_guest_check(void **state)
 	struct ovc_policy_out out;
 	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(d.action, OVC_ACTION_NONE);
-	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	assert_int_equal(d.target_bytes, 2 * GIB + 2010 * MIB);
 	assert_int_equal(out.n_emergency, 0);
 	/* Nor does the same guest update read again later (the guest has
 	 * not sent new figures yet): it is not a new update. */
 	h.now_usec = g.stats.collected_usec = NOW + SEC + SEC / 2;
 	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
 	assert_int_equal(d.state.seen_usec, NOW + SEC);
-	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	assert_int_equal(d.target_bytes, 2 * GIB + 2010 * MIB);
 	/* Its next update, relieved: nothing to do. */
 	h.now_usec = g.stats.collected_usec = NOW + 2 * SEC;
 	g.stats.guest_update_sec++;
-	g.stats.actual_bytes = g.stats.total_bytes = 2 * GIB + 1429 * MIB;
-	g.stats.available_bytes = 1929 * MIB;
+	g.stats.actual_bytes = g.stats.total_bytes = 2 * GIB + 2010 * MIB;
+	g.stats.available_bytes = 2510 * MIB;
 	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
 	assert_int_equal(d.state.seen_usec, NOW + 2 * SEC);
 
@@ -2019,11 +2072,11 @@ static void test_trace_burst(void **state)
 	struct sim *s = replay_run("burst.trace", NULL);
 
 	/* Nobody OOM-killed; a and d deflated at the first update that shows
-	 * them about to run out (the trace expects it at t=82 and t=101), a's
-	 * the first emergency of all: ballooned only by what it freed, a has
-	 * 349MiB left after the first half of its burst. */
+	 * them about to run out within two seconds (the trace expects it at
+	 * t=81 and t=101), a's the first emergency of all: ballooned only by
+	 * what it freed, a has 349MiB left after the first half of its burst. */
 	assert_int_equal(s->ooms, 0);
-	assert_int_equal(s->first_emergency_sec, 82);
+	assert_int_equal(s->first_emergency_sec, 81);
 	assert_true(s->inflates > 0);
 	free(s);
 
