@@ -35,8 +35,10 @@
  *     psi_some / psi_full): inflate guests with spare memory until
  *     MemAvailable would be back at high, counting what balloons were
  *     asked for and have not taken yet. A guest keeps guest_free plus its
- *     headroom (the larger of its learned burst, which halves every
- *     headroom_decay, and [balloon] headroom); spare is what it has
+ *     headroom (the largest of its learned burst, twice what it uses in a
+ *     stats period at its fastest growth seen, both halving every
+ *     headroom_decay and forgotten once it is back where its run began,
+ *     and [balloon] headroom); spare is what it has
  *     available above that, less its balloon's pending part, less free
  *     memory free page reporting gave back, at most its VMM's RSS beyond
  *     its used memory. Lowest priority first; idle guests before busy
