@@ -78,6 +78,7 @@ struct ovc_config {
 		struct ovc_conf_size reserve;  /* % of MemTotal */
 		struct ovc_conf_size low;      /* % of MemTotal, or auto */
 		struct ovc_conf_size high;     /* % of MemTotal, or auto */
+		bool keep_headroom;            /* the guests' headroom is kept free too */
 		uint64_t interval_usec;
 		uint32_t psi_some_basis_points;  /* some avg10 above: pressure */
 		uint32_t psi_full_basis_points;  /* full avg10 above: pressure */

@@ -198,6 +198,29 @@ static uint64_t burst_now(const struct ovc_config *cfg, const struct ovc_policy_
 	return decay(s->burst_bytes, sat_sub(now, s->burst_usec), cfg->balloon.headroom_decay_usec);
 }
 
+/* The fastest growth learned, as it has decayed by @now. */
+static uint64_t peak_rate_now(const struct ovc_config *cfg, const struct ovc_policy_guest_state *s,
+			      uint64_t now)
+{
+	return decay(s->peak_rate_bytes, sat_sub(now, s->peak_rate_usec), cfg->balloon.headroom_decay_usec);
+}
+
+/*
+ * What a guest growing at its fastest learned rate uses before relief can
+ * come: the update that shows the growth is up to one stats period late,
+ * and the deflate that answers it takes about as long again to reach the
+ * guest. So a guest seen growing at R per second keeps 2 x R x stats_period.
+ */
+static uint64_t reaction_need(const struct ovc_config *cfg, const struct ovc_policy_guest_state *s,
+			      uint64_t now)
+{
+	uint64_t r = peak_rate_now(cfg, s, now);
+	uint64_t period = MAX(cfg->balloon.stats_period_usec, USEC_PER_SEC);
+	if (r > OVC_GUEST_BYTES_MAX)
+		return OVC_GUEST_BYTES_MAX;
+	return (uint64_t)(((unsigned __int128)r * 2 * period) / USEC_PER_SEC);
+}
+
 static bool has_engine(const struct ovc_policy_guest *g)
 {
 	return g->kind == OVC_DRIVER_ENGINE || g->engine;
@@ -284,36 +307,104 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		if (used > s->seen_used_bytes) {
 			uint64_t rise = used - s->seen_used_bytes;
 			e->rate = (uint64_t)(((unsigned __int128)rise * USEC_PER_SEC) / dt);
-			s->run_bytes = MIN(MIN(s->run_bytes, max) + rise, max);
 			if (rise >= noise_of(max))
 				s->busy_usec = t;
 		} else {
 			uint64_t drop = s->seen_used_bytes - used;
-			s->run_bytes = sat_sub(s->run_bytes, drop);
 			/* Without a counter, an OOM kill shows as a guest that
-			 * was nearly out of memory and suddenly uses much less. */
-			uint64_t low = 2 * ovc_conf_size_bytes(&cfg->balloon.emergency_available, actual);
-			if (!ovc_known(st->oom_kills) && s->seen_avail_bytes < low &&
-			    drop >= MAX(64 * MIB, max / 16) && avail >= drop / 2 &&
-			    avail - drop / 2 >= s->seen_avail_bytes) {
+			 * was in distress at its last update (available below
+			 * emergency_available, or falling fast enough to get
+			 * there within two stats periods) and now uses much less,
+			 * its available memory up by about what used fell by.
+			 * A guest that frees memory by itself while merely
+			 * ballooned tightly is not in distress. */
+			uint64_t emerg = ovc_conf_size_bytes(&cfg->balloon.emergency_available, actual);
+			uint64_t period_s = 2 * MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+			uint64_t fell = s->rate_bytes > UINT64_MAX / period_s ? UINT64_MAX : s->rate_bytes * period_s;
+			bool distressed = s->seen_avail_bytes < emerg ||
+					  (s->rate_bytes && sat_sub(s->seen_avail_bytes, fell) < emerg);
+			/* The update after a balloon move may show the guest's
+			 * own figures catching up with it (a deflate-on-oom
+			 * guest that deflated itself counts the returned
+			 * pages as used until then): not a kill, not a free. */
+			bool settled = !s->moved_before;
+			if (settled && !ovc_known(st->oom_kills) && distressed && drop >= MAX(64 * MIB, max / 16) &&
+			    sat_sub(avail, s->seen_avail_bytes) >= drop - drop / 4) {
 				e->oom = true;
 				e->freed = drop;
+			} else if (settled && drop >= noise_of(max)) {
+				s->cold_usec = 0; /* what it freed was touched: resident */
 			}
 		}
+		/* The run: used memory above its lowest point since the run
+		 * began. Taken from the level, not summed from the steps, so
+		 * that what the guest freed in an update the balloon moved in
+		 * or right after (skipped: its figures may lag the balloon)
+		 * still counts once an update with the balloon settled shows it. */
+		if (used < s->low_used_bytes && !s->moved_before)
+			s->low_used_bytes = used;
+		s->run_bytes = MIN(sat_sub(used, s->low_used_bytes), max);
 		if (ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
 		    st->oom_kills > s->seen_oom_kills)
 			e->oom = e->oom_counted = true;
+		/* A guest back where its run began (within an eighth of its
+		 * learned burst: a run also gathers the kernel's own small
+		 * rises), by one free or several, seen in an update with the
+		 * balloon still: the job is over, its burst and its fastest
+		 * growth are forgotten and what it freed is spare at once. A
+		 * guest that allocates it again is relieved between ticks, and
+		 * after an emergency it keeps a raised floor. A guest that gave
+		 * back only part of its run is still at work and keeps its
+		 * burst: it may well take the same again (on real guests one
+		 * whose partial free had lowered it deflated itself 99 times at
+		 * its next burst). What an OOM kill taught stays for the
+		 * cooldown. */
+		if (!s->moved_before && (s->burst_bytes || s->peak_rate_bytes) && !e->oom &&
+		    !(s->oom_usec && sat_sub(now, s->oom_usec) < cfg->balloon.oom_cooldown_usec) &&
+		    s->run_bytes < MAX(noise_of(max), burst_now(cfg, s, t) / 8)) {
+			s->burst_bytes = s->run_bytes;
+			s->burst_usec = t;
+			s->peak_rate_bytes = 0;
+			s->peak_rate_usec = t;
+		}
 		e->stalls = rate(st->alloc_stalls, s->seen_alloc_stalls, dt);
 		e->reclaim = rate(st->direct_reclaims, s->seen_direct_reclaims, dt);
 	} else if (!s->seen_usec) {
 		s->busy_usec = t; /* idle is counted from when ovcd first saw it */
-	} else {
-		s->run_bytes = 0; /* the balloon moved: a run cannot be followed */
+		s->low_used_bytes = used;
+		s->run_bytes = 0;
 	}
+	/* An update in which the balloon moved leaves the run as it was: the
+	 * guest still holds what it took (forgetting it there let an inflate
+	 * followed by a partial free pass for the end of the job). */
 	if (moved && ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
 	    st->oom_kills > s->seen_oom_kills)
 		e->oom = e->oom_counted = true; /* the guest's own count is never wrong */
+	/* An inflate that did not lower the VMM's RSS by a quarter of what
+	 * the balloon took took memory the guest never touched (free pages
+	 * first): ballooning it further gives the host nothing, and only
+	 * leaves the guest less for its next burst. Until it grows or frees
+	 * memory again, it has no spare. Measured from the last update
+	 * before the balloon moved: the VMM drops the pages before the
+	 * balloon's size says so, and one update may see only one of the
+	 * two. */
+	uint64_t rss = ovc_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE
+			       ? MIN(st->rss_bytes, OVC_GUEST_BYTES_MAX) : OVC_UNKNOWN;
+	if (!moved) {
+		s->still_actual_bytes = actual;
+		s->still_rss_bytes = rss;
+	} else if (actual < s->still_actual_bytes && ovc_known(rss) && ovc_known(s->still_rss_bytes) &&
+		   s->still_actual_bytes - actual >= noise_of(max)) {
+		uint64_t took = s->still_actual_bytes - actual, gave = sat_sub(s->still_rss_bytes, rss);
+		s->cold_usec = gave < took / 4 ? t : 0;
+	}
 	s->rate_bytes = e->rate;
+	/* Growth measured while the figures may still be catching up with a
+	 * balloon move is not learned as a rate. */
+	if (!s->moved_before && e->rate > peak_rate_now(cfg, s, t)) {
+		s->peak_rate_bytes = MIN(e->rate, OVC_GUEST_BYTES_MAX);
+		s->peak_rate_usec = t;
+	}
 	if (s->run_bytes > burst_now(cfg, s, t)) {
 		s->burst_bytes = s->run_bytes;
 		s->burst_usec = t;
@@ -327,6 +418,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			s->burst_usec = t;
 		}
 	}
+	s->moved_before = moved ? 1 : 0;
 	s->seen_usec = t;
 	s->seen_update_sec = st->guest_update_sec;
 	s->seen_actual_bytes = actual;
@@ -361,7 +453,8 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	v->spare = v->fpr = v->keep = 0;
 	v->resident_free = OVC_UNKNOWN;
 	v->guest_free = ovc_conf_size_bytes(&g->settings.guest_free, v->actual);
-	v->headroom = MIN(MAX(ovc_conf_size_bytes(&cfg->balloon.headroom, v->max), burst_now(cfg, s, now)),
+	v->headroom = MIN(MAX(MAX(ovc_conf_size_bytes(&cfg->balloon.headroom, v->max), burst_now(cfg, s, now)),
+			      reaction_need(cfg, s, now)),
 			  v->max);
 	v->pressure = false;
 	v->why[0] = '\0';
@@ -412,6 +505,10 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	v->resident_free = OVC_UNKNOWN;
 	if (ovc_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE) {
 		v->resident_free = sat_sub(MIN(st->rss_bytes, OVC_GUEST_BYTES_MAX), v->actual - v->avail);
+		/* RSS also holds the VMM's own memory: an inflate that did
+		 * not lower it showed the free memory is not resident. */
+		if (s->cold_usec && s->busy_usec <= s->cold_usec)
+			v->resident_free = 0;
 		v->spare = MIN(v->spare, v->resident_free);
 	}
 
@@ -445,7 +542,12 @@ static void distress(const struct ovc_config *cfg, const struct events *e, struc
 	if (!v->fresh || !e->new_sample)
 		return;
 	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
-	uint64_t period_s = MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+	/* Relief comes about a stats period after this update (the deflate
+	 * has to reach the guest, which frees the balloon's pages while it
+	 * allocates), and the next update may show the fall only a period
+	 * later: a guest that would run out within two periods is in
+	 * distress now. */
+	uint64_t period_s = 2 * MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
 	uint64_t fall = e->rate > UINT64_MAX / period_s ? UINT64_MAX : e->rate * period_s;
 
 	if (e->oom) {
@@ -482,9 +584,13 @@ static void distress(const struct ovc_config *cfg, const struct events *e, struc
 static void host_level(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		       struct ovc_policy_out *out, char *cause, size_t cause_n)
 {
-	uint64_t total = h->mem.total_bytes, avail = h->mem.available_bytes;
+	uint64_t total = h->mem.total_bytes;
+	/* The guests' headroom is memory they take without asking: it must
+	 * be free on the host before they take it, not found after. */
+	uint64_t avail = sat_sub(h->mem.available_bytes, out->headroom_bytes);
 	uint64_t low, high;
 	bool psi_some = false, psi_full = false;
+	char less[64] = "";
 
 	ovc_config_watermarks(cfg, total, NULL, &low, &high);
 	if (h->psi_valid) {
@@ -495,10 +601,12 @@ static void host_level(const struct ovc_config *cfg, const struct ovc_policy_hos
 	}
 	out->low_bytes = low;
 	out->high_bytes = high;
+	if (out->headroom_bytes)
+		reasonf(less, sizeof(less), " less guests' headroom %s", SZ(out->headroom_bytes));
 	if (avail < low) {
 		out->level = OVC_HOST_PRESSURE;
 		out->need_bytes = high - avail;
-		reasonf(cause, cause_n, "MemAvailable %s < low %s", SZ(avail), SZ(low));
+		reasonf(cause, cause_n, "MemAvailable %s%s < low %s", SZ(h->mem.available_bytes), less, SZ(low));
 	} else if (psi_some || psi_full) {
 		/* Stalls with MemAvailable above low (a cgroup limit, a burst):
 		 * get back to high, or one watermark gap if already above. */
@@ -511,11 +619,12 @@ static void host_level(const struct ovc_config *cfg, const struct ovc_policy_hos
 	} else if (avail > high) {
 		out->level = OVC_HOST_ROOM;
 		out->room_bytes = avail - high;
-		reasonf(cause, cause_n, "MemAvailable %s > high %s", SZ(avail), SZ(high));
+		reasonf(cause, cause_n, "MemAvailable %s%s > high %s", SZ(h->mem.available_bytes), less,
+			SZ(high));
 	} else {
 		out->level = OVC_HOST_STEADY;
-		reasonf(cause, cause_n, "MemAvailable %s between low %s and high %s", SZ(avail), SZ(low),
-			 SZ(high));
+		reasonf(cause, cause_n, "MemAvailable %s%s between low %s and high %s",
+			SZ(h->mem.available_bytes), less, SZ(low), SZ(high));
 	}
 	reasonf(out->reason, sizeof(out->reason), "host %s: %s", ovc_host_level_name(out->level),
 		 cause);
@@ -740,6 +849,16 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 	case OVC_HOST_ROOM:
 		if (v.target >= v.max) {
 			reasonf(d->reason, sizeof(d->reason), "at max %s", SZ(v.max));
+			return CAND_NONE;
+		}
+		/* Room counted after the guests' headroom: a guest with more
+		 * available than it keeps needs nothing back, and what it got
+		 * would be taken again at the next shortage (room and
+		 * pressure alternating). */
+		if (cfg->host.keep_headroom && v.fresh && v.avail >= v.keep + v.min_change) {
+			reasonf(d->reason, sizeof(d->reason),
+				"host has room, but it has more than it keeps: available %s, keeps %s",
+				SZ(v.avail), SZ(v.keep));
 			return CAND_NONE;
 		}
 		reasonf(d->reason, sizeof(d->reason), "host has room (%s)", cause);
@@ -1052,8 +1171,11 @@ static void engine_raise_pass(const struct ovc_config *cfg, const struct ovc_pol
 			      size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out,
 			      const char *cause)
 {
-	uint64_t remaining = sat_sub(out->need_bytes, out->inflate_bytes + out->pending_bytes +
-							      out->engine_pending_bytes);
+	/* Not for the guests' headroom: swapping one guest's memory out so
+	 * that another may burst into the host's free memory is blind, and
+	 * balloons take only spare for it. */
+	uint64_t remaining = sat_sub(sat_sub(out->need_bytes, out->headroom_bytes),
+				     out->inflate_bytes + out->pending_bytes + out->engine_pending_bytes);
 
 	for (uint32_t p = 0; p < PRIORITY_LEVELS; p++)
 		for (size_t i = 0; i < n; i++) {
@@ -1187,6 +1309,35 @@ static void ksm_step(const struct ovc_config *cfg, const struct ovc_policy_host 
 			  want.use_zero_pages != h->ksm_knobs.use_zero_pages;
 }
 
+/* Σ over balloon guests with fresh statistics of min(available,
+ * headroom): what they may take within a stats period without asking,
+ * faster than any balloon gives it back. The host keeps it free as well
+ * as its reserve, so that spare is taken from others before a burst, not
+ * after. It stops squeezing by itself: a guest is never inflated into its
+ * own headroom, so once nobody has spare, nothing more is taken. */
+static uint64_t headroom_claims(const struct ovc_config *cfg, const struct ovc_policy_host *h,
+				const struct ovc_policy_guest *guests, size_t n)
+{
+	uint64_t sum = 0;
+
+	if (!cfg->balloon.enable || !cfg->host.keep_headroom)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct ovc_policy_guest *g = &guests[i];
+		struct ovc_policy_guest_state s;
+		struct events e;
+		struct view v;
+
+		if (!max_ok(g) || g->kind == OVC_DRIVER_ENGINE || g->settings.never_balloon)
+			continue;
+		learn(cfg, h, g, &s, &e);
+		derive(cfg, h, g, &s, &v);
+		if (v.fresh)
+			sum += MIN(v.avail, v.headroom);
+	}
+	return sum;
+}
+
 int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		    const struct ovc_policy_ksm_state *ksm_in, const struct ovc_policy_guest *guests,
 		    size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out)
@@ -1197,6 +1348,7 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 	if (!cfg || !h || !ksm_in || !out || (n && (!guests || !dec)) || h->page_size == 0)
 		return -EINVAL;
 	*out = (struct ovc_policy_out){ .ksm_state = *ksm_in };
+	out->headroom_bytes = headroom_claims(cfg, h, guests, n);
 	host_level(cfg, h, out, cause, sizeof(cause));
 
 	for (size_t i = 0; i < n; i++) {

@@ -23,7 +23,7 @@
  *  3. distress (fresh stats only): an OOM kill (the guest's counter, or
  *     its used memory falling sharply while it was nearly out), available
  *     below emergency_available, available falling fast enough to get
- *     there by the next update (growth rate x stats_period), allocation
+ *     there within two updates (growth rate x 2 x stats_period), allocation
  *     stalls or direct reclaim while it has less available than it keeps,
  *     major faults or swap-in per second above their thresholds: emergency deflate at once, whatever the host's
  *     state, in one step to what the guest needs (guest_free + headroom +
@@ -35,8 +35,10 @@
  *     psi_some / psi_full): inflate guests with spare memory until
  *     MemAvailable would be back at high, counting what balloons were
  *     asked for and have not taken yet. A guest keeps guest_free plus its
- *     headroom (the larger of its learned burst, which halves every
- *     headroom_decay, and [balloon] headroom); spare is what it has
+ *     headroom (the largest of its learned burst, twice what it uses in a
+ *     stats period at its fastest growth seen, both halving every
+ *     headroom_decay and forgotten once it is back where its run began,
+ *     and [balloon] headroom); spare is what it has
  *     available above that, less its balloon's pending part, less free
  *     memory free page reporting gave back, at most its VMM's RSS beyond
  *     its used memory. Lowest priority first; idle guests before busy
@@ -148,8 +150,17 @@ struct ovc_policy_guest_state {
 	uint64_t seen_direct_reclaims;
 	uint64_t rate_bytes;          /* used memory's growth per second then */
 	uint64_t run_bytes;           /* rise of used memory since its last low point */
+	uint64_t low_used_bytes;      /* used memory at that low point (followed in
+				       * updates with the balloon still only) */
 	uint64_t burst_bytes;         /* learned headroom: the largest run, decaying */
 	uint64_t burst_usec;          /* when burst_bytes was last raised */
+	uint64_t peak_rate_bytes;     /* the fastest growth per second seen, decaying
+				       * like burst_bytes: a guest that grew this fast
+				       * keeps what it would use before relief came */
+	uint64_t peak_rate_usec;      /* when peak_rate_bytes was last raised */
+	uint8_t moved_before;         /* nonzero: the balloon moved at the update before
+				       * the last one learned from: the guest's
+				       * figures may still be catching up */
 	uint64_t busy_usec;           /* when used memory last rose; 0: never seen */
 	uint64_t short_floor_bytes;   /* floor raised after the guest ran short */
 	uint64_t short_usec;          /* when it ran short (the raised floor decays from then) */
@@ -159,6 +170,12 @@ struct ovc_policy_guest_state {
 	uint64_t stuck_actual_bytes;  /* its actual memory then */
 	uint64_t engine_stuck_usec;   /* engine below its target and not moving since */
 	uint64_t engine_stuck_held_bytes;
+	uint64_t still_actual_bytes;  /* the guest's memory at the last update where its
+				       * balloon was still (before an inflate began) */
+	uint64_t still_rss_bytes;     /* the VMM's RSS then (OVC_UNKNOWN: none) */
+	uint64_t cold_usec;           /* when an inflate was seen to lower the VMM's RSS
+				       * by less than a quarter of what it took: its free
+				       * memory is not resident; 0: not seen */
 };
 
 struct ovc_policy_guest {
@@ -248,6 +265,9 @@ struct ovc_policy_out {
 	enum ovc_host_level level;
 	uint64_t low_bytes, high_bytes; /* resolved watermarks */
 	uint64_t need_bytes;          /* what the host wants back this tick */
+	uint64_t headroom_bytes;      /* Σ over guests of min(available,
+				       * headroom): what they may take without
+				       * asking; the host keeps it free too */
 	uint64_t pending_bytes;       /* balloons asked for and not yet taken:
 				       * Σ (actual - target); counts toward the need */
 	uint64_t room_bytes;          /* what it can give this tick */
@@ -286,7 +306,7 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
  *
  * It applies only the guest's own rules, exactly as ovc_policy_tick() would
  * to this guest: distress (available below emergency_available, available
- * falling fast enough to run out before the next update, an OOM kill,
+ * falling fast enough to run out within two updates, an OOM kill,
  * allocation stalls, direct reclaim, major faults, swap-in) gives an
  * emergency deflate in one step to what the guest needs, at most its
  * maximum; a target below the guest's floor is raised to it; a

@@ -633,9 +633,9 @@ psi_trigger_stall = 0
 stats_period = 1s
 stale_after = 5s
 # The demo plays in two minutes what a host sees over an hour: the
-# policy's clocks run 4 to 20 times faster (defaults: headroom_decay 1min,
+# policy's clocks run 3 to 20 times faster (defaults: headroom_decay 10min,
 # idle_after 30s, short_decay 10min); its other keys keep their defaults.
-headroom_decay = 15s
+headroom_decay = 30s
 idle_after = 10s
 short_decay = 30s
 [ksm]

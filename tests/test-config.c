@@ -61,7 +61,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c->host.psi_trigger_stall_usec, 100000);
 	assert_int_equal(c->host.psi_trigger_window_usec, USEC_PER_SEC);
 	assert_true(c->balloon.enable);
-	assert_int_equal(c->balloon.step.basis_points, 500);
+	assert_false(c->balloon.step.percent);
+	assert_int_equal(c->balloon.step.bytes, GIB);
 	assert_int_equal(c->balloon.floor.basis_points, 2500);
 	assert_int_equal(c->balloon.guest_free.basis_points, 2000);
 	assert_int_equal(c->balloon.min_change.basis_points, 25);
@@ -72,7 +73,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->balloon.emergency_stalls, 1);
 	assert_int_equal(c->balloon.emergency_direct_reclaim, 256);
 	assert_int_equal(c->balloon.headroom.basis_points, 2000);
-	assert_int_equal(c->balloon.headroom_decay_usec, 60 * USEC_PER_SEC);
+	assert_int_equal(c->balloon.headroom_decay_usec, 600 * USEC_PER_SEC);
 	assert_int_equal(c->balloon.idle_after_usec, 30 * USEC_PER_SEC);
 	assert_int_equal(c->balloon.short_decay_usec, 600 * USEC_PER_SEC);
 	assert_int_equal(c->balloon.oom_cooldown_usec, 3600 * USEC_PER_SEC);
@@ -375,7 +376,7 @@ static void test_guest_settings(void **state)
 	assert_ovc_ok(ovc_config_new_default(&d));
 	ovc_config_guest_settings(d, "anything", &s);
 	assert_int_equal(s.floor.basis_points, 2500);
-	assert_int_equal(s.step.basis_points, 500);
+	assert_int_equal(s.step.bytes, GIB);
 	assert_int_equal(s.guest_free.basis_points, 2000);
 	assert_int_equal(s.priority, 50);
 	assert_false(s.never_balloon || s.never_swap);
@@ -402,7 +403,7 @@ static void test_print_round_trip(void **state)
 	_cleanup_(freep) char *out2 = print_to_string(c2);
 	/* Only the first line (the source path) differs. */
 	assert_string_equal(strchr(out1, '\n'), strchr(out2, '\n'));
-	assert_non_null(strstr(out1, "\n[host]\nreserve = 2GiB\nlow = 1536MiB\nhigh = 4GiB\n"
+	assert_non_null(strstr(out1, "\n[host]\nreserve = 2GiB\nlow = 1536MiB\nhigh = 4GiB\nkeep_headroom = yes\n"
 				     "interval = 2s\npsi_some = 20%\npsi_full = 7.5%\n"));
 	assert_non_null(strstr(out1, "\n[guest \"web[12]\"]\nstep = 10%\nnever_balloon = yes\n\n"));
 	assert_non_null(strstr(out1, "\nmin_change = 4MiB\n"));

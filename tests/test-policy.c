@@ -31,7 +31,7 @@
 /* low 2GiB, high 4GiB, step 256MiB; the rest are the defaults: floor 25%,
  * guest_free 20%, min_change 0.25%, emergency_available 5%, 200 major
  * faults/s, 1MiB/s swap-in, emergency_step 25%, interval 5s. */
-static const char base_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "step = 256MiB\n";
+static const char base_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\nkeep_headroom = no\n[balloon]\n" OLD_RULES "step = 256MiB\n";
 
 static struct ovc_config *conf(const char *text)
 {
@@ -459,8 +459,74 @@ static void seen_quiet(struct ovc_policy_guest *g, uint64_t quiet_sec)
 	g->state.seen_usec = NOW - 2 * SEC;
 	g->state.seen_avail_bytes = g->stats.available_bytes;
 	g->state.seen_used_bytes = g->stats.actual_bytes - g->stats.available_bytes;
+	g->state.low_used_bytes = g->state.seen_used_bytes;
 	g->state.seen_actual_bytes = g->stats.actual_bytes;
 	g->state.busy_usec = NOW - quiet_sec * SEC;
+}
+
+/* The guests' headroom is kept free on the host too: with MemAvailable
+ * above high, the host is still short once what the guests may take
+ * without asking is counted, and takes it from the guest with spare; with
+ * keep_headroom = no, the same host has room. */
+static void test_headroom_on_host(void **state)
+{
+	_cleanup_(ovc_config_freep) struct ovc_config *c =
+		conf("[host]\nlow = 2GiB\nhigh = 3GiB\n[balloon]\nstep = 2GiB\n");
+	_cleanup_(ovc_config_freep) struct ovc_config *off =
+		conf("[host]\nlow = 2GiB\nhigh = 3GiB\nkeep_headroom = no\n[balloon]\nstep = 1GiB\n");
+	struct ovc_policy_host h = host_at(3584 * MIB);
+	/* a: 3GiB available, keeps 20% + 20% (1.6GiB): 1.4GiB spare; b: 1GiB
+	 * available, no spare. Each may take its headroom, 819MiB. */
+	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, GIB) };
+	struct ovc_policy_decision d[2];
+	struct ovc_policy_ksm_state ks = { 0 };
+	struct ovc_policy_out out;
+
+	seen_quiet(&g[0], 60);
+	seen_quiet(&g[1], 60);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.headroom_bytes, 2 * (4 * GIB / 5));
+	assert_int_equal(out.level, OVC_HOST_PRESSURE);
+	/* Back to high with the headroom counted, 3GiB - (3.5GiB - 1.6GiB), from
+	 * a alone: the need bounds the step, not a percentage. */
+	assert_int_equal(out.need_bytes, 3 * GIB - (3584 * MIB - 2 * (4 * GIB / 5)));
+	assert_int_equal(d[0].action, OVC_ACTION_INFLATE);
+	assert_int_equal(d[0].target_bytes, 4 * GIB - ALIGN_DOWN(out.need_bytes, MIB));
+	assert_non_null(strstr(d[0].reason, "MemAvailable 3.5GiB less guests' headroom 1.5GiB < low 2GiB"));
+	assert_int_equal(d[1].action, OVC_ACTION_NONE);
+	assert_non_null(strstr(d[1].reason, "no spare"));
+
+	/* The squeeze ends by itself: with a at what it keeps, nobody has
+	 * spare, and nothing is taken however short the host. */
+	g[0] = guest(c, 2 * GIB, 1200 * MIB); /* keeps 410 + 819MiB */
+	seen_quiet(&g[0], 60);
+	h = host_at(512 * MIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.level, OVC_HOST_PRESSURE);
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
+	assert_int_equal(d[1].action, OVC_ACTION_NONE);
+	assert_int_equal(out.inflate_bytes, 0);
+
+	/* Room: only a guest with less available than it keeps gets memory
+	 * back; one with more would have it taken again at the next shortage. */
+	g[0] = guest(c, 3 * GIB, 2 * GIB); /* keeps 614 + 819MiB */
+	g[1] = guest(c, 3 * GIB, GIB);
+	seen_quiet(&g[0], 60);
+	seen_quiet(&g[1], 60);
+	h = host_at(8 * GIB);
+	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.level, OVC_HOST_ROOM);
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
+	assert_non_null(strstr(d[0].reason, "host has room, but it has more than it keeps"));
+	assert_int_equal(d[1].action, OVC_ACTION_DEFLATE);
+
+	/* Without it: MemAvailable alone, above high: room, both at max. */
+	g[0] = guest(off, 4 * GIB, 3 * GIB);
+	h = host_at(3584 * MIB);
+	assert_ovc_ok(ovc_policy_tick(off, &h, &ks, g, 2, d, &out));
+	assert_int_equal(out.headroom_bytes, 0);
+	assert_int_equal(out.level, OVC_HOST_ROOM);
+	assert_int_equal(d[0].action, OVC_ACTION_NONE);
 }
 
 /* The need goes to the guests with the most spare first (water-filling),
@@ -540,7 +606,7 @@ static void test_pending_counts(void **state)
 static void test_priorities(void **state)
 {
 	_cleanup_(ovc_config_freep) struct ovc_config *c =
-		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\n" OLD_RULES "step = 256MiB\n"
+		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\nkeep_headroom = no\n[balloon]\n" OLD_RULES "step = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
 	struct ovc_policy_guest g[3] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB),
 					 guest(c, 4 * GIB, 3 * GIB) };
@@ -566,7 +632,7 @@ static void test_priorities(void **state)
 	/* Room of 300MiB: the high priority guest first (a step), the rest
 	 * to the low one. */
 	_cleanup_(ovc_config_freep) struct ovc_config *c2 =
-		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "step = 256MiB\n"
+		conf("[host]\nlow = 2GiB\nhigh = 4GiB\nkeep_headroom = no\n[balloon]\n" OLD_RULES "step = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
 	for (int i = 0; i < 3; i++) {
 		g[i].target_bytes = g[i].stats.actual_bytes = 2 * GIB;
@@ -987,12 +1053,12 @@ static void test_random_invariants(void **state)
 /* ---- the rules of the learned headroom, relief and compliance ---- */
 
 /* The defaults, but for the watermarks and step of the other tables. */
-static const char new_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\nstep = 256MiB\n";
+static const char new_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\nkeep_headroom = no\n[balloon]\nstep = 256MiB\n";
 
 enum prep {
 	P_NONE,
 	P_BURST_1G,        /* learned a 1GiB burst just now */
-	P_BURST_2G_60S,    /* learned a 2GiB burst a minute ago: halved */
+	P_BURST_2G_600S,   /* learned a 2GiB burst ten minutes ago: halved */
 	P_FALL_450,        /* used memory rose 450MiB since the update 1s ago */
 	P_SEEN_SAME,       /* seen 1s ago with the same figures */
 	P_OOM_COUNTED,     /* the guest's OOM kill counter went up */
@@ -1009,6 +1075,20 @@ enum prep {
 	P_RELIEVED,        /* emergency deflate after these stats */
 	P_RSS_600M,        /* the VMM holds 600MiB: 200MiB beyond what is used */
 	P_FALL_MOVED,      /* as P_FALL_450, but the balloon moved 512MiB since */
+	P_FREED_TIGHT,     /* 1s ago: 100MiB available, steady, a 1GiB burst learned;
+			    * now 924MiB less used (a free, no OOM counter) */
+	P_OOM_FALLING,     /* 1s ago: 300MiB available falling 400MiB/s; now
+			    * 724MiB less used, available up as much */
+	P_INFLATE_COLD,    /* the balloon took 512MiB since the update 1s ago,
+			    * the VMM's RSS (3GiB) did not fall */
+	P_INFLATE_WARM,    /* ... and the RSS fell by as much */
+	P_BURST_2G_60S,    /* learned a 2GiB burst a minute ago: still held */
+	P_FAST_500,        /* grew 500MiB/s 10s ago */
+	P_SELF_DEFLATED,   /* 1s ago: 0 available, the balloon moved the update
+			    * before; now 700MiB less used, available up as much */
+	P_FREED_PART,      /* 1s ago 300MiB available; now 700MiB freed of a
+			    * 1.2GiB run, burst 1.2GiB learned a minute ago */
+	P_FREED_ALL,       /* ... the 700MiB freed were its whole run */
 };
 
 static const struct kat2 {
@@ -1027,11 +1107,11 @@ static const struct kat2 {
 	  "host pressure, no spare: available 1.5GiB, keeps 1.5GiB", NULL },
 	{ "a learned burst above headroom is kept", GIB, 4 * GIB, 2 * GIB, P_BURST_1G, OVC_ACTION_INFLATE,
 	  4 * GIB - 204 * MIB, NULL, "spare 204MiB" },
-	{ "a learned burst halves every headroom_decay", GIB, 4 * GIB, 2 * GIB, P_BURST_2G_60S,
+	{ "a learned burst halves every headroom_decay", GIB, 4 * GIB, 2 * GIB, P_BURST_2G_600S,
 	  OVC_ACTION_INFLATE, 4 * GIB - 204 * MIB, NULL, "spare 204MiB" },
 	{ "falling fast: distress before it runs out, deflated to what it needs", 3 * GIB, 2 * GIB,
-	  500 * MIB, P_FALL_450, OVC_ACTION_EMERGENCY, 3227 * MIB,
-	  "emergency deflate by 1.1GiB to 3.1GiB: available 500MiB falling 450MiB/s, below 64MiB within 1s",
+	  500 * MIB, P_FALL_450, OVC_ACTION_EMERGENCY, 3308 * MIB,
+	  "emergency deflate by 1.2GiB to 3.2GiB: available 500MiB falling 450MiB/s, below 64MiB within 2s",
 	  NULL },
 	{ "available below the absolute emergency_available", 3 * GIB, 2 * GIB, 50 * MIB, P_SEEN_SAME,
 	  OVC_ACTION_EMERGENCY, 3227 * MIB, "emergency deflate by 1.1GiB to 3.1GiB: available 50MiB < 64MiB",
@@ -1077,6 +1157,26 @@ static const struct kat2 {
 	  3 * GIB, 2 * GIB, 500 * MIB, P_FALL_MOVED, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
 	{ "memory never touched is not resident: only RSS beyond used memory is spare", GIB, 2 * GIB,
 	  1648 * MIB, P_RSS_600M, OVC_ACTION_INFLATE, 2 * GIB - 200 * MIB, NULL, "spare 200MiB" },
+	{ "a tightly ballooned guest that frees memory by itself is no OOM kill; the free is spare at once",
+	  3 * GIB, 2 * GIB, GIB, P_FREED_TIGHT, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
+	{ "OOM kill guessed: falling fast at the last update, then used fell and available rose as much",
+	  3 * GIB, 2 * GIB, GIB, P_OOM_FALLING, OVC_ACTION_EMERGENCY, 3 * GIB,
+	  "emergency deflate by 1GiB to 3GiB: OOM kill in the guest (used memory fell by 724MiB)", NULL },
+	{ "an inflate that did not lower the VMM's RSS: the rest is not resident either", GIB, 3 * GIB,
+	  2 * GIB, P_INFLATE_COLD, OVC_ACTION_NONE, 3 * GIB,
+	  "host pressure, its free memory is not resident on the host (RSS 3GiB)", NULL },
+	{ "an inflate that lowered the VMM's RSS as much: inflated on", GIB, 3 * GIB, 2 * GIB,
+	  P_INFLATE_WARM, OVC_ACTION_INFLATE, 3 * GIB - 256 * MIB, NULL, NULL },
+	{ "a learned burst a minute old is still held (it halves over ten minutes)", GIB, 4 * GIB, 3 * GIB,
+	  P_BURST_2G_60S, OVC_ACTION_INFLATE, 4 * GIB - 256 * MIB, NULL, "spare 307MiB" },
+	{ "a guest seen growing 500MiB/s keeps two stats periods of it", GIB, 4 * GIB, 2 * GIB, P_FAST_500,
+	  OVC_ACTION_INFLATE, 4 * GIB - 237 * MIB, NULL, "spare 237MiB" },
+	{ "the update after a balloon move: used falling is the figures catching up, no OOM kill", 3 * GIB,
+	  2 * GIB, 700 * MIB, P_SELF_DEFLATED, OVC_ACTION_NONE, 2 * GIB, NULL, "host steady" },
+	{ "a free of part of its run: the guest keeps its learned burst", GIB, 4 * GIB, 3 * GIB, P_FREED_PART,
+	  OVC_ACTION_INFLATE, 4 * GIB - 256 * MIB, NULL, "spare 1GiB" },
+	{ "a free of its whole run: the burst goes with it, the free is spare", GIB, 4 * GIB, 3 * GIB,
+	  P_FREED_ALL, OVC_ACTION_INFLATE, 4 * GIB - 256 * MIB, NULL, "spare 1.4GiB" },
 	{ "nothing resident beyond used memory: nothing to gain", GIB, 2 * GIB, 1648 * MIB, P_RSS_600M,
 	  OVC_ACTION_NONE, 2 * GIB, "host pressure, its free memory is not resident on the host (RSS 400MiB)",
 	  NULL },
@@ -1096,19 +1196,39 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 		s->seen_actual_bytes = k->target;
 		s->busy_usec = NOW - 10 * SEC;
 		s->seen_oom_kills = s->seen_alloc_stalls = s->seen_direct_reclaims = U;
+		s->low_used_bytes = used; /* no run */
 	}
 	switch (k->prep) {
 	case P_BURST_1G:
 		s->burst_bytes = GIB;
 		s->burst_usec = NOW;
+		s->low_used_bytes = used - GIB; /* it holds the run */
 		break;
+	case P_BURST_2G_600S:
 	case P_BURST_2G_60S:
 		s->burst_bytes = 2 * GIB;
+		s->burst_usec = NOW - (k->prep == P_BURST_2G_600S ? 600 : 60) * SEC;
+		s->low_used_bytes = used - 256 * MIB; /* it holds part of the run */
+		break;
+	case P_FAST_500:
+		s->peak_rate_bytes = 500 * MIB;
+		s->peak_rate_usec = NOW - 10 * SEC;
+		s->low_used_bytes = used - 512 * MIB; /* it holds what it took */
+		break;
+	case P_SELF_DEFLATED:
+	case P_FREED_PART:
+	case P_FREED_ALL:
+		s->seen_avail_bytes = k->prep == P_SELF_DEFLATED ? 0 : 300 * MIB;
+		s->seen_used_bytes = used + 700 * MIB;
+		s->burst_bytes = 1200 * MIB;
 		s->burst_usec = NOW - 60 * SEC;
+		/* Its run began 1.2GiB (or 700MiB) below where it was. */
+		s->low_used_bytes = used + 700 * MIB - (k->prep == P_FREED_PART ? 1200 * MIB : 700 * MIB);
+		s->moved_before = k->prep == P_SELF_DEFLATED;
 		break;
 	case P_FALL_450:
 	case P_FALL_MOVED:
-		s->seen_used_bytes = used - 450 * MIB;
+		s->seen_used_bytes = s->low_used_bytes = used - 450 * MIB;
 		s->seen_avail_bytes = k->avail + 450 * MIB;
 		if (k->prep == P_FALL_MOVED)
 			s->seen_actual_bytes = k->target + 512 * MIB;
@@ -1143,7 +1263,7 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 	case P_MOVING:
 		g.stats.actual_bytes = g.stats.total_bytes = 4 * GIB;
 		g.stats.available_bytes = 3 * GIB;
-		s->seen_used_bytes = GIB;
+		s->seen_used_bytes = s->low_used_bytes = GIB;
 		s->seen_actual_bytes = 4 * GIB;
 		s->stuck_usec = NOW - 40 * SEC;
 		s->stuck_actual_bytes = k->prep == P_MOVING ? 4 * GIB + 200 * MIB : 4 * GIB;
@@ -1158,6 +1278,23 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 	case P_RELIEVED:
 		g.last_emergency_usec = g.last_action_usec = NOW;
 		g.emergency_count = 1;
+		break;
+	case P_FREED_TIGHT:
+		s->seen_avail_bytes = 100 * MIB;
+		s->seen_used_bytes = k->target - 100 * MIB;
+		s->burst_bytes = GIB;
+		s->burst_usec = NOW;
+		break;
+	case P_OOM_FALLING:
+		s->seen_avail_bytes = 300 * MIB;
+		s->seen_used_bytes = k->target - 300 * MIB;
+		s->rate_bytes = 400 * MIB;
+		break;
+	case P_INFLATE_COLD:
+	case P_INFLATE_WARM:
+		s->seen_actual_bytes = s->still_actual_bytes = k->target + 512 * MIB;
+		g.stats.rss_bytes = 3 * GIB;
+		s->still_rss_bytes = k->prep == P_INFLATE_COLD ? 3 * GIB : 3 * GIB + 512 * MIB;
 		break;
 	case P_RSS_600M:
 		/* used: 400MiB; the second row's VMM holds only that */
@@ -1210,8 +1347,35 @@ static void test_known_answers_learned(void **state)
 		assert_memory_equal(&dc.state, &d.state, sizeof(d.state));
 
 		switch (k->prep) {
+		case P_INFLATE_COLD:
+			assert_int_equal(d.state.cold_usec, NOW);
+			break;
+		case P_INFLATE_WARM:
+			assert_int_equal(d.state.cold_usec, 0);
+			break;
+		case P_FREED_TIGHT:
+			/* What it freed is no longer a burst it keeps room for. */
+			assert_false(d.oom_kill);
+			assert_int_equal(d.state.oom_kills, 0);
+			assert_int_equal(d.state.burst_bytes, 0);
+			break;
+		case P_SELF_DEFLATED:
+			assert_false(d.oom_kill);
+			assert_int_equal(d.state.oom_kills, 0);
+			assert_int_equal(d.state.oom_usec, 0);
+			break;
+		case P_FREED_PART:
+			/* Still holding most of its run: the burst stays. */
+			assert_true(d.state.burst_bytes >= 1100 * MIB);
+			break;
+		case P_FREED_ALL:
+			/* Its whole run given back: burst and growth forgotten. */
+			assert_int_equal(d.state.burst_bytes, 0);
+			assert_int_equal(d.state.peak_rate_bytes, 0);
+			break;
 		case P_OOM_COUNTED:
 		case P_OOM_GUESSED:
+		case P_OOM_FALLING:
 			assert_true(d.oom_kill);
 			assert_int_equal(d.state.oom_kills, 1);
 			assert_int_equal(d.state.oom_usec, NOW);
@@ -1285,9 +1449,10 @@ static void test_guest_check(void **state)
 	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 1);
 	assert_int_equal(d.action, OVC_ACTION_EMERGENCY);
 	assert_true(d.guest_pressure && d.growing);
-	/* guest_free 409.6MiB + headroom 819.2MiB (its 700MiB burst is
-	 * less) + 700MiB by the next update - 500MiB available: 1429MiB. */
-	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	/* guest_free 409.6MiB + headroom 1400MiB (two stats periods of its
+	 * 700MiB/s; its 700MiB burst and 20% of max are less) + 700MiB by
+	 * the next update - 500MiB available: 2010MiB. */
+	assert_int_equal(d.target_bytes, 2 * GIB + 2010 * MIB);
 	assert_int_equal(d.emergency_count, 1);
 	assert_int_equal(d.state.burst_bytes, 700 * MIB);
 	/* Carried out: a tick on the same statistics does not repeat it. */
@@ -1299,19 +1464,19 @@ static void test_guest_check(void **state)
 	struct ovc_policy_out out;
 	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(d.action, OVC_ACTION_NONE);
-	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	assert_int_equal(d.target_bytes, 2 * GIB + 2010 * MIB);
 	assert_int_equal(out.n_emergency, 0);
 	/* Nor does the same guest update read again later (the guest has
 	 * not sent new figures yet): it is not a new update. */
 	h.now_usec = g.stats.collected_usec = NOW + SEC + SEC / 2;
 	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
 	assert_int_equal(d.state.seen_usec, NOW + SEC);
-	assert_int_equal(d.target_bytes, 2 * GIB + 1429 * MIB);
+	assert_int_equal(d.target_bytes, 2 * GIB + 2010 * MIB);
 	/* Its next update, relieved: nothing to do. */
 	h.now_usec = g.stats.collected_usec = NOW + 2 * SEC;
 	g.stats.guest_update_sec++;
-	g.stats.actual_bytes = g.stats.total_bytes = 2 * GIB + 1429 * MIB;
-	g.stats.available_bytes = 1929 * MIB;
+	g.stats.actual_bytes = g.stats.total_bytes = 2 * GIB + 2010 * MIB;
+	g.stats.available_bytes = 2510 * MIB;
 	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
 	assert_int_equal(d.state.seen_usec, NOW + 2 * SEC);
 
@@ -1885,7 +2050,7 @@ static void test_trace_noncompliant(void **state)
 
 	/* As before (its debt counted for good): nobody else is ever asked,
 	 * the host stays below low for all 40 ticks. */
-	s = replay_run("noncompliant.trace", "[host]\nlow = 6GiB\nhigh = 6656MiB\n[balloon]\nstep = 512MiB\n"
+	s = replay_run("noncompliant.trace", "[host]\nlow = 6GiB\nhigh = 6656MiB\nkeep_headroom = no\n[balloon]\nstep = 512MiB\n"
 					     "pending_timeout = 1h\n[guest \"stuck\"]\npriority = 0\n"
 					     "step = 1GiB\n");
 	assert_int_equal(s->ticks, 40);
@@ -1897,7 +2062,7 @@ static void test_trace_noncompliant(void **state)
 /* What ovcd did before the learned rules, as a config of this policy:
  * the old watermarks and emergency_available, no headroom, and nothing
  * learned that lasts (the replay also skips the updates between ticks). */
-static const char before_conf[] = "[host]\nlow = 10%\nhigh = 20%\n"
+static const char before_conf[] = "[host]\nlow = 10%\nhigh = 20%\nkeep_headroom = no\n"
 				  "[balloon]\nheadroom = 0\nemergency_available = 5%\n"
 				  "stats_period = 2s\nheadroom_decay = 1s\nshort_decay = 1s\n"
 				  "oom_cooldown = 0\nidle_after = 24h\n";
@@ -1907,17 +2072,21 @@ static void test_trace_burst(void **state)
 	struct sim *s = replay_run("burst.trace", NULL);
 
 	/* Nobody OOM-killed; a and d deflated at the first update that shows
-	 * their fall (the trace expects it at t=81 and t=101), a's the first
-	 * emergency of all. */
+	 * them about to run out within two seconds (the trace expects it at
+	 * t=81 and t=101), a's the first emergency of all: ballooned only by
+	 * what it freed, a has 349MiB left after the first half of its burst. */
 	assert_int_equal(s->ooms, 0);
 	assert_int_equal(s->first_emergency_sec, 81);
 	assert_true(s->inflates > 0);
 	free(s);
 
-	/* The same trace as before: a OOM-killed at t=81, d at t=101. */
+	/* The same trace as before: d OOM-killed at t=101. (a was too, at
+	 * t=81, until the policy learned that ballooning memory a guest never
+	 * touched gives the host nothing; that rule has no switch, so the
+	 * old config no longer squeezes a.) */
 	s = replay_run("burst.trace", before_conf);
-	assert_int_equal(s->ooms, 2);
-	assert_int_equal(s->first_oom_sec, 81);
+	assert_int_equal(s->ooms, 1);
+	assert_int_equal(s->first_oom_sec, 101);
 	free(s);
 }
 
@@ -1930,6 +2099,7 @@ int main(void)
 		cmocka_unit_test(test_ksm_opt_out),
 		cmocka_unit_test(test_engine_noncompliant),
 		cmocka_unit_test(test_host_levels),
+		cmocka_unit_test(test_headroom_on_host),
 		cmocka_unit_test(test_water_filling),
 		cmocka_unit_test(test_priorities),
 		cmocka_unit_test(test_pending_counts),
