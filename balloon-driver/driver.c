@@ -21,7 +21,7 @@
 #include <sys/un.h>
 
 #include "internal.h"
-#include "util.h"
+#include "common/util.h"
 
 uint64_t balloon_stale_sec(const ovc_balloon *b)
 {

@@ -42,7 +42,7 @@
 #include <stdint.h>
 
 #include "guest.h"
-#include "log.h"
+#include "common/log.h"
 
 typedef struct ovc_balloon ovc_balloon;
 

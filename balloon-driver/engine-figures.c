@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "engine-figures.h"
-#include "util.h"
+#include "common/util.h"
 
 /* Pages (OVC_PAGE_SIZE) in bytes; a count that would overflow is a lie and
  * stays unknown. */

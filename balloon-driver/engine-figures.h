@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "endpoint-proto.h"
+#include "common/endpoint-proto.h"
 #include "guest.h"
 
 /* The engine's maximum as believed: its claim, at most the RAM it

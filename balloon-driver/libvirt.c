@@ -50,7 +50,7 @@
 #include <libvirt/virterror.h>
 
 #include "internal.h"
-#include "util.h"
+#include "common/util.h"
 
 /* Keepalive: a probe every 5 s, the connection counts as dead after 3
  * unanswered ones (~20 s), so a hung libvirtd is noticed too, not only a

@@ -36,10 +36,10 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "endpoint-proto.h"
+#include "common/endpoint-proto.h"
 #include "engine-figures.h"
 #include "internal.h"
-#include "util.h"
+#include "common/util.h"
 
 /* An engine answers from its own thread at once; a VMM so starved that it
  * cannot answer in this long is treated as not answering this request. */

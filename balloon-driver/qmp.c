@@ -47,7 +47,7 @@
 
 #include "internal.h"
 #include "names.h"
-#include "util.h"
+#include "common/util.h"
 
 /* QEMU answers monitor commands from its main loop; under TCG on a busy
  * two-core host that can take seconds. Nothing waits for it meanwhile. */

@@ -12,7 +12,7 @@
 
 #include "driver.h"
 #include "internal.h"
-#include "util.h"
+#include "common/util.h"
 
 int ovc_balloon_bytes_to_kib(uint64_t bytes, unsigned long *ret_kib)
 {

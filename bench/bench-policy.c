@@ -22,7 +22,7 @@
 #include "host.h"
 #include "ksm.h"
 #include "policy.h"
-#include "util.h"
+#include "common/util.h"
 
 #define BUDGET_MS 20.0
 

@@ -112,7 +112,7 @@
 #include "compat.h"
 #include "swapdev.h"
 #include "track.h"
-#include "util.h"
+#include "common/util.h"
 
 #define PG 4096u
 #define NOVAL (-1.0) /* printed as null */

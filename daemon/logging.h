@@ -26,8 +26,8 @@
 
 #include <ovc/common.h>
 
-#include "log.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 /* @ident prefixes plain-text lines; @level is the most verbose level shown. */
 void ovcd_log_open(const char *ident, enum ovc_log_level level);

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 
 #include "metrics.h"
-#include "util.h"
+#include "common/util.h"
 
 /* Label values: backslash, double quote and newline escaped (exposition
  * format); guest names come from libvirt or QEMU and may hold anything. */

@@ -20,7 +20,7 @@
 #include "control.h"
 #include "json-get.h"
 #include "policy.h"
-#include "util.h"
+#include "common/util.h"
 
 #define DEFAULT_SOCKET "/run/ovcd/ovcd.sock"
 #define REPLY_MAX (16u << 20)

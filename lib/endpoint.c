@@ -37,9 +37,9 @@
 
 #include <ovc/endpoint.h>
 
-#include "endpoint-proto.h"
+#include "common/endpoint-proto.h"
 #include "engine-internal.h"
-#include "util.h"
+#include "common/util.h"
 
 #define MAX_CLIENTS 8
 /* A client that sends half a line, or does not read its reply, for this

@@ -28,7 +28,7 @@
 #include <ovc/engine.h>
 #include <ovc/endpoint.h>
 
-#include "log.h"
+#include "common/log.h"
 #include "region.h"
 #include "scan.h"
 #include "sys.h"

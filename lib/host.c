@@ -15,7 +15,7 @@
 #include "host.h"
 #include "ksm.h"
 #include "policy.h"
-#include "util.h"
+#include "common/util.h"
 
 static int root_path(const char *root, const char *rel, char *buf, size_t size)
 {

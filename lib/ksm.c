@@ -7,7 +7,7 @@
 
 #include "host.h"
 #include "ksm.h"
-#include "util.h"
+#include "common/util.h"
 
 /* rmap_item on 64-bit kernels (ksm.rst, "general_profit"). */
 #define KSM_RMAP_ITEM_BYTES 64

@@ -82,7 +82,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "common/util.h"
 
 struct track;
 

@@ -6,7 +6,7 @@
 #include "guest.h"
 #include "policy.h"
 #include "stats.h"
-#include "util.h"
+#include "common/util.h"
 
 static uint64_t known_or_zero(uint64_t v)
 {

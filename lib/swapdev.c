@@ -74,7 +74,7 @@
 #endif
 
 #include "swapdev.h"
-#include "util.h"
+#include "common/util.h"
 
 /* How freed slots are cleared, best first (scrub_one). */
 enum clear_how { CLEAR_ZERO_RANGE, CLEAR_PUNCH, CLEAR_WRITE };

@@ -41,7 +41,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "log.h"
+#include "common/log.h"
 #include "sys.h"
 
 #define SWAPDEV_SLOT_BYTES 4096u

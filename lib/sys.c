@@ -10,7 +10,7 @@
 
 #include "compat.h"
 #include "sys.h"
-#include "util.h"
+#include "common/util.h"
 
 static int real_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 {

@@ -56,7 +56,7 @@
 
 #include "compat.h"
 #include "track.h"
-#include "util.h"
+#include "common/util.h"
 
 #define PAGE 4096u
 #define VEC_LEN 512u /* regions per PAGEMAP_SCAN call: 12 KiB on the stack */

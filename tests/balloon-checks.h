@@ -16,7 +16,7 @@
 #include "driver.h"
 #include "guest-harness.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #define SKIP_IF_NEEDED(f)                                                      \
 	do {                                                                   \

@@ -14,7 +14,7 @@
 #include <json-c/json.h>
 
 #include "../daemon/json-get.h"
-#include "util.h"
+#include "common/util.h"
 
 /* Run a shell command, capture its stdout into @out (NUL-terminated, may
  * be NULL); returns its exit status, -1 when it could not run. */

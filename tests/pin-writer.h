@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 
 #include "engine-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #define PW_CHUNK_PAGES 16u
 #define PW_FILE_CHUNKS 64u

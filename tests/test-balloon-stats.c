@@ -11,7 +11,7 @@
 
 #include "driver.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #ifndef FIXTURE_DIR
 #error FIXTURE_DIR must be defined by the build

@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 static struct ovc_config *parse_ok(const char *text)
 {

@@ -11,7 +11,7 @@
 
 #include "control.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 static int parse(const char *line, struct ovcd_request *req, char *err)
 {

@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "endpoint-proto.h"
+#include "common/endpoint-proto.h"
 #include "engine-test.h"
 
 /* --- grammar --- */

@@ -6,7 +6,7 @@
 
 #include <ovc/ovc.h>
 
-#include "error.h"
+#include "common/error.h"
 #include "ovc-test.h"
 
 static void test_version(void **state)

@@ -74,7 +74,7 @@
 #include "host.h"
 #include "ovcd-client.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #ifndef OVCD_BIN
 #error OVCD_BIN must be defined by the build

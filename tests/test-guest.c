@@ -4,7 +4,7 @@
 
 #include "guest.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 static struct ovc_guest_stats good(void)
 {

@@ -15,7 +15,7 @@
 #include "host.h"
 #include "policy.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #define FIX OVC_FIXTURES_DIR "/host/"
 

@@ -19,7 +19,7 @@
 #include "host.h"
 #include "ksm.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #define FIX OVC_FIXTURES_DIR "/ksm/"
 

@@ -20,7 +20,7 @@
 
 #include "metrics.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #define U OVC_UNKNOWN
 

@@ -58,7 +58,7 @@
 #include "ovcd-client.h"
 #include "ovcd-test.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #ifndef OVCD_BIN
 #error OVCD_BIN must be defined by the build

@@ -35,12 +35,12 @@
 
 #include <ovc/ovc.h>
 
-#include "endpoint-proto.h"
+#include "common/endpoint-proto.h"
 #include "guest.h"
 #include "../daemon/json-get.h"
 #include "host.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #ifndef OVCD_BIN
 #error OVCD_BIN must be defined by the build

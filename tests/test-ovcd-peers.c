@@ -61,7 +61,7 @@
 #include "host.h"
 #include "peer-fakes.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 #ifndef OVCD_BIN
 #error OVCD_BIN must be defined by the build

@@ -48,7 +48,7 @@
 #include "ovcd-client.h"
 #include "ovc-test.h"
 #include "peer-fakes.h"
-#include "util.h"
+#include "common/util.h"
 
 #ifndef OVCD_BIN
 #error OVCD_BIN must be defined by the build

@@ -16,7 +16,7 @@
 #include "guest.h"
 #include "ovc-test.h"
 #include "policy.h"
-#include "util.h"
+#include "common/util.h"
 
 #define U OVC_UNKNOWN
 #define SEC USEC_PER_SEC

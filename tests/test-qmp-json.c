@@ -10,7 +10,7 @@
 
 #include "internal.h"
 #include "ovc-test.h"
-#include "util.h"
+#include "common/util.h"
 
 static char *session(size_t *ret_len)
 {

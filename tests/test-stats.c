@@ -10,7 +10,7 @@
 #include "policy.h"
 #include "ovc-test.h"
 #include "stats.h"
-#include "util.h"
+#include "common/util.h"
 
 #define U OVC_UNKNOWN
 

@@ -16,7 +16,7 @@
 #include "pin-writer.h"
 #include "swapdev.h"
 #include "track.h"
-#include "util.h"
+#include "common/util.h"
 
 #define SWAP_DIR "/var/tmp"
 

@@ -27,7 +27,7 @@
 #include "fault-inject.h"
 #include "ovc-test.h"
 #include "swapdev.h"
-#include "util.h"
+#include "common/util.h"
 
 #define PG SWAPDEV_SLOT_BYTES
 

@@ -12,7 +12,7 @@
 #include "fault-inject.h"
 #include "ovc-test.h"
 #include "sys.h"
-#include "util.h"
+#include "common/util.h"
 
 static void test_open_uffd_real(void **state)
 {

@@ -22,7 +22,7 @@
 
 #include "engine-test.h"
 #include "swapdev.h"
-#include "util.h"
+#include "common/util.h"
 
 #define WRITERS 4
 

@@ -21,7 +21,7 @@
 #include "fault-inject.h"
 #include "ovc-test.h"
 #include "track.h"
-#include "util.h"
+#include "common/util.h"
 
 #define PG 4096u
 

@@ -51,7 +51,7 @@
 
 #include "engine-test.h"
 #include "fault-inject.h"
-#include "util.h"
+#include "common/util.h"
 
 #define PG 4096u
 #define WRITERS 4u

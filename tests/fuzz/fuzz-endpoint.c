@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "endpoint-proto.h"
+#include "common/endpoint-proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,7 +17,7 @@
 
 #include "engine-figures.h"
 #include "fuzz-util.h"
-#include "util.h"
+#include "common/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

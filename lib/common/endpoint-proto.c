@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "endpoint-proto.h"
-#include "util.h"
+#include "common/endpoint-proto.h"
+#include "common/util.h"
 
 bool ep_name_valid(const char *name, size_t len)
 {

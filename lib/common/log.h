@@ -9,7 +9,7 @@
 
 #include <ovc/common.h>
 
-#include "util.h"
+#include "common/util.h"
 
 struct ovc_logger {
 	ovc_log_fn fn;

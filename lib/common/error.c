@@ -9,7 +9,7 @@
 
 #include <ovc/common.h>
 
-#include "error.h"
+#include "common/error.h"
 
 /* Keep in step with the RETURN VALUE sections of the man pages; the unit
  * test checks that every entry has its own text. */

@@ -2,7 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "log.h"
+#include "common/log.h"
 
 void ovc_logf(const struct ovc_logger *lg, enum ovc_log_level level, const char *fmt, ...)
 {
