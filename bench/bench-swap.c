@@ -40,7 +40,7 @@
  *                         CPU, on the other CPU sleeping in poll(), and on
  *                         the other CPU spinning
  *
- *   swapout_gib_s         the engine (lib/swap.c) swapping out a copy of the
+ *   swapout_gib_s         the engine (lib/engine/swap.c) swapping out a copy of the
  *                         same random pages: one swap interval (tracking
  *                         scan, MOVE to staging, writev, drop), timed to
  *                         the last write's end; a fresh engine per run,
@@ -108,10 +108,10 @@
 #include <liburing.h>
 
 #include "bench.h"
-#include "engine-internal.h"
-#include "compat.h"
-#include "swapdev.h"
-#include "track.h"
+#include "engine/internal.h"
+#include "engine/compat.h"
+#include "engine/swapdev.h"
+#include "engine/track.h"
 #include "common/util.h"
 
 #define PG 4096u

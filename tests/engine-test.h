@@ -22,8 +22,8 @@
 
 #include <ovc/ovc.h>
 
-#include "compat.h"
-#include "engine-internal.h"
+#include "engine/compat.h"
+#include "engine/internal.h"
 #include "ovc-test.h"
 
 enum backing { BACK_ANON, BACK_MEMFD };

@@ -13,7 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "sys.h"
+#include "engine/sys.h"
 
 struct fault_inject {
 	struct ovc_sys sys;            /* hand &fi->sys to the code under test */

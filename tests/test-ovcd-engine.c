@@ -226,7 +226,7 @@ static pid_t spawn(const char *log, char *const argv[])
 	return pid;
 }
 
-/* Can an engine swap here? Not before lib/swap.c is in; the VMM then
+/* Can an engine swap here? Not before lib/engine/swap.c is in; the VMM then
  * runs without swap (its target then only counts zero sharing). */
 static bool engine_can_swap(void)
 {

@@ -4,9 +4,9 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 
-#include "compat.h"
+#include "engine/compat.h"
 #include "engine-test.h"
-#include "region.h"
+#include "engine/region.h"
 
 static void test_pst_layout(void **state)
 {

@@ -8,7 +8,7 @@
 #include <xxhash.h>
 
 #include "ovc-test.h"
-#include "scan.h"
+#include "engine/scan.h"
 
 static void test_zero_check(void **state)
 {

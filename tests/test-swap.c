@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * integration: the engine's swap path (lib/swap.c) on the real kernel —
+ * integration: the engine's swap path (lib/engine/swap.c) on the real kernel —
  * userfaultfd with MOVE and WP_ASYNC, PAGEMAP_SCAN, io_uring O_DIRECT on a
  * swap file in /var/tmp. Nothing mocked; failures are injected through the
  * ops table (tests/fault-inject.h) into io_uring completions.
@@ -14,8 +14,8 @@
 #include "engine-test.h"
 #include "fault-inject.h"
 #include "pin-writer.h"
-#include "swapdev.h"
-#include "track.h"
+#include "engine/swapdev.h"
+#include "engine/track.h"
 #include "common/util.h"
 
 #define SWAP_DIR "/var/tmp"
@@ -1060,7 +1060,7 @@ static void test_auto_sync(void **s)
 
 SYNC_TEST(test_swap_full_sync, test_swap_full(s))
 
-/* The swap file is zero-filled ahead in the background (lib/swapdev.c):
+/* The swap file is zero-filled ahead in the background (lib/engine/swapdev.c):
  * an engine that swaps out after its fill went idle writes only filled
  * slots; one whose first fill write fails still swaps, into unfilled
  * slots, counted, with every page right. Freeing an engine right after

@@ -26,7 +26,7 @@
 
 #include "fault-inject.h"
 #include "ovc-test.h"
-#include "swapdev.h"
+#include "engine/swapdev.h"
 #include "common/util.h"
 
 #define PG SWAPDEV_SLOT_BYTES

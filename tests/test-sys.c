@@ -8,10 +8,10 @@
 
 #include <ovc/common.h>
 
-#include "compat.h"
+#include "engine/compat.h"
 #include "fault-inject.h"
 #include "ovc-test.h"
-#include "sys.h"
+#include "engine/sys.h"
 #include "common/util.h"
 
 static void test_open_uffd_real(void **state)

@@ -21,7 +21,7 @@
 #include <stdio.h>
 
 #include "engine-test.h"
-#include "swapdev.h"
+#include "engine/swapdev.h"
 #include "common/util.h"
 
 #define WRITERS 4

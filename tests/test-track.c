@@ -17,10 +17,10 @@
 
 #include <ovc/common.h>
 
-#include "compat.h"
+#include "engine/compat.h"
 #include "fault-inject.h"
 #include "ovc-test.h"
-#include "track.h"
+#include "engine/track.h"
 #include "common/util.h"
 
 #define PG 4096u

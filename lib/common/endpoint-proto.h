@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The engine control protocol (docs/engine-protocol.md), as pure functions
- * both ends share: the engine's endpoint (lib/endpoint.c) parses requests
+ * both ends share: the engine's endpoint (lib/engine/endpoint.c) parses requests
  * and formats replies, the "ovc" balloon driver (balloon-driver/ovc.c)
  * formats requests and parses replies. No I/O, no allocation, no state:
  * callable from any thread, and fuzzed (tests/fuzz/fuzz-endpoint.c).

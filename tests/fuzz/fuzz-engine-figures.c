@@ -3,7 +3,7 @@
  * libFuzzer harness: an engine's stats reply as guest figures
  * (balloon-driver/engine-figures.c). What a VMM sends is untrusted. The
  * first byte picks the input: a reply line parsed as the driver parses it
- * (lib/endpoint-proto.c), or raw figures and a raw "have" mask, so that
+ * (lib/common/endpoint-proto.c), or raw figures and a raw "have" mask, so that
  * every combination of claims is reached; the last 8 bytes are the VMM's
  * address space. Checked: the maximum is at most 64 TiB, the address space
  * and the registered RAM the engine reported; actual is the maximum; zero

@@ -13,7 +13,7 @@
 #endif
 #include <xxhash.h>
 
-#include "scan.h"
+#include "engine/scan.h"
 
 /* Several 64-byte lines per step OR-ed together, one branch per 256 bytes:
  * the loop is memory bound, so the branch costs nothing while a zero page

@@ -67,10 +67,10 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#include "compat.h"
-#include "engine-internal.h"
-#include "swapdev.h"
-#include "track.h"
+#include "engine/compat.h"
+#include "engine/internal.h"
+#include "engine/swapdev.h"
+#include "engine/track.h"
 
 /* Step 1. Returns pages marked and protected (into @sel, with their
  * DISCARD_PENDING into @pending), or -errno (none left in transit). */

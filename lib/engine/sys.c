@@ -8,8 +8,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "compat.h"
-#include "sys.h"
+#include "engine/compat.h"
+#include "engine/sys.h"
 #include "common/util.h"
 
 static int real_ioctl(void *ctx, int fd, unsigned long req, void *arg)

@@ -45,9 +45,9 @@
 #include <sched.h>
 #include <string.h>
 
-#include "compat.h"
-#include "engine-internal.h"
-#include "track.h"
+#include "engine/compat.h"
+#include "engine/internal.h"
+#include "engine/track.h"
 
 struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
 {

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "region.h"
+#include "engine/region.h"
 
 /* XXH3_64bits of 4096 zero bytes (xxhash 0.8.1; checked by test-scan). */
 #define SCAN_ZERO_PAGE_HASH UINT64_C(0x93d76fe148c689ba)

@@ -6,7 +6,7 @@
  * runs a fault-handler thread (fault.c) and a worker that scans within the
  * CPU budget (share.c). With OVC_ENGINE_NO_THREADS both run inside
  * ovc_engine_process() on the VMM's loop thread. Locks: see
- * engine-internal.h.
+ * internal.h.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -19,10 +19,10 @@
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 
-#include "compat.h"
-#include "engine-internal.h"
-#include "swapdev.h"
-#include "track.h"
+#include "engine/compat.h"
+#include "engine/internal.h"
+#include "engine/swapdev.h"
+#include "engine/track.h"
 
 #define KNOWN_ENGINE_FLAGS \
 	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE | \

@@ -73,7 +73,7 @@
 #include <openssl/evp.h>
 #endif
 
-#include "swapdev.h"
+#include "engine/swapdev.h"
 #include "common/util.h"
 
 /* How freed slots are cleared, best first (scrub_one). */

@@ -31,7 +31,7 @@
  * page is either entirely on disk or not there at all.
  *
  * Every syscall and every completion's result goes through the ops table
- * (lib/sys.h), so tests inject failures anywhere.
+ * (lib/engine/sys.h), so tests inject failures anywhere.
  */
 #ifndef OVC_SWAPDEV_H
 #define OVC_SWAPDEV_H
@@ -42,7 +42,7 @@
 #include <sys/uio.h>
 
 #include "common/log.h"
-#include "sys.h"
+#include "engine/sys.h"
 
 #define SWAPDEV_SLOT_BYTES 4096u
 /* Most pages one request carries (one writev / readv); a run longer than this

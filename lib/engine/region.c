@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "region.h"
+#include "engine/region.h"
 
 int region_init(struct ovc_region *r, void *host, uint64_t len, uint64_t gpa, unsigned flags)
 {

@@ -68,10 +68,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "compat.h"
-#include "engine-internal.h"
-#include "swapdev.h"
-#include "track.h"
+#include "engine/compat.h"
+#include "engine/internal.h"
+#include "engine/swapdev.h"
+#include "engine/track.h"
 
 /* Most pages read with a fault, the faulting page included (one request;
  * also the bounce buffer's size). The window starts at one page and doubles

@@ -111,8 +111,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 
-#include "compat.h"
-#include "engine-internal.h"
+#include "engine/compat.h"
+#include "engine/internal.h"
 
 #define STAGING_BYTES ((size_t)BATCH_PAGES * PAGE_SIZE)
 

@@ -29,9 +29,9 @@
 #include <ovc/endpoint.h>
 
 #include "common/log.h"
-#include "region.h"
-#include "scan.h"
-#include "sys.h"
+#include "engine/region.h"
+#include "engine/scan.h"
+#include "engine/sys.h"
 
 /* Pages per batch of a pass: one 2 MiB staging area, one mincore call,
  * one protect/unprotect per batch on the write-protect path. */

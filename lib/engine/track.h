@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #include "common/log.h"
-#include "sys.h"
+#include "engine/sys.h"
 
 struct track;
 

@@ -38,7 +38,7 @@
 #include <ovc/endpoint.h>
 
 #include "common/endpoint-proto.h"
-#include "engine-internal.h"
+#include "engine/internal.h"
 #include "common/util.h"
 
 #define MAX_CLIENTS 8

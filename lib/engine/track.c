@@ -54,8 +54,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "compat.h"
-#include "track.h"
+#include "engine/compat.h"
+#include "engine/track.h"
 #include "common/util.h"
 
 #define PAGE 4096u
