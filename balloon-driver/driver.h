@@ -41,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "guest.h"
+#include "host/guest.h"
 #include "common/log.h"
 
 typedef struct ovc_balloon ovc_balloon;

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "common/endpoint-proto.h"
-#include "guest.h"
+#include "host/guest.h"
 
 /* The engine's maximum as believed: its claim, at most the RAM it
  * registered (when it says), the VMM's address space @vm_bytes (the

@@ -18,9 +18,9 @@
 
 #include "bench.h"
 #include "config.h"
-#include "guest.h"
-#include "host.h"
-#include "ksm.h"
+#include "host/guest.h"
+#include "host/host.h"
+#include "host/ksm.h"
 #include "policy.h"
 #include "common/util.h"
 

@@ -12,7 +12,7 @@
 #include <ovc/ovc.h>
 
 #include "config.h"
-#include "host.h"
+#include "host/host.h"
 #include "logging.h"
 #include "manager.h"
 

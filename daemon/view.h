@@ -12,10 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "host.h"
-#include "ksm.h"
+#include "host/host.h"
+#include "host/ksm.h"
 #include "policy.h"
-#include "stats.h"
+#include "host/stats.h"
 
 #define OVCD_GUEST_NAME_MAX 256
 

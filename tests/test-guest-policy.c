@@ -69,9 +69,9 @@
 #include <ovc/ovc.h>
 
 #include "guest-harness.h"
-#include "guest.h"
+#include "host/guest.h"
 #include "../daemon/json-get.h"
-#include "host.h"
+#include "host/host.h"
 #include "ovcd-client.h"
 #include "ovc-test.h"
 #include "common/util.h"

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* unit: normalising untrusted guest statistics (lib/guest.c). */
+/* unit: normalising untrusted guest statistics (lib/host/guest.c). */
 #include <string.h>
 
-#include "guest.h"
+#include "host/guest.h"
 #include "ovc-test.h"
 #include "common/util.h"
 

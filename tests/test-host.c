@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * lib/host.c: /proc/meminfo, memory PSI and PSI triggers.
+ * lib/host/host.c: /proc/meminfo, memory PSI and PSI triggers.
  * `test-host unit` runs on fixture trees (tests/fixtures/host);
  * `test-host integration` reads the real /proc of this machine.
  */
@@ -12,7 +12,7 @@
 
 #include <ovc/common.h>
 
-#include "host.h"
+#include "host/host.h"
 #include "policy.h"
 #include "ovc-test.h"
 #include "common/util.h"

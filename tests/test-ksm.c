@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * lib/ksm.c: KSM counters and knobs.
+ * lib/host/ksm.c: KSM counters and knobs.
  * `test-ksm unit` reads fixture trees (tests/fixtures/ksm) and writes knobs
  * in a scratch tree; `test-ksm integration` reads the real counters and
  * changes real knobs, then puts them back: in the group teardown, and from
@@ -16,8 +16,8 @@
 
 #include <ovc/common.h>
 
-#include "host.h"
-#include "ksm.h"
+#include "host/host.h"
+#include "host/ksm.h"
 #include "ovc-test.h"
 #include "common/util.h"
 

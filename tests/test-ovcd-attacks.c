@@ -54,7 +54,7 @@
 
 #include "guest-harness.h"
 #include "../daemon/json-get.h"
-#include "host.h"
+#include "host/host.h"
 #include "ovcd-client.h"
 #include "ovcd-test.h"
 #include "ovc-test.h"

@@ -36,9 +36,9 @@
 #include <ovc/ovc.h>
 
 #include "common/endpoint-proto.h"
-#include "guest.h"
+#include "host/guest.h"
 #include "../daemon/json-get.h"
-#include "host.h"
+#include "host/host.h"
 #include "ovc-test.h"
 #include "common/util.h"
 

@@ -58,7 +58,7 @@
 
 #include "../daemon/json-get.h"
 #include "guest-harness.h"
-#include "host.h"
+#include "host/host.h"
 #include "peer-fakes.h"
 #include "ovc-test.h"
 #include "common/util.h"

@@ -41,10 +41,10 @@
 
 #include "guest-harness.h"
 #include "ovcd-test.h"
-#include "guest.h"
+#include "host/guest.h"
 #include "../daemon/json-get.h"
-#include "host.h"
-#include "ksm.h"
+#include "host/host.h"
+#include "host/ksm.h"
 #include "ovcd-client.h"
 #include "ovc-test.h"
 #include "peer-fakes.h"

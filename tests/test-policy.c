@@ -13,7 +13,7 @@
 #include <ovc/common.h>
 
 #include "config.h"
-#include "guest.h"
+#include "host/guest.h"
 #include "ovc-test.h"
 #include "policy.h"
 #include "common/util.h"

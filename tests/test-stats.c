@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* unit: overcommit ratio arithmetic (lib/stats.c), known answers. */
+/* unit: overcommit ratio arithmetic (lib/host/stats.c), known answers. */
 #include <errno.h>
 #include <string.h>
 
 #include <ovc/common.h>
 
 #include "config.h"
-#include "guest.h"
+#include "host/guest.h"
 #include "policy.h"
 #include "ovc-test.h"
-#include "stats.h"
+#include "host/stats.h"
 #include "common/util.h"
 
 #define U OVC_UNKNOWN

@@ -25,7 +25,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "guest.h"
+#include "host/guest.h"
 #include "policy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -231,7 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h.psi.some.avg10_basis_points = (uint32_t)take(&in, 2);
 	h.psi.full.avg10_basis_points = (uint32_t)take(&in, 2);
 	/* KSM counters of a real host (at most 2^40 pages): absurd ones are
-	 * lib/ksm.c's to refuse, not the policy's. */
+	 * lib/host/ksm.c's to refuse, not the policy's. */
 	h.ksm.pages_sharing = take(&in, 5);
 	h.ksm.pages_shared = take(&in, 5);
 	h.ksm.full_scans = take(&in, 2);

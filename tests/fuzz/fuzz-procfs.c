@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer harness for the host signal parsers (lib/host.c): /proc/meminfo
+ * libFuzzer harness for the host signal parsers (lib/host/host.c): /proc/meminfo
  * and memory PSI text. What they accept must be self-consistent.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "host.h"
+#include "host/host.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

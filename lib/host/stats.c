@@ -3,9 +3,9 @@
 #include <errno.h>
 
 #include "config.h"
-#include "guest.h"
+#include "host/guest.h"
 #include "policy.h"
-#include "stats.h"
+#include "host/stats.h"
 #include "common/util.h"
 
 static uint64_t known_or_zero(uint64_t v)

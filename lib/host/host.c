@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host.h"
-#include "ksm.h"
+#include "host/host.h"
+#include "host/ksm.h"
 #include "policy.h"
 #include "common/util.h"
 

@@ -2,7 +2,7 @@
 /* Normalising guest statistics. Pure functions; any thread. */
 #include <string.h>
 
-#include "guest.h"
+#include "host/guest.h"
 
 void ovc_guest_stats_reset(struct ovc_guest_stats *st)
 {
