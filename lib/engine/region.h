@@ -221,7 +221,6 @@ struct ovc_region {
 	struct track *track;       /* swap's write tracker (swap.c); NULL: none */
 
 	/* Scanner only (one pass at a time, under engine->pass_lock). */
-	uint64_t cursor;           /* next page of the background pass */
 	uint64_t pass_nonzero;
 	struct region_content cur; /* pass in progress */
 	struct region_content last;/* last complete pass; read under pass_lock */
