@@ -339,6 +339,7 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 		return -ENOMEM;
 	e->uffd = e->mem_fd = e->event_fd = e->poll_fd = e->timer_fd = e->pidfd = -1;
 	e->sys = sys;
+	e->drain_events = fault_drain;
 	e->flags = o.flags;
 	e->log = (struct ovc_logger){ o.log_fn, o.log_userdata, o.log_level ? o.log_level : OVC_LOG_NOTICE };
 	e->scan_interval_usec = o.scan_interval_usec ? o.scan_interval_usec : USEC_PER_SEC;

@@ -47,84 +47,10 @@
 
 #include "engine/compat.h"
 #include "engine/internal.h"
+#include "engine/uffd.h"
 #include "engine/track.h"
 
-struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
-{
-	size_t lo = 0, hi = e->nregions;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		struct ovc_region *r = e->regions[mid];
-		if (addr < (uint64_t)(uintptr_t)r->host)
-			hi = mid;
-		else if (region_contains(r, addr))
-			return r;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
-}
-
 static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
-
-/* Depth of handle_fault() on this thread. A resolving ioctl inside the
- * handler must not read the uffd again (it holds region->lock). */
-static __thread int in_handler;
-
-void fault_handler_enter(void)
-{
-	in_handler++;
-}
-
-void fault_handler_leave(void)
-{
-	in_handler--;
-}
-
-int uffd_resolve(ovc_engine *e, unsigned long req, void *arg)
-{
-	for (unsigned hard = 0;;) {
-		if (SYS(e->sys, ioctl, e->uffd, req, arg) == 0)
-			return 0;
-		int err = errno;
-		if (err == EEXIST)
-			return -EEXIST;
-		if (err == EAGAIN) {
-			/* Partly done: the caller looks at the progress field
-			 * and calls again for the rest. */
-			if (req == UFFDIO_ZEROPAGE && ((struct uffdio_zeropage *)arg)->zeropage > 0)
-				return -EAGAIN;
-			if (req == UFFDIO_MOVE && ((struct uffdio_move *)arg)->move > 0)
-				return -EAGAIN;
-			if (req == UFFDIO_COPY && ((struct uffdio_copy *)arg)->copy > 0)
-				return -EAGAIN;
-			/* A REMOVE event is unread. The handler itself wakes
-			 * the faulting thread instead (it faults again after
-			 * the event). In NO_THREADS mode we are the reader:
-			 * read it, then retry. Otherwise the handler thread
-			 * reads it. */
-			if (in_handler || engine_gettid() == atomic_load(&e->handler_tid))
-				return -EAGAIN;
-			if (e->flags & OVC_ENGINE_NO_THREADS)
-				fault_drain(e);
-			else
-				sched_yield();
-			continue;
-		}
-		/* ENOMEM, or an injected fault: try again a few times. A
-		 * resolving op that gives up leaves a thread asleep. */
-		if (++hard >= 8)
-			return -err;
-	}
-}
-
-void uffd_wake(ovc_engine *e, uint64_t start, uint64_t len)
-{
-	struct uffdio_range r = { start, len };
-	for (unsigned i = 0; i < 8; i++)
-		if (SYS(e->sys, ioctl, e->uffd, UFFDIO_WAKE, &r) == 0 || errno == EINVAL)
-			return;
-}
 
 /* A fault served, from @t0 (the read that returned it) to now; @swapin:
  * served from swap, counted in its own histogram too. */
@@ -208,7 +134,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	pst_t *p = &r->pst[page];
 
 	pthread_mutex_lock(&r->lock);
-	in_handler++;
+	uffd_handler_enter();
 	pst_word w = atomic_load(p);
 	bool transit = pst_in_transit(w);
 	bool own = transit && tid && tid == atomic_load(&e->pass_tid) && !r->can_move;
@@ -252,7 +178,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 			 * faults again and we answer after the event. */
 			uffd_wake(e, addr, PAGE_SIZE);
 	}
-	in_handler--;
+	uffd_handler_leave();
 	pthread_mutex_unlock(&r->lock);
 	pthread_rwlock_unlock(&e->regions_lock);
 	lat_record(e, t0, swapin);
@@ -327,33 +253,16 @@ static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end)
 	pthread_rwlock_unlock(&e->regions_lock);
 }
 
-/* The events of read @seq are handled. Never lowers events_done: should
- * two threads ever read at once (against the rules), a late older read
- * must not leave it behind read_seq for good (fault_events_settle would
- * wait for ever). */
-static void events_done_upto(ovc_engine *e, uint64_t seq)
-{
-	uint64_t d = atomic_load(&e->events_done);
-	while (d < seq && !atomic_compare_exchange_weak(&e->events_done, &d, seq))
-		;
-}
-
-void fault_events_settle(ovc_engine *e)
-{
-	while (atomic_load(&e->events_done) < atomic_load(&e->read_seq))
-		sched_yield();
-}
-
 int fault_drain(ovc_engine *e)
 {
 	struct uffd_msg msgs[64];
 	int handled = 0;
 
 	for (;;) {
-		uint64_t seq = atomic_fetch_add(&e->read_seq, 1) + 1;
+		uint64_t seq = uffd_read_begin(e);
 		ssize_t n = SYS(e->sys, read, e->uffd, msgs, sizeof(msgs));
 		if (n < 0) {
-			events_done_upto(e, seq);
+			uffd_events_done(e, seq);
 			if (errno == EAGAIN)
 				return handled;
 			if (errno == EINTR)
@@ -374,7 +283,7 @@ int fault_drain(ovc_engine *e)
 				handle_remove(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
 				e->saw_remove = true;
 			}
-		events_done_upto(e, seq);
+		uffd_events_done(e, seq);
 		for (size_t i = 0; i < nmsg; i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				handle_fault(e, &msgs[i], t0);

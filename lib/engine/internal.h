@@ -134,14 +134,17 @@ struct ovc_engine {
 
 	pthread_mutex_t pass_lock;
 	atomic_int pass_tid;        /* tid running a pass now, 0: none */
-	/* Ordering of REMOVE events against MOVE batches (fault.c,
-	 * fault_drain, fault_events_settle): read_seq counts uffd reads,
+	/* Ordering of REMOVE events against MOVE batches (uffd.c,
+	 * uffd_read_begin, uffd_events_settle): read_seq counts uffd reads,
 	 * bumped before each read; events_done rises to a read's number once
 	 * the events of that read are handled. Below read_seq: a read is in
 	 * flight, and a discard it returned may not be marked on its pages
 	 * yet. */
 	atomic_uint_fast64_t read_seq;
 	atomic_uint_fast64_t events_done;
+	/* The handler's read of the uffd (fault_drain), set once by
+	 * ovc_engine_new: uffd.c reaches the handler only through it. */
+	int (*drain_events)(ovc_engine *e);
 	/* Pages [hold_start, hold_end) of hold_region are write-protected by
 	 * the batch in progress on the write-protect path (share.c), which
 	 * lifts the protection of all of them at its end; the handler leaves
@@ -218,39 +221,31 @@ int64_t share_full_pass(ovc_engine *e);
 /* Read and handle every pending message on the uffd. Handler thread, or
  * the loop thread in NO_THREADS mode. Returns messages handled or -errno. */
 int fault_drain(ovc_engine *e);
-/* Wait until every uffd read begun so far has had its events handled: a
- * discard read before now is marked on its pages then (fault.c,
- * discard_mark). A pass calls it between installing pages of a MOVE batch
- * and ending their transit. Returns at once on the thread that reads
- * (NO_THREADS): it is not inside a read when it gets here. */
-void fault_events_settle(ovc_engine *e);
 /* Wake every thread waiting in any region (the lost-wake-up net). */
 void fault_sweep(ovc_engine *e);
 /* Handler thread main loop. */
 void *fault_thread_main(void *arg);
-/* Retry a resolving uffd ioctl (ZEROPAGE, MOVE back, WRITEPROTECT off,
- * WAKE) until it succeeds: a resolving op that gives up leaves a faulting
- * thread asleep for ever. EAGAIN means a REMOVE event is unread: the
- * handler (or, in NO_THREADS mode, this thread) reads it, then we retry.
- * Returns the ioctl's final result (0 or -errno, -EEXIST passes through). */
-int uffd_resolve(ovc_engine *e, unsigned long req, void *arg);
-/* Resolve as the handler does while holding locks the handler takes: a
- * uffd_resolve() between these returns -EAGAIN on an unread event instead
- * of reading the uffd (which would run the handler on this thread, inside
- * our locks). Calls nest; same thread. */
-void fault_handler_enter(void);
-void fault_handler_leave(void);
-/* UFFDIO_WAKE a page range, retried. */
-void uffd_wake(ovc_engine *e, uint64_t start, uint64_t len);
 
 /* Find the region holding host address @addr; regions_lock held. */
-struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr);
+static inline struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
+{
+	size_t lo = 0, hi = e->nregions;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct ovc_region *r = e->regions[mid];
+		if (addr < (uint64_t)(uintptr_t)r->host)
+			hi = mid;
+		else if (region_contains(r, addr))
+			return r;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
 
 /* share.c helpers the swap path shares (same staging area, same rules). */
 int staging_reset(ovc_engine *e);
 int staging_map_fresh(ovc_engine *e, void *addr, size_t len);
-void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len);
-int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len);
 /* Drop runs of @r with MADV_DONTNEED (process_madvise batches; MADV_REMOVE
  * on shmem), marking the pages PST_OWN_DROP first when swap is on. Returns
  * the number of leading runs dropped; the rest are as they were. Pass

@@ -113,6 +113,7 @@
 
 #include "engine/compat.h"
 #include "engine/internal.h"
+#include "engine/uffd.h"
 
 #define STAGING_BYTES ((size_t)BATCH_PAGES * PAGE_SIZE)
 
@@ -167,73 +168,6 @@ void share_staging_fini(ovc_engine *e)
 	if (e->staging_map)
 		munmap(e->staging_map, e->staging_map_len);
 	e->staging_map = e->staging = NULL;
-}
-
-/* --- resolving ioctls, retried ------------------------------------------ */
-
-/* UFFDIO_ZEROPAGE over [start, start+len), page by page past EEXIST (a page
- * someone else populated is left as it is). Retried until done. */
-void zeropage_range(ovc_engine *e, uint64_t start, uint64_t len)
-{
-	while (len) {
-		struct uffdio_zeropage z = { .range = { start, len } };
-		int r = uffd_resolve(e, UFFDIO_ZEROPAGE, &z);
-		uint64_t done = z.zeropage > 0 ? (uint64_t)z.zeropage : 0;
-		if (r == -EEXIST && !done) {
-			/* Populated already: someone's data or a zero page. Wake
-			 * in case a fault on it waits, and go on. */
-			uffd_wake(e, start, PAGE_SIZE);
-			done = PAGE_SIZE;
-		} else if (r < 0 && !done) {
-			/* uffd_resolve gave up on a hard error: leave the page
-			 * a hole (it faults to the handler, which answers with
-			 * the zero page) and wake its sleepers. */
-			uffd_wake(e, start, PAGE_SIZE);
-			done = PAGE_SIZE;
-		}
-		done = MIN(ALIGN_DOWN(done, PAGE_SIZE), len);
-		if (!done && r == 0)
-			done = len;
-		start += done;
-		len -= done;
-	}
-}
-
-/* UFFDIO_MOVE staging -> guest for pages whose content must come back.
- * This is the one step where giving up would lose data (it sits in
- * staging, the guest has a hole), so it never gives up: a failed MOVE is
- * tried as UFFDIO_COPY (a copy into a new page), and both are retried until
- * one works. Returns 0, or -EEXIST when the guest page is populated (a bug:
- * the page was in transit and nobody may install it; staging keeps it). */
-int move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
-{
-	for (unsigned tries = 0; len;) {
-		struct uffdio_move m = { .dst = dst, .src = src, .len = len,
-					 .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
-		int r = uffd_resolve(e, UFFDIO_MOVE, &m);
-		uint64_t done = m.move > 0 ? (uint64_t)m.move : 0;
-		if (r < 0 && !done && r != -EEXIST) {
-			struct uffdio_copy c = { .dst = dst, .src = src, .len = PAGE_SIZE };
-			r = uffd_resolve(e, UFFDIO_COPY, &c);
-			done = r == 0 ? PAGE_SIZE : 0;
-			if (!done && r != -EEXIST) {
-				if (++tries % 64 == 0)
-					log_err(&e->log, "cannot give a page back to the guest: %s; retrying",
-						ovc_strerror(r));
-				usleep(1000);
-				continue;
-			}
-		}
-		if (r == -EEXIST && !done)
-			return -EEXIST;
-		if (r == 0 && !done)
-			done = len;
-		done = MIN(ALIGN_DOWN(done, PAGE_SIZE), len);
-		dst += done;
-		src += done;
-		len -= done;
-	}
-	return 0;
 }
 
 /* Leave transit: SHARING -> @to; wakes the page if a fault waited. Always,
@@ -306,10 +240,7 @@ int move_to_stage(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t end,
 			atomic_fetch_add(&e->c.pinned_pages_kept, 1);
 			at++;
 		} else if (errno == EAGAIN && !done && wait) {
-			if (e->flags & OVC_ENGINE_NO_THREADS)
-				fault_drain(e);
-			else
-				sched_yield(); /* the handler thread reads it */
+			uffd_await_event(e, 0);
 		} else if (!done) {
 			return negative_errno();
 		}
@@ -337,7 +268,7 @@ static bool staged_zero(ovc_engine *e, struct ovc_region *r, uint64_t first, uin
  * the torture found). */
 static void end_installed(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t q, enum pst_state to)
 {
-	fault_events_settle(e);
+	uffd_events_settle(e);
 	for (uint32_t k = p; k < q; k++)
 		end_transit(e, r, k, to);
 }
@@ -356,13 +287,13 @@ static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32
 	int zeroed = 0;
 
 	while (p < q) {
-		fault_events_settle(e);
+		uffd_events_settle(e);
 		uint32_t k = p;
 		while (k < q && !(atomic_load(&r->pst[k]) & PST_DISCARDED))
 			k++;
 		uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, p);
 		if (k == p) {
-			zeropage_range(e, gaddr, PAGE_SIZE);
+			uffd_zeropage_range(e, gaddr, PAGE_SIZE);
 			end_installed(e, r, p, p + 1, PST_ZERO);
 			zeroed++;
 			p++;
@@ -376,15 +307,12 @@ static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32
 			int err = errno;
 			done = m.move > 0 ? (uint32_t)((uint64_t)m.move >> PAGE_SHIFT) : 0;
 			if (!done && err == EAGAIN) {
-				if (e->flags & OVC_ENGINE_NO_THREADS)
-					fault_drain(e);
-				else
-					sched_yield(); /* the handler thread reads it */
+				uffd_await_event(e, 0);
 				continue;
 			}
 			/* Anything else: the path that never gives up, one page
 			 * (it may wait on an event too: rare, see above). */
-			int mr = done ? 0 : move_back(e, gaddr, src, PAGE_SIZE);
+			int mr = done ? 0 : uffd_move_back(e, gaddr, src, PAGE_SIZE);
 			if (mr < 0) {
 				/* Cannot happen (see the top of this file); if it
 				 * does, keep staging as it is rather than lose
@@ -440,7 +368,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 			while (q < run->start + run->len && moved[q - first] && staged_zero(e, r, first, q) == zero)
 				q++;
 			if (zero) {
-				zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, p), (uint64_t)(q - p) << PAGE_SHIFT);
+				uffd_zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, p), (uint64_t)(q - p) << PAGE_SHIFT);
 				end_installed(e, r, p, q, PST_ZERO);
 				reclaimed += (int)(q - p);
 			} else {
@@ -465,17 +393,6 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 }
 
 /* --- write-protect path ------------------------------------------------- */
-
-static int writeprotect(ovc_engine *e, uint64_t start, uint64_t len, bool on)
-{
-	struct uffdio_writeprotect wp = {
-		.range = { start, len },
-		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
-	};
-	if (on)
-		return SYS(e->sys, ioctl, e->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? negative_errno() : 0;
-	return uffd_resolve(e, UFFDIO_WRITEPROTECT, &wp);
-}
 
 /* With swap, our own drops must not look like the VMM's discards to
  * swap_discard(): PST_OWN_DROP on every page just before the drop (see
@@ -559,7 +476,7 @@ static void move_out_undo(ovc_engine *e, struct ovc_region *r, uint64_t page, ui
 {
 	if (atomic_load(&r->pst[page]) & PST_DISCARDED)
 		return;
-	int mr = move_back(e, (uint64_t)(uintptr_t)region_addr(r, page),
+	int mr = uffd_move_back(e, (uint64_t)(uintptr_t)region_addr(r, page),
 			   (uint64_t)(uintptr_t)(e->staging + ((uint64_t)i << PAGE_SHIFT)), PAGE_SIZE);
 	if (mr < 0) {
 		/* Cannot happen (the page is in transit, nobody installs
@@ -635,7 +552,7 @@ static void unhold(ovc_engine *e, struct ovc_region *r, const struct page_run *s
 	uint64_t start = (uint64_t)(uintptr_t)region_addr(r, span->start);
 	uint64_t len = (uint64_t)span->len << PAGE_SHIFT;
 
-	int err = writeprotect(e, start, len, false);
+	int err = uffd_writeprotect(e, start, len, false);
 	atomic_store(&e->hold_region, NULL);
 	if (err < 0)
 		uffd_wake(e, start, len);
@@ -679,7 +596,7 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 	atomic_store(&e->hold_start, span->start);
 	atomic_store(&e->hold_end, span->start + span->len);
 	atomic_store(&e->hold_region, r);
-	int err = writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start),
+	int err = uffd_writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start),
 			       (uint64_t)span->len << PAGE_SHIFT, true);
 	pthread_mutex_unlock(&r->lock);
 	if (err < 0) {
@@ -731,7 +648,7 @@ static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_
 			while (q < run->start + run->len && !kept[j + (q - p)] == ok)
 				q++;
 			if (ok && !r->shmem)
-				zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, p), (uint64_t)(q - p) << PAGE_SHIFT);
+				uffd_zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, p), (uint64_t)(q - p) << PAGE_SHIFT);
 			for (uint32_t k = p; k < q; k++)
 				end_transit(e, r, k, ok ? PST_ZERO : PST_RESIDENT);
 			if (ok)
@@ -938,8 +855,7 @@ int64_t share_full_pass(ovc_engine *e)
 			total += r;
 		else if (r < 0 && r != -EAGAIN && r != -EBUSY && !first_err)
 			first_err = r;
-		if (e->flags & OVC_ENGINE_NO_THREADS)
-			fault_drain(e);
+		uffd_drain_if_reader(e);
 	}
 	uint64_t dt = now_nsec(CLOCK_MONOTONIC) - t0;
 	uint64_t bytes = (atomic_load(&e->c.pages_scanned) - scanned0) << PAGE_SHIFT;

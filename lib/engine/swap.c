@@ -70,6 +70,7 @@
 
 #include "engine/compat.h"
 #include "engine/internal.h"
+#include "engine/uffd.h"
 #include "engine/swapdev.h"
 #include "engine/track.h"
 
@@ -670,16 +671,13 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
 			 * that would run the handler on this thread, which
 			 * takes both). It is read below, outside them. */
 			pthread_mutex_lock(&r->lock);
-			fault_handler_enter();
+			uffd_handler_enter();
 			err = swapin_run(e, r, p, SWAPIN_RA_PAGES, &n, &old);
-			fault_handler_leave();
+			uffd_handler_leave();
 			pthread_mutex_unlock(&r->lock);
 			if (err != -EAGAIN)
 				break;
-			if (e->flags & OVC_ENGINE_NO_THREADS)
-				fault_drain(e);
-			else
-				usleep(1000); /* the handler thread reads it */
+			uffd_await_event(e, 1000);
 		}
 		if (err < 0) {
 			atomic_fetch_add(&e->c.swap_read_errors, 1);
@@ -803,13 +801,13 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, const 
 	pst_word w = atomic_load(&r->pst[page]);
 	uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, page);
 	if (w & PST_DISCARDED)
-		zeropage_range(e, gaddr, PAGE_SIZE); /* discarded while out: zeros */
-	else if (move_back(e, gaddr, (uint64_t)(uintptr_t)src, PAGE_SIZE) < 0) {
+		uffd_zeropage_range(e, gaddr, PAGE_SIZE); /* discarded while out: zeros */
+	else if (uffd_move_back(e, gaddr, (uint64_t)(uintptr_t)src, PAGE_SIZE) < 0) {
 		log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit; reclaim stopped",
 			r->guest_phys + (page << PAGE_SHIFT));
 		e->staging_broken = true;
 	}
-	fault_events_settle(e); /* installed: see fault.c, discard_mark */
+	uffd_events_settle(e); /* installed: see fault.c, discard_mark */
 	pst_word nw;
 	do
 		nw = resident_word(w);
@@ -1062,8 +1060,8 @@ static unsigned sort_staged(ovc_engine *e, struct swapout_area *a, unsigned nsel
 		 * page. A discarded page is a hole whatever the flag. */
 		if (pending[i] || (atomic_load(p) & PST_DISCARDED) ||
 		    (!(r->flags & OVC_REGION_NO_SHARE) && scan_page_is_zero(a->stage + ((uint64_t)i << PAGE_SHIFT)))) {
-			zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, a->page[i]), PAGE_SIZE);
-			fault_events_settle(e); /* see fault.c, discard_mark */
+			uffd_zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, a->page[i]), PAGE_SIZE);
+			uffd_events_settle(e); /* see fault.c, discard_mark */
 			pst_transition(p, PST_SWAPPING_OUT, PST_ZERO, NULL);
 			zeros++;
 			continue;
@@ -1213,8 +1211,7 @@ static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *
 			sw->rate_bytes -= MIN(sw->rate_bytes, (uint64_t)br << PAGE_SHIFT);
 		else if (br < 0 && !*first_err && br != -EAGAIN && br != -EBUSY)
 			*first_err = br;
-		if (e->flags & OVC_ENGINE_NO_THREADS)
-			fault_drain(e);
+		uffd_drain_if_reader(e);
 		/* ovc_engine_free() waits for this tick: end it after the
 		 * batch rather than swap out the rest of the target only to
 		 * read it all back. */

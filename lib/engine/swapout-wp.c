@@ -69,6 +69,7 @@
 
 #include "engine/compat.h"
 #include "engine/internal.h"
+#include "engine/uffd.h"
 #include "engine/swapdev.h"
 #include "engine/track.h"
 
@@ -322,10 +323,10 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 		if (kind[i] == K_ZERO) {
 			if (run[i] != zero_run) { /* one UFFDIO_ZEROPAGE per run */
 				const struct page_run *z = &runs[run[i] - 1];
-				zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, z->start),
+				uffd_zeropage_range(e, (uint64_t)(uintptr_t)region_addr(r, z->start),
 					       (uint64_t)z->len << PAGE_SHIFT);
 				/* Installed: see fault.c, discard_mark. */
-				fault_events_settle(e);
+				uffd_events_settle(e);
 				zero_run = run[i];
 			}
 			zeros += end_out(e, r, sel[i], PST_ZERO, 0) == PST_ZERO;
