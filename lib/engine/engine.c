@@ -20,6 +20,7 @@
 #include <sys/timerfd.h>
 
 #include "engine/compat.h"
+#include "engine/drop.h"
 #include "engine/internal.h"
 #include "engine/swapdev.h"
 #include "engine/track.h"
@@ -296,7 +297,7 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 		region_free(e->regions[i]);
 	}
 	free(e->regions);
-	share_staging_fini(e);
+	staging_fini(e);
 	swap_fini(e);
 	if (e->scan_buf)
 		munmap(e->scan_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
@@ -402,7 +403,7 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	e->event_fd = SYS(sys, eventfd, 0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->event_fd < 0)
 		return negative_errno();
-	r = share_staging_init(e);
+	r = staging_init(e);
 	if (r < 0)
 		return r;
 	r = swap_init(e, &o);

@@ -69,6 +69,7 @@
 #include <sys/mman.h>
 
 #include "engine/compat.h"
+#include "engine/drop.h"
 #include "engine/internal.h"
 #include "engine/uffd.h"
 #include "engine/swapdev.h"

@@ -68,6 +68,7 @@
 #include <sys/uio.h>
 
 #include "engine/compat.h"
+#include "engine/drop.h"
 #include "engine/internal.h"
 #include "engine/uffd.h"
 #include "engine/swapdev.h"
