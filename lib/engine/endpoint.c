@@ -5,9 +5,10 @@
  *
  * It is a client of the engine's public API only — ovc_engine_stats() and
  * ovc_engine_reclaim(), both thread-safe — and so runs the same beside an
- * engine with threads or one driven by the VMM's loop. The one link into
- * the engine is e->endpoint, set and cleared by publish/unpublish in the
- * engine owner's thread, and ovc_engine_free() calling unpublish first.
+ * engine with threads or one driven by the VMM's loop. Its links into the
+ * engine are e->endpoint and e->on_free, set and cleared by
+ * publish/unpublish in the engine owner's thread: ovc_engine_free() calls
+ * e->on_free first, which unpublishes (engine.c never names this file).
  *
  * Threads: the endpoint thread owns the listening socket and every client;
  * nothing in struct ovc_endpoint is shared with other threads after start
@@ -388,6 +389,12 @@ static int install(struct ovc_endpoint *ep, const char *tmp)
 	return -EADDRINUSE;
 }
 
+/* ovc_engine_free()'s first step while published. */
+static void unpublish_on_free(ovc_engine *e)
+{
+	(void)ovc_engine_unpublish(e);
+}
+
 OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *opts_in)
 {
 	_cleanup_(endpoint_freep) struct ovc_endpoint *ep = NULL;
@@ -470,6 +477,7 @@ OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *
 		return r;
 	}
 	e->endpoint = ep;
+	e->on_free = unpublish_on_free;
 	ep = NULL;
 	return 0;
 }
@@ -493,6 +501,7 @@ OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e)
 	if (lstat(ep->path, &st) == 0 && st.st_dev == ep->dev && st.st_ino == ep->ino)
 		(void)unlink(ep->path);
 	e->endpoint = NULL;
+	e->on_free = NULL;
 	endpoint_free(ep);
 	return 0;
 }

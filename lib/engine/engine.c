@@ -264,7 +264,8 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	if (!e)
 		return NULL;
 	/* The endpoint thread calls into the engine: stop it first. */
-	ovc_engine_unpublish(e);
+	if (e->on_free)
+		e->on_free(e);
 	/* The worker first, the handler last: a pass in flight (or the swap
 	 * tick of an ovc_engine_reclaim() just before) may be waiting in
 	 * madvise for the handler to read the REMOVE event of its own drop;

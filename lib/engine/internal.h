@@ -115,6 +115,10 @@ struct engine_swap {
 struct ovc_engine {
 	const struct ovc_sys *sys;
 	struct ovc_endpoint *endpoint; /* ovc_engine_publish (endpoint.c); owner's thread */
+	/* Called first by ovc_engine_free(), owner's thread: set by
+	 * ovc_engine_publish() (it stops the endpoint), so that engine.c never
+	 * names endpoint.c. NULL: nothing to stop. */
+	void (*on_free)(ovc_engine *e);
 	struct ovc_logger log;
 	unsigned flags;
 	uint64_t scan_interval_usec;
