@@ -22,6 +22,7 @@
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
+#include "engine/pass.h"
 #include "engine/swapdev.h"
 #include "engine/track.h"
 
@@ -111,128 +112,6 @@ static int choose_swap_mode(ovc_engine *e, const struct ovc_engine_opts *o, uint
 	return 0;
 }
 
-static void wake_worker(ovc_engine *e)
-{
-	if (e->flags & OVC_ENGINE_NO_THREADS) {
-		uint64_t one = 1;
-		if (write(e->event_fd, &one, sizeof(one)) < 0) {
-			/* counter full: it is readable anyway */
-		}
-		return;
-	}
-	pthread_mutex_lock(&e->wake_lock);
-	e->wake_pending = true;
-	pthread_cond_signal(&e->wake_cond);
-	pthread_mutex_unlock(&e->wake_lock);
-}
-
-/* Sleep until @deadline (CLOCK_MONOTONIC ns) or a wake-up. */
-static void worker_sleep(ovc_engine *e, uint64_t deadline)
-{
-	struct timespec ts = { (time_t)(deadline / NSEC_PER_SEC), (long)(deadline % NSEC_PER_SEC) };
-	pthread_mutex_lock(&e->wake_lock);
-	while (!e->wake_pending && !atomic_load(&e->worker_stop))
-		if (pthread_cond_timedwait(&e->wake_cond, &e->wake_lock, &ts) == ETIMEDOUT)
-			break;
-	e->wake_pending = false;
-	pthread_mutex_unlock(&e->wake_lock);
-}
-
-/* Nanoseconds to rest after a batch that used @cpu_ns of CPU in @wall_ns,
- * so that the scanner stays within scan_cpu_permille of one CPU. */
-static uint64_t budget_rest(const ovc_engine *e, uint64_t cpu_ns, uint64_t wall_ns)
-{
-	uint64_t need = cpu_ns * 1000 / e->scan_cpu_permille;
-	return need > wall_ns ? need - wall_ns : 0;
-}
-
-/* One background batch with bookkeeping; returns ns to rest afterwards. */
-static uint64_t background_batch(ovc_engine *e)
-{
-	bool wrapped;
-	uint64_t t0 = now_nsec(CLOCK_MONOTONIC), c0 = now_nsec(CLOCK_THREAD_CPUTIME_ID);
-
-	pthread_mutex_lock(&e->pass_lock);
-	atomic_store(&e->pass_tid, engine_gettid());
-	if (e->bg_cursor == 0) {
-		e->bg_pass_t0_nsec = t0;
-		e->bg_pass_scanned0 = atomic_load(&e->c.pages_scanned);
-	}
-	int r = share_step(e, &e->bg_cursor, &wrapped);
-	atomic_store(&e->pass_tid, 0);
-	pthread_mutex_unlock(&e->pass_lock);
-	if (r < 0)
-		log_debug(&e->log, "scan batch: %s", ovc_strerror(r));
-
-	uint64_t t1 = now_nsec(CLOCK_MONOTONIC);
-	uint64_t rest = budget_rest(e, now_nsec(CLOCK_THREAD_CPUTIME_ID) - c0, t1 - t0);
-	if (wrapped) {
-		uint64_t bytes = (atomic_load(&e->c.pages_scanned) - e->bg_pass_scanned0) << PAGE_SHIFT;
-		if (t1 > e->bg_pass_t0_nsec && bytes)
-			atomic_store(&e->c.scan_bytes_per_sec,
-				     (uint64_t)((double)bytes * 1e9 / (double)(t1 - e->bg_pass_t0_nsec)));
-		rest = MAX(rest, e->scan_interval_usec * NSEC_PER_USEC);
-	}
-	return rest;
-}
-
-/* Swap work as the pass thread: a tracking interval when due (or @force),
- * then swap-out towards the reclaim target. */
-static void swap_work(ovc_engine *e, bool force)
-{
-	if (!swap_enabled(e))
-		return;
-	pthread_mutex_lock(&e->pass_lock);
-	atomic_store(&e->pass_tid, engine_gettid());
-	int64_t r = swap_tick(e, force);
-	atomic_store(&e->pass_tid, 0);
-	pthread_mutex_unlock(&e->pass_lock);
-	if (r < 0)
-		log_debug(&e->log, "swap: %s", ovc_strerror((int)r));
-}
-
-int64_t ovc__engine_swap_tick(ovc_engine *e)
-{
-	pthread_mutex_lock(&e->pass_lock);
-	atomic_store(&e->pass_tid, engine_gettid());
-	int64_t r = swap_tick(e, true);
-	atomic_store(&e->pass_tid, 0);
-	pthread_mutex_unlock(&e->pass_lock);
-	return r;
-}
-
-static void *worker_main(void *arg)
-{
-	ovc_engine *e = arg;
-
-	while (!atomic_load(&e->worker_stop)) {
-		if (e->flags & OVC_ENGINE_NO_AUTOSCAN) {
-			worker_sleep(e, UINT64_MAX / 2);
-			/* Woken by ovc_engine_reclaim: one interval. Other
-			 * wake-ups (a region added) are no interval: ages
-			 * count intervals, and an extra one makes hot pages
-			 * look cold. */
-			if (!atomic_load(&e->worker_stop) && atomic_exchange(&e->sw.kick, false))
-				swap_work(e, true);
-			continue;
-		}
-		uint64_t rest = background_batch(e);
-		swap_work(e, false);
-		if (rest)
-			worker_sleep(e, now_nsec(CLOCK_MONOTONIC) + rest);
-	}
-	return NULL;
-}
-
-static void arm_timer(ovc_engine *e, uint64_t delay_ns)
-{
-	struct itimerspec its = { .it_value = { (time_t)(delay_ns / NSEC_PER_SEC),
-						(long)(delay_ns % NSEC_PER_SEC) } };
-	if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
-		its.it_value.tv_nsec = 1;
-	timerfd_settime(e->timer_fd, 0, &its, NULL);
-}
-
 static void region_free(struct ovc_region *r)
 {
 	if (!r)
@@ -272,7 +151,7 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	 * a handler gone first left it, and this join, waiting for ever. */
 	atomic_store(&e->worker_stop, true);
 	if (e->worker_started) {
-		wake_worker(e);
+		pass_wake(e);
 		pthread_join(e->worker_thread, NULL);
 	}
 	/* Swapped pages come back while the handler still runs (it reads the
@@ -431,13 +310,13 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 				return negative_errno();
 		}
 		if (!(o.flags & OVC_ENGINE_NO_AUTOSCAN))
-			arm_timer(e, e->scan_interval_usec * NSEC_PER_USEC);
+			pass_arm_timer(e, e->scan_interval_usec * NSEC_PER_USEC);
 	} else {
 		r = -pthread_create(&e->handler_thread, NULL, fault_thread_main, e);
 		if (r < 0)
 			return r;
 		e->handler_started = true;
-		r = -pthread_create(&e->worker_thread, NULL, worker_main, e);
+		r = -pthread_create(&e->worker_thread, NULL, pass_thread_main, e);
 		if (r < 0)
 			return r;
 		e->worker_started = true;
@@ -623,7 +502,7 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	log_info(&e->log, "region guest 0x%" PRIx64 "+%" PRIu64 " MiB (%s, %s path%s)", guest_phys,
 		 len_bytes >> 20, shmem ? "shared memory" : "anonymous", can_move ? "move" : "write-protect",
 		 reg->may_drop ? "" : ", pages kept: no OVC_REGION_UNPINNED");
-	wake_worker(e);
+	pass_wake(e);
 	return 0;
 fail:
 	pthread_rwlock_unlock(&e->regions_lock);
@@ -704,12 +583,12 @@ OVC_EXPORT int ovc_engine_process(ovc_engine *e, unsigned flags)
 		return 0;
 	if (e->flags & OVC_ENGINE_NO_AUTOSCAN) {
 		if (atomic_exchange(&e->sw.kick, false))
-			swap_work(e, true);
+			pass_swap_work(e, true);
 		return 0;
 	}
-	uint64_t rest = background_batch(e);
-	swap_work(e, false);
-	arm_timer(e, rest);
+	uint64_t rest = pass_background_batch(e);
+	pass_swap_work(e, false);
+	pass_arm_timer(e, rest);
 	r = fault_drain(e);
 	return r < 0 ? r : 0;
 }
@@ -718,11 +597,9 @@ OVC_EXPORT int64_t ovc_engine_scan_sync(ovc_engine *e, unsigned flags)
 {
 	if (!e || flags)
 		return -EINVAL;
-	pthread_mutex_lock(&e->pass_lock);
-	atomic_store(&e->pass_tid, engine_gettid());
+	pass_begin(e);
 	int64_t r = share_full_pass(e);
-	atomic_store(&e->pass_tid, 0);
-	pthread_mutex_unlock(&e->pass_lock);
+	pass_end(e);
 	return r;
 }
 
@@ -744,7 +621,7 @@ OVC_EXPORT int ovc_engine_reclaim(ovc_engine *e, uint64_t target_bytes, unsigned
 	atomic_store(&e->sw.zero_only, (flags & OVC_RECLAIM_ZERO_ONLY) != 0);
 	atomic_store(&e->c_reclaim_target, target_bytes);
 	atomic_store(&e->sw.kick, swap_enabled(e));
-	wake_worker(e);
+	pass_wake(e);
 	return 0;
 }
 
