@@ -12,7 +12,9 @@
 
 #include <ovc/common.h>
 
+#include "host/collect.h"
 #include "host/host.h"
+#include "host/procfs.h"
 #include "policy.h"
 #include "ovc-test.h"
 #include "common/util.h"

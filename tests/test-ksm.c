@@ -17,6 +17,7 @@
 #include <ovc/common.h>
 
 #include "host/host.h"
+#include "host/procfs.h"
 #include "host/ksm.h"
 #include "ovc-test.h"
 #include "common/util.h"

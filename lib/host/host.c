@@ -12,71 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/host.h"
-#include "host/ksm.h"
-#include "policy.h"
 #include "common/util.h"
-
-static int root_path(const char *root, const char *rel, char *buf, size_t size)
-{
-	int n = snprintf(buf, size, "%s%s", root ? root : "", rel);
-
-	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-int ovc_read_root_file(const char *root, const char *rel, char *buf, size_t size)
-{
-	_cleanup_(closep) int fd = -1;
-	char path[PATH_MAX];
-	size_t n = 0;
-	int r = root_path(root, rel, path, sizeof(path));
-
-	if (r < 0)
-		return r;
-	if (size < 2)
-		return -EINVAL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return negative_errno();
-	/* procfs and sysfs give a small file in one read; loop for fixtures
-	 * and to see the end of file. */
-	for (;;) {
-		ssize_t k = read(fd, buf + n, size - 1 - n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return negative_errno();
-		if (k == 0)
-			break;
-		n += (size_t)k;
-		if (n == size - 1) {
-			char extra;
-			if (read(fd, &extra, 1) > 0)
-				return -EFBIG;
-			break;
-		}
-	}
-	buf[n] = '\0';
-	return (int)n;
-}
-
-int ovc_write_root_file(const char *root, const char *rel, const char *text)
-{
-	_cleanup_(closep) int fd = -1;
-	char path[PATH_MAX];
-	size_t len = strlen(text);
-	int r = root_path(root, rel, path, sizeof(path));
-
-	if (r < 0)
-		return r;
-	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return negative_errno();
-	ssize_t k = write(fd, text, len);
-	if (k < 0)
-		return negative_errno();
-	return (size_t)k == len ? 0 : -EIO;
-}
+#include "host/host.h"
+#include "host/procfs.h"
 
 /* "Name:   12345 kB" → bytes. Lines without " kB" (HugePages_Total) and
  * unknown names are skipped. */
@@ -307,7 +245,7 @@ int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint6
 {
 	_cleanup_(closep) int fd = -1;
 	char path[PATH_MAX];
-	int r = root_path(root, "/proc/pressure/memory", path, sizeof(path));
+	int r = ovc_root_path(root, "/proc/pressure/memory", path, sizeof(path));
 
 	if (r < 0)
 		return r;
@@ -330,28 +268,4 @@ int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint6
 	if (r < 0)
 		return r;
 	return take_fd(&fd);
-}
-
-int ovc_host_collect(const char *root, uint64_t now_usec, struct ovc_policy_host *ret)
-{
-	struct ovc_policy_host h = { .now_usec = now_usec };
-	long page = sysconf(_SC_PAGESIZE);
-	int r;
-
-	h.page_size = page > 0 ? (uint64_t)page : 4096;
-	r = ovc_meminfo_read(root, &h.mem);
-	if (r < 0)
-		return r;
-	r = ovc_psi_read(root, &h.psi);
-	if (r < 0 && r != -ENOENT && r != -EOPNOTSUPP)
-		return r;
-	h.psi_valid = r == 0;
-	r = ovc_ksm_read_counters(root, &h.ksm);
-	if (r == 0)
-		r = ovc_ksm_read_knobs(root, &h.ksm_knobs);
-	if (r < 0 && r != -ENOENT)
-		return r;
-	h.ksm_valid = r == 0;
-	*ret = h;
-	return 0;
 }

@@ -92,23 +92,4 @@ int ovc_cgroup_mem_read(const char *root, const char *dir, struct ovc_cgroup_mem
  */
 void ovc_meminfo_limit_to_cgroup(struct ovc_meminfo *mem, const struct ovc_cgroup_mem *cg);
 
-struct ovc_policy_host;
-
-/*
- * Everything a policy tick needs from the host, read under @root: meminfo
- * (required), memory PSI (psi_valid false when the kernel has none or it is
- * disabled), KSM counters and knobs (ksm_valid false without KSM); sets
- * now_usec to @now_usec and the page size. Returns 0 or the meminfo
- * error, or another reader's error other than "absent"; *ret untouched on
- * failure.
- */
-int ovc_host_collect(const char *root, uint64_t now_usec, struct ovc_policy_host *ret);
-
-/* Read ROOT/REL (REL starts with '/') into @buf (NUL-terminated, at most
- * @size - 1 bytes; a longer file is -EFBIG). Returns the length or -errno.
- * Shared by the host and KSM readers. */
-int ovc_read_root_file(const char *root, const char *rel, char *buf, size_t size);
-/* Write @text to ROOT/REL in one write(2). 0 or -errno. */
-int ovc_write_root_file(const char *root, const char *rel, const char *text);
-
 #endif

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "host/host.h"
 #include "host/ksm.h"
+#include "host/procfs.h"
 #include "common/util.h"
 
 /* rmap_item on 64-bit kernels (ksm.rst, "general_profit"). */
