@@ -37,7 +37,7 @@
 
 #include "common/endpoint-proto.h"
 #include "host/guest.h"
-#include "../daemon/json-get.h"
+#include "json-get.h"
 #include "host/host.h"
 #include "ovc-test.h"
 #include "common/util.h"

@@ -56,7 +56,7 @@
 
 #include <ovc/ovc.h>
 
-#include "../daemon/json-get.h"
+#include "json-get.h"
 #include "guest-harness.h"
 #include "host/host.h"
 #include "peer-fakes.h"

@@ -53,7 +53,7 @@
 #include <ovc/ovc.h>
 
 #include "guest-harness.h"
-#include "../daemon/json-get.h"
+#include "json-get.h"
 #include "host/host.h"
 #include "ovcd-client.h"
 #include "ovcd-test.h"

@@ -70,7 +70,7 @@
 
 #include "guest-harness.h"
 #include "host/guest.h"
-#include "../daemon/json-get.h"
+#include "json-get.h"
 #include "host/host.h"
 #include "ovcd-client.h"
 #include "ovc-test.h"

@@ -13,7 +13,7 @@
 
 #include <json-c/json.h>
 
-#include "../daemon/json-get.h"
+#include "json-get.h"
 #include "common/util.h"
 
 /* Run a shell command, capture its stdout into @out (NUL-terminated, may

@@ -42,7 +42,7 @@
 #include "guest-harness.h"
 #include "ovcd-test.h"
 #include "host/guest.h"
-#include "../daemon/json-get.h"
+#include "json-get.h"
 #include "host/host.h"
 #include "host/ksm.h"
 #include "ovcd-client.h"
