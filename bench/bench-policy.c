@@ -17,11 +17,11 @@
 #include <time.h>
 
 #include "bench.h"
-#include "config.h"
+#include "host/config.h"
 #include "host/guest.h"
 #include "host/host.h"
 #include "host/ksm.h"
-#include "policy.h"
+#include "host/policy.h"
 #include "common/util.h"
 
 #define BUDGET_MS 20.0

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "view.h"
 
 struct json_object;

@@ -38,13 +38,13 @@
 
 #include "control.h"
 #include "driver.h"
-#include "host.h"
-#include "ksm.h"
+#include "host/host.h"
+#include "host/ksm.h"
 #include "logging.h"
 #include "manager.h"
 #include "metrics.h"
-#include "policy.h"
-#include "stats.h"
+#include "host/policy.h"
+#include "host/stats.h"
 #include "view.h"
 
 /* QMP directories, libvirt, and the engines' directory. */

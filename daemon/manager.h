@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "host/config.h"
 
 #define OVCD_MAX_QMP_DIRS 8
 

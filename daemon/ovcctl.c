@@ -16,10 +16,10 @@
 
 #include <json-c/json.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "control.h"
 #include "json-get.h"
-#include "policy.h"
+#include "host/policy.h"
 #include "common/util.h"
 
 #define DEFAULT_SOCKET "/run/ovcd/ovcd.sock"

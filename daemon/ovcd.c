@@ -11,7 +11,7 @@
 
 #include <ovc/ovc.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "host/host.h"
 #include "logging.h"
 #include "manager.h"

@@ -14,7 +14,7 @@
 
 #include "host/host.h"
 #include "host/ksm.h"
-#include "policy.h"
+#include "host/policy.h"
 #include "host/stats.h"
 
 #define OVCD_GUEST_NAME_MAX 256

@@ -10,7 +10,7 @@
 #include "host/collect.h"
 #include "host/host.h"
 #include "host/ksm.h"
-#include "policy.h"
+#include "host/policy.h"
 
 int ovc_host_collect(const char *root, uint64_t now_usec, struct ovc_policy_host *ret)
 {

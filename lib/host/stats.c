@@ -2,9 +2,9 @@
 /* Overcommit ratio arithmetic. Pure; any thread. */
 #include <errno.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "host/guest.h"
-#include "policy.h"
+#include "host/policy.h"
 #include "host/stats.h"
 #include "common/util.h"
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer harness for the ovcd.conf parser (lib/config.c). Properties
+ * libFuzzer harness for the ovcd.conf parser (lib/host/config.c). Properties
  * checked beyond "no crash, no leak, no UB under ASan/UBSan":
  *  - a refused file gets -EINVAL/-EFBIG and error text, every line of
  *    which starts with the file's name;
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "host/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer harness: properties of the policy (lib/policy.c) whatever the
+ * libFuzzer harness: properties of the policy (lib/host/policy.c) whatever the
  * figures. The input drives a config (keys of the policy with values from
  * the whole range the parser accepts), the host's state, and up to eight
  * guests with arbitrary statistics, targets, times and carried state (a
@@ -24,9 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "host/guest.h"
-#include "policy.h"
+#include "host/policy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* unit: ovcd.conf parsing, validation, guest overrides, printing (lib/config.c). */
+/* unit: ovcd.conf parsing, validation, guest overrides, printing (lib/host/config.c). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +8,7 @@
 
 #include <ovc/common.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "ovc-test.h"
 #include "common/util.h"
 

@@ -15,7 +15,7 @@
 #include "host/collect.h"
 #include "host/host.h"
 #include "host/procfs.h"
-#include "policy.h"
+#include "host/policy.h"
 #include "ovc-test.h"
 #include "common/util.h"
 

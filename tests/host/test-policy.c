@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * unit: the policy (lib/policy.c). Known-answer tables: one guest per row,
+ * unit: the policy (lib/host/policy.c). Known-answer tables: one guest per row,
  * inputs → exact outputs; multi-guest cases (proportional shares,
  * priorities); KSM steering over several ticks; and replay of the recorded
  * traces in tests/fixtures/policy with invariants checked every tick.
@@ -12,10 +12,10 @@
 
 #include <ovc/common.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "host/guest.h"
 #include "ovc-test.h"
-#include "policy.h"
+#include "host/policy.h"
 #include "common/util.h"
 
 #define U OVC_UNKNOWN

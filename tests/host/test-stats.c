@@ -5,9 +5,9 @@
 
 #include <ovc/common.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "host/guest.h"
-#include "policy.h"
+#include "host/policy.h"
 #include "ovc-test.h"
 #include "host/stats.h"
 #include "common/util.h"

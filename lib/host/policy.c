@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "policy.h"
-#include "util.h"
+#include "host/policy.h"
+#include "common/util.h"
 
 #define PRIORITY_LEVELS 101
 /* No inflate for this many intervals after an emergency deflate, doubled

@@ -29,8 +29,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "config.h"
-#include "util.h"
+#include "host/config.h"
+#include "common/util.h"
 
 #define CONFIG_MAX_BYTES (UINT64_C(1) << 20)
 #define CONFIG_MAX_GUESTS 1024

@@ -95,10 +95,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "guest.h"
-#include "host.h"
-#include "ksm.h"
+#include "host/config.h"
+#include "host/guest.h"
+#include "host/host.h"
+#include "host/ksm.h"
 
 #define OVC_POLICY_REASON_MAX 192
 
