@@ -88,7 +88,7 @@ static void test_list_and_real_stats(void **state)
 	size_t n = 0;
 	bool found = false;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_ovc_ok(ovc_balloon_list(f->b, &gs, &n));
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(gs[i].name, f->good.name) != 0)
@@ -114,7 +114,7 @@ static void test_stats_follow_guest(void **state)
 {
 	struct fixture *f = *state;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	check_stats_follow_guest(f->b, &f->good);
 }
 
@@ -122,7 +122,7 @@ static void test_inflate_deflate(void **state)
 {
 	struct fixture *f = *state;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* 512 MiB + 1000 bytes: libvirt gets whole KiB, rounded down. */
 	check_inflate_deflate(f->b, &f->ev, &f->good, 512 * MIB + 1000, GIB);
 }
@@ -136,7 +136,7 @@ static void test_caps_from_the_domain(void **state)
 	struct harness_guest g3 = { .serial_fd = -1 };
 	struct ovc_balloon_guest g;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* autodeflate, freePageReporting and <stats period> from the live
 	 * XML; no need to wait for the guest to boot. */
 	assert_ovc_ok(harness_domain_start(&f->lvd, &f->img, &go, &g3));
@@ -152,7 +152,7 @@ static void test_errors_name_the_guest(void **state)
 {
 	struct fixture *f = *state;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_ovc(ovc_balloon_set_target(f->b, "ovc-no-such-domain", GIB, 0), -ENOENT);
 	assert_string_equal(ovc_balloon_error(f->b),
 			    "failed to set balloon of 'ovc-no-such-domain' to 1024MiB: No such domain");
@@ -168,7 +168,7 @@ static void test_no_balloon_driver(void **state)
 	ovc_balloon *b = NULL;
 	struct ovc_balloon_guest g;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_ovc_ok(open_driver_listed(f, 8000, &b));
 	/* libvirt, like QEMU, accepts the target; the driver must not. */
 	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT), -ENODEV);
@@ -208,7 +208,7 @@ static void test_destroyed_mid_call(void **state)
 	pthread_t t;
 	int r;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* A fresh handle has not yet concluded that the guest lacks a
 	 * balloon driver, so the wait runs until the domain is gone. */
 	assert_ovc_ok(open_driver_listed(f, 60000, &b));
@@ -245,7 +245,7 @@ static void test_libvirtd_restart(void **state)
 	struct ovc_balloon_guest g;
 	int r;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	if (!f->lvd.started_libvirtd)
 		skip_because("libvirtd was already running; not restarting a daemon the test did not start");
 	f->ev.disconnected = f->ev.reconnected = 0;
@@ -354,7 +354,7 @@ static void test_leftovers_of_a_crash_cleaned(void **state)
 	pid_t child;
 	FILE *out;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
 	child = fork();
 	assert_true(child >= 0);
