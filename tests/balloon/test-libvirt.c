@@ -8,8 +8,10 @@
  * through ovc-guest-workload; libvirtd is killed and restarted under the
  * driver; a domain is destroyed while a call waits on it. Nothing is mocked.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -239,20 +241,58 @@ static bool back_again(void *arg)
 	return f->ev.reconnected > 0 && ovc_balloon_guest(f->b, f->good.name, &g) == 0;
 }
 
+/* Whether process @pid has an fd open on @path. */
+static bool process_holds(pid_t pid, const char *path)
+{
+	char dir[64], link[PATH_MAX], target[PATH_MAX];
+	struct dirent *de;
+	bool held = false;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	assert_non_null(d);
+	while (!held && (de = readdir(d))) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = '\0';
+			held = strcmp(target, path) == 0;
+		}
+	}
+	closedir(d);
+	return held;
+}
+
+/* Also: the libvirtd this process starts holds none of its fds, not even
+ * one without O_CLOEXEC (as `flock FILE CMD` hands its command): a daemon
+ * that outlives the test must not keep a lock of the test's caller. */
 static void test_libvirtd_restart(void **state)
 {
 	struct fixture *f = *state;
 	struct ovc_balloon_guest g;
-	int r;
+	char probe[] = "/tmp/ovc-test-libvirt-fd-XXXXXX";
+	int r, fd;
 
 	SKIP_IF(f->skip);
 	if (!f->lvd.started_libvirtd)
 		skip_because("libvirtd was already running; not restarting a daemon the test did not start");
 	f->ev.disconnected = f->ev.reconnected = 0;
+	fd = mkstemp(probe); /* no O_CLOEXEC, on purpose */
+	assert_true(fd >= 0);
 	r = harness_libvirtd_restart(&f->lvd);
-	if (r == -EBUSY)
+	if (r == -EBUSY) {
+		close(fd);
+		unlink(probe);
 		skip_because("another test process uses this libvirtd; not restarting it under them");
+	}
 	assert_ovc_ok(r);
+	assert_true(harness_libvirtd_pid() > 0);
+	assert_false(process_holds(harness_libvirtd_pid(), probe));
+	close(fd);
+	unlink(probe);
 	/* The close callback saw the EOF; the next calls reconnect with
 	 * back-off and carry on against the same, still running, guest. */
 	assert_true(harness_wait_until(back_again, f, 60000));
