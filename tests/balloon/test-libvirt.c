@@ -305,7 +305,7 @@ static void test_libvirtd_restart(void **state)
 }
 
 /*
- * libvirt's in-process test:///default driver (no daemon; reference.md §1):
+ * libvirt's in-process test:///default driver (no daemon):
  * its bulk stats have no balloon fields at all, which exercises the
  * virDomainGetInfo fallback, and it applies targets, which shows the KiB
  * rounding through the real API. Each connection gets a fresh "test"
