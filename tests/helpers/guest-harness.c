@@ -289,7 +289,9 @@ static void kill_and_wait(pid_t pid, int sig, unsigned timeout_msec)
  * libvirtd that is being stopped. The last user (the one that then gets
  * USE_LOCK exclusively) stops the daemons; only a sole user may restart
  * libvirtd. A libvirtd started by anyone else has no mark and is never
- * stopped.
+ * stopped. scripts/demo.py follows the same rules on the same files: the
+ * contract is in docs/demo.md ("One libvirtd for the demo and the
+ * tests"); change both sides together.
  */
 #define DECIDE_LOCK "/run/ovc-test-libvirtd.decide"
 #define USE_LOCK "/run/ovc-test-libvirtd.lock"
