@@ -8,8 +8,10 @@
  * through ovc-guest-workload; libvirtd is killed and restarted under the
  * driver; a domain is destroyed while a call waits on it. Nothing is mocked.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -88,7 +90,7 @@ static void test_list_and_real_stats(void **state)
 	size_t n = 0;
 	bool found = false;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_ovc_ok(ovc_balloon_list(f->b, &gs, &n));
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(gs[i].name, f->good.name) != 0)
@@ -114,7 +116,7 @@ static void test_stats_follow_guest(void **state)
 {
 	struct fixture *f = *state;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	check_stats_follow_guest(f->b, &f->good);
 }
 
@@ -122,7 +124,7 @@ static void test_inflate_deflate(void **state)
 {
 	struct fixture *f = *state;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* 512 MiB + 1000 bytes: libvirt gets whole KiB, rounded down. */
 	check_inflate_deflate(f->b, &f->ev, &f->good, 512 * MIB + 1000, GIB);
 }
@@ -136,7 +138,7 @@ static void test_caps_from_the_domain(void **state)
 	struct harness_guest g3 = { .serial_fd = -1 };
 	struct ovc_balloon_guest g;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* autodeflate, freePageReporting and <stats period> from the live
 	 * XML; no need to wait for the guest to boot. */
 	assert_ovc_ok(harness_domain_start(&f->lvd, &f->img, &go, &g3));
@@ -152,7 +154,7 @@ static void test_errors_name_the_guest(void **state)
 {
 	struct fixture *f = *state;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_ovc(ovc_balloon_set_target(f->b, "ovc-no-such-domain", GIB, 0), -ENOENT);
 	assert_string_equal(ovc_balloon_error(f->b),
 			    "failed to set balloon of 'ovc-no-such-domain' to 1024MiB: No such domain");
@@ -168,7 +170,7 @@ static void test_no_balloon_driver(void **state)
 	ovc_balloon *b = NULL;
 	struct ovc_balloon_guest g;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_ovc_ok(open_driver_listed(f, 8000, &b));
 	/* libvirt, like QEMU, accepts the target; the driver must not. */
 	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT), -ENODEV);
@@ -208,7 +210,7 @@ static void test_destroyed_mid_call(void **state)
 	pthread_t t;
 	int r;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* A fresh handle has not yet concluded that the guest lacks a
 	 * balloon driver, so the wait runs until the domain is gone. */
 	assert_ovc_ok(open_driver_listed(f, 60000, &b));
@@ -239,20 +241,58 @@ static bool back_again(void *arg)
 	return f->ev.reconnected > 0 && ovc_balloon_guest(f->b, f->good.name, &g) == 0;
 }
 
+/* Whether process @pid has an fd open on @path. */
+static bool process_holds(pid_t pid, const char *path)
+{
+	char dir[64], link[PATH_MAX], target[PATH_MAX];
+	struct dirent *de;
+	bool held = false;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	assert_non_null(d);
+	while (!held && (de = readdir(d))) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = '\0';
+			held = strcmp(target, path) == 0;
+		}
+	}
+	closedir(d);
+	return held;
+}
+
+/* Also: the libvirtd this process starts holds none of its fds, not even
+ * one without O_CLOEXEC (as `flock FILE CMD` hands its command): a daemon
+ * that outlives the test must not keep a lock of the test's caller. */
 static void test_libvirtd_restart(void **state)
 {
 	struct fixture *f = *state;
 	struct ovc_balloon_guest g;
-	int r;
+	char probe[] = "/tmp/ovc-test-libvirt-fd-XXXXXX";
+	int r, fd;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	if (!f->lvd.started_libvirtd)
 		skip_because("libvirtd was already running; not restarting a daemon the test did not start");
 	f->ev.disconnected = f->ev.reconnected = 0;
+	fd = mkstemp(probe); /* no O_CLOEXEC, on purpose */
+	assert_true(fd >= 0);
 	r = harness_libvirtd_restart(&f->lvd);
-	if (r == -EBUSY)
+	if (r == -EBUSY) {
+		close(fd);
+		unlink(probe);
 		skip_because("another test process uses this libvirtd; not restarting it under them");
+	}
 	assert_ovc_ok(r);
+	assert_true(harness_libvirtd_pid() > 0);
+	assert_false(process_holds(harness_libvirtd_pid(), probe));
+	close(fd);
+	unlink(probe);
 	/* The close callback saw the EOF; the next calls reconnect with
 	 * back-off and carry on against the same, still running, guest. */
 	assert_true(harness_wait_until(back_again, f, 60000));
@@ -265,7 +305,7 @@ static void test_libvirtd_restart(void **state)
 }
 
 /*
- * libvirt's in-process test:///default driver (no daemon; reference.md §1):
+ * libvirt's in-process test:///default driver (no daemon):
  * its bulk stats have no balloon fields at all, which exercises the
  * virDomainGetInfo fallback, and it applies targets, which shows the KiB
  * rounding through the real API. Each connection gets a fresh "test"
@@ -354,7 +394,7 @@ static void test_leftovers_of_a_crash_cleaned(void **state)
 	pid_t child;
 	FILE *out;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
 	child = fork();
 	assert_true(child >= 0);

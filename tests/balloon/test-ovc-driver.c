@@ -325,25 +325,16 @@ static void test_engines(void **state)
  * @reply, served by a child (the driver's requests block on the reply). */
 static pid_t fake_engine(const char *dir, const char *name, const char *reply)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char path[sizeof(sa.sun_path)];
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char path[108];
 	pid_t pid;
+	int fd;
 
 	/* Listening before it appears under its name, as engines do. */
-	assert_true(fd >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.%s.tmp", dir, name);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(fd, 4), 0);
 	snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
-	assert_int_equal(rename(sa.sun_path, path), 0);
-	pid = fork();
+	fd = fake_listen_at(path, 4);
+	assert_true(fd >= 0);
+	pid = fake_engine_start(fd, reply);
 	assert_true(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fake_engine_serve(fd, reply);
-	}
-	close(fd);
 	return pid;
 }
 
@@ -573,21 +564,15 @@ static void test_hostile_sockets(void **state)
 static pid_t fake_monitor(const char *dir, const char *file, enum fake_qmp_mode mode, const char *name,
 			  struct fake_peer_record *rec)
 {
-	char tmp[256], path[256];
+	char path[256];
 	int fd;
 	pid_t pid;
 
-	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, file);
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	fd = listening(tmp, 4);
-	assert_int_equal(rename(tmp, path), 0);
-	pid = fork();
+	fd = fake_listen_at(path, 4);
+	assert_true(fd >= 0);
+	pid = fake_qmp_start(fd, mode, name, GIB, rec, NULL);
 	assert_true(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fake_qmp_serve(fd, mode, name, GIB, rec);
-	}
-	close(fd);
 	return pid;
 }
 

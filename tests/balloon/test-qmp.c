@@ -87,7 +87,7 @@ static void test_list_and_real_stats(void **state)
 	size_t n = 0;
 	bool found_good = false, found_nodrv = false;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_ovc_ok(ovc_balloon_list(f->b, &gs, &n));
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(gs[i].name, f->good.name) == 0) {
@@ -115,7 +115,7 @@ static void test_stats_follow_guest(void **state)
 {
 	struct fixture *f = *state;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	check_stats_follow_guest(f->b, &f->good);
 }
 
@@ -123,7 +123,7 @@ static void test_inflate_deflate(void **state)
 {
 	struct fixture *f = *state;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	check_inflate_deflate(f->b, &f->ev, &f->good, 512 * MIB, GIB);
 }
 
@@ -131,7 +131,7 @@ static void test_target_out_of_range(void **state)
 {
 	struct fixture *f = *state;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	assert_ovc(ovc_balloon_set_target(f->b, f->good.name, 2 * GIB, 0), -ERANGE);
 	assert_non_null(strstr(ovc_balloon_error(f->b), f->good.name));
 	assert_ovc(ovc_balloon_set_target(f->b, f->good.name, 0, 0), -ERANGE);
@@ -149,7 +149,7 @@ static void test_monitor_held_by_another_client(void **state)
 	ovc_balloon *b2 = NULL;
 	size_t n = 99;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* f->b holds both monitors; QEMU serves one client at a time, so a
 	 * second driver sees no greeting. It must give up on them, not hang
 	 * or fail as a whole, and leave the first driver undisturbed. */
@@ -171,7 +171,7 @@ static void test_no_balloon_driver(void **state)
 	struct ovc_balloon_guest g;
 	struct harness_meminfo mi;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* QEMU serves one QMP client at a time: hand the sockets over to a
 	 * handle with a short confirmation timeout. */
 	ovc_balloon_free(f->b);
@@ -211,7 +211,7 @@ static void test_guest_killed_mid_call(void **state)
 	pthread_t t;
 	int r;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* Count the killed guest's STOPPED events only: on a loaded machine
 	 * the other guest may miss a reply deadline and be dropped and found
 	 * again meanwhile, which is not what this test is about. */
@@ -259,7 +259,7 @@ static void test_new_guest_discovered(void **state)
 	struct harness_guest g3 = { .serial_fd = -1 };
 	struct ovc_balloon_guest g;
 
-	SKIP_IF_NEEDED(f);
+	SKIP_IF(f->skip);
 	/* A QEMU appearing in the directory is found through inotify and
 	 * announced without the caller listing; its exit is announced too.
 	 * Its device options show as capabilities. */

@@ -18,12 +18,6 @@
 #include "ovc-test.h"
 #include "common/util.h"
 
-#define SKIP_IF_NEEDED(f)                                                      \
-	do {                                                                   \
-		if ((f)->skip)                                                 \
-			skip_because("%s", (f)->skip);                         \
-	} while (0)
-
 /* What ovc_balloon_process() delivered. CHANGED and stopped_watched count
  * only @watch's: other test processes may run guests on the same libvirtd. */
 struct balloon_events {

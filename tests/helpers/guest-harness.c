@@ -96,8 +96,22 @@ const char *harness_qemu_missing(void)
 	return NULL;
 }
 
+/* In a child before exec: close every fd but 0-2. The harness opens its
+ * own fds O_CLOEXEC, but the test may have inherited others without it:
+ * `flock FILE CMD` hands CMD the lock's fd. A daemon started from here
+ * (libvirtd, virtlogd) outlives the test and would hold such an fd, and the
+ * lock with it, after the test was killed. */
+static void close_inherited_fds(void)
+{
+	if (close_range(3, ~0u, 0) < 0)
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+}
+
 /* Run a command, wait, return its exit status (or -errno). Output goes to
- * @out (if non-NULL, first line only, trailing newline cut). */
+ * @out (if non-NULL, first line only, trailing newline cut). The command
+ * gets stdin, stdout (@out's pipe) and stderr, and no other fd of this
+ * process (close_inherited_fds()): it may be a daemon that stays. */
 static int run(char *const argv[], char *out, size_t out_size)
 {
 	int pipefd[2];
@@ -111,6 +125,7 @@ static int run(char *const argv[], char *out, size_t out_size)
 		return -errno;
 	if (pid == 0) {
 		dup2(pipefd[1], STDOUT_FILENO);
+		close_inherited_fds();
 		execvp(argv[0], argv);
 		_exit(127);
 	}
@@ -211,6 +226,11 @@ bool harness_libvirtd_running(void)
 	return find_comm("libvirtd") != 0;
 }
 
+pid_t harness_libvirtd_pid(void)
+{
+	return find_comm("libvirtd");
+}
+
 static void silent_error(void *userdata, virErrorPtr err)
 {
 	(void)userdata;
@@ -269,7 +289,9 @@ static void kill_and_wait(pid_t pid, int sig, unsigned timeout_msec)
  * libvirtd that is being stopped. The last user (the one that then gets
  * USE_LOCK exclusively) stops the daemons; only a sole user may restart
  * libvirtd. A libvirtd started by anyone else has no mark and is never
- * stopped.
+ * stopped. scripts/demo.py follows the same rules on the same files: the
+ * contract is in docs/demo.md ("One libvirtd for the demo and the
+ * tests"); change both sides together.
  */
 #define DECIDE_LOCK "/run/ovc-test-libvirtd.decide"
 #define USE_LOCK "/run/ovc-test-libvirtd.lock"
@@ -578,10 +600,12 @@ int harness_qemu_start(const struct harness_image *img, const struct harness_gue
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
 
-		/* Die with the test, even if it crashes. */
+		/* Die with the test, even if it crashes; hold none of its fds
+		 * meanwhile. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
+		close_inherited_fds();
 		execvp(argv[0], argv);
 		_exit(127);
 	}

@@ -54,6 +54,8 @@ void harness_libvirtd_stop(struct harness_libvirtd *d);
  * uses it. */
 int harness_libvirtd_restart(struct harness_libvirtd *d);
 bool harness_libvirtd_running(void);
+/* The pid of the running libvirtd, or 0. */
+pid_t harness_libvirtd_pid(void);
 
 struct harness_guest_opts {
 	unsigned mem_mib;          /* default 1024 */

@@ -19,6 +19,15 @@
 		skip();                                                        \
 	} while (0)
 
+/* Each test's first line where a fixture may lack what it needs: skip
+ * with @reason unless it is NULL. */
+#define SKIP_IF(reason)                                                        \
+	do {                                                                   \
+		const char *_why = (reason);                                   \
+		if (_why)                                                      \
+			skip_because("%s", _why);                              \
+	} while (0)
+
 /* assert that an int-returning call gives @expect, printing ovc_strerror. */
 #define assert_ovc(call, expect)                                               \
 	do {                                                                   \

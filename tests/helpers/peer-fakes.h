@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Fake peers for the daemon and driver tests (test-ovc-driver.c,
- * test-ovcd.c, test-ovcd-peers.c): what a rogue VMM or QEMU would run, and
- * reading ovcd's replies. Header-only, for the test binaries; a fake runs
- * in a child process of its own.
+ * test-ovcd.c, test-ovcd-peers.c): what a rogue VMM or QEMU would run.
+ * Header-only, for the test binaries; a fake runs in a child process of
+ * its own, started by fake_engine_start() or fake_qmp_start(), and shares
+ * only its struct fake_peer_record (MAP_SHARED) with the test.
  */
 #ifndef OVC_PEER_FAKES_H
 #define OVC_PEER_FAKES_H
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -15,10 +17,38 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
+
+/* A listening unix socket at @path, bound under a hidden name beside it
+ * (".NAME.tmp") and renamed into place, as engines publish: a peer never
+ * finds it half made. The fd, or -1. */
+static inline int fake_listen_at(const char *path, int backlog)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char tmp[sizeof(sa.sun_path)];
+	const char *slash = strrchr(path, '/');
+	int n = slash ? snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp", (int)(slash - path), path, slash + 1)
+		      : snprintf(tmp, sizeof(tmp), ".%s.tmp", path);
+	int fd;
+
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -1;
+	memcpy(sa.sun_path, tmp, (size_t)n + 1);
+	unlink(tmp);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0 ||
+	    rename(tmp, path) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
 
 /* An engine that answers every request line on @lfd (listening) with
  * @reply, one client at a time, forever. */
@@ -86,11 +116,15 @@ static inline bool fake_qmp_setup(FILE *f, const char *cmd, struct json_object *
 	return true;
 }
 
-/* What a fake peer was asked (MAP_SHARED between test and fake). */
+/* What a fake peer was asked (MAP_SHARED between test and fake; reset by
+ * fake_qmp_start()). */
 struct fake_peer_record {
 	atomic_uint targets;  /* "balloon" commands */
 	atomic_uint balloons; /* query-balloon commands */
+	atomic_uint stats;    /* guest-stats reads */
 	_Atomic uint64_t last_target; /* the last "balloon" value; 0: none */
+	_Atomic uint64_t min_target;  /* the lowest "balloon" value (0 if not a
+				       * positive number); UINT64_MAX: none */
 };
 
 enum fake_qmp_mode {
@@ -125,6 +159,17 @@ static inline struct json_object *fake_qmp_stats(uint64_t actual)
 	return r;
 }
 
+/* What the statistics modes report for the @k-th guest-stats read (from
+ * 0) of a guest that has @actual bytes: a fresh reference. */
+typedef struct json_object *fake_qmp_stats_fn(uint64_t k, uint64_t actual);
+
+/* The default: fake_qmp_stats(), true figures. */
+static inline struct json_object *fake_qmp_true_stats(uint64_t k, uint64_t actual)
+{
+	(void)k;
+	return fake_qmp_stats(actual);
+}
+
 /* A "balloon" command's value, or 0. */
 static inline uint64_t balloon_value(struct json_object *v)
 {
@@ -136,9 +181,10 @@ static inline uint64_t balloon_value(struct json_object *v)
 /* A monitor speaking QMP like QEMU 7.2 on @lfd (listening), one client at
  * a time, forever: a guest of @max_bytes at its maximum, no balloon
  * features, polling off (on, with statistics, in the modes that have
- * them); counts what it is asked in @sh. */
+ * them, reported by @stats, NULL: fake_qmp_true_stats); counts what it
+ * is asked in @sh. */
 static inline void fake_qmp_serve(int lfd, enum fake_qmp_mode mode, const char *name, uint64_t max_bytes,
-				  struct fake_peer_record *sh)
+				  struct fake_peer_record *sh, fake_qmp_stats_fn *stats_fn)
 {
 	bool stats = mode == QMP_STUCK_BALLOON || mode == QMP_OBEY_BALLOON;
 	uint64_t actual = max_bytes;
@@ -173,7 +219,8 @@ static inline void fake_qmp_serve(int lfd, enum fake_qmp_mode mode, const char *
 			} else if (strcmp(cmd, "qom-get") == 0 && stats && args &&
 				   json_object_object_get_ex(args, "property", &v) &&
 				   strcmp(json_object_get_string(v), "guest-stats") == 0) {
-				fake_qmp_reply(f, id, fake_qmp_stats(actual));
+				fake_qmp_reply(f, id, (stats_fn ? stats_fn : fake_qmp_true_stats)(
+							      atomic_fetch_add(&sh->stats, 1), actual));
 			} else if (strcmp(cmd, "qom-get") == 0) {
 				/* Polling off, and no driver features. */
 				fake_qmp_reply(f, id, json_object_new_boolean(0));
@@ -188,8 +235,12 @@ static inline void fake_qmp_serve(int lfd, enum fake_qmp_mode mode, const char *
 				json_object_object_add(r, "actual", json_object_new_uint64(actual));
 				fake_qmp_reply(f, id, r);
 			} else if (strcmp(cmd, "balloon") == 0 && args && json_object_object_get_ex(args, "value", &v)) {
+				uint64_t t = balloon_value(v), min = atomic_load(&sh->min_target);
+
 				atomic_fetch_add(&sh->targets, 1);
-				atomic_store(&sh->last_target, balloon_value(v));
+				atomic_store(&sh->last_target, t);
+				if (t < min)
+					atomic_store(&sh->min_target, t);
 				/* A balloon that moves only within the guest. */
 				if (mode == QMP_OBEY_BALLOON && balloon_value(v) && balloon_value(v) <= max_bytes)
 					actual = balloon_value(v);
@@ -204,20 +255,38 @@ static inline void fake_qmp_serve(int lfd, enum fake_qmp_mode mode, const char *
 	}
 }
 
-/* ovcd's "guests" reply: the entry of @name, or NULL. */
-static inline struct json_object *ovcd_guest_of(struct json_object *guests, const char *name)
+/* A child, killed with this process, that serves @lfd (listening; closed
+ * here) as fake_engine_serve() does. Its pid, or -1. */
+static inline pid_t fake_engine_start(int lfd, const char *reply)
 {
-	struct json_object *arr = NULL;
+	pid_t pid = fork();
 
-	if (!guests || !json_object_object_get_ex(guests, "guests", &arr))
-		return NULL;
-	for (size_t i = 0; i < json_object_array_length(arr); i++) {
-		struct json_object *g = json_object_array_get_idx(arr, i), *n;
-
-		if (json_object_object_get_ex(g, "name", &n) && strcmp(json_object_get_string(n), name) == 0)
-			return g;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fake_engine_serve(lfd, reply);
+		_exit(0);
 	}
-	return NULL;
+	close(lfd);
+	return pid;
+}
+
+/* A child, killed with this process, that serves @lfd (listening; closed
+ * here) as fake_qmp_serve() does, after resetting @sh. Its pid, or -1. */
+static inline pid_t fake_qmp_start(int lfd, enum fake_qmp_mode mode, const char *name, uint64_t max_bytes,
+				   struct fake_peer_record *sh, fake_qmp_stats_fn *stats_fn)
+{
+	pid_t pid;
+
+	memset(sh, 0, sizeof(*sh));
+	atomic_store(&sh->min_target, UINT64_MAX);
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fake_qmp_serve(lfd, mode, name, max_bytes, sh, stats_fn);
+		_exit(0);
+	}
+	close(lfd);
+	return pid;
 }
 
 #endif

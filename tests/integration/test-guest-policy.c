@@ -72,7 +72,7 @@
 #include "host/guest.h"
 #include "json-get.h"
 #include "host/host.h"
-#include "ovcd-client.h"
+#include "ovcd-test.h"
 #include "ovc-test.h"
 #include "common/util.h"
 
@@ -169,7 +169,7 @@ struct run {
 	struct harness_libvirtd lvd;
 	char cgroup[256];      /* absolute, under /sys/fs/cgroup */
 	bool cgroup_v2;
-	char dir[128], conf[192], sock[192], log[192];
+	struct ovcd_fixture d;
 	pid_t ovcd;
 	const struct spec *spec;
 	struct gstate gs[MAX_GUESTS];
@@ -285,13 +285,13 @@ static int cgroup_available(struct run *r, uint64_t *avail, uint64_t *usage)
 
 static struct json_object *ctl_json(struct run *r, const char *cmd)
 {
-	return ovcctl_json(OVCD_BIN, r->sock, cmd);
+	return ovcctl_json(OVCD_BIN, r->d.sock, cmd);
 }
 
 static void ovcd_start(struct run *r)
 {
-	char only[128];
-	FILE *f = fopen(r->conf, "we");
+	char only[128], bin[256];
+	FILE *f = fopen(r->d.conf, "we");
 	uint64_t end;
 
 	assert_non_null(f);
@@ -300,24 +300,15 @@ static void ovcd_start(struct run *r)
 	fprintf(f, "# written by test-guest-policy: this test host, shipped policy defaults\n"
 		   "[ksm]\n# KSM is host-wide and the machine is shared: left alone.\nenable = no\n"
 		   "[engine]\ndir =\n"
-		   "[control]\nsocket = %s\n", r->sock);
+		   "[control]\nsocket = %s\n", r->d.sock);
 	fclose(f);
 	snprintf(only, sizeof(only), "ovc-test-%d-*", (int)getpid());
-	r->ovcd = fork();
+	snprintf(bin, sizeof(bin), "%s/ovcd", OVCD_BIN);
+	/* SIGTERM if the test dies: ovcd then puts back what it changed. */
+	r->ovcd = spawn_logged(bin, (char *[]){ "ovcd", "-c", r->d.conf, "--libvirt", "qemu:///system", "--only",
+						only, "--memory-cgroup", r->cgroup, NULL },
+			       r->d.log, NULL, SIGTERM);
 	assert_true(r->ovcd >= 0);
-	if (r->ovcd == 0) {
-		int fd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		char bin[256];
-
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		unsetenv("NOTIFY_SOCKET");
-		snprintf(bin, sizeof(bin), "%s/ovcd", OVCD_BIN);
-		execl(bin, "ovcd", "-c", r->conf, "--libvirt", "qemu:///system", "--only", only,
-		      "--memory-cgroup", r->cgroup, (char *)NULL);
-		_exit(127);
-	}
 	end = mono_ms() + 60000;
 	for (;;) {
 		struct json_object *st = ctl_json(r, "status");
@@ -331,7 +322,7 @@ static void ovcd_start(struct run *r)
 		}
 		json_object_put(st);
 		if (mono_ms() > end)
-			fail_msg("ovcd did not manage the %zu guests within 60 s; see %s", r->spec->n, r->log);
+			fail_msg("ovcd did not manage the %zu guests within 60 s; see %s", r->spec->n, r->d.log);
 		assert_int_equal(waitpid(r->ovcd, NULL, WNOHANG), 0);
 		msleep(500);
 	}
@@ -471,7 +462,7 @@ static void observe(struct run *r)
 
 	for (size_t i = 0; i < sp->n; i++) {
 		struct gstate *s = &r->gs[i];
-		struct json_object *g = guest_of(gj, s->g.name);
+		struct json_object *g = ovcd_guest_of(gj, s->g.name);
 		uint64_t cur = g ? json_get_u64(g, "current_bytes") : OVC_UNKNOWN,
 			 max = g ? json_get_u64(g, "max_bytes") : OVC_UNKNOWN;
 		uint64_t prev_target = s->target, prev_balloon = s->balloon;
@@ -501,21 +492,12 @@ static void observe(struct run *r)
 
 static void run_teardown(struct run *r)
 {
-	if (r->ovcd > 0) {
-		kill(r->ovcd, SIGTERM);
-		waitpid(r->ovcd, NULL, 0);
-		r->ovcd = 0;
-	}
+	child_kill_wait(&r->ovcd, SIGTERM);
 	for (size_t i = 0; i < r->spec->n; i++)
 		harness_guest_stop(&r->gs[i].g);
 	harness_libvirtd_stop(&r->lvd);
 	cgroup_remove(r);
-	if (r->dir[0]) {
-		char cmd[200];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
-		(void)!system(cmd);
-	}
+	ovcd_fixture_rm(&r->d);
 }
 
 /* What a guest says about itself at the end, and its pages checked. */
@@ -542,7 +524,7 @@ static void print_ovcd_view(struct run *r, uint64_t *emerg)
 	struct json_object *gj = ctl_json(r, "guests"), *st = ctl_json(r, "status");
 
 	for (size_t i = 0; i < r->spec->n; i++) {
-		struct json_object *g = guest_of(gj, r->gs[i].g.name);
+		struct json_object *g = ovcd_guest_of(gj, r->gs[i].g.name);
 
 		emerg[i] = g ? json_get_u64(g, "emergencies") : 0;
 		if (g)
@@ -589,11 +571,7 @@ static void scenario(const struct spec *sp, bool deflate_on_oom)
 		cgroup_remove(&r);
 		skip_because("%s", why);
 	}
-	snprintf(r.dir, sizeof(r.dir), "/tmp/ovc-test-%d-policy", (int)getpid());
-	mkdir(r.dir, 0700);
-	snprintf(r.conf, sizeof(r.conf), "%s/ovcd.conf", r.dir);
-	snprintf(r.sock, sizeof(r.sock), "%s/ovcd.sock", r.dir);
-	snprintf(r.log, sizeof(r.log), "%s/ovcd.log", r.dir);
+	(void)ovcd_fixture_dirs(&r.d, "policy", 0700, 0);
 
 	printf("scenario: %zu guest(s), %s, deflate-on-oom %s; guests' cgroup %s, limit %" PRIu64 " MiB\n", sp->n,
 	       r.manager ? "ovcd (shipped defaults)" : "no manager", deflate_on_oom ? "on" : "off", r.cgroup,
@@ -710,13 +688,8 @@ static void scenario(const struct spec *sp, bool deflate_on_oom)
 		printf("  PASS\n");
 	else if (!r.manager)
 		printf("  (no manager: figures only)\n");
-	if (failed && r.manager) {
-		char keep[300];
-
-		snprintf(keep, sizeof(keep), "cp '%s' /tmp/ovc-test-policy-%d-ovcd.log", r.log, (int)getpid());
-		(void)!system(keep);
-		printf("  ovcd's log kept in /tmp/ovc-test-policy-%d-ovcd.log\n", (int)getpid());
-	}
+	if (failed && r.manager)
+		ovcd_keep_log(&r.d, "policy");
 	fflush(stdout);
 	run_teardown(&r);
 	if (failed && r.manager)

@@ -55,7 +55,6 @@
 #include "guest-harness.h"
 #include "json-get.h"
 #include "host/host.h"
-#include "ovcd-client.h"
 #include "ovcd-test.h"
 #include "ovc-test.h"
 #include "common/util.h"
@@ -72,7 +71,7 @@
 struct fixture {
 	const char *skip;
 	struct harness_image img;
-	char dir[128], qmp_dir[160], conf[192], sock[192], log[192];
+	struct ovcd_fixture d;
 	struct harness_guest a;
 	pid_t ovcd;
 	gid_t kvm;
@@ -93,25 +92,6 @@ static void msleep(unsigned ms)
 	(void)usleep(ms * 1000u);
 }
 
-/* A blocking stream socket connected to @path, or -1 with errno (EAGAIN:
- * the listen queue is full, as when ovcd stops accepting: the connect
- * itself never waits). */
-static int unix_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
-	if (fd >= 0 && (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || fcntl(fd, F_SETFL, 0) < 0)) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
 static int tcp_connect(unsigned port, int rcvbuf)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -128,50 +108,23 @@ static int tcp_connect(unsigned port, int rcvbuf)
 }
 
 /* One control request as root on a fresh connection: the reply line in
- * @out; its round trip in *us. -1 if no reply came within 30 s. */
+ * @out; its round trip in *us. -1 if no reply came within 30 s. The
+ * connect never waits (EAGAIN: the listen queue is full, as when ovcd
+ * stops accepting). */
 static int ctl_raw(const char *req, char *out, size_t size, uint64_t *us)
 {
-	struct timeval tv = { .tv_sec = 30 };
-	uint64_t t0 = mono_us();
-	size_t n = 0;
-	int fd = unix_connect(F.sock);
-
-	if (fd < 0)
-		return -1;
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req)) {
-		close(fd);
-		return -1;
-	}
-	while (n < size - 1) {
-		ssize_t k = recv(fd, out + n, size - 1 - n, 0);
-
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		if (memchr(out + n - k, '\n', (size_t)k))
-			break;
-	}
-	out[n] = '\0';
-	*us = mono_us() - t0;
-	close(fd);
-	return n > 0 && out[n - 1] == '\n' ? 0 : -1;
+	return unix_ask(F.d.sock, req, out, size, 30000, UNIX_ASK_NOWAIT, us);
 }
 
 static struct json_object *ctl_json(const char *command)
 {
-	static char out[1 << 20];
-	char req[128];
-	uint64_t us;
-
-	snprintf(req, sizeof(req), "{\"version\":1,\"command\":\"%s\"}\n", command);
-	return ctl_raw(req, out, sizeof(out), &us) == 0 ? json_tokener_parse(out) : NULL;
+	return ovcd_ctl(F.d.sock, command, 30000, UNIX_ASK_NOWAIT, NULL);
 }
 
 static uint64_t guest_u64(const char *key)
 {
 	struct json_object *gs = ctl_json("guests");
-	uint64_t v = gs ? json_get_u64(guest_of(gs, F.a.name), key) : OVC_UNKNOWN;
+	uint64_t v = gs ? json_get_u64(ovcd_guest_of(gs, F.a.name), key) : OVC_UNKNOWN;
 
 	json_object_put(gs);
 	return v;
@@ -351,7 +304,7 @@ static void *control_trickle_main(void *arg)
 	static const char req[] = "{\"version\":1,\"command\":\"status\"";
 	struct attacker *a = arg;
 	uint64_t t0 = mono_us();
-	int fd = unix_connect(F.sock);
+	int fd = unix_connect(F.d.sock, 0, UNIX_ASK_NOWAIT);
 
 	for (size_t off = 0; fd >= 0 && !atomic_load(&a->stop); off++) {
 		char c = req[off % (sizeof(req) - 1)];
@@ -462,7 +415,7 @@ static void guest_runs_short(unsigned timeout_ms, uint64_t *low, uint64_t *emerg
 		gs = ctl_json("guests");
 		if (!gs)
 			continue; /* no reply: the prober counts those */
-		g = guest_of(gs, F.a.name);
+		g = ovcd_guest_of(gs, F.a.name);
 		if (!*low && ovc_known(json_get_u64(g, "available_bytes")) &&
 		    json_get_u64(g, "available_bytes") < json_get_u64(g, "current_bytes") / 5)
 			*low = json_get_u64(gs, "ticks");
@@ -508,20 +461,15 @@ static int setup(void **state)
 	F.kvm = kvm->gr_gid;
 	F.port = 20000 + ((unsigned)getpid() + 7919) % 20000;
 	harness_cleanup_leftovers(NULL);
-	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-attacks", (int)getpid());
-	snprintf(F.qmp_dir, sizeof(F.qmp_dir), "%s/qmp", F.dir);
-	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
-	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
-	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
-	if (mkdir(F.dir, 0755) < 0 || mkdir(F.qmp_dir, 0755) < 0)
+	if (ovcd_fixture_dirs(&F.d, "attacks", 0755, OVCD_FIXTURE_QMP) < 0)
 		return -1;
-	go.qmp_dir = F.qmp_dir;
+	go.qmp_dir = F.d.qmp_dir;
 	if (harness_qemu_start(&F.img, &go, &F.a) < 0 || harness_guest_wait_ready(&F.a, 180000) < 0)
 		return -1;
 
 	/* The host has room: the policy leaves the guest alone, but for the
 	 * pin the tests set and the emergency that overrides it. */
-	f = fopen(F.conf, "we");
+	f = fopen(F.d.conf, "we");
 	if (!f)
 		return -1;
 	fprintf(f,
@@ -548,15 +496,14 @@ static int setup(void **state)
 		"[control]\n"
 		"socket = %s\n"
 		"group = kvm\n",
-		INTERVAL_MS, F.port, F.sock);
+		INTERVAL_MS, F.port, F.d.sock);
 	fclose(f);
 
 	F.ovcd = ovcd_spawn(bin ? bin : OVCD_BIN,
-			    (char *[]){ "ovcd", "-c", F.conf, "--no-libvirt", "--qmp-dir", F.qmp_dir, NULL }, F.log, NULL);
+			    (char *[]){ "ovcd", "-c", F.d.conf, "--no-libvirt", "--qmp-dir", F.d.qmp_dir, NULL }, F.d.log, NULL);
 	if (F.ovcd < 0)
 		return -1;
-	for (int i = 0; i < 200 && access(F.sock, F_OK) < 0; i++)
-		msleep(50);
+	(void)ovcd_wait_socket(F.d.sock, 10000);
 	if (bin)
 		print_message("[  INFO    ] ovcd from %s\n", bin);
 	return 0;
@@ -564,13 +511,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	if (F.ovcd > 0) {
-		kill(F.ovcd, SIGTERM);
-		waitpid(F.ovcd, NULL, 0);
-	}
+	child_kill_wait(&F.ovcd, SIGTERM);
 	harness_guest_stop(&F.a);
-	if (F.dir[0] && !getenv("OVC_TEST_KEEP"))
-		sh(NULL, 0, "rm -rf %s", F.dir);
+	ovcd_fixture_rm(&F.d);
 	return 0;
 }
 
@@ -592,7 +535,7 @@ static bool guest_at_pin(void *arg)
 
 static void test_baseline(void **state)
 {
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	assert_true(harness_wait_until(guest_listed_fresh, NULL, 60000));
 	probe_start();
 	msleep(ATTACK_MS);
@@ -607,9 +550,9 @@ static void test_slowloris_metrics_guest_deflated(void **state)
 	bool scraped;
 	int r, scrape;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	/* The guest ballooned to half its memory, by an operator's pin. */
-	r = sh(out, sizeof(out), "%s/ovcctl -s %s set %s target 50%% 2>&1", OVCD_BIN, F.sock, F.a.name);
+	r = sh(out, sizeof(out), "%s/ovcctl -s %s set %s target 50%% 2>&1", OVCD_BIN, F.d.sock, F.a.name);
 	assert_int_equal(r, 0);
 	assert_true(harness_wait_until(guest_at_pin, NULL, 60000));
 
@@ -639,7 +582,7 @@ static void test_slowloris_metrics_guest_deflated(void **state)
 	assert_true(emerg > 0);
 	assert_true(emerg <= low + 1);
 	assert_int_equal(ooms, 0);
-	r = sh(out, sizeof(out), "%s/ovcctl -s %s set %s target none 2>&1", OVCD_BIN, F.sock, F.a.name);
+	r = sh(out, sizeof(out), "%s/ovcctl -s %s set %s target none 2>&1", OVCD_BIN, F.d.sock, F.a.name);
 	assert_int_equal(r, 0);
 }
 
@@ -647,7 +590,7 @@ static void test_slow_metrics_reader(void **state)
 {
 	struct attacker a[4];
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	for (size_t i = 0; i < ARRAY_SIZE(a); i++)
 		attacker_start(&a[i], slow_reader_main);
 	probe_start();
@@ -666,13 +609,13 @@ static void test_control_pipelining(void **state)
 	struct attacker trickle;
 	pid_t pid;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	pid = child_as_nobody();
 	if (pid == 0) {
 		static const char req[] = "{\"version\":1,\"command\":\"status\"}\n";
 		size_t len = 5000 * (sizeof(req) - 1), off = 0;
 		char *all = malloc(len);
-		int fd = unix_connect(F.sock);
+		int fd = unix_connect(F.d.sock, 0, UNIX_ASK_NOWAIT);
 
 		if (!all || fd < 0)
 			_exit(101);
@@ -710,7 +653,7 @@ static void test_idle_connections_then_root_reload(void **state)
 	pid_t pid;
 	int r;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
 	pid = child_as_nobody();
 	if (pid == 0) {
@@ -719,7 +662,7 @@ static void test_idle_connections_then_root_reload(void **state)
 
 		for (int i = 0; i < 64; i++)
 			for (int try = 0; try < 100; try++) {
-				fds[i] = unix_connect(F.sock);
+				fds[i] = unix_connect(F.d.sock, 0, UNIX_ASK_NOWAIT);
 				if (fds[i] >= 0 || errno != EAGAIN)
 					break;
 				msleep(10); /* the listen queue is full: ovcd accepts soon */
@@ -743,7 +686,7 @@ static void test_idle_connections_then_root_reload(void **state)
 	msleep(1000);
 	/* Root's reload, with the real ovcctl. */
 	t0 = mono_us();
-	r = sh(out, sizeof(out), "%s/ovcctl -s %s reload 2>&1", OVCD_BIN, F.sock);
+	r = sh(out, sizeof(out), "%s/ovcctl -s %s reload 2>&1", OVCD_BIN, F.d.sock);
 	us = mono_us() - t0;
 	msleep(ATTACK_MS - 1000);
 	print_message("[  FIGURE  ] 64 idle connections of uid %u: %u refused; root's ovcctl reload took %.1f ms: %s",
@@ -769,12 +712,12 @@ static void test_control_socket_symlinks(void **state)
 	FILE *f;
 	int fd;
 
-	SKIP_IF_NEEDED();
-	snprintf(dir, sizeof(dir), "%s/open", F.dir);
+	SKIP_IF(F.skip);
+	snprintf(dir, sizeof(dir), "%s/open", F.d.dir);
 	snprintf(sock, sizeof(sock), "%s/ovcd.sock", dir);
-	snprintf(victim, sizeof(victim), "%s/victim", F.dir);
-	snprintf(conf, sizeof(conf), "%s/second.conf", F.dir);
-	snprintf(log, sizeof(log), "%s/second.log", F.dir);
+	snprintf(victim, sizeof(victim), "%s/victim", F.d.dir);
+	snprintf(conf, sizeof(conf), "%s/second.conf", F.d.dir);
+	snprintf(log, sizeof(log), "%s/second.log", F.d.dir);
 	assert_int_equal(mkdir(dir, 0777), 0);
 	assert_int_equal(chmod(dir, 0777), 0); /* no sticky bit: anyone may swap names */
 	fd = open(victim, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);

@@ -39,6 +39,7 @@
 #include "host/guest.h"
 #include "json-get.h"
 #include "host/host.h"
+#include "ovcd-test.h"
 #include "ovc-test.h"
 #include "common/util.h"
 
@@ -55,8 +56,8 @@
 
 static struct {
 	const char *skip;
-	char dir[96], conf[128], sock[128], log[128], engines[128], vmm_log[128];
-	char name[64], endpoint[256], qmp_dir[128];
+	struct ovcd_fixture d; /* engines: run/engines, made by ovcd */
+	char vmm_log[192], name[64], endpoint[256];
 	pid_t ovcd, vmm, qemu;
 	bool vmm_swap;
 	uint64_t avail0;
@@ -83,78 +84,35 @@ static bool eventually(bool (*ok)(void), unsigned ms)
 	return ok();
 }
 
-/* One line over a unix stream socket, one line back (malloc'd), or NULL. */
-static char *ask(const char *path, const char *line)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 10 };
-	size_t n = 0, cap = 1 << 16;
-	char *buf = malloc(cap);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (!buf || fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-	    send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line))
-		goto fail;
-	while (n < cap - 1 && !memchr(buf, '\n', n)) {
-		ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
-
-		if (k <= 0)
-			goto fail;
-		n += (size_t)k;
-	}
-	buf[n] = '\0';
-	close(fd);
-	return buf;
-fail:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	return NULL;
-}
-
 /* ovcd's guests reply, straight from its control socket. */
 static struct json_object *ovcd_guests(void)
 {
-	char *r = ask(T.sock, "{\"version\":1,\"command\":\"guests\"}\n");
-	struct json_object *o = r ? json_tokener_parse(r) : NULL;
-
-	free(r);
-	return o;
+	return ovcd_ctl(T.d.sock, "guests", 10000, 0, NULL);
 }
 
 /* The VMM's entry in @guests, or NULL. */
 static struct json_object *vmm_entry(struct json_object *guests)
 {
-	struct json_object *arr = json_get(guests, "guests");
-
-	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
-		struct json_object *g = json_object_array_get_idx(arr, i);
-
-		if (strcmp(json_object_get_string(json_get(g, "name")), T.name) == 0)
-			return g;
-	}
-	return NULL;
+	return ovcd_guest_of(guests, T.name);
 }
 
 /* The engine's own stats, from its endpoint. */
 static bool engine_stats(struct ep_stats *st)
 {
-	char *r = ask(T.endpoint, EP_VERSION_TOKEN " stats\n");
+	char r[1 << 16];
 	struct ep_reply rp;
-	bool ok = r && ep_parse_reply(r, strcspn(r, "\n"), &rp) == 0 && rp.ok &&
+	bool ok = unix_ask(T.endpoint, EP_VERSION_TOKEN " stats\n", r, sizeof(r), 10000, 0, NULL) == 0 &&
+		  ep_parse_reply(r, strcspn(r, "\n"), &rp) == 0 && rp.ok &&
 		  (rp.have & EP_HAVE_STATS_REQUIRED) == EP_HAVE_STATS_REQUIRED;
 
 	if (ok)
 		*st = rp.st;
-	free(r);
 	return ok;
 }
 
 static void write_conf(uint64_t low, uint64_t high, const char *engine_dir)
 {
-	FILE *f = fopen(T.conf, "we");
+	FILE *f = fopen(T.d.conf, "we");
 
 	assert_non_null(f);
 	fprintf(f,
@@ -171,21 +129,13 @@ static void write_conf(uint64_t low, uint64_t high, const char *engine_dir)
 		"[swap]\nstep = 4%%\n"
 		"[engine]\ndir = %s\n"
 		"[control]\nsocket = %s\n",
-		(unsigned long long)(low / MIB), (unsigned long long)(high / MIB), engine_dir, T.sock);
+		(unsigned long long)(low / MIB), (unsigned long long)(high / MIB), engine_dir, T.d.sock);
 	fclose(f);
 }
 
 static bool log_has(const char *needle)
 {
-	char buf[1 << 16];
-	FILE *f = fopen(T.log, "re");
-	bool found = false;
-
-	while (f && !found && fgets(buf, sizeof(buf), f))
-		found = strstr(buf, needle) != NULL;
-	if (f)
-		fclose(f);
-	return found;
+	return file_has(T.d.log, needle);
 }
 
 static const char *wanted_line;
@@ -205,25 +155,14 @@ static int reload(void)
 {
 	char cmd[512];
 
-	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s reload >/dev/null 2>&1", OVCD_BIN, T.sock);
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s reload >/dev/null 2>&1", OVCD_BIN, T.d.sock);
 	int st = system(cmd);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static pid_t spawn(const char *log, char *const argv[])
 {
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
+	return spawn_logged(argv[0], argv, log, NULL, SIGKILL);
 }
 
 /* Can an engine swap here? Not before lib/engine/swap.c is in; the VMM then
@@ -231,7 +170,7 @@ static pid_t spawn(const char *log, char *const argv[])
 static bool engine_can_swap(void)
 {
 	struct ovc_engine_opts o = {
-		.size = sizeof(o), .swap_path = T.dir, .swap_size_bytes = 64 * MIB,
+		.size = sizeof(o), .swap_path = T.d.dir, .swap_size_bytes = 64 * MIB,
 	};
 	ovc_engine *e = NULL;
 	bool ok = ovc_engine_new(&o, &e) == 0;
@@ -268,24 +207,18 @@ static int setup(void **state)
 		T.skip = "no userfaultfd for an engine here";
 		return 0;
 	}
-	snprintf(T.dir, sizeof(T.dir), "/tmp/ovc-test-%d-ovcd-engine", (int)getpid());
-	snprintf(T.conf, sizeof(T.conf), "%s/ovcd.conf", T.dir);
-	snprintf(T.sock, sizeof(T.sock), "%s/ovcd.sock", T.dir);
-	snprintf(T.log, sizeof(T.log), "%s/ovcd.log", T.dir);
-	snprintf(T.vmm_log, sizeof(T.vmm_log), "%s/vmm.log", T.dir);
-	snprintf(T.qmp_dir, sizeof(T.qmp_dir), "%s/qmp", T.dir);
-	/* Two levels that do not exist: ovcd creates them. */
-	snprintf(T.engines, sizeof(T.engines), "%s/run/engines", T.dir);
-	if (mkdir(T.dir, 0755) < 0 || mkdir(T.qmp_dir, 0755) < 0 || ovc_meminfo_read(NULL, &mi) < 0)
+	if (ovcd_fixture_dirs(&T.d, "ovcd-engine", 0755, OVCD_FIXTURE_QMP) < 0 || ovc_meminfo_read(NULL, &mi) < 0)
 		return -1;
+	snprintf(T.vmm_log, sizeof(T.vmm_log), "%s/vmm.log", T.d.dir);
+	/* Two levels that do not exist: ovcd creates them. */
+	snprintf(T.d.engines, sizeof(T.d.engines), "%s/run/engines", T.d.dir);
 	T.avail0 = mi.available_bytes;
 	T.vmm_swap = engine_can_swap();
 	/* Pressure: low 1 GiB above what the host has available now. */
-	write_conf(T.avail0 + GIB, T.avail0 + 2 * GIB, T.engines);
+	write_conf(T.avail0 + GIB, T.avail0 + 2 * GIB, T.d.engines);
 
-	char bin[256];
-	snprintf(bin, sizeof(bin), "%s/ovcd", OVCD_BIN);
-	T.ovcd = spawn(T.log, (char *[]){ bin, "-c", T.conf, "--no-libvirt", "--qmp-dir", T.qmp_dir, NULL });
+	T.ovcd = ovcd_spawn(OVCD_BIN, (char *[]){ "ovcd", "-c", T.d.conf, "--no-libvirt", "--qmp-dir", T.d.qmp_dir, NULL },
+			    T.d.log, NULL);
 	if (T.ovcd < 0 || !eventually(ovcd_answers, 30000))
 		return -1;
 	return 0;
@@ -293,33 +226,13 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	if (T.vmm > 0) {
-		kill(T.vmm, SIGKILL);
-		waitpid(T.vmm, NULL, 0);
-	}
-	if (T.qemu > 0) {
-		kill(T.qemu, SIGKILL);
-		waitpid(T.qemu, NULL, 0);
-	}
-	if (T.ovcd > 0) {
-		kill(T.ovcd, SIGKILL);
-		waitpid(T.ovcd, NULL, 0);
-	}
-	if (T.dir[0] && !getenv("OVC_TEST_KEEP")) {
-		char cmd[160];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", T.dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "cannot remove %s\n", T.dir);
-	}
+	child_kill_wait(&T.vmm, SIGKILL);
+	child_kill_wait(&T.qemu, SIGKILL);
+	child_kill_wait(&T.ovcd, SIGKILL);
+	ovcd_fixture_rm(&T.d);
 	return 0;
 }
 
-#define SKIP_IF_NEEDED()                                                       \
-	do {                                                                   \
-		if (T.skip)                                                    \
-			skip_because("%s", T.skip);                            \
-	} while (0)
 
 /* ---- tests ---- */
 
@@ -327,8 +240,8 @@ static void test_engine_dir_created_safely(void **state)
 {
 	struct stat st;
 
-	SKIP_IF_NEEDED();
-	assert_int_equal(stat(T.engines, &st), 0);
+	SKIP_IF(T.skip);
+	assert_int_equal(stat(T.d.engines, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	/* Only root may publish: nobody else can claim a guest's name. */
 	assert_int_equal(st.st_mode & 07777, 0755);
@@ -352,13 +265,13 @@ static void test_vmm_listed_with_its_savings(void **state)
 	struct json_object *o, *g;
 	FILE *p;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(T.skip);
 	char *argv[] = { OVC_VMM, "--mem", VMM_MEM, "--reclaim", "0", "--hot", "10", "--hold", "--publish",
-			 T.engines, T.vmm_swap ? "--swap-dir" : "--no-swap", T.vmm_swap ? T.dir : NULL, NULL };
+			 T.d.engines, T.vmm_swap ? "--swap-dir" : "--no-swap", T.vmm_swap ? T.d.dir : NULL, NULL };
 	T.vmm = spawn(T.vmm_log, argv);
 	assert_true(T.vmm > 0);
 	snprintf(T.name, sizeof(T.name), "ovc-vmm-%d", (int)T.vmm);
-	snprintf(T.endpoint, sizeof(T.endpoint), "%s/%s.sock", T.engines, T.name);
+	snprintf(T.endpoint, sizeof(T.endpoint), "%s/%s.sock", T.d.engines, T.name);
 	print_message("[  INFO    ] VMM %s, %s swap\n", T.name, T.vmm_swap ? "with" : "without");
 
 	assert_true(eventually(vmm_listed_with_shared, WAIT_MS));
@@ -391,7 +304,7 @@ static void test_vmm_listed_with_its_savings(void **state)
 	json_object_put(o);
 
 	/* And the command an admin types shows it, with its shared memory. */
-	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s guests", OVCD_BIN, T.sock);
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s guests", OVCD_BIN, T.d.sock);
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	size_t n = fread(out, 1, sizeof(out) - 1, p);
@@ -404,7 +317,7 @@ static void test_vmm_listed_with_its_savings(void **state)
 	assert_non_null(strstr(out, T.name));
 
 	/* No balloon, so nothing to pin: said so, not silently ignored. */
-	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s set %s target 100MiB 2>&1", OVCD_BIN, T.sock, T.name);
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s set %s target 100MiB 2>&1", OVCD_BIN, T.d.sock, T.name);
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	n = fread(out, 1, sizeof(out) - 1, p);
@@ -415,20 +328,18 @@ static void test_vmm_listed_with_its_savings(void **state)
 
 static bool status_counts_engine(void)
 {
-	char *r = ask(T.sock, "{\"version\":1,\"command\":\"status\"}\n");
-	struct json_object *o = r ? json_tokener_parse(r) : NULL;
+	struct json_object *o = ovcd_ctl(T.d.sock, "status", 10000, 0, NULL);
 	bool ok = json_get_u64(json_get(o, "savings"), "engine_zero_bytes") > 0 &&
 		  json_get_u64(json_get(o, "savings"), "engine_zero_bytes") != OVC_UNKNOWN &&
 		  json_get_u64(o, "guests_max_bytes") >= VMM_MEM_BYTES;
 
 	json_object_put(o);
-	free(r);
 	return ok;
 }
 
 static void test_status_counts_engine_savings(void **state)
 {
-	SKIP_IF_NEEDED();
+	SKIP_IF(T.skip);
 	assert_true(eventually(status_counts_engine, WAIT_MS));
 }
 
@@ -454,7 +365,7 @@ static void test_pressure_raises_the_engine_target(void **state)
 {
 	struct ep_stats st;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(T.skip);
 	/* The config put the host under pressure from the start. */
 	assert_true(eventually(engine_target_raised, WAIT_MS));
 	assert_true(engine_stats(&st));
@@ -476,7 +387,7 @@ static bool bad_reload_refused(void)
 
 static void test_bad_engine_dir_keeps_the_daemon(void **state)
 {
-	SKIP_IF_NEEDED();
+	SKIP_IF(T.skip);
 	write_conf(T.avail0 + GIB, T.avail0 + 2 * GIB, "engines/relative");
 	assert_int_not_equal(reload(), 0);
 	assert_true(eventually(bad_reload_refused, 10000));
@@ -498,9 +409,9 @@ static bool release_logged(void)
 
 static void test_relief_lowers_the_engine_target(void **state)
 {
-	SKIP_IF_NEEDED();
+	SKIP_IF(T.skip);
 	/* Plenty of room: watermarks far below MemAvailable. */
-	write_conf(0, 64 * MIB, T.engines);
+	write_conf(0, 64 * MIB, T.d.engines);
 	assert_int_equal(reload(), 0);
 	assert_true(eventually(engine_target_zero, WAIT_MS));
 	/* ovcd logs the release once the engine has answered: the engine
@@ -547,9 +458,7 @@ static void qemu_start(const char *qmp)
 
 static void qemu_stop(void)
 {
-	kill(T.qemu, SIGKILL);
-	waitpid(T.qemu, NULL, 0);
-	T.qemu = 0;
+	child_kill_wait(&T.qemu, SIGKILL);
 }
 
 /* An engine named like a QMP guest is part of that guest only when the
@@ -560,15 +469,15 @@ static void test_engine_squatting_a_qmp_guest_is_refused(void **state)
 {
 	char qmp[256], msg[160];
 	struct ovc_publish_opts po = {
-		.size = sizeof(po), .dir = T.engines, .name = MERGED, .max_bytes = 128 * MIB,
+		.size = sizeof(po), .dir = T.d.engines, .name = MERGED, .max_bytes = 128 * MIB,
 	};
 	ovc_engine *e = NULL;
 	void *ram;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(T.skip);
 	if (access("/usr/bin/qemu-system-x86_64", X_OK) < 0)
 		skip_because("qemu-system-x86_64 is not installed");
-	snprintf(qmp, sizeof(qmp), "unix:%s/" MERGED ".qmp,server=on,wait=off", T.qmp_dir);
+	snprintf(qmp, sizeof(qmp), "unix:%s/" MERGED ".qmp,server=on,wait=off", T.d.qmp_dir);
 	qemu_start(qmp);
 	merged_driver = "qmp";
 	assert_true(eventually(merged_shows, 60000));
@@ -616,7 +525,7 @@ static void test_killed_vmm_is_dropped(void **state)
 {
 	int status;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(T.skip);
 	assert_int_equal(kill(T.vmm, SIGKILL), 0);
 	assert_int_equal(waitpid(T.vmm, &status, 0), T.vmm);
 	T.vmm = 0;
@@ -633,7 +542,7 @@ static void test_sigterm_clean(void **state)
 {
 	int status;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(T.skip);
 	assert_int_equal(kill(T.ovcd, SIGTERM), 0);
 	assert_int_equal(waitpid(T.ovcd, &status, 0), T.ovcd);
 	T.ovcd = 0;

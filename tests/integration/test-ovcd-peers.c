@@ -59,6 +59,7 @@
 #include "json-get.h"
 #include "guest-harness.h"
 #include "host/host.h"
+#include "ovcd-test.h"
 #include "peer-fakes.h"
 #include "ovc-test.h"
 #include "common/util.h"
@@ -76,7 +77,7 @@
 struct fixture {
 	const char *skip;
 	struct harness_image img;
-	char dir[128], qmp_dir[160], engines[160], conf[192], sock[192], log[192];
+	struct ovcd_fixture d;
 	struct harness_guest g;
 	pid_t ovcd;
 	const char *bin;
@@ -108,38 +109,7 @@ static pthread_t sampler_thread;
  * line back (parsed), in at most 5 s; its round trip in *ret_usec. */
 static struct json_object *ctl(const char *command, uint64_t *ret_usec)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 5 };
-	static __thread char buf[1 << 20];
-	char req[128];
-	uint64_t t0 = now_usec(CLOCK_MONOTONIC);
-	size_t n = 0;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return NULL;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.sock);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	snprintf(req, sizeof(req), "{\"version\":1,\"command\":\"%s\"}\n", command);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		close(fd);
-		return NULL;
-	}
-	while (n < sizeof(buf) - 1) {
-		ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
-
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-		if (memchr(buf + n - (size_t)r, '\n', (size_t)r))
-			break;
-	}
-	close(fd);
-	if (ret_usec)
-		*ret_usec = now_usec(CLOCK_MONOTONIC) - t0;
-	buf[n] = '\0';
-	return n && buf[n - 1] == '\n' ? json_tokener_parse(buf) : NULL;
+	return ovcd_ctl(F.d.sock, command, 5000, 0, ret_usec);
 }
 
 static void *sampler_main(void *arg)
@@ -214,15 +184,7 @@ static bool engine_listed(void *arg)
 
 static bool log_has(const char *needle)
 {
-	char buf[1 << 16];
-	FILE *f = fopen(F.log, "re");
-	bool found = false;
-
-	while (f && !found && fgets(buf, sizeof(buf), f))
-		found = strstr(buf, needle) != NULL;
-	if (f)
-		fclose(f);
-	return found;
+	return file_has(F.d.log, needle);
 }
 
 static bool log_has_arg(void *needle)
@@ -240,7 +202,7 @@ static int ovcctl(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s %s >/dev/null 2>&1", F.bin, F.sock, args);
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s %s >/dev/null 2>&1", F.bin, F.d.sock, args);
 	st = system(cmd);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -286,50 +248,29 @@ static void remember_file(const char *path)
 	snprintf(F.files[F.n_files++], sizeof(F.files[0]), "%s", path);
 }
 
-/* A listening unix socket at @path (bound under a hidden name and renamed
- * into place, as engines publish); -1 on failure. */
+/* fake_listen_at(), removed when the attack stops. */
 static int listen_at(const char *path, int backlog)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char tmp[256];
-	const char *slash = strrchr(path, '/');
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = fake_listen_at(path, backlog);
 
-	snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp", (int)(slash - path), path, slash + 1);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", tmp);
-	unlink(tmp);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0 ||
-	    rename(tmp, path) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	remember_file(path);
+	if (fd >= 0)
+		remember_file(path);
 	return fd;
 }
 
 /* A process speaking QMP like QEMU 7.2 on @fd (listening), in @mode, with
  * a guest of @max bytes whose balloon is at its maximum; records what it
- * is asked in @sh (zeroed here). */
+ * is asked in @sh (reset here). */
 static void fake_qmp_of(const char *file, enum fake_qmp_mode mode, const char *name, uint64_t max,
 			struct fake_peer_record *sh)
 {
 	char path[256];
 	int fd;
-	pid_t pid;
 
-	snprintf(path, sizeof(path), "%s/%s", F.qmp_dir, file);
+	snprintf(path, sizeof(path), "%s/%s", F.d.qmp_dir, file);
 	fd = listen_at(path, 4);
 	assert_true(fd >= 0);
-	memset(sh, 0, sizeof(*sh));
-	pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fake_qmp_serve(fd, mode, name, max, sh);
-		_exit(0);
-	}
-	close(fd);
-	remember_kid(pid);
+	remember_kid(fake_qmp_start(fd, mode, name, max, sh, NULL));
 }
 
 /* The same with a 1 GiB guest, recorded in F.shared. */
@@ -342,16 +283,9 @@ static void fake_qmp(const char *file, enum fake_qmp_mode mode, const char *name
 static void fake_engine(const char *path, const char *reply)
 {
 	int fd = listen_at(path, 4);
-	pid_t pid;
 
 	assert_true(fd >= 0);
-	pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fake_engine_serve(fd, reply);
-	}
-	close(fd);
-	remember_kid(pid);
+	remember_kid(fake_engine_start(fd, reply));
 }
 
 /* End the attack: its processes, sockets and files go. */
@@ -456,7 +390,7 @@ static void squeeze_guest(void)
 
 static void write_config(void)
 {
-	FILE *f = fopen(F.conf, "we");
+	FILE *f = fopen(F.d.conf, "we");
 
 	assert_non_null(f);
 	/* Between the watermarks all the time (256 MiB and 1 TiB): no
@@ -469,46 +403,26 @@ static void write_config(void)
 		"[ksm]\nenable = no\n"
 		"[engine]\ndir = %s\n"
 		"[control]\nsocket = %s\n",
-		INTERVAL_MS, F.engines, F.sock);
+		INTERVAL_MS, F.d.engines, F.d.sock);
 	fclose(f);
 }
 
-/* F's directory /tmp/ovc-test-PID-@what with its QMP and engine dirs,
- * and the paths of ovcd's config, socket and log in it. */
+/* F's directory /tmp/ovc-test-PID-@what with its QMP and engine dirs. */
 static int fixture_dirs(const char *what)
 {
-	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-%s", (int)getpid(), what);
-	snprintf(F.qmp_dir, sizeof(F.qmp_dir), "%s/qmp", F.dir);
-	snprintf(F.engines, sizeof(F.engines), "%s/engines", F.dir);
-	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
-	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
-	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
-	if (mkdir(F.dir, 0755) < 0 || mkdir(F.qmp_dir, 0755) < 0 || mkdir(F.engines, 0755) < 0)
-		return -1;
-	return 0;
+	return ovcd_fixture_dirs(&F.d, what, 0755, OVCD_FIXTURE_QMP | OVCD_FIXTURE_ENGINES);
 }
 
-/* ovcd on F's config and QMP dir, its log in F.log; told about the
+/* ovcd on F's config and QMP dir, its log in F.d.log; told about the
  * guests' memory @cgroup unless NULL. */
 static void ovcd_start(const char *cgroup)
 {
-	F.ovcd = fork();
-	if (F.ovcd == 0) {
-		char bin[512];
-		int fd = open(F.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	char *argv[] = { "ovcd", "-c", F.d.conf, "--no-libvirt", "--qmp-dir", F.d.qmp_dir, "--memory-cgroup",
+			 (char *)cgroup, NULL };
 
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, STDERR_FILENO);
-		unsetenv("NOTIFY_SOCKET");
-		unsetenv("JOURNAL_STREAM");
-		snprintf(bin, sizeof(bin), "%s/ovcd", F.bin);
-		if (cgroup)
-			execl(bin, "ovcd", "-c", F.conf, "--no-libvirt", "--qmp-dir", F.qmp_dir, "--memory-cgroup",
-			      cgroup, (char *)NULL);
-		else
-			execl(bin, "ovcd", "-c", F.conf, "--no-libvirt", "--qmp-dir", F.qmp_dir, (char *)NULL);
-		_exit(127);
-	}
+	if (!cgroup)
+		argv[6] = NULL;
+	F.ovcd = ovcd_spawn(F.bin, argv, F.d.log, NULL);
 }
 
 static int setup(void **state)
@@ -534,7 +448,7 @@ static int setup(void **state)
 	if (F.shared == MAP_FAILED)
 		return -1;
 
-	go.qmp_dir = F.qmp_dir;
+	go.qmp_dir = F.d.qmp_dir;
 	if (harness_qemu_start(&F.img, &go, &F.g) < 0 || harness_guest_wait_ready(&F.g, 180000) < 0)
 		return -1;
 
@@ -544,7 +458,7 @@ static int setup(void **state)
 	    ovc_engine_new(&(struct ovc_engine_opts){ .size = sizeof(struct ovc_engine_opts) }, &F.engine) < 0 ||
 	    ovc_region_add(F.engine, F.engine_ram, 16 * MIB, 0, 0) < 0)
 		return -1;
-	po.dir = F.engines;
+	po.dir = F.d.engines;
 	if (ovc_engine_publish(F.engine, &po) < 0)
 		return -1;
 
@@ -564,26 +478,12 @@ static int teardown(void **state)
 		pthread_join(sampler_thread, NULL);
 	sampler_thread = 0;
 	attack_stop();
-	if (F.ovcd > 0) {
-		kill(F.ovcd, SIGKILL);
-		waitpid(F.ovcd, NULL, 0);
-	}
+	child_kill_wait(&F.ovcd, SIGKILL);
 	ovc_engine_free(F.engine);
 	harness_guest_stop(&F.g);
-	if (F.dir[0] && !getenv("OVC_TEST_KEEP")) {
-		char cmd[256];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", F.dir);
-		(void)!system(cmd);
-	}
+	ovcd_fixture_rm(&F.d);
 	return 0;
 }
-
-#define SKIP_IF_NEEDED()                                                       \
-	do {                                                                   \
-		if (F.skip)                                                    \
-			skip_because("%s", F.skip);                            \
-	} while (0)
 
 /* ---- the attacks ---- */
 
@@ -592,12 +492,12 @@ static void test_three_silent_engine_sockets(void **state)
 {
 	struct outcome o;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	squeeze_guest();
 	for (int i = 0; i < 3; i++) {
 		char path[256];
 
-		snprintf(path, sizeof(path), "%s/silent%d.sock", F.engines, i);
+		snprintf(path, sizeof(path), "%s/silent%d.sock", F.d.engines, i);
 		F.fds[F.n_fds] = listen_at(path, 16);
 		assert_true(F.fds[F.n_fds++] >= 0);
 	}
@@ -613,7 +513,7 @@ static void test_qmp_monitor_stops_answering(void **state)
 {
 	struct outcome o;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	squeeze_guest();
 	fake_qmp("mute.qmp", QMP_MUTE_BALLOON, "mute");
 	assert_true(harness_wait_until(listed_arg, "mute", 30000));
@@ -628,10 +528,10 @@ static void test_impostor_monitor(void **state)
 	char warning[512];
 	struct outcome o;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	squeeze_guest();
 	fake_qmp("impostor.qmp", QMP_IMPOSTOR, F.g.name);
-	snprintf(warning, sizeof(warning), "warning: QMP socket %s/impostor.qmp (pid ", F.qmp_dir);
+	snprintf(warning, sizeof(warning), "warning: QMP socket %s/impostor.qmp (pid ", F.d.qmp_dir);
 	assert_true(harness_wait_until(log_has_arg, warning, 30000));
 	snprintf(warning, sizeof(warning), "refused as guest '%s': ", F.g.name);
 	assert_true(log_has(warning));
@@ -652,9 +552,9 @@ static void test_engine_claims_64tib(void **state)
 	struct json_object *st;
 	uint64_t max;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	squeeze_guest();
-	snprintf(path, sizeof(path), "%s/big.sock", F.engines);
+	snprintf(path, sizeof(path), "%s/big.sock", F.d.engines);
 	fake_engine(path, "OVC1 ok name=big pid=1 max_bytes=70368744177664 region_bytes=70368744177664 "
 			  "zero_bytes=0 swap_bytes=0 target_bytes=0 saved_bytes=0 pages_swapped_in=0 refaults=0\n");
 	assert_true(harness_wait_until(listed_arg, "big", 30000));
@@ -687,12 +587,12 @@ static void test_symlink_in_engine_dir(void **state)
 	char target[256], link[256], warning[512];
 	struct outcome o;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	squeeze_guest();
-	snprintf(target, sizeof(target), "%s/elsewhere.sock", F.dir);
+	snprintf(target, sizeof(target), "%s/elsewhere.sock", F.d.dir);
 	fake_engine(target, "OVC1 ok name=elsewhere max_bytes=1048576 zero_bytes=0 swap_bytes=0 "
 			    "target_bytes=0\n");
-	snprintf(link, sizeof(link), "%s/evil.sock", F.engines);
+	snprintf(link, sizeof(link), "%s/evil.sock", F.d.engines);
 	assert_int_equal(symlink(target, link), 0);
 	remember_file(link);
 	snprintf(warning, sizeof(warning), "warning: engine socket %s refused: a symlink is never followed", link);
@@ -709,9 +609,9 @@ static void test_engine_squats_guest_name(void **state)
 	char path[256], reply[512], warning[512];
 	struct outcome o;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	squeeze_guest();
-	snprintf(path, sizeof(path), "%s/%s.sock", F.engines, F.g.name);
+	snprintf(path, sizeof(path), "%s/%s.sock", F.d.engines, F.g.name);
 	snprintf(reply, sizeof(reply),
 		 "OVC1 ok name=%s max_bytes=1073741824 zero_bytes=0 swap_bytes=0 target_bytes=0\n", F.g.name);
 	fake_engine(path, reply);
@@ -738,13 +638,13 @@ static void test_full_listen_queue(void **state)
 	struct outcome o;
 	int fd, c;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	squeeze_guest();
 	/* Listening with a queue of 0, filled by one connection of ours
 	 * before it appears under its name: the next connect to it cannot
 	 * complete, and a blocking one would never return. */
-	snprintf(tmp, sizeof(tmp), "%s/.stuck.tmp", F.engines);
-	snprintf(path, sizeof(path), "%s/stuck.sock", F.engines);
+	snprintf(tmp, sizeof(tmp), "%s/.stuck.tmp", F.d.engines);
+	snprintf(path, sizeof(path), "%s/stuck.sock", F.d.engines);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(fd >= 0);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", tmp);
@@ -870,7 +770,7 @@ static int nc_setup(void **state)
 	 * about 380 MiB, under low; high 480 MiB: a need of about 100 MiB,
 	 * below one step of the stuck guest (5% of 4 GiB). PSI is the whole
 	 * machine's (shared): off. pending_timeout keeps its default. */
-	f = fopen(F.conf, "we");
+	f = fopen(F.d.conf, "we");
 	if (!f)
 		return -1;
 	fprintf(f,
@@ -880,7 +780,7 @@ static int nc_setup(void **state)
 		"[ksm]\nenable = no\n"
 		"[engine]\ndir = %s\n"
 		"[control]\nsocket = %s\n",
-		INTERVAL_MS, F.engines, F.sock);
+		INTERVAL_MS, F.d.engines, F.d.sock);
 	fclose(f);
 	ovcd_start(nc_cgroup);
 	if (!harness_wait_until(both_listed, NULL, 30000))
@@ -933,7 +833,7 @@ static void ovcctl_guests_text(char *buf, size_t size)
 	FILE *p;
 	size_t n;
 
-	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s guests", F.bin, F.sock);
+	snprintf(cmd, sizeof(cmd), "%s/ovcctl -s %s guests", F.bin, F.d.sock);
 	p = popen(cmd, "re");
 	assert_non_null(p);
 	n = fread(buf, 1, size - 1, p);
@@ -947,7 +847,7 @@ static void test_noncompliant_guest(void **state)
 	struct json_object *st;
 	char text[8192], *line;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	st = ctl("status", NULL);
 	assert_non_null(st);
 	first_ticks = json_get_u64(st, "ticks");

@@ -40,12 +40,11 @@
 #include <ovc/ovc.h>
 
 #include "guest-harness.h"
-#include "ovcd-test.h"
 #include "host/guest.h"
 #include "json-get.h"
 #include "host/host.h"
 #include "host/ksm.h"
-#include "ovcd-client.h"
+#include "ovcd-test.h"
 #include "ovc-test.h"
 #include "peer-fakes.h"
 #include "common/util.h"
@@ -58,20 +57,14 @@
 #define FAKE_MAX_BYTES GIB
 #define FAKE_FLOOR_BYTES (GIB / 2)
 
-struct fake_shared {
-	uint64_t min_target;   /* lowest target ovcd asked for */
-	uint64_t n_targets;
-	uint64_t n_stats;
-};
-
 struct fixture {
 	const char *skip;
 	struct harness_image img;
-	char dir[128], qmp_dir[160], conf[192], sock[192], log[192], notify[192], prom[192];
+	struct ovcd_fixture d;
 	struct harness_guest a, b;
 	pid_t ovcd, hog, fake;
 	int notify_fd;
-	struct fake_shared *fake_st;
+	struct fake_peer_record *fake_st;
 	uint64_t avail0;
 	char conf_text[4096];
 	unsigned bad_line;
@@ -95,7 +88,7 @@ static void msleep(unsigned ms)
 /* `ovcctl --json CMD` as root; NULL when it fails. */
 static struct json_object *ctl_json(const char *cmd)
 {
-	return ovcctl_json(OVCD_BIN, F.sock, cmd);
+	return ovcctl_json(OVCD_BIN, F.d.sock, cmd);
 }
 
 /* The invariant checked on every observation: never below the floor. */
@@ -125,7 +118,7 @@ static void check_floors(struct json_object *guests)
 static uint64_t log_first_inflate_tick(void)
 {
 	char buf[4096];
-	FILE *f = fopen(F.log, "re");
+	FILE *f = fopen(F.d.log, "re");
 	uint64_t first = 0;
 
 	if (!f)
@@ -144,17 +137,7 @@ static uint64_t log_first_inflate_tick(void)
 
 static bool log_contains(const char *needle)
 {
-	char buf[1 << 16];
-	FILE *f = fopen(F.log, "re");
-	bool found = false;
-
-	if (!f)
-		return false;
-	while (fgets(buf, sizeof(buf), f))
-		if (strstr(buf, needle))
-			found = true;
-	fclose(f);
-	return found;
+	return file_has(F.d.log, needle);
 }
 
 /* systemd reads its notify socket all the time, and so must we: ovcd's
@@ -189,12 +172,12 @@ static bool notify_wait(volatile int *flag, unsigned timeout_ms)
 	return *flag;
 }
 
-/* ---- the fake guest: QMP like QEMU 7.2, stats that cannot be true ---- */
+/* ---- the fake guest: QMP like QEMU 7.2 (peer-fakes.h), its balloon at
+ * every target at once, stats that cannot be true ---- */
 
-static struct json_object *fake_stats(struct fake_shared *st, uint64_t actual)
+static struct json_object *fake_stats(uint64_t k, uint64_t actual)
 {
 	struct json_object *o = json_object_new_object(), *s = json_object_new_object();
-	uint64_t k = st->n_stats++;
 	int64_t now = (int64_t)time(NULL);
 	uint64_t avail, total = actual, faults = k * 7;
 
@@ -220,70 +203,6 @@ static struct json_object *fake_stats(struct fake_shared *st, uint64_t actual)
 	return o;
 }
 
-static void fake_guest_main(const char *path, struct fake_shared *st)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t actual = FAKE_MAX_BYTES;
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
-	unlink(path);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 4) < 0)
-		_exit(1);
-	for (;;) {
-		int fd = accept(lfd, NULL, NULL);
-		FILE *f;
-		char *line = NULL;
-		size_t cap = 0;
-
-		if (fd < 0)
-			continue;
-		f = fdopen(fd, "r+");
-		fake_qmp_greeting(f);
-		while (getline(&line, &cap, f) > 0) {
-			struct json_object *req = json_tokener_parse(line), *ex, *id = NULL, *args = NULL, *v;
-			const char *cmd, *prop = "";
-
-			if (!req || !json_object_object_get_ex(req, "execute", &ex)) {
-				json_object_put(req);
-				continue;
-			}
-			cmd = json_object_get_string(ex);
-			json_object_object_get_ex(req, "id", &id);
-			json_object_object_get_ex(req, "arguments", &args);
-			if (args && json_object_object_get_ex(args, "property", &v))
-				prop = json_object_get_string(v);
-			if (fake_qmp_setup(f, cmd, id, "evil-guest", FAKE_MAX_BYTES)) {
-				/* answered */
-			} else if (strcmp(cmd, "qom-get") == 0) {
-				if (strcmp(prop, "guest-stats") == 0)
-					fake_qmp_reply(f, id, fake_stats(st, actual));
-				else if (strcmp(prop, "guest-stats-polling-interval") == 0)
-					fake_qmp_reply(f, id, json_object_new_int(1));
-				else
-					fake_qmp_reply(f, id, json_object_new_boolean(0));
-			} else if (strcmp(cmd, "query-balloon") == 0) {
-				struct json_object *r = json_object_new_object();
-				json_object_object_add(r, "actual", json_object_new_uint64(actual));
-				fake_qmp_reply(f, id, r);
-			} else if (strcmp(cmd, "balloon") == 0 && args &&
-				   json_object_object_get_ex(args, "value", &v)) {
-				uint64_t t = json_object_get_uint64(v);
-				if (t < st->min_target)
-					st->min_target = t;
-				st->n_targets++;
-				actual = t; /* a guest that complies at once */
-				fake_qmp_reply(f, id, NULL);
-			} else {
-				fake_qmp_reply(f, id, NULL); /* qmp_capabilities, qom-set */
-			}
-			json_object_put(req);
-		}
-		free(line);
-		fclose(f);
-	}
-}
-
 /* ---- setup / teardown ---- */
 
 static unsigned metrics_port(void)
@@ -293,7 +212,7 @@ static unsigned metrics_port(void)
 
 static void write_config(const char *extra_guest_b)
 {
-	FILE *f = fopen(F.conf, "we");
+	FILE *f = fopen(F.d.conf, "we");
 	/* Under MemAvailable now by a margin that other work on this shared
 	 * host does not eat; the hog's 3 GiB goes well past it. */
 	uint64_t low = F.avail0 - 3 * GIB / 2, high = F.avail0 - GIB;
@@ -329,22 +248,10 @@ static void write_config(const char *extra_guest_b)
 		 "floor = 50%%\n"
 		 "[guest \"%s\"]\n"
 		 "%s\n",
-		 (unsigned long)(low / MIB), (unsigned long)(high / MIB), F.prom, metrics_port(), F.sock, F.b.name,
+		 (unsigned long)(low / MIB), (unsigned long)(high / MIB), F.d.prom, metrics_port(), F.d.sock, F.b.name,
 		 extra_guest_b);
 	fputs(F.conf_text, f);
 	fclose(f);
-}
-
-/* The fixture's files, in /tmp/ovc-test-<pid>-ovcd<tag>. */
-static int fixture_dir(const char *tag)
-{
-	snprintf(F.dir, sizeof(F.dir), "/tmp/ovc-test-%d-ovcd%s", (int)getpid(), tag);
-	snprintf(F.conf, sizeof(F.conf), "%s/ovcd.conf", F.dir);
-	snprintf(F.sock, sizeof(F.sock), "%s/ovcd.sock", F.dir);
-	snprintf(F.log, sizeof(F.log), "%s/ovcd.log", F.dir);
-	snprintf(F.notify, sizeof(F.notify), "%s/notify", F.dir);
-	snprintf(F.prom, sizeof(F.prom), "%s/ovc.prom", F.dir);
-	return mkdir(F.dir, 0755);
 }
 
 /* ovcd's sd_notify socket, drained by a thread of its own. */
@@ -354,7 +261,7 @@ static int notify_start(void)
 	pthread_t t;
 
 	F.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.notify);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", F.d.notify);
 	if (F.notify_fd < 0 || bind(F.notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    pthread_create(&t, NULL, notify_reader, NULL) != 0)
 		return -1;
@@ -368,6 +275,7 @@ static int setup(void **state)
 	struct harness_guest_opts go = { .mem_mib = 1024 };
 	struct ovc_meminfo mi;
 	char fake_path[256];
+	int fd;
 
 	memset(&F, 0, sizeof(F));
 	F.a.serial_fd = F.b.serial_fd = F.notify_fd = -1;
@@ -383,13 +291,12 @@ static int setup(void **state)
 		return 0;
 	}
 	harness_cleanup_leftovers(NULL);
-	snprintf(F.qmp_dir, sizeof(F.qmp_dir), "/tmp/ovc-test-%d-ovcd/qmp", (int)getpid());
-	if (fixture_dir("") < 0 || mkdir(F.qmp_dir, 0755) < 0)
+	if (ovcd_fixture_dirs(&F.d, "ovcd", 0755, OVCD_FIXTURE_QMP) < 0)
 		return -1;
 	/* The dir must let 'nobody' reach the socket for the permission test. */
-	chmod(F.dir, 0755);
+	chmod(F.d.dir, 0755);
 
-	go.qmp_dir = F.qmp_dir;
+	go.qmp_dir = F.d.qmp_dir;
 	if (harness_qemu_start(&F.img, &go, &F.a) < 0)
 		return -1;
 	go.mem_mib = 768;
@@ -401,16 +308,13 @@ static int setup(void **state)
 	F.fake_st = mmap(NULL, sizeof(*F.fake_st), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (F.fake_st == MAP_FAILED)
 		return -1;
-	F.fake_st->min_target = UINT64_MAX;
-	snprintf(fake_path, sizeof(fake_path), "%s/evil-guest.qmp", F.qmp_dir);
-	F.fake = fork();
-	if (F.fake == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fake_guest_main(fake_path, F.fake_st);
-		_exit(0);
-	}
-	while (access(fake_path, F_OK) < 0)
-		msleep(20);
+	snprintf(fake_path, sizeof(fake_path), "%s/evil-guest.qmp", F.d.qmp_dir);
+	fd = fake_listen_at(fake_path, 4);
+	if (fd < 0)
+		return -1;
+	F.fake = fake_qmp_start(fd, QMP_OBEY_BALLOON, "evil-guest", FAKE_MAX_BYTES, F.fake_st, fake_stats);
+	if (F.fake < 0)
+		return -1;
 
 	if (notify_start() < 0)
 		return -1;
@@ -420,37 +324,26 @@ static int setup(void **state)
 	F.avail0 = mi.available_bytes;
 	write_config("floor = 60%");
 
-	F.ovcd = ovcd_spawn(OVCD_BIN, (char *[]){ "ovcd", "-c", F.conf, "--no-libvirt", "--qmp-dir", F.qmp_dir, NULL },
-			    F.log, F.notify);
+	F.ovcd = ovcd_spawn(OVCD_BIN, (char *[]){ "ovcd", "-c", F.d.conf, "--no-libvirt", "--qmp-dir", F.d.qmp_dir, NULL },
+			    F.d.log, F.d.notify);
 	return 0;
 }
 
 static void hog_stop(void)
 {
-	if (F.hog > 0) {
-		kill(F.hog, SIGKILL);
-		waitpid(F.hog, NULL, 0);
-		F.hog = 0;
-	}
+	child_kill_wait(&F.hog, SIGKILL);
 }
 
 static int teardown(void **state)
 {
 	hog_stop();
-	if (F.ovcd > 0) {
-		kill(F.ovcd, SIGKILL);
-		waitpid(F.ovcd, NULL, 0);
-	}
-	if (F.fake > 0) {
-		kill(F.fake, SIGKILL);
-		waitpid(F.fake, NULL, 0);
-	}
+	child_kill_wait(&F.ovcd, SIGKILL);
+	child_kill_wait(&F.fake, SIGKILL);
 	harness_guest_stop(&F.a);
 	harness_guest_stop(&F.b);
 	if (F.notify_fd >= 0)
 		close(F.notify_fd);
-	if (F.dir[0] && !getenv("OVC_TEST_KEEP"))
-		sh(NULL, 0, "rm -rf %s", F.dir);
+	ovcd_fixture_rm(&F.d);
 	return 0;
 }
 
@@ -473,7 +366,7 @@ static void test_ready_and_status(void **state)
 	struct ovc_meminfo mi;
 	char out[8192];
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	/* sd_notify READY=1 comes after the first tick. */
 	assert_true(notify_wait(&seen_ready, 120000));
 	assert_true(harness_wait_until(three_guests, NULL, 60000));
@@ -495,7 +388,7 @@ static void test_ready_and_status(void **state)
 	assert_int_equal(json_get_u64(st, "guests_max_bytes"), GIB + 768 * MIB + FAKE_MAX_BYTES);
 	json_object_put(st);
 	/* Human output. */
-	assert_int_equal(sh(out, sizeof(out), "%s/ovcctl -s %s status", OVCD_BIN, F.sock), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s/ovcctl -s %s status", OVCD_BIN, F.d.sock), 0);
 	assert_non_null(strstr(out, "Ratio:     provisioned "));
 	assert_non_null(strstr(out, "Savings:   balloon "));
 	print_message("ovcctl status:\n%s", out);
@@ -527,7 +420,7 @@ static void test_squeeze_inflates_within_a_tick(void **state)
 	int pipefd[2];
 	char c;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	assert_true(harness_wait_until(both_fresh, NULL, 120000));
 	/* Watermarks from MemAvailable as it is now (the guests have booted
 	 * and the rest of the host moved on): reload, as an admin would. */
@@ -623,7 +516,7 @@ static void test_emergency_deflate_no_oom(void **state)
 	uint64_t actual0, want, held = 0, t0, t_emerg = 0, emerg0, tick0, low_tick = 0, emerg_tick = 0;
 	char reply[256];
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	gs = ctl_json("guests");
 	g = ovcd_guest_of(gs, F.a.name);
 	actual0 = json_get_u64(g, "current_bytes");
@@ -699,9 +592,9 @@ static void test_sighup_bad_then_good(void **state)
 	char needle[256];
 	FILE *f;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	/* A bad file: the daemon logs file:line and keeps the last good one. */
-	f = fopen(F.conf, "ae");
+	f = fopen(F.d.conf, "ae");
 	assert_non_null(f);
 	fputs("bogus_key = 1\n", f);
 	fclose(f);
@@ -712,7 +605,7 @@ static void test_sighup_bad_then_good(void **state)
 		F.bad_line = lines + 1;
 	}
 	assert_int_equal(kill(F.ovcd, SIGHUP), 0);
-	snprintf(needle, sizeof(needle), "%s:%u:", F.conf, F.bad_line);
+	snprintf(needle, sizeof(needle), "%s:%u:", F.d.conf, F.bad_line);
 	for (uint64_t end = mono_ms() + 20000; mono_ms() < end && !log_contains(needle);)
 		msleep(100);
 	assert_true(log_contains(needle));
@@ -742,31 +635,31 @@ static void test_ovcctl_permissions(void **state)
 	struct json_object *gs, *g;
 	int r;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	/* Socket 0660 root:kvm: a stranger cannot even connect. */
-	r = sh(out, sizeof(out), "%s %s/ovcctl -s %s status 2>&1", nobody, OVCD_BIN, F.sock);
+	r = sh(out, sizeof(out), "%s %s/ovcctl -s %s status 2>&1", nobody, OVCD_BIN, F.d.sock);
 	assert_int_equal(r, 1);
 	assert_non_null(strstr(out, "Permission denied"));
 	/* A member of the [control] group may read and change. */
 	r = sh(out, sizeof(out), "setpriv --reuid=65534 --regid=65534 --groups=%u %s/ovcctl -s %s set %s floor 45%% 2>&1",
-	       (unsigned)kvm->gr_gid, OVCD_BIN, F.sock, F.a.name);
+	       (unsigned)kvm->gr_gid, OVCD_BIN, F.d.sock, F.a.name);
 	assert_int_equal(r, 0);
 	assert_non_null(strstr(out, "until reload or restart"));
 	/* With the file mode loosened (as an admin may, for monitoring),
 	 * SO_PEERCRED still keeps strangers to the read-only commands. */
-	assert_int_equal(chmod(F.sock, 0666), 0);
-	r = sh(out, sizeof(out), "%s %s/ovcctl -s %s status 2>&1", nobody, OVCD_BIN, F.sock);
+	assert_int_equal(chmod(F.d.sock, 0666), 0);
+	r = sh(out, sizeof(out), "%s %s/ovcctl -s %s status 2>&1", nobody, OVCD_BIN, F.d.sock);
 	assert_int_equal(r, 0);
 	assert_non_null(strstr(out, "Ratio:"));
-	r = sh(out, sizeof(out), "%s %s/ovcctl -s %s set %s floor 90%% 2>&1", nobody, OVCD_BIN, F.sock, F.a.name);
+	r = sh(out, sizeof(out), "%s %s/ovcctl -s %s set %s floor 90%% 2>&1", nobody, OVCD_BIN, F.d.sock, F.a.name);
 	assert_int_equal(r, 1);
 	assert_non_null(strstr(out, "permission denied: \"set\" is only for root and members of group kvm"));
-	r = sh(out, sizeof(out), "%s %s/ovcctl -s %s reload 2>&1", nobody, OVCD_BIN, F.sock);
+	r = sh(out, sizeof(out), "%s %s/ovcctl -s %s reload 2>&1", nobody, OVCD_BIN, F.d.sock);
 	assert_int_equal(r, 1);
 	assert_non_null(strstr(out, "permission denied"));
 
 	/* root: pin a target; never below the floor. */
-	r = sh(out, sizeof(out), "%s/ovcctl -s %s set %s target 30%% 2>&1", OVCD_BIN, F.sock, F.a.name);
+	r = sh(out, sizeof(out), "%s/ovcctl -s %s set %s target 30%% 2>&1", OVCD_BIN, F.d.sock, F.a.name);
 	assert_int_equal(r, 0);
 	msleep(2500);
 	gs = ctl_json("guests");
@@ -779,24 +672,24 @@ static void test_ovcctl_permissions(void **state)
 	check_floors(gs);
 	json_object_put(gs);
 
-	r = sh(out, sizeof(out), "%s/ovcctl -s %s set no-such-guest floor 1GiB 2>&1", OVCD_BIN, F.sock);
+	r = sh(out, sizeof(out), "%s/ovcctl -s %s set no-such-guest floor 1GiB 2>&1", OVCD_BIN, F.d.sock);
 	assert_int_equal(r, 1);
 	assert_non_null(strstr(out, "no guest named 'no-such-guest'"));
-	r = sh(out, sizeof(out), "%s/ovcctl -s %s set %s floor 2GiB 2>&1", OVCD_BIN, F.sock, F.a.name);
+	r = sh(out, sizeof(out), "%s/ovcctl -s %s set %s floor 2GiB 2>&1", OVCD_BIN, F.d.sock, F.a.name);
 	assert_int_equal(r, 1);
 	assert_non_null(strstr(out, "is above the maximum"));
 
 	/* guests table and top without a tty */
-	r = sh(out, sizeof(out), "%s/ovcctl -s %s guests", OVCD_BIN, F.sock);
+	r = sh(out, sizeof(out), "%s/ovcctl -s %s guests", OVCD_BIN, F.d.sock);
 	assert_int_equal(r, 0);
 	assert_non_null(strstr(out, "NAME"));
 	assert_non_null(strstr(out, F.a.name));
 	print_message("ovcctl guests:\n%s", out);
-	r = sh(out, sizeof(out), "%s/ovcctl -s %s top --iterations 2 </dev/null", OVCD_BIN, F.sock);
+	r = sh(out, sizeof(out), "%s/ovcctl -s %s top --iterations 2 </dev/null", OVCD_BIN, F.d.sock);
 	assert_int_equal(r, 0);
 	assert_non_null(strstr(strstr(out, "Ratio:") + 1, "Ratio:")); /* two frames */
 	/* root reload clears the overrides */
-	r = sh(out, sizeof(out), "%s/ovcctl -s %s reload 2>&1", OVCD_BIN, F.sock);
+	r = sh(out, sizeof(out), "%s/ovcctl -s %s reload 2>&1", OVCD_BIN, F.d.sock);
 	assert_int_equal(r, 0);
 	gs = ctl_json("guests");
 	g = ovcd_guest_of(gs, F.a.name);
@@ -809,18 +702,18 @@ static void test_fake_guest_never_below_floor(void **state)
 {
 	struct json_object *gs, *g;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	gs = ctl_json("guests");
 	g = ovcd_guest_of(gs, "evil-guest");
 	assert_non_null(g);
 	assert_int_equal(json_get_u64(g, "floor_bytes"), FAKE_FLOOR_BYTES);
 	print_message("[  FIGURE  ] fake guest: %lu stats reads, %lu targets set, lowest %luMiB (floor %luMiB)\n",
-		      (unsigned long)F.fake_st->n_stats, (unsigned long)F.fake_st->n_targets,
+		      (unsigned long)F.fake_st->stats, (unsigned long)F.fake_st->targets,
 		      (unsigned long)(F.fake_st->min_target == UINT64_MAX ? 0 : F.fake_st->min_target / MIB),
 		      (unsigned long)(FAKE_FLOOR_BYTES / MIB));
 	/* It was read all along and the host was squeezed: it was a candidate. */
-	assert_true(F.fake_st->n_stats > 20);
-	if (F.fake_st->n_targets)
+	assert_true(F.fake_st->stats > 20);
+	if (F.fake_st->targets)
 		assert_true(F.fake_st->min_target >= FAKE_FLOOR_BYTES);
 	json_object_put(gs);
 	/* ovcd is alive and well */
@@ -831,8 +724,8 @@ static void test_metrics_textfile(void **state)
 {
 	char out[1 << 16], needle[256];
 
-	SKIP_IF_NEEDED();
-	assert_int_equal(sh(out, sizeof(out), "cat %s", F.prom), 0);
+	SKIP_IF(F.skip);
+	assert_int_equal(sh(out, sizeof(out), "cat %s", F.d.prom), 0);
 	assert_non_null(strstr(out, "# TYPE ovc_provisioned_ratio gauge\n"));
 	snprintf(needle, sizeof(needle), "ovc_guest_max_bytes{guest=\"%s\"} 1073741824\n", F.a.name);
 	assert_non_null(strstr(out, needle));
@@ -865,7 +758,7 @@ static void test_sigterm(void **state)
 {
 	int status;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	hog_stop();
 	assert_int_equal(kill(F.ovcd, SIGTERM), 0);
 	assert_int_equal(waitpid(F.ovcd, &status, 0), F.ovcd);
@@ -873,7 +766,7 @@ static void test_sigterm(void **state)
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	assert_true(notify_wait(&seen_stopping, 5000));
-	assert_int_equal(access(F.sock, F_OK), -1); /* socket removed */
+	assert_int_equal(access(F.d.sock, F_OK), -1); /* socket removed */
 	print_message("[  INFO    ] floor invariant checked %u times\n", floor_checks);
 }
 
@@ -890,12 +783,12 @@ static int start_ovcd(const char *const *args)
 
 	argv[n++] = "ovcd";
 	argv[n++] = "-c";
-	argv[n++] = F.conf;
+	argv[n++] = F.d.conf;
 	for (; *args && n < ARRAY_SIZE(argv) - 1; args++)
 		argv[n++] = (char *)*args;
 	argv[n] = NULL;
 	seen_ready = seen_stopping = seen_reloading = 0;
-	F.ovcd = ovcd_spawn(OVCD_BIN, argv, F.log, F.notify);
+	F.ovcd = ovcd_spawn(OVCD_BIN, argv, F.d.log, F.d.notify);
 	return F.ovcd > 0 ? 0 : -1;
 }
 
@@ -915,7 +808,7 @@ static int setup_libvirt(void **state)
 		F.skip = why;
 		return 0;
 	}
-	if (fixture_dir("-lv") < 0)
+	if (ovcd_fixture_dirs(&F.d, "ovcd-lv", 0755, 0) < 0)
 		return -1;
 	int r = harness_domain_start(&LVD, &F.img, &go, &F.a);
 	if (r == -EOPNOTSUPP) {
@@ -930,14 +823,14 @@ static int setup_libvirt(void **state)
 	 * 1 GiB above it. */
 	if (ovc_meminfo_read(NULL, &mi) < 0)
 		return -1;
-	f = fopen(F.conf, "we");
+	f = fopen(F.d.conf, "we");
 	if (!f)
 		return -1;
 	fprintf(f, "[host]\ninterval = 1s\nlow = %luMiB\nhigh = %luMiB\npsi_trigger_stall = 0\n"
 		   "[balloon]\nstep = 25%%\nfloor = 50%%\nstats_period = 1s\nstale_after = 5s\n"
 		   "[ksm]\nenable = no\n[control]\nsocket = %s\n",
 		(unsigned long)((mi.available_bytes + GIB) / MIB), (unsigned long)((mi.available_bytes + 2 * GIB) / MIB),
-		F.sock);
+		F.d.sock);
 	fclose(f);
 	/* Only this test's domains: other domains on this libvirtd are not ours. */
 	snprintf(lv_glob, sizeof(lv_glob), "ovc-test-%d-*", (int)getpid());
@@ -946,16 +839,12 @@ static int setup_libvirt(void **state)
 
 static int teardown_libvirt(void **state)
 {
-	if (F.ovcd > 0) {
-		kill(F.ovcd, SIGKILL);
-		waitpid(F.ovcd, NULL, 0);
-	}
+	child_kill_wait(&F.ovcd, SIGKILL);
 	harness_guest_stop(&F.a);
 	harness_libvirtd_stop(&LVD);
 	if (F.notify_fd >= 0)
 		close(F.notify_fd);
-	if (F.dir[0] && !getenv("OVC_TEST_KEEP"))
-		sh(NULL, 0, "rm -rf %s", F.dir);
+	ovcd_fixture_rm(&F.d);
 	return 0;
 }
 
@@ -1006,7 +895,7 @@ static void test_libvirt_inflates(void **state)
 	struct harness_meminfo mi;
 	uint64_t target;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	/* Other work on this shared host may restart libvirtd just as ovcd
 	 * connects; ovcd then exits 1 and systemd (Restart=on-failure) would
 	 * start it again. So does the test, at most twice. */
@@ -1051,7 +940,7 @@ static void test_libvirtd_restart_under_ovcd(void **state)
 	char out[4096];
 	struct json_object *st;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	if (!LVD.started_libvirtd)
 		skip_because("libvirtd was already running; not restarting a daemon the test did not start");
 	{
@@ -1062,7 +951,7 @@ static void test_libvirtd_restart_under_ovcd(void **state)
 		assert_ovc_ok(r);
 	}
 	/* ovcd carries on, reconnects, and acts through the new libvirtd. */
-	assert_int_equal(sh(out, sizeof(out), "%s/ovcctl -s %s set %s target 90%% 2>&1", OVCD_BIN, F.sock,
+	assert_int_equal(sh(out, sizeof(out), "%s/ovcctl -s %s set %s target 90%% 2>&1", OVCD_BIN, F.d.sock,
 			    F.a.name), 0);
 	assert_true(harness_wait_until(lv_pinned, NULL, 60000));
 	st = ctl_json("status");
@@ -1076,7 +965,7 @@ static void test_libvirt_sigterm(void **state)
 {
 	int status;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	assert_int_equal(kill(F.ovcd, SIGTERM), 0);
 	assert_int_equal(waitpid(F.ovcd, &status, 0), F.ovcd);
 	F.ovcd = 0;
@@ -1113,7 +1002,7 @@ static int setup_ksm(void **state)
 	ksm_saved = true;
 	if (ovc_ksm_apply(NULL, &KSM_START, NULL) < 0)
 		return -1;
-	if (fixture_dir("-ksm") < 0)
+	if (ovcd_fixture_dirs(&F.d, "ovcd-ksm", 0755, 0) < 0)
 		return -1;
 	if (notify_start() < 0)
 		return -1;
@@ -1121,29 +1010,25 @@ static int setup_ksm(void **state)
 	 * MemAvailable): the policy wants KSM on. */
 	if (ovc_meminfo_read(NULL, &mi) < 0)
 		return -1;
-	f = fopen(F.conf, "we");
+	f = fopen(F.d.conf, "we");
 	if (!f)
 		return -1;
 	fprintf(f, "[host]\ninterval = 500ms\nlow = %luMiB\nhigh = %luMiB\npsi_trigger_stall = 0\n"
 		   "[ksm]\nenable = yes\nuse_zero_pages = yes\n[control]\nsocket = %s\n",
 		(unsigned long)((mi.available_bytes + GIB) / MIB), (unsigned long)((mi.available_bytes + 2 * GIB) / MIB),
-		F.sock);
+		F.d.sock);
 	fclose(f);
 	return 0;
 }
 
 static int teardown_ksm(void **state)
 {
-	if (F.ovcd > 0) {
-		kill(F.ovcd, SIGKILL);
-		waitpid(F.ovcd, NULL, 0);
-	}
+	child_kill_wait(&F.ovcd, SIGKILL);
 	if (ksm_saved)
 		(void)ovc_ksm_restore(NULL, &KSM_SAVED);
 	if (F.notify_fd >= 0)
 		close(F.notify_fd);
-	if (F.dir[0] && !getenv("OVC_TEST_KEEP"))
-		sh(NULL, 0, "rm -rf %s", F.dir);
+	ovcd_fixture_rm(&F.d);
 	return 0;
 }
 
@@ -1174,7 +1059,7 @@ static void test_ksm_dry_run_changes_nothing(void **state)
 	const char *args[] = { "--dry-run", "--no-libvirt", NULL };
 	struct json_object *st;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	assert_int_equal(start_ovcd(args), 0);
 	assert_true(notify_wait(&seen_ready, 30000));
 	msleep(2000);
@@ -1199,7 +1084,7 @@ static void test_ksm_steered_and_restored(void **state)
 	const char *args[] = { "--no-libvirt", NULL };
 	struct ovc_ksm_knobs k;
 
-	SKIP_IF_NEEDED();
+	SKIP_IF(F.skip);
 	assert_int_equal(start_ovcd(args), 0);
 	assert_true(notify_wait(&seen_ready, 30000));
 	assert_true(harness_wait_until(ksm_running, NULL, 10000));
