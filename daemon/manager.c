@@ -38,6 +38,7 @@
 
 #include "control.h"
 #include "driver.h"
+#include "host/collect.h"
 #include "host/host.h"
 #include "host/ksm.h"
 #include "logging.h"
@@ -824,31 +825,21 @@ static void poll_guests(struct manager *m)
 	}
 }
 
-/* The host's memory as the policy sees it: /proc/meminfo, limited to what
- * the guests' memory cgroup leaves them when there is one
- * (--memory-cgroup). 0, or -errno, logged (rate-limited). */
-static int host_mem_read(struct manager *m, struct ovc_meminfo *mem)
+/* The host as the policy sees it (collect.c), the guests' memory cgroup
+ * (--memory-cgroup) included. 0, or -errno of meminfo or the cgroup,
+ * logged (rate-limited): the tick is skipped. */
+static int host_collect(struct manager *m, uint64_t now, struct ovc_policy_host *host)
 {
-	struct ovc_cgroup_mem cg;
-	int r = ovc_meminfo_read(NULL, mem);
+	struct ovc_host_collect_errors errs;
+	int r = ovc_host_collect(NULL, m->opts.memory_cgroup, now, host, &errs);
 
-	if (r < 0) {
+	if (errs.meminfo < 0)
 		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read /proc/meminfo: %s; tick skipped",
-					   strerror(-r));
-		return r;
-	}
-	if (!m->opts.memory_cgroup)
-		return 0;
-	r = ovc_cgroup_mem_read(NULL, m->opts.memory_cgroup, &cg);
-	if (r < 0) {
-		/* Without it, the host's own figures would overstate what the
-		 * guests may have: better no decision than a wrong one. */
+					   strerror(-errs.meminfo));
+	else if (errs.cgroup < 0)
 		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read memory cgroup %s: %s; tick skipped",
-					   m->opts.memory_cgroup, strerror(-r));
-		return r;
-	}
-	ovc_meminfo_limit_to_cgroup(mem, &cg);
-	return 0;
+					   m->opts.memory_cgroup, strerror(-errs.cgroup));
+	return r;
 }
 
 static void tick(struct manager *m)
@@ -862,15 +853,10 @@ static void tick(struct manager *m)
 	int r;
 
 	m->ticks++;
-	host.now_usec = now_usec(CLOCK_MONOTONIC);
-	host.page_size = (uint64_t)sysconf(_SC_PAGESIZE);
-	m->last_tick_usec = host.now_usec;
-	r = host_mem_read(m, &host.mem);
+	m->last_tick_usec = now_usec(CLOCK_MONOTONIC);
+	r = host_collect(m, m->last_tick_usec, &host);
 	if (r < 0)
 		return; /* logged */
-	host.psi_valid = ovc_psi_read(NULL, &host.psi) == 0;
-	host.ksm_valid = ovc_ksm_read_counters(NULL, &host.ksm) == 0 &&
-			 ovc_ksm_read_knobs(NULL, &host.ksm_knobs) == 0;
 
 	collect_guests(m);
 

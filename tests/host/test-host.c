@@ -134,9 +134,10 @@ static void test_root_file(void **state)
 
 static void test_collect_fixture(void **state)
 {
+	struct ovc_host_collect_errors errs;
 	struct ovc_policy_host h;
 
-	assert_ovc_ok(ovc_host_collect(FIX "full", 1234, &h));
+	assert_ovc_ok(ovc_host_collect(FIX "full", NULL, 1234, &h, &errs));
 	assert_int_equal(h.now_usec, 1234);
 	assert_int_equal(h.page_size, (uint64_t)sysconf(_SC_PAGESIZE));
 	assert_int_equal(h.mem.available_bytes, 2 * GIB);
@@ -145,16 +146,56 @@ static void test_collect_fixture(void **state)
 	assert_true(h.ksm_valid);
 	assert_int_equal(h.ksm.pages_sharing, 25000);
 	assert_int_equal(h.ksm_knobs.run, 1);
+	assert_int_equal(errs.meminfo, 0);
+	assert_int_equal(errs.cgroup, 0);
+	assert_int_equal(errs.psi, 0);
+	assert_int_equal(errs.ksm, 0);
 
 	/* Optional sources absent: collected without them. */
-	assert_ovc_ok(ovc_host_collect(FIX "nopsi", 1, &h));
+	assert_ovc_ok(ovc_host_collect(FIX "nopsi", NULL, 1, &h, &errs));
 	assert_false(h.psi_valid);
 	assert_false(h.ksm_valid);
-	/* A broken optional source is an error, not silence. */
+	assert_int_equal(errs.psi, -ENOENT);
+	assert_int_equal(errs.ksm, -ENOENT);
+	/* A broken optional source never stops a tick: it is left out, and
+	 * the caller is told why. */
+	assert_ovc_ok(ovc_host_collect(FIX "bad-psi", NULL, 1, &h, &errs));
+	assert_false(h.psi_valid);
+	assert_int_equal(errs.psi, -EBADMSG);
+	assert_int_equal(errs.meminfo, 0);
+	/* meminfo is required: an error, *ret untouched. */
 	h.now_usec = 77;
-	assert_int_equal(ovc_host_collect(FIX "bad-psi", 1, &h), -EBADMSG);
+	assert_int_equal(ovc_host_collect(FIX "bad-meminfo", NULL, 1, &h, &errs), -EBADMSG);
 	assert_int_equal(h.now_usec, 77);
-	assert_int_equal(ovc_host_collect(FIX "bad-meminfo", 1, &h), -EBADMSG);
+	assert_int_equal(errs.meminfo, -EBADMSG);
+	assert_int_equal(ovc_host_collect(FIX "bad-meminfo", NULL, 1, &h, NULL), -EBADMSG);
+}
+
+/* The guests' memory cgroup limits what the policy sees; a cgroup that
+ * cannot be read stops the tick (the host's figures would overstate what
+ * the guests may have). */
+static void test_collect_cgroup(void **state)
+{
+	struct ovc_host_collect_errors errs;
+	struct ovc_policy_host h, plain;
+
+	assert_ovc_ok(ovc_host_collect(FIX "full", NULL, 1, &plain, NULL));
+	assert_ovc_ok(ovc_host_collect(FIX "full", "/../cgroup/v1/vms", 1, &h, &errs));
+	assert_int_equal(errs.cgroup, 0);
+	assert_int_equal(h.mem.total_bytes, UINT64_C(3758096384)); /* the cgroup's limit */
+	assert_true(h.mem.total_bytes < plain.mem.total_bytes);
+	assert_true(h.mem.available_bytes <= plain.mem.available_bytes);
+	assert_true(h.psi_valid);
+	assert_true(h.ksm_valid);
+
+	h.now_usec = 77;
+	assert_int_equal(ovc_host_collect(FIX "full", "/no-such-cgroup", 1, &h, &errs), -ENOENT);
+	assert_int_equal(errs.meminfo, 0);
+	assert_int_equal(errs.cgroup, -ENOENT);
+	assert_int_equal(errs.psi, 0); /* not read */
+	assert_int_equal(h.now_usec, 77);
+	assert_int_equal(ovc_host_collect(FIX "full", "/../cgroup/bad/vms", 1, &h, &errs), -EBADMSG);
+	assert_int_equal(errs.cgroup, -EBADMSG);
 }
 
 /* ---- integration: the real files ---- */
@@ -163,7 +204,7 @@ static void test_real_collect(void **state)
 {
 	struct ovc_policy_host h;
 
-	assert_ovc_ok(ovc_host_collect(NULL, 5, &h));
+	assert_ovc_ok(ovc_host_collect(NULL, NULL, 5, &h, NULL));
 	assert_true(h.mem.total_bytes > 0);
 	print_message("PSI %s, KSM %s\n", h.psi_valid ? "present" : "absent",
 		      h.ksm_valid ? "present" : "absent");
@@ -180,7 +221,7 @@ static void test_real_tick(void **state)
 	struct ovc_policy_guest g = { .name = "sim", .kind = OVC_DRIVER_LIBVIRT };
 
 	assert_ovc_ok(ovc_config_new_default(&c));
-	assert_ovc_ok(ovc_host_collect(NULL, 1000 * USEC_PER_SEC, &h));
+	assert_ovc_ok(ovc_host_collect(NULL, NULL, 1000 * USEC_PER_SEC, &h, NULL));
 	ovc_guest_stats_reset(&g.stats);
 	g.stats.max_bytes = g.stats.actual_bytes = g.target_bytes = GIB;
 	ovc_config_guest_settings(c, g.name, &g.settings);
@@ -300,6 +341,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_trigger_args),
 		cmocka_unit_test(test_root_file),
 		cmocka_unit_test(test_collect_fixture),
+		cmocka_unit_test(test_collect_cgroup),
 		cmocka_unit_test(test_cgroup_fixture),
 	};
 	const struct CMUnitTest integration[] = {
