@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "control.h"
+#include "host/units.h"
 #include "common/util.h"
 
 const char *ovcd_command_name(enum ovcd_command c)

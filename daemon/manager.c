@@ -46,6 +46,7 @@
 #include "metrics.h"
 #include "host/policy.h"
 #include "host/stats.h"
+#include "host/units.h"
 #include "view.h"
 
 /* QMP directories, libvirt, and the engines' directory. */

@@ -20,6 +20,7 @@
 #include "control.h"
 #include "json-get.h"
 #include "host/policy.h"
+#include "host/units.h"
 #include "common/util.h"
 
 #define DEFAULT_SOCKET "/run/ovcd/ovcd.sock"

@@ -21,20 +21,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "host/units.h"
+
 #define OVC_CONFIG_DEFAULT_PATH "/etc/ovc/ovcd.conf"
-
-/* A size written either in bytes ("512MiB") or as a share of a reference
- * stated per key ("10%": of MemTotal, of the guest's maximum, ...). */
-struct ovc_conf_size {
-	bool automatic;             /* "auto": computed (only where a key allows it) */
-	bool percent;
-	uint64_t bytes;             /* when !percent */
-	uint32_t basis_points;      /* when percent: 1/100 of a percent, 0..10000 */
-};
-
-/* The size in bytes, a percentage taken of @of_bytes (rounded down); 0 for
- * "auto", which only its key's own resolver knows. */
-uint64_t ovc_conf_size_bytes(const struct ovc_conf_size *s, uint64_t of_bytes);
 
 /* Which keys a [guest "PATTERN"] section sets (bits of ovc_guest_conf.set). */
 enum {
@@ -189,18 +178,6 @@ void ovc_config_watermarks(const struct ovc_config *c, uint64_t total_bytes, uin
 /* Write the effective config in the file's own syntax (every key, default
  * or not), for `ovcd --check-config`. Returns 0 or -errno of the stream. */
 int ovc_config_print(const struct ovc_config *c, FILE *f);
-
-/* Formatting used by the printer and by log messages: the exact value in
- * the largest unit that divides it ("1536MiB", "1GiB", "4097B", "2min",
- * "500ms"). Return @buf. */
-char *ovc_format_size(uint64_t bytes, char *buf, size_t n);
-char *ovc_format_duration(uint64_t usec, char *buf, size_t n);
-
-/* The typed value parsers (exposed for tests and for ovcctl). Return 0 or
- * -EINVAL on bad syntax, -ERANGE on overflow; *ret untouched on failure. */
-int ovc_parse_size(const char *s, bool allow_percent, struct ovc_conf_size *ret);
-int ovc_parse_duration(const char *s, uint64_t *ret_usec);
-int ovc_parse_bool(const char *s, bool *ret);
 
 /* Walk the key table (for the test that checks docs and the shipped
  * example): calls @fn for each key with its section ("guest" for

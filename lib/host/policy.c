@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "host/policy.h"
+#include "host/units.h"
 #include "common/util.h"
 
 #define PRIORITY_LEVELS 101
@@ -57,22 +58,6 @@ const char *ovc_host_level_name(enum ovc_host_level l)
 		return "room";
 	}
 	return "?";
-}
-
-char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n)
-{
-	if (bytes >= GIB) {
-		uint64_t tenths = bytes / GIB * 10 + bytes % GIB * 10 / GIB;
-		if (tenths % 10 == 0)
-			snprintf(buf, n, "%" PRIu64 "GiB", tenths / 10);
-		else
-			snprintf(buf, n, "%" PRIu64 ".%" PRIu64 "GiB", tenths / 10, tenths % 10);
-	} else if (bytes >= MIB) {
-		snprintf(buf, n, "%" PRIu64 "MiB", bytes / MIB);
-	} else {
-		snprintf(buf, n, "%" PRIu64 "KiB", bytes / KIB);
-	}
-	return buf;
 }
 
 /* Reasons are for people: a cut one is fine, and gcc cannot see through

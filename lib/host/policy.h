@@ -335,7 +335,4 @@ int ovc_policy_guest_check(const struct ovc_config *cfg, const struct ovc_policy
 const char *ovc_policy_action_name(enum ovc_policy_action a);
 const char *ovc_host_level_name(enum ovc_host_level l);
 
-/* Short human size for reasons: "512MiB", "1.2GiB". Returns @buf. */
-char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n);
-
 #endif

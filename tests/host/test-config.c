@@ -120,119 +120,6 @@ static void test_defaults(void **state)
 	ovc_config_free(parse_ok(""));
 }
 
-static void test_size_parser(void **state)
-{
-	static const struct {
-		const char *in;
-		int r;
-		bool percent;
-		uint64_t v; /* bytes or basis points */
-	} t[] = {
-		{ "512MiB", 0, false, 512 * MIB },
-		{ "1GiB", 0, false, GIB },
-		{ "1.5GiB", 0, false, 1536 * MIB },
-		{ "1 GiB", 0, false, GIB },
-		{ "4097B", 0, false, 4097 },
-		{ "2KiB", 0, false, 2048 },
-		{ "1TiB", 0, false, UINT64_C(1) << 40 },
-		{ "0", 0, false, 0 },
-		{ "0.0", 0, false, 0 },
-		{ "10%", 0, true, 1000 },
-		{ "2.5%", 0, true, 250 },
-		{ "0.25%", 0, true, 25 },
-		{ "100%", 0, true, 10000 },
-		{ "0.001%", 0, true, 0 },
-		{ "101%", -ERANGE },
-		{ "16777216TiB", -ERANGE },
-		{ "99999999999999999999B", -EINVAL },
-		{ "12XB", -EINVAL },
-		{ "1GB", -EINVAL },
-		{ "1gib", -EINVAL },
-		{ "10", -EINVAL },
-		{ "-1MiB", -EINVAL },
-		{ "", -EINVAL },
-		{ "MiB", -EINVAL },
-		{ "1.MiB", -EINVAL },
-		{ "1.5.5MiB", -EINVAL },
-		{ "%", -EINVAL },
-		{ "10%%", -EINVAL },
-		{ "1MiB x", -EINVAL },
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
-		struct ovc_conf_size s = { .bytes = 777 };
-		int r = ovc_parse_size(t[i].in, true, &s);
-		if (r != t[i].r)
-			fail_msg("'%s': %d, expected %d", t[i].in, r, t[i].r);
-		if (r < 0) {
-			assert_int_equal(s.bytes, 777);
-			continue;
-		}
-		assert_int_equal(s.percent, t[i].percent);
-		assert_int_equal(s.percent ? s.basis_points : s.bytes, t[i].v);
-	}
-	struct ovc_conf_size s;
-	assert_int_equal(ovc_parse_size("10%", false, &s), -EINVAL);
-	assert_int_equal(ovc_conf_size_bytes(&(struct ovc_conf_size){ .percent = true, .basis_points = 2500 },
-					     4 * GIB), GIB);
-	assert_int_equal(ovc_conf_size_bytes(&(struct ovc_conf_size){ .bytes = 5 }, 4 * GIB), 5);
-}
-
-static void test_duration_bool_parsers(void **state)
-{
-	static const struct {
-		const char *in;
-		int r;
-		uint64_t usec;
-	} t[] = {
-		{ "5s", 0, 5000000 },     { "500ms", 0, 500000 }, { "2min", 0, 120000000 },
-		{ "1h", 0, 3600000000 },  { "1.5s", 0, 1500000 }, { "250us", 0, 250 },
-		{ "0", 0, 0 },            { "5 s", 0, 5000000 },  { "5", -EINVAL },
-		{ "5x", -EINVAL },        { "s", -EINVAL },       { "5 sec", -EINVAL },
-		{ "5m", -EINVAL },        { "", -EINVAL },        { "99999999999999h", -ERANGE },
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
-		uint64_t v = 777;
-		int r = ovc_parse_duration(t[i].in, &v);
-		if (r != t[i].r)
-			fail_msg("'%s': %d, expected %d", t[i].in, r, t[i].r);
-		assert_int_equal(v, r == 0 ? t[i].usec : 777);
-	}
-	static const char *const yes[] = { "yes", "YES", "true", "on", "1" };
-	static const char *const no[] = { "no", "False", "off", "0" };
-	static const char *const bad[] = { "", "2", "y", "maybe", "yess" };
-	bool b;
-	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
-		b = false;
-		assert_ovc_ok(ovc_parse_bool(yes[i], &b));
-		assert_true(b);
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(no); i++) {
-		b = true;
-		assert_ovc_ok(ovc_parse_bool(no[i], &b));
-		assert_false(b);
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-		assert_int_equal(ovc_parse_bool(bad[i], &b), -EINVAL);
-}
-
-static void test_formatting(void **state)
-{
-	char b[32];
-
-	assert_string_equal(ovc_format_size(0, b, sizeof(b)), "0B");
-	assert_string_equal(ovc_format_size(4097, b, sizeof(b)), "4097B");
-	assert_string_equal(ovc_format_size(1536 * MIB, b, sizeof(b)), "1536MiB");
-	assert_string_equal(ovc_format_size(GIB, b, sizeof(b)), "1GiB");
-	assert_string_equal(ovc_format_size(UINT64_C(3) << 40, b, sizeof(b)), "3TiB");
-	assert_string_equal(ovc_format_size(UINT64_C(2048) << 40, b, sizeof(b)), "2048TiB");
-	assert_string_equal(ovc_format_duration(0, b, sizeof(b)), "0s");
-	assert_string_equal(ovc_format_duration(250, b, sizeof(b)), "250us");
-	assert_string_equal(ovc_format_duration(500000, b, sizeof(b)), "500ms");
-	assert_string_equal(ovc_format_duration(1500000, b, sizeof(b)), "1500ms");
-	assert_string_equal(ovc_format_duration(120 * USEC_PER_SEC, b, sizeof(b)), "2min");
-	assert_string_equal(ovc_format_duration(7200 * USEC_PER_SEC, b, sizeof(b)), "2h");
-}
-
 static const char full_text[] =
 	"\xef\xbb\xbf# a comment\n"
 	"; another\n"
@@ -837,9 +724,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_size_parser),
-		cmocka_unit_test(test_duration_bool_parsers),
-		cmocka_unit_test(test_formatting),
 		cmocka_unit_test(test_full_config),
 		cmocka_unit_test(test_guest_settings),
 		cmocka_unit_test(test_print_round_trip),
