@@ -94,7 +94,7 @@ static void unwatch_close(struct control_server *cs, int *fd)
 	*fd = -1;
 }
 
-static int resolve_group(struct control_server *cs, const struct ovc_config *cfg)
+static int resolve_group(struct control_server *cs, const struct ovcd_config *cfg)
 {
 	struct group *gr;
 
@@ -193,7 +193,7 @@ out:
 	return r;
 }
 
-static int control_open(struct control_server *cs, const struct ovc_config *cfg)
+static int control_open(struct control_server *cs, const struct ovcd_config *cfg)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *path = cfg->control.socket;
@@ -544,7 +544,7 @@ static int clients_expire(struct control_server *cs)
 	return next == UINT64_MAX ? -1 : (int)MIN((next + 999) / 1000, (uint64_t)INT32_MAX);
 }
 
-int control_server_new(int epfd, const struct ovc_config *cfg, const struct control_server_ops *ops,
+int control_server_new(int epfd, const struct ovcd_config *cfg, const struct control_server_ops *ops,
 		       void *userdata, struct control_server **ret)
 {
 	struct control_server *cs = calloc(1, sizeof(*cs));
@@ -567,7 +567,7 @@ int control_server_new(int epfd, const struct ovc_config *cfg, const struct cont
 	return 0;
 }
 
-void control_server_reload(struct control_server *cs, const struct ovc_config *cfg)
+void control_server_reload(struct control_server *cs, const struct ovcd_config *cfg)
 {
 	(void)resolve_group(cs, cfg);
 	if (cs->fd >= 0)

@@ -36,12 +36,12 @@ struct control_server_ops {
  * SRC_CONTROL and SRC_CLIENT). Refuses to steal the socket of a running
  * ovcd (-EADDRINUSE). -errno, logged; on failure nothing is left behind.
  */
-int control_server_new(int epfd, const struct ovc_config *cfg, const struct control_server_ops *ops,
+int control_server_new(int epfd, const struct ovcd_config *cfg, const struct control_server_ops *ops,
 		       void *userdata, struct control_server **ret);
 
 /* A new config: resolve its [control] group again and apply it to the
  * socket file. A changed socket path takes effect at restart only. */
-void control_server_reload(struct control_server *cs, const struct ovc_config *cfg);
+void control_server_reload(struct control_server *cs, const struct ovcd_config *cfg);
 
 /* The socket's path, as it was opened. */
 const char *control_server_path(const struct control_server *cs);

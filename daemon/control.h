@@ -46,7 +46,7 @@ struct ovcd_request {
 	char guest[OVCD_GUEST_NAME_MAX];
 	enum ovcd_set_what what;
 	bool clear;                  /* "size": "none": drop the override */
-	struct ovc_conf_size size;   /* bytes, or % of the guest's maximum */
+	struct ovcd_conf_size size;   /* bytes, or % of the guest's maximum */
 };
 
 /*

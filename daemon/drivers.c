@@ -8,7 +8,7 @@
  * queued (OVC_BALLOON_EVENT_FAILED reports a later failure).
  *
  * ovcd's main thread only; no locks. (The drivers may run threads of their
- * own; they only ever call back from ovc_balloon_process(), on this
+ * own; they only ever call back from ovcd_balloon_process(), on this
  * thread.)
  */
 #include <errno.h>
@@ -24,7 +24,7 @@
 
 #define LIBVIRT_SOCKET "/run/libvirt/libvirt-sock"
 
-static void on_balloon_event(void *userdata, const struct ovc_balloon_event *ev)
+static void on_balloon_event(void *userdata, const struct ovcd_balloon_event *ev)
 {
 	struct mdriver *d = userdata;
 	struct manager *m = d->m;
@@ -32,7 +32,7 @@ static void on_balloon_event(void *userdata, const struct ovc_balloon_event *ev)
 
 	switch (ev->type) {
 	case OVC_BALLOON_EVENT_CHANGED:
-		if (g && g->drv == d && ovc_known(ev->actual_bytes))
+		if (g && g->drv == d && ovcd_known(ev->actual_bytes))
 			g->v.actual_bytes = ev->actual_bytes;
 		break;
 	case OVC_BALLOON_EVENT_STARTED:
@@ -70,18 +70,18 @@ static void on_balloon_event(void *userdata, const struct ovc_balloon_event *ev)
 
 void driver_process(struct mdriver *d)
 {
-	int r = ovc_balloon_process(d->b);
+	int r = ovcd_balloon_process(d->b);
 
 	if (r < 0)
 		ovcd_log_guest_ratelimited(&d->rl, OVC_LOG_WARNING, "%s driver: %s", d->kind,
-					   ovc_balloon_error(d->b)[0] ? ovc_balloon_error(d->b) : strerror(-r));
+					   ovcd_balloon_error(d->b)[0] ? ovcd_balloon_error(d->b) : strerror(-r));
 }
 
 /* A balloon handle whose events go to slot @d. */
-static int driver_new(struct manager *m, struct mdriver *d, enum ovc_balloon_backend backend, const char *uri,
-		      const char *qmp_dir, const char *engine_dir, ovc_balloon **ret)
+static int driver_new(struct manager *m, struct mdriver *d, enum ovcd_balloon_backend backend, const char *uri,
+		      const char *qmp_dir, const char *engine_dir, ovcd_balloon **ret)
 {
-	struct ovc_balloon_opts o = {
+	struct ovcd_balloon_opts o = {
 		.size = sizeof(o),
 		.backend = backend,
 		.uri = uri,
@@ -94,10 +94,10 @@ static int driver_new(struct manager *m, struct mdriver *d, enum ovc_balloon_bac
 		.event_userdata = d,
 	};
 
-	return ovc_balloon_new(&o, ret);
+	return ovcd_balloon_new(&o, ret);
 }
 
-static int driver_open(struct manager *m, enum ovc_balloon_backend backend, const char *uri, const char *qmp_dir)
+static int driver_open(struct manager *m, enum ovcd_balloon_backend backend, const char *uri, const char *qmp_dir)
 {
 	struct mdriver *d = &m->drivers[m->n_drivers];
 	int r;
@@ -112,9 +112,9 @@ static int driver_open(struct manager *m, enum ovc_balloon_backend backend, cons
 	r = driver_new(m, d, backend, uri, qmp_dir, m->engine_dir, &d->b);
 	if (r < 0)
 		return r;
-	r = loop_watch(m, ovc_balloon_fd(d->b), EPOLLIN, &d->src);
+	r = loop_watch(m, ovcd_balloon_fd(d->b), EPOLLIN, &d->src);
 	if (r < 0) {
-		ovc_balloon_free(d->b);
+		ovcd_balloon_free(d->b);
 		return r;
 	}
 	m->n_drivers++;
@@ -159,8 +159,8 @@ static void engines_drop(struct manager *m, struct mdriver *d)
 		else if (g->engine_drv == d)
 			engine_detach(g, "is no longer watched");
 	}
-	(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, ovc_balloon_fd(d->b), NULL);
-	ovc_balloon_free(d->b);
+	(void)epoll_ctl(m->epfd, EPOLL_CTL_DEL, ovcd_balloon_fd(d->b), NULL);
+	ovcd_balloon_free(d->b);
 	d->b = NULL;
 }
 
@@ -170,7 +170,7 @@ int engines_open(struct manager *m, const char *dir)
 {
 	struct mdriver *d = m->engines ? m->engines : &m->drivers[m->n_drivers];
 	char *copy = strdup(dir);
-	ovc_balloon *b = NULL;
+	ovcd_balloon *b = NULL;
 	struct stat st;
 	int r;
 
@@ -210,11 +210,11 @@ int engines_open(struct manager *m, const char *dir)
 	}
 	r = driver_new(m, d, OVC_BALLOON_ENGINE, NULL, NULL, copy, &b);
 	if (r >= 0)
-		r = loop_watch(m, ovc_balloon_fd(b), EPOLLIN, &d->src);
+		r = loop_watch(m, ovcd_balloon_fd(b), EPOLLIN, &d->src);
 	if (r < 0) {
 		dlog_err("cannot watch the engine directory %s: %s", dir,
-			 b && ovc_balloon_error(b)[0] ? ovc_balloon_error(b) : strerror(-r));
-		ovc_balloon_free(b);
+			 b && ovcd_balloon_error(b)[0] ? ovcd_balloon_error(b) : strerror(-r));
+		ovcd_balloon_free(b);
 		free(copy);
 		return r;
 	}

@@ -25,7 +25,7 @@ struct mguest *guest_find(struct manager *m, const char *name)
 	return NULL;
 }
 
-static struct mguest *guest_add(struct manager *m, struct mdriver *d, const struct ovc_balloon_guest *bg)
+static struct mguest *guest_add(struct manager *m, struct mdriver *d, const struct ovcd_balloon_guest *bg)
 {
 	struct mguest *g;
 
@@ -48,7 +48,7 @@ static struct mguest *guest_add(struct manager *m, struct mdriver *d, const stru
 	g->v.target_bytes = bg->stats.actual_bytes;
 	g->v.headroom_bytes = g->v.keep_bytes = g->v.fpr_bytes = OVC_UNKNOWN; /* until the policy decides */
 	g->v.raised_floor_bytes = OVC_UNKNOWN;
-	ovc_guest_stats_reset(&g->prev);
+	ovcd_guest_stats_reset(&g->prev);
 	g->prev.collected_usec = 0;
 	dlog_info("guest '%s' (%s): max %s, current %s", g->v.name, d->kind, SZ(bg->stats.max_bytes),
 		  SZ(bg->stats.actual_bytes));
@@ -64,7 +64,7 @@ void guest_remove(struct manager *m, struct mguest *g, const char *why)
 	m->n_guests--;
 }
 
-static void engine_stats_take(struct ovc_guest_stats *dst, const struct ovc_guest_stats *src)
+static void engine_stats_take(struct ovcd_guest_stats *dst, const struct ovcd_guest_stats *src)
 {
 	dst->engine_zero_bytes = src->engine_zero_bytes;
 	dst->engine_swap_bytes = src->engine_swap_bytes;
@@ -84,9 +84,9 @@ static const char *merged_kind(const struct mdriver *d)
  * balloon guest, with no engine figures. */
 void engine_detach(struct mguest *g, const char *why)
 {
-	struct ovc_guest_stats none;
+	struct ovcd_guest_stats none;
 
-	ovc_guest_stats_reset(&none);
+	ovcd_guest_stats_reset(&none);
 	engine_stats_take(&g->stats, &none);
 	engine_stats_take(&g->prev, &none);
 	g->engine_drv = NULL;
@@ -94,7 +94,7 @@ void engine_detach(struct mguest *g, const char *why)
 	dlog_info("guest '%s': its engine %s", g->v.name, why);
 }
 
-static const char *guest_driver_state(enum ovc_balloon_guest_driver d)
+static const char *guest_driver_state(enum ovcd_balloon_guest_driver d)
 {
 	switch (d) {
 	case OVC_BALLOON_DRIVER_LOADED:
@@ -106,17 +106,17 @@ static const char *guest_driver_state(enum ovc_balloon_guest_driver d)
 	}
 }
 
-void guest_settings(const struct manager *m, const struct mguest *g, struct ovc_guest_settings *s)
+void guest_settings(const struct manager *m, const struct mguest *g, struct ovcd_guest_settings *s)
 {
-	ovc_config_guest_settings(m->cfg, g->v.name, s);
+	ovcd_config_guest_settings(m->cfg, g->v.name, s);
 	if (g->has_floor_override)
 		s->floor = g->floor_override;
 }
 
 /* A guest's figures fresh from its driver (a tick's list, or between ticks). */
-void guest_take_stats(struct manager *m, struct mguest *g, const struct ovc_balloon_guest *bg)
+void guest_take_stats(struct manager *m, struct mguest *g, const struct ovcd_balloon_guest *bg)
 {
-	struct ovc_guest_stats old = g->stats;
+	struct ovcd_guest_stats old = g->stats;
 	uint64_t collected = bg->stats.collected_usec;
 
 	/* The hypervisor's side (actual) is read at every refresh, the
@@ -126,7 +126,7 @@ void guest_take_stats(struct manager *m, struct mguest *g, const struct ovc_ball
 	 * guest's last report, so that the policy never reads a balloon move
 	 * (actual new, available not yet) over a fraction of a second as the
 	 * guest's own memory rising fast. */
-	if (ovc_known(bg->stats.guest_update_sec) && bg->stats.guest_update_sec == old.guest_update_sec &&
+	if (ovcd_known(bg->stats.guest_update_sec) && bg->stats.guest_update_sec == old.guest_update_sec &&
 	    old.collected_usec && !bg->stats.stale && !old.stale)
 		collected = old.collected_usec;
 	/* The driver's cache: the same figures until fresh ones come, and
@@ -145,7 +145,7 @@ void guest_take_stats(struct manager *m, struct mguest *g, const struct ovc_ball
 	g->v.stale = bg->stats.stale;
 	g->v.balloon_driver = g->drv == m->engines ? "none" : guest_driver_state(bg->driver);
 	g->v.free_page_reporting = g->free_page_reporting;
-	if (!ovc_known(g->v.target_bytes) || g->v.target_bytes == 0 || g->v.target_bytes > g->v.max_bytes)
+	if (!ovcd_known(g->v.target_bytes) || g->v.target_bytes == 0 || g->v.target_bytes > g->v.max_bytes)
 		g->v.target_bytes = g->v.actual_bytes;
 }
 
@@ -162,12 +162,12 @@ static bool guest_wanted(const struct manager *m, const char *name)
 /* Whether the guests @g (ovcd's) and @e (a driver's), one a balloon guest
  * and the other an engine of the same name, are one guest: the kernel says
  * they are one process. */
-static bool may_join(const struct mguest *g, const struct ovc_balloon_guest *e)
+static bool may_join(const struct mguest *g, const struct ovcd_balloon_guest *e)
 {
-	struct ovc_balloon_guest balloon = { .pid = g->pid };
+	struct ovcd_balloon_guest balloon = { .pid = g->pid };
 
 	snprintf(balloon.name, sizeof(balloon.name), "%s", g->v.name);
-	return ovc_balloon_may_join(&balloon, e);
+	return ovcd_balloon_may_join(&balloon, e);
 }
 
 void collect_guests(struct manager *m)
@@ -178,15 +178,15 @@ void collect_guests(struct manager *m)
 	 * when an engine of the same name is merged into them. */
 	for (size_t d = 0; d < m->n_drivers; d++) {
 		struct mdriver *drv = &m->drivers[d];
-		struct ovc_balloon_guest *list = NULL;
+		struct ovcd_balloon_guest *list = NULL;
 		size_t n = 0;
-		int r = ovc_balloon_list(drv->b, &list, &n);
+		int r = ovcd_balloon_list(drv->b, &list, &n);
 
 		drv->list_ok = r >= 0;
 		if (r < 0) {
 			ovcd_log_guest_ratelimited(&drv->rl, OVC_LOG_WARNING, "failed to list the %s guests: %s",
 						   drv->kind,
-						   ovc_balloon_error(drv->b)[0] ? ovc_balloon_error(drv->b)
+						   ovcd_balloon_error(drv->b)[0] ? ovcd_balloon_error(drv->b)
 										: strerror(-r));
 			/* Its guests stay as they were, but are not acted on. */
 			for (size_t i = 0; i < m->n_guests; i++) {

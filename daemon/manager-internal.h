@@ -7,7 +7,7 @@
  * manager only through struct control_server_ops.
  *
  * ovcd's main thread only; no locks. (The balloon drivers may run threads
- * of their own; they only ever call back from ovc_balloon_process(), on
+ * of their own; they only ever call back from ovcd_balloon_process(), on
  * this thread.)
  */
 #ifndef OVCD_MANAGER_INTERNAL_H
@@ -36,9 +36,9 @@ struct control_server;
 struct mdriver {
 	struct source src;
 	struct manager *m;
-	ovc_balloon *b;
+	ovcd_balloon *b;
 	const char *kind;          /* "qmp", "libvirt", "ovc" */
-	enum ovc_driver_kind policy_kind;
+	enum ovcd_driver_kind policy_kind;
 	bool list_ok;              /* the last list worked: its guests are current */
 	struct ovcd_ratelimit rl;
 };
@@ -53,15 +53,15 @@ struct mguest {
 	struct mdriver *engine_drv;
 	bool engine_seen;
 	int32_t pid;               /* the process behind drv's guest (driver.h) */
-	struct ovc_guest_stats stats, prev;
+	struct ovcd_guest_stats stats, prev;
 	uint64_t last_action_usec, last_emergency_usec;
 	uint32_t emergency_count;  /* the policy's emergency streak (policy.h) */
 	bool has_floor_override;
-	struct ovc_conf_size floor_override;
+	struct ovcd_conf_size floor_override;
 	/* What the policy learned about the guest (headroom, raised floor,
 	 * distress baselines): from each decision, tick or check, into the
 	 * next one. */
-	struct ovc_policy_guest_state pstate;
+	struct ovcd_policy_guest_state pstate;
 	bool free_page_reporting;  /* its balloon has free page reporting */
 	bool seen;
 	struct ovcd_ratelimit rl;
@@ -69,7 +69,7 @@ struct mguest {
 
 struct manager {
 	struct manager_opts opts;
-	struct ovc_config *cfg;
+	struct ovcd_config *cfg;
 	int epfd;
 	struct source timer, sig, metrics, psi, poll;
 	int timer_fd, signal_fd, metrics_fd, psi_fd;
@@ -85,8 +85,8 @@ struct manager {
 	size_t n_guests, cap_guests;
 
 	bool ksm_saved_valid, ksm_touched;
-	struct ovc_ksm_knobs ksm_saved;
-	struct ovc_policy_ksm_state ksm_state;
+	struct ovcd_ksm_knobs ksm_saved;
+	struct ovcd_policy_ksm_state ksm_state;
 
 	uint64_t start_usec, last_tick_usec, ticks;
 	uint64_t checks;           /* guest_stats_arrived() runs of the policy */
@@ -101,7 +101,7 @@ struct manager {
 	uint64_t last_status_usec;
 };
 
-#define SZ(v) ovc_format_size_short((v), (char[24]){ 0 }, 24)
+#define SZ(v) ovcd_format_size_short((v), (char[24]){ 0 }, 24)
 
 /* ---- guests.c: the guest table ---- */
 
@@ -110,9 +110,9 @@ void guest_remove(struct manager *m, struct mguest *g, const char *why);
 /* A guest with both a balloon and an engine loses its engine. */
 void engine_detach(struct mguest *g, const char *why);
 /* The config's settings for @g, with ovcctl's floor override. */
-void guest_settings(const struct manager *m, const struct mguest *g, struct ovc_guest_settings *s);
+void guest_settings(const struct manager *m, const struct mguest *g, struct ovcd_guest_settings *s);
 /* A guest's figures fresh from its driver (a tick's list, or between ticks). */
-void guest_take_stats(struct manager *m, struct mguest *g, const struct ovc_balloon_guest *bg);
+void guest_take_stats(struct manager *m, struct mguest *g, const struct ovcd_balloon_guest *bg);
 /* The tick's list: every driver's guests into the table, the engines
  * joined to the balloon guests of their process, the gone ones out. */
 void collect_guests(struct manager *m);

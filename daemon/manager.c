@@ -46,10 +46,10 @@ static void build_view(struct manager *m)
 	m->view_guests = vg;
 	for (size_t i = 0; i < m->n_guests; i++) {
 		struct mguest *g = &m->guests[i];
-		struct ovc_guest_settings s;
+		struct ovcd_guest_settings s;
 
 		guest_settings(m, g, &s);
-		g->v.floor_bytes = ovc_conf_size_bytes(&s.floor, g->v.max_bytes);
+		g->v.floor_bytes = ovcd_conf_size_bytes(&s.floor, g->v.max_bytes);
 		g->v.floor_override = g->has_floor_override;
 		g->v.engine = g->engine_drv || g->drv == m->engines;
 		g->v.engine_zero_bytes = g->v.engine ? g->stats.engine_zero_bytes : OVC_UNKNOWN;
@@ -60,7 +60,7 @@ static void build_view(struct manager *m)
 			g->v.engine_swap = g->stats.engine_swap;
 		else
 			memset(&g->v.engine_swap, 0xff, sizeof(g->v.engine_swap)); /* all OVC_UNKNOWN */
-		g->v.stats_age_usec = ovc_known(g->stats.guest_update_sec) && g->stats.guest_update_sec > 0 &&
+		g->v.stats_age_usec = ovcd_known(g->stats.guest_update_sec) && g->stats.guest_update_sec > 0 &&
 					      g->stats.guest_update_sec * USEC_PER_SEC <= now_real
 				      ? now_real - g->stats.guest_update_sec * USEC_PER_SEC
 				      : OVC_UNKNOWN;
@@ -84,7 +84,7 @@ static void ksm_restore(struct manager *m)
 
 	if (!m->ksm_touched || !m->ksm_saved_valid)
 		return;
-	r = ovc_ksm_restore(NULL, &m->ksm_saved);
+	r = ovcd_ksm_restore(NULL, &m->ksm_saved);
 	if (r < 0)
 		dlog_err("failed to restore the KSM settings: %s", strerror(-r));
 	else
@@ -97,12 +97,12 @@ static void ksm_restore(struct manager *m)
 /* ---- tick ---- */
 
 /* Set an engine's reclaim target as the policy decided. */
-static void act_engine(struct manager *m, struct mguest *g, const struct ovc_policy_decision *d, uint64_t now)
+static void act_engine(struct manager *m, struct mguest *g, const struct ovcd_policy_decision *d, uint64_t now)
 {
 	struct mdriver *e = g->engine_drv ? g->engine_drv : g->drv;
-	uint64_t from = ovc_known(g->stats.engine_target_bytes) ? g->stats.engine_target_bytes : 0;
+	uint64_t from = ovcd_known(g->stats.engine_target_bytes) ? g->stats.engine_target_bytes : 0;
 	uint64_t to = d->reclaim_target_bytes;
-	const char *verb = ovc_policy_action_name(d->reclaim_action);
+	const char *verb = ovcd_policy_action_name(d->reclaim_action);
 	int r;
 
 	if (d->reclaim_action == OVC_ACTION_NONE || to == from)
@@ -112,9 +112,9 @@ static void act_engine(struct manager *m, struct mguest *g, const struct ovc_pol
 			  g->v.name, SZ(from), SZ(to), d->reason);
 		return;
 	}
-	r = ovc_balloon_set_reclaim(e->b, g->v.name, to, 0);
+	r = ovcd_balloon_set_reclaim(e->b, g->v.name, to, 0);
 	if (r < 0) {
-		const char *err = ovc_balloon_error(e->b);
+		const char *err = ovcd_balloon_error(e->b);
 
 		g->v.errors++;
 		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
@@ -141,10 +141,10 @@ static void act_engine(struct manager *m, struct mguest *g, const struct ovc_pol
 	}
 }
 
-static void act_guest(struct manager *m, struct mguest *g, const struct ovc_policy_decision *d,
-		      enum ovc_policy_action action, uint64_t target, const char *reason, uint64_t now)
+static void act_guest(struct manager *m, struct mguest *g, const struct ovcd_policy_decision *d,
+		      enum ovcd_policy_action action, uint64_t target, const char *reason, uint64_t now)
 {
-	const char *verb = ovc_policy_action_name(action);
+	const char *verb = ovcd_policy_action_name(action);
 	uint64_t from = g->v.target_bytes;
 	int r;
 
@@ -153,9 +153,9 @@ static void act_guest(struct manager *m, struct mguest *g, const struct ovc_poli
 			  SZ(target), reason);
 		return;
 	}
-	r = ovc_balloon_set_target(g->drv->b, g->v.name, target, 0);
+	r = ovcd_balloon_set_target(g->drv->b, g->v.name, target, 0);
 	if (r < 0) {
-		const char *e = ovc_balloon_error(g->drv->b);
+		const char *e = ovcd_balloon_error(g->drv->b);
 
 		g->v.errors++;
 		if (e[0])
@@ -184,12 +184,12 @@ static void act_guest(struct manager *m, struct mguest *g, const struct ovc_poli
 	}
 }
 
-static void record(struct manager *m, const struct ovc_policy_host *host, const struct ovc_policy_out *out)
+static void record(struct manager *m, const struct ovcd_policy_host *host, const struct ovcd_policy_out *out)
 {
-	struct ovc_overcommit_guest *og = calloc(m->n_guests ? m->n_guests : 1, sizeof(*og));
-	struct ovc_overcommit_input in = {
+	struct ovcd_overcommit_guest *og = calloc(m->n_guests ? m->n_guests : 1, sizeof(*og));
+	struct ovcd_overcommit_input in = {
 		.host_total_bytes = host->mem.total_bytes,
-		.host_reserve_bytes = ovc_conf_size_bytes(&m->cfg->host.reserve, host->mem.total_bytes),
+		.host_reserve_bytes = ovcd_conf_size_bytes(&m->cfg->host.reserve, host->mem.total_bytes),
 		.host_available_bytes = host->mem.available_bytes,
 		.low_bytes = out->low_bytes,
 		.high_bytes = out->high_bytes,
@@ -204,14 +204,14 @@ static void record(struct manager *m, const struct ovc_policy_host *host, const 
 	if (!og)
 		return;
 	for (size_t i = 0; i < m->n_guests; i++) {
-		const struct ovc_guest_stats *s = &m->guests[i].stats;
+		const struct ovcd_guest_stats *s = &m->guests[i].stats;
 
-		og[i] = (struct ovc_overcommit_guest){ s->max_bytes, s->actual_bytes, s->rss_bytes,
+		og[i] = (struct ovcd_overcommit_guest){ s->max_bytes, s->actual_bytes, s->rss_bytes,
 						       s->engine_zero_bytes, s->engine_swap_bytes };
 	}
 	if (in.host_reserve_bytes >= in.host_total_bytes)
 		in.host_reserve_bytes = 0; /* a 1GiB reserve on a tiny test VM */
-	r = ovc_overcommit_compute(&in, &m->view.oc);
+	r = ovcd_overcommit_compute(&in, &m->view.oc);
 	free(og);
 	if (r < 0)
 		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_WARNING, "cannot compute the overcommit ratio: %s",
@@ -224,7 +224,7 @@ static void record(struct manager *m, const struct ovc_policy_host *host, const 
 	m->view.ksm = host->ksm;
 	m->view.ksm_knobs = host->ksm_knobs;
 	if (host->ksm_valid)
-		m->view.ksm_profit_bytes = ovc_ksm_profit_bytes(&host->ksm, host->page_size);
+		m->view.ksm_profit_bytes = ovcd_ksm_profit_bytes(&host->ksm, host->page_size);
 	snprintf(m->view.host_reason, sizeof(m->view.host_reason), "%s", out->reason);
 	snprintf(m->view.ksm_reason, sizeof(m->view.ksm_reason), "%s", out->ksm_reason);
 	build_view(m);
@@ -249,14 +249,14 @@ static void record(struct manager *m, const struct ovc_policy_host *host, const 
  * manager's notify socket with near-identical lines). */
 static void notify_status(struct manager *m, bool level_changed)
 {
-	const struct ovc_overcommit *oc = &m->view.oc;
+	const struct ovcd_overcommit *oc = &m->view.oc;
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
 	char text[256];
 
 	snprintf(text, sizeof(text),
 		 "STATUS=%s; ratio provisioned %" PRIu64 ".%02" PRIu64 " effective %" PRIu64 ".%02" PRIu64
 		 "; %zu guests; balloon saves %s",
-		 ovc_host_level_name(m->view.level), oc->provisioned_ratio_permille / 1000,
+		 ovcd_host_level_name(m->view.level), oc->provisioned_ratio_permille / 1000,
 		 oc->provisioned_ratio_permille % 1000 / 10, oc->effective_ratio_permille / 1000,
 		 oc->effective_ratio_permille % 1000 / 10, m->n_guests, SZ(oc->savings.balloon_bytes));
 	if (strcmp(text, m->last_status) == 0 ||
@@ -269,9 +269,9 @@ static void notify_status(struct manager *m, bool level_changed)
 
 /* ---- a guest's policy input and what its decisions teach ---- */
 
-static void guest_policy_input(struct manager *m, struct mguest *g, struct ovc_policy_guest *pg)
+static void guest_policy_input(struct manager *m, struct mguest *g, struct ovcd_policy_guest *pg)
 {
-	*pg = (struct ovc_policy_guest){
+	*pg = (struct ovcd_policy_guest){
 		.name = g->v.name,
 		.kind = g->drv->policy_kind,
 		.stats = g->stats,
@@ -289,7 +289,7 @@ static void guest_policy_input(struct manager *m, struct mguest *g, struct ovc_p
 
 /* Keep what a decision (tick or check) learned and shows: its state for
  * the guest's next decision, and the figures ovcctl shows. */
-static void guest_decision_keep(struct manager *m, struct mguest *g, const struct ovc_policy_decision *d)
+static void guest_decision_keep(struct manager *m, struct mguest *g, const struct ovcd_policy_decision *d)
 {
 	if (d->oom_kill)
 		dlog_warning("guest '%s': its OOM killer killed a task (%u seen so far); deflating it and "
@@ -311,7 +311,7 @@ static void guest_decision_keep(struct manager *m, struct mguest *g, const struc
  * check between ticks does not see an engine's part). A warning naming
  * what it ignores when it starts, a notice when it complies again, both
  * rate-limited with the guest's other messages. */
-static void guest_compliance_keep(struct manager *m, struct mguest *g, const struct ovc_policy_decision *d,
+static void guest_compliance_keep(struct manager *m, struct mguest *g, const struct ovcd_policy_decision *d,
 				  uint64_t now)
 {
 	uint64_t timeout = m->cfg->balloon.pending_timeout_usec;
@@ -357,20 +357,20 @@ static void guest_compliance_keep(struct manager *m, struct mguest *g, const str
  */
 void guest_stats_arrived(struct manager *m, struct mguest *g)
 {
-	struct ovc_balloon_guest bg;
-	struct ovc_policy_decision d;
+	struct ovcd_balloon_guest bg;
+	struct ovcd_policy_decision d;
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	struct ovc_policy_host host = {
+	struct ovcd_policy_host host = {
 		.now_usec = now,
 		.page_size = (uint64_t)sysconf(_SC_PAGESIZE),
 	};
-	struct ovc_policy_guest pg;
+	struct ovcd_policy_guest pg;
 	char reason[OVC_POLICY_REASON_MAX + 32];
 	int r;
 
 	if (!g->drv->list_ok || g->drv == m->engines || m->ticks == 0)
 		return;
-	r = ovc_balloon_guest(g->drv->b, g->v.name, &bg);
+	r = ovcd_balloon_guest(g->drv->b, g->v.name, &bg);
 	if (r < 0) {
 		dlog_debug("guest '%s': no statistics between ticks: %s", g->v.name, strerror(-r));
 		return;
@@ -382,7 +382,7 @@ void guest_stats_arrived(struct manager *m, struct mguest *g)
 		return; /* the guest has not reported since: nothing to check */
 	m->checks++;
 	guest_policy_input(m, g, &pg);
-	r = ovc_policy_guest_check(m->cfg, &host, &pg, &d);
+	r = ovcd_policy_guest_check(m->cfg, &host, &pg, &d);
 	if (r < 0) {
 		dlog_err("policy check of '%s' failed: %s", g->v.name, strerror(-r));
 		return;
@@ -414,12 +414,12 @@ static void poll_guests(struct manager *m)
 {
 	for (size_t i = 0; i < m->n_drivers; i++) {
 		struct mdriver *d = &m->drivers[i];
-		struct ovc_balloon_guest *list = NULL;
+		struct ovcd_balloon_guest *list = NULL;
 		size_t n = 0;
 
 		if (d == m->engines || !d->list_ok)
 			continue;
-		if (ovc_balloon_list(d->b, &list, &n) == 0)
+		if (ovcd_balloon_list(d->b, &list, &n) == 0)
 			free(list);
 	}
 }
@@ -427,10 +427,10 @@ static void poll_guests(struct manager *m)
 /* The host as the policy sees it (collect.c), the guests' memory cgroup
  * (--memory-cgroup) included. 0, or -errno of meminfo or the cgroup,
  * logged (rate-limited): the tick is skipped. */
-static int host_collect(struct manager *m, uint64_t now, struct ovc_policy_host *host)
+static int host_collect(struct manager *m, uint64_t now, struct ovcd_policy_host *host)
 {
-	struct ovc_host_collect_errors errs;
-	int r = ovc_host_collect(NULL, m->opts.memory_cgroup, now, host, &errs);
+	struct ovcd_host_collect_errors errs;
+	int r = ovcd_host_collect(NULL, m->opts.memory_cgroup, now, host, &errs);
 
 	if (errs.meminfo < 0)
 		ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_ERR, "cannot read /proc/meminfo: %s; tick skipped",
@@ -443,10 +443,10 @@ static int host_collect(struct manager *m, uint64_t now, struct ovc_policy_host 
 
 static void tick(struct manager *m)
 {
-	struct ovc_policy_host host = { 0 };
-	struct ovc_policy_guest *pg = NULL;
-	struct ovc_policy_decision *dec = NULL;
-	struct ovc_policy_out out = { 0 };
+	struct ovcd_policy_host host = { 0 };
+	struct ovcd_policy_guest *pg = NULL;
+	struct ovcd_policy_decision *dec = NULL;
+	struct ovcd_policy_out out = { 0 };
 	size_t n = 0;
 	bool level_changed;
 	int r;
@@ -475,7 +475,7 @@ static void tick(struct manager *m)
 		guest_policy_input(m, g, &pg[n]);
 		n++;
 	}
-	r = ovc_policy_tick(m->cfg, &host, &m->ksm_state, pg, n, dec, &out);
+	r = ovcd_policy_tick(m->cfg, &host, &m->ksm_state, pg, n, dec, &out);
 	if (r < 0) {
 		dlog_err("policy failed in tick %" PRIu64 ": %s", m->ticks, strerror(-r));
 		goto out;
@@ -489,8 +489,8 @@ static void tick(struct manager *m)
 
 	for (size_t i = 0; i < n; i++) {
 		struct mguest *g = map[i];
-		const struct ovc_policy_decision *d = &dec[i];
-		enum ovc_policy_action action = d->action;
+		const struct ovcd_policy_decision *d = &dec[i];
+		enum ovcd_policy_action action = d->action;
 		uint64_t target = d->target_bytes;
 		char reason[OVC_POLICY_REASON_MAX + 64];
 
@@ -538,7 +538,7 @@ static void tick(struct manager *m)
 				dlog_info("tick %" PRIu64 ": would set KSM run=%u pages_to_scan=%u: %s", m->ticks,
 					  out.ksm.run, out.ksm.pages_to_scan, out.ksm_reason);
 			} else {
-				r = ovc_ksm_apply(NULL, &out.ksm, &host.ksm_knobs);
+				r = ovcd_ksm_apply(NULL, &out.ksm, &host.ksm_knobs);
 				m->ksm_touched = true;
 				if (r < 0)
 					ovcd_log_guest_ratelimited(&m->host_rl, OVC_LOG_WARNING,
@@ -621,7 +621,7 @@ static void psi_open(struct manager *m)
 	unwatch_close(m, &m->psi_fd);
 	if (!m->cfg->host.psi_trigger_stall_usec)
 		return;
-	fd = ovc_psi_trigger_open(NULL, false, m->cfg->host.psi_trigger_stall_usec,
+	fd = ovcd_psi_trigger_open(NULL, false, m->cfg->host.psi_trigger_stall_usec,
 				  m->cfg->host.psi_trigger_window_usec);
 	if (fd < 0) {
 		dlog_notice("no memory PSI trigger (%s): pressure is seen at the next tick only", strerror(-fd));
@@ -691,12 +691,12 @@ static void metrics_open(struct manager *m)
 
 static int reload(struct manager *m, char **ret_errors)
 {
-	struct ovc_config *cfg = NULL, *old;
+	struct ovcd_config *cfg = NULL, *old;
 	char *errors = NULL;
 	int r;
 
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec(CLOCK_MONOTONIC));
-	r = ovc_config_load(m->cfg->path, &cfg, &errors);
+	r = ovcd_config_load(m->cfg->path, &cfg, &errors);
 	if (r < 0) {
 		/* Each line is PATH:LINE: [SECTION] KEY: REASON. */
 		char *save = NULL, *copy = errors ? strdup(errors) : NULL;
@@ -732,8 +732,8 @@ static int reload(struct manager *m, char **ret_errors)
 	if (!cfg->ksm.enable)
 		ksm_restore(m);
 	else if (!old->ksm.enable && !m->opts.dry_run && !m->ksm_saved_valid)
-		m->ksm_saved_valid = ovc_ksm_save(NULL, &m->ksm_saved) == 0;
-	ovc_config_free(old);
+		m->ksm_saved_valid = ovcd_ksm_save(NULL, &m->ksm_saved) == 0;
+	ovcd_config_free(old);
 	/* Overrides from ovcctl last until reload or restart. */
 	for (size_t i = 0; i < m->n_guests; i++) {
 		m->guests[i].has_floor_override = false;
@@ -765,7 +765,7 @@ static char *handle_set(struct manager *m, const struct ovcd_request *req)
 			 g->v.name, req->what == OVCD_SET_FLOOR ? "floor" : "balloon target");
 		return ovcd_reply_error(msg);
 	}
-	bytes = req->clear ? 0 : ovc_conf_size_bytes(&req->size, g->v.max_bytes);
+	bytes = req->clear ? 0 : ovcd_conf_size_bytes(&req->size, g->v.max_bytes);
 	if (!req->clear && bytes > g->v.max_bytes) {
 		snprintf(msg, sizeof(msg), "%s %s is above the maximum %s of '%s'",
 			 req->what == OVCD_SET_FLOOR ? "floor" : "target", SZ(bytes), SZ(g->v.max_bytes), g->v.name);
@@ -846,14 +846,14 @@ static void handle_signal(struct manager *m)
 
 /* ---- life cycle ---- */
 
-int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct manager **ret)
+int manager_new(const struct manager_opts *opts, struct ovcd_config *cfg, struct manager **ret)
 {
 	struct manager *m = calloc(1, sizeof(*m));
 	sigset_t mask;
 	int r;
 
 	if (!m) {
-		ovc_config_free(cfg);
+		ovcd_config_free(cfg);
 		return -ENOMEM;
 	}
 	m->opts = *opts;
@@ -888,9 +888,9 @@ int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct 
 		goto fail;
 
 	if (opts->memory_cgroup) {
-		struct ovc_cgroup_mem cg;
+		struct ovcd_cgroup_mem cg;
 
-		r = ovc_cgroup_mem_read(NULL, opts->memory_cgroup, &cg);
+		r = ovcd_cgroup_mem_read(NULL, opts->memory_cgroup, &cg);
 		if (r < 0) {
 			dlog_err("--memory-cgroup %s: %s", opts->memory_cgroup,
 				 r == -ENOENT ? "not a memory cgroup (no memory.max or memory.limit_in_bytes)"
@@ -918,7 +918,7 @@ int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct 
 		dlog_warning("no balloon driver: give --qmp-dir DIR or --libvirt URI; only host state "
 			     "and KSM are managed");
 	if (cfg->ksm.enable && !opts->dry_run) {
-		r = ovc_ksm_save(NULL, &m->ksm_saved);
+		r = ovcd_ksm_save(NULL, &m->ksm_saved);
 		m->ksm_saved_valid = r == 0;
 		if (r < 0)
 			dlog_notice("KSM not available (%s): not managed", strerror(-r));
@@ -941,7 +941,7 @@ int manager_run(struct manager *m)
 		int timeout = -1, n;
 
 		for (size_t i = 0; i < m->n_drivers; i++) {
-			int t = ovc_balloon_timeout_msec(m->drivers[i].b);
+			int t = ovcd_balloon_timeout_msec(m->drivers[i].b);
 
 			if (t >= 0 && (timeout < 0 || t < timeout))
 				timeout = t;
@@ -968,7 +968,7 @@ int manager_run(struct manager *m)
 		}
 		if (n == 0)
 			for (size_t i = 0; i < m->n_drivers; i++)
-				if (ovc_balloon_timeout_msec(m->drivers[i].b) >= 0)
+				if (ovcd_balloon_timeout_msec(m->drivers[i].b) >= 0)
 					driver_process(&m->drivers[i]);
 		for (int i = 0; i < n; i++) {
 			struct source *src = evs[i].data.ptr;
@@ -1019,7 +1019,7 @@ int manager_run(struct manager *m)
 		 * busy: a peer's timeout must not wait for a quiet moment. */
 		if (n > 0)
 			for (size_t i = 0; i < m->n_drivers; i++)
-				if (ovc_balloon_timeout_msec(m->drivers[i].b) == 0)
+				if (ovcd_balloon_timeout_msec(m->drivers[i].b) == 0)
 					driver_process(&m->drivers[i]);
 		/* Its timeouts: idle connections, deadlines. */
 		if (m->http && ovcd_metrics_server_timeout_msec(m->http) == 0)
@@ -1035,7 +1035,7 @@ void manager_free(struct manager *m)
 		return;
 	ksm_restore(m);
 	for (size_t i = 0; i < m->n_drivers; i++)
-		ovc_balloon_free(m->drivers[i].b);
+		ovcd_balloon_free(m->drivers[i].b);
 	control_server_free(m->control);
 	metrics_close(m);
 	if (m->psi_fd >= 0)
@@ -1052,6 +1052,6 @@ void manager_free(struct manager *m)
 	free(m->guests);
 	free(m->view_guests);
 	free(m->metrics_text);
-	ovc_config_free(m->cfg);
+	ovcd_config_free(m->cfg);
 	free(m);
 }

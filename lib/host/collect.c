@@ -13,35 +13,35 @@
 #include "host/ksm.h"
 #include "host/policy.h"
 
-int ovc_host_collect(const char *root, const char *memory_cgroup, uint64_t now_usec,
-		     struct ovc_policy_host *ret, struct ovc_host_collect_errors *ret_errors)
+int ovcd_host_collect(const char *root, const char *memory_cgroup, uint64_t now_usec,
+		     struct ovcd_policy_host *ret, struct ovcd_host_collect_errors *ret_errors)
 {
-	struct ovc_host_collect_errors errs = { 0 };
-	struct ovc_policy_host h = { .now_usec = now_usec };
+	struct ovcd_host_collect_errors errs = { 0 };
+	struct ovcd_policy_host h = { .now_usec = now_usec };
 	long page = sysconf(_SC_PAGESIZE);
 	int r;
 
 	h.page_size = page > 0 ? (uint64_t)page : 4096;
-	r = errs.meminfo = ovc_meminfo_read(root, &h.mem);
+	r = errs.meminfo = ovcd_meminfo_read(root, &h.mem);
 	if (r < 0)
 		goto out;
 	if (memory_cgroup) {
-		struct ovc_cgroup_mem cg;
+		struct ovcd_cgroup_mem cg;
 
 		/* Without it, the host's own figures would overstate what the
 		 * guests may have: better no tick than a wrong one. */
-		r = errs.cgroup = ovc_cgroup_mem_read(root, memory_cgroup, &cg);
+		r = errs.cgroup = ovcd_cgroup_mem_read(root, memory_cgroup, &cg);
 		if (r < 0)
 			goto out;
-		ovc_meminfo_limit_to_cgroup(&h.mem, &cg);
+		ovcd_meminfo_limit_to_cgroup(&h.mem, &cg);
 	}
 	/* PSI and KSM only add to what meminfo says: without them (absent,
 	 * disabled or unreadable) the tick decides on memory alone. */
-	errs.psi = ovc_psi_read(root, &h.psi);
+	errs.psi = ovcd_psi_read(root, &h.psi);
 	h.psi_valid = errs.psi == 0;
-	errs.ksm = ovc_ksm_read_counters(root, &h.ksm);
+	errs.ksm = ovcd_ksm_read_counters(root, &h.ksm);
 	if (errs.ksm == 0)
-		errs.ksm = ovc_ksm_read_knobs(root, &h.ksm_knobs);
+		errs.ksm = ovcd_ksm_read_knobs(root, &h.ksm_knobs);
 	h.ksm_valid = errs.ksm == 0;
 	*ret = h;
 	r = 0;

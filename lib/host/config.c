@@ -3,7 +3,7 @@
  * ovcd.conf: parsing, validation, per-guest overrides, printing.
  *
  * Runs on the daemon's main thread (start, SIGHUP, --check-config); pure
- * apart from ovc_config_load() reading the file. No locks: a parse builds a
+ * apart from ovcd_config_load() reading the file. No locks: a parse builds a
  * private struct and hands it out only when every check passed.
  *
  * libinih splits "key = value" lines, trims them and drops comments. The
@@ -73,7 +73,7 @@ struct key_def {
 	enum section section;
 	const char *key;
 	enum key_type type;
-	size_t offset;            /* in struct ovc_config, or ovc_guest_conf for S_GUEST */
+	size_t offset;            /* in struct ovcd_config, or ovcd_guest_conf for S_GUEST */
 	const char *def;          /* default, in the file's syntax; NULL: inherited */
 	uint64_t min, max;        /* bytes, usec, integer, or basis points for T_PERCENT */
 	uint32_t pmin, pmax;      /* T_SIZE_PCT given as %: basis points */
@@ -81,8 +81,8 @@ struct key_def {
 	const char *inherit;      /* S_GUEST: the key it overrides */
 };
 
-#define C(f) offsetof(struct ovc_config, f)
-#define G(f) offsetof(struct ovc_guest_conf, f)
+#define C(f) offsetof(struct ovcd_config, f)
+#define G(f) offsetof(struct ovcd_guest_conf, f)
 #define PCT(x) ((uint32_t)((x) * 100))
 
 static const struct key_def keys[] = {
@@ -183,9 +183,9 @@ struct parser {
 	unsigned lineno;
 	int inih_error_line;     /* a line the reader replaced; inih must not fail on it */
 
-	struct ovc_config *c;
+	struct ovcd_config *c;
 	int section;             /* enum section, S_NONE or S_SKIP */
-	struct ovc_guest_conf *guest;
+	struct ovcd_guest_conf *guest;
 	unsigned section_line[_S_MAX];
 	unsigned key_line[N_KEYS];     /* main sections; for S_GUEST see guest_key_line */
 	unsigned (*guest_key_line)[N_KEYS];
@@ -223,7 +223,7 @@ _printf_(3, 4) static void error_at(struct parser *p, unsigned line, const char 
 	p->n_errors++;
 }
 
-static void free_strings(struct ovc_config *c)
+static void free_strings(struct ovcd_config *c)
 {
 	for (size_t i = 0; i < N_KEYS; i++) {
 		if (keys[i].section == S_GUEST)
@@ -244,7 +244,7 @@ static void free_strings(struct ovc_config *c)
 	}
 }
 
-void ovc_config_free(struct ovc_config *c)
+void ovcd_config_free(struct ovcd_config *c)
 {
 	if (!c)
 		return;
@@ -293,7 +293,7 @@ static bool is_loopback_listen(const char *v)
 		}
 	}
 	uint64_t pn;
-	return ovc_parse_uint(port, &pn) == 0 && pn >= 1 && pn <= 65535;
+	return ovcd_parse_uint(port, &pn) == 0 && pn >= 1 && pn <= 65535;
 }
 
 static bool is_group_name(const char *v)
@@ -328,21 +328,21 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 	case T_SIZE:
 	case T_SIZE_PCT:
 	case T_SIZE_AUTO: {
-		struct ovc_conf_size s;
+		struct ovcd_conf_size s;
 		bool pct = k->type != T_SIZE;
 		if (k->type == T_SIZE_AUTO && strcmp(value, "auto") == 0) {
-			*(struct ovc_conf_size *)field = (struct ovc_conf_size){ .automatic = true };
+			*(struct ovcd_conf_size *)field = (struct ovcd_conf_size){ .automatic = true };
 			return 0;
 		}
-		r = ovc_parse_size(value, pct, &s);
+		r = ovcd_parse_size(value, pct, &s);
 		if (r == -ERANGE && !pct) {
 			error_at(p, line, "[%s] %s: '%s' is too large", sect, k->key, value);
 			return -EINVAL;
 		}
 		if (r == -ERANGE) {
 			error_at(p, line, "[%s] %s: '%s' is out of range (%s to %s)", sect, k->key,
-				 value, ovc_format_percent(k->pmin, a, sizeof(a)),
-				 ovc_format_percent(k->pmax, b, sizeof(b)));
+				 value, ovcd_format_percent(k->pmin, a, sizeof(a)),
+				 ovcd_format_percent(k->pmax, b, sizeof(b)));
 			return -EINVAL;
 		}
 		if (r < 0) {
@@ -352,28 +352,28 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 		}
 		if (s.percent && (s.basis_points < k->pmin || s.basis_points > k->pmax)) {
 			error_at(p, line, "[%s] %s: %s is out of range (%s to %s)", sect, k->key,
-				 ovc_format_percent(s.basis_points, v, sizeof(v)),
-				 ovc_format_percent(k->pmin, a, sizeof(a)),
-				 ovc_format_percent(k->pmax, b, sizeof(b)));
+				 ovcd_format_percent(s.basis_points, v, sizeof(v)),
+				 ovcd_format_percent(k->pmin, a, sizeof(a)),
+				 ovcd_format_percent(k->pmax, b, sizeof(b)));
 			return -EINVAL;
 		}
 		if (!s.percent && (s.bytes < k->min || s.bytes > k->max)) {
 			error_at(p, line, "[%s] %s: %s is out of range (%s to %s)", sect, k->key,
-				 ovc_format_size(s.bytes, v, sizeof(v)),
-				 ovc_format_size(k->min, a, sizeof(a)),
-				 ovc_format_size(k->max, b, sizeof(b)));
+				 ovcd_format_size(s.bytes, v, sizeof(v)),
+				 ovcd_format_size(k->min, a, sizeof(a)),
+				 ovcd_format_size(k->max, b, sizeof(b)));
 			return -EINVAL;
 		}
-		*(struct ovc_conf_size *)field = s;
+		*(struct ovcd_conf_size *)field = s;
 		return 0;
 	}
 	case T_PERCENT: {
 		uint32_t bp;
-		r = ovc_parse_percent(value, &bp);
+		r = ovcd_parse_percent(value, &bp);
 		if (r == -ERANGE || (r == 0 && (bp < k->min || bp > k->max))) {
 			error_at(p, line, "[%s] %s: '%s' is out of range (%s to %s)", sect, k->key,
-				 value, ovc_format_percent((uint32_t)k->min, a, sizeof(a)),
-				 ovc_format_percent((uint32_t)k->max, b, sizeof(b)));
+				 value, ovcd_format_percent((uint32_t)k->min, a, sizeof(a)),
+				 ovcd_format_percent((uint32_t)k->max, b, sizeof(b)));
 			return -EINVAL;
 		}
 		if (r < 0) {
@@ -386,7 +386,7 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 	}
 	case T_DURATION: {
 		uint64_t us;
-		r = ovc_parse_duration(value, &us);
+		r = ovcd_parse_duration(value, &us);
 		if (r == -ERANGE) {
 			error_at(p, line, "[%s] %s: '%s' is too large", sect, k->key, value);
 			return -EINVAL;
@@ -399,9 +399,9 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 		}
 		if (us < k->min || us > k->max) {
 			error_at(p, line, "[%s] %s: %s is out of range (%s to %s)", sect, k->key,
-				 ovc_format_duration(us, v, sizeof(v)),
-				 ovc_format_duration(k->min, a, sizeof(a)),
-				 ovc_format_duration(k->max, b, sizeof(b)));
+				 ovcd_format_duration(us, v, sizeof(v)),
+				 ovcd_format_duration(k->min, a, sizeof(a)),
+				 ovcd_format_duration(k->max, b, sizeof(b)));
 			return -EINVAL;
 		}
 		*(uint64_t *)field = us;
@@ -409,7 +409,7 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 	}
 	case T_BOOL: {
 		bool bv;
-		if (ovc_parse_bool(value, &bv) < 0) {
+		if (ovcd_parse_bool(value, &bv) < 0) {
 			error_at(p, line,
 				 "[%s] %s: bad boolean '%s' (expected yes, no, true, false, on, off, 1 or 0)",
 				 sect, k->key, value);
@@ -420,7 +420,7 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 	}
 	case T_UINT: {
 		uint64_t u;
-		r = ovc_parse_uint(value, &u);
+		r = ovcd_parse_uint(value, &u);
 		if (r == -EINVAL) {
 			error_at(p, line, "[%s] %s: bad integer '%s' (expected digits 0-9)", sect,
 				 k->key, value);
@@ -518,7 +518,7 @@ static void open_guest(struct parser *p, unsigned line, const char *pattern)
 		return;
 	}
 	size_t n = p->c->n_guests + 1;
-	struct ovc_guest_conf *g = realloc(p->c->guests, n * sizeof(*g));
+	struct ovcd_guest_conf *g = realloc(p->c->guests, n * sizeof(*g));
 	if (!g) {
 		p->oom = true;
 		p->section = S_SKIP;
@@ -539,7 +539,7 @@ static void open_guest(struct parser *p, unsigned line, const char *pattern)
 		p->section = S_SKIP;
 		return;
 	}
-	g[n - 1] = (struct ovc_guest_conf){ .pattern = pat, .line = line, .priority = 50, .ksm = true };
+	g[n - 1] = (struct ovcd_guest_conf){ .pattern = pat, .line = line, .priority = 50, .ksm = true };
 	p->c->n_guests = n;
 	p->guest = &g[n - 1];
 	p->section = S_GUEST;
@@ -739,7 +739,7 @@ static unsigned key_line(const struct parser *p, const char *sect, const char *k
 /* Checks between keys, once every key is known. */
 static void cross_check(struct parser *p)
 {
-	const struct ovc_config *c = p->c;
+	const struct ovcd_config *c = p->c;
 	char a[48], b[48];
 
 	if (!c->host.low.automatic && !c->host.high.automatic &&
@@ -748,21 +748,21 @@ static void cross_check(struct parser *p)
 				 : c->host.low.bytes >= c->host.high.bytes)) {
 		unsigned lh = key_line(p, "host", "high"), ll = key_line(p, "host", "low");
 		error_at(p, MAX(lh, ll), "[host] %s: high (%s) must be above low (%s)",
-			 lh >= ll ? "high" : "low", ovc_format_conf_size(&c->host.high, a, sizeof(a)),
-			 ovc_format_conf_size(&c->host.low, b, sizeof(b)));
+			 lh >= ll ? "high" : "low", ovcd_format_conf_size(&c->host.high, a, sizeof(a)),
+			 ovcd_format_conf_size(&c->host.low, b, sizeof(b)));
 	}
 	if (c->balloon.stats_period_usec % USEC_PER_SEC)
 		error_at(p, key_line(p, "balloon", "stats_period"),
 			 "[balloon] stats_period: %s is not a whole number of seconds",
-			 ovc_format_duration(c->balloon.stats_period_usec, a, sizeof(a)));
+			 ovcd_format_duration(c->balloon.stats_period_usec, a, sizeof(a)));
 	if (c->balloon.stale_after_usec <= c->balloon.stats_period_usec) {
 		unsigned ls = key_line(p, "balloon", "stale_after"),
 			 lp = key_line(p, "balloon", "stats_period");
 		error_at(p, MAX(ls, lp),
 			 "[balloon] %s: stale_after (%s) must be longer than stats_period (%s)",
 			 ls >= lp ? "stale_after" : "stats_period",
-			 ovc_format_duration(c->balloon.stale_after_usec, a, sizeof(a)),
-			 ovc_format_duration(c->balloon.stats_period_usec, b, sizeof(b)));
+			 ovcd_format_duration(c->balloon.stale_after_usec, a, sizeof(a)),
+			 ovcd_format_duration(c->balloon.stats_period_usec, b, sizeof(b)));
 	}
 	if (c->ksm.min_pages_to_scan > c->ksm.max_pages_to_scan) {
 		unsigned l1 = key_line(p, "ksm", "min_pages_to_scan"),
@@ -779,8 +779,8 @@ static void cross_check(struct parser *p)
 		error_at(p, MAX(l1, l2),
 			 "[host] %s: psi_trigger_stall (%s) must not exceed psi_trigger_window (%s)",
 			 l1 >= l2 ? "psi_trigger_stall" : "psi_trigger_window",
-			 ovc_format_duration(c->host.psi_trigger_stall_usec, a, sizeof(a)),
-			 ovc_format_duration(c->host.psi_trigger_window_usec, b, sizeof(b)));
+			 ovcd_format_duration(c->host.psi_trigger_stall_usec, a, sizeof(a)),
+			 ovcd_format_duration(c->host.psi_trigger_window_usec, b, sizeof(b)));
 	}
 }
 
@@ -803,12 +803,12 @@ static int config_alloc(const char *path, struct parser *p)
 
 static void parser_done(struct parser *p)
 {
-	ovc_config_free(p->c);
+	ovcd_config_free(p->c);
 	free(p->guest_key_line);
 	free(p->errors);
 }
 
-int ovc_config_new_default(struct ovc_config **ret)
+int ovcd_config_new_default(struct ovcd_config **ret)
 {
 	struct parser p;
 	int r = config_alloc("(defaults)", &p);
@@ -821,7 +821,7 @@ int ovc_config_new_default(struct ovc_config **ret)
 	return r;
 }
 
-int ovc_config_parse(const char *path, const char *text, size_t len, struct ovc_config **ret,
+int ovcd_config_parse(const char *path, const char *text, size_t len, struct ovcd_config **ret,
 		     char **ret_errors)
 {
 	struct parser p;
@@ -883,7 +883,7 @@ static int errors_text(char **ret_errors, const char *path, int err)
 	return err;
 }
 
-int ovc_config_load(const char *path, struct ovc_config **ret, char **ret_errors)
+int ovcd_config_load(const char *path, struct ovcd_config **ret, char **ret_errors)
 {
 	_cleanup_(closep) int fd = -1;
 	_cleanup_(freep) char *buf = NULL;
@@ -922,15 +922,15 @@ int ovc_config_load(const char *path, struct ovc_config **ret, char **ret_errors
 		if (k == 0 || (n += (size_t)k) > CONFIG_MAX_BYTES)
 			break;
 	}
-	return ovc_config_parse(path, buf, n, ret, ret_errors);
+	return ovcd_config_parse(path, buf, n, ret, ret_errors);
 }
 
-void ovc_config_guest_settings(const struct ovc_config *c, const char *name,
-			       struct ovc_guest_settings *ret)
+void ovcd_config_guest_settings(const struct ovcd_config *c, const char *name,
+			       struct ovcd_guest_settings *ret)
 {
 	unsigned have = 0;
 
-	*ret = (struct ovc_guest_settings){
+	*ret = (struct ovcd_guest_settings){
 		.floor = c->balloon.floor,
 		.step = c->balloon.step,
 		.guest_free = c->balloon.guest_free,
@@ -938,7 +938,7 @@ void ovc_config_guest_settings(const struct ovc_config *c, const char *name,
 		.ksm = true,
 	};
 	for (size_t i = 0; i < c->n_guests; i++) {
-		const struct ovc_guest_conf *g = &c->guests[i];
+		const struct ovcd_guest_conf *g = &c->guests[i];
 		unsigned take = g->set & ~have;
 		if (!take || fnmatch(g->pattern, name, 0) != 0)
 			continue;
@@ -968,13 +968,13 @@ static void format_value(const struct key_def *k, const void *base, char *buf, s
 	case T_SIZE:
 	case T_SIZE_PCT:
 	case T_SIZE_AUTO:
-		ovc_format_conf_size(field, buf, n);
+		ovcd_format_conf_size(field, buf, n);
 		break;
 	case T_PERCENT:
-		ovc_format_percent(*(const uint32_t *)field, buf, n);
+		ovcd_format_percent(*(const uint32_t *)field, buf, n);
 		break;
 	case T_DURATION:
-		ovc_format_duration(*(const uint64_t *)field, buf, n);
+		ovcd_format_duration(*(const uint64_t *)field, buf, n);
 		break;
 	case T_BOOL:
 		snprintf(buf, n, "%s", *(const bool *)field ? "yes" : "no");
@@ -990,7 +990,7 @@ static void format_value(const struct key_def *k, const void *base, char *buf, s
 	}
 }
 
-int ovc_config_print(const struct ovc_config *c, FILE *f)
+int ovcd_config_print(const struct ovcd_config *c, FILE *f)
 {
 	char v[INI_MAX_LINE + 1];
 
@@ -1034,10 +1034,10 @@ static uint64_t isqrt(uint64_t v)
 	return r;
 }
 
-void ovc_config_watermarks(const struct ovc_config *c, uint64_t total, uint64_t *ret_reserve,
+void ovcd_config_watermarks(const struct ovcd_config *c, uint64_t total, uint64_t *ret_reserve,
 			   uint64_t *ret_low, uint64_t *ret_high)
 {
-	uint64_t reserve = ovc_conf_size_bytes(&c->host.reserve, total);
+	uint64_t reserve = ovcd_conf_size_bytes(&c->host.reserve, total);
 	/* The host's minimum free memory grows with the square root of its
 	 * size, as the kernel's own min_free_kbytes does, at a scale fit for
 	 * a hypervisor: 128MiB at 1GiB, 512MiB at 16GiB, 2GiB at 256GiB. */
@@ -1046,9 +1046,9 @@ void ovc_config_watermarks(const struct ovc_config *c, uint64_t total, uint64_t 
 	if (reserve >= total)
 		reserve = 0; /* a 1GiB reserve on a tiny test VM */
 	uint64_t low = c->host.low.automatic ? MIN(reserve + minfree / 2, total / 2)
-					      : ovc_conf_size_bytes(&c->host.low, total);
+					      : ovcd_conf_size_bytes(&c->host.low, total);
 	uint64_t high = c->host.high.automatic ? MIN(low + minfree / 2, total - total / 4)
-					        : ovc_conf_size_bytes(&c->host.high, total);
+					        : ovcd_conf_size_bytes(&c->host.high, total);
 	if (ret_reserve)
 		*ret_reserve = reserve;
 	if (ret_low)
@@ -1057,7 +1057,7 @@ void ovc_config_watermarks(const struct ovc_config *c, uint64_t total, uint64_t 
 		*ret_high = MAX(high, low);
 }
 
-void ovc_config_foreach_key(void (*fn)(void *userdata, const char *section, const char *key,
+void ovcd_config_foreach_key(void (*fn)(void *userdata, const char *section, const char *key,
 				       const char *default_text),
 			    void *userdata)
 {

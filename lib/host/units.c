@@ -13,7 +13,7 @@
 #include "common/util.h"
 #include "host/units.h"
 
-uint64_t ovc_conf_size_bytes(const struct ovc_conf_size *s, uint64_t of_bytes)
+uint64_t ovcd_conf_size_bytes(const struct ovcd_conf_size *s, uint64_t of_bytes)
 {
 	if (s->automatic)
 		return 0;
@@ -124,7 +124,7 @@ static int parse_with_units(const char *s, const struct unit *units, size_t n_un
 	return -EINVAL;
 }
 
-int ovc_parse_size(const char *s, bool allow_percent, struct ovc_conf_size *ret)
+int ovcd_parse_size(const char *s, bool allow_percent, struct ovcd_conf_size *ret)
 {
 	static const struct unit units[] = {
 		{ "B", 1 }, { "KiB", KIB }, { "MiB", MIB }, { "GiB", GIB }, { "TiB", TIB },
@@ -135,12 +135,12 @@ int ovc_parse_size(const char *s, bool allow_percent, struct ovc_conf_size *ret)
 
 	if (r < 0)
 		return r;
-	*ret = pct ? (struct ovc_conf_size){ .percent = true, .basis_points = (uint32_t)v }
-		   : (struct ovc_conf_size){ .bytes = v };
+	*ret = pct ? (struct ovcd_conf_size){ .percent = true, .basis_points = (uint32_t)v }
+		   : (struct ovcd_conf_size){ .bytes = v };
 	return 0;
 }
 
-int ovc_parse_duration(const char *s, uint64_t *ret_usec)
+int ovcd_parse_duration(const char *s, uint64_t *ret_usec)
 {
 	/* Units must match up to the end of the text, so "min" and "ms"
 	 * never take each other's place. */
@@ -153,10 +153,10 @@ int ovc_parse_duration(const char *s, uint64_t *ret_usec)
 	return parse_with_units(s, units, ARRAY_SIZE(units), false, &pct, ret_usec);
 }
 
-int ovc_parse_percent(const char *s, uint32_t *ret_basis_points)
+int ovcd_parse_percent(const char *s, uint32_t *ret_basis_points)
 {
-	struct ovc_conf_size v;
-	int r = ovc_parse_size(s, true, &v);
+	struct ovcd_conf_size v;
+	int r = ovcd_parse_size(s, true, &v);
 
 	if (r < 0)
 		return r;
@@ -166,7 +166,7 @@ int ovc_parse_percent(const char *s, uint32_t *ret_basis_points)
 	return 0;
 }
 
-int ovc_parse_bool(const char *s, bool *ret)
+int ovcd_parse_bool(const char *s, bool *ret)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1" };
 	static const char *const no[] = { "no", "false", "off", "0" };
@@ -184,7 +184,7 @@ int ovc_parse_bool(const char *s, bool *ret)
 	return -EINVAL;
 }
 
-int ovc_parse_uint(const char *s, uint64_t *ret)
+int ovcd_parse_uint(const char *s, uint64_t *ret)
 {
 	uint64_t v = 0;
 
@@ -203,7 +203,7 @@ int ovc_parse_uint(const char *s, uint64_t *ret)
 
 /* ---- formatting ---- */
 
-char *ovc_format_size(uint64_t bytes, char *buf, size_t n)
+char *ovcd_format_size(uint64_t bytes, char *buf, size_t n)
 {
 	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
 	unsigned u = 0;
@@ -216,7 +216,7 @@ char *ovc_format_size(uint64_t bytes, char *buf, size_t n)
 	return buf;
 }
 
-char *ovc_format_duration(uint64_t usec, char *buf, size_t n)
+char *ovcd_format_duration(uint64_t usec, char *buf, size_t n)
 {
 	static const struct {
 		const char *unit;
@@ -238,7 +238,7 @@ char *ovc_format_duration(uint64_t usec, char *buf, size_t n)
 	return buf;
 }
 
-char *ovc_format_percent(uint32_t bp, char *buf, size_t n)
+char *ovcd_format_percent(uint32_t bp, char *buf, size_t n)
 {
 	if (bp % 100 == 0)
 		snprintf(buf, n, "%u%%", bp / 100);
@@ -249,16 +249,16 @@ char *ovc_format_percent(uint32_t bp, char *buf, size_t n)
 	return buf;
 }
 
-char *ovc_format_conf_size(const struct ovc_conf_size *s, char *buf, size_t n)
+char *ovcd_format_conf_size(const struct ovcd_conf_size *s, char *buf, size_t n)
 {
 	if (s->automatic) {
 		snprintf(buf, n, "auto");
 		return buf;
 	}
-	return s->percent ? ovc_format_percent(s->basis_points, buf, n) : ovc_format_size(s->bytes, buf, n);
+	return s->percent ? ovcd_format_percent(s->basis_points, buf, n) : ovcd_format_size(s->bytes, buf, n);
 }
 
-char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n)
+char *ovcd_format_size_short(uint64_t bytes, char *buf, size_t n)
 {
 	if (bytes >= GIB) {
 		uint64_t tenths = bytes / GIB * 10 + bytes % GIB * 10 / GIB;

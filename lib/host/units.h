@@ -19,7 +19,7 @@
 
 /* A size written either in bytes ("512MiB") or as a share of a reference
  * stated per key ("10%": of MemTotal, of the guest's maximum, ...). */
-struct ovc_conf_size {
+struct ovcd_conf_size {
 	bool automatic;             /* "auto": computed (only where a key allows it) */
 	bool percent;
 	uint64_t bytes;             /* when !percent */
@@ -28,7 +28,7 @@ struct ovc_conf_size {
 
 /* The size in bytes, a percentage taken of @of_bytes (rounded down); 0 for
  * "auto", which only its key's own resolver knows. */
-uint64_t ovc_conf_size_bytes(const struct ovc_conf_size *s, uint64_t of_bytes);
+uint64_t ovcd_conf_size_bytes(const struct ovcd_conf_size *s, uint64_t of_bytes);
 
 /*
  * The typed value parsers. A number may have a fraction ("0.25%",
@@ -43,25 +43,25 @@ uint64_t ovc_conf_size_bytes(const struct ovc_conf_size *s, uint64_t of_bytes);
  * Return 0, or -EINVAL on bad syntax, -ERANGE on overflow or a percentage
  * above 100%; *ret untouched on failure.
  */
-int ovc_parse_size(const char *s, bool allow_percent, struct ovc_conf_size *ret);
-int ovc_parse_duration(const char *s, uint64_t *ret_usec);
-int ovc_parse_percent(const char *s, uint32_t *ret_basis_points);
-int ovc_parse_bool(const char *s, bool *ret);
-int ovc_parse_uint(const char *s, uint64_t *ret);
+int ovcd_parse_size(const char *s, bool allow_percent, struct ovcd_conf_size *ret);
+int ovcd_parse_duration(const char *s, uint64_t *ret_usec);
+int ovcd_parse_percent(const char *s, uint32_t *ret_basis_points);
+int ovcd_parse_bool(const char *s, bool *ret);
+int ovcd_parse_uint(const char *s, uint64_t *ret);
 
 /*
  * Exact formatting, which the parsers read back: the value in the largest
  * unit that divides it ("1536MiB", "1GiB", "4097B", "2min", "500ms",
  * "0s"), a percentage with at most two decimals ("0.25%"), a struct
- * ovc_conf_size as its text ("auto", "20%", "1GiB"). Return @buf.
+ * ovcd_conf_size as its text ("auto", "20%", "1GiB"). Return @buf.
  */
-char *ovc_format_size(uint64_t bytes, char *buf, size_t n);
-char *ovc_format_duration(uint64_t usec, char *buf, size_t n);
-char *ovc_format_percent(uint32_t basis_points, char *buf, size_t n);
-char *ovc_format_conf_size(const struct ovc_conf_size *s, char *buf, size_t n);
+char *ovcd_format_size(uint64_t bytes, char *buf, size_t n);
+char *ovcd_format_duration(uint64_t usec, char *buf, size_t n);
+char *ovcd_format_percent(uint32_t basis_points, char *buf, size_t n);
+char *ovcd_format_conf_size(const struct ovcd_conf_size *s, char *buf, size_t n);
 
 /* Short human size for reasons and logs, rounded down: "512MiB",
  * "1.2GiB", "4KiB". Returns @buf. */
-char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n);
+char *ovcd_format_size_short(uint64_t bytes, char *buf, size_t n);
 
 #endif

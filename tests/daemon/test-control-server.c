@@ -55,7 +55,7 @@ static const struct control_server_ops ops = { .request = owner_request };
 struct fixture {
 	char dir[64];
 	char path[128];
-	struct ovc_config *cfg;
+	struct ovcd_config *cfg;
 	int epfd;
 	struct control_server *cs;
 	struct owner owner;
@@ -69,7 +69,7 @@ static int setup(void **state)
 	snprintf(f->dir, sizeof(f->dir), "/tmp/ovc-cs-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->path, sizeof(f->path), "%s/ovcd.sock", f->dir);
-	assert_ovc_ok(ovc_config_new_default(&f->cfg));
+	assert_ovc_ok(ovcd_config_new_default(&f->cfg));
 	free(f->cfg->control.socket);
 	f->cfg->control.socket = strdup(f->path);
 	assert_non_null(f->cfg->control.socket);
@@ -89,7 +89,7 @@ static int teardown(void **state)
 	/* The server removed the socket file it made. */
 	assert_int_equal(stat(f->path, &st), -1);
 	close(f->epfd);
-	ovc_config_free(f->cfg);
+	ovcd_config_free(f->cfg);
 	rmdir(f->dir);
 	free(f);
 	return 0;

@@ -12,11 +12,11 @@
 #include "ovc-test.h"
 #include "common/util.h"
 
-static struct ovc_config *parse_ok(const char *text)
+static struct ovcd_config *parse_ok(const char *text)
 {
-	struct ovc_config *c = NULL;
+	struct ovcd_config *c = NULL;
 	char *errors = NULL;
-	int r = ovc_config_parse("t.conf", text, strlen(text), &c, &errors);
+	int r = ovcd_config_parse("t.conf", text, strlen(text), &c, &errors);
 
 	if (r != 0)
 		fail_msg("parse failed (%d): %s", r, errors ? errors : "(no text)");
@@ -28,12 +28,12 @@ static struct ovc_config *parse_ok(const char *text)
 /* Parse @text as @path and check the exact error text (all lines). */
 static void expect_errors_at(const char *path, const char *text, const char *expected)
 {
-	struct ovc_config *c = (struct ovc_config *)0x1;
+	struct ovcd_config *c = (struct ovcd_config *)0x1;
 	char *errors = NULL;
-	int r = ovc_config_parse(path, text, strlen(text), &c, &errors);
+	int r = ovcd_config_parse(path, text, strlen(text), &c, &errors);
 
 	assert_int_equal(r, -EINVAL);
-	assert_ptr_equal(c, (struct ovc_config *)0x1); /* untouched on failure */
+	assert_ptr_equal(c, (struct ovcd_config *)0x1); /* untouched on failure */
 	assert_non_null(errors);
 	if (strcmp(errors, expected) != 0)
 		fail_msg("for:\n%s\ngot:\n%s\nexpected:\n%s", text, errors, expected);
@@ -47,14 +47,14 @@ static void expect_errors(const char *text, const char *expected)
 
 static void test_defaults(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c = NULL;
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c = NULL;
 
-	assert_ovc_ok(ovc_config_new_default(&c));
+	assert_ovc_ok(ovcd_config_new_default(&c));
 	assert_false(c->host.reserve.percent);
 	assert_int_equal(c->host.reserve.bytes, GIB);
 	assert_true(c->host.low.automatic);
 	assert_true(c->host.high.automatic);
-	assert_int_equal(ovc_conf_size_bytes(&c->host.low, 16 * GIB), 0); /* only its resolver knows */
+	assert_int_equal(ovcd_conf_size_bytes(&c->host.low, 16 * GIB), 0); /* only its resolver knows */
 	assert_int_equal(c->host.interval_usec, 5 * USEC_PER_SEC);
 	assert_int_equal(c->host.psi_some_basis_points, 1000);
 	assert_int_equal(c->host.psi_full_basis_points, 500);
@@ -78,17 +78,17 @@ static void test_defaults(void **state)
 	assert_int_equal(c->balloon.short_decay_usec, 600 * USEC_PER_SEC);
 	assert_int_equal(c->balloon.oom_cooldown_usec, 3600 * USEC_PER_SEC);
 	assert_int_equal(c->balloon.pending_timeout_usec, 30 * USEC_PER_SEC);
-	struct ovc_guest_settings gs;
-	ovc_config_guest_settings(c, "any", &gs);
+	struct ovcd_guest_settings gs;
+	ovcd_config_guest_settings(c, "any", &gs);
 	assert_true(gs.ksm);
 	/* The watermarks resolve: on 24GiB, minimum free 624MiB
 	 * (128MiB × 4.9, the square root rounded down in MiB). */
 	uint64_t reserve, low, high;
-	ovc_config_watermarks(c, 24 * GIB, &reserve, &low, &high);
+	ovcd_config_watermarks(c, 24 * GIB, &reserve, &low, &high);
 	assert_int_equal(reserve, GIB);
 	assert_int_equal(low, GIB + 312 * MIB);
 	assert_int_equal(high, GIB + 624 * MIB);
-	ovc_config_watermarks(c, 512 * MIB, &reserve, &low, &high);
+	ovcd_config_watermarks(c, 512 * MIB, &reserve, &low, &high);
 	assert_int_equal(reserve, 0); /* not below MemTotal: none */
 	assert_int_equal(low, 44 * MIB);
 	assert_int_equal(high, 88 * MIB);
@@ -117,7 +117,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c->path, "(defaults)");
 
 	/* An empty file is the defaults. */
-	ovc_config_free(parse_ok(""));
+	ovcd_config_free(parse_ok(""));
 }
 
 static const char full_text[] =
@@ -181,7 +181,7 @@ static const char full_text[] =
 
 static void test_full_config(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c = parse_ok(full_text);
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c = parse_ok(full_text);
 
 	assert_string_equal(c->path, "t.conf");
 	assert_int_equal(c->host.reserve.bytes, 2 * GIB);
@@ -232,12 +232,12 @@ static void test_full_config(void **state)
 
 static void test_guest_settings(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c = parse_ok(full_text);
-	struct ovc_guest_settings s;
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c = parse_ok(full_text);
+	struct ovcd_guest_settings s;
 
 	/* db-1: floor, never_swap, priority from "db-*"; guest_free and step
 	 * from "*" (the first section that sets them); never_balloon default. */
-	ovc_config_guest_settings(c, "db-1", &s);
+	ovcd_config_guest_settings(c, "db-1", &s);
 	assert_int_equal(s.floor.bytes, 4 * GIB);
 	assert_false(s.floor.percent);
 	assert_true(s.never_swap);
@@ -246,7 +246,7 @@ static void test_guest_settings(void **state)
 	assert_int_equal(s.guest_free.basis_points, 1000);
 	assert_int_equal(s.step.bytes, 64 * MIB);
 
-	ovc_config_guest_settings(c, "web2", &s);
+	ovcd_config_guest_settings(c, "web2", &s);
 	assert_true(s.never_balloon);
 	assert_int_equal(s.step.basis_points, 1000);
 	assert_true(s.step.percent);
@@ -254,14 +254,14 @@ static void test_guest_settings(void **state)
 	assert_int_equal(s.priority, 10);
 	assert_false(s.never_swap);
 
-	ovc_config_guest_settings(c, "web3", &s); /* only "*" */
+	ovcd_config_guest_settings(c, "web3", &s); /* only "*" */
 	assert_false(s.never_balloon);
 	assert_int_equal(s.step.bytes, 64 * MIB);
 
 	/* No [guest] section: [balloon] values and priority 50. */
-	_cleanup_(ovc_config_freep) struct ovc_config *d = NULL;
-	assert_ovc_ok(ovc_config_new_default(&d));
-	ovc_config_guest_settings(d, "anything", &s);
+	_cleanup_(ovcd_config_freep) struct ovcd_config *d = NULL;
+	assert_ovc_ok(ovcd_config_new_default(&d));
+	ovcd_config_guest_settings(d, "anything", &s);
 	assert_int_equal(s.floor.basis_points, 2500);
 	assert_int_equal(s.step.bytes, GIB);
 	assert_int_equal(s.guest_free.basis_points, 2000);
@@ -269,14 +269,14 @@ static void test_guest_settings(void **state)
 	assert_false(s.never_balloon || s.never_swap);
 }
 
-static char *print_to_string(const struct ovc_config *c)
+static char *print_to_string(const struct ovcd_config *c)
 {
 	char *buf = NULL;
 	size_t n = 0;
 	FILE *f = open_memstream(&buf, &n);
 
 	assert_non_null(f);
-	assert_ovc_ok(ovc_config_print(c, f));
+	assert_ovc_ok(ovcd_config_print(c, f));
 	fclose(f);
 	return buf;
 }
@@ -284,9 +284,9 @@ static char *print_to_string(const struct ovc_config *c)
 /* The printout is a config file that parses back to the same config. */
 static void test_print_round_trip(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c = parse_ok(full_text);
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c = parse_ok(full_text);
 	_cleanup_(freep) char *out1 = print_to_string(c);
-	_cleanup_(ovc_config_freep) struct ovc_config *c2 = parse_ok(out1);
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c2 = parse_ok(out1);
 	_cleanup_(freep) char *out2 = print_to_string(c2);
 	/* Only the first line (the source path) differs. */
 	assert_string_equal(strchr(out1, '\n'), strchr(out2, '\n'));
@@ -295,12 +295,12 @@ static void test_print_round_trip(void **state)
 	assert_non_null(strstr(out1, "\n[guest \"web[12]\"]\nstep = 10%\nnever_balloon = yes\n\n"));
 	assert_non_null(strstr(out1, "\nmin_change = 4MiB\n"));
 
-	_cleanup_(ovc_config_freep) struct ovc_config *d = NULL;
-	assert_ovc_ok(ovc_config_new_default(&d));
+	_cleanup_(ovcd_config_freep) struct ovcd_config *d = NULL;
+	assert_ovc_ok(ovcd_config_new_default(&d));
 	_cleanup_(freep) char *dflt = print_to_string(d);
 	assert_non_null(strstr(dflt, "\n[metrics]\nlisten = \"\"\ntextfile = \"\"\n"));
 	assert_non_null(strstr(dflt, "\nmin_change = 0.25%\n"));
-	_cleanup_(ovc_config_freep) struct ovc_config *d2 = parse_ok(dflt);
+	_cleanup_(ovcd_config_freep) struct ovcd_config *d2 = parse_ok(dflt);
 	_cleanup_(freep) char *dflt2 = print_to_string(d2);
 	assert_string_equal(strchr(dflt, '\n'), strchr(dflt2, '\n'));
 }
@@ -450,7 +450,7 @@ static void test_error_keys(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(good_listen); i++) {
 		char text[128];
 		snprintf(text, sizeof(text), "[metrics]\nlisten = %s\n", good_listen[i]);
-		_cleanup_(ovc_config_freep) struct ovc_config *c = parse_ok(text);
+		_cleanup_(ovcd_config_freep) struct ovcd_config *c = parse_ok(text);
 		assert_string_equal(c->metrics.listen, good_listen[i]);
 	}
 }
@@ -472,9 +472,9 @@ static void test_error_syntax(void **state)
 
 	/* A NUL byte in the middle of the file. */
 	static const char nul[] = "[host]\nlow = 1\0x\nhigh = 5%\n";
-	struct ovc_config *c = NULL;
+	struct ovcd_config *c = NULL;
 	char *errors = NULL;
-	assert_int_equal(ovc_config_parse("t.conf", nul, sizeof(nul) - 1, &c, &errors), -EINVAL);
+	assert_int_equal(ovcd_config_parse("t.conf", nul, sizeof(nul) - 1, &c, &errors), -EINVAL);
 	assert_string_equal(errors, "t.conf:2: line contains a NUL byte\n");
 	free(errors);
 }
@@ -495,15 +495,15 @@ static void test_error_cross_checks(void **state)
 	expect_errors("[host]\nlow = 30%\nhigh = 20%\n",
 		      "t.conf:3: [host] high: high (20%) must be above low (30%)\n");
 	/* auto against a fixed value needs MemTotal: high is then never
-	 * below low (ovc_config_watermarks). */
-	ovc_config_free(parse_ok("[host]\nlow = 30%\n"));
-	ovc_config_free(parse_ok("[host]\nhigh = 1GiB\nlow = auto\n"));
+	 * below low (ovcd_config_watermarks). */
+	ovcd_config_free(parse_ok("[host]\nlow = 30%\n"));
+	ovcd_config_free(parse_ok("[host]\nhigh = 1GiB\nlow = auto\n"));
 	expect_errors("[host]\nhigh = 2GiB\nlow = 2GiB\n",
 		      "t.conf:3: [host] low: high (2GiB) must be above low (2GiB)\n");
 	expect_errors("[host]\nlow = 4GiB\nhigh = 1GiB\n",
 		      "t.conf:3: [host] high: high (1GiB) must be above low (4GiB)\n");
 	/* A size against a percentage cannot be compared without MemTotal. */
-	ovc_config_free(parse_ok("[host]\nlow = 30GiB\nhigh = 20%\n"));
+	ovcd_config_free(parse_ok("[host]\nlow = 30GiB\nhigh = 20%\n"));
 	expect_errors("[balloon]\nstats_period = 1500ms\nstale_after = 10s\n",
 		      "t.conf:2: [balloon] stats_period: 1500ms is not a whole number of seconds\n");
 	expect_errors("[balloon]\nstale_after = 1s\n",
@@ -525,36 +525,36 @@ static void test_error_cross_checks(void **state)
 
 static void test_api_misuse_and_files(void **state)
 {
-	struct ovc_config *c = NULL;
+	struct ovcd_config *c = NULL;
 	char *errors = NULL;
 
-	assert_int_equal(ovc_config_parse(NULL, "", 0, &c, NULL), -EINVAL);
-	assert_int_equal(ovc_config_parse("x", NULL, 3, &c, NULL), -EINVAL);
-	assert_int_equal(ovc_config_parse("x", "", 0, NULL, NULL), -EINVAL);
+	assert_int_equal(ovcd_config_parse(NULL, "", 0, &c, NULL), -EINVAL);
+	assert_int_equal(ovcd_config_parse("x", NULL, 3, &c, NULL), -EINVAL);
+	assert_int_equal(ovcd_config_parse("x", "", 0, NULL, NULL), -EINVAL);
 	/* NULL text with length 0 is an empty file. */
-	assert_ovc_ok(ovc_config_parse("x", NULL, 0, &c, NULL));
-	ovc_config_free(c);
+	assert_ovc_ok(ovcd_config_parse("x", NULL, 0, &c, NULL));
+	ovcd_config_free(c);
 	c = NULL;
-	ovc_config_free(NULL);
+	ovcd_config_free(NULL);
 
 	/* Errors without an errors pointer still fail cleanly. */
-	assert_int_equal(ovc_config_parse("x", "[x]\n", 4, &c, NULL), -EINVAL);
+	assert_int_equal(ovcd_config_parse("x", "[x]\n", 4, &c, NULL), -EINVAL);
 	assert_null(c);
 
 	size_t big = (1u << 20) + 1;
 	char *text = malloc(big);
 	assert_non_null(text);
 	memset(text, '#', big);
-	assert_int_equal(ovc_config_parse("big.conf", text, big, &c, &errors), -EFBIG);
+	assert_int_equal(ovcd_config_parse("big.conf", text, big, &c, &errors), -EFBIG);
 	assert_string_equal(errors, "big.conf: file too large (1048577 bytes, at most 1048576)\n");
 	free(errors);
 	errors = NULL;
 
-	assert_int_equal(ovc_config_load("/nonexistent/ovcd.conf", &c, &errors), -ENOENT);
+	assert_int_equal(ovcd_config_load("/nonexistent/ovcd.conf", &c, &errors), -ENOENT);
 	assert_string_equal(errors, "/nonexistent/ovcd.conf: cannot read: No such file or directory\n");
 	free(errors);
 	errors = NULL;
-	assert_int_equal(ovc_config_load("/", &c, &errors), -EISDIR);
+	assert_int_equal(ovcd_config_load("/", &c, &errors), -EISDIR);
 	free(errors);
 	errors = NULL;
 	/* A FIFO with no writer: refused at once (an open without
@@ -566,7 +566,7 @@ static void test_api_misuse_and_files(void **state)
 		assert_true(strlen(fifo) + 6 < sizeof(path_buf));
 		snprintf(path_buf, sizeof(path_buf), "%s/conf", fifo);
 		assert_int_equal(mkfifo(path_buf, 0600), 0);
-		assert_int_equal(ovc_config_load(path_buf, &c, &errors), -EINVAL);
+		assert_int_equal(ovcd_config_load(path_buf, &c, &errors), -EINVAL);
 		assert_null(c);
 		assert_non_null(strstr(errors, "/conf: cannot read: not a regular file\n"));
 		free(errors);
@@ -580,10 +580,10 @@ static void test_api_misuse_and_files(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, full_text, strlen(full_text)), (ssize_t)strlen(full_text));
 	close(fd);
-	assert_ovc_ok(ovc_config_load(path, &c, &errors));
+	assert_ovc_ok(ovcd_config_load(path, &c, &errors));
 	assert_string_equal(c->path, path);
 	assert_int_equal(c->n_guests, 3);
-	ovc_config_free(c);
+	ovcd_config_free(c);
 	c = NULL;
 
 	/* A big file is refused by size, from the file too. */
@@ -591,7 +591,7 @@ static void test_api_misuse_and_files(void **state)
 	assert_non_null(f);
 	assert_int_equal(fwrite(text, 1, big, f), big);
 	fclose(f);
-	assert_int_equal(ovc_config_load(path, &c, &errors), -EFBIG);
+	assert_int_equal(ovcd_config_load(path, &c, &errors), -EFBIG);
 	assert_null(c);
 	free(errors);
 	unlink(path);
@@ -683,14 +683,14 @@ static void test_docs_and_shipped_config(void **state)
 	_cleanup_(freep) char *man = slurp(OVC_SOURCE_ROOT "/docs/man/ovcd.conf.5");
 	struct doc_check dc = { conf_text, man, 0 };
 
-	ovc_config_foreach_key(check_key_documented, &dc);
+	ovcd_config_foreach_key(check_key_documented, &dc);
 	assert_true(dc.keys >= 40);
 
-	_cleanup_(ovc_config_freep) struct ovc_config *d = NULL;
-	assert_ovc_ok(ovc_config_new_default(&d));
+	_cleanup_(ovcd_config_freep) struct ovcd_config *d = NULL;
+	assert_ovc_ok(ovcd_config_new_default(&d));
 	_cleanup_(freep) char *want = print_to_string(d);
 
-	_cleanup_(ovc_config_freep) struct ovc_config *shipped = parse_ok(conf_text);
+	_cleanup_(ovcd_config_freep) struct ovcd_config *shipped = parse_ok(conf_text);
 	_cleanup_(freep) char *got = print_to_string(shipped);
 	assert_string_equal(strchr(got, '\n'), strchr(want, '\n'));
 
@@ -715,7 +715,7 @@ static void test_docs_and_shipped_config(void **state)
 		p += len;
 	}
 	*o = 0;
-	_cleanup_(ovc_config_freep) struct ovc_config *all = parse_ok(un);
+	_cleanup_(ovcd_config_freep) struct ovcd_config *all = parse_ok(un);
 	_cleanup_(freep) char *got2 = print_to_string(all);
 	assert_string_equal(strchr(got2, '\n'), strchr(want, '\n'));
 }

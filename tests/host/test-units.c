@@ -56,8 +56,8 @@ static void test_size_parser(void **state)
 		{ "1MiB x", -EINVAL },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
-		struct ovc_conf_size s = { .bytes = 777 };
-		int r = ovc_parse_size(t[i].in, true, &s);
+		struct ovcd_conf_size s = { .bytes = 777 };
+		int r = ovcd_parse_size(t[i].in, true, &s);
 		if (r != t[i].r)
 			fail_msg("'%s': %d, expected %d", t[i].in, r, t[i].r);
 		if (r < 0) {
@@ -67,11 +67,11 @@ static void test_size_parser(void **state)
 		assert_int_equal(s.percent, t[i].percent);
 		assert_int_equal(s.percent ? s.basis_points : s.bytes, t[i].v);
 	}
-	struct ovc_conf_size s;
-	assert_int_equal(ovc_parse_size("10%", false, &s), -EINVAL);
-	assert_int_equal(ovc_conf_size_bytes(&(struct ovc_conf_size){ .percent = true, .basis_points = 2500 },
+	struct ovcd_conf_size s;
+	assert_int_equal(ovcd_parse_size("10%", false, &s), -EINVAL);
+	assert_int_equal(ovcd_conf_size_bytes(&(struct ovcd_conf_size){ .percent = true, .basis_points = 2500 },
 					     4 * GIB), GIB);
-	assert_int_equal(ovc_conf_size_bytes(&(struct ovc_conf_size){ .bytes = 5 }, 4 * GIB), 5);
+	assert_int_equal(ovcd_conf_size_bytes(&(struct ovcd_conf_size){ .bytes = 5 }, 4 * GIB), 5);
 }
 
 static void test_duration_parser(void **state)
@@ -85,7 +85,7 @@ static void test_duration_parser(void **state)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
 		uint64_t v = 777;
-		int r = ovc_parse_duration(t[i].in, &v);
+		int r = ovcd_parse_duration(t[i].in, &v);
 		if (r != t[i].r)
 			fail_msg("'%s': %d, expected %d", t[i].in, r, t[i].r);
 		assert_int_equal(v, r == 0 ? t[i].v : 777);
@@ -100,34 +100,34 @@ static void test_bool_parser(void **state)
 	bool b;
 	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
 		b = false;
-		assert_ovc_ok(ovc_parse_bool(yes[i], &b));
+		assert_ovc_ok(ovcd_parse_bool(yes[i], &b));
 		assert_true(b);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(no); i++) {
 		b = true;
-		assert_ovc_ok(ovc_parse_bool(no[i], &b));
+		assert_ovc_ok(ovcd_parse_bool(no[i], &b));
 		assert_false(b);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-		assert_int_equal(ovc_parse_bool(bad[i], &b), -EINVAL);
+		assert_int_equal(ovcd_parse_bool(bad[i], &b), -EINVAL);
 }
 
 static void test_formatting(void **state)
 {
 	char b[32];
 
-	assert_string_equal(ovc_format_size(0, b, sizeof(b)), "0B");
-	assert_string_equal(ovc_format_size(4097, b, sizeof(b)), "4097B");
-	assert_string_equal(ovc_format_size(1536 * MIB, b, sizeof(b)), "1536MiB");
-	assert_string_equal(ovc_format_size(GIB, b, sizeof(b)), "1GiB");
-	assert_string_equal(ovc_format_size(UINT64_C(3) << 40, b, sizeof(b)), "3TiB");
-	assert_string_equal(ovc_format_size(UINT64_C(2048) << 40, b, sizeof(b)), "2048TiB");
-	assert_string_equal(ovc_format_duration(0, b, sizeof(b)), "0s");
-	assert_string_equal(ovc_format_duration(250, b, sizeof(b)), "250us");
-	assert_string_equal(ovc_format_duration(500000, b, sizeof(b)), "500ms");
-	assert_string_equal(ovc_format_duration(1500000, b, sizeof(b)), "1500ms");
-	assert_string_equal(ovc_format_duration(120 * USEC_PER_SEC, b, sizeof(b)), "2min");
-	assert_string_equal(ovc_format_duration(7200 * USEC_PER_SEC, b, sizeof(b)), "2h");
+	assert_string_equal(ovcd_format_size(0, b, sizeof(b)), "0B");
+	assert_string_equal(ovcd_format_size(4097, b, sizeof(b)), "4097B");
+	assert_string_equal(ovcd_format_size(1536 * MIB, b, sizeof(b)), "1536MiB");
+	assert_string_equal(ovcd_format_size(GIB, b, sizeof(b)), "1GiB");
+	assert_string_equal(ovcd_format_size(UINT64_C(3) << 40, b, sizeof(b)), "3TiB");
+	assert_string_equal(ovcd_format_size(UINT64_C(2048) << 40, b, sizeof(b)), "2048TiB");
+	assert_string_equal(ovcd_format_duration(0, b, sizeof(b)), "0s");
+	assert_string_equal(ovcd_format_duration(250, b, sizeof(b)), "250us");
+	assert_string_equal(ovcd_format_duration(500000, b, sizeof(b)), "500ms");
+	assert_string_equal(ovcd_format_duration(1500000, b, sizeof(b)), "1500ms");
+	assert_string_equal(ovcd_format_duration(120 * USEC_PER_SEC, b, sizeof(b)), "2min");
+	assert_string_equal(ovcd_format_duration(7200 * USEC_PER_SEC, b, sizeof(b)), "2h");
 }
 
 static void test_percent_uint_parsers(void **state)
@@ -139,23 +139,23 @@ static void test_percent_uint_parsers(void **state)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
 		uint32_t v = 777;
-		int r = ovc_parse_percent(t[i].in, &v);
+		int r = ovcd_parse_percent(t[i].in, &v);
 		if (r != t[i].r)
 			fail_msg("'%s': %d, expected %d", t[i].in, r, t[i].r);
 		assert_int_equal(v, r == 0 ? t[i].v : 777);
 	}
 
 	uint64_t u = 777;
-	assert_ovc_ok(ovc_parse_uint("0", &u));
+	assert_ovc_ok(ovcd_parse_uint("0", &u));
 	assert_int_equal(u, 0);
-	assert_ovc_ok(ovc_parse_uint("18446744073709551609", &u));
+	assert_ovc_ok(ovcd_parse_uint("18446744073709551609", &u));
 	assert_int_equal(u, UINT64_C(18446744073709551609));
 	u = 777;
-	assert_int_equal(ovc_parse_uint("18446744073709551616", &u), -ERANGE);
-	assert_int_equal(ovc_parse_uint("", &u), -EINVAL);
-	assert_int_equal(ovc_parse_uint("-1", &u), -EINVAL);
-	assert_int_equal(ovc_parse_uint("12 ", &u), -EINVAL);
-	assert_int_equal(ovc_parse_uint("1k", &u), -EINVAL);
+	assert_int_equal(ovcd_parse_uint("18446744073709551616", &u), -ERANGE);
+	assert_int_equal(ovcd_parse_uint("", &u), -EINVAL);
+	assert_int_equal(ovcd_parse_uint("-1", &u), -EINVAL);
+	assert_int_equal(ovcd_parse_uint("12 ", &u), -EINVAL);
+	assert_int_equal(ovcd_parse_uint("1k", &u), -EINVAL);
 	assert_int_equal(u, 777);
 }
 
@@ -168,30 +168,30 @@ static void test_round_trip(void **state)
 	char b[32];
 
 	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
-		struct ovc_conf_size s;
-		assert_ovc_ok(ovc_parse_size(ovc_format_size(sizes[i], b, sizeof(b)), false, &s));
+		struct ovcd_conf_size s;
+		assert_ovc_ok(ovcd_parse_size(ovcd_format_size(sizes[i], b, sizeof(b)), false, &s));
 		assert_false(s.percent);
 		assert_int_equal(s.bytes, sizes[i]);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(durations); i++) {
 		uint64_t us;
-		assert_ovc_ok(ovc_parse_duration(ovc_format_duration(durations[i], b, sizeof(b)), &us));
+		assert_ovc_ok(ovcd_parse_duration(ovcd_format_duration(durations[i], b, sizeof(b)), &us));
 		assert_int_equal(us, durations[i]);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(percents); i++) {
 		uint32_t bp;
-		assert_ovc_ok(ovc_parse_percent(ovc_format_percent(percents[i], b, sizeof(b)), &bp));
+		assert_ovc_ok(ovcd_parse_percent(ovcd_format_percent(percents[i], b, sizeof(b)), &bp));
 		assert_int_equal(bp, percents[i]);
 	}
-	assert_string_equal(ovc_format_percent(25, b, sizeof(b)), "0.25%");
-	assert_string_equal(ovc_format_percent(250, b, sizeof(b)), "2.5%");
-	assert_string_equal(ovc_format_percent(10000, b, sizeof(b)), "100%");
-	assert_string_equal(ovc_format_conf_size(&(struct ovc_conf_size){ .automatic = true }, b, sizeof(b)),
+	assert_string_equal(ovcd_format_percent(25, b, sizeof(b)), "0.25%");
+	assert_string_equal(ovcd_format_percent(250, b, sizeof(b)), "2.5%");
+	assert_string_equal(ovcd_format_percent(10000, b, sizeof(b)), "100%");
+	assert_string_equal(ovcd_format_conf_size(&(struct ovcd_conf_size){ .automatic = true }, b, sizeof(b)),
 			    "auto");
-	assert_string_equal(ovc_format_conf_size(&(struct ovc_conf_size){ .percent = true, .basis_points = 2000 },
+	assert_string_equal(ovcd_format_conf_size(&(struct ovcd_conf_size){ .percent = true, .basis_points = 2000 },
 						 b, sizeof(b)),
 			    "20%");
-	assert_string_equal(ovc_format_conf_size(&(struct ovc_conf_size){ .bytes = GIB }, b, sizeof(b)), "1GiB");
+	assert_string_equal(ovcd_format_conf_size(&(struct ovcd_conf_size){ .bytes = GIB }, b, sizeof(b)), "1GiB");
 }
 
 /* The short form of reasons and logs: rounded down, one decimal in GiB. */
@@ -199,12 +199,12 @@ static void test_format_short(void **state)
 {
 	char b[24];
 
-	assert_string_equal(ovc_format_size_short(1536 * MIB, b, sizeof(b)), "1.5GiB");
-	assert_string_equal(ovc_format_size_short(512 * KIB, b, sizeof(b)), "512KiB");
-	assert_string_equal(ovc_format_size_short(0, b, sizeof(b)), "0KiB");
-	assert_string_equal(ovc_format_size_short(GIB, b, sizeof(b)), "1GiB");
-	assert_string_equal(ovc_format_size_short(2 * GIB - 1, b, sizeof(b)), "1.9GiB");
-	assert_string_equal(ovc_format_size_short(MIB + KIB, b, sizeof(b)), "1MiB");
+	assert_string_equal(ovcd_format_size_short(1536 * MIB, b, sizeof(b)), "1.5GiB");
+	assert_string_equal(ovcd_format_size_short(512 * KIB, b, sizeof(b)), "512KiB");
+	assert_string_equal(ovcd_format_size_short(0, b, sizeof(b)), "0KiB");
+	assert_string_equal(ovcd_format_size_short(GIB, b, sizeof(b)), "1GiB");
+	assert_string_equal(ovcd_format_size_short(2 * GIB - 1, b, sizeof(b)), "1.9GiB");
+	assert_string_equal(ovcd_format_size_short(MIB + KIB, b, sizeof(b)), "1MiB");
 }
 
 int main(void)
