@@ -3,7 +3,7 @@
  * ovcd.conf: parsing, validation, per-guest overrides, printing.
  *
  * Runs on the daemon's main thread (start, SIGHUP, --check-config); pure
- * apart from ovc_config_load() reading the file. No locks: a parse builds a
+ * apart from ovcd_config_load() reading the file. No locks: a parse builds a
  * private struct and hands it out only when every check passed.
  *
  * libinih splits "key = value" lines, trims them and drops comments. The
@@ -30,11 +30,11 @@
 #include <sys/stat.h>
 
 #include "host/config.h"
+#include "host/units.h"
 #include "common/util.h"
 
 #define CONFIG_MAX_BYTES (UINT64_C(1) << 20)
 #define CONFIG_MAX_GUESTS 1024
-#define TIB (UINT64_C(1) << 40)
 #define SIZE_MAX_BYTES (16 * TIB)
 
 enum key_type {
@@ -73,7 +73,7 @@ struct key_def {
 	enum section section;
 	const char *key;
 	enum key_type type;
-	size_t offset;            /* in struct ovc_config, or ovc_guest_conf for S_GUEST */
+	size_t offset;            /* in struct ovcd_config, or ovcd_guest_conf for S_GUEST */
 	const char *def;          /* default, in the file's syntax; NULL: inherited */
 	uint64_t min, max;        /* bytes, usec, integer, or basis points for T_PERCENT */
 	uint32_t pmin, pmax;      /* T_SIZE_PCT given as %: basis points */
@@ -81,8 +81,8 @@ struct key_def {
 	const char *inherit;      /* S_GUEST: the key it overrides */
 };
 
-#define C(f) offsetof(struct ovc_config, f)
-#define G(f) offsetof(struct ovc_guest_conf, f)
+#define C(f) offsetof(struct ovcd_config, f)
+#define G(f) offsetof(struct ovcd_guest_conf, f)
 #define PCT(x) ((uint32_t)((x) * 100))
 
 static const struct key_def keys[] = {
@@ -174,245 +174,6 @@ static const struct key_def keys[] = {
 
 #define N_KEYS ARRAY_SIZE(keys)
 
-uint64_t ovc_conf_size_bytes(const struct ovc_conf_size *s, uint64_t of_bytes)
-{
-	if (s->automatic)
-		return 0;
-	if (!s->percent)
-		return s->bytes;
-	/* of_bytes < 2^54 for any real memory size, so this cannot overflow. */
-	return (uint64_t)(((unsigned __int128)of_bytes * s->basis_points) / 10000);
-}
-
-/* ---- typed value parsers ---- */
-
-/* A decimal number with an optional fraction: *int_part, and the fraction
- * as *frac / 10^*frac_digits (at most 9 digits kept). Returns the end. */
-static const char *parse_decimal(const char *s, uint64_t *int_part, uint64_t *frac,
-				 unsigned *frac_digits)
-{
-	uint64_t v = 0, f = 0;
-	unsigned fd = 0;
-	const char *p = s;
-
-	if (*p < '0' || *p > '9')
-		return NULL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return NULL;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return NULL;
-		for (; *p >= '0' && *p <= '9'; p++)
-			if (fd < 9) {
-				f = f * 10 + (uint64_t)(*p - '0');
-				fd++;
-			}
-	}
-	*int_part = v;
-	*frac = f;
-	*frac_digits = fd;
-	return p;
-}
-
-static uint64_t pow10u(unsigned n)
-{
-	uint64_t r = 1;
-	for (; n; n--)
-		r *= 10;
-	return r;
-}
-
-/* int_part.frac * mult, rounded down; -ERANGE on overflow. */
-static int scale(uint64_t int_part, uint64_t frac, unsigned frac_digits, uint64_t mult,
-		 uint64_t *ret)
-{
-	unsigned __int128 v = (unsigned __int128)int_part * mult +
-			      (unsigned __int128)frac * mult / pow10u(frac_digits);
-	if (v > UINT64_MAX)
-		return -ERANGE;
-	*ret = (uint64_t)v;
-	return 0;
-}
-
-static const char *skip_blank(const char *p)
-{
-	while (*p == ' ' || *p == '\t')
-		p++;
-	return p;
-}
-
-struct unit {
-	const char *name;
-	uint64_t mult;
-};
-
-/* "NUMBER UNIT" with one of @units, or a bare "0"; -EINVAL, -ERANGE.
- * With @allow_percent, "NUMBER%" gives *ret_percent and basis points. */
-static int parse_with_units(const char *s, const struct unit *units, size_t n_units,
-			    bool allow_percent, bool *ret_percent, uint64_t *ret)
-{
-	uint64_t ip, fr, v;
-	unsigned fd;
-	const char *p = parse_decimal(s, &ip, &fr, &fd);
-
-	if (!p)
-		return -EINVAL;
-	p = skip_blank(p);
-	if (*p == '%') {
-		if (!allow_percent || *skip_blank(p + 1))
-			return -EINVAL;
-		if (scale(ip, fr, fd, 100, &v) < 0 || v > 10000)
-			return -ERANGE;
-		*ret_percent = true;
-		*ret = v;
-		return 0;
-	}
-	if (*p == '\0') {
-		/* A bare number is ambiguous, except nothing at all. */
-		if (ip != 0 || fr != 0)
-			return -EINVAL;
-		*ret_percent = false;
-		*ret = 0;
-		return 0;
-	}
-	for (size_t i = 0; i < n_units; i++) {
-		size_t n = strlen(units[i].name);
-		if (strncmp(p, units[i].name, n) == 0 && *skip_blank(p + n) == '\0') {
-			if (scale(ip, fr, fd, units[i].mult, &v) < 0)
-				return -ERANGE;
-			*ret_percent = false;
-			*ret = v;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-int ovc_parse_size(const char *s, bool allow_percent, struct ovc_conf_size *ret)
-{
-	static const struct unit units[] = {
-		{ "B", 1 }, { "KiB", KIB }, { "MiB", MIB }, { "GiB", GIB }, { "TiB", TIB },
-	};
-	bool pct;
-	uint64_t v;
-	int r = parse_with_units(s, units, ARRAY_SIZE(units), allow_percent, &pct, &v);
-
-	if (r < 0)
-		return r;
-	*ret = pct ? (struct ovc_conf_size){ .percent = true, .basis_points = (uint32_t)v }
-		   : (struct ovc_conf_size){ .bytes = v };
-	return 0;
-}
-
-int ovc_parse_duration(const char *s, uint64_t *ret_usec)
-{
-	/* Units must match up to the end of the text, so "min" and "ms"
-	 * never take each other's place. */
-	static const struct unit units[] = {
-		{ "us", 1 }, { "ms", 1000 }, { "s", USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
-		{ "h", 3600 * USEC_PER_SEC },
-	};
-	bool pct;
-
-	return parse_with_units(s, units, ARRAY_SIZE(units), false, &pct, ret_usec);
-}
-
-int ovc_parse_bool(const char *s, bool *ret)
-{
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
-
-	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			*ret = true;
-			return 0;
-		}
-		if (strcasecmp(s, no[i]) == 0) {
-			*ret = false;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-static int parse_uint(const char *s, uint64_t *ret)
-{
-	uint64_t v = 0;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return -ERANGE;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	if (*s)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
-/* ---- formatting ---- */
-
-char *ovc_format_size(uint64_t bytes, char *buf, size_t n)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	unsigned u = 0;
-
-	while (u + 1 < ARRAY_SIZE(units) && bytes != 0 && (bytes & 1023) == 0) {
-		bytes >>= 10;
-		u++;
-	}
-	snprintf(buf, n, "%llu%s", (unsigned long long)bytes, units[u]);
-	return buf;
-}
-
-char *ovc_format_duration(uint64_t usec, char *buf, size_t n)
-{
-	static const struct {
-		const char *unit;
-		uint64_t div;
-	} units[] = {
-		{ "h", 3600 * USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC }, { "s", USEC_PER_SEC },
-		{ "ms", 1000 },
-	};
-
-	for (size_t i = 0; i < ARRAY_SIZE(units) && usec; i++)
-		if (usec % units[i].div == 0) {
-			snprintf(buf, n, "%llu%s", (unsigned long long)(usec / units[i].div),
-				 units[i].unit);
-			return buf;
-		}
-	snprintf(buf, n, "%lluus", (unsigned long long)usec);
-	if (usec == 0)
-		snprintf(buf, n, "0s");
-	return buf;
-}
-
-static char *format_percent(uint32_t bp, char *buf, size_t n)
-{
-	if (bp % 100 == 0)
-		snprintf(buf, n, "%u%%", bp / 100);
-	else if (bp % 10 == 0)
-		snprintf(buf, n, "%u.%u%%", bp / 100, (bp % 100) / 10);
-	else
-		snprintf(buf, n, "%u.%02u%%", bp / 100, bp % 100);
-	return buf;
-}
-
-static char *format_conf_size(const struct ovc_conf_size *s, char *buf, size_t n)
-{
-	if (s->automatic) {
-		snprintf(buf, n, "auto");
-		return buf;
-	}
-	return s->percent ? format_percent(s->basis_points, buf, n) : ovc_format_size(s->bytes, buf, n);
-}
-
 /* ---- parser state ---- */
 
 struct parser {
@@ -422,9 +183,9 @@ struct parser {
 	unsigned lineno;
 	int inih_error_line;     /* a line the reader replaced; inih must not fail on it */
 
-	struct ovc_config *c;
+	struct ovcd_config *c;
 	int section;             /* enum section, S_NONE or S_SKIP */
-	struct ovc_guest_conf *guest;
+	struct ovcd_guest_conf *guest;
 	unsigned section_line[_S_MAX];
 	unsigned key_line[N_KEYS];     /* main sections; for S_GUEST see guest_key_line */
 	unsigned (*guest_key_line)[N_KEYS];
@@ -462,7 +223,7 @@ _printf_(3, 4) static void error_at(struct parser *p, unsigned line, const char 
 	p->n_errors++;
 }
 
-static void free_strings(struct ovc_config *c)
+static void free_strings(struct ovcd_config *c)
 {
 	for (size_t i = 0; i < N_KEYS; i++) {
 		if (keys[i].section == S_GUEST)
@@ -483,7 +244,7 @@ static void free_strings(struct ovc_config *c)
 	}
 }
 
-void ovc_config_free(struct ovc_config *c)
+void ovcd_config_free(struct ovcd_config *c)
 {
 	if (!c)
 		return;
@@ -532,7 +293,7 @@ static bool is_loopback_listen(const char *v)
 		}
 	}
 	uint64_t pn;
-	return parse_uint(port, &pn) == 0 && pn >= 1 && pn <= 65535;
+	return ovcd_parse_uint(port, &pn) == 0 && pn >= 1 && pn <= 65535;
 }
 
 static bool is_group_name(const char *v)
@@ -567,21 +328,21 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 	case T_SIZE:
 	case T_SIZE_PCT:
 	case T_SIZE_AUTO: {
-		struct ovc_conf_size s;
+		struct ovcd_conf_size s;
 		bool pct = k->type != T_SIZE;
 		if (k->type == T_SIZE_AUTO && strcmp(value, "auto") == 0) {
-			*(struct ovc_conf_size *)field = (struct ovc_conf_size){ .automatic = true };
+			*(struct ovcd_conf_size *)field = (struct ovcd_conf_size){ .automatic = true };
 			return 0;
 		}
-		r = ovc_parse_size(value, pct, &s);
+		r = ovcd_parse_size(value, pct, &s);
 		if (r == -ERANGE && !pct) {
 			error_at(p, line, "[%s] %s: '%s' is too large", sect, k->key, value);
 			return -EINVAL;
 		}
 		if (r == -ERANGE) {
 			error_at(p, line, "[%s] %s: '%s' is out of range (%s to %s)", sect, k->key,
-				 value, format_percent(k->pmin, a, sizeof(a)),
-				 format_percent(k->pmax, b, sizeof(b)));
+				 value, ovcd_format_percent(k->pmin, a, sizeof(a)),
+				 ovcd_format_percent(k->pmax, b, sizeof(b)));
 			return -EINVAL;
 		}
 		if (r < 0) {
@@ -591,42 +352,41 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 		}
 		if (s.percent && (s.basis_points < k->pmin || s.basis_points > k->pmax)) {
 			error_at(p, line, "[%s] %s: %s is out of range (%s to %s)", sect, k->key,
-				 format_percent(s.basis_points, v, sizeof(v)),
-				 format_percent(k->pmin, a, sizeof(a)),
-				 format_percent(k->pmax, b, sizeof(b)));
+				 ovcd_format_percent(s.basis_points, v, sizeof(v)),
+				 ovcd_format_percent(k->pmin, a, sizeof(a)),
+				 ovcd_format_percent(k->pmax, b, sizeof(b)));
 			return -EINVAL;
 		}
 		if (!s.percent && (s.bytes < k->min || s.bytes > k->max)) {
 			error_at(p, line, "[%s] %s: %s is out of range (%s to %s)", sect, k->key,
-				 ovc_format_size(s.bytes, v, sizeof(v)),
-				 ovc_format_size(k->min, a, sizeof(a)),
-				 ovc_format_size(k->max, b, sizeof(b)));
+				 ovcd_format_size(s.bytes, v, sizeof(v)),
+				 ovcd_format_size(k->min, a, sizeof(a)),
+				 ovcd_format_size(k->max, b, sizeof(b)));
 			return -EINVAL;
 		}
-		*(struct ovc_conf_size *)field = s;
+		*(struct ovcd_conf_size *)field = s;
 		return 0;
 	}
 	case T_PERCENT: {
-		struct ovc_conf_size s;
-		r = ovc_parse_size(value, true, &s);
-		if (r == -ERANGE || (r == 0 && s.percent && (s.basis_points < k->min ||
-							     s.basis_points > k->max))) {
+		uint32_t bp;
+		r = ovcd_parse_percent(value, &bp);
+		if (r == -ERANGE || (r == 0 && (bp < k->min || bp > k->max))) {
 			error_at(p, line, "[%s] %s: '%s' is out of range (%s to %s)", sect, k->key,
-				 value, format_percent((uint32_t)k->min, a, sizeof(a)),
-				 format_percent((uint32_t)k->max, b, sizeof(b)));
+				 value, ovcd_format_percent((uint32_t)k->min, a, sizeof(a)),
+				 ovcd_format_percent((uint32_t)k->max, b, sizeof(b)));
 			return -EINVAL;
 		}
-		if (r < 0 || !s.percent) {
+		if (r < 0) {
 			error_at(p, line, "[%s] %s: bad percentage '%s' (expected a number with %%)",
 				 sect, k->key, value);
 			return -EINVAL;
 		}
-		*(uint32_t *)field = s.basis_points;
+		*(uint32_t *)field = bp;
 		return 0;
 	}
 	case T_DURATION: {
 		uint64_t us;
-		r = ovc_parse_duration(value, &us);
+		r = ovcd_parse_duration(value, &us);
 		if (r == -ERANGE) {
 			error_at(p, line, "[%s] %s: '%s' is too large", sect, k->key, value);
 			return -EINVAL;
@@ -639,9 +399,9 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 		}
 		if (us < k->min || us > k->max) {
 			error_at(p, line, "[%s] %s: %s is out of range (%s to %s)", sect, k->key,
-				 ovc_format_duration(us, v, sizeof(v)),
-				 ovc_format_duration(k->min, a, sizeof(a)),
-				 ovc_format_duration(k->max, b, sizeof(b)));
+				 ovcd_format_duration(us, v, sizeof(v)),
+				 ovcd_format_duration(k->min, a, sizeof(a)),
+				 ovcd_format_duration(k->max, b, sizeof(b)));
 			return -EINVAL;
 		}
 		*(uint64_t *)field = us;
@@ -649,7 +409,7 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 	}
 	case T_BOOL: {
 		bool bv;
-		if (ovc_parse_bool(value, &bv) < 0) {
+		if (ovcd_parse_bool(value, &bv) < 0) {
 			error_at(p, line,
 				 "[%s] %s: bad boolean '%s' (expected yes, no, true, false, on, off, 1 or 0)",
 				 sect, k->key, value);
@@ -660,7 +420,7 @@ static int set_value(struct parser *p, unsigned line, const char *sect, const st
 	}
 	case T_UINT: {
 		uint64_t u;
-		r = parse_uint(value, &u);
+		r = ovcd_parse_uint(value, &u);
 		if (r == -EINVAL) {
 			error_at(p, line, "[%s] %s: bad integer '%s' (expected digits 0-9)", sect,
 				 k->key, value);
@@ -758,7 +518,7 @@ static void open_guest(struct parser *p, unsigned line, const char *pattern)
 		return;
 	}
 	size_t n = p->c->n_guests + 1;
-	struct ovc_guest_conf *g = realloc(p->c->guests, n * sizeof(*g));
+	struct ovcd_guest_conf *g = realloc(p->c->guests, n * sizeof(*g));
 	if (!g) {
 		p->oom = true;
 		p->section = S_SKIP;
@@ -779,10 +539,17 @@ static void open_guest(struct parser *p, unsigned line, const char *pattern)
 		p->section = S_SKIP;
 		return;
 	}
-	g[n - 1] = (struct ovc_guest_conf){ .pattern = pat, .line = line, .priority = 50, .ksm = true };
+	g[n - 1] = (struct ovcd_guest_conf){ .pattern = pat, .line = line, .priority = 50, .ksm = true };
 	p->c->n_guests = n;
 	p->guest = &g[n - 1];
 	p->section = S_GUEST;
+}
+
+static const char *skip_blank(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
 }
 
 static bool is_blank_or_comment(const char *s)
@@ -972,7 +739,7 @@ static unsigned key_line(const struct parser *p, const char *sect, const char *k
 /* Checks between keys, once every key is known. */
 static void cross_check(struct parser *p)
 {
-	const struct ovc_config *c = p->c;
+	const struct ovcd_config *c = p->c;
 	char a[48], b[48];
 
 	if (!c->host.low.automatic && !c->host.high.automatic &&
@@ -981,21 +748,21 @@ static void cross_check(struct parser *p)
 				 : c->host.low.bytes >= c->host.high.bytes)) {
 		unsigned lh = key_line(p, "host", "high"), ll = key_line(p, "host", "low");
 		error_at(p, MAX(lh, ll), "[host] %s: high (%s) must be above low (%s)",
-			 lh >= ll ? "high" : "low", format_conf_size(&c->host.high, a, sizeof(a)),
-			 format_conf_size(&c->host.low, b, sizeof(b)));
+			 lh >= ll ? "high" : "low", ovcd_format_conf_size(&c->host.high, a, sizeof(a)),
+			 ovcd_format_conf_size(&c->host.low, b, sizeof(b)));
 	}
 	if (c->balloon.stats_period_usec % USEC_PER_SEC)
 		error_at(p, key_line(p, "balloon", "stats_period"),
 			 "[balloon] stats_period: %s is not a whole number of seconds",
-			 ovc_format_duration(c->balloon.stats_period_usec, a, sizeof(a)));
+			 ovcd_format_duration(c->balloon.stats_period_usec, a, sizeof(a)));
 	if (c->balloon.stale_after_usec <= c->balloon.stats_period_usec) {
 		unsigned ls = key_line(p, "balloon", "stale_after"),
 			 lp = key_line(p, "balloon", "stats_period");
 		error_at(p, MAX(ls, lp),
 			 "[balloon] %s: stale_after (%s) must be longer than stats_period (%s)",
 			 ls >= lp ? "stale_after" : "stats_period",
-			 ovc_format_duration(c->balloon.stale_after_usec, a, sizeof(a)),
-			 ovc_format_duration(c->balloon.stats_period_usec, b, sizeof(b)));
+			 ovcd_format_duration(c->balloon.stale_after_usec, a, sizeof(a)),
+			 ovcd_format_duration(c->balloon.stats_period_usec, b, sizeof(b)));
 	}
 	if (c->ksm.min_pages_to_scan > c->ksm.max_pages_to_scan) {
 		unsigned l1 = key_line(p, "ksm", "min_pages_to_scan"),
@@ -1012,8 +779,8 @@ static void cross_check(struct parser *p)
 		error_at(p, MAX(l1, l2),
 			 "[host] %s: psi_trigger_stall (%s) must not exceed psi_trigger_window (%s)",
 			 l1 >= l2 ? "psi_trigger_stall" : "psi_trigger_window",
-			 ovc_format_duration(c->host.psi_trigger_stall_usec, a, sizeof(a)),
-			 ovc_format_duration(c->host.psi_trigger_window_usec, b, sizeof(b)));
+			 ovcd_format_duration(c->host.psi_trigger_stall_usec, a, sizeof(a)),
+			 ovcd_format_duration(c->host.psi_trigger_window_usec, b, sizeof(b)));
 	}
 }
 
@@ -1036,12 +803,12 @@ static int config_alloc(const char *path, struct parser *p)
 
 static void parser_done(struct parser *p)
 {
-	ovc_config_free(p->c);
+	ovcd_config_free(p->c);
 	free(p->guest_key_line);
 	free(p->errors);
 }
 
-int ovc_config_new_default(struct ovc_config **ret)
+int ovcd_config_new_default(struct ovcd_config **ret)
 {
 	struct parser p;
 	int r = config_alloc("(defaults)", &p);
@@ -1054,7 +821,7 @@ int ovc_config_new_default(struct ovc_config **ret)
 	return r;
 }
 
-int ovc_config_parse(const char *path, const char *text, size_t len, struct ovc_config **ret,
+int ovcd_config_parse(const char *path, const char *text, size_t len, struct ovcd_config **ret,
 		     char **ret_errors)
 {
 	struct parser p;
@@ -1116,7 +883,7 @@ static int errors_text(char **ret_errors, const char *path, int err)
 	return err;
 }
 
-int ovc_config_load(const char *path, struct ovc_config **ret, char **ret_errors)
+int ovcd_config_load(const char *path, struct ovcd_config **ret, char **ret_errors)
 {
 	_cleanup_(closep) int fd = -1;
 	_cleanup_(freep) char *buf = NULL;
@@ -1155,15 +922,15 @@ int ovc_config_load(const char *path, struct ovc_config **ret, char **ret_errors
 		if (k == 0 || (n += (size_t)k) > CONFIG_MAX_BYTES)
 			break;
 	}
-	return ovc_config_parse(path, buf, n, ret, ret_errors);
+	return ovcd_config_parse(path, buf, n, ret, ret_errors);
 }
 
-void ovc_config_guest_settings(const struct ovc_config *c, const char *name,
-			       struct ovc_guest_settings *ret)
+void ovcd_config_guest_settings(const struct ovcd_config *c, const char *name,
+			       struct ovcd_guest_settings *ret)
 {
 	unsigned have = 0;
 
-	*ret = (struct ovc_guest_settings){
+	*ret = (struct ovcd_guest_settings){
 		.floor = c->balloon.floor,
 		.step = c->balloon.step,
 		.guest_free = c->balloon.guest_free,
@@ -1171,7 +938,7 @@ void ovc_config_guest_settings(const struct ovc_config *c, const char *name,
 		.ksm = true,
 	};
 	for (size_t i = 0; i < c->n_guests; i++) {
-		const struct ovc_guest_conf *g = &c->guests[i];
+		const struct ovcd_guest_conf *g = &c->guests[i];
 		unsigned take = g->set & ~have;
 		if (!take || fnmatch(g->pattern, name, 0) != 0)
 			continue;
@@ -1201,13 +968,13 @@ static void format_value(const struct key_def *k, const void *base, char *buf, s
 	case T_SIZE:
 	case T_SIZE_PCT:
 	case T_SIZE_AUTO:
-		format_conf_size(field, buf, n);
+		ovcd_format_conf_size(field, buf, n);
 		break;
 	case T_PERCENT:
-		format_percent(*(const uint32_t *)field, buf, n);
+		ovcd_format_percent(*(const uint32_t *)field, buf, n);
 		break;
 	case T_DURATION:
-		ovc_format_duration(*(const uint64_t *)field, buf, n);
+		ovcd_format_duration(*(const uint64_t *)field, buf, n);
 		break;
 	case T_BOOL:
 		snprintf(buf, n, "%s", *(const bool *)field ? "yes" : "no");
@@ -1223,7 +990,7 @@ static void format_value(const struct key_def *k, const void *base, char *buf, s
 	}
 }
 
-int ovc_config_print(const struct ovc_config *c, FILE *f)
+int ovcd_config_print(const struct ovcd_config *c, FILE *f)
 {
 	char v[INI_MAX_LINE + 1];
 
@@ -1267,10 +1034,10 @@ static uint64_t isqrt(uint64_t v)
 	return r;
 }
 
-void ovc_config_watermarks(const struct ovc_config *c, uint64_t total, uint64_t *ret_reserve,
+void ovcd_config_watermarks(const struct ovcd_config *c, uint64_t total, uint64_t *ret_reserve,
 			   uint64_t *ret_low, uint64_t *ret_high)
 {
-	uint64_t reserve = ovc_conf_size_bytes(&c->host.reserve, total);
+	uint64_t reserve = ovcd_conf_size_bytes(&c->host.reserve, total);
 	/* The host's minimum free memory grows with the square root of its
 	 * size, as the kernel's own min_free_kbytes does, at a scale fit for
 	 * a hypervisor: 128MiB at 1GiB, 512MiB at 16GiB, 2GiB at 256GiB. */
@@ -1279,9 +1046,9 @@ void ovc_config_watermarks(const struct ovc_config *c, uint64_t total, uint64_t 
 	if (reserve >= total)
 		reserve = 0; /* a 1GiB reserve on a tiny test VM */
 	uint64_t low = c->host.low.automatic ? MIN(reserve + minfree / 2, total / 2)
-					      : ovc_conf_size_bytes(&c->host.low, total);
+					      : ovcd_conf_size_bytes(&c->host.low, total);
 	uint64_t high = c->host.high.automatic ? MIN(low + minfree / 2, total - total / 4)
-					        : ovc_conf_size_bytes(&c->host.high, total);
+					        : ovcd_conf_size_bytes(&c->host.high, total);
 	if (ret_reserve)
 		*ret_reserve = reserve;
 	if (ret_low)
@@ -1290,7 +1057,7 @@ void ovc_config_watermarks(const struct ovc_config *c, uint64_t total, uint64_t 
 		*ret_high = MAX(high, low);
 }
 
-void ovc_config_foreach_key(void (*fn)(void *userdata, const char *section, const char *key,
+void ovcd_config_foreach_key(void (*fn)(void *userdata, const char *section, const char *key,
 				       const char *default_text),
 			    void *userdata)
 {

@@ -8,9 +8,9 @@
  * config, the shipped example and ovcd.conf(5) all follow that table, and the
  * unit test checks that they agree.
  *
- * A config is parsed and validated into a fresh struct ovc_config; only a
+ * A config is parsed and validated into a fresh struct ovcd_config; only a
  * struct that passed every check is handed out, so the daemon can keep its
- * last good config when a reload fails. A struct ovc_config is immutable
+ * last good config when a reload fails. A struct ovcd_config is immutable
  * after parsing: any thread may read it; the daemon swaps the pointer on its
  * main thread and frees the old one there.
  */
@@ -21,22 +21,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "host/units.h"
+
 #define OVC_CONFIG_DEFAULT_PATH "/etc/ovc/ovcd.conf"
 
-/* A size written either in bytes ("512MiB") or as a share of a reference
- * stated per key ("10%": of MemTotal, of the guest's maximum, ...). */
-struct ovc_conf_size {
-	bool automatic;             /* "auto": computed (only where a key allows it) */
-	bool percent;
-	uint64_t bytes;             /* when !percent */
-	uint32_t basis_points;      /* when percent: 1/100 of a percent, 0..10000 */
-};
-
-/* The size in bytes, a percentage taken of @of_bytes (rounded down); 0 for
- * "auto", which only its key's own resolver knows. */
-uint64_t ovc_conf_size_bytes(const struct ovc_conf_size *s, uint64_t of_bytes);
-
-/* Which keys a [guest "PATTERN"] section sets (bits of ovc_guest_conf.set). */
+/* Which keys a [guest "PATTERN"] section sets (bits of ovcd_guest_conf.set). */
 enum {
 	OVC_GUEST_SET_FLOOR = 1u << 0,
 	OVC_GUEST_SET_STEP = 1u << 1,
@@ -47,13 +36,13 @@ enum {
 	OVC_GUEST_SET_KSM = 1u << 6,
 };
 
-struct ovc_guest_conf {
+struct ovcd_guest_conf {
 	char *pattern;              /* fnmatch(3) glob on the guest's name */
 	unsigned line;              /* where the section starts */
 	unsigned set;               /* OVC_GUEST_SET_* */
-	struct ovc_conf_size floor;       /* % of the guest's maximum */
-	struct ovc_conf_size step;        /* % of the guest's maximum */
-	struct ovc_conf_size guest_free;  /* % of the guest's current memory */
+	struct ovcd_conf_size floor;       /* % of the guest's maximum */
+	struct ovcd_conf_size step;        /* % of the guest's maximum */
+	struct ovcd_conf_size guest_free;  /* % of the guest's current memory */
 	bool never_balloon;
 	bool never_swap;
 	uint64_t priority;          /* 0..100; higher keeps its memory longer */
@@ -61,23 +50,23 @@ struct ovc_guest_conf {
 };
 
 /* The settings that apply to one guest after [guest] overrides. */
-struct ovc_guest_settings {
-	struct ovc_conf_size floor;
-	struct ovc_conf_size step;
-	struct ovc_conf_size guest_free;
+struct ovcd_guest_settings {
+	struct ovcd_conf_size floor;
+	struct ovcd_conf_size step;
+	struct ovcd_conf_size guest_free;
 	bool never_balloon;
 	bool never_swap;
 	uint32_t priority;
 	bool ksm;                   /* no: KSM stays off while this guest runs */
 };
 
-struct ovc_config {
+struct ovcd_config {
 	char *path;                 /* the file it came from, for messages */
 
 	struct {
-		struct ovc_conf_size reserve;  /* % of MemTotal */
-		struct ovc_conf_size low;      /* % of MemTotal, or auto */
-		struct ovc_conf_size high;     /* % of MemTotal, or auto */
+		struct ovcd_conf_size reserve;  /* % of MemTotal */
+		struct ovcd_conf_size low;      /* % of MemTotal, or auto */
+		struct ovcd_conf_size high;     /* % of MemTotal, or auto */
 		bool keep_headroom;            /* the guests' headroom is kept free too */
 		uint64_t interval_usec;
 		uint32_t psi_some_basis_points;  /* some avg10 above: pressure */
@@ -88,19 +77,19 @@ struct ovc_config {
 
 	struct {
 		bool enable;
-		struct ovc_conf_size step;       /* % of the guest's maximum */
-		struct ovc_conf_size floor;      /* % of the guest's maximum */
-		struct ovc_conf_size guest_free; /* % of the guest's current memory */
-		struct ovc_conf_size min_change; /* % of the guest's maximum */
+		struct ovcd_conf_size step;       /* % of the guest's maximum */
+		struct ovcd_conf_size floor;      /* % of the guest's maximum */
+		struct ovcd_conf_size guest_free; /* % of the guest's current memory */
+		struct ovcd_conf_size min_change; /* % of the guest's maximum */
 		uint64_t stats_period_usec;
 		uint64_t stale_after_usec;
-		struct ovc_conf_size emergency_available; /* % of the guest's current memory */
+		struct ovcd_conf_size emergency_available; /* % of the guest's current memory */
 		uint64_t emergency_major_faults;          /* per second */
-		struct ovc_conf_size emergency_swap_in;   /* bytes per second */
-		struct ovc_conf_size emergency_step;      /* % of the guest's maximum */
+		struct ovcd_conf_size emergency_swap_in;   /* bytes per second */
+		struct ovcd_conf_size emergency_step;      /* % of the guest's maximum */
 		uint64_t emergency_stalls;                /* allocation stalls per second */
 		uint64_t emergency_direct_reclaim;        /* pages per second */
-		struct ovc_conf_size headroom;            /* % of the guest's maximum */
+		struct ovcd_conf_size headroom;            /* % of the guest's maximum */
 		uint64_t headroom_decay_usec;             /* half-life of a learned burst */
 		uint64_t idle_after_usec;
 		uint64_t short_decay_usec;                /* half-life of a raised floor */
@@ -115,16 +104,16 @@ struct ovc_config {
 		uint64_t max_pages_to_scan;
 		uint64_t pages_boost;
 		uint64_t pages_decay;
-		struct ovc_conf_size threshold;  /* % of MemTotal */
-		struct ovc_conf_size min_profit;
+		struct ovcd_conf_size threshold;  /* % of MemTotal */
+		struct ovcd_conf_size min_profit;
 		uint64_t idle_ticks;
 		uint64_t retry_after_usec;
 	} ksm;
 
 	struct {
 		bool enable;
-		struct ovc_conf_size max;        /* % of the guest's maximum */
-		struct ovc_conf_size step;       /* % of the guest's maximum */
+		struct ovcd_conf_size max;        /* % of the guest's maximum */
+		struct ovcd_conf_size step;       /* % of the guest's maximum */
 	} swap;
 
 	struct {
@@ -141,12 +130,12 @@ struct ovc_config {
 		char *group;                /* "" = root only */
 	} control;
 
-	struct ovc_guest_conf *guests;  /* in file order */
+	struct ovcd_guest_conf *guests;  /* in file order */
 	size_t n_guests;
 };
 
 /* A config with every default (path "(defaults)"). -ENOMEM. */
-int ovc_config_new_default(struct ovc_config **ret);
+int ovcd_config_new_default(struct ovcd_config **ret);
 
 /*
  * Parse @text (@len bytes, need not be NUL-terminated) as read from @path
@@ -156,18 +145,18 @@ int ovc_config_new_default(struct ovc_config **ret);
  * error ("PATH:LINE: [SECTION] KEY: REASON\n"), which the caller frees.
  * *ret and *ret_errors are untouched when the call does not set them.
  */
-int ovc_config_parse(const char *path, const char *text, size_t len, struct ovc_config **ret,
+int ovcd_config_parse(const char *path, const char *text, size_t len, struct ovcd_config **ret,
 		     char **ret_errors);
 
-/* Read and parse the file at @path; as ovc_config_parse(), plus -errno of
+/* Read and parse the file at @path; as ovcd_config_parse(), plus -errno of
  * open/read (with an error line naming the file). */
-int ovc_config_load(const char *path, struct ovc_config **ret, char **ret_errors);
+int ovcd_config_load(const char *path, struct ovcd_config **ret, char **ret_errors);
 
 /* Takes NULL. */
-void ovc_config_free(struct ovc_config *c);
-static inline void ovc_config_freep(struct ovc_config **c)
+void ovcd_config_free(struct ovcd_config *c);
+static inline void ovcd_config_freep(struct ovcd_config **c)
 {
-	ovc_config_free(*c);
+	ovcd_config_free(*c);
 }
 
 /*
@@ -175,38 +164,26 @@ static inline void ovc_config_freep(struct ovc_config **c)
  * [guest "PATTERN"] section in file order whose pattern matches @name and
  * that sets the key; otherwise the [balloon] / [swap] value. Pure.
  */
-void ovc_config_guest_settings(const struct ovc_config *c, const char *name,
-			       struct ovc_guest_settings *ret);
+void ovcd_config_guest_settings(const struct ovcd_config *c, const char *name,
+			       struct ovcd_guest_settings *ret);
 
 /* The host's watermarks in bytes for MemTotal @total_bytes: the reserve
  * (0 when it is not below MemTotal), low and high, "auto" resolved (low =
  * reserve + half of a minimum free size that grows with the square root of
  * MemTotal, 128MiB per GiB^1/2, high = low + the other half); high is never
  * below low. Any pointer may be NULL. Pure. */
-void ovc_config_watermarks(const struct ovc_config *c, uint64_t total_bytes, uint64_t *ret_reserve,
+void ovcd_config_watermarks(const struct ovcd_config *c, uint64_t total_bytes, uint64_t *ret_reserve,
 			   uint64_t *ret_low, uint64_t *ret_high);
 
 /* Write the effective config in the file's own syntax (every key, default
  * or not), for `ovcd --check-config`. Returns 0 or -errno of the stream. */
-int ovc_config_print(const struct ovc_config *c, FILE *f);
-
-/* Formatting used by the printer and by log messages: the exact value in
- * the largest unit that divides it ("1536MiB", "1GiB", "4097B", "2min",
- * "500ms"). Return @buf. */
-char *ovc_format_size(uint64_t bytes, char *buf, size_t n);
-char *ovc_format_duration(uint64_t usec, char *buf, size_t n);
-
-/* The typed value parsers (exposed for tests and for ovcctl). Return 0 or
- * -EINVAL on bad syntax, -ERANGE on overflow; *ret untouched on failure. */
-int ovc_parse_size(const char *s, bool allow_percent, struct ovc_conf_size *ret);
-int ovc_parse_duration(const char *s, uint64_t *ret_usec);
-int ovc_parse_bool(const char *s, bool *ret);
+int ovcd_config_print(const struct ovcd_config *c, FILE *f);
 
 /* Walk the key table (for the test that checks docs and the shipped
  * example): calls @fn for each key with its section ("guest" for
  * [guest "PATTERN"] keys) and default text ("" when the guest key inherits
  * from [balloon] or [swap]). */
-void ovc_config_foreach_key(void (*fn)(void *userdata, const char *section, const char *key,
+void ovcd_config_foreach_key(void (*fn)(void *userdata, const char *section, const char *key,
 				       const char *default_text),
 			    void *userdata);
 

@@ -4,7 +4,7 @@
 
 #include "host/guest.h"
 
-void ovc_guest_stats_reset(struct ovc_guest_stats *st)
+void ovcd_guest_stats_reset(struct ovcd_guest_stats *st)
 {
 	memset(st, 0xff, sizeof(*st));
 	st->collected_usec = 0;
@@ -13,7 +13,7 @@ void ovc_guest_stats_reset(struct ovc_guest_stats *st)
 
 static unsigned forget(uint64_t *v)
 {
-	if (!ovc_known(*v))
+	if (!ovcd_known(*v))
 		return 0;
 	*v = OVC_UNKNOWN;
 	return 1;
@@ -22,7 +22,7 @@ static unsigned forget(uint64_t *v)
 #define GUEST_BYTES_LIMIT OVC_GUEST_BYTES_MAX
 #define GUEST_COUNTER_LIMIT (UINT64_C(1) << 48)
 
-unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
+unsigned ovcd_guest_stats_sanitize(struct ovcd_guest_stats *st, uint64_t now_sec,
 				  uint64_t max_age_sec)
 {
 	uint64_t *guest_bytes[] = {
@@ -31,21 +31,21 @@ unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < sizeof(guest_bytes) / sizeof(guest_bytes[0]); i++)
-		if (ovc_known(*guest_bytes[i]) && *guest_bytes[i] > GUEST_BYTES_LIMIT)
+		if (ovcd_known(*guest_bytes[i]) && *guest_bytes[i] > GUEST_BYTES_LIMIT)
 			n += forget(guest_bytes[i]);
 
 	/* The guest cannot see more memory than it was given. */
-	if (ovc_known(st->total_bytes) && ovc_known(st->max_bytes) && st->total_bytes > st->max_bytes)
+	if (ovcd_known(st->total_bytes) && ovcd_known(st->max_bytes) && st->total_bytes > st->max_bytes)
 		n += forget(&st->total_bytes);
-	if (ovc_known(st->free_bytes) &&
-	    ((ovc_known(st->total_bytes) && st->free_bytes > st->total_bytes) ||
-	     (ovc_known(st->max_bytes) && st->free_bytes > st->max_bytes)))
+	if (ovcd_known(st->free_bytes) &&
+	    ((ovcd_known(st->total_bytes) && st->free_bytes > st->total_bytes) ||
+	     (ovcd_known(st->max_bytes) && st->free_bytes > st->max_bytes)))
 		n += forget(&st->free_bytes);
-	if (ovc_known(st->available_bytes) &&
-	    ((ovc_known(st->total_bytes) && st->available_bytes > st->total_bytes) ||
-	     (ovc_known(st->max_bytes) && st->available_bytes > st->max_bytes)))
+	if (ovcd_known(st->available_bytes) &&
+	    ((ovcd_known(st->total_bytes) && st->available_bytes > st->total_bytes) ||
+	     (ovcd_known(st->max_bytes) && st->available_bytes > st->max_bytes)))
 		n += forget(&st->available_bytes);
-	if (ovc_known(st->disk_caches_bytes) && ovc_known(st->total_bytes) &&
+	if (ovcd_known(st->disk_caches_bytes) && ovcd_known(st->total_bytes) &&
 	    st->disk_caches_bytes > st->total_bytes)
 		n += forget(&st->disk_caches_bytes);
 
@@ -57,11 +57,11 @@ unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
 		&st->direct_scans, &st->async_reclaims, &st->direct_reclaims,
 	};
 	for (unsigned i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
-		if (ovc_known(*counters[i]) && *counters[i] > GUEST_COUNTER_LIMIT)
+		if (ovcd_known(*counters[i]) && *counters[i] > GUEST_COUNTER_LIMIT)
 			n += forget(counters[i]);
 
 	/* Staleness: no update at all, an update from the future, or an old one. */
-	bool stale = !ovc_known(st->guest_update_sec) || st->guest_update_sec == 0 ||
+	bool stale = !ovcd_known(st->guest_update_sec) || st->guest_update_sec == 0 ||
 		     st->guest_update_sec > now_sec + 60 ||
 		     (now_sec > st->guest_update_sec && now_sec - st->guest_update_sec > max_age_sec);
 	if (stale) {

@@ -18,7 +18,7 @@
 /* No VM has more than 64 TiB of RAM; a figure above is garbage. */
 #define OVC_GUEST_BYTES_MAX (UINT64_C(64) << 40)
 
-static inline bool ovc_known(uint64_t v)
+static inline bool ovcd_known(uint64_t v)
 {
 	return v != OVC_UNKNOWN;
 }
@@ -26,7 +26,7 @@ static inline bool ovc_known(uint64_t v)
 /* An embedded engine's swap health (ovc driver): every figure OVC_UNKNOWN
  * elsewhere, and also from an engine too old to report it
  * (docs/engine-protocol.md). */
-struct ovc_engine_swap_stats {
+struct ovcd_engine_swap_stats {
 	uint64_t out_bytes;      /* cumulative: pages written out */
 	uint64_t cache_bytes;    /* back in memory, still owning a slot */
 	uint64_t cache_hits;     /* cumulative: evictions without a write */
@@ -37,7 +37,7 @@ struct ovc_engine_swap_stats {
 	uint64_t fault_p99_usec; /* started (upper bound of its bucket) */
 };
 
-struct ovc_guest_stats {
+struct ovcd_guest_stats {
 	/* When the driver collected these (CLOCK_MONOTONIC, µs). */
 	uint64_t collected_usec;
 	/* When the guest last answered, as the guest reported it (seconds
@@ -79,17 +79,17 @@ struct ovc_guest_stats {
 	uint64_t engine_target_bytes; /* the reclaim target in force */
 	uint64_t engine_swap_in_bytes; /* cumulative: pages swapped back in */
 	uint64_t engine_region_bytes; /* guest RAM registered with the engine */
-	struct ovc_engine_swap_stats engine_swap;
+	struct ovcd_engine_swap_stats engine_swap;
 };
 
 /* Set every field to OVC_UNKNOWN (and stale = false, collected_usec = 0). */
-void ovc_guest_stats_reset(struct ovc_guest_stats *st);
+void ovcd_guest_stats_reset(struct ovcd_guest_stats *st);
 
 /* Apply the rules above after a driver filled @st from raw values: drop what
  * cannot be true, mark everything guest-side unknown when the guest's
  * last update is older than @max_age_sec at @now_sec (CLOCK_REALTIME).
  * Returns the number of figures that were turned to OVC_UNKNOWN. */
-unsigned ovc_guest_stats_sanitize(struct ovc_guest_stats *st, uint64_t now_sec,
+unsigned ovcd_guest_stats_sanitize(struct ovcd_guest_stats *st, uint64_t now_sec,
 				  uint64_t max_age_sec);
 
 #endif

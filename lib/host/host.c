@@ -18,26 +18,26 @@
 
 /* "Name:   12345 kB" → bytes. Lines without " kB" (HugePages_Total) and
  * unknown names are skipped. */
-int ovc_meminfo_parse(const char *text, struct ovc_meminfo *ret)
+int ovcd_meminfo_parse(const char *text, struct ovcd_meminfo *ret)
 {
 	static const struct {
 		const char *name;
 		size_t offset;
 		bool required;
 	} fields[] = {
-		{ "MemTotal", offsetof(struct ovc_meminfo, total_bytes), true },
-		{ "MemFree", offsetof(struct ovc_meminfo, free_bytes), true },
-		{ "MemAvailable", offsetof(struct ovc_meminfo, available_bytes), true },
-		{ "Buffers", offsetof(struct ovc_meminfo, buffers_bytes) },
-		{ "Cached", offsetof(struct ovc_meminfo, cached_bytes) },
-		{ "SwapTotal", offsetof(struct ovc_meminfo, swap_total_bytes) },
-		{ "SwapFree", offsetof(struct ovc_meminfo, swap_free_bytes) },
-		{ "AnonPages", offsetof(struct ovc_meminfo, anon_bytes) },
-		{ "Shmem", offsetof(struct ovc_meminfo, shmem_bytes) },
-		{ "Committed_AS", offsetof(struct ovc_meminfo, committed_as_bytes) },
-		{ "CommitLimit", offsetof(struct ovc_meminfo, commit_limit_bytes) },
+		{ "MemTotal", offsetof(struct ovcd_meminfo, total_bytes), true },
+		{ "MemFree", offsetof(struct ovcd_meminfo, free_bytes), true },
+		{ "MemAvailable", offsetof(struct ovcd_meminfo, available_bytes), true },
+		{ "Buffers", offsetof(struct ovcd_meminfo, buffers_bytes) },
+		{ "Cached", offsetof(struct ovcd_meminfo, cached_bytes) },
+		{ "SwapTotal", offsetof(struct ovcd_meminfo, swap_total_bytes) },
+		{ "SwapFree", offsetof(struct ovcd_meminfo, swap_free_bytes) },
+		{ "AnonPages", offsetof(struct ovcd_meminfo, anon_bytes) },
+		{ "Shmem", offsetof(struct ovcd_meminfo, shmem_bytes) },
+		{ "Committed_AS", offsetof(struct ovcd_meminfo, committed_as_bytes) },
+		{ "CommitLimit", offsetof(struct ovcd_meminfo, commit_limit_bytes) },
 	};
-	struct ovc_meminfo m = { 0 };
+	struct ovcd_meminfo m = { 0 };
 	unsigned seen = 0;
 
 	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
@@ -69,14 +69,14 @@ int ovc_meminfo_parse(const char *text, struct ovc_meminfo *ret)
 	return 0;
 }
 
-int ovc_meminfo_read(const char *root, struct ovc_meminfo *ret)
+int ovcd_meminfo_read(const char *root, struct ovcd_meminfo *ret)
 {
 	char buf[8192];
-	int r = ovc_read_root_file(root, "/proc/meminfo", buf, sizeof(buf));
+	int r = ovcd_read_root_file(root, "/proc/meminfo", buf, sizeof(buf));
 
 	if (r < 0)
 		return r;
-	return ovc_meminfo_parse(buf, ret);
+	return ovcd_meminfo_parse(buf, ret);
 }
 
 /* A file holding one number (or "max", v2's no limit: UINT64_MAX). */
@@ -88,7 +88,7 @@ static int read_u64_file(const char *root, const char *dir, const char *file, ui
 
 	if (n < 0 || (size_t)n >= sizeof(rel))
 		return -ENAMETOOLONG;
-	n = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	n = ovcd_read_root_file(root, rel, buf, sizeof(buf));
 	if (n < 0)
 		return n;
 	if (strncmp(buf, "max", 3) == 0 && (buf[3] == '\n' || buf[3] == '\0')) {
@@ -103,9 +103,9 @@ static int read_u64_file(const char *root, const char *dir, const char *file, ui
 	return 0;
 }
 
-int ovc_cgroup_mem_read(const char *root, const char *dir, struct ovc_cgroup_mem *ret)
+int ovcd_cgroup_mem_read(const char *root, const char *dir, struct ovcd_cgroup_mem *ret)
 {
-	struct ovc_cgroup_mem cg = { 0 };
+	struct ovcd_cgroup_mem cg = { 0 };
 	char rel[PATH_MAX], buf[8192];
 	/* v1 counts the hierarchy under total_*; v2's memory.stat always does. */
 	const char *inactive = "total_inactive_file ";
@@ -128,7 +128,7 @@ int ovc_cgroup_mem_read(const char *root, const char *dir, struct ovc_cgroup_mem
 	n = snprintf(rel, sizeof(rel), "%s/memory.stat", dir);
 	if (n < 0 || (size_t)n >= sizeof(rel))
 		return -ENAMETOOLONG;
-	r = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	r = ovcd_read_root_file(root, rel, buf, sizeof(buf));
 	if (r < 0)
 		return r;
 	for (const char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
@@ -146,7 +146,7 @@ int ovc_cgroup_mem_read(const char *root, const char *dir, struct ovc_cgroup_mem
 	return 0;
 }
 
-void ovc_meminfo_limit_to_cgroup(struct ovc_meminfo *mem, const struct ovc_cgroup_mem *cg)
+void ovcd_meminfo_limit_to_cgroup(struct ovcd_meminfo *mem, const struct ovcd_cgroup_mem *cg)
 {
 	uint64_t used, cache;
 
@@ -176,9 +176,9 @@ static const char *parse_avg(const char *p, uint32_t *ret)
 	return p + 3;
 }
 
-static int parse_psi_line(const char *line, const char *kind, struct ovc_psi_line *ret)
+static int parse_psi_line(const char *line, const char *kind, struct ovcd_psi_line *ret)
 {
-	struct ovc_psi_line l;
+	struct ovcd_psi_line l;
 	size_t kl = strlen(kind);
 	const char *p;
 
@@ -203,9 +203,9 @@ static int parse_psi_line(const char *line, const char *kind, struct ovc_psi_lin
 	return 0;
 }
 
-int ovc_psi_parse(const char *text, struct ovc_psi *ret)
+int ovcd_psi_parse(const char *text, struct ovcd_psi *ret)
 {
-	struct ovc_psi psi;
+	struct ovcd_psi psi;
 	const char *nl = strchr(text, '\n');
 	int r;
 
@@ -221,14 +221,14 @@ int ovc_psi_parse(const char *text, struct ovc_psi *ret)
 	return 0;
 }
 
-int ovc_psi_read(const char *root, struct ovc_psi *ret)
+int ovcd_psi_read(const char *root, struct ovcd_psi *ret)
 {
 	char buf[512];
-	int r = ovc_read_root_file(root, "/proc/pressure/memory", buf, sizeof(buf));
+	int r = ovcd_read_root_file(root, "/proc/pressure/memory", buf, sizeof(buf));
 
 	if (r < 0)
 		return r;
-	return ovc_psi_parse(buf, ret);
+	return ovcd_psi_parse(buf, ret);
 }
 
 static int psi_trigger_write(int fd, bool full, uint64_t stall_usec, uint64_t window_usec)
@@ -241,11 +241,11 @@ static int psi_trigger_write(int fd, bool full, uint64_t stall_usec, uint64_t wi
 	return write(fd, text, strlen(text) + 1) < 0 ? negative_errno() : 0;
 }
 
-int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint64_t window_usec)
+int ovcd_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint64_t window_usec)
 {
 	_cleanup_(closep) int fd = -1;
 	char path[PATH_MAX];
-	int r = ovc_root_path(root, "/proc/pressure/memory", path, sizeof(path));
+	int r = ovcd_root_path(root, "/proc/pressure/memory", path, sizeof(path));
 
 	if (r < 0)
 		return r;

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct ovc_meminfo {
+struct ovcd_meminfo {
 	uint64_t total_bytes;        /* MemTotal */
 	uint64_t free_bytes;         /* MemFree */
 	uint64_t available_bytes;    /* MemAvailable */
@@ -29,31 +29,31 @@ struct ovc_meminfo {
 };
 
 /* One line of a PSI file; averages in basis points (avg10=1.23 → 123). */
-struct ovc_psi_line {
+struct ovcd_psi_line {
 	uint32_t avg10_basis_points;
 	uint32_t avg60_basis_points;
 	uint32_t avg300_basis_points;
 	uint64_t total_usec;         /* cumulative stall time */
 };
 
-struct ovc_psi {
-	struct ovc_psi_line some;
-	struct ovc_psi_line full;
+struct ovcd_psi {
+	struct ovcd_psi_line some;
+	struct ovcd_psi_line full;
 };
 
 /* Parse /proc/meminfo text. MemTotal, MemFree and MemAvailable must be
  * there (-EBADMSG otherwise, or for a malformed line); other fields are 0
  * when absent. *ret untouched on failure. */
-int ovc_meminfo_parse(const char *text, struct ovc_meminfo *ret);
+int ovcd_meminfo_parse(const char *text, struct ovcd_meminfo *ret);
 /* Read ROOT/proc/meminfo. -errno of open/read, or as the parser. */
-int ovc_meminfo_read(const char *root, struct ovc_meminfo *ret);
+int ovcd_meminfo_read(const char *root, struct ovcd_meminfo *ret);
 
 /* Parse PSI text ("some avg10=… total=…" and "full …"). -EBADMSG when a
  * line is malformed or missing. */
-int ovc_psi_parse(const char *text, struct ovc_psi *ret);
+int ovcd_psi_parse(const char *text, struct ovcd_psi *ret);
 /* Read ROOT/proc/pressure/memory. -ENOENT: kernel without PSI;
  * -EOPNOTSUPP: PSI built in but disabled (boot with psi=1). */
-int ovc_psi_read(const char *root, struct ovc_psi *ret);
+int ovcd_psi_read(const char *root, struct ovcd_psi *ret);
 
 /*
  * Open a PSI trigger on ROOT/proc/pressure/memory: POLLPRI on the returned
@@ -64,7 +64,7 @@ int ovc_psi_read(const char *root, struct ovc_psi *ret);
  * the next one and the stall scaled with it. POLLERR means the source went
  * away. Returns the fd or -errno.
  */
-int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint64_t window_usec);
+int ovcd_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint64_t window_usec);
 
 /*
  * A memory cgroup that holds the guests (v1: memory.limit_in_bytes,
@@ -72,7 +72,7 @@ int ovc_psi_trigger_open(const char *root, bool full, uint64_t stall_usec, uint6
  * memory.max, memory.current, inactive_file). limit_bytes is UINT64_MAX
  * when the cgroup has no limit.
  */
-struct ovc_cgroup_mem {
+struct ovcd_cgroup_mem {
 	uint64_t limit_bytes;
 	uint64_t usage_bytes;
 	uint64_t inactive_file_bytes; /* page cache the kernel drops first */
@@ -81,7 +81,7 @@ struct ovc_cgroup_mem {
 /* Read the memory cgroup directory ROOT/@dir (an absolute path such as
  * /sys/fs/cgroup/memory/machine): v2 when it has memory.max, else v1.
  * -errno of open/read, -EBADMSG for a value that is not a number. */
-int ovc_cgroup_mem_read(const char *root, const char *dir, struct ovc_cgroup_mem *ret);
+int ovcd_cgroup_mem_read(const char *root, const char *dir, struct ovcd_cgroup_mem *ret);
 
 /*
  * Make @mem describe what the cgroup leaves its members: MemTotal at most
@@ -90,6 +90,6 @@ int ovc_cgroup_mem_read(const char *root, const char *dir, struct ovc_cgroup_mem
  * reclaimable cache). The host's own figures stay where they are lower (a
  * limit above what the host has). No limit: @mem unchanged.
  */
-void ovc_meminfo_limit_to_cgroup(struct ovc_meminfo *mem, const struct ovc_cgroup_mem *cg);
+void ovcd_meminfo_limit_to_cgroup(struct ovcd_meminfo *mem, const struct ovcd_cgroup_mem *cg);
 
 #endif

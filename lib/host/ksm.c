@@ -18,7 +18,7 @@ static int read_u64(const char *root, const char *name, uint64_t *ret)
 	int r;
 
 	snprintf(rel, sizeof(rel), OVC_KSM_DIR "/%s", name);
-	r = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	r = ovcd_read_root_file(root, rel, buf, sizeof(buf));
 	if (r < 0)
 		return r;
 	if (buf[0] < '0' || buf[0] > '9')
@@ -37,7 +37,7 @@ static int read_s64(const char *root, const char *name, int64_t *ret)
 	int r;
 
 	snprintf(rel, sizeof(rel), OVC_KSM_DIR "/%s", name);
-	r = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	r = ovcd_read_root_file(root, rel, buf, sizeof(buf));
 	if (r < 0)
 		return r;
 	errno = 0;
@@ -64,9 +64,9 @@ static int read_optional(const char *root, const char *name, uint64_t *ret, bool
 	return r;
 }
 
-int ovc_ksm_read_counters(const char *root, struct ovc_ksm_counters *ret)
+int ovcd_ksm_read_counters(const char *root, struct ovcd_ksm_counters *ret)
 {
-	struct ovc_ksm_counters c = { 0 };
+	struct ovcd_ksm_counters c = { 0 };
 	int r;
 
 	if ((r = read_u64(root, "pages_shared", &c.pages_shared)) < 0 ||
@@ -85,9 +85,9 @@ int ovc_ksm_read_counters(const char *root, struct ovc_ksm_counters *ret)
 	return 0;
 }
 
-int ovc_ksm_read_knobs(const char *root, struct ovc_ksm_knobs *ret)
+int ovcd_ksm_read_knobs(const char *root, struct ovcd_ksm_knobs *ret)
 {
-	struct ovc_ksm_knobs k = { 0 };
+	struct ovcd_ksm_knobs k = { 0 };
 	uint64_t run, pts, sleep, uzp;
 	bool has_uzp;
 	char rel[128], buf[128];
@@ -106,7 +106,7 @@ int ovc_ksm_read_knobs(const char *root, struct ovc_ksm_knobs *ret)
 	k.use_zero_pages = has_uzp ? (int32_t)uzp : -1;
 	/* "[none] scan-time": the selected mode is in brackets (6.7+). */
 	snprintf(rel, sizeof(rel), OVC_KSM_DIR "/advisor_mode");
-	r = ovc_read_root_file(root, rel, buf, sizeof(buf));
+	r = ovcd_read_root_file(root, rel, buf, sizeof(buf));
 	if (r < 0 && r != -ENOENT)
 		return r;
 	k.advisor_scan_time = r >= 0 && strstr(buf, "[scan-time]") != NULL;
@@ -130,7 +130,7 @@ static uint64_t sat_mul(uint64_t a, uint64_t b)
 	return __builtin_mul_overflow(a, b, &p) ? UINT64_MAX : p;
 }
 
-int64_t ovc_ksm_profit_bytes(const struct ovc_ksm_counters *c, uint64_t page_size)
+int64_t ovcd_ksm_profit_bytes(const struct ovcd_ksm_counters *c, uint64_t page_size)
 {
 	if (c->has_general_profit)
 		return c->general_profit;
@@ -151,12 +151,12 @@ static int write_knob(const char *root, const char *name, uint64_t v, int first_
 
 	snprintf(rel, sizeof(rel), OVC_KSM_DIR "/%s", name);
 	snprintf(text, sizeof(text), "%" PRIu64, v);
-	r = ovc_write_root_file(root, rel, text);
+	r = ovcd_write_root_file(root, rel, text);
 	return first_error < 0 ? first_error : r;
 }
 
-int ovc_ksm_apply(const char *root, const struct ovc_ksm_knobs *want,
-		  const struct ovc_ksm_knobs *have)
+int ovcd_ksm_apply(const char *root, const struct ovcd_ksm_knobs *want,
+		  const struct ovcd_ksm_knobs *have)
 {
 	bool all = have == NULL;
 	int err = 0;

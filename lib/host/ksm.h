@@ -15,7 +15,7 @@
 
 #define OVC_KSM_DIR "/sys/kernel/mm/ksm"
 
-struct ovc_ksm_counters {
+struct ovcd_ksm_counters {
 	uint64_t pages_shared;     /* KSM pages in use */
 	uint64_t pages_sharing;    /* mappings of them: the pages saved */
 	uint64_t pages_unshared;
@@ -28,7 +28,7 @@ struct ovc_ksm_counters {
 };
 
 /* The knobs ovcd sets (and saves and restores). */
-struct ovc_ksm_knobs {
+struct ovcd_ksm_knobs {
 	uint32_t run;              /* 0 stop, 1 run (2, unmerge all, never set by ovcd) */
 	uint32_t pages_to_scan;
 	uint32_t sleep_millisecs;
@@ -38,15 +38,15 @@ struct ovc_ksm_knobs {
 };
 
 /* -ENOENT when the kernel has no KSM (no directory), -EBADMSG for garbage. */
-int ovc_ksm_read_counters(const char *root, struct ovc_ksm_counters *ret);
-int ovc_ksm_read_knobs(const char *root, struct ovc_ksm_knobs *ret);
+int ovcd_ksm_read_counters(const char *root, struct ovcd_ksm_counters *ret);
+int ovcd_ksm_read_knobs(const char *root, struct ovcd_ksm_knobs *ret);
 
 /* The memory KSM saves net of its own metadata, in bytes: general_profit
  * when the kernel has it, else the same formula (ksm.rst): saved pages
  * minus 64 bytes of rmap_item per tracked page. Counters are untrusted:
  * every sum and product saturates, and the result is clamped to
  * [INT64_MIN, INT64_MAX] (never wraps). */
-int64_t ovc_ksm_profit_bytes(const struct ovc_ksm_counters *c, uint64_t page_size);
+int64_t ovcd_ksm_profit_bytes(const struct ovcd_ksm_counters *c, uint64_t page_size);
 
 /*
  * Write the knobs of @want that differ from @have (all of them when @have
@@ -55,17 +55,17 @@ int64_t ovc_ksm_profit_bytes(const struct ovc_ksm_counters *c, uint64_t page_siz
  * rate first and run last; turning it off writes run first. Returns 0 or
  * the first -errno (the other knobs are still written).
  */
-int ovc_ksm_apply(const char *root, const struct ovc_ksm_knobs *want,
-		  const struct ovc_ksm_knobs *have);
+int ovcd_ksm_apply(const char *root, const struct ovcd_ksm_knobs *want,
+		  const struct ovcd_ksm_knobs *have);
 
-/* ovc_ksm_read_knobs() at start, ovc_ksm_apply(saved, NULL) at stop. */
-static inline int ovc_ksm_save(const char *root, struct ovc_ksm_knobs *ret)
+/* ovcd_ksm_read_knobs() at start, ovcd_ksm_apply(saved, NULL) at stop. */
+static inline int ovcd_ksm_save(const char *root, struct ovcd_ksm_knobs *ret)
 {
-	return ovc_ksm_read_knobs(root, ret);
+	return ovcd_ksm_read_knobs(root, ret);
 }
-static inline int ovc_ksm_restore(const char *root, const struct ovc_ksm_knobs *saved)
+static inline int ovcd_ksm_restore(const char *root, const struct ovcd_ksm_knobs *saved)
 {
-	return ovc_ksm_apply(root, saved, NULL);
+	return ovcd_ksm_apply(root, saved, NULL);
 }
 
 #endif

@@ -5,7 +5,7 @@
  * guests per tick (one per priority level in use, and under host pressure
  * at most 64 more over the inflate candidates of each priority and tier to
  * find the water-filling level), and one snprintf per guest for its
- * reason. ovc_policy_guest_check() costs one guest's share of a tick.
+ * reason. ovcd_policy_guest_check() costs one guest's share of a tick.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "host/policy.h"
+#include "host/units.h"
 #include "common/util.h"
 
 #define PRIORITY_LEVELS 101
@@ -25,7 +26,7 @@
 #define EMERGENCY_BACKOFF_MAX_SHIFT 3
 #define EMERGENCY_COUNT_MAX 1000
 
-const char *ovc_policy_action_name(enum ovc_policy_action a)
+const char *ovcd_policy_action_name(enum ovcd_policy_action a)
 {
 	switch (a) {
 	case OVC_ACTION_NONE:
@@ -46,7 +47,7 @@ const char *ovc_policy_action_name(enum ovc_policy_action a)
 	return "?";
 }
 
-const char *ovc_host_level_name(enum ovc_host_level l)
+const char *ovcd_host_level_name(enum ovcd_host_level l)
 {
 	switch (l) {
 	case OVC_HOST_STEADY:
@@ -57,22 +58,6 @@ const char *ovc_host_level_name(enum ovc_host_level l)
 		return "room";
 	}
 	return "?";
-}
-
-char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n)
-{
-	if (bytes >= GIB) {
-		uint64_t tenths = bytes / GIB * 10 + bytes % GIB * 10 / GIB;
-		if (tenths % 10 == 0)
-			snprintf(buf, n, "%" PRIu64 "GiB", tenths / 10);
-		else
-			snprintf(buf, n, "%" PRIu64 ".%" PRIu64 "GiB", tenths / 10, tenths % 10);
-	} else if (bytes >= MIB) {
-		snprintf(buf, n, "%" PRIu64 "MiB", bytes / MIB);
-	} else {
-		snprintf(buf, n, "%" PRIu64 "KiB", bytes / KIB);
-	}
-	return buf;
 }
 
 /* Reasons are for people: a cut one is fine, and gcc cannot see through
@@ -96,7 +81,7 @@ _printf_(2, 3) static void reason_append(char *buf, const char *fmt, ...)
 	va_end(ap);
 }
 
-#define SZ(v) ovc_format_size_short((v), (char[24]){ 0 }, 24)
+#define SZ(v) ovcd_format_size_short((v), (char[24]){ 0 }, 24)
 
 static uint64_t sat_sub(uint64_t a, uint64_t b)
 {
@@ -144,7 +129,7 @@ struct events {
  * figures are missing, went backwards (reboot, lie) or the time did. */
 static uint64_t rate(uint64_t cur, uint64_t prev, uint64_t dt_usec)
 {
-	if (!ovc_known(cur) || !ovc_known(prev) || cur < prev || dt_usec == 0)
+	if (!ovcd_known(cur) || !ovcd_known(prev) || cur < prev || dt_usec == 0)
 		return OVC_UNKNOWN;
 	return (uint64_t)(((unsigned __int128)(cur - prev) * USEC_PER_SEC) / dt_usec);
 }
@@ -167,22 +152,22 @@ static uint64_t decay(uint64_t v, uint64_t elapsed_usec, uint64_t half_usec)
 /* A maximum the policy can work with: known, not 0, and no more than a VM
  * can have (a larger one is garbage from a peer, and every sum of sizes
  * below stays far from overflowing with it). */
-static bool max_ok(const struct ovc_policy_guest *g)
+static bool max_ok(const struct ovcd_policy_guest *g)
 {
 	uint64_t max = g->stats.max_bytes;
-	return ovc_known(max) && max && max <= OVC_GUEST_BYTES_MAX;
+	return ovcd_known(max) && max && max <= OVC_GUEST_BYTES_MAX;
 }
 
-static uint64_t target_of(const struct ovc_policy_guest *g)
+static uint64_t target_of(const struct ovcd_policy_guest *g)
 {
 	uint64_t max = g->stats.max_bytes;
-	return g->target_bytes && ovc_known(g->target_bytes) ? MIN(g->target_bytes, max) : max;
+	return g->target_bytes && ovcd_known(g->target_bytes) ? MIN(g->target_bytes, max) : max;
 }
 
-static uint64_t actual_of(const struct ovc_policy_guest *g)
+static uint64_t actual_of(const struct ovcd_policy_guest *g)
 {
-	const struct ovc_guest_stats *st = &g->stats;
-	return ovc_known(st->actual_bytes) ? MIN(st->actual_bytes, st->max_bytes) : target_of(g);
+	const struct ovcd_guest_stats *st = &g->stats;
+	return ovcd_known(st->actual_bytes) ? MIN(st->actual_bytes, st->max_bytes) : target_of(g);
 }
 
 /* A guest's memory grew when its used memory rose by more than this. */
@@ -192,14 +177,14 @@ static uint64_t noise_of(uint64_t max)
 }
 
 /* The learned burst as it has decayed by @now. */
-static uint64_t burst_now(const struct ovc_config *cfg, const struct ovc_policy_guest_state *s,
+static uint64_t burst_now(const struct ovcd_config *cfg, const struct ovcd_policy_guest_state *s,
 			  uint64_t now)
 {
 	return decay(s->burst_bytes, sat_sub(now, s->burst_usec), cfg->balloon.headroom_decay_usec);
 }
 
 /* The fastest growth learned, as it has decayed by @now. */
-static uint64_t peak_rate_now(const struct ovc_config *cfg, const struct ovc_policy_guest_state *s,
+static uint64_t peak_rate_now(const struct ovcd_config *cfg, const struct ovcd_policy_guest_state *s,
 			      uint64_t now)
 {
 	return decay(s->peak_rate_bytes, sat_sub(now, s->peak_rate_usec), cfg->balloon.headroom_decay_usec);
@@ -211,7 +196,7 @@ static uint64_t peak_rate_now(const struct ovc_config *cfg, const struct ovc_pol
  * and the deflate that answers it takes about as long again to reach the
  * guest. So a guest seen growing at R per second keeps 2 x R x stats_period.
  */
-static uint64_t reaction_need(const struct ovc_config *cfg, const struct ovc_policy_guest_state *s,
+static uint64_t reaction_need(const struct ovcd_config *cfg, const struct ovcd_policy_guest_state *s,
 			      uint64_t now)
 {
 	uint64_t r = peak_rate_now(cfg, s, now);
@@ -221,20 +206,20 @@ static uint64_t reaction_need(const struct ovc_config *cfg, const struct ovc_pol
 	return (uint64_t)(((unsigned __int128)r * 2 * period) / USEC_PER_SEC);
 }
 
-static bool has_engine(const struct ovc_policy_guest *g)
+static bool has_engine(const struct ovcd_policy_guest *g)
 {
 	return g->kind == OVC_DRIVER_ENGINE || g->engine;
 }
 
 /* An engine's reclaim target and what it gives back, clamped. */
-static void engine_held(const struct ovc_policy_guest *g, uint64_t *zero, uint64_t *held, uint64_t *target)
+static void engine_held(const struct ovcd_policy_guest *g, uint64_t *zero, uint64_t *held, uint64_t *target)
 {
-	const struct ovc_guest_stats *st = &g->stats;
+	const struct ovcd_guest_stats *st = &g->stats;
 	uint64_t max = st->max_bytes;
 
-	*zero = ovc_known(st->engine_zero_bytes) ? MIN(st->engine_zero_bytes, max) : 0;
-	*held = *zero + (ovc_known(st->engine_swap_bytes) ? MIN(st->engine_swap_bytes, max - *zero) : 0);
-	*target = ovc_known(st->engine_target_bytes) ? st->engine_target_bytes : 0;
+	*zero = ovcd_known(st->engine_zero_bytes) ? MIN(st->engine_zero_bytes, max) : 0;
+	*held = *zero + (ovcd_known(st->engine_swap_bytes) ? MIN(st->engine_swap_bytes, max - *zero) : 0);
+	*target = ovcd_known(st->engine_target_bytes) ? st->engine_target_bytes : 0;
 }
 
 /*
@@ -243,10 +228,10 @@ static void engine_held(const struct ovc_policy_guest *g, uint64_t *zero, uint64
  * one learned from, how its used memory moved (burst, idle, rate) and
  * what its reclaim counters say. @s starts as the guest's state.
  */
-static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-		  const struct ovc_policy_guest *g, struct ovc_policy_guest_state *s, struct events *e)
+static void learn(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+		  const struct ovcd_policy_guest *g, struct ovcd_policy_guest_state *s, struct events *e)
 {
-	const struct ovc_guest_stats *st = &g->stats;
+	const struct ovcd_guest_stats *st = &g->stats;
 	uint64_t now = h->now_usec, max = st->max_bytes;
 
 	*s = g->state;
@@ -257,7 +242,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 
 	/* A balloon owing memory (actual above its target) must move toward
 	 * its target; the clock restarts each time it moves a MiB. */
-	if (g->kind != OVC_DRIVER_ENGINE && ovc_known(st->actual_bytes) && actual >= target + MIB) {
+	if (g->kind != OVC_DRIVER_ENGINE && ovcd_known(st->actual_bytes) && actual >= target + MIB) {
 		if (!s->stuck_usec || sat_sub(s->stuck_actual_bytes, actual) >= MIB || now < s->stuck_usec) {
 			s->stuck_usec = now ? now : 1;
 			s->stuck_actual_bytes = actual;
@@ -282,18 +267,18 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		}
 	}
 
-	if (st->stale || !ovc_known(st->available_bytes) || st->collected_usec == 0 ||
+	if (st->stale || !ovcd_known(st->available_bytes) || st->collected_usec == 0 ||
 	    st->collected_usec <= s->seen_usec ||
-	    (ovc_known(st->guest_update_sec) && s->seen_usec && st->guest_update_sec == s->seen_update_sec))
+	    (ovcd_known(st->guest_update_sec) && s->seen_usec && st->guest_update_sec == s->seen_update_sec))
 		return; /* nothing new to learn from: the same update read again */
 	uint64_t t = st->collected_usec;
 	uint64_t avail = MIN(st->available_bytes, actual);
-	if (ovc_known(st->total_bytes))
+	if (ovcd_known(st->total_bytes))
 		avail = MIN(avail, st->total_bytes);
 	/* Used memory from the guest's own figures where it sent them (its
 	 * MemTotal and MemAvailable come from one moment, while the balloon's
 	 * size is read live and may be ahead of them). */
-	uint64_t used = (ovc_known(st->total_bytes) ? MIN(st->total_bytes, actual) : actual) - avail;
+	uint64_t used = (ovcd_known(st->total_bytes) ? MIN(st->total_bytes, actual) : actual) - avail;
 	/* While the balloon moves, what the guest counts as used moves with
 	 * it (a guest with deflate-on-oom counts balloon pages as used; any
 	 * guest's figures lag the balloon's size): no growth is measured in
@@ -318,7 +303,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			 * its available memory up by about what used fell by.
 			 * A guest that frees memory by itself while merely
 			 * ballooned tightly is not in distress. */
-			uint64_t emerg = ovc_conf_size_bytes(&cfg->balloon.emergency_available, actual);
+			uint64_t emerg = ovcd_conf_size_bytes(&cfg->balloon.emergency_available, actual);
 			uint64_t period_s = 2 * MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
 			uint64_t fell = s->rate_bytes > UINT64_MAX / period_s ? UINT64_MAX : s->rate_bytes * period_s;
 			bool distressed = s->seen_avail_bytes < emerg ||
@@ -328,7 +313,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 			 * guest that deflated itself counts the returned
 			 * pages as used until then): not a kill, not a free. */
 			bool settled = !s->moved_before;
-			if (settled && !ovc_known(st->oom_kills) && distressed && drop >= MAX(64 * MIB, max / 16) &&
+			if (settled && !ovcd_known(st->oom_kills) && distressed && drop >= MAX(64 * MIB, max / 16) &&
 			    sat_sub(avail, s->seen_avail_bytes) >= drop - drop / 4) {
 				e->oom = true;
 				e->freed = drop;
@@ -344,7 +329,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 		if (used < s->low_used_bytes && !s->moved_before)
 			s->low_used_bytes = used;
 		s->run_bytes = MIN(sat_sub(used, s->low_used_bytes), max);
-		if (ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
+		if (ovcd_known(st->oom_kills) && ovcd_known(s->seen_oom_kills) &&
 		    st->oom_kills > s->seen_oom_kills)
 			e->oom = e->oom_counted = true;
 		/* A guest back where its run began (within an eighth of its
@@ -377,7 +362,7 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 	/* An update in which the balloon moved leaves the run as it was: the
 	 * guest still holds what it took (forgetting it there let an inflate
 	 * followed by a partial free pass for the end of the job). */
-	if (moved && ovc_known(st->oom_kills) && ovc_known(s->seen_oom_kills) &&
+	if (moved && ovcd_known(st->oom_kills) && ovcd_known(s->seen_oom_kills) &&
 	    st->oom_kills > s->seen_oom_kills)
 		e->oom = e->oom_counted = true; /* the guest's own count is never wrong */
 	/* An inflate that did not lower the VMM's RSS by a quarter of what
@@ -388,12 +373,12 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 	 * before the balloon moved: the VMM drops the pages before the
 	 * balloon's size says so, and one update may see only one of the
 	 * two. */
-	uint64_t rss = ovc_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE
+	uint64_t rss = ovcd_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE
 			       ? MIN(st->rss_bytes, OVC_GUEST_BYTES_MAX) : OVC_UNKNOWN;
 	if (!moved) {
 		s->still_actual_bytes = actual;
 		s->still_rss_bytes = rss;
-	} else if (actual < s->still_actual_bytes && ovc_known(rss) && ovc_known(s->still_rss_bytes) &&
+	} else if (actual < s->still_actual_bytes && ovcd_known(rss) && ovcd_known(s->still_rss_bytes) &&
 		   s->still_actual_bytes - actual >= noise_of(max)) {
 		uint64_t took = s->still_actual_bytes - actual, gave = sat_sub(s->still_rss_bytes, rss);
 		s->cold_usec = gave < took / 4 ? t : 0;
@@ -429,31 +414,31 @@ static void learn(const struct ovc_config *cfg, const struct ovc_policy_host *h,
 	s->seen_direct_reclaims = st->direct_reclaims;
 }
 
-static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-		   const struct ovc_policy_guest *g, const struct ovc_policy_guest_state *s,
+static void derive(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+		   const struct ovcd_policy_guest *g, const struct ovcd_policy_guest_state *s,
 		   struct view *v)
 {
-	const struct ovc_guest_stats *st = &g->stats, *pv = &g->prev;
+	const struct ovcd_guest_stats *st = &g->stats, *pv = &g->prev;
 	uint64_t now = h->now_usec;
 
 	*v = (struct view){ .max = st->max_bytes, .target = target_of(g), .actual = actual_of(g),
 			    .avail = OVC_UNKNOWN, .resident_free = OVC_UNKNOWN };
 	if (!max_ok(g))
 		return; /* the guest is left alone */
-	uint64_t floor = MIN(ovc_conf_size_bytes(&g->settings.floor, v->max), v->max);
+	uint64_t floor = MIN(ovcd_conf_size_bytes(&g->settings.floor, v->max), v->max);
 	/* A guest that ran short keeps what it needed, less and less. */
 	uint64_t raised = floor + decay(sat_sub(MIN(s->short_floor_bytes, v->max), floor),
 					sat_sub(now, s->short_usec), cfg->balloon.short_decay_usec);
 	v->floor = floor;
 	v->raised_floor = MAX(ALIGN_DOWN(MIN(raised, v->max), MIB), floor);
-	v->step = MAX(ovc_conf_size_bytes(&g->settings.step, v->max), MIB);
-	v->min_change = ovc_conf_size_bytes(&cfg->balloon.min_change, v->max);
-	v->fresh = !st->stale && ovc_known(st->available_bytes);
+	v->step = MAX(ovcd_conf_size_bytes(&g->settings.step, v->max), MIB);
+	v->min_change = ovcd_conf_size_bytes(&cfg->balloon.min_change, v->max);
+	v->fresh = !st->stale && ovcd_known(st->available_bytes);
 	v->avail = OVC_UNKNOWN;
 	v->spare = v->fpr = v->keep = 0;
 	v->resident_free = OVC_UNKNOWN;
-	v->guest_free = ovc_conf_size_bytes(&g->settings.guest_free, v->actual);
-	v->headroom = MIN(MAX(MAX(ovc_conf_size_bytes(&cfg->balloon.headroom, v->max), burst_now(cfg, s, now)),
+	v->guest_free = ovcd_conf_size_bytes(&g->settings.guest_free, v->actual);
+	v->headroom = MIN(MAX(MAX(ovcd_conf_size_bytes(&cfg->balloon.headroom, v->max), burst_now(cfg, s, now)),
 			      reaction_need(cfg, s, now)),
 			  v->max);
 	v->pressure = false;
@@ -484,18 +469,18 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	 * where it ran short; while its streak lasts, it keeps what the
 	 * emergency gave it above guest_free. */
 	if (v->streak)
-		v->margin = MAX(ovc_conf_size_bytes(&cfg->balloon.emergency_step, v->max), MIB);
+		v->margin = MAX(ovcd_conf_size_bytes(&cfg->balloon.emergency_step, v->max), MIB);
 	v->keep = v->guest_free + v->headroom + v->margin;
 	if (!v->fresh)
 		return;
 
 	/* A guest cannot have more available than the memory it has now. */
 	v->avail = MIN(st->available_bytes, v->actual);
-	if (ovc_known(st->total_bytes))
+	if (ovcd_known(st->total_bytes))
 		v->avail = MIN(v->avail, st->total_bytes);
 	/* Memory free page reporting gave back is on the host already: a
 	 * balloon taking it first gains the host nothing. */
-	if (g->free_page_reporting && ovc_known(st->free_bytes))
+	if (g->free_page_reporting && ovcd_known(st->free_bytes))
 		v->fpr = MIN(st->free_bytes, v->avail);
 	/* What the balloon was asked for but has not taken yet is not spare. */
 	v->spare = sat_sub(sat_sub(sat_sub(v->avail, v->keep), sat_sub(v->actual, v->target)), v->fpr);
@@ -503,7 +488,7 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	 * ballooning it gains the host nothing. Where the VMM's RSS is known,
 	 * only what it holds beyond the guest's used memory can come back. */
 	v->resident_free = OVC_UNKNOWN;
-	if (ovc_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE) {
+	if (ovcd_known(st->rss_bytes) && g->kind != OVC_DRIVER_ENGINE) {
 		v->resident_free = sat_sub(MIN(st->rss_bytes, OVC_GUEST_BYTES_MAX), v->actual - v->avail);
 		/* RSS also holds the VMM's own memory: an inflate that did
 		 * not lower it showed the free memory is not resident. */
@@ -512,7 +497,7 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 		v->spare = MIN(v->spare, v->resident_free);
 	}
 
-	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
+	uint64_t emergency_avail = ovcd_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
 	bool have_prev = pv->collected_usec && !pv->stale && st->collected_usec > pv->collected_usec;
 	uint64_t dt = have_prev ? st->collected_usec - pv->collected_usec : 0;
 	uint64_t majflt = have_prev ? rate(st->major_faults, pv->major_faults, dt) : OVC_UNKNOWN;
@@ -521,12 +506,12 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 	if (v->avail < emergency_avail) {
 		v->pressure = true;
 		reasonf(v->why, sizeof(v->why), "available %s < %s", SZ(v->avail), SZ(emergency_avail));
-	} else if (cfg->balloon.emergency_major_faults && ovc_known(majflt) &&
+	} else if (cfg->balloon.emergency_major_faults && ovcd_known(majflt) &&
 		   majflt > cfg->balloon.emergency_major_faults) {
 		v->pressure = true;
 		reasonf(v->why, sizeof(v->why), "major faults %" PRIu64 "/s > %" PRIu64 "/s", majflt,
 			 cfg->balloon.emergency_major_faults);
-	} else if (cfg->balloon.emergency_swap_in.bytes && ovc_known(swapin) &&
+	} else if (cfg->balloon.emergency_swap_in.bytes && ovcd_known(swapin) &&
 		   swapin > cfg->balloon.emergency_swap_in.bytes) {
 		v->pressure = true;
 		reasonf(v->why, sizeof(v->why), "swap-in %s/s > %s/s", SZ(swapin),
@@ -537,11 +522,11 @@ static void derive(const struct ovc_config *cfg, const struct ovc_policy_host *h
 /* The distress only a new update shows (the rules that come before the
  * ones derive() knows): an OOM kill, available memory falling fast enough
  * to run out before the next update, allocation stalls, direct reclaim. */
-static void distress(const struct ovc_config *cfg, const struct events *e, struct view *v)
+static void distress(const struct ovcd_config *cfg, const struct events *e, struct view *v)
 {
 	if (!v->fresh || !e->new_sample)
 		return;
-	uint64_t emergency_avail = ovc_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
+	uint64_t emergency_avail = ovcd_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
 	/* Relief comes about a stats period after this update (the deflate
 	 * has to reach the guest, which frees the balloon's pages while it
 	 * allocates), and the next update may show the fall only a period
@@ -567,12 +552,12 @@ static void distress(const struct ovc_config *cfg, const struct events *e, struc
 		return; /* stalls and reclaim with enough available: the guest's
 			 * own business (fragmentation, cache churn), and a balloon
 			 * that gives back memory does not cure them */
-	} else if (cfg->balloon.emergency_stalls && ovc_known(e->stalls) &&
+	} else if (cfg->balloon.emergency_stalls && ovcd_known(e->stalls) &&
 		   e->stalls >= cfg->balloon.emergency_stalls) {
 		v->pressure = true;
 		reasonf(v->why, sizeof(v->why), "allocation stalls %" PRIu64 "/s >= %" PRIu64 "/s", e->stalls,
 			cfg->balloon.emergency_stalls);
-	} else if (cfg->balloon.emergency_direct_reclaim && ovc_known(e->reclaim) &&
+	} else if (cfg->balloon.emergency_direct_reclaim && ovcd_known(e->reclaim) &&
 		   e->reclaim >= cfg->balloon.emergency_direct_reclaim) {
 		v->pressure = true;
 		reasonf(v->why, sizeof(v->why), "direct reclaim %" PRIu64 " pages/s >= %" PRIu64 "/s",
@@ -581,8 +566,8 @@ static void distress(const struct ovc_config *cfg, const struct events *e, struc
 }
 
 /* Host level and its cause. */
-static void host_level(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-		       struct ovc_policy_out *out, char *cause, size_t cause_n)
+static void host_level(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+		       struct ovcd_policy_out *out, char *cause, size_t cause_n)
 {
 	uint64_t total = h->mem.total_bytes;
 	/* The guests' headroom is memory they take without asking: it must
@@ -592,7 +577,7 @@ static void host_level(const struct ovc_config *cfg, const struct ovc_policy_hos
 	bool psi_some = false, psi_full = false;
 	char less[64] = "";
 
-	ovc_config_watermarks(cfg, total, NULL, &low, &high);
+	ovcd_config_watermarks(cfg, total, NULL, &low, &high);
 	if (h->psi_valid) {
 		psi_some = cfg->host.psi_some_basis_points &&
 			   h->psi.some.avg10_basis_points >= cfg->host.psi_some_basis_points;
@@ -612,7 +597,7 @@ static void host_level(const struct ovc_config *cfg, const struct ovc_policy_hos
 		 * get back to high, or one watermark gap if already above. */
 		out->level = OVC_HOST_PRESSURE;
 		out->need_bytes = avail < high ? high - avail : MAX(high - low, MIB);
-		const struct ovc_psi_line *l = psi_full ? &h->psi.full : &h->psi.some;
+		const struct ovcd_psi_line *l = psi_full ? &h->psi.full : &h->psi.some;
 		uint32_t thr = psi_full ? cfg->host.psi_full_basis_points : cfg->host.psi_some_basis_points;
 		reasonf(cause, cause_n, "PSI %s avg10 %u.%02u%% >= %u.%02u%%", psi_full ? "full" : "some",
 			 l->avg10_basis_points / 100, l->avg10_basis_points % 100, thr / 100, thr % 100);
@@ -626,7 +611,7 @@ static void host_level(const struct ovc_config *cfg, const struct ovc_policy_hos
 		reasonf(cause, cause_n, "MemAvailable %s%s between low %s and high %s",
 			SZ(h->mem.available_bytes), less, SZ(low), SZ(high));
 	}
-	reasonf(out->reason, sizeof(out->reason), "host %s: %s", ovc_host_level_name(out->level),
+	reasonf(out->reason, sizeof(out->reason), "host %s: %s", ovcd_host_level_name(out->level),
 		 cause);
 }
 
@@ -646,7 +631,7 @@ static bool prio_has(const struct prio_set *s, uint32_t p)
 	return s->bits[p / 64] & (UINT64_C(1) << (p % 64));
 }
 
-static uint32_t prio_of(const struct ovc_policy_guest *g)
+static uint32_t prio_of(const struct ovcd_policy_guest *g)
 {
 	return MIN(g->settings.priority, PRIORITY_LEVELS - 1);
 }
@@ -672,11 +657,11 @@ static uint64_t deflate_cap(const struct view *v)
 	return MIN(v->step, v->max - v->target);
 }
 
-static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-			  const struct ovc_policy_out *out, const struct ovc_policy_guest *g,
-			  struct ovc_policy_decision *d, const char *cause, bool check)
+static enum cand classify(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+			  const struct ovcd_policy_out *out, const struct ovcd_policy_guest *g,
+			  struct ovcd_policy_decision *d, const char *cause, bool check)
 {
-	struct ovc_policy_guest_state s;
+	struct ovcd_policy_guest_state s;
 	struct events e;
 	struct view v;
 
@@ -692,7 +677,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		v.pressure = false;
 	else
 		distress(cfg, &e, &v);
-	*d = (struct ovc_policy_decision){
+	*d = (struct ovcd_policy_decision){
 		.action = OVC_ACTION_NONE,
 		.target_bytes = v.target,
 		.floor_bytes = v.floor,
@@ -759,7 +744,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 		uint64_t grow = e.new_sample ? MIN(e.rate, v.max) * period_s : 0;
 		uint64_t base = MAX(v.target, v.actual);
 		uint64_t want = sat_sub(MIN(v.keep + grow, v.max), v.avail);
-		uint64_t by = MIN(ALIGN_UP(MAX(want, MAX(ovc_conf_size_bytes(&cfg->balloon.emergency_step, v.max), MIB)), MIB),
+		uint64_t by = MIN(ALIGN_UP(MAX(want, MAX(ovcd_conf_size_bytes(&cfg->balloon.emergency_step, v.max), MIB)), MIB),
 				  v.max - base);
 		if (by == 0) {
 			reasonf(d->reason, sizeof(d->reason), "guest pressure (%s), its balloon already deflating to %s",
@@ -834,7 +819,7 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
 				reasonf(d->reason, sizeof(d->reason),
 					"host pressure, its free %s already back through free page reporting",
 					SZ(v.fpr));
-			else if (ovc_known(v.resident_free) && v.resident_free < MIB &&
+			else if (ovcd_known(v.resident_free) && v.resident_free < MIB &&
 				 sat_sub(sat_sub(v.avail, v.keep), sat_sub(v.actual, v.target)))
 				reasonf(d->reason, sizeof(d->reason),
 					"host pressure, its free memory is not resident on the host (RSS %s)",
@@ -875,8 +860,8 @@ static enum cand classify(const struct ovc_config *cfg, const struct ovc_policy_
  * down to the same level, instead of everyone a share (water-filling).
  * Each candidate's cap is in its decision's reclaim_target_bytes and its
  * spare in spare_bytes while the pass runs. */
-static uint64_t fill_level(const struct ovc_policy_guest *guests, size_t n,
-			   const struct ovc_policy_decision *dec, uint32_t p, bool idle, uint64_t want)
+static uint64_t fill_level(const struct ovcd_policy_guest *guests, size_t n,
+			   const struct ovcd_policy_decision *dec, uint32_t p, bool idle, uint64_t want)
 {
 	uint64_t lo = 0, hi = 0;
 
@@ -899,10 +884,10 @@ static uint64_t fill_level(const struct ovc_policy_guest *guests, size_t n,
 
 /* Inflate from candidates, lowest priority first, idle guests before busy
  * ones, the most spare first, until the host's need is met. */
-static void inflate_pass(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-			 const struct ovc_policy_guest *guests, size_t n,
-			 struct ovc_policy_decision *dec, const struct prio_set *prios,
-			 struct ovc_policy_out *out)
+static void inflate_pass(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+			 const struct ovcd_policy_guest *guests, size_t n,
+			 struct ovcd_policy_decision *dec, const struct prio_set *prios,
+			 struct ovcd_policy_out *out)
 {
 	/* Memory balloons are still taking will show in MemAvailable by
 	 * itself; asking others for it too would overshoot. */
@@ -921,7 +906,7 @@ static void inflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 			bool idle = tier == 0;
 			uint64_t level = fill_level(guests, n, dec, p, idle, remaining), taken = 0;
 			for (size_t i = 0; i < n; i++) {
-				struct ovc_policy_decision *d = &dec[i];
+				struct ovcd_policy_decision *d = &dec[i];
 				if ((int)d->action != CAND_INFLATE || prio_of(&guests[i]) != p || d->idle != idle)
 					continue;
 				derive(cfg, h, &guests[i], &d->state, &v);
@@ -963,10 +948,10 @@ static void inflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 }
 
 /* Deflate, highest priority first, within the host's room. */
-static void deflate_pass(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-			 const struct ovc_policy_guest *guests, size_t n,
-			 struct ovc_policy_decision *dec, const struct prio_set *prios,
-			 struct ovc_policy_out *out)
+static void deflate_pass(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+			 const struct ovcd_policy_guest *guests, size_t n,
+			 struct ovcd_policy_decision *dec, const struct prio_set *prios,
+			 struct ovcd_policy_out *out)
 {
 	uint64_t remaining = out->room_bytes;
 	struct view v;
@@ -983,7 +968,7 @@ static void deflate_pass(const struct ovc_config *cfg, const struct ovc_policy_h
 		bool all = remaining >= sum_cap;
 		uint64_t given = 0;
 		for (size_t i = 0; i < n; i++) {
-			struct ovc_policy_decision *d = &dec[i];
+			struct ovcd_policy_decision *d = &dec[i];
 			if ((int)d->action != CAND_DEFLATE || prio_of(&guests[i]) != (uint32_t)p)
 				continue;
 			derive(cfg, h, &guests[i], &dec[i].state, &v);
@@ -1024,32 +1009,32 @@ struct eview {
 	const char *no_swap;
 };
 
-static void engine_derive(const struct ovc_config *cfg, const struct ovc_policy_guest *g,
+static void engine_derive(const struct ovcd_config *cfg, const struct ovcd_policy_guest *g,
 			  struct eview *e)
 {
-	const struct ovc_guest_stats *st = &g->stats;
+	const struct ovcd_guest_stats *st = &g->stats;
 
 	e->max = st->max_bytes;
-	e->zero = ovc_known(st->engine_zero_bytes) ? MIN(st->engine_zero_bytes, e->max) : 0;
-	e->held = e->zero + (ovc_known(st->engine_swap_bytes)
+	e->zero = ovcd_known(st->engine_zero_bytes) ? MIN(st->engine_zero_bytes, e->max) : 0;
+	e->held = e->zero + (ovcd_known(st->engine_swap_bytes)
 				     ? MIN(st->engine_swap_bytes, e->max - e->zero) : 0);
-	e->target = ovc_known(st->engine_target_bytes) ? st->engine_target_bytes : 0;
+	e->target = ovcd_known(st->engine_target_bytes) ? st->engine_target_bytes : 0;
 	e->no_swap = !cfg->swap.enable ? "[swap] enable = no"
 		     : g->settings.never_swap ? "class never_swap" : NULL;
 	e->swap_ok = !e->no_swap;
 	/* Zero sharing is not capped; swap is, by [swap] max, and by the RAM
 	 * the engine has registered (it refuses a target beyond, -ENOSPC: a
 	 * VMM may publish a max above its regions). */
-	uint64_t room = ovc_known(st->engine_region_bytes) ? MIN(e->max, st->engine_region_bytes) : e->max;
-	e->cap = e->swap_ok ? ALIGN_DOWN(MIN(e->zero + ovc_conf_size_bytes(&cfg->swap.max, e->max), room), MIB)
+	uint64_t room = ovcd_known(st->engine_region_bytes) ? MIN(e->max, st->engine_region_bytes) : e->max;
+	e->cap = e->swap_ok ? ALIGN_DOWN(MIN(e->zero + ovcd_conf_size_bytes(&cfg->swap.max, e->max), room), MIB)
 			    : 0;
-	e->step = MAX(ALIGN_DOWN(ovc_conf_size_bytes(&cfg->swap.step, e->max), MIB), MIB);
+	e->step = MAX(ALIGN_DOWN(ovcd_conf_size_bytes(&cfg->swap.step, e->max), MIB), MIB);
 }
 
 /* The engine's reason: the whole reason of an engine-only guest, appended
  * to the balloon's for a guest with both. */
-_printf_(3, 4) static void engine_note(const struct ovc_policy_guest *g,
-				       struct ovc_policy_decision *d, const char *fmt, ...)
+_printf_(3, 4) static void engine_note(const struct ovcd_policy_guest *g,
+				       struct ovcd_policy_decision *d, const char *fmt, ...)
 {
 	char buf[OVC_POLICY_REASON_MAX];
 	va_list ap;
@@ -1065,15 +1050,15 @@ _printf_(3, 4) static void engine_note(const struct ovc_policy_guest *g,
 
 /* Rules E1, E2, E4, E5 (policy.h) for one engine; under host pressure a
  * guest that may grow is left as CAND_ENGINE for engine_raise_pass(). */
-static void engine_classify(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-			    const struct ovc_policy_guest *g, struct ovc_policy_decision *d,
-			    struct ovc_policy_out *out, const char *cause)
+static void engine_classify(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+			    const struct ovcd_policy_guest *g, struct ovcd_policy_decision *d,
+			    struct ovcd_policy_out *out, const char *cause)
 {
 	struct eview e;
 	struct view v;
 
 	d->reclaim_action = OVC_ACTION_NONE;
-	d->reclaim_target_bytes = ovc_known(g->stats.engine_target_bytes) ? g->stats.engine_target_bytes : 0;
+	d->reclaim_target_bytes = ovcd_known(g->stats.engine_target_bytes) ? g->stats.engine_target_bytes : 0;
 	if (!max_ok(g)) {
 		engine_note(g, d, "no maximum memory known: left alone");
 		return;
@@ -1092,14 +1077,14 @@ static void engine_classify(const struct ovc_config *cfg, const struct ovc_polic
 		return;
 	}
 	/* E2: the engine swaps back in faster than a guest may. */
-	const struct ovc_guest_stats *st = &g->stats, *pv = &g->prev;
+	const struct ovcd_guest_stats *st = &g->stats, *pv = &g->prev;
 	bool have_prev = pv->collected_usec && st->collected_usec > pv->collected_usec;
 	uint64_t swapin = have_prev ? rate(st->engine_swap_in_bytes, pv->engine_swap_in_bytes,
 					   st->collected_usec - pv->collected_usec)
 				    : OVC_UNKNOWN;
-	if (cfg->balloon.emergency_swap_in.bytes && ovc_known(swapin) &&
+	if (cfg->balloon.emergency_swap_in.bytes && ovcd_known(swapin) &&
 	    swapin > cfg->balloon.emergency_swap_in.bytes && e.target > e.zero) {
-		uint64_t by = MAX(ovc_conf_size_bytes(&cfg->balloon.emergency_step, e.max), MIB);
+		uint64_t by = MAX(ovcd_conf_size_bytes(&cfg->balloon.emergency_step, e.max), MIB);
 		uint64_t to = sat_sub(e.target, by);
 		d->reclaim_action = OVC_ACTION_EMERGENCY;
 		d->reclaim_target_bytes = to > e.zero ? to : 0;
@@ -1147,7 +1132,7 @@ static void engine_classify(const struct ovc_config *cfg, const struct ovc_polic
 		} else if (e.held >= e.cap)
 			engine_note(g, d, "host pressure, swap cap reached (gives back %s)", SZ(e.held));
 		else
-			d->reclaim_action = (enum ovc_policy_action)CAND_ENGINE;
+			d->reclaim_action = (enum ovcd_policy_action)CAND_ENGINE;
 		return;
 	case OVC_HOST_ROOM:
 		if (e.target == 0) {
@@ -1167,8 +1152,8 @@ static void engine_classify(const struct ovc_config *cfg, const struct ovc_polic
 
 /* E3: raise engine targets, lowest priority first, for what balloons did
  * not cover. */
-static void engine_raise_pass(const struct ovc_config *cfg, const struct ovc_policy_guest *guests,
-			      size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out,
+static void engine_raise_pass(const struct ovcd_config *cfg, const struct ovcd_policy_guest *guests,
+			      size_t n, struct ovcd_policy_decision *dec, struct ovcd_policy_out *out,
 			      const char *cause)
 {
 	/* Not for the guests' headroom: swapping one guest's memory out so
@@ -1179,8 +1164,8 @@ static void engine_raise_pass(const struct ovc_config *cfg, const struct ovc_pol
 
 	for (uint32_t p = 0; p < PRIORITY_LEVELS; p++)
 		for (size_t i = 0; i < n; i++) {
-			const struct ovc_policy_guest *g = &guests[i];
-			struct ovc_policy_decision *d = &dec[i];
+			const struct ovcd_policy_guest *g = &guests[i];
+			struct ovcd_policy_decision *d = &dec[i];
 			struct eview e;
 
 			if ((int)d->reclaim_action != CAND_ENGINE || prio_of(g) != p)
@@ -1209,27 +1194,27 @@ static void engine_raise_pass(const struct ovc_config *cfg, const struct ovc_pol
  * run while memory is committed near MemTotal or MemAvailable is below the
  * threshold, boost the scan rate under pressure and decay it otherwise, and
  * stop for retry_after when a full scan brought no profit for idle_ticks. */
-static void ksm_step(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-		     const struct ovc_policy_ksm_state *in, const struct ovc_policy_guest *guests,
-		     size_t n, struct ovc_policy_out *out)
+static void ksm_step(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+		     const struct ovcd_policy_ksm_state *in, const struct ovcd_policy_guest *guests,
+		     size_t n, struct ovcd_policy_out *out)
 {
-	struct ovc_policy_ksm_state st = *in;
-	struct ovc_ksm_knobs want = h->ksm_knobs;
+	struct ovcd_policy_ksm_state st = *in;
+	struct ovcd_ksm_knobs want = h->ksm_knobs;
 	uint64_t total = h->mem.total_bytes, free_b = h->mem.available_bytes;
-	uint64_t thres = MAX(ovc_conf_size_bytes(&cfg->ksm.threshold, total), 2 * MIB);
+	uint64_t thres = MAX(ovcd_conf_size_bytes(&cfg->ksm.threshold, total), 2 * MIB);
 	uint64_t committed = 0;
-	int64_t profit = ovc_ksm_profit_bytes(&h->ksm, h->page_size);
+	int64_t profit = ovcd_ksm_profit_bytes(&h->ksm, h->page_size);
 
 	const char *opt_out = NULL;
 	for (size_t i = 0; i < n; i++) {
-		const struct ovc_guest_stats *s = &guests[i].stats;
+		const struct ovcd_guest_stats *s = &guests[i].stats;
 		/* An engine-only guest's actual memory is its VMM's claim:
 		 * only what the kernel measured (its RSS) counts. */
 		if (guests[i].kind == OVC_DRIVER_ENGINE)
-			committed += ovc_known(s->rss_bytes) ? MIN(s->rss_bytes, OVC_GUEST_BYTES_MAX) : 0;
+			committed += ovcd_known(s->rss_bytes) ? MIN(s->rss_bytes, OVC_GUEST_BYTES_MAX) : 0;
 		else
-			committed += ovc_known(s->rss_bytes) ? MIN(s->rss_bytes, OVC_GUEST_BYTES_MAX)
-				     : ovc_known(s->actual_bytes) ? MIN(s->actual_bytes, OVC_GUEST_BYTES_MAX) : 0;
+			committed += ovcd_known(s->rss_bytes) ? MIN(s->rss_bytes, OVC_GUEST_BYTES_MAX)
+				     : ovcd_known(s->actual_bytes) ? MIN(s->actual_bytes, OVC_GUEST_BYTES_MAX) : 0;
 		if (!guests[i].settings.ksm && !opt_out)
 			opt_out = guests[i].name ? guests[i].name : "?";
 	}
@@ -1315,16 +1300,16 @@ static void ksm_step(const struct ovc_config *cfg, const struct ovc_policy_host 
  * as its reserve, so that spare is taken from others before a burst, not
  * after. It stops squeezing by itself: a guest is never inflated into its
  * own headroom, so once nobody has spare, nothing more is taken. */
-static uint64_t headroom_claims(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-				const struct ovc_policy_guest *guests, size_t n)
+static uint64_t headroom_claims(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+				const struct ovcd_policy_guest *guests, size_t n)
 {
 	uint64_t sum = 0;
 
 	if (!cfg->balloon.enable || !cfg->host.keep_headroom)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		const struct ovc_policy_guest *g = &guests[i];
-		struct ovc_policy_guest_state s;
+		const struct ovcd_policy_guest *g = &guests[i];
+		struct ovcd_policy_guest_state s;
 		struct events e;
 		struct view v;
 
@@ -1338,16 +1323,16 @@ static uint64_t headroom_claims(const struct ovc_config *cfg, const struct ovc_p
 	return sum;
 }
 
-int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-		    const struct ovc_policy_ksm_state *ksm_in, const struct ovc_policy_guest *guests,
-		    size_t n, struct ovc_policy_decision *dec, struct ovc_policy_out *out)
+int ovcd_policy_tick(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+		    const struct ovcd_policy_ksm_state *ksm_in, const struct ovcd_policy_guest *guests,
+		    size_t n, struct ovcd_policy_decision *dec, struct ovcd_policy_out *out)
 {
 	char cause[OVC_POLICY_REASON_MAX];
 	struct prio_set inflate_prios = { { 0 } }, deflate_prios = { { 0 } };
 
 	if (!cfg || !h || !ksm_in || !out || (n && (!guests || !dec)) || h->page_size == 0)
 		return -EINVAL;
-	*out = (struct ovc_policy_out){ .ksm_state = *ksm_in };
+	*out = (struct ovcd_policy_out){ .ksm_state = *ksm_in };
 	out->headroom_bytes = headroom_claims(cfg, h, guests, n);
 	host_level(cfg, h, out, cause, sizeof(cause));
 
@@ -1358,20 +1343,20 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 		else if (c == CAND_DEFLATE)
 			prio_add(&deflate_prios, prio_of(&guests[i]));
 		if (c != CAND_NONE)
-			dec[i].action = (enum ovc_policy_action)c;
+			dec[i].action = (enum ovcd_policy_action)c;
 		/* A balloon still inflating toward a target kept this tick. */
-		const struct ovc_guest_stats *st = &guests[i].stats;
+		const struct ovcd_guest_stats *st = &guests[i].stats;
 		/* A balloon that has not moved for pending_timeout owes it for
 		 * good: it no longer counts, and others are asked instead. */
 		if (dec[i].noncompliant && guests[i].kind != OVC_DRIVER_ENGINE)
 			out->n_noncompliant++;
 		else if (guests[i].kind != OVC_DRIVER_ENGINE && max_ok(&guests[i]) &&
-			 ovc_known(st->actual_bytes) && dec[i].action != OVC_ACTION_EMERGENCY &&
+			 ovcd_known(st->actual_bytes) && dec[i].action != OVC_ACTION_EMERGENCY &&
 			 dec[i].action != OVC_ACTION_RESTORE &&
 			 MIN(st->actual_bytes, st->max_bytes) > dec[i].target_bytes)
 			out->pending_bytes += MIN(st->actual_bytes, st->max_bytes) - dec[i].target_bytes;
 		if (dec[i].action == OVC_ACTION_EMERGENCY || dec[i].action == OVC_ACTION_RESTORE) {
-			uint64_t old = guests[i].target_bytes && ovc_known(guests[i].target_bytes)
+			uint64_t old = guests[i].target_bytes && ovcd_known(guests[i].target_bytes)
 					       ? MIN(guests[i].target_bytes, guests[i].stats.max_bytes)
 					       : guests[i].stats.max_bytes;
 			if (dec[i].target_bytes > old)
@@ -1406,16 +1391,16 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
 	return 0;
 }
 
-int ovc_policy_guest_check(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-			   const struct ovc_policy_guest *g, struct ovc_policy_decision *d)
+int ovcd_policy_guest_check(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+			   const struct ovcd_policy_guest *g, struct ovcd_policy_decision *d)
 {
-	struct ovc_policy_out out = { .level = OVC_HOST_STEADY };
+	struct ovcd_policy_out out = { .level = OVC_HOST_STEADY };
 
 	if (!cfg || !h || !g || !d || h->page_size == 0)
 		return -EINVAL;
 	classify(cfg, h, &out, g, d, "", true);
 	d->reclaim_action = OVC_ACTION_NONE;
-	d->reclaim_target_bytes = ovc_known(g->stats.engine_target_bytes) && has_engine(g)
+	d->reclaim_target_bytes = ovcd_known(g->stats.engine_target_bytes) && has_engine(g)
 					  ? g->stats.engine_target_bytes : 0;
 	bool act = (d->action == OVC_ACTION_EMERGENCY || d->action == OVC_ACTION_RESTORE) &&
 		   d->target_bytes > target_of(g);

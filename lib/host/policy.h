@@ -12,7 +12,7 @@
  * What the policy learns about a guest (its bursts, idleness, reclaim
  * counters, OOM kills, a floor raised after it ran short, whether its
  * balloon follows its target) goes out in each decision's state and comes
- * back with the guest's next call (struct ovc_policy_guest_state).
+ * back with the guest's next call (struct ovcd_policy_guest_state).
  *
  * Rules, in the order they are applied to each guest (docs/policy.md):
  *  1. class never_balloon: target back to max at once; nothing else.
@@ -56,7 +56,7 @@
  *     ballooned guests by at most step each, highest priority first, within
  *     the room above high.
  * Changes smaller than min_change are skipped (except 1-3). Targets move in
- * whole MiB. ovc_policy_guest_check() applies 1-4 to one guest between
+ * whole MiB. ovcd_policy_guest_check() applies 1-4 to one guest between
  * ticks.
  *
  * Embedded engines (a guest of kind OVC_DRIVER_ENGINE, which has no balloon,
@@ -102,39 +102,39 @@
 
 #define OVC_POLICY_REASON_MAX 192
 
-enum ovc_driver_kind {
+enum ovcd_driver_kind {
 	OVC_DRIVER_LIBVIRT,
 	OVC_DRIVER_QMP,
 	OVC_DRIVER_ENGINE,    /* an embedded ovc engine: reclaim requests */
 };
 
-enum ovc_host_level {
+enum ovcd_host_level {
 	OVC_HOST_STEADY,      /* between the watermarks: no balloon moves */
 	OVC_HOST_PRESSURE,    /* inflate */
 	OVC_HOST_ROOM,        /* deflate */
 };
 
-struct ovc_policy_host {
+struct ovcd_policy_host {
 	uint64_t now_usec;            /* CLOCK_MONOTONIC of this tick */
-	struct ovc_meminfo mem;
+	struct ovcd_meminfo mem;
 	bool psi_valid;               /* false: no PSI on this host */
-	struct ovc_psi psi;
+	struct ovcd_psi psi;
 	bool ksm_valid;               /* false: no KSM (then no KSM output) */
-	struct ovc_ksm_counters ksm;
-	struct ovc_ksm_knobs ksm_knobs; /* as they are now */
+	struct ovcd_ksm_counters ksm;
+	struct ovcd_ksm_knobs ksm_knobs; /* as they are now */
 	uint64_t page_size;
 };
 
 /*
  * What the policy learned about one guest and needs again. The caller
- * carries it from each decision (ovc_policy_decision.state) into the guest's
- * next call (ovc_policy_guest.state), whether the decision came from
- * ovc_policy_tick() or ovc_policy_guest_check(); zero it for a new guest.
+ * carries it from each decision (ovcd_policy_decision.state) into the guest's
+ * next call (ovcd_policy_guest.state), whether the decision came from
+ * ovcd_policy_tick() or ovcd_policy_guest_check(); zero it for a new guest.
  * The policy only learns from statistics newer than seen_usec, so giving it
  * the same statistics twice (a tick after a check) changes nothing. All of
  * it is derived from untrusted guest figures and is clamped where used.
  */
-struct ovc_policy_guest_state {
+struct ovcd_policy_guest_state {
 	uint64_t seen_usec;           /* when the policy first saw the update it
 				       * learned from last (its collected_usec); 0: none */
 	uint64_t seen_update_sec;     /* that update's guest_update_sec: the same
@@ -178,11 +178,11 @@ struct ovc_policy_guest_state {
 				       * memory is not resident; 0: not seen */
 };
 
-struct ovc_policy_guest {
+struct ovcd_policy_guest {
 	const char *name;
-	enum ovc_driver_kind kind;
-	struct ovc_guest_stats stats; /* this tick, sanitized (guest.h) */
-	struct ovc_guest_stats prev;  /* previous tick; collected_usec 0: none */
+	enum ovcd_driver_kind kind;
+	struct ovcd_guest_stats stats; /* this tick, sanitized (guest.h) */
+	struct ovcd_guest_stats prev;  /* previous tick; collected_usec 0: none */
 	uint64_t target_bytes;        /* balloon target now; 0 or unknown: max */
 	uint64_t last_action_usec;    /* 0: never */
 	uint64_t last_emergency_usec; /* last emergency deflate; 0: never */
@@ -192,14 +192,14 @@ struct ovc_policy_guest {
 	bool engine;                  /* has an embedded engine too (its
 				       * stats.engine_* are known); implied
 				       * by kind OVC_DRIVER_ENGINE */
-	struct ovc_guest_settings settings; /* ovc_config_guest_settings() */
+	struct ovcd_guest_settings settings; /* ovcd_config_guest_settings() */
 	bool free_page_reporting;     /* its balloon negotiated free page
 				       * reporting: freed memory goes back to
 				       * the host without a balloon */
-	struct ovc_policy_guest_state state; /* the last decision's; zeroed at first */
+	struct ovcd_policy_guest_state state; /* the last decision's; zeroed at first */
 };
 
-enum ovc_policy_action {
+enum ovcd_policy_action {
 	OVC_ACTION_NONE,
 	OVC_ACTION_INFLATE,
 	OVC_ACTION_DEFLATE,
@@ -209,13 +209,13 @@ enum ovc_policy_action {
 	OVC_ACTION_RELEASE,     /* engine: reclaim target lowered */
 };
 
-struct ovc_policy_decision {
-	enum ovc_policy_action action;
+struct ovcd_policy_decision {
+	enum ovcd_policy_action action;
 	uint64_t target_bytes;        /* the balloon target to set (== the old one for NONE) */
 	/* Engine: what to do with its reclaim target, and the target to set
 	 * (== the one in force for NONE). For a guest of kind
 	 * OVC_DRIVER_ENGINE, action is reclaim_action as well. */
-	enum ovc_policy_action reclaim_action;
+	enum ovcd_policy_action reclaim_action;
 	uint64_t reclaim_target_bytes;
 	/* What the policy saw, for ovcctl and logs. */
 	uint64_t floor_bytes;         /* the configured floor: a hard minimum */
@@ -227,7 +227,7 @@ struct ovc_policy_decision {
 	uint64_t spare_bytes;
 	bool guest_pressure;
 	/* Emergencies in the guest's current streak, to give back next tick
-	 * as ovc_policy_guest.emergency_count (with last_emergency_usec set
+	 * as ovcd_policy_guest.emergency_count (with last_emergency_usec set
 	 * to now when the action is EMERGENCY and it was carried out). */
 	uint32_t emergency_count;
 	/* What the policy assumes about this guest, for ovcctl and the UI. */
@@ -247,12 +247,12 @@ struct ovc_policy_decision {
 	bool noncompliant;            /* its balloon (or engine) ignored its
 				       * target for pending_timeout: what it
 				       * owes no longer counts as relief */
-	struct ovc_policy_guest_state state; /* give back as guest.state */
+	struct ovcd_policy_guest_state state; /* give back as guest.state */
 	char reason[OVC_POLICY_REASON_MAX];
 };
 
 /* KSM steering state carried from one tick to the next; zero it at start. */
-struct ovc_policy_ksm_state {
+struct ovcd_policy_ksm_state {
 	bool on;                      /* ovcd has KSM running */
 	uint32_t pages_to_scan;
 	uint32_t idle_ticks;          /* ticks in a row without profit */
@@ -261,8 +261,8 @@ struct ovc_policy_ksm_state {
 	int64_t last_profit_bytes;
 };
 
-struct ovc_policy_out {
-	enum ovc_host_level level;
+struct ovcd_policy_out {
+	enum ovcd_host_level level;
 	uint64_t low_bytes, high_bytes; /* resolved watermarks */
 	uint64_t need_bytes;          /* what the host wants back this tick */
 	uint64_t headroom_bytes;      /* Σ over guests of min(available,
@@ -283,8 +283,8 @@ struct ovc_policy_out {
 	char reason[OVC_POLICY_REASON_MAX];  /* the host's state, for logs */
 
 	bool ksm_change;              /* ksm differs from host->ksm_knobs */
-	struct ovc_ksm_knobs ksm;
-	struct ovc_policy_ksm_state ksm_state; /* give back next tick */
+	struct ovcd_ksm_knobs ksm;
+	struct ovcd_policy_ksm_state ksm_state; /* give back next tick */
 	char ksm_reason[OVC_POLICY_REASON_MAX];
 };
 
@@ -294,17 +294,17 @@ struct ovc_policy_out {
  * time). Returns 0, or -EINVAL for NULL pointers or a page size of 0
  * (then nothing is written).
  */
-int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *host,
-		    const struct ovc_policy_ksm_state *ksm_in, const struct ovc_policy_guest *guests,
-		    size_t n, struct ovc_policy_decision *decisions, struct ovc_policy_out *out);
+int ovcd_policy_tick(const struct ovcd_config *cfg, const struct ovcd_policy_host *host,
+		    const struct ovcd_policy_ksm_state *ksm_in, const struct ovcd_policy_guest *guests,
+		    size_t n, struct ovcd_policy_decision *decisions, struct ovcd_policy_out *out);
 
 /*
  * One guest between ticks, called on every new statistics update of that
  * guest (its stats period, 1-2 s), so that a guest running short is
  * deflated within a second of the figures that show it instead of at the
- * next tick. Pure, like ovc_policy_tick().
+ * next tick. Pure, like ovcd_policy_tick().
  *
- * It applies only the guest's own rules, exactly as ovc_policy_tick() would
+ * It applies only the guest's own rules, exactly as ovcd_policy_tick() would
  * to this guest: distress (available below emergency_available, available
  * falling fast enough to run out within two updates, an OOM kill,
  * allocation stalls, direct reclaim, major faults, swap-in) gives an
@@ -329,13 +329,10 @@ int ovc_policy_tick(const struct ovc_config *cfg, const struct ovc_policy_host *
  * d->target_bytes the current target); -EINVAL for NULL pointers or a page
  * size of 0 (then *d is untouched).
  */
-int ovc_policy_guest_check(const struct ovc_config *cfg, const struct ovc_policy_host *host,
-			   const struct ovc_policy_guest *guest, struct ovc_policy_decision *d);
+int ovcd_policy_guest_check(const struct ovcd_config *cfg, const struct ovcd_policy_host *host,
+			   const struct ovcd_policy_guest *guest, struct ovcd_policy_decision *d);
 
-const char *ovc_policy_action_name(enum ovc_policy_action a);
-const char *ovc_host_level_name(enum ovc_host_level l);
-
-/* Short human size for reasons: "512MiB", "1.2GiB". Returns @buf. */
-char *ovc_format_size_short(uint64_t bytes, char *buf, size_t n);
+const char *ovcd_policy_action_name(enum ovcd_policy_action a);
+const char *ovcd_host_level_name(enum ovcd_host_level l);
 
 #endif

@@ -14,19 +14,19 @@
 #include "common/util.h"
 #include "host/procfs.h"
 
-int ovc_root_path(const char *root, const char *rel, char *buf, size_t size)
+int ovcd_root_path(const char *root, const char *rel, char *buf, size_t size)
 {
 	int n = snprintf(buf, size, "%s%s", root ? root : "", rel);
 
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-int ovc_read_root_file(const char *root, const char *rel, char *buf, size_t size)
+int ovcd_read_root_file(const char *root, const char *rel, char *buf, size_t size)
 {
 	_cleanup_(closep) int fd = -1;
 	char path[PATH_MAX];
 	size_t n = 0;
-	int r = ovc_root_path(root, rel, path, sizeof(path));
+	int r = ovcd_root_path(root, rel, path, sizeof(path));
 
 	if (r < 0)
 		return r;
@@ -57,12 +57,12 @@ int ovc_read_root_file(const char *root, const char *rel, char *buf, size_t size
 	return (int)n;
 }
 
-int ovc_write_root_file(const char *root, const char *rel, const char *text)
+int ovcd_write_root_file(const char *root, const char *rel, const char *text)
 {
 	_cleanup_(closep) int fd = -1;
 	char path[PATH_MAX];
 	size_t len = strlen(text);
-	int r = ovc_root_path(root, rel, path, sizeof(path));
+	int r = ovcd_root_path(root, rel, path, sizeof(path));
 
 	if (r < 0)
 		return r;

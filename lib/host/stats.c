@@ -10,7 +10,7 @@
 
 static uint64_t known_or_zero(uint64_t v)
 {
-	return ovc_known(v) ? v : 0;
+	return ovcd_known(v) ? v : 0;
 }
 
 static uint64_t sat_sub(uint64_t a, uint64_t b)
@@ -31,9 +31,9 @@ static uint64_t permille(uint64_t num, uint64_t den)
 	return (uint64_t)(((unsigned __int128)num * 1000 + den / 2) / den);
 }
 
-int ovc_overcommit_compute(const struct ovc_overcommit_input *in, struct ovc_overcommit *ret)
+int ovcd_overcommit_compute(const struct ovcd_overcommit_input *in, struct ovcd_overcommit *ret)
 {
-	struct ovc_overcommit o = { 0 };
+	struct ovcd_overcommit o = { 0 };
 	uint64_t backing_rss = 0, backing_model = 0, max_model = 0;
 
 	if (!in || !ret || (in->n_guests && !in->guests) || in->page_size == 0)
@@ -42,7 +42,7 @@ int ovc_overcommit_compute(const struct ovc_overcommit_input *in, struct ovc_ove
 		return -ERANGE;
 
 	for (size_t i = 0; i < in->n_guests; i++) {
-		const struct ovc_overcommit_guest *g = &in->guests[i];
+		const struct ovcd_overcommit_guest *g = &in->guests[i];
 		/* A driver's actual above max is a transient or a lie: clamp. */
 		uint64_t actual = MIN(g->actual_bytes, g->max_bytes);
 		uint64_t zero = MIN(known_or_zero(g->engine_zero_bytes), actual);
@@ -52,7 +52,7 @@ int ovc_overcommit_compute(const struct ovc_overcommit_input *in, struct ovc_ove
 		o.savings.balloon_bytes += g->max_bytes - actual;
 		o.savings.zero_bytes += zero;
 		o.savings.swap_bytes += swap;
-		if (ovc_known(g->rss_bytes)) {
+		if (ovcd_known(g->rss_bytes)) {
 			backing_rss += g->rss_bytes;
 		} else {
 			backing_model += actual - zero - swap;
@@ -86,15 +86,15 @@ int ovc_overcommit_compute(const struct ovc_overcommit_input *in, struct ovc_ove
 	return 0;
 }
 
-int ovc_overcommit_from_tick(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-			     const struct ovc_policy_guest *guests, size_t n,
-			     struct ovc_overcommit_guest *scratch, struct ovc_overcommit *ret)
+int ovcd_overcommit_from_tick(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+			     const struct ovcd_policy_guest *guests, size_t n,
+			     struct ovcd_overcommit_guest *scratch, struct ovcd_overcommit *ret)
 {
 	if (!cfg || !h || (n && (!guests || !scratch)))
 		return -EINVAL;
 	uint64_t total = h->mem.total_bytes, reserve, low, high;
-	ovc_config_watermarks(cfg, total, &reserve, &low, &high);
-	struct ovc_overcommit_input in = {
+	ovcd_config_watermarks(cfg, total, &reserve, &low, &high);
+	struct ovcd_overcommit_input in = {
 		.host_total_bytes = total,
 		.host_reserve_bytes = reserve,
 		.host_available_bytes = h->mem.available_bytes,
@@ -107,15 +107,15 @@ int ovc_overcommit_from_tick(const struct ovc_config *cfg, const struct ovc_poli
 		.n_guests = n,
 	};
 	for (size_t i = 0; i < n; i++) {
-		const struct ovc_guest_stats *st = &guests[i].stats;
-		uint64_t max = ovc_known(st->max_bytes) ? st->max_bytes : 0;
-		scratch[i] = (struct ovc_overcommit_guest){
+		const struct ovcd_guest_stats *st = &guests[i].stats;
+		uint64_t max = ovcd_known(st->max_bytes) ? st->max_bytes : 0;
+		scratch[i] = (struct ovcd_overcommit_guest){
 			.max_bytes = max,
-			.actual_bytes = ovc_known(st->actual_bytes) ? st->actual_bytes : max,
+			.actual_bytes = ovcd_known(st->actual_bytes) ? st->actual_bytes : max,
 			.rss_bytes = st->rss_bytes,
 			.engine_zero_bytes = st->engine_zero_bytes,
 			.engine_swap_bytes = st->engine_swap_bytes,
 		};
 	}
-	return ovc_overcommit_compute(&in, ret);
+	return ovcd_overcommit_compute(&in, ret);
 }

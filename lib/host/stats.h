@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct ovc_overcommit_guest {
+struct ovcd_overcommit_guest {
 	uint64_t max_bytes;          /* configured maximum */
 	uint64_t actual_bytes;       /* max - balloon */
 	uint64_t rss_bytes;          /* VMM process RSS, or OVC_UNKNOWN */
@@ -18,7 +18,7 @@ struct ovc_overcommit_guest {
 	uint64_t engine_swap_bytes;  /* embedded engine, or OVC_UNKNOWN */
 };
 
-struct ovc_overcommit_input {
+struct ovcd_overcommit_input {
 	uint64_t host_total_bytes;     /* MemTotal */
 	uint64_t host_reserve_bytes;   /* [host] reserve, resolved */
 	uint64_t host_available_bytes; /* MemAvailable */
@@ -27,11 +27,11 @@ struct ovc_overcommit_input {
 	uint64_t ksm_pages_sharing;
 	uint64_t ksm_zero_pages;
 	uint64_t page_size;
-	const struct ovc_overcommit_guest *guests;
+	const struct ovcd_overcommit_guest *guests;
 	size_t n_guests;
 };
 
-struct ovc_overcommit {
+struct ovcd_overcommit {
 	uint64_t host_total_bytes;
 	uint64_t host_for_guests_bytes;   /* MemTotal - reserve */
 	uint64_t guests_max_bytes;        /* Σ max */
@@ -69,19 +69,19 @@ struct ovc_overcommit {
  * n), or -ERANGE when the reserve is not below MemTotal; *ret untouched
  * on failure.
  */
-int ovc_overcommit_compute(const struct ovc_overcommit_input *in, struct ovc_overcommit *ret);
+int ovcd_overcommit_compute(const struct ovcd_overcommit_input *in, struct ovcd_overcommit *ret);
 
-struct ovc_config;
-struct ovc_policy_host;
-struct ovc_policy_guest;
+struct ovcd_config;
+struct ovcd_policy_host;
+struct ovcd_policy_guest;
 
 /*
  * The same from what a daemon tick already has: the config (reserve, low,
- * high), the host state and the guests given to ovc_policy_tick().
- * @scratch holds @n entries. Errors as ovc_overcommit_compute().
+ * high), the host state and the guests given to ovcd_policy_tick().
+ * @scratch holds @n entries. Errors as ovcd_overcommit_compute().
  */
-int ovc_overcommit_from_tick(const struct ovc_config *cfg, const struct ovc_policy_host *h,
-			     const struct ovc_policy_guest *guests, size_t n,
-			     struct ovc_overcommit_guest *scratch, struct ovc_overcommit *ret);
+int ovcd_overcommit_from_tick(const struct ovcd_config *cfg, const struct ovcd_policy_host *h,
+			     const struct ovcd_policy_guest *guests, size_t n,
+			     struct ovcd_overcommit_guest *scratch, struct ovcd_overcommit *ret);
 
 #endif

@@ -33,19 +33,19 @@
  * faults/s, 1MiB/s swap-in, emergency_step 25%, interval 5s. */
 static const char base_conf[] = "[host]\nlow = 2GiB\nhigh = 4GiB\nkeep_headroom = no\n[balloon]\n" OLD_RULES "step = 256MiB\n";
 
-static struct ovc_config *conf(const char *text)
+static struct ovcd_config *conf(const char *text)
 {
-	struct ovc_config *c = NULL;
+	struct ovcd_config *c = NULL;
 	char *errors = NULL;
 
-	if (ovc_config_parse("test", text, strlen(text), &c, &errors) != 0)
+	if (ovcd_config_parse("test", text, strlen(text), &c, &errors) != 0)
 		fail_msg("config: %s", errors);
 	return c;
 }
 
-static struct ovc_policy_host host_at(uint64_t avail)
+static struct ovcd_policy_host host_at(uint64_t avail)
 {
-	struct ovc_policy_host h = {
+	struct ovcd_policy_host h = {
 		.now_usec = NOW,
 		.mem = { .total_bytes = 16 * GIB, .free_bytes = avail, .available_bytes = avail },
 		.page_size = 4096,
@@ -54,11 +54,11 @@ static struct ovc_policy_host host_at(uint64_t avail)
 }
 
 /* A 4GiB guest at max with fresh stats. */
-static struct ovc_policy_guest guest(const struct ovc_config *c, uint64_t target, uint64_t avail)
+static struct ovcd_policy_guest guest(const struct ovcd_config *c, uint64_t target, uint64_t avail)
 {
-	struct ovc_policy_guest g = { .name = "g", .kind = OVC_DRIVER_LIBVIRT, .target_bytes = target };
+	struct ovcd_policy_guest g = { .name = "g", .kind = OVC_DRIVER_LIBVIRT, .target_bytes = target };
 
-	ovc_guest_stats_reset(&g.stats);
+	ovcd_guest_stats_reset(&g.stats);
 	g.stats.collected_usec = NOW;
 	g.stats.guest_update_sec = 1000;
 	g.stats.max_bytes = 4 * GIB;
@@ -69,7 +69,7 @@ static struct ovc_policy_guest guest(const struct ovc_config *c, uint64_t target
 	g.stats.swap_in_bytes = 0;
 	g.prev = g.stats;
 	g.prev.collected_usec = NOW - 2 * SEC;
-	ovc_config_guest_settings(c, "g", &g.settings);
+	ovcd_config_guest_settings(c, "g", &g.settings);
 	return g;
 }
 
@@ -104,7 +104,7 @@ static const struct kat {
 	uint64_t host_avail;
 	uint64_t target, avail;
 	enum tweak tweak;
-	enum ovc_policy_action action;
+	enum ovcd_policy_action action;
 	uint64_t new_target;
 	/* Engine: the reclaim target decided, and the one in force before
 	 * (engine_target_bytes); 0, 0 for balloon-only guests. */
@@ -268,12 +268,12 @@ static void run_kat(const struct kat *k)
 		snprintf(text, sizeof(text), "%s", "[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "step = 256MiB\nenable = no\n");
 	else
 		snprintf(text, sizeof(text), "%s%s", base_conf, extra);
-	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(text);
-	struct ovc_policy_host h = host_at(k->host_avail);
-	struct ovc_policy_guest g = guest(c, k->target, k->avail);
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_decision d;
-	struct ovc_policy_out out;
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c = conf(text);
+	struct ovcd_policy_host h = host_at(k->host_avail);
+	struct ovcd_policy_guest g = guest(c, k->target, k->avail);
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_decision d;
+	struct ovcd_policy_out out;
 
 	if (k->streak_ago_sec)
 		g.last_action_usec = g.last_emergency_usec = NOW - k->streak_ago_sec * SEC;
@@ -351,13 +351,13 @@ static void run_kat(const struct kat *k)
 	default:
 		break;
 	}
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	if (d.action != k->action || d.target_bytes != k->new_target ||
 	    d.reclaim_target_bytes != k->reclaim)
 		fail_msg("%s: got %s target %llu reclaim %llu (%s), expected %s target %llu reclaim %llu",
-			 k->what, ovc_policy_action_name(d.action), (unsigned long long)d.target_bytes,
+			 k->what, ovcd_policy_action_name(d.action), (unsigned long long)d.target_bytes,
 			 (unsigned long long)d.reclaim_target_bytes, d.reason,
-			 ovc_policy_action_name(k->action), (unsigned long long)k->new_target,
+			 ovcd_policy_action_name(k->action), (unsigned long long)k->new_target,
 			 (unsigned long long)k->reclaim);
 	if (g.kind == OVC_DRIVER_ENGINE)
 		assert_int_equal(d.reclaim_action, d.action);
@@ -374,7 +374,7 @@ static void run_kat(const struct kat *k)
 		assert_true(d.target_bytes <= g.stats.max_bytes);
 		assert_true(d.target_bytes >= d.floor_bytes || d.target_bytes >= k->target);
 	}
-	if (g.stats.stale || !ovc_known(g.stats.available_bytes))
+	if (g.stats.stale || !ovcd_known(g.stats.available_bytes))
 		assert_int_not_equal(d.action, OVC_ACTION_INFLATE);
 }
 
@@ -388,38 +388,38 @@ static void test_known_answers(void **state)
 
 static void test_host_levels(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(base_conf);
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
-	struct ovc_policy_host h = host_at(GIB);
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c = conf(base_conf);
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
+	struct ovcd_policy_host h = host_at(GIB);
 
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, NULL, 0, NULL, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.level, OVC_HOST_PRESSURE);
 	assert_int_equal(out.need_bytes, 3 * GIB);
 	assert_int_equal(out.low_bytes, 2 * GIB);
 	assert_int_equal(out.high_bytes, 4 * GIB);
 	assert_string_equal(out.reason, "host pressure: MemAvailable 1GiB < low 2GiB");
 	h = host_at(6 * GIB);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, NULL, 0, NULL, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.level, OVC_HOST_ROOM);
 	assert_int_equal(out.room_bytes, 2 * GIB);
 	h = host_at(4 * GIB);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, NULL, 0, NULL, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.level, OVC_HOST_STEADY);
 	/* PSI thresholds of 0 turn PSI off. */
-	_cleanup_(ovc_config_freep) struct ovc_config *c0 =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c0 =
 		conf("[host]\nlow = 2GiB\nhigh = 4GiB\npsi_some = 0%\npsi_full = 0%\n[balloon]\n" OLD_RULES);
 	h = host_at(6 * GIB);
 	h.psi_valid = true;
 	h.psi.some.avg10_basis_points = 9999;
-	assert_ovc_ok(ovc_policy_tick(c0, &h, &ks, NULL, 0, NULL, &out));
+	assert_ovc_ok(ovcd_policy_tick(c0, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.level, OVC_HOST_ROOM);
 	/* The defaults are auto: on 16GiB, a minimum free size of 512MiB
 	 * (128MiB × the square root of MemTotal in GiB); low is the 1GiB
 	 * reserve plus half of it, high the other half above low. */
-	_cleanup_(ovc_config_freep) struct ovc_config *d = conf("");
+	_cleanup_(ovcd_config_freep) struct ovcd_config *d = conf("");
 	h = host_at(GIB);
-	assert_ovc_ok(ovc_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
+	assert_ovc_ok(ovcd_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.low_bytes, 1280 * MIB);
 	assert_int_equal(out.high_bytes, 1536 * MIB);
 	assert_int_equal(out.level, OVC_HOST_PRESSURE);
@@ -427,34 +427,31 @@ static void test_host_levels(void **state)
 	/* On 256GiB: 2GiB of minimum free; on a 2GiB test VM the 1GiB
 	 * reserve is more than half: low stops at half of MemTotal. */
 	h.mem.total_bytes = 256 * GIB;
-	assert_ovc_ok(ovc_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
+	assert_ovc_ok(ovcd_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.low_bytes, 2 * GIB);
 	assert_int_equal(out.high_bytes, 3 * GIB);
 	h.mem.total_bytes = 2 * GIB;
-	assert_ovc_ok(ovc_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
+	assert_ovc_ok(ovcd_policy_tick(d, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.low_bytes, GIB);
 	assert_int_equal(out.high_bytes, GIB + 90 * MIB);
 	/* Percentages still resolve against MemTotal. */
-	_cleanup_(ovc_config_freep) struct ovc_config *pc = conf("[host]\nlow = 10%\nhigh = 20%\n");
+	_cleanup_(ovcd_config_freep) struct ovcd_config *pc = conf("[host]\nlow = 10%\nhigh = 20%\n");
 	h = host_at(GIB);
-	assert_ovc_ok(ovc_policy_tick(pc, &h, &ks, NULL, 0, NULL, &out));
+	assert_ovc_ok(ovcd_policy_tick(pc, &h, &ks, NULL, 0, NULL, &out));
 	assert_int_equal(out.low_bytes, 16 * GIB / 10);
 	assert_int_equal(out.high_bytes, 16 * GIB / 5);
 	/* Misuse. */
-	struct ovc_policy_decision dec;
-	assert_int_equal(ovc_policy_tick(NULL, &h, &ks, NULL, 0, NULL, &out), -EINVAL);
-	assert_int_equal(ovc_policy_tick(c, &h, &ks, NULL, 1, &dec, &out), -EINVAL);
+	struct ovcd_policy_decision dec;
+	assert_int_equal(ovcd_policy_tick(NULL, &h, &ks, NULL, 0, NULL, &out), -EINVAL);
+	assert_int_equal(ovcd_policy_tick(c, &h, &ks, NULL, 1, &dec, &out), -EINVAL);
 	h.page_size = 0;
-	assert_int_equal(ovc_policy_tick(c, &h, &ks, NULL, 0, NULL, &out), -EINVAL);
-	assert_string_equal(ovc_policy_action_name(OVC_ACTION_EMERGENCY), "emergency");
-	assert_string_equal(ovc_host_level_name(OVC_HOST_ROOM), "room");
-	char b[24];
-	assert_string_equal(ovc_format_size_short(1536 * MIB, b, sizeof(b)), "1.5GiB");
-	assert_string_equal(ovc_format_size_short(512 * KIB, b, sizeof(b)), "512KiB");
+	assert_int_equal(ovcd_policy_tick(c, &h, &ks, NULL, 0, NULL, &out), -EINVAL);
+	assert_string_equal(ovcd_policy_action_name(OVC_ACTION_EMERGENCY), "emergency");
+	assert_string_equal(ovcd_host_level_name(OVC_HOST_ROOM), "room");
 }
 
 /* A guest seen before, whose used memory has not grown for @quiet_sec. */
-static void seen_quiet(struct ovc_policy_guest *g, uint64_t quiet_sec)
+static void seen_quiet(struct ovcd_policy_guest *g, uint64_t quiet_sec)
 {
 	g->state.seen_usec = NOW - 2 * SEC;
 	g->state.seen_avail_bytes = g->stats.available_bytes;
@@ -470,21 +467,21 @@ static void seen_quiet(struct ovc_policy_guest *g, uint64_t quiet_sec)
  * keep_headroom = no, the same host has room. */
 static void test_headroom_on_host(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c =
 		conf("[host]\nlow = 2GiB\nhigh = 3GiB\n[balloon]\nstep = 2GiB\n");
-	_cleanup_(ovc_config_freep) struct ovc_config *off =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *off =
 		conf("[host]\nlow = 2GiB\nhigh = 3GiB\nkeep_headroom = no\n[balloon]\nstep = 1GiB\n");
-	struct ovc_policy_host h = host_at(3584 * MIB);
+	struct ovcd_policy_host h = host_at(3584 * MIB);
 	/* a: 3GiB available, keeps 20% + 20% (1.6GiB): 1.4GiB spare; b: 1GiB
 	 * available, no spare. Each may take its headroom, 819MiB. */
-	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, GIB) };
-	struct ovc_policy_decision d[2];
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
+	struct ovcd_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, GIB) };
+	struct ovcd_policy_decision d[2];
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
 
 	seen_quiet(&g[0], 60);
 	seen_quiet(&g[1], 60);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.headroom_bytes, 2 * (4 * GIB / 5));
 	assert_int_equal(out.level, OVC_HOST_PRESSURE);
 	/* Back to high with the headroom counted, 3GiB - (3.5GiB - 1.6GiB), from
@@ -501,7 +498,7 @@ static void test_headroom_on_host(void **state)
 	g[0] = guest(c, 2 * GIB, 1200 * MIB); /* keeps 410 + 819MiB */
 	seen_quiet(&g[0], 60);
 	h = host_at(512 * MIB);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.level, OVC_HOST_PRESSURE);
 	assert_int_equal(d[0].action, OVC_ACTION_NONE);
 	assert_int_equal(d[1].action, OVC_ACTION_NONE);
@@ -514,7 +511,7 @@ static void test_headroom_on_host(void **state)
 	seen_quiet(&g[0], 60);
 	seen_quiet(&g[1], 60);
 	h = host_at(8 * GIB);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.level, OVC_HOST_ROOM);
 	assert_int_equal(d[0].action, OVC_ACTION_NONE);
 	assert_non_null(strstr(d[0].reason, "host has room, but it has more than it keeps"));
@@ -523,7 +520,7 @@ static void test_headroom_on_host(void **state)
 	/* Without it: MemAvailable alone, above high: room, both at max. */
 	g[0] = guest(off, 4 * GIB, 3 * GIB);
 	h = host_at(3584 * MIB);
-	assert_ovc_ok(ovc_policy_tick(off, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(off, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.headroom_bytes, 0);
 	assert_int_equal(out.level, OVC_HOST_ROOM);
 	assert_int_equal(d[0].action, OVC_ACTION_NONE);
@@ -533,15 +530,15 @@ static void test_headroom_on_host(void **state)
  * not to everyone in proportion. */
 static void test_water_filling(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c =
 		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\n" OLD_RULES "step = 256MiB\nguest_free = 0\n");
-	struct ovc_policy_host h = host_at(2000 * MIB); /* need 100MiB */
-	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 600 * MIB), guest(c, 4 * GIB, 300 * MIB) };
-	struct ovc_policy_decision d[2];
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
+	struct ovcd_policy_host h = host_at(2000 * MIB); /* need 100MiB */
+	struct ovcd_policy_guest g[2] = { guest(c, 4 * GIB, 600 * MIB), guest(c, 4 * GIB, 300 * MIB) };
+	struct ovcd_policy_decision d[2];
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
 
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.need_bytes, 100 * MIB);
 	/* All of it from the guest with 600MiB spare: it still has more
 	 * spare afterwards than the other. */
@@ -554,14 +551,14 @@ static void test_water_filling(void **state)
 	/* 400MiB: the first gives its step (256MiB), the second down to the
 	 * same level of spare, 156MiB: 144MiB. */
 	h = host_at(1700 * MIB);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(d[0].target_bytes, 4 * GIB - 256 * MIB);
 	assert_int_equal(d[1].target_bytes, 4 * GIB - 144 * MIB);
 	assert_int_equal(out.inflate_bytes, 400 * MIB);
 
 	/* A need beyond every cap: each gives its cap (step or spare). */
 	h = host_at(GIB);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(d[0].target_bytes, 4 * GIB - 256 * MIB);
 	assert_int_equal(d[1].target_bytes, 4 * GIB - 256 * MIB);
 
@@ -570,7 +567,7 @@ static void test_water_filling(void **state)
 	h = host_at(2000 * MIB);
 	seen_quiet(&g[1], 60);
 	seen_quiet(&g[0], 10);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_true(d[1].idle);
 	assert_false(d[0].idle);
 	assert_int_equal(d[1].action, OVC_ACTION_INFLATE);
@@ -584,17 +581,17 @@ static void test_water_filling(void **state)
  * not asked for it again. */
 static void test_pending_counts(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c =
 		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\n" OLD_RULES "step = 256MiB\n");
-	struct ovc_policy_host h = host_at(1900 * MIB); /* need 200MiB */
-	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB) };
-	struct ovc_policy_decision d[2];
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
+	struct ovcd_policy_host h = host_at(1900 * MIB); /* need 200MiB */
+	struct ovcd_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB) };
+	struct ovcd_policy_decision d[2];
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
 
 	g[0].target_bytes = 4 * GIB - 150 * MIB; /* actual still 4GiB: 150MiB pending */
 	g[0].last_action_usec = NOW - SEC;       /* settling */
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.need_bytes, 200 * MIB);
 	assert_int_equal(out.pending_bytes, 150 * MIB);
 	assert_int_equal(d[0].action, OVC_ACTION_NONE);
@@ -605,10 +602,10 @@ static void test_pending_counts(void **state)
 /* Lower priorities give first; higher priorities get back first. */
 static void test_priorities(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c =
 		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\nkeep_headroom = no\n[balloon]\n" OLD_RULES "step = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
-	struct ovc_policy_guest g[3] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB),
+	struct ovcd_policy_guest g[3] = { guest(c, 4 * GIB, 3 * GIB), guest(c, 4 * GIB, 3 * GIB),
 					 guest(c, 4 * GIB, 3 * GIB) };
 	g[0].name = "high";
 	g[1].name = "low";
@@ -616,13 +613,13 @@ static void test_priorities(void **state)
 	g[2].stats.stale = true;
 	g[2].stats.available_bytes = U;
 	for (int i = 0; i < 3; i++)
-		ovc_config_guest_settings(c, g[i].name, &g[i].settings);
-	struct ovc_policy_decision d[3];
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
-	struct ovc_policy_host h = host_at(2000 * MIB);
+		ovcd_config_guest_settings(c, g[i].name, &g[i].settings);
+	struct ovcd_policy_decision d[3];
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
+	struct ovcd_policy_host h = host_at(2000 * MIB);
 
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 3, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 3, d, &out));
 	assert_int_equal(d[1].action, OVC_ACTION_INFLATE);
 	assert_int_equal(d[1].target_bytes, 4 * GIB - 100 * MIB);
 	assert_int_equal(d[0].action, OVC_ACTION_NONE);
@@ -631,15 +628,15 @@ static void test_priorities(void **state)
 
 	/* Room of 300MiB: the high priority guest first (a step), the rest
 	 * to the low one. */
-	_cleanup_(ovc_config_freep) struct ovc_config *c2 =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c2 =
 		conf("[host]\nlow = 2GiB\nhigh = 4GiB\nkeep_headroom = no\n[balloon]\n" OLD_RULES "step = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
 	for (int i = 0; i < 3; i++) {
 		g[i].target_bytes = g[i].stats.actual_bytes = 2 * GIB;
-		ovc_config_guest_settings(c2, g[i].name, &g[i].settings);
+		ovcd_config_guest_settings(c2, g[i].name, &g[i].settings);
 	}
 	h = host_at(4 * GIB + 300 * MIB);
-	assert_ovc_ok(ovc_policy_tick(c2, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c2, &h, &ks, g, 2, d, &out));
 	assert_int_equal(d[0].action, OVC_ACTION_DEFLATE);
 	assert_int_equal(d[0].target_bytes, 2 * GIB + 256 * MIB);
 	assert_int_equal(d[1].action, OVC_ACTION_DEFLATE);
@@ -651,10 +648,10 @@ static void test_priorities(void **state)
  * does not pay, back after retry_after. */
 /* An engine-only guest as balloon-driver/ovc.c gives it: 4GiB, no guest
  * figures, @zero shared, nothing swapped, target @target. */
-static struct ovc_policy_guest engine_guest(const struct ovc_config *c, const char *name, uint64_t zero,
+static struct ovcd_policy_guest engine_guest(const struct ovcd_config *c, const char *name, uint64_t zero,
 					    uint64_t target)
 {
-	struct ovc_policy_guest g = guest(c, 4 * GIB, 0);
+	struct ovcd_policy_guest g = guest(c, 4 * GIB, 0);
 
 	g.name = name;
 	g.kind = OVC_DRIVER_ENGINE;
@@ -666,7 +663,7 @@ static struct ovc_policy_guest engine_guest(const struct ovc_config *c, const ch
 	g.stats.engine_swap_in_bytes = 0;
 	g.prev = g.stats;
 	g.prev.collected_usec = NOW - 2 * SEC;
-	ovc_config_guest_settings(c, name, &g.settings);
+	ovcd_config_guest_settings(c, name, &g.settings);
 	return g;
 }
 
@@ -676,19 +673,19 @@ static struct ovc_policy_guest engine_guest(const struct ovc_config *c, const ch
  * the steady band and comes down with room. */
 static void test_engines(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c =
 		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[balloon]\n" OLD_RULES "[swap]\nstep = 64MiB\nmax = 256MiB\n"
 		     "[guest \"low\"]\npriority = 10\n[guest \"high\"]\npriority = 90\n");
-	struct ovc_policy_guest g[3] = { engine_guest(c, "high", GIB, 0), engine_guest(c, "low", GIB, 0),
+	struct ovcd_policy_guest g[3] = { engine_guest(c, "high", GIB, 0), engine_guest(c, "low", GIB, 0),
 					 guest(c, 4 * GIB, 3 * GIB) };
-	struct ovc_policy_decision d[3];
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
-	struct ovc_policy_host h = host_at(2000 * MIB); /* need 100MiB to high */
+	struct ovcd_policy_decision d[3];
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
+	struct ovcd_policy_host h = host_at(2000 * MIB); /* need 100MiB to high */
 
 	/* Engines alone: the low priority one gives a whole step first, the
 	 * high one only the rest of the need. */
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(d[1].reclaim_action, OVC_ACTION_RECLAIM);
 	assert_int_equal(d[1].reclaim_target_bytes, GIB + 64 * MIB);
 	assert_int_equal(d[0].reclaim_action, OVC_ACTION_RECLAIM);
@@ -696,8 +693,8 @@ static void test_engines(void **state)
 	assert_int_equal(out.reclaim_bytes, 100 * MIB); /* the need, exactly */
 	/* With a balloon guest beside them that covers the need: no swap. */
 	g[2].name = "balloon";
-	ovc_config_guest_settings(c, "balloon", &g[2].settings);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 3, d, &out));
+	ovcd_config_guest_settings(c, "balloon", &g[2].settings);
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 3, d, &out));
 	assert_int_equal(d[2].action, OVC_ACTION_INFLATE);
 	assert_int_equal(d[0].reclaim_action, OVC_ACTION_NONE);
 	assert_int_equal(d[1].reclaim_action, OVC_ACTION_NONE);
@@ -705,13 +702,13 @@ static void test_engines(void **state)
 
 	/* One engine over ticks under deep pressure: it climbs a step at a
 	 * time as it gets there, never past zero + [swap] max. */
-	struct ovc_policy_guest e = engine_guest(c, "e", GIB, 0);
+	struct ovcd_policy_guest e = engine_guest(c, "e", GIB, 0);
 	h = host_at(GIB);
 	uint64_t seen_max = 0;
 	for (int tick = 0; tick < 10; tick++) {
 		h.now_usec = NOW + (uint64_t)tick * 5 * SEC;
 		e.stats.collected_usec = h.now_usec;
-		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
+		assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &e, 1, d, &out));
 		assert_true(d[0].reclaim_target_bytes <= GIB + 256 * MIB);
 		assert_true(d[0].reclaim_target_bytes <= MAX(e.stats.engine_target_bytes,
 							     GIB + e.stats.engine_swap_bytes + 64 * MIB));
@@ -727,14 +724,14 @@ static void test_engines(void **state)
 	/* An engine whose regions are smaller than the max it publishes: the
 	 * cap is its RAM (the engine refuses a target beyond, -ENOSPC), and a
 	 * target above it comes back at once. */
-	struct ovc_policy_guest small = engine_guest(c, "small", GIB, 0);
+	struct ovcd_policy_guest small = engine_guest(c, "small", GIB, 0);
 	small.stats.engine_region_bytes = GIB + 100 * MIB + 4096;
 	h = host_at(GIB);
 	seen_max = 0;
 	for (int tick = 0; tick < 10; tick++) {
 		h.now_usec = NOW + (uint64_t)tick * 5 * SEC;
 		small.stats.collected_usec = h.now_usec;
-		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &small, 1, d, &out));
+		assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &small, 1, d, &out));
 		assert_true(d[0].reclaim_target_bytes <= small.stats.engine_region_bytes);
 		seen_max = MAX(seen_max, d[0].reclaim_target_bytes);
 		small.prev = small.stats;
@@ -743,17 +740,17 @@ static void test_engines(void **state)
 	}
 	assert_int_equal(seen_max, GIB + 100 * MIB);
 	small.stats.engine_target_bytes = 2 * GIB;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &small, 1, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &small, 1, d, &out));
 	assert_int_equal(d[0].reclaim_target_bytes, GIB + 100 * MIB);
 
 	/* Steady: it holds. Room: it comes down a step per tick to 0. */
 	h = host_at(2050 * MIB);
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &e, 1, d, &out));
 	assert_int_equal(d[0].reclaim_action, OVC_ACTION_NONE);
 	assert_int_equal(d[0].reclaim_target_bytes, GIB + 256 * MIB);
 	h = host_at(8 * GIB);
 	for (int tick = 0; tick < 10 && e.stats.engine_target_bytes; tick++) {
-		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &e, 1, d, &out));
+		assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &e, 1, d, &out));
 		assert_int_equal(d[0].reclaim_action, OVC_ACTION_RELEASE);
 		assert_true(d[0].reclaim_target_bytes < e.stats.engine_target_bytes);
 		assert_true(e.stats.engine_target_bytes - d[0].reclaim_target_bytes <= 64 * MIB ||
@@ -765,18 +762,18 @@ static void test_engines(void **state)
 
 static void test_ksm_steering(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c =
 		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[balloon]\n" OLD_RULES "[ksm]\nidle_ticks = 3\nretry_after = 60s\n");
-	struct ovc_policy_guest g = guest(c, 4 * GIB, 3 * GIB);
-	struct ovc_policy_decision d;
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
-	struct ovc_policy_host h = host_at(12 * GIB);
+	struct ovcd_policy_guest g = guest(c, 4 * GIB, 3 * GIB);
+	struct ovcd_policy_decision d;
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
+	struct ovcd_policy_host h = host_at(12 * GIB);
 
 	h.ksm_valid = true;
-	h.ksm_knobs = (struct ovc_ksm_knobs){ .run = 1, .pages_to_scan = 100, .sleep_millisecs = 20 };
+	h.ksm_knobs = (struct ovcd_ksm_knobs){ .run = 1, .pages_to_scan = 100, .sleep_millisecs = 20 };
 	/* 4GiB committed on 16GiB, 12GiB available: not needed → off. */
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(out.ksm.run, 0);
 	assert_int_equal(out.ksm.use_zero_pages, 1); /* config: on */
 	assert_true(out.ksm_change);
@@ -789,7 +786,7 @@ static void test_ksm_steering(void **state)
 	g.stats.max_bytes = 15 * GIB;
 	g.target_bytes = 15 * GIB;
 	h.mem.available_bytes = 5 * GIB; /* threshold 20% = 3.2GiB */
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(out.ksm.run, 1);
 	assert_int_equal(out.ksm.pages_to_scan, 64);
 	assert_int_equal(out.ksm.sleep_millisecs, 10);
@@ -800,11 +797,11 @@ static void test_ksm_steering(void **state)
 	/* MemAvailable under the threshold: boost by 300 per tick. */
 	h.mem.available_bytes = 3 * GIB;
 	h.ksm_knobs = out.ksm;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(out.ksm.pages_to_scan, 364);
 	ks = out.ksm_state;
 	h.ksm_knobs = out.ksm;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(out.ksm.pages_to_scan, 664);
 	ks = out.ksm_state;
 	h.ksm_knobs = out.ksm;
@@ -815,13 +812,13 @@ static void test_ksm_steering(void **state)
 	h.ksm.has_general_profit = true;
 	h.ksm.general_profit = 0;
 	for (int t = 0; t < 2; t++) {
-		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+		assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 		assert_int_equal(out.ksm.run, 1);
 		assert_int_equal(out.ksm_state.idle_ticks, (uint32_t)t + 1);
 		ks = out.ksm_state;
 		h.ksm_knobs = out.ksm;
 	}
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(out.ksm.run, 0);
 	assert_true(out.ksm_change);
 	assert_int_equal(out.ksm_state.off_until_usec, NOW + 60 * SEC);
@@ -831,13 +828,13 @@ static void test_ksm_steering(void **state)
 
 	/* Backing off, then back on after retry_after. */
 	h.now_usec = NOW + 30 * SEC;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(out.ksm.run, 0);
 	assert_false(out.ksm_change);
 	assert_non_null(strstr(out.ksm_reason, "30s left"));
 	ks = out.ksm_state;
 	h.now_usec = NOW + 61 * SEC;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(out.ksm.run, 1);
 	assert_int_equal(out.ksm_state.full_scans_at_on, 5);
 	ks = out.ksm_state;
@@ -847,14 +844,14 @@ static void test_ksm_steering(void **state)
 	h.ksm.full_scans = 6;
 	for (int t = 0; t < 5; t++) {
 		h.ksm.general_profit += 1 * MIB; /* growing, though small */
-		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+		assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 		assert_int_equal(out.ksm.run, 1);
 		assert_int_equal(out.ksm_state.idle_ticks, 0);
 		ks = out.ksm_state;
 	}
 	h.ksm.general_profit = 64 * MIB; /* steady but worth it */
 	for (int t = 0; t < 5; t++) {
-		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+		assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 		assert_int_equal(out.ksm.run, 1);
 		ks = out.ksm_state;
 	}
@@ -863,16 +860,16 @@ static void test_ksm_steering(void **state)
 	h.ksm_knobs = out.ksm;
 	h.ksm_knobs.advisor_scan_time = true;
 	h.ksm_knobs.pages_to_scan = 5000;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_false(out.ksm_change);
 
 	/* Not managed: no change, whatever the state. */
-	_cleanup_(ovc_config_freep) struct ovc_config *off = conf("[ksm]\nenable = no\n");
-	assert_ovc_ok(ovc_policy_tick(off, &h, &ks, &g, 1, &d, &out));
+	_cleanup_(ovcd_config_freep) struct ovcd_config *off = conf("[ksm]\nenable = no\n");
+	assert_ovc_ok(ovcd_policy_tick(off, &h, &ks, &g, 1, &d, &out));
 	assert_false(out.ksm_change);
 	assert_string_equal(out.ksm_reason, "KSM not managed ([ksm] enable = no)");
 	h.ksm_valid = false;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_false(out.ksm_change);
 	assert_string_equal(out.ksm_reason, "no KSM on this host");
 }
@@ -906,10 +903,10 @@ static void test_random_invariants(void **state)
 	enum { N = 8 };
 
 	for (size_t ci = 0; ci < ARRAY_SIZE(confs); ci++) {
-		_cleanup_(ovc_config_freep) struct ovc_config *c = conf(confs[ci]);
-		struct ovc_policy_ksm_state ks = { 0 };
+		_cleanup_(ovcd_config_freep) struct ovcd_config *c = conf(confs[ci]);
+		struct ovcd_policy_ksm_state ks = { 0 };
 		for (unsigned iter = 0; iter < 3000; iter++) {
-			struct ovc_policy_host h = host_at(xorshift64(&seed) % (17 * GIB));
+			struct ovcd_policy_host h = host_at(xorshift64(&seed) % (17 * GIB));
 			h.now_usec = NOW + iter * 5 * SEC;
 			h.psi_valid = xorshift64(&seed) % 2;
 			h.psi.some.avg10_basis_points = (uint32_t)(xorshift64(&seed) % 3000);
@@ -919,8 +916,8 @@ static void test_random_invariants(void **state)
 			h.ksm.general_profit = (int64_t)(xorshift64(&seed) % (64 * MIB)) - (int64_t)(8 * MIB);
 			h.ksm.has_general_profit = true;
 			h.ksm_knobs.use_zero_pages = (int32_t)(xorshift64(&seed) % 3) - 1;
-			struct ovc_policy_guest g[N];
-			struct ovc_policy_decision d[N];
+			struct ovcd_policy_guest g[N];
+			struct ovcd_policy_decision d[N];
 			char names[N][8];
 			for (int i = 0; i < N; i++) {
 				uint64_t max = (xorshift64(&seed) % 4 == 0) ? rand_size(&seed, 8 * GIB)
@@ -930,10 +927,10 @@ static void test_random_invariants(void **state)
 				g[i].name = names[i];
 				g[i].kind = xorshift64(&seed) % 5 == 0 ? OVC_DRIVER_ENGINE : OVC_DRIVER_LIBVIRT;
 				g[i].stats.max_bytes = max;
-				g[i].target_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
-				g[i].stats.actual_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
-				g[i].stats.total_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
-				g[i].stats.available_bytes = rand_size(&seed, ovc_known(max) ? max : GIB);
+				g[i].target_bytes = rand_size(&seed, ovcd_known(max) ? max : GIB);
+				g[i].stats.actual_bytes = rand_size(&seed, ovcd_known(max) ? max : GIB);
+				g[i].stats.total_bytes = rand_size(&seed, ovcd_known(max) ? max : GIB);
+				g[i].stats.available_bytes = rand_size(&seed, ovcd_known(max) ? max : GIB);
 				g[i].stats.major_faults = rand_size(&seed, 100000);
 				g[i].stats.swap_in_bytes = rand_size(&seed, GIB);
 				g[i].engine = g[i].kind == OVC_DRIVER_LIBVIRT && xorshift64(&seed) % 4 == 0;
@@ -951,25 +948,25 @@ static void test_random_invariants(void **state)
 				g[i].last_action_usec = xorshift64(&seed) % 3 ? 0 : h.now_usec - xorshift64(&seed) % (60 * SEC);
 				g[i].last_emergency_usec = xorshift64(&seed) % 3 ? 0 : g[i].last_action_usec;
 				g[i].emergency_count = (uint32_t)(xorshift64(&seed) % 3 ? xorshift64(&seed) % 6 : xorshift64(&seed));
-				ovc_config_guest_settings(c, names[i], &g[i].settings);
+				ovcd_config_guest_settings(c, names[i], &g[i].settings);
 			}
-			struct ovc_policy_out out, out2;
-			struct ovc_policy_decision d2[N];
-			struct ovc_policy_guest g_copy[N];
-			struct ovc_policy_host h_copy = h;
-			struct ovc_policy_ksm_state ks_copy = ks;
+			struct ovcd_policy_out out, out2;
+			struct ovcd_policy_decision d2[N];
+			struct ovcd_policy_guest g_copy[N];
+			struct ovcd_policy_host h_copy = h;
+			struct ovcd_policy_ksm_state ks_copy = ks;
 			memcpy(g_copy, g, sizeof(g));
 			memset(d, 0xa5, sizeof(d));
 			memset(d2, 0x5a, sizeof(d2));
 			memset(&out, 0xa5, sizeof(out));
 			memset(&out2, 0x5a, sizeof(out2));
-			assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, N, d, &out));
+			assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, N, d, &out));
 			/* Pure: inputs untouched, and the same inputs give the
 			 * same outputs, whatever was in the output buffers. */
 			assert_memory_equal(g, g_copy, sizeof(g));
 			assert_memory_equal(&h, &h_copy, sizeof(h));
 			assert_memory_equal(&ks, &ks_copy, sizeof(ks));
-			assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, N, d2, &out2));
+			assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, N, d2, &out2));
 			for (int i = 0; i < N; i++) {
 				assert_int_equal(d[i].action, d2[i].action);
 				assert_int_equal(d[i].target_bytes, d2[i].target_bytes);
@@ -988,13 +985,13 @@ static void test_random_invariants(void **state)
 			for (int i = 0; i < N; i++) {
 				uint64_t max = g[i].stats.max_bytes;
 				/* No maximum, or one no VM can have: left alone. */
-				if (!ovc_known(max) || max == 0 || max > OVC_GUEST_BYTES_MAX) {
+				if (!ovcd_known(max) || max == 0 || max > OVC_GUEST_BYTES_MAX) {
 					assert_int_equal(d[i].action, OVC_ACTION_NONE);
 					continue;
 				}
-				uint64_t old = g[i].target_bytes && ovc_known(g[i].target_bytes)
+				uint64_t old = g[i].target_bytes && ovcd_known(g[i].target_bytes)
 						       ? MIN(g[i].target_bytes, max) : max;
-				uint64_t step = MAX(ovc_conf_size_bytes(&g[i].settings.step, max), MIB);
+				uint64_t step = MAX(ovcd_conf_size_bytes(&g[i].settings.step, max), MIB);
 				assert_true(d[i].action <= OVC_ACTION_RELEASE);
 				assert_true(d[i].reclaim_action <= OVC_ACTION_RELEASE);
 				assert_true(d[i].target_bytes <= max);
@@ -1004,7 +1001,7 @@ static void test_random_invariants(void **state)
 					assert_true(d[i].target_bytes >= d[i].floor_bytes);
 					assert_true(old - d[i].target_bytes <= step);
 					assert_false(g[i].stats.stale);
-					assert_true(ovc_known(g[i].stats.available_bytes));
+					assert_true(ovcd_known(g[i].stats.available_bytes));
 					assert_false(d[i].guest_pressure);
 					assert_true(g[i].kind != OVC_DRIVER_ENGINE);
 				}
@@ -1023,20 +1020,20 @@ static void test_random_invariants(void **state)
 				 * pressure, by at most a swap step over what it
 				 * gives back, never past the swap cap, never for
 				 * never_swap; only engines get one. */
-				uint64_t etarget = ovc_known(g[i].stats.engine_target_bytes) ? g[i].stats.engine_target_bytes : 0;
+				uint64_t etarget = ovcd_known(g[i].stats.engine_target_bytes) ? g[i].stats.engine_target_bytes : 0;
 				if (!g[i].engine && g[i].kind != OVC_DRIVER_ENGINE)
 					assert_int_equal(d[i].reclaim_action, OVC_ACTION_NONE);
 				if (d[i].reclaim_action == OVC_ACTION_NONE && (g[i].engine || g[i].kind == OVC_DRIVER_ENGINE))
 					assert_int_equal(d[i].reclaim_target_bytes, etarget);
 				if (d[i].reclaim_target_bytes > etarget) {
-					uint64_t zero = ovc_known(g[i].stats.engine_zero_bytes) ? MIN(g[i].stats.engine_zero_bytes, max) : 0;
-					uint64_t held = zero + (ovc_known(g[i].stats.engine_swap_bytes) ? MIN(g[i].stats.engine_swap_bytes, max - zero) : 0);
+					uint64_t zero = ovcd_known(g[i].stats.engine_zero_bytes) ? MIN(g[i].stats.engine_zero_bytes, max) : 0;
+					uint64_t held = zero + (ovcd_known(g[i].stats.engine_swap_bytes) ? MIN(g[i].stats.engine_swap_bytes, max - zero) : 0);
 					assert_int_equal(d[i].reclaim_action, OVC_ACTION_RECLAIM);
 					assert_int_equal(out.level, OVC_HOST_PRESSURE);
 					assert_false(g[i].settings.never_swap);
 					assert_false(d[i].guest_pressure);
-					assert_true(d[i].reclaim_target_bytes <= held + MAX(ovc_conf_size_bytes(&c->swap.step, max), MIB));
-					assert_true(d[i].reclaim_target_bytes <= zero + ovc_conf_size_bytes(&c->swap.max, max));
+					assert_true(d[i].reclaim_target_bytes <= held + MAX(ovcd_conf_size_bytes(&c->swap.step, max), MIB));
+					assert_true(d[i].reclaim_target_bytes <= zero + ovcd_conf_size_bytes(&c->swap.max, max));
 				}
 				if (d[i].reclaim_action == OVC_ACTION_RELEASE)
 					assert_true(d[i].reclaim_target_bytes < etarget && out.level == OVC_HOST_ROOM);
@@ -1095,7 +1092,7 @@ static const struct kat2 {
 	const char *what;
 	uint64_t host_avail, target, avail;
 	enum prep prep;
-	enum ovc_policy_action action;
+	enum ovcd_policy_action action;
 	uint64_t new_target;
 	const char *reason;      /* exact, or NULL */
 	const char *reason_part; /* or NULL */
@@ -1182,10 +1179,10 @@ static const struct kat2 {
 	  NULL },
 };
 
-static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const struct kat2 *k)
+static struct ovcd_policy_guest prep_guest(const struct ovcd_config *c, const struct kat2 *k)
 {
-	struct ovc_policy_guest g = guest(c, k->target, k->avail);
-	struct ovc_policy_guest_state *s = &g.state;
+	struct ovcd_policy_guest g = guest(c, k->target, k->avail);
+	struct ovcd_policy_guest_state *s = &g.state;
 	uint64_t used = k->target - k->avail;
 
 	/* Seen 1s ago with the same figures, unless the row says otherwise. */
@@ -1308,22 +1305,22 @@ static struct ovc_policy_guest prep_guest(const struct ovc_config *c, const stru
 
 static void test_known_answers_learned(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(new_conf);
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c = conf(new_conf);
 
 	for (size_t i = 0; i < ARRAY_SIZE(kats2); i++) {
 		const struct kat2 *k = &kats2[i];
-		struct ovc_policy_host h = host_at(k->host_avail);
-		struct ovc_policy_guest g = prep_guest(c, k);
-		struct ovc_policy_ksm_state ks = { 0 };
-		struct ovc_policy_decision d, dc;
-		struct ovc_policy_out out;
+		struct ovcd_policy_host h = host_at(k->host_avail);
+		struct ovcd_policy_guest g = prep_guest(c, k);
+		struct ovcd_policy_ksm_state ks = { 0 };
+		struct ovcd_policy_decision d, dc;
+		struct ovcd_policy_out out;
 
 		print_message("row %zu: %s\n", i, k->what);
-		assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+		assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 		if (d.action != k->action || d.target_bytes != k->new_target)
 			fail_msg("%s: got %s target %llu (%s), expected %s target %llu", k->what,
-				 ovc_policy_action_name(d.action), (unsigned long long)d.target_bytes, d.reason,
-				 ovc_policy_action_name(k->action), (unsigned long long)k->new_target);
+				 ovcd_policy_action_name(d.action), (unsigned long long)d.target_bytes, d.reason,
+				 ovcd_policy_action_name(k->action), (unsigned long long)k->new_target);
 		if (k->reason && strcmp(d.reason, k->reason) != 0)
 			fail_msg("%s: reason '%s', expected '%s'", k->what, d.reason, k->reason);
 		if (k->reason_part && !strstr(d.reason, k->reason_part))
@@ -1333,7 +1330,7 @@ static void test_known_answers_learned(void **state)
 
 		/* Between ticks the same guest gets the same emergency or
 		 * restore, and nothing else: never an inflate. */
-		int r = ovc_policy_guest_check(c, &h, &g, &dc);
+		int r = ovcd_policy_guest_check(c, &h, &g, &dc);
 		if (d.action == OVC_ACTION_EMERGENCY || d.action == OVC_ACTION_RESTORE) {
 			assert_int_equal(r, 1);
 			assert_int_equal(dc.action, d.action);
@@ -1423,13 +1420,13 @@ static void test_known_answers_learned(void **state)
 /* The entry point between ticks: its contract (policy.h). */
 static void test_guest_check(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c = conf(new_conf);
-	struct ovc_policy_host h = host_at(100 * MIB); /* the host is short: no matter */
-	struct ovc_policy_guest g = guest(c, 2 * GIB, 1200 * MIB);
-	struct ovc_policy_decision d;
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c = conf(new_conf);
+	struct ovcd_policy_host h = host_at(100 * MIB); /* the host is short: no matter */
+	struct ovcd_policy_guest g = guest(c, 2 * GIB, 1200 * MIB);
+	struct ovcd_policy_decision d;
 
 	/* First sight: learns, does nothing, never inflates. */
-	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(ovcd_policy_guest_check(c, &h, &g, &d), 0);
 	assert_int_equal(d.action, OVC_ACTION_NONE);
 	assert_int_equal(d.target_bytes, 2 * GIB);
 	assert_int_equal(d.state.seen_usec, NOW);
@@ -1437,7 +1434,7 @@ static void test_guest_check(void **state)
 	assert_string_equal(d.reason, "no distress: available 1.1GiB");
 	/* The same statistics again: nothing new learned. */
 	g.state = d.state;
-	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(ovcd_policy_guest_check(c, &h, &g, &d), 0);
 	assert_memory_equal(&d.state, &g.state, sizeof(d.state));
 
 	/* A second later it has allocated 700MiB: 500MiB left, falling
@@ -1446,7 +1443,7 @@ static void test_guest_check(void **state)
 	g.stats.collected_usec = NOW + SEC;
 	g.stats.guest_update_sec++;
 	g.stats.available_bytes = 500 * MIB;
-	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 1);
+	assert_int_equal(ovcd_policy_guest_check(c, &h, &g, &d), 1);
 	assert_int_equal(d.action, OVC_ACTION_EMERGENCY);
 	assert_true(d.guest_pressure && d.growing);
 	/* guest_free 409.6MiB + headroom 1400MiB (two stats periods of its
@@ -1460,16 +1457,16 @@ static void test_guest_check(void **state)
 	g.target_bytes = d.target_bytes;
 	g.last_emergency_usec = g.last_action_usec = h.now_usec;
 	g.emergency_count = d.emergency_count;
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, &g, 1, &d, &out));
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, &g, 1, &d, &out));
 	assert_int_equal(d.action, OVC_ACTION_NONE);
 	assert_int_equal(d.target_bytes, 2 * GIB + 2010 * MIB);
 	assert_int_equal(out.n_emergency, 0);
 	/* Nor does the same guest update read again later (the guest has
 	 * not sent new figures yet): it is not a new update. */
 	h.now_usec = g.stats.collected_usec = NOW + SEC + SEC / 2;
-	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(ovcd_policy_guest_check(c, &h, &g, &d), 0);
 	assert_int_equal(d.state.seen_usec, NOW + SEC);
 	assert_int_equal(d.target_bytes, 2 * GIB + 2010 * MIB);
 	/* Its next update, relieved: nothing to do. */
@@ -1477,50 +1474,50 @@ static void test_guest_check(void **state)
 	g.stats.guest_update_sec++;
 	g.stats.actual_bytes = g.stats.total_bytes = 2 * GIB + 2010 * MIB;
 	g.stats.available_bytes = 2510 * MIB;
-	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), 0);
+	assert_int_equal(ovcd_policy_guest_check(c, &h, &g, &d), 0);
 	assert_int_equal(d.state.seen_usec, NOW + 2 * SEC);
 
 	/* An engine-only guest: decided at the tick. */
-	struct ovc_policy_guest e = engine_guest(c, "e", GIB, 0);
-	assert_int_equal(ovc_policy_guest_check(c, &h, &e, &d), 0);
+	struct ovcd_policy_guest e = engine_guest(c, "e", GIB, 0);
+	assert_int_equal(ovcd_policy_guest_check(c, &h, &e, &d), 0);
 	assert_int_equal(d.action, OVC_ACTION_NONE);
 	/* Misuse. */
-	assert_int_equal(ovc_policy_guest_check(NULL, &h, &g, &d), -EINVAL);
-	assert_int_equal(ovc_policy_guest_check(c, &h, NULL, &d), -EINVAL);
-	assert_int_equal(ovc_policy_guest_check(c, &h, &g, NULL), -EINVAL);
+	assert_int_equal(ovcd_policy_guest_check(NULL, &h, &g, &d), -EINVAL);
+	assert_int_equal(ovcd_policy_guest_check(c, &h, NULL, &d), -EINVAL);
+	assert_int_equal(ovcd_policy_guest_check(c, &h, &g, NULL), -EINVAL);
 	h.page_size = 0;
-	assert_int_equal(ovc_policy_guest_check(c, &h, &g, &d), -EINVAL);
+	assert_int_equal(ovcd_policy_guest_check(c, &h, &g, &d), -EINVAL);
 }
 
 /* A guest that opts out of KSM keeps it stopped; an engine's claimed
  * maximum never makes KSM "needed". */
 static void test_ksm_opt_out(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c =
 		conf("[host]\nlow = 2GiB\nhigh = 4GiB\n[guest \"secret\"]\nksm = no\n");
-	struct ovc_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), engine_guest(c, "liar", 0, 0) };
-	struct ovc_policy_decision d[2];
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
-	struct ovc_policy_host h = host_at(12 * GIB);
+	struct ovcd_policy_guest g[2] = { guest(c, 4 * GIB, 3 * GIB), engine_guest(c, "liar", 0, 0) };
+	struct ovcd_policy_decision d[2];
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
+	struct ovcd_policy_host h = host_at(12 * GIB);
 
 	h.ksm_valid = true;
-	h.ksm_knobs = (struct ovc_ksm_knobs){ .run = 0 };
+	h.ksm_knobs = (struct ovcd_ksm_knobs){ .run = 0 };
 	/* The engine claims 64TiB: with its claim KSM would be "needed". */
 	g[1].stats.max_bytes = g[1].stats.actual_bytes = OVC_GUEST_BYTES_MAX;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.ksm.run, 0);
 	assert_non_null(strstr(out.ksm_reason, "KSM off: not needed (committed 4GiB"));
 	/* Its RSS, measured by the kernel, does count. */
 	g[1].stats.rss_bytes = 14 * GIB;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.ksm.run, 1);
 	/* A guest that must not share: off, whatever else says on. */
 	g[0].name = "secret";
-	ovc_config_guest_settings(c, "secret", &g[0].settings);
+	ovcd_config_guest_settings(c, "secret", &g[0].settings);
 	assert_false(g[0].settings.ksm);
-	ks = (struct ovc_policy_ksm_state){ 0 };
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	ks = (struct ovcd_policy_ksm_state){ 0 };
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.ksm.run, 0);
 	assert_string_equal(out.ksm_reason, "KSM off: guest 'secret' must not share pages ([guest] ksm = no)");
 }
@@ -1528,23 +1525,23 @@ static void test_ksm_opt_out(void **state)
 /* An engine that never reaches its target stops counting as pending. */
 static void test_engine_noncompliant(void **state)
 {
-	_cleanup_(ovc_config_freep) struct ovc_config *c =
+	_cleanup_(ovcd_config_freep) struct ovcd_config *c =
 		conf("[host]\nlow = 2GiB\nhigh = 2100MiB\n[swap]\nstep = 64MiB\nmax = 1GiB\n");
-	struct ovc_policy_guest g[2] = { engine_guest(c, "stuck", GIB, 1536 * MIB), engine_guest(c, "ok", GIB, 0) };
-	struct ovc_policy_decision d[2];
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
-	struct ovc_policy_host h = host_at(2000 * MIB); /* need 100MiB */
+	struct ovcd_policy_guest g[2] = { engine_guest(c, "stuck", GIB, 1536 * MIB), engine_guest(c, "ok", GIB, 0) };
+	struct ovcd_policy_decision d[2];
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
+	struct ovcd_policy_host h = host_at(2000 * MIB); /* need 100MiB */
 
 	/* Below its target for 10s: still on its way, its 512MiB count. */
 	g[0].state.engine_stuck_usec = NOW - 10 * SEC;
 	g[0].state.engine_stuck_held_bytes = GIB;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_int_equal(out.engine_pending_bytes, 512 * MIB);
 	assert_int_equal(d[1].reclaim_action, OVC_ACTION_NONE);
 	/* For 40s: non-compliant, the other is asked. */
 	g[0].state.engine_stuck_usec = NOW - 40 * SEC;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_true(d[0].noncompliant);
 	assert_non_null(strstr(d[0].reason, "non-compliant: target 1.5GiB, gives back 1GiB, not moved for 40s"));
 	assert_int_equal(out.engine_pending_bytes, 0);
@@ -1553,7 +1550,7 @@ static void test_engine_noncompliant(void **state)
 	assert_int_equal(d[1].reclaim_target_bytes, GIB + 64 * MIB);
 	/* It moves: compliant again, its clock restarted. */
 	g[0].stats.engine_swap_bytes = 100 * MIB;
-	assert_ovc_ok(ovc_policy_tick(c, &h, &ks, g, 2, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(c, &h, &ks, g, 2, d, &out));
 	assert_false(d[0].noncompliant);
 	assert_int_equal(d[0].state.engine_stuck_usec, NOW);
 }
@@ -1569,8 +1566,8 @@ struct sim_guest {
 	uint64_t last_action_usec;
 	uint64_t last_emergency_usec;
 	uint32_t emergency_count;
-	struct ovc_guest_stats prev;
-	struct ovc_policy_guest_state state;
+	struct ovcd_guest_stats prev;
+	struct ovcd_policy_guest_state state;
 	uint64_t resident;         /* budget model: guest memory the host backs */
 	bool present, in_oom;
 	bool stuck;                /* its balloon accepts targets and never moves */
@@ -1578,7 +1575,7 @@ struct sim_guest {
 
 struct sim {
 	char conf_text[4096];
-	struct ovc_config *cfg;
+	struct ovcd_config *cfg;
 	uint64_t total, base_avail;
 	uint32_t psi_some, psi_full;
 	struct sim_guest g[MAX_GUESTS];
@@ -1609,8 +1606,8 @@ static struct sim_guest *sim_find(struct sim *s, const char *name)
 
 static uint64_t size_arg(const char *v)
 {
-	struct ovc_conf_size sz;
-	if (ovc_parse_size(v, false, &sz) != 0)
+	struct ovcd_conf_size sz;
+	if (ovcd_parse_size(v, false, &sz) != 0)
 		fail_msg("bad size in trace: %s", v);
 	return sz.bytes;
 }
@@ -1661,16 +1658,16 @@ static void sim_guest_step(struct sim *s, struct sim_guest *sg, uint64_t t_sec, 
 }
 
 static void sim_input(const struct sim *s, uint64_t t_sec, const struct tick_guest *tg,
-		      struct ovc_policy_guest *g)
+		      struct ovcd_policy_guest *g)
 {
 	const struct sim_guest *sg = tg->sg;
 
-	*g = (struct ovc_policy_guest){ .name = sg->name, .kind = OVC_DRIVER_LIBVIRT,
+	*g = (struct ovcd_policy_guest){ .name = sg->name, .kind = OVC_DRIVER_LIBVIRT,
 					.target_bytes = sg->target,
 					.last_action_usec = sg->last_action_usec,
 					.last_emergency_usec = sg->last_emergency_usec,
 					.emergency_count = sg->emergency_count };
-	ovc_guest_stats_reset(&g->stats);
+	ovcd_guest_stats_reset(&g->stats);
 	g->stats.collected_usec = t_sec * SEC;
 	g->stats.guest_update_sec = tg->stale ? 1 : t_sec;
 	g->stats.max_bytes = sg->max;
@@ -1684,23 +1681,23 @@ static void sim_input(const struct sim *s, uint64_t t_sec, const struct tick_gue
 	if (s->budget)
 		g->stats.rss_bytes = sg->resident;
 	/* The drivers sanitize; so does the replay. */
-	ovc_guest_stats_sanitize(&g->stats, t_sec, s->cfg->balloon.stale_after_usec / USEC_PER_SEC);
+	ovcd_guest_stats_sanitize(&g->stats, t_sec, s->cfg->balloon.stale_after_usec / USEC_PER_SEC);
 	g->prev = sg->prev;
 	g->state = sg->state;
-	ovc_config_guest_settings(s->cfg, sg->name, &g->settings);
+	ovcd_config_guest_settings(s->cfg, sg->name, &g->settings);
 }
 
-/* A statistics update between ticks: ovc_policy_guest_check() for each
+/* A statistics update between ticks: ovcd_policy_guest_check() for each
  * guest listed, its emergency carried out at once, as ovcd does. */
 static void sim_check(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_t n, const char *file,
 		      unsigned line)
 {
-	struct ovc_policy_host h = { .now_usec = t_sec * SEC, .page_size = 4096 };
+	struct ovcd_policy_host h = { .now_usec = t_sec * SEC, .page_size = 4096 };
 
 	for (size_t i = 0; i < n; i++) {
 		struct sim_guest *sg = tg[i].sg;
-		struct ovc_policy_guest g;
-		struct ovc_policy_decision d;
+		struct ovcd_policy_guest g;
+		struct ovcd_policy_decision d;
 		char where[128];
 
 		snprintf(where, sizeof(where), "%s:%u: t=%llu %s", file, line, (unsigned long long)t_sec,
@@ -1710,7 +1707,7 @@ static void sim_check(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size
 		if (s->before)
 			continue; /* no relief between ticks */
 		sim_input(s, t_sec, &tg[i], &g);
-		int r = ovc_policy_guest_check(s->cfg, &h, &g, &d);
+		int r = ovcd_policy_guest_check(s->cfg, &h, &g, &d);
 		assert_true(r == 0 || r == 1);
 		if (d.target_bytes > sg->max || d.target_bytes < sg->target)
 			fail_msg("%s: check moved the target %llu -> %llu (%s)", where,
@@ -1718,8 +1715,8 @@ static void sim_check(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size
 		if ((r == 1) != (d.target_bytes > sg->target))
 			fail_msg("%s: check returned %d for target %llu -> %llu (%s)", where, r,
 				 (unsigned long long)sg->target, (unsigned long long)d.target_bytes, d.reason);
-		if (tg[i].expect && strcmp(tg[i].expect, ovc_policy_action_name(d.action)) != 0)
-			fail_msg("%s: action %s, trace expects %s (%s)", where, ovc_policy_action_name(d.action),
+		if (tg[i].expect && strcmp(tg[i].expect, ovcd_policy_action_name(d.action)) != 0)
+			fail_msg("%s: action %s, trace expects %s (%s)", where, ovcd_policy_action_name(d.action),
 				 tg[i].expect, d.reason);
 		if (tg[i].pressure_expected && !d.guest_pressure)
 			fail_msg("%s: pressure expected, none seen (%s)", where, d.reason);
@@ -1747,10 +1744,10 @@ static void sim_check(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size
 static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_t n, const char *file,
 		     unsigned line)
 {
-	struct ovc_policy_guest pg[MAX_GUESTS];
-	struct ovc_policy_decision d[MAX_GUESTS];
-	struct ovc_policy_out out;
-	static struct ovc_policy_ksm_state ks;
+	struct ovcd_policy_guest pg[MAX_GUESTS];
+	struct ovcd_policy_decision d[MAX_GUESTS];
+	struct ovcd_policy_out out;
+	static struct ovcd_policy_ksm_state ks;
 
 	memset(pg, 0, sizeof(pg));
 	for (size_t i = 0; i < n; i++) {
@@ -1762,7 +1759,7 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 	uint64_t avail = sim_host_avail(s);
 	s->min_avail = MIN(s->min_avail, avail);
 	s->last_avail = avail;
-	struct ovc_policy_host h = {
+	struct ovcd_policy_host h = {
 		.now_usec = t_sec * SEC,
 		.mem = { .total_bytes = s->total, .available_bytes = avail, .free_bytes = avail },
 		.psi_valid = true,
@@ -1774,15 +1771,15 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 		memset(&ks, 0, sizeof(ks));
 	for (size_t i = 0; i < n; i++)
 		sim_input(s, t_sec, &tg[i], &pg[i]);
-	assert_ovc_ok(ovc_policy_tick(s->cfg, &h, &ks, pg, n, d, &out));
+	assert_ovc_ok(ovcd_policy_tick(s->cfg, &h, &ks, pg, n, d, &out));
 	ks = out.ksm_state;
 
 	for (size_t i = 0; i < n; i++) {
 		struct sim_guest *sg = tg[i].sg;
-		const struct ovc_policy_guest *g = &pg[i];
-		const struct ovc_policy_decision *dd = &d[i];
+		const struct ovcd_policy_guest *g = &pg[i];
+		const struct ovcd_policy_decision *dd = &d[i];
 		uint64_t old = sg->target, floor = dd->floor_bytes;
-		uint64_t step = MAX(ovc_conf_size_bytes(&g->settings.step, sg->max), MIB);
+		uint64_t step = MAX(ovcd_conf_size_bytes(&g->settings.step, sg->max), MIB);
 		char where[128];
 		snprintf(where, sizeof(where), "%s:%u: t=%llu %s", file, line, (unsigned long long)t_sec,
 			 sg->name);
@@ -1798,7 +1795,7 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 				 (unsigned long long)dd->target_bytes,
 				 (unsigned long long)dd->raised_floor_bytes, dd->reason);
 		if (dd->target_bytes < old) {
-			if (g->stats.stale || !ovc_known(g->stats.available_bytes))
+			if (g->stats.stale || !ovcd_known(g->stats.available_bytes))
 				fail_msg("%s: inflated with stale stats (%s)", where, dd->reason);
 			if (old - dd->target_bytes > step)
 				fail_msg("%s: inflated %llu, above step %llu (%s)", where,
@@ -1811,8 +1808,8 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 			 * the policy) a guest is inflated only while it keeps
 			 * guest_free + emergency_step available afterwards. */
 			uint64_t since = t_sec * SEC - sg->last_emergency_usec;
-			uint64_t keep = ovc_conf_size_bytes(&g->settings.guest_free, sg->actual) +
-					ovc_conf_size_bytes(&s->cfg->balloon.emergency_step, sg->max);
+			uint64_t keep = ovcd_conf_size_bytes(&g->settings.guest_free, sg->actual) +
+					ovcd_conf_size_bytes(&s->cfg->balloon.emergency_step, sg->max);
 			if (sg->last_emergency_usec && since < 12 * s->cfg->host.interval_usec &&
 			    g->stats.available_bytes < keep + (old - dd->target_bytes))
 				fail_msg("%s: inflated by %llu MiB %llus after an emergency with %llu MiB "
@@ -1830,9 +1827,9 @@ static void sim_tick(struct sim *s, uint64_t t_sec, struct tick_guest *tg, size_
 			fail_msg("%s: pressure expected, none seen (%s)", where, dd->reason);
 		if (g->settings.never_balloon && dd->target_bytes != sg->max)
 			fail_msg("%s: never_balloon guest not at max (%s)", where, dd->reason);
-		if (tg[i].expect && strcmp(tg[i].expect, ovc_policy_action_name(dd->action)) != 0)
+		if (tg[i].expect && strcmp(tg[i].expect, ovcd_policy_action_name(dd->action)) != 0)
 			fail_msg("%s: action %s, trace expects %s (%s)", where,
-				 ovc_policy_action_name(dd->action), tg[i].expect, dd->reason);
+				 ovcd_policy_action_name(dd->action), tg[i].expect, dd->reason);
 		if (tg[i].noncompliant_expected != dd->noncompliant)
 			fail_msg("%s: %s non-compliant (%s)", where, dd->noncompliant ? "unexpectedly" : "not",
 				 dd->reason);
@@ -2007,7 +2004,7 @@ static struct sim *replay_run(const char *name, const char *before_conf)
 		      name, s->before ? " (as before)" : "", s->ticks, s->checks, s->inflates, s->deflates,
 		      s->emergencies, s->ooms, (unsigned long long)(s->min_avail / MIB));
 	assert_true(s->ticks > 0);
-	ovc_config_free(s->cfg);
+	ovcd_config_free(s->cfg);
 	s->cfg = NULL;
 	return s;
 }
