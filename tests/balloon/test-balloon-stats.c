@@ -43,7 +43,7 @@ static char *read_fixture(const char *name, size_t *ret_len)
 
 /* A virsh domstats fixture ("name=value" lines, '#' comments) as kv pairs. */
 struct kvset {
-	struct ovc_balloon_kv kv[32];
+	struct ovcd_balloon_kv kv[32];
 	char names[32][64];
 	size_t n;
 };
@@ -93,10 +93,10 @@ static void kv_drop(struct kvset *s, const char *name)
 static void test_libvirt_running(void **state)
 {
 	struct kvset s;
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
 	load_libvirt("libvirt-balloon-running.txt", &s);
-	assert_ovc_ok(ovc_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
 	assert_false(st.stale);
 	assert_int_equal(st.actual_bytes, 1048576 * KIB);
 	assert_int_equal(st.max_bytes, 1048576 * KIB);
@@ -112,16 +112,16 @@ static void test_libvirt_running(void **state)
 	assert_int_equal(st.minor_faults, 584); /* a count, not KiB */
 	assert_int_equal(st.guest_update_sec, 1795705202);
 	/* Not a balloon figure: stays unknown. */
-	assert_false(ovc_known(st.engine_zero_bytes));
+	assert_false(ovcd_known(st.engine_zero_bytes));
 }
 
 static void test_libvirt_inflated(void **state)
 {
 	struct kvset s;
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
 	load_libvirt("libvirt-balloon-inflated.txt", &s);
-	assert_ovc_ok(ovc_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
 	assert_int_equal(st.actual_bytes, 512 * MIB);
 	assert_int_equal(st.available_bytes, 368568 * KIB);
 }
@@ -129,65 +129,65 @@ static void test_libvirt_inflated(void **state)
 static void test_libvirt_nostats_is_unknown(void **state)
 {
 	struct kvset s;
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
 	/* last-update=0: the guest never answered, nothing guest-side is
 	 * known — not zero. */
 	load_libvirt("libvirt-balloon-nostats.txt", &s);
-	assert_ovc_ok(ovc_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
 	assert_true(st.stale);
 	assert_int_equal(st.actual_bytes, GIB);
 	assert_int_equal(st.rss_bytes, 216824 * KIB);
-	assert_false(ovc_known(st.total_bytes));
-	assert_false(ovc_known(st.available_bytes));
-	assert_false(ovc_known(st.free_bytes));
-	assert_false(ovc_known(st.major_faults));
+	assert_false(ovcd_known(st.total_bytes));
+	assert_false(ovcd_known(st.available_bytes));
+	assert_false(ovcd_known(st.free_bytes));
+	assert_false(ovcd_known(st.major_faults));
 }
 
 static void test_libvirt_stale(void **state)
 {
 	struct kvset s;
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
 	load_libvirt("libvirt-balloon-running.txt", &s);
 	/* 31 s after the last update with a 30 s limit: stale. */
-	assert_ovc_ok(ovc_balloon_stats_from_libvirt(s.kv, s.n, 1795705202 + 31, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_libvirt(s.kv, s.n, 1795705202 + 31, 30, &st));
 	assert_true(st.stale);
-	assert_false(ovc_known(st.available_bytes));
-	assert_false(ovc_known(st.minor_faults));
+	assert_false(ovcd_known(st.available_bytes));
+	assert_false(ovcd_known(st.minor_faults));
 	assert_int_equal(st.actual_bytes, GIB); /* host side stays */
 	/* From the future (clock skew or a lie): also not believed. */
-	assert_ovc_ok(ovc_balloon_stats_from_libvirt(s.kv, s.n, 1795705202 - 3600, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_libvirt(s.kv, s.n, 1795705202 - 3600, 30, &st));
 	assert_true(st.stale);
 }
 
 static void test_libvirt_missing_and_garbage(void **state)
 {
 	struct kvset s;
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
 	load_libvirt("libvirt-balloon-running.txt", &s);
 	kv_drop(&s, "balloon.usable");            /* missing */
 	kv_set(&s, "balloon.unused", 2 * 1048576); /* free > max */
 	kv_set(&s, "balloon.disk_caches", UINT64_MAX); /* overflows in bytes */
-	assert_ovc_ok(ovc_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
-	assert_false(ovc_known(st.available_bytes));
-	assert_false(ovc_known(st.free_bytes));
-	assert_false(ovc_known(st.disk_caches_bytes));
+	assert_ovc_ok(ovcd_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
+	assert_false(ovcd_known(st.available_bytes));
+	assert_false(ovcd_known(st.free_bytes));
+	assert_false(ovcd_known(st.disk_caches_bytes));
 	assert_int_equal(st.total_bytes, 996744 * KIB);
 
 	/* MemTotal above the maximum cannot be true. */
 	load_libvirt("libvirt-balloon-running.txt", &s);
 	kv_set(&s, "balloon.available", 1048577);
-	assert_ovc_ok(ovc_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
-	assert_false(ovc_known(st.total_bytes));
+	assert_ovc_ok(ovcd_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st));
+	assert_false(ovcd_known(st.total_bytes));
 
 	/* No host side: refused. */
 	load_libvirt("libvirt-balloon-running.txt", &s);
 	kv_drop(&s, "balloon.current");
-	assert_ovc(ovc_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st), -EBADMSG);
-	assert_false(ovc_known(st.max_bytes));
-	assert_ovc(ovc_balloon_stats_from_libvirt(NULL, 0, LV_NOW, 30, &st), -EBADMSG);
+	assert_ovc(ovcd_balloon_stats_from_libvirt(s.kv, s.n, LV_NOW, 30, &st), -EBADMSG);
+	assert_false(ovcd_known(st.max_bytes));
+	assert_ovc(ovcd_balloon_stats_from_libvirt(NULL, 0, LV_NOW, 30, &st), -EBADMSG);
 }
 
 #define QMP_NOW 1795705016
@@ -196,9 +196,9 @@ static void test_qmp_running(void **state)
 {
 	size_t len;
 	char *json = read_fixture("qmp-guest-stats.json", &len);
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
-	assert_ovc_ok(ovc_balloon_stats_from_qmp(json, len, GIB, GIB, QMP_NOW, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_qmp(json, len, GIB, GIB, QMP_NOW, 30, &st));
 	free(json);
 	assert_false(st.stale);
 	assert_int_equal(st.actual_bytes, GIB);
@@ -209,20 +209,20 @@ static void test_qmp_running(void **state)
 	assert_int_equal(st.disk_caches_bytes, 2957312);
 	assert_int_equal(st.minor_faults, 585);
 	assert_int_equal(st.guest_update_sec, 1795705013);
-	assert_false(ovc_known(st.rss_bytes)); /* QMP does not say */
+	assert_false(ovcd_known(st.rss_bytes)); /* QMP does not say */
 	/* QEMU 7.2 does not know the reclaim counters of Linux 6.12. */
-	assert_false(ovc_known(st.oom_kills));
-	assert_false(ovc_known(st.alloc_stalls));
-	assert_false(ovc_known(st.direct_reclaims));
+	assert_false(ovcd_known(st.oom_kills));
+	assert_false(ovcd_known(st.alloc_stalls));
+	assert_false(ovcd_known(st.direct_reclaims));
 }
 
 static void test_qmp_inflated(void **state)
 {
 	size_t len;
 	char *json = read_fixture("qmp-guest-stats-inflated.json", &len);
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
-	assert_ovc_ok(ovc_balloon_stats_from_qmp(json, len, 512 * MIB, GIB, 1795705215, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_qmp(json, len, 512 * MIB, GIB, 1795705215, 30, &st));
 	free(json);
 	assert_int_equal(st.actual_bytes, 512 * MIB);
 	assert_int_equal(st.available_bytes, 377413632);
@@ -232,23 +232,23 @@ static void test_qmp_nodriver_is_unknown(void **state)
 {
 	size_t len;
 	char *json = read_fixture("qmp-guest-stats-nodriver.json", &len);
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
 	/* Recorded from a guest without virtio_balloon: every stat u64 -1,
 	 * last-update 0. */
-	assert_ovc_ok(ovc_balloon_stats_from_qmp(json, len, 512 * MIB, 512 * MIB, QMP_NOW, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_qmp(json, len, 512 * MIB, 512 * MIB, QMP_NOW, 30, &st));
 	free(json);
 	assert_true(st.stale);
-	assert_false(ovc_known(st.total_bytes));
-	assert_false(ovc_known(st.free_bytes));
-	assert_false(ovc_known(st.swap_in_bytes));
-	assert_false(ovc_known(st.minor_faults));
+	assert_false(ovcd_known(st.total_bytes));
+	assert_false(ovcd_known(st.free_bytes));
+	assert_false(ovcd_known(st.swap_in_bytes));
+	assert_false(ovcd_known(st.minor_faults));
 	assert_int_equal(st.actual_bytes, 512 * MIB);
 }
 
 static void test_qmp_garbage(void **state)
 {
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 	static const char *bad[] = {
 		"", "{", "[]", "null", "{\"stats\": 5, \"last-update\": 1}",
 		"{\"last-update\": 1795705013}", "{\"stats\": {}} trailing",
@@ -259,28 +259,28 @@ static void test_qmp_garbage(void **state)
 			    "\"last-update\": 1795705013}";
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		int r = ovc_balloon_stats_from_qmp(bad[i], strlen(bad[i]), GIB, GIB, QMP_NOW, 30, &st);
+		int r = ovcd_balloon_stats_from_qmp(bad[i], strlen(bad[i]), GIB, GIB, QMP_NOW, 30, &st);
 
 		/* "{\"stats\": {}} trailing" parses as an object followed by
 		 * junk, which json-c stops before: accept either outcome
 		 * but never invent figures. */
 		if (r == 0)
-			assert_false(ovc_known(st.total_bytes));
+			assert_false(ovcd_known(st.total_bytes));
 		else
 			assert_int_equal(r, -EBADMSG);
 	}
-	assert_ovc_ok(ovc_balloon_stats_from_qmp(mixed, strlen(mixed), GIB, GIB, QMP_NOW, 30, &st));
-	assert_false(ovc_known(st.total_bytes));     /* negative */
-	assert_false(ovc_known(st.free_bytes));      /* a string */
-	assert_false(ovc_known(st.available_bytes)); /* a double */
-	assert_false(ovc_known(st.swap_in_bytes));   /* u64 -1 */
+	assert_ovc_ok(ovcd_balloon_stats_from_qmp(mixed, strlen(mixed), GIB, GIB, QMP_NOW, 30, &st));
+	assert_false(ovcd_known(st.total_bytes));     /* negative */
+	assert_false(ovcd_known(st.free_bytes));      /* a string */
+	assert_false(ovcd_known(st.available_bytes)); /* a double */
+	assert_false(ovcd_known(st.swap_in_bytes));   /* u64 -1 */
 	assert_int_equal(st.disk_caches_bytes, 4096);
 	assert_int_equal(st.minor_faults, 12);
 	/* last-update missing entirely: stale. */
-	assert_ovc_ok(ovc_balloon_stats_from_qmp("{\"stats\": {\"stat-minor-faults\": 1}}", 35, GIB, GIB,
+	assert_ovc_ok(ovcd_balloon_stats_from_qmp("{\"stats\": {\"stat-minor-faults\": 1}}", 35, GIB, GIB,
 						 QMP_NOW, 30, &st));
 	assert_true(st.stale);
-	assert_false(ovc_known(st.minor_faults));
+	assert_false(ovcd_known(st.minor_faults));
 }
 
 /* The reclaim counters of Linux 6.12 guests, under the names QEMU 9.2
@@ -296,45 +296,45 @@ static void test_qmp_reclaim_counters(void **state)
 	const char *garbage = "{\"stats\": {\"stat-oom-kills\": -1, \"stat-alloc-stalls\": \"x\", "
 			      "\"stat-direct-reclaims\": 18446744073709551615, "
 			      "\"stat-direct-scans\": 1000000000000000000}, \"last-update\": 1795705013}";
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
-	assert_ovc_ok(ovc_balloon_stats_from_qmp(json, strlen(json), GIB, GIB, QMP_NOW, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_qmp(json, strlen(json), GIB, GIB, QMP_NOW, 30, &st));
 	assert_int_equal(st.oom_kills, 2);
 	assert_int_equal(st.alloc_stalls, 31);
 	assert_int_equal(st.async_scans, 4000);
 	assert_int_equal(st.direct_scans, 900);
 	assert_int_equal(st.async_reclaims, 3000);
 	assert_int_equal(st.direct_reclaims, 800);
-	assert_ovc_ok(ovc_balloon_stats_from_qmp(garbage, strlen(garbage), GIB, GIB, QMP_NOW, 30, &st));
-	assert_false(ovc_known(st.oom_kills));       /* negative */
-	assert_false(ovc_known(st.alloc_stalls));    /* a string */
-	assert_false(ovc_known(st.direct_reclaims)); /* u64 -1: not available */
-	assert_false(ovc_known(st.direct_scans));    /* 10^18: garbage */
+	assert_ovc_ok(ovcd_balloon_stats_from_qmp(garbage, strlen(garbage), GIB, GIB, QMP_NOW, 30, &st));
+	assert_false(ovcd_known(st.oom_kills));       /* negative */
+	assert_false(ovcd_known(st.alloc_stalls));    /* a string */
+	assert_false(ovcd_known(st.direct_reclaims)); /* u64 -1: not available */
+	assert_false(ovcd_known(st.direct_scans));    /* 10^18: garbage */
 	/* Stale: forgotten like every guest figure. */
-	assert_ovc_ok(ovc_balloon_stats_from_qmp(json, strlen(json), GIB, GIB, QMP_NOW + 60, 30, &st));
+	assert_ovc_ok(ovcd_balloon_stats_from_qmp(json, strlen(json), GIB, GIB, QMP_NOW + 60, 30, &st));
 	assert_true(st.stale);
-	assert_false(ovc_known(st.oom_kills));
-	assert_false(ovc_known(st.alloc_stalls));
+	assert_false(ovcd_known(st.oom_kills));
+	assert_false(ovcd_known(st.alloc_stalls));
 }
 
 static void test_bytes_to_kib(void **state)
 {
 	unsigned long kib = 77;
 
-	assert_ovc_ok(ovc_balloon_bytes_to_kib(1536 * MIB, &kib));
+	assert_ovc_ok(ovcd_balloon_bytes_to_kib(1536 * MIB, &kib));
 	assert_int_equal(kib, 1536 * 1024);
 	/* Rounded down: never give a guest more than asked. */
-	assert_ovc_ok(ovc_balloon_bytes_to_kib(GIB + 1023, &kib));
+	assert_ovc_ok(ovcd_balloon_bytes_to_kib(GIB + 1023, &kib));
 	assert_int_equal(kib, 1048576);
-	assert_ovc_ok(ovc_balloon_bytes_to_kib(1024, &kib));
+	assert_ovc_ok(ovcd_balloon_bytes_to_kib(1024, &kib));
 	assert_int_equal(kib, 1);
 	/* Below one KiB: libvirt would refuse 0; *ret untouched. */
 	kib = 77;
-	assert_ovc(ovc_balloon_bytes_to_kib(1023, &kib), -EINVAL);
-	assert_ovc(ovc_balloon_bytes_to_kib(0, &kib), -EINVAL);
+	assert_ovc(ovcd_balloon_bytes_to_kib(1023, &kib), -EINVAL);
+	assert_ovc(ovcd_balloon_bytes_to_kib(0, &kib), -EINVAL);
 	assert_int_equal(kib, 77);
 	/* unsigned long is 64-bit on x86-64, so every u64 fits. */
-	assert_ovc_ok(ovc_balloon_bytes_to_kib(UINT64_MAX, &kib));
+	assert_ovc_ok(ovcd_balloon_bytes_to_kib(UINT64_MAX, &kib));
 	assert_int_equal(kib, UINT64_MAX / 1024);
 }
 

@@ -26,15 +26,15 @@ struct fixture {
 	struct harness_image img;
 	struct harness_libvirtd lvd;
 	struct harness_guest good, nodrv;
-	ovc_balloon *b;
+	ovcd_balloon *b;
 	struct balloon_events ev;
 };
 
 /* Such a handle once it listed both guests (its worker thread asks
  * libvirtd). */
-static int open_driver_listed(struct fixture *f, unsigned confirm_msec, ovc_balloon **ret)
+static int open_driver_listed(struct fixture *f, unsigned confirm_msec, ovcd_balloon **ret)
 {
-	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_LIBVIRT, confirm_msec, &f->ev);
+	struct ovcd_balloon_opts o = balloon_test_opts(OVC_BALLOON_LIBVIRT, confirm_msec, &f->ev);
 
 	o.uri = "qemu:///system";
 	return balloon_open_listed(&o, f->good.name, f->nodrv.name, ret);
@@ -76,7 +76,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	ovc_balloon_free(f->b);
+	ovcd_balloon_free(f->b);
 	harness_guest_stop(&f->good);
 	harness_guest_stop(&f->nodrv);
 	harness_libvirtd_stop(&f->lvd);
@@ -86,12 +86,12 @@ static int teardown(void **state)
 static void test_list_and_real_stats(void **state)
 {
 	struct fixture *f = *state;
-	struct ovc_balloon_guest *gs = NULL, g;
+	struct ovcd_balloon_guest *gs = NULL, g;
 	size_t n = 0;
 	bool found = false;
 
 	SKIP_IF(f->skip);
-	assert_ovc_ok(ovc_balloon_list(f->b, &gs, &n));
+	assert_ovc_ok(ovcd_balloon_list(f->b, &gs, &n));
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(gs[i].name, f->good.name) != 0)
 			continue;
@@ -107,8 +107,8 @@ static void test_list_and_real_stats(void **state)
 	assert_true(found);
 
 	check_real_stats(f->b, &f->good, GIB);
-	assert_ovc_ok(ovc_balloon_guest(f->b, f->good.name, &g));
-	assert_true(ovc_known(g.stats.rss_bytes)); /* QEMU's RSS on the host */
+	assert_ovc_ok(ovcd_balloon_guest(f->b, f->good.name, &g));
+	assert_true(ovcd_known(g.stats.rss_bytes)); /* QEMU's RSS on the host */
 	assert_true(g.stats.rss_bytes > 0);
 }
 
@@ -136,14 +136,14 @@ static void test_caps_from_the_domain(void **state)
 		.mem_mib = 256, .deflate_on_oom = true, .free_page_reporting = true, .stats_period_sec = 5,
 	};
 	struct harness_guest g3 = { .serial_fd = -1 };
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 
 	SKIP_IF(f->skip);
 	/* autodeflate, freePageReporting and <stats period> from the live
 	 * XML; no need to wait for the guest to boot. */
 	assert_ovc_ok(harness_domain_start(&f->lvd, &f->img, &go, &g3));
 	assert_true(balloon_wait_listed(f->b, g3.name, 60000));
-	assert_ovc_ok(ovc_balloon_guest(f->b, g3.name, &g));
+	assert_ovc_ok(ovcd_balloon_guest(f->b, g3.name, &g));
 	harness_guest_stop(&g3);
 	assert_int_equal(g.caps, OVC_BALLOON_CAP_DEVICE | OVC_BALLOON_CAP_DEFLATE_ON_OOM |
 					 OVC_BALLOON_CAP_FREE_PAGE_REPORTING | OVC_BALLOON_CAP_STATS_POLLING);
@@ -155,35 +155,35 @@ static void test_errors_name_the_guest(void **state)
 	struct fixture *f = *state;
 
 	SKIP_IF(f->skip);
-	assert_ovc(ovc_balloon_set_target(f->b, "ovc-no-such-domain", GIB, 0), -ENOENT);
-	assert_string_equal(ovc_balloon_error(f->b),
+	assert_ovc(ovcd_balloon_set_target(f->b, "ovc-no-such-domain", GIB, 0), -ENOENT);
+	assert_string_equal(ovcd_balloon_error(f->b),
 			    "failed to set balloon of 'ovc-no-such-domain' to 1024MiB: No such domain");
-	assert_ovc(ovc_balloon_set_target(f->b, f->good.name, 2 * GIB, 0), -ERANGE);
-	assert_non_null(strstr(ovc_balloon_error(f->b), f->good.name));
-	assert_ovc(ovc_balloon_set_target(f->b, f->good.name, 1000, 0), -EINVAL);
-	assert_non_null(strstr(ovc_balloon_error(f->b), "less than 1 KiB"));
+	assert_ovc(ovcd_balloon_set_target(f->b, f->good.name, 2 * GIB, 0), -ERANGE);
+	assert_non_null(strstr(ovcd_balloon_error(f->b), f->good.name));
+	assert_ovc(ovcd_balloon_set_target(f->b, f->good.name, 1000, 0), -EINVAL);
+	assert_non_null(strstr(ovcd_balloon_error(f->b), "less than 1 KiB"));
 }
 
 static void test_no_balloon_driver(void **state)
 {
 	struct fixture *f = *state;
-	ovc_balloon *b = NULL;
-	struct ovc_balloon_guest g;
+	ovcd_balloon *b = NULL;
+	struct ovcd_balloon_guest g;
 
 	SKIP_IF(f->skip);
 	assert_ovc_ok(open_driver_listed(f, 8000, &b));
 	/* libvirt, like QEMU, accepts the target; the driver must not. */
-	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT), -ENODEV);
-	assert_non_null(strstr(ovc_balloon_error(b), f->nodrv.name));
-	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
-	assert_ovc_ok(ovc_balloon_guest(b, f->nodrv.name, &g));
+	assert_ovc(ovcd_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT), -ENODEV);
+	assert_non_null(strstr(ovcd_balloon_error(b), f->nodrv.name));
+	assert_non_null(strstr(ovcd_balloon_error(b), "not loaded"));
+	assert_ovc_ok(ovcd_balloon_guest(b, f->nodrv.name, &g));
 	assert_int_equal(g.driver, OVC_BALLOON_DRIVER_ABSENT);
 	/* Known absent now: refused without asking libvirt, even without WAIT. */
-	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, 0), -ENODEV);
-	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
+	assert_ovc(ovcd_balloon_set_target(b, f->nodrv.name, 256 * MIB, 0), -ENODEV);
+	assert_non_null(strstr(ovcd_balloon_error(b), "not loaded"));
 	assert_true(g.stats.stale);
-	assert_false(ovc_known(g.stats.available_bytes));
-	ovc_balloon_free(b);
+	assert_false(ovcd_known(g.stats.available_bytes));
+	ovcd_balloon_free(b);
 }
 
 static void *destroy_later(void *arg)
@@ -204,7 +204,7 @@ static void test_destroyed_mid_call(void **state)
 {
 	struct fixture *f = *state;
 	struct balloon_check c = { .ev = &f->ev };
-	ovc_balloon *b = NULL;
+	ovcd_balloon *b = NULL;
 	const char *err;
 	char expect[256];
 	pthread_t t;
@@ -218,9 +218,9 @@ static void test_destroyed_mid_call(void **state)
 	f->ev.watch = f->nodrv.name;
 	f->ev.stopped_watched = 0;
 	assert_int_equal(pthread_create(&t, NULL, destroy_later, f), 0);
-	r = ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT);
+	r = ovcd_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT);
 	pthread_join(t, NULL);
-	err = ovc_balloon_error(b);
+	err = ovcd_balloon_error(b);
 	assert_int_equal(r, -ENOENT);
 	/* Depending on where the destroy lands: the lookup fails, or it
 	 * finds the domain on its way out. */
@@ -229,16 +229,16 @@ static void test_destroyed_mid_call(void **state)
 	if (strcmp(err + strlen(expect), "No such domain") != 0)
 		assert_string_equal(err + strlen(expect), "domain is not running");
 	assert_true(harness_wait_until(balloon_got_stopped, &c, 10000));
-	ovc_balloon_free(b);
+	ovcd_balloon_free(b);
 }
 
 static bool back_again(void *arg)
 {
 	struct fixture *f = arg;
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 
-	ovc_balloon_process(f->b);
-	return f->ev.reconnected > 0 && ovc_balloon_guest(f->b, f->good.name, &g) == 0;
+	ovcd_balloon_process(f->b);
+	return f->ev.reconnected > 0 && ovcd_balloon_guest(f->b, f->good.name, &g) == 0;
 }
 
 /* Whether process @pid has an fd open on @path. */
@@ -272,7 +272,7 @@ static bool process_holds(pid_t pid, const char *path)
 static void test_libvirtd_restart(void **state)
 {
 	struct fixture *f = *state;
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 	char probe[] = "/tmp/ovc-test-libvirt-fd-XXXXXX";
 	int r, fd;
 
@@ -298,10 +298,10 @@ static void test_libvirtd_restart(void **state)
 	assert_true(harness_wait_until(back_again, f, 60000));
 	assert_true(f->ev.disconnected >= 1);
 	assert_int_equal(f->ev.reconnected, 1);
-	assert_ovc_ok(ovc_balloon_set_target(f->b, f->good.name, 768 * MIB, OVC_BALLOON_TARGET_WAIT));
-	assert_ovc_ok(ovc_balloon_guest(f->b, f->good.name, &g));
+	assert_ovc_ok(ovcd_balloon_set_target(f->b, f->good.name, 768 * MIB, OVC_BALLOON_TARGET_WAIT));
+	assert_ovc_ok(ovcd_balloon_guest(f->b, f->good.name, &g));
 	assert_true(g.stats.actual_bytes <= 768 * MIB + MIB);
-	assert_ovc_ok(ovc_balloon_set_target(f->b, f->good.name, GIB, OVC_BALLOON_TARGET_WAIT));
+	assert_ovc_ok(ovcd_balloon_set_target(f->b, f->good.name, GIB, OVC_BALLOON_TARGET_WAIT));
 }
 
 /*
@@ -314,50 +314,50 @@ static void test_libvirtd_restart(void **state)
 static void test_testdriver_without_bulk_stats(void **state)
 {
 	struct balloon_events ev = { 0 };
-	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_LIBVIRT, 2000, &ev);
-	struct ovc_balloon_guest *gs = NULL, g;
-	ovc_balloon *b = NULL;
+	struct ovcd_balloon_opts o = balloon_test_opts(OVC_BALLOON_LIBVIRT, 2000, &ev);
+	struct ovcd_balloon_guest *gs = NULL, g;
+	ovcd_balloon *b = NULL;
 	size_t n = 0;
 
 	o.uri = "test:///default";
-	assert_ovc_ok(ovc_balloon_new(&o, &b));
+	assert_ovc_ok(ovcd_balloon_new(&o, &b));
 	assert_true(balloon_wait_listed(b, "test", 10000));
-	assert_ovc_ok(ovc_balloon_list(b, &gs, &n));
+	assert_ovc_ok(ovcd_balloon_list(b, &gs, &n));
 	assert_int_equal(n, 1);
 	assert_string_equal(gs[0].name, "test");
 	assert_int_equal(gs[0].stats.max_bytes, 8 * GIB);
 	assert_int_equal(gs[0].stats.actual_bytes, 2 * GIB);
 	assert_true(gs[0].stats.stale); /* no guest figures: unknown, not 0 */
-	assert_false(ovc_known(gs[0].stats.available_bytes));
+	assert_false(ovcd_known(gs[0].stats.available_bytes));
 	assert_true(gs[0].caps & OVC_BALLOON_CAP_DEVICE);
 	free(gs);
 
 	/* 1 GiB + 1023 bytes reaches libvirt as 1048576 KiB. */
-	assert_ovc_ok(ovc_balloon_set_target(b, "test", GIB + 1023, OVC_BALLOON_TARGET_WAIT));
-	assert_ovc_ok(ovc_balloon_guest(b, "test", &g));
+	assert_ovc_ok(ovcd_balloon_set_target(b, "test", GIB + 1023, OVC_BALLOON_TARGET_WAIT));
+	assert_ovc_ok(ovcd_balloon_guest(b, "test", &g));
 	assert_int_equal(g.stats.actual_bytes, GIB);
-	assert_ovc(ovc_balloon_set_target(b, "test", 9 * GIB, 0), -ERANGE);
-	assert_ovc(ovc_balloon_set_target(b, "nope", GIB, 0), -ENOENT);
-	assert_string_equal(ovc_balloon_error(b), "failed to set balloon of 'nope' to 1024MiB: No such domain");
-	assert_int_equal(ovc_balloon_timeout_msec(b), -1); /* connected: no timer */
-	ovc_balloon_free(b);
+	assert_ovc(ovcd_balloon_set_target(b, "test", 9 * GIB, 0), -ERANGE);
+	assert_ovc(ovcd_balloon_set_target(b, "nope", GIB, 0), -ENOENT);
+	assert_string_equal(ovcd_balloon_error(b), "failed to set balloon of 'nope' to 1024MiB: No such domain");
+	assert_int_equal(ovcd_balloon_timeout_msec(b), -1); /* connected: no timer */
+	ovcd_balloon_free(b);
 }
 
 static void test_unreachable_libvirtd(void **state)
 {
-	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_LIBVIRT, 2000, NULL);
-	ovc_balloon *b = (ovc_balloon *)0x1;
+	struct ovcd_balloon_opts o = balloon_test_opts(OVC_BALLOON_LIBVIRT, 2000, NULL);
+	ovcd_balloon *b = (ovcd_balloon *)0x1;
 
 	/* A URI nobody answers: -ENOTCONN with the URI in the message, and
 	 * the out-parameter untouched. */
 	o.uri = "qemu+unix:///system?socket=/nonexistent/ovc-test.sock";
-	assert_ovc(ovc_balloon_new(&o, &b), -ENOTCONN);
-	assert_ptr_equal(b, (ovc_balloon *)0x1);
+	assert_ovc(ovcd_balloon_new(&o, &b), -ENOTCONN);
+	assert_ptr_equal(b, (ovcd_balloon *)0x1);
 	o.size = 8;
-	assert_ovc(ovc_balloon_new(&o, &b), -EINVAL);
+	assert_ovc(ovcd_balloon_new(&o, &b), -EINVAL);
 	o.size = sizeof(o);
 	o.backend = 99;
-	assert_ovc(ovc_balloon_new(&o, &b), -EINVAL);
+	assert_ovc(ovcd_balloon_new(&o, &b), -EINVAL);
 }
 
 /* Child mode (--crash-with-guests): what a test that crashes leaves

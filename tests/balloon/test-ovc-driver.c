@@ -32,7 +32,7 @@ struct seen {
 	char last_started[64], last_stopped[64];
 };
 
-static void on_event(void *userdata, const struct ovc_balloon_event *ev)
+static void on_event(void *userdata, const struct ovcd_balloon_event *ev)
 {
 	struct seen *s = userdata;
 
@@ -47,13 +47,13 @@ static void on_event(void *userdata, const struct ovc_balloon_event *ev)
 
 /* Drive the driver's loop until *counter reaches @want (10 s bound: a
  * failure, not a timing claim). */
-static void wait_event(ovc_balloon *b, const int *counter, int want)
+static void wait_event(ovcd_balloon *b, const int *counter, int want)
 {
 	for (int i = 0; i < 100 && *counter < want; i++) {
-		struct pollfd p = { .fd = ovc_balloon_fd(b), .events = POLLIN };
+		struct pollfd p = { .fd = ovcd_balloon_fd(b), .events = POLLIN };
 
 		poll(&p, 1, 100);
-		assert_true(ovc_balloon_process(b) >= 0);
+		assert_true(ovcd_balloon_process(b) >= 0);
 	}
 	assert_int_equal(*counter, want);
 }
@@ -61,20 +61,20 @@ static void wait_event(ovc_balloon *b, const int *counter, int want)
 /* Drive the driver's loop, asking for fresh figures, until @name's cached
  * figures satisfy @ok (10 s bound: a failure, not a timing claim). The
  * driver never waits for an engine: answers come through its fd. */
-static bool pump_until(ovc_balloon *b, const char *name, bool (*ok)(const struct ovc_balloon_guest *g))
+static bool pump_until(ovcd_balloon *b, const char *name, bool (*ok)(const struct ovcd_balloon_guest *g))
 {
 	for (int i = 0; i < 100; i++) {
-		struct ovc_balloon_guest *v, g;
+		struct ovcd_balloon_guest *v, g;
 		size_t n;
 
-		if (ovc_balloon_guest(b, name, &g) == 0 && (!ok || ok(&g)))
+		if (ovcd_balloon_guest(b, name, &g) == 0 && (!ok || ok(&g)))
 			return true;
-		assert_ovc_ok(ovc_balloon_list(b, &v, &n)); /* asks for fresh figures */
+		assert_ovc_ok(ovcd_balloon_list(b, &v, &n)); /* asks for fresh figures */
 		free(v);
-		struct pollfd p = { .fd = ovc_balloon_fd(b), .events = POLLIN };
+		struct pollfd p = { .fd = ovcd_balloon_fd(b), .events = POLLIN };
 
 		poll(&p, 1, 100);
-		assert_true(ovc_balloon_process(b) >= 0);
+		assert_true(ovcd_balloon_process(b) >= 0);
 	}
 	return false;
 }
@@ -102,7 +102,7 @@ static ovc_engine *engine_published(struct guest_ram *g, const char *dir, const 
 	return e;
 }
 
-static const struct ovc_balloon_guest *find(const struct ovc_balloon_guest *v, size_t n,
+static const struct ovcd_balloon_guest *find(const struct ovcd_balloon_guest *v, size_t n,
 					    const char *name)
 {
 	for (size_t i = 0; i < n; i++)
@@ -169,27 +169,27 @@ static void child_exit(struct child *c)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-static bool target_2mib(const struct ovc_balloon_guest *g)
+static bool target_2mib(const struct ovcd_balloon_guest *g)
 {
 	return g->stats.engine_target_bytes == 2 * MIB;
 }
 
-static bool has_fault_p50(const struct ovc_balloon_guest *g)
+static bool has_fault_p50(const struct ovcd_balloon_guest *g)
 {
-	return ovc_known(g->stats.engine_swap.fault_p50_usec);
+	return ovcd_known(g->stats.engine_swap.fault_p50_usec);
 }
 
 static void test_engines(void **state)
 {
 	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", cmd[128];
 	struct seen seen = { 0 };
-	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE,
+	struct ovcd_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE,
 				       .event_fn = on_event, .event_userdata = &seen };
 	struct ovc_engine_stats st = { .size = sizeof(st) };
-	struct ovc_balloon_guest *v, one;
-	const struct ovc_balloon_guest *a;
+	struct ovcd_balloon_guest *v, one;
+	const struct ovcd_balloon_guest *a;
 	struct guest_ram ga;
-	ovc_balloon *b;
+	ovcd_balloon *b;
 	ovc_engine *e;
 	size_t n;
 	struct child c1, c2;
@@ -199,8 +199,8 @@ static void test_engines(void **state)
 	child_spawn(&c1, dir);
 	child_spawn(&c2, dir);
 	bo.engine_dir = dir;
-	assert_ovc_ok(ovc_balloon_new(&bo, &b));
-	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_ovc_ok(ovcd_balloon_new(&bo, &b));
+	assert_ovc_ok(ovcd_balloon_list(b, &v, &n));
 	assert_int_equal(n, 0);
 	free(v);
 
@@ -209,7 +209,7 @@ static void test_engines(void **state)
 	wait_event(b, &seen.started, 1);
 	assert_string_equal(seen.last_started, "vm-a");
 
-	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_ovc_ok(ovcd_balloon_list(b, &v, &n));
 	assert_int_equal(n, 1);
 	a = find(v, n, "vm-a");
 	assert_non_null(a);
@@ -232,14 +232,14 @@ static void test_engines(void **state)
 	assert_int_equal(a->stats.engine_swap.refaults, 0);
 	assert_int_equal(a->stats.engine_swap.write_errors, 0);
 	assert_int_equal(a->stats.engine_swap.read_errors, 0);
-	assert_false(ovc_known(a->stats.free_bytes));
-	assert_false(ovc_known(a->stats.available_bytes));
-	assert_false(ovc_known(a->stats.total_bytes));
+	assert_false(ovcd_known(a->stats.free_bytes));
+	assert_false(ovcd_known(a->stats.available_bytes));
+	assert_false(ovcd_known(a->stats.total_bytes));
 	free(v);
 
 	/* The reclaim target reaches the engine: queued, it goes out at
 	 * once and its answer comes through the loop. */
-	assert_ovc_ok(ovc_balloon_set_reclaim(b, "vm-a", 2 * MIB, 0));
+	assert_ovc_ok(ovcd_balloon_set_reclaim(b, "vm-a", 2 * MIB, 0));
 	assert_true(pump_until(b, "vm-a", target_2mib));
 	assert_ovc_ok(ovc_engine_stats(e, &st));
 	assert_int_equal(st.reclaim_target_bytes, 2 * MIB);
@@ -262,30 +262,30 @@ static void test_engines(void **state)
 		}
 		assert_true(faults > 0);
 		assert_true(pump_until(b, "vm-a", has_fault_p50));
-		assert_ovc_ok(ovc_balloon_guest(b, "vm-a", &one));
+		assert_ovc_ok(ovcd_balloon_guest(b, "vm-a", &one));
 		/* The median is no lower than the bound of the first bucket. */
 		for (int i = 0; i < OVC_LAT_BUCKETS && !lowest; i++)
 			if (st.fault_lat_hist[i])
 				lowest = UINT64_C(1) << i;
-		assert_true(ovc_known(one.stats.engine_swap.fault_p50_usec));
+		assert_true(ovcd_known(one.stats.engine_swap.fault_p50_usec));
 		assert_true(one.stats.engine_swap.fault_p50_usec >= lowest);
 		assert_true(one.stats.engine_swap.fault_p50_usec <= one.stats.engine_swap.fault_p99_usec);
 		assert_true(one.stats.engine_swap.fault_p99_usec <= UINT64_C(1) << (OVC_LAT_BUCKETS - 1));
 	}
 
 	/* Misuse and absent guests: clear errors naming the guest. */
-	assert_int_equal(ovc_balloon_set_reclaim(b, "vm-a", MIB, 1), -EINVAL);
-	assert_int_equal(ovc_balloon_set_reclaim(b, "nope", MIB, 0), -ENOENT);
-	assert_non_null(strstr(ovc_balloon_error(b), "'nope'"));
-	assert_int_equal(ovc_balloon_set_target(b, "vm-a", 2 * MIB, 0), -ENODEV);
-	assert_non_null(strstr(ovc_balloon_error(b), "no balloon device"));
+	assert_int_equal(ovcd_balloon_set_reclaim(b, "vm-a", MIB, 1), -EINVAL);
+	assert_int_equal(ovcd_balloon_set_reclaim(b, "nope", MIB, 0), -ENOENT);
+	assert_non_null(strstr(ovcd_balloon_error(b), "'nope'"));
+	assert_int_equal(ovcd_balloon_set_target(b, "vm-a", 2 * MIB, 0), -ENODEV);
+	assert_non_null(strstr(ovcd_balloon_error(b), "no balloon device"));
 
 	/* A second engine in another process: STARTED; it exits: STOPPED,
 	 * and its left-behind socket is not listed. */
 	child_publish(&c1);
 	wait_event(b, &seen.started, 2);
 	assert_string_equal(seen.last_started, "vm-b");
-	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_ovc_ok(ovcd_balloon_list(b, &v, &n));
 	assert_int_equal(n, 2);
 	assert_non_null(find(v, n, "vm-b"));
 	assert_int_equal(find(v, n, "vm-b")->stats.max_bytes, RAM_BYTES);
@@ -293,11 +293,11 @@ static void test_engines(void **state)
 	child_exit(&c1);
 	wait_event(b, &seen.stopped, 1);
 	assert_string_equal(seen.last_stopped, "vm-b");
-	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_ovc_ok(ovcd_balloon_list(b, &v, &n));
 	assert_int_equal(n, 1);
 	assert_null(find(v, n, "vm-b"));
 	free(v);
-	assert_int_equal(ovc_balloon_guest(b, "vm-b", &one), -ENOENT);
+	assert_int_equal(ovcd_balloon_guest(b, "vm-b", &one), -ENOENT);
 
 	/* A new engine under the dead one's name replaces its stale socket. */
 	child_publish(&c2);
@@ -310,11 +310,11 @@ static void test_engines(void **state)
 	assert_ovc_ok(ovc_engine_unpublish(e));
 	wait_event(b, &seen.stopped, 3);
 	assert_string_equal(seen.last_stopped, "vm-a");
-	assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+	assert_ovc_ok(ovcd_balloon_list(b, &v, &n));
 	assert_int_equal(n, 0);
 	free(v);
 
-	ovc_balloon_free(b);
+	ovcd_balloon_free(b);
 	ovc_engine_free(e);
 	guest_ram_free(&ga);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -344,9 +344,9 @@ static pid_t fake_engine(const char *dir, const char *name, const char *reply)
 static void test_untrusted_engines(void **state)
 {
 	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", cmd[128];
-	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE };
-	struct ovc_balloon_guest g;
-	ovc_balloon *b;
+	struct ovcd_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE };
+	struct ovcd_balloon_guest g;
+	ovcd_balloon *b;
 	pid_t old, liar, slow;
 	int status;
 
@@ -366,40 +366,40 @@ static void test_untrusted_engines(void **state)
 					"target_bytes=0 swap_cache_pages=256 fault_p50_usec=8 "
 					"fault_p99_usec=999999999999\n");
 	bo.engine_dir = dir;
-	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+	assert_ovc_ok(ovcd_balloon_new(&bo, &b));
 	assert_true(pump_until(b, "old", NULL));
 	assert_true(pump_until(b, "liar", NULL));
 	assert_true(pump_until(b, "slow", NULL));
 
-	assert_ovc_ok(ovc_balloon_guest(b, "old", &g));
+	assert_ovc_ok(ovcd_balloon_guest(b, "old", &g));
 	assert_int_equal(g.stats.engine_swap_bytes, 4096);
 	assert_int_equal(g.stats.engine_swap_in_bytes, 3 * OVC_PAGE_SIZE);
 	assert_int_equal(g.stats.engine_swap.refaults, 1);
-	assert_false(ovc_known(g.stats.engine_swap.out_bytes));
-	assert_false(ovc_known(g.stats.engine_swap.cache_bytes));
-	assert_false(ovc_known(g.stats.engine_swap.cache_hits));
-	assert_false(ovc_known(g.stats.engine_swap.write_errors));
-	assert_false(ovc_known(g.stats.engine_swap.read_errors));
-	assert_false(ovc_known(g.stats.engine_swap.fault_p50_usec));
-	assert_false(ovc_known(g.stats.engine_swap.fault_p99_usec));
+	assert_false(ovcd_known(g.stats.engine_swap.out_bytes));
+	assert_false(ovcd_known(g.stats.engine_swap.cache_bytes));
+	assert_false(ovcd_known(g.stats.engine_swap.cache_hits));
+	assert_false(ovcd_known(g.stats.engine_swap.write_errors));
+	assert_false(ovcd_known(g.stats.engine_swap.read_errors));
+	assert_false(ovcd_known(g.stats.engine_swap.fault_p50_usec));
+	assert_false(ovcd_known(g.stats.engine_swap.fault_p99_usec));
 
-	assert_ovc_ok(ovc_balloon_guest(b, "liar", &g));
-	assert_false(ovc_known(g.stats.engine_swap_in_bytes)); /* not sent */
-	assert_false(ovc_known(g.stats.engine_swap.refaults));
-	assert_false(ovc_known(g.stats.engine_swap.out_bytes));
-	assert_false(ovc_known(g.stats.engine_swap.cache_bytes));
+	assert_ovc_ok(ovcd_balloon_guest(b, "liar", &g));
+	assert_false(ovcd_known(g.stats.engine_swap_in_bytes)); /* not sent */
+	assert_false(ovcd_known(g.stats.engine_swap.refaults));
+	assert_false(ovcd_known(g.stats.engine_swap.out_bytes));
+	assert_false(ovcd_known(g.stats.engine_swap.cache_bytes));
 	assert_int_equal(g.stats.engine_swap.cache_hits, 5);
 	assert_int_equal(g.stats.engine_swap.write_errors, 2);
 	assert_int_equal(g.stats.engine_swap.read_errors, 3);
-	assert_false(ovc_known(g.stats.engine_swap.fault_p50_usec));
-	assert_false(ovc_known(g.stats.engine_swap.fault_p99_usec));
+	assert_false(ovcd_known(g.stats.engine_swap.fault_p50_usec));
+	assert_false(ovcd_known(g.stats.engine_swap.fault_p99_usec));
 
-	assert_ovc_ok(ovc_balloon_guest(b, "slow", &g));
+	assert_ovc_ok(ovcd_balloon_guest(b, "slow", &g));
 	assert_int_equal(g.stats.engine_swap.cache_bytes, MIB); /* all of it: possible */
-	assert_false(ovc_known(g.stats.engine_swap.fault_p50_usec));
-	assert_false(ovc_known(g.stats.engine_swap.fault_p99_usec));
+	assert_false(ovcd_known(g.stats.engine_swap.fault_p50_usec));
+	assert_false(ovcd_known(g.stats.engine_swap.fault_p99_usec));
 
-	ovc_balloon_free(b);
+	ovcd_balloon_free(b);
 	for (pid_t *p = (pid_t[]){ old, liar, slow, 0 }; *p; p++) {
 		kill(*p, SIGKILL);
 		assert_int_equal(waitpid(*p, &status, 0), *p);
@@ -410,13 +410,13 @@ static void test_untrusted_engines(void **state)
 
 /* Pump @b for @msec, touching a file in @dir every 100 ms when @touch (so
  * that inotify keeps asking for rescans). */
-static void pump_for(ovc_balloon *b, const char *dir, unsigned msec, bool touch)
+static void pump_for(ovcd_balloon *b, const char *dir, unsigned msec, bool touch)
 {
 	uint64_t end = now_usec(CLOCK_MONOTONIC) + msec * 1000ull;
 
 	while (now_usec(CLOCK_MONOTONIC) < end) {
-		struct pollfd p = { .fd = ovc_balloon_fd(b), .events = POLLIN };
-		struct ovc_balloon_guest *v;
+		struct pollfd p = { .fd = ovcd_balloon_fd(b), .events = POLLIN };
+		struct ovcd_balloon_guest *v;
 		size_t n;
 
 		if (touch) {
@@ -426,10 +426,10 @@ static void pump_for(ovc_balloon *b, const char *dir, unsigned msec, bool touch)
 			close(open(f, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
 			unlink(f);
 		}
-		assert_ovc_ok(ovc_balloon_list(b, &v, &n));
+		assert_ovc_ok(ovcd_balloon_list(b, &v, &n));
 		free(v);
 		poll(&p, 1, 100);
-		assert_true(ovc_balloon_process(b) >= 0);
+		assert_true(ovcd_balloon_process(b) >= 0);
 	}
 }
 
@@ -481,13 +481,13 @@ static void test_hostile_sockets(void **state)
 {
 	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", elsewhere[] = "/tmp/ovc-test-ovc-driver-XXXXXX";
 	char path[256], target[256], cmd[160];
-	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE };
+	struct ovcd_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_ENGINE };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 	pthread_t silent_thread;
 	int silent, stuck, filler, foreign;
 	pid_t liar, real;
-	ovc_balloon *b;
+	ovcd_balloon *b;
 
 	assert_non_null(mkdtemp(dir));
 	assert_non_null(mkdtemp(elsewhere));
@@ -520,9 +520,9 @@ static void test_hostile_sockets(void **state)
 
 	bo.engine_dir = dir;
 	/* Returns at once: nothing is waited for. */
-	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+	assert_ovc_ok(ovcd_balloon_new(&bo, &b));
 	assert_true(pump_until(b, "liar", NULL));
-	assert_ovc_ok(ovc_balloon_guest(b, "liar", &g));
+	assert_ovc_ok(ovcd_balloon_guest(b, "liar", &g));
 	/* The kernel's word: the listener (this process bound and listened
 	 * before forking the child that answers), not "pid=1". */
 	assert_int_equal(g.pid, getpid());
@@ -532,7 +532,7 @@ static void test_hostile_sockets(void **state)
 	assert_true(g.stats.max_bytes <= self_vm_bytes());
 	assert_true(g.stats.engine_zero_bytes <= g.stats.max_bytes);
 	assert_true(g.stats.engine_target_bytes <= g.stats.max_bytes);
-	assert_int_equal(ovc_balloon_guest(b, "other", &g), -ENOENT);
+	assert_int_equal(ovcd_balloon_guest(b, "other", &g), -ENOENT);
 
 	/* Past the silent socket's deadline, with the directory changing
 	 * all the time: none of the others is listed, and the silent one
@@ -540,10 +540,10 @@ static void test_hostile_sockets(void **state)
 	pump_for(b, dir, 4000, true);
 	for (const char *const *n = (const char *const[]){ "silent", "stuck", "evil", "foreign", "real", NULL };
 	     *n; n++)
-		assert_int_equal(ovc_balloon_guest(b, *n, &g), -ENOENT);
+		assert_int_equal(ovcd_balloon_guest(b, *n, &g), -ENOENT);
 	assert_int_equal(atomic_load(&silent_accepts), 1);
 
-	ovc_balloon_free(b);
+	ovcd_balloon_free(b);
 	for (pid_t *p = (pid_t[]){ liar, real, 0 }; *p; p++) {
 		kill(*p, SIGKILL);
 		waitpid(*p, NULL, 0);
@@ -583,13 +583,13 @@ static pid_t fake_monitor(const char *dir, const char *file, enum fake_qmp_mode 
 static void test_qmp_impostor_and_mute(void **state)
 {
 	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX", cmd[128];
-	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_QMP, .stats_period_sec = 1,
+	struct ovcd_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_QMP, .stats_period_sec = 1,
 				       .stale_sec = 3 };
 	struct fake_peer_record *rec = mmap(NULL, 3 * sizeof(*rec), PROT_READ | PROT_WRITE,
 					    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 	pid_t impostor, web1, mute;
-	ovc_balloon *b;
+	ovcd_balloon *b;
 
 	assert_true(rec != MAP_FAILED);
 	memset(rec, 0, 3 * sizeof(*rec));
@@ -599,14 +599,14 @@ static void test_qmp_impostor_and_mute(void **state)
 	web1 = fake_monitor(dir, "web1.qmp", QMP_IMPOSTOR, "web1", &rec[1]);
 	mute = fake_monitor(dir, "mute.qmp", QMP_MUTE_BALLOON, "mute", &rec[2]);
 	bo.qmp_dir = dir;
-	assert_ovc_ok(ovc_balloon_new(&bo, &b));
+	assert_ovc_ok(ovcd_balloon_new(&bo, &b));
 	assert_true(pump_until(b, "web1", NULL));
 	assert_true(pump_until(b, "mute", NULL));
-	assert_ovc_ok(ovc_balloon_guest(b, "web1", &g));
+	assert_ovc_ok(ovcd_balloon_guest(b, "web1", &g));
 	assert_string_equal(g.id, "web1.qmp"); /* the monitor named after it */
 
 	/* A target for web1 reaches web1's monitor only. */
-	assert_ovc_ok(ovc_balloon_set_target(b, "web1", GIB / 2, 0));
+	assert_ovc_ok(ovcd_balloon_set_target(b, "web1", GIB / 2, 0));
 	pump_for(b, dir, 1000, false);
 	assert_int_equal(atomic_load(&rec[1].targets), 1);
 	assert_int_equal(atomic_load(&rec[0].targets), 0);
@@ -614,11 +614,11 @@ static void test_qmp_impostor_and_mute(void **state)
 	/* The mute monitor answered one query-balloon and then nothing:
 	 * its figures go stale, the driver never waits for it. */
 	pump_for(b, dir, 4000, false);
-	assert_ovc_ok(ovc_balloon_guest(b, "mute", &g));
+	assert_ovc_ok(ovcd_balloon_guest(b, "mute", &g));
 	assert_true(g.stats.stale);
 	assert_true(atomic_load(&rec[2].balloons) >= 2); /* asked again, never answered */
 
-	ovc_balloon_free(b);
+	ovcd_balloon_free(b);
 	for (pid_t *p = (pid_t[]){ impostor, web1, mute, 0 }; *p; p++) {
 		kill(*p, SIGKILL);
 		waitpid(*p, NULL, 0);
@@ -632,15 +632,15 @@ static void test_qmp_impostor_and_mute(void **state)
 static void test_qmp_has_no_reclaim(void **state)
 {
 	char dir[] = "/tmp/ovc-test-ovc-driver-XXXXXX";
-	struct ovc_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_QMP };
-	ovc_balloon *b;
+	struct ovcd_balloon_opts bo = { .size = sizeof(bo), .backend = OVC_BALLOON_QMP };
+	ovcd_balloon *b;
 
 	assert_non_null(mkdtemp(dir));
 	bo.qmp_dir = dir;
-	assert_ovc_ok(ovc_balloon_new(&bo, &b));
-	assert_int_equal(ovc_balloon_set_reclaim(b, "web1", MIB, 0), -EOPNOTSUPP);
-	assert_non_null(strstr(ovc_balloon_error(b), "'web1'"));
-	ovc_balloon_free(b);
+	assert_ovc_ok(ovcd_balloon_new(&bo, &b));
+	assert_int_equal(ovcd_balloon_set_reclaim(b, "web1", MIB, 0), -EOPNOTSUPP);
+	assert_non_null(strstr(ovcd_balloon_error(b), "'web1'"));
+	ovcd_balloon_free(b);
 	rmdir(dir);
 }
 

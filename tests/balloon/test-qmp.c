@@ -22,14 +22,14 @@ struct fixture {
 	struct harness_image img;
 	char qmp_dir[128];
 	struct harness_guest good, nodrv;
-	ovc_balloon *b;
+	ovcd_balloon *b;
 	struct balloon_events ev;
 };
 
 /* A handle that has set both guests up. */
-static int open_driver(struct fixture *f, unsigned confirm_msec, ovc_balloon **ret)
+static int open_driver(struct fixture *f, unsigned confirm_msec, ovcd_balloon **ret)
 {
-	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_QMP, confirm_msec, &f->ev);
+	struct ovcd_balloon_opts o = balloon_test_opts(OVC_BALLOON_QMP, confirm_msec, &f->ev);
 
 	o.qmp_dir = f->qmp_dir;
 	return balloon_open_listed(&o, f->good.name, f->nodrv.name, ret);
@@ -72,7 +72,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	ovc_balloon_free(f->b);
+	ovcd_balloon_free(f->b);
 	harness_guest_stop(&f->good);
 	harness_guest_stop(&f->nodrv);
 	if (f->qmp_dir[0])
@@ -83,12 +83,12 @@ static int teardown(void **state)
 static void test_list_and_real_stats(void **state)
 {
 	struct fixture *f = *state;
-	struct ovc_balloon_guest *gs = NULL, g;
+	struct ovcd_balloon_guest *gs = NULL, g;
 	size_t n = 0;
 	bool found_good = false, found_nodrv = false;
 
 	SKIP_IF(f->skip);
-	assert_ovc_ok(ovc_balloon_list(f->b, &gs, &n));
+	assert_ovc_ok(ovcd_balloon_list(f->b, &gs, &n));
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(gs[i].name, f->good.name) == 0) {
 			found_good = true;
@@ -105,10 +105,10 @@ static void test_list_and_real_stats(void **state)
 	free(gs);
 	assert_true(found_good);
 	assert_true(found_nodrv);
-	assert_ovc_ok(ovc_balloon_guest(f->b, f->good.name, &g));
+	assert_ovc_ok(ovcd_balloon_guest(f->b, f->good.name, &g));
 
 	check_real_stats(f->b, &f->good, GIB);
-	assert_false(ovc_known(g.stats.rss_bytes)); /* QMP does not tell */
+	assert_false(ovcd_known(g.stats.rss_bytes)); /* QMP does not tell */
 }
 
 static void test_stats_follow_guest(void **state)
@@ -132,21 +132,21 @@ static void test_target_out_of_range(void **state)
 	struct fixture *f = *state;
 
 	SKIP_IF(f->skip);
-	assert_ovc(ovc_balloon_set_target(f->b, f->good.name, 2 * GIB, 0), -ERANGE);
-	assert_non_null(strstr(ovc_balloon_error(f->b), f->good.name));
-	assert_ovc(ovc_balloon_set_target(f->b, f->good.name, 0, 0), -ERANGE);
-	assert_ovc(ovc_balloon_set_target(f->b, f->good.name, GIB, 0x80), -EINVAL);
-	assert_ovc(ovc_balloon_set_target(f->b, "ovc-no-such-guest", GIB, 0), -ENOENT);
-	assert_non_null(strstr(ovc_balloon_error(f->b), "'ovc-no-such-guest'"));
+	assert_ovc(ovcd_balloon_set_target(f->b, f->good.name, 2 * GIB, 0), -ERANGE);
+	assert_non_null(strstr(ovcd_balloon_error(f->b), f->good.name));
+	assert_ovc(ovcd_balloon_set_target(f->b, f->good.name, 0, 0), -ERANGE);
+	assert_ovc(ovcd_balloon_set_target(f->b, f->good.name, GIB, 0x80), -EINVAL);
+	assert_ovc(ovcd_balloon_set_target(f->b, "ovc-no-such-guest", GIB, 0), -ENOENT);
+	assert_non_null(strstr(ovcd_balloon_error(f->b), "'ovc-no-such-guest'"));
 }
 
 static void test_monitor_held_by_another_client(void **state)
 {
 	struct fixture *f = *state;
 	struct balloon_events ev2 = { 0 };
-	struct ovc_balloon_opts o = balloon_test_opts(OVC_BALLOON_QMP, 60000, &ev2);
-	struct ovc_balloon_guest *gs = NULL, g;
-	ovc_balloon *b2 = NULL;
+	struct ovcd_balloon_opts o = balloon_test_opts(OVC_BALLOON_QMP, 60000, &ev2);
+	struct ovcd_balloon_guest *gs = NULL, g;
+	ovcd_balloon *b2 = NULL;
 	size_t n = 99;
 
 	SKIP_IF(f->skip);
@@ -154,45 +154,45 @@ static void test_monitor_held_by_another_client(void **state)
 	 * second driver sees no greeting. It must give up on them, not hang
 	 * or fail as a whole, and leave the first driver undisturbed. */
 	o.qmp_dir = f->qmp_dir;
-	assert_ovc_ok(ovc_balloon_new(&o, &b2));
-	assert_ovc_ok(ovc_balloon_list(b2, &gs, &n));
+	assert_ovc_ok(ovcd_balloon_new(&o, &b2));
+	assert_ovc_ok(ovcd_balloon_list(b2, &gs, &n));
 	assert_int_equal(n, 0);
 	free(gs);
-	assert_ovc(ovc_balloon_set_target(b2, f->good.name, GIB, 0), -ENOENT);
-	assert_non_null(strstr(ovc_balloon_error(b2), f->good.name));
-	ovc_balloon_free(b2);
-	assert_ovc_ok(ovc_balloon_guest(f->b, f->good.name, &g));
+	assert_ovc(ovcd_balloon_set_target(b2, f->good.name, GIB, 0), -ENOENT);
+	assert_non_null(strstr(ovcd_balloon_error(b2), f->good.name));
+	ovcd_balloon_free(b2);
+	assert_ovc_ok(ovcd_balloon_guest(f->b, f->good.name, &g));
 }
 
 static void test_no_balloon_driver(void **state)
 {
 	struct fixture *f = *state;
-	ovc_balloon *b = NULL;
-	struct ovc_balloon_guest g;
+	ovcd_balloon *b = NULL;
+	struct ovcd_balloon_guest g;
 	struct harness_meminfo mi;
 
 	SKIP_IF(f->skip);
 	/* QEMU serves one QMP client at a time: hand the sockets over to a
 	 * handle with a short confirmation timeout. */
-	ovc_balloon_free(f->b);
+	ovcd_balloon_free(f->b);
 	f->b = NULL;
 	assert_ovc_ok(open_driver(f, 8000, &b));
 	/* QEMU says {} to "balloon" even here; the driver must not. */
-	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT), -ENODEV);
-	assert_non_null(strstr(ovc_balloon_error(b), f->nodrv.name));
-	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
-	assert_ovc_ok(ovc_balloon_guest(b, f->nodrv.name, &g));
+	assert_ovc(ovcd_balloon_set_target(b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT), -ENODEV);
+	assert_non_null(strstr(ovcd_balloon_error(b), f->nodrv.name));
+	assert_non_null(strstr(ovcd_balloon_error(b), "not loaded"));
+	assert_ovc_ok(ovcd_balloon_guest(b, f->nodrv.name, &g));
 	assert_int_equal(g.driver, OVC_BALLOON_DRIVER_ABSENT);
 	/* Known absent now: refused without asking QEMU, even without WAIT. */
-	assert_ovc(ovc_balloon_set_target(b, f->nodrv.name, 256 * MIB, 0), -ENODEV);
-	assert_non_null(strstr(ovc_balloon_error(b), "not loaded"));
+	assert_ovc(ovcd_balloon_set_target(b, f->nodrv.name, 256 * MIB, 0), -ENODEV);
+	assert_non_null(strstr(ovcd_balloon_error(b), "not loaded"));
 	assert_int_equal(g.stats.actual_bytes, 512 * MIB);
 	assert_true(g.stats.stale); /* no stats ever: unknown, not zero */
-	assert_false(ovc_known(g.stats.available_bytes));
+	assert_false(ovcd_known(g.stats.available_bytes));
 	/* And the guest really kept its memory. */
 	assert_ovc_ok(harness_guest_meminfo(&f->nodrv, &mi));
 	assert_true(mi.total_kib > 400 * 1024);
-	ovc_balloon_free(b);
+	ovcd_balloon_free(b);
 	assert_ovc_ok(open_driver(f, 60000, &f->b));
 }
 
@@ -220,16 +220,16 @@ static void test_guest_killed_mid_call(void **state)
 	/* The no-driver guest never reaches the target, so the call is still
 	 * waiting when QEMU dies under it. */
 	assert_int_equal(pthread_create(&t, NULL, kill_later, &f->nodrv), 0);
-	r = ovc_balloon_set_target(f->b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT);
+	r = ovcd_balloon_set_target(f->b, f->nodrv.name, 256 * MIB, OVC_BALLOON_TARGET_WAIT);
 	pthread_join(t, NULL);
 	assert_true(r == -ENOTCONN || r == -ENOENT);
-	assert_non_null(strstr(ovc_balloon_error(f->b), f->nodrv.name));
-	ovc_balloon_process(f->b);
+	assert_non_null(strstr(ovcd_balloon_error(f->b), f->nodrv.name));
+	ovcd_balloon_process(f->b);
 	assert_int_equal(f->ev.stopped_watched, 1);
 	f->ev.watch = NULL;
 	/* The guest is gone from the list; the other one carries on. */
-	assert_ovc(ovc_balloon_set_target(f->b, f->nodrv.name, 256 * MIB, 0), -ENOENT);
-	assert_ovc_ok(ovc_balloon_set_target(f->b, f->good.name, GIB, 0));
+	assert_ovc(ovcd_balloon_set_target(f->b, f->nodrv.name, 256 * MIB, 0), -ENOENT);
+	assert_ovc_ok(ovcd_balloon_set_target(f->b, f->good.name, GIB, 0));
 }
 
 /* Run the caller's side of the event loop: poll the driver's fd with its
@@ -239,11 +239,11 @@ static bool wait_event_via_fd(struct fixture *f, const char *name, bool started,
 	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_msec * 1000ull;
 
 	while (now_usec(CLOCK_MONOTONIC) < deadline) {
-		struct pollfd p = { .fd = ovc_balloon_fd(f->b), .events = POLLIN };
-		int t = ovc_balloon_timeout_msec(f->b);
+		struct pollfd p = { .fd = ovcd_balloon_fd(f->b), .events = POLLIN };
+		int t = ovcd_balloon_timeout_msec(f->b);
 
 		poll(&p, 1, t < 0 || t > 1000 ? 1000 : t);
-		assert_true(ovc_balloon_process(f->b) >= 0);
+		assert_true(ovcd_balloon_process(f->b) >= 0);
 		if (strcmp(started ? f->ev.last_started : f->ev.last_stopped, name) == 0)
 			return true;
 	}
@@ -257,7 +257,7 @@ static void test_new_guest_discovered(void **state)
 		.mem_mib = 256, .qmp_dir = f->qmp_dir, .deflate_on_oom = true, .free_page_reporting = true,
 	};
 	struct harness_guest g3 = { .serial_fd = -1 };
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 
 	SKIP_IF(f->skip);
 	/* A QEMU appearing in the directory is found through inotify and
@@ -268,14 +268,14 @@ static void test_new_guest_discovered(void **state)
 		harness_guest_stop(&g3);
 		fail_msg("no STARTED event for %s", g3.name);
 	}
-	assert_ovc_ok(ovc_balloon_guest(f->b, g3.name, &g));
+	assert_ovc_ok(ovcd_balloon_guest(f->b, g3.name, &g));
 	assert_int_equal(g.stats.max_bytes, 256 * MIB);
 	assert_int_equal(g.caps & ~OVC_BALLOON_CAP_STATS_POLLING,
 			 OVC_BALLOON_CAP_DEVICE | OVC_BALLOON_CAP_DEFLATE_ON_OOM |
 				 OVC_BALLOON_CAP_FREE_PAGE_REPORTING);
 	harness_guest_stop(&g3);
 	assert_true(wait_event_via_fd(f, g3.name, false, 30000));
-	assert_ovc(ovc_balloon_guest(f->b, g3.name, &g), -ENOENT);
+	assert_ovc(ovcd_balloon_guest(f->b, g3.name, &g), -ENOENT);
 }
 
 int main(void)

@@ -18,7 +18,7 @@
 #include "ovc-test.h"
 #include "common/util.h"
 
-/* What ovc_balloon_process() delivered. CHANGED and stopped_watched count
+/* What ovcd_balloon_process() delivered. CHANGED and stopped_watched count
  * only @watch's: other test processes may run guests on the same libvirtd. */
 struct balloon_events {
 	const char *watch;
@@ -27,7 +27,7 @@ struct balloon_events {
 	char last_started[64], last_stopped[64];
 };
 
-static inline void balloon_events_record(void *userdata, const struct ovc_balloon_event *ev)
+static inline void balloon_events_record(void *userdata, const struct ovcd_balloon_event *ev)
 {
 	struct balloon_events *e = userdata;
 
@@ -64,10 +64,10 @@ static inline void balloon_events_record(void *userdata, const struct ovc_balloo
 }
 
 /* Options every backend's test uses: stats every second, quick reconnects. */
-static inline struct ovc_balloon_opts balloon_test_opts(enum ovc_balloon_backend backend, unsigned confirm_msec,
+static inline struct ovcd_balloon_opts balloon_test_opts(enum ovcd_balloon_backend backend, unsigned confirm_msec,
 							struct balloon_events *ev)
 {
-	struct ovc_balloon_opts o = {
+	struct ovcd_balloon_opts o = {
 		.size = sizeof(o),
 		.backend = backend,
 		.stats_period_sec = 1,
@@ -84,27 +84,27 @@ static inline struct ovc_balloon_opts balloon_test_opts(enum ovc_balloon_backend
 /* One turn of the caller's loop: ask for fresh figures, wait for the
  * driver's fd (at most 100 ms), process what came. The drivers never wait
  * for a peer: figures and answers arrive through the fd. */
-static inline void balloon_pump(ovc_balloon *b)
+static inline void balloon_pump(ovcd_balloon *b)
 {
-	struct ovc_balloon_guest *gs = NULL;
-	struct pollfd p = { .fd = ovc_balloon_fd(b), .events = POLLIN };
+	struct ovcd_balloon_guest *gs = NULL;
+	struct pollfd p = { .fd = ovcd_balloon_fd(b), .events = POLLIN };
 	size_t n;
-	int t = ovc_balloon_timeout_msec(b);
+	int t = ovcd_balloon_timeout_msec(b);
 
-	if (ovc_balloon_list(b, &gs, &n) == 0)
+	if (ovcd_balloon_list(b, &gs, &n) == 0)
 		free(gs);
 	poll(&p, 1, t < 0 || t > 100 ? 100 : t);
-	(void)ovc_balloon_process(b);
+	(void)ovcd_balloon_process(b);
 }
 
 /* Pump until @name is listed; false after @timeout_msec (a failure bound,
  * not a timing claim). */
-static inline bool balloon_wait_listed(ovc_balloon *b, const char *name, unsigned timeout_msec)
+static inline bool balloon_wait_listed(ovcd_balloon *b, const char *name, unsigned timeout_msec)
 {
 	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_msec * 1000ull;
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 
-	while (ovc_balloon_guest(b, name, &g) < 0) {
+	while (ovcd_balloon_guest(b, name, &g) < 0) {
 		if (now_usec(CLOCK_MONOTONIC) >= deadline)
 			return false;
 		balloon_pump(b);
@@ -114,15 +114,15 @@ static inline bool balloon_wait_listed(ovc_balloon *b, const char *name, unsigne
 
 /* A handle on @o once it listed guests @a and @b (the drivers set guests
  * up and read figures through their fd, never in the call). */
-static inline int balloon_open_listed(const struct ovc_balloon_opts *o, const char *a, const char *b,
-				      ovc_balloon **ret)
+static inline int balloon_open_listed(const struct ovcd_balloon_opts *o, const char *a, const char *b,
+				      ovcd_balloon **ret)
 {
-	int r = ovc_balloon_new(o, ret);
+	int r = ovcd_balloon_new(o, ret);
 
 	if (r < 0)
 		return r;
 	if (!balloon_wait_listed(*ret, a, 60000) || !balloon_wait_listed(*ret, b, 60000)) {
-		ovc_balloon_free(*ret);
+		ovcd_balloon_free(*ret);
 		*ret = NULL;
 		return -ETIMEDOUT;
 	}
@@ -130,7 +130,7 @@ static inline int balloon_open_listed(const struct ovc_balloon_opts *o, const ch
 }
 
 struct balloon_check {
-	ovc_balloon *b;
+	ovcd_balloon *b;
 	struct balloon_events *ev;
 	const char *guest;
 	uint64_t bytes;
@@ -139,18 +139,18 @@ struct balloon_check {
 static inline bool balloon_stats_fresh(void *arg)
 {
 	struct balloon_check *c = arg;
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 
 	balloon_pump(c->b);
-	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && !g.stats.stale &&
-	       ovc_known(g.stats.total_bytes);
+	return ovcd_balloon_guest(c->b, c->guest, &g) == 0 && !g.stats.stale &&
+	       ovcd_known(g.stats.total_bytes);
 }
 
 static inline bool balloon_event_reached(void *arg)
 {
 	struct balloon_check *c = arg;
 
-	ovc_balloon_process(c->b);
+	ovcd_balloon_process(c->b);
 	return c->ev->changed > 0 && c->ev->last_actual <= c->bytes + MIB;
 }
 
@@ -158,26 +158,26 @@ static inline bool balloon_got_stopped(void *arg)
 {
 	struct balloon_check *c = arg;
 
-	ovc_balloon_process(c->b);
+	ovcd_balloon_process(c->b);
 	return c->ev->stopped_watched > 0;
 }
 
 /* Stats polling is on (the driver turned it on): the guest answers within
  * a few periods, and what it says matches its own /proc/meminfo. */
-static inline void check_real_stats(ovc_balloon *b, struct harness_guest *hg, uint64_t max_bytes)
+static inline void check_real_stats(ovcd_balloon *b, struct harness_guest *hg, uint64_t max_bytes)
 {
 	struct balloon_check c = { .b = b, .guest = hg->name };
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 	struct harness_meminfo mi;
 
 	assert_true(harness_wait_until(balloon_stats_fresh, &c, 60000));
-	assert_ovc_ok(ovc_balloon_guest(b, hg->name, &g));
+	assert_ovc_ok(ovcd_balloon_guest(b, hg->name, &g));
 	assert_int_equal(g.driver, OVC_BALLOON_DRIVER_LOADED);
 	assert_ovc_ok(harness_guest_meminfo(hg, &mi));
 	/* virtio-balloon's total is the guest's totalram, which is what
 	 * /proc/meminfo calls MemTotal (libvirt names it "available"). */
 	assert_int_equal(g.stats.total_bytes, mi.total_kib * KIB);
-	assert_true(ovc_known(g.stats.available_bytes));
+	assert_true(ovcd_known(g.stats.available_bytes));
 	assert_true(g.stats.available_bytes <= g.stats.total_bytes);
 	assert_true(g.stats.free_bytes <= g.stats.total_bytes);
 	assert_int_equal(g.stats.actual_bytes, max_bytes);
@@ -186,35 +186,35 @@ static inline void check_real_stats(ovc_balloon *b, struct harness_guest *hg, ui
 static inline bool balloon_available_below(void *arg)
 {
 	struct balloon_check *c = arg;
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 
 	balloon_pump(c->b);
-	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && ovc_known(g.stats.available_bytes) &&
+	return ovcd_balloon_guest(c->b, c->guest, &g) == 0 && ovcd_known(g.stats.available_bytes) &&
 	       g.stats.available_bytes < c->bytes;
 }
 
 static inline bool balloon_available_above(void *arg)
 {
 	struct balloon_check *c = arg;
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 
 	balloon_pump(c->b);
-	return ovc_balloon_guest(c->b, c->guest, &g) == 0 && ovc_known(g.stats.available_bytes) &&
+	return ovcd_balloon_guest(c->b, c->guest, &g) == 0 && ovcd_known(g.stats.available_bytes) &&
 	       g.stats.available_bytes > c->bytes;
 }
 
 /* The stats follow the guest: ovc-guest-workload allocates and touches
  * 300 MiB, the guest's MemAvailable as the driver reports it drops by most
  * of that within a few polling periods, and comes back after "free". */
-static inline void check_stats_follow_guest(ovc_balloon *b, struct harness_guest *hg)
+static inline void check_stats_follow_guest(ovcd_balloon *b, struct harness_guest *hg)
 {
 	struct balloon_check c = { .b = b, .guest = hg->name };
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 	char reply[128];
 	uint64_t before, held;
 
-	assert_ovc_ok(ovc_balloon_guest(b, hg->name, &g));
-	assert_true(ovc_known(g.stats.available_bytes));
+	assert_ovc_ok(ovcd_balloon_guest(b, hg->name, &g));
+	assert_true(ovcd_known(g.stats.available_bytes));
 	before = g.stats.available_bytes;
 	assert_ovc_ok(harness_guest_cmd(hg, "alloc 300M", reply, sizeof(reply), 60000));
 	/* "ok held=BYTES", maybe followed by how long the allocation took. */
@@ -232,18 +232,18 @@ static inline void check_stats_follow_guest(ovc_balloon *b, struct harness_guest
 /* Inflate to @half_bytes and see the guest's own MemTotal drop by it (the
  * guests run without deflate-on-oom, which would keep MemTotal as is), see
  * the BALLOON_CHANGE event, deflate to @max_bytes and see MemTotal return. */
-static inline void check_inflate_deflate(ovc_balloon *b, struct balloon_events *ev, struct harness_guest *hg,
+static inline void check_inflate_deflate(ovcd_balloon *b, struct balloon_events *ev, struct harness_guest *hg,
 					 uint64_t half_bytes, uint64_t max_bytes)
 {
 	struct balloon_check c = { .b = b, .ev = ev, .guest = hg->name, .bytes = half_bytes };
 	struct harness_meminfo before, inflated, after;
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 
 	assert_ovc_ok(harness_guest_meminfo(hg, &before));
 	ev->changed = 0;
 	ev->watch = hg->name;
-	assert_ovc_ok(ovc_balloon_set_target(b, hg->name, half_bytes, OVC_BALLOON_TARGET_WAIT));
-	assert_ovc_ok(ovc_balloon_guest(b, hg->name, &g));
+	assert_ovc_ok(ovcd_balloon_set_target(b, hg->name, half_bytes, OVC_BALLOON_TARGET_WAIT));
+	assert_ovc_ok(ovcd_balloon_guest(b, hg->name, &g));
 	assert_true(g.stats.actual_bytes <= half_bytes + MIB);
 	assert_ovc_ok(harness_guest_meminfo(hg, &inflated));
 	assert_true(before.total_kib - inflated.total_kib >= (max_bytes - half_bytes) / KIB - 2048);
@@ -252,10 +252,10 @@ static inline void check_inflate_deflate(ovc_balloon *b, struct balloon_events *
 	 * BALLOON_CHANGE to one a second, so the last one may still come. */
 	assert_true(harness_wait_until(balloon_event_reached, &c, 10000));
 
-	assert_ovc_ok(ovc_balloon_set_target(b, hg->name, max_bytes, OVC_BALLOON_TARGET_WAIT));
+	assert_ovc_ok(ovcd_balloon_set_target(b, hg->name, max_bytes, OVC_BALLOON_TARGET_WAIT));
 	assert_ovc_ok(harness_guest_meminfo(hg, &after));
 	assert_true(after.total_kib + 1024 >= before.total_kib);
-	assert_ovc_ok(ovc_balloon_guest(b, hg->name, &g));
+	assert_ovc_ok(ovcd_balloon_guest(b, hg->name, &g));
 	assert_true(g.stats.actual_bytes + MIB >= max_bytes);
 }
 

@@ -267,15 +267,15 @@ static void cgroup_remove(struct run *r)
 /* MemAvailable as ovcd sees it with --memory-cgroup. */
 static int cgroup_available(struct run *r, uint64_t *avail, uint64_t *usage)
 {
-	struct ovc_cgroup_mem cg;
-	struct ovc_meminfo mi;
-	int e = ovc_meminfo_read(NULL, &mi);
+	struct ovcd_cgroup_mem cg;
+	struct ovcd_meminfo mi;
+	int e = ovcd_meminfo_read(NULL, &mi);
 
 	if (e == 0)
-		e = ovc_cgroup_mem_read(NULL, r->cgroup, &cg);
+		e = ovcd_cgroup_mem_read(NULL, r->cgroup, &cg);
 	if (e < 0)
 		return e;
-	ovc_meminfo_limit_to_cgroup(&mi, &cg);
+	ovcd_meminfo_limit_to_cgroup(&mi, &cg);
 	*avail = mi.available_bytes;
 	*usage = cg.usage_bytes;
 	return 0;
@@ -314,7 +314,7 @@ static void ovcd_start(struct run *r)
 		struct json_object *st = ctl_json(r, "status");
 		uint64_t n = st ? json_get_u64(st, "guests") : 0, ticks = st ? json_get_u64(st, "ticks") : 0;
 
-		if (st && ovc_known(n) && n >= r->spec->n && ovc_known(ticks) && ticks >= 2) {
+		if (st && ovcd_known(n) && n >= r->spec->n && ovcd_known(ticks) && ticks >= 2) {
 			r->reserve_bytes = json_get_u64(st, "host_total_bytes") -
 					   json_get_u64(st, "host_for_guests_bytes");
 			json_object_put(st);
@@ -426,7 +426,7 @@ static void observe_taken(struct run *r, struct gstate *b, uint64_t now)
 	}
 	if (!r->rss_b_at_free)
 		r->rss_b_at_free = rss_of(b->qemu_pid);
-	if (!r->manager || !ovc_known(b->balloon))
+	if (!r->manager || !ovcd_known(b->balloon))
 		return;
 	if (!r->b_window_seen) {
 		r->b_window_seen = true;
@@ -442,14 +442,14 @@ static void observe_taken(struct run *r, struct gstate *b, uint64_t now)
  * until ovcd raised its target. */
 static void observe_burst(struct gstate *s, uint64_t now, uint64_t prev_target, uint64_t prev_balloon)
 {
-	if (!s->burst_at_ms || !ovc_known(s->target))
+	if (!s->burst_at_ms || !ovcd_known(s->target))
 		return;
 	if (!s->burst_seen) {
 		s->burst_seen = true;
 		s->target_at_burst = prev_target;   /* the sample before the burst */
 		s->balloon_at_burst = prev_balloon;
 	}
-	if (!s->deflated_after_ms && ovc_known(s->target_at_burst) && s->target > s->target_at_burst)
+	if (!s->deflated_after_ms && ovcd_known(s->target_at_burst) && s->target > s->target_at_burst)
 		s->deflated_after_ms = now - s->burst_at_ms;
 }
 
@@ -471,7 +471,7 @@ static void observe(struct run *r)
 			fail_msg("guest %s (%s): its QEMU (pid %d) is gone: the host's OOM killer (cgroup limit)?",
 				 s->label, s->g.name, (int)s->qemu_pid);
 		s->target = g ? json_get_u64(g, "target_bytes") : OVC_UNKNOWN;
-		s->balloon = ovc_known(cur) && ovc_known(max) && cur <= max ? max - cur : OVC_UNKNOWN;
+		s->balloon = ovcd_known(cur) && ovcd_known(max) && cur <= max ? max - cur : OVC_UNKNOWN;
 		if ((int)i == sp->idle && s->freed_at_ms)
 			observe_taken(r, s, now);
 		if ((int)i == sp->burst)
@@ -660,8 +660,8 @@ static void scenario(const struct spec *sp, bool deflate_on_oom)
 		printf("  %s's burst at %.1f s: balloon %" PRIu64 " MiB, target %" PRIu64 " MiB before it; "
 		       "target raised %s %.2f s after the burst began (samples every 250 ms)\n",
 		       burst->label, secs(&r, burst->burst_at_ms),
-		       ovc_known(burst->balloon_at_burst) ? burst->balloon_at_burst / MIB : 0,
-		       ovc_known(burst->target_at_burst) ? burst->target_at_burst / MIB : 0,
+		       ovcd_known(burst->balloon_at_burst) ? burst->balloon_at_burst / MIB : 0,
+		       ovcd_known(burst->target_at_burst) ? burst->target_at_burst / MIB : 0,
 		       burst->deflated_after_ms ? "" : "never:", (double)burst->deflated_after_ms / 1000.0);
 	for (size_t i = 0; i < sp->n; i++)
 		if (r.gs[i].error[0])
@@ -682,7 +682,7 @@ static void scenario(const struct spec *sp, bool deflate_on_oom)
 	if (idle && r.manager && !r.b_taken_80_ms)
 		FAILED("less than 80%% of what %s freed taken back within 60 s; ", idle->label);
 	/* A burst into a guest ovcd had not ballooned proves nothing. */
-	if (burst && r.manager && !(ovc_known(burst->balloon_at_burst) && burst->balloon_at_burst >= 128 * MIB))
+	if (burst && r.manager && !(ovcd_known(burst->balloon_at_burst) && burst->balloon_at_burst >= 128 * MIB))
 		FAILED("guest %s was not ballooned (by 128 MiB at least) when it burst; ", burst->label);
 	if (r.manager && !failed)
 		printf("  PASS\n");

@@ -416,7 +416,7 @@ static void guest_runs_short(unsigned timeout_ms, uint64_t *low, uint64_t *emerg
 		if (!gs)
 			continue; /* no reply: the prober counts those */
 		g = ovcd_guest_of(gs, F.a.name);
-		if (!*low && ovc_known(json_get_u64(g, "available_bytes")) &&
+		if (!*low && ovcd_known(json_get_u64(g, "available_bytes")) &&
 		    json_get_u64(g, "available_bytes") < json_get_u64(g, "current_bytes") / 5)
 			*low = json_get_u64(gs, "ticks");
 		if (json_get_u64(g, "emergencies") > emerg0) {
@@ -520,7 +520,7 @@ static int teardown(void **state)
 static bool guest_listed_fresh(void *arg)
 {
 	(void)arg;
-	return ovc_known(guest_u64("available_bytes")) && ovc_known(guest_u64("current_bytes"));
+	return ovcd_known(guest_u64("available_bytes")) && ovcd_known(guest_u64("current_bytes"));
 }
 
 static bool guest_at_pin(void *arg)
@@ -528,7 +528,7 @@ static bool guest_at_pin(void *arg)
 	uint64_t cur = guest_u64("current_bytes");
 
 	(void)arg;
-	return ovc_known(cur) && cur <= GIB / 2 + 16 * MIB;
+	return ovcd_known(cur) && cur <= GIB / 2 + 16 * MIB;
 }
 
 /* ---- tests ---- */

@@ -192,7 +192,7 @@ static bool ovcd_answers(void)
 
 static int setup(void **state)
 {
-	struct ovc_meminfo mi;
+	struct ovcd_meminfo mi;
 	ovc_engine *probe = NULL;
 	int r;
 
@@ -207,7 +207,7 @@ static int setup(void **state)
 		T.skip = "no userfaultfd for an engine here";
 		return 0;
 	}
-	if (ovcd_fixture_dirs(&T.d, "ovcd-engine", 0755, OVCD_FIXTURE_QMP) < 0 || ovc_meminfo_read(NULL, &mi) < 0)
+	if (ovcd_fixture_dirs(&T.d, "ovcd-engine", 0755, OVCD_FIXTURE_QMP) < 0 || ovcd_meminfo_read(NULL, &mi) < 0)
 		return -1;
 	snprintf(T.vmm_log, sizeof(T.vmm_log), "%s/vmm.log", T.d.dir);
 	/* Two levels that do not exist: ovcd creates them. */
@@ -288,16 +288,16 @@ static void test_vmm_listed_with_its_savings(void **state)
 		struct json_object *eng = json_get(g, "engine");
 		uint64_t p50 = json_get_u64(eng, "fault_p50_usec"), p99 = json_get_u64(eng, "fault_p99_usec");
 
-		assert_true(ovc_known(json_get_u64(eng, "swapped_in_bytes")));
-		assert_true(ovc_known(json_get_u64(eng, "swapped_out_bytes")));
-		assert_true(ovc_known(json_get_u64(eng, "swap_cache_bytes")));
-		assert_true(ovc_known(json_get_u64(eng, "swap_cache_hits")));
-		assert_true(ovc_known(json_get_u64(eng, "refaults")));
+		assert_true(ovcd_known(json_get_u64(eng, "swapped_in_bytes")));
+		assert_true(ovcd_known(json_get_u64(eng, "swapped_out_bytes")));
+		assert_true(ovcd_known(json_get_u64(eng, "swap_cache_bytes")));
+		assert_true(ovcd_known(json_get_u64(eng, "swap_cache_hits")));
+		assert_true(ovcd_known(json_get_u64(eng, "refaults")));
 		assert_int_equal(json_get_u64(eng, "swap_write_errors"), 0);
 		assert_int_equal(json_get_u64(eng, "swap_read_errors"), 0);
 		/* Percentiles once a fault was served; both or neither. */
-		assert_int_equal(ovc_known(p50), ovc_known(p99));
-		assert_true(!ovc_known(p50) || p50 <= p99);
+		assert_int_equal(ovcd_known(p50), ovcd_known(p99));
+		assert_true(!ovcd_known(p50) || p50 <= p99);
 	}
 	/* No balloon: nothing saved that way. */
 	assert_int_equal(json_get_u64(json_get(g, "savings"), "balloon_bytes"), 0);
@@ -355,7 +355,7 @@ static bool ovcd_saw_swap_out(void)
 	struct json_object *o = ovcd_guests();
 	struct json_object *g = vmm_entry(o);
 	uint64_t out = json_get_u64(json_get(g, "engine"), "swapped_out_bytes");
-	bool ok = ovc_known(out) && out > 0;
+	bool ok = ovcd_known(out) && out > 0;
 
 	json_object_put(o);
 	return ok;

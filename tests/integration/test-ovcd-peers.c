@@ -221,7 +221,7 @@ static bool squeezed(void *arg)
 {
 	uint64_t cur = guest_u64(F.g.name, "current_bytes");
 
-	return guest_u64(F.g.name, "target_bytes") == SQUEEZED_MIB * MIB && ovc_known(cur) &&
+	return guest_u64(F.g.name, "target_bytes") == SQUEEZED_MIB * MIB && ovcd_known(cur) &&
 	       cur <= (SQUEEZED_MIB + 8) * MIB;
 }
 
@@ -231,7 +231,7 @@ static bool recovered(void *arg)
 {
 	uint64_t avail = guest_u64(F.g.name, "available_bytes"), cur = guest_u64(F.g.name, "current_bytes");
 
-	return ovc_known(avail) && ovc_known(cur) && avail > cur / 2;
+	return ovcd_known(avail) && ovcd_known(cur) && avail > cur / 2;
 }
 
 /* ---- fake peers ---- */
@@ -335,7 +335,7 @@ static void guest_runs_short(const char *attack, struct outcome *o)
 		g = gs ? ovcd_guest_of(gs, F.g.name) : NULL;
 		/* The tick whose figures first showed the guest short, as
 		 * ovcd reports them, and the emergency's tick. */
-		if (g && !o->low_tick && ovc_known(json_get_u64(g, "available_bytes")) &&
+		if (g && !o->low_tick && ovcd_known(json_get_u64(g, "available_bytes")) &&
 		    json_get_u64(g, "available_bytes") < json_get_u64(g, "current_bytes") / 5)
 			o->low_tick = json_get_u64(gs, "ticks");
 		if (g && json_get_u64(g, "emergencies") > emerg0) {
@@ -823,7 +823,7 @@ static bool obeys_below(void *arg)
 {
 	uint64_t t = guest_u64("obeys", "target_bytes");
 
-	return ovc_known(t) && t < *(const uint64_t *)arg;
+	return ovcd_known(t) && t < *(const uint64_t *)arg;
 }
 
 /* What `ovcctl guests` prints, in @buf. */

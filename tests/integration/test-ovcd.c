@@ -101,11 +101,11 @@ static void check_floors(struct json_object *guests)
 		struct json_object *g = json_object_array_get_idx(arr, i);
 		uint64_t floor = json_get_u64(g, "floor_bytes"), target = json_get_u64(g, "target_bytes"), cur = json_get_u64(g, "current_bytes");
 
-		if (ovc_known(target) && target < floor)
+		if (ovcd_known(target) && target < floor)
 			fail_msg("guest %s: target %lu below floor %lu", json_object_get_string(json_get(g, "name")),
 				 (unsigned long)target, (unsigned long)floor);
 		/* current may lag a deflate to a raised floor, never an inflate. */
-		if (ovc_known(cur) && cur + MIB < floor && target >= floor &&
+		if (ovcd_known(cur) && cur + MIB < floor && target >= floor &&
 		    strcmp(json_object_get_string(json_get(g, "last_action")), "inflate") == 0)
 			fail_msg("guest %s: current %lu below floor %lu after an inflate",
 				 json_object_get_string(json_get(g, "name")), (unsigned long)cur, (unsigned long)floor);
@@ -273,7 +273,7 @@ static int setup(void **state)
 {
 	const char *why = NULL;
 	struct harness_guest_opts go = { .mem_mib = 1024 };
-	struct ovc_meminfo mi;
+	struct ovcd_meminfo mi;
 	char fake_path[256];
 	int fd;
 
@@ -319,7 +319,7 @@ static int setup(void **state)
 	if (notify_start() < 0)
 		return -1;
 
-	if (ovc_meminfo_read(NULL, &mi) < 0)
+	if (ovcd_meminfo_read(NULL, &mi) < 0)
 		return -1;
 	F.avail0 = mi.available_bytes;
 	write_config("floor = 60%");
@@ -363,7 +363,7 @@ static bool three_guests(void *arg)
 static void test_ready_and_status(void **state)
 {
 	struct json_object *st, *sav;
-	struct ovc_meminfo mi;
+	struct ovcd_meminfo mi;
 	char out[8192];
 
 	SKIP_IF(F.skip);
@@ -374,15 +374,15 @@ static void test_ready_and_status(void **state)
 	assert_non_null(st);
 	assert_true(json_object_get_boolean(json_get(st, "ok")));
 	assert_int_equal(json_get_u64(st, "version"), 1);
-	assert_ovc_ok(ovc_meminfo_read(NULL, &mi));
+	assert_ovc_ok(ovcd_meminfo_read(NULL, &mi));
 	assert_int_equal(json_get_u64(st, "host_total_bytes"), mi.total_bytes);
 	assert_true(json_get_u64(st, "ticks") >= 1);
 	assert_non_null(json_get(st, "provisioned_ratio"));
 	assert_non_null(json_get(st, "effective_ratio"));
 	sav = json_get(st, "savings");
 	assert_non_null(sav);
-	assert_true(ovc_known(json_get_u64(sav, "balloon_bytes")) && ovc_known(json_get_u64(sav, "zero_bytes")) &&
-		    ovc_known(json_get_u64(sav, "ksm_bytes")) && ovc_known(json_get_u64(sav, "swap_bytes")));
+	assert_true(ovcd_known(json_get_u64(sav, "balloon_bytes")) && ovcd_known(json_get_u64(sav, "zero_bytes")) &&
+		    ovcd_known(json_get_u64(sav, "ksm_bytes")) && ovcd_known(json_get_u64(sav, "swap_bytes")));
 	/* Two real guests and the fake one: 1GiB + 768MiB + 1GiB. */
 	assert_int_equal(json_get_u64(st, "guests"), 3);
 	assert_int_equal(json_get_u64(st, "guests_max_bytes"), GIB + 768 * MIB + FAKE_MAX_BYTES);
@@ -405,7 +405,7 @@ static bool both_fresh(void *arg)
 
 	for (int i = 0; ok && i < 2; i++) {
 		struct json_object *g = ovcd_guest_of(gs, i ? F.b.name : F.a.name);
-		ok = g && ovc_known(json_get_u64(g, "available_bytes")) && !json_object_get_boolean(json_get(g, "stale"));
+		ok = g && ovcd_known(json_get_u64(g, "available_bytes")) && !json_object_get_boolean(json_get(g, "stale"));
 	}
 	if (gs)
 		check_floors(gs);
@@ -425,9 +425,9 @@ static void test_squeeze_inflates_within_a_tick(void **state)
 	/* Watermarks from MemAvailable as it is now (the guests have booted
 	 * and the rest of the host moved on): reload, as an admin would. */
 	{
-		struct ovc_meminfo mi;
+		struct ovcd_meminfo mi;
 
-		assert_ovc_ok(ovc_meminfo_read(NULL, &mi));
+		assert_ovc_ok(ovcd_meminfo_read(NULL, &mi));
 		F.avail0 = mi.available_bytes;
 		write_config("floor = 60%");
 		assert_int_equal(kill(F.ovcd, SIGHUP), 0);
@@ -542,7 +542,7 @@ static void test_emergency_deflate_no_oom(void **state)
 		g = ovcd_guest_of(gs, F.a.name);
 		/* The tick whose stats first showed the guest short (what
 		 * ovcd saw, as ovcctl shows it), and the emergency's tick. */
-		if (!low_tick && ovc_known(json_get_u64(g, "available_bytes")) &&
+		if (!low_tick && ovcd_known(json_get_u64(g, "available_bytes")) &&
 		    json_get_u64(g, "available_bytes") < json_get_u64(g, "current_bytes") / 5)
 			low_tick = json_get_u64(gs, "ticks");
 		if (!t_emerg && json_get_u64(g, "emergencies") > emerg0) {
@@ -796,7 +796,7 @@ static int setup_libvirt(void **state)
 {
 	const char *why = NULL;
 	struct harness_guest_opts go = { .mem_mib = 1024, .stats_period_sec = 1 };
-	struct ovc_meminfo mi;
+	struct ovcd_meminfo mi;
 	FILE *f;
 
 	memset(&F, 0, sizeof(F));
@@ -821,7 +821,7 @@ static int setup_libvirt(void **state)
 		return -1;
 	/* Pressure from the config against the real MemAvailable: low is
 	 * 1 GiB above it. */
-	if (ovc_meminfo_read(NULL, &mi) < 0)
+	if (ovcd_meminfo_read(NULL, &mi) < 0)
 		return -1;
 	f = fopen(F.d.conf, "we");
 	if (!f)
@@ -974,21 +974,21 @@ static void test_libvirt_sigterm(void **state)
 
 /* ---- KSM: steered while running, put back at SIGTERM, untouched in a dry run ---- */
 
-static struct ovc_ksm_knobs KSM_SAVED;
+static struct ovcd_ksm_knobs KSM_SAVED;
 static bool ksm_saved;
-static const struct ovc_ksm_knobs KSM_START = {
+static const struct ovcd_ksm_knobs KSM_START = {
 	.run = 0, .pages_to_scan = 100, .sleep_millisecs = 20, .use_zero_pages = 0,
 };
 
 static int setup_ksm(void **state)
 {
-	struct ovc_ksm_knobs k;
-	struct ovc_meminfo mi;
+	struct ovcd_ksm_knobs k;
+	struct ovcd_meminfo mi;
 	FILE *f;
 
 	memset(&F, 0, sizeof(F));
 	F.a.serial_fd = F.b.serial_fd = F.notify_fd = -1;
-	if (ovc_ksm_read_knobs(NULL, &k) < 0) {
+	if (ovcd_ksm_read_knobs(NULL, &k) < 0) {
 		F.skip = "no KSM on this kernel (/sys/kernel/mm/ksm)";
 		return 0;
 	}
@@ -997,10 +997,10 @@ static int setup_ksm(void **state)
 		return 0;
 	}
 	/* Whatever happens, the test puts the host's knobs back. */
-	if (ovc_ksm_save(NULL, &KSM_SAVED) < 0)
+	if (ovcd_ksm_save(NULL, &KSM_SAVED) < 0)
 		return -1;
 	ksm_saved = true;
-	if (ovc_ksm_apply(NULL, &KSM_START, NULL) < 0)
+	if (ovcd_ksm_apply(NULL, &KSM_START, NULL) < 0)
 		return -1;
 	if (ovcd_fixture_dirs(&F.d, "ovcd-ksm", 0755, 0) < 0)
 		return -1;
@@ -1008,7 +1008,7 @@ static int setup_ksm(void **state)
 		return -1;
 	/* Host pressure from the config (low 1 GiB above the real
 	 * MemAvailable): the policy wants KSM on. */
-	if (ovc_meminfo_read(NULL, &mi) < 0)
+	if (ovcd_meminfo_read(NULL, &mi) < 0)
 		return -1;
 	f = fopen(F.d.conf, "we");
 	if (!f)
@@ -1025,7 +1025,7 @@ static int teardown_ksm(void **state)
 {
 	child_kill_wait(&F.ovcd, SIGKILL);
 	if (ksm_saved)
-		(void)ovc_ksm_restore(NULL, &KSM_SAVED);
+		(void)ovcd_ksm_restore(NULL, &KSM_SAVED);
 	if (F.notify_fd >= 0)
 		close(F.notify_fd);
 	ovcd_fixture_rm(&F.d);
@@ -1034,9 +1034,9 @@ static int teardown_ksm(void **state)
 
 static void assert_knobs_are_start(void)
 {
-	struct ovc_ksm_knobs k;
+	struct ovcd_ksm_knobs k;
 
-	assert_ovc_ok(ovc_ksm_read_knobs(NULL, &k));
+	assert_ovc_ok(ovcd_ksm_read_knobs(NULL, &k));
 	assert_int_equal(k.run, KSM_START.run);
 	assert_int_equal(k.pages_to_scan, KSM_START.pages_to_scan);
 	assert_int_equal(k.sleep_millisecs, KSM_START.sleep_millisecs);
@@ -1074,21 +1074,21 @@ static void test_ksm_dry_run_changes_nothing(void **state)
 
 static bool ksm_running(void *arg)
 {
-	struct ovc_ksm_knobs k;
+	struct ovcd_ksm_knobs k;
 
-	return ovc_ksm_read_knobs(NULL, &k) == 0 && k.run == 1;
+	return ovcd_ksm_read_knobs(NULL, &k) == 0 && k.run == 1;
 }
 
 static void test_ksm_steered_and_restored(void **state)
 {
 	const char *args[] = { "--no-libvirt", NULL };
-	struct ovc_ksm_knobs k;
+	struct ovcd_ksm_knobs k;
 
 	SKIP_IF(F.skip);
 	assert_int_equal(start_ovcd(args), 0);
 	assert_true(notify_wait(&seen_ready, 30000));
 	assert_true(harness_wait_until(ksm_running, NULL, 10000));
-	assert_ovc_ok(ovc_ksm_read_knobs(NULL, &k));
+	assert_ovc_ok(ovcd_ksm_read_knobs(NULL, &k));
 	if (k.use_zero_pages >= 0)
 		assert_int_equal(k.use_zero_pages, 1);
 	assert_true(k.pages_to_scan >= 64 && k.pages_to_scan <= 1250);
