@@ -24,6 +24,7 @@
 #include "engine/internal.h"
 #include "engine/pass.h"
 #include "engine/swapdev.h"
+#include "engine/testing.h"
 #include "engine/track.h"
 
 #define KNOWN_ENGINE_FLAGS \
@@ -200,8 +201,7 @@ static void engine_freep(ovc_engine **e)
 	ovc_engine_free(*e);
 }
 
-int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct ovc_sys *sys,
-			     ovc_engine **ret)
+int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct ovc_sys *sys, ovc_engine **ret)
 {
 	_cleanup_(engine_freep) ovc_engine *e = NULL;
 	struct ovc_engine_opts o;
@@ -339,7 +339,7 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 
 OVC_EXPORT int ovc_engine_new(const struct ovc_engine_opts *opts, ovc_engine **ret)
 {
-	return ovc__engine_new_with_sys(opts, &ovc_sys_default, ret);
+	return engine_test_new_with_sys(opts, &ovc_sys_default, ret);
 }
 
 /* --- regions ------------------------------------------------------------ */

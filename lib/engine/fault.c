@@ -65,10 +65,13 @@ static void lat_record(ovc_engine *e, uint64_t t0, bool swapin)
 		atomic_fetch_add_explicit(&e->c.swapin_lat_hist[b], 1, memory_order_relaxed);
 }
 
-/* SWAPPED pages: swap.c reads the slot and installs the page. */
+/* SWAPPED pages: swap.c reads the slot and installs the page. After a
+ * served swap-in the handler thread keeps reading a while before it
+ * sleeps in poll() (fault_thread_main). */
 static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
-	swap_fault(e, r, page, addr);
+	if (swap_fault(e, r, page, addr))
+		e->saw_swapin = true;
 }
 
 #define HUGE_BYTES (UINT64_C(2) << 20)
@@ -99,8 +102,7 @@ static bool huge_block(struct ovc_region *r, uint64_t addr, uint64_t *lo, uint64
  *  - with sync tracking (OVC_ENGINE_SYNC_WP), over the page alone. */
 static void fault_unprotect(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
-	if (atomic_load(&e->hold_region) == r && page >= atomic_load(&e->hold_start) &&
-	    page < atomic_load(&e->hold_end))
+	if (uffd_hold_covers(e, r, page))
 		return;
 	uint64_t lo, hi;
 	/* Sync tracking: the block's other pages hold the tracker's

@@ -31,22 +31,8 @@
 #include "common/log.h"
 #include "engine/region.h"
 #include "engine/scan.h"
+#include "engine/sizes.h"
 #include "engine/sys.h"
-
-/* Pages per batch of a pass: one 2 MiB staging area, one mincore call,
- * one protect/unprotect per batch on the write-protect path. */
-#define BATCH_PAGES 512u
-/* Pages per swap-out write request (swap.c). Smaller than a batch: more
- * requests in flight, and each ends its own pages sooner. */
-#define SWAPOUT_REQ_PAGES 32u
-/* Swap-out candidates listed at a time (8 bytes each): 1/SWAP_CAND_DIV of
- * the largest region's pages, at least SWAP_CAND_MIN; a tick lists again
- * for more. 0.5 byte per page, against 16 listings (two passes over the
- * ages each) when a whole region goes out in one tick. */
-#define SWAP_CAND_DIV 16u
-#define SWAP_CAND_MIN 4096u
-/* Scattered drops per process_madvise() call (UIO_MAXIOV is 1024). */
-#define DROP_IOV_MAX 512u
 
 struct ovc_engine_counters {
 	atomic_uint_fast64_t pages_scanned;
@@ -149,11 +135,8 @@ struct ovc_engine {
 	/* The handler's read of the uffd (fault_drain), set once by
 	 * ovc_engine_new: uffd.c reaches the handler only through it. */
 	int (*drain_events)(ovc_engine *e);
-	/* Pages [hold_start, hold_end) of hold_region are write-protected by
-	 * the batch in progress on the write-protect path (share.c), which
-	 * lifts the protection of all of them at its end; the handler leaves
-	 * write faults there asleep until then (fault.c). Set before the
-	 * protection, cleared after it is lifted. */
+	/* The span the write-protect batch in progress holds: uffd.c alone
+	 * reads and writes these (uffd_hold_set/clear/covers). */
 	_Atomic(struct ovc_region *) hold_region;
 	atomic_uint_fast64_t hold_start, hold_end;
 
@@ -188,7 +171,7 @@ struct ovc_engine {
 	atomic_bool stop;
 	atomic_int handler_tid;
 	bool saw_remove;            /* handler thread only */
-	bool saw_swapin;            /* handler thread only: served a swap fault */
+	bool saw_swapin;            /* handler thread only (fault.c): served a swap fault */
 	pthread_mutex_t wake_lock;  /* worker sleep: wake_cond, wake_pending */
 	pthread_cond_t wake_cond;
 	bool wake_pending;
@@ -268,20 +251,9 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r);
  * cold pages until the reclaim target is met. pass_lock held. Returns pages
  * swapped out or -errno. */
 int64_t swap_tick(ovc_engine *e, bool force);
-/* Staging areas in the swap-out ring, and how many hold pages now (0
- * outside a tick unless a reset failed). Tests. */
-unsigned swapout_areas(void);
-unsigned swapout_areas_used(const ovc_engine *e);
-/* How far ahead the swap file is zero-filled (swapdev's fill_ahead_bytes),
- * read when an engine is created: SWAPDEV_FILL_AHEAD_DEFAULT. A knob for
- * the benchmark, which compares with 0 (no fill) in the same run. Not
- * exported. */
-extern _Atomic uint64_t ovc__swap_fill_ahead_bytes;
-/* The benchmark's peer: engines made while set never scrub freed slots. */
-extern _Atomic bool ovc__swap_no_scrub;
-
-/* Handler: a MISSING fault on a SWAPPED page. r->lock held. */
-void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
+/* Handler: a MISSING fault on a SWAPPED page. r->lock held. Returns true
+ * when pages were read in and installed. */
+bool swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
 /* Handler: the VMM discarded pages [first, end) of @r: free their slots. */
 void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t end);
 
@@ -294,16 +266,6 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 /* Write pages src[0..nd) to new slot runs and wait: res[d] 0 or -errno
  * (-ENOSPC: no slot), slot[d] (SWAPDEV_NO_SLOT: none). Pass thread. */
 void swap_write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot);
-
-/* --- engine.c --- */
-
-/* ovc_engine_new() with another syscall table (tests: fault injection).
- * @sys must outlive the engine. Not exported. */
-/* One forced swap interval (track scan + swap-out to the target) on the
- * calling thread, as the pass thread. Tests. Not exported. */
-int64_t ovc__engine_swap_tick(ovc_engine *e);
-int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts, const struct ovc_sys *sys,
-			     ovc_engine **ret);
 
 static inline pid_t engine_gettid(void)
 {

@@ -105,14 +105,6 @@ void pass_swap_work(ovc_engine *e, bool force)
 		log_debug(&e->log, "swap: %s", ovc_strerror((int)r));
 }
 
-int64_t ovc__engine_swap_tick(ovc_engine *e)
-{
-	pass_begin(e);
-	int64_t r = swap_tick(e, true);
-	pass_end(e);
-	return r;
-}
-
 void *pass_thread_main(void *arg)
 {
 	ovc_engine *e = arg;

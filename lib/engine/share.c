@@ -311,7 +311,7 @@ static void unhold(ovc_engine *e, struct ovc_region *r, const struct page_run *s
 	uint64_t len = (uint64_t)span->len << PAGE_SHIFT;
 
 	int err = uffd_writeprotect(e, start, len, false);
-	atomic_store(&e->hold_region, NULL);
+	uffd_hold_clear(e);
 	if (err < 0)
 		uffd_wake(e, start, len);
 }
@@ -351,9 +351,7 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 		return 0;
 	}
 	*span = (struct page_run){ (uint32_t)first + lo, hi - lo };
-	atomic_store(&e->hold_start, span->start);
-	atomic_store(&e->hold_end, span->start + span->len);
-	atomic_store(&e->hold_region, r);
+	uffd_hold_set(e, r, span->start, span->start + span->len);
 	int err = uffd_writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start),
 			       (uint64_t)span->len << PAGE_SHIFT, true);
 	pthread_mutex_unlock(&r->lock);

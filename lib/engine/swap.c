@@ -73,6 +73,7 @@
 #include "engine/internal.h"
 #include "engine/uffd.h"
 #include "engine/swapdev.h"
+#include "engine/testing.h"
 #include "engine/track.h"
 
 /* Most pages read with a fault, the faulting page included (one request;
@@ -160,8 +161,24 @@ static void ra_fini(struct engine_swap *sw)
 
 static int swapout_init(ovc_engine *e);
 
-_Atomic uint64_t ovc__swap_fill_ahead_bytes = SWAPDEV_FILL_AHEAD_DEFAULT;
-_Atomic bool ovc__swap_no_scrub;
+/* Test and benchmark knobs (testing.h), read when an engine is created. */
+static _Atomic uint64_t fill_ahead_bytes = SWAPDEV_FILL_AHEAD_DEFAULT;
+static _Atomic bool no_scrub;
+
+void engine_test_set_fill_ahead(uint64_t bytes)
+{
+	atomic_store(&fill_ahead_bytes, bytes);
+}
+
+void engine_test_set_no_scrub(bool on)
+{
+	atomic_store(&no_scrub, on);
+}
+
+void engine_test_set_clock(ovc_engine *e, uint64_t (*clock_nsec)(void))
+{
+	e->sw.clock_nsec = clock_nsec;
+}
 
 static uint64_t monotonic_nsec(void)
 {
@@ -194,10 +211,10 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 				   .size_bytes = o->swap_size_bytes, .sys = e->sys, .log = &e->log,
 				   .fill_ahead_bytes = (e->flags & OVC_ENGINE_NO_THREADS)
 							       ? 0
-							       : atomic_load(&ovc__swap_fill_ahead_bytes),
+							       : atomic_load(&fill_ahead_bytes),
 				   .flags = ((e->flags & OVC_ENGINE_NO_THREADS) ? SWAPDEV_F_NO_THREAD : 0) |
 					    ((o->flags & OVC_ENGINE_SWAP_ENCRYPT) ? SWAPDEV_F_ENCRYPT : 0) |
-					    (atomic_load(&ovc__swap_no_scrub) ? SWAPDEV_F_NO_SCRUB : 0) };
+					    (atomic_load(&no_scrub) ? SWAPDEV_F_NO_SCRUB : 0) };
 	r = swapdev_new(&so, &sw->sd);
 	if (r < 0)
 		return r;
@@ -607,14 +624,14 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	return done ? 0 : (eagain ? -EAGAIN : -EIO);
 }
 
-void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
+bool swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
 	unsigned n;
 	pst_word old = 0;
 
 	if (!swap_enabled(e)) {
 		uffd_wake(e, addr, PAGE_SIZE);
-		return;
+		return false;
 	}
 	struct engine_swap *sw = &e->sw;
 	struct ra_stream *st = ra_stream_of(sw->ra, addr);
@@ -624,7 +641,6 @@ void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 		/* In order for a while: read the next windows ahead. */
 		if (st->win >= RA_START_WIN)
 			ra_fill(e, r, page + n);
-		e->saw_swapin = true;
 		atomic_fetch_add(&e->c.swap_faults, 1);
 		/* Refault: back within a hold's worth of intervals of its
 		 * eviction (the age byte of a SWAPPED word holds the epoch). */
@@ -634,14 +650,14 @@ void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 			if (r->track)
 				track_refault(r->track, page);
 		}
-		return;
+		return true;
 	}
 	if (err == -EAGAIN || err == 0) {
 		/* An event is queued behind this fault, or the page left
 		 * SWAPPED meanwhile: the thread faults again and we answer
 		 * then. */
 		uffd_wake(e, addr, PAGE_SIZE);
-		return;
+		return false;
 	}
 	/* The read failed. Never zeros: tell the VMM and leave the thread
 	 * asleep; the sweep wakes it and the read is tried again. */
@@ -650,6 +666,7 @@ void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 		r->guest_phys + (page << PAGE_SHIFT), ovc_strerror(err));
 	if (e->sw.io_error_fn)
 		e->sw.io_error_fn(e->sw.io_error_userdata, r->guest_phys + (page << PAGE_SHIFT), err);
+	return false;
 }
 
 int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
@@ -783,12 +800,12 @@ static int swapout_init(ovc_engine *e)
 	return staging_map_fresh(e, sw->stage, len);
 }
 
-unsigned swapout_areas(void)
+unsigned engine_test_areas(void)
 {
 	return SWAPOUT_AREAS;
 }
 
-unsigned swapout_areas_used(const ovc_engine *e)
+unsigned engine_test_areas_used(const ovc_engine *e)
 {
 	unsigned n = 0;
 	for (unsigned i = 0; e->sw.areas && i < SWAPOUT_AREAS; i++)

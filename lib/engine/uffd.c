@@ -189,3 +189,21 @@ uint64_t uffd_read_begin(ovc_engine *e)
 {
 	return atomic_fetch_add(&e->read_seq, 1) + 1;
 }
+
+void uffd_hold_set(ovc_engine *e, struct ovc_region *r, uint64_t start, uint64_t end)
+{
+	atomic_store(&e->hold_start, start);
+	atomic_store(&e->hold_end, end);
+	atomic_store(&e->hold_region, r);
+}
+
+void uffd_hold_clear(ovc_engine *e)
+{
+	atomic_store(&e->hold_region, NULL);
+}
+
+bool uffd_hold_covers(ovc_engine *e, const struct ovc_region *r, uint64_t page)
+{
+	return atomic_load(&e->hold_region) == r && page >= atomic_load(&e->hold_start) &&
+	       page < atomic_load(&e->hold_end);
+}

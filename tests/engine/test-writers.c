@@ -746,7 +746,7 @@ static void one_reclaim(ovc_engine *e, const struct engine_mode *m, struct loop 
 	}
 	(void)ovc_engine_scan_sync(e, 0);
 	if (m->swap)
-		(void)ovc__engine_swap_tick(e);
+		(void)engine_test_swap_tick(e);
 }
 
 /* Each reclaim syscall fails in turn (EIO) while every kernel writer runs;
@@ -766,7 +766,7 @@ static void test_inject(void **state)
 		ovc_engine *e = mode_engine_new(m, rg.g.len, &fi.sys);
 		assert_ovc_ok(ovc_region_add(e, rg.g.p, rg.g.len, 0, 0));
 		if (m->swap)
-			atomic_store(&e->c_reclaim_target, rg.g.len);
+			engine_test_set_target(e, rg.g.len);
 		struct loop l;
 		if (m->flags & OVC_ENGINE_NO_THREADS)
 			loop_start(&l, e, false);
@@ -914,22 +914,17 @@ static size_t zero_pfn_pages(const uint8_t *p, size_t n)
 static size_t pages_in_state(ovc_engine *e, const void *host, enum pst_state s)
 {
 	size_t c = 0;
-	pthread_rwlock_rdlock(&e->regions_lock);
-	struct ovc_region *r = engine_region_of(e, (uint64_t)(uintptr_t)host);
+	struct ovc_region *r = engine_test_region_at(e, host);
 	for (uint64_t i = 0; r && i < r->npages; i++)
 		c += pst_state(atomic_load(&r->pst[i])) == s;
-	pthread_rwlock_unlock(&e->regions_lock);
 	return c;
 }
 
 static enum pst_state page_state(ovc_engine *e, const void *addr)
 {
-	pthread_rwlock_rdlock(&e->regions_lock);
-	struct ovc_region *r = engine_region_of(e, (uint64_t)(uintptr_t)addr);
+	struct ovc_region *r = engine_test_region_at(e, addr);
 	assert_non_null(r);
-	enum pst_state s = pst_state(atomic_load(&r->pst[region_page_of(r, (uint64_t)(uintptr_t)addr)]));
-	pthread_rwlock_unlock(&e->regions_lock);
-	return s;
+	return pst_state(atomic_load(&r->pst[region_page_of(r, (uint64_t)(uintptr_t)addr)]));
 }
 
 /* Two regions, one with OVC_REGION_NO_SHARE, each half zero pages; every
@@ -1041,7 +1036,7 @@ static void pass_for(ovc_engine *e, const struct engine_mode *m, struct loop *l,
 	} else if (s == RS_ZERO || !m->swap) {
 		assert_true(ovc_engine_scan_sync(e, 0) >= 0);
 	} else {
-		assert_true(ovc__engine_swap_tick(e) >= 0);
+		assert_true(engine_test_swap_tick(e) >= 0);
 	}
 }
 
@@ -1174,7 +1169,7 @@ static void test_access(void **state)
 	/* Everything may go, but only in the intervals this test runs (the
 	 * kick of ovc_engine_reclaim() would run one more). */
 	if (m->swap)
-		atomic_store(&e->c_reclaim_target, rg.g.len);
+		engine_test_set_target(e, rg.g.len);
 	struct loop l;
 	if (m->flags & OVC_ENGINE_NO_THREADS) {
 		loop_start(&l, e, false);

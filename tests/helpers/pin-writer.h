@@ -196,7 +196,7 @@ static inline void *pin_driver_main(void *arg)
 		int64_t n = ovc_engine_scan_sync(d->e, 0);
 		if (n > 0)
 			atomic_fetch_add(&d->reclaimed, n);
-		int64_t o = d->swap ? ovc__engine_swap_tick(d->e) : 0;
+		int64_t o = d->swap ? engine_test_swap_tick(d->e) : 0;
 		if (o > 0)
 			atomic_fetch_add(&d->out, o);
 		atomic_fetch_add(&d->passes, 1);
