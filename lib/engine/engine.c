@@ -150,28 +150,28 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	 * tick of an ovc_engine_reclaim() just before) may be waiting in
 	 * madvise for the handler to read the REMOVE event of its own drop;
 	 * a handler gone first left it, and this join, waiting for ever. */
-	atomic_store(&e->worker_stop, true);
-	if (e->worker_started) {
+	atomic_store(&e->worker.stop, true);
+	if (e->worker.started) {
 		pass_wake(e);
-		pthread_join(e->worker_thread, NULL);
+		pthread_join(e->worker.thread, NULL);
 	}
 	/* Swapped pages come back while the handler still runs (it reads the
 	 * REMOVE events a bring-back may wait behind). */
 	if (swap_enabled(e)) {
-		pthread_mutex_lock(&e->pass_lock);
+		pthread_mutex_lock(&e->pass.lock);
 		for (size_t i = 0; i < e->nregions; i++)
 			if (swap_region_bring_back(e, e->regions[i]) < 0)
 				log_err(&e->log, "engine freed with unreadable swapped pages in guest 0x%" PRIx64,
 					e->regions[i]->guest_phys);
-		pthread_mutex_unlock(&e->pass_lock);
+		pthread_mutex_unlock(&e->pass.lock);
 	}
-	atomic_store(&e->stop, true);
-	if (e->handler_started) {
+	atomic_store(&e->handler.stop, true);
+	if (e->handler.started) {
 		uint64_t one = 1;
 		if (write(e->event_fd, &one, sizeof(one)) < 0) {
 			/* cannot fail with a fresh counter */
 		}
-		pthread_join(e->handler_thread, NULL);
+		pthread_join(e->handler.thread, NULL);
 	}
 	for (size_t i = 0; i < e->nregions; i++) {
 		region_detach(e, e->regions[i]);
@@ -180,8 +180,8 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	free(e->regions);
 	staging_fini(e);
 	swap_fini(e);
-	if (e->scan_buf)
-		munmap(e->scan_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
+	if (e->pass.scan_buf)
+		munmap(e->pass.scan_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
 	closep(&e->uffd);
 	closep(&e->mem_fd);
 	closep(&e->event_fd);
@@ -189,9 +189,9 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	closep(&e->timer_fd);
 	closep(&e->pidfd);
 	pthread_rwlock_destroy(&e->regions_lock);
-	pthread_mutex_destroy(&e->pass_lock);
-	pthread_mutex_destroy(&e->wake_lock);
-	pthread_cond_destroy(&e->wake_cond);
+	pthread_mutex_destroy(&e->pass.lock);
+	pthread_mutex_destroy(&e->worker.wake_lock);
+	pthread_cond_destroy(&e->worker.wake_cond);
 	free(e);
 	return NULL;
 }
@@ -225,15 +225,15 @@ int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	e->log = (struct ovc_logger){ o.log_fn, o.log_userdata, o.log_level ? o.log_level : OVC_LOG_NOTICE };
 	e->scan_interval_usec = o.scan_interval_usec ? o.scan_interval_usec : USEC_PER_SEC;
 	e->scan_cpu_permille = o.scan_cpu_permille ? o.scan_cpu_permille : 100;
-	e->cand.runs = e->cand_store;
-	e->cand.cap = BATCH_PAGES;
+	e->pass.cand.runs = e->pass.cand_store;
+	e->pass.cand.cap = BATCH_PAGES;
 	pthread_rwlock_init(&e->regions_lock, NULL);
-	pthread_mutex_init(&e->pass_lock, NULL);
-	pthread_mutex_init(&e->wake_lock, NULL);
+	pthread_mutex_init(&e->pass.lock, NULL);
+	pthread_mutex_init(&e->worker.wake_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&e->wake_cond, &ca);
+	pthread_cond_init(&e->worker.wake_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&e->sw.in_lock, NULL);
 
@@ -298,7 +298,7 @@ int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (b == MAP_FAILED)
 			return negative_errno();
-		e->scan_buf = b;
+		e->pass.scan_buf = b;
 		e->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 		e->poll_fd = epoll_create1(EPOLL_CLOEXEC);
 		if (e->timer_fd < 0 || e->poll_fd < 0)
@@ -312,14 +312,14 @@ int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 		if (!(o.flags & OVC_ENGINE_NO_AUTOSCAN))
 			pass_arm_timer(e, e->scan_interval_usec * NSEC_PER_USEC);
 	} else {
-		r = -pthread_create(&e->handler_thread, NULL, fault_thread_main, e);
+		r = -pthread_create(&e->handler.thread, NULL, fault_thread_main, e);
 		if (r < 0)
 			return r;
-		e->handler_started = true;
-		r = -pthread_create(&e->worker_thread, NULL, pass_thread_main, e);
+		e->handler.started = true;
+		r = -pthread_create(&e->worker.thread, NULL, pass_thread_main, e);
 		if (r < 0)
 			return r;
-		e->worker_started = true;
+		e->worker.started = true;
 	}
 	log_debug(&e->log, "engine: uffd features 0x%" PRIx64 ", %s%s", e->features,
 		  !e->have_move ? "write-protect path" :
@@ -441,7 +441,7 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	 * hole) loses a write through a pin: only on the VMM's promise. */
 	reg->may_drop = (e->have_move && !shmem) || (flags & OVC_REGION_UNPINNED);
 
-	pthread_mutex_lock(&e->pass_lock);
+	pthread_mutex_lock(&e->pass.lock);
 	pthread_rwlock_wrlock(&e->regions_lock);
 	size_t at = 0;
 	for (size_t i = 0; i < e->nregions; i++) {
@@ -498,7 +498,7 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	e->regions[at] = reg;
 	e->nregions++;
 	pthread_rwlock_unlock(&e->regions_lock);
-	pthread_mutex_unlock(&e->pass_lock);
+	pthread_mutex_unlock(&e->pass.lock);
 	log_info(&e->log, "region guest 0x%" PRIx64 "+%" PRIu64 " MiB (%s, %s path%s)", guest_phys,
 		 len_bytes >> 20, shmem ? "shared memory" : "anonymous", can_move ? "move" : "write-protect",
 		 reg->may_drop ? "" : ", pages kept: no OVC_REGION_UNPINNED");
@@ -506,7 +506,7 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	return 0;
 fail:
 	pthread_rwlock_unlock(&e->regions_lock);
-	pthread_mutex_unlock(&e->pass_lock);
+	pthread_mutex_unlock(&e->pass.lock);
 	region_free(reg);
 	return r;
 }
@@ -518,7 +518,7 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 	if (!e || flags)
 		return -EINVAL;
 	/* pass_lock first: no batch is in flight on the region afterwards. */
-	pthread_mutex_lock(&e->pass_lock);
+	pthread_mutex_lock(&e->pass.lock);
 	if (swap_enabled(e)) {
 		/* Swapped pages come back first, while the region is still
 		 * registered and the handler serves it; no swap-out can start
@@ -531,7 +531,7 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 		pthread_rwlock_unlock(&e->regions_lock);
 		r = NULL;
 		if (br < 0) {
-			pthread_mutex_unlock(&e->pass_lock);
+			pthread_mutex_unlock(&e->pass.lock);
 			return br;
 		}
 	}
@@ -546,7 +546,7 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 	pthread_rwlock_unlock(&e->regions_lock);
 	if (r)
 		region_detach(e, r);
-	pthread_mutex_unlock(&e->pass_lock);
+	pthread_mutex_unlock(&e->pass.lock);
 	if (!r)
 		return -ENOENT;
 	region_free(r);
@@ -572,9 +572,9 @@ OVC_EXPORT int ovc_engine_process(ovc_engine *e, unsigned flags)
 	if (r < 0)
 		return r;
 	uint64_t now = now_nsec(CLOCK_MONOTONIC);
-	if (now - e->last_sweep_nsec >= 100 * NSEC_PER_USEC * 1000) {
+	if (now - e->handler.last_sweep_nsec >= 100 * NSEC_PER_USEC * 1000) {
 		fault_sweep(e); /* see fault.c */
-		e->last_sweep_nsec = now;
+		e->handler.last_sweep_nsec = now;
 	}
 	bool due = read(e->timer_fd, &v, sizeof(v)) == sizeof(v);
 	if (read(e->event_fd, &v, sizeof(v)) == sizeof(v))

@@ -71,7 +71,7 @@ static void lat_record(ovc_engine *e, uint64_t t0, bool swapin)
 static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
 	if (swap_fault(e, r, page, addr))
-		e->saw_swapin = true;
+		e->handler.saw_swapin = true;
 }
 
 #define HUGE_BYTES (UINT64_C(2) << 20)
@@ -139,7 +139,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	uffd_handler_enter();
 	pst_word w = atomic_load(p);
 	bool transit = pst_in_transit(w);
-	bool own = transit && tid && tid == atomic_load(&e->pass_tid) && !r->can_move;
+	bool own = transit && tid && tid == atomic_load(&e->pass.tid) && !r->can_move;
 	/* Leave it waiting only if the mark lands while the page is still in
 	 * transit; if the transit ended in between, resolve it below. */
 	if (transit && !own && pst_mark_if_transit(p, PST_WAITERS) < PST_SHARING) {
@@ -283,7 +283,7 @@ int fault_drain(ovc_engine *e)
 		for (size_t i = 0; i < nmsg; i++)
 			if (msgs[i].event == UFFD_EVENT_REMOVE) {
 				handle_remove(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
-				e->saw_remove = true;
+				e->handler.saw_remove = true;
 			}
 		uffd_events_done(e, seq);
 		for (size_t i = 0; i < nmsg; i++)
@@ -321,9 +321,9 @@ void *fault_thread_main(void *arg)
 		{ .fd = e->event_fd, .events = POLLIN },
 	};
 
-	atomic_store(&e->handler_tid, engine_gettid());
+	atomic_store(&e->handler.tid, engine_gettid());
 	uint64_t last_sweep = now_nsec(CLOCK_MONOTONIC);
-	while (!atomic_load(&e->stop)) {
+	while (!atomic_load(&e->handler.stop)) {
 		int pr = poll(pfd, 2, (int)(SWEEP_NSEC / 1000000));
 		if (pr < 0 && errno != EINTR)
 			break;
@@ -345,25 +345,25 @@ void *fault_thread_main(void *arg)
 		 * range (20-40 us here, against 0.3 us per page to drop). */
 		uint64_t spin_until = 0;
 		for (;;) {
-			e->saw_remove = e->saw_swapin = false;
+			e->handler.saw_remove = e->handler.saw_swapin = false;
 			int r = fault_drain(e);
 			if (r < 0)
 				log_debug(&e->log, "reading userfaultfd: %s", ovc_strerror(r));
 			/* After a swap-in too: the next fault of a scan comes
 			 * within a disk read's time, and sleeping in poll()
 			 * would add a cross-CPU wake-up to each. */
-			if (e->saw_remove || e->saw_swapin)
+			if (e->handler.saw_remove || e->handler.saw_swapin)
 				spin_until = now_nsec(CLOCK_MONOTONIC) + SPIN_AFTER_REMOVE_NSEC;
 			/* Look (poll with no timeout) until the next message or
 			 * the end of the spin; read only when there is one. */
 			struct pollfd u = { .fd = e->uffd, .events = POLLIN };
 			while (poll(&u, 1, 0) == 0 && now_nsec(CLOCK_MONOTONIC) < spin_until &&
-			       !atomic_load(&e->stop)) {
+			       !atomic_load(&e->handler.stop)) {
 #if defined(__x86_64__) || defined(__i386__)
 				__builtin_ia32_pause();
 #endif
 			}
-			if (!(u.revents & POLLIN) || atomic_load(&e->stop))
+			if (!(u.revents & POLLIN) || atomic_load(&e->handler.stop))
 				break;
 		}
 	}

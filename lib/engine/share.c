@@ -143,7 +143,7 @@ static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum
  * hint scan. region->lock held. */
 static void mark_candidates(ovc_engine *e, struct ovc_region *r)
 {
-	struct run_list *c = &e->cand;
+	struct run_list *c = &e->pass.cand;
 	uint32_t nruns = c->n;
 	struct page_run old[BATCH_PAGES];
 
@@ -162,7 +162,7 @@ static void mark_candidates(ovc_engine *e, struct ovc_region *r)
 static bool staged_zero(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t page)
 {
 	return (atomic_load(&r->pst[page]) & (PST_DISCARDED | PST_DISCARD_PENDING)) ||
-	       scan_page_is_zero(e->staging + ((uint64_t)(page - first) << PAGE_SHIFT));
+	       scan_page_is_zero(e->stage.area + ((uint64_t)(page - first) << PAGE_SHIFT));
 }
 
 /* End the transit of pages [p, q), just installed (zero page or content
@@ -206,7 +206,7 @@ static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32
 			p++;
 			continue;
 		}
-		uint64_t src = (uint64_t)(uintptr_t)(e->staging + ((uint64_t)(p - first) << PAGE_SHIFT));
+		uint64_t src = (uint64_t)(uintptr_t)(e->stage.area + ((uint64_t)(p - first) << PAGE_SHIFT));
 		struct uffdio_move m = { .dst = gaddr, .src = src, .len = (uint64_t)(k - p) << PAGE_SHIFT,
 					 .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
 		uint32_t done = k - p;
@@ -227,7 +227,7 @@ static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32
 				log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit: %s; "
 					"reclaim stopped", r->guest_phys + ((uint64_t)p << PAGE_SHIFT),
 					ovc_strerror(mr));
-				e->staging_broken = true;
+				e->stage.broken = true;
 			}
 			done = MAX(done, 1u);
 		}
@@ -240,7 +240,7 @@ static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32
 
 static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 {
-	struct run_list *c = &e->cand;
+	struct run_list *c = &e->pass.cand;
 	uint8_t moved[BATCH_PAGES]; /* by batch offset: 1 = content in staging */
 	int err = 0, reclaimed = 0;
 
@@ -250,7 +250,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 	for (uint32_t i = 0; i < c->n && !err; i++) {
 		struct page_run *run = &c->runs[i];
 		err = move_to_stage(e, r, run->start, run->start + run->len,
-				    e->staging + ((uint64_t)(run->start - first) << PAGE_SHIFT),
+				    e->stage.area + ((uint64_t)(run->start - first) << PAGE_SHIFT),
 				    moved + (run->start - first), false);
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -288,11 +288,11 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 	/* Free what staging holds (zero pages). If this fails, staging stays
 	 * populated and the next batch's MOVE would fail with EEXIST, so the
 	 * next batch resets it first. */
-	if (e->staging_broken)
+	if (e->stage.broken)
 		return -EIO;
 	int sr = staging_reset(e);
 	if (sr < 0) {
-		e->staging_dirty = true;
+		e->stage.dirty = true;
 		if (!err)
 			err = sr;
 	}
@@ -335,7 +335,7 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 	pthread_mutex_lock(&r->lock);
 	for (uint32_t i = 0; i < n; i++) {
 		pst_t *p = &r->pst[first + i];
-		if (!(e->mincore_vec[i] & 1))
+		if (!(e->pass.mincore_vec[i] & 1))
 			continue;
 		if (r->shmem && pst_transition(p, PST_ZERO, PST_SHARING, NULL))
 			atomic_fetch_sub(&e->c.zero_pages_now, 1);
@@ -369,12 +369,12 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 	return nheld;
 }
 
-/* The rest of the write-protect path, after the scan: e->cand holds the
+/* The rest of the write-protect path, after the scan: e->pass.cand holds the
  * held pages found zero (the others left SHARING already). Drop them,
  * lift the protection of @span, install the zero page, leave transit. */
 static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_run *span)
 {
-	const struct run_list *c = &e->cand;
+	const struct run_list *c = &e->pass.cand;
 	uint8_t kept[BATCH_PAGES];
 	int reclaimed = 0;
 
@@ -418,7 +418,7 @@ static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_
 	if (nkept)
 		atomic_fetch_add(&e->c.transit_aborts, nkept);
 	if (nkept && !reclaimed)
-		return e->staging_broken ? -EIO : -EBUSY;
+		return e->stage.broken ? -EIO : -EBUSY;
 	return reclaimed;
 }
 
@@ -434,22 +434,22 @@ static const uint8_t *batch_source(ovc_engine *e, struct ovc_region *r, uint64_t
 	uint8_t *base = region_addr(r, first);
 
 	if (!(e->flags & OVC_ENGINE_NO_THREADS)) {
-		if (mincore(base, (size_t)n << PAGE_SHIFT, e->mincore_vec) < 0)
-			memset(e->mincore_vec, 1, n);
+		if (mincore(base, (size_t)n << PAGE_SHIFT, e->pass.mincore_vec) < 0)
+			memset(e->pass.mincore_vec, 1, n);
 		return base;
 	}
 	uint32_t off = 0;
 	while (off < n) {
-		ssize_t got = SYS(e->sys, pread, e->mem_fd, e->scan_buf + ((size_t)off << PAGE_SHIFT),
+		ssize_t got = SYS(e->sys, pread, e->mem_fd, e->pass.scan_buf + ((size_t)off << PAGE_SHIFT),
 				  (size_t)(n - off) << PAGE_SHIFT,
 				  (off_t)(uintptr_t)(base + ((size_t)off << PAGE_SHIFT)));
 		uint32_t pages = got > 0 ? (uint32_t)((size_t)got >> PAGE_SHIFT) : 0;
-		memset(e->mincore_vec + off, 1, pages);
+		memset(e->pass.mincore_vec + off, 1, pages);
 		off += pages;
 		if (off < n)
-			e->mincore_vec[off++] = 0; /* hole or error: skip it */
+			e->pass.mincore_vec[off++] = 0; /* hole or error: skip it */
 	}
-	return e->scan_buf;
+	return e->pass.scan_buf;
 }
 
 int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
@@ -467,7 +467,7 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 	uint64_t scanned = 0, zero = 0, wp_nsec = 0;
 	int ret = 0;
 
-	runs_clear(&e->cand);
+	runs_clear(&e->pass.cand);
 	if (wp) {
 		uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
 		ret = hold_batch(e, r, first, n, held, &span);
@@ -476,7 +476,7 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 		memset(held, 0, n);
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		if (!(e->mincore_vec[i] & 1))
+		if (!(e->pass.mincore_vec[i] & 1))
 			continue;
 		uint64_t page = first + i;
 		pst_t *p = &r->pst[page];
@@ -491,7 +491,7 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 			 * Otherwise a MOVE-path candidate, checked again in
 			 * staging. DISCARDED is not looked at: the page is. */
 			if (held[i] || (r->can_move && share && st == PST_RESIDENT))
-				runs_add(&e->cand, (uint32_t)page);
+				runs_add(&e->pass.cand, (uint32_t)page);
 		} else {
 			scan_hll_add(r, scan_page_hash(pg));
 			r->pass_nonzero++;
@@ -513,14 +513,14 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
 	if (wp && span.len) {
 		ret = release_batch(e, r, &span);
-	} else if (r->can_move && e->cand.pages) {
-		if (e->staging_broken)
+	} else if (r->can_move && e->pass.cand.pages) {
+		if (e->stage.broken)
 			return -EIO;
-		if (e->staging_dirty) {
+		if (e->stage.dirty) {
 			ret = staging_reset(e);
 			if (ret < 0)
 				return ret;
-			e->staging_dirty = false;
+			e->stage.dirty = false;
 		}
 		ret = reclaim_move(e, r, first);
 	}

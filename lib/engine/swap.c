@@ -823,7 +823,7 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, const 
 	else if (uffd_move_back(e, gaddr, (uint64_t)(uintptr_t)src, PAGE_SIZE) < 0) {
 		log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit; reclaim stopped",
 			r->guest_phys + (page << PAGE_SHIFT));
-		e->staging_broken = true;
+		e->stage.broken = true;
 	}
 	uffd_events_settle(e); /* installed: see fault.c, discard_mark */
 	pst_word nw;
@@ -996,7 +996,7 @@ static void swapout_drain(ovc_engine *e)
 		out_wait(e);
 	for (unsigned i = 0; i < SWAPOUT_AREAS; i++)
 		used |= sw->areas[i].used;
-	if (!used || e->staging_broken)
+	if (!used || e->stage.broken)
 		return; /* broken: staging holds a page that could not go back */
 	if (staging_map_fresh(e, sw->stage, (size_t)SWAPOUT_AREAS * AREA_BYTES) == 0)
 		for (unsigned i = 0; i < SWAPOUT_AREAS; i++)
@@ -1145,7 +1145,7 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 	uint8_t pending[BATCH_PAGES], moved[BATCH_PAGES];
 	int err = 0;
 
-	if (e->staging_broken)
+	if (e->stage.broken)
 		return -EIO;
 	struct swapout_area *a = area_get(e, &err);
 	if (!a)
@@ -1233,7 +1233,7 @@ static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *
 		/* ovc_engine_free() waits for this tick: end it after the
 		 * batch rather than swap out the rest of the target only to
 		 * read it all back. */
-		if (e->staging_broken || atomic_load(&e->worker_stop))
+		if (e->stage.broken || atomic_load(&e->worker.stop))
 			return -1;
 		j += m;
 		*need = reclaim_need(e);
