@@ -103,10 +103,16 @@ enum {
 
 /*
  * A failed read of a swapped page cannot be hidden from the guest: the engine
- * calls this (from its fault-handler thread) with the guest-physical address
- * and the negative errno, then keeps the faulting thread blocked until the
- * page is retried successfully or the region is removed. Must not call back
- * into the engine.
+ * calls this with the guest-physical address and the negative errno, then
+ * keeps the faulting thread blocked until the page is retried successfully
+ * or the region is removed. It runs on the thread that served the fault: the
+ * engine's fault-handler thread, or with OVC_ENGINE_NO_THREADS the thread
+ * inside ovc_engine_process() (or inside another call of the engine that
+ * reads the userfaultfd while it waits). When ovc_region_remove() or
+ * ovc_engine_free() cannot bring a swapped page back, it runs on their
+ * caller's thread, once per page, before they return. Always after the
+ * engine has released its locks (checked in debug builds), after the error
+ * was logged. Must not call back into the engine.
  */
 typedef void (*ovc_io_error_fn)(void *userdata, uint64_t guest_phys, int err);
 

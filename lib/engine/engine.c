@@ -22,6 +22,7 @@
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/pass.h"
 #include "engine/swapdev.h"
 #include "engine/testing.h"
@@ -158,12 +159,12 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	/* Swapped pages come back while the handler still runs (it reads the
 	 * REMOVE events a bring-back may wait behind). */
 	if (swap_enabled(e)) {
-		pthread_mutex_lock(&e->pass.lock);
+		lock_mutex(&e->pass.lock);
 		for (size_t i = 0; i < e->nregions; i++)
 			if (swap_region_bring_back(e, e->regions[i]) < 0)
 				log_err(&e->log, "engine freed with unreadable swapped pages in guest 0x%" PRIx64,
 					e->regions[i]->guest_phys);
-		pthread_mutex_unlock(&e->pass.lock);
+		unlock_mutex(&e->pass.lock);
 	}
 	atomic_store(&e->handler.stop, true);
 	if (e->handler.started) {
@@ -441,8 +442,8 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	 * hole) loses a write through a pin: only on the VMM's promise. */
 	reg->may_drop = (e->have_move && !shmem) || (flags & OVC_REGION_UNPINNED);
 
-	pthread_mutex_lock(&e->pass.lock);
-	pthread_rwlock_wrlock(&e->regions_lock);
+	lock_mutex(&e->pass.lock);
+	lock_write(&e->regions_lock);
 	size_t at = 0;
 	for (size_t i = 0; i < e->nregions; i++) {
 		struct ovc_region *o = e->regions[i];
@@ -497,16 +498,16 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	memmove(e->regions + at + 1, e->regions + at, (e->nregions - at) * sizeof(*n));
 	e->regions[at] = reg;
 	e->nregions++;
-	pthread_rwlock_unlock(&e->regions_lock);
-	pthread_mutex_unlock(&e->pass.lock);
+	unlock_rw(&e->regions_lock);
+	unlock_mutex(&e->pass.lock);
 	log_info(&e->log, "region guest 0x%" PRIx64 "+%" PRIu64 " MiB (%s, %s path%s)", guest_phys,
 		 len_bytes >> 20, shmem ? "shared memory" : "anonymous", can_move ? "move" : "write-protect",
 		 reg->may_drop ? "" : ", pages kept: no OVC_REGION_UNPINNED");
 	pass_wake(e);
 	return 0;
 fail:
-	pthread_rwlock_unlock(&e->regions_lock);
-	pthread_mutex_unlock(&e->pass.lock);
+	unlock_rw(&e->regions_lock);
+	unlock_mutex(&e->pass.lock);
 	region_free(reg);
 	return r;
 }
@@ -518,24 +519,24 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 	if (!e || flags)
 		return -EINVAL;
 	/* pass_lock first: no batch is in flight on the region afterwards. */
-	pthread_mutex_lock(&e->pass.lock);
+	lock_mutex(&e->pass.lock);
 	if (swap_enabled(e)) {
 		/* Swapped pages come back first, while the region is still
 		 * registered and the handler serves it; no swap-out can start
 		 * (pass_lock). */
-		pthread_rwlock_rdlock(&e->regions_lock);
+		lock_read(&e->regions_lock);
 		for (size_t i = 0; i < e->nregions; i++)
 			if (e->regions[i]->guest_phys == guest_phys)
 				r = e->regions[i];
 		int br = r ? swap_region_bring_back(e, r) : 0;
-		pthread_rwlock_unlock(&e->regions_lock);
+		unlock_rw(&e->regions_lock);
 		r = NULL;
 		if (br < 0) {
-			pthread_mutex_unlock(&e->pass.lock);
+			unlock_mutex(&e->pass.lock);
 			return br;
 		}
 	}
-	pthread_rwlock_wrlock(&e->regions_lock);
+	lock_write(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++)
 		if (e->regions[i]->guest_phys == guest_phys) {
 			r = e->regions[i];
@@ -543,10 +544,10 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 			e->nregions--;
 			break;
 		}
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	if (r)
 		region_detach(e, r);
-	pthread_mutex_unlock(&e->pass.lock);
+	unlock_mutex(&e->pass.lock);
 	if (!r)
 		return -ENOENT;
 	region_free(r);
@@ -611,10 +612,10 @@ OVC_EXPORT int ovc_engine_reclaim(ovc_engine *e, uint64_t target_bytes, unsigned
 	 * reported. With swap the worker swaps out towards it. */
 	if (swap_enabled(e) && !(flags & OVC_RECLAIM_ZERO_ONLY)) {
 		uint64_t total = 0;
-		pthread_rwlock_rdlock(&e->regions_lock);
+		lock_read(&e->regions_lock);
 		for (size_t i = 0; i < e->nregions; i++)
 			total += e->regions[i]->len_bytes;
-		pthread_rwlock_unlock(&e->regions_lock);
+		unlock_rw(&e->regions_lock);
 		if (target_bytes > total)
 			return -ENOSPC;
 	}
@@ -632,7 +633,7 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 	if (!e || !st || st->size < STATS_MIN_SIZE)
 		return -EINVAL;
 	s.size = st->size;
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	s.regions = e->nregions;
 	for (size_t i = 0; i < e->nregions; i++) {
 		s.region_bytes += e->regions[i]->len_bytes;
@@ -641,7 +642,7 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 			s.meta_bytes += track_meta_bytes(e->regions[i]->track);
 	}
 	s.meta_bytes += e->sw.cand_cap * sizeof(*e->sw.cand);
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	s.pages_scanned = atomic_load(&e->c.pages_scanned);
 	s.zero_pages_found = atomic_load(&e->c.zero_pages_found);
 	s.zero_pages_reclaimed = atomic_load(&e->c.zero_pages_reclaimed);

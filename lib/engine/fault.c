@@ -47,6 +47,7 @@
 
 #include "engine/compat.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/uffd.h"
 #include "engine/track.h"
 
@@ -123,19 +124,19 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
 	bool swapin = false;
 
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	struct ovc_region *r = engine_region_of(e, addr);
 	if (!r) {
 		/* A region removed since (unregister woke everyone) or the
 		 * staging area (WP-only, nothing protects it): just wake. */
-		pthread_rwlock_unlock(&e->regions_lock);
+		unlock_rw(&e->regions_lock);
 		uffd_wake(e, addr, PAGE_SIZE);
 		return;
 	}
 	uint64_t page = region_page_of(r, addr);
 	pst_t *p = &r->pst[page];
 
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	uffd_handler_enter();
 	pst_word w = atomic_load(p);
 	bool transit = pst_in_transit(w);
@@ -181,8 +182,8 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 			uffd_wake(e, addr, PAGE_SIZE);
 	}
 	uffd_handler_leave();
-	pthread_mutex_unlock(&r->lock);
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_mutex(&r->lock);
+	unlock_rw(&e->regions_lock);
 	lat_record(e, t0, swapin);
 }
 
@@ -237,7 +238,7 @@ static void discard_mark(struct ovc_region *r, uint64_t first, uint64_t end)
  * raise these events too). */
 static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end)
 {
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++) {
 		struct ovc_region *r = e->regions[i];
 		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
@@ -252,7 +253,7 @@ static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end)
 		 * until this thread answers its next fault). */
 		swap_discard(e, r, first, last);
 	}
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 }
 
 int fault_drain(ovc_engine *e)
@@ -307,10 +308,10 @@ int fault_drain(ovc_engine *e)
  * write-protect path; the cause was not found before this was added.) */
 void fault_sweep(ovc_engine *e)
 {
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++)
 		uffd_wake(e, (uint64_t)(uintptr_t)e->regions[i]->host, e->regions[i]->len_bytes);
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 }
 
 void *fault_thread_main(void *arg)

@@ -15,18 +15,19 @@
 
 #include "engine/compat.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/pass.h"
 
 void pass_begin(ovc_engine *e)
 {
-	pthread_mutex_lock(&e->pass.lock);
+	lock_mutex(&e->pass.lock);
 	atomic_store(&e->pass.tid, engine_gettid());
 }
 
 void pass_end(ovc_engine *e)
 {
 	atomic_store(&e->pass.tid, 0);
-	pthread_mutex_unlock(&e->pass.lock);
+	unlock_mutex(&e->pass.lock);
 }
 
 void pass_wake(ovc_engine *e)
@@ -38,22 +39,22 @@ void pass_wake(ovc_engine *e)
 		}
 		return;
 	}
-	pthread_mutex_lock(&e->worker.wake_lock);
+	lock_mutex(&e->worker.wake_lock);
 	e->worker.wake_pending = true;
 	pthread_cond_signal(&e->worker.wake_cond);
-	pthread_mutex_unlock(&e->worker.wake_lock);
+	unlock_mutex(&e->worker.wake_lock);
 }
 
 /* Sleep until @deadline (CLOCK_MONOTONIC ns) or a wake-up. */
 static void worker_sleep(ovc_engine *e, uint64_t deadline)
 {
 	struct timespec ts = { (time_t)(deadline / NSEC_PER_SEC), (long)(deadline % NSEC_PER_SEC) };
-	pthread_mutex_lock(&e->worker.wake_lock);
+	lock_mutex(&e->worker.wake_lock);
 	while (!e->worker.wake_pending && !atomic_load(&e->worker.stop))
 		if (pthread_cond_timedwait(&e->worker.wake_cond, &e->worker.wake_lock, &ts) == ETIMEDOUT)
 			break;
 	e->worker.wake_pending = false;
-	pthread_mutex_unlock(&e->worker.wake_lock);
+	unlock_mutex(&e->worker.wake_lock);
 }
 
 /* Nanoseconds to rest after a batch that used @cpu_ns of CPU in @wall_ns,

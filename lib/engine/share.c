@@ -114,6 +114,7 @@
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/uffd.h"
 
 /* Leave transit: SHARING -> @to; wakes the page if a fault waited. Always,
@@ -245,7 +246,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 	int err = 0, reclaimed = 0;
 
 	memset(moved, 0, sizeof(moved));
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	mark_candidates(e, r);
 	for (uint32_t i = 0; i < c->n && !err; i++) {
 		struct page_run *run = &c->runs[i];
@@ -253,7 +254,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 				    e->stage.area + ((uint64_t)(run->start - first) << PAGE_SHIFT),
 				    moved + (run->start - first), false);
 	}
-	pthread_mutex_unlock(&r->lock);
+	unlock_mutex(&r->lock);
 
 	/* Decide. Pages not moved are still in the guest, untouched: back to
 	 * RESIDENT (no one can have faulted on a present page), still
@@ -332,7 +333,7 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 	int nheld = 0;
 
 	memset(held, 0, n);
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	for (uint32_t i = 0; i < n; i++) {
 		pst_t *p = &r->pst[first + i];
 		if (!(e->pass.mincore_vec[i] & 1))
@@ -347,14 +348,14 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 		hi = i + 1;
 	}
 	if (!nheld) {
-		pthread_mutex_unlock(&r->lock);
+		unlock_mutex(&r->lock);
 		return 0;
 	}
 	*span = (struct page_run){ (uint32_t)first + lo, hi - lo };
 	uffd_hold_set(e, r, span->start, span->start + span->len);
 	int err = uffd_writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start),
 			       (uint64_t)span->len << PAGE_SHIFT, true);
-	pthread_mutex_unlock(&r->lock);
+	unlock_mutex(&r->lock);
 	if (err < 0) {
 		for (uint32_t i = lo; i < hi; i++)
 			if (held[i])
@@ -560,7 +561,7 @@ int share_step(ovc_engine *e, uint64_t *cursor, bool *wrapped)
 	int ret = 0;
 
 	*wrapped = false;
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	struct ovc_region *r = NULL;
 	for (size_t i = 0; i < e->nregions; i++)
 		if ((uint64_t)(uintptr_t)e->regions[i]->host + e->regions[i]->len_bytes > *cursor) {
@@ -590,7 +591,7 @@ int share_step(ovc_engine *e, uint64_t *cursor, bool *wrapped)
 		region_pass_end(e, r);
 	*cursor = host + ((first + n) << PAGE_SHIFT);
 out:
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	return ret;
 }
 

@@ -71,6 +71,7 @@
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/uffd.h"
 #include "engine/swapdev.h"
 #include "engine/testing.h"
@@ -455,7 +456,7 @@ static void ra_fill(ovc_engine *e, struct ovc_region *r, uint64_t from)
 	struct swap_ra *ra = e->sw.ra;
 	unsigned queued = 0;
 
-	pthread_mutex_lock(&e->sw.in_lock);
+	lock_mutex(&e->sw.in_lock);
 	uint64_t next = from;
 	if (ra->tail_r == r && ra->tail > from && ra->tail <= from + RA_WINDOWS * RA_WIN_PAGES)
 		next = ra->tail; /* the windows before it are in flight */
@@ -487,7 +488,7 @@ static void ra_fill(ovc_engine *e, struct ovc_region *r, uint64_t from)
 	ra->tail = next;
 	if (queued)
 		(void)swapdev_submit(e->sw.in_ring); /* on failure: with the next wait */
-	pthread_mutex_unlock(&e->sw.in_lock);
+	unlock_mutex(&e->sw.in_lock);
 }
 
 /* The bytes of pages [page, page + n) (slots from @slot): from window @w
@@ -563,7 +564,7 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	if (pst_state(w) != PST_SWAPPED)
 		return 0;
 	uint32_t slot = pst_slot(r, page, w);
-	pthread_mutex_lock(&e->sw.in_lock);
+	lock_mutex(&e->sw.in_lock);
 	struct ra_win *win = ra_find(ra, r, page);
 	if (win && slot != win->slot + (page - win->first)) {
 		ra_drop(win); /* cannot happen (see struct ra_win); never trust it */
@@ -578,7 +579,7 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 			break;
 		}
 	if (!n) {
-		pthread_mutex_unlock(&e->sw.in_lock);
+		unlock_mutex(&e->sw.in_lock);
 		return 0;
 	}
 	ra_forget(ra, r, page, n, win);
@@ -617,7 +618,7 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	}
 	if (win)
 		ra_drop(win); /* used, or its pages are SWAPPED again for a fresh read */
-	pthread_mutex_unlock(&e->sw.in_lock);
+	unlock_mutex(&e->sw.in_lock);
 	*ret_n = done;
 	if (got < 0)
 		return got;
@@ -660,12 +661,13 @@ bool swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 		return false;
 	}
 	/* The read failed. Never zeros: tell the VMM and leave the thread
-	 * asleep; the sweep wakes it and the read is tried again. */
+	 * asleep; the sweep wakes it and the read is tried again. The message
+	 * and the report wait until the handler releases its locks (log.h). */
 	atomic_fetch_add(&e->c.swap_read_errors, 1);
 	log_err(&e->log, "reading swapped page 0x%" PRIx64 ": %s; the faulting thread waits",
 		r->guest_phys + (page << PAGE_SHIFT), ovc_strerror(err));
-	if (e->sw.io_error_fn)
-		e->sw.io_error_fn(e->sw.io_error_userdata, r->guest_phys + (page << PAGE_SHIFT), err);
+	log_io_error(&e->log, e->sw.io_error_fn, e->sw.io_error_userdata, r->guest_phys + (page << PAGE_SHIFT),
+		     err);
 	return false;
 }
 
@@ -688,11 +690,11 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
 			 * here, inside r->lock and in_lock (in NO_THREADS mode
 			 * that would run the handler on this thread, which
 			 * takes both). It is read below, outside them. */
-			pthread_mutex_lock(&r->lock);
+			lock_mutex(&r->lock);
 			uffd_handler_enter();
 			err = swapin_run(e, r, p, SWAPIN_RA_PAGES, &n, &old);
 			uffd_handler_leave();
-			pthread_mutex_unlock(&r->lock);
+			unlock_mutex(&r->lock);
 			if (err != -EAGAIN)
 				break;
 			uffd_await_event(e, 1000);
@@ -701,8 +703,8 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
 			atomic_fetch_add(&e->c.swap_read_errors, 1);
 			log_err(&e->log, "bringing back swapped page 0x%" PRIx64 ": %s",
 				r->guest_phys + (p << PAGE_SHIFT), ovc_strerror(err));
-			if (e->sw.io_error_fn)
-				e->sw.io_error_fn(e->sw.io_error_userdata, r->guest_phys + (p << PAGE_SHIFT), err);
+			log_io_error(&e->log, e->sw.io_error_fn, e->sw.io_error_userdata,
+				     r->guest_phys + (p << PAGE_SHIFT), err);
 			ret = -EIO;
 			p++;
 			continue;
@@ -716,9 +718,9 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 {
 	if (!swap_enabled(e))
 		return;
-	pthread_mutex_lock(&e->sw.in_lock);
+	lock_mutex(&e->sw.in_lock);
 	ra_forget(e->sw.ra, r, first, end - first, NULL);
-	pthread_mutex_unlock(&e->sw.in_lock);
+	unlock_mutex(&e->sw.in_lock);
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
 		cache_drop(e, r, p, false); /* the cached content is gone */
 		/* DISCARD_PENDING and DISCARDED are marked already (fault.c,
@@ -1026,7 +1028,7 @@ static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *
 	struct ovc_region *r = a->r;
 	unsigned nsel = 0;
 
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	for (unsigned i = 0; i < n; i++) {
 		pst_word old;
 		/* DISCARD_PENDING stays on the word too: a page that is not
@@ -1049,7 +1051,7 @@ static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *
 				     a->stage + ((uint64_t)i << PAGE_SHIFT), moved + i, false);
 		i = j;
 	}
-	pthread_mutex_unlock(&r->lock);
+	unlock_mutex(&r->lock);
 	return nsel;
 }
 
@@ -1296,7 +1298,7 @@ int64_t swap_tick(ovc_engine *e, bool force)
 	int64_t need = reclaim_need(e);
 	if (!due && need <= 0)
 		return 0;
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	if (due) {
 		sw->last_tick_nsec = now;
 		atomic_fetch_add(&sw->epoch, 1);
@@ -1325,7 +1327,7 @@ int64_t swap_tick(ovc_engine *e, bool force)
 	}
 out:
 	swapout_drain(e);
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	/* Freed slots leave the file now, with no write of ours in flight
 	 * (swapdev.h, "Scrubbing"). */
 	swapdev_scrub(sw->sd);

@@ -70,6 +70,7 @@
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/uffd.h"
 #include "engine/swapdev.h"
 #include "engine/track.h"
@@ -81,7 +82,7 @@ static int mark_protect(ovc_engine *e, struct ovc_region *r, const uint64_t *pag
 {
 	unsigned nsel = 0;
 
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	for (unsigned i = 0; i < n; i++) {
 		pst_word old;
 		if (r->track && track_wrote_since_scan(r->track, pages[i]))
@@ -92,7 +93,7 @@ static int mark_protect(ovc_engine *e, struct ovc_region *r, const uint64_t *pag
 		}
 	}
 	if (!nsel) {
-		pthread_mutex_unlock(&r->lock);
+		unlock_mutex(&r->lock);
 		return 0;
 	}
 	uint64_t span = (uint64_t)(uintptr_t)region_addr(r, sel[0]);
@@ -101,7 +102,7 @@ static int mark_protect(ovc_engine *e, struct ovc_region *r, const uint64_t *pag
 		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
 	};
 	int err = SYS(e->sys, ioctl, e->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? negative_errno() : 0;
-	pthread_mutex_unlock(&r->lock);
+	unlock_mutex(&r->lock);
 	if (err < 0) {
 		/* Part of the span may be protected: the handler unprotects a
 		 * page when it is written, as after a tracking scan. */

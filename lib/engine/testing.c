@@ -9,6 +9,7 @@
 
 #include "engine/internal.h"
 #include "engine/pass.h"
+#include "engine/lock.h"
 
 int64_t engine_test_swap_tick(ovc_engine *e)
 {
@@ -25,28 +26,28 @@ void engine_test_set_target(ovc_engine *e, uint64_t bytes)
 
 struct ovc_region *engine_test_region(ovc_engine *e, size_t i)
 {
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	struct ovc_region *r = i < e->nregions ? e->regions[i] : NULL;
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	return r;
 }
 
 struct ovc_region *engine_test_region_at(ovc_engine *e, const void *host)
 {
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	struct ovc_region *r = engine_region_of(e, (uint64_t)(uintptr_t)host);
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	return r;
 }
 
 size_t engine_test_count_state(ovc_engine *e, enum pst_state s)
 {
 	size_t n = 0;
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++)
 		for (uint64_t p = 0; p < e->regions[i]->npages; p++)
 			n += pst_state(atomic_load(&e->regions[i]->pst[p])) == s;
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	return n;
 }
 

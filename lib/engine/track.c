@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "engine/compat.h"
+#include "engine/lock.h"
 #include "engine/track.h"
 #include "common/util.h"
 
@@ -285,11 +286,11 @@ static int protect_take(struct track *t)
 			.mode = UFFDIO_WRITEPROTECT_MODE_WP,
 		};
 		for (unsigned tries = 0;; tries++) {
-			pthread_mutex_lock(t->lock);
+			lock_mutex(t->lock);
 			int err = SYS(t->sys, ioctl, t->wp_uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? negative_errno() : 0;
 			for (size_t w = first / 64; !err && w < words(first + n); w++)
 				t->written[w] = __atomic_exchange_n(&t->wrote_pending[w], 0, __ATOMIC_ACQ_REL);
-			pthread_mutex_unlock(t->lock);
+			unlock_mutex(t->lock);
 			if (!err)
 				break;
 			/* EAGAIN: a REMOVE event is unread; the caller's handler
