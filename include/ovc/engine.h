@@ -134,8 +134,12 @@ struct ovc_engine_opts {
 
 	/* Swapping. swap_path names a directory (the engine creates an
 	 * unlinked O_TMPFILE there) or NULL for no swapping; both or neither
-	 * of swap_path and swap_size_bytes. Needs UFFDIO_MOVE and WP_ASYNC
-	 * (-EOPNOTSUPP otherwise); shared-memory regions are then refused. */
+	 * of swap_path and swap_size_bytes. Writes are tracked with WP_ASYNC
+	 * and PAGEMAP_SCAN and pages swap out through UFFDIO_MOVE (Linux
+	 * 6.8+); where one of them is missing, or with OVC_ENGINE_SYNC_WP,
+	 * by write-protect faults and the write-protect path, which needs the
+	 * engine's threads and userfaultfd write-protect (-EOPNOTSUPP
+	 * otherwise). Shared-memory regions are then refused (-EOPNOTSUPP). */
 	const char *swap_path;
 	uint64_t swap_size_bytes;        /* preallocated; 0: no swapping */
 	uint64_t cold_age_usec;          /* unwritten for this long = cold; 0: 30 s */

@@ -3,9 +3,9 @@
  * The engine API: create/free, regions, the two drive modes, stats.
  *
  * Threads: API calls come from any VMM thread. With threads, the engine
- * runs a fault-handler thread (fault.c) and a worker that scans within the
- * CPU budget (share.c). With OVC_ENGINE_NO_THREADS both run inside
- * ovc_engine_process() on the VMM's loop thread. Locks: see
+ * runs a fault-handler thread (fault.c) and a worker that scans and swaps
+ * within the CPU budget (pass.c). With OVC_ENGINE_NO_THREADS both run
+ * inside ovc_engine_process() on the VMM's loop thread. Locks: see
  * internal.h.
  */
 #include <fcntl.h>
@@ -109,7 +109,7 @@ static int choose_swap_mode(ovc_engine *e, const struct ovc_engine_opts *o, uint
 			   why ? why : "no UFFDIO_MOVE");
 	e->sync_wp = true;
 	/* MOVE stays enabled where the kernel has it: the write-protect
-	 * paths drop through it, since it refuses pinned pages (share.c,
+	 * paths drop through it, since it refuses pinned pages (drop.c,
 	 * move_out_runs). */
 	return 0;
 }

@@ -295,8 +295,9 @@ static inline struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
 /* --- swap.c --- */
 
 /* Open the swap file and rings from the options; 0 and nothing done when
- * the options ask for no swap. -EOPNOTSUPP when the kernel lacks MOVE or
- * WP_ASYNC tracking. Called by ovc_engine_new before threads start. */
+ * the options ask for no swap. -EOPNOTSUPP when the tracking mode chosen
+ * by choose_swap_mode() (engine.c) cannot run here (no MOVE in the async
+ * mode, the tracker's probe failing). Called by ovc_engine_new before threads start. */
 int swap_init(ovc_engine *e, const struct ovc_engine_opts *o);
 /* Wait for I/O, free rings and the file. Threads stopped. */
 void swap_fini(ovc_engine *e);

@@ -93,9 +93,10 @@
  *      shmem "zero page" would be a freshly allocated page). State ZERO
  *      (wakes a fault that waits).
  *   A writer that hits a dropped page between 3 and 5 raises a MISSING
- *   fault; the page is SHARING, so it sleeps until 5 wakes it.
- *   thread's own read of a held page that the VMM discarded meanwhile
- *   faults too; the handler fills it with a write-protected zero page.
+ *   fault; the page is SHARING, so it sleeps until 5 wakes it. The pass
+ *   thread's own read (step 2) of a held page that the VMM discarded
+ *   meanwhile faults too; the handler tells it by its tid and fills it
+ *   with a write-protected zero page (fault.c).
  *
  * Every step that hands pages back (ZEROPAGE, MOVE back, unprotect, WAKE)
  * is retried until it succeeds (uffd_resolve): failing there would leave a

@@ -8,7 +8,9 @@
  *     VMM loop in NO_THREADS mode, a test), engine->pass_lock held,
  *     regions_lock held for reading. Uses e->sw.out_ring (created without
  *     SINGLE_ISSUER since the pass thread is not always the same thread)
- *     and the staging area shared with share.c (the pass thread owns both).
+ *     and its own ring of staging areas (sw->areas, reset with drop.c's
+ *     staging_map_fresh); e->stage.broken is shared with share.c. The pass
+ *     thread owns all of it.
  *   - swap_fault() and swap_discard(): the fault handler, regions_lock read
  *     (and r->lock for swap_fault).
  *   - swap_region_bring_back(): a VMM thread in ovc_region_remove() or
@@ -18,11 +20,14 @@
  *   (handler and bring-back); the readahead streams are the handler's.
  *   Page words change by compare-and-swap only (region.h).
  *
- * Why the move-out-first path only. Tracking uses UFFD_FEATURE_WP_ASYNC on
- * the engine's one uffd, and then UFFDIO_WRITEPROTECT no longer stops
- * writers (docs/swap.md): the write-protect-first path would lose writes.
- * So an engine with swap requires UFFDIO_MOVE and refuses shared-memory
- * regions; every region takes share.c's MOVE path as well.
+ * Two swap-out paths. With WP_ASYNC tracking on the engine's one uffd,
+ * UFFDIO_WRITEPROTECT no longer stops writers (docs/swap.md), so the
+ * write-protect-first path would lose writes: such an engine moves pages
+ * out first (swapout_batch, below), refuses shared memory, and every
+ * region takes share.c's MOVE path too. In the sync write-protect mode
+ * (OVC_ENGINE_SYNC_WP, chosen where MOVE or WP_ASYNC is missing: engine.c,
+ * choose_swap_mode) writes are tracked by write-protect faults and
+ * swap-out is swapout-wp.c's write-protect path.
  *
  * Swap-out of one batch (swapout_batch), the no-lost-write argument:
  *   1. under r->lock: RESIDENT -> SWAPPING_OUT, then UFFDIO_MOVE into the
@@ -41,7 +46,7 @@
  *      tracking epoch of the eviction, for refault feedback). Write OK but
  *      a fault waits -> move it back (cheaper than a read), RESIDENT, free
  *      the slot. Write failed (EIO, short) or no slot -> move back,
- *      RESIDENT, counted. The move back never gives up (share.c move_back).
+ *      RESIDENT, counted. The move back never gives up (uffd.c, uffd_move_back).
  *   5. reset a staging area (frees its pages) only after every write from
  *      it ended; every write ends before swap_tick() returns.
  *   A CACHED page (swapped in, its slot kept) whose staged content still
@@ -787,7 +792,7 @@ static int swapout_init(ovc_engine *e)
 	sw->areas = calloc(SWAPOUT_AREAS, sizeof(*sw->areas));
 	if (!sw->areas)
 		return -ENOMEM;
-	/* 2 MiB aligned, as share.c's staging: a whole-THP run moves as one PMD. */
+	/* 2 MiB aligned, as drop.c's staging: a whole-THP run moves as one PMD. */
 	void *p = SYS(e->sys, mmap, NULL, len + AREA_BYTES, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
@@ -1248,7 +1253,7 @@ static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *
  * wants more. Only RESIDENT pages are listed: in a bounded list, pages in
  * other states (swapped since the last scan, or ZERO pages that are present
  * and age like any page in sync mode) would crowd the usable ones out until
- * the next scan, or for good (tests/test-fault.c found that). A full list
+ * the next scan, or for good (tests/engine/test-fault.c found that). A full list
  * may leave cold pages behind: list again while that makes progress.
  * Returns -1 when the tick must end, else 0. */
 static int swapout_region(ovc_engine *e, struct ovc_region *r, uint8_t min_age, int64_t *need, int *first_err)

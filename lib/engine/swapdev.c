@@ -18,7 +18,8 @@
  *  - only the ring's own bounce buffer, used by swapdev_read_sync(). Pages
  *    that swap-out writes are never registered: the engine moves guest pages
  *    to a staging area with UFFDIO_MOVE and drops them after the write, and
- *    UFFDIO_MOVE fails with EBUSY on a pinned page (reference.md §3), while a
+ *    UFFDIO_MOVE fails with EBUSY on a pinned page (docs/engine.md, "Pages
+ *    the kernel holds pinned"), while a
  *    registered buffer that gets MADV_DONTNEED'd keeps pinning the old
  *    physical pages behind the mapping's back. Writes therefore go out with
  *    writev from whatever the caller hands in. Swap-in reads land in the

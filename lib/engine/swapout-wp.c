@@ -40,7 +40,7 @@
  *      1 and 6. The kernel may have, through a pin taken before step 1
  *      (an O_DIRECT or io_uring read into the page, process_vm_writev):
  *      so where the kernel has MOVE (kept enabled in this mode for this)
- *      the drop is UFFDIO_MOVE into staging (share.c, move_out_runs),
+ *      the drop is UFFDIO_MOVE into staging (drop.c, move_out_runs),
  *      which refuses a page still pinned, and each moved page is compared
  *      there with the copy written out (zeros for a zero page); one that
  *      differs was written through a pin since step 2 and goes back
@@ -52,7 +52,7 @@
  * Our own MADV_DONTNEED drop (without MOVE) raises UFFD_EVENT_REMOVE, and swap_discard() takes REMOVE
  * on a SWAPPING_OUT page for a VMM discard (DISCARDED: the data on disk
  * would be thrown away) and on a SWAPPED page too (slot freed). So each page
- * gets PST_OWN_DROP just before the drop (share.c drop_runs), and the first
+ * gets PST_OWN_DROP just before the drop (drop.c, drop_runs), and the first
  * event covering a page with the bit clears it and does nothing else,
  * whatever the state: the handler may read our event before madvise
  * returns and handle it after we set SWAPPED. A VMM discard of the same

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * unit: fault injection over the syscall table (tests/fault-inject.h).
+ * unit: fault injection over the syscall table (tests/helpers/fault-inject.h).
  *
  * Reclaim: one pass is run counting every syscall the engine makes through
  * its ops table (the pass and the handler), then the pass is run again

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * integration: the engine's swap path (lib/engine/swap.c) on the real kernel —
- * userfaultfd with MOVE and WP_ASYNC, PAGEMAP_SCAN, io_uring O_DIRECT on a
+ * userfaultfd with MOVE and WP_ASYNC, PAGEMAP_SCAN, and the sync
+ * write-protect path (the *_sync tests), io_uring O_DIRECT on a
  * swap file in /var/tmp. Nothing mocked; failures are injected through the
- * ops table (tests/fault-inject.h) into io_uring completions.
+ * ops table (tests/helpers/fault-inject.h) into io_uring completions.
  *
  * Intervals are driven by hand (engine_test_swap_tick) so that assertions
  * count intervals and page states, never time.

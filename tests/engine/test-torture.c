@@ -193,7 +193,7 @@ static void torture(const struct torture_case *tc)
 	ovc_engine *e = mode_engine_new(m, g.len, NULL);
 	engine_test_set_fill_ahead(SWAPDEV_FILL_AHEAD_DEFAULT);
 	/* The writers here are CPUs only, so memfd and the paths without
-	 * MOVE may drop pages too (OVC_REGION_UNPINNED); tests/test-writers.c
+	 * MOVE may drop pages too (OVC_REGION_UNPINNED); tests/engine/test-writers.c
 	 * runs them without it against kernel writers. */
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, mode_cpu_only_flags(m->flags, m->backing)));
 	if (swap) /* everything may go; the tracker picks what is cold */

@@ -1180,7 +1180,7 @@ static void test_access(void **state)
  * that only CPUs write it: kernel writers run here, so the writers, inject
  * and lives tests add regions without it and check that nothing is
  * dropped; the CPU-only tests (no-share, access) set it, and
- * tests/test-torture.c runs those modes with it against CPU writers. */
+ * tests/engine/test-torture.c runs those modes with it against CPU writers. */
 static const struct engine_mode modes[] = {
 	{ "threads/anon/default", 0, BACK_ANON, false },
 	{ "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, false },
