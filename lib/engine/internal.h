@@ -329,9 +329,29 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
  * @r by the write-protect path. Pass thread, as swap.c's batches. Returns
  * pages swapped out, or -errno when none was. */
 int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n);
-/* Write pages src[0..nd) to new slot runs and wait: res[d] 0 or -errno
- * (-ENOSPC: no slot), slot[d] (SWAPDEV_NO_SLOT: none). Pass thread. */
-void swap_write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot);
+
+/* --- swapout-runs.c --- */
+
+/* What a swap-out path hands the slot-run writer. */
+struct swapout_writer {
+	void *ctx;
+	/* Entry @d's page (PAGE_SIZE bytes, unchanged until its write ends). */
+	uint8_t *(*src)(void *ctx, unsigned d);
+	/* A request of entries [first, first + n) is about to be queued: the
+	 * cookie its done() gets. */
+	void *(*req)(void *ctx, unsigned first, unsigned n);
+	/* swapdev's callback: the request ended with @res (0 or -errno); also
+	 * called at once when it cannot be queued. */
+	void (*done)(void *cookie, int res);
+	/* The ring is full: let a request end. */
+	void (*wait)(ovc_engine *e);
+};
+
+/* Give entries [0, nd) freshly allocated slot runs (slot[d]) and queue
+ * their writes, one writev per SWAPOUT_REQ_PAGES entries of a run; nothing
+ * is submitted. Returns the entries [0, ret) that got a slot; when it is
+ * less than @nd the swap file is full (sw->full set). Pass thread. */
+unsigned swapout_queue_runs(ovc_engine *e, unsigned nd, uint32_t *slot, const struct swapout_writer *w);
 
 static inline pid_t engine_gettid(void)
 {

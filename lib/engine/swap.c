@@ -782,6 +782,7 @@ struct swapout_area {
 	uint16_t off[BATCH_PAGES];   /* write list: staging offsets */
 	uint32_t slot[BATCH_PAGES];  /* write list: slot of each entry */
 	struct wreq reqs[BATCH_PAGES];
+	unsigned nreq;               /* reqs used by the batch's writes */
 };
 
 static int swapout_init(ovc_engine *e)
@@ -1102,39 +1103,29 @@ static unsigned sort_staged(ovc_engine *e, struct swapout_area *a, unsigned nsel
 
 /* Queue the writes of the write list a->off[0, nd): slot runs, at most
  * SWAPOUT_REQ_PAGES per request. Entries that get no slot end at once. */
+static uint8_t *area_src(void *ctx, unsigned d)
+{
+	struct swapout_area *a = ctx;
+	return a->stage + ((uint64_t)a->off[d] << PAGE_SHIFT);
+}
+
+static void *area_req(void *ctx, unsigned first, unsigned n)
+{
+	struct swapout_area *a = ctx;
+	struct wreq *q = &a->reqs[a->nreq++];
+	*q = (struct wreq){ a, first, n };
+	a->inflight++;
+	a->e->sw.inflight_pages += n;
+	return q;
+}
+
 static void queue_writes(ovc_engine *e, struct swapout_area *a, unsigned nd)
 {
 	struct engine_swap *sw = &e->sw;
-	unsigned assigned = 0, nreq = 0;
+	const struct swapout_writer w = { a, area_src, area_req, write_done, out_wait };
 
-	while (assigned < nd) {
-		uint32_t first, got;
-		if (swapdev_slot_alloc(sw->sd, nd - assigned, &first, &got) < 0) {
-			sw->full = true;
-			break;
-		}
-		for (uint32_t off = 0; off < got;) {
-			unsigned k = MIN(got - off, SWAPOUT_REQ_PAGES);
-			struct iovec iov[SWAPOUT_REQ_PAGES];
-			for (unsigned j = 0; j < k; j++) {
-				unsigned d = assigned + off + j;
-				a->slot[d] = first + off + j;
-				iov[j].iov_base = a->stage + ((uint64_t)a->off[d] << PAGE_SHIFT);
-				iov[j].iov_len = PAGE_SIZE;
-			}
-			struct wreq *q = &a->reqs[nreq++];
-			*q = (struct wreq){ a, assigned + off, k };
-			a->inflight++;
-			sw->inflight_pages += k;
-			int qr;
-			while ((qr = swapdev_queue_write(sw->out_ring, first + off, iov, k, write_done, q)) == -EAGAIN)
-				out_wait(e);
-			if (qr < 0)
-				write_done(q, qr);
-			off += k;
-		}
-		assigned += got;
-	}
+	a->nreq = 0;
+	unsigned assigned = swapout_queue_runs(e, nd, a->slot, &w);
 	for (unsigned d = assigned; d < nd; d++) {
 		a->slot[d] = SWAPDEV_NO_SLOT;
 		end_write(a, d, -ENOSPC);

@@ -123,6 +123,14 @@ struct swap_wreq {
 	unsigned first, n;
 };
 
+/* The batch's writes: copies of the pages (src), their results (res). */
+struct wp_writes {
+	uint8_t *const *src;
+	int *res;
+	struct swap_wreq reqs[BATCH_PAGES];
+	unsigned nreq;
+};
+
 static void swap_write_done(void *user, int res)
 {
 	struct swap_wreq *q = user;
@@ -130,45 +138,42 @@ static void swap_write_done(void *user, int res)
 		q->res[q->first + i] = res;
 }
 
-/* Step 4: write pages src[0..nd) to freshly allocated slot runs, one
- * writev of at most SWAPOUT_REQ_PAGES pages per request (as swap.c's
- * pipelined MOVE path), all queued before the wait.
- * res[d] is 0 or -errno (-ENOSPC: no slot; sw->full is set), slot[d] the
- * slot or SWAPDEV_NO_SLOT. Pass thread. */
-void swap_write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot)
+static uint8_t *wp_src(void *ctx, unsigned d)
+{
+	struct wp_writes *w = ctx;
+	return w->src[d];
+}
+
+static void *wp_req(void *ctx, unsigned first, unsigned n)
+{
+	struct wp_writes *w = ctx;
+	struct swap_wreq *q = &w->reqs[w->nreq++];
+	*q = (struct swap_wreq){ w->res, first, n };
+	for (unsigned i = 0; i < n; i++)
+		w->res[first + i] = -EINPROGRESS;
+	return q;
+}
+
+static void wp_ring_wait(ovc_engine *e)
+{
+	swapdev_wait(e->sw.out_ring, 0);
+}
+
+/* Step 4: write pages src[0..nd) to freshly allocated slot runs
+ * (swapout-runs.c, as swap.c's pipelined MOVE path), all queued before
+ * the wait. res[d] is 0 or -errno (-ENOSPC: no slot; sw->full is set),
+ * slot[d] the slot or SWAPDEV_NO_SLOT. Pass thread. */
+static void write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot)
 {
 	struct engine_swap *sw = &e->sw;
-	struct swap_wreq reqs[BATCH_PAGES];
-	unsigned nreq = 0;
+	struct wp_writes w = { .src = src, .res = res };
+	const struct swapout_writer wr = { &w, wp_src, wp_req, swap_write_done, wp_ring_wait };
 
 	for (unsigned d = 0; d < nd; d++) {
 		res[d] = -ENOSPC;
 		slot[d] = SWAPDEV_NO_SLOT;
 	}
-	for (unsigned d = 0; d < nd;) {
-		uint32_t first, got;
-		if (swapdev_slot_alloc(sw->sd, nd - d, &first, &got) < 0) {
-			sw->full = true;
-			break;
-		}
-		for (uint32_t k, off = 0; off < got; off += k) {
-			struct iovec iov[SWAPOUT_REQ_PAGES];
-			struct swap_wreq *q = &reqs[nreq++];
-			int qr;
-			k = MIN(got - off, SWAPOUT_REQ_PAGES);
-			*q = (struct swap_wreq){ res, d + off, k };
-			for (unsigned j = 0; j < k; j++) {
-				slot[d + off + j] = first + off + j;
-				res[d + off + j] = -EINPROGRESS;
-				iov[j] = (struct iovec){ src[d + off + j], PAGE_SIZE };
-			}
-			while ((qr = swapdev_queue_write(sw->out_ring, first + off, iov, k, swap_write_done, q)) == -EAGAIN)
-				swapdev_wait(sw->out_ring, 0);
-			if (qr < 0)
-				swap_write_done(q, qr);
-		}
-		d += got;
-	}
+	swapout_queue_runs(e, nd, slot, &wr);
 	/* A failed submit leaves the requests queued; they reference the
 	 * caller's pages, so the only way on is to wait. */
 	for (unsigned tries = 0; swapdev_inflight(sw->out_ring);) {
@@ -270,7 +275,7 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 	/* 4-5. Write; give back what failed or is waited for. */
 	int res[BATCH_PAGES], werr = 0;
 	uint32_t dslot[BATCH_PAGES];
-	swap_write_pages(e, src, nd, res, dslot);
+	write_pages(e, src, nd, res, dslot);
 	for (unsigned d = 0; d < nd; d++) {
 		unsigned i = didx[d];
 		slot[i] = dslot[d];
