@@ -196,7 +196,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
  *    or a hole, never newer: newer data needs a page installed after the
  *    zap, and neither this thread (it answers faults only after this) nor
  *    an earlier batch can have done that before this batch took the page
- *    (a batch waits, fault_events_settle, between installing pages and
+ *    (a batch waits, uffd_events_settle, between installing pages and
  *    ending their transit: a page it installed after a zap is still in
  *    its transit when the discard's read is handled).
  *  - not in transit: DISCARD_PENDING, until this thread installs a page

@@ -41,9 +41,9 @@
  *      into the guest range (wakes the sleepers; later reads are free, a
  *      later write is the kernel's own COW). Not zero (a writer came
  *      between the hint scan and the move): UFFDIO_MOVE it back (wakes
- *      too), looking at DISCARDED last just before (give_back). Then, once
+ *      too), looking at DISCARDED last just before (give_back_run). Then, once
  *      the handler has handled the events of every read begun
- *      (fault_events_settle), the state leaves SHARING.
+ *      (uffd_events_settle), the state leaves SHARING.
  *   4. drop the staging pages by mapping fresh memory over staging. Not
  *      MADV_DONTNEED: staging must be registered on the uffd (a MOVE
  *      destination must be), and madvise on registered memory raises
@@ -185,13 +185,13 @@ static void end_installed(ovc_engine *e, struct ovc_region *r, uint32_t p, uint3
 /* Give the staged content of moved pages [p, q) back to the guest and end
  * their transit, but the zero page to those the VMM discarded meanwhile.
  * Their DISCARDED bits are read last right before the move, once every
- * discard read so far is marked (fault_events_settle): a discard read
+ * discard read so far is marked (uffd_events_settle): a discard read
  * after that look zaps only after its read returns, so almost always after
  * the move (which the zap then takes; if it zapped first, the old content
  * stays: a lost discard, docs/engine.md). An EAGAIN (a discard event
  * unread, maybe of these pages) is not retried blindly: the event is read,
  * then the pages are looked at again. Returns the pages that ended ZERO. */
-static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t p, uint32_t q)
+static int give_back_run(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t p, uint32_t q)
 {
 	int zeroed = 0;
 
@@ -281,7 +281,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 				end_installed(e, r, p, q, PST_ZERO);
 				reclaimed += (int)(q - p);
 			} else {
-				reclaimed += give_back(e, r, first, p, q);
+				reclaimed += give_back_run(e, r, first, p, q);
 			}
 			p = q;
 		}

@@ -821,8 +821,11 @@ unsigned engine_test_areas_used(const ovc_engine *e)
 	return n;
 }
 
-/* Give page @page (content at @src in staging) back to the guest. */
-static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, const uint8_t *src)
+/* Give one page @page (content at @src in a swap-out staging area) back to
+ * the guest, RESIDENT (zeros if the VMM discarded it meanwhile). Not
+ * share.c's give_back_run, which gives back a run of the zero path's
+ * staging and ends its pages ZERO or RESIDENT. */
+static void give_back_page(ovc_engine *e, struct ovc_region *r, uint64_t page, const uint8_t *src)
 {
 	pst_word w = atomic_load(&r->pst[page]);
 	uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, page);
@@ -856,7 +859,7 @@ static bool cache_hit(ovc_engine *e, struct ovc_region *r, uint64_t page, const 
 	for (;;) {
 		if (w & (PST_WAITERS | PST_DISCARDED)) {
 			cache_drop(e, r, page, true);
-			give_back(e, r, page, src);
+			give_back_page(e, r, page, src);
 			atomic_fetch_add(&e->c.transit_aborts, 1);
 			return false;
 		}
@@ -925,7 +928,7 @@ static void end_write(struct swapout_area *a, unsigned d, int res)
 			atomic_fetch_add(&e->c.swap_write_errors, 1);
 			sw->werr = res;
 		}
-		give_back(e, r, page, src);
+		give_back_page(e, r, page, src);
 		if (a->slot[d] != SWAPDEV_NO_SLOT)
 			swapdev_slot_free(sw->sd, a->slot[d], 1);
 		return;
@@ -935,7 +938,7 @@ static void end_write(struct swapout_area *a, unsigned d, int res)
 		if (w & (PST_WAITERS | PST_DISCARDED)) {
 			/* Someone waits (or the VMM discarded it): give it back
 			 * from staging rather than read it again. */
-			give_back(e, r, page, src);
+			give_back_page(e, r, page, src);
 			swapdev_slot_free(sw->sd, a->slot[d], 1);
 			atomic_fetch_add(&e->c.transit_aborts, 1);
 			return;
