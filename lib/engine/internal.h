@@ -16,7 +16,10 @@
  *   - API callers.
  *
  * Locks of one engine, outermost first. Take them only in this order and
- * never hold two regions' locks at once.
+ * never hold two regions' locks at once. Take and release every one of
+ * them through lock.h's wrappers: no callback of the VMM (log_fn,
+ * io_error_fn) runs while any of them is held; what is logged meanwhile is
+ * delivered by the last unlock (common/log.h).
  *
  *  1. pass_lock (e->pass.lock, mutex): one pass at a time. The pass thread
  *     (worker, ovc_engine_process, ovc_engine_scan_sync, the tests'
