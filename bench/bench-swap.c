@@ -108,7 +108,7 @@
 #include <liburing.h>
 
 #include "bench.h"
-#include "engine/internal.h"
+#include "engine/testing.h"
 #include "engine/compat.h"
 #include "engine/swapdev.h"
 #include "engine/track.h"
@@ -1055,7 +1055,7 @@ static uint64_t engine_stat(ovc_engine *e, size_t off)
 
 /* The engine's swap path on a copy of the same pages; its own threads
  * (fault handler, worker) where the scheduler puts them. Intervals are
- * driven by hand (NO_AUTOSCAN + ovc__engine_swap_tick): one interval with
+ * driven by hand (NO_AUTOSCAN + engine_test_swap_tick): one interval with
  * the pages unwritten makes them all cold. */
 /* An engine with swap in @dir over a copy of @mem (in *ret_mem, to munmap
  * after ovc_engine_free), the target everything. NULL on failure (why in
@@ -1085,7 +1085,7 @@ static ovc_engine *engine_start(const char *dir, const char *mem, uint64_t bytes
 		munmap(emem, bytes);
 		return NULL;
 	}
-	atomic_store(&e->c_reclaim_target, bytes);
+	engine_test_set_target(e, bytes);
 	*ret_mem = emem;
 	return e;
 }
@@ -1096,13 +1096,13 @@ static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, str
 {
 	settle(dir);
 	uint64_t t0 = bench_now_ns();
-	ovc__engine_swap_tick(e);
+	engine_test_swap_tick(e);
 	double secs = (double)(bench_now_ns() - t0) / 1e9;
 	uint64_t out = ESTAT(e, pages_swapped_out);
 	if (out < bytes / PG * 99 / 100)
 		snprintf(res->engine_note, sizeof(res->engine_note), "one interval swapped %.1f%% of the pages",
 			 100.0 * (double)out / (double)(bytes / PG));
-	else if (e->sync_wp)
+	else if (engine_test_sync_wp(e))
 		snprintf(res->engine_note, sizeof(res->engine_note), "sync write-protect path (OVC_ENGINE_SYNC_WP)");
 	return (double)(out * PG) / GIB / secs;
 }
@@ -1116,14 +1116,14 @@ static double engine_run(const char *dir, const char *mem, uint64_t bytes, unsig
 	double gib_s = NOVAL;
 	struct swapdev_fill_stats fs0 = { 0 }, fs1 = { 0 };
 
-	atomic_store(&ovc__swap_fill_ahead_bytes, fill ? SWAPDEV_FILL_AHEAD_DEFAULT : 0);
+	engine_test_set_fill_ahead(fill ? SWAPDEV_FILL_AHEAD_DEFAULT : 0);
 	ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
-	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
+	engine_test_set_fill_ahead(SWAPDEV_FILL_AHEAD_DEFAULT);
 	if (e) {
-		swapdev_fill_wait_idle(e->sw.sd);
-		swapdev_fill_stats(e->sw.sd, &fs0);
+		swapdev_fill_wait_idle(engine_test_swapdev(e));
+		swapdev_fill_stats(engine_test_swapdev(e), &fs0);
 		gib_s = engine_swapout(e, dir, bytes, res);
-		swapdev_fill_stats(e->sw.sd, &fs1);
+		swapdev_fill_stats(engine_test_swapdev(e), &fs1);
 	}
 	if (fill_gib_s)
 		*fill_gib_s = fs0.write_nsec ? (double)(fs0.slots_filled * PG) / GIB / ((double)fs0.write_nsec / 1e9)
@@ -1148,32 +1148,32 @@ static double reuse_run(const char *dir, const char *mem, uint64_t bytes, unsign
 	double gib_s = NOVAL;
 	struct swapdev_fill_stats f0, f1;
 
-	atomic_store(&ovc__swap_no_scrub, mode == REUSE_NOSCRUB);
+	engine_test_set_no_scrub(mode == REUSE_NOSCRUB);
 	ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
-	atomic_store(&ovc__swap_no_scrub, false);
+	engine_test_set_no_scrub(false);
 	if (!e)
 		return NOVAL;
-	swapdev_fill_wait_idle(e->sw.sd);
-	ovc__engine_swap_tick(e);
+	swapdev_fill_wait_idle(engine_test_swapdev(e));
+	engine_test_swap_tick(e);
 	/* Every second page back and written: the next interval frees their
 	 * slots (the tracker saw the writes) and scrubs them. */
 	uint64_t npages = bytes / PG;
 	for (uint64_t p = 0; p < npages; p += 2)
 		((volatile char *)emem)[p * PG] ^= 1;
-	swapdev_fill_stats(e->sw.sd, &f0);
-	ovc__engine_swap_tick(e);
-	swapdev_fill_stats(e->sw.sd, &f1);
+	swapdev_fill_stats(engine_test_swapdev(e), &f0);
+	engine_test_swap_tick(e);
+	swapdev_fill_stats(engine_test_swapdev(e), &f1);
 	if (scrub_ms)
 		*scrub_ms = (double)(f1.scrub_nsec - f0.scrub_nsec) / 1e6;
 	if (scrub_pages)
 		*scrub_pages = (double)(f1.slots_cleared - f0.slots_cleared);
 	if (mode == REUSE_REFILLED) {
-		swapdev_fill_wait_idle(e->sw.sd);
+		swapdev_fill_wait_idle(engine_test_swapdev(e));
 		settle(dir);
 	}
 	uint64_t out0 = ESTAT(e, pages_swapped_out) - ESTAT(e, swap_cache_hits);
 	uint64_t t0 = bench_now_ns();
-	ovc__engine_swap_tick(e);
+	engine_test_swap_tick(e);
 	double secs = (double)(bench_now_ns() - t0) / 1e9;
 	uint64_t written = ESTAT(e, pages_swapped_out) - ESTAT(e, swap_cache_hits) - out0;
 	if (written >= npages / 2 * 9 / 10)
@@ -1273,7 +1273,7 @@ static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsign
 
 	/* Sequential: the pages read back are out again after one more
 	 * interval (installed write-protected, still unwritten). */
-	ovc__engine_swap_tick(e);
+	engine_test_swap_tick(e);
 	uint64_t in0 = ESTAT(e, pages_swapped_in);
 	t0 = bench_now_ns();
 	for (uint64_t p = 0; p < npages; p++)

@@ -103,10 +103,16 @@ enum {
 
 /*
  * A failed read of a swapped page cannot be hidden from the guest: the engine
- * calls this (from its fault-handler thread) with the guest-physical address
- * and the negative errno, then keeps the faulting thread blocked until the
- * page is retried successfully or the region is removed. Must not call back
- * into the engine.
+ * calls this with the guest-physical address and the negative errno, then
+ * keeps the faulting thread blocked until the page is retried successfully
+ * or the region is removed. It runs on the thread that served the fault: the
+ * engine's fault-handler thread, or with OVC_ENGINE_NO_THREADS the thread
+ * inside ovc_engine_process() (or inside another call of the engine that
+ * reads the userfaultfd while it waits). When ovc_region_remove() or
+ * ovc_engine_free() cannot bring a swapped page back, it runs on their
+ * caller's thread, once per page, before they return. Always after the
+ * engine has released its locks (checked in debug builds), after the error
+ * was logged. Must not call back into the engine.
  */
 typedef void (*ovc_io_error_fn)(void *userdata, uint64_t guest_phys, int err);
 
@@ -128,8 +134,12 @@ struct ovc_engine_opts {
 
 	/* Swapping. swap_path names a directory (the engine creates an
 	 * unlinked O_TMPFILE there) or NULL for no swapping; both or neither
-	 * of swap_path and swap_size_bytes. Needs UFFDIO_MOVE and WP_ASYNC
-	 * (-EOPNOTSUPP otherwise); shared-memory regions are then refused. */
+	 * of swap_path and swap_size_bytes. Writes are tracked with WP_ASYNC
+	 * and PAGEMAP_SCAN and pages swap out through UFFDIO_MOVE (Linux
+	 * 6.8+); where one of them is missing, or with OVC_ENGINE_SYNC_WP,
+	 * by write-protect faults and the write-protect path, which needs the
+	 * engine's threads and userfaultfd write-protect (-EOPNOTSUPP
+	 * otherwise). Shared-memory regions are then refused (-EOPNOTSUPP). */
 	const char *swap_path;
 	uint64_t swap_size_bytes;        /* preallocated; 0: no swapping */
 	uint64_t cold_age_usec;          /* unwritten for this long = cold; 0: 30 s */

@@ -52,7 +52,7 @@ int staging_map_fresh(ovc_engine *e, void *addr, size_t len)
 /* Map fresh anonymous memory over staging. Frees whatever staging held. */
 int staging_reset(ovc_engine *e)
 {
-	return staging_map_fresh(e, e->staging, STAGING_BYTES);
+	return staging_map_fresh(e, e->stage.area, STAGING_BYTES);
 }
 
 int staging_init(ovc_engine *e)
@@ -65,17 +65,17 @@ int staging_init(ovc_engine *e)
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return negative_errno();
-	e->staging_map = p;
-	e->staging_map_len = len;
-	e->staging = (uint8_t *)ALIGN_UP((uintptr_t)p, STAGING_BYTES);
+	e->stage.map = p;
+	e->stage.map_len = len;
+	e->stage.area = (uint8_t *)ALIGN_UP((uintptr_t)p, STAGING_BYTES);
 	return staging_reset(e);
 }
 
 void staging_fini(ovc_engine *e)
 {
-	if (e->staging_map)
-		munmap(e->staging_map, e->staging_map_len);
-	e->staging_map = e->staging = NULL;
+	if (e->stage.map)
+		munmap(e->stage.map, e->stage.map_len);
+	e->stage.map = e->stage.area = NULL;
 }
 
 /* --- UFFDIO_MOVE out ----------------------------------------------------- */
@@ -168,17 +168,17 @@ static uint32_t drop_runs_raw(ovc_engine *e, struct ovc_region *r, const struct 
 		uint32_t k = MIN(n - ok, DROP_IOV_MAX);
 		ssize_t want = 0, got;
 		for (uint32_t i = 0; i < k; i++) {
-			e->drop_iov[i].iov_base = region_addr(r, runs[ok + i].start);
-			e->drop_iov[i].iov_len = (size_t)runs[ok + i].len << PAGE_SHIFT;
-			want += (ssize_t)e->drop_iov[i].iov_len;
+			e->pass.drop_iov[i].iov_base = region_addr(r, runs[ok + i].start);
+			e->pass.drop_iov[i].iov_len = (size_t)runs[ok + i].len << PAGE_SHIFT;
+			want += (ssize_t)e->pass.drop_iov[i].iov_len;
 		}
 		/* One call, one TLB flush for all k runs (Linux 6.15+ batches
 		 * process_madvise flushes); a single run goes to madvise. */
 		if (k == 1)
-			got = SYS(e->sys, madvise, e->drop_iov[0].iov_base, e->drop_iov[0].iov_len,
+			got = SYS(e->sys, madvise, e->pass.drop_iov[0].iov_base, e->pass.drop_iov[0].iov_len,
 				  MADV_DONTNEED) < 0 ? -1 : want;
 		else
-			got = SYS(e->sys, process_madvise, e->pidfd, e->drop_iov, k, MADV_DONTNEED, 0);
+			got = SYS(e->sys, process_madvise, e->pidfd, e->pass.drop_iov, k, MADV_DONTNEED, 0);
 		if (got == want) {
 			ok += k;
 			continue;
@@ -187,9 +187,9 @@ static uint32_t drop_runs_raw(ovc_engine *e, struct ovc_region *r, const struct 
 		 * run done only in part has dropped zero pages that the
 		 * handler refills with the zero page on the next access. */
 		for (uint32_t i = 0; got > 0 && i < k; i++) {
-			if (got < (ssize_t)e->drop_iov[i].iov_len)
+			if (got < (ssize_t)e->pass.drop_iov[i].iov_len)
 				break;
-			got -= (ssize_t)e->drop_iov[i].iov_len;
+			got -= (ssize_t)e->pass.drop_iov[i].iov_len;
 			ok++;
 		}
 		break;
@@ -204,13 +204,13 @@ static void move_out_undo(ovc_engine *e, struct ovc_region *r, uint64_t page, ui
 	if (atomic_load(&r->pst[page]) & PST_DISCARDED)
 		return;
 	int mr = uffd_move_back(e, (uint64_t)(uintptr_t)region_addr(r, page),
-			   (uint64_t)(uintptr_t)(e->staging + ((uint64_t)i << PAGE_SHIFT)), PAGE_SIZE);
+			   (uint64_t)(uintptr_t)(e->stage.area + ((uint64_t)i << PAGE_SHIFT)), PAGE_SIZE);
 	if (mr < 0) {
 		/* Cannot happen (the page is in transit, nobody installs
 		 * there); keep staging as it is rather than lose the data. */
 		log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit: %s; reclaim stopped",
 			r->guest_phys + (page << PAGE_SHIFT), ovc_strerror(mr));
-		e->staging_broken = true;
+		e->stage.broken = true;
 	}
 }
 
@@ -224,26 +224,26 @@ int move_out_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *ru
 		total += runs[k].len;
 	assert(total <= BATCH_PAGES);
 	memset(kept, 1, total);
-	if (e->staging_broken)
+	if (e->stage.broken)
 		return -EIO;
-	if (e->staging_dirty) {
+	if (e->stage.dirty) {
 		err = staging_reset(e);
 		if (err < 0)
 			return err;
-		e->staging_dirty = false;
+		e->stage.dirty = false;
 	}
 	uint8_t moved[BATCH_PAGES];
 	memset(moved, 0, total);
 	for (uint32_t k = 0; k < n && !err; i += runs[k].len, k++)
 		err = move_to_stage(e, r, runs[k].start, runs[k].start + runs[k].len,
-				    e->staging + ((uint64_t)i << PAGE_SHIFT), moved + i, true);
+				    e->stage.area + ((uint64_t)i << PAGE_SHIFT), moved + i, true);
 	/* Now nothing writes the staged pages: what a pin released before the
 	 * move wrote is there to see. */
 	for (uint32_t k = 0, j = 0; k < n; k++)
 		for (uint32_t p = runs[k].start; p < runs[k].start + runs[k].len; p++, j++) {
 			if (!moved[j])
 				continue;
-			const uint8_t *got = e->staging + ((uint64_t)j << PAGE_SHIFT);
+			const uint8_t *got = e->stage.area + ((uint64_t)j << PAGE_SHIFT);
 			const uint8_t *w = want ? want[j] : NULL;
 			bool same = w == MOVE_OUT_ANY || (w ? memcmp(got, w, PAGE_SIZE) == 0 : scan_page_is_zero(got));
 			if (same) {
@@ -253,11 +253,11 @@ int move_out_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *ru
 			atomic_fetch_add(&e->c.pinned_pages_kept, 1);
 			move_out_undo(e, r, p, j);
 		}
-	if (e->staging_broken)
+	if (e->stage.broken)
 		return -EIO;
 	int sr = staging_reset(e);
 	if (sr < 0)
-		e->staging_dirty = true;
+		e->stage.dirty = true;
 	return err;
 }
 

@@ -8,14 +8,14 @@
 
 #include "engine/internal.h"
 
-/* Set up / tear down e->staging (MOVE engines only). */
+/* Set up / tear down e->stage.area (MOVE engines only). */
 int staging_init(ovc_engine *e);
 void staging_fini(ovc_engine *e);
 /* Map fresh anonymous memory over [addr, addr+len) and register it
- * write-protect only: frees whatever the range held (e->staging, and the
+ * write-protect only: frees whatever the range held (e->stage.area, and the
  * swap-out ring's areas, swap.c). */
 int staging_map_fresh(ovc_engine *e, void *addr, size_t len);
-/* staging_map_fresh() over e->staging. */
+/* staging_map_fresh() over e->stage.area. */
 int staging_reset(ovc_engine *e);
 /* Drop runs of @r with MADV_DONTNEED (process_madvise batches; MADV_REMOVE
  * on shmem), marking the pages PST_OWN_DROP first when swap is on. Returns

@@ -3,9 +3,9 @@
  * The engine API: create/free, regions, the two drive modes, stats.
  *
  * Threads: API calls come from any VMM thread. With threads, the engine
- * runs a fault-handler thread (fault.c) and a worker that scans within the
- * CPU budget (share.c). With OVC_ENGINE_NO_THREADS both run inside
- * ovc_engine_process() on the VMM's loop thread. Locks: see
+ * runs a fault-handler thread (fault.c) and a worker that scans and swaps
+ * within the CPU budget (pass.c). With OVC_ENGINE_NO_THREADS both run
+ * inside ovc_engine_process() on the VMM's loop thread. Locks: see
  * internal.h.
  */
 #include <fcntl.h>
@@ -22,8 +22,10 @@
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/pass.h"
 #include "engine/swapdev.h"
+#include "engine/testing.h"
 #include "engine/track.h"
 
 #define KNOWN_ENGINE_FLAGS \
@@ -107,7 +109,7 @@ static int choose_swap_mode(ovc_engine *e, const struct ovc_engine_opts *o, uint
 			   why ? why : "no UFFDIO_MOVE");
 	e->sync_wp = true;
 	/* MOVE stays enabled where the kernel has it: the write-protect
-	 * paths drop through it, since it refuses pinned pages (share.c,
+	 * paths drop through it, since it refuses pinned pages (drop.c,
 	 * move_out_runs). */
 	return 0;
 }
@@ -149,28 +151,28 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	 * tick of an ovc_engine_reclaim() just before) may be waiting in
 	 * madvise for the handler to read the REMOVE event of its own drop;
 	 * a handler gone first left it, and this join, waiting for ever. */
-	atomic_store(&e->worker_stop, true);
-	if (e->worker_started) {
+	atomic_store(&e->worker.stop, true);
+	if (e->worker.started) {
 		pass_wake(e);
-		pthread_join(e->worker_thread, NULL);
+		pthread_join(e->worker.thread, NULL);
 	}
 	/* Swapped pages come back while the handler still runs (it reads the
 	 * REMOVE events a bring-back may wait behind). */
 	if (swap_enabled(e)) {
-		pthread_mutex_lock(&e->pass_lock);
+		lock_mutex(&e->pass.lock);
 		for (size_t i = 0; i < e->nregions; i++)
 			if (swap_region_bring_back(e, e->regions[i]) < 0)
 				log_err(&e->log, "engine freed with unreadable swapped pages in guest 0x%" PRIx64,
 					e->regions[i]->guest_phys);
-		pthread_mutex_unlock(&e->pass_lock);
+		unlock_mutex(&e->pass.lock);
 	}
-	atomic_store(&e->stop, true);
-	if (e->handler_started) {
+	atomic_store(&e->handler.stop, true);
+	if (e->handler.started) {
 		uint64_t one = 1;
 		if (write(e->event_fd, &one, sizeof(one)) < 0) {
 			/* cannot fail with a fresh counter */
 		}
-		pthread_join(e->handler_thread, NULL);
+		pthread_join(e->handler.thread, NULL);
 	}
 	for (size_t i = 0; i < e->nregions; i++) {
 		region_detach(e, e->regions[i]);
@@ -179,8 +181,8 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	free(e->regions);
 	staging_fini(e);
 	swap_fini(e);
-	if (e->scan_buf)
-		munmap(e->scan_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
+	if (e->pass.scan_buf)
+		munmap(e->pass.scan_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
 	closep(&e->uffd);
 	closep(&e->mem_fd);
 	closep(&e->event_fd);
@@ -188,9 +190,9 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 	closep(&e->timer_fd);
 	closep(&e->pidfd);
 	pthread_rwlock_destroy(&e->regions_lock);
-	pthread_mutex_destroy(&e->pass_lock);
-	pthread_mutex_destroy(&e->wake_lock);
-	pthread_cond_destroy(&e->wake_cond);
+	pthread_mutex_destroy(&e->pass.lock);
+	pthread_mutex_destroy(&e->worker.wake_lock);
+	pthread_cond_destroy(&e->worker.wake_cond);
 	free(e);
 	return NULL;
 }
@@ -200,8 +202,7 @@ static void engine_freep(ovc_engine **e)
 	ovc_engine_free(*e);
 }
 
-int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct ovc_sys *sys,
-			     ovc_engine **ret)
+int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct ovc_sys *sys, ovc_engine **ret)
 {
 	_cleanup_(engine_freep) ovc_engine *e = NULL;
 	struct ovc_engine_opts o;
@@ -225,15 +226,15 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	e->log = (struct ovc_logger){ o.log_fn, o.log_userdata, o.log_level ? o.log_level : OVC_LOG_NOTICE };
 	e->scan_interval_usec = o.scan_interval_usec ? o.scan_interval_usec : USEC_PER_SEC;
 	e->scan_cpu_permille = o.scan_cpu_permille ? o.scan_cpu_permille : 100;
-	e->cand.runs = e->cand_store;
-	e->cand.cap = BATCH_PAGES;
+	e->pass.cand.runs = e->pass.cand_store;
+	e->pass.cand.cap = BATCH_PAGES;
 	pthread_rwlock_init(&e->regions_lock, NULL);
-	pthread_mutex_init(&e->pass_lock, NULL);
-	pthread_mutex_init(&e->wake_lock, NULL);
+	pthread_mutex_init(&e->pass.lock, NULL);
+	pthread_mutex_init(&e->worker.wake_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&e->wake_cond, &ca);
+	pthread_cond_init(&e->worker.wake_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&e->sw.in_lock, NULL);
 
@@ -298,7 +299,7 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (b == MAP_FAILED)
 			return negative_errno();
-		e->scan_buf = b;
+		e->pass.scan_buf = b;
 		e->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 		e->poll_fd = epoll_create1(EPOLL_CLOEXEC);
 		if (e->timer_fd < 0 || e->poll_fd < 0)
@@ -312,14 +313,14 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 		if (!(o.flags & OVC_ENGINE_NO_AUTOSCAN))
 			pass_arm_timer(e, e->scan_interval_usec * NSEC_PER_USEC);
 	} else {
-		r = -pthread_create(&e->handler_thread, NULL, fault_thread_main, e);
+		r = -pthread_create(&e->handler.thread, NULL, fault_thread_main, e);
 		if (r < 0)
 			return r;
-		e->handler_started = true;
-		r = -pthread_create(&e->worker_thread, NULL, pass_thread_main, e);
+		e->handler.started = true;
+		r = -pthread_create(&e->worker.thread, NULL, pass_thread_main, e);
 		if (r < 0)
 			return r;
-		e->worker_started = true;
+		e->worker.started = true;
 	}
 	log_debug(&e->log, "engine: uffd features 0x%" PRIx64 ", %s%s", e->features,
 		  !e->have_move ? "write-protect path" :
@@ -339,7 +340,7 @@ int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 
 OVC_EXPORT int ovc_engine_new(const struct ovc_engine_opts *opts, ovc_engine **ret)
 {
-	return ovc__engine_new_with_sys(opts, &ovc_sys_default, ret);
+	return engine_test_new_with_sys(opts, &ovc_sys_default, ret);
 }
 
 /* --- regions ------------------------------------------------------------ */
@@ -441,8 +442,8 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	 * hole) loses a write through a pin: only on the VMM's promise. */
 	reg->may_drop = (e->have_move && !shmem) || (flags & OVC_REGION_UNPINNED);
 
-	pthread_mutex_lock(&e->pass_lock);
-	pthread_rwlock_wrlock(&e->regions_lock);
+	lock_mutex(&e->pass.lock);
+	lock_write(&e->regions_lock);
 	size_t at = 0;
 	for (size_t i = 0; i < e->nregions; i++) {
 		struct ovc_region *o = e->regions[i];
@@ -497,16 +498,16 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	memmove(e->regions + at + 1, e->regions + at, (e->nregions - at) * sizeof(*n));
 	e->regions[at] = reg;
 	e->nregions++;
-	pthread_rwlock_unlock(&e->regions_lock);
-	pthread_mutex_unlock(&e->pass_lock);
+	unlock_rw(&e->regions_lock);
+	unlock_mutex(&e->pass.lock);
 	log_info(&e->log, "region guest 0x%" PRIx64 "+%" PRIu64 " MiB (%s, %s path%s)", guest_phys,
 		 len_bytes >> 20, shmem ? "shared memory" : "anonymous", can_move ? "move" : "write-protect",
 		 reg->may_drop ? "" : ", pages kept: no OVC_REGION_UNPINNED");
 	pass_wake(e);
 	return 0;
 fail:
-	pthread_rwlock_unlock(&e->regions_lock);
-	pthread_mutex_unlock(&e->pass_lock);
+	unlock_rw(&e->regions_lock);
+	unlock_mutex(&e->pass.lock);
 	region_free(reg);
 	return r;
 }
@@ -518,24 +519,24 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 	if (!e || flags)
 		return -EINVAL;
 	/* pass_lock first: no batch is in flight on the region afterwards. */
-	pthread_mutex_lock(&e->pass_lock);
+	lock_mutex(&e->pass.lock);
 	if (swap_enabled(e)) {
 		/* Swapped pages come back first, while the region is still
 		 * registered and the handler serves it; no swap-out can start
 		 * (pass_lock). */
-		pthread_rwlock_rdlock(&e->regions_lock);
+		lock_read(&e->regions_lock);
 		for (size_t i = 0; i < e->nregions; i++)
 			if (e->regions[i]->guest_phys == guest_phys)
 				r = e->regions[i];
 		int br = r ? swap_region_bring_back(e, r) : 0;
-		pthread_rwlock_unlock(&e->regions_lock);
+		unlock_rw(&e->regions_lock);
 		r = NULL;
 		if (br < 0) {
-			pthread_mutex_unlock(&e->pass_lock);
+			unlock_mutex(&e->pass.lock);
 			return br;
 		}
 	}
-	pthread_rwlock_wrlock(&e->regions_lock);
+	lock_write(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++)
 		if (e->regions[i]->guest_phys == guest_phys) {
 			r = e->regions[i];
@@ -543,10 +544,10 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 			e->nregions--;
 			break;
 		}
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	if (r)
 		region_detach(e, r);
-	pthread_mutex_unlock(&e->pass_lock);
+	unlock_mutex(&e->pass.lock);
 	if (!r)
 		return -ENOENT;
 	region_free(r);
@@ -572,9 +573,9 @@ OVC_EXPORT int ovc_engine_process(ovc_engine *e, unsigned flags)
 	if (r < 0)
 		return r;
 	uint64_t now = now_nsec(CLOCK_MONOTONIC);
-	if (now - e->last_sweep_nsec >= 100 * NSEC_PER_USEC * 1000) {
+	if (now - e->handler.last_sweep_nsec >= 100 * NSEC_PER_USEC * 1000) {
 		fault_sweep(e); /* see fault.c */
-		e->last_sweep_nsec = now;
+		e->handler.last_sweep_nsec = now;
 	}
 	bool due = read(e->timer_fd, &v, sizeof(v)) == sizeof(v);
 	if (read(e->event_fd, &v, sizeof(v)) == sizeof(v))
@@ -611,10 +612,10 @@ OVC_EXPORT int ovc_engine_reclaim(ovc_engine *e, uint64_t target_bytes, unsigned
 	 * reported. With swap the worker swaps out towards it. */
 	if (swap_enabled(e) && !(flags & OVC_RECLAIM_ZERO_ONLY)) {
 		uint64_t total = 0;
-		pthread_rwlock_rdlock(&e->regions_lock);
+		lock_read(&e->regions_lock);
 		for (size_t i = 0; i < e->nregions; i++)
 			total += e->regions[i]->len_bytes;
-		pthread_rwlock_unlock(&e->regions_lock);
+		unlock_rw(&e->regions_lock);
 		if (target_bytes > total)
 			return -ENOSPC;
 	}
@@ -632,7 +633,7 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 	if (!e || !st || st->size < STATS_MIN_SIZE)
 		return -EINVAL;
 	s.size = st->size;
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	s.regions = e->nregions;
 	for (size_t i = 0; i < e->nregions; i++) {
 		s.region_bytes += e->regions[i]->len_bytes;
@@ -641,7 +642,7 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 			s.meta_bytes += track_meta_bytes(e->regions[i]->track);
 	}
 	s.meta_bytes += e->sw.cand_cap * sizeof(*e->sw.cand);
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	s.pages_scanned = atomic_load(&e->c.pages_scanned);
 	s.zero_pages_found = atomic_load(&e->c.zero_pages_found);
 	s.zero_pages_reclaimed = atomic_load(&e->c.zero_pages_reclaimed);

@@ -47,6 +47,7 @@
 
 #include "engine/compat.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/uffd.h"
 #include "engine/track.h"
 
@@ -65,10 +66,13 @@ static void lat_record(ovc_engine *e, uint64_t t0, bool swapin)
 		atomic_fetch_add_explicit(&e->c.swapin_lat_hist[b], 1, memory_order_relaxed);
 }
 
-/* SWAPPED pages: swap.c reads the slot and installs the page. */
+/* SWAPPED pages: swap.c reads the slot and installs the page. After a
+ * served swap-in the handler thread keeps reading a while before it
+ * sleeps in poll() (fault_thread_main). */
 static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
-	swap_fault(e, r, page, addr);
+	if (swap_fault(e, r, page, addr))
+		e->handler.saw_swapin = true;
 }
 
 #define HUGE_BYTES (UINT64_C(2) << 20)
@@ -99,8 +103,7 @@ static bool huge_block(struct ovc_region *r, uint64_t addr, uint64_t *lo, uint64
  *  - with sync tracking (OVC_ENGINE_SYNC_WP), over the page alone. */
 static void fault_unprotect(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
-	if (atomic_load(&e->hold_region) == r && page >= atomic_load(&e->hold_start) &&
-	    page < atomic_load(&e->hold_end))
+	if (uffd_hold_covers(e, r, page))
 		return;
 	uint64_t lo, hi;
 	/* Sync tracking: the block's other pages hold the tracker's
@@ -121,23 +124,23 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
 	bool swapin = false;
 
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	struct ovc_region *r = engine_region_of(e, addr);
 	if (!r) {
 		/* A region removed since (unregister woke everyone) or the
 		 * staging area (WP-only, nothing protects it): just wake. */
-		pthread_rwlock_unlock(&e->regions_lock);
+		unlock_rw(&e->regions_lock);
 		uffd_wake(e, addr, PAGE_SIZE);
 		return;
 	}
 	uint64_t page = region_page_of(r, addr);
 	pst_t *p = &r->pst[page];
 
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	uffd_handler_enter();
 	pst_word w = atomic_load(p);
 	bool transit = pst_in_transit(w);
-	bool own = transit && tid && tid == atomic_load(&e->pass_tid) && !r->can_move;
+	bool own = transit && tid && tid == atomic_load(&e->pass.tid) && !r->can_move;
 	/* Leave it waiting only if the mark lands while the page is still in
 	 * transit; if the transit ended in between, resolve it below. */
 	if (transit && !own && pst_mark_if_transit(p, PST_WAITERS) < PST_SHARING) {
@@ -179,8 +182,8 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 			uffd_wake(e, addr, PAGE_SIZE);
 	}
 	uffd_handler_leave();
-	pthread_mutex_unlock(&r->lock);
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_mutex(&r->lock);
+	unlock_rw(&e->regions_lock);
 	lat_record(e, t0, swapin);
 }
 
@@ -193,7 +196,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
  *    or a hole, never newer: newer data needs a page installed after the
  *    zap, and neither this thread (it answers faults only after this) nor
  *    an earlier batch can have done that before this batch took the page
- *    (a batch waits, fault_events_settle, between installing pages and
+ *    (a batch waits, uffd_events_settle, between installing pages and
  *    ending their transit: a page it installed after a zap is still in
  *    its transit when the discard's read is handled).
  *  - not in transit: DISCARD_PENDING, until this thread installs a page
@@ -235,7 +238,7 @@ static void discard_mark(struct ovc_region *r, uint64_t first, uint64_t end)
  * raise these events too). */
 static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end)
 {
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++) {
 		struct ovc_region *r = e->regions[i];
 		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
@@ -250,7 +253,7 @@ static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end)
 		 * until this thread answers its next fault). */
 		swap_discard(e, r, first, last);
 	}
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 }
 
 int fault_drain(ovc_engine *e)
@@ -281,7 +284,7 @@ int fault_drain(ovc_engine *e)
 		for (size_t i = 0; i < nmsg; i++)
 			if (msgs[i].event == UFFD_EVENT_REMOVE) {
 				handle_remove(e, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
-				e->saw_remove = true;
+				e->handler.saw_remove = true;
 			}
 		uffd_events_done(e, seq);
 		for (size_t i = 0; i < nmsg; i++)
@@ -305,10 +308,10 @@ int fault_drain(ovc_engine *e)
  * write-protect path; the cause was not found before this was added.) */
 void fault_sweep(ovc_engine *e)
 {
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++)
 		uffd_wake(e, (uint64_t)(uintptr_t)e->regions[i]->host, e->regions[i]->len_bytes);
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 }
 
 void *fault_thread_main(void *arg)
@@ -319,9 +322,9 @@ void *fault_thread_main(void *arg)
 		{ .fd = e->event_fd, .events = POLLIN },
 	};
 
-	atomic_store(&e->handler_tid, engine_gettid());
+	atomic_store(&e->handler.tid, engine_gettid());
 	uint64_t last_sweep = now_nsec(CLOCK_MONOTONIC);
-	while (!atomic_load(&e->stop)) {
+	while (!atomic_load(&e->handler.stop)) {
 		int pr = poll(pfd, 2, (int)(SWEEP_NSEC / 1000000));
 		if (pr < 0 && errno != EINTR)
 			break;
@@ -343,25 +346,25 @@ void *fault_thread_main(void *arg)
 		 * range (20-40 us here, against 0.3 us per page to drop). */
 		uint64_t spin_until = 0;
 		for (;;) {
-			e->saw_remove = e->saw_swapin = false;
+			e->handler.saw_remove = e->handler.saw_swapin = false;
 			int r = fault_drain(e);
 			if (r < 0)
 				log_debug(&e->log, "reading userfaultfd: %s", ovc_strerror(r));
 			/* After a swap-in too: the next fault of a scan comes
 			 * within a disk read's time, and sleeping in poll()
 			 * would add a cross-CPU wake-up to each. */
-			if (e->saw_remove || e->saw_swapin)
+			if (e->handler.saw_remove || e->handler.saw_swapin)
 				spin_until = now_nsec(CLOCK_MONOTONIC) + SPIN_AFTER_REMOVE_NSEC;
 			/* Look (poll with no timeout) until the next message or
 			 * the end of the spin; read only when there is one. */
 			struct pollfd u = { .fd = e->uffd, .events = POLLIN };
 			while (poll(&u, 1, 0) == 0 && now_nsec(CLOCK_MONOTONIC) < spin_until &&
-			       !atomic_load(&e->stop)) {
+			       !atomic_load(&e->handler.stop)) {
 #if defined(__x86_64__) || defined(__i386__)
 				__builtin_ia32_pause();
 #endif
 			}
-			if (!(u.revents & POLLIN) || atomic_load(&e->stop))
+			if (!(u.revents & POLLIN) || atomic_load(&e->handler.stop))
 				break;
 		}
 	}

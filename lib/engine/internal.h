@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The engine object, shared by engine.c (API, threads, regions), share.c
- * (scan passes and zero-page reclaim) and fault.c (the userfaultfd handler).
+ * The engine object, shared by every file of lib/engine: engine.c (API),
+ * pass.c (pass thread), fault.c (handler), uffd.c, drop.c, share.c, swap.c,
+ * swapout-wp.c, endpoint.c. Each part of struct ovc_engine below says
+ * which file and thread owns it.
  *
  * Threads of one engine:
  *   - fault handler (own thread, or the VMM's loop thread inside
@@ -10,13 +12,50 @@
  *     mapping and never calls madvise on registered memory.
  *   - pass thread: the worker, or a caller of ovc_engine_scan_sync(), or in
  *     NO_THREADS mode the VMM's loop thread. One at a time (pass_lock).
+ *   - swapdev's fill thread (swapdev.c), with threads and swap.
  *   - API callers.
  *
- * Locks, in order: pass_lock, regions_lock (rwlock; add/remove write it,
- * the handler and a pass read it; glibc's default rwlock prefers readers, so
- * a waiting ovc_region_remove() never stalls the handler that a pass waits
- * for), region->lock (region.h), wake_lock (worker sleep only).
- * Counters are atomics, read without locks.
+ * Locks of one engine, outermost first. Take them only in this order and
+ * never hold two regions' locks at once. Take and release every one of
+ * them through lock.h's wrappers: no callback of the VMM (log_fn,
+ * io_error_fn) runs while any of them is held; what is logged meanwhile is
+ * delivered by the last unlock (common/log.h).
+ *
+ *  1. pass_lock (e->pass.lock, mutex): one pass at a time. The pass thread
+ *     (worker, ovc_engine_process, ovc_engine_scan_sync, the tests'
+ *     engine_test_swap_tick) holds it across a batch or a swap tick
+ *     (pass_begin/pass_end); ovc_region_add/remove and ovc_engine_free's
+ *     bring-back hold it so that no batch is in flight.
+ *  2. regions_lock (e->regions_lock, rwlock): the region array. Written by
+ *     ovc_region_add and ovc_region_remove (under 1); read by the handler
+ *     (handle_fault, handle_remove, fault_sweep), a pass (share_step,
+ *     swap_tick), ovc_engine_reclaim, ovc_engine_stats, bring-back and
+ *     testing.c. The NO_THREADS loop thread read-locks it recursively (a
+ *     pass -> uffd_await_event -> fault_drain -> handle_fault), so it
+ *     stays glibc's default kind, which prefers readers: a writer waiting
+ *     in ovc_region_remove never blocks the handler that a pass waits for.
+ *  3. region->lock (r->lock, mutex, one per region; it is also the
+ *     tracker's lock, track_opts.lock): "read the page state, then
+ *     resolve" (handler) against "mark in transit, then protect or move
+ *     out" (share.c hold_batch and reclaim_move, swap.c move_out,
+ *     swapout-wp.c mark_protect); the sync tracker's protect-and-take
+ *     (track.c protect_take); bring-back, per run. A resolve under it must
+ *     not read the uffd: uffd_handler_enter/leave around it.
+ *  4. sw.in_lock (e->sw.in_lock, mutex): the swap-in ring and the
+ *     readahead windows (swapin_run and ra_fill: under 3; swap_discard:
+ *     under 2 only).
+ * Leaves, nothing taken while held:
+ *  5. swapdev's sd->lock (swapdev.c): slot bitmaps, counts, the fill
+ *     thread's state. Slot alloc/free and scrub take it under 1-2 (pass
+ *     thread) or 2 (handler: swap_discard -> cache_drop), never under 3
+ *     or 4; ovc_engine_stats and the fill thread take it alone; it is
+ *     dropped around file I/O.
+ *  6. wake_lock (e->worker.wake_lock, mutex): the worker's sleep
+ *     (wake_cond, wake_pending); taken with no other lock held.
+ * No lock of their own: the tracker (it borrows 3), the io_uring rings
+ * (one submitter each: out_ring the pass thread, in_ring under 4), the
+ * endpoint (its own thread), the counters (atomics), the page words
+ * (compare-and-swap, region.h), struct engine_events (atomics).
  */
 #ifndef OVC_ENGINE_INTERNAL_H
 #define OVC_ENGINE_INTERNAL_H
@@ -31,22 +70,8 @@
 #include "common/log.h"
 #include "engine/region.h"
 #include "engine/scan.h"
+#include "engine/sizes.h"
 #include "engine/sys.h"
-
-/* Pages per batch of a pass: one 2 MiB staging area, one mincore call,
- * one protect/unprotect per batch on the write-protect path. */
-#define BATCH_PAGES 512u
-/* Pages per swap-out write request (swap.c). Smaller than a batch: more
- * requests in flight, and each ends its own pages sooner. */
-#define SWAPOUT_REQ_PAGES 32u
-/* Swap-out candidates listed at a time (8 bytes each): 1/SWAP_CAND_DIV of
- * the largest region's pages, at least SWAP_CAND_MIN; a tick lists again
- * for more. 0.5 byte per page, against 16 listings (two passes over the
- * ages each) when a whole region goes out in one tick. */
-#define SWAP_CAND_DIV 16u
-#define SWAP_CAND_MIN 4096u
-/* Scattered drops per process_madvise() call (UIO_MAXIOV is 1024). */
-#define DROP_IOV_MAX 512u
 
 struct ovc_engine_counters {
 	atomic_uint_fast64_t pages_scanned;
@@ -101,7 +126,7 @@ struct engine_swap {
 	uint64_t *cand;                /* pass thread: candidate pages */
 	size_t cand_cap;               /* entries: see SWAP_CAND_DIV */
 	/* Swap-out pipeline (swap.c), pass thread: a ring of staging areas
-	 * in one mapping, registered write-protect only like e->staging. */
+	 * in one mapping, registered write-protect only like e->stage.area. */
 	struct swapout_area *areas;
 	uint8_t *stage, *stage_map;
 	size_t stage_map_len;
@@ -112,18 +137,79 @@ struct engine_swap {
 	uint64_t (*clock_nsec)(void);  /* the rate limit's clock (tests set it) */
 };
 
+/* uffd.c's: the ordering of REMOVE events against installs, and the span
+ * a write-protect batch holds. Atomics; no lock. */
+struct engine_events {
+	/* uffd_read_begin, uffd_events_done, uffd_events_settle: read_seq
+	 * counts uffd reads, bumped before each read (by the reader: handler
+	 * thread or NO_THREADS loop); events_done rises to a read's number
+	 * once the events of that read are handled. Below read_seq: a read is
+	 * in flight, and a discard it returned may not be marked on its pages
+	 * yet. */
+	atomic_uint_fast64_t read_seq;
+	atomic_uint_fast64_t events_done;
+	/* uffd_hold_set/clear (pass thread), uffd_hold_covers (handler). */
+	_Atomic(struct ovc_region *) hold_region;
+	atomic_uint_fast64_t hold_start, hold_end;
+};
+
+/* The fault handler's (fault.c): its thread, or the loop thread in
+ * NO_THREADS mode. */
+struct engine_handler {
+	pthread_t thread;             /* ovc_engine_new / ovc_engine_free */
+	bool started;
+	atomic_bool stop;             /* set by ovc_engine_free, last */
+	atomic_int tid;               /* the handler thread's tid (0: none) */
+	bool saw_remove;              /* this drain read a REMOVE event */
+	bool saw_swapin;              /* this drain served a swap fault */
+	uint64_t last_sweep_nsec;     /* NO_THREADS: last fault_sweep() */
+};
+
+/* The pass thread's (pass.c, share.c, drop.c, swap.c): one at a time,
+ * under lock (pass_lock). */
+struct engine_pass {
+	pthread_mutex_t lock;         /* pass_lock: see the lock order above */
+	atomic_int tid;               /* tid running a pass now, 0: none */
+	/* Scratch of one batch. */
+	struct run_list cand;
+	struct page_run cand_store[BATCH_PAGES];
+	struct iovec drop_iov[DROP_IOV_MAX];
+	unsigned char mincore_vec[BATCH_PAGES];
+	uint8_t *scan_buf;            /* NO_THREADS: copy of a batch via mem_fd */
+	uint64_t bg_cursor;           /* background pass position */
+	uint64_t bg_t0_nsec, bg_scanned0; /* the background pass's start */
+};
+
+/* Staging for UFFDIO_MOVE (drop.c): BATCH_PAGES, 2 MiB aligned, registered
+ * write-protect-only on uffd (a MOVE destination must be registered on the
+ * same uffd; WP-only so that reading a hole in it is an ordinary zero-page
+ * fault, never a userfault). Pass thread only. */
+struct engine_stage {
+	uint8_t *area;
+	uint8_t *map;                 /* the mapping, with alignment slack */
+	size_t map_len;
+	bool dirty;                   /* a reset failed: reset before next use */
+	bool broken;                  /* holds data that could not go back (share.c, swap.c read it) */
+};
+
+/* The worker thread (pass.c): it sleeps on wake_cond until pass_wake() or
+ * its next batch is due. */
+struct engine_worker {
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;             /* set by ovc_engine_free, first */
+	pthread_mutex_t wake_lock;    /* wake_cond, wake_pending; a leaf */
+	pthread_cond_t wake_cond;
+	bool wake_pending;
+};
+
 struct ovc_engine {
+	/* Set by ovc_engine_new before any thread starts, read-only after. */
 	const struct ovc_sys *sys;
-	struct ovc_endpoint *endpoint; /* ovc_engine_publish (endpoint.c); owner's thread */
-	/* Called first by ovc_engine_free(), owner's thread: set by
-	 * ovc_engine_publish() (it stops the endpoint), so that engine.c never
-	 * names endpoint.c. NULL: nothing to stop. */
-	void (*on_free)(ovc_engine *e);
 	struct ovc_logger log;
 	unsigned flags;
 	uint64_t scan_interval_usec;
 	uint32_t scan_cpu_permille;
-
 	int uffd;
 	uint64_t features;          /* enabled on uffd */
 	bool have_move;             /* MOVE enabled and not OVC_ENGINE_NO_MOVE */
@@ -131,75 +217,40 @@ struct ovc_engine {
 	int mem_fd;                 /* /proc/self/mem: reads that never fault */
 	int event_fd;               /* stop (threads) / reclaim request (NO_THREADS) */
 	int poll_fd;                /* NO_THREADS: epoll over uffd + event_fd */
+	int timer_fd;               /* NO_THREADS: next scan batch due (pass.c arms it) */
+	int pidfd;                  /* this process, for process_madvise() */
+	/* The handler's read of the uffd (fault_drain): uffd.c reaches the
+	 * handler only through it. */
+	int (*drain_events)(ovc_engine *e);
 
+	/* The owner's thread (the one that calls ovc_engine_publish/free). */
+	struct ovc_endpoint *endpoint; /* ovc_engine_publish (endpoint.c) */
+	/* Called first by ovc_engine_free(): set by ovc_engine_publish() (it
+	 * stops the endpoint), so that engine.c never names endpoint.c.
+	 * NULL: nothing to stop. */
+	void (*on_free)(ovc_engine *e);
+
+	/* The regions, under regions_lock (see the lock order above). */
 	pthread_rwlock_t regions_lock;
 	struct ovc_region **regions; /* sorted by host address */
 	size_t nregions;
 
-	pthread_mutex_t pass_lock;
-	atomic_int pass_tid;        /* tid running a pass now, 0: none */
-	/* Ordering of REMOVE events against MOVE batches (uffd.c,
-	 * uffd_read_begin, uffd_events_settle): read_seq counts uffd reads,
-	 * bumped before each read; events_done rises to a read's number once
-	 * the events of that read are handled. Below read_seq: a read is in
-	 * flight, and a discard it returned may not be marked on its pages
-	 * yet. */
-	atomic_uint_fast64_t read_seq;
-	atomic_uint_fast64_t events_done;
-	/* The handler's read of the uffd (fault_drain), set once by
-	 * ovc_engine_new: uffd.c reaches the handler only through it. */
-	int (*drain_events)(ovc_engine *e);
-	/* Pages [hold_start, hold_end) of hold_region are write-protected by
-	 * the batch in progress on the write-protect path (share.c), which
-	 * lifts the protection of all of them at its end; the handler leaves
-	 * write faults there asleep until then (fault.c). Set before the
-	 * protection, cleared after it is lifted. */
-	_Atomic(struct ovc_region *) hold_region;
-	atomic_uint_fast64_t hold_start, hold_end;
-
-	/* Staging for UFFDIO_MOVE: BATCH_PAGES, 2 MiB aligned, registered
-	 * write-protect-only on uffd (a MOVE destination must be registered on
-	 * the same uffd; WP-only so that reading a hole in it is an ordinary
-	 * zero-page fault, never a userfault). Pass thread only. */
-	uint8_t *staging;
-	uint8_t *staging_map;       /* the mapping, with alignment slack */
-	size_t staging_map_len;
-	bool staging_dirty;         /* a reset failed: reset before next use */
-	bool staging_broken;        /* holds data that could not go back */
-	uint8_t *scan_buf;          /* NO_THREADS: copy of a batch via mem_fd */
-	int pidfd;                  /* this process, for process_madvise() */
-
-	/* Pass scratch, pass thread only. */
-	struct run_list cand;
-	struct page_run cand_store[BATCH_PAGES];
-	struct iovec drop_iov[DROP_IOV_MAX];
-	unsigned char mincore_vec[BATCH_PAGES];
-
-	/* Worker. */
-	pthread_t handler_thread, worker_thread;
-	bool handler_started, worker_started;
 	/* ovc_engine_free() stops the two threads in turn: the worker first
-	 * (worker_stop; a swap tick under way ends after its batch), then,
+	 * (worker.stop; a swap tick under way ends after its batch), then,
 	 * once the worker is gone and the swapped pages are back, the
-	 * handler (stop). The handler must outlive every pass: a pass's own
-	 * drops on the write-protect paths wait in madvise until the handler
-	 * has read their UFFD_EVENT_REMOVE. */
-	atomic_bool worker_stop;
-	atomic_bool stop;
-	atomic_int handler_tid;
-	bool saw_remove;            /* handler thread only */
-	bool saw_swapin;            /* handler thread only: served a swap fault */
-	pthread_mutex_t wake_lock;  /* worker sleep: wake_cond, wake_pending */
-	pthread_cond_t wake_cond;
-	bool wake_pending;
-	int timer_fd;               /* NO_THREADS: next scan batch due */
-	uint64_t last_sweep_nsec;   /* NO_THREADS: last fault_sweep() */
-	uint64_t bg_cursor;         /* background pass position */
-	uint64_t bg_pass_t0_nsec, bg_pass_scanned0;
-	atomic_uint_fast64_t c_reclaim_target;
+	 * handler (handler.stop). The handler must outlive every pass: a
+	 * pass's own drops on the write-protect paths wait in madvise until
+	 * the handler has read their UFFD_EVENT_REMOVE. */
+	struct engine_events ev;
+	struct engine_handler handler;
+	struct engine_pass pass;
+	struct engine_stage stage;
+	struct engine_worker worker;
 
-	struct ovc_engine_counters c;
-	struct engine_swap sw;
+	/* Any thread: ovc_engine_reclaim writes it, the pass thread reads it. */
+	atomic_uint_fast64_t c_reclaim_target;
+	struct ovc_engine_counters c; /* atomics, read without locks */
+	struct engine_swap sw;        /* swap.c: see struct engine_swap */
 };
 
 /* --- share.c --- */
@@ -247,8 +298,9 @@ static inline struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
 /* --- swap.c --- */
 
 /* Open the swap file and rings from the options; 0 and nothing done when
- * the options ask for no swap. -EOPNOTSUPP when the kernel lacks MOVE or
- * WP_ASYNC tracking. Called by ovc_engine_new before threads start. */
+ * the options ask for no swap. -EOPNOTSUPP when the tracking mode chosen
+ * by choose_swap_mode() (engine.c) cannot run here (no MOVE in the async
+ * mode, the tracker's probe failing). Called by ovc_engine_new before threads start. */
 int swap_init(ovc_engine *e, const struct ovc_engine_opts *o);
 /* Wait for I/O, free rings and the file. Threads stopped. */
 void swap_fini(ovc_engine *e);
@@ -268,20 +320,9 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r);
  * cold pages until the reclaim target is met. pass_lock held. Returns pages
  * swapped out or -errno. */
 int64_t swap_tick(ovc_engine *e, bool force);
-/* Staging areas in the swap-out ring, and how many hold pages now (0
- * outside a tick unless a reset failed). Tests. */
-unsigned swapout_areas(void);
-unsigned swapout_areas_used(const ovc_engine *e);
-/* How far ahead the swap file is zero-filled (swapdev's fill_ahead_bytes),
- * read when an engine is created: SWAPDEV_FILL_AHEAD_DEFAULT. A knob for
- * the benchmark, which compares with 0 (no fill) in the same run. Not
- * exported. */
-extern _Atomic uint64_t ovc__swap_fill_ahead_bytes;
-/* The benchmark's peer: engines made while set never scrub freed slots. */
-extern _Atomic bool ovc__swap_no_scrub;
-
-/* Handler: a MISSING fault on a SWAPPED page. r->lock held. */
-void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
+/* Handler: a MISSING fault on a SWAPPED page. r->lock held. Returns true
+ * when pages were read in and installed. */
+bool swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
 /* Handler: the VMM discarded pages [first, end) of @r: free their slots. */
 void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t end);
 
@@ -291,19 +332,29 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
  * @r by the write-protect path. Pass thread, as swap.c's batches. Returns
  * pages swapped out, or -errno when none was. */
 int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n);
-/* Write pages src[0..nd) to new slot runs and wait: res[d] 0 or -errno
- * (-ENOSPC: no slot), slot[d] (SWAPDEV_NO_SLOT: none). Pass thread. */
-void swap_write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot);
 
-/* --- engine.c --- */
+/* --- swapout-runs.c --- */
 
-/* ovc_engine_new() with another syscall table (tests: fault injection).
- * @sys must outlive the engine. Not exported. */
-/* One forced swap interval (track scan + swap-out to the target) on the
- * calling thread, as the pass thread. Tests. Not exported. */
-int64_t ovc__engine_swap_tick(ovc_engine *e);
-int ovc__engine_new_with_sys(const struct ovc_engine_opts *opts, const struct ovc_sys *sys,
-			     ovc_engine **ret);
+/* What a swap-out path hands the slot-run writer. */
+struct swapout_writer {
+	void *ctx;
+	/* Entry @d's page (PAGE_SIZE bytes, unchanged until its write ends). */
+	uint8_t *(*src)(void *ctx, unsigned d);
+	/* A request of entries [first, first + n) is about to be queued: the
+	 * cookie its done() gets. */
+	void *(*req)(void *ctx, unsigned first, unsigned n);
+	/* swapdev's callback: the request ended with @res (0 or -errno); also
+	 * called at once when it cannot be queued. */
+	void (*done)(void *cookie, int res);
+	/* The ring is full: let a request end. */
+	void (*wait)(ovc_engine *e);
+};
+
+/* Give entries [0, nd) freshly allocated slot runs (slot[d]) and queue
+ * their writes, one writev per SWAPOUT_REQ_PAGES entries of a run; nothing
+ * is submitted. Returns the entries [0, ret) that got a slot; when it is
+ * less than @nd the swap file is full (sw->full set). Pass thread. */
+unsigned swapout_queue_runs(ovc_engine *e, unsigned nd, uint32_t *slot, const struct swapout_writer *w);
 
 static inline pid_t engine_gettid(void)
 {

@@ -15,18 +15,19 @@
 
 #include "engine/compat.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/pass.h"
 
 void pass_begin(ovc_engine *e)
 {
-	pthread_mutex_lock(&e->pass_lock);
-	atomic_store(&e->pass_tid, engine_gettid());
+	lock_mutex(&e->pass.lock);
+	atomic_store(&e->pass.tid, engine_gettid());
 }
 
 void pass_end(ovc_engine *e)
 {
-	atomic_store(&e->pass_tid, 0);
-	pthread_mutex_unlock(&e->pass_lock);
+	atomic_store(&e->pass.tid, 0);
+	unlock_mutex(&e->pass.lock);
 }
 
 void pass_wake(ovc_engine *e)
@@ -38,22 +39,22 @@ void pass_wake(ovc_engine *e)
 		}
 		return;
 	}
-	pthread_mutex_lock(&e->wake_lock);
-	e->wake_pending = true;
-	pthread_cond_signal(&e->wake_cond);
-	pthread_mutex_unlock(&e->wake_lock);
+	lock_mutex(&e->worker.wake_lock);
+	e->worker.wake_pending = true;
+	pthread_cond_signal(&e->worker.wake_cond);
+	unlock_mutex(&e->worker.wake_lock);
 }
 
 /* Sleep until @deadline (CLOCK_MONOTONIC ns) or a wake-up. */
 static void worker_sleep(ovc_engine *e, uint64_t deadline)
 {
 	struct timespec ts = { (time_t)(deadline / NSEC_PER_SEC), (long)(deadline % NSEC_PER_SEC) };
-	pthread_mutex_lock(&e->wake_lock);
-	while (!e->wake_pending && !atomic_load(&e->worker_stop))
-		if (pthread_cond_timedwait(&e->wake_cond, &e->wake_lock, &ts) == ETIMEDOUT)
+	lock_mutex(&e->worker.wake_lock);
+	while (!e->worker.wake_pending && !atomic_load(&e->worker.stop))
+		if (pthread_cond_timedwait(&e->worker.wake_cond, &e->worker.wake_lock, &ts) == ETIMEDOUT)
 			break;
-	e->wake_pending = false;
-	pthread_mutex_unlock(&e->wake_lock);
+	e->worker.wake_pending = false;
+	unlock_mutex(&e->worker.wake_lock);
 }
 
 /* Nanoseconds to rest after a batch that used @cpu_ns of CPU in @wall_ns,
@@ -71,11 +72,11 @@ uint64_t pass_background_batch(ovc_engine *e)
 	uint64_t t0 = now_nsec(CLOCK_MONOTONIC), c0 = now_nsec(CLOCK_THREAD_CPUTIME_ID);
 
 	pass_begin(e);
-	if (e->bg_cursor == 0) {
-		e->bg_pass_t0_nsec = t0;
-		e->bg_pass_scanned0 = atomic_load(&e->c.pages_scanned);
+	if (e->pass.bg_cursor == 0) {
+		e->pass.bg_t0_nsec = t0;
+		e->pass.bg_scanned0 = atomic_load(&e->c.pages_scanned);
 	}
-	int r = share_step(e, &e->bg_cursor, &wrapped);
+	int r = share_step(e, &e->pass.bg_cursor, &wrapped);
 	pass_end(e);
 	if (r < 0)
 		log_debug(&e->log, "scan batch: %s", ovc_strerror(r));
@@ -83,10 +84,10 @@ uint64_t pass_background_batch(ovc_engine *e)
 	uint64_t t1 = now_nsec(CLOCK_MONOTONIC);
 	uint64_t rest = budget_rest(e, now_nsec(CLOCK_THREAD_CPUTIME_ID) - c0, t1 - t0);
 	if (wrapped) {
-		uint64_t bytes = (atomic_load(&e->c.pages_scanned) - e->bg_pass_scanned0) << PAGE_SHIFT;
-		if (t1 > e->bg_pass_t0_nsec && bytes)
+		uint64_t bytes = (atomic_load(&e->c.pages_scanned) - e->pass.bg_scanned0) << PAGE_SHIFT;
+		if (t1 > e->pass.bg_t0_nsec && bytes)
 			atomic_store(&e->c.scan_bytes_per_sec,
-				     (uint64_t)((double)bytes * 1e9 / (double)(t1 - e->bg_pass_t0_nsec)));
+				     (uint64_t)((double)bytes * 1e9 / (double)(t1 - e->pass.bg_t0_nsec)));
 		rest = MAX(rest, e->scan_interval_usec * NSEC_PER_USEC);
 	}
 	return rest;
@@ -105,26 +106,18 @@ void pass_swap_work(ovc_engine *e, bool force)
 		log_debug(&e->log, "swap: %s", ovc_strerror((int)r));
 }
 
-int64_t ovc__engine_swap_tick(ovc_engine *e)
-{
-	pass_begin(e);
-	int64_t r = swap_tick(e, true);
-	pass_end(e);
-	return r;
-}
-
 void *pass_thread_main(void *arg)
 {
 	ovc_engine *e = arg;
 
-	while (!atomic_load(&e->worker_stop)) {
+	while (!atomic_load(&e->worker.stop)) {
 		if (e->flags & OVC_ENGINE_NO_AUTOSCAN) {
 			worker_sleep(e, UINT64_MAX / 2);
 			/* Woken by ovc_engine_reclaim: one interval. Other
 			 * wake-ups (a region added) are no interval: ages
 			 * count intervals, and an extra one makes hot pages
 			 * look cold. */
-			if (!atomic_load(&e->worker_stop) && atomic_exchange(&e->sw.kick, false))
+			if (!atomic_load(&e->worker.stop) && atomic_exchange(&e->sw.kick, false))
 				pass_swap_work(e, true);
 			continue;
 		}

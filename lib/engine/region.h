@@ -5,8 +5,9 @@
  * Six bytes per 4 KiB page, and nothing else per page: a 32-bit state word
  * (atomic) and the high half of the swap slot (16 bits, beside it). The
  * per-page metadata of the engine is these two arrays plus a fixed tail
- * (the HyperLogLog registers and struct ovc_region); issue 3 allows 8. The
- * word:
+ * (the HyperLogLog registers and struct ovc_region); the budget is 8 bytes
+ * per page with swap's tracker included (docs/engine.md, "Page states";
+ * tests/engine/test-region.c and test-swap.c check it). The word:
  *
  *   bits  0..2   state: RESIDENT, ZERO, SWAPPED, SHARING, SWAPPING_OUT,
  *                SWAPPING_IN (enum pst_state)
@@ -50,9 +51,10 @@
  * engine dropped it and installed the shared zero page; the guest may have
  * written it since (a write is a silent kernel COW), so ZERO means "was
  * zero", and the scanner looks at ZERO pages again. SWAPPED: content lives
- * in a swap slot (not produced yet; the fault handler dispatches it to the
- * swap-in hook). SHARING/SWAPPING_*: in transit; a fault on such a page
- * waits until the transit ends.
+ * in a swap slot: swap.c put it there, and a fault on it is served by
+ * swap_fault(), which reads the slot (with readahead) and installs the
+ * page. SHARING/SWAPPING_*: in transit; a fault on such a page waits until
+ * the transit ends.
  *
  * Pages the kernel holds pinned. The kernel writes into guest RAM through
  * a pin (O_DIRECT and io_uring reads, process_vm_writev, vhost) without a

@@ -41,9 +41,9 @@
  *      into the guest range (wakes the sleepers; later reads are free, a
  *      later write is the kernel's own COW). Not zero (a writer came
  *      between the hint scan and the move): UFFDIO_MOVE it back (wakes
- *      too), looking at DISCARDED last just before (give_back). Then, once
+ *      too), looking at DISCARDED last just before (give_back_run). Then, once
  *      the handler has handled the events of every read begun
- *      (fault_events_settle), the state leaves SHARING.
+ *      (uffd_events_settle), the state leaves SHARING.
  *   4. drop the staging pages by mapping fresh memory over staging. Not
  *      MADV_DONTNEED: staging must be registered on the uffd (a MOVE
  *      destination must be), and madvise on registered memory raises
@@ -93,9 +93,10 @@
  *      shmem "zero page" would be a freshly allocated page). State ZERO
  *      (wakes a fault that waits).
  *   A writer that hits a dropped page between 3 and 5 raises a MISSING
- *   fault; the page is SHARING, so it sleeps until 5 wakes it.
- *   thread's own read of a held page that the VMM discarded meanwhile
- *   faults too; the handler fills it with a write-protected zero page.
+ *   fault; the page is SHARING, so it sleeps until 5 wakes it. The pass
+ *   thread's own read (step 2) of a held page that the VMM discarded
+ *   meanwhile faults too; the handler tells it by its tid and fills it
+ *   with a write-protected zero page (fault.c).
  *
  * Every step that hands pages back (ZEROPAGE, MOVE back, unprotect, WAKE)
  * is retried until it succeeds (uffd_resolve): failing there would leave a
@@ -114,6 +115,7 @@
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/uffd.h"
 
 /* Leave transit: SHARING -> @to; wakes the page if a fault waited. Always,
@@ -143,7 +145,7 @@ static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum
  * hint scan. region->lock held. */
 static void mark_candidates(ovc_engine *e, struct ovc_region *r)
 {
-	struct run_list *c = &e->cand;
+	struct run_list *c = &e->pass.cand;
 	uint32_t nruns = c->n;
 	struct page_run old[BATCH_PAGES];
 
@@ -162,7 +164,7 @@ static void mark_candidates(ovc_engine *e, struct ovc_region *r)
 static bool staged_zero(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t page)
 {
 	return (atomic_load(&r->pst[page]) & (PST_DISCARDED | PST_DISCARD_PENDING)) ||
-	       scan_page_is_zero(e->staging + ((uint64_t)(page - first) << PAGE_SHIFT));
+	       scan_page_is_zero(e->stage.area + ((uint64_t)(page - first) << PAGE_SHIFT));
 }
 
 /* End the transit of pages [p, q), just installed (zero page or content
@@ -183,13 +185,13 @@ static void end_installed(ovc_engine *e, struct ovc_region *r, uint32_t p, uint3
 /* Give the staged content of moved pages [p, q) back to the guest and end
  * their transit, but the zero page to those the VMM discarded meanwhile.
  * Their DISCARDED bits are read last right before the move, once every
- * discard read so far is marked (fault_events_settle): a discard read
+ * discard read so far is marked (uffd_events_settle): a discard read
  * after that look zaps only after its read returns, so almost always after
  * the move (which the zap then takes; if it zapped first, the old content
  * stays: a lost discard, docs/engine.md). An EAGAIN (a discard event
  * unread, maybe of these pages) is not retried blindly: the event is read,
  * then the pages are looked at again. Returns the pages that ended ZERO. */
-static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t p, uint32_t q)
+static int give_back_run(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t p, uint32_t q)
 {
 	int zeroed = 0;
 
@@ -206,7 +208,7 @@ static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32
 			p++;
 			continue;
 		}
-		uint64_t src = (uint64_t)(uintptr_t)(e->staging + ((uint64_t)(p - first) << PAGE_SHIFT));
+		uint64_t src = (uint64_t)(uintptr_t)(e->stage.area + ((uint64_t)(p - first) << PAGE_SHIFT));
 		struct uffdio_move m = { .dst = gaddr, .src = src, .len = (uint64_t)(k - p) << PAGE_SHIFT,
 					 .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
 		uint32_t done = k - p;
@@ -227,7 +229,7 @@ static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32
 				log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit: %s; "
 					"reclaim stopped", r->guest_phys + ((uint64_t)p << PAGE_SHIFT),
 					ovc_strerror(mr));
-				e->staging_broken = true;
+				e->stage.broken = true;
 			}
 			done = MAX(done, 1u);
 		}
@@ -240,20 +242,20 @@ static int give_back(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32
 
 static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 {
-	struct run_list *c = &e->cand;
+	struct run_list *c = &e->pass.cand;
 	uint8_t moved[BATCH_PAGES]; /* by batch offset: 1 = content in staging */
 	int err = 0, reclaimed = 0;
 
 	memset(moved, 0, sizeof(moved));
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	mark_candidates(e, r);
 	for (uint32_t i = 0; i < c->n && !err; i++) {
 		struct page_run *run = &c->runs[i];
 		err = move_to_stage(e, r, run->start, run->start + run->len,
-				    e->staging + ((uint64_t)(run->start - first) << PAGE_SHIFT),
+				    e->stage.area + ((uint64_t)(run->start - first) << PAGE_SHIFT),
 				    moved + (run->start - first), false);
 	}
-	pthread_mutex_unlock(&r->lock);
+	unlock_mutex(&r->lock);
 
 	/* Decide. Pages not moved are still in the guest, untouched: back to
 	 * RESIDENT (no one can have faulted on a present page), still
@@ -279,7 +281,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 				end_installed(e, r, p, q, PST_ZERO);
 				reclaimed += (int)(q - p);
 			} else {
-				reclaimed += give_back(e, r, first, p, q);
+				reclaimed += give_back_run(e, r, first, p, q);
 			}
 			p = q;
 		}
@@ -288,11 +290,11 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
 	/* Free what staging holds (zero pages). If this fails, staging stays
 	 * populated and the next batch's MOVE would fail with EEXIST, so the
 	 * next batch resets it first. */
-	if (e->staging_broken)
+	if (e->stage.broken)
 		return -EIO;
 	int sr = staging_reset(e);
 	if (sr < 0) {
-		e->staging_dirty = true;
+		e->stage.dirty = true;
 		if (!err)
 			err = sr;
 	}
@@ -311,7 +313,7 @@ static void unhold(ovc_engine *e, struct ovc_region *r, const struct page_run *s
 	uint64_t len = (uint64_t)span->len << PAGE_SHIFT;
 
 	int err = uffd_writeprotect(e, start, len, false);
-	atomic_store(&e->hold_region, NULL);
+	uffd_hold_clear(e);
 	if (err < 0)
 		uffd_wake(e, start, len);
 }
@@ -332,10 +334,10 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 	int nheld = 0;
 
 	memset(held, 0, n);
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	for (uint32_t i = 0; i < n; i++) {
 		pst_t *p = &r->pst[first + i];
-		if (!(e->mincore_vec[i] & 1))
+		if (!(e->pass.mincore_vec[i] & 1))
 			continue;
 		if (r->shmem && pst_transition(p, PST_ZERO, PST_SHARING, NULL))
 			atomic_fetch_sub(&e->c.zero_pages_now, 1);
@@ -347,16 +349,14 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 		hi = i + 1;
 	}
 	if (!nheld) {
-		pthread_mutex_unlock(&r->lock);
+		unlock_mutex(&r->lock);
 		return 0;
 	}
 	*span = (struct page_run){ (uint32_t)first + lo, hi - lo };
-	atomic_store(&e->hold_start, span->start);
-	atomic_store(&e->hold_end, span->start + span->len);
-	atomic_store(&e->hold_region, r);
+	uffd_hold_set(e, r, span->start, span->start + span->len);
 	int err = uffd_writeprotect(e, (uint64_t)(uintptr_t)region_addr(r, span->start),
 			       (uint64_t)span->len << PAGE_SHIFT, true);
-	pthread_mutex_unlock(&r->lock);
+	unlock_mutex(&r->lock);
 	if (err < 0) {
 		for (uint32_t i = lo; i < hi; i++)
 			if (held[i])
@@ -371,12 +371,12 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 	return nheld;
 }
 
-/* The rest of the write-protect path, after the scan: e->cand holds the
+/* The rest of the write-protect path, after the scan: e->pass.cand holds the
  * held pages found zero (the others left SHARING already). Drop them,
  * lift the protection of @span, install the zero page, leave transit. */
 static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_run *span)
 {
-	const struct run_list *c = &e->cand;
+	const struct run_list *c = &e->pass.cand;
 	uint8_t kept[BATCH_PAGES];
 	int reclaimed = 0;
 
@@ -420,7 +420,7 @@ static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_
 	if (nkept)
 		atomic_fetch_add(&e->c.transit_aborts, nkept);
 	if (nkept && !reclaimed)
-		return e->staging_broken ? -EIO : -EBUSY;
+		return e->stage.broken ? -EIO : -EBUSY;
 	return reclaimed;
 }
 
@@ -436,22 +436,22 @@ static const uint8_t *batch_source(ovc_engine *e, struct ovc_region *r, uint64_t
 	uint8_t *base = region_addr(r, first);
 
 	if (!(e->flags & OVC_ENGINE_NO_THREADS)) {
-		if (mincore(base, (size_t)n << PAGE_SHIFT, e->mincore_vec) < 0)
-			memset(e->mincore_vec, 1, n);
+		if (mincore(base, (size_t)n << PAGE_SHIFT, e->pass.mincore_vec) < 0)
+			memset(e->pass.mincore_vec, 1, n);
 		return base;
 	}
 	uint32_t off = 0;
 	while (off < n) {
-		ssize_t got = SYS(e->sys, pread, e->mem_fd, e->scan_buf + ((size_t)off << PAGE_SHIFT),
+		ssize_t got = SYS(e->sys, pread, e->mem_fd, e->pass.scan_buf + ((size_t)off << PAGE_SHIFT),
 				  (size_t)(n - off) << PAGE_SHIFT,
 				  (off_t)(uintptr_t)(base + ((size_t)off << PAGE_SHIFT)));
 		uint32_t pages = got > 0 ? (uint32_t)((size_t)got >> PAGE_SHIFT) : 0;
-		memset(e->mincore_vec + off, 1, pages);
+		memset(e->pass.mincore_vec + off, 1, pages);
 		off += pages;
 		if (off < n)
-			e->mincore_vec[off++] = 0; /* hole or error: skip it */
+			e->pass.mincore_vec[off++] = 0; /* hole or error: skip it */
 	}
-	return e->scan_buf;
+	return e->pass.scan_buf;
 }
 
 int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
@@ -469,7 +469,7 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 	uint64_t scanned = 0, zero = 0, wp_nsec = 0;
 	int ret = 0;
 
-	runs_clear(&e->cand);
+	runs_clear(&e->pass.cand);
 	if (wp) {
 		uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
 		ret = hold_batch(e, r, first, n, held, &span);
@@ -478,7 +478,7 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 		memset(held, 0, n);
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		if (!(e->mincore_vec[i] & 1))
+		if (!(e->pass.mincore_vec[i] & 1))
 			continue;
 		uint64_t page = first + i;
 		pst_t *p = &r->pst[page];
@@ -493,7 +493,7 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 			 * Otherwise a MOVE-path candidate, checked again in
 			 * staging. DISCARDED is not looked at: the page is. */
 			if (held[i] || (r->can_move && share && st == PST_RESIDENT))
-				runs_add(&e->cand, (uint32_t)page);
+				runs_add(&e->pass.cand, (uint32_t)page);
 		} else {
 			scan_hll_add(r, scan_page_hash(pg));
 			r->pass_nonzero++;
@@ -515,14 +515,14 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
 	if (wp && span.len) {
 		ret = release_batch(e, r, &span);
-	} else if (r->can_move && e->cand.pages) {
-		if (e->staging_broken)
+	} else if (r->can_move && e->pass.cand.pages) {
+		if (e->stage.broken)
 			return -EIO;
-		if (e->staging_dirty) {
+		if (e->stage.dirty) {
 			ret = staging_reset(e);
 			if (ret < 0)
 				return ret;
-			e->staging_dirty = false;
+			e->stage.dirty = false;
 		}
 		ret = reclaim_move(e, r, first);
 	}
@@ -562,7 +562,7 @@ int share_step(ovc_engine *e, uint64_t *cursor, bool *wrapped)
 	int ret = 0;
 
 	*wrapped = false;
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	struct ovc_region *r = NULL;
 	for (size_t i = 0; i < e->nregions; i++)
 		if ((uint64_t)(uintptr_t)e->regions[i]->host + e->regions[i]->len_bytes > *cursor) {
@@ -592,7 +592,7 @@ int share_step(ovc_engine *e, uint64_t *cursor, bool *wrapped)
 		region_pass_end(e, r);
 	*cursor = host + ((first + n) << PAGE_SHIFT);
 out:
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	return ret;
 }
 

@@ -8,7 +8,9 @@
  *     VMM loop in NO_THREADS mode, a test), engine->pass_lock held,
  *     regions_lock held for reading. Uses e->sw.out_ring (created without
  *     SINGLE_ISSUER since the pass thread is not always the same thread)
- *     and the staging area shared with share.c (the pass thread owns both).
+ *     and its own ring of staging areas (sw->areas, reset with drop.c's
+ *     staging_map_fresh); e->stage.broken is shared with share.c. The pass
+ *     thread owns all of it.
  *   - swap_fault() and swap_discard(): the fault handler, regions_lock read
  *     (and r->lock for swap_fault).
  *   - swap_region_bring_back(): a VMM thread in ovc_region_remove() or
@@ -18,11 +20,14 @@
  *   (handler and bring-back); the readahead streams are the handler's.
  *   Page words change by compare-and-swap only (region.h).
  *
- * Why the move-out-first path only. Tracking uses UFFD_FEATURE_WP_ASYNC on
- * the engine's one uffd, and then UFFDIO_WRITEPROTECT no longer stops
- * writers (docs/swap.md): the write-protect-first path would lose writes.
- * So an engine with swap requires UFFDIO_MOVE and refuses shared-memory
- * regions; every region takes share.c's MOVE path as well.
+ * Two swap-out paths. With WP_ASYNC tracking on the engine's one uffd,
+ * UFFDIO_WRITEPROTECT no longer stops writers (docs/swap.md), so the
+ * write-protect-first path would lose writes: such an engine moves pages
+ * out first (swapout_batch, below), refuses shared memory, and every
+ * region takes share.c's MOVE path too. In the sync write-protect mode
+ * (OVC_ENGINE_SYNC_WP, chosen where MOVE or WP_ASYNC is missing: engine.c,
+ * choose_swap_mode) writes are tracked by write-protect faults and
+ * swap-out is swapout-wp.c's write-protect path.
  *
  * Swap-out of one batch (swapout_batch), the no-lost-write argument:
  *   1. under r->lock: RESIDENT -> SWAPPING_OUT, then UFFDIO_MOVE into the
@@ -41,7 +46,7 @@
  *      tracking epoch of the eviction, for refault feedback). Write OK but
  *      a fault waits -> move it back (cheaper than a read), RESIDENT, free
  *      the slot. Write failed (EIO, short) or no slot -> move back,
- *      RESIDENT, counted. The move back never gives up (share.c move_back).
+ *      RESIDENT, counted. The move back never gives up (uffd.c, uffd_move_back).
  *   5. reset a staging area (frees its pages) only after every write from
  *      it ended; every write ends before swap_tick() returns.
  *   A CACHED page (swapped in, its slot kept) whose staged content still
@@ -71,8 +76,10 @@
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/uffd.h"
 #include "engine/swapdev.h"
+#include "engine/testing.h"
 #include "engine/track.h"
 
 /* Most pages read with a fault, the faulting page included (one request;
@@ -160,8 +167,24 @@ static void ra_fini(struct engine_swap *sw)
 
 static int swapout_init(ovc_engine *e);
 
-_Atomic uint64_t ovc__swap_fill_ahead_bytes = SWAPDEV_FILL_AHEAD_DEFAULT;
-_Atomic bool ovc__swap_no_scrub;
+/* Test and benchmark knobs (testing.h), read when an engine is created. */
+static _Atomic uint64_t fill_ahead_bytes = SWAPDEV_FILL_AHEAD_DEFAULT;
+static _Atomic bool no_scrub;
+
+void engine_test_set_fill_ahead(uint64_t bytes)
+{
+	atomic_store(&fill_ahead_bytes, bytes);
+}
+
+void engine_test_set_no_scrub(bool on)
+{
+	atomic_store(&no_scrub, on);
+}
+
+void engine_test_set_clock(ovc_engine *e, uint64_t (*clock_nsec)(void))
+{
+	e->sw.clock_nsec = clock_nsec;
+}
 
 static uint64_t monotonic_nsec(void)
 {
@@ -194,10 +217,10 @@ int swap_init(ovc_engine *e, const struct ovc_engine_opts *o)
 				   .size_bytes = o->swap_size_bytes, .sys = e->sys, .log = &e->log,
 				   .fill_ahead_bytes = (e->flags & OVC_ENGINE_NO_THREADS)
 							       ? 0
-							       : atomic_load(&ovc__swap_fill_ahead_bytes),
+							       : atomic_load(&fill_ahead_bytes),
 				   .flags = ((e->flags & OVC_ENGINE_NO_THREADS) ? SWAPDEV_F_NO_THREAD : 0) |
 					    ((o->flags & OVC_ENGINE_SWAP_ENCRYPT) ? SWAPDEV_F_ENCRYPT : 0) |
-					    (atomic_load(&ovc__swap_no_scrub) ? SWAPDEV_F_NO_SCRUB : 0) };
+					    (atomic_load(&no_scrub) ? SWAPDEV_F_NO_SCRUB : 0) };
 	r = swapdev_new(&so, &sw->sd);
 	if (r < 0)
 		return r;
@@ -438,7 +461,7 @@ static void ra_fill(ovc_engine *e, struct ovc_region *r, uint64_t from)
 	struct swap_ra *ra = e->sw.ra;
 	unsigned queued = 0;
 
-	pthread_mutex_lock(&e->sw.in_lock);
+	lock_mutex(&e->sw.in_lock);
 	uint64_t next = from;
 	if (ra->tail_r == r && ra->tail > from && ra->tail <= from + RA_WINDOWS * RA_WIN_PAGES)
 		next = ra->tail; /* the windows before it are in flight */
@@ -470,7 +493,7 @@ static void ra_fill(ovc_engine *e, struct ovc_region *r, uint64_t from)
 	ra->tail = next;
 	if (queued)
 		(void)swapdev_submit(e->sw.in_ring); /* on failure: with the next wait */
-	pthread_mutex_unlock(&e->sw.in_lock);
+	unlock_mutex(&e->sw.in_lock);
 }
 
 /* The bytes of pages [page, page + n) (slots from @slot): from window @w
@@ -546,7 +569,7 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	if (pst_state(w) != PST_SWAPPED)
 		return 0;
 	uint32_t slot = pst_slot(r, page, w);
-	pthread_mutex_lock(&e->sw.in_lock);
+	lock_mutex(&e->sw.in_lock);
 	struct ra_win *win = ra_find(ra, r, page);
 	if (win && slot != win->slot + (page - win->first)) {
 		ra_drop(win); /* cannot happen (see struct ra_win); never trust it */
@@ -561,7 +584,7 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 			break;
 		}
 	if (!n) {
-		pthread_mutex_unlock(&e->sw.in_lock);
+		unlock_mutex(&e->sw.in_lock);
 		return 0;
 	}
 	ra_forget(ra, r, page, n, win);
@@ -600,21 +623,21 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	}
 	if (win)
 		ra_drop(win); /* used, or its pages are SWAPPED again for a fresh read */
-	pthread_mutex_unlock(&e->sw.in_lock);
+	unlock_mutex(&e->sw.in_lock);
 	*ret_n = done;
 	if (got < 0)
 		return got;
 	return done ? 0 : (eagain ? -EAGAIN : -EIO);
 }
 
-void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
+bool swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
 {
 	unsigned n;
 	pst_word old = 0;
 
 	if (!swap_enabled(e)) {
 		uffd_wake(e, addr, PAGE_SIZE);
-		return;
+		return false;
 	}
 	struct engine_swap *sw = &e->sw;
 	struct ra_stream *st = ra_stream_of(sw->ra, addr);
@@ -624,7 +647,6 @@ void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 		/* In order for a while: read the next windows ahead. */
 		if (st->win >= RA_START_WIN)
 			ra_fill(e, r, page + n);
-		e->saw_swapin = true;
 		atomic_fetch_add(&e->c.swap_faults, 1);
 		/* Refault: back within a hold's worth of intervals of its
 		 * eviction (the age byte of a SWAPPED word holds the epoch). */
@@ -634,22 +656,24 @@ void swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 			if (r->track)
 				track_refault(r->track, page);
 		}
-		return;
+		return true;
 	}
 	if (err == -EAGAIN || err == 0) {
 		/* An event is queued behind this fault, or the page left
 		 * SWAPPED meanwhile: the thread faults again and we answer
 		 * then. */
 		uffd_wake(e, addr, PAGE_SIZE);
-		return;
+		return false;
 	}
 	/* The read failed. Never zeros: tell the VMM and leave the thread
-	 * asleep; the sweep wakes it and the read is tried again. */
+	 * asleep; the sweep wakes it and the read is tried again. The message
+	 * and the report wait until the handler releases its locks (log.h). */
 	atomic_fetch_add(&e->c.swap_read_errors, 1);
 	log_err(&e->log, "reading swapped page 0x%" PRIx64 ": %s; the faulting thread waits",
 		r->guest_phys + (page << PAGE_SHIFT), ovc_strerror(err));
-	if (e->sw.io_error_fn)
-		e->sw.io_error_fn(e->sw.io_error_userdata, r->guest_phys + (page << PAGE_SHIFT), err);
+	log_io_error(&e->log, e->sw.io_error_fn, e->sw.io_error_userdata, r->guest_phys + (page << PAGE_SHIFT),
+		     err);
+	return false;
 }
 
 int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
@@ -671,11 +695,11 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
 			 * here, inside r->lock and in_lock (in NO_THREADS mode
 			 * that would run the handler on this thread, which
 			 * takes both). It is read below, outside them. */
-			pthread_mutex_lock(&r->lock);
+			lock_mutex(&r->lock);
 			uffd_handler_enter();
 			err = swapin_run(e, r, p, SWAPIN_RA_PAGES, &n, &old);
 			uffd_handler_leave();
-			pthread_mutex_unlock(&r->lock);
+			unlock_mutex(&r->lock);
 			if (err != -EAGAIN)
 				break;
 			uffd_await_event(e, 1000);
@@ -684,8 +708,8 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
 			atomic_fetch_add(&e->c.swap_read_errors, 1);
 			log_err(&e->log, "bringing back swapped page 0x%" PRIx64 ": %s",
 				r->guest_phys + (p << PAGE_SHIFT), ovc_strerror(err));
-			if (e->sw.io_error_fn)
-				e->sw.io_error_fn(e->sw.io_error_userdata, r->guest_phys + (p << PAGE_SHIFT), err);
+			log_io_error(&e->log, e->sw.io_error_fn, e->sw.io_error_userdata,
+				     r->guest_phys + (p << PAGE_SHIFT), err);
 			ret = -EIO;
 			p++;
 			continue;
@@ -699,9 +723,9 @@ void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t 
 {
 	if (!swap_enabled(e))
 		return;
-	pthread_mutex_lock(&e->sw.in_lock);
+	lock_mutex(&e->sw.in_lock);
 	ra_forget(e->sw.ra, r, first, end - first, NULL);
-	pthread_mutex_unlock(&e->sw.in_lock);
+	unlock_mutex(&e->sw.in_lock);
 	for (uint64_t p = first; p < end && p < r->npages; p++) {
 		cache_drop(e, r, p, false); /* the cached content is gone */
 		/* DISCARD_PENDING and DISCARDED are marked already (fault.c,
@@ -758,6 +782,7 @@ struct swapout_area {
 	uint16_t off[BATCH_PAGES];   /* write list: staging offsets */
 	uint32_t slot[BATCH_PAGES];  /* write list: slot of each entry */
 	struct wreq reqs[BATCH_PAGES];
+	unsigned nreq;               /* reqs used by the batch's writes */
 };
 
 static int swapout_init(ovc_engine *e)
@@ -768,7 +793,7 @@ static int swapout_init(ovc_engine *e)
 	sw->areas = calloc(SWAPOUT_AREAS, sizeof(*sw->areas));
 	if (!sw->areas)
 		return -ENOMEM;
-	/* 2 MiB aligned, as share.c's staging: a whole-THP run moves as one PMD. */
+	/* 2 MiB aligned, as drop.c's staging: a whole-THP run moves as one PMD. */
 	void *p = SYS(e->sys, mmap, NULL, len + AREA_BYTES, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
@@ -783,12 +808,12 @@ static int swapout_init(ovc_engine *e)
 	return staging_map_fresh(e, sw->stage, len);
 }
 
-unsigned swapout_areas(void)
+unsigned engine_test_areas(void)
 {
 	return SWAPOUT_AREAS;
 }
 
-unsigned swapout_areas_used(const ovc_engine *e)
+unsigned engine_test_areas_used(const ovc_engine *e)
 {
 	unsigned n = 0;
 	for (unsigned i = 0; e->sw.areas && i < SWAPOUT_AREAS; i++)
@@ -796,8 +821,11 @@ unsigned swapout_areas_used(const ovc_engine *e)
 	return n;
 }
 
-/* Give page @page (content at @src in staging) back to the guest. */
-static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, const uint8_t *src)
+/* Give one page @page (content at @src in a swap-out staging area) back to
+ * the guest, RESIDENT (zeros if the VMM discarded it meanwhile). Not
+ * share.c's give_back_run, which gives back a run of the zero path's
+ * staging and ends its pages ZERO or RESIDENT. */
+static void give_back_page(ovc_engine *e, struct ovc_region *r, uint64_t page, const uint8_t *src)
 {
 	pst_word w = atomic_load(&r->pst[page]);
 	uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, page);
@@ -806,7 +834,7 @@ static void give_back(ovc_engine *e, struct ovc_region *r, uint64_t page, const 
 	else if (uffd_move_back(e, gaddr, (uint64_t)(uintptr_t)src, PAGE_SIZE) < 0) {
 		log_err(&e->log, "guest page 0x%" PRIx64 " filled while in transit; reclaim stopped",
 			r->guest_phys + (page << PAGE_SHIFT));
-		e->staging_broken = true;
+		e->stage.broken = true;
 	}
 	uffd_events_settle(e); /* installed: see fault.c, discard_mark */
 	pst_word nw;
@@ -831,7 +859,7 @@ static bool cache_hit(ovc_engine *e, struct ovc_region *r, uint64_t page, const 
 	for (;;) {
 		if (w & (PST_WAITERS | PST_DISCARDED)) {
 			cache_drop(e, r, page, true);
-			give_back(e, r, page, src);
+			give_back_page(e, r, page, src);
 			atomic_fetch_add(&e->c.transit_aborts, 1);
 			return false;
 		}
@@ -900,7 +928,7 @@ static void end_write(struct swapout_area *a, unsigned d, int res)
 			atomic_fetch_add(&e->c.swap_write_errors, 1);
 			sw->werr = res;
 		}
-		give_back(e, r, page, src);
+		give_back_page(e, r, page, src);
 		if (a->slot[d] != SWAPDEV_NO_SLOT)
 			swapdev_slot_free(sw->sd, a->slot[d], 1);
 		return;
@@ -910,7 +938,7 @@ static void end_write(struct swapout_area *a, unsigned d, int res)
 		if (w & (PST_WAITERS | PST_DISCARDED)) {
 			/* Someone waits (or the VMM discarded it): give it back
 			 * from staging rather than read it again. */
-			give_back(e, r, page, src);
+			give_back_page(e, r, page, src);
 			swapdev_slot_free(sw->sd, a->slot[d], 1);
 			atomic_fetch_add(&e->c.transit_aborts, 1);
 			return;
@@ -979,7 +1007,7 @@ static void swapout_drain(ovc_engine *e)
 		out_wait(e);
 	for (unsigned i = 0; i < SWAPOUT_AREAS; i++)
 		used |= sw->areas[i].used;
-	if (!used || e->staging_broken)
+	if (!used || e->stage.broken)
 		return; /* broken: staging holds a page that could not go back */
 	if (staging_map_fresh(e, sw->stage, (size_t)SWAPOUT_AREAS * AREA_BYTES) == 0)
 		for (unsigned i = 0; i < SWAPOUT_AREAS; i++)
@@ -1009,7 +1037,7 @@ static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *
 	struct ovc_region *r = a->r;
 	unsigned nsel = 0;
 
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	for (unsigned i = 0; i < n; i++) {
 		pst_word old;
 		/* DISCARD_PENDING stays on the word too: a page that is not
@@ -1032,7 +1060,7 @@ static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *
 				     a->stage + ((uint64_t)i << PAGE_SHIFT), moved + i, false);
 		i = j;
 	}
-	pthread_mutex_unlock(&r->lock);
+	unlock_mutex(&r->lock);
 	return nsel;
 }
 
@@ -1078,39 +1106,29 @@ static unsigned sort_staged(ovc_engine *e, struct swapout_area *a, unsigned nsel
 
 /* Queue the writes of the write list a->off[0, nd): slot runs, at most
  * SWAPOUT_REQ_PAGES per request. Entries that get no slot end at once. */
+static uint8_t *area_src(void *ctx, unsigned d)
+{
+	struct swapout_area *a = ctx;
+	return a->stage + ((uint64_t)a->off[d] << PAGE_SHIFT);
+}
+
+static void *area_req(void *ctx, unsigned first, unsigned n)
+{
+	struct swapout_area *a = ctx;
+	struct wreq *q = &a->reqs[a->nreq++];
+	*q = (struct wreq){ a, first, n };
+	a->inflight++;
+	a->e->sw.inflight_pages += n;
+	return q;
+}
+
 static void queue_writes(ovc_engine *e, struct swapout_area *a, unsigned nd)
 {
 	struct engine_swap *sw = &e->sw;
-	unsigned assigned = 0, nreq = 0;
+	const struct swapout_writer w = { a, area_src, area_req, write_done, out_wait };
 
-	while (assigned < nd) {
-		uint32_t first, got;
-		if (swapdev_slot_alloc(sw->sd, nd - assigned, &first, &got) < 0) {
-			sw->full = true;
-			break;
-		}
-		for (uint32_t off = 0; off < got;) {
-			unsigned k = MIN(got - off, SWAPOUT_REQ_PAGES);
-			struct iovec iov[SWAPOUT_REQ_PAGES];
-			for (unsigned j = 0; j < k; j++) {
-				unsigned d = assigned + off + j;
-				a->slot[d] = first + off + j;
-				iov[j].iov_base = a->stage + ((uint64_t)a->off[d] << PAGE_SHIFT);
-				iov[j].iov_len = PAGE_SIZE;
-			}
-			struct wreq *q = &a->reqs[nreq++];
-			*q = (struct wreq){ a, assigned + off, k };
-			a->inflight++;
-			sw->inflight_pages += k;
-			int qr;
-			while ((qr = swapdev_queue_write(sw->out_ring, first + off, iov, k, write_done, q)) == -EAGAIN)
-				out_wait(e);
-			if (qr < 0)
-				write_done(q, qr);
-			off += k;
-		}
-		assigned += got;
-	}
+	a->nreq = 0;
+	unsigned assigned = swapout_queue_runs(e, nd, a->slot, &w);
 	for (unsigned d = assigned; d < nd; d++) {
 		a->slot[d] = SWAPDEV_NO_SLOT;
 		end_write(a, d, -ENOSPC);
@@ -1128,7 +1146,7 @@ static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pa
 	uint8_t pending[BATCH_PAGES], moved[BATCH_PAGES];
 	int err = 0;
 
-	if (e->staging_broken)
+	if (e->stage.broken)
 		return -EIO;
 	struct swapout_area *a = area_get(e, &err);
 	if (!a)
@@ -1216,7 +1234,7 @@ static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *
 		/* ovc_engine_free() waits for this tick: end it after the
 		 * batch rather than swap out the rest of the target only to
 		 * read it all back. */
-		if (e->staging_broken || atomic_load(&e->worker_stop))
+		if (e->stage.broken || atomic_load(&e->worker.stop))
 			return -1;
 		j += m;
 		*need = reclaim_need(e);
@@ -1229,7 +1247,7 @@ static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *
  * wants more. Only RESIDENT pages are listed: in a bounded list, pages in
  * other states (swapped since the last scan, or ZERO pages that are present
  * and age like any page in sync mode) would crowd the usable ones out until
- * the next scan, or for good (tests/test-fault.c found that). A full list
+ * the next scan, or for good (tests/engine/test-fault.c found that). A full list
  * may leave cold pages behind: list again while that makes progress.
  * Returns -1 when the tick must end, else 0. */
 static int swapout_region(ovc_engine *e, struct ovc_region *r, uint8_t min_age, int64_t *need, int *first_err)
@@ -1279,7 +1297,7 @@ int64_t swap_tick(ovc_engine *e, bool force)
 	int64_t need = reclaim_need(e);
 	if (!due && need <= 0)
 		return 0;
-	pthread_rwlock_rdlock(&e->regions_lock);
+	lock_read(&e->regions_lock);
 	if (due) {
 		sw->last_tick_nsec = now;
 		atomic_fetch_add(&sw->epoch, 1);
@@ -1308,7 +1326,7 @@ int64_t swap_tick(ovc_engine *e, bool force)
 	}
 out:
 	swapout_drain(e);
-	pthread_rwlock_unlock(&e->regions_lock);
+	unlock_rw(&e->regions_lock);
 	/* Freed slots leave the file now, with no write of ours in flight
 	 * (swapdev.h, "Scrubbing"). */
 	swapdev_scrub(sw->sd);

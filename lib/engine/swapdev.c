@@ -18,7 +18,8 @@
  *  - only the ring's own bounce buffer, used by swapdev_read_sync(). Pages
  *    that swap-out writes are never registered: the engine moves guest pages
  *    to a staging area with UFFDIO_MOVE and drops them after the write, and
- *    UFFDIO_MOVE fails with EBUSY on a pinned page (reference.md §3), while a
+ *    UFFDIO_MOVE fails with EBUSY on a pinned page (docs/engine.md, "Pages
+ *    the kernel holds pinned"), while a
  *    registered buffer that gets MADV_DONTNEED'd keeps pinning the old
  *    physical pages behind the mapping's back. Writes therefore go out with
  *    writev from whatever the caller hands in. Swap-in reads land in the
@@ -73,6 +74,7 @@
 #include <openssl/evp.h>
 #endif
 
+#include "engine/lock.h"
 #include "engine/swapdev.h"
 #include "common/util.h"
 
@@ -395,10 +397,10 @@ static void fill_chunk(struct swapdev *sd)
 	}
 	set_used(sd, first, n, true);
 	sd->bg_busy_n += n;
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
 	int err = write_zeros(sd, first, n);
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	sd->fst.write_nsec += now_nsec(CLOCK_MONOTONIC) - t0;
 	set_used(sd, first, n, false);
 	sd->bg_busy_n -= n;
@@ -417,10 +419,10 @@ static void fill_chunk(struct swapdev *sd)
 	pthread_cond_broadcast(&sd->busy_cond);
 	if (err) {
 		/* The logger is the embedder's code: not under our lock. */
-		pthread_mutex_unlock(&sd->lock);
+		unlock_mutex(&sd->lock);
 		log_err(sd->log, "swap file: zero-filling slots %u-%u failed (%s); the rest stays "
 			"unfilled (slower writes, no data at risk)", first, first + n - 1, strerror(-err));
-		pthread_mutex_lock(&sd->lock);
+		lock_mutex(&sd->lock);
 	}
 }
 
@@ -477,12 +479,12 @@ static void scrub_one(struct swapdev *sd, bool zero, uint32_t max)
 	sd->bg_busy_n += n;
 	sd->scrub_cursor = first + n == sd->nr_slots ? 0 : first + n;
 	enum clear_how how = zero ? CLEAR_WRITE : sd->clear_how;
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);
 
 	int err = clear_run(sd, &how, first, n);
 
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	if (!zero && how > sd->clear_how)
 		sd->clear_how = how;
 	sd->fst.scrub_nsec += now_nsec(CLOCK_MONOTONIC) - t0;
@@ -502,19 +504,19 @@ static void scrub_one(struct swapdev *sd, bool zero, uint32_t max)
 	pthread_cond_broadcast(&sd->busy_cond);
 	if (err && !sd->scrub_failed) {
 		sd->scrub_failed = true;
-		pthread_mutex_unlock(&sd->lock);
+		unlock_mutex(&sd->lock);
 		log_err(sd->log, "swap file: clearing freed slots %u-%u failed (%s); freed slots "
 			"keep their bytes until they are used again", first, first + n - 1, strerror(-err));
-		pthread_mutex_lock(&sd->lock);
+		lock_mutex(&sd->lock);
 	}
 }
 
 void swapdev_scrub(struct swapdev *sd)
 {
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	while (scrub_wanted(sd))
 		scrub_one(sd, false, UINT32_MAX);
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 }
 
 /* The background thread: scrubs freed slots, then keeps fill_ahead slots
@@ -524,7 +526,7 @@ static void *fill_main(void *arg)
 {
 	struct swapdev *sd = arg;
 
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	while (!sd->fill_stop) {
 		bool scrub = scrub_wanted(sd);
 		if (!scrub && !fill_wanted(sd)) {
@@ -545,7 +547,7 @@ static void *fill_main(void *arg)
 		else
 			fill_chunk(sd);
 	}
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 	return NULL;
 }
 
@@ -590,31 +592,31 @@ static void fill_stop(struct swapdev *sd)
 {
 	if (!sd->fill_thread_ok)
 		return;
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	sd->fill_stop = true;
 	pthread_cond_signal(&sd->fill_cond);
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 	pthread_join(sd->fill_thread, NULL);
 	sd->fill_thread_ok = false;
 }
 
 void swapdev_fill_stats(struct swapdev *sd, struct swapdev_fill_stats *ret)
 {
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	*ret = sd->fst;
 	ret->fill_next = sd->fill_next;
 	ret->slots_stale = sd->nr_stale;
 	ret->slots_holes = sd->nr_hole;
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 }
 
 void swapdev_fill_wait_idle(struct swapdev *sd)
 {
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	while (sd->bg_busy_n > 0 ||
 	       (sd->fill_thread_ok && (fill_wanted(sd) || scrub_wanted(sd))))
 		pthread_cond_wait(&sd->busy_cond, &sd->lock);
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 }
 
 /* ------------------------------------------------------------- crypto -- */
@@ -930,9 +932,9 @@ uint32_t swapdev_slots_total(const struct swapdev *sd)
 
 uint32_t swapdev_slots_free(struct swapdev *sd)
 {
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	uint32_t n = sd->nr_free;
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 	return n;
 }
 
@@ -958,12 +960,12 @@ int swapdev_slot_alloc(struct swapdev *sd, uint32_t want, uint32_t *ret_first, u
 
 	if (want == 0)
 		return -EINVAL;
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	/* Only slots the thread has reserved are free: a millisecond away. */
 	while (sd->nr_free > 0 && sd->nr_free == sd->bg_busy_n)
 		pthread_cond_wait(&sd->busy_cond, &sd->lock);
 	if (sd->nr_free == 0) {
-		pthread_mutex_unlock(&sd->lock);
+		unlock_mutex(&sd->lock);
 		return -ENOSPC;
 	}
 	s = find_filled(sd);
@@ -1000,7 +1002,7 @@ int swapdev_slot_alloc(struct swapdev *sd, uint32_t want, uint32_t *ret_first, u
 		sd->last_alloc_nsec = now_nsec(CLOCK_MONOTONIC);
 		pthread_cond_signal(&sd->fill_cond);
 	}
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 	*ret_first = s;
 	*ret_n = n;
 	return 0;
@@ -1009,7 +1011,7 @@ int swapdev_slot_alloc(struct swapdev *sd, uint32_t want, uint32_t *ret_first, u
 void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n)
 {
 	assert((uint64_t)first + n <= sd->nr_slots);
-	pthread_mutex_lock(&sd->lock);
+	lock_mutex(&sd->lock);
 	for (uint32_t s = first; s < first + n; s++)
 		assert((sd->bitmap[s / 64] >> (s % 64)) & 1);
 	set_used(sd, first, n, false);
@@ -1020,7 +1022,7 @@ void swapdev_slot_free(struct swapdev *sd, uint32_t first, uint32_t n)
 	sd->nr_free += n;
 	if (sd->fill_thread_ok)
 		pthread_cond_signal(&sd->fill_cond);
-	pthread_mutex_unlock(&sd->lock);
+	unlock_mutex(&sd->lock);
 }
 
 /* ---------------------------------------------------------------- ring -- */

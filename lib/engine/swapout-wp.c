@@ -40,7 +40,7 @@
  *      1 and 6. The kernel may have, through a pin taken before step 1
  *      (an O_DIRECT or io_uring read into the page, process_vm_writev):
  *      so where the kernel has MOVE (kept enabled in this mode for this)
- *      the drop is UFFDIO_MOVE into staging (share.c, move_out_runs),
+ *      the drop is UFFDIO_MOVE into staging (drop.c, move_out_runs),
  *      which refuses a page still pinned, and each moved page is compared
  *      there with the copy written out (zeros for a zero page); one that
  *      differs was written through a pin since step 2 and goes back
@@ -52,7 +52,7 @@
  * Our own MADV_DONTNEED drop (without MOVE) raises UFFD_EVENT_REMOVE, and swap_discard() takes REMOVE
  * on a SWAPPING_OUT page for a VMM discard (DISCARDED: the data on disk
  * would be thrown away) and on a SWAPPED page too (slot freed). So each page
- * gets PST_OWN_DROP just before the drop (share.c drop_runs), and the first
+ * gets PST_OWN_DROP just before the drop (drop.c, drop_runs), and the first
  * event covering a page with the bit clears it and does nothing else,
  * whatever the state: the handler may read our event before madvise
  * returns and handle it after we set SWAPPED. A VMM discard of the same
@@ -70,6 +70,7 @@
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
+#include "engine/lock.h"
 #include "engine/uffd.h"
 #include "engine/swapdev.h"
 #include "engine/track.h"
@@ -81,7 +82,7 @@ static int mark_protect(ovc_engine *e, struct ovc_region *r, const uint64_t *pag
 {
 	unsigned nsel = 0;
 
-	pthread_mutex_lock(&r->lock);
+	lock_mutex(&r->lock);
 	for (unsigned i = 0; i < n; i++) {
 		pst_word old;
 		if (r->track && track_wrote_since_scan(r->track, pages[i]))
@@ -92,7 +93,7 @@ static int mark_protect(ovc_engine *e, struct ovc_region *r, const uint64_t *pag
 		}
 	}
 	if (!nsel) {
-		pthread_mutex_unlock(&r->lock);
+		unlock_mutex(&r->lock);
 		return 0;
 	}
 	uint64_t span = (uint64_t)(uintptr_t)region_addr(r, sel[0]);
@@ -101,7 +102,7 @@ static int mark_protect(ovc_engine *e, struct ovc_region *r, const uint64_t *pag
 		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
 	};
 	int err = SYS(e->sys, ioctl, e->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? negative_errno() : 0;
-	pthread_mutex_unlock(&r->lock);
+	unlock_mutex(&r->lock);
 	if (err < 0) {
 		/* Part of the span may be protected: the handler unprotects a
 		 * page when it is written, as after a tracking scan. */
@@ -122,6 +123,14 @@ struct swap_wreq {
 	unsigned first, n;
 };
 
+/* The batch's writes: copies of the pages (src), their results (res). */
+struct wp_writes {
+	uint8_t *const *src;
+	int *res;
+	struct swap_wreq reqs[BATCH_PAGES];
+	unsigned nreq;
+};
+
 static void swap_write_done(void *user, int res)
 {
 	struct swap_wreq *q = user;
@@ -129,45 +138,42 @@ static void swap_write_done(void *user, int res)
 		q->res[q->first + i] = res;
 }
 
-/* Step 4: write pages src[0..nd) to freshly allocated slot runs, one
- * writev of at most SWAPOUT_REQ_PAGES pages per request (as swap.c's
- * pipelined MOVE path), all queued before the wait.
- * res[d] is 0 or -errno (-ENOSPC: no slot; sw->full is set), slot[d] the
- * slot or SWAPDEV_NO_SLOT. Pass thread. */
-void swap_write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot)
+static uint8_t *wp_src(void *ctx, unsigned d)
+{
+	struct wp_writes *w = ctx;
+	return w->src[d];
+}
+
+static void *wp_req(void *ctx, unsigned first, unsigned n)
+{
+	struct wp_writes *w = ctx;
+	struct swap_wreq *q = &w->reqs[w->nreq++];
+	*q = (struct swap_wreq){ w->res, first, n };
+	for (unsigned i = 0; i < n; i++)
+		w->res[first + i] = -EINPROGRESS;
+	return q;
+}
+
+static void wp_ring_wait(ovc_engine *e)
+{
+	swapdev_wait(e->sw.out_ring, 0);
+}
+
+/* Step 4: write pages src[0..nd) to freshly allocated slot runs
+ * (swapout-runs.c, as swap.c's pipelined MOVE path), all queued before
+ * the wait. res[d] is 0 or -errno (-ENOSPC: no slot; sw->full is set),
+ * slot[d] the slot or SWAPDEV_NO_SLOT. Pass thread. */
+static void write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot)
 {
 	struct engine_swap *sw = &e->sw;
-	struct swap_wreq reqs[BATCH_PAGES];
-	unsigned nreq = 0;
+	struct wp_writes w = { .src = src, .res = res };
+	const struct swapout_writer wr = { &w, wp_src, wp_req, swap_write_done, wp_ring_wait };
 
 	for (unsigned d = 0; d < nd; d++) {
 		res[d] = -ENOSPC;
 		slot[d] = SWAPDEV_NO_SLOT;
 	}
-	for (unsigned d = 0; d < nd;) {
-		uint32_t first, got;
-		if (swapdev_slot_alloc(sw->sd, nd - d, &first, &got) < 0) {
-			sw->full = true;
-			break;
-		}
-		for (uint32_t k, off = 0; off < got; off += k) {
-			struct iovec iov[SWAPOUT_REQ_PAGES];
-			struct swap_wreq *q = &reqs[nreq++];
-			int qr;
-			k = MIN(got - off, SWAPOUT_REQ_PAGES);
-			*q = (struct swap_wreq){ res, d + off, k };
-			for (unsigned j = 0; j < k; j++) {
-				slot[d + off + j] = first + off + j;
-				res[d + off + j] = -EINPROGRESS;
-				iov[j] = (struct iovec){ src[d + off + j], PAGE_SIZE };
-			}
-			while ((qr = swapdev_queue_write(sw->out_ring, first + off, iov, k, swap_write_done, q)) == -EAGAIN)
-				swapdev_wait(sw->out_ring, 0);
-			if (qr < 0)
-				swap_write_done(q, qr);
-		}
-		d += got;
-	}
+	swapout_queue_runs(e, nd, slot, &wr);
 	/* A failed submit leaves the requests queued; they reference the
 	 * caller's pages, so the only way on is to wait. */
 	for (unsigned tries = 0; swapdev_inflight(sw->out_ring);) {
@@ -269,7 +275,7 @@ int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages,
 	/* 4-5. Write; give back what failed or is waited for. */
 	int res[BATCH_PAGES], werr = 0;
 	uint32_t dslot[BATCH_PAGES];
-	swap_write_pages(e, src, nd, res, dslot);
+	write_pages(e, src, nd, res, dslot);
 	for (unsigned d = 0; d < nd; d++) {
 		unsigned i = didx[d];
 		slot[i] = dslot[d];

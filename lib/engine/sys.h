@@ -2,7 +2,7 @@
 /*
  * The syscall ops table. Every syscall the engine makes on a path that can
  * fail at run time goes through one of these, so that tests can fail the Nth
- * call of any of them (tests/fault-inject.h) and check a clean unwind.
+ * call of any of them (tests/helpers/fault-inject.h) and check a clean unwind.
  *
  * Each op behaves like its libc namesake (-1 and errno), except the io_uring
  * ones, which return -errno like liburing. The table is per engine (no global

@@ -12,7 +12,7 @@
  *
  * Per page: one age byte (in the caller's array or ours) and one hold bit.
  *
- * What the kernel does, measured on Linux 6.18 (tests/test-track.c checks
+ * What the kernel does, measured on Linux 6.18 (tests/engine/test-track.c checks
  * each point; docs/swap.md has the whole table):
  *
  *  1. One uffd serves the engine and the tracker. A range can be registered
@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "engine/compat.h"
+#include "engine/lock.h"
 #include "engine/track.h"
 #include "common/util.h"
 
@@ -274,7 +275,7 @@ static void age_present(struct track *t, const struct page_region *r)
  * has its bit taken by the next scan, and its unprotect cannot undo a
  * protect that comes later. Protect first, take second: a write between a
  * take and a protect would be invisible. Anonymous memory gets no markers
- * on holes (no WP_UNPOPULATED; tests/test-track.c checks), so the engine's
+ * on holes (no WP_UNPOPULATED; tests/engine/test-track.c checks), so the engine's
  * ZEROPAGE and the handler's zero pages still work there. */
 static int protect_take(struct track *t)
 {
@@ -285,11 +286,11 @@ static int protect_take(struct track *t)
 			.mode = UFFDIO_WRITEPROTECT_MODE_WP,
 		};
 		for (unsigned tries = 0;; tries++) {
-			pthread_mutex_lock(t->lock);
+			lock_mutex(t->lock);
 			int err = SYS(t->sys, ioctl, t->wp_uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? negative_errno() : 0;
 			for (size_t w = first / 64; !err && w < words(first + n); w++)
 				t->written[w] = __atomic_exchange_n(&t->wrote_pending[w], 0, __ATOMIC_ACQ_REL);
-			pthread_mutex_unlock(t->lock);
+			unlock_mutex(t->lock);
 			if (!err)
 				break;
 			/* EAGAIN: a REMOVE event is unread; the caller's handler

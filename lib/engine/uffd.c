@@ -56,7 +56,7 @@ int uffd_resolve(ovc_engine *e, unsigned long req, void *arg)
 			/* A REMOVE event is unread. The handler itself wakes
 			 * the faulting thread instead (it faults again after
 			 * the event). Anyone else waits it out, then retries. */
-			if (in_handler || engine_gettid() == atomic_load(&e->handler_tid))
+			if (in_handler || engine_gettid() == atomic_load(&e->handler.tid))
 				return -EAGAIN;
 			uffd_await_event(e, 0);
 			continue;
@@ -82,14 +82,14 @@ void uffd_wake(ovc_engine *e, uint64_t start, uint64_t len)
  * wait for ever). */
 void uffd_events_done(ovc_engine *e, uint64_t seq)
 {
-	uint64_t d = atomic_load(&e->events_done);
-	while (d < seq && !atomic_compare_exchange_weak(&e->events_done, &d, seq))
+	uint64_t d = atomic_load(&e->ev.events_done);
+	while (d < seq && !atomic_compare_exchange_weak(&e->ev.events_done, &d, seq))
 		;
 }
 
 void uffd_events_settle(ovc_engine *e)
 {
-	while (atomic_load(&e->events_done) < atomic_load(&e->read_seq))
+	while (atomic_load(&e->ev.events_done) < atomic_load(&e->ev.read_seq))
 		sched_yield();
 }
 
@@ -187,5 +187,23 @@ void uffd_drain_if_reader(ovc_engine *e)
 
 uint64_t uffd_read_begin(ovc_engine *e)
 {
-	return atomic_fetch_add(&e->read_seq, 1) + 1;
+	return atomic_fetch_add(&e->ev.read_seq, 1) + 1;
+}
+
+void uffd_hold_set(ovc_engine *e, struct ovc_region *r, uint64_t start, uint64_t end)
+{
+	atomic_store(&e->ev.hold_start, start);
+	atomic_store(&e->ev.hold_end, end);
+	atomic_store(&e->ev.hold_region, r);
+}
+
+void uffd_hold_clear(ovc_engine *e)
+{
+	atomic_store(&e->ev.hold_region, NULL);
+}
+
+bool uffd_hold_covers(ovc_engine *e, const struct ovc_region *r, uint64_t page)
+{
+	return atomic_load(&e->ev.hold_region) == r && page >= atomic_load(&e->ev.hold_start) &&
+	       page < atomic_load(&e->ev.hold_end);
 }

@@ -57,4 +57,14 @@ uint64_t uffd_read_begin(ovc_engine *e);
 void uffd_events_done(ovc_engine *e, uint64_t seq);
 void uffd_events_settle(ovc_engine *e);
 
+/* The span a write-protect batch holds (share.c, hold_batch/unhold):
+ * pages [start, end) of @r are write-protected by the batch in progress,
+ * which lifts the protection of all of them at its end; the handler leaves
+ * write faults there asleep until then (fault.c, fault_unprotect). The
+ * pass thread sets the span before the protection and clears it after the
+ * protection is lifted; the handler asks. */
+void uffd_hold_set(ovc_engine *e, struct ovc_region *r, uint64_t start, uint64_t end);
+void uffd_hold_clear(ovc_engine *e);
+bool uffd_hold_covers(ovc_engine *e, const struct ovc_region *r, uint64_t page);
+
 #endif

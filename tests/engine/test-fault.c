@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * unit: fault injection over the syscall table (tests/fault-inject.h).
+ * unit: fault injection over the syscall table (tests/helpers/fault-inject.h).
  *
  * Reclaim: one pass is run counting every syscall the engine makes through
  * its ops table (the pass and the handler), then the pass is run again
@@ -88,7 +88,7 @@ static void inject_reclaim(const struct fmode *m)
 		fill(g.p);
 		ovc_engine *e = NULL;
 		struct ovc_engine_opts o = { .size = sizeof(o), .flags = m->flags | OVC_ENGINE_NO_AUTOSCAN };
-		assert_ovc_ok(ovc__engine_new_with_sys(&o, &fi.sys, &e));
+		assert_ovc_ok(engine_test_new_with_sys(&o, &fi.sys, &e));
 		/* memfd and the path without MOVE drop zero pages only when
 		 * asked (no pinned writers here). */
 		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, mode_cpu_only_flags(m->flags, m->backing)));
@@ -165,7 +165,7 @@ static void test_setup(void **state)
 			fault_inject_init(&fi, n, ENOMEM, 0);
 			ovc_engine *e = NULL;
 			struct ovc_engine_opts o = { .size = sizeof(o), .flags = flags[f] };
-			int r = ovc__engine_new_with_sys(&o, &fi.sys, &e);
+			int r = engine_test_new_with_sys(&o, &fi.sys, &e);
 			if (r == 0)
 				r = ovc_region_add(e, g.p, g.len, 0, 0);
 			if (n == 0) {
@@ -208,15 +208,15 @@ static void test_swapout_syncwp(void **state)
 					     .flags = OVC_ENGINE_SYNC_WP | OVC_ENGINE_NO_AUTOSCAN,
 					     .swap_path = "/var/tmp", .swap_size_bytes = (uint64_t)NPAGES * 4096,
 					     .scan_interval_usec = 1000000, .cold_age_usec = 1000000 };
-		int er = ovc__engine_new_with_sys(&o, &fi.sys, &e);
+		int er = engine_test_new_with_sys(&o, &fi.sys, &e);
 		if (er == -EOPNOTSUPP)
 			skip_because("no swap here (O_DIRECT in /var/tmp?)");
 		assert_ovc_ok(er);
 		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
-		atomic_store(&e->c_reclaim_target, g.len);
+		engine_test_set_target(e, g.len);
 
 		count_from_here(&fi, n);
-		int64_t r = ovc__engine_swap_tick(e);
+		int64_t r = engine_test_swap_tick(e);
 		fi.fail_at = 0;
 		struct ovc_engine_stats st = { .size = sizeof(st) };
 		assert_ovc_ok(ovc_engine_stats(e, &st));
@@ -242,7 +242,7 @@ static void test_swapout_syncwp(void **state)
 		/* Recovered: clean ticks swap everything out again (after the
 		 * refault hold of the pages just read back: 3 intervals). */
 		for (int k = 0; k < 8 && st.swapped_pages_now != NPAGES - n_zero(); k++) {
-			assert_true(ovc__engine_swap_tick(e) >= 0);
+			assert_true(engine_test_swap_tick(e) >= 0);
 			assert_ovc_ok(ovc_engine_stats(e, &st));
 		}
 		if (st.swapped_pages_now != NPAGES - n_zero())

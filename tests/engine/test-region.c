@@ -94,7 +94,7 @@ static void test_region_table(void **state)
 	region_fini(&r);
 }
 
-/* Issue 3: at most 8 bytes of metadata per page, all told, on the
+/* The metadata budget: at most 8 bytes per page, all told, on the
  * benchmark's 1 GiB region (address space only; nothing is touched). */
 static void test_region_meta_1gib(void **state)
 {
@@ -136,7 +136,7 @@ static void test_engine_opts(void **state)
 	o = (struct ovc_engine_opts){ .size = sizeof(o), .scan_cpu_permille = 1001 };
 	assert_ovc(ovc_engine_new(&o, &e), -EINVAL);
 	/* A swap size without a directory (and the reverse) is a bad option;
-	 * tests/test-swap.c covers working swap options. */
+	 * tests/engine/test-swap.c covers working swap options. */
 	o = (struct ovc_engine_opts){ .size = sizeof(o), .swap_size_bytes = 1 << 20 };
 	assert_ovc(ovc_engine_new(&o, &e), -EINVAL);
 	assert_ovc(ovc_engine_new(NULL, NULL), -EINVAL);

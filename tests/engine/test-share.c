@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "engine-test.h"
+#include "engine/scan.h"
 #include "pin-writer.h"
 
 struct mode {
@@ -425,7 +426,7 @@ static void test_discard_races_move(void **state)
 	d.sys.ioctl = race_ioctl;
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = { .size = sizeof(o), .flags = OVC_ENGINE_MOVE | OVC_ENGINE_NO_AUTOSCAN };
-	assert_ovc_ok(ovc__engine_new_with_sys(&o, &d.sys, &e));
+	assert_ovc_ok(engine_test_new_with_sys(&o, &d.sys, &e));
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
 
 	atomic_store(&d.hold_read, true);

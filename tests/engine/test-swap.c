@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * integration: the engine's swap path (lib/engine/swap.c) on the real kernel —
- * userfaultfd with MOVE and WP_ASYNC, PAGEMAP_SCAN, io_uring O_DIRECT on a
+ * userfaultfd with MOVE and WP_ASYNC, PAGEMAP_SCAN, and the sync
+ * write-protect path (the *_sync tests), io_uring O_DIRECT on a
  * swap file in /var/tmp. Nothing mocked; failures are injected through the
- * ops table (tests/fault-inject.h) into io_uring completions.
+ * ops table (tests/helpers/fault-inject.h) into io_uring completions.
  *
- * Intervals are driven by hand (ovc__engine_swap_tick) so that assertions
+ * Intervals are driven by hand (engine_test_swap_tick) so that assertions
  * count intervals and page states, never time.
  */
 #include <fcntl.h>
@@ -88,7 +89,7 @@ static int new_engine(unsigned flags, uint64_t swap_bytes, const struct ovc_sys 
 		      ovc_engine **e)
 {
 	struct ovc_engine_opts o = engine_opts(flags, swap_bytes, ie);
-	return ovc__engine_new_with_sys(&o, sys ? sys : &ovc_sys_default, e);
+	return engine_test_new_with_sys(&o, sys ? sys : &ovc_sys_default, e);
 }
 
 static void need_swap(void)
@@ -112,18 +113,12 @@ static struct ovc_engine_stats stats(ovc_engine *e)
 
 static size_t count_state(ovc_engine *e, enum pst_state s)
 {
-	size_t n = 0;
-	pthread_rwlock_rdlock(&e->regions_lock);
-	for (size_t i = 0; i < e->nregions; i++)
-		for (uint64_t p = 0; p < e->regions[i]->npages; p++)
-			n += pst_state(atomic_load(&e->regions[i]->pst[p])) == s;
-	pthread_rwlock_unlock(&e->regions_lock);
-	return n;
+	return engine_test_count_state(e, s);
 }
 
 static bool rg_word_cached(ovc_engine *e, uint64_t page)
 {
-	return (atomic_load(&e->regions[0]->pst[page]) & PST_CACHED) != 0;
+	return (atomic_load(&engine_test_region(e, 0)->pst[page]) & PST_CACHED) != 0;
 }
 
 static size_t compare(const uint8_t *g, const uint8_t *shadow, size_t npages)
@@ -143,9 +138,9 @@ static void swap_all(ovc_engine *e, size_t len)
 {
 	/* The target without ovc_engine_reclaim(), which would also wake the
 	 * worker into a tick of its own, racing the counts asserted here. */
-	atomic_store(&e->c_reclaim_target, len);
+	engine_test_set_target(e, len);
 	for (int i = 0; i < 4; i++)
-		assert_true(ovc__engine_swap_tick(e) >= 0);
+		assert_true(engine_test_swap_tick(e) >= 0);
 }
 
 static void test_options(void **s)
@@ -168,7 +163,7 @@ static void test_options(void **s)
 	assert_int_equal(ovc_engine_new(&o, &e), -EINVAL);
 	o.flags = OVC_ENGINE_NO_MOVE;
 	assert_ovc_ok(ovc_engine_new(&o, &e));
-	assert_true(e->sync_wp);
+	assert_true(engine_test_sync_wp(e));
 	ovc_engine_free(e);
 	e = NULL;
 	o.flags = 0;
@@ -265,7 +260,7 @@ static void roundtrip(unsigned flags, bool seq)
 		      (unsigned long long)st.refaults);
 	if (st.swapped_pages_now) {
 		for (uint64_t p = 0; p < npages; p++) {
-			pst_word w = atomic_load(&e->regions[0]->pst[p]);
+			pst_word w = atomic_load(&engine_test_region(e, 0)->pst[p]);
 			if (pst_state(w) != PST_RESIDENT && pst_state(w) != PST_ZERO)
 				fprintf(stderr, "page %llu word %llx\n", (unsigned long long)p, (unsigned long long)w);
 		}
@@ -333,7 +328,7 @@ static void test_free_discard_noswap(void **s)
 	assert_int_equal(resident_pages(h.p, h.len), npages);
 
 	/* Discard a swapped page as a balloon would. */
-	struct ovc_region *rg = e->regions[0]->guest_phys == 0 ? e->regions[0] : e->regions[1];
+	struct ovc_region *rg = engine_test_region_at(e, g.p);
 	size_t victim = npages;
 	for (size_t p = 0; p < npages && victim == npages; p++)
 		if (pst_state(atomic_load(&rg->pst[p])) == PST_SWAPPED)
@@ -378,13 +373,13 @@ static void test_cold_set(void **s)
 	assert_ovc_ok(new_engine(0, 64 << 20, NULL, NULL, &e));
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
 	/* Ask for everything: the tracker decides what is cold. */
-	atomic_store(&e->c_reclaim_target, g.len);
-	struct ovc_region *reg = e->regions[0];
+	engine_test_set_target(e, g.len);
+	struct ovc_region *reg = engine_test_region(e, 0);
 	for (int interval = 0; interval < 6; interval++) {
 		for (size_t p = 0; p < npages; p++)
 			if (hot[p])
 				g.p[p * 4096 + 8] = (uint8_t)interval;
-		assert_true(ovc__engine_swap_tick(e) >= 0);
+		assert_true(engine_test_swap_tick(e) >= 0);
 		for (size_t p = 0; p < npages; p++)
 			if (pst_state(atomic_load(&reg->pst[p])) == PST_SWAPPED)
 				ever[p] = 1;
@@ -473,21 +468,21 @@ static void test_oldest_across_regions(void **s)
 	assert_ovc_ok(new_engine(0, 64 << 20, NULL, NULL, &e));
 	assert_ovc_ok(ovc_region_add(e, young->p, young->len, 0, 0));
 	assert_ovc_ok(ovc_region_add(e, old->p, old->len, 1ull << 30, 0));
-	assert_ptr_equal(e->regions[0]->host, young->p); /* listed first */
+	assert_ptr_equal(engine_test_region(e, 0)->host, young->p); /* listed first */
 	/* Intervals with no target: the old region ages, the young one is
 	 * written and stays two intervals younger. */
 	for (int i = 0; i < 3; i++)
-		assert_true(ovc__engine_swap_tick(e) >= 0);
+		assert_true(engine_test_swap_tick(e) >= 0);
 	for (size_t p = 0; p < npages; p++)
 		fill(young->p + p * 4096, p, 6);
 	for (int i = 0; i < 2; i++)
-		assert_true(ovc__engine_swap_tick(e) >= 0);
+		assert_true(engine_test_swap_tick(e) >= 0);
 	memcpy(shadow, young->p, young->len);
 	memcpy(shadow + young->len, old->p, old->len);
-	assert_true(track_age(e->regions[0]->track, 0) >= 1); /* cold too */
-	assert_true(track_age(e->regions[1]->track, 0) > track_age(e->regions[0]->track, 0));
-	atomic_store(&e->c_reclaim_target, old->len);
-	assert_true(ovc__engine_swap_tick(e) > 0);
+	assert_true(track_age(engine_test_region(e, 0)->track, 0) >= 1); /* cold too */
+	assert_true(track_age(engine_test_region(e, 1)->track, 0) > track_age(engine_test_region(e, 0)->track, 0));
+	engine_test_set_target(e, old->len);
+	assert_true(engine_test_swap_tick(e) > 0);
 	print_message("young region: %zu of %zu resident, old region: %zu\n", resident_pages(young->p, young->len),
 		      npages, resident_pages(old->p, old->len));
 	assert_int_equal(resident_pages(young->p, young->len), npages);
@@ -511,15 +506,15 @@ static void test_cand_relist(void **s)
 	struct guest_ram g;
 	uint8_t *shadow;
 	ovc_engine *e = swap_guest(&g, &shadow, npages, npages * 4096 + (1 << 20), 7);
-	assert_int_equal(e->sw.cand_cap, SWAP_CAND_MIN);
-	atomic_store(&e->c_reclaim_target, g.len);
+	assert_int_equal(engine_test_cand_cap(e), SWAP_CAND_MIN);
+	engine_test_set_target(e, g.len);
 	uint64_t out = 0;
 	for (int i = 0; i < 4 && !out; i++) {
-		assert_true(ovc__engine_swap_tick(e) >= 0);
+		assert_true(engine_test_swap_tick(e) >= 0);
 		out = stats(e).pages_swapped_out;
 	}
 	print_message("one tick: %llu of %zu pages out, list of %zu\n", (unsigned long long)out, npages,
-		      e->sw.cand_cap);
+		      engine_test_cand_cap(e));
 	assert_int_equal(out, npages);
 	assert_int_equal(compare(g.p, shadow, npages), 0);
 	ovc_engine_free(e);
@@ -543,8 +538,8 @@ static void test_meta_1gib(void **s)
 	double per_page = (double)st.meta_bytes / (double)(len / 4096);
 	print_message("1 GiB with swap: %llu bytes of metadata, %.4f per page (tracker %llu, list %zu)\n",
 		      (unsigned long long)st.meta_bytes, per_page,
-		      (unsigned long long)track_meta_bytes(e->regions[0]->track), e->sw.cand_cap * 8);
-	assert_true(st.meta_bytes > region_meta_bytes(e->regions[0]) + track_meta_bytes(e->regions[0]->track));
+		      (unsigned long long)track_meta_bytes(engine_test_region(e, 0)->track), engine_test_cand_cap(e) * 8);
+	assert_true(st.meta_bytes > region_meta_bytes(engine_test_region(e, 0)) + track_meta_bytes(engine_test_region(e, 0)->track));
 	assert_true(per_page <= 8.0);
 	ovc_engine_free(e);
 	munmap(mem, len);
@@ -576,7 +571,7 @@ static void test_roundtrip_encrypt_sync(void **s)
 static size_t pages_in_file(ovc_engine *e, const uint8_t *shadow, size_t npages)
 {
 	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", swapdev_file_fd(e->sw.sd));
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", swapdev_file_fd(engine_test_swapdev(e)));
 	int fd = open(proc, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	uint8_t *buf = malloc(1 << 20);
@@ -634,11 +629,11 @@ static void scrubbed(unsigned flags)
 	if (!(flags & OVC_ENGINE_SWAP_ENCRYPT))
 		assert_int_equal(pages_in_file(e, shadow, npages), npages);
 	uint8_t *v6 = fill_all(&g, npages, 6);
-	atomic_store(&e->c_reclaim_target, 0);
-	assert_true(ovc__engine_swap_tick(e) >= 0); /* sweep frees, scrub clears */
+	engine_test_set_target(e, 0);
+	assert_true(engine_test_swap_tick(e) >= 0); /* sweep frees, scrub clears */
 	assert_int_equal(stats(e).swap_cache_pages_now, 0);
 	struct swapdev_fill_stats fs;
-	swapdev_fill_stats(e->sw.sd, &fs);
+	swapdev_fill_stats(engine_test_swapdev(e), &fs);
 	print_message("cleared %llu, zeroed %llu, stale %u\n", (unsigned long long)fs.slots_cleared,
 		      (unsigned long long)fs.slots_zeroed, fs.slots_stale);
 	assert_int_equal(fs.slots_stale, 0);
@@ -728,7 +723,7 @@ static void test_swap_full(void **s)
 	st = stats(e);
 	assert_int_equal(st.swap_cache_pages_now, slots);
 	assert_int_equal(st.swapped_pages_now, 0);
-	assert_int_equal(swapdev_slots_free(e->sw.sd), 0);
+	assert_int_equal(swapdev_slots_free(engine_test_swapdev(e)), 0);
 	uint64_t out0 = st.pages_swapped_out;
 	swap_all(e, g.len);
 	st = stats(e);
@@ -749,7 +744,7 @@ static void test_swap_full(void **s)
 static uint64_t bytes_written(ovc_engine *e)
 {
 	struct swapdev_ring_stats rs;
-	swapdev_ring_stats(e->sw.out_ring, &rs);
+	swapdev_ring_stats(engine_test_out_ring(e), &rs);
 	return rs.bytes_written;
 }
 
@@ -795,19 +790,19 @@ static void cache_roundtrip(size_t nwritten, bool hidden)
 	swap_all(e, g.len);
 	size_t out = count_state(e, PST_SWAPPED);
 	assert_int_equal(out, npages);
-	uint64_t slots_free = swapdev_slots_free(e->sw.sd);
+	uint64_t slots_free = swapdev_slots_free(engine_test_swapdev(e));
 	assert_int_equal(compare(g.p, shadow, npages), 0);
 	struct ovc_engine_stats st = stats(e);
 	assert_int_equal(st.swap_cache_pages_now, npages);
 	assert_int_equal(st.swapped_pages_now, 0);
-	assert_int_equal(swapdev_slots_free(e->sw.sd), slots_free); /* slots kept */
+	assert_int_equal(swapdev_slots_free(engine_test_swapdev(e)), slots_free); /* slots kept */
 
 	if (hidden) {
 		/* One interval before the writes, which are then hidden: the
 		 * next scan misses them, as it misses a write that lands
 		 * after it and before the move. */
-		atomic_store(&e->c_reclaim_target, 0);
-		assert_true(ovc__engine_swap_tick(e) >= 0);
+		engine_test_set_target(e, 0);
+		assert_true(engine_test_swap_tick(e) >= 0);
 	}
 	/* Every third page gets new content, up to nwritten of them. */
 	size_t w = 0;
@@ -828,7 +823,7 @@ static void cache_roundtrip(size_t nwritten, bool hidden)
 	assert_int_equal(bytes_written(e) - wb, w * 4096);
 	assert_int_equal(st.swap_cache_pages_now, 0);
 	assert_int_equal(st.pages_swapped_out, 2 * npages);
-	assert_int_equal(swapdev_slots_free(e->sw.sd), slots_free);
+	assert_int_equal(swapdev_slots_free(engine_test_swapdev(e)), slots_free);
 	/* Third time in: the content is right, written pages new. */
 	assert_int_equal(compare(g.p, shadow, npages), 0);
 	assert_int_equal(stats(e).swap_read_errors, 0);
@@ -851,23 +846,23 @@ static void test_cache_discard(void **s)
 	struct guest_ram g;
 	uint8_t *shadow;
 	ovc_engine *e = swap_guest(&g, &shadow, npages, 64 << 20, 9);
-	uint64_t total = swapdev_slots_free(e->sw.sd);
+	uint64_t total = swapdev_slots_free(engine_test_swapdev(e));
 	swap_all(e, g.len);
 	assert_int_equal(compare(g.p, shadow, npages), 0);
 	assert_int_equal(stats(e).swap_cache_pages_now, npages);
-	assert_int_equal(swapdev_slots_free(e->sw.sd), total - npages);
+	assert_int_equal(swapdev_slots_free(engine_test_swapdev(e)), total - npages);
 
 	assert_int_equal(madvise(g.p + 5 * 4096, 2 * 4096, MADV_DONTNEED), 0);
 	static const uint8_t zeros[4096];
 	/* Read through the handler, after the event. */
 	assert_memory_equal(g.p + 5 * 4096, zeros, 4096);
 	assert_int_equal(stats(e).swap_cache_pages_now, npages - 2);
-	assert_int_equal(swapdev_slots_free(e->sw.sd), total - npages + 2);
+	assert_int_equal(swapdev_slots_free(engine_test_swapdev(e)), total - npages + 2);
 	assert_int_equal(rg_word_cached(e, 5) | rg_word_cached(e, 6), 0);
 
 	assert_ovc_ok(ovc_region_remove(e, 0, 0));
 	assert_int_equal(stats(e).swap_cache_pages_now, 0);
-	assert_int_equal(swapdev_slots_free(e->sw.sd), total);
+	assert_int_equal(swapdev_slots_free(engine_test_swapdev(e)), total);
 	ovc_engine_free(e);
 	free(shadow);
 	guest_ram_free(&g);
@@ -940,20 +935,20 @@ static void test_stage_reset_fails(void **s)
 		long base = atomic_load(&fi.calls);
 		if (n)
 			fi.fail_at = base + n;
-		atomic_store(&e->c_reclaim_target, g.len);
-		assert_true(ovc__engine_swap_tick(e) > 0);
+		engine_test_set_target(e, g.len);
+		assert_true(engine_test_swap_tick(e) > 0);
 		if (!n)
 			count = atomic_load(&fi.calls) - base; /* the calls of one tick */
 		else
 			assert_int_equal(atomic_load(&fi.injected), 1);
-		assert_true(ovc__engine_swap_tick(e) >= 0); /* what was left, clean */
+		assert_true(engine_test_swap_tick(e) >= 0); /* what was left, clean */
 		assert_int_equal(count_state(e, PST_SWAPPED), npages);
-		assert_int_equal(swapout_areas_used(e), 0); /* the ring holds nothing */
+		assert_int_equal(engine_test_areas_used(e), 0); /* the ring holds nothing */
 		assert_int_equal(compare(g.p, shadow, npages), 0);
 		ovc_engine_free(e);
 	}
 	print_message("failed each of %ld mmap/madvise calls of a swap-out tick\n", count);
-	assert_true(count >= 2 * (long)(npages / BATCH_PAGES - swapout_areas() + 1));
+	assert_true(count >= 2 * (long)(npages / BATCH_PAGES - engine_test_areas() + 1));
 	free(shadow);
 	guest_ram_free(&g);
 }
@@ -981,11 +976,11 @@ static void test_rate_limit(void **s)
 	struct ovc_engine_opts o = engine_opts(0, 64 << 20, NULL);
 	o.swapout_rate_bytes_per_sec = rate;
 	ovc_engine *e = NULL;
-	assert_ovc_ok(ovc__engine_new_with_sys(&o, &ovc_sys_default, &e));
+	assert_ovc_ok(engine_test_new_with_sys(&o, &ovc_sys_default, &e));
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
 	fake_now_nsec = 1000 * NSEC_PER_SEC;
-	e->sw.clock_nsec = fake_clock; /* no tick has run: nobody reads it yet */
-	atomic_store(&e->c_reclaim_target, g.len);
+	engine_test_set_clock(e, fake_clock); /* no tick has run: nobody reads it yet */
+	engine_test_set_target(e, g.len);
 
 	/* Milliseconds between intervals: some under a batch's worth of
 	 * tokens, some over the bucket. */
@@ -995,7 +990,7 @@ static void test_rate_limit(void **s)
 	for (size_t i = 0; i < ARRAY_SIZE(gaps_ms); i++) {
 		fake_now_nsec += (uint64_t)gaps_ms[i] * 1000000;
 		tokens = i ? MIN((double)cap, tokens + (double)rate * gaps_ms[i] / 1000.0) : (double)cap;
-		assert_true(ovc__engine_swap_tick(e) >= 0);
+		assert_true(engine_test_swap_tick(e) >= 0);
 		uint64_t now_out = stats(e).pages_swapped_out, bytes = (now_out - out) * 4096;
 		print_message("interval %zu (+%u ms): %llu KiB out, bucket held %.0f KiB\n", i, gaps_ms[i],
 			      (unsigned long long)bytes >> 10, tokens / 1024);
@@ -1039,15 +1034,15 @@ static void test_auto_sync(void **s)
 		uint8_t *shadow = fill_all(&g, npages, 7);
 		ovc_engine *e = NULL;
 		assert_ovc_ok(new_engine(0, 64 << 20, &sys, NULL, &e));
-		assert_true(e->sync_wp);
-		assert_false(e->features & UFFD_FEATURE_WP_ASYNC);
+		assert_true(engine_test_sync_wp(e));
+		assert_false(engine_test_features(e) & UFFD_FEATURE_WP_ASYNC);
 		/* MOVE stays where the kernel has it: the write-protect
 		 * paths drop through it (pinned pages). */
-		assert_int_equal(!!(e->features & UFFD_FEATURE_MOVE), hide[k] != UFFD_FEATURE_MOVE);
+		assert_int_equal(!!(engine_test_features(e) & UFFD_FEATURE_MOVE), hide[k] != UFFD_FEATURE_MOVE);
 		/* Without MOVE nothing refuses a pinned page: the region is
 		 * swapped only on the VMM's promise (nothing here pins). */
 		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0,
-					     (e->features & UFFD_FEATURE_MOVE) ? 0 : OVC_REGION_UNPINNED));
+					     (engine_test_features(e) & UFFD_FEATURE_MOVE) ? 0 : OVC_REGION_UNPINNED));
 		swap_all(e, g.len);
 		assert_true(count_state(e, PST_SWAPPED) >= npages * 9 / 10);
 		assert_int_equal(compare(g.p, shadow, npages), 0);
@@ -1079,16 +1074,16 @@ static void test_fill(void **s)
 		struct swapdev_fill_stats st;
 		fault_inject_init(&fi, fail, EIO, 1u << OVC_SYS_PWRITE);
 		assert_ovc_ok(new_engine(0, 2 * npages * 4096, &fi.sys, NULL, &e));
-		swapdev_fill_stats(e->sw.sd, &st);
+		swapdev_fill_stats(engine_test_swapdev(e), &st);
 		if (!st.active) {
 			print_message("no fill on " SWAP_DIR "'s file system: skipped\n");
 			ovc_engine_free(e);
 			break;
 		}
-		swapdev_fill_wait_idle(e->sw.sd);
+		swapdev_fill_wait_idle(engine_test_swapdev(e));
 		assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
 		swap_all(e, g.len);
-		swapdev_fill_stats(e->sw.sd, &st);
+		swapdev_fill_stats(engine_test_swapdev(e), &st);
 		size_t out = stats(e).swapped_pages_now;
 		print_message("%s: %zu pages out, %llu slots filled, %llu unfilled used\n",
 			      fail ? "fill failing" : "fill", out, (unsigned long long)st.slots_filled,
@@ -1135,7 +1130,7 @@ static void pin_swap(unsigned flags, enum pin_writer_kind kind)
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
 	struct pin_writer w; /* after the region: MADV_DONTFORK keeps its pages ours alone */
 	pin_writer_start(&w, kind, g.p, npages, true);
-	atomic_store(&e->c_reclaim_target, g.len);
+	engine_test_set_target(e, g.len);
 	struct pin_driver d;
 	pin_driver_start(&d, e, true);
 	uint64_t t0 = now_nsec(CLOCK_MONOTONIC);

@@ -3,7 +3,7 @@
  * integration: the swap backend on a real file with real io_uring and
  * O_DIRECT. The swap file goes to $OVC_TEST_SWAPDIR, else /var/tmp (it must
  * be a file system that takes O_DIRECT; tmpfs before 6.6 does not).
- * Failures are injected through tests/fault-inject.h: the kernel is never
+ * Failures are injected through tests/helpers/fault-inject.h: the kernel is never
  * mocked, only the result it hands back is replaced.
  */
 #include <errno.h>

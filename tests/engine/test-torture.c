@@ -189,15 +189,15 @@ static void torture(const struct torture_case *tc)
 
 	/* The swap file's zero-fill kept only 1 MiB ahead: it then races the
 	 * swap-out all along, and slots come from both sides of fill_next. */
-	atomic_store(&ovc__swap_fill_ahead_bytes, UINT64_C(1) << 20);
+	engine_test_set_fill_ahead(UINT64_C(1) << 20);
 	ovc_engine *e = mode_engine_new(m, g.len, NULL);
-	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
+	engine_test_set_fill_ahead(SWAPDEV_FILL_AHEAD_DEFAULT);
 	/* The writers here are CPUs only, so memfd and the paths without
-	 * MOVE may drop pages too (OVC_REGION_UNPINNED); tests/test-writers.c
+	 * MOVE may drop pages too (OVC_REGION_UNPINNED); tests/engine/test-writers.c
 	 * runs them without it against kernel writers. */
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, mode_cpu_only_flags(m->flags, m->backing)));
 	if (swap) /* everything may go; the tracker picks what is cold */
-		atomic_store(&e->c_reclaim_target, g.len);
+		engine_test_set_target(e, g.len);
 
 	struct writer w[WRITERS];
 	for (unsigned i = 0; i < WRITERS; i++) {
@@ -236,16 +236,16 @@ static void torture(const struct torture_case *tc)
 	assert_ovc_ok(ovc_engine_stats(e, &st2));
 	uint64_t slots_used = 0, cached_words = 0;
 	if (swap) {
-		slots_used = swapdev_slots_total(e->sw.sd) - swapdev_slots_free(e->sw.sd);
+		slots_used = swapdev_slots_total(engine_test_swapdev(e)) - swapdev_slots_free(engine_test_swapdev(e));
 		for (size_t p = 0; p < g_pages; p++)
-			cached_words += (atomic_load(&e->regions[0]->pst[p]) & PST_CACHED) != 0;
+			cached_words += (atomic_load(&engine_test_region(e, 0)->pst[p]) & PST_CACHED) != 0;
 	}
 	reclaimer_stop(&rc);
 	long checks = atomic_load(&t.checks) + (long)g_pages;
 	print_message("torture %s: %.1f s, %ld writes, %ld discards, %ld checks, %ld passes, %ld pages reclaimed, "
 		      "%llu changed under the engine, %llu zero faults, %ld bad\n",
 		      name, tc->run->seconds, (long)t.writes, (long)t.discards, checks, passes, reclaimed,
-		      (unsigned long long)atomic_load(&e->c.transit_aborts),
+		      (unsigned long long)engine_test_transit_aborts(e),
 		      (unsigned long long)st.zero_faults, atomic_load(&t.bad) + bad_live);
 	if (swap)
 		print_message("torture %s: %llu pages swapped out, %llu swapped in by %llu faults, %llu refaults, "
@@ -256,7 +256,7 @@ static void torture(const struct torture_case *tc)
 			      (unsigned long long)st2.swap_write_errors, (unsigned long long)st2.swap_read_errors);
 	struct swapdev_fill_stats fst = { 0 };
 	if (swap) {
-		swapdev_fill_stats(e->sw.sd, &fst);
+		swapdev_fill_stats(engine_test_swapdev(e), &fst);
 		print_message("torture %s: fill %s, %llu slots filled, %llu unfilled handed out, %llu errors; "
 			      "scrub: %llu cleared, %llu zeroed, %llu reused, %u stale, %llu errors\n",
 			      name, fst.active ? "on" : "off (NO_THREADS or file system)", (unsigned long long)fst.slots_filled,

@@ -44,13 +44,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/ptrace.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
 #include "engine-test.h"
 #include "fault-inject.h"
+#include "pin-writer.h"
 #include "common/util.h"
 
 #define PG 4096u
@@ -78,107 +78,8 @@ static const char *const wop_name[W_NOPS] = {
 	"pvm-write", "pvm-read", "vmsplice", "write",
 };
 
-/* ---- the second process: process_vm_writev/readv on our behalf ---------- */
-
-struct pvm_req {
-	uint32_t op;             /* W_PVM_WRITE or W_PVM_READ */
-	uint32_t len;
-	uint64_t addr;
-	uint64_t seed;           /* content to write: see pattern_fill */
-};
-
-struct pvm_reply {
-	int64_t res;             /* bytes, or -errno */
-	uint8_t data[RUN_PAGES * PG];
-};
-
-/* Content of @len bytes for @seed: zeros for seed 0, else pseudo-random
- * words that are never all zero on a page. Both processes make it. */
-static void pattern_fill(uint8_t *b, size_t len, uint64_t seed)
-{
-	if (!seed) {
-		memset(b, 0, len);
-		return;
-	}
-	uint64_t s = seed;
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t v = xorshift64(&s) | 1;
-		memcpy(b + i, &v, 8);
-	}
-}
-
-/* The helper's loop: requests on @sock until it closes. Async-signal-safe
- * calls only (it is forked from a test that may have run threads). */
-static void helper_main(int sock, pid_t target)
-{
-	static struct pvm_req q;
-	static struct pvm_reply rep;
-	for (;;) {
-		ssize_t n = recv(sock, &q, sizeof(q), 0);
-		if (n != sizeof(q) || (q.op != W_PVM_WRITE && q.op != W_PVM_READ))
-			_exit(0);
-		struct iovec local = { rep.data, q.len }, remote = { (void *)(uintptr_t)q.addr, q.len };
-		size_t out = sizeof(rep.res);
-		if (q.op == W_PVM_WRITE) {
-			pattern_fill(rep.data, q.len, q.seed);
-			rep.res = process_vm_writev(target, &local, 1, &remote, 1, 0);
-		} else {
-			rep.res = process_vm_readv(target, &local, 1, &remote, 1, 0);
-			if (rep.res > 0)
-				out += (size_t)rep.res;
-		}
-		if (rep.res < 0)
-			rep.res = -errno;
-		if (send(sock, &rep, out, 0) < 0)
-			_exit(1);
-	}
-}
-
-struct helper {
-	pid_t pid;
-	int sock;
-};
-
-/* Fork before any thread and before guest RAM exists. */
-static void helper_start(struct helper *h)
-{
-	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	pid_t parent = getpid();
-	h->pid = fork();
-	assert_true(h->pid >= 0);
-	if (h->pid == 0) {
-		close(sv[0]);
-		helper_main(sv[1], parent);
-	}
-	close(sv[1]);
-	h->sock = sv[0];
-}
-
-/* Told to go: a later child (another helper) may hold a copy of our
- * socket, so that closing it would not end the loop. */
-static void helper_stop(struct helper *h)
-{
-	struct pvm_req q = { 0 };
-	if (send(h->sock, &q, sizeof(q), 0) < 0) {
-		/* gone already */
-	}
-	close(h->sock);
-	waitpid(h->pid, NULL, 0);
-}
-
-/* One call by the helper; returns its result, @out gets read data. */
-static int64_t helper_call(struct helper *h, uint32_t op, void *addr, uint32_t len, uint64_t seed,
-			   struct pvm_reply *out)
-{
-	struct pvm_req q = { op, len, (uint64_t)(uintptr_t)addr, seed };
-	if (send(h->sock, &q, sizeof(q), 0) != sizeof(q))
-		return -errno;
-	ssize_t n = recv(h->sock, out, sizeof(*out), 0);
-	if (n < (ssize_t)sizeof(out->res))
-		return -EPIPE;
-	return out->res;
-}
+/* The second process (process_vm_writev/readv) and the content: pin-writer.h. */
+_Static_assert(RUN_PAGES * PG <= KW_MAX_BYTES, "a run fits a helper's call");
 
 /* ---- files ---------------------------------------------------------------- */
 
@@ -193,22 +94,9 @@ static bool src_block_zero(unsigned b)
 	return b % 4 == 0;
 }
 
-/* An unlinked file in /var/tmp, buffered and O_DIRECT; false when the file
- * system there takes no O_DIRECT. */
-static bool open_pair(const char *tag, int *fd, int *direct)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/var/tmp/ovc-writers-%s-XXXXXX", tag);
-	*fd = mkostemp(path, O_CLOEXEC);
-	assert_true(*fd >= 0);
-	*direct = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
-	unlink(path);
-	return *direct >= 0;
-}
-
 static void files_open(struct files *f)
 {
-	if (!open_pair("src", &f->src, &f->src_direct) || !open_pair("sink", &f->sink, &f->sink_direct))
+	if (!kw_open_pair("src", &f->src, &f->src_direct) || !kw_open_pair("sink", &f->sink, &f->sink_direct))
 		skip_because("no O_DIRECT in /var/tmp: %s", strerror(errno));
 	f->src_shadow = malloc((size_t)SRC_BLOCKS * PG);
 	for (unsigned b = 0; b < SRC_BLOCKS; b++)
@@ -242,11 +130,11 @@ struct writer {
 	struct wctx *t;
 	unsigned idx;
 	uint64_t rng;
-	struct helper *h;
+	struct kw_helper *h;
 	struct io_uring ring;
 	int pipe[2];
 	uint8_t *buf;            /* RUN_PAGES, page aligned: data read back */
-	struct pvm_reply *rep;
+	struct kw_reply *rep;
 	long ops[W_NOPS];
 	long lost[W_NOPS];       /* guest pages that lost this writer's data */
 	long stale[W_NOPS];      /* calls whose output differed from the shadow */
@@ -255,7 +143,7 @@ struct writer {
 	pthread_t th;
 };
 
-static void writer_init(struct writer *w, struct wctx *t, unsigned idx, struct helper *h)
+static void writer_init(struct writer *w, struct wctx *t, unsigned idx, struct kw_helper *h)
 {
 	memset(w, 0, sizeof(*w));
 	w->t = t;
@@ -420,7 +308,7 @@ static void do_op(struct writer *w, enum wop op, size_t *pages, unsigned k)
 	case W_PVM_WRITE: {
 		/* An eighth of them writes zeros: pages the engine may share. */
 		uint64_t seed = (r >> 20) % 8 ? (r | 1) : 0;
-		res = helper_call(w->h, W_PVM_WRITE, g, len, seed, w->rep);
+		res = kw_helper_call(w->h, KW_PVM_WRITE, g, len, seed, w->rep);
 		if (res != len) {
 			note_fail(w, op, res);
 			/* A partial write: the shadow no longer knows. */
@@ -435,7 +323,7 @@ static void do_op(struct writer *w, enum wop op, size_t *pages, unsigned k)
 		return;
 	}
 	case W_PVM_READ:
-		res = helper_call(w->h, W_PVM_READ, g, len, 0, w->rep);
+		res = kw_helper_call(w->h, KW_PVM_READ, g, len, 0, w->rep);
 		if (res != len) {
 			note_fail(w, op, res);
 			return;
@@ -558,7 +446,7 @@ struct wcase {
 
 struct rig {
 	struct files f;
-	struct helper h[WRITERS];
+	struct kw_helper h[WRITERS];
 	struct guest_ram g;
 	struct wctx t;
 	struct writer w[WRITERS];
@@ -571,7 +459,7 @@ static void rig_init(struct rig *rg, const struct engine_mode *m, size_t npages,
 	memset(rg, 0, sizeof(*rg));
 	files_open(&rg->f);
 	for (unsigned i = 0; i < WRITERS; i++)
-		helper_start(&rg->h[i]);
+		kw_helper_start(&rg->h[i]);
 	guest_ram_alloc(&rg->g, npages * PG, m->backing);
 	rg->t = (struct wctx){ .guest = rg->g.p, .npages = npages, .f = &rg->f, .ops_mask = ops_mask };
 	rg->t.shadow = calloc(npages, PG);
@@ -633,7 +521,7 @@ static void rig_fini(struct rig *rg)
 {
 	for (unsigned i = 0; i < WRITERS; i++) {
 		writer_fini(&rg->w[i]);
-		helper_stop(&rg->h[i]);
+		kw_helper_stop(&rg->h[i]);
 	}
 	free(rg->t.shadow);
 	free(rg->t.last_op);
@@ -746,7 +634,7 @@ static void one_reclaim(ovc_engine *e, const struct engine_mode *m, struct loop 
 	}
 	(void)ovc_engine_scan_sync(e, 0);
 	if (m->swap)
-		(void)ovc__engine_swap_tick(e);
+		(void)engine_test_swap_tick(e);
 }
 
 /* Each reclaim syscall fails in turn (EIO) while every kernel writer runs;
@@ -766,7 +654,7 @@ static void test_inject(void **state)
 		ovc_engine *e = mode_engine_new(m, rg.g.len, &fi.sys);
 		assert_ovc_ok(ovc_region_add(e, rg.g.p, rg.g.len, 0, 0));
 		if (m->swap)
-			atomic_store(&e->c_reclaim_target, rg.g.len);
+			engine_test_set_target(e, rg.g.len);
 		struct loop l;
 		if (m->flags & OVC_ENGINE_NO_THREADS)
 			loop_start(&l, e, false);
@@ -914,22 +802,17 @@ static size_t zero_pfn_pages(const uint8_t *p, size_t n)
 static size_t pages_in_state(ovc_engine *e, const void *host, enum pst_state s)
 {
 	size_t c = 0;
-	pthread_rwlock_rdlock(&e->regions_lock);
-	struct ovc_region *r = engine_region_of(e, (uint64_t)(uintptr_t)host);
+	struct ovc_region *r = engine_test_region_at(e, host);
 	for (uint64_t i = 0; r && i < r->npages; i++)
 		c += pst_state(atomic_load(&r->pst[i])) == s;
-	pthread_rwlock_unlock(&e->regions_lock);
 	return c;
 }
 
 static enum pst_state page_state(ovc_engine *e, const void *addr)
 {
-	pthread_rwlock_rdlock(&e->regions_lock);
-	struct ovc_region *r = engine_region_of(e, (uint64_t)(uintptr_t)addr);
+	struct ovc_region *r = engine_test_region_at(e, addr);
 	assert_non_null(r);
-	enum pst_state s = pst_state(atomic_load(&r->pst[region_page_of(r, (uint64_t)(uintptr_t)addr)]));
-	pthread_rwlock_unlock(&e->regions_lock);
-	return s;
+	return pst_state(atomic_load(&r->pst[region_page_of(r, (uint64_t)(uintptr_t)addr)]));
 }
 
 /* Two regions, one with OVC_REGION_NO_SHARE, each half zero pages; every
@@ -1041,7 +924,7 @@ static void pass_for(ovc_engine *e, const struct engine_mode *m, struct loop *l,
 	} else if (s == RS_ZERO || !m->swap) {
 		assert_true(ovc_engine_scan_sync(e, 0) >= 0);
 	} else {
-		assert_true(ovc__engine_swap_tick(e) >= 0);
+		assert_true(engine_test_swap_tick(e) >= 0);
 	}
 }
 
@@ -1174,7 +1057,7 @@ static void test_access(void **state)
 	/* Everything may go, but only in the intervals this test runs (the
 	 * kick of ovc_engine_reclaim() would run one more). */
 	if (m->swap)
-		atomic_store(&e->c_reclaim_target, rg.g.len);
+		engine_test_set_target(e, rg.g.len);
 	struct loop l;
 	if (m->flags & OVC_ENGINE_NO_THREADS) {
 		loop_start(&l, e, false);
@@ -1258,11 +1141,11 @@ static void test_access(void **state)
 
 		/* A second process: process_vm_readv/writev. */
 		FRESH();
-		int64_t hr = helper_call(w->h, W_PVM_READ, page, PG, 0, w->rep);
+		int64_t hr = kw_helper_call(w->h, KW_PVM_READ, page, PG, 0, w->rep);
 		expect_verdict(m, "process_vm_readv", s, SERVED, hr == PG ? 0 : hr < 0 ? -hr : EIO);
 		assert_memory_equal(w->rep->data, want, PG);
 		FRESH();
-		hr = helper_call(w->h, W_PVM_WRITE, page, PG, 77, w->rep);
+		hr = kw_helper_call(w->h, KW_PVM_WRITE, page, PG, 77, w->rep);
 		expect_verdict(m, "process_vm_writev", s, SERVED, hr == PG ? 0 : hr < 0 ? -hr : EIO);
 		pattern_fill(got, PG, 77);
 		assert_memory_equal(page, got, PG);
@@ -1297,7 +1180,7 @@ static void test_access(void **state)
  * that only CPUs write it: kernel writers run here, so the writers, inject
  * and lives tests add regions without it and check that nothing is
  * dropped; the CPU-only tests (no-share, access) set it, and
- * tests/test-torture.c runs those modes with it against CPU writers. */
+ * tests/engine/test-torture.c runs those modes with it against CPU writers. */
 static const struct engine_mode modes[] = {
 	{ "threads/anon/default", 0, BACK_ANON, false },
 	{ "threads/anon/move", OVC_ENGINE_MOVE, BACK_ANON, false },

@@ -23,7 +23,7 @@
 #include <ovc/ovc.h>
 
 #include "engine/compat.h"
-#include "engine/internal.h"
+#include "engine/testing.h"
 #include "ovc-test.h"
 
 enum backing { BACK_ANON, BACK_MEMFD };
@@ -108,7 +108,7 @@ static inline void *loop_main(void *arg)
 			int64_t n = ovc_engine_scan_sync(l->e, 0);
 			if (n > 0)
 				atomic_fetch_add(&l->reclaimed, n);
-			if (atomic_load(&l->swap) && ovc__engine_swap_tick(l->e) < 0)
+			if (atomic_load(&l->swap) && engine_test_swap_tick(l->e) < 0)
 				atomic_fetch_add(&l->errors, 1);
 			if (once)
 				atomic_fetch_sub(&l->once, 1);
@@ -214,7 +214,7 @@ static inline ovc_engine *mode_engine_new(const struct engine_mode *m, size_t gu
 {
 	struct ovc_engine_opts o = mode_opts(m, guest_bytes);
 	ovc_engine *e = NULL;
-	int r = ovc__engine_new_with_sys(&o, sys ? sys : &ovc_sys_default, &e);
+	int r = engine_test_new_with_sys(&o, sys ? sys : &ovc_sys_default, &e);
 	if ((m->flags & OVC_ENGINE_SWAP_ENCRYPT) && r == -EOPNOTSUPP)
 		skip_because("libovc built without libcrypto: no OVC_ENGINE_SWAP_ENCRYPT");
 	if (m->swap && r == -EOPNOTSUPP)
@@ -245,7 +245,7 @@ static inline void *driver_main(void *arg)
 			atomic_store(&d->last_err, (long)n);
 		} else
 			atomic_fetch_add(&d->reclaimed, n);
-		int64_t sw = d->swap ? ovc__engine_swap_tick(d->e) : 0;
+		int64_t sw = d->swap ? engine_test_swap_tick(d->e) : 0;
 		if (sw < 0) {
 			atomic_fetch_add(&d->errors, 1);
 			atomic_store(&d->last_err, (long)sw);
