@@ -79,7 +79,7 @@
 #include "engine/lock.h"
 #include "engine/uffd.h"
 #include "engine/swapdev.h"
-#include "engine/testing.h"
+#include "engine/swap-knobs.h"
 #include "engine/track.h"
 
 /* Most pages read with a fault, the faulting page included (one request;
@@ -167,7 +167,7 @@ static void ra_fini(struct engine_swap *sw)
 
 static int swapout_init(ovc_engine *e);
 
-/* Test and benchmark knobs (testing.h), read when an engine is created. */
+/* Test and benchmark knobs (swap-knobs.h), read when an engine is created. */
 static _Atomic uint64_t fill_ahead_bytes = SWAPDEV_FILL_AHEAD_DEFAULT;
 static _Atomic bool no_scrub;
 

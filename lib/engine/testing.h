@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * What the engine's tests (tests/engine) and the benchmark (bench/) may see
- * of an engine besides the public API: a handful of accessors and knobs
- * (testing.c, and swap.c for the swap knobs). They are built into
+ * of an engine besides the public API: a handful of accessors (testing.c)
+ * and swap.c's knobs (swap-knobs.h, which swap.c includes itself: the
+ * knobs live below the accessors, which call into swap.c). They are built into
  * libovc-core.a and libovc.so but never exported (libovc.map), and
  * struct ovc_engine stays opaque to their users: a test that needs more
  * adds an accessor here rather than reading a field.
@@ -23,6 +24,7 @@
 
 #include "engine/region.h"
 #include "engine/sizes.h"
+#include "engine/swap-knobs.h"
 #include "engine/sys.h"
 
 struct swapdev;
@@ -55,20 +57,5 @@ struct swapdev *engine_test_swapdev(ovc_engine *e);
 struct swapdev_ring *engine_test_out_ring(ovc_engine *e);
 /* Candidates that changed under the engine (stats do not carry it). */
 uint64_t engine_test_transit_aborts(const ovc_engine *e);
-
-/* --- swap.c's knobs --- */
-
-/* The rate limit's clock; set it before the first tick. */
-void engine_test_set_clock(ovc_engine *e, uint64_t (*clock_nsec)(void));
-/* How far ahead the swap file of engines created from now on is
- * zero-filled (swapdev's fill_ahead_bytes; SWAPDEV_FILL_AHEAD_DEFAULT
- * unless set). The benchmark compares with 0 (no fill) in the same run. */
-void engine_test_set_fill_ahead(uint64_t bytes);
-/* The benchmark's peer: engines created while set never scrub freed slots. */
-void engine_test_set_no_scrub(bool no_scrub);
-/* Staging areas in the swap-out ring, and how many hold pages now (0
- * outside a tick unless a reset failed). */
-unsigned engine_test_areas(void);
-unsigned engine_test_areas_used(const ovc_engine *e);
 
 #endif
