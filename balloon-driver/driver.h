@@ -150,7 +150,7 @@ struct ovcd_balloon_opts {
 	 * (0: 250 ms and 30 s), doubling in between. */
 	unsigned reconnect_min_msec;
 	unsigned reconnect_max_msec;
-	const struct ovc_logger *logger; /* may be NULL */
+	const struct logger *logger; /* may be NULL */
 	ovcd_balloon_event_fn event_fn;   /* may be NULL */
 	void *event_userdata;
 	/* OVC_BALLOON_ENGINE: the directory engines publish in (watched with

@@ -13,7 +13,7 @@
 
 /* Keep in step with the RETURN VALUE sections of the man pages; the unit
  * test checks that every entry has its own text. */
-const struct ovc_error_text ovc_error_texts[] = {
+const struct error_text error_texts[] = {
 	{ EINVAL, "Invalid argument: an unknown flag, an option struct of an unknown size, "
 		  "an address or length that is not page aligned, or a value out of range" },
 	{ EPERM, "Operation not permitted: userfaultfd needs read-write access to /dev/userfaultfd, "
@@ -59,7 +59,7 @@ const char *ovc_strerror(int err)
 
 	if (mag == 0)
 		return "Success";
-	for (const struct ovc_error_text *t = ovc_error_texts; t->text; t++)
+	for (const struct error_text *t = error_texts; t->text; t++)
 		if ((unsigned)t->err == mag)
 			return t->text;
 	/* strerrordesc_np() gives the C library's static text, or NULL for a

@@ -2,12 +2,12 @@
 #ifndef OVC_ERROR_H
 #define OVC_ERROR_H
 
-struct ovc_error_text {
+struct error_text {
 	int err;
 	const char *text;
 };
 
 /* Terminated by { 0, NULL }. Internal; the test walks it. */
-extern const struct ovc_error_text ovc_error_texts[];
+extern const struct error_text error_texts[];
 
 #endif

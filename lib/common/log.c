@@ -35,7 +35,7 @@ struct log_queue {
 	struct queued_msg msg[LOG_QUEUE_MAX];
 	unsigned nmsg;
 	unsigned long dropped;        /* messages past LOG_QUEUE_MAX */
-	struct ovc_logger drop_lg;    /* where to say so: the first dropped one's */
+	struct logger drop_lg;    /* where to say so: the first dropped one's */
 	struct queued_io_error *io;   /* grows; never dropped */
 	size_t nio, io_cap;
 };
@@ -89,7 +89,7 @@ static void deliver_io_error(void (*fn)(void *, uint64_t, int), void *userdata, 
 	fn(userdata, gpa, err);
 }
 
-void ovc_logf(const struct ovc_logger *lg, enum ovc_log_level level, const char *fmt, ...)
+void log_emit(const struct logger *lg, enum ovc_log_level level, const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -118,7 +118,7 @@ void ovc_logf(const struct ovc_logger *lg, enum ovc_log_level level, const char 
 	deliver_msg(lg->fn, lg->userdata, level, buf);
 }
 
-void log_io_error(const struct ovc_logger *lg, void (*fn)(void *, uint64_t, int), void *userdata,
+void log_io_error(const struct logger *lg, void (*fn)(void *, uint64_t, int), void *userdata,
 		  uint64_t guest_phys, int err)
 {
 	if (!fn)
@@ -165,7 +165,7 @@ static void flush(struct log_queue *q)
 		}
 		if (q->dropped) {
 			unsigned long n = q->dropped;
-			struct ovc_logger lg = q->drop_lg;
+			struct logger lg = q->drop_lg;
 			q->dropped = 0;
 			snprintf(m.text, sizeof(m.text), "%lu messages dropped (more than %u logged under one lock)",
 				 n, LOG_QUEUE_MAX);

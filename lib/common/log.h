@@ -22,7 +22,7 @@
 
 #include "common/util.h"
 
-struct ovc_logger {
+struct logger {
 	ovc_log_fn fn;
 	void *userdata;
 	enum ovc_log_level level;
@@ -30,13 +30,13 @@ struct ovc_logger {
 
 #define LOG_QUEUE_MAX 16u
 
-void ovc_logf(const struct ovc_logger *lg, enum ovc_log_level level, const char *fmt, ...)
+void log_emit(const struct logger *lg, enum ovc_log_level level, const char *fmt, ...)
 	_printf_(3, 4);
 
 /* Report a failed read to @fn (an engine's io_error_fn; NULL: nothing),
  * now or, under a lock, at the last unlock. @lg logs a report that could
  * not be queued. */
-void log_io_error(const struct ovc_logger *lg, void (*fn)(void *, uint64_t, int), void *userdata,
+void log_io_error(const struct logger *lg, void (*fn)(void *, uint64_t, int), void *userdata,
 		  uint64_t guest_phys, int err);
 
 /* Library locks held by this thread: +1 after taking one, -1 after
@@ -46,10 +46,10 @@ void log_release(void);
 /* Locks this thread holds now (tests, asserts). */
 unsigned log_held(void);
 
-#define log_err(lg, ...) ovc_logf(lg, OVC_LOG_ERR, __VA_ARGS__)
-#define log_warning(lg, ...) ovc_logf(lg, OVC_LOG_WARNING, __VA_ARGS__)
-#define log_notice(lg, ...) ovc_logf(lg, OVC_LOG_NOTICE, __VA_ARGS__)
-#define log_info(lg, ...) ovc_logf(lg, OVC_LOG_INFO, __VA_ARGS__)
-#define log_debug(lg, ...) ovc_logf(lg, OVC_LOG_DEBUG, __VA_ARGS__)
+#define log_err(lg, ...) log_emit(lg, OVC_LOG_ERR, __VA_ARGS__)
+#define log_warning(lg, ...) log_emit(lg, OVC_LOG_WARNING, __VA_ARGS__)
+#define log_notice(lg, ...) log_emit(lg, OVC_LOG_NOTICE, __VA_ARGS__)
+#define log_info(lg, ...) log_emit(lg, OVC_LOG_INFO, __VA_ARGS__)
+#define log_debug(lg, ...) log_emit(lg, OVC_LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -90,7 +90,7 @@ void staging_fini(ovc_engine *e)
  * VMM since it was looked at) are passed over and read as zeros in
  * staging. DONTWAKE: the pages are in transit, their waiters the
  * caller's. */
-int move_to_stage(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t end, uint8_t *stage,
+int move_to_stage(ovc_engine *e, struct region *r, uint32_t p, uint32_t end, uint8_t *stage,
 			 uint8_t *moved, bool wait)
 {
 	for (uint32_t at = p; at < end;) {
@@ -126,7 +126,7 @@ int move_to_stage(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t end,
  * swapout-wp.c). Pages of runs [from, n) were not dropped and raised no
  * event: their bit goes; if a VMM event took it already, that discard is
  * kept as DISCARDED (the pages are in transit). */
-static void own_drop_mark(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t from,
+static void own_drop_mark(ovc_engine *e, struct region *r, const struct page_run *runs, uint32_t from,
 			  uint32_t n, bool set)
 {
 	if (!swap_enabled(e))
@@ -151,7 +151,7 @@ static void own_drop_mark(ovc_engine *e, struct ovc_region *r, const struct page
 /* Drop runs [runs, runs+n) of @r; returns the number of leading runs that
  * were dropped completely (the rest stay as they were). Runs are done
  * whole or not at all: process_madvise() stops between iovecs. */
-static uint32_t drop_runs_raw(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n)
+static uint32_t drop_runs_raw(ovc_engine *e, struct region *r, const struct page_run *runs, uint32_t n)
 {
 	uint32_t ok = 0;
 
@@ -199,7 +199,7 @@ static uint32_t drop_runs_raw(ovc_engine *e, struct ovc_region *r, const struct 
 
 /* Give staged page @i (of guest page @page) back to the guest: it must not
  * be dropped after all. A page the VMM discarded meanwhile stays a hole. */
-static void move_out_undo(ovc_engine *e, struct ovc_region *r, uint64_t page, uint32_t i)
+static void move_out_undo(ovc_engine *e, struct region *r, uint64_t page, uint32_t i)
 {
 	if (atomic_load(&r->pst[page]) & PST_DISCARDED)
 		return;
@@ -214,7 +214,7 @@ static void move_out_undo(ovc_engine *e, struct ovc_region *r, uint64_t page, ui
 	}
 }
 
-int move_out_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n,
+int move_out_runs(ovc_engine *e, struct region *r, const struct page_run *runs, uint32_t n,
 		  const uint8_t *const *want, uint8_t *kept)
 {
 	uint32_t total = 0, i = 0;
@@ -261,7 +261,7 @@ int move_out_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *ru
 	return err;
 }
 
-uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n)
+uint32_t drop_runs(ovc_engine *e, struct region *r, const struct page_run *runs, uint32_t n)
 {
 	if (!n)
 		return 0;

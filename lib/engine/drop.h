@@ -21,13 +21,13 @@ int staging_reset(ovc_engine *e);
  * on shmem), marking the pages PST_OWN_DROP first when swap is on. Returns
  * the number of leading runs dropped; the rest are as they were. Pass
  * thread, with the engine's threads (the drop raises UFFD_EVENT_REMOVE). */
-uint32_t drop_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n);
+uint32_t drop_runs(ovc_engine *e, struct region *r, const struct page_run *runs, uint32_t n);
 /* UFFDIO_MOVE guest pages [p, end) of @r to @stage, setting moved[] (from
  * p) for the pages that went; a page refused with EBUSY (pinned, shared)
  * stays and counts in pinned_pages_kept, the rest go on. EAGAIN is waited
  * out when @wait (never under r->lock), else returned, as is any other
  * error. Pass thread. */
-int move_to_stage(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t end, uint8_t *stage,
+int move_to_stage(ovc_engine *e, struct region *r, uint32_t p, uint32_t end, uint8_t *stage,
 		  uint8_t *moved, bool wait);
 /* The write-protect paths' drop where the kernel has UFFDIO_MOVE: move the
  * runs (at most BATCH_PAGES pages, in transit and write-protected) into
@@ -40,7 +40,7 @@ int move_to_stage(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t end,
  * Returns 0 or -errno (staging unusable or a MOVE failed: the pages not
  * taken are kept). Pass thread. */
 #define MOVE_OUT_ANY ((const uint8_t *)1)
-int move_out_runs(ovc_engine *e, struct ovc_region *r, const struct page_run *runs, uint32_t n,
+int move_out_runs(ovc_engine *e, struct region *r, const struct page_run *runs, uint32_t n,
 		  const uint8_t *const *want, uint8_t *kept);
 
 #endif

@@ -11,7 +11,7 @@
  * e->on_free first, which unpublishes (engine.c never names this file).
  *
  * Threads: the endpoint thread owns the listening socket and every client;
- * nothing in struct ovc_endpoint is shared with other threads after start
+ * nothing in struct endpoint is shared with other threads after start
  * except stop_fd (written by unpublish). No locks.
  *
  * It is an attack surface (anyone the socket's mode lets in): every socket is
@@ -59,7 +59,7 @@ struct ep_client {
 	size_t out_len, out_off;
 };
 
-struct ovc_endpoint {
+struct endpoint {
 	ovc_engine *e;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char name[OVC_PUBLISH_NAME_MAX + 1];
@@ -81,7 +81,7 @@ static void client_close(struct ep_client *c)
 
 /* The engine's counters as the stats reply's figures; returns the
  * EP_HAVE_* of the optional ones it has. */
-static unsigned stats_of(const struct ovc_endpoint *ep, const struct ovc_engine_stats *s,
+static unsigned stats_of(const struct endpoint *ep, const struct ovc_engine_stats *s,
 			 struct ep_stats *st)
 {
 	unsigned have = EP_HAVE_SWAPPED_OUT | EP_HAVE_SWAP_CACHE | EP_HAVE_SWAP_CACHE_HITS |
@@ -110,7 +110,7 @@ static unsigned stats_of(const struct ovc_endpoint *ep, const struct ovc_engine_
 	return have;
 }
 
-static void reply_stats(struct ovc_endpoint *ep, struct ep_client *c)
+static void reply_stats(struct endpoint *ep, struct ep_client *c)
 {
 	struct ovc_engine_stats s = { .size = sizeof(s) };
 	struct ep_stats st;
@@ -126,7 +126,7 @@ static void reply_stats(struct ovc_endpoint *ep, struct ep_client *c)
 	c->out_len = r > 0 ? (size_t)r : 0;
 }
 
-static void handle_line(struct ovc_endpoint *ep, struct ep_client *c, const char *line, size_t len)
+static void handle_line(struct endpoint *ep, struct ep_client *c, const char *line, size_t len)
 {
 	char msg[EP_MSG_MAX];
 	struct ep_request req;
@@ -172,7 +172,7 @@ static bool client_flush(struct ep_client *c, uint64_t now)
 }
 
 /* Answer the buffered lines, one reply at a time. */
-static bool client_serve(struct ovc_endpoint *ep, struct ep_client *c, uint64_t now)
+static bool client_serve(struct endpoint *ep, struct ep_client *c, uint64_t now)
 {
 	while (c->out_len == 0 && !c->closing) {
 		const char *line;
@@ -197,7 +197,7 @@ static bool client_serve(struct ovc_endpoint *ep, struct ep_client *c, uint64_t 
 	return client_flush(c, now);
 }
 
-static bool client_read(struct ovc_endpoint *ep, struct ep_client *c, uint64_t now)
+static bool client_read(struct endpoint *ep, struct ep_client *c, uint64_t now)
 {
 	for (;;) {
 		size_t room;
@@ -226,7 +226,7 @@ static bool client_busy(const struct ep_client *c)
 	return c->out_len > 0 || c->in.len > c->in.consumed;
 }
 
-static void accept_one(struct ovc_endpoint *ep, uint64_t now)
+static void accept_one(struct endpoint *ep, uint64_t now)
 {
 	struct ep_client *slot = NULL;
 	struct ucred cred;
@@ -261,7 +261,7 @@ static void accept_one(struct ovc_endpoint *ep, uint64_t now)
 
 static void *endpoint_thread(void *arg)
 {
-	struct ovc_endpoint *ep = arg;
+	struct endpoint *ep = arg;
 
 	for (;;) {
 		struct pollfd p[2 + MAX_CLIENTS];
@@ -348,7 +348,7 @@ static bool socket_alive(const char *path)
 	return alive;
 }
 
-static struct ovc_endpoint *endpoint_free(struct ovc_endpoint *ep)
+static struct endpoint *endpoint_free(struct endpoint *ep)
 {
 	if (!ep)
 		return NULL;
@@ -360,7 +360,7 @@ static struct ovc_endpoint *endpoint_free(struct ovc_endpoint *ep)
 	return NULL;
 }
 
-static void endpoint_freep(struct ovc_endpoint **ep)
+static void endpoint_freep(struct endpoint **ep)
 {
 	endpoint_free(*ep);
 }
@@ -368,7 +368,7 @@ static void endpoint_freep(struct ovc_endpoint **ep)
 /* Put the bound, listening socket at @ep->path without ever replacing a
  * live one: link() fails on an existing name, and only a name nobody
  * listens on is unlinked and tried again. */
-static int install(struct ovc_endpoint *ep, const char *tmp)
+static int install(struct endpoint *ep, const char *tmp)
 {
 	for (int tries = 0; tries < 2; tries++) {
 		struct stat st;
@@ -397,7 +397,7 @@ static void unpublish_on_free(ovc_engine *e)
 
 OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *opts_in)
 {
-	_cleanup_(endpoint_freep) struct ovc_endpoint *ep = NULL;
+	_cleanup_(endpoint_freep) struct endpoint *ep = NULL;
 	struct ovc_publish_opts o = { 0 };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char tmp[sizeof(sa.sun_path)];
@@ -484,7 +484,7 @@ OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *
 
 OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e)
 {
-	struct ovc_endpoint *ep;
+	struct endpoint *ep;
 	uint64_t one = 1;
 	struct stat st;
 

@@ -70,9 +70,9 @@ static int copy_opts(const struct ovc_engine_opts *in, struct ovc_engine_opts *o
 }
 
 /* Features on a throwaway fd: a second UFFDIO_API on one fd fails. */
-static int probe_features(const struct ovc_sys *sys, uint64_t *ret)
+static int probe_features(const struct sys_ops *sys, uint64_t *ret)
 {
-	_cleanup_(closep) int fd = ovc_sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
+	_cleanup_(closep) int fd = sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return fd;
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
@@ -114,7 +114,7 @@ static int choose_swap_mode(ovc_engine *e, const struct ovc_engine_opts *o, uint
 	return 0;
 }
 
-static void region_free(struct ovc_region *r)
+static void region_free(struct region *r)
 {
 	if (!r)
 		return;
@@ -124,7 +124,7 @@ static void region_free(struct ovc_region *r)
 
 /* Unregister a region and give up its pages: ZERO pages keep the shared
  * zero page, which stays valid without the engine. */
-static void region_detach(ovc_engine *e, struct ovc_region *r)
+static void region_detach(ovc_engine *e, struct region *r)
 {
 	struct uffdio_range range = { (uint64_t)(uintptr_t)r->host, r->len_bytes };
 	/* Not through the ops table: teardown must not fail half way, and
@@ -202,7 +202,7 @@ static void engine_freep(ovc_engine **e)
 	ovc_engine_free(*e);
 }
 
-int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct ovc_sys *sys, ovc_engine **ret)
+int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct sys_ops *sys, ovc_engine **ret)
 {
 	_cleanup_(engine_freep) ovc_engine *e = NULL;
 	struct ovc_engine_opts o;
@@ -223,7 +223,7 @@ int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	e->sys = sys;
 	e->drain_events = fault_drain;
 	e->flags = o.flags;
-	e->log = (struct ovc_logger){ o.log_fn, o.log_userdata, o.log_level ? o.log_level : OVC_LOG_NOTICE };
+	e->log = (struct logger){ o.log_fn, o.log_userdata, o.log_level ? o.log_level : OVC_LOG_NOTICE };
 	e->scan_interval_usec = o.scan_interval_usec ? o.scan_interval_usec : USEC_PER_SEC;
 	e->scan_cpu_permille = o.scan_cpu_permille ? o.scan_cpu_permille : 100;
 	e->pass.cand.runs = e->pass.cand_store;
@@ -270,7 +270,7 @@ int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 			return r;
 	}
 
-	e->uffd = ovc_sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
+	e->uffd = sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
 	if (e->uffd < 0)
 		return e->uffd;
 	struct uffdio_api api = { .api = UFFD_API, .features = e->features };
@@ -340,7 +340,7 @@ int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 
 OVC_EXPORT int ovc_engine_new(const struct ovc_engine_opts *opts, ovc_engine **ret)
 {
-	return engine_test_new_with_sys(opts, &ovc_sys_default, ret);
+	return engine_test_new_with_sys(opts, &sys_default, ret);
 }
 
 /* --- regions ------------------------------------------------------------ */
@@ -428,7 +428,7 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	if (!can_move && !(e->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP))
 		return -EOPNOTSUPP;
 
-	struct ovc_region *reg = calloc(1, sizeof(*reg));
+	struct region *reg = calloc(1, sizeof(*reg));
 	if (!reg)
 		return -ENOMEM;
 	r = region_init(reg, host_addr, len_bytes, guest_phys, flags);
@@ -446,7 +446,7 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 	lock_write(&e->regions_lock);
 	size_t at = 0;
 	for (size_t i = 0; i < e->nregions; i++) {
-		struct ovc_region *o = e->regions[i];
+		struct region *o = e->regions[i];
 		uint64_t oh = (uint64_t)(uintptr_t)o->host;
 		if ((host < oh + o->len_bytes && oh < host + len_bytes) ||
 		    (guest_phys < o->guest_phys + o->len_bytes && o->guest_phys < guest_phys + len_bytes)) {
@@ -456,7 +456,7 @@ OVC_EXPORT int ovc_region_add(ovc_engine *e, void *host_addr, uint64_t len_bytes
 		if (oh < host)
 			at = i + 1;
 	}
-	struct ovc_region **n = realloc(e->regions, (e->nregions + 1) * sizeof(*n));
+	struct region **n = realloc(e->regions, (e->nregions + 1) * sizeof(*n));
 	if (!n) {
 		r = -ENOMEM;
 		goto fail;
@@ -514,7 +514,7 @@ fail:
 
 OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned flags)
 {
-	struct ovc_region *r = NULL;
+	struct region *r = NULL;
 
 	if (!e || flags)
 		return -EINVAL;

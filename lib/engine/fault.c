@@ -69,7 +69,7 @@ static void lat_record(ovc_engine *e, uint64_t t0, bool swapin)
 /* SWAPPED pages: swap.c reads the slot and installs the page. After a
  * served swap-in the handler thread keeps reading a while before it
  * sleeps in poll() (fault_thread_main). */
-static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
+static void fault_swapin(ovc_engine *e, struct region *r, uint64_t page, uint64_t addr)
 {
 	if (swap_fault(e, r, page, addr))
 		e->handler.saw_swapin = true;
@@ -79,7 +79,7 @@ static void fault_swapin(ovc_engine *e, struct ovc_region *r, uint64_t page, uin
 
 /* @addr's 2 MiB block, within @r: [*lo, *hi). Returns whether a page of
  * it is in transit. */
-static bool huge_block(struct ovc_region *r, uint64_t addr, uint64_t *lo, uint64_t *hi)
+static bool huge_block(struct region *r, uint64_t addr, uint64_t *lo, uint64_t *hi)
 {
 	uint64_t host = (uint64_t)(uintptr_t)r->host;
 	*lo = MAX(ALIGN_DOWN(addr, HUGE_BYTES), host);
@@ -101,7 +101,7 @@ static bool huge_block(struct ovc_region *r, uint64_t addr, uint64_t *lo, uint64
  *    message): lift it over the page's 2 MiB block if no page of the
  *    block is in transit, else over the page alone;
  *  - with sync tracking (OVC_ENGINE_SYNC_WP), over the page alone. */
-static void fault_unprotect(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
+static void fault_unprotect(ovc_engine *e, struct region *r, uint64_t page, uint64_t addr)
 {
 	if (uffd_hold_covers(e, r, page))
 		return;
@@ -125,7 +125,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 	bool swapin = false;
 
 	lock_read(&e->regions_lock);
-	struct ovc_region *r = engine_region_of(e, addr);
+	struct region *r = engine_region_of(e, addr);
 	if (!r) {
 		/* A region removed since (unregister woke everyone) or the
 		 * staging area (WP-only, nothing protects it): just wake. */
@@ -212,7 +212,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
  * drops it), nothing for SHARING (the zero path re-reads the page itself).
  * A page with OWN_DROP is left alone: the event is the engine's own drop
  * (swap_discard takes the bit). */
-static void discard_mark(struct ovc_region *r, uint64_t first, uint64_t end)
+static void discard_mark(struct region *r, uint64_t first, uint64_t end)
 {
 	for (uint64_t pg = first; pg < end && pg < r->npages; pg++) {
 		pst_t *p = &r->pst[pg];
@@ -240,7 +240,7 @@ static void handle_remove(ovc_engine *e, uint64_t start, uint64_t end)
 {
 	lock_read(&e->regions_lock);
 	for (size_t i = 0; i < e->nregions; i++) {
-		struct ovc_region *r = e->regions[i];
+		struct region *r = e->regions[i];
 		uint64_t rs = (uint64_t)(uintptr_t)r->host, re = rs + r->len_bytes;
 		uint64_t s = MAX(start, rs), t = MIN(end, re);
 		if (s >= t || (!r->can_move && !swap_enabled(e)))

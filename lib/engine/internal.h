@@ -73,7 +73,7 @@
 #include "engine/sizes.h"
 #include "engine/sys.h"
 
-struct ovc_engine_counters {
+struct engine_counters {
 	atomic_uint_fast64_t pages_scanned;
 	atomic_uint_fast64_t zero_pages_found;
 	atomic_uint_fast64_t zero_pages_reclaimed;
@@ -149,7 +149,7 @@ struct engine_events {
 	atomic_uint_fast64_t read_seq;
 	atomic_uint_fast64_t events_done;
 	/* uffd_hold_set/clear (pass thread), uffd_hold_covers (handler). */
-	_Atomic(struct ovc_region *) hold_region;
+	_Atomic(struct region *) hold_region;
 	atomic_uint_fast64_t hold_start, hold_end;
 };
 
@@ -205,8 +205,8 @@ struct engine_worker {
 
 struct ovc_engine {
 	/* Set by ovc_engine_new before any thread starts, read-only after. */
-	const struct ovc_sys *sys;
-	struct ovc_logger log;
+	const struct sys_ops *sys;
+	struct logger log;
 	unsigned flags;
 	uint64_t scan_interval_usec;
 	uint32_t scan_cpu_permille;
@@ -224,7 +224,7 @@ struct ovc_engine {
 	int (*drain_events)(ovc_engine *e);
 
 	/* The owner's thread (the one that calls ovc_engine_publish/free). */
-	struct ovc_endpoint *endpoint; /* ovc_engine_publish (endpoint.c) */
+	struct endpoint *endpoint; /* ovc_engine_publish (endpoint.c) */
 	/* Called first by ovc_engine_free(): set by ovc_engine_publish() (it
 	 * stops the endpoint), so that engine.c never names endpoint.c.
 	 * NULL: nothing to stop. */
@@ -232,7 +232,7 @@ struct ovc_engine {
 
 	/* The regions, under regions_lock (see the lock order above). */
 	pthread_rwlock_t regions_lock;
-	struct ovc_region **regions; /* sorted by host address */
+	struct region **regions; /* sorted by host address */
 	size_t nregions;
 
 	/* ovc_engine_free() stops the two threads in turn: the worker first
@@ -249,7 +249,7 @@ struct ovc_engine {
 
 	/* Any thread: ovc_engine_reclaim writes it, the pass thread reads it. */
 	atomic_uint_fast64_t c_reclaim_target;
-	struct ovc_engine_counters c; /* atomics, read without locks */
+	struct engine_counters c; /* atomics, read without locks */
 	struct engine_swap sw;        /* swap.c: see struct engine_swap */
 };
 
@@ -259,7 +259,7 @@ struct ovc_engine {
  * zero ones. Pass thread, regions_lock held for reading. Returns pages
  * reclaimed or -errno (the batch is undone: every page RESIDENT or ZERO,
  * none left protected or in staging). */
-int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n);
+int share_batch(ovc_engine *e, struct region *r, uint64_t first, uint32_t n);
 /* One batch at host address *cursor (0: the start); advances it. Sets
  * *wrapped and resets the cursor when no region lies at or after it.
  * Takes regions_lock. pass_lock held. Returns pages reclaimed or -errno. */
@@ -279,12 +279,12 @@ void fault_sweep(ovc_engine *e);
 void *fault_thread_main(void *arg);
 
 /* Find the region holding host address @addr; regions_lock held. */
-static inline struct ovc_region *engine_region_of(ovc_engine *e, uint64_t addr)
+static inline struct region *engine_region_of(ovc_engine *e, uint64_t addr)
 {
 	size_t lo = 0, hi = e->nregions;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		struct ovc_region *r = e->regions[mid];
+		struct region *r = e->regions[mid];
 		if (addr < (uint64_t)(uintptr_t)r->host)
 			hi = mid;
 		else if (region_contains(r, addr))
@@ -310,28 +310,28 @@ static inline bool swap_enabled(const ovc_engine *e)
 }
 /* Region gained/lost: start/stop its tracker (regions_lock held for
  * writing, or the region not yet published). */
-int swap_region_add(ovc_engine *e, struct ovc_region *r);
-void swap_region_del(ovc_engine *e, struct ovc_region *r);
+int swap_region_add(ovc_engine *e, struct region *r);
+void swap_region_del(ovc_engine *e, struct region *r);
 /* Bring every SWAPPED page of @r back into memory. pass_lock held, the
  * region still registered and listed. 0, or -EIO (some page unreadable;
  * those stay SWAPPED). */
-int swap_region_bring_back(ovc_engine *e, struct ovc_region *r);
+int swap_region_bring_back(ovc_engine *e, struct region *r);
 /* One tracking interval when due (or @force): scan writes, then swap out
  * cold pages until the reclaim target is met. pass_lock held. Returns pages
  * swapped out or -errno. */
 int64_t swap_tick(ovc_engine *e, bool force);
 /* Handler: a MISSING fault on a SWAPPED page. r->lock held. Returns true
  * when pages were read in and installed. */
-bool swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr);
+bool swap_fault(ovc_engine *e, struct region *r, uint64_t page, uint64_t addr);
 /* Handler: the VMM discarded pages [first, end) of @r: free their slots. */
-void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t end);
+void swap_discard(ovc_engine *e, struct region *r, uint64_t first, uint64_t end);
 
 /* --- swapout-wp.c --- */
 
 /* OVC_ENGINE_SYNC_WP: swap out @n pages (sorted, RESIDENT when listed) of
  * @r by the write-protect path. Pass thread, as swap.c's batches. Returns
  * pages swapped out, or -errno when none was. */
-int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n);
+int swapout_wp_batch(ovc_engine *e, struct region *r, const uint64_t *pages, unsigned n);
 
 /* --- swapout-runs.c --- */
 

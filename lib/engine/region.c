@@ -9,7 +9,7 @@
 
 #include "engine/region.h"
 
-int region_init(struct ovc_region *r, void *host, uint64_t len, uint64_t gpa, unsigned flags)
+int region_init(struct region *r, void *host, uint64_t len, uint64_t gpa, unsigned flags)
 {
 	memset(r, 0, sizeof(*r));
 	r->host = host;
@@ -42,7 +42,7 @@ int region_init(struct ovc_region *r, void *host, uint64_t len, uint64_t gpa, un
 	return 0;
 }
 
-void region_fini(struct ovc_region *r)
+void region_fini(struct region *r)
 {
 	if (r->pst)
 		munmap((void *)r->pst, r->pst_map_bytes);
@@ -52,7 +52,7 @@ void region_fini(struct ovc_region *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
-uint64_t region_meta_bytes(const struct ovc_region *r)
+uint64_t region_meta_bytes(const struct region *r)
 {
 	return r->pst_map_bytes + sizeof(*r);
 }

@@ -5,7 +5,7 @@
  * Six bytes per 4 KiB page, and nothing else per page: a 32-bit state word
  * (atomic) and the high half of the swap slot (16 bits, beside it). The
  * per-page metadata of the engine is these two arrays plus a fixed tail
- * (the HyperLogLog registers and struct ovc_region); the budget is 8 bytes
+ * (the HyperLogLog registers and struct region); the budget is 8 bytes
  * per page with swap's tracker included (docs/engine.md, "Page states";
  * tests/engine/test-region.c and test-swap.c check it). The word:
  *
@@ -201,7 +201,7 @@ struct region_content {
 	uint64_t duplicate_pages;  /* non-zero pages - distinct_hashes */
 };
 
-struct ovc_region {
+struct region {
 	uint8_t *host;             /* page aligned */
 	uint64_t len_bytes;
 	uint64_t guest_phys;
@@ -229,26 +229,26 @@ struct ovc_region {
 };
 
 /* Allocate the table (all RESIDENT) and init the lock. -ENOMEM. */
-int region_init(struct ovc_region *r, void *host, uint64_t len, uint64_t gpa, unsigned flags);
-void region_fini(struct ovc_region *r);
+int region_init(struct region *r, void *host, uint64_t len, uint64_t gpa, unsigned flags);
+void region_fini(struct region *r);
 /* Bytes of metadata this region costs: its mapping (words, slot halves,
  * registers, rounded up to pages) plus the struct. */
-uint64_t region_meta_bytes(const struct ovc_region *r);
+uint64_t region_meta_bytes(const struct region *r);
 
-static inline bool region_contains(const struct ovc_region *r, uint64_t addr)
+static inline bool region_contains(const struct region *r, uint64_t addr)
 {
 	return addr >= (uint64_t)(uintptr_t)r->host &&
 	       addr - (uint64_t)(uintptr_t)r->host < r->len_bytes;
 }
 
-static inline uint64_t region_page_of(const struct ovc_region *r, uint64_t addr)
+static inline uint64_t region_page_of(const struct region *r, uint64_t addr)
 {
 	return (addr - (uint64_t)(uintptr_t)r->host) >> PAGE_SHIFT;
 }
 
 /* The swap slot of @page whose word is @w (valid in SWAPPED, SWAPPING_OUT
  * and SWAPPING_IN; load @w with acquire order first). */
-static inline uint32_t pst_slot(const struct ovc_region *r, uint64_t page, pst_word w)
+static inline uint32_t pst_slot(const struct region *r, uint64_t page, pst_word w)
 {
 	return (uint32_t)atomic_load_explicit(&r->slot_hi[page], memory_order_relaxed) << 16 |
 	       w >> PST_SLOT_SHIFT;
@@ -257,13 +257,13 @@ static inline uint32_t pst_slot(const struct ovc_region *r, uint64_t page, pst_w
 /* Store the high half of @slot for @page now and return @w carrying the low
  * half: the caller owns the page's transit (or holds region->lock) and
  * publishes the result with a release CAS of the word. */
-static inline pst_word pst_with_slot(struct ovc_region *r, uint64_t page, pst_word w, uint32_t slot)
+static inline pst_word pst_with_slot(struct region *r, uint64_t page, pst_word w, uint32_t slot)
 {
 	atomic_store_explicit(&r->slot_hi[page], (uint16_t)(slot >> 16), memory_order_relaxed);
 	return (w & ~PST_SLOT_LO_MASK) | (pst_word)(slot & 0xffff) << PST_SLOT_SHIFT;
 }
 
-static inline uint8_t *region_addr(const struct ovc_region *r, uint64_t page)
+static inline uint8_t *region_addr(const struct region *r, uint64_t page)
 {
 	return r->host + (page << PAGE_SHIFT);
 }

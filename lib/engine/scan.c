@@ -84,7 +84,7 @@ uint64_t scan_page_hash(const void *p)
 	return XXH3_64bits(p, PAGE_SIZE);
 }
 
-void scan_hll_reset(struct ovc_region *r)
+void scan_hll_reset(struct region *r)
 {
 	if (!r->hll_bits)
 		return;
@@ -92,7 +92,7 @@ void scan_hll_reset(struct ovc_region *r)
 		atomic_store_explicit(&r->hll[i], 0, memory_order_relaxed);
 }
 
-void scan_hll_add(struct ovc_region *r, uint64_t hash)
+void scan_hll_add(struct region *r, uint64_t hash)
 {
 	if (!r->hll_bits)
 		return;
@@ -104,7 +104,7 @@ void scan_hll_add(struct ovc_region *r, uint64_t hash)
 }
 
 /* The standard estimator with the small-range (linear counting) correction. */
-uint64_t scan_hll_estimate(const struct ovc_region *r)
+uint64_t scan_hll_estimate(const struct region *r)
 {
 	if (!r->hll_bits)
 		return 0;

@@ -26,9 +26,9 @@ bool scan_page_is_zero(const void *p);
 uint64_t scan_page_hash(const void *p);
 
 /* HyperLogLog over a region's registers (r->hll). */
-void scan_hll_reset(struct ovc_region *r);
-void scan_hll_add(struct ovc_region *r, uint64_t hash);
-uint64_t scan_hll_estimate(const struct ovc_region *r);
+void scan_hll_reset(struct region *r);
+void scan_hll_add(struct region *r, uint64_t hash);
+uint64_t scan_hll_estimate(const struct region *r);
 
 /* Runs of pages: [start, start + len) in page numbers of one region. */
 struct page_run {

@@ -124,7 +124,7 @@
  * discard the page again, a thread woken then faults on the hole, finds
  * the page still in transit and sets WAITERS; skipping this wake left it
  * asleep until the sweep (the write-protect-path torture hang). */
-static void end_transit_keep(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to,
+static void end_transit_keep(ovc_engine *e, struct region *r, uint64_t page, enum pst_state to,
 			     pst_word keep)
 {
 	pst_word old;
@@ -134,7 +134,7 @@ static void end_transit_keep(ovc_engine *e, struct ovc_region *r, uint64_t page,
 		uffd_wake(e, (uint64_t)(uintptr_t)region_addr(r, page), PAGE_SIZE);
 }
 
-static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to)
+static void end_transit(ovc_engine *e, struct region *r, uint64_t page, enum pst_state to)
 {
 	end_transit_keep(e, r, page, to, 0);
 }
@@ -143,7 +143,7 @@ static void end_transit(ovc_engine *e, struct ovc_region *r, uint64_t page, enum
  * discard_mark: what the batch moves out of such a page is pre-discard
  * data or a hole); drop from the list any that changed state since the
  * hint scan. region->lock held. */
-static void mark_candidates(ovc_engine *e, struct ovc_region *r)
+static void mark_candidates(ovc_engine *e, struct region *r)
 {
 	struct run_list *c = &e->pass.cand;
 	uint32_t nruns = c->n;
@@ -161,7 +161,7 @@ static void mark_candidates(ovc_engine *e, struct ovc_region *r)
 
 /* Is moved page @page (batch from @first) to be zero: discarded since it
  * was marked or before (fault.c, discard_mark), or zero in staging? */
-static bool staged_zero(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t page)
+static bool staged_zero(ovc_engine *e, struct region *r, uint64_t first, uint32_t page)
 {
 	return (atomic_load(&r->pst[page]) & (PST_DISCARDED | PST_DISCARD_PENDING)) ||
 	       scan_page_is_zero(e->stage.area + ((uint64_t)(page - first) << PAGE_SHIFT));
@@ -175,7 +175,7 @@ static bool staged_zero(ovc_engine *e, struct ovc_region *r, uint64_t first, uin
  * out of it (DISCARD_PENDING on a page that holds a post-zap install: the
  * next batch would take a write made since for discarded, a lost write
  * the torture found). */
-static void end_installed(ovc_engine *e, struct ovc_region *r, uint32_t p, uint32_t q, enum pst_state to)
+static void end_installed(ovc_engine *e, struct region *r, uint32_t p, uint32_t q, enum pst_state to)
 {
 	uffd_events_settle(e);
 	for (uint32_t k = p; k < q; k++)
@@ -191,7 +191,7 @@ static void end_installed(ovc_engine *e, struct ovc_region *r, uint32_t p, uint3
  * stays: a lost discard, docs/engine.md). An EAGAIN (a discard event
  * unread, maybe of these pages) is not retried blindly: the event is read,
  * then the pages are looked at again. Returns the pages that ended ZERO. */
-static int give_back_run(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t p, uint32_t q)
+static int give_back_run(ovc_engine *e, struct region *r, uint64_t first, uint32_t p, uint32_t q)
 {
 	int zeroed = 0;
 
@@ -240,7 +240,7 @@ static int give_back_run(ovc_engine *e, struct ovc_region *r, uint64_t first, ui
 	return zeroed;
 }
 
-static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
+static int reclaim_move(ovc_engine *e, struct region *r, uint64_t first)
 {
 	struct run_list *c = &e->pass.cand;
 	uint8_t moved[BATCH_PAGES]; /* by batch offset: 1 = content in staging */
@@ -307,7 +307,7 @@ static int reclaim_move(ovc_engine *e, struct ovc_region *r, uint64_t first)
  * stopped (the handler leaves them asleep: fault.c, fault_unprotect), then
  * stop publishing the span. If the unprotect gave up, wake them by hand
  * after that: they fault again and the handler lifts what is left. */
-static void unhold(ovc_engine *e, struct ovc_region *r, const struct page_run *span)
+static void unhold(ovc_engine *e, struct region *r, const struct page_run *span)
 {
 	uint64_t start = (uint64_t)(uintptr_t)region_addr(r, span->start);
 	uint64_t len = (uint64_t)span->len << PAGE_SHIFT;
@@ -327,7 +327,7 @@ static void unhold(ovc_engine *e, struct ovc_region *r, const struct page_run *s
  * once, and that read decides: a zero page is not read a second time
  * under protection. Sets held[i] for the pages taken; returns how many,
  * or -errno with none taken (nothing stays protected). */
-static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n, uint8_t *held,
+static int hold_batch(ovc_engine *e, struct region *r, uint64_t first, uint32_t n, uint8_t *held,
 		      struct page_run *span)
 {
 	uint32_t lo = n, hi = 0;
@@ -374,7 +374,7 @@ static int hold_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint3
 /* The rest of the write-protect path, after the scan: e->pass.cand holds the
  * held pages found zero (the others left SHARING already). Drop them,
  * lift the protection of @span, install the zero page, leave transit. */
-static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_run *span)
+static int release_batch(ovc_engine *e, struct region *r, const struct page_run *span)
 {
 	const struct run_list *c = &e->pass.cand;
 	uint8_t kept[BATCH_PAGES];
@@ -431,7 +431,7 @@ static int release_batch(ovc_engine *e, struct ovc_region *r, const struct page_
  * faults to the handler thread, which fills it). In NO_THREADS mode this
  * thread is the handler, so it reads through /proc/self/mem, which fails
  * on a hole instead of waiting for a userfault. */
-static const uint8_t *batch_source(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
+static const uint8_t *batch_source(ovc_engine *e, struct region *r, uint64_t first, uint32_t n)
 {
 	uint8_t *base = region_addr(r, first);
 
@@ -454,7 +454,7 @@ static const uint8_t *batch_source(ovc_engine *e, struct ovc_region *r, uint64_t
 	return e->pass.scan_buf;
 }
 
-int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
+int share_batch(ovc_engine *e, struct region *r, uint64_t first, uint32_t n)
 {
 	uint64_t cpu0 = now_nsec(CLOCK_THREAD_CPUTIME_ID);
 	const uint8_t *src = batch_source(e, r, first, n);
@@ -536,14 +536,14 @@ int share_batch(ovc_engine *e, struct ovc_region *r, uint64_t first, uint32_t n)
 
 /* --- passes ------------------------------------------------------------- */
 
-static void region_pass_begin(struct ovc_region *r)
+static void region_pass_begin(struct region *r)
 {
 	memset(&r->cur, 0, sizeof(r->cur));
 	r->pass_nonzero = 0;
 	scan_hll_reset(r);
 }
 
-static void region_pass_end(ovc_engine *e, struct ovc_region *r)
+static void region_pass_end(ovc_engine *e, struct region *r)
 {
 	r->cur.distinct_hashes = MIN(scan_hll_estimate(r), r->pass_nonzero);
 	r->cur.duplicate_pages = r->pass_nonzero - r->cur.distinct_hashes;
@@ -563,7 +563,7 @@ int share_step(ovc_engine *e, uint64_t *cursor, bool *wrapped)
 
 	*wrapped = false;
 	lock_read(&e->regions_lock);
-	struct ovc_region *r = NULL;
+	struct region *r = NULL;
 	for (size_t i = 0; i < e->nregions; i++)
 		if ((uint64_t)(uintptr_t)e->regions[i]->host + e->regions[i]->len_bytes > *cursor) {
 			r = e->regions[i];

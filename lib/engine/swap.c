@@ -108,7 +108,7 @@
  * windows it covers) or a discard (swap_discard forgets them), both under
  * in_lock, like every access to this table. */
 struct ra_win {
-	struct ovc_region *r;      /* NULL: free */
+	struct region *r;      /* NULL: free */
 	uint64_t first;            /* page */
 	uint32_t slot;
 	unsigned n;
@@ -130,7 +130,7 @@ struct swap_ra {
 	struct ra_stream stream[RA_STREAMS];
 	unsigned stream_clock;     /* the next to replace */
 	struct ra_win win[RA_WINDOWS];
-	struct ovc_region *tail_r; /* where the last window ended */
+	struct region *tail_r; /* where the last window ended */
 	uint64_t tail;
 	uint8_t *mem;
 };
@@ -287,7 +287,7 @@ void swap_fini(ovc_engine *e)
 /* Give up the cached slot of *p, if it has one. Only in RESIDENT or ZERO,
  * or in SWAPPING_OUT when @own_transit (the pass thread's own batch).
  * Returns whether a slot was freed. Any thread; compare-and-swap. */
-static bool cache_drop(ovc_engine *e, struct ovc_region *r, uint64_t page, bool own_transit)
+static bool cache_drop(ovc_engine *e, struct region *r, uint64_t page, bool own_transit)
 {
 	pst_t *p = &r->pst[page];
 	pst_word w = atomic_load(p);
@@ -306,7 +306,7 @@ static bool cache_drop(ovc_engine *e, struct ovc_region *r, uint64_t page, bool 
  * tracker saw written, or one that became ZERO (a zero-page pass took it,
  * or a swap batch found it zeros), holds a slot that no longer has its
  * content: free it. Pass thread. */
-static void cache_sweep(ovc_engine *e, struct ovc_region *r, bool scanned)
+static void cache_sweep(ovc_engine *e, struct region *r, bool scanned)
 {
 	if (atomic_load(&e->c.swap_cache_pages_now) <= 0)
 		return;
@@ -325,14 +325,14 @@ static uint64_t cache_shrink(ovc_engine *e, uint64_t want)
 {
 	uint64_t freed = 0;
 	for (size_t i = 0; i < e->nregions && freed < want; i++) {
-		struct ovc_region *r = e->regions[i];
+		struct region *r = e->regions[i];
 		for (uint64_t pg = 0; pg < r->npages && freed < want; pg++)
 			freed += cache_drop(e, r, pg, false);
 	}
 	return freed;
 }
 
-int swap_region_add(ovc_engine *e, struct ovc_region *r)
+int swap_region_add(ovc_engine *e, struct region *r)
 {
 	struct engine_swap *sw = &e->sw;
 
@@ -357,7 +357,7 @@ int swap_region_add(ovc_engine *e, struct ovc_region *r)
 	return track_new(&to, &r->track);
 }
 
-void swap_region_del(ovc_engine *e, struct ovc_region *r)
+void swap_region_del(ovc_engine *e, struct region *r)
 {
 	if (swap_enabled(e))
 		for (uint64_t pg = 0; pg < r->npages; pg++)
@@ -407,7 +407,7 @@ static void ra_done(void *user, int res)
 }
 
 /* The live window of @r holding page @page, or NULL. */
-static struct ra_win *ra_find(struct swap_ra *ra, const struct ovc_region *r, uint64_t page)
+static struct ra_win *ra_find(struct swap_ra *ra, const struct region *r, uint64_t page)
 {
 	for (unsigned i = 0; i < RA_WINDOWS; i++) {
 		struct ra_win *w = &ra->win[i];
@@ -427,7 +427,7 @@ static void ra_drop(struct ra_win *w)
 
 /* Forget the live windows of @r overlapping [first, first + n) but @keep:
  * those pages were swapped in or discarded without them. */
-static void ra_forget(struct swap_ra *ra, const struct ovc_region *r, uint64_t first, uint64_t n,
+static void ra_forget(struct swap_ra *ra, const struct region *r, uint64_t first, uint64_t n,
 		      const struct ra_win *keep)
 {
 	for (unsigned i = 0; i < RA_WINDOWS; i++) {
@@ -439,7 +439,7 @@ static void ra_forget(struct swap_ra *ra, const struct ovc_region *r, uint64_t f
 
 /* Pages from @page that one window (or read) can bring: SWAPPED, slots
  * consecutive from @slot, no other live window on them; at most @max. */
-static unsigned run_len(struct swap_ra *ra, const struct ovc_region *r, uint64_t page, uint32_t slot,
+static unsigned run_len(struct swap_ra *ra, const struct region *r, uint64_t page, uint32_t slot,
 			unsigned max, const struct ra_win *own)
 {
 	unsigned n = 0;
@@ -456,7 +456,7 @@ static unsigned run_len(struct swap_ra *ra, const struct ovc_region *r, uint64_t
 
 /* Queue reads of the SWAPPED runs after page @from of @r into the free
  * windows, and submit them: the faults to come find them read. */
-static void ra_fill(ovc_engine *e, struct ovc_region *r, uint64_t from)
+static void ra_fill(ovc_engine *e, struct region *r, uint64_t from)
 {
 	struct swap_ra *ra = e->sw.ra;
 	unsigned queued = 0;
@@ -522,7 +522,7 @@ static int swapin_bytes(ovc_engine *e, struct ra_win *w, uint64_t page, uint32_t
 
 /* Install pages [page, page+n) — SWAPPING_IN — from @buf. Returns pages
  * installed (a prefix). r->lock and in_lock held. */
-static unsigned install(ovc_engine *e, struct ovc_region *r, uint64_t page, const void *buf, unsigned n,
+static unsigned install(ovc_engine *e, struct region *r, uint64_t page, const void *buf, unsigned n,
 			bool *eagain)
 {
 	unsigned done = 0;
@@ -560,7 +560,7 @@ static unsigned install(ovc_engine *e, struct ovc_region *r, uint64_t page, cons
  * r->lock held. Returns 0 (page installed or no longer SWAPPED), -EAGAIN
  * (try again after the pending event), or the read's -errno. *ret_n: pages
  * installed. */
-static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsigned max, unsigned *ret_n,
+static int swapin_run(ovc_engine *e, struct region *r, uint64_t page, unsigned max, unsigned *ret_n,
 		      pst_word *ret_old)
 {
 	struct swap_ra *ra = e->sw.ra;
@@ -630,7 +630,7 @@ static int swapin_run(ovc_engine *e, struct ovc_region *r, uint64_t page, unsign
 	return done ? 0 : (eagain ? -EAGAIN : -EIO);
 }
 
-bool swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t addr)
+bool swap_fault(ovc_engine *e, struct region *r, uint64_t page, uint64_t addr)
 {
 	unsigned n;
 	pst_word old = 0;
@@ -676,7 +676,7 @@ bool swap_fault(ovc_engine *e, struct ovc_region *r, uint64_t page, uint64_t add
 	return false;
 }
 
-int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
+int swap_region_bring_back(ovc_engine *e, struct region *r)
 {
 	int ret = 0;
 
@@ -719,7 +719,7 @@ int swap_region_bring_back(ovc_engine *e, struct ovc_region *r)
 	return ret;
 }
 
-void swap_discard(ovc_engine *e, struct ovc_region *r, uint64_t first, uint64_t end)
+void swap_discard(ovc_engine *e, struct region *r, uint64_t first, uint64_t end)
 {
 	if (!swap_enabled(e))
 		return;
@@ -774,7 +774,7 @@ struct wreq {
 
 struct swapout_area {
 	ovc_engine *e;
-	struct ovc_region *r;
+	struct region *r;
 	uint8_t *stage;              /* BATCH_PAGES pages of the ring */
 	unsigned inflight;           /* requests queued, not ended */
 	bool used;                   /* holds pages: map fresh before reuse */
@@ -825,7 +825,7 @@ unsigned engine_test_areas_used(const ovc_engine *e)
  * the guest, RESIDENT (zeros if the VMM discarded it meanwhile). Not
  * share.c's give_back_run, which gives back a run of the zero path's
  * staging and ends its pages ZERO or RESIDENT. */
-static void give_back_page(ovc_engine *e, struct ovc_region *r, uint64_t page, const uint8_t *src)
+static void give_back_page(ovc_engine *e, struct region *r, uint64_t page, const uint8_t *src)
 {
 	pst_word w = atomic_load(&r->pst[page]);
 	uint64_t gaddr = (uint64_t)(uintptr_t)region_addr(r, page);
@@ -852,7 +852,7 @@ static void give_back_page(ovc_engine *e, struct ovc_region *r, uint64_t page, c
  * SWAPPED with that slot, no write. Unless a fault waits or the VMM
  * discarded it: then it goes back as a written page would. Returns whether
  * it is out. */
-static bool cache_hit(ovc_engine *e, struct ovc_region *r, uint64_t page, const uint8_t *src)
+static bool cache_hit(ovc_engine *e, struct region *r, uint64_t page, const uint8_t *src)
 {
 	pst_t *p = &r->pst[page];
 	pst_word w = atomic_load(p);
@@ -885,7 +885,7 @@ static bool cache_hit(ovc_engine *e, struct ovc_region *r, uint64_t page, const 
 static unsigned cache_settle(ovc_engine *e, struct swapout_area *a, unsigned nd)
 {
 	struct swapdev *sd = e->sw.sd;
-	struct ovc_region *r = a->r;
+	struct region *r = a->r;
 	unsigned keep = 0, hits = 0;
 
 	for (unsigned d = 0; d < nd; d++) {
@@ -918,7 +918,7 @@ static void end_write(struct swapout_area *a, unsigned d, int res)
 {
 	ovc_engine *e = a->e;
 	struct engine_swap *sw = &e->sw;
-	struct ovc_region *r = a->r;
+	struct region *r = a->r;
 	const uint8_t *src = a->stage + ((size_t)a->off[d] << PAGE_SHIFT);
 	uint64_t page = a->page[a->off[d]];
 	pst_t *p = &r->pst[page];
@@ -1017,7 +1017,7 @@ static void swapout_drain(ovc_engine *e)
 /* track_cold's filter: a page swap-out can take now. */
 static bool cand_resident(void *ctx, uint64_t page)
 {
-	struct ovc_region *r = ctx;
+	struct region *r = ctx;
 	return pst_state(atomic_load_explicit(&r->pst[page], memory_order_relaxed)) == PST_RESIDENT;
 }
 
@@ -1034,7 +1034,7 @@ static int cmp_u64(const void *a, const void *b)
 static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *pages, unsigned n,
 			 uint8_t *pending, uint8_t *moved, int *err)
 {
-	struct ovc_region *r = a->r;
+	struct region *r = a->r;
 	unsigned nsel = 0;
 
 	lock_mutex(&r->lock);
@@ -1070,7 +1070,7 @@ static unsigned move_out(ovc_engine *e, struct swapout_area *a, const uint64_t *
 static unsigned sort_staged(ovc_engine *e, struct swapout_area *a, unsigned nsel, const uint8_t *pending,
 			    const uint8_t *moved)
 {
-	struct ovc_region *r = a->r;
+	struct region *r = a->r;
 	unsigned nd = 0, zeros = 0;
 
 	for (unsigned i = 0; i < nsel; i++) {
@@ -1141,7 +1141,7 @@ static void queue_writes(ovc_engine *e, struct swapout_area *a, unsigned nd)
  * them to a staging area, queue their writes; they end in write_done.
  * Returns pages queued for writing (charged to the rate limit), or -errno
  * when no page could be moved out. */
-static int swapout_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n)
+static int swapout_batch(ovc_engine *e, struct region *r, const uint64_t *pages, unsigned n)
 {
 	uint8_t pending[BATCH_PAGES], moved[BATCH_PAGES];
 	int err = 0;
@@ -1205,7 +1205,7 @@ static void check_full(ovc_engine *e, int64_t need)
 /* Swap out the listed candidates sw->cand[0, k) of @r, oldest first, in
  * batches; *need follows. Returns -1 when the tick must end (rate limit,
  * staging broken), else 0. */
-static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *need, int *first_err)
+static int swapout_list(ovc_engine *e, struct region *r, size_t k, int64_t *need, int *first_err)
 {
 	struct engine_swap *sw = &e->sw;
 
@@ -1250,7 +1250,7 @@ static int swapout_list(ovc_engine *e, struct ovc_region *r, size_t k, int64_t *
  * the next scan, or for good (tests/engine/test-fault.c found that). A full list
  * may leave cold pages behind: list again while that makes progress.
  * Returns -1 when the tick must end, else 0. */
-static int swapout_region(ovc_engine *e, struct ovc_region *r, uint8_t min_age, int64_t *need, int *first_err)
+static int swapout_region(ovc_engine *e, struct region *r, uint8_t min_age, int64_t *need, int *first_err)
 {
 	struct engine_swap *sw = &e->sw;
 	for (;;) {
@@ -1302,7 +1302,7 @@ int64_t swap_tick(ovc_engine *e, bool force)
 		sw->last_tick_nsec = now;
 		atomic_fetch_add(&sw->epoch, 1);
 		for (size_t i = 0; i < e->nregions; i++) {
-			struct ovc_region *r = e->regions[i];
+			struct region *r = e->regions[i];
 			if (r->track) {
 				int tr = track_scan(r->track);
 				if (tr < 0)

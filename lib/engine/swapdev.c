@@ -82,8 +82,8 @@
 enum clear_how { CLEAR_ZERO_RANGE, CLEAR_PUNCH, CLEAR_WRITE };
 
 struct swapdev {
-	const struct ovc_sys *sys;
-	const struct ovc_logger *log;
+	const struct sys_ops *sys;
+	const struct logger *log;
 	int fd;
 	uint32_t nr_slots;
 	uint64_t hash_seed;
@@ -155,7 +155,7 @@ struct swapdev_req {
 
 struct swapdev_ring {
 	struct swapdev *sd;
-	const struct ovc_sys *sys;
+	const struct sys_ops *sys;
 	struct io_uring ring;
 	bool ring_ok;
 	bool buf_registered;
@@ -822,7 +822,7 @@ int swapdev_new(const struct swapdev_opts *opts, struct swapdev **ret)
 	sd = calloc(1, sizeof(*sd));
 	if (!sd)
 		return -ENOMEM;
-	sd->sys = opts->sys ? opts->sys : &ovc_sys_default;
+	sd->sys = opts->sys ? opts->sys : &sys_default;
 	sd->log = opts->log;
 	sd->nr_slots = (uint32_t)nr_slots;
 	sd->nr_free = sd->nr_slots;

@@ -58,8 +58,8 @@ struct swapdev_opts {
 	size_t size;               /* sizeof(struct swapdev_opts) */
 	const char *dir;           /* directory for the swap file (must allow O_DIRECT) */
 	uint64_t size_bytes;       /* file size; rounded down to whole slots, > 0 */
-	const struct ovc_sys *sys; /* NULL: ovc_sys_default */
-	const struct ovc_logger *log; /* may be NULL */
+	const struct sys_ops *sys; /* NULL: sys_default */
+	const struct logger *log; /* may be NULL */
 	/* Zero-fill the file in the background ahead of the allocator, so
 	 * that swap-out writes overwrite written blocks instead of unwritten
 	 * extents (see swapdev.c, "Fill"): keep this many bytes of written,

@@ -77,7 +77,7 @@
 
 /* Step 1. Returns pages marked and protected (into @sel, with their
  * DISCARD_PENDING into @pending), or -errno (none left in transit). */
-static int mark_protect(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n,
+static int mark_protect(ovc_engine *e, struct region *r, const uint64_t *pages, unsigned n,
 			uint64_t *sel, uint8_t *pending)
 {
 	unsigned nsel = 0;
@@ -191,7 +191,7 @@ static void write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *re
  * zap may still come; decided in the same CAS, so a discard read before it
  * is never missed (one read after it finds SWAPPED: swap_discard). Returns
  * the state set. */
-static enum pst_state end_out(ovc_engine *e, struct ovc_region *r, uint64_t page, enum pst_state to,
+static enum pst_state end_out(ovc_engine *e, struct region *r, uint64_t page, enum pst_state to,
 			      uint32_t slot)
 {
 	pst_t *p = &r->pst[page];
@@ -213,7 +213,7 @@ static enum pst_state end_out(ovc_engine *e, struct ovc_region *r, uint64_t page
 }
 
 /* Step 5 for one page: back to RESIDENT (still protected), slot freed. */
-static void abort_page(ovc_engine *e, struct ovc_region *r, uint64_t page, uint32_t slot)
+static void abort_page(ovc_engine *e, struct region *r, uint64_t page, uint32_t slot)
 {
 	end_out(e, r, page, PST_RESIDENT, 0);
 	if (slot != SWAPDEV_NO_SLOT)
@@ -240,7 +240,7 @@ static uint32_t make_runs(const uint64_t *sel, unsigned n, const uint8_t *kind, 
 
 enum { K_ZERO = 1, K_DATA = 2, K_ABORTED = 3 };
 
-int swapout_wp_batch(ovc_engine *e, struct ovc_region *r, const uint64_t *pages, unsigned n)
+int swapout_wp_batch(ovc_engine *e, struct region *r, const uint64_t *pages, unsigned n)
 {
 	struct engine_swap *sw = &e->sw;
 	uint64_t sel[BATCH_PAGES];

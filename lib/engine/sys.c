@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The real syscalls behind struct ovc_sys. No state; any thread. */
+/* The real syscalls behind struct sys_ops. No state; any thread. */
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/eventfd.h>
@@ -93,7 +93,7 @@ static int real_uring_cqe(void *ctx, int res)
 	return res;
 }
 
-const struct ovc_sys ovc_sys_default = {
+const struct sys_ops sys_default = {
 	.ctx = NULL,
 	.ioctl = real_ioctl,
 	.madvise = real_madvise,
@@ -113,7 +113,7 @@ const struct ovc_sys ovc_sys_default = {
 	.uring_cqe = real_uring_cqe,
 };
 
-int ovc_sys_open_uffd(const struct ovc_sys *s, int flags)
+int sys_open_uffd(const struct sys_ops *s, int flags)
 {
 	int dev, fd;
 

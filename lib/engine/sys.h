@@ -6,7 +6,7 @@
  *
  * Each op behaves like its libc namesake (-1 and errno), except the io_uring
  * ones, which return -errno like liburing. The table is per engine (no global
- * state); ovc_sys_default is the real thing.
+ * state); sys_default is the real thing.
  */
 #ifndef OVC_SYS_H
 #define OVC_SYS_H
@@ -16,7 +16,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-enum ovc_sys_op {
+enum sys_op {
 	OVC_SYS_IOCTL,
 	OVC_SYS_MADVISE,
 	OVC_SYS_PROCESS_MADVISE,
@@ -36,7 +36,7 @@ enum ovc_sys_op {
 	_OVC_SYS_OP_MAX,
 };
 
-struct ovc_sys {
+struct sys_ops {
 	void *ctx;
 	int (*ioctl)(void *ctx, int fd, unsigned long req, void *arg);
 	int (*madvise)(void *ctx, void *addr, size_t len, int advice);
@@ -59,7 +59,7 @@ struct ovc_sys {
 	int (*uring_cqe)(void *ctx, int res);
 };
 
-extern const struct ovc_sys ovc_sys_default;
+extern const struct sys_ops sys_default;
 
 /* Call op @op of table @s: SYS(s, ioctl, fd, req, arg). */
 #define SYS(s, op, ...) ((s)->op((s)->ctx, __VA_ARGS__))
@@ -67,6 +67,6 @@ extern const struct ovc_sys ovc_sys_default;
 /* Opens a userfaultfd: /dev/userfaultfd when it can be opened read-write
  * (then faults from the kernel, KVM included, are served without
  * CAP_SYS_PTRACE), else the userfaultfd(2) syscall. Returns fd or -errno. */
-int ovc_sys_open_uffd(const struct ovc_sys *s, int flags);
+int sys_open_uffd(const struct sys_ops *s, int flags);
 
 #endif

@@ -24,18 +24,18 @@ void engine_test_set_target(ovc_engine *e, uint64_t bytes)
 	atomic_store(&e->c_reclaim_target, bytes);
 }
 
-struct ovc_region *engine_test_region(ovc_engine *e, size_t i)
+struct region *engine_test_region(ovc_engine *e, size_t i)
 {
 	lock_read(&e->regions_lock);
-	struct ovc_region *r = i < e->nregions ? e->regions[i] : NULL;
+	struct region *r = i < e->nregions ? e->regions[i] : NULL;
 	unlock_rw(&e->regions_lock);
 	return r;
 }
 
-struct ovc_region *engine_test_region_at(ovc_engine *e, const void *host)
+struct region *engine_test_region_at(ovc_engine *e, const void *host)
 {
 	lock_read(&e->regions_lock);
-	struct ovc_region *r = engine_region_of(e, (uint64_t)(uintptr_t)host);
+	struct region *r = engine_region_of(e, (uint64_t)(uintptr_t)host);
 	unlock_rw(&e->regions_lock);
 	return r;
 }

@@ -32,7 +32,7 @@ struct swapdev_ring;
 
 /* ovc_engine_new() with another syscall table (fault injection). @sys
  * must outlive the engine. */
-int engine_test_new_with_sys(const struct ovc_engine_opts *opts, const struct ovc_sys *sys, ovc_engine **ret);
+int engine_test_new_with_sys(const struct ovc_engine_opts *opts, const struct sys_ops *sys, ovc_engine **ret);
 /* One forced swap interval (track scan + swap-out to the target) on the
  * calling thread, as the pass thread (pass_begin/pass_end). */
 int64_t engine_test_swap_tick(ovc_engine *e);
@@ -42,8 +42,8 @@ void engine_test_set_target(ovc_engine *e, uint64_t bytes);
 
 /* The @i-th region by host address (NULL past the last), and the region
  * holding host address @host (NULL: none). */
-struct ovc_region *engine_test_region(ovc_engine *e, size_t i);
-struct ovc_region *engine_test_region_at(ovc_engine *e, const void *host);
+struct region *engine_test_region(ovc_engine *e, size_t i);
+struct region *engine_test_region_at(ovc_engine *e, const void *host);
 /* Pages of every region in state @s. */
 size_t engine_test_count_state(ovc_engine *e, enum pst_state s);
 

@@ -70,8 +70,8 @@
 #define PM_PFN_MASK ((UINT64_C(1) << 55) - 1)
 
 struct track {
-	const struct ovc_sys *sys;
-	const struct ovc_logger *log;
+	const struct sys_ops *sys;
+	const struct logger *log;
 	uintptr_t start;
 	uint64_t nr_pages;
 	unsigned hot_intervals;
@@ -103,15 +103,15 @@ static bool bit(const uint64_t *b, uint64_t i)
 
 /* --------------------------------------------------------------- probe -- */
 
-static int probe(const struct ovc_sys *sys, bool sync, const char **ret_reason)
+static int probe(const struct sys_ops *sys, bool sync, const char **ret_reason)
 {
 	const char *why = NULL;
 	int err = 0, fd = -1, pm = -1;
 	void *page = MAP_FAILED;
 
 	if (!sys)
-		sys = &ovc_sys_default;
-	fd = ovc_sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
+		sys = &sys_default;
+	fd = sys_open_uffd(sys, O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		err = fd == -EACCES ? -EPERM : fd;
 		why = err == -EPERM    ? "no permission to open a userfaultfd"
@@ -182,12 +182,12 @@ out:
 	return err;
 }
 
-int track_probe(const struct ovc_sys *sys, const char **ret_reason)
+int track_probe(const struct sys_ops *sys, const char **ret_reason)
 {
 	return probe(sys, false, ret_reason);
 }
 
-int track_probe_sync(const struct ovc_sys *sys, const char **ret_reason)
+int track_probe_sync(const struct sys_ops *sys, const char **ret_reason)
 {
 	return probe(sys, true, ret_reason);
 }
@@ -508,7 +508,7 @@ static uint64_t zero_pfn(struct track *t)
 
 static int register_own(struct track *t)
 {
-	int fd = ovc_sys_open_uffd(t->sys, O_CLOEXEC | O_NONBLOCK);
+	int fd = sys_open_uffd(t->sys, O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return fd;
 	t->uffd = fd;
@@ -545,7 +545,7 @@ int track_new(const struct track_opts *opts, struct track **ret)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->sys = opts->sys ? opts->sys : &ovc_sys_default;
+	t->sys = opts->sys ? opts->sys : &sys_default;
 	t->log = opts->log;
 	t->start = (uintptr_t)opts->start;
 	t->nr_pages = opts->len_bytes / PAGE;

@@ -64,8 +64,8 @@ struct track_opts {
 	 * its own). Ages start at TRACK_AGE_ABSENT; the first scan sets them. */
 	uint8_t *ages;
 	unsigned hot_intervals;    /* refault hold; 0: 4 intervals */
-	const struct ovc_sys *sys; /* NULL: ovc_sys_default */
-	const struct ovc_logger *log;
+	const struct sys_ops *sys; /* NULL: sys_default */
+	const struct logger *log;
 	int uffd;                  /* TRACK_F_SYNC: the registering uffd */
 	pthread_mutex_t *lock;     /* TRACK_F_SYNC: held by the fault handler */
 };
@@ -77,10 +77,10 @@ struct track_opts {
  * permission for userfaultfd), with a sentence saying which in @ret_reason
  * (static string; may be NULL).
  */
-int track_probe(const struct ovc_sys *sys, const char **ret_reason);
+int track_probe(const struct sys_ops *sys, const char **ret_reason);
 /* The same for TRACK_F_SYNC: needs userfaultfd with
  * UFFD_FEATURE_PAGEFAULT_FLAG_WP (Linux 5.7) and /proc/self/pagemap. */
-int track_probe_sync(const struct ovc_sys *sys, const char **ret_reason);
+int track_probe_sync(const struct sys_ops *sys, const char **ret_reason);
 
 /*
  * Start tracking. Does a first scan that write-protects every present page,

@@ -190,7 +190,7 @@ uint64_t uffd_read_begin(ovc_engine *e)
 	return atomic_fetch_add(&e->ev.read_seq, 1) + 1;
 }
 
-void uffd_hold_set(ovc_engine *e, struct ovc_region *r, uint64_t start, uint64_t end)
+void uffd_hold_set(ovc_engine *e, struct region *r, uint64_t start, uint64_t end)
 {
 	atomic_store(&e->ev.hold_start, start);
 	atomic_store(&e->ev.hold_end, end);
@@ -202,7 +202,7 @@ void uffd_hold_clear(ovc_engine *e)
 	atomic_store(&e->ev.hold_region, NULL);
 }
 
-bool uffd_hold_covers(ovc_engine *e, const struct ovc_region *r, uint64_t page)
+bool uffd_hold_covers(ovc_engine *e, const struct region *r, uint64_t page)
 {
 	return atomic_load(&e->ev.hold_region) == r && page >= atomic_load(&e->ev.hold_start) &&
 	       page < atomic_load(&e->ev.hold_end);

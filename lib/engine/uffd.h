@@ -63,8 +63,8 @@ void uffd_events_settle(ovc_engine *e);
  * write faults there asleep until then (fault.c, fault_unprotect). The
  * pass thread sets the span before the protection and clears it after the
  * protection is lifted; the handler asks. */
-void uffd_hold_set(ovc_engine *e, struct ovc_region *r, uint64_t start, uint64_t end);
+void uffd_hold_set(ovc_engine *e, struct region *r, uint64_t start, uint64_t end);
 void uffd_hold_clear(ovc_engine *e);
-bool uffd_hold_covers(ovc_engine *e, const struct ovc_region *r, uint64_t page);
+bool uffd_hold_covers(ovc_engine *e, const struct region *r, uint64_t page);
 
 #endif

@@ -25,7 +25,7 @@ static void test_strerror_table(void **state)
 {
 	unsigned n = 0;
 
-	for (const struct ovc_error_text *t = ovc_error_texts; t->text; t++, n++) {
+	for (const struct error_text *t = error_texts; t->text; t++, n++) {
 		const char *s = ovc_strerror(-t->err);
 		assert_non_null(s);
 		assert_ptr_equal(s, t->text);
@@ -36,7 +36,7 @@ static void test_strerror_table(void **state)
 		if (strncmp(s, libc, len) != 0)
 			fail_msg("text for errno %d does not start with '%s': %s", t->err, libc, s);
 		assert_true(strlen(s) > len + 10);
-		for (const struct ovc_error_text *u = t + 1; u->text; u++)
+		for (const struct error_text *u = t + 1; u->text; u++)
 			assert_int_not_equal(t->err, u->err);
 	}
 	assert_true(n >= 15);

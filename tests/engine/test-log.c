@@ -55,7 +55,7 @@ static void on_io_error(void *ud, uint64_t gpa, int err)
 static void test_direct(void **state)
 {
 	struct seen s = { 0 };
-	struct ovc_logger lg = { on_log, &s, OVC_LOG_DEBUG };
+	struct logger lg = { on_log, &s, OVC_LOG_DEBUG };
 	log_err(&lg, "now %d", 1);
 	assert_int_equal(s.nmsg, 1);
 	assert_string_equal(s.msg[0], "now 1");
@@ -72,7 +72,7 @@ static void test_direct(void **state)
 static void test_queued_until_last_unlock(void **state)
 {
 	struct seen s = { 0 };
-	struct ovc_logger lg = { on_log, &s, OVC_LOG_NOTICE };
+	struct logger lg = { on_log, &s, OVC_LOG_NOTICE };
 	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 	pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
 
@@ -106,7 +106,7 @@ static void test_queued_until_last_unlock(void **state)
 static void test_overflow(void **state)
 {
 	struct seen s = { 0 };
-	struct ovc_logger lg = { on_log, &s, OVC_LOG_DEBUG };
+	struct logger lg = { on_log, &s, OVC_LOG_DEBUG };
 	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 
 	lock_mutex(&m);
@@ -138,7 +138,7 @@ static void test_overflow(void **state)
 static void *other_thread(void *arg)
 {
 	struct seen *s = arg;
-	struct ovc_logger lg = { on_log, s, OVC_LOG_DEBUG };
+	struct logger lg = { on_log, s, OVC_LOG_DEBUG };
 	log_err(&lg, "other");
 	return NULL;
 }

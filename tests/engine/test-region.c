@@ -10,7 +10,7 @@
 
 static void test_pst_layout(void **state)
 {
-	struct ovc_region r;
+	struct region r;
 	static char mem[4096 * 100] __attribute__((aligned(4096)));
 	assert_int_equal(region_init(&r, mem, sizeof(mem), 0, 0), 0);
 	pst_word w = 0;
@@ -79,7 +79,7 @@ static void test_pst_transition_keep(void **state)
 
 static void test_region_table(void **state)
 {
-	struct ovc_region r;
+	struct region r;
 	static char mem[4096 * 100] __attribute__((aligned(4096)));
 	assert_int_equal(region_init(&r, mem, sizeof(mem), 1 << 20, 0), 0);
 	assert_int_equal(r.npages, 100);
@@ -101,7 +101,7 @@ static void test_region_meta_1gib(void **state)
 	const uint64_t len = UINT64_C(1) << 30;
 	void *mem = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	assert_true(mem != MAP_FAILED);
-	struct ovc_region r;
+	struct region r;
 	assert_int_equal(region_init(&r, mem, len, 0, 0), 0);
 	assert_int_equal(r.hll_bits, 12);
 	uint64_t meta = region_meta_bytes(&r);
@@ -202,7 +202,7 @@ static void test_region_bad_input(void **state)
 	close(fd);
 	/* Nothing half-registered: a second uffd can take the whole range of
 	 * the failed attempts. */
-	int u = ovc_sys_open_uffd(&ovc_sys_default, O_CLOEXEC);
+	int u = sys_open_uffd(&sys_default, O_CLOEXEC);
 	struct uffdio_api api = { .api = UFFD_API };
 	assert_int_equal(ioctl(u, UFFDIO_API, &api), 0);
 	struct uffdio_register reg = { .range = { (uint64_t)(uintptr_t)g.p, 8 * 4096 },

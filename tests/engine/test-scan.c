@@ -47,7 +47,7 @@ static void test_hll(void **state)
 	size_t pages = 1 << 16;
 	void *mem = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	assert_true(mem != MAP_FAILED);
-	struct ovc_region r;
+	struct region r;
 	assert_int_equal(region_init(&r, mem, pages * 4096, 0, 0), 0);
 	assert_int_equal(r.hll_bits, 12);
 	static const uint64_t ns[] = { 10, 1000, 20000, 200000 };

@@ -164,7 +164,7 @@ static void run_mode(const struct mode *m)
 	assert_int_equal(st.zero_pages_found, expected_zero());
 	assert_int_equal(st.saved_bytes, (uint64_t)expected_zero() * 4096);
 	/* 6 bytes per page + 2048 HyperLogLog registers, page-rounded, + the struct. */
-	assert_int_equal(st.meta_bytes, 16384 + sizeof(struct ovc_region));
+	assert_int_equal(st.meta_bytes, 16384 + sizeof(struct region));
 	/* Every data page has its own content: all distinct (an estimate). */
 	uint64_t data = NPAGES - expected_zero(), distinct = distinct_data_pages(g.p);
 	print_message("distinct contents %llu (estimated %llu) of %llu data pages\n",
@@ -345,7 +345,7 @@ static void test_thp_kept_written(void **s) { thp_kept(true); }
  * after the event is read: here a hole). The victim must read as zeros:
  * its old content is in staging, and must not come back. */
 struct discard_race {
-	struct ovc_sys sys;
+	struct sys_ops sys;
 	volatile uint8_t *victim;
 	uint64_t probe;              /* a hole, for UFFDIO_ZEROPAGE: EAGAIN while an event waits */
 	atomic_bool hold_read;       /* hold the next uffd read */
@@ -376,13 +376,13 @@ static ssize_t race_read(void *ctx, int fd, void *buf, size_t n)
 		atomic_store(&d->read_held, true);
 		wait_flag(&d->release_read);
 	}
-	return ovc_sys_default.read(ovc_sys_default.ctx, fd, buf, n);
+	return sys_default.read(sys_default.ctx, fd, buf, n);
 }
 
 static int race_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 {
 	struct discard_race *d = ctx;
-	const struct ovc_sys *real = &ovc_sys_default;
+	const struct sys_ops *real = &sys_default;
 	if (req != UFFDIO_MOVE || !atomic_exchange(&d->arm_move, false))
 		return real->ioctl(real->ctx, fd, req, arg);
 	d->victim[0] = 0x55; /* a write between the hint scan and the move */
@@ -420,7 +420,7 @@ static void test_discard_races_move(void **state)
 	uint8_t *hole = g.p + (size_t)(npages - 1) * 4096, *probe = g.p + (size_t)(npages - 2) * 4096;
 	assert_int_equal(madvise(probe, 2 * 4096, MADV_DONTNEED), 0);
 	struct discard_race d = { .victim = g.p, .probe = (uint64_t)(uintptr_t)probe };
-	d.sys = ovc_sys_default;
+	d.sys = sys_default;
 	d.sys.ctx = &d;
 	d.sys.read = race_read;
 	d.sys.ioctl = race_ioctl;

@@ -85,11 +85,11 @@ static struct ovc_engine_opts engine_opts(unsigned flags, uint64_t swap_bytes, s
 	};
 }
 
-static int new_engine(unsigned flags, uint64_t swap_bytes, const struct ovc_sys *sys, struct io_errs *ie,
+static int new_engine(unsigned flags, uint64_t swap_bytes, const struct sys_ops *sys, struct io_errs *ie,
 		      ovc_engine **e)
 {
 	struct ovc_engine_opts o = engine_opts(flags, swap_bytes, ie);
-	return engine_test_new_with_sys(&o, sys ? sys : &ovc_sys_default, e);
+	return engine_test_new_with_sys(&o, sys ? sys : &sys_default, e);
 }
 
 static void need_swap(void)
@@ -195,7 +195,7 @@ static void test_options(void **s)
 /* @npages of guest RAM filled with version @v (shadow in *shadow), in a
  * fresh engine with @swap_bytes of swap, as one region at 0. */
 static ovc_engine *swap_guest_sys(struct guest_ram *g, uint8_t **shadow, size_t npages, uint64_t swap_bytes,
-				  unsigned v, const struct ovc_sys *sys, struct io_errs *ie)
+				  unsigned v, const struct sys_ops *sys, struct io_errs *ie)
 {
 	ovc_engine *e = NULL;
 	guest_ram_alloc(g, npages * 4096, BACK_ANON);
@@ -328,7 +328,7 @@ static void test_free_discard_noswap(void **s)
 	assert_int_equal(resident_pages(h.p, h.len), npages);
 
 	/* Discard a swapped page as a balloon would. */
-	struct ovc_region *rg = engine_test_region_at(e, g.p);
+	struct region *rg = engine_test_region_at(e, g.p);
 	size_t victim = npages;
 	for (size_t p = 0; p < npages && victim == npages; p++)
 		if (pst_state(atomic_load(&rg->pst[p])) == PST_SWAPPED)
@@ -374,7 +374,7 @@ static void test_cold_set(void **s)
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
 	/* Ask for everything: the tracker decides what is cold. */
 	engine_test_set_target(e, g.len);
-	struct ovc_region *reg = engine_test_region(e, 0);
+	struct region *reg = engine_test_region(e, 0);
 	for (int interval = 0; interval < 6; interval++) {
 		for (size_t p = 0; p < npages; p++)
 			if (hot[p])
@@ -976,7 +976,7 @@ static void test_rate_limit(void **s)
 	struct ovc_engine_opts o = engine_opts(0, 64 << 20, NULL);
 	o.swapout_rate_bytes_per_sec = rate;
 	ovc_engine *e = NULL;
-	assert_ovc_ok(engine_test_new_with_sys(&o, &ovc_sys_default, &e));
+	assert_ovc_ok(engine_test_new_with_sys(&o, &sys_default, &e));
 	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
 	fake_now_nsec = 1000 * NSEC_PER_SEC;
 	engine_test_set_clock(e, fake_clock); /* no tick has run: nobody reads it yet */
@@ -1026,7 +1026,7 @@ static void test_auto_sync(void **s)
 	static const uint64_t hide[] = { UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_MOVE };
 	for (size_t k = 0; k < ARRAY_SIZE(hide); k++) {
 		const size_t npages = 512;
-		struct ovc_sys sys = ovc_sys_default;
+		struct sys_ops sys = sys_default;
 		sys.ctx = (void *)&hide[k];
 		sys.ioctl = hide_features;
 		struct guest_ram g;

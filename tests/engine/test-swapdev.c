@@ -37,7 +37,7 @@ static const char *swapdir(void)
 	return d && *d ? d : "/var/tmp";
 }
 
-static int new_dev_fill(const struct ovc_sys *sys, uint64_t bytes, uint64_t fill_ahead,
+static int new_dev_fill(const struct sys_ops *sys, uint64_t bytes, uint64_t fill_ahead,
 			struct swapdev **ret)
 {
 	struct swapdev_opts o = {
@@ -47,7 +47,7 @@ static int new_dev_fill(const struct ovc_sys *sys, uint64_t bytes, uint64_t fill
 	return swapdev_new(&o, ret);
 }
 
-static int new_dev(const struct ovc_sys *sys, uint64_t bytes, struct swapdev **ret)
+static int new_dev(const struct sys_ops *sys, uint64_t bytes, struct swapdev **ret)
 {
 	return new_dev_fill(sys, bytes, 0, ret);
 }
@@ -770,7 +770,7 @@ static void test_two_threads_fill(void **state)
  * for as long as it likes. Failures still injected through fi. */
 struct gate {
 	struct fault_inject fi; /* first: fi's ops get the gate as their ctx */
-	struct ovc_sys sys;
+	struct sys_ops sys;
 	sem_t entered, release;
 	atomic_bool open;
 };
@@ -964,7 +964,7 @@ static ssize_t short_pwrite(void *ctx, int fd, const void *buf, size_t n, off_t 
 	return pwrite(fd, buf, n / 2, off);
 }
 
-static void fill_fails(const struct ovc_sys *sys, uint32_t good_chunks)
+static void fill_fails(const struct sys_ops *sys, uint32_t good_chunks)
 {
 	struct swapdev *sd;
 	const uint32_t C = SWAPDEV_FILL_CHUNK_SLOTS, total = 4 * C;
@@ -1016,7 +1016,7 @@ static void test_fill_error(void **state)
 		fill_fails(&fi.sys, k);
 		assert_int_equal(atomic_load(&fi.injected), 1);
 	}
-	struct ovc_sys s = ovc_sys_default;
+	struct sys_ops s = sys_default;
 	s.pwrite = short_pwrite;
 	fill_fails(&s, 0);
 }
@@ -1058,7 +1058,7 @@ static void test_file_unlinkable(void **state)
 
 /* ------------------------------------------------------------- scrub -- */
 
-static int new_dev_flags(const struct ovc_sys *sys, uint64_t bytes, uint64_t fill_ahead,
+static int new_dev_flags(const struct sys_ops *sys, uint64_t bytes, uint64_t fill_ahead,
 			 unsigned flags, struct swapdev **ret)
 {
 	struct swapdev_opts o = {
@@ -1307,7 +1307,7 @@ static void test_scrub_error(void **state)
 	 * tmpfs): punched instead; without punching either: zeros. */
 	for (int fails = 1; fails <= 2; fails++) {
 		char *raw = pages_alloc(8);
-		struct ovc_sys sys = ovc_sys_default;
+		struct sys_ops sys = sys_default;
 		sys.fallocate = fails == 1 ? no_zero_range : no_zero_range_nor_punch;
 		atomic_store(&refused, 0);
 		assert_ovc_ok(new_dev_flags(&sys, 8 * PG, 0, SWAPDEV_F_NO_THREAD, &sd));

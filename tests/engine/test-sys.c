@@ -16,7 +16,7 @@
 
 static void test_open_uffd_real(void **state)
 {
-	int fd = ovc_sys_open_uffd(&ovc_sys_default, O_CLOEXEC | O_NONBLOCK);
+	int fd = sys_open_uffd(&sys_default, O_CLOEXEC | O_NONBLOCK);
 	if (fd == -ENOSYS)
 		skip_because("kernel without userfaultfd");
 	if (fd == -EPERM)

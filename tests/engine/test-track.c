@@ -45,7 +45,7 @@ static char *map_pages(size_t n, bool populate)
 }
 
 static struct track *new_track(char *mem, size_t n, unsigned flags, unsigned hot,
-			       const struct ovc_sys *sys, int *ret_err)
+			       const struct sys_ops *sys, int *ret_err)
 {
 	struct track_opts o = {
 		.size = sizeof(o), .start = mem, .len_bytes = n * PG, .flags = flags,
@@ -71,7 +71,7 @@ static void test_probe(void **state)
  * Emulated by hiding WP_ASYNC from UFFDIO_API, or failing PAGEMAP_SCAN with
  * ENOTTY the way a pre-6.7 kernel answers an unknown ioctl. */
 struct hide {
-	struct ovc_sys sys;
+	struct sys_ops sys;
 	unsigned long fail_req; /* this ioctl fails with ENOTTY */
 	bool strip_wp_async;    /* UFFDIO_API does not report WP_ASYNC */
 };
@@ -91,7 +91,7 @@ static int hide_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 
 static void test_probe_fallback(void **state)
 {
-	struct hide h = { .sys = ovc_sys_default, .strip_wp_async = true };
+	struct hide h = { .sys = sys_default, .strip_wp_async = true };
 	const char *why;
 
 	need_tracking();
@@ -105,7 +105,7 @@ static void test_probe_fallback(void **state)
 	assert_null(new_track(mem, 4, 0, 0, &h.sys, &err));
 	assert_int_equal(err, -ENOSYS);
 
-	h = (struct hide){ .sys = ovc_sys_default, .fail_req = PAGEMAP_SCAN };
+	h = (struct hide){ .sys = sys_default, .fail_req = PAGEMAP_SCAN };
 	h.sys.ctx = &h;
 	h.sys.ioctl = hide_ioctl;
 	assert_int_equal(track_probe(&h.sys, &why), -ENOSYS);
@@ -364,7 +364,7 @@ static void test_inject(void **state)
 		if (err == 0) {
 			/* Only the way to a uffd may fail harmlessly: when the
 			 * open of /dev/userfaultfd or its USERFAULTFD_IOC_NEW
-			 * fails, ovc_sys_open_uffd falls back to the syscall. */
+			 * fails, sys_open_uffd falls back to the syscall. */
 			absorbed++;
 			track_free(t);
 			continue;
@@ -447,10 +447,10 @@ static void test_engine_uffd(void **state)
 	int err;
 
 	need_tracking();
-	e.uffd = ovc_sys_open_uffd(&ovc_sys_default, O_CLOEXEC | O_NONBLOCK);
+	e.uffd = sys_open_uffd(&sys_default, O_CLOEXEC | O_NONBLOCK);
 	assert_true(e.uffd >= 0);
 	struct uffdio_api probe_api = { .api = UFFD_API };
-	int pfd = ovc_sys_open_uffd(&ovc_sys_default, O_CLOEXEC);
+	int pfd = sys_open_uffd(&sys_default, O_CLOEXEC);
 	assert_int_equal(ioctl(pfd, UFFDIO_API, &probe_api), 0);
 	close(pfd);
 	bool have_move = probe_api.features & UFFD_FEATURE_MOVE;
@@ -560,7 +560,7 @@ static void test_engine_uffd(void **state)
 static void test_marker_fact(void **state)
 {
 	need_tracking();
-	int uffd = ovc_sys_open_uffd(&ovc_sys_default, O_CLOEXEC | O_NONBLOCK);
+	int uffd = sys_open_uffd(&sys_default, O_CLOEXEC | O_NONBLOCK);
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC };
 	assert_int_equal(ioctl(uffd, UFFDIO_API, &api), 0);
 	char *mem = map_pages(4, false);
@@ -646,7 +646,7 @@ static void sync_env_start(struct sync_env *v, size_t n, size_t present)
 	v->mem = map_pages(n, false);
 	for (size_t i = 0; i < present; i++)
 		v->mem[i * PG] = 1;
-	v->uffd = ovc_sys_open_uffd(&ovc_sys_default, O_CLOEXEC | O_NONBLOCK);
+	v->uffd = sys_open_uffd(&sys_default, O_CLOEXEC | O_NONBLOCK);
 	assert_true(v->uffd >= 0);
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP };
 	assert_int_equal(ioctl(v->uffd, UFFDIO_API, &api), 0);
@@ -656,7 +656,7 @@ static void sync_env_start(struct sync_env *v, size_t n, size_t present)
 	assert_int_equal(pthread_create(&v->th, NULL, sync_handler, v), 0);
 }
 
-static struct track *sync_track(struct sync_env *v, const struct ovc_sys *sys, int *err)
+static struct track *sync_track(struct sync_env *v, const struct sys_ops *sys, int *err)
 {
 	struct track_opts o = { .size = sizeof(o), .start = v->mem, .len_bytes = v->n * PG,
 				.flags = TRACK_F_REGISTERED | TRACK_F_SYNC, .sys = sys,

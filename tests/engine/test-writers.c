@@ -802,7 +802,7 @@ static size_t zero_pfn_pages(const uint8_t *p, size_t n)
 static size_t pages_in_state(ovc_engine *e, const void *host, enum pst_state s)
 {
 	size_t c = 0;
-	struct ovc_region *r = engine_test_region_at(e, host);
+	struct region *r = engine_test_region_at(e, host);
 	for (uint64_t i = 0; r && i < r->npages; i++)
 		c += pst_state(atomic_load(&r->pst[i])) == s;
 	return c;
@@ -810,7 +810,7 @@ static size_t pages_in_state(ovc_engine *e, const void *host, enum pst_state s)
 
 static enum pst_state page_state(ovc_engine *e, const void *addr)
 {
-	struct ovc_region *r = engine_test_region_at(e, addr);
+	struct region *r = engine_test_region_at(e, addr);
 	assert_non_null(r);
 	return pst_state(atomic_load(&r->pst[region_page_of(r, (uint64_t)(uintptr_t)addr)]));
 }

@@ -58,7 +58,7 @@ static inline void guest_ram_free(struct guest_ram *g)
 /* Skip unless this machine can run an engine at all. */
 static inline void need_uffd(void)
 {
-	int fd = ovc_sys_open_uffd(&ovc_sys_default, O_CLOEXEC);
+	int fd = sys_open_uffd(&sys_default, O_CLOEXEC);
 	if (fd == -ENOSYS)
 		skip_because("kernel without userfaultfd");
 	if (fd < 0)
@@ -68,7 +68,7 @@ static inline void need_uffd(void)
 
 static inline bool kernel_has_move(void)
 {
-	int fd = ovc_sys_open_uffd(&ovc_sys_default, O_CLOEXEC);
+	int fd = sys_open_uffd(&sys_default, O_CLOEXEC);
 	struct uffdio_api api = { .api = UFFD_API };
 	bool r = fd >= 0 && ioctl(fd, UFFDIO_API, &api) == 0 && (api.features & UFFD_FEATURE_MOVE);
 	if (fd >= 0)
@@ -210,11 +210,11 @@ static inline struct ovc_engine_opts mode_opts(const struct engine_mode *m, size
 /* Create the engine of @m through @sys (NULL: the real syscalls); skips
  * where this machine cannot swap. */
 static inline ovc_engine *mode_engine_new(const struct engine_mode *m, size_t guest_bytes,
-					  const struct ovc_sys *sys)
+					  const struct sys_ops *sys)
 {
 	struct ovc_engine_opts o = mode_opts(m, guest_bytes);
 	ovc_engine *e = NULL;
-	int r = engine_test_new_with_sys(&o, sys ? sys : &ovc_sys_default, &e);
+	int r = engine_test_new_with_sys(&o, sys ? sys : &sys_default, &e);
 	if ((m->flags & OVC_ENGINE_SWAP_ENCRYPT) && r == -EOPNOTSUPP)
 		skip_because("libovc built without libcrypto: no OVC_ENGINE_SWAP_ENCRYPT");
 	if (m->swap && r == -EOPNOTSUPP)

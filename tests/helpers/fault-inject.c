@@ -6,7 +6,7 @@
 #include "fault-inject.h"
 
 /* true when this call of @op is the one to fail. Thread-safe. */
-static bool should_fail(struct fault_inject *fi, enum ovc_sys_op op)
+static bool should_fail(struct fault_inject *fi, enum sys_op op)
 {
 	atomic_fetch_add(&fi->per_op[op], 1);
 	if (fi->op_mask && !(fi->op_mask & (1u << op)))
@@ -134,11 +134,11 @@ static int fi_uring_cqe(void *ctx, int res)
 void fault_inject_init(struct fault_inject *fi, long fail_at, int fail_errno, unsigned op_mask)
 {
 	memset(fi, 0, sizeof(*fi));
-	fi->real = &ovc_sys_default;
+	fi->real = &sys_default;
 	fi->fail_at = fail_at;
 	fi->fail_errno = fail_errno;
 	fi->op_mask = op_mask;
-	fi->sys = (struct ovc_sys){
+	fi->sys = (struct sys_ops){
 		.ctx = fi,
 		.ioctl = fi_ioctl,
 		.madvise = fi_madvise,

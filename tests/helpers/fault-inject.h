@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Fault injection over struct ovc_sys: counts every call and fails the Nth
+ * Fault injection over struct sys_ops: counts every call and fails the Nth
  * one (of all ops, or of one op) with a chosen errno. Give fi->sys to the
  * code under test; it forwards to the real syscalls otherwise.
  *
@@ -16,8 +16,8 @@
 #include "engine/sys.h"
 
 struct fault_inject {
-	struct ovc_sys sys;            /* hand &fi->sys to the code under test */
-	const struct ovc_sys *real;
+	struct sys_ops sys;            /* hand &fi->sys to the code under test */
+	const struct sys_ops *real;
 	/* Fail call number fail_at (1-based) among those counted; 0: never.
 	 * Atomic: a test may set it while the engine's threads make calls. */
 	atomic_long fail_at;
