@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "manager-internal.h"
+#include "state.h"
 
 #define LIBVIRT_SOCKET "/run/libvirt/libvirt-sock"
 
@@ -53,7 +53,7 @@ static void on_balloon_event(void *userdata, const struct ovcd_balloon_event *ev
 		break;
 	case OVC_BALLOON_EVENT_STATS:
 		if (g && g->drv == d)
-			guest_stats_arrived(m, g);
+			m->stats_arrived(m, g);
 		break;
 	case OVC_BALLOON_EVENT_FAILED:
 		if (!g || ev->err == -ECANCELED)
@@ -112,7 +112,7 @@ static int driver_open(struct manager *m, enum ovcd_balloon_backend backend, con
 	r = driver_new(m, d, backend, uri, qmp_dir, m->engine_dir, &d->b);
 	if (r < 0)
 		return r;
-	r = loop_watch(m, ovcd_balloon_fd(d->b), EPOLLIN, &d->src);
+	r = loop_watch(m->epfd, ovcd_balloon_fd(d->b), EPOLLIN, &d->src);
 	if (r < 0) {
 		ovcd_balloon_free(d->b);
 		return r;
@@ -210,7 +210,7 @@ int engines_open(struct manager *m, const char *dir)
 	}
 	r = driver_new(m, d, OVC_BALLOON_ENGINE, NULL, NULL, copy, &b);
 	if (r >= 0)
-		r = loop_watch(m, ovcd_balloon_fd(b), EPOLLIN, &d->src);
+		r = loop_watch(m->epfd, ovcd_balloon_fd(b), EPOLLIN, &d->src);
 	if (r < 0) {
 		dlog_err("cannot watch the engine directory %s: %s", dir,
 			 b && ovcd_balloon_error(b)[0] ? ovcd_balloon_error(b) : strerror(-r));

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manager-internal.h"
+#include "state.h"
 
 struct mguest *guest_find(struct manager *m, const char *name)
 {
@@ -50,8 +50,8 @@ static struct mguest *guest_add(struct manager *m, struct mdriver *d, const stru
 	g->v.raised_floor_bytes = OVC_UNKNOWN;
 	ovcd_guest_stats_reset(&g->prev);
 	g->prev.collected_usec = 0;
-	dlog_info("guest '%s' (%s): max %s, current %s", g->v.name, d->kind, SZ(bg->stats.max_bytes),
-		  SZ(bg->stats.actual_bytes));
+	dlog_info("guest '%s' (%s): max %s, current %s", g->v.name, d->kind, SIZE_SHORT(bg->stats.max_bytes),
+		  SIZE_SHORT(bg->stats.actual_bytes));
 	return g;
 }
 

@@ -7,6 +7,10 @@
 #ifndef OVCD_LOOP_H
 #define OVCD_LOOP_H
 
+#include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
 enum source_type {
 	SRC_TIMER,
 	SRC_SIGNAL,
@@ -21,5 +25,14 @@ enum source_type {
 struct source {
 	enum source_type type;
 };
+
+/* Watch @fd on the loop's epoll instance @epfd; its events come back
+ * tagged with @src. Returns 0 or -errno. */
+static inline int loop_watch(int epfd, int fd, uint32_t events, struct source *src)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = src };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
 
 #endif

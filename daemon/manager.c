@@ -31,7 +31,7 @@
 #include "host/collect.h"
 #include "host/host.h"
 #include "host/ksm.h"
-#include "manager-internal.h"
+#include "state.h"
 #include "metrics.h"
 
 /* ---- view ---- */
@@ -109,7 +109,7 @@ static void act_engine(struct manager *m, struct mguest *g, const struct ovcd_po
 		return;
 	if (m->opts.dry_run) {
 		dlog_info("tick %" PRIu64 ": would %s '%s' reclaim target %s -> %s: %s", m->ticks, verb,
-			  g->v.name, SZ(from), SZ(to), d->reason);
+			  g->v.name, SIZE_SHORT(from), SIZE_SHORT(to), d->reason);
 		return;
 	}
 	r = ovcd_balloon_set_reclaim(e->b, g->v.name, to, 0);
@@ -119,11 +119,11 @@ static void act_engine(struct manager *m, struct mguest *g, const struct ovcd_po
 		g->v.errors++;
 		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
 					   "tick %" PRIu64 ": failed to set the reclaim target of '%s' to %s: %s",
-					   m->ticks, g->v.name, SZ(to), err[0] ? err : strerror(-r));
+					   m->ticks, g->v.name, SIZE_SHORT(to), err[0] ? err : strerror(-r));
 		return;
 	}
-	dlog_info("tick %" PRIu64 ": %s '%s' reclaim target %s -> %s: %s", m->ticks, verb, g->v.name, SZ(from),
-		  SZ(to), d->reason);
+	dlog_info("tick %" PRIu64 ": %s '%s' reclaim target %s -> %s: %s", m->ticks, verb, g->v.name, SIZE_SHORT(from),
+		  SIZE_SHORT(to), d->reason);
 	g->stats.engine_target_bytes = to;
 	g->v.last_action = d->reclaim_action;
 	g->v.last_action_tick = m->ticks;
@@ -149,8 +149,8 @@ static void act_guest(struct manager *m, struct mguest *g, const struct ovcd_pol
 	int r;
 
 	if (m->opts.dry_run) {
-		dlog_info("tick %" PRIu64 ": would %s '%s' %s -> %s: %s", m->ticks, verb, g->v.name, SZ(from),
-			  SZ(target), reason);
+		dlog_info("tick %" PRIu64 ": would %s '%s' %s -> %s: %s", m->ticks, verb, g->v.name, SIZE_SHORT(from),
+			  SIZE_SHORT(target), reason);
 		return;
 	}
 	r = ovcd_balloon_set_target(g->drv->b, g->v.name, target, 0);
@@ -163,10 +163,10 @@ static void act_guest(struct manager *m, struct mguest *g, const struct ovcd_pol
 		else
 			ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
 						   "tick %" PRIu64 ": failed to %s balloon of '%s' to %s: %s",
-						   m->ticks, verb, g->v.name, SZ(target), strerror(-r));
+						   m->ticks, verb, g->v.name, SIZE_SHORT(target), strerror(-r));
 		return;
 	}
-	dlog_info("tick %" PRIu64 ": %s '%s' %s -> %s: %s", m->ticks, verb, g->v.name, SZ(from), SZ(target),
+	dlog_info("tick %" PRIu64 ": %s '%s' %s -> %s: %s", m->ticks, verb, g->v.name, SIZE_SHORT(from), SIZE_SHORT(target),
 		  reason);
 	g->v.target_bytes = target;
 	g->v.last_action = action;
@@ -258,7 +258,7 @@ static void notify_status(struct manager *m, bool level_changed)
 		 "; %zu guests; balloon saves %s",
 		 ovcd_host_level_name(m->view.level), oc->provisioned_ratio_permille / 1000,
 		 oc->provisioned_ratio_permille % 1000 / 10, oc->effective_ratio_permille / 1000,
-		 oc->effective_ratio_permille % 1000 / 10, m->n_guests, SZ(oc->savings.balloon_bytes));
+		 oc->effective_ratio_permille % 1000 / 10, m->n_guests, SIZE_SHORT(oc->savings.balloon_bytes));
 	if (strcmp(text, m->last_status) == 0 ||
 	    (!level_changed && now - m->last_status_usec < 5 * USEC_PER_SEC))
 		return;
@@ -333,17 +333,17 @@ static void guest_compliance_keep(struct manager *m, struct mguest *g, const str
 					   "guest '%s' is non-compliant: its balloon has not moved toward its "
 					   "target %s for %" PRIu64 "s (it has %s); no longer counted as relief, "
 					   "the others are asked instead",
-					   g->v.name, SZ(g->v.target_bytes),
-					   (now - d->state.stuck_usec) / USEC_PER_SEC, SZ(g->v.actual_bytes));
+					   g->v.name, SIZE_SHORT(g->v.target_bytes),
+					   (now - d->state.stuck_usec) / USEC_PER_SEC, SIZE_SHORT(g->v.actual_bytes));
 	else
 		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_WARNING,
 					   "guest '%s' is non-compliant: its engine has not moved toward its "
 					   "reclaim target %s for %" PRIu64 "s (it shares %s, swaps %s); no "
 					   "longer counted as relief, the others are asked instead",
-					   g->v.name, SZ(g->v.engine_target_bytes),
+					   g->v.name, SIZE_SHORT(g->v.engine_target_bytes),
 					   d->state.engine_stuck_usec && now >= d->state.engine_stuck_usec
 						   ? (now - d->state.engine_stuck_usec) / USEC_PER_SEC : 0,
-					   SZ(g->v.engine_zero_bytes), SZ(g->v.engine_swap_bytes));
+					   SIZE_SHORT(g->v.engine_zero_bytes), SIZE_SHORT(g->v.engine_swap_bytes));
 }
 
 /* ---- between ticks: fresh statistics of one guest ---- */
@@ -355,7 +355,7 @@ static void guest_compliance_keep(struct manager *m, struct mguest *g, const str
  * is the tick's, for the host's sake). Figures the tick already took (the
  * same collected_usec) are left alone.
  */
-void guest_stats_arrived(struct manager *m, struct mguest *g)
+static void guest_stats_arrived(struct manager *m, struct mguest *g)
 {
 	struct ovcd_balloon_guest bg;
 	struct ovcd_policy_decision d;
@@ -395,7 +395,7 @@ void guest_stats_arrived(struct manager *m, struct mguest *g)
 		ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_ERR,
 					   "refusing target %s for '%s' between ticks: not a deflate within "
 					   "[floor %s, max %s]",
-					   SZ(d.target_bytes), g->v.name, SZ(d.floor_bytes), SZ(g->stats.max_bytes));
+					   SIZE_SHORT(d.target_bytes), g->v.name, SIZE_SHORT(d.floor_bytes), SIZE_SHORT(g->stats.max_bytes));
 		return;
 	}
 	snprintf(reason, sizeof(reason), "between ticks: %s", d.reason);
@@ -514,7 +514,7 @@ static void tick(struct manager *m)
 			if (!(action == OVC_ACTION_EMERGENCY && target > pinned)) {
 				action = pinned == g->v.target_bytes ? OVC_ACTION_NONE : OVC_ACTION_RESTORE;
 				target = pinned;
-				snprintf(reason, sizeof(reason), "pinned by ovcctl at %s", SZ(pinned));
+				snprintf(reason, sizeof(reason), "pinned by ovcctl at %s", SIZE_SHORT(pinned));
 			}
 		}
 		if (action == OVC_ACTION_NONE || action == OVC_ACTION_RECLAIM || target == g->v.target_bytes)
@@ -525,8 +525,8 @@ static void tick(struct manager *m)
 			ovcd_log_guest_ratelimited(&g->rl, OVC_LOG_ERR,
 						   "tick %" PRIu64 ": refusing target %s for '%s' outside "
 						   "[floor %s, max %s]",
-						   m->ticks, SZ(target), g->v.name, SZ(d->floor_bytes),
-						   SZ(g->stats.max_bytes));
+						   m->ticks, SIZE_SHORT(target), g->v.name, SIZE_SHORT(d->floor_bytes),
+						   SIZE_SHORT(g->stats.max_bytes));
 			continue;
 		}
 		act_guest(m, g, d, action, target, reason, host.now_usec);
@@ -582,13 +582,6 @@ static int arm_timer(struct manager *m, uint64_t first_usec)
 	return timerfd_settime(m->timer_fd, 0, &its, NULL) < 0 ? negative_errno() : 0;
 }
 
-int loop_watch(struct manager *m, int fd, uint32_t events, struct source *src)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = src };
-
-	return epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? negative_errno() : 0;
-}
-
 /* The one-second timer of poll_guests(). */
 static int poll_open(struct manager *m)
 {
@@ -597,7 +590,7 @@ static int poll_open(struct manager *m)
 
 	m->poll_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (m->poll_fd < 0 || timerfd_settime(m->poll_fd, 0, &its, NULL) < 0 ||
-	    (r = loop_watch(m, m->poll_fd, EPOLLIN, &m->poll)) < 0) {
+	    (r = loop_watch(m->epfd, m->poll_fd, EPOLLIN, &m->poll)) < 0) {
 		r = negative_errno();
 		dlog_err("cannot set up the stats poll timer: %s", strerror(-r));
 		return r;
@@ -628,7 +621,7 @@ static void psi_open(struct manager *m)
 		return;
 	}
 	m->psi_fd = fd;
-	if (loop_watch(m, fd, EPOLLPRI, &m->psi) < 0)
+	if (loop_watch(m->epfd, fd, EPOLLPRI, &m->psi) < 0)
 		unwatch_close(m, &m->psi_fd);
 }
 
@@ -678,7 +671,7 @@ static void metrics_open(struct manager *m)
 		return;
 	}
 	m->metrics_fd = ovcd_metrics_server_fd(m->http);
-	if (m->metrics_fd < 0 || loop_watch(m, m->metrics_fd, EPOLLIN, &m->metrics) < 0) {
+	if (m->metrics_fd < 0 || loop_watch(m->epfd, m->metrics_fd, EPOLLIN, &m->metrics) < 0) {
 		dlog_err("cannot serve metrics on %s: no epoll fd", m->cfg->metrics.listen);
 		m->metrics_fd = -1;
 		metrics_close(m);
@@ -768,7 +761,7 @@ static char *handle_set(struct manager *m, const struct ovcd_request *req)
 	bytes = req->clear ? 0 : ovcd_conf_size_bytes(&req->size, g->v.max_bytes);
 	if (!req->clear && bytes > g->v.max_bytes) {
 		snprintf(msg, sizeof(msg), "%s %s is above the maximum %s of '%s'",
-			 req->what == OVCD_SET_FLOOR ? "floor" : "target", SZ(bytes), SZ(g->v.max_bytes), g->v.name);
+			 req->what == OVCD_SET_FLOOR ? "floor" : "target", SIZE_SHORT(bytes), SIZE_SHORT(g->v.max_bytes), g->v.name);
 		return ovcd_reply_error(msg);
 	}
 	if (req->what == OVCD_SET_FLOOR) {
@@ -778,7 +771,7 @@ static char *handle_set(struct manager *m, const struct ovcd_request *req)
 			snprintf(msg, sizeof(msg), "floor of '%s' back to the config's", g->v.name);
 		else
 			snprintf(msg, sizeof(msg), "floor of '%s' set to %s until reload or restart", g->v.name,
-				 SZ(bytes));
+				 SIZE_SHORT(bytes));
 	} else {
 		g->v.pin_bytes = bytes;
 		if (req->clear)
@@ -786,7 +779,7 @@ static char *handle_set(struct manager *m, const struct ovcd_request *req)
 		else
 			snprintf(msg, sizeof(msg), "target of '%s' pinned at %s until reload or restart "
 						   "(never below its floor)",
-				 g->v.name, SZ(bytes));
+				 g->v.name, SIZE_SHORT(bytes));
 	}
 	dlog_notice("ovcctl: %s", msg);
 	return ovcd_reply_ok(msg);
@@ -857,6 +850,7 @@ int manager_new(const struct manager_opts *opts, struct ovcd_config *cfg, struct
 		return -ENOMEM;
 	}
 	m->opts = *opts;
+	m->stats_arrived = guest_stats_arrived;
 	m->cfg = cfg;
 	m->timer_fd = m->signal_fd = m->metrics_fd = m->psi_fd = m->poll_fd = -1;
 	m->poll.type = SRC_POLL;
@@ -880,8 +874,8 @@ int manager_new(const struct manager_opts *opts, struct ovcd_config *cfg, struct
 		goto fail;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if ((r = loop_watch(m, m->timer_fd, EPOLLIN, &m->timer)) < 0 ||
-	    (r = loop_watch(m, m->signal_fd, EPOLLIN, &m->sig)) < 0)
+	if ((r = loop_watch(m->epfd, m->timer_fd, EPOLLIN, &m->timer)) < 0 ||
+	    (r = loop_watch(m->epfd, m->signal_fd, EPOLLIN, &m->sig)) < 0)
 		goto fail;
 	r = poll_open(m);
 	if (r < 0)
@@ -901,7 +895,7 @@ int manager_new(const struct manager_opts *opts, struct ovcd_config *cfg, struct
 			dlog_warning("memory cgroup %s has no limit: the host's memory counts", opts->memory_cgroup);
 		else
 			dlog_notice("guests' memory: cgroup %s, limit %s, %s in use", opts->memory_cgroup,
-				    SZ(cg.limit_bytes), SZ(cg.usage_bytes));
+				    SIZE_SHORT(cg.limit_bytes), SIZE_SHORT(cg.usage_bytes));
 	}
 	r = control_server_new(m->epfd, cfg, &control_ops, m, &m->control);
 	if (r < 0)

@@ -81,7 +81,6 @@ _printf_(2, 3) static void reason_append(char *buf, const char *fmt, ...)
 	va_end(ap);
 }
 
-#define SZ(v) ovcd_format_size_short((v), (char[24]){ 0 }, 24)
 
 static uint64_t sat_sub(uint64_t a, uint64_t b)
 {
@@ -505,7 +504,7 @@ static void derive(const struct ovcd_config *cfg, const struct ovcd_policy_host 
 
 	if (v->avail < emergency_avail) {
 		v->pressure = true;
-		reasonf(v->why, sizeof(v->why), "available %s < %s", SZ(v->avail), SZ(emergency_avail));
+		reasonf(v->why, sizeof(v->why), "available %s < %s", SIZE_SHORT(v->avail), SIZE_SHORT(emergency_avail));
 	} else if (cfg->balloon.emergency_major_faults && ovcd_known(majflt) &&
 		   majflt > cfg->balloon.emergency_major_faults) {
 		v->pressure = true;
@@ -514,8 +513,8 @@ static void derive(const struct ovcd_config *cfg, const struct ovcd_policy_host 
 	} else if (cfg->balloon.emergency_swap_in.bytes && ovcd_known(swapin) &&
 		   swapin > cfg->balloon.emergency_swap_in.bytes) {
 		v->pressure = true;
-		reasonf(v->why, sizeof(v->why), "swap-in %s/s > %s/s", SZ(swapin),
-			 SZ(cfg->balloon.emergency_swap_in.bytes));
+		reasonf(v->why, sizeof(v->why), "swap-in %s/s > %s/s", SIZE_SHORT(swapin),
+			 SIZE_SHORT(cfg->balloon.emergency_swap_in.bytes));
 	}
 }
 
@@ -541,13 +540,13 @@ static void distress(const struct ovcd_config *cfg, const struct events *e, stru
 			reasonf(v->why, sizeof(v->why), "OOM kill in the guest");
 		else
 			reasonf(v->why, sizeof(v->why), "OOM kill in the guest (used memory fell by %s)",
-				SZ(e->freed));
+				SIZE_SHORT(e->freed));
 	} else if (v->pressure) {
 		return; /* derive() has the reason already */
 	} else if (e->rate && sat_sub(v->avail, fall) < emergency_avail) {
 		v->pressure = true;
 		reasonf(v->why, sizeof(v->why), "available %s falling %s/s, below %s within %" PRIu64 "s",
-			SZ(v->avail), SZ(e->rate), SZ(emergency_avail), period_s);
+			SIZE_SHORT(v->avail), SIZE_SHORT(e->rate), SIZE_SHORT(emergency_avail), period_s);
 	} else if (v->avail >= v->keep) {
 		return; /* stalls and reclaim with enough available: the guest's
 			 * own business (fragmentation, cache churn), and a balloon
@@ -587,11 +586,11 @@ static void host_level(const struct ovcd_config *cfg, const struct ovcd_policy_h
 	out->low_bytes = low;
 	out->high_bytes = high;
 	if (out->headroom_bytes)
-		reasonf(less, sizeof(less), " less guests' headroom %s", SZ(out->headroom_bytes));
+		reasonf(less, sizeof(less), " less guests' headroom %s", SIZE_SHORT(out->headroom_bytes));
 	if (avail < low) {
 		out->level = OVC_HOST_PRESSURE;
 		out->need_bytes = high - avail;
-		reasonf(cause, cause_n, "MemAvailable %s%s < low %s", SZ(h->mem.available_bytes), less, SZ(low));
+		reasonf(cause, cause_n, "MemAvailable %s%s < low %s", SIZE_SHORT(h->mem.available_bytes), less, SIZE_SHORT(low));
 	} else if (psi_some || psi_full) {
 		/* Stalls with MemAvailable above low (a cgroup limit, a burst):
 		 * get back to high, or one watermark gap if already above. */
@@ -604,12 +603,12 @@ static void host_level(const struct ovcd_config *cfg, const struct ovcd_policy_h
 	} else if (avail > high) {
 		out->level = OVC_HOST_ROOM;
 		out->room_bytes = avail - high;
-		reasonf(cause, cause_n, "MemAvailable %s%s > high %s", SZ(h->mem.available_bytes), less,
-			SZ(high));
+		reasonf(cause, cause_n, "MemAvailable %s%s > high %s", SIZE_SHORT(h->mem.available_bytes), less,
+			SIZE_SHORT(high));
 	} else {
 		out->level = OVC_HOST_STEADY;
 		reasonf(cause, cause_n, "MemAvailable %s%s between low %s and high %s",
-			SZ(h->mem.available_bytes), less, SZ(low), SZ(high));
+			SIZE_SHORT(h->mem.available_bytes), less, SIZE_SHORT(low), SIZE_SHORT(high));
 	}
 	reasonf(out->reason, sizeof(out->reason), "host %s: %s", ovcd_host_level_name(out->level),
 		 cause);
@@ -713,7 +712,7 @@ static enum cand classify(const struct ovcd_config *cfg, const struct ovcd_polic
 			d->action = OVC_ACTION_RESTORE;
 			d->target_bytes = v.max;
 			reasonf(d->reason, sizeof(d->reason), "class never_balloon: back to max %s",
-				 SZ(v.max));
+				 SIZE_SHORT(v.max));
 		} else {
 			reasonf(d->reason, sizeof(d->reason), "class never_balloon");
 		}
@@ -727,13 +726,13 @@ static enum cand classify(const struct ovcd_config *cfg, const struct ovcd_polic
 		d->action = OVC_ACTION_RESTORE;
 		d->target_bytes = v.floor;
 		reasonf(d->reason, sizeof(d->reason), "target %s below floor %s: raised to the floor",
-			 SZ(v.target), SZ(v.floor));
+			 SIZE_SHORT(v.target), SIZE_SHORT(v.floor));
 		return CAND_NONE;
 	}
 	if (v.pressure) {
 		if (v.target >= v.max) {
 			reasonf(d->reason, sizeof(d->reason), "guest pressure (%s), already at max %s",
-				 v.why, SZ(v.max));
+				 v.why, SIZE_SHORT(v.max));
 			return CAND_NONE;
 		}
 		/* In one step to what it needs: what it keeps for bursts (its
@@ -748,7 +747,7 @@ static enum cand classify(const struct ovcd_config *cfg, const struct ovcd_polic
 				  v.max - base);
 		if (by == 0) {
 			reasonf(d->reason, sizeof(d->reason), "guest pressure (%s), its balloon already deflating to %s",
-				v.why, SZ(v.actual));
+				v.why, SIZE_SHORT(v.actual));
 			return CAND_NONE;
 		}
 		d->action = OVC_ACTION_EMERGENCY;
@@ -758,12 +757,12 @@ static enum cand classify(const struct ovcd_config *cfg, const struct ovcd_polic
 		d->state.short_floor_bytes = d->target_bytes;
 		d->state.short_usec = h->now_usec ? h->now_usec : 1;
 		d->raised_floor_bytes = MAX(d->raised_floor_bytes, MIN(ALIGN_DOWN(d->target_bytes, MIB), v.max));
-		reasonf(d->reason, sizeof(d->reason), "emergency deflate by %s to %s: %s", SZ(d->target_bytes - v.target),
-			 SZ(d->target_bytes), v.why);
+		reasonf(d->reason, sizeof(d->reason), "emergency deflate by %s to %s: %s", SIZE_SHORT(d->target_bytes - v.target),
+			 SIZE_SHORT(d->target_bytes), v.why);
 		return CAND_NONE;
 	}
 	if (check) {
-		reasonf(d->reason, sizeof(d->reason), "no distress: available %s", SZ(v.avail));
+		reasonf(d->reason, sizeof(d->reason), "no distress: available %s", SIZE_SHORT(v.avail));
 		if (!v.fresh)
 			reasonf(d->reason, sizeof(d->reason), "no fresh stats");
 		return CAND_NONE;
@@ -779,7 +778,7 @@ static enum cand classify(const struct ovcd_config *cfg, const struct ovcd_polic
 			reasonf(d->reason, sizeof(d->reason),
 				"host pressure, non-compliant: balloon at %s, target %s, not moved for %" PRIu64
 				"s: not counted, not inflated",
-				SZ(v.actual), SZ(v.target), sat_sub(h->now_usec, s.stuck_usec) / USEC_PER_SEC);
+				SIZE_SHORT(v.actual), SIZE_SHORT(v.target), sat_sub(h->now_usec, s.stuck_usec) / USEC_PER_SEC);
 			return CAND_NONE;
 		}
 		if (v.oom_cooling) {
@@ -806,34 +805,34 @@ static enum cand classify(const struct ovcd_config *cfg, const struct ovcd_polic
 		}
 		if (inflate_cap(&v) == 0) {
 			if (v.target <= v.floor)
-				reasonf(d->reason, sizeof(d->reason), "host pressure, at floor %s", SZ(v.floor));
+				reasonf(d->reason, sizeof(d->reason), "host pressure, at floor %s", SIZE_SHORT(v.floor));
 			else if (v.target <= v.raised_floor)
 				reasonf(d->reason, sizeof(d->reason),
-					"host pressure, at floor %s raised after it ran short", SZ(v.raised_floor));
+					"host pressure, at floor %s raised after it ran short", SIZE_SHORT(v.raised_floor));
 			else if (v.margin)
 				reasonf(d->reason, sizeof(d->reason),
 					"host pressure, recovering from %" PRIu32 " emergency deflate%s: "
 					"available %s, margin %s above guest_free",
-					v.streak, v.streak > 1 ? "s" : "", SZ(v.avail), SZ(v.margin));
+					v.streak, v.streak > 1 ? "s" : "", SIZE_SHORT(v.avail), SIZE_SHORT(v.margin));
 			else if (v.fpr && sat_sub(sat_sub(v.avail, v.keep), sat_sub(v.actual, v.target)))
 				reasonf(d->reason, sizeof(d->reason),
 					"host pressure, its free %s already back through free page reporting",
-					SZ(v.fpr));
+					SIZE_SHORT(v.fpr));
 			else if (ovcd_known(v.resident_free) && v.resident_free < MIB &&
 				 sat_sub(sat_sub(v.avail, v.keep), sat_sub(v.actual, v.target)))
 				reasonf(d->reason, sizeof(d->reason),
 					"host pressure, its free memory is not resident on the host (RSS %s)",
-					SZ(g->stats.rss_bytes));
+					SIZE_SHORT(g->stats.rss_bytes));
 			else
 				reasonf(d->reason, sizeof(d->reason), "host pressure, no spare: available %s, keeps %s",
-					 SZ(v.avail), SZ(v.keep));
+					 SIZE_SHORT(v.avail), SIZE_SHORT(v.keep));
 			return CAND_NONE;
 		}
 		reasonf(d->reason, sizeof(d->reason), "host pressure (%s)", cause);
 		return CAND_INFLATE;
 	case OVC_HOST_ROOM:
 		if (v.target >= v.max) {
-			reasonf(d->reason, sizeof(d->reason), "at max %s", SZ(v.max));
+			reasonf(d->reason, sizeof(d->reason), "at max %s", SIZE_SHORT(v.max));
 			return CAND_NONE;
 		}
 		/* Room counted after the guests' headroom: a guest with more
@@ -843,7 +842,7 @@ static enum cand classify(const struct ovcd_config *cfg, const struct ovcd_polic
 		if (cfg->host.keep_headroom && v.fresh && v.avail >= v.keep + v.min_change) {
 			reasonf(d->reason, sizeof(d->reason),
 				"host has room, but it has more than it keeps: available %s, keeps %s",
-				SZ(v.avail), SZ(v.keep));
+				SIZE_SHORT(v.avail), SIZE_SHORT(v.keep));
 			return CAND_NONE;
 		}
 		reasonf(d->reason, sizeof(d->reason), "host has room (%s)", cause);
@@ -916,10 +915,10 @@ static void inflate_pass(const struct ovcd_config *cfg, const struct ovcd_policy
 					d->action = OVC_ACTION_NONE;
 					if (level)
 						reason_append(d->reason, "; others have more spare (%s each above)",
-							      SZ(level));
+							      SIZE_SHORT(level));
 					else
-						reason_append(d->reason, "; share %s below min_change %s", SZ(take),
-							      SZ(v.min_change));
+						reason_append(d->reason, "; share %s below min_change %s", SIZE_SHORT(take),
+							      SIZE_SHORT(v.min_change));
 					continue;
 				}
 				char cause[OVC_POLICY_REASON_MAX];
@@ -927,7 +926,7 @@ static void inflate_pass(const struct ovcd_config *cfg, const struct ovcd_policy
 				d->action = OVC_ACTION_INFLATE;
 				d->target_bytes = v.target - take;
 				reasonf(d->reason, sizeof(d->reason), "inflate by %s to %s: %s; %sspare %s",
-					SZ(take), SZ(d->target_bytes), cause, idle ? "idle, " : "", SZ(v.spare));
+					SIZE_SHORT(take), SIZE_SHORT(d->target_bytes), cause, idle ? "idle, " : "", SIZE_SHORT(v.spare));
 				taken += take;
 			}
 			out->inflate_bytes += taken;
@@ -941,7 +940,7 @@ static void inflate_pass(const struct ovcd_config *cfg, const struct ovcd_policy
 			dec[i].action = OVC_ACTION_NONE;
 			if (owed)
 				reason_append(dec[i].reason, "; balloons still inflating owe %s, the need",
-					      SZ(out->pending_bytes));
+					      SIZE_SHORT(out->pending_bytes));
 			else
 				reason_append(dec[i].reason, "; need met by others first");
 		}
@@ -981,15 +980,15 @@ static void deflate_pass(const struct ovcd_config *cfg, const struct ovcd_policy
 			bool to_max = v.target + give >= v.max;
 			if (give == 0 || (give < v.min_change && !to_max)) {
 				d->action = OVC_ACTION_NONE;
-				reason_append(d->reason, "; share %s below min_change %s", SZ(give), SZ(v.min_change));
+				reason_append(d->reason, "; share %s below min_change %s", SIZE_SHORT(give), SIZE_SHORT(v.min_change));
 				continue;
 			}
 			char cause[OVC_POLICY_REASON_MAX];
 			reasonf(cause, sizeof(cause), "%s", d->reason);
 			d->action = OVC_ACTION_DEFLATE;
 			d->target_bytes = v.target + give;
-			reasonf(d->reason, sizeof(d->reason), "deflate by %s to %s: %s", SZ(give),
-				 SZ(d->target_bytes), cause);
+			reasonf(d->reason, sizeof(d->reason), "deflate by %s to %s: %s", SIZE_SHORT(give),
+				 SIZE_SHORT(d->target_bytes), cause);
 			given += give;
 		}
 		out->deflate_bytes += given;
@@ -1072,8 +1071,8 @@ static void engine_classify(const struct ovcd_config *cfg, const struct ovcd_pol
 	if (e.target > e.zero && e.target > e.cap) {
 		d->reclaim_action = OVC_ACTION_RESTORE;
 		d->reclaim_target_bytes = e.swap_ok ? e.cap : 0;
-		engine_note(g, d, "target %s above what is allowed (%s): to %s", SZ(e.target),
-			    e.swap_ok ? "zero shared + [swap] max" : e.no_swap, SZ(d->reclaim_target_bytes));
+		engine_note(g, d, "target %s above what is allowed (%s): to %s", SIZE_SHORT(e.target),
+			    e.swap_ok ? "zero shared + [swap] max" : e.no_swap, SIZE_SHORT(d->reclaim_target_bytes));
 		return;
 	}
 	/* E2: the engine swaps back in faster than a guest may. */
@@ -1099,8 +1098,8 @@ static void engine_classify(const struct ovcd_config *cfg, const struct ovcd_pol
 			d->target_bytes = v.target;
 			reasonf(d->reason, sizeof(d->reason), "no inflate: the engine thrashes");
 		}
-		engine_note(g, d, "emergency: target %s -> %s: swap-in %s/s > %s/s", SZ(e.target),
-			    SZ(d->reclaim_target_bytes), SZ(swapin), SZ(cfg->balloon.emergency_swap_in.bytes));
+		engine_note(g, d, "emergency: target %s -> %s: swap-in %s/s > %s/s", SIZE_SHORT(e.target),
+			    SIZE_SHORT(d->reclaim_target_bytes), SIZE_SHORT(swapin), SIZE_SHORT(cfg->balloon.emergency_swap_in.bytes));
 		return;
 	}
 	switch (out->level) {
@@ -1123,14 +1122,14 @@ static void engine_classify(const struct ovcd_config *cfg, const struct ovcd_pol
 			d->noncompliant = true;
 			out->n_noncompliant++;
 			engine_note(g, d, "non-compliant: target %s, gives back %s, not moved for %" PRIu64 "s",
-				    SZ(e.target), SZ(e.held),
+				    SIZE_SHORT(e.target), SIZE_SHORT(e.held),
 				    sat_sub(h->now_usec, d->state.engine_stuck_usec) / USEC_PER_SEC);
 		} else if (e.target > e.held) {
 			out->engine_pending_bytes += e.target - e.held;
-			engine_note(g, d, "host pressure, reaching target %s (gives back %s)", SZ(e.target),
-				    SZ(e.held));
+			engine_note(g, d, "host pressure, reaching target %s (gives back %s)", SIZE_SHORT(e.target),
+				    SIZE_SHORT(e.held));
 		} else if (e.held >= e.cap)
-			engine_note(g, d, "host pressure, swap cap reached (gives back %s)", SZ(e.held));
+			engine_note(g, d, "host pressure, swap cap reached (gives back %s)", SIZE_SHORT(e.held));
 		else
 			d->reclaim_action = (enum ovcd_policy_action)CAND_ENGINE;
 		return;
@@ -1141,13 +1140,13 @@ static void engine_classify(const struct ovcd_config *cfg, const struct ovcd_pol
 		}
 		d->reclaim_action = OVC_ACTION_RELEASE;
 		d->reclaim_target_bytes = sat_sub(e.target, e.step) > e.zero ? sat_sub(e.target, e.step) : 0;
-		engine_note(g, d, "release: target %s -> %s: host has room (%s)", SZ(e.target),
-			    SZ(d->reclaim_target_bytes), cause);
+		engine_note(g, d, "release: target %s -> %s: host has room (%s)", SIZE_SHORT(e.target),
+			    SIZE_SHORT(d->reclaim_target_bytes), cause);
 		return;
 	case OVC_HOST_STEADY:
 		break;
 	}
-	engine_note(g, d, "target %s, gives back %s; host steady", SZ(e.target), SZ(e.held));
+	engine_note(g, d, "target %s, gives back %s; host steady", SIZE_SHORT(e.target), SIZE_SHORT(e.held));
 }
 
 /* E3: raise engine targets, lowest priority first, for what balloons did
@@ -1185,7 +1184,7 @@ static void engine_raise_pass(const struct ovcd_config *cfg, const struct ovcd_p
 			d->reclaim_target_bytes = to;
 			remaining = sat_sub(remaining, to - e.held);
 			out->reclaim_bytes += to - e.held;
-			engine_note(g, d, "reclaim: target %s -> %s: host pressure (%s)", SZ(e.target), SZ(to),
+			engine_note(g, d, "reclaim: target %s -> %s: host pressure (%s)", SIZE_SHORT(e.target), SIZE_SHORT(to),
 				    cause);
 		}
 }
@@ -1244,7 +1243,7 @@ static void ksm_step(const struct ovcd_config *cfg, const struct ovcd_policy_hos
 		want.run = 0;
 		reasonf(out->ksm_reason, sizeof(out->ksm_reason),
 			 "KSM off: not needed (committed %s + threshold %s < MemTotal, MemAvailable %s > threshold)",
-			 SZ(committed), SZ(thres), SZ(free_b));
+			 SIZE_SHORT(committed), SIZE_SHORT(thres), SIZE_SHORT(free_b));
 	} else if (st.on && st.idle_ticks >= cfg->ksm.idle_ticks) {
 		st.on = false;
 		st.idle_ticks = 0;
@@ -1252,7 +1251,7 @@ static void ksm_step(const struct ovcd_config *cfg, const struct ovcd_policy_hos
 		want.run = 0;
 		reasonf(out->ksm_reason, sizeof(out->ksm_reason),
 			 "KSM off: does not pay (profit %s%s for %" PRIu64 " ticks); retry in %" PRIu64 "s",
-			 profit < 0 ? "-" : "", SZ((uint64_t)(profit < 0 ? -profit : profit)),
+			 profit < 0 ? "-" : "", SIZE_SHORT((uint64_t)(profit < 0 ? -profit : profit)),
 			 cfg->ksm.idle_ticks, cfg->ksm.retry_after_usec / USEC_PER_SEC);
 	} else if (!st.on && h->now_usec < st.off_until_usec) {
 		want.run = 0;
@@ -1283,7 +1282,7 @@ static void ksm_step(const struct ovcd_config *cfg, const struct ovcd_policy_hos
 			 : free_b < thres ? "MemAvailable below threshold"
 					  : "guests committed near MemTotal",
 			 st.pages_to_scan, boost ? "boost" : "decay", profit < 0 ? "-" : "",
-			 SZ((uint64_t)(profit < 0 ? -profit : profit)));
+			 SIZE_SHORT((uint64_t)(profit < 0 ? -profit : profit)));
 	}
 	out->ksm = want;
 	out->ksm_state = st;

@@ -63,5 +63,8 @@ char *ovcd_format_conf_size(const struct ovcd_conf_size *s, char *buf, size_t n)
 /* Short human size for reasons and logs, rounded down: "512MiB",
  * "1.2GiB", "4KiB". Returns @buf. */
 char *ovcd_format_size_short(uint64_t bytes, char *buf, size_t n);
+/* The same into a buffer of the enclosing full expression: for one
+ * printf-like call's arguments. */
+#define SIZE_SHORT(v) ovcd_format_size_short((v), (char[24]){ 0 }, 24)
 
 #endif

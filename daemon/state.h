@@ -71,6 +71,10 @@ struct manager {
 	struct manager_opts opts;
 	struct ovcd_config *cfg;
 	int epfd;
+	/* Fresh statistics of a guest arrived (a driver's STATS event): set
+	 * by manager.c, which runs the policy's check on them; drivers.c
+	 * calls it, so that it never calls up into manager.c by name. */
+	void (*stats_arrived)(struct manager *m, struct mguest *g);
 	struct source timer, sig, metrics, psi, poll;
 	int timer_fd, signal_fd, metrics_fd, psi_fd;
 	int poll_fd;               /* every second: guests' stats between ticks */
@@ -101,7 +105,6 @@ struct manager {
 	uint64_t last_status_usec;
 };
 
-#define SZ(v) ovcd_format_size_short((v), (char[24]){ 0 }, 24)
 
 /* ---- guests.c: the guest table ---- */
 
@@ -127,12 +130,5 @@ void driver_process(struct mdriver *d);
  * the old handle, if any, stays. -errno, logged. */
 int engines_open(struct manager *m, const char *dir);
 void engines_close(struct manager *m);
-
-/* ---- manager.c ---- */
-
-/* Add @fd to the loop's epoll set with @src as its tag. */
-int loop_watch(struct manager *m, int fd, uint32_t events, struct source *src);
-/* Fresh statistics of @g arrived (the driver's STATS event). */
-void guest_stats_arrived(struct manager *m, struct mguest *g);
 
 #endif
