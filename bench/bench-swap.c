@@ -108,49 +108,12 @@
 #include <liburing.h>
 
 #include "bench.h"
+#include "bench-swap.h"
 #include "engine/testing.h"
 #include "engine/compat.h"
 #include "engine/swapdev.h"
 #include "engine/track.h"
 #include "common/util.h"
-
-#define PG 4096u
-#define NOVAL (-1.0) /* printed as null */
-
-struct results {
-	char dir[256], fs[64];
-	double disk_write_gib_s, swapdev_write_gib_s;
-	double raw_read_p50_us, raw_read_p99_us;
-	double sync_read_p50_us, sync_read_p99_us, sync_read_spin_p50_us, sync_read_spin_p99_us;
-	double kswap_out_gib_s, kswap_pageout_call_gib_s, kswap_in_rand_p50_us, kswap_in_rand_p99_us, kswap_in_seq_gib_s;
-	char kswap_note[160];
-	double fault_rtt_us, fault_rtt_other_cpu_us, fault_rtt_other_cpu_spin_us;
-	double track_scan_ns_per_page, track_cold_ns_per_page;
-	double track_first_write_ns, track_plain_write_ns;
-	/* prototype handler (not the engine), see proto_swapin() */
-	double proto_rand_same_p50_us, proto_rand_same_p99_us;
-	double proto_rand_other_p50_us, proto_rand_other_p99_us;
-	double proto_rand_spin_p50_us, proto_rand_spin_p99_us;
-	double proto_seq_gib_s;
-	/* the engine */
-	double swap_fill_gib_s, swapout_unfilled_pct, swapout_nofill_gib_s;
-	/* encryption (OVC_ENGINE_SWAP_ENCRYPT) and scrubbing, see reuse_run() */
-	double swapout_crypt_gib_s, swapin_crypt_rand_p50_us, swapin_crypt_rand_p99_us, swapin_crypt_seq_gib_s;
-	double swapin_crypt_rand_cdf[14];
-	double reuse_noscrub_gib_s, reuse_refilled_gib_s, reuse_holes_gib_s, scrub_ms, scrub_pages;
-	double swapout_gib_s, swapin_rand_p50_us, swapin_rand_p99_us, swapin_seq_gib_s;
-	double swapin_rand_cdf[14], kswap_in_rand_cdf[14];
-	char engine_note[160];
-};
-
-/* Percentiles of the CDF arrays in the JSON. */
-static const double cdf_pct[14] = { 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9 };
-
-static void cdf_of(double *lat, size_t n, double *out)
-{
-	for (unsigned i = 0; i < 14; i++)
-		out[i] = bench_percentile(lat, n, cdf_pct[i]);
-}
 
 static void jcdf(FILE *f, const char *k, const double *v)
 {
@@ -160,8 +123,8 @@ static void jcdf(FILE *f, const char *k, const double *v)
 		return;
 	}
 	fprintf(f, "[");
-	for (unsigned i = 0; i < 14; i++)
-		fprintf(f, "%s[%g,%.3f]", i ? "," : "", cdf_pct[i], v[i]);
+	for (unsigned i = 0; i < BENCH_CDF_N; i++)
+		fprintf(f, "%s[%g,%.3f]", i ? "," : "", bench_cdf_pct[i], v[i]);
 	fprintf(f, "],");
 }
 
@@ -181,22 +144,6 @@ static void unpin(void)
 	for (int c = 0; c < CPU_SETSIZE; c++)
 		CPU_SET(c, &all);
 	sched_setaffinity(0, sizeof(all), &all);
-}
-
-/* Commit the file system's journal (and with it the discards of files just
- * freed) so that one run does not pay for the previous one. */
-static void settle(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		syncfs(fd);
-		close(fd);
-	}
-}
-
-static double median_of(double *v, unsigned n)
-{
-	return bench_percentile(v, n, 50);
 }
 
 static int open_direct_tmp(const char *dir, uint64_t bytes)
@@ -233,7 +180,7 @@ static double raw_write(const char *dir, const char *mem, uint64_t bytes)
 			close(fd);
 			return NOVAL;
 		}
-	settle(dir);
+	bench_settle(dir);
 	if (io_uring_queue_init(qd * 2, &ring, 0) < 0) {
 		close(fd);
 		return NOVAL;
@@ -589,29 +536,6 @@ static double kswap_pageout(char *mem, uint64_t bytes, long wb0, double *ret_cal
 	return (double)out / GIB / secs;
 }
 
-/* Touch @n random pages of @mem, each timed from the touching thread (the
- * same seed for the kernel and the engine: the same pages in the same
- * order). */
-static void rand_touch(const char *mem, uint64_t npages, unsigned n, double *p50, double *p99, double *cdf)
-{
-	double *lat = calloc(n, sizeof(*lat));
-	uint64_t s = 4242;
-	volatile char sink = 0;
-	for (unsigned i = 0; lat && i < n; i++) {
-		uint64_t p = xorshift64(&s) % npages;
-		uint64_t t0 = bench_now_ns();
-		sink += ((const volatile char *)mem)[p * PG + 1];
-		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
-	}
-	(void)sink;
-	if (lat) {
-		*p99 = bench_percentile(lat, n, 99);
-		*p50 = bench_percentile(lat, n, 50);
-		cdf_of(lat, n, cdf);
-	}
-	free(lat);
-}
-
 /* kswap_out_gib_s: @repeat MADV_PAGEOUT runs of the same bytes, median.
  * Between runs every page is written again from @mem: a minor fault on
  * the page still in the swap cache, which makes it dirty, so the next
@@ -637,8 +561,8 @@ static double kswap_pageout_runs(char *kmem, const char *mem, uint64_t bytes, lo
 				printf(" %.3f", v[i]);
 			printf("\n");
 		}
-		out = median_of(v, repeat);
-		*ret_call_gib_s = median_of(c, repeat);
+		out = bench_median(v, repeat);
+		*ret_call_gib_s = bench_median(c, repeat);
 	}
 	free(v);
 	free(c);
@@ -646,7 +570,7 @@ static double kswap_pageout_runs(char *kmem, const char *mem, uint64_t bytes, lo
 }
 
 static void kernel_swap(const char *dir, const char *mem, uint64_t bytes, unsigned repeat, bool print,
-			struct results *res)
+			struct swap_results *res)
 {
 	char cmd[700];
 	char *kmem = MAP_FAILED;
@@ -711,7 +635,7 @@ static void kernel_swap(const char *dir, const char *mem, uint64_t bytes, unsign
 	/* Random swap-in: one read per page, random pages, each timed. */
 	uint64_t npages = bytes / PG;
 	volatile char sink = 0;
-	rand_touch(kmem, npages, nrand, &res->kswap_in_rand_p50_us, &res->kswap_in_rand_p99_us,
+	bench_rand_touch(kmem, npages, nrand, &res->kswap_in_rand_p50_us, &res->kswap_in_rand_p99_us,
 		   res->kswap_in_rand_cdf);
 
 	/* Sequential: out again (cheap: most pages kept their slot), drop the
@@ -952,7 +876,7 @@ out:
 /* One track_scan() interval over the whole region with 20% of its pages
  * written, and one track_cold() listing: the worker's CPU cost per page per
  * interval. Median of 5. */
-static void track_cost(char *mem, uint64_t bytes, struct results *res)
+static void track_cost(char *mem, uint64_t bytes, struct swap_results *res)
 {
 	double *ret_scan = &res->track_scan_ns_per_page, *ret_cold = &res->track_cold_ns_per_page;
 	struct track_opts o = { .size = sizeof(o), .start = mem, .len_bytes = bytes };
@@ -1061,7 +985,7 @@ static uint64_t engine_stat(ovc_engine *e, size_t off)
  * after ovc_engine_free), the target everything. NULL on failure (why in
  * res->engine_note). */
 static ovc_engine *engine_start(const char *dir, const char *mem, uint64_t bytes, unsigned flags,
-				char **ret_mem, struct results *res)
+				char **ret_mem, struct swap_results *res)
 {
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = {
@@ -1092,9 +1016,9 @@ static ovc_engine *engine_start(const char *dir, const char *mem, uint64_t bytes
 
 /* One swap interval that takes every page out, timed to the last write's
  * end (swap_tick returns only then); GiB/s of pages swapped. */
-static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, struct results *res)
+static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, struct swap_results *res)
 {
-	settle(dir);
+	bench_settle(dir);
 	uint64_t t0 = bench_now_ns();
 	engine_test_swap_tick(e);
 	double secs = (double)(bench_now_ns() - t0) / 1e9;
@@ -1110,7 +1034,7 @@ static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, str
 /* One engine swap-out run, timed; with the fill, only once it went idle
  * (@fill_gib_s: its rate, @unfilled_pct: slots of the run not filled). */
 static double engine_run(const char *dir, const char *mem, uint64_t bytes, unsigned flags, bool fill,
-			 double *fill_gib_s, double *unfilled_pct, struct results *res)
+			 double *fill_gib_s, double *unfilled_pct, struct swap_results *res)
 {
 	char *emem = NULL;
 	double gib_s = NOVAL;
@@ -1142,7 +1066,7 @@ enum reuse_mode { REUSE_NOSCRUB, REUSE_REFILLED, REUSE_HOLES };
  * written by the timed interval; the scrub of the interval before it in
  * *scrub_ms (time in clears) and *scrub_pages. */
 static double reuse_run(const char *dir, const char *mem, uint64_t bytes, unsigned flags,
-			enum reuse_mode mode, double *scrub_ms, double *scrub_pages, struct results *res)
+			enum reuse_mode mode, double *scrub_ms, double *scrub_pages, struct swap_results *res)
 {
 	char *emem = NULL;
 	double gib_s = NOVAL;
@@ -1169,7 +1093,7 @@ static double reuse_run(const char *dir, const char *mem, uint64_t bytes, unsign
 		*scrub_pages = (double)(f1.slots_cleared - f0.slots_cleared);
 	if (mode == REUSE_REFILLED) {
 		swapdev_fill_wait_idle(engine_test_swapdev(e));
-		settle(dir);
+		bench_settle(dir);
 	}
 	uint64_t out0 = ESTAT(e, pages_swapped_out) - ESTAT(e, swap_cache_hits);
 	uint64_t t0 = bench_now_ns();
@@ -1195,7 +1119,7 @@ static void print_runs(const char *name, const double *v, unsigned n)
  * writing are slower here) hits all; each engine run on a fresh engine and
  * file. Medians. */
 static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsigned repeat,
-			  unsigned flags, struct results *res, bool print)
+			  unsigned flags, struct swap_results *res, bool print)
 {
 	double *v = calloc((size_t)repeat * 5, sizeof(*v));
 	double *raw = v, *eng = v + repeat, *nofill = v + 2 * repeat, *fill = v + 3 * repeat,
@@ -1214,7 +1138,7 @@ static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsi
 		return;
 	}
 	for (unsigned i = 0; i < repeat; i++) {
-		settle(dir);
+		bench_settle(dir);
 		raw[i] = raw_write(dir, mem, bytes);
 		eng[i] = engine_run(dir, mem, bytes, flags, true, &fill[i], &unfilled[i], res);
 		nofill[i] = engine_run(dir, mem, bytes, flags, false, NULL, NULL, res);
@@ -1235,24 +1159,24 @@ static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsi
 		print_runs("; reuse, into holes", rhole, repeat);
 		printf("\n");
 	}
-	res->swapout_crypt_gib_s = median_of(crypt, repeat);
-	res->reuse_noscrub_gib_s = median_of(rnos, repeat);
-	res->reuse_refilled_gib_s = median_of(rref, repeat);
-	res->reuse_holes_gib_s = median_of(rhole, repeat);
-	res->scrub_ms = median_of(sms, repeat);
+	res->swapout_crypt_gib_s = bench_median(crypt, repeat);
+	res->reuse_noscrub_gib_s = bench_median(rnos, repeat);
+	res->reuse_refilled_gib_s = bench_median(rref, repeat);
+	res->reuse_holes_gib_s = bench_median(rhole, repeat);
+	res->scrub_ms = bench_median(sms, repeat);
 	res->scrub_pages = spages;
 	free(crypt);
-	res->disk_write_gib_s = median_of(raw, repeat);
-	res->swapout_gib_s = median_of(eng, repeat);
-	res->swapout_nofill_gib_s = median_of(nofill, repeat);
-	res->swap_fill_gib_s = median_of(fill, repeat);
-	res->swapout_unfilled_pct = median_of(unfilled, repeat);
+	res->disk_write_gib_s = bench_median(raw, repeat);
+	res->swapout_gib_s = bench_median(eng, repeat);
+	res->swapout_nofill_gib_s = bench_median(nofill, repeat);
+	res->swap_fill_gib_s = bench_median(fill, repeat);
+	res->swapout_unfilled_pct = bench_median(unfilled, repeat);
 	free(v);
 }
 
 /* The engine's swap-in, random then sequential, into *p50, *p99, *cdf,
  * *seq. */
-static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsigned flags, struct results *res,
+static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsigned flags, struct swap_results *res,
 			double *p50, double *p99, double *cdf, double *seq)
 {
 	const unsigned nrand = 4000;
@@ -1269,7 +1193,7 @@ static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsign
 
 	uint64_t npages = bytes / PG;
 	volatile char sink = 0;
-	rand_touch(emem, npages, nrand, p50, p99, cdf);
+	bench_rand_touch(emem, npages, nrand, p50, p99, cdf);
 
 	/* Sequential: the pages read back are out again after one more
 	 * interval (installed write-protected, still unwritten). */
@@ -1290,7 +1214,7 @@ int bench_swap(const struct bench_opts *opts)
 	uint64_t bytes = opts->size_bytes ? opts->size_bytes : GIB;
 	unsigned repeat = opts->repeat ? opts->repeat : 3;
 	const char *dir = "/var/tmp";
-	struct results r = { 0 };
+	struct swap_results r = { 0 };
 	unsigned engine_flags = 0;
 
 	for (int i = 0; i < opts->argc; i++)
@@ -1331,17 +1255,17 @@ int bench_swap(const struct bench_opts *opts)
 	 * 2-4x slower than the first one here, while raw after raw was not;
 	 * the cause is not pinned down. Every run is printed. */
 	for (unsigned i = 0; i < repeat; i++) {
-		settle(dir);
+		bench_settle(dir);
 		v[i] = swapdev_write(dir, mem, bytes, perm, NULL);
 	}
-	settle(dir);
+	bench_settle(dir);
 	if (!opts->json) {
 		printf("runs (GiB/s, in order): swapdev");
 		for (unsigned i = 0; i < repeat; i++)
 			printf(" %.3f", v[i]);
 		printf("\n");
 	}
-	r.swapdev_write_gib_s = median_of(v, repeat);
+	r.swapdev_write_gib_s = bench_median(v, repeat);
 
 	bench_pin(0);
 	raw_read_lat(dir, mem, MIN(bytes, 256 * MIB), &r.raw_read_p50_us, &r.raw_read_p99_us);

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ovc-bench swap: the figures of one run (struct swap_results, printed by
+ * bench-swap.c as a table or one JSON object) and the measurements each of
+ * its files contributes. Single-threaded driver; the measuring threads a
+ * file starts are its own and joined before it returns. No locks.
+ */
+#ifndef OVC_BENCH_SWAP_H
+#define OVC_BENCH_SWAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bench.h"
+
+#define PG 4096u
+#define NOVAL (-1.0) /* printed as null */
+
+struct swap_results {
+	char dir[256], fs[64];
+	double disk_write_gib_s, swapdev_write_gib_s;
+	double raw_read_p50_us, raw_read_p99_us;
+	double sync_read_p50_us, sync_read_p99_us, sync_read_spin_p50_us, sync_read_spin_p99_us;
+	double kswap_out_gib_s, kswap_pageout_call_gib_s, kswap_in_rand_p50_us, kswap_in_rand_p99_us, kswap_in_seq_gib_s;
+	char kswap_note[160];
+	double fault_rtt_us, fault_rtt_other_cpu_us, fault_rtt_other_cpu_spin_us;
+	double track_scan_ns_per_page, track_cold_ns_per_page;
+	double track_first_write_ns, track_plain_write_ns;
+	/* prototype handler (not the engine), see proto_swapin() */
+	double proto_rand_same_p50_us, proto_rand_same_p99_us;
+	double proto_rand_other_p50_us, proto_rand_other_p99_us;
+	double proto_rand_spin_p50_us, proto_rand_spin_p99_us;
+	double proto_seq_gib_s;
+	/* the engine */
+	double swap_fill_gib_s, swapout_unfilled_pct, swapout_nofill_gib_s;
+	/* encryption (OVC_ENGINE_SWAP_ENCRYPT) and scrubbing, see reuse_run() */
+	double swapout_crypt_gib_s, swapin_crypt_rand_p50_us, swapin_crypt_rand_p99_us, swapin_crypt_seq_gib_s;
+	double swapin_crypt_rand_cdf[BENCH_CDF_N];
+	double reuse_noscrub_gib_s, reuse_refilled_gib_s, reuse_holes_gib_s, scrub_ms, scrub_pages;
+	double swapout_gib_s, swapin_rand_p50_us, swapin_rand_p99_us, swapin_seq_gib_s;
+	double swapin_rand_cdf[BENCH_CDF_N], kswap_in_rand_cdf[BENCH_CDF_N];
+	char engine_note[160];
+};
+
+#endif
