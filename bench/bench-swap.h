@@ -13,6 +13,8 @@
 
 #include "bench.h"
 
+struct swapdev;
+
 #define PG 4096u
 #define NOVAL (-1.0) /* printed as null */
 
@@ -41,5 +43,18 @@ struct swap_results {
 	double swapin_rand_cdf[BENCH_CDF_N], kswap_in_rand_cdf[BENCH_CDF_N];
 	char engine_note[160];
 };
+
+/* --- bench-disk.c: the raw disk and lib/engine/swapdev --- */
+
+/* GiB/s of @bytes from @mem written by io_uring O_DIRECT into a pre-touched
+ * temporary file in @dir; NOVAL on failure. */
+double raw_write(const char *dir, const char *mem, uint64_t bytes);
+/* p50/p99 usec of 4 KiB O_DIRECT random reads at QD1 of a file of @bytes. */
+void raw_read_lat(const char *dir, const char *mem, uint64_t bytes, double *p50, double *p99);
+/* GiB/s of swapdev writing @mem's pages in the order @perm; the swapdev is
+ * kept in *ret_sd (page perm[i] in slot i) if @ret_sd is not NULL. */
+double swapdev_write(const char *dir, char *mem, uint64_t bytes, const uint32_t *perm, struct swapdev **ret_sd);
+/* p50/p99 usec of swapdev_read_sync() of random single slots of @sd. */
+void sync_read_lat(struct swapdev *sd, unsigned spin_usec, double *p50, double *p99);
 
 #endif
