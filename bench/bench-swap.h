@@ -57,4 +57,12 @@ double swapdev_write(const char *dir, char *mem, uint64_t bytes, const uint32_t 
 /* p50/p99 usec of swapdev_read_sync() of random single slots of @sd. */
 void sync_read_lat(struct swapdev *sd, unsigned spin_usec, double *p50, double *p99);
 
+/* --- peer-kswap.c: Linux swap, the engine's peer --- */
+
+/* The kernel's swap-out (@repeat runs, median; the runs printed if
+ * @print) and swap-in of a copy of @mem through a swapfile in @dir, into
+ * res->kswap_*; swapoff and cleanup before it returns. */
+void kernel_swap(const char *dir, const char *mem, uint64_t bytes, unsigned repeat, bool print,
+		 struct swap_results *res);
+
 #endif
