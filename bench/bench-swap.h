@@ -65,4 +65,15 @@ void sync_read_lat(struct swapdev *sd, unsigned spin_usec, double *p50, double *
 void kernel_swap(const char *dir, const char *mem, uint64_t bytes, unsigned repeat, bool print,
 		 struct swap_results *res);
 
+/* --- bench-uffd.c: userfaultfd fault costs --- */
+
+/* p50 usec of a userfaultfd round trip, the handler pinned to
+ * @handler_cpu, polling or (@spin) spinning on the uffd. */
+double fault_rtt(int handler_cpu, bool spin);
+/* The prototype swap-in handler over @sd (page i in slot i, @mem the
+ * expected content): random p50/p99 usec in *ret_a and *ret_b, or with @seq
+ * the GiB/s of a sequential pass in *ret_a. */
+void proto_swapin(struct swapdev *sd, const char *mem, uint32_t npages, int cpu, unsigned spin_usec, bool seq,
+		  double *ret_a, double *ret_b);
+
 #endif
