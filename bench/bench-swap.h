@@ -76,4 +76,9 @@ double fault_rtt(int handler_cpu, bool spin);
 void proto_swapin(struct swapdev *sd, const char *mem, uint32_t npages, int cpu, unsigned spin_usec, bool seq,
 		  double *ret_a, double *ret_b);
 
+/* --- bench-track.c: the cost of write tracking --- */
+
+/* lib/engine/track over @mem, median of 5 intervals, into res->track_*. */
+void track_cost(char *mem, uint64_t bytes, struct swap_results *res);
+
 #endif
