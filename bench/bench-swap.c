@@ -85,34 +85,32 @@
  * With --sync-wp the engine figures are those of the sync write-protect
  * path (OVC_ENGINE_SYNC_WP: write-protect, copy, writev, process_madvise)
  * instead of the MOVE path; engine_note says so.
+ *
+ * This file: the engine's runs (swapout_*, swap_fill_*, swapin_*, reuse_*,
+ * scrub_*, the *_crypt_* figures) against the peers the other files
+ * measure in the same run, and the subcommand's driver, which runs the
+ * parts in this order (swapdev writes, disk and swapdev reads, prototype
+ * handler, tracking, fault round trips, Linux swap, then the engine's
+ * swap-out alternating with the raw disk write, and its swap-in) and
+ * prints the table or the JSON. The peers and
+ * the parts below the engine: bench-disk.c (raw disk and swapdev),
+ * peer-kswap.c (Linux swap), bench-uffd.c (fault round trip, prototype
+ * swap-in handler), bench-track.c (write tracking). One thread drives
+ * them all; the engine's own threads are its business. No locks.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <linux/userfaultfd.h>
-#include <poll.h>
-#include <pthread.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/swap.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
-#include <unistd.h>
-
-#include <liburing.h>
 
 #include "bench.h"
 #include "bench-swap.h"
 #include "engine/testing.h"
-#include "engine/compat.h"
 #include "engine/swapdev.h"
-#include "engine/track.h"
 #include "common/util.h"
 
 static void jcdf(FILE *f, const char *k, const double *v)
