@@ -2,6 +2,8 @@
 /*
  * ovc-bench: one program, one subcommand per benchmark (bench-<name>.c),
  * each measuring ovc and its peer in the same run. Never run by meson test.
+ * The swap subcommand is split by what each part measures; its parts
+ * share bench-swap.h.
  */
 #ifndef OVC_BENCH_H
 #define OVC_BENCH_H
