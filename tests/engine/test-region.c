@@ -126,7 +126,7 @@ static void test_engine_opts(void **state)
 		struct ovc_engine_opts o;
 		uint64_t future;
 	} big = { .o = { .size = sizeof(big) }, .future = 1 };
-	assert_ovc(ovc_engine_new(&big.o, &e), -EINVAL);
+	assert_ovc(ovc_engine_new(&big.o, &e), -E2BIG);
 	big.future = 0;
 	e = NULL;
 	assert_ovc_ok(ovc_engine_new(&big.o, &e));
