@@ -82,12 +82,14 @@ OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *
 
 /*
  * ovc_engine_unpublish - stop serving and remove the socket
+ * @flags: none yet, must be 0
  *
  * Joins the endpoint thread, closes every client and unlinks the socket if
  * it is still the one this engine created. Takes an engine that is not
- * published (then does nothing). Returns 0 or -EINVAL (NULL engine).
+ * published (then does nothing). Returns 0 or -EINVAL (NULL engine, @flags
+ * not 0).
  */
-OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e);
+OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e, unsigned flags);
 
 #ifdef __cplusplus
 }

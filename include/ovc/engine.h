@@ -257,11 +257,13 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 
 /*
  * ovc_engine_fd - the fd to poll in OVC_ENGINE_NO_THREADS mode
+ * @flags: none yet, must be 0 (room for asking for one of several fds)
  *
  * Readable (POLLIN) when ovc_engine_process() has work. Owned by the engine.
- * Returns the fd, or -EINVAL when the engine runs its own threads.
+ * Returns the fd, or -EINVAL when the engine runs its own threads, or
+ * @flags is not 0.
  */
-OVC_EXPORT int ovc_engine_fd(ovc_engine *e);
+OVC_EXPORT int ovc_engine_fd(ovc_engine *e, unsigned flags);
 
 /*
  * ovc_engine_process - do pending work in OVC_ENGINE_NO_THREADS mode

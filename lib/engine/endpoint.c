@@ -393,7 +393,7 @@ static int install(struct endpoint *ep, const char *tmp)
 /* ovc_engine_free()'s first step while published. */
 static void unpublish_on_free(ovc_engine *e)
 {
-	(void)ovc_engine_unpublish(e);
+	(void)ovc_engine_unpublish(e, 0);
 }
 
 OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *opts_in)
@@ -482,13 +482,13 @@ OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *
 	return 0;
 }
 
-OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e)
+OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e, unsigned flags)
 {
 	struct endpoint *ep;
 	uint64_t one = 1;
 	struct stat st;
 
-	if (!e)
+	if (!e || flags)
 		return -EINVAL;
 	ep = e->endpoint;
 	if (!ep)

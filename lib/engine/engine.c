@@ -552,9 +552,9 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 
 /* --- drive -------------------------------------------------------------- */
 
-OVC_EXPORT int ovc_engine_fd(ovc_engine *e)
+OVC_EXPORT int ovc_engine_fd(ovc_engine *e, unsigned flags)
 {
-	if (!e || !(e->flags & OVC_ENGINE_NO_THREADS))
+	if (!e || flags || !(e->flags & OVC_ENGINE_NO_THREADS))
 		return -EINVAL;
 	return e->poll_fd;
 }

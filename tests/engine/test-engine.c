@@ -329,11 +329,11 @@ static void test_publish_opts_rule(void **state)
 	struct stat sb;
 	assert_int_equal(stat(path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
-	assert_ovc_ok(ovc_engine_unpublish(e));
+	assert_ovc_ok(ovc_engine_unpublish(e, 0));
 	p.s.size = sizeof(p);
 	assert_ovc_ok(ovc_engine_publish(e, &p.s));
 	assert_int_equal(access(path, F_OK), 0);
-	assert_ovc_ok(ovc_engine_unpublish(e));
+	assert_ovc_ok(ovc_engine_unpublish(e, 0));
 	assert_int_equal(access(path, F_OK), -1);
 
 	assert_null(ovc_engine_free(e));
@@ -356,10 +356,23 @@ static void test_flags_must_be_known(void **state)
 	assert_ovc(ovc_engine_reclaim(e, 0, 1u << 31), -EINVAL);
 	assert_ovc_ok(ovc_engine_reclaim(e, 0, OVC_RECLAIM_ZERO_ONLY));
 	assert_ovc_ok(ovc_engine_reclaim(e, 0, 0));
+	assert_ovc(ovc_engine_unpublish(e, 1), -EINVAL);
+	assert_ovc_ok(ovc_engine_unpublish(e, 0)); /* not published: nothing */
 	/* The region is still there: the refused remove did nothing. */
 	assert_ovc_ok(ovc_region_remove(e, 0, 0));
 	assert_null(ovc_engine_free(e));
 	guest_ram_free(&g);
+
+	/* ovc_engine_fd: flags refused even where the fd exists. */
+	struct ovc_engine_opts o = { .size = sizeof(o),
+				     .flags = OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_AUTOSCAN };
+	assert_ovc_ok(ovc_engine_new(&o, &e));
+	int fd = ovc_engine_fd(e, 0);
+	assert_true(fd >= 0);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	assert_ovc(ovc_engine_fd(e, 1), -EINVAL);
+	assert_ovc(ovc_engine_fd(NULL, 0), -EINVAL);
+	assert_null(ovc_engine_free(e));
 }
 
 /* The errors of the rule say what happened, in ovc's words. */
