@@ -14,8 +14,12 @@
 /* Keep in step with the RETURN VALUE sections of the man pages; the unit
  * test checks that every entry has its own text. */
 const struct error_text error_texts[] = {
-	{ EINVAL, "Invalid argument: an unknown flag, an option struct of an unknown size, "
-		  "an address or length that is not page aligned, or a value out of range" },
+	{ EINVAL, "Invalid argument: an unknown flag, a reserved field that is not 0, an option or "
+		  "stats struct smaller than its first version, an address or length that is not "
+		  "page aligned, or a value out of range" },
+	{ E2BIG, "Argument list too long: an option or stats struct is larger than this library's, "
+		 "and a byte past the end of the library's struct is not zero (the caller was built "
+		 "against newer headers and asks for something this library does not have)" },
 	{ EPERM, "Operation not permitted: userfaultfd needs read-write access to /dev/userfaultfd, "
 		 "CAP_SYS_PTRACE, or vm.unprivileged_userfaultfd=1 to serve faults raised by KVM" },
 	{ EACCES, "Permission denied: the control socket or a file of the engine cannot be opened" },

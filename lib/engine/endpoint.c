@@ -39,6 +39,7 @@
 #include <ovc/endpoint.h>
 
 #include "common/endpoint-proto.h"
+#include "engine/abi.h"
 #include "engine/internal.h"
 #include "common/util.h"
 
@@ -392,7 +393,7 @@ static int install(struct endpoint *ep, const char *tmp)
 /* ovc_engine_free()'s first step while published. */
 static void unpublish_on_free(ovc_engine *e)
 {
-	(void)ovc_engine_unpublish(e);
+	(void)ovc_engine_unpublish(e, 0);
 }
 
 OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *opts_in)
@@ -409,12 +410,11 @@ OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *
 	if (!e)
 		return -EINVAL;
 	if (opts_in) {
-		if (opts_in->size < offsetof(struct ovc_publish_opts, dir) ||
-		    opts_in->size > sizeof(o))
-			return -EINVAL;
-		memcpy(&o, opts_in, opts_in->size);
+		r = abi_copy_in(&o, sizeof(o), opts_in, OVC_PUBLISH_OPTS_SIZE_VER0);
+		if (r < 0)
+			return r;
 	}
-	if (o.flags || (o.mode & ~(mode_t)0777))
+	if (o.flags || o.reserved || (o.mode & ~UINT32_C(0777)))
 		return -EINVAL;
 	if (e->endpoint)
 		return -EALREADY;
@@ -482,13 +482,13 @@ OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *
 	return 0;
 }
 
-OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e)
+OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e, unsigned flags)
 {
 	struct endpoint *ep;
 	uint64_t one = 1;
 	struct stat st;
 
-	if (!e)
+	if (!e || flags)
 		return -EINVAL;
 	ep = e->endpoint;
 	if (!ep)

@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 
+#include "engine/abi.h"
 #include "engine/compat.h"
 #include "engine/drop.h"
 #include "engine/internal.h"
@@ -32,9 +33,6 @@
 	(OVC_ENGINE_NO_THREADS | OVC_ENGINE_NO_MOVE | OVC_ENGINE_NO_AUTOSCAN | OVC_ENGINE_MOVE | \
 	 OVC_ENGINE_SYNC_WP | OVC_ENGINE_SWAP_ENCRYPT)
 #define KNOWN_REGION_FLAGS (OVC_REGION_NO_SWAP | OVC_REGION_NO_SHARE | OVC_REGION_UNPINNED)
-/* The first published layout ends after io_error_userdata. */
-#define OPTS_MIN_SIZE (offsetof(struct ovc_engine_opts, flags) + sizeof(uint32_t))
-#define STATS_MIN_SIZE (offsetof(struct ovc_engine_stats, regions) + sizeof(uint64_t))
 
 #ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
 #define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12)
@@ -51,13 +49,11 @@ static int copy_opts(const struct ovc_engine_opts *in, struct ovc_engine_opts *o
 	memset(out, 0, sizeof(*out));
 	if (!in)
 		return 0;
-	if (in->size < OPTS_MIN_SIZE)
+	int r = abi_copy_in(out, sizeof(*out), in, OVC_ENGINE_OPTS_SIZE_VER0);
+	if (r < 0)
+		return r;
+	if (out->reserved0 || out->reserved1)
 		return -EINVAL;
-	/* A newer caller's extra fields must be zero: we would ignore them. */
-	for (size_t i = sizeof(*out); i < in->size; i++)
-		if (((const uint8_t *)in)[i])
-			return -EINVAL;
-	memcpy(out, in, MIN((size_t)in->size, sizeof(*out)));
 	if (out->flags & ~KNOWN_ENGINE_FLAGS)
 		return -EINVAL;
 	if (out->log_level && (out->log_level < OVC_LOG_ERR || out->log_level > OVC_LOG_DEBUG))
@@ -556,9 +552,9 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 
 /* --- drive -------------------------------------------------------------- */
 
-OVC_EXPORT int ovc_engine_fd(ovc_engine *e)
+OVC_EXPORT int ovc_engine_fd(ovc_engine *e, unsigned flags)
 {
-	if (!e || !(e->flags & OVC_ENGINE_NO_THREADS))
+	if (!e || flags || !(e->flags & OVC_ENGINE_NO_THREADS))
 		return -EINVAL;
 	return e->poll_fd;
 }
@@ -630,9 +626,13 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 {
 	struct ovc_engine_stats s = { 0 };
 
-	if (!e || !st || st->size < STATS_MIN_SIZE)
+	if (!e)
 		return -EINVAL;
-	s.size = st->size;
+	int r = abi_check(st, sizeof(s), OVC_ENGINE_STATS_SIZE_VER0);
+	if (r < 0)
+		return r;
+	if (st->flags)
+		return -EINVAL;
 	lock_read(&e->regions_lock);
 	s.regions = e->nregions;
 	for (size_t i = 0; i < e->nregions; i++) {
@@ -680,6 +680,5 @@ OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st)
 		s.swap_fill_errors = fs.errors;
 	}
 	s.pinned_pages_kept = atomic_load(&e->c.pinned_pages_kept);
-	memcpy(st, &s, MIN((size_t)st->size, sizeof(s)));
-	return 0;
+	return abi_copy_out(st, &s, sizeof(s), OVC_ENGINE_STATS_SIZE_VER0);
 }

@@ -307,7 +307,7 @@ static void test_engines(void **state)
 	wait_event(b, &seen.stopped, 2);
 
 	/* Unpublishing: STOPPED too. */
-	assert_ovc_ok(ovc_engine_unpublish(e));
+	assert_ovc_ok(ovc_engine_unpublish(e, 0));
 	wait_event(b, &seen.stopped, 3);
 	assert_string_equal(seen.last_stopped, "vm-a");
 	assert_ovc_ok(ovcd_balloon_list(b, &v, &n));

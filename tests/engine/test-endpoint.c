@@ -556,8 +556,8 @@ static void test_socket_lifetime(void **state)
 		fd = client(&g, name);
 	}
 	assert_true(fd >= 0);
-	assert_ovc_ok(ovc_engine_unpublish(f->e));
-	assert_ovc_ok(ovc_engine_unpublish(f->e)); /* not published: nothing */
+	assert_ovc_ok(ovc_engine_unpublish(f->e, 0));
+	assert_ovc_ok(ovc_engine_unpublish(f->e, 0)); /* not published: nothing */
 	snprintf(path, sizeof(path), "%s/sub/dir/%s.sock", f->dir, name);
 	assert_int_equal(lstat(path, &st), -1);
 	{
@@ -587,13 +587,11 @@ static void test_publish_errors(void **state)
 
 	engine_up(f, 0);
 	assert_int_equal(ovc_engine_publish(NULL, &p), -EINVAL);
-	assert_int_equal(ovc_engine_unpublish(NULL), -EINVAL);
+	assert_int_equal(ovc_engine_unpublish(NULL, 0), -EINVAL);
 	p.flags = 1;
 	assert_int_equal(ovc_engine_publish(f->e, &p), -EINVAL);
 	p.flags = 0;
 	p.size = 4;
-	assert_int_equal(ovc_engine_publish(f->e, &p), -EINVAL);
-	p.size = sizeof(p) + 8;
 	assert_int_equal(ovc_engine_publish(f->e, &p), -EINVAL);
 	p.size = sizeof(p);
 	p.mode = 04777;

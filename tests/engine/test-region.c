@@ -126,7 +126,7 @@ static void test_engine_opts(void **state)
 		struct ovc_engine_opts o;
 		uint64_t future;
 	} big = { .o = { .size = sizeof(big) }, .future = 1 };
-	assert_ovc(ovc_engine_new(&big.o, &e), -EINVAL);
+	assert_ovc(ovc_engine_new(&big.o, &e), -E2BIG);
 	big.future = 0;
 	e = NULL;
 	assert_ovc_ok(ovc_engine_new(&big.o, &e));
@@ -141,7 +141,7 @@ static void test_engine_opts(void **state)
 	assert_ovc(ovc_engine_new(&o, &e), -EINVAL);
 	assert_ovc(ovc_engine_new(NULL, NULL), -EINVAL);
 	assert_ovc_ok(ovc_engine_new(NULL, &e));
-	assert_ovc(ovc_engine_fd(e), -EINVAL);           /* has threads */
+	assert_ovc(ovc_engine_fd(e, 0), -EINVAL);           /* has threads */
 	assert_ovc(ovc_engine_process(e, 0), -EINVAL);
 	assert_ovc(ovc_engine_reclaim(e, 0, 1u << 9), -EINVAL);
 	assert_ovc(ovc_engine_scan_sync(e, 1), -EINVAL);

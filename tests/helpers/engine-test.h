@@ -93,7 +93,7 @@ struct loop {
 static inline void *loop_main(void *arg)
 {
 	struct loop *l = arg;
-	struct pollfd pfd = { .fd = ovc_engine_fd(l->e), .events = POLLIN };
+	struct pollfd pfd = { .fd = ovc_engine_fd(l->e, 0), .events = POLLIN };
 	while (!atomic_load(&l->stop)) {
 		poll(&pfd, 1, atomic_load(&l->scan) ? 0 : 5);
 		/* An error (an injected failed read) is the VMM's to log;

@@ -492,7 +492,7 @@ static void test_engine_squatting_a_qmp_guest_is_refused(void **state)
 		 (int)getpid(), (int)T.qemu);
 	assert_true(eventually_log(msg, 30000));
 	assert_true(merged_shows()); /* still the QMP guest alone */
-	assert_ovc_ok(ovc_engine_unpublish(e));
+	assert_ovc_ok(ovc_engine_unpublish(e, 0));
 
 	/* The other order: the engine alone first, then the real guest,
 	 * which takes its name back. */
