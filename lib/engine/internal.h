@@ -12,7 +12,7 @@
  *     mapping and never calls madvise on registered memory.
  *   - pass thread: the worker, or a caller of ovc_engine_scan_sync(), or in
  *     NO_THREADS mode the VMM's loop thread. One at a time (pass_lock).
- *   - swapdev's fill thread (swapdev.c), with threads and swap.
+ *   - swapdev's fill thread (swapfile.c), with threads and swap.
  *   - API callers.
  *
  * Locks of one engine, outermost first. Take them only in this order and
@@ -45,7 +45,7 @@
  *     readahead windows (swapin.c; swapin_run and ra_fill: under 3;
  *     swap_discard: under 2 only).
  * Leaves, nothing taken while held:
- *  5. swapdev's sd->lock (swapdev.c): slot bitmaps, counts, the fill
+ *  5. swapdev's sd->lock (swapfile.c): slot bitmaps, counts, the fill
  *     thread's state. Slot alloc/free and scrub take it under 1-2 (pass
  *     thread) or 2 (handler: swap_discard -> cache_drop), never under 3
  *     or 4; ovc_engine_stats and the fill thread take it alone; it is

@@ -9,7 +9,8 @@
  *   swapout.c    the move-out-first swap-out pipeline,
  *   swapout-wp.c the write-protect swap-out path,
  *   swapout-runs.c the slot-run writer both paths share,
- *   swapdev.c    the swap file, slots, fill thread and io_uring rings.
+ *   swapfile.c   the swap file, slots and fill thread; ring.c its io_uring
+ *                rings (both behind swapdev.h).
  *
  * Threads and locks (each of the files above says its own):
  *   - swap_init() and swap_fini(): ovc_engine_new's and ovc_engine_free's
