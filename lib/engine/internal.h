@@ -329,7 +329,7 @@ void swap_discard(ovc_engine *e, struct region *r, uint64_t first, uint64_t end)
 /* --- swapout-wp.c --- */
 
 /* OVC_ENGINE_SYNC_WP: swap out @n pages (sorted, RESIDENT when listed) of
- * @r by the write-protect path. Pass thread, as swap.c's batches. Returns
+ * @r by the write-protect path. Pass thread, as swapout.c's batches. Returns
  * pages swapped out, or -errno when none was. */
 int swapout_wp_batch(ovc_engine *e, struct region *r, const uint64_t *pages, unsigned n);
 
