@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Taking pages away from the guest, the two ways share.c, swap.c and
+ * Taking pages away from the guest, the two ways share.c, swapout.c and
  * swapout-wp.c use: UFFDIO_MOVE into a staging area (it refuses a page the
  * kernel holds pinned, and what it moved is looked at again where nothing
  * writes it), and MADV_DONTNEED / MADV_REMOVE runs (only on regions the
@@ -9,7 +9,7 @@
  * MOVE destination must be registered on the same uffd).
  *
  * Pass thread only (pass_lock held); move_to_stage() with @wait false may
- * run under region->lock. Below: uffd.c. Above: share.c, swap.c,
+ * run under region->lock. Below: uffd.c. Above: share.c, swapout.c,
  * swapout-wp.c. The no-lost-write argument of each path is at the top of
  * share.c and swapout-wp.c.
  */
@@ -29,7 +29,7 @@
 
 /* Map fresh anonymous memory over [addr, addr+len) and register it
  * write-protect only. Frees whatever the range held. (Also the swap-out
- * staging ring's reset, swap.c.) */
+ * staging ring's reset, swapout.c.) */
 int staging_map_fresh(ovc_engine *e, void *addr, size_t len)
 {
 	void *p = SYS(e->sys, mmap, addr, len, PROT_READ | PROT_WRITE,

@@ -13,7 +13,7 @@ int staging_init(ovc_engine *e);
 void staging_fini(ovc_engine *e);
 /* Map fresh anonymous memory over [addr, addr+len) and register it
  * write-protect only: frees whatever the range held (e->stage.area, and the
- * swap-out ring's areas, swap.c). */
+ * swap-out ring's areas, swapout.c). */
 int staging_map_fresh(ovc_engine *e, void *addr, size_t len);
 /* staging_map_fresh() over e->stage.area. */
 int staging_reset(ovc_engine *e);

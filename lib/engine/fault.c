@@ -33,7 +33,7 @@
  *                   page in transit (it works in staging): its message
  *                   there is a stale one of its hint scan, and filling
  *                   the hole would make the move back fail (EEXIST).
- *   SWAPPED         swap.c: read the slot (with readahead), UFFDIO_COPY.
+ *   SWAPPED         swapin.c: read the slot (with readahead), UFFDIO_COPY.
  * A write-protect fault on a page not in transit: with OVC_ENGINE_SYNC_WP
  * first a write for the tracker (track_wrote). Then, inside the span a
  * write-protect batch holds, left asleep until the batch lifts the span's
@@ -66,7 +66,7 @@ static void lat_record(ovc_engine *e, uint64_t t0, bool swapin)
 		atomic_fetch_add_explicit(&e->c.swapin_lat_hist[b], 1, memory_order_relaxed);
 }
 
-/* SWAPPED pages: swap.c reads the slot and installs the page. After a
+/* SWAPPED pages: swapin.c reads the slot and installs the page. After a
  * served swap-in the handler thread keeps reading a while before it
  * sleeps in poll() (fault_thread_main). */
 static void fault_swapin(ovc_engine *e, struct region *r, uint64_t page, uint64_t addr)
@@ -189,7 +189,7 @@ static void handle_fault(ovc_engine *e, const struct uffd_msg *m, uint64_t t0)
 
 /* The VMM discarded pages [first, end) of @r, a region that can move.
  * read() completes the event and the kernel zaps the pages only after it,
- * so a MOVE batch (share.c, swap.c) may have moved their old content out
+ * so a MOVE batch (share.c, swapout.c) may have moved their old content out
  * before the zap, which then found a hole: the batch must not put that
  * content back. Marks, whatever batch is in progress:
  *  - in transit: DISCARDED. What the batch staged is from before the zap

@@ -2,7 +2,7 @@
 /*
  * The engine object, shared by every file of lib/engine: engine.c (API),
  * pass.c (pass thread), fault.c (handler), uffd.c, drop.c, share.c, swap.c,
- * swapout-wp.c, endpoint.c. Each part of struct ovc_engine below says
+ * swapcache.c, swapin.c, swapout.c, swapout-wp.c, endpoint.c. Each part of struct ovc_engine below says
  * which file and thread owns it.
  *
  * Threads of one engine:
@@ -12,7 +12,7 @@
  *     mapping and never calls madvise on registered memory.
  *   - pass thread: the worker, or a caller of ovc_engine_scan_sync(), or in
  *     NO_THREADS mode the VMM's loop thread. One at a time (pass_lock).
- *   - swapdev's fill thread (swapdev.c), with threads and swap.
+ *   - swapdev's fill thread (swapfile.c), with threads and swap.
  *   - API callers.
  *
  * Locks of one engine, outermost first. Take them only in this order and
@@ -37,15 +37,15 @@
  *  3. region->lock (r->lock, mutex, one per region; it is also the
  *     tracker's lock, track_opts.lock): "read the page state, then
  *     resolve" (handler) against "mark in transit, then protect or move
- *     out" (share.c hold_batch and reclaim_move, swap.c move_out,
+ *     out" (share.c hold_batch and reclaim_move, swapout.c move_out,
  *     swapout-wp.c mark_protect); the sync tracker's protect-and-take
  *     (track.c protect_take); bring-back, per run. A resolve under it must
  *     not read the uffd: uffd_handler_enter/leave around it.
  *  4. sw.in_lock (e->sw.in_lock, mutex): the swap-in ring and the
- *     readahead windows (swapin_run and ra_fill: under 3; swap_discard:
- *     under 2 only).
+ *     readahead windows (swapin.c; swapin_run and ra_fill: under 3;
+ *     swap_discard: under 2 only).
  * Leaves, nothing taken while held:
- *  5. swapdev's sd->lock (swapdev.c): slot bitmaps, counts, the fill
+ *  5. swapdev's sd->lock (swapfile.c): slot bitmaps, counts, the fill
  *     thread's state. Slot alloc/free and scrub take it under 1-2 (pass
  *     thread) or 2 (handler: swap_discard -> cache_drop), never under 3
  *     or 4; ovc_engine_stats and the fill thread take it alone; it is
@@ -117,7 +117,7 @@ struct engine_swap {
 	atomic_uint epoch;             /* tracking intervals done (mod 256 in pages) */
 	bool full;                     /* pass thread: the last alloc found no slot */
 	atomic_bool zero_only;         /* OVC_RECLAIM_ZERO_ONLY: swap nothing */
-	struct swap_ra *ra;            /* readahead (swap.c): streams (handler), windows (in_lock) */
+	struct swap_ra *ra;            /* readahead (swapin.c): streams (handler), windows (in_lock) */
 	atomic_bool kick;              /* ovc_engine_reclaim called: one interval now
 					* (NO_AUTOSCAN: the only intervals there are) */
 	ovc_io_error_fn io_error_fn;
@@ -125,7 +125,7 @@ struct engine_swap {
 	uint8_t *wp_buf;               /* sync WP: BATCH_PAGES copied out (pass thread) */
 	uint64_t *cand;                /* pass thread: candidate pages */
 	size_t cand_cap;               /* entries: see SWAP_CAND_DIV */
-	/* Swap-out pipeline (swap.c), pass thread: a ring of staging areas
+	/* Swap-out pipeline (swapout.c), pass thread: a ring of staging areas
 	 * in one mapping, registered write-protect only like e->stage.area. */
 	struct swapout_area *areas;
 	uint8_t *stage, *stage_map;
@@ -295,7 +295,7 @@ static inline struct region *engine_region_of(ovc_engine *e, uint64_t addr)
 	return NULL;
 }
 
-/* --- swap.c --- */
+/* --- swap.c (swap_fault, swap_region_bring_back, swap_discard: swapin.c) --- */
 
 /* Open the swap file and rings from the options; 0 and nothing done when
  * the options ask for no swap. -EOPNOTSUPP when the tracking mode chosen
@@ -329,7 +329,7 @@ void swap_discard(ovc_engine *e, struct region *r, uint64_t first, uint64_t end)
 /* --- swapout-wp.c --- */
 
 /* OVC_ENGINE_SYNC_WP: swap out @n pages (sorted, RESIDENT when listed) of
- * @r by the write-protect path. Pass thread, as swap.c's batches. Returns
+ * @r by the write-protect path. Pass thread, as swapout.c's batches. Returns
  * pages swapped out, or -errno when none was. */
 int swapout_wp_batch(ovc_engine *e, struct region *r, const uint64_t *pages, unsigned n);
 

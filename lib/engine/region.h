@@ -26,11 +26,11 @@
  *   bit   6      CACHED (swap only): a RESIDENT page that came back from
  *                swap and has not been seen written since keeps its slot
  *                (the slot field stays valid), so evicting it again needs
- *                no write if its content still matches (swap.c)
+ *                no write if its content still matches (swapout.c)
  *   bit   7      OWN_DROP (swap only): the engine is dropping this page
  *                itself (MADV_DONTNEED on the write-protect paths); the
  *                first UFFD_EVENT_REMOVE covering the page is taken as that
- *                drop's own event and only clears the bit (swap.c,
+ *                drop's own event and only clears the bit (swapin.c,
  *                swap_discard). Never cleared by state changes
  *                (pst_transition keeps it): the event may be read after the
  *                page left its transit
@@ -51,7 +51,7 @@
  * engine dropped it and installed the shared zero page; the guest may have
  * written it since (a write is a silent kernel COW), so ZERO means "was
  * zero", and the scanner looks at ZERO pages again. SWAPPED: content lives
- * in a swap slot: swap.c put it there, and a fault on it is served by
+ * in a swap slot: swapout.c put it there, and a fault on it is served by
  * swap_fault(), which reads the slot (with readahead) and installs the
  * page. SHARING/SWAPPING_*: in transit; a fault on such a page waits until
  * the transit ends.

@@ -9,7 +9,7 @@
 /* Pages per batch of a pass: one 2 MiB staging area, one mincore call,
  * one protect/unprotect per batch on the write-protect path. */
 #define BATCH_PAGES 512u
-/* Pages per swap-out write request (swap.c). Smaller than a batch: more
+/* Pages per swap-out write request (swapout.c, swapout-wp.c). Smaller than a batch: more
  * requests in flight, and each ends its own pages sooner. */
 #define SWAPOUT_REQ_PAGES 32u
 /* Swap-out candidates listed at a time (8 bytes each): 1/SWAP_CAND_DIV of

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * swap.c's knobs for the engine's tests and the benchmark (through
- * testing.h): defined in swap.c, never exported (libovc.map). Set them
- * before the engines they are meant for are created; any thread.
+ * testing.h): defined in swap.c (the staging areas' in swapout.c), never
+ * exported (libovc.map). Set them before the engines they are meant for
+ * are created; any thread.
  */
 #ifndef OVC_ENGINE_SWAP_KNOBS_H
 #define OVC_ENGINE_SWAP_KNOBS_H

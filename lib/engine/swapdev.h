@@ -2,7 +2,8 @@
 /*
  * swapdev — the engine's swap backend (internal, not exported).
  *
- * Two objects:
+ * Two objects, struct swapdev in swapfile.c and struct swapdev_ring in
+ * ring.c:
  *
  *  struct swapdev       one per engine: the swap file (O_TMPFILE or
  *                       created-and-unlinked, O_DIRECT, preallocated) and the
@@ -62,7 +63,7 @@ struct swapdev_opts {
 	const struct logger *log; /* may be NULL */
 	/* Zero-fill the file in the background ahead of the allocator, so
 	 * that swap-out writes overwrite written blocks instead of unwritten
-	 * extents (see swapdev.c, "Fill"): keep this many bytes of written,
+	 * extents (see swapfile.c, "Fill"): keep this many bytes of written,
 	 * free slots ready. 0: no fill. Only on file systems that have
 	 * unwritten extents (ext4, xfs); elsewhere ignored. */
 	uint64_t fill_ahead_bytes;

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * The slot-run writer of both swap-out paths (swap.c's move-out-first
+ * The slot-run writer of both swap-out paths (swapout.c's move-out-first
  * pipeline and swapout-wp.c's write-protect path): entries get freshly
  * allocated slot runs, each run goes out as writevs of at most
  * SWAPOUT_REQ_PAGES pages, queued on the out ring. Pass thread (pass_lock
- * held); no lock of its own. Calls nothing of swap.c or swapout-wp.c but
+ * held); no lock of its own. Calls nothing of swapout.c or swapout-wp.c but
  * through the hooks they hand in.
  */
 #include <sys/uio.h>

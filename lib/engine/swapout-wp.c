@@ -2,7 +2,7 @@
 /*
  * Swap-out by the write-protect path (OVC_ENGINE_SYNC_WP: kernels without
  * UFFDIO_MOVE or WP_ASYNC tracking, or when asked). The sibling of
- * swap.c's swapout_batch, which moves pages out instead.
+ * swapout.c's swapout_batch, which moves pages out instead.
  *
  * Runs on the pass thread (pass_lock, regions_lock read), like
  * swapout_batch. The engine's uffd has no WP_ASYNC here, so
@@ -29,7 +29,7 @@
  *      worker thread, which the handler would leave waiting on our transit
  *      while we wait for the write.
  *   3. zero content, DISCARD_PENDING at step 1 (a VMM discard read before
- *      the mark whose zap may still come; see swap.c) -> drop, ZEROPAGE,
+ *      the mark whose zap may still come; see swapout.c) -> drop, ZEROPAGE,
  *      ZERO, like the MOVE path.
  *   4. the rest: write to slot runs, wait for every write.
  *   5. pages whose write failed, or that someone waits for, or that the VMM
@@ -160,7 +160,7 @@ static void wp_ring_wait(ovc_engine *e)
 }
 
 /* Step 4: write pages src[0..nd) to freshly allocated slot runs
- * (swapout-runs.c, as swap.c's pipelined MOVE path), all queued before
+ * (swapout-runs.c, as swapout.c's pipelined MOVE path), all queued before
  * the wait. res[d] is 0 or -errno (-ENOSPC: no slot; sw->full is set),
  * slot[d] the slot or SWAPDEV_NO_SLOT. Pass thread. */
 static void write_pages(ovc_engine *e, uint8_t *const *src, unsigned nd, int *res, uint32_t *slot)

@@ -1055,7 +1055,7 @@ static void test_auto_sync(void **s)
 
 SYNC_TEST(test_swap_full_sync, test_swap_full(s))
 
-/* The swap file is zero-filled ahead in the background (lib/engine/swapdev.c):
+/* The swap file is zero-filled ahead in the background (lib/engine/swapfile.c):
  * an engine that swaps out after its fill went idle writes only filled
  * slots; one whose first fill write fails still swaps, into unfilled
  * slots, counted, with every page right. Freeing an engine right after
