@@ -10,7 +10,7 @@
  *                         written once before the timed pass (pre-touched);
  *                         runs alternate with the engine's swap-out runs,
  *                         median of --repeat
- *   swapdev_write_gib_s   lib/swapdev writing the same bytes as scattered
+ *   swapdev_write_gib_s   the swap file (lib/engine/swapfile.c, ring.c) writing the same bytes as scattered
  *                         4 KiB pages (random order), 64 pages per writev
  *                         into contiguous slots, completions through the
  *                         eventfd — what the engine's swap-out will do
@@ -40,7 +40,7 @@
  *                         CPU, on the other CPU sleeping in poll(), and on
  *                         the other CPU spinning
  *
- *   swapout_gib_s         the engine (lib/engine/swap.c) swapping out a copy of the
+ *   swapout_gib_s         the engine (lib/engine/swapout.c) swapping out a copy of the
  *                         same random pages: one swap interval (tracking
  *                         scan, MOVE to staging, writev, drop), timed to
  *                         the last write's end; a fresh engine per run,
