@@ -130,6 +130,16 @@ static inline pst_word pst_with_state(pst_word w, enum pst_state s)
 	return (w & ~PST_STATE_MASK) | (pst_word)s;
 }
 
+/* The word of a page that comes back to the guest from swap or from
+ * swap-out staging (swapin.c, swapout.c): RESIDENT with no slot, keeping
+ * the other fields but WAITERS/DISCARDED. Never for a CACHED word: its
+ * slot would leak (cache_drop first). DISCARD_PENDING stays: a discarded
+ * SWAPPED page is a hole until a fault is served on it. */
+static inline pst_word resident_word(pst_word w)
+{
+	return pst_with_state(w, PST_RESIDENT) & ~(PST_SLOT_LO_MASK | PST_WAITERS | PST_DISCARDED | PST_CACHED);
+}
+
 static inline unsigned pst_age(pst_word w)
 {
 	return (unsigned)((w & PST_AGE_MASK) >> PST_AGE_SHIFT);

@@ -37,7 +37,6 @@
 #include "engine/internal.h"
 #include "engine/lock.h"
 #include "engine/uffd.h"
-#include "engine/swap-internal.h"
 #include "engine/swapcache.h"
 #include "engine/swapdev.h"
 #include "engine/swapin.h"

@@ -48,7 +48,6 @@
 #include "engine/internal.h"
 #include "engine/lock.h"
 #include "engine/uffd.h"
-#include "engine/swap-internal.h"
 #include "engine/swap-knobs.h"
 #include "engine/swapcache.h"
 #include "engine/swapdev.h"
