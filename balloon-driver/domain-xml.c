@@ -60,7 +60,7 @@ static const char *last_tag(const char *from, const char *to, const char *name, 
 	return found;
 }
 
-unsigned ovc_balloon_caps_from_xml(const char *xml)
+unsigned ovcd_balloon_caps_from_xml(const char *xml)
 {
 	const char *xml_end = xml + strlen(xml);
 	const char *tag_close, *el = last_tag(xml, xml_end, "memballoon", &tag_close), *body_end, *stats, *st_end;

@@ -21,9 +21,9 @@
 #include <sys/un.h>
 
 #include "internal.h"
-#include "util.h"
+#include "common/util.h"
 
-uint64_t balloon_stale_sec(const ovc_balloon *b)
+uint64_t balloon_stale_sec(const ovcd_balloon *b)
 {
 	if (b->opts.stale_sec)
 		return b->opts.stale_sec;
@@ -32,7 +32,7 @@ uint64_t balloon_stale_sec(const ovc_balloon *b)
 	return 3 * (uint64_t)MAX(b->opts.stats_period_sec, 1u) + 5;
 }
 
-unsigned balloon_confirm_msec(const ovc_balloon *b)
+unsigned balloon_confirm_msec(const ovcd_balloon *b)
 {
 	return b->opts.confirm_timeout_msec ? b->opts.confirm_timeout_msec : 30000;
 }
@@ -61,7 +61,7 @@ void balloon_escape(char *dst, size_t size, const char *src)
 	dst[o] = '\0';
 }
 
-int balloon_error(ovc_balloon *b, int err, const char *fmt, ...)
+int balloon_error(ovcd_balloon *b, int err, const char *fmt, ...)
 {
 	char raw[sizeof(b->error)];
 	va_list ap;
@@ -76,12 +76,12 @@ int balloon_error(ovc_balloon *b, int err, const char *fmt, ...)
 	return err;
 }
 
-const char *ovc_balloon_error(const ovc_balloon *b)
+const char *ovcd_balloon_error(const ovcd_balloon *b)
 {
 	return b ? b->error : "";
 }
 
-static void queue_push(ovc_balloon *b, const struct balloon_event *in)
+static void queue_push(ovcd_balloon *b, const struct balloon_event *in)
 {
 	struct balloon_event ev = *in;
 	uint64_t one = 1;
@@ -113,14 +113,14 @@ fail:
 		  in->guest ? in->guest : "");
 }
 
-void balloon_queue_event(ovc_balloon *b, enum ovc_balloon_event_type type, const char *guest,
+void balloon_queue_event(ovcd_balloon *b, enum ovcd_balloon_event_type type, const char *guest,
 			 uint64_t actual_bytes)
 {
 	queue_push(b, &(struct balloon_event){ .type = type, .guest = (char *)guest,
 					       .actual_bytes = actual_bytes, .request_bytes = OVC_UNKNOWN });
 }
 
-void balloon_queue_failed(ovc_balloon *b, const char *guest, enum ovc_balloon_request request,
+void balloon_queue_failed(ovcd_balloon *b, const char *guest, enum ovcd_balloon_request request,
 			  uint64_t request_bytes, int err, const char *error)
 {
 	queue_push(b, &(struct balloon_event){ .type = OVC_BALLOON_EVENT_FAILED, .guest = (char *)guest,
@@ -129,7 +129,7 @@ void balloon_queue_failed(ovc_balloon *b, const char *guest, enum ovc_balloon_re
 					       .error = (char *)error });
 }
 
-int balloon_watch_fd(ovc_balloon *b, int fd)
+int balloon_watch_fd(ovcd_balloon *b, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
 
@@ -138,12 +138,12 @@ int balloon_watch_fd(ovc_balloon *b, int fd)
 	return 0;
 }
 
-void balloon_unwatch_fd(ovc_balloon *b, int fd)
+void balloon_unwatch_fd(ovcd_balloon *b, int fd)
 {
 	epoll_ctl(b->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-int balloon_watch_dir(ovc_balloon *b, const char *dir, int dir_fd, const char *what, int *ret_fd)
+int balloon_watch_dir(ovcd_balloon *b, const char *dir, int dir_fd, const char *what, int *ret_fd)
 {
 	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), r;
 	char at[64];
@@ -177,12 +177,12 @@ bool balloon_drain_inotify(int fd)
 	return any;
 }
 
-int ovc_balloon_new(const struct ovc_balloon_opts *opts, ovc_balloon **ret)
+int ovcd_balloon_new(const struct ovcd_balloon_opts *opts, ovcd_balloon **ret)
 {
-	ovc_balloon *b;
+	ovcd_balloon *b;
 	int r;
 
-	if (!opts || !ret || opts->size < offsetof(struct ovc_balloon_opts, event_userdata) +
+	if (!opts || !ret || opts->size < offsetof(struct ovcd_balloon_opts, event_userdata) +
 						     sizeof(opts->event_userdata) ||
 	    opts->size > sizeof(*opts))
 		return -EINVAL;
@@ -234,11 +234,11 @@ int ovc_balloon_new(const struct ovc_balloon_opts *opts, ovc_balloon **ret)
 	*ret = b;
 	return 0;
 fail:
-	ovc_balloon_free(b);
+	ovcd_balloon_free(b);
 	return r;
 }
 
-static void drop_queue(ovc_balloon *b)
+static void drop_queue(ovcd_balloon *b)
 {
 	for (size_t i = 0; i < b->queue_n; i++) {
 		free(b->queue[i].guest);
@@ -249,7 +249,7 @@ static void drop_queue(ovc_balloon *b)
 	b->queue_n = b->queue_cap = 0;
 }
 
-void ovc_balloon_free(ovc_balloon *b)
+void ovcd_balloon_free(ovcd_balloon *b)
 {
 	if (!b)
 		return;
@@ -268,7 +268,7 @@ void ovc_balloon_free(ovc_balloon *b)
 
 /* ---- the cache of every guest's last figures ---- */
 
-struct ovc_balloon_guest *balloon_cache_get(ovc_balloon *b, const char *name)
+struct ovcd_balloon_guest *balloon_cache_get(ovcd_balloon *b, const char *name)
 {
 	for (size_t i = 0; i < b->cache_n; i++)
 		if (strcmp(b->cache[i].name, name) == 0)
@@ -276,14 +276,14 @@ struct ovc_balloon_guest *balloon_cache_get(ovc_balloon *b, const char *name)
 	return NULL;
 }
 
-int balloon_cache_put(ovc_balloon *b, const struct ovc_balloon_guest *g)
+int balloon_cache_put(ovcd_balloon *b, const struct ovcd_balloon_guest *g)
 {
-	struct ovc_balloon_guest *c = balloon_cache_get(b, g->name);
+	struct ovcd_balloon_guest *c = balloon_cache_get(b, g->name);
 
 	if (!c) {
 		if (b->cache_n == b->cache_cap) {
 			size_t cap = b->cache_cap ? b->cache_cap * 2 : 8;
-			struct ovc_balloon_guest *p = realloc(b->cache, cap * sizeof(*p));
+			struct ovcd_balloon_guest *p = realloc(b->cache, cap * sizeof(*p));
 
 			if (!p)
 				return -ENOMEM;
@@ -297,9 +297,9 @@ int balloon_cache_put(ovc_balloon *b, const struct ovc_balloon_guest *g)
 	return 0;
 }
 
-void balloon_cache_drop(ovc_balloon *b, const char *name)
+void balloon_cache_drop(ovcd_balloon *b, const char *name)
 {
-	struct ovc_balloon_guest *c = balloon_cache_get(b, name);
+	struct ovcd_balloon_guest *c = balloon_cache_get(b, name);
 
 	if (!c)
 		return;
@@ -310,19 +310,19 @@ void balloon_cache_drop(ovc_balloon *b, const char *name)
 /* The cached figures as of now: guest-side figures whose guest stopped
  * answering go stale like any others, and figures nobody refreshed for the
  * staleness limit (a monitor that stopped answering) too. */
-static void cache_read(const ovc_balloon *b, const struct ovc_balloon_guest *c, struct ovc_balloon_guest *ret)
+static void cache_read(const ovcd_balloon *b, const struct ovcd_balloon_guest *c, struct ovcd_balloon_guest *ret)
 {
 	uint64_t max_age = balloon_stale_sec(b);
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
 
 	*ret = *c;
-	if (ovc_known(ret->stats.guest_update_sec))
-		ovc_guest_stats_sanitize(&ret->stats, now_usec(CLOCK_REALTIME) / USEC_PER_SEC, max_age);
+	if (ovcd_known(ret->stats.guest_update_sec))
+		ovcd_guest_stats_sanitize(&ret->stats, now_usec(CLOCK_REALTIME) / USEC_PER_SEC, max_age);
 	if (ret->stats.collected_usec && now - ret->stats.collected_usec > max_age * USEC_PER_SEC &&
 	    !ret->stats.stale) {
-		struct ovc_guest_stats st;
+		struct ovcd_guest_stats st;
 
-		ovc_guest_stats_reset(&st);
+		ovcd_guest_stats_reset(&st);
 		st.collected_usec = ret->stats.collected_usec;
 		st.max_bytes = ret->stats.max_bytes;
 		st.actual_bytes = ret->stats.actual_bytes;
@@ -333,9 +333,9 @@ static void cache_read(const ovc_balloon *b, const struct ovc_balloon_guest *c, 
 	}
 }
 
-int ovc_balloon_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)
+int ovcd_balloon_list(ovcd_balloon *b, struct ovcd_balloon_guest **ret, size_t *ret_n)
 {
-	struct ovc_balloon_guest *out;
+	struct ovcd_balloon_guest *out;
 	int r;
 
 	if (!b || !ret || !ret_n)
@@ -357,7 +357,7 @@ int ovc_balloon_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret
 }
 
 /* "failed to <what> of '<name>'<suffix>: <the backend's reason>" */
-static int guest_error(ovc_balloon *b, int r, const char *name, const char *what, const char *suffix)
+static int guest_error(ovcd_balloon *b, int r, const char *name, const char *what, const char *suffix)
 {
 	char why[sizeof(b->error)];
 
@@ -366,9 +366,9 @@ static int guest_error(ovc_balloon *b, int r, const char *name, const char *what
 			     why[0] ? why : ovc_strerror(r));
 }
 
-static int lookup(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
+static int lookup(ovcd_balloon *b, const char *name, struct ovcd_balloon_guest *ret)
 {
-	const struct ovc_balloon_guest *c = balloon_cache_get(b, name);
+	const struct ovcd_balloon_guest *c = balloon_cache_get(b, name);
 
 	if (!c)
 		return balloon_error(b, -ENOENT, "%s", b->ops->no_such_guest);
@@ -376,9 +376,9 @@ static int lookup(ovc_balloon *b, const char *name, struct ovc_balloon_guest *re
 	return 0;
 }
 
-int ovc_balloon_guest(ovc_balloon *b, const char *name, struct ovc_balloon_guest *ret)
+int ovcd_balloon_guest(ovcd_balloon *b, const char *name, struct ovcd_balloon_guest *ret)
 {
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 	int r;
 
 	if (!b || !name || !ret)
@@ -397,10 +397,10 @@ static const char *verb(uint64_t from, uint64_t to)
 	return to < from ? "inflate" : "deflate";
 }
 
-static void request_sentence(ovc_balloon *b, char *buf, size_t size, const char *name,
-			     enum ovc_balloon_request req, uint64_t bytes, const char *why)
+static void request_sentence(ovcd_balloon *b, char *buf, size_t size, const char *name,
+			     enum ovcd_balloon_request req, uint64_t bytes, const char *why)
 {
-	const struct ovc_balloon_guest *c = balloon_cache_get(b, name);
+	const struct ovcd_balloon_guest *c = balloon_cache_get(b, name);
 	char raw[sizeof(b->error)];
 
 	if (req == OVC_BALLOON_REQ_RECLAIM)
@@ -412,7 +412,7 @@ static void request_sentence(ovc_balloon *b, char *buf, size_t size, const char 
 	balloon_escape(buf, size, raw);
 }
 
-void balloon_request_done(ovc_balloon *b, const char *name, enum ovc_balloon_request req, uint64_t bytes,
+void balloon_request_done(ovcd_balloon *b, const char *name, enum ovcd_balloon_request req, uint64_t bytes,
 			  int err, const char *why)
 {
 	char sentence[sizeof(b->error)];
@@ -437,10 +437,10 @@ void balloon_request_done(ovc_balloon *b, const char *name, enum ovc_balloon_req
 
 /* Run the backend until the waiter is answered, or until @deadline_usec
  * (CLOCK_MONOTONIC), in slices of at most @slice_msec, with queued events
- * left for the next ovc_balloon_process(): callbacks run from there only.
+ * left for the next ovcd_balloon_process(): callbacks run from there only.
  * The eventfd leaves the pollable set meanwhile, else the events queued
  * would keep it readable and this would spin. */
-static void run_backend(ovc_balloon *b, uint64_t deadline_usec, unsigned slice_msec)
+static void run_backend(ovcd_balloon *b, uint64_t deadline_usec, unsigned slice_msec)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = b->event_fd }, evs[16];
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
@@ -461,7 +461,7 @@ static void run_backend(ovc_balloon *b, uint64_t deadline_usec, unsigned slice_m
 	(void)b->ops->process(b);
 }
 
-static int target_error(ovc_balloon *b, int r, const char *name, uint64_t from, uint64_t to)
+static int target_error(ovcd_balloon *b, int r, const char *name, uint64_t from, uint64_t to)
 {
 	char what[32], target[48];
 
@@ -472,7 +472,7 @@ static int target_error(ovc_balloon *b, int r, const char *name, uint64_t from, 
 
 /* OVC_BALLOON_TARGET_WAIT: the request queued; wait for the hypervisor's
  * answer and then for the balloon to get there. */
-static int wait_target(ovc_balloon *b, const char *name, uint64_t start, uint64_t target_bytes)
+static int wait_target(ovcd_balloon *b, const char *name, uint64_t start, uint64_t target_bytes)
 {
 	struct balloon_waiter *w = &b->waiter;
 	/* The guest balloons in 4 KiB pages and libvirt reports KiB, and
@@ -484,7 +484,7 @@ static int wait_target(ovc_balloon *b, const char *name, uint64_t start, uint64_
 
 	for (;;) {
 		uint64_t now = now_usec(CLOCK_MONOTONIC), actual;
-		struct ovc_balloon_guest g;
+		struct ovcd_balloon_guest g;
 
 		if (w->done && w->err < 0) {
 			r = w->err;
@@ -532,10 +532,10 @@ static int wait_target(ovc_balloon *b, const char *name, uint64_t start, uint64_
 	}
 }
 
-int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes,
+int ovcd_balloon_set_target(ovcd_balloon *b, const char *name, uint64_t target_bytes,
 			   unsigned flags)
 {
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 	uint64_t start;
 	int r;
 
@@ -583,10 +583,10 @@ int ovc_balloon_set_target(ovc_balloon *b, const char *name, uint64_t target_byt
 	return wait_target(b, name, start, target_bytes);
 }
 
-int ovc_balloon_set_reclaim(ovc_balloon *b, const char *name, uint64_t reclaim_bytes,
+int ovcd_balloon_set_reclaim(ovcd_balloon *b, const char *name, uint64_t reclaim_bytes,
 			    unsigned flags)
 {
-	struct ovc_balloon_guest g;
+	struct ovcd_balloon_guest g;
 	char target[48];
 	int r;
 
@@ -671,7 +671,7 @@ out:
 /* Bounded: a directory flooded with dead sockets costs a fixed amount. */
 #define FAIL_MAX 1024
 
-static struct balloon_fail *fail_find(ovc_balloon *b, dev_t dev, ino_t ino)
+static struct balloon_fail *fail_find(ovcd_balloon *b, dev_t dev, ino_t ino)
 {
 	for (size_t i = 0; i < b->fail_n; i++)
 		if (b->fail[i].dev == dev && b->fail[i].ino == ino)
@@ -679,7 +679,7 @@ static struct balloon_fail *fail_find(ovc_balloon *b, dev_t dev, ino_t ino)
 	return NULL;
 }
 
-bool balloon_fail_blocked(ovc_balloon *b, dev_t dev, ino_t ino)
+bool balloon_fail_blocked(ovcd_balloon *b, dev_t dev, ino_t ino)
 {
 	struct balloon_fail *f = fail_find(b, dev, ino);
 
@@ -688,13 +688,13 @@ bool balloon_fail_blocked(ovc_balloon *b, dev_t dev, ino_t ino)
 	return f && now_usec(CLOCK_MONOTONIC) < f->retry_usec;
 }
 
-void balloon_fail_sweep_begin(ovc_balloon *b)
+void balloon_fail_sweep_begin(ovcd_balloon *b)
 {
 	for (size_t i = 0; i < b->fail_n; i++)
 		b->fail[i].seen = false;
 }
 
-void balloon_fail_sweep_end(ovc_balloon *b)
+void balloon_fail_sweep_end(ovcd_balloon *b)
 {
 	size_t k = 0;
 
@@ -704,7 +704,7 @@ void balloon_fail_sweep_end(ovc_balloon *b)
 	b->fail_n = k;
 }
 
-bool balloon_fail_note(ovc_balloon *b, dev_t dev, ino_t ino, unsigned min_msec, unsigned max_msec)
+bool balloon_fail_note(ovcd_balloon *b, dev_t dev, ino_t ino, unsigned min_msec, unsigned max_msec)
 {
 	struct balloon_fail *f = fail_find(b, dev, ino);
 	bool first = !f;
@@ -740,7 +740,7 @@ add:
 	return first;
 }
 
-void balloon_fail_clear(ovc_balloon *b, dev_t dev, ino_t ino)
+void balloon_fail_clear(ovcd_balloon *b, dev_t dev, ino_t ino)
 {
 	struct balloon_fail *f = fail_find(b, dev, ino);
 
@@ -767,17 +767,17 @@ bool balloon_breaker_open(const struct balloon_breaker *k, uint64_t now)
 	return now < k->open_until_usec;
 }
 
-int ovc_balloon_fd(const ovc_balloon *b)
+int ovcd_balloon_fd(const ovcd_balloon *b)
 {
 	return b ? b->epoll_fd : -EINVAL;
 }
 
-int ovc_balloon_timeout_msec(const ovc_balloon *b)
+int ovcd_balloon_timeout_msec(const ovcd_balloon *b)
 {
 	return b && b->ops->timeout_msec ? b->ops->timeout_msec(b) : -1;
 }
 
-int ovc_balloon_process(ovc_balloon *b)
+int ovcd_balloon_process(ovcd_balloon *b)
 {
 	struct epoll_event evs[16];
 	uint64_t cnt;
@@ -803,16 +803,16 @@ int ovc_balloon_process(ovc_balloon *b)
 		b->queue_n--;
 		pthread_mutex_unlock(&b->lock);
 
-		if (ev.type == OVC_BALLOON_EVENT_CHANGED && ev.guest && ovc_known(ev.actual_bytes)) {
+		if (ev.type == OVC_BALLOON_EVENT_CHANGED && ev.guest && ovcd_known(ev.actual_bytes)) {
 			/* libvirt's event comes from its own thread: the cache
 			 * learns the balloon's new size here. */
-			struct ovc_balloon_guest *c = balloon_cache_get(b, ev.guest);
+			struct ovcd_balloon_guest *c = balloon_cache_get(b, ev.guest);
 
 			if (c && ev.actual_bytes <= c->stats.max_bytes)
 				c->stats.actual_bytes = ev.actual_bytes;
 		}
 		if (b->opts.event_fn) {
-			struct ovc_balloon_event pub = { ev.type,	  ev.guest, ev.actual_bytes, ev.request,
+			struct ovcd_balloon_event pub = { ev.type,	  ev.guest, ev.actual_bytes, ev.request,
 							 ev.request_bytes, ev.err,   ev.error };
 
 			b->opts.event_fn(b->opts.event_userdata, &pub);

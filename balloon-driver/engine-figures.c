@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "engine-figures.h"
-#include "util.h"
+#include "common/util.h"
 
 /* Pages (OVC_PAGE_SIZE) in bytes; a count that would overflow is a lie and
  * stays unknown. */
@@ -21,7 +21,7 @@ static uint64_t pages_bytes(uint64_t pages)
 
 /* The optional swap figures (docs/engine-protocol.md): unknown unless the
  * engine sent them and they can be true. */
-static void fill_swap(const struct ep_reply *rp, uint64_t max, struct ovc_engine_swap_stats *out)
+static void fill_swap(const struct ep_reply *rp, uint64_t max, struct ovcd_engine_swap_stats *out)
 {
 	const struct ep_stats *st = &rp->st;
 	unsigned have = rp->have;
@@ -56,17 +56,17 @@ uint64_t engine_max_bytes(const struct ep_reply *rp, uint64_t vm_bytes)
 	 * 1 GiB counts as at most 1 GiB in every ratio and sum. */
 	if (rp->have & EP_HAVE_REGION)
 		max = MIN(max, rp->st.region_bytes);
-	if (ovc_known(vm_bytes))
+	if (ovcd_known(vm_bytes))
 		max = MIN(max, vm_bytes);
 	return max;
 }
 
-void engine_figures(const struct ep_reply *rp, uint64_t vm_bytes, struct ovc_guest_stats *out)
+void engine_figures(const struct ep_reply *rp, uint64_t vm_bytes, struct ovcd_guest_stats *out)
 {
 	const struct ep_stats *st = &rp->st;
 	uint64_t max = engine_max_bytes(rp, vm_bytes);
 
-	ovc_guest_stats_reset(out);
+	ovcd_guest_stats_reset(out);
 	out->max_bytes = max;
 	out->actual_bytes = max; /* an engine has no balloon */
 	out->engine_zero_bytes = MIN(st->zero_bytes, max);

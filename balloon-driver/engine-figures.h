@@ -8,8 +8,8 @@
 
 #include <stdint.h>
 
-#include "endpoint-proto.h"
-#include "guest.h"
+#include "common/endpoint-proto.h"
+#include "host/guest.h"
 
 /* The engine's maximum as believed: its claim, at most the RAM it
  * registered (when it says), the VMM's address space @vm_bytes (the
@@ -19,6 +19,6 @@ uint64_t engine_max_bytes(const struct ep_reply *rp, uint64_t vm_bytes);
 /* Fill @out (reset first) from a stats reply: actual = max (no balloon),
  * no guest-side figures, engine figures clamped to the maximum, optional
  * ones unknown unless sent and possible. collected_usec stays 0. */
-void engine_figures(const struct ep_reply *rp, uint64_t vm_bytes, struct ovc_guest_stats *out);
+void engine_figures(const struct ep_reply *rp, uint64_t vm_bytes, struct ovcd_guest_stats *out);
 
 #endif

@@ -18,7 +18,7 @@
  * mailbox (struct lv_mailbox, under its mutex): refresh() asks for fresh
  * bulk stats, set_target() queues a target; process() takes the figures
  * into the handle's cache and the answers to balloon_request_done().
- * ovc_balloon_new() connects in the caller's thread, before the worker
+ * ovcd_balloon_new() connects in the caller's thread, before the worker
  * starts, so that an unreachable libvirtd is -ENOTCONN at once.
  *
  * libvirt delivers events, keepalive and close notifications only from an
@@ -30,7 +30,7 @@
  * below; they touch nothing but the handle's event queue (under its lock)
  * and the atomic `lost` flag.
  *
- * Lock order: lv_mailbox.lock, then ovc_balloon.lock (the event queue);
+ * Lock order: lv_mailbox.lock, then ovcd_balloon.lock (the event queue);
  * neither is held across a libvirt call.
  *
  * libvirt's default error handler prints to stderr; a library must not,
@@ -50,7 +50,7 @@
 #include <libvirt/virterror.h>
 
 #include "internal.h"
-#include "util.h"
+#include "common/util.h"
 
 /* Keepalive: a probe every 5 s, the connection counts as dead after 3
  * unanswered ones (~20 s), so a hung libvirtd is noticed too, not only a
@@ -95,7 +95,7 @@ struct lv_mailbox {
 	size_t absent_n;
 	/* to the caller */
 	bool have_list;
-	struct ovc_balloon_guest *list;
+	struct ovcd_balloon_guest *list;
 	size_t list_n;
 	struct lv_req *done;
 	size_t done_n;
@@ -121,12 +121,12 @@ struct lv_backend {
 	bool worker_running;
 };
 
-static struct lv_backend *be(const ovc_balloon *b)
+static struct lv_backend *be(const ovcd_balloon *b)
 {
 	return b->backend;
 }
 
-static const char *uri_of(const ovc_balloon *b)
+static const char *uri_of(const ovcd_balloon *b)
 {
 	return b->opts.uri ? b->opts.uri : "qemu:///system";
 }
@@ -205,7 +205,7 @@ static void loop_put(void)
 
 static void on_close(virConnectPtr conn, int reason, void *opaque)
 {
-	ovc_balloon *b = opaque;
+	ovcd_balloon *b = opaque;
 
 	(void)conn;
 	if (!atomic_exchange(&be(b)->lost, true)) {
@@ -220,7 +220,7 @@ static void on_close(virConnectPtr conn, int reason, void *opaque)
 
 static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
 {
-	ovc_balloon *b = opaque;
+	ovcd_balloon *b = opaque;
 
 	(void)conn;
 	(void)detail;
@@ -233,7 +233,7 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 
 static void on_balloon(virConnectPtr conn, virDomainPtr dom, unsigned long long actual_kib, void *opaque)
 {
-	ovc_balloon *b = opaque;
+	ovcd_balloon *b = opaque;
 
 	(void)conn;
 	balloon_queue_event(b, OVC_BALLOON_EVENT_CHANGED, virDomainGetName(dom),
@@ -243,7 +243,7 @@ static void on_balloon(virConnectPtr conn, virDomainPtr dom, unsigned long long 
 /* --- Errors (worker) --- */
 
 /* libvirt's last error as -errno, with its text in @reason. */
-static int lv_errno(ovc_balloon *b, char *reason, size_t size)
+static int lv_errno(ovcd_balloon *b, char *reason, size_t size)
 {
 	virErrorPtr e = virGetLastError();
 	int code = e ? e->code : VIR_ERR_INTERNAL_ERROR;
@@ -277,8 +277,8 @@ static int lv_errno(ovc_balloon *b, char *reason, size_t size)
 }
 
 /* Keep the reason of a failure in l->why (the worker's), return @err. */
-static int lv_fail(ovc_balloon *b, int err, const char *fmt, ...) _printf_(3, 4);
-static int lv_fail(ovc_balloon *b, int err, const char *fmt, ...)
+static int lv_fail(ovcd_balloon *b, int err, const char *fmt, ...) _printf_(3, 4);
+static int lv_fail(ovcd_balloon *b, int err, const char *fmt, ...)
 {
 	struct lv_backend *l = be(b);
 	va_list ap;
@@ -290,7 +290,7 @@ static int lv_fail(ovc_balloon *b, int err, const char *fmt, ...)
 	return err;
 }
 
-static int lv_error(ovc_balloon *b)
+static int lv_error(ovcd_balloon *b)
 {
 	char reason[300];
 	int r = lv_errno(b, reason, sizeof(reason));
@@ -300,7 +300,7 @@ static int lv_error(ovc_balloon *b)
 
 /* --- Connection (worker; the opener before it starts) --- */
 
-static void disconnect(ovc_balloon *b)
+static void disconnect(ovcd_balloon *b)
 {
 	struct lv_backend *l = be(b);
 
@@ -317,7 +317,7 @@ static void disconnect(ovc_balloon *b)
 	l->cb_lifecycle = l->cb_balloon = -1;
 }
 
-static int try_connect(ovc_balloon *b)
+static int try_connect(ovcd_balloon *b)
 {
 	struct lv_backend *l = be(b);
 	char reason[300];
@@ -351,7 +351,7 @@ fail:
 }
 
 /* Connected, or -ENOTCONN. Reconnects when the back-off has passed. */
-static int ensure_conn(ovc_balloon *b)
+static int ensure_conn(ovcd_balloon *b)
 {
 	struct lv_backend *l = be(b);
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
@@ -385,7 +385,7 @@ static int ensure_conn(ovc_balloon *b)
 
 /* --- Guests (worker) --- */
 
-static struct lv_guest *guest_state(ovc_balloon *b, virDomainPtr dom)
+static struct lv_guest *guest_state(ovcd_balloon *b, virDomainPtr dom)
 {
 	struct lv_backend *l = be(b);
 	char uuid[VIR_UUID_STRING_BUFLEN];
@@ -433,7 +433,7 @@ static pid_t qemu_pid(const char *name)
 	return v > 0 && v <= INT32_MAX ? (pid_t)v : 0;
 }
 
-static int refresh_caps(ovc_balloon *b, virDomainPtr dom, struct lv_guest *s)
+static int refresh_caps(ovcd_balloon *b, virDomainPtr dom, struct lv_guest *s)
 {
 	char *xml;
 
@@ -442,7 +442,7 @@ static int refresh_caps(ovc_balloon *b, virDomainPtr dom, struct lv_guest *s)
 	xml = virDomainGetXMLDesc(dom, 0);
 	if (!xml)
 		return lv_error(b);
-	s->caps = ovc_balloon_caps_from_xml(xml);
+	s->caps = ovcd_balloon_caps_from_xml(xml);
 	free(xml);
 	s->caps_known = true;
 	if (s->caps & OVC_BALLOON_CAP_STATS_POLLING)
@@ -450,7 +450,7 @@ static int refresh_caps(ovc_balloon *b, virDomainPtr dom, struct lv_guest *s)
 	return 0;
 }
 
-static void enable_polling(ovc_balloon *b, virDomainPtr dom, struct lv_guest *s)
+static void enable_polling(ovcd_balloon *b, virDomainPtr dom, struct lv_guest *s)
 {
 	if (!(s->caps & OVC_BALLOON_CAP_DEVICE) || (s->caps & OVC_BALLOON_CAP_STATS_POLLING) ||
 	    !b->opts.stats_period_sec)
@@ -466,9 +466,9 @@ static void enable_polling(ovc_balloon *b, virDomainPtr dom, struct lv_guest *s)
 	s->polling_since_usec = now_usec(CLOCK_MONOTONIC);
 }
 
-static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct ovc_balloon_guest *out)
+static int record_to_guest(ovcd_balloon *b, virDomainStatsRecordPtr rec, struct ovcd_balloon_guest *out)
 {
-	struct ovc_balloon_kv kv[32];
+	struct ovcd_balloon_kv kv[32];
 	struct lv_guest *s;
 	size_t n = 0;
 	int r;
@@ -489,8 +489,8 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 
 	for (int i = 0; i < rec->nparams && n < ARRAY_SIZE(kv); i++)
 		if (rec->params[i].type == VIR_TYPED_PARAM_ULLONG)
-			kv[n++] = (struct ovc_balloon_kv){ rec->params[i].field, rec->params[i].value.ul };
-	r = ovc_balloon_stats_from_libvirt(kv, n, now_usec(CLOCK_REALTIME) / USEC_PER_SEC,
+			kv[n++] = (struct ovcd_balloon_kv){ rec->params[i].field, rec->params[i].value.ul };
+	r = ovcd_balloon_stats_from_libvirt(kv, n, now_usec(CLOCK_REALTIME) / USEC_PER_SEC,
 					   balloon_stale_sec(b), &out->stats);
 	if (r < 0) {
 		/* No balloon group (no balloon device, or a job held the
@@ -499,14 +499,14 @@ static int record_to_guest(ovc_balloon *b, virDomainStatsRecordPtr rec, struct o
 
 		if (virDomainGetInfo(rec->dom, &info) < 0)
 			return lv_error(b);
-		ovc_guest_stats_reset(&out->stats);
+		ovcd_guest_stats_reset(&out->stats);
 		out->stats.max_bytes = (uint64_t)info.maxMem * KIB;
 		out->stats.actual_bytes = (uint64_t)info.memory * KIB;
 		out->stats.stale = true;
 	}
 	out->stats.collected_usec = now_usec(CLOCK_MONOTONIC);
 	if (out->stats.actual_bytes != out->stats.max_bytes ||
-	    (ovc_known(out->stats.guest_update_sec) && out->stats.guest_update_sec > 0))
+	    (ovcd_known(out->stats.guest_update_sec) && out->stats.guest_update_sec > 0))
 		s->seen_update = true;
 
 	s->listed = true;
@@ -537,10 +537,10 @@ static void forget_unlisted(struct lv_backend *l)
 }
 
 /* Every running domain's figures: a malloc'ed array. */
-static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n)
+static int lv_list(ovcd_balloon *b, struct ovcd_balloon_guest **ret, size_t *ret_n)
 {
 	virDomainStatsRecordPtr *recs = NULL;
-	struct ovc_balloon_guest *out;
+	struct ovcd_balloon_guest *out;
 	size_t n = 0;
 	int nrec, r;
 
@@ -575,7 +575,7 @@ static int lv_list(ovc_balloon *b, struct ovc_balloon_guest **ret, size_t *ret_n
 }
 
 /* A running domain by name. */
-static int lookup(ovc_balloon *b, const char *name, virDomainPtr *ret)
+static int lookup(ovcd_balloon *b, const char *name, virDomainPtr *ret)
 {
 	virDomainPtr dom;
 	int r = ensure_conn(b);
@@ -593,11 +593,11 @@ static int lookup(ovc_balloon *b, const char *name, virDomainPtr *ret)
 	return 0;
 }
 
-static int do_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes)
+static int do_set_target(ovcd_balloon *b, const char *name, uint64_t target_bytes)
 {
 	virDomainPtr dom = NULL;
 	unsigned long kib;
-	int r = ovc_balloon_bytes_to_kib(target_bytes, &kib);
+	int r = ovcd_balloon_bytes_to_kib(target_bytes, &kib);
 
 	if (r < 0)
 		return lv_fail(b, r, "the target is less than 1 KiB");
@@ -611,7 +611,7 @@ static int do_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes
 	return r;
 }
 
-static void do_mark_absent(ovc_balloon *b, const char *name)
+static void do_mark_absent(ovcd_balloon *b, const char *name)
 {
 	virDomainPtr dom;
 
@@ -634,7 +634,7 @@ static void wake_caller(struct lv_backend *l)
 }
 
 /* Say whether the connection is up, for refresh() in the caller's thread. */
-static void post_conn_state(ovc_balloon *b, int r)
+static void post_conn_state(ovcd_balloon *b, int r)
 {
 	struct lv_backend *l = be(b);
 
@@ -647,7 +647,7 @@ static void post_conn_state(ovc_balloon *b, int r)
 
 static void *worker_main(void *arg)
 {
-	ovc_balloon *b = arg;
+	ovcd_balloon *b = arg;
 	struct lv_backend *l = be(b);
 	struct lv_mailbox *mb = &l->mb;
 
@@ -705,7 +705,7 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		if (refresh) {
-			struct ovc_balloon_guest *list = NULL;
+			struct ovcd_balloon_guest *list = NULL;
 			size_t n = 0;
 			int r = lv_list(b, &list, &n);
 
@@ -739,7 +739,7 @@ static void *worker_main(void *arg)
 
 /* --- The caller's side --- */
 
-static int lv_refresh(ovc_balloon *b)
+static int lv_refresh(ovcd_balloon *b)
 {
 	struct lv_backend *l = be(b);
 	int r = 0;
@@ -753,13 +753,13 @@ static int lv_refresh(ovc_balloon *b)
 	return r;
 }
 
-static int lv_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes)
+static int lv_set_target(ovcd_balloon *b, const char *name, uint64_t target_bytes)
 {
 	struct lv_backend *l = be(b);
 	struct lv_mailbox *mb = &l->mb;
 	unsigned long kib;
 	struct lv_req *p;
-	int r = ovc_balloon_bytes_to_kib(target_bytes, &kib);
+	int r = ovcd_balloon_bytes_to_kib(target_bytes, &kib);
 
 	if (r < 0)
 		return balloon_error(b, r, "the target is less than 1 KiB");
@@ -790,10 +790,10 @@ static int lv_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes
 	return 0;
 }
 
-static void lv_mark_absent(ovc_balloon *b, const char *name)
+static void lv_mark_absent(ovcd_balloon *b, const char *name)
 {
 	struct lv_mailbox *mb = &be(b)->mb;
-	struct ovc_balloon_guest *c = balloon_cache_get(b, name);
+	struct ovcd_balloon_guest *c = balloon_cache_get(b, name);
 	char(*p)[OVC_BALLOON_NAME_MAX];
 
 	if (c)
@@ -808,11 +808,11 @@ static void lv_mark_absent(ovc_balloon *b, const char *name)
 	pthread_mutex_unlock(&mb->lock);
 }
 
-static int lv_process(ovc_balloon *b)
+static int lv_process(ovcd_balloon *b)
 {
 	struct lv_backend *l = be(b);
 	struct lv_mailbox *mb = &l->mb;
-	struct ovc_balloon_guest *list = NULL;
+	struct ovcd_balloon_guest *list = NULL;
 	struct lv_req *done;
 	size_t list_n = 0, done_n;
 	bool have_list;
@@ -847,7 +847,7 @@ static int lv_process(ovc_balloon *b)
 		}
 		for (size_t j = 0; j < list_n; j++) {
 			/* A guest marked absent since the worker read it. */
-			const struct ovc_balloon_guest *c = balloon_cache_get(b, list[j].name);
+			const struct ovcd_balloon_guest *c = balloon_cache_get(b, list[j].name);
 
 			if (c && c->driver == OVC_BALLOON_DRIVER_ABSENT && list[j].driver == OVC_BALLOON_DRIVER_UNKNOWN)
 				list[j].driver = OVC_BALLOON_DRIVER_ABSENT;
@@ -862,12 +862,12 @@ static int lv_process(ovc_balloon *b)
 	return 0;
 }
 
-static int lv_timeout_msec(const ovc_balloon *b)
+static int lv_timeout_msec(const ovcd_balloon *b)
 {
 	return -1; /* the worker wakes us through the pollable set */
 }
 
-static void lv_close(ovc_balloon *b)
+static void lv_close(ovcd_balloon *b)
 {
 	struct lv_backend *l = be(b);
 
@@ -899,7 +899,7 @@ static void lv_close(ovc_balloon *b)
 	b->backend = NULL;
 }
 
-static int lv_open(ovc_balloon *b)
+static int lv_open(ovcd_balloon *b)
 {
 	struct lv_backend *l = calloc(1, sizeof(*l));
 	pthread_condattr_t ca;

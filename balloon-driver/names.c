@@ -98,7 +98,7 @@ void balloon_names_assign(struct balloon_name_peer *v, size_t n)
 	}
 }
 
-bool ovc_balloon_may_join(const struct ovc_balloon_guest *balloon, const struct ovc_balloon_guest *engine)
+bool ovcd_balloon_may_join(const struct ovcd_balloon_guest *balloon, const struct ovcd_balloon_guest *engine)
 {
 	return balloon->pid > 0 && engine->pid == balloon->pid && strcmp(balloon->name, engine->name) == 0;
 }

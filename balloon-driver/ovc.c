@@ -22,10 +22,10 @@
  * balloon capability, no guest-side figures (OVC_UNKNOWN), and the engine's
  * own figures, clamped (engine-figures.c): its maximum never exceeds the
  * RAM it registered nor the VMM's address space. Its memory is steered with
- * ovc_balloon_set_reclaim().
+ * ovcd_balloon_set_reclaim().
  *
  * Threads: none of its own; everything runs in the thread that owns the
- * ovc_balloon handle. No locks (the event queue has its own).
+ * ovcd_balloon handle. No locks (the event queue has its own).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -36,10 +36,10 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "endpoint-proto.h"
+#include "common/endpoint-proto.h"
 #include "engine-figures.h"
 #include "internal.h"
-#include "util.h"
+#include "common/util.h"
 
 /* An engine answers from its own thread at once; a VMM so starved that it
  * cannot answer in this long is treated as not answering this request. */
@@ -82,7 +82,7 @@ struct eng {
 	char rd_buf[EP_REPLY_MAX];
 };
 
-struct ovc_backend {
+struct ovcd_backend {
 	const char *dir;
 	int dir_fd; /* O_PATH|O_DIRECTORY */
 	struct eng **v;
@@ -91,12 +91,12 @@ struct ovc_backend {
 	bool rescan;
 };
 
-static struct ovc_backend *be(const ovc_balloon *b)
+static struct ovcd_backend *be(const ovcd_balloon *b)
 {
 	return b->backend;
 }
 
-static void eng_close(ovc_balloon *b, struct eng *g)
+static void eng_close(ovcd_balloon *b, struct eng *g)
 {
 	if (g->fd >= 0) {
 		balloon_unwatch_fd(b, g->fd);
@@ -107,7 +107,7 @@ static void eng_close(ovc_balloon *b, struct eng *g)
 	ep_lines_init(&g->rd, g->rd_buf, sizeof(g->rd_buf));
 }
 
-static void eng_free(ovc_balloon *b, struct eng *g)
+static void eng_free(ovcd_balloon *b, struct eng *g)
 {
 	if (!g)
 		return;
@@ -139,7 +139,7 @@ static uint64_t vm_bytes_of(pid_t pid)
 
 /* The engine is gone: tell the caller (if it knew it), remember the socket
  * (if it never answered). */
-static void eng_lost(ovc_balloon *b, struct eng *g, int err, const char *why)
+static void eng_lost(ovcd_balloon *b, struct eng *g, int err, const char *why)
 {
 	if (g->dead)
 		return;
@@ -160,7 +160,7 @@ static void eng_lost(ovc_balloon *b, struct eng *g, int err, const char *why)
 }
 
 /* (Re)connect to the same socket file: it must still be that inode. */
-static int eng_connect(ovc_balloon *b, struct eng *g)
+static int eng_connect(ovcd_balloon *b, struct eng *g)
 {
 	struct balloon_peer p;
 	int r = balloon_connect(be(b)->dir_fd, g->file, &p);
@@ -183,7 +183,7 @@ static int eng_connect(ovc_balloon *b, struct eng *g)
 	return 0;
 }
 
-static int send_req(ovc_balloon *b, struct eng *g, enum req k)
+static int send_req(ovcd_balloon *b, struct eng *g, enum req k)
 {
 	char line[96];
 	ssize_t n;
@@ -210,11 +210,11 @@ static int send_req(ovc_balloon *b, struct eng *g, enum req k)
 	return 0;
 }
 
-static void publish(ovc_balloon *b, struct eng *g, const struct ep_reply *rp)
+static void publish(ovcd_balloon *b, struct eng *g, const struct ep_reply *rp)
 {
-	struct ovc_balloon_guest out;
+	struct ovcd_balloon_guest out;
 
-	if (ovc_known(rp->st.max_bytes) && rp->st.max_bytes != engine_max_bytes(rp, g->vm_bytes) && !g->listed)
+	if (ovcd_known(rp->st.max_bytes) && rp->st.max_bytes != engine_max_bytes(rp, g->vm_bytes) && !g->listed)
 		log_warning(b->opts.logger,
 			    "engine '%s' (pid %d) claims a maximum of %" PRIu64 " MiB; counted as %" PRIu64
 			    " MiB, the RAM it registered and its address space",
@@ -239,7 +239,7 @@ static void publish(ovc_balloon *b, struct eng *g, const struct ep_reply *rp)
 	}
 }
 
-static void on_reply(ovc_balloon *b, struct eng *g, const char *line, size_t len)
+static void on_reply(ovcd_balloon *b, struct eng *g, const char *line, size_t len)
 {
 	enum req k = g->inflight;
 	struct ep_reply rp;
@@ -265,7 +265,7 @@ static void on_reply(ovc_balloon *b, struct eng *g, const char *line, size_t len
 		balloon_request_done(b, g->name, OVC_BALLOON_REQ_RECLAIM, g->sent_reclaim, rp.ok ? 0 : rp.err,
 				     why);
 		if (rp.ok) {
-			struct ovc_balloon_guest *c = balloon_cache_get(b, g->name);
+			struct ovcd_balloon_guest *c = balloon_cache_get(b, g->name);
 
 			if (c)
 				c->stats.engine_target_bytes = MIN(g->sent_reclaim, c->stats.max_bytes);
@@ -280,7 +280,7 @@ static void on_reply(ovc_balloon *b, struct eng *g, const char *line, size_t len
 	publish(b, g, &rp);
 }
 
-static void eng_input(ovc_balloon *b, struct eng *g)
+static void eng_input(ovcd_balloon *b, struct eng *g)
 {
 	for (;;) {
 		const char *line;
@@ -329,7 +329,7 @@ static void eng_input(ovc_balloon *b, struct eng *g)
 	}
 }
 
-static void eng_step(ovc_balloon *b, struct eng *g, uint64_t now)
+static void eng_step(ovcd_balloon *b, struct eng *g, uint64_t now)
 {
 	int r;
 
@@ -381,7 +381,7 @@ static void eng_step(ovc_balloon *b, struct eng *g, uint64_t now)
 	}
 }
 
-static struct eng *find_name(struct ovc_backend *q, const char *name)
+static struct eng *find_name(struct ovcd_backend *q, const char *name)
 {
 	for (size_t i = 0; i < q->n; i++)
 		if (!q->v[i]->dead && q->v[i]->listed && strcmp(q->v[i]->name, name) == 0)
@@ -405,9 +405,9 @@ static bool is_engine_socket(const char *file, char *name, size_t size)
 
 /* A socket file not known yet: connect and ask for its first stats; it is
  * listed once they come. */
-static void eng_add(ovc_balloon *b, const char *file, const char *name, const struct stat *st)
+static void eng_add(ovcd_balloon *b, const char *file, const char *name, const struct stat *st)
 {
-	struct ovc_backend *q = be(b);
+	struct ovcd_backend *q = be(b);
 	struct balloon_peer p;
 	struct eng *g;
 	int r;
@@ -464,9 +464,9 @@ static void eng_add(ovc_balloon *b, const char *file, const char *name, const st
 
 /* Drop the dead, mark as stopped those whose socket file is gone or was
  * replaced, add the new ones. Never waits for a peer. */
-static void rescan(ovc_balloon *b)
+static void rescan(ovcd_balloon *b)
 {
-	struct ovc_backend *q = be(b);
+	struct ovcd_backend *q = be(b);
 	size_t k = 0;
 	DIR *d;
 	int fd;
@@ -511,9 +511,9 @@ static void rescan(ovc_balloon *b)
 	balloon_fail_sweep_end(b);
 }
 
-static int ovc_refresh(ovc_balloon *b)
+static int ovcd_refresh(ovcd_balloon *b)
 {
-	struct ovc_backend *q = be(b);
+	struct ovcd_backend *q = be(b);
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
 
 	if (q->rescan)
@@ -525,12 +525,12 @@ static int ovc_refresh(ovc_balloon *b)
 	return 0;
 }
 
-static int ovc_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes)
+static int ovcd_set_target(ovcd_balloon *b, const char *name, uint64_t target_bytes)
 {
 	return balloon_error(b, -ENODEV, "an embedded engine has no balloon device");
 }
 
-static int ovc_set_reclaim(ovc_balloon *b, const char *name, uint64_t reclaim_bytes)
+static int ovcd_set_reclaim(ovcd_balloon *b, const char *name, uint64_t reclaim_bytes)
 {
 	struct eng *g = find_name(be(b), name);
 
@@ -545,14 +545,14 @@ static int ovc_set_reclaim(ovc_balloon *b, const char *name, uint64_t reclaim_by
 	return 0;
 }
 
-static void ovc_mark_absent(ovc_balloon *b, const char *name)
+static void ovcd_mark_absent(ovcd_balloon *b, const char *name)
 {
 	/* No balloon, so nothing to mark. */
 }
 
-static int ovc_process(ovc_balloon *b)
+static int ovcd_process(ovcd_balloon *b)
 {
-	struct ovc_backend *q = be(b);
+	struct ovcd_backend *q = be(b);
 	uint64_t now;
 	bool any_dead = false;
 
@@ -570,9 +570,9 @@ static int ovc_process(ovc_balloon *b)
 	return 0;
 }
 
-static int ovc_timeout_msec(const ovc_balloon *b)
+static int ovcd_timeout_msec(const ovcd_balloon *b)
 {
-	const struct ovc_backend *q = be(b);
+	const struct ovcd_backend *q = be(b);
 	uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
 
 	for (size_t i = 0; i < q->n; i++) {
@@ -591,9 +591,9 @@ static int ovc_timeout_msec(const ovc_balloon *b)
 	return next <= now ? 0 : (int)MIN((next - now) / 1000 + 1, (uint64_t)INT32_MAX);
 }
 
-static void ovc_close(ovc_balloon *b)
+static void ovcd_close(ovcd_balloon *b)
 {
-	struct ovc_backend *q = be(b);
+	struct ovcd_backend *q = be(b);
 
 	if (!q)
 		return;
@@ -608,9 +608,9 @@ static void ovc_close(ovc_balloon *b)
 	b->backend = NULL;
 }
 
-static int ovc_open(ovc_balloon *b)
+static int ovcd_open(ovcd_balloon *b)
 {
-	struct ovc_backend *q = calloc(1, sizeof(*q));
+	struct ovcd_backend *q = calloc(1, sizeof(*q));
 	int r;
 
 	if (!q)
@@ -640,19 +640,19 @@ static int ovc_open(ovc_balloon *b)
 	rescan(b);
 	return 0;
 fail:
-	ovc_close(b);
+	ovcd_close(b);
 	return r;
 }
 
 const struct balloon_ops balloon_ovc_ops = {
 	.name = "ovc",
 	.no_such_guest = "no engine publishes a guest of that name",
-	.open = ovc_open,
-	.close = ovc_close,
-	.refresh = ovc_refresh,
-	.set_target = ovc_set_target,
-	.mark_absent = ovc_mark_absent,
-	.process = ovc_process,
-	.timeout_msec = ovc_timeout_msec,
-	.set_reclaim = ovc_set_reclaim,
+	.open = ovcd_open,
+	.close = ovcd_close,
+	.refresh = ovcd_refresh,
+	.set_target = ovcd_set_target,
+	.mark_absent = ovcd_mark_absent,
+	.process = ovcd_process,
+	.timeout_msec = ovcd_timeout_msec,
+	.set_reclaim = ovcd_set_reclaim,
 };

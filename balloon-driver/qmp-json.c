@@ -14,7 +14,7 @@
 #include <json-c/json.h>
 
 #include "internal.h"
-#include "util.h"
+#include "common/util.h"
 
 void qmp_reader_init(struct qmp_reader *r)
 {

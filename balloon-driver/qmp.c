@@ -26,7 +26,7 @@
  * as a warning once and never steers anyone.
  *
  * Threads: none of its own. Everything runs in the thread that owns the
- * ovc_balloon handle; no locks (the event queue has its own).
+ * ovcd_balloon handle; no locks (the event queue has its own).
  *
  * QEMU 7.2 facts used here: sizes in bytes; `balloon` returns {} even
  * without a guest driver; guest-stats-polling-interval lives on
@@ -47,7 +47,7 @@
 
 #include "internal.h"
 #include "names.h"
-#include "util.h"
+#include "common/util.h"
 
 /* QEMU answers monitor commands from its main loop; under TCG on a busy
  * two-core host that can take seconds. Nothing waits for it meanwhile. */
@@ -141,12 +141,12 @@ struct qmp_backend {
 	uint64_t next_list_retry_usec;
 };
 
-static struct qmp_backend *be(const ovc_balloon *b)
+static struct qmp_backend *be(const ovcd_balloon *b)
 {
 	return b->backend;
 }
 
-static void guest_free(ovc_balloon *b, struct qmp_guest *g)
+static void guest_free(ovcd_balloon *b, struct qmp_guest *g)
 {
 	if (!g)
 		return;
@@ -158,7 +158,7 @@ static void guest_free(ovc_balloon *b, struct qmp_guest *g)
 	free(g);
 }
 
-static void fail_request(ovc_balloon *b, struct qmp_guest *g, enum cmd c, int err, const char *why)
+static void fail_request(ovcd_balloon *b, struct qmp_guest *g, enum cmd c, int err, const char *why)
 {
 	if (c == C_TARGET)
 		balloon_request_done(b, g->name, OVC_BALLOON_REQ_TARGET, g->sent_target, err, why);
@@ -166,7 +166,7 @@ static void fail_request(ovc_balloon *b, struct qmp_guest *g, enum cmd c, int er
 
 /* The socket closed or sent garbage: forget the guest, tell the caller. A
  * guest never admitted is remembered as a failed socket instead. */
-static void guest_lost(ovc_balloon *b, struct qmp_guest *g, const char *why)
+static void guest_lost(ovcd_balloon *b, struct qmp_guest *g, const char *why)
 {
 	if (g->dead)
 		return;
@@ -191,8 +191,8 @@ static void guest_lost(ovc_balloon *b, struct qmp_guest *g, const char *why)
 }
 
 /* Set-up failed: the socket is left alone for its back-off. */
-static void setup_failed(ovc_balloon *b, struct qmp_guest *g, const char *fmt, ...) _printf_(3, 4);
-static void setup_failed(ovc_balloon *b, struct qmp_guest *g, const char *fmt, ...)
+static void setup_failed(ovcd_balloon *b, struct qmp_guest *g, const char *fmt, ...) _printf_(3, 4);
+static void setup_failed(ovcd_balloon *b, struct qmp_guest *g, const char *fmt, ...)
 {
 	char why[300];
 	va_list ap;
@@ -205,7 +205,7 @@ static void setup_failed(ovc_balloon *b, struct qmp_guest *g, const char *fmt, .
 	guest_lost(b, g, why);
 }
 
-static void handle_event(ovc_balloon *b, struct qmp_guest *g, struct json_object *o)
+static void handle_event(ovcd_balloon *b, struct qmp_guest *g, struct json_object *o)
 {
 	struct json_object *ev, *data, *actual;
 	const char *name;
@@ -215,9 +215,9 @@ static void handle_event(ovc_balloon *b, struct qmp_guest *g, struct json_object
 	if (strcmp(name, "BALLOON_CHANGE") == 0 && json_object_object_get_ex(o, "data", &data) &&
 	    json_object_object_get_ex(data, "actual", &actual)) {
 		uint64_t v = balloon_json_u64(actual);
-		struct ovc_balloon_guest *c;
+		struct ovcd_balloon_guest *c;
 
-		if (!g->listed || !ovc_known(v) || v > g->max_bytes)
+		if (!g->listed || !ovcd_known(v) || v > g->max_bytes)
 			return;
 		/* A moving balloon proves the guest driver is there. */
 		g->seen_update = true;
@@ -252,7 +252,7 @@ static struct json_object *qom_args(const char *path, const char *property)
 
 /* Send one command; its answer comes to on_reply(). A command QEMU does not
  * take at once (its socket buffer full: it does not read) fails now. */
-static int send_cmd(ovc_balloon *b, struct qmp_guest *g, enum cmd c, const char *cmd, struct json_object *args)
+static int send_cmd(ovcd_balloon *b, struct qmp_guest *g, enum cmd c, const char *cmd, struct json_object *args)
 {
 	struct json_object *req = json_object_new_object();
 	uint64_t id = ++g->next_cmd_id;
@@ -288,7 +288,7 @@ static int send_cmd(ovc_balloon *b, struct qmp_guest *g, enum cmd c, const char 
 	return 0;
 }
 
-static int send_setup(ovc_balloon *b, struct qmp_guest *g, enum cmd c)
+static int send_setup(ovcd_balloon *b, struct qmp_guest *g, enum cmd c)
 {
 	struct json_object *a;
 
@@ -320,7 +320,7 @@ static int send_setup(ovc_balloon *b, struct qmp_guest *g, enum cmd c)
 
 /* Which QMP sockets may take which names: the admitted ones keep theirs,
  * @g asks for @claim. */
-static bool admit_name(ovc_balloon *b, struct qmp_guest *g, const char *claim)
+static bool admit_name(ovcd_balloon *b, struct qmp_guest *g, const char *claim)
 {
 	struct qmp_backend *q = be(b);
 	struct balloon_name_peer *v = calloc(q->n + 1, sizeof(*v));
@@ -358,7 +358,7 @@ static bool admit_name(ovc_balloon *b, struct qmp_guest *g, const char *claim)
 
 /* Find the virtio-balloon device: the configured id, else "balloon0", else
  * the first child<virtio-balloon-*> under /machine/peripheral. */
-static void find_balloon(ovc_balloon *b, struct qmp_guest *g, struct json_object *list)
+static void find_balloon(ovcd_balloon *b, struct qmp_guest *g, struct json_object *list)
 {
 	const char *want = b->opts.qmp_balloon_id ? b->opts.qmp_balloon_id : "balloon0";
 	bool found = false;
@@ -382,7 +382,7 @@ static void find_balloon(ovc_balloon *b, struct qmp_guest *g, struct json_object
 	}
 }
 
-static enum ovc_balloon_guest_driver driver_state(const ovc_balloon *b, const struct qmp_guest *g)
+static enum ovcd_balloon_guest_driver driver_state(const ovcd_balloon *b, const struct qmp_guest *g)
 {
 	if (!(g->caps & OVC_BALLOON_CAP_DEVICE))
 		return OVC_BALLOON_DRIVER_ABSENT;
@@ -398,24 +398,24 @@ static enum ovc_balloon_guest_driver driver_state(const ovc_balloon *b, const st
 
 /* A refresh ended: the figures go to the cache (the first time, the guest
  * is announced). @gs: guest-stats, or NULL without polling. */
-static void publish(ovc_balloon *b, struct qmp_guest *g, uint64_t actual, struct json_object *gs)
+static void publish(ovcd_balloon *b, struct qmp_guest *g, uint64_t actual, struct json_object *gs)
 {
-	struct ovc_balloon_guest out;
+	struct ovcd_balloon_guest out;
 
 	memset(&out, 0, sizeof(out));
 	snprintf(out.name, sizeof(out.name), "%s", g->name);
 	snprintf(out.id, sizeof(out.id), "%s", g->id);
 	out.pid = g->pid;
 	out.caps = g->caps;
-	ovc_guest_stats_reset(&out.stats);
+	ovcd_guest_stats_reset(&out.stats);
 	if (!gs || balloon_stats_from_qmp_obj(gs, actual, g->max_bytes, now_usec(CLOCK_REALTIME) / USEC_PER_SEC,
 					      balloon_stale_sec(b), &out.stats) < 0) {
-		ovc_guest_stats_reset(&out.stats);
+		ovcd_guest_stats_reset(&out.stats);
 		out.stats.stale = gs != NULL;
 	}
 	out.stats.max_bytes = g->max_bytes;
 	out.stats.actual_bytes = actual;
-	if (ovc_known(out.stats.guest_update_sec) && out.stats.guest_update_sec > 0)
+	if (ovcd_known(out.stats.guest_update_sec) && out.stats.guest_update_sec > 0)
 		g->seen_update = true;
 	out.stats.collected_usec = now_usec(CLOCK_MONOTONIC);
 	out.driver = driver_state(b, g);
@@ -429,7 +429,7 @@ static void publish(ovc_balloon *b, struct qmp_guest *g, uint64_t actual, struct
 
 /* The answer to what was in flight: @v the "return" value, or @err with
  * @why from QEMU's error. Decides what comes next. */
-static void on_reply(ovc_balloon *b, struct qmp_guest *g, enum cmd c, struct json_object *v, int err,
+static void on_reply(ovcd_balloon *b, struct qmp_guest *g, enum cmd c, struct json_object *v, int err,
 		     const char *why)
 {
 	struct json_object *f;
@@ -454,7 +454,7 @@ static void on_reply(ovc_balloon *b, struct qmp_guest *g, enum cmd c, struct jso
 	}
 	case C_MEM:
 		g->max_bytes = json_object_object_get_ex(v, "base-memory", &f) ? balloon_json_u64(f) : OVC_UNKNOWN;
-		if (!ovc_known(g->max_bytes) || g->max_bytes == 0 || g->max_bytes > OVC_GUEST_BYTES_MAX) {
+		if (!ovcd_known(g->max_bytes) || g->max_bytes == 0 || g->max_bytes > OVC_GUEST_BYTES_MAX) {
 			setup_failed(b, g, "no plausible base-memory in query-memory-size-summary");
 			return;
 		}
@@ -496,7 +496,7 @@ static void on_reply(ovc_balloon *b, struct qmp_guest *g, enum cmd c, struct jso
 		if (err < 0)
 			return;
 		g->query_actual = json_object_object_get_ex(v, "actual", &f) ? balloon_json_u64(f) : OVC_UNKNOWN;
-		if (!ovc_known(g->query_actual) || g->query_actual > g->max_bytes) {
+		if (!ovcd_known(g->query_actual) || g->query_actual > g->max_bytes) {
 			balloon_breaker_fail(&g->brk, now_usec(CLOCK_MONOTONIC));
 			return;
 		}
@@ -529,7 +529,7 @@ static void on_reply(ovc_balloon *b, struct qmp_guest *g, enum cmd c, struct jso
 }
 
 /* One message from the monitor. */
-static void on_message(ovc_balloon *b, struct qmp_guest *g, struct json_object *o, enum qmp_kind kind)
+static void on_message(ovcd_balloon *b, struct qmp_guest *g, struct json_object *o, enum qmp_kind kind)
 {
 	struct json_object *rid, *v, *err, *class, *desc;
 	enum cmd c;
@@ -564,7 +564,7 @@ static void on_message(ovc_balloon *b, struct qmp_guest *g, struct json_object *
 }
 
 /* Read what the socket has, within the budget, and handle each message. */
-static void guest_input(ovc_balloon *b, struct qmp_guest *g)
+static void guest_input(ovcd_balloon *b, struct qmp_guest *g)
 {
 	char buf[8192];
 	size_t total = 0;
@@ -604,7 +604,7 @@ static void guest_input(ovc_balloon *b, struct qmp_guest *g)
 }
 
 /* Deadlines, and the next command when none is in flight. */
-static void guest_step(ovc_balloon *b, struct qmp_guest *g, uint64_t now)
+static void guest_step(ovcd_balloon *b, struct qmp_guest *g, uint64_t now)
 {
 	int r;
 
@@ -692,7 +692,7 @@ static struct qmp_guest *find_name(struct qmp_backend *q, const char *name)
  * absolute @path (qmp_sockets). 0 when connected (set-up goes on in
  * process()), -errno else; a young socket nobody accepts on yet sets
  * *young. */
-static int guest_add(ovc_balloon *b, const char *file, const char *path, bool *young)
+static int guest_add(ovcd_balloon *b, const char *file, const char *path, bool *young)
 {
 	struct qmp_backend *q = be(b);
 	struct balloon_peer p;
@@ -782,7 +782,7 @@ static int guest_add(ovc_balloon *b, const char *file, const char *path, bool *y
 }
 
 /* Drop dead guests, connect to new sockets. Never waits for a peer. */
-static void rescan(ovc_balloon *b)
+static void rescan(ovcd_balloon *b)
 {
 	struct qmp_backend *q = be(b);
 	size_t j = 0;
@@ -825,7 +825,7 @@ static void rescan(ovc_balloon *b)
 	q->rescan = false;
 }
 
-static int qmp_refresh(ovc_balloon *b)
+static int qmp_refresh(ovcd_balloon *b)
 {
 	struct qmp_backend *q = be(b);
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
@@ -841,7 +841,7 @@ static int qmp_refresh(ovc_balloon *b)
 	return 0;
 }
 
-static int qmp_set_target(ovc_balloon *b, const char *name, uint64_t target_bytes)
+static int qmp_set_target(ovcd_balloon *b, const char *name, uint64_t target_bytes)
 {
 	struct qmp_guest *g = find_name(be(b), name);
 
@@ -856,10 +856,10 @@ static int qmp_set_target(ovc_balloon *b, const char *name, uint64_t target_byte
 	return 0;
 }
 
-static void qmp_mark_absent(ovc_balloon *b, const char *name)
+static void qmp_mark_absent(ovcd_balloon *b, const char *name)
 {
 	struct qmp_guest *g = find_name(be(b), name);
-	struct ovc_balloon_guest *c = balloon_cache_get(b, name);
+	struct ovcd_balloon_guest *c = balloon_cache_get(b, name);
 
 	if (g)
 		g->absent = true;
@@ -867,7 +867,7 @@ static void qmp_mark_absent(ovc_balloon *b, const char *name)
 		c->driver = driver_state(b, g);
 }
 
-static int qmp_process(ovc_balloon *b)
+static int qmp_process(ovcd_balloon *b)
 {
 	struct qmp_backend *q = be(b);
 	uint64_t now;
@@ -891,7 +891,7 @@ static int qmp_process(ovc_balloon *b)
 	return 0;
 }
 
-static int qmp_timeout_msec(const ovc_balloon *b)
+static int qmp_timeout_msec(const ovcd_balloon *b)
 {
 	struct qmp_backend *q = be(b);
 	uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
@@ -916,7 +916,7 @@ static int qmp_timeout_msec(const ovc_balloon *b)
 	return next <= now ? 0 : (int)MIN((next - now) / 1000 + 1, (uint64_t)INT32_MAX);
 }
 
-static void qmp_close(ovc_balloon *b)
+static void qmp_close(ovcd_balloon *b)
 {
 	struct qmp_backend *q = be(b);
 
@@ -933,7 +933,7 @@ static void qmp_close(ovc_balloon *b)
 	b->backend = NULL;
 }
 
-static int qmp_open(ovc_balloon *b)
+static int qmp_open(ovcd_balloon *b)
 {
 	struct qmp_backend *q = calloc(1, sizeof(*q));
 	int r;

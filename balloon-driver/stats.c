@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Normalising what libvirt and QMP say about a guest's balloon into
- * struct ovc_guest_stats (bytes, OVC_UNKNOWN for anything not sent or not
+ * struct ovcd_guest_stats (bytes, OVC_UNKNOWN for anything not sent or not
  * believable). Pure functions, any thread; no libvirt headers here so that
  * the fuzzer and the unit tests need no connection.
  */
@@ -12,9 +12,9 @@
 
 #include "driver.h"
 #include "internal.h"
-#include "util.h"
+#include "common/util.h"
 
-int ovc_balloon_bytes_to_kib(uint64_t bytes, unsigned long *ret_kib)
+int ovcd_balloon_bytes_to_kib(uint64_t bytes, unsigned long *ret_kib)
 {
 	uint64_t kib = bytes / KIB;
 
@@ -42,7 +42,7 @@ struct field {
 	enum field_unit unit;
 };
 
-#define F(n, member, u) { n, offsetof(struct ovc_guest_stats, member), u }
+#define F(n, member, u) { n, offsetof(struct ovcd_guest_stats, member), u }
 
 /* libvirt 9.0 names (virsh(1) "--balloon returns"; the
  * VIR_DOMAIN_STATS_BALLOON_* macros only exist from 11.2). "available" is
@@ -86,15 +86,15 @@ static const struct field qmp_fields[] = {
 
 #undef F
 
-static uint64_t *field_ptr(struct ovc_guest_stats *st, const struct field *f)
+static uint64_t *field_ptr(struct ovcd_guest_stats *st, const struct field *f)
 {
 	return (uint64_t *)((char *)st + f->offset);
 }
 
-int ovc_balloon_stats_from_libvirt(const struct ovc_balloon_kv *kv, size_t n, uint64_t now_sec,
-				   uint64_t max_age_sec, struct ovc_guest_stats *st)
+int ovcd_balloon_stats_from_libvirt(const struct ovcd_balloon_kv *kv, size_t n, uint64_t now_sec,
+				   uint64_t max_age_sec, struct ovcd_guest_stats *st)
 {
-	ovc_guest_stats_reset(st);
+	ovcd_guest_stats_reset(st);
 	for (size_t i = 0; i < n; i++) {
 		if (!kv[i].name)
 			continue;
@@ -108,12 +108,12 @@ int ovc_balloon_stats_from_libvirt(const struct ovc_balloon_kv *kv, size_t n, ui
 		}
 	}
 	/* The host side must be there for a running guest with a balloon. */
-	if (!ovc_known(st->actual_bytes) || !ovc_known(st->max_bytes) || st->actual_bytes == 0 ||
+	if (!ovcd_known(st->actual_bytes) || !ovcd_known(st->max_bytes) || st->actual_bytes == 0 ||
 	    st->max_bytes == 0) {
-		ovc_guest_stats_reset(st);
+		ovcd_guest_stats_reset(st);
 		return -EBADMSG;
 	}
-	ovc_guest_stats_sanitize(st, now_sec, max_age_sec);
+	ovcd_guest_stats_sanitize(st, now_sec, max_age_sec);
 	return 0;
 }
 
@@ -131,11 +131,11 @@ uint64_t balloon_json_u64(struct json_object *o)
 }
 
 int balloon_stats_from_qmp_obj(struct json_object *gs, uint64_t actual_bytes, uint64_t max_bytes,
-			       uint64_t now_sec, uint64_t max_age_sec, struct ovc_guest_stats *st)
+			       uint64_t now_sec, uint64_t max_age_sec, struct ovcd_guest_stats *st)
 {
 	struct json_object *stats, *lu;
 
-	ovc_guest_stats_reset(st);
+	ovcd_guest_stats_reset(st);
 	if (!gs || !json_object_is_type(gs, json_type_object) ||
 	    !json_object_object_get_ex(gs, "stats", &stats) ||
 	    !json_object_is_type(stats, json_type_object))
@@ -151,13 +151,13 @@ int balloon_stats_from_qmp_obj(struct json_object *gs, uint64_t actual_bytes, ui
 	/* last-update is 0 until the guest has answered once. */
 	if (json_object_object_get_ex(gs, "last-update", &lu))
 		st->guest_update_sec = balloon_json_u64(lu);
-	ovc_guest_stats_sanitize(st, now_sec, max_age_sec);
+	ovcd_guest_stats_sanitize(st, now_sec, max_age_sec);
 	return 0;
 }
 
-int ovc_balloon_stats_from_qmp(const char *json, size_t len, uint64_t actual_bytes,
+int ovcd_balloon_stats_from_qmp(const char *json, size_t len, uint64_t actual_bytes,
 			       uint64_t max_bytes, uint64_t now_sec, uint64_t max_age_sec,
-			       struct ovc_guest_stats *st)
+			       struct ovcd_guest_stats *st)
 {
 	struct json_tokener *tok;
 	struct json_object *o;
@@ -172,7 +172,7 @@ int ovc_balloon_stats_from_qmp(const char *json, size_t len, uint64_t actual_byt
 	if (!o || json_tokener_get_error(tok) != json_tokener_success) {
 		json_object_put(o);
 		json_tokener_free(tok);
-		ovc_guest_stats_reset(st);
+		ovcd_guest_stats_reset(st);
 		return -EBADMSG;
 	}
 	json_tokener_free(tok);

@@ -4,9 +4,9 @@
  *
  * CPU cost of one daemon tick's decision with GUESTS (default 1000)
  * simulated guests: the simulated driver's stats are sanitized as the
- * drivers do, then ovc_policy_tick() decides for all of them. The host
+ * drivers do, then ovcd_policy_tick() decides for all of them. The host
  * cycles through pressure, steady and room so every path runs. The budget
- * is 20 ms of CPU per tick (issue 6). The peer measured in the same run is
+ * is 20 ms of CPU per tick at 1000 guests. The peer measured in the same run is
  * what every tick must pay anyway: reading the host signals (/proc/meminfo,
  * memory PSI, KSM counters). Medians over the ticks.
  */
@@ -17,12 +17,12 @@
 #include <time.h>
 
 #include "bench.h"
-#include "config.h"
-#include "guest.h"
-#include "host.h"
-#include "ksm.h"
-#include "policy.h"
-#include "util.h"
+#include "host/config.h"
+#include "host/guest.h"
+#include "host/host.h"
+#include "host/ksm.h"
+#include "host/policy.h"
+#include "common/util.h"
 
 #define BUDGET_MS 20.0
 
@@ -53,7 +53,7 @@ int bench_policy(const struct bench_opts *opts)
 {
 	size_t n = 1000;
 	unsigned ticks = opts->repeat ? opts->repeat : 300;
-	struct ovc_config *cfg = NULL;
+	struct ovcd_config *cfg = NULL;
 	char *errors = NULL;
 	int rc = 1;
 
@@ -64,14 +64,14 @@ int bench_policy(const struct bench_opts *opts)
 			return 2;
 		}
 	}
-	if (ovc_config_parse("bench", conf_text, strlen(conf_text), &cfg, &errors) < 0) {
+	if (ovcd_config_parse("bench", conf_text, strlen(conf_text), &cfg, &errors) < 0) {
 		fprintf(stderr, "ovc-bench policy: %s", errors);
 		free(errors);
 		return 1;
 	}
 
-	struct ovc_policy_guest *g = calloc(n, sizeof(*g));
-	struct ovc_policy_decision *d = calloc(n, sizeof(*d));
+	struct ovcd_policy_guest *g = calloc(n, sizeof(*g));
+	struct ovcd_policy_decision *d = calloc(n, sizeof(*d));
 	struct sim *sim = calloc(n, sizeof(*sim));
 	char (*names)[32] = calloc(n, sizeof(*names));
 	double *policy_ms = calloc(ticks, sizeof(double));
@@ -87,21 +87,21 @@ int bench_policy(const struct bench_opts *opts)
 		snprintf(names[i], sizeof(names[i]), "%s%zu", prefixes[i % ARRAY_SIZE(prefixes)], i);
 		g[i].name = names[i];
 		g[i].kind = i % 10 == 9 ? OVC_DRIVER_ENGINE : OVC_DRIVER_LIBVIRT;
-		ovc_config_guest_settings(cfg, names[i], &g[i].settings);
+		ovcd_config_guest_settings(cfg, names[i], &g[i].settings);
 		uint64_t max = (1 + xorshift64(&seed) % 16) * GIB;
 		g[i].target_bytes = max;
-		ovc_guest_stats_reset(&g[i].stats);
+		ovcd_guest_stats_reset(&g[i].stats);
 		g[i].stats.max_bytes = max;
 		sim[i].used = max / 8 + xorshift64(&seed) % (max / 2);
 		sum_max += max;
 	}
 	double resolve_ms = (double)(thread_cpu_ns() - t0) / 1e6;
 
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
-	struct ovc_policy_host h = { .page_size = 4096, .psi_valid = true, .ksm_valid = true };
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
+	struct ovcd_policy_host h = { .page_size = 4096, .psi_valid = true, .ksm_valid = true };
 	h.mem.total_bytes = sum_max * 2 / 3; /* 1.5x provisioned */
-	h.ksm_knobs = (struct ovc_ksm_knobs){ .run = 0, .pages_to_scan = 100, .sleep_millisecs = 20 };
+	h.ksm_knobs = (struct ovcd_ksm_knobs){ .run = 0, .pages_to_scan = 100, .sleep_millisecs = 20 };
 	unsigned counts[6] = { 0 };
 
 	for (unsigned t = 0; t < ticks; t++) {
@@ -110,14 +110,14 @@ int bench_policy(const struct bench_opts *opts)
 
 		/* The simulated driver: what libvirt would hand over this tick. */
 		for (size_t i = 0; i < n; i++) {
-			struct ovc_guest_stats *st = &g[i].stats;
+			struct ovcd_guest_stats *st = &g[i].stats;
 			uint64_t max = st->max_bytes;
 			g[i].prev = *st;
 			sim[i].used = MIN(max - max / 16, sim[i].used + xorshift64(&seed) % (64 * MIB)) -
 				      xorshift64(&seed) % (64 * MIB);
 			sim[i].used = MAX(sim[i].used, 128 * MIB);
 			sim[i].majflt += xorshift64(&seed) % (i % 50 == 0 ? 5000 : 100);
-			ovc_guest_stats_reset(st);
+			ovcd_guest_stats_reset(st);
 			st->collected_usec = now_sec * USEC_PER_SEC;
 			st->guest_update_sec = i % 20 == 19 ? 1 : now_sec; /* 5% stale */
 			st->max_bytes = max;
@@ -128,17 +128,17 @@ int bench_policy(const struct bench_opts *opts)
 			st->major_faults = sim[i].majflt;
 			st->swap_in_bytes = sim[i].swapin;
 			st->engine_swap_bytes = g[i].kind == OVC_DRIVER_ENGINE ? 0 : OVC_UNKNOWN;
-			ovc_guest_stats_sanitize(st, now_sec, 10);
+			ovcd_guest_stats_sanitize(st, now_sec, 10);
 			ballooned += max - g[i].target_bytes;
 		}
 
 		/* The peer: the host signals every tick reads. */
 		uint64_t c0 = thread_cpu_ns();
-		struct ovc_meminfo mi;
-		struct ovc_ksm_counters kc = { 0 };
-		if (ovc_meminfo_read(NULL, &mi) < 0 || ovc_psi_read(NULL, &h.psi) < 0)
+		struct ovcd_meminfo mi;
+		struct ovcd_ksm_counters kc = { 0 };
+		if (ovcd_meminfo_read(NULL, &mi) < 0 || ovcd_psi_read(NULL, &h.psi) < 0)
 			h.psi_valid = false;
-		(void)ovc_ksm_read_counters(NULL, &kc);
+		(void)ovcd_ksm_read_counters(NULL, &kc);
 		collect_ms[t] = (double)(thread_cpu_ns() - c0) / 1e6;
 
 		/* The host cycles: pressure, steady, room, 20 ticks each. */
@@ -153,7 +153,7 @@ int bench_policy(const struct bench_opts *opts)
 		h.ksm.general_profit = (int64_t)(t % 7) * (int64_t)MIB;
 
 		uint64_t p0 = thread_cpu_ns();
-		int r = ovc_policy_tick(cfg, &h, &ks, g, n, d, &out);
+		int r = ovcd_policy_tick(cfg, &h, &ks, g, n, d, &out);
 		policy_ms[t] = (double)(thread_cpu_ns() - p0) / 1e6;
 		if (r < 0) {
 			fprintf(stderr, "ovc-bench policy: tick failed: %s\n", strerror(-r));
@@ -212,6 +212,6 @@ out:
 	free(names);
 	free(policy_ms);
 	free(collect_ms);
-	ovc_config_free(cfg);
+	ovcd_config_free(cfg);
 	return rc;
 }

@@ -10,7 +10,7 @@
  *                         written once before the timed pass (pre-touched);
  *                         runs alternate with the engine's swap-out runs,
  *                         median of --repeat
- *   swapdev_write_gib_s   lib/swapdev writing the same bytes as scattered
+ *   swapdev_write_gib_s   the swap file (lib/engine/swapfile.c, ring.c) writing the same bytes as scattered
  *                         4 KiB pages (random order), 64 pages per writev
  *                         into contiguous slots, completions through the
  *                         eventfd — what the engine's swap-out will do
@@ -40,7 +40,7 @@
  *                         CPU, on the other CPU sleeping in poll(), and on
  *                         the other CPU spinning
  *
- *   swapout_gib_s         the engine (lib/swap.c) swapping out a copy of the
+ *   swapout_gib_s         the engine (lib/engine/swapout.c) swapping out a copy of the
  *                         same random pages: one swap interval (tracking
  *                         scan, MOVE to staging, writev, drop), timed to
  *                         the last write's end; a fresh engine per run,
@@ -85,72 +85,33 @@
  * With --sync-wp the engine figures are those of the sync write-protect
  * path (OVC_ENGINE_SYNC_WP: write-protect, copy, writev, process_madvise)
  * instead of the MOVE path; engine_note says so.
+ *
+ * This file: the engine's runs (swapout_*, swap_fill_*, swapin_*, reuse_*,
+ * scrub_*, the *_crypt_* figures) against the peers the other files
+ * measure in the same run, and the subcommand's driver, which runs the
+ * parts in this order (swapdev writes, disk and swapdev reads, prototype
+ * handler, tracking, fault round trips, Linux swap, then the engine's
+ * swap-out alternating with the raw disk write, and its swap-in) and
+ * prints the table or the JSON. The peers and
+ * the parts below the engine: bench-disk.c (raw disk and swapdev),
+ * peer-kswap.c (Linux swap), bench-uffd.c (fault round trip, prototype
+ * swap-in handler), bench-track.c (write tracking). One thread drives
+ * them all; the engine's own threads are its business. No locks.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <linux/userfaultfd.h>
-#include <poll.h>
-#include <pthread.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/swap.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
-#include <unistd.h>
-
-#include <liburing.h>
 
 #include "bench.h"
-#include "engine-internal.h"
-#include "compat.h"
-#include "swapdev.h"
-#include "track.h"
-#include "util.h"
-
-#define PG 4096u
-#define NOVAL (-1.0) /* printed as null */
-
-struct results {
-	char dir[256], fs[64];
-	double disk_write_gib_s, swapdev_write_gib_s;
-	double raw_read_p50_us, raw_read_p99_us;
-	double sync_read_p50_us, sync_read_p99_us, sync_read_spin_p50_us, sync_read_spin_p99_us;
-	double kswap_out_gib_s, kswap_pageout_call_gib_s, kswap_in_rand_p50_us, kswap_in_rand_p99_us, kswap_in_seq_gib_s;
-	char kswap_note[160];
-	double fault_rtt_us, fault_rtt_other_cpu_us, fault_rtt_other_cpu_spin_us;
-	double track_scan_ns_per_page, track_cold_ns_per_page;
-	double track_first_write_ns, track_plain_write_ns;
-	/* prototype handler (not the engine), see proto_swapin() */
-	double proto_rand_same_p50_us, proto_rand_same_p99_us;
-	double proto_rand_other_p50_us, proto_rand_other_p99_us;
-	double proto_rand_spin_p50_us, proto_rand_spin_p99_us;
-	double proto_seq_gib_s;
-	/* the engine */
-	double swap_fill_gib_s, swapout_unfilled_pct, swapout_nofill_gib_s;
-	/* encryption (OVC_ENGINE_SWAP_ENCRYPT) and scrubbing, see reuse_run() */
-	double swapout_crypt_gib_s, swapin_crypt_rand_p50_us, swapin_crypt_rand_p99_us, swapin_crypt_seq_gib_s;
-	double swapin_crypt_rand_cdf[14];
-	double reuse_noscrub_gib_s, reuse_refilled_gib_s, reuse_holes_gib_s, scrub_ms, scrub_pages;
-	double swapout_gib_s, swapin_rand_p50_us, swapin_rand_p99_us, swapin_seq_gib_s;
-	double swapin_rand_cdf[14], kswap_in_rand_cdf[14];
-	char engine_note[160];
-};
-
-/* Percentiles of the CDF arrays in the JSON. */
-static const double cdf_pct[14] = { 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9 };
-
-static void cdf_of(double *lat, size_t n, double *out)
-{
-	for (unsigned i = 0; i < 14; i++)
-		out[i] = bench_percentile(lat, n, cdf_pct[i]);
-}
+#include "bench-swap.h"
+#include "engine/testing.h"
+#include "engine/swapdev.h"
+#include "common/util.h"
 
 static void jcdf(FILE *f, const char *k, const double *v)
 {
@@ -160,8 +121,8 @@ static void jcdf(FILE *f, const char *k, const double *v)
 		return;
 	}
 	fprintf(f, "[");
-	for (unsigned i = 0; i < 14; i++)
-		fprintf(f, "%s[%g,%.3f]", i ? "," : "", cdf_pct[i], v[i]);
+	for (unsigned i = 0; i < BENCH_CDF_N; i++)
+		fprintf(f, "%s[%g,%.3f]", i ? "," : "", bench_cdf_pct[i], v[i]);
 	fprintf(f, "],");
 }
 
@@ -183,827 +144,7 @@ static void unpin(void)
 	sched_setaffinity(0, sizeof(all), &all);
 }
 
-/* Commit the file system's journal (and with it the discards of files just
- * freed) so that one run does not pay for the previous one. */
-static void settle(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		syncfs(fd);
-		close(fd);
-	}
-}
-
-static double median_of(double *v, unsigned n)
-{
-	return bench_percentile(v, n, 50);
-}
-
-static int open_direct_tmp(const char *dir, uint64_t bytes)
-{
-	int fd = open(dir, O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (fallocate(fd, 0, 0, (off_t)bytes) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
-/* ------------------------------------------------------- raw disk write -- */
-
-static double raw_write(const char *dir, const char *mem, uint64_t bytes)
-{
-	/* 1 MiB at QD16 was the best of 1 MiB/QD16, 256 KiB/QD64 and
-	 * 128 KiB/QD32 here. */
-	const unsigned qd = 16, chunk = 1u << 20;
-	struct io_uring ring;
-	int fd = open_direct_tmp(dir, bytes);
-	if (fd < 0) {
-		fprintf(stderr, "swap bench: raw file in %s: %s\n", dir, strerror(-fd));
-		return NOVAL;
-	}
-	/* Pre-touched: written once, untimed, so that the timed pass pays
-	 * for the disk and not for ext4 turning unwritten extents into
-	 * written ones (worth 10-25% here). This is the disk's best rate. */
-	for (uint64_t off = 0; off < bytes; off += chunk)
-		if (pwrite(fd, mem + off, (size_t)MIN((uint64_t)chunk, bytes - off), (off_t)off) < 0) {
-			close(fd);
-			return NOVAL;
-		}
-	settle(dir);
-	if (io_uring_queue_init(qd * 2, &ring, 0) < 0) {
-		close(fd);
-		return NOVAL;
-	}
-	uint64_t off = 0, done = 0;
-	unsigned inflight = 0;
-	uint64_t t0 = bench_now_ns();
-	while (done < bytes) {
-		while (inflight < qd && off < bytes) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-			unsigned len = (unsigned)MIN((uint64_t)chunk, bytes - off);
-			io_uring_prep_write(sqe, fd, mem + off, len, off);
-			off += len;
-			inflight++;
-		}
-		io_uring_submit(&ring);
-		struct io_uring_cqe *cqe;
-		if (io_uring_wait_cqe(&ring, &cqe) < 0)
-			break;
-		if (cqe->res <= 0) {
-			fprintf(stderr, "swap bench: raw write: %s\n", strerror(-cqe->res));
-			io_uring_cqe_seen(&ring, cqe);
-			break;
-		}
-		done += (unsigned)cqe->res;
-		inflight--;
-		io_uring_cqe_seen(&ring, cqe);
-	}
-	double secs = (double)(bench_now_ns() - t0) / 1e9;
-	io_uring_queue_exit(&ring);
-	close(fd);
-	return done == bytes ? (double)bytes / GIB / secs : NOVAL;
-}
-
-/* ------------------------------------------------------ raw QD1 reads -- */
-
-static void raw_read_lat(const char *dir, const char *mem, uint64_t bytes, double *p50, double *p99)
-{
-	const unsigned n = 2000;
-	struct io_uring ring;
-	double *lat = calloc(n, sizeof(*lat));
-	void *buf = NULL;
-	uint64_t s = 77;
-	int fd = open_direct_tmp(dir, bytes);
-
-	*p50 = *p99 = NOVAL;
-	if (fd < 0 || !lat || posix_memalign(&buf, PG, PG) || io_uring_queue_init(4, &ring, 0) < 0)
-		goto out;
-	/* Written first: reads of unwritten extents return zeros without I/O. */
-	for (uint64_t off = 0; off < bytes; off += 1u << 20)
-		if (pwrite(fd, mem + off, (size_t)MIN((uint64_t)(1u << 20), bytes - off), (off_t)off) < 0)
-			goto out_ring;
-	for (unsigned i = 0; i < n; i++) {
-		uint64_t off = (xorshift64(&s) % (bytes / PG)) * PG;
-		struct io_uring_cqe *cqe;
-		uint64_t t0 = bench_now_ns();
-		io_uring_prep_read(io_uring_get_sqe(&ring), fd, buf, PG, off);
-		io_uring_submit_and_wait(&ring, 1);
-		if (io_uring_wait_cqe(&ring, &cqe) < 0 || cqe->res != (int)PG)
-			goto out_ring;
-		io_uring_cqe_seen(&ring, cqe);
-		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
-	}
-	*p99 = bench_percentile(lat, n, 99);
-	*p50 = bench_percentile(lat, n, 50);
-out_ring:
-	io_uring_queue_exit(&ring);
-out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	free(lat);
-}
-
-/* ------------------------------------------------------------ swapdev -- */
-
-static void on_write(void *user, int res)
-{
-	if (res < 0)
-		atomic_fetch_add((atomic_uint *)user, 1);
-}
-
-static int wait_ring(struct swapdev_ring *r)
-{
-	struct pollfd p = { .fd = swapdev_fd(r), .events = POLLIN };
-	if (poll(&p, 1, 10000) != 1)
-		return -ETIMEDOUT;
-	return swapdev_process(r);
-}
-
-/* Scattered pages in random order, 64 per writev into contiguous slots,
- * QD64; one submit per 16 requests queued. */
-static double swapdev_write(const char *dir, char *mem, uint64_t bytes, const uint32_t *perm,
-			    struct swapdev **ret_sd)
-{
-	struct swapdev_opts o = { .size = sizeof(o), .dir = dir, .size_bytes = bytes };
-	struct swapdev_ring_opts ro = { .size = sizeof(ro), .depth = 64 };
-	struct swapdev *sd;
-	struct swapdev_ring *r;
-	atomic_uint errors = 0;
-	uint32_t npages = (uint32_t)(bytes / PG);
-	int err;
-
-	err = swapdev_new(&o, &sd);
-	if (err < 0) {
-		fprintf(stderr, "swap bench: swapdev in %s: %s\n", dir, strerror(-err));
-		return NOVAL;
-	}
-	err = swapdev_ring_new(sd, &ro, &r);
-	if (err < 0) {
-		swapdev_free(sd);
-		return NOVAL;
-	}
-	uint64_t t0 = bench_now_ns();
-	unsigned queued = 0;
-	for (uint32_t i = 0; i < npages;) {
-		uint32_t first, n;
-		struct iovec iov[SWAPDEV_MAX_IOV];
-		if (swapdev_slot_alloc(sd, MIN(SWAPDEV_MAX_IOV, npages - i), &first, &n) < 0)
-			break;
-		for (uint32_t k = 0; k < n; k++)
-			iov[k] = (struct iovec){ mem + (size_t)perm[i + k] * PG, PG };
-		while ((err = swapdev_queue_write(r, first, iov, n, on_write, &errors)) == -EAGAIN) {
-			swapdev_submit(r);
-			wait_ring(r);
-		}
-		if (err < 0)
-			break;
-		i += n;
-		if (++queued % 16 == 0)
-			swapdev_submit(r);
-	}
-	swapdev_submit(r);
-	while (swapdev_inflight(r) > 0)
-		if (wait_ring(r) < 0)
-			break;
-	double secs = (double)(bench_now_ns() - t0) / 1e9;
-	struct swapdev_ring_stats st;
-	swapdev_ring_stats(r, &st);
-	swapdev_ring_free(r);
-	if (ret_sd)
-		*ret_sd = sd;
-	else
-		swapdev_free(sd);
-	if (errors || st.bytes_written != bytes)
-		return NOVAL;
-	return (double)bytes / GIB / secs;
-}
-
-/* swapdev_read_sync of random single slots, no spin vs 100 us spin. */
-static void sync_read_lat(struct swapdev *sd, unsigned spin_usec, double *p50, double *p99)
-{
-	const unsigned n = 2000;
-	struct swapdev_ring *r;
-	double *lat = calloc(n, sizeof(*lat));
-	uint64_t s = 99 + spin_usec;
-
-	*p50 = *p99 = NOVAL;
-	if (!lat || swapdev_ring_new(sd, NULL, &r) < 0) {
-		free(lat);
-		return;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		const void *buf;
-		uint32_t slot = (uint32_t)(xorshift64(&s) % swapdev_slots_total(sd));
-		uint64_t t0 = bench_now_ns();
-		if (swapdev_read_sync(r, slot, 1, spin_usec, &buf) < 0)
-			goto out;
-		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
-	}
-	*p99 = bench_percentile(lat, n, 99);
-	*p50 = bench_percentile(lat, n, 50);
-out:
-	swapdev_ring_free(r);
-	free(lat);
-}
-
-/* -------------------------------------------------------- kernel swap -- */
-
-/*
- * Process-global state for the way out (bench program, not library): the
- * swapfile to swapoff and unlink, and the temporary memory cgroup to leave
- * and remove, on return, exit() or SIGINT/SIGTERM.
- *
- * Why a cgroup: MADV_PAGEOUT writes pages to swap but leaves them in the swap
- * cache (clean, unmapped) until memory pressure frees them, so touching them
- * again is a minor fault with no I/O (measured: 3-8 us). To time real
- * swap-ins the swap cache must go, and the only way without pressuring the
- * whole host is reclaiming one memory cgroup: v1 memory.force_empty on a
- * child cgroup of our own, which this process joins for the kernel-swap
- * phase only (charges do not move with a task on 6.x, so the pages are
- * allocated after joining).
- */
-static char kswap_path[512];
-static volatile sig_atomic_t kswap_on;
-static char cg_parent[512], cg_child[600];
-
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t _unused_ r = write(fd, text, strlen(text));
-		close(fd);
-	}
-}
-
-static void kswap_cleanup(void)
-{
-	if (kswap_on) {
-		swapoff(kswap_path);
-		kswap_on = 0;
-	}
-	if (kswap_path[0]) {
-		unlink(kswap_path);
-		kswap_path[0] = 0;
-	}
-	if (cg_child[0]) {
-		char path[700], pid[32];
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cg_parent);
-		snprintf(pid, sizeof(pid), "%d\n", getpid());
-		write_file(path, pid);
-		rmdir(cg_child);
-		cg_child[0] = 0;
-	}
-}
-
-static void kswap_signal(int sig)
-{
-	kswap_cleanup();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-/* Join a fresh child of our memory cgroup (v1). false if there is none. */
-static bool cg_join(void)
-{
-	char line[600], path[700], pid[32];
-	FILE *f = fopen("/proc/self/cgroup", "re");
-	bool found = false;
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f)) {
-		char *p = strstr(line, ":memory:");
-		if (p) {
-			p += strlen(":memory:");
-			p[strcspn(p, "\n")] = 0;
-			snprintf(cg_parent, sizeof(cg_parent), "/sys/fs/cgroup/memory%s",
-				 strcmp(p, "/") ? p : "");
-			found = true;
-		}
-	}
-	fclose(f);
-	if (!found)
-		return false;
-	snprintf(cg_child, sizeof(cg_child), "%s/ovc-bench-swap-%d", cg_parent, getpid());
-	if (mkdir(cg_child, 0700) < 0) {
-		cg_child[0] = 0;
-		return false;
-	}
-	snprintf(path, sizeof(path), "%s/cgroup.procs", cg_child);
-	snprintf(pid, sizeof(pid), "%d\n", getpid());
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	bool ok = fd >= 0 && write(fd, pid, strlen(pid)) > 0;
-	if (fd >= 0)
-		close(fd);
-	if (!ok) {
-		rmdir(cg_child);
-		cg_child[0] = 0;
-	}
-	return ok;
-}
-
-/* Reclaim everything our cgroup holds: drops the swap cache. */
-static bool cg_drop(void)
-{
-	char path[700];
-	snprintf(path, sizeof(path), "%s/memory.force_empty", cg_child);
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	bool ok = write(fd, "0\n", 2) == 2;
-	close(fd);
-	return ok;
-}
-
-static long vmstat(const char *key)
-{
-	char line[128];
-	long v = -1;
-	size_t kl = strlen(key);
-	FILE *f = fopen("/proc/vmstat", "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, key, kl) == 0 && line[kl] == ' ') {
-			v = atol(line + kl + 1);
-			break;
-		}
-	fclose(f);
-	return v;
-}
-
-static uint64_t vm_swap_bytes(void)
-{
-	char line[128];
-	uint64_t kib = 0;
-	FILE *f = fopen("/proc/self/status", "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "VmSwap:", 7) == 0)
-			kib = strtoull(line + 7, NULL, 10);
-	fclose(f);
-	return kib * KIB;
-}
-
-static uint64_t resident_pages(char *mem, uint64_t bytes)
-{
-	size_t n = bytes / PG;
-	unsigned char *vec = malloc(n);
-	uint64_t r = 0;
-	if (!vec || mincore(mem, bytes, vec) < 0) {
-		free(vec);
-		return UINT64_MAX;
-	}
-	for (size_t i = 0; i < n; i++)
-		r += vec[i] & 1;
-	free(vec);
-	return r;
-}
-
-/* MADV_PAGEOUT the region and wait until the writes are done: the madvise
- * returns with swap writes in flight, so the clock runs until nr_writeback
- * is back where it was. Rate over the bytes that went to swap. */
-static double kswap_pageout(char *mem, uint64_t bytes, long wb0, double *ret_call_gib_s)
-{
-	uint64_t sw0 = vm_swap_bytes();
-	uint64_t t0 = bench_now_ns();
-	if (madvise(mem, bytes, MADV_PAGEOUT) < 0)
-		return NOVAL;
-	double call_secs = (double)(bench_now_ns() - t0) / 1e9;
-	for (unsigned spins = 0; spins < 300000; spins++) {
-		if (vmstat("nr_writeback") <= wb0)
-			break;
-		usleep(100);
-	}
-	double secs = (double)(bench_now_ns() - t0) / 1e9;
-	uint64_t out = vm_swap_bytes() - sw0;
-	if (out < bytes / 2) /* the kernel kept most: no figure */
-		return NOVAL;
-	if (ret_call_gib_s)
-		*ret_call_gib_s = (double)out / GIB / call_secs;
-	return (double)out / GIB / secs;
-}
-
-/* Touch @n random pages of @mem, each timed from the touching thread (the
- * same seed for the kernel and the engine: the same pages in the same
- * order). */
-static void rand_touch(const char *mem, uint64_t npages, unsigned n, double *p50, double *p99, double *cdf)
-{
-	double *lat = calloc(n, sizeof(*lat));
-	uint64_t s = 4242;
-	volatile char sink = 0;
-	for (unsigned i = 0; lat && i < n; i++) {
-		uint64_t p = xorshift64(&s) % npages;
-		uint64_t t0 = bench_now_ns();
-		sink += ((const volatile char *)mem)[p * PG + 1];
-		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
-	}
-	(void)sink;
-	if (lat) {
-		*p99 = bench_percentile(lat, n, 99);
-		*p50 = bench_percentile(lat, n, 50);
-		cdf_of(lat, n, cdf);
-	}
-	free(lat);
-}
-
-/* kswap_out_gib_s: @repeat MADV_PAGEOUT runs of the same bytes, median.
- * Between runs every page is written again from @mem: a minor fault on
- * the page still in the swap cache, which makes it dirty, so the next
- * run writes it again. Also the madvise call's own rate (median). */
-static double kswap_pageout_runs(char *kmem, const char *mem, uint64_t bytes, long wb0, unsigned repeat,
-				 double *ret_call_gib_s, bool print)
-{
-	double *v = calloc(repeat, sizeof(*v)), *c = calloc(repeat, sizeof(*c)), out = NOVAL;
-	for (unsigned i = 0; v && c && i < repeat; i++) {
-		if (i)
-			memcpy(kmem, mem, bytes);
-		c[i] = NOVAL;
-		v[i] = kswap_pageout(kmem, bytes, wb0, &c[i]);
-		if (v[i] < 0) {
-			repeat = 0;
-			break;
-		}
-	}
-	if (v && c && repeat) {
-		if (print) {
-			printf("runs (GiB/s, in order): kernel MADV_PAGEOUT");
-			for (unsigned i = 0; i < repeat; i++)
-				printf(" %.3f", v[i]);
-			printf("\n");
-		}
-		out = median_of(v, repeat);
-		*ret_call_gib_s = median_of(c, repeat);
-	}
-	free(v);
-	free(c);
-	return out;
-}
-
-static void kernel_swap(const char *dir, const char *mem, uint64_t bytes, unsigned repeat, bool print,
-			struct results *res)
-{
-	char cmd[700];
-	char *kmem = MAP_FAILED;
-	int fd;
-	const unsigned nrand = 4000;
-
-	res->kswap_out_gib_s = res->kswap_in_rand_p50_us = res->kswap_in_rand_p99_us = NOVAL;
-	res->kswap_pageout_call_gib_s = NOVAL;
-	res->kswap_in_seq_gib_s = NOVAL;
-	snprintf(kswap_path, sizeof(kswap_path), "%s/ovc-bench-swapfile-%d", dir, getpid());
-	atexit(kswap_cleanup);
-	signal(SIGINT, kswap_signal);
-	signal(SIGTERM, kswap_signal);
-
-	fd = open(kswap_path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(res->kswap_note, sizeof(res->kswap_note), "cannot create swapfile: %s",
-			 strerror(errno));
-		kswap_path[0] = 0;
-		goto out;
-	}
-	/* Headroom over the region: the kernel clusters swap slots. */
-	uint64_t fbytes = bytes + bytes / 8 + 16 * MIB;
-	int ferr = fallocate(fd, 0, 0, (off_t)fbytes) < 0 ? errno : 0;
-	close(fd);
-	if (ferr) {
-		snprintf(res->kswap_note, sizeof(res->kswap_note), "fallocate: %s", strerror(ferr));
-		goto out;
-	}
-	snprintf(cmd, sizeof(cmd), "mkswap -q '%s' >/dev/null 2>&1", kswap_path);
-	if (system(cmd) != 0) {
-		snprintf(res->kswap_note, sizeof(res->kswap_note), "mkswap failed");
-		goto out;
-	}
-	if (swapon(kswap_path, 0) < 0) {
-		snprintf(res->kswap_note, sizeof(res->kswap_note), "swapon refused: %s",
-			 strerror(errno));
-		goto out;
-	}
-	kswap_on = 1;
-	bool cg = cg_join();
-	/* The same bytes, in pages charged to our cgroup. */
-	kmem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (kmem == MAP_FAILED)
-		goto out;
-	memcpy(kmem, mem, bytes);
-
-	long wb0 = vmstat("nr_writeback");
-	res->kswap_out_gib_s = kswap_pageout_runs(kmem, mem, bytes, wb0, repeat, &res->kswap_pageout_call_gib_s,
-						  print);
-	if (res->kswap_out_gib_s < 0) {
-		snprintf(res->kswap_note, sizeof(res->kswap_note),
-			 "MADV_PAGEOUT left most pages resident");
-		goto out;
-	}
-	if (!cg || !cg_drop() || resident_pages(kmem, bytes) > bytes / PG / 100) {
-		snprintf(res->kswap_note, sizeof(res->kswap_note),
-			 "swap-in not measured: cannot drop the swap cache (needs a v1 memory cgroup)");
-		goto out;
-	}
-
-	/* Random swap-in: one read per page, random pages, each timed. */
-	uint64_t npages = bytes / PG;
-	volatile char sink = 0;
-	rand_touch(kmem, npages, nrand, &res->kswap_in_rand_p50_us, &res->kswap_in_rand_p99_us,
-		   res->kswap_in_rand_cdf);
-
-	/* Sequential: out again (cheap: most pages kept their slot), drop the
-	 * cache, then one pass touching every page in order. */
-	madvise(kmem, bytes, MADV_PAGEOUT);
-	for (unsigned spins = 0; spins < 300000 && vmstat("nr_writeback") > wb0; spins++)
-		usleep(100);
-	if (cg_drop() && resident_pages(kmem, bytes) <= bytes / PG / 100) {
-		uint64_t t0 = bench_now_ns();
-		for (uint64_t p = 0; p < npages; p++)
-			sink += kmem[p * PG + 1];
-		res->kswap_in_seq_gib_s = (double)bytes / GIB / ((double)(bench_now_ns() - t0) / 1e9);
-	}
-out:
-	if (kmem != MAP_FAILED)
-		munmap(kmem, bytes);
-	kswap_cleanup();
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-}
-
-/* ---------------------------------------------------- userfaultfd RTT -- */
-
-struct rtt {
-	int uffd;
-	int cpu;
-	bool spin;
-	atomic_bool stop;
-	char *src;
-};
-
-static void *rtt_handler(void *arg)
-{
-	struct rtt *x = arg;
-	bench_pin(x->cpu);
-	while (!atomic_load(&x->stop)) {
-		struct uffd_msg m;
-		if (!x->spin) {
-			struct pollfd p = { .fd = x->uffd, .events = POLLIN };
-			if (poll(&p, 1, 100) <= 0)
-				continue;
-		}
-		if (read(x->uffd, &m, sizeof(m)) != sizeof(m))
-			continue;
-		if (m.event != UFFD_EVENT_PAGEFAULT)
-			continue;
-		struct uffdio_copy c = {
-			.dst = m.arg.pagefault.address & ~(uint64_t)(PG - 1),
-			.src = (uintptr_t)x->src,
-			.len = PG,
-		};
-		ioctl(x->uffd, UFFDIO_COPY, &c);
-	}
-	return NULL;
-}
-
-static double fault_rtt(int handler_cpu, bool spin)
-{
-	const unsigned n = 3000;
-	struct rtt x = { .cpu = handler_cpu, .spin = spin };
-	double *lat = calloc(n, sizeof(*lat));
-	double p50 = NOVAL;
-	pthread_t th;
-
-	x.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	char *mem = mmap(NULL, (size_t)n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	x.src = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	struct uffdio_api api = { .api = UFFD_API };
-	struct uffdio_register reg = { .range = { (uintptr_t)mem, (uint64_t)n * PG },
-				       .mode = UFFDIO_REGISTER_MODE_MISSING };
-	if (x.uffd < 0 || !lat || mem == MAP_FAILED || x.src == MAP_FAILED ||
-	    ioctl(x.uffd, UFFDIO_API, &api) < 0 || ioctl(x.uffd, UFFDIO_REGISTER, &reg) < 0)
-		goto out;
-	memset(x.src, 1, PG);
-	bench_pin(0);
-	pthread_create(&th, NULL, rtt_handler, &x);
-	usleep(10000);
-	volatile char sink = 0;
-	for (unsigned i = 0; i < n; i++) {
-		uint64_t t0 = bench_now_ns();
-		sink += mem[(size_t)i * PG];
-		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
-		if (!spin)
-			usleep(50); /* let the handler go back to sleep: the case to measure */
-	}
-	(void)sink;
-	atomic_store(&x.stop, true);
-	pthread_join(th, NULL);
-	p50 = bench_percentile(lat, n, 50);
-out:
-	if (x.uffd >= 0)
-		close(x.uffd);
-	if (mem != MAP_FAILED)
-		munmap(mem, (size_t)n * PG);
-	if (x.src != MAP_FAILED)
-		munmap(x.src, PG);
-	free(lat);
-	return p50;
-}
-
-/* ------------------------------------------- prototype swap-in path -- */
-
-/*
- * Not the engine: the smallest fault handler that swapdev allows, to see
- * what the engine's swap-in can reach on this machine and how the handler's
- * placement and spinning change it. Page i of a region sits in slot i (the
- * engine writes runs of evicted neighbours contiguously); every page is
- * missing; a fault reads the page plus readahead neighbours with
- * swapdev_read_sync and installs them with one UFFDIO_COPY.
- */
-struct proto {
-	struct swapdev *sd;
-	int uffd;
-	char *guest;
-	uint32_t npages;
-	int cpu;
-	unsigned spin_usec;   /* read_sync spin, and spin on the uffd instead of poll */
-	unsigned readahead;   /* pages per read */
-	atomic_bool stop, ready;
-	atomic_int errors;
-};
-
-static void *proto_handler(void *arg)
-{
-	struct proto *x = arg;
-	struct swapdev_ring *r;
-	struct swapdev_ring_opts ro = { .size = sizeof(ro), .depth = 4, .bounce_pages = 64 };
-
-	if (x->cpu >= 0)
-		bench_pin(x->cpu);
-	if (swapdev_ring_new(x->sd, &ro, &r) < 0) {
-		atomic_fetch_add(&x->errors, 1);
-		atomic_store(&x->ready, true);
-		return NULL;
-	}
-	atomic_store(&x->ready, true);
-	while (!atomic_load(&x->stop)) {
-		struct uffd_msg m;
-		if (!x->spin_usec) {
-			struct pollfd p = { .fd = x->uffd, .events = POLLIN };
-			if (poll(&p, 1, 100) <= 0)
-				continue;
-		}
-		if (read(x->uffd, &m, sizeof(m)) != sizeof(m) || m.event != UFFD_EVENT_PAGEFAULT)
-			continue;
-		uint64_t addr = m.arg.pagefault.address & ~(uint64_t)(PG - 1);
-		uint32_t page = (uint32_t)((addr - (uintptr_t)x->guest) / PG);
-		unsigned n = MIN(x->readahead, x->npages - page);
-		const void *buf;
-		if (swapdev_read_sync(r, page, n, x->spin_usec, &buf) < 0) {
-			atomic_fetch_add(&x->errors, 1);
-			continue;
-		}
-		struct uffdio_copy c = { .dst = addr, .src = (uintptr_t)buf, .len = (uint64_t)n * PG };
-		if (ioctl(x->uffd, UFFDIO_COPY, &c) < 0 && errno != EEXIST)
-			atomic_fetch_add(&x->errors, 1);
-	}
-	swapdev_ring_free(r);
-	return NULL;
-}
-
-/* Random: p50/p99 of single faults (readahead 1). Sequential: GiB/s of a
- * pass touching every page (readahead 16). Checks the content it reads. */
-static void proto_swapin(struct swapdev *sd, const char *mem, uint32_t npages, int cpu,
-			 unsigned spin_usec, bool seq, double *ret_a, double *ret_b)
-{
-	const unsigned nrand = 3000;
-	struct proto x = { .sd = sd, .npages = npages, .cpu = cpu, .spin_usec = spin_usec,
-			   .readahead = seq ? 16 : 1 };
-	double *lat = calloc(nrand, sizeof(*lat));
-	uint8_t *seen = calloc(npages, 1);
-	pthread_t th;
-	bool started = false;
-
-	*ret_a = *ret_b = NOVAL;
-	x.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	x.guest = mmap(NULL, (size_t)npages * PG, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct uffdio_api api = { .api = UFFD_API };
-	struct uffdio_register reg = { .range = { (uintptr_t)x.guest, (uint64_t)npages * PG },
-				       .mode = UFFDIO_REGISTER_MODE_MISSING };
-	if (x.uffd < 0 || x.guest == MAP_FAILED || !lat || !seen ||
-	    ioctl(x.uffd, UFFDIO_API, &api) < 0 || ioctl(x.uffd, UFFDIO_REGISTER, &reg) < 0)
-		goto out;
-	if (cpu >= 0)
-		bench_pin(0);
-	pthread_create(&th, NULL, proto_handler, &x);
-	started = true;
-	while (!atomic_load(&x.ready))
-		usleep(100);
-	volatile char sink = 0;
-	bool bad = false;
-	if (seq) {
-		uint64_t t0 = bench_now_ns();
-		for (uint32_t p = 0; p < npages; p++)
-			sink += x.guest[(size_t)p * PG + 1];
-		double secs = (double)(bench_now_ns() - t0) / 1e9;
-		*ret_a = (double)npages * PG / GIB / secs;
-		bad = memcmp(x.guest, mem, (size_t)npages * PG) != 0;
-	} else {
-		uint64_t s = 31337;
-		for (unsigned i = 0; i < nrand; i++) {
-			uint32_t p;
-			do
-				p = (uint32_t)(xorshift64(&s) % npages);
-			while (seen[p]);
-			seen[p] = 1;
-			uint64_t t0 = bench_now_ns();
-			sink += x.guest[(size_t)p * PG + 1];
-			lat[i] = (double)(bench_now_ns() - t0) / 1e3;
-			bad |= memcmp(x.guest + (size_t)p * PG, mem + (size_t)p * PG, PG) != 0;
-			if (!spin_usec)
-				usleep(50); /* the handler goes back to sleep, as between real faults */
-		}
-		*ret_b = bench_percentile(lat, nrand, 99);
-		*ret_a = bench_percentile(lat, nrand, 50);
-	}
-	(void)sink;
-	if (bad || atomic_load(&x.errors)) {
-		fprintf(stderr, "swap bench: prototype swap-in read wrong data or failed (%d errors)\n",
-			atomic_load(&x.errors));
-		*ret_a = *ret_b = NOVAL;
-	}
-out:
-	atomic_store(&x.stop, true);
-	if (started)
-		pthread_join(th, NULL);
-	if (x.uffd >= 0)
-		close(x.uffd);
-	if (x.guest != MAP_FAILED)
-		munmap(x.guest, (size_t)npages * PG);
-	free(lat);
-	free(seen);
-}
-
 /* ------------------------------------------------------ tracking cost -- */
-
-/* One track_scan() interval over the whole region with 20% of its pages
- * written, and one track_cold() listing: the worker's CPU cost per page per
- * interval. Median of 5. */
-static void track_cost(char *mem, uint64_t bytes, struct results *res)
-{
-	double *ret_scan = &res->track_scan_ns_per_page, *ret_cold = &res->track_cold_ns_per_page;
-	struct track_opts o = { .size = sizeof(o), .start = mem, .len_bytes = bytes };
-	struct track *t;
-	uint64_t npages = bytes / PG, s = 8;
-	uint64_t *list = malloc(npages * sizeof(*list));
-	double scan[5], cold[5], first[5], plain[5];
-
-	*ret_scan = *ret_cold = NOVAL;
-	res->track_first_write_ns = res->track_plain_write_ns = NOVAL;
-	if (!list || track_new(&o, &t) < 0) {
-		free(list);
-		return;
-	}
-	for (unsigned k = 0; k < 5; k++) {
-		/* The guest's side: the first write to a protected page is a
-		 * write-protect fault the kernel resolves (WP_ASYNC); the same
-		 * writes again, now unprotected, are the peer. */
-		uint64_t s0 = s, n = npages / 5;
-		volatile char *vm = mem; /* a self-assignment must not be optimised out */
-		uint64_t w0 = bench_now_ns();
-		for (uint64_t i = 0; i < n; i++) {
-			uint64_t p = xorshift64(&s) % npages;
-			vm[p * PG] = vm[p * PG]; /* a write that keeps the content */
-		}
-		uint64_t w1 = bench_now_ns();
-		s = s0;
-		for (uint64_t i = 0; i < n; i++) {
-			uint64_t p = xorshift64(&s) % npages;
-			vm[p * PG] = vm[p * PG];
-		}
-		uint64_t w2 = bench_now_ns();
-		first[k] = (double)(w1 - w0) / (double)n;
-		plain[k] = (double)(w2 - w1) / (double)n;
-		uint64_t t0 = bench_now_ns();
-		if (track_scan(t) < 0)
-			goto out;
-		uint64_t t1 = bench_now_ns();
-		track_cold(t, 1, list, npages, NULL, NULL);
-		uint64_t t2 = bench_now_ns();
-		scan[k] = (double)(t1 - t0) / (double)npages;
-		cold[k] = (double)(t2 - t1) / (double)npages;
-	}
-	*ret_scan = bench_percentile(scan, 5, 50);
-	*ret_cold = bench_percentile(cold, 5, 50);
-	res->track_first_write_ns = bench_percentile(first, 5, 50);
-	res->track_plain_write_ns = bench_percentile(plain, 5, 50);
-out:
-	track_free(t);
-	free(list);
-}
 
 /* ------------------------------------------------------------- output -- */
 
@@ -1055,13 +196,13 @@ static uint64_t engine_stat(ovc_engine *e, size_t off)
 
 /* The engine's swap path on a copy of the same pages; its own threads
  * (fault handler, worker) where the scheduler puts them. Intervals are
- * driven by hand (NO_AUTOSCAN + ovc__engine_swap_tick): one interval with
+ * driven by hand (NO_AUTOSCAN + engine_test_swap_tick): one interval with
  * the pages unwritten makes them all cold. */
 /* An engine with swap in @dir over a copy of @mem (in *ret_mem, to munmap
  * after ovc_engine_free), the target everything. NULL on failure (why in
  * res->engine_note). */
 static ovc_engine *engine_start(const char *dir, const char *mem, uint64_t bytes, unsigned flags,
-				char **ret_mem, struct results *res)
+				char **ret_mem, struct swap_results *res)
 {
 	ovc_engine *e = NULL;
 	struct ovc_engine_opts o = {
@@ -1085,24 +226,24 @@ static ovc_engine *engine_start(const char *dir, const char *mem, uint64_t bytes
 		munmap(emem, bytes);
 		return NULL;
 	}
-	atomic_store(&e->c_reclaim_target, bytes);
+	engine_test_set_target(e, bytes);
 	*ret_mem = emem;
 	return e;
 }
 
 /* One swap interval that takes every page out, timed to the last write's
  * end (swap_tick returns only then); GiB/s of pages swapped. */
-static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, struct results *res)
+static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, struct swap_results *res)
 {
-	settle(dir);
+	bench_settle(dir);
 	uint64_t t0 = bench_now_ns();
-	ovc__engine_swap_tick(e);
+	engine_test_swap_tick(e);
 	double secs = (double)(bench_now_ns() - t0) / 1e9;
 	uint64_t out = ESTAT(e, pages_swapped_out);
 	if (out < bytes / PG * 99 / 100)
 		snprintf(res->engine_note, sizeof(res->engine_note), "one interval swapped %.1f%% of the pages",
 			 100.0 * (double)out / (double)(bytes / PG));
-	else if (e->sync_wp)
+	else if (engine_test_sync_wp(e))
 		snprintf(res->engine_note, sizeof(res->engine_note), "sync write-protect path (OVC_ENGINE_SYNC_WP)");
 	return (double)(out * PG) / GIB / secs;
 }
@@ -1110,20 +251,20 @@ static double engine_swapout(ovc_engine *e, const char *dir, uint64_t bytes, str
 /* One engine swap-out run, timed; with the fill, only once it went idle
  * (@fill_gib_s: its rate, @unfilled_pct: slots of the run not filled). */
 static double engine_run(const char *dir, const char *mem, uint64_t bytes, unsigned flags, bool fill,
-			 double *fill_gib_s, double *unfilled_pct, struct results *res)
+			 double *fill_gib_s, double *unfilled_pct, struct swap_results *res)
 {
 	char *emem = NULL;
 	double gib_s = NOVAL;
 	struct swapdev_fill_stats fs0 = { 0 }, fs1 = { 0 };
 
-	atomic_store(&ovc__swap_fill_ahead_bytes, fill ? SWAPDEV_FILL_AHEAD_DEFAULT : 0);
+	engine_test_set_fill_ahead(fill ? SWAPDEV_FILL_AHEAD_DEFAULT : 0);
 	ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
-	atomic_store(&ovc__swap_fill_ahead_bytes, SWAPDEV_FILL_AHEAD_DEFAULT);
+	engine_test_set_fill_ahead(SWAPDEV_FILL_AHEAD_DEFAULT);
 	if (e) {
-		swapdev_fill_wait_idle(e->sw.sd);
-		swapdev_fill_stats(e->sw.sd, &fs0);
+		swapdev_fill_wait_idle(engine_test_swapdev(e));
+		swapdev_fill_stats(engine_test_swapdev(e), &fs0);
 		gib_s = engine_swapout(e, dir, bytes, res);
-		swapdev_fill_stats(e->sw.sd, &fs1);
+		swapdev_fill_stats(engine_test_swapdev(e), &fs1);
 	}
 	if (fill_gib_s)
 		*fill_gib_s = fs0.write_nsec ? (double)(fs0.slots_filled * PG) / GIB / ((double)fs0.write_nsec / 1e9)
@@ -1142,38 +283,38 @@ enum reuse_mode { REUSE_NOSCRUB, REUSE_REFILLED, REUSE_HOLES };
  * written by the timed interval; the scrub of the interval before it in
  * *scrub_ms (time in clears) and *scrub_pages. */
 static double reuse_run(const char *dir, const char *mem, uint64_t bytes, unsigned flags,
-			enum reuse_mode mode, double *scrub_ms, double *scrub_pages, struct results *res)
+			enum reuse_mode mode, double *scrub_ms, double *scrub_pages, struct swap_results *res)
 {
 	char *emem = NULL;
 	double gib_s = NOVAL;
 	struct swapdev_fill_stats f0, f1;
 
-	atomic_store(&ovc__swap_no_scrub, mode == REUSE_NOSCRUB);
+	engine_test_set_no_scrub(mode == REUSE_NOSCRUB);
 	ovc_engine *e = engine_start(dir, mem, bytes, flags, &emem, res);
-	atomic_store(&ovc__swap_no_scrub, false);
+	engine_test_set_no_scrub(false);
 	if (!e)
 		return NOVAL;
-	swapdev_fill_wait_idle(e->sw.sd);
-	ovc__engine_swap_tick(e);
+	swapdev_fill_wait_idle(engine_test_swapdev(e));
+	engine_test_swap_tick(e);
 	/* Every second page back and written: the next interval frees their
 	 * slots (the tracker saw the writes) and scrubs them. */
 	uint64_t npages = bytes / PG;
 	for (uint64_t p = 0; p < npages; p += 2)
 		((volatile char *)emem)[p * PG] ^= 1;
-	swapdev_fill_stats(e->sw.sd, &f0);
-	ovc__engine_swap_tick(e);
-	swapdev_fill_stats(e->sw.sd, &f1);
+	swapdev_fill_stats(engine_test_swapdev(e), &f0);
+	engine_test_swap_tick(e);
+	swapdev_fill_stats(engine_test_swapdev(e), &f1);
 	if (scrub_ms)
 		*scrub_ms = (double)(f1.scrub_nsec - f0.scrub_nsec) / 1e6;
 	if (scrub_pages)
 		*scrub_pages = (double)(f1.slots_cleared - f0.slots_cleared);
 	if (mode == REUSE_REFILLED) {
-		swapdev_fill_wait_idle(e->sw.sd);
-		settle(dir);
+		swapdev_fill_wait_idle(engine_test_swapdev(e));
+		bench_settle(dir);
 	}
 	uint64_t out0 = ESTAT(e, pages_swapped_out) - ESTAT(e, swap_cache_hits);
 	uint64_t t0 = bench_now_ns();
-	ovc__engine_swap_tick(e);
+	engine_test_swap_tick(e);
 	double secs = (double)(bench_now_ns() - t0) / 1e9;
 	uint64_t written = ESTAT(e, pages_swapped_out) - ESTAT(e, swap_cache_hits) - out0;
 	if (written >= npages / 2 * 9 / 10)
@@ -1195,7 +336,7 @@ static void print_runs(const char *name, const double *v, unsigned n)
  * writing are slower here) hits all; each engine run on a fresh engine and
  * file. Medians. */
 static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsigned repeat,
-			  unsigned flags, struct results *res, bool print)
+			  unsigned flags, struct swap_results *res, bool print)
 {
 	double *v = calloc((size_t)repeat * 5, sizeof(*v));
 	double *raw = v, *eng = v + repeat, *nofill = v + 2 * repeat, *fill = v + 3 * repeat,
@@ -1214,7 +355,7 @@ static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsi
 		return;
 	}
 	for (unsigned i = 0; i < repeat; i++) {
-		settle(dir);
+		bench_settle(dir);
 		raw[i] = raw_write(dir, mem, bytes);
 		eng[i] = engine_run(dir, mem, bytes, flags, true, &fill[i], &unfilled[i], res);
 		nofill[i] = engine_run(dir, mem, bytes, flags, false, NULL, NULL, res);
@@ -1235,24 +376,24 @@ static void engine_vs_raw(const char *dir, const char *mem, uint64_t bytes, unsi
 		print_runs("; reuse, into holes", rhole, repeat);
 		printf("\n");
 	}
-	res->swapout_crypt_gib_s = median_of(crypt, repeat);
-	res->reuse_noscrub_gib_s = median_of(rnos, repeat);
-	res->reuse_refilled_gib_s = median_of(rref, repeat);
-	res->reuse_holes_gib_s = median_of(rhole, repeat);
-	res->scrub_ms = median_of(sms, repeat);
+	res->swapout_crypt_gib_s = bench_median(crypt, repeat);
+	res->reuse_noscrub_gib_s = bench_median(rnos, repeat);
+	res->reuse_refilled_gib_s = bench_median(rref, repeat);
+	res->reuse_holes_gib_s = bench_median(rhole, repeat);
+	res->scrub_ms = bench_median(sms, repeat);
 	res->scrub_pages = spages;
 	free(crypt);
-	res->disk_write_gib_s = median_of(raw, repeat);
-	res->swapout_gib_s = median_of(eng, repeat);
-	res->swapout_nofill_gib_s = median_of(nofill, repeat);
-	res->swap_fill_gib_s = median_of(fill, repeat);
-	res->swapout_unfilled_pct = median_of(unfilled, repeat);
+	res->disk_write_gib_s = bench_median(raw, repeat);
+	res->swapout_gib_s = bench_median(eng, repeat);
+	res->swapout_nofill_gib_s = bench_median(nofill, repeat);
+	res->swap_fill_gib_s = bench_median(fill, repeat);
+	res->swapout_unfilled_pct = bench_median(unfilled, repeat);
 	free(v);
 }
 
 /* The engine's swap-in, random then sequential, into *p50, *p99, *cdf,
  * *seq. */
-static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsigned flags, struct results *res,
+static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsigned flags, struct swap_results *res,
 			double *p50, double *p99, double *cdf, double *seq)
 {
 	const unsigned nrand = 4000;
@@ -1269,11 +410,11 @@ static void engine_swap(const char *dir, const char *mem, uint64_t bytes, unsign
 
 	uint64_t npages = bytes / PG;
 	volatile char sink = 0;
-	rand_touch(emem, npages, nrand, p50, p99, cdf);
+	bench_rand_touch(emem, npages, nrand, p50, p99, cdf);
 
 	/* Sequential: the pages read back are out again after one more
 	 * interval (installed write-protected, still unwritten). */
-	ovc__engine_swap_tick(e);
+	engine_test_swap_tick(e);
 	uint64_t in0 = ESTAT(e, pages_swapped_in);
 	t0 = bench_now_ns();
 	for (uint64_t p = 0; p < npages; p++)
@@ -1290,7 +431,7 @@ int bench_swap(const struct bench_opts *opts)
 	uint64_t bytes = opts->size_bytes ? opts->size_bytes : GIB;
 	unsigned repeat = opts->repeat ? opts->repeat : 3;
 	const char *dir = "/var/tmp";
-	struct results r = { 0 };
+	struct swap_results r = { 0 };
 	unsigned engine_flags = 0;
 
 	for (int i = 0; i < opts->argc; i++)
@@ -1331,17 +472,17 @@ int bench_swap(const struct bench_opts *opts)
 	 * 2-4x slower than the first one here, while raw after raw was not;
 	 * the cause is not pinned down. Every run is printed. */
 	for (unsigned i = 0; i < repeat; i++) {
-		settle(dir);
+		bench_settle(dir);
 		v[i] = swapdev_write(dir, mem, bytes, perm, NULL);
 	}
-	settle(dir);
+	bench_settle(dir);
 	if (!opts->json) {
 		printf("runs (GiB/s, in order): swapdev");
 		for (unsigned i = 0; i < repeat; i++)
 			printf(" %.3f", v[i]);
 		printf("\n");
 	}
-	r.swapdev_write_gib_s = median_of(v, repeat);
+	r.swapdev_write_gib_s = bench_median(v, repeat);
 
 	bench_pin(0);
 	raw_read_lat(dir, mem, MIN(bytes, 256 * MIB), &r.raw_read_p50_us, &r.raw_read_p99_us);

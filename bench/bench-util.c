@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "common/util.h"
 
 uint64_t bench_parse_size(const char *s)
 {
@@ -143,4 +145,46 @@ void bench_pin(int cpu)
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	sched_setaffinity(0, sizeof(set), &set);
+}
+
+double bench_median(double *v, unsigned n)
+{
+	return bench_percentile(v, n, 50);
+}
+
+void bench_settle(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		syncfs(fd);
+		close(fd);
+	}
+}
+
+const double bench_cdf_pct[BENCH_CDF_N] = { 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9 };
+
+void bench_cdf_of(double *lat, size_t n, double *out)
+{
+	for (unsigned i = 0; i < BENCH_CDF_N; i++)
+		out[i] = bench_percentile(lat, n, bench_cdf_pct[i]);
+}
+
+void bench_rand_touch(const char *mem, uint64_t npages, unsigned n, double *p50, double *p99, double *cdf)
+{
+	double *lat = calloc(n, sizeof(*lat));
+	uint64_t s = 4242;
+	volatile char sink = 0;
+	for (unsigned i = 0; lat && i < n; i++) {
+		uint64_t p = xorshift64(&s) % npages;
+		uint64_t t0 = bench_now_ns();
+		sink += ((const volatile char *)mem)[p * 4096 + 1];
+		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
+	}
+	(void)sink;
+	if (lat) {
+		*p99 = bench_percentile(lat, n, 99);
+		*p50 = bench_percentile(lat, n, 50);
+		bench_cdf_of(lat, n, cdf);
+	}
+	free(lat);
 }

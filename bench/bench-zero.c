@@ -36,8 +36,8 @@
 #include <ovc/ovc.h>
 
 #include "bench.h"
-#include "engine-internal.h"
-#include "scan.h"
+#include "engine/internal.h"
+#include "engine/scan.h"
 
 #define PAGE 4096ul
 

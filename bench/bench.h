@@ -2,6 +2,8 @@
 /*
  * ovc-bench: one program, one subcommand per benchmark (bench-<name>.c),
  * each measuring ovc and its peer in the same run. Never run by meson test.
+ * The swap subcommand is split by what each part measures; its parts
+ * share bench-swap.h.
  */
 #ifndef OVC_BENCH_H
 #define OVC_BENCH_H
@@ -46,5 +48,22 @@ void bench_json_machine(FILE *f);
 void bench_print_machine(FILE *f);
 /* Pin the calling thread to @cpu (ignored if it fails). */
 void bench_pin(int cpu);
+/* Median of @n doubles (bench_percentile at 50); sorts @v in place. */
+double bench_median(double *v, unsigned n);
+/* Commit the journal of @dir's file system (and with it the discards of
+ * files just freed) so that one run does not pay for the previous one. */
+void bench_settle(const char *dir);
+
+/* Latency distributions in the JSON: [percentile, value] pairs at these
+ * BENCH_CDF_N percentiles. */
+#define BENCH_CDF_N 14
+extern const double bench_cdf_pct[BENCH_CDF_N];
+/* The BENCH_CDF_N percentiles of @n doubles into @out; sorts @lat. */
+void bench_cdf_of(double *lat, size_t n, double *out);
+/* Touch @n random 4 KiB pages of @mem (of @npages), each read timed from
+ * the touching thread, in usec: p50, p99 and the CDF. The same seed every
+ * call, so that a peer and the engine touch the same pages in the same
+ * order. */
+void bench_rand_touch(const char *mem, uint64_t npages, unsigned n, double *p50, double *p99, double *cdf);
 
 #endif

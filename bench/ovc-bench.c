@@ -20,7 +20,9 @@ static const struct {
 } cmds[] = {
 	{ "zero", bench_zero, "zero-page reclaim: engine vs batched limit vs KSM; zero-fault latency" },
 	{ "swap", bench_swap, "swap-out/in: engine vs raw io_uring disk vs kernel swap" },
+#ifdef OVC_BENCH_HAVE_POLICY /* the policy is ovcd's: not in engine_only builds */
 	{ "policy", bench_policy, "daemon tick cost with simulated guests" },
+#endif
 	{ "all", bench_all, "every benchmark, then docs/bench/report.md with plots" },
 };
 

@@ -13,7 +13,8 @@
 #include <json-c/json.h>
 
 #include "control.h"
-#include "util.h"
+#include "host/units.h"
+#include "common/util.h"
 
 const char *ovcd_command_name(enum ovcd_command c)
 {
@@ -144,7 +145,7 @@ int ovcd_request_parse(const char *line, size_t len, struct ovcd_request *ret, c
 		s = json_object_get_string(v);
 		if (strcmp(s, "none") == 0)
 			req.clear = true;
-		else if (ovc_parse_size(s, true, &req.size) < 0 ||
+		else if (ovcd_parse_size(s, true, &req.size) < 0 ||
 			 (!req.size.percent && req.size.bytes == 0) ||
 			 (req.size.percent && req.size.basis_points == 0))
 			fail(-EINVAL,
@@ -208,7 +209,7 @@ char *ovcd_reply_ok(const char *message)
 /* An unknown figure is null, never 0. */
 static struct json_object *u64_or_null(uint64_t v)
 {
-	return ovc_known(v) ? json_object_new_uint64(v) : NULL;
+	return ovcd_known(v) ? json_object_new_uint64(v) : NULL;
 }
 
 static struct json_object *permille_json(uint64_t pm)
@@ -241,7 +242,7 @@ char *ovcd_reply_status(const struct ovcd_view *v)
 	add(o, "ticks", json_object_new_uint64(v->ticks));
 	add(o, "checks", json_object_new_uint64(v->checks));
 	add(o, "uptime_usec", json_object_new_uint64(v->uptime_usec));
-	add(o, "level", json_object_new_string(ovc_host_level_name(v->level)));
+	add(o, "level", json_object_new_string(ovcd_host_level_name(v->level)));
 	add(o, "level_since_tick", json_object_new_uint64(v->level_since_tick));
 	add(o, "host_reason", json_object_new_string(v->host_reason));
 	add(o, "provisioned_ratio", permille_json(v->oc.provisioned_ratio_permille));
@@ -349,7 +350,7 @@ char *ovcd_reply_guests(const struct ovcd_view *v)
 		add(e, "pinned_target_bytes", g->pin_bytes ? json_object_new_uint64(g->pin_bytes) : NULL);
 		add(e, "stats_age_usec", u64_or_null(g->stats_age_usec));
 		add(e, "stale", json_object_new_boolean(g->stale));
-		add(e, "last_action", json_object_new_string(ovc_policy_action_name(g->last_action)));
+		add(e, "last_action", json_object_new_string(ovcd_policy_action_name(g->last_action)));
 		add(e, "last_action_tick", json_object_new_uint64(g->last_action_tick));
 		add(e, "last_reason", json_object_new_string(g->last_reason));
 		add(e, "inflates", json_object_new_uint64(g->inflates));
@@ -371,7 +372,7 @@ char *ovcd_reply_guests(const struct ovcd_view *v)
 		/* What this guest gives back, by mechanism; null where the
 		 * guest has no such mechanism. */
 		struct json_object *sav = json_object_new_object();
-		add(sav, "balloon_bytes", ovc_known(g->actual_bytes) && g->actual_bytes <= g->max_bytes
+		add(sav, "balloon_bytes", ovcd_known(g->actual_bytes) && g->actual_bytes <= g->max_bytes
 						  ? json_object_new_uint64(g->max_bytes - g->actual_bytes) : NULL);
 		add(sav, "shared_bytes", u64_or_null(g->engine_zero_bytes));
 		add(sav, "swapped_bytes", u64_or_null(g->engine_swap_bytes));

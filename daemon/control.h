@@ -7,7 +7,7 @@
  *
  * Everything here is pure (no I/O, no clock): the request parser, the
  * permission rule, and the rendering of replies from a struct ovcd_view.
- * The server around it is in manager.c. Any thread; no state.
+ * The server around it is in control-server.c. Any thread; no state.
  */
 #ifndef OVCD_CONTROL_H
 #define OVCD_CONTROL_H
@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "view.h"
 
 struct json_object;
@@ -46,7 +46,7 @@ struct ovcd_request {
 	char guest[OVCD_GUEST_NAME_MAX];
 	enum ovcd_set_what what;
 	bool clear;                  /* "size": "none": drop the override */
-	struct ovc_conf_size size;   /* bytes, or % of the guest's maximum */
+	struct ovcd_conf_size size;   /* bytes, or % of the guest's maximum */
 };
 
 /*

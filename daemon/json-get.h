@@ -8,7 +8,7 @@
 
 #include <json-c/json.h>
 
-#include "guest.h"
+#include "host/guest.h"
 
 /* Member @key of @o, or NULL when @o is NULL, the key is absent or null. */
 static inline struct json_object *json_get(struct json_object *o, const char *key)

@@ -138,9 +138,9 @@ static void logger_fn(void *userdata, enum ovc_log_level level, const char *msg)
 	ovcd_log(level, "%s", msg);
 }
 
-const struct ovc_logger *ovcd_logger(void)
+const struct logger *ovcd_logger(void)
 {
-	static struct ovc_logger lg = { .fn = logger_fn };
+	static struct logger lg = { .fn = logger_fn };
 
 	lg.level = target.level;
 	return &lg;

@@ -26,8 +26,8 @@
 
 #include <ovc/common.h>
 
-#include "log.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 /* @ident prefixes plain-text lines; @level is the most verbose level shown. */
 void ovcd_log_open(const char *ident, enum ovc_log_level level);
@@ -41,8 +41,8 @@ void ovcd_log(enum ovc_log_level level, const char *fmt, ...) _printf_(2, 3);
  * the length written. */
 size_t ovcd_log_escape(const char *in, char *out, size_t size);
 
-/* A struct ovc_logger that sends library and driver messages here. */
-const struct ovc_logger *ovcd_logger(void);
+/* A struct logger that sends library and driver messages here. */
+const struct logger *ovcd_logger(void);
 
 #define dlog_err(...) ovcd_log(OVC_LOG_ERR, __VA_ARGS__)
 #define dlog_warning(...) ovcd_log(OVC_LOG_WARNING, __VA_ARGS__)

@@ -6,7 +6,7 @@
  *
  * Single-threaded: everything runs on ovcd's main thread; no locks. (The
  * balloon drivers may run threads of their own; they only ever call back
- * from ovc_balloon_process(), on this thread.)
+ * from ovcd_balloon_process(), on this thread.)
  */
 #ifndef OVCD_MANAGER_H
 #define OVCD_MANAGER_H
@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "host/config.h"
 
 #define OVCD_MAX_QMP_DIRS 8
 
@@ -32,7 +32,7 @@ struct manager_opts {
 	const char *only[OVCD_MAX_QMP_DIRS];
 	size_t n_only;
 	/* The guests' memory cgroup directory, or NULL: host memory is then
-	 * what the cgroup leaves (ovc_meminfo_limit_to_cgroup). */
+	 * what the cgroup leaves (ovcd_meminfo_limit_to_cgroup). */
 	const char *memory_cgroup;
 };
 
@@ -40,7 +40,7 @@ struct manager;
 
 /* Takes ownership of @cfg (also on failure). Opens the drivers, the control
  * socket and the metrics listener; saves the KSM knobs. -errno, logged. */
-int manager_new(const struct manager_opts *opts, struct ovc_config *cfg, struct manager **ret);
+int manager_new(const struct manager_opts *opts, struct ovcd_config *cfg, struct manager **ret);
 
 /* Run until SIGTERM/SIGINT. Returns 0, or -errno of a fatal error. */
 int manager_run(struct manager *m);

@@ -25,7 +25,7 @@
 #include <microhttpd.h>
 
 #include "metrics.h"
-#include "util.h"
+#include "common/util.h"
 
 struct tracked {
 	struct MHD_Connection *conn;

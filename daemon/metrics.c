@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 
 #include "metrics.h"
-#include "util.h"
+#include "common/util.h"
 
 /* Label values: backslash, double quote and newline escaped (exposition
  * format); guest names come from libvirt or QEMU and may hold anything. */
@@ -66,7 +66,7 @@ static void per_guest(FILE *f, const struct ovcd_view *v, const char *name, cons
 		const struct ovcd_guest_view *g = &v->guests[i];
 		uint64_t val = *(const uint64_t *)((const char *)g + offset);
 
-		if (!ovc_known(val))
+		if (!ovcd_known(val))
 			continue;
 		fprintf(f, "%s{guest=\"", name);
 		put_label(f, g->name);
@@ -113,8 +113,8 @@ int ovcd_metrics_render(const struct ovcd_view *v, char **ret, size_t *ret_len)
 
 	head(f, "ovc_host_level", "gauge", "Host state: 1 for the current level.");
 	for (int l = OVC_HOST_STEADY; l <= OVC_HOST_ROOM; l++)
-		fprintf(f, "ovc_host_level{level=\"%s\"} %d\n", ovc_host_level_name((enum ovc_host_level)l),
-			v->level == (enum ovc_host_level)l);
+		fprintf(f, "ovc_host_level{level=\"%s\"} %d\n", ovcd_host_level_name((enum ovcd_host_level)l),
+			v->level == (enum ovcd_host_level)l);
 	head(f, "ovc_ticks", "counter", "Policy ticks run.");
 	fprintf(f, "ovc_ticks_total %" PRIu64 "\n", v->ticks);
 	head(f, "ovc_policy_checks", "counter", "Per-guest policy checks between ticks.");

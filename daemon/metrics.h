@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "common/util.h"
 #include "view.h"
 
 #define OVCD_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

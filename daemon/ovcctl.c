@@ -16,11 +16,12 @@
 
 #include <json-c/json.h>
 
-#include "config.h"
+#include "host/config.h"
 #include "control.h"
 #include "json-get.h"
-#include "policy.h"
-#include "util.h"
+#include "host/policy.h"
+#include "host/units.h"
+#include "common/util.h"
 
 #define DEFAULT_SOCKET "/run/ovcd/ovcd.sock"
 #define REPLY_MAX (16u << 20)
@@ -145,11 +146,11 @@ static const char *get_str(struct json_object *o, const char *key)
 
 static const char *size_text(uint64_t v, char *buf, size_t n)
 {
-	if (!ovc_known(v))
+	if (!ovcd_known(v))
 		return "-";
 	if (v == 0)
 		return "0";
-	return ovc_format_size_short(v, buf, n);
+	return ovcd_format_size_short(v, buf, n);
 }
 #define SZ(v) size_text((v), (char[24]){ 0 }, 24)
 
@@ -158,14 +159,14 @@ static const char *ssize_text(int64_t v, char *buf, size_t n)
 	char tmp[24];
 
 	snprintf(buf, n, "%s%s", v < 0 ? "-" : "+",
-		 ovc_format_size_short(v < 0 ? (uint64_t)-v : (uint64_t)v, tmp, sizeof(tmp)));
+		 ovcd_format_size_short(v < 0 ? (uint64_t)-v : (uint64_t)v, tmp, sizeof(tmp)));
 	return buf;
 }
 #define SSZ(v) ssize_text((v), (char[32]){ 0 }, 32)
 
 static const char *age_text(uint64_t usec, char *buf, size_t n)
 {
-	if (!ovc_known(usec))
+	if (!ovcd_known(usec))
 		return "-";
 	if (usec < 100 * USEC_PER_SEC)
 		snprintf(buf, n, "%" PRIu64 "s", usec / USEC_PER_SEC);
@@ -177,7 +178,7 @@ static const char *age_text(uint64_t usec, char *buf, size_t n)
 /* A latency in µs, at most 6 characters: 16us, 1.0ms, 524ms, 1.2s. */
 static const char *usec_text(uint64_t us, char *buf, size_t n)
 {
-	if (!ovc_known(us))
+	if (!ovcd_known(us))
 		return "-";
 	if (us < 1000)
 		snprintf(buf, n, "%" PRIu64 "us", us);
@@ -235,8 +236,8 @@ static void print_swap_errors(struct json_object *eng)
 {
 	uint64_t wr = json_get_u64(eng, "swap_write_errors"), rd = json_get_u64(eng, "swap_read_errors");
 
-	wr = ovc_known(wr) ? wr : 0;
-	rd = ovc_known(rd) ? rd : 0;
+	wr = ovcd_known(wr) ? wr : 0;
+	rd = ovcd_known(rd) ? rd : 0;
 	if (wr || rd)
 		printf(" [swap errors: %" PRIu64 " write, %" PRIu64 " read]", wr, rd);
 }
@@ -250,9 +251,9 @@ static void print_guest_policy(struct json_object *g)
 		printf(" [NON-COMPLIANT: ignores its target]");
 	if (json_object_get_boolean(json_get(g, "growing")))
 		printf(" [growing %s/s]", SZ(json_get_u64(g, "growth_rate_bytes")));
-	if (ovc_known(quick) && quick)
+	if (ovcd_known(quick) && quick)
 		printf(" [%" PRIu64 " deflates between ticks]", quick);
-	if (ovc_known(ooms) && ooms)
+	if (ovcd_known(ooms) && ooms)
 		printf(" [OOM kills seen: %" PRIu64 "]", ooms);
 }
 
@@ -277,7 +278,7 @@ static void print_guests(struct json_object *o)
 		uint64_t raised = json_get_u64(g, "raised_floor_bytes");
 
 		/* The policy's raised floor, marked ^, while it is above. */
-		if (ovc_known(raised) && raised > json_get_u64(g, "floor_bytes"))
+		if (ovcd_known(raised) && raised > json_get_u64(g, "floor_bytes"))
 			snprintf(floor, sizeof(floor), "^%s", SZ(raised));
 		else
 			snprintf(floor, sizeof(floor), "%s%s", floor_mark, SZ(json_get_u64(g, "floor_bytes")));

@@ -11,8 +11,8 @@
 
 #include <ovc/ovc.h>
 
-#include "config.h"
-#include "host.h"
+#include "host/config.h"
+#include "host/host.h"
 #include "logging.h"
 #include "manager.h"
 
@@ -58,12 +58,12 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct manager_opts mo = { .config_path = OVC_CONFIG_DEFAULT_PATH };
-	struct ovc_config *cfg = NULL;
+	struct ovcd_config *cfg = NULL;
 	struct manager *m = NULL;
 	enum ovc_log_level level = OVC_LOG_INFO;
 	bool check = false;
 	char *errors = NULL;
-	struct ovc_meminfo mi;
+	struct ovcd_meminfo mi;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
@@ -127,7 +127,7 @@ int main(int argc, char **argv)
 	}
 	ovcd_log_open("ovcd", level);
 
-	r = ovc_config_load(mo.config_path, &cfg, &errors);
+	r = ovcd_config_load(mo.config_path, &cfg, &errors);
 	if (r < 0) {
 		/* One line per error, PATH:LINE: [SECTION] KEY: REASON. */
 		if (check)
@@ -145,19 +145,19 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
-		r = ovc_config_print(cfg, stdout);
-		ovc_config_free(cfg);
+		r = ovcd_config_print(cfg, stdout);
+		ovcd_config_free(cfg);
 		return r < 0 || fflush(stdout) != 0 ? 1 : 0;
 	}
 
 	/* Requirements: without /proc/meminfo there is nothing to steer by. */
-	r = ovc_meminfo_read(NULL, &mi);
+	r = ovcd_meminfo_read(NULL, &mi);
 	if (r < 0) {
 		dlog_err("cannot read /proc/meminfo: %s", strerror(-r));
-		ovc_config_free(cfg);
+		ovcd_config_free(cfg);
 		return 1;
 	}
-	r = ovc_psi_read(NULL, &(struct ovc_psi){ 0 });
+	r = ovcd_psi_read(NULL, &(struct ovcd_psi){ 0 });
 	if (r < 0)
 		dlog_notice("no memory PSI (%s%s): host pressure from MemAvailable only", strerror(-r),
 			    r == -EOPNOTSUPP ? "; boot with psi=1" : "");

@@ -12,10 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "host.h"
-#include "ksm.h"
-#include "policy.h"
-#include "stats.h"
+#include "host/host.h"
+#include "host/ksm.h"
+#include "host/policy.h"
+#include "host/stats.h"
 
 #define OVCD_GUEST_NAME_MAX 256
 
@@ -34,7 +34,7 @@ struct ovcd_guest_view {
 	uint64_t pin_bytes;            /* `ovcctl set GUEST target`; 0: none */
 	uint64_t stats_age_usec;       /* since the guest last reported; OVC_UNKNOWN */
 	bool stale;
-	enum ovc_policy_action last_action;
+	enum ovcd_policy_action last_action;
 	uint64_t last_action_tick;     /* 0: never */
 	char last_reason[OVC_POLICY_REASON_MAX];
 	uint64_t inflates, deflates, emergencies, errors;
@@ -46,7 +46,7 @@ struct ovcd_guest_view {
 	 * engine reports it (guest.h); OVC_UNKNOWN without an engine or from
 	 * an engine too old to say. */
 	uint64_t engine_swap_in_bytes;
-	struct ovc_engine_swap_stats engine_swap;
+	struct ovcd_engine_swap_stats engine_swap;
 	uint64_t reclaims, releases;   /* engine target raised / lowered */
 	/* What the policy learned and assumes (policy.h), from its last
 	 * decision for the guest, at a tick or between ticks: */
@@ -77,16 +77,16 @@ struct ovcd_view {
 	uint64_t ticks;
 	uint64_t checks;               /* per-guest policy checks between ticks */
 	uint64_t uptime_usec;
-	enum ovc_host_level level;
+	enum ovcd_host_level level;
 	uint64_t level_since_tick;
 	char host_reason[OVC_POLICY_REASON_MAX];
-	struct ovc_meminfo mem;
+	struct ovcd_meminfo mem;
 	bool psi_valid;
-	struct ovc_psi psi;
-	struct ovc_overcommit oc;
+	struct ovcd_psi psi;
+	struct ovcd_overcommit oc;
 	bool ksm_valid;
-	struct ovc_ksm_knobs ksm_knobs;
-	struct ovc_ksm_counters ksm;
+	struct ovcd_ksm_knobs ksm_knobs;
+	struct ovcd_ksm_counters ksm;
 	int64_t ksm_profit_bytes;
 	char ksm_reason[OVC_POLICY_REASON_MAX];
 	const struct ovcd_guest_view *guests;

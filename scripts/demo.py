@@ -309,10 +309,12 @@ class LibvirtGuest(Guest):
 class Libvirtd:
     """qemu:///system for --libvirt: the running libvirtd, or one started
     here (virtlogd too if none runs) and stopped at the end. Shares the
-    locks and the mark of tests/guest-harness.c, so that the demo and the
-    integration tests may use one libvirtd side by side: whoever is the
-    last user of a libvirtd started by either stops it, and a libvirtd
-    started by anyone else is never stopped."""
+    locks and the mark of tests/helpers/guest-harness.c, so that the demo
+    and the integration tests may use one libvirtd side by side: whoever is
+    the last user of a libvirtd started by either stops it, and a libvirtd
+    started by anyone else is never stopped. The contract (files, order,
+    mark, names) is written once, in docs/demo.md "One libvirtd for the
+    demo and the tests"; change both sides together."""
 
     DECIDE = "/run/ovc-test-libvirtd.decide"
     USE = "/run/ovc-test-libvirtd.lock"

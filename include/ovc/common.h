@@ -60,8 +60,13 @@ enum ovc_log_level {
 /*
  * Log callback. The library never prints: it hands each message to this
  * callback, from whichever thread produced it (the caller's, the engine's
- * worker or its fault handler), with no lock of the library held. @msg has
- * no trailing newline and is valid only during the call.
+ * worker or its fault handler), never with a lock of the library held
+ * (checked in debug builds): a message produced under one is delivered, on
+ * the same thread, once the library releases its last lock. At most 16
+ * messages wait so; past that they are counted and one warning says how
+ * many were dropped. @msg has no trailing newline and is valid only during
+ * the call. The callback may log through the library but must not call
+ * into the engine.
  */
 typedef void (*ovc_log_fn)(void *userdata, enum ovc_log_level level, const char *msg);
 

@@ -16,8 +16,8 @@
 #ifndef OVC_ENDPOINT_H
 #define OVC_ENDPOINT_H
 
+#include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include <ovc/common.h>
 #include <ovc/engine.h>
@@ -32,7 +32,8 @@ extern "C" {
 #define OVC_PUBLISH_NAME_MAX 64
 
 struct ovc_publish_opts {
-	/* sizeof(struct ovc_publish_opts) as the caller knows it. */
+	/* sizeof(struct ovc_publish_opts) as the caller knows it; the size
+	 * rule of ovc/engine.h. */
 	uint32_t size;
 	/* No flags yet; any bit gives -EINVAL. */
 	uint32_t flags;
@@ -47,9 +48,17 @@ struct ovc_publish_opts {
 	 * 0: the bytes registered with ovc_region_add() at each request. */
 	uint64_t max_bytes;
 	/* Permission bits of the socket; 0: 0660. Connecting needs write
-	 * permission; setting a target also needs the VMM's uid or root. */
-	mode_t mode;
+	 * permission; setting a target also needs the VMM's uid or root.
+	 * Bits other than 0777 give -EINVAL. A uint32_t, not a mode_t, so
+	 * the layout does not depend on the C library. */
+	uint32_t mode;
+	uint32_t reserved;     /* must be 0 */
+	/* Fields appended later go here, each with "since X.Y". */
 };
+
+/* Size of struct ovc_publish_opts in 0.1, its first published layout. */
+#define OVC_PUBLISH_OPTS_SIZE_VER0 \
+	(offsetof(struct ovc_publish_opts, reserved) + sizeof(uint32_t))
 
 /*
  * ovc_engine_publish - serve the engine's control endpoint
@@ -60,7 +69,10 @@ struct ovc_publish_opts {
  * on, and starts the endpoint thread. ovc_engine_unpublish() or
  * ovc_engine_free() remove it.
  *
- * Returns 0, or -EINVAL (bad option, flag or name), -EALREADY (this engine
+ * Returns 0, or -EINVAL (bad option, flag or name, opts->size below
+ * OVC_PUBLISH_OPTS_SIZE_VER0, a reserved field not 0), -E2BIG (opts->size
+ * larger than this library's struct with a non-zero byte past it, or above
+ * 4096), -EALREADY (this engine
  * is published already), -EADDRINUSE (a live engine listens on that name),
  * -EEXIST (DIR/NAME.sock exists and is not a socket), -ENAMETOOLONG (path
  * does not fit a unix socket address), -EACCES, -ENOMEM, or the errno of
@@ -70,12 +82,14 @@ OVC_EXPORT int ovc_engine_publish(ovc_engine *e, const struct ovc_publish_opts *
 
 /*
  * ovc_engine_unpublish - stop serving and remove the socket
+ * @flags: none yet, must be 0
  *
  * Joins the endpoint thread, closes every client and unlinks the socket if
  * it is still the one this engine created. Takes an engine that is not
- * published (then does nothing). Returns 0 or -EINVAL (NULL engine).
+ * published (then does nothing). Returns 0 or -EINVAL (NULL engine, @flags
+ * not 0).
  */
-OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e);
+OVC_EXPORT int ovc_engine_unpublish(ovc_engine *e, unsigned flags);
 
 #ifdef __cplusplus
 }

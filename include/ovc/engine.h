@@ -103,33 +103,66 @@ enum {
 
 /*
  * A failed read of a swapped page cannot be hidden from the guest: the engine
- * calls this (from its fault-handler thread) with the guest-physical address
- * and the negative errno, then keeps the faulting thread blocked until the
- * page is retried successfully or the region is removed. Must not call back
- * into the engine.
+ * calls this with the guest-physical address and the negative errno, then
+ * keeps the faulting thread blocked until the page is retried successfully
+ * or the region is removed. It runs on the thread that served the fault: the
+ * engine's fault-handler thread, or with OVC_ENGINE_NO_THREADS the thread
+ * inside ovc_engine_process() (or inside another call of the engine that
+ * reads the userfaultfd while it waits). When ovc_region_remove() or
+ * ovc_engine_free() cannot bring a swapped page back, it runs on their
+ * caller's thread, once per page, before they return. Always after the
+ * engine has released its locks (checked in debug builds), after the error
+ * was logged. Must not call back into the engine.
  */
 typedef void (*ovc_io_error_fn)(void *userdata, uint64_t guest_phys, int err);
 
+/*
+ * The size rule, the same for every options and stats struct of the ABI
+ * (struct ovc_engine_opts, struct ovc_engine_stats, struct ovc_publish_opts;
+ * the rule of openat2(2) and clone3(2)). Each starts with uint32_t size,
+ * which the caller sets to sizeof the struct as its headers define it, and
+ * zero-initialises the rest (= { .size = sizeof(x) }):
+ *   - size smaller than the struct's first published size (its
+ *     OVC_*_SIZE_VER0), or a NULL struct where one is required: -EINVAL;
+ *   - size larger than this library's struct (a caller built against newer
+ *     headers): accepted when every byte past this library's struct is zero,
+ *     -E2BIG otherwise (the caller asks for something this library does not
+ *     know), and -E2BIG for any size above 4096;
+ *   - a smaller size (a caller built against older headers): the fields past
+ *     it read as zero in options, and are not written in stats.
+ * Stats are written up to the smaller of the two sizes. Fields are only ever
+ * appended, each marked with the version that added it ("since X.Y") and a
+ * new OVC_*_SIZE_VERn; reserved fields and unknown flag bits must be zero
+ * (-EINVAL). Layouts use fixed-width types only, with no hole and no padded
+ * tail, so they cannot change with the compiler.
+ */
+
 struct ovc_engine_opts {
-	/* sizeof(struct ovc_engine_opts) as the caller knows it. Fields past
-	 * this size read as zero, so newer libraries accept older callers. */
+	/* sizeof(struct ovc_engine_opts) as the caller knows it; the size
+	 * rule above. */
 	uint32_t size;
 	/* OVC_ENGINE_*; unknown bits give -EINVAL. */
 	uint32_t flags;
 
 	ovc_log_fn log_fn;               /* NULL: no messages */
 	void *log_userdata;
-	enum ovc_log_level log_level;    /* 0: OVC_LOG_NOTICE */
+	uint32_t log_level;              /* enum ovc_log_level; 0: OVC_LOG_NOTICE */
+	uint32_t reserved0;              /* must be 0 */
 
 	/* Time between scan passes; 0: 1 s. */
 	uint64_t scan_interval_usec;
 	/* CPU budget of the scanner, in permille of one CPU; 0: 100 (10%). */
 	uint32_t scan_cpu_permille;
+	uint32_t reserved1;              /* must be 0 */
 
 	/* Swapping. swap_path names a directory (the engine creates an
 	 * unlinked O_TMPFILE there) or NULL for no swapping; both or neither
-	 * of swap_path and swap_size_bytes. Needs UFFDIO_MOVE and WP_ASYNC
-	 * (-EOPNOTSUPP otherwise); shared-memory regions are then refused. */
+	 * of swap_path and swap_size_bytes. Writes are tracked with WP_ASYNC
+	 * and PAGEMAP_SCAN and pages swap out through UFFDIO_MOVE (Linux
+	 * 6.8+); where one of them is missing, or with OVC_ENGINE_SYNC_WP,
+	 * by write-protect faults and the write-protect path, which needs the
+	 * engine's threads and userfaultfd write-protect (-EOPNOTSUPP
+	 * otherwise). Shared-memory regions are then refused (-EOPNOTSUPP). */
 	const char *swap_path;
 	uint64_t swap_size_bytes;        /* preallocated; 0: no swapping */
 	uint64_t cold_age_usec;          /* unwritten for this long = cold; 0: 30 s */
@@ -137,7 +170,12 @@ struct ovc_engine_opts {
 
 	ovc_io_error_fn io_error_fn;     /* NULL: errors are only logged */
 	void *io_error_userdata;
+	/* Fields appended later go here, each with "since X.Y". */
 };
+
+/* Size of struct ovc_engine_opts in 0.1, its first published layout. */
+#define OVC_ENGINE_OPTS_SIZE_VER0 \
+	(offsetof(struct ovc_engine_opts, io_error_userdata) + sizeof(void *))
 
 /*
  * ovc_engine_new - create an engine
@@ -149,7 +187,10 @@ struct ovc_engine_opts {
  * for faults raised by KVM) and, unless OVC_ENGINE_NO_THREADS, starts its
  * threads.
  *
- * Returns 0, or -EINVAL (bad option or flag), -EPERM (no userfaultfd
+ * Returns 0, or -EINVAL (bad option or flag, opts->size below
+ * OVC_ENGINE_OPTS_SIZE_VER0, a reserved field not 0), -E2BIG (opts->size
+ * larger than this library's struct with a non-zero byte past it, or above
+ * 4096: see the size rule above), -EPERM (no userfaultfd
  * permission), -ENOSYS (kernel without userfaultfd), -ENOMEM, or the errno
  * of opening the swap file.
  */
@@ -216,11 +257,13 @@ OVC_EXPORT int ovc_region_remove(ovc_engine *e, uint64_t guest_phys, unsigned fl
 
 /*
  * ovc_engine_fd - the fd to poll in OVC_ENGINE_NO_THREADS mode
+ * @flags: none yet, must be 0 (room for asking for one of several fds)
  *
  * Readable (POLLIN) when ovc_engine_process() has work. Owned by the engine.
- * Returns the fd, or -EINVAL when the engine runs its own threads.
+ * Returns the fd, or -EINVAL when the engine runs its own threads, or
+ * @flags is not 0.
  */
-OVC_EXPORT int ovc_engine_fd(ovc_engine *e);
+OVC_EXPORT int ovc_engine_fd(ovc_engine *e, unsigned flags);
 
 /*
  * ovc_engine_process - do pending work in OVC_ENGINE_NO_THREADS mode
@@ -261,7 +304,7 @@ OVC_EXPORT int ovc_engine_reclaim(ovc_engine *e, uint64_t target_bytes, unsigned
 
 struct ovc_engine_stats {
 	uint32_t size;                 /* caller sets sizeof(struct ovc_engine_stats) */
-	uint32_t reserved;
+	uint32_t flags;                /* set by the caller; none yet, must be 0 */
 
 	uint64_t regions;
 	uint64_t region_bytes;         /* guest RAM registered */
@@ -306,19 +349,27 @@ struct ovc_engine_stats {
 	uint64_t swap_bytes_filled;    /* cumulative */
 	uint64_t swap_fill_errors;     /* the fill stops at the first */
 
-	/* Appended after swap_fill_errors (0.1, pinned pages; read it only
-	 * when size covers it): pages a pass would have dropped (zero, or
-	 * written to swap) but left in place because the kernel held them
-	 * pinned (UFFDIO_MOVE refused them) or wrote them through a pin after
-	 * they were checked. Cumulative. */
+	/* Since 0.1 (appended after swap_fill_errors before 0.1.0 was
+	 * released, so part of OVC_ENGINE_STATS_SIZE_VER0): pages a pass would
+	 * have dropped (zero, or written to swap) but left in place because
+	 * the kernel held them pinned (UFFDIO_MOVE refused them) or wrote them
+	 * through a pin after they were checked. Cumulative. */
 	uint64_t pinned_pages_kept;
+	/* Fields appended later go here, each with "since X.Y". */
 };
+
+/* Size of struct ovc_engine_stats in 0.1, its first published layout. */
+#define OVC_ENGINE_STATS_SIZE_VER0 \
+	(offsetof(struct ovc_engine_stats, pinned_pages_kept) + sizeof(uint64_t))
 
 /*
  * ovc_engine_stats - read the engine's counters
- * @st: st->size must be set; fields beyond it are not written
+ * @st: the caller sets st->size and st->flags (0) and zeroes the rest; the
+ *      size rule above. Fields past st->size are not written.
  *
- * Returns 0 or -EINVAL (NULL, or size smaller than the first version).
+ * Returns 0, or -EINVAL (NULL engine or @st, st->size below
+ * OVC_ENGINE_STATS_SIZE_VER0, st->flags not 0), -E2BIG (st->size larger
+ * than this library's struct with a non-zero byte past it, or above 4096).
  */
 OVC_EXPORT int ovc_engine_stats(ovc_engine *e, struct ovc_engine_stats *st);
 

@@ -2,7 +2,7 @@
 /*
  * libFuzzer harness: who gets which guest name within a driver
  * (balloon_names_assign, balloon-driver/names.c) and when an engine joins a
- * balloon guest (ovc_balloon_may_join). Peers arrive one by one, as sockets
+ * balloon guest (ovcd_balloon_may_join). Peers arrive one by one, as sockets
  * appear: each has a socket stem and a claim (what QMP query-name says),
  * taken from the input as short strings separated by 0xff bytes; the
  * admitted ones hold their names. Checked after every arrival: no two
@@ -70,13 +70,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	if (size >= 8) {
-		struct ovc_balloon_guest a = { .pid = (int32_t)(data[0] | data[1] << 8 | data[2] << 16 | (uint32_t)data[3] << 24) };
-		struct ovc_balloon_guest e = { .pid = (int32_t)(data[4] | data[5] << 8 | data[6] << 16 | (uint32_t)data[7] << 24) };
+		struct ovcd_balloon_guest a = { .pid = (int32_t)(data[0] | data[1] << 8 | data[2] << 16 | (uint32_t)data[3] << 24) };
+		struct ovcd_balloon_guest e = { .pid = (int32_t)(data[4] | data[5] << 8 | data[6] << 16 | (uint32_t)data[7] << 24) };
 
 		memcpy(a.name, "web1", 5);
 		memcpy(e.name, size > 8 && (data[8] & 1) ? "web2" : "web1", 5);
-		assert(ovc_balloon_may_join(&a, &e) == ovc_balloon_may_join(&e, &a));
-		if (ovc_balloon_may_join(&a, &e))
+		assert(ovcd_balloon_may_join(&a, &e) == ovcd_balloon_may_join(&e, &a));
+		if (ovcd_balloon_may_join(&a, &e))
 			assert(a.pid > 0 && a.pid == e.pid && strcmp(a.name, e.name) == 0);
 	}
 	return 0;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libFuzzer harness: libvirt balloon stats normalisation
- * (ovc_balloon_stats_from_libvirt) on arbitrary field sets. Input: records
+ * (ovcd_balloon_stats_from_libvirt) on arbitrary field sets. Input: records
  * of 9 bytes, a field selector (one of the libvirt 9.0 names, or an unknown
  * one) and a little-endian u64 value; then the clock from the last 8 bytes.
  * Guest-reported stats are untrusted: the output must never claim more
@@ -26,8 +26,8 @@ static const char *const names[] = {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ovc_balloon_kv kv[64];
-	struct ovc_guest_stats st;
+	struct ovcd_balloon_kv kv[64];
+	struct ovcd_guest_stats st;
 	uint64_t now = 1795705210;
 	size_t n = 0;
 
@@ -36,19 +36,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= 8;
 	}
 	for (size_t off = 0; off + 9 <= size && n < 64; off += 9)
-		kv[n++] = (struct ovc_balloon_kv){ names[data[off] % 16], fuzz_le64(data + off + 1) };
+		kv[n++] = (struct ovcd_balloon_kv){ names[data[off] % 16], fuzz_le64(data + off + 1) };
 
-	if (ovc_balloon_stats_from_libvirt(kv, n, now, 30, &st) < 0) {
-		assert(!ovc_known(st.max_bytes) && !ovc_known(st.total_bytes));
+	if (ovcd_balloon_stats_from_libvirt(kv, n, now, 30, &st) < 0) {
+		assert(!ovcd_known(st.max_bytes) && !ovcd_known(st.total_bytes));
 		return 0;
 	}
-	assert(ovc_known(st.max_bytes) && ovc_known(st.actual_bytes));
-	assert(!ovc_known(st.total_bytes) || st.total_bytes <= st.max_bytes);
-	assert(!ovc_known(st.free_bytes) || st.free_bytes <= st.max_bytes);
-	assert(!ovc_known(st.available_bytes) || st.available_bytes <= st.max_bytes);
-	assert(!ovc_known(st.free_bytes) || !ovc_known(st.total_bytes) || st.free_bytes <= st.total_bytes);
+	assert(ovcd_known(st.max_bytes) && ovcd_known(st.actual_bytes));
+	assert(!ovcd_known(st.total_bytes) || st.total_bytes <= st.max_bytes);
+	assert(!ovcd_known(st.free_bytes) || st.free_bytes <= st.max_bytes);
+	assert(!ovcd_known(st.available_bytes) || st.available_bytes <= st.max_bytes);
+	assert(!ovcd_known(st.free_bytes) || !ovcd_known(st.total_bytes) || st.free_bytes <= st.total_bytes);
 	if (st.stale)
-		assert(!ovc_known(st.available_bytes) && !ovc_known(st.swap_out_bytes) &&
-		       !ovc_known(st.major_faults));
+		assert(!ovcd_known(st.available_bytes) && !ovcd_known(st.swap_out_bytes) &&
+		       !ovcd_known(st.major_faults));
 	return 0;
 }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer harness for the ovcd.conf parser (lib/config.c). Properties
+ * libFuzzer harness for the ovcd.conf parser (lib/host/config.c). Properties
  * checked beyond "no crash, no leak, no UB under ASan/UBSan":
  *  - a refused file gets -EINVAL/-EFBIG and error text, every line of
  *    which starts with the file's name;
- *  - an accepted file prints (ovc_config_print) to a text that parses
+ *  - an accepted file prints (ovcd_config_print) to a text that parses
  *    again and prints identically (the printer and parser agree);
  *  - guest settings resolve for any name without crashing.
  */
@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "host/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char *print(const struct ovc_config *c)
+static char *print(const struct ovcd_config *c)
 {
 	char *buf = NULL;
 	size_t n = 0;
@@ -25,7 +25,7 @@ static char *print(const struct ovc_config *c)
 
 	if (!f)
 		abort();
-	if (ovc_config_print(c, f) != 0)
+	if (ovcd_config_print(c, f) != 0)
 		abort();
 	fclose(f);
 	return buf;
@@ -33,9 +33,9 @@ static char *print(const struct ovc_config *c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ovc_config *c = NULL, *c2 = NULL;
+	struct ovcd_config *c = NULL, *c2 = NULL;
 	char *errors = NULL;
-	int r = ovc_config_parse("fuzz.conf", (const char *)data, size, &c, &errors);
+	int r = ovcd_config_parse("fuzz.conf", (const char *)data, size, &c, &errors);
 
 	if (r < 0) {
 		if (r != -EINVAL && r != -EFBIG && r != -ENOMEM)
@@ -54,12 +54,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (errors)
 		abort();
 
-	struct ovc_guest_settings s;
-	ovc_config_guest_settings(c, "web-1", &s);
-	ovc_config_guest_settings(c, "", &s);
+	struct ovcd_guest_settings s;
+	ovcd_config_guest_settings(c, "web-1", &s);
+	ovcd_config_guest_settings(c, "", &s);
 
 	char *out1 = print(c);
-	r = ovc_config_parse("fuzz.conf", out1, strlen(out1), &c2, &errors);
+	r = ovcd_config_parse("fuzz.conf", out1, strlen(out1), &c2, &errors);
 	if (r != 0) {
 		fprintf(stderr, "printout does not parse:\n%s\n%s", out1, errors ? errors : "");
 		abort();
@@ -71,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(out1);
 	free(out2);
-	ovc_config_free(c);
-	ovc_config_free(c2);
+	ovcd_config_free(c);
+	ovcd_config_free(c2);
 	return 0;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libFuzzer harness: the balloon capability scan of a libvirt domain's XML
- * (ovc_balloon_caps_from_xml, balloon-driver/domain-xml.c). Parts of that
+ * (ovcd_balloon_caps_from_xml, balloon-driver/domain-xml.c). Parts of that
  * XML are whatever whoever defined the domain wrote. The input is the XML
  * (NUL-terminated here, as libvirt hands it out). Checked: no read outside
  * the string (ASan), only the four capability bits, no capability without
@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(xml, data, size);
 	xml[size] = '\0';
-	caps = ovc_balloon_caps_from_xml(xml);
+	caps = ovcd_balloon_caps_from_xml(xml);
 	assert((caps & ~ALL_CAPS) == 0);
 	assert(caps == 0 || (caps & OVC_BALLOON_CAP_DEVICE));
 
@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (with_decoy) {
 		strcpy(with_decoy, decoy);
 		strcat(with_decoy, xml);
-		caps2 = ovc_balloon_caps_from_xml(with_decoy);
+		caps2 = ovcd_balloon_caps_from_xml(with_decoy);
 		if (caps != 0)
 			assert(caps2 == caps);
 		free(with_decoy);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer harness: the engine control protocol (lib/endpoint-proto.c) on
+ * libFuzzer harness: the engine control protocol (lib/common/endpoint-proto.c) on
  * bytes any local client (requests) or a rogue socket in the engine
  * directory (replies) could send. The bytes go through the bounded line
  * splitter in chunks (the first byte picks the chunk size) exactly as the
@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "endpoint-proto.h"
+#include "common/endpoint-proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

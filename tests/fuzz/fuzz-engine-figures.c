@@ -3,7 +3,7 @@
  * libFuzzer harness: an engine's stats reply as guest figures
  * (balloon-driver/engine-figures.c). What a VMM sends is untrusted. The
  * first byte picks the input: a reply line parsed as the driver parses it
- * (lib/endpoint-proto.c), or raw figures and a raw "have" mask, so that
+ * (lib/common/endpoint-proto.c), or raw figures and a raw "have" mask, so that
  * every combination of claims is reached; the last 8 bytes are the VMM's
  * address space. Checked: the maximum is at most 64 TiB, the address space
  * and the registered RAM the engine reported; actual is the maximum; zero
@@ -17,14 +17,14 @@
 
 #include "engine-figures.h"
 #include "fuzz-util.h"
-#include "util.h"
+#include "common/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct ep_reply rp;
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 	uint64_t vm = OVC_UNKNOWN, max;
 
 	if (size < 1 + 8)
@@ -68,21 +68,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	max = st.max_bytes;
 	assert(max == engine_max_bytes(&rp, vm));
 	assert(max <= OVC_GUEST_BYTES_MAX && max <= rp.st.max_bytes);
-	assert(!ovc_known(vm) || max <= vm);
+	assert(!ovcd_known(vm) || max <= vm);
 	assert(!(rp.have & EP_HAVE_REGION) || max <= rp.st.region_bytes);
 	assert(st.actual_bytes == max);
 	assert(st.engine_zero_bytes <= max && st.engine_swap_bytes <= max - st.engine_zero_bytes);
 	assert(st.engine_target_bytes <= max);
-	assert(!ovc_known(st.available_bytes) && !ovc_known(st.total_bytes) && !ovc_known(st.free_bytes));
+	assert(!ovcd_known(st.available_bytes) && !ovcd_known(st.total_bytes) && !ovcd_known(st.free_bytes));
 	if (!(rp.have & EP_HAVE_SWAPPED_IN))
-		assert(!ovc_known(st.engine_swap_in_bytes));
+		assert(!ovcd_known(st.engine_swap_in_bytes));
 	if (!(rp.have & EP_HAVE_SWAPPED_OUT))
-		assert(!ovc_known(st.engine_swap.out_bytes));
+		assert(!ovcd_known(st.engine_swap.out_bytes));
 	if (!(rp.have & EP_HAVE_SWAP_CACHE))
-		assert(!ovc_known(st.engine_swap.cache_bytes));
-	assert(!ovc_known(st.engine_swap.cache_bytes) || st.engine_swap.cache_bytes <= max);
-	assert(ovc_known(st.engine_swap.fault_p50_usec) == ovc_known(st.engine_swap.fault_p99_usec));
-	assert(!ovc_known(st.engine_swap.fault_p50_usec) ||
+		assert(!ovcd_known(st.engine_swap.cache_bytes));
+	assert(!ovcd_known(st.engine_swap.cache_bytes) || st.engine_swap.cache_bytes <= max);
+	assert(ovcd_known(st.engine_swap.fault_p50_usec) == ovcd_known(st.engine_swap.fault_p99_usec));
+	assert(!ovcd_known(st.engine_swap.fault_p50_usec) ||
 	       st.engine_swap.fault_p50_usec <= st.engine_swap.fault_p99_usec);
 	return 0;
 }

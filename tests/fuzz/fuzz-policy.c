@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer harness: properties of the policy (lib/policy.c) whatever the
+ * libFuzzer harness: properties of the policy (lib/host/policy.c) whatever the
  * figures. The input drives a config (keys of the policy with values from
  * the whole range the parser accepts), the host's state, and up to eight
  * guests with arbitrary statistics, targets, times and carried state (a
@@ -13,7 +13,7 @@
  *  - no target lowered below the guest's floor (the configured one, and
  *    the floor the decision reports), nor lowered by more than a step;
  *  - nothing lowered on stale or missing statistics, nor under pressure;
- *  - ovc_policy_guest_check() never lowers a target: it returns 1 with a
+ *  - ovcd_policy_guest_check() never lowers a target: it returns 1 with a
  *    higher target (at most the maximum) or 0 with the target unchanged;
  *  - an engine's raised reclaim target stays within the guest's maximum;
  *  - every reason is a terminated string.
@@ -24,9 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "guest.h"
-#include "policy.h"
+#include "host/config.h"
+#include "host/guest.h"
+#include "host/policy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -89,7 +89,7 @@ static const char *const keys[] = {
 /* One key, in its own section: a config of sections that each appear
  * once is made by parsing them one at a time into one text only when the
  * section is new; a repeated section keeps the defaults (still valid). */
-static struct ovc_config *make_config(struct in *in)
+static struct ovcd_config *make_config(struct in *in)
 {
 	char text[2048] = "", line[128];
 	unsigned used = 0, n = (unsigned)take(in, 1) % 6;
@@ -108,9 +108,9 @@ static struct ovc_config *make_config(struct in *in)
 		snprintf(line, sizeof(line), keys[k], (unsigned)take(in, 2) % 20000);
 		strncat(text, line, sizeof(text) - strlen(text) - 1);
 	}
-	struct ovc_config *c = NULL;
-	if (ovc_config_parse("fuzz", text, strlen(text), &c, NULL) < 0 &&
-	    ovc_config_new_default(&c) < 0)
+	struct ovcd_config *c = NULL;
+	if (ovcd_config_parse("fuzz", text, strlen(text), &c, NULL) < 0 &&
+	    ovcd_config_new_default(&c) < 0)
 		abort();
 	return c;
 }
@@ -122,23 +122,23 @@ static void check_reason(const char *r)
 }
 
 /* The properties of one decision against its guest. */
-static void check(const struct ovc_config *c, const struct ovc_policy_guest *g,
-		  const struct ovc_policy_decision *d)
+static void check(const struct ovcd_config *c, const struct ovcd_policy_guest *g,
+		  const struct ovcd_policy_decision *d)
 {
-	const struct ovc_guest_stats *st = &g->stats;
+	const struct ovcd_guest_stats *st = &g->stats;
 	uint64_t max = st->max_bytes;
 
 	check_reason(d->reason);
 	/* No maximum, or one no VM can have: the guest is left alone. */
-	if (!ovc_known(max) || max == 0 || max > OVC_GUEST_BYTES_MAX) {
+	if (!ovcd_known(max) || max == 0 || max > OVC_GUEST_BYTES_MAX) {
 		if (d->action != OVC_ACTION_NONE || d->reclaim_action != OVC_ACTION_NONE)
 			abort();
 		return;
 	}
-	uint64_t old = g->target_bytes && ovc_known(g->target_bytes) && g->target_bytes < max ? g->target_bytes
+	uint64_t old = g->target_bytes && ovcd_known(g->target_bytes) && g->target_bytes < max ? g->target_bytes
 											       : max;
-	uint64_t floor = ovc_conf_size_bytes(&g->settings.floor, max);
-	uint64_t step = ovc_conf_size_bytes(&g->settings.step, max);
+	uint64_t floor = ovcd_conf_size_bytes(&g->settings.floor, max);
+	uint64_t step = ovcd_conf_size_bytes(&g->settings.step, max);
 	floor = floor < max ? floor : max;
 	if (g->kind != OVC_DRIVER_ENGINE) {
 		if (d->target_bytes > max)
@@ -151,7 +151,7 @@ static void check(const struct ovc_config *c, const struct ovc_policy_guest *g,
 				abort();
 			if (old - d->target_bytes > (step > MIB ? step : MIB))
 				abort();
-			if (st->stale || !ovc_known(st->available_bytes) || d->guest_pressure)
+			if (st->stale || !ovcd_known(st->available_bytes) || d->guest_pressure)
 				abort();
 			if (g->settings.never_balloon || !c->balloon.enable)
 				abort();
@@ -161,11 +161,11 @@ static void check(const struct ovc_config *c, const struct ovc_policy_guest *g,
 		abort();
 }
 
-static void fill_guest(struct in *in, const struct ovc_config *c, struct ovc_policy_guest *g,
+static void fill_guest(struct in *in, const struct ovcd_config *c, struct ovcd_policy_guest *g,
 		       unsigned i, uint64_t now)
 {
 	static const char *const names[] = { "g1", "g2", "g3", "g4", "web", "db", "x", "g5" };
-	struct ovc_guest_stats *st = &g->stats;
+	struct ovcd_guest_stats *st = &g->stats;
 
 	memset(g, 0, sizeof(*g));
 	g->name = names[i % 8];
@@ -173,7 +173,7 @@ static void fill_guest(struct in *in, const struct ovc_config *c, struct ovc_pol
 	g->kind = flags % 3 == 0 ? OVC_DRIVER_QMP : flags % 3 == 1 ? OVC_DRIVER_LIBVIRT : OVC_DRIVER_ENGINE;
 	g->engine = flags & 4;
 	g->free_page_reporting = flags & 8;
-	ovc_guest_stats_reset(st);
+	ovcd_guest_stats_reset(st);
 	st->collected_usec = flags & 16 ? sub(now, take(in, 2) * 1000) : take(in, 8);
 	st->guest_update_sec = take(in, 1) ? now / 1000000 : take(in, 8);
 	st->max_bytes = size_of(in);
@@ -193,7 +193,7 @@ static void fill_guest(struct in *in, const struct ovc_config *c, struct ovc_pol
 	st->engine_swap_in_bytes = size_of(in);
 	st->engine_region_bytes = size_of(in);
 	/* What the drivers do with what the guest sent. */
-	ovc_guest_stats_sanitize(st, now / 1000000, 10);
+	ovcd_guest_stats_sanitize(st, now / 1000000, 10);
 	g->prev = *st;
 	g->prev.collected_usec = take(in, 1) ? sub(st->collected_usec, 1000000) : take(in, 8);
 	g->prev.major_faults = take(in, 2);
@@ -208,20 +208,20 @@ static void fill_guest(struct in *in, const struct ovc_config *c, struct ovc_pol
 		for (size_t k = 0; k < sizeof(g->state); k++)
 			s[k] = (uint8_t)take(in, 1);
 	}
-	ovc_config_guest_settings(c, g->name, &g->settings);
+	ovcd_config_guest_settings(c, g->name, &g->settings);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct in in = { data, size };
-	struct ovc_config *c = make_config(&in);
-	struct ovc_policy_guest g[MAX_GUESTS];
-	struct ovc_policy_decision d[MAX_GUESTS], dc;
-	struct ovc_policy_ksm_state ks = { 0 };
-	struct ovc_policy_out out;
+	struct ovcd_config *c = make_config(&in);
+	struct ovcd_policy_guest g[MAX_GUESTS];
+	struct ovcd_policy_decision d[MAX_GUESTS], dc;
+	struct ovcd_policy_ksm_state ks = { 0 };
+	struct ovcd_policy_out out;
 	uint64_t now = 1000000000000 + take(&in, 4) * 1000;
 	size_t n = take(&in, 1) % (MAX_GUESTS + 1);
-	struct ovc_policy_host h = {
+	struct ovcd_policy_host h = {
 		.now_usec = now,
 		.mem = { .total_bytes = size_of(&in), .available_bytes = size_of(&in) },
 		.psi_valid = take(&in, 1) & 1,
@@ -231,7 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h.psi.some.avg10_basis_points = (uint32_t)take(&in, 2);
 	h.psi.full.avg10_basis_points = (uint32_t)take(&in, 2);
 	/* KSM counters of a real host (at most 2^40 pages): absurd ones are
-	 * lib/ksm.c's to refuse, not the policy's. */
+	 * lib/host/ksm.c's to refuse, not the policy's. */
 	h.ksm.pages_sharing = take(&in, 5);
 	h.ksm.pages_shared = take(&in, 5);
 	h.ksm.full_scans = take(&in, 2);
@@ -240,7 +240,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (size_t i = 0; i < n; i++)
 		fill_guest(&in, c, &g[i], (unsigned)i, now);
-	if (ovc_policy_tick(c, &h, &ks, g, n, d, &out) != 0)
+	if (ovcd_policy_tick(c, &h, &ks, g, n, d, &out) != 0)
 		abort();
 	check_reason(out.reason);
 	check_reason(out.ksm_reason);
@@ -252,19 +252,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h.now_usec = now + 1000000;
 	for (size_t i = 0; i < n; i++) {
 		g[i].state = d[i].state;
-		if (d[i].target_bytes && ovc_known(g[i].stats.max_bytes))
+		if (d[i].target_bytes && ovcd_known(g[i].stats.max_bytes))
 			g[i].target_bytes = d[i].target_bytes;
 		g[i].prev = g[i].stats;
 		g[i].stats.collected_usec = add(g[i].stats.collected_usec, 1000000);
-		if (ovc_known(g[i].stats.available_bytes))
+		if (ovcd_known(g[i].stats.available_bytes))
 			g[i].stats.available_bytes = size_of(&in);
-		int r = ovc_policy_guest_check(c, &h, &g[i], &dc);
+		int r = ovcd_policy_guest_check(c, &h, &g[i], &dc);
 		uint64_t max = g[i].stats.max_bytes;
 		check_reason(dc.reason);
 		if (r != 0 && r != 1)
 			abort();
-		if (ovc_known(max) && max && max <= OVC_GUEST_BYTES_MAX && g[i].kind != OVC_DRIVER_ENGINE) {
-			uint64_t old = g[i].target_bytes && ovc_known(g[i].target_bytes) && g[i].target_bytes < max
+		if (ovcd_known(max) && max && max <= OVC_GUEST_BYTES_MAX && g[i].kind != OVC_DRIVER_ENGINE) {
+			uint64_t old = g[i].target_bytes && ovcd_known(g[i].target_bytes) && g[i].target_bytes < max
 					       ? g[i].target_bytes : max;
 			if (r == 1 && (dc.target_bytes <= old || dc.target_bytes > max))
 				abort();
@@ -275,10 +275,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	h.now_usec = now + 5000000;
 	ks = out.ksm_state;
-	if (ovc_policy_tick(c, &h, &ks, g, n, d, &out) != 0)
+	if (ovcd_policy_tick(c, &h, &ks, g, n, d, &out) != 0)
 		abort();
 	for (size_t i = 0; i < n; i++)
 		check(c, &g[i], &d[i]);
-	ovc_config_free(c);
+	ovcd_config_free(c);
 	return 0;
 }

@@ -17,15 +17,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_stats(struct json_object *v)
 {
-	struct ovc_guest_stats st;
+	struct ovcd_guest_stats st;
 
 	if (balloon_stats_from_qmp_obj(v, 1 << 30, 1 << 30, 1795705016, 30, &st) < 0)
 		return;
 	/* Whatever the guest said: nothing above what it was given. */
-	assert(!ovc_known(st.total_bytes) || st.total_bytes <= st.max_bytes);
-	assert(!ovc_known(st.free_bytes) || st.free_bytes <= st.max_bytes);
-	assert(!ovc_known(st.available_bytes) || st.available_bytes <= st.max_bytes);
-	assert(!st.stale || !ovc_known(st.minor_faults));
+	assert(!ovcd_known(st.total_bytes) || st.total_bytes <= st.max_bytes);
+	assert(!ovcd_known(st.free_bytes) || st.free_bytes <= st.max_bytes);
+	assert(!ovcd_known(st.available_bytes) || st.available_bytes <= st.max_bytes);
+	assert(!st.stale || !ovcd_known(st.minor_faults));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
