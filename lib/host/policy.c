@@ -182,6 +182,15 @@ static uint64_t burst_now(const struct ovcd_config *cfg, const struct ovcd_polic
 	return decay(s->burst_bytes, sat_sub(now, s->burst_usec), cfg->balloon.headroom_decay_usec);
 }
 
+/* How far ahead distress is projected, in whole seconds: relief comes
+ * about a stats period after an update (the deflate has to reach a guest
+ * that frees the balloon's pages while it allocates), and the next update
+ * may show a fall only a period later. */
+static uint64_t relief_secs(const struct ovcd_config *cfg)
+{
+	return 2 * MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+}
+
 /* The fastest growth learned, as it has decayed by @now. */
 static uint64_t peak_rate_now(const struct ovcd_config *cfg, const struct ovcd_policy_guest_state *s,
 			      uint64_t now)
@@ -303,7 +312,7 @@ static void learn(const struct ovcd_config *cfg, const struct ovcd_policy_host *
 			 * A guest that frees memory by itself while merely
 			 * ballooned tightly is not in distress. */
 			uint64_t emerg = ovcd_conf_size_bytes(&cfg->balloon.emergency_available, actual);
-			uint64_t period_s = 2 * MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+			uint64_t period_s = relief_secs(cfg);
 			uint64_t fell = s->rate_bytes > UINT64_MAX / period_s ? UINT64_MAX : s->rate_bytes * period_s;
 			bool distressed = s->seen_avail_bytes < emerg ||
 					  (s->rate_bytes && sat_sub(s->seen_avail_bytes, fell) < emerg);
@@ -526,12 +535,8 @@ static void distress(const struct ovcd_config *cfg, const struct events *e, stru
 	if (!v->fresh || !e->new_sample)
 		return;
 	uint64_t emergency_avail = ovcd_conf_size_bytes(&cfg->balloon.emergency_available, v->actual);
-	/* Relief comes about a stats period after this update (the deflate
-	 * has to reach the guest, which frees the balloon's pages while it
-	 * allocates), and the next update may show the fall only a period
-	 * later: a guest that would run out within two periods is in
-	 * distress now. */
-	uint64_t period_s = 2 * MAX(cfg->balloon.stats_period_usec / USEC_PER_SEC, 1);
+	/* A guest that would run out before relief can come is in distress now. */
+	uint64_t period_s = relief_secs(cfg);
 	uint64_t fall = e->rate > UINT64_MAX / period_s ? UINT64_MAX : e->rate * period_s;
 
 	if (e->oom) {
