@@ -162,9 +162,10 @@ void uffd_slots_filled(ovc_engine *e, const void *addr, uint32_t n, uint8_t *fil
 			return;
 		}
 	/* mincore() sees present pages, not a page the kernel swapped out
-	 * meanwhile. If even it fails, "filled" everywhere: a page taken for
-	 * staged stays in staging (moved out: its content is checked there;
-	 * moved back: staging keeps it and reclaim stops), never lost. */
+	 * meanwhile. If even it fails, "filled" everywhere: a page is then
+	 * taken to be in staging (moved out: what staging holds is checked
+	 * there; moved back: staging keeps it and reclaim stops), never to
+	 * be gone. */
 	log_err(&e->log, "cannot read /proc/self/pagemap after a failed UFFDIO_MOVE: %s",
 		ovc_strerror(negative_errno()));
 	if (mincore((void *)addr, (size_t)n << PAGE_SHIFT, filled) < 0)
