@@ -80,19 +80,48 @@ void staging_fini(ovc_engine *e)
 
 /* --- UFFDIO_MOVE out ----------------------------------------------------- */
 
-/* UFFDIO_MOVE guest pages [p, end) of @r to @stage (page p at stage[0]),
- * marking moved[] (by page from p) for what went. A page the kernel
- * refuses with EBUSY — pinned (an O_DIRECT or io_uring read into it,
- * process_vm_writev, vhost) or shared (KSM, fork) — stays in the guest,
- * untouched and counted, and the rest goes on. EAGAIN (a discard event
- * unread) is retried once read when @wait, else returned; any other
- * error is returned (the pages from there stay). Holes (discarded by the
- * VMM since it was looked at) are passed over and read as zeros in
- * staging. DONTWAKE: the pages are in transit, their waiters the
- * caller's. */
+/* After a MOVE of guest pages [at, end) into @stage (slot at - p on) that
+ * failed: the pages it moved without counting them, found where they are
+ * (uffd.c, uffd_slots_filled). The staging slots were empty before the
+ * call, so a slot that holds a page now holds this call's: moved, whatever
+ * the guest slot shows (see there). Marks them in moved[] and counts them;
+ * returns how many pages past @at the call got (through the last one
+ * found; 0: none). Pages before that which it left are holes it passed
+ * over or pages it did not take: not moved, they stay as they are. */
+static uint32_t moved_unreported(ovc_engine *e, uint32_t p, uint32_t at, uint32_t end, const uint8_t *stage,
+				 uint8_t *moved)
+{
+	uint8_t filled[BATCH_PAGES];
+	uint32_t past = 0, found = 0;
+
+	uffd_slots_filled(e, stage + ((uint64_t)(at - p) << PAGE_SHIFT), end - at, filled);
+	for (uint32_t i = 0; i < end - at; i++)
+		if (filled[i]) {
+			moved[at - p + i] = 1;
+			past = i + 1;
+			found++;
+		}
+	if (found)
+		atomic_fetch_add(&e->c.moves_unreported, found);
+	return past;
+}
+
+/* UFFDIO_MOVE guest pages [p, end) of @r to @stage (page p at stage[0];
+ * its slots empty: mapped fresh since last used), marking moved[] (by page
+ * from p) for what went. A page the kernel refuses with EBUSY — pinned (an
+ * O_DIRECT or io_uring read into it, process_vm_writev, vhost) or shared
+ * (KSM, fork) — stays in the guest, untouched and counted, and the rest
+ * goes on. EAGAIN (a discard event unread) is retried once read when
+ * @wait, else returned; any other error is returned (the pages from there
+ * stay). A failed call may have moved more than it says: staging is
+ * looked at (moved_unreported) before its error is believed. Holes
+ * (discarded by the VMM since it was looked at) are passed over and read
+ * as zeros in staging. DONTWAKE: the pages are in transit, their waiters
+ * the caller's. */
 int move_to_stage(ovc_engine *e, struct region *r, uint32_t p, uint32_t end, uint8_t *stage,
 			 uint8_t *moved, bool wait)
 {
+	assert(end - p <= BATCH_PAGES);
 	for (uint32_t at = p; at < end;) {
 		struct uffdio_move m = {
 			.dst = (uint64_t)(uintptr_t)(stage + ((uint64_t)(at - p) << PAGE_SHIFT)),
@@ -101,19 +130,28 @@ int move_to_stage(ovc_engine *e, struct region *r, uint32_t p, uint32_t end, uin
 			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE,
 		};
 		int ret = SYS(e->sys, ioctl, e->uffd, UFFDIO_MOVE, &m);
+		int err = errno;
 		uint32_t done = ret == 0 ? end - at : m.move > 0 ? (uint32_t)(m.move >> PAGE_SHIFT) : 0;
 		done = MIN(done, end - at);
 		memset(moved + (at - p), 1, done);
 		at += done;
-		if (ret == 0)
+		if (ret == 0 || at == end)
 			continue;
-		if (errno == EBUSY) {
+		uint32_t more = moved_unreported(e, p, at, end, stage, moved);
+		if (more) {
+			/* Go on after them; the error was about a page
+			 * already moved, or one further on that a new call
+			 * meets again. */
+			at += more;
+			continue;
+		}
+		if (err == EBUSY) {
 			atomic_fetch_add(&e->c.pinned_pages_kept, 1);
 			at++;
-		} else if (errno == EAGAIN && !done && wait) {
+		} else if (err == EAGAIN && !done && wait) {
 			uffd_await_event(e, 0);
 		} else if (!done) {
-			return negative_errno();
+			return -err;
 		}
 	}
 	return 0;

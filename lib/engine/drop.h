@@ -22,11 +22,13 @@ int staging_reset(ovc_engine *e);
  * the number of leading runs dropped; the rest are as they were. Pass
  * thread, with the engine's threads (the drop raises UFFD_EVENT_REMOVE). */
 uint32_t drop_runs(ovc_engine *e, struct region *r, const struct page_run *runs, uint32_t n);
-/* UFFDIO_MOVE guest pages [p, end) of @r to @stage, setting moved[] (from
- * p) for the pages that went; a page refused with EBUSY (pinned, shared)
- * stays and counts in pinned_pages_kept, the rest go on. EAGAIN is waited
- * out when @wait (never under r->lock), else returned, as is any other
- * error. Pass thread. */
+/* UFFDIO_MOVE guest pages [p, end) of @r to @stage (empty: mapped fresh
+ * since its last use), setting moved[] (from p) for the pages that went;
+ * after a failed move, a staging slot that holds a page counts as moved,
+ * whatever the ioctl reported (uffd.c, uffd_slots_filled). A page refused
+ * with EBUSY (pinned, shared) stays and counts in pinned_pages_kept, the
+ * rest go on. EAGAIN is waited out when @wait (never under r->lock), else
+ * returned, as is any other error. Pass thread. */
 int move_to_stage(ovc_engine *e, struct region *r, uint32_t p, uint32_t end, uint8_t *stage,
 		  uint8_t *moved, bool wait);
 /* The write-protect paths' drop where the kernel has UFFDIO_MOVE: move the

@@ -181,6 +181,7 @@ ovc_engine *ovc_engine_free(ovc_engine *e)
 		munmap(e->pass.scan_buf, (size_t)BATCH_PAGES * PAGE_SIZE);
 	closep(&e->uffd);
 	closep(&e->mem_fd);
+	closep(&e->pagemap_fd);
 	closep(&e->event_fd);
 	closep(&e->poll_fd);
 	closep(&e->timer_fd);
@@ -215,7 +216,7 @@ int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	e->uffd = e->mem_fd = e->event_fd = e->poll_fd = e->timer_fd = e->pidfd = -1;
+	e->uffd = e->mem_fd = e->pagemap_fd = e->event_fd = e->poll_fd = e->timer_fd = e->pidfd = -1;
 	e->sys = sys;
 	e->drain_events = fault_drain;
 	e->flags = o.flags;
@@ -273,6 +274,19 @@ int engine_test_new_with_sys(const struct ovc_engine_opts *opts_in, const struct
 	if (SYS(sys, ioctl, e->uffd, UFFDIO_API, &api) < 0)
 		return negative_errno();
 	e->have_move = e->features & UFFD_FEATURE_MOVE;
+	if (e->have_move) {
+		/* A UFFDIO_MOVE can fail after moving pages it does not
+		 * report; only the page tables tell where they went (uffd.c,
+		 * uffd_slots_filled). Without that, a moved page could end
+		 * RESIDENT over a hole. */
+		e->pagemap_fd = SYS(sys, open, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+		if (e->pagemap_fd < 0) {
+			r = negative_errno();
+			log_err(&e->log, "engine: cannot open /proc/self/pagemap, which UFFDIO_MOVE needs "
+				"here: %s", ovc_strerror(r));
+			return r;
+		}
+	}
 
 	e->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
 	if (e->pidfd < 0)

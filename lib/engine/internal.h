@@ -88,6 +88,7 @@ struct engine_counters {
 	atomic_uint_fast64_t swapin_lat_hist[OVC_LAT_BUCKETS];
 	atomic_uint_fast64_t transit_aborts;   /* candidates that changed under us */
 	atomic_uint_fast64_t pinned_pages_kept; /* not dropped: pinned, or written through a pin */
+	atomic_uint_fast64_t moves_unreported;  /* moved by a UFFDIO_MOVE that reported less (uffd.c) */
 	/* Swapping (swap.c). */
 	atomic_int_fast64_t swapped_pages_now;
 	atomic_uint_fast64_t pages_swapped_out;
@@ -215,6 +216,8 @@ struct ovc_engine {
 	bool have_move;             /* MOVE enabled and not OVC_ENGINE_NO_MOVE */
 	bool sync_wp;               /* swap with sync WP tracking (OVC_ENGINE_SYNC_WP) */
 	int mem_fd;                 /* /proc/self/mem: reads that never fault */
+	int pagemap_fd;             /* /proc/self/pagemap (MOVE engines): where a
+				     * UFFDIO_MOVE that failed left each page (uffd.c) */
 	int event_fd;               /* stop (threads) / reclaim request (NO_THREADS) */
 	int poll_fd;                /* NO_THREADS: epoll over uffd + event_fd */
 	int timer_fd;               /* NO_THREADS: next scan batch due (pass.c arms it) */

@@ -80,3 +80,8 @@ uint64_t engine_test_transit_aborts(const ovc_engine *e)
 {
 	return atomic_load(&e->c.transit_aborts);
 }
+
+uint64_t engine_test_moves_unreported(const ovc_engine *e)
+{
+	return atomic_load(&e->c.moves_unreported);
+}

@@ -57,5 +57,8 @@ struct swapdev *engine_test_swapdev(ovc_engine *e);
 struct swapdev_ring *engine_test_out_ring(ovc_engine *e);
 /* Candidates that changed under the engine (stats do not carry it). */
 uint64_t engine_test_transit_aborts(const ovc_engine *e);
+/* Pages a UFFDIO_MOVE moved though it failed without counting them (in
+ * either direction), found in the page tables (uffd.c). */
+uint64_t engine_test_moves_unreported(const ovc_engine *e);
 
 #endif

@@ -7,14 +7,20 @@
  * else lets the handler run), and the ordering of REMOVE events against
  * installs (read_seq, events_done).
  *
+ * Also where a UFFDIO_MOVE that failed left its pages (uffd_slots_filled:
+ * the kernel may have moved more than it reports).
+ *
  * Calls no other file of the engine: reading the uffd is the handler's
  * (fault.c), reached only through e->drain_events, set once by
  * ovc_engine_new(). Any thread; no lock of its own. Logs only in
- * uffd_move_back() (an error that is retried for ever).
+ * uffd_move_back() (an error that is retried for ever) and
+ * uffd_slots_filled() (pagemap unreadable).
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "engine/compat.h"
@@ -121,12 +127,61 @@ void uffd_zeropage_range(ovc_engine *e, uint64_t start, uint64_t len)
 	}
 }
 
+/* --- where a failed UFFDIO_MOVE left its pages -------------------------- */
+
+/*
+ * A UFFDIO_MOVE that fails may have moved pages it does not report. On
+ * Linux 6.18, with other threads of the process busy, a move into empty
+ * staging returns -1 with EEXIST (its move field not positive, or less
+ * than what went) after it moved some or all of the pages: before the call
+ * the guest pages were present and their staging slots empty, after it the
+ * reverse. The move back (staging to guest) does the same. Its count is
+ * then no evidence; the page tables are. A staging slot is the pass
+ * thread's alone: nothing else moves a page into it or out of it, so a
+ * slot that was empty before the call and holds a page after it was filled
+ * by this call, and a staged page that is gone after a move back went to
+ * the guest. The guest slot is no evidence either way: a hole there may be
+ * the VMM's discard, and a present page there is the guest's own when the
+ * call never reached it.
+ */
+#define PM_PRESENT (UINT64_C(1) << 63)
+#define PM_SWAPPED (UINT64_C(1) << 62) /* or another swap-type entry: migration, a marker */
+
+void uffd_slots_filled(ovc_engine *e, const void *addr, uint32_t n, uint8_t *filled)
+{
+	uint64_t pm[BATCH_PAGES];
+	off_t off = (off_t)((uintptr_t)addr >> PAGE_SHIFT) * (off_t)sizeof(pm[0]);
+	size_t len = (size_t)n * sizeof(pm[0]);
+
+	assert(n <= BATCH_PAGES);
+	/* pread of pagemap fails only by ENOMEM (or an injected fault). */
+	for (unsigned tries = 0; tries < 64; tries++)
+		if (SYS(e->sys, pread, e->pagemap_fd, pm, len, off) == (ssize_t)len) {
+			for (uint32_t i = 0; i < n; i++)
+				filled[i] = (pm[i] & (PM_PRESENT | PM_SWAPPED)) != 0;
+			return;
+		}
+	/* mincore() sees present pages, not a page the kernel swapped out
+	 * meanwhile. If even it fails, "filled" everywhere: a page is then
+	 * taken to be in staging (moved out: what staging holds is checked
+	 * there; moved back: staging keeps it and reclaim stops), never to
+	 * be gone. */
+	log_err(&e->log, "cannot read /proc/self/pagemap after a failed UFFDIO_MOVE: %s",
+		ovc_strerror(negative_errno()));
+	if (mincore((void *)addr, (size_t)n << PAGE_SHIFT, filled) < 0)
+		memset(filled, 1, n);
+	for (uint32_t i = 0; i < n; i++)
+		filled[i] &= 1;
+}
+
 /* UFFDIO_MOVE staging -> guest for pages whose content must come back.
  * This is the one step where giving up would lose data (it sits in
  * staging, the guest has a hole), so it never gives up: a failed MOVE is
  * tried as UFFDIO_COPY (a copy into a new page), and both are retried until
- * one works. Returns 0, or -EEXIST when the guest page is populated (a bug:
- * the page was in transit and nobody may install it; staging keeps it). */
+ * one works. A MOVE that failed but took the staged page (see
+ * uffd_slots_filled) did the work. Returns 0, or -EEXIST when the guest
+ * page is populated while the staged page is still there (a bug: the page
+ * was in transit and nobody may install it; staging keeps it). */
 int uffd_move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
 {
 	for (unsigned tries = 0; len;) {
@@ -134,6 +189,22 @@ int uffd_move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len)
 					 .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
 		int r = uffd_resolve(e, UFFDIO_MOVE, &m);
 		uint64_t done = m.move > 0 ? (uint64_t)m.move : 0;
+		if (r < 0 && !done) {
+			/* Before any fallback: UFFDIO_COPY would read the
+			 * staged slot, and a read of a hole there maps the
+			 * zero page into it. */
+			uint8_t staged, guest;
+			uffd_slots_filled(e, (const void *)(uintptr_t)src, 1, &staged);
+			if (!staged) {
+				/* Gone to the guest by this call, or a hole
+				 * staged (nothing to give back). */
+				uffd_slots_filled(e, (const void *)(uintptr_t)dst, 1, &guest);
+				if (guest)
+					atomic_fetch_add(&e->c.moves_unreported, 1);
+				done = PAGE_SIZE;
+				r = 0;
+			}
+		}
 		if (r < 0 && !done && r != -EEXIST) {
 			struct uffdio_copy c = { .dst = dst, .src = src, .len = PAGE_SIZE };
 			r = uffd_resolve(e, UFFDIO_COPY, &c);

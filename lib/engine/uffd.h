@@ -31,8 +31,16 @@ void uffd_wake(ovc_engine *e, uint64_t start, uint64_t len);
  * (left as they are, woken). Never gives up. */
 void uffd_zeropage_range(ovc_engine *e, uint64_t start, uint64_t len);
 /* UFFDIO_MOVE staging -> guest (or UFFDIO_COPY) until done. 0, or -EEXIST
- * when the guest page is populated (a bug: staging keeps the data). */
+ * when the guest page is populated and the staged page still there (a
+ * bug: staging keeps the data). */
 int uffd_move_back(ovc_engine *e, uint64_t dst, uint64_t src, uint64_t len);
+/* After a failed UFFDIO_MOVE, which of the @n pages from @addr (at most
+ * BATCH_PAGES) hold a page, present or swapped: filled[i] 1 or 0. The
+ * kernel may move pages and still fail without counting them; a staging
+ * slot is the truth (uffd.c). Reads /proc/self/pagemap (engines with
+ * MOVE); when it cannot be read, says "filled" rather than guess empty
+ * (logged). The pass thread, any lock held. */
+void uffd_slots_filled(ovc_engine *e, const void *addr, uint32_t n, uint8_t *filled);
 /* UFFDIO_WRITEPROTECT on (may fail: -errno) or off (resolving, retried). */
 int uffd_writeprotect(ovc_engine *e, uint64_t start, uint64_t len, bool on);
 

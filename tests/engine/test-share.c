@@ -11,6 +11,7 @@
 
 #include "engine-test.h"
 #include "engine/scan.h"
+#include "lying-move.h"
 #include "pin-writer.h"
 
 struct mode {
@@ -408,15 +409,22 @@ static void *touch_main(void *arg)
 	return (void *)(uintptr_t)*(volatile uint8_t *)arg;
 }
 
-static void test_discard_races_move(void **state)
+/* @npages of anonymous guest RAM, every page present and zero, for a test
+ * of the MOVE path; skips where the kernel has no UFFDIO_MOVE. */
+static void move_guest_zeroed(struct guest_ram *g, unsigned npages)
 {
 	need_uffd();
 	if (!kernel_has_move())
 		skip_because("kernel without UFFDIO_MOVE (Linux < 6.8)");
+	guest_ram_alloc(g, (size_t)npages * 4096, BACK_ANON);
+	memset(g->p, 0, g->len);
+}
+
+static void test_discard_races_move(void **state)
+{
 	const unsigned npages = 512;
 	struct guest_ram g;
-	guest_ram_alloc(&g, (size_t)npages * 4096, BACK_ANON);
-	memset(g.p, 0, g.len);
+	move_guest_zeroed(&g, npages);
 	uint8_t *hole = g.p + (size_t)(npages - 1) * 4096, *probe = g.p + (size_t)(npages - 2) * 4096;
 	assert_int_equal(madvise(probe, 2 * 4096, MADV_DONTNEED), 0);
 	struct discard_race d = { .victim = g.p, .probe = (uint64_t)(uintptr_t)probe };
@@ -449,6 +457,58 @@ static void test_discard_races_move(void **state)
 	assert_int_equal(d.victim[0], 0);
 	guest_ram_free(&g);
 }
+
+/* Each UFFDIO_MOVE out (or back) moves and then says it failed, nothing
+ * or half counted (lying-move.h); before each move out some pages of the
+ * range are written, so the move out takes data that must come back. All
+ * of it must: each page as in the shadow, none lost to the zero page (the
+ * out lies without their handling: the written pages read zeros), and
+ * reclaim goes on (the back lies without it: the pass fails with EIO and
+ * reclaim stops). The engine counts every page it was not told of. */
+static void move_lies(enum lie_dir dir, bool half)
+{
+	const unsigned npages = 512;
+	struct guest_ram g;
+	move_guest_zeroed(&g, npages);
+	uint8_t *shadow = calloc(npages, 4096);
+	struct lying_move lm;
+	lying_move_init(&lm, g.p, shadow, g.len, dir, half, true);
+	ovc_engine *e = NULL;
+	struct ovc_engine_opts o = { .size = sizeof(o), .flags = OVC_ENGINE_MOVE | OVC_ENGINE_NO_AUTOSCAN };
+	assert_ovc_ok(engine_test_new_with_sys(&o, &lm.sys, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+
+	/* Every page is a zero candidate; the data pages written before the
+	 * move go back, the rest are shared. */
+	unsigned zero = 0;
+	for (unsigned i = 0; i < npages; i++)
+		zero += !LIE_TOUCHED(i);
+	int64_t n = ovc_engine_scan_sync(e, 0);
+	long lies = atomic_load(&lm.lies), hidden = atomic_load(&lm.hidden);
+	uint64_t found = engine_test_moves_unreported(e);
+	unsigned bad = 0;
+	for (unsigned i = 0; i < npages; i++)
+		bad += memcmp(g.p + (size_t)i * 4096, shadow + (size_t)i * 4096, 4096) != 0;
+	print_message("%ld moves lied about %ld pages; the engine found %llu; %lld reclaimed; %u pages "
+		      "differ from the shadow\n", lies, hidden, (unsigned long long)found, (long long)n, bad);
+	assert_int_equal(bad, 0);
+	assert_int_equal(n, zero);
+	assert_true(lies > 0);
+	assert_int_equal(found, hidden);
+	/* Nothing new; the engine still works (no page left in staging). */
+	assert_int_equal(ovc_engine_scan_sync(e, 0), 0);
+	assert_int_equal(engine_stat_zero_now(e), zero);
+	assert_int_equal(memcmp(g.p, shadow, g.len), 0);
+	ovc_engine_free(e);
+	assert_int_equal(memcmp(g.p, shadow, g.len), 0);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+static void test_move_out_lies_none(void **s) { move_lies(LIE_OUT, false); }
+static void test_move_out_lies_half(void **s) { move_lies(LIE_OUT, true); }
+static void test_move_back_lies_none(void **s) { move_lies(LIE_BACK, false); }
+static void test_move_back_lies_half(void **s) { move_lies(LIE_BACK, true); }
 
 /* The background worker finds zero pages by itself within its budget. */
 static void test_autoscan(void **state)
@@ -587,6 +647,10 @@ int main(void)
 		cmocka_unit_test(test_thp_kept_written),
 		cmocka_unit_test(test_autoscan),
 		cmocka_unit_test(test_discard_races_move),
+		cmocka_unit_test(test_move_out_lies_none),
+		cmocka_unit_test(test_move_out_lies_half),
+		cmocka_unit_test(test_move_back_lies_none),
+		cmocka_unit_test(test_move_back_lies_half),
 		cmocka_unit_test(test_memfd_kept),
 		cmocka_unit_test(test_nomove_kept),
 		cmocka_unit_test(test_pin_odirect_move),

@@ -14,6 +14,7 @@
 
 #include "engine-test.h"
 #include "fault-inject.h"
+#include "lying-move.h"
 #include "pin-writer.h"
 #include "engine/swapdev.h"
 #include "engine/track.h"
@@ -192,14 +193,21 @@ static void test_options(void **s)
 	guest_ram_free(&g);
 }
 
+/* @npages of anonymous guest RAM filled with version @v; returns the
+ * shadow (malloc'd). */
+static uint8_t *guest_filled(struct guest_ram *g, size_t npages, unsigned v)
+{
+	guest_ram_alloc(g, npages * 4096, BACK_ANON);
+	return fill_all(g, npages, v);
+}
+
 /* @npages of guest RAM filled with version @v (shadow in *shadow), in a
  * fresh engine with @swap_bytes of swap, as one region at 0. */
 static ovc_engine *swap_guest_sys(struct guest_ram *g, uint8_t **shadow, size_t npages, uint64_t swap_bytes,
 				  unsigned v, const struct sys_ops *sys, struct io_errs *ie)
 {
 	ovc_engine *e = NULL;
-	guest_ram_alloc(g, npages * 4096, BACK_ANON);
-	*shadow = fill_all(g, npages, v);
+	*shadow = guest_filled(g, npages, v);
 	assert_ovc_ok(new_engine(0, swap_bytes, sys, ie, &e));
 	assert_ovc_ok(ovc_region_add(e, g->p, g->len, 0, 0));
 	return e;
@@ -446,6 +454,55 @@ static void inject(int err, int short_res, bool on_read)
 	free(shadow);
 	guest_ram_free(&g);
 }
+
+/* Swap-out when UFFDIO_MOVE moves and then says it failed, nothing or
+ * half counted (lying-move.h). Out: each move into staging lies; the
+ * engine finds the pages there and writes them out. Back: the first write
+ * fails (injected), and the moves that give its pages back lie. Every page
+ * reads back as in the shadow, and the engine counts every page it was not
+ * told of. */
+static void swap_move_lies(enum lie_dir dir, bool half)
+{
+	need_swap();
+	const size_t npages = 512;
+	struct guest_ram g;
+	uint8_t *shadow = guest_filled(&g, npages, 9);
+	struct lying_move lm;
+	lying_move_init(&lm, g.p, shadow, g.len, dir, half, false);
+	struct fault_inject fi;
+	fault_inject_init(&fi, 0, EIO, 1u << OVC_SYS_URING_CQE);
+	fi.real = &lm.sys;
+	ovc_engine *e = NULL;
+	assert_ovc_ok(new_engine(0, 64 << 20, &fi.sys, NULL, &e));
+	assert_ovc_ok(ovc_region_add(e, g.p, g.len, 0, 0));
+	if (dir == LIE_BACK)
+		fi.fail_at = atomic_load(&fi.calls) + 1; /* the first write */
+	swap_all(e, g.len);
+	struct ovc_engine_stats st = stats(e);
+	long lies = atomic_load(&lm.lies), hidden = atomic_load(&lm.hidden);
+	uint64_t found = engine_test_moves_unreported(e);
+	size_t out = count_state(e, PST_SWAPPED);
+	size_t bad = compare(g.p, shadow, npages);
+	print_message("%s %s: %ld moves lied about %ld pages; the engine found %llu; %zu pages swapped out, "
+		      "%llu write errors; %zu pages differ from the shadow\n", dir == LIE_OUT ? "out" : "back",
+		      half ? "half" : "none", lies, hidden, (unsigned long long)found, out,
+		      (unsigned long long)st.swap_write_errors, bad);
+	assert_int_equal(bad, 0);
+	assert_true(lies > 0);
+	assert_int_equal(found, hidden);
+	assert_int_equal(out, npages); /* all out (the failed write's pages by a later tick) */
+	if (dir == LIE_BACK)
+		assert_int_equal(st.swap_write_errors, SWAPOUT_REQ_PAGES);
+	ovc_engine_free(e);
+	assert_int_equal(compare(g.p, shadow, npages), 0);
+	free(shadow);
+	guest_ram_free(&g);
+}
+
+static void test_move_out_lies_none(void **s) { (void)s; swap_move_lies(LIE_OUT, false); }
+static void test_move_out_lies_half(void **s) { (void)s; swap_move_lies(LIE_OUT, true); }
+static void test_move_back_lies_none(void **s) { (void)s; swap_move_lies(LIE_BACK, false); }
+static void test_move_back_lies_half(void **s) { (void)s; swap_move_lies(LIE_BACK, true); }
 
 /* Oldest first across regions: the region registered first (the lower
  * address) holds the younger pages; a target of one region's worth takes
@@ -1066,8 +1123,7 @@ static void test_fill(void **s)
 	need_swap();
 	const size_t npages = 4096;
 	struct guest_ram g;
-	guest_ram_alloc(&g, npages * 4096, BACK_ANON);
-	uint8_t *shadow = fill_all(&g, npages, 9);
+	uint8_t *shadow = guest_filled(&g, npages, 9);
 	struct fault_inject fi;
 	for (int fail = 0; fail < 2; fail++) {
 		ovc_engine *e = NULL;
@@ -1164,6 +1220,10 @@ int main(void)
 		cmocka_unit_test(test_free_discard_noswap),
 		cmocka_unit_test(test_cold_set),
 		cmocka_unit_test(test_write_eio),
+		cmocka_unit_test(test_move_out_lies_none),
+		cmocka_unit_test(test_move_out_lies_half),
+		cmocka_unit_test(test_move_back_lies_none),
+		cmocka_unit_test(test_move_back_lies_half),
 		cmocka_unit_test(test_write_short),
 		cmocka_unit_test(test_read_eio),
 		cmocka_unit_test(test_read_short),

@@ -51,6 +51,7 @@
 #include "engine-test.h"
 #include "fault-inject.h"
 #include "pin-writer.h"
+#include "engine/swapdev.h"
 #include "common/util.h"
 
 #define PG 4096u
@@ -566,13 +567,15 @@ static void test_writers(void **state)
 	struct ovc_engine_stats st = { .size = sizeof(st) };
 	assert_ovc_ok(ovc_engine_stats(e, &st));
 	reclaimer_stop(&rc);
+	uint64_t unreported = engine_test_moves_unreported(e);
 	ovc_engine_free(e);
 	long bad_after = shadow_compare(rg.g.p, rg.t.shadow, NPAGES, m->name);
 	long lost = rig_report(&rg, m->name, "");
 	print_message("writers %s: %.1f s, %ld passes, %" PRIu64 " zero pages found, %ld reclaimed, "
-		      "%" PRIu64 " swapped out, %" PRIu64 " swapped in, %" PRIu64 " zero faults\n",
+		      "%" PRIu64 " swapped out, %" PRIu64 " swapped in, %" PRIu64 " zero faults, "
+		      "%" PRIu64 " pages moved by a UFFDIO_MOVE that failed\n",
 		      m->name, c->params->seconds, passes, st.zero_pages_found, reclaimed, st.pages_swapped_out,
-		      st.pages_swapped_in, st.zero_faults);
+		      st.pages_swapped_in, st.zero_faults, unreported);
 	long failed = rig_failed(&rg);
 	long ran_all = 1;
 	for (unsigned op = W_CPU; op < W_NOPS; op++) {
@@ -646,7 +649,8 @@ static void test_inject(void **state)
 	mode_need(m);
 	struct rig rg;
 	rig_init(&rg, m, FI_PAGES, ALL_KERNEL_OPS);
-	long count = -1, injected = 0;
+	long count = -1, injected = 0, unreported = 0;
+	bool pin_safe = mode_pin_safe(m->flags, m->backing);
 
 	for (long n = 0; n <= count || count < 0; n++) {
 		struct fault_inject fi;
@@ -659,6 +663,13 @@ static void test_inject(void **state)
 		if (m->flags & OVC_ENGINE_NO_THREADS)
 			loop_start(&l, e, false);
 		rig_start(&rg);
+		/* The swap file's own thread zero-fills it as soon as the
+		 * engine exists. Its writes are not the reclaim's, and whether
+		 * they land in the window below depended on the load: in a
+		 * mode whose reclaim makes no call, one pwrite of it there
+		 * made a count of 1 that the next run never reached. */
+		if (m->swap)
+			swapdev_fill_wait_idle(engine_test_swapdev(e));
 		atomic_store(&fi.calls, 0);
 		atomic_store(&fi.fail_at, n);
 		one_reclaim(e, m, &l);
@@ -671,6 +682,7 @@ static void test_inject(void **state)
 		long bad = shadow_compare(rg.g.p, rg.t.shadow, FI_PAGES, m->name);
 		if (m->flags & OVC_ENGINE_NO_THREADS)
 			loop_stop(&l);
+		unreported += (long)engine_test_moves_unreported(e);
 		ovc_engine_free(e);
 		bad += shadow_compare(rg.g.p, rg.t.shadow, FI_PAGES, m->name);
 		if (bad)
@@ -679,19 +691,24 @@ static void test_inject(void **state)
 			/* The calls of a clean reclaim: each fails in turn.
 			 * Without a primitive refusing pinned pages (and
 			 * without OVC_REGION_UNPINNED) the region keeps its
-			 * pages: a pass may make no call to fail there. */
+			 * pages: a pass makes no call at all there. */
 			count = calls;
-			if (!mode_pin_safe(m->flags, m->backing) && count == 0)
+			if (!pin_safe) {
+				assert_int_equal(count, 0);
 				break;
+			}
 			assert_true(count > 0);
 		}
 	}
 	long lost = rig_report(&rg, m->name, "(fault injection)");
 	rig_fini(&rg);
-	print_message("writers %s: failed each of %ld reclaim calls in turn (%ld injected); %ld pages lost\n",
-		      m->name, count, injected, lost);
+	print_message("writers %s: failed each of %ld reclaim calls in turn (%ld injected); %ld pages lost; "
+		      "%ld pages moved by a UFFDIO_MOVE that failed\n", m->name, count, injected, lost, unreported);
 	assert_int_equal(lost, 0);
-	assert_true(injected > 0 || count == 0);
+	/* Where the reclaim makes calls, its first one is failed at least
+	 * (run 1: the reclaim's own calls come in the same order). */
+	if (pin_safe)
+		assert_true(injected > 0);
 }
 
 /* ---- free with a pass in flight ---------------------------------------- */
